@@ -1,0 +1,191 @@
+import { TokenBucket } from '../limits/token-bucket.ts';
+import type { ViolationRecord } from '../partition/protocol.ts';
+import { callStatSlot, Stat } from '../partition/stats.ts';
+import type { Device, Handler } from '../devices/device.ts';
+import { readU32Arg } from '../devices/device.ts';
+import {
+  HV_ABI_VERSION,
+  HV_DEVICE_RECORD_SIZE,
+  HV_MAX_TRANSFER,
+  HvCall,
+  HvStatus,
+  callName,
+  statusName,
+} from './codes.ts';
+import type { GuestMemory } from './guest-memory.ts';
+
+/** Thrown through the guest's frames to end its run: a normal exit with a code. */
+export class GuestExit {
+  constructor(readonly code: number) {}
+}
+
+/** Thrown through the guest's frames to end its run: the guest aborted (ERR_GUEST_TRAP). */
+export class GuestAbort {
+  constructor(readonly message: string) {}
+}
+
+/** Which device each device call belongs to; a call of an ungranted device is a violation. */
+const CALL_DEVICE = new Map<number, string>([
+  [HvCall.CONSOLE_WRITE, 'console'],
+  [HvCall.CONSOLE_WRITE_ERR, 'console'],
+  [HvCall.CONSOLE_READ, 'console'],
+  [HvCall.CLOCK_GET, 'clock'],
+  [HvCall.ENTROPY_GET, 'entropy'],
+]);
+
+/** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
+export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
+
+export interface DispatcherOptions {
+  memory: GuestMemory;
+  /** Granted devices only. */
+  devices: readonly Device[];
+  args: readonly string[];
+  stats: Float64Array;
+  /** Called for each reported violation (after the rate limit). */
+  onViolation: (violation: ViolationRecord) => void;
+  /** Violations reported per second; beyond that they are only counted. */
+  violationsPerSecond?: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes arguments as the ARGS_GET block: each UTF-8 and NUL-terminated. */
+export function encodeArgs(args: readonly string[]): Uint8Array {
+  const parts = args.map((a) => encoder.encode(a));
+  const total = parts.reduce((n, p) => n + p.length + 1, 0);
+  const block = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    block.set(p, at);
+    at += p.length + 1;
+  }
+  return block;
+}
+
+/**
+ * The hypercall dispatcher: the guest→host boundary, in the partition's worker.
+ *
+ * For every call, in this order: count it; find its handler (ungranted device → ACCESS_DENIED,
+ * unknown code → INVALID_CALL, both reported as violations); check the output window and copy
+ * the input once into host scratch (bad window → INVALID_ADDRESS or TOO_LARGE, reported); run the
+ * handler on scratch buffers; on success copy the whole output window back (result, then zeros).
+ * Checks come before the handler runs, so a call with a bad output window has no side effect.
+ */
+export class Dispatcher {
+  /** The function given to the guest as `hv.hypercall`. */
+  readonly hypercall: (call: number, inPtr: number, inLen: number, outPtr: number, outCap: number) => number;
+  /** Set once the guest asked to exit or abort; every later call rethrows it (a guest cannot swallow its exit). */
+  ending: GuestExit | GuestAbort | null = null;
+
+  private readonly memory: GuestMemory;
+  private readonly handlers = new Map<number, Handler>();
+  private readonly stats: Float64Array;
+  private readonly onViolation: (violation: ViolationRecord) => void;
+  private readonly violationBucket: TokenBucket;
+  private readonly inBuf = new Uint8Array(HV_MAX_TRANSFER);
+  private readonly outBuf = new Uint8Array(HV_MAX_TRANSFER);
+  private readonly deviceList: Uint8Array;
+  private readonly argsBlock: Uint8Array;
+  private lastMemoryBytes = -1;
+
+  constructor(options: DispatcherOptions) {
+    this.memory = options.memory;
+    this.stats = options.stats;
+    this.onViolation = options.onViolation;
+    const perSecond = options.violationsPerSecond ?? 100;
+    this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000 });
+    this.argsBlock = encodeArgs(options.args);
+    if (this.argsBlock.length > MAX_ARGS_BYTES) {
+      throw new RangeError(`arguments take ${this.argsBlock.length} bytes; the limit is ${MAX_ARGS_BYTES}`);
+    }
+    this.deviceList = new Uint8Array(options.devices.length * HV_DEVICE_RECORD_SIZE);
+    const dv = new DataView(this.deviceList.buffer);
+    options.devices.forEach((d, i) => {
+      const at = i * HV_DEVICE_RECORD_SIZE;
+      dv.setUint32(at, d.record.id, true);
+      dv.setUint32(at + 4, d.record.version, true);
+      dv.setUint32(at + 8, d.record.param0 >>> 0, true);
+      dv.setUint32(at + 12, d.record.param1 >>> 0, true);
+      for (const [code, handler] of d.handlers) this.handlers.set(code, handler);
+    });
+    this.handlers.set(HvCall.VERSION, () => HV_ABI_VERSION);
+    this.handlers.set(HvCall.DEVICE_LIST, (_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap));
+    this.handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
+    this.handlers.set(HvCall.ARGS_GET, (_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap));
+    this.handlers.set(HvCall.EXIT, (input, inLen) => {
+      if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
+      throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
+    });
+    this.handlers.set(HvCall.ABORT, (input, inLen) => {
+      throw (this.ending = new GuestAbort(decoder.decode(input.subarray(0, inLen))));
+    });
+    this.hypercall = (call, inPtr, inLen, outPtr, outCap) => this.dispatch(call, inPtr, inLen, outPtr, outCap);
+  }
+
+  /** Records the memory size in the partition's counters (after growth, and at the end). */
+  updateMemoryStats(): void {
+    const bytes = this.memory.byteLength;
+    if (bytes === this.lastMemoryBytes) return;
+    this.lastMemoryBytes = bytes;
+    const s = this.stats;
+    s[Stat.MEMORY_BYTES] = bytes;
+    if (bytes > s[Stat.PEAK_MEMORY_BYTES]!) s[Stat.PEAK_MEMORY_BYTES] = bytes;
+  }
+
+  private dispatch(call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
+    const s = this.stats;
+    s[Stat.HYPERCALLS]!++;
+    s[callStatSlot(call)]!++;
+    if (this.ending !== null) throw this.ending;
+    this.updateMemoryStats();
+
+    const handler = this.handlers.get(call);
+    if (handler === undefined) {
+      const device = CALL_DEVICE.get(call);
+      if (device !== undefined) {
+        return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${device} is not granted to this partition`);
+      }
+      return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
+    }
+
+    const memory = this.memory;
+    let status = memory.check(outPtr, outCap);
+    if (status !== HvStatus.SUCCESS) return this.refuse(call, status, window('out', outPtr, outCap, memory.byteLength));
+    status = memory.copyIn(inPtr, inLen, this.inBuf);
+    if (status !== HvStatus.SUCCESS) return this.refuse(call, status, window('in', inPtr, inLen, memory.byteLength));
+
+    const cap = outCap >>> 0;
+    if (cap > 0) this.outBuf.fill(0, 0, cap);
+    const result = handler(this.inBuf, inLen >>> 0, this.outBuf, cap);
+    // The window was checked above and guest memory cannot change while host code runs.
+    if (result >= 0 && cap > 0) memory.copyOut(outPtr, cap, this.outBuf, cap);
+    return result;
+  }
+
+  private copyResult(block: Uint8Array, out: Uint8Array, outCap: number): number {
+    if (block.length > outCap) return -HvStatus.BUFFER_TOO_SMALL;
+    out.set(block);
+    return block.length;
+  }
+
+  private refuse(call: number, status: number, reason: string): number {
+    const s = this.stats;
+    if (status === HvStatus.INVALID_ADDRESS || status === HvStatus.TOO_LARGE) s[Stat.FAULTS]!++;
+    s[Stat.VIOLATIONS]!++;
+    if (this.violationBucket.reduce(1) === 'ok') {
+      this.onViolation({ call: callName(call), status: statusName(status), reason });
+    } else {
+      s[Stat.VIOLATIONS_SUPPRESSED]!++;
+    }
+    return -status;
+  }
+}
+
+function window(which: string, ptr: number, len: number, size: number): string {
+  const p = ptr >>> 0;
+  const n = len >>> 0;
+  if (n > HV_MAX_TRANSFER) return `${which} length ${n} exceeds the per-call maximum of ${HV_MAX_TRANSFER} bytes`;
+  return `${which} buffer [0x${p.toString(16)}, +${n}) lies outside guest memory of ${size} bytes`;
+}

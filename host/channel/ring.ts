@@ -1,0 +1,245 @@
+/**
+ * A bounded single-producer / single-consumer ring of records in a SharedArrayBuffer: the
+ * channel between a partition's worker and the root. It is shared memory between *host*
+ * threads only; a guest's linear memory is never part of it.
+ *
+ * Why not postMessage: a worker that the watchdog terminates loses every message still in
+ * flight, and a port has no bound. A ring keeps what was written (the root drains it after the
+ * worker is gone), has a fixed size, and lets the worker block in `Atomics.wait` (e.g. a guest
+ * reading console input) without ever blocking the root's event loop, which waits with
+ * `Atomics.waitAsync`.
+ *
+ * Layout: an Int32 control block, then `capacity` data bytes (a power of two).
+ * Records: a u32 header (kind << 24 | length), the payload, padding to 4 bytes. Head and tail are
+ * free-running u32 byte counters; `head - tail` (mod 2^32) is the bytes in use. The producer
+ * writes data, then publishes `head` (Atomics.store orders it); the consumer reads data, then
+ * publishes `tail`. Wake-ups use event counters (WSEQ bumped by writes and close, RSEQ by reads)
+ * so that a wake between "check" and "wait" is never lost.
+ */
+
+const HEAD = 0;
+const TAIL = 1;
+const CLOSED = 2;
+const WSEQ = 3;
+const RSEQ = 4;
+const CONTROL_INTS = 8;
+const CONTROL_BYTES = CONTROL_INTS * 4;
+const HEADER = 4;
+
+/** Largest payload a single record may carry. */
+export const RING_MAX_RECORD = (1 << 24) - 1;
+
+export interface RingRecord {
+  kind: number;
+  bytes: Uint8Array;
+}
+
+export class SharedRing {
+  readonly sab: SharedArrayBuffer;
+  readonly capacity: number;
+  private readonly ctl: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly mask: number;
+
+  /** Allocates the shared buffer for a ring of `capacity` data bytes (a power of two, >= 64). */
+  static allocate(capacity: number): SharedArrayBuffer {
+    if (!Number.isInteger(capacity) || capacity < 64 || (capacity & (capacity - 1)) !== 0 || capacity > 1 << 30) {
+      throw new RangeError(`ring capacity must be a power of two between 64 and 2^30, got ${capacity}`);
+    }
+    return new SharedArrayBuffer(CONTROL_BYTES + capacity);
+  }
+
+  constructor(sab: SharedArrayBuffer) {
+    this.sab = sab;
+    this.capacity = sab.byteLength - CONTROL_BYTES;
+    this.ctl = new Int32Array(sab, 0, CONTROL_INTS);
+    this.data = new Uint8Array(sab, CONTROL_BYTES, this.capacity);
+    this.mask = this.capacity - 1;
+  }
+
+  /** Largest payload that can ever fit. */
+  get maxRecord(): number {
+    return Math.min(RING_MAX_RECORD, this.capacity - HEADER);
+  }
+
+  /** Bytes in use, headers and padding included. */
+  get used(): number {
+    return (Atomics.load(this.ctl, HEAD) - Atomics.load(this.ctl, TAIL)) >>> 0;
+  }
+
+  get closed(): boolean {
+    return Atomics.load(this.ctl, CLOSED) !== 0;
+  }
+
+  /** Marks the ring closed: the consumer sees end-of-stream after draining; writes are refused. */
+  close(): void {
+    Atomics.store(this.ctl, CLOSED, 1);
+    Atomics.add(this.ctl, WSEQ, 1);
+    Atomics.notify(this.ctl, WSEQ);
+    Atomics.add(this.ctl, RSEQ, 1);
+    Atomics.notify(this.ctl, RSEQ);
+  }
+
+  /**
+   * Appends one record, whole or not at all. Returns false when there is no room now
+   * (or the ring is closed). Throws RangeError only for a record that can never fit.
+   */
+  tryWrite(kind: number, payload: Uint8Array, length: number = payload.length): boolean {
+    if (length > this.maxRecord || length > payload.length || kind < 0 || kind > 255) {
+      throw new RangeError(`ring record of ${length} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
+    }
+    if (this.closed) return false;
+    const size = HEADER + ((length + 3) & ~3);
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (((head - tail) >>> 0) + size > this.capacity) return false;
+    this.put(head, ((kind << 24) | length) >>> 0);
+    this.copyIn(head + HEADER, payload, length);
+    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    Atomics.add(this.ctl, WSEQ, 1);
+    Atomics.notify(this.ctl, WSEQ);
+    return true;
+  }
+
+  /**
+   * Blocking append for a worker thread: waits up to `timeoutMs` for room.
+   * Returns false on timeout or when the ring is closed. Never call on the root's thread.
+   */
+  write(kind: number, payload: Uint8Array, length: number = payload.length, timeoutMs = Infinity): boolean {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const seq = Atomics.load(this.ctl, RSEQ);
+      if (this.tryWrite(kind, payload, length)) return true;
+      if (this.closed) return false;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctl, RSEQ, seq, left === Infinity ? undefined : left);
+    }
+  }
+
+  /** Length of the next record's payload, or -1 if the ring is empty. */
+  peekLength(): number {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (head === tail) return -1;
+    return this.get(tail) & 0xffffff;
+  }
+
+  /** Kind of the next record, or -1 if the ring is empty. */
+  peekKind(): number {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (head === tail) return -1;
+    return this.get(tail) >>> 24;
+  }
+
+  /**
+   * Consumes the next record into `dst` (which must hold its payload: see peekLength) and
+   * returns its length, or -1 if the ring is empty. Allocation-free.
+   */
+  readInto(dst: Uint8Array): number {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (head === tail) return -1;
+    const length = this.get(tail) & 0xffffff;
+    if (length > dst.length) throw new RangeError(`ring record of ${length} bytes does not fit a ${dst.length}-byte buffer`);
+    this.copyOut(tail + HEADER, dst, length);
+    this.release(tail, length);
+    return length;
+  }
+
+  /** Consumes the next record into a fresh buffer, or returns null if the ring is empty. */
+  tryRead(): RingRecord | null {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (head === tail) return null;
+    const word = this.get(tail);
+    const length = word & 0xffffff;
+    const bytes = new Uint8Array(length);
+    this.copyOut(tail + HEADER, bytes, length);
+    this.release(tail, length);
+    return { kind: word >>> 24, bytes };
+  }
+
+  /**
+   * Blocks a worker thread until a record is available, the ring is closed and drained, or the
+   * timeout passes. Returns 'ready', 'closed' or 'timeout'. Never call on the root's thread.
+   */
+  waitReadable(timeoutMs = Infinity): 'ready' | 'closed' | 'timeout' {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const seq = Atomics.load(this.ctl, WSEQ);
+      if (this.peekLength() >= 0) return 'ready';
+      if (this.closed) return 'closed';
+      const left = deadline - performance.now();
+      if (left <= 0) return 'timeout';
+      Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
+    }
+  }
+
+  /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
+  async whenWritten(seq: number): Promise<void> {
+    const result = Atomics.waitAsync(this.ctl, WSEQ, seq);
+    if (result.async) await result.value;
+  }
+
+  /** For the root's thread: resolves when something may have been consumed (room freed) since `seq`. */
+  async whenRead(seq: number): Promise<void> {
+    const result = Atomics.waitAsync(this.ctl, RSEQ, seq);
+    if (result.async) await result.value;
+  }
+
+  /** Current write event counter (pass to whenWritten). */
+  get writeSeq(): number {
+    return Atomics.load(this.ctl, WSEQ);
+  }
+
+  /** Current read event counter (pass to whenRead). */
+  get readSeq(): number {
+    return Atomics.load(this.ctl, RSEQ);
+  }
+
+  /** Wakes any waiter (used when the root gives up on a ring, so no async wait stays pending). */
+  wakeAll(): void {
+    Atomics.add(this.ctl, WSEQ, 1);
+    Atomics.notify(this.ctl, WSEQ);
+    Atomics.add(this.ctl, RSEQ, 1);
+    Atomics.notify(this.ctl, RSEQ);
+  }
+
+  private release(tail: number, length: number): void {
+    Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
+    Atomics.add(this.ctl, RSEQ, 1);
+    Atomics.notify(this.ctl, RSEQ);
+  }
+
+  // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.
+  private put(pos: number, word: number): void {
+    const i = pos & this.mask;
+    const d = this.data;
+    d[i] = word & 0xff;
+    d[i + 1] = (word >>> 8) & 0xff;
+    d[i + 2] = (word >>> 16) & 0xff;
+    d[i + 3] = word >>> 24;
+  }
+
+  private get(pos: number): number {
+    const i = pos & this.mask;
+    const d = this.data;
+    return ((d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0);
+  }
+
+  private copyIn(pos: number, src: Uint8Array, length: number): void {
+    const i = pos & this.mask;
+    const first = Math.min(length, this.capacity - i);
+    this.data.set(src.subarray(0, first), i);
+    if (first < length) this.data.set(src.subarray(first, length), 0);
+  }
+
+  private copyOut(pos: number, dst: Uint8Array, length: number): void {
+    const i = pos & this.mask;
+    const first = Math.min(length, this.capacity - i);
+    dst.set(this.data.subarray(i, i + first), 0);
+    if (first < length) dst.set(this.data.subarray(0, length - first), first);
+  }
+}

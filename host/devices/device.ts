@@ -1,0 +1,40 @@
+/**
+ * The device model. A device is a set of hypercall handlers plus the record it shows in
+ * DEVICE_LIST. Handlers never see guest memory: the dispatcher hands them host-owned scratch
+ * buffers (input already copied in, output copied out all-or-nothing afterwards), so a device
+ * cannot get a bounds check wrong.
+ *
+ * Default-deny: a call whose device was not granted never reaches a device at all; the
+ * dispatcher answers ACCESS_DENIED and reports a violation.
+ */
+
+/**
+ * A hypercall handler. `input[0, inLen)` holds the guest's input; the handler may write
+ * `out[0, outCap)` (already zeroed) and returns the call's result: >= 0 on success (for calls
+ * with output, the number of bytes it wrote, which must be <= outCap), or a negated HvStatus.
+ */
+export type Handler = (input: Uint8Array, inLen: number, out: Uint8Array, outCap: number) => number;
+
+/** What DEVICE_LIST shows for a device. */
+export interface DeviceRecord {
+  id: number;
+  version: number;
+  param0: number;
+  param1: number;
+}
+
+export interface Device {
+  /** Lower-case device name, as in the partition spec (`console`, `clock`, `entropy`). */
+  readonly name: string;
+  readonly record: DeviceRecord;
+  /** Handlers by call code. Only codes that belong to this device. */
+  readonly handlers: ReadonlyMap<number, Handler>;
+  /** Flushes buffered state; called once when the guest stops running normally. */
+  close?(): void;
+}
+
+/** Reads a u32 (LE) from the first 4 input bytes, or returns -1 when there are not exactly 4. */
+export function readU32Arg(input: Uint8Array, inLen: number): number {
+  if (inLen !== 4) return -1;
+  return (input[0]! | (input[1]! << 8) | (input[2]! << 16) | (input[3]! << 24)) >>> 0;
+}

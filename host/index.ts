@@ -1,0 +1,13 @@
+/**
+ * Wasmvisor: a WebAssembly partition hypervisor for Node.js.
+ * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
+ */
+export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
+export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits } from './hypervisor.ts';
+export { Partition } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream } from './partition/partition.ts';
+export type { PartitionMetrics } from './partition/stats.ts';
+export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec } from './devices/config.ts';
+export type { Inspection } from './loader/pipeline.ts';
+export * from './errors.ts';
+export * as abi from './abi/codes.ts';

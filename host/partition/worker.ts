@@ -1,0 +1,95 @@
+/**
+ * A partition's worker thread: the child partition's whole world. It instantiates the guest
+ * with exactly one import (`hv.hypercall`), runs `_start`, and reports how the run ended.
+ * Console lines and violations go to the root on the event ring; counters in the stats block.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
+import { Dispatcher, GuestAbort, GuestExit } from '../abi/dispatcher.ts';
+import { GuestMemory } from '../abi/guest-memory.ts';
+import { SharedRing } from '../channel/ring.ts';
+import { ClockDevice } from '../devices/clock.ts';
+import { ConsoleDevice } from '../devices/console.ts';
+import type { Device } from '../devices/device.ts';
+import { EntropyDevice } from '../devices/entropy.ts';
+import { Stat } from './stats.ts';
+import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
+
+const encoder = new TextEncoder();
+
+function post(message: WorkerMessage): void {
+  parentPort!.postMessage(message);
+}
+
+/** Maps whatever ended the guest's run to an outcome with a stable code. */
+export function classify(error: unknown): WorkerOutcome {
+  if (error instanceof GuestExit) return { kind: 'exit', code: error.code };
+  if (error instanceof GuestAbort) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest aborted: ${error.message}` };
+  if (error instanceof WebAssembly.RuntimeError) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest trapped: ${error.message}` };
+  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+    return { kind: 'error', error: 'ERR_GUEST_TRAP', message: 'guest trapped: stack overflow (maximum call stack size exceeded)' };
+  }
+  if (error instanceof WebAssembly.LinkError) return { kind: 'error', error: 'ERR_IMPORT_DENIED', message: `guest failed to link: ${error.message}` };
+  if (error instanceof RangeError && /memory/i.test(error.message)) return { kind: 'error', error: 'ERR_LIMIT_MEMORY', message: error.message };
+  const message = error instanceof Error ? error.message : String(error);
+  return { kind: 'error', error: 'ERR_INTERNAL', message: `runtime fault while running the guest: ${message}` };
+}
+
+function run(init: WorkerInit): WorkerOutcome {
+  const stats = new Float64Array(init.stats);
+  const events = new SharedRing(init.events);
+  const input = new SharedRing(init.input);
+  const memory = new GuestMemory();
+
+  const devices: Device[] = [];
+  if (init.devices.console) devices.push(new ConsoleDevice(init.devices.console, events, input, stats));
+  if (init.devices.clock) devices.push(new ClockDevice(init.devices.clock));
+  if (init.devices.entropy) devices.push(new EntropyDevice(init.devices.entropy, stats));
+
+  const dispatcher = new Dispatcher({
+    memory,
+    devices,
+    args: init.args,
+    stats,
+    violationsPerSecond: init.violationsPerSecond,
+    onViolation: (v: ViolationRecord) => {
+      // Never blocks: a guest must not be able to stall itself on its own violation reports.
+      if (!events.tryWrite(EventKind.VIOLATION, encoder.encode(JSON.stringify(v)))) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
+    },
+  });
+
+  let outcome: WorkerOutcome;
+  try {
+    post({ type: 'running' });
+    // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
+    const instance = new WebAssembly.Instance(init.module, { [HV_MODULE]: { [HV_HYPERCALL]: dispatcher.hypercall } });
+    const mem = instance.exports.memory;
+    const start = instance.exports._start;
+    if (!(mem instanceof WebAssembly.Memory) || typeof start !== 'function') {
+      // The loader's policy makes this unreachable; kept as a second line of defence.
+      throw new Error('guest does not export memory and _start');
+    }
+    memory.bind(mem);
+    dispatcher.updateMemoryStats();
+    start();
+    // A guest that caught its own exit and returned still exits with the code it asked for.
+    outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
+  } catch (error) {
+    outcome = classify(dispatcher.ending ?? error);
+  }
+  dispatcher.updateMemoryStats();
+  for (const d of devices) d.close?.();
+  // Scrub: nothing the guest held outlives the run in this thread's heap.
+  memory.scrub();
+  return outcome;
+}
+
+if (parentPort !== null) {
+  let outcome: WorkerOutcome;
+  try {
+    outcome = run(workerData as WorkerInit);
+  } catch (error) {
+    outcome = classify(error);
+  }
+  post({ type: 'done', outcome });
+}

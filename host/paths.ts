@@ -1,0 +1,14 @@
+/**
+ * Locations of files that ship beside the code. This file runs either from source
+ * (host/paths.ts, in the test suite) or bundled into an entry point (dist/index.js,
+ * dist/cli.js; the build does not split chunks). Both sit one level below the package root.
+ */
+
+/** The package's root directory, as a file URL ending in '/'. */
+export const packageRoot: URL = new URL('../', import.meta.url);
+
+/** The bundled partition worker script. */
+export const workerScript: URL = new URL('dist/worker.js', packageRoot);
+
+/** The directory of built guests (build/guests/). */
+export const guestsDir: URL = new URL('build/guests/', packageRoot);
