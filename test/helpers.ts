@@ -1,0 +1,26 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Partition, PartitionExit } from '../host/index.ts';
+
+const root = new URL('../', import.meta.url);
+
+/** Path of a built guest; a clear failure when the build has not run. */
+export function guest(name: string): string {
+  const path = fileURLToPath(new URL(`build/guests/${name}.wasm`, root));
+  if (!existsSync(path)) throw new Error(`${path} is missing: run \`npm run build\` first (npm test does)`);
+  if (!existsSync(fileURLToPath(new URL('dist/worker.js', root)))) throw new Error('dist/worker.js is missing: run `npm run build` first');
+  return path;
+}
+
+/** Collects a partition's console lines. */
+export function collect(p: Partition): { stdout: string[]; stderr: string[] } {
+  const out = { stdout: [] as string[], stderr: [] as string[] };
+  p.on('console', (line, stream) => out[stream].push(line));
+  return out;
+}
+
+/** Starts a partition and waits for its exit. */
+export async function runToExit(p: Partition): Promise<PartitionExit> {
+  await p.start();
+  return p.exited;
+}

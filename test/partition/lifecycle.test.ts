@@ -1,0 +1,104 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hypervisor, type PartitionState } from '../../host/index.ts';
+import { collect, guest, runToExit } from '../helpers.ts';
+
+let hv: Hypervisor;
+afterEach(async () => {
+  await hv?.close();
+});
+
+describe('partition lifecycle', () => {
+  it('runs a guest to a normal exit: created → running → exited → destroyed', async () => {
+    hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'hello', module: guest('hello'), devices: { console: true }, args: ['x', 'y z'] });
+    const states: PartitionState[] = [];
+    p.on('state', (s) => states.push(s));
+    const out = collect(p);
+    expect(p.state).toBe('created');
+    const exit = await runToExit(p);
+    expect(exit).toMatchObject({ state: 'exited', code: 0, reason: 'exit' });
+    expect(exit.error).toBeUndefined();
+    expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.0', 'arg[0]=x', 'arg[1]=y z']);
+    expect(exit.metrics.hypercalls).toBeGreaterThan(0);
+    expect(exit.metrics.hypercallsByCall.CONSOLE_WRITE).toBeGreaterThan(0);
+    expect(exit.metrics.memoryBytes).toBeGreaterThan(0);
+    await p.destroy();
+    await p.destroy(); // idempotent
+    expect(states).toEqual(['running', 'exited', 'destroyed']);
+    expect(hv.partitions()).toEqual([]);
+  });
+
+  it("passes the guest's own exit code through", async () => {
+    hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'exit', module: guest('exit'), args: ['42'] });
+    expect(await runToExit(p)).toMatchObject({ state: 'exited', code: 42, reason: 'exit' });
+  });
+
+  it('refuses to start twice, and to start after destroy', async () => {
+    hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'e', module: guest('exit'), args: ['0'] });
+    await p.start();
+    await expect(p.start()).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    await p.exited;
+    await p.destroy();
+    await expect(p.start()).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+  });
+
+  it('stop() kills a running guest with ERR_KILLED; stopping a created one never runs it', async () => {
+    hv = new Hypervisor();
+    const spin = await hv.createPartition({ name: 'spin', module: guest('attack-spin'), devices: { console: true } });
+    const out = collect(spin);
+    await spin.start();
+    await new Promise((r) => setTimeout(r, 100));
+    const exit = await spin.stop();
+    expect(exit).toMatchObject({ state: 'killed', code: null, reason: 'ERR_KILLED' });
+    expect(exit.error?.code).toBe('ERR_KILLED');
+    expect(out.stdout).toEqual(['spinning']);
+    const idle = await hv.createPartition({ name: 'idle', module: guest('hello') });
+    expect(await idle.stop()).toMatchObject({ state: 'killed', reason: 'ERR_KILLED' });
+    expect(idle.metrics().hypercalls).toBe(0);
+  });
+
+  it('refuses duplicate and malformed names', async () => {
+    hv = new Hypervisor();
+    await hv.createPartition({ name: 'a', module: guest('hello') });
+    await expect(hv.createPartition({ name: 'a', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPartition({ name: '../x', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+
+  it('refuses bad limits and unknown devices with ERR_INVALID_ARGUMENT', async () => {
+    hv = new Hypervisor();
+    await expect(hv.createPartition({ name: 'a', module: guest('hello'), limits: { memoryPages: 0 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPartition({ name: 'a', module: guest('hello'), limits: { timeoutMs: -1 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(
+      hv.createPartition({ name: 'a', module: guest('hello'), devices: { disk: true } as never }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('disk') });
+  });
+
+  it('echoes console input, with backpressure and end of input', async () => {
+    hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'echo', module: guest('echo'), devices: { console: { inputBufferBytes: 64 } } });
+    const out = collect(p);
+    await p.start();
+    const lines = Array.from({ length: 50 }, (_, i) => `line ${i} ${'x'.repeat(i % 7)}`);
+    for (const line of lines) expect(await p.writeLineWhenReady(line)).toBe(true);
+    p.endInput();
+    expect(await p.exited).toMatchObject({ state: 'exited', code: 0 });
+    expect(out.stdout).toEqual([...lines.map((l) => `echo: ${l}`), 'bye (50 lines)']);
+    expect(p.writeLine('late')).toBe(false);
+  });
+
+  it('reports a trap and an abort as ERR_GUEST_TRAP, with the console output before it', async () => {
+    hv = new Hypervisor();
+    const trap = await hv.createPartition({ name: 'trap', module: guest('trap'), devices: { console: true } });
+    const out = collect(trap);
+    const exit = await runToExit(trap);
+    expect(exit).toMatchObject({ state: 'trapped', code: null, reason: 'ERR_GUEST_TRAP' });
+    expect(exit.error?.message).toMatch(/unreachable/);
+    expect(out.stdout).toEqual(['about to trap']);
+    const abort = await hv.createPartition({ name: 'abort', module: guest('abort') });
+    const aborted = await runToExit(abort);
+    expect(aborted).toMatchObject({ state: 'trapped', reason: 'ERR_GUEST_TRAP' });
+    expect(aborted.error?.message).toMatch(/guest assertion failed/);
+  });
+});
