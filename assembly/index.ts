@@ -1,0 +1,355 @@
+/**
+ * Wasmvisor guest SDK for AssemblyScript.
+ *
+ * A guest built with this SDK (and asconfig.json: `--runtime stub`, `--use abort=__hv_abort`,
+ * `--exportStart _start`) imports exactly one function, `hv.hypercall`, and exports `memory` and
+ * `_start`; its top-level statements run when the host calls `_start`.
+ *
+ *   import { console, exit } from "../assembly/index";
+ *   console.log("hello");
+ *   exit(0);
+ *
+ * Errors: functions whose result has no room for a status (clock.monotonicNs, entropy.u32,
+ * args, devices, console.readLine) end the partition through HV_CALL_ABORT with a message naming
+ * the call and status; functions that return i32 (console.write*, entropy.fill, call) hand the
+ * negative status back instead. Use `call` for anything else (e.g. to probe a denied device).
+ *
+ * Buffers: the SDK owns two static buffers, IO (HV_MAX_TRANSFER bytes, strings and records) and
+ * SCRATCH (16 bytes, scalars). A guest is single-threaded and the host never calls back into it,
+ * so a buffer is live only inside one SDK function, and no SDK function calls another SDK function
+ * while its buffer holds data. Input that passed through them (console lines, arguments, random
+ * bytes) is zeroed before the function returns, so no stale copy stays in linear memory.
+ */
+
+import {
+  hypercall,
+  HV_MAX_TRANSFER,
+  HV_DEVICE_RECORD_SIZE,
+  HV_CONSOLE_READ_NONBLOCK,
+  HV_CALL_VERSION,
+  HV_CALL_DEVICE_LIST,
+  HV_CALL_EXIT,
+  HV_CALL_ABORT,
+  HV_CALL_ARGS_SIZE,
+  HV_CALL_ARGS_GET,
+  HV_CALL_CONSOLE_WRITE,
+  HV_CALL_CONSOLE_WRITE_ERR,
+  HV_CALL_CONSOLE_READ,
+  HV_CALL_CLOCK_GET,
+  HV_CALL_ENTROPY_GET,
+  HV_CLOCK_MONOTONIC,
+  HV_CLOCK_WALL,
+  HV_STATUS_SUCCESS,
+  HV_STATUS_INVALID_CALL,
+  HV_STATUS_INVALID_ADDRESS,
+  HV_STATUS_INVALID_ARGUMENT,
+  HV_STATUS_ACCESS_DENIED,
+  HV_STATUS_BUFFER_TOO_SMALL,
+  HV_STATUS_RATE_LIMITED,
+  HV_STATUS_WOULD_BLOCK,
+  HV_STATUS_END_OF_STREAM,
+  HV_STATUS_TOO_LARGE,
+} from "./abi";
+
+export * from "./abi";
+
+// Static so that I/O never allocates (the stub runtime never frees) and the abort path works
+// even when the heap is exhausted.
+const IO: usize = memory.data(HV_MAX_TRANSFER, 16);
+const SCRATCH: usize = memory.data(16, 16);
+
+/** UTF-16 units encoded per CONSOLE_WRITE: worst case 3 UTF-8 bytes each, plus '\n', fits IO. */
+const WRITE_CHUNK_UNITS: i32 = (HV_MAX_TRANSFER - 1) / 3;
+
+// ---------------------------------------------------------------------------------------------
+// Raw access
+
+/** Raw hypercall passthrough: returns r >= 0 on success or the negated HV_STATUS_* code. */
+export function call(code: i32, inPtr: usize, inLen: usize, outPtr: usize, outCap: usize): i32 {
+  return hypercall(code, <i32>inPtr, <i32>inLen, <i32>outPtr, <i32>outCap);
+}
+
+/** HV_STATUS_* name of a status code (positive or negated), e.g. "HV_STATUS_ACCESS_DENIED". */
+export function statusName(status: i32): string {
+  switch (status < 0 ? -status : status) {
+    case HV_STATUS_SUCCESS: return "HV_STATUS_SUCCESS";
+    case HV_STATUS_INVALID_CALL: return "HV_STATUS_INVALID_CALL";
+    case HV_STATUS_INVALID_ADDRESS: return "HV_STATUS_INVALID_ADDRESS";
+    case HV_STATUS_INVALID_ARGUMENT: return "HV_STATUS_INVALID_ARGUMENT";
+    case HV_STATUS_ACCESS_DENIED: return "HV_STATUS_ACCESS_DENIED";
+    case HV_STATUS_BUFFER_TOO_SMALL: return "HV_STATUS_BUFFER_TOO_SMALL";
+    case HV_STATUS_RATE_LIMITED: return "HV_STATUS_RATE_LIMITED";
+    case HV_STATUS_WOULD_BLOCK: return "HV_STATUS_WOULD_BLOCK";
+    case HV_STATUS_END_OF_STREAM: return "HV_STATUS_END_OF_STREAM";
+    case HV_STATUS_TOO_LARGE: return "HV_STATUS_TOO_LARGE";
+  }
+  return "HV_STATUS_" + (status < 0 ? -status : status).toString();
+}
+
+/** Ends the partition as trapped, through HV_CALL_ABORT, saying which SDK call failed and why. */
+function fail(what: string, status: i32): void {
+  __hv_abort("hv: " + what + " failed: " + statusName(status), null, 0, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Core
+
+/** HV_CALL_VERSION: the host's ABI version, major << 16 | minor. */
+export function version(): i32 {
+  return hypercall(HV_CALL_VERSION, 0, 0, 0, 0);
+}
+
+/** HV_CALL_EXIT: ends the partition with `code`. Does not return. */
+export function exit(code: i32): void {
+  store<i32>(SCRATCH, code);
+  hypercall(HV_CALL_EXIT, <i32>SCRATCH, 4, 0, 0);
+  unreachable(); // EXIT never returns; if a host ever did, trapping beats running on
+}
+
+/** Returns `size` bytes of heap memory, zero-filled (the stub allocator reuses freed blocks). */
+export function allocZeroed(size: usize): usize {
+  const ptr = heap.alloc(size);
+  memory.fill(ptr, 0, size);
+  return ptr;
+}
+
+/** HV_CALL_ARGS_SIZE + HV_CALL_ARGS_GET: the partition's arguments (not including a program name). */
+export function args(): string[] {
+  const list = new Array<string>();
+  const size = hypercall(HV_CALL_ARGS_SIZE, 0, 0, 0, 0);
+  if (size < 0) fail("args (ARGS_SIZE)", size);
+  if (size == 0) return list;
+  // One hypercall can move at most HV_MAX_TRANSFER bytes and ARGS_GET has no offset, so a
+  // larger argument block cannot be read at all.
+  if (size > HV_MAX_TRANSFER) fail("args (argument block larger than HV_MAX_TRANSFER)", -HV_STATUS_TOO_LARGE);
+  const n = hypercall(HV_CALL_ARGS_GET, 0, 0, <i32>IO, size);
+  if (n < 0) fail("args (ARGS_GET)", n);
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (load<u8>(IO + <usize>i) == 0) {
+      list.push(String.UTF8.decodeUnsafe(IO + <usize>start, <usize>(i - start)));
+      start = i + 1;
+    }
+  }
+  if (start < n) list.push(String.UTF8.decodeUnsafe(IO + <usize>start, <usize>(n - start))); // unterminated tail
+  memory.fill(IO, 0, <usize>n);
+  return list;
+}
+
+/** One DEVICE_LIST record. */
+export class DeviceInfo {
+  constructor(
+    public id: u32,
+    public version: u32,
+    public param0: u32,
+    public param1: u32,
+  ) {}
+}
+
+/** HV_CALL_DEVICE_LIST: the devices granted to this partition (HV_DEVICE_* ids). */
+export function devices(): DeviceInfo[] {
+  const list = new Array<DeviceInfo>();
+  const n = hypercall(HV_CALL_DEVICE_LIST, 0, 0, <i32>IO, HV_MAX_TRANSFER);
+  if (n < 0) fail("devices (DEVICE_LIST)", n);
+  for (let off = 0; off + HV_DEVICE_RECORD_SIZE <= n; off += HV_DEVICE_RECORD_SIZE) {
+    const rec = IO + <usize>off;
+    list.push(new DeviceInfo(load<u32>(rec), load<u32>(rec, 4), load<u32>(rec, 8), load<u32>(rec, 12)));
+  }
+  return list;
+}
+
+/** Whether the device with HV_DEVICE_* id `id` is granted to this partition. */
+export function hasDevice(id: u32): bool {
+  const list = devices();
+  for (let i = 0; i < list.length; i++) {
+    if (list[i].id == id) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console
+
+/** Encodes `s` (plus '\n' if asked) as UTF-8 into IO and writes it, in as few calls as fit. */
+function writeString(callCode: i32, s: string, newline: bool): i32 {
+  const units = s.length;
+  let start = 0;
+  let total = 0;
+  do {
+    let end = min(start + WRITE_CHUNK_UNITS, units);
+    // Never split a surrogate pair across two writes: each half alone would encode as garbage.
+    if (end < units && (s.charCodeAt(end - 1) & 0xfc00) == 0xd800) end--;
+    let n = String.UTF8.encodeUnsafe(changetype<usize>(s) + (<usize>start << 1), end - start, IO);
+    if (newline && end == units) {
+      store<u8>(IO + n, 0x0a);
+      n++;
+    }
+    if (n == 0) break;
+    const r = hypercall(callCode, <i32>IO, <i32>n, 0, 0);
+    if (r < 0) return r;
+    total += r;
+    start = end;
+  } while (start < units);
+  return total;
+}
+
+let consoleEnded = false;
+
+/** HV_CALL_CONSOLE_READ with `flags`; null on end of stream, or (non-blocking) when no line is ready. */
+function readLineWith(flags: u32): string | null {
+  store<u32>(SCRATCH, flags);
+  const n = hypercall(HV_CALL_CONSOLE_READ, <i32>SCRATCH, 4, <i32>IO, HV_MAX_TRANSFER);
+  store<u32>(SCRATCH, 0);
+  if (n >= 0) {
+    const line = String.UTF8.decodeUnsafe(IO, <usize>n);
+    memory.fill(IO, 0, <usize>n);
+    return line;
+  }
+  if (n == -HV_STATUS_END_OF_STREAM) {
+    consoleEnded = true;
+    return null;
+  }
+  if (n == -HV_STATUS_WOULD_BLOCK && (flags & HV_CONSOLE_READ_NONBLOCK)) return null;
+  // BUFFER_TOO_SMALL here means a line longer than HV_MAX_TRANSFER: the ABI cannot deliver it.
+  fail("console.readLine (CONSOLE_READ)", n);
+  return null;
+}
+
+export namespace console {
+  /** Writes `s` to stdout as UTF-8. Returns bytes written or a negated status. */
+  export function write(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_WRITE, s, false);
+  }
+
+  /** Writes `s` and a newline to stdout. Returns bytes written or a negated status. */
+  export function log(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_WRITE, s, true);
+  }
+
+  /** Writes `s` to stderr as UTF-8. Returns bytes written or a negated status. */
+  export function writeErr(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_WRITE_ERR, s, false);
+  }
+
+  /** Writes `s` and a newline to stderr. Returns bytes written or a negated status. */
+  export function error(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_WRITE_ERR, s, true);
+  }
+
+  /** Blocks until an input line is available and returns it without its '\n'; null at end of stream. */
+  export function readLine(): string | null {
+    return readLineWith(0);
+  }
+
+  /** Returns an input line if one is ready, else null at once; `atEnd()` tells end of stream apart. */
+  export function tryReadLine(): string | null {
+    return readLineWith(HV_CONSOLE_READ_NONBLOCK);
+  }
+
+  /** True once a read has reported end of stream. */
+  export function atEnd(): bool {
+    return consoleEnded;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clock
+
+export namespace clock {
+  /** HV_CALL_CLOCK_GET for clock `id` (HV_CLOCK_*): nanoseconds, or a negated status (< 0). */
+  export function get(id: u32): i64 {
+    store<u32>(SCRATCH, id);
+    const r = hypercall(HV_CALL_CLOCK_GET, <i32>SCRATCH, 4, <i32>(SCRATCH + 8), 8);
+    const ns = load<u64>(SCRATCH, 8);
+    store<u64>(SCRATCH, 0);
+    store<u64>(SCRATCH, 0, 8);
+    return r < 0 ? <i64>r : <i64>ns;
+  }
+
+  /** Monotonic clock in nanoseconds (arbitrary origin). Aborts if the clock is not granted. */
+  export function monotonicNs(): u64 {
+    const v = get(HV_CLOCK_MONOTONIC);
+    if (v < 0) fail("clock.monotonicNs (CLOCK_GET)", <i32>v);
+    return <u64>v;
+  }
+
+  /** Wall clock in nanoseconds since the Unix epoch. Aborts if the clock is not granted. */
+  export function wallNs(): u64 {
+    const v = get(HV_CLOCK_WALL);
+    if (v < 0) fail("clock.wallNs (CLOCK_GET)", <i32>v);
+    return <u64>v;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entropy
+
+// Inside `entropy` the name u32 means the function entropy.u32, so its return type needs an alias.
+type U32 = u32;
+
+export namespace entropy {
+  /** Fills `buf` with random bytes. Returns buf.length, or a negated status. */
+  export function fill(buf: Uint8Array): i32 {
+    const len = buf.byteLength;
+    let off = 0;
+    while (off < len) {
+      const n = min(len - off, HV_MAX_TRANSFER);
+      const r = hypercall(HV_CALL_ENTROPY_GET, 0, 0, <i32>(buf.dataStart + <usize>off), n);
+      if (r < 0) return r;
+      off += n;
+    }
+    return len;
+  }
+
+  /** A uniformly random u32. Aborts if entropy is not granted. */
+  export function u32(): U32 {
+    const r = hypercall(HV_CALL_ENTROPY_GET, 0, 0, <i32>SCRATCH, 4);
+    if (r < 0) fail("entropy.u32 (ENTROPY_GET)", r);
+    const v = load<U32>(SCRATCH);
+    store<U32>(SCRATCH, 0);
+    return v;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Abort: asconfig.json routes the compiler's `abort` here (`--use abort=__hv_abort`), so that
+// assert(), throw, bounds checks and out-of-memory reach the host as HV_CALL_ABORT instead of
+// importing env.abort. It formats "message at file:line:col" straight into IO without
+// allocating, because an abort may come from the allocator itself.
+
+/** Appends as much of `s` as fits below `limit` to IO at `pos` (UTF-8); returns the new position. */
+function putString(pos: usize, s: string, limit: usize): usize {
+  const room = pos < limit ? (limit - pos) / 3 : 0; // 3 bytes per UTF-16 unit at worst
+  const units = min(<usize>s.length, room);
+  return pos + String.UTF8.encodeUnsafe(changetype<usize>(s), <i32>units, IO + pos);
+}
+
+/** Appends the decimal digits of `v` to IO at `pos`; returns the new position. */
+function putU32(pos: usize, v: u32): usize {
+  let digits = 1;
+  for (let t = v; t >= 10; t /= 10) digits++;
+  let end = pos + <usize>digits;
+  let p = end;
+  do {
+    store<u8>(IO + --p, 0x30 + <u8>(v % 10));
+    v /= 10;
+  } while (v != 0);
+  return end;
+}
+
+// @ts-ignore: decorator
+@global
+export function __hv_abort(message: string | null, fileName: string | null, lineNumber: u32, columnNumber: u32): void {
+  const limit = <usize>(HV_MAX_TRANSFER - 32); // keep room for ":line:col"
+  let n = putString(0, message !== null ? message : "abort", limit);
+  if (fileName !== null) {
+    n = putString(n, " at ", limit);
+    n = putString(n, fileName, limit);
+    store<u8>(IO + n++, 0x3a); // ':'
+    n = putU32(n, lineNumber);
+    store<u8>(IO + n++, 0x3a);
+    n = putU32(n, columnNumber);
+  }
+  hypercall(HV_CALL_ABORT, <i32>IO, <i32>n, 0, 0);
+  unreachable(); // ABORT never returns
+}
