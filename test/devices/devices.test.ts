@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { HvCall, HvClock, HvStatus } from '../../host/abi/codes.ts';
+import { SharedRing } from '../../host/channel/ring.ts';
+import { ClockDevice, type TimeSource } from '../../host/devices/clock.ts';
+import { resolveDevices } from '../../host/devices/config.ts';
+import { ConsoleDevice } from '../../host/devices/console.ts';
+import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
+
+const enc = new TextEncoder();
+
+describe('console device', () => {
+  it('rate-limits lines: over the bucket they are dropped, counted, and the write says RATE_LIMITED', () => {
+    let t = 0;
+    const stats = allocateStats();
+    const events = new SharedRing(SharedRing.allocate(4096));
+    const config = resolveDevices({ console: { linesPerSecond: 10, burstLines: 3 } }).console!;
+    const dev = new ConsoleDevice(config, events, new SharedRing(SharedRing.allocate(64)), new Float64Array(stats), () => t);
+    const write = dev.handlers.get(HvCall.CONSOLE_WRITE)!;
+    const five = enc.encode('1\n2\n3\n4\n5\n');
+    expect(write(five, five.length, new Uint8Array(0), 0)).toBe(-HvStatus.RATE_LIMITED);
+    expect(readMetrics(stats).console).toMatchObject({ linesOut: 3, linesDropped: 2 });
+    t += 100; // one line's worth of refill at 10 lines/s
+    const one = enc.encode('6\n');
+    expect(write(one, one.length, new Uint8Array(0), 0)).toBe(2);
+    expect(write(one, one.length, new Uint8Array(0), 0)).toBe(-HvStatus.RATE_LIMITED);
+    const lines: string[] = [];
+    for (let r = events.tryRead(); r; r = events.tryRead()) lines.push(new TextDecoder().decode(r.bytes));
+    expect(lines).toEqual(['1', '2', '3', '6']);
+  });
+
+  it('delivers an unterminated last line on close', () => {
+    const stats = allocateStats();
+    const events = new SharedRing(SharedRing.allocate(4096));
+    const dev = new ConsoleDevice(resolveDevices({ console: true }).console!, events, new SharedRing(SharedRing.allocate(64)), new Float64Array(stats));
+    const tail = enc.encode('no newline');
+    dev.handlers.get(HvCall.CONSOLE_WRITE)!(tail, tail.length, new Uint8Array(0), 0);
+    expect(events.tryRead()).toBeNull();
+    dev.close();
+    expect(new TextDecoder().decode(events.tryRead()!.bytes)).toBe('no newline');
+  });
+});
+
+describe('clock device', () => {
+  const fake = (mono: bigint, wall: bigint): TimeSource => ({ monotonicNs: () => mono, wallNs: () => wall });
+
+  it('rounds down to the resolution, and the monotonic clock starts at the partition', () => {
+    let mono = 5_000_000_000n;
+    const src: TimeSource = { monotonicNs: () => mono, wallNs: () => 1_700_000_000_123_456_789n };
+    const clock = new ClockDevice(resolveDevices({ clock: { resolutionMs: 10 } }).clock!, src);
+    expect(clock.read(HvClock.MONOTONIC)).toBe(0n);
+    mono += 25_999_999n;
+    expect(clock.read(HvClock.MONOTONIC)).toBe(20_000_000n);
+    expect(clock.read(HvClock.WALL)).toBe(1_700_000_000_120_000_000n);
+    expect(clock.read(7)).toBeNull();
+  });
+
+  it('defaults to 1 ms resolution and supports 1 µs', () => {
+    const ms = new ClockDevice(resolveDevices({ clock: true }).clock!, fake(0n, 1_234_567_891n));
+    expect(ms.read(HvClock.WALL)).toBe(1_234_000_000n);
+    const us = new ClockDevice(resolveDevices({ clock: { resolutionMs: 0.001 } }).clock!, fake(0n, 1_234_567_891n));
+    expect(us.read(HvClock.WALL)).toBe(1_234_567_000n);
+  });
+
+  it('deterministic mode steps from a fixed start', () => {
+    const clock = new ClockDevice(resolveDevices({ clock: { deterministic: { startMs: 5, stepMs: 0.5 } } }).clock!);
+    expect([clock.read(HvClock.WALL), clock.read(HvClock.WALL), clock.read(HvClock.MONOTONIC)]).toEqual([5_000_000n, 5_000_000n, 0n]);
+    // 5.5 ms rounds down to 5 ms at the default 1 ms resolution; the third reading is 6 ms.
+    expect(clock.read(HvClock.WALL)).toBe(6_000_000n);
+  });
+});
+
+describe('device grants', () => {
+  it('grants nothing by default', () => {
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null });
+  });
+  it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT', () => {
+    expect(() => resolveDevices({ net: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => resolveDevices({ console: { maxLineBytes: 15 } })).toThrow(/maxLineBytes/);
+    expect(() => resolveDevices({ console: { maxLineBytes: 65537 } })).toThrow(/maxLineBytes/);
+    expect(() => resolveDevices({ clock: { resolutionMs: 0.0001 } })).toThrow(/resolutionMs/);
+    expect(() => resolveDevices({ entropy: { seed: {} as never } })).toThrow(/seed/);
+  });
+});
