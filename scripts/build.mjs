@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Builds the package: the host runtime (esbuild: library, worker, CLI) and the guests.
-// `node scripts/build.mjs` builds both; `--host` or `--guests` builds one.
+// `node scripts/build.mjs` builds both; `--host` or `--guests` builds one; `--types` emits the
+// declaration files (dist/types, for packing: slower, so not part of the default build).
 import { build } from 'esbuild';
 import { chmod } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = new Set(process.argv.slice(2));
-const all = !args.has('--host') && !args.has('--guests');
+const all = !args.has('--host') && !args.has('--guests') && !args.has('--types');
 
 export async function buildHost() {
   await build({
@@ -25,7 +26,21 @@ export async function buildHost() {
   await chmod(`${root}dist/cli.js`, 0o755);
 }
 
+/** Emits .d.ts files, with the source's `.ts` import specifiers rewritten to `.js` for consumers. */
+export async function buildTypes() {
+  const { execFileSync } = await import('node:child_process');
+  const { readdir, readFile, writeFile } = await import('node:fs/promises');
+  execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`], { stdio: 'inherit' });
+  for (const entry of await readdir(`${root}dist/types`, { recursive: true })) {
+    if (!entry.endsWith('.d.ts')) continue;
+    const file = `${root}dist/types/${entry}`;
+    const text = await readFile(file, 'utf8');
+    await writeFile(file, text.replace(/(['"]\.{1,2}\/[^'"\n]*?)\.ts(['"])/g, '$1.js$2'));
+  }
+}
+
 if (all || args.has('--host')) await buildHost();
+if (args.has('--types')) await buildTypes();
 if (all || args.has('--guests')) {
   const { buildGuests } = await import('./build-guests.mjs');
   await buildGuests({ quiet: true });
