@@ -5,11 +5,11 @@
  */
 
 export const ErrorCodes = [
-  /** Not a well-formed WebAssembly module, or over the size cap. */
+  /** Not a well-formed WebAssembly module, over the size cap, or missing a required export (memory, _start). */
   'ERR_MODULE_INVALID',
   /** An import outside the allowed interface, or with the wrong signature. */
   'ERR_IMPORT_DENIED',
-  /** A Wasm feature the policy refuses (shared memory, memory64, several memories, ...), or a required export missing. */
+  /** A Wasm feature the policy refuses (shared memory, memory64, several memories, table64, GC types). */
   'ERR_FEATURE_DENIED',
   /** A memory limit: initial pages above the limit, or the worker's heap exhausted. */
   'ERR_LIMIT_MEMORY',

@@ -37,7 +37,7 @@ export interface HypervisorOptions {
   maxModuleBytes?: number;
   /** Compiled modules kept, by measurement and limits. Default 64. */
   moduleCacheSize?: number;
-  /** If given and non-empty, only modules with these measurements (SHA-256 hex) may run. */
+  /** If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing. */
   allowList?: Iterable<string>;
   /** Defaults for partitions that do not set a limit. */
   defaultLimits?: PartitionLimits;
@@ -86,8 +86,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     super();
     this.maxModuleBytes = limit(options.maxModuleBytes, DEFAULT_MAX_MODULE_BYTES, 'maxModuleBytes', 8, 1 << 30);
     this.cache = new ModuleCache(limit(options.moduleCacheSize, 64, 'moduleCacheSize', 1, 4096));
-    const allow = options.allowList ? new Set([...options.allowList].map((h) => h.toLowerCase())) : undefined;
-    this.allowList = allow && allow.size > 0 ? allow : undefined;
+    this.allowList = options.allowList ? new Set([...options.allowList].map((h) => String(h).toLowerCase())) : undefined;
     const d = options.defaultLimits ?? {};
     this.defaults = {
       memoryPages: limit(d.memoryPages, DEFAULT_LIMITS.memoryPages, 'defaultLimits.memoryPages', 1, 65536),

@@ -108,6 +108,9 @@ describe('attack guests are contained', () => {
     const strict = new Hypervisor({ allowList: [ok.measurement] });
     await expect(strict.createPartition({ name: 'd', module: guest('dice') })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
     await strict.close();
+    const closed = new Hypervisor({ allowList: [] }); // fail closed: an empty list admits nothing
+    await expect(closed.createPartition({ name: 'h', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    await closed.close();
   });
 });
 
