@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { InvalidArgumentError } from './errors.ts';
+import { InvalidArgumentError, InvalidStateError } from './errors.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
@@ -102,7 +102,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
    * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_INVALID_ARGUMENT) happens here, before any guest code runs.
    */
   async createPartition(spec: PartitionSpec): Promise<Partition> {
-    if (this.closed) throw new InvalidArgumentError('this hypervisor is closed');
+    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
     if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError('createPartition needs a spec object');
     const { name } = spec;
     if (typeof name !== 'string' || !NAME.test(name)) {
