@@ -147,13 +147,21 @@ export class Partition extends EventEmitter<PartitionEvents> {
     };
     this.startedAt = performance.now();
     this.setState('running');
-    const worker = new Worker(workerScript, {
-      workerData: init,
-      resourceLimits: WORKER_RESOURCE_LIMITS,
-      stdout: false,
-      stderr: false,
-      name: `wasmvisor:${this.name}`,
-    });
+    let worker: Worker;
+    try {
+      worker = new Worker(workerScript, {
+        workerData: init,
+        resourceLimits: WORKER_RESOURCE_LIMITS,
+        stdout: false,
+        stderr: false,
+        name: `wasmvisor:${this.name}`,
+      });
+    } catch (error) {
+      // No worker, no run: the partition still ends through the one exit path.
+      this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.name} could not start its worker: ${error instanceof Error ? error.message : String(error)}` };
+      this.finish(0);
+      return;
+    }
     this.worker = worker;
     // The budget covers worker start-up and the wasm start function, not only _start.
     if (Number.isFinite(this.config.timeoutMs)) {
