@@ -75,13 +75,21 @@ function intOption(value: string | undefined, name: string, min: number, max: nu
   return n;
 }
 
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT. */
+/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
 function usage<T>(parser: () => T): T {
   try {
     return parser();
   } catch (error) {
-    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(message.split('\n')[0]!);
   }
+}
+
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+function sha256Option(value: string | undefined): string | undefined {
+  if (value !== undefined && !SHA256_HEX.test(value)) throw new InvalidArgumentError(`--sha256 must be 64 hex digits, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 const DEVICE_NAMES = ['console', 'clock', 'entropy'] as const;
@@ -133,7 +141,7 @@ async function run(argv: string[]): Promise<number> {
     name: 'guest',
     module: file,
     args: guestArgs,
-    ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
+    ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
       ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
@@ -217,11 +225,13 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`wasmvisor ${VERSION}\n`);
         return 0;
       case undefined:
+        process.stderr.write(`ERR_INVALID_ARGUMENT: no command given\n${USAGE}\n`);
+        return 2;
       case '--help':
       case '-h':
       case 'help':
         process.stdout.write(USAGE + '\n');
-        return command === undefined ? 2 : 0;
+        return 0;
       default:
         throw new InvalidArgumentError(`unknown command ${JSON.stringify(command)}; see wasmvisor --help`);
     }
