@@ -33,6 +33,15 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.ENTROPY_GET, 'entropy'],
 ]);
 
+/** The input and output of one host call to a reactor's export. */
+interface CallContext {
+  input: Uint8Array;
+  /** Output chunks, appended by OUTPUT_WRITE; joined once when the call ends. */
+  output: Uint8Array[];
+  outputBytes: number;
+  maxOutputBytes: number;
+}
+
 /** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
 export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
 
@@ -89,6 +98,7 @@ export class Dispatcher {
   private readonly deviceList: Uint8Array;
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
+  private callContext: CallContext | null = null;
 
   constructor(options: DispatcherOptions) {
     this.memory = options.memory;
@@ -114,6 +124,9 @@ export class Dispatcher {
     this.handlers.set(HvCall.DEVICE_LIST, (_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap));
     this.handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
     this.handlers.set(HvCall.ARGS_GET, (_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap));
+    this.handlers.set(HvCall.INPUT_SIZE, () => this.callContext?.input.length ?? -HvStatus.NOT_IN_CALL);
+    this.handlers.set(HvCall.INPUT_READ, (input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap));
+    this.handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
     this.handlers.set(HvCall.EXIT, (input, inLen) => {
       if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
       throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
@@ -162,6 +175,50 @@ export class Dispatcher {
     // The window was checked above and guest memory cannot change while host code runs.
     if (result >= 0 && cap > 0) memory.copyOut(outPtr, cap, this.outBuf, cap);
     return result;
+  }
+
+  /**
+   * Opens a host call: INPUT_* read `input` (the dispatcher's own copy) and OUTPUT_WRITE appends
+   * to an output bounded by `maxOutputBytes`. The host never writes guest memory uninvited: the
+   * guest pulls its input into a buffer it names.
+   */
+  beginCall(input: Uint8Array, maxOutputBytes: number): void {
+    this.callContext = { input, output: [], outputBytes: 0, maxOutputBytes };
+  }
+
+  /** Closes the host call and returns its output; the input copy is zeroed. */
+  endCall(): Uint8Array {
+    const ctx = this.callContext;
+    this.callContext = null;
+    if (ctx === null) return new Uint8Array(0);
+    ctx.input.fill(0);
+    if (ctx.output.length === 1) return ctx.output[0]!;
+    const out = new Uint8Array(ctx.outputBytes);
+    let at = 0;
+    for (const chunk of ctx.output) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+
+  private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
+    const ctx = this.callContext;
+    if (ctx === null) return -HvStatus.NOT_IN_CALL;
+    const offset = inLen === 0 ? 0 : readU32Arg(input, inLen);
+    if (offset < 0 || offset > ctx.input.length) return -HvStatus.INVALID_ARGUMENT;
+    const n = Math.min(outCap, ctx.input.length - offset);
+    out.set(ctx.input.subarray(offset, offset + n));
+    return n;
+  }
+
+  private outputWrite(input: Uint8Array, inLen: number): number {
+    const ctx = this.callContext;
+    if (ctx === null) return -HvStatus.NOT_IN_CALL;
+    if (ctx.outputBytes + inLen > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
+    if (inLen > 0) ctx.output.push(input.slice(0, inLen));
+    ctx.outputBytes += inLen;
+    return inLen;
   }
 
   private copyResult(block: Uint8Array, out: Uint8Array, outCap: number): number {

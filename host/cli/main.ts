@@ -5,8 +5,9 @@
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Hypervisor } from '../hypervisor.ts';
-import { InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { readFile } from 'node:fs/promises';
+import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
+import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
@@ -15,6 +16,7 @@ import { VERSION } from './version.ts';
 
 const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
+  wasmvisor call <guest.wasm> <export> [--input <file>] [options]
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--json]
   wasmvisor demo
   wasmvisor --help | --version
@@ -28,7 +30,11 @@ run options:
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
 
-Exit status: the guest's own exit code when it exits; otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
+call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
+its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
+
+Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
+with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
 137 ERR_KILLED, 70 ERR_INTERNAL, 1 anything else.`;
 
@@ -194,6 +200,77 @@ function report(exit: PartitionExit): number {
   return fail(exit.error);
 }
 
+async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+async function call(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        input: { type: 'string' },
+        memory: { type: 'string' },
+        timeout: { type: 'string' },
+        devices: { type: 'string' },
+        sha256: { type: 'string' },
+      },
+    }),
+  );
+  if (positionals.length !== 2) throw new InvalidArgumentError(`call takes a guest module and an export name, got ${positionals.length} arguments; see wasmvisor --help`);
+  const [file, exportName] = positionals as [string, string];
+  const memoryPages = intOption(values.memory, 'memory', 1, 65536);
+  const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+  const devices: DevicesSpec = {};
+  for (const d of (values.devices ?? 'none').split(',').map((x) => x.trim()).filter((x) => x && x !== 'none')) {
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
+    devices[d as (typeof DEVICE_NAMES)[number]] = true;
+  }
+  let input: Uint8Array;
+  try {
+    input = values.input !== undefined ? await readFile(values.input) : await readAll(process.stdin);
+  } catch (error) {
+    throw new InvalidArgumentError(`cannot read the call input ${values.input ?? 'from stdin'}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const hv = new Hypervisor();
+  try {
+    const partition = await hv.createPartition({
+      name: 'plugin',
+      module: file,
+      kind: 'reactor',
+      restart: 'never',
+      devices,
+      ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
+      limits: {
+        ...(memoryPages !== undefined ? { memoryPages } : {}),
+        ...(timeout !== undefined ? { callTimeoutMs: timeout === 0 ? Infinity : timeout } : {}),
+        maxInputBytes: Math.max(input.length, DEFAULT_LIMITS.maxInputBytes),
+      },
+    });
+    partition.on('console', (line) => process.stderr.write(line + '\n'));
+    partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+    await partition.start();
+    try {
+      const output = await partition.call(exportName, input);
+      await new Promise<void>((resolve, reject) => process.stdout.write(output, (e) => (e ? reject(e) : resolve())));
+      return 0;
+    } catch (error) {
+      if (error instanceof GuestCallError) {
+        process.stdout.write(error.output);
+        process.stderr.write(`${error.code}: ${error.message}\n`);
+        return error.status & 0xff || 1;
+      }
+      throw error;
+    }
+  } finally {
+    await hv.close();
+  }
+}
+
 async function inspect(argv: string[]): Promise<number> {
   const { values, positionals } = usage(() =>
     parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' } } }),
@@ -218,6 +295,8 @@ export async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'inspect':
         return await inspect(rest);
+      case 'call':
+        return await call(rest);
       case 'demo':
         return await runDemo();
       case '--version':
