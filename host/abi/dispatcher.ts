@@ -55,6 +55,8 @@ export interface DispatcherOptions {
   onViolation: (violation: ViolationRecord) => void;
   /** Violations reported per second; beyond that they are only counted. */
   violationsPerSecond?: number;
+  /** Monotonic milliseconds for the violation rate limit (tests inject a fixed clock). */
+  now?: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -105,7 +107,7 @@ export class Dispatcher {
     this.stats = options.stats;
     this.onViolation = options.onViolation;
     const perSecond = options.violationsPerSecond ?? 100;
-    this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000 });
+    this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000, ...(options.now ? { now: options.now } : {}) });
     this.argsBlock = encodeArgs(options.args);
     if (this.argsBlock.length > MAX_ARGS_BYTES) {
       throw new RangeError(`arguments take ${this.argsBlock.length} bytes; the limit is ${MAX_ARGS_BYTES}`);
