@@ -92,6 +92,8 @@ export class Dispatcher {
 
   private readonly memory: GuestMemory;
   private readonly handlers = new Map<number, Handler>();
+  /** Per call code: its handler (or a refusal) and its counter slot, so a call costs one lookup. */
+  private readonly entries = new Map<number, { handler: Handler | null; slot: number; device: string | undefined }>();
   private readonly stats: Float64Array;
   private readonly onViolation: (violation: ViolationRecord) => void;
   private readonly violationBucket: TokenBucket;
@@ -136,6 +138,10 @@ export class Dispatcher {
     this.handlers.set(HvCall.ABORT, (input, inLen) => {
       throw (this.ending = new GuestAbort(decoder.decode(input.subarray(0, inLen))));
     });
+    for (const [code, handler] of this.handlers) this.entries.set(code, { handler, slot: callStatSlot(code), device: undefined });
+    for (const [code, device] of CALL_DEVICE) {
+      if (!this.entries.has(code)) this.entries.set(code, { handler: null, slot: callStatSlot(code), device });
+    }
     this.hypercall = (call, inPtr, inLen, outPtr, outCap) => this.dispatch(call, inPtr, inLen, outPtr, outCap);
   }
 
@@ -151,19 +157,15 @@ export class Dispatcher {
 
   private dispatch(call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
     const s = this.stats;
+    const entry = this.entries.get(call);
     s[Stat.HYPERCALLS]!++;
-    s[callStatSlot(call)]!++;
+    s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
     if (this.ending !== null) throw this.ending;
     this.updateMemoryStats();
 
-    const handler = this.handlers.get(call);
-    if (handler === undefined) {
-      const device = CALL_DEVICE.get(call);
-      if (device !== undefined) {
-        return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${device} is not granted to this partition`);
-      }
-      return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
-    }
+    if (entry === undefined) return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
+    const handler = entry.handler;
+    if (handler === null) return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${entry.device} is not granted to this partition`);
 
     const memory = this.memory;
     let status = memory.check(outPtr, outCap);
