@@ -5,7 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
@@ -337,6 +339,47 @@ describe.concurrent('wasmvisor: bad command lines (ERR_INVALID_ARGUMENT, exit 2)
 
   it('--sha256 that is not 64 hex digits', async () => {
     expectUsageError(await cli(['run', '--sha256', 'abc', guest('hello')]));
+  });
+});
+
+describe.concurrent('wasmvisor call: one export of a reactor', () => {
+  it('reads the input from stdin and writes the output to stdout, exit 0', async () => {
+    const r = await cli(['call', guest('transform'), 'upper'], { input: 'make me loud' });
+    expect(r.stdout).toBe('MAKE ME LOUD');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('reads the input from --input <file>', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-call-'));
+    const file = path.join(dir, 'in.md');
+    writeFileSync(file, '# Title\n- item\n');
+    const r = await cli(['call', guest('transform'), 'render', '--input', file]);
+    expect(r.stdout).toBe('<h1>Title</h1>\n<ul>\n<li>item</li>\n</ul>\n');
+    expect(r.code).toBe(0);
+  });
+
+  it("an export's non-zero status is its exit status, with ERR_GUEST_CALL and the output", async () => {
+    const r = await cli(['call', guest('transform'), 'fail']);
+    expect(r.stdout).toBe('bad input');
+    expect(r.stderr).toMatch(/^ERR_GUEST_CALL: export fail .* returned status 7\n$/);
+    expect(r.code).toBe(7);
+  });
+
+  it('a trap is ERR_GUEST_TRAP (134); a call over --timeout is ERR_LIMIT_CPU (124)', async () => {
+    const trap = await cli(['call', guest('transform'), 'trap']);
+    expect(trap.stderr).toMatch(/^ERR_GUEST_TRAP: /);
+    expect(trap.code).toBe(134);
+    const spin = await cli(['call', guest('transform'), 'spin', '--timeout', '300']);
+    expect(spin.stderr).toMatch(/^ERR_LIMIT_CPU: /);
+    expect(spin.code).toBe(124);
+  });
+
+  it('an unknown export, or missing arguments, is ERR_INVALID_ARGUMENT (2)', async () => {
+    const r = await cli(['call', guest('transform'), 'nope']);
+    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: .*nope/);
+    expect(r.code).toBe(2);
+    expect((await cli(['call', guest('transform')])).code).toBe(2);
   });
 });
 
