@@ -144,7 +144,9 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private readonly queue: PendingCall[] = [];
   private inFlight: PendingCall | null = null;
   private inFlightAborted = false;
+  /** Failures in a row since the last successful call (drives the backoff and the maximum). */
   private failures = 0;
+  private restarts = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private dispatching = false;
   private onFirstReady: (() => void) | null = null;
@@ -292,8 +294,6 @@ export class Partition extends EventEmitter<PartitionEvents> {
       queuedCalls: this.queue.length,
     };
   }
-
-  private restarts = 0;
 
   private async spawn(): Promise<void> {
     this.ready = false;

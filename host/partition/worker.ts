@@ -118,14 +118,13 @@ function run(init: WorkerInit): WorkerOutcome {
     dispatcher.updateMemoryStats();
     if (init.kind === 'reactor') {
       serveCalls(init, instance, dispatcher, events);
-      outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
     } else {
       const start = instance.exports._start;
       if (typeof start !== 'function') throw new Error('guest does not export _start');
       start();
-      // A guest that caught its own exit and returned still exits with the code it asked for.
-      outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
     }
+    // A guest that caught its own exit and returned still exits with the code it asked for.
+    outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
   } catch (error) {
     outcome = classify(dispatcher.ending ?? error);
   }
