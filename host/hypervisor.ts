@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import os from 'node:os';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { InvalidArgumentError, InvalidStateError } from './errors.ts';
+import { InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
+import { WORKER_MEMORY_BYTES } from './partition/run.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
@@ -77,6 +79,13 @@ export interface HypervisorOptions {
   /** Violation events per second per partition before further ones are only counted. Default 100. */
   violationsPerSecond?: number;
   /**
+   * Memory the hypervisor may promise to its partitions, bytes. Each partition reserves its
+   * worst case when it is created (linear memory at its page limit, its worker's heap and stack,
+   * its channels) and releases it when destroyed; a partition that would not fit is refused with
+   * ERR_LIMIT_MEMORY before anything is allocated. Default: half of the machine's memory.
+   */
+  memoryBudgetBytes?: number;
+  /**
    * How long the root polls for a reactor call's result before it waits asynchronously, in µs
    * (the reactor's worker polls as long for the next call). Polling trades a little CPU for
    * call latency; 0 disables it. Default 50.
@@ -143,6 +152,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
   private readonly live = new Map<string, Partition>();
+  private readonly memoryBudget: number;
+  private memoryReserved = 0;
   private closed = false;
 
   constructor(options: HypervisorOptions = {}) {
@@ -162,6 +173,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
+    this.memoryBudget = limit(options.memoryBudgetBytes, Math.floor(os.totalmem() / 2), 'memoryBudgetBytes', 0, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The memory budget, what live partitions have reserved, and what is left (bytes). */
+  memoryUsage(): { budgetBytes: number; reservedBytes: number; availableBytes: number } {
+    return { budgetBytes: this.memoryBudget, reservedBytes: this.memoryReserved, availableBytes: this.memoryBudget - this.memoryReserved };
   }
 
   /**
@@ -193,15 +210,37 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const maxQueuedCalls = limit(l.maxQueuedCalls, this.defaults.maxQueuedCalls, 'limits.maxQueuedCalls', 0, 1_000_000);
     const callTimeoutMs = limit(l.callTimeoutMs, this.defaults.callTimeoutMs, 'limits.callTimeoutMs', 1, Infinity);
 
-    const loaded = await loadModule(spec.module as ModuleSource, {
-      maxModuleBytes: this.maxModuleBytes,
-      policy: { memoryPages, tableElements, ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
-      ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
-      ...(this.allowList ? { allowList: this.allowList } : {}),
-      cache: this.cache,
-    });
-    // Checked again after the await: another createPartition may have taken the name meanwhile.
-    if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
+    // together promise more than the budget; give it back if anything below refuses.
+    const reservation =
+      memoryPages * 65536 +
+      WORKER_MEMORY_BYTES +
+      (devices.console?.inputBufferBytes ?? 0) +
+      Math.max(1 << 16, maxOutputBytes + 64) +
+      (kind === 'reactor' ? maxInputBytes + 1088 : 0);
+    if (this.memoryReserved + reservation > this.memoryBudget) {
+      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+      throw new LimitMemoryError(
+        `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
+          `but only ${mib(this.memoryBudget - this.memoryReserved)} of the hypervisor's ${mib(this.memoryBudget)} budget is left`,
+      );
+    }
+    this.memoryReserved += reservation;
+    let loaded;
+    try {
+      loaded = await loadModule(spec.module as ModuleSource, {
+        maxModuleBytes: this.maxModuleBytes,
+        policy: { memoryPages, tableElements, ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
+        ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
+        ...(this.allowList ? { allowList: this.allowList } : {}),
+        cache: this.cache,
+      });
+      // Checked again after the await: another createPartition may have taken the name meanwhile.
+      if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    } catch (error) {
+      this.memoryReserved -= reservation;
+      throw error;
+    }
 
     const partition = new Partition({
       name,
@@ -226,6 +265,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       spinMicros: this.callSpinMicros,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
+        this.memoryReserved -= reservation;
       },
     });
     partition.on('violation', (v) => this.emit('violation', v));

@@ -10,6 +10,10 @@ const WORKER_RESOURCE_LIMITS = {
   stackSizeMb: 4,
 };
 
+/** The most memory a partition's worker itself may take (heap and stack), for admission control. */
+export const WORKER_MEMORY_BYTES =
+  (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
+
 export interface RunEvents {
   console(line: string, stream: 'stdout' | 'stderr'): void;
   violation(violation: ViolationRecord): void;
