@@ -29,6 +29,7 @@ run options:
   --deterministic           fixed clocks and a fixed entropy seed (for teaching and tests)
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
+  --stats                   print the partition's metrics to stderr when it ends
 
 call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
 its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
@@ -117,6 +118,7 @@ async function run(argv: string[]): Promise<number> {
         deterministic: { type: 'boolean' },
         seed: { type: 'string' },
         sha256: { type: 'string' },
+        stats: { type: 'boolean' },
       },
     }),
   );
@@ -161,7 +163,10 @@ async function run(argv: string[]): Promise<number> {
   const exit = await partition.exited;
   input?.close();
   await hv.close();
-  return report(exit);
+  // The error line (if any) comes first, so stderr still starts with the code.
+  const status = report(exit);
+  if (values.stats) process.stderr.write(formatStats(exit));
+  return status;
 }
 
 /** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */
@@ -193,6 +198,26 @@ function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): 
       process.stdin.destroy();
     },
   };
+}
+
+/** The `--stats` block: the partition's metrics when it ended. */
+export function formatStats(exit: PartitionExit): string {
+  const m = exit.metrics;
+  const kib = (n: number) => `${n / 1024} KiB`;
+  const byCall = Object.entries(m.hypercallsByCall)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const rows: [string, string][] = [
+    ['state', exit.reason === 'exit' ? `${exit.state} (code ${exit.code})` : `${exit.state} (${exit.reason})`],
+    ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
+    ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
+    ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
+    ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
+    ['entropy', `${m.entropyBytes} bytes`],
+  ];
+  return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
 }
 
 function report(exit: PartitionExit): number {

@@ -342,6 +342,24 @@ describe.concurrent('wasmvisor: bad command lines (ERR_INVALID_ARGUMENT, exit 2)
   });
 });
 
+describe.concurrent('wasmvisor run --stats', () => {
+  it('prints the metrics block to stderr after the run, stdout untouched', async () => {
+    const r = await cli(['run', guest('dice'), '--stats', '--deterministic']);
+    expect(r.code).toBe(0);
+    expect(lines(r.stdout)).toHaveLength(2);
+    expect(r.stderr).toMatch(/^wasmvisor stats\n  state +exited \(code 0\)\n/);
+    expect(r.stderr).toMatch(/^  hypercalls +8 \(ENTROPY_GET 5, CONSOLE_WRITE 2, EXIT 1\)$/m);
+    expect(r.stderr).toMatch(/^  entropy +20 bytes$/m);
+  });
+
+  it('prints it for a killed run too, after the error line', async () => {
+    const r = await cli(['run', guest('attack-spin'), '--timeout', '300', '--stats']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/^ERR_LIMIT_CPU: .*\nwasmvisor stats\n/);
+    expect(r.stderr).toMatch(/^  state +killed \(ERR_LIMIT_CPU\)$/m);
+  });
+});
+
 describe.concurrent('wasmvisor call: one export of a reactor', () => {
   it('reads the input from stdin and writes the output to stdout, exit 0', async () => {
     const r = await cli(['call', guest('transform'), 'upper'], { input: 'make me loud' });
