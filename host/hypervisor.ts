@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { Storage, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { InvalidArgumentError, InvalidStateError } from './errors.ts';
@@ -43,6 +45,20 @@ export interface HypervisorOptions {
   defaultLimits?: PartitionLimits;
   /** Violation events per second per partition before further ones are only counted. Default 100. */
   violationsPerSecond?: number;
+  /**
+   * Directory for persistent block storage: images and (without `storageKey`) the keystore.
+   * Default `.wasmvisor` under the current working directory when the Hypervisor is made. Only
+   * touched (created, mode 0700) when a partition is granted a block device or storage is wiped.
+   */
+  dataDir?: string;
+  /**
+   * A 32-byte master key for block storage: each image's key derives from it, the image's random
+   * id and the partition's name (HKDF-SHA256). Without it, each partition gets a random key kept
+   * in the keystore file. Either way every sector is encrypted and authenticated (AES-256-GCM).
+   */
+  storageKey?: Uint8Array;
+  /** Where the keystore file lives when there is no `storageKey`. Default `<dataDir>/keystore.json`. */
+  keystorePath?: string;
 }
 
 export interface HypervisorEvents {
@@ -80,6 +96,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly defaults: Required<PartitionLimits>;
   private readonly violationsPerSecond: number;
   private readonly live = new Map<string, Partition>();
+  private readonly storage: Storage;
   private closed = false;
 
   constructor(options: HypervisorOptions = {}) {
@@ -94,6 +111,31 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       timeoutMs: limit(d.timeoutMs, DEFAULT_LIMITS.timeoutMs, 'defaultLimits.timeoutMs', 1, Infinity),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
+    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
+      throw new InvalidArgumentError('dataDir must be a non-empty path');
+    }
+    this.storage = new Storage({
+      dataDir: path.resolve(options.dataDir ?? '.wasmvisor'),
+      ...(options.storageKey !== undefined ? { masterKey: options.storageKey } : {}),
+      ...(options.keystorePath !== undefined ? { keystorePath: options.keystorePath } : {}),
+    });
+  }
+
+  /** The directory block images and the keystore live in. */
+  get dataDir(): string {
+    return this.storage.dataDir;
+  }
+
+  /**
+   * Scrubs and removes the block image (and its key) of a partition that is not live, e.g. one
+   * destroyed earlier or left by a previous process. `path` as in the spec's `devices.block.path`.
+   * Refused with ERR_INVALID_STATE while a live partition has that name; use
+   * `partition.destroy({ wipe: true })` for a live one. Idempotent.
+   */
+  async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
+    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid`);
+    if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
+    return this.storage.wipe(name, options.path);
   }
 
   /**
@@ -127,6 +169,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
     // Checked again after the await: another createPartition may have taken the name meanwhile.
     if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    // The name is reserved while the image opens, so two creations cannot race for one disk.
+    let block: { storage: Storage; attachment: Awaited<ReturnType<Storage['attach']>>; pathOverride: string | null } | null = null;
+    if (devices.block) {
+      const attachment = await this.storage.attach(name, devices.block.sizeMiB, devices.block.path ?? undefined);
+      block = { storage: this.storage, attachment, pathOverride: devices.block.path };
+      if (this.live.has(name) || this.closed) {
+        await this.storage.detach(attachment);
+        if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+        throw new InvalidArgumentError(`a partition named ${name} already exists`);
+      }
+    }
 
     const partition = new Partition({
       name,
@@ -138,6 +191,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       timeoutMs,
       violationsPerSecond: this.violationsPerSecond,
       eventRingBytes: 1 << 16,
+      block,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
       },

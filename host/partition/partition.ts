@@ -4,6 +4,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
 import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
+import type { BlockAttachment, Storage } from '../storage/storage.ts';
 import {
   errorFromCode,
   InternalError,
@@ -60,7 +61,18 @@ export interface PartitionConfig {
   violationsPerSecond: number;
   /** Capacity of the worker → root event ring, bytes. */
   eventRingBytes: number;
+  /** The opened block image and the back-end that owns it; null when block is not granted. */
+  block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   onDestroy?: (partition: Partition) => void;
+}
+
+/** Options of `partition.destroy()`. */
+export interface DestroyOptions {
+  /**
+   * Also scrub (overwrite with zeros) and remove the partition's block image, and remove its key:
+   * a new partition of the same name starts from an empty disk. Default false: the image persists.
+   */
+  wipe?: boolean;
 }
 
 export interface PartitionEvents {
@@ -107,6 +119,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private exitResult: PartitionExit | null = null;
   private pumping = false;
   private destroyed: Promise<void> | null = null;
+  private wiped: Promise<void> | null = null;
+  private detached: Promise<void> | null = null;
 
   constructor(config: PartitionConfig) {
     super();
@@ -144,6 +158,14 @@ export class Partition extends EventEmitter<PartitionEvents> {
       events: this.events.sab,
       input: this.inputRing.sab,
       violationsPerSecond: this.config.violationsPerSecond,
+      block: this.config.block
+        ? {
+            fd: this.config.block.attachment.fd,
+            sectorCount: this.config.block.attachment.sectorCount,
+            imageId: this.config.block.attachment.imageId,
+            dataKey: this.config.block.attachment.dataKey,
+          }
+        : null,
     };
     this.startedAt = performance.now();
     this.setState('running');
@@ -202,16 +224,43 @@ export class Partition extends EventEmitter<PartitionEvents> {
     return this.exited;
   }
 
-  /** Stops the partition if needed, scrubs the buffers the root held for it and releases it. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyed ??= (async () => {
-      await this.stop();
-      new Uint8Array(this.events.sab).fill(0);
-      new Uint8Array(this.inputRing.sab).fill(0);
-      this.setState('destroyed');
-      this.config.onDestroy?.(this);
-    })();
-    return this.destroyed;
+  /**
+   * Stops the partition if needed, scrubs the buffers the root held for it, closes its block image
+   * and releases it. With `{ wipe: true }` the block image is also scrubbed and removed, and its key
+   * deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
+   */
+  destroy(options: DestroyOptions = {}): Promise<void> {
+    const wipe = options.wipe === true && this.config.block != null;
+    if (wipe && this.destroyed === null) {
+      // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
+      this.wiped = this.destroyed = this.teardown(true);
+    }
+    this.destroyed ??= this.teardown(false);
+    if (wipe) this.wiped ??= this.destroyed.then(() => this.wipeImage());
+    return this.wiped ?? this.destroyed;
+  }
+
+  private async teardown(wipe: boolean): Promise<void> {
+    await this.stop();
+    new Uint8Array(this.events.sab).fill(0);
+    new Uint8Array(this.inputRing.sab).fill(0);
+    await this.detach();
+    if (wipe) await this.wipeImage();
+    this.setState('destroyed');
+    this.config.onDestroy?.(this);
+  }
+
+  private async wipeImage(): Promise<void> {
+    const block = this.config.block!;
+    await block.storage.wipe(this.name, block.pathOverride ?? undefined);
+  }
+
+  /** Closes the block image once the worker can no longer use it. Idempotent. */
+  private detach(): Promise<void> {
+    const block = this.config.block;
+    if (!block) return Promise.resolve();
+    this.detached ??= block.storage.detach(block.attachment);
+    return this.detached;
   }
 
   /**
@@ -310,6 +359,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
       };
     }
     this.exitResult = exit;
+    // The worker is gone: nothing can use the image any more.
+    void this.detach();
     this.events.wakeAll();
     this.worker = null;
     this.setState(exit.state);

@@ -32,6 +32,16 @@ export interface WorkerInit {
   input: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
+  /** The block device's image, opened and checked by the root; null when block is not granted. */
+  block: BlockInit | null;
+}
+
+/** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */
+export interface BlockInit {
+  fd: number;
+  sectorCount: number;
+  imageId: Uint8Array;
+  dataKey: Uint8Array;
 }
 
 /** How a guest's run ended, as the worker reports it. */
