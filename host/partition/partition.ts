@@ -245,9 +245,13 @@ export class Partition extends EventEmitter<PartitionEvents> {
     new Uint8Array(this.events.sab).fill(0);
     new Uint8Array(this.inputRing.sab).fill(0);
     await this.detach();
-    if (wipe) await this.wipeImage();
-    this.setState('destroyed');
-    this.config.onDestroy?.(this);
+    try {
+      if (wipe) await this.wipeImage();
+    } finally {
+      // Even when the wipe fails the partition is gone; hv.wipeStorage(name) can retry the wipe.
+      this.setState('destroyed');
+      this.config.onDestroy?.(this);
+    }
   }
 
   private async wipeImage(): Promise<void> {

@@ -105,6 +105,31 @@ describe('block device in partitions', () => {
     ).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
   });
 
+  it('hostile requests from a real guest are refused with statuses and change nothing', async () => {
+    const p = await hv.createPartition({ name: 'mallory', module: guest('attack-block'), devices: { console: true, block: { sizeMiB: 1 } } });
+    const out = collect(p);
+    const violations: string[] = [];
+    p.on('violation', (v) => violations.push(`${v.call} ${v.status}`));
+    const exit = await runToExit(p);
+    expect(out.stdout).toEqual(['refused: 13']);
+    expect(exit).toMatchObject({ reason: 'exit', code: 0 });
+    // Bad windows are violations (as for every call); bad arguments are plain statuses.
+    expect(violations).toEqual(['BLOCK_READ HV_STATUS_INVALID_ADDRESS', 'BLOCK_READ HV_STATUS_TOO_LARGE', 'BLOCK_WRITE HV_STATUS_TOO_LARGE']);
+    expect(exit.metrics.block).toMatchObject({ writeBytes: 0, readBytes: 1 << 20 });
+  });
+
+  it('a data directory that cannot be created is ERR_STORAGE, before the guest runs', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const file = path.join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    const bad = new Hypervisor({ dataDir: path.join(file, 'sub') });
+    await expect(bad.createPartition({ name: 'x', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
+      code: 'ERR_STORAGE',
+    });
+    expect(bad.partitions()).toEqual([]);
+    await bad.close();
+  });
+
   it('a master key works the same way, and a different master key cannot open the images', async () => {
     const key = Buffer.alloc(32, 7);
     const dir2 = mkdtempSync(path.join(tmpdir(), 'wv-block-mk-'));
