@@ -23,6 +23,8 @@
  * - The slot holding the newest *flushed* version of a sector is never written until a later
  *   flush has made a newer version durable: the first write to a sector after a flush goes to the
  *   other slot, and further writes before the next flush go to that same slot again.
+ * - Whatever is on the file when the engine opens it is made durable first (fsync), so the newest
+ *   authentic version of a sector found on disk may be treated as flushed.
  * - Nothing here trusts the file: gens, nonces and tags are only believed when the tag verifies.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto';
@@ -151,9 +153,54 @@ const STATE_EMPTY = 0;
 const DIRTY_WRITTEN = 1;
 const DIRTY_DISCARDED = 2;
 
+/**
+ * The three file operations the engine uses. The default works on a file descriptor; tests plug
+ * in a simulated disk with a volatile write cache to check the crash argument under power loss.
+ */
+export interface BlockIo {
+  /** Fills all of buf from `position`; bytes past the end of the file read as zeros. */
+  pread(buf: Buffer, position: number): void;
+  /** Writes all of buf at `position` (may be torn by a crash). */
+  pwrite(buf: Buffer, position: number): void;
+  /** Returns once every completed pwrite is on stable storage. */
+  fsync(): void;
+}
+
+/** BlockIo over an open file descriptor, with synchronous system calls. */
+export function fdIo(fd: number): BlockIo {
+  return {
+    pread(buf, position) {
+      let done = 0;
+      while (done < buf.length) {
+        const n = readSync(fd, buf, done, buf.length - done, position + done);
+        if (n === 0) {
+          // Past the end of a file that should be sized already: the rest reads as zeros (sparse).
+          buf.fill(0, done);
+          return;
+        }
+        done += n;
+      }
+    },
+    pwrite(buf, position) {
+      let done = 0;
+      while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, position + done);
+    },
+    fsync() {
+      fsyncSync(fd);
+    },
+  };
+}
+
 export interface BlockImageOptions {
   /** An open file descriptor (read/write) of an image whose header was checked. Not closed here. */
   fd: number;
+  /** Replaces the file operations on `fd` (tests: a simulated disk). */
+  io?: BlockIo;
+  /**
+   * fsync the image before first use. Default true, and it must be: see the constructor. Only the
+   * power-loss test turns it off, to show that its simulated disk catches the resulting loss.
+   */
+  syncOnOpen?: boolean;
   sectorCount: number;
   imageId: Uint8Array;
   dataKey: Uint8Array;
@@ -167,7 +214,7 @@ export interface BlockImageOptions {
 export class BlockImage {
   readonly sectorCount: number;
   readonly counters: ImageCounters = { tornRecovered: 0, integrityFailures: 0 };
-  private readonly fd: number;
+  private readonly io: BlockIo;
   private readonly imageId: Buffer;
   private readonly key: Buffer;
   /** Newest valid slot per sector (see STATE_*), learned on first touch. */
@@ -191,13 +238,18 @@ export class BlockImage {
     if (!Number.isInteger(options.sectorCount) || options.sectorCount < 1 || options.sectorCount > MAX_SECTORS) {
       throw new RangeError(`sector count ${options.sectorCount} is out of range`);
     }
-    this.fd = options.fd;
+    this.io = options.io ?? fdIo(options.fd);
     this.sectorCount = options.sectorCount;
     this.imageId = Buffer.from(options.imageId);
     this.key = Buffer.from(options.dataKey);
     this.state = new Int8Array(this.sectorCount).fill(STATE_UNKNOWN);
     this.gen = new Float64Array(this.sectorCount);
     this.dirty = new Uint8Array(this.sectorCount);
+    // After a crash, versions written but never flushed may still sit in the page cache. This
+    // engine treats the newest authentic version it finds as flushed (its next write of that
+    // sector goes to the other slot, over the older version), so make that true before any write:
+    // otherwise a power cut could lose the unsynced newest version and tear the older, flushed one.
+    if (options.syncOnOpen !== false) this.io.fsync();
   }
 
   /** Reads `count` sectors from `sector` into out[offset, offset + count * SECTOR_SIZE). */
@@ -241,7 +293,7 @@ export class BlockImage {
    */
   flush(): number {
     this.assertOpen();
-    fsyncSync(this.fd);
+    this.io.fsync();
     let scrubbed = 0;
     for (const s of this.dirtyList) {
       if (this.dirty[s] === DIRTY_DISCARDED) {
@@ -252,7 +304,7 @@ export class BlockImage {
       this.dirty[s] = 0;
     }
     this.dirtyList = [];
-    if (scrubbed > 0) fsyncSync(this.fd);
+    if (scrubbed > 0) this.io.fsync();
     return HvStatus.SUCCESS;
   }
 
@@ -347,15 +399,21 @@ export class BlockImage {
       }
     }
     if (out) out.fill(0, offset, offset + SECTOR_SIZE);
-    if (tried === 0) {
+    // Gens of slots that did not authenticate are untrusted; they only keep the next write's gen above them.
+    const g = Math.min(Math.max(Number.isSafeInteger(genA) ? genA : 0, Number.isSafeInteger(genB) ? genB : 0), Number.MAX_SAFE_INTEGER - 1);
+    if (tried < 2) {
+      // No slot, or one that fails beside an empty one: the sector's previous version is "never
+      // written". That is what a crash during a sector's first write leaves, so it reads as zeros.
+      if (tried === 1) this.counters.tornRecovered++;
       this.state[s] = STATE_EMPTY;
-      this.gen[s] = 0;
+      this.gen[s] = g;
       return HvStatus.SUCCESS;
     }
-    // Written before, but nothing authenticates. Left unknown: a write may still replace it.
+    // Two versions and neither authenticates: no crash does that (the slot holding the last
+    // flushed version is never written before a newer one is durable). Left unknown: a write may
+    // still replace it.
     this.counters.integrityFailures++;
-    const g = Math.max(Number.isSafeInteger(genA) ? genA : 0, Number.isSafeInteger(genB) ? genB : 0);
-    this.gen[s] = Math.min(g, Number.MAX_SAFE_INTEGER - 1);
+    this.gen[s] = g;
     return HvStatus.INTEGRITY;
   }
 
@@ -404,20 +462,10 @@ export class BlockImage {
   }
 
   private preadAll(buf: Buffer, position: number): void {
-    let done = 0;
-    while (done < buf.length) {
-      const n = readSync(this.fd, buf, done, buf.length - done, position + done);
-      if (n === 0) {
-        // Past the end of a file that should be sized already: treat the rest as zeros (sparse).
-        buf.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    this.io.pread(buf, position);
   }
 
   private pwriteAll(buf: Buffer, position: number): void {
-    let done = 0;
-    while (done < buf.length) done += writeSync(this.fd, buf, done, buf.length - done, position + done);
+    this.io.pwrite(buf, position);
   }
 }

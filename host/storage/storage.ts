@@ -178,10 +178,6 @@ export class Storage {
         keys.dataKey.fill(0);
         throw new IntegrityError(`the block image of ${name} at ${file} is truncated (${size} bytes, expected ${imageFileSize(sectorCount)})`);
       }
-      // After a crash, versions written but never flushed may still sit in the page cache. The
-      // engine treats whatever it finds newest as flushed (its next write goes to the other slot),
-      // so make that true before the guest runs: one fsync per boot.
-      await handle.sync();
       return { path: file, handle, fd: handle.fd, sectorCount, imageId, dataKey: keys.dataKey, created: false };
     } catch (error) {
       await handle.close().catch(() => undefined);

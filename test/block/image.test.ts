@@ -139,14 +139,17 @@ describe('block image engine', () => {
     });
   });
 
-  it('a sector with no authentic version is INTEGRITY, and the read delivers nothing', async () => {
+  it('a sector with two versions and neither authentic is INTEGRITY, and the read delivers nothing', async () => {
     const st = new Storage({ dataDir: dir });
     const file = st.imagePath('p');
     await boot(st, 'p', (img) => {
       img.write(7, 1, sector('z'));
       img.flush();
+      img.write(7, 1, sector('w'));
+      img.flush();
     });
     poke(file, HEADER_SIZE + 7 * PAIR_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
+    poke(file, HEADER_SIZE + 7 * PAIR_SIZE + SLOT_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
     await boot(st, 'p', (img) => {
       expect(read(img, 7).status).toBe(HvStatus.INTEGRITY);
       expect(img.counters.integrityFailures).toBe(1);
@@ -156,19 +159,42 @@ describe('block image engine', () => {
     });
   });
 
-  it('slots swapped between sectors do not authenticate (the sector number is bound in)', async () => {
+  it('a sector whose only version fails reads as never written (what a torn first write leaves), and is counted', async () => {
     const st = new Storage({ dataDir: dir });
     const file = st.imagePath('p');
     await boot(st, 'p', (img) => {
-      img.write(1, 1, sector('1'));
-      img.write(2, 1, sector('2'));
+      img.write(8, 1, sector('z'));
       img.flush();
     });
+    poke(file, HEADER_SIZE + 8 * PAIR_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
+    await boot(st, 'p', (img) => {
+      const r = read(img, 8);
+      expect(r.status).toBe(0);
+      expect(r.data.every((x) => x === 0)).toBe(true);
+      expect(img.counters.tornRecovered).toBe(1);
+    });
+  });
+
+  it('slots moved between sectors never yield the other sector’s data (the sector number is bound in)', async () => {
+    const st = new Storage({ dataDir: dir });
+    const file = st.imagePath('p');
+    await boot(st, 'p', (img) => {
+      for (const v of ['1', '2']) {
+        img.write(1, 1, sector(v));
+        img.write(2, 1, sector(v === '1' ? 'a' : 'b'));
+        img.write(3, 1, sector('c'));
+        img.flush();
+      }
+    });
     const s1 = peek(file, HEADER_SIZE + 1 * PAIR_SIZE, PAIR_SIZE);
-    poke(file, HEADER_SIZE + 2 * PAIR_SIZE, s1);
+    poke(file, HEADER_SIZE + 2 * PAIR_SIZE, s1); // both versions of sector 1 over sector 2
+    poke(file, HEADER_SIZE + 4 * PAIR_SIZE, s1.subarray(0, SLOT_SIZE)); // one version over never-written sector 4
     await boot(st, 'p', (img) => {
       expect(read(img, 2).status).toBe(HvStatus.INTEGRITY);
-      expect(read(img, 1).data.equals(sector('1'))).toBe(true);
+      expect(read(img, 1).data.equals(sector('2'))).toBe(true);
+      const four = read(img, 4);
+      expect(four.status).toBe(0);
+      expect(four.data.every((x) => x === 0)).toBe(true);
     });
   });
 
