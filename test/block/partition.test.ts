@@ -118,6 +118,25 @@ describe('block device in partitions', () => {
     expect(exit.metrics.block).toMatchObject({ writeBytes: 0, readBytes: 1 << 20 });
   });
 
+  it('rate limits hold a guest to its byte budget; a throttled guest still stops at once', async () => {
+    // 1 MiB to fill at 64 KiB/s would take 16 s: the guest spends its time waiting for tokens.
+    const p = await hv.createPartition({
+      name: 'slow',
+      module: guest('disk'),
+      args: ['fill', SECRET],
+      devices: { console: true, block: { sizeMiB: 1, bytesPerSecond: 65536 } },
+    });
+    await p.start();
+    await new Promise((r) => setTimeout(r, 400));
+    const t0 = performance.now();
+    const exit = await p.stop();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(exit.reason).toBe('ERR_KILLED');
+    expect(exit.metrics.block.throttledMs).toBeGreaterThan(0);
+    // The burst (64 KiB) plus at most ~0.4 s of refill at 64 KiB/s, with slack for start-up.
+    expect(exit.metrics.block.writeBytes).toBeLessThanOrEqual(65536 + 65536);
+  });
+
   it('a data directory that cannot be created is ERR_STORAGE, before the guest runs', async () => {
     const { writeFileSync } = await import('node:fs');
     const file = path.join(dir, 'not-a-dir');
