@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { Storage, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { InvalidArgumentError, InvalidStateError } from './errors.ts';
@@ -170,7 +170,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // Checked again after the await: another createPartition may have taken the name meanwhile.
     if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
     // The name is reserved while the image opens, so two creations cannot race for one disk.
-    let block: { storage: Storage; attachment: Awaited<ReturnType<Storage['attach']>>; pathOverride: string | null } | null = null;
+    let block: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null = null;
     if (devices.block) {
       const attachment = await this.storage.attach(name, devices.block.sizeMiB, devices.block.path ?? undefined);
       block = { storage: this.storage, attachment, pathOverride: devices.block.path };

@@ -72,7 +72,10 @@ async function bootAndKill(firstRound: number, killAfterMs: number): Promise<{ m
       }
     });
     child.once('exit', () => resolve()); // died before ready: checked below
-    setTimeout(() => reject(new Error(`child never got ready: ${stderr}`)), 8000);
+    setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a writer running behind a failed test
+      reject(new Error(`child never got ready: ${stderr}`));
+    }, 8000);
   });
   await exited;
   expect(stderr, 'the child process reported an error').not.toMatch(/ERR_|Error/);
