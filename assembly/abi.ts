@@ -32,6 +32,9 @@ export const HV_STATUS_WOULD_BLOCK: i32 = 7;
 export const HV_STATUS_END_OF_STREAM: i32 = 8;
 export const HV_STATUS_TOO_LARGE: i32 = 9;
 export const HV_STATUS_NOT_IN_CALL: i32 = 10;
+export const HV_STATUS_OUT_OF_RANGE: i32 = 11;
+export const HV_STATUS_IO_ERROR: i32 = 12;
+export const HV_STATUS_INTEGRITY: i32 = 13;
 
 // Call codes, grouped by device in the high byte.
 export const HV_CALL_VERSION: i32 = 0x0000;
@@ -48,17 +51,30 @@ export const HV_CALL_CONSOLE_WRITE_ERR: i32 = 0x0101;
 export const HV_CALL_CONSOLE_READ: i32 = 0x0102;
 export const HV_CALL_CLOCK_GET: i32 = 0x0200;
 export const HV_CALL_ENTROPY_GET: i32 = 0x0300;
+export const HV_CALL_BLOCK_INFO: i32 = 0x0400;
+export const HV_CALL_BLOCK_READ: i32 = 0x0401;
+export const HV_CALL_BLOCK_WRITE: i32 = 0x0402;
+export const HV_CALL_BLOCK_FLUSH: i32 = 0x0403;
+export const HV_CALL_BLOCK_DISCARD: i32 = 0x0404;
 
 // Device identifiers used in DEVICE_LIST records.
 export const HV_DEVICE_CONSOLE: i32 = 1;
 export const HV_DEVICE_CLOCK: i32 = 2;
 export const HV_DEVICE_ENTROPY: i32 = 3;
+export const HV_DEVICE_BLOCK: i32 = 4;
 
 /** Size of one DEVICE_LIST record: u32 id, u32 version, u32 param0, u32 param1. */
 export const HV_DEVICE_RECORD_SIZE: i32 = 16;
 
 /** CONSOLE_READ input flag: return WOULD_BLOCK instead of waiting for a line. */
 export const HV_CONSOLE_READ_NONBLOCK: i32 = 1;
+
+// Block device (since ABI 1.1).
+export const HV_BLOCK_SECTOR_SIZE: i32 = 4096;
+export const HV_BLOCK_HEADER_SIZE: i32 = 16;
+export const HV_BLOCK_MAX_READ_SECTORS: i32 = 16;
+export const HV_BLOCK_MAX_WRITE_SECTORS: i32 = 15;
+export const HV_BLOCK_WRITE_FUA: i32 = 1;
 
 // CLOCK_GET clock ids.
 export const HV_CLOCK_MONOTONIC: i32 = 0;
@@ -67,6 +83,7 @@ export const HV_CLOCK_WALL: i32 = 1;
 // DEVICE_LIST flags (param1).
 export const HV_DEVICE_FLAG_DETERMINISTIC: i32 = 1;
 export const HV_DEVICE_FLAG_INPUT: i32 = 1;
+export const HV_DEVICE_FLAG_ENCRYPTED: i32 = 1;
 
 /**
  * The only import a guest has. Pointers and lengths are u32 on the host side; they are i32

@@ -37,6 +37,16 @@ import {
   HV_CALL_CONSOLE_READ,
   HV_CALL_CLOCK_GET,
   HV_CALL_ENTROPY_GET,
+  HV_CALL_BLOCK_INFO,
+  HV_CALL_BLOCK_READ,
+  HV_CALL_BLOCK_WRITE,
+  HV_CALL_BLOCK_FLUSH,
+  HV_CALL_BLOCK_DISCARD,
+  HV_BLOCK_SECTOR_SIZE,
+  HV_BLOCK_HEADER_SIZE,
+  HV_BLOCK_MAX_READ_SECTORS,
+  HV_BLOCK_MAX_WRITE_SECTORS,
+  HV_BLOCK_WRITE_FUA,
   HV_CLOCK_MONOTONIC,
   HV_CLOCK_WALL,
   HV_STATUS_SUCCESS,
@@ -53,6 +63,9 @@ import {
   HV_CALL_INPUT_SIZE,
   HV_CALL_INPUT_READ,
   HV_CALL_OUTPUT_WRITE,
+  HV_STATUS_OUT_OF_RANGE,
+  HV_STATUS_IO_ERROR,
+  HV_STATUS_INTEGRITY,
 } from "./abi";
 
 export * from "./abi";
@@ -87,6 +100,9 @@ export function statusName(status: i32): string {
     case HV_STATUS_END_OF_STREAM: return "HV_STATUS_END_OF_STREAM";
     case HV_STATUS_TOO_LARGE: return "HV_STATUS_TOO_LARGE";
     case HV_STATUS_NOT_IN_CALL: return "HV_STATUS_NOT_IN_CALL";
+    case HV_STATUS_OUT_OF_RANGE: return "HV_STATUS_OUT_OF_RANGE";
+    case HV_STATUS_IO_ERROR: return "HV_STATUS_IO_ERROR";
+    case HV_STATUS_INTEGRITY: return "HV_STATUS_INTEGRITY";
   }
   return "HV_STATUS_" + (status < 0 ? -status : status).toString();
 }
@@ -365,6 +381,98 @@ export namespace entropy {
     const v = load<U32>(SCRATCH);
     store<U32>(SCRATCH, 0);
     return v;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Block storage
+
+/** The block device's geometry (BLOCK_INFO). */
+export class BlockInfo {
+  constructor(
+    public sectorSize: u32,
+    public maxReadSectors: u32,
+    public maxWriteSectors: u32,
+    public sectorCount: u64,
+  ) {}
+}
+
+/** Puts the (sector, count, flags) request header at `at` (SCRATCH or IO). */
+function blockHeader(at: usize, sector: u64, count: u32, flags: u32): void {
+  store<u64>(at, sector);
+  store<u32>(at, count, 8);
+  store<u32>(at, flags, 12);
+}
+
+export namespace block {
+  /** Bytes per sector (4096 in ABI 1.x). */
+  export const SECTOR_SIZE: i32 = HV_BLOCK_SECTOR_SIZE;
+
+  /** HV_CALL_BLOCK_INFO: the disk's geometry. Aborts if the block device is not granted. */
+  export function info(): BlockInfo {
+    const r = hypercall(HV_CALL_BLOCK_INFO, 0, 0, <i32>IO, 16);
+    if (r < 0) fail("block.info (BLOCK_INFO)", r);
+    const result = new BlockInfo(load<u32>(IO), <u32>load<u16>(IO, 4), <u32>load<u16>(IO, 6), load<u64>(IO, 8));
+    memory.fill(IO, 0, 16);
+    return result;
+  }
+
+  /**
+   * Reads `count` sectors starting at `sector` into `buf` (which must hold count * SECTOR_SIZE
+   * bytes), in as many BLOCK_READ calls as needed. Returns the bytes read, or the first negated
+   * status (sectors before the failing call were read). Unwritten sectors read as zeros.
+   */
+  export function read(sector: u64, buf: Uint8Array, count: u32): i32 {
+    if (<u64>buf.byteLength < <u64>count * <u64>HV_BLOCK_SECTOR_SIZE) return -HV_STATUS_INVALID_ARGUMENT;
+    let done: u32 = 0;
+    while (done < count) {
+      const n = min(count - done, <u32>HV_BLOCK_MAX_READ_SECTORS);
+      blockHeader(SCRATCH, sector + <u64>done, n, 0);
+      const r = hypercall(HV_CALL_BLOCK_READ, <i32>SCRATCH, HV_BLOCK_HEADER_SIZE, <i32>(buf.dataStart + <usize>done * HV_BLOCK_SECTOR_SIZE), <i32>n * HV_BLOCK_SECTOR_SIZE);
+      if (r < 0) return r;
+      done += n;
+    }
+    return <i32>done * HV_BLOCK_SECTOR_SIZE;
+  }
+
+  /**
+   * Writes `count` sectors from `buf` starting at `sector`, in calls of at most
+   * HV_BLOCK_MAX_WRITE_SECTORS. Each sector is replaced atomically (old or new after a crash,
+   * never a mix); the write is durable only after `flush()`, or at once with `fua`.
+   * Returns the bytes written or the first negated status.
+   */
+  export function write(sector: u64, buf: Uint8Array, count: u32, fua: bool = false): i32 {
+    if (<u64>buf.byteLength < <u64>count * <u64>HV_BLOCK_SECTOR_SIZE) return -HV_STATUS_INVALID_ARGUMENT;
+    let done: u32 = 0;
+    while (done < count) {
+      const n = min(count - done, <u32>HV_BLOCK_MAX_WRITE_SECTORS);
+      const bytes = <usize>n * HV_BLOCK_SECTOR_SIZE;
+      blockHeader(IO, sector + <u64>done, n, fua ? HV_BLOCK_WRITE_FUA : 0);
+      memory.copy(IO + HV_BLOCK_HEADER_SIZE, buf.dataStart + <usize>done * HV_BLOCK_SECTOR_SIZE, bytes);
+      const r = hypercall(HV_CALL_BLOCK_WRITE, <i32>IO, <i32>(HV_BLOCK_HEADER_SIZE + bytes), 0, 0);
+      memory.fill(IO, 0, HV_BLOCK_HEADER_SIZE + bytes);
+      if (r < 0) return r;
+      done += n;
+    }
+    return <i32>done * HV_BLOCK_SECTOR_SIZE;
+  }
+
+  /** HV_CALL_BLOCK_FLUSH: every write that returned is on disk when this returns 0. */
+  export function flush(): i32 {
+    return hypercall(HV_CALL_BLOCK_FLUSH, 0, 0, 0, 0);
+  }
+
+  /** Makes `count` sectors from `sector` read as zeros. Returns 0 or the first negated status. */
+  export function discard(sector: u64, count: u32): i32 {
+    let done: u32 = 0;
+    while (done < count) {
+      const n = min(count - done, <u32>HV_BLOCK_MAX_READ_SECTORS);
+      blockHeader(SCRATCH, sector + <u64>done, n, 0);
+      const r = hypercall(HV_CALL_BLOCK_DISCARD, <i32>SCRATCH, HV_BLOCK_HEADER_SIZE, 0, 0);
+      if (r < 0) return r;
+      done += n;
+    }
+    return 0;
   }
 }
 

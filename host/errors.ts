@@ -35,6 +35,8 @@ export const ErrorCodes = [
   'ERR_GUEST_CALL',
   /** A fault inside the runtime itself: a bug, reported rather than hidden. */
   'ERR_INTERNAL',
+  /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
+  'ERR_STORAGE',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -134,6 +136,12 @@ export class InternalError extends WasmvisorError {
   }
 }
 
+export class StorageError extends WasmvisorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORAGE', message, options);
+  }
+}
+
 const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> = {
   ERR_MODULE_INVALID: ModuleInvalidError,
   ERR_IMPORT_DENIED: ImportDeniedError,
@@ -150,6 +158,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_BUSY: BusyError,
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
+  ERR_STORAGE: StorageError,
 };
 
 /** Rebuilds a typed error from its code and message (errors cross the worker boundary as plain data). */

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import path from 'node:path';
+import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
@@ -91,6 +93,20 @@ export interface HypervisorOptions {
    * call latency; 0 disables it. Default 50.
    */
   callSpinMicros?: number;
+  /**
+   * Directory for persistent block storage: images and (without `storageKey`) the keystore.
+   * Default `.wasmvisor` under the current working directory when the Hypervisor is made. Only
+   * touched (created, mode 0700) when a partition is granted a block device or storage is wiped.
+   */
+  dataDir?: string;
+  /**
+   * A 32-byte master key for block storage: each image's key derives from it, the image's random
+   * id and the partition's name (HKDF-SHA256). Without it, each partition gets a random key kept
+   * in the keystore file. Either way every sector is encrypted and authenticated (AES-256-GCM).
+   */
+  storageKey?: Uint8Array;
+  /** Where the keystore file lives when there is no `storageKey`. Default `<dataDir>/keystore.json`. */
+  keystorePath?: string;
 }
 
 export interface HypervisorEvents {
@@ -154,6 +170,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly live = new Map<string, Partition>();
   private readonly memoryBudget: number;
   private memoryReserved = 0;
+  private readonly storage: Storage;
   private closed = false;
 
   constructor(options: HypervisorOptions = {}) {
@@ -174,6 +191,31 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
     this.memoryBudget = limit(options.memoryBudgetBytes, Math.floor(os.totalmem() / 2), 'memoryBudgetBytes', 0, Number.MAX_SAFE_INTEGER);
+    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
+      throw new InvalidArgumentError('dataDir must be a non-empty path');
+    }
+    this.storage = new Storage({
+      dataDir: path.resolve(options.dataDir ?? '.wasmvisor'),
+      ...(options.storageKey !== undefined ? { masterKey: options.storageKey } : {}),
+      ...(options.keystorePath !== undefined ? { keystorePath: options.keystorePath } : {}),
+    });
+  }
+
+  /** The directory block images and the keystore live in. */
+  get dataDir(): string {
+    return this.storage.dataDir;
+  }
+
+  /**
+   * Scrubs and removes the block image (and its key) of a partition that is not live, e.g. one
+   * destroyed earlier or left by a previous process. `path` as in the spec's `devices.block.path`.
+   * Refused with ERR_INVALID_STATE while a live partition has that name; use
+   * `partition.destroy({ wipe: true })` for a live one. Idempotent.
+   */
+  async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
+    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid`);
+    if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
+    return this.storage.wipe(name, options.path);
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -227,6 +269,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     }
     this.memoryReserved += reservation;
     let loaded;
+    let block: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null = null;
     try {
       loaded = await loadModule(spec.module as ModuleSource, {
         maxModuleBytes: this.maxModuleBytes,
@@ -237,6 +280,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       });
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+      // The name is reserved while the image opens, so two creations cannot race for one disk.
+      if (devices.block) {
+        const attachment = await this.storage.attach(name, devices.block.sizeMiB, devices.block.path ?? undefined);
+        block = { storage: this.storage, attachment, pathOverride: devices.block.path };
+        if (this.live.has(name) || this.closed) {
+          await this.storage.detach(attachment);
+          block = null;
+          if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+          throw new InvalidArgumentError(`a partition named ${name} already exists`);
+        }
+      }
     } catch (error) {
       this.memoryReserved -= reservation;
       throw error;
@@ -263,6 +317,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       callTimeoutMs,
       restart,
       spinMicros: this.callSpinMicros,
+      block,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;

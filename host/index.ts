@@ -5,10 +5,11 @@
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
 export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, RestartPolicy } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
-export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
+export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
-export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec } from './devices/config.ts';
+export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec } from './devices/config.ts';
 export type { Inspection } from './loader/pipeline.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

@@ -40,6 +40,12 @@ export const HvStatus = {
   TOO_LARGE: 9,
   /** A call-only operation (INPUT_*, OUTPUT_WRITE) made outside a host call to an export. (1.1) */
   NOT_IN_CALL: 10,
+  /** A block request reaches past the end of the disk (sector + count > sector count). Since 1.1. */
+  OUT_OF_RANGE: 11,
+  /** The host could not complete the I/O (e.g. the disk image's file system failed). Since 1.1. */
+  IO_ERROR: 12,
+  /** Stored data failed authentication: the disk image was tampered with or is not this partition's. Since 1.1. */
+  INTEGRITY: 13,
 } as const;
 export type HvStatusName = keyof typeof HvStatus;
 export type HvStatusCode = (typeof HvStatus)[HvStatusName];
@@ -74,6 +80,16 @@ export const HvCall = {
   CLOCK_GET: 0x0200,
   /** Fills all of out (out_cap bytes) with random bytes; returns out_cap. */
   ENTROPY_GET: 0x0300,
+  /** Writes the block geometry (16 bytes: u32 sector size, u16 max read sectors, u16 max write sectors, u64 sector count); returns 16. Since 1.1. */
+  BLOCK_INFO: 0x0400,
+  /** Input: u64 sector, u32 count, u32 flags (16 bytes). Writes count sectors into out; returns bytes read. Since 1.1. */
+  BLOCK_READ: 0x0401,
+  /** Input: u64 sector, u32 count, u32 flags (16-byte header), then count sectors of data. Returns bytes written. Since 1.1. */
+  BLOCK_WRITE: 0x0402,
+  /** Makes every completed write durable (fsync); returns 0. Since 1.1. */
+  BLOCK_FLUSH: 0x0403,
+  /** Input: u64 sector, u32 count, u32 flags (16 bytes). The sectors read as zeros afterwards; returns 0. Since 1.1. */
+  BLOCK_DISCARD: 0x0404,
 } as const;
 export type HvCallName = keyof typeof HvCall;
 
@@ -82,6 +98,7 @@ export const HvDevice = {
   CONSOLE: 1,
   CLOCK: 2,
   ENTROPY: 3,
+  BLOCK: 4,
 } as const;
 export type HvDeviceName = keyof typeof HvDevice;
 
@@ -90,6 +107,17 @@ export const HV_DEVICE_RECORD_SIZE = 16;
 
 /** CONSOLE_READ input flag: return WOULD_BLOCK instead of waiting for a line. */
 export const HV_CONSOLE_READ_NONBLOCK = 1;
+
+/** Block device: bytes per sector (fixed in ABI 1.x). */
+export const HV_BLOCK_SECTOR_SIZE = 4096;
+/** Size of the header that starts BLOCK_READ/WRITE/DISCARD input: u64 sector, u32 count, u32 flags. */
+export const HV_BLOCK_HEADER_SIZE = 16;
+/** Most sectors one BLOCK_READ or BLOCK_DISCARD moves: HV_MAX_TRANSFER / sector size. */
+export const HV_BLOCK_MAX_READ_SECTORS = 16;
+/** Most sectors one BLOCK_WRITE carries: the 16-byte header leaves room for 15 in HV_MAX_TRANSFER. */
+export const HV_BLOCK_MAX_WRITE_SECTORS = 15;
+/** BLOCK_WRITE flag: force unit access, the write is durable (fsync) before the call returns. */
+export const HV_BLOCK_WRITE_FUA = 1;
 
 /** CLOCK_GET clock ids. */
 export const HvClock = {
@@ -100,6 +128,8 @@ export const HvClock = {
 /** DEVICE_LIST flags (param1). */
 export const HV_DEVICE_FLAG_DETERMINISTIC = 1;
 export const HV_DEVICE_FLAG_INPUT = 1;
+/** Block device flag (param1): sectors are encrypted and authenticated at rest. */
+export const HV_DEVICE_FLAG_ENCRYPTED = 1;
 
 const callNames = new Map<number, HvCallName>(
   (Object.entries(HvCall) as [HvCallName, number][]).map(([k, v]) => [v, k]),

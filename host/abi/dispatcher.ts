@@ -31,6 +31,11 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.CONSOLE_READ, 'console'],
   [HvCall.CLOCK_GET, 'clock'],
   [HvCall.ENTROPY_GET, 'entropy'],
+  [HvCall.BLOCK_INFO, 'block'],
+  [HvCall.BLOCK_READ, 'block'],
+  [HvCall.BLOCK_WRITE, 'block'],
+  [HvCall.BLOCK_FLUSH, 'block'],
+  [HvCall.BLOCK_DISCARD, 'block'],
 ]);
 
 /** The input and output of one host call to a reactor's export. */

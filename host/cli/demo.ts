@@ -21,6 +21,31 @@ function summary(p: Partition, exit: PartitionExit): string {
   );
 }
 
+/**
+ * Persistent storage: the counter guest boots twice, each time as a new partition of the same
+ * name, on its encrypted disk in the hypervisor's data directory. The count carries over between
+ * the boots and between runs of the demo (`wasmvisor delete counter` resets it).
+ */
+async function counterTwice(hv: Hypervisor, out: NodeJS.WritableStream): Promise<boolean> {
+  out.write(`\nPersistent storage: the counter guest boots twice on its own encrypted disk in ${hv.dataDir}\n`);
+  for (let boot = 1; boot <= 2; boot++) {
+    const p = await hv.createPartition({
+      name: 'counter',
+      module: new URL('counter.wasm', guestsDir),
+      devices: { console: true, block: { sizeMiB: 1 } },
+    });
+    p.on('console', (line) => out.write(`[counter, boot ${boot}] ${line}\n`));
+    await p.start();
+    const exit = await p.exited;
+    await p.destroy();
+    if (exit.reason !== 'exit' || exit.code !== 0) {
+      out.write(`[counter, boot ${boot}] ${exit.reason}: ${exit.error?.message ?? `exit ${exit.code}`}\n`);
+      return false;
+    }
+  }
+  return true;
+}
+
 /** Boots the demo guests in parallel partitions, prints their console output and a summary. */
 export async function runDemo(out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const hv = new Hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs: 5000 } });
@@ -37,7 +62,8 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
     const exits = await Promise.all(partitions.map((p) => p.exited));
     out.write('\nSummary\n');
     partitions.forEach((p, i) => out.write(summary(p, exits[i]!) + '\n'));
-    return exits.every((e) => e.reason === 'exit' && e.code === 0) ? 0 : 1;
+    const counterOk = await counterTwice(hv, out);
+    return counterOk && exits.every((e) => e.reason === 'exit' && e.code === 0) ? 0 : 1;
   } finally {
     await hv.close();
   }

@@ -18,6 +18,7 @@ const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
   wasmvisor call <guest.wasm> <export> [--input <file>] [options]
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--json]
+  wasmvisor delete <name> [--data-dir <dir>]
   wasmvisor demo
   wasmvisor --help | --version
 
@@ -30,6 +31,11 @@ run options:
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
   --stats                   print the partition's metrics to stderr when it ends
+  --disk <MiB>              grant a persistent, encrypted block device of this size (1..4096)
+  --name <name>             the partition's name: its disk is kept under this name (default guest)
+  --data-dir <dir>          where disks and their keystore live (default ./.wasmvisor)
+
+delete scrubs and removes the disk image and key of the named partition (no error if none).
 
 call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
 its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
@@ -37,7 +43,7 @@ its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the 
 Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
-137 ERR_KILLED, 70 ERR_INTERNAL, 1 anything else.`;
+137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -59,6 +65,8 @@ export function exitStatus(code: ErrorCode): number {
       return 137;
     case 'ERR_INTERNAL':
       return 70;
+    case 'ERR_STORAGE':
+      return 74;
     default:
       return 1;
   }
@@ -119,6 +127,9 @@ async function run(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         sha256: { type: 'string' },
         stats: { type: 'boolean' },
+        disk: { type: 'string' },
+        name: { type: 'string' },
+        'data-dir': { type: 'string' },
       },
     }),
   );
@@ -143,10 +154,12 @@ async function run(argv: string[]): Promise<number> {
   if (grant.has('console')) devices.console = true;
   if (grant.has('clock')) devices.clock = { ...(resolutionMs !== undefined ? { resolutionMs } : {}), ...(deterministic ? { deterministic: true } : {}) };
   if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
+  const diskMiB = intOption(values.disk, 'disk', 1, 4096);
+  if (diskMiB !== undefined) devices.block = { sizeMiB: diskMiB };
 
-  const hv = new Hypervisor();
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
   const partition = await hv.createPartition({
-    name: 'guest',
+    name: values.name ?? 'guest',
     module: file,
     args: guestArgs,
     ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
@@ -312,6 +325,21 @@ async function inspect(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function remove(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' } } }),
+  );
+  if (positionals.length !== 1) throw new InvalidArgumentError(`delete takes one partition name, got ${positionals.length}; see wasmvisor --help`);
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const result = await hv.wipeStorage(positionals[0]!);
+  process.stdout.write(
+    result.removedImage || result.removedKey
+      ? `deleted the disk of ${positionals[0]}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
+      : `${positionals[0]} has no disk in ${hv.dataDir}; nothing to delete\n`,
+  );
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -322,6 +350,8 @@ export async function main(argv: string[]): Promise<number> {
         return await inspect(rest);
       case 'call':
         return await call(rest);
+      case 'delete':
+        return await remove(rest);
       case 'demo':
         return await runDemo();
       case '--version':

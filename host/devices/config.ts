@@ -28,10 +28,29 @@ export interface EntropySpec {
   seed?: string | number;
 }
 
+export interface BlockSpec {
+  /** Disk size in MiB (whole number, 1 .. 4096). Required. An existing image must have this size. */
+  sizeMiB: number;
+  /**
+   * Where the image lives, chosen by the embedder (never by the guest): absolute, or relative to the
+   * hypervisor's dataDir. Default `<dataDir>/images/<name>.img`.
+   */
+  path?: string;
+  /** Sustained bytes per second moved by reads, writes and discards. Default 256 MiB. */
+  bytesPerSecond?: number;
+  /** Bytes that may be moved at once after an idle period. Default: bytesPerSecond, at least 65536. */
+  burstBytes?: number;
+  /** Sustained requests per second (read, write, flush, discard). Default 20000. */
+  opsPerSecond?: number;
+  /** Requests that may be made at once after an idle period. Default: opsPerSecond. */
+  burstOps?: number;
+}
+
 export interface DevicesSpec {
   console?: boolean | ConsoleSpec;
   clock?: boolean | ClockSpec;
   entropy?: boolean | EntropySpec;
+  block?: false | BlockSpec;
 }
 
 export interface ResolvedConsole {
@@ -47,10 +66,19 @@ export interface ResolvedClock {
 export interface ResolvedEntropy {
   seed: string | null;
 }
+export interface ResolvedBlock {
+  sizeMiB: number;
+  path: string | null;
+  bytesPerSecond: number;
+  burstBytes: number;
+  opsPerSecond: number;
+  burstOps: number;
+}
 export interface ResolvedDevices {
   console: ResolvedConsole | null;
   clock: ResolvedClock | null;
   entropy: ResolvedEntropy | null;
+  block: ResolvedBlock | null;
 }
 
 export const CONSOLE_DEFAULTS: ResolvedConsole = {
@@ -59,6 +87,14 @@ export const CONSOLE_DEFAULTS: ResolvedConsole = {
   burstLines: 1000,
   inputBufferBytes: 65536,
 };
+
+export const BLOCK_DEFAULTS = {
+  bytesPerSecond: 256 * 1024 * 1024,
+  opsPerSecond: 20_000,
+  /** The most bytes one request moves (16 sectors): a bucket smaller than this could never admit it. */
+  minBurstBytes: 65536,
+  maxSizeMiB: 4096,
+} as const;
 
 function num(value: unknown, what: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
@@ -87,8 +123,8 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     throw new InvalidArgumentError('devices must be an object');
   }
   for (const key of Object.keys(spec ?? {})) {
-    if (key !== 'console' && key !== 'clock' && key !== 'entropy') {
-      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy)`);
+    if (key !== 'console' && key !== 'clock' && key !== 'entropy' && key !== 'block') {
+      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy, block)`);
     }
   }
   const c = grant<ConsoleSpec>(spec?.console, 'console');
@@ -127,7 +163,31 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     }
     entropy = { seed: e.seed === undefined ? null : String(e.seed) };
   }
-  return { console, clock, entropy };
+  return { console, clock, entropy, block: resolveBlock(spec?.block) };
+}
+
+function resolveBlock(b: unknown): ResolvedBlock | null {
+  if (b === undefined || b === false) return null;
+  if (typeof b !== 'object' || b === null) {
+    throw new InvalidArgumentError('devices.block must be false or an options object with sizeMiB');
+  }
+  const spec = b as Partial<BlockSpec>;
+  if (spec.sizeMiB === undefined) throw new InvalidArgumentError('devices.block.sizeMiB is required');
+  const sizeMiB = num(spec.sizeMiB, 'devices.block.sizeMiB', 1, BLOCK_DEFAULTS.maxSizeMiB);
+  if (!Number.isInteger(sizeMiB)) throw new InvalidArgumentError(`devices.block.sizeMiB must be a whole number, got ${sizeMiB}`);
+  if (spec.path !== undefined && (typeof spec.path !== 'string' || spec.path.length === 0 || spec.path.includes('\0'))) {
+    throw new InvalidArgumentError('devices.block.path must be a non-empty string');
+  }
+  const bytesPerSecond = num(spec.bytesPerSecond ?? BLOCK_DEFAULTS.bytesPerSecond, 'devices.block.bytesPerSecond', 1, 2 ** 40);
+  const opsPerSecond = num(spec.opsPerSecond ?? BLOCK_DEFAULTS.opsPerSecond, 'devices.block.opsPerSecond', 1, 1e9);
+  const burstBytes = num(
+    spec.burstBytes ?? Math.max(bytesPerSecond, BLOCK_DEFAULTS.minBurstBytes),
+    'devices.block.burstBytes',
+    BLOCK_DEFAULTS.minBurstBytes,
+    2 ** 40,
+  );
+  const burstOps = num(spec.burstOps ?? Math.max(1, opsPerSecond), 'devices.block.burstOps', 1, 1e9);
+  return { sizeMiB, path: spec.path ?? null, bytesPerSecond, burstBytes, opsPerSecond, burstOps };
 }
 
 /** Milliseconds (possibly fractional, to the microsecond) to exact nanoseconds. */

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { SharedRing } from '../channel/ring.ts';
 import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
+import type { BlockAttachment, Storage } from '../storage/storage.ts';
 import {
   BusyError,
   errorFromCode,
@@ -84,7 +85,18 @@ export interface PartitionConfig {
   callTimeoutMs: number;
   restart: { mode: RestartMode; maxRestarts: number; backoffMs: number; maxBackoffMs: number };
   spinMicros: number;
+  /** The opened block image and the back-end that owns it; null when block is not granted. */
+  block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   onDestroy?: (partition: Partition) => void;
+}
+
+/** Options of `partition.destroy()`. */
+export interface DestroyOptions {
+  /**
+   * Also scrub (overwrite with zeros) and remove the partition's block image, and remove its key:
+   * a new partition of the same name starts from an empty disk. Default false: the image persists.
+   */
+  wipe?: boolean;
 }
 
 export interface PartitionEvents {
@@ -150,6 +162,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private restartTimer: NodeJS.Timeout | null = null;
   private dispatching = false;
   private onFirstReady: (() => void) | null = null;
+  private wiped: Promise<void> | null = null;
+  private detached: Promise<void> | null = null;
 
   constructor(config: PartitionConfig) {
     super();
@@ -254,15 +268,46 @@ export class Partition extends EventEmitter<PartitionEvents> {
     return this.exited;
   }
 
-  /** Stops the partition if needed, scrubs the buffers the root held for it and releases it. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyed ??= (async () => {
-      await this.stop();
-      new Uint8Array(this.inputRing.sab).fill(0);
+  /**
+   * Stops the partition if needed, scrubs the buffers the root held for it, closes its block image
+   * and releases it. With `{ wipe: true }` the block image is also scrubbed and removed, and its key
+   * deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
+   */
+  destroy(options: DestroyOptions = {}): Promise<void> {
+    const wipe = options.wipe === true && this.config.block != null;
+    if (wipe && this.destroyed === null) {
+      // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
+      this.wiped = this.destroyed = this.teardown(true);
+    }
+    this.destroyed ??= this.teardown(false);
+    if (wipe) this.wiped ??= this.destroyed.then(() => this.wipeImage());
+    return this.wiped ?? this.destroyed;
+  }
+
+  private async teardown(wipe: boolean): Promise<void> {
+    await this.stop();
+    new Uint8Array(this.inputRing.sab).fill(0);
+    await this.detach();
+    try {
+      if (wipe) await this.wipeImage();
+    } finally {
+      // Even when the wipe fails the partition is gone; hv.wipeStorage(name) can retry the wipe.
       this.setState('destroyed');
       this.config.onDestroy?.(this);
-    })();
-    return this.destroyed;
+    }
+  }
+
+  private async wipeImage(): Promise<void> {
+    const block = this.config.block!;
+    await block.storage.wipe(this.name, block.pathOverride ?? undefined);
+  }
+
+  /** Closes the block image once the worker can no longer use it. Idempotent. */
+  private detach(): Promise<void> {
+    const block = this.config.block;
+    if (!block) return Promise.resolve();
+    this.detached ??= block.storage.detach(block.attachment);
+    return this.detached;
   }
 
   /**
@@ -310,6 +355,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
         kind: c.kind,
         maxOutputBytes: c.maxOutputBytes,
         spinMicros: c.spinMicros,
+        // The image stays open across a reactor's restarts; it is closed when the partition ends.
+        block: c.block
+          ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }
+          : null,
       },
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
@@ -460,6 +509,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
       call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
     }
     this.exitResult = exit;
+    // The worker is gone: nothing can use the image any more.
+    void this.detach();
     this.setState(exit.state);
     this.emit('exit', exit);
     this.resolveExit(exit);

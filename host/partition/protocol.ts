@@ -48,6 +48,16 @@ export interface WorkerInit {
   maxOutputBytes: number;
   /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */
   spinMicros: number;
+  /** The block device's image, opened and checked by the root; null when block is not granted. */
+  block: BlockInit | null;
+}
+
+/** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */
+export interface BlockInit {
+  fd: number;
+  sectorCount: number;
+  imageId: Uint8Array;
+  dataKey: Uint8Array;
 }
 
 /** How a guest's run ended, as the worker reports it. */

@@ -18,11 +18,19 @@ export const Stat = {
   VIOLATIONS_SUPPRESSED: 8,
   FAULTS: 9,
   ENTROPY_BYTES: 10,
+  BLOCK_READ_BYTES: 11,
+  BLOCK_WRITE_BYTES: 12,
+  BLOCK_DISCARD_BYTES: 13,
+  BLOCK_FLUSHES: 14,
+  BLOCK_THROTTLED_MS: 15,
+  BLOCK_INTEGRITY_FAILURES: 16,
+  BLOCK_TORN_RECOVERED: 17,
+  BLOCK_IO_ERRORS: 18,
 } as const;
 export type StatName = keyof typeof Stat;
 
 const callNames = Object.keys(HvCall) as HvCallName[];
-const CALL_BASE = 16;
+const CALL_BASE = 32;
 /** Slot for per-call counters: one per ABI call, then one for unknown codes. */
 const callSlot = new Map<number, number>(callNames.map((name, i) => [HvCall[name], CALL_BASE + i]));
 const OTHER_CALL_SLOT = CALL_BASE + callNames.length;
@@ -50,6 +58,19 @@ export interface PartitionMetrics {
   /** Hypercalls refused for a bad address, length or argument. */
   faults: number;
   entropyBytes: number;
+  block: {
+    readBytes: number;
+    writeBytes: number;
+    discardBytes: number;
+    flushes: number;
+    /** Time requests waited for the device's rate limits. */
+    throttledMs: number;
+    /** Reads that found a sector that does not authenticate (tampered, or not this partition's). */
+    integrityFailures: number;
+    /** Sectors whose newest version was torn (or rolled back) and that read as their previous version. */
+    tornRecovered: number;
+    ioErrors: number;
+  };
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -78,5 +99,15 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
     violationsSuppressed: s[Stat.VIOLATIONS_SUPPRESSED]!,
     faults: s[Stat.FAULTS]!,
     entropyBytes: s[Stat.ENTROPY_BYTES]!,
+    block: {
+      readBytes: s[Stat.BLOCK_READ_BYTES]!,
+      writeBytes: s[Stat.BLOCK_WRITE_BYTES]!,
+      discardBytes: s[Stat.BLOCK_DISCARD_BYTES]!,
+      flushes: s[Stat.BLOCK_FLUSHES]!,
+      throttledMs: s[Stat.BLOCK_THROTTLED_MS]!,
+      integrityFailures: s[Stat.BLOCK_INTEGRITY_FAILURES]!,
+      tornRecovered: s[Stat.BLOCK_TORN_RECOVERED]!,
+      ioErrors: s[Stat.BLOCK_IO_ERRORS]!,
+    },
   };
 }

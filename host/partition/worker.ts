@@ -12,6 +12,8 @@ import { ClockDevice } from '../devices/clock.ts';
 import { ConsoleDevice } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
+import { BlockDevice } from '../devices/block.ts';
+import { BlockImage } from '../storage/image.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -91,6 +93,11 @@ function run(init: WorkerInit): WorkerOutcome {
   if (init.devices.console) devices.push(new ConsoleDevice(init.devices.console, events, input, stats));
   if (init.devices.clock) devices.push(new ClockDevice(init.devices.clock));
   if (init.devices.entropy) devices.push(new EntropyDevice(init.devices.entropy, stats));
+  if (init.devices.block && init.block) {
+    const image = new BlockImage(init.block);
+    init.block.dataKey.fill(0); // BlockImage keeps its own copy, dropped when the device closes
+    devices.push(new BlockDevice(init.devices.block, image, stats));
+  }
 
   const dispatcher = new Dispatcher({
     memory,

@@ -321,9 +321,9 @@ describe('hypercall ABI v1 through the dispatcher', () => {
       expect(none.violations[3]).toEqual({ call: 'CLOCK_GET', status: 'HV_STATUS_ACCESS_DENIED', reason: 'device clock is not granted to this partition' });
     });
     it('unknown call codes answer INVALID_CALL', () => {
-      for (const code of [0x0009, 0x0103, 0x0201, 0x0400, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
+      for (const code of [0x0009, 0x0103, 0x0201, 0x0405, 0x04ff, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
       expect(b.violations[0]).toMatchObject({ call: '0x0009', status: 'HV_STATUS_INVALID_CALL' });
-      expect(b.metrics().hypercallsByCall.UNKNOWN).toBe(6);
+      expect(b.metrics().hypercallsByCall.UNKNOWN).toBe(7);
     });
     it('bounds violation reports: beyond the rate they are only counted', () => {
       for (let i = 0; i < 150; i++) b.call(HvCall.VERSION, 0, 0, PAGE, 1);

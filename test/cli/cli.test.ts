@@ -462,7 +462,7 @@ describe.concurrent('wasmvisor inspect', () => {
 });
 
 describe.concurrent('wasmvisor demo, --help, --version', () => {
-  it('demo: three partitions side by side and a summary line each', async () => {
+  it('demo: three partitions side by side and a summary line each, then the counter on its disk', async () => {
     const r = await cli(['demo']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -472,11 +472,15 @@ describe.concurrent('wasmvisor demo, --help, --version', () => {
     expect(out.some((l) => l.startsWith('[clock] '))).toBe(true);
     const at = out.indexOf('Summary');
     expect(at).toBeGreaterThan(0);
-    const summary = out.slice(at + 1);
+    const rest = out.slice(at + 1);
+    const summary = rest.slice(0, rest.indexOf('') < 0 ? rest.length : rest.indexOf(''));
     expect(summary).toHaveLength(3);
     for (const [n, name] of ['hello', 'dice', 'clock'].entries()) {
       expect(summary[n]).toMatch(new RegExp(`^${name}\\s.*\\bexit 0\\b.*\\bhypercalls \\d+`));
     }
+    const boots = out.filter((l) => /^\[counter, boot [12]\] counter: \d+$/.test(l)).map((l) => Number(l.split(': ')[1]));
+    expect(boots).toHaveLength(2);
+    expect(boots[1]).toBe(boots[0]! + 1);
   });
 
   it('--help: the usage, exit 0', async () => {

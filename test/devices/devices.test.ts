@@ -71,8 +71,8 @@ describe('clock device', () => {
 
 describe('device grants', () => {
   it('grants nothing by default', () => {
-    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null });
-    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null });
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null });
   });
   it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT', () => {
     expect(() => resolveDevices({ net: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));

@@ -1,0 +1,173 @@
+/**
+ * The block device end to end: real partitions, real workers, images on disk.
+ * Isolation (another partition's disk, a deleted partition's disk), encryption at rest,
+ * persistence across boots, wipe.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Hypervisor } from '../../host/index.ts';
+import { collect, guest, runToExit } from '../helpers.ts';
+
+let dir: string;
+let hv: Hypervisor;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'wv-block-'));
+  hv = new Hypervisor({ dataDir: dir, defaultLimits: { timeoutMs: 10_000 } });
+});
+afterEach(async () => {
+  await hv.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const SECRET = 'ALICE-SECRET-7f3a9c1e';
+
+async function disk(name: string, mode: 'fill' | 'scan', sizeMiB = 1) {
+  const p = await hv.createPartition({ name, module: guest('disk'), args: [mode, SECRET], devices: { console: true, block: { sizeMiB } } });
+  const out = collect(p);
+  const exit = await runToExit(p);
+  return { p, out, exit };
+}
+
+describe('block device in partitions', () => {
+  it('isolation: B scans every sector of its own disk and never sees A’s secret; A’s image holds no plaintext', async () => {
+    const a = await disk('alice', 'fill');
+    expect(a.exit, a.out.stderr.join('\n')).toMatchObject({ reason: 'exit', code: 0 });
+    expect(a.out.stdout).toEqual(['filled 256 sectors']);
+    expect(a.exit.metrics.block.writeBytes).toBe(1 << 20);
+    // A still exists (not destroyed) while B runs: separate disks, not merely sequential use.
+    const b = await disk('bob', 'scan');
+    expect(b.exit, b.out.stderr.join('\n')).toMatchObject({ reason: 'exit', code: 0 });
+    expect(b.out.stdout).toEqual(['scanned 256 sectors, found 0, nonzero 0']);
+    // Positive control: A's own scan of its disk finds the secret everywhere.
+    await a.p.destroy();
+    const again = await disk('alice', 'scan');
+    const found = /found (\d+), nonzero (\d+)/.exec(again.out.stdout[0] ?? '');
+    expect(Number(found?.[1])).toBeGreaterThan(40_000);
+    expect(Number(found?.[2])).toBe(256);
+    // Encryption at rest: the image file holds neither the secret nor a fragment of it.
+    const image = readFileSync(path.join(dir, 'images', 'alice.img'));
+    expect(image.includes(Buffer.from(SECRET))).toBe(false);
+    expect(image.includes(Buffer.from(SECRET.slice(0, 6)))).toBe(false);
+    const keystore = readFileSync(path.join(dir, 'keystore.json'), 'utf8');
+    expect(keystore).not.toContain(SECRET);
+  });
+
+  it('deletion: destroy({ wipe: true }) removes the image and key; a new partition of the same name reads zeros', async () => {
+    const a = await disk('carol', 'fill');
+    expect(a.exit.code).toBe(0);
+    const image = path.join(dir, 'images', 'carol.img');
+    expect(existsSync(image)).toBe(true);
+    await a.p.destroy({ wipe: true });
+    expect(a.p.state).toBe('destroyed');
+    expect(existsSync(image)).toBe(false);
+    expect(readFileSync(path.join(dir, 'keystore.json'), 'utf8')).not.toContain('"carol"');
+    const b = await disk('carol', 'scan');
+    expect(b.out.stdout).toEqual(['scanned 256 sectors, found 0, nonzero 0']);
+  });
+
+  it('persistence: the counter guest goes up across boots; wipeStorage resets it', async () => {
+    const boot = async () => {
+      const p = await hv.createPartition({ name: 'counter', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });
+      const out = collect(p);
+      const exit = await runToExit(p);
+      await p.destroy();
+      expect(exit, out.stderr.join('\n')).toMatchObject({ reason: 'exit', code: 0 });
+      return out.stdout;
+    };
+    expect(await boot()).toEqual(['counter: 1']);
+    expect(await boot()).toEqual(['counter: 2']);
+    // A second hypervisor on the same data directory (a restarted host) sees the same disk.
+    const hv2 = new Hypervisor({ dataDir: dir });
+    const p = await hv2.createPartition({ name: 'counter', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });
+    const out = collect(p);
+    await runToExit(p);
+    await hv2.close();
+    expect(out.stdout).toEqual(['counter: 3']);
+    expect(await hv.wipeStorage('counter')).toMatchObject({ removedImage: true, removedKey: true });
+    expect(await boot()).toEqual(['counter: 1']);
+  });
+
+  it('refuses a live partition’s storage to wipeStorage, a second partition on one image, and a resize', async () => {
+    const p = await hv.createPartition({ name: 'dave', module: guest('counter'), devices: { block: { sizeMiB: 1 } } });
+    await expect(hv.wipeStorage('dave')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    await expect(
+      hv.createPartition({ name: 'eve', module: guest('counter'), devices: { block: { sizeMiB: 1, path: 'images/dave.img' } } }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    await p.destroy();
+    await expect(hv.createPartition({ name: 'dave', module: guest('counter'), devices: { block: { sizeMiB: 2 } } })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    // the image at a custom path of another partition does not open under eve's key
+    await expect(
+      hv.createPartition({ name: 'eve', module: guest('counter'), devices: { block: { sizeMiB: 1, path: 'images/dave.img' } } }),
+    ).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+  });
+
+  it('hostile requests from a real guest are refused with statuses and change nothing', async () => {
+    const p = await hv.createPartition({ name: 'mallory', module: guest('attack-block'), devices: { console: true, block: { sizeMiB: 1 } } });
+    const out = collect(p);
+    const violations: string[] = [];
+    p.on('violation', (v) => violations.push(`${v.call} ${v.status}`));
+    const exit = await runToExit(p);
+    expect(out.stdout).toEqual(['refused: 13']);
+    expect(exit).toMatchObject({ reason: 'exit', code: 0 });
+    // Bad windows are violations (as for every call); bad arguments are plain statuses.
+    expect(violations).toEqual(['BLOCK_READ HV_STATUS_INVALID_ADDRESS', 'BLOCK_READ HV_STATUS_TOO_LARGE', 'BLOCK_WRITE HV_STATUS_TOO_LARGE']);
+    expect(exit.metrics.block).toMatchObject({ writeBytes: 0, readBytes: 1 << 20 });
+  });
+
+  it('rate limits hold a guest to its byte budget; a throttled guest still stops at once', async () => {
+    // 1 MiB to fill at 64 KiB/s would take 16 s: the guest spends its time waiting for tokens.
+    const p = await hv.createPartition({
+      name: 'slow',
+      module: guest('disk'),
+      args: ['fill', SECRET],
+      devices: { console: true, block: { sizeMiB: 1, bytesPerSecond: 65536 } },
+    });
+    await p.start();
+    await new Promise((r) => setTimeout(r, 400));
+    const t0 = performance.now();
+    const exit = await p.stop();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(exit.reason).toBe('ERR_KILLED');
+    expect(exit.metrics.block.throttledMs).toBeGreaterThan(0);
+    // The burst (64 KiB) plus at most ~0.4 s of refill at 64 KiB/s, with slack for start-up.
+    expect(exit.metrics.block.writeBytes).toBeLessThanOrEqual(65536 + 65536);
+  });
+
+  it('a data directory that cannot be created is ERR_STORAGE, before the guest runs', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const file = path.join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    const bad = new Hypervisor({ dataDir: path.join(file, 'sub') });
+    await expect(bad.createPartition({ name: 'x', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
+      code: 'ERR_STORAGE',
+    });
+    expect(bad.partitions()).toEqual([]);
+    await bad.close();
+  });
+
+  it('a master key works the same way, and a different master key cannot open the images', async () => {
+    const key = Buffer.alloc(32, 7);
+    const dir2 = mkdtempSync(path.join(tmpdir(), 'wv-block-mk-'));
+    try {
+      const h1 = new Hypervisor({ dataDir: dir2, storageKey: key });
+      const p = await h1.createPartition({ name: 'mk', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });
+      const out = collect(p);
+      await runToExit(p);
+      await h1.close();
+      expect(out.stdout).toEqual(['counter: 1']);
+      expect(existsSync(path.join(dir2, 'keystore.json'))).toBe(false);
+      const h2 = new Hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(32, 8) });
+      await expect(h2.createPartition({ name: 'mk', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
+        code: 'ERR_INTEGRITY',
+      });
+      await h2.close();
+      expect(() => new Hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(16) })).toThrow(/32 bytes/);
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
+    }
+  });
+});
