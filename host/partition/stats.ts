@@ -18,6 +18,7 @@ export const Stat = {
   VIOLATIONS_SUPPRESSED: 8,
   FAULTS: 9,
   ENTROPY_BYTES: 10,
+  WASI_CALLS: 11,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -50,6 +51,8 @@ export interface PartitionMetrics {
   /** Hypercalls refused for a bad address, length or argument. */
   faults: number;
   entropyBytes: number;
+  /** WASI preview1 calls (not counted in `hypercalls`). */
+  wasiCalls: number;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -78,5 +81,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
     violationsSuppressed: s[Stat.VIOLATIONS_SUPPRESSED]!,
     faults: s[Stat.FAULTS]!,
     entropyBytes: s[Stat.ENTROPY_BYTES]!,
+    wasiCalls: s[Stat.WASI_CALLS]!,
   };
 }
