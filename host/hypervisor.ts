@@ -6,6 +6,18 @@ import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
 import { Partition, type PartitionExit, type PartitionState, type Violation } from './partition/partition.ts';
+import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
+import { HYPERCALL_SIG } from './loader/policy.ts';
+import type { FuncSig } from './loader/sections.ts';
+import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts';
+import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
+
+/** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
+function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
+  const imports = new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]);
+  if (wasi) imports.set(WASI_MODULE, new Map(WASI_SIGNATURES));
+  return imports;
+}
 
 /** Limits of one partition. Every limit has a safe default. */
 export interface PartitionLimits {
@@ -30,6 +42,11 @@ export interface PartitionSpec {
   limits?: PartitionLimits;
   /** Devices granted to the partition. Nothing is granted by default. */
   devices?: DevicesSpec;
+  /**
+   * Enables WASI preview1 (imports from `wasi_snapshot_preview1`, refused with ERR_IMPORT_DENIED
+   * otherwise), implemented in the partition over its devices and a virtual file system.
+   */
+  wasi?: WasiSpec;
 }
 
 export interface HypervisorOptions {
@@ -117,10 +134,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
     const devices = resolveDevices(spec.devices);
+    const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
 
     const loaded = await loadModule(spec.module as ModuleSource, {
       maxModuleBytes: this.maxModuleBytes,
-      policy: { memoryPages, tableElements },
+      policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null) },
       ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
       ...(this.allowList ? { allowList: this.allowList } : {}),
       cache: this.cache,
@@ -138,6 +156,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       timeoutMs,
       violationsPerSecond: this.violationsPerSecond,
       eventRingBytes: 1 << 16,
+      wasi,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
       },
@@ -160,12 +179,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   }
 
   /** Reads and measures a module and tells whether the default policy (with these limits) admits it. */
-  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}): Promise<Inspection> {
+  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: { wasi?: boolean } = {}): Promise<Inspection> {
     return inspectModule(source as ModuleSource, {
       maxModuleBytes: this.maxModuleBytes,
       policy: {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
+        imports: allowedImports(options.wasi === true),
       },
       ...(this.allowList ? { allowList: this.allowList } : {}),
     });

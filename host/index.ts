@@ -9,5 +9,6 @@ export type { PartitionExit, PartitionState, PartitionEvents, Violation, Console
 export type { PartitionMetrics } from './partition/stats.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec } from './devices/config.ts';
 export type { Inspection } from './loader/pipeline.ts';
+export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

@@ -4,6 +4,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
 import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
+import type { ResolvedWasi } from '../wasi/config.ts';
 import {
   errorFromCode,
   InternalError,
@@ -60,6 +61,8 @@ export interface PartitionConfig {
   violationsPerSecond: number;
   /** Capacity of the worker → root event ring, bytes. */
   eventRingBytes: number;
+  /** WASI settings and seeds; null when the spec does not enable WASI. */
+  wasi?: ResolvedWasi | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -144,6 +147,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       events: this.events.sab,
       input: this.inputRing.sab,
       violationsPerSecond: this.config.violationsPerSecond,
+      wasi: this.config.wasi ?? null,
     };
     this.startedAt = performance.now();
     this.setState('running');

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
+import type { ResolvedWasi } from '../wasi/config.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -32,6 +33,8 @@ export interface WorkerInit {
   input: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
+  /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
+  wasi: ResolvedWasi | null;
 }
 
 /** How a guest's run ended, as the worker reports it. */
