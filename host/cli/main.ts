@@ -3,6 +3,7 @@
  * The `wasmvisor` command: run a guest in a partition, inspect a module, or boot the demo.
  * Error lines start with the stable error code; exit statuses are listed in exitStatus().
  */
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Hypervisor } from '../hypervisor.ts';
@@ -12,6 +13,8 @@ import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
+import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
+import { WASI_MODULE } from '../wasi/errno.ts';
 
 const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
@@ -27,6 +30,12 @@ run options:
   --deterministic           fixed clocks and a fixed entropy seed (for teaching and tests)
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
+  --dir <host>[::<guest>]   WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy
+                            of the host folder; the host folder is never written (repeatable)
+  --env <KEY=VALUE>         WASI: an environment variable (repeatable)
+
+WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
+argv[0] is the module's file name. The guest's stdout and stderr are the command's.
 
 Exit status: the guest's own exit code when it exits; otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
@@ -103,6 +112,8 @@ async function run(argv: string[]): Promise<number> {
         deterministic: { type: 'boolean' },
         seed: { type: 'string' },
         sha256: { type: 'string' },
+        dir: { type: 'string', multiple: true },
+        env: { type: 'string', multiple: true },
       },
     }),
   );
@@ -129,10 +140,17 @@ async function run(argv: string[]): Promise<number> {
   if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
 
   const hv = new Hypervisor();
+  const dirs = values.dir ?? [];
+  const envs = values.env ?? [];
+  let wasi: WasiSpec | undefined;
+  if (dirs.length > 0 || envs.length > 0 || (await importsWasi(hv, file))) {
+    wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption) };
+  }
   const partition = await hv.createPartition({
     name: 'guest',
     module: file,
     args: guestArgs,
+    ...(wasi !== undefined ? { wasi } : {}),
     ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
@@ -148,6 +166,30 @@ async function run(argv: string[]): Promise<number> {
   input?.close();
   await hv.close();
   return report(exit);
+}
+
+/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
+function dirOption(value: string): PreopenSpec {
+  const at = value.indexOf('::');
+  const hostPath = at < 0 ? value : value.slice(0, at);
+  const guestPath = at < 0 ? value : value.slice(at + 2);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`--dir ${JSON.stringify(value)}: expected <host-folder>[::<guest-path>]`);
+  return { hostPath, guestPath };
+}
+
+function envOption(value: string): string {
+  if (!/^[^=]+=/.test(value)) throw new InvalidArgumentError(`--env ${JSON.stringify(value)}: expected KEY=VALUE`);
+  return value;
+}
+
+/** Does the module import WASI? (Unreadable or invalid modules: no; createPartition reports why.) */
+async function importsWasi(hv: Hypervisor, file: string): Promise<boolean> {
+  try {
+    const inspection = await hv.inspect(file, {}, { wasi: true });
+    return inspection.imports.some((i) => i.module === WASI_MODULE);
+  } catch {
+    return false;
+  }
 }
 
 /** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */
