@@ -16,6 +16,7 @@ import {
   Rights,
   SUBCLOCKFLAG_ABSTIME,
   SUBSCRIPTION_SIZE,
+  WRITE_RIGHTS,
 } from './errno.ts';
 import { DirFd, Fd, FileFd } from './fd.ts';
 import { filetypeOf, type Inode, type Resolved, type Vfs } from './vfs.ts';
@@ -91,8 +92,15 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     mem.readBytes(ptr, len, bytes);
     return vfs.decodePath(bytes);
   };
-  /** Directory fd + path → resolution, with every check in order; errno on failure. */
+  /**
+   * Directory fd + path → resolution, with every check in order; errno on failure. A change
+   * under a read-only preopen is EROFS (before ENOTCAPABLE: its write rights are stripped too,
+   * but EROFS tells a C program why).
+   */
   const walk = (dirfd: number, rights: number, ptr: number, len: number, follow: boolean): { fd: DirFd; at: Resolved } | number => {
+    const dir = dirOf(dirfd, 0);
+    if (typeof dir === 'number') return dir;
+    if (dir.mount.readonly && (rights & WRITE_RIGHTS) !== 0) return Errno.ROFS;
     const fd = dirOf(dirfd, rights);
     if (typeof fd === 'number') return fd;
     const path = pathAt(ptr, len);
