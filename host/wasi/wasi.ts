@@ -380,26 +380,27 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const names = [...dir.entries.keys()].sort();
       const entries: [string, Inode][] = [['.', dir], ['..', dir.parent ?? dir], ...names.map((k): [string, Inode] => [k, dir.entries.get(k)!])];
       const cap = len >>> 0;
-      const out = new Uint8Array(cap);
       const first = BigInt.asUintN(64, cookie) >= BigInt(entries.length) ? entries.length : Number(cookie);
+      // Records are built first and the result sized to them, never to the guest's `len`
+      // (which may be as large as its memory).
+      const records: Uint8Array[] = [];
       let at = 0;
       for (let i = first; i < entries.length && at < cap; i++) {
         const [name, inode] = entries[i]!;
         const nameBytes = encoder.encode(name);
-        const header = new Uint8Array(DIRENT_HEADER);
-        const hv = new DataView(header.buffer);
-        hv.setBigUint64(0, BigInt(i + 1), true);
-        hv.setBigUint64(8, BigInt(inode.ino), true);
-        hv.setUint32(16, nameBytes.length, true);
-        header[20] = filetypeOf(inode);
-        // The last entry may be cut: the guest sees bufused == len and asks again with a bigger buffer.
-        const whole = new Uint8Array(DIRENT_HEADER + nameBytes.length);
-        whole.set(header);
-        whole.set(nameBytes, DIRENT_HEADER);
-        const take = Math.min(whole.length, cap - at);
-        out.set(whole.subarray(0, take), at);
-        at += take;
+        const record = new Uint8Array(DIRENT_HEADER + nameBytes.length);
+        const rv = new DataView(record.buffer);
+        rv.setBigUint64(0, BigInt(i + 1), true);
+        rv.setBigUint64(8, BigInt(inode.ino), true);
+        rv.setUint32(16, nameBytes.length, true);
+        record[20] = filetypeOf(inode);
+        record.set(nameBytes, DIRENT_HEADER);
+        // The last record may be cut: the guest sees bufused == len and asks again with a bigger buffer.
+        records.push(record.subarray(0, Math.min(record.length, cap - at)));
+        at += records[records.length - 1]!.length;
       }
+      const out = new Uint8Array(at);
+      records.reduce((o, r) => (out.set(r, o), o + r.length), 0);
       mem.writeBytes(buf, out, at);
       mem.writeU32(bufused, at);
       return Errno.SUCCESS;

@@ -282,3 +282,13 @@ describe('WASI table', () => {
     expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'e'))).toBe(Errno.EXIST);
   });
 });
+
+describe('WASI table: resource edges', () => {
+  it('fd_readdir sizes its host buffer to the listing, not to the guest-chosen length', () => {
+    const h = harness({ pages: 2 });
+    // len as large as the whole memory: fine, and bufused < len says "end of directory".
+    expect(h.call('fd_readdir', PREOPEN, 0, 131072, 0n, 131068)).toBe(0);
+    expect(h.dv.getUint32(131068, true)).toBe(2 * 24 + 1 + 2);
+    expect(h.call('fd_readdir', PREOPEN, 0, -1, 0n, 100)).toBe(Errno.FAULT);
+  });
+});
