@@ -5,7 +5,7 @@
  * module (guests/c/writebench.wasm), same run. Start-up is taken out by timing N lines and 0
  * lines and dividing N by the difference. Needs `npm run build` (dist/) first.
  *
- * Usage: node bench/wasi.mjs [lines=200000] [rounds=3]
+ * Usage: node --no-warnings bench/wasi.mjs [lines=200000] [rounds=3]   (or npm run bench:wasi)
  */
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -63,7 +63,6 @@ async function rate(run) {
   return best;
 }
 
-process.removeAllListeners('warning'); // node:wasi's ExperimentalWarning would clutter the table
 const mine = await rate(ours);
 const theirs = await rate(node);
 const fmt = (x) => Math.round(x).toLocaleString('en-US');
