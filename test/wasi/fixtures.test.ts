@@ -171,6 +171,31 @@ describe('C guests on WASI', () => {
   });
 });
 
+describe('a Rust (std) guest on WASI', () => {
+  const wc = path.join(root, 'guests/rust/wc.wasm');
+  it('wc: args, env, stdin, read_dir, std::fs round trip; /etc/passwd stays out of reach', async () => {
+    const r = await ours(wc, ['/data/note.txt', '/data/missing'], {
+      env: { LIST_DIR: '/data', SCRATCH: '/data' },
+      preopens: [{ guestPath: '/data', hostPath: seed }],
+    });
+    expect(r.stdout).toBe('2 4 24 /data/note.txt\nls /data: docs host-link note.txt\nfs: written by rust 16 renamed-away=true\n/etc/passwd: Uncategorized\n');
+    expect(r.stderr).toBe('wc: /data/missing: errno 44\n');
+    expect(r.exit.code).toBe(3);
+    const piped = await ours(wc, [], { stdin: 'one two\nthree\n' });
+    expect(piped.stdout).toBe('2 3 14 -\n');
+  });
+
+  it('wc: same stdout and exit code as node:wasi', async () => {
+    const copy = path.join(work, 'copy-wc');
+    cpSync(seed, copy, { recursive: true, verbatimSymlinks: true });
+    const args = ['/sandbox/note.txt', '/sandbox/docs/readme.md'];
+    const theirs = await nodeWasi(wc, args, { '/sandbox': copy });
+    const mine = await ours(wc, args, { preopens: [{ guestPath: '/sandbox', hostPath: seed }] });
+    expect(mine.stdout).toBe(theirs.stdout);
+    expect(mine.exit.code).toBe(theirs.code);
+  });
+});
+
 describe('WASI imports and the policy', () => {
   it('without `wasi` in the spec, a WASI module is refused with ERR_IMPORT_DENIED', async () => {
     const hv = new Hypervisor();
