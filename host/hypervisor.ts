@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { InvalidArgumentError, InvalidStateError } from './errors.ts';
+import { ImportDeniedError, InvalidArgumentError, InvalidStateError } from './errors.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
@@ -142,6 +142,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
       ...(this.allowList ? { allowList: this.allowList } : {}),
       cache: this.cache,
+    }).catch((error: unknown) => {
+      // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
+      if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
+        throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
+      }
+      throw error;
     });
     // Checked again after the await: another createPartition may have taken the name meanwhile.
     if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);

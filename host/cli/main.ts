@@ -18,7 +18,7 @@ import { WASI_MODULE } from '../wasi/errno.ts';
 
 const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
-  wasmvisor inspect <guest.wasm> [--memory <pages>] [--json]
+  wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor demo
   wasmvisor --help | --version
 
@@ -230,12 +230,12 @@ function report(exit: PartitionExit): number {
 
 async function inspect(argv: string[]): Promise<number> {
   const { values, positionals } = usage(() =>
-    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' } } }),
+    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' }, wasi: { type: 'boolean' } } }),
   );
   if (positionals.length !== 1) throw new InvalidArgumentError(`inspect takes one module, got ${positionals.length}; see wasmvisor --help`);
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const hv = new Hypervisor();
-  const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {});
+  const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {}, { wasi: values.wasi === true });
   process.stdout.write(values.json ? JSON.stringify(inspection, null, 2) + '\n' : formatInspection(positionals[0]!, inspection));
   if (!inspection.verdict.admitted) {
     process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);

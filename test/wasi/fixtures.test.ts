@@ -199,7 +199,9 @@ describe('a Rust (std) guest on WASI', () => {
 describe('WASI imports and the policy', () => {
   it('without `wasi` in the spec, a WASI module is refused with ERR_IMPORT_DENIED', async () => {
     const hv = new Hypervisor();
-    await expect(hv.createPartition({ name: 'no-wasi', module: c('hello') })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED' });
+    await expect(hv.createPartition({ name: 'no-wasi', module: c('hello') })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED', message: expect.stringMatching(/^wasi_snapshot_preview1\..*enables `wasi`/) });
+    expect((await hv.inspect(c('hello'))).verdict.admitted).toBe(false);
+    expect((await hv.inspect(c('hello'), {}, { wasi: true })).verdict.admitted).toBe(true);
     await hv.close();
   });
 
