@@ -73,6 +73,7 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
         fds[i]?.close();
         fds[i] = undefined;
       }
+      vfs.scrub();
     },
   };
 }

@@ -178,6 +178,20 @@ export class Vfs {
     this.release(inode);
   }
 
+  /** Zeroes every file's contents (the end of a run: nothing the guest wrote outlives it in this heap). */
+  scrub(): void {
+    const seen = new Set<Inode>();
+    const walk = (dir: DirInode): void => {
+      for (const inode of dir.entries.values()) {
+        if (seen.has(inode)) continue;
+        seen.add(inode);
+        if (inode.kind === 'file') inode.data.fill(0);
+        else if (inode.kind === 'dir') walk(inode);
+      }
+    };
+    for (const m of this.mounts) walk(m.root);
+  }
+
   // ---- Paths ----
 
   /** Decodes a guest path: EILSEQ for invalid UTF-8, EINVAL for NUL, ENAMETOOLONG past the quota. */

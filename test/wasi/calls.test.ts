@@ -284,6 +284,17 @@ describe('WASI table', () => {
 });
 
 describe('WASI table: resource edges', () => {
+  it('closing the instance scrubs file contents, linked or only open', () => {
+    const h = harness({ entries: [{ path: 'kept', kind: 'file', data: new Uint8Array([7, 7, 7]) }] });
+    const [, fd] = open(h, 'kept', 0, BigInt(Rights.FD_READ));
+    const file = (h.wasi.vfs.mounts[0]!.root.entries.get('kept') as { data: Uint8Array });
+    const data = file.data;
+    expect(fd).toBeGreaterThan(3);
+    h.wasi.close();
+    expect(data.every((b) => b === 0)).toBe(true);
+    expect(file.data.every((b) => b === 0)).toBe(true);
+  });
+
   it('fd_readdir sizes its host buffer to the listing, not to the guest-chosen length', () => {
     const h = harness({ pages: 2 });
     // len as large as the whole memory: fine, and bufused < len says "end of directory".
