@@ -14,8 +14,8 @@ export const HV_HYPERCALL: string = "hypercall";
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR: i32 = 1;
-export const HV_ABI_MINOR: i32 = 0;
-export const HV_ABI_VERSION: i32 = 0x00010000;
+export const HV_ABI_MINOR: i32 = 1;
+export const HV_ABI_VERSION: i32 = 0x00010001;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). */
 export const HV_MAX_TRANSFER: i32 = 65536;
@@ -31,6 +31,7 @@ export const HV_STATUS_RATE_LIMITED: i32 = 6;
 export const HV_STATUS_WOULD_BLOCK: i32 = 7;
 export const HV_STATUS_END_OF_STREAM: i32 = 8;
 export const HV_STATUS_TOO_LARGE: i32 = 9;
+export const HV_STATUS_NOT_IN_CALL: i32 = 10;
 
 // Call codes, grouped by device in the high byte.
 export const HV_CALL_VERSION: i32 = 0x0000;
@@ -39,6 +40,9 @@ export const HV_CALL_EXIT: i32 = 0x0002;
 export const HV_CALL_ABORT: i32 = 0x0003;
 export const HV_CALL_ARGS_SIZE: i32 = 0x0004;
 export const HV_CALL_ARGS_GET: i32 = 0x0005;
+export const HV_CALL_INPUT_SIZE: i32 = 0x0006;
+export const HV_CALL_INPUT_READ: i32 = 0x0007;
+export const HV_CALL_OUTPUT_WRITE: i32 = 0x0008;
 export const HV_CALL_CONSOLE_WRITE: i32 = 0x0100;
 export const HV_CALL_CONSOLE_WRITE_ERR: i32 = 0x0101;
 export const HV_CALL_CONSOLE_READ: i32 = 0x0102;

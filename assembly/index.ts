@@ -49,6 +49,10 @@ import {
   HV_STATUS_WOULD_BLOCK,
   HV_STATUS_END_OF_STREAM,
   HV_STATUS_TOO_LARGE,
+  HV_STATUS_NOT_IN_CALL,
+  HV_CALL_INPUT_SIZE,
+  HV_CALL_INPUT_READ,
+  HV_CALL_OUTPUT_WRITE,
 } from "./abi";
 
 export * from "./abi";
@@ -82,6 +86,7 @@ export function statusName(status: i32): string {
     case HV_STATUS_WOULD_BLOCK: return "HV_STATUS_WOULD_BLOCK";
     case HV_STATUS_END_OF_STREAM: return "HV_STATUS_END_OF_STREAM";
     case HV_STATUS_TOO_LARGE: return "HV_STATUS_TOO_LARGE";
+    case HV_STATUS_NOT_IN_CALL: return "HV_STATUS_NOT_IN_CALL";
   }
   return "HV_STATUS_" + (status < 0 ? -status : status).toString();
 }
@@ -111,6 +116,58 @@ export function allocZeroed(size: usize): usize {
   const ptr = heap.alloc(size);
   memory.fill(ptr, 0, size);
   return ptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reactor calls: the host calls an export `() -> i32`; the export pulls its input and pushes its
+// output through these, and returns 0 for success (any other value is the guest's error status).
+
+/**
+ * HV_CALL_INPUT_SIZE + HV_CALL_INPUT_READ: the current call's input, read straight into a new
+ * buffer in chunks of up to HV_MAX_TRANSFER (no copy through the static IO buffer).
+ * Outside a call this ends the partition (HV_STATUS_NOT_IN_CALL).
+ */
+export function input(): Uint8Array {
+  const size = hypercall(HV_CALL_INPUT_SIZE, 0, 0, 0, 0);
+  if (size < 0) fail("input (INPUT_SIZE)", size);
+  const data = new Uint8Array(size);
+  const base = changetype<usize>(data.buffer);
+  let offset = 0;
+  while (offset < size) {
+    store<u32>(SCRATCH, <u32>offset);
+    const want = min(size - offset, HV_MAX_TRANSFER);
+    const n = hypercall(HV_CALL_INPUT_READ, <i32>SCRATCH, 4, <i32>(base + <usize>offset), want);
+    if (n <= 0) fail("input (INPUT_READ)", n < 0 ? n : -HV_STATUS_INVALID_ARGUMENT);
+    offset += n;
+  }
+  return data;
+}
+
+/** The current call's input as UTF-8 text. */
+export function inputString(): string {
+  return String.UTF8.decode(input().buffer);
+}
+
+/**
+ * HV_CALL_OUTPUT_WRITE: appends `data` to the current call's output (in chunks of up to
+ * HV_MAX_TRANSFER). Returns 0, or the negated status (HV_STATUS_TOO_LARGE past maxOutputBytes).
+ */
+export function output(data: Uint8Array): i32 {
+  const base = changetype<usize>(data.buffer) + <usize>data.byteOffset;
+  const size = data.byteLength;
+  let offset = 0;
+  while (offset < size) {
+    const n = min(size - offset, HV_MAX_TRANSFER);
+    const r = hypercall(HV_CALL_OUTPUT_WRITE, <i32>(base + <usize>offset), n, 0, 0);
+    if (r < 0) return r;
+    offset += n;
+  }
+  return 0;
+}
+
+/** Appends `text` as UTF-8 to the current call's output. */
+export function outputString(text: string): i32 {
+  return output(Uint8Array.wrap(String.UTF8.encode(text)));
 }
 
 /** HV_CALL_ARGS_SIZE + HV_CALL_ARGS_GET: the partition's arguments (not including a program name). */

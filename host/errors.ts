@@ -31,6 +31,8 @@ export const ErrorCodes = [
   'ERR_KILLED',
   /** A bounded queue is full. */
   'ERR_BUSY',
+  /** A reactor's export returned a non-zero status (the guest's own error, not a fault). */
+  'ERR_GUEST_CALL',
   /** A fault inside the runtime itself: a bug, reported rather than hidden. */
   'ERR_INTERNAL',
 ] as const;
@@ -116,6 +118,16 @@ export class BusyError extends WasmvisorError {
     super('ERR_BUSY', message);
   }
 }
+/** A reactor export returned non-zero: `status` is what it returned, `output` what it wrote. */
+export class GuestCallError extends WasmvisorError {
+  readonly status: number;
+  readonly output: Uint8Array;
+  constructor(message: string, status = 0, output: Uint8Array = new Uint8Array(0)) {
+    super('ERR_GUEST_CALL', message);
+    this.status = status;
+    this.output = output;
+  }
+}
 export class InternalError extends WasmvisorError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_INTERNAL', message, options);
@@ -136,6 +148,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_INVALID_ARGUMENT: InvalidArgumentError,
   ERR_KILLED: KilledError,
   ERR_BUSY: BusyError,
+  ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
 };
 

@@ -1,11 +1,15 @@
 import { EventEmitter } from 'node:events';
+import os from 'node:os';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { ImportDeniedError, InvalidArgumentError, InvalidStateError } from './errors.ts';
+import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
+import { WORKER_MEMORY_BYTES } from './partition/run.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
-import { Partition, type PartitionExit, type PartitionState, type Violation } from './partition/partition.ts';
+import { Partition, type PartitionConfig, type PartitionExit, type PartitionState, type RestartMode, type Violation } from './partition/partition.ts';
+import { functionType } from './loader/sections.ts';
+import { PartitionPool } from './pool.ts';
 import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
 import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
@@ -25,8 +29,31 @@ export interface PartitionLimits {
   memoryPages?: number;
   /** Most table elements. Default 10000. */
   tableElements?: number;
-  /** Wall-clock budget from start() to the end of the run, in ms; Infinity disables it. Default 30000. */
+  /**
+   * Wall-clock budget in ms; Infinity disables it. Default 30000. A command's budget covers the
+   * whole run; a reactor's covers its start-up (start function and `_initialize`).
+   */
   timeoutMs?: number;
+  /** Reactors: largest call input, bytes. Default 1 MiB (at most 64 MiB). */
+  maxInputBytes?: number;
+  /** Reactors: largest call output, bytes. Default 1 MiB (at most 64 MiB). */
+  maxOutputBytes?: number;
+  /** Reactors: calls that may wait behind the running one; more fail with ERR_BUSY. Default 64. */
+  maxQueuedCalls?: number;
+  /** Reactors: default wall-clock budget of one call, ms. Default 5000. */
+  callTimeoutMs?: number;
+}
+
+/** What a reactor does when a call (or its start-up) fails. */
+export interface RestartPolicy {
+  /** Default 'on-failure'. */
+  mode?: RestartMode;
+  /** Restarts in a row (without a successful call between them) before the partition ends. Default 5. */
+  maxRestarts?: number;
+  /** Delay before the first restart, doubled for each further one in a row. Default 10 ms. */
+  backoffMs?: number;
+  /** Largest delay. Default 1000 ms. */
+  maxBackoffMs?: number;
 }
 
 /** What to run and what it may use. */
@@ -42,6 +69,14 @@ export interface PartitionSpec {
   limits?: PartitionLimits;
   /** Devices granted to the partition. Nothing is granted by default. */
   devices?: DevicesSpec;
+  /**
+   * `command` (default): the guest exports `_start`, which runs once. `reactor`: the guest stays
+   * alive and the host calls its exports (functions `() -> i32`) with `partition.call`;
+   * `_initialize`, if exported, runs once at start.
+   */
+  kind?: 'command' | 'reactor';
+  /** Reactors: `'never'` or `'on-failure'` (default), or the full policy. */
+  restart?: RestartMode | RestartPolicy;
   /**
    * Enables WASI preview1 (imports from `wasi_snapshot_preview1`, refused with ERR_IMPORT_DENIED
    * otherwise), implemented in the partition over its devices and a virtual file system.
@@ -60,6 +95,19 @@ export interface HypervisorOptions {
   defaultLimits?: PartitionLimits;
   /** Violation events per second per partition before further ones are only counted. Default 100. */
   violationsPerSecond?: number;
+  /**
+   * Memory the hypervisor may promise to its partitions, bytes. Each partition reserves its
+   * worst case when it is created (linear memory at its page limit, its worker's heap and stack,
+   * its channels) and releases it when destroyed; a partition that would not fit is refused with
+   * ERR_LIMIT_MEMORY before anything is allocated. Default: half of the machine's memory.
+   */
+  memoryBudgetBytes?: number;
+  /**
+   * How long the root polls for a reactor call's result before it waits asynchronously, in µs
+   * (the reactor's worker polls as long for the next call). Polling trades a little CPU for
+   * call latency; 0 disables it. Default 50.
+   */
+  callSpinMicros?: number;
 }
 
 export interface HypervisorEvents {
@@ -74,7 +122,30 @@ export const DEFAULT_LIMITS = {
   memoryPages: 256,
   tableElements: 10_000,
   timeoutMs: 30_000,
+  maxInputBytes: 1 << 20,
+  maxOutputBytes: 1 << 20,
+  maxQueuedCalls: 64,
+  callTimeoutMs: 5000,
 } as const;
+
+const REACTOR_EXPORTS = [{ name: 'memory', kind: 'memory' }] as const;
+
+function isCallable(sig: { params: readonly string[]; results: readonly string[] } | null | undefined): boolean {
+  return sig != null && sig.params.length === 0 && sig.results.length === 1 && sig.results[0] === 'i32';
+}
+
+function resolveRestart(value: RestartMode | RestartPolicy | undefined): PartitionConfig['restart'] {
+  const p: RestartPolicy = typeof value === 'string' ? { mode: value } : (value ?? {});
+  if (typeof p !== 'object' || p === null) throw new InvalidArgumentError('restart must be a mode or a policy object');
+  const mode = p.mode ?? 'on-failure';
+  if (mode !== 'never' && mode !== 'on-failure') throw new InvalidArgumentError(`restart mode must be 'never' or 'on-failure', got ${JSON.stringify(mode)}`);
+  return {
+    mode,
+    maxRestarts: limit(p.maxRestarts, 5, 'restart.maxRestarts', 0, 1_000_000),
+    backoffMs: limit(p.backoffMs, 10, 'restart.backoffMs', 0, 3_600_000),
+    maxBackoffMs: limit(p.maxBackoffMs, 1000, 'restart.maxBackoffMs', 0, 3_600_000),
+  };
+}
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -96,7 +167,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly allowList: ReadonlySet<string> | undefined;
   private readonly defaults: Required<PartitionLimits>;
   private readonly violationsPerSecond: number;
+  private readonly callSpinMicros: number;
   private readonly live = new Map<string, Partition>();
+  private readonly memoryBudget: number;
+  private memoryReserved = 0;
   private closed = false;
 
   constructor(options: HypervisorOptions = {}) {
@@ -109,8 +183,19 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       memoryPages: limit(d.memoryPages, DEFAULT_LIMITS.memoryPages, 'defaultLimits.memoryPages', 1, 65536),
       tableElements: limit(d.tableElements, DEFAULT_LIMITS.tableElements, 'defaultLimits.tableElements', 0, 10_000_000),
       timeoutMs: limit(d.timeoutMs, DEFAULT_LIMITS.timeoutMs, 'defaultLimits.timeoutMs', 1, Infinity),
+      maxInputBytes: limit(d.maxInputBytes, DEFAULT_LIMITS.maxInputBytes, 'defaultLimits.maxInputBytes', 0, 1 << 26),
+      maxOutputBytes: limit(d.maxOutputBytes, DEFAULT_LIMITS.maxOutputBytes, 'defaultLimits.maxOutputBytes', 0, 1 << 26),
+      maxQueuedCalls: limit(d.maxQueuedCalls, DEFAULT_LIMITS.maxQueuedCalls, 'defaultLimits.maxQueuedCalls', 0, 1_000_000),
+      callTimeoutMs: limit(d.callTimeoutMs, DEFAULT_LIMITS.callTimeoutMs, 'defaultLimits.callTimeoutMs', 1, Infinity),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
+    this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
+    this.memoryBudget = limit(options.memoryBudgetBytes, Math.floor(os.totalmem() / 2), 'memoryBudgetBytes', 0, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The memory budget, what live partitions have reserved, and what is left (bytes). */
+  memoryUsage(): { budgetBytes: number; reservedBytes: number; availableBytes: number } {
+    return { budgetBytes: this.memoryBudget, reservedBytes: this.memoryReserved, availableBytes: this.memoryBudget - this.memoryReserved };
   }
 
   /**
@@ -134,23 +219,53 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
     const devices = resolveDevices(spec.devices);
-    const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const kind = spec.kind ?? 'command';
+    if (kind !== 'command' && kind !== 'reactor') throw new InvalidArgumentError(`kind must be 'command' or 'reactor', got ${JSON.stringify(kind)}`);
+    const restart = resolveRestart(spec.restart);
+    const maxInputBytes = limit(l.maxInputBytes, this.defaults.maxInputBytes, 'limits.maxInputBytes', 0, 1 << 26);
+    const maxOutputBytes = limit(l.maxOutputBytes, this.defaults.maxOutputBytes, 'limits.maxOutputBytes', 0, 1 << 26);
+    const maxQueuedCalls = limit(l.maxQueuedCalls, this.defaults.maxQueuedCalls, 'limits.maxQueuedCalls', 0, 1_000_000);
+    const callTimeoutMs = limit(l.callTimeoutMs, this.defaults.callTimeoutMs, 'limits.callTimeoutMs', 1, Infinity);
 
-    const loaded = await loadModule(spec.module as ModuleSource, {
-      maxModuleBytes: this.maxModuleBytes,
-      policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null) },
-      ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
-      ...(this.allowList ? { allowList: this.allowList } : {}),
-      cache: this.cache,
-    }).catch((error: unknown) => {
+    // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
+    // together promise more than the budget; give it back if anything below refuses.
+    // WASI: seed folders are copied here (before the synchronous reservation below).
+    const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const reservation =
+      memoryPages * 65536 +
+      // The virtual file system lives in the worker: its byte quota is part of the worst case.
+      (wasi?.quotas.maxBytes ?? 0) +
+      WORKER_MEMORY_BYTES +
+      (devices.console?.inputBufferBytes ?? 0) +
+      Math.max(1 << 16, maxOutputBytes + 64) +
+      (kind === 'reactor' ? maxInputBytes + 1088 : 0);
+    if (this.memoryReserved + reservation > this.memoryBudget) {
+      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+      throw new LimitMemoryError(
+        `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
+          `but only ${mib(this.memoryBudget - this.memoryReserved)} of the hypervisor's ${mib(this.memoryBudget)} budget is left`,
+      );
+    }
+    this.memoryReserved += reservation;
+    let loaded;
+    try {
+      loaded = await loadModule(spec.module as ModuleSource, {
+        maxModuleBytes: this.maxModuleBytes,
+        policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null), ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
+        ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
+        ...(this.allowList ? { allowList: this.allowList } : {}),
+        cache: this.cache,
+      });
+      // Checked again after the await: another createPartition may have taken the name meanwhile.
+      if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    } catch (error) {
+      this.memoryReserved -= reservation;
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
         throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
       }
       throw error;
-    });
-    // Checked again after the await: another createPartition may have taken the name meanwhile.
-    if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    }
 
     const partition = new Partition({
       name,
@@ -161,10 +276,22 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       memoryPages,
       timeoutMs,
       violationsPerSecond: this.violationsPerSecond,
-      eventRingBytes: 1 << 16,
+      kind,
+      callable: new Set(
+        loaded.info.exports
+          .filter((e) => e.kind === 'function' && !e.name.startsWith('_') && isCallable(functionType(loaded.info, e.index)))
+          .map((e) => e.name),
+      ),
+      maxInputBytes,
+      maxOutputBytes,
+      maxQueuedCalls,
+      callTimeoutMs,
+      restart,
+      spinMicros: this.callSpinMicros,
       wasi,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
+        this.memoryReserved -= reservation;
       },
     });
     partition.on('violation', (v) => this.emit('violation', v));
@@ -172,6 +299,25 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
     this.live.set(name, partition);
     return partition;
+  }
+
+  /**
+   * Creates and starts `size` reactor partitions of one module, named `<name>-0` .. `<name>-N-1`,
+   * behind one `call` that spreads calls over them. If any fails to load, none is kept.
+   */
+  async createPool(spec: PartitionSpec, options: { size: number }): Promise<PartitionPool> {
+    const size = limit(options?.size, 1, 'pool size', 1, 1024);
+    const partitions: Partition[] = [];
+    try {
+      for (let i = 0; i < size; i++) {
+        partitions.push(await this.createPartition({ ...spec, name: `${spec.name}-${i}`, kind: 'reactor' }));
+      }
+      await Promise.all(partitions.map((p) => p.start()));
+    } catch (error) {
+      await Promise.all(partitions.map((p) => p.destroy()));
+      throw error;
+    }
+    return new PartitionPool(partitions);
   }
 
   /** The live (not destroyed) partitions. */

@@ -3,9 +3,10 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits } from './hypervisor.ts';
+export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, RestartPolicy } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
-export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode } from './partition/partition.ts';
+export { PartitionPool } from './pool.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec } from './devices/config.ts';
 export type { Inspection } from './loader/pipeline.ts';

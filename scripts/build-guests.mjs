@@ -28,7 +28,7 @@ const OUT_DIR = path.join(ROOT, 'build', 'guests');
 const CACHE_FILE = path.join(OUT_DIR, '.cache.json');
 
 /** Bump when the way guests are compiled changes, so every cached output is rebuilt. */
-const RECIPE = 'build-guests/1 asc:--target release wabt:threads';
+const RECIPE = 'build-guests/2 asc:--target release wabt:threads';
 /** wabt features for .wat guests: threads so that attack-shared-memory.wat parses. */
 const WAT_FEATURES = { threads: true };
 
@@ -91,6 +91,9 @@ async function compileAssemblyScript(guest) {
   let binary = null;
   const stdout = asc.createMemoryStream();
   const stderr = asc.createMemoryStream();
+  // A reactor (a guest the host calls into: `// wasmvisor:reactor` on a line of its own) runs its
+  // top-level statements in `_initialize` instead of `_start`.
+  const reactor = /^\/\/ wasmvisor:reactor$/m.test(await readFile(guest.file, 'utf8'));
   const { error } = await asc.main(
     [
       path.relative(ROOT, guest.file),
@@ -99,6 +102,7 @@ async function compileAssemblyScript(guest) {
       '--target', 'release',
       '--outFile', `${guest.name}.wasm`,
       '--noColors',
+      ...(reactor ? ['--exportStart', '_initialize'] : []),
     ],
     {
       stdout,

@@ -11,7 +11,7 @@ export const HV_HYPERCALL = 'hypercall';
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR = 1;
-export const HV_ABI_MINOR = 0;
+export const HV_ABI_MINOR = 1;
 export const HV_ABI_VERSION = (HV_ABI_MAJOR << 16) | HV_ABI_MINOR;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). Larger gets HV_STATUS_TOO_LARGE. */
@@ -36,8 +36,10 @@ export const HvStatus = {
   WOULD_BLOCK: 7,
   /** The stream is closed and drained. */
   END_OF_STREAM: 8,
-  /** in_len or out_cap is larger than HV_MAX_TRANSFER. */
+  /** in_len or out_cap is larger than HV_MAX_TRANSFER, or an output would exceed its limit. */
   TOO_LARGE: 9,
+  /** A call-only operation (INPUT_*, OUTPUT_WRITE) made outside a host call to an export. (1.1) */
+  NOT_IN_CALL: 10,
 } as const;
 export type HvStatusName = keyof typeof HvStatus;
 export type HvStatusCode = (typeof HvStatus)[HvStatusName];
@@ -56,6 +58,12 @@ export const HvCall = {
   ARGS_SIZE: 0x0004,
   /** Writes the arguments, each UTF-8 and NUL-terminated; returns bytes written. */
   ARGS_GET: 0x0005,
+  /** Inside a host call to an export: returns the byte size of the call's input. (1.1) */
+  INPUT_SIZE: 0x0006,
+  /** Input: optional u32 offset. Writes input bytes from the offset, up to out_cap; returns the count. (1.1) */
+  INPUT_READ: 0x0007,
+  /** Input: bytes appended to the call's output (bounded by maxOutputBytes); returns in_len. (1.1) */
+  OUTPUT_WRITE: 0x0008,
   /** Input: bytes for the console's stdout stream; returns in_len. */
   CONSOLE_WRITE: 0x0100,
   /** Input: bytes for the console's stderr stream; returns in_len. */

@@ -33,6 +33,15 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.ENTROPY_GET, 'entropy'],
 ]);
 
+/** The input and output of one host call to a reactor's export. */
+interface CallContext {
+  input: Uint8Array;
+  /** Output chunks, appended by OUTPUT_WRITE; joined once when the call ends. */
+  output: Uint8Array[];
+  outputBytes: number;
+  maxOutputBytes: number;
+}
+
 /** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
 export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
 
@@ -46,6 +55,8 @@ export interface DispatcherOptions {
   onViolation: (violation: ViolationRecord) => void;
   /** Violations reported per second; beyond that they are only counted. */
   violationsPerSecond?: number;
+  /** Monotonic milliseconds for the violation rate limit (tests inject a fixed clock). */
+  now?: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -81,6 +92,8 @@ export class Dispatcher {
 
   private readonly memory: GuestMemory;
   private readonly handlers = new Map<number, Handler>();
+  /** Per call code: its handler (or a refusal) and its counter slot, so a call costs one lookup. */
+  private readonly entries = new Map<number, { handler: Handler | null; slot: number; device: string | undefined }>();
   private readonly stats: Float64Array;
   private readonly onViolation: (violation: ViolationRecord) => void;
   private readonly violationBucket: TokenBucket;
@@ -89,13 +102,14 @@ export class Dispatcher {
   private readonly deviceList: Uint8Array;
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
+  private callContext: CallContext | null = null;
 
   constructor(options: DispatcherOptions) {
     this.memory = options.memory;
     this.stats = options.stats;
     this.onViolation = options.onViolation;
     const perSecond = options.violationsPerSecond ?? 100;
-    this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000 });
+    this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000, ...(options.now ? { now: options.now } : {}) });
     this.argsBlock = encodeArgs(options.args);
     if (this.argsBlock.length > MAX_ARGS_BYTES) {
       throw new RangeError(`arguments take ${this.argsBlock.length} bytes; the limit is ${MAX_ARGS_BYTES}`);
@@ -114,6 +128,9 @@ export class Dispatcher {
     this.handlers.set(HvCall.DEVICE_LIST, (_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap));
     this.handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
     this.handlers.set(HvCall.ARGS_GET, (_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap));
+    this.handlers.set(HvCall.INPUT_SIZE, () => this.callContext?.input.length ?? -HvStatus.NOT_IN_CALL);
+    this.handlers.set(HvCall.INPUT_READ, (input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap));
+    this.handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
     this.handlers.set(HvCall.EXIT, (input, inLen) => {
       if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
       throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
@@ -121,6 +138,10 @@ export class Dispatcher {
     this.handlers.set(HvCall.ABORT, (input, inLen) => {
       throw (this.ending = new GuestAbort(decoder.decode(input.subarray(0, inLen))));
     });
+    for (const [code, handler] of this.handlers) this.entries.set(code, { handler, slot: callStatSlot(code), device: undefined });
+    for (const [code, device] of CALL_DEVICE) {
+      if (!this.entries.has(code)) this.entries.set(code, { handler: null, slot: callStatSlot(code), device });
+    }
     this.hypercall = (call, inPtr, inLen, outPtr, outCap) => this.dispatch(call, inPtr, inLen, outPtr, outCap);
   }
 
@@ -155,19 +176,15 @@ export class Dispatcher {
 
   private dispatch(call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
     const s = this.stats;
+    const entry = this.entries.get(call);
     s[Stat.HYPERCALLS]!++;
-    s[callStatSlot(call)]!++;
+    s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
     if (this.ending !== null) throw this.ending;
     this.updateMemoryStats();
 
-    const handler = this.handlers.get(call);
-    if (handler === undefined) {
-      const device = CALL_DEVICE.get(call);
-      if (device !== undefined) {
-        return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${device} is not granted to this partition`);
-      }
-      return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
-    }
+    if (entry === undefined) return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
+    const handler = entry.handler;
+    if (handler === null) return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${entry.device} is not granted to this partition`);
 
     const memory = this.memory;
     let status = memory.check(outPtr, outCap);
@@ -181,6 +198,50 @@ export class Dispatcher {
     // The window was checked above and guest memory cannot change while host code runs.
     if (result >= 0 && cap > 0) memory.copyOut(outPtr, cap, this.outBuf, cap);
     return result;
+  }
+
+  /**
+   * Opens a host call: INPUT_* read `input` (the dispatcher's own copy) and OUTPUT_WRITE appends
+   * to an output bounded by `maxOutputBytes`. The host never writes guest memory uninvited: the
+   * guest pulls its input into a buffer it names.
+   */
+  beginCall(input: Uint8Array, maxOutputBytes: number): void {
+    this.callContext = { input, output: [], outputBytes: 0, maxOutputBytes };
+  }
+
+  /** Closes the host call and returns its output; the input copy is zeroed. */
+  endCall(): Uint8Array {
+    const ctx = this.callContext;
+    this.callContext = null;
+    if (ctx === null) return new Uint8Array(0);
+    ctx.input.fill(0);
+    if (ctx.output.length === 1) return ctx.output[0]!;
+    const out = new Uint8Array(ctx.outputBytes);
+    let at = 0;
+    for (const chunk of ctx.output) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+
+  private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
+    const ctx = this.callContext;
+    if (ctx === null) return -HvStatus.NOT_IN_CALL;
+    const offset = inLen === 0 ? 0 : readU32Arg(input, inLen);
+    if (offset < 0 || offset > ctx.input.length) return -HvStatus.INVALID_ARGUMENT;
+    const n = Math.min(outCap, ctx.input.length - offset);
+    out.set(ctx.input.subarray(offset, offset + n));
+    return n;
+  }
+
+  private outputWrite(input: Uint8Array, inLen: number): number {
+    const ctx = this.callContext;
+    if (ctx === null) return -HvStatus.NOT_IN_CALL;
+    if (ctx.outputBytes + inLen > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
+    if (inLen > 0) ctx.output.push(input.slice(0, inLen));
+    ctx.outputBytes += inLen;
+    return inLen;
   }
 
   private copyResult(block: Uint8Array, out: Uint8Array, outCap: number): number {

@@ -193,11 +193,15 @@ export class GuestMemory {
     this.current().fill(0);
   }
 
-  /** The view over the current buffer, re-made after memory.grow detached the old one. */
+  /**
+   * The view over the current buffer. memory.grow detaches the old ArrayBuffer (non-shared
+   * memories are the only kind a partition may have), which makes the cached view's length 0:
+   * that is the only case in which the view is re-made. Reading `memory.buffer` on every access
+   * instead costs a native call per check, on the hottest path of every hypercall.
+   */
   private current(): Uint8Array {
     const memory = this.memory;
-    if (memory === null) return this.view;
-    if (this.view.buffer !== memory.buffer) {
+    if (this.view.length === 0 && memory !== null) {
       this.view = new Uint8Array(memory.buffer);
       this.dv = new DataView(memory.buffer);
     }

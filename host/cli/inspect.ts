@@ -14,7 +14,7 @@ function limits(l: Limits, unit: string): string {
 /** The human-readable report of `wasmvisor inspect`. */
 export function formatInspection(file: string, i: Inspection): string {
   const lines: string[] = [];
-  const row = (k: string, v: string) => lines.push(`${(k + ':').padEnd(12)}${v}`);
+  const row = (k: string, v: string) => lines.push(`${(k ? k + ':' : '').padEnd(12)}${v}`);
   row('module', `${file} (${i.size} bytes)`);
   row('sha256', i.measurement);
   if (i.imports.length === 0) row('imports', 'none');

@@ -6,8 +6,9 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Hypervisor } from '../hypervisor.ts';
-import { InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { readFile } from 'node:fs/promises';
+import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
+import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
@@ -18,6 +19,7 @@ import { WASI_MODULE } from '../wasi/errno.ts';
 
 const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
+  wasmvisor call <guest.wasm> <export> [--input <file>] [options]
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor demo
   wasmvisor --help | --version
@@ -30,6 +32,7 @@ run options:
   --deterministic           fixed clocks and a fixed entropy seed (for teaching and tests)
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
+  --stats                   print the partition's metrics to stderr when it ends
   --dir <host>[::<guest>]   WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy
                             of the host folder; the host folder is never written (repeatable)
   --env <KEY=VALUE>         WASI: an environment variable (repeatable)
@@ -37,7 +40,11 @@ run options:
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
 
-Exit status: the guest's own exit code when it exits; otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
+call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
+its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
+
+Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
+with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
 137 ERR_KILLED, 70 ERR_INTERNAL, 1 anything else.`;
 
@@ -84,13 +91,21 @@ function intOption(value: string | undefined, name: string, min: number, max: nu
   return n;
 }
 
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT. */
+/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
 function usage<T>(parser: () => T): T {
   try {
     return parser();
   } catch (error) {
-    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(message.split('\n')[0]!);
   }
+}
+
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+function sha256Option(value: string | undefined): string | undefined {
+  if (value !== undefined && !SHA256_HEX.test(value)) throw new InvalidArgumentError(`--sha256 must be 64 hex digits, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 const DEVICE_NAMES = ['console', 'clock', 'entropy'] as const;
@@ -112,6 +127,7 @@ async function run(argv: string[]): Promise<number> {
         deterministic: { type: 'boolean' },
         seed: { type: 'string' },
         sha256: { type: 'string' },
+        stats: { type: 'boolean' },
         dir: { type: 'string', multiple: true },
         env: { type: 'string', multiple: true },
       },
@@ -151,7 +167,7 @@ async function run(argv: string[]): Promise<number> {
     module: file,
     args: guestArgs,
     ...(wasi !== undefined ? { wasi } : {}),
-    ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
+    ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
       ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
@@ -165,7 +181,10 @@ async function run(argv: string[]): Promise<number> {
   const exit = await partition.exited;
   input?.close();
   await hv.close();
-  return report(exit);
+  // The error line (if any) comes first, so stderr still starts with the code.
+  const status = report(exit);
+  if (values.stats) process.stderr.write(formatStats(exit));
+  return status;
 }
 
 /** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
@@ -223,9 +242,100 @@ function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): 
   };
 }
 
+/** The `--stats` block: the partition's metrics when it ended. */
+export function formatStats(exit: PartitionExit): string {
+  const m = exit.metrics;
+  const kib = (n: number) => `${n / 1024} KiB`;
+  const byCall = Object.entries(m.hypercallsByCall)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const rows: [string, string][] = [
+    ['state', exit.reason === 'exit' ? `${exit.state} (code ${exit.code})` : `${exit.state} (${exit.reason})`],
+    ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
+    ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
+    ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
+    ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
+    ['entropy', `${m.entropyBytes} bytes`],
+  ];
+  return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
+}
+
 function report(exit: PartitionExit): number {
   if (exit.reason === 'exit') return (exit.code ?? 0) & 0xff;
   return fail(exit.error);
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+async function call(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        input: { type: 'string' },
+        memory: { type: 'string' },
+        timeout: { type: 'string' },
+        devices: { type: 'string' },
+        sha256: { type: 'string' },
+      },
+    }),
+  );
+  if (positionals.length !== 2) throw new InvalidArgumentError(`call takes a guest module and an export name, got ${positionals.length} arguments; see wasmvisor --help`);
+  const [file, exportName] = positionals as [string, string];
+  const memoryPages = intOption(values.memory, 'memory', 1, 65536);
+  const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+  const devices: DevicesSpec = {};
+  for (const d of (values.devices ?? 'none').split(',').map((x) => x.trim()).filter((x) => x && x !== 'none')) {
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
+    devices[d as (typeof DEVICE_NAMES)[number]] = true;
+  }
+  let input: Uint8Array;
+  try {
+    input = values.input !== undefined ? await readFile(values.input) : await readAll(process.stdin);
+  } catch (error) {
+    throw new InvalidArgumentError(`cannot read the call input ${values.input ?? 'from stdin'}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const hv = new Hypervisor();
+  try {
+    const partition = await hv.createPartition({
+      name: 'plugin',
+      module: file,
+      kind: 'reactor',
+      restart: 'never',
+      devices,
+      ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
+      limits: {
+        ...(memoryPages !== undefined ? { memoryPages } : {}),
+        ...(timeout !== undefined ? { callTimeoutMs: timeout === 0 ? Infinity : timeout } : {}),
+        maxInputBytes: Math.max(input.length, DEFAULT_LIMITS.maxInputBytes),
+      },
+    });
+    partition.on('console', (line) => process.stderr.write(line + '\n'));
+    partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+    await partition.start();
+    try {
+      const output = await partition.call(exportName, input);
+      await new Promise<void>((resolve, reject) => process.stdout.write(output, (e) => (e ? reject(e) : resolve())));
+      return 0;
+    } catch (error) {
+      if (error instanceof GuestCallError) {
+        process.stdout.write(error.output);
+        process.stderr.write(`${error.code}: ${error.message}\n`);
+        return error.status & 0xff || 1;
+      }
+      throw error;
+    }
+  } finally {
+    await hv.close();
+  }
 }
 
 async function inspect(argv: string[]): Promise<number> {
@@ -252,6 +362,8 @@ export async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'inspect':
         return await inspect(rest);
+      case 'call':
+        return await call(rest);
       case 'demo':
         return await runDemo();
       case '--version':
@@ -259,11 +371,13 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`wasmvisor ${VERSION}\n`);
         return 0;
       case undefined:
+        process.stderr.write(`ERR_INVALID_ARGUMENT: no command given\n${USAGE}\n`);
+        return 2;
       case '--help':
       case '-h':
       case 'help':
         process.stdout.write(USAGE + '\n');
-        return command === undefined ? 2 : 0;
+        return 0;
       default:
         throw new InvalidArgumentError(`unknown command ${JSON.stringify(command)}; see wasmvisor --help`);
     }

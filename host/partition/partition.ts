@@ -1,30 +1,25 @@
 import { EventEmitter } from 'node:events';
-import { Worker } from 'node:worker_threads';
 import { SharedRing } from '../channel/ring.ts';
-import { workerScript } from '../paths.ts';
 import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import {
+  BusyError,
   errorFromCode,
-  InternalError,
+  GuestCallError,
+  InvalidArgumentError,
   InvalidStateError,
   type ErrorCode,
   type WasmvisorError,
 } from '../errors.ts';
 import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
-import {
-  EventKind,
-  type ViolationRecord,
-  type WorkerInit,
-  type WorkerMessage,
-  type WorkerOutcome,
-} from './protocol.ts';
+import type { ViolationRecord, WorkerOutcome } from './protocol.ts';
+import { WorkerRun } from './run.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
  * `exited` is a normal exit (any code); `trapped` the guest faulted; `killed` the host ended it
- * (watchdog, stop(), worker heap exhausted).
+ * (watchdog, stop(), worker heap exhausted). A reactor that is restarted stays `running`.
  */
 export type PartitionState = 'created' | 'running' | 'exited' | 'trapped' | 'killed' | 'destroyed';
 
@@ -47,7 +42,28 @@ export interface Violation extends ViolationRecord {
   partition: string;
 }
 
+/** Why and when a reactor is restarted, as the `restart` event reports it. */
+export interface RestartInfo {
+  /** The error code that poisoned the instance. */
+  reason: ErrorCode;
+  message: string;
+  /** 1 for the first restart after a success. */
+  attempt: number;
+  delayMs: number;
+}
+
 export type ConsoleStream = 'stdout' | 'stderr';
+
+/** `never`: a failed reactor ends the partition; `on-failure`: a fresh instance replaces it. */
+export type RestartMode = 'never' | 'on-failure';
+
+/** Options of one call to a reactor export. */
+export interface CallOptions {
+  /** Wall-clock budget for this call, ms. Default: the partition's `limits.callTimeoutMs`. */
+  timeoutMs?: number;
+  /** Cancels the call: a queued call is dropped; a running one kills (and restarts) the instance. */
+  signal?: AbortSignal;
+}
 
 /** Settings a Partition needs, resolved and validated by the Hypervisor. */
 export interface PartitionConfig {
@@ -57,10 +73,18 @@ export interface PartitionConfig {
   args: string[];
   devices: ResolvedDevices;
   memoryPages: number;
+  /** Command: budget for the whole run. Reactor: budget for start-up (start function and _initialize). */
   timeoutMs: number;
   violationsPerSecond: number;
-  /** Capacity of the worker → root event ring, bytes. */
-  eventRingBytes: number;
+  kind: 'command' | 'reactor';
+  /** Exports a host may call: functions of type () -> i32. */
+  callable: ReadonlySet<string>;
+  maxInputBytes: number;
+  maxOutputBytes: number;
+  maxQueuedCalls: number;
+  callTimeoutMs: number;
+  restart: { mode: RestartMode; maxRestarts: number; backoffMs: number; maxBackoffMs: number };
+  spinMicros: number;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
   wasi?: ResolvedWasi | null;
   onDestroy?: (partition: Partition) => void;
@@ -70,53 +94,71 @@ export interface PartitionEvents {
   console: [line: string, stream: ConsoleStream];
   state: [state: PartitionState, previous: PartitionState];
   violation: [violation: Violation];
+  restart: [info: RestartInfo];
   exit: [exit: PartitionExit];
 }
 
-/** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
-const WORKER_RESOURCE_LIMITS = {
-  maxOldGenerationSizeMb: 48,
-  maxYoungGenerationSizeMb: 8,
-  stackSizeMb: 4,
-};
+interface PendingCall {
+  name: string;
+  input: Uint8Array;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  resolve: (output: Uint8Array) => void;
+  reject: (error: unknown) => void;
+}
 
-const decoder = new TextDecoder();
+function abortError(signal: AbortSignal): Error {
+  if (signal.reason instanceof Error) return signal.reason;
+  const error = new Error('the call was aborted', { cause: signal.reason });
+  error.name = 'AbortError';
+  (error as Error & { code: string }).code = 'ABORT_ERR';
+  return error;
+}
+
+const encoder = new TextEncoder();
 
 /**
- * The root's handle on one child partition. It owns the worker, the watchdog, the rings and
- * the lifecycle; the guest itself lives only in the worker.
+ * The root's handle on one child partition. It owns the lifecycle, the console input and, for a
+ * reactor, the call queue and the restart policy; each worker's lifetime is a WorkerRun.
  */
 export class Partition extends EventEmitter<PartitionEvents> {
   readonly name: string;
   /** SHA-256 (hex) of the module's original bytes. */
   readonly measurement: string;
-  /** Resolves once, when the run ends, however it ends. Never rejects. */
+  /** Resolves once, when the partition's run ends, however it ends. Never rejects. */
   readonly exited: Promise<PartitionExit>;
 
   private _state: PartitionState = 'created';
   private readonly config: PartitionConfig;
   private readonly stats = allocateStats();
-  private readonly events: SharedRing;
   private readonly inputRing: SharedRing;
   private readonly consoleInput: ConsoleInput;
-  private worker: Worker | null = null;
-  private watchdog: NodeJS.Timeout | null = null;
+  private run: WorkerRun | null = null;
   private startedAt = 0;
   private endedAt = 0;
-  private outcome: WorkerOutcome | null = null;
-  private killOutcome: WorkerOutcome | null = null;
-  private workerError: unknown = null;
   private resolveExit!: (exit: PartitionExit) => void;
   private exitResult: PartitionExit | null = null;
-  private pumping = false;
   private destroyed: Promise<void> | null = null;
+  /** Set by stop(): the next end of a run ends the partition, whatever the restart policy. */
+  private stopping: WorkerOutcome | null = null;
+  // Reactor state.
+  private ready = false;
+  private readonly queue: PendingCall[] = [];
+  private inFlight: PendingCall | null = null;
+  private inFlightAborted = false;
+  /** Failures in a row since the last successful call (drives the backoff and the maximum). */
+  private failures = 0;
+  private restarts = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private dispatching = false;
+  private onFirstReady: (() => void) | null = null;
 
   constructor(config: PartitionConfig) {
     super();
     this.config = config;
     this.name = config.name;
     this.measurement = config.measurement;
-    this.events = new SharedRing(SharedRing.allocate(config.eventRingBytes));
     this.inputRing = new SharedRing(SharedRing.allocate(config.devices.console?.inputBufferBytes ?? 64));
     this.consoleInput = new ConsoleInput(this.inputRing);
     if (config.devices.console === null) this.inputRing.close();
@@ -127,82 +169,91 @@ export class Partition extends EventEmitter<PartitionEvents> {
     return this._state;
   }
 
+  /** `command` (runs _start once) or `reactor` (serves calls to its exports). */
+  get kind(): 'command' | 'reactor' {
+    return this.config.kind;
+  }
+
+  /** Calls waiting or running (a reactor's load, used by pools to pick the least busy). */
+  get pendingCalls(): number {
+    return this.queue.length + (this.inFlight ? 1 : 0);
+  }
+
   /** Page limit the guest's memory was clamped to. */
   get memoryPages(): number {
     return this.config.memoryPages;
   }
 
   /**
-   * Starts the guest in a new worker. Resolves once the worker runs (the guest's own result
-   * comes through `exited`). Throws ERR_INVALID_STATE unless the partition is `created`.
+   * Starts the guest in a new worker. A command: resolves once the worker runs guest code (its
+   * result comes through `exited`). A reactor: resolves once it is initialized and takes calls,
+   * or has ended (see `exited`). ERR_INVALID_STATE unless `created`.
    */
   async start(): Promise<void> {
     if (this._state !== 'created') throw new InvalidStateError(`partition ${this.name} cannot start: it is ${this._state}`);
-    const init: WorkerInit = {
-      name: this.name,
-      module: this.config.module,
-      args: this.config.args,
-      devices: this.config.devices,
-      stats: this.stats,
-      events: this.events.sab,
-      input: this.inputRing.sab,
-      violationsPerSecond: this.config.violationsPerSecond,
-      wasi: this.config.wasi ?? null,
-    };
     this.startedAt = performance.now();
     this.setState('running');
-    let worker: Worker;
-    try {
-      worker = new Worker(workerScript, {
-        workerData: init,
-        resourceLimits: WORKER_RESOURCE_LIMITS,
-        stdout: false,
-        stderr: false,
-        name: `wasmvisor:${this.name}`,
-      });
-    } catch (error) {
-      // No worker, no run: the partition still ends through the one exit path.
-      this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.name} could not start its worker: ${error instanceof Error ? error.message : String(error)}` };
-      this.finish(0);
-      return;
+    if (this.config.kind === 'reactor') {
+      const settled = new Promise<void>((resolve) => (this.onFirstReady = resolve));
+      void this.exited.then(() => this.onFirstReady?.());
+      await this.spawn();
+      await settled;
+    } else {
+      await this.spawn();
     }
-    this.worker = worker;
-    // The budget covers worker start-up and the wasm start function, not only _start.
-    if (Number.isFinite(this.config.timeoutMs)) {
-      this.watchdog = setTimeout(
-        () => this.kill({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${this.name} exceeded its wall-clock budget of ${this.config.timeoutMs} ms` }),
-        this.config.timeoutMs,
-      );
-    }
-    const running = new Promise<void>((resolve) => {
-      worker.on('message', (message: WorkerMessage) => {
-        if (message.type === 'running') resolve();
-        else if (message.type === 'done') this.outcome = message.outcome;
-      });
-      worker.once('exit', () => resolve());
-    });
-    worker.on('error', (error) => {
-      this.workerError = error;
-    });
-    worker.on('messageerror', (error) => {
-      this.workerError = error;
-    });
-    worker.once('exit', (code) => this.finish(code));
-    void this.pump();
-    await running;
   }
 
   /**
-   * Ends the run now (the worker is terminated). Resolves with the exit; a no-op after the run
-   * ended. A partition that never started moves straight to `killed`.
+   * Calls a reactor's export with `input` and resolves with its output. Calls run one at a time
+   * in order; at most `limits.maxQueuedCalls` wait (more: ERR_BUSY at once). A call that traps,
+   * times out (ERR_LIMIT_CPU) or is aborted poisons the instance, which is replaced according to
+   * the restart policy; nothing of it reaches the next call. A non-zero return is ERR_GUEST_CALL.
+   */
+  call(exportName: string, input: Uint8Array | string = new Uint8Array(0), options: CallOptions = {}): Promise<Uint8Array> {
+    if (this.config.kind !== 'reactor') return Promise.reject(new InvalidStateError(`partition ${this.name} is a command, not a reactor: it has no exports to call`));
+    if (this._state !== 'running') return Promise.reject(new InvalidStateError(`partition ${this.name} cannot take calls: it is ${this._state}`));
+    if (!this.config.callable.has(exportName)) {
+      return Promise.reject(new InvalidArgumentError(`partition ${this.name} has no callable export ${JSON.stringify(exportName)} (an export must be a function () -> i32)`));
+    }
+    const bytes = typeof input === 'string' ? encoder.encode(input) : input;
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError('call input must be a Uint8Array or a string'));
+    if (bytes.length > this.config.maxInputBytes) {
+      return Promise.reject(new InvalidArgumentError(`call input of ${bytes.length} bytes exceeds limits.maxInputBytes (${this.config.maxInputBytes})`));
+    }
+    const timeoutMs = options.timeoutMs ?? this.config.callTimeoutMs;
+    if (!(timeoutMs > 0)) return Promise.reject(new InvalidArgumentError(`call timeoutMs must be positive, got ${String(options.timeoutMs)}`));
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.queue.length >= this.config.maxQueuedCalls) {
+      return Promise.reject(new BusyError(`partition ${this.name} has ${this.queue.length} calls queued, the limit (limits.maxQueuedCalls)`));
+    }
+    return new Promise<Uint8Array>((resolve, reject) => {
+      // The input is copied: the caller may reuse its buffer as soon as call() returns.
+      const pending: PendingCall = { name: exportName, input: bytes.slice(), timeoutMs, signal, onAbort: undefined, resolve, reject };
+      if (signal) {
+        pending.onAbort = () => this.abortCall(pending);
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.queue.push(pending);
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Ends the partition now (the worker is terminated; queued calls fail with ERR_KILLED).
+   * Resolves with the exit; a no-op after the end. A partition that never started moves
+   * straight to `killed`.
    */
   async stop(): Promise<PartitionExit> {
-    if (this._state === 'created') {
-      this.outcome = { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name} was stopped before it started` };
-      this.finish(0);
-    } else if (this._state === 'running') {
-      this.kill({ kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name} was stopped by the host` });
-    }
+    if (this.exitResult !== null) return this.exitResult;
+    const outcome: WorkerOutcome = {
+      kind: 'error',
+      error: 'ERR_KILLED',
+      message: this._state === 'created' ? `partition ${this.name} was stopped before it started` : `partition ${this.name} was stopped by the host`,
+    };
+    this.stopping = outcome;
+    if (this.run === null) this.finish(outcome, true);
+    else this.run.kill(outcome);
     return this.exited;
   }
 
@@ -210,7 +261,6 @@ export class Partition extends EventEmitter<PartitionEvents> {
   destroy(): Promise<void> {
     this.destroyed ??= (async () => {
       await this.stop();
-      new Uint8Array(this.events.sab).fill(0);
       new Uint8Array(this.inputRing.sab).fill(0);
       this.setState('destroyed');
       this.config.onDestroy?.(this);
@@ -236,16 +286,188 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.consoleInput.end();
   }
 
-  /** A snapshot of the partition's counters. */
-  metrics(): PartitionMetrics & { state: PartitionState; runTimeMs: number } {
+  /** A snapshot of the partition's counters (cumulative over a reactor's restarts). */
+  metrics(): PartitionMetrics & { state: PartitionState; runTimeMs: number; restarts: number; queuedCalls: number } {
     const end = this.endedAt || (this.startedAt ? performance.now() : 0);
-    return { ...readMetrics(this.stats), state: this._state, runTimeMs: this.startedAt ? end - this.startedAt : 0 };
+    return {
+      ...readMetrics(this.stats),
+      state: this._state,
+      runTimeMs: this.startedAt ? end - this.startedAt : 0,
+      restarts: this.restarts,
+      queuedCalls: this.queue.length,
+    };
   }
 
-  private kill(outcome: WorkerOutcome): void {
-    if (this._state !== 'running' || this.killOutcome !== null) return;
-    this.killOutcome = outcome;
-    void this.worker?.terminate();
+  private async spawn(): Promise<void> {
+    this.ready = false;
+    const c = this.config;
+    const run = new WorkerRun(
+      {
+        name: this.name,
+        module: c.module,
+        args: c.args,
+        devices: c.devices,
+        stats: this.stats,
+        input: this.inputRing.sab,
+        violationsPerSecond: c.violationsPerSecond,
+        kind: c.kind,
+        maxOutputBytes: c.maxOutputBytes,
+        spinMicros: c.spinMicros,
+        // A restarted instance gets a fresh file system, seeded again from the same copies.
+        wasi: c.wasi ?? null,
+      },
+      ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
+      ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
+      {
+        console: (line, stream) => this.emit('console', line, stream),
+        violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
+        ready: () => this.onReady(run),
+        result: (ret, output) => this.onResult(run, ret, output),
+        end: (outcome) => this.onEnd(run, outcome),
+      },
+    );
+    this.run = run;
+    // Commands: the budget covers the whole run. Reactors: start-up here, then each call.
+    const what = c.kind === 'reactor' ? 'start-up budget' : 'wall-clock budget';
+    run.arm(c.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${this.name} exceeded its ${what} of ${c.timeoutMs} ms` }));
+    await run.start();
+  }
+
+  private onReady(run: WorkerRun): void {
+    if (run !== this.run) return;
+    run.disarm();
+    this.ready = true;
+    this.onFirstReady?.();
+    this.onFirstReady = null;
+    this.dispatch();
+  }
+
+  /** Sends queued calls while the reactor is idle (a loop, not recursion, however many finish at once). */
+  private dispatch(): void {
+    if (this.dispatching) return;
+    this.dispatching = true;
+    try {
+      while (this.sendNext()) {
+        // The result may come back while we poll; then the loop sends the next call.
+        const run = this.run;
+        if (run === null || this.inFlight === null) continue;
+        run.poll(this.config.spinMicros);
+        if (this.inFlight !== null) break;
+      }
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  /** Sends the next queued call if the reactor is idle; true if one was sent or settled. */
+  private sendNext(): boolean {
+    const run = this.run;
+    if (!this.ready || run === null || this.inFlight !== null || this.stopping !== null) return false;
+    const next = this.queue.shift();
+    if (next === undefined) return false;
+    this.inFlight = next;
+    this.inFlightAborted = false;
+    // The call ring holds maxInputBytes plus the name, and only one call is in flight.
+    if (!run.sendCall(next.name, next.input)) {
+      this.inFlight = null;
+      this.settle(next);
+      next.reject(new InvalidArgumentError(`call to ${next.name} does not fit the call channel`));
+      return true;
+    }
+    next.input.fill(0);
+    run.arm(next.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `call to ${next.name} in partition ${this.name} exceeded its budget of ${next.timeoutMs} ms` }));
+    return true;
+  }
+
+  private onResult(run: WorkerRun, ret: number, output: Uint8Array): void {
+    const call = this.inFlight;
+    if (run !== this.run || call === null) return;
+    run.disarm();
+    this.inFlight = null;
+    this.settle(call);
+    this.failures = 0;
+    if (ret === 0) call.resolve(output.slice());
+    else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
+    output.fill(0);
+    this.dispatch();
+  }
+
+  private abortCall(call: PendingCall): void {
+    const at = this.queue.indexOf(call);
+    if (at >= 0) {
+      this.queue.splice(at, 1);
+      call.reject(abortError(call.signal!));
+      return;
+    }
+    if (this.inFlight === call && this.run !== null) {
+      // The guest is running this call: the only way to take it back is to end the instance.
+      this.inFlightAborted = true;
+      this.run.kill({ kind: 'error', error: 'ERR_KILLED', message: `call to ${call.name} was aborted` });
+    }
+  }
+
+  private settle(call: PendingCall): void {
+    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
+  }
+
+  private onEnd(run: WorkerRun, outcome: WorkerOutcome): void {
+    if (run !== this.run) return;
+    this.run = null;
+    this.ready = false;
+    const call = this.inFlight;
+    this.inFlight = null;
+    const failure = outcome.kind === 'exit'
+      ? errorFromCode('ERR_GUEST_TRAP', `partition ${this.name} exited (code ${outcome.code}) while it should serve calls`)
+      : errorFromCode(outcome.error, outcome.message);
+    if (call !== null) {
+      this.settle(call);
+      call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure);
+    }
+    const m = this.config.restart;
+    if (this.config.kind === 'reactor' && this.stopping === null && m.mode === 'on-failure' && this.failures < m.maxRestarts) {
+      this.failures++;
+      this.restarts++;
+      const delayMs = Math.min(m.maxBackoffMs, m.backoffMs * 2 ** (this.failures - 1));
+      this.emit('restart', { reason: failure.code, message: failure.message, attempt: this.failures, delayMs });
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        void this.spawn();
+      }, delayMs);
+      return;
+    }
+    this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
+  }
+
+  private finish(outcome: WorkerOutcome, killed: boolean): void {
+    if (this.exitResult !== null) return;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.endedAt = performance.now();
+    this.inputRing.close();
+    const runTimeMs = this.startedAt ? this.endedAt - this.startedAt : 0;
+    const metrics = readMetrics(this.stats);
+    let exit: PartitionExit;
+    if (outcome.kind === 'exit') {
+      exit = { state: 'exited', code: outcome.code, reason: 'exit', runTimeMs, metrics };
+    } else {
+      const isKill = killed || outcome.error === 'ERR_KILLED' || outcome.error === 'ERR_LIMIT_CPU';
+      exit = {
+        state: isKill ? 'killed' : 'trapped',
+        code: null,
+        reason: outcome.error,
+        error: errorFromCode(outcome.error, outcome.message),
+        runTimeMs,
+        metrics,
+      };
+    }
+    // Calls still waiting can never run now.
+    for (const call of this.queue.splice(0)) {
+      this.settle(call);
+      call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
+    }
+    this.exitResult = exit;
+    this.setState(exit.state);
+    this.emit('exit', exit);
+    this.resolveExit(exit);
   }
 
   private setState(state: PartitionState): void {
@@ -254,79 +476,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this._state = state;
     this.emit('state', state, previous);
   }
+}
 
-  /** Moves records from the event ring to events, until the run has ended and the ring is drained. */
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
-    try {
-      while (this.exitResult === null) {
-        const seq = this.events.writeSeq;
-        this.drain();
-        if (this.exitResult !== null) break;
-        await this.events.whenWritten(seq);
-      }
-    } finally {
-      this.pumping = false;
-    }
-  }
-
-  private drain(): void {
-    for (let record = this.events.tryRead(); record !== null; record = this.events.tryRead()) {
-      try {
-        if (record.kind === EventKind.STDOUT || record.kind === EventKind.STDERR) {
-          this.emit('console', decoder.decode(record.bytes), record.kind === EventKind.STDOUT ? 'stdout' : 'stderr');
-        } else if (record.kind === EventKind.VIOLATION) {
-          const v = JSON.parse(decoder.decode(record.bytes)) as ViolationRecord;
-          this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason });
-        }
-      } catch (error) {
-        // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
-        process.nextTick(() => {
-          throw error;
-        });
-      }
-    }
-  }
-
-  private finish(workerExitCode: number): void {
-    if (this.exitResult !== null) return;
-    if (this.watchdog) clearTimeout(this.watchdog);
-    this.endedAt = performance.now();
-    this.inputRing.close();
-    // Whatever the worker wrote before it ended is still in the ring: deliver it before the exit.
-    this.drain();
-    const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
-    let exit: PartitionExit;
-    const runTimeMs = this.startedAt ? this.endedAt - this.startedAt : 0;
-    const metrics = readMetrics(this.stats);
-    if (outcome.kind === 'exit') {
-      exit = { state: 'exited', code: outcome.code, reason: 'exit', runTimeMs, metrics };
-    } else {
-      const killed = outcome === this.killOutcome || outcome.error === 'ERR_KILLED' || outcome.error === 'ERR_LIMIT_CPU';
-      exit = {
-        state: killed ? 'killed' : 'trapped',
-        code: null,
-        reason: outcome.error,
-        error: errorFromCode(outcome.error, outcome.message),
-        runTimeMs,
-        metrics,
-      };
-    }
-    this.exitResult = exit;
-    this.events.wakeAll();
-    this.worker = null;
-    this.setState(exit.state);
-    this.emit('exit', exit);
-    this.resolveExit(exit);
-  }
-
-  private crashOutcome(code: number): WorkerOutcome {
-    const err = this.workerError as { code?: string; message?: string } | null;
-    if (err?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      return { kind: 'error', error: 'ERR_LIMIT_MEMORY', message: `partition ${this.name} exhausted its worker heap: ${err.message ?? ''}` };
-    }
-    const detail = err?.message ? `: ${err.message}` : '';
-    return { kind: 'error', error: 'ERR_INTERNAL', message: new InternalError(`partition ${this.name}'s worker ended unexpectedly (exit code ${code})${detail}`).message };
-  }
+function ringSize(bytes: number): number {
+  let p = 64;
+  while (p < bytes) p *= 2;
+  return p;
 }

@@ -12,6 +12,14 @@ export const EventKind = {
   STDOUT: 1,
   STDERR: 2,
   VIOLATION: 3,
+  /** A reactor call's result: i32 return value (LE), then the output bytes. */
+  RESULT: 4,
+} as const;
+
+/** Record kinds on the call ring (root → worker). */
+export const CallKind = {
+  /** u16 export-name length (LE), the name (UTF-8), then the input bytes. */
+  CALL: 1,
 } as const;
 
 /** Record kinds on the input ring (root → worker). */
@@ -33,6 +41,14 @@ export interface WorkerInit {
   input: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
+  /** `command` runs _start once; `reactor` runs _initialize (if any) then serves calls. */
+  kind: 'command' | 'reactor';
+  /** Call ring, root → worker (reactors). */
+  calls: SharedArrayBuffer;
+  /** Most bytes a call's output may reach. */
+  maxOutputBytes: number;
+  /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */
+  spinMicros: number;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
 }
@@ -42,7 +58,7 @@ export type WorkerOutcome =
   | { kind: 'exit'; code: number }
   | { kind: 'error'; error: ErrorCode; message: string };
 
-export type WorkerMessage = { type: 'running' } | { type: 'done'; outcome: WorkerOutcome };
+export type WorkerMessage = { type: 'running' } | { type: 'ready' } | { type: 'done'; outcome: WorkerOutcome };
 
 /** A violation as carried on the event ring (JSON) and emitted by the partition. */
 export interface ViolationRecord {

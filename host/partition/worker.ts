@@ -36,6 +36,52 @@ export function classify(error: unknown): WorkerOutcome {
   return { kind: 'error', error: 'ERR_INTERNAL', message: `runtime fault while running the guest: ${message}` };
 }
 
+const decoder = new TextDecoder();
+
+/** Polls, then sleeps, until the call ring has a request or is closed. */
+function awaitCall(calls: SharedRing, spinMicros: number): boolean {
+  if (spinMicros > 0 && calls.peekLength() < 0 && !calls.closed) {
+    // A short poll keeps a busy reactor's call latency off the futex wake-up path; bounded, and
+    // only this partition's own thread pays for it.
+    const end = performance.now() + spinMicros / 1000;
+    while (calls.peekLength() < 0 && !calls.closed && performance.now() < end);
+  }
+  return calls.waitReadable() === 'ready';
+}
+
+/**
+ * A reactor's life after instantiation: `_initialize` once, then one export call per request
+ * until the root closes the call ring. A trap or exit inside a call propagates and ends the
+ * worker: the root treats the instance as poisoned and never reuses it.
+ */
+function serveCalls(init: WorkerInit, instance: WebAssembly.Instance, dispatcher: Dispatcher, events: SharedRing): void {
+  const initialize = instance.exports._initialize;
+  if (typeof initialize === 'function') initialize();
+  if (dispatcher.ending) return;
+  post({ type: 'ready' });
+  const calls = new SharedRing(init.calls);
+  const request = new Uint8Array(calls.maxRecord);
+  const header = new Uint8Array(4);
+  while (awaitCall(calls, init.spinMicros)) {
+    const length = calls.readInto(request);
+    const nameLength = request[0]! | (request[1]! << 8);
+    const name = decoder.decode(request.subarray(2, 2 + nameLength));
+    const fn = instance.exports[name];
+    // The root checked the export against the module; a mismatch here is a runtime bug.
+    if (typeof fn !== 'function') throw new Error(`export ${name} is not a function`);
+    dispatcher.beginCall(request.slice(2 + nameLength, length), init.maxOutputBytes);
+    request.fill(0, 0, length);
+    const ret = (fn as () => number)() | 0;
+    if (dispatcher.ending) return;
+    const output = dispatcher.endCall();
+    new DataView(header.buffer).setInt32(0, ret, true);
+    const record = new Uint8Array(4 + output.length);
+    record.set(header);
+    record.set(output, 4);
+    if (!events.write(EventKind.RESULT, record)) throw new Error('the root stopped reading results');
+  }
+}
+
 function run(init: WorkerInit): WorkerOutcome {
   const stats = new Float64Array(init.stats);
   const events = new SharedRing(init.events);
@@ -84,14 +130,19 @@ function run(init: WorkerInit): WorkerOutcome {
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
     const instance = new WebAssembly.Instance(init.module, importObject);
     const mem = instance.exports.memory;
-    const start = instance.exports._start;
-    if (!(mem instanceof WebAssembly.Memory) || typeof start !== 'function') {
+    if (!(mem instanceof WebAssembly.Memory)) {
       // The loader's policy makes this unreachable; kept as a second line of defence.
-      throw new Error('guest does not export memory and _start');
+      throw new Error('guest does not export memory');
     }
     memory.bind(mem);
     dispatcher.updateMemoryStats();
-    start();
+    if (init.kind === 'reactor') {
+      serveCalls(init, instance, dispatcher, events);
+    } else {
+      const start = instance.exports._start;
+      if (typeof start !== 'function') throw new Error('guest does not export _start');
+      start();
+    }
     // A guest that caught its own exit and returned still exits with the code it asked for.
     outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
   } catch (error) {

@@ -35,7 +35,8 @@ function boundary(grant: { console?: boolean; clock?: boolean; entropy?: boolean
   if (resolved.clock) devices.push(new ClockDevice(resolved.clock));
   if (resolved.entropy) devices.push(new EntropyDevice(resolved.entropy, stats));
   const violations: ViolationRecord[] = [];
-  const d = new Dispatcher({ memory: gm, devices, args, stats, onViolation: (v) => violations.push(v), violationsPerSecond: 100 });
+  // A clock that stands still: the violation rate limit is tested exactly, however slow the machine.
+  const d = new Dispatcher({ memory: gm, devices, args, stats, onViolation: (v) => violations.push(v), violationsPerSecond: 100, now: () => 0 });
   const bytes = () => new Uint8Array(memory.buffer);
   const put = (at: number, data: Uint8Array | number[]) => bytes().set(data, at);
   const u32 = (at: number, v: number) => new DataView(memory.buffer).setUint32(at, v, true);
@@ -265,6 +266,51 @@ describe('hypercall ABI v1 through the dispatcher', () => {
     it('refuses hostile windows', () => hostile(b, HvCall.ENTROPY_GET));
   });
 
+  describe('INPUT_SIZE, INPUT_READ and OUTPUT_WRITE (reactor calls)', () => {
+    it('answer NOT_IN_CALL outside a host call', () => {
+      expect(b.call(HvCall.INPUT_SIZE)).toBe(-HvStatus.NOT_IN_CALL);
+      expect(b.call(HvCall.INPUT_READ, 0, 0, 0, 8)).toBe(-HvStatus.NOT_IN_CALL);
+      expect(b.call(HvCall.OUTPUT_WRITE, 0, 4)).toBe(-HvStatus.NOT_IN_CALL);
+    });
+    it('read the input from an offset, in pieces, and zero the rest of the window', () => {
+      const input = enc.encode('0123456789');
+      b.d.beginCall(input, 100);
+      expect(b.call(HvCall.INPUT_SIZE)).toBe(10);
+      b.put(200, new Uint8Array(8).fill(0xaa));
+      expect(b.call(HvCall.INPUT_READ, 0, 0, 200, 4)).toBe(4);
+      expect(dec.decode(b.bytes().subarray(200, 204))).toBe('0123');
+      b.u32(0, 8);
+      expect(b.call(HvCall.INPUT_READ, 0, 4, 200, 8)).toBe(2);
+      expect([...b.bytes().subarray(200, 208)]).toEqual([56, 57, 0, 0, 0, 0, 0, 0]);
+      b.u32(0, 10);
+      expect(b.call(HvCall.INPUT_READ, 0, 4, 200, 8)).toBe(0); // offset == size: nothing left
+      b.u32(0, 11);
+      expect(b.call(HvCall.INPUT_READ, 0, 4, 200, 8)).toBe(-HvStatus.INVALID_ARGUMENT);
+      expect(b.call(HvCall.INPUT_READ, 0, 3, 200, 8)).toBe(-HvStatus.INVALID_ARGUMENT);
+      expect(b.call(HvCall.INPUT_READ, 0, 0, PAGE - 10, 10)).toBe(10);
+      b.d.endCall();
+      expect([...input].every((x) => x === 0)).toBe(true); // the host's copy is scrubbed
+    });
+    it('append output up to the limit; one byte past it is TOO_LARGE and appends nothing', () => {
+      b.d.beginCall(new Uint8Array(0), 8);
+      b.put(0, enc.encode('abcdefghi'));
+      expect(b.call(HvCall.OUTPUT_WRITE, 0, 5)).toBe(5);
+      expect(b.call(HvCall.OUTPUT_WRITE, 5, 4)).toBe(-HvStatus.TOO_LARGE);
+      expect(b.call(HvCall.OUTPUT_WRITE, PAGE - 3, 3)).toBe(3);
+      expect(b.call(HvCall.OUTPUT_WRITE, 0, 0)).toBe(0);
+      b.put(0, enc.encode('zzzzz')); // later changes to guest memory do not reach the output
+      expect(dec.decode(b.d.endCall())).toBe('abcde\0\0\0');
+      expect(b.call(HvCall.OUTPUT_WRITE, 0, 1)).toBe(-HvStatus.NOT_IN_CALL);
+    });
+    it('refuse hostile windows', () => {
+      b.d.beginCall(enc.encode('x'), 100);
+      hostile(b, HvCall.INPUT_SIZE);
+      hostile(b, HvCall.INPUT_READ);
+      hostile(b, HvCall.OUTPUT_WRITE);
+      expect(b.d.endCall().length).toBe(0);
+    });
+  });
+
   describe('capabilities and unknown calls', () => {
     it('ungranted devices answer ACCESS_DENIED and report a violation', () => {
       const none = boundary({});
@@ -275,8 +321,8 @@ describe('hypercall ABI v1 through the dispatcher', () => {
       expect(none.violations[3]).toEqual({ call: 'CLOCK_GET', status: 'HV_STATUS_ACCESS_DENIED', reason: 'device clock is not granted to this partition' });
     });
     it('unknown call codes answer INVALID_CALL', () => {
-      for (const code of [0x0006, 0x0103, 0x0201, 0x0400, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
-      expect(b.violations[0]).toMatchObject({ call: '0x0006', status: 'HV_STATUS_INVALID_CALL' });
+      for (const code of [0x0009, 0x0103, 0x0201, 0x0400, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
+      expect(b.violations[0]).toMatchObject({ call: '0x0009', status: 'HV_STATUS_INVALID_CALL' });
       expect(b.metrics().hypercallsByCall.UNKNOWN).toBe(6);
     });
     it('bounds violation reports: beyond the rate they are only counted', () => {

@@ -1,6 +1,7 @@
 /**
  * Every AssemblyScript guest built with the SDK must import exactly `hv.hypercall` (nothing from
- * `env`: abort is routed to HV_CALL_ABORT) and export `memory` and `_start`.
+ * `env`: abort is routed to HV_CALL_ABORT) and export `memory` and `_start` (a reactor, marked
+ * `// wasmvisor:reactor`, exports `_initialize` instead).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -30,6 +31,8 @@ describe('SDK guests import only hv.hypercall', () => {
     expect(WebAssembly.Module.imports(mod)).toEqual([{ module: 'hv', name: 'hypercall', kind: 'function' }]);
     const exports = WebAssembly.Module.exports(mod);
     expect(exports).toContainEqual({ name: 'memory', kind: 'memory' });
-    expect(exports).toContainEqual({ name: '_start', kind: 'function' });
+    const reactor = /^\/\/ wasmvisor:reactor$/m.test(readFileSync(path.join(root, 'guests', `${name}.ts`), 'utf8'));
+    expect(exports).toContainEqual({ name: reactor ? '_initialize' : '_start', kind: 'function' });
+    expect(exports.some((e) => e.name === (reactor ? '_start' : '_initialize'))).toBe(false);
   });
 });

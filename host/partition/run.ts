@@ -1,0 +1,201 @@
+import { Worker } from 'node:worker_threads';
+import { SharedRing } from '../channel/ring.ts';
+import { workerScript } from '../paths.ts';
+import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
+
+/** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
+const WORKER_RESOURCE_LIMITS = {
+  maxOldGenerationSizeMb: 48,
+  maxYoungGenerationSizeMb: 8,
+  stackSizeMb: 4,
+};
+
+/** The most memory a partition's worker itself may take (heap and stack), for admission control. */
+export const WORKER_MEMORY_BYTES =
+  (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
+
+export interface RunEvents {
+  console(line: string, stream: 'stdout' | 'stderr'): void;
+  violation(violation: ViolationRecord): void;
+  /** A reactor finished initializing and takes calls. */
+  ready(): void;
+  /** A reactor call returned. */
+  result(ret: number, output: Uint8Array): void;
+  /** The worker is gone; everything it wrote has been delivered. Called once. */
+  end(outcome: WorkerOutcome): void;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * One worker's lifetime: the thread, its rings and its watchdog. A partition has one run at a
+ * time; a reactor that is restarted gets a new run, with new rings, so nothing of the poisoned
+ * instance (queued requests, half-read records) reaches the next one.
+ */
+export class WorkerRun {
+  private readonly events: SharedRing;
+  private readonly calls: SharedRing;
+  private worker: Worker | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private outcome: WorkerOutcome | null = null;
+  private killOutcome: WorkerOutcome | null = null;
+  private workerError: unknown = null;
+  private ended = false;
+
+  constructor(
+    private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
+    eventRingBytes: number,
+    callRingBytes: number,
+    private readonly on: RunEvents,
+  ) {
+    this.events = new SharedRing(SharedRing.allocate(eventRingBytes));
+    this.calls = new SharedRing(SharedRing.allocate(callRingBytes));
+  }
+
+  get maxCallBytes(): number {
+    return this.calls.maxRecord;
+  }
+
+  /** Spawns the worker. Resolves once it runs guest code (or has already ended). */
+  start(): Promise<void> {
+    let worker: Worker;
+    try {
+      worker = new Worker(workerScript, {
+        workerData: { ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit,
+        resourceLimits: WORKER_RESOURCE_LIMITS,
+        stdout: false,
+        stderr: false,
+        name: `wasmvisor:${this.init.name}`,
+      });
+    } catch (error) {
+      // No worker, no run: the partition still ends through the one exit path.
+      const message = error instanceof Error ? error.message : String(error);
+      this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.init.name} could not start its worker: ${message}` };
+      this.finish(0);
+      return Promise.resolve();
+    }
+    this.worker = worker;
+    const running = new Promise<void>((resolve) => {
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'running') resolve();
+        else if (message.type === 'ready') this.on.ready();
+        else if (message.type === 'done') this.outcome = message.outcome;
+      });
+      worker.once('exit', () => resolve());
+    });
+    worker.on('error', (error) => (this.workerError = error));
+    worker.on('messageerror', (error) => (this.workerError = error));
+    worker.once('exit', (code) => this.finish(code));
+    void this.pump();
+    return running;
+  }
+
+  /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
+  arm(ms: number, outcome: () => WorkerOutcome): void {
+    this.disarm();
+    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.kill(outcome()), ms);
+  }
+
+  disarm(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = null;
+  }
+
+  /** Terminates the worker; the run ends with `outcome` unless the guest had already finished. */
+  kill(outcome: WorkerOutcome): void {
+    if (this.ended || this.killOutcome !== null) return;
+    this.killOutcome = outcome;
+    void this.worker?.terminate();
+  }
+
+  /** Asks a reactor to stop taking calls; it finishes the current one and exits normally. */
+  closeCalls(): void {
+    this.calls.close();
+  }
+
+  /** Queues a call for the reactor. False if the ring has no room (the caller bounds calls in flight). */
+  sendCall(exportName: string, input: Uint8Array): boolean {
+    const name = encoder.encode(exportName);
+    const record = new Uint8Array(2 + name.length + input.length);
+    record[0] = name.length & 0xff;
+    record[1] = name.length >>> 8;
+    record.set(name, 2);
+    record.set(input, 2 + name.length);
+    return this.calls.tryWrite(CallKind.CALL, record);
+  }
+
+  /**
+   * Polls the event ring for up to `micros` and delivers what arrived. A reactor call that takes
+   * a few microseconds is then answered without the cost of an asynchronous wake-up; the bound
+   * keeps the root's event loop from being held longer than that.
+   */
+  poll(micros: number): void {
+    if (micros <= 0 || this.ended) return;
+    const end = performance.now() + micros / 1000;
+    while (this.events.peekLength() < 0) {
+      if (performance.now() >= end) return;
+    }
+    this.drain();
+  }
+
+  /** Moves records from the event ring to callbacks until the run has ended. */
+  private async pump(): Promise<void> {
+    while (!this.ended) {
+      const seq = this.events.writeSeq;
+      this.drain();
+      if (this.ended) break;
+      await this.events.whenWritten(seq);
+    }
+  }
+
+  private drain(): void {
+    for (let record = this.events.tryRead(); record !== null; record = this.events.tryRead()) {
+      try {
+        if (record.kind === EventKind.STDOUT || record.kind === EventKind.STDERR) {
+          this.on.console(decoder.decode(record.bytes), record.kind === EventKind.STDOUT ? 'stdout' : 'stderr');
+        } else if (record.kind === EventKind.VIOLATION) {
+          this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
+        } else if (record.kind === EventKind.RESULT) {
+          const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
+          this.on.result(ret, record.bytes.subarray(4));
+        }
+      } catch (error) {
+        // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  private finish(workerExitCode: number): void {
+    if (this.ended) return;
+    this.disarm();
+    this.worker = null;
+    // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
+    this.drain();
+    this.ended = true;
+    this.events.wakeAll();
+    this.calls.close();
+    const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
+    // Root-held copies of guest data (console lines, call inputs and outputs) go with the run.
+    new Uint8Array(this.events.sab).fill(0);
+    new Uint8Array(this.calls.sab).fill(0);
+    this.on.end(outcome);
+  }
+
+  /** True when the run ended because the host killed it (watchdog, stop). */
+  wasKilled(outcome: WorkerOutcome): boolean {
+    return outcome === this.killOutcome;
+  }
+
+  private crashOutcome(code: number): WorkerOutcome {
+    const err = this.workerError as { code?: string; message?: string } | null;
+    if (err?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return { kind: 'error', error: 'ERR_LIMIT_MEMORY', message: `partition ${this.init.name} exhausted its worker heap: ${err.message ?? ''}` };
+    }
+    const detail = err?.message ? `: ${err.message}` : '';
+    return { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.init.name}'s worker ended unexpectedly (exit code ${code})${detail}` };
+  }
+}

@@ -1,0 +1,199 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { GuestCallError, Hypervisor, type RestartInfo } from '../../host/index.ts';
+import { guest } from '../helpers.ts';
+
+const dec = new TextDecoder();
+const text = (b: Uint8Array) => dec.decode(b);
+let hv: Hypervisor;
+afterEach(async () => {
+  await hv?.close();
+});
+
+async function reactor(name = 'transform', spec: Record<string, unknown> = {}) {
+  hv ??= new Hypervisor();
+  const p = await hv.createPartition({ name: `${name}-${Math.random().toString(36).slice(2, 8)}`, module: guest(name), kind: 'reactor', ...spec });
+  const restarts: RestartInfo[] = [];
+  p.on('restart', (r) => restarts.push(r));
+  await p.start();
+  return { p, restarts };
+}
+
+function u32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+}
+
+describe('reactor partitions: calls into a running guest', () => {
+  it('round-trips empty, small and text payloads, and keeps state between calls', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor();
+    expect(p.kind).toBe('reactor');
+    expect(await p.call('echo')).toEqual(new Uint8Array(0));
+    expect(text(await p.call('upper', 'hello, plugin'))).toBe('HELLO, PLUGIN');
+    expect(text(await p.call('render', '# T\n\nsome **b** <x>\n- a\n'))).toBe('<h1>T</h1>\n<p>some <strong>b</strong> &lt;x&gt;</p>\n<ul>\n<li>a</li>\n</ul>\n');
+    expect([text(await p.call('count')), text(await p.call('count'))]).toEqual(['1', '2']);
+  });
+
+  it('takes an input of exactly maxInputBytes and refuses one byte more before the guest sees it', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor('transform', { limits: { maxInputBytes: 200_000 } });
+    const max = new Uint8Array(200_000).map((_, i) => 97 + (i % 26));
+    const out = await p.call('echo', max);
+    expect(Buffer.compare(out, max)).toBe(0);
+    await expect(p.call('echo', new Uint8Array(200_001))).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('maxInputBytes') });
+    expect(text(await p.call('count'))).toBe('1');
+  });
+
+  it('lets the output reach exactly maxOutputBytes; past it the guest is told TOO_LARGE', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor('transform', { limits: { maxOutputBytes: 100_000 } });
+    expect((await p.call('fill', u32(100_000))).length).toBe(100_000);
+    const err = await p.call('fill', u32(100_001)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GuestCallError);
+    expect(err).toMatchObject({ code: 'ERR_GUEST_CALL', status: 1 });
+  });
+
+  it('reports a non-zero return as ERR_GUEST_CALL with the status and output, without a restart', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor();
+    await p.call('count');
+    const err = (await p.call('fail').catch((e: unknown) => e)) as GuestCallError;
+    expect(err.code).toBe('ERR_GUEST_CALL');
+    expect(err.status).toBe(7);
+    expect(text(err.output)).toBe('bad input');
+    expect(text(await p.call('count'))).toBe('2');
+    expect(restarts).toEqual([]);
+  });
+
+  it('serializes concurrent calls in order', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor();
+    const results = await Promise.all(Array.from({ length: 20 }, () => p.call('count')));
+    expect(results.map(text)).toEqual(Array.from({ length: 20 }, (_, i) => String(i + 1)));
+  });
+
+  it('bounds the queue: past maxQueuedCalls a call fails at once with ERR_BUSY', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor('transform', { limits: { maxQueuedCalls: 2 } });
+    const spinning = p.call('spin', '', { timeoutMs: 300 });
+    const a = p.call('count');
+    const b = p.call('count');
+    await expect(p.call('count')).rejects.toMatchObject({ code: 'ERR_BUSY' });
+    await expect(spinning).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU' });
+    expect([text(await a), text(await b)]).toEqual(['1', '2']);
+  });
+
+  it('an AbortSignal drops a queued call; aborting the running call kills and restarts the instance', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor();
+    const running = new AbortController();
+    const queued = new AbortController();
+    const spinning = p.call('spin', '', { signal: running.signal, timeoutMs: 10_000 });
+    const dropped = p.call('count', '', { signal: queued.signal });
+    const kept = p.call('count');
+    queued.abort();
+    await expect(dropped).rejects.toMatchObject({ name: 'AbortError' });
+    running.abort();
+    await expect(spinning).rejects.toMatchObject({ name: 'AbortError' });
+    expect(text(await kept)).toBe('1'); // fresh instance: the counter starts again
+    expect(restarts).toHaveLength(1);
+    await expect(p.call('count', '', { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('trap → restart → the next call succeeds with fresh state', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor();
+    await p.call('count');
+    await p.call('count');
+    await expect(p.call('trap')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
+    expect(text(await p.call('count'))).toBe('1');
+    expect(restarts).toEqual([{ reason: 'ERR_GUEST_TRAP', message: 'guest trapped: unreachable', attempt: 1, delayMs: 10 }]);
+    expect(p.metrics().restarts).toBe(1);
+    expect(p.state).toBe('running');
+  });
+
+  it('a call over its time budget fails with ERR_LIMIT_CPU and the instance is replaced', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor();
+    await expect(p.call('spin', '', { timeoutMs: 150 })).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU' });
+    expect(restarts[0]?.reason).toBe('ERR_LIMIT_CPU');
+    expect(text(await p.call('upper', 'ok'))).toBe('OK');
+  });
+
+  it("restart: 'never' ends the partition at the first failure", async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor('transform', { restart: 'never' });
+    const queued = p.call('count');
+    await expect(p.call('trap')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
+    expect(text(await queued)).toBe('1'); // queued before the trap in order: it ran first
+    const exit = await p.exited;
+    expect(exit).toMatchObject({ state: 'trapped', reason: 'ERR_GUEST_TRAP' });
+    await expect(p.call('count')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+  });
+
+  it('gives up after maxRestarts failures in a row, with a growing backoff', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor('transform', { restart: { maxRestarts: 2, backoffMs: 5 } });
+    for (let i = 0; i < 3; i++) await expect(p.call('trap')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
+    expect(restarts.map((r) => [r.attempt, r.delayMs])).toEqual([[1, 5], [2, 10]]);
+    expect(await p.exited).toMatchObject({ state: 'trapped', reason: 'ERR_GUEST_TRAP' });
+  });
+
+  it('refuses calls to a command, to a missing or non-callable export, and before start', async () => {
+    hv = new Hypervisor();
+    const cmd = await hv.createPartition({ name: 'cmd', module: guest('hello') });
+    await expect(cmd.call('anything')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    const idle = await hv.createPartition({ name: 'idle', module: guest('transform'), kind: 'reactor' });
+    await expect(idle.call('echo')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    await idle.start();
+    await expect(idle.call('nope')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(idle.call('_initialize')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(idle.call('memory')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+
+  it('stop() fails queued calls with ERR_KILLED and ends the partition', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor();
+    const spinning = p.call('spin', '', { timeoutMs: 10_000 });
+    const queued = p.call('count');
+    const exit = await p.stop();
+    expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_KILLED' });
+    await expect(spinning).rejects.toMatchObject({ code: 'ERR_KILLED' });
+    await expect(queued).rejects.toMatchObject({ code: 'ERR_KILLED' });
+  });
+});
+
+describe('a hostile plugin cannot read the previous caller’s input after a restart', () => {
+  it('finds the secret while the instance lives, and zeros after a restart', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor('attack-plugin-snoop');
+    const secret = 'CALLER-A-SECRET-' + Math.random().toString(36).slice(2);
+    await p.call('remember', secret);
+    // Positive control: the same instance still holds it (its own memory, its own business).
+    expect(text((await p.call('peek')).subarray(0, secret.length))).toBe(secret);
+    expect(Number(text(await p.call('scan', secret)))).toBeGreaterThan(0);
+    await expect(p.call('crash')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
+    const after = await p.call('peek');
+    expect(after.every((b) => b === 0)).toBe(true);
+    expect(text(await p.call('scan', secret))).toBe('0');
+  });
+});
+
+describe('partition pools', () => {
+  it('spread concurrent calls over their partitions', async () => {
+    hv = new Hypervisor();
+    const pool = await hv.createPool({ name: 'pool', module: guest('transform') }, { size: 3 });
+    expect(pool.size).toBe(3);
+    const outs = await Promise.all(Array.from({ length: 30 }, () => pool.call('count')));
+    // Each partition counts its own calls: every one of the three took a share of the 30.
+    const counts = outs.map((o) => Number(text(o)));
+    expect(counts.filter((c) => c === 1)).toHaveLength(3);
+    const perPartition = pool.partitions.map((p) => p.metrics().hypercallsByCall.OUTPUT_WRITE ?? 0);
+    expect(perPartition.reduce((a, b) => a + b, 0)).toBe(30);
+    for (const n of perPartition) expect(n).toBeGreaterThanOrEqual(5);
+    await pool.destroy();
+    await expect(pool.call('count')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    expect(hv.partitions()).toEqual([]);
+  });
+});
