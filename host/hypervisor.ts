@@ -233,8 +233,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
     const reservation =
       memoryPages * 65536 +
-      // The virtual file system lives in the worker: its byte quota is part of the worst case.
-      (wasi?.quotas.maxBytes ?? 0) +
+      // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
+      // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
+      (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
       WORKER_MEMORY_BYTES +
       (devices.console?.inputBufferBytes ?? 0) +
       Math.max(1 << 16, maxOutputBytes + 64) +

@@ -16,6 +16,11 @@ import { Errno, Filetype } from './errno.ts';
  *   unlinked but open file keeps counting against the byte quota (no quota bypass by unlink).
  */
 
+/** Buffer size for a file of `size` bytes: 1.5x plus 64, so appends are amortised O(1). */
+export function capacityFor(size: number): number {
+  return Math.min(size + (size >> 1) + 64, 0x7fffffff);
+}
+
 /** Largest number of symlinks followed in one path resolution. */
 export const MAX_SYMLINKS = 32;
 /** Longest single name (bytes). */
@@ -134,10 +139,14 @@ export class Vfs {
     if (size > 0x7fffffff) return Errno.FBIG;
     const delta = size - file.size;
     if (delta > 0 && this.bytesUsed + delta > this.quotas.maxBytes) return Errno.NOSPC;
-    if (size > file.data.length) {
-      const grown = new Uint8Array(Math.min(Math.max(size, file.data.length * 2, 64), 0x7fffffff));
-      grown.set(file.data.subarray(0, file.size));
-      file.data = grown;
+    // Invariant: a file's buffer holds at most capacityFor(size) bytes, on growth *and* on
+    // shrinking, so the worker's heap stays within 1.5 x the byte quota + 64 bytes per file
+    // (grow-truncate-grow cannot pile up buffers the quota no longer sees).
+    if (size > file.data.length || file.data.length > capacityFor(size)) {
+      const next = new Uint8Array(size > file.data.length ? capacityFor(size) : size);
+      next.set(file.data.subarray(0, Math.min(file.size, size)));
+      file.data.fill(0);
+      file.data = next;
     } else if (size < file.size) {
       // Shrunk bytes are zeroed so a later grow reads zeros, never stale data.
       file.data.fill(0, size, file.size);

@@ -284,6 +284,20 @@ describe('WASI table', () => {
 });
 
 describe('WASI table: resource edges', () => {
+  it('grow-truncate cycles cannot pile up file buffers beyond the quota', () => {
+    const h = harness({ quotas: { maxBytes: 100_000 } });
+    const files: { data: Uint8Array; size: number }[] = [];
+    for (const name of ['a', 'b', 'c', 'd']) {
+      const [, fd] = open(h, name, Oflags.CREAT);
+      expect(h.call('fd_filestat_set_size', fd, 90_000n)).toBe(0);
+      expect(h.call('fd_filestat_set_size', fd, 10n)).toBe(0);
+      files.push(h.wasi.vfs.mounts[0]!.root.entries.get(name) as { data: Uint8Array; size: number });
+    }
+    const held = files.reduce((n, f) => n + f.data.length, 0);
+    expect(held).toBeLessThanOrEqual(4 * (10 + 5 + 64));
+    expect(h.wasi.vfs.bytesUsed).toBe(40);
+  });
+
   it('closing the instance scrubs file contents, linked or only open', () => {
     const h = harness({ entries: [{ path: 'kept', kind: 'file', data: new Uint8Array([7, 7, 7]) }] });
     const [, fd] = open(h, 'kept', 0, BigInt(Rights.FD_READ));
