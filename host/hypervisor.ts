@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
+import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './partition/run.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
@@ -12,6 +12,18 @@ import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
 import { Partition, type PartitionConfig, type PartitionExit, type PartitionState, type RestartMode, type Violation } from './partition/partition.ts';
 import { functionType } from './loader/sections.ts';
 import { PartitionPool } from './pool.ts';
+import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
+import { HYPERCALL_SIG } from './loader/policy.ts';
+import type { FuncSig } from './loader/sections.ts';
+import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts';
+import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
+
+/** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
+function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
+  const imports = new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]);
+  if (wasi) imports.set(WASI_MODULE, new Map(WASI_SIGNATURES));
+  return imports;
+}
 
 /** Limits of one partition. Every limit has a safe default. */
 export interface PartitionLimits {
@@ -67,6 +79,11 @@ export interface PartitionSpec {
   kind?: 'command' | 'reactor';
   /** Reactors: `'never'` or `'on-failure'` (default), or the full policy. */
   restart?: RestartMode | RestartPolicy;
+  /**
+   * Enables WASI preview1 (imports from `wasi_snapshot_preview1`, refused with ERR_IMPORT_DENIED
+   * otherwise), implemented in the partition over its devices and a virtual file system.
+   */
+  wasi?: WasiSpec;
 }
 
 export interface HypervisorOptions {
@@ -254,8 +271,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
 
     // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
     // together promise more than the budget; give it back if anything below refuses.
+    // WASI: seed folders are copied here (before the synchronous reservation below).
+    const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
     const reservation =
       memoryPages * 65536 +
+      // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
+      // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
+      (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
       WORKER_MEMORY_BYTES +
       (devices.console?.inputBufferBytes ?? 0) +
       Math.max(1 << 16, maxOutputBytes + 64) +
@@ -273,7 +295,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     try {
       loaded = await loadModule(spec.module as ModuleSource, {
         maxModuleBytes: this.maxModuleBytes,
-        policy: { memoryPages, tableElements, ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
+        policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null), ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
         ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
@@ -293,6 +315,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       }
     } catch (error) {
       this.memoryReserved -= reservation;
+      // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
+      if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
+        throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
+      }
       throw error;
     }
 
@@ -318,6 +344,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       block,
+      wasi,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
@@ -360,12 +387,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   }
 
   /** Reads and measures a module and tells whether the default policy (with these limits) admits it. */
-  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}): Promise<Inspection> {
+  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: { wasi?: boolean } = {}): Promise<Inspection> {
     return inspectModule(source as ModuleSource, {
       maxModuleBytes: this.maxModuleBytes,
       policy: {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
+        imports: allowedImports(options.wasi === true),
       },
       ...(this.allowList ? { allowList: this.allowList } : {}),
     });

@@ -11,5 +11,6 @@ export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec } from './devices/config.ts';
 export type { Inspection } from './loader/pipeline.ts';
+export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

@@ -150,6 +150,25 @@ export class Dispatcher {
     this.hypercall = (call, inPtr, inLen, outPtr, outCap) => this.dispatch(call, inPtr, inLen, outPtr, outCap);
   }
 
+  /** Ends the guest's run with `code`, exactly as HV_CALL_EXIT does (sticky). Used by WASI's proc_exit. */
+  exit(code: number): never {
+    throw (this.ending = new GuestExit(code | 0));
+  }
+
+  /** Rethrows a pending exit or abort: every surface's calls unwind again once the guest asked to end. */
+  checkEnding(): void {
+    if (this.ending !== null) throw this.ending;
+  }
+
+  /** Counts a faulting call made through another surface (WASI) and reports it like a hypercall fault. */
+  reportFault(call: string, reason: string): void {
+    const s = this.stats;
+    s[Stat.FAULTS]!++;
+    s[Stat.VIOLATIONS]!++;
+    if (this.violationBucket.reduce(1) === 'ok') this.onViolation({ call, status: 'EFAULT', reason });
+    else s[Stat.VIOLATIONS_SUPPRESSED]!++;
+  }
+
   /** Records the memory size in the partition's counters (after growth, and at the end). */
   updateMemoryStats(): void {
     const bytes = this.memory.byteLength;

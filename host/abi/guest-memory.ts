@@ -27,6 +27,7 @@ export interface MemoryLike {
 export class GuestMemory {
   private memory: MemoryLike | null = null;
   private view: Uint8Array = new Uint8Array(0);
+  private dv: DataView = new DataView(new ArrayBuffer(0));
 
   constructor(readonly maxTransfer: number = HV_MAX_TRANSFER) {}
 
@@ -34,6 +35,7 @@ export class GuestMemory {
   bind(memory: MemoryLike): void {
     this.memory = memory;
     this.view = new Uint8Array(memory.buffer);
+    this.dv = new DataView(memory.buffer);
   }
 
   /** Current size in bytes; 0 when no memory is bound. */
@@ -78,6 +80,114 @@ export class GuestMemory {
     return HvStatus.SUCCESS;
   }
 
+  // ---- Typed, checked access (used by the WASI layer; every method checks before it touches). ----
+
+  /**
+   * Status of [ptr, ptr + len) lying inside memory, *without* the per-transfer cap: for callers
+   * that bound their own transfer (WASI I/O is capped per call by `maxTransfer` in total, and
+   * host-generated results such as directory listings are bounded by the file-system quotas).
+   */
+  checkSpan(ptr: number, len: number): number {
+    return (ptr >>> 0) + (len >>> 0) > this.current().byteLength ? HvStatus.INVALID_ADDRESS : HvStatus.SUCCESS;
+  }
+
+  /** The u32 (LE) at ptr, or -1 when [ptr, ptr + 4) is outside memory. */
+  readU32(ptr: number): number {
+    const p = ptr >>> 0;
+    if (p + 4 > this.current().byteLength) return -1;
+    return this.dv.getUint32(p, true);
+  }
+
+  /** Writes a u32 (LE) at ptr; all-or-nothing. */
+  writeU32(ptr: number, value: number): number {
+    const p = ptr >>> 0;
+    if (p + 4 > this.current().byteLength) return HvStatus.INVALID_ADDRESS;
+    this.dv.setUint32(p, value >>> 0, true);
+    return HvStatus.SUCCESS;
+  }
+
+  /** Writes a u64 (LE) at ptr; all-or-nothing. */
+  writeU64(ptr: number, value: bigint): number {
+    const p = ptr >>> 0;
+    if (p + 8 > this.current().byteLength) return HvStatus.INVALID_ADDRESS;
+    this.dv.setBigUint64(p, BigInt.asUintN(64, value), true);
+    return HvStatus.SUCCESS;
+  }
+
+  /** Writes src[0, len) at ptr (no zero-fill beyond it); all-or-nothing, not capped (see checkSpan). */
+  writeBytes(ptr: number, src: Uint8Array, len: number = src.length): number {
+    if (len > src.length) return HvStatus.INVALID_ARGUMENT;
+    if (this.checkSpan(ptr, len) !== HvStatus.SUCCESS) return HvStatus.INVALID_ADDRESS;
+    if (len > 0) this.view.set(len === src.length ? src : src.subarray(0, len), ptr >>> 0);
+    return HvStatus.SUCCESS;
+  }
+
+  /** Copies guest [ptr, ptr + len) into dst at offset 0 (dst must hold len bytes); not capped (see checkSpan). */
+  readBytes(ptr: number, len: number, dst: Uint8Array): number {
+    const n = len >>> 0;
+    if (n > dst.length) return HvStatus.TOO_LARGE;
+    if (this.checkSpan(ptr, n) !== HvStatus.SUCCESS) return HvStatus.INVALID_ADDRESS;
+    const p = ptr >>> 0;
+    if (n > 0) dst.set(this.view.subarray(p, p + n));
+    return HvStatus.SUCCESS;
+  }
+
+  /**
+   * Reads an array of `count` iovecs ({u32 buf, u32 len}, 8 bytes each) at `iovs` into `spans`
+   * as flat [ptr0, len0, ptr1, len1, ...], checking the array and *every* buffer it names
+   * (so a later scatter or gather cannot fault half-way). The spans are cut so that together
+   * they hold at most `maxTransfer` bytes: a larger request becomes a short read or write.
+   * Returns the total bytes the spans hold, or -status.
+   */
+  readIovecs(iovs: number, count: number, spans: number[]): number {
+    spans.length = 0;
+    const n = count >>> 0;
+    if (n > this.maxTransfer / 8) return -HvStatus.TOO_LARGE;
+    if (this.checkSpan(iovs, n * 8) !== HvStatus.SUCCESS) return -HvStatus.INVALID_ADDRESS;
+    const size = this.view.byteLength;
+    const dv = this.dv;
+    let total = 0;
+    for (let i = 0, at = iovs >>> 0; i < n; i++, at += 8) {
+      const buf = dv.getUint32(at, true);
+      const len = dv.getUint32(at + 4, true);
+      if (buf + len > size) return -HvStatus.INVALID_ADDRESS;
+      const take = Math.min(len, this.maxTransfer - total);
+      if (take > 0) {
+        spans.push(buf, take);
+        total += take;
+      }
+    }
+    return total;
+  }
+
+  /** Copies the bytes of checked spans (from readIovecs) into dst, in order; returns bytes copied. */
+  gather(spans: readonly number[], dst: Uint8Array): number {
+    const view = this.current();
+    let at = 0;
+    for (let i = 0; i < spans.length; i += 2) {
+      const p = spans[i]!;
+      const n = spans[i + 1]!;
+      if (p + n > view.byteLength || at + n > dst.length) return at;
+      dst.set(view.subarray(p, p + n), at);
+      at += n;
+    }
+    return at;
+  }
+
+  /** Writes src[0, len) across checked spans (from readIovecs), in order; returns bytes written. */
+  scatter(spans: readonly number[], src: Uint8Array, len: number): number {
+    const view = this.current();
+    let at = 0;
+    for (let i = 0; i < spans.length && at < len; i += 2) {
+      const p = spans[i]!;
+      const n = Math.min(spans[i + 1]!, len - at);
+      if (p + n > view.byteLength) return at;
+      view.set(src.subarray(at, at + n), p);
+      at += n;
+    }
+    return at;
+  }
+
   /** Zeroes the whole memory: the last thing done with a partition's memory before it is dropped. */
   scrub(): void {
     this.current().fill(0);
@@ -91,7 +201,10 @@ export class GuestMemory {
    */
   private current(): Uint8Array {
     const memory = this.memory;
-    if (this.view.length === 0 && memory !== null) this.view = new Uint8Array(memory.buffer);
+    if (this.view.length === 0 && memory !== null) {
+      this.view = new Uint8Array(memory.buffer);
+      this.dv = new DataView(memory.buffer);
+    }
     return this.view;
   }
 }

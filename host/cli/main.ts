@@ -3,6 +3,7 @@
  * The `wasmvisor` command: run a guest in a partition, inspect a module, or boot the demo.
  * Error lines start with the stable error code; exit statuses are listed in exitStatus().
  */
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
@@ -13,11 +14,13 @@ import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
+import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
+import { WASI_MODULE } from '../wasi/errno.ts';
 
 const USAGE = `Usage:
   wasmvisor run <guest.wasm> [options] [-- guest args]
   wasmvisor call <guest.wasm> <export> [--input <file>] [options]
-  wasmvisor inspect <guest.wasm> [--memory <pages>] [--json]
+  wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor delete <name> [--data-dir <dir>]
   wasmvisor demo
   wasmvisor --help | --version
@@ -34,6 +37,12 @@ run options:
   --disk <MiB>              grant a persistent, encrypted block device of this size (1..4096)
   --name <name>             the partition's name: its disk is kept under this name (default guest)
   --data-dir <dir>          where disks and their keystore live (default ./.wasmvisor)
+  --dir <host>[::<guest>]   WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy
+                            of the host folder; the host folder is never written (repeatable)
+  --env <KEY=VALUE>         WASI: an environment variable (repeatable)
+
+WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
+argv[0] is the module's file name. The guest's stdout and stderr are the command's.
 
 delete scrubs and removes the disk image and key of the named partition (no error if none).
 
@@ -130,6 +139,8 @@ async function run(argv: string[]): Promise<number> {
         disk: { type: 'string' },
         name: { type: 'string' },
         'data-dir': { type: 'string' },
+        dir: { type: 'string', multiple: true },
+        env: { type: 'string', multiple: true },
       },
     }),
   );
@@ -158,10 +169,17 @@ async function run(argv: string[]): Promise<number> {
   if (diskMiB !== undefined) devices.block = { sizeMiB: diskMiB };
 
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const dirs = values.dir ?? [];
+  const envs = values.env ?? [];
+  let wasi: WasiSpec | undefined;
+  if (dirs.length > 0 || envs.length > 0 || (await importsWasi(hv, file))) {
+    wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption) };
+  }
   const partition = await hv.createPartition({
     name: values.name ?? 'guest',
     module: file,
     args: guestArgs,
+    ...(wasi !== undefined ? { wasi } : {}),
     ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
@@ -180,6 +198,30 @@ async function run(argv: string[]): Promise<number> {
   const status = report(exit);
   if (values.stats) process.stderr.write(formatStats(exit));
   return status;
+}
+
+/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
+function dirOption(value: string): PreopenSpec {
+  const at = value.indexOf('::');
+  const hostPath = at < 0 ? value : value.slice(0, at);
+  const guestPath = at < 0 ? value : value.slice(at + 2);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`--dir ${JSON.stringify(value)}: expected <host-folder>[::<guest-path>]`);
+  return { hostPath, guestPath };
+}
+
+function envOption(value: string): string {
+  if (!/^[^=]+=/.test(value)) throw new InvalidArgumentError(`--env ${JSON.stringify(value)}: expected KEY=VALUE`);
+  return value;
+}
+
+/** Does the module import WASI? (Unreadable or invalid modules: no; createPartition reports why.) */
+async function importsWasi(hv: Hypervisor, file: string): Promise<boolean> {
+  try {
+    const inspection = await hv.inspect(file, {}, { wasi: true });
+    return inspection.imports.some((i) => i.module === WASI_MODULE);
+  } catch {
+    return false;
+  }
 }
 
 /** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */
@@ -311,12 +353,12 @@ async function call(argv: string[]): Promise<number> {
 
 async function inspect(argv: string[]): Promise<number> {
   const { values, positionals } = usage(() =>
-    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' } } }),
+    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' }, wasi: { type: 'boolean' } } }),
   );
   if (positionals.length !== 1) throw new InvalidArgumentError(`inspect takes one module, got ${positionals.length}; see wasmvisor --help`);
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const hv = new Hypervisor();
-  const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {});
+  const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {}, { wasi: values.wasi === true });
   process.stdout.write(values.json ? JSON.stringify(inspection, null, 2) + '\n' : formatInspection(positionals[0]!, inspection));
   if (!inspection.verdict.admitted) {
     process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);

@@ -27,6 +27,8 @@ export class ClockDevice implements Device {
   readonly record;
   readonly handlers: ReadonlyMap<number, Handler>;
   private readonly resolution: bigint;
+  /** Resolution in nanoseconds (what WASI's clock_res_get reports). */
+  readonly resolutionNs: number;
   private readonly origin: bigint;
   private readonly step: bigint;
   private readonly deterministic: boolean;
@@ -35,6 +37,7 @@ export class ClockDevice implements Device {
 
   constructor(config: ResolvedClock, private readonly time: TimeSource = systemTime) {
     this.resolution = BigInt(config.resolutionNs);
+    this.resolutionNs = config.resolutionNs;
     this.origin = time.monotonicNs();
     this.deterministic = config.deterministic !== null;
     this.step = config.deterministic ? BigInt(config.deterministic.stepNs) : 0n;

@@ -95,6 +95,35 @@ export class ConsoleDevice implements Device {
     this.stderr.flush();
   }
 
+  /**
+   * Feeds bytes to stdout or stderr through the same line cutting and rate limit as
+   * CONSOLE_WRITE (used by WASI's fd 1 and 2). Returns n, or -RATE_LIMITED when a completed
+   * line was dropped (its bytes are consumed either way).
+   */
+  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number {
+    return this.write(stream === 'stdout' ? this.stdout : this.stderr, bytes, n);
+  }
+
+  /**
+   * One input line (without its newline) into out, which must hold 65536 bytes (the longest
+   * line the root accepts). Returns its length, -1 at end of input, -2 when no line is ready
+   * (non-blocking, or the wait timed out). Used by WASI's fd 0.
+   */
+  readLine(out: Uint8Array, block: boolean, timeoutMs = Infinity): number {
+    for (;;) {
+      const length = this.input.peekLength();
+      if (length >= 0) {
+        if (length > out.length) return -2;
+        this.input.readInto(out);
+        this.stats[Stat.CONSOLE_LINES_IN]!++;
+        return length;
+      }
+      if (this.input.closed) return -1;
+      if (!block) return -2;
+      if (this.input.waitReadable(timeoutMs) === 'timeout') return -2;
+    }
+  }
+
   private write(stream: LineAssembler, input: Uint8Array, inLen: number): number {
     const dropped = stream.push(input, inLen);
     return dropped > 0 ? -HvStatus.RATE_LIMITED : inLen;

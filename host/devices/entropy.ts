@@ -29,7 +29,8 @@ export class EntropyDevice implements Device {
     this.handlers = new Map<number, Handler>([[HvCall.ENTROPY_GET, (_input, _inLen, out, outCap) => this.fill(out, outCap)]]);
   }
 
-  private fill(out: Uint8Array, outCap: number): number {
+  /** Fills out[0, outCap) with the device's bytes (also used by WASI's random_get); returns outCap. */
+  fill(out: Uint8Array, outCap: number): number {
     if (outCap === 0) return 0;
     if (this.stream) {
       out.set(this.stream.update(this.zeros.subarray(0, outCap)));

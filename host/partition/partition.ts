@@ -3,6 +3,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { BlockAttachment, Storage } from '../storage/storage.ts';
+import type { ResolvedWasi } from '../wasi/config.ts';
 import {
   BusyError,
   errorFromCode,
@@ -87,6 +88,8 @@ export interface PartitionConfig {
   spinMicros: number;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
+  /** WASI settings and seeds; null when the spec does not enable WASI. */
+  wasi?: ResolvedWasi | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -359,6 +362,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         block: c.block
           ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }
           : null,
+        // A restarted instance gets a fresh file system, seeded again from the same copies.
+        wasi: c.wasi ?? null,
       },
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
+import type { ResolvedWasi } from '../wasi/config.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -48,6 +49,8 @@ export interface WorkerInit {
   maxOutputBytes: number;
   /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */
   spinMicros: number;
+  /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
+  wasi: ResolvedWasi | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
 }

@@ -26,6 +26,7 @@ export const Stat = {
   BLOCK_INTEGRITY_FAILURES: 16,
   BLOCK_TORN_RECOVERED: 17,
   BLOCK_IO_ERRORS: 18,
+  WASI_CALLS: 19,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -71,6 +72,8 @@ export interface PartitionMetrics {
     tornRecovered: number;
     ioErrors: number;
   };
+  /** WASI preview1 calls (not counted in `hypercalls`). */
+  wasiCalls: number;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -109,5 +112,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       tornRecovered: s[Stat.BLOCK_TORN_RECOVERED]!,
       ioErrors: s[Stat.BLOCK_IO_ERRORS]!,
     },
+    wasiCalls: s[Stat.WASI_CALLS]!,
   };
 }

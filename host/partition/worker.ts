@@ -14,6 +14,7 @@ import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
 import { BlockDevice } from '../devices/block.ts';
 import { BlockImage } from '../storage/image.ts';
+import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -90,9 +91,12 @@ function run(init: WorkerInit): WorkerOutcome {
   const memory = new GuestMemory();
 
   const devices: Device[] = [];
-  if (init.devices.console) devices.push(new ConsoleDevice(init.devices.console, events, input, stats));
-  if (init.devices.clock) devices.push(new ClockDevice(init.devices.clock));
-  if (init.devices.entropy) devices.push(new EntropyDevice(init.devices.entropy, stats));
+  const consoleDevice = init.devices.console ? new ConsoleDevice(init.devices.console, events, input, stats) : null;
+  const clockDevice = init.devices.clock ? new ClockDevice(init.devices.clock) : null;
+  const entropyDevice = init.devices.entropy ? new EntropyDevice(init.devices.entropy, stats) : null;
+  if (consoleDevice) devices.push(consoleDevice);
+  if (clockDevice) devices.push(clockDevice);
+  if (entropyDevice) devices.push(entropyDevice);
   if (init.devices.block && init.block) {
     const image = new BlockImage(init.block);
     init.block.dataKey.fill(0); // BlockImage keeps its own copy, dropped when the device closes
@@ -111,11 +115,27 @@ function run(init: WorkerInit): WorkerOutcome {
     },
   });
 
+  // WASI, when the spec enables it: a second import module on the same memory, devices and exit path.
+  let wasi: WasiInstance | null = null;
   let outcome: WorkerOutcome;
   try {
+    if (init.wasi !== null) {
+      wasi = createWasi(init.wasi, {
+        memory,
+        console: consoleDevice,
+        clock: clockDevice,
+        entropy: entropyDevice,
+        exit: (code) => dispatcher.exit(code),
+        checkEnding: () => dispatcher.checkEnding(),
+        onCall: () => stats[Stat.WASI_CALLS]!++,
+        onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
+      });
+    }
+    const importObject: WebAssembly.Imports = { [HV_MODULE]: { [HV_HYPERCALL]: dispatcher.hypercall } };
+    if (wasi !== null) importObject[wasi.module] = wasi.imports;
     post({ type: 'running' });
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
-    const instance = new WebAssembly.Instance(init.module, { [HV_MODULE]: { [HV_HYPERCALL]: dispatcher.hypercall } });
+    const instance = new WebAssembly.Instance(init.module, importObject);
     const mem = instance.exports.memory;
     if (!(mem instanceof WebAssembly.Memory)) {
       // The loader's policy makes this unreachable; kept as a second line of defence.
@@ -136,6 +156,7 @@ function run(init: WorkerInit): WorkerOutcome {
     outcome = classify(dispatcher.ending ?? error);
   }
   dispatcher.updateMemoryStats();
+  wasi?.close();
   for (const d of devices) d.close?.();
   // Scrub: nothing the guest held outlives the run in this thread's heap.
   memory.scrub();

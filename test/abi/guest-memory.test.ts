@@ -125,3 +125,82 @@ describe('GuestMemory', () => {
     expect(bytes.every((b) => b === 0)).toBe(true);
   });
 });
+
+describe('GuestMemory: typed access and iovecs (used by WASI)', () => {
+  it('readIovecs accepts only arrays whose every buffer is in memory, caps the total, and scatter stays inside (property)', () => {
+    const size = 4096;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 6 }),
+        nearEdge(size),
+        fc.array(fc.tuple(nearEdge(size), fc.oneof(fc.integer({ min: 0, max: 600 }), i32)), { minLength: 6, maxLength: 6 }),
+        (count, at, iovs) => {
+          const { buffer, bytes } = fakeMemory(size);
+          const gm = new GuestMemory(1000);
+          gm.bind({ buffer });
+          const base = at >>> 0;
+          const dv = new DataView(buffer);
+          iovs.slice(0, count).forEach(([p, n], i) => {
+            if (base + i * 8 + 8 <= size) {
+              dv.setUint32(base + i * 8, p >>> 0, true);
+              dv.setUint32(base + i * 8 + 4, n >>> 0, true);
+            }
+          });
+          const before = bytes.slice();
+          const spans: number[] = [];
+          const total = gm.readIovecs(at, count, spans);
+          if (base + count * 8 > size) {
+            expect(total).toBe(-HvStatus.INVALID_ADDRESS);
+            return;
+          }
+          let anyBad = false;
+          for (let i = 0; i < count; i++) anyBad ||= dv.getUint32(base + i * 8, true) + dv.getUint32(base + i * 8 + 4, true) > size;
+          if (anyBad) {
+            expect(total).toBe(-HvStatus.INVALID_ADDRESS);
+            return;
+          }
+          expect(total).toBeGreaterThanOrEqual(0);
+          expect(total).toBeLessThanOrEqual(1000);
+          let sum = 0;
+          for (let i = 0; i < spans.length; i += 2) {
+            expect(spans[i]! + spans[i + 1]!).toBeLessThanOrEqual(size);
+            sum += spans[i + 1]!;
+          }
+          expect(sum).toBe(total);
+          // scatter writes exactly the spans' bytes, nothing else.
+          const src = new Uint8Array(total).fill(0xee);
+          expect(gm.scatter(spans, src, total)).toBe(total);
+          const expected = before.slice();
+          for (let i = 0; i < spans.length; i += 2) expected.fill(0xee, spans[i]!, spans[i]! + spans[i + 1]!);
+          expect(same(bytes, expected)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('readU32 / writeU32 / writeU64 / writeBytes check the whole window, at the edge and one past it', () => {
+    const { buffer, bytes } = fakeMemory(64);
+    const gm = new GuestMemory();
+    gm.bind({ buffer });
+    const before = bytes.slice();
+    expect(gm.readU32(61)).toBe(-1);
+    expect(gm.readU32(-1)).toBe(-1);
+    expect(gm.writeU32(61, 1)).toBe(HvStatus.INVALID_ADDRESS);
+    expect(gm.writeU64(57, 1n)).toBe(HvStatus.INVALID_ADDRESS);
+    expect(gm.writeBytes(60, new Uint8Array(5))).toBe(HvStatus.INVALID_ADDRESS);
+    expect(gm.checkSpan(0xfffffff0, 0x20)).toBe(HvStatus.INVALID_ADDRESS);
+    expect(same(bytes, before)).toBe(true);
+    expect(gm.writeU32(60, 0xdeadbeef)).toBe(HvStatus.SUCCESS);
+    expect(gm.readU32(60)).toBe(0xdeadbeef);
+    expect(gm.writeU64(56, 2n ** 64n - 1n)).toBe(HvStatus.SUCCESS);
+    expect(bytes.subarray(56, 64).every((b) => b === 0xff)).toBe(true);
+    expect(gm.writeBytes(60, new Uint8Array([1, 2, 3, 4]))).toBe(HvStatus.SUCCESS);
+  });
+
+  it('readIovecs refuses more iovecs than one transfer could describe', () => {
+    const gm = new GuestMemory();
+    gm.bind({ buffer: new ArrayBuffer(65536) });
+    expect(gm.readIovecs(0, 8193, [])).toBe(-HvStatus.TOO_LARGE);
+  });
+});

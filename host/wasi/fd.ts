@@ -1,0 +1,261 @@
+import { Errno, Fdflags, Filetype, Whence } from './errno.ts';
+import type { DirInode, FileInode, Mount, Vfs } from './vfs.ts';
+
+/**
+ * File descriptors. `Fd` is default-deny: every operation answers EBADF / ENOTSUP / EISDIR,
+ * and each kind overrides only what it really supports, so adding a kind never widens what a
+ * guest can do by accident. Results follow the hypercall convention: >= 0 is success (a byte
+ * count or a position), < 0 is a negated errno.
+ *
+ * Rights are checked by the table in wasi.ts *before* an fd method runs; the methods check
+ * only what rights cannot express (kind, quotas, position ranges).
+ */
+export class Fd {
+  /** Rights this fd has, and rights fds opened through it may have (numbers: all fit in 30 bits). */
+  rightsBase: number;
+  rightsInheriting: number;
+  fdflags = 0;
+
+  constructor(
+    readonly filetype: number,
+    rightsBase: number,
+    rightsInheriting: number,
+  ) {
+    this.rightsBase = rightsBase;
+    this.rightsInheriting = rightsInheriting;
+  }
+
+  /** Reads into buf[0, buf.length); returns bytes read (0 = end of file). */
+  read(_buf: Uint8Array): number {
+    return -Errno.BADF;
+  }
+  /** Writes buf[0, n); returns bytes written. */
+  write(_buf: Uint8Array, _n: number): number {
+    return -Errno.BADF;
+  }
+  pread(_buf: Uint8Array, _offset: number): number {
+    return -Errno.SPIPE;
+  }
+  pwrite(_buf: Uint8Array, _n: number, _offset: number): number {
+    return -Errno.SPIPE;
+  }
+  /** Moves the position; returns the new one. */
+  seek(_offset: bigint, _whence: number): number {
+    return -Errno.SPIPE;
+  }
+  tell(): number {
+    return -Errno.SPIPE;
+  }
+  /** Sets the size (fd_filestat_set_size). */
+  setSize(_size: bigint): number {
+    return -Errno.INVAL;
+  }
+  /** Bytes ready to read without blocking (poll_oneoff), or -errno. */
+  readable(): number {
+    return -Errno.BADF;
+  }
+  /** Blocks until readable(), end of input or the deadline (ms, performance.now() clock). */
+  waitReadable(_deadlineMs: number): void {}
+  /** The inode behind this fd, for filestat; console fds have none. */
+  inode(): FileInode | DirInode | null {
+    return null;
+  }
+  /** Called once when the fd is closed (or the partition ends). */
+  close(): void {}
+}
+
+// ---- Console kinds: the partition's console device behind stdin/stdout/stderr. ----
+
+/** What the console fds need from the console device; a structural type, so wasi/ does not import it. */
+export interface ConsolePort {
+  /** Feeds bytes to stdout or stderr; returns n (lines over the rate limit are dropped and counted). */
+  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number;
+  /** One input line without its newline into out; length, or -1 at end of input, -2 when none is ready and !block. */
+  readLine(out: Uint8Array, block: boolean, timeoutMs?: number): number;
+}
+
+export class ConsoleOutFd extends Fd {
+  constructor(private readonly console: ConsolePort, private readonly stream: 'stdout' | 'stderr', rights: number) {
+    super(Filetype.CHARACTER_DEVICE, rights, 0);
+  }
+  override write(buf: Uint8Array, n: number): number {
+    this.console.writeStream(this.stream, buf, n);
+    // Bytes of lines dropped by the rate limit are consumed, not retried (as for hv console writes).
+    return n;
+  }
+  override readable(): number {
+    return -Errno.BADF;
+  }
+}
+
+/**
+ * stdin from the console's line-based input: each line the host queued is delivered followed
+ * by `\n`; a line longer than the guest's buffer is delivered over several reads; end of
+ * input (the host ended it, or the partition has no input) reads as 0 bytes.
+ */
+export class ConsoleInFd extends Fd {
+  private pending = new Uint8Array(0);
+  private pendingAt = 0;
+  private ended = false;
+  private readonly line = new Uint8Array(65536 + 1);
+
+  constructor(private readonly console: ConsolePort, rights: number) {
+    super(Filetype.CHARACTER_DEVICE, rights, 0);
+  }
+  override read(buf: Uint8Array): number {
+    if (!this.fill((this.fdflags & Fdflags.NONBLOCK) === 0)) return this.ended ? 0 : -Errno.AGAIN;
+    const n = Math.min(buf.length, this.pending.length - this.pendingAt);
+    buf.set(this.pending.subarray(this.pendingAt, this.pendingAt + n));
+    this.pendingAt += n;
+    return n;
+  }
+  override readable(): number {
+    if (this.fill(false)) return this.pending.length - this.pendingAt;
+    return this.ended ? 0 : -Errno.AGAIN;
+  }
+  override waitReadable(deadlineMs: number): void {
+    if (this.pendingAt < this.pending.length || this.ended) return;
+    const wait = Math.max(0, deadlineMs - performance.now());
+    const n = this.console.readLine(this.line, true, wait);
+    this.take(n);
+  }
+  /** True when bytes are pending after trying to get a line. */
+  private fill(block: boolean): boolean {
+    if (this.pendingAt < this.pending.length) return true;
+    if (this.ended) return false;
+    this.take(this.console.readLine(this.line, block));
+    return this.pendingAt < this.pending.length;
+  }
+  private take(n: number): void {
+    if (n === -1) this.ended = true;
+    if (n < 0) return;
+    this.line[n] = 0x0a;
+    this.pending = this.line.slice(0, n + 1);
+    this.pendingAt = 0;
+  }
+}
+
+/** stdin from fixed bytes given in the spec (tests, batch jobs): reads them once, then EOF. */
+export class BytesInFd extends Fd {
+  private at = 0;
+  constructor(private readonly bytes: Uint8Array, rights: number) {
+    super(Filetype.CHARACTER_DEVICE, rights, 0);
+  }
+  override read(buf: Uint8Array): number {
+    const n = Math.min(buf.length, this.bytes.length - this.at);
+    buf.set(this.bytes.subarray(this.at, this.at + n));
+    this.at += n;
+    return n;
+  }
+  override readable(): number {
+    return this.bytes.length - this.at;
+  }
+}
+
+// ---- File-system kinds. ----
+
+/** A regular file of the virtual file system. */
+export class FileFd extends Fd {
+  private position = 0;
+
+  constructor(private readonly vfs: Vfs, readonly file: FileInode, rightsBase: number, fdflags: number) {
+    super(Filetype.REGULAR_FILE, rightsBase, 0);
+    this.fdflags = fdflags;
+    file.open++;
+  }
+  override read(buf: Uint8Array): number {
+    const n = this.pread(buf, this.position);
+    if (n > 0) this.position += n;
+    return n;
+  }
+  override write(buf: Uint8Array, n: number): number {
+    if ((this.fdflags & Fdflags.APPEND) !== 0) this.position = this.file.size;
+    const written = this.pwrite(buf, n, this.position);
+    if (written > 0) this.position += written;
+    return written;
+  }
+  override pread(buf: Uint8Array, offset: number): number {
+    const f = this.file;
+    if (offset >= f.size) return 0;
+    const n = Math.min(buf.length, f.size - offset);
+    buf.set(f.data.subarray(offset, offset + n));
+    f.atim = this.vfs.now();
+    return n;
+  }
+  override pwrite(buf: Uint8Array, n: number, offset: number): number {
+    const f = this.file;
+    const end = offset + n;
+    if (end > f.size) {
+      const errno = this.vfs.resize(f, end);
+      if (errno !== Errno.SUCCESS) return -errno;
+    }
+    f.data.set(buf.subarray(0, n), offset);
+    f.mtim = f.ctim = this.vfs.now();
+    return n;
+  }
+  override seek(offset: bigint, whence: number): number {
+    let base: bigint;
+    if (whence === Whence.SET) base = 0n;
+    else if (whence === Whence.CUR) base = BigInt(this.position);
+    else if (whence === Whence.END) base = BigInt(this.file.size);
+    else return -Errno.INVAL;
+    const next = base + offset;
+    if (next < 0n) return -Errno.INVAL;
+    if (next > 0x7fffffffn) return -Errno.OVERFLOW;
+    this.position = Number(next);
+    return this.position;
+  }
+  override tell(): number {
+    return this.position;
+  }
+  override setSize(size: bigint): number {
+    if (size < 0n) return -Errno.INVAL;
+    if (size > 0x7fffffffn) return -Errno.FBIG;
+    return -this.vfs.resize(this.file, Number(size));
+  }
+  override readable(): number {
+    return Math.max(0, this.file.size - this.position);
+  }
+  override inode(): FileInode {
+    return this.file;
+  }
+  override close(): void {
+    this.file.open--;
+    this.vfs.release(this.file);
+  }
+}
+
+/** A directory of the virtual file system: the base of path operations. */
+export class DirFd extends Fd {
+  constructor(
+    readonly vfs: Vfs,
+    readonly dir: DirInode,
+    readonly mount: Mount,
+    rightsBase: number,
+    rightsInheriting: number,
+    /** Set on preopens: the guest path fd_prestat_dir_name reports. */
+    readonly preopenPath: string | null = null,
+  ) {
+    super(Filetype.DIRECTORY, rightsBase, rightsInheriting);
+    dir.open++;
+  }
+  override read(): number {
+    return -Errno.ISDIR;
+  }
+  override write(): number {
+    return -Errno.ISDIR;
+  }
+  override pread(): number {
+    return -Errno.ISDIR;
+  }
+  override pwrite(): number {
+    return -Errno.ISDIR;
+  }
+  override inode(): DirInode {
+    return this.dir;
+  }
+  override close(): void {
+    this.dir.open--;
+    this.vfs.release(this.dir);
+  }
+}
