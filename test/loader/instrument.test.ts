@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
+import { wasmEngine } from '../../host/loader/wasm-api.ts';
+import { wat } from './wat.ts';
+
+const compile = (bytes: Uint8Array): WebAssembly.Module => new wasmEngine.Module(bytes);
+
+/** Signal the stub host throws when the guest reports exhaustion. */
+class OutOfFuel {}
+
+/**
+ * Instantiates instrumented bytes with a host that owns the counter, runs `run(arg)`, and
+ * returns what happened plus the fuel left. `log` collects the guest's `env.log` calls.
+ */
+function runMetered(bytes: Uint8Array, budget: bigint, arg = 0): { result: number | 'exhausted'; left: bigint; log: number[] } {
+  const fuel = new WebAssembly.Global({ value: 'i64', mutable: true }, budget);
+  const log: number[] = [];
+  const instance = new WebAssembly.Instance(compile(bytes), {
+    env: { log: (v: number) => void log.push(v) },
+    [FUEL_MODULE]: {
+      [FUEL_GLOBAL]: fuel,
+      [FUEL_EXHAUSTED]: () => {
+        throw new OutOfFuel();
+      },
+    },
+  });
+  const run = instance.exports.run as (n: number) => number;
+  try {
+    return { result: run(arg), left: fuel.value as bigint, log };
+  } catch (error) {
+    if (error instanceof OutOfFuel) return { result: 'exhausted', left: fuel.value as bigint, log };
+    throw error;
+  }
+}
+
+/** Sum 1..n, logging each i; a recursive helper to exercise function entries too. */
+const COUNTER = wat(`(module
+  (import "env" "log" (func $log (param i32)))
+  (memory (export "memory") 1 1)
+  (func $id (param i32) (result i32) (local.get 0))
+  (func (export "run") (param $n i32) (result i32) (local $i i32) (local $sum i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.gt_s (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n)))
+        (call $log (local.get $i))
+        (local.set $sum (i32.add (local.get $sum) (call $id (local.get $i))))
+        (br $next)))
+    (local.get $sum)))`);
+
+describe('instrumentFuel', () => {
+  it('adds the counter and the exhaustion import, and nothing else changes in the interface', async () => {
+    const { bytes, checkpoints } = await instrumentFuel(COUNTER);
+    const module = compile(bytes);
+    const byName = (a: { module: string; name: string }, b: { module: string; name: string }): number => `${a.module}.${a.name}`.localeCompare(`${b.module}.${b.name}`);
+    expect(WebAssembly.Module.imports(module).sort(byName)).toEqual([
+      { module: 'env', name: 'log', kind: 'function' },
+      { module: FUEL_MODULE, name: FUEL_GLOBAL, kind: 'global' },
+      { module: FUEL_MODULE, name: FUEL_EXHAUSTED, kind: 'function' },
+    ].sort(byName));
+    expect(WebAssembly.Module.exports(module)).toEqual(WebAssembly.Module.exports(compile(COUNTER)));
+    expect(checkpoints).toBe(3); // two function entries, one loop header
+  });
+
+  it('with enough fuel computes the same result as the original', async () => {
+    const { bytes } = await instrumentFuel(COUNTER);
+    const original = new WebAssembly.Instance(compile(COUNTER), { env: { log: () => {} } });
+    const expected = (original.exports.run as (n: number) => number)(1000);
+    const metered = runMetered(bytes, 1n << 40n, 1000);
+    expect(metered.result).toBe(expected);
+    expect(metered.log).toHaveLength(1000);
+    expect(metered.left).toBeLessThan(1n << 40n);
+  });
+
+  it('stops at the same point for the same budget, and later for a larger one', async () => {
+    const { bytes } = await instrumentFuel(COUNTER);
+    const a = runMetered(bytes, 500n, 1_000_000);
+    const b = runMetered(bytes, 500n, 1_000_000);
+    expect(a.result).toBe('exhausted');
+    expect(a.log).toEqual(b.log);
+    expect(a.left).toBe(b.left);
+    expect(a.left).toBeLessThan(0n);
+    const c = runMetered(bytes, 5000n, 1_000_000);
+    expect(c.result).toBe('exhausted');
+    expect(c.log.length).toBeGreaterThan(a.log.length);
+  });
+
+  it('charges more for more work: consumed fuel is monotone in the iteration count', async () => {
+    const { bytes } = await instrumentFuel(COUNTER);
+    const budget = 1n << 40n;
+    const used = [0, 1, 10, 100, 1000].map((n) => budget - runMetered(bytes, budget, n).left);
+    for (let i = 1; i < used.length; i++) expect(used[i]).toBeGreaterThan(used[i - 1]!);
+    // Linear in the iterations: each one charges the loop region and one call of $id.
+    expect(used[4]! - used[3]!).toBe((used[3]! - used[2]!) * 10n);
+  });
+
+  it('a tiny budget stops the guest at its first function entry', async () => {
+    const { bytes } = await instrumentFuel(COUNTER);
+    const r = runMetered(bytes, 1n, 10);
+    expect(r.result).toBe('exhausted');
+    expect(r.log).toEqual([]);
+  });
+
+  it('meters an infinite loop with no calls in it', async () => {
+    const spin = wat(`(module (memory (export "memory") 1 1)
+      (func (export "run") (param i32) (result i32) (loop $l (br $l)) (i32.const 0)))`);
+    const { bytes } = await instrumentFuel(spin);
+    expect(runMetered(bytes, 10_000n).result).toBe('exhausted');
+  });
+
+  it('does not collide with guest-chosen internal names', async () => {
+    // The name section may use the instrumenter's names; binaryen's internal names must not clash.
+    const named = wat(`(module (memory (export "memory") 1 1)
+      (global $${FUEL_GLOBAL} (mut i64) (i64.const 7))
+      (func $${FUEL_EXHAUSTED})
+      (func (export "run") (param i32) (result i32) (call $${FUEL_EXHAUSTED}) (i32.wrap_i64 (global.get $${FUEL_GLOBAL}))))`);
+    const { bytes } = await instrumentFuel(named);
+    expect(runMetered(bytes, 1000n).result).toBe(7);
+  });
+
+  it('is deterministic: the same input gives the same bytes', async () => {
+    const a = await instrumentFuel(COUNTER);
+    const b = await instrumentFuel(COUNTER);
+    expect(a.bytes).toEqual(b.bytes);
+  });
+});
