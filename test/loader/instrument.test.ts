@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
+import { ModuleCache } from '../../host/loader/compile.ts';
+import { cacheKey, instrumentationCache, loadModule } from '../../host/loader/pipeline.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
-import { wat } from './wat.ts';
+import { WasmvisorError } from '../../host/errors.ts';
+import { guest, HYPERCALL_IMPORT, wat } from './wat.ts';
 
 const compile = (bytes: Uint8Array): WebAssembly.Module => new wasmEngine.Module(bytes);
 
@@ -121,5 +124,49 @@ describe('instrumentFuel', () => {
     const a = await instrumentFuel(COUNTER);
     const b = await instrumentFuel(COUNTER);
     expect(a.bytes).toEqual(b.bytes);
+  });
+});
+
+describe('the pipeline with fuel', () => {
+  async function refusal(bytes: Uint8Array): Promise<string> {
+    try {
+      await loadModule(bytes, { fuel: true });
+    } catch (error) {
+      if (error instanceof WasmvisorError) return `${error.code}: ${error.message}`;
+      throw error;
+    }
+    return 'admitted';
+  }
+
+  it('refuses a guest that exports or imports a reserved __wasmvisor_ name, with or without fuel', async () => {
+    const exporting = guest({ extra: `(global (export "${FUEL_GLOBAL}") (mut i64) (i64.const 0))` });
+    expect(await refusal(exporting)).toMatch(/^ERR_MODULE_INVALID: export __wasmvisor_fuel uses the prefix __wasmvisor_/);
+    await expect(loadModule(exporting)).rejects.toMatchObject({ code: 'ERR_MODULE_INVALID' });
+    const fn = guest({ extra: '(func (export "__wasmvisor_x"))' });
+    expect(await refusal(fn)).toMatch(/^ERR_MODULE_INVALID/);
+    // Declaring the instrumenter's own import is refused too: the guest never declares it.
+    const importing = guest({ imports: `${HYPERCALL_IMPORT} (import "hv" "${FUEL_EXHAUSTED}" (func))` });
+    expect(await refusal(importing)).toMatch(/^ERR_MODULE_INVALID: import hv.__wasmvisor_fuel_exhausted/);
+  });
+
+  it('instruments only when asked, and keys the cache by whether and how it instrumented', async () => {
+    const bytes = guest({ start: '(func (export "_start") (loop $l (br_if $l (i32.const 0))))' });
+    const cache = new ModuleCache();
+    const plain = await loadModule(bytes, { cache });
+    const metered = await loadModule(bytes, { cache, fuel: true });
+    expect(plain.fuelMetered).toBe(false);
+    expect(plain.bytes).toEqual(bytes);
+    expect(metered.fuelMetered).toBe(true);
+    expect(WebAssembly.Module.imports(metered.module).map((i) => i.name)).toContain(FUEL_GLOBAL);
+    expect(WebAssembly.Module.imports(plain.module).map((i) => i.name)).toEqual(['hypercall']);
+    expect(cacheKey(metered.measurement, metered.plan, true)).toBe(`${cacheKey(metered.measurement, metered.plan)}/fuel1`);
+    expect(cache.misses).toBe(2);
+
+    const before = { ...instrumentationCache };
+    const again = await loadModule(bytes, { cache, fuel: true });
+    expect(again.module).toBe(metered.module);
+    expect(cache.hits).toBe(1);
+    expect(instrumentationCache.hits).toBe(before.hits + 1);
+    expect(instrumentationCache.misses).toBe(before.misses);
   });
 });
