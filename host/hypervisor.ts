@@ -15,6 +15,12 @@ export interface PartitionLimits {
   tableElements?: number;
   /** Wall-clock budget from start() to the end of the run, in ms; Infinity disables it. Default 30000. */
   timeoutMs?: number;
+  /**
+   * Fuel budget: the work the guest may do, counted by instrumentation (cost model in
+   * docs/ABI.md). Running out ends the run with ERR_LIMIT_CPU, at the same point every time.
+   * An integer from 1 to 2^53 − 1. Default: none (the module is not instrumented).
+   */
+  fuel?: number;
 }
 
 /** What to run and what it may use. */
@@ -69,6 +75,15 @@ function limit(value: number | undefined, fallback: number, what: string, min: n
   return v;
 }
 
+/** A fuel budget: absent, or an integer from 1 to 2^53 − 1 (exact in the stats' float64 slots). */
+function fuelLimit(value: number | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${what} must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}, got ${String(value)}`);
+  }
+  return value;
+}
+
 /**
  * The root partition: it owns the module cache and the partitions, and is the only thing an
  * embedding app talks to. Create partitions with `createPartition`; close everything with `close`.
@@ -77,7 +92,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
   private readonly allowList: ReadonlySet<string> | undefined;
-  private readonly defaults: Required<PartitionLimits>;
+  private readonly defaults: Required<Omit<PartitionLimits, 'fuel'>> & { fuel: number | undefined };
   private readonly violationsPerSecond: number;
   private readonly live = new Map<string, Partition>();
   private closed = false;
@@ -92,6 +107,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       memoryPages: limit(d.memoryPages, DEFAULT_LIMITS.memoryPages, 'defaultLimits.memoryPages', 1, 65536),
       tableElements: limit(d.tableElements, DEFAULT_LIMITS.tableElements, 'defaultLimits.tableElements', 0, 10_000_000),
       timeoutMs: limit(d.timeoutMs, DEFAULT_LIMITS.timeoutMs, 'defaultLimits.timeoutMs', 1, Infinity),
+      fuel: fuelLimit(d.fuel, 'defaultLimits.fuel'),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
   }
@@ -113,6 +129,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const memoryPages = limit(l.memoryPages, this.defaults.memoryPages, 'limits.memoryPages', 1, 65536);
     const tableElements = limit(l.tableElements, this.defaults.tableElements, 'limits.tableElements', 0, 10_000_000);
     const timeoutMs = limit(l.timeoutMs, this.defaults.timeoutMs, 'limits.timeoutMs', 1, Infinity);
+    const fuel = fuelLimit(l.fuel, 'limits.fuel') ?? this.defaults.fuel;
     const args = spec.args ?? [];
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
@@ -124,6 +141,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
       ...(this.allowList ? { allowList: this.allowList } : {}),
       cache: this.cache,
+      fuel: fuel !== undefined,
     });
     // Checked again after the await: another createPartition may have taken the name meanwhile.
     if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
@@ -136,6 +154,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       devices,
       memoryPages,
       timeoutMs,
+      fuel: fuel ?? null,
       violationsPerSecond: this.violationsPerSecond,
       eventRingBytes: 1 << 16,
       onDestroy: (p) => {

@@ -27,6 +27,8 @@ run options:
   --deterministic           fixed clocks and a fixed entropy seed (for teaching and tests)
   --seed <string>           seed the entropy device (implies a reproducible stream)
   --sha256 <hex>            refuse the module unless its SHA-256 is this (ERR_INTEGRITY)
+  --fuel <n>                fuel budget: the guest ends with ERR_LIMIT_CPU once it has done
+                            n units of work (deterministic; see docs/ABI.md); default none
 
 Exit status: the guest's own exit code when it exits; otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
@@ -103,6 +105,7 @@ async function run(argv: string[]): Promise<number> {
         deterministic: { type: 'boolean' },
         seed: { type: 'string' },
         sha256: { type: 'string' },
+        fuel: { type: 'string' },
       },
     }),
   );
@@ -110,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
   const file = positionals[0]!;
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+  const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
   const grant = new Set<string>();
   const list = values.devices ?? DEVICE_NAMES.join(',');
   if (list !== 'none') {
@@ -137,6 +141,7 @@ async function run(argv: string[]): Promise<number> {
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
       ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
+      ...(fuel !== undefined ? { fuel } : {}),
     },
     devices,
   });

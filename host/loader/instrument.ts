@@ -71,6 +71,7 @@ function features(b: Binaryen): number {
     f.NontrappingFPToInt |
     f.SIMD128 |
     f.BulkMemory |
+    f.BulkMemoryOpt |
     f.SignExt |
     f.ExceptionHandling |
     f.TailCall |
@@ -225,14 +226,18 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
       const id = b.getExpressionId(expr);
       const names = fields.get(id);
       if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter expression kind ${id} in function ${info.name}`);
-      const e = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
       let into = region;
       if (id === b.LoopId) {
-        into = { cost: 0, loop: expr, body: e.body as ExpressionRef };
+        into = { cost: 0, loop: expr, body: 0 };
         regions.push(into);
       } else if (id !== b.BlockId && id !== b.NopId) {
         region.cost++;
       }
+      if (names.length === 0) continue;
+      // Only for kinds with children: binaryen.js has no info wrapper for nop, unreachable,
+      // ref.null and pop, and getExpressionInfo throws on them.
+      const e = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
+      if (into !== region) into.body = e.body as ExpressionRef;
       for (const name of names) {
         const child = e[name];
         if (Array.isArray(child)) for (const c of child as number[]) work.push([c, into]);

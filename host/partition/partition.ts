@@ -57,6 +57,8 @@ export interface PartitionConfig {
   devices: ResolvedDevices;
   memoryPages: number;
   timeoutMs: number;
+  /** Fuel budget for a fuel-metered module, else null. */
+  fuel: number | null;
   violationsPerSecond: number;
   /** Capacity of the worker → root event ring, bytes. */
   eventRingBytes: number;
@@ -144,6 +146,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       events: this.events.sab,
       input: this.inputRing.sab,
       violationsPerSecond: this.config.violationsPerSecond,
+      fuel: this.config.fuel,
     };
     this.startedAt = performance.now();
     this.setState('running');

@@ -32,6 +32,8 @@ export interface WorkerInit {
   input: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
+  /** Fuel budget when the module is fuel-metered (it then needs the instrumenter's imports), else null. */
+  fuel: number | null;
 }
 
 /** How a guest's run ended, as the worker reports it. */

@@ -18,6 +18,10 @@ export const Stat = {
   VIOLATIONS_SUPPRESSED: 8,
   FAULTS: 9,
   ENTROPY_BYTES: 10,
+  /** The fuel budget; 0 when the partition is not metered. */
+  FUEL_BUDGET: 11,
+  /** Fuel consumed (budget − remaining, at most the budget), written when the run ends. */
+  FUEL_CONSUMED: 12,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -50,6 +54,12 @@ export interface PartitionMetrics {
   /** Hypercalls refused for a bad address, length or argument. */
   faults: number;
   entropyBytes: number;
+  /**
+   * Fuel, for a partition with a fuel limit (else null). `consumed` is budget − remaining,
+   * equal to the budget when it ran out; it is recorded when the run ends in the worker, so a
+   * run killed from outside (watchdog, stop) reports 0.
+   */
+  fuel: { budget: number; consumed: number } | null;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -78,5 +88,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
     violationsSuppressed: s[Stat.VIOLATIONS_SUPPRESSED]!,
     faults: s[Stat.FAULTS]!,
     entropyBytes: s[Stat.ENTROPY_BYTES]!,
+    fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,
   };
 }

@@ -5,13 +5,14 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
-import { Dispatcher, GuestAbort, GuestExit } from '../abi/dispatcher.ts';
+import { Dispatcher, FuelExhausted, GuestAbort, GuestExit } from '../abi/dispatcher.ts';
 import { GuestMemory } from '../abi/guest-memory.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { ClockDevice } from '../devices/clock.ts';
 import { ConsoleDevice } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
+import { FUEL_EXHAUSTED, FUEL_GLOBAL } from '../loader/instrument.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -24,6 +25,9 @@ function post(message: WorkerMessage): void {
 /** Maps whatever ended the guest's run to an outcome with a stable code. */
 export function classify(error: unknown): WorkerOutcome {
   if (error instanceof GuestExit) return { kind: 'exit', code: error.code };
+  if (error instanceof FuelExhausted) {
+    return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${error.partition} ran out of fuel: its budget of ${error.budget} is spent` };
+  }
   if (error instanceof GuestAbort) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest aborted: ${error.message}` };
   if (error instanceof WebAssembly.RuntimeError) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest trapped: ${error.message}` };
   if (error instanceof RangeError && /call stack/i.test(error.message)) {
@@ -58,11 +62,26 @@ function run(init: WorkerInit): WorkerOutcome {
     },
   });
 
+  const hv: Record<string, WebAssembly.ImportValue> = { [HV_HYPERCALL]: dispatcher.hypercall };
+  // A metered module imports its counter and its exhaustion hook (added by the instrumenter,
+  // never declared by the guest). The worker owns the counter, so the remaining fuel is
+  // readable however the run ends, even inside the wasm start function.
+  const budget = init.fuel;
+  let fuel: WebAssembly.Global | null = null;
+  if (budget !== null) {
+    fuel = new WebAssembly.Global({ value: 'i64', mutable: true }, BigInt(budget));
+    stats[Stat.FUEL_BUDGET] = budget;
+    hv[FUEL_GLOBAL] = fuel;
+    hv[FUEL_EXHAUSTED] = () => {
+      throw (dispatcher.ending ??= new FuelExhausted(init.name, budget));
+    };
+  }
+
   let outcome: WorkerOutcome;
   try {
     post({ type: 'running' });
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
-    const instance = new WebAssembly.Instance(init.module, { [HV_MODULE]: { [HV_HYPERCALL]: dispatcher.hypercall } });
+    const instance = new WebAssembly.Instance(init.module, { [HV_MODULE]: hv });
     const mem = instance.exports.memory;
     const start = instance.exports._start;
     if (!(mem instanceof WebAssembly.Memory) || typeof start !== 'function') {
@@ -78,6 +97,10 @@ function run(init: WorkerInit): WorkerOutcome {
     outcome = classify(dispatcher.ending ?? error);
   }
   dispatcher.updateMemoryStats();
+  if (fuel !== null && budget !== null) {
+    // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
+    stats[Stat.FUEL_CONSUMED] = budget - Math.max(0, Number(fuel.value as bigint));
+  }
   for (const d of devices) d.close?.();
   // Scrub: nothing the guest held outlives the run in this thread's heap.
   memory.scrub();
