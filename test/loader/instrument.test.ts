@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
 import { ModuleCache } from '../../host/loader/compile.ts';
 import { cacheKey, instrumentationCache, loadModule } from '../../host/loader/pipeline.ts';
+import { readSections } from '../../host/loader/sections.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
 import { WasmvisorError } from '../../host/errors.ts';
 import { guest, HYPERCALL_IMPORT, wat } from './wat.ts';
@@ -110,6 +111,18 @@ describe('instrumentFuel', () => {
     expect(runMetered(bytes, 10_000n).result).toBe('exhausted');
   });
 
+  it('a guest that catches the exhaustion does not escape it', async () => {
+    // Each call's entry check throws into the guest's catch_all; the loop header's check is
+    // outside the try, the counter stays negative, so the next iteration throws out of run.
+    const catcher = wat(`(module (memory (export "memory") 1 1)
+      (func $work (nop))
+      (func (export "run") (param i32) (result i32)
+        (loop $l (try (do (call $work)) (catch_all)) (br $l))
+        (i32.const 0)))`);
+    const { bytes } = await instrumentFuel(catcher);
+    expect(runMetered(bytes, 1000n).result).toBe('exhausted');
+  });
+
   it('does not collide with guest-chosen internal names', async () => {
     // The name section may use the instrumenter's names; binaryen's internal names must not clash.
     const named = wat(`(module (memory (export "memory") 1 1)
@@ -161,6 +174,12 @@ describe('the pipeline with fuel', () => {
     expect(WebAssembly.Module.imports(plain.module).map((i) => i.name)).toEqual(['hypercall']);
     expect(cacheKey(metered.measurement, metered.plan, true)).toBe(`${cacheKey(metered.measurement, metered.plan)}/fuel1`);
     expect(cache.misses).toBe(2);
+
+    // The clamp rewrite survives instrumentation: the metered bytes keep the planned maximum.
+    const clampedGuest = guest({ memory: '(memory (export "memory") 1)' });
+    const clamped = await loadModule(clampedGuest, { fuel: true, policy: { memoryPages: 8 } });
+    expect(clamped.plan.memoryMaximum).toBe(8);
+    expect(readSections(clamped.bytes).memories[0]).toMatchObject({ initial: 1, maximum: 8 });
 
     const before = { ...instrumentationCache };
     const again = await loadModule(bytes, { cache, fuel: true });

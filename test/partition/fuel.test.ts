@@ -85,6 +85,15 @@ describe('fuel', () => {
     expect(exit.runTimeMs).toBeLessThan(10_000);
   });
 
+  it('meters the wasm start function too, and still reports the fuel it spent', async () => {
+    hv = new Hypervisor();
+    const { exit } = await run('attack-start-spin', [], { fuel: 50_000, timeoutMs: 60_000 });
+    expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_LIMIT_CPU' });
+    expect(exit.error?.message).toMatch(/fuel/);
+    // Instantiation never finished, so there are no exports: the worker owns the counter.
+    expect(exit.metrics.fuel).toEqual({ budget: 50_000, consumed: 50_000 });
+  });
+
   it('refuses a budget that is not an integer from 1 to 2^53 - 1', async () => {
     hv = new Hypervisor();
     for (const fuel of [0, -1, 1.5, Number.NaN, Infinity, 2 ** 53, '5' as unknown as number]) {
