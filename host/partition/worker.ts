@@ -12,7 +12,7 @@ import { ClockDevice } from '../devices/clock.ts';
 import { ConsoleDevice } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
-import { FUEL_EXHAUSTED, FUEL_GLOBAL } from '../loader/instrument.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -63,15 +63,13 @@ function run(init: WorkerInit): WorkerOutcome {
   });
 
   const hv: Record<string, WebAssembly.ImportValue> = { [HV_HYPERCALL]: dispatcher.hypercall };
-  // A metered module imports its counter and its exhaustion hook (added by the instrumenter,
-  // never declared by the guest). The worker owns the counter, so the remaining fuel is
-  // readable however the run ends, even inside the wasm start function.
+  // A metered module imports its budget and its exhaustion hook and exports its counter (all
+  // added by the instrumenter, never declared by the guest; see instrument.ts).
   const budget = init.fuel;
   let fuel: WebAssembly.Global | null = null;
   if (budget !== null) {
-    fuel = new WebAssembly.Global({ value: 'i64', mutable: true }, BigInt(budget));
     stats[Stat.FUEL_BUDGET] = budget;
-    hv[FUEL_GLOBAL] = fuel;
+    hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(budget));
     hv[FUEL_EXHAUSTED] = () => {
       throw (dispatcher.ending ??= new FuelExhausted(init.name, budget));
     };
@@ -82,6 +80,12 @@ function run(init: WorkerInit): WorkerOutcome {
     post({ type: 'running' });
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
     const instance = new WebAssembly.Instance(init.module, { [HV_MODULE]: hv });
+    const counter = instance.exports[FUEL_GLOBAL];
+    if (counter instanceof WebAssembly.Global) fuel = counter;
+    // A metered module's start function, moved out of instantiation by the instrumenter so the
+    // counter is reachable; it runs before memory is bound, as a real start function would.
+    const hoistedStart = instance.exports[START_EXPORT];
+    if (typeof hoistedStart === 'function') hoistedStart();
     const mem = instance.exports.memory;
     const start = instance.exports._start;
     if (!(mem instanceof WebAssembly.Memory) || typeof start !== 'function') {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, START_EXPORT, instrumentFuel } from '../../host/loader/instrument.ts';
 import { ModuleCache } from '../../host/loader/compile.ts';
 import { cacheKey, instrumentationCache, loadModule } from '../../host/loader/pipeline.ts';
 import { readSections } from '../../host/loader/sections.ts';
@@ -17,18 +17,18 @@ class OutOfFuel {}
  * returns what happened plus the fuel left. `log` collects the guest's `env.log` calls.
  */
 function runMetered(bytes: Uint8Array, budget: bigint, arg = 0): { result: number | 'exhausted'; left: bigint; log: number[] } {
-  const fuel = new WebAssembly.Global({ value: 'i64', mutable: true }, budget);
   const log: number[] = [];
   const instance = new WebAssembly.Instance(compile(bytes), {
     env: { log: (v: number) => void log.push(v) },
     [FUEL_MODULE]: {
-      [FUEL_GLOBAL]: fuel,
+      [FUEL_BUDGET]: new WebAssembly.Global({ value: 'i64', mutable: false }, budget),
       [FUEL_EXHAUSTED]: () => {
         throw new OutOfFuel();
       },
     },
   });
   const run = instance.exports.run as (n: number) => number;
+  const fuel = instance.exports[FUEL_GLOBAL] as WebAssembly.Global;
   try {
     return { result: run(arg), left: fuel.value as bigint, log };
   } catch (error) {
@@ -52,16 +52,16 @@ const COUNTER = wat(`(module
     (local.get $sum)))`);
 
 describe('instrumentFuel', () => {
-  it('adds the counter and the exhaustion import, and nothing else changes in the interface', async () => {
+  it('adds the budget and exhaustion imports and the counter export, and nothing else', async () => {
     const { bytes, checkpoints } = await instrumentFuel(COUNTER);
     const module = compile(bytes);
     const byName = (a: { module: string; name: string }, b: { module: string; name: string }): number => `${a.module}.${a.name}`.localeCompare(`${b.module}.${b.name}`);
     expect(WebAssembly.Module.imports(module).sort(byName)).toEqual([
       { module: 'env', name: 'log', kind: 'function' },
-      { module: FUEL_MODULE, name: FUEL_GLOBAL, kind: 'global' },
+      { module: FUEL_MODULE, name: FUEL_BUDGET, kind: 'global' },
       { module: FUEL_MODULE, name: FUEL_EXHAUSTED, kind: 'function' },
     ].sort(byName));
-    expect(WebAssembly.Module.exports(module)).toEqual(WebAssembly.Module.exports(compile(COUNTER)));
+    expect(WebAssembly.Module.exports(module)).toEqual([...WebAssembly.Module.exports(compile(COUNTER)), { name: FUEL_GLOBAL, kind: 'global' }]);
     expect(checkpoints).toBe(3); // two function entries, one loop header
   });
 
@@ -123,10 +123,29 @@ describe('instrumentFuel', () => {
     expect(runMetered(bytes, 1000n).result).toBe('exhausted');
   });
 
+  it('moves a start function out of instantiation and exports it, metered', async () => {
+    const started = wat(`(module (import "env" "log" (func $log (param i32))) (memory (export "memory") 1 1)
+      (func $init (call $log (i32.const 42))) (start $init)
+      (func (export "run") (param i32) (result i32) (i32.const 0)))`);
+    const { bytes } = await instrumentFuel(started);
+    const log: number[] = [];
+    const instance = new WebAssembly.Instance(compile(bytes), {
+      env: { log: (v: number) => void log.push(v) },
+      [FUEL_MODULE]: { [FUEL_BUDGET]: new WebAssembly.Global({ value: 'i64', mutable: false }, 100n), [FUEL_EXHAUSTED]: () => {} },
+    });
+    expect(log).toEqual([]); // nothing ran during instantiation
+    (instance.exports[START_EXPORT] as () => void)();
+    expect(log).toEqual([42]);
+    expect((instance.exports[FUEL_GLOBAL] as WebAssembly.Global).value).toBeLessThan(100n);
+    // Without a start function, no start export.
+    expect(WebAssembly.Module.exports(compile((await instrumentFuel(COUNTER)).bytes)).map((e) => e.name)).not.toContain(START_EXPORT);
+  });
+
   it('does not collide with guest-chosen internal names', async () => {
     // The name section may use the instrumenter's names; binaryen's internal names must not clash.
     const named = wat(`(module (memory (export "memory") 1 1)
       (global $${FUEL_GLOBAL} (mut i64) (i64.const 7))
+      (global $${FUEL_BUDGET} i64 (i64.const 1))
       (func $${FUEL_EXHAUSTED})
       (func (export "run") (param i32) (result i32) (call $${FUEL_EXHAUSTED}) (i32.wrap_i64 (global.get $${FUEL_GLOBAL}))))`);
     const { bytes } = await instrumentFuel(named);
@@ -170,7 +189,7 @@ describe('the pipeline with fuel', () => {
     expect(plain.fuelMetered).toBe(false);
     expect(plain.bytes).toEqual(bytes);
     expect(metered.fuelMetered).toBe(true);
-    expect(WebAssembly.Module.imports(metered.module).map((i) => i.name)).toContain(FUEL_GLOBAL);
+    expect(WebAssembly.Module.imports(metered.module).map((i) => i.name)).toContain(FUEL_BUDGET);
     expect(WebAssembly.Module.imports(plain.module).map((i) => i.name)).toEqual(['hypercall']);
     expect(cacheKey(metered.measurement, metered.plan, true)).toBe(`${cacheKey(metered.measurement, metered.plan)}/fuel1`);
     expect(cache.misses).toBe(2);
