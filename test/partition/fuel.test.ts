@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit, type PartitionLimits } from '../../host/index.ts';
 import { instrumentationCache } from '../../host/loader/pipeline.ts';
 import { collect, guest, runToExit } from '../helpers.ts';
+import { wat } from '../loader/wat.ts';
 
 let hv: Hypervisor;
 afterEach(async () => {
@@ -92,6 +93,28 @@ describe('fuel', () => {
     expect(exit.error?.message).toMatch(/fuel/);
     // Instantiation never finished, so there are no exports: the worker owns the counter.
     expect(exit.metrics.fuel).toEqual({ budget: 50_000, consumed: 50_000 });
+  });
+
+  it('a metered start function sees what an unmetered one sees: no memory for hypercalls', async () => {
+    // The start function writes 4 bytes to the console; _start exits with what that returned.
+    const bytes = wat(`(module
+      (import "hv" "hypercall" (func $hv (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1 1)
+      (global $r (mut i32) (i32.const 99))
+      (func $init (global.set $r (call $hv (i32.const 0x100) (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0))))
+      (start $init)
+      (func (export "_start")
+        (i32.store (i32.const 0) (global.get $r))
+        (drop (call $hv (i32.const 2) (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0)))))`);
+    hv = new Hypervisor();
+    const codes: (number | null)[] = [];
+    for (const limits of [{}, { fuel: 1_000_000 }]) {
+      const p = await hv.createPartition({ name: `start-${serial++}`, module: bytes, limits, devices: { console: true } });
+      const exit = await runToExit(p);
+      codes.push(exit.code);
+      if ('fuel' in limits) expect(exit.metrics.fuel!.consumed).toBeGreaterThan(0);
+    }
+    expect(codes).toEqual([-2, -2]); // -HV_STATUS_INVALID_ADDRESS both ways
   });
 
   it('refuses a budget that is not an integer from 1 to 2^53 - 1', async () => {
