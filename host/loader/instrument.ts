@@ -154,6 +154,23 @@ function childFields(b: Binaryen): Map<number, readonly string[]> {
   return new Map(t);
 }
 
+/**
+ * binaryen.js 132 exposes no child getters for the bulk table instructions, so their operands
+ * (which may nest a loop) cannot be walked: a module using them is refused rather than run
+ * with code the meter cannot see.
+ */
+function unsupportedName(b: Binaryen, id: number): string {
+  const raw = b as unknown as Record<string, (() => number) | undefined>;
+  const known: [string, string][] = [
+    ['_BinaryenTableFillId', 'table.fill'],
+    ['_BinaryenTableCopyId', 'table.copy'],
+    ['_BinaryenTableInitId', 'table.init'],
+    ['_BinaryenElemDropId', 'elem.drop'],
+  ];
+  for (const [fn, name] of known) if (raw[fn]?.() === id) return name;
+  return `an instruction of binaryen expression kind ${id}`;
+}
+
 /** A function or loop body whose cost is charged at its checkpoint. */
 interface Region {
   cost: number;
@@ -238,7 +255,7 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
       if (expr === 0) continue;
       const id = b.getExpressionId(expr);
       const names = fields.get(id);
-      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter expression kind ${id} in function ${info.name}`);
+      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter ${unsupportedName(b, id)} (in function ${info.name})`);
       let into = region;
       if (id === b.LoopId) {
         into = { cost: 0, loop: expr, body: 0 };

@@ -141,6 +141,40 @@ describe('instrumentFuel', () => {
     expect(WebAssembly.Module.exports(compile((await instrumentFuel(COUNTER)).bytes)).map((e) => e.name)).not.toContain(START_EXPORT);
   });
 
+  it('meters the post-MVP instructions a guest may use on Node 20', async () => {
+    const modern = wat(`(module (memory (export "memory") 1 1)
+      (table $t 4 funcref) (elem $e func $f $f) (data $d "abcd")
+      (func $f (result i32 i32) (i32.const 1) (i32.const 2))
+      (func (export "run") (param i32) (result i32) (local v128)
+        (memory.init $d (i32.const 0) (i32.const 0) (i32.const 4)) (data.drop $d)
+        (memory.copy (i32.const 8) (i32.const 0) (i32.const 4)) (memory.fill (i32.const 16) (i32.const 7) (i32.const 4))
+        (drop (table.grow $t (ref.null func) (i32.const 1)))
+        (drop (ref.is_null (table.get $t (i32.const 1))))
+        (local.set 1 (i8x16.splat (i32.const 3)))
+        (drop (i32.extend8_s (i32.const 255)))
+        (drop (i32.trunc_sat_f32_s (f32.const 1e20)))
+        (drop (call $f)) (drop)
+        (i32.add (i8x16.extract_lane_u 0 (local.get 1)) (i32.load (i32.const 8)))))`);
+    const original = new WebAssembly.Instance(compile(modern)).exports.run as (n: number) => number;
+    const { bytes } = await instrumentFuel(modern);
+    expect(runMetered(bytes, 1000n).result).toBe(original(0));
+  });
+
+  it('refuses, rather than runs unmetered, the bulk table instructions binaryen.js cannot walk', async () => {
+    for (const [name, code] of [
+      ['table.fill', '(table.fill $t (i32.const 0) (ref.null func) (i32.const 1))'],
+      ['table.copy', '(table.copy $t $t (i32.const 2) (i32.const 0) (i32.const 1))'],
+      ['table.init', '(table.init $t $e (i32.const 0) (i32.const 0) (i32.const 1))'],
+      ['elem.drop', '(elem.drop $e)'],
+    ]) {
+      const bytes = wat(`(module (memory (export "memory") 1 1) (table $t 4 funcref) (elem $e func $run)
+        (func $run (export "run") (param i32) (result i32) ${code} (i32.const 0)))`);
+      const error: unknown = await instrumentFuel(bytes).then(() => null, (e: unknown) => e);
+      expect(error).toBeInstanceOf(WasmvisorError);
+      expect(`${(error as WasmvisorError).code}: ${(error as WasmvisorError).message}`).toMatch(new RegExp(`^ERR_FEATURE_DENIED: fuel metering cannot meter ${name} \\(in function \\S+\\)$`));
+    }
+  });
+
   it('does not collide with guest-chosen internal names', async () => {
     // The name section may use the instrumenter's names; binaryen's internal names must not clash.
     const named = wat(`(module (memory (export "memory") 1 1)
