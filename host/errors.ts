@@ -13,7 +13,7 @@ export const ErrorCodes = [
   'ERR_FEATURE_DENIED',
   /** A memory limit: initial pages above the limit, or the worker's heap exhausted. */
   'ERR_LIMIT_MEMORY',
-  /** The wall-clock watchdog (or, later, the fuel budget) ran out. */
+  /** The wall-clock watchdog fired or the fuel budget is spent. */
   'ERR_LIMIT_CPU',
   /** A table limit: initial size above the limit. */
   'ERR_LIMIT_TABLE',

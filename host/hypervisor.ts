@@ -36,6 +36,12 @@ export interface PartitionLimits {
    * whole run; a reactor's covers its start-up (start function and `_initialize`).
    */
   timeoutMs?: number;
+  /**
+   * Fuel budget: the work the guest may do, counted by instrumentation (cost model in
+   * docs/ABI.md). Running out ends the run with ERR_LIMIT_CPU, at the same point every time.
+   * An integer from 1 to 2^53 − 1. Default: none (the module is not instrumented).
+   */
+  fuel?: number;
   /** Reactors: largest call input, bytes. Default 1 MiB (at most 64 MiB). */
   maxInputBytes?: number;
   /** Reactors: largest call output, bytes. Default 1 MiB (at most 64 MiB). */
@@ -173,6 +179,15 @@ function limit(value: number | undefined, fallback: number, what: string, min: n
   return v;
 }
 
+/** A fuel budget: absent, or an integer from 1 to 2^53 − 1 (exact in the stats' float64 slots). */
+function fuelLimit(value: number | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${what} must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}, got ${String(value)}`);
+  }
+  return value;
+}
+
 /**
  * The root partition: it owns the module cache and the partitions, and is the only thing an
  * embedding app talks to. Create partitions with `createPartition`; close everything with `close`.
@@ -181,7 +196,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
   private readonly allowList: ReadonlySet<string> | undefined;
-  private readonly defaults: Required<PartitionLimits>;
+  private readonly defaults: Required<Omit<PartitionLimits, 'fuel'>> & { fuel: number | undefined };
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
   private readonly live = new Map<string, Partition>();
@@ -204,6 +219,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       maxOutputBytes: limit(d.maxOutputBytes, DEFAULT_LIMITS.maxOutputBytes, 'defaultLimits.maxOutputBytes', 0, 1 << 26),
       maxQueuedCalls: limit(d.maxQueuedCalls, DEFAULT_LIMITS.maxQueuedCalls, 'defaultLimits.maxQueuedCalls', 0, 1_000_000),
       callTimeoutMs: limit(d.callTimeoutMs, DEFAULT_LIMITS.callTimeoutMs, 'defaultLimits.callTimeoutMs', 1, Infinity),
+      fuel: fuelLimit(d.fuel, 'defaultLimits.fuel'),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
@@ -257,6 +273,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const memoryPages = limit(l.memoryPages, this.defaults.memoryPages, 'limits.memoryPages', 1, 65536);
     const tableElements = limit(l.tableElements, this.defaults.tableElements, 'limits.tableElements', 0, 10_000_000);
     const timeoutMs = limit(l.timeoutMs, this.defaults.timeoutMs, 'limits.timeoutMs', 1, Infinity);
+    const fuel = fuelLimit(l.fuel, 'limits.fuel') ?? this.defaults.fuel;
     const args = spec.args ?? [];
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
@@ -299,6 +316,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
         ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
+        fuel: fuel !== undefined,
       });
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
@@ -330,6 +348,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       devices,
       memoryPages,
       timeoutMs,
+      fuel: fuel ?? null,
       violationsPerSecond: this.violationsPerSecond,
       kind,
       callable: new Set(

@@ -24,6 +24,17 @@ export class GuestAbort {
   constructor(readonly message: string) {}
 }
 
+/**
+ * Thrown through the guest's frames to end its run: the fuel budget is spent (ERR_LIMIT_CPU).
+ * Raised by the instrumenter's `fuel_exhausted` import, never by a hypercall.
+ */
+export class FuelExhausted {
+  constructor(
+    readonly partition: string,
+    readonly budget: number,
+  ) {}
+}
+
 /** Which device each device call belongs to; a call of an ungranted device is a violation. */
 const CALL_DEVICE = new Map<number, string>([
   [HvCall.CONSOLE_WRITE, 'console'],
@@ -92,8 +103,11 @@ export function encodeArgs(args: readonly string[]): Uint8Array {
 export class Dispatcher {
   /** The function given to the guest as `hv.hypercall`. */
   readonly hypercall: (call: number, inPtr: number, inLen: number, outPtr: number, outCap: number) => number;
-  /** Set once the guest asked to exit or abort; every later call rethrows it (a guest cannot swallow its exit). */
-  ending: GuestExit | GuestAbort | null = null;
+  /**
+   * Set once the guest asked to exit or abort, or ran out of fuel; every later call rethrows
+   * it (a guest cannot swallow its ending).
+   */
+  ending: GuestExit | GuestAbort | FuelExhausted | null = null;
 
   private readonly memory: GuestMemory;
   private readonly handlers = new Map<number, Handler>();

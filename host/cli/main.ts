@@ -40,6 +40,8 @@ run options:
   --dir <host>[::<guest>]   WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy
                             of the host folder; the host folder is never written (repeatable)
   --env <KEY=VALUE>         WASI: an environment variable (repeatable)
+  --fuel <n>                fuel budget: the guest ends with ERR_LIMIT_CPU once it has done
+                            n units of work (deterministic; see docs/ABI.md); default none
 
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
@@ -141,6 +143,7 @@ async function run(argv: string[]): Promise<number> {
         'data-dir': { type: 'string' },
         dir: { type: 'string', multiple: true },
         env: { type: 'string', multiple: true },
+        fuel: { type: 'string' },
       },
     }),
   );
@@ -148,6 +151,7 @@ async function run(argv: string[]): Promise<number> {
   const file = positionals[0]!;
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+  const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
   const grant = new Set<string>();
   const list = values.devices ?? DEVICE_NAMES.join(',');
   if (list !== 'none') {
@@ -184,6 +188,7 @@ async function run(argv: string[]): Promise<number> {
     limits: {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
       ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
+      ...(fuel !== undefined ? { fuel } : {}),
     },
     devices,
   });

@@ -1,5 +1,6 @@
 import { FeatureDeniedError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { ModuleCache, compileModule } from './compile.ts';
+import { INSTRUMENTATION_VERSION, instrumentFuel } from './instrument.ts';
 import { checkIntegrity, validateIntegrityOptions } from './integrity.ts';
 import { measure } from './measure.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
@@ -31,6 +32,11 @@ export interface LoadOptions {
   allowList?: ReadonlySet<string>;
   /** Where compiled modules are shared; without one, every load compiles. */
   cache?: ModuleCache;
+  /**
+   * Instrument the module to meter fuel (see instrument.ts). Default false: a partition
+   * without a fuel limit runs the bytes as clamped and never loads binaryen.
+   */
+  fuel?: boolean;
 }
 
 /** A module that passed every step, compiled and ready to hand to a partition's worker. */
@@ -41,8 +47,10 @@ export interface LoadedModule {
   info: ModuleInfo;
   /** The maxima the loader imposed. */
   plan: ClampPlan;
-  /** The bytes as run: after the clamp rewrite (the original bytes when nothing was clamped). */
+  /** The bytes as run: after the clamp rewrite and, when metered, the fuel instrumentation. */
   bytes: Uint8Array;
+  /** True when `bytes` meter fuel: the instance needs the instrumenter's two imports. */
+  fuelMetered: boolean;
   /** Length of the original bytes. */
   originalSize: number;
   /** The compiled module (of `bytes`). */
@@ -73,14 +81,16 @@ export interface Inspection {
 
 /**
  * The module pipeline: read → validate → sections → policy → measure → integrity →
- * rewrite (clamp) → compile (cache). Each step throws its own typed error and the first
- * failure ends the load.
+ * rewrite (clamp) → instrument (fuel, only when asked) → compile (cache). Each step throws
+ * its own typed error and the first failure ends the load.
  *
  * Invariants:
  * - Options are checked (policy limits, pin and allow-list format) before anything is read.
  * - Every refusal happens before anything is compiled; nothing here instantiates.
- * - The measurement is of the original bytes; the cache key adds the plan, because the same
- *   original under a different plan runs as different bytes.
+ * - The measurement is of the original bytes; the cache key adds the plan and, when metered,
+ *   the instrumentation version, because each of them changes the bytes that run.
+ * - Instrumentation runs after the policy has judged the original: the imports it adds are
+ *   the host's, never the guest's, and the guest may not use their reserved names.
  */
 export async function loadModule(source: ModuleSource, options: LoadOptions = {}): Promise<LoadedModule> {
   const policy = defaultPolicy(options.policy);
@@ -92,9 +102,44 @@ export async function loadModule(source: ModuleSource, options: LoadOptions = {}
   const { plan } = verdict;
   const measurement = measure(original);
   checkIntegrity(measurement, options);
-  const bytes = applyClampPlan(original, info, plan);
-  const module = options.cache !== undefined ? await options.cache.compile(cacheKey(measurement, plan), bytes) : await compileModule(bytes);
-  return { measurement, info, plan, bytes, originalSize: original.length, module };
+  const clamped = applyClampPlan(original, info, plan);
+  const fuelMetered = options.fuel === true;
+  const key = cacheKey(measurement, plan, fuelMetered);
+  const bytes = fuelMetered ? await instrumentedBytes(key, clamped) : clamped;
+  const module = options.cache !== undefined ? await options.cache.compile(key, bytes) : await compileModule(bytes);
+  return { measurement, info, plan, bytes, fuelMetered, originalSize: original.length, module };
+}
+
+/** Instrumented bytes by cache key, most recent last; at most INSTRUMENTED_ENTRIES kept. */
+const instrumented = new Map<string, Promise<Uint8Array>>();
+const INSTRUMENTED_ENTRIES = 64;
+/** How often the in-process instrumentation cache answered, for tests and diagnostics. */
+export const instrumentationCache = { hits: 0, misses: 0 };
+
+/**
+ * Instrumentation costs far more than compilation (binaryen reads, rewrites and writes the
+ * module), so its output is kept per key even when the caller has no ModuleCache, and
+ * concurrent loads of one key share one run. A failed run is not kept.
+ */
+function instrumentedBytes(key: string, clamped: Uint8Array): Promise<Uint8Array> {
+  const held = instrumented.get(key);
+  if (held !== undefined) {
+    instrumentationCache.hits++;
+    instrumented.delete(key);
+    instrumented.set(key, held);
+    return held;
+  }
+  instrumentationCache.misses++;
+  const promise = instrumentFuel(clamped).then((r) => r.bytes);
+  instrumented.set(key, promise);
+  promise.catch(() => {
+    if (instrumented.get(key) === promise) instrumented.delete(key);
+  });
+  for (const k of instrumented.keys()) {
+    if (instrumented.size <= INSTRUMENTED_ENTRIES) break;
+    instrumented.delete(k);
+  }
+  return promise;
 }
 
 /**
@@ -138,10 +183,14 @@ function withSig<T extends object>(item: T, sig: FuncSig | undefined): T & { sig
   return sig === undefined ? item : { ...item, sig };
 }
 
-/** The cache key: measurement plus every planned maximum (`-` for "unchanged"). */
-export function cacheKey(measurement: string, plan: ClampPlan): string {
+/**
+ * The cache key: measurement plus every planned maximum (`-` for "unchanged"), plus
+ * `/fuel<version>` for fuel-metered bytes (absent: the bytes are not instrumented).
+ */
+export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = false): string {
   const max = (m: number | null): string => (m === null ? '-' : String(m));
-  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}`;
+  const fuel = fuelMetered ? `/fuel${INSTRUMENTATION_VERSION}` : '';
+  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}`;
 }
 
 /**

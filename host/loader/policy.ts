@@ -9,6 +9,7 @@ import {
   ModuleInvalidError,
   WasmvisorError,
 } from '../errors.ts';
+import { RESERVED_PREFIX } from './instrument.ts';
 import { functionType, type ExternKind, type FuncSig, type Limits, type ModuleInfo } from './sections.ts';
 
 /** An export the guest must provide; `sig` is checked only for functions. */
@@ -126,11 +127,22 @@ export function checkPolicy(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
 }
 
 /**
- * The rules, in order: imports (non-function kinds, then each function import), memory
+ * The rules, in order: reserved names (an import or export named `__wasmvisor_*`: those
+ * belong to the host's instrumentation, ERR_MODULE_INVALID), imports (non-function kinds,
+ * then each function import), memory
  * shape (count, shared, memory64), table shape (table64), memory limits, table limits,
  * required exports. Throws the first refusal.
  */
 function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
+  // First, so a guest cannot pose as the instrumenter whatever the import rules allow.
+  for (const imp of info.imports) {
+    if (imp.module.startsWith(RESERVED_PREFIX) || imp.name.startsWith(RESERVED_PREFIX)) {
+      throw new ModuleInvalidError(`import ${imp.module}.${imp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+    }
+  }
+  for (const exp of info.exports) {
+    if (exp.name.startsWith(RESERVED_PREFIX)) throw new ModuleInvalidError(`export ${exp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+  }
   for (const imp of info.imports) {
     if (imp.kind !== 'function') {
       const advice = imp.kind === 'memory' ? '; a guest defines its own memory' : '';

@@ -76,6 +76,8 @@ export interface PartitionConfig {
   memoryPages: number;
   /** Command: budget for the whole run. Reactor: budget for start-up (start function and _initialize). */
   timeoutMs: number;
+  /** Fuel budget for a fuel-metered module, else null. */
+  fuel: number | null;
   violationsPerSecond: number;
   kind: 'command' | 'reactor';
   /** Exports a host may call: functions of type () -> i32. */
@@ -358,6 +360,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         kind: c.kind,
         maxOutputBytes: c.maxOutputBytes,
         spinMicros: c.spinMicros,
+        fuel: c.fuel,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
         block: c.block
           ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }

@@ -51,6 +51,8 @@ export interface WorkerInit {
   spinMicros: number;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
+  /** Fuel budget when the module is fuel-metered (it then needs the instrumenter's imports), else null. */
+  fuel: number | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
 }

@@ -27,6 +27,10 @@ export const Stat = {
   BLOCK_TORN_RECOVERED: 17,
   BLOCK_IO_ERRORS: 18,
   WASI_CALLS: 19,
+  /** The fuel budget; 0 when the partition is not metered. */
+  FUEL_BUDGET: 20,
+  /** Fuel consumed (budget − remaining, at most the budget), written when the run ends. */
+  FUEL_CONSUMED: 21,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -74,6 +78,12 @@ export interface PartitionMetrics {
   };
   /** WASI preview1 calls (not counted in `hypercalls`). */
   wasiCalls: number;
+  /**
+   * Fuel, for a partition with a fuel limit (else null). `consumed` is budget − remaining,
+   * equal to the budget when it ran out; it is recorded when the run ends in the worker, so a
+   * run killed from outside (watchdog, stop) reports 0.
+   */
+  fuel: { budget: number; consumed: number } | null;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -113,5 +123,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       ioErrors: s[Stat.BLOCK_IO_ERRORS]!,
     },
     wasiCalls: s[Stat.WASI_CALLS]!,
+    fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,
   };
 }

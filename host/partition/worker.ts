@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
-import { Dispatcher, GuestAbort, GuestExit } from '../abi/dispatcher.ts';
+import { Dispatcher, FuelExhausted, GuestAbort, GuestExit } from '../abi/dispatcher.ts';
 import { GuestMemory } from '../abi/guest-memory.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { ClockDevice } from '../devices/clock.ts';
@@ -15,6 +15,7 @@ import { EntropyDevice } from '../devices/entropy.ts';
 import { BlockDevice } from '../devices/block.ts';
 import { BlockImage } from '../storage/image.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -27,6 +28,9 @@ function post(message: WorkerMessage): void {
 /** Maps whatever ended the guest's run to an outcome with a stable code. */
 export function classify(error: unknown): WorkerOutcome {
   if (error instanceof GuestExit) return { kind: 'exit', code: error.code };
+  if (error instanceof FuelExhausted) {
+    return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${error.partition} ran out of fuel: its budget of ${error.budget} is spent` };
+  }
   if (error instanceof GuestAbort) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest aborted: ${error.message}` };
   if (error instanceof WebAssembly.RuntimeError) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest trapped: ${error.message}` };
   if (error instanceof RangeError && /call stack/i.test(error.message)) {
@@ -115,6 +119,19 @@ function run(init: WorkerInit): WorkerOutcome {
     },
   });
 
+  const hv: Record<string, WebAssembly.ImportValue> = { [HV_HYPERCALL]: dispatcher.hypercall };
+  // A metered module imports its budget and its exhaustion hook and exports its counter (all
+  // added by the instrumenter, never declared by the guest; see instrument.ts).
+  const budget = init.fuel;
+  let fuel: WebAssembly.Global | null = null;
+  if (budget !== null) {
+    stats[Stat.FUEL_BUDGET] = budget;
+    hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(budget));
+    hv[FUEL_EXHAUSTED] = () => {
+      throw (dispatcher.ending ??= new FuelExhausted(init.name, budget));
+    };
+  }
+
   // WASI, when the spec enables it: a second import module on the same memory, devices and exit path.
   let wasi: WasiInstance | null = null;
   let outcome: WorkerOutcome;
@@ -131,11 +148,17 @@ function run(init: WorkerInit): WorkerOutcome {
         onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
       });
     }
-    const importObject: WebAssembly.Imports = { [HV_MODULE]: { [HV_HYPERCALL]: dispatcher.hypercall } };
+    const importObject: WebAssembly.Imports = { [HV_MODULE]: hv };
     if (wasi !== null) importObject[wasi.module] = wasi.imports;
     post({ type: 'running' });
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
     const instance = new WebAssembly.Instance(init.module, importObject);
+    const counter = instance.exports[FUEL_GLOBAL];
+    if (counter instanceof WebAssembly.Global) fuel = counter;
+    // A metered module's start function, moved out of instantiation by the instrumenter so the
+    // counter is reachable; it runs before memory is bound, as a real start function would.
+    const hoistedStart = instance.exports[START_EXPORT];
+    if (typeof hoistedStart === 'function') hoistedStart();
     const mem = instance.exports.memory;
     if (!(mem instanceof WebAssembly.Memory)) {
       // The loader's policy makes this unreachable; kept as a second line of defence.
@@ -157,6 +180,10 @@ function run(init: WorkerInit): WorkerOutcome {
   }
   dispatcher.updateMemoryStats();
   wasi?.close();
+  if (fuel !== null && budget !== null) {
+    // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
+    stats[Stat.FUEL_CONSUMED] = budget - Math.max(0, Number(fuel.value as bigint));
+  }
   for (const d of devices) d.close?.();
   // Scrub: nothing the guest held outlives the run in this thread's heap.
   memory.scrub();
