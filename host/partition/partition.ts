@@ -64,6 +64,11 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Cancels the call: a queued call is dropped; a running one kills (and restarts) the instance. */
   signal?: AbortSignal;
+  /**
+   * Fuel budget of this call (a partition created with `limits.fuel`, which is otherwise each
+   * call's budget). Running out rejects with ERR_LIMIT_CPU and poisons the instance.
+   */
+  fuel?: number;
 }
 
 /** Settings a Partition needs, resolved and validated by the Hypervisor. */
@@ -116,6 +121,8 @@ interface PendingCall {
   name: string;
   input: Uint8Array;
   timeoutMs: number;
+  /** 0: the partition's own budget. */
+  fuel: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   resolve: (output: Uint8Array) => void;
@@ -239,13 +246,17 @@ export class Partition extends EventEmitter<PartitionEvents> {
     const timeoutMs = options.timeoutMs ?? this.config.callTimeoutMs;
     if (!(timeoutMs > 0)) return Promise.reject(new InvalidArgumentError(`call timeoutMs must be positive, got ${String(options.timeoutMs)}`));
     const { signal } = options;
+    if (options.fuel !== undefined) {
+      if (this.config.fuel === null) return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
+      if (!Number.isSafeInteger(options.fuel) || options.fuel < 1) return Promise.reject(new InvalidArgumentError(`call fuel must be an integer from 1 to 2^53 - 1, got ${String(options.fuel)}`));
+    }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.queue.length >= this.config.maxQueuedCalls) {
       return Promise.reject(new BusyError(`partition ${this.name} has ${this.queue.length} calls queued, the limit (limits.maxQueuedCalls)`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       // The input is copied: the caller may reuse its buffer as soon as call() returns.
-      const pending: PendingCall = { name: exportName, input: bytes.slice(), timeoutMs, signal, onAbort: undefined, resolve, reject };
+      const pending: PendingCall = { name: exportName, input: bytes.slice(), timeoutMs, fuel: options.fuel ?? 0, signal, onAbort: undefined, resolve, reject };
       if (signal) {
         pending.onAbort = () => this.abortCall(pending);
         signal.addEventListener('abort', pending.onAbort, { once: true });
@@ -420,7 +431,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.inFlight = next;
     this.inFlightAborted = false;
     // The call ring holds maxInputBytes plus the name, and only one call is in flight.
-    if (!run.sendCall(next.name, next.input)) {
+    if (!run.sendCall(next.name, next.input, next.fuel)) {
       this.inFlight = null;
       this.settle(next);
       next.reject(new InvalidArgumentError(`call to ${next.name} does not fit the call channel`));

@@ -18,7 +18,7 @@ export const EventKind = {
 
 /** Record kinds on the call ring (root → worker). */
 export const CallKind = {
-  /** u16 export-name length (LE), the name (UTF-8), then the input bytes. */
+  /** f64 fuel budget (LE; 0: the partition's own), u16 export-name length (LE), the name (UTF-8), then the input bytes. */
   CALL: 1,
 } as const;
 

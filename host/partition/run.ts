@@ -114,14 +114,18 @@ export class WorkerRun {
     this.calls.close();
   }
 
-  /** Queues a call for the reactor. False if the ring has no room (the caller bounds calls in flight). */
-  sendCall(exportName: string, input: Uint8Array): boolean {
+  /**
+   * Queues a call for the reactor, with its fuel budget (0: the partition's own). False if the
+   * ring has no room (the caller bounds calls in flight).
+   */
+  sendCall(exportName: string, input: Uint8Array, fuel = 0): boolean {
     const name = encoder.encode(exportName);
-    const record = new Uint8Array(2 + name.length + input.length);
-    record[0] = name.length & 0xff;
-    record[1] = name.length >>> 8;
-    record.set(name, 2);
-    record.set(input, 2 + name.length);
+    const record = new Uint8Array(10 + name.length + input.length);
+    new DataView(record.buffer).setFloat64(0, fuel, true);
+    record[8] = name.length & 0xff;
+    record[9] = name.length >>> 8;
+    record.set(name, 10);
+    record.set(input, 10 + name.length);
     return this.calls.tryWrite(CallKind.CALL, record);
   }
 

@@ -60,7 +60,13 @@ function awaitCall(calls: SharedRing, spinMicros: number): boolean {
  * until the root closes the call ring. A trap or exit inside a call propagates and ends the
  * worker: the root treats the instance as poisoned and never reuses it.
  */
-function serveCalls(init: WorkerInit, instance: WebAssembly.Instance, dispatcher: Dispatcher, events: SharedRing): void {
+function serveCalls(
+  init: WorkerInit,
+  instance: WebAssembly.Instance,
+  dispatcher: Dispatcher,
+  events: SharedRing,
+  refuel: (budget: number) => void,
+): void {
   const initialize = instance.exports._initialize;
   if (typeof initialize === 'function') initialize();
   if (dispatcher.ending) return;
@@ -70,12 +76,15 @@ function serveCalls(init: WorkerInit, instance: WebAssembly.Instance, dispatcher
   const header = new Uint8Array(4);
   while (awaitCall(calls, init.spinMicros)) {
     const length = calls.readInto(request);
-    const nameLength = request[0]! | (request[1]! << 8);
-    const name = decoder.decode(request.subarray(2, 2 + nameLength));
+    // Record: f64 fuel budget (0: the partition's own), u16 name length, name, input.
+    const callFuel = new DataView(request.buffer, request.byteOffset).getFloat64(0, true);
+    if (init.fuel !== null) refuel(callFuel > 0 ? callFuel : init.fuel);
+    const nameLength = request[8]! | (request[9]! << 8);
+    const name = decoder.decode(request.subarray(10, 10 + nameLength));
     const fn = instance.exports[name];
     // The root checked the export against the module; a mismatch here is a runtime bug.
     if (typeof fn !== 'function') throw new Error(`export ${name} is not a function`);
-    dispatcher.beginCall(request.slice(2 + nameLength, length), init.maxOutputBytes);
+    dispatcher.beginCall(request.slice(10 + nameLength, length), init.maxOutputBytes);
     request.fill(0, 0, length);
     const ret = (fn as () => number)() | 0;
     if (dispatcher.ending) return;
@@ -124,13 +133,24 @@ function run(init: WorkerInit): WorkerOutcome {
   // added by the instrumenter, never declared by the guest; see instrument.ts).
   const budget = init.fuel;
   let fuel: WebAssembly.Global | null = null;
+  // A reactor's budget is per call: `meter` holds the budget in force and the fuel spent under
+  // earlier budgets, so the total consumed stays exact across resets.
+  const meter = { current: budget ?? 0, spentBefore: 0 };
   if (budget !== null) {
     stats[Stat.FUEL_BUDGET] = budget;
     hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(budget));
     hv[FUEL_EXHAUSTED] = () => {
-      throw (dispatcher.ending ??= new FuelExhausted(init.name, budget));
+      throw (dispatcher.ending ??= new FuelExhausted(init.name, meter.current));
     };
   }
+  const spent = (): number => (fuel === null ? 0 : meter.current - Math.max(0, Number(fuel.value as bigint)));
+  /** Gives the next call a fresh budget (reactors): what the last one spent is kept in the total. */
+  const refuel = (callBudget: number): void => {
+    if (fuel === null) return;
+    meter.spentBefore += spent();
+    meter.current = callBudget;
+    fuel.value = BigInt(callBudget);
+  };
 
   // WASI, when the spec enables it: a second import module on the same memory, devices and exit path.
   let wasi: WasiInstance | null = null;
@@ -167,7 +187,7 @@ function run(init: WorkerInit): WorkerOutcome {
     memory.bind(mem);
     dispatcher.updateMemoryStats();
     if (init.kind === 'reactor') {
-      serveCalls(init, instance, dispatcher, events);
+      serveCalls(init, instance, dispatcher, events, refuel);
     } else {
       const start = instance.exports._start;
       if (typeof start !== 'function') throw new Error('guest does not export _start');
@@ -182,7 +202,7 @@ function run(init: WorkerInit): WorkerOutcome {
   wasi?.close();
   if (fuel !== null && budget !== null) {
     // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
-    stats[Stat.FUEL_CONSUMED] = budget - Math.max(0, Number(fuel.value as bigint));
+    stats[Stat.FUEL_CONSUMED] = meter.spentBefore + spent();
   }
   for (const d of devices) d.close?.();
   // Scrub: nothing the guest held outlives the run in this thread's heap.

@@ -164,6 +164,32 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 });
 
+describe('fuel per call', () => {
+  it('each call gets the partition budget or its own; running out poisons only that instance', async () => {
+    hv = new Hypervisor();
+    const { p, restarts } = await reactor('transform', { limits: { fuel: 50_000_000 } });
+    expect(text(await p.call('upper', 'fuel'))).toBe('FUEL');
+    // A spinning call ends by fuel, long before its wall-clock budget.
+    const t0 = performance.now();
+    await expect(p.call('spin', '', { fuel: 100_000, timeoutMs: 20_000 })).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU', message: expect.stringContaining('fuel') });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(restarts.map((r) => r.reason)).toEqual(['ERR_LIMIT_CPU']);
+    // The budget is per call: many small calls together spend more than one call may.
+    for (let i = 0; i < 5; i++) await p.call('fill', u32(4096), { fuel: 20_000 });
+    await expect(p.call('fill', u32(1 << 20), { fuel: 20_000 })).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU' });
+    expect(text(await p.call('count'))).toBe('1');
+  });
+
+  it('refuses a call budget for a partition without fuel metering, and a malformed one', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor();
+    await expect(p.call('echo', '', { fuel: 1000 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('limits.fuel') });
+    const { p: metered } = await reactor('transform', { limits: { fuel: 1_000_000 } });
+    await expect(metered.call('echo', '', { fuel: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(metered.call('echo', '', { fuel: 1.5 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+});
+
 describe('a hostile plugin cannot read the previous caller’s input after a restart', () => {
   it('finds the secret while the instance lives, and zeros after a restart', async () => {
     hv = new Hypervisor();
