@@ -119,6 +119,19 @@ function sha256Option(value: string | undefined): string | undefined {
 }
 
 const DEVICE_NAMES = ['console', 'clock', 'entropy'] as const;
+type DeviceName = (typeof DEVICE_NAMES)[number];
+
+/** `--devices a,b` (or "none"), checked against the devices the CLI can grant. */
+function deviceList(value: string | undefined, fallback: string): Set<DeviceName> {
+  const grant = new Set<DeviceName>();
+  const list = value ?? fallback;
+  if (list === 'none') return grant;
+  for (const d of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
+    grant.add(d as DeviceName);
+  }
+  return grant;
+}
 
 async function run(argv: string[]): Promise<number> {
   const split = argv.indexOf('--');
@@ -152,14 +165,7 @@ async function run(argv: string[]): Promise<number> {
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
   const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
-  const grant = new Set<string>();
-  const list = values.devices ?? DEVICE_NAMES.join(',');
-  if (list !== 'none') {
-    for (const d of list.split(',').map((s) => s.trim()).filter(Boolean)) {
-      if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
-      grant.add(d);
-    }
-  }
+  const grant = deviceList(values.devices, DEVICE_NAMES.join(','));
   const resolution = values['clock-resolution'];
   const resolutionMs = resolution === undefined ? undefined : Number(resolution);
   if (resolutionMs !== undefined && !(resolutionMs > 0)) throw new InvalidArgumentError(`--clock-resolution must be a positive number of ms, got ${JSON.stringify(resolution)}`);
@@ -311,10 +317,7 @@ async function call(argv: string[]): Promise<number> {
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
   const devices: DevicesSpec = {};
-  for (const d of (values.devices ?? 'none').split(',').map((x) => x.trim()).filter((x) => x && x !== 'none')) {
-    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
-    devices[d as (typeof DEVICE_NAMES)[number]] = true;
-  }
+  for (const d of deviceList(values.devices, 'none')) devices[d] = true;
   let input: Uint8Array;
   try {
     input = values.input !== undefined ? await readFile(values.input) : await readAll(process.stdin);
@@ -329,7 +332,7 @@ async function call(argv: string[]): Promise<number> {
       kind: 'reactor',
       restart: 'never',
       devices,
-      ...(values.sha256 !== undefined ? { sha256: values.sha256 } : {}),
+      ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
       limits: {
         ...(memoryPages !== undefined ? { memoryPages } : {}),
         ...(timeout !== undefined ? { callTimeoutMs: timeout === 0 ? Infinity : timeout } : {}),
