@@ -6,6 +6,7 @@ import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './partition/run.ts';
+import type { CpuCap } from './partition/protocol.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
@@ -42,6 +43,14 @@ export interface PartitionLimits {
    * An integer from 1 to 2^53 − 1. Default: none (the module is not instrumented).
    */
   fuel?: number;
+  /**
+   * CPU cap: the partition may run at most `maxPercent` (1..100) of each period (`periodMs`,
+   * 1..10000, default 100) of one core; once its share is used it is paused (its worker blocks)
+   * until the next period, never killed. The module is then instrumented as for fuel (the
+   * checkpoints are the cap's clock), with an unlimited budget unless `fuel` is also set; a fuel
+   * budget stays deterministic. Default: none. See "CPU caps" in docs/ABI.md.
+   */
+  cpu?: CpuLimit;
   /** Reactors: largest call input, bytes. Default 1 MiB (at most 64 MiB). */
   maxInputBytes?: number;
   /** Reactors: largest call output, bytes. Default 1 MiB (at most 64 MiB). */
@@ -51,6 +60,17 @@ export interface PartitionLimits {
   /** Reactors: default wall-clock budget of one call, ms. Default 5000. */
   callTimeoutMs?: number;
 }
+
+/** `limits.cpu`: a share of one core. */
+export interface CpuLimit {
+  /** Percent of one core, an integer from 1 to 100. */
+  maxPercent: number;
+  /** Period over which the share is measured, ms (1 to 10000). Default 100. */
+  periodMs?: number;
+}
+
+/** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
+export const CPU_SLICE_FUEL = 200_000;
 
 /** What a reactor does when a call (or its start-up) fails. */
 export interface RestartPolicy {
@@ -188,6 +208,18 @@ function fuelLimit(value: number | undefined, what: string): number | undefined 
   return value;
 }
 
+/** A CPU cap: absent (null), or a share 1..100 of a period 1..10000 ms. */
+function cpuLimit(value: CpuLimit | undefined, what: string): CpuCap | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'object' || value === null) throw new InvalidArgumentError(`${what} must be an object { maxPercent, periodMs? }`);
+  for (const key of Object.keys(value)) {
+    if (key !== 'maxPercent' && key !== 'periodMs') throw new InvalidArgumentError(`${what}.${key} is not a CPU cap setting (maxPercent, periodMs)`);
+  }
+  const maxPercent = limit(value.maxPercent, NaN, `${what}.maxPercent`, 1, 100);
+  const periodMs = limit(value.periodMs, 100, `${what}.periodMs`, 1, 10_000);
+  return { maxPercent, periodMs, sliceFuel: CPU_SLICE_FUEL };
+}
+
 /**
  * The root partition: it owns the module cache and the partitions, and is the only thing an
  * embedding app talks to. Create partitions with `createPartition`; close everything with `close`.
@@ -196,7 +228,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
   private readonly allowList: ReadonlySet<string> | undefined;
-  private readonly defaults: Required<Omit<PartitionLimits, 'fuel'>> & { fuel: number | undefined };
+  private readonly defaults: Required<Omit<PartitionLimits, 'fuel' | 'cpu'>> & { fuel: number | undefined; cpu: CpuCap | null };
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
   private readonly live = new Map<string, Partition>();
@@ -220,6 +252,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       maxQueuedCalls: limit(d.maxQueuedCalls, DEFAULT_LIMITS.maxQueuedCalls, 'defaultLimits.maxQueuedCalls', 0, 1_000_000),
       callTimeoutMs: limit(d.callTimeoutMs, DEFAULT_LIMITS.callTimeoutMs, 'defaultLimits.callTimeoutMs', 1, Infinity),
       fuel: fuelLimit(d.fuel, 'defaultLimits.fuel'),
+      cpu: cpuLimit(d.cpu, 'defaultLimits.cpu'),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
@@ -274,6 +307,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const tableElements = limit(l.tableElements, this.defaults.tableElements, 'limits.tableElements', 0, 10_000_000);
     const timeoutMs = limit(l.timeoutMs, this.defaults.timeoutMs, 'limits.timeoutMs', 1, Infinity);
     const fuel = fuelLimit(l.fuel, 'limits.fuel') ?? this.defaults.fuel;
+    const cpu = l.cpu !== undefined ? cpuLimit(l.cpu, 'limits.cpu') : this.defaults.cpu;
     const args = spec.args ?? [];
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
@@ -316,7 +350,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
         ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
-        fuel: fuel !== undefined,
+        // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
+        fuel: fuel !== undefined || cpu !== null,
       });
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
@@ -349,6 +384,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       memoryPages,
       timeoutMs,
       fuel: fuel ?? null,
+      cpu,
       violationsPerSecond: this.violationsPerSecond,
       kind,
       callable: new Set(

@@ -14,7 +14,7 @@ import {
   type WasmvisorError,
 } from '../errors.ts';
 import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
-import type { ViolationRecord, WorkerOutcome } from './protocol.ts';
+import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
 
 /**
@@ -83,6 +83,8 @@ export interface PartitionConfig {
   timeoutMs: number;
   /** Fuel budget for a fuel-metered module, else null. */
   fuel: number | null;
+  /** CPU cap (the module is then metered, with or without a fuel budget), else null. */
+  cpu?: CpuCap | null;
   violationsPerSecond: number;
   kind: 'command' | 'reactor';
   /** Exports a host may call: functions of type () -> i32. */
@@ -372,6 +374,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         maxOutputBytes: c.maxOutputBytes,
         spinMicros: c.spinMicros,
         fuel: c.fuel,
+        cpu: c.cpu ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
         block: c.block
           ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }

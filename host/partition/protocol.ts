@@ -51,10 +51,20 @@ export interface WorkerInit {
   spinMicros: number;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
-  /** Fuel budget when the module is fuel-metered (it then needs the instrumenter's imports), else null. */
+  /** Fuel budget, or null for none. The module is metered (needs the instrumenter's imports) when `fuel` or `cpu` is set. */
   fuel: number | null;
+  /** The CPU cap, or null for none. */
+  cpu: CpuCap | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
+}
+
+/** A partition's CPU cap as the worker applies it (see host/limits/cpu-governor.ts). */
+export interface CpuCap {
+  maxPercent: number;
+  periodMs: number;
+  /** Fuel between two checks of the cap. */
+  sliceFuel: number;
 }
 
 /** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */

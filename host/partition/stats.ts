@@ -31,6 +31,21 @@ export const Stat = {
   FUEL_BUDGET: 20,
   /** Fuel consumed (budget − remaining, at most the budget), written when the run ends. */
   FUEL_CONSUMED: 21,
+  /** Time the worker ran guest code, less the time the CPU cap paused it (ms, wall time). */
+  CPU_TIME_MS: 22,
+  /** Time the CPU cap kept the partition paused (ms). */
+  CPU_PAUSED_MS: 23,
+  CPU_PAUSES: 24,
+  /** Console writes refused (reject mode) or delayed (block mode) by the console's rate limit. */
+  CONSOLE_THROTTLED: 25,
+  CONSOLE_THROTTLED_MS: 26,
+  /** Hypercalls refused or delayed by the partition's hypercall rate limit. */
+  HYPERCALLS_THROTTLED: 27,
+  HYPERCALLS_THROTTLED_MS: 28,
+  /** Block requests delayed (or refused) by the block device's rate limits. */
+  BLOCK_THROTTLED: 29,
+  /** Fuel consumed by a metered partition (fuel budget or CPU cap), in total; updated at each CPU-cap checkpoint and at the end. */
+  WORK_FUEL: 30,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -84,6 +99,22 @@ export interface PartitionMetrics {
    * run killed from outside (watchdog, stop) reports 0.
    */
   fuel: { budget: number; consumed: number } | null;
+  /**
+   * Time the worker ran guest code (start-up, `_start`, reactor calls; not an idle reactor's
+   * wait), less the time the CPU cap paused it; and that paused time. Wall-clock ms: Node 20
+   * has no per-thread CPU clock. Updated at each CPU-cap checkpoint and when the run ends.
+   */
+  /**
+   * `fuel`: the work done, in fuel units, by a metered partition (one with a fuel budget or a CPU
+   * cap; 0 otherwise), live for a capped one: an independent measure of how much CPU it got.
+   */
+  cpu: { timeMs: number; pausedMs: number; pauses: number; fuel: number };
+  /** What rate limits held back: calls refused (reject mode) or delayed (block mode), and the time waited. */
+  throttled: {
+    console: { calls: number; waitedMs: number };
+    hypercalls: { calls: number; waitedMs: number };
+    block: { calls: number; waitedMs: number };
+  };
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -124,5 +155,11 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
     },
     wasiCalls: s[Stat.WASI_CALLS]!,
     fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,
+    cpu: { timeMs: Math.max(0, s[Stat.CPU_TIME_MS]!), pausedMs: s[Stat.CPU_PAUSED_MS]!, pauses: s[Stat.CPU_PAUSES]!, fuel: s[Stat.WORK_FUEL]! },
+    throttled: {
+      console: { calls: s[Stat.CONSOLE_THROTTLED]!, waitedMs: s[Stat.CONSOLE_THROTTLED_MS]! },
+      hypercalls: { calls: s[Stat.HYPERCALLS_THROTTLED]!, waitedMs: s[Stat.HYPERCALLS_THROTTLED_MS]! },
+      block: { calls: s[Stat.BLOCK_THROTTLED]!, waitedMs: s[Stat.BLOCK_THROTTLED_MS]! },
+    },
   };
 }

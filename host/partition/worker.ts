@@ -16,6 +16,7 @@ import { BlockDevice } from '../devices/block.ts';
 import { BlockImage } from '../storage/image.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
+import { CpuGovernor } from '../limits/cpu-governor.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -44,6 +45,9 @@ export function classify(error: unknown): WorkerOutcome {
 
 const decoder = new TextDecoder();
 
+/** The budget of a partition metered only for its CPU cap: never reached (2^53 − 1 units). */
+const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
+
 /** Polls, then sleeps, until the call ring has a request or is closed. */
 function awaitCall(calls: SharedRing, spinMicros: number): boolean {
   if (spinMicros > 0 && calls.peekLength() < 0 && !calls.closed) {
@@ -66,6 +70,7 @@ function serveCalls(
   dispatcher: Dispatcher,
   events: SharedRing,
   refuel: (budget: number) => void,
+  busy: { idle(): void; resume(): void },
 ): void {
   const initialize = instance.exports._initialize;
   if (typeof initialize === 'function') initialize();
@@ -74,7 +79,12 @@ function serveCalls(
   const calls = new SharedRing(init.calls);
   const request = new Uint8Array(calls.maxRecord);
   const header = new Uint8Array(4);
-  while (awaitCall(calls, init.spinMicros)) {
+  for (;;) {
+    // Waiting for a call is not running: neither the CPU time nor the CPU cap counts it.
+    busy.idle();
+    const more = awaitCall(calls, init.spinMicros);
+    busy.resume();
+    if (!more) break;
     const length = calls.readInto(request);
     // Record: f64 fuel budget (0: the partition's own), u16 name length, name, input.
     const callFuel = new DataView(request.buffer, request.byteOffset).getFloat64(0, true);
@@ -130,26 +140,80 @@ function run(init: WorkerInit): WorkerOutcome {
 
   const hv: Record<string, WebAssembly.ImportValue> = { [HV_HYPERCALL]: dispatcher.hypercall };
   // A metered module imports its budget and its exhaustion hook and exports its counter (all
-  // added by the instrumenter, never declared by the guest; see instrument.ts).
-  const budget = init.fuel;
+  // added by the instrumenter, never declared by the guest; see instrument.ts). A module is
+  // metered for a fuel budget, a CPU cap, or both.
+  const metered = init.fuel !== null || init.cpu !== null;
   let fuel: WebAssembly.Global | null = null;
-  // A reactor's budget is per call: `meter` holds the budget in force and the fuel spent under
-  // earlier budgets, so the total consumed stays exact across resets.
-  const meter = { current: budget ?? 0, spentBefore: 0 };
-  if (budget !== null) {
-    stats[Stat.FUEL_BUDGET] = budget;
-    hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(budget));
+  // The counter is handed out in slices: each time a slice is spent the hook runs (the CPU cap's
+  // periodic interrupt) and refills it with the next slice, at most what is left of the budget.
+  // The run stops where the whole budget would have: the first checkpoint whose charge takes the
+  // total past the budget is the same however the budget is cut into slices, so a fuel limit
+  // stays deterministic with a cap. Without a cap the slice is the whole budget (one refill).
+  // `meter`: the budget in force (a reactor's is per call), the fuel consumed before the current
+  // slice, the slice's size, and the fuel spent under earlier budgets.
+  const sliceFuel = init.cpu?.sliceFuel ?? Infinity;
+  const firstBudget = init.fuel ?? UNLIMITED_FUEL;
+  const meter = { budget: firstBudget, base: 0, slice: Math.min(sliceFuel, firstBudget), spentBefore: 0 };
+  const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+  const governor = init.cpu
+    ? new CpuGovernor({
+        maxPercent: init.cpu.maxPercent,
+        periodMs: init.cpu.periodMs,
+        now: () => performance.now(),
+        // A private cell nobody notifies: the wait always runs to its timeout. It blocks only this
+        // partition's worker; the watchdog and stop() still end it (terminate interrupts the wait).
+        sleep: (ms) => void Atomics.wait(pauseCell, 0, 0, ms),
+      })
+    : null;
+  /** Fuel consumed under the budget in force (may exceed it by the last charge, until clamped). */
+  const used = (): number => (fuel === null ? 0 : meter.base + meter.slice - Number(fuel.value as bigint));
+  if (init.fuel !== null) stats[Stat.FUEL_BUDGET] = init.fuel;
+  if (metered) {
+    hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(meter.slice));
     hv[FUEL_EXHAUSTED] = () => {
-      throw (dispatcher.ending ??= new FuelExhausted(init.name, meter.current));
+      if (dispatcher.ending !== null) throw dispatcher.ending;
+      const total = used();
+      // The counter stays negative: a guest that catches this comes back here at its next checkpoint.
+      if (fuel === null || total > meter.budget) throw (dispatcher.ending = new FuelExhausted(init.name, meter.budget));
+      if (governor !== null) {
+        governor.checkpoint();
+        stats[Stat.CPU_PAUSED_MS] = governor.pausedMs;
+        stats[Stat.CPU_PAUSES] = governor.pauses;
+        stats[Stat.CPU_TIME_MS] = busyClock.ms();
+        stats[Stat.WORK_FUEL] = meter.spentBefore + total;
+      }
+      meter.base = total;
+      meter.slice = Math.min(sliceFuel, meter.budget - total);
+      fuel.value = BigInt(meter.slice);
     };
   }
-  const spent = (): number => (fuel === null ? 0 : meter.current - Math.max(0, Number(fuel.value as bigint)));
+  const spent = (): number => Math.min(meter.budget, used());
   /** Gives the next call a fresh budget (reactors): what the last one spent is kept in the total. */
   const refuel = (callBudget: number): void => {
     if (fuel === null) return;
     meter.spentBefore += spent();
-    meter.current = callBudget;
-    fuel.value = BigInt(callBudget);
+    meter.budget = callBudget;
+    meter.base = 0;
+    meter.slice = Math.min(sliceFuel, callBudget);
+    fuel.value = BigInt(meter.slice);
+  };
+  /**
+   * Time the worker spent running guest code (start-up, _start, reactor calls), less the time
+   * the CPU cap paused it. Wall time: Node 20 has no per-thread CPU clock.
+   */
+  let busySince: number | null = null;
+  let busyMs = 0;
+  const busyClock = {
+    ms: () => busyMs + (busySince === null ? 0 : performance.now() - busySince) - (governor?.pausedMs ?? 0),
+    idle: () => {
+      if (busySince !== null) busyMs += performance.now() - busySince;
+      busySince = null;
+      stats[Stat.CPU_TIME_MS] = busyClock.ms();
+    },
+    resume: () => {
+      busySince ??= performance.now();
+      governor?.resume();
+    },
   };
 
   // WASI, when the spec enables it: a second import module on the same memory, devices and exit path.
@@ -171,6 +235,7 @@ function run(init: WorkerInit): WorkerOutcome {
     const importObject: WebAssembly.Imports = { [HV_MODULE]: hv };
     if (wasi !== null) importObject[wasi.module] = wasi.imports;
     post({ type: 'running' });
+    busyClock.resume();
     // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
     const instance = new WebAssembly.Instance(init.module, importObject);
     const counter = instance.exports[FUEL_GLOBAL];
@@ -187,7 +252,7 @@ function run(init: WorkerInit): WorkerOutcome {
     memory.bind(mem);
     dispatcher.updateMemoryStats();
     if (init.kind === 'reactor') {
-      serveCalls(init, instance, dispatcher, events, refuel);
+      serveCalls(init, instance, dispatcher, events, refuel, busyClock);
     } else {
       const start = instance.exports._start;
       if (typeof start !== 'function') throw new Error('guest does not export _start');
@@ -198,11 +263,14 @@ function run(init: WorkerInit): WorkerOutcome {
   } catch (error) {
     outcome = classify(dispatcher.ending ?? error);
   }
+  busyClock.idle();
   dispatcher.updateMemoryStats();
   wasi?.close();
-  if (fuel !== null && budget !== null) {
+  if (fuel !== null) {
     // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
-    stats[Stat.FUEL_CONSUMED] = meter.spentBefore + spent();
+    const total = meter.spentBefore + spent();
+    stats[Stat.WORK_FUEL] = total;
+    if (init.fuel !== null) stats[Stat.FUEL_CONSUMED] = total;
   }
   for (const d of devices) d.close?.();
   // Scrub: nothing the guest held outlives the run in this thread's heap.

@@ -1,0 +1,116 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hypervisor, type PartitionExit, type PartitionLimits } from '../../host/index.ts';
+import { collect, guest, runToExit } from '../helpers.ts';
+
+let hv: Hypervisor;
+afterEach(async () => {
+  await hv?.close();
+});
+
+let serial = 0;
+async function run(name: string, args: string[], limits: PartitionLimits): Promise<{ exit: PartitionExit; stdout: string[] }> {
+  hv ??= new Hypervisor();
+  // No line may be dropped by the console's rate limit: a slower (capped) run would drop fewer.
+  const console = { linesPerSecond: 1_000_000 };
+  const p = await hv.createPartition({ name: `${name}-${serial++}`, module: guest(name), args, limits, devices: { console } });
+  const out = collect(p);
+  const exit = await runToExit(p);
+  await p.destroy();
+  return { exit, stdout: out.stdout };
+}
+
+describe('CPU caps', () => {
+  it('refuses a cap that is not a share 1..100 of a period 1..10000 ms', async () => {
+    hv = new Hypervisor();
+    const bad = [
+      { maxPercent: 0 },
+      { maxPercent: 101 },
+      { maxPercent: 12.5 },
+      { maxPercent: Number.NaN },
+      {},
+      { maxPercent: 50, periodMs: 0 },
+      { maxPercent: 50, periodMs: 10_001 },
+      { maxPercent: 50, slice: 3 },
+      50,
+      null,
+    ];
+    for (const cpu of bad) {
+      await expect(hv.createPartition({ name: 'bad', module: guest('count'), limits: { cpu: cpu as never } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    }
+    expect(() => new Hypervisor({ defaultLimits: { cpu: { maxPercent: 0 } } })).toThrow(/defaultLimits.cpu.maxPercent/);
+  });
+
+  it('a capped guest completes with the same output, paused rather than killed', async () => {
+    hv = new Hypervisor();
+    const plain = await run('work', ['20000', '20'], {});
+    const capped = await run('work', ['20000', '20'], { cpu: { maxPercent: 20, periodMs: 20 } });
+    expect(capped.exit).toMatchObject({ state: 'exited', code: 0 });
+    expect(capped.stdout).toEqual(plain.stdout);
+    const c = capped.exit.metrics.cpu;
+    expect(c.fuel).toBeGreaterThan(0);
+    expect(c.timeMs).toBeGreaterThan(0);
+    // Long enough to be capped: it was paused, and about 80% of its run.
+    if (c.timeMs > 40) {
+      expect(c.pauses).toBeGreaterThan(0);
+      expect(c.pausedMs).toBeGreaterThan(c.timeMs);
+    }
+    expect(plain.exit.metrics.cpu.pauses).toBe(0);
+    expect(plain.exit.metrics.cpu.fuel).toBe(0); // not metered
+  });
+
+  it('keeps a fuel budget deterministic: a capped run stops at the same point as an uncapped one', async () => {
+    hv = new Hypervisor();
+    const limits = { fuel: 3_000_000 };
+    const a = await run('count', ['100000'], limits);
+    const b = await run('count', ['100000'], { ...limits, cpu: { maxPercent: 30, periodMs: 10 } });
+    const c = await run('count', ['100000'], { ...limits, cpu: { maxPercent: 100 } });
+    expect(a.exit.reason).toBe('ERR_LIMIT_CPU');
+    for (const r of [b, c]) {
+      expect(r.exit).toMatchObject({ state: 'killed', reason: 'ERR_LIMIT_CPU' });
+      expect(r.stdout).toEqual(a.stdout);
+      expect(r.exit.metrics.fuel).toEqual({ budget: 3_000_000, consumed: 3_000_000 });
+      expect(r.exit.metrics.hypercalls).toBe(a.exit.metrics.hypercalls);
+      expect(r.exit.metrics.console.linesDropped).toBe(0);
+    }
+  });
+
+  it('a 25%-capped spinner does about half the work of a 50%-capped one (real time, ~1.2 s)', async () => {
+    hv = new Hypervisor();
+    /** Work (fuel) done by a capped partition alone, between 200 and 600 ms after its start. */
+    async function work(maxPercent: number): Promise<{ fuel: number; share: number }> {
+      const p = await hv.createPartition({ name: `share-${serial++}`, module: guest('work'), args: ['100000', '1000000'], limits: { cpu: { maxPercent } } });
+      await p.start();
+      await new Promise((r) => setTimeout(r, 200));
+      const m0 = p.metrics().cpu;
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, 400));
+      const m1 = p.metrics().cpu;
+      const wall = performance.now() - t0;
+      await p.destroy();
+      return { fuel: m1.fuel - m0.fuel, share: (m1.timeMs - m0.timeMs) / wall };
+    }
+    // Alone, one after the other: two partitions running at once on a small runner slow each
+    // other down, which would measure the machine rather than the cap.
+    await work(100); // warm-up: the engine's optimizing tier for this module
+    const quarter = await work(25);
+    const half = await work(50);
+    const ratio = half.fuel / quarter.fuel;
+    expect(ratio).toBeGreaterThan(1.5);
+    expect(ratio).toBeLessThan(2.7);
+    expect(quarter.share).toBeGreaterThan(0.15);
+    expect(quarter.share).toBeLessThan(0.32);
+    expect(half.share).toBeGreaterThan(0.35);
+    expect(half.share).toBeLessThan(0.6);
+  }, 20_000);
+
+  it('stop() ends a paused partition at once', async () => {
+    hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'paused', module: guest('attack-spin'), limits: { cpu: { maxPercent: 1, periodMs: 10_000 } } });
+    await p.start();
+    await new Promise((r) => setTimeout(r, 300)); // its 100 ms quota is used: paused for ~9.9 s
+    const t0 = performance.now();
+    const exit = await p.stop();
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_KILLED' });
+  });
+});
