@@ -7,6 +7,7 @@ import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './partition/run.ts';
 import type { CpuCap } from './partition/protocol.ts';
+import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from './limits/rate-limiter.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
@@ -51,6 +52,13 @@ export interface PartitionLimits {
    * budget stays deterministic. Default: none. See "CPU caps" in docs/ABI.md.
    */
   cpu?: CpuLimit;
+  /**
+   * Rate limit of the partition's hypercalls as a whole: `opsPerSecond` (+ `burstOps`) calls
+   * and `bytesPerSecond` (+ `burstBytes`) of call input; over it a call returns
+   * HV_STATUS_RATE_LIMITED (`mode: 'reject'`, default) or waits (`'block'`). EXIT and ABORT
+   * always pass. Counted in `metrics.throttled.hypercalls`. Default: none.
+   */
+  hypercallRate?: RateLimitSpec;
   /** Reactors: largest call input, bytes. Default 1 MiB (at most 64 MiB). */
   maxInputBytes?: number;
   /** Reactors: largest call output, bytes. Default 1 MiB (at most 64 MiB). */
@@ -228,7 +236,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
   private readonly allowList: ReadonlySet<string> | undefined;
-  private readonly defaults: Required<Omit<PartitionLimits, 'fuel' | 'cpu'>> & { fuel: number | undefined; cpu: CpuCap | null };
+  private readonly defaults: Required<Omit<PartitionLimits, 'fuel' | 'cpu' | 'hypercallRate'>> & {
+    fuel: number | undefined;
+    cpu: CpuCap | null;
+    hypercallRate: ResolvedRateLimit | null;
+  };
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
   private readonly live = new Map<string, Partition>();
@@ -253,6 +265,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       callTimeoutMs: limit(d.callTimeoutMs, DEFAULT_LIMITS.callTimeoutMs, 'defaultLimits.callTimeoutMs', 1, Infinity),
       fuel: fuelLimit(d.fuel, 'defaultLimits.fuel'),
       cpu: cpuLimit(d.cpu, 'defaultLimits.cpu'),
+      hypercallRate: resolveRateLimit(d.hypercallRate, 'defaultLimits.hypercallRate'),
     };
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
@@ -308,6 +321,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const timeoutMs = limit(l.timeoutMs, this.defaults.timeoutMs, 'limits.timeoutMs', 1, Infinity);
     const fuel = fuelLimit(l.fuel, 'limits.fuel') ?? this.defaults.fuel;
     const cpu = l.cpu !== undefined ? cpuLimit(l.cpu, 'limits.cpu') : this.defaults.cpu;
+    const hypercallRate = l.hypercallRate !== undefined ? resolveRateLimit(l.hypercallRate, 'limits.hypercallRate') : this.defaults.hypercallRate;
     const args = spec.args ?? [];
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('args must be an array of strings');
     if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`args take more than ${MAX_ARGS_BYTES} bytes`);
@@ -385,6 +399,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       timeoutMs,
       fuel: fuel ?? null,
       cpu,
+      hypercallRate,
       violationsPerSecond: this.violationsPerSecond,
       kind,
       callable: new Set(

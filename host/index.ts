@@ -9,6 +9,7 @@ export type { PartitionExit, PartitionState, PartitionEvents, Violation, Console
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
+export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec } from './devices/config.ts';
 export type { Inspection } from './loader/pipeline.ts';
 export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';

@@ -1,4 +1,5 @@
 import { TokenBucket } from '../limits/token-bucket.ts';
+import { RateLimiter, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { ViolationRecord } from '../partition/protocol.ts';
 import { callStatSlot, Stat } from '../partition/stats.ts';
 import type { Device, Handler } from '../devices/device.ts';
@@ -71,8 +72,15 @@ export interface DispatcherOptions {
   onViolation: (violation: ViolationRecord) => void;
   /** Violations reported per second; beyond that they are only counted. */
   violationsPerSecond?: number;
-  /** Monotonic milliseconds for the violation rate limit (tests inject a fixed clock). */
+  /** Monotonic milliseconds for the violation and hypercall rate limits (tests inject a fixed clock). */
   now?: () => number;
+  /**
+   * Rate limit of hypercalls as a whole (calls, and input bytes), or null for none. EXIT and
+   * ABORT always pass: a guest can always end.
+   */
+  hypercallRate?: ResolvedRateLimit | null;
+  /** How a block-mode rate limit waits (tests inject one). Default: Atomics.wait on the worker. */
+  sleep?: (ms: number) => void;
 }
 
 const encoder = new TextEncoder();
@@ -116,6 +124,7 @@ export class Dispatcher {
   private readonly stats: Float64Array;
   private readonly onViolation: (violation: ViolationRecord) => void;
   private readonly violationBucket: TokenBucket;
+  private readonly rate: RateLimiter | null;
   private readonly inBuf = new Uint8Array(HV_MAX_TRANSFER);
   private readonly outBuf = new Uint8Array(HV_MAX_TRANSFER);
   private readonly deviceList: Uint8Array;
@@ -129,6 +138,13 @@ export class Dispatcher {
     this.onViolation = options.onViolation;
     const perSecond = options.violationsPerSecond ?? 100;
     this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000, ...(options.now ? { now: options.now } : {}) });
+    this.rate = options.hypercallRate
+      ? new RateLimiter(options.hypercallRate, {
+          ...(options.now ? { now: options.now } : {}),
+          ...(options.sleep ? { sleep: options.sleep } : {}),
+          counters: { stats: options.stats, calls: Stat.HYPERCALLS_THROTTLED, waitedMs: Stat.HYPERCALLS_THROTTLED_MS },
+        })
+      : null;
     this.argsBlock = encodeArgs(options.args);
     if (this.argsBlock.length > MAX_ARGS_BYTES) {
       throw new RangeError(`arguments take ${this.argsBlock.length} bytes; the limit is ${MAX_ARGS_BYTES}`);
@@ -200,6 +216,7 @@ export class Dispatcher {
     s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
     if (this.ending !== null) throw this.ending;
     this.updateMemoryStats();
+    if (this.rate !== null && call !== HvCall.EXIT && call !== HvCall.ABORT && !this.admit(inLen)) return -HvStatus.RATE_LIMITED;
 
     if (entry === undefined) return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
     const handler = entry.handler;
@@ -217,6 +234,12 @@ export class Dispatcher {
     // The window was checked above and guest memory cannot change while host code runs.
     if (result >= 0 && cap > 0) memory.copyOut(outPtr, cap, this.outBuf, cap);
     return result;
+  }
+
+  /** The hypercall rate limit: true to go on (perhaps after a wait), false to return RATE_LIMITED. */
+  private admit(inLen: number): boolean {
+    // A bad length is refused after this (TOO_LARGE); here it costs at most one transfer's bytes.
+    return this.rate!.admit(Math.min(inLen >>> 0, HV_MAX_TRANSFER)) === 'ok';
   }
 
   /**

@@ -9,7 +9,7 @@ import {
   HvDevice,
   HvStatus,
 } from '../abi/codes.ts';
-import { TokenBucket } from '../limits/token-bucket.ts';
+import { RateLimiter, sleepSync } from '../limits/rate-limiter.ts';
 import { Stat } from '../partition/stats.ts';
 import type { BlockImage } from '../storage/image.ts';
 import type { ResolvedBlock } from './config.ts';
@@ -17,11 +17,6 @@ import type { Device, Handler } from './device.ts';
 
 /** Size of the BLOCK_INFO result: u32 sector size, u16 max read sectors, u16 max write sectors, u64 sector count. */
 export const BLOCK_INFO_SIZE = 16;
-
-/** Blocks the calling thread for `ms` (the partition's worker only; the watchdog still bounds it). */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.ceil(ms));
-}
 
 export interface BlockDeviceOptions {
   /** Monotonic milliseconds for the rate limiters. Default performance.now. */
@@ -61,9 +56,8 @@ export class BlockDevice implements Device {
   readonly name = 'block';
   readonly record;
   readonly handlers: ReadonlyMap<number, Handler>;
-  private readonly bytes: TokenBucket;
-  private readonly ops: TokenBucket;
-  private readonly sleep: (ms: number) => void;
+  /** Bytes and requests, in block mode: a throttled request waits (the watchdog still bounds it). */
+  private readonly limiter: RateLimiter;
 
   constructor(
     config: ResolvedBlock,
@@ -71,10 +65,18 @@ export class BlockDevice implements Device {
     private readonly stats: Float64Array,
     options: BlockDeviceOptions = {},
   ) {
-    const now = options.now ? { now: options.now } : {};
-    this.bytes = new TokenBucket({ capacity: config.burstBytes, refillTimeMs: (config.burstBytes / config.bytesPerSecond) * 1000, ...now });
-    this.ops = new TokenBucket({ capacity: config.burstOps, refillTimeMs: (config.burstOps / config.opsPerSecond) * 1000, ...now });
-    this.sleep = options.sleep ?? sleepSync;
+    this.limiter = new RateLimiter(
+      {
+        bytes: { perSecond: config.bytesPerSecond, burst: config.burstBytes, oneTimeBurst: 0 },
+        ops: { perSecond: config.opsPerSecond, burst: config.burstOps, oneTimeBurst: 0 },
+        mode: 'block',
+      },
+      {
+        ...(options.now ? { now: options.now } : {}),
+        sleep: options.sleep ?? sleepSync,
+        counters: { stats, calls: Stat.BLOCK_THROTTLED, waitedMs: Stat.BLOCK_THROTTLED_MS },
+      },
+    );
     this.record = { id: HvDevice.BLOCK, version: 1, param0: image.sectorCount, param1: HV_DEVICE_FLAG_ENCRYPTED };
     this.handlers = new Map<number, Handler>([
       [HvCall.BLOCK_INFO, (_i, inLen, out, outCap) => this.info(inLen, out, outCap)],
@@ -177,17 +179,8 @@ export class BlockDevice implements Device {
 
   /** Waits until one request and `bytes` bytes may pass, then takes them. False if they never could. */
   private throttle(bytes: number): boolean {
-    for (;;) {
-      const wait = Math.max(this.ops.waitTimeMs(1), bytes > 0 ? this.bytes.waitTimeMs(bytes) : 0);
-      if (!Number.isFinite(wait)) return false; // config makes this unreachable: burstBytes >= the largest request
-      if (wait <= 0) {
-        this.ops.reduce(1);
-        if (bytes > 0) this.bytes.reduce(bytes);
-        return true;
-      }
-      this.stats[Stat.BLOCK_THROTTLED_MS]! += wait;
-      this.sleep(wait);
-    }
+    // config makes 'limited' unreachable: burstBytes >= the largest request
+    return this.limiter.admit(bytes) === 'ok';
   }
 
   private io(run: () => number): number {

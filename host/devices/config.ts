@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.ts';
+import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 
 /**
  * Device grants in a partition spec, and their resolution to complete, validated settings.
@@ -14,6 +15,13 @@ export interface ConsoleSpec {
   burstLines?: number;
   /** Bytes of console input buffered for the guest before the host's writes are refused. Default 65536. */
   inputBufferBytes?: number;
+  /**
+   * Rate limit of output writes (CONSOLE_WRITE, CONSOLE_WRITE_ERR, WASI fd 1 and 2), in bytes
+   * and in calls, on top of the lines bucket: over it, a write returns RATE_LIMITED having
+   * written nothing (`mode: 'reject'`, the default) or waits for the refill (`'block'`).
+   * Default: none.
+   */
+  rateLimit?: RateLimitSpec;
 }
 
 export interface ClockSpec {
@@ -58,6 +66,7 @@ export interface ResolvedConsole {
   linesPerSecond: number;
   burstLines: number;
   inputBufferBytes: number;
+  rateLimit: ResolvedRateLimit | null;
 }
 export interface ResolvedClock {
   resolutionNs: number;
@@ -86,6 +95,7 @@ export const CONSOLE_DEFAULTS: ResolvedConsole = {
   linesPerSecond: 1000,
   burstLines: 1000,
   inputBufferBytes: 65536,
+  rateLimit: null,
 };
 
 export const BLOCK_DEFAULTS = {
@@ -139,6 +149,8 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
       linesPerSecond,
       burstLines: num(c.burstLines ?? linesPerSecond, 'devices.console.burstLines', 1, 1_000_000),
       inputBufferBytes: nextPowerOfTwo(num(c.inputBufferBytes ?? CONSOLE_DEFAULTS.inputBufferBytes, 'devices.console.inputBufferBytes', 64, 1 << 24)),
+      // A write moves at most one hypercall buffer: a bucket that size can always admit it.
+      rateLimit: resolveRateLimit(c.rateLimit, 'devices.console.rateLimit', 65536),
     };
   }
 

@@ -2,6 +2,7 @@ import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_IN
 import { SharedRing } from '../channel/ring.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
+import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
 import { EventKind, InputKind } from '../partition/protocol.ts';
 import { Stat } from '../partition/stats.ts';
 import type { ResolvedConsole } from './config.ts';
@@ -54,10 +55,11 @@ class LineAssembler {
 }
 
 /**
- * Console front-end, in the partition's worker. Output: the guest's bytes are cut into lines
- * of at most maxLineBytes (the rest of a longer line is dropped and counted), each line passes
- * a lines-per-second token bucket (excess dropped and counted, the call returns RATE_LIMITED),
- * and goes to the root on the event ring. Input: lines the root put on the input ring.
+ * Console front-end, in the partition's worker. Output: a write first passes the optional
+ * bytes+calls rate limit (over it: RATE_LIMITED with nothing written, or a wait, per its mode);
+ * the guest's bytes are cut into lines of at most maxLineBytes (the rest of a longer line is
+ * dropped and counted), each line passes a lines-per-second token bucket (excess dropped and
+ * counted, the call returns RATE_LIMITED), and goes to the root on the event ring. Input: lines the root put on the input ring.
  */
 export class ConsoleDevice implements Device {
   readonly name = 'console';
@@ -66,6 +68,8 @@ export class ConsoleDevice implements Device {
   private readonly stdout: LineAssembler;
   private readonly stderr: LineAssembler;
   private readonly bucket: TokenBucket;
+  /** Bytes and calls of output writes (devices.console.rateLimit), or null for none. */
+  private readonly limiter: RateLimiter | null;
 
   constructor(
     config: ResolvedConsole,
@@ -73,6 +77,7 @@ export class ConsoleDevice implements Device {
     private readonly input: SharedRing,
     private readonly stats: Float64Array,
     now?: () => number,
+    sleep?: (ms: number) => void,
   ) {
     this.record = { id: HvDevice.CONSOLE, version: 1, param0: config.maxLineBytes, param1: HV_DEVICE_FLAG_INPUT };
     this.bucket = new TokenBucket({
@@ -80,6 +85,9 @@ export class ConsoleDevice implements Device {
       refillTimeMs: (config.burstLines / config.linesPerSecond) * 1000,
       ...(now ? { now } : {}),
     });
+    const clock: RateLimiterOptions = { ...(now ? { now } : {}), ...(sleep ? { sleep } : {}) };
+    const counters = { stats, calls: Stat.CONSOLE_THROTTLED, waitedMs: Stat.CONSOLE_THROTTLED_MS };
+    this.limiter = config.rateLimit ? new RateLimiter(config.rateLimit, { ...clock, counters }) : null;
     const emit = this.emitLine.bind(this);
     this.stdout = new LineAssembler(EventKind.STDOUT, config.maxLineBytes, emit, stats);
     this.stderr = new LineAssembler(EventKind.STDERR, config.maxLineBytes, emit, stats);
@@ -125,6 +133,8 @@ export class ConsoleDevice implements Device {
   }
 
   private write(stream: LineAssembler, input: Uint8Array, inLen: number): number {
+    // Refused before any byte is taken: the guest may retry the same write later.
+    if (this.limiter !== null && this.limiter.admit(inLen) !== 'ok') return -HvStatus.RATE_LIMITED;
     const dropped = stream.push(input, inLen);
     return dropped > 0 ? -HvStatus.RATE_LIMITED : inLen;
   }

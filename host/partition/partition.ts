@@ -14,6 +14,7 @@ import {
   type WasmvisorError,
 } from '../errors.ts';
 import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
+import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
 
@@ -85,6 +86,8 @@ export interface PartitionConfig {
   fuel: number | null;
   /** CPU cap (the module is then metered, with or without a fuel budget), else null. */
   cpu?: CpuCap | null;
+  /** Rate limit of hypercalls as a whole, or null for none. */
+  hypercallRate?: ResolvedRateLimit | null;
   violationsPerSecond: number;
   kind: 'command' | 'reactor';
   /** Exports a host may call: functions of type () -> i32. */
@@ -375,6 +378,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         spinMicros: c.spinMicros,
         fuel: c.fuel,
         cpu: c.cpu ?? null,
+        hypercallRate: c.hypercallRate ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
         block: c.block
           ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }

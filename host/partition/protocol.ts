@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
+import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -55,6 +56,8 @@ export interface WorkerInit {
   fuel: number | null;
   /** The CPU cap, or null for none. */
   cpu: CpuCap | null;
+  /** Rate limit of hypercalls as a whole, or null for none. */
+  hypercallRate: ResolvedRateLimit | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
 }

@@ -132,6 +132,7 @@ function run(init: WorkerInit): WorkerOutcome {
     args: init.args,
     stats,
     violationsPerSecond: init.violationsPerSecond,
+    hypercallRate: init.hypercallRate,
     onViolation: (v: ViolationRecord) => {
       // Never blocks: a guest must not be able to stall itself on its own violation reports.
       if (!events.tryWrite(EventKind.VIOLATION, encoder.encode(JSON.stringify(v)))) stats[Stat.VIOLATIONS_SUPPRESSED]!++;

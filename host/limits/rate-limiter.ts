@@ -1,0 +1,151 @@
+import { InvalidArgumentError } from '../errors.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+/**
+ * A device's (or the hypercall path's) rate limit: one token bucket for bytes and one for
+ * operations, Firecracker's shape, and what to do when a request is over the limit:
+ * `reject` (the call returns HV_STATUS_RATE_LIMITED at once and takes no tokens) or `block`
+ * (the partition's worker waits for the refill, then the call runs). Either way the request
+ * is counted as throttled, and in block mode the time waited too.
+ *
+ * Pure and clock-injected: `now` and `sleep` come from the caller, so tests are exact.
+ */
+
+/** How a request over the limit is handled. */
+export type RateLimitMode = 'reject' | 'block';
+
+/** A rate limit as an embedder writes it. Every field is optional; an absent rate is unlimited. */
+export interface RateLimitSpec {
+  /** Sustained bytes per second. Default: unlimited. */
+  bytesPerSecond?: number;
+  /** Bytes that may pass at once after an idle period (the bucket's size). Default: one second's worth. */
+  burstBytes?: number;
+  /** Sustained operations (calls) per second. Default: unlimited. */
+  opsPerSecond?: number;
+  /** Operations that may pass at once after an idle period. Default: one second's worth. */
+  burstOps?: number;
+  /** Extra bytes available once, at the start, on top of the bucket. Default 0. */
+  oneTimeBurstBytes?: number;
+  /** Extra operations available once, at the start. Default 0. */
+  oneTimeBurstOps?: number;
+  /** Default 'reject'. */
+  mode?: RateLimitMode;
+}
+
+/** A validated rate limit: plain data, so it crosses the worker boundary. */
+export interface ResolvedRateLimit {
+  bytes: { perSecond: number; burst: number; oneTimeBurst: number } | null;
+  ops: { perSecond: number; burst: number; oneTimeBurst: number } | null;
+  mode: RateLimitMode;
+}
+
+function positive(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${what} must be a number from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+const KEYS = new Set(['bytesPerSecond', 'burstBytes', 'opsPerSecond', 'burstOps', 'oneTimeBurstBytes', 'oneTimeBurstOps', 'mode']);
+
+/**
+ * Checks a spec (`what` names it in errors, e.g. `devices.console.rateLimit`); undefined → null.
+ * `minBurstBytes`: the largest single request, so a bucket can always admit one eventually.
+ */
+export function resolveRateLimit(spec: RateLimitSpec | undefined, what: string, minBurstBytes = 1): ResolvedRateLimit | null {
+  if (spec === undefined) return null;
+  if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError(`${what} must be an object`);
+  for (const key of Object.keys(spec)) {
+    if (!KEYS.has(key)) throw new InvalidArgumentError(`${what}.${key} is not a rate-limit setting (${[...KEYS].join(', ')})`);
+  }
+  const mode = spec.mode ?? 'reject';
+  if (mode !== 'reject' && mode !== 'block') throw new InvalidArgumentError(`${what}.mode must be 'reject' or 'block', got ${JSON.stringify(mode)}`);
+  let bytes: ResolvedRateLimit['bytes'] = null;
+  if (spec.bytesPerSecond !== undefined) {
+    const perSecond = positive(spec.bytesPerSecond, `${what}.bytesPerSecond`, 1, 2 ** 40);
+    const burst = positive(spec.burstBytes ?? Math.max(perSecond, minBurstBytes), `${what}.burstBytes`, minBurstBytes, 2 ** 40);
+    bytes = { perSecond, burst, oneTimeBurst: positive(spec.oneTimeBurstBytes ?? 0, `${what}.oneTimeBurstBytes`, 0, 2 ** 40) };
+  } else if (spec.burstBytes !== undefined || spec.oneTimeBurstBytes !== undefined) {
+    throw new InvalidArgumentError(`${what}.burstBytes needs ${what}.bytesPerSecond`);
+  }
+  let ops: ResolvedRateLimit['ops'] = null;
+  if (spec.opsPerSecond !== undefined) {
+    const perSecond = positive(spec.opsPerSecond, `${what}.opsPerSecond`, 0.001, 1e9);
+    const burst = positive(spec.burstOps ?? Math.max(1, perSecond), `${what}.burstOps`, 1, 1e9);
+    ops = { perSecond, burst, oneTimeBurst: positive(spec.oneTimeBurstOps ?? 0, `${what}.oneTimeBurstOps`, 0, 1e9) };
+  } else if (spec.burstOps !== undefined || spec.oneTimeBurstOps !== undefined) {
+    throw new InvalidArgumentError(`${what}.burstOps needs ${what}.opsPerSecond`);
+  }
+  return { bytes, ops, mode };
+}
+
+export interface RateLimiterOptions {
+  /** Monotonic milliseconds. Default performance.now. */
+  now?: () => number;
+  /** Blocks the calling thread for `ms` (block mode). Default: Atomics.wait on a private cell. */
+  sleep?: (ms: number) => void;
+  /**
+   * Counter slots (in a partition's stats) to add the throttled requests and the time waited to,
+   * as they happen: before a wait, so a partition killed while it waits still reports it.
+   */
+  counters?: { stats: Float64Array; calls: number; waitedMs: number };
+}
+
+/** Outcome of `admit`: let through (possibly after a wait), or refused. */
+export type Admission = 'ok' | 'limited';
+
+/** Blocks the calling thread (a partition's worker, never the root) for `ms`. */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.ceil(ms));
+}
+
+export class RateLimiter {
+  readonly mode: RateLimitMode;
+  /** Requests refused (reject mode) or delayed (block mode). */
+  throttled = 0;
+  /** Time spent waiting for tokens (block mode), ms. */
+  waitedMs = 0;
+  private readonly bytes: TokenBucket | null;
+  private readonly ops: TokenBucket | null;
+  private readonly sleep: (ms: number) => void;
+  private readonly counters: RateLimiterOptions['counters'];
+
+  constructor(limit: ResolvedRateLimit, options: RateLimiterOptions = {}) {
+    this.counters = options.counters;
+    const now = options.now ? { now: options.now } : {};
+    const bucket = (b: { perSecond: number; burst: number; oneTimeBurst: number } | null) =>
+      b === null ? null : new TokenBucket({ capacity: b.burst, refillTimeMs: (b.burst / b.perSecond) * 1000, oneTimeBurst: b.oneTimeBurst, ...now });
+    this.bytes = bucket(limit.bytes);
+    this.ops = bucket(limit.ops);
+    this.mode = limit.mode;
+    this.sleep = options.sleep ?? sleepSync;
+  }
+
+  /**
+   * One operation moving `bytes` bytes. Takes its tokens and returns 'ok' when they are there;
+   * otherwise, in reject mode, takes nothing and returns 'limited'; in block mode waits for the
+   * refill (the time is counted) and takes them. A request larger than a bucket can ever hold is
+   * 'limited' in both modes.
+   */
+  admit(bytes: number): Admission {
+    let counted = false;
+    for (;;) {
+      const wait = Math.max(this.ops?.waitTimeMs(1) ?? 0, bytes > 0 ? (this.bytes?.waitTimeMs(bytes) ?? 0) : 0);
+      if (wait <= 0) {
+        this.ops?.reduce(1);
+        if (bytes > 0) this.bytes?.reduce(bytes);
+        return 'ok';
+      }
+      const c = this.counters;
+      if (!counted) {
+        this.throttled++;
+        if (c) c.stats[c.calls]!++;
+      }
+      counted = true;
+      if (this.mode === 'reject' || !Number.isFinite(wait)) return 'limited';
+      this.waitedMs += wait;
+      if (c) c.stats[c.waitedMs]! += wait;
+      this.sleep(wait);
+    }
+  }
+}

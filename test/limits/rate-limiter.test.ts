@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { RateLimiter, resolveRateLimit } from '../../host/limits/rate-limiter.ts';
+
+function clocked(spec: Parameters<typeof resolveRateLimit>[0]) {
+  let t = 0;
+  const sleeps: number[] = [];
+  const limiter = new RateLimiter(resolveRateLimit(spec, 'rateLimit')!, {
+    now: () => t,
+    sleep: (ms) => {
+      sleeps.push(ms);
+      t += ms;
+    },
+  });
+  return { limiter, sleeps, advance: (ms: number) => (t += ms), now: () => t };
+}
+
+describe('RateLimiter', () => {
+  it('reject mode: refuses over the ops limit, takes nothing, counts it, and recovers with the refill', () => {
+    const { limiter, advance } = clocked({ opsPerSecond: 10, burstOps: 2 });
+    expect(limiter.admit(0)).toBe('ok');
+    expect(limiter.admit(0)).toBe('ok');
+    expect(limiter.admit(0)).toBe('limited');
+    expect(limiter.throttled).toBe(1);
+    advance(99);
+    expect(limiter.admit(0)).toBe('limited'); // 0.99 of a token
+    advance(1);
+    expect(limiter.admit(0)).toBe('ok'); // exactly one token after 100 ms at 10/s
+    expect(limiter.throttled).toBe(2);
+    expect(limiter.waitedMs).toBe(0);
+  });
+
+  it('reject mode on bytes: a write that does not fit takes no ops token either', () => {
+    const { limiter } = clocked({ bytesPerSecond: 1000, burstBytes: 100, opsPerSecond: 1000, burstOps: 2 });
+    expect(limiter.admit(100)).toBe('ok');
+    expect(limiter.admit(1)).toBe('limited');
+    expect(limiter.admit(0)).toBe('ok'); // the ops token refused above was not spent
+  });
+
+  it('block mode: waits exactly for the refill, counts the request and the time', () => {
+    const { limiter, sleeps, now } = clocked({ bytesPerSecond: 1000, burstBytes: 500, mode: 'block' });
+    expect(limiter.admit(500)).toBe('ok');
+    expect(limiter.admit(250)).toBe('ok');
+    expect(sleeps).toEqual([250]);
+    expect(now()).toBe(250);
+    expect(limiter.throttled).toBe(1);
+    expect(limiter.waitedMs).toBe(250);
+  });
+
+  it('a request larger than the bucket can ever hold is refused in both modes', () => {
+    for (const mode of ['reject', 'block'] as const) {
+      const { limiter, sleeps } = clocked({ bytesPerSecond: 100, burstBytes: 100, mode });
+      expect(limiter.admit(101)).toBe('limited');
+      expect(sleeps).toEqual([]);
+    }
+  });
+
+  it('the one-time burst is spent first and never refills', () => {
+    const { limiter, advance } = clocked({ opsPerSecond: 1, burstOps: 1, oneTimeBurstOps: 3 });
+    for (let i = 0; i < 4; i++) expect(limiter.admit(0)).toBe('ok');
+    expect(limiter.admit(0)).toBe('limited');
+    advance(10_000);
+    expect(limiter.admit(0)).toBe('ok');
+    expect(limiter.admit(0)).toBe('limited');
+  });
+
+  it('validates its spec', () => {
+    expect(resolveRateLimit(undefined, 'x')).toBeNull();
+    expect(resolveRateLimit({}, 'x')).toEqual({ bytes: null, ops: null, mode: 'reject' });
+    for (const bad of [{ bytesPerSecond: 0 }, { opsPerSecond: -1 }, { mode: 'drop' }, { burstBytes: 10 }, { rate: 1 }, { bytesPerSecond: 100, burstBytes: 10 }]) {
+      expect(() => resolveRateLimit(bad as never, 'x', 64)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    }
+  });
+});
