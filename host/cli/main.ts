@@ -42,6 +42,8 @@ run options:
   --env <KEY=VALUE>         WASI: an environment variable (repeatable)
   --fuel <n>                fuel budget: the guest ends with ERR_LIMIT_CPU once it has done
                             n units of work (deterministic; see docs/ABI.md); default none
+  --cpu-percent <p>         CPU cap: at most p% (1..100) of one core per 100 ms period; over
+                            it the guest is paused, not killed; default none
 
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
@@ -157,6 +159,7 @@ async function run(argv: string[]): Promise<number> {
         dir: { type: 'string', multiple: true },
         env: { type: 'string', multiple: true },
         fuel: { type: 'string' },
+        'cpu-percent': { type: 'string' },
       },
     }),
   );
@@ -165,6 +168,7 @@ async function run(argv: string[]): Promise<number> {
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
   const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
+  const cpuPercent = intOption(values['cpu-percent'], 'cpu-percent', 1, 100);
   const grant = deviceList(values.devices, DEVICE_NAMES.join(','));
   const resolution = values['clock-resolution'];
   const resolutionMs = resolution === undefined ? undefined : Number(resolution);
@@ -195,6 +199,7 @@ async function run(argv: string[]): Promise<number> {
       ...(memoryPages !== undefined ? { memoryPages } : {}),
       ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
       ...(fuel !== undefined ? { fuel } : {}),
+      ...(cpuPercent !== undefined ? { cpu: { maxPercent: cpuPercent } } : {}),
     },
     devices,
   });
@@ -282,6 +287,12 @@ export function formatStats(exit: PartitionExit): string {
     ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
     ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
     ['entropy', `${m.entropyBytes} bytes`],
+    ['cpu', `${m.cpu.timeMs.toFixed(1)} ms running, ${m.cpu.pausedMs.toFixed(1)} ms paused by the cap (${m.cpu.pauses} pauses)`],
+    ['fuel', m.fuel ? `${m.fuel.consumed} of ${m.fuel.budget}` : m.cpu.fuel > 0 ? `${m.cpu.fuel} (no budget)` : 'not metered'],
+    [
+      'throttled',
+      (['console', 'hypercalls', 'block'] as const).map((k) => `${k} ${m.throttled[k].calls} (${m.throttled[k].waitedMs.toFixed(1)} ms waited)`).join(', '),
+    ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
 }

@@ -156,6 +156,7 @@ function run(init: WorkerInit): WorkerOutcome {
   const firstBudget = init.fuel ?? UNLIMITED_FUEL;
   const meter = { budget: firstBudget, base: 0, slice: Math.min(sliceFuel, firstBudget), spentBefore: 0 };
   const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+  const base = { pausedMs: stats[Stat.CPU_PAUSED_MS]!, pauses: stats[Stat.CPU_PAUSES]!, cpuMs: stats[Stat.CPU_TIME_MS]!, work: stats[Stat.WORK_FUEL]! };
   const governor = init.cpu
     ? new CpuGovernor({
         maxPercent: init.cpu.maxPercent,
@@ -163,7 +164,12 @@ function run(init: WorkerInit): WorkerOutcome {
         now: () => performance.now(),
         // A private cell nobody notifies: the wait always runs to its timeout. It blocks only this
         // partition's worker; the watchdog and stop() still end it (terminate interrupts the wait).
-        sleep: (ms) => void Atomics.wait(pauseCell, 0, 0, ms),
+        // The pause is counted before it starts, so a partition killed while paused reports it.
+        sleep: (ms) => {
+          stats[Stat.CPU_PAUSES]!++;
+          stats[Stat.CPU_PAUSED_MS]! += ms;
+          Atomics.wait(pauseCell, 0, 0, ms);
+        },
       })
     : null;
   /** Fuel consumed under the budget in force (may exceed it by the last charge, until clamped). */
@@ -178,10 +184,11 @@ function run(init: WorkerInit): WorkerOutcome {
       if (fuel === null || total > meter.budget) throw (dispatcher.ending = new FuelExhausted(init.name, meter.budget));
       if (governor !== null) {
         governor.checkpoint();
-        stats[Stat.CPU_PAUSED_MS] = governor.pausedMs;
-        stats[Stat.CPU_PAUSES] = governor.pauses;
-        stats[Stat.CPU_TIME_MS] = busyClock.ms();
-        stats[Stat.WORK_FUEL] = meter.spentBefore + total;
+        // Counters are the partition's, cumulative over a reactor's restarts: this run's on top of `base`.
+        stats[Stat.CPU_PAUSED_MS] = base.pausedMs + governor.pausedMs;
+        stats[Stat.CPU_PAUSES] = base.pauses + governor.pauses;
+        stats[Stat.CPU_TIME_MS] = base.cpuMs + busyClock.ms();
+        stats[Stat.WORK_FUEL] = base.work + meter.spentBefore + total;
       }
       meter.base = total;
       meter.slice = Math.min(sliceFuel, meter.budget - total);
@@ -209,7 +216,7 @@ function run(init: WorkerInit): WorkerOutcome {
     idle: () => {
       if (busySince !== null) busyMs += performance.now() - busySince;
       busySince = null;
-      stats[Stat.CPU_TIME_MS] = busyClock.ms();
+      stats[Stat.CPU_TIME_MS] = base.cpuMs + busyClock.ms();
     },
     resume: () => {
       busySince ??= performance.now();
@@ -270,7 +277,7 @@ function run(init: WorkerInit): WorkerOutcome {
   if (fuel !== null) {
     // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
     const total = meter.spentBefore + spent();
-    stats[Stat.WORK_FUEL] = total;
+    stats[Stat.WORK_FUEL] = base.work + total;
     if (init.fuel !== null) stats[Stat.FUEL_CONSUMED] = total;
   }
   for (const d of devices) d.close?.();

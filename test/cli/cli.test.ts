@@ -340,6 +340,10 @@ describe.concurrent('wasmvisor: bad command lines (ERR_INVALID_ARGUMENT, exit 2)
   it('--sha256 that is not 64 hex digits', async () => {
     expectUsageError(await cli(['run', '--sha256', 'abc', guest('hello')]));
   });
+
+  it('--cpu-percent outside 1..100 or not whole', async () => {
+    for (const p of ['0', '101', '2.5', 'half']) expectUsageError(await cli(['run', '--cpu-percent', p, guest('hello')]));
+  });
 });
 
 describe.concurrent('wasmvisor run --stats', () => {
@@ -357,6 +361,14 @@ describe.concurrent('wasmvisor run --stats', () => {
     expect(r.code).toBe(124);
     expect(r.stderr).toMatch(/^ERR_LIMIT_CPU: .*\nwasmvisor stats\n/);
     expect(r.stderr).toMatch(/^  state +killed \(ERR_LIMIT_CPU\)$/m);
+  });
+
+  it('--cpu-percent: a spinner is paused, not killed, and the stats say so', async () => {
+    const r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    expect(r.code).toBe(124); // the wall-clock watchdog still ends it
+    expect(r.stderr).toMatch(/^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m);
+    expect(r.stderr).toMatch(/^  fuel +\d+ \(no budget\)$/m);
+    expect(r.stderr).toMatch(/^  throttled +console 0 /m);
   });
 });
 
