@@ -64,6 +64,8 @@ async function wellBehaved() {
 }
 
 const cap = { maxPercent: 25 };
+/** The hostile partitions; `capped` false gives the same ones without CPU caps (the baseline showing what the caps buy). */
+const hostileSpecsFor = (capped) => hostileSpecs.map((s) => ({ ...s, limits: capped ? s.limits : { ...s.limits, cpu: undefined } }));
 const hostileSpecs = [
   { name: 'spin', module: wasm('attack-spin'), limits: { cpu: cap }, devices: { console: true } },
   {
@@ -77,7 +79,7 @@ const hostileSpecs = [
 ];
 
 /** Starts the hostile partitions (a memory bomb that exits is restarted in a loop). */
-async function startHostiles() {
+async function startHostiles(capped = true) {
   const live = new Set();
   let stopping = false;
   const counts = { floodLines: 0 };
@@ -92,7 +94,7 @@ async function startHostiles() {
       live.delete(p);
     }
   }
-  const loops = hostileSpecs.map(keep);
+  const loops = hostileSpecsFor(capped).map(keep);
   await sleep(300); // let them get going
   return {
     counts,
@@ -120,6 +122,13 @@ for (let i = 0; i < runs; i++) {
   floodLines += hostiles.counts.floodLines / window;
   await hostiles.stop();
 }
+// The same hostile partitions without CPU caps: what the caps buy.
+const uncapped = [];
+for (let i = 0; i < runs; i++) {
+  const hostiles = await startHostiles(false);
+  uncapped.push((await wellBehaved()).ms);
+  await hostiles.stop();
+}
 await hv.close();
 
 const mq = median(quiet);
@@ -128,6 +137,7 @@ console.log(`\nnoisy neighbours: guests/work.wasm ${elements} elements x ${round
 console.log(`  alone                     ${mq.toFixed(1)} ms`);
 console.log(`  next to 3 hostile (25%)   ${mn.toFixed(1)} ms`);
 console.log(`  slowdown                  ${(mn / mq).toFixed(3)}x   (target < 1.5x)`);
+console.log(`  next to 3 hostile, no caps ${median(uncapped).toFixed(1)} ms   (slowdown ${(median(uncapped) / mq).toFixed(3)}x)`);
 console.log(`  runs alone ${quiet.map((x) => x.toFixed(0)).join(', ')}; noisy ${noisy.map((x) => x.toFixed(0)).join(', ')}`);
 console.log(`  flooder delivered ~${(floodLines / runs).toFixed(0)} lines/s to the root`);
 for (const m of sample ?? []) {
