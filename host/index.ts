@@ -9,7 +9,13 @@ export type { PartitionExit, PartitionState, PartitionEvents, Violation, Console
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
-export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec } from './devices/config.ts';
+export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';
+export { NetEndpoint } from './net/switch.ts';
+export type { NetFrame } from './net/switch.ts';
+export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
+export type { ForwardPortOptions } from './net/forward.ts';
+export { formatAddress } from './devices/net.ts';
+export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
 export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
+import type { NetInit } from '../devices/net.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -55,6 +56,8 @@ export interface WorkerInit {
   fuel: number | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
+  /** The NIC's rings and counters on the root's switch; null when net is not granted. */
+  net: NetInit | null;
 }
 
 /** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */

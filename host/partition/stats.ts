@@ -1,4 +1,5 @@
 import { HvCall, type HvCallName } from '../abi/codes.ts';
+import type { NetMetrics } from '../devices/net.ts';
 
 /**
  * Per-partition counters in a SharedArrayBuffer: the worker writes, the root reads. They
@@ -84,6 +85,8 @@ export interface PartitionMetrics {
    * run killed from outside (watchdog, stop) reports 0.
    */
   fuel: { budget: number; consumed: number } | null;
+  /** The NIC's counters (its own block; filled in by the Partition), or null when net is not granted. */
+  net: NetMetrics | null;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -124,5 +127,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
     },
     wasiCalls: s[Stat.WASI_CALLS]!,
     fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,
+    net: null,
   };
 }
