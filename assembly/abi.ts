@@ -14,8 +14,8 @@ export const HV_HYPERCALL: string = "hypercall";
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR: i32 = 1;
-export const HV_ABI_MINOR: i32 = 1;
-export const HV_ABI_VERSION: i32 = 0x00010001;
+export const HV_ABI_MINOR: i32 = 2;
+export const HV_ABI_VERSION: i32 = 0x00010002;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). */
 export const HV_MAX_TRANSFER: i32 = 65536;
@@ -56,12 +56,17 @@ export const HV_CALL_BLOCK_READ: i32 = 0x0401;
 export const HV_CALL_BLOCK_WRITE: i32 = 0x0402;
 export const HV_CALL_BLOCK_FLUSH: i32 = 0x0403;
 export const HV_CALL_BLOCK_DISCARD: i32 = 0x0404;
+export const HV_CALL_NET_INFO: i32 = 0x0500;
+export const HV_CALL_NET_SEND: i32 = 0x0501;
+export const HV_CALL_NET_RECV: i32 = 0x0502;
+export const HV_CALL_NET_POLL: i32 = 0x0503;
 
 // Device identifiers used in DEVICE_LIST records.
 export const HV_DEVICE_CONSOLE: i32 = 1;
 export const HV_DEVICE_CLOCK: i32 = 2;
 export const HV_DEVICE_ENTROPY: i32 = 3;
 export const HV_DEVICE_BLOCK: i32 = 4;
+export const HV_DEVICE_NET: i32 = 5;
 
 /** Size of one DEVICE_LIST record: u32 id, u32 version, u32 param0, u32 param1. */
 export const HV_DEVICE_RECORD_SIZE: i32 = 16;
@@ -75,6 +80,14 @@ export const HV_BLOCK_HEADER_SIZE: i32 = 16;
 export const HV_BLOCK_MAX_READ_SECTORS: i32 = 16;
 export const HV_BLOCK_MAX_WRITE_SECTORS: i32 = 15;
 export const HV_BLOCK_WRITE_FUA: i32 = 1;
+
+// Network (since ABI 1.2).
+export const HV_NET_BROADCAST: u32 = 0xffffffff;
+export const HV_NET_HEADER_SIZE: i32 = 8;
+export const HV_NET_RECV_NONBLOCK: i32 = 1;
+export const HV_NET_POLL_READABLE: i32 = 1;
+export const HV_NET_POLL_WRITABLE: i32 = 2;
+export const HV_NET_MAX_MTU: i32 = 65528;
 
 // CLOCK_GET clock ids.
 export const HV_CLOCK_MONOTONIC: i32 = 0;

@@ -66,6 +66,13 @@ import {
   HV_STATUS_OUT_OF_RANGE,
   HV_STATUS_IO_ERROR,
   HV_STATUS_INTEGRITY,
+  HV_CALL_NET_INFO,
+  HV_CALL_NET_SEND,
+  HV_CALL_NET_RECV,
+  HV_CALL_NET_POLL,
+  HV_NET_BROADCAST,
+  HV_NET_HEADER_SIZE,
+  HV_NET_RECV_NONBLOCK,
 } from "./abi";
 
 export * from "./abi";
@@ -473,6 +480,117 @@ export namespace block {
       done += n;
     }
     return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network (ABI 1.2)
+
+/** A received frame: source (stamped by the host's switch, never forgeable), destination, payload. */
+export class Frame {
+  constructor(
+    public src: u32,
+    public dst: u32,
+    public data: Uint8Array,
+  ) {}
+
+  /** The payload as UTF-8 text. */
+  text(): string {
+    return String.UTF8.decode(this.data.buffer);
+  }
+}
+
+export namespace net {
+  /** Destination that reaches every other NIC on this NIC's segment. */
+  export const BROADCAST: u32 = HV_NET_BROADCAST;
+  /** Bytes before the payload in what recvInto writes: u32 source, u32 destination. */
+  export const HEADER_SIZE: i32 = HV_NET_HEADER_SIZE;
+
+  /** Status of the last recv() that returned null (HV_STATUS_WOULD_BLOCK on a timeout). */
+  export let lastStatus: i32 = 0;
+
+  function info(at: i32): u32 {
+    const r = hypercall(HV_CALL_NET_INFO, 0, 0, <i32>SCRATCH, 8);
+    if (r < 0) fail("net.info (NET_INFO)", r);
+    const v = load<u32>(SCRATCH + <usize>at);
+    store<u64>(SCRATCH, 0);
+    return v;
+  }
+
+  /** This NIC's address, assigned by the host. Aborts if net is not granted. */
+  export function address(): u32 {
+    return info(0);
+  }
+
+  /** Largest payload of one frame. Aborts if net is not granted. */
+  export function mtu(): u32 {
+    return info(4);
+  }
+
+  /**
+   * HV_CALL_NET_SEND: one frame of `data` (at most mtu() bytes) to `dst`. Returns the payload
+   * length, or a negated status: TOO_LARGE, RATE_LIMITED (nothing sent; retry later), WOULD_BLOCK
+   * (the host did not take the frame in time). A frame to an address this NIC may not reach is
+   * accepted here and dropped by the switch, which reports it as a violation.
+   */
+  export function send(dst: u32, data: Uint8Array): i32 {
+    const n = data.byteLength;
+    if (n > HV_MAX_TRANSFER - 4) return -HV_STATUS_TOO_LARGE;
+    store<u32>(IO, dst);
+    memory.copy(IO + 4, data.dataStart, <usize>n);
+    const r = hypercall(HV_CALL_NET_SEND, <i32>IO, 4 + n, 0, 0);
+    memory.fill(IO, 0, <usize>(4 + n));
+    return r;
+  }
+
+  /** send() of a string as UTF-8. */
+  export function sendString(dst: u32, s: string): i32 {
+    return send(dst, Uint8Array.wrap(String.UTF8.encode(s)));
+  }
+
+  /**
+   * HV_CALL_NET_RECV straight into `buf`: the 8-byte header (source, destination) then the
+   * payload. Bytes of `buf` past the frame are zeroed by the host. `timeoutMs` < 0 waits
+   * forever, 0 does not wait. Returns 8 + payload length, or a negated status (WOULD_BLOCK when
+   * nothing came in time; BUFFER_TOO_SMALL leaves the frame queued).
+   */
+  export function recvInto(buf: Uint8Array, timeoutMs: i32 = -1): i32 {
+    store<u32>(SCRATCH, timeoutMs == 0 ? HV_NET_RECV_NONBLOCK : 0);
+    store<u32>(SCRATCH, timeoutMs < 0 ? 0xffffffff : <u32>timeoutMs, 4);
+    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>buf.dataStart, buf.byteLength);
+    store<u64>(SCRATCH, 0);
+    return r;
+  }
+
+  /** Receives one frame (waiting up to `timeoutMs`, < 0 forever); null if none came (see lastStatus). */
+  export function recv(timeoutMs: i32 = -1): Frame | null {
+    store<u32>(SCRATCH, timeoutMs == 0 ? HV_NET_RECV_NONBLOCK : 0);
+    store<u32>(SCRATCH, timeoutMs < 0 ? 0xffffffff : <u32>timeoutMs, 4);
+    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>IO, HV_MAX_TRANSFER);
+    store<u64>(SCRATCH, 0);
+    if (r < 0) {
+      lastStatus = r;
+      return null;
+    }
+    const n = r - HV_NET_HEADER_SIZE;
+    const data = new Uint8Array(n);
+    memory.copy(data.dataStart, IO + <usize>HV_NET_HEADER_SIZE, <usize>n);
+    const frame = new Frame(load<u32>(IO), load<u32>(IO, 4), data);
+    memory.fill(IO, 0, <usize>r);
+    return frame;
+  }
+
+  /** HV_CALL_NET_POLL: readiness bits (HV_NET_POLL_READABLE, HV_NET_POLL_WRITABLE), waiting up to `timeoutMs` for a frame. */
+  export function poll(timeoutMs: u32 = 0): i32 {
+    store<u32>(SCRATCH, timeoutMs);
+    const r = hypercall(HV_CALL_NET_POLL, <i32>SCRATCH, 4, 0, 0);
+    store<u32>(SCRATCH, 0);
+    return r;
+  }
+
+  /** An address as a dotted quad, e.g. "10.0.0.2". */
+  export function formatAddress(a: u32): string {
+    return (a >>> 24).toString() + "." + ((a >>> 16) & 255).toString() + "." + ((a >>> 8) & 255).toString() + "." + (a & 255).toString();
   }
 }
 

@@ -19,6 +19,8 @@ import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
 import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
+import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
+import { PortForward, type ForwardPortOptions } from './net/forward.ts';
 
 /** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
 function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
@@ -248,6 +250,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private memoryReserved = 0;
   private readonly storage: Storage;
   private closed = false;
+  /** The virtual switch every granted NIC plugs into (host/net/switch.ts). */
+  private readonly switch = new VirtualSwitch();
+  private readonly forwards = new Set<PortForward>();
+  private readonly hostEndpoints = new Set<NetEndpoint>();
 
   constructor(options: HypervisorOptions = {}) {
     super();
@@ -346,7 +352,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       WORKER_MEMORY_BYTES +
       (devices.console?.inputBufferBytes ?? 0) +
       Math.max(1 << 16, maxOutputBytes + 64) +
-      (kind === 'reactor' ? maxInputBytes + 1088 : 0);
+      (kind === 'reactor' ? maxInputBytes + 1088 : 0) +
+      (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       throw new LimitMemoryError(
@@ -389,6 +396,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       throw error;
     }
 
+    // The NIC is plugged in now, before start: frames sent to it queue until the guest reads them.
+    let self: Partition | null = null;
+    const net: NicAttachment | null = devices.net
+      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond)
+      : null;
     const partition = new Partition({
       name,
       measurement: loaded.measurement,
@@ -415,11 +427,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       spinMicros: this.callSpinMicros,
       block,
       wasi,
+      net,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
       },
     });
+    self = partition;
     partition.on('violation', (v) => this.emit('violation', v));
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
@@ -469,9 +483,40 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
   }
 
+  /**
+   * Attaches the embedder to the virtual switch as an endpoint on `segment`, with its own
+   * address. It exchanges frames only with NICs granted `devices.net.host: true` on that
+   * segment: `send(dst, payload)`, and `frame` events. Close it with `close()`.
+   */
+  attachNet(segment: string): NetEndpoint {
+    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    const ep = new NetEndpoint(this.switch, segment);
+    this.hostEndpoints.add(ep);
+    return ep;
+  }
+
+  /**
+   * Forwards a TCP port on the loopback interface to a service in a partition granted
+   * `devices.net.host: true`: each connection becomes a stream of frames (framing in
+   * docs/ABI.md, "Forwarded ports"). Resolves once listening; `close()` ends it and its connections.
+   */
+  async forwardPort(options: ForwardPortOptions): Promise<PortForward> {
+    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    const partition = this.live.get(options?.partition);
+    if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
+    const forward = await PortForward.open(this.switch, partition, options);
+    this.forwards.add(forward);
+    partition.once('exit', () => void forward.close());
+    void forward.closed.then(() => this.forwards.delete(forward));
+    return forward;
+  }
+
   /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.all([...this.forwards].map((f) => f.close()));
+    for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
+    this.switch.close();
   }
 }

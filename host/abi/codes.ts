@@ -11,7 +11,7 @@ export const HV_HYPERCALL = 'hypercall';
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR = 1;
-export const HV_ABI_MINOR = 1;
+export const HV_ABI_MINOR = 2;
 export const HV_ABI_VERSION = (HV_ABI_MAJOR << 16) | HV_ABI_MINOR;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). Larger gets HV_STATUS_TOO_LARGE. */
@@ -90,6 +90,14 @@ export const HvCall = {
   BLOCK_FLUSH: 0x0403,
   /** Input: u64 sector, u32 count, u32 flags (16 bytes). The sectors read as zeros afterwards; returns 0. Since 1.1. */
   BLOCK_DISCARD: 0x0404,
+  /** Writes the NIC's info (8 bytes: u32 address, u32 MTU); returns 8. Since 1.2. */
+  NET_INFO: 0x0500,
+  /** Input: u32 destination address, then the payload (at most MTU bytes). Returns the payload length. Since 1.2. */
+  NET_SEND: 0x0501,
+  /** Input: none (wait), or u32 flags and u32 timeout ms (8 bytes). Writes u32 source, u32 destination, payload; returns 8 + payload length. Since 1.2. */
+  NET_RECV: 0x0502,
+  /** Input: none, or u32 timeout ms (wait that long for a frame). Returns readiness bits (HV_NET_POLL_*). Since 1.2. */
+  NET_POLL: 0x0503,
 } as const;
 export type HvCallName = keyof typeof HvCall;
 
@@ -99,6 +107,8 @@ export const HvDevice = {
   CLOCK: 2,
   ENTROPY: 3,
   BLOCK: 4,
+  /** Virtual network interface on the host's switch. Since 1.2. */
+  NET: 5,
 } as const;
 export type HvDeviceName = keyof typeof HvDevice;
 
@@ -118,6 +128,19 @@ export const HV_BLOCK_MAX_READ_SECTORS = 16;
 export const HV_BLOCK_MAX_WRITE_SECTORS = 15;
 /** BLOCK_WRITE flag: force unit access, the write is durable (fsync) before the call returns. */
 export const HV_BLOCK_WRITE_FUA = 1;
+
+/** Network: the broadcast address (every other NIC on the sender's segment). Since 1.2. */
+export const HV_NET_BROADCAST = 0xffffffff;
+/** Network: size of the header NET_RECV writes before the payload (u32 source, u32 destination). */
+export const HV_NET_HEADER_SIZE = 8;
+/** NET_RECV flag: return WOULD_BLOCK instead of waiting for a frame. */
+export const HV_NET_RECV_NONBLOCK = 1;
+/** NET_POLL result bit: a frame is waiting in the receive queue. */
+export const HV_NET_POLL_READABLE = 1;
+/** NET_POLL result bit: the send budget admits a frame of MTU bytes now. */
+export const HV_NET_POLL_WRITABLE = 2;
+/** Largest MTU a NIC may be given (the payload of one frame). */
+export const HV_NET_MAX_MTU = 65528;
 
 /** CLOCK_GET clock ids. */
 export const HvClock = {

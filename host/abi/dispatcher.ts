@@ -48,6 +48,10 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.BLOCK_WRITE, 'block'],
   [HvCall.BLOCK_FLUSH, 'block'],
   [HvCall.BLOCK_DISCARD, 'block'],
+  [HvCall.NET_INFO, 'net'],
+  [HvCall.NET_SEND, 'net'],
+  [HvCall.NET_RECV, 'net'],
+  [HvCall.NET_POLL, 'net'],
 ]);
 
 /** The input and output of one host call to a reactor's export. */

@@ -46,6 +46,39 @@ async function counterTwice(hv: Hypervisor, out: NodeJS.WritableStream): Promise
   return true;
 }
 
+/**
+ * Virtual network: ping and pong on segment blue, an attacker on segment red that tries to reach
+ * pong by address, by broadcast and by scanning. The switch drops every attacker frame and
+ * reports it; pong only ever hears from ping.
+ */
+async function network(hv: Hypervisor, out: NodeJS.WritableStream): Promise<boolean> {
+  out.write('\nVirtual network: ping and pong on segment blue, an attacker on segment red\n');
+  const pong = await hv.createPartition({ name: 'pong', module: new URL('net-pong.wasm', guestsDir), devices: { console: true, net: { segment: 'blue' } } });
+  const ping = await hv.createPartition({ name: 'ping', module: new URL('net-ping.wasm', guestsDir), args: ['3'], devices: { console: true, net: { segment: 'blue' } } });
+  const attacker = await hv.createPartition({
+    name: 'attacker',
+    module: new URL('net-attacker.wasm', guestsDir),
+    args: [String(pong.netAddress)],
+    devices: { console: true, net: { segment: 'red' } },
+  });
+  const all = [pong, ping, attacker];
+  const w = Math.max(...all.map((p) => p.name.length));
+  let blocked = 0;
+  for (const p of all) {
+    p.on('console', (line) => out.write(`[${p.name.padEnd(w)}] ${line}\n`));
+    p.on('violation', (v) => {
+      blocked++;
+      out.write(`[${p.name.padEnd(w)}] blocked: ${v.reason}\n`);
+    });
+  }
+  await Promise.all(all.map((p) => p.start()));
+  const exits = await Promise.all(all.map((p) => p.exited));
+  const pongNet = exits[0]!.metrics.net!;
+  out.write(`network: pong received ${pongNet.rxFrames} frames (all from ping); the switch blocked ${blocked} attacker frames\n`);
+  await Promise.all(all.map((p) => p.destroy()));
+  return exits.every((e) => e.reason === 'exit' && e.code === 0) && blocked > 0;
+}
+
 /** Boots the demo guests in parallel partitions, prints their console output and a summary. */
 export async function runDemo(out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const hv = new Hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs: 5000 } });
@@ -63,7 +96,8 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
     out.write('\nSummary\n');
     partitions.forEach((p, i) => out.write(summary(p, exits[i]!) + '\n'));
     const counterOk = await counterTwice(hv, out);
-    return counterOk && exits.every((e) => e.reason === 'exit' && e.code === 0) ? 0 : 1;
+    const networkOk = await network(hv, out);
+    return counterOk && networkOk && exits.every((e) => e.reason === 'exit' && e.code === 0) ? 0 : 1;
   } finally {
     await hv.close();
   }

@@ -1,3 +1,4 @@
+import { HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 
@@ -54,11 +55,31 @@ export interface BlockSpec {
   burstOps?: number;
 }
 
+export interface NetSpec {
+  /** The switch segment the NIC plugs into; frames only flow between NICs of one segment. Required: 1-64 letters, digits, '.', '_' or '-'. */
+  segment: string;
+  /** Largest payload of one frame, bytes. Default 1500 (64 .. 65528). */
+  mtu?: number;
+  /** Bytes of frames (8-byte header and 4-byte record header included) queued for the guest; more are dropped and counted. Default 65536 (rounded up to a power of two, at least one frame of MTU). */
+  rxQueueBytes?: number;
+  /** Sustained payload bytes per second the guest may send. Default 64 MiB. Burst: one second's worth, at least one MTU. */
+  sendBytesPerSecond?: number;
+  /** Sustained frames per second the guest may send. Default 100000. Burst: one second's worth. */
+  sendFramesPerSecond?: number;
+  /** Sustained payload bytes per second delivered to the guest; more are dropped and counted. Default 64 MiB. */
+  recvBytesPerSecond?: number;
+  /** Sustained frames per second delivered to the guest; more are dropped and counted. Default 100000. */
+  recvFramesPerSecond?: number;
+  /** Lets the NIC exchange frames with the host: the embedder's endpoints (`hv.attachNet`) and forwarded TCP ports (`hv.forwardPort`). Default false. */
+  host?: boolean;
+}
+
 export interface DevicesSpec {
   console?: boolean | ConsoleSpec;
   clock?: boolean | ClockSpec;
   entropy?: boolean | EntropySpec;
   block?: false | BlockSpec;
+  net?: false | NetSpec;
 }
 
 export interface ResolvedConsole {
@@ -83,11 +104,22 @@ export interface ResolvedBlock {
   opsPerSecond: number;
   burstOps: number;
 }
+export interface ResolvedNet {
+  segment: string;
+  mtu: number;
+  rxQueueBytes: number;
+  sendBytesPerSecond: number;
+  sendFramesPerSecond: number;
+  recvBytesPerSecond: number;
+  recvFramesPerSecond: number;
+  host: boolean;
+}
 export interface ResolvedDevices {
   console: ResolvedConsole | null;
   clock: ResolvedClock | null;
   entropy: ResolvedEntropy | null;
   block: ResolvedBlock | null;
+  net: ResolvedNet | null;
 }
 
 export const CONSOLE_DEFAULTS: ResolvedConsole = {
@@ -105,6 +137,21 @@ export const BLOCK_DEFAULTS = {
   minBurstBytes: 65536,
   maxSizeMiB: 4096,
 } as const;
+
+export const NET_DEFAULTS = {
+  mtu: 1500,
+  rxQueueBytes: 65536,
+  bytesPerSecond: 64 * 1024 * 1024,
+  framesPerSecond: 100_000,
+} as const;
+
+/** Segment names: the same alphabet as partition names. */
+export const SEGMENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Ring bytes one frame of `payload` bytes takes in a receive queue: record header, frame header, padding. */
+export function rxRecordBytes(payload: number): number {
+  return 4 + ((8 + payload + 3) & ~3);
+}
 
 function num(value: unknown, what: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
@@ -133,8 +180,8 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     throw new InvalidArgumentError('devices must be an object');
   }
   for (const key of Object.keys(spec ?? {})) {
-    if (key !== 'console' && key !== 'clock' && key !== 'entropy' && key !== 'block') {
-      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy, block)`);
+    if (key !== 'console' && key !== 'clock' && key !== 'entropy' && key !== 'block' && key !== 'net') {
+      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy, block, net)`);
     }
   }
   const c = grant<ConsoleSpec>(spec?.console, 'console');
@@ -175,7 +222,29 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     }
     entropy = { seed: e.seed === undefined ? null : String(e.seed) };
   }
-  return { console, clock, entropy, block: resolveBlock(spec?.block) };
+  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net) };
+}
+
+function resolveNet(n: unknown): ResolvedNet | null {
+  if (n === undefined || n === false) return null;
+  if (typeof n !== 'object' || n === null) throw new InvalidArgumentError('devices.net must be false or an options object with segment');
+  const spec = n as Partial<NetSpec>;
+  if (typeof spec.segment !== 'string' || !SEGMENT_NAME.test(spec.segment)) {
+    throw new InvalidArgumentError(`devices.net.segment must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(spec.segment)}`);
+  }
+  if (spec.host !== undefined && typeof spec.host !== 'boolean') throw new InvalidArgumentError('devices.net.host must be a boolean');
+  const mtu = Math.floor(num(spec.mtu ?? NET_DEFAULTS.mtu, 'devices.net.mtu', 64, HV_NET_MAX_MTU));
+  const rxQueueBytes = nextPowerOfTwo(Math.max(rxRecordBytes(mtu), num(spec.rxQueueBytes ?? NET_DEFAULTS.rxQueueBytes, 'devices.net.rxQueueBytes', 64, 1 << 24)));
+  return {
+    segment: spec.segment,
+    mtu,
+    rxQueueBytes,
+    sendBytesPerSecond: num(spec.sendBytesPerSecond ?? NET_DEFAULTS.bytesPerSecond, 'devices.net.sendBytesPerSecond', 1, 2 ** 40),
+    sendFramesPerSecond: num(spec.sendFramesPerSecond ?? NET_DEFAULTS.framesPerSecond, 'devices.net.sendFramesPerSecond', 1, 1e9),
+    recvBytesPerSecond: num(spec.recvBytesPerSecond ?? NET_DEFAULTS.bytesPerSecond, 'devices.net.recvBytesPerSecond', 1, 2 ** 40),
+    recvFramesPerSecond: num(spec.recvFramesPerSecond ?? NET_DEFAULTS.framesPerSecond, 'devices.net.recvFramesPerSecond', 1, 1e9),
+    host: spec.host === true,
+  };
 }
 
 function resolveBlock(b: unknown): ResolvedBlock | null {

@@ -4,6 +4,8 @@ import { ConsoleInput } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { BlockAttachment, Storage } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
+import { formatAddress, readNetMetrics, type NetMetrics } from '../devices/net.ts';
+import type { NicAttachment } from '../net/switch.ts';
 import {
   BusyError,
   errorFromCode,
@@ -102,6 +104,8 @@ export interface PartitionConfig {
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
   wasi?: ResolvedWasi | null;
+  /** The NIC on the hypervisor's switch; null when net is not granted. */
+  net?: NicAttachment | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -207,6 +211,24 @@ export class Partition extends EventEmitter<PartitionEvents> {
     return this.queue.length + (this.inFlight ? 1 : 0);
   }
 
+  /** The NIC's address on the virtual switch (u32), or null when net is not granted. */
+  get netAddress(): number | null {
+    return this.config.net?.address ?? null;
+  }
+
+  /** The NIC's address, segment, MTU and host grant, or null when net is not granted. */
+  get netGrant(): { address: number; segment: string; mtu: number; host: boolean } | null {
+    const n = this.config.devices.net;
+    const a = this.config.net;
+    return n && a ? { address: a.address, segment: n.segment, mtu: n.mtu, host: n.host } : null;
+  }
+
+  /** The NIC's address as a dotted quad (e.g. `10.0.0.2`), or null when net is not granted. */
+  get netAddressString(): string | null {
+    const a = this.config.net?.address;
+    return a === undefined ? null : formatAddress(a);
+  }
+
   /** Page limit the guest's memory was clamped to. */
   get memoryPages(): number {
     return this.config.memoryPages;
@@ -309,6 +331,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     await this.stop();
     new Uint8Array(this.inputRing.sab).fill(0);
     await this.detach();
+    // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
+    this.config.net?.detach();
     try {
       if (wipe) await this.wipeImage();
     } finally {
@@ -354,11 +378,18 @@ export class Partition extends EventEmitter<PartitionEvents> {
     const end = this.endedAt || (this.startedAt ? performance.now() : 0);
     return {
       ...readMetrics(this.stats),
+      net: this.netMetrics(),
       state: this._state,
       runTimeMs: this.startedAt ? end - this.startedAt : 0,
       restarts: this.restarts,
       queuedCalls: this.queue.length,
     };
+  }
+
+  private netMetrics(): NetMetrics | null {
+    const net = this.config.net;
+    const seg = this.config.devices.net?.segment;
+    return net && seg !== undefined ? readNetMetrics(net.stats, net.address, seg) : null;
   }
 
   private async spawn(): Promise<void> {
@@ -385,6 +416,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
           : null,
         // A restarted instance gets a fresh file system, seeded again from the same copies.
         wasi: c.wasi ?? null,
+        // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
+        net: c.net?.init ?? null,
       },
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
@@ -514,7 +547,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.endedAt = performance.now();
     this.inputRing.close();
     const runTimeMs = this.startedAt ? this.endedAt - this.startedAt : 0;
-    const metrics = readMetrics(this.stats);
+    const metrics = { ...readMetrics(this.stats), net: this.netMetrics() };
     let exit: PartitionExit;
     if (outcome.kind === 'exit') {
       exit = { state: 'exited', code: outcome.code, reason: 'exit', runTimeMs, metrics };

@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
+import type { NetInit } from '../devices/net.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -60,6 +61,8 @@ export interface WorkerInit {
   hypercallRate: ResolvedRateLimit | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
   block: BlockInit | null;
+  /** The NIC's rings and counters on the root's switch; null when net is not granted. */
+  net: NetInit | null;
 }
 
 /** A partition's CPU cap as the worker applies it (see host/limits/cpu-governor.ts). */

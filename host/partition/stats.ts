@@ -1,4 +1,5 @@
 import { HvCall, type HvCallName } from '../abi/codes.ts';
+import type { NetMetrics } from '../devices/net.ts';
 
 /**
  * Per-partition counters in a SharedArrayBuffer: the worker writes, the root reads. They
@@ -103,8 +104,6 @@ export interface PartitionMetrics {
    * Time the worker ran guest code (start-up, `_start`, reactor calls; not an idle reactor's
    * wait), less the time the CPU cap paused it; and that paused time. Wall-clock ms: Node 20
    * has no per-thread CPU clock. Updated at each CPU-cap checkpoint and when the run ends.
-   */
-  /**
    * `fuel`: the work done, in fuel units, by a metered partition (one with a fuel budget or a CPU
    * cap; 0 otherwise), live for a capped one: an independent measure of how much CPU it got.
    */
@@ -115,6 +114,8 @@ export interface PartitionMetrics {
     hypercalls: { calls: number; waitedMs: number };
     block: { calls: number; waitedMs: number };
   };
+  /** The NIC's counters (its own block; filled in by the Partition), or null when net is not granted. */
+  net: NetMetrics | null;
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -161,5 +162,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       hypercalls: { calls: s[Stat.HYPERCALLS_THROTTLED]!, waitedMs: s[Stat.HYPERCALLS_THROTTLED_MS]! },
       block: { calls: s[Stat.BLOCK_THROTTLED]!, waitedMs: s[Stat.BLOCK_THROTTLED_MS]! },
     },
+    net: null,
   };
 }

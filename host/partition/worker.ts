@@ -13,6 +13,7 @@ import { ConsoleDevice } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
 import { BlockDevice } from '../devices/block.ts';
+import { NetDevice } from '../devices/net.ts';
 import { BlockImage } from '../storage/image.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
@@ -125,6 +126,7 @@ function run(init: WorkerInit): WorkerOutcome {
     init.block.dataKey.fill(0); // BlockImage keeps its own copy, dropped when the device closes
     devices.push(new BlockDevice(init.devices.block, image, stats));
   }
+  if (init.devices.net && init.net) devices.push(new NetDevice(init.net));
 
   const dispatcher = new Dispatcher({
     memory,

@@ -71,11 +71,18 @@ describe('clock device', () => {
 
 describe('device grants', () => {
   it('grants nothing by default', () => {
-    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null });
-    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null });
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
   });
   it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT', () => {
+    expect(() => resolveDevices({ gpu: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    // net needs a segment: `true` is not a grant of it.
     expect(() => resolveDevices({ net: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => resolveDevices({ net: { segment: 'no spaces' } })).toThrow(/segment/);
+    expect(() => resolveDevices({ net: { segment: 'blue', mtu: 63 } })).toThrow(/mtu/);
+    expect(() => resolveDevices({ net: { segment: 'blue', mtu: 65529 } })).toThrow(/mtu/);
+    expect(resolveDevices({ net: { segment: 'blue', mtu: 65528 } }).net).toMatchObject({ mtu: 65528, host: false, rxQueueBytes: 131072 });
+    expect(resolveDevices({ net: { segment: 'blue' } }).net).toMatchObject({ mtu: 1500, rxQueueBytes: 65536 });
     expect(() => resolveDevices({ console: { maxLineBytes: 15 } })).toThrow(/maxLineBytes/);
     expect(() => resolveDevices({ console: { maxLineBytes: 65537 } })).toThrow(/maxLineBytes/);
     expect(() => resolveDevices({ clock: { resolutionMs: 0.0001 } })).toThrow(/resolutionMs/);

@@ -1,0 +1,244 @@
+import net from 'node:net';
+import { InvalidArgumentError, AccessDeniedError } from '../errors.ts';
+import type { Partition } from '../partition/partition.ts';
+import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
+
+/**
+ * Forwarded ports: a TCP listener on the loopback interface whose connections become streams of
+ * frames to one partition's service, through a host endpoint on the partition's segment.
+ *
+ * Framing (docs/ABI.md, "Forwarded ports"): every frame's payload starts with an 8-byte stream
+ * header, u8 type, u8 flags (0), u16 guest port, u32 connection id (little-endian), then data.
+ *   OPEN  (1) host → guest: a client connected.
+ *   DATA  (2) either way: bytes of the stream (at most MTU − 8 per frame).
+ *   CLOSE (3) either way: the sender is done; the connection ends.
+ * The forwarder accepts frames only from the partition's own address (the switch stamps sources,
+ * so no other partition can inject into a connection).
+ *
+ * Bounds: at most `maxConnections` connections (more are refused by the listener); towards the
+ * guest, a connection's socket is paused while a frame waits for room in the guest's receive
+ * queue or budget, so the forwarder holds at most one socket chunk per connection; towards the
+ * client, a connection whose unsent bytes exceed `maxBufferedBytes` is closed.
+ */
+
+export const STREAM_HEADER_SIZE = 8;
+export const StreamFrame = { OPEN: 1, DATA: 2, CLOSE: 3 } as const;
+
+export interface ForwardPortOptions {
+  /** Name of the live partition that serves the port. Its NIC must be granted `host: true`. */
+  partition: string;
+  /** The port number the guest's service answers to (0 .. 65535), carried in every stream header. */
+  guestPort: number;
+  /** TCP port to listen on; 0 (default) picks a free one (see `port` on the result). */
+  port?: number;
+  /** Listen address. Only loopback is allowed: '127.0.0.1' (default). */
+  host?: '127.0.0.1';
+  /** Most simultaneous connections. Default 16 (1 .. 1024). */
+  maxConnections?: number;
+  /** Most bytes from the guest waiting to be written to one client before it is disconnected. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** A frame the guest cannot take is retried for this long before the connection is dropped. Default 10000 ms. */
+  stallTimeoutMs?: number;
+}
+
+interface Connection {
+  id: number;
+  socket: net.Socket;
+  /** Frames waiting for the guest's queue or budget (the socket is paused meanwhile). */
+  queue: Uint8Array[];
+  retry: NodeJS.Timeout | null;
+  backoffMs: number;
+  stalledSince: number;
+  closeSent: boolean;
+}
+
+function intOption(v: number | undefined, fallback: number, what: string, min: number, max: number): number {
+  const n = v ?? fallback;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  return n;
+}
+
+export class PortForward {
+  /** The TCP port the forwarder listens on. */
+  readonly port: number;
+  readonly host = '127.0.0.1';
+  /** Resolves once the forwarder is closed. */
+  readonly closed: Promise<void>;
+  /** Connections accepted and frames moved, for the embedder. */
+  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0 };
+
+  private readonly conns = new Map<number, Connection>();
+  private nextId = 1;
+  private closing: Promise<void> | null = null;
+  private resolveClosed!: () => void;
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly endpoint: NetEndpoint,
+    private readonly guestAddress: number,
+    private readonly guestPort: number,
+    private readonly chunk: number,
+    private readonly maxBufferedBytes: number,
+    private readonly stallTimeoutMs: number,
+    port: number,
+  ) {
+    this.port = port;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    endpoint.on('frame', (frame) => this.fromGuest(frame));
+    server.on('connection', (socket) => this.accept(socket));
+  }
+
+  static async open(sw: VirtualSwitch, partition: Partition, options: ForwardPortOptions): Promise<PortForward> {
+    const grant = partition.netGrant;
+    if (grant === null) throw new AccessDeniedError(`partition ${partition.name} has no network device`);
+    if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
+    const guestPort = intOption(options.guestPort, -1, 'guestPort', 0, 65535);
+    const port = intOption(options.port, 0, 'port', 0, 65535);
+    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${JSON.stringify(options.host)}`);
+    const maxConnections = intOption(options.maxConnections, 16, 'maxConnections', 1, 1024);
+    const maxBufferedBytes = intOption(options.maxBufferedBytes, 1 << 20, 'maxBufferedBytes', 1024, 1 << 30);
+    const stallTimeoutMs = intOption(options.stallTimeoutMs, 10_000, 'stallTimeoutMs', 1, 3_600_000);
+    const address = grant.address;
+    const endpoint = new NetEndpoint(sw, grant.segment, (src) => src === address);
+    const server = net.createServer();
+    server.maxConnections = maxConnections;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      endpoint.close();
+      throw error;
+    }
+    const bound = (server.address() as net.AddressInfo).port;
+    return new PortForward(server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, bound);
+  }
+
+  /** Stops listening, closes every connection and leaves the switch. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      for (const c of this.conns.values()) this.drop(c);
+      this.endpoint.close();
+      this.server.close(() => resolve());
+    }).then(() => this.resolveClosed());
+    return this.closing;
+  }
+
+  private header(type: number, id: number, data?: Uint8Array): Uint8Array {
+    const frame = new Uint8Array(STREAM_HEADER_SIZE + (data?.length ?? 0));
+    const dv = new DataView(frame.buffer);
+    dv.setUint8(0, type);
+    dv.setUint16(2, this.guestPort, true);
+    dv.setUint32(4, id, true);
+    if (data) frame.set(data, STREAM_HEADER_SIZE);
+    return frame;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const conn: Connection = { id, socket, queue: [], retry: null, backoffMs: 1, stalledSince: 0, closeSent: false };
+    this.conns.set(id, conn);
+    this.counters.connections++;
+    socket.on('error', () => {}); // 'close' follows
+    socket.on('data', (chunk: Buffer) => {
+      for (let at = 0; at < chunk.length; at += this.chunk) {
+        conn.queue.push(this.header(StreamFrame.DATA, id, chunk.subarray(at, Math.min(chunk.length, at + this.chunk))));
+      }
+      this.flush(conn);
+    });
+    socket.on('end', () => this.sendClose(conn));
+    socket.on('close', () => {
+      this.sendClose(conn);
+      if (conn.queue.length === 0) this.forget(conn);
+    });
+    conn.queue.push(this.header(StreamFrame.OPEN, id));
+    this.flush(conn);
+  }
+
+  private sendClose(conn: Connection): void {
+    if (conn.closeSent) return;
+    conn.closeSent = true;
+    conn.queue.push(this.header(StreamFrame.CLOSE, conn.id));
+    this.flush(conn);
+  }
+
+  /** Delivers queued frames in order; on a full queue or budget, pauses the socket and retries with backoff. */
+  private flush(conn: Connection): void {
+    if (conn.retry !== null) return;
+    while (conn.queue.length > 0) {
+      if (this.endpoint.closed) return;
+      const result = this.endpoint.send(this.guestAddress, conn.queue[0]!);
+      if (result === 'delivered') {
+        conn.queue.shift();
+        this.counters.framesToGuest++;
+        conn.backoffMs = 1;
+        conn.stalledSince = 0;
+        continue;
+      }
+      if (result === 'no-route' || result === 'oversize') {
+        this.drop(conn); // the partition is gone (or the frame can never fit)
+        return;
+      }
+      const now = performance.now();
+      if (conn.stalledSince === 0) conn.stalledSince = now;
+      if (now - conn.stalledSince > this.stallTimeoutMs) {
+        this.counters.stallCloses++;
+        this.drop(conn);
+        return;
+      }
+      conn.socket.pause();
+      conn.retry = setTimeout(() => {
+        conn.retry = null;
+        this.flush(conn);
+      }, conn.backoffMs);
+      conn.backoffMs = Math.min(50, conn.backoffMs * 2);
+      return;
+    }
+    if (conn.socket.destroyed) this.forget(conn);
+    else conn.socket.resume();
+  }
+
+  private fromGuest(frame: NetFrame): void {
+    // The endpoint accepts only the partition's address; check the stream header.
+    const p = frame.payload;
+    if (p.length < STREAM_HEADER_SIZE) return;
+    const dv = new DataView(p.buffer, p.byteOffset, p.length);
+    const type = dv.getUint8(0);
+    if (dv.getUint16(2, true) !== this.guestPort) return;
+    const conn = this.conns.get(dv.getUint32(4, true));
+    if (conn === undefined) return;
+    this.counters.framesFromGuest++;
+    if (type === StreamFrame.DATA) {
+      if (conn.socket.writableLength + p.length > this.maxBufferedBytes) {
+        this.counters.overflowCloses++;
+        this.drop(conn);
+        return;
+      }
+      conn.socket.write(p.subarray(STREAM_HEADER_SIZE));
+    } else if (type === StreamFrame.CLOSE) {
+      conn.closeSent = true; // the guest closed: no CLOSE goes back
+      conn.socket.end();
+    }
+  }
+
+  private drop(conn: Connection): void {
+    if (conn.retry !== null) clearTimeout(conn.retry);
+    conn.retry = null;
+    conn.queue.length = 0;
+    conn.socket.destroy();
+    this.forget(conn);
+  }
+
+  private forget(conn: Connection): void {
+    if (this.conns.get(conn.id) === conn) this.conns.delete(conn.id);
+  }
+}

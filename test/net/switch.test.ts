@@ -1,0 +1,305 @@
+/**
+ * The virtual switch and the NIC front-end, in one thread: real rings, real switch, real
+ * dispatcher and guest memory, an injected clock for the budgets. The worker side is driven by
+ * calling the hypercall handlers directly; the switch's tx loops run on this thread's event loop.
+ */
+import { describe, expect, it } from 'vitest';
+import { HV_NET_BROADCAST, HV_NET_POLL_READABLE, HV_NET_RECV_NONBLOCK, HvCall, HvStatus } from '../../host/abi/codes.ts';
+import { Dispatcher } from '../../host/abi/dispatcher.ts';
+import { GuestMemory } from '../../host/abi/guest-memory.ts';
+import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
+import { NetDevice, NetStat } from '../../host/devices/net.ts';
+import { allocateStats } from '../../host/partition/stats.ts';
+import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Lets the switch's tx loops run (they wake through Atomics.waitAsync and setImmediate). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+  await new Promise<void>((r) => setTimeout(r, 2));
+}
+
+function lan(now: () => number = () => 0) {
+  const sw = new VirtualSwitch({ now });
+  const nic = (name: string, spec: NetSpec) => {
+    const config = resolveDevices({ net: spec }).net!;
+    const violations: NetViolation[] = [];
+    const att = sw.attachNic(name, config, (v) => violations.push(v));
+    const dev = new NetDevice(att.init, { now, txWaitMs: 0 });
+    const out = new Uint8Array(65536);
+    const input = new Uint8Array(65536);
+    const send = (dst: number, payload: Uint8Array | string): number => {
+      const p = typeof payload === 'string' ? enc.encode(payload) : payload;
+      new DataView(input.buffer).setUint32(0, dst, true);
+      input.set(p, 4);
+      return dev.handlers.get(HvCall.NET_SEND)!(input, 4 + p.length, out, 0);
+    };
+    const recv = (cap = 65536): { r: number; src: number; dst: number; text: string } => {
+      const flags = new Uint8Array(8);
+      new DataView(flags.buffer).setUint32(0, HV_NET_RECV_NONBLOCK, true);
+      out.fill(0);
+      const r = dev.handlers.get(HvCall.NET_RECV)!(flags, 8, out, cap);
+      const dv = new DataView(out.buffer);
+      return { r, src: dv.getUint32(0, true), dst: dv.getUint32(4, true), text: r > 8 ? dec.decode(out.subarray(8, r)) : '' };
+    };
+    const drain = (): number => {
+      let n = 0;
+      while (recv().r >= 0) n++;
+      return n;
+    };
+    return { name, address: att.address, stats: att.stats, dev, send, recv, drain, violations, detach: att.detach };
+  };
+  return { sw, nic };
+}
+
+describe('virtual switch: segments', () => {
+  it('delivers between NICs of one segment and never across segments', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const c = nic('c', { segment: 'red' });
+    expect(a.send(b.address, 'hi b')).toBe(4);
+    expect(c.send(a.address, 'let me in')).toBe(9); // the guest cannot tell: it is dropped at the switch
+    await settle();
+    const got = b.recv();
+    expect(got).toMatchObject({ r: 12, src: a.address, dst: b.address, text: 'hi b' });
+    expect(a.recv().r).toBe(-HvStatus.WOULD_BLOCK);
+    expect(c.stats[NetStat.TX_NO_ROUTE]).toBe(1);
+    expect(c.violations).toHaveLength(1);
+    expect(c.violations[0]!.reason).toMatch(/another segment/);
+    expect(a.violations).toHaveLength(0);
+  });
+
+  it('a frame to an unknown address is dropped, counted and reported', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    a.send(0x0b000001, 'anyone?');
+    await settle();
+    expect(a.stats[NetStat.TX_NO_ROUTE]).toBe(1);
+    expect(a.violations[0]).toMatchObject({ call: 'NET_SEND', status: 'HV_STATUS_ACCESS_DENIED' });
+    expect(a.violations[0]!.reason).toMatch(/no endpoint has that address/);
+  });
+
+  it('broadcast reaches every other NIC of the segment and nothing else', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const d = nic('d', { segment: 'blue' });
+    const c = nic('c', { segment: 'red' });
+    a.send(HV_NET_BROADCAST, 'all of blue');
+    c.send(HV_NET_BROADCAST, 'all of red');
+    await settle();
+    expect(b.recv()).toMatchObject({ src: a.address, dst: HV_NET_BROADCAST, text: 'all of blue' });
+    expect(d.recv()).toMatchObject({ src: a.address, text: 'all of blue' });
+    expect(a.drain()).toBe(0); // not back to the sender
+    expect(b.drain() + d.drain() + c.drain()).toBe(0); // red's broadcast reached nobody
+    expect(c.violations).toHaveLength(0); // broadcast to an empty segment is not an attack
+  });
+
+  it('a detached NIC is unreachable and its address is never handed out again', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const old = b.address;
+    b.detach();
+    const b2 = nic('b2', { segment: 'blue' });
+    expect(b2.address).not.toBe(old);
+    a.send(old, 'stale');
+    await settle();
+    expect(a.stats[NetStat.TX_NO_ROUTE]).toBe(1);
+    expect(b2.drain()).toBe(0);
+  });
+});
+
+describe('virtual switch: anti-spoofing', () => {
+  it('the source is the sender NIC, whatever the guest puts in its frame', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const m = nic('mallory', { segment: 'blue' });
+    // Mallory forges a "header" claiming to be a: the tx record has no source field, so these
+    // bytes are only payload, and the switch stamps mallory's own address.
+    const forged = new Uint8Array(12);
+    new DataView(forged.buffer).setUint32(0, a.address, true);
+    new DataView(forged.buffer).setUint32(4, b.address, true);
+    m.send(b.address, forged);
+    await settle();
+    const got = b.recv();
+    expect(got.r).toBe(8 + 12);
+    expect(got.src).toBe(m.address);
+    expect(got.src).not.toBe(a.address);
+  });
+});
+
+describe('virtual switch: bounded queues under flood', () => {
+  it('drops at the tail of a full receive queue, counts it, and other NICs keep working', async () => {
+    const { nic } = lan();
+    // The smallest queue for MTU 1000 holds 1 KiB+; 4096 bytes hold 3 frames of 1000 bytes.
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 4096 });
+    const flooder = nic('flooder', { segment: 'blue' });
+    const x = nic('x', { segment: 'blue' });
+    const y = nic('y', { segment: 'blue' });
+    const frame = new Uint8Array(1000).fill(7);
+    for (let batch = 0; batch < 10; batch++) {
+      for (let i = 0; i < 20; i++) expect(flooder.send(victim.address, frame)).toBe(1000);
+      await settle();
+    }
+    x.send(y.address, 'still here');
+    await settle();
+    const queued = victim.drain();
+    expect(queued).toBe(Math.floor(4096 / (4 + 8 + 1000)));
+    expect(victim.stats[NetStat.RX_QUEUE_DROPS]).toBe(200 - queued);
+    expect(flooder.stats[NetStat.TX_FRAMES]).toBe(200);
+    expect(y.recv()).toMatchObject({ src: x.address, text: 'still here' });
+    expect(y.stats[NetStat.RX_QUEUE_DROPS]).toBe(0);
+  });
+
+  it('a sender faster than the switch fills only its own tx ring: WOULD_BLOCK, counted on the sender', () => {
+    const { nic } = lan();
+    const flooder = nic('flooder', { segment: 'blue' });
+    const frame = new Uint8Array(1000);
+    let refused = 0;
+    for (let i = 0; i < 200; i++) if (flooder.send(HV_NET_BROADCAST, frame) === -HvStatus.WOULD_BLOCK) refused++;
+    expect(refused).toBeGreaterThan(0);
+    expect(flooder.stats[NetStat.TX_RING_FULL]).toBe(refused);
+    expect(flooder.stats[NetStat.TX_FRAMES]).toBe(200 - refused);
+  });
+
+  it('a frame larger than the out buffer stays queued (BUFFER_TOO_SMALL), then reads whole', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    a.send(b.address, 'x'.repeat(100));
+    await settle();
+    expect(b.recv(50).r).toBe(-HvStatus.BUFFER_TOO_SMALL);
+    expect(b.recv(108).r).toBe(108);
+  });
+
+  it('a send larger than the MTU is refused before it reaches the switch', () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue', mtu: 100 });
+    expect(a.send(HV_NET_BROADCAST, new Uint8Array(101))).toBe(-HvStatus.TOO_LARGE);
+    expect(a.send(HV_NET_BROADCAST, new Uint8Array(100))).toBe(100);
+  });
+});
+
+describe('virtual switch: rate limits', () => {
+  it('send: frames per second, exact at the edge and one past it, refilled by the clock', () => {
+    let t = 0;
+    const { nic } = lan(() => t);
+    const a = nic('a', { segment: 'blue', sendFramesPerSecond: 10 });
+    for (let i = 0; i < 10; i++) expect(a.send(HV_NET_BROADCAST, 'f')).toBe(1);
+    expect(a.send(HV_NET_BROADCAST, 'f')).toBe(-HvStatus.RATE_LIMITED);
+    expect(a.stats[NetStat.TX_RATE_LIMITED]).toBe(1);
+    t += 100; // one frame's worth
+    expect(a.send(HV_NET_BROADCAST, 'f')).toBe(1);
+    expect(a.send(HV_NET_BROADCAST, 'f')).toBe(-HvStatus.RATE_LIMITED);
+  });
+
+  it('send: bytes per second (the burst holds at least one MTU)', () => {
+    let t = 0;
+    const { nic } = lan(() => t);
+    const a = nic('a', { segment: 'blue', mtu: 1000, sendBytesPerSecond: 2000 });
+    const kb = new Uint8Array(1000);
+    expect(a.send(HV_NET_BROADCAST, kb)).toBe(1000);
+    expect(a.send(HV_NET_BROADCAST, kb)).toBe(1000);
+    expect(a.send(HV_NET_BROADCAST, kb)).toBe(-HvStatus.RATE_LIMITED);
+    t += 500;
+    expect(a.send(HV_NET_BROADCAST, kb)).toBe(1000);
+  });
+
+  it('receive: the switch drops what exceeds the receiver budget and counts it on the receiver', async () => {
+    const { nic } = lan(() => 0);
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue', recvFramesPerSecond: 5 });
+    for (let i = 0; i < 12; i++) a.send(b.address, `m${i}`);
+    await settle();
+    expect(b.drain()).toBe(5);
+    expect(b.stats[NetStat.RX_RATE_LIMITED]).toBe(7);
+    expect(a.stats[NetStat.TX_RATE_LIMITED]).toBe(0);
+  });
+});
+
+describe('NIC: receive through the dispatcher', () => {
+  function guestNic() {
+    const { nic, sw } = lan();
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const gm = new GuestMemory();
+    gm.bind(memory);
+    const peer = nic('peer', { segment: 'blue' });
+    const config = resolveDevices({ net: { segment: 'blue' } }).net!;
+    const att = sw.attachNic('guest', config, () => {});
+    const dev = new NetDevice(att.init, { now: () => 0, txWaitMs: 0 });
+    const d = new Dispatcher({ memory: gm, devices: [dev], args: [], stats: new Float64Array(allocateStats()), onViolation: () => {} });
+    const bytes = () => new Uint8Array(memory.buffer);
+    return { d, bytes, memory, peer, address: att.address };
+  }
+
+  it('no stale bytes: a short frame after a long one leaves zeros, not the old frame, in the buffer', async () => {
+    const g = guestNic();
+    g.peer.send(g.address, 'A'.repeat(1000));
+    g.peer.send(g.address, 'bb');
+    await settle();
+    const BUF = 4096;
+    g.bytes().fill(0xee, BUF, BUF + 1500); // the guest's buffer held other data before
+    new DataView(g.memory.buffer).setUint32(0, HV_NET_RECV_NONBLOCK, true);
+    expect(g.d.hypercall(HvCall.NET_RECV, 0, 8, BUF, 1500)).toBe(1008);
+    expect(g.bytes()[BUF + 8 + 999]).toBe(0x41);
+    expect(g.bytes().subarray(BUF + 1008, BUF + 1500).every((x) => x === 0)).toBe(true);
+    expect(g.d.hypercall(HvCall.NET_RECV, 0, 8, BUF, 1500)).toBe(10);
+    expect(dec.decode(g.bytes().subarray(BUF + 8, BUF + 10))).toBe('bb');
+    // Everything after the short frame is zero: none of the 1000 'A's of the frame before.
+    expect(g.bytes().subarray(BUF + 10, BUF + 1500).every((x) => x === 0)).toBe(true);
+  });
+
+  it('receive with a timeout blocks this thread only that long, then WOULD_BLOCK; poll reports readiness', async () => {
+    const g = guestNic();
+    const dv = new DataView(g.memory.buffer);
+    dv.setUint32(0, 0, true);
+    dv.setUint32(4, 30, true);
+    const t0 = performance.now();
+    expect(g.d.hypercall(HvCall.NET_RECV, 0, 8, 4096, 1500)).toBe(-HvStatus.WOULD_BLOCK);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(25);
+    expect(g.d.hypercall(HvCall.NET_POLL, 0, 0, 0, 0) & HV_NET_POLL_READABLE).toBe(0);
+    g.peer.send(g.address, 'now');
+    await settle();
+    expect(g.d.hypercall(HvCall.NET_POLL, 0, 0, 0, 0) & HV_NET_POLL_READABLE).toBe(HV_NET_POLL_READABLE);
+    expect(g.d.hypercall(HvCall.NET_INFO, 0, 0, 64, 8)).toBe(8);
+    expect(dv.getUint32(64, true)).toBe(g.address);
+    expect(dv.getUint32(68, true)).toBe(1500);
+  });
+
+  it('a partition without the net device gets ACCESS_DENIED for every NET_* call', () => {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const gm = new GuestMemory();
+    gm.bind(memory);
+    const d = new Dispatcher({ memory: gm, devices: [], args: [], stats: new Float64Array(allocateStats()), onViolation: () => {} });
+    for (const code of [HvCall.NET_INFO, HvCall.NET_SEND, HvCall.NET_RECV, HvCall.NET_POLL]) {
+      expect(d.hypercall(code, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED);
+    }
+  });
+});
+
+describe('host endpoint', () => {
+  it('reaches only NICs granted host access, both ways', async () => {
+    const { nic, sw } = lan();
+    const granted = nic('svc', { segment: 'blue', host: true });
+    const plain = nic('plain', { segment: 'blue' });
+    const ep = new NetEndpoint(sw, 'blue');
+    const seen: { src: number; text: string }[] = [];
+    ep.on('frame', (f) => seen.push({ src: f.src, text: dec.decode(f.payload) }));
+    expect(ep.send(granted.address, 'hello svc')).toBe('delivered');
+    expect(ep.send(plain.address, 'hello plain')).toBe('no-route');
+    granted.send(ep.address, 'from svc');
+    plain.send(ep.address, 'from plain');
+    await settle();
+    expect(granted.recv()).toMatchObject({ src: ep.address, text: 'hello svc' });
+    expect(plain.drain()).toBe(0);
+    expect(seen).toEqual([{ src: granted.address, text: 'from svc' }]);
+    expect(plain.violations[0]!.reason).toMatch(/not granted host access/);
+    ep.close();
+    ep.close();
+  });
+});
