@@ -8,7 +8,7 @@ import {
   HvStatus,
 } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
-import { TokenBucket } from '../limits/token-bucket.ts';
+import { RateLimiter } from '../limits/rate-limiter.ts';
 import { readU32Arg, type Device, type Handler } from './device.ts';
 
 /**
@@ -106,32 +106,30 @@ export function formatAddress(a: number): string {
 }
 
 /**
- * A pair of token buckets (bytes and frames) with a one-second burst; the byte bucket holds at
- * least one frame of `mtu` bytes, so every legal frame can pass eventually.
+ * The NIC's send (and the switch's per-port receive) budget: the shared RateLimiter in reject
+ * mode, with bytes and frames buckets of a one-second burst; the byte bucket holds at least one
+ * frame of `mtu` bytes, so every legal frame can pass eventually.
  */
-export class FrameBudget {
-  private readonly bytes: TokenBucket;
-  private readonly frames: TokenBucket;
-
+export class FrameBudget extends RateLimiter {
   constructor(bytesPerSecond: number, framesPerSecond: number, mtu: number, now?: () => number) {
-    const clock = now ? { now } : {};
-    const byteCap = Math.max(bytesPerSecond, mtu);
-    const frameCap = Math.max(1, framesPerSecond);
-    this.bytes = new TokenBucket({ capacity: byteCap, refillTimeMs: (byteCap / bytesPerSecond) * 1000, ...clock });
-    this.frames = new TokenBucket({ capacity: frameCap, refillTimeMs: (frameCap / framesPerSecond) * 1000, ...clock });
+    super(
+      {
+        bytes: { perSecond: bytesPerSecond, burst: Math.max(bytesPerSecond, mtu), oneTimeBurst: 0 },
+        ops: { perSecond: framesPerSecond, burst: Math.max(1, framesPerSecond), oneTimeBurst: 0 },
+        mode: 'reject',
+      },
+      now ? { now } : {},
+    );
   }
 
   /** Takes one frame of `n` bytes if both buckets admit it; otherwise takes nothing. */
   take(n: number): boolean {
-    if (this.frames.waitTimeMs(1) > 0 || this.bytes.waitTimeMs(n) > 0) return false;
-    this.frames.reduce(1);
-    if (n > 0) this.bytes.reduce(n);
-    return true;
+    return this.admit(n) === 'ok';
   }
 
   /** Whether one frame of `n` bytes would pass now (takes nothing). */
   admits(n: number): boolean {
-    return this.frames.waitTimeMs(1) === 0 && this.bytes.waitTimeMs(n) === 0;
+    return this.wouldAdmit(n);
   }
 }
 

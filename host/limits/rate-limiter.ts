@@ -121,6 +121,11 @@ export class RateLimiter {
     this.sleep = options.sleep ?? sleepSync;
   }
 
+  /** Whether one operation of `bytes` bytes would pass now, without waiting. Takes and counts nothing. */
+  wouldAdmit(bytes: number): boolean {
+    return (this.ops?.waitTimeMs(1) ?? 0) <= 0 && (bytes <= 0 || (this.bytes?.waitTimeMs(bytes) ?? 0) <= 0);
+  }
+
   /**
    * One operation moving `bytes` bytes. Takes its tokens and returns 'ok' when they are there;
    * otherwise, in reject mode, takes nothing and returns 'limited'; in block mode waits for the

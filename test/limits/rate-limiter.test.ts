@@ -63,6 +63,15 @@ describe('RateLimiter', () => {
     expect(limiter.admit(0)).toBe('limited');
   });
 
+  it('wouldAdmit peeks without taking or counting', () => {
+    const { limiter } = clocked({ bytesPerSecond: 100, burstBytes: 100, opsPerSecond: 10, burstOps: 1 });
+    expect(limiter.wouldAdmit(100)).toBe(true);
+    expect(limiter.wouldAdmit(101)).toBe(false);
+    expect(limiter.admit(100)).toBe('ok');
+    expect(limiter.wouldAdmit(0)).toBe(false); // the one ops token is spent
+    expect(limiter.throttled).toBe(0);
+  });
+
   it('validates its spec', () => {
     expect(resolveRateLimit(undefined, 'x')).toBeNull();
     expect(resolveRateLimit({}, 'x')).toEqual({ bytes: null, ops: null, mode: 'reject' });
