@@ -56,7 +56,7 @@ export class BlockDevice implements Device {
   readonly name = 'block';
   readonly record;
   readonly handlers: ReadonlyMap<number, Handler>;
-  /** Bytes and requests, in block mode: a throttled request waits (the watchdog still bounds it). */
+  /** Bytes and requests; by default in block mode: a throttled request waits (the watchdog still bounds it). */
   private readonly limiter: RateLimiter;
 
   constructor(
@@ -69,7 +69,7 @@ export class BlockDevice implements Device {
       {
         bytes: { perSecond: config.bytesPerSecond, burst: config.burstBytes, oneTimeBurst: 0 },
         ops: { perSecond: config.opsPerSecond, burst: config.burstOps, oneTimeBurst: 0 },
-        mode: 'block',
+        mode: config.rateLimitMode,
       },
       {
         ...(options.now ? { now: options.now } : {}),
@@ -177,9 +177,11 @@ export class BlockDevice implements Device {
     });
   }
 
-  /** Waits until one request and `bytes` bytes may pass, then takes them. False if they never could. */
+  /**
+   * Takes one request and `bytes` bytes, waiting for them in block mode. False when refused
+   * (reject mode over the limit); config makes a request that could never pass impossible.
+   */
   private throttle(bytes: number): boolean {
-    // config makes 'limited' unreachable: burstBytes >= the largest request
     return this.limiter.admit(bytes) === 'ok';
   }
 

@@ -1,6 +1,6 @@
 import { HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
+import { resolveRateLimit, type RateLimitMode, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 
 /**
  * Device grants in a partition spec, and their resolution to complete, validated settings.
@@ -53,6 +53,11 @@ export interface BlockSpec {
   opsPerSecond?: number;
   /** Requests that may be made at once after an idle period. Default: opsPerSecond. */
   burstOps?: number;
+  /**
+   * Over the limit: `'block'` (default) the request waits in the partition's worker for its
+   * tokens; `'reject'` it returns HV_STATUS_RATE_LIMITED at once, having done nothing.
+   */
+  rateLimitMode?: RateLimitMode;
 }
 
 export interface NetSpec {
@@ -103,6 +108,7 @@ export interface ResolvedBlock {
   burstBytes: number;
   opsPerSecond: number;
   burstOps: number;
+  rateLimitMode: RateLimitMode;
 }
 export interface ResolvedNet {
   segment: string;
@@ -268,7 +274,11 @@ function resolveBlock(b: unknown): ResolvedBlock | null {
     2 ** 40,
   );
   const burstOps = num(spec.burstOps ?? Math.max(1, opsPerSecond), 'devices.block.burstOps', 1, 1e9);
-  return { sizeMiB, path: spec.path ?? null, bytesPerSecond, burstBytes, opsPerSecond, burstOps };
+  const rateLimitMode = spec.rateLimitMode ?? 'block';
+  if (rateLimitMode !== 'block' && rateLimitMode !== 'reject') {
+    throw new InvalidArgumentError(`devices.block.rateLimitMode must be 'block' or 'reject', got ${JSON.stringify(rateLimitMode)}`);
+  }
+  return { sizeMiB, path: spec.path ?? null, bytesPerSecond, burstBytes, opsPerSecond, burstOps, rateLimitMode };
 }
 
 /** Milliseconds (possibly fractional, to the microsecond) to exact nanoseconds. */

@@ -287,6 +287,19 @@ describe('block hypercalls', () => {
       expect(slept).toHaveLength(1);
       expect(slept[0]).toBeCloseTo(100, 5);
     });
+    it("rateLimitMode 'reject': over the limit the request returns RATE_LIMITED at once and does nothing", async () => {
+      let t = 0;
+      const slept: number[] = [];
+      const b = await boundary({ opsPerSecond: 10, burstOps: 2, rateLimitMode: 'reject' }, { now: () => t, sleep: (ms) => { slept.push(ms); t += ms; } });
+      expect(write(b, 0, 1, 1)).toBe(S);
+      expect(write(b, 1, 1, 1)).toBe(S);
+      expect(write(b, 2, 1, 1)).toBe(-HvStatus.RATE_LIMITED);
+      expect(slept).toEqual([]);
+      expect(b.metrics().throttled.block.calls).toBe(1);
+      t += 100; // one request's refill
+      expect(write(b, 2, 1, 1)).toBe(S);
+      expect(() => resolveDevices({ block: { sizeMiB: 1, rateLimitMode: 'drop' as never } })).toThrow(/rateLimitMode/);
+    });
     it('a request that fails its checks costs no tokens', async () => {
       let t = 0;
       const slept: number[] = [];
