@@ -1,6 +1,6 @@
 import { HvCall, HvClock, HvDevice, HvStatus, HV_DEVICE_FLAG_DETERMINISTIC } from '../abi/codes.ts';
 import type { ResolvedClock } from './config.ts';
-import { readU32Arg, type Device, type Handler } from './device.ts';
+import { readU32Arg, writeU32, type Device, type Handler } from './device.ts';
 
 /** Source of raw time for the clock device; injected so tests need no sleeping. */
 export interface TimeSource {
@@ -89,9 +89,3 @@ export class ClockDevice implements Device {
   }
 }
 
-function writeU32(out: Uint8Array, at: number, v: number): void {
-  out[at] = v & 0xff;
-  out[at + 1] = (v >>> 8) & 0xff;
-  out[at + 2] = (v >>> 16) & 0xff;
-  out[at + 3] = (v >>> 24) & 0xff;
-}

@@ -35,6 +35,18 @@ export interface Device {
 
 /** Reads a u32 (LE) from the first 4 input bytes, or returns -1 when there are not exactly 4. */
 export function readU32Arg(input: Uint8Array, inLen: number): number {
-  if (inLen !== 4) return -1;
-  return (input[0]! | (input[1]! << 8) | (input[2]! << 16) | (input[3]! << 24)) >>> 0;
+  return inLen === 4 ? readU32(input, 0) : -1;
+}
+
+/** Reads a u32 (LE) at `at`. */
+export function readU32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+/** Writes `v` as a u32 (LE) at `at`: how devices put scalars into their output scratch. */
+export function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v & 0xff;
+  out[at + 1] = (v >>> 8) & 0xff;
+  out[at + 2] = (v >>> 16) & 0xff;
+  out[at + 3] = (v >>> 24) & 0xff;
 }

@@ -9,7 +9,7 @@ import {
 } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { RateLimiter } from '../limits/rate-limiter.ts';
-import { readU32Arg, type Device, type Handler } from './device.ts';
+import { readU32, readU32Arg, writeU32, type Device, type Handler } from './device.ts';
 
 /**
  * Network interface front-end, in the partition's worker. The NIC is two bounded SPSC rings
@@ -141,16 +141,7 @@ export interface NetDeviceOptions {
 }
 
 /** u32 little-endian at `at`. */
-function u32(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
-}
 
-function putU32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v & 0xff;
-  b[at + 1] = (v >>> 8) & 0xff;
-  b[at + 2] = (v >>> 16) & 0xff;
-  b[at + 3] = (v >>> 24) & 0xff;
-}
 
 export class NetDevice implements Device {
   readonly name = 'net';
@@ -183,8 +174,8 @@ export class NetDevice implements Device {
   private info(inLen: number, out: Uint8Array, outCap: number): number {
     if (inLen !== 0) return -HvStatus.INVALID_ARGUMENT;
     if (outCap < 8) return -HvStatus.BUFFER_TOO_SMALL;
-    putU32(out, 0, this.init.address);
-    putU32(out, 4, this.init.mtu);
+    writeU32(out, 0, this.init.address);
+    writeU32(out, 4, this.init.mtu);
     return 8;
   }
 
@@ -211,8 +202,8 @@ export class NetDevice implements Device {
     let flags = 0;
     let timeoutMs = Infinity;
     if (inLen === 8) {
-      flags = u32(input, 0);
-      const t = u32(input, 4);
+      flags = readU32(input, 0);
+      const t = readU32(input, 4);
       timeoutMs = t === 0xffffffff ? Infinity : t;
     } else if (inLen !== 0) {
       return -HvStatus.INVALID_ARGUMENT;
