@@ -37,6 +37,8 @@ export const ErrorCodes = [
   'ERR_INTERNAL',
   /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
   'ERR_STORAGE',
+  /** A structural bound of the module (functions, body size, locals, nesting depth, ...) is exceeded. */
+  'ERR_LIMIT_MODULE',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -136,6 +138,13 @@ export class InternalError extends WasmvisorError {
   }
 }
 
+/** A structural bound of the module is exceeded; the message names the bound, the value and the limit. */
+export class LimitModuleError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_LIMIT_MODULE', message);
+  }
+}
+
 export class StorageError extends WasmvisorError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_STORAGE', message, options);
@@ -159,6 +168,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
+  ERR_LIMIT_MODULE: LimitModuleError,
 };
 
 /** Rebuilds a typed error from its code and message (errors cross the worker boundary as plain data). */

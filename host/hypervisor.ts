@@ -11,8 +11,8 @@ import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from './
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
 import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
+import { resolveModuleLimits, type ModuleLimits } from './loader/bounds.ts';
 import { Partition, type PartitionConfig, type PartitionExit, type PartitionState, type RestartMode, type Violation } from './partition/partition.ts';
-import { functionType } from './loader/sections.ts';
 import { PartitionPool } from './pool.ts';
 import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
 import { HYPERCALL_SIG } from './loader/policy.ts';
@@ -125,6 +125,12 @@ export interface PartitionSpec {
 export interface HypervisorOptions {
   /** Largest module accepted, bytes. Default 16 MiB. */
   maxModuleBytes?: number;
+  /**
+   * Structural bounds of a module (functions, body size, locals, nesting depth, types, imports,
+   * exports, globals, tables, segments, custom sections), checked before the engine validates
+   * or compiles it; over one, ERR_LIMIT_MODULE. Overrides of DEFAULT_MODULE_LIMITS.
+   */
+  moduleLimits?: Partial<ModuleLimits>;
   /** Compiled modules kept, by measurement and limits. Default 64. */
   moduleCacheSize?: number;
   /** If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing. */
@@ -182,10 +188,6 @@ export const DEFAULT_LIMITS = {
 
 const REACTOR_EXPORTS = [{ name: 'memory', kind: 'memory' }] as const;
 
-function isCallable(sig: { params: readonly string[]; results: readonly string[] } | null | undefined): boolean {
-  return sig != null && sig.params.length === 0 && sig.results.length === 1 && sig.results[0] === 'i32';
-}
-
 function resolveRestart(value: RestartMode | RestartPolicy | undefined): PartitionConfig['restart'] {
   const p: RestartPolicy = typeof value === 'string' ? { mode: value } : (value ?? {});
   if (typeof p !== 'object' || p === null) throw new InvalidArgumentError('restart must be a mode or a policy object');
@@ -237,6 +239,7 @@ function cpuLimit(value: CpuLimit | undefined, what: string): CpuCap | null {
 export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
+  private readonly moduleLimits: ModuleLimits;
   private readonly allowList: ReadonlySet<string> | undefined;
   private readonly defaults: Required<Omit<PartitionLimits, 'fuel' | 'cpu' | 'hypercallRate'>> & {
     fuel: number | undefined;
@@ -258,6 +261,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   constructor(options: HypervisorOptions = {}) {
     super();
     this.maxModuleBytes = limit(options.maxModuleBytes, DEFAULT_MAX_MODULE_BYTES, 'maxModuleBytes', 8, 1 << 30);
+    this.moduleLimits = resolveModuleLimits(options.moduleLimits);
     this.cache = new ModuleCache(limit(options.moduleCacheSize, 64, 'moduleCacheSize', 1, 4096));
     this.allowList = options.allowList ? new Set([...options.allowList].map((h) => String(h).toLowerCase())) : undefined;
     const d = options.defaultLimits ?? {};
@@ -367,7 +371,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     try {
       loaded = await loadModule(spec.module as ModuleSource, {
         maxModuleBytes: this.maxModuleBytes,
-        policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null), ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
+        policy: {
+          memoryPages,
+          tableElements,
+          imports: allowedImports(wasi !== null),
+          moduleLimits: this.moduleLimits,
+          ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}),
+        },
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
         ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
@@ -414,11 +424,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       hypercallRate,
       violationsPerSecond: this.violationsPerSecond,
       kind,
-      callable: new Set(
-        loaded.info.exports
-          .filter((e) => e.kind === 'function' && !e.name.startsWith('_') && isCallable(functionType(loaded.info, e.index)))
-          .map((e) => e.name),
-      ),
+      callable: new Set(loaded.callable),
       maxInputBytes,
       maxOutputBytes,
       maxQueuedCalls,
@@ -478,6 +484,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
         imports: allowedImports(options.wasi === true),
+        moduleLimits: this.moduleLimits,
       },
       ...(this.allowList ? { allowList: this.allowList } : {}),
     });

@@ -18,6 +18,8 @@ export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
 export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
+export { DEFAULT_MODULE_LIMITS } from './loader/bounds.ts';
+export type { ModuleLimits } from './loader/bounds.ts';
 export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

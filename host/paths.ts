@@ -10,5 +10,8 @@ export const packageRoot: URL = new URL('../', import.meta.url);
 /** The bundled partition worker script. */
 export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
+/** The bundled loader worker script: the module pipeline's own thread (loader/offthread.ts). */
+export const loaderWorkerScript: URL = new URL('dist/loader-worker.js', packageRoot);
+
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);

@@ -55,7 +55,7 @@ its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the 
 
 Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
-125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
+125 refused before running (module, imports, features, limits, module bounds, integrity), 134 ERR_GUEST_TRAP,
 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
@@ -70,6 +70,7 @@ export function exitStatus(code: ErrorCode): number {
     case 'ERR_FEATURE_DENIED':
     case 'ERR_LIMIT_MEMORY':
     case 'ERR_LIMIT_TABLE':
+    case 'ERR_LIMIT_MODULE':
     case 'ERR_INTEGRITY':
       return 125;
     case 'ERR_GUEST_TRAP':

@@ -9,6 +9,7 @@ import {
   ModuleInvalidError,
   WasmvisorError,
 } from '../errors.ts';
+import { resolveModuleLimits, type ModuleLimits } from './bounds.ts';
 import { RESERVED_PREFIX } from './instrument.ts';
 import { functionType, type ExternKind, type FuncSig, type Limits, type ModuleInfo } from './sections.ts';
 
@@ -34,6 +35,8 @@ export interface LoadPolicy {
   readonly clampMaximum: boolean;
   /** Exports the guest must provide. Default: `memory` (memory) and `_start: () -> ()`. */
   readonly requiredExports: readonly RequiredExport[];
+  /** Structural bounds (bounds.ts), checked by the section reader before the engine sees the module. */
+  readonly moduleLimits: ModuleLimits;
 }
 
 /**
@@ -64,7 +67,7 @@ const MAX_TABLE_ELEMENTS = 0xffff_ffff;
  * Throws InvalidArgumentError for out-of-range limits. Each call returns fresh maps, so no
  * caller can widen another's policy by mutating a shared default.
  */
-export function defaultPolicy(overrides: Partial<LoadPolicy> = {}): LoadPolicy {
+export function defaultPolicy(overrides: Partial<Omit<LoadPolicy, 'moduleLimits'>> & { moduleLimits?: Partial<ModuleLimits> } = {}): LoadPolicy {
   const policy: LoadPolicy = {
     imports: overrides.imports ?? new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]),
     memoryPages: overrides.memoryPages ?? 256,
@@ -74,6 +77,7 @@ export function defaultPolicy(overrides: Partial<LoadPolicy> = {}): LoadPolicy {
       { name: 'memory', kind: 'memory' },
       { name: '_start', kind: 'function', sig: { params: [], results: [] } },
     ],
+    moduleLimits: resolveModuleLimits(overrides.moduleLimits),
   };
   const problem = policyProblem(policy);
   if (problem !== null) throw problem;

@@ -1,0 +1,130 @@
+import { Worker } from 'node:worker_threads';
+import { InternalError, LimitMemoryError, errorFromCode, isErrorCode, type WasmvisorError } from '../errors.ts';
+import { loaderWorkerScript } from '../paths.ts';
+
+/**
+ * The loader's own thread: every pipeline step whose cost grows with a module's bytes
+ * (structural scan, engine validation, measurement, rewrite, fuel instrumentation, compile)
+ * runs in one long-lived worker (loader-worker.ts), so that no guest-supplied module can hold
+ * the root's event loop, whose timers are the other partitions' watchdogs. The root only reads
+ * the file, hands the bytes over (transferred, not copied) and receives a small answer.
+ *
+ * Invariants:
+ * - One worker per process, started on first use; it does not keep the process alive while
+ *   idle (unref'd), and does while a request is pending.
+ * - Every request settles: with the worker's answer, with the typed error it reported, or, if
+ *   the worker dies (its heap exhausted by a module, a crash), with a typed error for every
+ *   request in flight; the next request starts a fresh worker.
+ * - Only plain data, byte buffers and compiled modules cross the boundary.
+ */
+
+/** What the root sends: a job name the worker knows, and its payload. */
+export interface LoaderRequest {
+  readonly id: number;
+  readonly job: string;
+  readonly payload: unknown;
+}
+
+/** What the worker answers: the job's value, or its typed error as code and message. */
+export type LoaderResponse = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
+
+/**
+ * Heap of the loader's worker. Section readers and binaryen's JavaScript side live here; the
+ * engine's compiler and binaryen's own linear memory are outside the JS heap and bounded by
+ * the module bounds (bounds.ts) instead.
+ */
+const LOADER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 };
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: WasmvisorError): void;
+}
+
+/** One worker and the requests it holds. */
+interface Thread {
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+}
+
+class LoaderThread {
+  private current: Thread | null = null;
+  private nextId = 1;
+  /** Workers that died with requests in flight: for tests and diagnostics. */
+  crashes = 0;
+
+  request<T>(job: string, payload: unknown, transfer: readonly ArrayBuffer[] = []): Promise<T> {
+    const thread = this.current ?? this.spawn();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      thread.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      thread.worker.ref();
+      try {
+        thread.worker.postMessage({ id, job, payload } satisfies LoaderRequest, transfer as ArrayBuffer[]);
+      } catch (error) {
+        this.settle(thread, id);
+        reject(new InternalError(`could not hand the ${job} job to the loader thread: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+      }
+    });
+  }
+
+  private spawn(): Thread {
+    // The parent's flags, less those only valid for `node -e` (a worker given a file refuses
+    // them); given only when something was removed, since a worker refuses an explicit list
+    // with V8 flags that it accepts when inherited.
+    const execArgv = process.execArgv.filter((flag) => !flag.startsWith('--input-type'));
+    const worker = new Worker(loaderWorkerScript, {
+      resourceLimits: LOADER_RESOURCE_LIMITS,
+      name: 'wasmvisor:loader',
+      stdout: false,
+      stderr: false,
+      ...(execArgv.length !== process.execArgv.length ? { execArgv } : {}),
+    });
+    const thread: Thread = { worker, pending: new Map() };
+    let fault: unknown = null;
+    worker.on('message', (message: LoaderResponse) => {
+      const pending = this.settle(thread, message.id);
+      if (pending === undefined) return;
+      if (message.ok) pending.resolve(message.value);
+      else pending.reject(isErrorCode(message.code) ? errorFromCode(message.code, message.message) : new InternalError(message.message));
+    });
+    worker.on('error', (error) => (fault = error));
+    worker.on('messageerror', (error) => (fault = error));
+    worker.once('exit', (code) => {
+      if (this.current === thread) this.current = null;
+      if (thread.pending.size === 0) return;
+      this.crashes++;
+      const err = fault as { code?: string; message?: string } | null;
+      const failure: WasmvisorError =
+        err?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new LimitMemoryError(`loading the module exhausted the loader thread's heap (${LOADER_RESOURCE_LIMITS.maxOldGenerationSizeMb} MiB)`)
+          : new InternalError(`the loader thread ended unexpectedly (exit code ${code})${err?.message ? `: ${err.message}` : ''}`);
+      const lost = [...thread.pending.values()];
+      thread.pending.clear();
+      for (const p of lost) p.reject(failure);
+    });
+    worker.unref();
+    this.current = thread;
+    return thread;
+  }
+
+  private settle(thread: Thread, id: number): Pending | undefined {
+    const pending = thread.pending.get(id);
+    thread.pending.delete(id);
+    if (thread.pending.size === 0) thread.worker.unref();
+    return pending;
+  }
+}
+
+let thread: LoaderThread | null = null;
+
+/** The process's loader thread (created on first use). */
+export function loaderThread(): LoaderThread {
+  thread ??= new LoaderThread();
+  return thread;
+}
+
+/** The buffer of `bytes` if it can be transferred whole (a view of all of it), else none. */
+export function transferable(bytes: Uint8Array): ArrayBuffer[] {
+  const buffer = bytes.buffer;
+  return buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength ? [buffer] : [];
+}
