@@ -200,7 +200,9 @@ export class ConsoleInput {
    * Resolves true once queued, false if input ended (or the partition stopped) first.
    */
   async writeLineWhenReady(line: string | Uint8Array): Promise<boolean> {
-    const bytes = typeof line === 'string' ? encoder.encode(line) : line;
+    // Copied now: the line may be written later, and what the caller does to its buffer
+    // meanwhile must not reach the guest.
+    const bytes = typeof line === 'string' ? encoder.encode(line) : Uint8Array.from(line);
     for (;;) {
       // Read the event counter before trying, so a read that frees room in between still wakes us.
       const seq = this.ring.readSeq;

@@ -282,8 +282,12 @@ export class Partition extends EventEmitter<PartitionEvents> {
       return Promise.reject(new BusyError(`partition ${this.name} has ${this.queue.length} calls queued, the limit (limits.maxQueuedCalls)`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
-      // The input is copied: the caller may reuse its buffer as soon as call() returns.
-      const pending: PendingCall = { name: exportName, input: bytes.slice(), timeoutMs, fuel: options.fuel ?? 0, signal, onAbort: undefined, resolve, reject };
+      // The input is copied here, into memory only this call owns: the caller may reuse or
+      // change its buffer as soon as call() returns, and the zeroing after the send wipes our
+      // copy, never the caller's. Explicit allocate-and-set: `slice()` of a Node Buffer is a view.
+      const copy = new Uint8Array(bytes.length);
+      copy.set(bytes);
+      const pending: PendingCall = { name: exportName, input: copy, timeoutMs, fuel: options.fuel ?? 0, signal, onAbort: undefined, resolve, reject };
       if (signal) {
         pending.onAbort = () => this.abortCall(pending);
         signal.addEventListener('abort', pending.onAbort, { once: true });

@@ -84,7 +84,8 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
   const s = spec.stdin ?? 'console';
   if (s === 'console' || s === 'none') stdin = { kind: s };
   else if (typeof s === 'string') stdin = { kind: 'bytes', bytes: new TextEncoder().encode(s) };
-  else if (s instanceof Uint8Array) stdin = { kind: 'bytes', bytes: s.slice() };
+  // Uint8Array.from copies (a Buffer's slice() would be a view of the embedder's memory).
+  else if (s instanceof Uint8Array) stdin = { kind: 'bytes', bytes: Uint8Array.from(s) };
   else throw new InvalidArgumentError("wasi.stdin must be 'console', 'none', a string or a Uint8Array");
 
   const budget = { bytes: quotas.maxBytes, inodes: quotas.maxInodes };
