@@ -195,8 +195,16 @@ function freshName(base: string, taken: (name: string) => boolean): string {
 /**
  * Rewrites `bytes` (already admitted by the policy and clamped) so it meters fuel, and adds the
  * two instrumenter imports. Deterministic: the same bytes give the same output.
- * Throws FeatureDeniedError for code the instrumenter cannot meter; any other failure is an
- * InternalError (the bytes were validated before, so binaryen refusing them is our fault).
+ *
+ * Custom sections are removed before binaryen reads the module: the engine ignores their
+ * contents, but binaryen parses some (`name`, `target_features`, `dylink`, DWARF, ...) and
+ * throws on malformed ones, and `target_features` would even change the features binaryen
+ * reads and writes with. They carry nothing the module needs to run; the measurement is of the
+ * original bytes, custom sections included.
+ *
+ * Throws FeatureDeniedError for code the instrumenter cannot meter, or that binaryen cannot
+ * read although the engine validated it (a typed refusal, before anything runs); InternalError
+ * only for a fault in our own rewrite.
  */
 export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResult> {
   const b = await loadBinaryen();
@@ -204,17 +212,28 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
   try {
     // binaryen.js 132 takes the features as readBinary's second argument (its typings lag).
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
-    module = read(bytes, features(b));
+    module = read(withoutSection(bytes, CUSTOM_SECTION), features(b));
   } catch (error) {
-    throw new InternalError(`fuel instrumentation could not read the module: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${describe(error)})`);
   }
   try {
     return rewrite(b, module);
   } catch (error) {
     if (error instanceof WasmvisorError) throw error;
-    throw new InternalError(`fuel instrumentation failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new InternalError(`fuel instrumentation failed: ${describe(error)}`, { cause: error });
   } finally {
     module.dispose();
+  }
+}
+
+/** A thrown value as text: binaryen.js throws strings and plain objects as well as Errors. */
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
   }
 }
 
@@ -290,8 +309,12 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
 }
 
 const START_SECTION = 8;
+const CUSTOM_SECTION = 0;
 
-/** `bytes` without the sections of id `id`. The input is binaryen's own valid output. */
+/**
+ * `bytes` without the sections of id `id`. The input is a module whose section framing is
+ * known to be sound: binaryen's own output, or bytes our section reader accepted.
+ */
 function withoutSection(bytes: Uint8Array, id: number): Uint8Array {
   const parts: Uint8Array[] = [bytes.subarray(0, 8)];
   let at = 8;
