@@ -1,3 +1,4 @@
+import { escapeText } from '../escape.ts';
 import type { Inspection } from '../loader/pipeline.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -11,16 +12,16 @@ function limits(l: Limits, unit: string): string {
   return `initial ${l.initial} ${unit}, maximum ${l.maximum === null ? 'none' : `${l.maximum} ${unit}`}`;
 }
 
-/** The human-readable report of `wasmvisor inspect`. */
+/** The human-readable report of `wasmvisor inspect`. Names come from the module: every one is escaped. */
 export function formatInspection(file: string, i: Inspection): string {
   const lines: string[] = [];
   const row = (k: string, v: string) => lines.push(`${(k ? k + ':' : '').padEnd(12)}${v}`);
-  row('module', `${file} (${i.size} bytes)`);
+  row('module', `${escapeText(file)} (${i.size} bytes)`);
   row('sha256', i.measurement);
   if (i.imports.length === 0) row('imports', 'none');
-  i.imports.forEach((imp, n) => row(n === 0 ? 'imports' : '', `${imp.module}.${imp.name} ${imp.kind}${'sig' in imp ? sig(imp.sig) : ''}`));
+  i.imports.forEach((imp, n) => row(n === 0 ? 'imports' : '', `${escapeText(`${imp.module}.${imp.name}`)} ${imp.kind}${'sig' in imp ? sig(imp.sig) : ''}`));
   if (i.exports.length === 0) row('exports', 'none');
-  i.exports.forEach((exp, n) => row(n === 0 ? 'exports' : '', `${exp.name} ${exp.kind}${'sig' in exp ? sig(exp.sig) : ''}`));
+  i.exports.forEach((exp, n) => row(n === 0 ? 'exports' : '', `${escapeText(exp.name)} ${exp.kind}${'sig' in exp ? sig(exp.sig) : ''}`));
   if (i.memories.length === 0) row('memory', 'none');
   i.memories.forEach((m) => row('memory', `${limits(m, 'pages')}${m.shared ? ', shared' : ''}${m.memory64 ? ', 64-bit' : ''}`));
   if (i.tables.length === 0) row('tables', 'none');
@@ -33,7 +34,7 @@ export function formatInspection(file: string, i: Inspection): string {
     v.plan.tableMaxima.forEach((m, n) => m !== null && clamps.push(`table ${n} maximum clamped to ${m} elements`));
     row('policy', `admitted${clamps.length ? ` (${clamps.join('; ')})` : ''}`);
   } else {
-    row('policy', `refused: ${v.code}: ${v.message}`);
+    row('policy', `refused: ${v.code}: ${escapeText(v.message)}`);
   }
   return lines.join('\n') + '\n';
 }

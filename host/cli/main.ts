@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `wasmvisor` command: run a guest in a partition, inspect a module, or boot the demo.
- * Error lines start with the stable error code; exit statuses are listed in exitStatus().
+ * A failed command's verdict is the last stderr line and starts with the stable error code
+ * (see stderr.ts for why a guest cannot imitate it); exit statuses are listed in exitStatus().
  */
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,6 +13,7 @@ import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } 
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
+import { Stderr } from './stderr.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
@@ -53,10 +55,17 @@ delete scrubs and removes the disk image and key of the named partition (no erro
 call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
 its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
 
-Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
+Exit status: the guest's own exit code when it exits, as a shell sees it: the low 8 bits
+(code & 0xff), so 256 and 0x80000000 read as 0 (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, module bounds, integrity), 134 ERR_GUEST_TRAP,
-137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
+137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.
+
+Verdict: when a command fails for a reason of its own (not the guest's exit), the last line of
+stderr is its verdict, "ERR_<CODE>: <message>", escaped to one line (control characters shown
+as \n, \x1b, ...). Only the verdict starts with ERR_: a guest stderr line that starts with ERR_
+or wasmvisor (also after a carriage return) is printed as "[guest] <line>", escaped; host notes
+start with "wasmvisor: ". The guest's stdout is passed through as it is.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -86,13 +95,16 @@ export function exitStatus(code: ErrorCode): number {
   }
 }
 
+/** The command's stderr: guest lines, host notes, and the verdict last (stderr.ts). */
+const stderr = new Stderr();
+
 function fail(error: unknown): number {
   if (error instanceof WasmvisorError) {
-    process.stderr.write(`${error.code}: ${error.message}\n`);
+    stderr.verdict(error.code, error.message);
     return exitStatus(error.code);
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`ERR_INTERNAL: ${message}\n`);
+  stderr.verdict('ERR_INTERNAL', message);
   return 70;
 }
 
@@ -204,17 +216,16 @@ async function run(argv: string[]): Promise<number> {
     },
     devices,
   });
-  partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
-  partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+  partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout.write(line + '\n') : stderr.guestLine(line)));
+  partition.on('violation', (v) => stderr.note(`violation: ${v.call} ${v.status}: ${v.reason}`));
   await partition.start();
   const input = grant.has('console') ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
   const exit = await partition.exited;
   input?.close();
   await hv.close();
-  // The error line (if any) comes first, so stderr still starts with the code.
-  const status = report(exit);
-  if (values.stats) process.stderr.write(formatStats(exit));
-  return status;
+  // The stats block first: the verdict (if any) is always the last line of stderr.
+  if (values.stats) stderr.block(formatStats(exit));
+  return report(exit);
 }
 
 /** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
@@ -253,7 +264,8 @@ function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): 
         try {
           accepted = await write(line);
         } catch (error) {
-          process.stderr.write(`wasmvisor: console input line dropped: ${error instanceof Error ? error.message : String(error)}\n`);
+          if (closed) break;
+          stderr.note(`console input line dropped: ${error instanceof Error ? error.message : String(error)}`);
           continue;
         }
         if (!accepted) break;
@@ -351,8 +363,8 @@ async function call(argv: string[]): Promise<number> {
         maxInputBytes: Math.max(input.length, DEFAULT_LIMITS.maxInputBytes),
       },
     });
-    partition.on('console', (line) => process.stderr.write(line + '\n'));
-    partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+    partition.on('console', (line) => stderr.guestLine(line));
+    partition.on('violation', (v) => stderr.note(`violation: ${v.call} ${v.status}: ${v.reason}`));
     await partition.start();
     try {
       const output = await partition.call(exportName, input);
@@ -361,7 +373,7 @@ async function call(argv: string[]): Promise<number> {
     } catch (error) {
       if (error instanceof GuestCallError) {
         process.stdout.write(error.output);
-        process.stderr.write(`${error.code}: ${error.message}\n`);
+        stderr.verdict(error.code, error.message);
         return error.status & 0xff || 1;
       }
       throw error;
@@ -381,7 +393,7 @@ async function inspect(argv: string[]): Promise<number> {
   const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {}, { wasi: values.wasi === true });
   process.stdout.write(values.json ? JSON.stringify(inspection, null, 2) + '\n' : formatInspection(positionals[0]!, inspection));
   if (!inspection.verdict.admitted) {
-    process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);
+    stderr.verdict(inspection.verdict.code, inspection.verdict.message);
     return exitStatus(inspection.verdict.code);
   }
   return 0;
@@ -421,7 +433,8 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`wasmvisor ${VERSION}\n`);
         return 0;
       case undefined:
-        process.stderr.write(`ERR_INVALID_ARGUMENT: no command given\n${USAGE}\n`);
+        stderr.block(`${USAGE}\n\n`);
+        stderr.verdict('ERR_INVALID_ARGUMENT', 'no command given');
         return 2;
       case '--help':
       case '-h':

@@ -1,3 +1,4 @@
+import { guestText } from '../escape.ts';
 import { InternalError, InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
 import { loaderThread } from './offthread.ts';
 import { isCompileError, wasmEngine } from './wasm-api.ts';
@@ -21,7 +22,7 @@ export async function compileHere(bytes: Uint8Array): Promise<WebAssembly.Module
   try {
     return await wasmEngine.compile(bytes);
   } catch (error) {
-    if (isCompileError(error)) throw new ModuleInvalidError(`module failed to compile: ${error.message}`, { cause: error });
+    if (isCompileError(error)) throw new ModuleInvalidError(`module failed to compile: ${guestText(error.message)}`, { cause: error });
     throw new InternalError(`compiling a module failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
 }

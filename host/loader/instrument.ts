@@ -1,3 +1,4 @@
+import { guestText } from '../escape.ts';
 import { FeatureDeniedError, InternalError, WasmvisorError } from '../errors.ts';
 
 /**
@@ -214,7 +215,7 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
     module = read(withoutSection(bytes, CUSTOM_SECTION), features(b));
   } catch (error) {
-    throw new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${describe(error)})`);
+    throw new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${guestText(describe(error))})`);
   }
   try {
     return rewrite(b, module);
@@ -274,7 +275,7 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
       if (expr === 0) continue;
       const id = b.getExpressionId(expr);
       const names = fields.get(id);
-      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter ${unsupportedName(b, id)} (in function ${info.name})`);
+      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter ${unsupportedName(b, id)} (in function ${guestText(info.name)})`);
       let into = region;
       if (id === b.LoopId) {
         into = { cost: 0, loop: expr, body: 0 };

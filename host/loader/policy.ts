@@ -9,6 +9,7 @@ import {
   ModuleInvalidError,
   WasmvisorError,
 } from '../errors.ts';
+import { guestText } from '../escape.ts';
 import { resolveModuleLimits, type ModuleLimits } from './bounds.ts';
 import { RESERVED_PREFIX } from './instrument.ts';
 import { functionType, type ExternKind, type FuncSig, type Limits, type ModuleInfo } from './sections.ts';
@@ -141,22 +142,23 @@ function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
   // First, so a guest cannot pose as the instrumenter whatever the import rules allow.
   for (const imp of info.imports) {
     if (imp.module.startsWith(RESERVED_PREFIX) || imp.name.startsWith(RESERVED_PREFIX)) {
-      throw new ModuleInvalidError(`import ${imp.module}.${imp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+      throw new ModuleInvalidError(`import ${guestText(`${imp.module}.${imp.name}`)} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
     }
   }
   for (const exp of info.exports) {
-    if (exp.name.startsWith(RESERVED_PREFIX)) throw new ModuleInvalidError(`export ${exp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+    if (exp.name.startsWith(RESERVED_PREFIX)) throw new ModuleInvalidError(`export ${guestText(exp.name)} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
   }
   for (const imp of info.imports) {
     if (imp.kind !== 'function') {
       const advice = imp.kind === 'memory' ? '; a guest defines its own memory' : '';
-      throw new ImportDeniedError(`${imp.module}.${imp.name}: ${imp.kind} imports are not allowed${advice}`);
+      throw new ImportDeniedError(`${guestText(`${imp.module}.${imp.name}`)}: ${imp.kind} imports are not allowed${advice}`);
     }
   }
   for (const imp of info.imports) {
     if (imp.kind !== 'function') continue;
     const allowed = policy.imports.get(imp.module);
-    const qualified = `${imp.module}.${imp.name}`;
+    // Names are the module's: quoted through guestText (escaped, cut), like all guest text.
+    const qualified = guestText(`${imp.module}.${imp.name}`);
     if (allowed === undefined) {
       const modules = [...policy.imports.keys()];
       const list = modules.length === 1 && modules[0] === HV_MODULE ? '' : ` (allowed import modules: ${modules.join(', ') || 'none'})`;
@@ -164,7 +166,7 @@ function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
     }
     const expected = allowed.get(imp.name);
     if (expected === undefined) {
-      throw new ImportDeniedError(`${qualified} is not part of the hv interface (module ${imp.module} provides: ${[...allowed.keys()].join(', ') || 'nothing'})`);
+      throw new ImportDeniedError(`${qualified} is not part of the hv interface (module ${guestText(imp.module)} provides: ${[...allowed.keys()].join(', ') || 'nothing'})`);
     }
     const actual = info.types[imp.typeIndex];
     if (actual === undefined || !sameSig(actual, expected)) {

@@ -18,6 +18,7 @@ import { BlockImage } from '../storage/image.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
 import { CpuGovernor } from '../limits/cpu-governor.ts';
+import { guestText } from '../escape.ts';
 import { Stat } from './stats.ts';
 import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -33,15 +34,16 @@ export function classify(error: unknown): WorkerOutcome {
   if (error instanceof FuelExhausted) {
     return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${error.partition} ran out of fuel: its budget of ${error.budget} is spent` };
   }
-  if (error instanceof GuestAbort) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest aborted: ${error.message}` };
+  // The abort message is the guest's own text: escaped and cut (host/escape.ts).
+  if (error instanceof GuestAbort) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest aborted: ${guestText(error.message)}` };
   if (error instanceof WebAssembly.RuntimeError) return { kind: 'error', error: 'ERR_GUEST_TRAP', message: `guest trapped: ${error.message}` };
   if (error instanceof RangeError && /call stack/i.test(error.message)) {
     return { kind: 'error', error: 'ERR_GUEST_TRAP', message: 'guest trapped: stack overflow (maximum call stack size exceeded)' };
   }
-  if (error instanceof WebAssembly.LinkError) return { kind: 'error', error: 'ERR_IMPORT_DENIED', message: `guest failed to link: ${error.message}` };
+  if (error instanceof WebAssembly.LinkError) return { kind: 'error', error: 'ERR_IMPORT_DENIED', message: `guest failed to link: ${guestText(error.message)}` };
   if (error instanceof RangeError && /memory/i.test(error.message)) return { kind: 'error', error: 'ERR_LIMIT_MEMORY', message: error.message };
   const message = error instanceof Error ? error.message : String(error);
-  return { kind: 'error', error: 'ERR_INTERNAL', message: `runtime fault while running the guest: ${message}` };
+  return { kind: 'error', error: 'ERR_INTERNAL', message: `runtime fault while running the guest: ${guestText(message)}` };
 }
 
 const decoder = new TextDecoder();

@@ -3,7 +3,6 @@
  * process and checks the contract in README.md ("Command line" and the exit-status table):
  * stdout, stderr and the exit status, byte for byte where the contract fixes them.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,60 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
+import { cli, lines, type CliResult } from './harness.ts';
 
 const root = new URL('../../', import.meta.url);
 const CLI = fileURLToPath(new URL('dist/cli.js', root));
 const PACKAGE_JSON = fileURLToPath(new URL('package.json', root));
-
-interface CliResult {
-  /** The exit status (null if the process died of a signal, e.g. our own safety timeout). */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** Wall-clock time from spawn to exit, in ms. */
-  ms: number;
-}
-
-interface CliOptions {
-  /** Written to stdin, which is then closed. Default: stdin is closed at once (empty input). */
-  input?: string;
-  /** Leave stdin open (like an idle terminal) instead of closing it. */
-  keepStdinOpen?: boolean;
-  /** Safety net: the child is killed (SIGKILL) after this many ms. */
-  killAfterMs?: number;
-}
-
-/** Runs `node dist/cli.js ...args` from the package root and collects everything it printed. */
-function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: fileURLToPath(root),
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.killAfterMs ?? 15_000,
-      killSignal: 'SIGKILL',
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    // The CLI may exit (and close its stdin) before reading everything we write.
-    child.stdin.on('error', () => {});
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - started }));
-    if (!opts.keepStdinOpen) child.stdin.end(opts.input ?? '');
-    else if (opts.input !== undefined) child.stdin.write(opts.input);
-  });
-}
-
-/** The lines of a stream's output; the output must end with a newline (or be empty). */
-function lines(text: string): string[] {
-  if (text === '') return [];
-  expect(text.endsWith('\n'), `output ends with a newline: ${JSON.stringify(text)}`).toBe(true);
-  return text.slice(0, -1).split('\n');
-}
 
 /** One error line starting with the code, nothing on stdout, the given exit status. */
 function expectError(r: CliResult, code: string, status: number): void {
@@ -356,10 +306,11 @@ describe.concurrent('wasmvisor run --stats', () => {
     expect(r.stderr).toMatch(/^  entropy +20 bytes$/m);
   });
 
-  it('prints it for a killed run too, after the error line', async () => {
+  it('prints it for a killed run too, before the verdict, which stays the last line', async () => {
     const r = await cli(['run', guest('attack-spin'), '--timeout', '300', '--stats']);
     expect(r.code).toBe(124);
-    expect(r.stderr).toMatch(/^ERR_LIMIT_CPU: .*\nwasmvisor stats\n/);
+    expect(r.stderr).toMatch(/^wasmvisor stats\n/);
+    expect(lines(r.stderr).at(-1)).toMatch(/^ERR_LIMIT_CPU: /);
     expect(r.stderr).toMatch(/^  state +killed \(ERR_LIMIT_CPU\)$/m);
   });
 
@@ -511,10 +462,11 @@ describe.concurrent('wasmvisor demo, --help, --version', () => {
     expect(r.code).toBe(0);
   });
 
-  it('no command at all: an ERR_INVALID_ARGUMENT line, the usage on stderr, exit 2', async () => {
+  it('no command at all: the usage on stderr, then the ERR_INVALID_ARGUMENT verdict last, exit 2', async () => {
     const r = await cli([]);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: no command given\nUsage/);
+    expect(r.stderr).toMatch(/^Usage/);
+    expect(r.stderr).toMatch(/\nERR_INVALID_ARGUMENT: no command given\n$/);
     expect(r.code).toBe(2);
   });
 
