@@ -7,7 +7,8 @@
 //   lazy     Node's defaults: functions compile on first call (only _start's function here)
 //   eager    --no-wasm-lazy-compilation: every function is compiled with Liftoff at load
 //   turbofan --no-liftoff --no-wasm-lazy-compilation: every function through the optimizing tier
-//   fuel     limits.fuel (binaryen instruments the module on the loader's thread), lazy
+//   fuel     limits.fuel (binaryen instruments the module on the loader's thread), lazy; the
+//            cases then fill moduleLimits.meteredCodeBytes (4 MiB of code) instead of 16 MiB
 // Run after `npm run build`: node bench/loader-memory.mjs [case ...] [--modes lazy,eager,...]
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +16,14 @@ import { concat, guestWithBodies, leb, localsBomb, nestingBomb, straightBody } f
 
 const CAP = 16 * 1024 * 1024;
 
-/** As many copies of `body` as fit in `budget` bytes of module (at most `max`). */
-function fill(body, max = Infinity, budget = CAP - 4096) {
+/**
+ * The code budget of a case: the size cap for plain modules; for metered ones the default
+ * moduleLimits.meteredCodeBytes (binaryen rewrites them), so both hit their own bound.
+ */
+let budget = CAP - 4096;
+
+/** As many copies of `body` as fit in the code budget (at most `max`). */
+function fill(body, max = Infinity) {
   const n = Math.min(max, Math.floor(budget / (body.length + 4)));
   return guestWithBodies(new Array(n).fill(body));
 }
@@ -71,7 +78,8 @@ const MODES = {
 
 if (process.argv[2] === '--child') {
   const [, , , name, modeName] = process.argv;
-  const { Hypervisor } = await import('../dist/index.js');
+  const { Hypervisor, DEFAULT_MODULE_LIMITS } = await import('../dist/index.js');
+  if (MODES[modeName].fuel) budget = DEFAULT_MODULE_LIMITS.meteredCodeBytes - 4096;
   const bytes = cases[name]();
   const hv = new Hypervisor({ defaultLimits: { timeoutMs: 120_000 } });
   const started = performance.now();

@@ -57,6 +57,12 @@ export interface ModuleLimits {
   readonly elementSegments: number;
   /** Custom sections (names, producers, debug info, ...). */
   readonly customSections: number;
+  /**
+   * Bytes of the code section of a module metered for fuel or a CPU cap: binaryen rewrites it
+   * on the loader's thread at some microseconds per byte, so this bounds how long one metered
+   * module can hold that thread. Not applied to modules that are not metered.
+   */
+  readonly meteredCodeBytes: number;
 }
 
 /** The defaults: generous for real programs, each at or below the engine's own limit. */
@@ -80,6 +86,7 @@ export const DEFAULT_MODULE_LIMITS: Readonly<ModuleLimits> = Object.freeze({
   dataSegments: 100_000,
   elementSegments: 100_000,
   customSections: 1_000,
+  meteredCodeBytes: 4 * 1024 * 1024,
 });
 
 /** The keys of ModuleLimits, in a fixed order (for messages and docs). */

@@ -1,5 +1,5 @@
 import { guestText } from '../escape.ts';
-import { FeatureDeniedError, InternalError, WasmvisorError } from '../errors.ts';
+import { FeatureDeniedError, InternalError, LimitMemoryError, LimitModuleError, WasmvisorError } from '../errors.ts';
 
 /**
  * Fuel metering: rewrites a guest so it counts the work it does.
@@ -215,16 +215,55 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
     module = read(withoutSection(bytes, CUSTOM_SECTION), features(b));
   } catch (error) {
-    throw new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${guestText(describe(error))})`);
+    binaryenHealthy = false;
+    throw exhausted(error) ?? new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${guestText(describe(error))})`);
   }
   try {
     return rewrite(b, module);
   } catch (error) {
     if (error instanceof WasmvisorError) throw error;
-    throw new InternalError(`fuel instrumentation failed: ${describe(error)}`, { cause: error });
+    binaryenHealthy = false;
+    throw exhausted(error) ?? new InternalError(`fuel instrumentation failed: ${describe(error)}`, { cause: error });
   } finally {
-    module.dispose();
+    try {
+      module.dispose();
+    } catch {
+      binaryenHealthy = false;
+    }
   }
+}
+
+/**
+ * False once an exception has unwound through binaryen's own frames (a trap, a stack overflow,
+ * anything binaryen threw): its compiled code keeps a stack pointer and a heap in its linear
+ * memory that such an unwind can leave inconsistent, so this thread's binaryen must not be
+ * trusted with another module. The loader's thread then retires (offthread.ts) and the next
+ * instrumentation gets a fresh binaryen in a fresh thread.
+ */
+let binaryenHealthy = true;
+
+/** Whether this thread's binaryen may instrument another module (see `binaryenHealthy`). */
+export function instrumenterHealthy(): boolean {
+  return binaryenHealthy;
+}
+
+/**
+ * binaryen recurses on the module's nesting and grows its own memory with the module: a module
+ * that takes it past the loader thread's stack or memory is refused with the bound to lower
+ * (a typed refusal before anything runs), never reported as a fault of ours.
+ */
+function exhausted(error: unknown): WasmvisorError | null {
+  // A stack overflow shows as the engine's RangeError (native stack) or as an out-of-bounds
+  // access (binaryen's own stack, at the bottom of its linear memory).
+  if ((error instanceof RangeError && /call stack/i.test(error.message)) || /memory access out of bounds/i.test(describe(error))) {
+    return new LimitModuleError(
+      'fuel metering ran out of stack on this module: its blocks or expressions nest too deeply for the instrumenter (lower moduleLimits.nestingDepth, or run it without fuel)',
+    );
+  }
+  if (/out of memory|\bOOM\b|Cannot enlarge memory|Aborted/i.test(describe(error))) {
+    return new LimitMemoryError(`fuel metering ran out of memory on this module (binaryen: ${guestText(describe(error))})`);
+  }
+  return null;
 }
 
 /** A thrown value as text: binaryen.js throws strings and plain objects as well as Errors. */

@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { WasmvisorError } from '../errors.ts';
 import { compileHere } from './compile.ts';
+import { instrumenterHealthy } from './instrument.ts';
 import type { LoaderRequest, LoaderResponse } from './offthread.ts';
 import { transferable } from './offthread.ts';
 import { describeModule, prepareModule, threadCounters, type InspectRequest, type PrepareRequest } from './pipeline.ts';
@@ -47,7 +48,8 @@ if (port !== null) {
             ? { id: request.id, ok: false, code: error.code, message: error.message }
             : { id: request.id, ok: false, code: 'ERR_INTERNAL', message: `the loader failed: ${error instanceof Error ? error.message : String(error)}` };
       }
-      port.postMessage(response, transfer);
+      // A binaryen that an exception unwound through is not trusted again: ask to be replaced.
+      port.postMessage(instrumenterHealthy() ? response : { ...response, retire: true }, transfer);
     })();
   });
 }

@@ -16,6 +16,8 @@ import { loaderWorkerScript } from '../paths.ts';
  *   the worker dies (its heap exhausted by a module, a crash), with a typed error for every
  *   request in flight; the next request starts a fresh worker.
  * - Only plain data, byte buffers and compiled modules cross the boundary.
+ * - A worker that asks to retire gets no new request and is terminated once it has answered
+ *   the ones it holds; the next request starts a fresh worker.
  */
 
 /** What the root sends: a job name the worker knows, and its payload. */
@@ -25,15 +27,24 @@ export interface LoaderRequest {
   readonly payload: unknown;
 }
 
-/** What the worker answers: the job's value, or its typed error as code and message. */
-export type LoaderResponse = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
+/**
+ * What the worker answers: the job's value, or its typed error as code and message. `retire`
+ * asks the root to replace the worker once it has answered what it holds (instrument.ts:
+ * binaryen after an exception is not trusted with another module).
+ */
+export type LoaderResponse = (
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string }
+) & { readonly retire?: boolean };
 
 /**
- * Heap of the loader's worker. Section readers and binaryen's JavaScript side live here; the
- * engine's compiler and binaryen's own linear memory are outside the JS heap and bounded by
- * the module bounds (bounds.ts) instead.
+ * Heap and stack of the loader's worker. Section readers and binaryen's JavaScript side live
+ * in the heap; the engine's compiler and binaryen's own linear memory are outside it and
+ * bounded by the module bounds (bounds.ts) instead. binaryen recurses on nesting (its reader,
+ * validator and writer): 4 MiB of stack overflowed at a depth of 2,000 blocks carrying a
+ * value; 32 MiB leaves room for the default bound (10,000) several times over.
  */
-const LOADER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 };
+const LOADER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 };
 
 interface Pending {
   resolve(value: unknown): void;
@@ -44,6 +55,8 @@ interface Pending {
 interface Thread {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
+  /** Asked to retire: no new requests; terminated once `pending` is empty. */
+  retiring: boolean;
 }
 
 class LoaderThread {
@@ -51,6 +64,8 @@ class LoaderThread {
   private nextId = 1;
   /** Workers that died with requests in flight: for tests and diagnostics. */
   crashes = 0;
+  /** Workers replaced at their own request: for tests and diagnostics. */
+  retirements = 0;
 
   request<T>(job: string, payload: unknown, transfer: readonly ArrayBuffer[] = []): Promise<T> {
     const thread = this.current ?? this.spawn();
@@ -79,9 +94,14 @@ class LoaderThread {
       stderr: false,
       ...(execArgv.length !== process.execArgv.length ? { execArgv } : {}),
     });
-    const thread: Thread = { worker, pending: new Map() };
+    const thread: Thread = { worker, pending: new Map(), retiring: false };
     let fault: unknown = null;
     worker.on('message', (message: LoaderResponse) => {
+      if (message.retire === true && !thread.retiring) {
+        thread.retiring = true;
+        this.retirements++;
+        if (this.current === thread) this.current = null;
+      }
       const pending = this.settle(thread, message.id);
       if (pending === undefined) return;
       if (message.ok) pending.resolve(message.value);
@@ -110,7 +130,10 @@ class LoaderThread {
   private settle(thread: Thread, id: number): Pending | undefined {
     const pending = thread.pending.get(id);
     thread.pending.delete(id);
-    if (thread.pending.size === 0) thread.worker.unref();
+    if (thread.pending.size === 0) {
+      thread.worker.unref();
+      if (thread.retiring) void thread.worker.terminate();
+    }
     return pending;
   }
 }

@@ -7,7 +7,9 @@ import { loaderThread, transferable } from './offthread.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource, type ModuleSource } from './read.ts';
 import { applyClampPlan } from './rewrite.ts';
+import { checkBound } from './bounds.ts';
 import {
+  SectionId,
   functionTypeIndices,
   readSections,
   type ExportInfo,
@@ -163,6 +165,11 @@ export async function prepareModule(request: PrepareRequest): Promise<PreparedAn
   checkIntegrity(measurement, integrity);
   const clamped = applyClampPlan(original, info, plan);
   const key = cacheKey(measurement, plan, fuel);
+  if (fuel) {
+    const code = info.sections.find((span) => span.id === SectionId.CODE);
+    const codeBytes = code === undefined ? 0 : code.end - code.payloadStart;
+    checkBound(policy.moduleLimits, 'meteredCodeBytes', codeBytes, `the code section of this metered module has ${codeBytes} bytes`);
+  }
   let instrumented: PreparedAnswer['instrumented'] = null;
   let bytes = clamped;
   if (fuel) {

@@ -43,8 +43,17 @@ const cases: [keyof ModuleLimits, number, Uint8Array][] = [
 ];
 
 describe('module bounds', () => {
-  it('cover every bound in the table above', () => {
-    expect(cases.map(([key]) => key).sort()).toEqual([...MODULE_LIMIT_KEYS].sort());
+  it('cover every bound in the table above (meteredCodeBytes applies to metered modules: tested below)', () => {
+    expect([...cases.map(([key]) => key), 'meteredCodeBytes'].sort()).toEqual([...MODULE_LIMIT_KEYS].sort());
+  });
+
+  it('meteredCodeBytes: admits a metered module at the edge, refuses it one byte past, and never applies without metering', async () => {
+    const bytes = guestWithBodies([straightBody(100)]);
+    const code = readSections(bytes).sections.find((s) => s.id === 10)!;
+    const size = code.end - code.payloadStart;
+    await expect(loadModule(bytes, { fuel: true, policy: { moduleLimits: { meteredCodeBytes: size } } })).resolves.toBeDefined();
+    await expect(loadModule(bytes, { fuel: true, policy: { moduleLimits: { meteredCodeBytes: size - 1 } } })).rejects.toThrow(/moduleLimits.meteredCodeBytes/);
+    await expect(loadModule(bytes, { policy: { moduleLimits: { meteredCodeBytes: 0 } } })).resolves.toBeDefined();
   });
 
   for (const [key, n, bytes] of cases) {

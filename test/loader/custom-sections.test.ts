@@ -8,9 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hypervisor, WasmvisorError } from '../../host/index.ts';
+import { loaderThread } from '../../host/loader/offthread.ts';
 import { loadModule } from '../../host/loader/pipeline.ts';
 import { collect, guest } from '../helpers.ts';
-import { concat, customSection, leb } from './bombs.mjs';
+import { concat, customSection, guestWithBodies, leb } from './bombs.mjs';
 
 /** Custom sections binaryen (or any tool) might parse, each malformed in its own way. */
 const MALFORMED: readonly (readonly [string, readonly number[]])[] = [
@@ -118,4 +119,26 @@ describe('malformed custom sections (issue #10.9)', () => {
       expect(inspection.verdict.admitted).toBe(true);
     });
   });
+});
+
+describe('fuel instrumentation refuses what binaryen cannot take, with a typed error (the class of #10.9)', () => {
+  it('a module nested past the instrumenter’s stack (bound raised by the embedder): ERR_LIMIT_MODULE, not ERR_INTERNAL', async () => {
+    const depth = 60_000;
+    const body = new Uint8Array(1 + depth * 4 + depth * 2 + 1);
+    let at = 1;
+    for (let i = 0; i < depth; i++) body.set([0x41, 0x00, 0x02, 0x40], (at += 4) - 4);
+    for (let i = 0; i < depth; i++) body.set([0x0b, 0x1a], (at += 2) - 2);
+    body[at] = 0x0b;
+    const bytes = guestWithBodies([body]);
+    const moduleLimits = { nestingDepth: depth };
+    await expect(loadModule(bytes, { policy: { moduleLimits } })).resolves.toBeDefined();
+    const error = await loadModule(bytes, { fuel: true, policy: { moduleLimits } }).then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(WasmvisorError);
+    expect((error as WasmvisorError).code).toBe('ERR_LIMIT_MODULE');
+    expect((error as WasmvisorError).message).toMatch(/moduleLimits.nestingDepth/);
+    // binaryen is not trusted after an exception went through it: the loader's thread retired,
+    // and the next metered load gets a fresh one that works.
+    expect(loaderThread().retirements).toBeGreaterThanOrEqual(1);
+    await expect(loadModule(hello, { fuel: true })).resolves.toMatchObject({ fuelMetered: true });
+  }, 60_000);
 });
