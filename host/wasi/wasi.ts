@@ -661,12 +661,13 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     return start + Number(rel) / 1e6;
   }
 
-  // Wrap each function: pending exit first, count, report faults. Nothing else is added.
+  // Wrap each function: count, pending exit, report faults. Nothing else is added. Counted first,
+  // like a hypercall: a call made after the guest's exit is still a call it made.
   const imports: Record<string, Fn> = {};
   for (const [name, fn] of Object.entries(table) as [string, (...a: unknown[]) => number | void][]) {
     imports[name] = (...args: unknown[]) => {
-      ctx.checkEnding();
       ctx.onCall(name);
+      ctx.checkEnding();
       const result = fn(...args);
       if (result === Errno.FAULT) ctx.onFault(name);
       return result;
