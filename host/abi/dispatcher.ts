@@ -37,7 +37,7 @@ export class FuelExhausted {
 }
 
 /** Which device each device call belongs to; a call of an ungranted device is a violation. */
-const CALL_DEVICE = new Map<number, string>([
+export const CALL_DEVICE = new Map<number, string>([
   [HvCall.CONSOLE_WRITE, 'console'],
   [HvCall.CONSOLE_WRITE_ERR, 'console'],
   [HvCall.CONSOLE_READ, 'console'],

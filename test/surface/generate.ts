@@ -1,0 +1,202 @@
+/**
+ * Generates docs/attack-surface.json: every way in, read from the code that defines it, so the
+ * surface cannot grow without the file changing (test/surface/attack-surface.test.ts fails until
+ * the change is reviewed and recorded). Each surface is one entry of SURFACES; a new one (the
+ * management API's endpoints, when it lands) is one more entry reading its own source of truth.
+ *
+ * Sources of truth: host/abi/codes.ts (call codes, their doc comments, statuses, devices),
+ * host/abi/dispatcher.ts (which device owns each call), host/devices/*.ts (the statuses each
+ * device returns), host/loader/policy.ts and host/wasi/imports.ts (the imports the loader
+ * admits), host/loader/instrument.ts (the imports instrumentation adds), host/cli/main.ts (every
+ * subcommand's options, parsed from its parseArgs table).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import ts from 'typescript';
+import { HV_HYPERCALL, HV_MAX_TRANSFER, HV_MODULE, HvCall, HvStatus, type HvCallName } from '../../host/abi/codes.ts';
+import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, START_EXPORT } from '../../host/loader/instrument.ts';
+import { HYPERCALL_SIG, formatSig } from '../../host/loader/policy.ts';
+import { Errno, WASI_MODULE } from '../../host/wasi/errno.ts';
+import { WASI_SIGNATURES } from '../../host/wasi/imports.ts';
+import { REPO_ROOT } from '../fuzz/framework.ts';
+
+const read = (rel: string): string => readFileSync(path.join(REPO_ROOT, rel), 'utf8');
+const parse = (rel: string): ts.SourceFile => ts.createSourceFile(rel, read(rel), ts.ScriptTarget.ES2022, true);
+
+/** The doc comment of each property of the object literal assigned to `name` in `file`. */
+function docComments(file: string, name: string): Map<string, string> {
+  const source = parse(file);
+  const out = new Map<string, string>();
+  const visit = (node: ts.Node): void => {
+    if (ts.isVariableDeclaration(node) && node.name.getText() === name && node.initializer) {
+      let init: ts.Expression = node.initializer;
+      while (ts.isAsExpression(init) || ts.isSatisfiesExpression(init)) init = init.expression;
+      if (ts.isObjectLiteralExpression(init)) {
+        for (const prop of init.properties) {
+          const docs = ts.getJSDocCommentsAndTags(prop).map((d) => (typeof d.comment === 'string' ? d.comment : ''));
+          out.set(prop.name?.getText() ?? '', docs.join(' ').replace(/\s+/g, ' ').trim());
+        }
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return out;
+}
+
+/** The HvStatus names a source file uses. */
+function statusesIn(file: string): string[] {
+  return [...new Set([...read(file).matchAll(/HvStatus\.([A-Z_]+)/g)].map((m) => m[1]!))].filter((s) => s !== 'SUCCESS').sort();
+}
+
+/** Every `wasmvisor <command>` and its options, from the parseArgs tables in host/cli/main.ts. */
+export function cliOptions(): Map<string, Map<string, string>> {
+  const file = 'host/cli/main.ts';
+  const source = parse(file);
+  /** function name → command, from `case 'run': return await run(rest)` in main's switch. */
+  const commands = new Map<string, string>();
+  const options = new Map<string, Map<string, string>>();
+  const visit = (node: ts.Node, fn: string | null): void => {
+    if (ts.isFunctionDeclaration(node) && node.name) fn = node.name.text;
+    if (ts.isCaseClause(node) && ts.isStringLiteral(node.expression)) {
+      const called = node.statements.map((s) => s.getText()).join(' ').match(/await (\w+)\(/);
+      if (called) commands.set(called[1]!, node.expression.text);
+    }
+    if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs' && fn !== null) {
+      const arg = node.arguments[0];
+      if (arg && ts.isObjectLiteralExpression(arg)) {
+        const table = arg.properties.find((p) => p.name?.getText() === 'options');
+        if (table && ts.isPropertyAssignment(table) && ts.isObjectLiteralExpression(table.initializer)) {
+          const own = options.get(fn) ?? new Map<string, string>();
+          for (const p of table.initializer.properties) {
+            const name = p.name?.getText().replace(/^'|'$/g, '') ?? '';
+            const type = ts.isPropertyAssignment(p) ? (p.initializer.getText().match(/type: '(\w+)'/)?.[1] ?? '?') : '?';
+            own.set(name, type);
+          }
+          options.set(fn, own);
+        }
+      }
+    }
+    ts.forEachChild(node, (child) => visit(child, fn));
+  };
+  visit(source, null);
+  const byCommand = new Map<string, Map<string, string>>();
+  for (const [fn, table] of options) byCommand.set(commands.get(fn) ?? fn, table);
+  return byCommand;
+}
+
+/**
+ * Every CLI option, classified: a reason when it widens what a guest may reach or use, null when
+ * it does not. An option missing here fails the generation: adding one is a decision to record.
+ */
+export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
+  'run --devices': 'grants devices (console, clock, entropy) to the guest',
+  'run --disk': 'grants a persistent block device',
+  'run --name': 'chooses which persisted disk the guest gets',
+  'run --data-dir': 'chooses where disks and the keystore are read and written',
+  'run --dir': 'grants WASI access to a copy of a host folder',
+  'run --env': 'passes environment variables to a WASI guest',
+  'run --memory': 'raises (or lowers) the linear memory limit',
+  'run --timeout': 'raises the wall-clock budget; 0 removes it',
+  'run --clock-resolution': 'a finer clock is a better timer for side channels',
+  'run --deterministic': null,
+  'run --seed': null,
+  'run --sha256': null,
+  'run --stats': null,
+  'run --fuel': null,
+  'run --cpu-percent': null,
+  'call --input': null,
+  'call --memory': 'raises (or lowers) the linear memory limit',
+  'call --timeout': "raises the call's wall-clock budget; 0 removes it",
+  'call --devices': 'grants devices to the reactor',
+  'call --sha256': null,
+  'inspect --memory': null,
+  'inspect --json': null,
+  'inspect --wasi': null,
+  'delete --data-dir': 'chooses which data directory a disk is deleted from',
+};
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** One surface: its name in the JSON and how to read it from the code. */
+interface Surface {
+  readonly name: string;
+  readonly read: () => Json;
+}
+
+const SURFACES: readonly Surface[] = [
+  {
+    name: 'imports',
+    read: () => ({
+      admitted: [
+        { module: HV_MODULE, name: HV_HYPERCALL, kind: 'function', signature: formatSig(HYPERCALL_SIG), when: 'always' },
+        ...[...WASI_SIGNATURES].map(([name, sig]) => ({ module: WASI_MODULE, name, kind: 'function', signature: formatSig(sig), when: 'the partition spec enables wasi' })),
+      ],
+      addedByInstrumentation: [
+        { module: FUEL_MODULE, name: FUEL_BUDGET, kind: 'global', signature: 'i64 (immutable)', when: 'limits.fuel or limits.cpu' },
+        { module: FUEL_MODULE, name: FUEL_EXHAUSTED, kind: 'function', signature: '() -> ()', when: 'limits.fuel or limits.cpu' },
+      ],
+      exportsAddedByInstrumentation: [FUEL_GLOBAL, START_EXPORT],
+      anyOther: 'refused at load: ERR_IMPORT_DENIED',
+    }),
+  },
+  {
+    name: 'hypercalls',
+    read: () => {
+      const docs = docComments('host/abi/codes.ts', 'HvCall');
+      const generic = statusesIn('host/abi/guest-memory.ts').concat(['INVALID_CALL', 'ACCESS_DENIED', 'RATE_LIMITED', 'INVALID_ADDRESS', 'TOO_LARGE']);
+      return {
+        maxTransferBytes: HV_MAX_TRANSFER,
+        statuses: Object.fromEntries(Object.entries(HvStatus).map(([k, v]) => [k, v])),
+        everyCall: [...new Set(generic)].sort(),
+        calls: (Object.entries(HvCall) as [HvCallName, number][]).map(([name, code]) => {
+          const device = CALL_DEVICE.get(code) ?? 'core';
+          const file = device === 'core' ? 'host/abi/dispatcher.ts' : `host/devices/${device}.ts`;
+          return { code: `0x${code.toString(16).padStart(4, '0')}`, name, device, shape: docs.get(name) ?? '', statuses: statusesIn(file) };
+        }),
+        unassignedCodes: 'HV_STATUS_INVALID_CALL, reported as a violation',
+      };
+    },
+  },
+  {
+    name: 'wasi',
+    read: () => ({
+      module: WASI_MODULE,
+      functions: [...WASI_SIGNATURES].map(([name, sig]) => ({ name, signature: formatSig(sig) })),
+      errno: Object.fromEntries(Object.entries(Errno)),
+    }),
+  },
+  {
+    name: 'cli',
+    read: () => {
+      const widening: { command: string; option: string; widens: string }[] = [];
+      const unclassified: string[] = [];
+      for (const [command, table] of cliOptions()) {
+        for (const option of [...table.keys()].sort()) {
+          const key = `${command} --${option}`;
+          if (!(key in CLI_ACCESS)) unclassified.push(key);
+          else if (CLI_ACCESS[key] !== null) widening.push({ command, option: `--${option}`, widens: CLI_ACCESS[key]! });
+        }
+      }
+      if (unclassified.length > 0) {
+        throw new Error(`CLI options not classified in test/surface/generate.ts (CLI_ACCESS): ${unclassified.join(', ')}; say whether each widens access`);
+      }
+      return { wideningOptions: widening };
+    },
+  },
+  // Management endpoints: one more entry here when host/mgmt/ lands, read from its route table.
+];
+
+/** The whole surface, as the JSON text docs/attack-surface.json holds. */
+export function generateAttackSurface(): string {
+  const out: Record<string, Json> = {
+    $comment:
+      'Generated by test/surface/generate.ts from the code; npm test fails when it differs. Review a change against docs/THREAT-MODEL.md before recording it (npm run attack-surface). A call\'s statuses are those its device\'s source (the dispatcher\'s for core calls) can return; everyCall lists those any call can return.',
+  };
+  for (const surface of SURFACES) out[surface.name] = surface.read();
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+/** docs/attack-surface.json. */
+export const SURFACE_FILE = path.join(REPO_ROOT, 'docs', 'attack-surface.json');
