@@ -83,7 +83,7 @@ const code = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0x0800 }) },
   { weight: 1, arbitrary: fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff }) },
 );
-const step: fc.Arbitrary<Step> = fc.record({
+const hostile: fc.Arbitrary<Step> = fc.record({
   who: fc.constantFrom(0 as const, 1 as const),
   code,
   inPtr: ptr,
@@ -92,6 +92,68 @@ const step: fc.Arbitrary<Step> = fc.record({
   outCap: len,
   data: fc.uint8Array({ maxLength: 48 }),
 });
+
+const u32le = (...values: number[]): Uint8Array => {
+  const out = new Uint8Array(values.length * 4);
+  values.forEach((v, i) => new DataView(out.buffer).setUint32(i * 4, v >>> 0, true));
+  return out;
+};
+const u64le = (v: bigint): Uint8Array => {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, v, true);
+  return out;
+};
+
+/** A well-formed input for each call code: so that calls get past the checks and reach their handlers. */
+const wellFormedInput = (c: number): fc.Arbitrary<Uint8Array> => {
+  switch (c) {
+    case HvCall.EXIT:
+      return fc.integer().map((v) => u32le(v));
+    case HvCall.CONSOLE_READ:
+      return fc.constantFrom(new Uint8Array(0), u32le(1), u32le(0), u32le(2));
+    case HvCall.CLOCK_GET:
+      return fc.constantFrom(u32le(0), u32le(1), u32le(2));
+    case HvCall.INPUT_READ:
+      return fc.nat({ max: 64 }).map((o) => u32le(o));
+    case HvCall.BLOCK_READ:
+    case HvCall.BLOCK_DISCARD:
+      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 17 }), fc.constantFrom(0, 1, 2)).map(([sector, count, flags]) => concat(u64le(sector), u32le(count, flags)));
+    case HvCall.BLOCK_WRITE:
+      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 2 }), fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 16 })).map(([sector, count, flags, data]) => concat(u64le(sector), u32le(count, flags), data));
+    case HvCall.NET_SEND:
+      return fc.tuple(fc.constantFrom(0, 1, 2, 3, 0xffff_ffff, 0x0a000002), fc.uint8Array({ maxLength: 32 })).map(([dst, payload]) => concat(u32le(dst), payload));
+    case HvCall.NET_RECV:
+      return fc.constantFrom(new Uint8Array(0), u32le(1, 0), u32le(0, 0), u32le(1, 5));
+    case HvCall.NET_POLL:
+      return fc.constantFrom(new Uint8Array(0), u32le(0), u32le(3));
+    default:
+      return fc.uint8Array({ maxLength: 32 });
+  }
+};
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A call whose windows lie inside memory and whose input is well formed (its length is the input's). */
+const plausible: fc.Arbitrary<Step> = fc.constantFrom(...CODES).chain((c) =>
+  fc.record({
+    who: fc.constantFrom(0 as const, 1 as const),
+    code: fc.constant(c),
+    inPtr: fc.integer({ min: 0, max: PAGE - 20_000 }),
+    data: wellFormedInput(c),
+    outPtr: fc.integer({ min: 0, max: PAGE - 20_000 }),
+    outCap: fc.oneof(fc.integer({ min: 0, max: 96 }), fc.constantFrom(4096, 16_384)),
+  }).map((r) => ({ ...r, inLen: r.data.length })),
+);
+
+const step: fc.Arbitrary<Step> = fc.oneof(hostile, plausible);
 
 export const input: fc.Arbitrary<Input> = fc.record({
   grant: fc.record({ console: fc.boolean(), clock: fc.boolean(), entropy: fc.boolean(), block: fc.boolean(), net: fc.boolean() }),
@@ -188,7 +250,15 @@ function plantCanary(s: Side): void {
     s.call(code, at, n, 0, 0);
     s.calls++;
   }
-  bytes.fill(0);
+  paint(bytes);
+}
+
+/**
+ * Fills guest memory with a non-zero pattern that holds neither canary: a stray write of zeros,
+ * or an output window the host forgot to zero, then shows as a changed byte.
+ */
+function paint(bytes: Uint8Array): void {
+  for (let i = 0; i < bytes.length; i++) bytes[i] = 0x01 + (i % 0x55);
 }
 
 function run(input: Input): void {
