@@ -101,6 +101,8 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   private poll: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private again = false;
+  /** Loads and writes run one at a time, so a reload never undoes a write made while it read. */
+  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string, options: { now?: () => number } = {}) {
     super();
@@ -108,8 +110,18 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
     this.now = options.now ?? Date.now;
   }
 
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
   /** Reads every token file. Files that do not parse are skipped and reported to `onBadFile`. */
-  async load(onBadFile: (file: string, why: string) => void = () => {}): Promise<void> {
+  load(onBadFile: (file: string, why: string) => void = () => {}): Promise<void> {
+    return this.exclusive(() => this.loadNow(onBadFile));
+  }
+
+  private async loadNow(onBadFile: (file: string, why: string) => void): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const next = new Map<string, TokenRecord>();
     const files = (await readdir(this.dir)).filter((f) => f.endsWith('.json'));
@@ -169,7 +181,11 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   /** Creates a token and returns its secret (shown once) with its record. */
-  async create(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
+  create(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
+    return this.exclusive(() => this.createNow(options));
+  }
+
+  private async createNow(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
     if (!new RegExp(NAME_PATTERN).test(options.name)) {
       throw new InvalidArgumentError(`token name ${JSON.stringify(options.name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     }
@@ -195,7 +211,11 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   /** Revokes a token by id: it fails from now on, everywhere. Idempotent. */
-  async revoke(id: string): Promise<TokenRecord> {
+  revoke(id: string): Promise<TokenRecord> {
+    return this.exclusive(() => this.revokeNow(id));
+  }
+
+  private async revokeNow(id: string): Promise<TokenRecord> {
     const record = this.get(id);
     if (record.revokedAt !== null) return record;
     const revoked = { ...record, revokedAt: new Date(this.now()).toISOString() };
@@ -206,7 +226,11 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   /** Removes a revoked or expired token's file. */
-  async remove(id: string): Promise<void> {
+  remove(id: string): Promise<void> {
+    return this.exclusive(() => this.removeNow(id));
+  }
+
+  private async removeNow(id: string): Promise<void> {
     const record = this.get(id);
     if (this.status(record) === 'active') throw new InvalidArgumentError(`token ${id} is active: revoke it first`);
     await unlink(path.join(this.dir, `${id}.json`)).catch(() => {});
