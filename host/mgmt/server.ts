@@ -106,6 +106,8 @@ export interface ServerOptions {
   log?: (line: string) => void;
 }
 
+const CHECK_INTERVAL_MS = 1000;
+
 /** Counters for `/metrics`. */
 export interface ApiCounters {
   requests: number;
@@ -219,11 +221,16 @@ export class ManagementServer {
       forceCloseConnections: true,
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
+      // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
+      // default): once a second makes a slow-loris client's headersTimeout exact within 1 s.
+      http: { headersTimeout: l.headersTimeoutMs, connectionsCheckingInterval: CHECK_INTERVAL_MS },
       ...(tls
         ? {
             https: {
               cert: tls.cert,
               key: tls.key,
+              headersTimeout: l.headersTimeoutMs,
+              connectionsCheckingInterval: CHECK_INTERVAL_MS,
               handshakeTimeout: l.handshakeTimeoutMs,
               minVersion: 'TLSv1.2' as const,
               ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
