@@ -84,9 +84,21 @@ export function parseLifetime(text: string): number | null {
   return ms;
 }
 
+/** One-shot `crypto.hash` where node has it (20.12+: about twice as fast), else a Hash object. */
+const oneShot = (crypto as { hash?: (alg: string, data: string, encoding: 'buffer') => Buffer }).hash;
+
 function digest(secret: string): Buffer {
-  return crypto.createHash('sha256').update(secret, 'utf8').digest();
+  return oneShot ? oneShot('sha256', secret, 'buffer') : crypto.createHash('sha256').update(secret, 'utf8').digest();
 }
+
+/** What verification needs of a record, parsed once: its digest's bytes and its expiry in ms. */
+interface Parsed {
+  digest: Buffer;
+  expiresMs: number;
+}
+
+/** Compared against when the id is unknown (no record can have it: it is not a SHA-256 of anything we issued). */
+const UNKNOWN = crypto.randomBytes(32);
 
 interface TokenStoreEvents {
   /** A token stopped being usable: revoked or removed (expiry is the holder's own timer). */
@@ -97,6 +109,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   readonly dir: string;
   private readonly now: () => number;
   private records = new Map<string, TokenRecord>();
+  private readonly parsed = new WeakMap<TokenRecord, Parsed>();
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
@@ -263,12 +276,16 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
     const m = token.length <= MAX_CREDENTIAL_LENGTH ? TOKEN_PATTERN.exec(token) : null;
     if (m === null) throw new UnauthenticatedError('the token is malformed (expected wvt_<16 hex>_<43 base64url>)');
     const record = this.records.get(m[1]!);
-    // An unknown id still costs one digest, so both failures take about as long.
+    // An unknown id still costs one digest and one comparison, so both failures take about as long.
     const presented = digest(m[2]!);
-    const expected = record ? Buffer.from(record.sha256, 'hex') : crypto.randomBytes(32);
-    if (!crypto.timingSafeEqual(presented, expected) || record === undefined) throw new UnauthenticatedError('the token is not valid');
-    const status = this.status(record);
-    if (status !== 'active') throw new UnauthenticatedError(`the token is ${status}`);
+    let p = record ? this.parsed.get(record) : undefined;
+    if (record && p === undefined) {
+      p = { digest: Buffer.from(record.sha256, 'hex'), expiresMs: record.expiresAt === null ? Infinity : Date.parse(record.expiresAt) };
+      this.parsed.set(record, p);
+    }
+    if (!crypto.timingSafeEqual(presented, p ? p.digest : UNKNOWN) || record === undefined) throw new UnauthenticatedError('the token is not valid');
+    if (record.revokedAt !== null) throw new UnauthenticatedError('the token is revoked');
+    if (p!.expiresMs <= this.now()) throw new UnauthenticatedError('the token is expired');
     return record;
   }
 
