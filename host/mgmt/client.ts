@@ -105,7 +105,7 @@ export class Client {
     });
   }
 
-  private async open(method: string, path: string, body: Buffer | null, accept: string): Promise<{ res: IncomingMessage; req: http.ClientRequest }> {
+  private async open(method: string, path: string, body: Buffer | null, accept: string, signal?: AbortSignal): Promise<{ res: IncomingMessage; req: http.ClientRequest }> {
     const headers: http.OutgoingHttpHeaders = { host: this.url.host, accept };
     if (this.options.token !== undefined) headers.authorization = `Bearer ${this.options.token}`;
     if (body !== null) {
@@ -122,6 +122,10 @@ export class Client {
         ...(socket ? { createConnection: () => socket } : { host: this.hostname, port: this.port, agent: false }),
       });
       req.once('response', (res) => resolve({ res, req }));
+      if (signal) {
+        if (signal.aborted) req.destroy();
+        else signal.addEventListener('abort', () => req.destroy(), { once: true });
+      }
       req.once('error', (error) => reject(error instanceof WasmvisorError ? error : new ConnectionError(`request to ${this.url.origin} failed: ${error.message}`, { cause: error })));
       req.end(body ?? undefined);
     });
@@ -163,8 +167,14 @@ export class Client {
 
   /** Reads a Server-Sent Events stream until it ends; `onEvent` gets each event's name and parsed data. */
   async stream(path: string, onEvent: (name: string, data: unknown) => void, signal?: AbortSignal): Promise<void> {
-    const { res, req } = await this.open('GET', path, null, 'text/event-stream');
-    signal?.addEventListener('abort', () => req.destroy(), { once: true });
+    let opened: { res: IncomingMessage; req: http.ClientRequest };
+    try {
+      opened = await this.open('GET', path, null, 'text/event-stream', signal);
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw error;
+    }
+    const { res } = opened;
     if (res.statusCode !== 200) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);

@@ -38,6 +38,8 @@ export function streamConsole(ctx: RequestContext, m: Managed, server: Managemen
     'x-content-type-options': 'nosniff',
     connection: 'keep-alive',
   });
+  // Headers go out now, not with the first line: a quiet partition's stream is open at once.
+  res.flushHeaders();
   for (const l of m.tail(options.tail)) event(res, 'console', l, l.seq);
   if (!options.follow) {
     res.end();

@@ -124,11 +124,6 @@ export function scopeChain(scope: string, segment: string | null = null): string
   return ['/', scope];
 }
 
-/** Is `inner` equal to or below `outer`? (Used to stop a token creator granting beyond their own reach.) */
-export function within(inner: string, outer: string): boolean {
-  return outer === '/' || inner === outer;
-}
-
 /**
  * The access-control model: role definitions (built-in and custom), assignments and deny
  * assignments. Immutable once built; a changed configuration is a new Rbac.
