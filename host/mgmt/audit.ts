@@ -1,28 +1,37 @@
 /**
- * What the management plane needs from an audit log, as a small interface: `record` an entry,
- * `query` entries back, `close`. The tamper-evident log itself (hash chain, signed checkpoints,
- * fsync bounds) belongs to host/security/ (issue 12); `serve` plugs it in through this interface.
+ * What the management plane needs from an audit log, as a small interface in the shape of
+ * host/security/audit.ts (issue 12): `note` an entry (batched: for the many authorization
+ * decisions), `record` one and wait until it is durable (for actions, before they are reported
+ * done), `query` entries back, `close`. Entries use that log's vocabulary (dotted actions,
+ * outcomes success | denied | failure, flat details), so its AuditLog plugs in as it is.
  * Until it is on this branch, `serve` has no durable log: decisions and actions go to a bounded
  * in-memory log (MemoryAuditLog, real and queryable, lost when the process ends) and the API's
  * `/audit` says so (`durable: false`).
+ *
+ * What the API writes:
+ *   api.authorize     one per RBAC decision: actor = principal, target = scope, outcome success
+ *                     (allowed) or denied, reason = the deciding rule, details { permission, requestId }
+ *   api.authenticate  a request without a valid credential: actor anonymous@<address>, denied
+ *   partition.*, disk.wipe, policy.replace, token.create, token.revoke, host.start, host.stop:
+ *                     actions, by the principal (or `host` for what the daemon does by itself)
  */
 
-/** Outcomes: authorization decisions are `allowed`/`denied`; actions `succeeded`/`failed`. */
-export type AuditOutcome = 'allowed' | 'denied' | 'succeeded' | 'failed';
+export type AuditOutcome = 'success' | 'denied' | 'failure';
 
-/** One record, in the shape issue 12's log takes: actor, action, target, outcome, reason. */
+/** One record: actor, action, target, outcome, reason (and optional code and details). */
 export interface AuditEntry {
-  /** The principal (`token:ci`, `cert:alice`), `host` for the daemon itself, or `anonymous`. */
+  /** The principal (`token:ci`, `cert:alice`), `host` for the daemon itself, or `anonymous@<address>`. */
   actor: string;
-  /** A permission (`partitions/start`) for a decision; an action (`partition.start`) otherwise. */
+  /** Dotted, lower case: `api.authorize`, `partition.start`, ... */
   action: string;
   /** A scope (`/partitions/web`) or another object the action is about. */
   target: string;
   outcome: AuditOutcome;
   /** The deciding rule of a decision (`allow:token:ci:Operator@/partitions/web`), or why an action failed. */
   reason: string;
-  /** The request it belongs to (for API records). */
-  requestId?: string;
+  /** The error code of a refusal or failure. */
+  code?: string;
+  details?: Record<string, string | number | boolean | null>;
 }
 
 export interface AuditRecord extends AuditEntry {
@@ -47,7 +56,10 @@ export interface AuditQuery {
 export interface AuditSink {
   /** Whether records survive the process (a file with integrity), or only live in memory. */
   readonly durable: boolean;
-  record(entry: AuditEntry): void;
+  /** Appends without waiting (written with its batch). */
+  note(entry: AuditEntry): void;
+  /** Appends and resolves once the record is durable. */
+  record(entry: AuditEntry): Promise<unknown>;
   query(q: AuditQuery): Promise<AuditRecord[]>;
   /** Flushes and closes; records after close are refused. */
   close(): Promise<void>;
@@ -81,7 +93,11 @@ export class MemoryAuditLog implements AuditSink {
 
   constructor(private readonly capacity = MEMORY_AUDIT_CAPACITY) {}
 
-  record(entry: AuditEntry): void {
+  async record(entry: AuditEntry): Promise<void> {
+    this.note(entry);
+  }
+
+  note(entry: AuditEntry): void {
     if (this.closed) return;
     const r: AuditRecord = { seq: ++this.seq, time: new Date().toISOString(), ...entry };
     if (this.ring.length < this.capacity) this.ring.push(r);

@@ -207,7 +207,7 @@ export class ManagedHost {
   async setPolicy(policy: HostPolicy, actor: string): Promise<void> {
     await this.config.writePolicy(policy);
     this.policyDoc = policy;
-    this.audit.record({ actor, action: 'policy.replace', target: '/policy', outcome: 'succeeded', reason: `${policy.allowMeasurements?.length ?? 'any'} measurements admitted` });
+    await this.audit.record({ actor, action: 'policy.replace', target: '/policy', outcome: 'success', reason: `${policy.allowMeasurements?.length ?? 'any'} measurements admitted` });
   }
 
   list(): PartitionInfo[] {
@@ -232,7 +232,7 @@ export class ManagedHost {
       decl = await this.config.readDeclared(name);
     } catch (error) {
       this.log(`wasmvisor serve: partition ${name} not restored: ${describe(error)}`);
-      this.audit.record({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failed', reason: describe(error) });
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failure', reason: describe(error) });
       return;
     }
     const m = new Managed(decl);
@@ -245,11 +245,11 @@ export class ManagedHost {
       await this.instantiate(m);
       if (start) await this.run(m);
       else if (wasRunning) await this.setLastRun(m, 'failed');
-      this.audit.record({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'succeeded', reason: start ? `started (restartPolicy ${decl.restartPolicy})` : 'created, not started' });
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'success', reason: start ? `started (restartPolicy ${decl.restartPolicy})` : 'created, not started' });
     } catch (error) {
       m.error = errorInfo(error);
       this.log(`wasmvisor serve: partition ${name} not restored: ${describe(error)}`);
-      this.audit.record({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failed', reason: describe(error) });
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failure', reason: describe(error) });
     }
   }
 
@@ -288,7 +288,7 @@ export class ManagedHost {
       await m.partition?.destroy();
       throw error;
     }
-    this.audit.record({ actor, action: 'partition.create', target: `/partitions/${name}`, outcome: 'succeeded', reason: `module ${measurement}, restartPolicy ${decl.restartPolicy}` });
+    await this.audit.record({ actor, action: 'partition.create', target: `/partitions/${name}`, outcome: 'success', reason: `module ${measurement}, restartPolicy ${decl.restartPolicy}` });
     if (body.start) await this.start(name, actor);
     return m.info();
   }
@@ -303,7 +303,7 @@ export class ManagedHost {
       this.cancelRestart(m);
       if (m.partition === null || m.partition.state !== 'created') await this.instantiate(m);
       await this.run(m);
-      this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'succeeded', reason: '' });
+      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason: '' });
       return m.info();
     });
   }
@@ -325,7 +325,7 @@ export class ManagedHost {
         m.decl = { ...m.decl, lastRun: 'stopped' };
       }
       await this.config.writeDeclared(m.decl);
-      this.audit.record({ actor, action: 'partition.stop', target: `/partitions/${name}`, outcome: 'succeeded', reason: '' });
+      await this.audit.record({ actor, action: 'partition.stop', target: `/partitions/${name}`, outcome: 'success', reason: '' });
       return m.info();
     });
   }
@@ -343,7 +343,7 @@ export class ManagedHost {
       this.managed.delete(name);
       m.emit('gone');
       await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
-      this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'succeeded', reason: options.wipe ? 'disk wiped' : 'disk kept' });
+      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: options.wipe ? 'disk wiped' : 'disk kept' });
     });
   }
 
@@ -364,7 +364,7 @@ export class ManagedHost {
         m.intentional = false;
       }
       await this.instantiate(m);
-      this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'succeeded', reason: '' });
+      await this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'success', reason: '' });
       return m.info();
     });
   }
@@ -462,11 +462,11 @@ export class ManagedHost {
     m.lastExit = exit;
     if (m.intentional || this.closing) return;
     const failed = !(exit.state === 'exited' && exit.code === 0);
-    this.audit.record({
+    this.audit.note({
       actor: 'host',
       action: 'partition.exit',
       target: `/partitions/${m.name}`,
-      outcome: failed ? 'failed' : 'succeeded',
+      outcome: failed ? 'failure' : 'success',
       reason: exit.reason === 'exit' ? `exit code ${exit.code}` : `${exit.reason}: ${exit.error?.message ?? ''}`,
     });
     const policy = m.decl.restartPolicy;
@@ -490,9 +490,9 @@ export class ManagedHost {
           await this.instantiate(m);
           await this.run(m);
           m.restarts++;
-          this.audit.record({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'succeeded', reason: `restartPolicy ${m.decl.restartPolicy}, after ${delay} ms` });
+          this.audit.note({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'success', reason: `restartPolicy ${m.decl.restartPolicy}, after ${delay} ms` });
         } catch (error) {
-          this.audit.record({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'failed', reason: describe(error) });
+          this.audit.note({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'failure', reason: describe(error) });
           this.scheduleRestart(m);
         }
       });
@@ -508,7 +508,7 @@ export class ManagedHost {
   private flushViolations(): void {
     for (const m of this.managed.values()) {
       if (m.violations === 0) continue;
-      this.audit.record({ actor: `partition:${m.name}`, action: 'partition.violation', target: `/partitions/${m.name}`, outcome: 'denied', reason: `${m.violations} violation(s) in the last second` });
+      this.audit.note({ actor: `partition:${m.name}`, action: 'partition.violation', target: `/partitions/${m.name}`, outcome: 'denied', reason: `${m.violations} violation(s) in the last second` });
       m.violations = 0;
     }
   }

@@ -141,13 +141,13 @@ export function buildRoutes(d: Deps): RouteDef[] {
         const all = host.list();
         if (ctx.allowed('partitions/read', '/')) return { partitions: all };
         const visible = all.filter((p) => rbac.decide(ctx.principal.id, ctx.principal.assignments, 'partitions/read', `/partitions/${p.name}`, p.segment).allowed);
-        audit.record({
+        audit.note({
           actor: ctx.principal.id,
-          action: 'partitions/read',
+          action: 'api.authorize',
           target: '/partitions/*',
-          outcome: visible.length > 0 ? 'allowed' : 'denied',
+          outcome: visible.length > 0 ? 'success' : 'denied',
           reason: `list filtered to the partitions in scope: ${visible.map((p) => p.name).join(', ') || 'none'}`,
-          requestId: ctx.req.id,
+          details: { permission: 'partitions/read', requestId: ctx.req.id },
         });
         return { partitions: visible };
       },
@@ -405,7 +405,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         if (d.attestation === null) throw new NotImplementedError('attestation is not available in this build: the host has no attestation key or event log yet (issue 12)');
         const nonce = Buffer.from((ctx.query as Static<typeof AttestQuery>).nonce, 'hex');
-        audit.record({ actor: ctx.principal.id, action: 'attestation.report', target: '/', outcome: 'succeeded', reason: `nonce ${nonce.toString('hex')}`, requestId: ctx.req.id });
+        await audit.record({ actor: ctx.principal.id, action: 'attestation.report', target: '/', outcome: 'success', reason: `nonce ${nonce.toString('hex')}`, details: { requestId: ctx.req.id } });
         return d.attestation.attest(nonce);
       },
     },
@@ -469,20 +469,20 @@ export function buildRoutes(d: Deps): RouteDef[] {
         const b = ctx.body as Static<typeof CreateTokenBody>;
         const role = rbac.role(b.role, 'body.role');
         const missing = rolePermissions(role).filter((p) => !rbac.decide(ctx.principal.id, ctx.principal.assignments, p, b.scope).allowed);
-        audit.record({
+        audit.note({
           actor: ctx.principal.id,
-          action: 'tokens/grant',
+          action: 'api.authorize',
           target: b.scope,
-          outcome: missing.length === 0 ? 'allowed' : 'denied',
-          reason: missing.length === 0 ? `may grant ${role.name}` : `does not hold ${missing.join(', ')} at ${b.scope}`,
-          requestId: ctx.req.id,
+          outcome: missing.length === 0 ? 'success' : 'denied',
+          reason: missing.length === 0 ? `holds every permission of ${role.name} at ${b.scope}` : `does not hold ${missing.join(', ')} at ${b.scope}`,
+          details: { permission: `grant ${role.name}`, requestId: ctx.req.id },
         });
         if (missing.length > 0) {
           server.counters.denied++;
           throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope}: it does not hold ${missing.join(', ')} there`);
         }
         const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d'), createdBy: ctx.principal.id });
-        audit.record({ actor: ctx.principal.id, action: 'token.create', target: `token:${record.name}`, outcome: 'succeeded', reason: `id ${record.id}, ${record.role} at ${record.scope}`, requestId: ctx.req.id });
+        await audit.record({ actor: ctx.principal.id, action: 'token.create', target: `token:${record.name}`, outcome: 'success', reason: `id ${record.id}, ${record.role} at ${record.scope}`, details: { requestId: ctx.req.id } });
         ctx.reply.status(201);
         return { token, id: record.id, expiresAt: record.expiresAt };
       },
@@ -499,7 +499,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
       response: Type.Object({ revoked: Type.String() }),
       handler: async (ctx) => {
         const r = await tokens.revoke(ctx.params.id!);
-        audit.record({ actor: ctx.principal.id, action: 'token.revoke', target: `token:${r.name}`, outcome: 'succeeded', reason: `id ${r.id}`, requestId: ctx.req.id });
+        await audit.record({ actor: ctx.principal.id, action: 'token.revoke', target: `token:${r.name}`, outcome: 'success', reason: `id ${r.id}`, details: { requestId: ctx.req.id } });
         return { revoked: r.id };
       },
     },

@@ -214,7 +214,7 @@ export const AuditQueryString = obj({
   action: Type.Optional(Type.String({ maxLength: 100 })),
   target: Type.Optional(Type.String({ maxLength: 200 })),
   partition: Type.Optional(Name),
-  outcome: Type.Optional(Type.Union([Type.Literal('allowed'), Type.Literal('denied'), Type.Literal('succeeded'), Type.Literal('failed')])),
+  outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('denied'), Type.Literal('failure')])),
   since: Type.Optional(IsoTime),
   until: Type.Optional(IsoTime),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),

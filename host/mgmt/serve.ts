@@ -110,7 +110,7 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
     await tokens.load((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     tokens.watch((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     cleanup.push(() => tokens.close());
-    audit.record({ actor: 'host', action: 'host.start', target: '/', outcome: 'succeeded', reason: `pid ${process.pid}, config ${config.root}` });
+    await audit.record({ actor: 'host', action: 'host.start', target: '/', outcome: 'success', reason: `pid ${process.pid}, config ${config.root}` });
     const host = await ManagedHost.open({ config, audit, log, ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}) });
     cleanup.push(() => host.close());
     const server = new ManagementServer({
@@ -138,7 +138,7 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       audit,
       close() {
         closing ??= (async () => {
-          audit.record({ actor: 'host', action: 'host.stop', target: '/', outcome: 'succeeded', reason: 'shutdown' });
+          await audit.record({ actor: 'host', action: 'host.stop', target: '/', outcome: 'success', reason: 'shutdown' });
           await unwind();
         })();
         return closing;

@@ -281,7 +281,7 @@ export class ManagementServer {
           void reply.header('retry-after', String(Math.ceil(wait / 1000)));
           throw new RateLimitedError('too many failed authentications from this address');
         }
-        this.options.audit.record({ actor: `anonymous@${req.ip}`, action: 'authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, requestId: req.id });
+        this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
         void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
         throw error;
       }
@@ -333,7 +333,22 @@ export class ManagementServer {
             const { scope, segment } = route.scope(ctx);
             ctx.authorize(route.permission, scope, segment);
           }
-          return route.handler(ctx);
+          try {
+            return await route.handler(ctx);
+          } catch (error) {
+            // Every refusal after authorization is recorded with its code (successes are recorded by the action).
+            const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+            this.options.audit.note({
+              actor: principal.id,
+              action: 'api.request',
+              target: `${route.method} ${req.url.split('?')[0]!.slice(0, 200)}`,
+              outcome: code === 'ERR_ACCESS_DENIED' ? 'denied' : 'failure',
+              reason: error instanceof Error ? error.message.slice(0, 1000) : String(error),
+              code,
+              details: { requestId: req.id },
+            });
+            throw error;
+          }
         },
       });
     }
@@ -350,7 +365,7 @@ export class ManagementServer {
   private decide(req: FastifyRequest, principal: Principal, permission: Permission, scope: string, segment: string | null): boolean {
     if (!this.authOn) return true;
     const d = this.options.rbac.decide(principal.id, principal.assignments, permission, scope, segment);
-    this.options.audit.record({ actor: principal.id, action: permission, target: scope, outcome: d.allowed ? 'allowed' : 'denied', reason: d.rule, requestId: req.id });
+    this.options.audit.note({ actor: principal.id, action: 'api.authorize', target: scope, outcome: d.allowed ? 'success' : 'denied', reason: d.rule, details: { permission, requestId: req.id } });
     if (!d.allowed) this.counters.denied++;
     return d.allowed;
   }

@@ -110,10 +110,10 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
           const r = await h.client(token).request(row.method, row.path(target), row.body?.(target));
           expect(r.status, r.body.toString()).toBe(allowed ? row.ok : 403);
           if (!allowed) expect(JSON.parse(r.body.toString()).error.code).toBe('ERR_ACCESS_DENIED');
-          const decisions = h.audit.all().filter((x) => x.seq > before && x.action === row.permission && x.actor === principal && x.target === scope);
+          const decisions = h.audit.all().filter((x) => x.seq > before && x.action === 'api.authorize' && x.details?.permission === row.permission && x.actor === principal && x.target === scope);
           expect(decisions.length, `audit record for ${principal} ${row.permission} at ${scope}`).toBeGreaterThanOrEqual(1);
           const d = decisions[0]!;
-          expect(d.outcome).toBe(allowed ? 'allowed' : 'denied');
+          expect(d.outcome).toBe(allowed ? 'success' : 'denied');
           expect(d.reason).toBe(allowed ? `allow:${principal}:${role}@${row.kind === 'partition' ? '/partitions/a' : '/'}` : 'default-deny');
         });
       }

@@ -173,7 +173,7 @@ describe('serve as a daemon', () => {
       expect(called.stdout).toBe('SHOUT');
       expect((await cli([...base, 'stop', 'md'])).code).toBe(0);
       const audit = await cli([...base, 'audit', '--partition', 'md', '--action', 'partition.stop']);
-      expect(audit.stdout).toMatch(/token:admin partition\.stop \/partitions\/md succeeded/);
+      expect(audit.stdout).toMatch(/token:admin partition\.stop \/partitions\/md success/);
       const attest = await cli([...base, 'attest', '--nonce', '00112233445566778899']);
       expect(attest.code).toBe(1);
       expect(attest.stderr).toMatch(/^ERR_NOT_IMPLEMENTED: attestation is not available/);

@@ -141,7 +141,7 @@ describe('server limits at their edges', () => {
     const r = await c.json<{ durable: boolean; records: { action: string; target: string; outcome: string }[] }>('GET', `/audit?partition=e&action=partition.stop&since=${since}`);
     expect(r.durable).toBe(false);
     expect(r.records).toHaveLength(1);
-    expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'succeeded' });
+    expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'success' });
     const denied = await c.json<{ records: unknown[] }>('GET', '/audit?outcome=denied&until=2000-01-01');
     expect(denied.records).toEqual([]);
   });
@@ -150,7 +150,7 @@ describe('server limits at their edges', () => {
 describe('the memory audit log', () => {
   it('keeps the newest records up to its capacity and counts the dropped', async () => {
     const log = new MemoryAuditLog(3);
-    for (let i = 0; i < 5; i++) log.record({ actor: 'a', action: `x${i}`, target: '/', outcome: 'succeeded', reason: '' });
+    for (let i = 0; i < 5; i++) log.record({ actor: 'a', action: `x${i}`, target: '/', outcome: 'success', reason: '' });
     expect(log.all().map((r) => r.action)).toEqual(['x2', 'x3', 'x4']);
     expect(log.dropped).toBe(2);
     expect((await log.query({ limit: 2 })).map((r) => r.seq)).toEqual([4, 5]);
