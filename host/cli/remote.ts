@@ -51,6 +51,10 @@ function safe(text: string): string {
 }
 
 export async function remoteCommand(argv: string[]): Promise<number> {
+  // Output piped into `head` and closed early is not an error of ours.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  });
   const globals: Record<string, string> = {};
   let i = 0;
   while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) {
@@ -227,11 +231,14 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       );
       const q = new URLSearchParams();
       for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
-      const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
+      const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
       if (values.json) print(r);
       else {
         if (!r.durable) process.stderr.write('wasmvisor: this host keeps its audit log in memory only\n');
-        for (const x of r.records) process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action} ${x.target} ${x.outcome} ${safe(x.reason)}\n`);
+        for (const x of r.records) {
+          const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
+          process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${safe(x.reason)}\n`);
+        }
       }
       return 0;
     }
