@@ -95,6 +95,12 @@ function encodeOutput(bytes: Uint8Array, encoding: 'utf8' | 'base64'): { output:
   return { output: Buffer.from(bytes).toString('base64'), encoding: 'base64' };
 }
 
+/** Where a partition about to be declared sits: its scope, and its NIC's segment (for inherited assignments). */
+function specScope(spec: CreatePartitionBodyT['spec']): { scope: string; segment: string | null } {
+  const net = spec.devices?.net;
+  return { scope: `/partitions/${spec.name}`, segment: net ? net.segment : null };
+}
+
 export function buildRoutes(d: Deps): RouteDef[] {
   const { host, tokens, rbac, audit, server } = d;
   const partitionScope = (ctx: RequestContext) => ({ scope: `/partitions/${ctx.params.name}`, segment: host.segmentOf(ctx.params.name!) });
@@ -159,11 +165,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
       tag: 'partitions',
       auth: 'required',
       permission: 'partitions/write',
-      scope: (ctx) => {
-        const spec = (ctx.body as CreatePartitionBodyT).spec;
-        const net = spec.devices?.net;
-        return { scope: `/partitions/${spec.name}`, segment: net ? net.segment : null };
-      },
+      scope: (ctx) => specScope((ctx.body as CreatePartitionBodyT).spec),
       body: CreatePartitionBody,
       bodyLimit: MAX_MODULE_BASE64 + (1 << 20),
       status: 201,
@@ -171,8 +173,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         const body = ctx.body as CreatePartitionBodyT;
         if (body.start) {
-          const net = body.spec.devices?.net;
-          ctx.authorize('partitions/start', `/partitions/${body.spec.name}`, net ? net.segment : null);
+          const { scope, segment } = specScope(body.spec);
+          ctx.authorize('partitions/start', scope, segment);
         }
         const info = await host.create(body, ctx.principal.id);
         ctx.reply.status(201);
