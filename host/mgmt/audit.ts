@@ -125,3 +125,30 @@ export class MemoryAuditLog implements AuditSink {
     this.closed = true;
   }
 }
+
+/** What a durable audit log offers (the shape of host/security/audit.ts's AuditLog and readAuditRecords). */
+export interface DurableLog {
+  note(entry: AuditEntry): void;
+  record(entry: AuditEntry): Promise<unknown>;
+  close(): Promise<void> | void;
+}
+
+/**
+ * The adapter for a durable log: writes go straight through; queries read the records back
+ * (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For issue 12's
+ * AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
+ */
+export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise<AuditRecord[]>): AuditSink {
+  return {
+    durable: true,
+    note: (entry) => log.note(entry),
+    record: (entry) => log.record(entry),
+    async query(q) {
+      const matching = (await read()).filter((r) => matchesQuery(r, q));
+      return matching.slice(Math.max(0, matching.length - q.limit));
+    },
+    close: async () => {
+      await log.close();
+    },
+  };
+}

@@ -156,3 +156,18 @@ describe('the memory audit log', () => {
     expect((await log.query({ limit: 2 })).map((r) => r.seq)).toEqual([4, 5]);
   });
 });
+
+describe('the durable-log adapter', () => {
+  it('writes through and filters what it reads back', async () => {
+    const backing = new MemoryAuditLog();
+    const { durableSink } = await import('../../host/mgmt/audit.ts');
+    const sink = durableSink(backing, () => backing.all());
+    expect(sink.durable).toBe(true);
+    sink.note({ actor: 'token:a', action: 'api.authorize', target: '/partitions/x', outcome: 'denied', reason: 'default-deny' });
+    await sink.record({ actor: 'token:a', action: 'partition.stop', target: '/partitions/x', outcome: 'success', reason: '' });
+    await sink.record({ actor: 'token:b', action: 'partition.stop', target: '/partitions/y', outcome: 'success', reason: '' });
+    expect((await sink.query({ target: '/partitions/*', limit: 10 })).map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect((await sink.query({ actor: 'token:a', outcome: 'success', limit: 10 })).map((r) => r.seq)).toEqual([2]);
+    expect((await sink.query({ limit: 1 })).map((r) => r.seq)).toEqual([3]);
+  });
+});
