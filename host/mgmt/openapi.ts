@@ -59,7 +59,7 @@ export function openApiDocument(routes: RouteDef[]): unknown {
       responses,
     };
   }
-  paths['/openapi.json'] = { get: { summary: 'This document.', tags: ['host'], operationId: 'getOpenapi', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } };
+  paths['/openapi.json'] = { get: { summary: 'This document (any valid credential).', tags: ['host'], operationId: 'getOpenapi', security: [{ bearer: [] }, { mutualTLS: [] }], responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } };
   return {
     openapi: '3.1.0',
     info: { title: 'Wasmvisor management API', version: VERSION, description: 'Manage a Wasmvisor host: partitions, console, calls, metrics, policy, attestation, audit and tokens. See docs/MANAGEMENT.md.' },

@@ -352,7 +352,9 @@ export class ManagementServer {
         },
       });
     }
-    app.get('/openapi.json', { config: { route: { auth: 'public' } as RouteDef } }, async () => this.openapi);
+    // Any valid credential may read the document (no permission needed); without one it is a 401
+    // like every other route, so the route list is not shown to anonymous callers.
+    app.get('/openapi.json', { config: { route: { auth: 'required' } as RouteDef } }, async () => this.openapi);
   }
 
   private openapiCache: unknown = null;

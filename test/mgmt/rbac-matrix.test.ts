@@ -143,13 +143,14 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
     expect(rec.reason).toBe('allow:token:blue-reader:Reader@/segments/blue');
   });
 
-  it('health and the OpenAPI document need no credential; every other route answers 401 without one, unknown routes too', async () => {
+  it('health needs no credential; every other route answers 401 without one, unknown routes and the OpenAPI document too', async () => {
     const anon = h.client();
     expect((await anon.request('GET', '/health')).status).toBe(200);
-    const doc = JSON.parse((await anon.request('GET', '/openapi.json')).body.toString());
+    // Any valid credential reads the OpenAPI document, whatever its role.
+    const doc = JSON.parse((await h.client(tokens.Reader!.scoped).request('GET', '/openapi.json')).body.toString());
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths)).toContain('/partitions/{name}/call');
-    for (const path of ['/partitions', '/partitions/a', '/partitions/does-not-exist', '/no/such/route', '/metrics']) {
+    for (const path of ['/openapi.json', '/partitions', '/partitions/a', '/partitions/does-not-exist', '/no/such/route', '/metrics']) {
       const r = await anon.request('GET', path);
       expect(r.status).toBe(401);
       expect(JSON.parse(r.body.toString()).error.code).toBe('ERR_UNAUTHENTICATED');
@@ -159,7 +160,7 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
   });
 
   it('the OpenAPI document carries the very schemas that validate requests', async () => {
-    const doc = JSON.parse((await h.client().request('GET', '/openapi.json')).body.toString());
+    const doc = JSON.parse((await h.client(owner).request('GET', '/openapi.json')).body.toString());
     const body = doc.paths['/partitions'].post.requestBody.content['application/json'].schema;
     expect(body.properties.spec.properties.name.pattern).toBe('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');
     expect(body.additionalProperties).toBe(false);
