@@ -286,6 +286,8 @@ export class ManagedHost {
     } catch (error) {
       this.managed.delete(name);
       await m.partition?.destroy();
+      // The stored module goes too, unless another declaration uses it.
+      await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
       throw error;
     }
     await this.audit.record({ actor, action: 'partition.create', target: `/partitions/${name}`, outcome: 'success', reason: `module ${measurement}, restartPolicy ${decl.restartPolicy}` });

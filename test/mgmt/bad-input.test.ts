@@ -108,6 +108,9 @@ describe('bad input', () => {
     expect(r.status).toBe(422);
     expect(JSON.parse(r.body.toString()).error.code).toBe('ERR_MODULE_INVALID');
     expect(h.running.host.list().map((p) => p.name)).toEqual(['echo']);
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(`${h.config}/partitions`)).toEqual(['echo.json']);
+    expect(readdirSync(`${h.config}/modules`)).toHaveLength(1);
   });
 
   it('path traversal in names goes nowhere', async () => {
