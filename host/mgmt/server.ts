@@ -11,7 +11,7 @@
  *      so an unauthenticated caller learns nothing about which routes or partitions exist
  *   3. onRequest: the principal's rate limit (429 with Retry-After)
  *   4. body size limit (413) and JSON parsing (400), then schema validation (400 naming the field)
- *   5. preHandler: RBAC decision at the route's scope, recorded in the audit log, allow or deny (403)
+ *   5. the route wrapper, before the handler: RBAC decision at the route's scope, recorded in the audit log, allow or deny (403)
  *   6. the handler; errors become `{ error: { code, message } }` with the code's status, and
  *      anything unexpected a 500 without internals (the detail goes to the daemon's log)
  */
