@@ -15,3 +15,6 @@ export const loaderWorkerScript: URL = new URL('dist/loader-worker.js', packageR
 
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);
+
+/** The management plane's bundle (dist/mgmt.js), loaded by the CLI only for serve, token and cert. */
+export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);

@@ -1,16 +1,17 @@
 /**
  * Generates docs/attack-surface.json: every way in, read from the code that defines it, so the
  * surface cannot grow without the file changing (test/surface/attack-surface.test.ts fails until
- * the change is reviewed and recorded). Each surface is one entry of SURFACES; a new one (the
- * management API's endpoints, when it lands) is one more entry reading its own source of truth.
+ * the change is reviewed and recorded). Each surface is one entry of SURFACES; a new one is one
+ * more entry reading its own source of truth.
  *
  * Sources of truth: host/abi/codes.ts (call codes, their doc comments, statuses, devices),
  * host/abi/dispatcher.ts (which device owns each call), host/devices/*.ts (the statuses each
  * device returns), host/loader/policy.ts and host/wasi/imports.ts (the imports the loader
- * admits), host/loader/instrument.ts (the imports instrumentation adds), host/cli/main.ts (every
- * subcommand's options, parsed from its parseArgs table).
+ * admits), host/loader/instrument.ts (the imports instrumentation adds), host/cli/*.ts (every
+ * command's options, parsed from its parseArgs tables), host/mgmt/routes.ts (the management
+ * API's route table: method, path, authentication, permission, body limit).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { HV_HYPERCALL, HV_MAX_TRANSFER, HV_MODULE, HvCall, HvStatus, type HvCallName } from '../../host/abi/codes.ts';
@@ -19,6 +20,7 @@ import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, START_EXPORT } f
 import { HYPERCALL_SIG, formatSig } from '../../host/loader/policy.ts';
 import { Errno, WASI_MODULE } from '../../host/wasi/errno.ts';
 import { WASI_SIGNATURES } from '../../host/wasi/imports.ts';
+import { buildRoutes } from '../../host/mgmt/routes.ts';
 import { REPO_ROOT } from '../fuzz/framework.ts';
 
 const read = (rel: string): string => readFileSync(path.join(REPO_ROOT, rel), 'utf8');
@@ -50,39 +52,60 @@ function statusesIn(file: string): string[] {
   return [...new Set([...read(file).matchAll(/HvStatus\.([A-Z_]+)/g)].map((m) => m[1]!))].filter((s) => s !== 'SUCCESS').sort();
 }
 
-/** Every `wasmvisor <command>` and its options, from the parseArgs tables in host/cli/main.ts. */
+/**
+ * Every `wasmvisor <command> [<subcommand>]` and its options, from the parseArgs tables in
+ * host/cli/*.ts: in main.ts a table belongs to the command whose function holds it (named by
+ * main's switch); in another file, to the command that file exports (`fooCommand` → foo); inside
+ * a switch on subcommands, to its `case` as well.
+ */
 export function cliOptions(): Map<string, Map<string, string>> {
-  const file = 'host/cli/main.ts';
-  const source = parse(file);
+  const dir = path.join(REPO_ROOT, 'host', 'cli');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
   /** function name → command, from `case 'run': return await run(rest)` in main's switch. */
   const commands = new Map<string, string>();
-  const options = new Map<string, Map<string, string>>();
-  const visit = (node: ts.Node, fn: string | null): void => {
-    if (ts.isFunctionDeclaration(node) && node.name) fn = node.name.text;
-    if (ts.isCaseClause(node) && ts.isStringLiteral(node.expression)) {
-      const called = node.statements.map((s) => s.getText()).join(' ').match(/await (\w+)\(/);
-      if (called) commands.set(called[1]!, node.expression.text);
-    }
-    if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs' && fn !== null) {
-      const arg = node.arguments[0];
-      if (arg && ts.isObjectLiteralExpression(arg)) {
-        const table = arg.properties.find((p) => p.name?.getText() === 'options');
+  const tables: { fn: string; sub: string | null; options: Map<string, string> }[] = [];
+  for (const f of files) {
+    const source = parse(`host/cli/${f}`);
+    const exported = f === 'main.ts' ? null : (source.text.match(/export (?:async )?function (\w+)Command\(/)?.[1] ?? null);
+    const visit = (node: ts.Node, fn: string | null, sub: string | null): void => {
+      if (ts.isFunctionDeclaration(node) && node.name) {
+        fn = node.name.text;
+        sub = null;
+      }
+      if (ts.isCaseClause(node) && ts.isStringLiteral(node.expression)) {
+        const called = node.statements.map((st) => st.getText()).join(' ').match(/return await (\w+)\(/);
+        if (f === 'main.ts' && fn === 'main' && called) commands.set(called[1]!, node.expression.text);
+        else sub = node.expression.text;
+      }
+      // Options parsed by hand, listed in a `const GLOBAL = new Set(['--x', ...])` (remote.ts).
+      if (ts.isVariableDeclaration(node) && node.name.getText() === 'GLOBAL' && node.initializer && ts.isNewExpression(node.initializer)) {
+        const flags = node.initializer.getText().match(/'--[\w-]+'/g) ?? [];
+        tables.push({ fn: exported !== null ? `${exported}Command` : 'main', sub: null, options: new Map(flags.map((flag) => [flag.slice(3, -1), 'string'])) });
+      }
+      if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs' && fn !== null) {
+        const arg = node.arguments[0];
+        const table = arg && ts.isObjectLiteralExpression(arg) ? arg.properties.find((p) => p.name?.getText() === 'options') : undefined;
         if (table && ts.isPropertyAssignment(table) && ts.isObjectLiteralExpression(table.initializer)) {
-          const own = options.get(fn) ?? new Map<string, string>();
+          const options = new Map<string, string>();
           for (const p of table.initializer.properties) {
             const name = p.name?.getText().replace(/^'|'$/g, '') ?? '';
-            const type = ts.isPropertyAssignment(p) ? (p.initializer.getText().match(/type: '(\w+)'/)?.[1] ?? '?') : '?';
-            own.set(name, type);
+            options.set(name, ts.isPropertyAssignment(p) ? (p.initializer.getText().match(/type: '(\w+)'/)?.[1] ?? '?') : '?');
           }
-          options.set(fn, own);
+          tables.push({ fn: exported !== null ? `${exported}Command` : fn, sub, options });
         }
       }
-    }
-    ts.forEachChild(node, (child) => visit(child, fn));
-  };
-  visit(source, null);
+      ts.forEachChild(node, (child) => visit(child, fn, sub));
+    };
+    visit(source, null, null);
+  }
   const byCommand = new Map<string, Map<string, string>>();
-  for (const [fn, table] of options) byCommand.set(commands.get(fn) ?? fn, table);
+  for (const { fn, sub, options } of tables) {
+    const command = commands.get(fn) ?? fn.replace(/Command$/, '');
+    const key = sub === null ? command : `${command} ${sub}`;
+    const own = byCommand.get(key) ?? new Map<string, string>();
+    for (const [k, v] of options) own.set(k, v);
+    byCommand.set(key, own);
+  }
   return byCommand;
 }
 
@@ -115,6 +138,58 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'inspect --json': null,
   'inspect --wasi': null,
   'delete --data-dir': 'chooses which data directory a disk is deleted from',
+  'serve --config': 'chooses the host configuration: its roles, assignments, token store and partitions',
+  'serve --bind': 'exposes the management API on an address other than loopback (refused without TLS)',
+  'serve --port': null,
+  'serve --tls-self-signed': null,
+  'serve --tls-name': null,
+  'serve --tls-cert': null,
+  'serve --tls-key': null,
+  'serve --client-ca': 'admits clients holding a certificate from this CA as principals',
+  'token --config': 'chooses which host configuration the token is written to',
+  'token --name': null,
+  'token --role': 'grants a role to the new token',
+  'token --scope': 'sets where the new token’s role applies',
+  'token --expires': 'sets how long the new token works (at most 3650 days)',
+  'token --json': null,
+  'cert --config': 'chooses which host CA signs',
+  'cert --name': 'names the principal the certificate authenticates as',
+  'cert --out': null,
+  'cert --days': 'sets how long the certificate works',
+  'remote --host': 'chooses which host the commands manage',
+  'remote --token-file': 'the credential the commands act with',
+  'remote --fingerprint': null,
+  'remote --ca': null,
+  'remote --cert': 'a client certificate the commands act with',
+  'remote --key': null,
+  'remote ps --json': null,
+  'remote run --name': null,
+  'remote run --reactor': null,
+  'remote run --restart': null,
+  'remote run --disk': 'grants the remote partition a persistent block device',
+  'remote run --memory': 'raises (or lowers) the remote partition’s memory limit',
+  'remote run --timeout': 'raises the remote partition’s wall-clock budget',
+  'remote run --devices': 'grants devices to the remote partition',
+  'remote run --no-start': null,
+  'remote rm --wipe': null,
+  'remote logs --follow': null,
+  'remote logs --tail': null,
+  'remote call --input': null,
+  'remote call --timeout': "raises the remote call's budget",
+  'remote metrics --prometheus': null,
+  'remote audit --partition': null,
+  'remote audit --action': null,
+  'remote audit --actor': null,
+  'remote audit --outcome': null,
+  'remote audit --since': null,
+  'remote audit --until': null,
+  'remote audit --limit': null,
+  'remote audit --json': null,
+  'remote attest --nonce': null,
+  'remote token --name': null,
+  'remote token --role': 'grants a role to the new token (never more than the caller holds)',
+  'remote token --scope': 'sets where the new token’s role applies',
+  'remote token --expires': 'sets how long the new token works',
 };
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -185,7 +260,22 @@ const SURFACES: readonly Surface[] = [
       return { wideningOptions: widening };
     },
   },
-  // Management endpoints: one more entry here when host/mgmt/ lands, read from its route table.
+  {
+    name: 'management',
+    read: () => {
+      // The route table needs its dependencies only to handle requests: listing it touches none.
+      const routes = buildRoutes({} as Parameters<typeof buildRoutes>[0]);
+      return {
+        routes: routes.map((r) => ({
+          method: r.method,
+          url: r.url,
+          auth: r.auth,
+          permission: r.permission,
+          ...(r.bodyLimit !== undefined ? { bodyLimitBytes: r.bodyLimit } : {}),
+        })),
+      };
+    },
+  },
 ];
 
 /** The whole surface, as the JSON text docs/attack-surface.json holds. */
