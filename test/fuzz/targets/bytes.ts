@@ -16,7 +16,7 @@ import { FeatureDeniedError, LimitModuleError, ModuleInvalidError, WasmvisorErro
 import { defaultPolicy, evaluatePolicy } from '../../../host/loader/policy.ts';
 import { applyClampPlan } from '../../../host/loader/rewrite.ts';
 import { readSections } from '../../../host/loader/sections.ts';
-import { nestingBomb, localsBomb } from '../../loader/bombs.mjs';
+import { concat, localsBomb, nestingBomb } from '../../loader/bombs.mjs';
 import { wat } from '../../loader/wat.ts';
 import { REPO_ROOT, invariant, type Target } from '../framework.ts';
 
@@ -127,36 +127,27 @@ export function mutate(base: Uint8Array, mutations: readonly Mutation[]): Uint8A
         b = b.subarray(0, p);
         break;
       case 'insert':
-        b = concat(b.subarray(0, p), m.bytes, b.subarray(p));
+        b = concat([b.subarray(0, p), m.bytes, b.subarray(p)]);
         break;
       case 'delete':
-        b = concat(b.subarray(0, p), b.subarray(Math.min(n, p + m.length)));
+        b = concat([b.subarray(0, p), b.subarray(Math.min(n, p + m.length))]);
         break;
       case 'leb': {
         // Over-long LEB128: set the continuation bit on the byte and add bytes that keep going.
         if (n === 0) break;
         const head = b.slice(0, p + 1);
         head[p] = head[p]! | 0x80;
-        b = concat(head, new Uint8Array(m.extra).fill(0x80), Uint8Array.of(0x7f), b.subarray(p + 1));
+        b = concat([head, new Uint8Array(m.extra).fill(0x80), Uint8Array.of(0x7f), b.subarray(p + 1)]);
         break;
       }
       case 'duplicate':
-        b = concat(b.subarray(0, p), b.subarray(p, Math.min(n, p + m.length)), b.subarray(p));
+        b = concat([b.subarray(0, p), b.subarray(p, Math.min(n, p + m.length)), b.subarray(p)]);
         break;
     }
   }
   return b;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** Slowest a parse may be on any input of the corpus's size (ms): a bound, far above the typical. */
 const PARSE_BUDGET_MS = 2000;

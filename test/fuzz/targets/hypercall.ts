@@ -36,6 +36,7 @@ import { allocateStats, readMetrics } from '../../../host/partition/stats.ts';
 import { InputKind } from '../../../host/partition/protocol.ts';
 import { BlockImage } from '../../../host/storage/image.ts';
 import { Storage, type BlockAttachment } from '../../../host/storage/storage.ts';
+import { concat } from '../../loader/bombs.mjs';
 import { wat } from '../../loader/wat.ts';
 import { boundaryU32, invariant, type Target } from '../framework.ts';
 
@@ -117,11 +118,11 @@ const wellFormedInput = (c: number): fc.Arbitrary<Uint8Array> => {
       return fc.nat({ max: 64 }).map((o) => u32le(o));
     case HvCall.BLOCK_READ:
     case HvCall.BLOCK_DISCARD:
-      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 17 }), fc.constantFrom(0, 1, 2)).map(([sector, count, flags]) => concat(u64le(sector), u32le(count, flags)));
+      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 17 }), fc.constantFrom(0, 1, 2)).map(([sector, count, flags]) => concat([u64le(sector), u32le(count, flags)]));
     case HvCall.BLOCK_WRITE:
-      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 2 }), fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 16 })).map(([sector, count, flags, data]) => concat(u64le(sector), u32le(count, flags), data));
+      return fc.tuple(fc.bigInt({ min: 0n, max: 300n }), fc.integer({ min: 0, max: 2 }), fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 16 })).map(([sector, count, flags, data]) => concat([u64le(sector), u32le(count, flags), data]));
     case HvCall.NET_SEND:
-      return fc.tuple(fc.constantFrom(0, 1, 2, 3, 0xffff_ffff, 0x0a000002), fc.uint8Array({ maxLength: 32 })).map(([dst, payload]) => concat(u32le(dst), payload));
+      return fc.tuple(fc.constantFrom(0, 1, 2, 3, 0xffff_ffff, 0x0a000002), fc.uint8Array({ maxLength: 32 })).map(([dst, payload]) => concat([u32le(dst), payload]));
     case HvCall.NET_RECV:
       return fc.constantFrom(new Uint8Array(0), u32le(1, 0), u32le(0, 0), u32le(1, 5));
     case HvCall.NET_POLL:
@@ -131,15 +132,6 @@ const wellFormedInput = (c: number): fc.Arbitrary<Uint8Array> => {
   }
 };
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A call whose windows lie inside memory and whose input is well formed (its length is the input's). */
 const plausible: fc.Arbitrary<Step> = fc.constantFrom(...CODES).chain((c) =>
