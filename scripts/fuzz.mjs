@@ -11,5 +11,6 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // One level below the root, like dist/: host/paths.ts finds the package from there.
 const out = `${root}build/fuzz.mjs`;
 await build({ absWorkingDir: root, entryPoints: ['test/fuzz/main.ts'], outfile: out, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
-const result = spawnSync(process.execPath, [out, ...process.argv.slice(2)], { stdio: 'inherit' });
+// --expose-gc: the modules target collects now and then (its instances live outside the JS heap).
+const result = spawnSync(process.execPath, ['--expose-gc', out, ...process.argv.slice(2)], { stdio: 'inherit' });
 process.exitCode = result.status ?? 1;

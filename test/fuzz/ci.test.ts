@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CORPUS_DIR, CRASH_DIR, fuzz, savedInputs, stringify } from './framework.ts';
+import { CORPUS_DIR, CRASH_DIR, dirName, fuzz, savedInputs, stringify } from './framework.ts';
 import { TARGETS } from './targets/index.ts';
 
 /** Fixed, so a CI failure reproduces exactly. */
@@ -25,7 +25,7 @@ for (const target of TARGETS) {
     }, 120_000);
 
     const fromJSON = target.fromJSON ?? ((json: unknown) => json as never);
-    for (const dir of [path.join(CRASH_DIR, target.name), path.join(CORPUS_DIR, target.name)]) {
+    for (const dir of [path.join(CRASH_DIR, dirName(target.name)), path.join(CORPUS_DIR, dirName(target.name))]) {
       for (const saved of savedInputs(dir)) {
         it(`replays ${path.relative(path.dirname(CRASH_DIR), saved.file)}`, async () => {
           await target.run(fromJSON(saved.json));

@@ -97,7 +97,7 @@ export async function fuzz<T>(target: Target<T>, budget: Budget): Promise<Outcom
 export function saveReproducer(outcome: Outcome): string {
   const failure = outcome.failure!;
   const body = JSON.stringify({ target: outcome.target, seed: failure.seed, path: failure.path, error: failure.error.split('\n')[0], input: failure.input }, replacer, 2);
-  const dir = path.join(CRASH_DIR, outcome.target);
+  const dir = path.join(CRASH_DIR, dirName(outcome.target));
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${createHash('sha256').update(body).digest('hex').slice(0, 16)}.json`);
   writeFileSync(file, body + '\n');
@@ -107,11 +107,16 @@ export function saveReproducer(outcome: Outcome): string {
 /** Saves an interesting input in the corpus. */
 export function saveCorpus(target: string, input: unknown): string {
   const body = JSON.stringify(input, replacer);
-  const dir = path.join(CORPUS_DIR, target);
+  const dir = path.join(CORPUS_DIR, dirName(target));
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${createHash('sha256').update(body).digest('hex').slice(0, 16)}.json`);
   writeFileSync(file, body + '\n');
   return file;
+}
+
+/** A target's directory name under crashes/ and corpus/ (`parse:sections` → `parse-sections`). */
+export function dirName(target: string): string {
+  return target.replace(/[^A-Za-z0-9._-]/g, '-');
 }
 
 /** The committed inputs of a directory (`crashes/<target>` or `corpus/<target>`), decoded. */

@@ -39,7 +39,8 @@ for (const target of targets) {
   if (values.guided && parser !== undefined) {
     const g = guided(parser, each, seed);
     console.log(`${target.name.padEnd(16)} ${String(g.iterations).padStart(10)} inputs ${(g.iterations / (each / 1000)).toFixed(0).padStart(8)}/s  guided: ${g.corpus.length} in corpus, ${g.blocks} blocks covered`);
-    if (values['save-corpus']) for (const bytes of g.corpus.slice(parser.bases().length)) saveCorpus(`${target.name}-guided`, { bytes });
+    // The corpus is committed: only small finds (the largest real bases are tens of KiB), at most 200.
+    if (values['save-corpus']) for (const bytes of g.corpus.slice(parser.bases().length).filter((b) => b.length <= 4096).slice(0, 200)) saveCorpus(target.name, { bytes });
     if (g.failure) {
       findings++;
       console.log(`  FINDING: ${g.failure.error}\n  bytes: ${stringify(g.failure.bytes)}`);

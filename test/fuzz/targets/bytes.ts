@@ -88,10 +88,8 @@ export type Mutation =
   | { readonly op: 'leb'; readonly at: number; readonly extra: number }
   | { readonly op: 'duplicate'; readonly at: number; readonly length: number };
 
-export interface Mutated {
-  readonly base: number;
-  readonly mutations: readonly Mutation[];
-}
+/** A base input and mutations of it, or (a corpus entry from the guided run) the bytes themselves. */
+export type Mutated = { readonly base: number; readonly mutations: readonly Mutation[] } | { readonly bytes: Uint8Array };
 
 const at = fc.nat({ max: 1 << 20 });
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
@@ -173,12 +171,12 @@ export function byteTarget(parser: Parser): Target<Mutated> {
   return {
     name: `parse:${parser.name}`,
     surface: `byte-level mutations of real inputs through the ${parser.name} parser`,
-    input: fc.record({ base: fc.nat({ max: 1000 }), mutations: fc.array(mutation, { minLength: 1, maxLength: 6 }) }),
+    input: fc.record({ base: fc.nat({ max: 1000 }), mutations: fc.array(mutation, { minLength: 1, maxLength: 6 }) }) as fc.Arbitrary<Mutated>,
     async setup() {
       bases = parser.bases();
     },
     run(input) {
-      checkParse(parser, mutate(bases[input.base % bases.length]!, input.mutations));
+      checkParse(parser, 'bytes' in input ? input.bytes : mutate(bases[input.base % bases.length]!, input.mutations));
     },
   };
 }

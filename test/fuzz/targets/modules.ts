@@ -32,6 +32,8 @@ const LOAD_BUDGET_MS = 30_000;
 
 class OutOfFuel {}
 
+let runs = 0;
+
 interface Trace {
   readonly events: string[];
   /** True when the engine's stack ran out: deeper frames in instrumented code may move that point. */
@@ -107,12 +109,19 @@ async function run(input: ModuleInput): Promise<void> {
   // 1. The loader, end to end, on its own thread: admitted or refused with a typed error. The
   // policy admits the module's own function imports (ttf modules log through imports) and asks
   // for no export, so that most modules get through every step: rewrite, instrument, compile.
-  const info = readSections(bytes);
+  // The reader may refuse what ttf writes (e.g. a typed-reference instruction): that module
+  // still goes through the loader below, which must refuse it the same typed way.
+  let info: ModuleInfo | null = null;
+  try {
+    info = readSections(bytes);
+  } catch (error) {
+    invariant(error instanceof WasmvisorError && error.code !== 'ERR_INTERNAL', () => `the section reader failed with ${String(error)}`);
+  }
   const allowed = new Map<string, Map<string, FuncSig>>();
-  for (const imp of info.imports) {
-    if (imp.kind !== 'function' || info.types[imp.typeIndex] === undefined) continue;
+  for (const imp of info?.imports ?? []) {
+    if (imp.kind !== 'function' || info!.types[imp.typeIndex] === undefined) continue;
     if (!allowed.has(imp.module)) allowed.set(imp.module, new Map());
-    allowed.get(imp.module)!.set(imp.name, info.types[imp.typeIndex]!);
+    allowed.get(imp.module)!.set(imp.name, info!.types[imp.typeIndex]!);
   }
   for (const fuel of [false, true]) {
     const started = performance.now();
@@ -129,6 +138,10 @@ async function run(input: ModuleInput): Promise<void> {
     stats.peakRssMiB = Math.max(stats.peakRssMiB, process.memoryUsage().rss / 1048576);
     invariant(ms < LOAD_BUDGET_MS, () => `loading a ${bytes.length}-byte module took ${ms.toFixed(0)} ms`);
   }
+  if (info === null) return;
+  // Compiled code and memories of the instances below live outside the JS heap, so V8 feels no
+  // pressure to collect them: a long run collects now and then (scripts/fuzz.mjs exposes gc).
+  if (++runs % 50 === 0) (globalThis as { gc?: () => void }).gc?.();
   // 2. Differential: plain vs instrumented with fuel to spare, then exhaustion twice.
   let metered: Uint8Array;
   try {
