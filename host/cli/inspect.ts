@@ -1,4 +1,9 @@
+/** `wasmvisor inspect`: describe a module and say whether the policy admits it. */
+import { parseArgs } from 'node:util';
+import { Hypervisor } from '../hypervisor.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import type { Inspection } from '../loader/pipeline.ts';
+import { exitStatus, intOption, usage } from './common.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
 function sig(s: FuncSig | undefined): string {
@@ -37,3 +42,20 @@ export function formatInspection(file: string, i: Inspection): string {
   }
   return lines.join('\n') + '\n';
 }
+
+export async function inspect(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { memory: { type: 'string' }, json: { type: 'boolean' }, wasi: { type: 'boolean' } } }),
+  );
+  if (positionals.length !== 1) throw new InvalidArgumentError(`inspect takes one module, got ${positionals.length}; see wasmvisor --help`);
+  const memoryPages = intOption(values.memory, 'memory', 1, 65536);
+  const hv = new Hypervisor();
+  const inspection = await hv.inspect(positionals[0]!, memoryPages !== undefined ? { memoryPages } : {}, { wasi: values.wasi === true });
+  process.stdout.write(values.json ? JSON.stringify(inspection, null, 2) + '\n' : formatInspection(positionals[0]!, inspection));
+  if (!inspection.verdict.admitted) {
+    process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);
+    return exitStatus(inspection.verdict.code);
+  }
+  return 0;
+}
+
