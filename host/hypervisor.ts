@@ -25,7 +25,7 @@ import { check, given } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { HypervisorOptionsSchema, type HypervisorOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
-import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type PartitionSpec, type PoolOptions } from './schema/index.ts';
+import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
 
 export type { HypervisorOptions, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy };
 
@@ -59,7 +59,8 @@ export const DEFAULT_LIMITS = {
 
 const REACTOR_EXPORTS = [{ name: 'memory', kind: 'memory' }] as const;
 
-function isCallable(sig: { params: readonly string[]; results: readonly string[] } | null | undefined): boolean {
+/** An export a host may call: a function () -> i32. */
+export function isCallable(sig: { params: readonly string[]; results: readonly string[] } | null | undefined): boolean {
   return sig != null && sig.params.length === 0 && sig.results.length === 1 && sig.results[0] === 'i32';
 }
 
@@ -334,8 +335,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     return this.live.get(name);
   }
 
-  /** Reads and measures a module and tells whether the default policy (with these limits) admits it. */
-  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: { wasi?: boolean } = {}): Promise<Inspection> {
+  /**
+   * Reads and measures a module and tells whether createPartition would admit it with these
+   * limits, WASI enabled or not, as a command (default) or a reactor.
+   */
+  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
     return inspectModule(source as ModuleSource, {
@@ -344,7 +348,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
         imports: allowedImports(options.wasi === true),
+        ...(options.kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}),
       },
+      ...(options.sha256 !== undefined ? { expectedSha256: options.sha256 } : {}),
       ...(this.allowList ? { allowList: this.allowList } : {}),
     });
   }

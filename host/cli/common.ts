@@ -2,7 +2,7 @@
  * What every `wasmvisor` subcommand shares: how an error becomes an error line and an exit
  * status, how option values are read, and the `--stats` block.
  */
-import { InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 
 /** The process exit status for an error code (documented in README and USAGE). */
@@ -42,46 +42,6 @@ export function fail(error: unknown): number {
   return 70;
 }
 
-export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
-  const n = Number(value);
-  if (n < min || n > max) throw new InvalidArgumentError(`--${name} must be from ${min} to ${max}, got ${n}`);
-  return n;
-}
-
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
-export function usage<T>(parser: () => T): T {
-  try {
-    return parser();
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(message.split('\n')[0]!);
-  }
-}
-
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
-
-export function sha256Option(value: string | undefined): string | undefined {
-  if (value !== undefined && !SHA256_HEX.test(value)) throw new InvalidArgumentError(`--sha256 must be 64 hex digits, got ${JSON.stringify(value)}`);
-  return value;
-}
-
-export const DEVICE_NAMES = ['console', 'clock', 'entropy'] as const;
-export type DeviceName = (typeof DEVICE_NAMES)[number];
-
-/** `--devices a,b` (or "none"), checked against the devices the CLI can grant. */
-export function deviceList(value: string | undefined, fallback: string): Set<DeviceName> {
-  const grant = new Set<DeviceName>();
-  const list = value ?? fallback;
-  if (list === 'none') return grant;
-  for (const d of list.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--devices: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')})`);
-    grant.add(d as DeviceName);
-  }
-  return grant;
-}
-
 /** The `--stats` block: the partition's metrics when it ended. */
 export function formatStats(exit: PartitionExit): string {
   const m = exit.metrics;
@@ -108,9 +68,53 @@ export function formatStats(exit: PartitionExit): string {
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
 }
 
+/** The process exit status of a run that ended: the guest's code & 0xff (what a POSIX shell sees), or the error's. */
 export function report(exit: PartitionExit): number {
   if (exit.reason === 'exit') return (exit.code ?? 0) & 0xff;
   return fail(exit.error);
+}
+
+/**
+ * The `--json` report of `run` and `call`. `code` is the guest's full exit code (a signed
+ * 32-bit integer; the process status is only its low 8 bits), `exitStatus` what the process
+ * exits with, `error` the typed error when the run did not end with an exit.
+ */
+export interface JsonReport {
+  command: 'run' | 'call';
+  /** `exited`, `trapped` or `killed` once the guest ran (`running`: a reactor after its call); `not-run` when it was refused or never started. */
+  state: 'running' | 'exited' | 'trapped' | 'killed' | 'not-run';
+  code: number | null;
+  exitStatus: number;
+  error: { code: ErrorCode; message: string } | null;
+  runTimeMs: number | null;
+  metrics: PartitionExit['metrics'] | null;
+}
+
+export function exitReport(command: JsonReport['command'], exit: PartitionExit): JsonReport {
+  return {
+    command,
+    state: exit.state,
+    code: exit.code,
+    exitStatus: exit.reason === 'exit' ? (exit.code ?? 0) & 0xff : exitStatus(exit.reason),
+    error: exit.error ? { code: exit.error.code, message: exit.error.message } : null,
+    runTimeMs: exit.runTimeMs,
+    metrics: exit.metrics,
+  };
+}
+
+/** The report of a command that failed before (or without) an exit of the guest. */
+export function errorReport(command: JsonReport['command'], error: unknown): JsonReport {
+  const typed = error instanceof WasmvisorError ? error : null;
+  const code: ErrorCode = typed?.code ?? 'ERR_INTERNAL';
+  return {
+    command,
+    state: 'not-run',
+    code: null,
+    exitStatus: exitStatus(code),
+    error: { code, message: typed?.message ?? (error instanceof Error ? error.message : String(error)) },
+    runTimeMs: null,
+    metrics: null,
+  };
 }
 
 export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {

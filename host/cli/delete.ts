@@ -1,21 +1,30 @@
 /** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
-import { parseArgs } from 'node:util';
 import { Hypervisor } from '../hypervisor.ts';
-import { InvalidArgumentError } from '../errors.ts';
-import { usage } from './common.ts';
+import { helpText, parse, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+export const deleteCommand = {
+  name: 'delete',
+  summary: "scrub and remove a partition's disk and its key (exit 0 also when there was none)",
+  usage: ['wasmvisor delete [options] <name>'],
+  options: {
+    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+  },
+  positionals: { names: ['name'], min: 1 },
+} satisfies CommandSpec<OptionTable>;
 
 export async function remove(argv: string[]): Promise<number> {
-  const { values, positionals } = usage(() =>
-    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' } } }),
-  );
-  if (positionals.length !== 1) throw new InvalidArgumentError(`delete takes one partition name, got ${positionals.length}; see wasmvisor --help`);
+  const { values, positionals, help } = parse(deleteCommand, argv);
+  if (help) {
+    process.stdout.write(helpText(deleteCommand));
+    return 0;
+  }
+  const name = positionals[0]!;
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
-  const result = await hv.wipeStorage(positionals[0]!);
+  const result = await hv.wipeStorage(name);
   process.stdout.write(
     result.removedImage || result.removedKey
-      ? `deleted the disk of ${positionals[0]}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
-      : `${positionals[0]} has no disk in ${hv.dataDir}; nothing to delete\n`,
+      ? `deleted the disk of ${name}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
+      : `${name} has no disk in ${hv.dataDir}; nothing to delete\n`,
   );
   return 0;
 }
-

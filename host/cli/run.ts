@@ -1,117 +1,71 @@
-/** `wasmvisor run`: run a guest (an hv command or a WASI program) in a partition. */
-import path from 'node:path';
+/** `wasmvisor run`: run a guest (an hv command, a WASI program, or a manifest's) in a partition. */
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { Hypervisor } from '../hypervisor.ts';
-import { InvalidArgumentError } from '../errors.ts';
-import type { DevicesSpec } from '../devices/config.ts';
-import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
-import { WASI_MODULE } from '../wasi/errno.ts';
-import { DEVICE_NAMES, deviceList, formatStats, intOption, report, sha256Option, usage } from './common.ts';
+import { errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
+import { helpText, parse, type CommandSpec, type OptionTable } from './options.ts';
+import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+
+export const runCommand = {
+  name: 'run',
+  summary: 'run a guest: an hv command, a WASI program, or a manifest (app.json)',
+  usage: ['wasmvisor run [options] <guest.wasm | app.json> [guest args...]', 'wasmvisor run [options] <guest.wasm | app.json> [options] -- [guest args...]'],
+  options: partitionOptions('run'),
+  positionals: { names: ['guest.wasm | app.json'], min: 1 },
+  rest: 'guest args',
+  notes: `Options come before the guest's first argument: everything from the first argument after the
+module on is passed to the guest (as Wasmtime does), and so is everything after --.
+A value is taken as given, even when it starts with '-'.
+
+The guest's console is the command's stdout and stderr; stdin is its console input. WASI preview1
+is enabled when the module imports wasi_snapshot_preview1, or with --wasi, --dir or --env; argv[0]
+is the module's file name. A manifest (a .json file, schema in wasmvisor/schema/manifest.json)
+gives the whole spec; flags given here override it.
+
+Exit status: the guest's exit code & 0xff when it exits (what a POSIX shell sees: a guest exiting
+with 256 or 0x80000000 gives 0 — --json carries the full code); otherwise 2 bad usage
+(ERR_INVALID_ARGUMENT), 124 ERR_LIMIT_CPU, 125 refused before running (module, imports, features,
+limits, integrity), 134 ERR_GUEST_TRAP, 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL,
+1 anything else. An error line starts with its code.
+
+--json ends stderr with one line, a JSON object: {"command":"run","state","code","exitStatus",
+"error":{"code","message"}|null,"runTimeMs","metrics"}; stdout stays the guest's.`,
+} satisfies CommandSpec<OptionTable>;
 
 export async function run(argv: string[]): Promise<number> {
-  const split = argv.indexOf('--');
-  const own = split < 0 ? argv : argv.slice(0, split);
-  const guestArgs = split < 0 ? [] : argv.slice(split + 1);
-  const { values, positionals } = usage(() =>
-    parseArgs({
-      args: own,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        memory: { type: 'string' },
-        timeout: { type: 'string' },
-        devices: { type: 'string' },
-        'clock-resolution': { type: 'string' },
-        deterministic: { type: 'boolean' },
-        seed: { type: 'string' },
-        sha256: { type: 'string' },
-        stats: { type: 'boolean' },
-        disk: { type: 'string' },
-        name: { type: 'string' },
-        'data-dir': { type: 'string' },
-        dir: { type: 'string', multiple: true },
-        env: { type: 'string', multiple: true },
-        fuel: { type: 'string' },
-        'cpu-percent': { type: 'string' },
-      },
-    }),
-  );
-  if (positionals.length !== 1) throw new InvalidArgumentError(`run takes one guest module, got ${positionals.length}; see wasmvisor --help`);
-  const file = positionals[0]!;
-  const memoryPages = intOption(values.memory, 'memory', 1, 65536);
-  const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
-  const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
-  const cpuPercent = intOption(values['cpu-percent'], 'cpu-percent', 1, 100);
-  const grant = deviceList(values.devices, DEVICE_NAMES.join(','));
-  const resolution = values['clock-resolution'];
-  const resolutionMs = resolution === undefined ? undefined : Number(resolution);
-  if (resolutionMs !== undefined && !(resolutionMs > 0)) throw new InvalidArgumentError(`--clock-resolution must be a positive number of ms, got ${JSON.stringify(resolution)}`);
-  const deterministic = values.deterministic === true;
-  const seed = values.seed ?? (deterministic ? 'wasmvisor' : undefined);
-  const devices: DevicesSpec = {};
-  if (grant.has('console')) devices.console = true;
-  if (grant.has('clock')) devices.clock = { ...(resolutionMs !== undefined ? { resolutionMs } : {}), ...(deterministic ? { deterministic: true } : {}) };
-  if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
-  const diskMiB = intOption(values.disk, 'disk', 1, 4096);
-  if (diskMiB !== undefined) devices.block = { sizeMiB: diskMiB };
-
-  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
-  const dirs = values.dir ?? [];
-  const envs = values.env ?? [];
-  let wasi: WasiSpec | undefined;
-  if (dirs.length > 0 || envs.length > 0 || (await importsWasi(hv, file))) {
-    wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption) };
+  const { values, positionals, rest, help } = parse(runCommand, argv);
+  if (help) {
+    process.stdout.write(helpText(runCommand));
+    return 0;
   }
-  const partition = await hv.createPartition({
-    name: values.name ?? 'guest',
-    module: file,
-    args: guestArgs,
-    ...(wasi !== undefined ? { wasi } : {}),
-    ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
-    limits: {
-      ...(memoryPages !== undefined ? { memoryPages } : {}),
-      ...(timeout !== undefined ? { timeoutMs: timeout === 0 ? Infinity : timeout } : {}),
-      ...(fuel !== undefined ? { fuel } : {}),
-      ...(cpuPercent !== undefined ? { cpu: { maxPercent: cpuPercent } } : {}),
-    },
-    devices,
-  });
-  partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
-  partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
-  await partition.start();
-  const input = grant.has('console') ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
-  const exit = await partition.exited;
-  input?.close();
-  await hv.close();
-  // The error line (if any) comes first, so stderr still starts with the code.
-  const status = report(exit);
-  if (values.stats) process.stderr.write(formatStats(exit));
-  return status;
-}
-
-/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
-function dirOption(value: string): PreopenSpec {
-  const at = value.indexOf('::');
-  const hostPath = at < 0 ? value : value.slice(0, at);
-  const guestPath = at < 0 ? value : value.slice(at + 2);
-  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`--dir ${JSON.stringify(value)}: expected <host-folder>[::<guest-path>]`);
-  return { hostPath, guestPath };
-}
-
-function envOption(value: string): string {
-  if (!/^[^=]+=/.test(value)) throw new InvalidArgumentError(`--env ${JSON.stringify(value)}: expected KEY=VALUE`);
-  return value;
-}
-
-/** Does the module import WASI? (Unreadable or invalid modules: no; createPartition reports why.) */
-async function importsWasi(hv: Hypervisor, file: string): Promise<boolean> {
+  const json = values.json === true;
+  let result: JsonReport;
+  let status: number;
   try {
-    const inspection = await hv.inspect(file, {}, { wasi: true });
-    return inspection.imports.some((i) => i.module === WASI_MODULE);
-  } catch {
-    return false;
+    const source = await readSource(positionals[0]!);
+    const spec = buildSpec(values, source, 'run', rest);
+    const hv = new Hypervisor(hypervisorOptions(values));
+    try {
+      const partition = await hv.createPartition(spec);
+      partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
+      reportViolations(partition);
+      await partition.start();
+      const hasConsole = spec.devices?.console !== undefined && spec.devices.console !== false;
+      const input = hasConsole ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
+      const exit = await partition.exited;
+      input?.close();
+      // The error line (if any) comes first, so stderr still starts with the code.
+      status = report(exit);
+      if (values.stats) process.stderr.write(formatStats(exit));
+      result = exitReport('run', exit);
+    } finally {
+      await hv.close();
+    }
+  } catch (error) {
+    status = fail(error);
+    result = errorReport('run', error);
   }
+  if (json) process.stderr.write(JSON.stringify(result) + '\n');
+  return status;
 }
 
 /** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */

@@ -66,6 +66,13 @@ export const PoolOptionsSchema = Type.Object(
 export type PoolOptions = Static<typeof PoolOptionsSchema>;
 
 export const InspectOptionsSchema = Type.Object(
-  { wasi: Type.Optional(Type.Boolean({ description: 'Judge the module with WASI preview1 imports admitted.' })) },
+  {
+    wasi: Type.Optional(Type.Boolean({ description: 'Judge the module with WASI preview1 imports admitted.' })),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('command'), Type.Literal('reactor')], { description: "Judge it as createPartition would for this kind: a command must export _start, a reactor only memory. Default 'command'." }),
+    ),
+    sha256: Type.Optional(Sha256('Judge it against this pinned measurement too, as a spec with sha256 would be.')),
+  },
   { ...CLOSED, description: 'Options of hv.inspect.' },
 );
+export type InspectOptions = Static<typeof InspectOptionsSchema>;
