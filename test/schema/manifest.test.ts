@@ -85,11 +85,11 @@ describe('loadManifest', () => {
   it('bounded: a missing file, a folder, a file over the limit, a bad name', async () => {
     expect(await problem(path.join(dir, 'missing.json'))).toMatch(/missing\.json: cannot be read: ENOENT/);
     expect(await problem(dir)).toMatch(/: not a regular file$/);
-    // 34 bytes of JSON around the argument: the edge is exactly MAX_MANIFEST_BYTES, one past it is refused.
-    const big = write('big.json', `{"module":"hello.wasm","args":["${'x'.repeat(MAX_MANIFEST_BYTES - 33)}"]}`);
+    // 35 bytes of JSON around the argument: the edge is exactly MAX_MANIFEST_BYTES, one past it is refused.
+    const big = write('big.json', `{"module":"hello.wasm","args":["${'x'.repeat(MAX_MANIFEST_BYTES - 34)}"]}`);
     expect(await problem(big)).toContain(`more than the ${MAX_MANIFEST_BYTES} a manifest may have`);
-    const edge = write('edge.json', `{"module":"hello.wasm","args":["${'x'.repeat(MAX_MANIFEST_BYTES - 34)}"]}`);
-    expect((await loadManifest(edge)).args![0]!.length).toBe(MAX_MANIFEST_BYTES - 34);
+    const edge = write('edge.json', `{"module":"hello.wasm","args":["${'x'.repeat(MAX_MANIFEST_BYTES - 35)}"]}`);
+    expect((await loadManifest(edge)).args![0]!.length).toBe(MAX_MANIFEST_BYTES - 35);
     const badName = write('not a name!.json', { module: 'hello.wasm' });
     expect(await problem(badName)).toContain('name: is required (the file name "not a name!" is not a valid partition name)');
   });
