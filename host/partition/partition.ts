@@ -283,6 +283,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.queue.push(pending);
+      this.run?.keepAlive(true);
+      this.restartTimer?.ref();
       this.dispatch();
     });
   }
@@ -437,6 +439,15 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.onFirstReady?.();
     this.onFirstReady = null;
     this.dispatch();
+    this.idleKeepAlive();
+  }
+
+  /**
+   * An idle reactor (ready, nothing queued or running) does not keep the app's process alive:
+   * an app that is done with it may simply end, as with an idle socket. Work in flight does.
+   */
+  private idleKeepAlive(): void {
+    this.run?.keepAlive(this.inFlight !== null || this.queue.length > 0);
   }
 
   /** Sends queued calls while the reactor is idle (a loop, not recursion, however many finish at once). */
@@ -487,6 +498,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
     output.fill(0);
     this.dispatch();
+    this.idleKeepAlive();
   }
 
   private abortCall(call: PendingCall): void {
@@ -530,6 +542,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         this.restartTimer = null;
         void this.spawn();
       }, delayMs);
+      // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
+      if (this.queue.length === 0) this.restartTimer.unref();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
