@@ -3,7 +3,7 @@
  * each closed, so a misspelt option is an error. A device that is absent or `false` is not
  * granted. Defaults and derived values (burst from rate, ring sizes) are devices/config.ts's.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { HV_MAX_TRANSFER, HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { CLOSED, Name } from './kinds.ts';
 import { rateLimitSchema } from './limits.ts';
@@ -21,12 +21,13 @@ export const ConsoleSchema = Type.Object(
     inputBufferBytes: Type.Optional(
       Type.Integer({ minimum: 64, maximum: 1 << 24, description: "Bytes of console input buffered for the guest before the host's writes are refused (rounded up to a power of two). Default 65536." }),
     ),
-    rateLimit: Type.Optional({
+    rateLimit: Type.Optional(
       // A write moves at most one hypercall buffer: a bucket that size can always admit it.
-      ...rateLimitSchema(HV_MAX_TRANSFER),
-      description:
-        "Rate limit of output writes (CONSOLE_WRITE, CONSOLE_WRITE_ERR, WASI fd 1 and 2), in bytes and calls, on top of the lines bucket; mode 'reject' (default) or 'block'. Default: none.",
-    }),
+      CloneType(rateLimitSchema(HV_MAX_TRANSFER), {
+        description:
+          "Rate limit of output writes (CONSOLE_WRITE, CONSOLE_WRITE_ERR, WASI fd 1 and 2), in bytes and calls, on top of the lines bucket; mode 'reject' (default) or 'block'. Default: none.",
+      }),
+    ),
   },
   { ...CLOSED, description: 'The console: line output (stdout, stderr) and line input.' },
 );

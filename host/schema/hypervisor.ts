@@ -2,7 +2,7 @@
  * Schema of the Hypervisor's options (`new Hypervisor(options)`). Add an option here, with its
  * range and description; its default stays in the constructor.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { CLOSED, IterableObject, Sha256 } from './kinds.ts';
 import { PartitionLimitsSchema } from './limits.ts';
 
@@ -15,7 +15,7 @@ export const HypervisorOptionsSchema = Type.Object(
         description: 'If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing.',
       }),
     ),
-    defaultLimits: Type.Optional({ ...PartitionLimitsSchema, description: 'Defaults for partitions that do not set a limit.' }),
+    defaultLimits: Type.Optional(CloneType(PartitionLimitsSchema, { description: 'Defaults for partitions that do not set a limit.' })),
     violationsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Violation events per second per partition before further ones are only counted. Default 100.' })),
     memoryBudgetBytes: Type.Optional(
       Type.Integer({

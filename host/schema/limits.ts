@@ -3,7 +3,7 @@
  * reactor's call limits, and the restart policy. Ranges are stated here once; the resolvers
  * (hypervisor.ts, limits/rate-limiter.ts) only fill in defaults and apply cross-field rules.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { CLOSED, Timeout } from './kinds.ts';
 
 const RATE_MODE = Type.Union([Type.Literal('reject'), Type.Literal('block')], {
@@ -26,7 +26,7 @@ export function rateLimitSchema(minBurstBytes: number, modeDefault: 'reject' | '
       burstOps: Type.Optional(Type.Number({ minimum: 1, maximum: 1e9, description: "Operations that may pass at once after an idle period. Needs opsPerSecond. Default: one second's worth." })),
       oneTimeBurstBytes: Type.Optional(Type.Number({ minimum: 0, maximum: 2 ** 40, description: 'Extra bytes available once, at the start. Needs bytesPerSecond. Default 0.' })),
       oneTimeBurstOps: Type.Optional(Type.Number({ minimum: 0, maximum: 1e9, description: 'Extra operations available once, at the start. Needs opsPerSecond. Default 0.' })),
-      mode: Type.Optional({ ...RATE_MODE, description: `${RATE_MODE.description} Default '${modeDefault}'.` }),
+      mode: Type.Optional(CloneType(RATE_MODE, { description: `${RATE_MODE.description} Default '${modeDefault}'.` })),
     },
     { ...CLOSED, description: 'A rate limit; every field is optional and an absent rate is unlimited.' },
   );
@@ -69,10 +69,11 @@ export const PartitionLimitsSchema = Type.Object(
       }),
     ),
     cpu: Type.Optional(CpuLimitSchema),
-    hypercallRate: Type.Optional({
-      ...RateLimitSchema,
-      description: "Rate limit of the partition's hypercalls as a whole (EXIT and ABORT always pass). Counted in metrics.throttled.hypercalls. Default: none.",
-    }),
+    hypercallRate: Type.Optional(
+      CloneType(RateLimitSchema, {
+        description: "Rate limit of the partition's hypercalls as a whole (EXIT and ABORT always pass). Counted in metrics.throttled.hypercalls. Default: none.",
+      }),
+    ),
     maxInputBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CALL_BYTES, description: 'Reactors: largest call input, bytes. Default 1 MiB.' })),
     maxOutputBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CALL_BYTES, description: 'Reactors: largest call output, bytes. Default 1 MiB.' })),
     maxQueuedCalls: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Reactors: calls that may wait behind the running one; more fail with ERR_BUSY. Default 64.' })),
@@ -89,7 +90,7 @@ const RESTART_MODE = Type.Union([Type.Literal('never'), Type.Literal('on-failure
 
 export const RestartPolicySchema = Type.Object(
   {
-    mode: Type.Optional({ ...RESTART_MODE, description: `${RESTART_MODE.description} Default 'on-failure'.` }),
+    mode: Type.Optional(CloneType(RESTART_MODE, { description: `${RESTART_MODE.description} Default 'on-failure'.` })),
     maxRestarts: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Restarts in a row (without a successful call between them) before the partition ends. Default 5.' })),
     backoffMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000, description: 'Delay before the first restart, doubled for each further one in a row, ms. Default 10.' })),
     maxBackoffMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000, description: 'Largest delay, ms. Default 1000.' })),
