@@ -1,5 +1,6 @@
 /** `wasmvisor run`: run a guest (an hv command, a WASI program, or a manifest's) in a partition. */
 import { createInterface } from 'node:readline';
+import { ModuleInvalidError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import { errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
 import { helpText, parse, type CommandSpec, type OptionTable } from './options.ts';
@@ -45,7 +46,14 @@ export async function run(argv: string[]): Promise<number> {
     const spec = buildSpec(values, source, 'run', rest);
     const hv = new Hypervisor(hypervisorOptions(values));
     try {
-      const partition = await hv.createPartition(spec);
+      const partition = await hv.createPartition(spec).catch((error: unknown) => {
+        // A reactor has no _start to run: say what to do with it instead.
+        const shape = source.shape;
+        if (error instanceof ModuleInvalidError && shape?.kind === 'reactor' && error.message.includes('_start')) {
+          throw new ModuleInvalidError(`${error.message}; this module is a reactor (exports ${shape.callable.join(', ') || '_initialize'}): use wasmvisor call ${positionals[0]} <export>`);
+        }
+        throw error;
+      });
       partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
       reportViolations(partition);
       await partition.start();

@@ -242,6 +242,12 @@ describe.concurrent('inspect agrees with run and call', () => {
     });
   }
 
+  it('run on a reactor: refused as before, and told to use call with its exports', async () => {
+    const r = await cli(['run', guest('transform')]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`ERR_MODULE_INVALID: guest must export a function _start: () -> (); this module is a reactor (exports upper, echo, count, fill, fail, trap, spin, render): use wasmvisor call ${guest('transform')} <export>\n`);
+  });
+
   it('--memory and --sha256 are judged as run would', async () => {
     expect((await cli(['inspect', '--memory', '1', guest('hello')])).code).toBe(125);
     const r = await cli(['inspect', '--sha256', '0'.repeat(64), guest('hello')]);
