@@ -5,7 +5,7 @@ import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, readAll, type JsonReport } from './common.ts';
-import { helpText, parse, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
 export const callCommand = {
@@ -59,11 +59,9 @@ function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'ut
 }
 
 export async function call(argv: string[]): Promise<number> {
-  const { values, positionals, help } = parse(callCommand, argv);
-  if (help) {
-    process.stdout.write(helpText(callCommand));
-    return 0;
-  }
+  const parsed = parseOrHelp(callCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const exportName = positionals[1]!;
   const json = values.json === true;
   const base = { export: exportName, status: null, output: null, outputEncoding: null };

@@ -1,6 +1,6 @@
 /** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
 import { Hypervisor } from '../hypervisor.ts';
-import { helpText, parse, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const deleteCommand = {
   name: 'delete',
@@ -13,11 +13,9 @@ export const deleteCommand = {
 } satisfies CommandSpec<OptionTable>;
 
 export async function remove(argv: string[]): Promise<number> {
-  const { values, positionals, help } = parse(deleteCommand, argv);
-  if (help) {
-    process.stdout.write(helpText(deleteCommand));
-    return 0;
-  }
+  const parsed = parseOrHelp(deleteCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const name = positionals[0]!;
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
   const result = await hv.wipeStorage(name);

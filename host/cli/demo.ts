@@ -1,5 +1,5 @@
 import { Hypervisor } from '../hypervisor.ts';
-import { helpText, parse, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
 import { guestsDir } from '../paths.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
 
@@ -115,9 +115,5 @@ Exit status: 0 when every demo guest did what it should, 1 otherwise.`,
 } satisfies CommandSpec<OptionTable>;
 
 export async function demo(argv: string[]): Promise<number> {
-  if (parse(demoCommand, argv).help) {
-    process.stdout.write(helpText(demoCommand));
-    return 0;
-  }
-  return runDemo();
+  return parseOrHelp(demoCommand, argv) === null ? 0 : runDemo();
 }

@@ -3,7 +3,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Inspection } from '../loader/pipeline.ts';
 import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus } from './common.ts';
-import { flag, helpText, numberIn, parse, stringIn, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, numberIn, parseOrHelp, stringIn, value, type CommandSpec, type OptionTable } from './options.ts';
 import { readSource } from './partition-options.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -69,11 +69,9 @@ integrity refusals; 2 bad usage).
 } satisfies CommandSpec<OptionTable>;
 
 export async function inspect(argv: string[]): Promise<number> {
-  const { values, positionals, help } = parse(inspectCommand, argv);
-  if (help) {
-    process.stdout.write(helpText(inspectCommand));
-    return 0;
-  }
+  const parsed = parseOrHelp(inspectCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const source = await readSource(positionals[0]!);
   const m = source.manifest;
   const kind = values.reactor ? 'reactor' : (m?.kind ?? source.shape?.kind ?? 'command');

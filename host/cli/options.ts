@@ -177,6 +177,14 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   return { values: values as Values<T>, positionals, rest, help };
 }
 
+/** Parses `argv`; on `--help` prints the command's help and returns null (exit status 0). */
+export function parseOrHelp<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): Parsed<T> | null {
+  const parsed = parse(command, argv);
+  if (!parsed.help) return parsed;
+  process.stdout.write(helpText(command));
+  return null;
+}
+
 function unknownOption(command: CommandSpec<OptionTable>, shown: string): InvalidArgumentError {
   const known = Object.keys(command.options);
   const near = nearest(shown.replace(/^-+/, ''), known);

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { ModuleInvalidError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import { errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
-import { helpText, parse, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
 export const runCommand = {
@@ -33,11 +33,9 @@ limits, integrity), 134 ERR_GUEST_TRAP, 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_I
 } satisfies CommandSpec<OptionTable>;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals, rest, help } = parse(runCommand, argv);
-  if (help) {
-    process.stdout.write(helpText(runCommand));
-    return 0;
-  }
+  const parsed = parseOrHelp(runCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals, rest } = parsed;
   const json = values.json === true;
   let result: JsonReport;
   let status: number;

@@ -30,13 +30,8 @@ function convert(schema: TSchema): Json | undefined {
         continue;
       }
       out.anyOf = kept;
-    } else if (key === 'properties' && typeof value === 'object' && value !== null) {
-      const props: { [key: string]: Json } = {};
-      for (const [name, sub] of Object.entries(value as Record<string, TSchema>)) {
-        const converted = convert(sub);
-        if (converted !== undefined) props[name] = converted;
-      }
-      out.properties = props;
+    } else if ((key === 'properties' || key === 'patternProperties') && typeof value === 'object' && value !== null) {
+      out[key] = convertEach(value as Record<string, TSchema>);
     } else if (key === 'required' && Array.isArray(value)) {
       out.required = (value as string[]).filter((name) => {
         const sub = (schema.properties as Record<string, TSchema> | undefined)?.[name];
@@ -46,16 +41,19 @@ function convert(schema: TSchema): Json | undefined {
     } else if ((key === 'items' || key === 'additionalProperties' || key === 'not') && typeof value === 'object' && value !== null) {
       const converted = convert(value as TSchema);
       if (converted !== undefined) out[key] = converted;
-    } else if (key === 'patternProperties' && typeof value === 'object' && value !== null) {
-      const props: { [key: string]: Json } = {};
-      for (const [pattern, sub] of Object.entries(value as Record<string, TSchema>)) {
-        const converted = convert(sub);
-        if (converted !== undefined) props[pattern] = converted;
-      }
-      out.patternProperties = props;
     } else {
       out[key] = JSON.parse(JSON.stringify(value)) as Json;
     }
+  }
+  return out;
+}
+
+/** Each schema of a `properties` (or `patternProperties`) map converted; JavaScript-only ones dropped. */
+function convertEach(map: Record<string, TSchema>): { [key: string]: Json } {
+  const out: { [key: string]: Json } = {};
+  for (const [name, sub] of Object.entries(map)) {
+    const converted = convert(sub);
+    if (converted !== undefined) out[name] = converted;
   }
   return out;
 }
