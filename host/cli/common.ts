@@ -27,6 +27,11 @@ export function exitStatus(code: ErrorCode): number {
       return 70;
     case 'ERR_STORAGE':
       return 74;
+    case 'ERR_UNAUTHENTICATED':
+    case 'ERR_ACCESS_DENIED':
+      return 77;
+    case 'ERR_CONNECTION':
+      return 69;
     default:
       return 1;
   }

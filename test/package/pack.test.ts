@@ -34,6 +34,12 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'wv-pack-'));
 const app = path.join(work, 'app');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+/** `npm ls --json`'s tree. */
+interface Tree {
+  version?: string;
+  dependencies?: Record<string, Tree>;
+}
+
 const run = promisify(execFile);
 /** Runs a command in the app; resolves with its output, whatever its exit status. */
 async function inApp(file: string, args: string[], options: { input?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -72,17 +78,33 @@ beforeAll(async () => {
 });
 
 describe('the installed package', () => {
-  it('installs the runtime dependencies and nothing else', () => {
-    const top = readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.'));
-    const scoped = top.flatMap((n) => (n.startsWith('@') ? readdirSync(path.join(app, 'node_modules', n)).map((s) => `${n}/${s}`) : [n]));
-    expect(scoped.sort()).toEqual(['wasmvisor', ...Object.keys(pkg.dependencies)].sort());
-    for (const [name, version] of Object.entries(pkg.dependencies)) expect(version, `${name} is pinned exactly`).toMatch(/^\d+\.\d+\.\d+$/);
+  it('installs its runtime dependencies, and none of its devDependencies', () => {
+    const tree = JSON.parse(execFileSync('npm', ['ls', '--all', '--json'], { cwd: app, encoding: 'utf8' })) as Tree;
+    const wasmvisor = tree.dependencies?.wasmvisor;
+    expect(Object.keys(wasmvisor?.dependencies ?? {}).sort()).toEqual(Object.keys(pkg.dependencies).sort());
+    for (const [name, version] of Object.entries(pkg.dependencies)) {
+      expect(version, `${name} is pinned exactly`).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(wasmvisor?.dependencies?.[name]?.version, name).toBe(version);
+    }
+    // A devDependency may be present only as some runtime dependency's own dependency.
+    const runtime = new Set<string>();
+    const walk = (deps: Record<string, Tree> | undefined) => {
+      for (const [name, sub] of Object.entries(deps ?? {})) {
+        if (runtime.has(`${name}@${sub.version}`)) continue;
+        runtime.add(name);
+        runtime.add(`${name}@${sub.version}`);
+        walk(sub.dependencies);
+      }
+    };
+    walk(wasmvisor?.dependencies);
+    const installed = readdirSync(path.join(app, 'node_modules')).flatMap((n) => (n.startsWith('@') ? readdirSync(path.join(app, 'node_modules', n)).map((s) => `${n}/${s}`) : [n]));
+    for (const dev of Object.keys(pkg.devDependencies)) if (!runtime.has(dev)) expect(installed, `devDependency ${dev} is installed`).not.toContain(dev);
   });
 
   it('imports at run time only what it declares as dependencies (or Node built-ins)', () => {
     const dist = path.join(app, 'node_modules/wasmvisor/dist');
     const imported = new Set<string>();
-    for (const file of ['index.js', 'worker.js', 'cli.js']) {
+    for (const file of readdirSync(dist).filter((f) => f.endsWith('.js'))) {
       const text = readFileSync(path.join(dist, file), 'utf8');
       for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["']([^"'./][^"']*)["']/g)) imported.add(m[1]!);
     }
