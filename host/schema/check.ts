@@ -139,6 +139,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** What a schema accepts, in words: `an integer from 1 to 65536`, `'never' or 'on-failure'`. */
 export function expects(schema: TSchema): string {
+  // A schema may say what it expects in words: `description: 'expects: …'` (host/mgmt uses this).
+  if (typeof schema.description === 'string' && schema.description.startsWith('expects: ')) return schema.description.slice(9);
   const k = schema[Kind] as string | undefined;
   // A title says what a pattern or a union means better than the pattern does.
   if (typeof schema.title === 'string' && (k === 'String' || k === 'Union' || k === 'Integer' || k === 'Number')) return schema.title;
