@@ -38,6 +38,16 @@ describe.concurrent('help: every subcommand prints its own', () => {
     });
   }
 
+  for (const command of ['serve', 'token', 'cert']) {
+    it(`${command} --help prints its usage (a command with its own parser)`, async () => {
+      for (const args of [[command, '--help'], ['help', command]]) {
+        const r = await cli(args);
+        expect(r).toMatchObject({ code: 0, stderr: '' });
+        expect(r.stdout.startsWith(`Usage:\n  wasmvisor ${command}`)).toBe(true);
+      }
+    });
+  }
+
   it("run --help states the exit status is code & 0xff and that --json carries the full code", async () => {
     const r = await cli(['run', '--help']);
     expect(r.stdout).toContain('& 0xff');
