@@ -52,6 +52,9 @@ export class Stderr {
   }
 }
 
+/** The command's stderr: every subcommand writes guest lines, notes and its verdict through it. */
+export const stderr = new Stderr();
+
 /** True when a guest line would read as the CLI's own: it starts (after its last `\r`) with `ERR_` or `wasmvisor`. */
 function looksReserved(line: string): boolean {
   const shown = line.slice(line.lastIndexOf('\r') + 1);

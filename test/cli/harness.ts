@@ -1,13 +1,10 @@
-/**
- * Runs the built CLI (dist/cli.js) as a real process and collects what it printed: shared by
- * the CLI suites.
- */
+/** Runs the built CLI (dist/cli.js) as a real process and collects what it printed. */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 
 const root = new URL('../../', import.meta.url);
-const CLI = fileURLToPath(new URL('dist/cli.js', root));
+export const CLI = fileURLToPath(new URL('dist/cli.js', root));
 
 export interface CliResult {
   /** The exit status (null if the process died of a signal, e.g. our own safety timeout). */
@@ -20,6 +17,8 @@ export interface CliResult {
 }
 
 export interface CliOptions {
+  /** Working directory. Default: the package root. */
+  cwd?: string;
   /** Written to stdin, which is then closed. Default: stdin is closed at once (empty input). */
   input?: string;
   /** Leave stdin open (like an idle terminal) instead of closing it. */
@@ -33,9 +32,9 @@ export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: fileURLToPath(root),
+      cwd: opts.cwd ?? fileURLToPath(root),
       stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.killAfterMs ?? 15_000,
+      timeout: opts.killAfterMs ?? 60_000,
       killSignal: 'SIGKILL',
       env: { ...process.env, NODE_OPTIONS: '' },
     });

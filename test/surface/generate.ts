@@ -13,6 +13,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { HV_HYPERCALL, HV_MAX_TRANSFER, HV_MODULE, HvCall, HvStatus, type HvCallName } from '../../host/abi/codes.ts';
 import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
@@ -53,58 +54,47 @@ function statusesIn(file: string): string[] {
 }
 
 /**
- * Every `wasmvisor <command> [<subcommand>]` and its options, from the parseArgs tables in
- * host/cli/*.ts: in main.ts a table belongs to the command whose function holds it (named by
- * main's switch); in another file, to the command that file exports (`fooCommand` → foo); inside
- * a switch on subcommands, to its `case` as well.
+ * Every `wasmvisor <command> [<subcommand>]` and its options. Two sources in host/cli/: a
+ * command's option table (an exported `fooCommand: CommandSpec`, whose `options` drive its
+ * parsing and help), and, for commands that parse by hand, their parseArgs tables (read with
+ * the TypeScript parser: a table belongs to the command its file exports, `fooCommand(...)` →
+ * foo, and inside a switch on subcommands to its `case`) and a `GLOBAL` set of flags.
  */
-export function cliOptions(): Map<string, Map<string, string>> {
+export async function cliOptions(): Promise<Map<string, Map<string, string>>> {
   const dir = path.join(REPO_ROOT, 'host', 'cli');
   const files = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
-  /** function name → command, from `case 'run': return await run(rest)` in main's switch. */
-  const commands = new Map<string, string>();
-  const tables: { fn: string; sub: string | null; options: Map<string, string> }[] = [];
+  const byCommand = new Map<string, Map<string, string>>();
+  const add = (command: string, options: Iterable<[string, string]>): void => {
+    const own = byCommand.get(command) ?? new Map<string, string>();
+    for (const [k, v] of options) own.set(k, v);
+    byCommand.set(command, own);
+  };
   for (const f of files) {
+    const text = read(`host/cli/${f}`);
+    // Option tables: import the module and read its spec (main.ts runs the CLI when imported).
+    for (const m of text.matchAll(/export const (\w+Command) = \{/g)) {
+      const mod = (await import(pathToFileURL(path.join(dir, f)).href)) as Record<string, { name: string; options: Record<string, { kind: string }> }>;
+      const spec = mod[m[1]!]!;
+      add(spec.name, Object.entries(spec.options).map(([k, o]) => [k, o.kind]));
+    }
     const source = parse(`host/cli/${f}`);
-    const exported = f === 'main.ts' ? null : (source.text.match(/export (?:async )?function (\w+)Command\(/)?.[1] ?? null);
-    const visit = (node: ts.Node, fn: string | null, sub: string | null): void => {
-      if (ts.isFunctionDeclaration(node) && node.name) {
-        fn = node.name.text;
-        sub = null;
-      }
-      if (ts.isCaseClause(node) && ts.isStringLiteral(node.expression)) {
-        const called = node.statements.map((st) => st.getText()).join(' ').match(/return await (\w+)\(/);
-        if (f === 'main.ts' && fn === 'main' && called) commands.set(called[1]!, node.expression.text);
-        else sub = node.expression.text;
-      }
-      // Options parsed by hand, listed in a `const GLOBAL = new Set(['--x', ...])` (remote.ts).
+    const exported = source.text.match(/export (?:async )?function (\w+)Command\(/)?.[1] ?? null;
+    if (exported === null) continue;
+    const visit = (node: ts.Node, sub: string | null): void => {
+      if (ts.isCaseClause(node) && ts.isStringLiteral(node.expression)) sub = node.expression.text;
       if (ts.isVariableDeclaration(node) && node.name.getText() === 'GLOBAL' && node.initializer && ts.isNewExpression(node.initializer)) {
-        const flags = node.initializer.getText().match(/'--[\w-]+'/g) ?? [];
-        tables.push({ fn: exported !== null ? `${exported}Command` : 'main', sub: null, options: new Map(flags.map((flag) => [flag.slice(3, -1), 'string'])) });
+        add(exported, (node.initializer.getText().match(/'--[\w-]+'/g) ?? []).map((flag) => [flag.slice(3, -1), 'value']));
       }
-      if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs' && fn !== null) {
+      if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs') {
         const arg = node.arguments[0];
         const table = arg && ts.isObjectLiteralExpression(arg) ? arg.properties.find((p) => p.name?.getText() === 'options') : undefined;
         if (table && ts.isPropertyAssignment(table) && ts.isObjectLiteralExpression(table.initializer)) {
-          const options = new Map<string, string>();
-          for (const p of table.initializer.properties) {
-            const name = p.name?.getText().replace(/^'|'$/g, '') ?? '';
-            options.set(name, ts.isPropertyAssignment(p) ? (p.initializer.getText().match(/type: '(\w+)'/)?.[1] ?? '?') : '?');
-          }
-          tables.push({ fn: exported !== null ? `${exported}Command` : fn, sub, options });
+          add(sub === null ? exported : `${exported} ${sub}`, table.initializer.properties.map((p) => [p.name?.getText().replace(/^'|'$/g, '') ?? '', 'parseArgs'] as [string, string]));
         }
       }
-      ts.forEachChild(node, (child) => visit(child, fn, sub));
+      ts.forEachChild(node, (child) => visit(child, sub));
     };
-    visit(source, null, null);
-  }
-  const byCommand = new Map<string, Map<string, string>>();
-  for (const { fn, sub, options } of tables) {
-    const command = commands.get(fn) ?? fn.replace(/Command$/, '');
-    const key = sub === null ? command : `${command} ${sub}`;
-    const own = byCommand.get(key) ?? new Map<string, string>();
-    for (const [k, v] of options) own.set(k, v);
-    byCommand.set(key, own);
+    visit(source, null);
   }
   return byCommand;
 }
@@ -134,6 +124,26 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'call --timeout': "raises the call's wall-clock budget; 0 removes it",
   'call --devices': 'grants devices to the reactor',
   'call --sha256': null,
+  'run --segment': 'chooses which network segment the partition joins (with --devices net)',
+  'run --wasi': 'admits WASI preview1 imports',
+  'run --json': null,
+  'call --input-file': null,
+  'call --fuel': null,
+  'call --cpu-percent': null,
+  'call --clock-resolution': 'a finer clock is a better timer for side channels',
+  'call --deterministic': null,
+  'call --seed': null,
+  'call --segment': 'chooses which network segment the partition joins (with --devices net)',
+  'call --disk': 'grants a persistent block device',
+  'call --name': 'chooses which persisted disk the guest gets',
+  'call --data-dir': 'chooses where disks and the keystore are read and written',
+  'call --wasi': 'admits WASI preview1 imports',
+  'call --dir': 'grants WASI access to a copy of a host folder',
+  'call --env': 'passes environment variables to a WASI guest',
+  'call --stats': null,
+  'call --json': null,
+  'inspect --reactor': null,
+  'inspect --sha256': null,
   'inspect --memory': null,
   'inspect --json': null,
   'inspect --wasi': null,
@@ -197,7 +207,7 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** One surface: its name in the JSON and how to read it from the code. */
 interface Surface {
   readonly name: string;
-  readonly read: () => Json;
+  readonly read: () => Json | Promise<Json>;
 }
 
 const SURFACES: readonly Surface[] = [
@@ -244,16 +254,19 @@ const SURFACES: readonly Surface[] = [
   },
   {
     name: 'cli',
-    read: () => {
+    read: async () => {
       const widening: { command: string; option: string; widens: string }[] = [];
       const unclassified: string[] = [];
-      for (const [command, table] of cliOptions()) {
+      for (const [command, table] of await cliOptions()) {
         for (const option of [...table.keys()].sort()) {
           const key = `${command} --${option}`;
           if (!(key in CLI_ACCESS)) unclassified.push(key);
           else if (CLI_ACCESS[key] !== null) widening.push({ command, option: `--${option}`, widens: CLI_ACCESS[key]! });
         }
       }
+      const found = new Set([...(await cliOptions())].flatMap(([command, table]) => [...table.keys()].map((o) => `${command} --${o}`)));
+      const stale = Object.keys(CLI_ACCESS).filter((key) => !found.has(key));
+      if (stale.length > 0) throw new Error(`CLI_ACCESS in test/surface/generate.ts classifies options that no longer exist: ${stale.join(', ')}`);
       if (unclassified.length > 0) {
         throw new Error(`CLI options not classified in test/surface/generate.ts (CLI_ACCESS): ${unclassified.join(', ')}; say whether each widens access`);
       }
@@ -279,12 +292,12 @@ const SURFACES: readonly Surface[] = [
 ];
 
 /** The whole surface, as the JSON text docs/attack-surface.json holds. */
-export function generateAttackSurface(): string {
+export async function generateAttackSurface(): Promise<string> {
   const out: Record<string, Json> = {
     $comment:
       'Generated by test/surface/generate.ts from the code; npm test fails when it differs. Review a change against docs/THREAT-MODEL.md before recording it (npm run attack-surface). A call\'s statuses are those its device\'s source (the dispatcher\'s for core calls) can return; everyCall lists those any call can return.',
   };
-  for (const surface of SURFACES) out[surface.name] = surface.read();
+  for (const surface of SURFACES) out[surface.name] = await surface.read();
   return `${JSON.stringify(out, null, 2)}\n`;
 }
 
