@@ -52,6 +52,7 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.NET_SEND, 'net'],
   [HvCall.NET_RECV, 'net'],
   [HvCall.NET_POLL, 'net'],
+  [HvCall.NET_TRY_SEND, 'net'],
 ]);
 
 /**
