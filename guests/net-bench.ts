@@ -1,6 +1,8 @@
-// Network benchmark guest. Args: send <peer u32> <frames> <size> | recv <frames>.
-// The sender retries a refused send (rate limit or a full tx ring) so every frame is offered;
-// the receiver counts frames until it has them all or 2 s pass without one.
+// Network benchmark guest. Args: send <peer u32> <frames> <size> [try] | recv <frames>.
+// The sender respects flow control: a send the destination cannot take (WOULD_BLOCK) or the
+// budget refuses is retried, so no frame is lost; with `try` it uses trySend() and waits with
+// pollFor() instead of the blocking send(). The receiver counts frames until it has them all or
+// 2 s pass without one.
 import { args, console, exit, net } from "../assembly/index";
 
 const argv = args();
@@ -10,8 +12,13 @@ if (argv[0] == "send") {
   const frames = I32.parseInt(argv[2]);
   const size = I32.parseInt(argv[3]);
   const payload = new Uint8Array(size).fill(0x5a);
+  const nonBlocking = argv.length > 4 && argv[4] == "try";
   for (let i = 0; i < frames; i++) {
-    while (net.send(peer, payload) < 0) net.poll(1);
+    if (nonBlocking) {
+      while (net.trySend(peer, payload) < 0) net.pollFor(peer, 10);
+    } else if (net.sendReliable(peer, payload) < 0) {
+      exit(2);
+    }
   }
   exit(0);
 } else {
