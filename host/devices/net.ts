@@ -124,6 +124,13 @@ export interface NetDeviceOptions {
   txWaitMs?: number;
 }
 
+/** Receive coalescing: a receive-only NIC whose last frame came less than RX_STREAM_GAP_MS ago naps RX_COALESCE_MS before it asks to be woken. */
+const RX_STREAM_GAP_MS = 0.1;
+const RX_COALESCE_MS = 0.05;
+/** Transmit coalescing: a sender that finds the destination's queue full naps TX_NAP_MS up to TX_NAPS times before it asks to be woken. */
+const TX_NAP_MS = 0.1;
+const TX_NAPS = 10;
+
 /** NET_POLL with a destination waits in slices this long, checking both readiness bits in between (ms). */
 const POLL_SLICE_MS = 1;
 
@@ -158,6 +165,12 @@ export class NetDevice implements Device {
   /** The generation a SYNC request was last sent for. */
   private requested = -1;
   private readonly channel: BroadcastChannel;
+  /** Receive coalescing: when the last frame came (performance.now()), whether this NIC sent since, whether it napped since. */
+  private lastFrameAt = -Infinity;
+  private sentSinceFrame = false;
+  private napped = false;
+  /** A private cell nobody notifies: a nap (receive or transmit coalescing) always runs to its timeout. */
+  private readonly nap = new Int32Array(new SharedArrayBuffer(4));
   /** A frame as a port takes it: this NIC's address (the stamped source), then the guest's destination and payload. */
   private readonly frame: Uint8Array;
 
@@ -212,6 +225,7 @@ export class NetDevice implements Device {
     const length = inLen - 4;
     if (length > this.init.mtu) return -HvStatus.TOO_LARGE;
     const s = this.stats;
+    this.sentSinceFrame = true;
     const t = this.now(); // one clock read for this NIC's budget and the destination's
     if (!this.budget.admits(length, t)) {
       s[NetStat.TX_RATE_LIMITED]!++;
@@ -265,6 +279,7 @@ export class NetDevice implements Device {
     const frame = this.frame;
     frame.set(input.subarray(0, inLen), 4);
     let deadline = -1; // read the clock only once a first attempt failed
+    let naps = 0;
     for (let now = t; ; now = this.now()) {
       const seq = peer.rx.readSeq; // before the attempt: a read after it still ends the wait below
       if (!peer.lock(this.init.address, !wait ? 0 : deadline < 0 ? this.txWaitMs : deadline - performance.now())) return 'full';
@@ -281,8 +296,17 @@ export class NetDevice implements Device {
       if (deadline < 0) deadline = performance.now() + this.txWaitMs;
       const left = deadline - performance.now();
       if (left <= 0) return outcome;
-      if (outcome === 'full') peer.rx.waitRead(seq, left);
-      else sleepSync(Math.min(left, budgetMs));
+      if (outcome === 'rate-limited') {
+        sleepSync(Math.min(left, budgetMs));
+      } else if (naps < TX_NAPS) {
+        // Transmit coalescing, the mirror of the receive side: a full queue is usually being
+        // drained, so nap and then refill it in a burst, rather than have the receiver pay a
+        // futex wake-up for every frame it takes. After TX_NAPS naps, wait to be woken.
+        naps++;
+        Atomics.wait(this.nap, 0, 0, Math.min(left, TX_NAP_MS));
+      } else {
+        peer.rx.waitRead(seq, left);
+      }
     }
   }
 
@@ -337,13 +361,26 @@ export class NetDevice implements Device {
         // Straight into the dispatcher's scratch, header and payload: exactly out[0, length),
         // which is all the dispatcher copies (the rest of the guest's window is zeroed).
         this.rx.readInto(out);
+        this.lastFrameAt = performance.now();
+        this.sentSinceFrame = false;
+        this.napped = false;
         this.stats[NetStat.RX_FRAMES]!++;
         this.stats[NetStat.RX_BYTES]! += length - HV_NET_HEADER_SIZE;
         return length;
       }
       if (this.rx.closed) return -HvStatus.END_OF_STREAM;
-      const left = deadline - performance.now();
+      const now = performance.now();
+      const left = deadline - now;
       if (left <= 0) return -HvStatus.WOULD_BLOCK;
+      // Receive coalescing (a NIC's interrupt moderation): a NIC that only receives, with frames
+      // streaming in, naps RX_COALESCE_MS without asking to be woken, then takes what came in
+      // meanwhile in one go. Senders then do not pay a futex wake-up per frame. Only then: a NIC
+      // that answers (it sent since its last frame) or that sees a gap is woken at once.
+      if (!this.sentSinceFrame && now - this.lastFrameAt < RX_STREAM_GAP_MS && !this.napped) {
+        this.napped = true;
+        Atomics.wait(this.nap, 0, 0, Math.min(left, RX_COALESCE_MS));
+        continue;
+      }
       // Blocks this partition's worker only; the watchdog still bounds an endless wait.
       this.rx.waitReadable(left);
     }
