@@ -249,6 +249,18 @@ export class VirtualSwitch {
     return this.route(ep, dst >>> 0, payload);
   }
 
+  /**
+   * Resolves once every frame the NIC at `address` has put on its tx ring is done with
+   * (forwarded or dropped), or it is unplugged, or `timeoutMs` passed: what a partition sent
+   * just before it ended still reaches a host endpoint that closes when it ends.
+   */
+  async drained(address: number, timeoutMs = 1000): Promise<void> {
+    const nic = this.endpoints.get(address);
+    if (nic === undefined || nic.kind !== 'nic') return;
+    const deadline = performance.now() + timeoutMs;
+    while (!nic.closed && !(nic.tx.used === 0 && nic.port.txIdle) && performance.now() < deadline) await sleep(1);
+  }
+
   /** The address of `owner`'s NIC, if it has one (for the embedder; guests learn addresses only from frames). */
   addressOf(owner: string): number | undefined {
     for (const ep of this.endpoints.values()) if (ep.kind === 'nic' && ep.owner === owner) return ep.address;

@@ -523,3 +523,18 @@ describe('direct delivery and flow control (ABI 1.3)', () => {
     expect(small.drain()).toBe(1);
   });
 });
+
+describe('draining', () => {
+  it('drained() resolves once the frames a NIC sent have all been forwarded', async () => {
+    const { nic, sw } = lan();
+    const svc = nic('svc', { segment: 'blue', host: true });
+    const seen: string[] = [];
+    const ep = new NetEndpoint(sw, 'blue');
+    ep.on('frame', (f) => seen.push(dec.decode(f.payload)));
+    for (let i = 0; i < 100; i++) expect(svc.send(ep.address, `reply ${i}`)).toBeGreaterThan(0);
+    await sw.drained(svc.address);
+    expect(seen).toHaveLength(100);
+    expect(seen[99]).toBe('reply 99');
+    await sw.drained(0x0b000001); // no such NIC: nothing to wait for
+  });
+});
