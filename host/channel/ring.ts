@@ -111,6 +111,30 @@ export class SharedRing {
   }
 
   /**
+   * tryWrite of a record whose payload is the u32 `prefix` (little-endian) followed by
+   * payload[0, length), without assembling it in a buffer first (a frame's source stamped in
+   * front of what the guest sent).
+   */
+  tryWritePrefixed(kind: number, prefix: number, payload: Uint8Array, length: number = payload.length): boolean {
+    const total = 4 + length;
+    if (total > this.maxRecord || length > payload.length || kind < 0 || kind > 255) {
+      throw new RangeError(`ring record of ${total} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
+    }
+    if (this.closed) return false;
+    const size = HEADER + ((total + 3) & ~3);
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (((head - tail) >>> 0) + size > this.capacity) return false;
+    this.put(head, ((kind << 24) | total) >>> 0);
+    this.put(head + HEADER, prefix >>> 0); // 4-aligned like a header: never wraps
+    this.copyIn(head + HEADER + 4, payload, length);
+    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    Atomics.add(this.ctl, WSEQ, 1);
+    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
+    return true;
+  }
+
+  /**
    * Blocking append for a worker thread: waits up to `timeoutMs` for room.
    * Returns false on timeout or when the ring is closed. Never call on the root's thread.
    */
