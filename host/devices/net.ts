@@ -131,6 +131,9 @@ const RX_COALESCE_MS = 0.05;
 const TX_NAP_MS = 0.1;
 const TX_NAPS = 10;
 
+/** The payload of a SYNC request. */
+const NO_BYTES = new Uint8Array(0);
+
 /** NET_POLL with a destination waits in slices this long, checking both readiness bits in between (ms). */
 const POLL_SLICE_MS = 1;
 
@@ -171,8 +174,6 @@ export class NetDevice implements Device {
   private napped = false;
   /** A private cell nobody notifies: a nap (receive or transmit coalescing) always runs to its timeout. */
   private readonly nap = new Int32Array(new SharedArrayBuffer(4));
-  /** A frame as a port takes it: this NIC's address (the stamped source), then the guest's destination and payload. */
-  private readonly frame: Uint8Array;
 
   constructor(
     private readonly init: NetInit,
@@ -187,8 +188,6 @@ export class NetDevice implements Device {
     this.txWaitMs = options.txWaitMs ?? 1000;
     this.gen = init.gen;
     this.apply(init.peers);
-    this.frame = new Uint8Array(HV_NET_HEADER_SIZE + init.mtu);
-    writeU32(this.frame, 0, init.address);
     this.channel = new BroadcastChannel(init.channel);
     // Tables are taken synchronously (receiveMessageOnPort) when the generation moved; one the
     // event loop dispatches meanwhile is kept too. The channel never keeps the worker alive.
@@ -206,10 +205,9 @@ export class NetDevice implements Device {
     ]);
   }
 
-  /** Leaves the peer tables' channel and scrubs the frame buffer (guest data). */
+  /** Leaves the peer tables' channel. */
   close(): void {
     this.channel.close();
-    this.frame.fill(0);
   }
 
   private info(inLen: number, out: Uint8Array, outCap: number): number {
@@ -276,8 +274,6 @@ export class NetDevice implements Device {
 
   /** Delivers into `peer` under its lock; with `wait`, retries for up to txWaitMs while it has no room. */
   private deliver(peer: NicPort, input: Uint8Array, inLen: number, length: number, wait: boolean, t: number): PortOutcome {
-    const frame = this.frame;
-    frame.set(input.subarray(0, inLen), 4);
     let deadline = -1; // read the clock only once a first attempt failed
     let naps = 0;
     for (let now = t; ; now = this.now()) {
@@ -286,7 +282,8 @@ export class NetDevice implements Device {
       let outcome: PortOutcome;
       let budgetMs = 0;
       try {
-        outcome = peer.put(frame, 4 + inLen, length, false, now);
+        // The input is the destination and the payload; the port stamps this NIC's address in front.
+        outcome = peer.put(this.init.address, input, length, false, now);
         if (outcome === 'rate-limited') budgetMs = peer.budgetWaitMs(length, now);
       } finally {
         peer.unlock();
@@ -323,7 +320,7 @@ export class NetDevice implements Device {
       this.apply(offered.peers);
     }
     const current = this.own.generation;
-    if (this.gen !== current && this.requested !== current && this.tx.tryWrite(NET_SYNC_KIND, this.frame, 0)) this.requested = current;
+    if (this.gen !== current && this.requested !== current && this.tx.tryWrite(NET_SYNC_KIND, NO_BYTES, 0)) this.requested = current;
   }
 
   private offer(table: unknown): void {

@@ -218,13 +218,14 @@ export class NicPort {
   }
 
   /**
-   * Under the lock: delivers `record` (u32 source, u32 destination, payload of `payloadLength`
-   * bytes; `length` bytes in all). With `drop`, a frame that cannot be taken now is dropped and
+   * Under the lock: delivers a frame from `src`: `body` holds the u32 destination then the
+   * payload of `payloadLength` bytes (the layout of a tx record and of NET_SEND's input); the
+   * source is stamped in front of it as the record is written. With `drop`, a frame that cannot be taken now is dropped and
    * counted on this NIC (best effort: broadcast, and what the switch cannot hold back); without,
    * the caller keeps it and nothing is counted (flow control). A frame above the MTU never fits
    * and is always dropped and counted. `t`: the receive budget's clock, read by the caller.
    */
-  put(record: Uint8Array, length: number, payloadLength: number, drop: boolean, t: number = this.now()): PortOutcome {
+  put(src: number, body: Uint8Array, payloadLength: number, drop: boolean, t: number = this.now()): PortOutcome {
     const s = this.stats;
     if (this.down) {
       if (drop) s[NetStat.RX_QUEUE_DROPS]!++;
@@ -238,7 +239,7 @@ export class NicPort {
       if (drop) s[NetStat.RX_RATE_LIMITED]!++;
       return 'rate-limited';
     }
-    if (!this.rx.tryWrite(NET_FRAME_KIND, record, length)) {
+    if (!this.rx.tryWritePrefixed(NET_FRAME_KIND, src, body, 4 + payloadLength)) {
       if (drop) s[NetStat.RX_QUEUE_DROPS]!++;
       return 'full';
     }

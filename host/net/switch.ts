@@ -456,12 +456,12 @@ export class VirtualSwitch {
     for (let i = 0; i < ROOT_LOCK_TRIES && !locked; i++) locked = port.tryLock(ROOT_OWNER);
     if (!locked) return 'busy';
     const rec = this.record;
-    const n = HV_NET_HEADER_SIZE + payload.length;
+    const n = 4 + payload.length;
     try {
-      this.recordView.setUint32(0, src, true);
-      this.recordView.setUint32(4, dst, true);
-      rec.set(payload, HV_NET_HEADER_SIZE);
-      const outcome = port.put(rec, n, payload.length, drop);
+      // The body of a frame: destination, then payload (the port stamps the source in front).
+      this.recordView.setUint32(0, dst, true);
+      rec.set(payload, 4);
+      const outcome = port.put(src, rec, payload.length, drop);
       if (outcome === 'down' && !drop) port.stats[NetStat.RX_QUEUE_DROPS]!++;
       if (outcome === 'rate-limited') this.waitMs = port.budgetWaitMs(payload.length);
       return outcome;
