@@ -200,7 +200,7 @@ function side(who: 0 | 1, input: Input): Side {
   }
   if (devices.net) {
     const nic = netSwitch!.attachNic(`side-${who}`, devices.net, () => {});
-    const rx = new SharedRing(nic.init.rx);
+    const rx = new SharedRing(nic.init.port.rx);
     rx.close(); // as when the partition is being destroyed: a blocking receive returns
     list.push(new NetDevice(nic.init, { txWaitMs: 0 }));
     closers.push(() => nic.detach());
