@@ -407,7 +407,8 @@ export class NetDevice implements Device {
       const bits = this.readiness(dst);
       const left = deadline - performance.now();
       if (bits !== 0 || left <= 0) return bits;
-      this.rx.waitReadable(Math.min(left, POLL_SLICE_MS));
+      // A closed receive ring (the partition is ending) ends every wait, as it ends NET_RECV's.
+      if (this.rx.waitReadable(Math.min(left, POLL_SLICE_MS)) === 'closed') return this.readiness(dst);
     }
   }
 

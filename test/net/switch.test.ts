@@ -10,6 +10,7 @@ import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
 import { NetDevice, NetStat, readNetMetrics } from '../../host/devices/net.ts';
 import { NicPort } from '../../host/net/port.ts';
+import { SharedRing } from '../../host/channel/ring.ts';
 import { allocateStats } from '../../host/partition/stats.ts';
 import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
 
@@ -454,6 +455,17 @@ describe('direct delivery and flow control (ABI 1.3)', () => {
     expect(sender.poll(1000, victim.address)).toBe(HV_NET_POLL_READABLE | HV_NET_POLL_WRITABLE);
     // A malformed poll is refused.
     expect(sender.dev.handlers.get(HvCall.NET_POLL)!(new Uint8Array(12), 12, new Uint8Array(0), 0)).toBe(-HvStatus.INVALID_ARGUMENT);
+  });
+
+  it('NET_POLL with a destination returns at once when the NIC\'s receive ring closes, whatever its timeout', () => {
+    const { nic } = lan();
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    const sender = nic('sender', { segment: 'blue', mtu: 1000 });
+    expect(sender.send(victim.address, new Uint8Array(1000))).toBe(1000); // victim full: not writable
+    new SharedRing(sender.att.init.port.rx).close(); // as when the sender's partition is being destroyed
+    const t0 = performance.now();
+    expect(sender.poll(3000, victim.address)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(1500);
   });
 
   it('a NIC whose partition ended is down: frames to it are dropped and counted, never waited for', async () => {
