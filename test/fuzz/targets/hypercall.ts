@@ -162,6 +162,8 @@ interface Side {
   readonly dispatcher: Dispatcher;
   readonly stats: SharedArrayBuffer;
   readonly canary: Uint8Array;
+  /** The console's event ring, which the root drains (here: after every call). */
+  readonly events: SharedRing;
   calls: number;
   ended: unknown;
   close(): void;
@@ -185,7 +187,9 @@ function side(who: 0 | 1, input: Input): Side {
   const devices = resolveDevices(spec);
   const statsSab = allocateStats();
   const stats = new Float64Array(statsSab);
-  const events = new SharedRing(SharedRing.allocate(1 << 16));
+  // Room for the most lines one call can make (64 KiB of one-byte lines): a full ring would make
+  // every further line wait EVENT_RING_WAIT_MS for a drain that, within one call, cannot come.
+  const events = new SharedRing(SharedRing.allocate(1 << 20));
   const consoleIn = new SharedRing(SharedRing.allocate(1 << 10));
   consoleIn.tryWrite(InputKind.LINE, new TextEncoder().encode(`line for ${who}`));
   consoleIn.close(); // end of input: a blocking read returns instead of waiting forever
@@ -213,7 +217,7 @@ function side(who: 0 | 1, input: Input): Side {
   const call = instance.exports.call as Side['call'];
   const canary = new Uint8Array(16);
   for (let i = 0; i < 16; i++) canary[i] = 0xa0 + who * 0x10 + i; // distinct per side, not all zero
-  return { memory: mem, call, dispatcher, stats: statsSab, canary, calls: 0, ended: null, close: () => {
+  return { memory: mem, call, dispatcher, stats: statsSab, canary, events, calls: 0, ended: null, close: () => {
     // The block device is not closed: it would close the session's image.
     for (const d of list) if (d.name !== 'block') d.close?.();
     for (const c of closers) c();
@@ -293,6 +297,7 @@ function run(input: Input): void {
           }
         }
       }
+      while (s.events.tryRead() !== null); // as the root's event pump does
       invariant(!contains(new Uint8Array(s.memory.buffer), other.canary), () => `${what()}: the other partition's canary appeared in this one's memory`);
       const m = readMetrics(s.stats);
       invariant(m.hypercalls === s.calls, () => `${what()}: hypercalls counter ${m.hypercalls}, calls made ${s.calls}`);
