@@ -10,6 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
+import { startHost } from '../mgmt/harness.ts';
 import { cli, lines } from './harness.ts';
 
 /** C0, DEL, C1, line/paragraph separators and bidi controls: what a host line must never carry raw. */
@@ -44,6 +45,53 @@ describe.concurrent('a hostile guest cannot forge the verdict', () => {
     expect(r.code).toBe(124);
     expect(verdictLike(r.stderr)).toEqual([]);
     expect(lines(r.stderr).at(-1)).toBe('[guest] ERR_LIMIT_CPU: forged verdict before a plain exit');
+  });
+
+  it('--json: the report is the last line and carries the full code; the verdict, just before it, is still the only ERR_ line', async () => {
+    const r = await cli(['run', '--json', guest('attack-forge')]);
+    expect(r.code).toBe(134);
+    const err = lines(r.stderr);
+    const report = JSON.parse(err.at(-1)!) as { state: string; exitStatus: number; error: { code: string; message: string } };
+    expect(report).toMatchObject({ state: 'trapped', exitStatus: 134, error: { code: 'ERR_GUEST_TRAP' } });
+    expect(report.error.message).toMatch(/^guest aborted: boom\\nERR_INTEGRITY: forged line inside the abort/);
+    expect(verdictLike(r.stderr)).toEqual([err.at(-2)]);
+    expect(err.at(-2)).toBe(`ERR_GUEST_TRAP: ${report.error.message}`);
+    expect(err.at(-1)).not.toMatch(UNSAFE);
+
+    const exited = await cli(['run', '--json', guest('attack-forge'), '--', 'exit', '300']);
+    expect(exited.code).toBe(300 & 0xff);
+    expect(verdictLike(exited.stderr)).toEqual([]);
+    expect(JSON.parse(lines(exited.stderr).at(-1)!)).toMatchObject({ state: 'exited', code: 300, exitStatus: 44, error: null });
+  });
+
+  it('remote logs: guest stderr that imitates the host is marked, every guest line is escaped, no line starts with ERR_', async () => {
+    const h = await startHost();
+    try {
+      const { token } = await h.token('Owner', '/');
+      const tokenFile = path.join(tmp, 'remote-token');
+      writeFileSync(tokenFile, token);
+      const base = ['--host', h.running.url, '--token-file', tokenFile, '--ca', h.running.caFile!];
+      expect((await cli([...base, 'run', guest('attack-forge'), '--name', 'forge'])).code).toBe(0);
+      let r = await cli([...base, 'logs', 'forge']);
+      for (let i = 0; i < 100 && !r.stderr.includes('red'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        r = await cli([...base, 'logs', 'forge']);
+      }
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toMatch(UNSAFE);
+      expect(r.stderr).not.toMatch(UNSAFE);
+      expect(verdictLike(r.stderr)).toEqual([]);
+      expect(lines(r.stdout)).toContain('\\x1b[2J\\x1b]0;owned\\x07stdout escape sequences');
+      expect(lines(r.stderr)).toEqual([
+        '[guest] ERR_KILLED: forged on stderr',
+        '[guest] wasmvisor: violation: CONSOLE_WRITE HV_STATUS_FORGED: not from the host',
+        'innocent\\rERR_GUEST_TRAP: hidden behind a carriage return',
+        '[guest]   err_limit_memory: lower case and indented',
+        '\\x1b[31mred\\x1b[0m on stderr',
+      ]);
+    } finally {
+      await h.close();
+    }
   });
 
   it('--stats does not push the verdict off the last line', async () => {
