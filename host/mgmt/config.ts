@@ -25,6 +25,17 @@ import { DeclaredPartition, HostPolicy, NAME_PATTERN, RbacFile } from './schemas
 const NAME = new RegExp(NAME_PATTERN);
 const SHA = /^[0-9a-f]{64}$/;
 
+/** The text of a JSON configuration file, parsed and checked: ERR_INVALID_ARGUMENT naming `where` and the problem. */
+export function parseConfigJson<T extends TSchema>(text: string, schema: T, where: string): Static<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError(`${where} is not JSON: ${(error as Error).message}`);
+  }
+  return check(schema, value, where);
+}
+
 export class ConfigDir {
   readonly root: string;
   private lockFd: number | null = null;
@@ -119,13 +130,7 @@ export class ConfigDir {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
       throw new StorageError(`cannot read ${this.path(file)}: ${(error as Error).message}`);
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new InvalidArgumentError(`${this.path(file)} is not JSON: ${(error as Error).message}`);
-    }
-    return check(schema, value, this.path(file));
+    return parseConfigJson(text, schema, this.path(file));
   }
 
   readRbac(): Promise<RbacFile> {

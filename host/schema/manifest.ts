@@ -37,6 +37,15 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
   const shown = file instanceof URL ? file.href : String(file);
   const where = `manifest ${shown}`;
   const text = await readBounded(filePath, where);
+  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)));
+}
+
+/**
+ * A manifest's text as the partition spec it describes: `shown` names the file in errors (and
+ * gives the default name), `dir` is the folder its relative paths are resolved against.
+ */
+export function manifestSpec(text: string, shown: string, dir: string): PartitionSpec {
+  const where = `manifest ${shown}`;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -44,7 +53,6 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
     throw new InvalidArgumentError(`${where}: not valid JSON: ${jsonProblem(error, text)}`);
   }
   const manifest = check(ManifestSchema, value, where);
-  const dir = path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file));
   const { $schema: _schema, ...spec } = manifest;
   let name = spec.name;
   if (name === undefined) {

@@ -11,7 +11,7 @@ import { TARGETS } from './targets/index.ts';
 /** Fixed, so a CI failure reproduces exactly. */
 const SEED = 20261129;
 /** Inputs per target per CI run (each input is a sequence of calls or a module). */
-const CI_RUNS: Record<string, number> = { hypercall: 300, wasi: 300, 'parse:sections': 1500, modules: 12 };
+const CI_RUNS: Record<string, number> = { hypercall: 300, wasi: 300, 'parse:sections': 1500, 'parse:policy': 1000, 'parse:rbac': 1000, 'parse:token-file': 1000, 'parse:manifest': 1000, modules: 12 };
 
 for (const target of TARGETS) {
   describe(`fuzz target ${target.name}: ${target.surface}`, () => {

@@ -2,9 +2,11 @@
  * Byte-level fuzzing of the host's parsers: real inputs, mutated (truncation, bit flips, byte
  * changes, insertions and deletions, LEB128 overflows, duplicated ranges). Each parser is one
  * entry of PARSERS — a name, where its real inputs come from, the parse, and which errors are
- * its typed refusals — and becomes a target of its own (`parse:<name>`). The policy file, the
- * signature format and the audit log reader (host/security/, being built) each plug in with
- * one more line here.
+ * its typed refusals — and becomes a target of its own (`parse:<name>`). Besides the section
+ * reader: the management host's configuration files (its admission policy, rbac.json, token
+ * files) and manifests, each through the function the real reader calls on the file's text.
+ * The signature format and the audit log reader (host/security/, being built) each plug in
+ * with one more entry here.
  *
  * Invariants: the parse returns, or throws one of its typed refusals (never a RangeError, a
  * TypeError or anything untyped), within a bounded time; plus what the entry's `check` adds.
@@ -12,7 +14,13 @@
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FeatureDeniedError, LimitModuleError, ModuleInvalidError, WasmvisorError } from '../../../host/errors.ts';
+import { FeatureDeniedError, InvalidArgumentError, LimitModuleError, ModuleInvalidError, WasmvisorError } from '../../../host/errors.ts';
+import { parseConfigJson } from '../../../host/mgmt/config.ts';
+import { admit } from '../../../host/mgmt/host.ts';
+import { PERMISSIONS, Rbac } from '../../../host/mgmt/rbac.ts';
+import { HostPolicy, RbacFile } from '../../../host/mgmt/schemas.ts';
+import { parseTokenFile } from '../../../host/mgmt/tokens.ts';
+import { manifestSpec } from '../../../host/schema/manifest.ts';
 import { defaultPolicy, evaluatePolicy } from '../../../host/loader/policy.ts';
 import { applyClampPlan } from '../../../host/loader/rewrite.ts';
 import { readSections } from '../../../host/loader/sections.ts';
@@ -51,6 +59,12 @@ function moduleBases(): Uint8Array[] {
   ];
 }
 
+const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+const json = (...values: unknown[]): Uint8Array[] => values.map((v, i) => new TextEncoder().encode(JSON.stringify(v, null, i % 2 === 0 ? 2 : 0)));
+const SHA = 'ab'.repeat(32);
+/** A configuration file's refusal: ERR_INVALID_ARGUMENT naming the file. */
+const isConfigRefusal = (e: unknown): boolean => e instanceof InvalidArgumentError;
+
 const isSectionRefusal = (e: unknown): boolean => e instanceof ModuleInvalidError || e instanceof FeatureDeniedError || e instanceof LimitModuleError;
 
 export const PARSERS: readonly Parser[] = [
@@ -75,6 +89,90 @@ export const PARSERS: readonly Parser[] = [
         invariant(WebAssembly.validate(clamped as Uint8Array<ArrayBuffer>), () => 'the clamp rewrite of a valid module is invalid');
       }
     },
+  },
+  {
+    name: 'policy',
+    bases: () =>
+      json(
+        { version: 1 },
+        { version: 1, allowMeasurements: [SHA, 'cd'.repeat(32)], maxMemoryPages: 16, allowDevices: ['console', 'clock', 'net'], allowWasi: false },
+        { version: 1, maxMemoryPages: 65536, allowDevices: [], allowWasi: true },
+      ),
+    // As the host reads policy.json, then admission of specs at and around its rules.
+    parse: (bytes) => {
+      const policy = parseConfigJson(text(bytes), HostPolicy, 'policy.json');
+      const outcomes: string[] = [];
+      for (const spec of [{}, { limits: { memoryPages: 16 } }, { limits: { memoryPages: 17 }, devices: { console: true, block: { sizeMiB: 1 } } }, { wasi: {}, devices: { net: false } }]) {
+        try {
+          admit(policy, spec as never, SHA);
+          outcomes.push('admitted');
+        } catch (error) {
+          invariant(error instanceof WasmvisorError && (error.code === 'ERR_ACCESS_DENIED' || error.code === 'ERR_INTEGRITY'), () => `admission threw an untyped error: ${String(error)}`);
+          outcomes.push(error.code);
+        }
+      }
+      return outcomes;
+    },
+    refusal: isConfigRefusal,
+  },
+  {
+    name: 'rbac',
+    bases: () =>
+      json(
+        {},
+        {
+          roles: [{ name: 'Deployer', description: 'runs things', permissions: ['partitions/*', 'metrics/read'], notPermissions: ['partitions/write'] }],
+          assignments: [{ principal: 'token:ci', role: 'Deployer', scope: '/segments/blue' }, { principal: 'cert:alice', role: 'Reader', scope: '/' }],
+          denyAssignments: [{ name: 'no-wipe', principal: '*', permissions: ['disks/wipe'], scope: '/partitions/db' }],
+        },
+        { roles: [{ name: 'All', permissions: ['*'] }], assignments: [{ principal: 'token:x', role: 'All', scope: '/partitions/a' }] },
+      ),
+    // As `serve` reads rbac.json, then decisions at every scope kind.
+    parse: (bytes) => {
+      const rbac = new Rbac(parseConfigJson(text(bytes), RbacFile, 'rbac.json'));
+      const decisions: boolean[] = [];
+      for (const principal of ['token:ci', 'cert:alice', 'token:x', 'token:nobody'])
+        for (const permission of PERMISSIONS)
+          for (const scope of ['/', '/partitions/db', '/segments/blue']) decisions.push(rbac.decide(principal, [], permission, scope, 'blue').allowed);
+      return decisions;
+    },
+    refusal: isConfigRefusal,
+  },
+  {
+    name: 'token-file',
+    bases: () =>
+      json(
+        { id: '0123456789abcdef', name: 'ci', role: 'Owner', scope: '/', createdAt: '2026-11-29T10:00:00.000Z', expiresAt: '2026-12-29T10:00:00.000Z', revokedAt: null, createdBy: 'token:admin', sha256: SHA },
+        { id: '0123456789abcdef', name: 'op.1', role: 'Reader', scope: '/partitions/a', createdAt: '2026-11-29T10:00:00.000Z', expiresAt: null, revokedAt: '2026-11-30T00:00:00Z', createdBy: 'cli', sha256: SHA },
+      ),
+    parse: (bytes) => parseTokenFile(text(bytes), '0123456789abcdef.json'),
+    refusal: isConfigRefusal,
+    check(_bytes, result) {
+      if (!result.ok) return;
+      // A record the store keeps has times it can compare: an unreadable expiry would never expire.
+      const r = result.value as ReturnType<typeof parseTokenFile>;
+      for (const t of [r.createdAt, r.expiresAt, r.revokedAt]) invariant(t === null || Number.isFinite(Date.parse(t)), () => `token file accepted with the time ${JSON.stringify(t)}`);
+    },
+  },
+  {
+    name: 'manifest',
+    bases: () =>
+      json(
+        { module: 'app.wasm' },
+        {
+          $schema: 'https://example.invalid/manifest.json',
+          name: 'web',
+          module: 'guests/web.wasm',
+          sha256: SHA,
+          args: ['--port', '80'],
+          limits: { memoryPages: 64, timeoutMs: 5000, maxInputBytes: 65536 },
+          devices: { console: { maxLineBytes: 4096 }, clock: true, net: { segment: 'blue', mtu: 1500 } },
+          wasi: { preopens: [{ hostPath: 'data', guestPath: '/data' }], env: { A: 'b' } },
+        },
+      ),
+    // As loadManifest does with the file's text.
+    parse: (bytes) => manifestSpec(text(bytes), 'app.json', '/srv/app'),
+    refusal: isConfigRefusal,
   },
 ];
 
