@@ -175,6 +175,13 @@ let blockImages: BlockImage[] = [];
 let storage: Storage | null = null;
 let dataDir = '';
 let netSwitch: VirtualSwitch | null = null;
+/**
+ * One console event ring per side for the whole session (drained after every call, as the
+ * root does), with room for the most lines one call can make (64 KiB of one-byte lines): a full
+ * ring would make every further line wait EVENT_RING_WAIT_MS for a drain that, within one call,
+ * cannot come. Made once: a megabyte per side per input was a good part of an input's cost.
+ */
+let eventRings: SharedRing[] = [];
 
 function side(who: 0 | 1, input: Input): Side {
   const spec: DevicesSpec = {};
@@ -187,9 +194,8 @@ function side(who: 0 | 1, input: Input): Side {
   const devices = resolveDevices(spec);
   const statsSab = allocateStats();
   const stats = new Float64Array(statsSab);
-  // Room for the most lines one call can make (64 KiB of one-byte lines): a full ring would make
-  // every further line wait EVENT_RING_WAIT_MS for a drain that, within one call, cannot come.
-  const events = new SharedRing(SharedRing.allocate(1 << 20));
+  const events = eventRings[who]!;
+  while (events.tryRead() !== null); // empty, as a fresh partition's
   const consoleIn = new SharedRing(SharedRing.allocate(1 << 10));
   consoleIn.tryWrite(InputKind.LINE, new TextEncoder().encode(`line for ${who}`));
   consoleIn.close(); // end of input: a blocking read returns instead of waiting forever
@@ -319,6 +325,7 @@ export const hypercall: Target<Input> = {
     images = [await storage.attach('fuzz-a', 1), await storage.attach('fuzz-b', 1)];
     blockImages = images.map((a) => new BlockImage({ fd: a.fd, sectorCount: a.sectorCount, imageId: a.imageId, dataKey: Buffer.from(a.dataKey) }));
     netSwitch = new VirtualSwitch();
+    eventRings = [new SharedRing(SharedRing.allocate(1 << 20)), new SharedRing(SharedRing.allocate(1 << 20))];
   },
   async teardown() {
     for (const image of blockImages) image.close();
