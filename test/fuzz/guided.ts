@@ -6,8 +6,8 @@
  * millisecond, so this mode trades iterations for direction; the CI run stays plain fast-check.
  */
 import { Session } from 'node:inspector';
-import { mutate, type Mutation, type Parser } from './targets/bytes.ts';
-import { checkParse } from './targets/bytes.ts';
+import { prng } from '../helpers.ts';
+import { checkParse, mutate, type Mutation, type Parser } from './targets/bytes.ts';
 
 interface Range {
   startOffset: number;
@@ -18,17 +18,6 @@ interface Coverage {
   result: { scriptId: string; url: string; functions: { functionName: string; ranges: Range[] }[] }[];
 }
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function post<T>(session: Session, method: string, params: object = {}): T {
   let out: T | undefined;
