@@ -141,7 +141,7 @@ async function run(input: ModuleInput): Promise<void> {
   if (info === null) return;
   // Compiled code and memories of the instances below live outside the JS heap, so V8 feels no
   // pressure to collect them: a long run collects now and then (scripts/fuzz.mjs exposes gc).
-  if (++runs % 50 === 0) (globalThis as { gc?: () => void }).gc?.();
+  if (++runs % 10 === 0) (globalThis as { gc?: () => void }).gc?.();
   // 2. Differential: plain vs instrumented with fuel to spare, then exhaustion twice.
   let metered: Uint8Array;
   try {
