@@ -14,7 +14,12 @@
  * free-running u32 byte counters; `head - tail` (mod 2^32) is the bytes in use. The producer
  * writes data, then publishes `head` (Atomics.store orders it); the consumer reads data, then
  * publishes `tail`. Wake-ups use event counters (WSEQ bumped by writes and close, RSEQ by reads)
- * so that a wake between "check" and "wait" is never lost.
+ * so that a wake between "check" and "wait" is never lost. A side that waits first counts
+ * itself in RWAIT / WWAIT, and the other side notifies only when someone is counted there: a
+ * notify with a waiter costs a lock and, for the root's async waits, an event-loop task, which
+ * would otherwise be paid on every small record. (Each side bumps the counter, then reads the
+ * other side's: sequentially consistent atomics guarantee one of them sees the other, so either
+ * the waiter finds the counter moved or the writer finds the waiter.)
  */
 
 const HEAD = 0;
@@ -22,6 +27,9 @@ const TAIL = 1;
 const CLOSED = 2;
 const WSEQ = 3;
 const RSEQ = 4;
+/** Threads (or async waits) currently waiting for WSEQ / RSEQ to move. */
+const RWAIT = 5;
+const WWAIT = 6;
 const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
@@ -97,7 +105,7 @@ export class SharedRing {
     this.copyIn(head + HEADER, payload, length);
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
-    Atomics.notify(this.ctl, WSEQ);
+    if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
     return true;
   }
 
@@ -113,7 +121,9 @@ export class SharedRing {
       if (this.closed) return false;
       const left = deadline - performance.now();
       if (left <= 0) return false;
-      Atomics.wait(this.ctl, RSEQ, seq, left === Infinity ? undefined : left);
+      Atomics.add(this.ctl, WWAIT, 1);
+      if (Atomics.load(this.ctl, RSEQ) === seq) Atomics.wait(this.ctl, RSEQ, seq, left === Infinity ? undefined : left);
+      Atomics.sub(this.ctl, WWAIT, 1);
     }
   }
 
@@ -173,20 +183,32 @@ export class SharedRing {
       if (this.closed) return 'closed';
       const left = deadline - performance.now();
       if (left <= 0) return 'timeout';
-      Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
+      Atomics.add(this.ctl, RWAIT, 1);
+      if (Atomics.load(this.ctl, WSEQ) === seq) Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
+      Atomics.sub(this.ctl, RWAIT, 1);
     }
   }
 
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
   async whenWritten(seq: number): Promise<void> {
-    const result = Atomics.waitAsync(this.ctl, WSEQ, seq);
-    if (result.async) await result.value;
+    Atomics.add(this.ctl, RWAIT, 1);
+    try {
+      const result = Atomics.waitAsync(this.ctl, WSEQ, seq);
+      if (result.async) await result.value;
+    } finally {
+      Atomics.sub(this.ctl, RWAIT, 1);
+    }
   }
 
   /** For the root's thread: resolves when something may have been consumed (room freed) since `seq`. */
   async whenRead(seq: number): Promise<void> {
-    const result = Atomics.waitAsync(this.ctl, RSEQ, seq);
-    if (result.async) await result.value;
+    Atomics.add(this.ctl, WWAIT, 1);
+    try {
+      const result = Atomics.waitAsync(this.ctl, RSEQ, seq);
+      if (result.async) await result.value;
+    } finally {
+      Atomics.sub(this.ctl, WWAIT, 1);
+    }
   }
 
   /** Current write event counter (pass to whenWritten). */
@@ -210,7 +232,7 @@ export class SharedRing {
   private release(tail: number, length: number): void {
     Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, RSEQ, 1);
-    Atomics.notify(this.ctl, RSEQ);
+    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
   }
 
   // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.
