@@ -14,8 +14,8 @@ export const HV_HYPERCALL: string = "hypercall";
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR: i32 = 1;
-export const HV_ABI_MINOR: i32 = 2;
-export const HV_ABI_VERSION: i32 = 0x00010002;
+export const HV_ABI_MINOR: i32 = 3;
+export const HV_ABI_VERSION: i32 = 0x00010003;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). */
 export const HV_MAX_TRANSFER: i32 = 65536;
@@ -49,6 +49,9 @@ export const HV_CALL_OUTPUT_WRITE: i32 = 0x0008;
 export const HV_CALL_CONSOLE_WRITE: i32 = 0x0100;
 export const HV_CALL_CONSOLE_WRITE_ERR: i32 = 0x0101;
 export const HV_CALL_CONSOLE_READ: i32 = 0x0102;
+export const HV_CALL_CONSOLE_STREAM_WRITE: i32 = 0x0103;
+export const HV_CALL_CONSOLE_STREAM_WRITE_ERR: i32 = 0x0104;
+export const HV_CALL_CONSOLE_STREAM_READ: i32 = 0x0105;
 export const HV_CALL_CLOCK_GET: i32 = 0x0200;
 export const HV_CALL_ENTROPY_GET: i32 = 0x0300;
 export const HV_CALL_BLOCK_INFO: i32 = 0x0400;

@@ -4,13 +4,13 @@
  * Error lines start with the stable error code; exit statuses are listed in exitStatus().
  */
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { DevicesSpec } from '../devices/config.ts';
-import type { PartitionExit } from '../partition/partition.ts';
+import type { Partition, PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
@@ -44,9 +44,14 @@ run options:
                             n units of work (deterministic; see docs/ABI.md); default none
   --cpu-percent <p>         CPU cap: at most p% (1..100) of one core per 100 ms period; over
                             it the guest is paused, not killed; default none
+  --output-rate <bytes/s>   cap the guest's console output; writes over it are refused (the
+                            guest sees EAGAIN / RATE_LIMITED) and counted, and a warning says
+                            how many bytes at the end; default none: a guest writing faster than
+                            our stdout is read waits for it, nothing is lost
 
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
-argv[0] is the module's file name. The guest's stdout and stderr are the command's.
+argv[0] is the module's file name. The guest's stdout and stderr are the command's, byte for
+byte; our stdin is the guest's console input, byte for byte.
 
 delete scrubs and removes the disk image and key of the named partition (no error if none).
 
@@ -160,6 +165,7 @@ async function run(argv: string[]): Promise<number> {
         env: { type: 'string', multiple: true },
         fuel: { type: 'string' },
         'cpu-percent': { type: 'string' },
+        'output-rate': { type: 'string' },
       },
     }),
   );
@@ -175,8 +181,10 @@ async function run(argv: string[]): Promise<number> {
   if (resolutionMs !== undefined && !(resolutionMs > 0)) throw new InvalidArgumentError(`--clock-resolution must be a positive number of ms, got ${JSON.stringify(resolution)}`);
   const deterministic = values.deterministic === true;
   const seed = values.seed ?? (deterministic ? 'wasmvisor' : undefined);
+  const outputRate = intOption(values['output-rate'], 'output-rate', 1, 2 ** 40);
   const devices: DevicesSpec = {};
-  if (grant.has('console')) devices.console = true;
+  // --output-rate: the console's byte rate limit in reject mode (refused writes are counted and reported).
+  if (grant.has('console')) devices.console = outputRate !== undefined ? { rateLimit: { bytesPerSecond: outputRate, mode: 'reject' } } : true;
   if (grant.has('clock')) devices.clock = { ...(resolutionMs !== undefined ? { resolutionMs } : {}), ...(deterministic ? { deterministic: true } : {}) };
   if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
   const diskMiB = intOption(values.disk, 'disk', 1, 4096);
@@ -203,17 +211,65 @@ async function run(argv: string[]): Promise<number> {
     },
     devices,
   });
-  partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
+  const output = grant.has('console') ? pipeOutput(partition) : null;
   partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
   await partition.start();
-  const input = grant.has('console') ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
+  const input = grant.has('console') ? pipeInput(partition) : null;
   const exit = await partition.exited;
   input?.close();
+  // Every byte the guest wrote is handed to our stdout/stderr before anything of ours follows it.
+  await output;
   await hv.close();
+  process.stderr.write(droppedWarning(exit));
   // The error line (if any) comes first, so stderr still starts with the code.
   const status = report(exit);
   if (values.stats) process.stderr.write(formatStats(exit));
   return status;
+}
+
+/**
+ * Copies the guest's stdout and stderr to ours, byte for byte, with backpressure (a slow reader
+ * slows the guest). A reader that goes away (`| head`, EPIPE) is passed on to the guest as EPIPE,
+ * quietly, like a Unix filter. Resolves once every byte has been handed to our streams.
+ */
+function pipeOutput(partition: Partition): Promise<void> {
+  const one = (from: Readable, to: NodeJS.WriteStream): Promise<void> =>
+    new Promise<void>((resolve) => {
+      // Stays attached: a write error on our own stream (EPIPE) must never become an exception.
+      to.on('error', () => {
+        from.unpipe(to);
+        from.destroy();
+        resolve();
+      });
+      from.once('end', resolve);
+      from.once('close', resolve);
+      from.pipe(to, { end: false });
+    });
+  return Promise.all([one(partition.stdout, process.stdout), one(partition.stderr, process.stderr)]).then(() => undefined);
+}
+
+/** Feeds our stdin to the guest, byte for byte, with backpressure; `close` stops reading. */
+function pipeInput(partition: Partition): { close(): void } {
+  const stdin = partition.stdin;
+  // The guest stopped reading (it ended): the rest of our input is not wanted.
+  stdin.on('error', () => process.stdin.unpipe(stdin));
+  process.stdin.on('error', () => stdin.end());
+  process.stdin.pipe(stdin);
+  return {
+    close() {
+      process.stdin.unpipe(stdin);
+      process.stdin.destroy();
+    },
+  };
+}
+
+/** The end-of-run warning when a rate limit refused guest output (empty when nothing was refused). */
+export function droppedWarning(exit: PartitionExit): string {
+  const c = exit.metrics.console;
+  const parts: string[] = [];
+  if (c.bytesDropped > 0) parts.push(`${c.bytesDropped} bytes of output refused by the console rate limit (--output-rate)`);
+  if (c.linesDropped > 0) parts.push(`${c.linesDropped} lines dropped by the console's lines-per-second limit`);
+  return parts.length === 0 ? '' : `wasmvisor: warning: guest output was dropped: ${parts.join('; ')}\n`;
 }
 
 /** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
@@ -240,37 +296,6 @@ async function importsWasi(hv: Hypervisor, file: string): Promise<boolean> {
   }
 }
 
-/** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */
-function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): { close(): void } {
-  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-  let closed = false;
-  void (async () => {
-    try {
-      for await (const line of rl) {
-        if (closed) break;
-        let accepted: boolean;
-        try {
-          accepted = await write(line);
-        } catch (error) {
-          process.stderr.write(`wasmvisor: console input line dropped: ${error instanceof Error ? error.message : String(error)}\n`);
-          continue;
-        }
-        if (!accepted) break;
-      }
-    } catch {
-      // stdin closed under us: the guest sees end of input.
-    }
-    end();
-  })();
-  return {
-    close() {
-      closed = true;
-      rl.close();
-      process.stdin.destroy();
-    },
-  };
-}
-
 /** The `--stats` block: the partition's metrics when it ended. */
 export function formatStats(exit: PartitionExit): string {
   const m = exit.metrics;
@@ -284,6 +309,8 @@ export function formatStats(exit: PartitionExit): string {
     ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
     ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
     ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['output', `${m.console.bytesOut} bytes, ${m.console.bytesDropped} refused by the rate limit, ${m.console.outputWaits} waits for the reader (${m.console.outputWaitedMs.toFixed(1)} ms)`],
+    ['input', `${m.console.bytesIn} bytes`],
     ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
     ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
     ['entropy', `${m.entropyBytes} bytes`],
@@ -350,7 +377,7 @@ async function call(argv: string[]): Promise<number> {
         maxInputBytes: Math.max(input.length, DEFAULT_LIMITS.maxInputBytes),
       },
     });
-    partition.on('console', (line) => process.stderr.write(line + '\n'));
+    partition.on('output', (chunk) => process.stderr.write(chunk));
     partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
     await partition.start();
     try {

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
@@ -15,7 +16,11 @@ export const WORKER_MEMORY_BYTES =
   (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
 
 export interface RunEvents {
-  console(line: string, stream: 'stdout' | 'stderr'): void;
+  /**
+   * A console record (EventKind.STDOUT, STDERR or DROPPED). Returning false stops the draining
+   * until `resumeOutput()`: the reader is behind, so the guest waits for it (backpressure).
+   */
+  output(kind: number, bytes: Uint8Array): boolean;
   violation(violation: ViolationRecord): void;
   /** A reactor finished initializing and takes calls. */
   ready(): void;
@@ -26,6 +31,9 @@ export interface RunEvents {
 }
 
 const decoder = new TextDecoder();
+
+/** Most bytes of consecutive output records the root joins into one chunk. */
+const OUTPUT_BATCH_BYTES = 256 * 1024;
 const encoder = new TextEncoder();
 
 /**
@@ -42,6 +50,11 @@ export class WorkerRun {
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
   private ended = false;
+  /** The output's reader is behind: the pump waits for resumeOutput(). */
+  private paused = false;
+  private resumeWaiter: (() => void) | null = null;
+  /** Where consecutive output records are joined (zeroed after each use). */
+  private readonly batch = new Uint8Array(OUTPUT_BATCH_BYTES);
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
@@ -140,29 +153,61 @@ export class WorkerRun {
     while (this.events.peekLength() < 0) {
       if (performance.now() >= end) return;
     }
-    this.drain();
+    if (!this.paused) this.drain(this.events.capacity);
   }
 
-  /** Moves records from the event ring to callbacks until the run has ended. */
+  /** The output's reader has room again: draining resumes (a no-op unless paused). */
+  resumeOutput(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const wake = this.resumeWaiter;
+    this.resumeWaiter = null;
+    wake?.();
+  }
+
+  /**
+   * Moves records from the event ring to callbacks until the run has ended: in batches of at
+   * most one ring's worth, yielding to the event loop in between (a guest that writes without
+   * pause cannot hold the root's thread), and not at all while the output's reader is behind.
+   */
   private async pump(): Promise<void> {
     while (!this.ended) {
       const seq = this.events.writeSeq;
-      this.drain();
+      const more = this.drain(this.events.capacity);
       if (this.ended) break;
-      await this.events.whenWritten(seq);
+      if (this.paused) await new Promise<void>((resolve) => (this.resumeWaiter = resolve));
+      else if (more) await nextTurn();
+      else await this.events.whenWritten(seq);
     }
   }
 
-  private drain(): void {
-    for (let record = this.events.tryRead(); record !== null; record = this.events.tryRead()) {
+  /**
+   * Delivers records until the ring is empty (false), `budget` bytes were delivered (true: more
+   * may wait), or the output's reader is behind (sets `paused`). Infinity: everything, ignoring
+   * backpressure (the end of the run: the ring is scrubbed afterwards).
+   */
+  private drain(budget = Infinity): boolean {
+    const force = budget === Infinity;
+    let delivered = 0;
+    for (;;) {
+      const kind = this.events.peekKind();
+      if (kind < 0) return false;
       try {
-        if (record.kind === EventKind.STDOUT || record.kind === EventKind.STDERR) {
-          this.on.console(decoder.decode(record.bytes), record.kind === EventKind.STDOUT ? 'stdout' : 'stderr');
-        } else if (record.kind === EventKind.VIOLATION) {
-          this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
-        } else if (record.kind === EventKind.RESULT) {
-          const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
-          this.on.result(ret, record.bytes.subarray(4));
+        if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
+          const chunk = this.takeOutput(kind);
+          delivered += chunk.length;
+          if (!this.on.output(kind, chunk) && !force) this.paused = true;
+        } else {
+          const record = this.events.tryRead()!;
+          delivered += record.bytes.length + 4;
+          if (kind === EventKind.DROPPED) {
+            if (!this.on.output(kind, record.bytes) && !force) this.paused = true;
+          } else if (kind === EventKind.VIOLATION) {
+            this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
+          } else if (kind === EventKind.RESULT) {
+            const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
+            this.on.result(ret, record.bytes.subarray(4));
+          }
         }
       } catch (error) {
         // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
@@ -170,7 +215,28 @@ export class WorkerRun {
           throw error;
         });
       }
+      if (!force && (this.paused || delivered >= budget)) return true;
     }
+  }
+
+  /**
+   * Consecutive output records of one stream as one chunk (a fresh copy the embedder may keep):
+   * many small guest writes cost the root one delivery, not one each.
+   */
+  private takeOutput(kind: number): Uint8Array {
+    const batch = this.batch;
+    let n = 0;
+    while (this.events.peekKind() === kind) {
+      const length = this.events.peekLength();
+      if (n + length > batch.length) {
+        if (n > 0) break;
+        return this.events.tryRead()!.bytes; // larger than a batch: delivered on its own
+      }
+      n += this.events.readInto(batch.subarray(n));
+    }
+    const chunk = batch.slice(0, n);
+    batch.fill(0, 0, n);
+    return chunk;
   }
 
   private finish(workerExitCode: number): void {
@@ -180,6 +246,7 @@ export class WorkerRun {
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.ended = true;
+    this.resumeOutput();
     this.events.wakeAll();
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);

@@ -115,7 +115,7 @@ function run(init: WorkerInit): WorkerOutcome {
   const memory = new GuestMemory();
 
   const devices: Device[] = [];
-  const consoleDevice = init.devices.console ? new ConsoleDevice(init.devices.console, events, input, stats) : null;
+  const consoleDevice = init.devices.console ? new ConsoleDevice(init.devices.console, events, input, stats, undefined, undefined, new Int32Array(init.stdio)) : null;
   const clockDevice = init.devices.clock ? new ClockDevice(init.devices.clock) : null;
   const entropyDevice = init.devices.entropy ? new EntropyDevice(init.devices.entropy, stats) : null;
   if (consoleDevice) devices.push(consoleDevice);

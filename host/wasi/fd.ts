@@ -66,12 +66,23 @@ export class Fd {
 
 // ---- Console kinds: the partition's console device behind stdin/stdout/stderr. ----
 
-/** What the console fds need from the console device; a structural type, so wasi/ does not import it. */
+/**
+ * What the console fds need from the console device; a structural type, so wasi/ does not
+ * import it. Byte streams: nothing is cut, added or dropped on the way.
+ */
 export interface ConsolePort {
-  /** Feeds bytes to stdout or stderr; returns n (lines over the rate limit are dropped and counted). */
+  /**
+   * Writes bytes[0, n) to the stream: the count written (a short count when the reader went
+   * away part-way), -1 when the reader has gone, -2 when the rate limit refused the write
+   * (nothing written). Waits while the reader is behind.
+   */
   writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number;
-  /** One input line without its newline into out; length, or -1 at end of input, -2 when none is ready and !block. */
-  readLine(out: Uint8Array, block: boolean, timeoutMs?: number): number;
+  /** Reads input into out: the count (>= 1), 0 at end of input, -2 when none is ready (non-blocking or timed out). */
+  readStream(out: Uint8Array, block: boolean, timeoutMs?: number): number;
+  /** Input bytes ready without waiting, 0 at end of input, -2 when none. */
+  readableBytes(): number;
+  /** Waits up to timeoutMs for input (or its end) without consuming any. */
+  waitInput(timeoutMs: number): void;
 }
 
 export class ConsoleOutFd extends Fd {
@@ -79,59 +90,32 @@ export class ConsoleOutFd extends Fd {
     super(Filetype.CHARACTER_DEVICE, rights, 0);
   }
   override write(buf: Uint8Array, n: number): number {
-    this.console.writeStream(this.stream, buf, n);
-    // Bytes of lines dropped by the rate limit are consumed, not retried (as for hv console writes).
-    return n;
+    const r = this.console.writeStream(this.stream, buf, n);
+    // Never report refused bytes as written: the reader gone is EPIPE, the rate limit EAGAIN.
+    if (r === -1) return -Errno.PIPE;
+    if (r === -2) return -Errno.AGAIN;
+    return r;
   }
   override readable(): number {
     return -Errno.BADF;
   }
 }
 
-/**
- * stdin from the console's line-based input: each line the host queued is delivered followed
- * by `\n`; a line longer than the guest's buffer is delivered over several reads; end of
- * input (the host ended it, or the partition has no input) reads as 0 bytes.
- */
+/** stdin from the console's input stream: the bytes the host sent, exactly; end of input reads as 0 bytes. */
 export class ConsoleInFd extends Fd {
-  private pending = new Uint8Array(0);
-  private pendingAt = 0;
-  private ended = false;
-  private readonly line = new Uint8Array(65536 + 1);
-
   constructor(private readonly console: ConsolePort, rights: number) {
     super(Filetype.CHARACTER_DEVICE, rights, 0);
   }
   override read(buf: Uint8Array): number {
-    if (!this.fill((this.fdflags & Fdflags.NONBLOCK) === 0)) return this.ended ? 0 : -Errno.AGAIN;
-    const n = Math.min(buf.length, this.pending.length - this.pendingAt);
-    buf.set(this.pending.subarray(this.pendingAt, this.pendingAt + n));
-    this.pendingAt += n;
-    return n;
+    const n = this.console.readStream(buf, (this.fdflags & Fdflags.NONBLOCK) === 0);
+    return n === -2 ? -Errno.AGAIN : n;
   }
   override readable(): number {
-    if (this.fill(false)) return this.pending.length - this.pendingAt;
-    return this.ended ? 0 : -Errno.AGAIN;
+    const n = this.console.readableBytes();
+    return n === -2 ? -Errno.AGAIN : n;
   }
   override waitReadable(deadlineMs: number): void {
-    if (this.pendingAt < this.pending.length || this.ended) return;
-    const wait = Math.max(0, deadlineMs - performance.now());
-    const n = this.console.readLine(this.line, true, wait);
-    this.take(n);
-  }
-  /** True when bytes are pending after trying to get a line. */
-  private fill(block: boolean): boolean {
-    if (this.pendingAt < this.pending.length) return true;
-    if (this.ended) return false;
-    this.take(this.console.readLine(this.line, block));
-    return this.pendingAt < this.pending.length;
-  }
-  private take(n: number): void {
-    if (n === -1) this.ended = true;
-    if (n < 0) return;
-    this.line[n] = 0x0a;
-    this.pending = this.line.slice(0, n + 1);
-    this.pendingAt = 0;
+    this.console.waitInput(Math.max(0, deadlineMs - performance.now()));
   }
 }
 

@@ -25,7 +25,7 @@ describe('console device', () => {
     expect(write(one, one.length, new Uint8Array(0), 0)).toBe(-HvStatus.RATE_LIMITED);
     const lines: string[] = [];
     for (let r = events.tryRead(); r; r = events.tryRead()) lines.push(new TextDecoder().decode(r.bytes));
-    expect(lines).toEqual(['1', '2', '3', '6']);
+    expect(lines).toEqual(['1\n', '2\n', '3\n', '6\n']);
   });
 
   it('delivers an unterminated last line on close', () => {

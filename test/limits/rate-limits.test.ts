@@ -38,7 +38,8 @@ function boundary(console: ConsoleSpec, hypercallRate?: RateLimitSpec) {
   const write = (len: number) => d.hypercall(HvCall.CONSOLE_WRITE, 0, len, 0, 0);
   const lines = () => {
     const out: string[] = [];
-    for (let r = events.tryRead(); r !== null; r = events.tryRead()) out.push(new TextDecoder().decode(r.bytes));
+    // Lines reach the output stream with their newline; compare them without it.
+    for (let r = events.tryRead(); r !== null; r = events.tryRead()) out.push(new TextDecoder().decode(r.bytes).replace(/\n$/, ''));
     return out;
   };
   return { d, write, lines, metrics: () => readMetrics(sab), advance: (ms: number) => (t += ms), now: () => t };

@@ -43,7 +43,9 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     memory,
     console: {
       writeStream: (stream, b, n) => ((stream === 'stdout' ? stdout : stderr).push(dec.decode(b.subarray(0, n))), n),
-      readLine: () => -1,
+      readStream: () => 0,
+      readableBytes: () => 0,
+      waitInput: () => {},
     },
     clock: { read: () => (t += 1_000_000n), resolutionNs: 1_000_000 },
     entropy: { fill: (out, n) => out.fill(0xab, 0, n) },
