@@ -207,6 +207,14 @@ describe('console byte streams through the real CLI', () => {
     expect(r.stderr).toBe('');
   });
 
+  it('an hv guest (SDK stdio, CONSOLE_STREAM_*) copies 1 MiB of every byte value exactly', async () => {
+    const input = Buffer.concat([pattern(0, 1 << 20), Buffer.from('\r\n\xff', 'latin1')]);
+    const r = await cli(['run', guest('cat')], { input });
+    expect(r.code).toBe(0);
+    expect(r.stdout.equals(input)).toBe(true);
+    expect(r.stderr).toBe(`copied ${input.length} bytes\n`);
+  });
+
   it('5000 short printf lines: all of them, in order', async () => {
     const r = await cli(['run', STREAM, '--', 'lines', '5000']);
     expect(r.code).toBe(0);
