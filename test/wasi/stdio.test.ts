@@ -48,7 +48,7 @@ interface Cli {
 }
 
 /** Runs the CLI; stdout kept as bytes. `stdoutLimit`: stop reading (close our end) after that many bytes. */
-function cli(args: string[], opts: { input?: Buffer; stdoutLimit?: number; hashStdout?: boolean } = {}): Promise<Cli & { sha?: string; length: number }> {
+function cli(args: string[], opts: { input?: Buffer; stdoutLimit?: number; hashStdout?: boolean; pauseStdoutMs?: number } = {}): Promise<Cli & { sha?: string; length: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000, killSignal: 'SIGKILL' });
     const chunks: Buffer[] = [];
@@ -61,6 +61,11 @@ function cli(args: string[], opts: { input?: Buffer; stdoutLimit?: number; hashS
       else chunks.push(c);
       if (opts.stdoutLimit !== undefined && length >= opts.stdoutLimit) child.stdout.destroy();
     });
+    if (opts.pauseStdoutMs !== undefined) {
+      // A reader that stops for a while: the pipe fills, and the CLI must hold the guest back.
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), opts.pauseStdoutMs);
+    }
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     child.stdin.on('error', () => {});
     child.on('error', reject);
@@ -232,6 +237,16 @@ describe('console byte streams through the real CLI', () => {
     expect(r.length).toBe(total);
     expect(r.sha).toBe(patternSha(total));
   }, 120_000);
+
+  it('a reader that stops for a while: the guest waits (--stats shows it), nothing is lost', async () => {
+    const total = 32 << 20;
+    const r = await cli(['run', '--stats', '--timeout', '0', STREAM, '--', 'gen', String(total)], { hashStdout: true, pauseStdoutMs: 1500 });
+    expect(r.code).toBe(0);
+    expect(r.sha).toBe(patternSha(total));
+    const waits = /^  output +(\d+) bytes, 0 refused by the rate limit, (\d+) waits for the reader/m.exec(r.stderr);
+    expect(Number(waits![1])).toBe(total);
+    expect(Number(waits![2])).toBeGreaterThan(0);
+  }, 60_000);
 
   it('stdin to stdout byte for byte: 16 MiB of every byte value, \\r\\n and no final newline', async () => {
     const input = Buffer.concat([pattern(0, 16 << 20), Buffer.from('\r\n\xff\x00tail', 'latin1')]);
