@@ -5,13 +5,15 @@
 //   stream bytes                  every byte value 0..255 four times, "\r\n", 0xff, then 70000 'a' and no newline
 //   stream lines <count>          <count> short lines through printf (stdio)
 //   stream flood <count> <size>   <count> writes of <size> bytes; counts the ones refused with EAGAIN and
-//                                 prints "refused <writes> <bytes> written <bytes>" on stderr at the end
+//                                 prints "refused <writes> <bytes> written <bytes>" on stderr at the end,
+//                                 after a 1.2 s pause (with a clock) so a rate limit's bucket has refilled
 // A write error other than EAGAIN (e.g. EPIPE when the reader has gone) is printed on stderr as
 // "stream: write: errno N" and the exit code is 3.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static unsigned char buf[1 << 20];
@@ -96,6 +98,8 @@ int main(int argc, char **argv) {
         return 3;
       }
     }
+    struct timespec pause = {1, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
     fprintf(stderr, "refused %lld %lld written %lld\n", refused_writes, refused_bytes, written);
     return 0;
   }

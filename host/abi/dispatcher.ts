@@ -243,6 +243,15 @@ export class Dispatcher {
     return result;
   }
 
+  /**
+   * The hypercall rate limit for a call made through another surface (WASI): one operation
+   * carrying `bytes`. True to go on (perhaps after a wait), false when refused (reject mode).
+   * Counted like a hypercall's (metrics.throttled.hypercalls). Always true without a limit.
+   */
+  admitCall(bytes: number): boolean {
+    return this.rate === null || this.rate.admit(Math.min(bytes, HV_MAX_TRANSFER)) === 'ok';
+  }
+
   /** The hypercall rate limit: true to go on (perhaps after a wait), false to return RATE_LIMITED. */
   private admit(inLen: number): boolean {
     // A bad length is refused after this (TOO_LARGE); here it costs at most one transfer's bytes.

@@ -14,7 +14,7 @@ import type { Partition, PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
-import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
+import { WASI_QUOTA_RANGES, type PreopenMode, type PreopenSpec, type WasiQuotas, type WasiSpec } from '../wasi/config.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
 const USAGE = `Usage:
@@ -37,8 +37,17 @@ run options:
   --disk <MiB>              grant a persistent, encrypted block device of this size (1..4096)
   --name <name>             the partition's name: its disk is kept under this name (default guest)
   --data-dir <dir>          where disks and their keystore live (default ./.wasmvisor)
-  --dir <host>[::<guest>]   WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy
-                            of the host folder; the host folder is never written (repeatable)
+  --dir <host>[::<guest>][:ro|:rw|:copy]
+                            WASI: give the guest a host folder at <guest> (default: <host>);
+                            ro (the default) reads it in place, lazily, and nothing can change;
+                            rw reads and writes it in place, never anything outside it;
+                            copy gives a private in-memory copy (the folder is never written).
+                            Repeatable
+  --wasi-quota <k=v,...>    WASI limits: bytes (contents, names and symlink targets the guest may
+                            hold in memory or add to rw folders; a copy counts; default 16M),
+                            inodes (files, directories, symlinks and hard links; default 4096),
+                            fds (open at once; default 128), path (longest path; default 4096);
+                            sizes take K, M, G (e.g. --wasi-quota bytes=512M,inodes=100000)
   --env <KEY=VALUE>         WASI: an environment variable (repeatable)
   --fuel <n>                fuel budget: the guest ends with ERR_LIMIT_CPU once it has done
                             n units of work (deterministic; see docs/ABI.md); default none
@@ -49,7 +58,7 @@ run options:
                             how many bytes at the end; default none: a guest writing faster than
                             our stdout is read waits for it, nothing is lost
 
-WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
+WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env/--wasi-quota is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's, byte for
 byte; our stdin is the guest's console input, byte for byte.
 
@@ -163,6 +172,7 @@ async function run(argv: string[]): Promise<number> {
         'data-dir': { type: 'string' },
         dir: { type: 'string', multiple: true },
         env: { type: 'string', multiple: true },
+        'wasi-quota': { type: 'string' },
         fuel: { type: 'string' },
         'cpu-percent': { type: 'string' },
         'output-rate': { type: 'string' },
@@ -194,8 +204,9 @@ async function run(argv: string[]): Promise<number> {
   const dirs = values.dir ?? [];
   const envs = values.env ?? [];
   let wasi: WasiSpec | undefined;
-  if (dirs.length > 0 || envs.length > 0 || (await importsWasi(hv, file))) {
-    wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption) };
+  const quotas = values['wasi-quota'] === undefined ? undefined : wasiQuotaOption(values['wasi-quota']);
+  if (dirs.length > 0 || envs.length > 0 || quotas !== undefined || (await importsWasi(hv, file))) {
+    wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption), ...(quotas ? { quotas } : {}) };
   }
   const partition = await hv.createPartition({
     name: values.name ?? 'guest',
@@ -272,13 +283,38 @@ export function droppedWarning(exit: PartitionExit): string {
   return parts.length === 0 ? '' : `wasmvisor: warning: guest output was dropped: ${parts.join('; ')}\n`;
 }
 
-/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
-function dirOption(value: string): PreopenSpec {
-  const at = value.indexOf('::');
-  const hostPath = at < 0 ? value : value.slice(0, at);
-  const guestPath = at < 0 ? value : value.slice(at + 2);
-  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`--dir ${JSON.stringify(value)}: expected <host-folder>[::<guest-path>]`);
-  return { hostPath, guestPath };
+/**
+ * `--dir <host>[::<guest>][:ro|:rw|:copy]`: Wasmtime's spelling plus a mode suffix (default ro).
+ * A folder whose name itself ends in `:rw` is written with an explicit mode: `x:rw::x:rw:ro`.
+ */
+export function dirOption(value: string): PreopenSpec {
+  const mode = /:(ro|rw|copy)$/.exec(value);
+  const rest = mode ? value.slice(0, mode.index) : value;
+  const at = rest.indexOf('::');
+  const hostPath = at < 0 ? rest : rest.slice(0, at);
+  const guestPath = at < 0 ? rest : rest.slice(at + 2);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`--dir ${JSON.stringify(value)}: expected <host-folder>[::<guest-path>][:ro|:rw|:copy]`);
+  return { hostPath, guestPath, mode: (mode?.[1] ?? 'ro') as PreopenMode };
+}
+
+const QUOTA_KEYS: Record<string, keyof WasiQuotas> = { bytes: 'maxBytes', inodes: 'maxInodes', fds: 'maxFds', path: 'maxPathBytes' };
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take K, M, G, T: powers of 1024). */
+export function wasiQuotaOption(value: string): WasiQuotas {
+  const quotas: WasiQuotas = {};
+  for (const item of value.split(',')) {
+    const m = /^(\w+)=(\d+)([kmgt]?)i?b?$/i.exec(item.trim());
+    const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
+    if (!m || key === undefined) {
+      throw new InvalidArgumentError(`--wasi-quota ${JSON.stringify(item)}: expected <name>=<number>, names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000)`);
+    }
+    const n = Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!;
+    const [min, max] = WASI_QUOTA_RANGES[key];
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`--wasi-quota ${m[1]} must be from ${min} to ${max}, got ${n}`);
+    quotas[key] = n;
+  }
+  return quotas;
 }
 
 function envOption(value: string): string {

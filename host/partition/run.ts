@@ -2,6 +2,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
+import { closeRegisteredFds } from '../wasi/hostfs.ts';
+import { wasiMemory } from '../wasi/config.ts';
 import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
 /** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
@@ -76,7 +78,11 @@ export class WorkerRun {
     try {
       worker = new Worker(workerScript, {
         workerData: { ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit,
-        resourceLimits: WORKER_RESOURCE_LIMITS,
+        resourceLimits: {
+          ...WORKER_RESOURCE_LIMITS,
+          // In-memory WASI trees: their entries' heap is bounded by the entry quota, and must fit.
+          maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + Math.ceil(wasiMemory(this.init.wasi).heapBytes / (1024 * 1024)),
+        },
         stdout: false,
         stderr: false,
         name: `wasmvisor:${this.init.name}`,
@@ -243,6 +249,8 @@ export class WorkerRun {
     if (this.ended) return;
     this.disarm();
     this.worker = null;
+    // A terminated worker ran no cleanup: the host fds it still held are closed here.
+    if (this.init.wasi?.hostFds) closeRegisteredFds(this.init.wasi.hostFds);
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.ended = true;

@@ -34,9 +34,10 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
   const config: ResolvedWasi = {
     args: ['prog', 'a1'],
     env: ['K=V'],
-    preopens: [{ guestPath: '/sandbox', readonly: options.readonly ?? false, entries: options.entries ?? [] }],
+    preopens: [{ guestPath: '/sandbox', kind: 'virtual', readonly: options.readonly ?? false, entries: options.entries ?? [] }],
     stdin: options.stdin === undefined ? { kind: 'none' } : { kind: 'bytes', bytes: enc.encode(options.stdin) },
     quotas: { ...WASI_QUOTA_DEFAULTS, ...options.quotas },
+    hostFds: null,
   };
   let t = 1_000_000n;
   const wasi = createWasi(config, {
@@ -57,6 +58,7 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     },
     onCall: () => {},
     onFault: (name) => faults.push(name),
+    admit: () => true,
   });
   const fns = wasi.imports as unknown as Record<string, (...a: (number | bigint)[]) => number>;
   return {

@@ -83,7 +83,8 @@ async function lib(args: string[], options: { rateLimit?: object; slowReader?: b
     const p = await hv.createPartition({
       name: 'stream',
       module: STREAM,
-      devices: { console: options.rateLimit ? { rateLimit: options.rateLimit } : true },
+      // The clock lets `stream flood` wait for a rate limit's refill before it reports.
+      devices: { console: options.rateLimit ? { rateLimit: options.rateLimit } : true, clock: true },
       limits: { timeoutMs: 60_000 },
       wasi: { args: ['stream', ...args], ...(options.stdin ? {} : { stdin: 'none' }) },
     });
