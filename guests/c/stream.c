@@ -7,9 +7,12 @@
 //   stream flood <count> <size>   <count> writes of <size> bytes; counts the ones refused with EAGAIN and
 //                                 prints "refused <writes> <bytes> written <bytes>" on stderr at the end,
 //                                 after a 1.2 s pause (with a clock) so a rate limit's bucket has refilled
+//   stream put <path> <bytes>     writes <bytes> bytes of the gen pattern to the file <path> (created or truncated)
+//   stream get <path> [max]       copies the file <path> (at most [max] bytes) to stdout
 // A write error other than EAGAIN (e.g. EPIPE when the reader has gone) is printed on stderr as
 // "stream: write: errno N" and the exit code is 3.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +21,9 @@
 
 static unsigned char buf[1 << 20];
 
-static int put(const unsigned char *p, size_t n) {
+static int put_fd(int fd, const unsigned char *p, size_t n) {
   while (n > 0) {
-    ssize_t w = write(1, p, n);
+    ssize_t w = write(fd, p, n);
     if (w < 0) {
       fprintf(stderr, "stream: write: errno %d\n", errno);
       return 3;
@@ -29,6 +32,15 @@ static int put(const unsigned char *p, size_t n) {
     n -= (size_t)w;
   }
   return 0;
+}
+
+static int put(const unsigned char *p, size_t n) { return put_fd(1, p, n); }
+
+static void pattern(unsigned char *out, long long at, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    unsigned long long i = (unsigned long long)at + k;
+    out[k] = (unsigned char)(i * 31 + (i >> 10));
+  }
 }
 
 static size_t chunk_arg(int argc, char **argv, int at) {
@@ -45,10 +57,7 @@ int main(int argc, char **argv) {
     size_t chunk = chunk_arg(argc, argv, 3);
     for (long long at = 0; at < total;) {
       size_t n = total - at < (long long)chunk ? (size_t)(total - at) : chunk;
-      for (size_t k = 0; k < n; k++) {
-        unsigned long long i = (unsigned long long)at + k;
-        buf[k] = (unsigned char)(i * 31 + (i >> 10));
-      }
+      pattern(buf, at, n);
       int e = put(buf, n);
       if (e) return e;
       at += (long long)n;
@@ -103,6 +112,41 @@ int main(int argc, char **argv) {
     fprintf(stderr, "refused %lld %lld written %lld\n", refused_writes, refused_bytes, written);
     return 0;
   }
-  fprintf(stderr, "usage: stream gen <bytes> [chunk] | copy [chunk] | bytes | lines <count> | flood <count> <size>\n");
+  if (strcmp(mode, "put") == 0 && argc > 3) {
+    int fd = open(argv[2], O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (fd < 0) {
+      fprintf(stderr, "stream: open %s: errno %d\n", argv[2], errno);
+      return 4;
+    }
+    long long total = atoll(argv[3]);
+    for (long long at = 0; at < total;) {
+      size_t n = total - at < 65536 ? (size_t)(total - at) : 65536;
+      pattern(buf, at, n);
+      if (put_fd(fd, buf, n)) return 3;
+      at += (long long)n;
+    }
+    return close(fd) == 0 ? 0 : 3;
+  }
+  if (strcmp(mode, "get") == 0 && argc > 2) {
+    int fd = open(argv[2], O_RDONLY);
+    if (fd < 0) {
+      fprintf(stderr, "stream: open %s: errno %d\n", argv[2], errno);
+      return 4;
+    }
+    long long max = argc > 3 ? atoll(argv[3]) : -1;
+    for (long long done = 0; max < 0 || done < max;) {
+      size_t want = max < 0 || max - done > 65536 ? 65536 : (size_t)(max - done);
+      ssize_t r = read(fd, buf, want);
+      if (r < 0) {
+        fprintf(stderr, "stream: read: errno %d\n", errno);
+        return 4;
+      }
+      if (r == 0) break;
+      if (put(buf, (size_t)r)) return 3;
+      done += r;
+    }
+    return 0;
+  }
+  fprintf(stderr, "usage: stream gen <bytes> [chunk] | copy [chunk] | bytes | lines <count> | flood <count> <size> | put <path> <bytes> | get <path> [max]\n");
   return 2;
 }

@@ -2,7 +2,6 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
-import { closeRegisteredFds } from '../wasi/hostfs.ts';
 import { wasiMemory } from '../wasi/config.ts';
 import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
@@ -85,6 +84,9 @@ export class WorkerRun {
         },
         stdout: false,
         stderr: false,
+        // A worker the watchdog terminates runs no cleanup of its own: Node closes the host fds
+        // it opened (WASI host folders). The default, stated because the sandbox relies on it.
+        trackUnmanagedFds: true,
         name: `wasmvisor:${this.init.name}`,
       });
     } catch (error) {
@@ -249,8 +251,6 @@ export class WorkerRun {
     if (this.ended) return;
     this.disarm();
     this.worker = null;
-    // A terminated worker ran no cleanup: the host fds it still held are closed here.
-    if (this.init.wasi?.hostFds) closeRegisteredFds(this.init.wasi.hostFds);
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.ended = true;

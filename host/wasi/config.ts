@@ -2,8 +2,6 @@ import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
-import { MAX_WALK_DEPTH } from './fs.ts';
-import { closeRegisteredFds, FdRegistry } from './hostfs.ts';
 import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
 
 /**
@@ -66,8 +64,6 @@ export interface ResolvedWasi {
   preopens: ResolvedPreopen[];
   stdin: { kind: 'console' } | { kind: 'none' } | { kind: 'bytes'; bytes: Uint8Array };
   quotas: Required<WasiQuotas>;
-  /** The worker's record of the host fds it holds (FdRegistry), or null without host preopens. */
-  hostFds: SharedArrayBuffer | null;
 }
 
 export const WASI_QUOTA_DEFAULTS: Required<WasiQuotas> = {
@@ -136,7 +132,7 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
 
   const budget = { bytes: quotas.maxBytes, inodes: quotas.maxInodes };
   const preopens: ResolvedPreopen[] = [];
-  const resolved: ResolvedWasi = { args: [...args], env: [...env], preopens, stdin, quotas, hostFds: null };
+  const resolved: ResolvedWasi = { args: [...args], env: [...env], preopens, stdin, quotas };
   try {
     for (const p of spec.preopens ?? []) {
       if (typeof p !== 'object' || p === null || typeof p.guestPath !== 'string' || p.guestPath.length === 0 || p.guestPath.includes('\0')) {
@@ -175,10 +171,6 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
     releaseWasi(resolved);
     throw error;
   }
-  if (preopens.some((p) => p.kind === 'host')) {
-    // Every fd the worker may hold at once: the guest's, and one path resolution's directories.
-    resolved.hostFds = FdRegistry.allocate(quotas.maxFds + MAX_WALK_DEPTH + 4);
-  }
   return resolved;
 }
 
@@ -203,10 +195,9 @@ function openHostFolder(root: string, where: string, given: string): number {
   return fd;
 }
 
-/** Closes what the root opened for a partition's WASI (host folder fds, any fd a worker left). Idempotent. */
+/** Closes what the root opened for a partition's WASI (its host folders' fds). Idempotent. */
 export function releaseWasi(w: ResolvedWasi | null): void {
   if (w === null) return;
-  if (w.hostFds !== null) closeRegisteredFds(w.hostFds);
   for (const p of w.preopens) {
     if (p.kind !== 'host' || p.fd < 0) continue;
     try {

@@ -44,9 +44,9 @@ import { nameBytes, type Dir, type File, type Mount, type NodeKind, type OpenReq
  * clock device's resolution (0 without a clock, or with a deterministic one): a file's mtime must
  * not be a finer clock than the one the partition was granted.
  *
- * Every host fd this backend opens is recorded in the partition's fd registry before use and
- * cleared before it is closed, so when a worker is terminated mid-run the root closes exactly
- * the fds it left open (see closeRegisteredFds).
+ * Host fds are opened in the partition's worker. A worker that ends normally closes them (the
+ * WASI instance's close, in the run's `finally`); one the watchdog terminates has them closed by
+ * Node, which tracks the fds a worker opens (`trackUnmanagedFds`, set explicitly in run.ts).
  */
 
 const O = constants;
@@ -70,59 +70,9 @@ export function hostErrno(error: unknown): number {
   return -(typeof code === 'string' ? (NODE_ERRNO[code] ?? Errno.IO) : Errno.IO);
 }
 
-/**
- * The worker's record of the host fds it holds (an Int32Array over a SharedArrayBuffer the root
- * also sees): fd + 1 per slot, 0 free. Recorded right after open, cleared right before close,
- * so a recorded fd is always one this partition still holds.
- */
-export class FdRegistry {
-  private readonly slots: Int32Array;
-  constructor(sab: SharedArrayBuffer) {
-    this.slots = new Int32Array(sab);
-  }
-  static allocate(capacity: number): SharedArrayBuffer {
-    return new SharedArrayBuffer(capacity * 4);
-  }
-  /** Records fd; false when the registry is full (the caller closes the fd and fails with EMFILE). */
-  track(fd: number): boolean {
-    const s = this.slots;
-    for (let i = 0; i < s.length; i++) {
-      if (Atomics.load(s, i) === 0) {
-        Atomics.store(s, i, fd + 1);
-        return true;
-      }
-    }
-    return false;
-  }
-  untrack(fd: number): void {
-    const s = this.slots;
-    for (let i = 0; i < s.length; i++) {
-      if (Atomics.load(s, i) === fd + 1) {
-        Atomics.store(s, i, 0);
-        return;
-      }
-    }
-  }
-}
-
-/** In the root, once a worker has ended: closes every host fd it left open. */
-export function closeRegisteredFds(sab: SharedArrayBuffer): void {
-  const s = new Int32Array(sab);
-  for (let i = 0; i < s.length; i++) {
-    const v = Atomics.exchange(s, i, 0);
-    if (v === 0) continue;
-    try {
-      closeSync(v - 1);
-    } catch {
-      // Already gone: nothing to release.
-    }
-  }
-}
-
 /** What one host mount shares between its directories and files. */
 export interface HostContext {
   readonly quota: QuotaAccount;
-  readonly registry: FdRegistry;
   /** Rounds a host timestamp (ns) down to what the partition may see. */
   readonly stamp: (ns: bigint) => bigint;
 }
@@ -157,27 +107,20 @@ function statOf(st: BigIntStats, ctx: HostContext): Stat {
   };
 }
 
-/** Opens `path` and records the fd, or a negated errno. */
-function openTracked(ctx: HostContext, path: string, flags: number, mode?: number): number {
-  let fd: number;
+/** Opens `path`: the fd, or a negated errno. */
+function openHost(path: string, flags: number, mode?: number): number {
   try {
-    fd = openSync(path, flags, mode);
+    return openSync(path, flags, mode);
   } catch (error) {
     return hostErrno(error);
   }
-  if (!ctx.registry.track(fd)) {
-    closeSync(fd);
-    return -Errno.MFILE;
-  }
-  return fd;
 }
 
-function closeTracked(ctx: HostContext, fd: number): void {
-  ctx.registry.untrack(fd);
+function closeHost(fd: number): void {
   try {
     closeSync(fd);
   } catch {
-    // EBADF cannot happen for a tracked fd; EIO on close has nothing left to report to.
+    // EIO on close has nothing left to report to.
   }
 }
 
@@ -220,7 +163,7 @@ export class HostDir implements Dir {
   release(): void {
     if (--this.refs > 0) return;
     this.closeListing();
-    if (!this.borrowed) closeTracked(this.ctx, this.fd);
+    if (!this.borrowed) closeHost(this.fd);
   }
 
   private closeListing(): void {
@@ -248,7 +191,7 @@ export class HostDir implements Dir {
   }
 
   openDir(name: string): Dir | number {
-    const fd = openTracked(this.ctx, this.at(name), OPEN_DIR);
+    const fd = openHost(this.at(name), OPEN_DIR);
     return fd < 0 ? fd : new HostDir(this.ctx, this.mount, fd);
   }
 
@@ -278,7 +221,7 @@ export class HostDir implements Dir {
     if (existing === 'dir') {
       if (r.write || r.truncate) return -Errno.ISDIR;
       if (r.create && r.exclusive) return -Errno.EXIST;
-      const fd = openTracked(this.ctx, this.at(name), OPEN_DIR);
+      const fd = openHost(this.at(name), OPEN_DIR);
       return fd < 0 ? fd : new HostDir(this.ctx, this.mount, fd);
     }
     if (existing === null && r.directory) return r.create ? -Errno.ISDIR : -Errno.NOENT;
@@ -289,7 +232,7 @@ export class HostDir implements Dir {
     let flags = OPEN_SAFE | (r.write ? (r.read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY);
     if (r.create) flags |= O.O_CREAT;
     if (r.exclusive) flags |= O.O_EXCL;
-    const fd = openTracked(this.ctx, this.at(name), flags, 0o666);
+    const fd = openHost(this.at(name), flags, 0o666);
     if (fd < 0) {
       if (creating) q.refund(nameBytes(name), 1);
       return fd;
@@ -402,12 +345,12 @@ export class HostDir implements Dir {
     if (name !== '.' && st.isSymbolicLink()) return this.change(() => lutimesSync(this.at(name), atime, mtime));
     if (name !== '.' && !st.isFile() && !st.isDirectory()) return -Errno.ACCES;
     // Through an fd opened without following, so a symlink swapped in meanwhile is not followed.
-    const fd = name === '.' ? this.fd : openTracked(this.ctx, this.at(name), OPEN_SAFE | O.O_RDONLY);
+    const fd = name === '.' ? this.fd : openHost(this.at(name), OPEN_SAFE | O.O_RDONLY);
     if (fd < 0) return fd;
     try {
       return this.change(() => futimesSync(fd, atime, mtime));
     } finally {
-      if (fd !== this.fd) closeTracked(this.ctx, fd);
+      if (fd !== this.fd) closeHost(fd);
     }
   }
 
@@ -553,6 +496,6 @@ export class HostFile implements File {
   }
 
   close(): void {
-    closeTracked(this.ctx, this.fd);
+    closeHost(this.fd);
   }
 }

@@ -3,7 +3,7 @@ import type { ResolvedWasi } from './config.ts';
 import { ALL_RIGHTS, DIR_RIGHTS, FILE_RIGHTS, Rights, WRITE_RIGHTS, WASI_MODULE } from './errno.ts';
 import { BytesInFd, ConsoleInFd, ConsoleOutFd, DirFd, Fd, type ConsolePort } from './fd.ts';
 import { QuotaAccount, type Dir, type Mount } from './fs.ts';
-import { FdRegistry, HostDir, type HostContext } from './hostfs.ts';
+import { HostDir, type HostContext } from './hostfs.ts';
 import { Vfs, seedMount } from './vfs.ts';
 import { createWasiImports, type WasiContext } from './wasi.ts';
 
@@ -53,8 +53,7 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
   else fds.push(new BytesInFd(new Uint8Array(0), STDIN_RIGHTS));
   // Without a console device, stdout/stderr exist but refuse writes (default-deny Fd: EBADF).
   fds.push(c !== null ? new ConsoleOutFd(c, 'stdout', STDOUT_RIGHTS) : none, c !== null ? new ConsoleOutFd(c, 'stderr', STDOUT_RIGHTS) : none);
-  const host: HostContext | null =
-    config.hostFds === null ? null : { quota, registry: new FdRegistry(config.hostFds), stamp: timeStamper(wiring.clock, wiring.deterministicClock === true) };
+  const host: HostContext = { quota, stamp: timeStamper(wiring.clock, wiring.deterministicClock === true) };
   for (const p of config.preopens) {
     let dir: Dir;
     let readonly: boolean;
@@ -68,7 +67,7 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
     } else {
       readonly = p.mode === 'ro';
       const mount: Mount = { guestPath: p.guestPath, mode: p.mode, readonly };
-      dir = new HostDir(host!, mount, p.fd, true, true);
+      dir = new HostDir(host, mount, p.fd, true, true);
     }
     const strip = readonly ? ~WRITE_RIGHTS & ALL_RIGHTS : ALL_RIGHTS;
     fds.push(new DirFd(dir, DIR_RIGHTS & strip, (DIR_RIGHTS | FILE_RIGHTS) & strip, p.guestPath));

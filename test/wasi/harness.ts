@@ -37,7 +37,6 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     preopens: [{ guestPath: '/sandbox', kind: 'virtual', readonly: options.readonly ?? false, entries: options.entries ?? [] }],
     stdin: options.stdin === undefined ? { kind: 'none' } : { kind: 'bytes', bytes: enc.encode(options.stdin) },
     quotas: { ...WASI_QUOTA_DEFAULTS, ...options.quotas },
-    hostFds: null,
   };
   let t = 1_000_000n;
   const wasi = createWasi(config, {
