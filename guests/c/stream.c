@@ -7,6 +7,7 @@
 //   stream flood <count> <size>   <count> writes of <size> bytes; counts the ones refused with EAGAIN and
 //                                 prints "refused <writes> <bytes> written <bytes>" on stderr at the end,
 //                                 after a 1.2 s pause (with a clock) so a rate limit's bucket has refilled
+//                                 (the pause is retried while a hypercall rate limit refuses it)
 //   stream put <path> <bytes>     writes <bytes> bytes of the gen pattern to the file <path> (created or truncated)
 //   stream get <path> [max]       copies the file <path> (at most [max] bytes) to stdout
 // A write error other than EAGAIN (e.g. EPIPE when the reader has gone) is printed on stderr as
@@ -107,8 +108,12 @@ int main(int argc, char **argv) {
         return 3;
       }
     }
-    struct timespec pause = {1, 200 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    // A sleep refused by a rate limit is retried (wasi-libc's nanosleep reports any failure as
+    // ENOTSUP, so the clock tells "refused" (EAGAIN) from "no clock" (ENOTCAPABLE)).
+    struct timespec pause = {1, 200 * 1000 * 1000}, now;
+    while (nanosleep(&pause, NULL) != 0) {
+      if (clock_gettime(CLOCK_MONOTONIC, &now) != 0 && errno != EAGAIN) break;
+    }
     fprintf(stderr, "refused %lld %lld written %lld\n", refused_writes, refused_bytes, written);
     return 0;
   }
