@@ -1,7 +1,7 @@
 /**
  * "No recursion on guest-shaped data": the host's call graph has no cycle, except the ones
- * listed below, each re-entered only from a timer or an event (a fresh stack), never by a
- * direct call. Built with the TypeScript checker over host/**: every call whose target resolves
+ * listed below with their reason (re-entered from a timer or an event, on a fresh stack; or
+ * walking a structure the host itself wrote). Built with the TypeScript checker over host/**: every call whose target resolves
  * to a function, method or function-valued variable of host/ is an edge; a cycle (a function that
  * can reach itself on one stack) fails the test, so a recursive walk over a guest's tree, module
  * or input cannot come back unnoticed. Calls through an interface resolve to the interface, not to
@@ -16,12 +16,16 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const hostDir = path.join(root, 'host') + path.sep;
 
-/** Cycles that are not stack recursion: the re-entry happens from a timer or an event. */
-const ASYNC_REENTRY = new Set([
-  // A stalled connection retries its flush from a setTimeout.
-  'host/net/forward.ts PortForward.flush',
-  // A reactor that failed is spawned again from a setTimeout; onEnd comes from the worker's exit event.
-  'host/partition/partition.ts Partition.onEnd | host/partition/partition.ts Partition.spawn',
+/**
+ * Cycles that are not recursion on guest-shaped data, each with its reason. Anything else found
+ * fails the test: make it iterative, or add it here with the reason it is bounded.
+ */
+const ALLOWED = new Map([
+  // Timer/event re-entries: a fresh stack each time.
+  ['host/net/forward.ts PortForward.flush', 'a stalled connection retries its flush from a setTimeout'],
+  ['host/partition/partition.ts Partition.onEnd | host/partition/partition.ts Partition.spawn', 'a failed reactor is spawned again from a setTimeout; onEnd comes from the worker exit event'],
+  // Host-written, bounded structures.
+  ['host/schema/check.ts expects', 'walks a schema written in host/schema (its depth is ours), never a checked value'],
 ]);
 
 function functionLike(node: ts.Node): node is ts.FunctionLikeDeclaration {
@@ -112,8 +116,8 @@ function cycles(graph: Map<string, Set<string>>): string[][] {
 }
 
 describe('the host never recurses', () => {
-  it('has no call cycle in host/ beyond the listed timer/event re-entries', () => {
+  it('has no call cycle in host/ beyond the listed, bounded ones', () => {
     const found = cycles(hostCallGraph()).map((c) => c.join(' | '));
-    expect(found.filter((c) => !ASYNC_REENTRY.has(c))).toEqual([]);
-  }, 60_000);
+    expect(found.filter((c) => !ALLOWED.has(c))).toEqual([]);
+  }, 180_000);
 });
