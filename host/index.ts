@@ -5,7 +5,7 @@
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
 export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
-export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, DroppedOutput, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
@@ -18,6 +18,6 @@ export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
 export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
-export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
+export type { WasiSpec, PreopenSpec, PreopenMode, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';
