@@ -19,7 +19,9 @@
  * notify with a waiter costs a lock and, for the root's async waits, an event-loop task, which
  * would otherwise be paid on every small record. (Each side bumps the counter, then reads the
  * other side's: sequentially consistent atomics guarantee one of them sees the other, so either
- * the waiter finds the counter moved or the writer finds the waiter.)
+ * the waiter finds the counter moved or the writer finds the waiter.) And once a wake-up is on
+ * its way, further records do not send another (PENDING), until the waiter has taken it and is
+ * about to wait again: a steady stream costs one wake-up per time the reader catches up.
  */
 
 const HEAD = 0;
@@ -30,6 +32,13 @@ const RSEQ = 4;
 /** Threads (or async waits) currently waiting for WSEQ / RSEQ to move. */
 const RWAIT = 5;
 const WWAIT = 6;
+/**
+ * Wake-ups sent and not yet taken: bit 0 for readers (WSEQ), bit 1 for writers (RSEQ). One
+ * notify per wait is enough; a waiter clears its bit before it waits again.
+ */
+const PENDING = 7;
+const READERS = 1;
+const WRITERS = 2;
 const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
@@ -105,7 +114,7 @@ export class SharedRing {
     this.copyIn(head + HEADER, payload, length);
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
-    if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
+    if (Atomics.load(this.ctl, RWAIT) !== 0 && (Atomics.or(this.ctl, PENDING, READERS) & READERS) === 0) Atomics.notify(this.ctl, WSEQ);
     return true;
   }
 
@@ -121,6 +130,7 @@ export class SharedRing {
       if (this.closed) return false;
       const left = deadline - performance.now();
       if (left <= 0) return false;
+      Atomics.and(this.ctl, PENDING, ~WRITERS);
       Atomics.add(this.ctl, WWAIT, 1);
       if (Atomics.load(this.ctl, RSEQ) === seq) Atomics.wait(this.ctl, RSEQ, seq, left === Infinity ? undefined : left);
       Atomics.sub(this.ctl, WWAIT, 1);
@@ -183,6 +193,7 @@ export class SharedRing {
       if (this.closed) return 'closed';
       const left = deadline - performance.now();
       if (left <= 0) return 'timeout';
+      Atomics.and(this.ctl, PENDING, ~READERS);
       Atomics.add(this.ctl, RWAIT, 1);
       if (Atomics.load(this.ctl, WSEQ) === seq) Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
       Atomics.sub(this.ctl, RWAIT, 1);
@@ -191,6 +202,7 @@ export class SharedRing {
 
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
   async whenWritten(seq: number): Promise<void> {
+    Atomics.and(this.ctl, PENDING, ~READERS);
     Atomics.add(this.ctl, RWAIT, 1);
     try {
       const result = Atomics.waitAsync(this.ctl, WSEQ, seq);
@@ -202,6 +214,7 @@ export class SharedRing {
 
   /** For the root's thread: resolves when something may have been consumed (room freed) since `seq`. */
   async whenRead(seq: number): Promise<void> {
+    Atomics.and(this.ctl, PENDING, ~WRITERS);
     Atomics.add(this.ctl, WWAIT, 1);
     try {
       const result = Atomics.waitAsync(this.ctl, RSEQ, seq);
@@ -232,7 +245,7 @@ export class SharedRing {
   private release(tail: number, length: number): void {
     Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, RSEQ, 1);
-    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
+    if (Atomics.load(this.ctl, WWAIT) !== 0 && (Atomics.or(this.ctl, PENDING, WRITERS) & WRITERS) === 0) Atomics.notify(this.ctl, RSEQ);
   }
 
   // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.

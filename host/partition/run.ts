@@ -35,6 +35,8 @@ const decoder = new TextDecoder();
 
 /** Most bytes of consecutive output records the root joins into one chunk. */
 const OUTPUT_BATCH_BYTES = 256 * 1024;
+/** Records this large are delivered as they are; smaller ones are joined. */
+const OUTPUT_JOIN_BELOW = 8192;
 const encoder = new TextEncoder();
 
 /**
@@ -54,7 +56,7 @@ export class WorkerRun {
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;
-  /** Where consecutive output records are joined (zeroed after each use). */
+  /** Where consecutive small output records are joined (scrubbed when the run ends). */
   private readonly batch = new Uint8Array(OUTPUT_BATCH_BYTES);
 
   constructor(
@@ -228,22 +230,26 @@ export class WorkerRun {
   }
 
   /**
-   * Consecutive output records of one stream as one chunk (a fresh copy the embedder may keep):
-   * many small guest writes cost the root one delivery, not one each.
+   * The next output record, joined with the small records of the same stream that follow it:
+   * many small guest writes cost the root one delivery, not one each. The chunk is a fresh copy
+   * the embedder may keep, in its own (unpooled, fully written) buffer: one copy per byte.
    */
   private takeOutput(kind: number): Uint8Array {
+    const first = this.events.peekLength();
+    if (first >= OUTPUT_JOIN_BELOW) {
+      const chunk = Buffer.allocUnsafeSlow(first);
+      this.events.readInto(chunk);
+      return chunk;
+    }
     const batch = this.batch;
     let n = 0;
     while (this.events.peekKind() === kind) {
       const length = this.events.peekLength();
-      if (n + length > batch.length) {
-        if (n > 0) break;
-        return this.events.tryRead()!.bytes; // larger than a batch: delivered on its own
-      }
+      if (n + length > batch.length || length >= OUTPUT_JOIN_BELOW) break;
       n += this.events.readInto(batch.subarray(n));
     }
-    const chunk = batch.slice(0, n);
-    batch.fill(0, 0, n);
+    const chunk = Buffer.allocUnsafeSlow(n);
+    chunk.set(batch.subarray(0, n));
     return chunk;
   }
 
@@ -258,8 +264,9 @@ export class WorkerRun {
     this.events.wakeAll();
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
-    // Root-held copies of guest data (console lines, call inputs and outputs) go with the run.
+    // Root-held copies of guest data (console output, call inputs and outputs) go with the run.
     new Uint8Array(this.events.sab).fill(0);
+    this.batch.fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
   }
