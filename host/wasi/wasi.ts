@@ -19,7 +19,7 @@ import {
   SUBSCRIPTION_SIZE,
   WRITE_RIGHTS,
 } from './errno.ts';
-import { DirFd, Fd, FileFd } from './fd.ts';
+import { ConsoleOutFd, DirFd, Fd, FileFd } from './fd.ts';
 import { isFile, walk, type Stat, type TimesRequest, type Walked } from './fs.ts';
 
 /** What the WASI table needs from the partition: memory, devices, the exit path. Wired by the worker. */
@@ -237,9 +237,25 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const total = iovecs(iovs, count);
       if (total < 0) return -total;
       if (!ctx.admit(total)) return Errno.AGAIN;
-      mem.gather(spans, io);
-      const put = fd.write(io, total);
-      if (put < 0) return -put;
+      let put: number;
+      if (fd instanceof ConsoleOutFd) {
+        // stdout/stderr take each span straight from guest memory: one copy (or none, to a file).
+        put = 0;
+        for (let i = 0; i < spans.length; i += 2) {
+          const want = spans[i + 1]!;
+          const r = fd.write(mem.spanView(spans[i]!, want), want);
+          if (r < 0) {
+            if (put === 0) return -r;
+            break; // a short write: what went out is reported, nothing more
+          }
+          put += r;
+          if (r < want) break;
+        }
+      } else {
+        mem.gather(spans, io);
+        put = fd.write(io, total);
+        if (put < 0) return -put;
+      }
       mem.writeU32(nwritten, put);
       return Errno.SUCCESS;
     },
