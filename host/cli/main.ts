@@ -6,7 +6,9 @@
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { isatty } from 'node:tty';
 import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { DevicesSpec } from '../devices/config.ts';
@@ -193,8 +195,15 @@ async function run(argv: string[]): Promise<number> {
   const seed = values.seed ?? (deterministic ? 'wasmvisor' : undefined);
   const outputRate = intOption(values['output-rate'], 'output-rate', 1, 2 ** 40);
   const devices: DevicesSpec = {};
-  // --output-rate: the console's byte rate limit in reject mode (refused writes are counted and reported).
-  if (grant.has('console')) devices.console = outputRate !== undefined ? { rateLimit: { bytesPerSecond: outputRate, mode: 'reject' } } : true;
+  // Our stdout/stderr when they are files or /dev/null: the guest's worker writes there itself.
+  const direct = { stdout: writesDirectly(1), stderr: writesDirectly(2) };
+  if (grant.has('console')) {
+    devices.console = {
+      // --output-rate: the console's byte rate limit in reject mode (refused writes are counted and reported).
+      ...(outputRate !== undefined ? { rateLimit: { bytesPerSecond: outputRate, mode: 'reject' as const } } : {}),
+      ...(direct.stdout || direct.stderr ? { outputFd: { ...(direct.stdout ? { stdout: 1 } : {}), ...(direct.stderr ? { stderr: 2 } : {}) } } : {}),
+    };
+  }
   if (grant.has('clock')) devices.clock = { ...(resolutionMs !== undefined ? { resolutionMs } : {}), ...(deterministic ? { deterministic: true } : {}) };
   if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
   const diskMiB = intOption(values.disk, 'disk', 1, 4096);
@@ -222,7 +231,7 @@ async function run(argv: string[]): Promise<number> {
     },
     devices,
   });
-  const output = grant.has('console') ? pipeOutput(partition) : null;
+  const output = grant.has('console') ? pipeOutput(partition, direct) : null;
   partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
   await partition.start();
   const input = grant.has('console') ? pipeInput(partition) : null;
@@ -243,7 +252,7 @@ async function run(argv: string[]): Promise<number> {
  * slows the guest). A reader that goes away (`| head`, EPIPE) is passed on to the guest as EPIPE,
  * quietly, like a Unix filter. Resolves once every byte has been handed to our streams.
  */
-function pipeOutput(partition: Partition): Promise<void> {
+function pipeOutput(partition: Partition, direct: { stdout: boolean; stderr: boolean }): Promise<void> {
   const one = (from: Readable, to: NodeJS.WriteStream): Promise<void> =>
     new Promise<void>((resolve) => {
       // Stays attached: a write error on our own stream (EPIPE) must never become an exception.
@@ -256,7 +265,24 @@ function pipeOutput(partition: Partition): Promise<void> {
       from.once('close', resolve);
       from.pipe(to, { end: false });
     });
-  return Promise.all([one(partition.stdout, process.stdout), one(partition.stderr, process.stderr)]).then(() => undefined);
+  return Promise.all([
+    direct.stdout ? null : one(partition.stdout, process.stdout),
+    direct.stderr ? null : one(partition.stderr, process.stderr),
+  ]).then(() => undefined);
+}
+
+/**
+ * Is fd a file or a non-terminal character device (/dev/null)? Then the guest writes to it from
+ * its own worker (devices.console.outputFd): nothing waits on a reader there, and the bytes skip
+ * the trip through us. Pipes and terminals go through the root, with backpressure and EPIPE.
+ */
+function writesDirectly(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() || (st.isCharacterDevice() && !isatty(fd));
+  } catch {
+    return false;
+  }
 }
 
 /** Feeds our stdin to the guest, byte for byte, with backpressure; `close` stops reading. */

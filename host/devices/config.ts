@@ -1,3 +1,5 @@
+import { fstatSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { resolveRateLimit, type RateLimitMode, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
@@ -23,6 +25,14 @@ export interface ConsoleSpec {
    * Default: none.
    */
   rateLimit?: RateLimitSpec;
+  /**
+   * Host fds the partition writes a stream to directly, from its own worker, instead of handing
+   * the bytes to the root (no `output` / `console` events, no `partition.stdout` data for that
+   * stream). Only a regular file or a character device that is not a terminal (`/dev/null`):
+   * writing to one never waits on a reader, so it cannot hold the partition past its watchdog.
+   * The embedder keeps owning the fd (it is not closed). Default: none.
+   */
+  outputFd?: { stdout?: number; stderr?: number };
 }
 
 export interface ClockSpec {
@@ -93,6 +103,8 @@ export interface ResolvedConsole {
   burstLines: number;
   inputBufferBytes: number;
   rateLimit: ResolvedRateLimit | null;
+  /** Host fds written directly, per stream (see ConsoleSpec.outputFd), or null. */
+  outputFd: { stdout: number | null; stderr: number | null };
 }
 export interface ResolvedClock {
   resolutionNs: number;
@@ -134,6 +146,7 @@ export const CONSOLE_DEFAULTS: ResolvedConsole = {
   burstLines: 1000,
   inputBufferBytes: 65536,
   rateLimit: null,
+  outputFd: { stdout: null, stderr: null },
 };
 
 export const BLOCK_DEFAULTS = {
@@ -204,6 +217,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
       inputBufferBytes: nextPowerOfTwo(num(c.inputBufferBytes ?? CONSOLE_DEFAULTS.inputBufferBytes, 'devices.console.inputBufferBytes', 64, 1 << 24)),
       // A write moves at most one hypercall buffer: a bucket that size can always admit it.
       rateLimit: resolveRateLimit(c.rateLimit, 'devices.console.rateLimit', 65536),
+      outputFd: resolveOutputFds(c.outputFd),
     };
   }
 
@@ -279,6 +293,30 @@ function resolveBlock(b: unknown): ResolvedBlock | null {
     throw new InvalidArgumentError(`devices.block.rateLimitMode must be 'block' or 'reject', got ${JSON.stringify(rateLimitMode)}`);
   }
   return { sizeMiB, path: spec.path ?? null, bytesPerSecond, burstBytes, opsPerSecond, burstOps, rateLimitMode };
+}
+
+/** devices.console.outputFd: each fd must be a file or a non-terminal character device (wasi engineer). */
+function resolveOutputFds(spec: ConsoleSpec['outputFd']): ResolvedConsole['outputFd'] {
+  if (spec === undefined) return { stdout: null, stderr: null };
+  if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError('devices.console.outputFd must be an object { stdout?, stderr? }');
+  const one = (fd: unknown, which: string): number | null => {
+    if (fd === undefined) return null;
+    const what = `devices.console.outputFd.${which}`;
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new InvalidArgumentError(`${what} must be an fd (a whole number), got ${String(fd)}`);
+    let ok: boolean;
+    try {
+      const st = fstatSync(fd);
+      ok = st.isFile() || (st.isCharacterDevice() && !isatty(fd));
+    } catch {
+      throw new InvalidArgumentError(`${what}: fd ${fd} is not open`);
+    }
+    if (!ok) throw new InvalidArgumentError(`${what}: fd ${fd} must be a regular file or /dev/null (a pipe or a terminal could make the partition wait past its watchdog: use partition.${which})`);
+    return fd;
+  };
+  for (const key of Object.keys(spec)) {
+    if (key !== 'stdout' && key !== 'stderr') throw new InvalidArgumentError(`devices.console.outputFd.${key} is not a stream (stdout, stderr)`);
+  }
+  return { stdout: one(spec.stdout, 'stdout'), stderr: one(spec.stderr, 'stderr') };
 }
 
 /** Milliseconds (possibly fractional, to the microsecond) to exact nanoseconds. */

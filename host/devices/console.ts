@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_INPUT, HV_MAX_TRANSFER } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
@@ -50,20 +51,41 @@ export const StreamEnd = {
  */
 class OutputPort {
   private readonly maxChunk: number;
+  /** Streams written to a host fd directly (ConsoleSpec.outputFd), by EventKind; and those whose fd failed. */
+  private readonly direct: (number | null)[];
+  private readonly failed = [false, false, false];
 
   constructor(
     private readonly events: SharedRing,
     private readonly stdio: Int32Array | null,
     private readonly stats: Float64Array,
+    outputFd: ResolvedConsole['outputFd'] = { stdout: null, stderr: null },
   ) {
     // At most a quarter of the ring, so the guest fills one chunk while the root drains another.
     this.maxChunk = Math.min(events.maxRecord, HV_MAX_TRANSFER, events.capacity >> 2) & ~3;
+    this.direct = [null, outputFd.stdout, outputFd.stderr];
   }
 
-  /** Has the root's reader of this stream (EventKind.STDOUT / STDERR) gone? */
+  /** Has the root's reader of this stream (EventKind.STDOUT / STDERR) gone, or its fd failed? */
   closed(kind: number): boolean {
+    if (this.failed[kind]) return true;
     const s = this.stdio;
     return s !== null && Atomics.load(s, kind === EventKind.STDOUT ? StdioSlot.STDOUT_CLOSED : StdioSlot.STDERR_CLOSED) !== 0;
+  }
+
+  /**
+   * A stream given a file (or /dev/null) is written there at once: a file never waits on a
+   * reader, so the bytes need no trip through the root. Any error ends the stream (as EPIPE).
+   */
+  private putDirect(kind: number, fd: number, bytes: Uint8Array, n: number): number {
+    let at = 0;
+    try {
+      while (at < n) at += writeSync(fd, bytes, at, n - at);
+    } catch {
+      this.failed[kind] = true;
+    }
+    this.stats[Stat.CONSOLE_BYTES_OUT]! += at;
+    return at > 0 || n === 0 ? at : StreamEnd.CLOSED;
   }
 
   /**
@@ -72,6 +94,8 @@ class OutputPort {
    * before the first byte.
    */
   put(kind: number, bytes: Uint8Array, n: number): number {
+    const fd = this.direct[kind];
+    if (fd !== null && fd !== undefined) return this.putDirect(kind, fd, bytes, n);
     const s = this.stats;
     let at = 0;
     while (at < n) {
@@ -295,7 +319,7 @@ export class ConsoleDevice implements Device {
     const clock: RateLimiterOptions = { ...(now ? { now } : {}), ...(sleep ? { sleep } : {}) };
     const counters = { stats, calls: Stat.CONSOLE_THROTTLED, waitedMs: Stat.CONSOLE_THROTTLED_MS };
     this.limiter = config.rateLimit ? new RateLimiter(config.rateLimit, { ...clock, counters }) : null;
-    this.output = new OutputPort(events, stdio, stats);
+    this.output = new OutputPort(events, stdio, stats, config.outputFd);
     this.input = new InputReader(input, stats);
     const emit = this.emitLine.bind(this);
     this.stdoutLines = new LineAssembler(EventKind.STDOUT, config.maxLineBytes, emit, stats);

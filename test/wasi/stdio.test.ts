@@ -7,6 +7,8 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -204,6 +206,35 @@ describe('console byte streams through the library', () => {
   });
 });
 
+describe('devices.console.outputFd', () => {
+  it('writes a stream to a file from the worker; anything that could make the guest wait on a reader is refused', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-outfd-'));
+    const hv = new Hypervisor();
+    try {
+      const fd = openSync(path.join(dir, 'out'), 'w');
+      const dirFd = openSync(dir, 'r');
+      const spec = (outputFd: object) => ({ name: 'o', module: STREAM, devices: { console: { outputFd } }, wasi: { args: ['stream', 'bytes'], stdin: 'none' as const } });
+      for (const bad of [{ stdout: dirFd }, { stdout: 99_999 }, { stdout: -1 }, { stdout: 1.5 }, { stdin: fd }]) {
+        await expect(hv.createPartition(spec(bad)), JSON.stringify(bad)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+      }
+      const p = await hv.createPartition(spec({ stdout: fd }));
+      let events = 0;
+      p.on('output', () => events++);
+      await p.start();
+      const exit = await p.exited;
+      closeSync(fd);
+      closeSync(dirFd);
+      expect(exit).toMatchObject({ state: 'exited', code: 0 });
+      expect(events).toBe(0);
+      expect(readFileSync(path.join(dir, 'out')).equals(everyByte())).toBe(true);
+      expect(exit.metrics.console.bytesOut).toBe(everyByte().length);
+    } finally {
+      await hv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('console byte streams through the real CLI', () => {
   it('every byte value, \\r\\n, \\xff and a 70000-byte line without newline reach stdout exactly', async () => {
     guest('hello');
@@ -219,6 +250,32 @@ describe('console byte streams through the real CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.equals(input)).toBe(true);
     expect(r.stderr).toBe(`copied ${input.length} bytes\n`);
+  });
+
+  it('stdout and stderr on a file (2>&1): the guest writes there itself, exactly and in program order', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-stdio-'));
+    try {
+      const file = path.join(dir, 'out');
+      const run = (args: string[]) =>
+        new Promise<number | null>((resolve, reject) => {
+          const fd = openSync(file, 'w');
+          const child = spawn(process.execPath, [CLI, 'run', ...args], { cwd: root, stdio: ['ignore', fd, fd] });
+          child.on('error', reject);
+          child.on('close', (code) => {
+            closeSync(fd);
+            resolve(code);
+          });
+        });
+      expect(await run([STREAM, '--', 'bytes'])).toBe(0);
+      expect(readFileSync(file).equals(everyByte())).toBe(true);
+      expect(await run([path.join(root, 'guests/c/hello.c').replace(/\.c$/, '.wasm'), '--', 'a'])).toBe(1);
+      expect(readFileSync(file, 'utf8')).toBe('hello from wasi\narg 1: a\nthis goes to stderr\n');
+      // --stats counts what the guest wrote to the file itself.
+      expect(await run(['--stats', STREAM, '--', 'gen', '1000000'])).toBe(0);
+      expect(readFileSync(file, 'latin1')).toMatch(/^  output +1000000 bytes, 0 refused/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('5000 short printf lines: all of them, in order', async () => {
