@@ -2,56 +2,15 @@ import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
+import { WasiQuotasSchema, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
 import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
 
 /**
- * How a preopen gives the guest a host folder:
- * - `ro` (the default): the folder itself, read lazily; nothing under it can change (EROFS);
- * - `rw`: the folder itself, read and written in place, never anything outside it;
- * - `copy`: a private in-memory copy made when the partition is created; the folder is never
- *   touched again (changes stay in the partition and are gone when it ends).
+ * The spec types come from the schema (host/schema/wasi.ts), which checks every field's type and
+ * range; this file resolves a checked spec: defaults, the rules that join fields, and the host
+ * side of the preopens (copying a `copy` folder, opening an `ro` / `rw` one).
  */
-export type PreopenMode = 'ro' | 'rw' | 'copy';
-
-/** A preopen: a directory the guest sees at `guestPath`. */
-export interface PreopenSpec {
-  /** Where the guest sees it, e.g. `/sandbox` or `.`. */
-  guestPath: string;
-  /** A host folder to give the guest (see `mode`). Without it: an empty in-memory directory. */
-  hostPath?: string;
-  /** How the host folder is given: `'ro'` (default), `'rw'` or `'copy'`. Only with `hostPath`. */
-  mode?: PreopenMode;
-  /** For an in-memory directory (no `hostPath`, or mode `'copy'`): the guest may not change it (EROFS). Default false. */
-  readonly?: boolean;
-}
-
-/** Per-partition file-system limits (all preopens together). */
-export interface WasiQuotas {
-  /**
-   * Bytes the guest may hold or add: file contents, symlink targets and names, across in-memory
-   * preopens (a `copy` seed included) and what it adds to `rw` host folders (net: growth charges,
-   * shrinking or removing refunds). Default 16 MiB, at most 2^40.
-   */
-  maxBytes?: number;
-  /** Entries the guest may hold or add: files, directories, symlinks and hard links (each name counts). Default 4096. */
-  maxInodes?: number;
-  /** Open fds at once, stdio and preopens included. Default 128. */
-  maxFds?: number;
-  /** Longest path a call may pass, bytes. Default 4096. */
-  maxPathBytes?: number;
-}
-
-/** `wasi` in a partition spec: enables WASI preview1 (`wasi_snapshot_preview1` imports). */
-export interface WasiSpec {
-  /** argv, argv[0] included. Default: [partition name, ...spec.args]. */
-  args?: string[];
-  /** Environment, as an object or `KEY=VALUE` strings. Default empty. */
-  env?: Record<string, string> | string[];
-  preopens?: PreopenSpec[];
-  /** fd 0: `'console'` (the console device's input stream; default), `'none'` (EOF), or fixed bytes. */
-  stdin?: 'console' | 'none' | string | Uint8Array;
-  quotas?: WasiQuotas;
-}
+export type { PreopenMode, PreopenSpec, WasiQuotas, WasiSpec } from '../schema/wasi.ts';
 
 /** A preopen as the worker gets it: a tree to build in memory, or a host folder's fd (opened by the root). */
 export type ResolvedPreopen =
@@ -73,22 +32,8 @@ export const WASI_QUOTA_DEFAULTS: Required<WasiQuotas> = {
   maxPathBytes: 4096,
 };
 
-/** Accepted ranges of the quotas (the CLI's --wasi-quota checks the same). */
-export const WASI_QUOTA_RANGES: Record<keyof WasiQuotas, [number, number]> = {
-  maxBytes: [0, 2 ** 40],
-  maxInodes: [1, 1 << 20],
-  maxFds: [3, 1 << 16],
-  maxPathBytes: [16, 1 << 16],
-};
-
-function quota(value: number | undefined, what: keyof WasiQuotas): number {
-  const v = value ?? WASI_QUOTA_DEFAULTS[what];
-  const [min, max] = WASI_QUOTA_RANGES[what];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidArgumentError(`wasi.quotas.${what} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return v;
-}
+/** The schema of each quota (its range), for the CLI's --wasi-quota. */
+export const WASI_QUOTA_SCHEMAS = WasiQuotasSchema.properties;
 
 /**
  * Memory a partition's WASI may take in its worker, for admission and the worker's heap limit:
@@ -109,47 +54,36 @@ export function wasiMemory(w: ResolvedWasi | null): { bufferBytes: number; heapB
  * with `releaseWasi`.
  */
 export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promise<ResolvedWasi> {
-  if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError('wasi must be an object');
   const q = spec.quotas ?? {};
   const quotas: Required<WasiQuotas> = {
-    maxBytes: quota(q.maxBytes, 'maxBytes'),
-    maxInodes: quota(q.maxInodes, 'maxInodes'),
-    maxFds: quota(q.maxFds, 'maxFds'),
-    maxPathBytes: quota(q.maxPathBytes, 'maxPathBytes'),
+    maxBytes: q.maxBytes ?? WASI_QUOTA_DEFAULTS.maxBytes,
+    maxInodes: q.maxInodes ?? WASI_QUOTA_DEFAULTS.maxInodes,
+    maxFds: q.maxFds ?? WASI_QUOTA_DEFAULTS.maxFds,
+    maxPathBytes: q.maxPathBytes ?? WASI_QUOTA_DEFAULTS.maxPathBytes,
   };
   const args = spec.args ?? defaultArgs;
-  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new InvalidArgumentError('wasi.args must be an array of strings');
   const env = Array.isArray(spec.env) ? spec.env : Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`);
   for (const e of env) {
-    if (typeof e !== 'string' || !/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env entry ${JSON.stringify(e)} must be KEY=VALUE`);
+    // The schema checks KEY=VALUE strings; an object's keys are checked here, once joined.
+    if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${JSON.stringify(e.slice(0, e.indexOf('=') + 1))} is not a valid KEY= (no '=' or NUL in a key)`);
   }
-  let stdin: ResolvedWasi['stdin'];
   const s = spec.stdin ?? 'console';
-  if (s === 'console' || s === 'none') stdin = { kind: s };
-  else if (typeof s === 'string') stdin = { kind: 'bytes', bytes: new TextEncoder().encode(s) };
-  else if (s instanceof Uint8Array) stdin = { kind: 'bytes', bytes: s.slice() };
-  else throw new InvalidArgumentError("wasi.stdin must be 'console', 'none', a string or a Uint8Array");
+  const stdin: ResolvedWasi['stdin'] =
+    s === 'console' || s === 'none' ? { kind: s } : { kind: 'bytes', bytes: typeof s === 'string' ? new TextEncoder().encode(s) : s.slice() };
 
   const budget = { bytes: quotas.maxBytes, inodes: quotas.maxInodes };
   const preopens: ResolvedPreopen[] = [];
   const resolved: ResolvedWasi = { args: [...args], env: [...env], preopens, stdin, quotas };
   try {
     for (const p of spec.preopens ?? []) {
-      if (typeof p !== 'object' || p === null || typeof p.guestPath !== 'string' || p.guestPath.length === 0 || p.guestPath.includes('\0')) {
-        throw new InvalidArgumentError('each wasi.preopens entry needs a non-empty guestPath');
-      }
+      // Types and ranges are the schema's; what joins fields is checked here.
       const where = `wasi preopen ${p.guestPath}`;
-      if (p.mode !== undefined && p.mode !== 'ro' && p.mode !== 'rw' && p.mode !== 'copy') {
-        throw new InvalidArgumentError(`${where}: mode must be 'ro', 'rw' or 'copy', got ${JSON.stringify(p.mode)}`);
-      }
-      if (p.readonly !== undefined && typeof p.readonly !== 'boolean') throw new InvalidArgumentError(`${where}: readonly must be a boolean`);
       if (p.hostPath === undefined) {
         if (p.mode !== undefined && p.mode !== 'copy') throw new InvalidArgumentError(`${where}: mode '${p.mode}' needs a hostPath`);
         if (--budget.inodes < 0) throw new InvalidArgumentError(`wasi preopens need more than ${quotas.maxInodes} entries`);
         preopens.push({ guestPath: p.guestPath, kind: 'virtual', readonly: p.readonly === true, entries: [] });
         continue;
       }
-      if (typeof p.hostPath !== 'string' || p.hostPath.length === 0 || p.hostPath.includes('\0')) throw new InvalidArgumentError(`${where}: hostPath must be a non-empty string`);
       // Before modes existed a hostPath meant a writable copy: say so rather than guess.
       if (p.mode === undefined && p.readonly === false) {
         throw new InvalidArgumentError(`${where}: readonly: false needs a mode: 'copy' (a private, writable copy) or 'rw' (writes reach ${p.hostPath})`);
