@@ -116,10 +116,11 @@ describe('--dir modes through the CLI', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: /m);
     }
-    const help = await new Promise<string>((resolve) => execFile(process.execPath, [CLI, '--help'], (_e, out) => resolve(out)));
+    const help = await new Promise<string>((resolve) => execFile(process.execPath, [CLI, 'run', '--help'], (_e, out) => resolve(out)));
     expect(help).toMatch(/--dir <host>\[::<guest>\]\[:ro\|:rw\|:copy\]/);
-    expect(help).toMatch(/ro \(the default\)/);
-    expect(help).toMatch(/--wasi-quota/);
+    expect(help).toMatch(/ro\s+\(the default\)/);
+    expect(help).toMatch(/--wasi-quota <k=v,\.\.\.>/);
+    expect(help).toMatch(/--output-rate <bytes\/s>/);
   });
 });
 
