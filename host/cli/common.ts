@@ -81,6 +81,7 @@ export function droppedWarning(exit: PartitionExit): string {
   const parts: string[] = [];
   if (c.bytesDropped > 0) parts.push(`${c.bytesDropped} bytes of output refused by the console rate limit (--output-rate)`);
   if (c.linesDropped > 0) parts.push(`${c.linesDropped} lines dropped by the console's lines-per-second limit`);
+  if (c.bytesTruncated > 0) parts.push(`${c.bytesTruncated} bytes cut from lines longer than the console's maxLineBytes`);
   return parts.length === 0 ? '' : `wasmvisor: warning: guest output was dropped: ${parts.join('; ')}\n`;
 }
 

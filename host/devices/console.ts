@@ -37,6 +37,13 @@ const DROP_REPORT_MS = 100;
 
 const DROP_KINDS = [EventKind.STDOUT, EventKind.STDERR] as const;
 
+/**
+ * A DROPPED event record: u8 EventKind of the stream at 0, then f64 counts since the last report:
+ * bytes refused by the rate limit, lines dropped by the lines bucket, bytes cut from over-long lines.
+ */
+const DropRecord = { BYTES: 4, LINES: 12, TRUNCATED: 20 } as const;
+const DROP_RECORD_BYTES = 28;
+
 /** Result of a byte-stream write or read that did not move bytes. */
 export const StreamEnd = {
   /** The reader (output) has gone, or input has ended. */
@@ -137,7 +144,8 @@ class LineAssembler {
     readonly kind: number,
     private readonly maxLineBytes: number,
     private readonly emit: (kind: number, line: Uint8Array, length: number) => number,
-    private readonly stats: Float64Array,
+    /** Bytes cut from a line longer than maxLineBytes (counted and reported by the owner). */
+    private readonly truncated: (kind: number, bytes: number) => void,
   ) {
     this.line = new Uint8Array(maxLineBytes + 1);
   }
@@ -148,6 +156,7 @@ class LineAssembler {
    */
   push(bytes: Uint8Array, n: number): number {
     let dropped = 0;
+    let cut = 0;
     const line = this.line;
     for (let i = 0; i < n; i++) {
       const b = bytes[i]!;
@@ -155,14 +164,18 @@ class LineAssembler {
         line[this.length] = 0x0a;
         const r = this.emit(this.kind, line, this.length + 1);
         this.length = 0;
-        if (r === StreamEnd.CLOSED) return r;
+        if (r === StreamEnd.CLOSED) {
+          dropped = r;
+          break;
+        }
         if (r === StreamEnd.LIMITED) dropped++;
       } else if (this.length < this.maxLineBytes) {
         line[this.length++] = b;
       } else {
-        this.stats[Stat.CONSOLE_BYTES_TRUNCATED]!++;
+        cut++;
       }
     }
+    if (cut > 0) this.truncated(this.kind, cut);
     return dropped;
   }
 
@@ -294,10 +307,14 @@ export class ConsoleDevice implements Device {
   private readonly output: OutputPort;
   private readonly input: InputReader;
   private readonly now: () => number;
-  /** Refused bytes not yet reported to the root, by EventKind (STDOUT, STDERR), and since when. */
-  private readonly unreported = [0, 0, 0];
+  /**
+   * Output dropped and not yet reported to the root, by EventKind (STDOUT, STDERR): bytes the
+   * rate limit refused, lines the lines bucket dropped, bytes cut from over-long lines; and since when.
+   */
+  private readonly unreported = { bytes: [0, 0, 0], lines: [0, 0, 0], truncated: [0, 0, 0] };
   private unreportedSince = 0;
-  private readonly dropRecord = new Uint8Array(16);
+  private anyUnreported = false;
+  private readonly dropRecord = new Uint8Array(DROP_RECORD_BYTES);
 
   constructor(
     config: ResolvedConsole,
@@ -322,8 +339,12 @@ export class ConsoleDevice implements Device {
     this.output = new OutputPort(events, stdio, stats, config.outputFd);
     this.input = new InputReader(input, stats);
     const emit = this.emitLine.bind(this);
-    this.stdoutLines = new LineAssembler(EventKind.STDOUT, config.maxLineBytes, emit, stats);
-    this.stderrLines = new LineAssembler(EventKind.STDERR, config.maxLineBytes, emit, stats);
+    const truncated = (kind: number, bytes: number): void => {
+      this.stats[Stat.CONSOLE_BYTES_TRUNCATED]! += bytes;
+      this.noteDrop(this.unreported.truncated, kind, bytes);
+    };
+    this.stdoutLines = new LineAssembler(EventKind.STDOUT, config.maxLineBytes, emit, truncated);
+    this.stderrLines = new LineAssembler(EventKind.STDERR, config.maxLineBytes, emit, truncated);
     this.handlers = new Map<number, Handler>([
       [HvCall.CONSOLE_WRITE, (input, inLen) => this.writeLines(this.stdoutLines, input, inLen)],
       [HvCall.CONSOLE_WRITE_ERR, (input, inLen) => this.writeLines(this.stderrLines, input, inLen)],
@@ -369,10 +390,11 @@ export class ConsoleDevice implements Device {
     if (this.output.closed(kind)) return StreamEnd.CLOSED;
     // Refused before any byte is taken: the guest may retry the same write later.
     if (this.limiter !== null && this.limiter.admit(n) !== 'ok') {
-      this.noteDrop(kind, n);
+      this.stats[Stat.CONSOLE_BYTES_DROPPED]! += n;
+      this.noteDrop(this.unreported.bytes, kind, n);
       return StreamEnd.LIMITED;
     }
-    this.reportDrops(false);
+    if (this.anyUnreported) this.reportDrops(false);
     return this.output.put(kind, bytes, n);
   }
 
@@ -386,9 +408,11 @@ export class ConsoleDevice implements Device {
   private writeLines(stream: LineAssembler, input: Uint8Array, inLen: number): number {
     if (this.output.closed(stream.kind)) return -HvStatus.END_OF_STREAM;
     if (this.limiter !== null && this.limiter.admit(inLen) !== 'ok') {
-      this.noteDrop(stream.kind, inLen);
+      this.stats[Stat.CONSOLE_BYTES_DROPPED]! += inLen;
+      this.noteDrop(this.unreported.bytes, stream.kind, inLen);
       return -HvStatus.RATE_LIMITED;
     }
+    if (this.anyUnreported) this.reportDrops(false);
     const dropped = stream.push(input, inLen);
     if (dropped === StreamEnd.CLOSED) return -HvStatus.END_OF_STREAM;
     return dropped > 0 ? -HvStatus.RATE_LIMITED : inLen;
@@ -398,6 +422,7 @@ export class ConsoleDevice implements Device {
   private emitLine(kind: number, line: Uint8Array, length: number): number {
     if (this.bucket.reduce(1) !== 'ok') {
       this.stats[Stat.CONSOLE_LINES_DROPPED]!++;
+      this.noteDrop(this.unreported.lines, kind, 1);
       return StreamEnd.LIMITED;
     }
     if (this.output.put(kind, line, length) !== length) return StreamEnd.CLOSED;
@@ -405,32 +430,39 @@ export class ConsoleDevice implements Device {
     return length;
   }
 
-  private noteDrop(kind: number, n: number): void {
+  /** Adds n to one of the `unreported` counters (the stats are counted by the caller). */
+  private noteDrop(counter: number[], kind: number, n: number): void {
     if (n <= 0) return;
-    this.stats[Stat.CONSOLE_BYTES_DROPPED]! += n;
-    if (this.unreported[EventKind.STDOUT]! + this.unreported[EventKind.STDERR]! === 0) this.unreportedSince = this.now();
-    this.unreported[kind]! += n;
+    if (!this.anyUnreported) {
+      this.anyUnreported = true;
+      this.unreportedSince = this.now();
+    }
+    counter[kind]! += n;
     if (this.now() - this.unreportedSince >= DROP_REPORT_MS) this.reportDrops(false);
   }
 
   /**
-   * Tells the root about refused bytes (the `dropped` event), coalesced: before the next
-   * accepted write, every DROP_REPORT_MS while refusals go on, and when the console closes.
-   * Never waits on the guest's behalf except briefly at close; the counter is exact either way.
+   * Tells the root about dropped output (the `dropped` event), coalesced: before the next
+   * accepted write, every DROP_REPORT_MS while drops go on, and when the console closes.
+   * Never waits on the guest's behalf except briefly at close; the counters are exact either way.
    */
   private reportDrops(closing: boolean): void {
-    if (this.unreported[EventKind.STDOUT] === 0 && this.unreported[EventKind.STDERR] === 0) return;
+    if (!this.anyUnreported) return;
+    const u = this.unreported;
     for (const kind of DROP_KINDS) {
-      const n = this.unreported[kind]!;
-      if (n === 0) continue;
+      if (u.bytes[kind] === 0 && u.lines[kind] === 0 && u.truncated[kind] === 0) continue;
       const rec = this.dropRecord;
       rec.fill(0);
       rec[0] = kind;
-      new DataView(rec.buffer).setFloat64(4, n, true);
-      const sent = closing ? this.output.putWithin(EventKind.DROPPED, rec.subarray(0, 12), 1000) : this.output.tryPut(EventKind.DROPPED, rec.subarray(0, 12));
+      const view = new DataView(rec.buffer);
+      view.setFloat64(DropRecord.BYTES, u.bytes[kind]!, true);
+      view.setFloat64(DropRecord.LINES, u.lines[kind]!, true);
+      view.setFloat64(DropRecord.TRUNCATED, u.truncated[kind]!, true);
+      const sent = closing ? this.output.putWithin(EventKind.DROPPED, rec, 1000) : this.output.tryPut(EventKind.DROPPED, rec);
       if (!sent) return;
-      this.unreported[kind] = 0;
+      u.bytes[kind] = u.lines[kind] = u.truncated[kind] = 0;
     }
+    this.anyUnreported = false;
     this.unreportedSince = this.now();
   }
 
@@ -522,6 +554,16 @@ export class ConsoleInput {
 
 export type ConsoleStream = 'stdout' | 'stderr';
 
+/** Output dropped on one stream since the last report (each adds up to its `metrics.console` counter). */
+export interface DropCounts {
+  /** Bytes the rate limit refused (the writes returned RATE_LIMITED / EAGAIN): `bytesDropped`. */
+  bytes: number;
+  /** Lines of the line calls the lines-per-second bucket dropped: `linesDropped`. */
+  lines: number;
+  /** Bytes cut from line-call lines longer than maxLineBytes: `bytesTruncated`. */
+  bytesTruncated: number;
+}
+
 /** What the root's output back-end tells its owner (the Partition). */
 export interface ConsoleOutputEvents {
   /** Every chunk, exactly as written. */
@@ -529,8 +571,8 @@ export interface ConsoleOutputEvents {
   /** Whether anyone listens for lines (the line view is only assembled then). */
   wantsLines(): boolean;
   line(line: string, stream: ConsoleStream): void;
-  /** Bytes the rate limit refused, as the worker reported them. */
-  dropped(stream: ConsoleStream, bytes: number): void;
+  /** Output dropped since the worker's last report. */
+  dropped(stream: ConsoleStream, counts: DropCounts): void;
   /** A stream that was full has room again: draining may resume. */
   resume(): void;
 }
@@ -629,8 +671,14 @@ export class ConsoleOutput {
    */
   deliver(kind: number, bytes: Uint8Array): boolean {
     if (kind === EventKind.DROPPED) {
+      if (bytes.length < DROP_RECORD_BYTES) return true; // the worker writes only whole records
       const which = STREAM_KINDS[bytes[0]!] ?? 'stdout';
-      this.on.dropped(which, new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getFloat64(4, true));
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      this.on.dropped(which, {
+        bytes: view.getFloat64(DropRecord.BYTES, true),
+        lines: view.getFloat64(DropRecord.LINES, true),
+        bytesTruncated: view.getFloat64(DropRecord.TRUNCATED, true),
+      });
       return true;
     }
     const which = kind === EventKind.STDOUT ? 'stdout' : 'stderr';

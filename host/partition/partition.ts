@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { SharedRing } from '../channel/ring.ts';
 import { CONSOLE_DEFAULTS } from '../devices/config.ts';
-import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream } from '../devices/console.ts';
+import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { BlockAttachment, Storage } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
@@ -63,11 +63,9 @@ export interface RestartInfo {
 
 export type { ConsoleStream };
 
-/** Output the console's rate limit refused, as the `dropped` event reports it. */
-export interface DroppedOutput {
+/** Output the console dropped since the last report, as the `dropped` event reports it. */
+export interface DroppedOutput extends DropCounts {
   stream: ConsoleStream;
-  /** Bytes refused since the last report (the writes returned RATE_LIMITED / EAGAIN). */
-  bytes: number;
 }
 
 export type { RestartMode } from '../schema/limits.ts';
@@ -204,7 +202,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       output: (chunk, stream) => this.emit('output', chunk, stream),
       wantsLines: () => this.listenerCount('console') > 0,
       line: (line, stream) => this.emit('console', line, stream),
-      dropped: (stream, bytes) => this.emit('dropped', { stream, bytes }),
+      dropped: (stream, counts) => this.emit('dropped', { stream, ...counts }),
       resume: () => this.run?.resumeOutput(),
     });
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));

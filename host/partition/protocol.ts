@@ -18,7 +18,10 @@ export const EventKind = {
   VIOLATION: 3,
   /** A reactor call's result: i32 return value (LE), then the output bytes. */
   RESULT: 4,
-  /** Output bytes the console's rate limit refused: u8 stream (1 stdout, 2 stderr), 3 bytes 0, f64 bytes (LE). */
+  /**
+   * Output the console dropped since its last report: u8 stream (1 stdout, 2 stderr), 3 bytes 0,
+   * then f64 (LE) bytes the rate limit refused, lines the lines bucket dropped, bytes cut from over-long lines.
+   */
   DROPPED: 5,
 } as const;
 

@@ -7,13 +7,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit } from '../../host/index.ts';
 import { guest } from '../helpers.ts';
+import { wat } from '../loader/wat.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = path.join(root, 'dist/cli.js');
@@ -206,6 +207,54 @@ describe('console byte streams through the library', () => {
   });
 });
 
+/**
+ * An hv guest on the 1.0 line calls: one line of 5000 'y' (CONSOLE_WRITE keeps maxLineBytes of
+ * it), then 3000 lines "x\n" as fast as it can, then a final "x\n" on stderr.
+ */
+const LINE_FLOOD = wat(String.raw`(module
+  (import "hv" "hypercall" (func $hv (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8192) "x\0a")
+  (func (export "_start") (local $i i32)
+    (memory.fill (i32.const 0) (i32.const 121) (i32.const 5000))
+    (i32.store8 (i32.const 5000) (i32.const 10))
+    (drop (call $hv (i32.const 0x0100) (i32.const 0) (i32.const 5001) (i32.const 0) (i32.const 0)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 3000)))
+      (drop (call $hv (i32.const 0x0100) (i32.const 8192) (i32.const 2) (i32.const 0) (i32.const 0)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (drop (call $hv (i32.const 0x0101) (i32.const 8192) (i32.const 2) (i32.const 0) (i32.const 0)))))`);
+
+describe('what the line calls drop is reported too', () => {
+  it('lines over the lines bucket and bytes cut from an over-long line: `dropped` events add up to the counters exactly', async () => {
+    const hv = new Hypervisor();
+    try {
+      const p = await hv.createPartition({ name: 'lines', module: LINE_FLOOD, devices: { console: { linesPerSecond: 100, burstLines: 100 } } });
+      const dropped: { stream: string; bytes: number; lines: number; bytesTruncated: number }[] = [];
+      let out = 0; // stdout and stderr
+      p.on('dropped', (d) => dropped.push(d));
+      p.on('output', (chunk) => (out += chunk.length));
+      await p.start();
+      const exit = await p.exited;
+      const sum = (k: 'bytes' | 'lines' | 'bytesTruncated', stream = 'stdout') => dropped.filter((d) => d.stream === stream).reduce((n, d) => n + d[k], 0);
+      const c = exit.metrics.console;
+      expect(exit).toMatchObject({ state: 'exited', code: 0 });
+      expect(c.bytesTruncated).toBe(5000 - 4096);
+      expect(sum('bytesTruncated')).toBe(5000 - 4096);
+      expect(c.linesDropped).toBeGreaterThan(2000);
+      expect(sum('lines') + sum('lines', 'stderr')).toBe(c.linesDropped);
+      // Every line is either delivered or reported: the long one (cut) and the "x" lines.
+      expect(c.linesOut + c.linesDropped).toBe(3002);
+      expect(out).toBe(4097 + 2 * (c.linesOut - 1));
+      expect(sum('bytes') + sum('bytes', 'stderr')).toBe(0);
+      expect(c.bytesDropped).toBe(0);
+    } finally {
+      await hv.close();
+    }
+  });
+});
+
 describe('devices.console.outputFd', () => {
   it('writes a stream to a file from the worker; anything that could make the guest wait on a reader is refused', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-outfd-'));
@@ -325,6 +374,21 @@ describe('console byte streams through the real CLI', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   }, 60_000);
+
+  it('an hv guest\'s line calls: dropped lines and cut bytes are in the warning line at the end', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-lines-'));
+    try {
+      const file = path.join(dir, 'flood.wasm');
+      writeFileSync(file, LINE_FLOOD);
+      const r = await cli(['run', '--stats', file]);
+      expect(r.code).toBe(0);
+      const m = /^wasmvisor: warning: guest output was dropped: (\d+) lines dropped by the console's lines-per-second limit; 904 bytes cut from lines longer than the console's maxLineBytes\n/m.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      expect(r.stderr).toMatch(new RegExp(`^  console +\\d+ lines out, 0 in, ${m![1]} dropped, 904 bytes truncated$`, 'm'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('--output-rate: refused bytes are reported in --stats and by a warning line at the end', async () => {
     const r = await cli(['run', '--output-rate', '100000', '--stats', STREAM, '--', 'flood', '5000', '100']);
