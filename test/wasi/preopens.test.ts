@@ -138,6 +138,25 @@ const PROBE = wat(String.raw`(module
   (func (export "probe") (result i32) (call $try (i32.const 0) (i32.const 8)))
   (func (export "probeUp") (result i32) (call $try (i32.const 16) (i32.const 11))))`);
 
+/** A WASI reactor: each export makes one path_link under fd 3 and returns its errno. */
+const LINKER = wat(String.raw`(module
+  (import "wasi_snapshot_preview1" "path_link" (func $link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "up/secret")
+  (data (i32.const 16) "abs/secret")
+  (data (i32.const 32) "../rw-links-outside/secret")
+  (data (i32.const 64) "f")
+  (data (i32.const 72) "h")
+  (data (i32.const 80) "../h")
+  (data (i32.const 88) "g")
+  (data (i32.const 96) "up")
+  (func (export "linkUpSymlink") (result i32) (call $link (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 9) (i32.const 3) (i32.const 72) (i32.const 1)))
+  (func (export "linkAbsSymlink") (result i32) (call $link (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 10) (i32.const 3) (i32.const 72) (i32.const 1)))
+  (func (export "linkDotDot") (result i32) (call $link (i32.const 3) (i32.const 0) (i32.const 32) (i32.const 26) (i32.const 3) (i32.const 72) (i32.const 1)))
+  (func (export "linkToOutside") (result i32) (call $link (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 3) (i32.const 80) (i32.const 4)))
+  (func (export "linkFollow") (result i32) (call $link (i32.const 3) (i32.const 1) (i32.const 96) (i32.const 2) (i32.const 3) (i32.const 72) (i32.const 1)))
+  (func (export "linkInside") (result i32) (call $link (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 3) (i32.const 88) (i32.const 1))))`);
+
 describe('a host folder changed under a running guest', () => {
   it('each resolution is checked afresh: a directory swapped for a symlink out of the folder is not followed', async () => {
     const dir = folder('swap', { 'sub/file': 'inside\n' });
@@ -161,6 +180,31 @@ describe('a host folder changed under a running guest', () => {
     expect(await errno('probe')).toBe(0);
     await p.destroy();
     await hv.close();
+  });
+
+  it('rw: a guest\'s hard links stay inside: through a symlink, `..` or an absolute symlink out they are refused, and nothing is linked anywhere', async () => {
+    const dir = folder('rw-links', { f: 'mine\n' });
+    const outside = folder('rw-links-outside', { secret: 'secret\n' });
+    symlinkSync('../rw-links-outside', path.join(dir, 'up'));
+    symlinkSync(outside, path.join(dir, 'abs'));
+    const hv = new Hypervisor();
+    const p = await hv.createPartition({ name: 'links', kind: 'reactor', module: LINKER, wasi: { preopens: [{ guestPath: '/d', hostPath: dir, mode: 'rw' }] } });
+    await p.start();
+    const errno = async (fn: string): Promise<number> => p.call(fn).then(() => 0, (e: { status?: number }) => e.status ?? -1);
+    expect(await errno('linkUpSymlink')).toBe(76); // ENOTCAPABLE
+    expect(await errno('linkAbsSymlink')).toBe(76);
+    expect(await errno('linkDotDot')).toBe(76);
+    expect(await errno('linkToOutside')).toBe(76);
+    expect(await errno('linkFollow')).toBe(28); // EINVAL: SYMLINK_FOLLOW, as Wasmtime
+    expect(await errno('linkInside')).toBe(0);
+    await p.destroy();
+    await hv.close();
+    // The one link made is in the folder, to the folder's file; nothing new anywhere else.
+    expect(statSync(path.join(dir, 'g')).ino).toBe(statSync(path.join(dir, 'f')).ino);
+    expect(statSync(path.join(outside, 'secret')).nlink).toBe(1);
+    expect(readdirSync(dir).sort()).toEqual(['abs', 'f', 'g', 'up']);
+    expect(readdirSync(outside)).toEqual(['secret']);
+    expect(existsSync(path.join(work, 'h'))).toBe(false);
   });
 
   it('special files are listed but never opened (EACCES), so a FIFO cannot block the guest', async () => {
