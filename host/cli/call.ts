@@ -78,7 +78,9 @@ export async function call(argv: string[]): Promise<number> {
     let partition: Partition | null = null;
     try {
       partition = await hv.createPartition(spec);
-      partition.on('console', (line) => stderr.guestLine(line));
+      // The reactor's console output (both streams; stdout is the call's output) on our stderr,
+      // byte for byte but for the lines the verdict rule marks (stderr.ts).
+      partition.on('output', (chunk, stream) => stderr.guestBytes(chunk, stream));
       reportViolations(partition);
       await partition.start();
       const ran = (status: number, extra: Partial<CallReport>): CallReport => ({ ...ranReport(partition!, status), ...base, ...extra });
@@ -102,6 +104,7 @@ export async function call(argv: string[]): Promise<number> {
           result = ran(status, { error: errorReport('call', error).error });
         }
       }
+      stderr.guestEnd();
       if (values.stats) stderr.block(formatStats(await partition.stop()));
       verdict?.();
     } finally {

@@ -93,6 +93,8 @@ interface Side {
   readonly memory: WebAssembly.Memory;
   readonly exports: WebAssembly.Exports;
   readonly stats: SharedArrayBuffer;
+  /** The console's event ring, which the root drains (here: after every call). */
+  readonly events: SharedRing;
   calls: number;
   ended: unknown;
   close(): void;
@@ -118,13 +120,14 @@ function side(who: 0 | 1): Side {
     entropy,
     exit: (code) => dispatcher.exit(code),
     checkEnding: () => dispatcher.checkEnding(),
+    admit: (bytes) => dispatcher.admitCall(bytes),
     onCall: () => stats[Stat.WASI_CALLS]!++,
     onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
   });
   const instance = new WebAssembly.Instance(guestModule, { [WASI_MODULE]: wasi.imports as WebAssembly.ModuleImports });
   const mem = instance.exports.memory as WebAssembly.Memory;
   memory.bind(mem);
-  return { memory: mem, exports: instance.exports, stats: statsSab, calls: 0, ended: null, close: () => wasi.close() };
+  return { memory: mem, exports: instance.exports, stats: statsSab, events, calls: 0, ended: null, close: () => wasi.close() };
 }
 
 function run(calls: readonly WasiCall[]): void {
@@ -154,6 +157,7 @@ function run(calls: readonly WasiCall[]): void {
         if (sig.results.length === 1) invariant(typeof ret === 'number' && ERRNOS.has(ret), () => `${what()} returned ${String(ret)}, not a documented errno`);
       }
       const other = new TextEncoder().encode(CANARY[1 - c.who]);
+      while (s.events.tryRead() !== null); // as the root's event pump does
       invariant(Buffer.from(s.memory.buffer).indexOf(other) < 0, () => `${what()}: the other partition's file contents appeared in this one's memory`);
       const m = readMetrics(s.stats);
       invariant(m.wasiCalls === s.calls, () => `${what()}: wasiCalls ${m.wasiCalls}, calls made ${s.calls}`);
