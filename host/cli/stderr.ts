@@ -138,8 +138,8 @@ export class GuestLines {
       const nl = chunk.indexOf(NL, at);
       const end = nl < 0 ? chunk.length : nl + 1;
       const room = MAX_HELD - this.heldBytes;
-      if (nl < 0 && end - at > room) {
-        // No newline within what may be held: decide on the first MAX_HELD bytes.
+      if (end - at > room) {
+        // The line goes on past what may be held: decide on its first MAX_HELD bytes.
         this.hold(chunk.subarray(at, at + room));
         this.decide(false, out);
         at += room;
