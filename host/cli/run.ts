@@ -110,12 +110,24 @@ function writesDirectly(fd: number): boolean {
   }
 }
 
+/** Are fds a and b the same regular file (where the order of their bytes shows)? */
+function sameFile(a: number, b: number): boolean {
+  try {
+    const x = fstatSync(a);
+    const y = fstatSync(b);
+    return x.isFile() && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** Gives the console our stdout/stderr to write itself where they are files; says which. */
 function giveFilesDirectly(spec: PartitionSpec): { stdout: boolean; stderr: boolean } {
   const c = spec.devices?.console;
   if (c === undefined || c === false || (c !== true && c.outputFd !== undefined)) return { stdout: false, stderr: false };
   // Never stderr: the guest's stderr lines pass the verdict rule's guard (stderr.ts) on their way.
-  const direct = { stdout: writesDirectly(1), stderr: false };
+  // Nor stdout when it is the same file as stderr (2>&1): both then go through us, in order.
+  const direct = { stdout: writesDirectly(1) && !sameFile(1, 2), stderr: false };
   if (direct.stdout || direct.stderr) {
     spec.devices = { ...spec.devices, console: { ...(c === true ? {} : c), outputFd: { ...(direct.stdout ? { stdout: 1 } : {}), ...(direct.stderr ? { stderr: 2 } : {}) } } };
   }

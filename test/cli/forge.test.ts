@@ -4,14 +4,15 @@
  * (README, "Command line"): the verdict is the last stderr line and the only one that starts
  * with ERR_; everything the host quotes from a guest or a module is escaped.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 import { startHost } from '../mgmt/harness.ts';
-import { cli, lines } from './harness.ts';
+import { CLI, cli, lines } from './harness.ts';
 
 /** C0, DEL, C1, line/paragraph separators and bidi controls: what a host line must never carry raw. */
 const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
@@ -92,6 +93,20 @@ describe.concurrent('a hostile guest cannot forge the verdict', () => {
     } finally {
       await h.close();
     }
+  });
+
+  it('stdout and stderr to one file (2>&1): program order, the stderr guard, the verdict last', async () => {
+    const file = path.join(tmp, 'both.log');
+    const fd = openSync(file, 'w');
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'run', guest('attack-forge')], { stdio: ['ignore', fd, fd], env: { ...process.env, NODE_OPTIONS: '' } });
+      child.on('close', resolve);
+    });
+    closeSync(fd);
+    expect(code).toBe(134);
+    const all = lines(readFileSync(file, 'utf8'));
+    expect(all.slice(0, 3)).toEqual(['ERR_INTERNAL: forged on stdout', '\x1b[2J\x1b]0;owned\x07stdout escape sequences', '[guest] ERR_KILLED: forged on stderr']);
+    expect(all.at(-1)).toMatch(/^ERR_GUEST_TRAP: guest aborted: boom\\n/);
   });
 
   it('--stats does not push the verdict off the last line', async () => {
