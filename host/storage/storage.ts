@@ -41,7 +41,7 @@ export interface BlockAttachment {
   handle: FileHandle;
   fd: number;
   sectorCount: number;
-  imageId: Buffer;
+  imageId: Uint8Array;
   dataKey: Buffer;
   /** True when this attach created the image (it reads as zeros). */
   created: boolean;
