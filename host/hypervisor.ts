@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
@@ -158,8 +158,21 @@ export interface HypervisorOptions {
    * in the keystore file. Either way every sector is encrypted and authenticated (AES-256-GCM).
    */
   storageKey?: Uint8Array;
-  /** Where the keystore file lives when there is no `storageKey`. Default `<dataDir>/keystore.json`. */
+  /**
+   * Where the keystore file lives when there is no `storageKey`. Default `<dataDir>/keystore`
+   * (a format-1 `<dataDir>/keystore.json` is taken over on the first key change).
+   */
   keystorePath?: string;
+}
+
+/** Something the embedder should know that is not an error (yet). */
+export interface HypervisorWarning {
+  /** `STORAGE_OVERCOMMIT`: attached block images may grow past the free space of their file system. */
+  code: 'STORAGE_OVERCOMMIT';
+  message: string;
+  dir: string;
+  growableBytes: number;
+  freeBytes: number;
 }
 
 export interface HypervisorEvents {
@@ -168,6 +181,9 @@ export interface HypervisorEvents {
   /** A partition changed state. */
   state: [partition: Partition, state: PartitionState, previous: PartitionState];
   exit: [partition: Partition, exit: PartitionExit];
+  warning: [warning: HypervisorWarning];
+  /** A block image's key was created, or an image wiped (what an audit log records; see docs/STORAGE.md). */
+  storage: [event: Extract<StorageEvent, { kind: 'key-created' | 'wiped' }>];
 }
 
 export const DEFAULT_LIMITS = {
@@ -283,6 +299,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       dataDir: path.resolve(options.dataDir ?? '.wasmvisor'),
       ...(options.storageKey !== undefined ? { masterKey: options.storageKey } : {}),
       ...(options.keystorePath !== undefined ? { keystorePath: options.keystorePath } : {}),
+      // Audit hook: key creations and wipes are reported here (and go to the audit log once host/security has one).
+      onEvent: (e) => {
+        if (e.kind === 'overcommit') this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+        else this.emit('storage', e);
+      },
     });
   }
 
@@ -301,6 +322,15 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     return this.storage.wipe(name, options.path);
+  }
+
+  /**
+   * The persistent disks in the data directory (and those the keystore knows elsewhere): name,
+   * path, size, allocation, times, whether a key exists and whether a partition has it attached.
+   * Reads image headers and file metadata only; no key is used.
+   */
+  listStorage(): Promise<DiskInfo[]> {
+    return this.storage.list();
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -518,5 +548,6 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     this.switch.close();
+    this.storage.close();
   }
 }

@@ -3,11 +3,11 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy } from './hypervisor.ts';
+export type { HypervisorOptions, HypervisorEvents, HypervisorWarning, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
 export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
-export type { WipeResult } from './storage/storage.ts';
+export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
 export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';

@@ -245,28 +245,33 @@ describe('block image engine', () => {
     await st.detach(a);
     poke(st.imagePath('p'), 16, Buffer.from([2])); // sector count
     await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
-    await st.keystore!.remove('p');
-    await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    poke(st.imagePath('p'), 16, Buffer.from([1]));
+    await st.keystore!.remove(a.imageId, st.imagePath('p'), 'p', true);
+    await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringMatching(/has no key in .*keystore/) });
   });
 
   it('wipe scrubs and removes the image and its key; the same name then starts empty with a new key', async () => {
     const st = new Storage({ dataDir: dir });
-    let oldKey: Buffer | null = null;
-    await boot(st, 'p', (img) => {
+    let oldId: Uint8Array | null = null;
+    await boot(st, 'p', (img, a) => {
       img.write(0, 1, sector('q'));
       img.flush();
+      oldId = new Uint8Array(a.imageId);
     });
-    oldKey = await st.keystore!.get('p');
+    const oldKey = (await st.keystore!.find(oldId!))!.key;
     expect(oldKey).not.toBeNull();
     const result = await st.wipe('p');
     expect(result).toMatchObject({ removedImage: true, removedKey: true });
     expect(existsSync(st.imagePath('p'))).toBe(false);
-    expect(await st.keystore!.get('p')).toBeNull();
+    expect(await st.keystore!.find(oldId!)).toBeNull();
     expect(await st.wipe('p')).toMatchObject({ removedImage: false, removedKey: false });
+    let newId: Uint8Array | null = null;
     await boot(st, 'p', (img, a) => {
       expect(a.created).toBe(true);
       expect(read(img, 0).data.every((x) => x === 0)).toBe(true);
+      newId = new Uint8Array(a.imageId);
     });
-    expect((await st.keystore!.get('p'))!.equals(oldKey!)).toBe(false);
+    expect(Buffer.from(newId!).equals(Buffer.from(oldId!))).toBe(false);
+    expect((await st.keystore!.find(newId!))!.key.equals(oldKey)).toBe(false);
   });
 });

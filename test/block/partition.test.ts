@@ -50,11 +50,14 @@ describe('block device in partitions', () => {
     const image = readFileSync(path.join(dir, 'images', 'alice.img'));
     expect(image.includes(Buffer.from(SECRET))).toBe(false);
     expect(image.includes(Buffer.from(SECRET.slice(0, 6)))).toBe(false);
-    const keystore = readFileSync(path.join(dir, 'keystore.json'), 'utf8');
-    expect(keystore).not.toContain(SECRET);
+    const keystore = readFileSync(path.join(dir, 'keystore'));
+    expect(keystore.includes(Buffer.from(SECRET))).toBe(false);
+    expect(keystore.includes(Buffer.from('alice'))).toBe(true);
   });
 
   it('deletion: destroy({ wipe: true }) removes the image and key; a new partition of the same name reads zeros', async () => {
+    const events: unknown[] = [];
+    hv.on('storage', (e) => events.push(e));
     const a = await disk('carol', 'fill');
     expect(a.exit.code).toBe(0);
     const image = path.join(dir, 'images', 'carol.img');
@@ -62,9 +65,15 @@ describe('block device in partitions', () => {
     await a.p.destroy({ wipe: true });
     expect(a.p.state).toBe('destroyed');
     expect(existsSync(image)).toBe(false);
-    expect(readFileSync(path.join(dir, 'keystore.json'), 'utf8')).not.toContain('"carol"');
+    expect(readFileSync(path.join(dir, 'keystore')).includes(Buffer.from('carol'))).toBe(false);
     const b = await disk('carol', 'scan');
     expect(b.out.stdout).toEqual(['scanned 256 sectors, found 0, nonzero 0']);
+    // What an audit log records: the key made for each image, and the wipe.
+    expect(events).toEqual([
+      { kind: 'key-created', name: 'carol', path: image, imageId: expect.stringMatching(/^[0-9a-f]{32}$/) },
+      { kind: 'wiped', name: 'carol', path: image, removedImage: true, removedKey: true },
+      { kind: 'key-created', name: 'carol', path: image, imageId: expect.stringMatching(/^[0-9a-f]{32}$/) },
+    ]);
   });
 
   it('persistence: the counter guest goes up across boots; wipeStorage resets it', async () => {
@@ -147,6 +156,26 @@ describe('block device in partitions', () => {
     });
     expect(bad.partitions()).toEqual([]);
     await bad.close();
+  });
+
+  it.skipIf(!existsSync('/dev/shm'))('warns (event) when the disks attached on a file system could outgrow it', async () => {
+    const shm = mkdtempSync('/dev/shm/wv-block-');
+    const { statfsSync } = await import('node:fs');
+    const h = new Hypervisor({ dataDir: shm });
+    const warnings: { code: string; message: string }[] = [];
+    h.on('warning', (w) => warnings.push(w));
+    try {
+      const s = statfsSync(shm);
+      const count = Math.ceil((s.bavail * s.bsize) / (2 * 4096 * 1048576)) + 1; // a 4 GiB disk may take ~8 GiB
+      expect(count).toBeLessThan(64);
+      for (let i = 0; i < count; i++) await h.createPartition({ name: `big${i}`, module: guest('counter'), devices: { block: { sizeMiB: 4096 } } });
+      expect(warnings.length).toBeGreaterThan(0);
+      expect(warnings[0]!.code).toBe('STORAGE_OVERCOMMIT');
+      expect(warnings[0]!.message).toContain(path.join(shm, 'images'));
+    } finally {
+      await h.close();
+      rmSync(shm, { recursive: true, force: true });
+    }
   });
 
   it('a master key works the same way, and a different master key cannot open the images', async () => {
