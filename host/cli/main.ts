@@ -12,6 +12,7 @@ import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } 
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
+import { formatDisks } from './disks.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
@@ -22,6 +23,7 @@ const USAGE = `Usage:
   wasmvisor call <guest.wasm> <export> [--input <file>] [options]
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor delete <name> [--data-dir <dir>]
+  wasmvisor disks [--data-dir <dir>] [--json]
   wasmvisor demo
   wasmvisor --help | --version
 
@@ -49,6 +51,8 @@ WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
 
 delete scrubs and removes the disk image and key of the named partition (no error if none).
+disks lists the persistent disks in the data directory (name, size, space taken, times, key,
+whether a partition has it attached); it reads no key.
 
 call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
 its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
@@ -401,6 +405,17 @@ async function remove(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function disks(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' }, json: { type: 'boolean' } } }),
+  );
+  if (positionals.length !== 0) throw new InvalidArgumentError(`disks takes no arguments, got ${JSON.stringify(positionals[0])}; see wasmvisor --help`);
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const list = await hv.listStorage();
+  process.stdout.write(values.json ? JSON.stringify({ dataDir: hv.dataDir, disks: list }, null, 2) + '\n' : formatDisks(hv.dataDir, list));
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -413,6 +428,8 @@ export async function main(argv: string[]): Promise<number> {
         return await call(rest);
       case 'delete':
         return await remove(rest);
+      case 'disks':
+        return await disks(rest);
       case 'demo':
         return await runDemo();
       case '--version':

@@ -101,6 +101,9 @@ describe('block device in partitions', () => {
   it('refuses a live partition’s storage to wipeStorage, a second partition on one image, and a resize', async () => {
     const p = await hv.createPartition({ name: 'dave', module: guest('counter'), devices: { block: { sizeMiB: 1 } } });
     await expect(hv.wipeStorage('dave')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    expect(await hv.listStorage()).toEqual([
+      expect.objectContaining({ name: 'dave', sizeBytes: 1 << 20, key: 'keystore', inUse: expect.objectContaining({ pid: process.pid, purpose: 'partition dave' }) }),
+    ]);
     await expect(
       hv.createPartition({ name: 'eve', module: guest('counter'), devices: { block: { sizeMiB: 1, path: 'images/dave.img' } } }),
     ).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
