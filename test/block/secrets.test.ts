@@ -122,6 +122,15 @@ describe('what crosses to a partition’s worker', () => {
 });
 
 describe('keys on the root side never live in pooled Buffers', () => {
+  it('isStandalone: only a view of its whole ArrayBuffer is', () => {
+    const ab = new ArrayBuffer(32);
+    expect(isStandalone(new Uint8Array(ab))).toBe(true);
+    expect(isStandalone(new Uint8Array(ab, 0, 16))).toBe(false);
+    expect(isStandalone(new Uint8Array(ab, 16, 16))).toBe(false);
+    expect(isStandalone(new Uint8Array(ab, 8))).toBe(false);
+    expect(isStandalone(Buffer.from('a pooled buffer'))).toBe(false);
+  });
+
   it('attachments, keystore reads and derived keys are standalone', async () => {
     for (const masterKey of [undefined, Buffer.alloc(32, 9)]) {
       const st = new Storage({ dataDir: mkdtempSync(path.join(dir, 'k')), ...(masterKey ? { masterKey } : {}) });
