@@ -36,7 +36,7 @@
  * - Nothing here trusts the file: gens, epochs, nonces and tags are only believed when the tag
  *   verifies, and a new gen is always one more than the newest *verified* one.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomFillSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { fsyncSync, readSync, writeSync } from 'node:fs';
 import { HvStatus } from '../abi/codes.ts';
 import { secretCopy } from './secret.ts';
@@ -77,6 +77,7 @@ const HEADER_SIGNED_LEN = 48;
 const MAX_EPOCH_KEYS = 32;
 const EPOCH_INFO = 'wasmvisor block epoch ';
 const TWO_32 = 0x1_0000_0000;
+const GCM_OPTIONS = { authTagLength: TAG_LEN } as const;
 
 /** File size of an image with `sectorCount` sectors (the file is sparse: this is not disk usage). */
 export function imageFileSize(sectorCount: number): number {
@@ -187,6 +188,20 @@ export interface ImageCounters {
   ioErrors: number;
 }
 
+/**
+ * A key as the engine holds it: the bytes (zeroed when dropped) and a KeyObject made from them once,
+ * so a cipher per sector does not copy and check the key again. Node keeps a KeyObject's bytes in
+ * memory it cleanses (OPENSSL_clear_free) when the object is collected.
+ */
+interface EngineKey {
+  raw: Buffer;
+  obj: KeyObject;
+}
+
+function engineKey(raw: Buffer): EngineKey {
+  return { raw, obj: createSecretKey(raw) };
+}
+
 const STATE_UNKNOWN = -1;
 const STATE_EMPTY = 0;
 // 1: slot A is newest, 2: slot B is newest.
@@ -282,7 +297,11 @@ export class BlockImage {
   private readonly dirty: Uint8Array;
   private dirtyList: number[] = [];
   private readonly pair = Buffer.alloc(PAIR_SIZE);
+  /** Where a slot read from disk lands. */
   private readonly slot = Buffer.alloc(SLOT_SIZE);
+  /** Where a slot is sealed before it is written: only writeSector writes it, so its reserved bytes stay zero. */
+  private readonly sealed = Buffer.alloc(SLOT_SIZE);
+  private readonly sealedNonce = this.sealed.subarray(NONCE_AT, NONCE_AT + NONCE_LEN);
   private readonly aad = Buffer.alloc(32);
   private readonly zeros = Buffer.alloc(SECTOR_SIZE);
   private readonly zeroSlot = Buffer.alloc(SLOT_SIZE);
@@ -295,13 +314,17 @@ export class BlockImage {
   private readonly epoch = Buffer.alloc(8);
   private epochLo = 0;
   private epochHi = 0;
-  private epochKey: Buffer | null = null;
+  private epochKey: EngineKey | null = null;
+  /** The data key as a cipher key (epoch 0: format-1 versions), made on first use. */
+  private legacyKey: EngineKey | null = null;
   private sealsLeft = 0;
   /** Keys of other epochs met while reading (or left behind by a rotation), least recently used first. */
-  private readonly epochKeys = new Map<bigint, Buffer>();
+  private readonly epochKeys = new Map<bigint, EngineKey>();
   /** Why writes are refused (a write or fsync failed), or null. */
   private failure: string | null = null;
   private closed = false;
+  /** The last sector a write learned, to tell a sequential run (see learnAhead). */
+  private lastLearned = -2;
 
   constructor(options: BlockImageOptions) {
     if (!Number.isInteger(options.sectorCount) || options.sectorCount < 1 || options.sectorCount > MAX_SECTORS) {
@@ -370,6 +393,7 @@ export class BlockImage {
   write(sector: number, count: number, data: Uint8Array, offset = 0): number {
     this.assertOpen();
     if (this.failure !== null) return HvStatus.IO_ERROR;
+    if (!this.guard(() => this.learnAhead(sector, count), 'read')) return HvStatus.IO_ERROR;
     for (let i = 0; i < count; i++) {
       const at = offset + i * SECTOR_SIZE;
       if (!this.writeSector(sector + i, data.subarray(at, at + SECTOR_SIZE), DIRTY_WRITTEN)) return HvStatus.IO_ERROR;
@@ -424,9 +448,11 @@ export class BlockImage {
     if (this.closed) return;
     this.closed = true;
     this.dataKey.fill(0);
-    this.epochKey?.fill(0);
+    this.legacyKey?.raw.fill(0);
+    this.legacyKey = null;
+    this.epochKey?.raw.fill(0);
     this.epochKey = null;
-    for (const key of this.epochKeys.values()) key.fill(0);
+    for (const key of this.epochKeys.values()) key.raw.fill(0);
     this.epochKeys.clear();
     this.nonces.fill(0);
   }
@@ -457,34 +483,33 @@ export class BlockImage {
 
   private setAad(s: number, gen: number): void {
     const aad = this.aad;
-    aad.writeUInt32LE(s >>> 0, 16);
-    aad.writeUInt32LE(0, 20); // s < MAX_SECTORS < 2^32
-    aad.writeUInt32LE(gen >>> 0, 24);
-    aad.writeUInt32LE(Math.floor(gen / TWO_32), 28);
+    putU32(aad, 16, s); // bytes 20..23 stay 0: s < MAX_SECTORS < 2^32
+    putU32(aad, 24, gen >>> 0);
+    putU32(aad, 28, Math.floor(gen / TWO_32));
   }
 
   /** The key that opens a slot, by its epoch: 0 is the data key itself (format-1 versions). */
-  private keyFor(buf: Buffer, at: number): Buffer {
+  private keyFor(buf: Buffer, at: number): KeyObject {
     const lo = buf.readUInt32LE(at + EPOCH_AT);
     const hi = buf.readUInt32LE(at + EPOCH_AT + 4);
-    if ((lo | hi) === 0) return this.dataKey;
-    if (this.epochKey !== null && lo === this.epochLo && hi === this.epochHi) return this.epochKey;
+    if ((lo | hi) === 0) return (this.legacyKey ??= engineKey(secretCopy(this.dataKey))).obj;
+    if (this.epochKey !== null && lo === this.epochLo && hi === this.epochHi) return this.epochKey.obj;
     const id = (BigInt(hi) << 32n) | BigInt(lo);
     let key = this.epochKeys.get(id);
     if (key !== undefined) {
       this.epochKeys.delete(id); // most recently used goes last
     } else {
-      key = deriveEpochKey(this.dataKey, this.imageId, buf.subarray(at + EPOCH_AT, at + EPOCH_AT + 8));
+      key = engineKey(deriveEpochKey(this.dataKey, this.imageId, buf.subarray(at + EPOCH_AT, at + EPOCH_AT + 8)));
       this.evictEpochKeys();
     }
     this.epochKeys.set(id, key);
-    return key;
+    return key.obj;
   }
 
   private evictEpochKeys(): void {
     while (this.epochKeys.size >= MAX_EPOCH_KEYS) {
-      const [oldest, key] = this.epochKeys.entries().next().value as [bigint, Buffer];
-      key.fill(0);
+      const [oldest, key] = this.epochKeys.entries().next().value as [bigint, EngineKey];
+      key.raw.fill(0);
       this.epochKeys.delete(oldest);
     }
   }
@@ -499,7 +524,7 @@ export class BlockImage {
     while (this.epoch.readUInt32LE(0) === 0 && this.epoch.readUInt32LE(4) === 0);
     this.epochLo = this.epoch.readUInt32LE(0);
     this.epochHi = this.epoch.readUInt32LE(4);
-    this.epochKey = deriveEpochKey(this.dataKey, this.imageId, this.epoch);
+    this.epochKey = engineKey(deriveEpochKey(this.dataKey, this.imageId, this.epoch));
     this.sealsLeft = this.sealsPerKey;
   }
 
@@ -509,7 +534,7 @@ export class BlockImage {
     if (gen === 0 || buf.readUInt32LE(at + RESERVED_AT) !== 0) return false;
     this.setAad(s, gen);
     try {
-      const d = createDecipheriv('aes-256-gcm', this.keyFor(buf, at), buf.subarray(at + NONCE_AT, at + NONCE_AT + NONCE_LEN), { authTagLength: TAG_LEN });
+      const d = createDecipheriv('aes-256-gcm', this.keyFor(buf, at), buf.subarray(at + NONCE_AT, at + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
       d.setAAD(this.aad);
       d.setAuthTag(buf.subarray(at + TAG_AT, at + TAG_AT + TAG_LEN));
       const plain = d.update(buf.subarray(at + SLOT_META, at + SLOT_SIZE));
@@ -580,7 +605,8 @@ export class BlockImage {
     const genB = readGen(pair, base + SLOT_SIZE);
     const first = genB > genA ? 1 : 0;
     let tried = 0;
-    for (const k of [first, 1 - first]) {
+    for (let n = 0; n < 2; n++) {
+      const k = n === 0 ? first : 1 - first;
       const g = k === 0 ? genA : genB;
       if (g === 0) continue;
       tried++;
@@ -609,6 +635,30 @@ export class BlockImage {
     return HvStatus.INTEGRITY;
   }
 
+  /**
+   * Before a write: learns the sectors of [sector, sector + count) not known yet with one read of
+   * their pairs instead of one each. A single-sector write that continues a sequential run reads
+   * ahead up to MAX_BATCH sectors and records those that are empty (no slot written: nothing to
+   * verify), so writing a fresh disk front to back costs one read per MAX_BATCH sectors.
+   */
+  private learnAhead(sector: number, count: number): void {
+    if (this.state[sector] !== STATE_UNKNOWN && count === 1) return;
+    let n = count;
+    if (count === 1 && sector === this.lastLearned + 1) {
+      while (n < MAX_BATCH && sector + n < this.sectorCount && this.state[sector + n] === STATE_UNKNOWN) n++;
+    }
+    this.lastLearned = sector + count - 1;
+    if (n === 1) return; // writeSector learns it
+    const batch = this.batch.subarray(0, n * PAIR_SIZE);
+    this.io.pread(batch, this.pairOffset(sector));
+    for (let i = 0; i < n; i++) {
+      const s = sector + i;
+      if (this.state[s] !== STATE_UNKNOWN) continue;
+      if (i < count) this.learn(s, null, 0, batch, i * PAIR_SIZE);
+      else if (readGen(batch, i * PAIR_SIZE) === 0 && readGen(batch, i * PAIR_SIZE + SLOT_SIZE) === 0) this.state[s] = STATE_EMPTY;
+    }
+  }
+
   /** Seals and writes one version of sector s; false (and the image failed) when the file operation fails. */
   private writeSector(s: number, plain: Uint8Array, dirtyKind: number): boolean {
     if (!this.guard(() => this.learn(s), 'read')) return false; // INTEGRITY leaves state unknown; the write below replaces it
@@ -624,14 +674,13 @@ export class BlockImage {
     const gen = this.gen[s]! + 1;
     if (this.sealsLeft === 0) this.rotate();
     this.sealsLeft--;
-    const slot = this.slot;
-    slot.writeUInt32LE(gen >>> 0, GEN_AT);
-    slot.writeUInt32LE(Math.floor(gen / TWO_32), GEN_AT + 4);
+    const slot = this.sealed;
+    putU32(slot, GEN_AT, gen >>> 0);
+    putU32(slot, GEN_AT + 4, Math.floor(gen / TWO_32));
     this.nextNonce(slot, NONCE_AT);
-    this.epoch.copy(slot, EPOCH_AT);
-    slot.writeUInt32LE(0, RESERVED_AT);
+    this.epoch.copy(slot, EPOCH_AT); // the reserved bytes after it are never set in this buffer
     this.setAad(s, gen);
-    const c = createCipheriv('aes-256-gcm', this.epochKey!, slot.subarray(NONCE_AT, NONCE_AT + NONCE_LEN), { authTagLength: TAG_LEN });
+    const c = createCipheriv('aes-256-gcm', this.epochKey!.obj, this.sealedNonce, GCM_OPTIONS);
     c.setAAD(this.aad);
     const ct = c.update(plain);
     c.final();
@@ -662,6 +711,14 @@ export class BlockImage {
     this.nonces.copy(out, at, from, from + NONCE_LEN);
     this.nonces.fill(0, from, from + NONCE_LEN);
   }
+}
+
+/** Writes a u32 (little-endian) without Node's argument checks: the hot path's own offsets are in range. */
+function putU32(b: Buffer, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
 }
 
 /** A slot's gen, or 0 when it is empty or too large to be exact (such a slot never verifies: gens are counted from 1). */
