@@ -165,10 +165,12 @@ export class Keystore {
    * Removes the key of image `imageId` (when known), every key filed for `file`, and the format-1
    * name key of `name` when `nameKeyApplies`. Returns whether anything was removed.
    */
-  remove(imageId: Uint8Array | null, file: string, name: string, nameKeyApplies: boolean): Promise<boolean> {
+  async remove(imageId: Uint8Array | null, file: string, name: string, nameKeyApplies: boolean): Promise<boolean> {
     const id = imageId ? hex(imageId) : null;
+    const drop = (e: KeyInfo) => (id !== null && e.imageId === id) || (e.imageId !== null && e.path === file) || (nameKeyApplies && e.imageId === null && e.name === name);
+    // Nothing to remove (often: no keystore at all): no lock, no file created.
+    if (!(await this.list()).some(drop)) return false;
     return this.update((entries) => {
-      const drop = (e: Entry) => (id !== null && e.imageId === id) || (e.imageId !== null && e.path === file) || (nameKeyApplies && e.imageId === null && e.name === name);
       const kept = entries.filter((e) => !drop(e));
       if (kept.length === entries.length) return { entries: null, result: false };
       return { entries: kept, result: true };

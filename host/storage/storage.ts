@@ -259,11 +259,13 @@ export class Storage {
     return next;
   }
 
-  /** Takes the image's cross-process lock, or refuses naming who holds it. */
-  private async lockImage(name: string, file: string, doing: string): Promise<FileLock> {
+  /** Takes the image's cross-process lock (making its directory when `create`), or refuses naming who holds it. */
+  private async lockImage(name: string, file: string, doing: string, create: boolean): Promise<FileLock> {
     try {
-      await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      if (create) {
+        await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+        await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      }
       return await FileLock.acquire(`${file}.lock`, `partition ${name}`);
     } catch (error) {
       if (error instanceof LockedError) {
@@ -274,7 +276,7 @@ export class Storage {
   }
 
   private async attachQueued(name: string, file: string, sizeMiB: number): Promise<BlockAttachment> {
-    const lock = await this.lockImage(name, file, 'open');
+    const lock = await this.lockImage(name, file, 'open', true);
     let attachment: BlockAttachment;
     try {
       attachment = await this.openOrCreate(name, file, sizeMiB * ((1024 * 1024) / SECTOR_SIZE));
@@ -289,7 +291,9 @@ export class Storage {
   }
 
   private async wipeQueued(name: string, file: string): Promise<WipeResult> {
-    const lock = await this.lockImage(name, file, 'wipe');
+    // No directory, no image: only a key can be left to remove (wiping creates nothing).
+    const dirExists = await stat(path.dirname(file)).then(() => true, () => false);
+    const lock = dirExists ? await this.lockImage(name, file, 'wipe', false) : null;
     try {
       const imageId = await readImageId(file);
       const removedImage = await scrubAndRemove(file);
@@ -301,7 +305,7 @@ export class Storage {
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot wipe the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     } finally {
-      await lock.release();
+      await lock?.release();
     }
   }
 
@@ -368,8 +372,9 @@ export class Storage {
     const ks = this.keystore!;
     const entry = await ks.find(imageId);
     if (entry) return { key: entry.key, source: entry.pending ? 'pending' : 'image' };
-    // A format-1 keystore filed keys by name; only the partition's own default image used them.
-    const named = file === this.defaultPath(name) ? await ks.nameKey(name) : null;
+    // A format-1 keystore filed keys by name (for whatever path the partition's image had); the
+    // header MAC, checked next, tells whether this image is the one that key made.
+    const named = await ks.nameKey(name);
     if (named) return { key: named, source: 'name' };
     throw new IntegrityError(
       `the block image of ${name} at ${file} (image id ${Buffer.from(imageId).toString('hex')}) has no key in ${ks.file}; it cannot be opened (wipe it to start over)`,

@@ -259,6 +259,13 @@ describe('free space', () => {
 });
 
 describe('wipe', () => {
+  it('of a disk that never existed is a no-op that creates nothing', async () => {
+    const st = new Storage({ dataDir: path.join(dir, 'none') });
+    expect(await st.wipe('x')).toMatchObject({ removedImage: false, removedKey: false });
+    expect(await st.list()).toEqual([]);
+    expect(existsSync(path.join(dir, 'none'))).toBe(false);
+  });
+
   it('leaves no non-zero data byte of the image on the disk', async () => {
     const st = new Storage({ dataDir: dir });
     const a = await st.attach('p', 1);
