@@ -45,6 +45,14 @@ function setup(opts: { sealsPerKey?: number } = {}) {
   return { disk, keys, open, slot, put };
 }
 
+/** Writes and flushes versions `ids` of sector s, one after the other. */
+function flushed(img: BlockImage, s: number, ...ids: number[]): void {
+  for (const id of ids) {
+    expect(img.write(s, 1, pattern(id, s))).toBe(0);
+    expect(img.flush()).toBe(0);
+  }
+}
+
 function readOne(img: BlockImage, s: number) {
   const data = Buffer.alloc(SECTOR_SIZE, 0xee);
   return { status: img.read(s, 1, data), data };
@@ -121,10 +129,7 @@ describe('additional data: every field is bound', () => {
   it('a version relabelled with another generation does not open', () => {
     const { open, slot, put } = setup();
     const img = open();
-    img.write(5, 1, pattern(1, 5)); // gen 1 in A
-    img.flush();
-    img.write(5, 1, pattern(2, 5)); // gen 2 in B
-    img.flush();
+    flushed(img, 5, 1, 2);
     const b = slot(5, 1);
     b.writeUInt32LE(7, GEN_AT); // claim gen 7
     put(5, 1, b);
@@ -136,10 +141,7 @@ describe('additional data: every field is bound', () => {
   it('a version relabelled with another key epoch does not open', () => {
     const { open, slot, put } = setup();
     const img = open();
-    img.write(6, 1, pattern(1, 6));
-    img.flush();
-    img.write(6, 1, pattern(2, 6));
-    img.flush();
+    flushed(img, 6, 1, 2);
     for (const epoch of [Buffer.alloc(8), randomBytes(8)]) {
       const b = slot(6, 1);
       epoch.copy(b, EPOCH_AT);
@@ -171,10 +173,7 @@ describe('additional data: every field is bound', () => {
     ] as const) {
       const { open, slot, put } = setup();
       const img = open();
-      img.write(0, 1, pattern(1, 0));
-      img.flush();
-      img.write(0, 1, pattern(2, 0));
-      img.flush();
+      flushed(img, 0, 1, 2);
       const b = slot(0, 1);
       b[at]! ^= 1;
       put(0, 1, b);
@@ -304,10 +303,7 @@ describe('generations come from verified slots only', () => {
   it('two damaged versions: INTEGRITY until a write replaces them, numbered from 1', () => {
     const { open, slot, put } = setup();
     const img = open();
-    img.write(0, 1, pattern(1, 0));
-    img.flush();
-    img.write(0, 1, pattern(2, 0));
-    img.flush();
+    flushed(img, 0, 1, 2);
     for (const k of [0, 1]) {
       const b = slot(0, k);
       b[SLOT_META + 10]! ^= 0xff;
