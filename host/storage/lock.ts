@@ -3,9 +3,10 @@
  * one process): an image while a partition has it attached, the keystore while an update reads
  * and rewrites it.
  *
- * A lock is a file `<path>` created with O_CREAT | O_EXCL | O_NOFOLLOW (atomic on every local
- * file system; never follows a planted symlink) holding who took it: pid, host, boot id, the
- * process's start time, and why. Node has no flock(), so a lock left by a process that died is
+ * A lock is a file `<path>` holding who took it (pid, host, boot id, the process's start time, and
+ * why), written to a temporary file (O_CREAT | O_EXCL | O_NOFOLLOW) and hard-linked into place:
+ * atomic on every local file system, never through a planted symlink, and never visible without
+ * its record. Node has no flock(), so a lock left by a process that died is
  * recognised instead of released by the kernel: it is stale when it was taken on this host and
  * either in an earlier boot or by a process that no longer exists (a pid reused by another
  * process is told apart by its start time, on Linux). A lock taken on another host (a shared
@@ -18,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
-import { open, stat, unlink } from 'node:fs/promises';
+import { link, open, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 
 /** Who holds a lock, as written in the lock file. */
@@ -55,7 +56,7 @@ export function describeHolder(holder: LockHolder | null): string {
   return `process ${holder.pid} on host ${holder.host}${self} (${holder.purpose}, since ${holder.since})`;
 }
 
-/** A lock record that cannot be read is stale once it is older than this (a holder writes it at once). */
+/** A lock file whose record cannot be read (not written by this code) is stale once it is older than this. */
 const UNREADABLE_STALE_MS = 10_000;
 /** A `.break` lock older than this belongs to a breaker that died. */
 const BREAK_STALE_MS = 10_000;
@@ -107,23 +108,28 @@ export async function lockHolder(file: string): Promise<LockHolder | null> {
 
 type Found = { kind: 'gone' } | { kind: 'held'; holder: LockHolder; raw: string } | { kind: 'unreadable'; raw: string };
 
+/**
+ * Creates the lock file with its record already in it: the record is written to a temporary file
+ * first and then hard-linked to the lock's name (atomic, and EEXIST when the lock exists), so a
+ * lock is never seen without its holder.
+ */
 async function tryCreate(file: string, holder: LockHolder): Promise<boolean> {
-  let handle;
+  const tmp = `${file}.${holder.token}.tmp`;
+  const handle = await open(tmp, CREATE_FLAGS, 0o600);
   try {
-    handle = await open(file, CREATE_FLAGS, 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(holder));
+    } finally {
+      await handle.close();
+    }
+    await link(tmp, file);
+    return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
-  try {
-    await handle.writeFile(JSON.stringify(holder));
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await unlink(file).catch(() => undefined);
-    throw error;
-  }
-  await handle.close();
-  return true;
 }
 
 async function readHolder(file: string): Promise<Found> {
