@@ -1,30 +1,40 @@
 /**
  * The on-disk format of a partition's block device image, and the synchronous engine that reads
  * and writes it. Used by the block device front-end in the partition's worker (host/devices/block.ts),
- * by the root when it creates or checks an image (host/storage/storage.ts), and by tests.
+ * by the root when it creates, converts or checks an image (host/storage/storage.ts), and by tests.
  * docs/STORAGE.md explains the format and argues its crash consistency; this comment is the summary.
  *
- * Layout (all integers little-endian):
+ * Layout (format 2; all integers little-endian):
  *
- *   [0, 4096)                 header: magic, format version, sector size, sector count, slot size,
- *                             image id (16 random bytes), HMAC-SHA256 over all of that and the
- *                             partition's name (with a key derived from the partition's key)
- *   4096 + s * PAIR_SIZE      sector s: two slots, A then B, each SLOT_SIZE bytes:
- *     slot = [ gen u64 | nonce 12 | tag 16 | key epoch u64 | reserved 4 (zero) | ciphertext 4096 ]
+ *   [0, 4096)                 header: magic, format version, sector size, sector count, metadata
+ *                             entry size, group size, image id (16 random bytes), HMAC-SHA256 over
+ *                             all of that and the partition's name (with a key derived from the
+ *                             partition's key)
+ *   4096 + g * GROUP_BYTES    group g: sectors 32g .. 32g + 31, each with two slots, A (k = 0) and B (k = 1)
+ *     [0, 4096)                 metadata page: entry (k, i) at (32k + i) * 64 =
+ *                                 [ gen u64 | nonce 12 | tag 16 | key epoch u64 | reserved 20 (zero) ]
+ *     4096 + (32k + i) * 4096   ciphertext of slot k of sector 32g + i (page-aligned)
+ *
+ * So ciphertext is read and written in whole, aligned pages (no read-modify-write in the kernel),
+ * and a run of consecutive sectors whose versions sit in the same slot letter is one pread or one
+ * pwrite of ciphertext plus one of metadata. Format 1 (slots of metadata and ciphertext side by
+ * side, pairs of 4144-byte slots per sector) is converted by the root when it opens such an image
+ * (storage.ts); its versions keep their keys and tags, since neither depends on where they lie.
  *
  * Every stored sector version is sealed with AES-256-GCM under a key of the image, with a fresh
- * random nonce and AAD = image id | sector | gen. The key is chosen by the slot's key epoch: epoch 0
- * is the image's data key itself (images written before epochs existed), any other epoch e is
- * HKDF(data key, image id, "wasmvisor block epoch" | e). Each engine seals under a fresh random
+ * random nonce and AAD = image id | sector | gen. The key is chosen by the entry's key epoch: epoch 0
+ * is the image's data key itself (versions written by format 1), any other epoch e is
+ * HKDF(data key, image id, "wasmvisor block epoch " | e). Each engine seals under a fresh random
  * epoch, and moves to another one after `sealsPerKey` sealings, so no key ever seals more than
  * 2^30 sectors: far inside the 2^32 random-nonce bound of NIST SP 800-38D.
- * A slot whose gen is 0 is empty; a sector whose slots are both empty reads as zeros (the file is
- * sparse, so unwritten sectors cost nothing).
+ * An entry whose gen is 0 is an empty slot; a sector whose slots are both empty reads as zeros (the
+ * file is sparse, so unwritten sectors cost nothing).
  *
  * Invariants:
  * - A read returns the newest slot (highest gen) that authenticates. A torn slot (a write cut
- *   short by a crash) fails authentication, so the sector reads as its previous version: never a
- *   mix of old and new bytes. A known slot that stops authenticating falls back the same way.
+ *   short by a crash, in its ciphertext, its entry or both) fails authentication, so the sector
+ *   reads as its previous version: never a mix of old and new bytes. A known slot that stops
+ *   authenticating falls back the same way.
  * - The slot holding the newest *flushed* version of a sector is never written until a later
  *   flush has made a newer version durable: the first write to a sector after a flush goes to the
  *   other slot, and further writes before the next flush go to that same slot again.
@@ -45,11 +55,14 @@ import { secretCopy } from './secret.ts';
 export const SECTOR_SIZE = 4096;
 /** The header occupies the first HEADER_SIZE bytes of an image. */
 export const HEADER_SIZE = 4096;
-/** Per-slot metadata in front of the ciphertext: gen (8), nonce (12), tag (16), key epoch (8), reserved (4). */
-export const SLOT_META = 48;
-export const SLOT_SIZE = SLOT_META + SECTOR_SIZE;
-export const PAIR_SIZE = 2 * SLOT_SIZE;
-/** Format version written in new headers. Format 1 (before key epochs) is read and written too: its slots are epoch 0. */
+/** Bytes of one slot's metadata entry: gen (8), nonce (12), tag (16), key epoch (8), reserved (20). */
+export const META_SIZE = 64;
+/** Sectors per group: their 64 entries fill one metadata page. */
+export const GROUP_SECTORS = 32;
+const META_PAGE = 4096;
+/** Bytes of one group: its metadata page, then the ciphertext of its A slots, then of its B slots. */
+export const GROUP_BYTES = META_PAGE + 2 * GROUP_SECTORS * SECTOR_SIZE;
+/** Format version written in new headers. Format 1 is converted to it when an image is opened. */
 export const FORMAT_VERSION = 2;
 /** Largest image: 4 GiB of sectors (the per-sector state kept in memory is 10 bytes a sector). */
 export const MAX_SECTORS = (4096 * 1024 * 1024) / SECTOR_SIZE;
@@ -60,28 +73,50 @@ export const MAX_SECTORS = (4096 * 1024 * 1024) / SECTOR_SIZE;
  */
 export const SEALS_PER_KEY = 2 ** 30;
 
-const MAGIC = Buffer.from('WVBLOCK\0', 'latin1');
+/** Offsets of the fields in a metadata entry. */
 export const GEN_AT = 0;
 export const NONCE_AT = 8;
 export const TAG_AT = 20;
 export const EPOCH_AT = 36;
 const RESERVED_AT = 44;
+
+/** Format 1's layout, for converting such images: pairs of slots [meta 48 | ciphertext 4096] per sector. */
+export const FORMAT1 = { SLOT_META: 48, SLOT_SIZE: 4144, PAIR_SIZE: 8288 } as const;
+
+const MAGIC = Buffer.from('WVBLOCK\0', 'latin1');
 const NONCE_LEN = 12;
 const TAG_LEN = 16;
 const NONCE_POOL = 256;
-/** Most sectors read with one system call (a full BLOCK_READ). */
+/** Most sectors one request moves (a full BLOCK_READ). */
 const MAX_BATCH = 16;
 const HEADER_MAC_AT = 48;
 const HEADER_SIGNED_LEN = 48;
 /** Keys of older epochs kept for reading; each costs one HKDF (a few µs) to derive again. */
 const MAX_EPOCH_KEYS = 32;
+/** Metadata pages kept in memory (2 MiB, the entries of 16384 sectors = 64 MiB of disk). */
+const MAX_META_PAGES = 512;
 const EPOCH_INFO = 'wasmvisor block epoch ';
 const TWO_32 = 0x1_0000_0000;
 const GCM_OPTIONS = { authTagLength: TAG_LEN } as const;
 
-/** File size of an image with `sectorCount` sectors (the file is sparse: this is not disk usage). */
+/** File size of a format-2 image with `sectorCount` sectors (the file is sparse: this is not disk usage). */
 export function imageFileSize(sectorCount: number): number {
-  return HEADER_SIZE + sectorCount * PAIR_SIZE;
+  return HEADER_SIZE + Math.ceil(sectorCount / GROUP_SECTORS) * GROUP_BYTES;
+}
+
+/** File offset of the metadata entry of slot k of sector s. */
+export function metaOffset(s: number, k: number): number {
+  return HEADER_SIZE + Math.floor(s / GROUP_SECTORS) * GROUP_BYTES + (k * GROUP_SECTORS + (s % GROUP_SECTORS)) * META_SIZE;
+}
+
+/** File offset of the ciphertext of slot k of sector s. */
+export function dataOffset(s: number, k: number): number {
+  return HEADER_SIZE + Math.floor(s / GROUP_SECTORS) * GROUP_BYTES + META_PAGE + (k * GROUP_SECTORS + (s % GROUP_SECTORS)) * SECTOR_SIZE;
+}
+
+/** Where slot k of sector s's entry sits in its group's metadata page. */
+function entryAt(s: number, k: number): number {
+  return (k * GROUP_SECTORS + (s % GROUP_SECTORS)) * META_SIZE;
 }
 
 /** Keys of one image: the AES-256-GCM data key (the root of its key epochs) and the header MAC key. */
@@ -126,20 +161,22 @@ export class ImageError extends Error {
 
 /** The checked contents of an image header. */
 export interface ImageHeader {
+  /** 1 (to be converted) or 2. */
   format: number;
   sectorCount: number;
   /** On its own ArrayBuffer: it crosses to the partition's worker. */
   imageId: Uint8Array;
 }
 
-/** Builds the 4096-byte header of a new image. */
+/** Builds the 4096-byte header of a format-2 image. */
 export function encodeHeader(sectorCount: number, imageId: Uint8Array, macKey: Uint8Array, name: string): Buffer {
   const h = Buffer.alloc(HEADER_SIZE);
   MAGIC.copy(h, 0);
   h.writeUInt32LE(FORMAT_VERSION, 8);
   h.writeUInt32LE(SECTOR_SIZE, 12);
-  h.writeUInt32LE(sectorCount, 16); // < 2^20 (MAX_SECTORS): the high word stays 0
-  h.writeUInt32LE(SLOT_SIZE, 24);
+  h.writeUInt32LE(sectorCount, 16); // < 2^21 (MAX_SECTORS): the high word stays 0
+  h.writeUInt32LE(META_SIZE, 24);
+  h.writeUInt32LE(GROUP_SECTORS, 28);
   h.set(imageId.subarray(0, 16), 32);
   headerMac(h, macKey, name).copy(h, HEADER_MAC_AT);
   return h;
@@ -155,7 +192,8 @@ export function peekHeader(h: Uint8Array): ImageHeader {
   const b = Buffer.from(h.buffer, h.byteOffset, h.length);
   if (!b.subarray(0, 8).equals(MAGIC)) throw new ImageError('not-an-image', 'the file is not a wasmvisor block image');
   const format = b.readUInt32LE(8);
-  if ((format !== 1 && format !== FORMAT_VERSION) || b.readUInt32LE(12) !== SECTOR_SIZE || b.readUInt32LE(24) !== SLOT_SIZE) {
+  const layout = format === 1 ? [FORMAT1.SLOT_SIZE, 0] : [META_SIZE, GROUP_SECTORS];
+  if ((format !== 1 && format !== FORMAT_VERSION) || b.readUInt32LE(12) !== SECTOR_SIZE || b.readUInt32LE(24) !== layout[0] || b.readUInt32LE(28) !== layout[1]) {
     throw new ImageError(
       'unsupported',
       `the image has format ${format}, sector size ${b.readUInt32LE(12)}; this runtime reads formats 1 and ${FORMAT_VERSION}, sector size ${SECTOR_SIZE}`,
@@ -261,7 +299,7 @@ export function fdIo(fd: number, ops: FileOps = nodeFileOps): BlockIo {
 }
 
 export interface BlockImageOptions {
-  /** An open file descriptor (read/write) of an image whose header was checked. Not closed here. */
+  /** An open file descriptor (read/write) of a format-2 image whose header was checked. Not closed here. */
   fd: number;
   /** Replaces the file operations on `fd` (tests: a simulated disk). */
   io?: BlockIo;
@@ -296,16 +334,18 @@ export class BlockImage {
   /** Written or discarded since the last flush (see DIRTY_*). */
   private readonly dirty: Uint8Array;
   private dirtyList: number[] = [];
-  private readonly pair = Buffer.alloc(PAIR_SIZE);
-  /** Where a slot read from disk lands. */
-  private readonly slot = Buffer.alloc(SLOT_SIZE);
-  /** Where a slot is sealed before it is written: only writeSector writes it, so its reserved bytes stay zero. */
-  private readonly sealed = Buffer.alloc(SLOT_SIZE);
-  private readonly sealedNonce = this.sealed.subarray(NONCE_AT, NONCE_AT + NONCE_LEN);
+  /** Metadata pages by group, least recently used first: what is on disk, including every entry written here. */
+  private readonly metaPages = new Map<number, Buffer>();
+  /** Ciphertext of one slot, read or about to be written. */
+  private readonly one = Buffer.alloc(SECTOR_SIZE);
+  /** Ciphertext of a run of A slots and of B slots (a multi-sector request; a write uses runA). */
+  private readonly runA = Buffer.alloc(MAX_BATCH * SECTOR_SIZE);
+  private readonly runB = Buffer.alloc(MAX_BATCH * SECTOR_SIZE);
+  /** The slot each sector of a readGroup() is read from. */
+  private readonly slots = new Int8Array(GROUP_SECTORS);
   private readonly aad = Buffer.alloc(32);
   private readonly zeros = Buffer.alloc(SECTOR_SIZE);
-  private readonly zeroSlot = Buffer.alloc(SLOT_SIZE);
-  private readonly batch = Buffer.alloc(MAX_BATCH * PAIR_SIZE);
+  private readonly zeroEntry = Buffer.alloc(META_SIZE);
   /** Random nonces drawn from the CSPRNG in bulk (one call per NONCE_POOL writes instead of one per write). */
   private readonly nonces = Buffer.alloc(NONCE_LEN * NONCE_POOL);
   private noncesUsed = NONCE_POOL;
@@ -323,8 +363,6 @@ export class BlockImage {
   /** Why writes are refused (a write or fsync failed), or null. */
   private failure: string | null = null;
   private closed = false;
-  /** The last sector a write learned, to tell a sequential run (see learnAhead). */
-  private lastLearned = -2;
 
   constructor(options: BlockImageOptions) {
     if (!Number.isInteger(options.sectorCount) || options.sectorCount < 1 || options.sectorCount > MAX_SECTORS) {
@@ -362,24 +400,21 @@ export class BlockImage {
     this.failure ??= reason;
   }
 
-  /** Reads `count` sectors from `sector` into out[offset, offset + count * SECTOR_SIZE). */
+  /**
+   * Reads `count` sectors from `sector` into out[offset, offset + count * SECTOR_SIZE). Within one
+   * group, the ciphertext of the sectors whose newest version sits in slot A is one pread, and of
+   * those in slot B another (the span between them included): at most two per group, whatever
+   * mix of slot letters earlier writes left.
+   */
   read(sector: number, count: number, out: Uint8Array, offset = 0): number {
     this.assertOpen();
     try {
-      // Several sectors: one read of their pairs (contiguous on disk) instead of one per sector.
-      let batch: Buffer | null = null;
-      if (count > 1 && count <= MAX_BATCH) {
-        for (let i = 0; i < count; i++) {
-          if (this.state[sector + i] !== STATE_EMPTY) {
-            batch = this.batch.subarray(0, count * PAIR_SIZE);
-            this.io.pread(batch, this.pairOffset(sector));
-            break;
-          }
-        }
-      }
-      for (let i = 0; i < count; i++) {
-        const status = this.readSector(sector + i, out, offset + i * SECTOR_SIZE, batch, i * PAIR_SIZE);
+      for (let i = 0; i < count; ) {
+        const s = sector + i;
+        const n = Math.min(count - i, GROUP_SECTORS - (s % GROUP_SECTORS), MAX_BATCH);
+        const status = this.readGroup(s, n, out, offset + i * SECTOR_SIZE);
         if (status !== HvStatus.SUCCESS) return status;
+        i += n;
       }
       return HvStatus.SUCCESS;
     } catch {
@@ -389,16 +424,42 @@ export class BlockImage {
     }
   }
 
+  /** Reads n (at most MAX_BATCH) sectors from s, all in one group, into out[offset...]. */
+  private readGroup(s: number, n: number, out: Uint8Array, offset: number): number {
+    const slots = this.slots;
+    const first = [n, n];
+    const last = [-1, -1];
+    for (let j = 0; j < n; j++) {
+      const k = this.candidate(s + j);
+      slots[j] = k;
+      if (k < 0) continue;
+      if (first[k]! > j) first[k] = j;
+      last[k] = j;
+    }
+    const bufs = [this.runA, this.runB];
+    for (const k of [0, 1]) {
+      if (last[k]! < 0) continue;
+      const buf = bufs[k]!.subarray(0, (last[k]! - first[k]! + 1) * SECTOR_SIZE);
+      this.io.pread(buf, dataOffset(s + first[k]!, k));
+    }
+    for (let j = 0; j < n; j++) {
+      const k = slots[j]!;
+      const at = offset + j * SECTOR_SIZE;
+      if (k < 0) {
+        out.fill(0, at, at + SECTOR_SIZE);
+        continue;
+      }
+      const status = this.deliver(s + j, k, bufs[k]!, (j - first[k]!) * SECTOR_SIZE, out, at);
+      if (status !== HvStatus.SUCCESS) return status;
+    }
+    return HvStatus.SUCCESS;
+  }
+
   /** Writes `count` sectors from data[offset, ...). Each sector is atomic on its own; the request as a whole is not. */
   write(sector: number, count: number, data: Uint8Array, offset = 0): number {
     this.assertOpen();
     if (this.failure !== null) return HvStatus.IO_ERROR;
-    if (!this.guard(() => this.learnAhead(sector, count), 'read')) return HvStatus.IO_ERROR;
-    for (let i = 0; i < count; i++) {
-      const at = offset + i * SECTOR_SIZE;
-      if (!this.writeSector(sector + i, data.subarray(at, at + SECTOR_SIZE), DIRTY_WRITTEN)) return HvStatus.IO_ERROR;
-    }
-    return HvStatus.SUCCESS;
+    return this.writeRun(sector, count, data, offset, DIRTY_WRITTEN);
   }
 
   /**
@@ -413,7 +474,8 @@ export class BlockImage {
       const s = sector + i;
       if (!this.guard(() => this.learn(s), 'read')) return HvStatus.IO_ERROR;
       if (this.state[s] === STATE_EMPTY && this.dirty[s] === 0) continue; // already zeros on disk
-      if (!this.writeSector(s, this.zeros, DIRTY_DISCARDED)) return HvStatus.IO_ERROR;
+      const status = this.writeRun(s, 1, this.zeros, 0, DIRTY_DISCARDED);
+      if (status !== HvStatus.SUCCESS) return status;
     }
     return HvStatus.SUCCESS;
   }
@@ -434,7 +496,15 @@ export class BlockImage {
     for (const s of list) {
       if (this.dirty[s] === DIRTY_DISCARDED) {
         const stale = this.state[s] === 1 ? 1 : 0; // the slot that is not the newest
-        if (!this.guard(() => this.io.pwrite(this.zeroSlot, this.slotOffset(s, stale)), 'write')) return HvStatus.IO_ERROR;
+        const scrub = () => {
+          this.metaPage(s).fill(0, entryAt(s, stale), entryAt(s, stale) + META_SIZE);
+          this.io.pwrite(this.zeroEntry, metaOffset(s, stale));
+          this.io.pwrite(this.zeros, dataOffset(s, stale));
+        };
+        if (!this.guard(scrub, 'write')) {
+          this.forget(s);
+          return HvStatus.IO_ERROR;
+        }
         scrubbed++;
       }
       this.dirty[s] = 0;
@@ -455,6 +525,7 @@ export class BlockImage {
     for (const key of this.epochKeys.values()) key.raw.fill(0);
     this.epochKeys.clear();
     this.nonces.fill(0);
+    this.metaPages.clear();
   }
 
   private assertOpen(): void {
@@ -473,12 +544,19 @@ export class BlockImage {
     }
   }
 
-  private pairOffset(s: number): number {
-    return HEADER_SIZE + s * PAIR_SIZE;
-  }
-
-  private slotOffset(s: number, slot: number): number {
-    return this.pairOffset(s) + slot * SLOT_SIZE;
+  /** The metadata page of sector s's group, read on first use (and again after it was dropped). */
+  private metaPage(s: number): Buffer {
+    const g = Math.floor(s / GROUP_SECTORS);
+    let page = this.metaPages.get(g);
+    if (page !== undefined) {
+      this.metaPages.delete(g); // most recently used goes last
+    } else {
+      if (this.metaPages.size >= MAX_META_PAGES) this.metaPages.delete(this.metaPages.keys().next().value as number);
+      page = Buffer.alloc(META_PAGE);
+      this.io.pread(page, HEADER_SIZE + g * GROUP_BYTES);
+    }
+    this.metaPages.set(g, page);
+    return page;
   }
 
   private setAad(s: number, gen: number): void {
@@ -488,10 +566,10 @@ export class BlockImage {
     putU32(aad, 28, Math.floor(gen / TWO_32));
   }
 
-  /** The key that opens a slot, by its epoch: 0 is the data key itself (format-1 versions). */
-  private keyFor(buf: Buffer, at: number): KeyObject {
-    const lo = buf.readUInt32LE(at + EPOCH_AT);
-    const hi = buf.readUInt32LE(at + EPOCH_AT + 4);
+  /** The key that opens an entry, by its epoch: 0 is the data key itself (format-1 versions). */
+  private keyFor(meta: Buffer, m: number): KeyObject {
+    const lo = meta.readUInt32LE(m + EPOCH_AT);
+    const hi = meta.readUInt32LE(m + EPOCH_AT + 4);
     if ((lo | hi) === 0) return (this.legacyKey ??= engineKey(secretCopy(this.dataKey))).obj;
     if (this.epochKey !== null && lo === this.epochLo && hi === this.epochHi) return this.epochKey.obj;
     const id = (BigInt(hi) << 32n) | BigInt(lo);
@@ -499,7 +577,7 @@ export class BlockImage {
     if (key !== undefined) {
       this.epochKeys.delete(id); // most recently used goes last
     } else {
-      key = engineKey(deriveEpochKey(this.dataKey, this.imageId, buf.subarray(at + EPOCH_AT, at + EPOCH_AT + 8)));
+      key = engineKey(deriveEpochKey(this.dataKey, this.imageId, meta.subarray(m + EPOCH_AT, m + EPOCH_AT + 8)));
       this.evictEpochKeys();
     }
     this.epochKeys.set(id, key);
@@ -528,18 +606,22 @@ export class BlockImage {
     this.sealsLeft = this.sealsPerKey;
   }
 
-  /** Opens slot `buf[at, at + SLOT_SIZE)` of sector s (into out[offset...] when given); false if it does not authenticate. */
-  private open(s: number, buf: Buffer, at: number, out: Uint8Array | null, offset: number): boolean {
-    const gen = readGen(buf, at);
-    if (gen === 0 || buf.readUInt32LE(at + RESERVED_AT) !== 0) return false;
+  /**
+   * Opens the version of sector s described by entry meta[m...] with ciphertext data[d...] (into
+   * out[offset...] when given); false if it does not authenticate.
+   */
+  private open(s: number, meta: Buffer, m: number, data: Buffer, d: number, out: Uint8Array | null, offset: number): boolean {
+    const gen = readGen(meta, m);
+    if (gen === 0) return false;
+    for (let r = m + RESERVED_AT; r < m + META_SIZE; r += 4) if (meta.readUInt32LE(r) !== 0) return false;
     this.setAad(s, gen);
     try {
-      const d = createDecipheriv('aes-256-gcm', this.keyFor(buf, at), buf.subarray(at + NONCE_AT, at + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
-      d.setAAD(this.aad);
-      d.setAuthTag(buf.subarray(at + TAG_AT, at + TAG_AT + TAG_LEN));
-      const plain = d.update(buf.subarray(at + SLOT_META, at + SLOT_SIZE));
+      const dec = createDecipheriv('aes-256-gcm', this.keyFor(meta, m), meta.subarray(m + NONCE_AT, m + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
+      dec.setAAD(this.aad);
+      dec.setAuthTag(meta.subarray(m + TAG_AT, m + TAG_AT + TAG_LEN));
+      const plain = dec.update(data.subarray(d, d + SECTOR_SIZE));
       try {
-        d.final(); // throws when the tag does not verify
+        dec.final(); // throws when the tag does not verify
         if (out !== null) out.set(plain, offset);
       } finally {
         plain.fill(0);
@@ -550,22 +632,36 @@ export class BlockImage {
     }
   }
 
-  /** One sector; `batch[at, at + PAIR_SIZE)`, when given, already holds its pair as on disk. */
-  private readSector(s: number, out: Uint8Array, offset: number, batch: Buffer | null, at: number): number {
+  /**
+   * The slot a read of sector s should try first: its known newest, or (first touch) the one with
+   * the higher gen in its entry; -1 when the sector has no version (it is recorded as empty).
+   */
+  private candidate(s: number): number {
     const state = this.state[s]!;
-    if (state === STATE_EMPTY) {
-      out.fill(0, offset, offset + SECTOR_SIZE);
+    if (state !== STATE_UNKNOWN) return state - 1;
+    const page = this.metaPage(s);
+    const genA = readGen(page, entryAt(s, 0));
+    const genB = readGen(page, entryAt(s, 1));
+    if (genA === 0 && genB === 0) {
+      this.state[s] = STATE_EMPTY;
+      this.gen[s] = 0;
+      return -1;
+    }
+    return genB > genA ? 1 : 0;
+  }
+
+  /** Opens sector s's slot k, whose ciphertext is at buf[at...], into out; falls back as learn() does when it fails. */
+  private deliver(s: number, k: number, buf: Buffer, at: number, out: Uint8Array, offset: number): number {
+    const known = this.state[s] !== STATE_UNKNOWN;
+    const page = this.metaPage(s);
+    if (this.open(s, page, entryAt(s, k), buf, at, out, offset)) {
+      if (!known) {
+        this.state[s] = k + 1;
+        this.gen[s] = readGen(page, entryAt(s, k));
+      }
       return HvStatus.SUCCESS;
     }
-    if (state > 0) {
-      let ok: boolean;
-      if (batch !== null) {
-        ok = this.open(s, batch, at + (state - 1) * SLOT_SIZE, out, offset);
-      } else {
-        this.io.pread(this.slot, this.slotOffset(s, state - 1));
-        ok = this.open(s, this.slot, 0, out, offset);
-      }
-      if (ok) return HvStatus.SUCCESS;
+    if (known) {
       // It verified before (or we wrote it): the file changed under us. Learn the sector again
       // from both slots, so an intact older version is used rather than nothing. Relearning
       // treats what it finds as flushed, so make that true first (as on open); if that fsync
@@ -573,36 +669,29 @@ export class BlockImage {
       this.counters.integrityFailures++;
       this.forget(s);
       this.guard(() => this.io.fsync(), 'fsync');
-      batch = null;
     }
-    return this.learn(s, out, offset, batch, at);
+    return this.learn(s, out, offset);
   }
 
-  /** Drops what is known about sector s: its next touch reads both slots again. */
+  /** Drops what is known about sector s: its next touch reads its entries and slots again. */
   private forget(s: number): void {
     this.state[s] = STATE_UNKNOWN;
     this.gen[s] = 0;
     // A sector whose state is relearned holds no unflushed version of ours any more; and a
     // pending scrub of a discarded sector's stale slot must not hit what is now its newest.
     this.dirty[s] = 0;
+    this.metaPages.delete(Math.floor(s / GROUP_SECTORS));
   }
 
   /**
-   * First touch of a sector: reads both slots, picks the newest that authenticates, records it.
-   * With `out`, also delivers its plaintext (zeros for an empty sector).
+   * First touch of a sector: reads its entries and the slots they describe, picks the newest that
+   * authenticates, records it. With `out`, also delivers its plaintext (zeros for an empty sector).
    */
-  private learn(s: number, out: Uint8Array | null = null, offset = 0, batch: Buffer | null = null, at = 0): number {
+  private learn(s: number, out: Uint8Array | null = null, offset = 0): number {
     if (this.state[s] !== STATE_UNKNOWN) return HvStatus.SUCCESS;
-    let pair: Buffer = this.pair;
-    let base = 0;
-    if (batch !== null) {
-      pair = batch;
-      base = at;
-    } else {
-      this.io.pread(pair, this.pairOffset(s));
-    }
-    const genA = readGen(pair, base);
-    const genB = readGen(pair, base + SLOT_SIZE);
+    const page = this.metaPage(s);
+    const genA = readGen(page, entryAt(s, 0));
+    const genB = readGen(page, entryAt(s, 1));
     const first = genB > genA ? 1 : 0;
     let tried = 0;
     for (let n = 0; n < 2; n++) {
@@ -610,7 +699,8 @@ export class BlockImage {
       const g = k === 0 ? genA : genB;
       if (g === 0) continue;
       tried++;
-      if (this.open(s, pair, base + k * SLOT_SIZE, out, offset)) {
+      this.io.pread(this.one, dataOffset(s, k));
+      if (this.open(s, page, entryAt(s, k), this.one, 0, out, offset)) {
         if (tried > 1) this.counters.tornRecovered++;
         this.state[s] = k + 1;
         this.gen[s] = g;
@@ -636,69 +726,74 @@ export class BlockImage {
   }
 
   /**
-   * Before a write: learns the sectors of [sector, sector + count) not known yet with one read of
-   * their pairs instead of one each. A single-sector write that continues a sequential run reads
-   * ahead up to MAX_BATCH sectors and records those that are empty (no slot written: nothing to
-   * verify), so writing a fresh disk front to back costs one read per MAX_BATCH sectors.
+   * Seals `count` sectors from data[offset...] and writes them: for each run of consecutive
+   * sectors of one group whose new versions go to the same slot letter, one pwrite of their
+   * ciphertext and one of their entries. State changes only for runs whose writes returned.
    */
-  private learnAhead(sector: number, count: number): void {
-    if (this.state[sector] !== STATE_UNKNOWN && count === 1) return;
-    let n = count;
-    if (count === 1 && sector === this.lastLearned + 1) {
-      while (n < MAX_BATCH && sector + n < this.sectorCount && this.state[sector + n] === STATE_UNKNOWN) n++;
-    }
-    this.lastLearned = sector + count - 1;
-    if (n === 1) return; // writeSector learns it
-    const batch = this.batch.subarray(0, n * PAIR_SIZE);
-    this.io.pread(batch, this.pairOffset(sector));
-    for (let i = 0; i < n; i++) {
+  private writeRun(sector: number, count: number, data: Uint8Array, offset: number, kind: number): number {
+    for (let i = 0; i < count; i++) {
       const s = sector + i;
-      if (this.state[s] !== STATE_UNKNOWN) continue;
-      if (i < count) this.learn(s, null, 0, batch, i * PAIR_SIZE);
-      else if (readGen(batch, i * PAIR_SIZE) === 0 && readGen(batch, i * PAIR_SIZE + SLOT_SIZE) === 0) this.state[s] = STATE_EMPTY;
+      if (!this.guard(() => this.learn(s), 'read')) return HvStatus.IO_ERROR; // INTEGRITY leaves it unknown: the write replaces it
     }
+    for (let i = 0; i < count; ) {
+      const s = sector + i;
+      const k = this.target(s);
+      let n = 1;
+      while (i + n < count && n < MAX_BATCH && (s + n) % GROUP_SECTORS !== 0 && this.target(s + n) === k) n++;
+      const page = this.metaPage(s);
+      const ct = n === 1 ? this.one : this.runA.subarray(0, n * SECTOR_SIZE);
+      for (let j = 0; j < n; j++) {
+        const at = offset + (i + j) * SECTOR_SIZE;
+        this.seal(s + j, this.gen[s + j]! + 1, data.subarray(at, at + SECTOR_SIZE), page, entryAt(s + j, k), ct, j * SECTOR_SIZE);
+      }
+      // Ciphertext, then entries: whatever part of either a crash keeps, the tag decides.
+      const written = this.guard(() => {
+        this.io.pwrite(ct, dataOffset(s, k));
+        this.io.pwrite(page.subarray(entryAt(s, k), entryAt(s, k) + n * META_SIZE), metaOffset(s, k));
+      }, 'write');
+      if (!written) {
+        // Those slots now hold an unknown mix, and the cached entries are not what is on disk. If
+        // a slot held our unflushed version, that is gone too; the flushed version in the other
+        // slot is intact. Relearned from disk on the next touch.
+        for (let j = 0; j < n; j++) this.forget(s + j);
+        return HvStatus.IO_ERROR;
+      }
+      for (let j = 0; j < n; j++) {
+        const t = s + j;
+        this.state[t] = k + 1;
+        this.gen[t] = this.gen[t]! + 1;
+        if (this.dirty[t] === 0) this.dirtyList.push(t);
+        // A discard followed by a write before the flush still needs the stale-slot scrub.
+        if (this.dirty[t] !== DIRTY_DISCARDED) this.dirty[t] = kind;
+      }
+      i += n;
+    }
+    return HvStatus.SUCCESS;
   }
 
-  /** Seals and writes one version of sector s; false (and the image failed) when the file operation fails. */
-  private writeSector(s: number, plain: Uint8Array, dirtyKind: number): boolean {
-    if (!this.guard(() => this.learn(s), 'read')) return false; // INTEGRITY leaves state unknown; the write below replaces it
+  /** The slot a new version of (known) sector s goes to: the rule that keeps its flushed version intact. */
+  private target(s: number): number {
     const state = this.state[s]!;
-    let target: number;
-    if (state > 0 && this.dirty[s] !== 0) {
-      target = state - 1; // not flushed yet: overwrite our own unflushed version, keep the flushed one
-    } else if (state > 0) {
-      target = 2 - state; // the other slot: the newest flushed version stays intact until the next flush
-    } else {
-      target = 0;
-    }
-    const gen = this.gen[s]! + 1;
+    if (state > 0 && this.dirty[s] !== 0) return state - 1; // not flushed yet: overwrite our own unflushed version, keep the flushed one
+    if (state > 0) return 2 - state; // the other slot: the newest flushed version stays intact until the next flush
+    return 0;
+  }
+
+  /** Seals version `gen` of sector s: its entry into meta[m...], its ciphertext into ct[c...]. */
+  private seal(s: number, gen: number, plain: Uint8Array, meta: Buffer, m: number, ct: Buffer, c: number): void {
     if (this.sealsLeft === 0) this.rotate();
     this.sealsLeft--;
-    const slot = this.sealed;
-    putU32(slot, GEN_AT, gen >>> 0);
-    putU32(slot, GEN_AT + 4, Math.floor(gen / TWO_32));
-    this.nextNonce(slot, NONCE_AT);
-    this.epoch.copy(slot, EPOCH_AT); // the reserved bytes after it are never set in this buffer
+    meta.fill(0, m, m + META_SIZE); // reserved bytes zero, whatever the page held
+    putU32(meta, m + GEN_AT, gen >>> 0);
+    putU32(meta, m + GEN_AT + 4, Math.floor(gen / TWO_32));
+    this.nextNonce(meta, m + NONCE_AT);
+    this.epoch.copy(meta, m + EPOCH_AT);
     this.setAad(s, gen);
-    const c = createCipheriv('aes-256-gcm', this.epochKey!.obj, this.sealedNonce, GCM_OPTIONS);
-    c.setAAD(this.aad);
-    const ct = c.update(plain);
-    c.final();
-    ct.copy(slot, SLOT_META);
-    c.getAuthTag().copy(slot, TAG_AT);
-    // One write for metadata and ciphertext: whatever part of it a crash keeps, the tag decides.
-    if (!this.guard(() => this.io.pwrite(slot, this.slotOffset(s, target)), 'write')) {
-      // The target slot now holds an unknown mix. If it held our unflushed version, that is gone
-      // too; the flushed version in the other slot is intact. Relearned from disk on next touch.
-      this.forget(s);
-      return false;
-    }
-    this.state[s] = target + 1;
-    this.gen[s] = gen;
-    if (this.dirty[s] === 0) this.dirtyList.push(s);
-    // A discard followed by a write before the flush still needs the stale-slot scrub.
-    if (this.dirty[s] !== DIRTY_DISCARDED) this.dirty[s] = dirtyKind;
-    return true;
+    const cipher = createCipheriv('aes-256-gcm', this.epochKey!.obj, meta.subarray(m + NONCE_AT, m + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
+    cipher.setAAD(this.aad);
+    cipher.update(plain).copy(ct, c);
+    cipher.final();
+    cipher.getAuthTag().copy(meta, m + TAG_AT);
   }
 
   /** Puts a fresh random 96-bit nonce at out[at...]. Each pool byte is used once and zeroed after use. */
@@ -721,8 +816,8 @@ function putU32(b: Buffer, at: number, v: number): void {
   b[at + 3] = v >>> 24;
 }
 
-/** A slot's gen, or 0 when it is empty or too large to be exact (such a slot never verifies: gens are counted from 1). */
-function readGen(buf: Buffer, at: number): number {
+/** An entry's gen, or 0 when it is empty or too large to be exact (such an entry never verifies: gens are counted from 1). */
+export function readGen(buf: Buffer, at: number): number {
   const hi = buf.readUInt32LE(at + GEN_AT + 4);
   if (hi >= 0x20_0000) return 0;
   return hi * TWO_32 + buf.readUInt32LE(at + GEN_AT);

@@ -19,16 +19,22 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, InvalidStateError, IntegrityError, StorageError, WasmvisorError } from '../errors.ts';
 import {
+  dataOffset,
   deriveImageKeys,
   encodeHeader,
+  FORMAT1,
+  GROUP_SECTORS,
   HEADER_SIZE,
   ImageError,
   imageFileSize,
+  META_SIZE,
+  metaOffset,
   peekHeader,
+  readGen,
   SECTOR_SIZE,
   verifyHeader,
   type ImageHeader,
@@ -318,6 +324,7 @@ export class Storage {
       return this.create(name, file, sectorCount);
     }
     let dataKey: Buffer | null = null;
+    let macKey: Buffer | null = null;
     try {
       const header = Buffer.alloc(HEADER_SIZE);
       const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
@@ -326,13 +333,8 @@ export class Storage {
       const found = await this.partitionKey(name, file, imageId);
       let checked: ImageHeader;
       try {
-        const keys = deriveImageKeys(found.key, imageId, name);
-        dataKey = keys.dataKey;
-        try {
-          checked = verifyHeader(header, keys.macKey, name);
-        } finally {
-          keys.macKey.fill(0);
-        }
+        ({ dataKey, macKey } = deriveImageKeys(found.key, imageId, name));
+        checked = verifyHeader(header, macKey, name);
       } finally {
         found.key.fill(0);
       }
@@ -342,9 +344,11 @@ export class Storage {
         );
       }
       const size = (await handle.stat()).size;
-      if (size < imageFileSize(sectorCount)) {
-        throw new IntegrityError(`the block image of ${name} at ${file} is truncated (${size} bytes, expected ${imageFileSize(sectorCount)})`);
+      const expected = checked.format === 1 ? HEADER_SIZE + sectorCount * FORMAT1.PAIR_SIZE : imageFileSize(sectorCount);
+      if (size < expected) {
+        throw new IntegrityError(`the block image of ${name} at ${file} is truncated (${size} bytes, expected ${expected})`);
       }
+      if (checked.format === 1) handle = await convertFormat1(handle, file, sectorCount, imageId, macKey, name);
       // The image exists and authenticates: a key still marked pending (a create that crashed
       // after the image appeared) is confirmed; a format-1 name key is filed under this image.
       if (this.keystore && found.source === 'pending') await this.keystore.commit(imageId);
@@ -358,6 +362,8 @@ export class Storage {
         throw new Err(`the block image of ${name} at ${file} was refused: ${error.message}`);
       }
       throw error;
+    } finally {
+      macKey?.fill(0);
     }
   }
 
@@ -495,7 +501,8 @@ async function describeImage(file: string): Promise<DiskInfo | null> {
       info.sizeBytes = h.sectorCount * SECTOR_SIZE;
       info.imageId = Buffer.from(h.imageId).toString('hex');
       info.format = h.format;
-      if (s.size < imageFileSize(h.sectorCount)) info.problem = `truncated (${s.size} bytes, expected ${imageFileSize(h.sectorCount)})`;
+      const expected = h.format === 1 ? HEADER_SIZE + h.sectorCount * FORMAT1.PAIR_SIZE : imageFileSize(h.sectorCount);
+      if (s.size < expected) info.problem = `truncated (${s.size} bytes, expected ${expected})`;
     } catch (error) {
       info.problem = (error as Error).message;
     }
@@ -507,6 +514,56 @@ async function describeImage(file: string): Promise<DiskInfo | null> {
 
 function emptyInfo(file: string, name: string | null): DiskInfo {
   return { name, path: file, sizeBytes: null, allocatedBytes: 0, created: null, modified: null, imageId: null, format: null, key: 'missing', inUse: null, problem: null };
+}
+
+/**
+ * Rewrites a format-1 image (pairs of [entry 48 | ciphertext 4096] slots per sector) in format 2
+ * (image.ts), and returns a handle on the new file; the old handle is closed. Versions move
+ * unchanged: their keys, nonces, tags and AAD do not depend on where they lie. Built under a
+ * temporary name and renamed over the old file, so a crash leaves one whole image or the other.
+ */
+async function convertFormat1(old: FileHandle, file: string, sectorCount: number, imageId: Uint8Array, macKey: Uint8Array, name: string): Promise<FileHandle> {
+  const temp = `${file}.${Buffer.from(imageId).toString('hex')}.new`;
+  await unlink(temp).catch(() => undefined); // left by a conversion that died
+  const out = await open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+  try {
+    await out.write(encodeHeader(sectorCount, imageId, macKey, name), 0, HEADER_SIZE, 0);
+    await out.truncate(imageFileSize(sectorCount));
+    const pairs = Buffer.alloc(GROUP_SECTORS * FORMAT1.PAIR_SIZE);
+    const page = Buffer.alloc(SECTOR_SIZE);
+    for (let first = 0; first < sectorCount; first += GROUP_SECTORS) {
+      const n = Math.min(GROUP_SECTORS, sectorCount - first);
+      const want = n * FORMAT1.PAIR_SIZE;
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await old.read(pairs, got, want - got, HEADER_SIZE + first * FORMAT1.PAIR_SIZE + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      pairs.fill(0, got, want);
+      page.fill(0);
+      let any = false;
+      for (let i = 0; i < n; i++) {
+        for (const k of [0, 1]) {
+          const at = i * FORMAT1.PAIR_SIZE + k * FORMAT1.SLOT_SIZE;
+          if (readGen(pairs, at) === 0) continue;
+          pairs.copy(page, (k * GROUP_SECTORS + i) * META_SIZE, at, at + FORMAT1.SLOT_META);
+          await out.write(pairs, at + FORMAT1.SLOT_META, SECTOR_SIZE, dataOffset(first + i, k));
+          any = true;
+        }
+      }
+      if (any) await out.write(page, 0, SECTOR_SIZE, metaOffset(first, 0));
+    }
+    await out.sync();
+    await rename(temp, file);
+    await syncDir(path.dirname(file));
+  } catch (error) {
+    await out.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await old.close().catch(() => undefined);
+  return out;
 }
 
 /** The image id in a file's header, or null when there is no readable header. */

@@ -10,23 +10,24 @@ import { describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
 import {
   BlockImage,
+  dataOffset,
   deriveEpochKey,
   EPOCH_AT,
   fdIo,
   GEN_AT,
-  HEADER_SIZE,
   imageFileSize,
+  META_SIZE,
+  metaOffset,
   NONCE_AT,
-  PAIR_SIZE,
   SECTOR_SIZE,
-  SLOT_META,
-  SLOT_SIZE,
   TAG_AT,
 } from '../../host/storage/image.ts';
 import { pattern, prng, SimDisk } from './sim-disk.ts';
 
 const SECTORS = 8;
-const slotAt = (s: number, k: number) => HEADER_SIZE + s * PAIR_SIZE + k * SLOT_SIZE;
+/** A slot as these tests handle it: its metadata entry, then its ciphertext. */
+const SLOT_META = META_SIZE;
+const SLOT_SIZE = META_SIZE + SECTOR_SIZE;
 
 function setup(opts: { sealsPerKey?: number } = {}) {
   const disk = new SimDisk(imageFileSize(SECTORS), prng(1));
@@ -35,11 +36,13 @@ function setup(opts: { sealsPerKey?: number } = {}) {
     new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: SECTORS, ...keys, ...over, ...opts });
   const slot = (s: number, k: number) => {
     const b = Buffer.alloc(SLOT_SIZE);
-    disk.readSync(-1, b, 0, SLOT_SIZE, slotAt(s, k));
+    disk.readSync(-1, b, 0, META_SIZE, metaOffset(s, k));
+    disk.readSync(-1, b, META_SIZE, SECTOR_SIZE, dataOffset(s, k));
     return b;
   };
   const put = (s: number, k: number, bytes: Buffer) => {
-    disk.writeSync(-1, bytes, 0, bytes.length, slotAt(s, k));
+    disk.writeSync(-1, bytes, 0, META_SIZE, metaOffset(s, k));
+    disk.writeSync(-1, bytes, META_SIZE, SECTOR_SIZE, dataOffset(s, k));
     disk.fsyncSync();
   };
   return { disk, keys, open, slot, put };
@@ -152,14 +155,13 @@ describe('additional data: every field is bound', () => {
 
   it('a slot with non-zero reserved bytes is refused, and reading one never leaks them into the next write', () => {
     const { open, slot, put } = setup();
-    const img = open();
-    img.write(1, 1, pattern(1, 1)); // slot A, known to the engine
-    img.flush();
+    flushed(open(), 1, 1); // slot A
     const b = slot(1, 0);
     b[47] = 0x5a; // reserved: not covered by the tag, so refused by rule
     put(1, 0, b);
+    const img = open();
     expect(readOne(img, 1).data.every((x) => x === 0)).toBe(true); // its only version is refused
-    expect(img.write(1, 1, pattern(2, 1))).toBe(0);
+    expect(img.write(1, 1, pattern(2, 1))).toBe(0); // into slot A again: its entry must come out clean
     expect(img.flush()).toBe(0);
     expect(slot(1, 0)[47] === 0 || slot(1, 1)[47] === 0).toBe(true);
     expect(readOne(open(), 1).data.equals(pattern(2, 1))).toBe(true);
@@ -227,7 +229,7 @@ describe('key epochs: no key seals more than sealsPerKey sectors', () => {
     expect(c.getAuthTag().equals(b.subarray(TAG_AT, TAG_AT + 16))).toBe(true);
   });
 
-  it('reads format-1 versions (epoch 0: sealed with the data key itself)', () => {
+  it('reads versions of epoch 0 (format 1’s, sealed with the data key itself)', () => {
     const { open, put, keys } = setup();
     // A version as the format-1 engine wrote it: epoch bytes zero, the data key, AAD id|sector|gen.
     const slotBytes = Buffer.alloc(SLOT_SIZE);
