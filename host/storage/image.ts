@@ -196,7 +196,8 @@ export function peekHeader(h: Uint8Array): ImageHeader {
   if ((format !== 1 && format !== FORMAT_VERSION) || b.readUInt32LE(12) !== SECTOR_SIZE || b.readUInt32LE(24) !== layout[0] || b.readUInt32LE(28) !== layout[1]) {
     throw new ImageError(
       'unsupported',
-      `the image has format ${format}, sector size ${b.readUInt32LE(12)}; this runtime reads formats 1 and ${FORMAT_VERSION}, sector size ${SECTOR_SIZE}`,
+      `the image has format ${format}, sector size ${b.readUInt32LE(12)}, layout ${b.readUInt32LE(24)}/${b.readUInt32LE(28)}; ` +
+        `this runtime reads format 1 (layout ${FORMAT1.SLOT_SIZE}/0) and format ${FORMAT_VERSION} (layout ${META_SIZE}/${GROUP_SECTORS}), sector size ${SECTOR_SIZE}`,
     );
   }
   const high = b.readUInt32LE(20);
