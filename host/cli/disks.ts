@@ -3,7 +3,30 @@
  * headers and file metadata only (hv.listStorage()); no key is used, so it needs neither the
  * master key nor the keystore's secrets, and it works while partitions of another process run.
  */
+import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
+import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+export const disksCommand = {
+  name: 'disks',
+  summary: 'list the persistent disks of a data directory (uses no key)',
+  usage: ['wasmvisor disks [options]'],
+  options: {
+    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    json: flag('print { dataDir, disks: [...] } (the fields of hv.listStorage()) instead of the table'),
+  },
+  positionals: { names: [], min: 0 },
+} satisfies CommandSpec<OptionTable>;
+
+export async function disks(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(disksCommand, argv);
+  if (parsed === null) return 0;
+  const { values } = parsed;
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const list = await hv.listStorage();
+  process.stdout.write(values.json ? JSON.stringify({ dataDir: hv.dataDir, disks: list }, null, 2) + '\n' : formatDisks(hv.dataDir, list));
+  return 0;
+}
 
 /** Control characters (and backslash) in a file or partition name, shown as escapes on a terminal. */
 function printable(text: string): string {

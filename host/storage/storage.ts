@@ -193,12 +193,16 @@ export class Storage {
     return this.queued(file, () => this.attachQueued(name, file, sizeMiB));
   }
 
-  /** Closes an attachment, drops its key and releases its lock. Idempotent. */
+  /**
+   * Flushes (fsync), closes an attachment, drops its key and releases its lock. Idempotent. The
+   * flush makes writes the guest did not flush itself durable when the host shuts down in good order.
+   */
   async detach(attachment: BlockAttachment): Promise<void> {
     attachment.dataKey.fill(0);
     const held = this.attached.get(attachment.path);
     if (held?.attachment !== attachment) return;
     this.attached.delete(attachment.path);
+    await attachment.handle.sync().catch(() => undefined);
     await attachment.handle.close().catch(() => undefined);
     await held.lock.release();
   }

@@ -191,6 +191,7 @@ describe('block device in partitions', () => {
       await runToExit(p);
       await h1.close();
       expect(out.stdout).toEqual(['counter: 1']);
+      expect(existsSync(path.join(dir2, 'keystore'))).toBe(false);
       expect(existsSync(path.join(dir2, 'keystore.json'))).toBe(false);
       const h2 = new Hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(32, 8) });
       await expect(h2.createPartition({ name: 'mk', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
