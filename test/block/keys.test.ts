@@ -5,13 +5,13 @@
  * are locked while attached; nothing is followed through a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, symlinkSync, writeFileSync, fstatSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, symlinkSync, writeFileSync, fstatSync, renameSync, utimesSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlockImage, HEADER_SIZE, SECTOR_SIZE } from '../../host/storage/image.ts';
 import { Keystore } from '../../host/storage/keystore.ts';
-import { bootId, FileLock } from '../../host/storage/lock.ts';
+import { bootId, FileLock, lockHolder, processStart } from '../../host/storage/lock.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
 
 let dir: string;
@@ -237,6 +237,49 @@ describe('image locks', () => {
     // A lock from an earlier boot of this host is stale even if the pid is alive now.
     writeFileSync(file, fake({ pid: process.pid, boot: 'an-earlier-boot' }));
     await (await FileLock.acquire(file, 'me')).release();
+  });
+
+  it('a live holder is respected (waiting for it when asked); a pid reused by another process is not', async () => {
+    const file = path.join(dir, 'y.lock');
+    const mine = processStart(process.pid);
+    const fake = (over: object) => JSON.stringify({ pid: process.pid, host: os.hostname(), boot: bootId(), start: mine, since: 'then', purpose: 'held', token: 't', ...over });
+    writeFileSync(file, fake({}));
+    expect(await lockHolder(file)).toMatchObject({ pid: process.pid, purpose: 'held' });
+    await expect(FileLock.acquire(file, 'me')).rejects.toThrow(/held/);
+    // Waiting: the holder releases (the file goes) after 100 ms, and the waiter gets it.
+    setTimeout(() => rmSync(file), 100);
+    const got = await FileLock.acquire(file, 'me', 5000);
+    expect(got.holder.purpose).toBe('me');
+    await got.release();
+    expect(existsSync(file)).toBe(false);
+    if (mine !== '') {
+      // Same pid, other start time: the pid now belongs to another process; the lock is stale.
+      writeFileSync(file, fake({ start: String(Number(mine) + 1) }));
+      expect(await lockHolder(file)).toBeNull();
+      await (await FileLock.acquire(file, 'me')).release();
+    }
+  });
+
+  it('release removes only its own lock; an unreadable lock file is stale only once it is old', async () => {
+    const file = path.join(dir, 'z.lock');
+    const lock = await FileLock.acquire(file, 'first');
+    rmSync(file);
+    const second = await FileLock.acquire(file, 'second');
+    await lock.release(); // the file is the second's now: left alone
+    expect(await lockHolder(file)).toMatchObject({ purpose: 'second' });
+    await second.release();
+    await second.release(); // idempotent
+    writeFileSync(file, 'not a lock record');
+    await expect(FileLock.acquire(file, 'me')).rejects.toThrow(/no readable lock record/);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(file, old, old);
+    await (await FileLock.acquire(file, 'me')).release();
+    // A breaker that died left its .break lock: removed once it is old, then the stale lock is broken.
+    writeFileSync(file, JSON.stringify({ pid: 999_999, host: os.hostname(), boot: bootId(), start: '', since: 'then', purpose: 'dead', token: 'd' }));
+    writeFileSync(`${file}.break`, 'a breaker that died');
+    utimesSync(`${file}.break`, old, old);
+    await (await FileLock.acquire(file, 'me', 1000)).release();
+    expect(existsSync(`${file}.break`)).toBe(false);
   });
 });
 
