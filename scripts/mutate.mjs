@@ -40,6 +40,8 @@ const env = {
   WV_MUTATE_FOLDER: folder,
   WV_MUTATE_TESTS: TESTS[folder].join(','),
   WV_MUTATE_CONCURRENCY: values.concurrency,
+  // Instrumented code is several times slower: the tests' own hang guards stretch (test/helpers.ts).
+  WV_TIMEOUT_SCALE: '10',
   ...(values.files ? { WV_MUTATE_FILES: values.files } : {}),
 };
 const step = (cmd, args) => {

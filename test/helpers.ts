@@ -24,3 +24,12 @@ export async function runToExit(p: Partition): Promise<PartitionExit> {
   await p.start();
   return p.exited;
 }
+
+/**
+ * A test's own time budget, in ms, stretched when the code under test is instrumented (mutation
+ * runs set WV_TIMEOUT_SCALE): the budget guards against hangs, not against slowness.
+ */
+export function budget(ms: number): number {
+  const scale = Number(process.env.WV_TIMEOUT_SCALE);
+  return Number.isFinite(scale) && scale > 1 ? ms * scale : ms;
+}

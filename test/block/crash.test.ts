@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlockImage, SECTOR_SIZE } from '../../host/storage/image.ts';
 import { Storage } from '../../host/storage/storage.ts';
-import { guest } from '../helpers.ts';
+import { budget, guest } from '../helpers.ts';
 
 const SECTORS = 48;
 const BOOTS = 8;
@@ -130,5 +130,5 @@ describe('crash consistency (SIGKILL of the host process)', () => {
     // The test means something only if the guest got to flush, many times, before being killed.
     expect(totalFlushed).toBeGreaterThan(BOOTS);
     console.log(`crash test: ${BOOTS} boots, ${totalFlushed} flushes observed, ${newerThanFlushed} sectors newer than their last seen flush`);
-  }, 30_000);
+  }, budget(30_000));
 });

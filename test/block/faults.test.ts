@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
 import { BlockImage, dataOffset, fdIo, imageFileSize, SECTOR_SIZE, type FileOps } from '../../host/storage/image.ts';
 import { pattern, prng, SectorModel, SimDisk, Space, type Fault, type FaultKind } from './sim-disk.ts';
+import { budget } from '../helpers.ts';
 
 const SECTORS = 6;
 
@@ -273,5 +274,5 @@ describe('a failure at every step', () => {
     }
     console.log(`fault sweep: ${runs} runs`);
     expect(runs).toBeGreaterThan(300);
-  }, 120_000);
+  }, budget(120_000));
 });

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/index.ts';
-import { guest } from '../helpers.ts';
+import { budget, guest } from '../helpers.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wv-race-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,5 +74,5 @@ describe('two processes on one data directory', () => {
     }
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('.lock'))).toEqual([]);
     expect(readdirSync(path.join(dir, 'images')).filter((f) => !f.endsWith('.img'))).toEqual([]);
-  }, 60_000);
+  }, budget(60_000));
 });
