@@ -42,6 +42,8 @@ const env = {
   WV_MUTATE_CONCURRENCY: values.concurrency,
   // Instrumented code is several times slower: the tests' own hang guards stretch (test/helpers.ts).
   WV_TIMEOUT_SCALE: '10',
+  // The long randomized workloads run a smaller sample (test/helpers.ts).
+  WV_MUTATING: '1',
   ...(values.files ? { WV_MUTATE_FILES: values.files } : {}),
 };
 const step = (cmd, args) => {
