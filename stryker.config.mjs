@@ -3,6 +3,10 @@
 // mutate and the tests that may kill them come from the environment the script sets.
 const folder = process.env.WV_MUTATE_FOLDER ?? 'storage';
 const files = process.env.WV_MUTATE_FILES ? process.env.WV_MUTATE_FILES.split(',') : [`host/${folder}/**/*.ts`];
+/** Reports (and the incremental state) of a run over some files of a folder go beside the folder's. */
+const out = process.env.WV_MUTATE_FILES
+  ? `reports/mutation/${folder}/${files.map((f) => f.replace(/^.*\//, '').replace(/\.ts$/, '')).join('+')}`
+  : `reports/mutation/${folder}`;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -16,8 +20,11 @@ export default {
   timeoutMS: 60_000,
   timeoutFactor: 2,
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  htmlReporter: { fileName: `reports/mutation/${folder}/index.html` },
-  jsonReporter: { fileName: `reports/mutation/${folder}/mutation.json` },
+  htmlReporter: { fileName: `${out}/index.html` },
+  jsonReporter: { fileName: `${out}/mutation.json` },
+  // A second run tests again only the mutants whose code or covering tests changed.
+  incremental: true,
+  incrementalFile: `${out}/incremental.json`,
   tempDirName: '.stryker-tmp',
   cleanTempDir: true,
   // The suite needs the built host (dist/) and guests (build/): the sandbox is a copy of the tree.

@@ -6,7 +6,9 @@
 // <folder> is one of abi, loader, storage, wasi, net, limits. The mutants are made in
 // host/<folder>/ (or only in --files), and only that folder's tests run against them (TESTS
 // below), so a run stays small. It builds the host and guests first (the tests need dist/ and
-// build/), runs at low priority, and writes reports/mutation/<folder>/index.html and mutation.json.
+// build/), runs at low priority, and writes reports/mutation/<folder>/index.html and mutation.json
+// (with --files: reports/mutation/<folder>/<file+file>/). Runs are incremental: a second run tests
+// again only the mutants whose code or tests changed (delete incremental.json for a full run).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';

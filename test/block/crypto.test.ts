@@ -5,7 +5,7 @@
  * epochs (no key seals more than `sealsPerKey` sectors, older epochs stay readable); generations
  * numbered from verified slots only.
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
 import {
@@ -93,6 +93,33 @@ describe('nonces', () => {
   });
 });
 
+describe('nonces within one engine', () => {
+  it('stay fresh past the pool of 256 drawn at once: 600 writes, 600 nonces', () => {
+    const { open, disk } = setup();
+    const img = open();
+    const seen = new Set<string>();
+    const entry = Buffer.alloc(META_SIZE);
+    for (let i = 0; i < 600; i++) {
+      expect(img.write(i % SECTORS, 1, pattern(1, 0))).toBe(0);
+      if (i % 2 === 1) img.flush();
+      // The version just written: the entry whose gen is the highest for that sector.
+      const s = i % SECTORS;
+      let best = -1;
+      let nonce = '';
+      for (const k of [0, 1]) {
+        disk.readSync(-1, entry, 0, META_SIZE, metaOffset(s, k));
+        const gen = entry.readUInt32LE(GEN_AT);
+        if (gen > best) {
+          best = gen;
+          nonce = entry.subarray(NONCE_AT, NONCE_AT + 12).toString('hex');
+        }
+      }
+      expect(seen.has(nonce), `write ${i}`).toBe(false);
+      seen.add(nonce);
+    }
+  });
+});
+
 describe('additional data: every field is bound', () => {
   it('a slot moved to another sector does not open there', () => {
     const { open, slot, put } = setup();
@@ -156,6 +183,15 @@ describe('additional data: every field is bound', () => {
   it('a slot with non-zero reserved bytes is refused, and reading one never leaks them into the next write', () => {
     const { open, slot, put } = setup();
     flushed(open(), 1, 1); // slot A
+    for (const at of [44, 51, 63]) {
+      // Each reserved byte, in a fresh image: refused by rule (they are not covered by the tag).
+      const other = setup();
+      flushed(other.open(), 0, 1);
+      const e = other.slot(0, 0);
+      e[at] = 1;
+      other.put(0, 0, e);
+      expect(readOne(other.open(), 0).data.every((x) => x === 0), `reserved byte ${at}`).toBe(true);
+    }
     const b = slot(1, 0);
     b[47] = 0x5a; // reserved: not covered by the tag, so refused by rule
     put(1, 0, b);
@@ -215,6 +251,9 @@ describe('key epochs: no key seals more than sealsPerKey sectors', () => {
     const b = slot(2, 0);
     const epoch = b.subarray(EPOCH_AT, EPOCH_AT + 8);
     const key = deriveEpochKey(keys.dataKey, keys.imageId, epoch);
+    // Known answer, computed here from the documented inputs (docs/STORAGE.md, "Format").
+    const info = Buffer.concat([Buffer.from('wasmvisor block epoch ', 'latin1'), epoch]);
+    expect(key.equals(Buffer.from(hkdfSync('sha256', keys.dataKey, keys.imageId, info, 32)))).toBe(true);
     expect(key.equals(keys.dataKey)).toBe(false);
     expect(key.equals(deriveEpochKey(keys.dataKey, randomBytes(16), epoch))).toBe(false);
     // Re-seal the same plaintext with that key and this slot's nonce: the ciphertext matches.
@@ -274,6 +313,8 @@ describe('generations come from verified slots only', () => {
       put(4, 1, planted); // slot B: a huge gen, not authentic
       const again = open();
       expect(readOne(again, 4).data.equals(pattern(1, 4))).toBe(true);
+      // A gen that large is not even tried (it could never verify): nothing was "torn".
+      expect(again.counters.tornRecovered).toBe(gen === 2n ** 53n - 1n ? 1 : 0);
       // The next version is numbered 2 (verified gen 1 + 1), lands in B and reads back.
       expect(again.write(4, 1, pattern(2, 4))).toBe(0);
       expect(again.flush()).toBe(0);
@@ -300,6 +341,30 @@ describe('generations come from verified slots only', () => {
     }
     expect(Math.max(slot(6, 0).readUInt32LE(GEN_AT), slot(6, 1).readUInt32LE(GEN_AT))).toBe(4);
     expect(slot(6, 0).readUInt32LE(GEN_AT + 4) + slot(6, 1).readUInt32LE(GEN_AT + 4)).toBe(0);
+  });
+
+  it('gens above 2^32 are carried exactly (both words in the entry and in the AAD)', () => {
+    const { open, put, slot, keys } = setup();
+    const gen = 2 ** 32 + 5;
+    const entry = Buffer.alloc(META_SIZE + SECTOR_SIZE);
+    entry.writeBigUInt64LE(BigInt(gen), GEN_AT);
+    const nonce = randomBytes(12);
+    nonce.copy(entry, NONCE_AT);
+    const aad = Buffer.alloc(32);
+    keys.imageId.copy(aad, 0);
+    aad.writeBigUInt64LE(7n, 16);
+    aad.writeBigUInt64LE(BigInt(gen), 24);
+    const c = createCipheriv('aes-256-gcm', keys.dataKey, nonce); // epoch 0
+    c.setAAD(aad);
+    Buffer.concat([c.update(pattern(50, 7)), c.final()]).copy(entry, META_SIZE);
+    c.getAuthTag().copy(entry, TAG_AT);
+    put(7, 0, entry);
+    const img = open();
+    expect(readOne(img, 7).data.equals(pattern(50, 7))).toBe(true);
+    expect(img.write(7, 1, pattern(51, 7))).toBe(0);
+    expect(slot(7, 1).readBigUInt64LE(GEN_AT)).toBe(BigInt(gen + 1));
+    img.flush();
+    expect(readOne(open(), 7).data.equals(pattern(51, 7))).toBe(true);
   });
 
   it('two damaged versions: INTEGRITY until a write replaces them, numbered from 1', () => {
