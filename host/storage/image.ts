@@ -79,6 +79,8 @@ export const NONCE_AT = 8;
 export const TAG_AT = 20;
 export const EPOCH_AT = 36;
 const RESERVED_AT = 44;
+/** What the reserved bytes of an entry must hold. */
+const RESERVED_ZEROS = Buffer.alloc(20);
 
 /** Format 1's layout, for converting such images: pairs of slots [meta 48 | ciphertext 4096] per sector. */
 export const FORMAT1 = { SLOT_META: 48, SLOT_SIZE: 4144, PAIR_SIZE: 8288 } as const;
@@ -342,8 +344,10 @@ export class BlockImage {
   /** Ciphertext of a run of A slots and of B slots (a multi-sector request; a write uses runA). */
   private readonly runA = Buffer.alloc(MAX_BATCH * SECTOR_SIZE);
   private readonly runB = Buffer.alloc(MAX_BATCH * SECTOR_SIZE);
-  /** The slot each sector of a readGroup() is read from. */
+  /** The slot each sector of a readGroup() is read from, and the first and last sector read from A and from B. */
   private readonly slots = new Int8Array(GROUP_SECTORS);
+  private readonly first = new Int32Array(2);
+  private readonly last = new Int32Array(2);
   private readonly aad = Buffer.alloc(32);
   private readonly zeros = Buffer.alloc(SECTOR_SIZE);
   private readonly zeroEntry = Buffer.alloc(META_SIZE);
@@ -427,9 +431,9 @@ export class BlockImage {
 
   /** Reads n (at most MAX_BATCH) sectors from s, all in one group, into out[offset...]. */
   private readGroup(s: number, n: number, out: Uint8Array, offset: number): number {
-    const slots = this.slots;
-    const first = [n, n];
-    const last = [-1, -1];
+    const { slots, first, last } = this;
+    first[0] = first[1] = n;
+    last[0] = last[1] = -1;
     for (let j = 0; j < n; j++) {
       const k = this.candidate(s + j);
       slots[j] = k;
@@ -437,10 +441,9 @@ export class BlockImage {
       if (first[k]! > j) first[k] = j;
       last[k] = j;
     }
-    const bufs = [this.runA, this.runB];
-    for (const k of [0, 1]) {
+    for (let k = 0; k < 2; k++) {
       if (last[k]! < 0) continue;
-      const buf = bufs[k]!.subarray(0, (last[k]! - first[k]! + 1) * SECTOR_SIZE);
+      const buf = (k === 0 ? this.runA : this.runB).subarray(0, (last[k]! - first[k]! + 1) * SECTOR_SIZE);
       this.io.pread(buf, dataOffset(s + first[k]!, k));
     }
     for (let j = 0; j < n; j++) {
@@ -450,7 +453,7 @@ export class BlockImage {
         out.fill(0, at, at + SECTOR_SIZE);
         continue;
       }
-      const status = this.deliver(s + j, k, bufs[k]!, (j - first[k]!) * SECTOR_SIZE, out, at);
+      const status = this.deliver(s + j, k, k === 0 ? this.runA : this.runB, (j - first[k]!) * SECTOR_SIZE, out, at);
       if (status !== HvStatus.SUCCESS) return status;
     }
     return HvStatus.SUCCESS;
@@ -613,8 +616,7 @@ export class BlockImage {
    */
   private open(s: number, meta: Buffer, m: number, data: Buffer, d: number, out: Uint8Array | null, offset: number): boolean {
     const gen = readGen(meta, m);
-    if (gen === 0) return false;
-    for (let r = m + RESERVED_AT; r < m + META_SIZE; r += 4) if (meta.readUInt32LE(r) !== 0) return false;
+    if (gen === 0 || meta.compare(RESERVED_ZEROS, 0, RESERVED_ZEROS.length, m + RESERVED_AT, m + META_SIZE) !== 0) return false;
     this.setAad(s, gen);
     try {
       const dec = createDecipheriv('aes-256-gcm', this.keyFor(meta, m), meta.subarray(m + NONCE_AT, m + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
