@@ -160,12 +160,27 @@ export class SimDisk implements FileOps {
   }
 }
 
+const PATTERN_MUL = 2654435761;
+/** PATTERN_MUL^-1 mod 2^32 (Newton's iteration; PATTERN_MUL is odd), to read a version's id back from its first word. */
+const PATTERN_INV = (() => {
+  let x = PATTERN_MUL;
+  for (let i = 0; i < 5; i++) x = Math.imul(x, 2 - Math.imul(PATTERN_MUL, x));
+  return x >>> 0;
+})();
+
 /** The pattern of version `id` of sector s (id 0: zeros, the state of a new or discarded sector). */
 export function pattern(id: number, s: number, size = 4096): Buffer {
   const b = Buffer.alloc(size);
   if (id === 0) return b;
-  for (let i = 0; i < size / 4; i++) b.writeUInt32LE((Math.imul(id, 2654435761) + s * 7919 + i) >>> 0, i * 4);
+  for (let i = 0; i < size / 4; i++) b.writeUInt32LE((Math.imul(id, PATTERN_MUL) + s * 7919 + i) >>> 0, i * 4);
   return b;
+}
+
+/** The version whose pattern (for sector s) data is, or -1 when it is no whole version of s. */
+export function versionOf(data: Buffer, s: number): number {
+  if (data.every((x) => x === 0)) return 0;
+  const id = Math.imul((data.readUInt32LE(0) - s * 7919) >>> 0, PATTERN_INV) >>> 0;
+  return data.equals(pattern(id, s, data.length)) ? id : -1;
 }
 
 /**
@@ -195,13 +210,14 @@ export class SectorModel {
    */
   check(s: number, data: Buffer, settled = false): string | null {
     const h = this.history[s]!;
-    for (let k = h.length - 1; k >= this.floor[s]!; k--) {
-      if (data.equals(pattern(h[k]!, s, data.length))) {
-        if (settled) this.history[s] = h.slice(0, k + 1);
-        return null;
-      }
+    // Versions are unique ids (0, zeros, may repeat): which one data is takes one pattern, not one per version.
+    const id = versionOf(data, s);
+    const k = id < 0 ? -1 : h.lastIndexOf(id);
+    if (k >= this.floor[s]!) {
+      if (settled) this.history[s] = h.slice(0, k + 1);
+      return null;
     }
-    const older = h.findIndex((id) => data.equals(pattern(id, s, data.length)));
+    const older = id < 0 ? -1 : h.indexOf(id);
     return `sector ${s} ${older >= 0 ? `went back to version #${older}, before its durable #${this.floor[s]}` : 'is not any whole version'}`;
   }
 }
