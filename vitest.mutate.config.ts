@@ -1,7 +1,14 @@
-// The vitest configuration of a mutation run (stryker.config.mjs): the suite's, with only the
-// unit tests of the folder being mutated (WASMVISOR_MUTATE_TESTS, a glob). Not mergeConfig: it
-// would append to the suite's include list instead of replacing it.
+// The vitest configuration StrykerJS runs (stryker.config.mjs): only the tests of the folder being
+// mutated (scripts/mutate.mjs sets WV_MUTATE_TESTS), with room for a slowed-down, instrumented run.
 import { defineConfig } from 'vitest/config';
-import base from './vitest.config.ts';
 
-export default defineConfig({ ...base, test: { ...base.test, include: [process.env.WASMVISOR_MUTATE_TESTS ?? 'test/**/*.test.ts'] } });
+export default defineConfig({
+  test: {
+    include: (process.env.WV_MUTATE_TESTS ?? 'test/**/*.test.ts').split(','),
+    // Speed guards compare against a baseline: instrumented code is slower by design, and a guard
+    // kills no mutant that a behavioural test would not.
+    exclude: ['**/node_modules/**', '**/bench-guard.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});

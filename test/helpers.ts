@@ -25,14 +25,18 @@ export async function runToExit(p: Partition): Promise<PartitionExit> {
   return p.exited;
 }
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/**
+ * A test's own time budget, in ms, stretched when the code under test is instrumented (mutation
+ * runs set WV_TIMEOUT_SCALE): the budget guards against hangs, not against slowness.
+ */
+export function budget(ms: number): number {
+  const scale = Number(process.env.WV_TIMEOUT_SCALE);
+  return Number.isFinite(scale) && scale > 1 ? ms * scale : ms;
 }
+
+/**
+ * True in mutation runs (scripts/mutate.mjs): the long randomized workloads (power loss, the fault
+ * sweep, SIGKILL boots) run a smaller sample there, since every surviving mutant runs them all;
+ * the score they give is then a lower bound of what the full suite kills.
+ */
+export const mutating = process.env.WV_MUTATING === '1';

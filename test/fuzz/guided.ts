@@ -6,7 +6,7 @@
  * millisecond, so this mode trades iterations for direction; the CI run stays plain fast-check.
  */
 import { Session } from 'node:inspector';
-import { prng } from '../helpers.ts';
+import { prng } from '../block/sim-disk.ts';
 import { checkParse, mutate, type Mutation, type Parser } from './targets/bytes.ts';
 
 interface Range {
