@@ -49,8 +49,12 @@ function docComments(file: string, name: string): Map<string, string> {
 }
 
 /** The HvStatus names a source file uses. */
+/** Where a device's statuses come from besides its own file: the engine it hands requests to. */
+const DEVICE_ENGINES: Readonly<Record<string, readonly string[]>> = { 'host/devices/block.ts': ['host/storage/image.ts'] };
+
 function statusesIn(file: string): string[] {
-  return [...new Set([...read(file).matchAll(/HvStatus\.([A-Z_]+)/g)].map((m) => m[1]!))].filter((s) => s !== 'SUCCESS').sort();
+  const text = [file, ...(DEVICE_ENGINES[file] ?? [])].map(read).join('\n');
+  return [...new Set([...text.matchAll(/HvStatus\.([A-Z_]+)/g)].map((m) => m[1]!))].filter((s) => s !== 'SUCCESS').sort();
 }
 
 /**
@@ -129,6 +133,8 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'run --segment': 'chooses which network segment the partition joins (with --devices net)',
   'run --wasi': 'admits WASI preview1 imports',
   'run --json': null,
+  'disks --data-dir': 'chooses where disks and the keystore are read and written',
+  'disks --json': null,
   'run --wasi-quota': 'raises (or lowers) what a WASI guest may hold: bytes, inodes, open fds, path length',
   'run --output-rate': null,
   'call --input-file': null,
