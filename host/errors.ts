@@ -37,6 +37,8 @@ export const ErrorCodes = [
   'ERR_INTERNAL',
   /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
   'ERR_STORAGE',
+  /** The security policy does not grant what a partition spec asks for (a device, memory, fuel, a segment, a preopen). */
+  'ERR_POLICY_DENIED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -142,6 +144,13 @@ export class StorageError extends WasmvisorError {
   }
 }
 
+/** The policy in force does not grant what the spec asks for; the message names the rule and the grant. */
+export class PolicyDeniedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_POLICY_DENIED', message);
+  }
+}
+
 const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> = {
   ERR_MODULE_INVALID: ModuleInvalidError,
   ERR_IMPORT_DENIED: ImportDeniedError,
@@ -159,6 +168,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
+  ERR_POLICY_DENIED: PolicyDeniedError,
 };
 
 /** Rebuilds a typed error from its code and message (errors cross the worker boundary as plain data). */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
-import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
+import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError, WasmvisorError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './partition/run.ts';
 import type { CpuCap } from './partition/protocol.ts';
 import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from './limits/rate-limiter.ts';
@@ -21,6 +21,14 @@ import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts'
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
+import { readModuleSource } from './loader/read.ts';
+import { SecurityMonitor, type AuditOptions } from './security/monitor.ts';
+import { partitionAsk, readSignatureSource, specForMeasurement } from './security/spec.ts';
+import type { Admission, Policy, PolicyDocument } from './security/policy.ts';
+import type { AuditSink } from './security/audit.ts';
+import type { AttestationReport } from './security/attestation.ts';
+import type { AttestationInit } from './devices/attestation.ts';
+import type { BootEvent, Registers } from './security/measured-boot.ts';
 
 /** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
 function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
@@ -102,6 +110,11 @@ export interface PartitionSpec {
   module: Uint8Array | ArrayBuffer | string | URL;
   /** Pins the module's measurement: a different SHA-256 (hex) refuses it with ERR_INTEGRITY. */
   sha256?: string;
+  /**
+   * A detached signature for the module (the signature data, or a path to a file holding it), in
+   * the WebAssembly tool-conventions format. Needs a policy with publisher keys.
+   */
+  signature?: Uint8Array | string;
   /** Arguments the guest reads with ARGS_GET. At most 64 KiB together. */
   args?: string[];
   limits?: PartitionLimits;
@@ -127,8 +140,26 @@ export interface HypervisorOptions {
   maxModuleBytes?: number;
   /** Compiled modules kept, by measurement and limits. Default 64. */
   moduleCacheSize?: number;
-  /** If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing. */
+  /**
+   * If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits
+   * nothing. The same as a policy that only pins measurements (give one or the other).
+   */
   allowList?: Iterable<string>;
+  /**
+   * The security policy: trusted publisher keys, pinned measurements and the most each module may
+   * be granted (host/security/policy.ts, README "Signed modules and policy"). A Policy, a policy
+   * document, or the path of a policy file (JSON). With one, every module must be signed by a
+   * trusted publisher or pinned (ERR_INTEGRITY), and its spec must stay within its grants
+   * (ERR_POLICY_DENIED), before any guest code runs.
+   */
+  policy?: Policy | PolicyDocument | string;
+  /**
+   * The audit log: `true` for one in `<dataDir>/audit` (MAC key and checkpoint anchor in
+   * `<dataDir>/keys`), an object for its settings, or an AuditSink to record through. Default: none.
+   */
+  audit?: boolean | AuditOptions | AuditSink;
+  /** Who the embedder's actions are recorded as in the audit log. Default `embedder`. */
+  actor?: string;
   /** Defaults for partitions that do not set a limit. */
   defaultLimits?: PartitionLimits;
   /** Violation events per second per partition before further ones are only counted. Default 100. */
@@ -237,7 +268,8 @@ function cpuLimit(value: CpuLimit | undefined, what: string): CpuCap | null {
 export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
-  private readonly allowList: ReadonlySet<string> | undefined;
+  /** Policy, measured boot, attestation and audit (host/security/monitor.ts). */
+  private readonly security: SecurityMonitor;
   private readonly defaults: Required<Omit<PartitionLimits, 'fuel' | 'cpu' | 'hypercallRate'>> & {
     fuel: number | undefined;
     cpu: CpuCap | null;
@@ -259,7 +291,6 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     super();
     this.maxModuleBytes = limit(options.maxModuleBytes, DEFAULT_MAX_MODULE_BYTES, 'maxModuleBytes', 8, 1 << 30);
     this.cache = new ModuleCache(limit(options.moduleCacheSize, 64, 'moduleCacheSize', 1, 4096));
-    this.allowList = options.allowList ? new Set([...options.allowList].map((h) => String(h).toLowerCase())) : undefined;
     const d = options.defaultLimits ?? {};
     this.defaults = {
       memoryPages: limit(d.memoryPages, DEFAULT_LIMITS.memoryPages, 'defaultLimits.memoryPages', 1, 65536),
@@ -279,8 +310,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
       throw new InvalidArgumentError('dataDir must be a non-empty path');
     }
+    const dataDir = path.resolve(options.dataDir ?? '.wasmvisor');
+    this.security = new SecurityMonitor({
+      dataDir,
+      ...(options.policy !== undefined ? { policy: options.policy } : {}),
+      ...(options.allowList !== undefined ? { allowList: options.allowList } : {}),
+      ...(options.audit !== undefined ? { audit: options.audit } : {}),
+      ...(options.actor !== undefined ? { actor: options.actor } : {}),
+    });
     this.storage = new Storage({
-      dataDir: path.resolve(options.dataDir ?? '.wasmvisor'),
+      dataDir,
+      audit: this.security.audit,
       ...(options.storageKey !== undefined ? { masterKey: options.storageKey } : {}),
       ...(options.keystorePath !== undefined ? { keystorePath: options.keystorePath } : {}),
     });
@@ -314,6 +354,16 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
    * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_INVALID_ARGUMENT) happens here, before any guest code runs.
    */
   async createPartition(spec: PartitionSpec): Promise<Partition> {
+    try {
+      return await this.create(spec);
+    } catch (error) {
+      // Every refusal is audited with its code; the refusal itself is what the caller sees.
+      await this.security.refused((spec as Partial<PartitionSpec> | null)?.name, error).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async create(spec: PartitionSpec): Promise<Partition> {
     if (this.closed) throw new InvalidStateError('this hypervisor is closed');
     if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError('createPartition needs a spec object');
     const { name } = spec;
@@ -340,6 +390,20 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const maxQueuedCalls = limit(l.maxQueuedCalls, this.defaults.maxQueuedCalls, 'limits.maxQueuedCalls', 0, 1_000_000);
     const callTimeoutMs = limit(l.callTimeoutMs, this.defaults.callTimeoutMs, 'limits.callTimeoutMs', 1, Infinity);
 
+    // With a policy, the module is authenticated before anything else parses it, and the spec is
+    // held to the admitting rule's grants before any folder is copied or file opened.
+    let source = spec.module as ModuleSource;
+    let admission: Admission | null = null;
+    if (this.security.policy !== null) {
+      const bytes = await readModuleSource(source, this.maxModuleBytes);
+      const detached = spec.signature === undefined ? null : await readSignatureSource(spec.signature);
+      admission = this.security.admit(bytes, { detachedSignature: detached, ...(spec.sha256 !== undefined ? { sha256: spec.sha256 } : {}) });
+      this.security.checkGrants(admission, partitionAsk(name, { devices, memoryPages, memoryPagesDefault: l.memoryPages === undefined, fuel: fuel ?? null, wasi: spec.wasi }));
+      source = bytes;
+    } else if (spec.signature !== undefined) {
+      throw new InvalidArgumentError('spec.signature needs a policy with publisher keys to verify it against (HypervisorOptions.policy)');
+    }
+
     // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
@@ -364,12 +428,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.memoryReserved += reservation;
     let loaded;
     let block: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null = null;
+    let measured: { specHash: string; attestation: AttestationInit | null } | null = null;
     try {
-      loaded = await loadModule(spec.module as ModuleSource, {
+      loaded = await loadModule(source, {
         maxModuleBytes: this.maxModuleBytes,
         policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null), ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
-        ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
         // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
         fuel: fuel !== undefined || cpu !== null,
@@ -387,8 +451,21 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
           throw new InvalidArgumentError(`a partition named ${name} already exists`);
         }
       }
+      // Measured boot: the module, its signers, the resolved spec and each device; and the
+      // attestation device's key and certificate (issued by the host key, which stays here).
+      measured = this.security.measure({
+        name,
+        measurement: loaded.measurement,
+        admission,
+        devices,
+        resolvedSpec: specForMeasurement({
+          name, kind, args, devices, wasi, restart,
+          limits: { memoryPages, tableElements, timeoutMs, fuel: fuel ?? null, cpu, hypercallRate, maxInputBytes, maxOutputBytes, maxQueuedCalls, callTimeoutMs },
+        }),
+      });
     } catch (error) {
       this.memoryReserved -= reservation;
+      if (block !== null) await this.storage.detach(block.attachment);
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
         throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
@@ -428,9 +505,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       block,
       wasi,
       net,
+      attestation: measured!.attestation,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
+        this.security.destroyed(p.name);
       },
     });
     self = partition;
@@ -438,6 +517,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
     this.live.set(name, partition);
+    try {
+      // Durable in the audit log before the partition is handed out.
+      await this.security.created(partition);
+    } catch (error) {
+      await partition.destroy();
+      throw error;
+    }
     return partition;
   }
 
@@ -470,17 +556,75 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     return this.live.get(name);
   }
 
-  /** Reads and measures a module and tells whether the default policy (with these limits) admits it. */
-  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: { wasi?: boolean } = {}): Promise<Inspection> {
-    return inspectModule(source as ModuleSource, {
+  /**
+   * Reads and measures a module and tells whether the loader (with these limits) and the security
+   * policy in force (signature or pin; `signature`: a detached one) admit it.
+   */
+  async inspect(
+    source: Uint8Array | ArrayBuffer | string | URL,
+    limits: PartitionLimits = {},
+    options: { wasi?: boolean; signature?: Uint8Array | string } = {},
+  ): Promise<Inspection> {
+    const bytes = await readModuleSource(source as ModuleSource, this.maxModuleBytes);
+    const inspection = await inspectModule(bytes, {
       maxModuleBytes: this.maxModuleBytes,
       policy: {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
         imports: allowedImports(options.wasi === true),
       },
-      ...(this.allowList ? { allowList: this.allowList } : {}),
     });
+    if (inspection.verdict.admitted && this.security.policy !== null) {
+      try {
+        const detached = options.signature === undefined ? null : await readSignatureSource(options.signature);
+        this.security.admit(bytes, { detachedSignature: detached });
+      } catch (error) {
+        if (!(error instanceof WasmvisorError)) throw error;
+        inspection.verdict = { admitted: false, code: error.code, message: error.message };
+      }
+    }
+    return inspection;
+  }
+
+  /** The security policy in force, or null. */
+  get policy(): Policy | null {
+    return this.security.policy;
+  }
+
+  /**
+   * Replaces the policy (a Policy, a document, a file path, or null for none). New partitions are
+   * judged by it; live ones keep running. Measured (register `runtime`) and audited.
+   */
+  setPolicy(policy: Policy | PolicyDocument | string | null): Promise<void> {
+    return this.security.setPolicy(policy);
+  }
+
+  /**
+   * The audit log's sink, for other parts of the application (a management API records its
+   * allow/deny decisions here, with its principal as the actor), or null when auditing is off.
+   */
+  get audit(): AuditSink | null {
+    return this.security.audit;
+  }
+
+  /**
+   * A signed attestation report: the measured-boot registers and event log, the live partitions
+   * with their measurements, spec hashes and signers, `nonce` (hex or bytes, at most 64) and the
+   * time, signed with the host key (`<dataDir>/keys/host.key`, created on first use). Verify it
+   * with `verifyReport` and the host's public key (`attestationPublicKey()`).
+   */
+  attest(options: { nonce?: Uint8Array | string } = {}): Promise<AttestationReport> {
+    return this.security.attest(options);
+  }
+
+  /** The host's attestation public key (33 bytes: 0x01 ‖ key), created on first use. */
+  attestationPublicKey(): Uint8Array {
+    return this.security.publicKey();
+  }
+
+  /** The measured-boot registers and event log, for export and replay (`replayEventLog`). */
+  eventLog(): { registers: Registers; events: BootEvent[]; dropped: number } {
+    return this.security.eventLog();
   }
 
   /**
@@ -518,5 +662,6 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     this.switch.close();
+    await this.security.close();
   }
 }

@@ -20,4 +20,5 @@ export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
 export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
 export * from './errors.ts';
+export * from './security/index.ts';
 export * as abi from './abi/codes.ts';

@@ -52,6 +52,8 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.NET_SEND, 'net'],
   [HvCall.NET_RECV, 'net'],
   [HvCall.NET_POLL, 'net'],
+  [HvCall.ATTEST_INFO, 'attestation'],
+  [HvCall.ATTEST_REPORT, 'attestation'],
 ]);
 
 /** The input and output of one host call to a reactor's export. */

@@ -85,6 +85,8 @@ export interface DevicesSpec {
   entropy?: boolean | EntropySpec;
   block?: false | BlockSpec;
   net?: false | NetSpec;
+  /** The attestation device (ABI 1.3): the guest may read its measurement and ask for host-signed reports of itself. */
+  attestation?: boolean;
 }
 
 export interface ResolvedConsole {
@@ -126,6 +128,8 @@ export interface ResolvedDevices {
   entropy: ResolvedEntropy | null;
   block: ResolvedBlock | null;
   net: ResolvedNet | null;
+  /** Granted (true) or not (null); the partition's key and certificate travel separately. */
+  attestation: true | null;
 }
 
 export const CONSOLE_DEFAULTS: ResolvedConsole = {
@@ -186,8 +190,8 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     throw new InvalidArgumentError('devices must be an object');
   }
   for (const key of Object.keys(spec ?? {})) {
-    if (key !== 'console' && key !== 'clock' && key !== 'entropy' && key !== 'block' && key !== 'net') {
-      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy, block, net)`);
+    if (key !== 'console' && key !== 'clock' && key !== 'entropy' && key !== 'block' && key !== 'net' && key !== 'attestation') {
+      throw new InvalidArgumentError(`devices.${key} is not a device this runtime provides (console, clock, entropy, block, net, attestation)`);
     }
   }
   const c = grant<ConsoleSpec>(spec?.console, 'console');
@@ -228,7 +232,9 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
     }
     entropy = { seed: e.seed === undefined ? null : String(e.seed) };
   }
-  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net) };
+  const attestation = spec?.attestation;
+  if (attestation !== undefined && typeof attestation !== 'boolean') throw new InvalidArgumentError('devices.attestation must be true or false');
+  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net), attestation: attestation === true ? true : null };
 }
 
 function resolveNet(n: unknown): ResolvedNet | null {

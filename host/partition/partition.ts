@@ -19,6 +19,7 @@ import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
+import type { AttestationInit } from '../devices/attestation.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
@@ -106,6 +107,8 @@ export interface PartitionConfig {
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
   net?: NicAttachment | null;
+  /** The partition's attestation key and certificate; null when attestation is not granted. */
+  attestation?: AttestationInit | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -333,6 +336,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
     this.config.net?.detach();
+    // The partition's attestation key dies with it.
+    this.config.attestation?.seed.fill(0);
     try {
       if (wipe) await this.wipeImage();
     } finally {
@@ -418,6 +423,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         wasi: c.wasi ?? null,
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
         net: c.net?.init ?? null,
+        attestation: c.attestation ?? null,
       },
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),

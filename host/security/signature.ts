@@ -128,7 +128,7 @@ export function parseSignatureData(bytes: Uint8Array): SignatureData {
 }
 
 /** Encodes signature data (wasmsign2's serialization). */
-export function encodeSignatureData(data: SignatureData): Uint8Array {
+export function encodeSignatureData(data: SignatureData): Uint8Array<ArrayBuffer> {
   const parts: Uint8Array[] = [Uint8Array.of(SPEC_VERSION, CONTENT_TYPE_MODULE, HASH_SHA256), leb128(data.sets.length)];
   for (const set of data.sets) {
     const body: Uint8Array[] = [leb128(set.hashes.length), ...set.hashes, leb128(set.signatures.length)];
@@ -344,7 +344,7 @@ export interface SignOptions {
  * An existing signature is kept and the new one added (in the same set when the hashes are the
  * same). Signing twice with the same key is refused (IntegrityError).
  */
-export function signModule(bytes: Uint8Array, key: SecretKey, options: SignOptions = {}): { module: Uint8Array; signature: Uint8Array } {
+export function signModule(bytes: Uint8Array, key: SecretKey, options: SignOptions = {}): { module: Uint8Array<ArrayBuffer>; signature: Uint8Array<ArrayBuffer> } {
   const sections = scanSections(bytes);
   const detached = options.detached === true;
   if (detached && options.delimit) throw new IntegrityError('a delimiter changes the module: it cannot be added while signing detached');
@@ -375,21 +375,21 @@ export function signModule(bytes: Uint8Array, key: SecretKey, options: SignOptio
     sets.push({ hashes, signatures: [record] });
   }
   const signature = encodeSignatureData({ sets });
-  if (detached) return { module: bytes, signature };
+  if (detached) return { module: Uint8Array.from(bytes), signature };
   const section = customSection(NAME_SIGNATURE, signature);
   return { module: concat([bytes.subarray(0, 8), section, ...content]), signature };
 }
 
 /** Removes the embedded signature: the module without it, and the signature data (null when unsigned). */
-export function detachSignature(bytes: Uint8Array): { module: Uint8Array; signature: Uint8Array | null } {
+export function detachSignature(bytes: Uint8Array): { module: Uint8Array<ArrayBuffer>; signature: Uint8Array<ArrayBuffer> | null } {
   const sections = scanSections(bytes);
   const first = sections[0];
-  if (first?.kind !== 'signature') return { module: bytes, signature: null };
+  if (first?.kind !== 'signature') return { module: Uint8Array.from(bytes), signature: null };
   return { module: concat([bytes.subarray(0, first.start), bytes.subarray(first.end)]), signature: Uint8Array.from(bytes.subarray(first.payloadStart, first.end)) };
 }
 
 /** A section with a minimal size (and, for custom sections, a minimal name length). */
-function canonicalSection(bytes: Uint8Array, s: SectionRef): Uint8Array {
+function canonicalSection(bytes: Uint8Array, s: SectionRef): Uint8Array<ArrayBuffer> {
   if (s.id !== 0) {
     const payload = bytes.subarray(s.payloadStart, s.end);
     return concat([Uint8Array.of(s.id), leb128(payload.length), payload]);
@@ -401,13 +401,13 @@ function canonicalSection(bytes: Uint8Array, s: SectionRef): Uint8Array {
   return customSection(name, bytes.subarray(s.payloadStart, s.end));
 }
 
-function customSection(name: Uint8Array, payload: Uint8Array): Uint8Array {
+function customSection(name: Uint8Array, payload: Uint8Array): Uint8Array<ArrayBuffer> {
   const body = concat([lengthPrefixed(name), payload]);
   return concat([Uint8Array.of(0), leb128(body.length), body]);
 }
 
 /** A new delimiter: a custom section `signature_delimiter` holding 16 random bytes. */
-export function delimiterSection(random: Uint8Array = new Uint8Array(randomBytes(DELIMITER_BYTES))): Uint8Array {
+export function delimiterSection(random: Uint8Array = new Uint8Array(randomBytes(DELIMITER_BYTES))): Uint8Array<ArrayBuffer> {
   return customSection(NAME_DELIMITER, random);
 }
 

@@ -76,7 +76,7 @@ export class Reader {
 }
 
 /** Unsigned LEB128 encoding (minimal) of a value up to 2^32 − 1. */
-export function leb128(value: number): Uint8Array {
+export function leb128(value: number): Uint8Array<ArrayBuffer> {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new RangeError(`LEB128 value out of range: ${value}`);
   const out: number[] = [];
   let v = value;
@@ -90,11 +90,11 @@ export function leb128(value: number): Uint8Array {
 }
 
 /** A length-prefixed byte string: LEB128 length, then the bytes. */
-export function lengthPrefixed(bytes: Uint8Array): Uint8Array {
+export function lengthPrefixed(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return concat([leb128(bytes.length), bytes]);
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
+export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   let total = 0;
   for (const p of parts) total += p.length;
   const out = new Uint8Array(total);

@@ -25,6 +25,7 @@ import {
   verifyHeader,
 } from './image.ts';
 import { Keystore, syncDir } from './keystore.ts';
+import type { AuditSink } from '../security/audit.ts';
 
 export interface StorageOptions {
   /** Directory for images and the keystore. Created (mode 0700) when a block device is first granted. */
@@ -33,6 +34,8 @@ export interface StorageOptions {
   masterKey?: Uint8Array;
   /** Where the keystore lives when there is no master key. Default `<dataDir>/keystore.json`. */
   keystorePath?: string;
+  /** Audits key creation and wipes (durable before the operation returns). */
+  audit?: AuditSink | null;
 }
 
 /** An open image, ready to hand to a partition's worker. */
@@ -60,12 +63,14 @@ export class Storage {
   readonly dataDir: string;
   readonly keystore: Keystore | null;
   private readonly masterKey: Buffer | null;
+  private readonly audit: AuditSink | null;
   private readonly inUse = new Set<string>();
   /** Per-image queue: an attach and a wipe of the same file never interleave. */
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(options: StorageOptions) {
     this.dataDir = path.resolve(options.dataDir);
+    this.audit = options.audit ?? null;
     if (options.masterKey !== undefined) {
       if (!(options.masterKey instanceof Uint8Array) || options.masterKey.length !== 32) {
         throw new InvalidArgumentError('storageKey must be 32 bytes (a Uint8Array or Buffer)');
@@ -117,7 +122,11 @@ export class Storage {
    */
   wipe(name: string, override?: string): Promise<WipeResult> {
     const file = this.imagePath(name, override);
-    return this.locked(file, () => this.wipeUnlocked(name, file));
+    return this.locked(file, () => this.wipeUnlocked(name, file)).catch((error: unknown) => {
+      const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+      this.audit?.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
+      throw error;
+    });
   }
 
   private locked<T>(file: string, fn: () => Promise<T>): Promise<T> {
@@ -136,6 +145,7 @@ export class Storage {
     try {
       const removedImage = await scrubAndRemove(file);
       const removedKey = this.keystore ? await this.keystore.remove(name) : false;
+      await this.audit?.record({ action: 'disk.wipe', target: name, outcome: 'success', reason: removedImage ? 'image scrubbed and removed' : 'no image', details: { path: file, removedImage, removedKey } });
       return { path: file, removedImage, removedKey };
     } catch (error) {
       if (error instanceof WasmvisorError) throw error;
@@ -194,6 +204,7 @@ export class Storage {
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     // A fresh key for a fresh image: nothing encrypted under an earlier image of this name can be read with it.
     const partitionKey = this.masterKey ?? (await this.keystore!.create(name));
+    if (this.keystore) await this.audit?.record({ action: 'key.create', target: name, outcome: 'success', reason: 'disk key created for a new image', details: { keystore: this.keystore.file } });
     const imageId = randomBytes(16);
     const keys = deriveImageKeys(partitionKey, imageId, name);
     const handle = await open(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);

@@ -71,8 +71,8 @@ describe('clock device', () => {
 
 describe('device grants', () => {
   it('grants nothing by default', () => {
-    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
-    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
   });
   it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT', () => {
     expect(() => resolveDevices({ gpu: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
