@@ -14,6 +14,13 @@ import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
+import { usage } from './options.ts';
+import { KEYGEN_USAGE, keygen } from './keygen.ts';
+import { SIGN_USAGE, sign } from './sign.ts';
+import { VERIFY_USAGE, verify } from './verify.ts';
+import { ATTEST_USAGE, attest, nonceOption, writeReport } from './attest.ts';
+import { AUDIT_USAGE, audit } from './audit.ts';
+import { cliActor } from '../security/monitor.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
@@ -23,12 +30,18 @@ const USAGE = `Usage:
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor delete <name> [--data-dir <dir>]
   wasmvisor demo
+${KEYGEN_USAGE}
+${SIGN_USAGE}
+${VERIFY_USAGE}
+${ATTEST_USAGE}
+${AUDIT_USAGE}
   wasmvisor --help | --version
 
 run options:
   --memory <pages>          linear memory limit in 64 KiB pages (default 256)
   --timeout <ms>            wall-clock budget; 0 for none (default 30000)
-  --devices <list>          devices to grant, comma-separated, or "none" (default console,clock,entropy)
+  --devices <list>          devices to grant, comma-separated, or "none" (default console,clock,entropy;
+                            also attestation)
   --clock-resolution <ms>   clock resolution (default 1)
   --deterministic           fixed clocks and a fixed entropy seed (for teaching and tests)
   --seed <string>           seed the entropy device (implies a reproducible stream)
@@ -44,6 +57,13 @@ run options:
                             n units of work (deterministic; see docs/ABI.md); default none
   --cpu-percent <p>         CPU cap: at most p% (1..100) of one core per 100 ms period; over
                             it the guest is paused, not killed; default none
+  --policy <file>           security policy (JSON): the module must be signed by a trusted publisher
+                            or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED);
+                            turns on the audit log in the data directory
+  --signature <file>        a detached signature for the module
+  --attest <file>           write a signed attestation report (JSON) once the partition is created
+  --nonce <hex>             the verifier's nonce for --attest (at most 64 bytes)
+  --audit                   record to the audit log in the data directory (<data-dir>/audit)
 
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
@@ -55,7 +75,8 @@ its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the 
 
 Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
-125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
+125 refused before running (module, imports, features, limits, integrity, policy) or evidence
+that does not verify (verify, attest verify, audit verify), 134 ERR_GUEST_TRAP,
 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
@@ -71,6 +92,7 @@ export function exitStatus(code: ErrorCode): number {
     case 'ERR_LIMIT_MEMORY':
     case 'ERR_LIMIT_TABLE':
     case 'ERR_INTEGRITY':
+    case 'ERR_POLICY_DENIED':
       return 125;
     case 'ERR_GUEST_TRAP':
       return 134;
@@ -103,15 +125,6 @@ function intOption(value: string | undefined, name: string, min: number, max: nu
   return n;
 }
 
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
-function usage<T>(parser: () => T): T {
-  try {
-    return parser();
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(message.split('\n')[0]!);
-  }
-}
 
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
@@ -120,7 +133,7 @@ function sha256Option(value: string | undefined): string | undefined {
   return value;
 }
 
-const DEVICE_NAMES = ['console', 'clock', 'entropy'] as const;
+const DEVICE_NAMES = ['console', 'clock', 'entropy', 'attestation'] as const;
 type DeviceName = (typeof DEVICE_NAMES)[number];
 
 /** `--devices a,b` (or "none"), checked against the devices the CLI can grant. */
@@ -160,16 +173,23 @@ async function run(argv: string[]): Promise<number> {
         env: { type: 'string', multiple: true },
         fuel: { type: 'string' },
         'cpu-percent': { type: 'string' },
+        policy: { type: 'string' },
+        signature: { type: 'string' },
+        attest: { type: 'string' },
+        nonce: { type: 'string' },
+        audit: { type: 'boolean' },
       },
     }),
   );
   if (positionals.length !== 1) throw new InvalidArgumentError(`run takes one guest module, got ${positionals.length}; see wasmvisor --help`);
+  const nonce = nonceOption(values.nonce);
+  if (nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
   const file = positionals[0]!;
   const memoryPages = intOption(values.memory, 'memory', 1, 65536);
   const timeout = intOption(values.timeout, 'timeout', 0, 2 ** 31);
   const fuel = intOption(values.fuel, 'fuel', 1, Number.MAX_SAFE_INTEGER);
   const cpuPercent = intOption(values['cpu-percent'], 'cpu-percent', 1, 100);
-  const grant = deviceList(values.devices, DEVICE_NAMES.join(','));
+  const grant = deviceList(values.devices, 'console,clock,entropy');
   const resolution = values['clock-resolution'];
   const resolutionMs = resolution === undefined ? undefined : Number(resolution);
   if (resolutionMs !== undefined && !(resolutionMs > 0)) throw new InvalidArgumentError(`--clock-resolution must be a positive number of ms, got ${JSON.stringify(resolution)}`);
@@ -179,10 +199,15 @@ async function run(argv: string[]): Promise<number> {
   if (grant.has('console')) devices.console = true;
   if (grant.has('clock')) devices.clock = { ...(resolutionMs !== undefined ? { resolutionMs } : {}), ...(deterministic ? { deterministic: true } : {}) };
   if (grant.has('entropy')) devices.entropy = seed !== undefined ? { seed } : true;
+  if (grant.has('attestation')) devices.attestation = true;
   const diskMiB = intOption(values.disk, 'disk', 1, 4096);
   if (diskMiB !== undefined) devices.block = { sizeMiB: diskMiB };
 
-  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const hv = new Hypervisor({
+    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
+    ...(values.policy !== undefined ? { policy: values.policy } : {}),
+    ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
+  });
   const dirs = values.dir ?? [];
   const envs = values.env ?? [];
   let wasi: WasiSpec | undefined;
@@ -193,6 +218,7 @@ async function run(argv: string[]): Promise<number> {
     name: values.name ?? 'guest',
     module: file,
     args: guestArgs,
+    ...(values.signature !== undefined ? { signature: values.signature } : {}),
     ...(wasi !== undefined ? { wasi } : {}),
     ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
     limits: {
@@ -202,7 +228,11 @@ async function run(argv: string[]): Promise<number> {
       ...(cpuPercent !== undefined ? { cpu: { maxPercent: cpuPercent } } : {}),
     },
     devices,
+  }).catch(async (error: unknown) => {
+    await hv.close();
+    throw error;
   });
+  if (values.attest !== undefined) await writeReport(hv, values.attest, nonce);
   partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
   partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
   await partition.start();
@@ -413,6 +443,16 @@ export async function main(argv: string[]): Promise<number> {
         return await call(rest);
       case 'delete':
         return await remove(rest);
+      case 'keygen':
+        return await keygen(rest);
+      case 'sign':
+        return await sign(rest);
+      case 'verify':
+        return await verify(rest);
+      case 'attest':
+        return await attest(rest);
+      case 'audit':
+        return await audit(rest);
       case 'demo':
         return await runDemo();
       case '--version':
