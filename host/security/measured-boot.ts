@@ -48,6 +48,7 @@ export const BootEventSchema = Type.Object(
 /** One event: what happened (`type`, `data`: flat), the register it extended and its digest. */
 export type BootEvent = Static<typeof BootEventSchema>;
 export type EventData = BootEvent['data'];
+const EventLogSchema = Type.Array(BootEventSchema, { maxItems: MAX_EVENTS });
 export type Registers = Record<RegisterName, string>;
 
 const ZERO = new Uint8Array(32);
@@ -96,7 +97,7 @@ export class EventLog {
  * whose sequence number is out of place.
  */
 export function replayEventLog(events: unknown): Registers {
-  const list = check(Type.Array(BootEventSchema, { maxItems: MAX_EVENTS }), events, 'event log');
+  const list = check(EventLogSchema, events, 'event log');
   const pcr: Record<RegisterName, Uint8Array> = { runtime: ZERO, partitions: ZERO };
   list.forEach((e, i) => {
     if (e.seq !== i) throw new IntegrityError(`event log: event ${i} has sequence number ${e.seq} (events missing, reordered or inserted)`);
