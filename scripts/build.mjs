@@ -11,6 +11,8 @@ const args = new Set(process.argv.slice(2));
 const all = !args.has('--host') && !args.has('--guests') && !args.has('--types');
 
 export async function buildHost() {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(`${root}package.json`, 'utf8'));
   await build({
     absWorkingDir: root,
     entryPoints: { index: 'host/index.ts', worker: 'host/partition/worker.ts', cli: 'host/cli/main.ts' },
@@ -19,7 +21,10 @@ export async function buildHost() {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
+    // Runtime dependencies are bundled: TypeBox as one file loads about 8x faster than as its
+    // hundreds of ESM modules (measured: ~60 vs ~500 ms on a loaded 2-core machine), which every
+    // CLI run and every hypervisor would pay. Dev dependencies loaded on demand (binaryen) stay out.
+    external: Object.keys(pkg.devDependencies ?? {}),
     sourcemap: true,
     logLevel: 'warning',
   });

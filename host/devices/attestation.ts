@@ -12,7 +12,7 @@
  * report; a window too small for it is BUFFER_TOO_SMALL and nothing is signed.
  */
 import { HV_ATTEST_DATA_SIZE, HV_ATTEST_INFO_SIZE, HV_ATTEST_MAX_NONCE, HV_ATTEST_REPORT_SIZE, HvCall, HvDevice, HvStatus } from '../abi/codes.ts';
-import { buildGuestReport, CERT_BYTES } from '../security/attestation.ts';
+import { buildGuestReport, CERT_BYTES } from '../security/guest-report.ts';
 import { secretKeyFromSeed, type SecretKey } from '../security/keys.ts';
 import type { Device, DeviceRecord, Handler } from './device.ts';
 

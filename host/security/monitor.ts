@@ -361,7 +361,7 @@ export class SecurityMonitor {
       });
     }
     if (attest > 0) {
-      this.note({ action: 'attestation.request', target: t.name, outcome: 'success', reason: `${attest} guest report${attest === 1 ? '' : 's'} signed`, details: { count: attest } });
+      this.note({ action: 'attestation.request', target: t.name, outcome: 'success', reason: `${attest} guest report request${attest === 1 ? '' : 's'} (ATTEST_REPORT)`, details: { count: attest } });
     }
     t.violations = 0;
     t.byCall.clear();

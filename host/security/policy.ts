@@ -231,13 +231,23 @@ export class Policy {
       if (error instanceof InvalidArgumentError) throw error;
       throw new InvalidArgumentError(`cannot read policy file ${file}: ${(error as Error).message}`);
     }
+    return Policy.fromJson(text, { baseDir: path.dirname(path.resolve(file)), source: file });
+  }
+
+  /**
+   * A policy from JSON text: what fromFile does after reading. A pure function of the text (and of
+   * the key files it names): a typed error (ERR_INVALID_ARGUMENT naming `source`) or a Policy.
+   */
+  static fromJson(text: string, options: { baseDir?: string; source?: string } = {}): Policy {
+    const source = options.source ?? '(text)';
+    if (text.length > MAX_POLICY_BYTES) throw new InvalidArgumentError(`policy file ${source} is over the ${MAX_POLICY_BYTES}-byte limit`);
     let doc: unknown;
     try {
       doc = JSON.parse(text);
     } catch (error) {
-      throw new InvalidArgumentError(`policy file ${file} is not JSON: ${(error as Error).message}`);
+      throw new InvalidArgumentError(`policy file ${source} is not JSON: ${(error as Error).message}`);
     }
-    return Policy.fromDocument(doc, { baseDir: path.dirname(path.resolve(file)), source: file });
+    return Policy.fromDocument(doc, { ...options, source });
   }
 
   /** The allow list as a policy: pinned measurements, no publishers, no grants. An empty list admits nothing. */

@@ -57,6 +57,26 @@ describe('policy files', () => {
     expect(() => Policy.fromFile(badKey)).toThrow(/publishers.a.keys\[0\].publicKey is not an Ed25519 public key/);
   });
 
+  it('hostile text: deep nesting, huge arrays, wrong shapes: always ERR_INVALID_ARGUMENT, never a crash', () => {
+    const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    const inputs = [
+      '',
+      'null',
+      '[]',
+      '"policy"',
+      `{"defaultGrants":{"devices":${deep(100_000)}}}`,
+      `{"publishers":${deep(50_000)}}`,
+      JSON.stringify({ publishers: { a: { keys: Array.from({ length: 100_000 }, () => ({ publicKey: 'x' })) } } }),
+      JSON.stringify({ modules: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [String(i).repeat(64).slice(0, 64), { grants: { memoryPages: -1 } }])) }),
+      JSON.stringify({ defaultGrants: { preopens: ['x'.repeat(5000)] } }),
+      '{"__proto__":{"polluted":true}}',
+    ];
+    for (const text of inputs) {
+      expect(() => Policy.fromJson(text, { source: 'p.json' }), text.slice(0, 40)).toThrow(InvalidArgumentError);
+    }
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
   it('key files are relative to the policy file; the hash changes with any rule', () => {
     const dir = tmp();
     writeFileSync(path.join(dir, 'acme.pub'), encodePublicKey(acme.publicKey));
