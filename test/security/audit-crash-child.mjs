@@ -1,30 +1,25 @@
-// Child process for the audit crash test: writes audit records as fast as it can until it is killed.
-// Usage: node audit-crash-child.mjs <dir> <macKeyHex> <secretKeyHex (the 65-byte key file)>
-// Prints "accepted <n>" (synchronously) before noting record n, every 500 records, and
-// "durable <seq>" when an awaited record() resolved.
+// Child process for the audit crash test: a host (a Hypervisor with its audit log) that records
+// as fast as it can through hv.audit until it is killed.
+// Usage: node audit-crash-child.mjs <dataDir>
+// Prints "ready", then "accepted <n>" (synchronously) before noting record n, every 500 records,
+// and "durable <seq>" when an awaited record() resolved.
 import { writeSync } from 'node:fs';
-import path from 'node:path';
-import { AuditLog, parseSecretKey } from '../../dist/index.js';
+import { Hypervisor } from '../../dist/index.js';
 
-const [dir, macHex, secretHex] = process.argv.slice(2);
-const log = AuditLog.open({
-  dir: path.join(dir, 'audit'),
-  macKey: new Uint8Array(Buffer.from(macHex, 'hex')),
-  signingKey: parseSecretKey(new Uint8Array(Buffer.from(secretHex, 'hex')), 'test key'),
-  headFile: path.join(dir, 'keys', 'audit.head'),
-  actor: 'crash-test',
-});
+const [dataDir] = process.argv.slice(2);
+const hv = new Hypervisor({ dataDir, audit: true, actor: 'crash-test' });
+const p = await hv.createPartition({ name: 'logged', module: new URL('../../build/guests/hello.wasm', import.meta.url) });
 writeSync(1, 'ready\n');
-let n = 0;
 const safety = setTimeout(() => process.exit(1), 20_000);
 safety.unref();
+let n = 0;
 for (;;) {
   for (let i = 0; i < 2000; i++) {
     n++;
     if (n % 500 === 0) writeSync(1, `accepted ${n}\n`);
-    log.note({ action: 'test.load', target: `r${n}`, outcome: 'success', reason: 'heavy logging', details: { n } });
+    hv.audit.note({ action: 'test.load', target: p.name, outcome: 'success', reason: 'heavy logging', details: { n } });
   }
-  const rec = await log.record({ action: 'test.sync', outcome: 'success' });
+  const rec = await hv.audit.record({ action: 'test.sync', outcome: 'success' });
   n++;
   writeSync(1, `durable ${rec.seq}\n`);
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { InvalidArgumentError, StorageError, WasmvisorError } from '../../host/errors.ts';
-import { AuditLog, BATCH_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditVerification } from '../../host/security/audit.ts';
+import { AuditLog, BATCH_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditSink, type AuditVerification } from '../../host/security/audit.ts';
 import { generateKeyPair } from '../../host/security/keys.ts';
 import { guest, runToExit } from '../helpers.ts';
 
@@ -269,6 +269,27 @@ describe('what the hypervisor records', () => {
     expect(readAuditRecords(dir, { partition: 'noisy', outcome: 'denied' }).records.every((r) => r.target === 'noisy' && r.outcome === 'denied')).toBe(true);
     expect(readAuditRecords(dir, { action: 'partition' }).records.every((r) => r.action.startsWith('partition.'))).toBe(true);
     expect(readAuditRecords(dir, { since: Date.now() + 60_000 }).records).toEqual([]);
+  });
+
+  it('records through an AuditSink the embedder gives; a sink that fails refuses the creation', async () => {
+    const seen: string[] = [];
+    const sink: AuditSink = {
+      record: async (e) => {
+        seen.push(`${e.actor} ${e.action} ${e.target} ${e.outcome}`);
+        return { seq: seen.length, time: '', actor: e.actor ?? '', action: e.action, target: e.target ?? '', outcome: e.outcome, reason: e.reason ?? '', prev: '', mac: '' };
+      },
+      note: (e) => void seen.push(`${e.actor} ${e.action} ${e.target} ${e.outcome}`),
+    };
+    const hv = new Hypervisor({ dataDir: tmp(), audit: sink, actor: 'principal:carol' });
+    hvs.push(hv);
+    expect(hv.audit).toBe(sink);
+    const p = await hv.createPartition({ name: 'viasink', module: guest('hello') });
+    expect(seen).toContain('principal:carol partition.create viasink success');
+    await p.destroy();
+    const failing = new Hypervisor({ dataDir: tmp(), audit: { record: () => Promise.reject(new StorageError('disk full')), note: () => undefined } });
+    hvs.push(failing);
+    await expect(failing.createPartition({ name: 'nope', module: guest('hello') })).rejects.toThrow(/disk full/);
+    expect(failing.partitions()).toEqual([]);
   });
 
   it('an audit log that cannot be opened fails the hypervisor at construction (fail closed)', () => {
