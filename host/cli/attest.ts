@@ -12,7 +12,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import { AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
 import { parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
-import { parse } from './options.ts';
+import { parse, printable } from './options.ts';
 
 export const ATTEST_USAGE = `  wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]
   wasmvisor attest key [--data-dir <dir>] [--out <file>]`;
@@ -63,7 +63,7 @@ async function verifyCommand(argv: string[]): Promise<number> {
     const r = verifyGuestReport(bytes, key, { ...(nonce !== undefined ? { nonce } : {}), ...(expected[0] !== undefined ? { measurement: expected[0] } : {}) });
     process.stdout.write(
       `guest report verified: certificate, signature${nonce !== undefined ? ', nonce' : ''}${expected.length ? ', expectations' : ''}\n` +
-        `  partition    ${r.name}\n  measurement  ${r.measurement}\n  spec hash    ${r.specHash}\n  signers      ${r.signerHash ?? '(unsigned)'}\n` +
+        `  partition    ${printable(r.name)}\n  measurement  ${r.measurement}\n  spec hash    ${r.specHash}\n  signers      ${r.signerHash ?? '(unsigned)'}\n` +
         `  report data  ${toHex(r.reportData)}\n  time         ${new Date(r.timeMs).toISOString()}\n`,
     );
     return 0;
@@ -75,11 +75,11 @@ async function verifyCommand(argv: string[]): Promise<number> {
   });
   const lines = [
     `host report verified: format, key, signature${nonce !== undefined ? ', nonce' : ''}, log (${r.events.length} events), partitions${expected.length ? ', expectations' : ''}${maxAge !== undefined ? ', freshness' : ''}`,
-    `  version      ${r.version}`,
-    `  time         ${r.time}`,
+    `  version      ${printable(r.version)}`,
+    `  time         ${printable(r.time)}`,
     `  runtime      ${r.registers.runtime}`,
     `  partitions   ${r.registers.partitions}`,
-    ...r.partitions.map((p) => `  - ${p.name}: sha256:${p.measurement} ${p.admittedBy}${p.signers.length ? ` by ${p.signers.map((s) => s.publisher).join(', ')}` : ''} (${p.state})`),
+    ...r.partitions.map((p) => printable(`  - ${p.name}: sha256:${p.measurement} ${p.admittedBy}${p.signers.length ? ` by ${p.signers.map((s) => s.publisher).join(', ')}` : ''} (${p.state})`)),
   ];
   if (nonce === undefined) lines.push('  note: no --nonce given, so this report may be a replay of an old one');
   process.stdout.write(lines.join('\n') + '\n');

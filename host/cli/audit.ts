@@ -12,7 +12,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { parsePublicKey } from '../security/keys.ts';
-import { parse } from './options.ts';
+import { parse, printable } from './options.ts';
 
 export const AUDIT_USAGE = `  wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]
   wasmvisor audit show [dir] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]`;
@@ -66,14 +66,10 @@ function time(value: string | undefined, name: string): number | undefined {
   return t;
 }
 
-/** Guest-influenced text (reasons) may hold anything: control characters are shown escaped. */
-function safe(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 function format(r: AuditRecord): string {
   const code = r.code ? ` ${r.code}` : '';
-  return `#${r.seq} ${r.time} ${safe(r.actor)} ${r.action} ${safe(r.target) || '-'} ${r.outcome}${safe(code)}: ${safe(r.reason)}`;
+  return `#${r.seq} ${r.time} ${printable(r.actor)} ${r.action} ${printable(r.target) || '-'} ${r.outcome}${printable(code)}: ${printable(r.reason)}`;
 }
 
 async function showCommand(argv: string[]): Promise<number> {

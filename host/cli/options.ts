@@ -15,6 +15,14 @@ export function usage<T>(parser: () => T): T {
   }
 }
 
+/**
+ * Text from outside (a report's partition names, an audit record's reason) as it may be printed to
+ * a terminal: control characters, including escape sequences, are shown escaped.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Strict parseArgs with positionals, errors as ERR_INVALID_ARGUMENT. */
 export function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
   return usage(() => parseArgs({ args: argv, allowPositionals: true, strict: true, options }));

@@ -142,11 +142,11 @@ export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, e
     const measured = r.events.some(
       (e) => e.type === 'partition.create' && e.data['partition'] === p.name && e.data['measurement'] === p.measurement && e.data['specHash'] === p.specHash,
     );
-    if (!measured) throw new AttestationCheckError('partitions', `partition ${p.name} (sha256:${p.measurement.slice(0, 16)}…) is not in the event log`);
+    if (!measured) throw new AttestationCheckError('partitions', `partition ${JSON.stringify(p.name)} (sha256:${p.measurement.slice(0, 16)}…) is not in the event log`);
   }
   for (const m of expect.measurements ?? []) {
     if (!r.partitions.some((p) => p.measurement === m.toLowerCase())) {
-      throw new AttestationCheckError('expectations', `no partition runs a module with measurement ${m.toLowerCase()} (running: ${r.partitions.map((p) => `${p.name} ${p.measurement.slice(0, 16)}…`).join(', ') || 'none'})`);
+      throw new AttestationCheckError('expectations', `no partition runs a module with measurement ${m.toLowerCase()} (running: ${r.partitions.map((p) => `${JSON.stringify(p.name)} ${p.measurement.slice(0, 16)}…`).join(', ') || 'none'})`);
     }
   }
   if (expect.maxAgeMs !== undefined) {

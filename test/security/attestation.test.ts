@@ -172,7 +172,7 @@ describe('host reports', () => {
       events: log.events(),
       partitions: [{ name: 'ghost', measurement: 'a'.repeat(64), specHash: 'b'.repeat(64), admittedBy: 'pin', signers: [], state: 'running' }],
     });
-    expect(() => verifyReport(ghost, hostKey.publicKey)).toThrow(/attestation partitions check failed: partition ghost/);
+    expect(() => verifyReport(ghost, hostKey.publicKey)).toThrow(/attestation partitions check failed: partition "ghost"/);
   });
 });
 
