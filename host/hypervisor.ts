@@ -351,7 +351,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   /**
    * Loads, checks, measures and compiles the module, and returns a partition in state `created`.
    * Every refusal (ERR_MODULE_INVALID, ERR_IMPORT_DENIED, ERR_FEATURE_DENIED, ERR_LIMIT_MEMORY,
-   * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_INVALID_ARGUMENT) happens here, before any guest code runs.
+   * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_POLICY_DENIED, ERR_INVALID_ARGUMENT) happens here, before
+   * any guest code runs; with an audit log, each refusal is recorded with its code and a creation
+   * is durable in the log before the partition is returned.
    */
   async createPartition(spec: PartitionSpec): Promise<Partition> {
     try {
