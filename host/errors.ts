@@ -39,6 +39,18 @@ export const ErrorCodes = [
   'ERR_STORAGE',
   /** The security policy does not grant what a partition spec asks for (a device, memory, fuel, a segment, a preopen). */
   'ERR_POLICY_DENIED',
+  /** Management API: no credential, or one that is malformed, unknown, expired or revoked. */
+  'ERR_UNAUTHENTICATED',
+  /** Management API: no such partition, token or route. */
+  'ERR_NOT_FOUND',
+  /** Management API: a request body over its size limit. */
+  'ERR_TOO_LARGE',
+  /** Management API: the caller's request rate is over its limit. */
+  'ERR_RATE_LIMITED',
+  /** A feature this build or this host does not provide (yet). */
+  'ERR_NOT_IMPLEMENTED',
+  /** The management client could not reach or verify the host (connection, TLS, certificate pin). */
+  'ERR_CONNECTION',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -150,6 +162,36 @@ export class PolicyDeniedError extends WasmvisorError {
     super('ERR_POLICY_DENIED', message);
   }
 }
+export class UnauthenticatedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_UNAUTHENTICATED', message);
+  }
+}
+export class NotFoundError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message);
+  }
+}
+export class TooLargeError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_TOO_LARGE', message);
+  }
+}
+export class RateLimitedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_RATE_LIMITED', message);
+  }
+}
+export class NotImplementedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_NOT_IMPLEMENTED', message);
+  }
+}
+export class ConnectionError extends WasmvisorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CONNECTION', message, options);
+  }
+}
 
 const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> = {
   ERR_MODULE_INVALID: ModuleInvalidError,
@@ -169,6 +211,12 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
   ERR_POLICY_DENIED: PolicyDeniedError,
+  ERR_UNAUTHENTICATED: UnauthenticatedError,
+  ERR_NOT_FOUND: NotFoundError,
+  ERR_TOO_LARGE: TooLargeError,
+  ERR_RATE_LIMITED: RateLimitedError,
+  ERR_NOT_IMPLEMENTED: NotImplementedError,
+  ERR_CONNECTION: ConnectionError,
 };
 
 /** Rebuilds a typed error from its code and message (errors cross the worker boundary as plain data). */

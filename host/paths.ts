@@ -12,3 +12,6 @@ export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);
+
+/** The management plane's bundle (dist/mgmt.js), loaded by the CLI only for serve, token and cert. */
+export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);

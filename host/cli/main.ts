@@ -21,6 +21,10 @@ import { VERIFY_USAGE, verify } from './verify.ts';
 import { ATTEST_USAGE, attest, nonceOption, writeReport } from './attest.ts';
 import { AUDIT_USAGE, audit } from './audit.ts';
 import { cliActor } from '../security/monitor.ts';
+import { SERVE_USAGE, serveCommand } from './serve.ts';
+import { TOKEN_USAGE, tokenCommand } from './token.ts';
+import { CERT_USAGE, certCommand } from './cert.ts';
+import { REMOTE_USAGE, remoteCommand } from './remote.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
@@ -35,6 +39,10 @@ ${SIGN_USAGE}
 ${VERIFY_USAGE}
 ${ATTEST_USAGE}
 ${AUDIT_USAGE}
+${SERVE_USAGE}
+${TOKEN_USAGE}
+${CERT_USAGE}
+${REMOTE_USAGE}
   wasmvisor --help | --version
 
 run options:
@@ -77,7 +85,8 @@ Exit status: the guest's own exit code when it exits (call: 0, or the export's n
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity, policy) or evidence
 that does not verify (verify, attest verify, audit verify), 134 ERR_GUEST_TRAP,
-137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
+137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 77 ERR_UNAUTHENTICATED or ERR_ACCESS_DENIED,
+69 ERR_CONNECTION, 1 anything else. See docs/MANAGEMENT.md for serve and the remote commands.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -102,6 +111,11 @@ export function exitStatus(code: ErrorCode): number {
       return 70;
     case 'ERR_STORAGE':
       return 74;
+    case 'ERR_UNAUTHENTICATED':
+    case 'ERR_ACCESS_DENIED':
+      return 77;
+    case 'ERR_CONNECTION':
+      return 69;
     default:
       return 1;
   }
@@ -434,6 +448,7 @@ async function remove(argv: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command !== undefined && /^--(host|token-file|fingerprint|ca|cert|key)(=|$)/.test(command)) return await remoteCommand(argv);
     switch (command) {
       case 'run':
         return await run(rest);
@@ -455,6 +470,12 @@ export async function main(argv: string[]): Promise<number> {
         return await audit(rest);
       case 'demo':
         return await runDemo();
+      case 'serve':
+        return await serveCommand(rest);
+      case 'token':
+        return await tokenCommand(rest);
+      case 'cert':
+        return await certCommand(rest);
       case '--version':
       case '-v':
         process.stdout.write(`wasmvisor ${VERSION}\n`);

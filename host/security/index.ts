@@ -24,4 +24,5 @@ export { verifyReport, verifyGuestReport, AttestationCheckError, REPORT_FORMAT, 
 export type { AttestationReport, ReportExpectations, GuestReport, GuestReportExpectations } from './attestation.ts';
 export { AuditLog, verifyAuditLog, verifyAuditFiles, readAuditRecords, BATCH_MS, BATCH_RECORDS } from './audit.ts';
 export type { AuditSink, AuditEntry, AuditRecord, AuditOutcome, AuditVerification, AuditProblem, AuditFilter } from './audit.ts';
+export { openAuditLog } from './monitor.ts';
 export type { AuditOptions } from './monitor.ts';

@@ -110,22 +110,10 @@ export class SecurityMonitor {
       this.sink = options.audit;
       this.ownedLog = null;
     } else {
-      const a: AuditOptions = options.audit === true ? {} : options.audit;
-      const keyDir = path.resolve(a.keyDir ?? keysDir(this.dataDir));
-      const macFile = path.join(keyDir, AUDIT_KEY_FILE);
-      const mac = loadOrCreateAuditKey(macFile);
-      if (mac.created) created.push(macFile);
-      const host = this.loadHostKey(false);
-      if (host.created) created.push(host.file);
-      this.ownedLog = AuditLog.open({
-        dir: path.resolve(a.dir ?? path.join(this.dataDir, 'audit')),
-        macKey: mac.key,
-        signingKey: host.key,
-        headFile: path.join(keyDir, AUDIT_HEAD_FILE),
-        actor: this.actor,
-        ...(a.durability !== undefined ? { durability: a.durability } : {}),
-        ...(a.maxFileBytes !== undefined ? { maxFileBytes: a.maxFileBytes } : {}),
-      });
+      const opened = openAuditLog({ dataDir: this.dataDir, actor: this.actor, ...(options.audit === true ? {} : options.audit) });
+      created.push(...opened.created);
+      this.hostKey = opened.hostKey;
+      this.ownedLog = opened.log;
       this.sink = this.ownedLog;
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
@@ -371,6 +359,33 @@ export class SecurityMonitor {
       t.attestSeen = m.hypercallsByCall['ATTEST_REPORT'] ?? 0;
     }
   }
+}
+
+/**
+ * Opens the audit log of a data directory (`<dataDir>/audit`, keys in `<dataDir>/keys` unless
+ * `dir` / `keyDir` say otherwise), creating its MAC key and the host key on first use (returned in
+ * `created`, for the caller to record). For a daemon that records through the same log as its
+ * Hypervisor: open it once and give it to both (`new Hypervisor({ audit: log })`).
+ */
+export function openAuditLog(options: AuditOptions & { dataDir: string; actor?: string }): { log: AuditLog; hostKey: SecretKey; created: string[]; dir: string } {
+  const created: string[] = [];
+  const keyDir = path.resolve(options.keyDir ?? keysDir(options.dataDir));
+  const macFile = path.join(keyDir, AUDIT_KEY_FILE);
+  const mac = loadOrCreateAuditKey(macFile);
+  if (mac.created) created.push(macFile);
+  const host = loadOrCreateHostKey(options.dataDir);
+  if (host.created) created.push(host.file);
+  const dir = path.resolve(options.dir ?? path.join(options.dataDir, 'audit'));
+  const log = AuditLog.open({
+    dir,
+    macKey: mac.key,
+    signingKey: host.key,
+    headFile: path.join(keyDir, AUDIT_HEAD_FILE),
+    ...(options.actor !== undefined ? { actor: options.actor } : {}),
+    ...(options.durability !== undefined ? { durability: options.durability } : {}),
+    ...(options.maxFileBytes !== undefined ? { maxFileBytes: options.maxFileBytes } : {}),
+  });
+  return { log, hostKey: host.key, created, dir };
 }
 
 function toPolicy(p: Policy | PolicyDocument | string): Policy {
