@@ -9,43 +9,61 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
+import { Sha256 } from '../schema/kinds.ts';
 import { AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
 import { parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
-import { parse, printable } from './options.ts';
+import { printable } from './common.ts';
+import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
-export const ATTEST_USAGE = `  wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]
-  wasmvisor attest key [--data-dir <dir>] [--out <file>]`;
-
-export async function attest(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === 'verify') return verifyCommand(rest);
-  if (sub === 'key') return keyCommand(rest);
-  throw new InvalidArgumentError(`attest takes verify or key, got ${JSON.stringify(sub ?? '')}`);
+/** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
+export function nonceOption(raw: string, name: string): string {
+  const bytes = fromHex(raw);
+  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return raw.toLowerCase();
 }
 
-/** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes. */
-export function nonceOption(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const bytes = fromHex(value);
-  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`--nonce must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${JSON.stringify(value.slice(0, 80))}`);
-  return value.toLowerCase();
+function wholeMs(raw: string, name: string): number {
+  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return Number(raw);
 }
 
-async function verifyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    key: { type: 'string' },
-    nonce: { type: 'string' },
-    'expect-measurement': { type: 'string', multiple: true },
-    'max-age': { type: 'string' },
-  });
-  if (positionals.length !== 1) throw new InvalidArgumentError(`attest verify takes one report file, got ${positionals.length}`);
-  if (values.key === undefined) throw new InvalidArgumentError('attest verify needs --key <host public key file>');
-  const nonce = nonceOption(values.nonce);
+export const attestVerifyCommand = {
+  name: 'attest verify',
+  summary: 'check a host or guest attestation report: signature, nonce, log replay, expectations',
+  usage: ['wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]'],
+  options: {
+    key: value('<file>', "the host's attestation public key (wasmvisor attest key); required", text),
+    nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
+    'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
+    'max-age': value('<ms>', 'refuse a host report older than this', wholeMs),
+  },
+  positionals: { names: ['report'], min: 1 },
+  notes: `A host report is the JSON of run --attest or hv.attest(); a guest report the 512 bytes a guest
+got from ATTEST_REPORT (docs/ABI.md). Exit status: 0 when every check passes; otherwise 125 with
+ERR_INTEGRITY naming the check that failed (format, key, signature, nonce, log, partitions,
+expectations, freshness).`,
+} satisfies CommandSpec<OptionTable>;
+
+export const attestKeyCommand = {
+  name: 'attest key',
+  summary: "export the host's attestation public key (made on first use)",
+  usage: ['wasmvisor attest key [--data-dir <dir>] [--out <file>]'],
+  options: {
+    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', text, { default: './.wasmvisor' }),
+    out: value('<file>', 'write the 33-byte public key here instead of printing it as hex', text),
+  },
+  positionals: { names: [], min: 0 },
+} satisfies CommandSpec<OptionTable>;
+
+export async function attestVerify(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(attestVerifyCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  if (values.key === undefined) throw new InvalidArgumentError('attest verify needs --key <host public key file>; see wasmvisor attest verify --help');
+  const nonce = values.nonce;
   const expected = values['expect-measurement'] ?? [];
-  for (const m of expected) if (!/^[0-9a-fA-F]{64}$/.test(m)) throw new InvalidArgumentError(`--expect-measurement must be 64 hex digits, got ${JSON.stringify(m)}`);
   const maxAge = values['max-age'];
-  if (maxAge !== undefined && !/^\d+$/.test(maxAge)) throw new InvalidArgumentError(`--max-age must be a whole number of ms, got ${JSON.stringify(maxAge)}`);
   const key = parsePublicKey(await readKeyFile(values.key), values.key);
   const file = positionals[0]!;
   let bytes: Buffer;
@@ -71,7 +89,7 @@ async function verifyCommand(argv: string[]): Promise<number> {
   const r = verifyReport(bytes.toString('utf8'), key, {
     ...(nonce !== undefined ? { nonce } : {}),
     measurements: expected,
-    ...(maxAge !== undefined ? { maxAgeMs: Number(maxAge) } : {}),
+    ...(maxAge !== undefined ? { maxAgeMs: maxAge } : {}),
   });
   const lines = [
     `host report verified: format, key, signature${nonce !== undefined ? ', nonce' : ''}, log (${r.events.length} events), partitions${expected.length ? ', expectations' : ''}${maxAge !== undefined ? ', freshness' : ''}`,
@@ -86,9 +104,10 @@ async function verifyCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function keyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'data-dir': { type: 'string' }, out: { type: 'string' } });
-  if (positionals.length !== 0) throw new InvalidArgumentError('attest key takes no positional arguments');
+export async function attestKey(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(attestKeyCommand, argv);
+  if (parsed === null) return 0;
+  const { values } = parsed;
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
   try {
     const key = hv.attestationPublicKey();

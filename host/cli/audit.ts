@@ -12,17 +12,55 @@ import { InvalidArgumentError } from '../errors.ts';
 import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { parsePublicKey } from '../security/keys.ts';
-import { parse, printable } from './options.ts';
+import { printable } from './common.ts';
+import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
-export const AUDIT_USAGE = `  wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]
-  wasmvisor audit show [dir] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]`;
+const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
-export async function audit(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === 'verify') return verifyCommand(rest);
-  if (sub === 'show') return showCommand(rest);
-  throw new InvalidArgumentError(`audit takes verify or show, got ${JSON.stringify(sub ?? '')}`);
+function outcomeOption(raw: string, name: string): AuditOutcome {
+  if (!(OUTCOMES as readonly string[]).includes(raw)) throw new InvalidArgumentError(`${name} must be success, denied or failure, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return raw as AuditOutcome;
 }
+
+/** `--since` / `--until`: an ISO time or ms since the epoch. */
+function timeOption(raw: string, name: string): number {
+  const t = /^\d{1,15}$/.test(raw) ? Number(raw) : Date.parse(raw);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return t;
+}
+
+const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', text, { default: './.wasmvisor' });
+
+export const auditVerifyCommand = {
+  name: 'audit verify',
+  summary: "check an audit log: every record's MAC and chain link, the checkpoints' signatures, the anchor",
+  usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]'],
+  options: {
+    'data-dir': dataDirOption,
+    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', text, { default: '<data-dir>/keys, or <dir>/../keys' }),
+  },
+  positionals: { names: ['dir'], min: 0 },
+  notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
+host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
+Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record.`,
+} satisfies CommandSpec<OptionTable>;
+
+export const auditShowCommand = {
+  name: 'audit show',
+  summary: 'print the records of an audit log that match the filters (without verifying them)',
+  usage: ['wasmvisor audit show [dir] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]'],
+  options: {
+    'data-dir': dataDirOption,
+    partition: value('<name>', 'only records about this partition', text),
+    action: value('<action>', 'only this action (e.g. partition.create, api.request)', text),
+    outcome: value('<outcome>', 'only success, denied or failure', outcomeOption),
+    since: value('<time>', 'only records at or after this time (ISO, or ms since the epoch)', timeOption),
+    until: value('<time>', 'only records at or before this time', timeOption),
+    json: flag('one JSON record per line, as written'),
+  },
+  positionals: { names: ['dir'], min: 0 },
+  notes: 'Use wasmvisor audit verify to check the records; show only reads them.',
+} satisfies CommandSpec<OptionTable>;
 
 function logDir(positional: string | undefined, dataDir: string | undefined): string {
   const dir = path.resolve(positional ?? path.join(dataDir ?? '.wasmvisor', 'audit'));
@@ -38,9 +76,10 @@ function readOptional(file: string): Buffer | null {
   }
 }
 
-async function verifyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'data-dir': { type: 'string' }, 'key-dir': { type: 'string' } });
-  if (positionals.length > 1) throw new InvalidArgumentError('audit verify takes at most one directory');
+export async function auditVerify(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(auditVerifyCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const dir = logDir(positionals[0], values['data-dir']);
   const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
   const macKey = readOptional(path.join(keyDir, AUDIT_KEY_FILE));
@@ -59,42 +98,21 @@ async function verifyCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-function time(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const t = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`--${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${JSON.stringify(value)}`);
-  return t;
-}
-
-
 function format(r: AuditRecord): string {
   const code = r.code ? ` ${r.code}` : '';
   return `#${r.seq} ${r.time} ${printable(r.actor)} ${r.action} ${printable(r.target) || '-'} ${r.outcome}${printable(code)}: ${printable(r.reason)}`;
 }
 
-async function showCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    'data-dir': { type: 'string' },
-    partition: { type: 'string' },
-    action: { type: 'string' },
-    outcome: { type: 'string' },
-    since: { type: 'string' },
-    until: { type: 'string' },
-    json: { type: 'boolean' },
-  });
-  if (positionals.length > 1) throw new InvalidArgumentError('audit show takes at most one directory');
-  const outcome = values.outcome;
-  if (outcome !== undefined && outcome !== 'success' && outcome !== 'denied' && outcome !== 'failure') {
-    throw new InvalidArgumentError(`--outcome must be success, denied or failure, got ${JSON.stringify(outcome)}`);
-  }
-  const since = time(values.since, 'since');
-  const until = time(values.until, 'until');
+export async function auditShow(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(auditShowCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const { records, skipped } = readAuditRecords(logDir(positionals[0], values['data-dir']), {
     ...(values.partition !== undefined ? { partition: values.partition } : {}),
     ...(values.action !== undefined ? { action: values.action } : {}),
-    ...(outcome !== undefined ? { outcome: outcome as AuditOutcome } : {}),
-    ...(since !== undefined ? { since } : {}),
-    ...(until !== undefined ? { until } : {}),
+    ...(values.outcome !== undefined ? { outcome: values.outcome } : {}),
+    ...(values.since !== undefined ? { since: values.since } : {}),
+    ...(values.until !== undefined ? { until: values.until } : {}),
   });
   const out = records.map((r) => (values.json ? JSON.stringify(r) : format(r))).join('\n');
   process.stdout.write(out.length > 0 ? `${out}\n` : '');

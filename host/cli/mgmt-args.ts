@@ -1,8 +1,8 @@
 /**
  * Argument helpers of the management commands (serve, token, cert and the remote client).
- * intOption repeats main.ts's private helper, on purpose for now: main.ts is being split into
- * one file per subcommand (the `usage` work), which gives it one home; then it goes. `usage` lives
- * in options.ts already.
+ * intOption and usage repeat the two private helpers of main.ts, on purpose for now: main.ts is
+ * being split into one file per subcommand (the `usage` work), which gives them one home; then
+ * these go.
  */
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
@@ -15,8 +15,15 @@ export function intOption(value: string | undefined, name: string, min: number, 
   return n;
 }
 
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT: now in options.ts, shared by every subcommand. */
-export { usage } from './options.ts';
+/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
+export function usage<T>(parser: () => T): T {
+  try {
+    return parser();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(message.split('\n')[0]!);
+  }
+}
 
 /** Reads a small text file given on the command line (a token, a certificate), naming the option on failure. */
 export function readOptionFile(file: string, option: string): string {

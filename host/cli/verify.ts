@@ -10,19 +10,28 @@ import { InvalidArgumentError } from '../errors.ts';
 import { readModuleSource } from '../loader/read.ts';
 import { Policy } from '../security/policy.ts';
 import { readSignatureSource } from '../security/spec.ts';
-import { parse } from './options.ts';
+import { flag, list, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
-export const VERIFY_USAGE = `  wasmvisor verify <guest.wasm> --key <public.pub> [--key …] [--signature <sig-file>] [--allow-partial]`;
+export const verifyCommand = {
+  name: 'verify',
+  summary: "check a module's signatures against public keys",
+  usage: ['wasmvisor verify <guest.wasm> --key <public.pub> [--key ...] [--signature <sig-file>] [--allow-partial]'],
+  options: {
+    key: list('<file>', 'a public key to trust (repeatable; the format, OpenSSH or PEM); at least one', text),
+    signature: value('<file>', 'a detached signature for the module', text),
+    'allow-partial': flag('accept a signature that covers only some parts of the module'),
+  },
+  positionals: { names: ['guest.wasm'], min: 1 },
+  notes: `Exit status: 0 when one of the keys signed every part of the module (naming each valid signer);
+otherwise 125 with ERR_INTEGRITY and the reason a policy trusting these keys would give.`,
+} satisfies CommandSpec<OptionTable>;
 
 export async function verify(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    key: { type: 'string', multiple: true },
-    signature: { type: 'string' },
-    'allow-partial': { type: 'boolean' },
-  });
-  if (positionals.length !== 1) throw new InvalidArgumentError(`verify takes one module, got ${positionals.length}`);
+  const parsed = parseOrHelp(verifyCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const keys = values.key ?? [];
-  if (keys.length === 0) throw new InvalidArgumentError('verify needs at least one --key <public key file>');
+  if (keys.length === 0) throw new InvalidArgumentError('verify needs at least one --key <public key file>; see wasmvisor verify --help');
   // The keys as a policy of one publisher each (named after the file): the same admission code.
   const publishers: Record<string, { keys: { file: string }[] }> = {};
   keys.forEach((k, i) => {

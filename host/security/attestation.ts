@@ -14,7 +14,6 @@
  * no files. A failed check throws AttestationCheckError (ERR_INTEGRITY) whose `check` names it.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { IntegrityError } from '../errors.ts';
 import { explain } from '../schema/check.ts';
 import { canonicalJson } from './canonical.ts';
 import { parsePublicKey, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';

@@ -86,6 +86,9 @@ export const CHECKPOINT_MS = 1000;
 export const CHECKPOINT_RECORDS = 8192;
 /** Default size at which a file is closed and the next begun. */
 export const DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024;
+/** Bounds of `maxFileBytes` (the hypervisor's options schema states the same). */
+export const MIN_AUDIT_FILE_BYTES = 4096;
+export const MAX_AUDIT_FILE_BYTES = 2 ** 30;
 /** Longest line accepted by the verifier (a record is far smaller: fields are capped). */
 export const MAX_LINE_BYTES = 64 * 1024;
 const MAX_TEXT = 1024;
@@ -173,8 +176,8 @@ export class AuditLog implements AuditSink {
     this.now = options.now ?? Date.now;
     this.defaultActor = options.actor ?? 'embedder';
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-    if (!Number.isInteger(this.maxFileBytes) || this.maxFileBytes < 4096 || this.maxFileBytes > 2 ** 30) {
-      throw new InvalidArgumentError(`audit maxFileBytes must be an integer from 4096 to 2^30, got ${String(options.maxFileBytes)}`);
+    if (!Number.isInteger(this.maxFileBytes) || this.maxFileBytes < MIN_AUDIT_FILE_BYTES || this.maxFileBytes > MAX_AUDIT_FILE_BYTES) {
+      throw new InvalidArgumentError(`audit maxFileBytes must be an integer from ${MIN_AUDIT_FILE_BYTES} to ${MAX_AUDIT_FILE_BYTES}, got ${String(options.maxFileBytes)}`);
     }
     if (options.macKey.length !== 32) throw new InvalidArgumentError('the audit MAC key must have 32 bytes');
   }

@@ -30,19 +30,11 @@ import { encodePublicKey, type SecretKey } from './keys.ts';
 import { EventLog, runtimeCodeMeasurements, type BootEvent, type Registers } from './measured-boot.ts';
 import { Policy, type Admission, type GrantAsk, type PolicyDocument, type SignerInfo } from './policy.ts';
 import { fromHex, toHex } from './wire.ts';
+import type { AuditOptions } from '../schema/hypervisor.ts';
 
-/** `HypervisorOptions.audit` as an object. */
-export interface AuditOptions {
-  /** Log directory. Default `<dataDir>/audit`. */
-  dir?: string;
-  /** Where the MAC key and the checkpoint anchor live, apart from the log. Default `<dataDir>/keys`. */
-  keyDir?: string;
-  /** `batch` (default) or `record` (fsync every record at once). See audit.ts for the bound. */
-  durability?: 'batch' | 'record';
-  /** Size at which a log file is rotated, bytes. Default 8 MiB. */
-  maxFileBytes?: number;
-}
+export type { AuditOptions };
 
+/** What the Hypervisor passes on, already checked against its options schema (schema/hypervisor.ts). */
 export interface SecurityOptions {
   dataDir: string;
   policy?: Policy | PolicyDocument | string;
@@ -92,7 +84,6 @@ export class SecurityMonitor {
   constructor(options: SecurityOptions) {
     this.dataDir = options.dataDir;
     this.actor = options.actor ?? 'embedder';
-    if (typeof this.actor !== 'string' || this.actor.length === 0 || this.actor.length > 256) throw new InvalidArgumentError('actor must be a string of 1 to 256 characters');
     if (options.policy !== undefined && options.allowList !== undefined) {
       throw new InvalidArgumentError('give either policy or allowList: an allow list is a policy that only pins measurements (put them in policy.modules)');
     }

@@ -54,7 +54,6 @@ export function specForMeasurement(spec: Record<string, unknown>): unknown {
 /** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
 export async function readSignatureSource(source: Uint8Array | string): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return Uint8Array.from(source);
-  if (typeof source !== 'string') throw new InvalidArgumentError('signature must be a Uint8Array or the path of a signature file');
   try {
     const info = await stat(source);
     if (!info.isFile()) throw new InvalidArgumentError(`signature file ${source} is not a regular file`);

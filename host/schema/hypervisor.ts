@@ -1,0 +1,89 @@
+/**
+ * Schema of the Hypervisor's options (`new Hypervisor(options)`). Add an option here, with its
+ * range and description; its default stays in the constructor.
+ */
+import { CloneType, Type, type Static } from '@sinclair/typebox';
+import { MAX_AUDIT_FILE_BYTES, MIN_AUDIT_FILE_BYTES } from '../security/audit.ts';
+import { Policy } from '../security/policy.ts';
+import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds.ts';
+import { PartitionLimitsSchema } from './limits.ts';
+import { PolicySchema } from './policy.ts';
+
+/** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
+const PolicyObject = jsKind<Policy>('Wasmvisor:Policy', 'a Policy', (v) => v instanceof Policy);
+
+/** `HypervisorOptions.audit` as an object: where the log lives and how durable a noted record is. */
+export const AuditOptionsSchema = Type.Object(
+  {
+    dir: Type.Optional(Type.String({ minLength: 1, description: 'The log directory. Default <dataDir>/audit.' })),
+    keyDir: Type.Optional(Type.String({ minLength: 1, description: 'Where the MAC key and the checkpoint anchor live, apart from the log. Default <dataDir>/keys.' })),
+    durability: Type.Optional(
+      Type.Union([Type.Literal('batch'), Type.Literal('record')], {
+        description: "'batch' (default): noted records are fsynced in batches (a crash loses at most 255 of them, none older than 100 ms); 'record': every record is fsynced at once.",
+      }),
+    ),
+    maxFileBytes: Type.Optional(
+      Type.Integer({ minimum: MIN_AUDIT_FILE_BYTES, maximum: MAX_AUDIT_FILE_BYTES, description: 'Size at which a log file is rotated, bytes (the chain continues in the next). Default 8 MiB.' }),
+    ),
+  },
+  { ...CLOSED, description: 'Settings of the audit log the hypervisor opens.' },
+);
+/** `HypervisorOptions.audit` as an object. */
+export type AuditOptions = Static<typeof AuditOptionsSchema>;
+
+export const HypervisorOptionsSchema = Type.Object(
+  {
+    maxModuleBytes: Type.Optional(Type.Integer({ minimum: 8, maximum: 1 << 30, description: 'Largest module accepted, bytes. Default 16 MiB.' })),
+    moduleCacheSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Compiled modules kept, by measurement and limits. Default 64.' })),
+    allowList: Type.Optional(
+      Type.Union([Type.Array(Sha256('A SHA-256 measurement.')), IterableObject()], {
+        description: 'If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing. The same as a policy that only pins measurements: give one or the other.',
+      }),
+    ),
+    policy: Type.Optional(
+      Type.Union([PolicyObject(), CloneType(PolicySchema), Type.String({ minLength: 1, title: 'a path' })], {
+        description:
+          'The security policy (docs/SECURITY.md): a Policy, a policy document, or the path of a policy file (JSON). With one, every module must be signed by a trusted publisher or pinned (ERR_INTEGRITY), and its spec must stay within its grants (ERR_POLICY_DENIED), before any guest code runs.',
+      }),
+    ),
+    audit: Type.Optional(
+      Type.Union([Type.Boolean(), AuditOptionsSchema, AuditSinkObject()], {
+        description: 'The audit log: true for one in <dataDir>/audit (MAC key and checkpoint anchor in <dataDir>/keys), its settings, or an AuditSink to record through (e.g. a log a daemon shares with its API). Default: none.',
+      }),
+    ),
+    actor: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "Who the embedder's actions are recorded as in the audit log. Default 'embedder'." })),
+    defaultLimits: Type.Optional(CloneType(PartitionLimitsSchema, { description: 'Defaults for partitions that do not set a limit.' })),
+    violationsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Violation events per second per partition before further ones are only counted. Default 100.' })),
+    memoryBudgetBytes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description:
+          "Memory the hypervisor may promise to its partitions, bytes: each reserves its worst case when created and releases it when destroyed; one that would not fit is refused with ERR_LIMIT_MEMORY. Default: half of the machine's memory.",
+      }),
+    ),
+    callSpinMicros: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 10_000, description: "How long the root polls for a reactor call's result before it waits asynchronously, µs; 0 disables it. Default 50." }),
+    ),
+    dataDir: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'Directory for persistent block storage: images and (without storageKey) the keystore. Default .wasmvisor under the working directory. Created (mode 0700) only when needed.',
+      }),
+    ),
+    storageKey: Type.Optional(
+      Type.Uint8Array({
+        minByteLength: 32,
+        maxByteLength: 32,
+        description: "A 32-byte master key for block storage: each image's key derives from it. Without it each partition gets a random key kept in the keystore file.",
+      }),
+    ),
+    keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore.json.' })),
+  },
+  {
+    ...CLOSED,
+    title: 'Wasmvisor hypervisor options',
+    description: 'Options of new Hypervisor(options). Every option has a safe default.',
+  },
+);
+export type HypervisorOptions = Static<typeof HypervisorOptionsSchema>;
