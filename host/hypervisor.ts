@@ -30,7 +30,7 @@ import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
 import { check, given } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
-import { HypervisorOptionsSchema, type HypervisorOptions } from './schema/hypervisor.ts';
+import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
 
@@ -172,7 +172,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
     this.storage = new Storage({
       dataDir,
-      audit: this.security.audit,
+      // Through the monitor, so storage's records carry the hypervisor's actor whatever the sink.
+      audit: this.security,
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
       ...(o.keystorePath !== undefined ? { keystorePath: o.keystorePath } : {}),
     });
@@ -438,10 +439,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
 
   /**
    * Replaces the policy (a Policy, a document, a file path, or null for none). New partitions are
-   * judged by it; live ones keep running. Measured (register `runtime`) and audited.
+   * judged by it; live ones keep running. Measured (register `runtime`) and audited, as done by
+   * `options.actor` (default: the hypervisor's actor), before it resolves.
    */
-  setPolicy(policy: Policy | PolicyDocument | string | null): Promise<void> {
-    return this.security.setPolicy(policy);
+  async setPolicy(policy: Policy | PolicyDocument | string | null, options: SetPolicyOptions = {}): Promise<void> {
+    check(PolicySourceSchema, policy, 'setPolicy: policy');
+    const o = check(SetPolicyOptionsSchema, options, 'setPolicy options');
+    return this.security.setPolicy(policy, o.actor);
   }
 
   /**
@@ -456,10 +460,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
    * A signed attestation report: the measured-boot registers and event log, the live partitions
    * with their measurements, spec hashes and signers, `nonce` (hex or bytes, at most 64) and the
    * time, signed with the host key (`<dataDir>/keys/host.key`, created on first use). Verify it
-   * with `verifyReport` and the host's public key (`attestationPublicKey()`).
+   * with `verifyReport` and the host's public key (`attestationPublicKey()`). The request is
+   * audited (durable before it resolves) as made by `actor` (default: the hypervisor's actor).
    */
-  attest(options: { nonce?: Uint8Array | string } = {}): Promise<AttestationReport> {
-    return this.security.attest(options);
+  async attest(options: AttestOptions = {}): Promise<AttestationReport> {
+    const o = check(AttestOptionsSchema, options, 'attest options');
+    return this.security.attest(o);
   }
 
   /** The host's attestation public key (33 bytes: 0x01 ‖ key), created on first use. */

@@ -76,7 +76,6 @@ export class Managed extends EventEmitter<ManagedEvents> {
   startedAt = 0;
   /** Set while the host ends a run on purpose (operator stop, destroy, shutdown): no restart. */
   intentional = false;
-  violations = 0;
 
   constructor(decl: DeclaredPartition) {
     super();
@@ -178,7 +177,6 @@ export class ManagedHost {
   private readonly managed = new Map<string, Managed>();
   private policyDoc: HostPolicy = { version: 1 };
   private closing: Promise<void> | null = null;
-  private violationTimer: NodeJS.Timeout;
   private readonly log: (line: string) => void;
   readonly startedAt = Date.now();
 
@@ -186,10 +184,9 @@ export class ManagedHost {
     this.config = options.config;
     this.audit = options.audit;
     this.log = options.log ?? (() => {});
+    // The Hypervisor records what the runtime sees (lifecycle, exits, violations aggregated per
+    // partition per second, refusals, policy changes) into the same log (serve gives it).
     this.hv = new Hypervisor({ ...options.hypervisor, dataDir: this.config.dataDir });
-    // Violations are aggregated per partition per second, so a guest cannot flood the audit log.
-    this.violationTimer = setInterval(() => this.flushViolations(), 1000);
-    this.violationTimer.unref();
   }
 
   /** Opens the host: reads the policy and brings back every declared partition per its restart policy. */
@@ -394,8 +391,6 @@ export class ManagedHost {
   /** Stops every partition (disks flushed and closed), records why, and closes the Hypervisor. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      clearInterval(this.violationTimer);
-      this.flushViolations();
       await Promise.all(
         [...this.managed.values()].map((m) =>
           m.exclusive(async () => {
@@ -438,7 +433,6 @@ export class ManagedHost {
       m.error = null;
       p.on('console', (line, stream) => m.pushLine(stream, line));
       p.on('state', (state) => m.emit('state', state));
-      p.on('violation', () => m.violations++);
       p.on('exit', (exit) => this.onExit(m, p, exit));
     } catch (error) {
       m.error = errorInfo(error);
@@ -463,14 +457,8 @@ export class ManagedHost {
     if (m.partition !== p) return;
     m.lastExit = exit;
     if (m.intentional || this.closing) return;
+    // The exit itself is on the record already: the Hypervisor notes every partition's exit.
     const failed = !(exit.state === 'exited' && exit.code === 0);
-    this.audit.note({
-      actor: 'host',
-      action: 'partition.exit',
-      target: `/partitions/${m.name}`,
-      outcome: failed ? 'failure' : 'success',
-      reason: exit.reason === 'exit' ? `exit code ${exit.code}` : `${exit.reason}: ${exit.error?.message ?? ''}`,
-    });
     const policy = m.decl.restartPolicy;
     const restart = m.decl.desired === 'running' && (policy === 'always' || (policy === 'on-failure' && failed));
     void m.exclusive(async () => {
@@ -505,14 +493,6 @@ export class ManagedHost {
     if (m.restartTimer) clearTimeout(m.restartTimer);
     m.restartTimer = null;
     m.backoffMs = BACKOFF_FIRST_MS;
-  }
-
-  private flushViolations(): void {
-    for (const m of this.managed.values()) {
-      if (m.violations === 0) continue;
-      this.audit.note({ actor: `partition:${m.name}`, action: 'partition.violation', target: `/partitions/${m.name}`, outcome: 'denied', reason: `${m.violations} violation(s) in the last second` });
-      m.violations = 0;
-    }
   }
 }
 

@@ -1,17 +1,19 @@
 /**
- * `wasmvisor serve`: the daemon. Takes the config directory's lock, opens the audit sink, brings
- * back the declared partitions, and serves the API until SIGTERM or SIGINT, then shuts down in
- * order: stop listening (streams end) → stop partitions (disks flushed and closed) → close the
- * audit log → release the lock.
+ * `wasmvisor serve`: the daemon. Takes the config directory's lock, opens the audit log (once:
+ * the API and the Hypervisor write the same chain), brings back the declared partitions, and
+ * serves the API until SIGTERM or SIGINT, then shuts down in order: stop listening (streams end)
+ * → stop partitions (disks flushed and closed) → close the audit log → release the lock.
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.ts';
-import { MemoryAuditLog, type AuditSink } from './audit.ts';
+import { readAuditRecords } from '../security/audit.ts';
+import { openAuditLog } from '../security/monitor.ts';
+import { durableSink, type AuditSink } from './audit.ts';
 import { ConfigDir } from './config.ts';
 import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
-import { ManagementServer, type AttestationProvider, type ServerLimits } from './server.ts';
+import { ManagementServer, type ServerLimits } from './server.ts';
 import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
@@ -34,9 +36,11 @@ export interface ServeOptions {
   clientCa?: string;
   limits?: Partial<ServerLimits>;
   hypervisor?: Omit<HypervisorOptions, 'dataDir'>;
-  /** The audit sink; default: host/security's log when available, else an in-memory log. */
+  /**
+   * The audit sink, given to the Hypervisor too. Default: host/security's durable log in
+   * `<config>/data/audit` (keys in `<config>/data/keys`; `wasmvisor audit verify` checks it).
+   */
   audit?: AuditSink;
-  attestation?: AttestationProvider | null;
   /** Where the daemon reports (default: stderr). */
   log?: (line: string) => void;
   /** Only for the bench's baseline: see ServerOptions.auth. */
@@ -103,15 +107,25 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       tls = { cert, key, clientCa };
     }
 
-    const audit = options.audit ?? new MemoryAuditLog();
+    // One log for the API and the Hypervisor: both write the same chain, never the directory separately.
+    let audit: AuditSink;
+    let created: string[] = [];
+    if (options.audit !== undefined) {
+      audit = options.audit;
+    } else {
+      const opened = openAuditLog({ dataDir: config.dataDir, actor: 'host' });
+      audit = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
+      created = opened.created;
+    }
     cleanup.push(() => audit.close());
+    for (const file of created) audit.note({ actor: 'host', action: 'key.create', target: file, outcome: 'success', reason: 'created on first use' });
     const rbac = new Rbac(await config.readRbac());
     const tokens = new TokenStore(config.tokensDir);
     await tokens.load((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     tokens.watch((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     cleanup.push(() => tokens.close());
     await audit.record({ actor: 'host', action: 'host.start', target: '/', outcome: 'success', reason: `pid ${process.pid}, config ${config.root}` });
-    const host = await ManagedHost.open({ config, audit, log, ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}) });
+    const host = await ManagedHost.open({ config, audit, log, hypervisor: { ...options.hypervisor, audit, actor: 'host' } });
     cleanup.push(() => host.close());
     const server = new ManagementServer({
       host,
@@ -121,7 +135,6 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       tls,
       log,
       ...(options.limits ? { limits: options.limits } : {}),
-      attestation: options.attestation ?? null,
       ...(options.auth === false ? { auth: false } : {}),
     });
     cleanup.push(() => server.close());

@@ -4,6 +4,7 @@
  */
 import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { MAX_AUDIT_FILE_BYTES, MIN_AUDIT_FILE_BYTES } from '../security/audit.ts';
+import { MAX_NONCE_BYTES } from '../security/guest-report.ts';
 import { Policy } from '../security/policy.ts';
 import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds.ts';
 import { PartitionLimitsSchema } from './limits.ts';
@@ -87,3 +88,30 @@ export const HypervisorOptionsSchema = Type.Object(
   },
 );
 export type HypervisorOptions = Static<typeof HypervisorOptionsSchema>;
+
+/** Who an action is recorded as in the audit log: the embedder's default actor, or a caller it acts for. */
+const Actor = (description: string) => Type.String({ minLength: 1, maxLength: 256, description });
+
+export const AttestOptionsSchema = Type.Object(
+  {
+    nonce: Type.Optional(
+      Type.Union([Type.String({ pattern: `^([0-9a-fA-F]{2}){0,${MAX_NONCE_BYTES}}$`, title: `hex of at most ${MAX_NONCE_BYTES} bytes` }), Type.Uint8Array({ maxByteLength: MAX_NONCE_BYTES })], {
+        description: `The verifier's nonce, hex or bytes (at most ${MAX_NONCE_BYTES} bytes). Default: none (the report may then be a replay).`,
+      }),
+    ),
+    actor: Type.Optional(Actor("Who asked, for the audit record (e.g. a management API principal). Default: the hypervisor's actor.")),
+  },
+  { ...CLOSED, description: 'Options of hv.attest.' },
+);
+export type AttestOptions = Static<typeof AttestOptionsSchema>;
+
+/** What hv.setPolicy takes: a policy as the `policy` option takes it, or null for none. */
+export const PolicySourceSchema = Type.Union([PolicyObject(), CloneType(PolicySchema), Type.String({ minLength: 1, title: 'a path' }), Type.Null()], {
+  description: 'A Policy, a policy document, the path of a policy file, or null for no policy.',
+});
+
+export const SetPolicyOptionsSchema = Type.Object(
+  { actor: Type.Optional(Actor("Who replaced the policy, for the audit record. Default: the hypervisor's actor.")) },
+  { ...CLOSED, description: 'Options of hv.setPolicy.' },
+);
+export type SetPolicyOptions = Static<typeof SetPolicyOptionsSchema>;

@@ -67,10 +67,13 @@ export interface AuditEntry {
   details?: AuditDetails;
 }
 
-/** The interface other rooms record through (management API, storage, the hypervisor). */
+/**
+ * The interface other rooms record through (management API, storage, the hypervisor). AuditLog
+ * implements it; an embedder may give its own (`new Hypervisor({ audit: sink })`).
+ */
 export interface AuditSink {
-  /** Appends a record and resolves once it is durable (fsynced). Rejects (ERR_STORAGE) if the log cannot be written. */
-  record(entry: AuditEntry): Promise<AuditRecord>;
+  /** Appends a record and resolves once it is durable (fsynced); AuditLog resolves with the record. Rejects (ERR_STORAGE) if the log cannot be written. */
+  record(entry: AuditEntry): Promise<unknown>;
   /** Appends a record without waiting: it is fsynced with its batch (see the durability bound). */
   note(entry: AuditEntry): void;
 }

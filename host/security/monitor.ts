@@ -22,8 +22,8 @@ import { InvalidArgumentError, WasmvisorError } from '../errors.ts';
 import type { Partition, PartitionExit, Violation } from '../partition/partition.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
-import { issueCertificate, MAX_NONCE_BYTES, signerHash, signReport, type AttestationReport, type ReportPartition } from './attestation.ts';
-import { AuditLog, type AuditEntry, type AuditRecord, type AuditSink } from './audit.ts';
+import { issueCertificate, signerHash, signReport, type AttestationReport, type ReportPartition } from './attestation.ts';
+import { AuditLog, type AuditEntry, type AuditSink } from './audit.ts';
 import { canonicalHash } from './canonical.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, keysDir, loadOrCreateAuditKey, loadOrCreateHostKey } from './host-keys.ts';
 import { encodePublicKey, type SecretKey } from './keys.ts';
@@ -70,7 +70,8 @@ export interface CreatedPartition {
   devices: ResolvedDevices;
 }
 
-export class SecurityMonitor {
+/** Also an AuditSink that records as the hypervisor's actor (storage records through it); a no-op when auditing is off. */
+export class SecurityMonitor implements AuditSink {
   readonly events = new EventLog();
   readonly actor: string;
   private policyValue: Policy | null;
@@ -106,6 +107,10 @@ export class SecurityMonitor {
       this.hostKey = opened.hostKey;
       this.ownedLog = opened.log;
       this.sink = this.ownedLog;
+    }
+    if (this.sink !== null) {
+      // Violations and guest attestation requests are aggregated per partition per second,
+      // whichever log they go to (one this monitor opened, or the embedder's).
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
     }
@@ -124,12 +129,12 @@ export class SecurityMonitor {
   }
 
   /** Replaces the policy in force (measured and audited). New partitions are judged by it; live ones keep running. */
-  async setPolicy(policy: Policy | PolicyDocument | string | null): Promise<void> {
+  async setPolicy(policy: Policy | PolicyDocument | string | null, actor?: string): Promise<void> {
     const next = policy === null ? null : toPolicy(policy);
     const previous = this.policyValue?.hash ?? null;
     this.policyValue = next;
     this.events.extend('runtime', 'policy.change', { ...this.policyEvent(), previous });
-    await this.record({ action: 'policy.change', target: next?.source ?? '(none)', outcome: 'success', reason: next ? 'policy replaced' : 'policy removed', details: { previous, ...(next ? next.summary() : {}) } });
+    await this.record({ ...(actor !== undefined ? { actor } : {}), action: 'policy.change', target: next?.source ?? '(none)', outcome: 'success', reason: next ? 'policy replaced' : 'policy removed', details: { previous, ...(next ? next.summary() : {}) } });
   }
 
   private policyEvent(): Record<string, string | number | boolean | null> {
@@ -238,10 +243,9 @@ export class SecurityMonitor {
   }
 
   /** A host attestation report over the registers, the log and the live partitions. */
-  async attest(options: { nonce?: Uint8Array | string } = {}): Promise<AttestationReport> {
-    const nonce = typeof options.nonce === 'string' ? fromHex(options.nonce) : (options.nonce ?? new Uint8Array(0));
-    if (nonce === null || !(nonce instanceof Uint8Array)) throw new InvalidArgumentError('attest: nonce must be hex or a Uint8Array');
-    if (nonce.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`attest: the nonce has ${nonce.length} bytes; at most ${MAX_NONCE_BYTES}`);
+  /** `options` was checked against AttestOptionsSchema (hex or bytes, at most MAX_NONCE_BYTES). */
+  async attest(options: { nonce?: Uint8Array | string; actor?: string } = {}): Promise<AttestationReport> {
+    const nonce = typeof options.nonce === 'string' ? fromHex(options.nonce)! : (options.nonce ?? new Uint8Array(0));
     const key = this.loadHostKey(true).key;
     const partitions: ReportPartition[] = [...this.tracked.values()].map((t) => ({
       name: t.name,
@@ -260,7 +264,7 @@ export class SecurityMonitor {
       eventsDropped: this.events.dropped,
       partitions,
     });
-    await this.record({ action: 'attestation.request', target: 'host', outcome: 'success', reason: 'host report signed', details: { nonce: toHex(nonce), partitions: partitions.length } });
+    await this.record({ ...(options.actor !== undefined ? { actor: options.actor } : {}), action: 'attestation.request', target: 'host', outcome: 'success', reason: 'host report signed', details: { nonce: toHex(nonce), partitions: partitions.length } });
     return report;
   }
 
@@ -274,8 +278,8 @@ export class SecurityMonitor {
     return { registers: this.events.registers(), events: this.events.events(), dropped: this.events.dropped };
   }
 
-  record(entry: AuditEntry): Promise<AuditRecord | null> {
-    return this.sink ? this.sink.record({ actor: this.actor, ...entry }) : Promise.resolve(null);
+  async record(entry: AuditEntry): Promise<void> {
+    if (this.sink) await this.sink.record({ actor: this.actor, ...entry });
   }
 
   note(entry: AuditEntry): void {

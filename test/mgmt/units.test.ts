@@ -4,8 +4,10 @@
  * policy, Prometheus escaping, and the server's body, stream and lifetime limits (at the edge
  * and one past it).
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rbac, rolePermissions, BUILT_IN_ROLES } from '../../host/mgmt/rbac.ts';
 import { MAX_TOKEN_LIFETIME_MS, parseLifetime } from '../../host/mgmt/tokens.ts';
@@ -13,7 +15,8 @@ import { ConfigDir } from '../../host/mgmt/config.ts';
 import { admit } from '../../host/mgmt/host.ts';
 import { escapeLabel } from '../../host/mgmt/prometheus.ts';
 import { isLoopback, serve } from '../../host/mgmt/serve.ts';
-import { MemoryAuditLog } from '../../host/mgmt/audit.ts';
+import { MemoryAuditLog, type AuditQuery } from '../../host/mgmt/audit.ts';
+import { verifyAuditLog } from '../../host/security/audit.ts';
 import { createBody, startHost, tempDir, type Harness } from './harness.ts';
 
 describe('RBAC model', () => {
@@ -139,7 +142,7 @@ describe('server limits at their edges', () => {
     await c.json('POST', '/partitions/e/stop');
     const since = new Date(Date.now() - 60_000).toISOString();
     const r = await c.json<{ durable: boolean; records: { action: string; target: string; outcome: string }[] }>('GET', `/audit?partition=e&action=partition.stop&since=${since}`);
-    expect(r.durable).toBe(false);
+    expect(r.durable).toBe(true);
     expect(r.records).toHaveLength(1);
     expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'success' });
     const denied = await c.json<{ records: unknown[] }>('GET', '/audit?outcome=denied&until=2000-01-01');
@@ -158,16 +161,24 @@ describe('the memory audit log', () => {
 });
 
 describe('the durable-log adapter', () => {
-  it('writes through and filters what it reads back', async () => {
-    const backing = new MemoryAuditLog();
+  it("writes through host/security's AuditLog, and a query sees batched records at once, filtered", async () => {
     const { durableSink } = await import('../../host/mgmt/audit.ts');
-    const sink = durableSink(backing, () => backing.all());
+    const { openAuditLog } = await import('../../host/security/monitor.ts');
+    const { readAuditRecords } = await import('../../host/security/audit.ts');
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'wv-sink-'));
+    const opened = openAuditLog({ dataDir, actor: 'host' });
+    const sink = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
     expect(sink.durable).toBe(true);
+    // A noted record waits for its batch (up to 100 ms); the query flushes it first.
     sink.note({ actor: 'token:a', action: 'api.authorize', target: '/partitions/x', outcome: 'denied', reason: 'default-deny' });
     await sink.record({ actor: 'token:a', action: 'partition.stop', target: '/partitions/x', outcome: 'success', reason: '' });
     await sink.record({ actor: 'token:b', action: 'partition.stop', target: '/partitions/y', outcome: 'success', reason: '' });
-    expect((await sink.query({ target: '/partitions/*', limit: 10 })).map((r) => r.seq)).toEqual([1, 2, 3]);
-    expect((await sink.query({ actor: 'token:a', outcome: 'success', limit: 10 })).map((r) => r.seq)).toEqual([2]);
-    expect((await sink.query({ limit: 1 })).map((r) => r.seq)).toEqual([3]);
+    const ours = (q: Omit<AuditQuery, 'limit'>, limit = 10) => sink.query({ ...q, limit }).then((rs) => rs.map((r) => `${r.actor} ${r.action} ${r.target}`));
+    expect(await ours({ target: '/partitions/*' })).toEqual(['token:a api.authorize /partitions/x', 'token:a partition.stop /partitions/x', 'token:b partition.stop /partitions/y']);
+    expect(await ours({ actor: 'token:a', outcome: 'success' })).toEqual(['token:a partition.stop /partitions/x']);
+    expect(await ours({ partition: 'y' })).toEqual(['token:b partition.stop /partitions/y']);
+    expect(await ours({}, 1)).toEqual(['token:b partition.stop /partitions/y']);
+    await sink.close();
+    expect(verifyAuditLog(opened.dir, { macKey: new Uint8Array(readFileSync(path.join(dataDir, 'keys', 'audit.key'))), publicKey: null, head: null }).ok).toBe(true);
   });
 });
