@@ -31,7 +31,6 @@ const ERRORS: Record<string, string> = {
   '422': 'The module, spec or guest refused the request (ERR_MODULE_INVALID, ERR_INTEGRITY, ERR_GUEST_CALL, ...)',
   '429': 'ERR_RATE_LIMITED: over the caller\'s rate limit (Retry-After says when to retry)',
   '500': 'ERR_INTERNAL or ERR_STORAGE: a fault on the host',
-  '501': 'ERR_NOT_IMPLEMENTED: the feature is not in this build',
   '503': 'ERR_BUSY: a bounded queue or the stream limit is full',
 };
 

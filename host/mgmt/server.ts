@@ -31,10 +31,6 @@ import { buildRoutes, type RouteDef } from './routes.ts';
 import { openApiDocument } from './openapi.ts';
 
 /** Attestation as the API needs it; provided by host/security (issue 12) when it is on this branch. */
-export interface AttestationProvider {
-  attest(nonce: Uint8Array): Promise<unknown>;
-}
-
 /** An authenticated caller. */
 export interface Principal {
   /** `token:<name>` or `cert:<CN>`; `anonymous` only when auth is off. */
@@ -95,7 +91,6 @@ export interface ServerOptions {
   /** Certificate and key (PEM); `clientCa` enables client certificates (mutual TLS). Null: plain HTTP, loopback only. */
   tls: { cert: string; key: string; clientCa?: string | null } | null;
   limits?: Partial<ServerLimits>;
-  attestation?: AttestationProvider | null;
   /**
    * Off only for measuring what authentication, authorization and audit cost (bench/mgmt.mjs):
    * every request runs as an anonymous principal, nothing is checked or recorded. Not reachable
@@ -150,7 +145,6 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_KILLED: 422,
   ERR_RATE_LIMITED: 429,
   ERR_BUSY: 503,
-  ERR_NOT_IMPLEMENTED: 501,
   ERR_STORAGE: 500,
   ERR_INTERNAL: 500,
 };
@@ -241,7 +235,7 @@ export class ManagementServer {
     this.app.server.maxConnections = l.maxConnections;
     this.app.server.headersTimeout = l.headersTimeoutMs;
     this.app.decorateRequest('principal', null);
-    this.routes = buildRoutes({ host: options.host, tokens: options.tokens, rbac: options.rbac, audit: options.audit, server: this, attestation: options.attestation ?? null });
+    this.routes = buildRoutes({ host: options.host, tokens: options.tokens, rbac: options.rbac, audit: options.audit, server: this });
     this.install();
     options.tokens.on('revoked', this.onRevoked);
   }

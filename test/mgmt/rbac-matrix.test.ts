@@ -68,8 +68,7 @@ const rows: Row[] = [
   { name: 'get policy', permission: 'policy/read', kind: 'root', method: 'GET', path: () => '/policy', ok: 200 },
   { name: 'replace policy', permission: 'policy/write', kind: 'root', method: 'PUT', path: () => '/policy', body: () => ({ version: 1 }), ok: 200 },
   { name: 'audit', permission: 'audit/read', kind: 'root', method: 'GET', path: () => '/audit?limit=5', ok: 200 },
-  // Allowed callers learn that this build has no attestation yet: a typed 501, after the decision.
-  { name: 'attestation', permission: 'attestation/read', kind: 'root', method: 'GET', path: () => '/attestation?nonce=00112233445566778899aabbccddeeff', ok: 501 },
+  { name: 'attestation', permission: 'attestation/read', kind: 'root', method: 'GET', path: () => '/attestation?nonce=00112233445566778899aabbccddeeff', ok: 200 },
   { name: 'host metrics', permission: 'metrics/read', kind: 'root', method: 'GET', path: () => '/host/metrics', ok: 200 },
   { name: 'prometheus', permission: 'metrics/read', kind: 'root', method: 'GET', path: () => '/metrics', ok: 200 },
   { name: 'list tokens', permission: 'tokens/read', kind: 'root', method: 'GET', path: () => '/tokens', ok: 200 },
@@ -106,11 +105,11 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
           await row.setup?.(target);
           const allowed = inScope && ROLE_PERMISSIONS[role]!.includes(row.permission);
           // Creating a token also needs the caller to hold the granted role's permissions at its scope: true for every role holding tokens/write here (Owner).
-          const before = h.audit.all().at(-1)?.seq ?? 0;
+          const before = (await h.records()).at(-1)?.seq ?? 0;
           const r = await h.client(token).request(row.method, row.path(target), row.body?.(target));
           expect(r.status, r.body.toString()).toBe(allowed ? row.ok : 403);
           if (!allowed) expect(JSON.parse(r.body.toString()).error.code).toBe('ERR_ACCESS_DENIED');
-          const decisions = h.audit.all().filter((x) => x.seq > before && x.action === 'api.authorize' && x.details?.permission === row.permission && x.actor === principal && x.target === scope);
+          const decisions = (await h.records()).filter((x) => x.seq > before && x.action === 'api.authorize' && x.details?.permission === row.permission && x.actor === principal && x.target === scope);
           expect(decisions.length, `audit record for ${principal} ${row.permission} at ${scope}`).toBeGreaterThanOrEqual(1);
           const d = decisions[0]!;
           expect(d.outcome).toBe(allowed ? 'success' : 'denied');
@@ -139,7 +138,7 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
     const c = h.client(token);
     expect((await c.request('GET', '/partitions/a')).status).toBe(200);
     expect((await c.request('GET', '/partitions/b')).status).toBe(403);
-    const rec = h.audit.all().filter((x) => x.actor === 'token:blue-reader' && x.target === '/partitions/a').at(-1)!;
+    const rec = (await h.records()).filter((x) => x.actor === 'token:blue-reader' && x.target === '/partitions/a').at(-1)!;
     expect(rec.reason).toBe('allow:token:blue-reader:Reader@/segments/blue');
   });
 
