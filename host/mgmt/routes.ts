@@ -23,13 +23,15 @@ import {
   CreatePartitionBody,
   CreateTokenBody,
   DestroyQuery,
-  HostPolicy,
+  PolicyAnswer,
+  PolicyBody,
   MAX_MODULE_BASE64,
   NameParams,
   TokenParams,
   type AuditQueryString as AuditQueryStringT,
   type CallBody as CallBodyT,
   type CreatePartitionBody as CreatePartitionBodyT,
+  type PolicyBody as PolicyBodyT,
 } from './schemas.ts';
 import type { Static } from '@sinclair/typebox';
 
@@ -370,26 +372,27 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'GET',
       url: '/policy',
-      summary: 'The admission policy in force.',
+      summary: "The admission policy in force (the host's policy file, docs/SECURITY.md) and its hash; null without one.",
       tag: 'policy',
       auth: 'required',
       permission: 'policy/read',
       scope: ROOT,
-      response: HostPolicy,
+      response: PolicyAnswer,
       handler: async () => host.policy,
     },
     {
       method: 'PUT',
       url: '/policy',
-      summary: 'Replaces the admission policy. It applies to partitions created or started from now on; running ones keep running.',
+      summary:
+        'Replaces the admission policy (null: none). Measured and audited (policy.change, by the caller) before the answer. It applies to partitions created or started from now on; running ones keep running.',
       tag: 'policy',
       auth: 'required',
       permission: 'policy/write',
       scope: ROOT,
-      body: HostPolicy,
-      response: HostPolicy,
+      body: PolicyBody,
+      response: PolicyAnswer,
       handler: async (ctx) => {
-        await host.setPolicy(ctx.body as Static<typeof HostPolicy>, ctx.principal.id);
+        await host.setPolicy((ctx.body as PolicyBodyT).policy, ctx.principal.id);
         return host.policy;
       },
     },

@@ -13,7 +13,8 @@
  * lands a TypeBox schema of PartitionSpec in host/schema/, `ApiPartitionSpec` becomes that
  * schema with those two fields omitted.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { CloneType, Type, type Static, type TSchema } from '@sinclair/typebox';
+import { GrantsSchema, PolicyKeySchema, PolicySchema } from '../schema/policy.ts';
 import { PERMISSIONS, SCOPE_PATTERN } from './rbac.ts';
 
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
@@ -223,19 +224,38 @@ export type AuditQueryString = Static<typeof AuditQueryString>;
 
 export const AttestQuery = obj({ nonce: Type.String({ pattern: '^[0-9a-fA-F]{16,128}$', description: 'expects: 8 to 64 bytes in hex' }) });
 
-/** The admission policy the daemon applies before creating a partition (`policy.json`). */
-export const HostPolicy = obj({
-  version: Type.Literal(1),
-  allowMeasurements: Type.Optional(
-    Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { maxItems: 100_000, description: 'If present, only modules with these SHA-256 measurements are admitted.' }),
-  ),
-  maxMemoryPages: Type.Optional(Int({ minimum: 1, maximum: 65536 })),
-  allowDevices: Type.Optional(
-    Type.Array(Type.Union([Type.Literal('console'), Type.Literal('clock'), Type.Literal('entropy'), Type.Literal('block'), Type.Literal('net')]), { maxItems: 5, description: 'If present, the only devices a spec may ask for.' }),
-  ),
-  allowWasi: Type.Optional(Type.Boolean()),
+/**
+ * The host's admission policy is host/security's policy file (`<config>/policy.json`, schema
+ * PolicySchema): trusted publishers, pinned measurements, grants. Through the API a publisher's
+ * key is given inline (`publicKey`): `file` names a file on the host, which, like a spec's host
+ * paths, is the host administrator's to write, not a remote principal's.
+ */
+const ApiPolicyKey = Type.Object(
+  { publicKey: CloneType(PolicyKeySchema.properties.publicKey), keyId: Type.Optional(CloneType(PolicyKeySchema.properties.keyId)) },
+  { additionalProperties: false, description: 'A trusted key, inline (hex of 0x01 ‖ key, an OpenSSH line, or PEM).' },
+);
+export const ApiPolicy = Type.Object(
+  {
+    ...CloneType(PolicySchema).properties,
+    publishers: Type.Optional(
+      Type.Record(Type.String({ pattern: NAME_PATTERN }), Type.Object({ keys: Type.Array(ApiPolicyKey, { minItems: 1, maxItems: 64 }), grants: Type.Optional(CloneType(GrantsSchema)) }, { additionalProperties: false }), {
+        additionalProperties: false,
+        maxProperties: 256,
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'A security policy (docs/SECURITY.md) as a remote caller sends it: keys inline.' },
+);
+
+/** `PUT /policy`: the new policy, or null for none (every module admitted, as without a policy file). */
+export const PolicyBody = obj({ policy: Type.Union([ApiPolicy, Type.Null()]) });
+export type PolicyBody = Static<typeof PolicyBody>;
+
+/** `GET /policy` and the answer to `PUT /policy`: the policy file in force and its hash (as measured). */
+export const PolicyAnswer = obj({
+  policy: Type.Union([CloneType(PolicySchema), Type.Null()]),
+  sha256: Type.Union([Type.String(), Type.Null()], { description: "The policy's hash, as in the measured-boot log and attestation reports; null without a policy." }),
 });
-export type HostPolicy = Static<typeof HostPolicy>;
 
 const Permission = Type.Union(PERMISSIONS.map((p) => Type.Literal(p)));
 const PermissionPattern = Type.String({ pattern: '^(\\*|[a-z]+/(\\*|[a-z]+))$', maxLength: 64 });

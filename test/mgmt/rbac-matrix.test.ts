@@ -66,7 +66,7 @@ const rows: Row[] = [
   { name: 'destroy', permission: 'partitions/write', kind: 'partition', method: 'DELETE', path: (t) => `/partitions/${t}`, ok: 200, setup: (t) => ensure(t, 'stopped') },
   { name: 'create', permission: 'partitions/write', kind: 'partition', method: 'POST', path: () => '/partitions', body: (t) => ({ ...spec(t), start: false }), ok: 201, setup: (t) => ensure(t, 'absent') },
   { name: 'get policy', permission: 'policy/read', kind: 'root', method: 'GET', path: () => '/policy', ok: 200 },
-  { name: 'replace policy', permission: 'policy/write', kind: 'root', method: 'PUT', path: () => '/policy', body: () => ({ version: 1 }), ok: 200 },
+  { name: 'replace policy', permission: 'policy/write', kind: 'root', method: 'PUT', path: () => '/policy', body: () => ({ policy: null }), ok: 200 },
   { name: 'audit', permission: 'audit/read', kind: 'root', method: 'GET', path: () => '/audit?limit=5', ok: 200 },
   { name: 'attestation', permission: 'attestation/read', kind: 'root', method: 'GET', path: () => '/attestation?nonce=00112233445566778899aabbccddeeff', ok: 200 },
   { name: 'host metrics', permission: 'metrics/read', kind: 'root', method: 'GET', path: () => '/host/metrics', ok: 200 },
