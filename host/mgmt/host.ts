@@ -150,8 +150,7 @@ function decodeModule(base64: string): Uint8Array {
 
 /** The library spec for a declaration: the module pinned to the measurement the declaration names. */
 function librarySpec(spec: ApiPartitionSpec, module: Uint8Array, sha256: string): PartitionSpec {
-  const limits = spec.limits ? { ...spec.limits, ...(spec.limits.timeoutMs === 0 ? { timeoutMs: Infinity } : {}) } : undefined;
-  return { ...spec, ...(limits ? { limits } : {}), module, sha256 } as PartitionSpec;
+  return { ...spec, module, sha256 };
 }
 
 export class ManagedHost {

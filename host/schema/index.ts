@@ -23,4 +23,4 @@ export * from './partition.ts';
 export * from './hypervisor.ts';
 export { PolicySchema, GrantsSchema, PolicyKeySchema, PublisherSchema, ModuleRuleSchema, GRANTABLE_DEVICES, type PolicyDocument, type Grants, type GrantableDevice } from './policy.ts';
 export { ManifestSchema, loadManifest, MAX_MANIFEST_BYTES, type Manifest } from './manifest.ts';
-export { jsonSchemas, toJsonSchema } from './json.ts';
+export { jsonSchemas, plainJsonSchema, toJsonSchema } from './json.ts';

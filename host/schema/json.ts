@@ -59,13 +59,21 @@ function convertEach(map: Record<string, TSchema>): { [key: string]: Json } {
   return out;
 }
 
-/** A TypeBox schema as a plain JSON Schema (draft-07) document, with the JavaScript-only alternatives removed. */
-export function toJsonSchema(schema: TSchema, id?: string): { [key: string]: Json } {
+/**
+ * A TypeBox schema as plain JSON Schema, with the JavaScript-only alternatives removed and no
+ * `$schema`: for embedding in another document (the management API's OpenAPI document).
+ */
+export function plainJsonSchema(schema: TSchema): { [key: string]: Json } {
   const converted = convert(schema);
   if (converted === undefined || typeof converted !== 'object' || converted === null || Array.isArray(converted)) {
     throw new Error('a schema with no JSON form');
   }
-  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(id !== undefined ? { $id: id } : {}), ...converted };
+  return converted;
+}
+
+/** A TypeBox schema as a plain JSON Schema (draft-07) document, with the JavaScript-only alternatives removed. */
+export function toJsonSchema(schema: TSchema, id?: string): { [key: string]: Json } {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(id !== undefined ? { $id: id } : {}), ...plainJsonSchema(schema) };
 }
 
 /**

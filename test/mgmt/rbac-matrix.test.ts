@@ -4,7 +4,9 @@
  * (principal, permission, scope, outcome, deciding rule). The expected permissions of each role
  * are written out here by hand, independently of host/mgmt/rbac.ts.
  */
+import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonSchemas } from '../../host/schema/index.ts';
 import { createBody, startHost, type Harness } from './harness.ts';
 
 const ROLE_PERMISSIONS: Record<string, string[]> = {
@@ -164,5 +166,17 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
     expect(body.properties.spec.properties.name.pattern).toBe('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');
     expect(body.additionalProperties).toBe(false);
     expect(doc.paths['/partitions/{name}/call'].post['x-permission']).toBe('partitions/call');
+    // The spec is the library's (the JSON Schema the package ships), minus what names a host path.
+    const library = jsonSchemas()['partition-spec.json'] as { properties: Record<string, { properties?: Record<string, unknown> }> };
+    const spec = body.properties.spec;
+    expect(Object.keys(spec.properties).sort()).toEqual(Object.keys(library.properties).filter((k) => k !== 'module' && k !== 'signature').sort());
+    for (const k of ['limits', 'restart', 'kind', 'args']) expect(spec.properties[k], k).toEqual(library.properties[k]);
+    const { block: apiBlock, ...apiDevices } = spec.properties.devices.properties;
+    const { block: libBlock, ...libDevices } = library.properties.devices!.properties!;
+    expect(apiDevices).toEqual(libDevices);
+    expect(Object.keys(apiBlock.anyOf[1].properties)).toEqual(Object.keys((libBlock as { anyOf: { properties: object }[] }).anyOf[1]!.properties).filter((k) => k !== 'path'));
+    expect(Object.keys(spec.properties.wasi.properties.preopens.items.properties)).toEqual(['guestPath', 'readonly']);
+    // And it is JSON Schema a standard validator compiles (what a generated client would use).
+    expect(() => new Ajv({ strict: true, strictTypes: false }).compile(body)).not.toThrow();
   });
 });
