@@ -34,15 +34,22 @@
  *
  * Durability: `record()` resolves once its record is written and fdatasync'ed (records made in the
  * same turn of the event loop share one fsync: group commit). `note()` (for events the runtime
- * observes, such as an exit) is batched: a batch is written and fsynced as soon as BATCH_RECORDS
- * records wait or BATCH_MS after the first of them, so a crash loses at most BATCH_RECORDS − 1
- * noted records, none older than BATCH_MS (unless the event loop was blocked that long). Writes are
- * synchronous on the caller's thread, one per batch, so nothing is reordered and the bound is exact.
+ * observes, such as an exit, and for a management API's authorization decisions) is batched:
+ *   - lines are written (synchronously, on the caller's thread, in order: nothing is reordered)
+ *     as soon as WRITE_RECORDS records wait or BATCH_MS after the first of them, and fsynced
+ *     right after, *off* the event loop (one fdatasync in flight at a time, in libuv's pool);
+ *   - at most BATCH_RECORDS − 1 records are ever appended and not yet fsynced: the note() that
+ *     would make it BATCH_RECORDS writes and fsyncs on the spot, blocking (the backpressure of a
+ *     slow disk, and the bound).
+ * So a crash — even a power loss — loses at most BATCH_RECORDS − 1 noted records, none older than
+ * BATCH_MS plus the fsync then in flight (unless the event loop was blocked that long); a killed
+ * process loses only records not yet written (the page cache keeps the rest). The event loop
+ * waits for a disk only at that bound, at rotation and at close.
  * After a crash the chain still verifies: a torn last line (no newline) is cut off when the log is
  * reopened (and an `audit.recovered` record says so); the verifier reports it as crash residue.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
@@ -79,8 +86,10 @@ export interface AuditSink {
 }
 
 export const AUDIT_FILE_PATTERN = /^audit-(\d{6})\.jsonl$/;
-/** Records written before a batch is forced out. */
+/** Records appended and not yet fsynced never reach this many: the note() that would, syncs on the spot. */
 export const BATCH_RECORDS = 256;
+/** Records that wait before they are written and an fsync is started (off the event loop). */
+export const WRITE_RECORDS = BATCH_RECORDS / 2;
 /** Longest a noted record waits for its batch, ms. */
 export const BATCH_MS = 100;
 /** A checkpoint is written at least this often while records are written, ms. */
@@ -156,15 +165,25 @@ export class AuditLog implements AuditSink {
   private fileRecords = 0;
   private seq = 0;
   private prev = GENESIS;
+  /** Lines appended and not yet written. */
   private pending: string[] = [];
   private pendingBytes = 0;
-  private waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** The last record written to the file, and the last one known durable (fdatasync'ed). */
+  private writtenSeq = 0;
+  private syncedSeq = 0;
+  /** An fdatasync runs in libuv's pool (at most one at a time). */
+  private syncing = false;
+  /** Files rotated away while an fdatasync on them was in flight: closed when it returns. */
+  private retired: number[] = [];
+  /** Awaited records (record(), flush()), resolved once the log is durable up to `seq`. */
+  private waiters: { seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private lastCheckpointAt = 0;
   private recordsSinceCheckpoint = 0;
-  /** A checkpoint was appended and audit.head must follow it once it is durable. */
-  private headDue = false;
+  /** The last checkpoint appended and not yet written; the last one written, which audit.head mirrors once it is durable. */
+  private checkpointPending: Head | null = null;
+  private headDue: Head | null = null;
   private failure: StorageError | null = null;
   private closed = false;
   private readonly now: () => number;
@@ -172,7 +191,7 @@ export class AuditLog implements AuditSink {
   readonly defaultActor: string;
   /** Records appended but not yet fsynced (at most BATCH_RECORDS − 1 after any note()). */
   get unsynced(): number {
-    return this.pending.length;
+    return this.seq - this.syncedSeq;
   }
 
   private constructor(private readonly options: AuditLogOptions) {
@@ -245,11 +264,14 @@ export class AuditLog implements AuditSink {
       throw new StorageError(`cannot open the audit log in ${dir}: ${(error as Error).message}`, { cause: error });
     }
     this.lastCheckpointAt = this.now();
+    // What the files hold was written by an earlier process: on disk, as far as this one knows.
+    this.writtenSeq = this.seq;
+    this.syncedSeq = this.seq;
     if (recovered !== null) {
       this.append({ actor: 'wasmvisor', action: 'audit.recovered', target: String(recovered['file']), outcome: 'success', reason: 'an incomplete last record (a crash while writing) was cut off', details: recovered });
     }
     this.append({ actor: 'wasmvisor', action: 'audit.open', target: dir, outcome: 'success', reason: 'audit log opened', details: { pid: process.pid } });
-    this.flushSync();
+    this.syncNow();
   }
 
   record(entry: AuditEntry): Promise<AuditRecord> {
@@ -261,11 +283,11 @@ export class AuditLog implements AuditSink {
     } catch (error) {
       return Promise.reject(error);
     }
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    // Group commit: every record made in this turn of the event loop shares one fsync.
+    const done = this.durable(rec.seq);
+    // Group commit: every record made in this turn of the event loop shares one write and fsync.
     this.immediate ??= setImmediate(() => {
       this.immediate = null;
-      this.flushSync();
+      this.syncSoon();
     });
     return done.then(() => rec);
   }
@@ -273,28 +295,41 @@ export class AuditLog implements AuditSink {
   note(entry: AuditEntry): void {
     if (this.failure || this.closed) return;
     this.append(entry);
-    if (this.options.durability === 'record' || this.pending.length >= BATCH_RECORDS) this.flushSync();
-    else this.timer ??= setTimeout(() => this.flushSync(), BATCH_MS);
+    if (this.options.durability === 'record' || this.unsynced >= BATCH_RECORDS) this.syncNow();
+    else if (this.pending.length >= WRITE_RECORDS) this.syncSoon();
+    else this.timer ??= setTimeout(() => this.syncSoon(), BATCH_MS);
   }
 
   /** Writes and fsyncs whatever waits. Resolves when durable; rejects if the log failed. */
   async flush(): Promise<void> {
-    this.flushSync();
     if (this.failure) throw this.failure;
+    const done = this.durable(this.seq);
+    this.syncSoon();
+    await done;
   }
 
-  /** Writes a final checkpoint and closes the file. Idempotent. */
+  /** Writes a final checkpoint, fsyncs and closes the file. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     if (!this.failure) {
       this.append({ actor: 'wasmvisor', action: 'audit.close', target: this.options.dir, outcome: 'success', reason: 'audit log closed' });
       this.checkpoint();
-      this.flushSync();
+      this.syncNow();
     }
     this.closed = true;
-    if (this.fd >= 0) closeSync(this.fd);
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+    this.retire(this.fd);
     this.fd = -1;
     if (this.failure) throw this.failure;
+  }
+
+  /** Resolves once the log is durable up to `seq` (at once if it is). */
+  private durable(seq: number): Promise<void> {
+    if (seq <= this.syncedSeq) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
   }
 
   /** Builds the record's line (chain, MAC, signature) and queues it. */
@@ -349,51 +384,110 @@ export class AuditLog implements AuditSink {
       },
       true,
     );
+    // seq and prev are the checkpoint's own: what audit.head will name once it is written and durable.
+    this.checkpointPending = { format: 'wasmvisor-audit-head/1', seq: this.seq, hash: this.prev, file: auditFileName(this.fileIndex) };
     this.recordsSinceCheckpoint = 0;
     this.lastCheckpointAt = this.now();
-    this.headDue = true;
   }
 
-  /** Writes the pending lines with one write and one fdatasync; rotates and checkpoints as due. */
-  private flushSync(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.failure) return this.settle();
-    const due = this.recordsSinceCheckpoint >= CHECKPOINT_RECORDS || (this.recordsSinceCheckpoint > 0 && this.now() - this.lastCheckpointAt >= CHECKPOINT_MS);
-    const rotate = this.fileBytes + this.pendingBytes >= this.maxFileBytes;
-    if ((due || rotate) && this.pending.length > 0) this.checkpoint();
-    try {
-      if (this.pending.length > 0) {
-        const buffer = Buffer.from(this.pending.join('\n') + '\n');
-        let written = 0;
-        while (written < buffer.length) written += writeSync(this.fd, buffer, written, buffer.length - written);
+  /** Writes what waits and fsyncs it before returning (blocking): the bound, rotation, close. */
+  private syncNow(): void {
+    this.write();
+    if (!this.failure && this.writtenSeq > this.syncedSeq) {
+      try {
         fdatasyncSync(this.fd);
-        this.fileBytes += buffer.length;
-        this.pending = [];
-        this.pendingBytes = 0;
-        if (this.headDue && this.options.headFile !== null) {
-          // The checkpoint is the last line written: seq and prev are its own.
-          writeHead(this.options.headFile, { format: 'wasmvisor-audit-head/1', seq: this.seq, hash: this.prev, file: auditFileName(this.fileIndex) });
-        }
-        this.headDue = false;
-        if (rotate) {
-          closeSync(this.fd);
-          this.openFile(this.fileIndex + 1);
-        }
+        this.synced(this.writtenSeq);
+      } catch (error) {
+        this.fail(error);
       }
-    } catch (error) {
-      this.failure = new StorageError(`the audit log in ${this.options.dir} cannot be written: ${(error as Error).message}`, { cause: error });
     }
     this.settle();
   }
 
-  private settle(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) {
-      if (this.failure) w.reject(this.failure);
-      else w.resolve();
+  /** Writes what waits, and starts an fdatasync off the event loop (unless one is in flight: it is started again when that one returns). */
+  private syncSoon(): void {
+    this.write();
+    if (this.failure || this.syncing || this.writtenSeq <= this.syncedSeq) return this.settle();
+    this.syncing = true;
+    const target = this.writtenSeq;
+    fdatasync(this.fd, (error) => {
+      this.syncing = false;
+      for (const fd of this.retired.splice(0)) closeQuietly(fd);
+      if (this.closed) return;
+      if (error) this.fail(error);
+      else this.synced(target);
+      this.settle();
+      // Lines written while that fsync ran need one of their own.
+      if (!this.failure && this.writtenSeq > this.syncedSeq) this.syncSoon();
+    });
+  }
+
+  /** Writes the pending lines with one write; checkpoints and rotates as due. Never waits for the disk except at rotation. */
+  private write(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.failure || this.pending.length === 0) return;
+    const due = this.recordsSinceCheckpoint >= CHECKPOINT_RECORDS || (this.recordsSinceCheckpoint > 0 && this.now() - this.lastCheckpointAt >= CHECKPOINT_MS);
+    const rotate = this.fileBytes + this.pendingBytes >= this.maxFileBytes;
+    if (due || rotate) this.checkpoint();
+    try {
+      const buffer = Buffer.from(this.pending.join('\n') + '\n');
+      let written = 0;
+      while (written < buffer.length) written += writeSync(this.fd, buffer, written, buffer.length - written);
+      this.fileBytes += buffer.length;
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.writtenSeq = this.seq;
+      if (this.checkpointPending !== null) {
+        this.headDue = this.checkpointPending;
+        this.checkpointPending = null;
+      }
+      if (rotate) {
+        // The file is complete: durable before the next one begins, and closed (later, if an fsync on it is in flight).
+        fdatasyncSync(this.fd);
+        this.synced(this.writtenSeq);
+        this.retire(this.fd);
+        this.openFile(this.fileIndex + 1);
+      }
+    } catch (error) {
+      this.fail(error);
     }
+  }
+
+  /** The log is durable up to `seq`: audit.head may now name the checkpoint written before it. */
+  private synced(seq: number): void {
+    if (seq > this.syncedSeq) this.syncedSeq = seq;
+    if (this.headDue !== null && this.headDue.seq <= this.syncedSeq && this.options.headFile !== null) {
+      try {
+        writeHead(this.options.headFile, this.headDue);
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+    if (this.headDue !== null && this.headDue.seq <= this.syncedSeq) this.headDue = null;
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= new StorageError(`the audit log in ${this.options.dir} cannot be written: ${(error as Error).message}`, { cause: error });
+  }
+
+  /** Closes a file, or leaves that to the fdatasync in flight on it. */
+  private retire(fd: number): void {
+    if (fd < 0) return;
+    if (this.syncing) this.retired.push(fd);
+    else closeQuietly(fd);
+  }
+
+  /** Resolves the waiters the log is now durable for; rejects them all if it failed. */
+  private settle(): void {
+    if (this.waiters.length === 0) return;
+    const keep: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (this.failure) w.reject(this.failure);
+      else if (w.seq <= this.syncedSeq) w.resolve();
+      else keep.push(w);
+    }
+    this.waiters = keep;
   }
 
   private openFile(index: number): void {
@@ -454,6 +548,14 @@ function writeHead(file: string, head: Head): void {
   }
   renameSync(tmp, file);
   syncDirSync(path.dirname(file));
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed.
+  }
 }
 
 function syncDirSync(dir: string): void {

@@ -22,7 +22,7 @@ export { replayEventLog, eventDigest, extendRegister, REGISTERS } from './measur
 export type { BootEvent, Registers, RegisterName } from './measured-boot.ts';
 export { verifyReport, verifyGuestReport, AttestationCheckError, REPORT_FORMAT, GUEST_REPORT_BYTES } from './attestation.ts';
 export type { AttestationReport, ReportExpectations, GuestReport, GuestReportExpectations } from './attestation.ts';
-export { AuditLog, verifyAuditLog, verifyAuditFiles, readAuditRecords, BATCH_MS, BATCH_RECORDS } from './audit.ts';
+export { AuditLog, verifyAuditLog, verifyAuditFiles, readAuditRecords, BATCH_MS, BATCH_RECORDS, WRITE_RECORDS } from './audit.ts';
 export type { AuditSink, AuditEntry, AuditRecord, AuditOutcome, AuditVerification, AuditProblem, AuditFilter } from './audit.ts';
 export { openAuditLog } from './monitor.ts';
 export type { AuditOptions } from './monitor.ts';

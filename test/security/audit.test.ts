@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { InvalidArgumentError, StorageError, WasmvisorError } from '../../host/errors.ts';
-import { AuditLog, BATCH_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditSink, type AuditVerification } from '../../host/security/audit.ts';
+import { AuditLog, BATCH_RECORDS, WRITE_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditSink, type AuditVerification } from '../../host/security/audit.ts';
 import { generateKeyPair } from '../../host/security/keys.ts';
 import { guest, runToExit } from '../helpers.ts';
 
@@ -188,12 +188,70 @@ describe('durability', () => {
     await log.close();
   });
 
+  it('WRITE_RECORDS noted records are written at once and fsynced off the event loop, in order', async () => {
+    const dir = tmp();
+    // A frozen clock: no time-due checkpoint joins the batch, however slowly this runs.
+    const log = open(dir, { now: () => 1_700_000_000_000 });
+    const before = lines(file1(dir)).length;
+    for (let i = 1; i < WRITE_RECORDS; i++) log.note({ action: 'test.note', outcome: 'success', details: { i } });
+    expect(lines(file1(dir)).length).toBe(before); // still waiting for their batch
+    log.note({ action: 'test.note', outcome: 'success', details: { i: WRITE_RECORDS } });
+    // Written (a killed process would not lose them), and the fsync runs in libuv's pool: this
+    // thread did not wait for it, so they still count as unsynced.
+    expect(lines(file1(dir)).length).toBe(before + WRITE_RECORDS);
+    expect(log.unsynced).toBe(WRITE_RECORDS);
+    // Noting on while it runs: still in order, still within the bound.
+    for (let i = 1; i <= 10; i++) log.note({ action: 'test.more', outcome: 'success', details: { i } });
+    const deadline = Date.now() + 5000;
+    while (log.unsynced > 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(log.unsynced).toBeLessThanOrEqual(10);
+    await log.flush();
+    expect(log.unsynced).toBe(0);
+    const seqs = lines(file1(dir)).map((l) => (JSON.parse(l) as AuditRecord).seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    await log.close();
+    expect(verify(dir).ok).toBe(true);
+  });
+
+  it('rotation while an fsync runs off the event loop: the chain continues, every file is closed', async () => {
+    const dir = tmp();
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const fdsBefore = fds();
+    // Files of a few batches: a batch of WRITE_RECORDS starts an fsync in libuv's pool, and while
+    // it runs (no await in between) the bound's synchronous fsync at BATCH_RECORDS rotates the file under it.
+    const log = open(dir, { maxFileBytes: 100_000 });
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 1000; i++) {
+        log.note({ action: 'test.rotate', target: 'x'.repeat(40), outcome: 'success', details: { round, i } });
+        expect(log.unsynced).toBeLessThan(BATCH_RECORDS);
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await log.flush();
+    expect(log.unsynced).toBe(0);
+    await log.close();
+    // Files retired while their fsync was in flight are closed when it returns.
+    const deadline = Date.now() + 10_000;
+    while (fds() > fdsBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(fds()).toBeLessThanOrEqual(fdsBefore);
+    expect(readdirSync(path.join(dir, 'audit')).length).toBeGreaterThan(10);
+    const v = verify(dir);
+    expect(v.ok, JSON.stringify(v.first)).toBe(true);
+    expect(readAuditRecords(path.join(dir, 'audit')).records.filter((r) => r.action === 'test.rotate')).toHaveLength(10_000);
+  });
+
   it('a noted record is written within BATCH_MS without any further call', async () => {
     const dir = tmp();
     const log = open(dir);
+    const before = lines(file1(dir)).length;
     log.note({ action: 'test.note', outcome: 'success' });
     expect(log.unsynced).toBe(1);
+    // Written when its batch's timer fires, fsynced off the event loop right after (polled: the
+    // fsync's time is the disk's, not ours to bound in a test).
     await new Promise((r) => setTimeout(r, 250));
+    expect(lines(file1(dir)).length).toBeGreaterThan(before);
+    const deadline = Date.now() + 10_000;
+    while (log.unsynced > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(log.unsynced).toBe(0);
     await log.close();
   });
