@@ -1,7 +1,7 @@
 /**
  * Locations of files that ship beside the code. This file runs either from source
- * (host/paths.ts, in the test suite) or bundled into an entry point (dist/index.js,
- * dist/cli.js; the build does not split chunks). Both sit one level below the package root.
+ * (host/paths.ts, in the test suite) or bundled (into an entry point such as dist/index.js or a
+ * shared dist/chunk-*.js beside it). Both sit one level below the package root.
  */
 
 /** The package's root directory, as a file URL ending in '/'. */

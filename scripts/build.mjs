@@ -13,9 +13,9 @@ const all = !args.has('--host') && !args.has('--guests') && !args.has('--types')
 export async function buildHost() {
   const { readFile } = await import('node:fs/promises');
   const pkg = JSON.parse(await readFile(`${root}package.json`, 'utf8'));
-  await build({
+  const common = {
     absWorkingDir: root,
-    entryPoints: { index: 'host/index.ts', worker: 'host/partition/worker.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts' },
+    metafile: true,
     outdir: 'dist',
     bundle: true,
     platform: 'node',
@@ -27,8 +27,25 @@ export async function buildHost() {
     external: [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.devDependencies ?? {})].filter((d) => d !== '@sinclair/typebox'),
     sourcemap: true,
     logLevel: 'warning',
-  });
+  };
+  const results = await Promise.all([
+    // One copy of each module across the entry points an embedder imports: code shared by the
+    // library, the CLI and the management plane lives in dist/chunk-*.js, so `err instanceof
+    // WasmvisorError` (or a Hypervisor from 'wasmvisor' handed to 'wasmvisor/mgmt') holds across
+    // them. Chunks sit beside the entries: host/paths.ts resolves the package root from whichever
+    // file it lands in.
+    build({ ...common, entryPoints: { index: 'host/index.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts' }, splitting: true, chunkNames: 'chunk-[hash]' }),
+    // The partition worker runs in its own thread (its own realm: no class is shared with the
+    // root anyway) and starts for every partition: one self-contained file, only what it uses.
+    build({ ...common, entryPoints: { worker: 'host/partition/worker.ts' } }),
+  ]);
   await chmod(`${root}dist/cli.js`, 0o755);
+  // Chunks of an earlier build are not imported by this one: remove them (they would be measured).
+  const { readdir, rm } = await import('node:fs/promises');
+  const wanted = new Set(results.flatMap((r) => Object.keys(r.metafile.outputs)).map((f) => f.replace(/^dist\//, '')));
+  for (const f of await readdir(`${root}dist`)) {
+    if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(f) && !wanted.has(f)) await rm(`${root}dist/${f}`);
+  }
   await writeJsonSchemas();
 }
 

@@ -117,10 +117,10 @@ export interface CodeMeasurement {
 let codeFiles: CodeMeasurement[] | null = null;
 
 /**
- * SHA-256 of the runtime's own code files, as loaded by this process (read once, then cached):
- * the bundle this code runs from (dist/index.js or dist/cli.js) and the worker script; when
- * running from source (the test suite), every host/ TypeScript file and the worker script.
- * Paths are relative to the package root.
+ * SHA-256 of the runtime's own code files (read once, then cached): from the package, every
+ * bundle in dist/ (the entry points index, cli, mgmt and worker, and the chunks they share, which
+ * is where this code runs from); when running from source (the test suite), every host/
+ * TypeScript file and the worker script. Paths are relative to the package root.
  */
 export function runtimeCodeMeasurements(): readonly CodeMeasurement[] {
   if (codeFiles !== null) return codeFiles;
@@ -128,7 +128,8 @@ export function runtimeCodeMeasurements(): readonly CodeMeasurement[] {
   const self = fileURLToPath(import.meta.url);
   const files: string[] = [];
   if (self.endsWith('.js')) {
-    files.push(self);
+    const dist = path.dirname(self);
+    for (const entry of readdirSync(dist)) if (entry.endsWith('.js')) files.push(path.join(dist, entry));
   } else {
     const hostDir = path.resolve(path.dirname(self), '..');
     for (const entry of readdirSync(hostDir, { recursive: true, encoding: 'utf8' })) {
