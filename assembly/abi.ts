@@ -60,6 +60,7 @@ export const HV_CALL_NET_INFO: i32 = 0x0500;
 export const HV_CALL_NET_SEND: i32 = 0x0501;
 export const HV_CALL_NET_RECV: i32 = 0x0502;
 export const HV_CALL_NET_POLL: i32 = 0x0503;
+export const HV_CALL_NET_TRY_SEND: i32 = 0x0504;
 export const HV_CALL_ATTEST_INFO: i32 = 0x0600;
 export const HV_CALL_ATTEST_REPORT: i32 = 0x0601;
 

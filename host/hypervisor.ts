@@ -501,7 +501,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
-    partition.once('exit', () => void forward.close());
+    partition.once('exit', () => void forward.closeWhenDrained());
     void forward.closed.then(() => this.forwards.delete(forward));
     return forward;
   }

@@ -95,12 +95,14 @@
 #define HV_CALL_BLOCK_DISCARD 0x0404
 /** Writes the NIC's info (8 bytes: u32 address, u32 MTU); returns 8. Since 1.2. */
 #define HV_CALL_NET_INFO 0x0500
-/** Input: u32 destination address, then the payload (at most MTU bytes). Returns the payload length. Since 1.2. */
+/** Input: u32 destination address, then the payload (at most MTU bytes). Returns the payload length. Since 1.2; since 1.3 a destination that cannot take the frame (flow control) makes it wait up to 1 s, then WOULD_BLOCK. */
 #define HV_CALL_NET_SEND 0x0501
 /** Input: none (wait), or u32 flags and u32 timeout ms (8 bytes). Writes u32 source, u32 destination, payload; returns 8 + payload length. Since 1.2. */
 #define HV_CALL_NET_RECV 0x0502
-/** Input: none, or u32 timeout ms (wait that long for a frame). Returns readiness bits (HV_NET_POLL_*). Since 1.2. */
+/** Input: none, or u32 timeout ms (wait that long for a frame), or (1.3) u32 timeout ms and u32 destination (writable: that destination takes a frame now; waits for readable or writable). Returns readiness bits (HV_NET_POLL_*). Since 1.2. */
 #define HV_CALL_NET_POLL 0x0503
+/** As NET_SEND, but never waits: WOULD_BLOCK at once when the frame cannot leave now. Since 1.3. */
+#define HV_CALL_NET_TRY_SEND 0x0504
 /** Writes the partition's module measurement (32 bytes) and spec hash (32 bytes); returns 64. Since 1.3. */
 #define HV_CALL_ATTEST_INFO 0x0600
 /** Input: 64 bytes of report data, then the verifier's nonce (0..64 bytes). Writes a signed 512-byte guest report; returns 512. Since 1.3. */
