@@ -318,12 +318,17 @@ describe.concurrent('wasmvisor run --stats', () => {
   });
 
   it('--cpu-percent: a spinner is paused, not killed, and the stats say so', async () => {
-    const r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    // Under heavy load the worker may not even boot within the 1 s budget (stats: 0.0 ms
+    // running): that run measured the machine, not the cap, so it is run again (at most 3 times).
+    let r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    for (let i = 0; i < 2 && /^  cpu +0\.0 ms running/m.test(r.stderr); i++) {
+      r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    }
     expect(r.code).toBe(124); // the wall-clock watchdog still ends it
     expect(r.stderr).toMatch(/^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m);
     expect(r.stderr).toMatch(/^  fuel +\d+ \(no budget\)$/m);
     expect(r.stderr).toMatch(/^  throttled +console 0 /m);
-  });
+  }, 60_000);
 });
 
 describe.concurrent('wasmvisor call: one export of a reactor', () => {
