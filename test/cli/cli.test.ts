@@ -126,7 +126,7 @@ describe.concurrent('wasmvisor run: runtime errors', () => {
       if (r.stdout !== '') return;
     }
     expect.fail('the spinning guest never printed its line, even with a 5 s budget');
-  });
+  }, 60_000); // three runs, each a CLI start-up that a loaded machine can stretch to seconds
 
   it('--timeout covers the wasm start function too', async () => {
     const r = await cli(['run', '--timeout', '300', guest('attack-start-spin')]);
