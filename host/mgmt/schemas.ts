@@ -34,7 +34,7 @@ const ApiDevices = Type.Object(
   { ...CloneType(DevicesSchema).properties, block: Type.Optional(Type.Union([Type.Literal(false), ApiBlock])) },
   { ...CLOSED, description: DevicesSchema.description },
 );
-const ApiPreopen = Type.Omit(PreopenSchema, ['hostPath'], { description: "An empty virtual directory (no `hostPath`: host folders are the embedder's)." });
+const ApiPreopen = Type.Omit(PreopenSchema, ['hostPath', 'mode'], { description: "An empty virtual directory (no `hostPath`, so no `mode`: host folders are the embedder's)." });
 const ApiWasi = Type.Object({ ...CloneType(WasiSchema).properties, preopens: Type.Optional(Type.Array(ApiPreopen)) }, { ...CLOSED, description: WasiSchema.description });
 
 /**
