@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError, WasmvisorError } from './errors.ts';
@@ -46,12 +46,25 @@ function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
 export const CPU_SLICE_FUEL = 200_000;
 
+/** Something the embedder should know that is not an error (yet). */
+export interface HypervisorWarning {
+  /** `STORAGE_OVERCOMMIT`: attached block images may grow past the free space of their file system. */
+  code: 'STORAGE_OVERCOMMIT';
+  message: string;
+  dir: string;
+  growableBytes: number;
+  freeBytes: number;
+}
+
 export interface HypervisorEvents {
   /** Every partition's violations, for one place to watch them. */
   violation: [violation: Violation];
   /** A partition changed state. */
   state: [partition: Partition, state: PartitionState, previous: PartitionState];
   exit: [partition: Partition, exit: PartitionExit];
+  warning: [warning: HypervisorWarning];
+  /** A block image's key was created, or an image wiped (what an audit log records; see docs/STORAGE.md). */
+  storage: [event: Extract<StorageEvent, { kind: 'key-created' | 'wiped' }>];
 }
 
 export const DEFAULT_LIMITS = {
@@ -172,10 +185,22 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
     this.storage = new Storage({
       dataDir,
-      // Through the monitor, so storage's records carry the hypervisor's actor whatever the sink.
-      audit: this.security,
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
       ...(o.keystorePath !== undefined ? { keystorePath: o.keystorePath } : {}),
+      // Key creations and wipes go to the audit log (through the monitor, so they carry the
+      // hypervisor's actor whatever the sink; noted: within the log's batch bound) and to listeners.
+      onEvent: (e) => {
+        if (e.kind === 'overcommit') {
+          this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+          return;
+        }
+        if (e.kind === 'key-created') {
+          this.security.note({ action: 'key.create', target: e.name, outcome: 'success', reason: 'disk key created for a new image', details: { path: e.path, imageId: e.imageId } });
+        } else {
+          this.security.note({ action: 'disk.wipe', target: e.name, outcome: 'success', reason: e.removedImage ? 'image scrubbed and removed' : 'no image', details: { path: e.path, removedImage: e.removedImage, removedKey: e.removedKey } });
+        }
+        this.emit('storage', e);
+      },
     });
   }
 
@@ -193,7 +218,20 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
-    return this.storage.wipe(name, options.path);
+    return this.storage.wipe(name, options.path).catch((error: unknown) => {
+      const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
+      throw error;
+    });
+  }
+
+  /**
+   * The persistent disks in the data directory (and those the keystore knows elsewhere): name,
+   * path, size, allocation, times, whether a key exists and whether a partition has it attached.
+   * Reads image headers and file metadata only; no key is used.
+   */
+  listStorage(): Promise<DiskInfo[]> {
+    return this.storage.list();
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -518,6 +556,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     this.switch.close();
+    this.storage.close();
     await this.security.close();
   }
 }

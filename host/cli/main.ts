@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `wasmvisor` command. Each subcommand lives in its own file with its own option table and
- * help (run.ts, call.ts, inspect.ts, delete.ts, demo.ts, keygen.ts, sign.ts, verify.ts, attest.ts,
- * audit.ts); this file only dispatches. To add a subcommand: a file exporting its CommandSpec and
- * its function, and one row in COMMANDS (a command with subcommands of its own, like
- * `attest verify` and `attest key`, is one `group` row: each subcommand still has its own table).
+ * help (run.ts, call.ts, inspect.ts, delete.ts, disks.ts, demo.ts, keygen.ts, sign.ts, verify.ts,
+ * attest.ts, audit.ts); this file only dispatches. To add a subcommand: a file exporting its
+ * CommandSpec and its function, and one row in COMMANDS (a command with subcommands of its own,
+ * like `attest verify` and `attest key`, is one `group` row: each subcommand still has its own table).
  * Error lines start with the stable error code; exit statuses are listed in common.ts.
  */
 import { InvalidArgumentError } from '../errors.ts';
@@ -12,6 +12,7 @@ import { nearest } from '../schema/check.ts';
 import { call, callCommand } from './call.ts';
 import { fail } from './common.ts';
 import { deleteCommand, remove } from './delete.ts';
+import { disks, disksCommand } from './disks.ts';
 import { demo, demoCommand } from './demo.ts';
 import { inspect, inspectCommand } from './inspect.ts';
 import type { CommandSpec, OptionTable } from './options.ts';
@@ -65,6 +66,7 @@ const COMMANDS: readonly Command[] = [
   table(callCommand, call),
   table(inspectCommand, inspect),
   table(deleteCommand, remove),
+  table(disksCommand, disks),
   table(demoCommand, demo),
   table(keygenCommand, keygen),
   table(signCommand, sign),
