@@ -26,7 +26,7 @@
  * Tamper evidence: an edited record fails its MAC (and breaks the next record's `prev`); a deleted,
  * inserted or reordered record breaks `seq` and `prev`; checkpoints (action `audit.checkpoint`,
  * written at least every CHECKPOINT_MS while records are written, every CHECKPOINT_RECORDS records,
- * at rotation and at close) are signed, so anyone with `host.pub` can check the chain up to the
+ * at rotation and at close, and CHECKPOINT_MS after the last one when the log then goes idle) are signed, so anyone with `host.pub` can check the chain up to the
  * last checkpoint without the MAC key; and the latest checkpoint's seq and hash are also written to
  * `audit.head` beside the MAC key (CloudTrail's digest files, in spirit), so truncating the log's
  * tail behind that checkpoint is detected. What a truncation *after* the last checkpoint removes is
@@ -178,6 +178,8 @@ export class AuditLog implements AuditSink {
   /** Awaited records (record(), flush()), resolved once the log is durable up to `seq`. */
   private waiters: { seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** Appends the checkpoint due CHECKPOINT_MS after the last one when no write comes to do it (an idle log). */
+  private checkpointTimer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private lastCheckpointAt = 0;
   private recordsSinceCheckpoint = 0;
@@ -319,8 +321,10 @@ export class AuditLog implements AuditSink {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
     this.timer = null;
     this.immediate = null;
+    this.checkpointTimer = null;
     this.retire(this.fd);
     this.fd = -1;
     if (this.failure) throw this.failure;
@@ -438,6 +442,7 @@ export class AuditLog implements AuditSink {
       this.pending = [];
       this.pendingBytes = 0;
       this.writtenSeq = this.seq;
+      this.armCheckpoint();
       if (this.checkpointPending !== null) {
         this.headDue = this.checkpointPending;
         this.checkpointPending = null;
@@ -452,6 +457,23 @@ export class AuditLog implements AuditSink {
     } catch (error) {
       this.fail(error);
     }
+  }
+
+  /**
+   * Records written since the last checkpoint get one at most CHECKPOINT_MS after it even if the
+   * log then goes idle: otherwise the tail of a burst would stay uncheckpointed (truncatable
+   * unnoticed) until the next write or close. The timer does not keep the process alive.
+   */
+  private armCheckpoint(): void {
+    if (this.checkpointTimer !== null || this.recordsSinceCheckpoint === 0 || this.closed) return;
+    const wait = Math.max(0, CHECKPOINT_MS - (this.now() - this.lastCheckpointAt));
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = null;
+      if (this.closed || this.failure || this.recordsSinceCheckpoint === 0) return;
+      if (this.pending.length === 0) this.checkpoint();
+      this.syncSoon();
+    }, wait);
+    this.checkpointTimer.unref();
   }
 
   /** The log is durable up to `seq`: audit.head may now name the checkpoint written before it. */

@@ -240,6 +240,25 @@ describe('durability', () => {
     expect(readAuditRecords(path.join(dir, 'audit')).records.filter((r) => r.action === 'test.rotate')).toHaveLength(10_000);
   });
 
+  it('an idle log still gets its checkpoint (and anchor) CHECKPOINT_MS after the last one, without a write or close', async () => {
+    const dir = tmp();
+    const log = open(dir);
+    await log.record({ action: 'test.burst', outcome: 'success' });
+    const last = () => JSON.parse(lines(file1(dir)).at(-1)!) as AuditRecord;
+    expect(last().action).toBe('test.burst');
+    const deadline = Date.now() + 10_000;
+    while (last().action !== 'audit.checkpoint' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(last().action).toBe('audit.checkpoint');
+    // The anchor follows once the checkpoint is durable; a verifier with it sees no uncheckpointed tail.
+    while (verify(dir).uncheckpointed !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(verify(dir)).toMatchObject({ ok: true, anchorChecked: true, uncheckpointed: 0 });
+    // Nothing more is written while the log stays idle.
+    const n = lines(file1(dir)).length;
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(lines(file1(dir)).length).toBe(n);
+    await log.close();
+  });
+
   it('a noted record is written within BATCH_MS without any further call', async () => {
     const dir = tmp();
     const log = open(dir);
