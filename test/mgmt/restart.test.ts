@@ -104,6 +104,10 @@ describe('serve as a daemon', () => {
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/^ERR_INVALID_STATE: another wasmvisor serve \(pid \d+\) is using/);
 
+    // The log checkpoints (signed, anchored in audit.head) at most CHECKPOINT_MS after its last
+    // checkpoint even when idle: wait for that anchor, so the kill comes after one exists.
+    const head = `${config}/data/keys/audit.head`;
+    for (const deadline = Date.now() + 15_000; !existsSync(head) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     first.child.kill('SIGKILL');
     await first.exited;
     // The chain verifies after the crash: MACs, links, signed checkpoints, the anchor.
