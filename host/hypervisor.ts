@@ -19,7 +19,7 @@ import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
 import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
-import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
+import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
 
 /** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
@@ -509,6 +509,15 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     partition.once('exit', () => void forward.close());
     void forward.closed.then(() => this.forwards.delete(forward));
     return forward;
+  }
+
+  /**
+   * Watches the virtual switch: `listener` gets the metadata of every frame routed from now on
+   * (segment, source and destination addresses, size, and whether it was delivered or why it was
+   * dropped), never its payload. For dashboards (`wasmvisor lab`); returns the function that stops it.
+   */
+  observeNetwork(listener: (frame: FrameObservation) => void): () => void {
+    return this.switch.observe(listener);
   }
 
   /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */

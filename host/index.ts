@@ -12,7 +12,7 @@ export type { PartitionMetrics } from './partition/stats.ts';
 export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';
 export { NetEndpoint } from './net/switch.ts';
-export type { NetFrame } from './net/switch.ts';
+export type { NetFrame, FrameObservation } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
 export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';

@@ -18,6 +18,7 @@ import { SERVE_USAGE, serveCommand } from './serve.ts';
 import { TOKEN_USAGE, tokenCommand } from './token.ts';
 import { CERT_USAGE, certCommand } from './cert.ts';
 import { REMOTE_USAGE, remoteCommand } from './remote.ts';
+import { LAB_USAGE, labCommand } from './lab.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
@@ -31,6 +32,7 @@ ${SERVE_USAGE}
 ${TOKEN_USAGE}
 ${CERT_USAGE}
 ${REMOTE_USAGE}
+${LAB_USAGE}
   wasmvisor --help | --version
 
 run options:
@@ -436,6 +438,8 @@ export async function main(argv: string[]): Promise<number> {
         return await tokenCommand(rest);
       case 'cert':
         return await certCommand(rest);
+      case 'lab':
+        return await labCommand(rest);
       case '--version':
       case '-v':
         process.stdout.write(`wasmvisor ${VERSION}\n`);

@@ -12,6 +12,7 @@ import { ConfigDir } from './config.ts';
 import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
 import { ManagementServer, type AttestationProvider, type ServerLimits } from './server.ts';
+import type { RouteDef } from './routes.ts';
 import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
@@ -41,6 +42,19 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Only for the bench's baseline: see ServerOptions.auth. */
   auth?: boolean;
+  /** More routes beside the API's (the dashboard: host/labs/dashboard.ts). */
+  extension?: ServeExtension;
+}
+
+/**
+ * What a feature served beside the API brings (the dashboard): a wrapper over the audit sink
+ * (to see every record as it is written), routes built once the host is open, and its own
+ * shutdown (the first step of the host's).
+ */
+export interface ServeExtension {
+  wrapAudit?(sink: AuditSink): AuditSink;
+  routes(deps: { host: ManagedHost; server: ManagementServer; audit: AuditSink }): RouteDef[];
+  close?(): Promise<void> | void;
 }
 
 export interface RunningHost {
@@ -103,7 +117,8 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       tls = { cert, key, clientCa };
     }
 
-    const audit = options.audit ?? new MemoryAuditLog();
+    const sink = options.audit ?? new MemoryAuditLog();
+    const audit = options.extension?.wrapAudit ? options.extension.wrapAudit(sink) : sink;
     cleanup.push(() => audit.close());
     const rbac = new Rbac(await config.readRbac());
     const tokens = new TokenStore(config.tokensDir);
@@ -125,6 +140,11 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       ...(options.auth === false ? { auth: false } : {}),
     });
     cleanup.push(() => server.close());
+    if (options.extension) {
+      server.addRoutes(options.extension.routes({ host, server, audit }));
+      const ext = options.extension;
+      if (ext.close) cleanup.push(() => ext.close!());
+    }
     await server.listen(bind, port);
     let closing: Promise<void> | null = null;
     return {

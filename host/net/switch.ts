@@ -86,6 +86,19 @@ export interface NicAttachment {
   detach(): void;
 }
 
+/**
+ * What an observer of the switch sees of one frame (`hv.observeNetwork`): addresses, segment,
+ * size and what happened to it. Never its payload.
+ */
+export interface FrameObservation {
+  segment: string;
+  src: number;
+  dst: number;
+  bytes: number;
+  /** `delivered`, or why not: `no-route` (unknown, foreign, not granted), `queue-full`, `rate-limited`, `oversize`. */
+  outcome: Delivery | 'no-route';
+}
+
 export interface SwitchCounters {
   /** Frames the switch forwarded to at least one endpoint. */
   switched: number;
@@ -109,6 +122,8 @@ export class VirtualSwitch {
   private readonly txBuf = new Uint8Array(4 + HV_NET_MAX_MTU + 4);
   private readonly now: (() => number) | undefined;
   readonly counters: SwitchCounters = { switched: 0, noRoute: 0 };
+  /** Observers of frame metadata; null while there are none, so the hot path pays one check. */
+  private observers: Set<(frame: FrameObservation) => void> | null = null;
 
   constructor(options: { now?: () => number } = {}) {
     this.now = options.now;
@@ -192,6 +207,30 @@ export class VirtualSwitch {
     return undefined;
   }
 
+  /**
+   * Calls `listener` with the metadata of every frame routed from now on (never the payload);
+   * returns the function that stops it. A throwing listener is reported, not allowed to stop the switch.
+   */
+  observe(listener: (frame: FrameObservation) => void): () => void {
+    (this.observers ??= new Set()).add(listener);
+    return () => {
+      this.observers?.delete(listener);
+      if (this.observers?.size === 0) this.observers = null;
+    };
+  }
+
+  private tell(from: Endpoint, dst: number, bytes: number, outcome: Delivery | 'no-route'): void {
+    for (const listener of this.observers!) {
+      try {
+        listener({ segment: from.segment, src: from.address, dst, bytes, outcome });
+      } catch (error) {
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
   /** Unplugs everything (the hypervisor is closing). */
   close(): void {
     for (const ep of [...this.endpoints.values()]) this.remove(ep);
@@ -266,7 +305,9 @@ export class VirtualSwitch {
       let reached = 0;
       for (const to of this.segments.get(from.segment) ?? []) {
         if (to === from || !this.mayReach(from, to)) continue;
-        if (this.deliver(from, to, dst, payload) === 'delivered') reached++;
+        const outcome = this.deliver(from, to, dst, payload);
+        if (outcome === 'delivered') reached++;
+        if (this.observers !== null) this.tell(from, to.address, payload.length, outcome);
       }
       this.forwarded(from);
       return reached > 0 ? 'delivered' : 'no-route';
@@ -274,10 +315,13 @@ export class VirtualSwitch {
     const to = this.endpoints.get(dst);
     if (to === undefined || !this.mayReach(from, to)) {
       this.noRoute(from, dst, to);
+      if (this.observers !== null) this.tell(from, dst, payload.length, 'no-route');
       return 'no-route';
     }
     this.forwarded(from);
-    return this.deliver(from, to, dst, payload);
+    const outcome = this.deliver(from, to, dst, payload);
+    if (this.observers !== null) this.tell(from, dst, payload.length, outcome);
+    return outcome;
   }
 
   private forwarded(from: Endpoint): void {
