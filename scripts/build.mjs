@@ -13,7 +13,7 @@ const all = !args.has('--host') && !args.has('--guests') && !args.has('--types')
 export async function buildHost() {
   await build({
     absWorkingDir: root,
-    entryPoints: { index: 'host/index.ts', worker: 'host/partition/worker.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts' },
+    entryPoints: { index: 'host/index.ts', worker: 'host/partition/worker.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts', labs: 'host/labs/index.ts' },
     outdir: 'dist',
     bundle: true,
     platform: 'node',
@@ -24,6 +24,30 @@ export async function buildHost() {
     logLevel: 'warning',
   });
   await chmod(`${root}dist/cli.js`, 0o755);
+  await buildDashboard();
+}
+
+/**
+ * The dashboard's page (host/labs/web/): one script and one style sheet for the browser, with
+ * uPlot bundled in, so the page works offline and loads nothing from anywhere else.
+ */
+export async function buildDashboard() {
+  const { copyFile, mkdir } = await import('node:fs/promises');
+  await mkdir(`${root}dist/labs/web`, { recursive: true });
+  await build({
+    absWorkingDir: root,
+    entryPoints: { app: 'host/labs/web/app.ts' },
+    outdir: 'dist/labs/web',
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: ['chrome110', 'firefox110', 'safari16'],
+    minify: true,
+    legalComments: 'eof',
+    sourcemap: false,
+    logLevel: 'warning',
+  });
+  await copyFile(`${root}host/labs/web/index.html`, `${root}dist/labs/web/index.html`);
 }
 
 /** Emits .d.ts files, with the source's `.ts` import specifiers rewritten to `.js` for consumers. */

@@ -222,8 +222,14 @@ export class Dashboard implements ServeExtension {
           let unsubscribe: (() => void) | null = null;
           const stream = openEventStream(ctx, server, () => unsubscribe?.());
           stream.send('hello', { runnable: this.session !== null, sampleMs: 500 });
+          // A sample is superseded by the next one: for a client that reads slowly, samples are
+          // dropped (and counted for it); everything else (audit records, lab runs) is urgent.
           unsubscribe = this.telemetry.subscribe((event: TelemetryEvent) => {
-            if (dropped > 0 && stream.send('dropped', { events: dropped })) dropped = 0;
+            if (event.type !== 'sample') {
+              stream.send(event.type, event, undefined, true);
+              return;
+            }
+            if (dropped > 0 && stream.send('dropped', { samples: dropped })) dropped = 0;
             if (dropped > 0 || !stream.send(event.type, event)) dropped++;
           });
           return null;

@@ -89,6 +89,8 @@ export interface LabResult {
   audit: AuditLine | null;
   /** What was expected and not seen, and problems the lab reported. */
   problems: string[];
+  /** With the defence off: what the attack got. */
+  breaches: string[];
   events: LabEvent[];
   durationMs: number;
 }

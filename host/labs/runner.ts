@@ -87,6 +87,7 @@ function judge(lab: LabDefinition, mode: 'defence' | 'defence-off', ctx: LabCont
       violation: ctx.violations[0] ?? null,
       audit: null,
       problems,
+      breaches: [...ctx.breaches],
       events,
       durationMs,
     };
@@ -102,5 +103,5 @@ function judge(lab: LabDefinition, mode: 'defence' | 'defence-off', ctx: LabCont
   }
   const audit = records.find((r) => r.action === e.audit.action && r.outcome === e.audit.outcome && (e.audit.code === undefined || r.code === e.audit.code)) ?? null;
   if (audit === null) problems.push(`expected an audit record ${e.audit.action} (${e.audit.outcome}${e.audit.code ? `, ${e.audit.code}` : ''}); none was written`);
-  return { id: lab.id, mode, verdict: problems.length === 0 ? 'held' : 'failed', code, violation, audit, problems, events, durationMs };
+  return { id: lab.id, mode, verdict: problems.length === 0 ? 'held' : 'failed', code, violation, audit, problems, breaches: [], events, durationMs };
 }

@@ -27,10 +27,12 @@ export const MAX_PARTITIONS = 64;
 export const MAX_FLOWS = 128;
 /** Samples kept for a new subscriber's plots. */
 export const HISTORY_SAMPLES = 120;
-/** Audit records and lab events kept for a new subscriber. */
-export const BACKLOG_EVENTS = 300;
+/** Audit records and lab events kept for a new subscriber (about 20 lab runs' worth). */
+export const BACKLOG_EVENTS = 2000;
 /** A partition that is gone stays on the page this long, ms. */
 export const RETAIN_MS = 60_000;
+/** The CPU share is measured over this window (the cap's checkpoints make shorter ones jumpy), ms. */
+export const CPU_WINDOW_MS = 2000;
 /** Violation events per second streamed; more are counted in the samples only. */
 export const VIOLATIONS_PER_SECOND = 50;
 
@@ -93,6 +95,8 @@ interface Tracked {
   scope: string;
   grants: Grants | undefined;
   last: { time: number; cpuMs: number; lines: number; refused: number; dropped: number; blockBytes: number; tx: number; rx: number; netDrops: number; calls: number } | null;
+  /** (time, cpu ms) over the last CPU_WINDOW_MS, oldest first. */
+  cpuWindow: { time: number; cpuMs: number }[];
   view: PartitionView | null;
   goneAt: number | null;
 }
@@ -190,8 +194,7 @@ export class Telemetry implements Watcher {
   }
 
   labEvent(run: string, lab: string, event: LabEvent): void {
-    // Audit records reach the page through the audit stream already.
-    if (event.kind !== 'audit') this.publish({ type: 'lab-event', run, lab, event }, true);
+    this.publish({ type: 'lab-event', run, lab, event }, true);
   }
 
   labEnd(run: string, lab: string, result: LabResult): void {
@@ -221,7 +224,7 @@ export class Telemetry implements Watcher {
         continue;
       }
       if (t.goneAt === null || t.view === null) t.view = this.view(t, now);
-      else t.view = { ...t.view, state: p.state };
+      else t.view = { ...t.view, state: p.state, cpu: { ...t.view.cpu, share: null } };
       if (views.length < MAX_PARTITIONS) views.push(t.view);
       else hidden++;
     }
@@ -254,7 +257,7 @@ export class Telemetry implements Watcher {
   private track(p: Partition, w: Watched): Tracked {
     let t = this.tracked.get(p);
     if (t === undefined) {
-      t = { partition: p, scope: w.scope, grants: w.grantsOf(p.name), last: null, view: null, goneAt: null };
+      t = { partition: p, scope: w.scope, grants: w.grantsOf(p.name), last: null, cpuWindow: [], view: null, goneAt: null };
       this.tracked.set(p, t);
     }
     t.grants ??= w.grantsOf(p.name);
@@ -307,7 +310,10 @@ export class Telemetry implements Watcher {
     const dt = last ? (now - last.time) / 1000 : 0;
     const rate = (a: number, b: number | undefined) => (dt > 0 && b !== undefined ? Math.max(0, (a - b) / dt) : 0);
     const metered = g?.limits?.cpu !== undefined || g?.limits?.fuel !== undefined;
-    const share = metered && dt > 0 && last ? Math.min(1, Math.max(0, (m.cpu.timeMs - last.cpuMs) / (now - last.time))) : null;
+    t.cpuWindow.push({ time: now, cpuMs: m.cpu.timeMs });
+    while (t.cpuWindow.length > 2 && now - t.cpuWindow[1]!.time >= CPU_WINDOW_MS) t.cpuWindow.shift();
+    const first = t.cpuWindow[0]!;
+    const share = metered && now > first.time ? Math.min(1, Math.max(0, (m.cpu.timeMs - first.cpuMs) / (now - first.time))) : null;
     const block = g?.devices?.block;
     const net = p.netGrant;
     const netSpec = g?.devices?.net;
@@ -329,7 +335,8 @@ export class Telemetry implements Watcher {
         net: net ? { txFramesPerSec: rate(tx, last?.tx), rxFramesPerSec: rate(rx, last?.rx), droppedPerSec: rate(netDrops, last?.netDrops), limitFramesPerSec: (netSpec ? netSpec.sendFramesPerSecond : undefined) ?? 100_000 } : null,
       },
       hypercalls: { total: m.hypercalls, perSec: rate(m.hypercalls, last?.calls), byCall: m.hypercallsByCall },
-      violations: m.violations + m.violationsSuppressed,
+      // The dispatcher's violations, and the frames the switch refused (reported as violations too).
+      violations: m.violations + m.violationsSuppressed + (m.net?.txNoRoute ?? 0),
       faults: m.faults,
       net: net ? { address: formatAddress(net.address), segment: net.segment, host: net.host } : null,
     };

@@ -79,6 +79,7 @@ export function resultText(result: LabResult): string {
     if (result.audit) lines.push(`   audit:      ${auditText(result.audit)}`);
   } else {
     lines.push(result.verdict === 'breached' ? `RESULT: without the defence the attack succeeded, as expected (${seconds} s)` : `RESULT: FAILED: the comparison did not show what it should (${seconds} s)`);
+    for (const b of result.breaches) lines.push(`   the attack got: ${terminalSafe(b)}`);
   }
   for (const p of result.problems) lines.push(`   missing: ${terminalSafe(p)}`);
   return lines.join('\n');

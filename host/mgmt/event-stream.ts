@@ -12,13 +12,19 @@ import type { ManagementServer, RequestContext } from './server.ts';
 
 /** Bytes queued for one slow client before `send` refuses. */
 export const MAX_STREAM_BUFFER = 1 << 20;
+/** Bytes queued for one slow client before even urgent events end the stream. */
+export const URGENT_STREAM_BUFFER = 4 * MAX_STREAM_BUFFER;
 /** A comment line this often keeps proxies and the socket timeout from closing an idle stream. */
 export const HEARTBEAT_MS = 15_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface EventStream {
-  /** Sends an event; false (and nothing sent) when the client has more than MAX_STREAM_BUFFER unread. */
-  send(name: string, data: unknown, id?: number): boolean;
+  /**
+   * Sends an event; false (and nothing sent) when the client has more than MAX_STREAM_BUFFER
+   * unread. An `urgent` event (one the client cannot do without) may use up to
+   * URGENT_STREAM_BUFFER; past that the stream ends (ERR_BUSY) so the client reconnects.
+   */
+  send(name: string, data: unknown, id?: number, urgent?: boolean): boolean;
   /** Ends the stream: with a code, an `end` event says why first. Idempotent. */
   close(code: ErrorCode | null, message: string): void;
   readonly closed: boolean;
@@ -54,8 +60,12 @@ export function openEventStream(ctx: RequestContext, server: ManagementServer, o
     get closed() {
       return closed;
     },
-    send(name, data, id) {
-      if (closed || res.writableLength > MAX_STREAM_BUFFER) return false;
+    send(name, data, id, urgent = false) {
+      if (closed) return false;
+      if (res.writableLength > (urgent ? URGENT_STREAM_BUFFER : MAX_STREAM_BUFFER)) {
+        if (urgent) stream.close('ERR_BUSY', 'this client reads too slowly; reconnect');
+        return false;
+      }
       write(res, name, data, id);
       return true;
     },

@@ -61,7 +61,8 @@ export const storage: LabDefinition = {
     ctx.evidence('sector 0 as stored', `${hex(bytes.subarray(slot + CIPHERTEXT_AT, slot + CIPHERTEXT_AT + 32))} …`);
     if (count(bytes, secret) !== 0) ctx.problem('the secret is in the image in plaintext');
 
-    ctx.step('Mallory copies Alice\'s image into his own place on the host and asks for his disk');
+    ctx.step('Mallory has a disk of his own; he copies Alice\'s image over it on the host and asks for his disk');
+    await fill(ctx, hv, 'mallory', 'mallory was here');
     copyFileSync(image, imageOf(hv, 'mallory'));
     await ctx.refused(hv, { name: 'mallory', module: ctx.guest('disk'), args: ['scan', secret], devices: { console: true, block: { sizeMiB: DISK_MIB } } });
 
