@@ -3,14 +3,12 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy } from './hypervisor.ts';
+export type { HypervisorEvents } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
 export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
-export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
-export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';
 export { NetEndpoint } from './net/switch.ts';
 export type { NetFrame, FrameObservation } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
@@ -18,6 +16,28 @@ export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
 export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
-export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
+export type {
+  HypervisorOptions,
+  PartitionSpec,
+  PartitionLimits,
+  CpuLimit,
+  RestartPolicy,
+  RateLimitSpec,
+  RateLimitMode,
+  DevicesSpec,
+  ConsoleSpec,
+  ClockSpec,
+  EntropySpec,
+  BlockSpec,
+  NetSpec,
+  WasiSpec,
+  PreopenSpec,
+  WasiQuotas,
+  Manifest,
+  PoolOptions,
+} from './schema/index.ts';
+export { loadManifest, jsonSchemas, MAX_TIMER_MS } from './schema/index.ts';
+/** The TypeBox schemas the runtime checks with (for fastify, editors, generators). */
+export * as schemas from './schema/index.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

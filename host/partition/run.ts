@@ -14,6 +14,9 @@ const WORKER_RESOURCE_LIMITS = {
 export const WORKER_MEMORY_BYTES =
   (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
 
+/** The process's Node flags, less those a worker refuses. */
+const WORKER_EXEC_ARGV = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');
+
 export interface RunEvents {
   console(line: string, stream: 'stdout' | 'stderr'): void;
   violation(violation: ViolationRecord): void;
@@ -67,6 +70,9 @@ export class WorkerRun {
         stdout: false,
         stderr: false,
         name: `wasmvisor:${this.init.name}`,
+        // A worker inherits the process's flags, and Node refuses --input-type in a worker:
+        // an app started as `node --input-type=module -e …` would get no partition at all.
+        execArgv: WORKER_EXEC_ARGV,
       });
     } catch (error) {
       // No worker, no run: the partition still ends through the one exit path.
@@ -89,6 +95,15 @@ export class WorkerRun {
     worker.once('exit', (code) => this.finish(code));
     void this.pump();
     return running;
+  }
+
+  /**
+   * Whether this run keeps the app's process alive. An idle reactor does not (the app may be
+   * done with it and exit without closing it); a run with work in flight does.
+   */
+  keepAlive(on: boolean): void {
+    if (on) this.worker?.ref();
+    else this.worker?.unref();
   }
 
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */

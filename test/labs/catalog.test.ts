@@ -4,7 +4,7 @@
  * integrity work lands (hv.attest, a signature policy, the audit log), this test fails until the
  * lab's attack is written.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LABS } from '../../host/labs/catalog.ts';
 import { FEATURES, featurePresent } from '../../host/labs/features.ts';
@@ -56,6 +56,21 @@ describe('the lab catalog', () => {
       expect(isLive(lab)).toBe(true);
     } else {
       expect(isLive(lab)).toBe(false);
+    }
+  });
+
+  it('every guest a lab runs is declared by the lab and shipped in the package', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { files: string[] };
+    const shipped = new Set<string>();
+    for (const entry of pkg.files) {
+      const m = /^build\/guests\/\{([^}]+)\}\.wasm$/.exec(entry);
+      if (m) for (const name of m[1]!.split(',')) shipped.add(name);
+    }
+    for (const lab of LABS) {
+      const source = readFileSync(new URL(`../../host/labs/labs/${lab.id}.ts`, import.meta.url), 'utf8');
+      const used = new Set([...source.matchAll(/ctx\.guest\('([a-z0-9-]+)'\)/g)].map((m) => m[1]!));
+      for (const name of used) expect(lab.guests, `${lab.id} runs ${name}`).toContain(name);
+      for (const name of lab.guests) expect(shipped.has(name), `${name} (lab ${lab.id}) is in package.json files`).toBe(true);
     }
   });
 
