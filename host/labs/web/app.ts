@@ -10,6 +10,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import type { FlowView, PartitionView, Sample, TelemetryEvent } from '../telemetry.ts';
+import { takeEvents } from '../../mgmt/sse.ts';
 import type { AuditLine, LabEvent, LabResult } from '../lab.ts';
 import type { describeLabs } from '../dashboard.ts';
 
@@ -114,19 +115,7 @@ async function stream(): Promise<void> {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += value;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let name = 'message';
-          let data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) name = line.slice(7);
-            else if (line.startsWith('data: ')) data += line.slice(6);
-          }
-          if (data) handle(name, JSON.parse(data) as unknown);
-        }
+        buffer = takeEvents(buffer + value, (name, data) => handle(name, JSON.parse(data) as unknown));
       }
       setConn(false, 'disconnected; reconnecting…');
     } catch {
