@@ -26,7 +26,7 @@ export const network: LabDefinition = {
   minutes: 15,
   goal: 'isolation',
   concept: [
-    'Partitions that talk do so through one virtual switch in the root. A partition\'s network card plugs into a segment; frames flow only between cards of the same segment, and reach the host only with an explicit grant. The switch stamps every frame with the address of the card it came from: the guest\'s send record has no source field at all, so a guest cannot claim to be someone else. A frame to an address it may not reach is dropped, counted and reported as a violation, and the sender cannot tell "no such address" from "not allowed".',
+    'Partitions that talk do so through one virtual switch in the root. A partition\'s network card plugs into a segment; frames flow only between cards of the same segment, and reach the host only with an explicit grant. The switch stamps every frame with the address of the card it came from: the guest\'s send record has no source field at all, so a guest cannot claim to be someone else. A frame to an address it may not reach is dropped, counted and reported as a violation, and the sender cannot tell an address that does not exist apart from one it may not reach.',
     'Flat networks are how one compromised machine becomes many: lateral movement scans the neighbourhood and walks to the database. Address spoofing lets an attacker pose as a trusted peer, or aim a reflection attack at a victim. Segmentation and source validation (anti-spoofing filters) are the network\'s answers.',
     'The victim sits on segment "blue", the attacker on "red". The attacker pings the victim, broadcasts and scans: every frame is dropped by the switch and reported with HV_STATUS_ACCESS_DENIED. Then a partition on "blue" tries to pass for the victim: all it can do is write a false address into its payload; the receiver sees the source the switch stamped.',
   ],
@@ -49,7 +49,7 @@ export const network: LabDefinition = {
     const logger = await ctx.create(hv, { name: 'logger', module: ctx.guest('net-log'), devices: { console: true, net: { segment: 'blue' } } });
     await logger.start();
     const mallory = await ctx.create(hv, { name: 'mallory', module: ctx.guest('net-spoof'), args: [String(bank.netAddress), String(logger.netAddress)], devices: { console: true, net: { segment: 'blue' } } });
-    const logged = ctx.waitForLine(logger, (l) => l.startsWith('frame from'));
+    const logged = ctx.waitForLine(logger, (l) => /^frame from /.test(l));
     await ctx.run(mallory);
     const seen = await logged;
     await ctx.ended(logger);
