@@ -2,13 +2,18 @@ import type { Hypervisor } from '../../hypervisor.ts';
 import type { LabContext } from '../context.ts';
 import type { LabDefinition } from '../lab.ts';
 
+/** How long the attacker listens for answers after its last frame (a loaded machine answers slowly). */
+const ANSWER_WAIT_MS = 1500;
+
 /** A victim on `blue` and the attacker on `attackerSegment`: the attacker pings, broadcasts and scans. */
 async function attack(ctx: LabContext, hv: Hypervisor, attackerSegment: string): Promise<{ received: number }> {
   ctx.step('The victim (net-pong, answers pings) joins segment "blue"');
   const victim = await ctx.create(hv, { name: 'victim', module: ctx.guest('net-pong'), devices: { console: true, net: { segment: 'blue' } } });
+  const listening = ctx.waitForLine(victim, (l) => l.startsWith('pong: listening'));
   await victim.start();
+  await listening;
   ctx.step(`The attacker (net-attacker) joins segment "${attackerSegment}": it pings the victim at ${victim.netAddressString}, broadcasts, and scans the neighbouring addresses`);
-  const attacker = await ctx.create(hv, { name: 'attacker', module: ctx.guest('net-attacker'), args: [String(victim.netAddress)], devices: { console: true, net: { segment: attackerSegment } } });
+  const attacker = await ctx.create(hv, { name: 'attacker', module: ctx.guest('net-attacker'), args: [String(victim.netAddress), String(ANSWER_WAIT_MS)], devices: { console: true, net: { segment: attackerSegment } } });
   const line = ctx.waitForLine(attacker, (l) => l.startsWith('attacker:'));
   const exit = await ctx.run(attacker);
   const summary = await line;

@@ -309,7 +309,8 @@ function card(p: PartitionView, compact = false): HTMLElement {
 function renderLive(): void {
   const cards = document.getElementById('cards');
   if (cards) {
-    const list = [...state.partitions.values()];
+    // Running partitions first, then the most recent.
+    const list = [...state.partitions.values()].reverse().sort((a, b) => Number(b.state === 'running') - Number(a.state === 'running'));
     cards.replaceChildren(...(list.length ? list.map((p) => card(p)) : [h('p', { class: 'muted' }, 'No partitions yet. Run a lab (Labs) or start partitions on this host.')]));
     renderSwitch();
     charts.update();
@@ -338,7 +339,10 @@ function renderFeeds(): void {
 function renderSwitch(): void {
   const svg = document.getElementById('switch');
   if (!svg) return;
-  const nets = [...state.partitions.values()].filter((p) => p.net);
+  // Partitions with a card that are alive, or that a recent flow still involves.
+  const held = [...state.flows.values()].map((v) => v.flow);
+  const involved = new Set(held.flatMap((f) => [f.srcKey, f.dstKey]).filter((k): k is string => k !== null));
+  const nets = [...state.partitions.values()].filter((p) => p.net && (p.state !== 'destroyed' || involved.has(p.key)));
   const segments = [...new Set(nets.map((p) => p.net!.segment))].sort();
   const width = svg.clientWidth || 350;
   const height = 170;
@@ -361,8 +365,7 @@ function renderSwitch(): void {
       pos.set(p.key, { x, y: members.length === 1 ? height / 2 : y });
     });
   });
-  const flows = [...state.flows.values()].map((v) => v.flow);
-  for (const f of flows) {
+  for (const f of held) {
     const a = f.srcKey ? pos.get(f.srcKey) : undefined;
     if (!a) continue;
     const b = f.dstKey ? pos.get(f.dstKey) : undefined;
@@ -377,7 +380,8 @@ function renderSwitch(): void {
   for (const p of nets) {
     const at = pos.get(p.key)!;
     kids.push(s('circle', { cx: at.x, cy: at.y, r: 6, class: p.state === 'destroyed' ? 'node gone' : 'node' }));
-    kids.push(s('text', { x: at.x + 9, y: at.y + 4 }, `${p.name} ${p.net!.address}`));
+    const right = at.x > width * 0.55;
+    kids.push(s('text', { x: right ? at.x - 9 : at.x + 9, y: at.y + 4, 'text-anchor': right ? 'end' : 'start' }, `${p.name} ${p.net!.address}`));
   }
   svg.replaceChildren(...kids);
 }
@@ -393,7 +397,7 @@ const charts = (() => {
   const opts = (el: HTMLElement, series: uPlot.Series[], yRange?: [number, number]): uPlot.Options => ({
     width: Math.max(200, el.clientWidth),
     height: 150,
-    legend: { show: true },
+    legend: { show: true, live: false },
     cursor: { show: true },
     scales: { x: { time: true }, ...(yRange ? { y: { range: yRange } } : {}) },
     axes: [{ size: 30, font: '11px system-ui' }, { size: 44, font: '11px system-ui' }],
