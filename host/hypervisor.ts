@@ -378,15 +378,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
-    partition.once('exit', () => void forward.close());
+    partition.once('exit', () => void forward.closeWhenDrained());
     void forward.closed.then(() => this.forwards.delete(forward));
     return forward;
   }
 
   /**
-   * Watches the virtual switch: `listener` gets the metadata of every frame routed from now on
-   * (segment, source and destination addresses, size, and whether it was delivered or why it was
-   * dropped), never its payload. For dashboards (`wasmvisor lab`); returns the function that stops it.
+   * Watches the virtual switch: `listener` gets the metadata of every frame the root routes from
+   * now on (segment, source and destination addresses, size, and whether it was delivered or why
+   * it was dropped), never its payload. Frames a NIC delivers straight into a peer (ABI 1.3's
+   * direct delivery) are not seen one by one: they are counted in the partitions' `net` metrics
+   * (`switchedDirect`, `rxFrames`). For dashboards (`wasmvisor lab`); returns the function that stops it.
    */
   observeNetwork(listener: (frame: FrameObservation) => void): () => void {
     return this.switch.observe(listener);

@@ -365,6 +365,18 @@ function renderSwitch(): void {
       pos.set(p.key, { x, y: members.length === 1 ? height / 2 : y });
     });
   });
+  // Each segment's bus: NICs deliver to each other straight through it (direct delivery is not
+  // seen frame by frame, only in each NIC's counters), so a NIC that sends or receives shows a
+  // moving link to its bus; frames the root routes (and every dropped one) are drawn pair by pair.
+  segments.forEach((_, i) => kids.push(s('line', { x1: i * laneW + 14, y1: 24, x2: i * laneW + 14, y2: height - 8, class: 'bus' })));
+  for (const p of nets) {
+    const at = pos.get(p.key)!;
+    const n = p.io.net!;
+    const busy = p.state === 'running' && n.txFramesPerSec + n.rxFramesPerSec > 0;
+    const link = s('line', { x1: segments.indexOf(p.net!.segment) * laneW + 14, y1: at.y, x2: at.x - 6, y2: at.y, class: busy ? 'ok' : 'idle' });
+    link.append(s('title', {}, `${p.name}: sends ${rate(n.txFramesPerSec)} frames/s, receives ${rate(n.rxFramesPerSec)} frames/s`));
+    kids.push(link);
+  }
   for (const f of held) {
     const a = f.srcKey ? pos.get(f.srcKey) : undefined;
     if (!a) continue;
