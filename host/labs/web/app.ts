@@ -15,6 +15,15 @@ import type { AuditLine, LabEvent, LabResult } from '../lab.ts';
 import type { describeLabs } from '../dashboard.ts';
 
 type LabInfo = ReturnType<typeof describeLabs>[number];
+/**
+ * The host's attestation report as the management API answers GET /attestation (the registers,
+ * the measured events, the partitions, signed over the page's nonce), or the API's refusal
+ * (ERR_NOT_IMPLEMENTED in a build without attestation, a permission the token lacks).
+ */
+type AttestView =
+  | { kind: 'pending' }
+  | { kind: 'report'; nonce: string; registers: [string, string][]; time: string; events: number; partitions: number; hostKey: string }
+  | { kind: 'error'; code: string; message: string };
 type RunInfo = { run: string; lab: string; mode: 'defence' | 'defence-off'; events: LabEvent[]; result: Omit<LabResult, 'events'> | null };
 
 const HISTORY = 120;
@@ -66,6 +75,7 @@ const state = {
   latestRun: new Map<string, string>(),
   selected: null as string | null,
   connected: false,
+  attestation: null as AttestView | null,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +219,8 @@ function route(): void {
     charts.reset();
     renderLive();
     renderFeeds();
+    if (state.attestation === null) void requestReport();
+    else renderAttestation();
   } else {
     document.getElementById('nav-labs')!.setAttribute('aria-current', 'page');
     const id = /^#\/labs\/([a-z0-9-]+)/.exec(hash)?.[1] ?? state.labs[0]?.id ?? '';
@@ -262,7 +274,12 @@ function dashboardView(): HTMLElement {
       h('section', { class: 'panel', 'aria-labelledby': 'sw-h' }, h('h3', { id: 'sw-h' }, 'Virtual switch'), s('svg', { class: 'switch', id: 'switch', role: 'img', 'aria-label': 'frames between partitions' }) as unknown as HTMLElement),
       h('section', { class: 'panel', 'aria-labelledby': 'v-h' }, h('h3', { id: 'v-h' }, 'Violations'), h('ul', { class: 'feed', id: 'violations', 'aria-live': 'polite' })),
       h('section', { class: 'panel', 'aria-labelledby': 'a-h' }, h('h3', { id: 'a-h' }, 'Audit log'), h('ul', { class: 'feed', id: 'audit' })),
-      h('section', { class: 'panel', 'aria-labelledby': 'att-h' }, h('h3', { id: 'att-h' }, 'Attestation registers'), h('p', { class: 'muted', id: 'attestation' }, 'Not in this build: measured boot and attestation reports come with the integrity work (the Attestation lab turns live then).')),
+      h(
+        'section',
+        { class: 'panel', 'aria-labelledby': 'att-h' },
+        h('div', { class: 'panel-head' }, h('h3', { id: 'att-h' }, 'Attestation registers'), h('button', { class: 'small', type: 'button', id: 'attest-refresh', onclick: () => void requestReport() }, 'New report')),
+        h('div', { id: 'attestation', 'data-test': 'attestation', 'aria-live': 'polite' }),
+      ),
     ),
   );
 }
@@ -345,7 +362,7 @@ function renderSwitch(): void {
   const nets = [...state.partitions.values()].filter((p) => p.net && (p.state !== 'destroyed' || involved.has(p.key)));
   const segments = [...new Set(nets.map((p) => p.net!.segment))].sort();
   const width = svg.clientWidth || 350;
-  const height = 170;
+  const height = 140;
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   const kids: SVGElement[] = [];
   if (segments.length === 0) {
@@ -355,14 +372,16 @@ function renderSwitch(): void {
   }
   const laneW = width / segments.length;
   const pos = new Map<string, { x: number; y: number }>();
+  // Each partition sits near its segment's bus with its label to the right, inside its lane
+  // (shortened to fit: the full name and address are in the label's tooltip).
+  const fits = Math.max(4, Math.floor((laneW - 52) / 6.3));
   segments.forEach((seg, i) => {
     kids.push(s('rect', { x: i * laneW + 3, y: 2, width: laneW - 6, height: height - 4, rx: 6, class: 'seg' }));
-    kids.push(s('text', { x: i * laneW + 10, y: 16 }, `segment ${seg}`));
+    kids.push(s('text', { x: i * laneW + 10, y: 16 }, `segment ${seg}`.slice(0, fits + 6)));
     const members = nets.filter((p) => p.net!.segment === seg);
     members.forEach((p, j) => {
-      const x = i * laneW + laneW / 2;
-      const y = 38 + (j * (height - 50)) / Math.max(1, members.length - 1 || 1);
-      pos.set(p.key, { x, y: members.length === 1 ? height / 2 : y });
+      const y = 40 + (j * (height - 56)) / Math.max(1, members.length - 1);
+      pos.set(p.key, { x: i * laneW + 36, y: members.length === 1 ? height / 2 : y });
     });
   });
   // Each segment's bus: NICs deliver to each other straight through it (direct delivery is not
@@ -381,21 +400,75 @@ function renderSwitch(): void {
     const a = f.srcKey ? pos.get(f.srcKey) : undefined;
     if (!a) continue;
     const b = f.dstKey ? pos.get(f.dstKey) : undefined;
-    const target = b ?? { x: a.x + (a.x > width / 2 ? -laneW / 2 + 20 : laneW / 2 - 20), y: a.y - 18 };
+    // A frame to no partition ends just above its sender, marked where it was dropped.
+    const target = b ?? { x: a.x + 24, y: a.y - 14 };
     const ok = f.outcome === 'delivered';
-    const line = s('line', { x1: a.x, y1: a.y, x2: target.x, y2: target.y, class: ok ? 'ok' : 'drop' });
+    // An arc above the two ends, so it crosses no label; a drop is marked at its middle.
+    const cx = (a.x + target.x) / 2;
+    const cy = Math.max(4, Math.min(a.y, target.y) - (b ? 34 : 6));
+    const line = s('path', { d: `M${a.x} ${a.y} Q${cx} ${cy} ${target.x} ${target.y}`, class: ok ? 'ok' : 'drop' });
     const title = s('title', {}, `${f.src} → ${f.dst}: ${fmt(f.frames)} frame(s), ${ok ? 'delivered' : `dropped (${f.outcome})`}`);
     line.append(title);
     kids.push(line);
-    if (!ok) kids.push(s('text', { x: target.x - 4, y: target.y + 4, class: 'x' }, '✕'));
+    const mark = b ? { x: (a.x + 2 * cx + target.x) / 4, y: (a.y + 2 * cy + target.y) / 4 } : target;
+    if (!ok) kids.push(s('text', { x: mark.x - 4, y: mark.y + 4, class: 'x' }, '✕'));
   }
   for (const p of nets) {
     const at = pos.get(p.key)!;
     kids.push(s('circle', { cx: at.x, cy: at.y, r: 6, class: p.state === 'destroyed' ? 'node gone' : 'node' }));
-    const right = at.x > width * 0.55;
-    kids.push(s('text', { x: right ? at.x - 9 : at.x + 9, y: at.y + 4, 'text-anchor': right ? 'end' : 'start' }, `${p.name} ${p.net!.address}`));
+    const full = `${p.name} ${p.net!.address}`;
+    const label = s('text', { x: at.x + 10, y: at.y + 4 }, full.length <= fits ? full : p.name.length <= fits ? p.name : `${p.name.slice(0, fits - 1)}…`);
+    label.append(s('title', {}, full));
+    kids.push(label);
   }
   svg.replaceChildren(...kids);
+}
+
+// --- attestation
+
+/** Asks the host for a report over a fresh nonce (each request is on the host's audit record, so only on demand and once per page). */
+async function requestReport(): Promise<void> {
+  const nonce = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  state.attestation = { kind: 'pending' };
+  renderAttestation();
+  try {
+    const r = await api<Record<string, unknown>>(`/attestation?nonce=${nonce}`);
+    const regs = r['registers'];
+    const registers = regs !== null && typeof regs === 'object' ? Object.entries(regs as Record<string, unknown>).map(([k, v]) => [k, String(v)] as [string, string]) : [];
+    if (registers.length === 0) throw Object.assign(new Error('the answer carries no registers'), { code: 'ERR_INVALID_ARGUMENT' });
+    if (r['nonce'] !== nonce) throw Object.assign(new Error(`the report is bound to nonce ${String(r['nonce']).slice(0, 32)}, not the one asked for`), { code: 'ERR_INTEGRITY' });
+    state.attestation = {
+      kind: 'report',
+      nonce,
+      registers,
+      time: String(r['time'] ?? ''),
+      events: Array.isArray(r['events']) ? r['events'].length : 0,
+      partitions: Array.isArray(r['partitions']) ? r['partitions'].length : 0,
+      hostKey: String(r['hostKey'] ?? ''),
+    };
+  } catch (error) {
+    state.attestation = { kind: 'error', code: (error as { code?: string }).code ?? 'ERR_INTERNAL', message: (error as Error).message };
+  }
+  renderAttestation();
+}
+
+function renderAttestation(): void {
+  const el = document.getElementById('attestation');
+  if (!el) return;
+  const a = state.attestation;
+  if (a === null || a.kind === 'pending') {
+    el.replaceChildren(h('p', { class: 'muted' }, 'Asking the host for a report…'));
+    return;
+  }
+  if (a.kind === 'error') {
+    const why = a.code === 'ERR_ACCESS_DENIED' ? 'This token lacks attestation/read at /.' : '';
+    el.replaceChildren(h('p', { 'data-test': 'attestation-error' }, h('code', {}, a.code), ` ${a.message}`), ...(why ? [h('p', { class: 'muted' }, why)] : []));
+    return;
+  }
+  el.replaceChildren(
+    h('dl', { class: 'registers', 'data-test': 'registers' }, ...a.registers.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, v)])),
+    h('p', { class: 'muted small', title: `nonce ${a.nonce}, host key ${a.hostKey}` }, `signed ${a.time.slice(11, 19)} over this page's nonce · ${fmt(a.events)} events · ${fmt(a.partitions)} partitions`),
+  );
 }
 
 // --- charts (uPlot)
