@@ -96,8 +96,10 @@ describe('the dashboard never shows guest memory contents', () => {
     const { page, errors } = await openPage(browser);
     await page.goto(`${base}#token=${token}`);
     await page.goto(`${base}#/dashboard`);
-    await page.locator('[data-test=partition]').first().waitFor({ timeout: 30_000 });
-    await page.waitForTimeout(2000);
+    // Every watched partition has its box, and the attestation panel has the API's answer (a
+    // Reader may not ask for reports: ERR_ACCESS_DENIED, shown as it is).
+    for (const name of [`${marker}-holder`, 'disk', 'plugin', 'pong']) await page.locator('[data-test=partition] .name span:first-child').getByText(name, { exact: true }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('[data-test=attestation-error] code').innerText({ timeout: 30_000 })).toBe('ERR_ACCESS_DENIED');
     const rendered = `${await page.content()}\n${await page.locator('body').innerText()}`;
     await page.close();
     const sent = await streamed;
@@ -110,7 +112,8 @@ describe('the dashboard never shows guest memory contents', () => {
       expect(list.includes(form), `lab list contains ${form}`).toBe(false);
       expect(rendered.includes(form), `page contains ${form}`).toBe(false);
     }
-    expect(errors).toEqual([]);
+    // Chromium logs the refused report request itself; nothing else may fail.
+    expect(errors.filter((e) => !e.startsWith('Failed to load resource: the server responded with a status of 403'))).toEqual([]);
   }, 60_000);
 });
 
