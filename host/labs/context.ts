@@ -17,6 +17,8 @@ import type { AuditEntry } from '../mgmt/audit.ts';
 import type { LabEvent } from './lab.ts';
 import { LifecycleAudit } from './lifecycle-audit.ts';
 
+/** How long a lab waits by default for a line it expects from a guest, ms. */
+export const WAIT_FOR_LINE_MS = 60_000;
 /** Longest guest console line a lab shows; the rest is cut (and says so). */
 export const MAX_SHOWN_LINE = 400;
 /** Console lines shown per partition; later ones are counted, not shown. */
@@ -235,8 +237,12 @@ export class LabContext {
     if (options.wipe) this.audits.get(hv)?.wiped(p.name, await hv.wipeStorage(p.name));
   }
 
-  /** Resolves when `p` prints a line matching `match`, or rejects after `timeoutMs`. */
-  waitForLine(p: Partition, match: (line: string) => boolean, timeoutMs = 10_000): Promise<string> {
+  /**
+   * Resolves when `p` prints a line matching `match`, or rejects after `timeoutMs`. The default
+   * is generous: it bounds a wait that includes starting workers, which takes seconds on a
+   * loaded machine (a run as a whole is bounded by LAB_TIMEOUT_MS).
+   */
+  waitForLine(p: Partition, match: (line: string) => boolean, timeoutMs = WAIT_FOR_LINE_MS): Promise<string> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         p.off('console', onLine);

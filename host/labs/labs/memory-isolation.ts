@@ -26,8 +26,10 @@ export const memoryIsolation: LabDefinition = {
     const hv = ctx.hypervisor();
     ctx.step(`Start the holder: it keeps the secret "${secret}" in 1024 places of its memory`);
     const holder = await ctx.create(hv, { name: 'holder', module: ctx.guest('secret'), args: [secret], devices: { console: true }, limits: { memoryPages: 32, timeoutMs: 30_000 } });
+    // Listening before the start: the line may come before start() resolves.
+    const stored = ctx.waitForLine(holder, (l) => l === 'stored');
     await holder.start();
-    await ctx.waitForLine(holder, (l) => l === 'stored');
+    await stored;
     ctx.step('Start the attacker with the same secret as its needle: it scans all of its own memory, then reads past the end');
     const attacker = await ctx.create(hv, { name: 'attacker', module: ctx.guest('attack-scan'), args: [secret], devices: { console: true }, limits: { memoryPages: 64, timeoutMs: 30_000 } });
     const exit = await ctx.run(attacker);
