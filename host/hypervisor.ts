@@ -17,7 +17,7 @@ import { PartitionPool } from './pool.ts';
 import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
 import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
-import { resolveWasi, type ResolvedWasi } from './wasi/config.ts';
+import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
@@ -211,15 +211,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
     const reservation =
       memoryPages * 65536 +
-      // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
-      // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
-      (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
+      // In-memory WASI trees live in the worker: file buffers and the heap their entries take
+      // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
+      wasiMemory(wasi).bufferBytes +
+      wasiMemory(wasi).heapBytes +
       WORKER_MEMORY_BYTES +
       (devices.console?.inputBufferBytes ?? 0) +
       Math.max(1 << 16, maxOutputBytes + 64) +
       (kind === 'reactor' ? maxInputBytes + 1088 : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
+      releaseWasi(wasi);
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       throw new LimitMemoryError(
         `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
@@ -254,6 +256,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       }
     } catch (error) {
       this.memoryReserved -= reservation;
+      releaseWasi(wasi);
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
         throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
@@ -296,6 +299,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
+        // The host folders' fds (and any a worker left) belong to the partition: closed with it.
+        releaseWasi(wasi);
       },
     });
     self = partition;

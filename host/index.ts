@@ -5,7 +5,7 @@
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
 export type { HypervisorEvents } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
-export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, DroppedOutput, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
@@ -32,6 +32,7 @@ export type {
   NetSpec,
   WasiSpec,
   PreopenSpec,
+  PreopenMode,
   WasiQuotas,
   Manifest,
   PoolOptions,

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import { SharedRing } from '../channel/ring.ts';
-import { ConsoleInput } from '../devices/console.ts';
+import { CONSOLE_DEFAULTS } from '../devices/config.ts';
+import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { BlockAttachment, Storage } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
@@ -17,7 +19,7 @@ import {
 } from '../errors.ts';
 import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
+import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
@@ -59,7 +61,12 @@ export interface RestartInfo {
   delayMs: number;
 }
 
-export type ConsoleStream = 'stdout' | 'stderr';
+export type { ConsoleStream };
+
+/** Output the console dropped since the last report, as the `dropped` event reports it. */
+export interface DroppedOutput extends DropCounts {
+  stream: ConsoleStream;
+}
 
 export type { RestartMode } from '../schema/limits.ts';
 export type { CallOptions } from '../schema/partition.ts';
@@ -109,7 +116,12 @@ export interface DestroyOptions {
 }
 
 export interface PartitionEvents {
+  /** The guest's output, every chunk exactly as written (bytes, in order, nothing added). */
+  output: [chunk: Uint8Array, stream: ConsoleStream];
+  /** The same output cut into lines (UTF-8, without the newline; a longer run in pieces of maxLineBytes). */
   console: [line: string, stream: ConsoleStream];
+  /** Output bytes the console's rate limit refused (reject mode). */
+  dropped: [info: DroppedOutput];
   state: [state: PartitionState, previous: PartitionState];
   violation: [violation: Violation];
   restart: [info: RestartInfo];
@@ -154,6 +166,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private readonly stats = allocateStats();
   private readonly inputRing: SharedRing;
   private readonly consoleInput: ConsoleInput;
+  private readonly consoleOutput: ConsoleOutput;
+  private stdinStream: Writable | null = null;
   private run: WorkerRun | null = null;
   private startedAt = 0;
   private endedAt = 0;
@@ -184,6 +198,13 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.inputRing = new SharedRing(SharedRing.allocate(config.devices.console?.inputBufferBytes ?? 64));
     this.consoleInput = new ConsoleInput(this.inputRing);
     if (config.devices.console === null) this.inputRing.close();
+    this.consoleOutput = new ConsoleOutput(new SharedArrayBuffer(STDIO_SLOTS * 4), config.devices.console?.maxLineBytes ?? CONSOLE_DEFAULTS.maxLineBytes, {
+      output: (chunk, stream) => this.emit('output', chunk, stream),
+      wantsLines: () => this.listenerCount('console') > 0,
+      line: (line, stream) => this.emit('console', line, stream),
+      dropped: (stream, counts) => this.emit('dropped', { stream, ...counts }),
+      resume: () => this.run?.resumeOutput(),
+    });
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
 
@@ -369,6 +390,31 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.consoleInput.end();
   }
 
+  /**
+   * The guest's stdout as a byte stream, created on first use (it carries the output from then
+   * on). Like a child process's stdout: once it exists, a guest that writes faster than it is
+   * read waits for it (backpressure); destroying it tells the guest its reader has gone (WASI
+   * EPIPE, END_OF_STREAM). It ends when the partition ends.
+   */
+  get stdout(): Readable {
+    return this.consoleOutput.stream('stdout');
+  }
+
+  /** The guest's stderr as a byte stream; see `stdout`. */
+  get stderr(): Readable {
+    return this.consoleOutput.stream('stderr');
+  }
+
+  /**
+   * The guest's console input as a byte stream: bytes reach the guest exactly (WASI fd 0,
+   * CONSOLE_STREAM_READ; CONSOLE_READ cuts lines from them), with backpressure; `end()` ends the
+   * input. Writing after the partition stopped reading fails with an EPIPE error.
+   */
+  get stdin(): Writable {
+    this.stdinStream ??= inputStream(this.consoleInput);
+    return this.stdinStream;
+  }
+
   /** A snapshot of the partition's counters (cumulative over a reactor's restarts). */
   metrics(): PartitionMetrics & { state: PartitionState; runTimeMs: number; restarts: number; queuedCalls: number } {
     const end = this.endedAt || (this.startedAt ? performance.now() : 0);
@@ -399,6 +445,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         devices: c.devices,
         stats: this.stats,
         input: this.inputRing.sab,
+        stdio: this.consoleOutput.stdio,
         violationsPerSecond: c.violationsPerSecond,
         kind: c.kind,
         maxOutputBytes: c.maxOutputBytes,
@@ -418,7 +465,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
       {
-        console: (line, stream) => this.emit('console', line, stream),
+        output: (kind, bytes) => this.consoleOutput.deliver(kind, bytes),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
         ready: () => this.onReady(run),
         result: (ret, output) => this.onResult(run, ret, output),
@@ -580,6 +627,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
       call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
     }
     this.exitResult = exit;
+    // Everything the guest wrote has been delivered: a last unterminated line, then the streams' end.
+    this.consoleOutput.end();
     // The worker is gone: nothing can use the image any more.
     void this.detach();
     this.setState(exit.state);

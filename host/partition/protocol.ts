@@ -11,11 +11,18 @@ import type { NetInit } from '../devices/net.ts';
 
 /** Record kinds on the event ring (worker → root). */
 export const EventKind = {
+  /** A chunk of the guest's stdout: bytes exactly as written (no framing, no added newline). */
   STDOUT: 1,
+  /** A chunk of the guest's stderr. */
   STDERR: 2,
   VIOLATION: 3,
   /** A reactor call's result: i32 return value (LE), then the output bytes. */
   RESULT: 4,
+  /**
+   * Output the console dropped since its last report: u8 stream (1 stdout, 2 stderr), 3 bytes 0,
+   * then f64 (LE) bytes the rate limit refused, lines the lines bucket dropped, bytes cut from over-long lines.
+   */
+  DROPPED: 5,
 } as const;
 
 /** Record kinds on the call ring (root → worker). */
@@ -26,8 +33,21 @@ export const CallKind = {
 
 /** Record kinds on the input ring (root → worker). */
 export const InputKind = {
+  /** One line without its newline (the guest reads it followed by `\n`). */
   LINE: 1,
+  /** Raw bytes of the input stream, exactly as the host received them. */
+  BYTES: 2,
 } as const;
+
+/**
+ * The console's shared output state (an Int32Array over `WorkerInit.stdio`), written by the
+ * root, read by the worker: a non-zero slot means that stream's reader has gone (EPIPE).
+ */
+export const StdioSlot = {
+  STDOUT_CLOSED: 0,
+  STDERR_CLOSED: 1,
+} as const;
+export const STDIO_SLOTS = 2;
 
 /** workerData for a partition's worker. */
 export interface WorkerInit {
@@ -37,10 +57,12 @@ export interface WorkerInit {
   devices: ResolvedDevices;
   /** Per-partition counters (see stats.ts). */
   stats: SharedArrayBuffer;
-  /** Event ring, worker → root: console lines and violations. */
+  /** Event ring, worker → root: console output, violations, call results. */
   events: SharedArrayBuffer;
   /** Console input ring, root → worker. */
   input: SharedArrayBuffer;
+  /** Console output state (see StdioSlot), root → worker. */
+  stdio: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
   /** `command` runs _start once; `reactor` runs _initialize (if any) then serves calls. */

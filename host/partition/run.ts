@@ -1,6 +1,8 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { SharedRing } from '../channel/ring.ts';
 import { workerScript } from '../paths.ts';
+import { wasiMemory } from '../wasi/config.ts';
 import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
 /** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
@@ -18,7 +20,11 @@ export const WORKER_MEMORY_BYTES =
 const WORKER_EXEC_ARGV = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');
 
 export interface RunEvents {
-  console(line: string, stream: 'stdout' | 'stderr'): void;
+  /**
+   * A console record (EventKind.STDOUT, STDERR or DROPPED). Returning false stops the draining
+   * until `resumeOutput()`: the reader is behind, so the guest waits for it (backpressure).
+   */
+  output(kind: number, bytes: Uint8Array): boolean;
   violation(violation: ViolationRecord): void;
   /** A reactor finished initializing and takes calls. */
   ready(): void;
@@ -29,6 +35,11 @@ export interface RunEvents {
 }
 
 const decoder = new TextDecoder();
+
+/** Most bytes of consecutive output records the root joins into one chunk. */
+const OUTPUT_BATCH_BYTES = 256 * 1024;
+/** Records this large are delivered as they are; smaller ones are joined. */
+const OUTPUT_JOIN_BELOW = 8192;
 const encoder = new TextEncoder();
 
 /**
@@ -45,6 +56,11 @@ export class WorkerRun {
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
   private ended = false;
+  /** The output's reader is behind: the pump waits for resumeOutput(). */
+  private paused = false;
+  private resumeWaiter: (() => void) | null = null;
+  /** Where consecutive small output records are joined (scrubbed when the run ends). */
+  private readonly batch = new Uint8Array(OUTPUT_BATCH_BYTES);
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
@@ -66,9 +82,16 @@ export class WorkerRun {
     try {
       worker = new Worker(workerScript, {
         workerData: { ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit,
-        resourceLimits: WORKER_RESOURCE_LIMITS,
+        resourceLimits: {
+          ...WORKER_RESOURCE_LIMITS,
+          // In-memory WASI trees: their entries' heap is bounded by the entry quota, and must fit.
+          maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + Math.ceil(wasiMemory(this.init.wasi).heapBytes / (1024 * 1024)),
+        },
         stdout: false,
         stderr: false,
+        // A worker the watchdog terminates runs no cleanup of its own: Node closes the host fds
+        // it opened (WASI host folders). The default, stated because the sandbox relies on it.
+        trackUnmanagedFds: true,
         name: `wasmvisor:${this.init.name}`,
         // A worker inherits the process's flags, and Node refuses --input-type in a worker:
         // an app started as `node --input-type=module -e …` would get no partition at all.
@@ -155,29 +178,61 @@ export class WorkerRun {
     while (this.events.peekLength() < 0) {
       if (performance.now() >= end) return;
     }
-    this.drain();
+    if (!this.paused) this.drain(this.events.capacity);
   }
 
-  /** Moves records from the event ring to callbacks until the run has ended. */
+  /** The output's reader has room again: draining resumes (a no-op unless paused). */
+  resumeOutput(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const wake = this.resumeWaiter;
+    this.resumeWaiter = null;
+    wake?.();
+  }
+
+  /**
+   * Moves records from the event ring to callbacks until the run has ended: in batches of at
+   * most one ring's worth, yielding to the event loop in between (a guest that writes without
+   * pause cannot hold the root's thread), and not at all while the output's reader is behind.
+   */
   private async pump(): Promise<void> {
     while (!this.ended) {
       const seq = this.events.writeSeq;
-      this.drain();
+      const more = this.drain(this.events.capacity);
       if (this.ended) break;
-      await this.events.whenWritten(seq);
+      if (this.paused) await new Promise<void>((resolve) => (this.resumeWaiter = resolve));
+      else if (more) await nextTurn();
+      else await this.events.whenWritten(seq);
     }
   }
 
-  private drain(): void {
-    for (let record = this.events.tryRead(); record !== null; record = this.events.tryRead()) {
+  /**
+   * Delivers records until the ring is empty (false), `budget` bytes were delivered (true: more
+   * may wait), or the output's reader is behind (sets `paused`). Infinity: everything, ignoring
+   * backpressure (the end of the run: the ring is scrubbed afterwards).
+   */
+  private drain(budget = Infinity): boolean {
+    const force = budget === Infinity;
+    let delivered = 0;
+    for (;;) {
+      const kind = this.events.peekKind();
+      if (kind < 0) return false;
       try {
-        if (record.kind === EventKind.STDOUT || record.kind === EventKind.STDERR) {
-          this.on.console(decoder.decode(record.bytes), record.kind === EventKind.STDOUT ? 'stdout' : 'stderr');
-        } else if (record.kind === EventKind.VIOLATION) {
-          this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
-        } else if (record.kind === EventKind.RESULT) {
-          const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
-          this.on.result(ret, record.bytes.subarray(4));
+        if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
+          const chunk = this.takeOutput(kind);
+          delivered += chunk.length;
+          if (!this.on.output(kind, chunk) && !force) this.paused = true;
+        } else {
+          const record = this.events.tryRead()!;
+          delivered += record.bytes.length + 4;
+          if (kind === EventKind.DROPPED) {
+            if (!this.on.output(kind, record.bytes) && !force) this.paused = true;
+          } else if (kind === EventKind.VIOLATION) {
+            this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
+          } else if (kind === EventKind.RESULT) {
+            const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
+            this.on.result(ret, record.bytes.subarray(4));
+          }
         }
       } catch (error) {
         // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
@@ -185,7 +240,32 @@ export class WorkerRun {
           throw error;
         });
       }
+      if (!force && (this.paused || delivered >= budget)) return true;
     }
+  }
+
+  /**
+   * The next output record, joined with the small records of the same stream that follow it:
+   * many small guest writes cost the root one delivery, not one each. The chunk is a fresh copy
+   * the embedder may keep, in its own (unpooled, fully written) buffer: one copy per byte.
+   */
+  private takeOutput(kind: number): Uint8Array {
+    const first = this.events.peekLength();
+    if (first >= OUTPUT_JOIN_BELOW) {
+      const chunk = Buffer.allocUnsafeSlow(first);
+      this.events.readInto(chunk);
+      return chunk;
+    }
+    const batch = this.batch;
+    let n = 0;
+    while (this.events.peekKind() === kind) {
+      const length = this.events.peekLength();
+      if (n + length > batch.length || length >= OUTPUT_JOIN_BELOW) break;
+      n += this.events.readInto(batch.subarray(n));
+    }
+    const chunk = Buffer.allocUnsafeSlow(n);
+    chunk.set(batch.subarray(0, n));
+    return chunk;
   }
 
   private finish(workerExitCode: number): void {
@@ -195,11 +275,13 @@ export class WorkerRun {
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.ended = true;
+    this.resumeOutput();
     this.events.wakeAll();
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
-    // Root-held copies of guest data (console lines, call inputs and outputs) go with the run.
+    // Root-held copies of guest data (console output, call inputs and outputs) go with the run.
     new Uint8Array(this.events.sab).fill(0);
+    this.batch.fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
   }

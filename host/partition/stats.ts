@@ -48,11 +48,21 @@ export const Stat = {
   BLOCK_THROTTLED: 29,
   /** Fuel consumed by a metered partition (fuel budget or CPU cap), in total; updated at each CPU-cap checkpoint and at the end. */
   WORK_FUEL: 30,
+  /** Console output bytes (both streams) handed to the root, in order, byte for byte. */
+  CONSOLE_BYTES_OUT: 31,
+  /** Console output bytes refused by the console's rate limit in reject mode (never reported as written). */
+  CONSOLE_BYTES_DROPPED: 32,
+  /** Console writes that waited for the root to drain a full output ring (backpressure), and the time waited. */
+  CONSOLE_OUTPUT_WAITS: 33,
+  CONSOLE_OUTPUT_WAIT_MS: 34,
+  /** Console input bytes the guest consumed (lines count with their newline). */
+  CONSOLE_BYTES_IN: 35,
 } as const;
 export type StatName = keyof typeof Stat;
 
 const callNames = Object.keys(HvCall) as HvCallName[];
-const CALL_BASE = 32;
+// Room for more named counters below the per-call slots.
+const CALL_BASE = 48;
 /** Slot for per-call counters: one per ABI call, then one for unknown codes. */
 const callSlot = new Map<number, number>(callNames.map((name, i) => [HvCall[name], CALL_BASE + i]));
 const OTHER_CALL_SLOT = CALL_BASE + callNames.length;
@@ -74,7 +84,24 @@ export interface PartitionMetrics {
   memoryBytes: number;
   memoryPages: number;
   peakMemoryBytes: number;
-  console: { linesOut: number; linesIn: number; linesDropped: number; bytesTruncated: number };
+  /**
+   * Console counters. Lines: the line calls (`CONSOLE_WRITE*`, `CONSOLE_READ`). Bytes: every output
+   * byte delivered (`bytesOut`, both streams, all calls), bytes refused by `devices.console.rateLimit`
+   * in reject mode (`bytesDropped`: the write returned RATE_LIMITED / EAGAIN), input bytes the guest
+   * consumed (`bytesIn`), and how often and how long output writes waited for the reader
+   * (`outputWaits`, `outputWaitedMs`: backpressure).
+   */
+  console: {
+    linesOut: number;
+    linesIn: number;
+    linesDropped: number;
+    bytesTruncated: number;
+    bytesOut: number;
+    bytesIn: number;
+    bytesDropped: number;
+    outputWaits: number;
+    outputWaitedMs: number;
+  };
   violations: number;
   violationsSuppressed: number;
   /** Hypercalls refused for a bad address, length or argument. */
@@ -143,6 +170,11 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       linesIn: s[Stat.CONSOLE_LINES_IN]!,
       linesDropped: s[Stat.CONSOLE_LINES_DROPPED]!,
       bytesTruncated: s[Stat.CONSOLE_BYTES_TRUNCATED]!,
+      bytesOut: s[Stat.CONSOLE_BYTES_OUT]!,
+      bytesIn: s[Stat.CONSOLE_BYTES_IN]!,
+      bytesDropped: s[Stat.CONSOLE_BYTES_DROPPED]!,
+      outputWaits: s[Stat.CONSOLE_OUTPUT_WAITS]!,
+      outputWaitedMs: s[Stat.CONSOLE_OUTPUT_WAIT_MS]!,
     },
     violations: s[Stat.VIOLATIONS]!,
     violationsSuppressed: s[Stat.VIOLATIONS_SUPPRESSED]!,

@@ -115,7 +115,7 @@ function run(init: WorkerInit): WorkerOutcome {
   const memory = new GuestMemory();
 
   const devices: Device[] = [];
-  const consoleDevice = init.devices.console ? new ConsoleDevice(init.devices.console, events, input, stats) : null;
+  const consoleDevice = init.devices.console ? new ConsoleDevice(init.devices.console, events, input, stats, undefined, undefined, new Int32Array(init.stdio)) : null;
   const clockDevice = init.devices.clock ? new ClockDevice(init.devices.clock) : null;
   const entropyDevice = init.devices.entropy ? new EntropyDevice(init.devices.entropy, stats) : null;
   if (consoleDevice) devices.push(consoleDevice);
@@ -228,18 +228,20 @@ function run(init: WorkerInit): WorkerOutcome {
 
   // WASI, when the spec enables it: a second import module on the same memory, devices and exit path.
   let wasi: WasiInstance | null = null;
-  let outcome: WorkerOutcome;
+  let outcome: WorkerOutcome = { kind: 'error', error: 'ERR_INTERNAL', message: 'the run ended without an outcome' };
   try {
     if (init.wasi !== null) {
       wasi = createWasi(init.wasi, {
         memory,
         console: consoleDevice,
         clock: clockDevice,
+        deterministicClock: init.devices.clock?.deterministic != null,
         entropy: entropyDevice,
         exit: (code) => dispatcher.exit(code),
         checkEnding: () => dispatcher.checkEnding(),
         onCall: () => stats[Stat.WASI_CALLS]!++,
         onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
+        admit: (bytes) => dispatcher.admitCall(bytes),
       });
     }
     const importObject: WebAssembly.Imports = { [HV_MODULE]: hv };
@@ -272,19 +274,36 @@ function run(init: WorkerInit): WorkerOutcome {
     outcome = dispatcher.ending ? classify(dispatcher.ending) : { kind: 'exit', code: 0 };
   } catch (error) {
     outcome = classify(dispatcher.ending ?? error);
+  } finally {
+    // End-of-run cleanup, whatever the guest did: every step runs even if one before it threw
+    // (none recurses over guest-shaped data), so the disk is flushed and memory scrubbed. A
+    // failing step is reported after all ran, in place of the guest's outcome (ERR_INTERNAL).
+    const failures: unknown[] = [];
+    const step = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (error) {
+        failures.push(error);
+      }
+    };
+    step(() => busyClock.idle());
+    step(() => dispatcher.updateMemoryStats());
+    step(() => wasi?.close());
+    step(() => {
+      if (fuel === null) return;
+      // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
+      const total = meter.spentBefore + spent();
+      stats[Stat.WORK_FUEL] = base.work + total;
+      if (init.fuel !== null) stats[Stat.FUEL_CONSUMED] = total;
+    });
+    for (const d of devices) step(() => d.close?.());
+    // Scrub: nothing the guest held outlives the run in this thread's heap.
+    step(() => memory.scrub());
+    if (failures.length > 0) {
+      const first = failures[0];
+      outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `cleanup after the guest's run failed: ${first instanceof Error ? first.message : String(first)}` };
+    }
   }
-  busyClock.idle();
-  dispatcher.updateMemoryStats();
-  wasi?.close();
-  if (fuel !== null) {
-    // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
-    const total = meter.spentBefore + spent();
-    stats[Stat.WORK_FUEL] = base.work + total;
-    if (init.fuel !== null) stats[Stat.FUEL_CONSUMED] = total;
-  }
-  for (const d of devices) d.close?.();
-  // Scrub: nothing the guest held outlives the run in this thread's heap.
-  memory.scrub();
   return outcome;
 }
 
