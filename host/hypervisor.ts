@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
@@ -39,12 +39,25 @@ function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
 export const CPU_SLICE_FUEL = 200_000;
 
+/** Something the embedder should know that is not an error (yet). */
+export interface HypervisorWarning {
+  /** `STORAGE_OVERCOMMIT`: attached block images may grow past the free space of their file system. */
+  code: 'STORAGE_OVERCOMMIT';
+  message: string;
+  dir: string;
+  growableBytes: number;
+  freeBytes: number;
+}
+
 export interface HypervisorEvents {
   /** Every partition's violations, for one place to watch them. */
   violation: [violation: Violation];
   /** A partition changed state. */
   state: [partition: Partition, state: PartitionState, previous: PartitionState];
   exit: [partition: Partition, exit: PartitionExit];
+  warning: [warning: HypervisorWarning];
+  /** A block image's key was created, or an image wiped (what an audit log records; see docs/STORAGE.md). */
+  storage: [event: Extract<StorageEvent, { kind: 'key-created' | 'wiped' }>];
 }
 
 export const DEFAULT_LIMITS = {
@@ -158,6 +171,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       dataDir: path.resolve(o.dataDir ?? '.wasmvisor'),
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
       ...(o.keystorePath !== undefined ? { keystorePath: o.keystorePath } : {}),
+      // Audit hook: key creations and wipes are reported here (and go to the audit log once host/security has one).
+      onEvent: (e) => {
+        if (e.kind === 'overcommit') this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+        else this.emit('storage', e);
+      },
     });
   }
 
@@ -176,6 +194,15 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     return this.storage.wipe(name, options.path);
+  }
+
+  /**
+   * The persistent disks in the data directory (and those the keystore knows elsewhere): name,
+   * path, size, allocation, times, whether a key exists and whether a partition has it attached.
+   * Reads image headers and file metadata only; no key is used.
+   */
+  listStorage(): Promise<DiskInfo[]> {
+    return this.storage.list();
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -406,5 +433,6 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     this.switch.close();
+    this.storage.close();
   }
 }

@@ -4,7 +4,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { CONSOLE_DEFAULTS } from '../devices/config.ts';
 import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
-import type { BlockAttachment, Storage } from '../storage/storage.ts';
+import { blockInit, type BlockAttachment, type Storage } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import { formatAddress, readNetMetrics, type NetMetrics } from '../devices/net.ts';
 import type { NicAttachment } from '../net/switch.ts';
@@ -437,6 +437,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private async spawn(): Promise<void> {
     this.ready = false;
     const c = this.config;
+    // Standalone copies of the image id and data key (never the partition or master key).
+    const block = c.block ? blockInit(c.block.attachment) : null;
     const run = new WorkerRun(
       {
         name: this.name,
@@ -454,9 +456,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         cpu: c.cpu ?? null,
         hypercallRate: c.hypercallRate ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
-        block: c.block
-          ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }
-          : null,
+        block,
         // A restarted instance gets a fresh file system, seeded again from the same copies.
         wasi: c.wasi ?? null,
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
@@ -476,7 +476,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
     // Commands: the budget covers the whole run. Reactors: start-up here, then each call.
     const what = c.kind === 'reactor' ? 'start-up budget' : 'wall-clock budget';
     run.arm(c.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${this.name} exceeded its ${what} of ${c.timeoutMs} ms` }));
-    await run.start();
+    const started = run.start();
+    // Making the Worker cloned its data: the worker has its own copy of the key now.
+    block?.dataKey.fill(0);
+    await started;
   }
 
   private onReady(run: WorkerRun): void {

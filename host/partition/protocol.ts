@@ -3,6 +3,7 @@ import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { NetInit } from '../devices/net.ts';
+import type { BlockWorkerInit } from '../storage/storage.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -95,13 +96,11 @@ export interface CpuCap {
   sliceFuel: number;
 }
 
-/** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */
-export interface BlockInit {
-  fd: number;
-  sectorCount: number;
-  imageId: Uint8Array;
-  dataKey: Uint8Array;
-}
+/**
+ * What the block front-end needs: an open image, its geometry, its id and its data key (never a
+ * path, a name, the partition key or the master key). Made by storage's blockInit().
+ */
+export type BlockInit = BlockWorkerInit;
 
 /** How a guest's run ended, as the worker reports it. */
 export type WorkerOutcome =

@@ -57,6 +57,8 @@ export const Stat = {
   CONSOLE_OUTPUT_WAIT_MS: 34,
   /** Console input bytes the guest consumed (lines count with their newline). */
   CONSOLE_BYTES_IN: 35,
+  /** 1 once a block write or fsync failed: the disk refuses writes until the partition is created again. */
+  BLOCK_FAILED: 36,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -119,6 +121,12 @@ export interface PartitionMetrics {
     /** Sectors whose newest version was torn (or rolled back) and that read as their previous version. */
     tornRecovered: number;
     ioErrors: number;
+    /**
+     * A write or fsync failed (a full host disk, an I/O error): from then on every write, discard
+     * and flush returns HV_STATUS_IO_ERROR, also after a reactor restart, until the partition is
+     * destroyed and created again (which reopens the image). Reads still work.
+     */
+    failed: boolean;
   };
   /** WASI preview1 calls (not counted in `hypercalls`). */
   wasiCalls: number;
@@ -189,6 +197,7 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       integrityFailures: s[Stat.BLOCK_INTEGRITY_FAILURES]!,
       tornRecovered: s[Stat.BLOCK_TORN_RECOVERED]!,
       ioErrors: s[Stat.BLOCK_IO_ERRORS]!,
+      failed: s[Stat.BLOCK_FAILED]! !== 0,
     },
     wasiCalls: s[Stat.WASI_CALLS]!,
     fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,
