@@ -47,6 +47,8 @@ export const ErrorCodes = [
   'ERR_TOO_LARGE',
   /** Management API: the caller's request rate is over its limit. */
   'ERR_RATE_LIMITED',
+  /** A feature this build or this host does not provide (yet). */
+  'ERR_NOT_IMPLEMENTED',
   /** The management client could not reach or verify the host (connection, TLS, certificate pin). */
   'ERR_CONNECTION',
 ] as const;
@@ -180,6 +182,11 @@ export class RateLimitedError extends WasmvisorError {
     super('ERR_RATE_LIMITED', message);
   }
 }
+export class NotImplementedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_NOT_IMPLEMENTED', message);
+  }
+}
 export class ConnectionError extends WasmvisorError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_CONNECTION', message, options);
@@ -208,6 +215,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_NOT_FOUND: NotFoundError,
   ERR_TOO_LARGE: TooLargeError,
   ERR_RATE_LIMITED: RateLimitedError,
+  ERR_NOT_IMPLEMENTED: NotImplementedError,
   ERR_CONNECTION: ConnectionError,
 };
 

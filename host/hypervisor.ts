@@ -19,7 +19,7 @@ import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
 import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
-import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
+import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
 import { SecurityMonitor } from './security/monitor.ts';
 import { partitionAsk, readSignatureSource, specForMeasurement } from './security/spec.ts';
@@ -547,6 +547,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     partition.once('exit', () => void forward.closeWhenDrained());
     void forward.closed.then(() => this.forwards.delete(forward));
     return forward;
+  }
+
+  /**
+   * Watches the virtual switch: `listener` gets the metadata of every frame the root routes from
+   * now on (segment, source and destination addresses, size, and whether it was delivered or why
+   * it was dropped), never its payload. Frames a NIC delivers straight into a peer (ABI 1.3's
+   * direct delivery) are not seen one by one: they are counted in the partitions' `net` metrics
+   * (`switchedDirect`, `rxFrames`). For dashboards (`wasmvisor lab`); returns the function that stops it.
+   */
+  observeNetwork(listener: (frame: FrameObservation) => void): () => void {
+    return this.switch.observe(listener);
   }
 
   /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */

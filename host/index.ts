@@ -10,7 +10,7 @@ export { PartitionPool } from './pool.ts';
 export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
 export type { PartitionMetrics } from './partition/stats.ts';
 export { NetEndpoint } from './net/switch.ts';
-export type { NetFrame } from './net/switch.ts';
+export type { NetFrame, FrameObservation } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
 export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';

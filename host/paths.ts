@@ -15,3 +15,9 @@ export const guestsDir: URL = new URL('build/guests/', packageRoot);
 
 /** The management plane's bundle (dist/mgmt.js), loaded by the CLI only for serve, token and cert. */
 export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);
+
+/** The dashboard's page and its bundled script and style sheet (built by scripts/build.mjs). */
+export const labsWebDir: URL = new URL('dist/labs/web/', packageRoot);
+
+/** The labs' bundle (dist/labs.js): the dashboard and the labs, loaded by the CLI only for `lab` and `serve --dashboard`. */
+export const labsModule: URL = new URL('dist/labs.js', packageRoot);

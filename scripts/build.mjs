@@ -34,7 +34,7 @@ export async function buildHost() {
     // WasmvisorError` (or a Hypervisor from 'wasmvisor' handed to 'wasmvisor/mgmt') holds across
     // them. Chunks sit beside the entries: host/paths.ts resolves the package root from whichever
     // file it lands in.
-    build({ ...common, entryPoints: { index: 'host/index.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts' }, splitting: true, chunkNames: 'chunk-[hash]' }),
+    build({ ...common, entryPoints: { index: 'host/index.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts', labs: 'host/labs/index.ts' }, splitting: true, chunkNames: 'chunk-[hash]' }),
     // The partition worker runs in its own thread (its own realm: no class is shared with the
     // root anyway) and starts for every partition: one self-contained file, only what it uses.
     build({ ...common, entryPoints: { worker: 'host/partition/worker.ts' } }),
@@ -47,6 +47,7 @@ export async function buildHost() {
     if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(f) && !wanted.has(f)) await rm(`${root}dist/${f}`);
   }
   await writeJsonSchemas();
+  await buildDashboard();
 }
 
 /**
@@ -61,6 +62,29 @@ async function writeJsonSchemas() {
   for (const [name, schema] of Object.entries(jsonSchemas())) {
     await writeFile(`${root}dist/schema/${name}`, JSON.stringify(schema, null, 2) + '\n');
   }
+}
+
+/**
+ * The dashboard's page (host/labs/web/): one script and one style sheet for the browser, with
+ * uPlot bundled in, so the page works offline and loads nothing from anywhere else.
+ */
+export async function buildDashboard() {
+  const { copyFile, mkdir } = await import('node:fs/promises');
+  await mkdir(`${root}dist/labs/web`, { recursive: true });
+  await build({
+    absWorkingDir: root,
+    entryPoints: { app: 'host/labs/web/app.ts' },
+    outdir: 'dist/labs/web',
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: ['chrome110', 'firefox110', 'safari16'],
+    minify: true,
+    legalComments: 'eof',
+    sourcemap: false,
+    logLevel: 'warning',
+  });
+  await copyFile(`${root}host/labs/web/index.html`, `${root}dist/labs/web/index.html`);
 }
 
 /** Emits .d.ts files, with the source's `.ts` import specifiers rewritten to `.js` for consumers. */

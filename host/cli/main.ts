@@ -26,6 +26,7 @@ import { CERT_USAGE, certCommand } from './cert.ts';
 import { REMOTE_USAGE, remoteCommand } from './remote.ts';
 import { SERVE_USAGE, serveCommand } from './serve.ts';
 import { TOKEN_USAGE, tokenCommand } from './token.ts';
+import { LAB_USAGE, labCommand } from './lab.ts';
 import { VERSION } from './version.ts';
 
 type Main = (argv: string[]) => Promise<number>;
@@ -82,6 +83,7 @@ const COMMANDS: readonly Command[] = [
   { name: 'serve', summary: 'run a host with the management API (docs/MANAGEMENT.md)', usage: SERVE_USAGE, main: serveCommand },
   { name: 'token', summary: 'create, list and revoke API tokens of a host', usage: TOKEN_USAGE, main: tokenCommand },
   { name: 'cert', summary: 'create a client certificate from a host\'s local CA', usage: CERT_USAGE, main: certCommand },
+  { name: 'lab', summary: 'the isolation labs: a dashboard in a browser, or a lab in this terminal (docs/LABS.md)', usage: LAB_USAGE, main: labCommand },
 ];
 
 /** The remote client's form: `wasmvisor --host <url> ... <command>`. */

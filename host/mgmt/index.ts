@@ -4,7 +4,7 @@
  * or the certificate code; the CLI loads this file only for `serve`, `token` and `cert`.
  */
 export { serve, isLoopback } from './serve.ts';
-export type { ServeOptions, RunningHost } from './serve.ts';
+export type { ServeOptions, RunningHost, ServeExtension } from './serve.ts';
 export { ManagementServer, DEFAULT_SERVER_LIMITS, httpStatus } from './server.ts';
 export type { ServerOptions, ServerLimits, Principal } from './server.ts';
 export { ManagedHost } from './host.ts';

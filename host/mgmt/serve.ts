@@ -14,6 +14,7 @@ import { ConfigDir } from './config.ts';
 import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
 import { ManagementServer, type ServerLimits } from './server.ts';
+import type { RouteDef } from './routes.ts';
 import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
@@ -45,6 +46,19 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Only for the bench's baseline: see ServerOptions.auth. */
   auth?: boolean;
+  /** More routes beside the API's (the dashboard: host/labs/dashboard.ts). */
+  extension?: ServeExtension;
+}
+
+/**
+ * What a feature served beside the API brings (the dashboard): a wrapper over the audit sink
+ * (to see every record as it is written), routes built once the host is open, and its own
+ * shutdown (the first step of the host's).
+ */
+export interface ServeExtension {
+  wrapAudit?(sink: AuditSink): AuditSink;
+  routes(deps: { host: ManagedHost; server: ManagementServer; audit: AuditSink }): RouteDef[];
+  close?(): Promise<void> | void;
 }
 
 export interface RunningHost {
@@ -108,15 +122,17 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
     }
 
     // One log for the API and the Hypervisor: both write the same chain, never the directory separately.
-    let audit: AuditSink;
+    let sink: AuditSink;
     let created: string[] = [];
     if (options.audit !== undefined) {
-      audit = options.audit;
+      sink = options.audit;
     } else {
       const opened = openAuditLog({ dataDir: config.dataDir, actor: 'host' });
-      audit = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
+      sink = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
       created = opened.created;
     }
+    // An extension (the labs dashboard) may watch what is written; the chain stays the sink's.
+    const audit = options.extension?.wrapAudit ? options.extension.wrapAudit(sink) : sink;
     cleanup.push(() => audit.close());
     for (const file of created) audit.note({ actor: 'host', action: 'key.create', target: file, outcome: 'success', reason: 'created on first use' });
     const rbac = new Rbac(await config.readRbac());
@@ -138,6 +154,11 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       ...(options.auth === false ? { auth: false } : {}),
     });
     cleanup.push(() => server.close());
+    if (options.extension) {
+      server.addRoutes(options.extension.routes({ host, server, audit }));
+      const ext = options.extension;
+      if (ext.close) cleanup.push(() => ext.close!());
+    }
     await server.listen(bind, port);
     let closing: Promise<void> | null = null;
     return {

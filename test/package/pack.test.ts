@@ -187,6 +187,16 @@ describe('the CLI, from the app', () => {
     expect(r.stdout).toContain('network: pong received');
   });
 
+  it('npx wasmvisor lab: the labs, their guests and the dashboard ship', async () => {
+    const list = await inApp('npx', ['--no-install', 'wasmvisor', 'lab', '--list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^\s*1\s+memory-isolation\s+live/m);
+    const r = await inApp('npx', ['--no-install', 'wasmvisor', 'lab', 'narrow-interface']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^RESULT: HELD/m);
+    for (const f of ['index.html', 'app.js', 'app.css']) expect(readdirSync(path.join(app, 'node_modules/wasmvisor/dist/labs/web'))).toContain(f);
+  });
+
   it('the C and Rust examples and the C header ship, and run', async () => {
     expect(readFileSync(path.join(app, 'node_modules/wasmvisor/include/hv.h'), 'utf8')).toBe(readFileSync(path.join(root, 'include/hv.h'), 'utf8'));
     const c = await cli('run', 'node_modules/wasmvisor/examples/c/hello.wasm', 'npm');
