@@ -16,6 +16,7 @@ import { guestsDir } from '../paths.ts';
 import type { AuditEntry } from '../mgmt/audit.ts';
 import type { LabEvent } from './lab.ts';
 import { LifecycleAudit } from './lifecycle-audit.ts';
+import type { AuditEntry as SecurityAuditEntry, AuditSink as SecurityAuditSink } from '../security/audit.ts';
 
 /** How long a lab waits by default for a line it expects from a guest, ms. */
 export const WAIT_FOR_LINE_MS = 60_000;
@@ -139,18 +140,37 @@ export class LabContext {
    */
   hypervisor(options: HypervisorOptions = {}): Hypervisor {
     const n = ++this.hypervisors;
-    const hv = new Hypervisor({ ...options, dataDir: options.dataDir ?? path.join(this.workDir, `data-${n}`) });
+    const hv = new Hypervisor({
+      ...options,
+      dataDir: options.dataDir ?? path.join(this.workDir, `data-${n}`),
+      ...(options.audit !== undefined && options.actor === undefined ? { actor: `lab:${this.labId}` } : {}),
+    });
     const specs = new Map<string, PartitionSpec>();
     this.specs.set(hv, specs);
-    const audit = new LifecycleAudit(hv, this.options.audit, `lab:${this.labId}`);
-    this.audits.set(hv, audit);
+    // A hypervisor given an audit log records its lifecycle itself; the others get the lab's.
+    const audit = options.audit === undefined ? new LifecycleAudit(hv, this.options.audit, `lab:${this.labId}`) : null;
+    if (audit) this.audits.set(hv, audit);
     const unwatch = this.watch(hv, (name) => specs.get(name));
     this.defer(async () => {
       await hv.close();
-      audit.close();
+      audit?.close();
       unwatch();
     });
     return hv;
+  }
+
+  /**
+   * The lab's audit record as host/security's AuditSink, for a hypervisor that records by itself
+   * (`hypervisor({ audit: ctx.auditSink() })`): each record it writes becomes the lab's, with the
+   * lab as the actor unless it names another.
+   */
+  auditSink(): SecurityAuditSink {
+    const write = (e: SecurityAuditEntry) =>
+      this.options.audit({ ...e, actor: e.actor ?? `lab:${this.labId}`, target: e.target ?? '', reason: e.reason ?? '' });
+    return {
+      note: write,
+      record: async (e) => write(e),
+    };
   }
 
   /** Shows a hypervisor the run did not make itself (a management host's) on the dashboard until the run ends. */

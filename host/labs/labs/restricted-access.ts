@@ -39,7 +39,7 @@ async function request(url: string, method: string, token: string, body: unknown
   return { status: res.status, json: (await res.json()) as { error?: { code: string; message: string } } };
 }
 
-const OWNER_ACTION = { method: 'PUT', path: '/policy', body: { version: 1, allowDevices: ['console', 'clock', 'entropy', 'block', 'net'] }, what: 'replace the host\'s admission policy (policy/write at /, an Owner action)' };
+const OWNER_ACTION = { method: 'PUT', path: '/policy', body: { policy: { defaultGrants: { devices: ['console', 'clock', 'entropy', 'block', 'net'] } } }, what: 'replace the host\'s admission policy (policy/write at /, an Owner action)' };
 
 export const restrictedAccess: LabDefinition = {
   id: 'restricted-access',
