@@ -39,6 +39,8 @@ export const ErrorCodes = [
   'ERR_STORAGE',
   /** A structural bound of the module (functions, body size, locals, nesting depth, ...) is exceeded. */
   'ERR_LIMIT_MODULE',
+  /** The security policy does not grant what a partition spec asks for (a device, memory, fuel, a segment, a preopen). */
+  'ERR_POLICY_DENIED',
   /** Management API: no credential, or one that is malformed, unknown, expired or revoked. */
   'ERR_UNAUTHENTICATED',
   /** Management API: no such partition, token or route. */
@@ -163,6 +165,12 @@ export class StorageError extends WasmvisorError {
   }
 }
 
+/** The policy in force does not grant what the spec asks for; the message names the rule and the grant. */
+export class PolicyDeniedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_POLICY_DENIED', message);
+  }
+}
 export class UnauthenticatedError extends WasmvisorError {
   constructor(message: string) {
     super('ERR_UNAUTHENTICATED', message);
@@ -212,6 +220,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
   ERR_LIMIT_MODULE: LimitModuleError,
+  ERR_POLICY_DENIED: PolicyDeniedError,
   ERR_UNAUTHENTICATED: UnauthenticatedError,
   ERR_NOT_FOUND: NotFoundError,
   ERR_TOO_LARGE: TooLargeError,

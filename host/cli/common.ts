@@ -2,6 +2,7 @@
  * What every `wasmvisor` subcommand shares: how an error becomes an error line and an exit
  * status, how option values are read, and the `--stats` block.
  */
+import { escapeText } from '../escape.ts';
 import { WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { stderr } from './stderr.ts';
@@ -20,6 +21,7 @@ export function exitStatus(code: ErrorCode): number {
     case 'ERR_LIMIT_TABLE':
     case 'ERR_LIMIT_MODULE':
     case 'ERR_INTEGRITY':
+    case 'ERR_POLICY_DENIED':
       return 125;
     case 'ERR_GUEST_TRAP':
       return 134;
@@ -143,3 +145,11 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array
   return Buffer.concat(chunks);
 }
 
+
+/**
+ * Text from outside (a report's partition names, an audit record's fields) as it may be printed to
+ * a terminal: host/escape.ts's rule, the one every command uses for guest- and file-controlled text.
+ */
+export function printable(text: string): string {
+  return escapeText(text);
+}

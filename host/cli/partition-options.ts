@@ -8,6 +8,7 @@ import { stderr } from './stderr.ts';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
+import { cliActor } from '../security/monitor.ts';
 import {
   BlockSchema,
   ClockSchema,
@@ -18,6 +19,7 @@ import {
   RateLimitSchema,
   WasiQuotasSchema,
   type DevicesSpec,
+  type HypervisorOptions,
   type PartitionSpec,
   type PreopenMode,
   type PreopenSpec,
@@ -27,7 +29,7 @@ import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
 
-export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net'] as const;
+export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
 
 /** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
@@ -123,6 +125,9 @@ export function partitionOptions(kind: 'run' | 'call') {
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
+    policy: value('<file>', 'security policy (JSON, docs/SECURITY.md): the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit', text),
+    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
+    audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
     'output-rate': value(
       '<bytes/s>',
@@ -155,9 +160,13 @@ export async function readSource(positional: string): Promise<Source> {
   return { manifest: null, file: positional, shape: await moduleShape(positional) };
 }
 
-/** The Hypervisor options the flags ask for. */
-export function hypervisorOptions(values: PartitionValues): { dataDir?: string } {
-  return values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {};
+/** The Hypervisor options the flags ask for. A policy is audited: its refusals are on the record. */
+export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
+  return {
+    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
+    ...(values.policy !== undefined ? { policy: values.policy } : {}),
+    ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
+  };
 }
 
 /**
@@ -169,6 +178,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
   if (values.name !== undefined) spec.name = values.name;
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
+  if (values.signature !== undefined) spec.signature = values.signature;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 
   const limits = { ...(spec.limits ?? {}) };
@@ -187,6 +197,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     if (grant.has('clock')) devices.clock = true;
     if (grant.has('entropy')) devices.entropy = true;
     if (grant.has('net')) devices.net = { segment: values.segment ?? 'cli' };
+    if (grant.has('attestation')) devices.attestation = true;
   }
   const clock = devices.clock;
   if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {

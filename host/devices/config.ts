@@ -53,6 +53,8 @@ export interface ResolvedDevices {
   entropy: ResolvedEntropy | null;
   block: ResolvedBlock | null;
   net: ResolvedNet | null;
+  /** Granted (true) or not (null); the partition's key and certificate travel separately. */
+  attestation: true | null;
 }
 
 export const CONSOLE_DEFAULTS: ResolvedConsole = {
@@ -132,7 +134,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
   }
 
   const entropy: ResolvedEntropy | null = e === null ? null : { seed: e.seed === undefined ? null : String(e.seed) };
-  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net) };
+  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net), attestation: spec?.attestation === true ? true : null };
 }
 
 function resolveNet(spec: false | NetSpec | undefined): ResolvedNet | null {

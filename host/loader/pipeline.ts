@@ -1,7 +1,7 @@
 import { FeatureDeniedError, LimitModuleError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { ModuleCache, compileModule } from './compile.ts';
 import { INSTRUMENTATION_VERSION, instrumentFuel } from './instrument.ts';
-import { checkIntegrity, validateIntegrityOptions, type IntegrityOptions } from './integrity.ts';
+import { checkIntegrity, validateIntegrityOptions, type IntegrityOptions } from '../security/integrity.ts';
 import { measure } from './measure.ts';
 import { loaderThread, transferable } from './offthread.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';

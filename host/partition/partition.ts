@@ -21,6 +21,7 @@ import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
+import type { AttestationInit } from '../devices/attestation.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
@@ -103,6 +104,8 @@ export interface PartitionConfig {
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
   net?: NicAttachment | null;
+  /** The partition's attestation key and certificate; null when attestation is not granted. */
+  attestation?: AttestationInit | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -354,6 +357,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
     this.config.net?.detach();
+    // The partition's attestation key dies with it.
+    this.config.attestation?.seed.fill(0);
     try {
       if (wipe) await this.wipeImage();
     } finally {
@@ -465,6 +470,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         wasi: c.wasi ?? null,
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
         net: c.net?.init ?? null,
+        attestation: c.attestation ?? null,
       },
       ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
       ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),

@@ -14,6 +14,7 @@ import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
 import { BlockDevice } from '../devices/block.ts';
 import { NetDevice } from '../devices/net.ts';
+import { AttestationDevice } from '../devices/attestation.ts';
 import { BlockImage } from '../storage/image.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
@@ -129,6 +130,7 @@ function run(init: WorkerInit): WorkerOutcome {
     devices.push(new BlockDevice(init.devices.block, image, stats));
   }
   if (init.devices.net && init.net) devices.push(new NetDevice(init.net));
+  if (init.devices.attestation && init.attestation) devices.push(new AttestationDevice(init.attestation));
 
   const dispatcher = new Dispatcher({
     memory,

@@ -22,6 +22,8 @@ import { HYPERCALL_SIG, formatSig } from '../../host/loader/policy.ts';
 import { Errno, WASI_MODULE } from '../../host/wasi/errno.ts';
 import { WASI_SIGNATURES } from '../../host/wasi/imports.ts';
 import { buildRoutes } from '../../host/mgmt/routes.ts';
+import { Hypervisor } from '../../host/hypervisor.ts';
+import { Dashboard } from '../../host/labs/dashboard.ts';
 import { REPO_ROOT } from '../fuzz/framework.ts';
 
 const read = (rel: string): string => readFileSync(path.join(REPO_ROOT, rel), 'utf8');
@@ -108,6 +110,43 @@ export async function cliOptions(): Promise<Map<string, Map<string, string>>> {
  * it does not. An option missing here fails the generation: adding one is a decision to record.
  */
 export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
+  // integrity (host/security/) and labs: admission, attestation, audit, offline key tools.
+  'run --policy': 'chooses the security policy: which publishers and pins admit a module, and the grants each gets',
+  'call --policy': 'chooses the security policy: which publishers and pins admit a module, and the grants each gets',
+  'inspect --policy': null,
+  'run --signature': "a detached signature by a trusted publisher admits the module, with that publisher's grants",
+  'call --signature': "a detached signature by a trusted publisher admits the module, with that publisher's grants",
+  'inspect --signature': null,
+  'run --attest': "signs a report of the host's measured state (runtime, partitions' measurements and spec hashes) with the host key, written to a file the caller names",
+  'run --nonce': null,
+  'run --audit': 'chooses where the audit log (and its key) is written',
+  'call --audit': 'chooses where the audit log (and its key) is written',
+  'serve --dashboard': 'serves the labs dashboard and its endpoints (loopback only), which run lab partitions',
+  'keygen --secret-key': null,
+  'keygen --public-key': null,
+  'sign --key': null,
+  'sign --out': null,
+  'sign --detached': null,
+  'sign --key-id': null,
+  'sign --delimit': null,
+  'verify --key': null,
+  'verify --signature': null,
+  'verify --allow-partial': null,
+  'attest verify --key': null,
+  'attest verify --nonce': null,
+  'attest verify --expect-measurement': null,
+  'attest verify --max-age': null,
+  'attest key --data-dir': null,
+  'attest key --out': null,
+  'audit verify --data-dir': null,
+  'audit verify --key-dir': null,
+  'audit show --data-dir': null,
+  'audit show --json': null,
+  'audit show --partition': null,
+  'audit show --action': null,
+  'audit show --outcome': null,
+  'audit show --since': null,
+  'audit show --until': null,
   'run --devices': 'grants devices (console, clock, entropy) to the guest',
   'run --disk': 'grants a persistent block device',
   'run --name': 'chooses which persisted disk the guest gets',
@@ -285,18 +324,28 @@ const SURFACES: readonly Surface[] = [
   },
   {
     name: 'management',
-    read: () => {
+    read: async () => {
       // The route table needs its dependencies only to handle requests: listing it touches none.
       const routes = buildRoutes({} as Parameters<typeof buildRoutes>[0]);
-      return {
-        routes: routes.map((r) => ({
-          method: r.method,
-          url: r.url,
-          auth: r.auth,
-          permission: r.permission,
-          ...(r.bodyLimit !== undefined ? { bodyLimitBytes: r.bodyLimit } : {}),
-        })),
-      };
+      // `serve --dashboard` adds the dashboard's routes (host/labs/dashboard.ts): listing them
+      // watches a hypervisor's events, so a real (empty) one is given and closed after.
+      const hv = new Hypervisor();
+      const dashboard = new Dashboard({ labs: true });
+      let dashboardRoutes: typeof routes;
+      try {
+        dashboardRoutes = dashboard.routes({ host: { hv, get: () => { throw new Error('no partitions'); } } as never, server: {} as never });
+      } finally {
+        await dashboard.close();
+        await hv.close();
+      }
+      const row = (r: (typeof routes)[number]) => ({
+        method: r.method,
+        url: r.url,
+        auth: r.auth,
+        permission: r.permission,
+        ...(r.bodyLimit !== undefined ? { bodyLimitBytes: r.bodyLimit } : {}),
+      });
+      return { routes: routes.map(row), dashboardRoutes: dashboardRoutes.map(row) };
     },
   },
 ];

@@ -3,10 +3,10 @@
  * changes, insertions and deletions, LEB128 overflows, duplicated ranges). Each parser is one
  * entry of PARSERS — a name, where its real inputs come from, the parse, and which errors are
  * its typed refusals — and becomes a target of its own (`parse:<name>`). Besides the section
- * reader: the management host's configuration files (its admission policy, rbac.json, token
- * files) and manifests, each through the function the real reader calls on the file's text.
- * The signature format and the audit log reader (host/security/, being built) each plug in
- * with one more entry here.
+ * reader: the security policy file (Policy.fromJson, then admission and grants), the management
+ * host's rbac.json and token files, and manifests, each through the function the real reader
+ * calls on the file's text. The signature format and the audit log reader are fuzzed by their
+ * own tests (test/security/signature.test.ts, test/security/audit.test.ts).
  *
  * Invariants: the parse returns, or throws one of its typed refusals (never a RangeError, a
  * TypeError or anything untyped), within a bounded time; plus what the entry's `check` adds.
@@ -16,9 +16,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FeatureDeniedError, InvalidArgumentError, LimitModuleError, ModuleInvalidError, WasmvisorError } from '../../../host/errors.ts';
 import { parseConfigJson } from '../../../host/mgmt/config.ts';
-import { admit } from '../../../host/mgmt/host.ts';
 import { PERMISSIONS, Rbac } from '../../../host/mgmt/rbac.ts';
-import { HostPolicy, RbacFile } from '../../../host/mgmt/schemas.ts';
+import { RbacFile } from '../../../host/mgmt/schemas.ts';
+import { Policy, type GrantAsk } from '../../../host/security/policy.ts';
+import { measure } from '../../../host/loader/measure.ts';
 import { parseTokenFile } from '../../../host/mgmt/tokens.ts';
 import { manifestSpec } from '../../../host/schema/manifest.ts';
 import { defaultPolicy, evaluatePolicy } from '../../../host/loader/policy.ts';
@@ -62,6 +63,31 @@ function moduleBases(): Uint8Array[] {
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 const json = (...values: unknown[]): Uint8Array[] => values.map((v, i) => new TextEncoder().encode(JSON.stringify(v, null, i % 2 === 0 ? 2 : 0)));
 const SHA = 'ab'.repeat(32);
+
+/** The smallest module (header only), and its measurement: what the policy fuzz target admits. */
+const EMPTY_MODULE = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+const EMPTY_SHA = measure(EMPTY_MODULE);
+/** Key files and preopen folders a mutated policy names resolve here (a folder with no keys). */
+const POLICY_DIR = path.join(REPO_ROOT, 'test', 'fuzz', 'corpus');
+const ask = (over: Partial<GrantAsk>): GrantAsk => ({
+  partition: 'p',
+  devices: [],
+  memoryPages: 1,
+  memoryPagesDefault: false,
+  fuel: 100,
+  blockMiB: null,
+  netSegment: null,
+  netHost: false,
+  wasi: false,
+  preopenHostPaths: [],
+  ...over,
+});
+const ASKS: readonly GrantAsk[] = [
+  ask({}),
+  ask({ devices: ['console', 'clock'], memoryPages: 16, fuel: 1000 }),
+  ask({ devices: ['console', 'block'], memoryPages: 17, memoryPagesDefault: true, fuel: null, blockMiB: 2 }),
+  ask({ devices: ['net'], netSegment: 'red', netHost: true, wasi: true, preopenHostPaths: [POLICY_DIR] }),
+];
 /** A configuration file's refusal: ERR_INVALID_ARGUMENT naming the file. */
 const isConfigRefusal = (e: unknown): boolean => e instanceof InvalidArgumentError;
 
@@ -94,20 +120,28 @@ export const PARSERS: readonly Parser[] = [
     name: 'policy',
     bases: () =>
       json(
-        { version: 1 },
-        { version: 1, allowMeasurements: [SHA, 'cd'.repeat(32)], maxMemoryPages: 16, allowDevices: ['console', 'clock', 'net'], allowWasi: false },
-        { version: 1, maxMemoryPages: 65536, allowDevices: [], allowWasi: true },
+        {},
+        { modules: { [EMPTY_SHA]: { name: 'empty', grants: { devices: ['console', 'clock'], memoryPages: 16, fuel: 1000 } } }, requireSignature: false },
+        { modules: { [EMPTY_SHA]: {} }, defaultGrants: { devices: [], memoryPages: 1, blockMiB: 1, netSegments: ['blue'] }, allowPartialSignatures: true },
       ),
-    // As the host reads policy.json, then admission of specs at and around its rules.
+    // As the host reads a policy file (Policy.fromJson, what fromFile calls on the text), then
+    // admission of a module and of specs at and around its grants.
     parse: (bytes) => {
-      const policy = parseConfigJson(text(bytes), HostPolicy, 'policy.json');
+      const policy = Policy.fromJson(text(bytes), { baseDir: POLICY_DIR, source: 'policy.json' });
       const outcomes: string[] = [];
-      for (const spec of [{}, { limits: { memoryPages: 16 } }, { limits: { memoryPages: 17 }, devices: { console: true, block: { sizeMiB: 1 } } }, { wasi: {}, devices: { net: false } }]) {
+      let admission;
+      try {
+        admission = policy.admit(EMPTY_MODULE);
+      } catch (error) {
+        invariant(error instanceof WasmvisorError && error.code === 'ERR_INTEGRITY', () => `admission threw an untyped error: ${String(error)}`);
+        return [error.code];
+      }
+      for (const ask of ASKS) {
         try {
-          admit(policy, spec as never, SHA);
-          outcomes.push('admitted');
+          policy.checkGrants(admission, ask);
+          outcomes.push('granted');
         } catch (error) {
-          invariant(error instanceof WasmvisorError && (error.code === 'ERR_ACCESS_DENIED' || error.code === 'ERR_INTEGRITY'), () => `admission threw an untyped error: ${String(error)}`);
+          invariant(error instanceof WasmvisorError && error.code === 'ERR_POLICY_DENIED', () => `checkGrants threw an untyped error: ${String(error)}`);
           outcomes.push(error.code);
         }
       }
