@@ -67,6 +67,13 @@ export class SharedRing {
     return (Atomics.load(this.ctl, HEAD) - Atomics.load(this.ctl, TAIL)) >>> 0;
   }
 
+  /** Largest payload a `tryWrite` would accept now (0 when full or closed). */
+  get writable(): number {
+    if (this.closed) return 0;
+    const free = this.capacity - this.used - HEADER;
+    return free <= 0 ? 0 : Math.min(this.maxRecord, free & ~3);
+  }
+
   get closed(): boolean {
     return Atomics.load(this.ctl, CLOSED) !== 0;
   }
@@ -122,7 +129,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    return this.get(tail) & 0xffffff;
+    return this.header(head, tail) & 0xffffff;
   }
 
   /** Kind of the next record, or -1 if the ring is empty. */
@@ -130,7 +137,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    return this.get(tail) >>> 24;
+    return this.header(head, tail) >>> 24;
   }
 
   /**
@@ -141,7 +148,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    const length = this.get(tail) & 0xffffff;
+    const length = this.header(head, tail) & 0xffffff;
     if (length > dst.length) throw new RangeError(`ring record of ${length} bytes does not fit a ${dst.length}-byte buffer`);
     this.copyOut(tail + HEADER, dst, length);
     this.release(tail, length);
@@ -153,7 +160,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return null;
-    const word = this.get(tail);
+    const word = this.header(head, tail);
     const length = word & 0xffffff;
     const bytes = new Uint8Array(length);
     this.copyOut(tail + HEADER, bytes, length);
@@ -175,6 +182,11 @@ export class SharedRing {
       if (left <= 0) return 'timeout';
       Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
     }
+  }
+
+  /** Blocks a worker thread until the read counter moves from `seq` (room freed) or the timeout passes. Never on the root's thread. */
+  waitRead(seq: number, timeoutMs?: number): void {
+    Atomics.wait(this.ctl, RSEQ, seq, timeoutMs);
   }
 
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
@@ -205,6 +217,21 @@ export class SharedRing {
     Atomics.notify(this.ctl, WSEQ);
     Atomics.add(this.ctl, RSEQ, 1);
     Atomics.notify(this.ctl, RSEQ);
+  }
+
+  /**
+   * The header word at `tail`, checked against what the producer published: a record never
+   * claims more bytes than are in use. The other side is host code, but a ring is shared memory,
+   * so a reader trusts nothing it did not check (a corrupt ring is a RangeError, never a read
+   * past the record).
+   */
+  private header(head: number, tail: number): number {
+    const used = (head - tail) >>> 0;
+    const word = this.get(tail);
+    if (used > this.capacity || (tail & 3) !== 0 || HEADER + (((word & 0xffffff) + 3) & ~3) > used) {
+      throw new RangeError(`corrupt ring: a record of ${word & 0xffffff} bytes with ${used} bytes in use`);
+    }
+    return word;
   }
 
   private release(tail: number, length: number): void {
