@@ -57,11 +57,18 @@ const CALL_DEVICE = new Map<number, string>([
 /** The input and output of one host call to a reactor's export. */
 interface CallContext {
   input: Uint8Array;
-  /** Output chunks, appended by OUTPUT_WRITE; joined once when the call ends. */
-  output: Uint8Array[];
+  /**
+   * The output so far, in one buffer that OUTPUT_WRITE appends to and doubles when full (at most
+   * to maxOutputBytes): a guest may write its whole allowance in writes of any size, one byte
+   * each included, and the host keeps one object, not one per write.
+   */
+  output: Uint8Array;
   outputBytes: number;
   maxOutputBytes: number;
 }
+
+/** First capacity of a call's output buffer (it grows by doubling). */
+const OUTPUT_INITIAL_BYTES = 256;
 
 /** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
 export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
@@ -89,6 +96,7 @@ export interface DispatcherOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
 
 /** Encodes arguments as the ARGS_GET block: each UTF-8 and NUL-terminated. */
 export function encodeArgs(args: readonly string[]): Uint8Array {
@@ -252,7 +260,7 @@ export class Dispatcher {
    * guest pulls its input into a buffer it names.
    */
   beginCall(input: Uint8Array, maxOutputBytes: number): void {
-    this.callContext = { input, output: [], outputBytes: 0, maxOutputBytes };
+    this.callContext = { input, output: EMPTY, outputBytes: 0, maxOutputBytes };
   }
 
   /** Closes the host call and returns its output; the input copy is zeroed. */
@@ -261,14 +269,7 @@ export class Dispatcher {
     this.callContext = null;
     if (ctx === null) return new Uint8Array(0);
     ctx.input.fill(0);
-    if (ctx.output.length === 1) return ctx.output[0]!;
-    const out = new Uint8Array(ctx.outputBytes);
-    let at = 0;
-    for (const chunk of ctx.output) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
+    return ctx.output.subarray(0, ctx.outputBytes);
   }
 
   private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
@@ -284,9 +285,16 @@ export class Dispatcher {
   private outputWrite(input: Uint8Array, inLen: number): number {
     const ctx = this.callContext;
     if (ctx === null) return -HvStatus.NOT_IN_CALL;
-    if (ctx.outputBytes + inLen > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
-    if (inLen > 0) ctx.output.push(input.slice(0, inLen));
-    ctx.outputBytes += inLen;
+    const end = ctx.outputBytes + inLen;
+    if (end > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
+    if (end > ctx.output.length) {
+      const grown = new Uint8Array(Math.min(ctx.maxOutputBytes, Math.max(end, OUTPUT_INITIAL_BYTES, ctx.output.length * 2)));
+      grown.set(ctx.output.subarray(0, ctx.outputBytes));
+      ctx.output.fill(0);
+      ctx.output = grown;
+    }
+    ctx.output.set(input.subarray(0, inLen), ctx.outputBytes);
+    ctx.outputBytes = end;
     return inLen;
   }
 
