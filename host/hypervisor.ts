@@ -21,6 +21,7 @@ import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts'
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
+import { MAX_CALL_BYTES, channelBytes, channelSizes } from './limits/sizes.ts';
 
 /** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
 function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
@@ -265,8 +266,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       memoryPages: limit(d.memoryPages, DEFAULT_LIMITS.memoryPages, 'defaultLimits.memoryPages', 1, 65536),
       tableElements: limit(d.tableElements, DEFAULT_LIMITS.tableElements, 'defaultLimits.tableElements', 0, 10_000_000),
       timeoutMs: limit(d.timeoutMs, DEFAULT_LIMITS.timeoutMs, 'defaultLimits.timeoutMs', 1, Infinity),
-      maxInputBytes: limit(d.maxInputBytes, DEFAULT_LIMITS.maxInputBytes, 'defaultLimits.maxInputBytes', 0, 1 << 26),
-      maxOutputBytes: limit(d.maxOutputBytes, DEFAULT_LIMITS.maxOutputBytes, 'defaultLimits.maxOutputBytes', 0, 1 << 26),
+      maxInputBytes: limit(d.maxInputBytes, DEFAULT_LIMITS.maxInputBytes, 'defaultLimits.maxInputBytes', 0, MAX_CALL_BYTES),
+      maxOutputBytes: limit(d.maxOutputBytes, DEFAULT_LIMITS.maxOutputBytes, 'defaultLimits.maxOutputBytes', 0, MAX_CALL_BYTES),
       maxQueuedCalls: limit(d.maxQueuedCalls, DEFAULT_LIMITS.maxQueuedCalls, 'defaultLimits.maxQueuedCalls', 0, 1_000_000),
       callTimeoutMs: limit(d.callTimeoutMs, DEFAULT_LIMITS.callTimeoutMs, 'defaultLimits.callTimeoutMs', 1, Infinity),
       fuel: fuelLimit(d.fuel, 'defaultLimits.fuel'),
@@ -335,8 +336,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const kind = spec.kind ?? 'command';
     if (kind !== 'command' && kind !== 'reactor') throw new InvalidArgumentError(`kind must be 'command' or 'reactor', got ${JSON.stringify(kind)}`);
     const restart = resolveRestart(spec.restart);
-    const maxInputBytes = limit(l.maxInputBytes, this.defaults.maxInputBytes, 'limits.maxInputBytes', 0, 1 << 26);
-    const maxOutputBytes = limit(l.maxOutputBytes, this.defaults.maxOutputBytes, 'limits.maxOutputBytes', 0, 1 << 26);
+    const maxInputBytes = limit(l.maxInputBytes, this.defaults.maxInputBytes, 'limits.maxInputBytes', 0, MAX_CALL_BYTES);
+    const maxOutputBytes = limit(l.maxOutputBytes, this.defaults.maxOutputBytes, 'limits.maxOutputBytes', 0, MAX_CALL_BYTES);
     const maxQueuedCalls = limit(l.maxQueuedCalls, this.defaults.maxQueuedCalls, 'limits.maxQueuedCalls', 0, 1_000_000);
     const callTimeoutMs = limit(l.callTimeoutMs, this.defaults.callTimeoutMs, 'limits.callTimeoutMs', 1, Infinity);
 
@@ -344,15 +345,23 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const channels = channelSizes({
+      kind,
+      maxInputBytes,
+      maxOutputBytes,
+      maxLineBytes: devices.console?.maxLineBytes ?? null,
+      inputBufferBytes: devices.console?.inputBufferBytes ?? null,
+      placement: 'dedicated',
+    });
     const reservation =
       memoryPages * 65536 +
       // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
       // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
       (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
       WORKER_MEMORY_BYTES +
-      (devices.console?.inputBufferBytes ?? 0) +
-      Math.max(1 << 16, maxOutputBytes + 64) +
-      (kind === 'reactor' ? maxInputBytes + 1088 : 0) +
+      channelBytes(channels) +
+      // A call's input and output, held whole while the call runs (its chunks pass through the rings).
+      (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -425,6 +434,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       callTimeoutMs,
       restart,
       spinMicros: this.callSpinMicros,
+      channels,
       block,
       wasi,
       net,

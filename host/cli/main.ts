@@ -12,6 +12,7 @@ import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } 
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
+import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
@@ -334,6 +335,9 @@ async function call(argv: string[]): Promise<number> {
     input = values.input !== undefined ? await readFile(values.input) : await readAll(process.stdin);
   } catch (error) {
     throw new InvalidArgumentError(`cannot read the call input ${values.input ?? 'from stdin'}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (input.length > MAX_CALL_BYTES) {
+    throw new InvalidArgumentError(`the call input (${values.input ?? 'stdin'}) has ${input.length} bytes; a call takes at most ${MAX_CALL_BYTES} bytes (64 MiB)`);
   }
   const hv = new Hypervisor();
   try {

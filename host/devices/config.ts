@@ -1,5 +1,6 @@
 import { HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { MAX_LINE_BYTES, MIN_LINE_BYTES } from '../limits/sizes.ts';
 import { resolveRateLimit, type RateLimitMode, type RateLimitSpec, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 
 /**
@@ -198,7 +199,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
   if (c !== null) {
     const linesPerSecond = num(c.linesPerSecond ?? CONSOLE_DEFAULTS.linesPerSecond, 'devices.console.linesPerSecond', 1, 1_000_000);
     console = {
-      maxLineBytes: Math.floor(num(c.maxLineBytes ?? CONSOLE_DEFAULTS.maxLineBytes, 'devices.console.maxLineBytes', 16, 65536)),
+      maxLineBytes: Math.floor(num(c.maxLineBytes ?? CONSOLE_DEFAULTS.maxLineBytes, 'devices.console.maxLineBytes', MIN_LINE_BYTES, MAX_LINE_BYTES)),
       linesPerSecond,
       burstLines: num(c.burstLines ?? linesPerSecond, 'devices.console.burstLines', 1, 1_000_000),
       inputBufferBytes: nextPowerOfTwo(num(c.inputBufferBytes ?? CONSOLE_DEFAULTS.inputBufferBytes, 'devices.console.inputBufferBytes', 64, 1 << 24)),

@@ -1,11 +1,13 @@
 import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_INPUT } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
+import { sendMessage } from '../channel/message.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
 import { EventKind, InputKind } from '../partition/protocol.ts';
 import { Stat } from '../partition/stats.ts';
 import type { ResolvedConsole } from './config.ts';
+import { MAX_INPUT_LINE_BYTES } from '../limits/sizes.ts';
 import { readU32Arg, type Device, type Handler } from './device.ts';
 
 /** How long a guest's console write waits for the root to drain a full event ring before the line is dropped. */
@@ -140,7 +142,8 @@ export class ConsoleDevice implements Device {
   }
 
   private emitLine(kind: number, line: Uint8Array, length: number): boolean {
-    if (this.bucket.reduce(1) !== 'ok' || !this.events.write(kind, line, length, EVENT_RING_WAIT_MS)) {
+    // A line longer than a ring record travels in chunks (host/channel/message.ts).
+    if (this.bucket.reduce(1) !== 'ok' || !sendMessage(this.events, kind, [line.subarray(0, length)], EVENT_RING_WAIT_MS)) {
       this.stats[Stat.CONSOLE_LINES_DROPPED]!++;
       return false;
     }
@@ -175,14 +178,24 @@ const encoder = new TextEncoder();
  * Bounded: a line is refused (false) when the ring is full; `whenWritable` tells when to retry.
  */
 export class ConsoleInput {
-  constructor(private readonly ring: SharedRing) {}
+  /**
+   * `bufferBytes`: the input buffer bound (devices.console.inputBufferBytes). The ring is at least
+   * that big and always holds one line of MAX_INPUT_LINE_BYTES (see channelSizes), so a line the
+   * bound cannot hold is still accepted into an empty buffer, as a pipe takes a large write.
+   */
+  constructor(
+    private readonly ring: SharedRing,
+    private readonly bufferBytes: number,
+  ) {}
 
   /** Queues one line (without its newline). Returns false when the buffer is full or input has ended. */
   writeLine(line: string | Uint8Array): boolean {
     const bytes = typeof line === 'string' ? encoder.encode(line) : line;
-    if (bytes.length > this.ring.maxRecord || bytes.length > 65536) {
-      throw new InvalidArgumentError(`console input line of ${bytes.length} bytes exceeds the limit of ${Math.min(this.ring.maxRecord, 65536)} bytes`);
+    if (bytes.length > MAX_INPUT_LINE_BYTES) {
+      throw new InvalidArgumentError(`console input line of ${bytes.length} bytes exceeds the limit of ${MAX_INPUT_LINE_BYTES} bytes`);
     }
+    const used = this.ring.used;
+    if (used > 0 && used + 4 + ((bytes.length + 3) & ~3) > this.bufferBytes) return false;
     return this.ring.tryWrite(InputKind.LINE, bytes);
   }
 

@@ -10,6 +10,7 @@ import {
   BusyError,
   errorFromCode,
   GuestCallError,
+  InternalError,
   InvalidArgumentError,
   InvalidStateError,
   type ErrorCode,
@@ -19,6 +20,7 @@ import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
 import { WorkerRun } from './run.ts';
+import type { ChannelSizes } from '../limits/sizes.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
@@ -100,6 +102,8 @@ export interface PartitionConfig {
   callTimeoutMs: number;
   restart: { mode: RestartMode; maxRestarts: number; backoffMs: number; maxBackoffMs: number };
   spinMicros: number;
+  /** Ring sizes of the partition's channels (host/limits/sizes.ts). */
+  channels: ChannelSizes;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
@@ -191,8 +195,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.config = config;
     this.name = config.name;
     this.measurement = config.measurement;
-    this.inputRing = new SharedRing(SharedRing.allocate(config.devices.console?.inputBufferBytes ?? 64));
-    this.consoleInput = new ConsoleInput(this.inputRing);
+    this.inputRing = new SharedRing(SharedRing.allocate(config.channels.input));
+    this.consoleInput = new ConsoleInput(this.inputRing, config.devices.console?.inputBufferBytes ?? 0);
     if (config.devices.console === null) this.inputRing.close();
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
@@ -243,13 +247,17 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (this._state !== 'created') throw new InvalidStateError(`partition ${this.name} cannot start: it is ${this._state}`);
     this.startedAt = performance.now();
     this.setState('running');
-    if (this.config.kind === 'reactor') {
-      const settled = new Promise<void>((resolve) => (this.onFirstReady = resolve));
-      void this.exited.then(() => this.onFirstReady?.());
-      await this.spawn();
-      await settled;
-    } else {
-      await this.spawn();
+    try {
+      if (this.config.kind === 'reactor') {
+        const settled = new Promise<void>((resolve) => (this.onFirstReady = resolve));
+        void this.exited.then(() => this.onFirstReady?.());
+        await this.spawn();
+        await settled;
+      } else {
+        await this.spawn();
+      }
+    } catch (error) {
+      this.spawnFailed(error);
     }
   }
 
@@ -405,6 +413,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         input: this.inputRing.sab,
         violationsPerSecond: c.violationsPerSecond,
         kind: c.kind,
+        maxInputBytes: c.maxInputBytes,
         maxOutputBytes: c.maxOutputBytes,
         spinMicros: c.spinMicros,
         fuel: c.fuel,
@@ -419,8 +428,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
         net: c.net?.init ?? null,
       },
-      ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
-      ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
+      c.channels,
       {
         console: (line, stream) => this.emit('console', line, stream),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
@@ -470,14 +478,18 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (next === undefined) return false;
     this.inFlight = next;
     this.inFlightAborted = false;
-    // The call ring holds maxInputBytes plus the name, and only one call is in flight.
-    if (!run.sendCall(next.name, next.input, next.fuel)) {
+    try {
+      // A large input is chunked through the call ring as the worker reads it; the root's copy
+      // is scrubbed once it is all in the ring (or when the run ends first, see onEnd).
+      run.sendCall(next.name, next.input, next.fuel, () => next.input.fill(0));
+    } catch (error) {
+      // Unreachable by design (one call in flight, any size chunked); never leave the slot set.
       this.inFlight = null;
       this.settle(next);
-      next.reject(new InvalidArgumentError(`call to ${next.name} does not fit the call channel`));
+      next.input.fill(0);
+      next.reject(new InternalError(`call to ${next.name} in partition ${this.name} could not be sent: ${error instanceof Error ? error.message : String(error)}`));
       return true;
     }
-    next.input.fill(0);
     run.arm(next.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `call to ${next.name} in partition ${this.name} exceeded its budget of ${next.timeoutMs} ms` }));
     return true;
   }
@@ -524,6 +536,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       : errorFromCode(outcome.error, outcome.message);
     if (call !== null) {
       this.settle(call);
+      call.input.fill(0);
       call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure);
     }
     const m = this.config.restart;
@@ -534,11 +547,18 @@ export class Partition extends EventEmitter<PartitionEvents> {
       this.emit('restart', { reason: failure.code, message: failure.message, attempt: this.failures, delayMs });
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
-        void this.spawn();
+        this.spawn().catch((error: unknown) => this.spawnFailed(error));
       }, delayMs);
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
+  }
+
+  /** A run that could not even be set up ends the partition (never an uncaught rejection). */
+  private spawnFailed(error: unknown): void {
+    this.run = null;
+    const message = error instanceof Error ? error.message : String(error);
+    this.finish({ kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.name} could not start a run: ${message}` }, false);
   }
 
   private finish(outcome: WorkerOutcome, killed: boolean): void {
@@ -568,11 +588,14 @@ export class Partition extends EventEmitter<PartitionEvents> {
       call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
     }
     this.exitResult = exit;
+    // Resolved before the events: a listener that throws cannot keep `exited` pending.
+    this.resolveExit(exit);
     // The worker is gone: nothing can use the image any more.
-    void this.detach();
+    this.detach().catch(() => {
+      // Closing the image failed; the storage layer reports it, and the partition has ended.
+    });
     this.setState(exit.state);
     this.emit('exit', exit);
-    this.resolveExit(exit);
   }
 
   private setState(state: PartitionState): void {
@@ -583,8 +606,4 @@ export class Partition extends EventEmitter<PartitionEvents> {
   }
 }
 
-function ringSize(bytes: number): number {
-  let p = 64;
-  while (p < bytes) p *= 2;
-  return p;
-}
+

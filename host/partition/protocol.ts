@@ -9,7 +9,7 @@ import type { NetInit } from '../devices/net.ts';
  * receives a function, an object with methods or anything of the root's state.
  */
 
-/** Record kinds on the event ring (worker → root). */
+/** Message kinds on the event ring (worker → root); see host/channel/message.ts for the framing. */
 export const EventKind = {
   STDOUT: 1,
   STDERR: 2,
@@ -18,7 +18,10 @@ export const EventKind = {
   RESULT: 4,
 } as const;
 
-/** Record kinds on the call ring (root → worker). */
+/** Largest violation message (JSON) on the event ring; the worker shortens longer reasons. */
+export const MAX_VIOLATION_BYTES = 4096;
+
+/** Message kinds on the call ring (root → worker). */
 export const CallKind = {
   /** f64 fuel budget (LE; 0: the partition's own), u16 export-name length (LE), the name (UTF-8), then the input bytes. */
   CALL: 1,
@@ -47,6 +50,8 @@ export interface WorkerInit {
   kind: 'command' | 'reactor';
   /** Call ring, root → worker (reactors). */
   calls: SharedArrayBuffer;
+  /** Most bytes a call's input may have (the worker bounds what it accepts from the call ring). */
+  maxInputBytes: number;
   /** Most bytes a call's output may reach. */
   maxOutputBytes: number;
   /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */

@@ -1,7 +1,10 @@
 import { Worker } from 'node:worker_threads';
+import { ChannelError, MessageReader, MessageSender, type Message } from '../channel/message.ts';
 import { SharedRing } from '../channel/ring.ts';
+import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { workerScript } from '../paths.ts';
-import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
+import { isErrorCode } from '../errors.ts';
+import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 
 /** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
 const WORKER_RESOURCE_LIMITS = {
@@ -28,6 +31,20 @@ export interface RunEvents {
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+function isOutcome(o: unknown): o is WorkerOutcome {
+  const v = o as WorkerOutcome | null;
+  if (v?.kind === 'exit') return Number.isInteger(v.code);
+  return v?.kind === 'error' && typeof v.error === 'string' && isErrorCode(v.error) && typeof v.message === 'string';
+}
+
+function describe(value: unknown): string {
+  try {
+    return JSON.stringify(value)?.slice(0, 200) ?? String(value);
+  } catch {
+    return typeof value;
+  }
+}
+
 /**
  * One worker's lifetime: the thread, its rings and its watchdog. A partition has one run at a
  * time; a reactor that is restarted gets a new run, with new rings, so nothing of the poisoned
@@ -36,25 +53,33 @@ const encoder = new TextEncoder();
 export class WorkerRun {
   private readonly events: SharedRing;
   private readonly calls: SharedRing;
+  private readonly reader: MessageReader;
+  /** The call being written into the call ring while it waits for room (a large input), or null. */
+  private sending: MessageSender | null = null;
   private worker: Worker | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
   private ended = false;
+  private drainFailed = false;
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
-    eventRingBytes: number,
-    callRingBytes: number,
+    channels: ChannelSizes,
     private readonly on: RunEvents,
   ) {
-    this.events = new SharedRing(SharedRing.allocate(eventRingBytes));
-    this.calls = new SharedRing(SharedRing.allocate(callRingBytes));
-  }
-
-  get maxCallBytes(): number {
-    return this.calls.maxRecord;
+    this.events = new SharedRing(SharedRing.allocate(channels.events));
+    this.calls = new SharedRing(SharedRing.allocate(channels.calls));
+    const maxLine = init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES;
+    const maxResult = 4 + init.maxOutputBytes;
+    // What the worker may send, per kind: anything else is a protocol violation (see drain).
+    this.reader = new MessageReader(this.events, (kind) => {
+      if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return maxLine;
+      if (kind === EventKind.VIOLATION) return MAX_VIOLATION_BYTES;
+      if (kind === EventKind.RESULT) return maxResult;
+      return -1;
+    });
   }
 
   /** Spawns the worker. Resolves once it runs guest code (or has already ended). */
@@ -77,24 +102,56 @@ export class WorkerRun {
     }
     this.worker = worker;
     const running = new Promise<void>((resolve) => {
-      worker.on('message', (message: WorkerMessage) => {
-        if (message.type === 'running') resolve();
-        else if (message.type === 'ready') this.on.ready();
-        else if (message.type === 'done') this.outcome = message.outcome;
-      });
+      worker.on('message', (message: unknown) =>
+        this.guard(() => {
+          const m = message as WorkerMessage;
+          if (m?.type === 'running') resolve();
+          else if (m?.type === 'ready') this.on.ready();
+          else if (m?.type === 'done' && isOutcome(m.outcome)) this.outcome = m.outcome;
+          else throw new ChannelError(`unexpected message from the worker: ${describe(message)}`);
+        }),
+      );
       worker.once('exit', () => resolve());
     });
     worker.on('error', (error) => (this.workerError = error));
     worker.on('messageerror', (error) => (this.workerError = error));
-    worker.once('exit', (code) => this.finish(code));
+    worker.once('exit', (code) => this.guard(() => this.finish(code)));
     void this.pump();
     return running;
+  }
+
+  /**
+   * Every root-side entry point that handles this run's traffic (worker events, the event pump,
+   * timers, the call sender) runs through here: nothing a partition sends can throw into the
+   * root's event loop. A failure becomes the run's end, with a typed outcome.
+   */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Ends the run because the root could not handle its traffic (never a guest's fault alone). */
+  private fail(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const outcome: WorkerOutcome = {
+      kind: 'error',
+      error: 'ERR_INTERNAL',
+      message: `partition ${this.init.name}'s channel failed: ${message}`,
+    };
+    if (this.worker !== null) this.kill(outcome);
+    else if (!this.ended) {
+      this.outcome ??= outcome;
+      this.finish(0);
+    }
   }
 
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
   arm(ms: number, outcome: () => WorkerOutcome): void {
     this.disarm();
-    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.kill(outcome()), ms);
+    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
   }
 
   disarm(): void {
@@ -106,7 +163,9 @@ export class WorkerRun {
   kill(outcome: WorkerOutcome): void {
     if (this.ended || this.killOutcome !== null) return;
     this.killOutcome = outcome;
-    void this.worker?.terminate();
+    this.worker?.terminate().catch(() => {
+      // The worker is gone either way; its 'exit' event ends the run.
+    });
   }
 
   /** Asks a reactor to stop taking calls; it finishes the current one and exits normally. */
@@ -115,18 +174,43 @@ export class WorkerRun {
   }
 
   /**
-   * Queues a call for the reactor, with its fuel budget (0: the partition's own). False if the
-   * ring has no room (the caller bounds calls in flight).
+   * Sends a call to the reactor, with its fuel budget (0: the partition's own). Record: f64 fuel
+   * (LE), u16 export-name length (LE), the name, then the input, as one message: an input larger
+   * than the ring is chunked, written as the worker makes room (the root never blocks). `sent`
+   * runs once the whole call is in the ring, so the caller can scrub its copy of the input.
+   * Only one call is in flight at a time (the Partition's queue holds the rest).
    */
-  sendCall(exportName: string, input: Uint8Array, fuel = 0): boolean {
+  sendCall(exportName: string, input: Uint8Array, fuel: number, sent: () => void): void {
+    if (this.sending !== null) throw new Error('a call is already being sent');
     const name = encoder.encode(exportName);
-    const record = new Uint8Array(10 + name.length + input.length);
-    new DataView(record.buffer).setFloat64(0, fuel, true);
-    record[8] = name.length & 0xff;
-    record[9] = name.length >>> 8;
-    record.set(name, 10);
-    record.set(input, 10 + name.length);
-    return this.calls.tryWrite(CallKind.CALL, record);
+    const header = new Uint8Array(10 + name.length);
+    new DataView(header.buffer).setFloat64(0, fuel, true);
+    header[8] = name.length & 0xff;
+    header[9] = name.length >>> 8;
+    header.set(name, 10);
+    const sender = new MessageSender(this.calls, CallKind.CALL, [header, input]);
+    if (sender.pump()) {
+      sent();
+      return;
+    }
+    this.sending = sender;
+    void this.sendRest(sender, sent);
+  }
+
+  private async sendRest(sender: MessageSender, sent: () => void): Promise<void> {
+    try {
+      for (;;) {
+        const seq = this.calls.readSeq;
+        if (sender.pump()) break;
+        // A closed ring means the run is ending; its end rejects the call.
+        if (this.calls.closed || this.ended) return;
+        await this.calls.whenRead(seq);
+      }
+      this.sending = null;
+      sent();
+    } catch (error) {
+      this.fail(error);
+    }
   }
 
   /**
@@ -137,7 +221,9 @@ export class WorkerRun {
   poll(micros: number): void {
     if (micros <= 0 || this.ended) return;
     const end = performance.now() + micros / 1000;
-    while (this.events.peekLength() < 0) {
+    const seq = this.events.writeSeq;
+    // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
+    while (this.events.writeSeq === seq) {
       if (performance.now() >= end) return;
     }
     this.drain();
@@ -145,27 +231,42 @@ export class WorkerRun {
 
   /** Moves records from the event ring to callbacks until the run has ended. */
   private async pump(): Promise<void> {
-    while (!this.ended) {
-      const seq = this.events.writeSeq;
-      this.drain();
-      if (this.ended) break;
-      await this.events.whenWritten(seq);
+    try {
+      while (!this.ended) {
+        const seq = this.events.writeSeq;
+        this.drain();
+        if (this.ended) break;
+        await this.events.whenWritten(seq);
+      }
+    } catch (error) {
+      this.fail(error);
     }
   }
 
+  /**
+   * Delivers the messages waiting on the event ring. Decoding is the root's job and its failures
+   * (a message over its bound, an unknown kind, a corrupt ring, malformed JSON) end the run as
+   * ERR_INTERNAL; a listener that throws is the embedder's own bug and is rethrown on its own
+   * tick, the way Node reports an exception from a callback it invoked.
+   */
   private drain(): void {
-    for (let record = this.events.tryRead(); record !== null; record = this.events.tryRead()) {
+    if (this.drainFailed) return;
+    for (;;) {
+      let message: Message | null;
+      let event: () => void;
       try {
-        if (record.kind === EventKind.STDOUT || record.kind === EventKind.STDERR) {
-          this.on.console(decoder.decode(record.bytes), record.kind === EventKind.STDOUT ? 'stdout' : 'stderr');
-        } else if (record.kind === EventKind.VIOLATION) {
-          this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
-        } else if (record.kind === EventKind.RESULT) {
-          const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
-          this.on.result(ret, record.bytes.subarray(4));
-        }
+        message = this.reader.read();
+        if (message === null) return;
+        event = this.decode(message);
       } catch (error) {
-        // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
+        this.drainFailed = true;
+        this.reader.discard();
+        this.fail(error);
+        return;
+      }
+      try {
+        event();
+      } catch (error) {
         process.nextTick(() => {
           throw error;
         });
@@ -173,13 +274,35 @@ export class WorkerRun {
     }
   }
 
+  /** Checks a message and returns the callback that delivers it. */
+  private decode(m: Message): () => void {
+    const bytes = m.bytes;
+    if (m.kind === EventKind.STDOUT || m.kind === EventKind.STDERR) {
+      const line = decoder.decode(bytes);
+      const stream = m.kind === EventKind.STDOUT ? 'stdout' : 'stderr';
+      return () => this.on.console(line, stream);
+    }
+    if (m.kind === EventKind.VIOLATION) {
+      const v = JSON.parse(decoder.decode(bytes)) as Partial<ViolationRecord> | null;
+      if (typeof v?.call !== 'string' || typeof v.status !== 'string' || typeof v.reason !== 'string') {
+        throw new ChannelError('a violation record without call, status and reason');
+      }
+      const record: ViolationRecord = { call: v.call, status: v.status, reason: v.reason };
+      return () => this.on.violation(record);
+    }
+    if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
+    const ret = new DataView(bytes.buffer, bytes.byteOffset).getInt32(0, true);
+    return () => this.on.result(ret, bytes.subarray(4));
+  }
+
   private finish(workerExitCode: number): void {
     if (this.ended) return;
+    this.ended = true;
     this.disarm();
     this.worker = null;
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
-    this.ended = true;
+    this.reader.discard();
     this.events.wakeAll();
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);

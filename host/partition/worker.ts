@@ -19,7 +19,8 @@ import { createWasi, type WasiInstance } from '../wasi/setup.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
 import { CpuGovernor } from '../limits/cpu-governor.ts';
 import { Stat } from './stats.ts';
-import { EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
+import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
+import { MessageReader, sendMessage } from '../channel/message.ts';
 
 const encoder = new TextEncoder();
 
@@ -46,11 +47,18 @@ export function classify(error: unknown): WorkerOutcome {
 
 const decoder = new TextDecoder();
 
+/** A violation as one event record (JSON), its reason shortened so it always fits MAX_VIOLATION_BYTES. */
+function violationRecord(v: ViolationRecord): Uint8Array {
+  const bytes = encoder.encode(JSON.stringify(v));
+  if (bytes.length <= MAX_VIOLATION_BYTES) return bytes;
+  return encoder.encode(JSON.stringify({ call: v.call.slice(0, 256), status: v.status.slice(0, 64), reason: `${v.reason.slice(0, 1024)}…` }));
+}
+
 /** The budget of a partition metered only for its CPU cap: never reached (2^53 − 1 units). */
 const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
 
-/** Polls, then sleeps, until the call ring has a request or is closed. */
-function awaitCall(calls: SharedRing, spinMicros: number): boolean {
+/** Polls, then sleeps, until the call ring has a record or is closed. */
+function awaitRecord(calls: SharedRing, spinMicros: number): boolean {
   if (spinMicros > 0 && calls.peekLength() < 0 && !calls.closed) {
     // A short poll keeps a busy reactor's call latency off the futex wake-up path; bounded, and
     // only this partition's own thread pays for it.
@@ -59,6 +67,9 @@ function awaitCall(calls: SharedRing, spinMicros: number): boolean {
   }
   return calls.waitReadable() === 'ready';
 }
+
+/** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
+const CALL_HEADER = 10;
 
 /**
  * A reactor's life after instantiation: `_initialize` once, then one export call per request
@@ -78,33 +89,38 @@ function serveCalls(
   if (dispatcher.ending) return;
   post({ type: 'ready' });
   const calls = new SharedRing(init.calls);
-  const request = new Uint8Array(calls.maxRecord);
+  // The root sends calls of at most maxInputBytes plus a name (an export name is at most 64 KiB).
+  const reader = new MessageReader(calls, (kind) => (kind === CallKind.CALL ? CALL_HEADER + 65535 + init.maxInputBytes : -1));
   const header = new Uint8Array(4);
   for (;;) {
     // Waiting for a call is not running: neither the CPU time nor the CPU cap counts it.
     busy.idle();
-    const more = awaitCall(calls, init.spinMicros);
+    let request = reader.read();
+    while (request === null) {
+      if (!awaitRecord(calls, init.spinMicros)) break;
+      request = reader.read();
+    }
     busy.resume();
-    if (!more) break;
-    const length = calls.readInto(request);
-    // Record: f64 fuel budget (0: the partition's own), u16 name length, name, input.
-    const callFuel = new DataView(request.buffer, request.byteOffset).getFloat64(0, true);
+    if (request === null) break;
+    const bytes = request.bytes;
+    // Message: f64 fuel budget (0: the partition's own), u16 name length, name, input.
+    const callFuel = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(0, true);
     if (init.fuel !== null) refuel(callFuel > 0 ? callFuel : init.fuel);
-    const nameLength = request[8]! | (request[9]! << 8);
-    const name = decoder.decode(request.subarray(10, 10 + nameLength));
+    const nameLength = bytes[8]! | (bytes[9]! << 8);
+    const name = decoder.decode(bytes.subarray(CALL_HEADER, CALL_HEADER + nameLength));
     const fn = instance.exports[name];
     // The root checked the export against the module; a mismatch here is a runtime bug.
     if (typeof fn !== 'function') throw new Error(`export ${name} is not a function`);
-    dispatcher.beginCall(request.slice(10 + nameLength, length), init.maxOutputBytes);
-    request.fill(0, 0, length);
+    dispatcher.beginCall(bytes.slice(CALL_HEADER + nameLength), init.maxOutputBytes);
+    bytes.fill(0);
     const ret = (fn as () => number)() | 0;
     if (dispatcher.ending) return;
     const output = dispatcher.endCall();
     new DataView(header.buffer).setInt32(0, ret, true);
-    const record = new Uint8Array(4 + output.length);
-    record.set(header);
-    record.set(output, 4);
-    if (!events.write(EventKind.RESULT, record)) throw new Error('the root stopped reading results');
+    // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
+    const sent = sendMessage(events, EventKind.RESULT, [header, output], Infinity);
+    output.fill(0);
+    if (!sent) throw new Error('the root stopped reading results');
   }
 }
 
@@ -137,7 +153,7 @@ function run(init: WorkerInit): WorkerOutcome {
     hypercallRate: init.hypercallRate,
     onViolation: (v: ViolationRecord) => {
       // Never blocks: a guest must not be able to stall itself on its own violation reports.
-      if (!events.tryWrite(EventKind.VIOLATION, encoder.encode(JSON.stringify(v)))) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
+      if (!events.tryWrite(EventKind.VIOLATION, violationRecord(v))) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
     },
   });
 

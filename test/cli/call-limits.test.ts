@@ -1,0 +1,48 @@
+/**
+ * `wasmvisor call` at the size edges (issue #10, item 1): an input past 16 MiB works; past the
+ * largest call (64 MiB) it is refused with a typed error line and exit 2, never exit 70.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { MAX_CALL_BYTES } from '../../host/limits/sizes.ts';
+import { guest } from '../helpers.ts';
+
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+  });
+}
+
+describe('wasmvisor call with large inputs', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-call-'));
+
+  it('a 17 MiB --input file reaches the export whole (exit 0)', async () => {
+    const file = path.join(dir, 'in17.bin');
+    const input = Buffer.alloc(17 * 1024 * 1024 + 3, 0x61);
+    writeFileSync(file, input);
+    const r = await run(['call', guest('limits'), 'digest', '--input', file]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.readUInt32LE(0)).toBe(input.length);
+  }, 60_000);
+
+  it('an input over 64 MiB is refused with ERR_INVALID_ARGUMENT naming the limit (exit 2)', async () => {
+    const file = path.join(dir, 'in65.bin');
+    writeFileSync(file, Buffer.alloc(MAX_CALL_BYTES + 1));
+    const r = await run(['call', guest('limits'), 'digest', '--input', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: the call input \(.*in65\.bin\) has 67108865 bytes; a call takes at most 67108864 bytes/);
+  }, 60_000);
+});
