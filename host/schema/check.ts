@@ -1,0 +1,234 @@
+/**
+ * One way to check any value that comes from outside (a spec, options, a manifest, a policy
+ * file, an API body) against a TypeBox schema, and one way to say what is wrong with it.
+ *
+ * Invariant: a value that passes `check` has exactly the schema's shape — every object in it
+ * declares `additionalProperties: false` unless the schema says otherwise, so a typo is an
+ * error, never a silently ignored key. The message names the path (`devices.console.linesPerSec`),
+ * what was expected, and what was given (its type, and its value when short), with a "did you
+ * mean" for a near-miss key. Checking never recurses on the value itself: TypeBox's compiled
+ * checker walks the schema's (bounded, host-written) shape, and the formatter below walks errors.
+ */
+import { Kind, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
+import { InvalidArgumentError } from '../errors.ts';
+
+const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
+
+function compile<T extends TSchema>(schema: T): TypeCheck<T> {
+  let c = compiled.get(schema) as TypeCheck<T> | undefined;
+  if (c === undefined) {
+    c = TypeCompiler.Compile(schema);
+    compiled.set(schema, c as TypeCheck<TSchema>);
+  }
+  return c;
+}
+
+/** Most problems listed in one error message; the rest are counted. */
+const MAX_PROBLEMS = 5;
+
+/**
+ * Returns `value` typed as the schema's static type, or throws ERR_INVALID_ARGUMENT listing
+ * what is wrong. `where` names the thing checked (e.g. `partition spec`, `policy file p.json`).
+ */
+export function check<T extends TSchema>(schema: T, value: unknown, where: string): Static<T> {
+  const checker = compile(schema);
+  if (checker.Check(value)) return value as Static<T>;
+  throw new InvalidArgumentError(`${where}: ${problems(checker, value).join('; ')}`);
+}
+
+/** The problems with `value`, one human sentence each (empty when it is valid). */
+export function explain(schema: TSchema, value: unknown): string[] {
+  const checker = compile(schema);
+  return checker.Check(value) ? [] : problems(checker, value);
+}
+
+function problems(checker: TypeCheck<TSchema>, value: unknown): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  let more = 0;
+  for (const error of checker.Errors(value)) {
+    for (const line of describe(error)) {
+      if (seen.has(line)) continue;
+      seen.add(line);
+      if (out.length < MAX_PROBLEMS) out.push(line);
+      else more++;
+    }
+  }
+  if (out.length === 0) out.push('does not match its schema');
+  if (more > 0) out.push(`and ${more} more problem${more === 1 ? '' : 's'}`);
+  return out;
+}
+
+/** `/devices/console/0` → `devices.console[0]`; the root is `(root)`. */
+export function formatPath(pointer: string): string {
+  if (pointer === '') return '(root)';
+  let out = '';
+  for (const raw of pointer.slice(1).split('/')) {
+    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (/^(0|[1-9][0-9]*)$/.test(part)) out += `[${part}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(part)) out += out === '' ? part : `.${part}`;
+    else out += `[${JSON.stringify(part)}]`;
+  }
+  return out;
+}
+
+function lastSegment(pointer: string): string {
+  return pointer.slice(pointer.lastIndexOf('/') + 1).replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+function describe(error: ValueError): string[] {
+  const at = formatPath(error.path);
+  const s = error.schema;
+  switch (error.type) {
+    case ValueErrorType.ObjectAdditionalProperties: {
+      // TypeBox reports one error per unknown key, with the key as the path's last segment.
+      const known = Object.keys((s as { properties?: Record<string, unknown> }).properties ?? {});
+      const key = lastSegment(error.path);
+      const near = nearest(key, known);
+      return [`${at}: unknown key${near ? `; did you mean ${near}?` : known.length > 0 ? ` (known: ${known.join(', ')})` : ''}`];
+    }
+    case ValueErrorType.ObjectRequiredProperty:
+      return [`${at}: is required`];
+    case ValueErrorType.Union: {
+      // A union of an object shape and something else (`true | { ... }`): when an object was
+      // given, what is wrong inside it says more than "expected boolean or object".
+      const branches = (s as { anyOf?: TSchema[] }).anyOf ?? [];
+      const v = error.value;
+      if (isPlainObject(v)) {
+        const objectBranches = error.errors.filter((_, i) => branches[i] !== undefined && expects(branches[i]!) === 'an object');
+        if (objectBranches.length === 1) {
+          const inner = [...objectBranches[0]!].flatMap(describe);
+          if (inner.length > 0) return inner;
+        }
+      }
+      return [`${at}: expected ${expects(s)}, got ${given(v)}`];
+    }
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMinimum:
+    case ValueErrorType.NumberMaximum:
+    case ValueErrorType.IntegerExclusiveMinimum:
+    case ValueErrorType.IntegerExclusiveMaximum:
+    case ValueErrorType.NumberExclusiveMinimum:
+    case ValueErrorType.NumberExclusiveMaximum:
+    case ValueErrorType.Integer:
+    case ValueErrorType.Number:
+      return [`${at}: expected ${expects(s)}, got ${given(error.value)}`];
+    case ValueErrorType.StringMinLength:
+    case ValueErrorType.StringMaxLength:
+    case ValueErrorType.StringPattern:
+    case ValueErrorType.StringFormat:
+    case ValueErrorType.ArrayMinItems:
+    case ValueErrorType.ArrayMaxItems:
+      return [`${at}: expected ${expects(s)}, got ${given(error.value)}`];
+    default:
+      return [`${at}: expected ${expects(s)}, got ${given(error.value)}`];
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+}
+
+/** What a schema accepts, in words: `an integer from 1 to 65536`, `'never' or 'on-failure'`. */
+export function expects(schema: TSchema): string {
+  if (typeof schema.description === 'string' && schema.description.startsWith('expects: ')) return schema.description.slice(9);
+  const k = schema[Kind] as string | undefined;
+  const range = (unit: string): string => {
+    const lo = schema.minimum ?? (schema.exclusiveMinimum !== undefined ? `more than ${schema.exclusiveMinimum}` : undefined);
+    const hi = schema.maximum ?? (schema.exclusiveMaximum !== undefined ? `less than ${schema.exclusiveMaximum}` : undefined);
+    if (typeof lo === 'number' && typeof hi === 'number') return `${unit} from ${lo} to ${hi}`;
+    if (typeof lo === 'number') return `${unit} of at least ${lo}`;
+    if (typeof hi === 'number') return `${unit} of at most ${hi}`;
+    if (lo !== undefined && hi !== undefined) return `${unit} ${lo} and ${hi}`;
+    return unit + (lo !== undefined ? ` ${lo}` : hi !== undefined ? ` ${hi}` : '');
+  };
+  switch (k) {
+    case 'Integer':
+      return range('an integer');
+    case 'Number':
+      return range('a number');
+    case 'Boolean':
+      return 'a boolean';
+    case 'Null':
+      return 'null';
+    case 'Literal':
+      return JSON.stringify(schema.const);
+    case 'String': {
+      if (typeof schema.pattern === 'string') return `a string matching ${schema.pattern}`;
+      const lo = schema.minLength as number | undefined;
+      const hi = schema.maxLength as number | undefined;
+      if (lo !== undefined && hi !== undefined) return `a string of ${lo} to ${hi} characters`;
+      if (lo !== undefined) return lo === 1 ? 'a non-empty string' : `a string of at least ${lo} characters`;
+      if (hi !== undefined) return `a string of at most ${hi} characters`;
+      return 'a string';
+    }
+    case 'Array': {
+      const hi = schema.maxItems as number | undefined;
+      const item = schema.items ? expects(schema.items as TSchema) : 'items';
+      return `an array${hi !== undefined ? ` of at most ${hi}` : ' of'} ${item.replace(/^an? /, '')}${hi !== undefined || !item.startsWith('a') ? '' : 's'}`;
+    }
+    case 'Object':
+    case 'Record':
+      return 'an object';
+    case 'Uint8Array':
+      return 'a Uint8Array';
+    case 'Union': {
+      const parts = ((schema.anyOf ?? []) as TSchema[]).map(expects);
+      return parts.length <= 2 ? parts.join(' or ') : `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}`;
+    }
+    default:
+      return typeof schema.title === 'string' ? schema.title : 'a valid value';
+  }
+}
+
+/** The given value in words: its type (so `'16'` shows it was a string) and its value when short. */
+export function given(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (typeof v === 'string') {
+    const shown = v.length > 40 ? `${v.slice(0, 40)}…` : v;
+    return `the string ${JSON.stringify(shown)}`;
+  }
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : `the number ${String(v)}`;
+  if (typeof v === 'bigint') return `the bigint ${v}n`;
+  if (typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${v.byteLength} bytes`;
+  if (typeof v === 'function') return 'a function';
+  return 'an object';
+}
+
+/** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */
+export function nearest(key: string, known: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  const lower = key.toLowerCase();
+  for (const k of known) {
+    const d = k.toLowerCase() === lower ? 0 : distance(lower, k.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = k;
+    }
+  }
+  // A prefix or suffix (linesPerSec → linesPerSecond) is also a near miss.
+  if (best !== null && bestDistance <= Math.max(2, Math.floor(key.length / 3))) return best;
+  const affix = known.find((k) => k.length > 3 && key.length > 3 && (k.toLowerCase().startsWith(lower) || lower.startsWith(k.toLowerCase())));
+  return affix ?? null;
+}
+
+/** Levenshtein distance, iterative with two rows; keys are short (bounded by the caller's input). */
+function distance(a: string, b: string): number {
+  if (a.length > 256 || b.length > 256) return Infinity;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
