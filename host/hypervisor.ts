@@ -5,8 +5,9 @@ import { Storage, type BlockAttachment, type WipeResult } from './storage/storag
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
-import { WORKER_MEMORY_BYTES } from './partition/run.ts';
-import type { CpuCap } from './partition/protocol.ts';
+import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
+import { Scheduler, type SchedulerStats } from './scheduler/scheduler.ts';
+import type { CpuCap } from './channel/protocol.ts';
 import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from './limits/rate-limiter.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
@@ -79,6 +80,9 @@ export interface CpuLimit {
   /** Period over which the share is measured, ms (1 to 10000). Default 100. */
   periodMs?: number;
 }
+
+/** Warm dedicated workers kept ready by default (HypervisorOptions.warmWorkers). */
+export const DEFAULT_WARM_WORKERS = 2;
 
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
 export const CPU_SLICE_FUEL = 200_000;
@@ -161,6 +165,17 @@ export interface HypervisorOptions {
   storageKey?: Uint8Array;
   /** Where the keystore file lives when there is no `storageKey`. Default `<dataDir>/keystore.json`. */
   keystorePath?: string;
+  /**
+   * Dedicated workers started ahead of need, so `start()` hands a partition a running thread
+   * instead of spawning one (tens of ms). Refilled in the background; filled when the first
+   * partition is created. 0 to spawn each worker on demand. Default 2 (at most 64).
+   */
+  warmWorkers?: number;
+  /**
+   * Let a dedicated worker that has run a partition serve the next one. Default false: a thread
+   * that ran a guest is never handed to another partition (docs/THREAT-MODEL.md, "Worker reuse").
+   */
+  reuseWorkers?: boolean;
 }
 
 export interface HypervisorEvents {
@@ -254,6 +269,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   /** The virtual switch every granted NIC plugs into (host/net/switch.ts). */
   private readonly switch = new VirtualSwitch();
   private readonly forwards = new Set<PortForward>();
+  /** The logical processors: warm dedicated workers (host/scheduler/). */
+  private readonly sched: Scheduler;
   private readonly hostEndpoints = new Set<NetEndpoint>();
 
   constructor(options: HypervisorOptions = {}) {
@@ -277,6 +294,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.violationsPerSecond = limit(options.violationsPerSecond, 100, 'violationsPerSecond', 1, 1_000_000);
     this.callSpinMicros = limit(options.callSpinMicros, 50, 'callSpinMicros', 0, 10_000);
     this.memoryBudget = limit(options.memoryBudgetBytes, Math.floor(os.totalmem() / 2), 'memoryBudgetBytes', 0, Number.MAX_SAFE_INTEGER);
+    // Validated here until the options schema (host/schema/) covers them.
+    if (options.reuseWorkers !== undefined && typeof options.reuseWorkers !== 'boolean') throw new InvalidArgumentError('reuseWorkers must be a boolean');
+    this.sched = new Scheduler({
+      warmWorkers: limit(options.warmWorkers, DEFAULT_WARM_WORKERS, 'warmWorkers', 0, 64),
+      reuseWorkers: options.reuseWorkers === true,
+    });
     if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
       throw new InvalidArgumentError('dataDir must be a non-empty path');
     }
@@ -435,6 +458,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
+      host: () => this.sched.host(),
       block,
       wasi,
       net,
@@ -444,6 +468,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       },
     });
     self = partition;
+    this.sched.warm();
     partition.on('violation', (v) => this.emit('violation', v));
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
@@ -527,6 +552,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     await Promise.all([...this.forwards].map((f) => f.close()));
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
+    await this.sched.close();
     this.switch.close();
+  }
+
+  /** Where partitions run: the warm pool of dedicated workers and what it has served. */
+  scheduler(): SchedulerStats {
+    return this.sched.stats();
   }
 }

@@ -8,7 +8,7 @@ export { Partition } from './partition/partition.ts';
 export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
-export type { PartitionMetrics } from './partition/stats.ts';
+export type { PartitionMetrics } from './channel/stats.ts';
 export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
 export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';
 export { NetEndpoint } from './net/switch.ts';

@@ -1,7 +1,7 @@
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import type { ViolationRecord } from '../partition/protocol.ts';
-import { callStatSlot, Stat } from '../partition/stats.ts';
+import type { ViolationRecord } from '../channel/protocol.ts';
+import { callStatSlot, Stat } from '../channel/stats.ts';
 import type { Device, Handler } from '../devices/device.ts';
 import { readU32Arg } from '../devices/device.ts';
 import {
@@ -143,6 +143,15 @@ export class Dispatcher {
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
   private callContext: CallContext | null = null;
+  /**
+   * Shared placement: a hypercall that suspended the guest runs again from its start when the
+   * guest is resumed (see host/channel/blocker.ts). The redo is neither counted nor admitted by
+   * the rate limit a second time: `redo` is set by the import wrapper for that run, and
+   * `counted` / `admitted` remember how far the first run got.
+   */
+  private redo = false;
+  private counted = false;
+  private admitted = false;
 
   constructor(options: DispatcherOptions) {
     this.memory = options.memory;
@@ -221,14 +230,29 @@ export class Dispatcher {
     if (bytes > s[Stat.PEAK_MEMORY_BYTES]!) s[Stat.PEAK_MEMORY_BYTES] = bytes;
   }
 
+  /** Marks the next hypercalls as the redo of a suspended one (see `redo`). */
+  setRedo(on: boolean): void {
+    this.redo = on;
+  }
+
+  /** True while a suspended call runs again: other surfaces (WASI) skip their counting too. */
+  get redoing(): boolean {
+    return this.redo;
+  }
+
   private dispatch(call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
     const s = this.stats;
     const entry = this.entries.get(call);
-    s[Stat.HYPERCALLS]!++;
-    s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
+    if (!this.redo) this.counted = this.admitted = false;
+    if (!this.counted) {
+      s[Stat.HYPERCALLS]!++;
+      s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
+      this.counted = true;
+    }
     if (this.ending !== null) throw this.ending;
     this.updateMemoryStats();
-    if (this.rate !== null && call !== HvCall.EXIT && call !== HvCall.ABORT && !this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+    if (this.rate !== null && !this.admitted && call !== HvCall.EXIT && call !== HvCall.ABORT && !this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+    this.admitted = true;
 
     if (entry === undefined) return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
     const handler = entry.handler;

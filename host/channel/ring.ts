@@ -184,6 +184,11 @@ export class SharedRing {
     }
   }
 
+  /** Blocks a worker thread until the write counter moves from `seq` (a record, or the ring closed) or the timeout passes. Never on the root's thread. */
+  waitWritten(seq: number, timeoutMs?: number): void {
+    Atomics.wait(this.ctl, WSEQ, seq, timeoutMs);
+  }
+
   /** Blocks a worker thread until the read counter moves from `seq` (room freed) or the timeout passes. Never on the root's thread. */
   waitRead(seq: number, timeoutMs?: number): void {
     Atomics.wait(this.ctl, RSEQ, seq, timeoutMs);

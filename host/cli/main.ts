@@ -183,7 +183,8 @@ async function run(argv: string[]): Promise<number> {
   const diskMiB = intOption(values.disk, 'disk', 1, 4096);
   if (diskMiB !== undefined) devices.block = { sizeMiB: diskMiB };
 
-  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  // One partition: no warm workers to start ahead of it.
+  const hv = new Hypervisor({ warmWorkers: 0, ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}) });
   const dirs = values.dir ?? [];
   const envs = values.env ?? [];
   let wasi: WasiSpec | undefined;
@@ -339,7 +340,7 @@ async function call(argv: string[]): Promise<number> {
   if (input.length > MAX_CALL_BYTES) {
     throw new InvalidArgumentError(`the call input (${values.input ?? 'stdin'}) has ${input.length} bytes; a call takes at most ${MAX_CALL_BYTES} bytes (64 MiB)`);
   }
-  const hv = new Hypervisor();
+  const hv = new Hypervisor({ warmWorkers: 0 });
   try {
     const partition = await hv.createPartition({
       name: 'plugin',

@@ -1,17 +1,47 @@
 import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_INPUT } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { sendMessage } from '../channel/message.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
-import { EventKind, InputKind } from '../partition/protocol.ts';
-import { Stat } from '../partition/stats.ts';
+import { EventKind, InputKind } from '../channel/protocol.ts';
+import { Stat } from '../channel/stats.ts';
 import type { ResolvedConsole } from './config.ts';
 import { MAX_INPUT_LINE_BYTES } from '../limits/sizes.ts';
 import { readU32Arg, type Device, type Handler } from './device.ts';
 
 /** How long a guest's console write waits for the root to drain a full event ring before the line is dropped. */
 const EVENT_RING_WAIT_MS = 5000;
+
+/**
+ * Where finished lines go. A dedicated worker sends them straight into the event ring (waiting
+ * for room, see ringSink); a shared worker queues them in the partition's outbox, which its
+ * scheduler drains, and makes a write wait *before* it consumes a byte when the outbox is full.
+ */
+export interface LineSink {
+  /** Called before a write takes any byte: may wait (or suspend the guest) until lines can be taken. */
+  admit(): void;
+  /** Sends one line (`line[0, length)`, copied before it returns); false when it was dropped. */
+  send(kind: number, line: Uint8Array, length: number): boolean;
+}
+
+/** The event ring as a LineSink: a line waits up to 5 s for room (then it is dropped). */
+export function ringSink(events: SharedRing, blocker: Blocker): LineSink {
+  return {
+    admit() {},
+    send: (kind, line, length) =>
+      // A line longer than a ring record travels in chunks (host/channel/message.ts).
+      sendMessage(events, kind, [line.subarray(0, length)], EVENT_RING_WAIT_MS, (seq, deadline) => blocker.writable(events, seq, deadline)),
+  };
+}
+
+export interface ConsoleDeviceOptions {
+  /** How reads wait for input (default: block the thread). */
+  blocker?: Blocker;
+  /** Where lines go (default: the event ring, through `ringSink`). */
+  sink?: LineSink;
+}
 
 /** One output stream's line assembler: bytes in, bounded lines out. */
 class LineAssembler {
@@ -72,15 +102,20 @@ export class ConsoleDevice implements Device {
   private readonly bucket: TokenBucket;
   /** Bytes and calls of output writes (devices.console.rateLimit), or null for none. */
   private readonly limiter: RateLimiter | null;
+  private readonly blocker: Blocker;
+  private readonly sink: LineSink;
 
   constructor(
     config: ResolvedConsole,
-    private readonly events: SharedRing,
+    events: SharedRing,
     private readonly input: SharedRing,
     private readonly stats: Float64Array,
     now?: () => number,
     sleep?: (ms: number) => void,
+    options: ConsoleDeviceOptions = {},
   ) {
+    this.blocker = options.blocker ?? threadBlocker;
+    this.sink = options.sink ?? ringSink(events, this.blocker);
     this.record = { id: HvDevice.CONSOLE, version: 1, param0: config.maxLineBytes, param1: HV_DEVICE_FLAG_INPUT };
     this.bucket = new TokenBucket({
       capacity: config.burstLines,
@@ -120,7 +155,10 @@ export class ConsoleDevice implements Device {
    * (non-blocking, or the wait timed out). Used by WASI's fd 0.
    */
   readLine(out: Uint8Array, block: boolean, timeoutMs = Infinity): number {
+    // The caller's timeout is what is left of its own deadline (WASI's poll_oneoff), counted from now.
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
+      const seq = this.input.writeSeq;
       const length = this.input.peekLength();
       if (length >= 0) {
         if (length > out.length) return -2;
@@ -129,21 +167,21 @@ export class ConsoleDevice implements Device {
         return length;
       }
       if (this.input.closed) return -1;
-      if (!block) return -2;
-      if (this.input.waitReadable(timeoutMs) === 'timeout') return -2;
+      if (!block || performance.now() >= deadline) return -2;
+      this.blocker.readable(this.input, seq, deadline);
     }
   }
 
   private write(stream: LineAssembler, input: Uint8Array, inLen: number): number {
-    // Refused before any byte is taken: the guest may retry the same write later.
+    // Both before any byte is taken: a write that waits here is redone whole (see Blocker).
+    this.sink.admit();
     if (this.limiter !== null && this.limiter.admit(inLen) !== 'ok') return -HvStatus.RATE_LIMITED;
     const dropped = stream.push(input, inLen);
     return dropped > 0 ? -HvStatus.RATE_LIMITED : inLen;
   }
 
   private emitLine(kind: number, line: Uint8Array, length: number): boolean {
-    // A line longer than a ring record travels in chunks (host/channel/message.ts).
-    if (this.bucket.reduce(1) !== 'ok' || !sendMessage(this.events, kind, [line.subarray(0, length)], EVENT_RING_WAIT_MS)) {
+    if (this.bucket.reduce(1) !== 'ok' || !this.sink.send(kind, line, length)) {
       this.stats[Stat.CONSOLE_LINES_DROPPED]!++;
       return false;
     }
@@ -155,6 +193,7 @@ export class ConsoleDevice implements Device {
     const flags = inLen === 0 ? 0 : readU32Arg(input, inLen);
     if (flags < 0 || (flags & ~HV_CONSOLE_READ_NONBLOCK) !== 0) return -HvStatus.INVALID_ARGUMENT;
     for (;;) {
+      const seq = this.input.writeSeq;
       const length = this.input.peekLength();
       if (length >= 0) {
         // The line stays queued when it does not fit, so a guest can retry with a larger buffer.
@@ -165,8 +204,8 @@ export class ConsoleDevice implements Device {
       }
       if (this.input.closed) return -HvStatus.END_OF_STREAM;
       if ((flags & HV_CONSOLE_READ_NONBLOCK) !== 0) return -HvStatus.WOULD_BLOCK;
-      // Blocks this partition's worker only; the watchdog still bounds the wait.
-      this.input.waitReadable();
+      // Blocks (or suspends) this partition only; the watchdog still bounds the wait.
+      this.blocker.readable(this.input, seq, Infinity);
     }
   }
 }

@@ -8,6 +8,7 @@ import {
   HvStatus,
 } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { RateLimiter } from '../limits/rate-limiter.ts';
 import { readU32, readU32Arg, writeU32, type Device, type Handler } from './device.ts';
 
@@ -138,6 +139,8 @@ export interface NetDeviceOptions {
   now?: () => number;
   /** How long a send waits for room in the tx ring (the root drains it) before WOULD_BLOCK. Default 1000 ms. */
   txWaitMs?: number;
+  /** How sends and receives wait (default: block the thread). */
+  blocker?: Blocker;
 }
 
 /** u32 little-endian at `at`. */
@@ -152,6 +155,7 @@ export class NetDevice implements Device {
   private readonly stats: Float64Array;
   private readonly budget: FrameBudget;
   private readonly txWaitMs: number;
+  private readonly blocker: Blocker;
 
   constructor(
     private readonly init: NetInit,
@@ -162,6 +166,7 @@ export class NetDevice implements Device {
     this.stats = new Float64Array(init.stats);
     this.budget = new FrameBudget(init.sendBytesPerSecond, init.sendFramesPerSecond, init.mtu, options.now);
     this.txWaitMs = options.txWaitMs ?? 1000;
+    this.blocker = options.blocker ?? threadBlocker;
     this.record = { id: HvDevice.NET, version: 1, param0: init.address, param1: init.mtu };
     this.handlers = new Map<number, Handler>([
       [HvCall.NET_INFO, (_i, inLen, out, outCap) => this.info(inLen, out, outCap)],
@@ -184,12 +189,20 @@ export class NetDevice implements Device {
     const length = inLen - 4;
     if (length > this.init.mtu) return -HvStatus.TOO_LARGE;
     const s = this.stats;
-    if (!this.budget.take(length)) {
+    if (!this.budget.admits(length)) {
       s[NetStat.TX_RATE_LIMITED]!++;
       return -HvStatus.RATE_LIMITED;
     }
+    // Wait for room first, so a send that waits has taken nothing yet (it may be redone, see Blocker).
+    const deadline = this.blocker.deadline(this.txWaitMs);
+    for (;;) {
+      const seq = this.tx.readSeq;
+      if (this.tx.writable >= inLen || this.tx.closed) break;
+      if (performance.now() >= deadline) break;
+      this.blocker.writable(this.tx, seq, deadline);
+    }
     // The input already has the tx record's layout (destination, payload): no copy, no source.
-    if (!this.tx.write(NET_FRAME_KIND, input, inLen, this.txWaitMs)) {
+    if (this.tx.writable < inLen || !this.budget.take(length) || !this.tx.tryWrite(NET_FRAME_KIND, input, inLen)) {
       s[NetStat.TX_RING_FULL]!++;
       return -HvStatus.WOULD_BLOCK;
     }
@@ -210,8 +223,9 @@ export class NetDevice implements Device {
     }
     if ((flags & ~HV_NET_RECV_NONBLOCK) !== 0) return -HvStatus.INVALID_ARGUMENT;
     if ((flags & HV_NET_RECV_NONBLOCK) !== 0) timeoutMs = 0;
-    const deadline = performance.now() + timeoutMs;
+    const deadline = this.blocker.deadline(timeoutMs);
     for (;;) {
+      const seq = this.rx.writeSeq;
       const length = this.rx.peekLength();
       if (length >= 0) {
         // The frame stays queued when it does not fit, so the guest can retry with a larger buffer.
@@ -224,10 +238,9 @@ export class NetDevice implements Device {
         return length;
       }
       if (this.rx.closed) return -HvStatus.END_OF_STREAM;
-      const left = deadline - performance.now();
-      if (left <= 0) return -HvStatus.WOULD_BLOCK;
-      // Blocks this partition's worker only; the watchdog still bounds an endless wait.
-      this.rx.waitReadable(left);
+      if (performance.now() >= deadline) return -HvStatus.WOULD_BLOCK;
+      // Blocks (or suspends) this partition only; the watchdog still bounds an endless wait.
+      this.blocker.readable(this.rx, seq, deadline);
     }
   }
 
@@ -239,7 +252,12 @@ export class NetDevice implements Device {
     } else if (inLen !== 0) {
       return -HvStatus.INVALID_ARGUMENT;
     }
-    if (timeoutMs > 0 && this.rx.peekLength() < 0) this.rx.waitReadable(timeoutMs);
+    if (timeoutMs > 0) {
+      const deadline = this.blocker.deadline(timeoutMs);
+      for (let seq = this.rx.writeSeq; this.rx.peekLength() < 0 && !this.rx.closed && performance.now() < deadline; seq = this.rx.writeSeq) {
+        this.blocker.readable(this.rx, seq, deadline);
+      }
+    }
     let bits = 0;
     if (this.rx.peekLength() >= 0) bits |= HV_NET_POLL_READABLE;
     const mtu = this.init.mtu;

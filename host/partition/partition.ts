@@ -16,11 +16,12 @@ import {
   type ErrorCode,
   type WasmvisorError,
 } from '../errors.ts';
-import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
+import { allocateStats, readMetrics, type PartitionMetrics } from '../channel/stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import type { CpuCap, ViolationRecord, WorkerOutcome } from './protocol.ts';
+import type { CpuCap, ViolationRecord, WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
+import type { RunHost } from '../scheduler/placement.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
@@ -104,6 +105,8 @@ export interface PartitionConfig {
   spinMicros: number;
   /** Ring sizes of the partition's channels (host/limits/sizes.ts). */
   channels: ChannelSizes;
+  /** Where each run executes: a new place per run (a restarted reactor never reuses its poisoned one). */
+  host: () => RunHost;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
@@ -429,6 +432,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         net: c.net?.init ?? null,
       },
       c.channels,
+      c.host(),
       {
         console: (line, stream) => this.emit('console', line, stream),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),

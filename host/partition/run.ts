@@ -1,21 +1,9 @@
-import { Worker } from 'node:worker_threads';
 import { ChannelError, MessageReader, MessageSender, type Message } from '../channel/message.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
-import { workerScript } from '../paths.ts';
 import { isErrorCode } from '../errors.ts';
-import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
-
-/** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
-const WORKER_RESOURCE_LIMITS = {
-  maxOldGenerationSizeMb: 48,
-  maxYoungGenerationSizeMb: 8,
-  stackSizeMb: 4,
-};
-
-/** The most memory a partition's worker itself may take (heap and stack), for admission control. */
-export const WORKER_MEMORY_BYTES =
-  (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
+import type { RunHost } from '../scheduler/placement.ts';
+import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
 export interface RunEvents {
   console(line: string, stream: 'stdout' | 'stderr'): void;
@@ -56,7 +44,8 @@ export class WorkerRun {
   private readonly reader: MessageReader;
   /** The call being written into the call ring while it waits for room (a large input), or null. */
   private sending: MessageSender | null = null;
-  private worker: Worker | null = null;
+  /** True from launch until the run ended: kill() has something to end. */
+  private launched = false;
   private watchdog: NodeJS.Timeout | null = null;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
@@ -67,6 +56,7 @@ export class WorkerRun {
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
     channels: ChannelSizes,
+    private readonly host: RunHost,
     private readonly on: RunEvents,
   ) {
     this.events = new SharedRing(SharedRing.allocate(channels.events));
@@ -82,42 +72,44 @@ export class WorkerRun {
     });
   }
 
-  /** Spawns the worker. Resolves once it runs guest code (or has already ended). */
+  /** Launches the run on its host. Resolves once it runs guest code (or has already ended). */
   start(): Promise<void> {
-    let worker: Worker;
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
     try {
-      worker = new Worker(workerScript, {
-        workerData: { ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit,
-        resourceLimits: WORKER_RESOURCE_LIMITS,
-        stdout: false,
-        stderr: false,
-        name: `wasmvisor:${this.init.name}`,
+      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit, {
+        message: (message) => this.guard(() => this.onMessage(message, running)),
+        error: (error) => (this.workerError = error),
+        exit: (code) =>
+          this.guard(() => {
+            running();
+            this.finish(code);
+          }),
       });
     } catch (error) {
-      // No worker, no run: the partition still ends through the one exit path.
+      // No executor, no run: the partition still ends through the one exit path.
       const message = error instanceof Error ? error.message : String(error);
       this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.init.name} could not start its worker: ${message}` };
       this.finish(0);
       return Promise.resolve();
     }
-    this.worker = worker;
-    const running = new Promise<void>((resolve) => {
-      worker.on('message', (message: unknown) =>
-        this.guard(() => {
-          const m = message as WorkerMessage;
-          if (m?.type === 'running') resolve();
-          else if (m?.type === 'ready') this.on.ready();
-          else if (m?.type === 'done' && isOutcome(m.outcome)) this.outcome = m.outcome;
-          else throw new ChannelError(`unexpected message from the worker: ${describe(message)}`);
-        }),
-      );
-      worker.once('exit', () => resolve());
-    });
-    worker.on('error', (error) => (this.workerError = error));
-    worker.on('messageerror', (error) => (this.workerError = error));
-    worker.once('exit', (code) => this.guard(() => this.finish(code)));
+    this.launched = true;
     void this.pump();
-    return running;
+    return started;
+  }
+
+  /** A lifecycle message from the executor: checked, never trusted. */
+  private onMessage(message: unknown, running: () => void): void {
+    const m = message as WorkerMessage | null;
+    if (m?.type === 'running') running();
+    else if (m?.type === 'ready') this.on.ready();
+    else if (m?.type === 'done' && isOutcome(m.outcome)) {
+      // The run is over: everything it wrote is in the ring (written before this message).
+      this.outcome = m.outcome;
+      this.host.release();
+      running();
+      this.finish(0);
+    } else throw new ChannelError(`unexpected message from the worker: ${describe(message)}`);
   }
 
   /**
@@ -141,7 +133,7 @@ export class WorkerRun {
       error: 'ERR_INTERNAL',
       message: `partition ${this.init.name}'s channel failed: ${message}`,
     };
-    if (this.worker !== null) this.kill(outcome);
+    if (this.launched && !this.ended) this.kill(outcome);
     else if (!this.ended) {
       this.outcome ??= outcome;
       this.finish(0);
@@ -163,9 +155,7 @@ export class WorkerRun {
   kill(outcome: WorkerOutcome): void {
     if (this.ended || this.killOutcome !== null) return;
     this.killOutcome = outcome;
-    this.worker?.terminate().catch(() => {
-      // The worker is gone either way; its 'exit' event ends the run.
-    });
+    this.host.kill();
   }
 
   /** Asks a reactor to stop taking calls; it finishes the current one and exits normally. */
@@ -298,8 +288,8 @@ export class WorkerRun {
   private finish(workerExitCode: number): void {
     if (this.ended) return;
     this.ended = true;
+    this.launched = false;
     this.disarm();
-    this.worker = null;
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.reader.discard();

@@ -1,4 +1,5 @@
 import type { GuestMemory } from '../abi/guest-memory.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import type { ResolvedWasi } from './config.ts';
 import { ALL_RIGHTS, DIR_RIGHTS, FILE_RIGHTS, Rights, WRITE_RIGHTS, WASI_MODULE } from './errno.ts';
 import { BytesInFd, ConsoleInFd, ConsoleOutFd, DirFd, Fd, type ConsolePort } from './fd.ts';
@@ -18,6 +19,8 @@ export interface WasiWiring {
   checkEnding(): void;
   onCall(name: string): void;
   onFault(name: string): void;
+  /** How poll_oneoff waits (a dedicated worker blocks, a shared one suspends the guest). Default: block the thread. */
+  blocker?: Blocker;
 }
 
 /** A partition's WASI instance: the import object, and the fds to close when the run ends. */
@@ -63,6 +66,7 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
     checkEnding: wiring.checkEnding,
     onCall: wiring.onCall,
     onFault: wiring.onFault,
+    blocker: wiring.blocker ?? threadBlocker,
   };
   return {
     module: WASI_MODULE,

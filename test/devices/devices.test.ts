@@ -4,7 +4,7 @@ import { SharedRing } from '../../host/channel/ring.ts';
 import { ClockDevice, type TimeSource } from '../../host/devices/clock.ts';
 import { resolveDevices } from '../../host/devices/config.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 
 const enc = new TextEncoder();
 

@@ -6,7 +6,7 @@ import { SharedRing } from '../../host/channel/ring.ts';
 import { resolveDevices, type ConsoleSpec } from '../../host/devices/config.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import { resolveRateLimit, type RateLimitSpec } from '../../host/limits/rate-limiter.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 import { Hypervisor } from '../../host/index.ts';
 import { collect, guest, runToExit } from '../helpers.ts';
 

@@ -9,7 +9,7 @@ import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
 import { NetDevice, NetStat } from '../../host/devices/net.ts';
-import { allocateStats } from '../../host/partition/stats.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
 import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
 
 const enc = new TextEncoder();

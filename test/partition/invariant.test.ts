@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { Hypervisor, type Partition, type PartitionExit } from '../../host/index.ts';
-import { EventKind } from '../../host/partition/protocol.ts';
+import { EventKind } from '../../host/channel/protocol.ts';
 import { guest } from '../helpers.ts';
 
 const escaped: unknown[] = [];
@@ -28,7 +28,7 @@ afterAll(() => {
 /** The root's private handle on a partition's current run, as a compromised worker could reach it. */
 interface RunInternals {
   events: SharedRing;
-  worker: { emit(event: string, value: unknown): boolean } | null;
+  host: { worker: { emit(event: string, value: unknown): boolean } | null };
 }
 function runOf(p: Partition): RunInternals {
   const run = (p as unknown as { run: RunInternals | null }).run;
@@ -109,7 +109,7 @@ describe('no exception from partition traffic reaches the event loop', () => {
     const hv = new Hypervisor();
     for (const message of [{ type: 'bogus' }, { type: 'done', outcome: { kind: 'error', error: 'ERR_NOPE', message: 1 } }, null, 42]) {
       const p = await reactor(hv, `forged-${Math.random().toString(36).slice(2, 8)}`);
-      runOf(p).worker!.emit('message', message);
+      runOf(p).host.worker!.emit('message', message);
       const exit = await p.exited;
       expect([exit.state, exit.reason]).toEqual(['killed', 'ERR_INTERNAL']);
     }

@@ -62,6 +62,8 @@ export interface WorkerInit {
   fuel: number | null;
   /** The CPU cap, or null for none. */
   cpu: CpuCap | null;
+  /** Fuel between two checkpoints that may preempt the guest (shared placement); absent: the CPU cap's, or the whole budget. */
+  sliceFuel?: number;
   /** Rate limit of hypercalls as a whole, or null for none. */
   hypercallRate: ResolvedRateLimit | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
@@ -91,7 +93,24 @@ export type WorkerOutcome =
   | { kind: 'exit'; code: number }
   | { kind: 'error'; error: ErrorCode; message: string };
 
+/** Lifecycle messages of one partition's run, worker → root (a shared worker adds the partition's slot). */
 export type WorkerMessage = { type: 'running' } | { type: 'ready' } | { type: 'done'; outcome: WorkerOutcome };
+
+/** How a worker starts (its workerData): what it hosts and whether it may host a second partition. */
+export interface WorkerBoot {
+  role: 'dedicated';
+  /**
+   * A dedicated worker serves one partition, then ends. With `reuse` (the embedder's opt-in,
+   * HypervisorOptions.reuseWorkers) it takes another assignment after its partition ended.
+   */
+  reuse: boolean;
+}
+
+/** Root → dedicated worker: run this partition. */
+export interface AssignMessage {
+  type: 'assign';
+  init: WorkerInit;
+}
 
 /** A violation as carried on the event ring (JSON) and emitted by the partition. */
 export interface ViolationRecord {

@@ -1,0 +1,30 @@
+import type { WorkerInit } from '../channel/protocol.ts';
+
+/**
+ * Where one run of a partition executes, as the root sees it: the seam between a partition's
+ * handle (host/partition/) and the logical processors the scheduler owns. A dedicated worker
+ * from the warm pool, a slot on a shared worker, and (later) a child process all look alike to
+ * a run: it launches with its init (plain data, the module and its channels), hears lifecycle
+ * messages and the executor's end, and can kill it.
+ *
+ * The run's traffic itself (console, calls, results, violations) does not pass through here:
+ * it flows on the channels in the init (host/channel/), which every placement carries.
+ */
+export interface RunHost {
+  readonly placement: 'dedicated' | 'shared';
+  /** Hands the run to its executor; what the executor says comes back through `events`. */
+  launch(init: WorkerInit, events: RunHostEvents): void;
+  /** Ends the run now (a dedicated worker is terminated); `events.exit` follows. */
+  kill(): void;
+  /** The run reported `done`: the executor is free (a dedicated worker ends, or returns to the pool with reuse). */
+  release(): void;
+}
+
+export interface RunHostEvents {
+  /** A lifecycle message of this run (unchecked: the run validates it). */
+  message(message: unknown): void;
+  /** The executor reported an error (e.g. it ran out of heap); its exit follows. */
+  error(error: unknown): void;
+  /** The executor can no longer report for this run (it exited, or was terminated). */
+  exit(code: number): void;
+}

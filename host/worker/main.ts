@@ -1,0 +1,45 @@
+/**
+ * The worker entry point (dist/worker.js): the inside of a logical processor. A dedicated worker
+ * is started before it is needed (the root's warm pool), waits for one assignment, runs that
+ * partition to its end on this thread and reports how it ended; then it ends, unless the
+ * embedder opted in to reusing workers (host/scheduler/warm-pool.ts says why that is off by default).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { AssignMessage, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import { runDedicated } from './context.ts';
+import { classify } from './outcome.ts';
+import { warmUp } from './warmup.ts';
+
+function post(message: WorkerMessage): void {
+  parentPort!.postMessage(message);
+}
+
+function serve(message: AssignMessage): void {
+  let outcome: WorkerOutcome;
+  try {
+    outcome = runDedicated(message.init, post);
+  } catch (error) {
+    outcome = classify(error);
+  }
+  post({ type: 'done', outcome });
+}
+
+if (parentPort !== null) {
+  const boot = workerData as WorkerBoot;
+  const port = parentPort;
+  const onMessage = (message: AssignMessage): void => {
+    if (message?.type !== 'assign') return;
+    // Never a second partition in a worker that was not made for reuse: the root enforces it
+    // too, and this side refuses even if the root were wrong.
+    if (!boot.reuse) port.off('message', onMessage);
+    serve(message);
+    if (!boot.reuse) port.close();
+  };
+  port.on('message', onMessage);
+  // While nothing is assigned yet: compile the start path once (an assignment waits at most this long).
+  try {
+    warmUp();
+  } catch {
+    // Only an optimisation: a worker that could not warm up still serves its partition.
+  }
+}
