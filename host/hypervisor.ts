@@ -6,7 +6,8 @@ import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices, type DevicesSpec } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
-import { Scheduler, type SchedulerStats } from './scheduler/scheduler.ts';
+import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
+import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
 import type { CpuCap } from './channel/protocol.ts';
 import { resolveRateLimit, type RateLimitSpec, type ResolvedRateLimit } from './limits/rate-limiter.ts';
 import { ModuleCache } from './loader/compile.ts';
@@ -22,7 +23,7 @@ import { resolveWasi, type ResolvedWasi, type WasiSpec } from './wasi/config.ts'
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
-import { MAX_CALL_BYTES, channelBytes, channelSizes } from './limits/sizes.ts';
+import { MAX_CALL_BYTES, channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
 
 /** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
 function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
@@ -84,6 +85,23 @@ export interface CpuLimit {
 /** Warm dedicated workers kept ready by default (HypervisorOptions.warmWorkers). */
 export const DEFAULT_WARM_WORKERS = 2;
 
+/** A shared partition's time slice by default, ms (HypervisorOptions.sliceMs). */
+export const DEFAULT_SLICE_MS = 10;
+
+/**
+ * Host memory one shared partition may take beyond its linear memory and channels (its
+ * instance, dispatcher, devices and the root's handle), for admission: what bench/density.mjs
+ * measures stays under it.
+ */
+export const SHARED_PARTITION_BYTES = 256 * 1024;
+
+/** Validated here until the spec and options schema (host/schema/) covers it. */
+function placementOption(value: unknown, what: string): Placement | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'dedicated' && value !== 'shared') throw new InvalidArgumentError(`${what} must be 'dedicated' or 'shared', got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
 export const CPU_SLICE_FUEL = 200_000;
 
@@ -125,6 +143,13 @@ export interface PartitionSpec {
    * otherwise), implemented in the partition over its devices and a virtual file system.
    */
   wasi?: WasiSpec;
+  /**
+   * Where the partition runs: `'dedicated'`, a worker thread of its own (a warm one when the pool
+   * has one), or `'shared'`, a worker thread that time-slices many partitions, each still its
+   * own instance, memory, devices and counters (see README, "Placement"). Default: the
+   * hypervisor's `placement`.
+   */
+  placement?: Placement;
 }
 
 export interface HypervisorOptions {
@@ -171,6 +196,20 @@ export interface HypervisorOptions {
    * partition is created. 0 to spawn each worker on demand. Default 2 (at most 64).
    */
   warmWorkers?: number;
+  /** Placement of partitions whose spec does not choose one. Default 'dedicated'. */
+  placement?: Placement;
+  /** Most shared worker threads (started on demand). Default: the number of cores (at most 256). */
+  sharedWorkers?: number;
+  /**
+   * Longest a shared partition holds its worker while others wait, ms (1 .. 1000); it is then
+   * preempted at its next fuel checkpoint. Default 10.
+   */
+  sliceMs?: number;
+  /**
+   * JS heap limit of each shared worker, MiB (16 .. 16384). A shared worker that runs out of heap
+   * ends every partition on it with ERR_KILLED (reactors restart per their policy). Default 2048.
+   */
+  sharedWorkerHeapMb?: number;
   /**
    * Let a dedicated worker that has run a partition serve the next one. Default false: a thread
    * that ran a guest is never handed to another partition (docs/THREAT-MODEL.md, "Worker reuse").
@@ -269,8 +308,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   /** The virtual switch every granted NIC plugs into (host/net/switch.ts). */
   private readonly switch = new VirtualSwitch();
   private readonly forwards = new Set<PortForward>();
-  /** The logical processors: warm dedicated workers (host/scheduler/). */
+  /** The logical processors: warm dedicated workers and shared workers (host/scheduler/). */
   private readonly sched: Scheduler;
+  private readonly placement: Placement;
   private readonly hostEndpoints = new Set<NetEndpoint>();
 
   constructor(options: HypervisorOptions = {}) {
@@ -296,10 +336,18 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.memoryBudget = limit(options.memoryBudgetBytes, Math.floor(os.totalmem() / 2), 'memoryBudgetBytes', 0, Number.MAX_SAFE_INTEGER);
     // Validated here until the options schema (host/schema/) covers them.
     if (options.reuseWorkers !== undefined && typeof options.reuseWorkers !== 'boolean') throw new InvalidArgumentError('reuseWorkers must be a boolean');
-    this.sched = new Scheduler({
-      warmWorkers: limit(options.warmWorkers, DEFAULT_WARM_WORKERS, 'warmWorkers', 0, 64),
-      reuseWorkers: options.reuseWorkers === true,
-    });
+    this.placement = placementOption(options.placement, 'placement') ?? 'dedicated';
+    this.sched = new Scheduler(
+      {
+        warmWorkers: limit(options.warmWorkers, DEFAULT_WARM_WORKERS, 'warmWorkers', 0, 64),
+        reuseWorkers: options.reuseWorkers === true,
+        sharedWorkers: limit(options.sharedWorkers, Math.min(256, defaultSharedWorkers()), 'sharedWorkers', 1, 256),
+        sliceMs: limit(options.sliceMs, DEFAULT_SLICE_MS, 'sliceMs', 1, 1000),
+        spinMicros: this.callSpinMicros,
+        sharedWorkerHeapMb: limit(options.sharedWorkerHeapMb, DEFAULT_SHARED_WORKER_HEAP_MB, 'sharedWorkerHeapMb', 16, 16384),
+      },
+      this.placement,
+    );
     if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
       throw new InvalidArgumentError('dataDir must be a non-empty path');
     }
@@ -363,6 +411,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const maxOutputBytes = limit(l.maxOutputBytes, this.defaults.maxOutputBytes, 'limits.maxOutputBytes', 0, MAX_CALL_BYTES);
     const maxQueuedCalls = limit(l.maxQueuedCalls, this.defaults.maxQueuedCalls, 'limits.maxQueuedCalls', 0, 1_000_000);
     const callTimeoutMs = limit(l.callTimeoutMs, this.defaults.callTimeoutMs, 'limits.callTimeoutMs', 1, Infinity);
+    const placement = placementOption(spec.placement, 'placement') ?? this.placement;
 
     // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
     // together promise more than the budget; give it back if anything below refuses.
@@ -374,14 +423,14 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       maxOutputBytes,
       maxLineBytes: devices.console?.maxLineBytes ?? null,
       inputBufferBytes: devices.console?.inputBufferBytes ?? null,
-      placement: 'dedicated',
+      placement,
     });
     const reservation =
       memoryPages * 65536 +
       // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
       // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
       (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
-      WORKER_MEMORY_BYTES +
+      (placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
       channelBytes(channels) +
       // A call's input and output, held whole while the call runs (its chunks pass through the rings).
       (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
@@ -405,7 +454,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         cache: this.cache,
         // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
         fuel: fuel !== undefined || cpu !== null,
+        // A shared partition is preempted at fuel checkpoints and suspended in blocking calls.
+        suspendable: placement === 'shared',
       });
+      if (placement === 'shared' && (loaded.info.memories[0]?.initial ?? 0) < 1) {
+        throw new InvalidArgumentError(`placement 'shared' needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
+      }
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
       // The name is reserved while the image opens, so two creations cannot race for one disk.
@@ -458,7 +512,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
-      host: () => this.sched.host(),
+      host: () => this.sched.host(placement),
+      // Shared: fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
+      ...(placement === 'shared' ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
       wasi,
       net,
@@ -468,7 +524,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       },
     });
     self = partition;
-    this.sched.warm();
+    if (placement === 'dedicated') this.sched.warm();
     partition.on('violation', (v) => this.emit('violation', v));
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));

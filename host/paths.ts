@@ -12,3 +12,6 @@ export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);
+
+/** The bundled transform worker (binaryen passes off the root's thread). */
+export const transformScript: URL = new URL('dist/transform.js', packageRoot);

@@ -3,6 +3,7 @@ import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { NetInit } from '../devices/net.ts';
+import type { MessagePort } from 'node:worker_threads';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -96,14 +97,37 @@ export type WorkerOutcome =
 /** Lifecycle messages of one partition's run, worker → root (a shared worker adds the partition's slot). */
 export type WorkerMessage = { type: 'running' } | { type: 'ready' } | { type: 'done'; outcome: WorkerOutcome };
 
-/** How a worker starts (its workerData): what it hosts and whether it may host a second partition. */
-export interface WorkerBoot {
-  role: 'dedicated';
-  /**
-   * A dedicated worker serves one partition, then ends. With `reuse` (the embedder's opt-in,
-   * HypervisorOptions.reuseWorkers) it takes another assignment after its partition ended.
-   */
-  reuse: boolean;
+/** How a worker starts (its workerData): what it hosts. */
+export type WorkerBoot =
+  | {
+      role: 'dedicated';
+      /**
+       * A dedicated worker serves one partition, then ends. With `reuse` (the embedder's opt-in,
+       * HypervisorOptions.reuseWorkers) it takes another assignment after its partition ended.
+       */
+      reuse: boolean;
+    }
+  | {
+      role: 'shared';
+      /** Rung by the root for a partition whose rings moved, or for a control message (host/channel/doorbell.ts). */
+      doorbell: SharedArrayBuffer;
+      /** Control messages (SharedControl), pulled synchronously by the scheduler. */
+      control: MessagePort;
+      /** The worker's own counters (WorkerStat). */
+      stats: SharedArrayBuffer;
+      /** Wall time a partition may hold the thread while others wait, ms. */
+      sliceMs: number;
+      /** How long the idle scheduler polls its doorbell before it sleeps, µs. */
+      spinMicros: number;
+    };
+
+/** Root → shared worker, on its control port (then the doorbell's control slot is rung). */
+export type SharedControl = { type: 'add'; slot: number; init: WorkerInit } | { type: 'kill'; slot: number; outcome: WorkerOutcome };
+
+/** Shared worker → root: one partition's lifecycle message, by its slot. */
+export interface SharedEvent {
+  slot: number;
+  message: WorkerMessage;
 }
 
 /** Root → dedicated worker: run this partition. */

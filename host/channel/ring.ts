@@ -22,6 +22,10 @@ const TAIL = 1;
 const CLOSED = 2;
 const WSEQ = 3;
 const RSEQ = 4;
+/** Bits a suspended consumer or producer in a shared worker sets to be woken through its doorbell. */
+const WANT = 5;
+const WANT_RECORD = 1;
+const WANT_ROOM = 2;
 const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
@@ -40,6 +44,13 @@ export class SharedRing {
   private readonly ctl: Int32Array;
   private readonly data: Uint8Array;
   private readonly mask: number;
+  /**
+   * Root side only: called after a write, read or close of this ring that the other side, a
+   * partition suspended in a shared worker, asked to hear about (`wantRecord`, `wantRoom`): a
+   * shared worker sleeps on one doorbell for all its partitions, not on each ring, so the root
+   * tells it which partition's ring moved. Null for a dedicated partition's rings.
+   */
+  onMove: (() => void) | null = null;
 
   /** Allocates the shared buffer for a ring of `capacity` data bytes (a power of two, >= 64). */
   static allocate(capacity: number): SharedArrayBuffer {
@@ -85,6 +96,23 @@ export class SharedRing {
     Atomics.notify(this.ctl, WSEQ);
     Atomics.add(this.ctl, RSEQ, 1);
     Atomics.notify(this.ctl, RSEQ);
+    this.moved(WANT_RECORD | WANT_ROOM);
+  }
+
+  /** Worker side: asks the root to ring this partition's doorbell at the next write (or close). */
+  wantRecord(): void {
+    Atomics.or(this.ctl, WANT, WANT_RECORD);
+  }
+
+  /** Worker side: asks the root to ring this partition's doorbell at the next read (room freed) or close. */
+  wantRoom(): void {
+    Atomics.or(this.ctl, WANT, WANT_ROOM);
+  }
+
+  private moved(bits: number): void {
+    if (this.onMove === null || (Atomics.load(this.ctl, WANT) & bits) === 0) return;
+    Atomics.and(this.ctl, WANT, ~bits);
+    this.onMove();
   }
 
   /**
@@ -105,6 +133,7 @@ export class SharedRing {
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
     Atomics.notify(this.ctl, WSEQ);
+    this.moved(WANT_RECORD);
     return true;
   }
 
@@ -243,6 +272,7 @@ export class SharedRing {
     Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, RSEQ, 1);
     Atomics.notify(this.ctl, RSEQ);
+    this.moved(WANT_ROOM);
   }
 
   // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.

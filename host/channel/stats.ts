@@ -47,11 +47,29 @@ export const Stat = {
   BLOCK_THROTTLED: 29,
   /** Fuel consumed by a metered partition (fuel budget or CPU cap), in total; updated at each CPU-cap checkpoint and at the end. */
   WORK_FUEL: 30,
+  /** Shared placement: time slices the partition ran, times it was preempted, times it waited for something, and time it waited for a slice (ms). */
+  SCHED_SLICES: 31,
+  SCHED_PREEMPTIONS: 32,
+  SCHED_WAITS: 33,
+  SCHED_WAIT_MS: 34,
 } as const;
+
+/** Counters of a shared worker (Float64 slots; the worker writes, the root reads). */
+export const WorkerStat = {
+  /** Partitions hosted. */
+  CONTEXTS: 0,
+  /** Partitions ready to run and waiting for the thread. */
+  RUN_QUEUE: 1,
+  SLICES: 2,
+  PREEMPTIONS: 3,
+  /** Times the thread found nothing to run and slept. */
+  IDLE_WAITS: 4,
+} as const;
+export const WORKER_STAT_SLOTS = 8;
 export type StatName = keyof typeof Stat;
 
 const callNames = Object.keys(HvCall) as HvCallName[];
-const CALL_BASE = 32;
+const CALL_BASE = 40;
 /** Slot for per-call counters: one per ABI call, then one for unknown codes. */
 const callSlot = new Map<number, number>(callNames.map((name, i) => [HvCall[name], CALL_BASE + i]));
 const OTHER_CALL_SLOT = CALL_BASE + callNames.length;
@@ -116,6 +134,12 @@ export interface PartitionMetrics {
   };
   /** The NIC's counters (its own block; filled in by the Partition), or null when net is not granted. */
   net: NetMetrics | null;
+  /**
+   * Scheduling in a shared worker (all 0 in a dedicated one): time slices run, preemptions (the
+   * slice was spent while others waited), waits (suspended until input, room or a time), and
+   * the time spent ready but waiting for the thread, ms.
+   */
+  sched: { slices: number; preemptions: number; waits: number; waitMs: number };
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -163,5 +187,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       block: { calls: s[Stat.BLOCK_THROTTLED]!, waitedMs: s[Stat.BLOCK_THROTTLED_MS]! },
     },
     net: null,
+    sched: { slices: s[Stat.SCHED_SLICES]!, preemptions: s[Stat.SCHED_PREEMPTIONS]!, waits: s[Stat.SCHED_WAITS]!, waitMs: s[Stat.SCHED_WAIT_MS]! },
   };
 }

@@ -61,8 +61,8 @@ type ExpressionRef = number;
 
 let binaryenPromise: Promise<Binaryen> | null = null;
 
-/** Loads binaryen once per process, on first use: it takes about a second to load. */
-function loadBinaryen(): Promise<Binaryen> {
+/** Loads binaryen once per thread, on first use: it takes about a second to load. */
+export function loadBinaryen(): Promise<Binaryen> {
   binaryenPromise ??= import('binaryen').then((m) => m.default);
   return binaryenPromise;
 }
@@ -72,7 +72,7 @@ function loadBinaryen(): Promise<Binaryen> {
  * that changes how binaryen encodes plain modules (GC and friends would enable new type
  * encodings); the policy refuses GC types, shared and 64-bit memories before we get here.
  */
-function features(b: Binaryen): number {
+export function binaryenFeatures(b: Binaryen): number {
   const f = b.Features;
   return (
     f.MutableGlobals |
@@ -204,7 +204,7 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
   try {
     // binaryen.js 132 takes the features as readBinary's second argument (its typings lag).
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
-    module = read(bytes, features(b));
+    module = read(bytes, binaryenFeatures(b));
   } catch (error) {
     throw new InternalError(`fuel instrumentation could not read the module: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }

@@ -1,6 +1,7 @@
 import { FeatureDeniedError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { ModuleCache, compileModule } from './compile.ts';
-import { INSTRUMENTATION_VERSION, instrumentFuel } from './instrument.ts';
+import { INSTRUMENTATION_VERSION } from './instrument.ts';
+import { ASYNCIFY_VERSION, transformModule } from './transform.ts';
 import { checkIntegrity, validateIntegrityOptions } from './integrity.ts';
 import { measure } from './measure.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
@@ -37,6 +38,11 @@ export interface LoadOptions {
    * without a fuel limit runs the bytes as clamped and never loads binaryen.
    */
   fuel?: boolean;
+  /**
+   * Make the module suspendable for shared placement (fuel instrumentation, then Asyncify; see
+   * asyncify.ts). Default false.
+   */
+  suspendable?: boolean;
 }
 
 /** A module that passed every step, compiled and ready to hand to a partition's worker. */
@@ -103,9 +109,11 @@ export async function loadModule(source: ModuleSource, options: LoadOptions = {}
   const measurement = measure(original);
   checkIntegrity(measurement, options);
   const clamped = applyClampPlan(original, info, plan);
-  const fuelMetered = options.fuel === true;
-  const key = cacheKey(measurement, plan, fuelMetered);
-  const bytes = fuelMetered ? await instrumentedBytes(key, clamped) : clamped;
+  const suspendable = options.suspendable === true;
+  const fuelMetered = options.fuel === true || suspendable;
+  const key = cacheKey(measurement, plan, fuelMetered, suspendable);
+  // binaryen's passes run in the transform worker, never on the root's event loop.
+  const bytes = fuelMetered ? await instrumentedBytes(key, () => transformModule(clamped, suspendable)) : clamped;
   const module = options.cache !== undefined ? await options.cache.compile(key, bytes) : await compileModule(bytes);
   return { measurement, info, plan, bytes, fuelMetered, originalSize: original.length, module };
 }
@@ -121,7 +129,7 @@ export const instrumentationCache = { hits: 0, misses: 0 };
  * module), so its output is kept per key even when the caller has no ModuleCache, and
  * concurrent loads of one key share one run. A failed run is not kept.
  */
-function instrumentedBytes(key: string, clamped: Uint8Array): Promise<Uint8Array> {
+function instrumentedBytes(key: string, transform: () => Promise<Uint8Array>): Promise<Uint8Array> {
   const held = instrumented.get(key);
   if (held !== undefined) {
     instrumentationCache.hits++;
@@ -130,7 +138,7 @@ function instrumentedBytes(key: string, clamped: Uint8Array): Promise<Uint8Array
     return held;
   }
   instrumentationCache.misses++;
-  const promise = instrumentFuel(clamped).then((r) => r.bytes);
+  const promise = transform();
   instrumented.set(key, promise);
   promise.catch(() => {
     if (instrumented.get(key) === promise) instrumented.delete(key);
@@ -187,10 +195,11 @@ function withSig<T extends object>(item: T, sig: FuncSig | undefined): T & { sig
  * The cache key: measurement plus every planned maximum (`-` for "unchanged"), plus
  * `/fuel<version>` for fuel-metered bytes (absent: the bytes are not instrumented).
  */
-export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = false): string {
+export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = false, suspendable = false): string {
   const max = (m: number | null): string => (m === null ? '-' : String(m));
   const fuel = fuelMetered ? `/fuel${INSTRUMENTATION_VERSION}` : '';
-  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}`;
+  const async = suspendable ? `/async${ASYNCIFY_VERSION}` : '';
+  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}${async}`;
 }
 
 /**

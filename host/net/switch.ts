@@ -84,6 +84,8 @@ export interface NicAttachment {
   stats: Float64Array;
   /** Unplugs the NIC: its rings close, the root's copies of frames are zeroed. Idempotent. */
   detach(): void;
+  /** Called when the switch moves one of the NIC's rings that a partition in a shared worker waits on (see SharedRing.onMove). */
+  setWake(wake: () => void): void;
 }
 
 export interface SwitchCounters {
@@ -155,6 +157,9 @@ export class VirtualSwitch {
       },
       address,
       stats: nic.stats,
+      setWake: (wake) => {
+        tx.onMove = rx.onMove = wake;
+      },
       detach: () => this.remove(nic),
     };
   }

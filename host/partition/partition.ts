@@ -107,6 +107,8 @@ export interface PartitionConfig {
   channels: ChannelSizes;
   /** Where each run executes: a new place per run (a restarted reactor never reuses its poisoned one). */
   host: () => RunHost;
+  /** Shared placement: fuel between checkpoints at which the guest may be preempted. */
+  sliceFuel?: number;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
@@ -200,6 +202,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.measurement = config.measurement;
     this.inputRing = new SharedRing(SharedRing.allocate(config.channels.input));
     this.consoleInput = new ConsoleInput(this.inputRing, config.devices.console?.inputBufferBytes ?? 0);
+    // A partition suspended in a shared worker hears of input (and, for its NIC, of frames and
+    // freed room) through its worker's doorbell; a dedicated run ignores the wake.
+    this.inputRing.onMove = () => this.run?.wake();
+    config.net?.setWake(() => this.run?.wake());
     if (config.devices.console === null) this.inputRing.close();
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
@@ -234,6 +240,16 @@ export class Partition extends EventEmitter<PartitionEvents> {
   get netAddressString(): string | null {
     const a = this.config.net?.address;
     return a === undefined ? null : formatAddress(a);
+  }
+
+  /** Where the current run executes ('dedicated' or 'shared'), or null when it is not running. */
+  get placement(): 'dedicated' | 'shared' | null {
+    return this.run?.placement ?? null;
+  }
+
+  /** The worker running it (a thread id for a dedicated worker, a shared worker's number), or null. */
+  get workerId(): number | null {
+    return this.run?.workerId ?? null;
   }
 
   /** Page limit the guest's memory was clamped to. */
@@ -421,6 +437,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         spinMicros: c.spinMicros,
         fuel: c.fuel,
         cpu: c.cpu ?? null,
+        ...(c.sliceFuel !== undefined ? { sliceFuel: c.sliceFuel } : {}),
         hypercallRate: c.hypercallRate ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
         block: c.block

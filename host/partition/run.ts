@@ -61,6 +61,7 @@ export class WorkerRun {
   ) {
     this.events = new SharedRing(SharedRing.allocate(channels.events));
     this.calls = new SharedRing(SharedRing.allocate(channels.calls));
+    if (host.placement === 'shared') this.events.onMove = this.calls.onMove = () => host.wake();
     const maxLine = init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES;
     const maxResult = 4 + init.maxOutputBytes;
     // What the worker may send, per kind: anything else is a protocol violation (see drain).
@@ -80,9 +81,10 @@ export class WorkerRun {
       this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit, {
         message: (message) => this.guard(() => this.onMessage(message, running)),
         error: (error) => (this.workerError = error),
-        exit: (code) =>
+        exit: (code, outcome) =>
           this.guard(() => {
             running();
+            if (outcome !== undefined) this.outcome ??= outcome;
             this.finish(code);
           }),
       });
@@ -104,8 +106,11 @@ export class WorkerRun {
     if (m?.type === 'running') running();
     else if (m?.type === 'ready') this.on.ready();
     else if (m?.type === 'done' && isOutcome(m.outcome)) {
-      // The run is over: everything it wrote is in the ring (written before this message).
-      this.outcome = m.outcome;
+      // The run is over: everything it wrote is in the ring (written before this message). A
+      // shared worker ends a killed partition itself and echoes the kill's outcome: still a kill.
+      const k = this.killOutcome;
+      const echo = k !== null && k.kind === 'error' && m.outcome.kind === 'error' && m.outcome.error === k.error && m.outcome.message === k.message;
+      this.outcome = echo ? k : m.outcome;
       this.host.release();
       running();
       this.finish(0);
@@ -155,7 +160,7 @@ export class WorkerRun {
   kill(outcome: WorkerOutcome): void {
     if (this.ended || this.killOutcome !== null) return;
     this.killOutcome = outcome;
-    this.host.kill();
+    this.host.kill(outcome);
   }
 
   /** Asks a reactor to stop taking calls; it finishes the current one and exits normally. */
@@ -300,6 +305,20 @@ export class WorkerRun {
     new Uint8Array(this.events.sab).fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
+  }
+
+  /** Tells a shared worker that a ring of this run moved (console input, a frame). */
+  wake(): void {
+    if (!this.ended) this.host.wake();
+  }
+
+  /** Which worker runs it (a thread id, or a shared worker's number), or null. */
+  get workerId(): number | null {
+    return this.host.workerId;
+  }
+
+  get placement(): 'dedicated' | 'shared' {
+    return this.host.placement;
   }
 
   /** True when the run ended because the host killed it (watchdog, stop). */

@@ -13,6 +13,13 @@ export class DedicatedHost implements RunHost {
   private worker: Worker | null = null;
   private done = false;
 
+  get workerId(): number | null {
+    return this.worker?.threadId ?? null;
+  }
+
+  /** A dedicated worker waits on its own rings: nothing to ring. */
+  wake(): void {}
+
   constructor(private readonly pool: WarmPool) {}
 
   launch(init: WorkerInit, events: RunHostEvents): void {

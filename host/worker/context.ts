@@ -13,7 +13,8 @@ import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
 import { Dispatcher, FuelExhausted } from '../abi/dispatcher.ts';
 import { GuestMemory } from '../abi/guest-memory.ts';
 import { threadBlocker, type Blocker, type WaitCondition } from '../channel/blocker.ts';
-import { MessageReader, MessageSender } from '../channel/message.ts';
+import { MessageReader } from '../channel/message.ts';
+import { Outbox } from './outbox.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { Stat } from '../channel/stats.ts';
@@ -48,9 +49,11 @@ export type Step = { kind: 'ended'; outcome: WorkerOutcome } | { kind: 'wait'; w
  * blocks its thread and calls exports directly; a shared one suspends (host/worker/suspend.ts).
  */
 export interface Placement {
+  /** True when a wait blocks the thread (dedicated); false when it suspends the guest (shared). */
+  readonly blocksThread: boolean;
   readonly blocker: Blocker;
-  /** Lines the console finishes (null: straight into the event ring, waiting for room). */
-  readonly sink: ((events: SharedRing) => LineSink) | null;
+  /** Where the console's lines go (null: straight into the event ring, waiting for room). */
+  readonly sink: ((outbox: Outbox) => LineSink) | null;
   /** Extra imports and exports the placement's code transform added (e.g. Asyncify); null for none. */
   bind(instance: WebAssembly.Instance, memory: WebAssembly.Memory): void;
   /**
@@ -67,6 +70,8 @@ export interface Placement {
   wrapImport<F extends (...args: never[]) => unknown>(name: string, fn: F, redo: (on: boolean) => void): F;
   /** Called at every fuel checkpoint after the budget and the CPU cap: may preempt the guest. */
   checkpoint(): void;
+  /** The CPU cap's pause until `deadline`; `then` runs when it is over (at once after a blocking sleep, or when the guest resumes). */
+  pause(deadline: number, then: () => void): void;
 }
 
 /** Returned by `Placement.invoke` for a guest that was unwound. */
@@ -74,6 +79,7 @@ export const SUSPENDED: unique symbol = Symbol('suspended');
 
 /** The dedicated worker's placement: nothing is ever suspended. */
 export const blockingPlacement: Placement = {
+  blocksThread: true,
   blocker: threadBlocker,
   sink: null,
   bind() {},
@@ -82,9 +88,16 @@ export const blockingPlacement: Placement = {
   unwinding: () => false,
   wrapImport: (_name, fn) => fn,
   checkpoint() {},
+  pause(deadline, then) {
+    threadBlocker.sleep(deadline);
+    then();
+  },
 };
 
-type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'ended';
+type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'closing' | 'ended';
+
+/** Bytes of console lines a shared partition may have queued before its writes wait. */
+const OUTBOX_BYTES = 65536;
 
 export class PartitionContext {
   readonly name: string;
@@ -108,13 +121,18 @@ export class PartitionContext {
   private readonly governor: CpuGovernor | null;
   private readonly meter: { budget: number; base: number; slice: number; spentBefore: number };
   private readonly sliceFuel: number;
+  /**
+   * metrics.cpu.fuel is the work of a partition with a fuel budget or a CPU cap; a shared
+   * partition is metered only to be scheduled, and reports none, as it would in a dedicated worker.
+   */
+  private readonly reportsWork: boolean;
   private readonly base: { pausedMs: number; pauses: number; cpuMs: number; work: number };
   private busySince: number | null = null;
   private busyMs = 0;
   private readonly reader: MessageReader | null;
   private current: { fn: () => unknown; name: string } | null = null;
-  private result: MessageSender | null = null;
-  private resultBytes: Uint8Array | null = null;
+  /** Messages on their way into the event ring, in order (results; a shared partition's lines). */
+  readonly outbox: Outbox;
   private outcome: WorkerOutcome | null = null;
 
   constructor(
@@ -128,7 +146,8 @@ export class PartitionContext {
     this.input = new SharedRing(init.input);
     this.calls = new SharedRing(init.calls);
     const stats = this.stats;
-    this.devices = wireDevices(init, { events: this.events, input: this.input }, stats, placement.blocker, placement.sink?.(this.events) ?? null);
+    this.outbox = new Outbox(this.events, OUTBOX_BYTES);
+    this.devices = wireDevices(init, { events: this.events, input: this.input }, stats, placement.blocker, placement.sink?.(this.outbox) ?? null);
     this.dispatcher = new Dispatcher({
       memory: this.memory,
       devices: this.devices.all,
@@ -138,11 +157,15 @@ export class PartitionContext {
       hypercallRate: init.hypercallRate,
       sleep: (ms) => placement.blocker.sleep(performance.now() + ms),
       onViolation: (v: ViolationRecord) => {
-        // Never blocks: a guest must not be able to stall itself on its own violation reports.
-        if (!this.events.tryWrite(EventKind.VIOLATION, violationRecord(v))) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
+        // Never blocks: a guest must not be able to stall itself on its own violation reports. A
+        // shared partition's small ring is backed by its outbox (bounded, flushed by the scheduler).
+        const record = violationRecord(v);
+        const sent = placement.sink === null ? this.events.tryWrite(EventKind.VIOLATION, record) : this.outbox.offer(EventKind.VIOLATION, record);
+        if (!sent) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
       },
     });
-    const metered = init.fuel !== null || init.cpu !== null;
+    // Metered for a fuel budget, a CPU cap, or shared placement (its checkpoints are the preemption points).
+    const metered = init.fuel !== null || init.cpu !== null || init.sliceFuel !== undefined;
     // The counter is handed out in slices: each time a slice is spent the hook runs (the CPU cap's
     // periodic interrupt, a shared worker's preemption point) and refills it with the next slice,
     // at most what is left of the budget. The run stops where the whole budget would have: the
@@ -151,21 +174,13 @@ export class PartitionContext {
     // worker. `meter`: the budget in force (a reactor's is per call), the fuel consumed before
     // the current slice, the slice's size, and the fuel spent under earlier budgets.
     this.sliceFuel = init.sliceFuel ?? init.cpu?.sliceFuel ?? Infinity;
+    this.reportsWork = init.fuel !== null || init.cpu !== null;
     const firstBudget = init.fuel ?? UNLIMITED_FUEL;
     this.meter = { budget: firstBudget, base: 0, slice: Math.min(this.sliceFuel, firstBudget), spentBefore: 0 };
     this.base = { pausedMs: stats[Stat.CPU_PAUSED_MS]!, pauses: stats[Stat.CPU_PAUSES]!, cpuMs: stats[Stat.CPU_TIME_MS]!, work: stats[Stat.WORK_FUEL]! };
+    // Paused through the placement (checkpoint: due() and resumed()), never by its own sleep.
     this.governor = init.cpu
-      ? new CpuGovernor({
-          maxPercent: init.cpu.maxPercent,
-          periodMs: init.cpu.periodMs,
-          now: () => performance.now(),
-          // The pause is counted before it starts, so a partition killed while paused reports it.
-          sleep: (ms) => {
-            stats[Stat.CPU_PAUSES]!++;
-            stats[Stat.CPU_PAUSED_MS]! += ms;
-            placement.blocker.sleep(performance.now() + ms);
-          },
-        })
+      ? new CpuGovernor({ maxPercent: init.cpu.maxPercent, periodMs: init.cpu.periodMs, now: () => performance.now(), sleep: () => {} })
       : null;
     if (init.fuel !== null) stats[Stat.FUEL_BUDGET] = init.fuel;
     const redo = (on: boolean): void => this.dispatcher.setRedo(on);
@@ -194,19 +209,35 @@ export class PartitionContext {
     // The counter stays negative: a guest that catches this comes back here at its next checkpoint.
     if (this.fuel === null || total > this.meter.budget) throw (d.ending = new FuelExhausted(this.name, this.meter.budget));
     const s = this.stats;
-    if (this.governor !== null) {
-      this.governor.checkpoint();
-      // Counters are the partition's, cumulative over a reactor's restarts: this run's on top of `base`.
-      s[Stat.CPU_PAUSED_MS] = this.base.pausedMs + this.governor.pausedMs;
-      s[Stat.CPU_PAUSES] = this.base.pauses + this.governor.pauses;
+    const g = this.governor;
+    if (g !== null) {
+      const wait = g.due();
+      if (wait >= 0) {
+        // Counted before the pause starts, so a partition killed while paused reports it.
+        s[Stat.CPU_PAUSES]!++;
+        s[Stat.CPU_PAUSED_MS]! += wait;
+        this.placement.pause(performance.now() + wait, () => {
+          g.resumed();
+          this.syncCpu();
+        });
+      } else {
+        this.syncCpu();
+      }
     }
     s[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
-    s[Stat.WORK_FUEL] = this.base.work + this.meter.spentBefore + total;
+    if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + this.meter.spentBefore + total;
     this.meter.base = total;
     this.meter.slice = Math.min(this.sliceFuel, this.meter.budget - total);
     this.fuel.value = BigInt(this.meter.slice);
     // Last: the counter is refilled, so a guest preempted here resumes with its next slice.
     this.placement.checkpoint();
+  }
+
+  /** Counters are the partition's, cumulative over a reactor's restarts: this run's on top of `base`. */
+  private syncCpu(): void {
+    const g = this.governor!;
+    this.stats[Stat.CPU_PAUSED_MS] = this.base.pausedMs + g.pausedMs;
+    this.stats[Stat.CPU_PAUSES] = this.base.pauses + g.pauses;
   }
 
   /** Gives the next call a fresh budget (reactors): what the last one spent is kept in the total. */
@@ -224,7 +255,10 @@ export class PartitionContext {
    * paused it. Wall time: Node 20 has no per-thread CPU clock.
    */
   private busyClock(): number {
-    return this.busyMs + (this.busySince === null ? 0 : performance.now() - this.busySince) - (this.governor?.pausedMs ?? 0);
+    // A blocking pause passes on the clock and is taken off here; a shared partition's clock is
+    // stopped while it is off the thread, its pauses included.
+    const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
+    return this.busyMs + (this.busySince === null ? 0 : performance.now() - this.busySince) - paused;
   }
 
   /** Stops counting running time (waiting for a call, or another partition's slice in a shared worker). */
@@ -280,6 +314,8 @@ export class PartitionContext {
           break;
         }
         case 'idle': {
+          // The counter before the look: a call written in between still counts as news.
+          const seq = this.calls.writeSeq;
           const request = this.reader!.read();
           if (request !== null) {
             this.beginCall(request.bytes);
@@ -287,18 +323,27 @@ export class PartitionContext {
           }
           // The root closed the call ring: the reactor ends normally.
           if (this.calls.closed && this.calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
-          return { kind: 'wait', wait: { what: 'readable', ring: this.calls, seq: this.calls.writeSeq, deadline: Infinity } };
+          return { kind: 'wait', wait: { what: 'readable', ring: this.calls, seq, deadline: Infinity } };
         }
-        case 'result': {
+        case 'result':
+        case 'closing': {
           const seq = this.events.readSeq;
-          if (this.result!.pump()) {
-            this.result = null;
-            this.resultBytes!.fill(0);
-            this.resultBytes = null;
+          if (this.outbox.flush()) {
+            if (this.phase === 'closing') {
+              this.phase = 'ended';
+              break;
+            }
             this.phase = 'idle';
             break;
           }
-          if (this.events.closed) throw new Error('the root stopped reading results');
+          if (this.events.closed) {
+            this.outbox.discard();
+            if (this.phase === 'closing') {
+              this.phase = 'ended';
+              break;
+            }
+            throw new Error('the root stopped reading results');
+          }
           return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
         }
         case 'ended':
@@ -400,19 +445,20 @@ export class PartitionContext {
     const header = new Uint8Array(4);
     new DataView(header.buffer).setInt32(0, ret, true);
     // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
-    this.result = new MessageSender(this.events, EventKind.RESULT, [header, output]);
-    this.resultBytes = output;
+    this.outbox.push(EventKind.RESULT, [header, output], output);
     this.phase = 'result';
   }
 
   /** Ends the run with `outcome` and cleans up (once: flush devices, close WASI, scrub memory). */
   private end(outcome: WorkerOutcome): Step {
-    if (this.phase !== 'ended') {
-      this.phase = 'ended';
+    if (this.outcome === null) {
       this.outcome = outcome;
+      this.phase = 'closing';
       this.cleanup();
     }
-    return { kind: 'ended', outcome: this.outcome! };
+    // What the run wrote (its last lines, flushed by the console's close) reaches the ring
+    // before the run reports its end: the root stops reading at `done`.
+    return this.advance();
   }
 
   /**
@@ -427,7 +473,7 @@ export class PartitionContext {
       if (this.fuel !== null) {
         // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
         const total = this.meter.spentBefore + this.spent();
-        s[Stat.WORK_FUEL] = this.base.work + total;
+        if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + total;
         if (this.init.fuel !== null) s[Stat.FUEL_CONSUMED] = total;
       }
     } catch {
@@ -439,7 +485,6 @@ export class PartitionContext {
       try {
         for (const d of this.devices.all) d.close?.();
       } finally {
-        this.resultBytes?.fill(0);
         // Scrub: nothing the guest held outlives the run in this thread's heap.
         this.memory.scrub();
         this.instance = null;
@@ -447,10 +492,15 @@ export class PartitionContext {
     }
   }
 
-  /** Ends the context from outside (shared placement: the root stopped it); cleanup runs. */
+  /** Ends the context from outside (shared placement: the root stopped it); cleanup runs, nothing more is sent. */
   kill(outcome: WorkerOutcome): WorkerOutcome {
-    this.end(outcome);
-    return this.outcome!;
+    if (this.outcome === null) {
+      this.outcome = outcome;
+      this.cleanup();
+    }
+    this.outbox.discard();
+    this.phase = 'ended';
+    return this.outcome;
   }
 }
 

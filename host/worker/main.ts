@@ -1,11 +1,13 @@
 /**
- * The worker entry point (dist/worker.js): the inside of a logical processor. A dedicated worker
+ * The worker entry point (dist/worker.js): the inside of a logical processor. A shared worker
+ * runs the scheduler of host/worker/shared.ts for as long as it lives. A dedicated worker
  * is started before it is needed (the root's warm pool), waits for one assignment, runs that
  * partition to its end on this thread and reports how it ended; then it ends, unless the
  * embedder opted in to reusing workers (host/scheduler/warm-pool.ts says why that is off by default).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { AssignMessage, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import { SharedScheduler } from './shared.ts';
 import { runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
 import { warmUp } from './warmup.ts';
@@ -24,8 +26,12 @@ function serve(message: AssignMessage): void {
   post({ type: 'done', outcome });
 }
 
-if (parentPort !== null) {
-  const boot = workerData as WorkerBoot;
+if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
+  const boot = workerData as Extract<WorkerBoot, { role: 'shared' }>;
+  const port = parentPort;
+  new SharedScheduler({ ...boot, post: (event: SharedEvent) => port.postMessage(event) }).run();
+} else if (parentPort !== null) {
+  const boot = workerData as Extract<WorkerBoot, { role: 'dedicated' }>;
   const port = parentPort;
   const onMessage = (message: AssignMessage): void => {
     if (message?.type !== 'assign') return;

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type Violation } from '../../host/index.ts';
-import { collect, guest } from '../helpers.ts';
+import { collect, guest, hypervisor } from '../helpers.ts';
 
 let hv: Hypervisor;
 afterEach(async () => {
@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 function make(): Hypervisor {
-  hv = new Hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs: 10_000 } });
+  hv = hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs: 10_000 } });
   return hv;
 }
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { Hypervisor, type Partition, type PartitionExit } from '../../host/index.ts';
 import { EventKind } from '../../host/channel/protocol.ts';
-import { guest } from '../helpers.ts';
+import { guest, hypervisor } from '../helpers.ts';
 
 const escaped: unknown[] = [];
 const record = (error: unknown): void => {
@@ -28,7 +28,12 @@ afterAll(() => {
 /** The root's private handle on a partition's current run, as a compromised worker could reach it. */
 interface RunInternals {
   events: SharedRing;
-  host: { worker: { emit(event: string, value: unknown): boolean } | null };
+  host: { placement: 'dedicated' | 'shared'; worker: { emit(event: string, value: unknown): boolean } | null; events: { message(m: unknown): void } | null };
+}
+/** Delivers `message` to the root as if the partition's worker had sent it. */
+function forge(run: RunInternals, message: unknown): void {
+  if (run.host.placement === 'shared') run.host.events!.message(message);
+  else run.host.worker!.emit('message', message);
 }
 function runOf(p: Partition): RunInternals {
   const run = (p as unknown as { run: RunInternals | null }).run;
@@ -47,7 +52,7 @@ async function reactor(hv: Hypervisor, name: string, spec: Record<string, unknow
 
 describe('no exception from partition traffic reaches the event loop', () => {
   it('hostile guests: a flood, a spinner under a watchdog, a trap, an abort, a 17 MiB call stopped mid-transfer', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const flood = await hv.createPartition({ name: 'flood', module: guest('attack-flood'), devices: { console: true }, limits: { timeoutMs: 400 } });
     const trap = await hv.createPartition({ name: 'trap', module: guest('trap'), devices: { console: true } });
     const abort = await hv.createPartition({ name: 'abort', module: guest('abort'), devices: { console: true } });
@@ -70,7 +75,7 @@ describe('no exception from partition traffic reaches the event loop', () => {
   });
 
   it('a malformed record on the event ring (bad JSON, unknown kind, a header past the data) ends that partition with ERR_INTERNAL', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const forged: [string, (ring: SharedRing) => void][] = [
       ['bad json', (r) => r.tryWrite(EventKind.VIOLATION, new TextEncoder().encode('{"call": 1'))],
       ['unknown kind', (r) => r.tryWrite(77, new Uint8Array(8))],
@@ -106,10 +111,10 @@ describe('no exception from partition traffic reaches the event loop', () => {
   });
 
   it('a forged worker message (unknown type, bad outcome) ends that partition with ERR_INTERNAL', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     for (const message of [{ type: 'bogus' }, { type: 'done', outcome: { kind: 'error', error: 'ERR_NOPE', message: 1 } }, null, 42]) {
       const p = await reactor(hv, `forged-${Math.random().toString(36).slice(2, 8)}`);
-      runOf(p).host.worker!.emit('message', message);
+      forge(runOf(p), message);
       const exit = await p.exited;
       expect([exit.state, exit.reason]).toEqual(['killed', 'ERR_INTERNAL']);
     }
@@ -119,7 +124,7 @@ describe('no exception from partition traffic reaches the event loop', () => {
   });
 
   it('careless embedders: stop and destroy at every stage, calls with bad arguments, restarts torn down mid-backoff', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const created = await hv.createPartition({ name: 'never-started', module: guest('limits'), kind: 'reactor' });
     await created.destroy();
     await created.destroy();

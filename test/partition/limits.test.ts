@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type Partition } from '../../host/index.ts';
 import { MAX_CALL_BYTES, MAX_LINE_BYTES, MIN_LINE_BYTES } from '../../host/limits/sizes.ts';
-import { guest } from '../helpers.ts';
+import { guest, hypervisor } from '../helpers.ts';
 
 const MiB = 1 << 20;
 let hv: Hypervisor | null = null;
@@ -37,7 +37,7 @@ function pattern(n: number): Uint8Array {
 }
 
 async function limitsReactor(spec: Record<string, unknown> = {}, name = 'limits'): Promise<Partition> {
-  hv ??= new Hypervisor();
+  hv ??= hypervisor();
   const p = await hv.createPartition({ name, module: guest('limits'), kind: 'reactor', restart: 'never', ...spec });
   await p.start();
   return p;
@@ -69,7 +69,7 @@ describe('call payloads past 16 MiB (a ring record holds 2^24 - 1 bytes)', () =>
   });
 
   it('the largest accepted limit (64 MiB) is accepted, one byte more is refused with ERR_INVALID_ARGUMENT before loading', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     await expect(hv.createPartition({ name: 'x', module: guest('limits'), kind: 'reactor', limits: { maxInputBytes: MAX_CALL_BYTES + 1 } })).rejects.toMatchObject({
       code: 'ERR_INVALID_ARGUMENT',
       message: expect.stringContaining('limits.maxInputBytes'),
@@ -108,7 +108,7 @@ describe('ring sizes follow the limits they carry', () => {
   });
 
   it('console input lines up to 65536 bytes are taken even with the smallest input buffer; one more byte is refused', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'echo', module: guest('echo'), devices: { console: { inputBufferBytes: 64 } } });
     expect(p.writeLine('x'.repeat(65536))).toBe(true);
     expect(() => p.writeLine('x'.repeat(65537))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
@@ -118,7 +118,7 @@ describe('ring sizes follow the limits they carry', () => {
 
 describe('the accepted configuration space works (property)', () => {
   it('any accepted reactor spec starts, prints a line of its maxLineBytes, takes an input of its maxInputBytes and returns maxOutputBytes', async () => {
-    hv = new Hypervisor({ memoryBudgetBytes: 64 * 1024 * MiB });
+    hv = hypervisor({ memoryBudgetBytes: 64 * 1024 * MiB });
     const size = fc.oneof(
       fc.constantFrom(0, 1, 4095, 4096, 4097, 65532, 65536, 65537, (1 << 24) - 1, 1 << 24, MAX_CALL_BYTES),
       fc.integer({ min: 0, max: 200_000 }),
