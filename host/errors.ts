@@ -37,6 +37,18 @@ export const ErrorCodes = [
   'ERR_INTERNAL',
   /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
   'ERR_STORAGE',
+  /** Management API: no credential, or one that is malformed, unknown, expired or revoked. */
+  'ERR_UNAUTHENTICATED',
+  /** Management API: no such partition, token or route. */
+  'ERR_NOT_FOUND',
+  /** Management API: a request body over its size limit. */
+  'ERR_TOO_LARGE',
+  /** Management API: the caller's request rate is over its limit. */
+  'ERR_RATE_LIMITED',
+  /** A feature this build or this host does not provide (yet). */
+  'ERR_NOT_IMPLEMENTED',
+  /** The management client could not reach or verify the host (connection, TLS, certificate pin). */
+  'ERR_CONNECTION',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -142,6 +154,37 @@ export class StorageError extends WasmvisorError {
   }
 }
 
+export class UnauthenticatedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_UNAUTHENTICATED', message);
+  }
+}
+export class NotFoundError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message);
+  }
+}
+export class TooLargeError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_TOO_LARGE', message);
+  }
+}
+export class RateLimitedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_RATE_LIMITED', message);
+  }
+}
+export class NotImplementedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_NOT_IMPLEMENTED', message);
+  }
+}
+export class ConnectionError extends WasmvisorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CONNECTION', message, options);
+  }
+}
+
 const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> = {
   ERR_MODULE_INVALID: ModuleInvalidError,
   ERR_IMPORT_DENIED: ImportDeniedError,
@@ -159,6 +202,12 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
+  ERR_UNAUTHENTICATED: UnauthenticatedError,
+  ERR_NOT_FOUND: NotFoundError,
+  ERR_TOO_LARGE: TooLargeError,
+  ERR_RATE_LIMITED: RateLimitedError,
+  ERR_NOT_IMPLEMENTED: NotImplementedError,
+  ERR_CONNECTION: ConnectionError,
 };
 
 /** Rebuilds a typed error from its code and message (errors cross the worker boundary as plain data). */

@@ -15,3 +15,5 @@ export const guestsDir: URL = new URL('build/guests/', packageRoot);
 
 /** The bundled transform worker (binaryen passes off the root's thread). */
 export const transformScript: URL = new URL('dist/transform.js', packageRoot);
+/** The management plane's bundle (dist/mgmt.js), loaded by the CLI only for serve, token and cert. */
+export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);

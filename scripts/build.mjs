@@ -13,7 +13,7 @@ const all = !args.has('--host') && !args.has('--guests') && !args.has('--types')
 export async function buildHost() {
   await build({
     absWorkingDir: root,
-    entryPoints: { index: 'host/index.ts', worker: 'host/worker/main.ts', transform: 'host/loader/transform-worker.ts', cli: 'host/cli/main.ts' },
+    entryPoints: { index: 'host/index.ts', worker: 'host/worker/main.ts', transform: 'host/loader/transform-worker.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts' },
     outdir: 'dist',
     bundle: true,
     platform: 'node',

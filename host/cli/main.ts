@@ -15,6 +15,10 @@ import { formatInspection } from './inspect.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
+import { SERVE_USAGE, serveCommand } from './serve.ts';
+import { TOKEN_USAGE, tokenCommand } from './token.ts';
+import { CERT_USAGE, certCommand } from './cert.ts';
+import { REMOTE_USAGE, remoteCommand } from './remote.ts';
 import type { PreopenSpec, WasiSpec } from '../wasi/config.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
@@ -24,6 +28,10 @@ const USAGE = `Usage:
   wasmvisor inspect <guest.wasm> [--memory <pages>] [--wasi] [--json]
   wasmvisor delete <name> [--data-dir <dir>]
   wasmvisor demo
+${SERVE_USAGE}
+${TOKEN_USAGE}
+${CERT_USAGE}
+${REMOTE_USAGE}
   wasmvisor --help | --version
 
 run options:
@@ -57,7 +65,8 @@ its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the 
 Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
 125 refused before running (module, imports, features, limits, integrity), 134 ERR_GUEST_TRAP,
-137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 1 anything else.`;
+137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL, 77 ERR_UNAUTHENTICATED or ERR_ACCESS_DENIED,
+69 ERR_CONNECTION, 1 anything else. See docs/MANAGEMENT.md for serve and the remote commands.`;
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -81,6 +90,11 @@ export function exitStatus(code: ErrorCode): number {
       return 70;
     case 'ERR_STORAGE':
       return 74;
+    case 'ERR_UNAUTHENTICATED':
+    case 'ERR_ACCESS_DENIED':
+      return 77;
+    case 'ERR_CONNECTION':
+      return 69;
     default:
       return 1;
   }
@@ -409,6 +423,7 @@ async function remove(argv: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command !== undefined && /^--(host|token-file|fingerprint|ca|cert|key)(=|$)/.test(command)) return await remoteCommand(argv);
     switch (command) {
       case 'run':
         return await run(rest);
@@ -420,6 +435,12 @@ export async function main(argv: string[]): Promise<number> {
         return await remove(rest);
       case 'demo':
         return await runDemo();
+      case 'serve':
+        return await serveCommand(rest);
+      case 'token':
+        return await tokenCommand(rest);
+      case 'cert':
+        return await certCommand(rest);
       case '--version':
       case '-v':
         process.stdout.write(`wasmvisor ${VERSION}\n`);

@@ -105,10 +105,16 @@ export class Storage {
     }
   }
 
-  /** Closes an attachment and drops its key. Idempotent. */
+  /**
+   * Flushes (fsync) and closes an attachment and drops its key. Idempotent. The flush makes
+   * writes the guest did not flush itself durable when the host shuts down in good order.
+   */
   async detach(attachment: BlockAttachment): Promise<void> {
     attachment.dataKey.fill(0);
-    if (this.inUse.delete(attachment.path)) await attachment.handle.close().catch(() => undefined);
+    if (this.inUse.delete(attachment.path)) {
+      await attachment.handle.sync().catch(() => undefined);
+      await attachment.handle.close().catch(() => undefined);
+    }
   }
 
   /**

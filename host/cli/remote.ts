@@ -1,0 +1,276 @@
+/**
+ * The CLI as a client of a running host:
+ *   wasmvisor --host https://127.0.0.1:8443 --token-file t [--fingerprint <sha256> | --ca <file>]
+ *             [--cert <file> --key <file>] <command> ...
+ * Commands: ps, run, start, stop, rm, logs [-f], call, metrics, audit, attest, whoami, token.
+ * The host's certificate is verified before the token is sent (host/mgmt/client.ts). Errors
+ * print as `CODE: message` like every other command; exit statuses as in main.ts, plus 77 for
+ * ERR_UNAUTHENTICATED / ERR_ACCESS_DENIED and 69 for ERR_CONNECTION.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { GuestCallError, InvalidArgumentError } from '../errors.ts';
+import { Client, errorOf } from '../mgmt/client.ts';
+import { intOption, readOptionFile, usage } from './mgmt-args.ts';
+
+export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fingerprint <sha256> | --ca <file>] [--cert <file> --key <file>] <command>
+    ps [--json]                          the partitions you may read
+    run <guest.wasm> --name <name> [--reactor] [--restart never|on-failure|always] [--disk <MiB>]
+        [--memory <pages>] [--timeout <ms>] [--devices <list>] [--no-start] [-- args]
+    start|stop <name>    rm <name> [--wipe]    logs [-f] [--tail <n>] <name>
+    call <name> <export> [--input <file>]   (stdin if no --input; output on stdout)
+    metrics [<name>] [--prometheus]    audit [--partition <p>] [--action <a>] [--actor <a>]
+        [--outcome <o>] [--since <time>] [--limit <n>] [--json]    attest --nonce <hex>    whoami
+    token create --name <n> --role <r> --scope <s> [--expires <d>] | token list | token revoke <id>`;
+
+const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return null;
+  }
+}
+
+function print(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Guest text printed to a terminal: control characters (escape sequences) are shown escaped. */
+function safe(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+export async function remoteCommand(argv: string[]): Promise<number> {
+  // Output piped into `head` and closed early is not an error of ours.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  });
+  const globals: Record<string, string> = {};
+  let i = 0;
+  while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) {
+    const [flag, inline] = argv[i]!.includes('=') ? [argv[i]!.slice(0, argv[i]!.indexOf('=')), argv[i]!.slice(argv[i]!.indexOf('=') + 1)] : [argv[i]!, argv[i + 1]];
+    if (inline === undefined) throw new InvalidArgumentError(`${flag} needs a value`);
+    globals[flag.slice(2)] = inline;
+    i += argv[i]!.includes('=') ? 1 : 2;
+  }
+  const [command, ...rest] = argv.slice(i);
+  if (globals.host === undefined) throw new InvalidArgumentError('--host is required');
+  if (command === undefined) throw new InvalidArgumentError('no command given after --host; see wasmvisor --help');
+  if ((globals.cert === undefined) !== (globals.key === undefined)) throw new InvalidArgumentError('--cert and --key go together');
+  const token = globals['token-file'] !== undefined ? readOptionFile(globals['token-file'], 'token-file').trim() : undefined;
+  if (token === undefined && globals.cert === undefined) throw new InvalidArgumentError('give --token-file <file> (or a client certificate with --cert and --key)');
+  const client = new Client({
+    url: globals.host,
+    ...(token !== undefined ? { token } : {}),
+    ...(globals.fingerprint !== undefined ? { fingerprint: globals.fingerprint } : {}),
+    ...(globals.ca !== undefined ? { ca: readOptionFile(globals.ca, 'ca') } : {}),
+    ...(globals.cert !== undefined ? { cert: readOptionFile(globals.cert, 'cert'), key: readOptionFile(globals.key!, 'key') } : {}),
+  });
+  const enc = encodeURIComponent;
+  switch (command) {
+    case 'ps': {
+      const { values } = usage(() => parseArgs({ args: rest, strict: true, options: { json: { type: 'boolean' } } }));
+      const { partitions } = await client.json<{ partitions: { name: string; kind: string; state: string; restartPolicy: string; restarts: number; measurement: string }[] }>('GET', '/partitions');
+      if (values.json) print(partitions);
+      else {
+        process.stdout.write(`${'NAME'.padEnd(24)}${'KIND'.padEnd(9)}${'STATE'.padEnd(10)}${'RESTART'.padEnd(12)}${'RESTARTS'.padEnd(10)}MODULE\n`);
+        for (const p of partitions) {
+          process.stdout.write(`${p.name.padEnd(24)}${p.kind.padEnd(9)}${p.state.padEnd(10)}${p.restartPolicy.padEnd(12)}${String(p.restarts).padEnd(10)}${p.measurement.slice(0, 12)}\n`);
+        }
+      }
+      return 0;
+    }
+    case 'run': {
+      const split = rest.indexOf('--');
+      const own = split < 0 ? rest : rest.slice(0, split);
+      const args = split < 0 ? [] : rest.slice(split + 1);
+      const { values, positionals } = usage(() =>
+        parseArgs({
+          args: own,
+          allowPositionals: true,
+          strict: true,
+          options: {
+            name: { type: 'string' },
+            reactor: { type: 'boolean' },
+            restart: { type: 'string' },
+            disk: { type: 'string' },
+            memory: { type: 'string' },
+            timeout: { type: 'string' },
+            devices: { type: 'string' },
+            'no-start': { type: 'boolean' },
+          },
+        }),
+      );
+      if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
+      const file = positionals[0]!;
+      const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
+      let module: Buffer;
+      try {
+        module = await readFile(file);
+      } catch (error) {
+        throw new InvalidArgumentError(`cannot read ${file}: ${(error as Error).message}`);
+      }
+      const devices: Record<string, unknown> = {};
+      for (const d of (values.devices ?? 'console,clock,entropy').split(',').filter((x) => x && x !== 'none')) devices[d.trim()] = true;
+      const disk = intOption(values.disk, 'disk', 1, 4096);
+      if (disk !== undefined) devices.block = { sizeMiB: disk };
+      const memoryPages = intOption(values.memory, 'memory', 1, 65536);
+      const timeoutMs = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+      const info = await client.json('POST', '/partitions', {
+        spec: {
+          name,
+          ...(values.reactor ? { kind: 'reactor' } : {}),
+          ...(args.length > 0 ? { args } : {}),
+          devices,
+          ...(memoryPages !== undefined || timeoutMs !== undefined ? { limits: { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) } } : {}),
+        },
+        module: module.toString('base64'),
+        ...(values.restart !== undefined ? { restartPolicy: values.restart } : {}),
+        start: values['no-start'] !== true,
+      });
+      print(info);
+      return 0;
+    }
+    case 'start':
+    case 'stop': {
+      if (rest.length !== 1) throw new InvalidArgumentError(`${command} takes one partition name`);
+      print(await client.json('POST', `/partitions/${enc(rest[0]!)}/${command}`));
+      return 0;
+    }
+    case 'rm': {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, strict: true, options: { wipe: { type: 'boolean' } } }));
+      if (positionals.length !== 1) throw new InvalidArgumentError('rm takes one partition name');
+      print(await client.json('DELETE', `/partitions/${enc(positionals[0]!)}${values.wipe ? '?wipe=true' : ''}`));
+      return 0;
+    }
+    case 'logs': {
+      const { values, positionals } = usage(() =>
+        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } } }),
+      );
+      if (positionals.length !== 1) throw new InvalidArgumentError('logs takes one partition name');
+      const tail = intOption(values.tail, 'tail', 0, 1000) ?? 100;
+      let status = 0;
+      const ac = new AbortController();
+      const onSignal = () => ac.abort();
+      process.once('SIGINT', onSignal);
+      try {
+        await client.stream(`/partitions/${enc(positionals[0]!)}/console?tail=${tail}&follow=${values.follow === true}`, (name, data) => {
+          const d = data as { stream?: string; line?: string; state?: string; code?: string; message?: string; lines?: number };
+          if (name === 'console') (d.stream === 'stderr' ? process.stderr : process.stdout).write(safe(d.line ?? '') + '\n');
+          else if (name === 'state') process.stderr.write(`wasmvisor: ${positionals[0]} is ${d.state}\n`);
+          else if (name === 'dropped') process.stderr.write(`wasmvisor: ${d.lines} lines dropped (reading too slowly)\n`);
+          else if (name === 'end') {
+            process.stderr.write(`${d.code}: ${d.message}\n`);
+            status = d.code === 'ERR_UNAUTHENTICATED' ? 77 : d.code === 'ERR_NOT_FOUND' ? 0 : 1;
+          }
+        }, ac.signal);
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+      return status;
+    }
+    case 'call': {
+      const { values, positionals } = usage(() =>
+        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, timeout: { type: 'string' } } }),
+      );
+      if (positionals.length !== 2) throw new InvalidArgumentError('call takes a partition name and an export name');
+      const input = values.input !== undefined ? await readFile(values.input).catch((e: Error) => { throw new InvalidArgumentError(`cannot read ${values.input}: ${e.message}`); }) : await readAll(process.stdin);
+      const timeoutMs = intOption(values.timeout, 'timeout', 1, 600_000);
+      try {
+        const r = await client.json<{ output: string; encoding: 'utf8' | 'base64' }>('POST', `/partitions/${enc(positionals[0]!)}/call`, {
+          export: positionals[1],
+          input: input.toString('base64'),
+          encoding: 'base64',
+          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        });
+        process.stdout.write(Buffer.from(r.output, 'base64'));
+        return 0;
+      } catch (error) {
+        if (error instanceof GuestCallError) {
+          process.stderr.write(`${error.code}: ${error.message}\n`);
+          return 1;
+        }
+        throw error;
+      }
+    }
+    case 'metrics': {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, strict: true, options: { prometheus: { type: 'boolean' } } }));
+      if (values.prometheus) {
+        const r = await client.request('GET', '/metrics');
+        if (r.status !== 200) throw errorOf(r.status, parseJson(r.body));
+        process.stdout.write(r.body);
+      } else print(await client.json('GET', positionals.length > 0 ? `/partitions/${enc(positionals[0]!)}/metrics` : '/host/metrics'));
+      return 0;
+    }
+    case 'audit': {
+      const { values } = usage(() =>
+        parseArgs({
+          args: rest,
+          strict: true,
+          options: {
+            partition: { type: 'string' },
+            action: { type: 'string' },
+            actor: { type: 'string' },
+            outcome: { type: 'string' },
+            since: { type: 'string' },
+            until: { type: 'string' },
+            limit: { type: 'string' },
+            json: { type: 'boolean' },
+          },
+        }),
+      );
+      const q = new URLSearchParams();
+      for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+      const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
+      if (values.json) print(r);
+      else {
+        if (!r.durable) process.stderr.write('wasmvisor: this host keeps its audit log in memory only\n');
+        for (const x of r.records) {
+          const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
+          process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${safe(x.reason)}\n`);
+        }
+      }
+      return 0;
+    }
+    case 'attest': {
+      const { values } = usage(() => parseArgs({ args: rest, strict: true, options: { nonce: { type: 'string' } } }));
+      if (values.nonce === undefined) throw new InvalidArgumentError('attest needs --nonce <hex> (8 to 64 bytes)');
+      print(await client.json('GET', `/attestation?nonce=${enc(values.nonce)}`));
+      return 0;
+    }
+    case 'whoami':
+      print(await client.json('GET', '/whoami'));
+      return 0;
+    case 'token': {
+      const [sub, ...more] = rest;
+      const { values, positionals } = usage(() =>
+        parseArgs({ args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' } } }),
+      );
+      if (sub === 'create') {
+        const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
+          name: values.name,
+          role: values.role,
+          scope: values.scope,
+          ...(values.expires !== undefined ? { expires: values.expires } : {}),
+        });
+        process.stdout.write(`${r.token}\n`);
+        process.stderr.write(`token ${r.id}, ${r.expiresAt ? `expires ${r.expiresAt}` : 'does not expire'}; shown only this once\n`);
+      } else if (sub === 'list') print(await client.json('GET', '/tokens'));
+      else if (sub === 'revoke' && positionals.length === 1) print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
+      else throw new InvalidArgumentError('token: create --name --role --scope [--expires], list, or revoke <id>');
+      return 0;
+    }
+    default:
+      throw new InvalidArgumentError(`unknown remote command ${JSON.stringify(command)}; see wasmvisor --help`);
+  }
+}

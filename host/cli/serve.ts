@@ -1,0 +1,66 @@
+/**
+ * `wasmvisor serve [--config dir] [--bind addr] [--port n] [--tls-self-signed | --tls-cert f --tls-key f]
+ * [--tls-name name]... [--client-ca f]`: runs a host until SIGTERM or SIGINT (then shuts down in
+ * order and exits 0). The first line on stdout is `wasmvisor serve: listening on <url>`.
+ */
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../errors.ts';
+import { adopt, loadMgmt } from './mgmt-loader.ts';
+import { intOption, usage } from './mgmt-args.ts';
+
+export const SERVE_USAGE = `  wasmvisor serve [--config <dir>] [--bind <addr>] [--port <n>] [--tls-self-signed [--tls-name <name>]...]
+                  [--tls-cert <file> --tls-key <file>] [--client-ca <file>]`;
+
+export function serveCommand(argv: string[]): Promise<number> {
+  return adopt(() => run(argv));
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        config: { type: 'string' },
+        bind: { type: 'string' },
+        port: { type: 'string' },
+        'tls-self-signed': { type: 'boolean' },
+        'tls-name': { type: 'string', multiple: true },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'client-ca': { type: 'string' },
+      },
+    }),
+  );
+  if (positionals.length > 0) throw new InvalidArgumentError('serve takes no positional arguments');
+  const mgmt = await loadMgmt();
+  const running = await mgmt.serve({
+    config: values.config ?? 'wasmvisor-host',
+    ...(values.bind !== undefined ? { bind: values.bind } : {}),
+    port: intOption(values.port, 'port', 0, 65535) ?? 8443,
+    ...(values['tls-self-signed'] ? { tlsSelfSigned: true } : {}),
+    ...(values['tls-name'] ? { tlsNames: values['tls-name'] } : {}),
+    ...(values['tls-cert'] !== undefined ? { tlsCert: values['tls-cert'] } : {}),
+    ...(values['tls-key'] !== undefined ? { tlsKey: values['tls-key'] } : {}),
+    ...(values['client-ca'] !== undefined ? { clientCa: values['client-ca'] } : {}),
+  });
+  const out: string[] = [`wasmvisor serve: listening on ${running.url}`, `  config       ${running.host.config.root}`];
+  if (running.fingerprint) out.push(`  certificate  SHA-256 ${running.fingerprint}  (clients: --fingerprint <this>)`);
+  if (running.caFile) out.push(`  local CA     ${running.caFile}  SHA-256 ${running.caFingerprint}  (clients: --ca <this file>)`);
+  else if (!running.fingerprint) out.push('  no TLS: plain HTTP on loopback only');
+  if (running.tokens.list().length === 0) {
+    out.push(`  no tokens yet: wasmvisor token create --config ${running.host.config.root} --name admin --role Owner --scope /`);
+  }
+  if (!running.audit.durable) out.push('  audit: in memory only (this build has no tamper-evident audit log yet)');
+  process.stdout.write(out.join('\n') + '\n');
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  process.stderr.write('wasmvisor serve: shutting down\n');
+  await running.close();
+  process.stderr.write('wasmvisor serve: stopped\n');
+  return 0;
+}

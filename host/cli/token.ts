@@ -1,0 +1,81 @@
+/**
+ * `wasmvisor token create|list|revoke [--config dir]`: manages API tokens in a host's config
+ * directory (local administration: whoever can write the directory is the host's owner). A
+ * running `serve` sees changes at once (it watches the directory). `create` prints the token,
+ * and only the token, on stdout, once; the store keeps its SHA-256.
+ * With `--host` the same commands go through the API instead (remote.ts).
+ */
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../errors.ts';
+import { adopt, loadMgmt } from './mgmt-loader.ts';
+import { usage } from './mgmt-args.ts';
+
+export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
+  wasmvisor token list [--json] [--config <dir>]
+  wasmvisor token revoke <id> [--config <dir>]`;
+
+export function tokenCommand(argv: string[]): Promise<number> {
+  return adopt(() => run(argv));
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string' },
+        name: { type: 'string' },
+        role: { type: 'string' },
+        scope: { type: 'string' },
+        expires: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    }),
+  );
+  const mgmt = await loadMgmt();
+  const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
+  config.ensure();
+  const store = new mgmt.TokenStore(config.tokensDir);
+  await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));
+  switch (sub) {
+    case 'create': {
+      if (positionals.length > 0) throw new InvalidArgumentError('token create takes no positional arguments');
+      for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
+      const rbac = new mgmt.Rbac(await config.readRbac());
+      const role = rbac.role(values.role!, '--role');
+      const { token, record } = await store.create({
+        name: values.name!,
+        role: role.name,
+        scope: values.scope!,
+        lifetimeMs: mgmt.parseLifetime(values.expires ?? '30d'),
+        createdBy: `local:${process.env.USER ?? process.getuid?.() ?? 'unknown'}`,
+      });
+      process.stdout.write(`${token}\n`);
+      process.stderr.write(
+        `token ${record.id} for token:${record.name}: ${record.role} at ${record.scope}, ${record.expiresAt ? `expires ${record.expiresAt}` : 'does not expire'}.\n` +
+          'This is the only time it is shown: keep it in a file only you can read (e.g. umask 077).\n',
+      );
+      return 0;
+    }
+    case 'list': {
+      const list = store.list();
+      if (values.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      else {
+        process.stdout.write(`${'ID'.padEnd(17)}${'NAME'.padEnd(20)}${'ROLE'.padEnd(10)}${'SCOPE'.padEnd(28)}${'STATUS'.padEnd(9)}EXPIRES\n`);
+        for (const t of list) process.stdout.write(`${t.id.padEnd(17)}${t.name.padEnd(20)}${t.role.padEnd(10)}${t.scope.padEnd(28)}${t.status.padEnd(9)}${t.expiresAt ?? 'never'}\n`);
+      }
+      return 0;
+    }
+    case 'revoke': {
+      if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
+      const r = await store.revoke(positionals[0]!);
+      process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
+      return 0;
+    }
+    default:
+      throw new InvalidArgumentError(`token: unknown subcommand ${JSON.stringify(sub ?? '')} (create, list, revoke)`);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * What the management plane needs from an audit log, as a small interface in the shape of
+ * host/security/audit.ts (issue 12): `note` an entry (batched: for the many authorization
+ * decisions), `record` one and wait until it is durable (for actions, before they are reported
+ * done), `query` entries back, `close`. Entries use that log's vocabulary (dotted actions,
+ * outcomes success | denied | failure, flat details), so its AuditLog plugs in as it is.
+ * Until it is on this branch, `serve` has no durable log: decisions and actions go to a bounded
+ * in-memory log (MemoryAuditLog, real and queryable, lost when the process ends) and the API's
+ * `/audit` says so (`durable: false`).
+ *
+ * What the API writes:
+ *   api.authorize     one per RBAC decision: actor = principal, target = scope, outcome success
+ *                     (allowed) or denied, reason = the deciding rule, details { permission, requestId }
+ *   api.authenticate  a request without a valid credential: actor anonymous@<address>, denied
+ *   partition.*, disk.wipe, policy.replace, token.create, token.revoke, host.start, host.stop:
+ *                     actions, by the principal (or `host` for what the daemon does by itself)
+ */
+
+export type AuditOutcome = 'success' | 'denied' | 'failure';
+
+/** One record: actor, action, target, outcome, reason (and optional code and details). */
+export interface AuditEntry {
+  /** The principal (`token:ci`, `cert:alice`), `host` for the daemon itself, or `anonymous@<address>`. */
+  actor: string;
+  /** Dotted, lower case: `api.authorize`, `partition.start`, ... */
+  action: string;
+  /** A scope (`/partitions/web`) or another object the action is about. */
+  target: string;
+  outcome: AuditOutcome;
+  /** The deciding rule of a decision (`allow:token:ci:Operator@/partitions/web`), or why an action failed. */
+  reason: string;
+  /** The error code of a refusal or failure. */
+  code?: string;
+  details?: Record<string, string | number | boolean | null>;
+}
+
+export interface AuditRecord extends AuditEntry {
+  seq: number;
+  /** ISO-8601 time. */
+  time: string;
+}
+
+export interface AuditQuery {
+  actor?: string;
+  action?: string;
+  /** A target, or a prefix ending in `/` or `*` (`/partitions/*`). */
+  target?: string;
+  outcome?: AuditOutcome;
+  /** ISO times, inclusive. */
+  since?: string;
+  until?: string;
+  /** Most records returned (the newest). */
+  limit: number;
+}
+
+export interface AuditSink {
+  /** Whether records survive the process (a file with integrity), or only live in memory. */
+  readonly durable: boolean;
+  /** Appends without waiting (written with its batch). */
+  note(entry: AuditEntry): void;
+  /** Appends and resolves once the record is durable. */
+  record(entry: AuditEntry): Promise<unknown>;
+  query(q: AuditQuery): Promise<AuditRecord[]>;
+  /** Flushes and closes; records after close are refused. */
+  close(): Promise<void>;
+}
+
+export function matchesQuery(r: AuditRecord, q: AuditQuery): boolean {
+  if (q.actor !== undefined && r.actor !== q.actor) return false;
+  if (q.action !== undefined && r.action !== q.action) return false;
+  if (q.outcome !== undefined && r.outcome !== q.outcome) return false;
+  if (q.target !== undefined) {
+    const prefix = q.target.endsWith('*') ? q.target.slice(0, -1) : null;
+    if (prefix !== null ? !r.target.startsWith(prefix) : r.target !== q.target) return false;
+  }
+  if (q.since !== undefined && r.time < q.since) return false;
+  if (q.until !== undefined && r.time > q.until) return false;
+  return true;
+}
+
+/** The most records MemoryAuditLog keeps; older ones are dropped (and counted). */
+export const MEMORY_AUDIT_CAPACITY = 100_000;
+
+/** A bounded, in-process audit log: a ring of the newest records. Not durable. */
+export class MemoryAuditLog implements AuditSink {
+  readonly durable = false;
+  private readonly ring: AuditRecord[] = [];
+  private head = 0;
+  private seq = 0;
+  private closed = false;
+  /** Records pushed out of the ring by newer ones. */
+  dropped = 0;
+
+  constructor(private readonly capacity = MEMORY_AUDIT_CAPACITY) {}
+
+  async record(entry: AuditEntry): Promise<void> {
+    this.note(entry);
+  }
+
+  note(entry: AuditEntry): void {
+    if (this.closed) return;
+    const r: AuditRecord = { seq: ++this.seq, time: new Date().toISOString(), ...entry };
+    if (this.ring.length < this.capacity) this.ring.push(r);
+    else {
+      this.ring[this.head] = r;
+      this.head = (this.head + 1) % this.capacity;
+      this.dropped++;
+    }
+  }
+
+  /** Oldest first. */
+  all(): AuditRecord[] {
+    return [...this.ring.slice(this.head), ...this.ring.slice(0, this.head)];
+  }
+
+  async query(q: AuditQuery): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    const all = this.all();
+    // Newest first while collecting, so `limit` keeps the newest; returned oldest first.
+    for (let i = all.length - 1; i >= 0 && out.length < q.limit; i--) if (matchesQuery(all[i]!, q)) out.push(all[i]!);
+    return out.reverse();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** What a durable audit log offers (the shape of host/security/audit.ts's AuditLog and readAuditRecords). */
+export interface DurableLog {
+  note(entry: AuditEntry): void;
+  record(entry: AuditEntry): Promise<unknown>;
+  close(): Promise<void> | void;
+}
+
+/**
+ * The adapter for a durable log: writes go straight through; queries read the records back
+ * (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For issue 12's
+ * AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
+ */
+export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise<AuditRecord[]>): AuditSink {
+  return {
+    durable: true,
+    note: (entry) => log.note(entry),
+    record: (entry) => log.record(entry),
+    async query(q) {
+      const matching = (await read()).filter((r) => matchesQuery(r, q));
+      return matching.slice(Math.max(0, matching.length - q.limit));
+    },
+    close: async () => {
+      await log.close();
+    },
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * The daemon's config directory: everything `wasmvisor serve` keeps between runs.
+ *
+ *   serve.lock              the running daemon's pid (a second serve on the directory is refused)
+ *   partitions/<name>.json  declared partitions (schemas.ts DeclaredPartition)
+ *   modules/<sha256>.wasm   their modules, content-addressed
+ *   tokens/<id>.json        API tokens (tokens.ts; digests only)
+ *   rbac.json               custom roles, role and deny assignments (optional)
+ *   policy.json             the admission policy (optional)
+ *   tls/                    certificates: ca.crt, ca.key, server.crt, server.key (tls.ts)
+ *   data/                   the Hypervisor's dataDir: disk images and their keystore
+ *
+ * Files are written to a temporary name and renamed, mode 0600 in directories of mode 0700.
+ * Files read back are validated with their schema; a bad one is named in the error.
+ */
+import crypto from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { TSchema, Static } from '@sinclair/typebox';
+import { check } from '../schema/check.ts';
+import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
+import { DeclaredPartition, HostPolicy, NAME_PATTERN, RbacFile } from './schemas.ts';
+
+const NAME = new RegExp(NAME_PATTERN);
+const SHA = /^[0-9a-f]{64}$/;
+
+export class ConfigDir {
+  readonly root: string;
+  private lockFd: number | null = null;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  path(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  get dataDir(): string {
+    return this.path('data');
+  }
+  get tokensDir(): string {
+    return this.path('tokens');
+  }
+  get tlsDir(): string {
+    return this.path('tls');
+  }
+
+  /** Creates the directory tree (0700). */
+  ensure(): void {
+    try {
+      for (const d of ['', 'partitions', 'modules', 'tokens', 'tls', 'data']) mkdirSync(this.path(d), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new StorageError(`cannot create the config directory ${this.root}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /**
+   * Takes the directory for this process: `serve.lock` is created exclusively with our pid. A
+   * lock left by a process that no longer runs (a SIGKILLed daemon) is taken over; a lock held by
+   * a live process refuses with ERR_INVALID_STATE naming its pid.
+   */
+  lock(): void {
+    const file = this.path('serve.lock');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(file, 'wx', 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        this.lockFd = fd;
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${file}: ${(error as Error).message}`);
+      }
+      const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+        throw new InvalidStateError(`another wasmvisor serve (pid ${pid}) is using ${this.root}; stop it first`);
+      }
+      // Stale: its owner is gone.
+      try {
+        unlinkSync(file);
+      } catch {
+        // Someone else took it over first; the next attempt finds out.
+      }
+    }
+    throw new InvalidStateError(`cannot take the lock ${file}`);
+  }
+
+  unlock(): void {
+    if (this.lockFd === null) return;
+    closeSync(this.lockFd);
+    this.lockFd = null;
+    try {
+      unlinkSync(this.path('serve.lock'));
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /** Writes `data` as JSON to `file` (relative to the root) atomically, mode 0600. */
+  async writeJson(file: string, data: unknown): Promise<void> {
+    const target = this.path(file);
+    const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+      await rename(tmp, target);
+    } catch (error) {
+      await unlink(tmp).catch(() => {});
+      throw new StorageError(`cannot write ${target}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Reads and validates a JSON file; `fallback` when it does not exist. */
+  async readJson<T extends TSchema>(file: string, schema: T, fallback: Static<T>): Promise<Static<T>> {
+    let text: string;
+    try {
+      text = await readFile(this.path(file), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
+      throw new StorageError(`cannot read ${this.path(file)}: ${(error as Error).message}`);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new InvalidArgumentError(`${this.path(file)} is not JSON: ${(error as Error).message}`);
+    }
+    return check(schema, value, this.path(file));
+  }
+
+  readRbac(): Promise<RbacFile> {
+    return this.readJson('rbac.json', RbacFile, {});
+  }
+
+  readPolicy(): Promise<HostPolicy> {
+    return this.readJson('policy.json', HostPolicy, { version: 1 });
+  }
+
+  writePolicy(policy: HostPolicy): Promise<void> {
+    return this.writeJson('policy.json', policy);
+  }
+
+  /** The names of declared partitions (files that do not carry a valid name are ignored). */
+  async declaredNames(): Promise<string[]> {
+    const files = await readdir(this.path('partitions')).catch(() => [] as string[]);
+    return files.filter((f) => f.endsWith('.json') && NAME.test(f.slice(0, -5))).map((f) => f.slice(0, -5)).sort();
+  }
+
+  readDeclared(name: string): Promise<DeclaredPartition> {
+    checkName(name);
+    return this.readJson(`partitions/${name}.json`, DeclaredPartition, undefined as unknown as DeclaredPartition).then((d) => {
+      if (d === undefined) throw new InvalidArgumentError(`partition ${name} is not declared`);
+      if (d.spec.name !== name) throw new InvalidArgumentError(`${this.path('partitions', `${name}.json`)} declares ${JSON.stringify(d.spec.name)}`);
+      return d;
+    });
+  }
+
+  writeDeclared(d: DeclaredPartition): Promise<void> {
+    checkName(d.spec.name);
+    return this.writeJson(`partitions/${d.spec.name}.json`, d);
+  }
+
+  async removeDeclared(name: string): Promise<void> {
+    checkName(name);
+    await unlink(this.path('partitions', `${name}.json`)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw new StorageError(`cannot remove the declaration of ${name}: ${error.message}`);
+    });
+  }
+
+  /** Stores module bytes under their SHA-256; returns the digest. */
+  async storeModule(bytes: Uint8Array): Promise<string> {
+    const sha = crypto.createHash('sha256').update(bytes).digest('hex');
+    const target = this.path('modules', `${sha}.wasm`);
+    const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await writeFile(tmp, bytes, { mode: 0o600, flag: 'wx' });
+      await rename(tmp, target);
+    } catch (error) {
+      await unlink(tmp).catch(() => {});
+      throw new StorageError(`cannot store module ${sha}: ${(error as Error).message}`, { cause: error });
+    }
+    return sha;
+  }
+
+  /** Module bytes by digest, checked against it (a changed file is ERR_INTEGRITY at load, via the pin). */
+  async readModule(sha: string): Promise<Uint8Array> {
+    if (!SHA.test(sha)) throw new InvalidArgumentError(`${JSON.stringify(sha)} is not a module digest`);
+    try {
+      return await readFile(this.path('modules', `${sha}.wasm`));
+    } catch (error) {
+      throw new StorageError(`module ${sha} is missing from ${this.path('modules')}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Removes modules no declaration refers to. */
+  async pruneModules(keep: ReadonlySet<string>): Promise<void> {
+    const files = await readdir(this.path('modules')).catch(() => [] as string[]);
+    await Promise.all(files.filter((f) => f.endsWith('.wasm') && !keep.has(f.slice(0, -5))).map((f) => unlink(this.path('modules', f)).catch(() => {})));
+  }
+}
+
+function checkName(name: string): void {
+  // Names become file names: the pattern admits no '/' and no leading '.', so never '..'.
+  if (!NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

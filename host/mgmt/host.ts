@@ -1,0 +1,526 @@
+/**
+ * The daemon's model: one Hypervisor and the partitions declared in the config directory, each
+ * kept running (or not) according to its restart policy, like virtual machines on a host.
+ *
+ * A declared partition (Managed) outlives its Partition objects: a Partition runs once, so
+ * starting a partition that has ended, or restarting one after a failure, creates a new
+ * Partition from the same declaration (same name, so the same disk). Operations on one
+ * partition are serialized (`exclusive`), so a stop never races a restart or a destroy.
+ *
+ * Restart policies (`restartPolicy` of the declaration):
+ *   never       runs only when an operator starts it
+ *   on-failure  started again when a run fails (non-zero exit, trap, watchdog), and when the
+ *               host comes back after dying under it (SIGKILL, power loss)
+ *   always      started again whenever a run ends, and when the host comes back, unless an
+ *               operator stopped it
+ * Restarts back off exponentially (100 ms doubling to 30 s; reset after 10 s of running).
+ */
+import { EventEmitter } from 'node:events';
+import { Hypervisor, type HypervisorOptions, type PartitionSpec } from '../hypervisor.ts';
+import type { Partition, PartitionExit } from '../partition/partition.ts';
+import { AccessDeniedError, IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { measure } from '../loader/measure.ts';
+import type { AuditSink } from './audit.ts';
+import type { ConfigDir } from './config.ts';
+import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition, type HostPolicy } from './schemas.ts';
+
+/** Console lines kept per partition for `logs` and a new stream's backlog. */
+export const CONSOLE_BACKLOG = 1000;
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 30_000;
+const BACKOFF_RESET_AFTER_MS = 10_000;
+
+export interface ConsoleLine {
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+export interface PartitionInfo {
+  name: string;
+  kind: 'command' | 'reactor';
+  /** The current Partition's state, or `refused` when the declaration could not be loaded. */
+  state: string;
+  measurement: string;
+  restartPolicy: DeclaredPartition['restartPolicy'];
+  desired: DeclaredPartition['desired'];
+  lastRun: DeclaredPartition['lastRun'];
+  /** Runs started by the host's restart policy. */
+  restarts: number;
+  segment: string | null;
+  lastExit: { state: string; code: number | null; reason: string } | null;
+  error: { code: ErrorCode; message: string } | null;
+  createdAt: string;
+  createdBy: string;
+}
+
+interface ManagedEvents {
+  line: [line: ConsoleLine];
+  state: [state: string];
+  /** Destroyed: streams end. */
+  gone: [];
+}
+
+/** One declared partition and its current run. */
+export class Managed extends EventEmitter<ManagedEvents> {
+  decl: DeclaredPartition;
+  partition: Partition | null = null;
+  error: { code: ErrorCode; message: string } | null = null;
+  lastExit: PartitionExit | null = null;
+  restarts = 0;
+  private backlog: ConsoleLine[] = [];
+  private seq = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  restartTimer: NodeJS.Timeout | null = null;
+  backoffMs = BACKOFF_FIRST_MS;
+  startedAt = 0;
+  /** Set while the host ends a run on purpose (operator stop, destroy, shutdown): no restart. */
+  intentional = false;
+  violations = 0;
+
+  constructor(decl: DeclaredPartition) {
+    super();
+    this.decl = decl;
+    // Many console streams may follow one partition.
+    this.setMaxListeners(0);
+  }
+
+  get name(): string {
+    return this.decl.spec.name;
+  }
+
+  get segment(): string | null {
+    const net = this.decl.spec.devices?.net;
+    return net ? net.segment : null;
+  }
+
+  /** Runs `fn` after every earlier operation on this partition has finished. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  pushLine(stream: 'stdout' | 'stderr', line: string): void {
+    const l = { seq: ++this.seq, stream, line };
+    this.backlog.push(l);
+    if (this.backlog.length > CONSOLE_BACKLOG) this.backlog.splice(0, this.backlog.length - CONSOLE_BACKLOG);
+    this.emit('line', l);
+  }
+
+  tail(n: number): ConsoleLine[] {
+    return n <= 0 ? [] : this.backlog.slice(-n);
+  }
+
+  info(): PartitionInfo {
+    const e = this.lastExit;
+    return {
+      name: this.name,
+      kind: this.decl.spec.kind ?? 'command',
+      state: this.partition?.state ?? 'refused',
+      measurement: this.decl.moduleSha256,
+      restartPolicy: this.decl.restartPolicy,
+      desired: this.decl.desired,
+      lastRun: this.decl.lastRun,
+      restarts: this.restarts,
+      segment: this.segment,
+      lastExit: e ? { state: e.state, code: e.code, reason: e.reason } : null,
+      error: this.error,
+      createdAt: this.decl.createdAt,
+      createdBy: this.decl.createdBy,
+    };
+  }
+}
+
+export interface ManagedHostOptions {
+  config: ConfigDir;
+  audit: AuditSink;
+  /** Options for the Hypervisor; `dataDir` is always the config directory's `data/`. */
+  hypervisor?: Omit<HypervisorOptions, 'dataDir'>;
+  /** Where the daemon reports what it does (stderr by default in `serve`). */
+  log?: (line: string) => void;
+}
+
+function decodeModule(base64: string): Uint8Array {
+  const bytes = Buffer.from(base64, 'base64');
+  if (bytes.length === 0) throw new InvalidArgumentError('module: is empty');
+  if (bytes.length > MAX_MODULE_BYTES) throw new InvalidArgumentError(`module: ${bytes.length} bytes is over the ${MAX_MODULE_BYTES}-byte limit`);
+  return bytes;
+}
+
+/** The library spec for a declaration: the module pinned to the measurement the declaration names. */
+function librarySpec(spec: ApiPartitionSpec, module: Uint8Array, sha256: string): PartitionSpec {
+  const limits = spec.limits ? { ...spec.limits, ...(spec.limits.timeoutMs === 0 ? { timeoutMs: Infinity } : {}) } : undefined;
+  return { ...spec, ...(limits ? { limits } : {}), module, sha256 } as PartitionSpec;
+}
+
+/** Refuses a spec or module the admission policy does not allow, naming the rule. */
+export function admit(policy: HostPolicy, spec: ApiPartitionSpec, measurement: string): void {
+  if (policy.allowMeasurements !== undefined && !policy.allowMeasurements.includes(measurement)) {
+    throw new IntegrityError(`policy.allowMeasurements does not admit module ${measurement}`);
+  }
+  const pages = spec.limits?.memoryPages;
+  if (policy.maxMemoryPages !== undefined && (pages === undefined || pages > policy.maxMemoryPages)) {
+    throw new AccessDeniedError(`policy.maxMemoryPages is ${policy.maxMemoryPages}: limits.memoryPages must be set to at most that (got ${pages ?? 'the default'})`);
+  }
+  if (policy.allowDevices !== undefined) {
+    for (const [device, grant] of Object.entries(spec.devices ?? {})) {
+      if (grant !== false && !(policy.allowDevices as string[]).includes(device)) throw new AccessDeniedError(`policy.allowDevices does not allow devices.${device}`);
+    }
+  }
+  if (policy.allowWasi === false && spec.wasi !== undefined) throw new AccessDeniedError('policy.allowWasi is false: the spec may not enable wasi');
+}
+
+export class ManagedHost {
+  readonly hv: Hypervisor;
+  readonly config: ConfigDir;
+  readonly audit: AuditSink;
+  private readonly managed = new Map<string, Managed>();
+  private policyDoc: HostPolicy = { version: 1 };
+  private closing: Promise<void> | null = null;
+  private violationTimer: NodeJS.Timeout;
+  private readonly log: (line: string) => void;
+  readonly startedAt = Date.now();
+
+  private constructor(options: ManagedHostOptions) {
+    this.config = options.config;
+    this.audit = options.audit;
+    this.log = options.log ?? (() => {});
+    this.hv = new Hypervisor({ ...options.hypervisor, dataDir: this.config.dataDir });
+    // Violations are aggregated per partition per second, so a guest cannot flood the audit log.
+    this.violationTimer = setInterval(() => this.flushViolations(), 1000);
+    this.violationTimer.unref();
+  }
+
+  /** Opens the host: reads the policy and brings back every declared partition per its restart policy. */
+  static async open(options: ManagedHostOptions): Promise<ManagedHost> {
+    const host = new ManagedHost(options);
+    host.policyDoc = await host.config.readPolicy();
+    for (const name of await host.config.declaredNames()) await host.restore(name);
+    return host;
+  }
+
+  get policy(): HostPolicy {
+    return this.policyDoc;
+  }
+
+  async setPolicy(policy: HostPolicy, actor: string): Promise<void> {
+    await this.config.writePolicy(policy);
+    this.policyDoc = policy;
+    await this.audit.record({ actor, action: 'policy.replace', target: '/policy', outcome: 'success', reason: `${policy.allowMeasurements?.length ?? 'any'} measurements admitted` });
+  }
+
+  list(): PartitionInfo[] {
+    return [...this.managed.values()].map((m) => m.info()).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A declared partition, or ERR_NOT_FOUND. */
+  get(name: string): Managed {
+    const m = this.managed.get(name);
+    if (m === undefined) throw new NotFoundError(`no partition named ${JSON.stringify(name)}`);
+    return m;
+  }
+
+  /** The NIC segment of a declared partition (for its scope chain), or null. */
+  segmentOf(name: string): string | null {
+    return this.managed.get(name)?.segment ?? null;
+  }
+
+  private async restore(name: string): Promise<void> {
+    let decl: DeclaredPartition;
+    try {
+      decl = await this.config.readDeclared(name);
+    } catch (error) {
+      this.log(`wasmvisor serve: partition ${name} not restored: ${describe(error)}`);
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failure', reason: describe(error) });
+      return;
+    }
+    const m = new Managed(decl);
+    this.managed.set(name, m);
+    const wasRunning = decl.lastRun === 'running';
+    const start =
+      decl.desired === 'running' &&
+      (decl.restartPolicy === 'always' || (decl.restartPolicy === 'on-failure' && (wasRunning || decl.lastRun === 'failed')));
+    try {
+      await this.instantiate(m);
+      if (start) await this.run(m);
+      else if (wasRunning) await this.setLastRun(m, 'failed');
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'success', reason: start ? `started (restartPolicy ${decl.restartPolicy})` : 'created, not started' });
+    } catch (error) {
+      m.error = errorInfo(error);
+      this.log(`wasmvisor serve: partition ${name} not restored: ${describe(error)}`);
+      this.audit.note({ actor: 'host', action: 'partition.restore', target: `/partitions/${name}`, outcome: 'failure', reason: describe(error) });
+    }
+  }
+
+  /** Declares, loads and (with `start`) starts a partition. Nothing is stored unless the module and spec are admitted and load. */
+  async create(body: CreatePartitionBody, actor: string): Promise<PartitionInfo> {
+    this.open();
+    const name = body.spec.name;
+    if (this.managed.has(name)) throw new InvalidStateError(`a partition named ${name} is already declared`);
+    const bytes = decodeModule(body.module);
+    const measurement = measure(bytes);
+    if (body.spec.sha256 !== undefined && body.spec.sha256.toLowerCase() !== measurement) {
+      throw new IntegrityError(`spec.sha256 pins ${body.spec.sha256.toLowerCase()} but the module measures ${measurement}`);
+    }
+    admit(this.policyDoc, body.spec, measurement);
+    const decl: DeclaredPartition = {
+      version: 1,
+      spec: body.spec,
+      moduleSha256: measurement,
+      restartPolicy: body.restartPolicy ?? 'never',
+      desired: body.start ? 'running' : 'stopped',
+      lastRun: 'none',
+      createdAt: new Date().toISOString(),
+      createdBy: actor,
+    };
+    const m = new Managed(decl);
+    // Reserve the name before the first await, so two creations cannot both pass the check.
+    this.managed.set(name, m);
+    try {
+      await this.config.storeModule(bytes);
+      await m.exclusive(async () => {
+        await this.instantiate(m, bytes);
+        await this.config.writeDeclared(decl);
+      });
+    } catch (error) {
+      this.managed.delete(name);
+      await m.partition?.destroy();
+      // The stored module goes too, unless another declaration uses it.
+      await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
+      throw error;
+    }
+    await this.audit.record({ actor, action: 'partition.create', target: `/partitions/${name}`, outcome: 'success', reason: `module ${measurement}, restartPolicy ${decl.restartPolicy}` });
+    if (body.start) await this.start(name, actor);
+    return m.info();
+  }
+
+  /** Starts a partition: the current one if it is `created`, else a fresh run of the declaration. */
+  start(name: string, actor: string): Promise<PartitionInfo> {
+    this.open();
+    const m = this.get(name);
+    return m.exclusive(async () => {
+      if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is already running`);
+      m.decl = { ...m.decl, desired: 'running' };
+      this.cancelRestart(m);
+      if (m.partition === null || m.partition.state !== 'created') await this.instantiate(m);
+      await this.run(m);
+      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason: '' });
+      return m.info();
+    });
+  }
+
+  /** Stops a partition and keeps it stopped (no restart policy applies until it is started again). */
+  stop(name: string, actor: string): Promise<PartitionInfo> {
+    this.open();
+    const m = this.get(name);
+    return m.exclusive(async () => {
+      this.cancelRestart(m);
+      m.decl = { ...m.decl, desired: 'stopped' };
+      if (m.partition?.state === 'running' || m.partition?.state === 'created') {
+        m.intentional = true;
+        try {
+          await m.partition.stop();
+        } finally {
+          m.intentional = false;
+        }
+        m.decl = { ...m.decl, lastRun: 'stopped' };
+      }
+      await this.config.writeDeclared(m.decl);
+      await this.audit.record({ actor, action: 'partition.stop', target: `/partitions/${name}`, outcome: 'success', reason: '' });
+      return m.info();
+    });
+  }
+
+  /** Stops, destroys and undeclares a partition; with `wipe` its disk is scrubbed and removed too. */
+  destroy(name: string, options: { wipe: boolean }, actor: string): Promise<void> {
+    this.open();
+    const m = this.get(name);
+    return m.exclusive(async () => {
+      this.cancelRestart(m);
+      m.intentional = true;
+      if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
+      else if (options.wipe) await this.hv.wipeStorage(name);
+      await this.config.removeDeclared(name);
+      this.managed.delete(name);
+      m.emit('gone');
+      await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
+      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: options.wipe ? 'disk wiped' : 'disk kept' });
+    });
+  }
+
+  /** Scrubs and removes a stopped partition's disk; it gets a new, empty one on its next start. */
+  wipeDisk(name: string, actor: string): Promise<PartitionInfo> {
+    this.open();
+    const m = this.get(name);
+    return m.exclusive(async () => {
+      if (!m.decl.spec.devices?.block) throw new InvalidArgumentError(`partition ${name} has no disk`);
+      if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);
+      this.cancelRestart(m);
+      m.intentional = true;
+      try {
+        if (m.partition) await m.partition.destroy({ wipe: true });
+        else await this.hv.wipeStorage(name);
+        m.partition = null;
+      } finally {
+        m.intentional = false;
+      }
+      await this.instantiate(m);
+      await this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'success', reason: '' });
+      return m.info();
+    });
+  }
+
+  /** Calls a running reactor's export. */
+  async call(name: string, exportName: string, input: Uint8Array, timeoutMs: number | undefined, signal: AbortSignal): Promise<Uint8Array> {
+    const p = this.get(name).partition;
+    if (p === null || p.state !== 'running') throw new InvalidStateError(`partition ${name} is not running`);
+    return p.call(exportName, input, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), signal });
+  }
+
+  /** Queues console input lines; `end` closes input. Returns how many lines were accepted. */
+  writeConsole(name: string, lines: string[], end: boolean): number {
+    const p = this.get(name).partition;
+    if (p === null || p.state !== 'running') throw new InvalidStateError(`partition ${name} is not running`);
+    let accepted = 0;
+    for (const line of lines) {
+      if (!p.writeLine(line)) break;
+      accepted++;
+    }
+    if (end) p.endInput();
+    return accepted;
+  }
+
+  /** Stops every partition (disks flushed and closed), records why, and closes the Hypervisor. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.violationTimer);
+      this.flushViolations();
+      await Promise.all(
+        [...this.managed.values()].map((m) =>
+          m.exclusive(async () => {
+            this.cancelRestart(m);
+            m.intentional = true;
+            if (m.partition?.state === 'running') {
+              m.decl = { ...m.decl, lastRun: 'host-shutdown' };
+              await this.config.writeDeclared(m.decl).catch((e) => this.log(`wasmvisor serve: ${describe(e)}`));
+            }
+            await m.partition?.destroy();
+            m.emit('gone');
+          }),
+        ),
+      );
+      await this.hv.close();
+    })();
+    return this.closing;
+  }
+
+  private open(): void {
+    if (this.closing) throw new InvalidStateError('the host is shutting down');
+  }
+
+  /** A new Partition for the declaration (replacing an ended one; its disk carries over). */
+  private async instantiate(m: Managed, bytes?: Uint8Array): Promise<void> {
+    if (m.partition) {
+      m.intentional = true;
+      try {
+        await m.partition.destroy();
+      } finally {
+        m.intentional = false;
+      }
+      m.partition = null;
+    }
+    const module = bytes ?? (await this.config.readModule(m.decl.moduleSha256));
+    admit(this.policyDoc, m.decl.spec, m.decl.moduleSha256);
+    try {
+      const p = await this.hv.createPartition(librarySpec(m.decl.spec, module, m.decl.moduleSha256));
+      m.partition = p;
+      m.error = null;
+      p.on('console', (line, stream) => m.pushLine(stream, line));
+      p.on('state', (state) => m.emit('state', state));
+      p.on('violation', () => m.violations++);
+      p.on('exit', (exit) => this.onExit(m, p, exit));
+    } catch (error) {
+      m.error = errorInfo(error);
+      throw error;
+    }
+  }
+
+  private async run(m: Managed): Promise<void> {
+    const p = m.partition!;
+    m.startedAt = performance.now();
+    m.decl = { ...m.decl, lastRun: 'running' };
+    await this.config.writeDeclared(m.decl);
+    await p.start();
+  }
+
+  private async setLastRun(m: Managed, lastRun: DeclaredPartition['lastRun']): Promise<void> {
+    m.decl = { ...m.decl, lastRun };
+    await this.config.writeDeclared(m.decl);
+  }
+
+  private onExit(m: Managed, p: Partition, exit: PartitionExit): void {
+    if (m.partition !== p) return;
+    m.lastExit = exit;
+    if (m.intentional || this.closing) return;
+    const failed = !(exit.state === 'exited' && exit.code === 0);
+    this.audit.note({
+      actor: 'host',
+      action: 'partition.exit',
+      target: `/partitions/${m.name}`,
+      outcome: failed ? 'failure' : 'success',
+      reason: exit.reason === 'exit' ? `exit code ${exit.code}` : `${exit.reason}: ${exit.error?.message ?? ''}`,
+    });
+    const policy = m.decl.restartPolicy;
+    const restart = m.decl.desired === 'running' && (policy === 'always' || (policy === 'on-failure' && failed));
+    void m.exclusive(async () => {
+      if (m.partition !== p) return;
+      await this.setLastRun(m, failed ? 'failed' : 'succeeded').catch((e) => this.log(`wasmvisor serve: ${describe(e)}`));
+      if (restart && !this.closing) this.scheduleRestart(m);
+    });
+  }
+
+  private scheduleRestart(m: Managed): void {
+    if (performance.now() - m.startedAt > BACKOFF_RESET_AFTER_MS) m.backoffMs = BACKOFF_FIRST_MS;
+    const delay = m.backoffMs;
+    m.backoffMs = Math.min(BACKOFF_MAX_MS, m.backoffMs * 2);
+    m.restartTimer = setTimeout(() => {
+      m.restartTimer = null;
+      void m.exclusive(async () => {
+        if (this.closing || this.managed.get(m.name) !== m || m.decl.desired !== 'running' || m.partition?.state === 'running') return;
+        try {
+          await this.instantiate(m);
+          await this.run(m);
+          m.restarts++;
+          this.audit.note({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'success', reason: `restartPolicy ${m.decl.restartPolicy}, after ${delay} ms` });
+        } catch (error) {
+          this.audit.note({ actor: 'host', action: 'partition.restart', target: `/partitions/${m.name}`, outcome: 'failure', reason: describe(error) });
+          this.scheduleRestart(m);
+        }
+      });
+    }, delay);
+  }
+
+  private cancelRestart(m: Managed): void {
+    if (m.restartTimer) clearTimeout(m.restartTimer);
+    m.restartTimer = null;
+    m.backoffMs = BACKOFF_FIRST_MS;
+  }
+
+  private flushViolations(): void {
+    for (const m of this.managed.values()) {
+      if (m.violations === 0) continue;
+      this.audit.note({ actor: `partition:${m.name}`, action: 'partition.violation', target: `/partitions/${m.name}`, outcome: 'denied', reason: `${m.violations} violation(s) in the last second` });
+      m.violations = 0;
+    }
+  }
+}
+
+function errorInfo(error: unknown): { code: ErrorCode; message: string } {
+  return error instanceof WasmvisorError ? { code: error.code, message: error.message } : { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+function describe(error: unknown): string {
+  const e = errorInfo(error);
+  return `${e.code}: ${e.message}`;
+}

@@ -1,0 +1,442 @@
+/**
+ * The management API: fastify 5 over HTTPS (or plain HTTP on loopback), every route in one
+ * table (routes.ts) that carries its permission, its scope, and the TypeBox schemas that both
+ * validate the request and generate `/openapi.json`.
+ *
+ * Order of checks for every request (the same for every route, in hooks, so no handler can
+ * forget one):
+ *   1. connection cap, TLS handshake, header and request timeouts (node's server, set below)
+ *   2. onRequest: authenticate (bearer token, else a verified client certificate); a route not
+ *      marked public answers 401 to a caller without a valid credential — unknown routes too,
+ *      so an unauthenticated caller learns nothing about which routes or partitions exist
+ *   3. onRequest: the principal's rate limit (429 with Retry-After)
+ *   4. body size limit (413) and JSON parsing (400), then schema validation (400 naming the field)
+ *   5. the route wrapper, before the handler: RBAC decision at the route's scope, recorded in the audit log, allow or deny (403)
+ *   6. the handler; errors become `{ error: { code, message } }` with the code's status, and
+ *      anything unexpected a 500 without internals (the detail goes to the daemon's log)
+ */
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { explain } from '../schema/check.ts';
+import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { TokenBucket } from '../limits/token-bucket.ts';
+import type { AuditSink } from './audit.ts';
+import type { ManagedHost } from './host.ts';
+import type { Permission, Rbac, RoleAssignment } from './rbac.ts';
+import { MAX_CREDENTIAL_LENGTH, type TokenStore } from './tokens.ts';
+import { buildRoutes, type RouteDef } from './routes.ts';
+import { openApiDocument } from './openapi.ts';
+
+/** Attestation as the API needs it; provided by host/security (issue 12) when it is on this branch. */
+export interface AttestationProvider {
+  attest(nonce: Uint8Array): Promise<unknown>;
+}
+
+/** An authenticated caller. */
+export interface Principal {
+  /** `token:<name>` or `cert:<CN>`; `anonymous` only when auth is off. */
+  id: string;
+  kind: 'token' | 'cert' | 'none';
+  /** The token's id (for revocation of its open streams). */
+  tokenId: string | null;
+  /** When the credential stops working (ms since the epoch), or null. */
+  expiresAt: number | null;
+  /** Assignments the credential itself carries (a token's role at its scope). */
+  assignments: RoleAssignment[];
+}
+
+export interface ServerLimits {
+  /** Largest JSON body, bytes (POST /partitions and calls have their own, larger limits). Default 1 MiB. */
+  bodyBytes: number;
+  /** Connections open at once; more are refused by the socket layer. Default 256. */
+  maxConnections: number;
+  /** Time to receive a request's headers (slow-loris), ms. Default 10000. */
+  headersTimeoutMs: number;
+  /** Time to receive a whole request, ms. Default 60000. */
+  requestTimeoutMs: number;
+  /** An idle connection is closed after this, ms. Default 5000 between requests, 120000 in all. */
+  keepAliveTimeoutMs: number;
+  /** Socket inactivity timeout, ms (streams send a heartbeat well within it). Default 120000. */
+  socketTimeoutMs: number;
+  /** TLS handshake budget, ms. Default 10000. */
+  handshakeTimeoutMs: number;
+  /** Requests per second per principal, sustained. Default 200. */
+  ratePerSecond: number;
+  /** Requests a principal may make at once after an idle period. Default 400. */
+  rateBurst: number;
+  /** Failed authentications per second per remote address. Default 20 (burst 40). */
+  authFailuresPerSecond: number;
+  /** Console streams open at once, in all. Default 64. */
+  maxStreams: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  bodyBytes: 1 << 20,
+  maxConnections: 256,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5000,
+  socketTimeoutMs: 120_000,
+  handshakeTimeoutMs: 10_000,
+  ratePerSecond: 200,
+  rateBurst: 400,
+  authFailuresPerSecond: 20,
+  maxStreams: 64,
+};
+
+export interface ServerOptions {
+  host: ManagedHost;
+  tokens: TokenStore;
+  rbac: Rbac;
+  audit: AuditSink;
+  /** Certificate and key (PEM); `clientCa` enables client certificates (mutual TLS). Null: plain HTTP, loopback only. */
+  tls: { cert: string; key: string; clientCa?: string | null } | null;
+  limits?: Partial<ServerLimits>;
+  attestation?: AttestationProvider | null;
+  /**
+   * Off only for measuring what authentication, authorization and audit cost (bench/mgmt.mjs):
+   * every request runs as an anonymous principal, nothing is checked or recorded. Not reachable
+   * from the command line.
+   */
+  auth?: boolean;
+  /** The daemon's log (errors that are not the caller's). */
+  log?: (line: string) => void;
+}
+
+const CHECK_INTERVAL_MS = 1000;
+
+/** Counters for `/metrics`. */
+export interface ApiCounters {
+  requests: number;
+  denied: number;
+  unauthenticated: number;
+  rateLimited: number;
+  openStreams: number;
+}
+
+/** What a handler gets: the validated request and who made it. */
+export interface RequestContext {
+  req: FastifyRequest;
+  reply: FastifyReply;
+  principal: Principal;
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  body: unknown;
+  /** Runs an RBAC decision (audited) and throws ERR_ACCESS_DENIED when it denies. */
+  authorize(permission: Permission, scope: string, segment?: string | null): void;
+  /** Runs an RBAC decision (audited) and returns whether it allowed. */
+  allowed(permission: Permission, scope: string, segment?: string | null): boolean;
+}
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  ERR_INVALID_ARGUMENT: 400,
+  ERR_UNAUTHENTICATED: 401,
+  ERR_ACCESS_DENIED: 403,
+  ERR_NOT_FOUND: 404,
+  ERR_INVALID_STATE: 409,
+  ERR_TOO_LARGE: 413,
+  ERR_MODULE_INVALID: 422,
+  ERR_IMPORT_DENIED: 422,
+  ERR_FEATURE_DENIED: 422,
+  ERR_LIMIT_MEMORY: 422,
+  ERR_LIMIT_TABLE: 422,
+  ERR_INTEGRITY: 422,
+  ERR_GUEST_CALL: 422,
+  ERR_GUEST_TRAP: 422,
+  ERR_LIMIT_CPU: 422,
+  ERR_KILLED: 422,
+  ERR_RATE_LIMITED: 429,
+  ERR_BUSY: 503,
+  ERR_NOT_IMPLEMENTED: 501,
+  ERR_STORAGE: 500,
+  ERR_INTERNAL: 500,
+};
+
+/** The HTTP status for an error code (documented in docs/MANAGEMENT.md). */
+export function httpStatus(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    route?: RouteDef;
+  }
+}
+
+/** Principals' rate-limit buckets, bounded: the least recently used is forgotten first. */
+class Buckets {
+  private readonly map = new Map<string, TokenBucket>();
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly max = 10_000,
+  ) {}
+  take(key: string): number {
+    let b = this.map.get(key);
+    if (b === undefined) {
+      if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value!);
+      b = new TokenBucket({ capacity: this.burst, refillTimeMs: (this.burst / this.perSecond) * 1000 });
+    } else this.map.delete(key);
+    this.map.set(key, b);
+    return b.reduce(1) === 'ok' ? 0 : Math.ceil(b.waitTimeMs(1));
+  }
+}
+
+export class ManagementServer {
+  readonly app: FastifyInstance;
+  readonly counters: ApiCounters = { requests: 0, denied: 0, unauthenticated: 0, rateLimited: 0, openStreams: 0 };
+  readonly limits: ServerLimits;
+  readonly routes: RouteDef[];
+  private readonly options: ServerOptions;
+  private readonly principalBuckets: Buckets;
+  private readonly failureBuckets: Buckets;
+  private readonly log: (line: string) => void;
+  /** Open console streams, to cut them when their credential is revoked or expires, or the server closes. */
+  readonly streams = new Set<{ principal: Principal; close: (code: ErrorCode, message: string) => void }>();
+  private readonly onRevoked = (id: string) => {
+    for (const s of this.streams) if (s.principal.tokenId === id) s.close('ERR_UNAUTHENTICATED', 'the token was revoked');
+  };
+
+  constructor(options: ServerOptions) {
+    this.options = options;
+    this.limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+    this.log = options.log ?? (() => {});
+    const l = this.limits;
+    this.principalBuckets = new Buckets(l.ratePerSecond, l.rateBurst);
+    this.failureBuckets = new Buckets(l.authFailuresPerSecond, l.authFailuresPerSecond * 2);
+    const tls = options.tls;
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: l.bodyBytes,
+      connectionTimeout: l.socketTimeoutMs,
+      keepAliveTimeout: l.keepAliveTimeoutMs,
+      requestTimeout: l.requestTimeoutMs,
+      return503OnClosing: true,
+      forceCloseConnections: true,
+      onProtoPoisoning: 'error',
+      onConstructorPoisoning: 'error',
+      // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
+      // default): once a second makes a slow-loris client's headersTimeout exact within 1 s.
+      http: { headersTimeout: l.headersTimeoutMs, connectionsCheckingInterval: CHECK_INTERVAL_MS },
+      ...(tls
+        ? {
+            https: {
+              cert: tls.cert,
+              key: tls.key,
+              headersTimeout: l.headersTimeoutMs,
+              connectionsCheckingInterval: CHECK_INTERVAL_MS,
+              handshakeTimeout: l.handshakeTimeoutMs,
+              minVersion: 'TLSv1.2' as const,
+              ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+            },
+          }
+        : {}),
+    });
+    this.app.server.maxConnections = l.maxConnections;
+    this.app.server.headersTimeout = l.headersTimeoutMs;
+    this.app.decorateRequest('principal', null);
+    this.routes = buildRoutes({ host: options.host, tokens: options.tokens, rbac: options.rbac, audit: options.audit, server: this, attestation: options.attestation ?? null });
+    this.install();
+    options.tokens.on('revoked', this.onRevoked);
+  }
+
+  private get authOn(): boolean {
+    return this.options.auth !== false;
+  }
+
+  private install(): void {
+    const app = this.app;
+    app.setValidatorCompiler(({ schema, httpPart }) => {
+      const s = schema as TSchema;
+      return (data: unknown) => {
+        // Query strings and path parameters arrive as strings: convert to the schema's types first.
+        const value = httpPart === 'querystring' || httpPart === 'params' ? Value.Convert(s, data) : data;
+        const problems = explain(s, value);
+        const where = httpPart === 'querystring' ? 'query' : httpPart === 'params' ? 'path' : httpPart;
+        return problems.length === 0 ? { value } : { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };
+      };
+    });
+
+    app.addHook('onRequest', async (req, reply) => {
+      this.counters.requests++;
+      const route = req.routeOptions.config.route;
+      if (!this.authOn) {
+        req.principal = { id: 'anonymous', kind: 'none', tokenId: null, expiresAt: null, assignments: [] };
+        return;
+      }
+      if (route?.auth === 'public') return;
+      try {
+        req.principal = this.authenticate(req);
+      } catch (error) {
+        this.counters.unauthenticated++;
+        const wait = this.failureBuckets.take(req.ip);
+        if (wait > 0) {
+          this.counters.rateLimited++;
+          void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+          throw new RateLimitedError('too many failed authentications from this address');
+        }
+        this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
+        void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
+        throw error;
+      }
+      const wait = this.principalBuckets.take(req.principal.id);
+      if (wait > 0) {
+        this.counters.rateLimited++;
+        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+        throw new RateLimitedError(`${req.principal.id} is over its rate limit (${this.limits.ratePerSecond} requests/s)`);
+      }
+    });
+
+    app.setNotFoundHandler(async (req) => {
+      throw new NotFoundError(`no route ${req.method} ${JSON.stringify(req.url.split('?')[0]!.slice(0, 200))}`);
+    });
+
+    app.setErrorHandler(async (error, req, reply) => {
+      const { status, code, message } = this.toError(error, req);
+      return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
+    });
+
+    for (const route of this.routes) {
+      app.route({
+        method: route.method,
+        url: route.url,
+        config: { route },
+        ...(route.bodyLimit ? { bodyLimit: route.bodyLimit } : {}),
+        schema: {
+          ...(route.params ? { params: route.params } : {}),
+          ...(route.query ? { querystring: route.query } : {}),
+          ...(route.body ? { body: route.body } : {}),
+        },
+        handler: async (req, reply) => {
+          const principal = req.principal!;
+          const ctx: RequestContext = {
+            req,
+            reply,
+            principal,
+            params: (req.params ?? {}) as Record<string, string>,
+            query: (req.query ?? {}) as Record<string, unknown>,
+            body: req.body,
+            authorize: (permission, scope, segment = null) => {
+              if (!this.decide(req, principal, permission, scope, segment)) {
+                throw new AccessDeniedError(`${principal.id} may not ${permission} at ${scope}`);
+              }
+            },
+            allowed: (permission, scope, segment = null) => this.decide(req, principal, permission, scope, segment),
+          };
+          if (route.permission !== null && this.authOn) {
+            const { scope, segment } = route.scope(ctx);
+            ctx.authorize(route.permission, scope, segment);
+          }
+          try {
+            return await route.handler(ctx);
+          } catch (error) {
+            // Every refusal after authorization is recorded with its code (successes are recorded by the action).
+            const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+            this.options.audit.note({
+              actor: principal.id,
+              action: 'api.request',
+              target: `${route.method} ${req.url.split('?')[0]!.slice(0, 200)}`,
+              outcome: code === 'ERR_ACCESS_DENIED' ? 'denied' : 'failure',
+              reason: error instanceof Error ? error.message.slice(0, 1000) : String(error),
+              code,
+              details: { requestId: req.id },
+            });
+            throw error;
+          }
+        },
+      });
+    }
+    // Any valid credential may read the document (no permission needed); without one it is a 401
+    // like every other route, so the route list is not shown to anonymous callers.
+    app.get('/openapi.json', { config: { route: { auth: 'required' } as RouteDef } }, async () => this.openapi);
+  }
+
+  private openapiCache: unknown = null;
+  private get openapi(): unknown {
+    this.openapiCache ??= openApiDocument(this.routes);
+    return this.openapiCache;
+  }
+
+  /** An RBAC decision, recorded in the audit log whichever way it goes. */
+  private decide(req: FastifyRequest, principal: Principal, permission: Permission, scope: string, segment: string | null): boolean {
+    if (!this.authOn) return true;
+    const d = this.options.rbac.decide(principal.id, principal.assignments, permission, scope, segment);
+    this.options.audit.note({ actor: principal.id, action: 'api.authorize', target: scope, outcome: d.allowed ? 'success' : 'denied', reason: d.rule, details: { permission, requestId: req.id } });
+    if (!d.allowed) this.counters.denied++;
+    return d.allowed;
+  }
+
+  /** Token first (explicit), else a client certificate our CA issued. */
+  authenticate(req: FastifyRequest): Principal {
+    const header = req.headers.authorization;
+    if (header !== undefined) {
+      if (header.length > MAX_CREDENTIAL_LENGTH + 7 || !header.startsWith('Bearer ')) throw new UnauthenticatedError('the Authorization header must be "Bearer <token>"');
+      const record = this.options.tokens.verify(header.slice(7));
+      const id = `token:${record.name}`;
+      return {
+        id,
+        kind: 'token',
+        tokenId: record.id,
+        expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
+        assignments: [{ principal: id, role: record.role, scope: record.scope }],
+      };
+    }
+    const socket = req.raw.socket as TLSSocket;
+    if (this.options.tls?.clientCa && typeof socket.getPeerCertificate === 'function' && socket.authorized) {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      const name = Array.isArray(cn) ? cn[0] : cn;
+      if (typeof name === 'string' && /^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/.test(name)) {
+        return { id: `cert:${name}`, kind: 'cert', tokenId: null, expiresAt: null, assignments: [] };
+      }
+      throw new UnauthenticatedError('the client certificate has no usable common name');
+    }
+    throw new UnauthenticatedError('no credential: send "Authorization: Bearer <token>" or a client certificate');
+  }
+
+  private toError(error: unknown, req: FastifyRequest): { status: number; code: ErrorCode; message: string } {
+    if (error instanceof WasmvisorError) return { status: httpStatus(error.code), code: error.code, message: error.message };
+    const e = error as { code?: string; statusCode?: number; message?: string };
+    switch (e.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return { status: 413, code: 'ERR_TOO_LARGE', message: `the request body is over the limit of ${req.routeOptions.bodyLimit ?? this.limits.bodyBytes} bytes` };
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return { status: 415, code: 'ERR_INVALID_ARGUMENT', message: 'the request body must be application/json' };
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return { status: 400, code: 'ERR_INVALID_ARGUMENT', message: 'body: is empty, expected a JSON object' };
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return { status: 400, code: 'ERR_INVALID_ARGUMENT', message: 'the Content-Length does not match the body' };
+    }
+    if (error instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') return { status: 400, code: 'ERR_INVALID_ARGUMENT', message: 'body: is not valid JSON' };
+    if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+      // A framework refusal (e.g. proto poisoning): its status, a message without internals.
+      return { status: e.statusCode, code: 'ERR_INVALID_ARGUMENT', message: `the request was refused (${e.code ?? e.statusCode})` };
+    }
+    this.log(`wasmvisor serve: request ${req.id} ${req.method} ${req.routeOptions.url ?? '?'} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return { status: 500, code: 'ERR_INTERNAL', message: `internal error (request ${req.id}); see the host's log` };
+  }
+
+  /** Listens; resolves with the bound address. */
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await this.app.listen({ host, port });
+    return this.app.server.address() as AddressInfo;
+  }
+
+  get url(): string {
+    const a = this.app.server.address() as AddressInfo;
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${a.port}`;
+  }
+
+  /** Ends every stream and stops listening. */
+  async close(): Promise<void> {
+    this.options.tokens.off('revoked', this.onRevoked);
+    for (const s of this.streams) s.close('ERR_INVALID_STATE', 'the host is shutting down');
+    await this.app.close();
+  }
+}

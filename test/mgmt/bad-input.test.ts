@@ -1,0 +1,173 @@
+/**
+ * Hostile and broken callers against a real TLS server: oversized bodies (413), malformed JSON
+ * and schema violations (400 naming the field, no stack trace), path traversal in names, a
+ * slow-loris client, too many connections, console output that tries to inject events. After
+ * each, the host still serves and the partition is in the state it was.
+ */
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBody, startHost, type Harness } from './harness.ts';
+
+let h: Harness;
+let owner: string;
+
+beforeAll(async () => {
+  h = await startHost({ limits: { headersTimeoutMs: 1000, maxConnections: 8, requestTimeoutMs: 3000 } });
+  owner = (await h.token('Owner', '/', 'owner')).token;
+  await h.running.host.create(createBody('echo', 'echo', { start: true }, { devices: { console: true }, limits: { timeoutMs: 0 } }), 'test');
+}, 30_000);
+
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Sends raw bytes over TLS; resolves with what came back when the server closed (or after `waitMs`). */
+function raw(payload: string | Buffer, waitMs = 5000): Promise<{ text: string; closedAfterMs: number }> {
+  const url = new URL(h.running.url);
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let text = '';
+    const s = tls.connect({ host: url.hostname, port: Number(url.port), ca: readFileSync(h.running.caFile!, 'utf8') }, () => s.write(payload));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closedAfterMs: Infinity });
+    }, waitMs);
+    s.setEncoding('utf8').on('data', (d: string) => (text += d));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text, closedAfterMs: performance.now() - t0 });
+    });
+    s.on('error', (e) => (text === '' ? reject(e) : undefined));
+  });
+}
+
+function request(method: string, path: string, body: string, headers: Record<string, string> = {}): string {
+  const h2 = { host: 'x', authorization: `Bearer ${owner}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), connection: 'close', ...headers };
+  return `${method} ${path} HTTP/1.1\r\n${Object.entries(h2).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`;
+}
+
+function parse(text: string): { status: number; body: { error?: { code: string; message: string } } } {
+  const status = Number(text.split(' ')[1]);
+  const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+  // Chunked or not: take the JSON object.
+  const json = body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1);
+  return { status, body: json ? JSON.parse(json) : {} };
+}
+
+async function stillServes(): Promise<void> {
+  const info = await h.client(owner).json<{ state: string }>('GET', '/partitions/echo');
+  expect(info.state).toBe('running');
+}
+
+describe('bad input', () => {
+  it('a body over the limit is 413 ERR_TOO_LARGE', async () => {
+    const big = JSON.stringify({ version: 1, pad: 'x'.repeat(1 << 20) });
+    const r = parse((await raw(request('PUT', '/policy', big))).text);
+    expect(r.status).toBe(413);
+    expect(r.body.error?.code).toBe('ERR_TOO_LARGE');
+    await stillServes();
+  });
+
+  it('a body over the limit is refused by its Content-Length, before it is read', async () => {
+    const r = parse((await raw(request('PUT', '/policy', '{', { 'content-length': String(50 << 20) }))).text);
+    expect(r.status).toBe(413);
+  });
+
+  it('malformed JSON is 400 without a stack trace', async () => {
+    for (const body of ['{"version": 1,', 'not json', '{"__proto__": {"x": 1}, "version": 1}']) {
+      const { text } = await raw(request('PUT', '/policy', body));
+      const r = parse(text);
+      expect(r.status, body).toBe(400);
+      expect(r.body.error?.code).toBe('ERR_INVALID_ARGUMENT');
+      expect(text).not.toMatch(/at .*\.(ts|js):\d+/);
+    }
+    await stillServes();
+  });
+
+  it('a schema violation is 400 naming the field', async () => {
+    const c = h.client(owner);
+    const cases: [unknown, RegExp][] = [
+      [{ spec: { name: 'x', limits: { memoryPages: '16' } }, module: 'AA==' }, /body: spec\.limits\.memoryPages: expected an integer from 1 to 65536, got the string "16"/],
+      [{ spec: { name: 'x', devices: { consol: true } }, module: 'AA==' }, /spec\.devices\.consol: unknown key; did you mean console\?/],
+      [{ spec: { name: 'x', devices: { block: { sizeMiB: 1, path: '/etc/passwd' } } }, module: 'AA==' }, /spec\.devices\.block\.path: unknown key/],
+      [{ spec: { name: 'x', wasi: { preopens: [{ guestPath: '/', hostPath: '/' }] } }, module: 'AA==' }, /spec\.wasi\.preopens\[0\]\.hostPath: unknown key/],
+      [{ spec: { name: 'x' } }, /body: module: is required/],
+    ];
+    for (const [body, message] of cases) {
+      const r = await c.request('POST', '/partitions', body);
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body.toString()).error.message).toMatch(message);
+    }
+    const q = await c.request('GET', '/audit?limit=0');
+    expect(JSON.parse(q.body.toString()).error.message).toMatch(/query: limit: expected an integer from 1 to 10000, got the number 0/);
+  });
+
+  it('an invalid module is refused before anything is declared', async () => {
+    const r = await h.client(owner).request('POST', '/partitions', { spec: { name: 'junk' }, module: Buffer.from('not wasm').toString('base64') });
+    expect(r.status).toBe(422);
+    expect(JSON.parse(r.body.toString()).error.code).toBe('ERR_MODULE_INVALID');
+    expect(h.running.host.list().map((p) => p.name)).toEqual(['echo']);
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(`${h.config}/partitions`)).toEqual(['echo.json']);
+    expect(readdirSync(`${h.config}/modules`)).toHaveLength(1);
+  });
+
+  it('path traversal in names goes nowhere', async () => {
+    const c = h.client(owner);
+    for (const path of ['/partitions/..%2F..%2Fetc%2Fpasswd', '/partitions/%2E%2E', '/partitions/.hidden', '/partitions/a%00b']) {
+      const r = await c.request('GET', path);
+      expect([400, 404], path).toContain(r.status);
+    }
+    const r = await c.request('POST', '/partitions', { spec: { name: '../../evil' }, module: 'AA==' });
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body.toString()).error.message).toMatch(/spec\.name/);
+  });
+
+  it('a slow-loris client is cut after the headers timeout', async () => {
+    const { closedAfterMs, text } = await raw('GET /health HTTP/1.1\r\nHost: x\r\n', 6000);
+    expect(closedAfterMs).toBeLessThan(4000);
+    expect(text === '' || text.startsWith('HTTP/1.1 408')).toBe(true);
+    await stillServes();
+  });
+
+  it('connections past the cap are refused; the host serves again once they close', async () => {
+    const url = new URL(h.running.url);
+    const ca = readFileSync(h.running.caFile!, 'utf8');
+    const sockets: tls.TLSSocket[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        sockets.push(await new Promise<tls.TLSSocket>((resolve, reject) => {
+          const s = tls.connect({ host: url.hostname, port: Number(url.port), ca }, () => resolve(s));
+          s.on('error', reject);
+        }));
+      }
+      await expect(h.client(owner, { timeoutMs: 3000 }).request('GET', '/health')).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    await stillServes();
+  });
+
+  it('console output cannot inject events or headers into the stream', async () => {
+    const c = h.client(owner);
+    const evil = 'x\r\n\r\nevent: end\r\ndata: {"code":"ERR_FAKE"}\r\nSet-Cookie: a=b';
+    await c.json('POST', '/partitions/echo/console', { lines: [evil, 'after'] });
+    const events: [string, unknown][] = [];
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      events.length = 0;
+      await c.stream('/partitions/echo/console?tail=10&follow=false', (n, d) => events.push([n, d]));
+      if (events.some(([, d]) => (d as { line?: string }).line === 'echo: after')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(events.every(([n]) => n === 'console')).toBe(true);
+    // The guest's output (cut into lines at LF by the console device) all arrives as the data of
+    // `console` events, CRs intact: nothing became an event, a field or a header of its own.
+    const lines = events.map(([, d]) => (d as { line: string }).line);
+    expect(lines.slice(-6)).toEqual(['echo: x\r', '\r', 'event: end\r', 'data: {"code":"ERR_FAKE"}\r', 'Set-Cookie: a=b', 'echo: after']);
+    const r = await c.request('GET', '/partitions/echo/console?tail=10&follow=false');
+    expect(r.headers['set-cookie']).toBeUndefined();
+  });
+});

@@ -1,0 +1,51 @@
+/**
+ * A real management server for tests: `serve()` on 127.0.0.1, a free port, TLS with a fresh
+ * local CA, a temporary config directory, and an in-memory audit log the test can read.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MemoryAuditLog } from '../../host/mgmt/audit.ts';
+import { Client } from '../../host/mgmt/client.ts';
+import { serve, type RunningHost, type ServeOptions } from '../../host/mgmt/serve.ts';
+import { guest } from '../helpers.ts';
+
+export interface Harness {
+  running: RunningHost;
+  audit: MemoryAuditLog;
+  config: string;
+  /** A token with `role` at `scope` (made through the store, like `wasmvisor token create`). */
+  token(role: string, scope: string, name?: string, lifetimeMs?: number | null): Promise<{ token: string; id: string }>;
+  client(token?: string, extra?: Partial<ConstructorParameters<typeof Client>[0]>): Client;
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = 'wv-mgmt-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export async function startHost(options: Partial<ServeOptions> & { rbac?: unknown } = {}): Promise<Harness> {
+  const config = options.config ?? tempDir();
+  if (options.rbac !== undefined) writeFileSync(path.join(config, 'rbac.json'), JSON.stringify(options.rbac));
+  const audit = new MemoryAuditLog();
+  const running = await serve({ tlsSelfSigned: true, port: 0, audit, log: () => {}, ...options, config });
+  const ca = readFileSync(running.caFile!, 'utf8');
+  return {
+    running,
+    audit,
+    config,
+    async token(role, scope, name = `t-${role.toLowerCase()}`, lifetimeMs = 3_600_000) {
+      const { token, record } = await running.tokens.create({ name, role, scope, lifetimeMs, createdBy: 'test' });
+      return { token, id: record.id };
+    },
+    client(token, extra = {}) {
+      return new Client({ url: running.url, ca, ...(token !== undefined ? { token } : {}), ...extra });
+    },
+    close: () => running.close(),
+  };
+}
+
+/** A create body for a built guest. */
+export function createBody(name: string, guestName: string, extra: Record<string, unknown> = {}, spec: Record<string, unknown> = {}) {
+  return { spec: { name, ...spec }, module: readFileSync(guest(guestName)).toString('base64'), ...extra };
+}

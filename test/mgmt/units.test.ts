@@ -1,0 +1,173 @@
+/**
+ * The management plane's pure parts and its bounds at their edges: RBAC model (custom roles,
+ * notPermissions, deny order, bad configurations), token lifetimes, the config lock, admission
+ * policy, Prometheus escaping, and the server's body, stream and lifetime limits (at the edge
+ * and one past it).
+ */
+import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rbac, rolePermissions, BUILT_IN_ROLES } from '../../host/mgmt/rbac.ts';
+import { MAX_TOKEN_LIFETIME_MS, parseLifetime } from '../../host/mgmt/tokens.ts';
+import { ConfigDir } from '../../host/mgmt/config.ts';
+import { admit } from '../../host/mgmt/host.ts';
+import { escapeLabel } from '../../host/mgmt/prometheus.ts';
+import { isLoopback, serve } from '../../host/mgmt/serve.ts';
+import { MemoryAuditLog } from '../../host/mgmt/audit.ts';
+import { createBody, startHost, tempDir, type Harness } from './harness.ts';
+
+describe('RBAC model', () => {
+  it('custom roles with wildcards and notPermissions', () => {
+    const rbac = new Rbac({
+      roles: [{ name: 'Runner', permissions: ['partitions/*'], notPermissions: ['partitions/write'] }],
+      assignments: [{ principal: 'token:r', role: 'Runner', scope: '/partitions/web' }],
+    });
+    expect(rolePermissions(rbac.role('Runner'))).toEqual(['partitions/read', 'partitions/start', 'partitions/console', 'partitions/call']);
+    expect(rbac.decide('token:r', [], 'partitions/start', '/partitions/web').allowed).toBe(true);
+    expect(rbac.decide('token:r', [], 'partitions/write', '/partitions/web')).toMatchObject({ allowed: false, rule: 'default-deny' });
+    expect(rbac.decide('token:r', [], 'partitions/start', '/partitions/db').allowed).toBe(false);
+    // Assignments are inherited downwards, never upwards.
+    expect(rbac.decide('token:r', [], 'partitions/read', '/').allowed).toBe(false);
+  });
+
+  it('a deny assignment wins over any allow, also one for everyone (*), and is inherited downwards', () => {
+    const rbac = new Rbac({ denyAssignments: [{ principal: '*', permissions: ['disks/*'], scope: '/' }] });
+    const owner = [{ principal: 'token:o', role: 'Owner', scope: '/' }];
+    expect(rbac.decide('token:o', owner, 'disks/wipe', '/partitions/x')).toMatchObject({ allowed: false, rule: 'deny:deny-0@/' });
+    expect(rbac.decide('token:o', owner, 'partitions/write', '/partitions/x')).toMatchObject({ allowed: true, rule: 'allow:token:o:Owner@/' });
+  });
+
+  it('refuses bad configurations, naming the place', () => {
+    expect(() => new Rbac({ roles: [{ name: 'Owner', permissions: [] }] })).toThrow(/role "Owner" is defined twice/);
+    expect(() => new Rbac({ roles: [{ name: 'X', permissions: ['partitions/fly'] }] })).toThrow(/role X.permissions\[0\]: unknown permission "partitions\/fly"/);
+    expect(() => new Rbac({ roles: [{ name: 'X', permissions: ['boats/*'] }] })).toThrow(/no permission has the resource "boats"/);
+    expect(() => new Rbac({ assignments: [{ principal: 'token:a', role: 'Nobody', scope: '/' }] })).toThrow(/assignments\[0\]\.role: unknown role "Nobody"/);
+    expect(() => new Rbac({ assignments: [{ principal: 'token:a', role: 'Reader', scope: '/partitions/../x' }] })).toThrow(/assignments\[0\]\.scope .* is not a scope/);
+  });
+
+  it('the built-in roles are Owner, Operator, Auditor, Reader', () => {
+    expect(BUILT_IN_ROLES.map((r) => r.name)).toEqual(['Owner', 'Operator', 'Auditor', 'Reader']);
+  });
+});
+
+describe('bounds at their edges', () => {
+  it('token lifetimes: 3650d is the most, 3651d one past it', () => {
+    expect(parseLifetime('3650d')).toBe(MAX_TOKEN_LIFETIME_MS);
+    expect(() => parseLifetime('3651d')).toThrow(/longer than the most a token may live/);
+    expect(parseLifetime('1s')).toBe(1000);
+    expect(() => parseLifetime('0s')).toThrow(/expected a duration/);
+    expect(parseLifetime('never')).toBeNull();
+  });
+
+  it('the admission policy names the rule that refused', () => {
+    const spec = { name: 'x', limits: { memoryPages: 17 }, devices: { console: true, net: { segment: 's' } } };
+    expect(() => admit({ version: 1, allowMeasurements: ['a'.repeat(64)] }, spec, 'b'.repeat(64))).toThrow(/policy\.allowMeasurements does not admit/);
+    expect(() => admit({ version: 1, maxMemoryPages: 16 }, spec, 'b'.repeat(64))).toThrow(/policy\.maxMemoryPages is 16/);
+    expect(() => admit({ version: 1, maxMemoryPages: 17 }, spec, 'b'.repeat(64))).not.toThrow();
+    expect(() => admit({ version: 1, allowDevices: ['console'] }, spec, 'b'.repeat(64))).toThrow(/policy\.allowDevices does not allow devices\.net/);
+  });
+
+  it('Prometheus label values are escaped', () => {
+    expect(escapeLabel('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
+  });
+
+  it('loopback is 127.0.0.0/8, ::1 and localhost; nothing else', () => {
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) expect(isLoopback(a)).toBe(true);
+    for (const a of ['0.0.0.0', '10.0.0.1', '::', '128.0.0.1', 'example.com']) expect(isLoopback(a)).toBe(false);
+  });
+
+  it('a non-loopback bind without TLS is refused before anything is opened', async () => {
+    const config = tempDir();
+    await expect(serve({ config, bind: '0.0.0.0', port: 0, log: () => {} })).rejects.toThrow(/^refusing to serve on 0\.0\.0\.0 without TLS/);
+  });
+
+  it('the lock: a live owner refuses, a dead owner\'s lock is taken over', () => {
+    const dir = new ConfigDir(tempDir());
+    dir.ensure();
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    writeFileSync(dir.path('serve.lock'), `${dead}\n`);
+    dir.lock();
+    dir.unlock();
+    writeFileSync(dir.path('serve.lock'), `${process.ppid}\n`);
+    expect(() => dir.lock()).toThrow(/another wasmvisor serve \(pid \d+\) is using/);
+  });
+});
+
+describe('server limits at their edges', () => {
+  let h: Harness;
+  let owner: string;
+  beforeAll(async () => {
+    h = await startHost({ limits: { bodyBytes: 1024, maxStreams: 2 } });
+    owner = (await h.token('Owner', '/', 'owner')).token;
+    await h.running.host.create(createBody('e', 'echo', { start: true }, { devices: { console: true }, limits: { timeoutMs: 0 } }), 'test');
+  }, 30_000);
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('a body of exactly the limit is read (then judged by its schema); one byte more is 413', async () => {
+    const pad = (n: number) => {
+      const base = JSON.stringify({ version: 1, x: '' });
+      return JSON.stringify({ version: 1, x: 'y'.repeat(n - base.length) });
+    };
+    const c = h.client(owner);
+    const at = await c.request('PUT', '/policy', JSON.parse(pad(1024)));
+    expect(at.status).toBe(400);
+    expect(JSON.parse(at.body.toString()).error.message).toMatch(/body: x: unknown key/);
+    const past = await c.request('PUT', '/policy', JSON.parse(pad(1025)));
+    expect(past.status).toBe(413);
+  });
+
+  it('streams: the limit is served, one more is 503 ERR_BUSY', async () => {
+    const c = h.client(owner);
+    const ac = new AbortController();
+    const open = [c.stream('/partitions/e/console', () => {}, ac.signal), c.stream('/partitions/e/console', () => {}, ac.signal)];
+    const deadline = Date.now() + 5000;
+    while (h.running.server.counters.openStreams < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(h.running.server.counters.openStreams).toBe(2);
+    const third = await c.request('GET', '/partitions/e/console');
+    expect(third.status).toBe(503);
+    expect(JSON.parse(third.body.toString()).error.code).toBe('ERR_BUSY');
+    ac.abort();
+    await Promise.all(open);
+    while (h.running.server.counters.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(h.running.server.counters.openStreams).toBe(0);
+  });
+
+  it('the audit query filters by partition, action, outcome and time', async () => {
+    const c = h.client(owner);
+    await c.json('POST', '/partitions/e/stop');
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const r = await c.json<{ durable: boolean; records: { action: string; target: string; outcome: string }[] }>('GET', `/audit?partition=e&action=partition.stop&since=${since}`);
+    expect(r.durable).toBe(false);
+    expect(r.records).toHaveLength(1);
+    expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'success' });
+    const denied = await c.json<{ records: unknown[] }>('GET', '/audit?outcome=denied&until=2000-01-01');
+    expect(denied.records).toEqual([]);
+  });
+});
+
+describe('the memory audit log', () => {
+  it('keeps the newest records up to its capacity and counts the dropped', async () => {
+    const log = new MemoryAuditLog(3);
+    for (let i = 0; i < 5; i++) log.record({ actor: 'a', action: `x${i}`, target: '/', outcome: 'success', reason: '' });
+    expect(log.all().map((r) => r.action)).toEqual(['x2', 'x3', 'x4']);
+    expect(log.dropped).toBe(2);
+    expect((await log.query({ limit: 2 })).map((r) => r.seq)).toEqual([4, 5]);
+  });
+});
+
+describe('the durable-log adapter', () => {
+  it('writes through and filters what it reads back', async () => {
+    const backing = new MemoryAuditLog();
+    const { durableSink } = await import('../../host/mgmt/audit.ts');
+    const sink = durableSink(backing, () => backing.all());
+    expect(sink.durable).toBe(true);
+    sink.note({ actor: 'token:a', action: 'api.authorize', target: '/partitions/x', outcome: 'denied', reason: 'default-deny' });
+    await sink.record({ actor: 'token:a', action: 'partition.stop', target: '/partitions/x', outcome: 'success', reason: '' });
+    await sink.record({ actor: 'token:b', action: 'partition.stop', target: '/partitions/y', outcome: 'success', reason: '' });
+    expect((await sink.query({ target: '/partitions/*', limit: 10 })).map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect((await sink.query({ actor: 'token:a', outcome: 'success', limit: 10 })).map((r) => r.seq)).toEqual([2]);
+    expect((await sink.query({ limit: 1 })).map((r) => r.seq)).toEqual([3]);
+  });
+});
