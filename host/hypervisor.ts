@@ -217,6 +217,20 @@ export interface HypervisorOptions {
   reuseWorkers?: boolean;
 }
 
+/** One partition's line in `hv.scheduler()`. */
+export interface PartitionSchedule {
+  name: string;
+  state: PartitionState;
+  /** Where its current run executes, or null when it is not running. */
+  placement: Placement | null;
+  /** Its worker: a thread id (dedicated) or a shared worker's id; null when not running. */
+  worker: number | null;
+  slices: number;
+  preemptions: number;
+  waits: number;
+  waitMs: number;
+}
+
 export interface HypervisorEvents {
   /** Every partition's violations, for one place to watch them. */
   violation: [violation: Violation];
@@ -612,8 +626,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.switch.close();
   }
 
-  /** Where partitions run: the warm pool of dedicated workers and what it has served. */
-  scheduler(): SchedulerStats {
-    return this.sched.stats();
+  /**
+   * Where partitions run: the warm pool of dedicated workers, the shared workers (partitions on
+   * each, run queue, slices, preemptions) and, per live partition, its placement, its worker and
+   * its share of it (slices run, preemptions, waits, time waiting for a slice).
+   */
+  scheduler(): SchedulerStats & { partitions: PartitionSchedule[] } {
+    const partitions = [...this.live.values()].map((p) => ({ name: p.name, state: p.state, placement: p.placement, worker: p.workerId, ...p.metrics().sched }));
+    return { ...this.sched.stats(), partitions };
   }
 }

@@ -3,7 +3,10 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy } from './hypervisor.ts';
+export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy, PartitionSchedule } from './hypervisor.ts';
+export type { SchedulerStats } from './scheduler/scheduler.ts';
+export type { SharedWorkerStats } from './scheduler/shared.ts';
+export type { Placement } from './limits/sizes.ts';
 export { Partition } from './partition/partition.ts';
 export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';

@@ -55,8 +55,10 @@ export interface WorkerInit {
   maxInputBytes: number;
   /** Most bytes a call's output may reach. */
   maxOutputBytes: number;
-  /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */
+  /** How long an idle reactor may poll for the next call before it sleeps, in microseconds (adaptive: see spin.ts). */
   spinMicros: number;
+  /** The process's spin budget (host/channel/spin.ts); absent: never spin. */
+  spin?: SharedArrayBuffer;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
   /** Fuel budget, or null for none. The module is metered (needs the instrumenter's imports) when `fuel` or `cpu` is set. */
@@ -117,8 +119,10 @@ export type WorkerBoot =
       stats: SharedArrayBuffer;
       /** Wall time a partition may hold the thread while others wait, ms. */
       sliceMs: number;
-      /** How long the idle scheduler polls its doorbell before it sleeps, µs. */
+      /** How long the idle scheduler may poll its doorbell before it sleeps, µs (adaptive). */
       spinMicros: number;
+      /** The process's spin budget (host/channel/spin.ts). */
+      spin: SharedArrayBuffer;
     };
 
 /** Root → shared worker, on its control port (then the doorbell's control slot is rung). */

@@ -12,7 +12,7 @@ import { GuestCallError, InvalidArgumentError, WasmvisorError, type ErrorCode } 
 import type { DevicesSpec } from '../devices/config.ts';
 import type { PartitionExit } from '../partition/partition.ts';
 import { formatInspection } from './inspect.ts';
-import { MAX_CALL_BYTES } from '../limits/sizes.ts';
+import { MAX_CALL_BYTES, type Placement } from '../limits/sizes.ts';
 import { runDemo } from './demo.ts';
 import { VERSION } from './version.ts';
 import { SERVE_USAGE, serveCommand } from './serve.ts';
@@ -53,6 +53,8 @@ run options:
                             n units of work (deterministic; see docs/ABI.md); default none
   --cpu-percent <p>         CPU cap: at most p% (1..100) of one core per 100 ms period; over
                             it the guest is paused, not killed; default none
+  --placement <where>       dedicated (a worker thread of its own, the default) or shared (a
+                            worker thread that time-slices partitions; see README, Placement)
 
 WASI preview1 is enabled when the module imports wasi_snapshot_preview1 or --dir/--env is given;
 argv[0] is the module's file name. The guest's stdout and stderr are the command's.
@@ -60,7 +62,7 @@ argv[0] is the module's file name. The guest's stdout and stderr are the command
 delete scrubs and removes the disk image and key of the named partition (no error if none).
 
 call runs a reactor guest, calls one export with the input (--input file, or stdin) and writes
-its output to stdout. It takes --memory, --devices, --sha256 and --timeout (the call's budget).
+its output to stdout. It takes --memory, --devices, --sha256, --placement and --timeout (the call's budget).
 
 Exit status: the guest's own exit code when it exits (call: 0, or the export's non-zero status,
 with ERR_GUEST_CALL on stderr); otherwise 2 bad usage, 124 ERR_LIMIT_CPU,
@@ -175,6 +177,7 @@ async function run(argv: string[]): Promise<number> {
         env: { type: 'string', multiple: true },
         fuel: { type: 'string' },
         'cpu-percent': { type: 'string' },
+        placement: { type: 'string' },
       },
     }),
   );
@@ -205,10 +208,12 @@ async function run(argv: string[]): Promise<number> {
   if (dirs.length > 0 || envs.length > 0 || (await importsWasi(hv, file))) {
     wasi = { args: [path.basename(file), ...guestArgs], env: envs.map(envOption), preopens: dirs.map(dirOption) };
   }
+  const placement = placementOption(values.placement);
   const partition = await hv.createPartition({
     name: values.name ?? 'guest',
     module: file,
     args: guestArgs,
+    ...(placement !== undefined ? { placement } : {}),
     ...(wasi !== undefined ? { wasi } : {}),
     ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
     limits: {
@@ -222,14 +227,22 @@ async function run(argv: string[]): Promise<number> {
   partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
   partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
   await partition.start();
+  const ranOn = partition.placement ?? placement ?? 'dedicated';
   const input = grant.has('console') ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
   const exit = await partition.exited;
   input?.close();
   await hv.close();
   // The error line (if any) comes first, so stderr still starts with the code.
   const status = report(exit);
-  if (values.stats) process.stderr.write(formatStats(exit));
+  if (values.stats) process.stderr.write(formatStats(exit, ranOn));
   return status;
+}
+
+/** `--placement dedicated|shared`. */
+function placementOption(value: string | undefined): Placement | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'dedicated' && value !== 'shared') throw new InvalidArgumentError(`--placement must be dedicated or shared, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
@@ -287,8 +300,8 @@ function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): 
   };
 }
 
-/** The `--stats` block: the partition's metrics when it ended. */
-export function formatStats(exit: PartitionExit): string {
+/** The `--stats` block: the partition's metrics when it ended, and where it ran. */
+export function formatStats(exit: PartitionExit, placement: Placement = 'dedicated'): string {
   const m = exit.metrics;
   const kib = (n: number) => `${n / 1024} KiB`;
   const byCall = Object.entries(m.hypercallsByCall)
@@ -308,6 +321,12 @@ export function formatStats(exit: PartitionExit): string {
     [
       'throttled',
       (['console', 'hypercalls', 'block'] as const).map((k) => `${k} ${m.throttled[k].calls} (${m.throttled[k].waitedMs.toFixed(1)} ms waited)`).join(', '),
+    ],
+    [
+      'scheduler',
+      placement === 'shared'
+        ? `shared worker: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`
+        : 'dedicated worker',
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
@@ -336,6 +355,7 @@ async function call(argv: string[]): Promise<number> {
         timeout: { type: 'string' },
         devices: { type: 'string' },
         sha256: { type: 'string' },
+        placement: { type: 'string' },
       },
     }),
   );
@@ -361,6 +381,7 @@ async function call(argv: string[]): Promise<number> {
       module: file,
       kind: 'reactor',
       restart: 'never',
+      ...(placementOption(values.placement) !== undefined ? { placement: placementOption(values.placement)! } : {}),
       devices,
       ...(sha256Option(values.sha256) !== undefined ? { sha256: values.sha256! } : {}),
       limits: {

@@ -2,6 +2,7 @@ import { ChannelError, MessageReader, MessageSender, type Message } from '../cha
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
+import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
 import type { RunHost } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
@@ -18,6 +19,9 @@ export interface RunEvents {
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+
+/** Reactor calls sent and not yet answered, in this process (every Hypervisor). */
+let callsInFlight = 0;
 
 function isOutcome(o: unknown): o is WorkerOutcome {
   const v = o as WorkerOutcome | null;
@@ -52,6 +56,11 @@ export class WorkerRun {
   private workerError: unknown = null;
   private ended = false;
   private drainFailed = false;
+  /** A call of this run is between send and result (counted in `callsInFlight`). */
+  private inCall = false;
+  private callSentAt = 0;
+  /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
+  private readonly replies = new RecentWait();
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
@@ -78,7 +87,7 @@ export class WorkerRun {
     let running!: () => void;
     const started = new Promise<void>((resolve) => (running = resolve));
     try {
-      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit, {
+      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab, spin: processSpinBudget().sab } satisfies WorkerInit, {
         message: (message) => this.guard(() => this.onMessage(message, running)),
         error: (error) => (this.workerError = error),
         exit: (code, outcome) =>
@@ -184,6 +193,9 @@ export class WorkerRun {
     header[9] = name.length >>> 8;
     header.set(name, 10);
     const sender = new MessageSender(this.calls, CallKind.CALL, [header, input]);
+    this.callSentAt = performance.now();
+    callsInFlight++;
+    this.inCall = true;
     if (sender.pump()) {
       sent();
       return;
@@ -214,14 +226,12 @@ export class WorkerRun {
    * keeps the root's event loop from being held longer than that.
    */
   poll(micros: number): void {
-    if (micros <= 0 || this.ended) return;
-    const end = performance.now() + micros / 1000;
+    // Only the one call in flight in the process: with more, the root has other replies to take
+    // (through its event loop); and only when replies have been coming within the window.
+    if (this.ended || callsInFlight !== 1) return;
     const seq = this.events.writeSeq;
     // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
-    while (this.events.writeSeq === seq) {
-      if (performance.now() >= end) return;
-    }
-    this.drain();
+    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, processSpinBudget())) this.drain();
   }
 
   /** Moves records from the event ring to callbacks until the run has ended. */
@@ -287,6 +297,8 @@ export class WorkerRun {
     }
     if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
     const ret = new DataView(bytes.buffer, bytes.byteOffset).getInt32(0, true);
+    this.callDone();
+    this.replies.add((performance.now() - this.callSentAt) * 1000);
     return () => this.on.result(ret, bytes.subarray(4));
   }
 
@@ -294,6 +306,7 @@ export class WorkerRun {
     if (this.ended) return;
     this.ended = true;
     this.launched = false;
+    this.callDone();
     this.disarm();
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
@@ -305,6 +318,12 @@ export class WorkerRun {
     new Uint8Array(this.events.sab).fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
+  }
+
+  private callDone(): void {
+    if (!this.inCall) return;
+    this.inCall = false;
+    callsInFlight--;
   }
 
   /** Tells a shared worker that a ring of this run moved (console input, a frame). */

@@ -3,6 +3,7 @@ import { CONTROL_SLOT, DOORBELL_SLOTS, Doorbell } from '../channel/doorbell.ts';
 import type { SharedControl, SharedEvent, WorkerBoot, WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
 import { WORKER_STAT_SLOTS, WorkerStat } from '../channel/stats.ts';
 import { workerScript } from '../paths.ts';
+import { processSpinBudget } from '../channel/spin.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
 
 /**
@@ -70,6 +71,7 @@ export class SharedWorker {
         stats: this.stats.buffer as SharedArrayBuffer,
         sliceMs: options.sliceMs,
         spinMicros: options.spinMicros,
+        spin: processSpinBudget().sab,
       } satisfies WorkerBoot,
       transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb: options.heapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },

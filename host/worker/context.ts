@@ -15,6 +15,7 @@ import { GuestMemory } from '../abi/guest-memory.ts';
 import { threadBlocker, type Blocker, type WaitCondition } from '../channel/blocker.ts';
 import { MessageReader } from '../channel/message.ts';
 import { Outbox } from './outbox.ts';
+import { RecentWait, SpinBudget, spinUntil } from '../channel/spin.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { Stat } from '../channel/stats.ts';
@@ -511,6 +512,9 @@ export class PartitionContext {
  */
 export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void): WorkerOutcome {
   const context = new PartitionContext(init, blockingPlacement, post);
+  const budget = new SpinBudget(init.spin ?? SpinBudget.allocate(0));
+  /** How long this reactor recently waited for its next call. */
+  const gaps = new RecentWait();
   for (;;) {
     const step = context.resume();
     if (step.kind === 'ended') return step.outcome;
@@ -518,9 +522,12 @@ export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) =>
     const w = step.wait;
     if (w.what === 'readable') {
       if (context.idle) context.pauseClock();
-      if (w.ring === context.calls && init.spinMicros > 0) {
-        const end = performance.now() + init.spinMicros / 1000;
-        while (w.ring.writeSeq === w.seq && performance.now() < end);
+      if (w.ring === context.calls) {
+        // Poll a moment for the next call when calls have been coming that fast, and a core is free.
+        const since = performance.now();
+        if (!spinUntil(() => w.ring.writeSeq !== w.seq, init.spinMicros, gaps, budget)) threadBlocker.readable(w.ring, w.seq, w.deadline);
+        gaps.add((performance.now() - since) * 1000);
+        continue;
       }
       threadBlocker.readable(w.ring, w.seq, w.deadline);
     } else if (w.what === 'writable') threadBlocker.writable(w.ring, w.seq, w.deadline);

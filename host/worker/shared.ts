@@ -28,6 +28,7 @@ import { Stat, WorkerStat } from '../channel/stats.ts';
 import { PartitionContext, type Step } from './context.ts';
 import { classify } from './outcome.ts';
 import { SUSPEND_BYTES, SuspendingPlacement } from './suspend.ts';
+import { RecentWait, SpinBudget, spinUntil } from '../channel/spin.ts';
 
 interface Slot {
   slot: number;
@@ -46,6 +47,7 @@ export interface SharedWorkerOptions {
   stats: SharedArrayBuffer;
   sliceMs: number;
   spinMicros: number;
+  spin: SharedArrayBuffer;
   post(event: SharedEvent): void;
 }
 
@@ -100,6 +102,9 @@ export class SharedScheduler {
   private readonly wstats: Float64Array;
   private readonly scratch = new Uint8Array(SUSPEND_BYTES);
   private running: Slot | null = null;
+  private readonly budget: SpinBudget;
+  /** How long the thread recently waited for news when idle. */
+  private readonly gaps = new RecentWait();
   private sliceEnd = 0;
   private seqAtSlice = 0;
   private readonly clock = {
@@ -112,6 +117,7 @@ export class SharedScheduler {
 
   constructor(private readonly options: SharedWorkerOptions) {
     this.doorbell = new Doorbell(options.doorbell);
+    this.budget = new SpinBudget(options.spin);
     this.wstats = new Float64Array(options.stats);
   }
 
@@ -133,13 +139,16 @@ export class SharedScheduler {
   }
 
   private idle(seq: number): void {
-    const spinEnd = performance.now() + this.options.spinMicros / 1000;
-    while (this.doorbell.seq === seq && performance.now() < spinEnd);
-    if (this.doorbell.seq !== seq) return;
-    const timeout = this.timers.next - performance.now();
-    if (timeout <= 0) return;
-    this.wstats[WorkerStat.IDLE_WAITS]!++;
-    this.doorbell.wait(seq, timeout === Infinity ? undefined : timeout);
+    const since = performance.now();
+    // Poll a moment when news has been coming that fast and a core is free; else sleep.
+    if (!spinUntil(() => this.doorbell.seq !== seq, this.options.spinMicros, this.gaps, this.budget)) {
+      const timeout = this.timers.next - performance.now();
+      if (timeout > 0) {
+        this.wstats[WorkerStat.IDLE_WAITS]!++;
+        this.doorbell.wait(seq, timeout === Infinity ? undefined : timeout);
+      }
+    }
+    this.gaps.add((performance.now() - since) * 1000);
   }
 
   private poke(slot: number): void {

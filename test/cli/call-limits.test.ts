@@ -46,3 +46,24 @@ describe('wasmvisor call with large inputs', () => {
     expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: the call input \(.*in65\.bin\) has 67108865 bytes; a call takes at most 67108864 bytes/);
   }, 60_000);
 });
+
+describe('wasmvisor --placement', () => {
+  it('run --placement shared --stats: the guest runs on a shared worker and the stats say so; a bad value is exit 2', async () => {
+    const r = await run(['run', guest('hello'), '--placement', 'shared', '--stats', '--', 'x']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toContain('arg[0]=x');
+    expect(r.stderr).toMatch(/^  scheduler +shared worker: \d+ slices, \d+ preemptions, \d+ waits, [\d.]+ ms waiting for a slice$/m);
+    const bad = await run(['run', guest('hello'), '--placement', 'remote']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^ERR_INVALID_ARGUMENT: --placement must be dedicated or shared/);
+  }, 60_000);
+
+  it('call --placement shared: the export answers from a shared worker', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-call-'));
+    const file = path.join(dir, 'in.bin');
+    writeFileSync(file, Buffer.alloc(1000, 1));
+    const r = await run(['call', guest('limits'), 'digest', '--input', file, '--placement', 'shared']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.readUInt32LE(0)).toBe(1000);
+  }, 60_000);
+});
