@@ -20,10 +20,10 @@
  * A partition that throws, traps or is killed ends alone: its context is dropped (memory
  * scrubbed), the others never notice.
  */
-import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort } from 'node:worker_threads';
 import type { WaitCondition } from '../channel/blocker.ts';
 import { CONTROL_SLOT, Doorbell } from '../channel/doorbell.ts';
-import type { SharedControl, SharedEvent, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import type { SharedControl, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
 import { Stat, WorkerStat } from '../channel/stats.ts';
 import { PartitionContext, type Step } from './context.ts';
 import { classify } from './outcome.ts';
@@ -41,15 +41,10 @@ interface Slot {
   readySince: number;
 }
 
-export interface SharedWorkerOptions {
-  doorbell: SharedArrayBuffer;
-  control: MessagePort;
-  stats: SharedArrayBuffer;
-  sliceMs: number;
-  spinMicros: number;
-  spin: SharedArrayBuffer;
+/** The worker's boot data (see WorkerBoot), and how it reports to the root. */
+export type SharedWorkerOptions = Omit<Extract<WorkerBoot, { role: 'shared' }>, 'role'> & {
   post(event: SharedEvent): void;
-}
+};
 
 /** A min-heap of (deadline, slot) for waits with a deadline. Stale entries are skipped when popped. */
 class Timers {
