@@ -23,7 +23,7 @@ export default defineConfig({
       { extends: true, test: { name: 'dedicated', include: ['test/**/*.test.ts'], env: { WASMVISOR_TEST_PLACEMENT: 'dedicated' } } },
       // A shared partition's module is transformed (fuel, then Asyncify) on first use in each test
       // process: a large guest (the Rust fixture) takes seconds, more on a loaded machine.
-      { extends: true, test: { name: 'shared', include: PLACED, env: { WASMVISOR_TEST_PLACEMENT: 'shared' }, testTimeout: 60_000, hookTimeout: 60_000 } },
+      { extends: true, test: { name: 'shared', include: PLACED, env: { WASMVISOR_TEST_PLACEMENT: 'shared' }, testTimeout: 120_000, hookTimeout: 120_000 } },
     ],
   },
 });

@@ -7,9 +7,11 @@ import os from 'node:os';
  *
  * - spin only when it is likely to pay: when recent waits (`RecentWait`, a moving average of
  *   what this waiter actually waited) were shorter than the spin window;
- * - never spin with more threads than the machine has cores for: every poller of the process,
- *   the root and all workers alike, first takes a place in one `SpinBudget` (shared memory),
- *   which has one place fewer than there are cores, so a thread with real work always has a core.
+ * - never spin with more busy threads than the machine has cores: one `SpinBudget` (shared
+ *   memory) of as many places as cores serves the whole process. The root holds a place while it
+ *   has calls in flight (it is busy taking their replies, polling or not); a worker takes one for
+ *   the length of its poll, or sleeps when none is free. So with the root busy on a 2-core machine
+ *   one worker may poll, never two.
  */
 
 const SPINNERS = 0;
@@ -27,6 +29,11 @@ export class SpinBudget {
 
   constructor(readonly sab: SharedArrayBuffer) {
     this.a = new Int32Array(sab);
+  }
+
+  /** Takes a place whatever the count (a thread that is busy anyway, e.g. the root with calls in flight). */
+  hold(): void {
+    Atomics.add(this.a, SPINNERS, 1);
   }
 
   /** Takes a place to spin; false (and nothing taken) when the budget is full. */
@@ -48,10 +55,10 @@ export class SpinBudget {
 
 let processBudget: SpinBudget | null = null;
 
-/** The root process's budget, one for every Hypervisor and worker: cores − 1 spinners. */
+/** The root process's budget, one for every Hypervisor and worker: as many places as cores. */
 export function processSpinBudget(): SpinBudget {
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  processBudget ??= new SpinBudget(SpinBudget.allocate(cores - 1));
+  processBudget ??= new SpinBudget(SpinBudget.allocate(cores));
   return processBudget;
 }
 
@@ -73,13 +80,15 @@ export class RecentWait {
  * Polls `ready` for up to `micros` when recent waits say it pays and the budget has a place.
  * True when `ready()` became true while polling.
  */
-export function spinUntil(ready: () => boolean, micros: number, recent: RecentWait, budget: SpinBudget): boolean {
-  if (micros <= 0 || !recent.within(micros) || !budget.enter()) return false;
+export function spinUntil(ready: () => boolean, micros: number, recent: RecentWait, budget: SpinBudget | null): boolean {
+  if (micros <= 0 || !recent.within(micros)) return false;
+  // `null`: the caller already holds a place (the root with a call in flight).
+  if (budget !== null && !budget.enter()) return false;
   try {
     const end = performance.now() + micros / 1000;
     while (!ready()) if (performance.now() >= end) return false;
     return true;
   } finally {
-    budget.leave();
+    budget?.leave();
   }
 }

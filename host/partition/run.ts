@@ -194,7 +194,8 @@ export class WorkerRun {
     header.set(name, 10);
     const sender = new MessageSender(this.calls, CallKind.CALL, [header, input]);
     this.callSentAt = performance.now();
-    callsInFlight++;
+    // The root is busy while it has calls in flight: it holds a place in the spin budget.
+    if (callsInFlight++ === 0) processSpinBudget().hold();
     this.inCall = true;
     if (sender.pump()) {
       sent();
@@ -231,7 +232,7 @@ export class WorkerRun {
     if (this.ended || callsInFlight !== 1) return;
     const seq = this.events.writeSeq;
     // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
-    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, processSpinBudget())) this.drain();
+    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null)) this.drain();
   }
 
   /** Moves records from the event ring to callbacks until the run has ended. */
@@ -323,7 +324,7 @@ export class WorkerRun {
   private callDone(): void {
     if (!this.inCall) return;
     this.inCall = false;
-    callsInFlight--;
+    if (--callsInFlight === 0) processSpinBudget().leave();
   }
 
   /** Tells a shared worker that a ring of this run moved (console input, a frame). */
