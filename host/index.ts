@@ -3,7 +3,7 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorOptions, HypervisorEvents, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy, PartitionSchedule } from './hypervisor.ts';
+export type { HypervisorEvents, PartitionSchedule } from './hypervisor.ts';
 export type { SchedulerStats } from './scheduler/scheduler.ts';
 export type { SharedWorkerStats } from './scheduler/shared.ts';
 export type { Placement } from './limits/sizes.ts';
@@ -12,8 +12,6 @@ export type { PartitionExit, PartitionState, PartitionEvents, Violation, Console
 export { PartitionPool } from './pool.ts';
 export type { WipeResult } from './storage/storage.ts';
 export type { PartitionMetrics } from './channel/stats.ts';
-export type { RateLimitSpec, RateLimitMode } from './limits/rate-limiter.ts';
-export type { DevicesSpec, ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec } from './devices/config.ts';
 export { NetEndpoint } from './net/switch.ts';
 export type { NetFrame } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
@@ -21,6 +19,28 @@ export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
 export type { NetMetrics } from './devices/net.ts';
 export type { Inspection } from './loader/pipeline.ts';
-export type { WasiSpec, PreopenSpec, WasiQuotas } from './wasi/config.ts';
+export type {
+  HypervisorOptions,
+  PartitionSpec,
+  PartitionLimits,
+  CpuLimit,
+  RestartPolicy,
+  RateLimitSpec,
+  RateLimitMode,
+  DevicesSpec,
+  ConsoleSpec,
+  ClockSpec,
+  EntropySpec,
+  BlockSpec,
+  NetSpec,
+  WasiSpec,
+  PreopenSpec,
+  WasiQuotas,
+  Manifest,
+  PoolOptions,
+} from './schema/index.ts';
+export { loadManifest, jsonSchemas, MAX_TIMER_MS } from './schema/index.ts';
+/** The TypeBox schemas the runtime checks with (for fastify, editors, generators). */
+export * as schemas from './schema/index.ts';
 export * from './errors.ts';
 export * as abi from './abi/codes.ts';

@@ -17,3 +17,9 @@ export const guestsDir: URL = new URL('build/guests/', packageRoot);
 export const transformScript: URL = new URL('dist/transform.js', packageRoot);
 /** The management plane's bundle (dist/mgmt.js), loaded by the CLI only for serve, token and cert. */
 export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);
+
+/**
+ * The flags a worker starts with: the process's Node flags, less those a worker refuses (an app
+ * started as `node --input-type=module -e …` would otherwise get no worker at all).
+ */
+export const WORKER_EXEC_ARGV: readonly string[] = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');

@@ -24,6 +24,21 @@ export async function buildHost() {
     logLevel: 'warning',
   });
   await chmod(`${root}dist/cli.js`, 0o755);
+  await writeJsonSchemas();
+}
+
+/**
+ * The JSON Schema documents the package exports (`wasmvisor/schema/<name>`), written from the
+ * bundle just built, so they are derived from the very schemas the runtime checks with.
+ */
+async function writeJsonSchemas() {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { pathToFileURL } = await import('node:url');
+  const { jsonSchemas } = await import(`${pathToFileURL(`${root}dist/index.js`).href}?t=${Date.now()}`);
+  await mkdir(`${root}dist/schema`, { recursive: true });
+  for (const [name, schema] of Object.entries(jsonSchemas())) {
+    await writeFile(`${root}dist/schema/${name}`, JSON.stringify(schema, null, 2) + '\n');
+  }
 }
 
 /** Emits .d.ts files, with the source's `.ts` import specifiers rewritten to `.js` for consumers. */

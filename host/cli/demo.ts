@@ -1,4 +1,5 @@
 import { Hypervisor } from '../hypervisor.ts';
+import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
 import { guestsDir } from '../paths.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
 
@@ -101,4 +102,18 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
   } finally {
     await hv.close();
   }
+}
+
+export const demoCommand = {
+  name: 'demo',
+  summary: 'boot the demo: guests side by side, a persistent counter, a virtual network',
+  usage: ['wasmvisor demo'],
+  options: {},
+  positionals: { names: [], min: 0 },
+  notes: `The counter's disk is kept in ./.wasmvisor (wasmvisor delete counter resets it).
+Exit status: 0 when every demo guest did what it should, 1 otherwise.`,
+} satisfies CommandSpec<OptionTable>;
+
+export async function demo(argv: string[]): Promise<number> {
+  return parseOrHelp(demoCommand, argv) === null ? 0 : runDemo();
 }

@@ -1,4 +1,10 @@
+/** `wasmvisor inspect`: describe a module and say whether the policy admits it. */
+import { Hypervisor } from '../hypervisor.ts';
 import type { Inspection } from '../loader/pipeline.ts';
+import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
+import { exitStatus } from './common.ts';
+import { flag, numberIn, parseOrHelp, stringIn, value, type CommandSpec, type OptionTable } from './options.ts';
+import { readSource } from './partition-options.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
 function sig(s: FuncSig | undefined): string {
@@ -36,4 +42,51 @@ export function formatInspection(file: string, i: Inspection): string {
     row('policy', `refused: ${v.code}: ${v.message}`);
   }
   return lines.join('\n') + '\n';
+}
+
+export const inspectCommand = {
+  name: 'inspect',
+  summary: 'describe a module and say whether run or call would admit it',
+  usage: ['wasmvisor inspect [options] <guest.wasm | app.json>'],
+  options: {
+    memory: value('<pages>', 'judge with this memory limit in 64 KiB pages', numberIn(PartitionLimitsSchema.properties.memoryPages), { default: '256' }),
+    wasi: flag('judge with WASI preview1 admitted (automatic when the module imports it)'),
+    reactor: flag('judge it as a reactor, as call would (automatic when it exports no _start)'),
+    sha256: value('<hex>', 'judge it against this pinned SHA-256 too', stringIn(PartitionSpecSchema.properties.sha256)),
+    json: flag('print a JSON document instead of the table'),
+  },
+  positionals: { names: ['guest.wasm | app.json'], min: 1 },
+  notes: `The verdict is the one run (for a command) or call (for a reactor) would reach with the same
+options: a module that imports wasi_snapshot_preview1 is judged with WASI admitted, as run and call
+enable it; one that exports no _start but functions () -> i32 (or _initialize) is a reactor. A
+manifest is judged with its own limits, wasi, kind and sha256.
+
+Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit and
+integrity refusals; 2 bad usage).
+
+--json: the inspection as one JSON document: {"measurement","size","imports","exports","memories",
+"tables","start","verdict","kind","wasi","exitStatus"}.`,
+} satisfies CommandSpec<OptionTable>;
+
+export async function inspect(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(inspectCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  const source = await readSource(positionals[0]!);
+  const m = source.manifest;
+  const kind = values.reactor ? 'reactor' : (m?.kind ?? source.shape?.kind ?? 'command');
+  const wasi = values.wasi === true || m?.wasi !== undefined || (m === null && source.shape?.importsWasi === true);
+  const memoryPages = values.memory ?? m?.limits?.memoryPages;
+  const sha256 = values.sha256 ?? m?.sha256;
+  const limits = { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}) };
+  const hv = new Hypervisor();
+  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}) });
+  const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
+  process.stdout.write(
+    values.json
+      ? JSON.stringify({ ...inspection, kind, wasi, exitStatus: status }, null, 2) + '\n'
+      : formatInspection(source.file, inspection) + `${'kind:'.padEnd(12)}${kind === 'reactor' ? 'reactor (wasmvisor call)' : 'command (wasmvisor run)'}\n${'wasi:'.padEnd(12)}${wasi ? 'enabled' : 'not used'}\n`,
+  );
+  if (!inspection.verdict.admitted) process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);
+  return status;
 }

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.ts';
 import { TokenBucket } from './token-bucket.ts';
+import type { RateLimitMode, RateLimitSpec } from '../schema/limits.ts';
 
 /**
  * A device's (or the hypercall path's) rate limit: one token bucket for bytes and one for
@@ -11,26 +12,7 @@ import { TokenBucket } from './token-bucket.ts';
  * Pure and clock-injected: `now` and `sleep` come from the caller, so tests are exact.
  */
 
-/** How a request over the limit is handled. */
-export type RateLimitMode = 'reject' | 'block';
-
-/** A rate limit as an embedder writes it. Every field is optional; an absent rate is unlimited. */
-export interface RateLimitSpec {
-  /** Sustained bytes per second. Default: unlimited. */
-  bytesPerSecond?: number;
-  /** Bytes that may pass at once after an idle period (the bucket's size). Default: one second's worth. */
-  burstBytes?: number;
-  /** Sustained operations (calls) per second. Default: unlimited. */
-  opsPerSecond?: number;
-  /** Operations that may pass at once after an idle period. Default: one second's worth. */
-  burstOps?: number;
-  /** Extra bytes available once, at the start, on top of the bucket. Default 0. */
-  oneTimeBurstBytes?: number;
-  /** Extra operations available once, at the start. Default 0. */
-  oneTimeBurstOps?: number;
-  /** Default 'reject'. */
-  mode?: RateLimitMode;
-}
+export type { RateLimitMode, RateLimitSpec } from '../schema/limits.ts';
 
 /** A validated rate limit: plain data, so it crosses the worker boundary. */
 export interface ResolvedRateLimit {
@@ -39,44 +21,28 @@ export interface ResolvedRateLimit {
   mode: RateLimitMode;
 }
 
-function positive(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    throw new InvalidArgumentError(`${what} must be a number from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
-
-const KEYS = new Set(['bytesPerSecond', 'burstBytes', 'opsPerSecond', 'burstOps', 'oneTimeBurstBytes', 'oneTimeBurstOps', 'mode']);
-
 /**
- * Checks a spec (`what` names it in errors, e.g. `devices.console.rateLimit`); undefined → null.
- * `minBurstBytes`: the largest single request, so a bucket can always admit one eventually.
+ * Resolves a rate limit already checked against its schema (schema/limits.ts: types, ranges,
+ * and `burstBytes` of at least the device's largest request); undefined → null. What a schema
+ * cannot say is checked here: a burst needs its rate. `what` names the spec in errors.
  */
 export function resolveRateLimit(spec: RateLimitSpec | undefined, what: string, minBurstBytes = 1): ResolvedRateLimit | null {
   if (spec === undefined) return null;
-  if (typeof spec !== 'object' || spec === null) throw new InvalidArgumentError(`${what} must be an object`);
-  for (const key of Object.keys(spec)) {
-    if (!KEYS.has(key)) throw new InvalidArgumentError(`${what}.${key} is not a rate-limit setting (${[...KEYS].join(', ')})`);
-  }
-  const mode = spec.mode ?? 'reject';
-  if (mode !== 'reject' && mode !== 'block') throw new InvalidArgumentError(`${what}.mode must be 'reject' or 'block', got ${JSON.stringify(mode)}`);
   let bytes: ResolvedRateLimit['bytes'] = null;
   if (spec.bytesPerSecond !== undefined) {
-    const perSecond = positive(spec.bytesPerSecond, `${what}.bytesPerSecond`, 1, 2 ** 40);
-    const burst = positive(spec.burstBytes ?? Math.max(perSecond, minBurstBytes), `${what}.burstBytes`, minBurstBytes, 2 ** 40);
-    bytes = { perSecond, burst, oneTimeBurst: positive(spec.oneTimeBurstBytes ?? 0, `${what}.oneTimeBurstBytes`, 0, 2 ** 40) };
+    const perSecond = spec.bytesPerSecond;
+    bytes = { perSecond, burst: spec.burstBytes ?? Math.max(perSecond, minBurstBytes), oneTimeBurst: spec.oneTimeBurstBytes ?? 0 };
   } else if (spec.burstBytes !== undefined || spec.oneTimeBurstBytes !== undefined) {
-    throw new InvalidArgumentError(`${what}.burstBytes needs ${what}.bytesPerSecond`);
+    throw new InvalidArgumentError(`${what}.${spec.burstBytes !== undefined ? 'burstBytes' : 'oneTimeBurstBytes'}: needs ${what}.bytesPerSecond`);
   }
   let ops: ResolvedRateLimit['ops'] = null;
   if (spec.opsPerSecond !== undefined) {
-    const perSecond = positive(spec.opsPerSecond, `${what}.opsPerSecond`, 0.001, 1e9);
-    const burst = positive(spec.burstOps ?? Math.max(1, perSecond), `${what}.burstOps`, 1, 1e9);
-    ops = { perSecond, burst, oneTimeBurst: positive(spec.oneTimeBurstOps ?? 0, `${what}.oneTimeBurstOps`, 0, 1e9) };
+    const perSecond = spec.opsPerSecond;
+    ops = { perSecond, burst: spec.burstOps ?? Math.max(1, perSecond), oneTimeBurst: spec.oneTimeBurstOps ?? 0 };
   } else if (spec.burstOps !== undefined || spec.oneTimeBurstOps !== undefined) {
-    throw new InvalidArgumentError(`${what}.burstOps needs ${what}.opsPerSecond`);
+    throw new InvalidArgumentError(`${what}.${spec.burstOps !== undefined ? 'burstOps' : 'oneTimeBurstOps'}: needs ${what}.opsPerSecond`);
   }
-  return { bytes, ops, mode };
+  return { bytes, ops, mode: spec.mode ?? 'reject' };
 }
 
 export interface RateLimiterOptions {

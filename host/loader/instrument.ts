@@ -61,9 +61,20 @@ type ExpressionRef = number;
 
 let binaryenPromise: Promise<Binaryen> | null = null;
 
-/** Loads binaryen once per thread, on first use: it takes about a second to load. */
+/**
+ * Loads binaryen once per process, on first use: it takes about a second to load. It is a
+ * dependency of the package; should an install have lost it, the error says what to install
+ * rather than surfacing Node's untyped ERR_MODULE_NOT_FOUND.
+ */
 export function loadBinaryen(): Promise<Binaryen> {
-  binaryenPromise ??= import('binaryen').then((m) => m.default);
+  binaryenPromise ??= import('binaryen').then(
+    (m) => m.default,
+    (error: unknown) => {
+      binaryenPromise = null;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new InternalError(`fuel metering and CPU caps need the binaryen package, which could not be loaded (${reason}); it is a dependency of wasmvisor: reinstall it (npm install)`, { cause: error });
+    },
+  );
   return binaryenPromise;
 }
 

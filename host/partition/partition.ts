@@ -22,6 +22,9 @@ import type { CpuCap, ViolationRecord, WorkerOutcome } from '../channel/protocol
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost } from '../scheduler/placement.ts';
+import { check } from '../schema/check.ts';
+import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
+import type { RestartMode } from '../schema/limits.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
@@ -61,21 +64,8 @@ export interface RestartInfo {
 
 export type ConsoleStream = 'stdout' | 'stderr';
 
-/** `never`: a failed reactor ends the partition; `on-failure`: a fresh instance replaces it. */
-export type RestartMode = 'never' | 'on-failure';
-
-/** Options of one call to a reactor export. */
-export interface CallOptions {
-  /** Wall-clock budget for this call, ms. Default: the partition's `limits.callTimeoutMs`. */
-  timeoutMs?: number;
-  /** Cancels the call: a queued call is dropped; a running one kills (and restarts) the instance. */
-  signal?: AbortSignal;
-  /**
-   * Fuel budget of this call (a partition created with `limits.fuel`, which is otherwise each
-   * call's budget). Running out rejects with ERR_LIMIT_CPU and poisons the instance.
-   */
-  fuel?: number;
-}
+export type { RestartMode } from '../schema/limits.ts';
+export type { CallOptions } from '../schema/partition.ts';
 
 /** Settings a Partition needs, resolved and validated by the Hypervisor. */
 export interface PartitionConfig {
@@ -297,12 +287,16 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (bytes.length > this.config.maxInputBytes) {
       return Promise.reject(new InvalidArgumentError(`call input of ${bytes.length} bytes exceeds limits.maxInputBytes (${this.config.maxInputBytes})`));
     }
-    const timeoutMs = options.timeoutMs ?? this.config.callTimeoutMs;
-    if (!(timeoutMs > 0)) return Promise.reject(new InvalidArgumentError(`call timeoutMs must be positive, got ${String(options.timeoutMs)}`));
+    try {
+      check(CallOptionsSchema, options, `call options of ${exportName}`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // 0 and Infinity: no budget; otherwise at most MAX_TIMER_MS (the schema's bound), which a timer honours.
+    const timeoutMs = options.timeoutMs === undefined ? this.config.callTimeoutMs : options.timeoutMs === 0 ? Infinity : options.timeoutMs;
     const { signal } = options;
-    if (options.fuel !== undefined) {
-      if (this.config.fuel === null) return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
-      if (!Number.isSafeInteger(options.fuel) || options.fuel < 1) return Promise.reject(new InvalidArgumentError(`call fuel must be an integer from 1 to 2^53 - 1, got ${String(options.fuel)}`));
+    if (options.fuel !== undefined && this.config.fuel === null) {
+      return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.queue.length >= this.config.maxQueuedCalls) {
@@ -316,6 +310,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.queue.push(pending);
+      this.run?.keepAlive(true);
+      this.restartTimer?.ref();
       this.dispatch();
     });
   }
@@ -472,6 +468,15 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.onFirstReady?.();
     this.onFirstReady = null;
     this.dispatch();
+    this.idleKeepAlive();
+  }
+
+  /**
+   * An idle reactor (ready, nothing queued or running) does not keep the app's process alive:
+   * an app that is done with it may simply end, as with an idle socket. Work in flight does.
+   */
+  private idleKeepAlive(): void {
+    this.run?.keepAlive(this.inFlight !== null || this.queue.length > 0);
   }
 
   /** Sends queued calls while the reactor is idle (a loop, not recursion, however many finish at once). */
@@ -526,6 +531,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
     output.fill(0);
     this.dispatch();
+    this.idleKeepAlive();
   }
 
   private abortCall(call: PendingCall): void {
@@ -570,6 +576,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         this.restartTimer = null;
         this.spawn().catch((error: unknown) => this.spawnFailed(error));
       }, delayMs);
+      // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
+      if (this.queue.length === 0) this.restartTimer.unref();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);

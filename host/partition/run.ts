@@ -154,6 +154,14 @@ export class WorkerRun {
     }
   }
 
+  /**
+   * Whether this run keeps the app's process alive. An idle reactor does not (the app may be
+   * done with it and exit without closing it); a run with work in flight does.
+   */
+  keepAlive(on: boolean): void {
+    if (!this.ended) this.host.keepAlive(on);
+  }
+
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
   arm(ms: number, outcome: () => WorkerOutcome): void {
     this.disarm();

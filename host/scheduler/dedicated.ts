@@ -20,6 +20,11 @@ export class DedicatedHost implements RunHost {
   /** A dedicated worker waits on its own rings: nothing to ring. */
   wake(): void {}
 
+  keepAlive(on: boolean): void {
+    if (on) this.worker?.ref();
+    else this.worker?.unref();
+  }
+
   constructor(private readonly pool: WarmPool) {}
 
   launch(init: WorkerInit, events: RunHostEvents): void {

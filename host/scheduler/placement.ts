@@ -19,6 +19,8 @@ export interface RunHost {
   kill(outcome: WorkerOutcome): void;
   /** The run reported `done`: the executor is free (a dedicated worker ends, or returns to the pool with reuse). */
   release(): void;
+  /** Whether the run keeps the app's process alive (an idle reactor does not; work in flight does). */
+  keepAlive(on: boolean): void;
   /** Tells the executor that one of the run's rings moved (a shared worker sleeps on one doorbell for all its partitions). */
   wake(): void;
   /** Which worker runs it, for `hv.scheduler()` (null before launch or after the end). */

@@ -2,7 +2,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { CONTROL_SLOT, DOORBELL_SLOTS, Doorbell } from '../channel/doorbell.ts';
 import type { SharedControl, SharedEvent, WorkerBoot, WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
 import { WORKER_STAT_SLOTS, WorkerStat } from '../channel/stats.ts';
-import { workerScript } from '../paths.ts';
+import { WORKER_EXEC_ARGV, workerScript } from '../paths.ts';
 import { processSpinBudget } from '../channel/spin.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
 
@@ -51,6 +51,8 @@ export class SharedWorker {
   private readonly control: MessageChannel['port1'];
   private readonly stats = new Float64Array(new SharedArrayBuffer(WORKER_STAT_SLOTS * 8));
   private readonly runs = new Map<number, SharedHost>();
+  /** Slots whose runs keep the process alive. */
+  private readonly keepers = new Set<number>();
   private readonly free: number[] = [];
   private nextSlot = CONTROL_SLOT + 1;
   private error: unknown = null;
@@ -75,7 +77,7 @@ export class SharedWorker {
       } satisfies WorkerBoot,
       transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb: options.heapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
-      execArgv: [],
+      execArgv: [...WORKER_EXEC_ARGV],
       stdout: false,
       stderr: false,
       name: `wasmvisor:shared-${id}`,
@@ -115,14 +117,25 @@ export class SharedWorker {
     };
   }
 
-  /** Adds a run; returns its slot. */
+  /** Adds a run; returns its slot. It keeps the process alive until it says otherwise. */
   add(host: SharedHost, init: WorkerInit): number {
     const slot = this.free.pop() ?? this.nextSlot++;
     this.runs.set(slot, host);
-    // A partition on the thread keeps the process alive, as a dedicated worker does.
-    if (this.runs.size === 1) this.worker.ref();
+    this.alive(slot, true);
     this.send({ type: 'add', slot, init });
     return slot;
+  }
+
+  /**
+   * Whether the run in `slot` keeps the process alive: the thread is referenced while any of its
+   * runs wants it (a running command, a reactor with work in flight), as a dedicated worker is.
+   */
+  alive(slot: number, on: boolean): void {
+    const had = this.keepers.size;
+    if (on) this.keepers.add(slot);
+    else this.keepers.delete(slot);
+    if (had === 0 && this.keepers.size > 0) this.worker.ref();
+    else if (had > 0 && this.keepers.size === 0) this.worker.unref();
   }
 
   kill(slot: number, outcome: WorkerOutcome): void {
@@ -136,8 +149,8 @@ export class SharedWorker {
   /** The run in `slot` reported `done`: its slot is free. */
   release(slot: number): void {
     if (!this.runs.delete(slot)) return;
+    this.alive(slot, false);
     this.free.push(slot);
-    if (this.runs.size === 0) this.worker.unref();
   }
 
   /** Ends the thread (every partition on it ends with ERR_KILLED and `reason`). */
@@ -212,6 +225,10 @@ export class SharedHost implements RunHost {
 
   wake(): void {
     if (this.events !== null) this.worker.wake(this.slot);
+  }
+
+  keepAlive(on: boolean): void {
+    if (this.events !== null) this.worker.alive(this.slot, on);
   }
 
   /** The worker died under this run. */

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { WorkerBoot } from '../channel/protocol.ts';
-import { workerScript } from '../paths.ts';
+import { WORKER_EXEC_ARGV, workerScript } from '../paths.ts';
 
 /** Heap limits for a dedicated worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
 export const WORKER_RESOURCE_LIMITS = {
@@ -122,8 +122,7 @@ export class WarmPool {
     return new Worker(workerScript, {
       workerData: { role: 'dedicated', reuse: this.options.reuse } satisfies WorkerBoot,
       resourceLimits: WORKER_RESOURCE_LIMITS,
-      // Not the embedder's flags (e.g. --input-type or --inspect would stop the worker from starting).
-      execArgv: [],
+      execArgv: [...WORKER_EXEC_ARGV],
       stdout: false,
       stderr: false,
       name: 'wasmvisor:worker',

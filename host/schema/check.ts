@@ -49,6 +49,8 @@ function problems(checker: TypeCheck<TSchema>, value: unknown): string[] {
   const seen = new Set<string>();
   let more = 0;
   for (const error of checker.Errors(value)) {
+    // A missing required key is also reported as "expected …, got nothing": the first says it.
+    if (error.value === undefined && error.type !== ValueErrorType.ObjectRequiredProperty) continue;
     for (const line of describe(error)) {
       if (seen.has(line)) continue;
       seen.add(line);
@@ -96,10 +98,13 @@ function describe(error: ValueError): string[] {
       // given, what is wrong inside it says more than "expected boolean or object".
       const branches = (s as { anyOf?: TSchema[] }).anyOf ?? [];
       const v = error.value;
-      if (isPlainObject(v)) {
-        const objectBranches = error.errors.filter((_, i) => branches[i] !== undefined && expects(branches[i]!) === 'an object');
-        if (objectBranches.length === 1) {
-          const inner = [...objectBranches[0]!].flatMap(describe);
+      // An object (or an array) given to a union with one object (array) branch: what is wrong
+      // inside it says more than "expected a boolean or an object".
+      const shape = isPlainObject(v) ? 'Object' : Array.isArray(v) ? 'Array' : null;
+      if (shape !== null) {
+        const matching = error.errors.filter((_, i) => branches[i] !== undefined && (branches[i]![Kind] === shape || (shape === 'Object' && branches[i]![Kind] === 'Record')));
+        if (matching.length === 1) {
+          const inner = [...matching[0]!].filter((e) => e.value !== undefined || e.type === ValueErrorType.ObjectRequiredProperty).flatMap(describe);
           if (inner.length > 0) return inner;
         }
       }
@@ -134,8 +139,11 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** What a schema accepts, in words: `an integer from 1 to 65536`, `'never' or 'on-failure'`. */
 export function expects(schema: TSchema): string {
+  // A schema may say what it expects in words: `description: 'expects: …'` (host/mgmt uses this).
   if (typeof schema.description === 'string' && schema.description.startsWith('expects: ')) return schema.description.slice(9);
   const k = schema[Kind] as string | undefined;
+  // A title says what a pattern or a union means better than the pattern does.
+  if (typeof schema.title === 'string' && (k === 'String' || k === 'Union' || k === 'Integer' || k === 'Number')) return schema.title;
   const range = (unit: string): string => {
     const lo = schema.minimum ?? (schema.exclusiveMinimum !== undefined ? `more than ${schema.exclusiveMinimum}` : undefined);
     const hi = schema.maximum ?? (schema.exclusiveMaximum !== undefined ? `less than ${schema.exclusiveMaximum}` : undefined);
@@ -167,14 +175,21 @@ export function expects(schema: TSchema): string {
     }
     case 'Array': {
       const hi = schema.maxItems as number | undefined;
-      const item = schema.items ? expects(schema.items as TSchema) : 'items';
-      return `an array${hi !== undefined ? ` of at most ${hi}` : ' of'} ${item.replace(/^an? /, '')}${hi !== undefined || !item.startsWith('a') ? '' : 's'}`;
+      const item = schema.items ? expects(schema.items as TSchema) : 'anything';
+      const simple: Record<string, string> = { 'a string': 'strings', 'a number': 'numbers', 'an integer': 'integers', 'a boolean': 'booleans', 'an object': 'objects' };
+      const items = simple[item] !== undefined ? ` of ${simple[item]}` : `, each item ${item}`;
+      return hi !== undefined ? `an array of at most ${hi} items${items.replace(/^ of/, ':')}` : `an array${items}`;
     }
     case 'Object':
     case 'Record':
       return 'an object';
-    case 'Uint8Array':
+    case 'Uint8Array': {
+      const lo = schema.minByteLength as number | undefined;
+      const hi = schema.maxByteLength as number | undefined;
+      if (lo !== undefined && lo === hi) return `a Uint8Array of ${lo} bytes`;
+      if (lo !== undefined && hi !== undefined) return `a Uint8Array of ${lo} to ${hi} bytes`;
       return 'a Uint8Array';
+    }
     case 'Union': {
       const parts = ((schema.anyOf ?? []) as TSchema[]).map(expects);
       return parts.length <= 2 ? parts.join(' or ') : `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}`;

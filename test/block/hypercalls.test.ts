@@ -21,6 +21,8 @@ import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { BlockDevice } from '../../host/devices/block.ts';
 import { resolveDevices, type BlockSpec } from '../../host/devices/config.ts';
+import { check } from '../../host/schema/check.ts';
+import { DevicesSchema } from '../../host/schema/devices.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 import type { ViolationRecord } from '../../host/channel/protocol.ts';
 import { BlockImage } from '../../host/storage/image.ts';
@@ -298,7 +300,7 @@ describe('block hypercalls', () => {
       expect(b.metrics().throttled.block.calls).toBe(1);
       t += 100; // one request's refill
       expect(write(b, 2, 1, 1)).toBe(S);
-      expect(() => resolveDevices({ block: { sizeMiB: 1, rateLimitMode: 'drop' as never } })).toThrow(/rateLimitMode/);
+      expect(() => devices({ block: { sizeMiB: 1, rateLimitMode: 'drop' } })).toThrow(/rateLimitMode/);
     });
     it('a request that fails its checks costs no tokens', async () => {
       let t = 0;
@@ -311,15 +313,22 @@ describe('block hypercalls', () => {
   });
 
   it('spec validation: sizeMiB required and bounded, burst at least one full request', () => {
-    expect(() => resolveDevices({ block: {} as BlockSpec })).toThrow(/sizeMiB is required/);
-    expect(() => resolveDevices({ block: true as unknown as BlockSpec })).toThrow(/options object/);
-    expect(() => resolveDevices({ block: { sizeMiB: 0 } })).toThrow(/sizeMiB/);
-    expect(() => resolveDevices({ block: { sizeMiB: 1.5 } })).toThrow(/whole number/);
-    expect(() => resolveDevices({ block: { sizeMiB: 4097 } })).toThrow(/sizeMiB/);
-    expect(() => resolveDevices({ block: { sizeMiB: 1, burstBytes: 65535 } })).toThrow(/burstBytes/);
-    expect(() => resolveDevices({ block: { sizeMiB: 1, path: '' } })).toThrow(/path/);
-    expect(resolveDevices({ block: { sizeMiB: 1, bytesPerSecond: 1000 } }).block).toMatchObject({ burstBytes: 65536, burstOps: 20000 });
-    expect(resolveDevices({}).block).toBeNull();
-    expect(resolveDevices({ block: false }).block).toBeNull();
+    expect(() => devices({ block: {} })).toThrow('devices: block.sizeMiB: is required');
+    expect(() => devices({ block: true })).toThrow('devices: block: expected false or an object, got true');
+    expect(() => devices({ block: { sizeMiB: 0 } })).toThrow('devices: block.sizeMiB: expected an integer from 1 to 4096, got the number 0');
+    expect(() => devices({ block: { sizeMiB: 1.5 } })).toThrow(/sizeMiB: expected an integer/);
+    expect(() => devices({ block: { sizeMiB: 4097 } })).toThrow(/sizeMiB/);
+    expect(devices({ block: { sizeMiB: 4096 } }).block).toMatchObject({ sizeMiB: 4096 });
+    expect(() => devices({ block: { sizeMiB: 1, burstBytes: 65535 } })).toThrow(/burstBytes/);
+    expect(devices({ block: { sizeMiB: 1, burstBytes: 65536 } }).block).toMatchObject({ burstBytes: 65536 });
+    expect(() => devices({ block: { sizeMiB: 1, path: '' } })).toThrow(/path/);
+    expect(devices({ block: { sizeMiB: 1, bytesPerSecond: 1000 } }).block).toMatchObject({ burstBytes: 65536, burstOps: 20000 });
+    expect(devices({}).block).toBeNull();
+    expect(devices({ block: false }).block).toBeNull();
   });
 });
+
+/** Device grants as createPartition takes them: checked against the schema, then resolved. */
+function devices(spec: unknown) {
+  return resolveDevices(check(DevicesSchema, spec, 'devices'));
+}

@@ -11,60 +11,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
+import { CLI, cli, lines, type CliResult } from './harness.ts';
 
 const root = new URL('../../', import.meta.url);
-const CLI = fileURLToPath(new URL('dist/cli.js', root));
 const PACKAGE_JSON = fileURLToPath(new URL('package.json', root));
-
-interface CliResult {
-  /** The exit status (null if the process died of a signal, e.g. our own safety timeout). */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** Wall-clock time from spawn to exit, in ms. */
-  ms: number;
-}
-
-interface CliOptions {
-  /** Written to stdin, which is then closed. Default: stdin is closed at once (empty input). */
-  input?: string;
-  /** Leave stdin open (like an idle terminal) instead of closing it. */
-  keepStdinOpen?: boolean;
-  /** Safety net: the child is killed (SIGKILL) after this many ms. */
-  killAfterMs?: number;
-}
-
-/** Runs `node dist/cli.js ...args` from the package root and collects everything it printed. */
-function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: fileURLToPath(root),
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.killAfterMs ?? 15_000,
-      killSignal: 'SIGKILL',
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    // The CLI may exit (and close its stdin) before reading everything we write.
-    child.stdin.on('error', () => {});
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - started }));
-    if (!opts.keepStdinOpen) child.stdin.end(opts.input ?? '');
-    else if (opts.input !== undefined) child.stdin.write(opts.input);
-  });
-}
-
-/** The lines of a stream's output; the output must end with a newline (or be empty). */
-function lines(text: string): string[] {
-  if (text === '') return [];
-  expect(text.endsWith('\n'), `output ends with a newline: ${JSON.stringify(text)}`).toBe(true);
-  return text.slice(0, -1).split('\n');
-}
+const README = fileURLToPath(new URL('README.md', root));
 
 /** One error line starting with the code, nothing on stdout, the given exit status. */
 function expectError(r: CliResult, code: string, status: number): void {
@@ -226,7 +177,7 @@ describe.concurrent('wasmvisor run: refused before running (exit 125)', () => {
   });
 
   it('a file that is not wasm: ERR_MODULE_INVALID', async () => {
-    expectError(await cli(['run', PACKAGE_JSON]), 'ERR_MODULE_INVALID', 125);
+    expectError(await cli(['run', README]), 'ERR_MODULE_INVALID', 125);
   });
 
   it('--memory 1 on hello (2 initial pages): ERR_LIMIT_MEMORY', async () => {
@@ -307,8 +258,10 @@ describe.concurrent('wasmvisor: bad command lines (ERR_INVALID_ARGUMENT, exit 2)
     expectUsageError(await cli(['run']));
   });
 
-  it('run with two files', async () => {
-    expectUsageError(await cli(['run', guest('hello'), guest('exit')]));
+  it("run with two files: the second is the guest's argument (Wasmtime's shape)", async () => {
+    const r = await cli(['run', guest('hello'), guest('exit')]);
+    expect(lines(r.stdout)).toContain(`arg[0]=${guest('exit')}`);
+    expect(r.code).toBe(0);
   });
 
   it('inspect without a file', async () => {
@@ -380,11 +333,11 @@ describe.concurrent('wasmvisor call: one export of a reactor', () => {
     expect(r.code).toBe(0);
   });
 
-  it('reads the input from --input <file>', async () => {
+  it('reads the input from --input-file <file>', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-call-'));
     const file = path.join(dir, 'in.md');
     writeFileSync(file, '# Title\n- item\n');
-    const r = await cli(['call', guest('transform'), 'render', '--input', file]);
+    const r = await cli(['call', guest('transform'), 'render', '--input-file', file]);
     expect(r.stdout).toBe('<h1>Title</h1>\n<ul>\n<li>item</li>\n</ul>\n');
     expect(r.code).toBe(0);
   });
@@ -469,7 +422,7 @@ describe.concurrent('wasmvisor inspect', () => {
   });
 
   it('a file that is not wasm: ERR_MODULE_INVALID, exit 125', async () => {
-    expectError(await cli(['inspect', PACKAGE_JSON]), 'ERR_MODULE_INVALID', 125);
+    expectError(await cli(['inspect', README]), 'ERR_MODULE_INVALID', 125);
   });
 });
 

@@ -3,6 +3,8 @@ import { HvCall, HvClock, HvStatus } from '../../host/abi/codes.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { ClockDevice, type TimeSource } from '../../host/devices/clock.ts';
 import { resolveDevices } from '../../host/devices/config.ts';
+import { check } from '../../host/schema/check.ts';
+import { DevicesSchema } from '../../host/schema/devices.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 
@@ -74,18 +76,21 @@ describe('device grants', () => {
     expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
     expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
   });
-  it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT', () => {
-    expect(() => resolveDevices({ gpu: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+  it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT naming the path', () => {
+    const devices = (spec: unknown) => resolveDevices(check(DevicesSchema, spec, 'devices'));
+    expect(() => devices({ gpu: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('devices: gpu: unknown key') }));
     // net needs a segment: `true` is not a grant of it.
-    expect(() => resolveDevices({ net: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
-    expect(() => resolveDevices({ net: { segment: 'no spaces' } })).toThrow(/segment/);
-    expect(() => resolveDevices({ net: { segment: 'blue', mtu: 63 } })).toThrow(/mtu/);
-    expect(() => resolveDevices({ net: { segment: 'blue', mtu: 65529 } })).toThrow(/mtu/);
-    expect(resolveDevices({ net: { segment: 'blue', mtu: 65528 } }).net).toMatchObject({ mtu: 65528, host: false, rxQueueBytes: 131072 });
-    expect(resolveDevices({ net: { segment: 'blue' } }).net).toMatchObject({ mtu: 1500, rxQueueBytes: 65536 });
-    expect(() => resolveDevices({ console: { maxLineBytes: 15 } })).toThrow(/maxLineBytes/);
-    expect(() => resolveDevices({ console: { maxLineBytes: 65537 } })).toThrow(/maxLineBytes/);
-    expect(() => resolveDevices({ clock: { resolutionMs: 0.0001 } })).toThrow(/resolutionMs/);
-    expect(() => resolveDevices({ entropy: { seed: {} as never } })).toThrow(/seed/);
+    expect(() => devices({ net: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => devices({ net: { segment: 'no spaces' } })).toThrow(/net\.segment/);
+    expect(() => devices({ net: { segment: 'blue', mtu: 63 } })).toThrow(/net\.mtu/);
+    expect(() => devices({ net: { segment: 'blue', mtu: 65529 } })).toThrow(/net\.mtu/);
+    expect(devices({ net: { segment: 'blue', mtu: 65528 } }).net).toMatchObject({ mtu: 65528, host: false, rxQueueBytes: 131072 });
+    expect(devices({ net: { segment: 'blue' } }).net).toMatchObject({ mtu: 1500, rxQueueBytes: 65536 });
+    expect(() => devices({ console: { maxLineBytes: 15 } })).toThrow(/maxLineBytes/);
+    expect(() => devices({ console: { maxLineBytes: 65537 } })).toThrow(/maxLineBytes/);
+    expect(devices({ console: { maxLineBytes: 65536 } }).console).toMatchObject({ maxLineBytes: 65536 });
+    expect(() => devices({ console: { linesPerSec: 5 } })).toThrow('devices: console.linesPerSec: unknown key; did you mean linesPerSecond?');
+    expect(() => devices({ clock: { resolutionMs: 0.0001 } })).toThrow(/resolutionMs/);
+    expect(() => devices({ entropy: { seed: {} } })).toThrow(/seed/);
   });
 });

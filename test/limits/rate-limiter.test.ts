@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RateLimiter, resolveRateLimit } from '../../host/limits/rate-limiter.ts';
+import { check } from '../../host/schema/check.ts';
+import { rateLimitSchema } from '../../host/schema/limits.ts';
 
 function clocked(spec: Parameters<typeof resolveRateLimit>[0]) {
   let t = 0;
@@ -75,8 +77,13 @@ describe('RateLimiter', () => {
   it('validates its spec', () => {
     expect(resolveRateLimit(undefined, 'x')).toBeNull();
     expect(resolveRateLimit({}, 'x')).toEqual({ bytes: null, ops: null, mode: 'reject' });
-    for (const bad of [{ bytesPerSecond: 0 }, { opsPerSecond: -1 }, { mode: 'drop' }, { burstBytes: 10 }, { rate: 1 }, { bytesPerSecond: 100, burstBytes: 10 }]) {
-      expect(() => resolveRateLimit(bad as never, 'x', 64)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    // Types and ranges are the schema's, a burst without its rate the resolver's: createPartition runs both.
+    const resolve = (spec: unknown) => resolveRateLimit(check(rateLimitSchema(64), spec, 'x'), 'x', 64);
+    for (const bad of [{ bytesPerSecond: 0 }, { opsPerSecond: -1 }, { mode: 'drop' }, { burstBytes: 100 }, { oneTimeBurstOps: 1 }, { rate: 1 }, { bytesPerSecond: 100, burstBytes: 63 }]) {
+      expect(() => resolve(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     }
+    expect(() => resolve({ burstBytes: 100 })).toThrow('x.burstBytes: needs x.bytesPerSecond');
+    expect(() => resolve({ rate: 1 })).toThrow('x: rate: unknown key');
+    expect(resolve({ bytesPerSecond: 100, burstBytes: 64 })).toMatchObject({ bytes: { burst: 64 } });
   });
 });

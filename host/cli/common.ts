@@ -1,0 +1,136 @@
+/**
+ * What every `wasmvisor` subcommand shares: how an error becomes an error line and an exit
+ * status, how option values are read, and the `--stats` block.
+ */
+import { WasmvisorError, type ErrorCode } from '../errors.ts';
+import type { PartitionExit } from '../partition/partition.ts';
+
+/** The process exit status for an error code (documented in README and USAGE). */
+export function exitStatus(code: ErrorCode): number {
+  switch (code) {
+    case 'ERR_INVALID_ARGUMENT':
+      return 2;
+    case 'ERR_LIMIT_CPU':
+      return 124;
+    case 'ERR_MODULE_INVALID':
+    case 'ERR_IMPORT_DENIED':
+    case 'ERR_FEATURE_DENIED':
+    case 'ERR_LIMIT_MEMORY':
+    case 'ERR_LIMIT_TABLE':
+    case 'ERR_INTEGRITY':
+      return 125;
+    case 'ERR_GUEST_TRAP':
+      return 134;
+    case 'ERR_KILLED':
+      return 137;
+    case 'ERR_INTERNAL':
+      return 70;
+    case 'ERR_STORAGE':
+      return 74;
+    case 'ERR_UNAUTHENTICATED':
+    case 'ERR_ACCESS_DENIED':
+      return 77;
+    case 'ERR_CONNECTION':
+      return 69;
+    default:
+      return 1;
+  }
+}
+
+export function fail(error: unknown): number {
+  if (error instanceof WasmvisorError) {
+    process.stderr.write(`${error.code}: ${error.message}\n`);
+    return exitStatus(error.code);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`ERR_INTERNAL: ${message}\n`);
+  return 70;
+}
+
+/** The `--stats` block: the partition's metrics when it ended. */
+export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'shared' = 'dedicated'): string {
+  const m = exit.metrics;
+  const kib = (n: number) => `${n / 1024} KiB`;
+  const byCall = Object.entries(m.hypercallsByCall)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const rows: [string, string][] = [
+    ['state', exit.reason === 'exit' ? `${exit.state} (code ${exit.code})` : `${exit.state} (${exit.reason})`],
+    ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
+    ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
+    ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
+    ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
+    ['entropy', `${m.entropyBytes} bytes`],
+    ['cpu', `${m.cpu.timeMs.toFixed(1)} ms running, ${m.cpu.pausedMs.toFixed(1)} ms paused by the cap (${m.cpu.pauses} pauses)`],
+    ['fuel', m.fuel ? `${m.fuel.consumed} of ${m.fuel.budget}` : m.cpu.fuel > 0 ? `${m.cpu.fuel} (no budget)` : 'not metered'],
+    [
+      'throttled',
+      (['console', 'hypercalls', 'block'] as const).map((k) => `${k} ${m.throttled[k].calls} (${m.throttled[k].waitedMs.toFixed(1)} ms waited)`).join(', '),
+    ],
+    [
+      'scheduler',
+      placement === 'shared'
+        ? `shared worker: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`
+        : 'dedicated worker',
+    ],
+  ];
+  return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
+}
+
+/** The process exit status of a run that ended: the guest's code & 0xff (what a POSIX shell sees), or the error's. */
+export function report(exit: PartitionExit): number {
+  if (exit.reason === 'exit') return (exit.code ?? 0) & 0xff;
+  return fail(exit.error);
+}
+
+/**
+ * The `--json` report of `run` and `call`. `code` is the guest's full exit code (a signed
+ * 32-bit integer; the process status is only its low 8 bits), `exitStatus` what the process
+ * exits with, `error` the typed error when the run did not end with an exit.
+ */
+export interface JsonReport {
+  command: 'run' | 'call';
+  /** `exited`, `trapped` or `killed` once the guest ran (`running`: a reactor after its call); `not-run` when it was refused or never started. */
+  state: 'running' | 'exited' | 'trapped' | 'killed' | 'not-run';
+  code: number | null;
+  exitStatus: number;
+  error: { code: ErrorCode; message: string } | null;
+  runTimeMs: number | null;
+  metrics: PartitionExit['metrics'] | null;
+}
+
+export function exitReport(command: JsonReport['command'], exit: PartitionExit): JsonReport {
+  return {
+    command,
+    state: exit.state,
+    code: exit.code,
+    exitStatus: exit.reason === 'exit' ? (exit.code ?? 0) & 0xff : exitStatus(exit.reason),
+    error: exit.error ? { code: exit.error.code, message: exit.error.message } : null,
+    runTimeMs: exit.runTimeMs,
+    metrics: exit.metrics,
+  };
+}
+
+/** The report of a command that failed before (or without) an exit of the guest. */
+export function errorReport(command: JsonReport['command'], error: unknown): JsonReport {
+  const typed = error instanceof WasmvisorError ? error : null;
+  const code: ErrorCode = typed?.code ?? 'ERR_INTERNAL';
+  return {
+    command,
+    state: 'not-run',
+    code: null,
+    exitStatus: exitStatus(code),
+    error: { code, message: typed?.message ?? (error instanceof Error ? error.message : String(error)) },
+    runTimeMs: null,
+    metrics: null,
+  };
+}
+
+export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+

@@ -1,0 +1,28 @@
+/** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
+import { Hypervisor } from '../hypervisor.ts';
+import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+export const deleteCommand = {
+  name: 'delete',
+  summary: "scrub and remove a partition's disk and its key (exit 0 also when there was none)",
+  usage: ['wasmvisor delete [options] <name>'],
+  options: {
+    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+  },
+  positionals: { names: ['name'], min: 1 },
+} satisfies CommandSpec<OptionTable>;
+
+export async function remove(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(deleteCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  const name = positionals[0]!;
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  const result = await hv.wipeStorage(name);
+  process.stdout.write(
+    result.removedImage || result.removedKey
+      ? `deleted the disk of ${name}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
+      : `${name} has no disk in ${hv.dataDir}; nothing to delete\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,227 @@
+/**
+ * Option tables and the one parser every subcommand uses. A subcommand declares its options
+ * once, as a table (name, value placeholder, help, how the value is checked, what it grants the
+ * guest); the help text, the parser and any generated document (e.g. a list of the options that
+ * widen a guest's attack surface, from `grants`) all read that same table.
+ *
+ * Parsing rules (stated in every subcommand's help):
+ * - `--name value` and `--name=value`; a value is taken as given, even when it starts with `-`
+ *   (`--timeout -1` is a bad timeout, not a missing one).
+ * - `--` ends the options: everything after it is positional (for `run`, the guest's arguments).
+ * - A command with `rest` (run) stops reading options at its first positional past the fixed
+ *   ones: `wasmvisor run tool.wasm a -l b` passes `a -l b` to the guest, as Wasmtime does.
+ * - An unknown option is an error that suggests the nearest known one.
+ */
+import type { TSchema } from '@sinclair/typebox';
+import { InvalidArgumentError } from '../errors.ts';
+import { explain, expects, nearest } from '../schema/check.ts';
+
+interface OptionBase {
+  /** The one-line help; the table adds the placeholder and the default. */
+  help: string;
+  /** One letter, for `-x`. */
+  short?: string;
+  /** What it widens for the guest (a device, host files, an environment), for attack-surface lists. */
+  grants?: string;
+  /** Shown as `(default …)`. */
+  default?: string;
+}
+
+export interface FlagOption extends OptionBase {
+  kind: 'flag';
+}
+export interface ValueOption<T> extends OptionBase {
+  kind: 'value';
+  /** The placeholder in help, e.g. `<ms>`. */
+  value: string;
+  /** Checks and converts the text; throws InvalidArgumentError naming `flag`. */
+  parse: (raw: string, flag: string) => T;
+}
+export interface ListOption<T> extends OptionBase {
+  kind: 'list';
+  value: string;
+  parse: (raw: string, flag: string) => T;
+}
+export type OptionSpec = FlagOption | ValueOption<unknown> | ListOption<unknown>;
+export type OptionTable = Readonly<Record<string, OptionSpec>>;
+
+export function flag(help: string, extra: Omit<OptionBase, 'help'> = {}): FlagOption {
+  return { kind: 'flag', help, ...extra };
+}
+export function value<T>(placeholder: string, help: string, parse: (raw: string, flag: string) => T, extra: Omit<OptionBase, 'help'> = {}): ValueOption<T> {
+  return { kind: 'value', value: placeholder, help, parse, ...extra };
+}
+export function list<T>(placeholder: string, help: string, parse: (raw: string, flag: string) => T, extra: Omit<OptionBase, 'help'> = {}): ListOption<T> {
+  return { kind: 'list', value: placeholder, help, parse, ...extra };
+}
+
+/** The text as it is. */
+export const text = (raw: string): string => raw;
+
+/** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */
+export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
+  return (raw, name) => {
+    const n = /^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(raw.trim()) ? Number(raw) : /^[-+]?Infinity$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+    if (Number.isNaN(n) || explain(schema, n).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+}
+
+/** A string checked against a schema (a name, a SHA-256). */
+export function stringIn(schema: TSchema): (raw: string, flag: string) => string {
+  return (raw, name) => {
+    if (explain(schema, raw).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${JSON.stringify(raw)}`);
+    return raw;
+  };
+}
+
+export type Values<T extends OptionTable> = {
+  [K in keyof T]?: T[K] extends FlagOption ? true : T[K] extends ValueOption<infer V> ? V : T[K] extends ListOption<infer V> ? V[] : never;
+};
+
+export interface CommandSpec<T extends OptionTable> {
+  name: string;
+  /** One line, for `wasmvisor --help`. */
+  summary: string;
+  /** The synopsis lines after `Usage:`. */
+  usage: string[];
+  options: T;
+  /** Fixed positionals (e.g. module, export). */
+  positionals: { names: string[]; min: number };
+  /** After the fixed positionals, the rest of the line goes to the guest (run). */
+  rest?: string;
+  /** Paragraphs printed after the options. */
+  notes?: string;
+}
+
+export interface Parsed<T extends OptionTable> {
+  values: Values<T>;
+  positionals: string[];
+  rest: string[];
+  help: boolean;
+}
+
+/** Parses `argv` by the command's table. `--help`/`-h` is every command's. */
+export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): Parsed<T> {
+  const values: Record<string, unknown> = {};
+  const positionals: string[] = [];
+  const rest: string[] = [];
+  const fixed = command.positionals.names.length;
+  const byShort = new Map(Object.entries(command.options).flatMap(([k, o]) => (o.short ? [[o.short, k] as const] : [])));
+  let help = false;
+  let i = 0;
+  const take = (name: string, spec: OptionSpec, inline: string | undefined, shown: string): void => {
+    if (spec.kind === 'flag') {
+      if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${JSON.stringify(inline)}`);
+      values[name] = true;
+      return;
+    }
+    let raw = inline;
+    if (raw === undefined) {
+      if (i >= argv.length) throw new InvalidArgumentError(`${shown} needs a value ${spec.value}; see wasmvisor ${command.name} --help`);
+      raw = argv[i++]!;
+    }
+    const parsed = spec.parse(raw, shown);
+    if (spec.kind === 'list') ((values[name] ??= []) as unknown[]).push(parsed);
+    else values[name] = parsed;
+  };
+  while (i < argv.length) {
+    const arg = argv[i++]!;
+    // `-` (stdin) and negative numbers are values, not options.
+    const optionLike = arg.startsWith('-') && arg !== '-' && !/^-\d/.test(arg);
+    if (command.rest !== undefined && fixed > 0 && positionals.length >= fixed && !optionLike) {
+      // The first argument past the module: it and everything after it are the guest's.
+      rest.push(arg, ...argv.slice(i));
+      break;
+    }
+    if (arg === '--') {
+      const after = argv.slice(i);
+      if (command.rest !== undefined) {
+        const need = Math.max(0, fixed - positionals.length);
+        positionals.push(...after.slice(0, need));
+        rest.push(...after.slice(need));
+      } else {
+        positionals.push(...after);
+      }
+      break;
+    }
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = arg.slice(2, eq < 0 ? undefined : eq);
+      const spec = command.options[name];
+      if (spec === undefined) throw unknownOption(command, `--${name}`);
+      take(name, spec, eq < 0 ? undefined : arg.slice(eq + 1), `--${name}`);
+      continue;
+    }
+    if (optionLike) {
+      const name = byShort.get(arg.slice(1, 2));
+      if (name === undefined || command.options[name] === undefined) throw unknownOption(command, arg);
+      take(name, command.options[name]!, arg.length > 2 ? arg.slice(2).replace(/^=/, '') : undefined, arg.slice(0, 2));
+      continue;
+    }
+    positionals.push(arg);
+  }
+  if (!help) {
+    const { names, min } = command.positionals;
+    if (positionals.length < min) {
+      throw new InvalidArgumentError(`${command.name} needs ${names.slice(positionals.length, min).map((n) => `<${n}>`).join(' ')}; see wasmvisor ${command.name} --help`);
+    }
+    if (positionals.length > names.length) {
+      throw new InvalidArgumentError(`${command.name} takes ${names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${JSON.stringify(positionals[names.length])}; see wasmvisor ${command.name} --help`);
+    }
+  }
+  return { values: values as Values<T>, positionals, rest, help };
+}
+
+/** Parses `argv`; on `--help` prints the command's help and returns null (exit status 0). */
+export function parseOrHelp<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): Parsed<T> | null {
+  const parsed = parse(command, argv);
+  if (!parsed.help) return parsed;
+  process.stdout.write(helpText(command));
+  return null;
+}
+
+function unknownOption(command: CommandSpec<OptionTable>, shown: string): InvalidArgumentError {
+  const known = Object.keys(command.options);
+  const near = nearest(shown.replace(/^-+/, ''), known);
+  const hint = near !== null ? `; did you mean --${near}?` : '';
+  const guest = command.rest !== undefined ? ` (to pass it to the guest, put it after the module or after --)` : '';
+  return new InvalidArgumentError(`${command.name}: unknown option ${shown}${hint}${guest}; see wasmvisor ${command.name} --help`);
+}
+
+/** The help text of a command, from its table. */
+export function helpText<T extends OptionTable>(command: CommandSpec<T>): string {
+  const rows: [string, string][] = Object.entries(command.options).map(([name, o]) => {
+    const left = `${o.short ? `-${o.short}, ` : ''}--${name}${o.kind === 'flag' ? '' : ` ${o.value}`}${o.kind === 'list' ? ' ...' : ''}`;
+    return [left, `${o.help}${o.default !== undefined ? ` (default ${o.default})` : ''}`];
+  });
+  rows.push(['-h, --help', 'print this help']);
+  const width = Math.min(30, Math.max(...rows.map(([l]) => l.length)) + 2);
+  const wrap = (s: string): string[] => {
+    const out: string[] = [];
+    let line = '';
+    for (const word of s.split(' ')) {
+      if (line !== '' && line.length + 1 + word.length > 100 - width) {
+        out.push(line);
+        line = word;
+      } else line = line === '' ? word : `${line} ${word}`;
+    }
+    out.push(line);
+    return out;
+  };
+  const lines = rows.flatMap(([l, r]) => {
+    const [first, ...more] = wrap(r);
+    const head = l.length + 2 > width ? [`  ${l}`, `  ${''.padEnd(width)}${first}`] : [`  ${l.padEnd(width)}${first}`];
+    return [...head, ...more.map((m) => `  ${''.padEnd(width)}${m}`)];
+  });
+  return [
+    `Usage:\n${command.usage.map((u) => `  ${u}`).join('\n')}`,
+    `${command.summary[0]!.toUpperCase()}${command.summary.slice(1)}.`,
+    `Options:\n${lines.join('\n')}`,
+    ...(command.notes ? [command.notes.trim()] : []),
+  ].join('\n\n') + '\n';
+}

@@ -1,0 +1,181 @@
+/**
+ * The options `run` and `call` share (everything that shapes a partition), and how they become a
+ * partition spec. Each value is checked against the spec's own schema when it is parsed, so the
+ * command line accepts exactly what the library accepts, and says so naming the flag.
+ * A flag given on the command line overrides the same setting from a manifest.
+ */
+import path from 'node:path';
+import { InvalidArgumentError } from '../errors.ts';
+import type { Partition } from '../partition/partition.ts';
+import { BlockSchema, ClockSchema, CpuLimitSchema, NetSchema, PartitionLimitsSchema, PartitionSpecSchema, PlacementSchema, type DevicesSpec, type PartitionSpec, type PreopenSpec } from '../schema/index.ts';
+import { loadManifest } from '../schema/manifest.ts';
+import { moduleShape, type ModuleShape } from './module.ts';
+import type { Placement } from '../limits/sizes.ts';
+import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
+
+export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net'] as const;
+export type DeviceName = (typeof DEVICE_NAMES)[number];
+
+/** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
+function deviceList(raw: string, name: string): Set<DeviceName> {
+  const grant = new Set<DeviceName>();
+  if (raw === 'none') return grant;
+  for (const d of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')}; or none)`);
+    grant.add(d as DeviceName);
+  }
+  return grant;
+}
+
+/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
+function dirOption(raw: string, name: string): PreopenSpec {
+  const at = raw.indexOf('::');
+  const hostPath = at < 0 ? raw : raw.slice(0, at);
+  const guestPath = at < 0 ? raw : raw.slice(at + 2);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`${name}: expected <host-folder>[::<guest-path>], got ${JSON.stringify(raw)}`);
+  return { hostPath, guestPath };
+}
+
+function envOption(raw: string, name: string): string {
+  if (!/^[^=\0]+=[^\0]*$/.test(raw)) throw new InvalidArgumentError(`${name}: expected KEY=VALUE, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+const L = PartitionLimitsSchema.properties;
+
+/** The shared table. `kind` says whose: `--timeout` is the whole run's budget for run, each call's for call. */
+export function partitionOptions(kind: 'run' | 'call') {
+  return {
+    memory: value('<pages>', 'linear memory limit in 64 KiB pages', numberIn(L.memoryPages), { default: '256' }),
+    timeout: value(
+      '<ms>',
+      kind === 'run' ? 'wall-clock budget of the run, ms; 0 for none (at most 2147483647, about 24.8 days)' : "the call's wall-clock budget, ms; 0 for none (at most 2147483647)",
+      numberIn(L.timeoutMs),
+      { default: kind === 'run' ? '30000' : '5000' },
+    ),
+    fuel: value('<n>', 'fuel budget: the guest ends with ERR_LIMIT_CPU once it has done n units of work (deterministic; docs/ABI.md)', numberIn(L.fuel), { default: 'none' }),
+    'cpu-percent': value('<p>', 'CPU cap: at most p% (1..100) of one core per 100 ms period; over it the guest is paused, not killed', numberIn(CpuLimitSchema.properties.maxPercent), {
+      default: 'none',
+    }),
+    devices: value('<list>', `devices to grant, comma-separated (${DEVICE_NAMES.join(', ')}) or none`, deviceList, {
+      default: kind === 'run' ? 'console,clock,entropy' : 'none',
+      grants: 'the listed virtual devices',
+    }),
+    'clock-resolution': value('<ms>', 'clock resolution', numberIn(ClockSchema.properties.resolutionMs), { default: '1' }),
+    deterministic: flag('fixed clocks and a fixed entropy seed (for teaching and tests)'),
+    seed: value('<string>', 'seed the entropy device (a reproducible stream)', text),
+    segment: value('<name>', 'the virtual switch segment the net device plugs into', stringIn(NetSchema.properties.segment), { default: 'cli' }),
+    sha256: value('<hex>', 'refuse the module unless its SHA-256 is this (ERR_INTEGRITY)', stringIn(PartitionSpecSchema.properties.sha256)),
+    disk: value('<MiB>', 'grant a persistent, encrypted block device of this size (1..4096)', numberIn(BlockSchema.properties.sizeMiB), {
+      grants: 'a persistent block device',
+    }),
+    name: value('<name>', "the partition's name: its disk is kept under this name", stringIn(PartitionSpecSchema.properties.name), {
+      default: kind === 'run' ? 'guest' : 'plugin',
+    }),
+    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env)', { grants: 'the WASI preview1 surface' }),
+    dir: list('<host>[::<guest>]', 'WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy of the host folder; the host folder is never written', dirOption, {
+      grants: 'a copy of a host folder',
+    }),
+    env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
+    stats: flag("print the partition's metrics to stderr when it ends"),
+    placement: value(
+      '<where>',
+      'dedicated (a worker thread of its own) or shared (a worker thread that time-slices partitions; README, "Placement")',
+      (raw, name) => stringIn(PlacementSchema)(raw, name) as Placement,
+      { default: 'dedicated' },
+    ),
+    json: flag(kind === 'run' ? 'end stderr with a JSON report: state, full exit code, error, metrics' : 'print a JSON document instead of the raw output: status, output, error, metrics'),
+  };
+}
+
+export type PartitionValues = Values<ReturnType<typeof partitionOptions>>;
+
+/** Where the module comes from: a .wasm file, or a manifest naming one. */
+export interface Source {
+  /** The spec from the manifest, or null for a plain module. */
+  manifest: PartitionSpec | null;
+  /** The module's path (a manifest's is resolved against the manifest). */
+  file: string;
+  shape: ModuleShape | null;
+}
+
+/** `app.json` is a manifest; anything else is a module. */
+export async function readSource(positional: string): Promise<Source> {
+  if (/\.json$/i.test(positional)) {
+    const manifest = await loadManifest(positional);
+    const file = typeof manifest.module === 'string' ? manifest.module : positional;
+    return { manifest, file, shape: await moduleShape(file) };
+  }
+  return { manifest: null, file: positional, shape: await moduleShape(positional) };
+}
+
+/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. */
+export function hypervisorOptions(values: PartitionValues): { dataDir?: string; warmWorkers: number } {
+  return { warmWorkers: 0, ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}) };
+}
+
+/**
+ * The spec: the manifest's (or a default), with every given flag applied over it.
+ * `guestArgs` replaces the manifest's args when there are any.
+ */
+export function buildSpec(values: PartitionValues, source: Source, kind: 'run' | 'call', guestArgs: string[]): PartitionSpec {
+  const base = source.manifest;
+  const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
+  if (values.name !== undefined) spec.name = values.name;
+  if (values.sha256 !== undefined) spec.sha256 = values.sha256;
+  if (values.placement !== undefined) spec.placement = values.placement;
+  if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
+
+  const limits = { ...(spec.limits ?? {}) };
+  if (values.memory !== undefined) limits.memoryPages = values.memory;
+  if (values.timeout !== undefined) limits[kind === 'run' ? 'timeoutMs' : 'callTimeoutMs'] = values.timeout;
+  if (values.fuel !== undefined) limits.fuel = values.fuel;
+  if (values['cpu-percent'] !== undefined) limits.cpu = { maxPercent: values['cpu-percent'] };
+  spec.limits = limits;
+
+  // Devices: the flags' grant replaces the manifest's when --devices is given (or there is no manifest).
+  let devices: DevicesSpec = { ...(spec.devices ?? {}) };
+  if (values.devices !== undefined || base === null) {
+    const grant = values.devices ?? new Set<DeviceName>(kind === 'run' ? ['console', 'clock', 'entropy'] : []);
+    devices = {};
+    if (grant.has('console')) devices.console = true;
+    if (grant.has('clock')) devices.clock = true;
+    if (grant.has('entropy')) devices.entropy = true;
+    if (grant.has('net')) devices.net = { segment: values.segment ?? 'cli' };
+  }
+  const clock = devices.clock;
+  if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {
+    devices.clock = {
+      ...(clock === true ? {} : clock),
+      ...(values['clock-resolution'] !== undefined ? { resolutionMs: values['clock-resolution'] } : {}),
+      ...(values.deterministic ? { deterministic: true } : {}),
+    };
+  }
+  const seed = values.seed ?? (values.deterministic ? 'wasmvisor' : undefined);
+  if (devices.entropy !== undefined && devices.entropy !== false && seed !== undefined) devices.entropy = { seed };
+  if (devices.net !== undefined && devices.net !== false && values.segment !== undefined) devices.net = { ...devices.net, segment: values.segment };
+  if (values.disk !== undefined) devices.block = { ...(devices.block || {}), sizeMiB: values.disk };
+  spec.devices = devices;
+
+  const dirs = values.dir ?? [];
+  const envs = values.env ?? [];
+  if (spec.wasi !== undefined || values.wasi || dirs.length > 0 || envs.length > 0 || source.shape?.importsWasi === true) {
+    const wasi = { ...(spec.wasi ?? {}) };
+    // argv[0] is the module's file name, as a shell would give it.
+    if (wasi.args === undefined || guestArgs.length > 0) wasi.args = [path.basename(source.file), ...(spec.args ?? [])];
+    if (envs.length > 0) wasi.env = [...(Array.isArray(wasi.env) ? wasi.env : Object.entries(wasi.env ?? {}).map(([k, v]) => `${k}=${v}`)), ...envs];
+    if (dirs.length > 0) wasi.preopens = [...(wasi.preopens ?? []), ...dirs];
+    spec.wasi = wasi;
+  }
+  if (kind === 'call') {
+    spec.kind = 'reactor';
+    spec.restart ??= 'never';
+  }
+  return spec;
+}
+
+/** Prints a partition's violations on stderr (the host's own line, never the guest's text raw). */
+export function reportViolations(partition: Partition): void {
+  partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+}

@@ -1,0 +1,99 @@
+/**
+ * Manifest files: a partition spec as a reviewed JSON file (`wasmvisor run app.json`,
+ * `hv.createPartition(await loadManifest('app.json'))`), in the spirit of Extism's manifest.
+ * The module is a path relative to the manifest, optionally pinned by `sha256`; preopened host
+ * folders are relative to it too. Errors name the file and the path inside it.
+ */
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Type, type Static } from '@sinclair/typebox';
+import { InvalidArgumentError } from '../errors.ts';
+import { check } from './check.ts';
+import { CLOSED, NAME, Name } from './kinds.ts';
+import { partitionSpecFields, type PartitionSpec } from './partition.ts';
+
+/** Largest manifest file read, bytes: a spec is a few hundred bytes; this is a bound, not a goal. */
+export const MAX_MANIFEST_BYTES = 1 << 20;
+
+export const ManifestSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String({ description: 'The JSON Schema this file follows (for editors); not used by Wasmvisor.' })),
+    ...partitionSpecFields,
+    name: Type.Optional(Name("The partition's name. Default: the manifest's file name without .json.")),
+    module: Type.String({ minLength: 1, title: 'a path', description: 'Path of the .wasm module, relative to the manifest file.' }),
+  },
+  { ...CLOSED, title: 'Wasmvisor manifest', description: 'A partition spec as a JSON file. Paths (module, wasi preopen hostPath) are relative to the manifest.' },
+);
+export type Manifest = Static<typeof ManifestSchema>;
+
+/**
+ * Reads, parses and checks a manifest file and returns the partition spec it describes, with
+ * its relative paths resolved against the manifest's folder. ERR_INVALID_ARGUMENT names the
+ * file and what is wrong (`manifest app.json: limits.timeout: unknown key; did you mean timeoutMs?`).
+ */
+export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
+  const filePath = file instanceof URL ? file : String(file);
+  const shown = file instanceof URL ? file.href : String(file);
+  const where = `manifest ${shown}`;
+  const text = await readBounded(filePath, where);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError(`${where}: not valid JSON: ${jsonProblem(error, text)}`);
+  }
+  const manifest = check(ManifestSchema, value, where);
+  const dir = path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file));
+  const { $schema: _schema, ...spec } = manifest;
+  let name = spec.name;
+  if (name === undefined) {
+    const base = path.basename(shown).replace(/\.json$/i, '');
+    if (!NAME.test(base)) throw new InvalidArgumentError(`${where}: name: is required (the file name ${JSON.stringify(base)} is not a valid partition name)`);
+    name = base;
+  }
+  return {
+    ...spec,
+    name,
+    module: path.resolve(dir, spec.module),
+    ...(spec.wasi?.preopens
+      ? { wasi: { ...spec.wasi, preopens: spec.wasi.preopens.map((p) => (p.hostPath === undefined ? p : { ...p, hostPath: path.resolve(dir, p.hostPath) })) } }
+      : {}),
+  };
+}
+
+async function readBounded(file: string | URL, where: string): Promise<string> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (error) {
+    throw new InvalidArgumentError(`${where}: cannot be read: ${(error as Error).message}`);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new InvalidArgumentError(`${where}: not a regular file`);
+    if (st.size > MAX_MANIFEST_BYTES) throw new InvalidArgumentError(`${where}: ${st.size} bytes, more than the ${MAX_MANIFEST_BYTES} a manifest may have`);
+    const buffer = Buffer.alloc(MAX_MANIFEST_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead > MAX_MANIFEST_BYTES) throw new InvalidArgumentError(`${where}: more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(0, bytesRead));
+    } catch {
+      throw new InvalidArgumentError(`${where}: not UTF-8 text`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** JSON.parse's complaint, with the line and column of its position when it gives one. */
+function jsonProblem(error: unknown, text: string): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const at = /position (\d+)/.exec(message);
+  if (at === null) return message;
+  const pos = Number(at[1]);
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const column = pos - before.lastIndexOf('\n');
+  return `${message.replace(/ in JSON at position \d+.*$/, '')} at line ${line}, column ${column}`;
+}

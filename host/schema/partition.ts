@@ -1,0 +1,85 @@
+/**
+ * Schema of a partition spec (what `hv.createPartition` takes) and of the options of the calls
+ * made on a partition. This is the one place a spec field is declared: add a field here (its
+ * type, range and description), and its default or cross-field rule in the resolver that
+ * consumes it; the TypeScript type, the checks, the JSON Schema and the manifest follow.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { DevicesSchema } from './devices.ts';
+import { AbortSignalObject, ArrayBufferObject, CLOSED, Name, Sha256, Timeout, UrlObject } from './kinds.ts';
+import { PartitionLimitsSchema, RestartSchema } from './limits.ts';
+import { WasiSchema } from './wasi.ts';
+
+/** Where a partition runs (host/scheduler/). */
+export const PlacementSchema = Type.Union([Type.Literal('dedicated'), Type.Literal('shared')], {
+  description:
+    "Where the partition runs: 'dedicated', a worker thread of its own (a warm one when the pool has one); 'shared', a worker thread that time-slices many partitions, each still its own instance, memory, devices and counters. Default: the hypervisor's placement.",
+});
+
+/** Where a module comes from: a path, bytes, or a `file:` URL. */
+export const ModuleSourceSchema = Type.Union(
+  [Type.String({ minLength: 1, title: 'a path' }), Type.Uint8Array(), ArrayBufferObject(), UrlObject()],
+  { description: 'The module: a path to a .wasm file (relative to the working directory; in a manifest, to the manifest), its bytes, or a file: URL.' },
+);
+
+/** The fields of a spec, shared by the library's spec and the manifest (manifest.ts). */
+export const partitionSpecFields = {
+  name: Name('Unique among the hypervisor\'s live partitions; also the name its disk is kept under.'),
+  module: ModuleSourceSchema,
+  sha256: Type.Optional(Sha256("Pins the module's measurement: a different SHA-256 refuses it with ERR_INTEGRITY.")),
+  args: Type.Optional(Type.Array(Type.String(), { description: 'Arguments the guest reads with ARGS_GET. At most 64 KiB together.' })),
+  limits: Type.Optional(PartitionLimitsSchema),
+  devices: Type.Optional(DevicesSchema),
+  kind: Type.Optional(
+    Type.Union([Type.Literal('command'), Type.Literal('reactor')], {
+      description:
+        "'command' (default): the guest exports _start, which runs once. 'reactor': the guest stays alive and the host calls its exports (functions () -> i32); _initialize, if exported, runs once at start.",
+    }),
+  ),
+  restart: Type.Optional(RestartSchema),
+  wasi: Type.Optional(WasiSchema),
+  placement: Type.Optional(PlacementSchema),
+};
+
+export const PartitionSpecSchema = Type.Object(partitionSpecFields, {
+  ...CLOSED,
+  title: 'Wasmvisor partition spec',
+  description: 'What to run in a partition and what it may use.',
+});
+/** What to run and what it may use. */
+export type PartitionSpec = Static<typeof PartitionSpecSchema>;
+
+export const CallOptionsSchema = Type.Object(
+  {
+    timeoutMs: Type.Optional(Timeout("Wall-clock budget for this call, ms. Default: the partition's limits.callTimeoutMs.")),
+    signal: Type.Optional(AbortSignalObject()),
+    fuel: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: "Fuel budget of this call (a partition created with limits.fuel, which is otherwise each call's budget). Running out rejects with ERR_LIMIT_CPU and poisons the instance.",
+      }),
+    ),
+  },
+  { ...CLOSED, description: 'Options of one call to a reactor export.' },
+);
+/** Options of one call to a reactor export. */
+export type CallOptions = Static<typeof CallOptionsSchema>;
+
+export const PoolOptionsSchema = Type.Object(
+  { size: Type.Integer({ minimum: 1, maximum: 1024, description: 'Reactor partitions in the pool.' }) },
+  { ...CLOSED, description: 'Options of hv.createPool.' },
+);
+export type PoolOptions = Static<typeof PoolOptionsSchema>;
+
+export const InspectOptionsSchema = Type.Object(
+  {
+    wasi: Type.Optional(Type.Boolean({ description: 'Judge the module with WASI preview1 imports admitted.' })),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('command'), Type.Literal('reactor')], { description: "Judge it as createPartition would for this kind: a command must export _start, a reactor only memory. Default 'command'." }),
+    ),
+    sha256: Type.Optional(Sha256('Judge it against this pinned measurement too, as a spec with sha256 would be.')),
+  },
+  { ...CLOSED, description: 'Options of hv.inspect.' },
+);
+export type InspectOptions = Static<typeof InspectOptionsSchema>;

@@ -1,0 +1,240 @@
+/**
+ * The published package works (issue 11): the project is packed as `npm publish` would pack it,
+ * installed with `npm i <tarball>` into an empty app (dependencies from npm's cache, as CI has
+ * it after `npm ci`; the registry only if the cache lacks one), and from there:
+ * - every example of README.md (each code block marked `<!-- example: name -->`) runs as written,
+ *   including the CommonJS one;
+ * - the CLI: --version, run --help, run with --fuel (binaryen at run time), demo;
+ * - the types: a TypeScript consumer type-checks against the shipped declarations, and a typo in
+ *   a spec is a type error;
+ * - the AssemblyScript recipe of docs/GUESTS.md builds guests against the installed SDK;
+ * - only the runtime dependencies are installed, and everything the shipped code imports is one.
+ * A file missing from `files` or a dependency missing from `dependencies` fails here.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Packing (with declarations) and installing take tens of seconds on a loaded 2-core machine.
+vi.setConfig({ testTimeout: 180_000, hookTimeout: 600_000 });
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+  version: string;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+  scripts: Record<string, string>;
+  engines: { node: string };
+};
+const work = mkdtempSync(path.join(os.tmpdir(), 'wv-pack-'));
+const app = path.join(work, 'app');
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** `npm ls --json`'s tree. */
+interface Tree {
+  version?: string;
+  dependencies?: Record<string, Tree>;
+}
+
+const run = promisify(execFile);
+/** Runs a command in the app; resolves with its output, whatever its exit status. */
+async function inApp(file: string, args: string[], options: { input?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = run(file, args, { cwd: options.cwd ?? app, timeout: 120_000, maxBuffer: 1 << 24, env: { ...process.env, NODE_OPTIONS: '' } });
+  if (options.input !== undefined) child.child.stdin?.end(options.input);
+  try {
+    const { stdout, stderr } = await child;
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error) };
+  }
+}
+const cli = (...args: string[]) => inApp(process.execPath, [path.join(app, 'node_modules/wasmvisor/dist/cli.js'), ...args]);
+
+/** The code blocks marked `<!-- example: name -->` in a markdown file. */
+function examples(file: string): Map<string, string> {
+  const text = readFileSync(path.join(root, file), 'utf8');
+  const found = new Map<string, string>();
+  for (const m of text.matchAll(/<!-- example: ([\w.-]+) -->\n```\w*\n([\s\S]*?)\n```/g)) found.set(m[1]!, m[2]! + '\n');
+  return found;
+}
+
+beforeAll(async () => {
+  // What `prepack` does, but without rebuilding the bundle and the guests other test files are
+  // running against (npm test built them a moment ago): only the declarations are new here.
+  expect(pkg.scripts.prepack).toBe('node scripts/build.mjs --host --guests --types');
+  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--types'], { cwd: root, stdio: 'pipe' });
+  const packed = JSON.parse(
+    execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+  ) as { filename: string; files: { path: string }[] }[];
+  const tarball = path.join(work, packed[0]!.filename);
+  mkdirSync(app);
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], { cwd: app, stdio: 'pipe' });
+});
+
+describe('the installed package', () => {
+  it('installs its runtime dependencies, and none of its devDependencies', () => {
+    const tree = JSON.parse(execFileSync('npm', ['ls', '--all', '--json'], { cwd: app, encoding: 'utf8' })) as Tree;
+    const wasmvisor = tree.dependencies?.wasmvisor;
+    // npm ls also lists the optional peer (assemblyscript) as an empty entry when it is absent.
+    const installedDeps = Object.entries(wasmvisor?.dependencies ?? {}).filter(([, d]) => d.version !== undefined);
+    expect(installedDeps.map(([name]) => name).sort()).toEqual(Object.keys(pkg.dependencies).sort());
+    for (const [name, version] of Object.entries(pkg.dependencies)) {
+      expect(version, `${name} is pinned exactly`).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(wasmvisor?.dependencies?.[name]?.version, name).toBe(version);
+    }
+    // A devDependency may be present only as some runtime dependency's own dependency.
+    const runtime = new Set<string>();
+    const walk = (deps: Record<string, Tree> | undefined) => {
+      for (const [name, sub] of Object.entries(deps ?? {})) {
+        if (runtime.has(`${name}@${sub.version}`)) continue;
+        runtime.add(name);
+        runtime.add(`${name}@${sub.version}`);
+        walk(sub.dependencies);
+      }
+    };
+    walk(Object.fromEntries(installedDeps));
+    const installed = readdirSync(path.join(app, 'node_modules')).flatMap((n) => (n.startsWith('@') ? readdirSync(path.join(app, 'node_modules', n)).map((s) => `${n}/${s}`) : [n]));
+    for (const dev of Object.keys(pkg.devDependencies)) if (!runtime.has(dev)) expect(installed, `devDependency ${dev} is installed`).not.toContain(dev);
+  });
+
+  it('imports at run time only what it declares as dependencies (or Node built-ins)', () => {
+    const dist = path.join(app, 'node_modules/wasmvisor/dist');
+    const imported = new Set<string>();
+    for (const file of readdirSync(dist).filter((f) => f.endsWith('.js'))) {
+      const text = readFileSync(path.join(dist, file), 'utf8');
+      for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["']([^"'./][^"']*)["']/g)) imported.add(m[1]!);
+    }
+    const packages = [...imported].filter((s) => !s.startsWith('node:')).map((s) => (s.startsWith('@') ? s.split('/').slice(0, 2).join('/') : s.split('/')[0]!));
+    expect(packages.length).toBeGreaterThan(0);
+    for (const name of packages) expect(Object.keys(pkg.dependencies), `${name} is imported by the shipped code`).toContain(name);
+  });
+
+  it("states the Node versions it needs: 20.19 for require(esm)", () => {
+    expect(pkg.engines.node).toBe('>=20.19.0');
+  });
+});
+
+describe("README.md's examples, run from the app", () => {
+  const readme = examples('README.md');
+  // What each example must print (substrings, in order), besides exiting 0.
+  const expected: Record<string, string[]> = {
+    'embedding.mjs': ['[hello] Hello from a Wasmvisor partition!', '[hello] arg[0]=from', 'exited 0'],
+    'schema.mjs': ['Wasmvisor manifest', 'limits', 'true'],
+    'manifest.mjs': ['Hello from a Wasmvisor partition!', 'arg[2]=manifest', 'exited'],
+    'plugin.mjs': ['<h1>Hello</h1>', 'SPREAD OVER FOUR WORKERS'],
+    'storage.mjs': ['boot 1:', 'boot 2:'],
+    'network.mjs': ['pong is 10.0.0.', 'delivered', 'app got pong app'],
+    'wasi.mjs': ['a note from the host', 'exit code 0'],
+    'commonjs.cjs': ['true ERR_INVALID_ARGUMENT partition spec "x": limits.timeout: unknown key; did you mean timeoutMs?'],
+  };
+
+  it('every marked example has an expectation here, and every expectation an example', () => {
+    expect([...readme.keys()].sort()).toEqual(Object.keys(expected).sort());
+  });
+
+  for (const [name, wants] of Object.entries(expected)) {
+    it(name, async () => {
+      const source = readme.get(name);
+      expect(source, `README.md has <!-- example: ${name} -->`).toBeDefined();
+      const dir = mkdtempSync(path.join(app, 'example-'));
+      writeFileSync(path.join(dir, name), source!);
+      const r = await inApp(process.execPath, [name], { cwd: dir });
+      expect(r.stderr, `${name} wrote to stderr`).not.toMatch(/Error|ERR_/);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      let at = 0;
+      for (const want of wants) {
+        const found = r.stdout.indexOf(want, at);
+        expect(found, `${name} prints ${JSON.stringify(want)}; it printed:\n${r.stdout}`).toBeGreaterThanOrEqual(0);
+        at = found + want.length;
+      }
+      if (name === 'storage.mjs') {
+        const counts = [...r.stdout.matchAll(/boot (\d): .*?(\d+)/g)].map((m) => Number(m[2]));
+        expect(counts[1], 'the second boot sees the first boot\'s count').toBe(counts[0]! + 1);
+      }
+    });
+  }
+});
+
+describe('the CLI, from the app', () => {
+  it('--version is the package version; run --help is run\'s help', async () => {
+    expect((await cli('--version')).stdout).toBe(`wasmvisor ${pkg.version}\n`);
+    const help = await cli('run', '--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout.startsWith('Usage:\n  wasmvisor run')).toBe(true);
+  });
+
+  it('npx wasmvisor run with --fuel: binaryen loads from the installed dependencies', async () => {
+    const r = await inApp('npx', ['--no-install', 'wasmvisor', 'run', '--fuel', '50000000', 'node_modules/wasmvisor/build/guests/hello.wasm', 'a']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('Hello from a Wasmvisor partition!\nABI version 1.2\narg[0]=a\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('npx wasmvisor demo', async () => {
+    const r = await inApp('npx', ['--no-install', 'wasmvisor', 'demo']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('[hello] Hello from a Wasmvisor partition!');
+    expect(r.stdout).toContain('network: pong received');
+  });
+
+  it('the C and Rust examples and the C header ship, and run', async () => {
+    expect(readFileSync(path.join(app, 'node_modules/wasmvisor/include/hv.h'), 'utf8')).toBe(readFileSync(path.join(root, 'include/hv.h'), 'utf8'));
+    const c = await cli('run', 'node_modules/wasmvisor/examples/c/hello.wasm', 'npm');
+    expect(c.stdout).toContain('Hello, npm!');
+    const rust = await cli('call', 'node_modules/wasmvisor/examples/rust/upper.wasm', 'upper', '--input', 'from the package');
+    expect(rust.stdout).toBe('FROM THE PACKAGE');
+  });
+});
+
+describe('TypeScript consumers', () => {
+  it('type-check against the shipped declarations; a misspelt spec key is a type error', async () => {
+    writeFileSync(
+      path.join(app, 'consumer.ts'),
+      `import { Hypervisor, type PartitionSpec, type PartitionExit, schemas } from 'wasmvisor';
+const spec: PartitionSpec = { name: 'a', module: 'x.wasm', limits: { timeoutMs: 0 }, devices: { console: { linesPerSecond: 5 } } };
+// @ts-expect-error: linesPerSec is not a console option
+const typo: PartitionSpec = { name: 'a', module: 'x.wasm', devices: { console: { linesPerSec: 5 } } };
+const hv = new Hypervisor({ dataDir: '.' });
+const exit: Promise<PartitionExit> = hv.createPartition(spec).then((p) => p.exited);
+void typo; void exit; void schemas.PartitionSpecSchema;
+`,
+    );
+    const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
+    const r = await inApp(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', '--typeRoots', path.join(root, 'node_modules/@types'), 'consumer.ts']);
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
+
+describe("docs/GUESTS.md's AssemblyScript recipe, against the installed SDK", () => {
+  const guests = examples('docs/GUESTS.md');
+  const asc = path.join(root, 'node_modules/assemblyscript/bin/asc.js');
+
+  it('a command: import from wasmvisor, build with the shipped preset, run', async () => {
+    writeFileSync(path.join(app, 'hello.ts'), guests.get('hello.ts')!);
+    const built = await inApp(process.execPath, [asc, 'hello.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--outFile', 'hello.wasm']);
+    expect(built.stderr).toBe('');
+    expect(built.code).toBe(0);
+    expect(await cli('run', 'hello.wasm', 'Ada')).toMatchObject({ code: 0, stdout: 'hello from Ada\n' });
+  });
+
+  it('the same without the preset: --runtime stub --use abort=__hv_abort --exportStart _start', async () => {
+    writeFileSync(path.join(app, 'hello2.ts'), guests.get('hello.ts')!);
+    const built = await inApp(process.execPath, [asc, 'hello2.ts', '--runtime', 'stub', '--use', 'abort=__hv_abort', '--exportStart', '_start', '-O3', '--outFile', 'hello2.wasm']);
+    expect(built.code, built.stderr).toBe(0);
+    expect(await cli('run', 'hello2.wasm', 'Grace')).toMatchObject({ code: 0, stdout: 'hello from Grace\n' });
+  });
+
+  it('a reactor: --exportStart _initialize, then call', async () => {
+    writeFileSync(path.join(app, 'upper.ts'), guests.get('upper.ts')!);
+    const built = await inApp(process.execPath, [asc, 'upper.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--exportStart', '_initialize', '--outFile', 'upper.wasm']);
+    expect(built.code, built.stderr).toBe(0);
+    expect(await cli('call', 'upper.wasm', 'upper', '--input', 'hello')).toMatchObject({ code: 0, stdout: 'HELLO' });
+  });
+});
