@@ -108,6 +108,8 @@ export type WorkerBoot =
        * HypervisorOptions.reuseWorkers) it takes another assignment after its partition ended.
        */
       reuse: boolean;
+      /** Run the warm-up reactor first (a worker parked in the warm pool; not one spawned for a partition waiting now). */
+      warmUp: boolean;
     }
   | {
       role: 'shared';

@@ -61,7 +61,7 @@ export class WarmPool {
     let worker = this.idle.shift();
     if (worker !== undefined) this.counters.warmTakes++;
     else {
-      worker = this.spawn();
+      worker = this.spawn(false);
       this.counters.coldTakes++;
     }
     worker.removeAllListeners('exit');
@@ -98,7 +98,7 @@ export class WarmPool {
     // worker is parked at once: a message posted before its thread is online is queued, not lost.
     this.refill = setTimeout(() => {
       this.refill = null;
-      while (!this.closed && this.idle.length < this.options.size) this.park(this.spawn());
+      while (!this.closed && this.idle.length < this.options.size) this.park(this.spawn(true));
     }, REFILL_DELAY_MS);
     this.refill.unref();
   }
@@ -117,10 +117,10 @@ export class WarmPool {
     else this.idle.push(worker);
   }
 
-  private spawn(): Worker {
+  private spawn(warmUp: boolean): Worker {
     this.counters.spawned++;
     return new Worker(workerScript, {
-      workerData: { role: 'dedicated', reuse: this.options.reuse } satisfies WorkerBoot,
+      workerData: { role: 'dedicated', reuse: this.options.reuse, warmUp } satisfies WorkerBoot,
       resourceLimits: WORKER_RESOURCE_LIMITS,
       execArgv: [...WORKER_EXEC_ARGV],
       stdout: false,

@@ -12,6 +12,9 @@ import { runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
 import { warmUp } from './warmup.ts';
 
+/** How long a parked worker sits idle before it warms up. */
+const WARM_UP_DELAY_MS = 25;
+
 function post(message: WorkerMessage): void {
   parentPort!.postMessage(message);
 }
@@ -33,8 +36,11 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
 } else if (parentPort !== null) {
   const boot = workerData as Extract<WorkerBoot, { role: 'dedicated' }>;
   const port = parentPort;
+  let warming: NodeJS.Timeout | null = null;
   const onMessage = (message: AssignMessage): void => {
     if (message?.type !== 'assign') return;
+    if (warming !== null) clearTimeout(warming);
+    warming = null;
     // Never a second partition in a worker that was not made for reuse: the root enforces it
     // too, and this side refuses even if the root were wrong.
     if (!boot.reuse) port.off('message', onMessage);
@@ -42,10 +48,18 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
     if (!boot.reuse) port.close();
   };
   port.on('message', onMessage);
-  // While nothing is assigned yet: compile the start path once (an assignment waits at most this long).
-  try {
-    warmUp();
-  } catch {
-    // Only an optimisation: a worker that could not warm up still serves its partition.
+  // While nothing is assigned: compile the start path once, so the first start is not cold.
+  // Only in a worker parked in the pool, and only once it has sat idle a moment: a partition
+  // that is already waiting (taken from the pool at once) is served first.
+  if (boot.warmUp) {
+    warming = setTimeout(() => {
+      warming = null;
+      try {
+        warmUp();
+      } catch {
+        // Only an optimisation: a worker that could not warm up still serves its partition.
+      }
+    }, WARM_UP_DELAY_MS);
+    warming.unref();
   }
 }
