@@ -182,6 +182,11 @@ describe('shared workers', () => {
     expect(s.sliceMs).toBe(10);
     expect(s.workers.map((w) => w.partitions).sort()).toEqual([2, 2]);
     for (const w of s.workers) expect(w).toMatchObject({ runQueue: 0, slices: expect.any(Number), preemptions: expect.any(Number) });
+    expect(s.partitions.map((p) => [p.name, p.placement, p.state]).sort()).toEqual(ps.map((p) => [p.name, 'shared', 'running']).sort());
+    for (const line of s.partitions) {
+      expect(s.workers.map((w) => w.id)).toContain(line.worker);
+      expect(line).toMatchObject({ slices: expect.any(Number), preemptions: expect.any(Number), waits: expect.any(Number), waitMs: expect.any(Number) });
+    }
     for (const p of ps) {
       expect(p.placement).toBe('shared');
       expect(p.metrics().sched.slices).toBeGreaterThanOrEqual(2);
