@@ -104,9 +104,11 @@ export class SharedScheduler {
   private seqAtSlice = 0;
   private readonly clock = {
     shouldYield: (): boolean => {
-      // Only when someone else could run: a lone partition keeps the thread (no unwind for nothing).
-      if (performance.now() < this.sliceEnd) return false;
-      return this.queue.length > 0 || this.doorbell.seq !== this.seqAtSlice || this.timers.next <= performance.now();
+      // Only when someone else could run (a lone partition keeps the thread: no unwind for
+      // nothing), and only past the slice. The cheap checks first: this runs after every import.
+      if (this.queue.length === 0 && this.doorbell.seq === this.seqAtSlice && this.timers.next === Infinity) return false;
+      const t = performance.now();
+      return t >= this.sliceEnd && (this.queue.length > 0 || this.doorbell.seq !== this.seqAtSlice || this.timers.next <= t);
     },
   };
 

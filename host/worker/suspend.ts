@@ -60,8 +60,12 @@ export class SuspendingPlacement implements Placement {
   private resumeWith: Resume | null = null;
   /** The guest's own bytes that the saved frames cover, put back after the rewind. */
   private saved: Uint8Array | null = null;
-  /** When the current operation first started (kept across its redos: its timeouts count from here). */
-  private callStart = 0;
+  /**
+   * When the current operation first asked for a deadline (kept across its redos: its timeouts
+   * count from here); -1 until it asks. Taken lazily: most calls never wait, and a clock read
+   * per hypercall is not free.
+   */
+  private callStart = -1;
   private request: { wait: WaitCondition | null; then: (() => void) | null } | null = null;
 
   constructor(
@@ -73,7 +77,10 @@ export class SuspendingPlacement implements Placement {
       throw new Suspend(wait);
     };
     this.blocker = {
-      deadline: (ms) => this.callStart + ms,
+      deadline: (ms) => {
+        if (this.callStart < 0) this.callStart = performance.now();
+        return this.callStart + ms;
+      },
       readable: (ring, seq, deadline) => suspend({ what: 'readable', ring, seq, deadline }),
       writable: (ring, seq, deadline) => suspend({ what: 'writable', ring, seq, deadline }),
       sleep: (deadline) => suspend({ what: 'time', deadline }),
@@ -150,7 +157,7 @@ export class SuspendingPlacement implements Placement {
           redo(false);
         }
       }
-      this.callStart = performance.now();
+      this.callStart = -1;
       return this.attempt(fn, args);
     };
     return wrapped as unknown as F;
