@@ -87,8 +87,11 @@ describe('shared workers', () => {
     const withSpinner = median([await latencies(), await latencies(), await latencies()]);
     // Each call waits at most for the spinner's current slice to end, then runs.
     const delayInSlices = (withSpinner - alone) / sliceMs;
-    // A sequential caller meets a fresh slice of the spinner at almost every call: ~1 slice; headroom for a loaded machine.
-    expect(delayInSlices).toBeLessThan(2);
+    // A sequential caller meets a fresh slice of the spinner at almost every call: about one
+    // slice (measured 1.0-1.6 on a loaded 2-core machine). Without preemption it would wait for
+    // the spinner's whole run (a minute): the headroom is for a machine busy enough to stretch
+    // wall-clock slices.
+    expect(delayInSlices).toBeLessThan(3);
     // The spinner was preempted, not starved: it got slices too, and it is still running.
     const m = spinner!.metrics();
     expect(m.sched.preemptions).toBeGreaterThan(5);
