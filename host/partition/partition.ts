@@ -577,7 +577,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         this.spawn().catch((error: unknown) => this.spawnFailed(error));
       }, delayMs);
       // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
-      if (this.queue.length === 0) this.restartTimer.unref();
+      // Nor does it while start() is still waiting for the first ready: that is work in flight.
+      if (this.queue.length === 0 && this.onFirstReady === null) this.restartTimer.unref();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);

@@ -132,4 +132,20 @@ describe('warm pool of dedicated workers', () => {
     expect(r.stdout.trim()).toBe('exit 0');
     expect(r.status).toBe(0);
   });
+
+  it('an embedder started with flags a worker refuses (--expose-gc, a V8 flag) still gets its partitions, dedicated and shared', () => {
+    const index = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+    const script = `
+      const { Hypervisor } = await import(${JSON.stringify(index)});
+      for (const placement of ['dedicated', 'shared']) {
+        const hv = new Hypervisor({ placement });
+        const p = await hv.createPartition({ name: 'p', module: ${JSON.stringify(guest('exit'))}, args: ['3'] });
+        await p.start();
+        console.log(placement, (await p.exited).code);
+        await hv.close();
+      }`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['dedicated 3', 'shared 3']);
+  }, 90_000);
 });
