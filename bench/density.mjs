@@ -46,7 +46,7 @@ const MODULE = readFileSync(`${root}build/guests/transform.wasm`);
 /** Pages of linear memory each idle partition has (transform.wasm's initial size). */
 const PAGES = 2;
 const KiB = 1024;
-const progress = (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[K${m}`);
+const progress = (m) => (process.env.BENCH_TRACE ? process.stderr.write(`${m}\n`) : process.stderr.isTTY && process.stderr.write(`\r\x1b[K${m}`));
 const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];

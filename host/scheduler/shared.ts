@@ -138,6 +138,8 @@ export class SharedWorker {
   }
 
   kill(slot: number, outcome: WorkerOutcome): void {
+    // The partition's end is work in flight: the thread stays referenced until it reports it.
+    this.alive(slot, true);
     this.send({ type: 'kill', slot, outcome });
   }
 
@@ -156,12 +158,14 @@ export class SharedWorker {
   terminate(reason: string): void {
     if (this.dead) return;
     this.deathReason ??= reason;
+    this.worker.ref();
     this.worker.terminate().catch(() => 0);
   }
 
   /** Ends the thread once it hosts nothing (Hypervisor.close). */
   async close(): Promise<void> {
     this.deathReason ??= 'the hypervisor closed';
+    this.worker.ref();
     await this.worker.terminate().catch(() => 0);
   }
 

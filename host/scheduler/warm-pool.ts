@@ -88,7 +88,8 @@ export class WarmPool {
     this.closed = true;
     if (this.refill !== null) clearTimeout(this.refill);
     const idle = this.idle.splice(0);
-    await Promise.all(idle.map((w) => w.terminate().catch(() => 0)));
+    // Referenced while they end: an unref'd worker's exit would not keep the loop alive to be seen.
+    await Promise.all(idle.map((w) => (w.ref(), w.terminate().catch(() => 0))));
   }
 
   private scheduleRefill(): void {
