@@ -555,6 +555,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private onEnd(run: WorkerRun, outcome: WorkerOutcome): void {
     if (run !== this.run) return;
     this.run = null;
+    // The worker may have died inside another NIC's port: free what it held.
+    this.config.net?.releaseLocks();
     this.ready = false;
     const call = this.inFlight;
     this.inFlight = null;
@@ -596,6 +598,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.endedAt = performance.now();
     this.inputRing.close();
+    // Nothing will read the NIC again: frames to it are dropped now, never waited for.
+    this.config.net?.down();
     const runTimeMs = this.startedAt ? this.endedAt - this.startedAt : 0;
     const metrics = { ...readMetrics(this.stats), net: this.netMetrics() };
     let exit: PartitionExit;
