@@ -88,6 +88,8 @@ interface NicEndpoint {
   down: boolean;
   /** A frame from this NIC's tx ring that waits for room at its destination (flow control). */
   held: { dst: number; payload: Uint8Array } | null;
+  /** Told when the root cannot handle the NIC's traffic (NicAttachment.onFault). */
+  fault: ((error: unknown) => void) | null;
 }
 
 interface HostEndpointState {
@@ -126,6 +128,12 @@ export interface NicAttachment {
   detach(): void;
   /** Called when the switch moves one of the NIC's rings that a partition in a shared worker waits on (see SharedRing.onMove). */
   setWake(wake: () => void): void;
+  /**
+   * Called once if the root cannot handle the NIC's traffic (a corrupt tx ring: only a
+   * compromised worker writes one); the NIC is unplugged and nothing is thrown into the root's
+   * event loop. The partition ends its run on it (ERR_INTERNAL).
+   */
+  onFault(fault: (error: unknown) => void): void;
 }
 
 export interface SwitchCounters {
@@ -206,6 +214,7 @@ export class VirtualSwitch {
       closed: false,
       down: false,
       held: null,
+      fault: null,
     };
     this.add(nic);
     void this.pump(nic);
@@ -229,6 +238,9 @@ export class VirtualSwitch {
       },
       releaseLocks: () => this.releaseLocks(nic),
       down: () => this.markDown(nic),
+      onFault: (fault) => {
+        nic.fault = fault;
+      },
       detach: () => this.remove(nic),
     };
   }
@@ -412,6 +424,11 @@ export class VirtualSwitch {
         else if (n === TX_BATCH) await nextTurn();
         else await nic.tx.whenWritten(seq);
       }
+    } catch (error) {
+      // The tx ring is shared memory its worker writes: a corrupt record ends that NIC (and its
+      // partition's run), never the root.
+      this.remove(nic);
+      nic.fault?.(error);
     } finally {
       nic.held?.payload.fill(0);
       nic.held = null;

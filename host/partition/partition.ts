@@ -196,6 +196,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     // freed room) through its worker's doorbell; a dedicated run ignores the wake.
     this.inputRing.onMove = () => this.run?.wake();
     config.net?.setWake(() => this.run?.wake());
+    // A NIC whose traffic the root cannot handle is unplugged; the run on it ends (ERR_INTERNAL).
+    config.net?.onFault((error) => this.run?.fail(error));
     if (config.devices.console === null) this.inputRing.close();
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
