@@ -1,7 +1,7 @@
 import { CallKind, type WorkerInit } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { allocateStats } from '../channel/stats.ts';
-import { CONSOLE_DEFAULTS } from '../devices/config.ts';
+import { CONSOLE_DEFAULTS } from '../devices/resolved.ts';
 import { runDedicated } from './context.ts';
 
 /**

@@ -18,6 +18,9 @@ describe('bundles', () => {
       for (const pkg of ['fastify', '@peculiar/x509', 'reflect-metadata']) expect(list, `${f} imports ${pkg}`).not.toContain(pkg);
       expect(read(f)).not.toMatch(/import\(["']\.\/mgmt\.js["']\)/);
     }
+    // The worker does not load the schema library either: importing TypeBox costs a worker's
+    // start hundreds of milliseconds on a loaded host, and a worker never validates a spec.
+    expect(imports(read('worker.js'))).not.toContain('@sinclair/typebox');
     const mgmt = imports(read('mgmt.js'));
     expect(mgmt).toContain('fastify');
     expect(mgmt).toContain('@peculiar/x509');
