@@ -51,6 +51,9 @@ export class WorkerRun {
   /** True from launch until the run ended: kill() has something to end. */
   private launched = false;
   private watchdog: NodeJS.Timeout | null = null;
+  /** The watchdog in force (re-armed once when the guest starts, see `arm`). */
+  private armed: { ms: number; outcome: () => WorkerOutcome } | null = null;
+  private guestStarted = false;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
@@ -112,7 +115,15 @@ export class WorkerRun {
   /** A lifecycle message from the executor: checked, never trusted. */
   private onMessage(message: unknown, running: () => void): void {
     const m = message as WorkerMessage | null;
-    if (m?.type === 'running') running();
+    if (m?.type === 'running') {
+      // The guest starts now: a watchdog armed before (the run's budget) starts again, so the
+      // thread's start-up (tens of ms, far more on a loaded host) is not charged to the guest.
+      // A start that never comes still ends when the first arming fires.
+      const a = this.armed;
+      if (!this.guestStarted && a !== null) this.arm(a.ms, a.outcome);
+      this.guestStarted = true;
+      running();
+    }
     else if (m?.type === 'ready') this.on.ready();
     else if (m?.type === 'done' && isOutcome(m.outcome)) {
       // The run is over: everything it wrote is in the ring (written before this message). A
@@ -165,12 +176,15 @@ export class WorkerRun {
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
   arm(ms: number, outcome: () => WorkerOutcome): void {
     this.disarm();
-    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
+    if (!Number.isFinite(ms)) return;
+    this.armed = { ms, outcome };
+    this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
   }
 
   disarm(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = null;
+    this.armed = null;
   }
 
   /** Terminates the worker; the run ends with `outcome` unless the guest had already finished. */
