@@ -125,7 +125,7 @@ describe.concurrent('wasmvisor run: runtime errors', () => {
       if (r.stdout !== '') return;
     }
     expect.fail('the spinning guest never printed its line, even with a 5 s budget');
-  });
+  }, 60_000); // three runs, each a CLI start-up that a loaded machine can stretch to seconds
 
   it('--timeout covers the wasm start function too', async () => {
     const r = await cli(['run', '--timeout', '300', guest('attack-start-spin')]);
@@ -322,7 +322,7 @@ describe.concurrent('wasmvisor run --stats', () => {
     expect(r.stderr).toMatch(/^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m);
     expect(r.stderr).toMatch(/^  fuel +\d+ \(no budget\)$/m);
     expect(r.stderr).toMatch(/^  throttled +console 0 /m);
-  });
+  }, 60_000);
 });
 
 describe.concurrent('wasmvisor call: one export of a reactor', () => {
