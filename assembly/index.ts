@@ -35,6 +35,9 @@ import {
   HV_CALL_CONSOLE_WRITE,
   HV_CALL_CONSOLE_WRITE_ERR,
   HV_CALL_CONSOLE_READ,
+  HV_CALL_CONSOLE_STREAM_WRITE,
+  HV_CALL_CONSOLE_STREAM_WRITE_ERR,
+  HV_CALL_CONSOLE_STREAM_READ,
   HV_CALL_CLOCK_GET,
   HV_CALL_ENTROPY_GET,
   HV_CALL_BLOCK_INFO,
@@ -330,6 +333,65 @@ export namespace console {
   /** True once a read has reported end of stream. */
   export function atEnd(): bool {
     return consoleEnded;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte streams (ABI 1.3): stdout, stderr and stdin exactly, nothing cut, added or dropped.
+
+/** Writes `len` bytes at `ptr` with a stream call, in pieces of HV_MAX_TRANSFER. */
+function writeRaw(callCode: i32, ptr: usize, len: i32): i32 {
+  let done = 0;
+  while (done < len) {
+    const n = min(len - done, HV_MAX_TRANSFER);
+    const r = hypercall(callCode, <i32>(ptr + <usize>done), n, 0, 0);
+    if (r < 0) return done > 0 ? done : r;
+    done += r;
+  }
+  return done;
+}
+
+/** HV_CALL_CONSOLE_STREAM_READ into `buf` with `flags`: bytes read, 0 at end of stream, or a negated status. */
+function readRaw(buf: Uint8Array, flags: u32): i32 {
+  store<u32>(SCRATCH, flags);
+  const r = hypercall(HV_CALL_CONSOLE_STREAM_READ, <i32>SCRATCH, 4, <i32>buf.dataStart, min(buf.length, HV_MAX_TRANSFER));
+  store<u32>(SCRATCH, 0);
+  return r == -HV_STATUS_END_OF_STREAM ? 0 : r;
+}
+
+export namespace stdio {
+  /**
+   * Writes `data` to stdout exactly. Waits while the host's reader is behind. Returns the bytes
+   * written, or a negated status: END_OF_STREAM when the reader has gone, RATE_LIMITED when the
+   * console's rate limit refused the write (nothing written).
+   */
+  export function write(data: Uint8Array): i32 {
+    return writeRaw(HV_CALL_CONSOLE_STREAM_WRITE, data.dataStart, data.length);
+  }
+
+  /** Writes `data` to stderr exactly; as `write`. */
+  export function writeErr(data: Uint8Array): i32 {
+    return writeRaw(HV_CALL_CONSOLE_STREAM_WRITE_ERR, data.dataStart, data.length);
+  }
+
+  /** Writes `s` to stdout as UTF-8 (no newline added). Returns bytes written or a negated status. */
+  export function print(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_STREAM_WRITE, s, false);
+  }
+
+  /** Writes `s` to stderr as UTF-8. */
+  export function printErr(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_STREAM_WRITE_ERR, s, false);
+  }
+
+  /** Reads input bytes into `buf`, waiting for at least one: the count, 0 at end of input, or a negated status. */
+  export function read(buf: Uint8Array): i32 {
+    return readRaw(buf, 0);
+  }
+
+  /** Reads the input bytes ready now: the count, 0 at end of input, -HV_STATUS_WOULD_BLOCK when none. */
+  export function tryRead(buf: Uint8Array): i32 {
+    return readRaw(buf, HV_CONSOLE_READ_NONBLOCK);
   }
 }
 

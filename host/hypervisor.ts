@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
@@ -20,7 +20,7 @@ import { PartitionPool } from './pool.ts';
 import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
 import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
-import { resolveWasi, type ResolvedWasi } from './wasi/config.ts';
+import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
@@ -69,12 +69,25 @@ export interface PartitionSchedule {
   waitMs: number;
 }
 
+/** Something the embedder should know that is not an error (yet). */
+export interface HypervisorWarning {
+  /** `STORAGE_OVERCOMMIT`: attached block images may grow past the free space of their file system. */
+  code: 'STORAGE_OVERCOMMIT';
+  message: string;
+  dir: string;
+  growableBytes: number;
+  freeBytes: number;
+}
+
 export interface HypervisorEvents {
   /** Every partition's violations, for one place to watch them. */
   violation: [violation: Violation];
   /** A partition changed state. */
   state: [partition: Partition, state: PartitionState, previous: PartitionState];
   exit: [partition: Partition, exit: PartitionExit];
+  warning: [warning: HypervisorWarning];
+  /** A block image's key was created, or an image wiped (what an audit log records; see docs/STORAGE.md). */
+  storage: [event: Extract<StorageEvent, { kind: 'key-created' | 'wiped' }>];
 }
 
 export const DEFAULT_LIMITS = {
@@ -203,6 +216,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       dataDir: path.resolve(o.dataDir ?? '.wasmvisor'),
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
       ...(o.keystorePath !== undefined ? { keystorePath: o.keystorePath } : {}),
+      // Audit hook: key creations and wipes are reported here (and go to the audit log once host/security has one).
+      onEvent: (e) => {
+        if (e.kind === 'overcommit') this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+        else this.emit('storage', e);
+      },
     });
   }
 
@@ -221,6 +239,15 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     return this.storage.wipe(name, options.path);
+  }
+
+  /**
+   * The persistent disks in the data directory (and those the keystore knows elsewhere): name,
+   * path, size, allocation, times, whether a key exists and whether a partition has it attached.
+   * Reads image headers and file metadata only; no key is used.
+   */
+  listStorage(): Promise<DiskInfo[]> {
+    return this.storage.list();
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -265,15 +292,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
     const reservation =
       memoryPages * 65536 +
-      // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
-      // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
-      (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
+      // In-memory WASI trees live in the worker: file buffers and the heap their entries take
+      // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
+      wasiMemory(wasi).bufferBytes +
+      wasiMemory(wasi).heapBytes +
       (placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
       channelBytes(channels) +
       // A call's input and output, held whole while the call runs (its chunks pass through the rings).
       (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
+      releaseWasi(wasi);
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       throw new LimitMemoryError(
         `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
@@ -313,6 +342,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       }
     } catch (error) {
       this.memoryReserved -= reservation;
+      releaseWasi(wasi);
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
         throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
@@ -359,6 +389,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
+        // The host folders' fds (and any a worker left) belong to the partition: closed with it.
+        releaseWasi(wasi);
       },
     });
     self = partition;
@@ -455,6 +487,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     await this.sched.close();
     this.switch.close();
+    this.storage.close();
   }
 
   /**

@@ -3,14 +3,14 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorEvents, PartitionSchedule } from './hypervisor.ts';
 export type { SchedulerStats } from './scheduler/scheduler.ts';
 export type { SharedWorkerStats } from './scheduler/shared.ts';
 export type { Placement } from './limits/sizes.ts';
+export type { HypervisorEvents, HypervisorWarning, PartitionSchedule } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
-export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
+export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, DroppedOutput, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
-export type { WipeResult } from './storage/storage.ts';
+export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
 export type { PartitionMetrics } from './channel/stats.ts';
 export { NetEndpoint } from './net/switch.ts';
 export type { NetFrame } from './net/switch.ts';
@@ -35,6 +35,7 @@ export type {
   NetSpec,
   WasiSpec,
   PreopenSpec,
+  PreopenMode,
   WasiQuotas,
   Manifest,
   PoolOptions,

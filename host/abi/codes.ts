@@ -76,6 +76,19 @@ export const HvCall = {
   CONSOLE_WRITE_ERR: 0x0101,
   /** Input: optional u32 flags (bit 0: non-blocking). Writes one input line without its newline; returns its length. */
   CONSOLE_READ: 0x0102,
+  /**
+   * Input: bytes for the stdout *byte stream*, delivered exactly (no line cutting); waits while the
+   * reader is behind (backpressure). Returns in_len; RATE_LIMITED (nothing written) over
+   * devices.console.rateLimit in reject mode; END_OF_STREAM when the reader has gone. Since 1.3.
+   */
+  CONSOLE_STREAM_WRITE: 0x0103,
+  /** As CONSOLE_STREAM_WRITE, for stderr. Since 1.3. */
+  CONSOLE_STREAM_WRITE_ERR: 0x0104,
+  /**
+   * Input: none, or u32 flags (bit 0: non-blocking). Writes the next input bytes (at least 1, at
+   * most out_cap) exactly as the host sent them; returns the count. Since 1.3.
+   */
+  CONSOLE_STREAM_READ: 0x0105,
   /** Input: u32 clock id (0 monotonic, 1 wall). Writes u64 nanoseconds (8 bytes LE); returns 8. */
   CLOCK_GET: 0x0200,
   /** Fills all of out (out_cap bytes) with random bytes; returns out_cap. */

@@ -77,7 +77,8 @@ export async function call(argv: string[]): Promise<number> {
     let partition: Partition | null = null;
     try {
       partition = await hv.createPartition(spec);
-      partition.on('console', (line) => process.stderr.write(line + '\n'));
+      // The reactor's console output, byte for byte, on stderr (stdout is the call's output).
+      partition.on('output', (chunk) => process.stderr.write(chunk));
       reportViolations(partition);
       await partition.start();
       const ran = (status: number, extra: Partial<CallReport>): CallReport => ({ ...ranReport(partition!, status), ...base, ...extra });

@@ -60,6 +60,8 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
     ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
     ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
     ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['output', `${m.console.bytesOut} bytes, ${m.console.bytesDropped} refused by the rate limit, ${m.console.outputWaits} waits for the reader (${m.console.outputWaitedMs.toFixed(1)} ms)`],
+    ['input', `${m.console.bytesIn} bytes`],
     ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
     ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
     ['entropy', `${m.entropyBytes} bytes`],
@@ -77,6 +79,16 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
+}
+
+/** The end-of-run warning when a rate limit refused guest output (empty when nothing was refused). */
+export function droppedWarning(exit: PartitionExit): string {
+  const c = exit.metrics.console;
+  const parts: string[] = [];
+  if (c.bytesDropped > 0) parts.push(`${c.bytesDropped} bytes of output refused by the console rate limit (--output-rate)`);
+  if (c.linesDropped > 0) parts.push(`${c.linesDropped} lines dropped by the console's lines-per-second limit`);
+  if (c.bytesTruncated > 0) parts.push(`${c.bytesTruncated} bytes cut from lines longer than the console's maxLineBytes`);
+  return parts.length === 0 ? '' : `wasmvisor: warning: guest output was dropped: ${parts.join('; ')}\n`;
 }
 
 /** The process exit status of a run that ended: the guest's code & 0xff (what a POSIX shell sees), or the error's. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `wasmvisor` command. Each subcommand lives in its own file with its own option table and
- * help (run.ts, call.ts, inspect.ts, delete.ts, demo.ts); this file only dispatches. To add a
+ * help (run.ts, call.ts, inspect.ts, delete.ts, disks.ts, demo.ts); this file only dispatches. To add a
  * subcommand: a file exporting its CommandSpec and its function, and one row in COMMANDS.
  * Error lines start with the stable error code; exit statuses are listed in common.ts.
  */
@@ -10,6 +10,7 @@ import { nearest } from '../schema/check.ts';
 import { call, callCommand } from './call.ts';
 import { fail } from './common.ts';
 import { deleteCommand, remove } from './delete.ts';
+import { disks, disksCommand } from './disks.ts';
 import { demo, demoCommand } from './demo.ts';
 import { inspect, inspectCommand } from './inspect.ts';
 import type { CommandSpec, OptionTable } from './options.ts';
@@ -36,6 +37,7 @@ const COMMANDS: readonly Command[] = [
   table(callCommand, call),
   table(inspectCommand, inspect),
   table(deleteCommand, remove),
+  table(disksCommand, disks),
   table(demoCommand, demo),
   { name: 'serve', summary: 'run a host with the management API (docs/MANAGEMENT.md)', usage: SERVE_USAGE, main: serveCommand },
   { name: 'token', summary: 'create, list and revoke API tokens of a host', usage: TOKEN_USAGE, main: tokenCommand },

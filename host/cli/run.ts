@@ -1,8 +1,12 @@
 /** `wasmvisor run`: run a guest (an hv command, a WASI program, or a manifest's) in a partition. */
-import { createInterface } from 'node:readline';
+import { fstatSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { isatty } from 'node:tty';
 import { ModuleInvalidError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
-import { errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
+import type { Partition } from '../partition/partition.ts';
+import type { PartitionSpec } from '../schema/index.ts';
+import { droppedWarning, errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
 import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
@@ -17,7 +21,11 @@ export const runCommand = {
 module on is passed to the guest (as Wasmtime does), and so is everything after --.
 A value is taken as given, even when it starts with '-'.
 
-The guest's console is the command's stdout and stderr; stdin is its console input. WASI preview1
+The guest's console is the command's stdout and stderr, byte for byte; stdin is its console input,
+byte for byte. A guest that writes faster than stdout is read waits for it (nothing is lost); when
+stdout is closed (| head) the guest's writes fail with EPIPE and the command ends quietly with the
+guest's status. When stdout or stderr is a file or /dev/null the guest writes there itself. With
+--output-rate, refused output is counted and a warning line says how much. WASI preview1
 is enabled when the module imports wasi_snapshot_preview1, or with --wasi, --dir or --env; argv[0]
 is the module's file name. A manifest (a .json file, schema in wasmvisor/schema/manifest.json)
 gives the whole spec; flags given here override it.
@@ -42,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const source = await readSource(positionals[0]!);
     const spec = buildSpec(values, source, 'run', rest);
+    const direct = giveFilesDirectly(spec);
     const hv = new Hypervisor(hypervisorOptions(values));
     try {
       const partition = await hv.createPartition(spec).catch((error: unknown) => {
@@ -52,13 +61,16 @@ export async function run(argv: string[]): Promise<number> {
         }
         throw error;
       });
-      partition.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));
+      const hasConsole = spec.devices?.console !== undefined && spec.devices.console !== false;
+      const output = hasConsole ? pipeOutput(partition, direct) : null;
       reportViolations(partition);
       await partition.start();
-      const hasConsole = spec.devices?.console !== undefined && spec.devices.console !== false;
-      const input = hasConsole ? pumpStdin(partition.writeLineWhenReady.bind(partition), () => partition.endInput()) : null;
+      const input = hasConsole ? pipeInput(partition) : null;
       const exit = await partition.exited;
       input?.close();
+      // Every byte the guest wrote is handed to our stdout/stderr before anything of ours follows it.
+      await output;
+      process.stderr.write(droppedWarning(exit));
       // The error line (if any) comes first, so stderr still starts with the code.
       status = report(exit);
       if (values.stats) process.stderr.write(formatStats(exit, spec.placement ?? 'dedicated'));
@@ -74,34 +86,66 @@ export async function run(argv: string[]): Promise<number> {
   return status;
 }
 
-/** Feeds stdin's lines to the guest with backpressure; `close` stops reading. */
-function pumpStdin(write: (line: string) => Promise<boolean>, end: () => void): { close(): void } {
-  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-  let closed = false;
-  void (async () => {
-    try {
-      for await (const line of rl) {
-        if (closed) break;
-        let accepted: boolean;
-        try {
-          accepted = await write(line);
-        } catch (error) {
-          process.stderr.write(`wasmvisor: console input line dropped: ${error instanceof Error ? error.message : String(error)}\n`);
-          continue;
-        }
-        if (!accepted) break;
-      }
-    } catch {
-      // stdin closed under us: the guest sees end of input.
-    }
-    end();
-  })();
+/**
+ * Is fd a file or a non-terminal character device (/dev/null)? Then the guest writes to it from
+ * its own worker (devices.console.outputFd): nothing waits on a reader there, and the bytes skip
+ * the trip through us. Pipes and terminals go through the root, with backpressure and EPIPE.
+ */
+function writesDirectly(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() || (st.isCharacterDevice() && !isatty(fd));
+  } catch {
+    return false;
+  }
+}
+
+/** Gives the console our stdout/stderr to write itself where they are files; says which. */
+function giveFilesDirectly(spec: PartitionSpec): { stdout: boolean; stderr: boolean } {
+  const c = spec.devices?.console;
+  if (c === undefined || c === false || (c !== true && c.outputFd !== undefined)) return { stdout: false, stderr: false };
+  const direct = { stdout: writesDirectly(1), stderr: writesDirectly(2) };
+  if (direct.stdout || direct.stderr) {
+    spec.devices = { ...spec.devices, console: { ...(c === true ? {} : c), outputFd: { ...(direct.stdout ? { stdout: 1 } : {}), ...(direct.stderr ? { stderr: 2 } : {}) } } };
+  }
+  return direct;
+}
+
+/**
+ * Copies the guest's stdout and stderr to ours, byte for byte, with backpressure (a slow reader
+ * slows the guest). A reader that goes away (`| head`, EPIPE) is passed on to the guest as EPIPE,
+ * quietly, like a Unix filter. Resolves once every byte has been handed to our streams.
+ */
+function pipeOutput(partition: Partition, direct: { stdout: boolean; stderr: boolean }): Promise<void> {
+  const one = (from: Readable, to: NodeJS.WriteStream): Promise<void> =>
+    new Promise<void>((resolve) => {
+      // Stays attached: a write error on our own stream (EPIPE) must never become an exception.
+      to.on('error', () => {
+        from.unpipe(to);
+        from.destroy();
+        resolve();
+      });
+      from.once('end', resolve);
+      from.once('close', resolve);
+      from.pipe(to, { end: false });
+    });
+  return Promise.all([
+    direct.stdout ? null : one(partition.stdout, process.stdout),
+    direct.stderr ? null : one(partition.stderr, process.stderr),
+  ]).then(() => undefined);
+}
+
+/** Feeds our stdin to the guest, byte for byte, with backpressure; `close` stops reading. */
+function pipeInput(partition: Partition): { close(): void } {
+  const stdin = partition.stdin;
+  // The guest stopped reading (it ended): the rest of our input is not wanted.
+  stdin.on('error', () => process.stdin.unpipe(stdin));
+  process.stdin.on('error', () => stdin.end());
+  process.stdin.pipe(stdin);
   return {
     close() {
-      closed = true;
-      rl.close();
+      process.stdin.unpipe(stdin);
       process.stdin.destroy();
     },
   };
 }
-

@@ -1,5 +1,8 @@
+import { fstatSync } from 'node:fs';
+import { isatty } from 'node:tty';
+import { InvalidArgumentError } from '../errors.ts';
 import { resolveRateLimit } from '../limits/rate-limiter.ts';
-import { MAX_DISK_MIB, MIN_BLOCK_BURST_BYTES, type BlockSpec, type DevicesSpec, type NetSpec } from '../schema/devices.ts';
+import { MAX_DISK_MIB, MIN_BLOCK_BURST_BYTES, type BlockSpec, type ConsoleSpec, type DevicesSpec, type NetSpec } from '../schema/devices.ts';
 import { NAME } from '../schema/kinds.ts';
 import {
   CONSOLE_DEFAULTS,
@@ -67,6 +70,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
       inputBufferBytes: nextPowerOfTwo(c.inputBufferBytes ?? CONSOLE_DEFAULTS.inputBufferBytes),
       // A write moves at most one hypercall buffer: a bucket that size can always admit it.
       rateLimit: resolveRateLimit(c.rateLimit, 'devices.console.rateLimit', 65536),
+      outputFd: resolveOutputFds(c.outputFd),
     };
   }
 
@@ -114,6 +118,27 @@ function resolveBlock(spec: false | BlockSpec | undefined): ResolvedBlock | null
     burstOps: spec.burstOps ?? Math.max(1, opsPerSecond),
     rateLimitMode: spec.rateLimitMode ?? 'block',
   };
+}
+
+/**
+ * devices.console.outputFd (types and ranges checked by the schema): each fd must be open and be a
+ * regular file or a non-terminal character device, since a write there never waits on a reader.
+ */
+function resolveOutputFds(spec: ConsoleSpec['outputFd']): ResolvedConsole['outputFd'] {
+  const one = (fd: number | undefined, which: 'stdout' | 'stderr'): number | null => {
+    if (fd === undefined) return null;
+    const what = `devices.console.outputFd.${which}`;
+    let ok: boolean;
+    try {
+      const st = fstatSync(fd);
+      ok = st.isFile() || (st.isCharacterDevice() && !isatty(fd));
+    } catch {
+      throw new InvalidArgumentError(`${what}: fd ${fd} is not open`);
+    }
+    if (!ok) throw new InvalidArgumentError(`${what}: fd ${fd} must be a regular file or /dev/null (a pipe or a terminal could make the partition wait past its watchdog: use partition.${which})`);
+    return fd;
+  };
+  return { stdout: one(spec?.stdout, 'stdout'), stderr: one(spec?.stderr, 'stderr') };
 }
 
 /** Milliseconds (possibly fractional, to the microsecond) to exact nanoseconds. */

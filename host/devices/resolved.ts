@@ -13,6 +13,8 @@ export interface ResolvedConsole {
   burstLines: number;
   inputBufferBytes: number;
   rateLimit: ResolvedRateLimit | null;
+  /** Host fds written directly, per stream (see ConsoleSpec.outputFd), or null. */
+  outputFd: { stdout: number | null; stderr: number | null };
 }
 export interface ResolvedClock {
   resolutionNs: number;
@@ -54,6 +56,7 @@ export const CONSOLE_DEFAULTS: ResolvedConsole = {
   burstLines: 1000,
   inputBufferBytes: 65536,
   rateLimit: null,
+  outputFd: { stdout: null, stderr: null },
 };
 
 /** Ring bytes one frame of `payload` bytes takes in a receive queue: record header, frame header, padding. */

@@ -187,6 +187,13 @@ export class ManagedHost {
     this.audit = options.audit;
     this.log = options.log ?? (() => {});
     this.hv = new Hypervisor({ ...options.hypervisor, dataDir: this.config.dataDir });
+    // A disk's key is made when its image is (by a create through the API or a restore): audited.
+    // Wipes are recorded where the API does them (disk.wipe, partition.destroy).
+    this.hv.on('storage', (e) => {
+      if (e.kind === 'key-created') {
+        this.audit.note({ actor: 'host', action: 'disk.key.create', target: `/partitions/${e.name}`, outcome: 'success', reason: e.path, details: { imageId: e.imageId } });
+      }
+    });
     // Violations are aggregated per partition per second, so a guest cannot flood the audit log.
     this.violationTimer = setInterval(() => this.flushViolations(), 1000);
     this.violationTimer.unref();

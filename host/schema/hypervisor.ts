@@ -39,10 +39,10 @@ export const HypervisorOptionsSchema = Type.Object(
       Type.Uint8Array({
         minByteLength: 32,
         maxByteLength: 32,
-        description: "A 32-byte master key for block storage: each image's key derives from it. Without it each partition gets a random key kept in the keystore file.",
+        description: "A 32-byte master key for block storage: each image's key derives from it. Without it each image gets a random key kept in the keystore file.",
       }),
     ),
-    keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore.json.' })),
+    keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore (a format-1 <dataDir>/keystore.json is taken over).' })),
     placement: Type.Optional(CloneType(PlacementSchema, { description: "Placement of partitions whose spec does not choose one. Default 'dedicated'." })),
     warmWorkers: Type.Optional(
       Type.Integer({

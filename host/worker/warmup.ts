@@ -37,6 +37,7 @@ export function warmUp(): void {
     stats: allocateStats(),
     events: ring(65536),
     input: ring(64),
+    stdio: new SharedArrayBuffer(8),
     calls,
     violationsPerSecond: 1,
     kind: 'reactor',

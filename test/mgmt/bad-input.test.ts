@@ -163,10 +163,11 @@ describe('bad input', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(events.every(([n]) => n === 'console')).toBe(true);
-    // The guest's output (cut into lines at LF by the console device) all arrives as the data of
-    // `console` events, CRs intact: nothing became an event, a field or a header of its own.
+    // Console input is a byte stream, so the guest reads the LF-separated parts of the line as lines
+    // of their own, and its echoes all arrive as the data of `console` events, CRs intact: nothing
+    // became an event, a field or a header of its own.
     const lines = events.map(([, d]) => (d as { line: string }).line);
-    expect(lines.slice(-6)).toEqual(['echo: x\r', '\r', 'event: end\r', 'data: {"code":"ERR_FAKE"}\r', 'Set-Cookie: a=b', 'echo: after']);
+    expect(lines.slice(-6)).toEqual(['echo: x\r', 'echo: \r', 'echo: event: end\r', 'echo: data: {"code":"ERR_FAKE"}\r', 'echo: Set-Cookie: a=b', 'echo: after']);
     const r = await c.request('GET', '/partitions/echo/console?tail=10&follow=false');
     expect(r.headers['set-cookie']).toBeUndefined();
   });
