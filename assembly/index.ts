@@ -77,6 +77,12 @@ import {
   HV_NET_BROADCAST,
   HV_NET_HEADER_SIZE,
   HV_NET_RECV_NONBLOCK,
+  HV_CALL_ATTEST_INFO,
+  HV_CALL_ATTEST_REPORT,
+  HV_ATTEST_INFO_SIZE,
+  HV_ATTEST_DATA_SIZE,
+  HV_ATTEST_MAX_NONCE,
+  HV_ATTEST_REPORT_SIZE,
 } from "./abi";
 
 export * from "./abi";
@@ -753,4 +759,43 @@ export function __hv_abort(message: string | null, fileName: string | null, line
   }
   hypercall(HV_CALL_ABORT, <i32>IO, <i32>n, 0, 0);
   unreachable(); // ABORT never returns
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attestation (since ABI 1.3; the spec must grant devices.attestation)
+
+export namespace attestation {
+  /** Status of the last report() that returned null. */
+  export let lastStatus: i32 = 0;
+
+  /**
+   * HV_CALL_ATTEST_INFO: this partition's module measurement (bytes 0..32, SHA-256) and spec hash
+   * (bytes 32..64), as the host measured them. Aborts if attestation is not granted.
+   */
+  export function info(): Uint8Array {
+    const out = new Uint8Array(HV_ATTEST_INFO_SIZE);
+    const r = hypercall(HV_CALL_ATTEST_INFO, 0, 0, <i32>out.dataStart, HV_ATTEST_INFO_SIZE);
+    if (r < 0) fail("attestation.info (ATTEST_INFO)", r);
+    return out;
+  }
+
+  /**
+   * HV_CALL_ATTEST_REPORT: a 512-byte report of this partition, signed by a key the host certified,
+   * binding `data` (exactly 64 bytes the guest chooses, e.g. the hash of a key it made) and the
+   * verifier's `nonce` (at most 64 bytes). Returns null with `lastStatus` set on failure.
+   */
+  export function report(data: Uint8Array, nonce: Uint8Array): Uint8Array | null {
+    if (data.byteLength != HV_ATTEST_DATA_SIZE || nonce.byteLength > HV_ATTEST_MAX_NONCE) {
+      lastStatus = -HV_STATUS_INVALID_ARGUMENT;
+      return null;
+    }
+    const n = HV_ATTEST_DATA_SIZE + nonce.byteLength;
+    memory.copy(IO, data.dataStart, <usize>HV_ATTEST_DATA_SIZE);
+    memory.copy(IO + <usize>HV_ATTEST_DATA_SIZE, nonce.dataStart, <usize>nonce.byteLength);
+    const out = new Uint8Array(HV_ATTEST_REPORT_SIZE);
+    const r = hypercall(HV_CALL_ATTEST_REPORT, <i32>IO, n, <i32>out.dataStart, HV_ATTEST_REPORT_SIZE);
+    memory.fill(IO, 0, <usize>n);
+    lastStatus = r < 0 ? r : 0;
+    return r < 0 ? null : out;
+  }
 }

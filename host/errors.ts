@@ -37,6 +37,8 @@ export const ErrorCodes = [
   'ERR_INTERNAL',
   /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
   'ERR_STORAGE',
+  /** The security policy does not grant what a partition spec asks for (a device, memory, fuel, a segment, a preopen). */
+  'ERR_POLICY_DENIED',
   /** Management API: no credential, or one that is malformed, unknown, expired or revoked. */
   'ERR_UNAUTHENTICATED',
   /** Management API: no such partition, token or route. */
@@ -154,6 +156,12 @@ export class StorageError extends WasmvisorError {
   }
 }
 
+/** The policy in force does not grant what the spec asks for; the message names the rule and the grant. */
+export class PolicyDeniedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_POLICY_DENIED', message);
+  }
+}
 export class UnauthenticatedError extends WasmvisorError {
   constructor(message: string) {
     super('ERR_UNAUTHENTICATED', message);
@@ -202,6 +210,7 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
+  ERR_POLICY_DENIED: PolicyDeniedError,
   ERR_UNAUTHENTICATED: UnauthenticatedError,
   ERR_NOT_FOUND: NotFoundError,
   ERR_TOO_LARGE: TooLargeError,

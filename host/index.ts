@@ -13,7 +13,7 @@ export { PartitionPool } from './pool.ts';
 export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
 export type { PartitionMetrics } from './channel/stats.ts';
 export { NetEndpoint } from './net/switch.ts';
-export type { NetFrame } from './net/switch.ts';
+export type { NetFrame, FrameObservation } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
 export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
@@ -44,4 +44,5 @@ export { loadManifest, jsonSchemas, MAX_TIMER_MS } from './schema/index.ts';
 /** The TypeBox schemas the runtime checks with (for fastify, editors, generators). */
 export * as schemas from './schema/index.ts';
 export * from './errors.ts';
+export * from './security/index.ts';
 export * as abi from './abi/codes.ts';

@@ -56,6 +56,8 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.NET_RECV, 'net'],
   [HvCall.NET_POLL, 'net'],
   [HvCall.NET_TRY_SEND, 'net'],
+  [HvCall.ATTEST_INFO, 'attestation'],
+  [HvCall.ATTEST_REPORT, 'attestation'],
 ]);
 
 /**

@@ -4,6 +4,7 @@ import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { NetInit } from '../devices/net.ts';
 import type { MessagePort } from 'node:worker_threads';
+import type { AttestationInit } from '../devices/attestation.ts';
 import type { BlockWorkerInit } from '../storage/storage.ts';
 
 /**
@@ -96,6 +97,8 @@ export interface WorkerInit {
   block: BlockInit | null;
   /** The NIC's rings and counters on the root's switch; null when net is not granted. */
   net: NetInit | null;
+  /** The partition's own attestation key and certificate (never the host key); null when attestation is not granted. */
+  attestation?: AttestationInit | null;
 }
 
 /** A partition's CPU cap as the worker applies it (see host/limits/cpu-governor.ts). */

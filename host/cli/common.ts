@@ -18,6 +18,7 @@ export function exitStatus(code: ErrorCode): number {
     case 'ERR_LIMIT_MEMORY':
     case 'ERR_LIMIT_TABLE':
     case 'ERR_INTEGRITY':
+    case 'ERR_POLICY_DENIED':
       return 125;
     case 'ERR_GUEST_TRAP':
       return 134;
@@ -146,3 +147,11 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array
   return Buffer.concat(chunks);
 }
 
+
+/**
+ * Text from outside (a report's partition names, an audit record's reason) as it may be printed to
+ * a terminal: control characters, including escape sequences, are shown escaped.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

@@ -3,7 +3,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Inspection } from '../loader/pipeline.ts';
 import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus } from './common.ts';
-import { flag, numberIn, parseOrHelp, stringIn, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, numberIn, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { readSource } from './partition-options.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -53,6 +53,8 @@ export const inspectCommand = {
     wasi: flag('judge with WASI preview1 admitted (automatic when the module imports it)'),
     reactor: flag('judge it as a reactor, as call would (automatic when it exports no _start)'),
     sha256: value('<hex>', 'judge it against this pinned SHA-256 too', stringIn(PartitionSpecSchema.properties.sha256)),
+    policy: value('<file>', 'judge it under this security policy too: signed by a trusted publisher or pinned (docs/SECURITY.md)', text),
+    signature: value('<file>', 'a detached signature for the module, for --policy', text),
     json: flag('print a JSON document instead of the table'),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
@@ -61,8 +63,8 @@ options: a module that imports wasi_snapshot_preview1 is judged with WASI admitt
 enable it; one that exports no _start but functions () -> i32 (or _initialize) is a reactor. A
 manifest is judged with its own limits, wasi, kind and sha256.
 
-Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit and
-integrity refusals; 2 bad usage).
+Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit,
+integrity and policy refusals; 2 bad usage).
 
 --json: the inspection as one JSON document: {"measurement","size","imports","exports","memories",
 "tables","start","verdict","kind","wasi","exitStatus"}.`,
@@ -79,8 +81,9 @@ export async function inspect(argv: string[]): Promise<number> {
   const memoryPages = values.memory ?? m?.limits?.memoryPages;
   const sha256 = values.sha256 ?? m?.sha256;
   const limits = { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}) };
-  const hv = new Hypervisor();
-  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}) });
+  const signature = values.signature ?? (typeof m?.signature === 'string' ? m.signature : undefined);
+  const hv = new Hypervisor(values.policy !== undefined ? { policy: values.policy } : {});
+  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}), ...(signature !== undefined ? { signature } : {}) });
   const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
   process.stdout.write(
     values.json

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
+import { cliActor } from '../security/monitor.ts';
 import {
   BlockSchema,
   ClockSchema,
@@ -18,6 +19,7 @@ import {
   RateLimitSchema,
   WasiQuotasSchema,
   type DevicesSpec,
+  type HypervisorOptions,
   type PartitionSpec,
   type PreopenMode,
   type PreopenSpec,
@@ -28,7 +30,7 @@ import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
 import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
 
-export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net'] as const;
+export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
 
 /** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
@@ -124,6 +126,9 @@ export function partitionOptions(kind: 'run' | 'call') {
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
+    policy: value('<file>', 'security policy (JSON, docs/SECURITY.md): the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit', text),
+    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
+    audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
     placement: value(
       '<where>',
@@ -162,9 +167,14 @@ export async function readSource(positional: string): Promise<Source> {
   return { manifest: null, file: positional, shape: await moduleShape(positional) };
 }
 
-/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. */
-export function hypervisorOptions(values: PartitionValues): { dataDir?: string; warmWorkers: number } {
-  return { warmWorkers: 0, ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}) };
+/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. A policy is audited: its refusals are on the record. */
+export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
+  return {
+    warmWorkers: 0,
+    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
+    ...(values.policy !== undefined ? { policy: values.policy } : {}),
+    ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
+  };
 }
 
 /**
@@ -177,6 +187,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   if (values.name !== undefined) spec.name = values.name;
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
   if (values.placement !== undefined) spec.placement = values.placement;
+  if (values.signature !== undefined) spec.signature = values.signature;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 
   const limits = { ...(spec.limits ?? {}) };
@@ -195,6 +206,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     if (grant.has('clock')) devices.clock = true;
     if (grant.has('entropy')) devices.entropy = true;
     if (grant.has('net')) devices.net = { segment: values.segment ?? 'cli' };
+    if (grant.has('attestation')) devices.attestation = true;
   }
   const clock = devices.clock;
   if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {

@@ -7,6 +7,7 @@
  * print as `CODE: message` like every other command; exit statuses as in main.ts, plus 77 for
  * ERR_UNAUTHENTICATED / ERR_ACCESS_DENIED and 69 for ERR_CONNECTION.
  */
+import { terminalSafe } from '../terminal.ts';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -44,11 +45,6 @@ function print(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
-/** Guest text printed to a terminal: control characters (escape sequences) are shown escaped. */
-function safe(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
 
 export async function remoteCommand(argv: string[]): Promise<number> {
   // Output piped into `head` and closed early is not an error of ours.
@@ -166,7 +162,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       try {
         await client.stream(`/partitions/${enc(positionals[0]!)}/console?tail=${tail}&follow=${values.follow === true}`, (name, data) => {
           const d = data as { stream?: string; line?: string; state?: string; code?: string; message?: string; lines?: number };
-          if (name === 'console') (d.stream === 'stderr' ? process.stderr : process.stdout).write(safe(d.line ?? '') + '\n');
+          if (name === 'console') (d.stream === 'stderr' ? process.stderr : process.stdout).write(terminalSafe(d.line ?? '') + '\n');
           else if (name === 'state') process.stderr.write(`wasmvisor: ${positionals[0]} is ${d.state}\n`);
           else if (name === 'dropped') process.stderr.write(`wasmvisor: ${d.lines} lines dropped (reading too slowly)\n`);
           else if (name === 'end') {
@@ -237,7 +233,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         if (!r.durable) process.stderr.write('wasmvisor: this host keeps its audit log in memory only\n');
         for (const x of r.records) {
           const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
-          process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${safe(x.reason)}\n`);
+          process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${terminalSafe(x.reason)}\n`);
         }
       }
       return 0;

@@ -2,19 +2,24 @@
 import { fstatSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { isatty } from 'node:tty';
-import { ModuleInvalidError } from '../errors.ts';
+import { InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
+import { nonceOption, writeReport } from './attest.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
-import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
 export const runCommand = {
   name: 'run',
   summary: 'run a guest: an hv command, a WASI program, or a manifest (app.json)',
   usage: ['wasmvisor run [options] <guest.wasm | app.json> [guest args...]', 'wasmvisor run [options] <guest.wasm | app.json> [options] -- [guest args...]'],
-  options: partitionOptions('run'),
+  options: {
+    ...partitionOptions('run'),
+    attest: value('<file>', 'write a signed attestation report (JSON) once the partition is created; verify it with wasmvisor attest verify', text),
+    nonce: value('<hex>', "the verifier's nonce for --attest (at most 64 bytes)", nonceOption),
+  },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
   rest: 'guest args',
   notes: `Options come before the guest's first argument: everything from the first argument after the
@@ -33,7 +38,7 @@ gives the whole spec; flags given here override it.
 Exit status: the guest's exit code & 0xff when it exits (what a POSIX shell sees: a guest exiting
 with 256 or 0x80000000 gives 0 — --json carries the full code); otherwise 2 bad usage
 (ERR_INVALID_ARGUMENT), 124 ERR_LIMIT_CPU, 125 refused before running (module, imports, features,
-limits, integrity), 134 ERR_GUEST_TRAP, 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL,
+limits, integrity, policy), 134 ERR_GUEST_TRAP, 137 ERR_KILLED, 74 ERR_STORAGE, 70 ERR_INTERNAL,
 1 anything else. An error line starts with its code.
 
 --json ends stderr with one line, a JSON object: {"command":"run","state","code","exitStatus",
@@ -48,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   let result: JsonReport;
   let status: number;
   try {
+    if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
     const source = await readSource(positionals[0]!);
     const spec = buildSpec(values, source, 'run', rest);
     const direct = giveFilesDirectly(spec);
@@ -61,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
         }
         throw error;
       });
+      if (values.attest !== undefined) await writeReport(hv, values.attest, values.nonce);
       const hasConsole = spec.devices?.console !== undefined && spec.devices.console !== false;
       const output = hasConsole ? pipeOutput(partition, direct) : null;
       reportViolations(partition);

@@ -87,7 +87,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
   }
 
   const entropy: ResolvedEntropy | null = e === null ? null : { seed: e.seed === undefined ? null : String(e.seed) };
-  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net) };
+  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net), attestation: spec?.attestation === true ? true : null };
 }
 
 function resolveNet(spec: false | NetSpec | undefined): ResolvedNet | null {

@@ -48,6 +48,8 @@ export interface ResolvedDevices {
   entropy: ResolvedEntropy | null;
   block: ResolvedBlock | null;
   net: ResolvedNet | null;
+  /** Granted (true) or not (null); the partition's key and certificate travel separately. */
+  attestation: true | null;
 }
 
 export const CONSOLE_DEFAULTS: ResolvedConsole = {

@@ -2,7 +2,7 @@ import { FeatureDeniedError, ModuleInvalidError, WasmvisorError, type ErrorCode 
 import { ModuleCache, compileModule } from './compile.ts';
 import { INSTRUMENTATION_VERSION } from './instrument.ts';
 import { ASYNCIFY_VERSION, transformModule } from './transform.ts';
-import { checkIntegrity, validateIntegrityOptions } from './integrity.ts';
+import { checkIntegrity, validateIntegrityOptions } from '../security/integrity.ts';
 import { measure } from './measure.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource, type ModuleSource } from './read.ts';

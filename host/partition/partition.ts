@@ -24,6 +24,7 @@ import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } fr
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost } from '../scheduler/placement.ts';
+import type { AttestationInit } from '../devices/attestation.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
@@ -112,6 +113,8 @@ export interface PartitionConfig {
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
   net?: NicAttachment | null;
+  /** The partition's attestation key and certificate; null when attestation is not granted. */
+  attestation?: AttestationInit | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -379,6 +382,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
     this.config.net?.detach();
+    // The partition's attestation key dies with it.
+    this.config.attestation?.seed.fill(0);
     try {
       if (wipe) await this.wipeImage();
     } finally {
@@ -492,6 +497,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         wasi: c.wasi ?? null,
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
         net: c.net?.init ?? null,
+        attestation: c.attestation ?? null,
       },
       c.channels,
       c.host(),

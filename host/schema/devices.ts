@@ -137,6 +137,9 @@ export const DevicesSchema = Type.Object(
     entropy: Type.Optional(Type.Union([Type.Boolean(), EntropySchema])),
     block: Type.Optional(Type.Union([Type.Literal(false), BlockSchema])),
     net: Type.Optional(Type.Union([Type.Literal(false), NetSchema])),
+    attestation: Type.Optional(
+      Type.Boolean({ description: 'The attestation device (ABI 1.3): the guest may read its measurement and ask for host-signed reports of itself. Default false.' }),
+    ),
   },
   { ...CLOSED, description: 'Devices granted to the partition (true, or an options object). Nothing is granted by default: an absent device is invisible to the guest.' },
 );

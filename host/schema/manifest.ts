@@ -22,8 +22,9 @@ export const ManifestSchema = Type.Object(
     ...partitionSpecFields,
     name: Type.Optional(Name("The partition's name. Default: the manifest's file name without .json.")),
     module: Type.String({ minLength: 1, title: 'a path', description: 'Path of the .wasm module, relative to the manifest file.' }),
+    signature: Type.Optional(Type.String({ minLength: 1, title: 'a path', description: 'Path of a detached signature file for the module, relative to the manifest file. Needs a policy with publisher keys.' })),
   },
-  { ...CLOSED, title: 'Wasmvisor manifest', description: 'A partition spec as a JSON file. Paths (module, wasi preopen hostPath) are relative to the manifest.' },
+  { ...CLOSED, title: 'Wasmvisor manifest', description: 'A partition spec as a JSON file. Paths (module, signature, wasi preopen hostPath) are relative to the manifest.' },
 );
 export type Manifest = Static<typeof ManifestSchema>;
 
@@ -56,6 +57,7 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
     ...spec,
     name,
     module: path.resolve(dir, spec.module),
+    ...(spec.signature !== undefined ? { signature: path.resolve(dir, spec.signature) } : {}),
     ...(spec.wasi?.preopens
       ? { wasi: { ...spec.wasi, preopens: spec.wasi.preopens.map((p) => (p.hostPath === undefined ? p : { ...p, hostPath: path.resolve(dir, p.hostPath) })) } }
       : {}),

@@ -6,6 +6,7 @@ import { ConsoleDevice, type OutputSink } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
 import { NetDevice } from '../devices/net.ts';
+import { AttestationDevice } from '../devices/attestation.ts';
 import { BlockImage } from '../storage/image.ts';
 import type { Blocker } from '../channel/blocker.ts';
 
@@ -46,5 +47,6 @@ export function wireDevices(
     all.push(new BlockDevice(init.devices.block, image, stats, { sleep }));
   }
   if (init.devices.net && init.net) all.push(new NetDevice(init.net, { blocker }));
+  if (init.devices.attestation && init.attestation) all.push(new AttestationDevice(init.attestation));
   return { all, console, clock, entropy };
 }

@@ -33,7 +33,7 @@ export function warmUp(): void {
     name: 'warm-up',
     module: new WebAssembly.Module(Buffer.from(WARM_MODULE, 'base64')),
     args: [],
-    devices: { console: CONSOLE_DEFAULTS, clock: { resolutionNs: 1_000_000, deterministic: null }, entropy: { seed: 'warm-up' }, block: null, net: null },
+    devices: { console: CONSOLE_DEFAULTS, clock: { resolutionNs: 1_000_000, deterministic: null }, entropy: { seed: 'warm-up' }, block: null, net: null, attestation: null },
     stats: allocateStats(),
     events: ring(65536),
     input: ring(64),

@@ -3,6 +3,7 @@
  * process and checks the contract in README.md ("Command line" and the exit-status table):
  * stdout, stderr and the exit status, byte for byte where the contract fixes them.
  */
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -45,14 +46,14 @@ describe.concurrent('wasmvisor run: a guest that exits', () => {
   it('hello: prints its greeting, the ABI version and its arguments, exit 0', async () => {
     const r = await cli(['run', guest('hello'), '--', 'a', 'b']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`, 'arg[0]=a', 'arg[1]=b']);
     expect(r.code).toBe(0);
   });
 
   it('arguments after -- go to the guest, even when they look like options', async () => {
     const r = await cli(['run', guest('hello'), '--', '--memory', '1', 'x y']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`, 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
     expect(r.code).toBe(0);
   });
 
@@ -195,7 +196,7 @@ describe.concurrent('wasmvisor run: refused before running (exit 125)', () => {
     const { measurement } = JSON.parse(inspected.stdout) as { measurement: string };
     const r = await cli(['run', '--sha256', measurement, guest('hello')]);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`]);
     expect(r.code).toBe(0);
   });
 });
@@ -317,7 +318,12 @@ describe.concurrent('wasmvisor run --stats', () => {
   });
 
   it('--cpu-percent: a spinner is paused, not killed, and the stats say so', async () => {
-    const r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    // Under heavy load the worker may not even boot within the 1 s budget (stats: 0.0 ms
+    // running): that run measured the machine, not the cap, so it is run again (at most 3 times).
+    let r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    for (let i = 0; i < 2 && /^  cpu +0\.0 ms running/m.test(r.stderr); i++) {
+      r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    }
     expect(r.code).toBe(124); // the wall-clock watchdog still ends it
     expect(r.stderr).toMatch(/^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m);
     expect(r.stderr).toMatch(/^  fuel +\d+ \(no budget\)$/m);

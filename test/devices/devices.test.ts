@@ -88,8 +88,8 @@ describe('clock device', () => {
 
 describe('device grants', () => {
   it('grants nothing by default', () => {
-    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
-    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
   });
   it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT naming the path', () => {
     const devices = (spec: unknown) => resolveDevices(check(DevicesSchema, spec, 'devices'));

@@ -378,6 +378,29 @@ describe('host endpoint', () => {
   });
 });
 
+describe('observing the switch', () => {
+  it('tells an observer every frame\'s metadata and outcome, never its payload, until it stops', async () => {
+    const { Hypervisor } = await import('../../host/index.ts');
+    const hv = new Hypervisor();
+    try {
+      const seen: unknown[] = [];
+      const stop = hv.observeNetwork((f) => seen.push(f));
+      const a = hv.attachNet('obs');
+      const b = hv.attachNet('obs');
+      expect(a.send(b.address, 'secret payload')).toBe('delivered');
+      expect(a.send(0x0a0000ff, 'to nowhere')).toBe('no-route');
+      stop();
+      a.send(b.address, 'after stop');
+      expect(seen).toEqual([
+        { segment: 'obs', src: a.address, dst: b.address, bytes: 14, outcome: 'delivered' },
+        { segment: 'obs', src: a.address, dst: 0x0a0000ff, bytes: 10, outcome: 'no-route' },
+      ]);
+    } finally {
+      await hv.close();
+    }
+  });
+});
+
 describe('direct delivery and flow control (ABI 1.3)', () => {
   const u32 = (i: number) => {
     const f = new Uint8Array(64);
