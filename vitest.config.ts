@@ -1,10 +1,30 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Every suite runs once with partitions in dedicated workers. The partition suites (the ones
+ * that make partitions through `hypervisor()` in test/helpers.ts) run a second time with
+ * partitions in shared workers: the same tests prove both placements behave the same.
+ */
+const PLACED = [
+  'test/partition/**/*.test.ts',
+  'test/block/partition.test.ts',
+  'test/net/partitions.test.ts',
+  'test/limits/rate-limits.test.ts',
+  'test/wasi/partition.test.ts',
+  'test/wasi/fixtures.test.ts',
+  'test/wasi/stdio.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Partitions run in worker threads; the suite itself is fine in forks with the default pool.
     testTimeout: 20_000,
     hookTimeout: 20_000,
+    projects: [
+      { extends: true, test: { name: 'dedicated', include: ['test/**/*.test.ts'], env: { WASMVISOR_TEST_PLACEMENT: 'dedicated' } } },
+      // A shared partition's module is transformed (fuel, then Asyncify) on first use in each test
+      // process: a large guest (the Rust fixture) takes seconds, more on a loaded machine.
+      { extends: true, test: { name: 'shared', include: PLACED, env: { WASMVISOR_TEST_PLACEMENT: 'shared' }, testTimeout: 120_000, hookTimeout: 120_000 } },
+    ],
   },
 });

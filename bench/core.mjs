@@ -103,7 +103,7 @@ async function loadInternals() {
     "export { Dispatcher, GuestExit, GuestAbort } from './host/abi/dispatcher.ts';",
     "export { GuestMemory } from './host/abi/guest-memory.ts';",
     "export { EntropyDevice } from './host/devices/entropy.ts';",
-    "export { allocateStats } from './host/partition/stats.ts';",
+    "export { allocateStats } from './host/channel/stats.ts';",
     "export { HvCall, HV_ABI_VERSION } from './host/abi/codes.ts';",
     "export { measureHypercalls, LOOP_WAT } from './bench/lib/hypercalls.ts';",
   ].join('\n');

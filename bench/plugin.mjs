@@ -3,7 +3,10 @@
  * Plugin-call benchmark: latency and throughput of calling a guest's export with 64 bytes in and
  * 64 bytes out, measured in one run for
  *   (a) Wasmvisor: a reactor partition in its own worker (`transform.wasm`, export `echo`),
- *       sequential calls, and a pool of 2 reactors with 2 calls in flight;
+ *       sequential calls; a pool of 2 reactors with 2 calls in flight (its ratio to one reactor's
+ *       calls/s); the same reactor on a shared worker; and calls to a randomly chosen one of 100
+ *       live reactors, each in its own worker, then in shared workers (median and p99, against
+ *       one hot reactor of the same 100);
  *   (b) bare: the same module instantiated in this thread, called directly, with a minimal
  *       hypercall that does the same copying (input into guest memory, output out of it) and no
  *       checks, queue, isolation or worker;
@@ -57,16 +60,59 @@ function check(out) {
 }
 
 const results = [];
-const record = (name, usPerCall, callsPerSec) => results.push({ name, usPerCall, callsPerSec });
+const record = (name, usPerCall, callsPerSec, extra = {}) => results.push({ name, usPerCall, callsPerSec, ...extra });
+const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 // (a) Wasmvisor
 const hv = new Hypervisor();
 const p = await hv.createPartition({ name: 'bench', module: `${root}build/guests/transform.wasm`, kind: 'reactor' });
 await p.start();
 check(await p.call('echo', INPUT));
-record('wasmvisor reactor (own worker)', await latency(() => p.call('echo', INPUT)), await throughput(() => p.call('echo', INPUT), 1));
+const oneRate = await throughput(() => p.call('echo', INPUT), 1);
+record('wasmvisor reactor (own worker)', await latency(() => p.call('echo', INPUT)), oneRate);
+await p.destroy();
 const pool = await hv.createPool({ name: 'benchpool', module: `${root}build/guests/transform.wasm` }, { size: 2 });
-record('wasmvisor pool of 2, 2 in flight', null, await throughput(() => pool.call('echo', INPUT), 2));
+for (let i = 0; i < WARMUP; i++) await pool.call('echo', INPUT);
+const poolRate = await throughput(() => pool.call('echo', INPUT), 2);
+record('wasmvisor pool of 2, 2 in flight', null, poolRate, { vsOneReactor: poolRate / oneRate });
+await pool.destroy();
+const shared = await hv.createPartition({ name: 'bench-shared', module: `${root}build/guests/transform.wasm`, kind: 'reactor', placement: 'shared' });
+await shared.start();
+check(await shared.call('echo', INPUT));
+record('wasmvisor reactor (shared worker)', await latency(() => shared.call('echo', INPUT)), await throughput(() => shared.call('echo', INPUT), 1));
+await shared.destroy();
+// 100 live reactors, one worker each: a call to a random one vs the same call to one hot reactor.
+// Then the same with the 100 reactors in shared workers (a few threads that stay hot).
+const hundred = async (placement) => {
+  const rs = [];
+  for (let i = 0; i < 100; i++) {
+    const r = await hv.createPartition({ name: `many-${placement}-${i}`, module: `${root}build/guests/transform.wasm`, kind: 'reactor', placement });
+    await r.start();
+    rs.push(r);
+  }
+  for (const r of rs) await r.call('echo', INPUT);
+  return rs;
+};
+const timed = async (pick, n) => {
+  const xs = [];
+  for (let i = 0; i < n; i++) {
+    const r = pick();
+    const t0 = performance.now();
+    await r.call('echo', INPUT);
+    xs.push((performance.now() - t0) * 1000);
+  }
+  return xs;
+};
+for (const placement of ['dedicated', 'shared']) {
+  const many = await hundred(placement);
+  await timed(() => many[0], WARMUP);
+  const hot = await timed(() => many[0], 5000);
+  const random = await timed(() => many[Math.floor(Math.random() * many.length)], 5000);
+  const where = placement === 'shared' ? ' (shared workers)' : '';
+  record(`one hot reactor of 100${where} (baseline)`, quantile(hot, 0.5), null, { p99: quantile(hot, 0.99) });
+  record(`a random one of 100 reactors${where}`, quantile(random, 0.5), null, { p99: quantile(random, 0.99), vsHot: quantile(random, 0.5) / quantile(hot, 0.5) });
+  await Promise.all(many.map((r) => r.destroy()));
+}
 await hv.close();
 
 // (b) bare in-thread instance with the same copying
@@ -126,6 +172,9 @@ if (json) {
   console.log('plugin calls, 64 B in and 64 B out (median µs per call over 10 batches; calls/s)');
   for (const r of results) {
     const us = r.usPerCall === null ? '-' : r.usPerCall.toFixed(1);
-    console.log(`  ${r.name.padEnd(36)} ${us.padStart(8)} µs  ${Math.round(r.callsPerSec).toString().padStart(9)} calls/s`);
+    const rate = r.callsPerSec === null ? '-' : Math.round(r.callsPerSec).toString();
+    const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs${r.vsHot !== undefined ? `  x${r.vsHot.toFixed(2)} the hot one` : ''}` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
+    console.log(`  ${r.name.padEnd(52)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}`);
   }
+  console.log(`  load avg ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }

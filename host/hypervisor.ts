@@ -5,8 +5,11 @@ import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type W
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
 import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError, WasmvisorError } from './errors.ts';
-import { WORKER_MEMORY_BYTES } from './partition/run.ts';
-import type { CpuCap } from './partition/protocol.ts';
+import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
+import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
+import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
+import type { CpuCap } from './channel/protocol.ts';
+import { channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
 import { resolveRateLimit, type ResolvedRateLimit } from './limits/rate-limiter.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
@@ -45,6 +48,33 @@ function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
 
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */
 export const CPU_SLICE_FUEL = 200_000;
+
+/** Warm dedicated workers kept ready by default (HypervisorOptions.warmWorkers). */
+export const DEFAULT_WARM_WORKERS = 2;
+
+/** A shared partition's time slice by default, ms (HypervisorOptions.sliceMs). */
+export const DEFAULT_SLICE_MS = 10;
+
+/**
+ * Host memory one shared partition may take beyond its linear memory and channels (its
+ * instance, dispatcher, devices and the root's handle), for admission: what bench/density.mjs
+ * measures stays under it.
+ */
+export const SHARED_PARTITION_BYTES = 256 * 1024;
+
+/** One partition's line in `hv.scheduler()`. */
+export interface PartitionSchedule {
+  name: string;
+  state: PartitionState;
+  /** Where its current run executes, or null when it is not running. */
+  placement: Placement | null;
+  /** Its worker: a thread id (dedicated) or a shared worker's id; null when not running. */
+  worker: number | null;
+  slices: number;
+  preemptions: number;
+  waits: number;
+  waitMs: number;
+}
 
 /** Something the embedder should know that is not an error (yet). */
 export interface HypervisorWarning {
@@ -160,6 +190,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly switch = new VirtualSwitch();
   private readonly forwards = new Set<PortForward>();
   private readonly hostEndpoints = new Set<NetEndpoint>();
+  /** The logical processors: warm dedicated workers and shared workers (host/scheduler/). */
+  private readonly sched: Scheduler;
+  private readonly placement: Placement;
 
   constructor(options: HypervisorOptions = {}) {
     super();
@@ -171,6 +204,18 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.violationsPerSecond = o.violationsPerSecond ?? 100;
     this.callSpinMicros = o.callSpinMicros ?? 50;
     this.memoryBudget = o.memoryBudgetBytes ?? Math.floor(os.totalmem() / 2);
+    this.placement = o.placement ?? 'dedicated';
+    this.sched = new Scheduler(
+      {
+        warmWorkers: o.warmWorkers ?? DEFAULT_WARM_WORKERS,
+        reuseWorkers: o.reuseWorkers === true,
+        sharedWorkers: o.sharedWorkers ?? Math.min(256, defaultSharedWorkers()),
+        sliceMs: o.sliceMs ?? DEFAULT_SLICE_MS,
+        spinMicros: this.callSpinMicros,
+        sharedWorkerHeapMb: o.sharedWorkerHeapMb ?? DEFAULT_SHARED_WORKER_HEAP_MB,
+      },
+      this.placement,
+    );
     const dataDir = path.resolve(o.dataDir ?? '.wasmvisor');
     const allowList = resolveAllowList(o.allowList);
     this.security = new SecurityMonitor({
@@ -269,6 +314,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const devices = resolveDevices(spec.devices);
     const kind = spec.kind ?? 'command';
     const restart = resolveRestart(spec.restart);
+    const placement = spec.placement ?? this.placement;
 
     // With a policy, the module is authenticated before anything else parses it, and the spec is
     // held to the admitting rule's grants before any folder is copied or file opened.
@@ -288,16 +334,24 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const channels = channelSizes({
+      kind,
+      maxInputBytes,
+      maxOutputBytes,
+      maxLineBytes: devices.console?.maxLineBytes ?? null,
+      inputBufferBytes: devices.console?.inputBufferBytes ?? null,
+      placement,
+    });
     const reservation =
       memoryPages * 65536 +
       // In-memory WASI trees live in the worker: file buffers and the heap their entries take
       // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
       wasiMemory(wasi).bufferBytes +
       wasiMemory(wasi).heapBytes +
-      WORKER_MEMORY_BYTES +
-      (devices.console?.inputBufferBytes ?? 0) +
-      Math.max(1 << 16, maxOutputBytes + 64) +
-      (kind === 'reactor' ? maxInputBytes + 1088 : 0) +
+      (placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
+      channelBytes(channels) +
+      // A call's input and output, held whole while the call runs (its chunks pass through the rings).
+      (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
       releaseWasi(wasi);
@@ -325,7 +379,12 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         cache: this.cache,
         // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
         fuel: fuel !== undefined || cpu !== null,
+        // A shared partition is preempted at fuel checkpoints and suspended in blocking calls.
+        suspendable: placement === 'shared',
       });
+      if (placement === 'shared' && loaded.memoryInitial < 1) {
+        throw new InvalidArgumentError(`placement 'shared' needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
+      }
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
       // The name is reserved while the image opens, so two creations cannot race for one disk.
@@ -365,7 +424,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // The NIC is plugged in now, before start: frames sent to it queue until the guest reads them.
     let self: Partition | null = null;
     const net: NicAttachment | null = devices.net
-      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond)
+      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared')
       : null;
     const partition = new Partition({
       name,
@@ -387,6 +446,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       callTimeoutMs,
       restart,
       spinMicros: this.callSpinMicros,
+      channels,
+      host: () => this.sched.host(placement),
+      // Shared: fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
+      ...(placement === 'shared' ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
       wasi,
       net,
@@ -400,6 +463,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       },
     });
     self = partition;
+    if (placement === 'dedicated') this.sched.warm();
     partition.on('violation', (v) => this.emit('violation', v));
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
@@ -566,8 +630,19 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     await Promise.all([...this.forwards].map((f) => f.close()));
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
+    await this.sched.close();
     this.switch.close();
     this.storage.close();
     await this.security.close();
+  }
+
+  /**
+   * Where partitions run: the warm pool of dedicated workers, the shared workers (partitions on
+   * each, run queue, slices, preemptions) and, per live partition, its placement, its worker and
+   * its share of it (slices run, preemptions, waits, time waiting for a slice).
+   */
+  scheduler(): SchedulerStats & { partitions: PartitionSchedule[] } {
+    const partitions = [...this.live.values()].map((p) => ({ name: p.name, state: p.state, placement: p.placement, worker: p.workerId, ...p.metrics().sched }));
+    return { ...this.sched.stats(), partitions };
   }
 }

@@ -3,12 +3,15 @@
  * The public API: the Hypervisor, its partitions, the typed errors, and the ABI numbers.
  */
 export { Hypervisor, DEFAULT_LIMITS } from './hypervisor.ts';
-export type { HypervisorEvents, HypervisorWarning } from './hypervisor.ts';
+export type { SchedulerStats } from './scheduler/scheduler.ts';
+export type { SharedWorkerStats } from './scheduler/shared.ts';
+export type { Placement } from './limits/sizes.ts';
+export type { HypervisorEvents, HypervisorWarning, PartitionSchedule } from './hypervisor.ts';
 export { Partition } from './partition/partition.ts';
 export type { PartitionExit, PartitionState, PartitionEvents, Violation, ConsoleStream, DroppedOutput, CallOptions, RestartInfo, RestartMode, DestroyOptions } from './partition/partition.ts';
 export { PartitionPool } from './pool.ts';
 export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
-export type { PartitionMetrics } from './partition/stats.ts';
+export type { PartitionMetrics } from './channel/stats.ts';
 export { NetEndpoint } from './net/switch.ts';
 export type { NetFrame, FrameObservation } from './net/switch.ts';
 export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';

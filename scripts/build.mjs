@@ -37,7 +37,8 @@ export async function buildHost() {
     build({ ...common, entryPoints: { index: 'host/index.ts', cli: 'host/cli/main.ts', mgmt: 'host/mgmt/index.ts', labs: 'host/labs/index.ts' }, splitting: true, chunkNames: 'chunk-[hash]' }),
     // The partition worker runs in its own thread (its own realm: no class is shared with the
     // root anyway) and starts for every partition: one self-contained file, only what it uses.
-    build({ ...common, entryPoints: { worker: 'host/partition/worker.ts' } }),
+    // The same holds for the loader's transform worker (binaryen stays an external package).
+    build({ ...common, entryPoints: { worker: 'host/worker/main.ts', transform: 'host/loader/transform-worker.ts' } }),
     // The loader's worker (off-thread validation and compile) is likewise its own thread and
     // realm: a self-contained entry, never importing a shared chunk.
     build({ ...common, entryPoints: { 'loader-worker': 'host/loader/loader-worker.ts' } }),

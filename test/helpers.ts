@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Partition, PartitionExit } from '../host/index.ts';
+import { Hypervisor, type HypervisorOptions, type Partition, type PartitionExit } from '../host/index.ts';
 
 const root = new URL('../', import.meta.url);
 
@@ -23,6 +23,17 @@ export function collect(p: Partition): { stdout: string[]; stderr: string[] } {
 export async function runToExit(p: Partition): Promise<PartitionExit> {
   await p.start();
   return p.exited;
+}
+
+/**
+ * The placement the partition suites run against: vitest.config.ts runs them once per
+ * placement ('dedicated' and 'shared'), so the same tests prove both behave the same.
+ */
+export const PLACEMENT: 'dedicated' | 'shared' = process.env.WASMVISOR_TEST_PLACEMENT === 'shared' ? 'shared' : 'dedicated';
+
+/** A Hypervisor whose partitions run in this run's placement (unless `options` chooses). */
+export function hypervisor(options: HypervisorOptions = {}): Hypervisor {
+  return new Hypervisor({ placement: PLACEMENT, ...options });
 }
 
 /**

@@ -30,7 +30,7 @@ import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { ClockDevice } from '../../host/devices/clock.ts';
 import { EntropyDevice } from '../../host/devices/entropy.ts';
 import type { Device } from '../../host/devices/device.ts';
-import { allocateStats } from '../../host/partition/stats.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
 
 /** The loop module, as WAT: the caller compiles it (wabt) and passes the bytes. */
 export const LOOP_WAT = `(module

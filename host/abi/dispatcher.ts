@@ -1,7 +1,7 @@
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import type { ViolationRecord } from '../partition/protocol.ts';
-import { callStatSlot, Stat } from '../partition/stats.ts';
+import type { ViolationRecord } from '../channel/protocol.ts';
+import { callStatSlot, Stat } from '../channel/stats.ts';
 import type { Device, Handler } from '../devices/device.ts';
 import { isPrefixWriter, readU32Arg, writesPrefix } from '../devices/device.ts';
 import {
@@ -89,11 +89,18 @@ function tableSize(codes: Iterable<number>): number {
 /** The input and output of one host call to a reactor's export. */
 interface CallContext {
   input: Uint8Array;
-  /** Output chunks, appended by OUTPUT_WRITE; joined once when the call ends. */
-  output: Uint8Array[];
+  /**
+   * The output so far, in one buffer that OUTPUT_WRITE appends to and doubles when full (at most
+   * to maxOutputBytes): a guest may write its whole allowance in writes of any size, one byte
+   * each included, and the host keeps one object, not one per write.
+   */
+  output: Uint8Array;
   outputBytes: number;
   maxOutputBytes: number;
 }
+
+/** First capacity of a call's output buffer (it grows by doubling). */
+const OUTPUT_INITIAL_BYTES = 256;
 
 /** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
 export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
@@ -121,6 +128,7 @@ export interface DispatcherOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
 
 /** Encodes arguments as the ARGS_GET block: each UTF-8 and NUL-terminated. */
 export function encodeArgs(args: readonly string[]): Uint8Array {
@@ -177,6 +185,14 @@ export class Dispatcher {
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
   private callContext: CallContext | null = null;
+  /**
+   * Shared placement: a hypercall that suspended the guest runs again from its start when the
+   * guest is resumed (see host/channel/blocker.ts). The redo is neither counted nor admitted by
+   * the rate limit a second time: `redo` is set by the import wrapper for that run, and
+   * `admitted` remembers whether the first run got past the rate limit.
+   */
+  private redo = false;
+  private admitted = false;
 
   constructor(options: DispatcherOptions) {
     this.memory = options.memory;
@@ -283,15 +299,33 @@ export class Dispatcher {
     if (bytes > s[Stat.PEAK_MEMORY_BYTES]!) s[Stat.PEAK_MEMORY_BYTES] = bytes;
   }
 
+  /** Marks the next hypercalls as the redo of a suspended one (see `redo`). */
+  setRedo(on: boolean): void {
+    this.redo = on;
+  }
+
+  /** True while a suspended call runs again: other surfaces (WASI) skip their counting too. */
+  get redoing(): boolean {
+    return this.redo;
+  }
+
   private readonly dispatch = (call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number => {
     const code = call >>> 0;
     const table = this.table;
     const entry = code < table.length ? table[code]! : this.unknown;
     // One counter per call code; the total is their sum (readMetrics), which saves a store here.
-    this.stats[entry.slot]!++;
+    // A redo (shared placement) was counted by its first run.
+    const redo = this.redo;
+    if (!redo) this.stats[entry.slot]!++;
     if (this.ending !== null) throw this.ending;
     const memory = this.memory;
-    if (this.rate !== null && entry.rated && !this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+    // A redo is admitted again only if its first run did not get past the rate limit (it was
+    // suspended waiting for tokens there).
+    if (this.rate !== null && entry.rated && !(redo && this.admitted)) {
+      this.admitted = false;
+      if (!this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+      this.admitted = true;
+    }
 
     // The memory counters follow the size: GuestMemory reports a resize at the first access after
     // memory.grow, which is the window check below, or the size read in refuse().
@@ -345,7 +379,13 @@ export class Dispatcher {
    * Counted like a hypercall's (metrics.throttled.hypercalls). Always true without a limit.
    */
   admitCall(bytes: number): boolean {
-    return this.rate === null || this.rate.admit(Math.min(bytes, HV_MAX_TRANSFER)) === 'ok';
+    if (this.rate === null) return true;
+    // A redo (shared placement) that got past the limit in its first run is not charged again.
+    if (this.redo && this.admitted) return true;
+    this.admitted = false;
+    const ok = this.rate.admit(Math.min(bytes, HV_MAX_TRANSFER)) === 'ok';
+    this.admitted = ok;
+    return ok;
   }
 
   /** The hypercall rate limit: true to go on (perhaps after a wait), false to return RATE_LIMITED. */
@@ -361,7 +401,7 @@ export class Dispatcher {
    * guest pulls its input into a buffer it names.
    */
   beginCall(input: Uint8Array, maxOutputBytes: number): void {
-    this.callContext = { input, output: [], outputBytes: 0, maxOutputBytes };
+    this.callContext = { input, output: EMPTY, outputBytes: 0, maxOutputBytes };
   }
 
   /** Closes the host call and returns its output; the input copy is zeroed. */
@@ -370,14 +410,7 @@ export class Dispatcher {
     this.callContext = null;
     if (ctx === null) return new Uint8Array(0);
     ctx.input.fill(0);
-    if (ctx.output.length === 1) return ctx.output[0]!;
-    const out = new Uint8Array(ctx.outputBytes);
-    let at = 0;
-    for (const chunk of ctx.output) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
+    return ctx.output.subarray(0, ctx.outputBytes);
   }
 
   private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
@@ -393,9 +426,16 @@ export class Dispatcher {
   private outputWrite(input: Uint8Array, inLen: number): number {
     const ctx = this.callContext;
     if (ctx === null) return -HvStatus.NOT_IN_CALL;
-    if (ctx.outputBytes + inLen > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
-    if (inLen > 0) ctx.output.push(input.slice(0, inLen));
-    ctx.outputBytes += inLen;
+    const end = ctx.outputBytes + inLen;
+    if (end > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
+    if (end > ctx.output.length) {
+      const grown = new Uint8Array(Math.min(ctx.maxOutputBytes, Math.max(end, OUTPUT_INITIAL_BYTES, ctx.output.length * 2)));
+      grown.set(ctx.output.subarray(0, ctx.outputBytes));
+      ctx.output.fill(0);
+      ctx.output = grown;
+    }
+    ctx.output.set(input.subarray(0, inLen), ctx.outputBytes);
+    ctx.outputBytes = end;
     return inLen;
   }
 

@@ -31,6 +31,10 @@ const RSEQ = 4;
 const WWAIT = 5;
 /** Threads waiting on RSEQ (writers waiting for room). */
 const RWAIT = 6;
+/** Bits a suspended consumer or producer in a shared worker sets to be woken through its doorbell. */
+const WANT = 7;
+const WANT_RECORD = 1;
+const WANT_ROOM = 2;
 const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
@@ -49,6 +53,13 @@ export class SharedRing {
   private readonly ctl: Int32Array;
   private readonly data: Uint8Array;
   private readonly mask: number;
+  /**
+   * Root side only: called after a write, read or close of this ring that the other side, a
+   * partition suspended in a shared worker, asked to hear about (`wantRecord`, `wantRoom`): a
+   * shared worker sleeps on one doorbell for all its partitions, not on each ring, so the root
+   * tells it which partition's ring moved. Null for a dedicated partition's rings.
+   */
+  onMove: (() => void) | null = null;
 
   /** Allocates the shared buffer for a ring of `capacity` data bytes (a power of two, >= 64). */
   static allocate(capacity: number): SharedArrayBuffer {
@@ -76,6 +87,13 @@ export class SharedRing {
     return (Atomics.load(this.ctl, HEAD) - Atomics.load(this.ctl, TAIL)) >>> 0;
   }
 
+  /** Largest payload a `tryWrite` would accept now (0 when full or closed). */
+  get writable(): number {
+    if (this.closed) return 0;
+    const free = this.capacity - this.used - HEADER;
+    return free <= 0 ? 0 : Math.min(this.maxRecord, free & ~3);
+  }
+
   get closed(): boolean {
     return Atomics.load(this.ctl, CLOSED) !== 0;
   }
@@ -87,6 +105,23 @@ export class SharedRing {
     Atomics.notify(this.ctl, WSEQ);
     Atomics.add(this.ctl, RSEQ, 1);
     Atomics.notify(this.ctl, RSEQ);
+    this.moved(WANT_RECORD | WANT_ROOM);
+  }
+
+  /** Worker side: asks the root to ring this partition's doorbell at the next write (or close). */
+  wantRecord(): void {
+    Atomics.or(this.ctl, WANT, WANT_RECORD);
+  }
+
+  /** Worker side: asks the root to ring this partition's doorbell at the next read (room freed) or close. */
+  wantRoom(): void {
+    Atomics.or(this.ctl, WANT, WANT_ROOM);
+  }
+
+  private moved(bits: number): void {
+    if (this.onMove === null || (Atomics.load(this.ctl, WANT) & bits) === 0) return;
+    Atomics.and(this.ctl, WANT, ~bits);
+    this.onMove();
   }
 
   /**
@@ -107,6 +142,7 @@ export class SharedRing {
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
     if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
+    this.moved(WANT_RECORD);
     return true;
   }
 
@@ -131,6 +167,7 @@ export class SharedRing {
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
     if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
+    this.moved(WANT_RECORD);
     return true;
   }
 
@@ -155,7 +192,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    return this.get(tail) & 0xffffff;
+    return this.header(head, tail) & 0xffffff;
   }
 
   /** Kind of the next record, or -1 if the ring is empty. */
@@ -163,7 +200,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    return this.get(tail) >>> 24;
+    return this.header(head, tail) >>> 24;
   }
 
   /**
@@ -174,7 +211,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
-    const length = this.get(tail) & 0xffffff;
+    const length = this.header(head, tail) & 0xffffff;
     if (length > dst.length) throw new RangeError(`ring record of ${length} bytes does not fit a ${dst.length}-byte buffer`);
     this.copyOut(tail + HEADER, dst, length);
     this.release(tail, length);
@@ -186,7 +223,7 @@ export class SharedRing {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return null;
-    const word = this.get(tail);
+    const word = this.header(head, tail);
     const length = word & 0xffffff;
     const bytes = new Uint8Array(length);
     this.copyOut(tail + HEADER, bytes, length);
@@ -210,6 +247,15 @@ export class SharedRing {
     }
   }
 
+  /**
+   * For a worker thread: blocks until the write counter moves from `seq` (a record, or the ring
+   * closed) or `timeoutMs` passes (counted as a waiter meanwhile, so the writer notifies). Never
+   * call on the root's thread.
+   */
+  waitWritten(seq: number, timeoutMs = Infinity): void {
+    this.block(WWAIT, WSEQ, seq, timeoutMs);
+  }
+
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
   whenWritten(seq: number): Promise<void> {
     return this.blockAsync(WWAIT, WSEQ, seq);
@@ -225,7 +271,7 @@ export class SharedRing {
    * (a readSeq read before the write that found no room), or `timeoutMs` passes. Never call on
    * the root's thread.
    */
-  waitRead(seq: number, timeoutMs: number): void {
+  waitRead(seq: number, timeoutMs = Infinity): void {
     this.block(RWAIT, RSEQ, seq, timeoutMs);
   }
 
@@ -268,10 +314,26 @@ export class SharedRing {
     Atomics.notify(this.ctl, RSEQ);
   }
 
+  /**
+   * The header word at `tail`, checked against what the producer published: a record never
+   * claims more bytes than are in use. The other side is host code, but a ring is shared memory,
+   * so a reader trusts nothing it did not check (a corrupt ring is a RangeError, never a read
+   * past the record).
+   */
+  private header(head: number, tail: number): number {
+    const used = (head - tail) >>> 0;
+    const word = this.get(tail);
+    if (used > this.capacity || (tail & 3) !== 0 || HEADER + (((word & 0xffffff) + 3) & ~3) > used) {
+      throw new RangeError(`corrupt ring: a record of ${word & 0xffffff} bytes with ${used} bytes in use`);
+    }
+    return word;
+  }
+
   private release(tail: number, length: number): void {
     Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, RSEQ, 1);
     if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
+    this.moved(WANT_ROOM);
   }
 
   // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.

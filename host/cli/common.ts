@@ -53,7 +53,7 @@ export function fail(error: unknown): number {
 }
 
 /** The `--stats` block: the partition's metrics when it ended. */
-export function formatStats(exit: PartitionExit): string {
+export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'shared' = 'dedicated'): string {
   const m = exit.metrics;
   const kib = (n: number) => `${n / 1024} KiB`;
   const byCall = Object.entries(m.hypercallsByCall)
@@ -75,6 +75,12 @@ export function formatStats(exit: PartitionExit): string {
     [
       'throttled',
       (['console', 'hypercalls', 'block'] as const).map((k) => `${k} ${m.throttled[k].calls} (${m.throttled[k].waitedMs.toFixed(1)} ms waited)`).join(', '),
+    ],
+    [
+      'scheduler',
+      placement === 'shared'
+        ? `shared worker: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`
+        : 'dedicated worker',
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;

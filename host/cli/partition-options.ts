@@ -16,6 +16,7 @@ import {
   NetSchema,
   PartitionLimitsSchema,
   PartitionSpecSchema,
+  PlacementSchema,
   RateLimitSchema,
   WasiQuotasSchema,
   type DevicesSpec,
@@ -27,6 +28,7 @@ import {
 } from '../schema/index.ts';
 import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
+import type { Placement } from '../limits/sizes.ts';
 import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -129,6 +131,12 @@ export function partitionOptions(kind: 'run' | 'call') {
     signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
     audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
+    placement: value(
+      '<where>',
+      'dedicated (a worker thread of its own) or shared (a worker thread that time-slices partitions; README, "Placement")',
+      (raw, name) => stringIn(PlacementSchema)(raw, name) as Placement,
+      { default: 'dedicated' },
+    ),
     'output-rate': value(
       '<bytes/s>',
       "cap the guest's console output: writes over it are refused (the guest sees EAGAIN / RATE_LIMITED) and counted, and a warning at the end says how many bytes; without it a guest writing faster than its reader waits and nothing is lost",
@@ -160,9 +168,10 @@ export async function readSource(positional: string): Promise<Source> {
   return { manifest: null, file: positional, shape: await moduleShape(positional) };
 }
 
-/** The Hypervisor options the flags ask for. A policy is audited: its refusals are on the record. */
+/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. A policy is audited: its refusals are on the record. */
 export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
   return {
+    warmWorkers: 0,
     ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
     ...(values.policy !== undefined ? { policy: values.policy } : {}),
     ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
@@ -178,6 +187,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
   if (values.name !== undefined) spec.name = values.name;
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
+  if (values.placement !== undefined) spec.placement = values.placement;
   if (values.signature !== undefined) spec.signature = values.signature;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 

@@ -10,7 +10,7 @@ import {
   HvStatus,
 } from '../abi/codes.ts';
 import { RateLimiter, sleepSync } from '../limits/rate-limiter.ts';
-import { Stat } from '../partition/stats.ts';
+import { Stat } from '../channel/stats.ts';
 import type { BlockImage } from '../storage/image.ts';
 import type { ResolvedBlock } from './config.ts';
 import type { Device, Handler } from './device.ts';

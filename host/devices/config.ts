@@ -1,9 +1,19 @@
 import { fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { InvalidArgumentError } from '../errors.ts';
-import { resolveRateLimit, type RateLimitMode, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
+import { resolveRateLimit } from '../limits/rate-limiter.ts';
 import { MAX_DISK_MIB, MIN_BLOCK_BURST_BYTES, type BlockSpec, type ConsoleSpec, type DevicesSpec, type NetSpec } from '../schema/devices.ts';
 import { NAME } from '../schema/kinds.ts';
+import {
+  CONSOLE_DEFAULTS,
+  rxRecordBytes,
+  type ResolvedBlock,
+  type ResolvedClock,
+  type ResolvedConsole,
+  type ResolvedDevices,
+  type ResolvedEntropy,
+  type ResolvedNet,
+} from './resolved.ts';
 
 /**
  * Device grants in a partition spec, resolved to complete settings. The spec was checked against
@@ -11,60 +21,8 @@ import { NAME } from '../schema/kinds.ts';
  * A device that is absent or `false` is not granted: the guest cannot see or use it.
  */
 export type { ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec, DevicesSpec } from '../schema/devices.ts';
-
-export interface ResolvedConsole {
-  maxLineBytes: number;
-  linesPerSecond: number;
-  burstLines: number;
-  inputBufferBytes: number;
-  rateLimit: ResolvedRateLimit | null;
-  /** Host fds written directly, per stream (see ConsoleSpec.outputFd), or null. */
-  outputFd: { stdout: number | null; stderr: number | null };
-}
-export interface ResolvedClock {
-  resolutionNs: number;
-  deterministic: { startNs: string; stepNs: string } | null;
-}
-export interface ResolvedEntropy {
-  seed: string | null;
-}
-export interface ResolvedBlock {
-  sizeMiB: number;
-  path: string | null;
-  bytesPerSecond: number;
-  burstBytes: number;
-  opsPerSecond: number;
-  burstOps: number;
-  rateLimitMode: RateLimitMode;
-}
-export interface ResolvedNet {
-  segment: string;
-  mtu: number;
-  rxQueueBytes: number;
-  sendBytesPerSecond: number;
-  sendFramesPerSecond: number;
-  recvBytesPerSecond: number;
-  recvFramesPerSecond: number;
-  host: boolean;
-}
-export interface ResolvedDevices {
-  console: ResolvedConsole | null;
-  clock: ResolvedClock | null;
-  entropy: ResolvedEntropy | null;
-  block: ResolvedBlock | null;
-  net: ResolvedNet | null;
-  /** Granted (true) or not (null); the partition's key and certificate travel separately. */
-  attestation: true | null;
-}
-
-export const CONSOLE_DEFAULTS: ResolvedConsole = {
-  maxLineBytes: 4096,
-  linesPerSecond: 1000,
-  burstLines: 1000,
-  inputBufferBytes: 65536,
-  rateLimit: null,
-  outputFd: { stdout: null, stderr: null },
-};
+export type { ResolvedConsole, ResolvedClock, ResolvedEntropy, ResolvedBlock, ResolvedNet, ResolvedDevices } from './resolved.ts';
+export { CONSOLE_DEFAULTS, rxRecordBytes } from './resolved.ts';
 
 export const BLOCK_DEFAULTS = {
   bytesPerSecond: 256 * 1024 * 1024,
@@ -83,11 +41,6 @@ export const NET_DEFAULTS = {
 
 /** Segment names: the same alphabet as partition names. */
 export const SEGMENT_NAME = NAME;
-
-/** Ring bytes one frame of `payload` bytes takes in a receive queue: record header, frame header, padding. */
-export function rxRecordBytes(payload: number): number {
-  return 4 + ((8 + payload + 3) & ~3);
-}
 
 /** `true` grants with defaults, an object with those options; absent or false: not granted. */
 function grant<T extends object>(value: boolean | T | undefined): T | null {

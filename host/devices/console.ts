@@ -2,11 +2,13 @@ import { writeSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_INPUT, HV_MAX_TRANSFER } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { MAX_INPUT_LINE_BYTES } from '../limits/sizes.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
-import { EventKind, InputKind, StdioSlot } from '../partition/protocol.ts';
-import { Stat } from '../partition/stats.ts';
+import { EventKind, InputKind, StdioSlot } from '../channel/protocol.ts';
+import { Stat } from '../channel/stats.ts';
 import type { ResolvedConsole } from './config.ts';
 import { readU32Arg, type Device, type Handler } from './device.ts';
 
@@ -29,9 +31,9 @@ import { readU32Arg, type Device, type Handler } from './device.ts';
  */
 
 /** Longest line `CONSOLE_READ` delivers (a longer run without `\n` comes in pieces of this size). */
-export const MAX_INPUT_LINE = 65536;
-/** Largest chunk of console input the root puts on the ring in one record. */
-export const MAX_INPUT_CHUNK = 65536;
+export const MAX_INPUT_LINE = MAX_INPUT_LINE_BYTES;
+/** Largest chunk of console input the root puts on the ring in one record (the input ring always holds one: channelSizes). */
+export const MAX_INPUT_CHUNK = MAX_INPUT_LINE_BYTES;
 /** How often (at most) refused output bytes are reported to the root while a guest keeps being refused. */
 const DROP_REPORT_MS = 100;
 
@@ -42,7 +44,7 @@ const DROP_KINDS = [EventKind.STDOUT, EventKind.STDERR] as const;
  * bytes refused by the rate limit, lines dropped by the lines bucket, bytes cut from over-long lines.
  */
 const DropRecord = { BYTES: 4, LINES: 12, TRUNCATED: 20 } as const;
-const DROP_RECORD_BYTES = 28;
+export const DROP_RECORD_BYTES = 28;
 
 /** Result of a byte-stream write or read that did not move bytes. */
 export const StreamEnd = {
@@ -53,24 +55,85 @@ export const StreamEnd = {
 } as const;
 
 /**
+ * Where a shared worker's console output goes instead of the event ring: the partition's outbox
+ * (host/worker/outbox.ts), which its scheduler drains into the ring as the root frees room. A
+ * shared worker never blocks on one partition's ring: a write waits (the partition is suspended
+ * through its Blocker) in `admit`, *before* it takes a byte, while the outbox is over its bound;
+ * once admitted, the write's bytes are queued whole, in order, and never dropped.
+ */
+export interface OutputSink {
+  /**
+   * Called before a write takes any byte: true when output can be taken now; else suspends the
+   * partition (`mayWait`) or returns false (a later part of an operation that already wrote).
+   */
+  admit(mayWait: boolean): boolean;
+  /** Queues `bytes[0, length)` as one record of `kind` (copied before it returns). */
+  send(kind: number, bytes: Uint8Array, length: number): void;
+  /** Queues a small record that must not wait (drop reports): false when the outbox is full. */
+  offer(kind: number, bytes: Uint8Array): boolean;
+}
+
+export interface ConsoleDeviceOptions {
+  /** How input waits (default: block the thread; a shared worker suspends the partition). */
+  blocker?: Blocker;
+  /** Where output goes in a shared worker (default: the event ring, waiting for room). */
+  sink?: OutputSink;
+}
+
+/**
  * The worker's end of the output ring: puts chunks on it in order and waits for room. The one
- * place a guest's output write blocks; a scheduler may turn `put`'s wait into a suspension.
+ * place a guest's output write blocks; in a shared worker the output goes to an OutputSink
+ * instead and the wait is the sink's `admit` (a suspension).
  */
 class OutputPort {
   private readonly maxChunk: number;
   /** Streams written to a host fd directly (ConsoleSpec.outputFd), by EventKind; and those whose fd failed. */
   private readonly direct: (number | null)[];
   private readonly failed = [false, false, false];
+  /** Shared worker: when the write now suspended first waited for the outbox (0: not waiting). */
+  private waitingSince = 0;
 
   constructor(
     private readonly events: SharedRing,
     private readonly stdio: Int32Array | null,
     private readonly stats: Float64Array,
     outputFd: ResolvedConsole['outputFd'] = { stdout: null, stderr: null },
+    private readonly sink: OutputSink | null = null,
   ) {
     // At most a quarter of the ring, so the guest fills one chunk while the root drains another.
     this.maxChunk = Math.min(events.maxRecord, HV_MAX_TRANSFER, events.capacity >> 2) & ~3;
     this.direct = [null, outputFd.stdout, outputFd.stderr];
+  }
+
+  /** True in a shared worker: a wait suspends the partition and the operation runs again from its start. */
+  get suspends(): boolean {
+    return this.sink !== null;
+  }
+
+  /**
+   * Before a write takes any byte: in a shared worker, waits (suspends) while the outbox is full,
+   * or, when the operation already wrote (`mayWait` false: running it again would repeat that),
+   * returns false so the write ends short.
+   */
+  admit(kind: number, mayWait: boolean): boolean {
+    const fd = this.direct[kind];
+    if (this.sink === null || (fd !== null && fd !== undefined)) return true;
+    let ok: boolean;
+    try {
+      ok = this.sink.admit(mayWait);
+    } catch (suspend) {
+      // The partition waits for the reader (it is suspended): counted like a dedicated worker's wait.
+      if (this.waitingSince === 0) {
+        this.stats[Stat.CONSOLE_OUTPUT_WAITS]!++;
+        this.waitingSince = performance.now();
+      }
+      throw suspend;
+    }
+    if (ok && this.waitingSince !== 0) {
+      this.stats[Stat.CONSOLE_OUTPUT_WAIT_MS]! += performance.now() - this.waitingSince;
+      this.waitingSince = 0;
+    }
+    return ok;
   }
 
   /** Has the root's reader of this stream (EventKind.STDOUT / STDERR) gone, or its fd failed? */
@@ -105,6 +168,16 @@ class OutputPort {
     if (fd !== null && fd !== undefined) return this.putDirect(kind, fd, bytes, n);
     const s = this.stats;
     let at = 0;
+    if (this.sink !== null) {
+      // Admitted before the write took anything (see admit): queued whole, never waiting here.
+      while (at < n) {
+        const len = Math.min(n - at, HV_MAX_TRANSFER);
+        this.sink.send(kind, at === 0 ? bytes : bytes.subarray(at), len);
+        at += len;
+      }
+      s[Stat.CONSOLE_BYTES_OUT]! += n;
+      return n;
+    }
     while (at < n) {
       if (this.closed(kind)) break;
       const len = Math.min(n - at, this.maxChunk);
@@ -125,11 +198,17 @@ class OutputPort {
 
   /** A small record that must not wait (drop reports): false when there is no room now. */
   tryPut(kind: number, bytes: Uint8Array): boolean {
+    if (this.sink !== null) return this.sink.offer(kind, bytes);
     return this.events.tryWrite(kind, bytes);
   }
 
   /** Like tryPut, waiting up to `ms` for room (used once, when the console closes). */
   putWithin(kind: number, bytes: Uint8Array, ms: number): boolean {
+    // A shared worker never waits on a ring: the outbox takes the record (flushed before the run ends).
+    if (this.sink !== null) {
+      this.sink.send(kind, bytes, bytes.length);
+      return true;
+    }
     return this.events.write(kind, bytes, bytes.length, ms);
   }
 }
@@ -199,6 +278,8 @@ class InputReader {
   constructor(
     private readonly ring: SharedRing,
     private readonly stats: Float64Array,
+    /** How a read waits for input: blocks the thread, or suspends a shared partition (redone from its start). */
+    private readonly blocker: Blocker,
   ) {}
 
   get buffered(): number {
@@ -207,7 +288,10 @@ class InputReader {
 
   /** Pulls the next record into the buffer. True if bytes were added; false at end of input or (non-blocking / timeout) none ready. */
   private pull(block: boolean, timeoutMs: number): boolean {
+    // The caller's timeout is what is left of its own deadline (WASI's poll_oneoff), counted from now.
+    const deadline = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
     for (;;) {
+      const seq = this.ring.writeSeq;
       const length = this.ring.peekLength();
       if (length >= 0) {
         if (this.start > 0) {
@@ -231,8 +315,9 @@ class InputReader {
         this.ended = true;
         return false;
       }
-      if (!block) return false;
-      if (this.ring.waitReadable(timeoutMs) === 'timeout') return false;
+      if (!block || performance.now() >= deadline) return false;
+      // Bytes already pulled stay in this reader's buffer: a suspended read, run again, finds them.
+      this.blocker.readable(this.ring, seq, deadline);
     }
   }
 
@@ -325,6 +410,7 @@ export class ConsoleDevice implements Device {
     sleep?: (ms: number) => void,
     /** The root's output state (protocol StdioSlot); null: readers never go away. */
     stdio: Int32Array | null = null,
+    options: ConsoleDeviceOptions = {},
   ) {
     this.record = { id: HvDevice.CONSOLE, version: 1, param0: config.maxLineBytes, param1: HV_DEVICE_FLAG_INPUT };
     this.now = now ?? (() => performance.now());
@@ -336,8 +422,8 @@ export class ConsoleDevice implements Device {
     const clock: RateLimiterOptions = { ...(now ? { now } : {}), ...(sleep ? { sleep } : {}) };
     const counters = { stats, calls: Stat.CONSOLE_THROTTLED, waitedMs: Stat.CONSOLE_THROTTLED_MS };
     this.limiter = config.rateLimit ? new RateLimiter(config.rateLimit, { ...clock, counters }) : null;
-    this.output = new OutputPort(events, stdio, stats, config.outputFd);
-    this.input = new InputReader(input, stats);
+    this.output = new OutputPort(events, stdio, stats, config.outputFd, options.sink ?? null);
+    this.input = new InputReader(input, stats, options.blocker ?? threadBlocker);
     const emit = this.emitLine.bind(this);
     const truncated = (kind: number, bytes: number): void => {
       this.stats[Stat.CONSOLE_BYTES_TRUNCATED]! += bytes;
@@ -365,10 +451,12 @@ export class ConsoleDevice implements Device {
    * The byte-stream write behind WASI fd 1/2 and CONSOLE_STREAM_WRITE*: bytes[0, n) exactly.
    * Returns the bytes written (a short count when the reader went away part-way),
    * StreamEnd.CLOSED when the reader has gone, StreamEnd.LIMITED when the rate limit refused it
-   * (nothing written; the bytes are counted as dropped).
+   * (nothing written; the bytes are counted as dropped). `mayWait` false: the caller's operation
+   * already wrote (WASI fd_write's later iovecs); in a shared worker, where a wait would run the
+   * operation again, a write that would wait writes nothing (0: a short write) instead.
    */
-  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number {
-    return this.writeBytes(stream === 'stdout' ? EventKind.STDOUT : EventKind.STDERR, bytes, n);
+  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number, mayWait = true): number {
+    return this.writeBytes(stream === 'stdout' ? EventKind.STDOUT : EventKind.STDERR, bytes, n, mayWait);
   }
 
   /** Reads input bytes (WASI fd 0): the count (>= 1), 0 at end of input, StreamEnd.LIMITED when none is ready. */
@@ -386,8 +474,11 @@ export class ConsoleDevice implements Device {
     this.input.wait(timeoutMs);
   }
 
-  private writeBytes(kind: number, bytes: Uint8Array, n: number): number {
+  private writeBytes(kind: number, bytes: Uint8Array, n: number, mayWait = true): number {
     if (this.output.closed(kind)) return StreamEnd.CLOSED;
+    // Before any token or byte is taken: a write that suspends here is redone whole (see Blocker).
+    if (!this.output.admit(kind, mayWait)) return 0;
+    if (!mayWait && this.output.suspends && this.limiter !== null && !this.limiter.wouldAdmit(n)) return 0;
     // Refused before any byte is taken: the guest may retry the same write later.
     if (this.limiter !== null && this.limiter.admit(n) !== 'ok') {
       this.stats[Stat.CONSOLE_BYTES_DROPPED]! += n;
@@ -407,6 +498,7 @@ export class ConsoleDevice implements Device {
 
   private writeLines(stream: LineAssembler, input: Uint8Array, inLen: number): number {
     if (this.output.closed(stream.kind)) return -HvStatus.END_OF_STREAM;
+    this.output.admit(stream.kind, true);
     if (this.limiter !== null && this.limiter.admit(inLen) !== 'ok') {
       this.stats[Stat.CONSOLE_BYTES_DROPPED]! += inLen;
       this.noteDrop(this.unreported.bytes, stream.kind, inLen);
@@ -491,7 +583,22 @@ const encoder = new TextEncoder();
  * Bounded: a write is refused (false) when the ring is full; the `WhenReady` forms wait.
  */
 export class ConsoleInput {
-  constructor(private readonly ring: SharedRing) {}
+  /**
+   * `bufferBytes`: the input buffer bound (devices.console.inputBufferBytes). The ring is at least
+   * that big and always holds one record of MAX_INPUT_CHUNK (see channelSizes), so a line the
+   * bound cannot hold is still accepted into an empty buffer, as a pipe takes a large write.
+   */
+  constructor(
+    private readonly ring: SharedRing,
+    private readonly bufferBytes = Infinity,
+  ) {}
+
+  /** Puts one record on the ring if the buffer bound allows it (an empty buffer always takes one). */
+  private tryPut(kind: number, bytes: Uint8Array): boolean {
+    const used = this.ring.used;
+    if (used > 0 && used + 4 + ((bytes.length + 3) & ~3) > this.bufferBytes) return false;
+    return this.ring.tryWrite(kind, bytes);
+  }
 
   /** Largest line `writeLine` accepts, and largest piece a byte write is cut into. */
   get maxRecord(): number {
@@ -504,7 +611,7 @@ export class ConsoleInput {
     if (bytes.length > this.maxRecord) {
       throw new InvalidArgumentError(`console input line of ${bytes.length} bytes exceeds the limit of ${this.maxRecord} bytes`);
     }
-    return this.ring.tryWrite(InputKind.LINE, bytes);
+    return this.tryPut(InputKind.LINE, bytes);
   }
 
   /** Ends input: once the queued bytes are read, the guest sees end of stream. Idempotent. */
@@ -549,7 +656,7 @@ export class ConsoleInput {
     for (;;) {
       // Read the event counter before trying, so a read that frees room in between still wakes us.
       const seq = this.ring.readSeq;
-      if (this.ring.tryWrite(kind, bytes)) return true;
+      if (this.tryPut(kind, bytes)) return true;
       if (this.ring.closed) return false;
       await this.ring.whenRead(seq);
     }

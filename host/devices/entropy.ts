@@ -1,6 +1,6 @@
 import { createCipheriv, createHash, randomFillSync, type Cipher } from 'node:crypto';
 import { HvCall, HvDevice, HV_DEVICE_FLAG_DETERMINISTIC, HV_MAX_TRANSFER } from '../abi/codes.ts';
-import { Stat } from '../partition/stats.ts';
+import { Stat } from '../channel/stats.ts';
 import type { ResolvedEntropy } from './config.ts';
 import type { Device, Handler } from './device.ts';
 

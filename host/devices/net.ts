@@ -10,6 +10,7 @@ import {
   HvStatus,
 } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { sleepSync } from '../limits/rate-limiter.ts';
 import { FrameBudget, NET_FRAME_KIND, NET_SYNC_KIND, NetStat, NicPort, processClock, type PortInit, type PortOutcome } from '../net/port.ts';
 import { readU32, writeU32, writesPrefix, type Device, type Handler } from './device.ts';
@@ -59,6 +60,13 @@ export interface NetInit {
   gen: number;
   /** BroadcastChannel name on which the root answers this NIC's SYNC requests with a PeerTable. */
   channel: string;
+  /**
+   * Whether this NIC sends straight into its peers' ports (and is one of theirs). False for a
+   * partition in a shared worker: its waits suspend it rather than block its thread, and the
+   * root wakes it through the worker's doorbell, which only the root's own deliveries ring; so
+   * all its frames, both ways, go through the root. (`peers` is then empty.)
+   */
+  direct: boolean;
 }
 
 /** A NIC's peer table, as the root posts it on the NIC's channel. */
@@ -122,6 +130,12 @@ export interface NetDeviceOptions {
   now?: () => number;
   /** How long NET_SEND waits for room (the destination's queue or budget, or the tx ring) before WOULD_BLOCK. Default 1000 ms. */
   txWaitMs?: number;
+  /**
+   * How sends, receives and polls wait for a ring (default: block the thread). In a shared
+   * worker the wait suspends the partition, and the operation runs again from its start when it
+   * is resumed (host/channel/blocker.ts): each one takes nothing before its wait.
+   */
+  blocker?: Blocker;
 }
 
 /** Receive coalescing: a receive-only NIC whose last frame came less than RX_STREAM_GAP_MS ago naps RX_COALESCE_MS before it asks to be woken. */
@@ -158,6 +172,7 @@ export class NetDevice implements Device {
   private readonly own: NicPort;
   private readonly budget: FrameBudget;
   private readonly txWaitMs: number;
+  private readonly blocker: Blocker;
   private readonly now: () => number;
   /** Ports this NIC may deliver into directly, by address. */
   private peers = new Map<number, NicPort>();
@@ -167,7 +182,8 @@ export class NetDevice implements Device {
   private offered: PeerTable | null = null;
   /** The generation a SYNC request was last sent for. */
   private requested = -1;
-  private readonly channel: BroadcastChannel;
+  /** Where the root answers SYNC requests; null for a NIC without the direct path. */
+  private readonly channel: BroadcastChannel | null;
   /** Receive coalescing: when the last frame came (performance.now()), whether this NIC sent since, whether it napped since. */
   private lastFrameAt = -Infinity;
   private sentSinceFrame = false;
@@ -186,13 +202,19 @@ export class NetDevice implements Device {
     this.stats = this.own.stats;
     this.budget = new FrameBudget(init.sendBytesPerSecond, init.sendFramesPerSecond, init.mtu, this.now);
     this.txWaitMs = options.txWaitMs ?? 1000;
+    this.blocker = options.blocker ?? threadBlocker;
     this.gen = init.gen;
     this.apply(init.peers);
-    this.channel = new BroadcastChannel(init.channel);
-    // Tables are taken synchronously (receiveMessageOnPort) when the generation moved; one the
-    // event loop dispatches meanwhile is kept too. The channel never keeps the worker alive.
-    this.channel.onmessage = (e: unknown) => this.offer((e as { data?: unknown }).data);
-    this.channel.unref();
+    if (init.direct) {
+      const channel = new BroadcastChannel(init.channel);
+      // Tables are taken synchronously (receiveMessageOnPort) when the generation moved; one the
+      // event loop dispatches meanwhile is kept too. The channel never keeps the worker alive.
+      channel.onmessage = (e: unknown) => this.offer((e as { data?: unknown }).data);
+      channel.unref();
+      this.channel = channel;
+    } else {
+      this.channel = null;
+    }
     this.record = { id: HvDevice.NET, version: 1, param0: init.address, param1: init.mtu };
     this.handlers = new Map<number, Handler>([
       [HvCall.NET_INFO, writesPrefix((_i, inLen, out, outCap) => this.info(inLen, out, outCap))],
@@ -207,7 +229,7 @@ export class NetDevice implements Device {
 
   /** Leaves the peer tables' channel. */
   close(): void {
-    this.channel.close();
+    this.channel?.close();
   }
 
   private info(inLen: number, out: Uint8Array, outCap: number): number {
@@ -250,7 +272,7 @@ export class NetDevice implements Device {
       this.peers.delete(dst);
     }
     // Through the root. The input already has the tx record's layout (destination, payload).
-    if (!this.tx.tryWrite(NET_FRAME_KIND, input, inLen) && !(wait && this.tx.write(NET_FRAME_KIND, input, inLen, this.txWaitMs))) {
+    if (!this.tx.tryWrite(NET_FRAME_KIND, input, inLen) && !(wait && this.writeWaiting(input, inLen))) {
       s[NetStat.TX_RING_FULL]!++;
       return -HvStatus.WOULD_BLOCK;
     }
@@ -262,10 +284,27 @@ export class NetDevice implements Device {
   }
 
   /**
+   * Writes a tx record, waiting up to txWaitMs for room through the Blocker. Until the record is
+   * written the send has taken nothing (no budget, no counter), so a suspended send that runs
+   * again from its start does nothing twice.
+   */
+  private writeWaiting(input: Uint8Array, inLen: number): boolean {
+    const tx = this.tx;
+    const deadline = this.blocker.deadline(this.txWaitMs);
+    for (;;) {
+      const seq = tx.readSeq;
+      if (tx.tryWrite(NET_FRAME_KIND, input, inLen)) return true;
+      if (tx.closed || performance.now() >= deadline) return false;
+      this.blocker.writable(tx, seq, deadline);
+    }
+  }
+
+  /**
    * The port to deliver a frame for `dst` into directly, or undefined for the root path: `dst`
    * is not a listed peer, or a frame this NIC sent is still with the root (order per destination).
    */
   private directPeer(dst: number): NicPort | undefined {
+    if (this.channel === null) return undefined;
     if (this.own.generation !== this.gen) this.sync();
     const peer = this.peers.get(dst);
     if (peer === undefined || !this.own.txIdle) return undefined;
@@ -311,7 +350,7 @@ export class NetDevice implements Device {
   private sync(): void {
     // Node takes a BroadcastChannel here (receiveMessageOnPort(port: MessagePort | BroadcastChannel));
     // @types/node 20 declares only MessagePort.
-    const port = this.channel as unknown as MessagePort;
+    const port = this.channel! as unknown as MessagePort;
     for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.offer(m.message);
     const offered = this.offered;
     if (offered !== null) {
@@ -349,8 +388,10 @@ export class NetDevice implements Device {
     }
     if ((flags & ~HV_NET_RECV_NONBLOCK) !== 0) return -HvStatus.INVALID_ARGUMENT;
     if ((flags & HV_NET_RECV_NONBLOCK) !== 0) timeoutMs = 0;
-    const deadline = performance.now() + timeoutMs;
+    const blocker = this.blocker;
+    const deadline = blocker.deadline(timeoutMs);
     for (;;) {
+      const seq = this.rx.writeSeq;
       const length = this.rx.peekLength();
       if (length >= 0) {
         // The frame stays queued when it does not fit, so the guest can retry with a larger buffer.
@@ -373,13 +414,14 @@ export class NetDevice implements Device {
       // streaming in, naps RX_COALESCE_MS without asking to be woken, then takes what came in
       // meanwhile in one go. Senders then do not pay a futex wake-up per frame. Only then: a NIC
       // that answers (it sent since its last frame) or that sees a gap is woken at once.
-      if (!this.sentSinceFrame && now - this.lastFrameAt < RX_STREAM_GAP_MS && !this.napped) {
+      // (Only a NIC on a thread of its own naps: in a shared worker the thread is not its to hold.)
+      if (!this.sentSinceFrame && now - this.lastFrameAt < RX_STREAM_GAP_MS && !this.napped && blocker === threadBlocker) {
         this.napped = true;
         Atomics.wait(this.nap, 0, 0, Math.min(left, RX_COALESCE_MS));
         continue;
       }
-      // Blocks this partition's worker only; the watchdog still bounds an endless wait.
-      this.rx.waitReadable(left);
+      // Blocks (or suspends) this partition only; the watchdog still bounds an endless wait.
+      blocker.readable(this.rx, seq, deadline);
     }
   }
 
@@ -398,17 +440,25 @@ export class NetDevice implements Device {
     } else if (inLen !== 0) {
       return -HvStatus.INVALID_ARGUMENT;
     }
+    const blocker = this.blocker;
     if (dst === null) {
-      if (timeoutMs > 0 && this.rx.peekLength() < 0) this.rx.waitReadable(timeoutMs);
+      if (timeoutMs > 0) {
+        const deadline = blocker.deadline(timeoutMs);
+        for (let seq = this.rx.writeSeq; this.rx.peekLength() < 0 && !this.rx.closed && performance.now() < deadline; seq = this.rx.writeSeq) {
+          blocker.readable(this.rx, seq, deadline);
+        }
+      }
       return this.readiness(null);
     }
-    const deadline = performance.now() + timeoutMs;
+    const deadline = blocker.deadline(timeoutMs);
     for (;;) {
+      const seq = this.rx.writeSeq;
       const bits = this.readiness(dst);
-      const left = deadline - performance.now();
-      if (bits !== 0 || left <= 0) return bits;
+      const now = performance.now();
       // A closed receive ring (the partition is ending) ends every wait, as it ends NET_RECV's.
-      if (this.rx.waitReadable(Math.min(left, POLL_SLICE_MS)) === 'closed') return this.readiness(dst);
+      if (bits !== 0 || now >= deadline || this.rx.closed) return bits;
+      // A frame ends the wait at once; writability is looked at again every POLL_SLICE_MS.
+      blocker.readable(this.rx, seq, Math.min(deadline, now + POLL_SLICE_MS));
     }
   }
 

@@ -38,6 +38,7 @@ export class CpuGovernor {
   /** Times the partition was paused. */
   pauses = 0;
   private periodStart: number;
+  private pauseStart = 0;
   private usedInPeriod = 0;
   private mark: number;
   private readonly now: () => number;
@@ -56,6 +57,19 @@ export class CpuGovernor {
    * pauses until the period ends. Returns the ms paused (0 if it did not pause).
    */
   checkpoint(): number {
+    const wait = this.due();
+    if (wait < 0) return 0;
+    if (wait > 0) this.sleep(wait);
+    return this.resumed();
+  }
+
+  /**
+   * The non-blocking half of `checkpoint`, for a caller that pauses by other means (a shared
+   * worker suspends the partition and runs others): accounts the running time and returns how
+   * long the partition must now pause, in ms, or -1 when it need not. After a pause (even of
+   * 0 ms), `resumed()` must be called before the next checkpoint.
+   */
+  due(): number {
     const t = this.now();
     const ran = Math.max(0, t - this.mark);
     this.runningMs += ran;
@@ -67,21 +81,25 @@ export class CpuGovernor {
       this.periodStart += periods * this.periodMs;
       this.usedInPeriod = Math.min(this.usedInPeriod, t - this.periodStart);
     }
-    let paused = 0;
-    if (this.usedInPeriod >= this.quotaMs) {
-      const end = this.periodStart + this.periodMs;
-      if (end > t) this.sleep(end - t);
-      const after = this.now();
-      paused = Math.max(0, after - t);
-      this.pausedMs += paused;
-      this.pauses++;
-      const periods = Math.max(1, Math.floor((after - this.periodStart) / this.periodMs));
-      this.periodStart += periods * this.periodMs;
-      this.usedInPeriod = Math.min(this.usedInPeriod - this.quotaMs, this.quotaMs);
-      this.mark = after;
-    } else {
+    if (this.usedInPeriod < this.quotaMs) {
       this.mark = t;
+      return -1;
     }
+    this.pauseStart = t;
+    return Math.max(0, this.periodStart + this.periodMs - t);
+  }
+
+  /** Ends the pause `due()` asked for: accounts it and starts the next period. Returns the ms paused. */
+  resumed(): number {
+    const t = this.pauseStart;
+    const after = this.now();
+    const paused = Math.max(0, after - t);
+    this.pausedMs += paused;
+    this.pauses++;
+    const periods = Math.max(1, Math.floor((after - this.periodStart) / this.periodMs));
+    this.periodStart += periods * this.periodMs;
+    this.usedInPeriod = Math.min(this.usedInPeriod - this.quotaMs, this.quotaMs);
+    this.mark = after;
     return paused;
   }
 

@@ -67,7 +67,7 @@ let binaryenPromise: Promise<Binaryen> | null = null;
  * dependency of the package; should an install have lost it, the error says what to install
  * rather than surfacing Node's untyped ERR_MODULE_NOT_FOUND.
  */
-function loadBinaryen(): Promise<Binaryen> {
+export function loadBinaryen(): Promise<Binaryen> {
   binaryenPromise ??= import('binaryen').then(
     (m) => m.default,
     (error: unknown) => {
@@ -84,7 +84,7 @@ function loadBinaryen(): Promise<Binaryen> {
  * that changes how binaryen encodes plain modules (GC and friends would enable new type
  * encodings); the policy refuses GC types, shared and 64-bit memories before we get here.
  */
-function features(b: Binaryen): number {
+export function binaryenFeatures(b: Binaryen): number {
   const f = b.Features;
   return (
     f.MutableGlobals |
@@ -224,7 +224,7 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
   try {
     // binaryen.js 132 takes the features as readBinary's second argument (its typings lag).
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
-    module = read(withoutSection(bytes, CUSTOM_SECTION), features(b));
+    module = read(withoutSection(bytes, CUSTOM_SECTION), binaryenFeatures(b));
   } catch (error) {
     binaryenHealthy = false;
     throw exhausted(error) ?? new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${guestText(describe(error))})`);

@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { InternalError, LimitMemoryError, errorFromCode, isErrorCode, type WasmvisorError } from '../errors.ts';
-import { loaderWorkerScript } from '../paths.ts';
+import { loaderWorkerScript, spawnWorker } from '../paths.ts';
 
 /**
  * The loader's own thread: every pipeline step whose cost grows with a module's bytes
@@ -83,16 +83,13 @@ class LoaderThread {
   }
 
   private spawn(): Thread {
-    // The parent's flags, less those only valid for `node -e` (a worker given a file refuses
-    // them); given only when something was removed, since a worker refuses an explicit list
-    // with V8 flags that it accepts when inherited.
-    const execArgv = process.execArgv.filter((flag) => !flag.startsWith('--input-type'));
-    const worker = new Worker(loaderWorkerScript, {
+    // The parent's flags, less those a worker refuses (paths.ts spawnWorker: the same rule as
+    // the partitions' workers, falling back to none when Node refuses a V8 flag in a worker).
+    const worker = spawnWorker(loaderWorkerScript, {
       resourceLimits: LOADER_RESOURCE_LIMITS,
       name: 'wasmvisor:loader',
       stdout: false,
       stderr: false,
-      ...(execArgv.length !== process.execArgv.length ? { execArgv } : {}),
     });
     const thread: Thread = { worker, pending: new Map(), retiring: false };
     let fault: unknown = null;

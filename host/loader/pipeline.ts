@@ -1,6 +1,7 @@
 import { FeatureDeniedError, LimitModuleError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { ModuleCache, compileModule } from './compile.ts';
 import { INSTRUMENTATION_VERSION, instrumentFuel } from './instrument.ts';
+import { ASYNCIFY_VERSION, transformModule } from './transform.ts';
 import { checkIntegrity, validateIntegrityOptions, type IntegrityOptions } from '../security/integrity.ts';
 import { measure } from './measure.ts';
 import { loaderThread, transferable } from './offthread.ts';
@@ -40,6 +41,11 @@ export interface LoadOptions {
    * without a fuel limit runs the bytes as clamped and never loads binaryen.
    */
   fuel?: boolean;
+  /**
+   * Make the module suspendable for shared placement (fuel instrumentation, then Asyncify; see
+   * asyncify.ts). Default false.
+   */
+  suspendable?: boolean;
 }
 
 /** A module that passed every step, compiled and ready to hand to a partition's worker. */
@@ -67,6 +73,8 @@ export interface PreparedModule {
   fuelMetered: boolean;
   /** Length of the original bytes. */
   originalSize: number;
+  /** Initial pages of the module's first memory (defined or imported), 0 when it has none. */
+  memoryInitial: number;
 }
 
 /** An import as `inspect` shows it: function imports carry their signature. */
@@ -115,11 +123,11 @@ export async function loadModule(source: ModuleSource, options: LoadOptions = {}
   validateIntegrityOptions(options);
 
   const original = await readModuleSource(source, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES);
-  const request: PrepareRequest = { original, policy, integrity: integrityOf(options), fuel: options.fuel === true };
+  const request: PrepareRequest = { original, policy, integrity: integrityOf(options), fuel: options.fuel === true, suspendable: options.suspendable === true };
   const { instrumented, ...prepared } = await loaderThread().request<PreparedAnswer>('prepare', request, transferable(original));
   if (instrumented === 'hit') instrumentationCache.hits++;
   else if (instrumented === 'miss') instrumentationCache.misses++;
-  const key = cacheKey(prepared.measurement, prepared.plan, prepared.fuelMetered);
+  const key = cacheKey(prepared.measurement, prepared.plan, prepared.fuelMetered, request.suspendable);
   const module = options.cache !== undefined ? await options.cache.compile(key, prepared.bytes) : await compileModule(prepared.bytes);
   return { ...prepared, module };
 }
@@ -133,6 +141,8 @@ export interface PrepareRequest {
   readonly policy: LoadPolicy;
   readonly integrity: IntegrityOptions;
   readonly fuel: boolean;
+  /** Shared placement: the module is also made suspendable (Asyncify, in the transform worker). */
+  readonly suspendable: boolean;
 }
 
 /** The `prepare` job's answer: the prepared module and whether instrumentation was cached. */
@@ -157,14 +167,16 @@ function integrityOf(options: LoadOptions): IntegrityOptions {
  * the compile, which the caller's cache decides on. Runs on the loader's thread only.
  */
 export async function prepareModule(request: PrepareRequest): Promise<PreparedAnswer> {
-  const { original, policy, integrity, fuel } = request;
+  const { original, policy, integrity, suspendable } = request;
+  // A suspendable module is always metered: its slices are counted in fuel.
+  const fuel = request.fuel || suspendable;
   const measurement = measure(original);
   const { info, verdict } = judgeModule(original, measurement, policy);
   if (!verdict.admitted) throw verdict.error;
   const { plan } = verdict;
   checkIntegrity(measurement, integrity);
   const clamped = applyClampPlan(original, info, plan);
-  const key = cacheKey(measurement, plan, fuel);
+  const key = cacheKey(measurement, plan, fuel, suspendable);
   if (fuel) {
     const code = info.sections.find((span) => span.id === SectionId.CODE);
     const codeBytes = code === undefined ? 0 : code.end - code.payloadStart;
@@ -175,9 +187,10 @@ export async function prepareModule(request: PrepareRequest): Promise<PreparedAn
   if (fuel) {
     instrumented = instrumentedCache.has(key) ? 'hit' : 'miss';
     // A copy: the answer's buffer is transferred to the root, the cache keeps its own.
-    bytes = (await instrumentedBytes(key, clamped)).slice();
+    const transform = suspendable ? () => transformModule(clamped, true) : () => instrumentFuel(clamped).then((r) => r.bytes);
+    bytes = (await instrumentedBytes(key, clamped.length, transform)).slice();
   }
-  return { measurement, exports: info.exports, callable: callableExports(info), plan, bytes, fuelMetered: fuel, originalSize: original.length, instrumented };
+  return { measurement, exports: info.exports, callable: callableExports(info), plan, bytes, fuelMetered: fuel, originalSize: original.length, memoryInitial: info.memories[0]?.initial ?? 0, instrumented };
 }
 
 /** Exports a host may call: functions `() -> i32` whose names do not start with `_`. */
@@ -208,7 +221,7 @@ const INSTRUMENTED_BYTES = 64 * 1024 * 1024;
  * module), so its output is kept per key, and concurrent loads of one key share one run. A
  * failed run is not kept.
  */
-function instrumentedBytes(key: string, clamped: Uint8Array): Promise<Uint8Array> {
+function instrumentedBytes(key: string, size: number, transform: () => Promise<Uint8Array>): Promise<Uint8Array> {
   const held = instrumentedCache.get(key);
   if (held !== undefined) {
     instrumentedCache.delete(key);
@@ -216,9 +229,9 @@ function instrumentedBytes(key: string, clamped: Uint8Array): Promise<Uint8Array
     return held;
   }
   threadCounters.instrumentations++;
-  const promise = instrumentFuel(clamped).then((r) => r.bytes);
+  const promise = transform();
   instrumentedCache.set(key, promise);
-  instrumentedSizes.set(key, clamped.length);
+  instrumentedSizes.set(key, size);
   promise.catch(() => {
     if (instrumentedCache.get(key) === promise) {
       instrumentedCache.delete(key);
@@ -289,10 +302,11 @@ function withSig<T extends object>(item: T, sig: FuncSig | undefined): T & { sig
  * The cache key: measurement plus every planned maximum (`-` for "unchanged"), plus
  * `/fuel<version>` for fuel-metered bytes (absent: the bytes are not instrumented).
  */
-export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = false): string {
+export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = false, suspendable = false): string {
   const max = (m: number | null): string => (m === null ? '-' : String(m));
   const fuel = fuelMetered ? `/fuel${INSTRUMENTATION_VERSION}` : '';
-  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}`;
+  const async = suspendable ? `/async${ASYNCIFY_VERSION}` : '';
+  return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}${async}`;
 }
 
 /** Work done on the loader's thread, counted there (see `loaderCounters`). */

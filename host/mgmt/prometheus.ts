@@ -3,7 +3,7 @@
  * `# TYPE` line per family, then its samples. Label values are escaped as the format requires
  * (backslash, double quote, newline), so no partition name or state can break a line.
  */
-import type { PartitionMetrics } from '../partition/stats.ts';
+import type { PartitionMetrics } from '../channel/stats.ts';
 
 export interface HostSample {
   uptimeSeconds: number;

@@ -80,12 +80,16 @@ interface NicEndpoint {
   onViolation: (v: NetViolation) => void;
   /** The root's end of the NIC's peer-table channel. */
   channel: BroadcastChannel;
+  /** Takes part in the direct path (see NetInit.direct): false for a partition in a shared worker. */
+  direct: boolean;
   /** Unplugged. */
   closed: boolean;
   /** Its partition has ended for good: frames to it are dropped. */
   down: boolean;
   /** A frame from this NIC's tx ring that waits for room at its destination (flow control). */
   held: { dst: number; payload: Uint8Array } | null;
+  /** Told when the root cannot handle the NIC's traffic (NicAttachment.onFault). */
+  fault: ((error: unknown) => void) | null;
 }
 
 interface HostEndpointState {
@@ -122,6 +126,14 @@ export interface NicAttachment {
   down(): void;
   /** Unplugs the NIC: its rings close, the root's copies of frames are zeroed. Idempotent. */
   detach(): void;
+  /** Called when the switch moves one of the NIC's rings that a partition in a shared worker waits on (see SharedRing.onMove). */
+  setWake(wake: () => void): void;
+  /**
+   * Called once if the root cannot handle the NIC's traffic (a corrupt tx ring: only a
+   * compromised worker writes one); the NIC is unplugged and nothing is thrown into the root's
+   * event loop. The partition ends its run on it (ERR_INTERNAL).
+   */
+  onFault(fault: (error: unknown) => void): void;
 }
 
 /**
@@ -182,8 +194,11 @@ export class VirtualSwitch {
     return config.rxQueueBytes + txRingBytes(config.mtu) + NET_STAT_SLOTS * 8 + PORT_CTL_BYTES + 64;
   }
 
-  /** Plugs a partition's NIC into `config.segment` and assigns it an address. */
-  attachNic(owner: string, config: ResolvedNet, onViolation: (v: NetViolation) => void, violationsPerSecond = 100): NicAttachment {
+  /**
+   * Plugs a partition's NIC into `config.segment` and assigns it an address. `direct: false`
+   * (a partition in a shared worker) keeps every frame to and from it on the root's path.
+   */
+  attachNic(owner: string, config: ResolvedNet, onViolation: (v: NetViolation) => void, violationsPerSecond = 100, direct = true): NicAttachment {
     const address = this.allocateAddress();
     const tx = new SharedRing(SharedRing.allocate(txRingBytes(config.mtu)));
     const portInit: PortInit = {
@@ -213,9 +228,11 @@ export class VirtualSwitch {
       violations: new TokenBucket({ capacity: violationsPerSecond, refillTimeMs: 1000, now: this.now }),
       onViolation,
       channel,
+      direct,
       closed: false,
       down: false,
       held: null,
+      fault: null,
     };
     this.add(nic);
     void this.pump(nic);
@@ -230,11 +247,18 @@ export class VirtualSwitch {
         peers: this.peersOf(nic),
         gen: port.generation,
         channel: channelName,
+        direct,
       },
       address,
       stats: nic.stats,
+      setWake: (wake) => {
+        tx.onMove = port.rx.onMove = wake;
+      },
       releaseLocks: () => this.releaseLocks(nic),
       down: () => this.markDown(nic),
+      onFault: (fault) => {
+        nic.fault = fault;
+      },
       detach: () => this.remove(nic),
     };
   }
@@ -370,7 +394,8 @@ export class VirtualSwitch {
   /** The ports `nic` may deliver into directly: the other live NICs of its segment. */
   private peersOf(nic: NicEndpoint): PortInit[] {
     const peers: PortInit[] = [];
-    for (const ep of this.segments.get(nic.segment) ?? []) if (ep.kind === 'nic' && ep !== nic && !ep.closed && !ep.down) peers.push(ep.portInit);
+    if (!nic.direct) return peers;
+    for (const ep of this.segments.get(nic.segment) ?? []) if (ep.kind === 'nic' && ep !== nic && ep.direct && !ep.closed && !ep.down) peers.push(ep.portInit);
     return peers;
   }
 
@@ -441,6 +466,11 @@ export class VirtualSwitch {
         else if (n === TX_BATCH) await nextTurn();
         else await nic.tx.whenWritten(seq);
       }
+    } catch (error) {
+      // The tx ring is shared memory its worker writes: a corrupt record ends that NIC (and its
+      // partition's run), never the root.
+      this.remove(nic);
+      nic.fault?.(error);
     } finally {
       nic.held?.payload.fill(0);
       nic.held = null;

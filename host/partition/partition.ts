@@ -12,15 +12,18 @@ import {
   BusyError,
   errorFromCode,
   GuestCallError,
+  InternalError,
   InvalidArgumentError,
   InvalidStateError,
   type ErrorCode,
   type WasmvisorError,
 } from '../errors.ts';
-import { allocateStats, readMetrics, type PartitionMetrics } from './stats.ts';
+import { allocateStats, readMetrics, type PartitionMetrics } from '../channel/stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from './protocol.ts';
+import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
+import type { ChannelSizes } from '../limits/sizes.ts';
+import type { RunHost } from '../scheduler/placement.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
@@ -98,6 +101,12 @@ export interface PartitionConfig {
   callTimeoutMs: number;
   restart: { mode: RestartMode; maxRestarts: number; backoffMs: number; maxBackoffMs: number };
   spinMicros: number;
+  /** Ring sizes of the partition's channels (host/limits/sizes.ts). */
+  channels: ChannelSizes;
+  /** Where each run executes: a new place per run (a restarted reactor never reuses its poisoned one). */
+  host: () => RunHost;
+  /** Shared placement: fuel between checkpoints at which the guest may be preempted. */
+  sliceFuel?: number;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
@@ -198,8 +207,14 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.config = config;
     this.name = config.name;
     this.measurement = config.measurement;
-    this.inputRing = new SharedRing(SharedRing.allocate(config.devices.console?.inputBufferBytes ?? 64));
-    this.consoleInput = new ConsoleInput(this.inputRing);
+    this.inputRing = new SharedRing(SharedRing.allocate(config.channels.input));
+    this.consoleInput = new ConsoleInput(this.inputRing, config.devices.console?.inputBufferBytes ?? 0);
+    // A partition suspended in a shared worker hears of input (and, for its NIC, of frames and
+    // freed room) through its worker's doorbell; a dedicated run ignores the wake.
+    this.inputRing.onMove = () => this.run?.wake();
+    config.net?.setWake(() => this.run?.wake());
+    // A NIC whose traffic the root cannot handle is unplugged; the run on it ends (ERR_INTERNAL).
+    config.net?.onFault((error) => this.run?.fail(error));
     if (config.devices.console === null) this.inputRing.close();
     this.consoleOutput = new ConsoleOutput(new SharedArrayBuffer(STDIO_SLOTS * 4), config.devices.console?.maxLineBytes ?? CONSOLE_DEFAULTS.maxLineBytes, {
       output: (chunk, stream) => this.emit('output', chunk, stream),
@@ -243,6 +258,16 @@ export class Partition extends EventEmitter<PartitionEvents> {
     return a === undefined ? null : formatAddress(a);
   }
 
+  /** Where the current run executes ('dedicated' or 'shared'), or null when it is not running. */
+  get placement(): 'dedicated' | 'shared' | null {
+    return this.run?.placement ?? null;
+  }
+
+  /** The worker running it (a thread id for a dedicated worker, a shared worker's number), or null. */
+  get workerId(): number | null {
+    return this.run?.workerId ?? null;
+  }
+
   /** Page limit the guest's memory was clamped to. */
   get memoryPages(): number {
     return this.config.memoryPages;
@@ -257,13 +282,17 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (this._state !== 'created') throw new InvalidStateError(`partition ${this.name} cannot start: it is ${this._state}`);
     this.startedAt = performance.now();
     this.setState('running');
-    if (this.config.kind === 'reactor') {
-      const settled = new Promise<void>((resolve) => (this.onFirstReady = resolve));
-      void this.exited.then(() => this.onFirstReady?.());
-      await this.spawn();
-      await settled;
-    } else {
-      await this.spawn();
+    try {
+      if (this.config.kind === 'reactor') {
+        const settled = new Promise<void>((resolve) => (this.onFirstReady = resolve));
+        void this.exited.then(() => this.onFirstReady?.());
+        await this.spawn();
+        await settled;
+      } else {
+        await this.spawn();
+      }
+    } catch (error) {
+      this.spawnFailed(error);
     }
   }
 
@@ -459,10 +488,12 @@ export class Partition extends EventEmitter<PartitionEvents> {
         stdio: this.consoleOutput.stdio,
         violationsPerSecond: c.violationsPerSecond,
         kind: c.kind,
+        maxInputBytes: c.maxInputBytes,
         maxOutputBytes: c.maxOutputBytes,
         spinMicros: c.spinMicros,
         fuel: c.fuel,
         cpu: c.cpu ?? null,
+        ...(c.sliceFuel !== undefined ? { sliceFuel: c.sliceFuel } : {}),
         hypercallRate: c.hypercallRate ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
         block,
@@ -472,8 +503,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         net: c.net?.init ?? null,
         attestation: c.attestation ?? null,
       },
-      ringSize(Math.max(1 << 16, c.maxOutputBytes + 64)),
-      ringSize(c.kind === 'reactor' ? c.maxInputBytes + 1024 + 64 : 64),
+      c.channels,
+      c.host(),
       {
         output: (kind, bytes) => this.consoleOutput.deliver(kind, bytes),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
@@ -535,14 +566,18 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (next === undefined) return false;
     this.inFlight = next;
     this.inFlightAborted = false;
-    // The call ring holds maxInputBytes plus the name, and only one call is in flight.
-    if (!run.sendCall(next.name, next.input, next.fuel)) {
+    try {
+      // A large input is chunked through the call ring as the worker reads it; the root's copy
+      // is scrubbed once it is all in the ring (or when the run ends first, see onEnd).
+      run.sendCall(next.name, next.input, next.fuel, () => next.input.fill(0));
+    } catch (error) {
+      // Unreachable by design (one call in flight, any size chunked); never leave the slot set.
       this.inFlight = null;
       this.settle(next);
-      next.reject(new InvalidArgumentError(`call to ${next.name} does not fit the call channel`));
+      next.input.fill(0);
+      next.reject(new InternalError(`call to ${next.name} in partition ${this.name} could not be sent: ${error instanceof Error ? error.message : String(error)}`));
       return true;
     }
-    next.input.fill(0);
     run.arm(next.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `call to ${next.name} in partition ${this.name} exceeded its budget of ${next.timeoutMs} ms` }));
     return true;
   }
@@ -592,6 +627,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       : errorFromCode(outcome.error, outcome.message);
     if (call !== null) {
       this.settle(call);
+      call.input.fill(0);
       call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure);
     }
     const m = this.config.restart;
@@ -602,13 +638,21 @@ export class Partition extends EventEmitter<PartitionEvents> {
       this.emit('restart', { reason: failure.code, message: failure.message, attempt: this.failures, delayMs });
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
-        void this.spawn();
+        this.spawn().catch((error: unknown) => this.spawnFailed(error));
       }, delayMs);
       // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
-      if (this.queue.length === 0) this.restartTimer.unref();
+      // Nor does it while start() is still waiting for the first ready: that is work in flight.
+      if (this.queue.length === 0 && this.onFirstReady === null) this.restartTimer.unref();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
+  }
+
+  /** A run that could not even be set up ends the partition (never an uncaught rejection). */
+  private spawnFailed(error: unknown): void {
+    this.run = null;
+    const message = error instanceof Error ? error.message : String(error);
+    this.finish({ kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.name} could not start a run: ${message}` }, false);
   }
 
   private finish(outcome: WorkerOutcome, killed: boolean): void {
@@ -640,13 +684,16 @@ export class Partition extends EventEmitter<PartitionEvents> {
       call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
     }
     this.exitResult = exit;
+    // Resolved before the events: a listener that throws cannot keep `exited` pending.
+    this.resolveExit(exit);
     // Everything the guest wrote has been delivered: a last unterminated line, then the streams' end.
     this.consoleOutput.end();
     // The worker is gone: nothing can use the image any more.
-    void this.detach();
+    this.detach().catch(() => {
+      // Closing the image failed; the storage layer reports it, and the partition has ended.
+    });
     this.setState(exit.state);
     this.emit('exit', exit);
-    this.resolveExit(exit);
   }
 
   private setState(state: PartitionState): void {
@@ -657,8 +704,4 @@ export class Partition extends EventEmitter<PartitionEvents> {
   }
 }
 
-function ringSize(bytes: number): number {
-  let p = 64;
-  while (p < bytes) p *= 2;
-  return p;
-}
+

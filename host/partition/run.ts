@@ -1,23 +1,13 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
+import { ChannelError, MessageReader, MessageSender, type Message } from '../channel/message.ts';
+import { HV_MAX_TRANSFER } from '../abi/codes.ts';
+import { DROP_RECORD_BYTES } from '../devices/console.ts';
 import { SharedRing } from '../channel/ring.ts';
-import { workerScript } from '../paths.ts';
-import { wasiMemory } from '../wasi/config.ts';
-import { CallKind, EventKind, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
-
-/** Heap limits for a partition's worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
-const WORKER_RESOURCE_LIMITS = {
-  maxOldGenerationSizeMb: 48,
-  maxYoungGenerationSizeMb: 8,
-  stackSizeMb: 4,
-};
-
-/** The most memory a partition's worker itself may take (heap and stack), for admission control. */
-export const WORKER_MEMORY_BYTES =
-  (WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + WORKER_RESOURCE_LIMITS.maxYoungGenerationSizeMb + WORKER_RESOURCE_LIMITS.stackSizeMb) * 1024 * 1024;
-
-/** The process's Node flags, less those a worker refuses. */
-const WORKER_EXEC_ARGV = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');
+import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
+import { isErrorCode } from '../errors.ts';
+import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
+import type { RunHost } from '../scheduler/placement.ts';
+import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
 export interface RunEvents {
   /**
@@ -35,12 +25,29 @@ export interface RunEvents {
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** Most bytes of consecutive output records the root joins into one chunk. */
 const OUTPUT_BATCH_BYTES = 256 * 1024;
 /** Records this large are delivered as they are; smaller ones are joined. */
 const OUTPUT_JOIN_BELOW = 8192;
-const encoder = new TextEncoder();
+
+/** Reactor calls sent and not yet answered, in this process (every Hypervisor). */
+let callsInFlight = 0;
+
+function isOutcome(o: unknown): o is WorkerOutcome {
+  const v = o as WorkerOutcome | null;
+  if (v?.kind === 'exit') return Number.isInteger(v.code);
+  return v?.kind === 'error' && typeof v.error === 'string' && isErrorCode(v.error) && typeof v.message === 'string';
+}
+
+function describe(value: unknown): string {
+  try {
+    return JSON.stringify(value)?.slice(0, 200) ?? String(value);
+  } catch {
+    return typeof value;
+  }
+}
 
 /**
  * One worker's lifetime: the thread, its rings and its watchdog. A partition has one run at a
@@ -50,12 +57,25 @@ const encoder = new TextEncoder();
 export class WorkerRun {
   private readonly events: SharedRing;
   private readonly calls: SharedRing;
-  private worker: Worker | null = null;
+  private readonly reader: MessageReader;
+  /** The call being written into the call ring while it waits for room (a large input), or null. */
+  private sending: MessageSender | null = null;
+  /** True from launch until the run ended: kill() has something to end. */
+  private launched = false;
   private watchdog: NodeJS.Timeout | null = null;
+  /** The watchdog in force (re-armed once when the guest starts, see `arm`). */
+  private armed: { ms: number; outcome: () => WorkerOutcome } | null = null;
+  private guestStarted = false;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
   private ended = false;
+  private drainFailed = false;
+  /** A call of this run is between send and result (counted in `callsInFlight`). */
+  private inCall = false;
+  private callSentAt = 0;
+  /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
+  private readonly replies = new RecentWait();
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;
@@ -64,60 +84,105 @@ export class WorkerRun {
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
-    eventRingBytes: number,
-    callRingBytes: number,
+    channels: ChannelSizes,
+    private readonly host: RunHost,
     private readonly on: RunEvents,
   ) {
-    this.events = new SharedRing(SharedRing.allocate(eventRingBytes));
-    this.calls = new SharedRing(SharedRing.allocate(callRingBytes));
+    this.events = new SharedRing(SharedRing.allocate(channels.events));
+    this.calls = new SharedRing(SharedRing.allocate(channels.calls));
+    if (host.placement === 'shared') this.events.onMove = this.calls.onMove = () => host.wake();
+    // Output records: a chunk of one write (a dedicated worker's are at most a ring record, a
+    // shared worker's outbox sends a write's piece of up to HV_MAX_TRANSFER, or a line call's line).
+    const maxOutput = Math.max(HV_MAX_TRANSFER, (init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES) + 1);
+    const maxResult = 4 + init.maxOutputBytes;
+    // What the worker may send, per kind: anything else is a protocol violation (see drain).
+    this.reader = new MessageReader(this.events, (kind) => {
+      if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return maxOutput;
+      if (kind === EventKind.DROPPED) return DROP_RECORD_BYTES;
+      if (kind === EventKind.VIOLATION) return MAX_VIOLATION_BYTES;
+      if (kind === EventKind.RESULT) return maxResult;
+      return -1;
+    });
   }
 
-  get maxCallBytes(): number {
-    return this.calls.maxRecord;
-  }
-
-  /** Spawns the worker. Resolves once it runs guest code (or has already ended). */
+  /** Launches the run on its host. Resolves once it runs guest code (or has already ended). */
   start(): Promise<void> {
-    let worker: Worker;
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
     try {
-      worker = new Worker(workerScript, {
-        workerData: { ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit,
-        resourceLimits: {
-          ...WORKER_RESOURCE_LIMITS,
-          // In-memory WASI trees: their entries' heap is bounded by the entry quota, and must fit.
-          maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + Math.ceil(wasiMemory(this.init.wasi).heapBytes / (1024 * 1024)),
-        },
-        stdout: false,
-        stderr: false,
-        // A worker the watchdog terminates runs no cleanup of its own: Node closes the host fds
-        // it opened (WASI host folders). The default, stated because the sandbox relies on it.
-        trackUnmanagedFds: true,
-        name: `wasmvisor:${this.init.name}`,
-        // A worker inherits the process's flags, and Node refuses --input-type in a worker:
-        // an app started as `node --input-type=module -e …` would get no partition at all.
-        execArgv: WORKER_EXEC_ARGV,
+      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab, spin: processSpinBudget().sab } satisfies WorkerInit, {
+        message: (message) => this.guard(() => this.onMessage(message, running)),
+        error: (error) => (this.workerError = error),
+        exit: (code, outcome) =>
+          this.guard(() => {
+            running();
+            if (outcome !== undefined) this.outcome ??= outcome;
+            this.finish(code);
+          }),
       });
     } catch (error) {
-      // No worker, no run: the partition still ends through the one exit path.
+      // No executor, no run: the partition still ends through the one exit path.
       const message = error instanceof Error ? error.message : String(error);
       this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `partition ${this.init.name} could not start its worker: ${message}` };
       this.finish(0);
       return Promise.resolve();
     }
-    this.worker = worker;
-    const running = new Promise<void>((resolve) => {
-      worker.on('message', (message: WorkerMessage) => {
-        if (message.type === 'running') resolve();
-        else if (message.type === 'ready') this.on.ready();
-        else if (message.type === 'done') this.outcome = message.outcome;
-      });
-      worker.once('exit', () => resolve());
-    });
-    worker.on('error', (error) => (this.workerError = error));
-    worker.on('messageerror', (error) => (this.workerError = error));
-    worker.once('exit', (code) => this.finish(code));
+    this.launched = true;
     void this.pump();
-    return running;
+    return started;
+  }
+
+  /** A lifecycle message from the executor: checked, never trusted. */
+  private onMessage(message: unknown, running: () => void): void {
+    const m = message as WorkerMessage | null;
+    if (m?.type === 'running') {
+      // The guest starts now: a watchdog armed before (the run's budget) starts again, so the
+      // thread's start-up (tens of ms, far more on a loaded host) is not charged to the guest.
+      // A start that never comes still ends when the first arming fires.
+      const a = this.armed;
+      if (!this.guestStarted && a !== null) this.arm(a.ms, a.outcome);
+      this.guestStarted = true;
+      running();
+    }
+    else if (m?.type === 'ready') this.on.ready();
+    else if (m?.type === 'done' && isOutcome(m.outcome)) {
+      // The run is over: everything it wrote is in the ring (written before this message). A
+      // shared worker ends a killed partition itself and echoes the kill's outcome: still a kill.
+      const k = this.killOutcome;
+      const echo = k !== null && k.kind === 'error' && m.outcome.kind === 'error' && m.outcome.error === k.error && m.outcome.message === k.message;
+      this.outcome = echo ? k : m.outcome;
+      this.host.release();
+      running();
+      this.finish(0);
+    } else throw new ChannelError(`unexpected message from the worker: ${describe(message)}`);
+  }
+
+  /**
+   * Every root-side entry point that handles this run's traffic (worker events, the event pump,
+   * timers, the call sender) runs through here: nothing a partition sends can throw into the
+   * root's event loop. A failure becomes the run's end, with a typed outcome.
+   */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Ends the run because the root could not handle its traffic (never a guest's fault alone). */
+  fail(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const outcome: WorkerOutcome = {
+      kind: 'error',
+      error: 'ERR_INTERNAL',
+      message: `partition ${this.init.name}'s channel failed: ${message}`,
+    };
+    if (this.launched && !this.ended) this.kill(outcome);
+    else if (!this.ended) {
+      this.outcome ??= outcome;
+      this.finish(0);
+    }
   }
 
   /**
@@ -125,26 +190,28 @@ export class WorkerRun {
    * done with it and exit without closing it); a run with work in flight does.
    */
   keepAlive(on: boolean): void {
-    if (on) this.worker?.ref();
-    else this.worker?.unref();
+    if (!this.ended) this.host.keepAlive(on);
   }
 
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
   arm(ms: number, outcome: () => WorkerOutcome): void {
     this.disarm();
-    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.kill(outcome()), ms);
+    if (!Number.isFinite(ms)) return;
+    this.armed = { ms, outcome };
+    this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
   }
 
   disarm(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = null;
+    this.armed = null;
   }
 
   /** Terminates the worker; the run ends with `outcome` unless the guest had already finished. */
   kill(outcome: WorkerOutcome): void {
     if (this.ended || this.killOutcome !== null) return;
     this.killOutcome = outcome;
-    void this.worker?.terminate();
+    this.host.kill(outcome);
   }
 
   /** Asks a reactor to stop taking calls; it finishes the current one and exits normally. */
@@ -153,18 +220,47 @@ export class WorkerRun {
   }
 
   /**
-   * Queues a call for the reactor, with its fuel budget (0: the partition's own). False if the
-   * ring has no room (the caller bounds calls in flight).
+   * Sends a call to the reactor, with its fuel budget (0: the partition's own). Record: f64 fuel
+   * (LE), u16 export-name length (LE), the name, then the input, as one message: an input larger
+   * than the ring is chunked, written as the worker makes room (the root never blocks). `sent`
+   * runs once the whole call is in the ring, so the caller can scrub its copy of the input.
+   * Only one call is in flight at a time (the Partition's queue holds the rest).
    */
-  sendCall(exportName: string, input: Uint8Array, fuel = 0): boolean {
+  sendCall(exportName: string, input: Uint8Array, fuel: number, sent: () => void): void {
+    if (this.sending !== null) throw new Error('a call is already being sent');
     const name = encoder.encode(exportName);
-    const record = new Uint8Array(10 + name.length + input.length);
-    new DataView(record.buffer).setFloat64(0, fuel, true);
-    record[8] = name.length & 0xff;
-    record[9] = name.length >>> 8;
-    record.set(name, 10);
-    record.set(input, 10 + name.length);
-    return this.calls.tryWrite(CallKind.CALL, record);
+    const header = new Uint8Array(10 + name.length);
+    new DataView(header.buffer).setFloat64(0, fuel, true);
+    header[8] = name.length & 0xff;
+    header[9] = name.length >>> 8;
+    header.set(name, 10);
+    const sender = new MessageSender(this.calls, CallKind.CALL, [header, input]);
+    this.callSentAt = performance.now();
+    // The root is busy while it has calls in flight: it holds a place in the spin budget.
+    if (callsInFlight++ === 0) processSpinBudget().hold();
+    this.inCall = true;
+    if (sender.pump()) {
+      sent();
+      return;
+    }
+    this.sending = sender;
+    void this.sendRest(sender, sent);
+  }
+
+  private async sendRest(sender: MessageSender, sent: () => void): Promise<void> {
+    try {
+      for (;;) {
+        const seq = this.calls.readSeq;
+        if (sender.pump()) break;
+        // A closed ring means the run is ending; its end rejects the call.
+        if (this.calls.closed || this.ended) return;
+        await this.calls.whenRead(seq);
+      }
+      this.sending = null;
+      sent();
+    } catch (error) {
+      this.fail(error);
+    }
   }
 
   /**
@@ -173,12 +269,12 @@ export class WorkerRun {
    * keeps the root's event loop from being held longer than that.
    */
   poll(micros: number): void {
-    if (micros <= 0 || this.ended) return;
-    const end = performance.now() + micros / 1000;
-    while (this.events.peekLength() < 0) {
-      if (performance.now() >= end) return;
-    }
-    if (!this.paused) this.drain(this.events.capacity);
+    // Only the one call in flight in the process: with more, the root has other replies to take
+    // (through its event loop); and only when replies have been coming within the window.
+    if (this.ended || callsInFlight !== 1) return;
+    const seq = this.events.writeSeq;
+    // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
+    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null) && !this.paused) this.drain(this.events.capacity);
   }
 
   /** The output's reader has room again: draining resumes (a no-op unless paused). */
@@ -196,46 +292,58 @@ export class WorkerRun {
    * pause cannot hold the root's thread), and not at all while the output's reader is behind.
    */
   private async pump(): Promise<void> {
-    while (!this.ended) {
-      const seq = this.events.writeSeq;
-      const more = this.drain(this.events.capacity);
-      if (this.ended) break;
-      if (this.paused) await new Promise<void>((resolve) => (this.resumeWaiter = resolve));
-      else if (more) await nextTurn();
-      else await this.events.whenWritten(seq);
+    try {
+      while (!this.ended) {
+        const seq = this.events.writeSeq;
+        const more = this.drain(this.events.capacity);
+        if (this.ended) break;
+        if (this.paused) await new Promise<void>((resolve) => (this.resumeWaiter = resolve));
+        else if (more) await nextTurn();
+        else await this.events.whenWritten(seq);
+      }
+    } catch (error) {
+      this.fail(error);
     }
   }
 
   /**
-   * Delivers records until the ring is empty (false), `budget` bytes were delivered (true: more
-   * may wait), or the output's reader is behind (sets `paused`). Infinity: everything, ignoring
-   * backpressure (the end of the run: the ring is scrubbed afterwards).
+   * Delivers the messages waiting on the event ring. Decoding is the root's job and its failures
+   * (a message over its bound, an unknown kind, a corrupt ring, malformed JSON) end the run as
+   * ERR_INTERNAL; a listener that throws is the embedder's own bug and is rethrown on its own
+   * tick, the way Node reports an exception from a callback it invoked.
+   *
+   * Returns true when `budget` bytes were delivered (more may wait) or the output's reader is
+   * behind (`paused` set: output is the one event that can say so), false when the ring is empty.
+   * Infinity: everything, ignoring backpressure (the end of the run: the ring is scrubbed afterwards).
    */
   private drain(budget = Infinity): boolean {
+    if (this.drainFailed) return false;
     const force = budget === Infinity;
     let delivered = 0;
     for (;;) {
-      const kind = this.events.peekKind();
-      if (kind < 0) return false;
+      let event: () => boolean | void;
       try {
+        const kind = this.reader.idle ? this.events.peekKind() : -1;
         if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
+          // Whole output records (no chunk of a longer message): many small ones become one chunk.
           const chunk = this.takeOutput(kind);
           delivered += chunk.length;
-          if (!this.on.output(kind, chunk) && !force) this.paused = true;
+          event = () => this.on.output(kind, chunk);
         } else {
-          const record = this.events.tryRead()!;
-          delivered += record.bytes.length + 4;
-          if (kind === EventKind.DROPPED) {
-            if (!this.on.output(kind, record.bytes) && !force) this.paused = true;
-          } else if (kind === EventKind.VIOLATION) {
-            this.on.violation(JSON.parse(decoder.decode(record.bytes)) as ViolationRecord);
-          } else if (kind === EventKind.RESULT) {
-            const ret = new DataView(record.bytes.buffer, record.bytes.byteOffset).getInt32(0, true);
-            this.on.result(ret, record.bytes.subarray(4));
-          }
+          const message = this.reader.read();
+          if (message === null) return false;
+          delivered += message.bytes.length + 4;
+          event = this.decode(message);
         }
       } catch (error) {
-        // A throwing listener is the embedder's bug; it must not stop the pump or lose the exit.
+        this.drainFailed = true;
+        this.reader.discard();
+        this.fail(error);
+        return false;
+      }
+      try {
+        if (event() === false && !force) this.paused = true;
+      } catch (error) {
         process.nextTick(() => {
           throw error;
         });
@@ -268,13 +376,39 @@ export class WorkerRun {
     return chunk;
   }
 
+  /** Checks a message and returns the callback that delivers it. */
+  private decode(m: Message): () => boolean | void {
+    const bytes = m.bytes;
+    const kind = m.kind;
+    if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return () => this.on.output(kind, bytes);
+    if (kind === EventKind.DROPPED) {
+      if (bytes.length !== DROP_RECORD_BYTES) throw new ChannelError(`a drop report of ${bytes.length} bytes`);
+      return () => this.on.output(kind, bytes);
+    }
+    if (m.kind === EventKind.VIOLATION) {
+      const v = JSON.parse(decoder.decode(bytes)) as Partial<ViolationRecord> | null;
+      if (typeof v?.call !== 'string' || typeof v.status !== 'string' || typeof v.reason !== 'string') {
+        throw new ChannelError('a violation record without call, status and reason');
+      }
+      const record: ViolationRecord = { call: v.call, status: v.status, reason: v.reason };
+      return () => this.on.violation(record);
+    }
+    if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
+    const ret = new DataView(bytes.buffer, bytes.byteOffset).getInt32(0, true);
+    this.callDone();
+    this.replies.add((performance.now() - this.callSentAt) * 1000);
+    return () => this.on.result(ret, bytes.subarray(4));
+  }
+
   private finish(workerExitCode: number): void {
     if (this.ended) return;
+    this.ended = true;
+    this.launched = false;
+    this.callDone();
     this.disarm();
-    this.worker = null;
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
-    this.ended = true;
+    this.reader.discard();
     this.resumeOutput();
     this.events.wakeAll();
     this.calls.close();
@@ -284,6 +418,26 @@ export class WorkerRun {
     this.batch.fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
+  }
+
+  private callDone(): void {
+    if (!this.inCall) return;
+    this.inCall = false;
+    if (--callsInFlight === 0) processSpinBudget().leave();
+  }
+
+  /** Tells a shared worker that a ring of this run moved (console input, a frame). */
+  wake(): void {
+    if (!this.ended) this.host.wake();
+  }
+
+  /** Which worker runs it (a thread id, or a shared worker's number), or null. */
+  get workerId(): number | null {
+    return this.host.workerId;
+  }
+
+  get placement(): 'dedicated' | 'shared' {
+    return this.host.placement;
   }
 
   /** True when the run ended because the host killed it (watchdog, stop). */

@@ -3,6 +3,7 @@
  * each closed, so a misspelt option is an error. A device that is absent or `false` is not
  * granted. Defaults and derived values (burst from rate, ring sizes) are devices/config.ts's.
  */
+import { MAX_LINE_BYTES, MIN_LINE_BYTES } from '../limits/sizes.ts';
 import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { HV_MAX_TRANSFER, HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { CLOSED, Name } from './kinds.ts';
@@ -17,8 +18,8 @@ export const ConsoleSchema = Type.Object(
   {
     maxLineBytes: Type.Optional(
       Type.Integer({
-        minimum: 16,
-        maximum: 65536,
+        minimum: MIN_LINE_BYTES,
+        maximum: MAX_LINE_BYTES,
         description: "Line calls (CONSOLE_WRITE*): longest line, bytes; the rest of a longer line is dropped and counted. Also the length of the 'console' event's pieces. Default 4096.",
       }),
     ),

@@ -9,6 +9,7 @@ import { Policy } from '../security/policy.ts';
 import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds.ts';
 import { PartitionLimitsSchema } from './limits.ts';
 import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS } from '../loader/bounds.ts';
+import { PlacementSchema } from './partition.ts';
 import { PolicySchema } from './policy.ts';
 
 /** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
@@ -90,6 +91,28 @@ export const HypervisorOptionsSchema = Type.Object(
       }),
     ),
     keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore (a format-1 <dataDir>/keystore.json is taken over).' })),
+    placement: Type.Optional(CloneType(PlacementSchema, { description: "Placement of partitions whose spec does not choose one. Default 'dedicated'." })),
+    warmWorkers: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 64,
+        description: 'Dedicated workers started ahead of need (refilled in the background; filled when the first dedicated partition is created), so start() hands a partition a running thread. 0: spawn each on demand. Default 2.',
+      }),
+    ),
+    reuseWorkers: Type.Optional(
+      Type.Boolean({ description: 'Let a dedicated worker that has run a partition serve the next one. Default false: a thread that ran a guest is never handed to another partition (docs/THREAT-MODEL.md, "Worker reuse").' }),
+    ),
+    sharedWorkers: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Most shared worker threads, started on demand. Default: the number of cores.' })),
+    sliceMs: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, description: 'Longest a shared partition holds its worker while others wait, ms; it is then preempted at its next fuel checkpoint. Default 10.' }),
+    ),
+    sharedWorkerHeapMb: Type.Optional(
+      Type.Integer({
+        minimum: 16,
+        maximum: 16384,
+        description: 'JS heap limit of each shared worker, MiB. A shared worker that runs out ends every partition on it with ERR_KILLED (reactors restart per their policy). Default 2048.',
+      }),
+    ),
   },
   {
     ...CLOSED,

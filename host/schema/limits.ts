@@ -52,7 +52,8 @@ export const CpuLimitSchema = Type.Object(
 export type CpuLimit = Static<typeof CpuLimitSchema>;
 
 /** Largest reactor call input or output accepted, bytes. */
-export const MAX_CALL_BYTES = 1 << 26;
+export { MAX_CALL_BYTES } from '../limits/sizes.ts';
+import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 
 export const PartitionLimitsSchema = Type.Object(
   {

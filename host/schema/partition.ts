@@ -10,6 +10,12 @@ import { AbortSignalObject, ArrayBufferObject, CLOSED, Name, Sha256, Timeout, Ur
 import { PartitionLimitsSchema, RestartSchema } from './limits.ts';
 import { WasiSchema } from './wasi.ts';
 
+/** Where a partition runs (host/scheduler/). */
+export const PlacementSchema = Type.Union([Type.Literal('dedicated'), Type.Literal('shared')], {
+  description:
+    "Where the partition runs: 'dedicated', a worker thread of its own (a warm one when the pool has one); 'shared', a worker thread that time-slices many partitions, each still its own instance, memory, devices and counters. Default: the hypervisor's placement.",
+});
+
 /** Where a module comes from: a path, bytes, or a `file:` URL. */
 export const ModuleSourceSchema = Type.Union(
   [Type.String({ minLength: 1, title: 'a path' }), Type.Uint8Array(), ArrayBufferObject(), UrlObject()],
@@ -38,6 +44,7 @@ export const partitionSpecFields = {
   ),
   restart: Type.Optional(RestartSchema),
   wasi: Type.Optional(WasiSchema),
+  placement: Type.Optional(PlacementSchema),
 };
 
 export const PartitionSpecSchema = Type.Object(partitionSpecFields, {

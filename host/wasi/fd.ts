@@ -84,7 +84,7 @@ export interface ConsolePort {
    * away part-way), -1 when the reader has gone, -2 when the rate limit refused the write
    * (nothing written). Waits while the reader is behind.
    */
-  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number;
+  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number, mayWait?: boolean): number;
   /** Reads input into out: the count (>= 1), 0 at end of input, -2 when none is ready (non-blocking or timed out). */
   readStream(out: Uint8Array, block: boolean, timeoutMs?: number): number;
   /** Input bytes ready without waiting, 0 at end of input, -2 when none. */
@@ -97,8 +97,9 @@ export class ConsoleOutFd extends Fd {
   constructor(private readonly console: ConsolePort, private readonly stream: 'stdout' | 'stderr', rights: number) {
     super(Filetype.CHARACTER_DEVICE, rights, 0);
   }
-  override write(buf: Uint8Array, n: number): number {
-    const r = this.console.writeStream(this.stream, buf, n);
+  /** `mayWait` false: fd_write's later iovecs, which end the write short rather than suspend a shared partition (its rerun would repeat the earlier ones). */
+  override write(buf: Uint8Array, n: number, mayWait = true): number {
+    const r = this.console.writeStream(this.stream, buf, n, mayWait);
     // Never report refused bytes as written: the reader gone is EPIPE, the rate limit EAGAIN.
     if (r === -1) return -Errno.PIPE;
     if (r === -2) return -Errno.AGAIN;

@@ -1,4 +1,5 @@
 import type { GuestMemory } from '../abi/guest-memory.ts';
+import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import type { ResolvedWasi } from './config.ts';
 import { ALL_RIGHTS, DIR_RIGHTS, FILE_RIGHTS, Rights, WRITE_RIGHTS, WASI_MODULE } from './errno.ts';
 import { BytesInFd, ConsoleInFd, ConsoleOutFd, DirFd, Fd, type ConsolePort } from './fd.ts';
@@ -22,6 +23,8 @@ export interface WasiWiring {
   checkEnding(): void;
   onCall(name: string): void;
   onFault(name: string): void;
+  /** How poll_oneoff waits (a dedicated worker blocks, a shared one suspends the guest). Default: block the thread. */
+  blocker?: Blocker;
   /** The hypercall rate limit (see WasiContext.admit). */
   admit(bytes: number): boolean;
 }
@@ -85,6 +88,7 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
     checkEnding: wiring.checkEnding,
     onCall: wiring.onCall,
     onFault: wiring.onFault,
+    blocker: wiring.blocker ?? threadBlocker,
     admit: wiring.admit,
   };
   let closed = false;

@@ -1,3 +1,4 @@
+import type { Blocker } from '../channel/blocker.ts';
 import type { GuestMemory } from '../abi/guest-memory.ts';
 import {
   ClockId,
@@ -44,6 +45,8 @@ export interface WasiContext {
   /** Counts a call and reports an EFAULT as a violation. */
   onCall(name: string): void;
   onFault(name: string): void;
+  /** How poll_oneoff waits: see host/channel/blocker.ts. */
+  blocker: Blocker;
   /**
    * The partition's hypercall rate limit, which WASI calls pass too (one operation each, and
    * the bytes fd_write / fd_pwrite hand over): true to go on (perhaps after a wait), false when
@@ -76,7 +79,6 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
   const spans: number[] = [];
   const rec = new Uint8Array(Math.max(FILESTAT_SIZE, FDSTAT_SIZE));
   const recView = new DataView(rec.buffer);
-  const sleeper = new Int32Array(new SharedArrayBuffer(4));
   const argBlock = encodeBlock(ctx.args);
   const envBlock = encodeBlock(ctx.env);
 
@@ -243,7 +245,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         put = 0;
         for (let i = 0; i < spans.length; i += 2) {
           const want = spans[i + 1]!;
-          const r = fd.write(mem.spanView(spans[i]!, want), want);
+          const r = fd.write(mem.spanView(spans[i]!, want), want, put === 0);
           if (r < 0) {
             if (put === 0) return -r;
             break; // a short write: what went out is reported, nothing more
@@ -597,7 +599,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     const events = new Uint8Array(n * EVENT_SIZE);
     const ev = new DataView(events.buffer);
     let waitOn: Fd | null = null;
-    const start = performance.now();
+    // A poll that suspended (shared placement) and runs again keeps its first start.
+    const start = ctx.blocker.deadline(0);
     const deadlines: number[] = [];
     for (let i = 0; i < n; i++) {
       const at = i * SUBSCRIPTION_SIZE;
@@ -645,7 +648,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         return Errno.SUCCESS;
       }
       if (waitOn !== null) waitOn.waitReadable(earliest);
-      else if (earliest < Infinity) Atomics.wait(sleeper, 0, 0, Math.max(0, earliest - performance.now()));
+      else if (earliest < Infinity) ctx.blocker.sleep(earliest);
       else return Errno.INVAL; // nothing can ever become ready
       ctx.checkEnding();
     }

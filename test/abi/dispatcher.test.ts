@@ -8,9 +8,9 @@ import { resolveDevices } from '../../host/devices/config.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import type { Device } from '../../host/devices/device.ts';
 import { EntropyDevice } from '../../host/devices/entropy.ts';
-import { EventKind, InputKind, STDIO_SLOTS, StdioSlot } from '../../host/partition/protocol.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
-import type { ViolationRecord } from '../../host/partition/protocol.ts';
+import { EventKind, InputKind, STDIO_SLOTS, StdioSlot } from '../../host/channel/protocol.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
+import type { ViolationRecord } from '../../host/channel/protocol.ts';
 
 const PAGE = 65536;
 const enc = new TextEncoder();

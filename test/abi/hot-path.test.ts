@@ -9,7 +9,7 @@ import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory, WORD_COPY_MAX } from '../../host/abi/guest-memory.ts';
 import { ClockDevice } from '../../host/devices/clock.ts';
 import { EntropyDevice } from '../../host/devices/entropy.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 import type { ResolvedRateLimit } from '../../host/limits/rate-limiter.ts';
 
 const PAGE = 65536;

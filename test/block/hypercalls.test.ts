@@ -23,8 +23,8 @@ import { BlockDevice } from '../../host/devices/block.ts';
 import { resolveDevices, type BlockSpec } from '../../host/devices/config.ts';
 import { check } from '../../host/schema/check.ts';
 import { DevicesSchema } from '../../host/schema/devices.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
-import type { ViolationRecord } from '../../host/partition/protocol.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
+import type { ViolationRecord } from '../../host/channel/protocol.ts';
 import { BlockImage } from '../../host/storage/image.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
 

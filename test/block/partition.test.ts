@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/index.ts';
-import { collect, guest, runToExit } from '../helpers.ts';
+import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
 
 let dir: string;
 let hv: Hypervisor;
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'wv-block-'));
-  hv = new Hypervisor({ dataDir: dir, defaultLimits: { timeoutMs: 10_000 } });
+  hv = hypervisor({ dataDir: dir, defaultLimits: { timeoutMs: 10_000 } });
 });
 afterEach(async () => {
   await hv.close();
@@ -88,7 +88,7 @@ describe('block device in partitions', () => {
     expect(await boot()).toEqual(['counter: 1']);
     expect(await boot()).toEqual(['counter: 2']);
     // A second hypervisor on the same data directory (a restarted host) sees the same disk.
-    const hv2 = new Hypervisor({ dataDir: dir });
+    const hv2 = hypervisor({ dataDir: dir });
     const p = await hv2.createPartition({ name: 'counter', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });
     const out = collect(p);
     await runToExit(p);
@@ -162,7 +162,7 @@ describe('block device in partitions', () => {
     const { writeFileSync } = await import('node:fs');
     const file = path.join(dir, 'not-a-dir');
     writeFileSync(file, 'x');
-    const bad = new Hypervisor({ dataDir: path.join(file, 'sub') });
+    const bad = hypervisor({ dataDir: path.join(file, 'sub') });
     await expect(bad.createPartition({ name: 'x', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
       code: 'ERR_STORAGE',
     });
@@ -194,7 +194,7 @@ describe('block device in partitions', () => {
     const key = Buffer.alloc(32, 7);
     const dir2 = mkdtempSync(path.join(tmpdir(), 'wv-block-mk-'));
     try {
-      const h1 = new Hypervisor({ dataDir: dir2, storageKey: key });
+      const h1 = hypervisor({ dataDir: dir2, storageKey: key });
       const p = await h1.createPartition({ name: 'mk', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });
       const out = collect(p);
       await runToExit(p);
@@ -202,12 +202,12 @@ describe('block device in partitions', () => {
       expect(out.stdout).toEqual(['counter: 1']);
       expect(existsSync(path.join(dir2, 'keystore'))).toBe(false);
       expect(existsSync(path.join(dir2, 'keystore.json'))).toBe(false);
-      const h2 = new Hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(32, 8) });
+      const h2 = hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(32, 8) });
       await expect(h2.createPartition({ name: 'mk', module: guest('counter'), devices: { block: { sizeMiB: 1 } } })).rejects.toMatchObject({
         code: 'ERR_INTEGRITY',
       });
       await h2.close();
-      expect(() => new Hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(16) })).toThrow(/32 bytes/);
+      expect(() => hypervisor({ dataDir: dir2, storageKey: Buffer.alloc(16) })).toThrow(/32 bytes/);
     } finally {
       rmSync(dir2, { recursive: true, force: true });
     }

@@ -1,6 +1,6 @@
 /**
  * Key material and the worker boundary (issue #18 item 3). What a partition's worker receives is
- * captured where the Worker is made, and inspected byte by byte: its block init holds only its
+ * captured where it is handed over (workerData, or the warm pool's `assign` message), and inspected byte by byte: its block init holds only its
  * own image's data key and image id, each on an ArrayBuffer of exactly its size (so no slice of
  * Node's shared Buffer pool, which could hold other keys, crosses); no buffer in the whole worker
  * data contains the master key, the keystore key or another partition's key; the root's copy is
@@ -21,13 +21,20 @@ const captured: Captured[] = [];
 
 vi.mock('node:worker_threads', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:worker_threads')>();
+  // A partition's init reaches its worker as workerData or, from the warm pool, in an `assign`
+  // message (host/scheduler/dedicated.ts): both are structured clones taken at the call.
   class InspectedWorker extends real.Worker {
     constructor(file: string | URL, options?: import('node:worker_threads').WorkerOptions) {
-      const data = options?.workerData as Record<string, unknown>;
+      const data = options?.workerData as Record<string, unknown> | undefined;
       // Partitions' workers; the loader's thread (host/loader/offthread.ts) is given no data at all.
       if (options?.name === 'wasmvisor:loader') expect(data).toBeUndefined();
-      else captured.push({ clone: structuredClone(data), live: data });
+      else if (data !== undefined && 'block' in data) captured.push({ clone: structuredClone(data), live: data });
       super(file, options);
+    }
+    override postMessage(message: unknown, transfer?: readonly import('node:worker_threads').Transferable[]): void {
+      const m = message as { type?: unknown; init?: Record<string, unknown> } | null;
+      if (m?.type === 'assign' && m.init !== undefined) captured.push({ clone: structuredClone(m.init), live: m.init });
+      super.postMessage(message, transfer);
     }
   }
   return { ...real, Worker: InspectedWorker, default: { ...real, Worker: InspectedWorker } };

@@ -6,8 +6,8 @@ import { resolveDevices } from '../../host/devices/config.ts';
 import { check } from '../../host/schema/check.ts';
 import { DevicesSchema } from '../../host/schema/devices.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
-import { EventKind } from '../../host/partition/protocol.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
+import { EventKind } from '../../host/channel/protocol.ts';
 
 const enc = new TextEncoder();
 

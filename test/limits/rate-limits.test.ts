@@ -6,10 +6,10 @@ import { SharedRing } from '../../host/channel/ring.ts';
 import { resolveDevices, type ConsoleSpec } from '../../host/devices/config.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import { resolveRateLimit, type RateLimitSpec } from '../../host/limits/rate-limiter.ts';
-import { allocateStats, readMetrics } from '../../host/partition/stats.ts';
-import { EventKind } from '../../host/partition/protocol.ts';
+import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
+import { EventKind } from '../../host/channel/protocol.ts';
 import { Hypervisor } from '../../host/index.ts';
-import { collect, guest, runToExit } from '../helpers.ts';
+import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
 
 /** A console and a dispatcher on a fake clock; sleeping advances it. */
 function boundary(console: ConsoleSpec, hypercallRate?: RateLimitSpec) {
@@ -107,7 +107,7 @@ describe('hypercall rate limit', () => {
   });
 
   it('through a partition: limits.hypercallRate is validated and applied', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     try {
       await expect(hv.createPartition({ name: 'bad', module: guest('count'), limits: { hypercallRate: { opsPerSecond: 0 } } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
       await expect(

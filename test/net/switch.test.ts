@@ -11,7 +11,7 @@ import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
 import { NetDevice, NetStat, readNetMetrics } from '../../host/devices/net.ts';
 import { NicPort } from '../../host/net/port.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
-import { allocateStats } from '../../host/partition/stats.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
 import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
 
 const enc = new TextEncoder();

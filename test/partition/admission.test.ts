@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/index.ts';
-import { guest } from '../helpers.ts';
+import { guest, hypervisor } from '../helpers.ts';
 
 describe('memory admission', () => {
   it('reserves each partition’s worst case and refuses one past the budget, before loading it', async () => {
-    const probe = new Hypervisor();
+    const probe = hypervisor();
     await probe.createPartition({ name: 'p', module: guest('hello'), limits: { memoryPages: 16 } });
     const one = probe.memoryUsage().reservedBytes;
     await probe.close();
     expect(one).toBeGreaterThan(16 * 65536); // linear memory plus the worker's own heap
 
-    const hv = new Hypervisor({ memoryBudgetBytes: 2 * one + 1000 });
+    const hv = hypervisor({ memoryBudgetBytes: 2 * one + 1000 });
     const a = await hv.createPartition({ name: 'a', module: guest('hello'), limits: { memoryPages: 16 } });
     await hv.createPartition({ name: 'b', module: guest('hello'), limits: { memoryPages: 16 } });
     expect(hv.memoryUsage()).toEqual({ budgetBytes: 2 * one + 1000, reservedBytes: 2 * one, availableBytes: 1000 });
@@ -28,7 +28,7 @@ describe('memory admission', () => {
   });
 
   it('gives the reservation back when the module is refused', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     await expect(hv.createPartition({ name: 'x', module: guest('attack-import') })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED' });
     expect(hv.memoryUsage().reservedBytes).toBe(0);
     await hv.close();

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit, type PartitionLimits } from '../../host/index.ts';
-import { collect, guest, runToExit } from '../helpers.ts';
+import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
 
 let hv: Hypervisor;
 afterEach(async () => {
@@ -9,7 +9,7 @@ afterEach(async () => {
 
 let serial = 0;
 async function run(name: string, args: string[], limits: PartitionLimits): Promise<{ exit: PartitionExit; stdout: string[] }> {
-  hv ??= new Hypervisor();
+  hv ??= hypervisor();
   // No line may be dropped by the console's rate limit: a slower (capped) run would drop fewer.
   const console = { linesPerSecond: 1_000_000 };
   const p = await hv.createPartition({ name: `${name}-${serial++}`, module: guest(name), args, limits, devices: { console } });
@@ -21,7 +21,7 @@ async function run(name: string, args: string[], limits: PartitionLimits): Promi
 
 describe('CPU caps', () => {
   it('refuses a cap that is not a share 1..100 of a period 1..10000 ms', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const bad = [
       { maxPercent: 0 },
       { maxPercent: 101 },
@@ -37,11 +37,11 @@ describe('CPU caps', () => {
     for (const cpu of bad) {
       await expect(hv.createPartition({ name: 'bad', module: guest('count'), limits: { cpu: cpu as never } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     }
-    expect(() => new Hypervisor({ defaultLimits: { cpu: { maxPercent: 0 } } })).toThrow(/defaultLimits.cpu.maxPercent/);
+    expect(() => hypervisor({ defaultLimits: { cpu: { maxPercent: 0 } } })).toThrow(/defaultLimits.cpu.maxPercent/);
   });
 
   it('a capped guest completes with the same output, paused rather than killed', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const plain = await run('work', ['20000', '20'], {});
     const capped = await run('work', ['20000', '20'], { cpu: { maxPercent: 20, periodMs: 20 } });
     expect(capped.exit).toMatchObject({ state: 'exited', code: 0 });
@@ -59,7 +59,7 @@ describe('CPU caps', () => {
   });
 
   it('keeps a fuel budget deterministic: a capped run stops at the same point as an uncapped one', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const limits = { fuel: 3_000_000 };
     const a = await run('count', ['100000'], limits);
     const b = await run('count', ['100000'], { ...limits, cpu: { maxPercent: 30, periodMs: 10 } });
@@ -75,7 +75,7 @@ describe('CPU caps', () => {
   });
 
   it('a 25%-capped spinner does about half the work of a 50%-capped one (real time, ~2.5 s)', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     /** Work (fuel) done by a capped partition alone, in a 300 ms window after a 150 ms start. */
     async function work(maxPercent: number): Promise<{ fuel: number; share: number }> {
       const p = await hv.createPartition({ name: `share-${serial++}`, module: guest('work'), args: ['100000', '1000000'], limits: { cpu: { maxPercent } } });
@@ -124,7 +124,7 @@ describe('CPU caps', () => {
   }, 60_000);
 
   it('stop() ends a paused partition at once', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'paused', module: guest('attack-spin'), limits: { cpu: { maxPercent: 1, periodMs: 10_000 } } });
     await p.start();
     await new Promise((r) => setTimeout(r, 300)); // its 100 ms quota is used: paused for ~9.9 s

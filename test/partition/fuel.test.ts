@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit, type PartitionLimits } from '../../host/index.ts';
 import { instrumentationCache } from '../../host/loader/pipeline.ts';
-import { collect, guest, runToExit } from '../helpers.ts';
+import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 
 let hv: Hypervisor;
@@ -15,7 +15,7 @@ afterEach(async () => {
 let serial = 0;
 /** Runs a guest with the console granted; returns its exit and stdout lines. */
 async function run(name: string, args: string[], limits: PartitionLimits = {}): Promise<{ exit: PartitionExit; stdout: string[] }> {
-  hv ??= new Hypervisor();
+  hv ??= hypervisor();
   const p = await hv.createPartition({ name: `${name}-${serial++}`, module: guest(name), args, limits, devices: { console: true } });
   const out = collect(p);
   const exit = await runToExit(p);
@@ -25,7 +25,7 @@ async function run(name: string, args: string[], limits: PartitionLimits = {}): 
 
 describe('fuel', () => {
   it('stops a guest at the same point for the same budget', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const a = await run('count', ['100000'], { fuel: 200_000 });
     const b = await run('count', ['100000'], { fuel: 200_000 });
     expect(a.exit).toMatchObject({ state: 'killed', code: null, reason: 'ERR_LIMIT_CPU' });
@@ -41,7 +41,7 @@ describe('fuel', () => {
   }, 60_000); // the suite's first metered load also loads binaryen (seconds on a busy runner)
 
   it('with enough fuel a guest completes with the same output as uninstrumented', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     for (const [name, args] of [
       ['count', ['50']],
       ['work', ['5000', '2']],
@@ -58,7 +58,7 @@ describe('fuel', () => {
   });
 
   it('a tiny budget stops the guest in its first function, before any output', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { exit, stdout } = await run('count', ['10'], { fuel: 1 });
     expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_LIMIT_CPU' });
     expect(stdout).toEqual([]);
@@ -67,7 +67,7 @@ describe('fuel', () => {
   });
 
   it('reports fuel consumed, growing with the work done', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const used: number[] = [];
     for (const n of ['0', '1', '10', '100']) {
       const { exit } = await run('count', [n], { fuel: 1e12 });
@@ -78,7 +78,7 @@ describe('fuel', () => {
   });
 
   it('ends a guest that spins forever long before the wall-clock watchdog', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { exit, stdout } = await run('attack-spin', [], { fuel: 1_000_000, timeoutMs: 60_000 });
     expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_LIMIT_CPU' });
     expect(exit.error?.message).toMatch(/fuel/);
@@ -87,7 +87,7 @@ describe('fuel', () => {
   });
 
   it('meters the wasm start function too, and still reports the fuel it spent', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { exit } = await run('attack-start-spin', [], { fuel: 50_000, timeoutMs: 60_000 });
     expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_LIMIT_CPU' });
     expect(exit.error?.message).toMatch(/fuel/);
@@ -106,7 +106,7 @@ describe('fuel', () => {
       (func (export "_start")
         (i32.store (i32.const 0) (global.get $r))
         (drop (call $hv (i32.const 2) (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0)))))`);
-    hv = new Hypervisor();
+    hv = hypervisor();
     const codes: (number | null)[] = [];
     for (const limits of [{}, { fuel: 1_000_000 }]) {
       const p = await hv.createPartition({ name: `start-${serial++}`, module: bytes, limits, devices: { console: true } });
@@ -118,15 +118,15 @@ describe('fuel', () => {
   });
 
   it('refuses a budget that is not an integer from 1 to 2^53 - 1', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     for (const fuel of [0, -1, 1.5, Number.NaN, Infinity, 2 ** 53, '5' as unknown as number]) {
       await expect(hv.createPartition({ name: 'bad', module: guest('count'), limits: { fuel } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     }
-    expect(() => new Hypervisor({ defaultLimits: { fuel: 0 } })).toThrow(/defaultLimits.fuel/);
+    expect(() => hypervisor({ defaultLimits: { fuel: 0 } })).toThrow(/defaultLimits.fuel/);
   });
 
   it('instruments a module once: a second metered partition reuses the instrumented module', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     await hv.createPartition({ name: 'one', module: guest('hello'), limits: { fuel: 10 } });
     const before = { ...instrumentationCache };
     await hv.createPartition({ name: 'two', module: guest('hello'), limits: { fuel: 99 } });

@@ -1,7 +1,7 @@
 import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionState } from '../../host/index.ts';
-import { collect, guest, runToExit } from '../helpers.ts';
+import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
 
 let hv: Hypervisor;
 afterEach(async () => {
@@ -10,7 +10,7 @@ afterEach(async () => {
 
 describe('partition lifecycle', () => {
   it('runs a guest to a normal exit: created → running → exited → destroyed', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'hello', module: guest('hello'), devices: { console: true }, args: ['x', 'y z'] });
     const states: PartitionState[] = [];
     p.on('state', (s) => states.push(s));
@@ -30,13 +30,13 @@ describe('partition lifecycle', () => {
   });
 
   it("passes the guest's own exit code through", async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'exit', module: guest('exit'), args: ['42'] });
     expect(await runToExit(p)).toMatchObject({ state: 'exited', code: 42, reason: 'exit' });
   });
 
   it('refuses to start twice, and to start after destroy', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'e', module: guest('exit'), args: ['0'] });
     await p.start();
     await expect(p.start()).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
@@ -46,7 +46,7 @@ describe('partition lifecycle', () => {
   });
 
   it('stop() kills a running guest with ERR_KILLED; stopping a created one never runs it', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const spin = await hv.createPartition({ name: 'spin', module: guest('attack-spin'), devices: { console: true } });
     const out = collect(spin);
     await spin.start();
@@ -61,14 +61,14 @@ describe('partition lifecycle', () => {
   });
 
   it('refuses duplicate and malformed names', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     await hv.createPartition({ name: 'a', module: guest('hello') });
     await expect(hv.createPartition({ name: 'a', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(hv.createPartition({ name: '../x', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 
   it('refuses bad limits and unknown devices with ERR_INVALID_ARGUMENT', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     await expect(hv.createPartition({ name: 'a', module: guest('hello'), limits: { memoryPages: 0 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(hv.createPartition({ name: 'a', module: guest('hello'), limits: { timeoutMs: -1 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(
@@ -77,7 +77,7 @@ describe('partition lifecycle', () => {
   });
 
   it('echoes console input, with backpressure and end of input', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const p = await hv.createPartition({ name: 'echo', module: guest('echo'), devices: { console: { inputBufferBytes: 64 } } });
     const out = collect(p);
     await p.start();
@@ -90,7 +90,7 @@ describe('partition lifecycle', () => {
   });
 
   it('reports a trap and an abort as ERR_GUEST_TRAP, with the console output before it', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const trap = await hv.createPartition({ name: 'trap', module: guest('trap'), devices: { console: true } });
     const out = collect(trap);
     const exit = await runToExit(trap);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GuestCallError, Hypervisor, type RestartInfo } from '../../host/index.ts';
-import { guest } from '../helpers.ts';
+import { guest, hypervisor } from '../helpers.ts';
 
 const dec = new TextDecoder();
 const text = (b: Uint8Array) => dec.decode(b);
@@ -10,7 +10,7 @@ afterEach(async () => {
 });
 
 async function reactor(name = 'transform', spec: Record<string, unknown> = {}) {
-  hv ??= new Hypervisor();
+  hv ??= hypervisor();
   const p = await hv.createPartition({ name: `${name}-${Math.random().toString(36).slice(2, 8)}`, module: guest(name), kind: 'reactor', ...spec });
   const restarts: RestartInfo[] = [];
   p.on('restart', (r) => restarts.push(r));
@@ -26,7 +26,7 @@ function u32(n: number): Uint8Array {
 
 describe('reactor partitions: calls into a running guest', () => {
   it('round-trips empty, small and text payloads, and keeps state between calls', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor();
     expect(p.kind).toBe('reactor');
     expect(await p.call('echo')).toEqual(new Uint8Array(0));
@@ -36,7 +36,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('takes an input of exactly maxInputBytes and refuses one byte more before the guest sees it', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor('transform', { limits: { maxInputBytes: 200_000 } });
     const max = new Uint8Array(200_000).map((_, i) => 97 + (i % 26));
     const out = await p.call('echo', max);
@@ -46,7 +46,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('lets the output reach exactly maxOutputBytes; past it the guest is told TOO_LARGE', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor('transform', { limits: { maxOutputBytes: 100_000 } });
     expect((await p.call('fill', u32(100_000))).length).toBe(100_000);
     const err = await p.call('fill', u32(100_001)).catch((e: unknown) => e);
@@ -55,7 +55,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('reports a non-zero return as ERR_GUEST_CALL with the status and output, without a restart', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor();
     await p.call('count');
     const err = (await p.call('fail').catch((e: unknown) => e)) as GuestCallError;
@@ -67,14 +67,14 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('serializes concurrent calls in order', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor();
     const results = await Promise.all(Array.from({ length: 20 }, () => p.call('count')));
     expect(results.map(text)).toEqual(Array.from({ length: 20 }, (_, i) => String(i + 1)));
   });
 
   it('bounds the queue: past maxQueuedCalls a call fails at once with ERR_BUSY', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor('transform', { limits: { maxQueuedCalls: 2 } });
     const spinning = p.call('spin', '', { timeoutMs: 300 });
     const a = p.call('count');
@@ -85,7 +85,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('an AbortSignal drops a queued call; aborting the running call kills and restarts the instance', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor();
     const running = new AbortController();
     const queued = new AbortController();
@@ -102,7 +102,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('trap → restart → the next call succeeds with fresh state', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor();
     await p.call('count');
     await p.call('count');
@@ -114,7 +114,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('a call over its time budget fails with ERR_LIMIT_CPU and the instance is replaced', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor();
     await expect(p.call('spin', '', { timeoutMs: 150 })).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU' });
     expect(restarts[0]?.reason).toBe('ERR_LIMIT_CPU');
@@ -122,7 +122,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it("restart: 'never' ends the partition at the first failure", async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor('transform', { restart: 'never' });
     const queued = p.call('count');
     await expect(p.call('trap')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
@@ -133,7 +133,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('gives up after maxRestarts failures in a row, with a growing backoff', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor('transform', { restart: { maxRestarts: 2, backoffMs: 5 } });
     for (let i = 0; i < 3; i++) await expect(p.call('trap')).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
     expect(restarts.map((r) => [r.attempt, r.delayMs])).toEqual([[1, 5], [2, 10]]);
@@ -141,7 +141,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('refuses calls to a command, to a missing or non-callable export, and before start', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const cmd = await hv.createPartition({ name: 'cmd', module: guest('hello') });
     await expect(cmd.call('anything')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
     const idle = await hv.createPartition({ name: 'idle', module: guest('transform'), kind: 'reactor' });
@@ -153,7 +153,7 @@ describe('reactor partitions: calls into a running guest', () => {
   });
 
   it('stop() fails queued calls with ERR_KILLED and ends the partition', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor();
     const spinning = p.call('spin', '', { timeoutMs: 10_000 });
     const queued = p.call('count');
@@ -166,7 +166,7 @@ describe('reactor partitions: calls into a running guest', () => {
 
 describe('fuel per call', () => {
   it('each call gets the partition budget or its own; running out poisons only that instance', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p, restarts } = await reactor('transform', { limits: { fuel: 50_000_000 } });
     expect(text(await p.call('upper', 'fuel'))).toBe('FUEL');
     // A spinning call ends by fuel, long before its wall-clock budget.
@@ -181,7 +181,7 @@ describe('fuel per call', () => {
   });
 
   it('refuses a call budget for a partition without fuel metering, and a malformed one', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor();
     await expect(p.call('echo', '', { fuel: 1000 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('limits.fuel') });
     const { p: metered } = await reactor('transform', { limits: { fuel: 1_000_000 } });
@@ -192,7 +192,7 @@ describe('fuel per call', () => {
 
 describe('a hostile plugin cannot read the previous caller’s input after a restart', () => {
   it('finds the secret while the instance lives, and zeros after a restart', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const { p } = await reactor('attack-plugin-snoop');
     const secret = 'CALLER-A-SECRET-' + Math.random().toString(36).slice(2);
     await p.call('remember', secret);
@@ -208,7 +208,7 @@ describe('a hostile plugin cannot read the previous caller’s input after a res
 
 describe('partition pools', () => {
   it('spread concurrent calls over their partitions', async () => {
-    hv = new Hypervisor();
+    hv = hypervisor();
     const pool = await hv.createPool({ name: 'pool', module: guest('transform') }, { size: 3 });
     expect(pool.size).toBe(3);
     const outs = await Promise.all(Array.from({ length: 30 }, () => pool.call('count')));

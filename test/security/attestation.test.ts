@@ -17,7 +17,7 @@ import { signModule } from '../../host/security/signature.ts';
 import { AttestationDevice } from '../../host/devices/attestation.ts';
 import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
-import { allocateStats } from '../../host/partition/stats.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
 import { fromHex, toHex } from '../../host/security/wire.ts';
 import { collect, guest, runToExit } from '../helpers.ts';
 

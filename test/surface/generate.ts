@@ -176,6 +176,8 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'disks --json': null,
   'run --wasi-quota': 'raises (or lowers) what a WASI guest may hold: bytes, inodes, open fds, path length',
   'run --output-rate': null,
+  'run --placement': null,
+  'call --placement': null,
   'call --input-file': null,
   'call --fuel': null,
   'call --cpu-percent': null,

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { WASI } from 'node:wasi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit, type WasiSpec } from '../../host/index.ts';
-import { collect, guest } from '../helpers.ts';
+import { collect, guest, hypervisor } from '../helpers.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const c = (name: string): string => path.join(root, 'guests/c', `${name}.wasm`);
@@ -48,7 +48,7 @@ interface Run {
 }
 
 async function ours(module: string, args: string[], wasi: Omit<WasiSpec, 'args'> = {}): Promise<Run> {
-  const hv = new Hypervisor();
+  const hv = hypervisor();
   try {
     const p = await hv.createPartition({
       name: 'c',
@@ -104,7 +104,7 @@ describe('C guests on WASI', () => {
   });
 
   it('misc: clocks, sleep through poll_oneoff, entropy, console stdin line by line, exit(7)', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'misc', module: c('misc'), devices: { console: true, clock: true, entropy: true }, wasi: {} });
     const out = collect(p);
     await p.start();
@@ -185,7 +185,7 @@ describe('C guests on WASI', () => {
   });
 
   it('WASI limits: the byte quota refuses a seed that does not fit (ERR_INVALID_ARGUMENT)', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     await expect(hv.createPartition({ name: 'q', module: c('cat'), wasi: { preopens: [{ guestPath: '/d', hostPath: seed, mode: 'copy' }], quotas: { maxBytes: 10 } } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/--wasi-quota/) });
     // In place (ro, the default), the same folder costs nothing up front.
     const p = await hv.createPartition({ name: 'q', module: c('cat'), wasi: { preopens: [{ guestPath: '/d', hostPath: seed }], quotas: { maxBytes: 10 } } });
@@ -221,7 +221,7 @@ describe('a Rust (std) guest on WASI', () => {
 
 describe('WASI imports and the policy', () => {
   it('without `wasi` in the spec, a WASI module is refused with ERR_IMPORT_DENIED', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     await expect(hv.createPartition({ name: 'no-wasi', module: c('hello') })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED', message: expect.stringMatching(/^wasi_snapshot_preview1\..*enables `wasi`/) });
     expect((await hv.inspect(c('hello'))).verdict.admitted).toBe(false);
     expect((await hv.inspect(c('hello'), {}, { wasi: true })).verdict.admitted).toBe(true);
@@ -229,7 +229,7 @@ describe('WASI imports and the policy', () => {
   });
 
   it('with `wasi`, an hv guest still runs (the allow-list grows, the hv interface stays)', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'hv', module: guest('hello'), devices: { console: true }, wasi: {} });
     const out = collect(p);
     await p.start();

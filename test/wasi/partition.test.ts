@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, type Violation } from '../../host/index.ts';
-import { collect, guest } from '../helpers.ts';
+import { collect, guest, hypervisor } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -20,7 +20,7 @@ const FAULTING = wat(`(module
 describe('WASI inside a real partition', () => {
   it('a bad pointer costs the guest EFAULT (21) and raises a violation; the host is fine', async () => {
     guest('hello');
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'fault', module: FAULTING, devices: { console: true }, wasi: {} });
     const violations: Violation[] = [];
     p.on('violation', (v) => violations.push(v));
@@ -54,7 +54,7 @@ describe('WASI inside a real partition', () => {
         (drop (call $fd_close (i32.load (i32.const 40))))
         (i32.const 0))
       )`);
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'wasi-reactor', kind: 'reactor', module: reactor, devices: { console: true }, wasi: { preopens: [{ guestPath: '/sandbox' }] } });
     const out = collect(p);
     await p.start();

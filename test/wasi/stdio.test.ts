@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionExit } from '../../host/index.ts';
-import { guest } from '../helpers.ts';
+import { guest, hypervisor } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -81,7 +81,7 @@ function cli(args: string[], opts: { input?: Buffer; stdoutLimit?: number; hashS
 
 /** A stream.wasm partition in the library; output collected from `output` events. */
 async function lib(args: string[], options: { rateLimit?: object; slowReader?: boolean; stdin?: Buffer } = {}) {
-  const hv = new Hypervisor();
+  const hv = hypervisor();
   try {
     const p = await hv.createPartition({
       name: 'stream',
@@ -128,7 +128,7 @@ describe('console byte streams through the library', () => {
   });
 
   it('the console event still gives lines: long runs in pieces of maxLineBytes, nothing lost', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'lines', module: STREAM, devices: { console: true }, wasi: { args: ['stream', 'bytes'], stdin: 'none' } });
     const lines: string[] = [];
     p.on('console', (line) => lines.push(line));
@@ -189,7 +189,7 @@ describe('console byte streams through the library', () => {
   });
 
   it('a destroyed stdout is EPIPE for the guest', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     const p = await hv.createPartition({ name: 'epipe', module: STREAM, devices: { console: true }, wasi: { args: ['stream', 'gen', String(64 << 20)], stdin: 'none' } });
     let got = 0;
     let stderr = '';
@@ -228,7 +228,7 @@ const LINE_FLOOD = wat(String.raw`(module
 
 describe('what the line calls drop is reported too', () => {
   it('lines over the lines bucket and bytes cut from an over-long line: `dropped` events add up to the counters exactly', async () => {
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     try {
       const p = await hv.createPartition({ name: 'lines', module: LINE_FLOOD, devices: { console: { linesPerSecond: 100, burstLines: 100 } } });
       const dropped: { stream: string; bytes: number; lines: number; bytesTruncated: number }[] = [];
@@ -258,7 +258,7 @@ describe('what the line calls drop is reported too', () => {
 describe('devices.console.outputFd', () => {
   it('writes a stream to a file from the worker; anything that could make the guest wait on a reader is refused', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-outfd-'));
-    const hv = new Hypervisor();
+    const hv = hypervisor();
     try {
       const fd = openSync(path.join(dir, 'out'), 'w');
       const dirFd = openSync(dir, 'r');

@@ -59,7 +59,25 @@ export const Stat = {
   CONSOLE_BYTES_IN: 35,
   /** 1 once a block write or fsync failed: the disk refuses writes until the partition is created again. */
   BLOCK_FAILED: 36,
+  /** Shared placement: time slices the partition ran, times it was preempted, times it waited for something, and time it waited for a slice (ms). */
+  SCHED_SLICES: 37,
+  SCHED_PREEMPTIONS: 38,
+  SCHED_WAITS: 39,
+  SCHED_WAIT_MS: 40,
 } as const;
+
+/** Counters of a shared worker (Float64 slots; the worker writes, the root reads). */
+export const WorkerStat = {
+  /** Partitions hosted. */
+  CONTEXTS: 0,
+  /** Partitions ready to run and waiting for the thread. */
+  RUN_QUEUE: 1,
+  SLICES: 2,
+  PREEMPTIONS: 3,
+  /** Times the thread found nothing to run and slept. */
+  IDLE_WAITS: 4,
+} as const;
+export const WORKER_STAT_SLOTS = 8;
 export type StatName = keyof typeof Stat;
 
 const callNames = Object.keys(HvCall) as HvCallName[];
@@ -152,6 +170,12 @@ export interface PartitionMetrics {
   };
   /** The NIC's counters (its own block; filled in by the Partition), or null when net is not granted. */
   net: NetMetrics | null;
+  /**
+   * Scheduling in a shared worker (all 0 in a dedicated one): time slices run, preemptions (the
+   * slice was spent while others waited), waits (suspended until input, room or a time), and
+   * the time spent ready but waiting for the thread, ms.
+   */
+  sched: { slices: number; preemptions: number; waits: number; waitMs: number };
 }
 
 export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
@@ -208,5 +232,6 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       block: { calls: s[Stat.BLOCK_THROTTLED]!, waitedMs: s[Stat.BLOCK_THROTTLED_MS]! },
     },
     net: null,
+    sched: { slices: s[Stat.SCHED_SLICES]!, preemptions: s[Stat.SCHED_PREEMPTIONS]!, waits: s[Stat.SCHED_WAITS]!, waitMs: s[Stat.SCHED_WAIT_MS]! },
   };
 }

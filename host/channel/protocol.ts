@@ -3,6 +3,7 @@ import type { ResolvedDevices } from '../devices/config.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { NetInit } from '../devices/net.ts';
+import type { MessagePort } from 'node:worker_threads';
 import type { AttestationInit } from '../devices/attestation.ts';
 import type { BlockWorkerInit } from '../storage/storage.ts';
 
@@ -11,7 +12,7 @@ import type { BlockWorkerInit } from '../storage/storage.ts';
  * receives a function, an object with methods or anything of the root's state.
  */
 
-/** Record kinds on the event ring (worker → root). */
+/** Message kinds on the event ring (worker → root); see host/channel/message.ts for the framing. */
 export const EventKind = {
   /** A chunk of the guest's stdout: bytes exactly as written (no framing, no added newline). */
   STDOUT: 1,
@@ -27,7 +28,10 @@ export const EventKind = {
   DROPPED: 5,
 } as const;
 
-/** Record kinds on the call ring (root → worker). */
+/** Largest violation message (JSON) on the event ring; the worker shortens longer reasons. */
+export const MAX_VIOLATION_BYTES = 4096;
+
+/** Message kinds on the call ring (root → worker). */
 export const CallKind = {
   /** f64 fuel budget (LE; 0: the partition's own), u16 export-name length (LE), the name (UTF-8), then the input bytes. */
   CALL: 1,
@@ -71,16 +75,22 @@ export interface WorkerInit {
   kind: 'command' | 'reactor';
   /** Call ring, root → worker (reactors). */
   calls: SharedArrayBuffer;
+  /** Most bytes a call's input may have (the worker bounds what it accepts from the call ring). */
+  maxInputBytes: number;
   /** Most bytes a call's output may reach. */
   maxOutputBytes: number;
-  /** How long an idle reactor polls for the next call before it sleeps, in microseconds. */
+  /** How long an idle reactor may poll for the next call before it sleeps, in microseconds (adaptive: see spin.ts). */
   spinMicros: number;
+  /** The process's spin budget (host/channel/spin.ts); absent: never spin. */
+  spin?: SharedArrayBuffer;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
   /** Fuel budget, or null for none. The module is metered (needs the instrumenter's imports) when `fuel` or `cpu` is set. */
   fuel: number | null;
   /** The CPU cap, or null for none. */
   cpu: CpuCap | null;
+  /** Fuel between two checkpoints that may preempt the guest (shared placement); absent: the CPU cap's, or the whole budget. */
+  sliceFuel?: number;
   /** Rate limit of hypercalls as a whole, or null for none. */
   hypercallRate: ResolvedRateLimit | null;
   /** The block device's image, opened and checked by the root; null when block is not granted. */
@@ -110,7 +120,51 @@ export type WorkerOutcome =
   | { kind: 'exit'; code: number }
   | { kind: 'error'; error: ErrorCode; message: string };
 
+/** Lifecycle messages of one partition's run, worker → root (a shared worker adds the partition's slot). */
 export type WorkerMessage = { type: 'running' } | { type: 'ready' } | { type: 'done'; outcome: WorkerOutcome };
+
+/** How a worker starts (its workerData): what it hosts. */
+export type WorkerBoot =
+  | {
+      role: 'dedicated';
+      /**
+       * A dedicated worker serves one partition, then ends. With `reuse` (the embedder's opt-in,
+       * HypervisorOptions.reuseWorkers) it takes another assignment after its partition ended.
+       */
+      reuse: boolean;
+      /** Run the warm-up reactor first (a worker parked in the warm pool; not one spawned for a partition waiting now). */
+      warmUp: boolean;
+    }
+  | {
+      role: 'shared';
+      /** Rung by the root for a partition whose rings moved, or for a control message (host/channel/doorbell.ts). */
+      doorbell: SharedArrayBuffer;
+      /** Control messages (SharedControl), pulled synchronously by the scheduler. */
+      control: MessagePort;
+      /** The worker's own counters (WorkerStat). */
+      stats: SharedArrayBuffer;
+      /** Wall time a partition may hold the thread while others wait, ms. */
+      sliceMs: number;
+      /** How long the idle scheduler may poll its doorbell before it sleeps, µs (adaptive). */
+      spinMicros: number;
+      /** The process's spin budget (host/channel/spin.ts). */
+      spin: SharedArrayBuffer;
+    };
+
+/** Root → shared worker, on its control port (then the doorbell's control slot is rung). */
+export type SharedControl = { type: 'add'; slot: number; init: WorkerInit } | { type: 'kill'; slot: number; outcome: WorkerOutcome };
+
+/** Shared worker → root: one partition's lifecycle message, by its slot. */
+export interface SharedEvent {
+  slot: number;
+  message: WorkerMessage;
+}
+
+/** Root → dedicated worker: run this partition. */
+export interface AssignMessage {
+  type: 'assign';
+  init: WorkerInit;
+}
 
 /** A violation as carried on the event ring (JSON) and emitted by the partition. */
 export interface ViolationRecord {

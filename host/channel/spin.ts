@@ -1,0 +1,94 @@
+import os from 'node:os';
+
+/**
+ * Adaptive spinning. A thread that expects news within microseconds (the root waiting for a
+ * reactor's reply, a reactor's worker waiting for its next call) can poll instead of sleeping
+ * and save the wake-up (tens of µs), but a poller holds a core. Two rules keep it paying:
+ *
+ * - spin only when it is likely to pay: when recent waits (`RecentWait`, a moving average of
+ *   what this waiter actually waited) were shorter than the spin window;
+ * - never spin with more busy threads than the machine has cores: one `SpinBudget` (shared
+ *   memory) of as many places as cores serves the whole process. The root holds a place while it
+ *   has calls in flight (it is busy taking their replies, polling or not); a worker takes one for
+ *   the length of its poll, or sleeps when none is free. So with the root busy on a 2-core machine
+ *   one worker may poll, never two.
+ */
+
+const SPINNERS = 0;
+const LIMIT = 1;
+
+export class SpinBudget {
+  private readonly a: Int32Array;
+
+  /** A budget for `limit` concurrent spinners. */
+  static allocate(limit: number): SharedArrayBuffer {
+    const sab = new SharedArrayBuffer(8);
+    Atomics.store(new Int32Array(sab), LIMIT, Math.max(0, limit));
+    return sab;
+  }
+
+  constructor(readonly sab: SharedArrayBuffer) {
+    this.a = new Int32Array(sab);
+  }
+
+  /** Takes a place whatever the count (a thread that is busy anyway, e.g. the root with calls in flight). */
+  hold(): void {
+    Atomics.add(this.a, SPINNERS, 1);
+  }
+
+  /** Takes a place to spin; false (and nothing taken) when the budget is full. */
+  enter(): boolean {
+    if (Atomics.add(this.a, SPINNERS, 1) < Atomics.load(this.a, LIMIT)) return true;
+    Atomics.sub(this.a, SPINNERS, 1);
+    return false;
+  }
+
+  leave(): void {
+    Atomics.sub(this.a, SPINNERS, 1);
+  }
+
+  /** Threads spinning now. */
+  get spinning(): number {
+    return Atomics.load(this.a, SPINNERS);
+  }
+}
+
+let processBudget: SpinBudget | null = null;
+
+/** The root process's budget, one for every Hypervisor and worker: as many places as cores. */
+export function processSpinBudget(): SpinBudget {
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  processBudget ??= new SpinBudget(SpinBudget.allocate(cores));
+  return processBudget;
+}
+
+/** A moving average of recent waits, µs (each new sample weighs 1/8). */
+export class RecentWait {
+  value = 0;
+
+  add(micros: number): void {
+    this.value += (micros - this.value) / 8;
+  }
+
+  /** True when a spin of `windowMicros` is likely to see the news. */
+  within(windowMicros: number): boolean {
+    return this.value <= windowMicros;
+  }
+}
+
+/**
+ * Polls `ready` for up to `micros` when recent waits say it pays and the budget has a place.
+ * True when `ready()` became true while polling.
+ */
+export function spinUntil(ready: () => boolean, micros: number, recent: RecentWait, budget: SpinBudget | null): boolean {
+  if (micros <= 0 || !recent.within(micros)) return false;
+  // `null`: the caller already holds a place (the root with a call in flight).
+  if (budget !== null && !budget.enter()) return false;
+  try {
+    const end = performance.now() + micros / 1000;
+    while (!ready()) if (performance.now() >= end) return false;
+    return true;
+  } finally {
+    budget?.leave();
+  }
+}

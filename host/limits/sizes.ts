@@ -1,0 +1,86 @@
+/**
+ * Every size bound that more than one layer must agree on, in one place: the spec validator
+ * (hypervisor.ts, devices/config.ts), the channels between the root and a partition's worker
+ * (ring sizes, message framing), the worker's own buffers and the CLI all read them from here.
+ *
+ * The rule this file exists for: a value the validator accepts works through every layer. The
+ * channels therefore never limit what a partition may send: a message larger than its ring
+ * travels in chunks (host/channel/message.ts), so a ring's size is a throughput choice, never a
+ * bound on a call's input, a call's output or a console line.
+ */
+
+/** Largest `limits.maxInputBytes` and `limits.maxOutputBytes`: 64 MiB. */
+export const MAX_CALL_BYTES = 1 << 26;
+
+/** Longest console line a guest may print (`devices.console.maxLineBytes`, 16 .. 65536). */
+export const MAX_LINE_BYTES = 65536;
+export const MIN_LINE_BYTES = 16;
+
+/** Longest console input line the root accepts (`partition.writeLine`), without its newline. */
+export const MAX_INPUT_LINE_BYTES = 65536;
+
+/** Ring records carry a 24-bit length; a message longer than a ring's largest record is chunked. */
+export const RING_RECORD_HEADER = 4;
+
+/** Smallest ring a partition's event and call channels use (data bytes; a power of two). */
+export const MIN_RING_BYTES = 4096;
+
+/** The smallest power of two (>= 64) that is >= n. */
+export function ringCapacity(n: number): number {
+  let p = 64;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Where a partition runs: its own worker, or a worker shared with other partitions. */
+export type Placement = 'dedicated' | 'shared';
+
+/** What the channel sizes depend on. */
+export interface ChannelLimits {
+  kind: 'command' | 'reactor';
+  maxInputBytes: number;
+  maxOutputBytes: number;
+  /** The console's line limit, or null when the console is not granted. */
+  maxLineBytes: number | null;
+  /** The console input buffer (devices.console.inputBufferBytes), or null without a console. */
+  inputBufferBytes: number | null;
+  placement: Placement;
+}
+
+/** Ring sizes of a partition's channels, in data bytes. */
+export interface ChannelSizes {
+  /** Worker → root: console lines, violations, call results. */
+  events: number;
+  /** Root → worker: reactor calls. */
+  calls: number;
+  /** Root → worker: console input lines. */
+  input: number;
+}
+
+/**
+ * Ring sizes derived from the limits the rings carry. A message of any accepted size fits
+ * (chunked when it exceeds a record), so the sizes only decide how often a large message waits
+ * for the other side: a dedicated partition gets room for its largest line or result up to
+ * 64 KiB, a shared one (thousands per process) the minimum.
+ *
+ * The input ring is the exception: a console line is delivered whole (a guest may ask for its
+ * length before it reads it), so the ring holds the longest line the root accepts; the input
+ * buffer bound (`inputBufferBytes`) is applied by ConsoleInput on top of it.
+ */
+export function channelSizes(l: ChannelLimits): ChannelSizes {
+  // Dedicated: 64 KiB of events, so bursts (violation reports are never waited for) have room;
+  // with a console, 256 KiB: its byte streams move in chunks of a quarter ring (64 KiB), so the
+  // guest fills one while the root drains another. Shared: the minimum, fed by the outbox.
+  const events = l.placement === 'shared' ? MIN_RING_BYTES : l.maxLineBytes !== null ? 4 * 65536 : 65536;
+  const calls = l.placement === 'shared' ? MIN_RING_BYTES : Math.max(MIN_RING_BYTES, Math.min(65536, ringCapacity(l.maxInputBytes + 1024)));
+  return {
+    events,
+    calls: l.kind === 'reactor' ? calls : 64,
+    input: l.inputBufferBytes === null ? 64 : ringCapacity(Math.max(l.inputBufferBytes, MAX_INPUT_LINE_BYTES + RING_RECORD_HEADER)),
+  };
+}
+
+/** Shared memory a partition's channels take (the rings' data and control blocks), for admission. */
+export function channelBytes(sizes: ChannelSizes): number {
+  return sizes.events + sizes.calls + sizes.input + 3 * 32;
+}

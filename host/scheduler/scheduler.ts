@@ -1,0 +1,99 @@
+import os from 'node:os';
+import { DedicatedHost } from './dedicated.ts';
+import type { RunHost } from './placement.ts';
+import { SharedHost, SharedWorker, type SharedWorkerStats } from './shared.ts';
+import { WarmPool } from './warm-pool.ts';
+import type { Placement } from '../limits/sizes.ts';
+
+export interface SchedulerOptions {
+  /** Warm dedicated workers kept ready (HypervisorOptions.warmWorkers). */
+  warmWorkers: number;
+  /** Hand a used dedicated worker to the next partition (HypervisorOptions.reuseWorkers). */
+  reuseWorkers: boolean;
+  /** Most shared workers (HypervisorOptions.sharedWorkers). */
+  sharedWorkers: number;
+  /** A shared partition's time slice, ms (HypervisorOptions.sliceMs). */
+  sliceMs: number;
+  /** How long an idle shared worker polls before it sleeps, µs. */
+  spinMicros: number;
+  /** A shared worker's JS heap limit, MiB (HypervisorOptions.sharedWorkerHeapMb). */
+  sharedWorkerHeapMb: number;
+}
+
+/** What `hv.scheduler()` reports. */
+export interface SchedulerStats {
+  /** Placement of partitions whose spec does not choose. */
+  defaultPlacement: Placement;
+  sliceMs: number;
+  /** Pre-started dedicated workers. */
+  warmPool: { target: number; idle: number; spawned: number; warmTakes: number; coldTakes: number; reused: number };
+  /** Shared workers: partitions on each, run queue, slices run, preemptions. */
+  workers: SharedWorkerStats[];
+}
+
+/** Default number of shared workers: one per core the process may use. */
+export function defaultSharedWorkers(): number {
+  return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+/**
+ * The hypervisor's scheduler: it owns the logical processors (worker threads) and decides where
+ * each run of a partition executes. A dedicated run takes a warm worker of its own; a shared run
+ * goes to the shared worker hosting the fewest partitions (up to `sharedWorkers` of them, started
+ * on demand), whose own scheduler (host/worker/shared.ts) time-slices it with the others.
+ */
+export class Scheduler {
+  private readonly pool: WarmPool;
+  private readonly shared: SharedWorker[] = [];
+  private nextWorkerId = 0;
+
+  constructor(
+    private readonly options: SchedulerOptions,
+    private readonly defaultPlacement: Placement,
+  ) {
+    this.pool = new WarmPool({ size: options.warmWorkers, reuse: options.reuseWorkers });
+  }
+
+  get sliceMs(): number {
+    return this.options.sliceMs;
+  }
+
+  /** Called when partitions start being created: fills the warm pool in the background. */
+  warm(): void {
+    this.pool.warm();
+  }
+
+  /** A place for one run of a partition. */
+  host(placement: Placement): RunHost {
+    if (placement === 'dedicated') return new DedicatedHost(this.pool);
+    return new SharedHost(this.sharedWorker());
+  }
+
+  private sharedWorker(): SharedWorker {
+    for (let i = this.shared.length - 1; i >= 0; i--) if (this.shared[i]!.dead) this.shared.splice(i, 1);
+    let best: SharedWorker | null = null;
+    for (const w of this.shared) if (!w.full && (best === null || w.partitions < best.partitions)) best = w;
+    // A new thread while under the limit and every existing one has partitions.
+    if (this.shared.length < this.options.sharedWorkers && (best === null || best.partitions > 0)) {
+      const w = new SharedWorker(this.nextWorkerId++, { sliceMs: this.options.sliceMs, spinMicros: this.options.spinMicros, heapMb: this.options.sharedWorkerHeapMb });
+      this.shared.push(w);
+      return w;
+    }
+    if (best === null) throw new Error(`every shared worker hosts its most partitions (${this.options.sharedWorkers} workers)`);
+    return best;
+  }
+
+  stats(): SchedulerStats {
+    const c = this.pool.counters;
+    return {
+      defaultPlacement: this.defaultPlacement,
+      sliceMs: this.options.sliceMs,
+      warmPool: { target: this.pool.target, idle: this.pool.size, ...c },
+      workers: this.shared.filter((w) => !w.dead).map((w) => w.snapshot()),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), ...this.shared.map((w) => w.close())]);
+  }
+}

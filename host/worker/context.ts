@@ -1,0 +1,542 @@
+/**
+ * One partition inside a worker: its instance, memory, dispatcher, devices, meter and counters.
+ * A worker holds one context (dedicated placement) or many (shared placement, scheduled by
+ * host/worker/scheduler.ts); a context never sees another's state.
+ *
+ * A context is a small state machine driven by `resume()`, which runs the guest until it ends,
+ * waits for something (the next call, room for its result), or is suspended in the middle of
+ * the guest (shared placement only: a blocking hypercall or the end of its time slice). The
+ * dedicated driver (`runDedicated`) waits by blocking its own thread; the shared scheduler waits
+ * by running other contexts.
+ */
+import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
+import { Dispatcher, FuelExhausted } from '../abi/dispatcher.ts';
+import { GuestMemory } from '../abi/guest-memory.ts';
+import { threadBlocker, type Blocker, type WaitCondition } from '../channel/blocker.ts';
+import { MessageReader } from '../channel/message.ts';
+import { Outbox } from './outbox.ts';
+import { RecentWait, SpinBudget, spinUntil } from '../channel/spin.ts';
+import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
+import { SharedRing } from '../channel/ring.ts';
+import { Stat } from '../channel/stats.ts';
+import type { OutputSink } from '../devices/console.ts';
+import { CpuGovernor } from '../limits/cpu-governor.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
+import { createWasi, type WasiInstance } from '../wasi/setup.ts';
+import { wireDevices, type DeviceSet } from './devices.ts';
+import { classify } from './outcome.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The budget of a partition metered only for its CPU cap: never reached (2^53 − 1 units). */
+const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
+
+/** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
+const CALL_HEADER = 10;
+
+/** A violation as one event record (JSON), its reason shortened so it always fits MAX_VIOLATION_BYTES. */
+function violationRecord(v: ViolationRecord): Uint8Array {
+  const bytes = encoder.encode(JSON.stringify(v));
+  if (bytes.length <= MAX_VIOLATION_BYTES) return bytes;
+  return encoder.encode(JSON.stringify({ call: v.call.slice(0, 256), status: v.status.slice(0, 64), reason: `${v.reason.slice(0, 1024)}…` }));
+}
+
+/** What `resume()` reports: the run ended, it waits for a condition, or it was preempted (run it again). */
+export type Step = { kind: 'ended'; outcome: WorkerOutcome } | { kind: 'wait'; wait: WaitCondition } | { kind: 'yield' };
+
+/**
+ * How a context reaches its guest and its waits, given by its placement: a dedicated worker
+ * blocks its thread and calls exports directly; a shared one suspends (host/worker/suspend.ts).
+ */
+export interface Placement {
+  /** True when a wait blocks the thread (dedicated); false when it suspends the guest (shared). */
+  readonly blocksThread: boolean;
+  readonly blocker: Blocker;
+  /** Where the console's lines go (null: straight into the event ring, waiting for room). */
+  readonly sink: ((outbox: Outbox) => OutputSink) | null;
+  /** Extra imports and exports the placement's code transform added (e.g. Asyncify); null for none. */
+  bind(instance: WebAssembly.Instance, memory: WebAssembly.Memory): void;
+  /**
+   * Calls a guest entry point. Returns its value, or SUSPENDED when the guest was unwound in the
+   * middle (shared placement), with `pending()` saying what it waits for; calling `invoke` again
+   * with the same `fn` resumes it where it stopped.
+   */
+  invoke(fn: () => unknown): unknown;
+  /** What a suspended guest waits for (null: it was preempted, and may run at once). */
+  pending(): WaitCondition | null;
+  /** True while the guest is being unwound (its exports return early; the caller must stop too). */
+  unwinding(): boolean;
+  /** Wraps an import so the guest can be suspended inside it (identity for a dedicated worker). */
+  wrapImport<F extends (...args: never[]) => unknown>(name: string, fn: F, redo: (on: boolean) => void): F;
+  /** Called at every fuel checkpoint after the budget and the CPU cap: may preempt the guest. */
+  checkpoint(): void;
+  /** The CPU cap's pause until `deadline`; `then` runs when it is over (at once after a blocking sleep, or when the guest resumes). */
+  pause(deadline: number, then: () => void): void;
+}
+
+/** Returned by `Placement.invoke` for a guest that was unwound. */
+export const SUSPENDED: unique symbol = Symbol('suspended');
+
+/** The dedicated worker's placement: nothing is ever suspended. */
+export const blockingPlacement: Placement = {
+  blocksThread: true,
+  blocker: threadBlocker,
+  sink: null,
+  bind() {},
+  invoke: (fn) => fn(),
+  pending: () => null,
+  unwinding: () => false,
+  wrapImport: (_name, fn) => fn,
+  checkpoint() {},
+  pause(deadline, then) {
+    threadBlocker.sleep(deadline);
+    then();
+  },
+};
+
+type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'closing' | 'ended';
+
+/** Bytes of console lines a shared partition may have queued before its writes wait. */
+const OUTBOX_BYTES = 65536;
+
+export class PartitionContext {
+  readonly name: string;
+  readonly stats: Float64Array;
+  readonly events: SharedRing;
+  readonly calls: SharedRing;
+  readonly input: SharedRing;
+  /** True while the reactor waits for its next call: idle time is neither CPU time nor a slice. */
+  get idle(): boolean {
+    return this.phase === 'idle';
+  }
+
+  private phase: Phase = 'boot';
+  private readonly memory = new GuestMemory();
+  private readonly devices: DeviceSet;
+  private readonly dispatcher: Dispatcher;
+  private readonly hv: Record<string, WebAssembly.ImportValue>;
+  private wasi: WasiInstance | null = null;
+  private instance: WebAssembly.Instance | null = null;
+  private fuel: WebAssembly.Global | null = null;
+  private readonly governor: CpuGovernor | null;
+  private readonly meter: { budget: number; base: number; slice: number; spentBefore: number };
+  private readonly sliceFuel: number;
+  /**
+   * metrics.cpu.fuel is the work of a partition with a fuel budget or a CPU cap; a shared
+   * partition is metered only to be scheduled, and reports none, as it would in a dedicated worker.
+   */
+  private readonly reportsWork: boolean;
+  private readonly base: { pausedMs: number; pauses: number; cpuMs: number; work: number };
+  private busySince: number | null = null;
+  private busyMs = 0;
+  private readonly reader: MessageReader | null;
+  private current: { fn: () => unknown; name: string } | null = null;
+  /** Messages on their way into the event ring, in order (results; a shared partition's lines). */
+  readonly outbox: Outbox;
+  private outcome: WorkerOutcome | null = null;
+
+  constructor(
+    readonly init: WorkerInit,
+    private readonly placement: Placement,
+    private readonly post: (message: WorkerMessage) => void,
+  ) {
+    this.name = init.name;
+    this.stats = new Float64Array(init.stats);
+    this.events = new SharedRing(init.events);
+    this.input = new SharedRing(init.input);
+    this.calls = new SharedRing(init.calls);
+    const stats = this.stats;
+    this.outbox = new Outbox(this.events, OUTBOX_BYTES);
+    this.devices = wireDevices(init, { events: this.events, input: this.input }, stats, placement.blocker, placement.sink?.(this.outbox) ?? null);
+    this.dispatcher = new Dispatcher({
+      memory: this.memory,
+      devices: this.devices.all,
+      args: init.args,
+      stats,
+      violationsPerSecond: init.violationsPerSecond,
+      hypercallRate: init.hypercallRate,
+      sleep: (ms) => placement.blocker.sleep(performance.now() + ms),
+      onViolation: (v: ViolationRecord) => {
+        // Never blocks: a guest must not be able to stall itself on its own violation reports. A
+        // shared partition's small ring is backed by its outbox (bounded, flushed by the scheduler).
+        const record = violationRecord(v);
+        const sent = placement.sink === null ? this.events.tryWrite(EventKind.VIOLATION, record) : this.outbox.offer(EventKind.VIOLATION, record);
+        if (!sent) stats[Stat.VIOLATIONS_SUPPRESSED]!++;
+      },
+    });
+    // Metered for a fuel budget, a CPU cap, or shared placement (its checkpoints are the preemption points).
+    const metered = init.fuel !== null || init.cpu !== null || init.sliceFuel !== undefined;
+    // The counter is handed out in slices: each time a slice is spent the hook runs (the CPU cap's
+    // periodic interrupt, a shared worker's preemption point) and refills it with the next slice,
+    // at most what is left of the budget. The run stops where the whole budget would have: the
+    // first checkpoint whose charge takes the total past the budget is the same however the
+    // budget is cut into slices, so a fuel limit stays deterministic with a cap or in a shared
+    // worker. `meter`: the budget in force (a reactor's is per call), the fuel consumed before
+    // the current slice, the slice's size, and the fuel spent under earlier budgets.
+    this.sliceFuel = init.sliceFuel ?? init.cpu?.sliceFuel ?? Infinity;
+    this.reportsWork = init.fuel !== null || init.cpu !== null;
+    const firstBudget = init.fuel ?? UNLIMITED_FUEL;
+    this.meter = { budget: firstBudget, base: 0, slice: Math.min(this.sliceFuel, firstBudget), spentBefore: 0 };
+    this.base = { pausedMs: stats[Stat.CPU_PAUSED_MS]!, pauses: stats[Stat.CPU_PAUSES]!, cpuMs: stats[Stat.CPU_TIME_MS]!, work: stats[Stat.WORK_FUEL]! };
+    // Paused through the placement (checkpoint: due() and resumed()), never by its own sleep.
+    this.governor = init.cpu
+      ? new CpuGovernor({ maxPercent: init.cpu.maxPercent, periodMs: init.cpu.periodMs, now: () => performance.now(), sleep: () => {} })
+      : null;
+    if (init.fuel !== null) stats[Stat.FUEL_BUDGET] = init.fuel;
+    const redo = (on: boolean): void => this.dispatcher.setRedo(on);
+    this.hv = { [HV_HYPERCALL]: placement.wrapImport(HV_HYPERCALL, this.dispatcher.hypercall, redo) };
+    if (metered) {
+      this.hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(this.meter.slice));
+      this.hv[FUEL_EXHAUSTED] = placement.wrapImport(FUEL_EXHAUSTED, () => this.checkpoint(), () => {});
+    }
+    this.reader = init.kind === 'reactor' ? new MessageReader(this.calls, (kind) => (kind === CallKind.CALL ? CALL_HEADER + 65535 + init.maxInputBytes : -1)) : null;
+  }
+
+  /** Fuel consumed under the budget in force (may exceed it by the last charge, until clamped). */
+  private used(): number {
+    return this.fuel === null ? 0 : this.meter.base + this.meter.slice - Number(this.fuel.value as bigint);
+  }
+
+  private spent(): number {
+    return Math.min(this.meter.budget, this.used());
+  }
+
+  /** The instrumenter's `fuel_exhausted` hook: a slice of fuel is spent. */
+  private checkpoint(): void {
+    const d = this.dispatcher;
+    if (d.ending !== null) throw d.ending;
+    const total = this.used();
+    // The counter stays negative: a guest that catches this comes back here at its next checkpoint.
+    if (this.fuel === null || total > this.meter.budget) throw (d.ending = new FuelExhausted(this.name, this.meter.budget));
+    const s = this.stats;
+    const g = this.governor;
+    if (g !== null) {
+      const wait = g.due();
+      if (wait >= 0) {
+        // Counted before the pause starts, so a partition killed while paused reports it.
+        s[Stat.CPU_PAUSES]!++;
+        s[Stat.CPU_PAUSED_MS]! += wait;
+        this.placement.pause(performance.now() + wait, () => {
+          g.resumed();
+          this.syncCpu();
+        });
+      } else {
+        this.syncCpu();
+      }
+    }
+    s[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
+    if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + this.meter.spentBefore + total;
+    this.meter.base = total;
+    this.meter.slice = Math.min(this.sliceFuel, this.meter.budget - total);
+    this.fuel.value = BigInt(this.meter.slice);
+    // Last: the counter is refilled, so a guest preempted here resumes with its next slice.
+    this.placement.checkpoint();
+  }
+
+  /** Counters are the partition's, cumulative over a reactor's restarts: this run's on top of `base`. */
+  private syncCpu(): void {
+    const g = this.governor!;
+    this.stats[Stat.CPU_PAUSED_MS] = this.base.pausedMs + g.pausedMs;
+    this.stats[Stat.CPU_PAUSES] = this.base.pauses + g.pauses;
+  }
+
+  /** Gives the next call a fresh budget (reactors): what the last one spent is kept in the total. */
+  private refuel(callBudget: number): void {
+    if (this.fuel === null) return;
+    this.meter.spentBefore += this.spent();
+    this.meter.budget = callBudget;
+    this.meter.base = 0;
+    this.meter.slice = Math.min(this.sliceFuel, callBudget);
+    this.fuel.value = BigInt(this.meter.slice);
+  }
+
+  /**
+   * Time the context ran guest code (start-up, _start, reactor calls), less the time the CPU cap
+   * paused it. Wall time: Node 20 has no per-thread CPU clock.
+   */
+  private busyClock(): number {
+    // A blocking pause passes on the clock and is taken off here; a shared partition's clock is
+    // stopped while it is off the thread, its pauses included.
+    const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
+    return this.busyMs + (this.busySince === null ? 0 : performance.now() - this.busySince) - paused;
+  }
+
+  /** Stops counting running time (waiting for a call, or another partition's slice in a shared worker). */
+  pauseClock(): void {
+    if (this.busySince !== null) this.busyMs += performance.now() - this.busySince;
+    this.busySince = null;
+    this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
+  }
+
+  /** Starts counting running time again. */
+  resumeClock(): void {
+    this.busySince ??= performance.now();
+    this.governor?.resume();
+  }
+
+  /**
+   * Runs the context until it ends, waits or is preempted. Never throws: whatever ends the guest
+   * becomes its outcome, and the end-of-run cleanup runs exactly once.
+   */
+  resume(): Step {
+    try {
+      return this.advance();
+    } catch (error) {
+      return this.end(classify(this.dispatcher.ending ?? error));
+    }
+  }
+
+  private advance(): Step {
+    for (;;) {
+      switch (this.phase) {
+        case 'boot':
+          this.boot();
+          break;
+        case 'main':
+        case 'init':
+        case 'call': {
+          const current = this.current!;
+          const value = this.placement.invoke(current.fn);
+          if (value === SUSPENDED) {
+            const wait = this.placement.pending();
+            return wait === null ? { kind: 'yield' } : { kind: 'wait', wait };
+          }
+          this.current = null;
+          // A guest that caught its own exit and returned still exits with the code it asked for.
+          if (this.dispatcher.ending !== null) return this.end(classify(this.dispatcher.ending));
+          if (this.phase === 'main') return this.end({ kind: 'exit', code: 0 });
+          if (this.phase === 'init') {
+            this.post({ type: 'ready' });
+            this.phase = 'idle';
+          } else {
+            this.finishCall(Number(value) | 0);
+          }
+          break;
+        }
+        case 'idle': {
+          // The counter before the look: a call written in between still counts as news.
+          const seq = this.calls.writeSeq;
+          const request = this.reader!.read();
+          if (request !== null) {
+            this.beginCall(request.bytes);
+            break;
+          }
+          // The root closed the call ring: the reactor ends normally.
+          if (this.calls.closed && this.calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
+          return { kind: 'wait', wait: { what: 'readable', ring: this.calls, seq, deadline: Infinity } };
+        }
+        case 'result':
+        case 'closing': {
+          const seq = this.events.readSeq;
+          if (this.outbox.flush()) {
+            if (this.phase === 'closing') {
+              this.phase = 'ended';
+              break;
+            }
+            this.phase = 'idle';
+            break;
+          }
+          if (this.events.closed) {
+            this.outbox.discard();
+            if (this.phase === 'closing') {
+              this.phase = 'ended';
+              break;
+            }
+            throw new Error('the root stopped reading results');
+          }
+          return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
+        }
+        case 'ended':
+          return { kind: 'ended', outcome: this.outcome! };
+      }
+    }
+  }
+
+  /** Instantiates the guest and runs its start function; then _start (command) or _initialize (reactor). */
+  private boot(): void {
+    const { init, dispatcher, stats } = this;
+    if (init.wasi !== null) {
+      const devices = this.devices;
+      this.wasi = createWasi(init.wasi, {
+        memory: this.memory,
+        console: devices.console,
+        clock: devices.clock,
+        deterministicClock: init.devices.clock?.deterministic != null,
+        entropy: devices.entropy,
+        exit: (code) => dispatcher.exit(code),
+        checkEnding: () => dispatcher.checkEnding(),
+        onCall: () => {
+          if (!dispatcher.redoing) stats[Stat.WASI_CALLS]!++;
+        },
+        onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
+        admit: (bytes) => dispatcher.admitCall(bytes),
+        blocker: this.placement.blocker,
+      });
+    }
+    const importObject: WebAssembly.Imports = { [HV_MODULE]: this.hv };
+    if (this.wasi !== null) {
+      const wrapped: Record<string, WebAssembly.ImportValue> = {};
+      const redo = (on: boolean): void => dispatcher.setRedo(on);
+      for (const [name, fn] of Object.entries(this.wasi.imports)) wrapped[name] = this.placement.wrapImport(`${this.wasi.module}.${name}`, fn, redo);
+      importObject[this.wasi.module] = wrapped;
+    }
+    this.post({ type: 'running' });
+    this.resumeClock();
+    // The wasm start function (if any) runs inside this constructor, under the root's watchdog.
+    const instance = new WebAssembly.Instance(init.module, importObject);
+    this.instance = instance;
+    const counter = instance.exports[FUEL_GLOBAL];
+    if (counter instanceof WebAssembly.Global) this.fuel = counter;
+    const mem = instance.exports.memory;
+    if (!(mem instanceof WebAssembly.Memory)) {
+      // The loader's policy makes this unreachable; kept as a second line of defence.
+      throw new Error('guest does not export memory');
+    }
+    this.placement.bind(instance, mem);
+    // A metered module's start function, moved out of instantiation by the instrumenter so the
+    // counter is reachable; it runs before memory is bound, as a real start function would.
+    const hoistedStart = instance.exports[START_EXPORT];
+    const entry = init.kind === 'reactor' ? instance.exports._initialize : instance.exports._start;
+    if (init.kind === 'command' && typeof entry !== 'function') throw new Error('guest does not export _start');
+    const steps: (() => unknown)[] = [];
+    if (typeof hoistedStart === 'function') steps.push(hoistedStart as () => unknown);
+    steps.push(() => {
+      this.memory.bind(mem);
+      dispatcher.updateMemoryStats();
+    });
+    if (typeof entry === 'function') steps.push(entry as () => unknown);
+    // One entry for the placement to invoke (and resume): the start function, the binding of
+    // memory, then _start or _initialize. Each step runs once: a resumed invocation re-enters
+    // the step that was suspended, never an earlier one.
+    let next = 0;
+    this.current = {
+      name: 'start',
+      fn: () => {
+        let value: unknown;
+        while (next < steps.length) {
+          value = steps[next]!();
+          if (this.placement.unwinding()) return value;
+          next++;
+        }
+        return value;
+      },
+    };
+    this.phase = init.kind === 'reactor' ? 'init' : 'main';
+  }
+
+  private beginCall(bytes: Uint8Array): void {
+    const init = this.init;
+    // Message: f64 fuel budget (0: the partition's own), u16 name length, name, input.
+    const callFuel = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(0, true);
+    if (init.fuel !== null) this.refuel(callFuel > 0 ? callFuel : init.fuel);
+    const nameLength = bytes[8]! | (bytes[9]! << 8);
+    const name = decoder.decode(bytes.subarray(CALL_HEADER, CALL_HEADER + nameLength));
+    const fn = this.instance!.exports[name];
+    // The root checked the export against the module; a mismatch here is a runtime bug.
+    if (typeof fn !== 'function') throw new Error(`export ${name} is not a function`);
+    this.dispatcher.beginCall(bytes.slice(CALL_HEADER + nameLength), init.maxOutputBytes);
+    bytes.fill(0);
+    this.resumeClock();
+    this.current = { name, fn: fn as () => unknown };
+    this.phase = 'call';
+  }
+
+  private finishCall(ret: number): void {
+    const output = this.dispatcher.endCall();
+    this.pauseClock();
+    const header = new Uint8Array(4);
+    new DataView(header.buffer).setInt32(0, ret, true);
+    // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
+    this.outbox.push(EventKind.RESULT, [header, output], output);
+    this.phase = 'result';
+  }
+
+  /** Ends the run with `outcome` and cleans up (once: flush devices, close WASI, scrub memory). */
+  private end(outcome: WorkerOutcome): Step {
+    if (this.outcome === null) {
+      this.outcome = outcome;
+      this.phase = 'closing';
+      this.cleanup();
+    }
+    // What the run wrote (its last lines, flushed by the console's close) reaches the ring
+    // before the run reports its end: the root stops reading at `done`.
+    return this.advance();
+  }
+
+  /**
+   * End-of-run cleanup, whatever the guest did: every step runs even if one before it threw
+   * (none recurses over guest-shaped data), so the disk is flushed and memory scrubbed. A
+   * failing step is reported after all ran, in place of the guest's outcome (ERR_INTERNAL).
+   */
+  private cleanup(): void {
+    const s = this.stats;
+    const failures: unknown[] = [];
+    const step = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (error) {
+        failures.push(error);
+      }
+    };
+    step(() => this.pauseClock());
+    step(() => this.dispatcher.updateMemoryStats());
+    step(() => {
+      if (this.fuel === null) return;
+      // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
+      const total = this.meter.spentBefore + this.spent();
+      if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + total;
+      if (this.init.fuel !== null) s[Stat.FUEL_CONSUMED] = total;
+    });
+    step(() => this.wasi?.close());
+    for (const d of this.devices.all) step(() => d.close?.());
+    // Scrub: nothing the guest held outlives the run in this thread's heap.
+    step(() => this.memory.scrub());
+    this.instance = null;
+    if (failures.length > 0) {
+      const first = failures[0];
+      this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `cleanup after the guest's run failed: ${first instanceof Error ? first.message : String(first)}` };
+    }
+  }
+
+  /** Ends the context from outside (shared placement: the root stopped it); cleanup runs, nothing more is sent. */
+  kill(outcome: WorkerOutcome): WorkerOutcome {
+    if (this.outcome === null) {
+      this.outcome = outcome;
+      this.cleanup();
+    }
+    this.outbox.discard();
+    this.phase = 'ended';
+    return this.outcome;
+  }
+}
+
+/**
+ * Runs one context to its end on this thread: the dedicated worker's driver. Waits block the
+ * thread (it is the partition's own); an idle reactor polls its call ring for `spinMicros`
+ * before it sleeps, so a busy reactor's calls stay off the futex wake-up path.
+ */
+export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void): WorkerOutcome {
+  const context = new PartitionContext(init, blockingPlacement, post);
+  const budget = new SpinBudget(init.spin ?? SpinBudget.allocate(0));
+  /** How long this reactor recently waited for its next call. */
+  const gaps = new RecentWait();
+  for (;;) {
+    const step = context.resume();
+    if (step.kind === 'ended') return step.outcome;
+    if (step.kind === 'yield') continue;
+    const w = step.wait;
+    if (w.what === 'readable') {
+      if (context.idle) context.pauseClock();
+      if (w.ring === context.calls) {
+        // Poll a moment for the next call when calls have been coming that fast, and a core is free.
+        const since = performance.now();
+        if (!spinUntil(() => w.ring.writeSeq !== w.seq, init.spinMicros, gaps, budget)) threadBlocker.readable(w.ring, w.seq, w.deadline);
+        gaps.add((performance.now() - since) * 1000);
+        continue;
+      }
+      threadBlocker.readable(w.ring, w.seq, w.deadline);
+    } else if (w.what === 'writable') threadBlocker.writable(w.ring, w.seq, w.deadline);
+    else threadBlocker.sleep(w.deadline);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The worker entry point (dist/worker.js): the inside of a logical processor. A shared worker
+ * runs the scheduler of host/worker/shared.ts for as long as it lives. A dedicated worker
+ * is started before it is needed (the root's warm pool), waits for one assignment, runs that
+ * partition to its end on this thread and reports how it ended; then it ends, unless the
+ * embedder opted in to reusing workers (host/scheduler/warm-pool.ts says why that is off by default).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import { SharedScheduler } from './shared.ts';
+import { runDedicated } from './context.ts';
+import { classify } from './outcome.ts';
+import { warmUp } from './warmup.ts';
+
+/** How long a parked worker sits idle before it warms up. */
+const WARM_UP_DELAY_MS = 25;
+
+function post(message: WorkerMessage): void {
+  parentPort!.postMessage(message);
+}
+
+function serve(message: AssignMessage): void {
+  let outcome: WorkerOutcome;
+  try {
+    outcome = runDedicated(message.init, post);
+  } catch (error) {
+    outcome = classify(error);
+  }
+  post({ type: 'done', outcome });
+}
+
+if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
+  const boot = workerData as Extract<WorkerBoot, { role: 'shared' }>;
+  const port = parentPort;
+  new SharedScheduler({ ...boot, post: (event: SharedEvent) => port.postMessage(event) }).run();
+} else if (parentPort !== null) {
+  const boot = workerData as Extract<WorkerBoot, { role: 'dedicated' }>;
+  const port = parentPort;
+  let warming: NodeJS.Timeout | null = null;
+  const onMessage = (message: AssignMessage): void => {
+    if (message?.type !== 'assign') return;
+    if (warming !== null) clearTimeout(warming);
+    warming = null;
+    // Never a second partition in a worker that was not made for reuse: the root enforces it
+    // too, and this side refuses even if the root were wrong.
+    if (!boot.reuse) port.off('message', onMessage);
+    serve(message);
+    if (!boot.reuse) port.close();
+  };
+  port.on('message', onMessage);
+  // While nothing is assigned: compile the start path once, so the first start is not cold.
+  // Only in a worker parked in the pool, and only once it has sat idle a moment: a partition
+  // that is already waiting (taken from the pool at once) is served first.
+  if (boot.warmUp) {
+    warming = setTimeout(() => {
+      warming = null;
+      try {
+        warmUp();
+      } catch {
+        // Only an optimisation: a worker that could not warm up still serves its partition.
+      }
+    }, WARM_UP_DELAY_MS);
+    warming.unref();
+  }
+}
