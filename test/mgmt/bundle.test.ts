@@ -42,13 +42,15 @@ describe('bundles', () => {
     // milliseconds on a loaded host, and a worker never validates a spec.
     expect([...closure('worker.js').files]).toEqual(['worker.js']);
     expect(read('worker.js')).not.toContain('@sinclair/typebox');
+    // So does the loader's worker (off-thread validation and compile: its own thread and realm).
+    expect([...closure('loader-worker.js').files]).toEqual(['loader-worker.js']);
     const mgmt = closure('mgmt.js').packages;
     expect(mgmt).toContain('fastify');
     expect(mgmt).toContain('@peculiar/x509');
   });
 
   it('each class exists once across the bundles: instanceof holds between wasmvisor and wasmvisor/mgmt', async () => {
-    const defined = readdirSync(dist).filter((f) => f.endsWith('.js') && f !== 'worker.js' && f !== 'transform.js' && /var WasmvisorError = class/.test(read(f)));
+    const defined = readdirSync(dist).filter((f) => f.endsWith('.js') && !['worker.js', 'transform.js', 'loader-worker.js'].includes(f) && /var WasmvisorError = class/.test(read(f)));
     expect(defined).toHaveLength(1);
     expect(defined[0]).toMatch(/^chunk-/);
     const lib = (await import(new URL('index.js', dist).href)) as typeof import('../../host/index.ts');
