@@ -57,9 +57,9 @@ let processBudget: SpinBudget | null = null;
 
 /** The root process's budget, one for every Hypervisor and worker: as many places as cores. */
 export function processSpinBudget(): SpinBudget {
-  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  processBudget ??= new SpinBudget(SpinBudget.allocate(cores));
-  return processBudget;
+  // Asked on every call that starts or ends the root's busy spell: the core count (a syscall
+  // under os.availableParallelism) is read once, when the budget is made.
+  return (processBudget ??= new SpinBudget(SpinBudget.allocate(typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length)));
 }
 
 /** A moving average of recent waits, µs (each new sample weighs 1/8). */
