@@ -6,7 +6,8 @@
  *       sequential calls; a pool of 2 reactors with 2 calls in flight (its ratio to one reactor's
  *       calls/s); the same reactor on a shared worker; and calls to a randomly chosen one of 100
  *       live reactors, each in its own worker, then in shared workers (median and p99, against
- *       one hot reactor of the same 100);
+ *       one hot reactor of the same 100), and the floor under the dedicated case: 100 bare workers
+ *       asleep in Atomics.wait, one woken per call, its reply taken with Atomics.waitAsync;
  *   (b) bare: the same module instantiated in this thread, called directly, with a minimal
  *       hypercall that does the same copying (input into guest memory, output out of it) and no
  *       checks, queue, isolation or worker;
@@ -20,12 +21,13 @@ import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
 import createPlugin from '@extism/extism';
 import { Hypervisor } from '../dist/index.js';
+import { INPUT, bareWorkers, barePoolVsOne, checkEcho as check, poolVsOne, quantile, throughput, timedCalls } from './lib/plugin.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const json = process.argv.includes('--json');
-const INPUT = new Uint8Array(64).map((_, i) => 65 + (i % 26));
 const WARMUP = 2000;
 const N = 20000;
+const module = `${root}build/guests/transform.wasm`;
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -45,73 +47,63 @@ async function latency(fn, n = N, warmup = WARMUP) {
   return median(batches);
 }
 
-/** Calls per second with `inFlight` concurrent callers. */
-async function throughput(fn, inFlight, total = N) {
-  let left = total;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (left-- > 0) await fn();
-  }));
-  return total / ((performance.now() - t0) / 1000);
-}
-
-function check(out) {
-  if (out.length !== 64 || out[0] !== 65 || out[63] !== INPUT[63]) throw new Error('wrong echo output');
-}
-
 const results = [];
 const record = (name, usPerCall, callsPerSec, extra = {}) => results.push({ name, usPerCall, callsPerSec, ...extra });
-const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 // (a) Wasmvisor
 const hv = new Hypervisor();
-const p = await hv.createPartition({ name: 'bench', module: `${root}build/guests/transform.wasm`, kind: 'reactor' });
+const p = await hv.createPartition({ name: 'bench', module, kind: 'reactor' });
 await p.start();
 check(await p.call('echo', INPUT));
-const oneRate = await throughput(() => p.call('echo', INPUT), 1);
-record('wasmvisor reactor (own worker)', await latency(() => p.call('echo', INPUT)), oneRate);
+record('wasmvisor reactor (own worker)', await latency(() => p.call('echo', INPUT)), await throughput(() => p.call('echo', INPUT), 1, N));
 await p.destroy();
-const pool = await hv.createPool({ name: 'benchpool', module: `${root}build/guests/transform.wasm` }, { size: 2 });
-for (let i = 0; i < WARMUP; i++) await pool.call('echo', INPUT);
-const poolRate = await throughput(() => pool.call('echo', INPUT), 2);
-record('wasmvisor pool of 2, 2 in flight', null, poolRate, { vsOneReactor: poolRate / oneRate });
-await pool.destroy();
-const shared = await hv.createPartition({ name: 'bench-shared', module: `${root}build/guests/transform.wasm`, kind: 'reactor', placement: 'shared' });
+// The pool row: one reactor (baseline) and the pool of 2 measured back to back in one Hypervisor.
+const pool = await poolVsOne(Hypervisor, module, N, WARMUP);
+record('one reactor, one call at a time (baseline)', null, pool.one);
+record('wasmvisor pool of 2, 2 in flight', null, pool.pool, { vsOneReactor: pool.ratio });
+// The same on bare workers (no ring, guest or checks): what two calls in flight gain on this machine now.
+const barePool = await barePoolVsOne(N, WARMUP);
+record('bare worker, one call at a time (floor)', null, barePool.one);
+record('2 bare workers, 2 in flight (floor)', null, barePool.pool, { vsOneReactor: barePool.ratio });
+const shared = await hv.createPartition({ name: 'bench-shared', module, kind: 'reactor', placement: 'shared' });
 await shared.start();
 check(await shared.call('echo', INPUT));
-record('wasmvisor reactor (shared worker)', await latency(() => shared.call('echo', INPUT)), await throughput(() => shared.call('echo', INPUT), 1));
+record('wasmvisor reactor (shared worker)', await latency(() => shared.call('echo', INPUT)), await throughput(() => shared.call('echo', INPUT), 1, N));
 await shared.destroy();
 // 100 live reactors, one worker each: a call to a random one vs the same call to one hot reactor.
-// Then the same with the 100 reactors in shared workers (a few threads that stay hot).
+// Then the same with the 100 reactors in shared workers (a few threads that stay hot). Then the
+// floor under the dedicated case: 100 bare workers asleep in Atomics.wait, woken the same way.
 const hundred = async (placement) => {
   const rs = [];
   for (let i = 0; i < 100; i++) {
-    const r = await hv.createPartition({ name: `many-${placement}-${i}`, module: `${root}build/guests/transform.wasm`, kind: 'reactor', placement });
+    const r = await hv.createPartition({ name: `many-${placement}-${i}`, module, kind: 'reactor', placement });
     await r.start();
     rs.push(r);
   }
-  for (const r of rs) await r.call('echo', INPUT);
+  for (const r of rs) check(await r.call('echo', INPUT));
   return rs;
 };
-const timed = async (pick, n) => {
-  const xs = [];
-  for (let i = 0; i < n; i++) {
-    const r = pick();
-    const t0 = performance.now();
-    await r.call('echo', INPUT);
-    xs.push((performance.now() - t0) * 1000);
-  }
-  return xs;
-};
+const echo = (r) => r.call('echo', INPUT);
 for (const placement of ['dedicated', 'shared']) {
   const many = await hundred(placement);
-  await timed(() => many[0], WARMUP);
-  const hot = await timed(() => many[0], 5000);
-  const random = await timed(() => many[Math.floor(Math.random() * many.length)], 5000);
+  await timedCalls(() => many[0], echo, WARMUP);
+  const hot = await timedCalls(() => many[0], echo, 5000);
+  const random = await timedCalls(() => many[Math.floor(Math.random() * many.length)], echo, 5000);
   const where = placement === 'shared' ? ' (shared workers)' : '';
   record(`one hot reactor of 100${where} (baseline)`, quantile(hot, 0.5), null, { p99: quantile(hot, 0.99) });
   record(`a random one of 100 reactors${where}`, quantile(random, 0.5), null, { p99: quantile(random, 0.99), vsHot: quantile(random, 0.5) / quantile(hot, 0.5) });
   await Promise.all(many.map((r) => r.destroy()));
+}
+{
+  const bare = await bareWorkers(100);
+  await timedCalls(() => bare.workers[0], bare.call, WARMUP);
+  const hot = await timedCalls(() => bare.workers[0], bare.call, 5000);
+  const random = await timedCalls(() => bare.workers[Math.floor(Math.random() * bare.workers.length)], bare.call, 5000);
+  await bare.close();
+  record('one hot bare worker of 100 (wake floor)', quantile(hot, 0.5), null, { p99: quantile(hot, 0.99) });
+  record('a random one of 100 bare workers (wake floor)', quantile(random, 0.5), null, { p99: quantile(random, 0.99), vsHot: quantile(random, 0.5) / quantile(hot, 0.5) });
+  const ours = results.find((r) => r.name === 'a random one of 100 reactors');
+  ours.vsFloor = ours.usPerCall / quantile(random, 0.5);
 }
 await hv.close();
 
@@ -148,7 +140,7 @@ await hv.close();
     return output;
   };
   check(call());
-  record('bare in-thread exports.echo()', await latency(async () => call()), await throughput(async () => call(), 1));
+  record('bare in-thread exports.echo()', await latency(async () => call()), await throughput(async () => call(), 1, N));
 }
 
 // (c) Extism
@@ -173,7 +165,9 @@ if (json) {
   for (const r of results) {
     const us = r.usPerCall === null ? '-' : r.usPerCall.toFixed(1);
     const rate = r.callsPerSec === null ? '-' : Math.round(r.callsPerSec).toString();
-    const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs${r.vsHot !== undefined ? `  x${r.vsHot.toFixed(2)} the hot one` : ''}` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
+    const vsHot = r.vsHot !== undefined ? `  x${r.vsHot.toFixed(2)} the hot one` : '';
+    const vsFloor = r.vsFloor !== undefined ? `  x${r.vsFloor.toFixed(2)} the bare floor` : '';
+    const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs${vsHot}${vsFloor}` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
     console.log(`  ${r.name.padEnd(52)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}`);
   }
   console.log(`  load avg ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);

@@ -1,0 +1,14 @@
+/** Types of bench/lib/plugin.mjs (plain JS, shared by bench/plugin.mjs and test/bench/plugin-guard.test.ts). */
+export declare const INPUT: Uint8Array;
+export declare function checkEcho(out: Uint8Array): void;
+export declare function throughput(fn: () => Promise<unknown>, inFlight: number, total: number): Promise<number>;
+export declare function poolVsOne(Hypervisor: unknown, module: string, calls: number, warmup?: number): Promise<{ one: number; pool: number; ratio: number }>;
+export declare function timedCalls<W>(pick: () => W, call: (w: W) => Promise<unknown>, n: number): Promise<number[]>;
+export interface BareWorker {
+  worker: import('node:worker_threads').Worker;
+  a: Int32Array;
+  bytes: Uint8Array;
+}
+export declare function bareWorkers(count: number): Promise<{ workers: BareWorker[]; call: (w: BareWorker) => Promise<void>; close: () => Promise<unknown> }>;
+export declare function quantile(xs: readonly number[], q: number): number;
+export declare function barePoolVsOne(calls: number, warmup?: number): Promise<{ one: number; pool: number; ratio: number }>;

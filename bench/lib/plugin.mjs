@@ -1,0 +1,140 @@
+/**
+ * Reactor-call measurements shared by bench/plugin.mjs and the bench guard in `npm test`
+ * (test/bench/plugin-guard.test.ts). Plain JS, so the bench runs it after `npm run build`
+ * without a TypeScript loader; types in plugin.d.mts.
+ */
+import { Worker } from 'node:worker_threads';
+
+/** 64 bytes of input, the same for every echo call. */
+export const INPUT = new Uint8Array(64).map((_, i) => 65 + (i % 26));
+
+/** Throws unless `out` is INPUT echoed. */
+export function checkEcho(out) {
+  if (out.length !== 64 || out[0] !== 65 || out[63] !== INPUT[63]) throw new Error('wrong echo output');
+}
+
+/** Calls per second of `fn` with `inFlight` callers, each awaiting its call before the next. */
+export async function throughput(fn, inFlight, total) {
+  let left = total;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (left-- > 0) await fn();
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
+}
+
+/**
+ * One reactor's calls/s (one call at a time) and a pool of 2's (two calls in flight), measured
+ * back to back in one Hypervisor: `{ one, pool, ratio }` (ratio = pool / one).
+ */
+export async function poolVsOne(Hypervisor, module, calls, warmup = 2000) {
+  const hv = new Hypervisor();
+  try {
+    const p = await hv.createPartition({ name: 'bench-one', module, kind: 'reactor' });
+    await p.start();
+    checkEcho(await p.call('echo', INPUT));
+    for (let i = 0; i < warmup; i++) await p.call('echo', INPUT);
+    const one = await throughput(() => p.call('echo', INPUT), 1, calls);
+    await p.destroy();
+    const pool = await hv.createPool({ name: 'bench-pool', module }, { size: 2 });
+    checkEcho(await pool.call('echo', INPUT));
+    for (let i = 0; i < warmup; i++) await pool.call('echo', INPUT);
+    const two = await throughput(() => pool.call('echo', INPUT), 2, calls);
+    await pool.destroy();
+    return { one, pool: two, ratio: two / one };
+  } finally {
+    await hv.close();
+  }
+}
+
+/**
+ * Microseconds of `n` sequential calls, each to the worker `pick()` returns: `call(w)` is timed
+ * from before it starts to its end.
+ */
+export async function timedCalls(pick, call, n) {
+  const xs = [];
+  for (let i = 0; i < n; i++) {
+    const w = pick();
+    const t0 = performance.now();
+    await call(w);
+    xs.push((performance.now() - t0) * 1000);
+  }
+  return xs;
+}
+
+// A bare worker: sleeps in Atomics.wait on word 0 until the root bumps it, copies 64 bytes from
+// the input area to the output area of the shared buffer, bumps word 1 and notifies it.
+const BARE_WORKER = `
+const { workerData } = require('node:worker_threads');
+const a = new Int32Array(workerData);
+const bytes = new Uint8Array(workerData);
+let seen = 0;
+for (;;) {
+  Atomics.wait(a, 0, seen);
+  seen = Atomics.load(a, 0);
+  bytes.copyWithin(64, 128, 192);
+  Atomics.add(a, 1, 1);
+  Atomics.notify(a, 1);
+}`;
+
+/**
+ * The floor under a call to a dedicated reactor: `count` plain workers, each asleep in
+ * Atomics.wait; a call writes 64 bytes into the worker's shared buffer, wakes it with
+ * Atomics.notify, and takes the reply (64 bytes copied back) with Atomics.waitAsync on the
+ * root's event loop, as a reactor's reply is taken. No ring, no guest, no checks: only the two
+ * wake-ups and the copies. Returns the workers and `call(w)`; `close()` ends them.
+ */
+export async function bareWorkers(count) {
+  const workers = [];
+  for (let i = 0; i < count; i++) {
+    const sab = new SharedArrayBuffer(256);
+    const worker = new Worker(BARE_WORKER, { eval: true, workerData: sab });
+    workers.push({ worker, a: new Int32Array(sab), bytes: new Uint8Array(sab) });
+  }
+  await Promise.all(workers.map((w) => new Promise((resolve) => w.worker.once('online', resolve))));
+  const call = async (w) => {
+    w.bytes.set(INPUT, 128);
+    const seq = Atomics.load(w.a, 1);
+    Atomics.add(w.a, 0, 1);
+    Atomics.notify(w.a, 0);
+    const r = Atomics.waitAsync(w.a, 1, seq);
+    if (r.async) await r.value;
+    if (w.bytes[64] !== INPUT[0] || w.bytes[127] !== INPUT[63]) throw new Error(`wrong bare echo: ${w.bytes[64]} ${w.bytes[127]} seq ${seq} now ${Atomics.load(w.a, 1)} ${r.async}`);
+    w.bytes.fill(0, 64, 128);
+  };
+  const close = () => Promise.all(workers.map((w) => w.worker.terminate()));
+  return { workers, call, close };
+}
+
+/**
+ * The floor under the pool row, in one run: bare workers (see bareWorkers) answering one call at
+ * a time from one worker, then two calls in flight on two workers, each caller keeping to its
+ * own worker (a pool of 2 with two calls in flight). `{ one, pool, ratio }` in calls/s.
+ */
+export async function barePoolVsOne(calls, warmup = 2000) {
+  const bare = await bareWorkers(2);
+  try {
+    const [a, b] = bare.workers;
+    for (let i = 0; i < warmup; i++) await bare.call(i % 2 === 0 ? a : b);
+    const one = await throughput(() => bare.call(a), 1, calls);
+    let left = calls;
+    const t0 = performance.now();
+    await Promise.all(
+      [a, b].map(async (w) => {
+        while (left-- > 0) await bare.call(w);
+      }),
+    );
+    const pool = calls / ((performance.now() - t0) / 1000);
+    return { one, pool, ratio: pool / one };
+  } finally {
+    await bare.close();
+  }
+}
+
+/** The q-quantile of xs (0.5: the median). */
+export function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
