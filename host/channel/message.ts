@@ -66,6 +66,14 @@ export class MessageSender {
       const n = Math.min(this.ring.writable, left);
       if (n === 0) return false;
       const last = n === left;
+      if (last && this.sent === 0 && this.parts.length > 1) {
+        // The whole message in one record: its parts go straight into the ring (no gathering
+        // buffer: a call or a result of a header and a body costs no allocation here).
+        if (!this.ring.tryWriteParts(this.kind, this.parts)) return false;
+        this.sent = this.total;
+        this.finished = true;
+        break;
+      }
       if (!this.ring.tryWrite(last ? this.kind : this.kind | MORE, this.take(n), n)) return false;
       this.advance(n);
       if (last) {

@@ -129,20 +129,11 @@ export class SharedRing {
    * (or the ring is closed). Throws RangeError only for a record that can never fit.
    */
   tryWrite(kind: number, payload: Uint8Array, length: number = payload.length): boolean {
-    if (length > this.maxRecord || length > payload.length || kind < 0 || kind > 255) {
-      throw new RangeError(`ring record of ${length} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
-    }
-    if (this.closed) return false;
-    const size = HEADER + ((length + 3) & ~3);
-    const head = Atomics.load(this.ctl, HEAD) >>> 0;
-    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
-    if (((head - tail) >>> 0) + size > this.capacity) return false;
-    this.put(head, ((kind << 24) | length) >>> 0);
+    if (length > payload.length) this.unfit(kind, length);
+    const head = this.reserve(kind, length);
+    if (head < 0) return false;
     this.copyIn(head + HEADER, payload, length);
-    Atomics.store(this.ctl, HEAD, (head + size) | 0);
-    Atomics.add(this.ctl, WSEQ, 1);
-    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
-    this.moved(WANT_RECORD);
+    this.commit(head, length);
     return true;
   }
 
@@ -152,23 +143,57 @@ export class SharedRing {
    * front of what the guest sent).
    */
   tryWritePrefixed(kind: number, prefix: number, payload: Uint8Array, length: number = payload.length): boolean {
-    const total = 4 + length;
-    if (total > this.maxRecord || length > payload.length || kind < 0 || kind > 255) {
-      throw new RangeError(`ring record of ${total} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
-    }
-    if (this.closed) return false;
-    const size = HEADER + ((total + 3) & ~3);
-    const head = Atomics.load(this.ctl, HEAD) >>> 0;
-    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
-    if (((head - tail) >>> 0) + size > this.capacity) return false;
-    this.put(head, ((kind << 24) | total) >>> 0);
+    if (length > payload.length) this.unfit(kind, 4 + length);
+    const head = this.reserve(kind, 4 + length);
+    if (head < 0) return false;
     this.put(head + HEADER, prefix >>> 0); // 4-aligned like a header: never wraps
     this.copyIn(head + HEADER + 4, payload, length);
-    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    this.commit(head, 4 + length);
+    return true;
+  }
+
+  /**
+   * tryWrite of a record whose payload is `parts` one after another, without assembling them in
+   * a buffer first (a message of a header and a body that fits one record).
+   */
+  tryWriteParts(kind: number, parts: readonly Uint8Array[]): boolean {
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const head = this.reserve(kind, length);
+    if (head < 0) return false;
+    let at = head + HEADER;
+    for (const part of parts) {
+      this.copyIn(at, part, part.length);
+      at += part.length;
+    }
+    this.commit(head, length);
+    return true;
+  }
+
+  private unfit(kind: number, length: number): never {
+    throw new RangeError(`ring record of ${length} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
+  }
+
+  /**
+   * The start of room for a record of `length` payload bytes, with its header written, or -1 when
+   * there is none now (or the ring is closed). The record is not visible until commit().
+   */
+  private reserve(kind: number, length: number): number {
+    if (length > this.maxRecord || kind < 0 || kind > 255) this.unfit(kind, length);
+    if (this.closed) return -1;
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (((head - tail) >>> 0) + HEADER + ((length + 3) & ~3) > this.capacity) return -1;
+    this.put(head, ((kind << 24) | length) >>> 0);
+    return head;
+  }
+
+  /** Publishes the record reserve() began at `head` and wakes a waiting reader. */
+  private commit(head: number, length: number): void {
+    Atomics.store(this.ctl, HEAD, (head + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
     if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
     this.moved(WANT_RECORD);
-    return true;
   }
 
   /**

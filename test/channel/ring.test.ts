@@ -53,6 +53,37 @@ describe('SharedRing', () => {
     expect(ring.tryWritePrefixed(1, 0, new Uint8Array(56))).toBe(true); // 4 + 56 = the largest record
   });
 
+  it('tryWriteParts writes its parts as one record, whole, across wrap-around (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 3 }), { maxLength: 60 }), (records) => {
+        const ring = new SharedRing(SharedRing.allocate(64));
+        const seen: Uint8Array[] = [];
+        const want: Uint8Array[] = [];
+        for (const parts of records) {
+          const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+          parts.reduce((at, p) => (whole.set(p, at), at + p.length), 0);
+          want.push(whole);
+          if (!ring.tryWriteParts(3, parts)) {
+            for (let rec = ring.tryRead(); rec; rec = ring.tryRead()) seen.push(rec.bytes);
+            expect(ring.tryWriteParts(3, parts)).toBe(true);
+          }
+        }
+        for (let rec = ring.tryRead(); rec; rec = ring.tryRead()) {
+          expect(rec.kind).toBe(3);
+          seen.push(rec.bytes);
+        }
+        expect(seen).toEqual(want);
+      }),
+    );
+    const ring = new SharedRing(SharedRing.allocate(64));
+    expect(() => ring.tryWriteParts(1, [new Uint8Array(30), new Uint8Array(31)])).toThrow(RangeError); // 61 > 60
+    expect(() => ring.tryWriteParts(256, [new Uint8Array(1)])).toThrow(RangeError);
+    expect(ring.tryWriteParts(1, [new Uint8Array(30), new Uint8Array(30)])).toBe(true); // the largest record
+    expect(ring.tryWriteParts(1, [])).toBe(false); // full: even an empty record needs its header
+    ring.close();
+    expect(ring.tryWriteParts(1, [])).toBe(false);
+  });
+
   it('is bounded: refuses a record when full, never overwrites', () => {
     const ring = new SharedRing(SharedRing.allocate(64));
     expect(ring.tryWrite(1, new Uint8Array(28))).toBe(true); // 32 bytes with header
