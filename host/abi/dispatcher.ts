@@ -99,8 +99,12 @@ interface CallContext {
   maxOutputBytes: number;
 }
 
-/** First capacity of a call's output buffer (it grows by doubling). */
-const OUTPUT_INITIAL_BYTES = 256;
+/**
+ * First capacity of a call's output buffer (it grows by doubling). 64: V8 keeps a typed array of
+ * at most 64 bytes on its heap, where a larger one costs a malloc'd backing store and its sweeping
+ * on every call that writes output.
+ */
+const OUTPUT_INITIAL_BYTES = 64;
 
 /** Largest argument block (all arguments, NUL-terminated) a partition may be given. */
 export const MAX_ARGS_BYTES = HV_MAX_TRANSFER;
