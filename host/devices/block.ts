@@ -13,7 +13,7 @@ import { RateLimiter, sleepSync } from '../limits/rate-limiter.ts';
 import { Stat } from '../channel/stats.ts';
 import type { BlockImage } from '../storage/image.ts';
 import type { ResolvedBlock } from './config.ts';
-import type { Device, Handler } from './device.ts';
+import { writesPrefix, type Device, type Handler } from './device.ts';
 
 /** Size of the BLOCK_INFO result: u32 sector size, u16 max read sectors, u16 max write sectors, u64 sector count. */
 export const BLOCK_INFO_SIZE = 16;
@@ -85,8 +85,9 @@ export class BlockDevice implements Device {
     // disk is unknown until the image is opened again, so this engine refuses writes too.
     if (stats[Stat.BLOCK_FAILED] !== 0) image.fail('an earlier run of this partition failed to write its disk');
     this.handlers = new Map<number, Handler>([
-      [HvCall.BLOCK_INFO, (_i, inLen, out, outCap) => this.info(inLen, out, outCap)],
-      [HvCall.BLOCK_READ, (input, inLen, out, outCap) => this.read(input, inLen, out, outCap)],
+      [HvCall.BLOCK_INFO, writesPrefix((_i, inLen, out, outCap) => this.info(inLen, out, outCap))],
+      // A successful read has written every byte of out[0, n): each sector's plaintext or zeros.
+      [HvCall.BLOCK_READ, writesPrefix((input, inLen, out, outCap) => this.read(input, inLen, out, outCap))],
       [HvCall.BLOCK_WRITE, (input, inLen) => this.write(input, inLen)],
       [HvCall.BLOCK_FLUSH, (_i, inLen) => this.flush(inLen)],
       [HvCall.BLOCK_DISCARD, (input, inLen) => this.discard(input, inLen)],

@@ -79,8 +79,6 @@ export const NONCE_AT = 8;
 export const TAG_AT = 20;
 export const EPOCH_AT = 36;
 const RESERVED_AT = 44;
-/** What the reserved bytes of an entry must hold. */
-const RESERVED_ZEROS = Buffer.alloc(20);
 
 /** Format 1's layout, for converting such images: pairs of slots [meta 48 | ciphertext 4096] per sector. */
 export const FORMAT1 = { SLOT_META: 48, SLOT_SIZE: 4144, PAIR_SIZE: 8288 } as const;
@@ -339,6 +337,9 @@ export class BlockImage {
   private dirtyList: number[] = [];
   /** Metadata pages by group, least recently used first: what is on disk, including every entry written here. */
   private readonly metaPages = new Map<number, Buffer>();
+  /** The most recently used entry of metaPages (null: none, or it was dropped). */
+  private lastGroup = -1;
+  private lastPage: Buffer | null = null;
   /** Ciphertext of one slot, read or about to be written. */
   private readonly one = Buffer.alloc(SECTOR_SIZE);
   /** Ciphertext of a run of A slots and of B slots (a multi-sector request; a write uses runA). */
@@ -349,6 +350,9 @@ export class BlockImage {
   private readonly first = new Int32Array(2);
   private readonly last = new Int32Array(2);
   private readonly aad = Buffer.alloc(32);
+  /** The nonce and tag of the version being opened or sealed (Node copies them; zeroed at close). */
+  private readonly iv = Buffer.alloc(NONCE_LEN);
+  private readonly tag = Buffer.alloc(TAG_LEN);
   private readonly zeros = Buffer.alloc(SECTOR_SIZE);
   private readonly zeroEntry = Buffer.alloc(META_SIZE);
   /** Random nonces drawn from the CSPRNG in bulk (one call per NONCE_POOL writes instead of one per write). */
@@ -529,7 +533,10 @@ export class BlockImage {
     for (const key of this.epochKeys.values()) key.raw.fill(0);
     this.epochKeys.clear();
     this.nonces.fill(0);
+    this.iv.fill(0);
+    this.tag.fill(0);
     this.metaPages.clear();
+    this.lastPage = null;
   }
 
   private assertOpen(): void {
@@ -551,15 +558,21 @@ export class BlockImage {
   /** The metadata page of sector s's group, read on first use (and again after it was dropped). */
   private metaPage(s: number): Buffer {
     const g = Math.floor(s / GROUP_SECTORS);
+    // The pages of one request are asked for several times in a row (choosing the slot, opening
+    // or sealing, recording): the most recently used page needs no reordering.
+    if (g === this.lastGroup && this.lastPage !== null) return this.lastPage;
     let page = this.metaPages.get(g);
     if (page !== undefined) {
       this.metaPages.delete(g); // most recently used goes last
     } else {
       if (this.metaPages.size >= MAX_META_PAGES) this.metaPages.delete(this.metaPages.keys().next().value as number);
       page = Buffer.alloc(META_PAGE);
+      this.lastPage = null; // a failed read below must not leave a stale shortcut
       this.io.pread(page, HEADER_SIZE + g * GROUP_BYTES);
     }
     this.metaPages.set(g, page);
+    this.lastGroup = g;
+    this.lastPage = page;
     return page;
   }
 
@@ -616,12 +629,16 @@ export class BlockImage {
    */
   private open(s: number, meta: Buffer, m: number, data: Buffer, d: number, out: Uint8Array | null, offset: number): boolean {
     const gen = readGen(meta, m);
-    if (gen === 0 || meta.compare(RESERVED_ZEROS, 0, RESERVED_ZEROS.length, m + RESERVED_AT, m + META_SIZE) !== 0) return false;
+    if (gen === 0 || !reservedZero(meta, m)) return false;
     this.setAad(s, gen);
+    // Nonce and tag go through fixed scratch buffers (Node copies both): no views per sector.
+    const { iv, tag } = this;
+    for (let i = 0; i < NONCE_LEN; i++) iv[i] = meta[m + NONCE_AT + i]!;
+    for (let i = 0; i < TAG_LEN; i++) tag[i] = meta[m + TAG_AT + i]!;
     try {
-      const dec = createDecipheriv('aes-256-gcm', this.keyFor(meta, m), meta.subarray(m + NONCE_AT, m + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
+      const dec = createDecipheriv('aes-256-gcm', this.keyFor(meta, m), iv, GCM_OPTIONS);
       dec.setAAD(this.aad);
-      dec.setAuthTag(meta.subarray(m + TAG_AT, m + TAG_AT + TAG_LEN));
+      dec.setAuthTag(tag);
       const plain = dec.update(data.subarray(d, d + SECTOR_SIZE));
       try {
         dec.final(); // throws when the tag does not verify
@@ -684,6 +701,7 @@ export class BlockImage {
     // pending scrub of a discarded sector's stale slot must not hit what is now its newest.
     this.dirty[s] = 0;
     this.metaPages.delete(Math.floor(s / GROUP_SECTORS));
+    this.lastPage = null;
   }
 
   /**
@@ -736,7 +754,8 @@ export class BlockImage {
   private writeRun(sector: number, count: number, data: Uint8Array, offset: number, kind: number): number {
     for (let i = 0; i < count; i++) {
       const s = sector + i;
-      if (!this.guard(() => this.learn(s), 'read')) return HvStatus.IO_ERROR; // INTEGRITY leaves it unknown: the write replaces it
+      // INTEGRITY leaves it unknown: the write replaces it.
+      if (this.state[s] === STATE_UNKNOWN && !this.guard(() => this.learn(s), 'read')) return HvStatus.IO_ERROR;
     }
     for (let i = 0; i < count; ) {
       const s = sector + i;
@@ -792,11 +811,14 @@ export class BlockImage {
     this.nextNonce(meta, m + NONCE_AT);
     this.epoch.copy(meta, m + EPOCH_AT);
     this.setAad(s, gen);
-    const cipher = createCipheriv('aes-256-gcm', this.epochKey!.obj, meta.subarray(m + NONCE_AT, m + NONCE_AT + NONCE_LEN), GCM_OPTIONS);
+    const iv = this.iv;
+    for (let i = 0; i < NONCE_LEN; i++) iv[i] = meta[m + NONCE_AT + i]!;
+    const cipher = createCipheriv('aes-256-gcm', this.epochKey!.obj, iv, GCM_OPTIONS);
     cipher.setAAD(this.aad);
-    cipher.update(plain).copy(ct, c);
+    const sealed = cipher.update(plain);
+    ct.set(sealed, c);
     cipher.final();
-    cipher.getAuthTag().copy(meta, m + TAG_AT);
+    meta.set(cipher.getAuthTag(), m + TAG_AT);
   }
 
   /** Puts a fresh random 96-bit nonce at out[at...]. Each pool byte is used once and zeroed after use. */
@@ -809,6 +831,13 @@ export class BlockImage {
     this.nonces.copy(out, at, from, from + NONCE_LEN);
     this.nonces.fill(0, from, from + NONCE_LEN);
   }
+}
+
+/** Whether an entry's reserved bytes are all zero (a JavaScript loop: cheaper than a native compare of 20 bytes). */
+function reservedZero(meta: Buffer, m: number): boolean {
+  let any = 0;
+  for (let i = m + RESERVED_AT, end = m + META_SIZE; i < end; i++) any |= meta[i]!;
+  return any === 0;
 }
 
 /** Writes a u32 (little-endian) without Node's argument checks: the hot path's own offsets are in range. */

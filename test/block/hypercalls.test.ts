@@ -2,7 +2,7 @@
  * The block device's hypercalls through the real dispatcher, in-thread: valid, edge and hostile
  * arguments, as test/abi/dispatcher.test.ts does for the other devices.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ import { check } from '../../host/schema/check.ts';
 import { DevicesSchema } from '../../host/schema/devices.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 import type { ViolationRecord } from '../../host/channel/protocol.ts';
-import { BlockImage } from '../../host/storage/image.ts';
+import { BlockImage, dataOffset } from '../../host/storage/image.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
 
 const S = HV_BLOCK_SECTOR_SIZE;
@@ -145,6 +145,34 @@ describe('block hypercalls', () => {
       const { r, data } = read(b, 240, 16);
       expect(r).toBe(16 * S);
       expect(data.every((x) => x === 0)).toBe(true);
+    });
+    it('never shows an earlier read through a later one: unwritten sectors and the window past the data are zeros', async () => {
+      // BLOCK_READ writes its output densely (the dispatcher does not zero its scratch first), so
+      // the scratch still holds the previous read's plaintext when the next one starts.
+      const b = await boundary();
+      expect(write(b, 0, 15, 0x5a)).toBe(15 * S);
+      expect(write(b, 15, 1, 0x5a)).toBe(S);
+      expect(read(b, 0, 16).data.every((x) => x === 0x5a)).toBe(true);
+      b.bytes().fill(0x55, 0x20000, 0x20000 + 16 * S);
+      // sectors 15..30: one written, fifteen never written; then one sector in a 16-sector window
+      const mixed = read(b, 15, 16);
+      expect(mixed.r).toBe(16 * S);
+      expect(mixed.data.subarray(0, S).every((x) => x === 0x5a)).toBe(true);
+      expect(mixed.data.subarray(S).every((x) => x === 0)).toBe(true);
+      expect(read(b, 0, 16).r).toBe(16 * S);
+      b.bytes().fill(0x55, 0x20000, 0x20000 + 16 * S);
+      const one = read(b, 20, 1, 16 * S);
+      expect(one.r).toBe(S);
+      expect(b.bytes().subarray(0x20000, 0x20000 + 16 * S).every((x) => x === 0)).toBe(true);
+      // A read that fails part-way (INTEGRITY at sector 3, after sectors 0..2 reached the
+      // scratch) writes nothing to the guest.
+      expect(b.call(HvCall.BLOCK_FLUSH)).toBe(0);
+      expect(write(b, 3, 1, 0x66)).toBe(S); // sector 3 now has a version in each slot
+      const fd = open.at(-1)!.a.fd;
+      for (const k of [0, 1]) writeSync(fd, Buffer.alloc(64, 0xee), 0, 64, dataOffset(3, k));
+      b.bytes().fill(0x55, 0x20000, 0x20000 + 16 * S);
+      b.header(0, 0, 16);
+      untouched(b, () => expect(b.call(HvCall.BLOCK_READ, 0, HV_BLOCK_HEADER_SIZE, 0x20000, 16 * S)).toBe(-HvStatus.INTEGRITY));
     });
     it('round-trip one to fifteen sectors per write, sixteen per read', async () => {
       const b = await boundary();
