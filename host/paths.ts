@@ -10,6 +10,9 @@ export const packageRoot: URL = new URL('../', import.meta.url);
 /** The bundled partition worker script. */
 export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
+/** The bundled partition process (CommonJS: a sandboxed child reads it from a descriptor and runs it; host/scheduler/sandbox.ts). */
+export const processScript: URL = new URL('dist/process.cjs', packageRoot);
+
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);
 

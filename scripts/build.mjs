@@ -23,6 +23,23 @@ export async function buildHost() {
     sourcemap: true,
     logLevel: 'warning',
   });
+  // A partition process runs its bundle from a descriptor, as CommonJS (host/scheduler/sandbox.ts).
+  // It may read no file, so everything it runs is in the bundle. Two things it never runs stay
+  // out: binaryen (imported dynamically by the loader, whose name constants the worker shares)
+  // and file locations (host/paths.ts, evaluated but unused: import.meta has no URL in CommonJS).
+  await build({
+    absWorkingDir: root,
+    entryPoints: { process: 'host/worker/process-entry.ts' },
+    outdir: 'dist',
+    outExtension: { '.js': '.cjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['binaryen'],
+    define: { 'import.meta.url': '"file:///wasmvisor-partition-process/dist/process.cjs"' },
+    logLevel: 'warning',
+  });
   await chmod(`${root}dist/cli.js`, 0o755);
   await writeJsonSchemas();
 }

@@ -21,7 +21,7 @@ import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { CpuCap, ViolationRecord, WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
-import type { RunHost } from '../scheduler/placement.ts';
+import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
@@ -233,7 +233,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
   }
 
   /** Where the current run executes ('dedicated' or 'shared'), or null when it is not running. */
-  get placement(): 'dedicated' | 'shared' | null {
+  get placement(): RunPlacement | null {
     return this.run?.placement ?? null;
   }
 

@@ -3,7 +3,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
 import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
-import type { RunHost } from '../scheduler/placement.ts';
+import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
 export interface RunEvents {
@@ -70,7 +70,8 @@ export class WorkerRun {
   ) {
     this.events = new SharedRing(SharedRing.allocate(channels.events));
     this.calls = new SharedRing(SharedRing.allocate(channels.calls));
-    if (host.placement === 'shared') this.events.onMove = this.calls.onMove = () => host.wake();
+    // A shared worker sleeps on one doorbell, a partition process on its channel: each hears which ring moved.
+    if (host.placement !== 'dedicated') this.events.onMove = this.calls.onMove = () => host.wake();
     const maxLine = init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES;
     const maxResult = 4 + init.maxOutputBytes;
     // What the worker may send, per kind: anything else is a protocol violation (see drain).
@@ -89,6 +90,7 @@ export class WorkerRun {
     try {
       this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab, spin: processSpinBudget().sab } satisfies WorkerInit, {
         message: (message) => this.guard(() => this.onMessage(message, running)),
+        violation: (violation) => this.guard(() => this.on.violation(violation)),
         error: (error) => (this.workerError = error),
         exit: (code, outcome) =>
           this.guard(() => {
@@ -345,7 +347,7 @@ export class WorkerRun {
     return this.host.workerId;
   }
 
-  get placement(): 'dedicated' | 'shared' {
+  get placement(): RunPlacement {
     return this.host.placement;
   }
 

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { processScript } from '../paths.ts';
+
+/**
+ * How a partition process is started (`isolation: 'process'`): the walls around the child that
+ * do not depend on the hypervisor's own checks.
+ *
+ * - Node's permission model (`--experimental-permission`) with no grant at all: the child may
+ *   read and write no file by path, start no child process, no worker thread, load no addon.
+ *   It needs none: its code is read from an inherited descriptor (fd 4, the bundle opened by
+ *   the root, closed by the bootstrap once read), its channel is fd 3, and a block image is
+ *   fd 5, opened by the root.
+ * - An unprivileged identity when the root runs as root: `nobody` (uid/gid from /etc/passwd,
+ *   else 65534), or the embedder's choice; supplementary groups dropped (libuv does so when it
+ *   sets the ids). Not root, the child runs as the root's own user: the model still holds.
+ * - OS resource limits, set by `/bin/sh`'s `ulimit` before it execs Node (where /bin/sh exists):
+ *   open files, no core dumps (a core would hold guest memory), address space, and optionally
+ *   CPU seconds. Node's own `--max-old-space-size` bounds its heap.
+ * - An empty environment and `/` as the working directory: nothing of the root's environment
+ *   (keys, tokens) reaches the child.
+ */
+
+/** Settings of partition processes (HypervisorOptions.process). */
+export interface SandboxOptions {
+  /**
+   * Run as this user when the root is root: uid and gid. Default: the `nobody` account. Ignored
+   * (the child keeps the root's identity) when the root is not root.
+   */
+  user: { uid: number; gid: number } | null;
+  /** Open files (RLIMIT_NOFILE). */
+  maxOpenFiles: number;
+  /** Address space, MiB (RLIMIT_AS): a Wasm memory reserves about 10 GiB of it (guard regions). */
+  addressSpaceMb: number;
+  /** CPU seconds (RLIMIT_CPU), or null for none (a reactor lives long; fuel and watchdogs bound a guest's time). */
+  cpuSeconds: number | null;
+  /** The JS heap (old generation), MiB. */
+  heapMb: number;
+}
+
+/** Descriptors of the child (the bootstrap and the process code rely on them). */
+export const CHANNEL_FD = 3;
+export const CODE_FD = 4;
+export const BLOCK_FD = 5;
+
+export const DEFAULT_SANDBOX: Omit<SandboxOptions, 'user'> = {
+  maxOpenFiles: 64,
+  addressSpaceMb: 32 * 1024,
+  cpuSeconds: null,
+  heapMb: 64,
+};
+
+/**
+ * The most memory a partition process itself may take beyond its guest's linear memory, for
+ * admission control: its heap limit, V8's young generation and code, and Node's own footprint
+ * (bench/process.mjs measures a process partition's RSS under it).
+ */
+export function processMemoryBytes(o: Pick<SandboxOptions, 'heapMb'>): number {
+  return (o.heapMb + 48) * 1024 * 1024;
+}
+
+/**
+ * The child's first code, given on the command line: it reads the process bundle from fd 4 (a
+ * CommonJS bundle, host/worker/process-entry.ts) and runs it. Reading an inherited descriptor
+ * is not a path read: the permission model allows it while it denies every path.
+ */
+const BOOTSTRAP = `'use strict';
+const fs = require('node:fs');
+const code = fs.readFileSync(${CODE_FD}, 'utf8');
+fs.closeSync(${CODE_FD});
+const module_ = { exports: {} };
+require('node:vm').runInThisContext('(function (exports, require, module) {' + code + '\\n})', { filename: 'wasmvisor-process.cjs' })(module_.exports, require, module_);
+`;
+
+let nobody: { uid: number; gid: number } | null = null;
+
+/** The `nobody` account's ids (65534 when /etc/passwd does not name it). */
+export function nobodyUser(): { uid: number; gid: number } {
+  if (nobody !== null) return nobody;
+  nobody = { uid: 65534, gid: 65534 };
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('nobody:'));
+    const [, , uid, gid] = line?.split(':') ?? [];
+    if (uid !== undefined && gid !== undefined && /^\d+$/.test(uid) && /^\d+$/.test(gid)) nobody = { uid: Number(uid), gid: Number(gid) };
+  } catch {
+    // No /etc/passwd: the conventional ids.
+  }
+  return nobody;
+}
+
+/** The identity a partition process gets: null keeps the root's (the root is not root, or the platform has no uids). */
+export function childIdentity(options: SandboxOptions): { uid: number; gid: number } | null {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null;
+  return options.user ?? nobodyUser();
+}
+
+const SH = '/bin/sh';
+
+/** The shell's `ulimit` commands for the limits, or null where there is no POSIX shell. */
+function limitCommands(o: SandboxOptions): string | null {
+  if (process.platform === 'win32' || !existsSync(SH)) return null;
+  const cmds = [`ulimit -n ${o.maxOpenFiles}`, 'ulimit -c 0', `ulimit -v ${o.addressSpaceMb * 1024}`];
+  if (o.cpuSeconds !== null) cmds.push(`ulimit -t ${o.cpuSeconds}`);
+  return cmds.join(' && ');
+}
+
+/** The Node flags of a partition process. */
+export function childNodeFlags(o: SandboxOptions): string[] {
+  return ['--experimental-permission', '--no-warnings', `--max-old-space-size=${o.heapMb}`, '--max-semi-space-size=4'];
+}
+
+export interface Sandboxed {
+  child: ChildProcess;
+  /** The root's end of the channel (the child's fd 3). */
+  channel: Socket;
+}
+
+/**
+ * Starts a partition process. `blockFd`: the block image's descriptor, given to the child as fd 5.
+ * `code`: the process bundle to run (tests start a stand-in child; default the shipped one).
+ * Throws when the process cannot be spawned (the caller ends the run with the reason).
+ */
+export function startSandboxed(options: SandboxOptions, blockFd: number | null, code: URL = processScript): Sandboxed {
+  const codeFd = openSync(code, 'r');
+  try {
+    const argv = [...childNodeFlags(options), '-e', BOOTSTRAP];
+    const limits = limitCommands(options);
+    const [file, args] = limits === null ? [process.execPath, argv] : [SH, ['-c', `${limits} && exec "$0" "$@"`, process.execPath, ...argv]];
+    const identity = childIdentity(options);
+    const child = spawn(file, args, {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe', codeFd, ...(blockFd !== null ? [blockFd] : [])],
+      env: {},
+      cwd: '/',
+      ...(identity !== null ? { uid: identity.uid, gid: identity.gid } : {}),
+      windowsHide: true,
+    });
+    const channel = child.stdio[CHANNEL_FD] as Socket | null;
+    if (channel === null || channel === undefined) {
+      child.kill('SIGKILL');
+      throw new Error('the partition process has no channel');
+    }
+    return { child, channel };
+  } finally {
+    // The child has its own copy of the descriptor (or never started).
+    closeSync(codeFd);
+  }
+}
