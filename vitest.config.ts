@@ -24,6 +24,9 @@ export default defineConfig({
       // A shared partition's module is transformed (fuel, then Asyncify) on first use in each test
       // process: a large guest (the Rust fixture) takes seconds, more on a loaded machine.
       { extends: true, test: { name: 'shared', include: PLACED, env: { WASMVISOR_TEST_PLACEMENT: 'shared' }, testTimeout: 120_000, hookTimeout: 120_000 } },
+      // Partition processes (isolation 'process'): the same suites, each partition in a sandboxed
+      // child process; a module is transformed as for shared placement.
+      { extends: true, test: { name: 'process', include: PLACED, env: { WASMVISOR_TEST_PLACEMENT: 'process' }, testTimeout: 120_000, hookTimeout: 120_000 } },
     ],
   },
 });

@@ -365,7 +365,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
-      host: inProcess ? () => this.sched.processHost(loaded.bytes) : () => this.sched.host(placement),
+      host: inProcess ? () => this.sched.processHost(loaded.bytes, block?.attachment.path ?? null) : () => this.sched.host(placement),
       // Shared (and a process's scheduler): fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
       ...(placement === 'shared' || inProcess ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,

@@ -1,4 +1,5 @@
 import { isErrorCode } from '../errors.ts';
+import type { NetInit } from '../devices/net.ts';
 import type { BlockInit, WorkerInit, WorkerMessage, WorkerOutcome } from './protocol.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS } from './stats.ts';
 
@@ -43,9 +44,11 @@ export interface ProcessInit {
   rings: { events: number; calls: number; input: number };
   /** The block image: `fd` is the child's descriptor for it (passed at spawn). */
   block: BlockInit | null;
+  /** The NIC: its settings and its rings' sizes (the child makes copies; see RingId.NET_TX, NET_RX). */
+  net: { init: Omit<NetInit, 'tx' | 'rx' | 'stats'>; tx: number; rx: number } | null;
 }
 
-/** Frame types. Root → child: BOOT, ADD, KILL. Child → root: LIFECYCLE, STATS, WORKER_STATS. Both: RECORD, ACK, CLOSE. */
+/** Frame types. Root → child: BOOT, ADD, KILL. Child → root: LIFECYCLE, STATS, NET_STATS, WORKER_STATS. Both: RECORD, ACK, CLOSE. */
 export const FrameType = {
   /** Root → child, first frame, slot 0: the process's settings (JSON, see ProcessBoot). */
   BOOT: 1,
@@ -65,7 +68,12 @@ export const FrameType = {
   STATS: 17,
   /** Child → root, slot 0: the process scheduler's counters, WORKER_STAT_SLOTS Float64 (LE). */
   WORKER_STATS: 18,
+  /** Child → root: the worker's half of `slot`'s NIC counters, NET_WORKER_STAT_SLOTS Float64 (LE). */
+  NET_STATS: 19,
 } as const;
+
+/** The NIC counters the worker writes (NetStat slots 0..7); the root's switch writes the rest. */
+export const NET_WORKER_STAT_SLOTS = 8;
 
 /** The rings of a partition, by who produces them. */
 export const RingId = {
@@ -75,17 +83,21 @@ export const RingId = {
   CALLS: 1,
   /** Root → child: console input. */
   INPUT: 2,
+  /** Child → root: the NIC's frames to send (the root's switch drains its copy). */
+  NET_TX: 3,
+  /** Root → child: frames the switch delivered to the NIC. */
+  NET_RX: 4,
 } as const;
 export type RingIdValue = (typeof RingId)[keyof typeof RingId];
 
 /** Rings whose producer is the child: it sends their records and closes them, the root acknowledges. */
 export function childProduces(ring: number): boolean {
-  return ring === RingId.EVENTS;
+  return ring === RingId.EVENTS || ring === RingId.NET_TX;
 }
 
 /** Rings whose producer is the root: the child may only acknowledge them. */
 export function rootProduces(ring: number): boolean {
-  return ring === RingId.CALLS || ring === RingId.INPUT;
+  return ring === RingId.CALLS || ring === RingId.INPUT || ring === RingId.NET_RX;
 }
 
 /** Bytes before a frame's payload: the length, then type, ring, zero and slot. */
@@ -115,6 +127,7 @@ export type ChildFrame =
   | { type: 'close'; slot: number; ring: RingIdValue }
   | { type: 'lifecycle'; slot: number; message: WorkerMessage }
   | { type: 'stats'; slot: number; values: Float64Array }
+  | { type: 'net-stats'; slot: number; values: Float64Array }
   | { type: 'worker-stats'; values: Float64Array };
 
 export type RootFrame =
@@ -164,8 +177,8 @@ export function encodeClose(slot: number, ring: number): Uint8Array {
   return encodeFrame(FrameType.CLOSE, ring, slot);
 }
 
-/** Counters (partition or process) as a frame of their Float64 values. */
-export function encodeStats(type: typeof FrameType.STATS | typeof FrameType.WORKER_STATS, slot: number, values: Float64Array): Uint8Array {
+/** Counters (partition, NIC or process) as a frame of their Float64 values. */
+export function encodeStats(type: typeof FrameType.STATS | typeof FrameType.NET_STATS | typeof FrameType.WORKER_STATS, slot: number, values: Float64Array): Uint8Array {
   const p = new Uint8Array(values.length * 8);
   const view = new DataView(p.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat64(i * 8, values[i]!, true);
@@ -325,6 +338,12 @@ export function decodeChildFrame(body: Uint8Array): ChildFrame | FrameRefusal {
       if (r) return r;
       const values = decodeCounters(payload, STAT_SLOTS);
       return 'reason' in values ? values : { type: 'stats', slot, values };
+    }
+    case FrameType.NET_STATS: {
+      const r = ringless();
+      if (r) return r;
+      const values = decodeCounters(payload, NET_WORKER_STAT_SLOTS);
+      return 'reason' in values ? values : { type: 'net-stats', slot, values };
     }
     case FrameType.WORKER_STATS: {
       const r = ringless();

@@ -74,6 +74,9 @@ export class RingReceiver {
   /** Puts a forwarded record into the copy. False when it does not fit or the copy is closed: the producer broke the invariant. */
   record(kind: number, bytes: Uint8Array): boolean {
     if (this.closed || bytes.length > this.ring.maxRecord || kind < 0 || kind > 255) return false;
+    // The consumer closed the copy (e.g. the switch unplugged a NIC): the record is dropped, as a
+    // write to a closed ring is; not the producer's fault.
+    if (this.ring.closed) return true;
     if (!this.ring.tryWrite(kind, bytes)) return false;
     this.put += recordSize(bytes.length);
     return true;

@@ -86,6 +86,8 @@ export interface CpuCap {
 /** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */
 export interface BlockInit {
   fd: number;
+  /** `fd` was opened with O_DSYNC (a partition process's image: it may not fsync). */
+  durableWrites?: boolean;
   sectorCount: number;
   imageId: Uint8Array;
   dataKey: Uint8Array;

@@ -1,9 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
+import { closeSync, constants, fstatSync, fsyncSync, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 import {
   FrameReader,
   MAX_CHILD_FRAME,
+  NET_WORKER_STAT_SLOTS,
   RingId,
   decodeChildFrame,
   encodeAck,
@@ -18,13 +20,17 @@ import {
 import { RingForwarder, RingReceiver } from '../channel/mirror.ts';
 import type { ViolationRecord, WorkerInit, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
-import { STAT_SLOTS, WORKER_STAT_SLOTS } from '../channel/stats.ts';
+import { WORKER_STAT_SLOTS } from '../channel/stats.ts';
+import type { NetInit } from '../devices/net.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
 import { BLOCK_FD, startSandboxed, type SandboxOptions } from './sandbox.ts';
 
 /** The one slot a dedicated partition process hosts. */
 const SLOT = 1;
+
+/** Longest a partition's end waits for the switch to take the frames it sent last, ms. */
+const DONE_HOLD_MS = 1000;
 
 /** How much of a dead child's stderr is kept to explain its death (bytes, the last ones). */
 const STDERR_TAIL_BYTES = 4096;
@@ -76,6 +82,8 @@ export class ProcessHost implements RunHost {
   private eventRing: SharedRing | null = null;
   private eventsIn: RingReceiver | null = null;
   private stats: Float64Array | null = null;
+  /** The NIC's rings on the root's switch, mirrored: frames the child sends, frames delivered to it; and its counters. */
+  private net: { tx: SharedRing; txIn: RingReceiver; rx: RingForwarder; stats: Float64Array } | null = null;
   private readonly processStats = new Float64Array(WORKER_STAT_SLOTS);
   /** Lifecycle so far: 0 none, 1 running, 2 ready, 3 done. */
   private stage = 0;
@@ -86,6 +94,8 @@ export class ProcessHost implements RunHost {
   private channelClosed = false;
   private reported = false;
   private stderrTail = '';
+  /** The partition's `done`, held until the switch has taken its last frames (see lifecycle). */
+  private heldDone: WorkerMessage | null = null;
 
   /** The root ended the run (kill, or its partition is done): the child's death is no news. */
   private ended = false;
@@ -94,6 +104,8 @@ export class ProcessHost implements RunHost {
   constructor(
     private readonly options: ProcessHostOptions,
     private readonly moduleBytes: Uint8Array,
+    /** The block image's path (reopened for the child with O_DSYNC), or null without block. */
+    private readonly imagePath: string | null = null,
   ) {}
 
   get workerId(): number | null {
@@ -112,7 +124,15 @@ export class ProcessHost implements RunHost {
     this.events = events;
     this.name = init.name;
     this.reactor = init.kind === 'reactor';
-    const { child, channel } = startSandboxed(this.options.sandbox, init.block?.fd ?? null, this.options.code);
+    const imageFd = init.block === null ? null : this.openImage(init.block.fd);
+    let started;
+    try {
+      started = startSandboxed(this.options.sandbox, imageFd, this.options.code);
+    } finally {
+      // The child has its own copy of the descriptor.
+      if (imageFd !== null) closeSync(imageFd);
+    }
+    const { child, channel } = started;
     this.child = child;
     this.channel = channel;
     channel.on('data', (data: Buffer) => this.receive(data));
@@ -158,15 +178,30 @@ export class ProcessHost implements RunHost {
       () => this.send(encodeClose(SLOT, RingId.INPUT)),
     );
     this.stats = new Float64Array(init.stats);
+    if (init.net !== null) {
+      const tx = new SharedRing(init.net.tx);
+      const rx = new SharedRing(init.net.rx);
+      this.net = {
+        tx,
+        txIn: new RingReceiver(tx),
+        rx: new RingForwarder(
+          rx,
+          (kind, bytes) => this.send(encodeRecord(SLOT, RingId.NET_RX, kind, bytes)),
+          () => this.send(encodeClose(SLOT, RingId.NET_RX)),
+        ),
+        stats: new Float64Array(init.net.stats, 0, NET_WORKER_STAT_SLOTS),
+      };
+    }
 
     const boot: ProcessBoot = { sliceMs: this.options.sliceMs, dedicated: true };
-    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, spin: _spin, block, net: _net, ...rest } = init;
+    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, spin: _spin, block, net, ...rest } = init;
     const p: ProcessInit = {
       init: rest,
       moduleBytes: this.moduleBytes,
       stats: this.stats.slice(),
       rings: { events: eventRing.capacity, calls: calls.capacity, input: input.capacity },
-      block: block === null ? null : { ...block, fd: BLOCK_FD },
+      block: block === null ? null : { ...block, fd: BLOCK_FD, durableWrites: true },
+      net: net === null ? null : { init: netSettings(net), tx: this.net!.tx.capacity, rx: this.net!.rx.ring.capacity },
     };
     this.send(encodeBoot(JSON.stringify(boot)));
     this.send(encodeAdd(SLOT, v8.serialize(p)));
@@ -188,6 +223,16 @@ export class ProcessHost implements RunHost {
     const n = this.eventsIn!.consumed();
     if (n > 0) this.send(encodeAck(SLOT, RingId.EVENTS, n));
     this.eventRing!.wantRoom();
+    const net = this.net;
+    if (net !== null) {
+      net.rx.pump();
+      net.rx.ring.wantRecord();
+      const sent = net.txIn.consumed();
+      if (sent > 0) this.send(encodeAck(SLOT, RingId.NET_TX, sent));
+      net.tx.wantRoom();
+      // Not from inside the switch's drain (this runs in its read): on a later turn.
+      if (this.heldDone !== null && net.tx.used === 0) setImmediate(() => this.deliverDone());
+    }
   }
 
   keepAlive(on: boolean): void {
@@ -214,6 +259,26 @@ export class ProcessHost implements RunHost {
 
   private send(frame: Uint8Array): void {
     if (!this.stopped) this.channel?.write(frame);
+  }
+
+  /**
+   * The block image for the child: a descriptor of its own with O_DSYNC, since the permission
+   * model disables fsync in the child, so each write is durable when it returns. It is opened by
+   * path and checked to be the very file the partition's descriptor `fd` has open (same device
+   * and inode); what earlier writers left in the page cache is made durable first, as the
+   * image's own open does.
+   */
+  private openImage(fd: number): number {
+    if (this.imagePath === null) throw new Error(`partition ${this.name}'s block image has no path to open for its process`);
+    fsyncSync(fd);
+    const own = openSync(this.imagePath, constants.O_RDWR | constants.O_DSYNC | constants.O_NOFOLLOW);
+    const a = fstatSync(fd);
+    const b = fstatSync(own);
+    if (a.dev !== b.dev || a.ino !== b.ino) {
+      closeSync(own);
+      throw new Error(`partition ${this.name}'s block image at ${this.imagePath} is no longer the file it opened`);
+    }
+    return own;
   }
 
   /** Ends the child (Hypervisor.close); resolves once it has exited. */
@@ -262,19 +327,29 @@ export class ProcessHost implements RunHost {
     if (f.slot !== SLOT) return `a frame of type ${f.type} for slot ${f.slot} (this process hosts slot ${SLOT} only)`;
     if (this.stage === 3) return `a frame of type ${f.type} after the partition's end`;
     switch (f.type) {
-      case 'record':
-        // Only the event ring is the child's (decodeChildFrame checked the ring id).
-        return this.eventsIn!.record(f.kind, f.bytes) ? null : `an event record of ${f.bytes.length} bytes that the root's copy cannot take (more than was acknowledged, or the ring is closed)`;
-      case 'close':
-        return this.eventsIn!.close() ? null : 'a second close of the event ring';
+      case 'record': {
+        // A ring the child produces (decodeChildFrame checked the ring id): events, or the NIC's tx when it has one.
+        const receiver = f.ring === RingId.EVENTS ? this.eventsIn! : (this.net?.txIn ?? null);
+        if (receiver === null) return 'a frame for a NIC the partition does not have';
+        return receiver.record(f.kind, f.bytes) ? null : `a record of ${f.bytes.length} bytes for ring ${f.ring} that the root's copy cannot take (more than was acknowledged, or the ring is closed)`;
+      }
+      case 'close': {
+        const receiver = f.ring === RingId.EVENTS ? this.eventsIn! : (this.net?.txIn ?? null);
+        if (receiver === null) return 'a close of a NIC the partition does not have';
+        return receiver.close() ? null : `a second close of ring ${f.ring}`;
+      }
       case 'ack': {
-        const forwarder = f.ring === RingId.CALLS ? this.calls! : this.input!;
-        if (!forwarder.ack(f.bytes)) return `an acknowledgement of ${f.bytes} bytes of ring ${f.ring}, more than was forwarded or not on a record boundary`;
+        const forwarder = f.ring === RingId.CALLS ? this.calls! : f.ring === RingId.INPUT ? this.input! : (this.net?.rx ?? null);
+        if (forwarder === null) return 'an acknowledgement for a NIC the partition does not have';
         // Room freed in the root's copy: the root's writers waiting for it (whenRead) wake.
-        return null;
+        return forwarder.ack(f.bytes) ? null : `an acknowledgement of ${f.bytes} bytes of ring ${f.ring}, more than was forwarded or not on a record boundary`;
       }
       case 'stats':
         this.stats!.set(f.values);
+        return null;
+      case 'net-stats':
+        if (this.net === null) return 'NIC counters for a NIC the partition does not have';
+        this.net.stats.set(f.values);
         return null;
       case 'lifecycle':
         return this.lifecycle(f.message);
@@ -292,9 +367,25 @@ export class ProcessHost implements RunHost {
       this.stage = 2;
     } else {
       this.stage = 3;
+      // Frames the partition sent last may still sit in the root's copy of its NIC's tx ring,
+      // which the switch drains asynchronously: its end (which unplugs the NIC) waits for that.
+      if (this.net !== null && this.net.tx.used > 0) {
+        this.heldDone = m;
+        const timer = setTimeout(() => this.deliverDone(), DONE_HOLD_MS);
+        timer.unref();
+        return null;
+      }
     }
     this.events?.message(m);
     return null;
+  }
+
+  /** Delivers a held `done` (the switch drained the NIC's frames, or it waited long enough). */
+  private deliverDone(): void {
+    const m = this.heldDone;
+    if (m === null) return;
+    this.heldDone = null;
+    this.events?.message(m);
   }
 
   /** The child broke the protocol: it is treated as compromised. */
@@ -310,6 +401,8 @@ export class ProcessHost implements RunHost {
     if (this.reported || this.exited === null || !(this.channelClosed || this.stopped)) return;
     this.reported = true;
     this.options.onEnd?.(this);
+    // A held end is still the partition's own end (the switch had its chance at the frames).
+    this.deliverDone();
     const events = this.events;
     this.events = null;
     this.stopped = true;
@@ -328,4 +421,10 @@ export class ProcessHost implements RunHost {
     }
     return { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process ${pid} ended unexpectedly (${how})` };
   }
+}
+
+/** A NIC's settings without its shared buffers (the child makes its own copies). */
+function netSettings(n: NetInit): Omit<NetInit, 'tx' | 'rx' | 'stats'> {
+  const { tx: _tx, rx: _rx, stats: _stats, ...settings } = n;
+  return settings;
 }

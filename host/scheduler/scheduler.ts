@@ -78,10 +78,11 @@ export class Scheduler {
 
   /**
    * A place for one run in a partition process of its own; `moduleBytes` are the module as run
-   * (the child compiles them: a compiled module does not cross processes).
+   * (the child compiles them: a compiled module does not cross processes); `imagePath`: its block
+   * image's, or null.
    */
-  processHost(moduleBytes: Uint8Array): RunHost {
-    const host = new ProcessHost({ sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h) }, moduleBytes);
+  processHost(moduleBytes: Uint8Array, imagePath: string | null): RunHost {
+    const host = new ProcessHost({ sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h) }, moduleBytes, imagePath);
     this.processes.add(host);
     return host;
   }

@@ -168,8 +168,13 @@ export interface BlockIo {
   fsync(): void;
 }
 
-/** BlockIo over an open file descriptor, with synchronous system calls. */
-export function fdIo(fd: number): BlockIo {
+/**
+ * BlockIo over an open file descriptor, with synchronous system calls. `durableWrites`: the
+ * descriptor was opened with O_DSYNC, so each write is on stable storage when it returns and
+ * fsync has nothing left to do (a partition process may not call fsync: Node's permission model
+ * disables it; host/scheduler/process.ts opens its image so).
+ */
+export function fdIo(fd: number, durableWrites = false): BlockIo {
   return {
     pread(buf, position) {
       let done = 0;
@@ -188,7 +193,7 @@ export function fdIo(fd: number): BlockIo {
       while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, position + done);
     },
     fsync() {
-      fsyncSync(fd);
+      if (!durableWrites) fsyncSync(fd);
     },
   };
 }
@@ -198,6 +203,8 @@ export interface BlockImageOptions {
   fd: number;
   /** Replaces the file operations on `fd` (tests: a simulated disk). */
   io?: BlockIo;
+  /** `fd` was opened with O_DSYNC: every write is durable when it returns (see fdIo). */
+  durableWrites?: boolean;
   /**
    * fsync the image before first use. Default true, and it must be: see the constructor. Only the
    * power-loss test turns it off, to show that its simulated disk catches the resulting loss.
@@ -241,7 +248,7 @@ export class BlockImage {
     if (!Number.isInteger(options.sectorCount) || options.sectorCount < 1 || options.sectorCount > MAX_SECTORS) {
       throw new RangeError(`sector count ${options.sectorCount} is out of range`);
     }
-    this.io = options.io ?? fdIo(options.fd);
+    this.io = options.io ?? fdIo(options.fd, options.durableWrites === true);
     this.sectorCount = options.sectorCount;
     this.imageId = Buffer.from(options.imageId);
     this.key = Buffer.from(options.dataKey);

@@ -23,6 +23,7 @@ import { Doorbell } from '../channel/doorbell.ts';
 import {
   FrameReader,
   FrameType,
+  NET_WORKER_STAT_SLOTS,
   RingId,
   decodeRootFrame,
   encodeAck,
@@ -39,6 +40,7 @@ import type { SharedEvent, WorkerInit, WorkerOutcome } from '../channel/protocol
 import { SharedRing } from '../channel/ring.ts';
 import { SpinBudget } from '../channel/spin.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS, allocateStats } from '../channel/stats.ts';
+import { NET_STAT_SLOTS, type NetInit } from '../devices/net.ts';
 import { SharedScheduler } from './shared.ts';
 
 /** How often the process reports its scheduler's counters, at most (ms). */
@@ -58,6 +60,8 @@ interface Slot {
   stats: Float64Array;
   /** The counters as last sent. */
   sent: Float64Array;
+  /** The NIC's copies: frames to send, frames delivered, and its counters (the worker's half as last sent). */
+  net: { tx: RingForwarder; rx: RingReceiver; init: NetInit; stats: Float64Array; sent: Float64Array } | null;
   /** Set while the module compiles: a kill that arrives meanwhile ends it before it starts. */
   killed: WorkerOutcome | null;
   started: boolean;
@@ -132,13 +136,14 @@ export class PartitionProcess {
       else this.sched.control({ type: 'kill', slot: f.slot, outcome: f.outcome });
       return;
     }
-    const receiver = f.ring === RingId.CALLS ? s.calls : f.ring === RingId.INPUT ? s.input : null;
+    const receiver = f.ring === RingId.CALLS ? s.calls : f.ring === RingId.INPUT ? s.input : f.ring === RingId.NET_RX ? (s.net?.rx ?? null) : null;
     if (f.type === 'record') {
       if (receiver === null || !receiver.record(f.kind, f.bytes)) throw new RootProtocolError(`a record the copy of ring ${f.ring} cannot take`);
     } else if (f.type === 'close') {
       receiver?.close();
     } else if (f.type === 'ack') {
-      if (f.ring !== RingId.EVENTS || !s.events.ack(f.bytes)) throw new RootProtocolError(`an acknowledgement of ${f.bytes} bytes of ring ${f.ring}`);
+      const forwarder = f.ring === RingId.EVENTS ? s.events : f.ring === RingId.NET_TX ? (s.net?.tx ?? null) : null;
+      if (forwarder === null || !forwarder.ack(f.bytes)) throw new RootProtocolError(`an acknowledgement of ${f.bytes} bytes of ring ${f.ring}`);
     }
     this.doorbell.ring(f.slot);
   }
@@ -163,6 +168,7 @@ export class PartitionProcess {
       input: new RingReceiver(input),
       stats,
       sent: stats.slice(),
+      net: p.net === null ? null : this.nic(slot, p.net),
       killed: null,
       started: false,
     };
@@ -177,7 +183,7 @@ export class PartitionProcess {
           this.post({ slot, message: { type: 'done', outcome: s.killed } });
           return;
         }
-        const init: WorkerInit = { ...p.init, module, stats: statsSab, events: events.sab, calls: calls.sab, input: input.sab, block: p.block, net: null };
+        const init: WorkerInit = { ...p.init, module, stats: statsSab, events: events.sab, calls: calls.sab, input: input.sab, block: p.block, net: s.net?.init ?? null };
         this.sched!.control({ type: 'add', slot, init });
         this.kick();
       },
@@ -187,6 +193,24 @@ export class PartitionProcess {
         this.post({ slot, message: { type: 'done', outcome: { kind: 'error', error: 'ERR_INTERNAL', message: `the partition process could not compile the module: ${message}` } } });
       },
     );
+  }
+
+  /** The copies of a NIC's rings and counters (the root's switch has the originals). */
+  private nic(slot: number, n: NonNullable<ProcessInit['net']>): NonNullable<Slot['net']> {
+    const tx = new SharedRing(SharedRing.allocate(n.tx));
+    const rx = new SharedRing(SharedRing.allocate(n.rx));
+    const statsSab = new SharedArrayBuffer(NET_STAT_SLOTS * 8);
+    return {
+      tx: new RingForwarder(
+        tx,
+        (kind, bytes) => this.send(encodeRecord(slot, RingId.NET_TX, kind, bytes)),
+        () => this.send(encodeClose(slot, RingId.NET_TX)),
+      ),
+      rx: new RingReceiver(rx),
+      init: { ...n.init, tx: tx.sab, rx: rx.sab, stats: statsSab },
+      stats: new Float64Array(statsSab, 0, NET_WORKER_STAT_SLOTS),
+      sent: new Float64Array(NET_WORKER_STAT_SLOTS),
+    };
   }
 
   /** A partition's lifecycle message: what it wrote goes first, then the message. */
@@ -205,24 +229,19 @@ export class PartitionProcess {
   /** Forwards what a partition wrote, acknowledges what it consumed, and sends its counters when they changed. */
   private flush(s: Slot, final = false): void {
     s.events.pump();
-    for (const [ring, receiver] of [
+    s.net?.tx.pump();
+    const receivers: [number, RingReceiver][] = [
       [RingId.CALLS, s.calls],
       [RingId.INPUT, s.input],
-    ] as const) {
+    ];
+    if (s.net !== null) receivers.push([RingId.NET_RX, s.net.rx]);
+    for (const [ring, receiver] of receivers) {
       const n = receiver.consumed();
       if (n > 0) this.send(encodeAck(s.slot, ring, n));
     }
     if (!final && this.socket.writableLength > STATS_BACKLOG_BYTES) return;
-    let changed = false;
-    for (let i = 0; i < STAT_SLOTS; i++) {
-      if (s.stats[i] !== s.sent[i]) {
-        changed = true;
-        break;
-      }
-    }
-    if (!changed) return;
-    s.sent.set(s.stats);
-    this.send(encodeStats(FrameType.STATS, s.slot, s.stats));
+    if (changed(s.stats, s.sent)) this.send(encodeStats(FrameType.STATS, s.slot, s.stats));
+    if (s.net !== null && changed(s.net.stats, s.net.sent)) this.send(encodeStats(FrameType.NET_STATS, s.slot, s.net.stats));
   }
 
   /** A dedicated process ends with its partition: everything written, then the channel closed. */
@@ -288,6 +307,17 @@ export class PartitionProcess {
   get count(): number {
     return this.hosted;
   }
+}
+
+/** Whether `now` differs from `sent`; if so, `sent` becomes a copy of it. */
+function changed(now: Float64Array, sent: Float64Array): boolean {
+  for (let i = 0; i < now.length; i++) {
+    if (now[i] !== sent[i]) {
+      sent.set(now);
+      return true;
+    }
+  }
+  return false;
 }
 
 /** Entry point: the bootstrap (host/scheduler/sandbox.ts) has read this code from fd 3; the channel continues there. */
