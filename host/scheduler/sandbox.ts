@@ -104,6 +104,8 @@ function limitCommands(o: SandboxOptions): string | null {
   if (process.platform === 'win32' || !existsSync(SH)) return null;
   const cmds = [`ulimit -n ${o.maxOpenFiles}`, 'ulimit -c 0', `ulimit -v ${o.addressSpaceMb * 1024}`];
   if (o.cpuSeconds !== null) cmds.push(`ulimit -t ${o.cpuSeconds}`);
+  // The shell exports the variables it sets itself (PWD): the child's environment stays empty.
+  cmds.push('unset PWD OLDPWD');
   return cmds.join(' && ');
 }
 

@@ -22,6 +22,8 @@ export interface SchedulerOptions {
   sharedWorkerHeapMb: number;
   /** How partition processes are started (HypervisorOptions.process). */
   sandbox: SandboxOptions;
+  /** The code partition processes run; default the shipped bundle (tests put a stand-in child here). */
+  processCode?: URL;
 }
 
 /** What `hv.scheduler()` reports. */
@@ -82,7 +84,11 @@ export class Scheduler {
    * image's, or null.
    */
   processHost(moduleBytes: Uint8Array, imagePath: string | null): RunHost {
-    const host = new ProcessHost({ sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h) }, moduleBytes, imagePath);
+    const host = new ProcessHost(
+      { sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h), ...(this.options.processCode ? { code: this.options.processCode } : {}) },
+      moduleBytes,
+      imagePath,
+    );
     this.processes.add(host);
     return host;
   }
