@@ -14,8 +14,8 @@ export const HV_HYPERCALL: string = "hypercall";
 
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 export const HV_ABI_MAJOR: i32 = 1;
-export const HV_ABI_MINOR: i32 = 2;
-export const HV_ABI_VERSION: i32 = 0x00010002;
+export const HV_ABI_MINOR: i32 = 3;
+export const HV_ABI_VERSION: i32 = 0x00010003;
 
 /** Largest in_len and out_cap a single hypercall accepts (bytes). */
 export const HV_MAX_TRANSFER: i32 = 65536;
@@ -60,6 +60,7 @@ export const HV_CALL_NET_INFO: i32 = 0x0500;
 export const HV_CALL_NET_SEND: i32 = 0x0501;
 export const HV_CALL_NET_RECV: i32 = 0x0502;
 export const HV_CALL_NET_POLL: i32 = 0x0503;
+export const HV_CALL_NET_TRY_SEND: i32 = 0x0504;
 
 // Device identifiers used in DEVICE_LIST records.
 export const HV_DEVICE_CONSOLE: i32 = 1;

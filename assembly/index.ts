@@ -68,6 +68,7 @@ import {
   HV_STATUS_INTEGRITY,
   HV_CALL_NET_INFO,
   HV_CALL_NET_SEND,
+  HV_CALL_NET_TRY_SEND,
   HV_CALL_NET_RECV,
   HV_CALL_NET_POLL,
   HV_NET_BROADCAST,
@@ -484,7 +485,7 @@ export namespace block {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Network (ABI 1.2)
+// Network (ABI 1.2; flow control, trySend and pollFor since 1.3)
 
 /** A received frame: source (stamped by the host's switch, never forgeable), destination, payload. */
 export class Frame {
@@ -529,16 +530,42 @@ export namespace net {
 
   /**
    * HV_CALL_NET_SEND: one frame of `data` (at most mtu() bytes) to `dst`. Returns the payload
-   * length, or a negated status: TOO_LARGE, RATE_LIMITED (nothing sent; retry later), WOULD_BLOCK
-   * (the host did not take the frame in time). A frame to an address this NIC may not reach is
-   * accepted here and dropped by the switch, which reports it as a violation.
+   * length, or a negated status: TOO_LARGE, RATE_LIMITED (this NIC's send budget: nothing sent;
+   * retry later), WOULD_BLOCK (nothing sent: the destination's queue or receive budget had no
+   * room for 1 s (flow control, since ABI 1.3), or the host did not take the frame in time).
+   * A sender that retries on WOULD_BLOCK loses nothing; sendReliable() does. A frame to an
+   * address this NIC may not reach is accepted here and dropped by the switch, which reports it
+   * as a violation.
    */
   export function send(dst: u32, data: Uint8Array): i32 {
+    return sendWith(HV_CALL_NET_SEND, dst, data);
+  }
+
+  /** HV_CALL_NET_TRY_SEND (ABI 1.3): as send(), but never waits: WOULD_BLOCK at once when the frame cannot leave now. */
+  export function trySend(dst: u32, data: Uint8Array): i32 {
+    return sendWith(HV_CALL_NET_TRY_SEND, dst, data);
+  }
+
+  /**
+   * send() until the frame is sent or fails for another reason than a full destination or a
+   * spent budget: waits (pollFor) while the destination has no room. Returns the payload length
+   * or a negated status other than WOULD_BLOCK and RATE_LIMITED.
+   */
+  export function sendReliable(dst: u32, data: Uint8Array): i32 {
+    let r = sendWith(HV_CALL_NET_SEND, dst, data);
+    while (r == -HV_STATUS_WOULD_BLOCK || r == -HV_STATUS_RATE_LIMITED) {
+      pollFor(dst, 10);
+      r = sendWith(HV_CALL_NET_SEND, dst, data);
+    }
+    return r;
+  }
+
+  function sendWith(call: i32, dst: u32, data: Uint8Array): i32 {
     const n = data.byteLength;
     if (n > HV_MAX_TRANSFER - 4) return -HV_STATUS_TOO_LARGE;
     store<u32>(IO, dst);
     memory.copy(IO + 4, data.dataStart, <usize>n);
-    const r = hypercall(HV_CALL_NET_SEND, <i32>IO, 4 + n, 0, 0);
+    const r = hypercall(call, <i32>IO, 4 + n, 0, 0);
     memory.fill(IO, 0, <usize>(4 + n));
     return r;
   }
@@ -548,25 +575,42 @@ export namespace net {
     return send(dst, Uint8Array.wrap(String.UTF8.encode(s)));
   }
 
+  /** 8 + MTU: the largest frame NET_RECV can write; a larger window would only cost the host zeroing it. -1 until known. */
+  let frameWindow: i32 = -1;
+
+  /** The output window for a frame into a buffer of `cap` bytes. */
+  function window(cap: i32): i32 {
+    if (frameWindow < 0) {
+      const r = hypercall(HV_CALL_NET_INFO, 0, 0, <i32>SCRATCH, 8);
+      // Without net the call fails; NET_RECV then answers the same status with the full window.
+      frameWindow = r < 0 ? HV_MAX_TRANSFER : HV_NET_HEADER_SIZE + <i32>load<u32>(SCRATCH, 4);
+      store<u64>(SCRATCH, 0);
+    }
+    return min(cap, frameWindow);
+  }
+
   /**
    * HV_CALL_NET_RECV straight into `buf`: the 8-byte header (source, destination) then the
-   * payload. Bytes of `buf` past the frame are zeroed by the host. `timeoutMs` < 0 waits
-   * forever, 0 does not wait. Returns 8 + payload length, or a negated status (WOULD_BLOCK when
-   * nothing came in time; BUFFER_TOO_SMALL leaves the frame queued).
+   * payload. Bytes of `buf` past the frame, up to 8 + mtu(), are zeroed by the host (a frame never
+   * reaches further; bytes beyond are left as they were). `timeoutMs` < 0 waits forever, 0 does
+   * not wait. Returns 8 + payload length, or a negated status (WOULD_BLOCK when nothing came in
+   * time; BUFFER_TOO_SMALL leaves the frame queued).
    */
   export function recvInto(buf: Uint8Array, timeoutMs: i32 = -1): i32 {
+    const cap = window(buf.byteLength);
     store<u32>(SCRATCH, timeoutMs == 0 ? HV_NET_RECV_NONBLOCK : 0);
     store<u32>(SCRATCH, timeoutMs < 0 ? 0xffffffff : <u32>timeoutMs, 4);
-    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>buf.dataStart, buf.byteLength);
+    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>buf.dataStart, cap);
     store<u64>(SCRATCH, 0);
     return r;
   }
 
   /** Receives one frame (waiting up to `timeoutMs`, < 0 forever); null if none came (see lastStatus). */
   export function recv(timeoutMs: i32 = -1): Frame | null {
+    const cap = window(HV_MAX_TRANSFER);
     store<u32>(SCRATCH, timeoutMs == 0 ? HV_NET_RECV_NONBLOCK : 0);
     store<u32>(SCRATCH, timeoutMs < 0 ? 0xffffffff : <u32>timeoutMs, 4);
-    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>IO, HV_MAX_TRANSFER);
+    const r = hypercall(HV_CALL_NET_RECV, <i32>SCRATCH, 8, <i32>IO, cap);
     store<u64>(SCRATCH, 0);
     if (r < 0) {
       lastStatus = r;
@@ -585,6 +629,18 @@ export namespace net {
     store<u32>(SCRATCH, timeoutMs);
     const r = hypercall(HV_CALL_NET_POLL, <i32>SCRATCH, 4, 0, 0);
     store<u32>(SCRATCH, 0);
+    return r;
+  }
+
+  /**
+   * HV_CALL_NET_POLL with a destination (ABI 1.3): HV_NET_POLL_WRITABLE means a frame of mtu()
+   * bytes to `dst` would be taken now; waits up to `timeoutMs` until readable or writable.
+   */
+  export function pollFor(dst: u32, timeoutMs: u32 = 0): i32 {
+    store<u32>(SCRATCH, timeoutMs);
+    store<u32>(SCRATCH, dst, 4);
+    const r = hypercall(HV_CALL_NET_POLL, <i32>SCRATCH, 8, 0, 0);
+    store<u64>(SCRATCH, 0);
     return r;
   }
 

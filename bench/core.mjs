@@ -4,33 +4,24 @@
  * Every number is measured in this run next to its baseline, on this machine; nothing is
  * compared against numbers recorded elsewhere.
  *
- * 1. Hypercall cost, ns per call (median and p90 over several runs of N calls each).
- *    A tiny wasm module (built here from WAT with wabt) exports `loop(n, call, in_ptr, in_len,
- *    out_ptr, out_cap)`, which calls its one import `hv.hypercall` n times. It is instantiated
- *    in this thread once per import:
- *    - baseline: a trivial JS function with the same (i32 x5) -> i32 signature (declared with
- *      five parameters, like the dispatcher's `hypercall`) that returns 0;
- *    - the real `Dispatcher.hypercall` over a real `GuestMemory` and a stats block in a
- *      SharedArrayBuffer, exactly as a partition's worker builds them, calling HV_CALL_VERSION
- *      with every buffer empty.
- *    Both sides pay the same wasm loop and the same wasm→JS import transition, so the
- *    difference is what the dispatcher adds: counting, the handler lookup and the window checks.
- *    The call path is the same one a guest uses in its worker (the guest and the dispatcher
- *    share the worker's thread); measuring in the main thread only leaves out the worker.
- *    For the transfer case the call is HV_CALL_ARGS_GET with in_len = out_cap = 64 and a
- *    64-byte argument block: the dispatcher checks both windows, copies the 64 input bytes
- *    into host scratch (ARGS_GET ignores them, but every call's input is copied before the
- *    handler runs), zeroes the scratch output, the handler copies the block into it and the
- *    dispatcher copies the 64 bytes back into guest memory. ARGS_GET was picked because its
- *    handler is a plain 64-byte copy, so the row shows the cost of the checks + copies and not
- *    of a device. Its baseline is a bare import that copies 64 bytes in and 64 bytes out
- *    through a Uint8Array view of the same memory (subarray + set, as GuestMemory does) with
- *    no checks at all: one view, made after instantiation and never re-validated. For reference, ENTROPY_GET 64/64 on a seeded entropy device (AES-256-CTR) is
- *    also shown (3 runs only: it is ~10x slower); that row includes the device's own cost.
+ * 1. Hypercall cost, ns per call (median and p90 over several runs of N calls each), measured
+ *    by bench/lib/hypercalls.ts (shared with the bench guard in `npm test`; its header says
+ *    exactly what each row does). In short: a tiny wasm module calls its one import
+ *    `hv.hypercall` in a loop, in this thread (the guest and its dispatcher share one thread in
+ *    a worker, so this is the same call path minus the worker), instantiated once with a bare JS
+ *    function (the baselines) and once with the real Dispatcher over a real GuestMemory:
+ *    - HV_CALL_VERSION with every buffer empty vs a bare no-op import: the difference is
+ *      counting, the table lookup, the window checks and the handler call;
+ *    - HV_CALL_ARGS_GET with in_len = out_cap = 64 vs a bare import copying 64 bytes in and 64
+ *      out: the checks, the input copied once into scratch, the handler's copy into scratch and
+ *      the scratch copied out. Two bare baselines: `subarray` + `set` (the issue's baseline, as
+ *      GuestMemory copied before), and 32-bit words (as GuestMemory copies small transfers now);
+ *    - ENTROPY_GET 64/64 on a seeded entropy device, for reference (includes AES-256-CTR).
+ *    Times are CPU time per run (robust to other tenants on a shared machine).
  *    The Dispatcher is not exported by dist/index.js (only the public API is), so the bench
- *    bundles host/abi/dispatcher.ts and its neighbours on the fly with esbuild (platform node,
- *    ESM, target node20, not minified: as scripts/build.mjs builds dist/worker.js) and imports
- *    the bundle from a data: URL.
+ *    bundles bench/lib/hypercalls.ts and host/ on the fly with esbuild (platform node, ESM,
+ *    target node20, not minified: as scripts/build.mjs builds dist/worker.js) and imports the
+ *    bundle from a data: URL.
  *
  * 2. A partition from a cached module, ms (exit.wasm with args ['0'], which exits at once).
  *    The module bytes are read once; the first createPartition compiles them (cache miss,
@@ -64,6 +55,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const JSON_OUT = process.argv.includes('--json');
+/** `--only hypercall,partition,worker`: run only those sections (all by default). */
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const ONLY = new Set(onlyArg ? onlyArg.slice('--only='.length).split(',') : ['hypercall', 'partition', 'worker']);
 const EXIT_WASM = `${ROOT}build/guests/exit.wasm`;
 
 for (const file of [`${ROOT}dist/index.js`, `${ROOT}dist/worker.js`, EXIT_WASM]) {
@@ -111,6 +105,7 @@ async function loadInternals() {
     "export { EntropyDevice } from './host/devices/entropy.ts';",
     "export { allocateStats } from './host/channel/stats.ts';",
     "export { HvCall, HV_ABI_VERSION } from './host/abi/codes.ts';",
+    "export { measureHypercalls, LOOP_WAT } from './bench/lib/hypercalls.ts';",
   ].join('\n');
   const out = await build({
     stdin: { contents, resolveDir: ROOT, sourcefile: 'bench-internals.ts', loader: 'ts' },
@@ -130,110 +125,18 @@ async function loadInternals() {
 // ---------------------------------------------------------------------------------------------
 // 1. Hypercall cost
 
-const LOOP_WAT = `(module
-  (import "hv" "hypercall" (func $hypercall (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "loop") (param $n i32) (param $call i32) (param $ip i32) (param $il i32) (param $op i32) (param $oc i32) (result i32)
-    (local $r i32)
-    (block $done
-      (loop $next
-        (br_if $done (i32.eqz (local.get $n)))
-        (local.set $r (call $hypercall (local.get $call) (local.get $ip) (local.get $il) (local.get $op) (local.get $oc)))
-        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-        (br $next)))
-    (local.get $r)))`;
-
 async function benchHypercalls(I) {
   const wabt = await wabtInit();
-  const parsed = wabt.parseWat('bench-loop.wat', LOOP_WAT);
-  const loopModule = await WebAssembly.compile(parsed.toBinary({}).buffer);
+  const parsed = wabt.parseWat('bench-loop.wat', I.LOOP_WAT);
+  const loop = parsed.toBinary({}).buffer;
   parsed.destroy();
-
-  const IN = 0;
-  const OUT = 128;
-  const LEN = 64;
-  const ARG = 'a'.repeat(LEN - 1); // one argument, NUL-terminated: a 64-byte ARGS_GET block
-
-  /** Instantiates the loop module with `hypercall` and fills the input window with 1..64. */
-  async function instantiate(hypercall) {
-    const inst = await WebAssembly.instantiate(loopModule, { hv: { hypercall } });
-    const memory = inst.exports.memory;
-    const view = new Uint8Array(memory.buffer);
-    for (let i = 0; i < LEN; i++) view[IN + i] = i + 1;
-    return { inst, memory };
-  }
-
-  /** A loop instance wired to a real Dispatcher, built as the partition worker builds it. */
-  async function withDispatcher(devices, args) {
-    const memory = new I.GuestMemory();
-    const stats = new Float64Array(I.allocateStats());
-    const dispatcher = new I.Dispatcher({ memory, devices: devices(stats), args, stats, onViolation: () => {} });
-    const t = await instantiate(dispatcher.hypercall);
-    memory.bind(t.memory);
-    dispatcher.updateMemoryStats();
-    return t;
-  }
-
-  // The baselines are declared with the dispatcher's five parameters (same arity, same call shape).
-  // eslint-disable-next-line no-unused-vars
-  const bareNoop = await instantiate(function hypercall(call, inPtr, inLen, outPtr, outCap) {
-    return 0;
-  });
-  // The bare copy keeps one view made after instantiation and checks nothing (the loop module
-  // never grows its memory): everything GuestMemory and the Dispatcher add is in the difference.
-  const scratch = new Uint8Array(65536);
-  let bareView = null;
-  const bareCopy = await instantiate(function hypercall(call, inPtr, inLen, outPtr, outCap) {
-    scratch.set(bareView.subarray(inPtr, inPtr + inLen));
-    bareView.set(scratch.subarray(0, outCap), outPtr);
-    return outCap;
-  });
-  bareView = new Uint8Array(bareCopy.memory.buffer);
-  const hvVersion = await withDispatcher(() => [], []);
-  const hvArgs = await withDispatcher(() => [], [ARG]);
-  const hvEntropy = await withDispatcher((stats) => [new I.EntropyDevice({ seed: 'bench' }, stats)], []);
-
-  const cases = [
-    { id: 'bare_noop', label: 'bare import, no-op (baseline)', t: bareNoop, args: [0, 0, 0, 0, 0], expect: 0 },
-    { id: 'version', label: 'HV_CALL_VERSION via Dispatcher', t: hvVersion, args: [I.HvCall.VERSION, 0, 0, 0, 0], expect: I.HV_ABI_VERSION, baseline: 'bare_noop' },
-    { id: 'bare_copy64', label: 'bare import, copy 64 B in + 64 B out (baseline)', t: bareCopy, args: [0, IN, LEN, OUT, LEN], expect: LEN },
-    { id: 'args_get64', label: 'HV_CALL_ARGS_GET 64 B in + 64 B out via Dispatcher', t: hvArgs, args: [I.HvCall.ARGS_GET, IN, LEN, OUT, LEN], expect: LEN, baseline: 'bare_copy64' },
-    { id: 'entropy64', label: 'HV_CALL_ENTROPY_GET 64/64, seeded (incl. device)', t: hvEntropy, args: [I.HvCall.ENTROPY_GET, IN, LEN, OUT, LEN], expect: LEN, baseline: 'bare_copy64', runs: 3 },
-  ];
-
-  // Correctness first: every import answers what it should, so no row measures an error path.
-  for (const c of cases) {
-    const r = c.t.inst.exports.loop(1, ...c.args);
-    if (r !== c.expect) throw new Error(`bench: ${c.id} returned ${r}, expected ${c.expect}`);
-  }
-  const argsOut = new Uint8Array(hvArgs.memory.buffer, OUT, LEN);
-  if (new TextDecoder().decode(argsOut.subarray(0, LEN - 1)) !== ARG || argsOut[LEN - 1] !== 0) throw new Error('bench: ARGS_GET wrote the wrong bytes');
-  const copyOut = new Uint8Array(bareCopy.memory.buffer, OUT, LEN);
-  if (copyOut[0] !== 1 || copyOut[LEN - 1] !== LEN) throw new Error('bench: the bare copy wrote the wrong bytes');
-
-  // N calls per run (>= 1e6), median and p90 over RUNS runs after a warm-up long enough for
-  // V8 to tier both the wasm loop and the JS import up. The ENTROPY_GET row (reference only,
-  // ~10x slower than the others) gets fewer runs to keep the whole bench short.
+  // N calls per run (>= 1e6), median and p90 over RUNS runs after a warm-up long enough for V8
+  // to tier the wasm loop and the JS imports up; the ENTROPY_GET row (reference only, ~10x
+  // slower) gets fewer runs to keep the whole bench short.
   const N = 1_000_000;
-  const RUNS = 9;
-  const WARMUP = 3;
-  const runOnce = (c, n) => {
-    const t0 = process.hrtime.bigint();
-    c.t.inst.exports.loop(n, ...c.args);
-    return Number(process.hrtime.bigint() - t0) / n;
-  };
-  for (let w = 0; w < WARMUP; w++) {
-    for (const c of cases) runOnce(c, N / 4);
-    progress(`1/3 hypercalls: warm-up ${w + 1}/${WARMUP}`);
-  }
-  // Round-robin, so drift (thermal, other load) spreads over every case alike.
-  const samples = new Map(cases.map((c) => [c.id, []]));
-  for (let r = 0; r < RUNS; r++) {
-    for (const c of cases) if (r < (c.runs ?? RUNS)) samples.get(c.id).push(runOnce(c, N));
-    progress(`1/3 hypercalls: run ${r + 1}/${RUNS}`);
-  }
+  const cases = await I.measureHypercalls({ loop, calls: N, runs: 9, warmup: 3, onProgress: (m) => progress(`1/3 ${m}`) });
   for (const c of cases) {
-    record('hypercall', c.id, c.label, 'ns', samples.get(c.id), { callsPerRun: N, ...(c.baseline ? { baseline: c.baseline } : {}) });
+    record('hypercall', c.id, c.label, 'ns', c.samples, { callsPerRun: N, ...(c.baseline ? { baseline: c.baseline } : {}), ...(c.alsoVs ? { alsoVs: c.alsoVs } : {}) });
   }
 }
 
@@ -392,12 +295,12 @@ function printTable(env) {
   const byId = new Map(results.map((r) => [`${r.section}.${r.id}`, r]));
   const hc = results.find((r) => r.section === 'hypercall');
   const sections = [
-    ['hypercall', `1. Hypercall from wasm, in-thread, ns per call (n runs of ${hc.callsPerRun.toLocaleString('en')} calls each)`],
+    ['hypercall', `1. Hypercall from wasm, in-thread, ns per call (n runs of ${hc?.callsPerRun.toLocaleString('en')} calls each)`],
     ['partition', "2. Partition from a cached module (exit.wasm, args ['0'], exits at once)"],
     ['worker', '3. Worker start (no baseline: this is the floor under start())'],
   ];
   const head = ['', 'median', 'p90', 'n', 'vs baseline (median)'];
-  const groups = sections.map(([section, title]) => ({
+  const groups = sections.filter(([section]) => ONLY.has(section)).map(([section, title]) => ({
     title,
     rows: results
       .filter((r) => r.section === section)
@@ -406,7 +309,8 @@ function printTable(env) {
         if (r.baseline) {
           const b = byId.get(`${section}.${r.baseline}`);
           const d = r.median - b.median;
-          vs = `${d >= 0 ? '+' : '-'}${fmt(Math.abs(d), r.unit)}  (x${(r.median / b.median).toFixed(1)})`;
+          vs = `${d >= 0 ? '+' : '-'}${fmt(Math.abs(d), r.unit)}  (x${(r.median / b.median).toFixed(2)})`;
+          if (r.alsoVs) vs += `; x${(r.median / byId.get(`${section}.${r.alsoVs}`).median).toFixed(2)} vs ${r.alsoVs}`;
         }
         return [`  ${r.label}`, fmt(r.median, r.unit), fmt(r.p90, r.unit), String(r.samples), vs];
       }),
@@ -424,16 +328,16 @@ function printTable(env) {
   const create = byId.get('partition.create');
   out.push('');
   out.push(`Dispatcher, GuestMemory, EntropyDevice: bundled from host/ with esbuild (not exported by dist/index.js).`);
-  out.push(`Partition baseline module: ${inst.module}.`);
-  if (create.moduleCache) out.push(`Module cache after the partition runs: ${create.moduleCache.misses} miss, ${create.moduleCache.hits} hits.`);
+  if (inst) out.push(`Partition baseline module: ${inst.module}.`);
+  if (create?.moduleCache) out.push(`Module cache after the partition runs: ${create.moduleCache.misses} miss, ${create.moduleCache.hits} hits.`);
   console.log(out.join('\n'));
 }
 
 const startedAt = ms();
 const internals = await loadInternals();
-await benchHypercalls(internals);
-await benchPartitions(internals);
-await benchWorkers();
+if (ONLY.has('hypercall')) await benchHypercalls(internals);
+if (ONLY.has('partition')) await benchPartitions(internals);
+if (ONLY.has('worker')) await benchWorkers();
 progress('');
 const env = {
   node: process.version,

@@ -11,7 +11,8 @@
  *   - 64 B calls (transform `echo`) to randomly chosen live partitions: median and p99, against the
  *     baseline of the same calls to one partition (same run, same placement).
  *
- * Then the cost of the suspend transform (Asyncify) that shared placement applies: module size,
+ * Then start-up from a cached module (exit.wasm): dedicated with a warm worker ready, dedicated
+ * cold, and shared; and the cost of the suspend transform (Asyncify) that shared placement applies: module size,
  * and the run time of a CPU-bound guest (work.wasm) metered for fuel alone (dedicated, with a fuel
  * budget) vs metered and suspendable (shared), each alone on its worker.
  *
@@ -45,7 +46,7 @@ const MODULE = readFileSync(`${root}build/guests/transform.wasm`);
 /** Pages of linear memory each idle partition has (transform.wasm's initial size). */
 const PAGES = 2;
 const KiB = 1024;
-const progress = (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[K${m}`);
+const progress = (m) => (process.env.BENCH_TRACE ? process.stderr.write(`${m}\n`) : process.stderr.isTTY && process.stderr.write(`\r\x1b[K${m}`));
 const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
@@ -137,36 +138,107 @@ async function density(placement, target) {
   };
 }
 
-/** The suspend transform's cost: size, and a CPU-bound guest's run time, metered vs metered + suspendable. */
-async function asyncifyCost() {
-  const work = `${root}build/guests/work.wasm`;
-  const runs = { dedicated: [], shared: [] };
-  for (let round = 0; round < 5; round++) {
-    for (const placement of ['dedicated', 'shared']) {
-      const hv = new Hypervisor({ placement, warmWorkers: 1 });
-      // Metered in both: a fuel budget no run reaches; shared adds the suspend transform.
-      const p = await hv.createPartition({ name: 'work', module: work, args: ['20000', '30'], limits: { fuel: Number.MAX_SAFE_INTEGER } });
+/**
+ * Start-up from a cached module (exit.wasm, args ['0']): createPartition + start(), and create →
+ * start → exit, dedicated with a warm worker ready (the pool is given time to refill between
+ * starts: a worker is never reused) and shared; against a cold dedicated start (warmWorkers 0).
+ */
+async function startup() {
+  const bytes = new Uint8Array(readFileSync(`${root}build/guests/exit.wasm`));
+  const rows = {};
+  for (const [label, options, placement] of [
+    ['dedicated, warm worker', { warmWorkers: 2 }, 'dedicated'],
+    ['dedicated, cold (warmWorkers 0)', { warmWorkers: 0 }, 'dedicated'],
+    ['shared', {}, 'shared'],
+  ]) {
+    const hv = new Hypervisor({ ...options, placement });
+    const starts = [];
+    const totals = [];
+    for (let i = 0; i < 25; i++) {
+      const t0 = performance.now();
+      const p = await hv.createPartition({ name: `s${i}`, module: bytes, args: ['0'] });
       await p.start();
+      const t1 = performance.now();
       const exit = await p.exited;
-      if (exit.code !== 0) throw new Error(`bench: work.wasm ended ${exit.reason}`);
-      runs[placement].push(exit.metrics.cpu.timeMs);
-      await hv.close();
+      const t2 = performance.now();
+      if (exit.code !== 0) throw new Error(`bench: exit.wasm ended ${exit.reason}`);
+      await p.destroy();
+      if (i >= 3) {
+        starts.push(t1 - t0);
+        totals.push(t2 - t0);
+      }
+      // Time for the pool to start a replacement (and warm it up): a worker is never reused.
+      await new Promise((r) => setTimeout(r, placement === 'dedicated' ? 400 : 20));
+      progress(`start-up: ${label} ${i + 1}/25`);
     }
-    progress(`asyncify cost: round ${round + 1}/5`);
+    rows[label] = { startMedianMs: quantile(starts, 0.5), totalMedianMs: quantile(totals, 0.5) };
+    await hv.close();
   }
+  return rows;
+}
+
+/**
+ * The suspend transform's cost: size, transform time, and a CPU-bound guest's run time in this
+ * thread (no worker, no scheduler: only the code), metered for fuel vs metered and suspendable,
+ * alternating, median of 7. The guest (work.wasm: a heap sort and a hash) gets a minimal `hv`:
+ * its arguments, console writes swallowed, a fuel budget it never reaches.
+ */
+async function asyncifyCost() {
   const { transformModule } = await importInternals();
-  const bytes = new Uint8Array(readFileSync(work));
+  const bytes = new Uint8Array(readFileSync(`${root}build/guests/work.wasm`));
   const t1 = performance.now();
-  const metered = (await transformModule(bytes, false)).length;
+  const metered = await transformModule(bytes, false);
   const t2 = performance.now();
-  const suspendable = (await transformModule(bytes, true)).length;
+  const suspendable = await transformModule(bytes, true);
   const t3 = performance.now();
+  const args = new TextEncoder().encode('100000\u00005\u0000');
+  const EXIT = new Error('exit');
+  const run = (module) => {
+    let memory = null;
+    const hypercall = (call, inPtr, inLen, outPtr, outCap) => {
+      if (call === 0x0004) return args.length;
+      if (call === 0x0005) {
+        new Uint8Array(memory.buffer, outPtr, args.length).set(args);
+        return args.length;
+      }
+      if (call === 0x0002) throw EXIT;
+      return inLen;
+    };
+    const imports = {
+      hv: {
+        hypercall,
+        __wasmvisor_fuel_budget: new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(Number.MAX_SAFE_INTEGER)),
+        __wasmvisor_fuel_exhausted: () => {},
+      },
+    };
+    const instance = new WebAssembly.Instance(module, imports);
+    memory = instance.exports.memory;
+    const t0 = performance.now();
+    try {
+      instance.exports.__wasmvisor_start?.();
+      instance.exports._start();
+    } catch (error) {
+      if (error !== EXIT) throw error;
+    }
+    return performance.now() - t0;
+  };
+  const m1 = new WebAssembly.Module(metered);
+  const m2 = new WebAssembly.Module(suspendable);
+  run(m1);
+  run(m2);
+  const a = [];
+  const b = [];
+  for (let i = 0; i < 7; i++) {
+    a.push(run(m1));
+    b.push(run(m2));
+    progress(`asyncify cost: round ${i + 1}/7`);
+  }
   return {
-    workMeteredMs: quantile(runs.dedicated, 0.5),
-    workSuspendableMs: quantile(runs.shared, 0.5),
+    workMeteredMs: quantile(a, 0.5),
+    workSuspendableMs: quantile(b, 0.5),
     originalBytes: bytes.length,
-    meteredBytes: metered,
-    suspendableBytes: suspendable,
+    meteredBytes: metered.length,
+    suspendableBytes: suspendable.length,
     meterMs: t2 - t1,
     suspendableMs: t3 - t2,
   };
@@ -192,6 +264,7 @@ const t0 = performance.now();
 const results = [];
 results.push(await density('dedicated', TARGET.dedicated));
 results.push(await density('shared', TARGET.shared));
+const starts = await startup();
 const cost = await asyncifyCost();
 let edge = null;
 if (args.includes('--edge')) edge = await density('shared', 100_000);
@@ -199,7 +272,7 @@ progress('');
 
 const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '), seconds: (performance.now() - t0) / 1000 };
 if (JSON_OUT) {
-  console.log(JSON.stringify({ env, results, asyncify: cost, edge }, null, 2));
+  console.log(JSON.stringify({ env, results, startup: starts, asyncify: cost, edge }, null, 2));
 } else {
   const f = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
   console.log(`Density: node ${env.node}, ${env.cpus} cores, load avg ${env.loadavg}, took ${env.seconds.toFixed(0)} s`);
@@ -214,14 +287,17 @@ if (JSON_OUT) {
     );
   }
   console.log('');
+  console.log('start-up from a cached module (exit.wasm)          create+start median   create→start→exit median');
+  for (const [label, r] of Object.entries(starts)) console.log(`  ${label.padEnd(46)} ${f(r.startMedianMs, 3).padStart(10)} ms ${f(r.totalMedianMs, 3).padStart(16)} ms`);
+  console.log('');
   console.log(
     `Asyncify (shared placement's suspend transform) on work.wasm: ${cost.originalBytes} B, metered ${cost.meteredBytes} B, ` +
       `metered + suspendable ${cost.suspendableBytes} B (x${(cost.suspendableBytes / cost.meteredBytes).toFixed(2)}); ` +
       `transform time in the transform worker: metering ${f(cost.meterMs, 0)} ms (first use: includes loading binaryen), metering + Asyncify ${f(cost.suspendableMs, 0)} ms`,
   );
   console.log(
-    `  CPU-bound run: ${f(cost.workMeteredMs)} ms metered (dedicated) vs ${f(cost.workSuspendableMs)} ms metered + suspendable (shared): ` +
-      `x${(cost.workSuspendableMs / cost.workMeteredMs).toFixed(2)} (median of 5, each alone on its worker)`,
+    `  CPU-bound run (work.wasm, 100000 x 5): ${f(cost.workMeteredMs)} ms metered (dedicated) vs ${f(cost.workSuspendableMs)} ms metered + suspendable (shared): ` +
+      `x${(cost.workSuspendableMs / cost.workMeteredMs).toFixed(2)} (median of 7, in this thread, alternating)`,
   );
   if (edge) console.log(`Edge: ${edge.partitions} shared partitions live; the next was refused with ${edge.refused?.code}: ${edge.refused?.message}`);
 }

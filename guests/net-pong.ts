@@ -12,12 +12,8 @@ while (true) {
   const text = f.text();
   if (text == "bye") break;
   if (text.startsWith("ping ")) {
-    let r = net.sendString(f.src, "pong " + text.substring(5));
-    while (r < 0) {
-      net.poll(1);
-      r = net.sendString(f.src, "pong " + text.substring(5));
-    }
-    served++;
+    // Flow control: waits while the pinger's queue is full instead of losing the answer.
+    if (net.sendReliable(f.src, Uint8Array.wrap(String.UTF8.encode("pong " + text.substring(5)))) >= 0) served++;
   }
 }
 if (!quiet) console.log("pong: served " + served.toString() + " pings");

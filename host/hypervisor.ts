@@ -338,7 +338,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // The NIC is plugged in now, before start: frames sent to it queue until the guest reads them.
     let self: Partition | null = null;
     const net: NicAttachment | null = devices.net
-      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond)
+      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared')
       : null;
     const partition = new Partition({
       name,
@@ -457,7 +457,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
-    partition.once('exit', () => void forward.close());
+    partition.once('exit', () => void forward.closeWhenDrained());
     void forward.closed.then(() => this.forwards.delete(forward));
     return forward;
   }

@@ -1,3 +1,5 @@
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
 /**
  * Locations of files that ship beside the code. This file runs either from source
  * (host/paths.ts, in the test suite) or bundled into an entry point (dist/index.js,
@@ -26,3 +28,23 @@ export const mgmtModule: URL = new URL('dist/mgmt.js', packageRoot);
  * started as `node --input-type=module -e …` would otherwise get no worker at all).
  */
 export const WORKER_EXEC_ARGV: readonly string[] = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');
+
+/** Set once a worker refused the process's flags: from then on workers start without them. */
+let flagsRefused = false;
+
+/**
+ * Starts a worker with the process's flags (WORKER_EXEC_ARGV), or without any when Node refuses
+ * one of them in a worker (V8 flags such as --expose-gc are per process:
+ * ERR_WORKER_INVALID_EXEC_ARGV), so the embedder's flags never cost it its partitions.
+ */
+export function spawnWorker(script: URL, options: WorkerOptions): Worker {
+  if (!flagsRefused) {
+    try {
+      return new Worker(script, { ...options, execArgv: [...WORKER_EXEC_ARGV] });
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
+      flagsRefused = true;
+    }
+  }
+  return new Worker(script, { ...options, execArgv: [] });
+}

@@ -1,5 +1,5 @@
 /*
- * hv.h: the Wasmvisor hypercall ABI 1.2 for guests written in C (or anything that can
+ * hv.h: the Wasmvisor hypercall ABI 1.3 for guests written in C (or anything that can
  * use a C header). Generated from host/abi/codes.ts by scripts/gen-hv-header.mjs: do not edit.
  * The contract is docs/ABI.md; docs/GUESTS.md shows a complete guest and how to build it:
  *
@@ -20,8 +20,8 @@
 #define HV_HYPERCALL "hypercall"
 /** ABI version reported by HV_CALL_VERSION: major in the high 16 bits, minor in the low 16. */
 #define HV_ABI_MAJOR 1
-#define HV_ABI_MINOR 2
-#define HV_ABI_VERSION 0x00010002
+#define HV_ABI_MINOR 3
+#define HV_ABI_VERSION 0x00010003
 /** Largest in_len and out_cap a single hypercall accepts (bytes). Larger gets HV_STATUS_TOO_LARGE. */
 #define HV_MAX_TRANSFER 65536
 
@@ -95,12 +95,14 @@
 #define HV_CALL_BLOCK_DISCARD 0x0404
 /** Writes the NIC's info (8 bytes: u32 address, u32 MTU); returns 8. Since 1.2. */
 #define HV_CALL_NET_INFO 0x0500
-/** Input: u32 destination address, then the payload (at most MTU bytes). Returns the payload length. Since 1.2. */
+/** Input: u32 destination address, then the payload (at most MTU bytes). Returns the payload length. Since 1.2; since 1.3 a destination that cannot take the frame (flow control) makes it wait up to 1 s, then WOULD_BLOCK. */
 #define HV_CALL_NET_SEND 0x0501
 /** Input: none (wait), or u32 flags and u32 timeout ms (8 bytes). Writes u32 source, u32 destination, payload; returns 8 + payload length. Since 1.2. */
 #define HV_CALL_NET_RECV 0x0502
-/** Input: none, or u32 timeout ms (wait that long for a frame). Returns readiness bits (HV_NET_POLL_*). Since 1.2. */
+/** Input: none, or u32 timeout ms (wait that long for a frame), or (1.3) u32 timeout ms and u32 destination (writable: that destination takes a frame now; waits for readable or writable). Returns readiness bits (HV_NET_POLL_*). Since 1.2. */
 #define HV_CALL_NET_POLL 0x0503
+/** As NET_SEND, but never waits: WOULD_BLOCK at once when the frame cannot leave now. Since 1.3. */
+#define HV_CALL_NET_TRY_SEND 0x0504
 
 /* HvDevice (host/abi/codes.ts) */
 #define HV_DEVICE_CONSOLE 1

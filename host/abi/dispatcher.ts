@@ -3,7 +3,7 @@ import { RateLimiter, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { ViolationRecord } from '../channel/protocol.ts';
 import { callStatSlot, Stat } from '../channel/stats.ts';
 import type { Device, Handler } from '../devices/device.ts';
-import { readU32Arg } from '../devices/device.ts';
+import { isPrefixWriter, readU32Arg, writesPrefix } from '../devices/device.ts';
 import {
   HV_ABI_VERSION,
   HV_DEVICE_RECORD_SIZE,
@@ -13,7 +13,7 @@ import {
   callName,
   statusName,
 } from './codes.ts';
-import type { GuestMemory } from './guest-memory.ts';
+import { WORD_COPY_MAX, type GuestMemory } from './guest-memory.ts';
 
 /** Thrown through the guest's frames to end its run: a normal exit with a code. */
 export class GuestExit {
@@ -52,7 +52,34 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.NET_SEND, 'net'],
   [HvCall.NET_RECV, 'net'],
   [HvCall.NET_POLL, 'net'],
+  [HvCall.NET_TRY_SEND, 'net'],
 ]);
+
+/**
+ * One row of the call table: everything a call code needs, found with one indexed load.
+ * Every row has this one shape, so the dispatcher's reads of it stay monomorphic.
+ */
+interface CallEntry {
+  /** The handler; null when the call is refused before any window is checked. */
+  readonly handler: Handler | null;
+  /** The refusal when `handler` is null: INVALID_CALL (unknown code) or ACCESS_DENIED (ungranted device). */
+  readonly refusal: number;
+  /** Counter slot of this call code. */
+  readonly slot: number;
+  /** Whether the hypercall rate limit applies (EXIT and ABORT always pass: a guest can always end). */
+  readonly rated: boolean;
+  /** The device an ACCESS_DENIED refusal names. */
+  readonly device: string;
+  /** The handler writes a dense prefix of its output (devices/device.ts, writesPrefix). */
+  readonly prefix: boolean;
+}
+
+/** Size of the dense call table: one past the highest code a device or the ABI defines. Codes at or past it are unknown. */
+function tableSize(codes: Iterable<number>): number {
+  let max = 0;
+  for (const code of codes) if (code > max) max = code;
+  return max + 1;
+}
 
 /** The input and output of one host call to a reactor's export. */
 interface CallContext {
@@ -119,6 +146,10 @@ export function encodeArgs(args: readonly string[]): Uint8Array {
  * the input once into host scratch (bad window → INVALID_ADDRESS or TOO_LARGE, reported); run the
  * handler on scratch buffers; on success copy the whole output window back (result, then zeros).
  * Checks come before the handler runs, so a call with a bad output window has no side effect.
+ *
+ * Cost (bench/README.md, "Where a no-op hypercall's time goes"): a call is one table load, one
+ * counter store, two null tests, one read of the memory's size and one combined window test
+ * before the handler; a no-op call costs about as much again as the wasm→JS transition under it.
  */
 export class Dispatcher {
   /** The function given to the guest as `hv.hypercall`. */
@@ -130,15 +161,21 @@ export class Dispatcher {
   ending: GuestExit | GuestAbort | FuelExhausted | null = null;
 
   private readonly memory: GuestMemory;
-  private readonly handlers = new Map<number, Handler>();
-  /** Per call code: its handler (or a refusal) and its counter slot, so a call costs one lookup. */
-  private readonly entries = new Map<number, { handler: Handler | null; slot: number; device: string | undefined }>();
+  /**
+   * The call table, indexed by call code (a dense array: one bounds check and one load per call,
+   * where a Map costs a hash lookup). Rows of codes no device or ABI call defines share `unknown`.
+   */
+  private readonly table: CallEntry[];
+  /** The row of every code outside the table. */
+  private readonly unknown: CallEntry;
   private readonly stats: Float64Array;
   private readonly onViolation: (violation: ViolationRecord) => void;
   private readonly violationBucket: TokenBucket;
   private readonly rate: RateLimiter | null;
   private readonly inBuf = new Uint8Array(HV_MAX_TRANSFER);
   private readonly outBuf = new Uint8Array(HV_MAX_TRANSFER);
+  /** `outBuf` as 32-bit words, to zero a small output window in a few stores. */
+  private readonly outWords = new Int32Array(this.outBuf.buffer);
   private readonly deviceList: Uint8Array;
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
@@ -147,18 +184,20 @@ export class Dispatcher {
    * Shared placement: a hypercall that suspended the guest runs again from its start when the
    * guest is resumed (see host/channel/blocker.ts). The redo is neither counted nor admitted by
    * the rate limit a second time: `redo` is set by the import wrapper for that run, and
-   * `counted` / `admitted` remember how far the first run got.
+   * `admitted` remembers whether the first run got past the rate limit.
    */
   private redo = false;
-  private counted = false;
   private admitted = false;
 
   constructor(options: DispatcherOptions) {
     this.memory = options.memory;
+    // The scratch buffers hold one transfer: the memory must not admit a longer one.
+    if (this.memory.maxTransfer > HV_MAX_TRANSFER) throw new RangeError(`GuestMemory.maxTransfer ${this.memory.maxTransfer} exceeds HV_MAX_TRANSFER (${HV_MAX_TRANSFER})`);
     this.stats = options.stats;
     this.onViolation = options.onViolation;
     const perSecond = options.violationsPerSecond ?? 100;
     this.violationBucket = new TokenBucket({ capacity: perSecond, refillTimeMs: 1000, ...(options.now ? { now: options.now } : {}) });
+    this.memory.onResize = (bytes) => this.recordMemory(bytes);
     this.rate = options.hypercallRate
       ? new RateLimiter(options.hypercallRate, {
           ...(options.now ? { now: options.now } : {}),
@@ -172,33 +211,55 @@ export class Dispatcher {
     }
     this.deviceList = new Uint8Array(options.devices.length * HV_DEVICE_RECORD_SIZE);
     const dv = new DataView(this.deviceList.buffer);
+    const handlers = new Map<number, Handler>();
     options.devices.forEach((d, i) => {
       const at = i * HV_DEVICE_RECORD_SIZE;
       dv.setUint32(at, d.record.id, true);
       dv.setUint32(at + 4, d.record.version, true);
       dv.setUint32(at + 8, d.record.param0 >>> 0, true);
       dv.setUint32(at + 12, d.record.param1 >>> 0, true);
-      for (const [code, handler] of d.handlers) this.handlers.set(code, handler);
+      for (const [code, handler] of d.handlers) handlers.set(code, handler);
     });
-    this.handlers.set(HvCall.VERSION, () => HV_ABI_VERSION);
-    this.handlers.set(HvCall.DEVICE_LIST, (_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap));
-    this.handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
-    this.handlers.set(HvCall.ARGS_GET, (_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap));
-    this.handlers.set(HvCall.INPUT_SIZE, () => this.callContext?.input.length ?? -HvStatus.NOT_IN_CALL);
-    this.handlers.set(HvCall.INPUT_READ, (input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap));
-    this.handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
-    this.handlers.set(HvCall.EXIT, (input, inLen) => {
+    handlers.set(HvCall.VERSION, () => HV_ABI_VERSION);
+    handlers.set(HvCall.DEVICE_LIST, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap)));
+    handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
+    handlers.set(HvCall.ARGS_GET, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap)));
+    handlers.set(HvCall.INPUT_SIZE, () => this.callContext?.input.length ?? -HvStatus.NOT_IN_CALL);
+    handlers.set(HvCall.INPUT_READ, writesPrefix((input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap)));
+    handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
+    handlers.set(HvCall.EXIT, (input, inLen) => {
       if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
       throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
     });
-    this.handlers.set(HvCall.ABORT, (input, inLen) => {
+    handlers.set(HvCall.ABORT, (input, inLen) => {
       throw (this.ending = new GuestAbort(decoder.decode(input.subarray(0, inLen))));
     });
-    for (const [code, handler] of this.handlers) this.entries.set(code, { handler, slot: callStatSlot(code), device: undefined });
-    for (const [code, device] of CALL_DEVICE) {
-      if (!this.entries.has(code)) this.entries.set(code, { handler: null, slot: callStatSlot(code), device });
+
+    const row = (code: number, handler: Handler | null, refusal: number, device: string): CallEntry => ({
+      handler,
+      refusal,
+      slot: callStatSlot(code),
+      rated: code !== HvCall.EXIT && code !== HvCall.ABORT,
+      device,
+      prefix: handler !== null && isPrefixWriter(handler),
+    });
+    // Codes past the table are never ABI calls: they share the "other" counter slot.
+    this.unknown = row(-1, null, HvStatus.INVALID_CALL, '');
+    const size = tableSize([...handlers.keys(), ...CALL_DEVICE.keys(), ...Object.values(HvCall)]);
+    this.table = new Array<CallEntry>(size);
+    for (let code = 0; code < size; code++) {
+      const handler = handlers.get(code);
+      const device = CALL_DEVICE.get(code);
+      this.table[code] =
+        handler !== undefined
+          ? row(code, handler, HvStatus.SUCCESS, '')
+          : device !== undefined
+            ? row(code, null, HvStatus.ACCESS_DENIED, device)
+            : callStatSlot(code) === this.unknown.slot
+              ? this.unknown
+              : row(code, null, HvStatus.INVALID_CALL, '');
     }
-    this.hypercall = (call, inPtr, inLen, outPtr, outCap) => this.dispatch(call, inPtr, inLen, outPtr, outCap);
+    this.hypercall = this.dispatch;
   }
 
   /** Ends the guest's run with `code`, exactly as HV_CALL_EXIT does (sticky). Used by WASI's proc_exit. */
@@ -220,9 +281,12 @@ export class Dispatcher {
     else s[Stat.VIOLATIONS_SUPPRESSED]!++;
   }
 
-  /** Records the memory size in the partition's counters (after growth, and at the end). */
+  /** Records the memory size in the partition's counters (GuestMemory reports every resize; this is for the end of a run). */
   updateMemoryStats(): void {
-    const bytes = this.memory.byteLength;
+    this.recordMemory(this.memory.byteLength);
+  }
+
+  private recordMemory(bytes: number): void {
     if (bytes === this.lastMemoryBytes) return;
     this.lastMemoryBytes = bytes;
     const s = this.stats;
@@ -240,40 +304,73 @@ export class Dispatcher {
     return this.redo;
   }
 
-  private dispatch(call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
-    const s = this.stats;
-    const entry = this.entries.get(call);
-    if (!this.redo) this.counted = this.admitted = false;
-    if (!this.counted) {
-      s[Stat.HYPERCALLS]!++;
-      s[entry === undefined ? callStatSlot(call) : entry.slot]!++;
-      this.counted = true;
-    }
+  private readonly dispatch = (call: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number => {
+    const code = call >>> 0;
+    const table = this.table;
+    const entry = code < table.length ? table[code]! : this.unknown;
+    // One counter per call code; the total is their sum (readMetrics), which saves a store here.
+    // A redo (shared placement) was counted by its first run.
+    const redo = this.redo;
+    if (!redo) this.stats[entry.slot]!++;
     if (this.ending !== null) throw this.ending;
-    this.updateMemoryStats();
-    if (this.rate !== null && !this.admitted && call !== HvCall.EXIT && call !== HvCall.ABORT && !this.admit(inLen)) return -HvStatus.RATE_LIMITED;
-    this.admitted = true;
-
-    if (entry === undefined) return this.refuse(call, HvStatus.INVALID_CALL, `unknown call code ${callName(call)}`);
-    const handler = entry.handler;
-    if (handler === null) return this.refuse(call, HvStatus.ACCESS_DENIED, `device ${entry.device} is not granted to this partition`);
-
     const memory = this.memory;
-    let status = memory.check(outPtr, outCap);
-    if (status !== HvStatus.SUCCESS) return this.refuse(call, status, window('out', outPtr, outCap, memory.byteLength));
-    status = memory.copyIn(inPtr, inLen, this.inBuf);
-    if (status !== HvStatus.SUCCESS) return this.refuse(call, status, window('in', inPtr, inLen, memory.byteLength));
+    // A redo is admitted again only if its first run did not get past the rate limit (it was
+    // suspended waiting for tokens there).
+    if (this.rate !== null && entry.rated && !(redo && this.admitted)) {
+      this.admitted = false;
+      if (!this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+      this.admitted = true;
+    }
+
+    // The memory counters follow the size: GuestMemory reports a resize at the first access after
+    // memory.grow, which is the window check below, or the size read in refuse().
+    const handler = entry.handler;
+    if (handler === null) {
+      return this.refuse(
+        call,
+        entry.refusal,
+        entry.refusal === HvStatus.ACCESS_DENIED ? `device ${entry.device} is not granted to this partition` : `unknown call code ${callName(call)}`,
+      );
+    }
+
+    // One size snapshot for both windows (guest memory cannot change while host code runs), and
+    // one test for the common case that both fit; a refusal names the first bad one, out first.
+    // A call without buffers (all four zero: two empty windows at 0, which always fit) skips the
+    // window work; the size is still read, so the memory counters still follow a grow.
+    const size = memory.size();
+    if ((inPtr | inLen | outPtr | outCap) === 0) return handler(this.inBuf, 0, this.outBuf, 0);
+    if (!memory.fitAt(size, outPtr, outCap, inPtr, inLen)) return this.refuseWindows(call, size, inPtr, inLen, outPtr, outCap);
+    const n = inLen >>> 0;
+    const inBuf = this.inBuf;
+    memory.readChecked(inPtr >>> 0, n, inBuf);
 
     const cap = outCap >>> 0;
-    if (cap > 0) this.outBuf.fill(0, 0, cap);
-    const result = handler(this.inBuf, inLen >>> 0, this.outBuf, cap);
-    // The window was checked above and guest memory cannot change while host code runs.
-    if (result >= 0 && cap > 0) memory.copyOut(outPtr, cap, this.outBuf, cap);
+    const outBuf = this.outBuf;
+    // The handler sees out[0, cap) zeroed, unless it writes a dense prefix (then only what it
+    // wrote is copied, below). Small windows are zeroed in words, large ones with fill.
+    const prefix = entry.prefix;
+    if (!prefix && cap > 0) {
+      if (cap > WORD_COPY_MAX) outBuf.fill(0, 0, cap);
+      else for (let i = 0, words = this.outWords, w = (cap + 3) >>> 2; i < w; i++) words[i] = 0;
+    }
+    const result = handler(inBuf, n, outBuf, cap);
+    // The windows were checked above and guest memory cannot change while host code runs. The
+    // whole window is written: the result, then zeros.
+    if (result >= 0 && cap > 0) memory.writeChecked(outPtr >>> 0, cap, outBuf, prefix ? Math.min(result, cap) : cap);
     return result;
+  };
+
+  /** Refuses a call whose output (checked first) or input window does not fit. */
+  private refuseWindows(call: number, size: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
+    const memory = this.memory;
+    const out = memory.checkAt(size, outPtr, outCap);
+    if (out !== HvStatus.SUCCESS) return this.refuse(call, out, window('out', outPtr, outCap, size));
+    return this.refuse(call, memory.checkAt(size, inPtr, inLen), window('in', inPtr, inLen, size));
   }
 
   /** The hypercall rate limit: true to go on (perhaps after a wait), false to return RATE_LIMITED. */
   private admit(inLen: number): boolean {
+    this.updateMemoryStats(); // a refused call refreshes the memory counters like any other
     // A bad length is refused after this (TOO_LARGE); here it costs at most one transfer's bytes.
     return this.rate!.admit(Math.min(inLen >>> 0, HV_MAX_TRANSFER)) === 'ok';
   }
@@ -329,6 +426,7 @@ export class Dispatcher {
   }
 
   private refuse(call: number, status: number, reason: string): number {
+    this.updateMemoryStats();
     const s = this.stats;
     if (status === HvStatus.INVALID_ADDRESS || status === HvStatus.TOO_LARGE) s[Stat.FAULTS]!++;
     s[Stat.VIOLATIONS]!++;

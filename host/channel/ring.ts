@@ -14,7 +14,12 @@
  * free-running u32 byte counters; `head - tail` (mod 2^32) is the bytes in use. The producer
  * writes data, then publishes `head` (Atomics.store orders it); the consumer reads data, then
  * publishes `tail`. Wake-ups use event counters (WSEQ bumped by writes and close, RSEQ by reads)
- * so that a wake between "check" and "wait" is never lost.
+ * so that a wake between "check" and "wait" is never lost. A waiter counts itself in WWAIT or
+ * RWAIT before it waits, and a write or read notifies only when someone waits: Atomics.notify
+ * takes the engine's futex lock every time, which a busy pair of threads would otherwise pay per
+ * record. (The counter is raised before the wait checks its event counter, and a writer bumps
+ * the event counter before it reads the waiter count, so one of the two always sees the other.
+ * A waiter killed mid-wait leaves its count behind: writers then notify needlessly, no more.)
  */
 
 const HEAD = 0;
@@ -22,8 +27,12 @@ const TAIL = 1;
 const CLOSED = 2;
 const WSEQ = 3;
 const RSEQ = 4;
+/** Threads waiting on WSEQ (readers waiting for a record). */
+const WWAIT = 5;
+/** Threads waiting on RSEQ (writers waiting for room). */
+const RWAIT = 6;
 /** Bits a suspended consumer or producer in a shared worker sets to be woken through its doorbell. */
-const WANT = 5;
+const WANT = 7;
 const WANT_RECORD = 1;
 const WANT_ROOM = 2;
 const CONTROL_INTS = 8;
@@ -132,7 +141,32 @@ export class SharedRing {
     this.copyIn(head + HEADER, payload, length);
     Atomics.store(this.ctl, HEAD, (head + size) | 0);
     Atomics.add(this.ctl, WSEQ, 1);
-    Atomics.notify(this.ctl, WSEQ);
+    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
+    this.moved(WANT_RECORD);
+    return true;
+  }
+
+  /**
+   * tryWrite of a record whose payload is the u32 `prefix` (little-endian) followed by
+   * payload[0, length), without assembling it in a buffer first (a frame's source stamped in
+   * front of what the guest sent).
+   */
+  tryWritePrefixed(kind: number, prefix: number, payload: Uint8Array, length: number = payload.length): boolean {
+    const total = 4 + length;
+    if (total > this.maxRecord || length > payload.length || kind < 0 || kind > 255) {
+      throw new RangeError(`ring record of ${total} bytes (kind ${kind}) cannot fit a ${this.capacity}-byte ring`);
+    }
+    if (this.closed) return false;
+    const size = HEADER + ((total + 3) & ~3);
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (((head - tail) >>> 0) + size > this.capacity) return false;
+    this.put(head, ((kind << 24) | total) >>> 0);
+    this.put(head + HEADER, prefix >>> 0); // 4-aligned like a header: never wraps
+    this.copyIn(head + HEADER + 4, payload, length);
+    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    Atomics.add(this.ctl, WSEQ, 1);
+    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
     this.moved(WANT_RECORD);
     return true;
   }
@@ -149,7 +183,7 @@ export class SharedRing {
       if (this.closed) return false;
       const left = deadline - performance.now();
       if (left <= 0) return false;
-      Atomics.wait(this.ctl, RSEQ, seq, left === Infinity ? undefined : left);
+      this.block(RWAIT, RSEQ, seq, left);
     }
   }
 
@@ -209,30 +243,57 @@ export class SharedRing {
       if (this.closed) return 'closed';
       const left = deadline - performance.now();
       if (left <= 0) return 'timeout';
-      Atomics.wait(this.ctl, WSEQ, seq, left === Infinity ? undefined : left);
+      this.block(WWAIT, WSEQ, seq, left);
     }
   }
 
-  /** Blocks a worker thread until the write counter moves from `seq` (a record, or the ring closed) or the timeout passes. Never on the root's thread. */
-  waitWritten(seq: number, timeoutMs?: number): void {
-    Atomics.wait(this.ctl, WSEQ, seq, timeoutMs);
-  }
-
-  /** Blocks a worker thread until the read counter moves from `seq` (room freed) or the timeout passes. Never on the root's thread. */
-  waitRead(seq: number, timeoutMs?: number): void {
-    Atomics.wait(this.ctl, RSEQ, seq, timeoutMs);
+  /**
+   * For a worker thread: blocks until the write counter moves from `seq` (a record, or the ring
+   * closed) or `timeoutMs` passes (counted as a waiter meanwhile, so the writer notifies). Never
+   * call on the root's thread.
+   */
+  waitWritten(seq: number, timeoutMs = Infinity): void {
+    this.block(WWAIT, WSEQ, seq, timeoutMs);
   }
 
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */
-  async whenWritten(seq: number): Promise<void> {
-    const result = Atomics.waitAsync(this.ctl, WSEQ, seq);
-    if (result.async) await result.value;
+  whenWritten(seq: number): Promise<void> {
+    return this.blockAsync(WWAIT, WSEQ, seq);
   }
 
   /** For the root's thread: resolves when something may have been consumed (room freed) since `seq`. */
-  async whenRead(seq: number): Promise<void> {
-    const result = Atomics.waitAsync(this.ctl, RSEQ, seq);
-    if (result.async) await result.value;
+  whenRead(seq: number): Promise<void> {
+    return this.blockAsync(RWAIT, RSEQ, seq);
+  }
+
+  /**
+   * For a worker thread: blocks until something may have been consumed (room freed) since `seq`
+   * (a readSeq read before the write that found no room), or `timeoutMs` passes. Never call on
+   * the root's thread.
+   */
+  waitRead(seq: number, timeoutMs = Infinity): void {
+    this.block(RWAIT, RSEQ, seq, timeoutMs);
+  }
+
+  /** Atomics.wait on an event counter, counted in `waiters` meanwhile (see the header). */
+  private block(waiters: number, event: number, seq: number, timeoutMs: number): void {
+    Atomics.add(this.ctl, waiters, 1);
+    try {
+      Atomics.wait(this.ctl, event, seq, timeoutMs === Infinity ? undefined : timeoutMs);
+    } finally {
+      Atomics.sub(this.ctl, waiters, 1);
+    }
+  }
+
+  /** Atomics.waitAsync on an event counter, counted in `waiters` until it resolves. */
+  private async blockAsync(waiters: number, event: number, seq: number): Promise<void> {
+    Atomics.add(this.ctl, waiters, 1);
+    try {
+      const result = Atomics.waitAsync(this.ctl, event, seq);
+      if (result.async) await result.value;
+    } finally {
+      Atomics.sub(this.ctl, waiters, 1);
+    }
   }
 
   /** Current write event counter (pass to whenWritten). */
@@ -327,7 +388,7 @@ export class SharedRing {
   private release(tail: number, length: number): void {
     Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
     Atomics.add(this.ctl, RSEQ, 1);
-    Atomics.notify(this.ctl, RSEQ);
+    if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
     this.moved(WANT_ROOM);
   }
 

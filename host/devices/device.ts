@@ -15,6 +15,27 @@
  */
 export type Handler = (input: Uint8Array, inLen: number, out: Uint8Array, outCap: number) => number;
 
+/** Handlers that declared they write a dense prefix (see `writesPrefix`). */
+const PREFIX_WRITERS = new WeakSet<Handler>();
+
+/**
+ * Declares that `handler`, whenever it returns r >= 0, has written every byte of out[0, r)
+ * itself, and that it does not rely on `out` being zeroed. The dispatcher then skips zeroing
+ * its output scratch and copies only out[0, r) to the guest, zeroing the rest of the guest's
+ * window directly: a 64 KiB receive window holding a 64-byte frame costs one memset instead of
+ * a memset and two 64 KiB copies. Stale scratch bytes past r are never copied anywhere; the
+ * scratch is the partition's own. Opt-in: a handler that writes sparsely must not use it.
+ */
+export function writesPrefix(handler: Handler): Handler {
+  PREFIX_WRITERS.add(handler);
+  return handler;
+}
+
+/** Whether `handler` was declared with writesPrefix. */
+export function isPrefixWriter(handler: Handler): boolean {
+  return PREFIX_WRITERS.has(handler);
+}
+
 /** What DEVICE_LIST shows for a device. */
 export interface DeviceRecord {
   id: number;

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.ts';
-import { TokenBucket } from './token-bucket.ts';
+import { TOKEN_BUCKET_SLOTS, TokenBucket } from './token-bucket.ts';
 import type { RateLimitMode, RateLimitSpec } from '../schema/limits.ts';
 
 /**
@@ -55,7 +55,17 @@ export interface RateLimiterOptions {
    * as they happen: before a wait, so a partition killed while it waits still reports it.
    */
   counters?: { stats: Float64Array; calls: number; waitedMs: number };
+  /**
+   * Where the two buckets keep their state (RATE_LIMITER_SLOTS Float64 slots: bytes, then
+   * operations), e.g. in a SharedArrayBuffer for a limit several threads charge under a lock;
+   * with `attach`, the state was initialized by another user. See TokenBucketOptions.state.
+   */
+  state?: Float64Array;
+  attach?: boolean;
 }
+
+/** Float64 slots a RateLimiter's state takes (see `RateLimiterOptions.state`). */
+export const RATE_LIMITER_SLOTS = 2 * TOKEN_BUCKET_SLOTS;
 
 /** Outcome of `admit`: let through (possibly after a wait), or refused. */
 export type Admission = 'ok' | 'limited';
@@ -75,21 +85,46 @@ export class RateLimiter {
   private readonly ops: TokenBucket | null;
   private readonly sleep: (ms: number) => void;
   private readonly counters: RateLimiterOptions['counters'];
+  /** The clock of both buckets (their default). */
+  private readonly now: () => number;
 
   constructor(limit: ResolvedRateLimit, options: RateLimiterOptions = {}) {
     this.counters = options.counters;
+    this.now = options.now ?? (() => performance.now());
     const now = options.now ? { now: options.now } : {};
-    const bucket = (b: { perSecond: number; burst: number; oneTimeBurst: number } | null) =>
-      b === null ? null : new TokenBucket({ capacity: b.burst, refillTimeMs: (b.burst / b.perSecond) * 1000, oneTimeBurst: b.oneTimeBurst, ...now });
-    this.bytes = bucket(limit.bytes);
-    this.ops = bucket(limit.ops);
+    const state = options.state;
+    const bucket = (b: { perSecond: number; burst: number; oneTimeBurst: number } | null, at: number) =>
+      b === null
+        ? null
+        : new TokenBucket({
+            capacity: b.burst,
+            refillTimeMs: (b.burst / b.perSecond) * 1000,
+            oneTimeBurst: b.oneTimeBurst,
+            ...now,
+            ...(state ? { state: state.subarray(at, at + TOKEN_BUCKET_SLOTS), attach: options.attach === true } : {}),
+          });
+    this.bytes = bucket(limit.bytes, 0);
+    this.ops = bucket(limit.ops, TOKEN_BUCKET_SLOTS);
     this.mode = limit.mode;
     this.sleep = options.sleep ?? sleepSync;
   }
 
-  /** Whether one operation of `bytes` bytes would pass now, without waiting. Takes and counts nothing. */
-  wouldAdmit(bytes: number): boolean {
-    return (this.ops?.waitTimeMs(1) ?? 0) <= 0 && (bytes <= 0 || (this.bytes?.waitTimeMs(bytes) ?? 0) <= 0);
+  /** Whether one operation of `bytes` bytes would pass at `t` (default now), without waiting. Takes and counts nothing. */
+  wouldAdmit(bytes: number, t: number = this.now()): boolean {
+    return this.waitTimeMs(bytes, t) <= 0;
+  }
+
+  /** Milliseconds until one operation of `bytes` bytes would pass: 0 now, Infinity never. Takes and counts nothing. */
+  waitTimeMs(bytes: number, t: number = this.now()): number {
+    return Math.max(this.ops?.waitTimeMs(1, t) ?? 0, bytes > 0 ? (this.bytes?.waitTimeMs(bytes, t) ?? 0) : 0);
+  }
+
+  /** Takes one operation of `bytes` bytes if it passes at `t` (default now); otherwise takes and counts nothing. */
+  tryTake(bytes: number, t: number = this.now()): boolean {
+    if (this.waitTimeMs(bytes, t) > 0) return false;
+    this.ops?.reduce(1, t);
+    if (bytes > 0) this.bytes?.reduce(bytes, t);
+    return true;
   }
 
   /**
@@ -101,12 +136,8 @@ export class RateLimiter {
   admit(bytes: number): Admission {
     let counted = false;
     for (;;) {
-      const wait = Math.max(this.ops?.waitTimeMs(1) ?? 0, bytes > 0 ? (this.bytes?.waitTimeMs(bytes) ?? 0) : 0);
-      if (wait <= 0) {
-        this.ops?.reduce(1);
-        if (bytes > 0) this.bytes?.reduce(bytes);
-        return 'ok';
-      }
+      if (this.tryTake(bytes)) return 'ok';
+      const wait = this.waitTimeMs(bytes);
       const c = this.counters;
       if (!counted) {
         this.throttled++;

@@ -17,7 +17,22 @@ export interface TokenBucketOptions {
   oneTimeBurst?: number;
   /** Monotonic milliseconds. Default `performance.now`. */
   now?: () => number;
+  /**
+   * Where the bucket's state lives: 3 Float64 slots (tokens, one-time burst left, time of the
+   * last refill). Default: a private array. A bucket shared by several threads (a NIC's receive
+   * budget, charged by every sender) keeps its state in a SharedArrayBuffer; its users then
+   * serialize their calls (a lock) and read the same clock (`now`, e.g. timeOrigin + now()).
+   */
+  state?: Float64Array;
+  /** With `state`: the state is already initialized by another user of it; leave it. Default false. */
+  attach?: boolean;
 }
+
+/** Float64 slots a TokenBucket's state takes (see `TokenBucketOptions.state`). */
+export const TOKEN_BUCKET_SLOTS = 3;
+const TOKENS = 0;
+const BURST = 1;
+const LAST = 2;
 
 /** Outcome of `reduce`, as an explicit value rather than a boolean. */
 export type BucketOutcome = 'ok' | 'denied';
@@ -25,9 +40,8 @@ export type BucketOutcome = 'ok' | 'denied';
 export class TokenBucket {
   readonly capacity: number;
   readonly refillTimeMs: number;
-  private tokens: number;
-  private burst: number;
-  private last: number;
+  /** tokens, burst, last (see the slot constants). */
+  private readonly s: Float64Array;
   private readonly now: () => number;
   private readonly ratePerMs: number;
 
@@ -41,47 +55,57 @@ export class TokenBucket {
     this.refillTimeMs = refillTimeMs;
     this.ratePerMs = capacity / refillTimeMs;
     this.now = options.now ?? (() => performance.now());
-    this.tokens = capacity;
-    this.burst = burst;
-    this.last = this.now();
+    if (options.state !== undefined && options.state.length < TOKEN_BUCKET_SLOTS) throw new RangeError(`token bucket state needs ${TOKEN_BUCKET_SLOTS} slots`);
+    this.s = options.state ?? new Float64Array(TOKEN_BUCKET_SLOTS);
+    if (options.state === undefined || options.attach !== true) {
+      this.s[TOKENS] = capacity;
+      this.s[BURST] = burst;
+      this.s[LAST] = this.now();
+    }
   }
 
-  /** Takes `n` tokens if all of them are available; otherwise takes nothing. */
-  reduce(n: number): BucketOutcome {
-    this.refill();
-    if (n <= this.burst) {
-      this.burst -= n;
+  /**
+   * Takes `n` tokens if all of them are available; otherwise takes nothing. `t` is the time now
+   * (default: read the clock): a caller that asks several buckets about one request reads the
+   * clock once and passes it, a clock read being a native call on a hot path.
+   */
+  reduce(n: number, t: number = this.now()): BucketOutcome {
+    this.refill(t);
+    const s = this.s;
+    if (n <= s[BURST]!) {
+      s[BURST] = s[BURST]! - n;
       return 'ok';
     }
-    const fromBucket = n - this.burst;
-    if (fromBucket <= this.tokens) {
-      this.burst = 0;
-      this.tokens -= fromBucket;
+    const fromBucket = n - s[BURST]!;
+    if (fromBucket <= s[TOKENS]!) {
+      s[BURST] = 0;
+      s[TOKENS] = s[TOKENS]! - fromBucket;
       return 'ok';
     }
     return 'denied';
   }
 
   /** Milliseconds until `n` tokens could be taken; 0 if now; Infinity if n exceeds what can ever be held. */
-  waitTimeMs(n: number): number {
-    this.refill();
-    const missing = n - this.burst - this.tokens;
+  waitTimeMs(n: number, t: number = this.now()): number {
+    this.refill(t);
+    const s = this.s;
+    const missing = n - s[BURST]! - s[TOKENS]!;
     if (missing <= 0) return 0;
-    if (n - this.burst > this.capacity) return Infinity;
+    if (n - s[BURST]! > this.capacity) return Infinity;
     return missing / this.ratePerMs;
   }
 
   /** Tokens available now (burst included). */
-  available(): number {
-    this.refill();
-    return this.burst + this.tokens;
+  available(t: number = this.now()): number {
+    this.refill(t);
+    return this.s[BURST]! + this.s[TOKENS]!;
   }
 
-  private refill(): void {
-    const t = this.now();
-    const elapsed = t - this.last;
+  private refill(t: number): void {
+    const s = this.s;
+    const elapsed = t - s[LAST]!;
     if (elapsed <= 0) return; // a clock that stood still (or went back) refills nothing
-    this.last = t;
-    this.tokens = Math.min(this.capacity, this.tokens + elapsed * this.ratePerMs);
+    s[LAST] = t;
+    s[TOKENS] = Math.min(this.capacity, s[TOKENS]! + elapsed * this.ratePerMs);
   }
 }

@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { InternalError, errorFromCode, type ErrorCode } from '../errors.ts';
-import { WORKER_EXEC_ARGV, transformScript } from '../paths.ts';
+import { spawnWorker, transformScript } from '../paths.ts';
 
 /**
  * The binaryen transforms, run off the root's thread: fuel metering (instrument.ts), and for
@@ -51,7 +51,7 @@ const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: 
 
 function transformer(): Worker {
   if (worker !== null) return worker;
-  const w = new Worker(transformScript, { execArgv: [...WORKER_EXEC_ARGV], stdout: false, stderr: false, name: 'wasmvisor:transform' });
+  const w = spawnWorker(transformScript, { stdout: false, stderr: false, name: 'wasmvisor:transform' });
   w.unref();
   w.on('message', (reply: TransformReply) => {
     const p = pending.get(reply.id);

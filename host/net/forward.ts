@@ -73,6 +73,7 @@ export class PortForward {
   private resolveClosed!: () => void;
 
   private constructor(
+    private readonly sw: VirtualSwitch,
     private readonly server: net.Server,
     private readonly endpoint: NetEndpoint,
     private readonly guestAddress: number,
@@ -115,7 +116,16 @@ export class PortForward {
       throw error;
     }
     const bound = (server.address() as net.AddressInfo).port;
-    return new PortForward(server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, bound);
+    return new PortForward(sw, server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, bound);
+  }
+
+  /**
+   * Closes once the partition's last frames have reached the forwarder (the partition ended:
+   * its replies sent just before are still on its tx ring, not yet forwarded by the switch).
+   */
+  async closeWhenDrained(): Promise<void> {
+    await this.sw.drained(this.guestAddress);
+    await this.close();
   }
 
   /** Stops listening, closes every connection and leaves the switch. Idempotent. */

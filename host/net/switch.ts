@@ -1,25 +1,44 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { BroadcastChannel } from 'node:worker_threads';
 import { HV_NET_BROADCAST, HV_NET_HEADER_SIZE, HV_NET_MAX_MTU } from '../abi/codes.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { SEGMENT_NAME, type ResolvedNet } from '../devices/config.ts';
-import { FrameBudget, formatAddress, NET_FRAME_KIND, NET_STAT_SLOTS, NetStat, type NetInit } from '../devices/net.ts';
+import { formatAddress, type NetInit, type PeerTable } from '../devices/net.ts';
 import { InvalidArgumentError, InvalidStateError } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
+import { NET_FRAME_KIND, NET_STAT_SLOTS, NET_SYNC_KIND, NetStat, NicPort, PORT_CTL_BYTES, processClock, ROOT_OWNER, type PortInit, type PortOutcome } from './port.ts';
 
 /**
- * The virtual switch, in the root partition. Endpoints are partitions' NICs (rings shared with
- * their workers) and the embedder's host endpoints (callbacks in the root). Rules:
+ * The virtual switch, in the root partition. Endpoints are partitions' NICs (rings and a port
+ * shared with their workers) and the embedder's host endpoints (callbacks in the root). Rules:
  *
  * - A frame flows only between two endpoints of the same segment; a NIC reaches a host endpoint
  *   (and a host endpoint a NIC) only when the NIC was granted `host: true`.
- * - The source of every frame is the address of the endpoint it came from, stamped here: a
- *   guest's tx record has no source field at all.
+ * - The source of every frame is the address of the endpoint it came from, stamped by host code:
+ *   a guest's frame has no source field at all.
  * - A unicast frame to an address that does not exist, or that the sender may not reach, is
  *   dropped and counted; the sending partition is reported as a violation. The sender cannot tell
  *   "no such address" from "not allowed" (it sees nothing either way).
- * - Broadcast (255.255.255.255) reaches every other endpoint the sender may reach.
- * - Delivery into a NIC passes its receive budget (bytes, frames), then its bounded rx ring;
- *   what does not fit is dropped at the tail and counted on the receiver.
+ * - Broadcast (255.255.255.255) reaches every other endpoint the sender may reach, best effort:
+ *   a receiver without room drops it (counted on the receiver).
+ * - Delivery into a NIC passes its port (host/net/port.ts): its MTU, its receive budget (bytes,
+ *   frames) and its bounded receive queue.
+ * - Flow control (ABI 1.3): a unicast frame from a NIC to a NIC is never dropped for want of
+ *   room. The sender is held back instead: through the root, the frame waits at the head of the
+ *   sender's tx ring (whose filling makes NET_SEND wait, then WOULD_BLOCK); directly, NET_SEND
+ *   itself waits or answers WOULD_BLOCK. A NIC whose partition has ended is down: frames to it
+ *   are dropped and counted. A host endpoint's send returns what happened (the embedder retries).
+ *
+ * Direct delivery. Unicast between the NICs of one segment does not pass through the root: the
+ * root hands every NIC the ports of the other NICs of its segment (its peer table: at plug-in,
+ * then on the NIC's request whenever the segment changed, on a BroadcastChannel only host code
+ * knows the name of), and the sender's worker delivers into them under their locks. The rules
+ * above hold on that path by construction: a worker holds only ports of its own segment, the
+ * source is stamped by host code in the worker from the address the root assigned, and the port
+ * applies the receiver's MTU, budget and queue. Everything else (broadcast, host endpoints, any
+ * address not in the sender's table: unknown, foreign, unplugged) goes through the root, which
+ * alone decides about and reports refused frames. docs/THREAT-MODEL.md has the trust boundary.
  *
  * Each NIC's tx ring is drained by its own loop in batches of at most TX_BATCH frames, then the
  * loop yields, so one flooding partition cannot hold the root's event loop.
@@ -30,6 +49,12 @@ const TX_BATCH = 64;
 
 /** First address the switch hands out: 10.0.0.2 (10.0.0.1 is left for a gateway that does not exist). */
 const FIRST_ADDRESS = 0x0a000002;
+
+/** How many times the root tries a port's lock before it treats the port as busy (never waits). */
+const ROOT_LOCK_TRIES = 256;
+
+/** A held frame re-checks a full receiver at least this often (ms), should a wake-up be missed. */
+const HELD_RECHECK_MS = 20;
 
 /** A violation the switch reports for a NIC's partition. */
 export interface NetViolation {
@@ -46,12 +71,25 @@ interface NicEndpoint {
   mtu: number;
   host: boolean;
   tx: SharedRing;
-  rx: SharedRing;
+  /** Its receiving side: rx ring, lock, receive budget, counters. */
+  port: NicPort;
+  /** The port as plain data, for the peer tables of the other NICs of the segment. */
+  portInit: PortInit;
   stats: Float64Array;
-  recv: FrameBudget;
   violations: TokenBucket;
   onViolation: (v: NetViolation) => void;
+  /** The root's end of the NIC's peer-table channel. */
+  channel: BroadcastChannel;
+  /** Takes part in the direct path (see NetInit.direct): false for a partition in a shared worker. */
+  direct: boolean;
+  /** Unplugged. */
   closed: boolean;
+  /** Its partition has ended for good: frames to it are dropped. */
+  down: boolean;
+  /** A frame from this NIC's tx ring that waits for room at its destination (flow control). */
+  held: { dst: number; payload: Uint8Array } | null;
+  /** Told when the root cannot handle the NIC's traffic (NicAttachment.onFault). */
+  fault: ((error: unknown) => void) | null;
 }
 
 interface HostEndpointState {
@@ -82,14 +120,24 @@ export interface NicAttachment {
   init: NetInit;
   address: number;
   stats: Float64Array;
+  /** The partition's run ended (its worker may be gone): frees every port lock its worker held. */
+  releaseLocks(): void;
+  /** The partition has ended for good: frames to the NIC are dropped from now on. Idempotent. */
+  down(): void;
   /** Unplugs the NIC: its rings close, the root's copies of frames are zeroed. Idempotent. */
   detach(): void;
   /** Called when the switch moves one of the NIC's rings that a partition in a shared worker waits on (see SharedRing.onMove). */
   setWake(wake: () => void): void;
+  /**
+   * Called once if the root cannot handle the NIC's traffic (a corrupt tx ring: only a
+   * compromised worker writes one); the NIC is unplugged and nothing is thrown into the root's
+   * event loop. The partition ends its run on it (ERR_INTERNAL).
+   */
+  onFault(fault: (error: unknown) => void): void;
 }
 
 export interface SwitchCounters {
-  /** Frames the switch forwarded to at least one endpoint. */
+  /** Frames the root's switch forwarded to at least one endpoint (direct deliveries are counted per NIC: metrics().net.switchedDirect). */
   switched: number;
   /** Unicast frames dropped for no route (unknown address, foreign segment, host not granted). */
   noRoute: number;
@@ -102,32 +150,52 @@ function txRingBytes(mtu: number): number {
   return p;
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export class VirtualSwitch {
   private readonly endpoints = new Map<number, Endpoint>();
   private readonly segments = new Map<string, Set<Endpoint>>();
   private nextAddress = FIRST_ADDRESS;
   /** Frame assembly buffer for rx records: u32 source, u32 destination, payload. */
   private readonly record = new Uint8Array(HV_NET_HEADER_SIZE + HV_NET_MAX_MTU);
+  private readonly recordView = new DataView(this.record.buffer);
   private readonly txBuf = new Uint8Array(4 + HV_NET_MAX_MTU + 4);
-  private readonly now: (() => number) | undefined;
+  /** The clock of every receive budget: shared by the root and the workers that deliver directly. */
+  private readonly now: () => number;
+  /** Peer-table channels are named after this switch: two hypervisors in one process never meet. */
+  private readonly channelPrefix = `wasmvisor:net:${randomUUID()}:`;
   readonly counters: SwitchCounters = { switched: 0, noRoute: 0 };
 
   constructor(options: { now?: () => number } = {}) {
-    this.now = options.now;
+    this.now = options.now ?? processClock;
   }
 
   /** Bytes of shared memory a NIC with this config takes (for admission control). */
   static nicBytes(config: ResolvedNet): number {
-    return config.rxQueueBytes + txRingBytes(config.mtu) + NET_STAT_SLOTS * 8 + 64;
+    return config.rxQueueBytes + txRingBytes(config.mtu) + NET_STAT_SLOTS * 8 + PORT_CTL_BYTES + 64;
   }
 
-  /** Plugs a partition's NIC into `config.segment` and assigns it an address. */
-  attachNic(owner: string, config: ResolvedNet, onViolation: (v: NetViolation) => void, violationsPerSecond = 100): NicAttachment {
+  /**
+   * Plugs a partition's NIC into `config.segment` and assigns it an address. `direct: false`
+   * (a partition in a shared worker) keeps every frame to and from it on the root's path.
+   */
+  attachNic(owner: string, config: ResolvedNet, onViolation: (v: NetViolation) => void, violationsPerSecond = 100, direct = true): NicAttachment {
     const address = this.allocateAddress();
     const tx = new SharedRing(SharedRing.allocate(txRingBytes(config.mtu)));
-    const rx = new SharedRing(SharedRing.allocate(config.rxQueueBytes));
-    const statsSab = new SharedArrayBuffer(NET_STAT_SLOTS * 8);
-    const clock = this.now ? { now: this.now } : {};
+    const portInit: PortInit = {
+      address,
+      mtu: config.mtu,
+      rx: SharedRing.allocate(config.rxQueueBytes),
+      ctl: NicPort.allocateCtl(),
+      stats: new SharedArrayBuffer(NET_STAT_SLOTS * 8),
+      recvBytesPerSecond: config.recvBytesPerSecond,
+      recvFramesPerSecond: config.recvFramesPerSecond,
+    };
+    const port = new NicPort(portInit, this.now, true);
+    const channelName = `${this.channelPrefix}${address}`;
+    const channel = new BroadcastChannel(channelName);
+    channel.unref();
     const nic: NicEndpoint = {
       kind: 'nic',
       address,
@@ -136,12 +204,17 @@ export class VirtualSwitch {
       mtu: config.mtu,
       host: config.host,
       tx,
-      rx,
-      stats: new Float64Array(statsSab),
-      recv: new FrameBudget(config.recvBytesPerSecond, config.recvFramesPerSecond, config.mtu, this.now),
-      violations: new TokenBucket({ capacity: violationsPerSecond, refillTimeMs: 1000, ...clock }),
+      port,
+      portInit,
+      stats: port.stats,
+      violations: new TokenBucket({ capacity: violationsPerSecond, refillTimeMs: 1000, now: this.now }),
       onViolation,
+      channel,
+      direct,
       closed: false,
+      down: false,
+      held: null,
+      fault: null,
     };
     this.add(nic);
     void this.pump(nic);
@@ -150,15 +223,23 @@ export class VirtualSwitch {
         address,
         mtu: config.mtu,
         tx: tx.sab,
-        rx: rx.sab,
-        stats: statsSab,
+        port: portInit,
         sendBytesPerSecond: config.sendBytesPerSecond,
         sendFramesPerSecond: config.sendFramesPerSecond,
+        peers: this.peersOf(nic),
+        gen: port.generation,
+        channel: channelName,
+        direct,
       },
       address,
       stats: nic.stats,
       setWake: (wake) => {
-        tx.onMove = rx.onMove = wake;
+        tx.onMove = port.rx.onMove = wake;
+      },
+      releaseLocks: () => this.releaseLocks(nic),
+      down: () => this.markDown(nic),
+      onFault: (fault) => {
+        nic.fault = fault;
       },
       detach: () => this.remove(nic),
     };
@@ -182,13 +263,26 @@ export class VirtualSwitch {
 
   /**
    * Sends a frame from a host endpoint. Returns what happened to a unicast frame ('delivered',
-   * or why not: 'no-route', 'queue-full', 'rate-limited', 'oversize'); a broadcast returns
-   * 'delivered' when it reached at least one endpoint, else 'no-route'.
+   * or why not: 'no-route' (also for a NIC that is down), 'queue-full', 'rate-limited',
+   * 'oversize'); a broadcast returns 'delivered' when it reached at least one endpoint, else
+   * 'no-route'. Nothing waits: the caller retries a full queue or a spent budget.
    */
   sendFromHost(ep: HostEndpointState, dst: number, payload: Uint8Array): Delivery | 'no-route' {
     if (ep.closed) throw new InvalidStateError('this network endpoint is closed');
     if (payload.length > HV_NET_MAX_MTU) throw new InvalidArgumentError(`frame of ${payload.length} bytes exceeds the largest MTU (${HV_NET_MAX_MTU})`);
     return this.route(ep, dst >>> 0, payload);
+  }
+
+  /**
+   * Resolves once every frame the NIC at `address` has put on its tx ring is done with
+   * (forwarded or dropped), or it is unplugged, or `timeoutMs` passed: what a partition sent
+   * just before it ended still reaches a host endpoint that closes when it ends.
+   */
+  async drained(address: number, timeoutMs = 1000): Promise<void> {
+    const nic = this.endpoints.get(address);
+    if (nic === undefined || nic.kind !== 'nic') return;
+    const deadline = performance.now() + timeoutMs;
+    while (!nic.closed && !(nic.tx.used === 0 && nic.port.txIdle) && performance.now() < deadline) await sleep(1);
   }
 
   /** The address of `owner`'s NIC, if it has one (for the embedder; guests learn addresses only from frames). */
@@ -214,6 +308,7 @@ export class VirtualSwitch {
     let members = this.segments.get(ep.segment);
     if (!members) this.segments.set(ep.segment, (members = new Set()));
     members.add(ep);
+    if (ep.kind === 'nic') this.changed(ep.segment, ep);
   }
 
   private remove(ep: Endpoint): void {
@@ -223,15 +318,54 @@ export class VirtualSwitch {
     const members = this.segments.get(ep.segment);
     members?.delete(ep);
     if (members?.size === 0) this.segments.delete(ep.segment);
-    if (ep.kind === 'nic') {
-      ep.rx.close();
-      ep.tx.close(); // also wakes the tx loop, which then ends
-      // Frames in flight were guest data held by the root: scrub them with the NIC.
-      queueMicrotask(() => {
-        new Uint8Array(ep.rx.sab).fill(0);
-        new Uint8Array(ep.tx.sab).fill(0);
-      });
-    }
+    if (ep.kind !== 'nic') return;
+    ep.port.markDown();
+    ep.port.rx.close();
+    ep.tx.close(); // also wakes the tx loop, which then ends
+    ep.channel.close();
+    this.changed(ep.segment, ep);
+    // Frames in flight were guest data held by the root: scrub them with the NIC, once no
+    // producer is inside its port (a producer checks `down` under the lock, so none comes after).
+    const scrub = (tries: number): void => {
+      if (!ep.port.tryLock(ROOT_OWNER) && tries < 1000) {
+        setImmediate(() => scrub(tries + 1));
+        return;
+      }
+      new Uint8Array(ep.portInit.rx).fill(0);
+      new Uint8Array(ep.tx.sab).fill(0);
+    };
+    queueMicrotask(() => scrub(0));
+  }
+
+  private markDown(nic: NicEndpoint): void {
+    if (nic.down || nic.closed) return;
+    nic.down = true;
+    nic.port.markDown();
+    this.changed(nic.segment, nic);
+  }
+
+  /** The NICs of `nic`'s segment lose a peer or gain one: their workers fetch a new table before the next direct send. */
+  private changed(segment: string, except: NicEndpoint): void {
+    for (const ep of this.segments.get(segment) ?? []) if (ep.kind === 'nic' && ep !== except) ep.port.bumpGeneration();
+  }
+
+  /** The ports `nic` may deliver into directly: the other live NICs of its segment. */
+  private peersOf(nic: NicEndpoint): PortInit[] {
+    const peers: PortInit[] = [];
+    if (!nic.direct) return peers;
+    for (const ep of this.segments.get(nic.segment) ?? []) if (ep.kind === 'nic' && ep !== nic && ep.direct && !ep.closed && !ep.down) peers.push(ep.portInit);
+    return peers;
+  }
+
+  /** Answers a NIC's SYNC request: its current peer table, tagged with the generation it belongs to. */
+  private sendPeers(nic: NicEndpoint): void {
+    const table: PeerTable = { gen: nic.port.generation, peers: this.peersOf(nic) };
+    nic.channel.postMessage(table);
+  }
+
+  /** Frees the port locks `nic`'s worker held (it may have died inside one). */
+  private releaseLocks(nic: NicEndpoint): void {
+    for (const ep of this.segments.get(nic.segment) ?? []) if (ep.kind === 'nic') ep.port.release(nic.address);
   }
 
   /** Whether `a` may send to `b` under the segment and host-grant rules. */
@@ -247,22 +381,123 @@ export class VirtualSwitch {
   /** Drains one NIC's tx ring, a batch at a time, until the NIC is unplugged. */
   private async pump(nic: NicEndpoint): Promise<void> {
     const buf = this.txBuf;
-    while (!nic.closed) {
-      const seq = nic.tx.writeSeq;
-      let n = 0;
-      for (; n < TX_BATCH && !nic.closed; n++) {
-        const length = nic.tx.readInto(buf);
-        if (length < 0) break;
-        // A worker only writes records of 4 + up to MTU bytes (NetDevice.send checks); the
-        // switch checks again because the ring is shared memory the worker could have misused.
-        if (length < 4 || length - 4 > nic.mtu) continue;
-        const dst = (buf[0]! | (buf[1]! << 8) | (buf[2]! << 16) | (buf[3]! << 24)) >>> 0;
-        this.route(nic, dst, buf.subarray(4, length));
+    try {
+      while (!nic.closed) {
+        const held = nic.held;
+        if (held !== null) {
+          const wait = this.forward(nic, held.dst, held.payload);
+          if (wait !== null) {
+            await wait;
+            continue;
+          }
+          held.payload.fill(0);
+          nic.held = null;
+          nic.port.frameDone();
+        }
+        const seq = nic.tx.writeSeq;
+        let n = 0;
+        let heldWait: Promise<void> | null = null;
+        for (; n < TX_BATCH && !nic.closed; n++) {
+          const kind = nic.tx.peekKind();
+          if (kind < 0) break;
+          const length = nic.tx.readInto(buf);
+          // A worker only writes records of 4 + up to MTU bytes (NetDevice.send checks); the
+          // switch checks again because the ring is shared memory the worker could have misused.
+          if (kind === NET_FRAME_KIND && length >= 4 && length - 4 <= nic.mtu) {
+            const dst = (buf[0]! | (buf[1]! << 8) | (buf[2]! << 16) | (buf[3]! << 24)) >>> 0;
+            heldWait = this.forward(nic, dst, buf.subarray(4, length));
+            if (heldWait !== null) {
+              nic.held = { dst, payload: buf.slice(4, length) };
+              break;
+            }
+          } else if (kind === NET_SYNC_KIND) {
+            this.sendPeers(nic);
+            continue;
+          }
+          // Counted once the frame is done with (a held one when it leaves): until then the
+          // worker sends nothing to anyone directly, so frames to one destination keep their order.
+          nic.port.frameDone();
+        }
+        buf.fill(0, 0, 4 + nic.mtu);
+        if (nic.closed) break;
+        if (heldWait !== null) await heldWait;
+        else if (n === TX_BATCH) await nextTurn();
+        else await nic.tx.whenWritten(seq);
       }
-      buf.fill(0, 0, 4 + nic.mtu);
-      if (nic.closed) break;
-      if (n === TX_BATCH) await new Promise<void>((resolve) => setImmediate(resolve));
-      else await nic.tx.whenWritten(seq);
+    } catch (error) {
+      // The tx ring is shared memory its worker writes: a corrupt record ends that NIC (and its
+      // partition's run), never the root.
+      this.remove(nic);
+      nic.fault?.(error);
+    } finally {
+      nic.held?.payload.fill(0);
+      nic.held = null;
+    }
+  }
+
+  /**
+   * Forwards one frame from a NIC's tx ring. Null when it is done with (delivered, or dropped and
+   * counted); otherwise a promise to wait on before trying again: a unicast frame for a NIC that
+   * cannot take it now is held back, never dropped (flow control).
+   */
+  private forward(from: NicEndpoint, dst: number, payload: Uint8Array): Promise<void> | null {
+    if (dst === HV_NET_BROADCAST) {
+      this.route(from, dst, payload);
+      return null;
+    }
+    const to = this.endpoints.get(dst);
+    if (to === undefined || !this.mayReach(from, to)) {
+      this.noRoute(from, dst, to);
+      return null;
+    }
+    if (to.kind === 'host') {
+      this.forwarded(from);
+      this.deliver(from, to, dst, payload);
+      return null;
+    }
+    const seq = to.port.rx.readSeq;
+    const outcome = this.putInto(to, from.address, dst, payload, false);
+    switch (outcome) {
+      case 'busy':
+        return nextTurn();
+      case 'full': {
+        let timer: NodeJS.Timeout | undefined;
+        return Promise.race([to.port.rx.whenRead(seq), new Promise<void>((r) => (timer = setTimeout(r, HELD_RECHECK_MS)))]).finally(() => clearTimeout(timer));
+      }
+      case 'rate-limited':
+        return sleep(Math.max(1, Math.min(HELD_RECHECK_MS, this.waitMs)));
+      default:
+        this.forwarded(from);
+        return null;
+    }
+  }
+
+  /** Milliseconds the last 'rate-limited' putInto said the receive budget needs. */
+  private waitMs = 0;
+
+  /**
+   * Delivers a frame into a NIC's port under its lock (the root tries the lock a bounded number
+   * of times and never waits: 'busy'). With `drop`, a frame the port cannot take is dropped and
+   * counted on it; without, only a frame for a port that is down is.
+   */
+  private putInto(to: NicEndpoint, src: number, dst: number, payload: Uint8Array, drop: boolean): PortOutcome | 'busy' {
+    const port = to.port;
+    let locked = false;
+    for (let i = 0; i < ROOT_LOCK_TRIES && !locked; i++) locked = port.tryLock(ROOT_OWNER);
+    if (!locked) return 'busy';
+    const rec = this.record;
+    const n = 4 + payload.length;
+    try {
+      // The body of a frame: destination, then payload (the port stamps the source in front).
+      this.recordView.setUint32(0, dst, true);
+      rec.set(payload, 4);
+      const outcome = port.put(src, rec, payload.length, drop);
+      if (outcome === 'down' && !drop) port.stats[NetStat.RX_QUEUE_DROPS]!++;
+      if (outcome === 'rate-limited') this.waitMs = port.budgetWaitMs(payload.length);
+      return outcome;
+    } finally {
+      port.unlock();
+      rec.fill(0, 0, n);
     }
   }
 
@@ -277,7 +512,7 @@ export class VirtualSwitch {
       return reached > 0 ? 'delivered' : 'no-route';
     }
     const to = this.endpoints.get(dst);
-    if (to === undefined || !this.mayReach(from, to)) {
+    if (to === undefined || !this.mayReach(from, to) || (to.kind === 'nic' && to.down)) {
       this.noRoute(from, dst, to);
       return 'no-route';
     }
@@ -312,6 +547,7 @@ export class VirtualSwitch {
     }
   }
 
+  /** Best-effort delivery into one endpoint (host sends and broadcast): what does not fit is dropped and counted. */
   private deliver(from: Endpoint, to: Endpoint, dst: number, payload: Uint8Array): Delivery {
     if (to.kind === 'host') {
       try {
@@ -324,30 +560,8 @@ export class VirtualSwitch {
       }
       return 'delivered';
     }
-    const s = to.stats;
-    if (payload.length > to.mtu) {
-      s[NetStat.RX_OVERSIZE]!++;
-      return 'oversize';
-    }
-    if (!to.recv.admits(payload.length)) {
-      s[NetStat.RX_RATE_LIMITED]!++;
-      return 'rate-limited';
-    }
-    const rec = this.record;
-    const n = HV_NET_HEADER_SIZE + payload.length;
-    const dv = new DataView(rec.buffer);
-    dv.setUint32(0, from.address, true);
-    dv.setUint32(4, dst, true);
-    rec.set(payload, HV_NET_HEADER_SIZE);
-    const ok = to.rx.tryWrite(NET_FRAME_KIND, rec, n);
-    rec.fill(0, 0, n);
-    if (!ok) {
-      s[NetStat.RX_QUEUE_DROPS]!++;
-      return 'queue-full';
-    }
-    // The budget is charged only for frames that were queued: a full queue does not also eat the budget.
-    to.recv.take(payload.length);
-    return 'delivered';
+    const outcome = this.putInto(to, from.address, dst, payload, true);
+    return outcome === 'delivered' ? 'delivered' : outcome === 'rate-limited' ? 'rate-limited' : outcome === 'oversize' ? 'oversize' : 'queue-full';
   }
 }
 

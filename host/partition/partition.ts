@@ -196,6 +196,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     // freed room) through its worker's doorbell; a dedicated run ignores the wake.
     this.inputRing.onMove = () => this.run?.wake();
     config.net?.setWake(() => this.run?.wake());
+    // A NIC whose traffic the root cannot handle is unplugged; the run on it ends (ERR_INTERNAL).
+    config.net?.onFault((error) => this.run?.fail(error));
     if (config.devices.console === null) this.inputRing.close();
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
@@ -555,6 +557,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private onEnd(run: WorkerRun, outcome: WorkerOutcome): void {
     if (run !== this.run) return;
     this.run = null;
+    // The worker may have died inside another NIC's port: free what it held.
+    this.config.net?.releaseLocks();
     this.ready = false;
     const call = this.inFlight;
     this.inFlight = null;
@@ -577,7 +581,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
         this.spawn().catch((error: unknown) => this.spawnFailed(error));
       }, delayMs);
       // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
-      if (this.queue.length === 0) this.restartTimer.unref();
+      // Nor does it while start() is still waiting for the first ready: that is work in flight.
+      if (this.queue.length === 0 && this.onFirstReady === null) this.restartTimer.unref();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
@@ -595,6 +600,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.endedAt = performance.now();
     this.inputRing.close();
+    // Nothing will read the NIC again: frames to it are dropped now, never waited for.
+    this.config.net?.down();
     const runTimeMs = this.startedAt ? this.endedAt - this.startedAt : 0;
     const metrics = { ...readMetrics(this.stats), net: this.netMetrics() };
     let exit: PartitionExit;

@@ -142,7 +142,7 @@ export class WorkerRun {
   }
 
   /** Ends the run because the root could not handle its traffic (never a guest's fault alone). */
-  private fail(error: unknown): void {
+  fail(error: unknown): void {
     const message = error instanceof Error ? error.message : String(error);
     const outcome: WorkerOutcome = {
       kind: 'error',

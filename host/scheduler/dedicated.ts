@@ -42,6 +42,8 @@ export class DedicatedHost implements RunHost {
 
   kill(): void {
     if (this.done) return;
+    // Referenced until it is gone (an idle reactor's worker is not): its 'exit' ends the run.
+    this.worker?.ref();
     this.worker?.terminate().catch(() => {
       // The worker is gone either way; its 'exit' event ends the run.
     });

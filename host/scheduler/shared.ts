@@ -1,8 +1,8 @@
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, type Worker } from 'node:worker_threads';
 import { CONTROL_SLOT, DOORBELL_SLOTS, Doorbell } from '../channel/doorbell.ts';
 import type { SharedControl, SharedEvent, WorkerBoot, WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
 import { WORKER_STAT_SLOTS, WorkerStat } from '../channel/stats.ts';
-import { WORKER_EXEC_ARGV, workerScript } from '../paths.ts';
+import { spawnWorker, workerScript } from '../paths.ts';
 import { processSpinBudget } from '../channel/spin.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
 
@@ -65,7 +65,7 @@ export class SharedWorker {
   ) {
     const channel = new MessageChannel();
     this.control = channel.port1;
-    this.worker = new Worker(workerScript, {
+    this.worker = spawnWorker(workerScript, {
       workerData: {
         role: 'shared',
         doorbell: this.doorbell.sab,
@@ -77,7 +77,6 @@ export class SharedWorker {
       } satisfies WorkerBoot,
       transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb: options.heapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
-      execArgv: [...WORKER_EXEC_ARGV],
       stdout: false,
       stderr: false,
       name: `wasmvisor:shared-${id}`,
@@ -139,6 +138,8 @@ export class SharedWorker {
   }
 
   kill(slot: number, outcome: WorkerOutcome): void {
+    // The partition's end is work in flight: the thread stays referenced until it reports it.
+    this.alive(slot, true);
     this.send({ type: 'kill', slot, outcome });
   }
 
@@ -157,12 +158,14 @@ export class SharedWorker {
   terminate(reason: string): void {
     if (this.dead) return;
     this.deathReason ??= reason;
+    this.worker.ref();
     this.worker.terminate().catch(() => 0);
   }
 
   /** Ends the thread once it hosts nothing (Hypervisor.close). */
   async close(): Promise<void> {
     this.deathReason ??= 'the hypervisor closed';
+    this.worker.ref();
     await this.worker.terminate().catch(() => 0);
   }
 

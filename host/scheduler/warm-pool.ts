@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { WorkerBoot } from '../channel/protocol.ts';
-import { WORKER_EXEC_ARGV, workerScript } from '../paths.ts';
+import { spawnWorker, workerScript } from '../paths.ts';
 
 /** Heap limits for a dedicated worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
 export const WORKER_RESOURCE_LIMITS = {
@@ -88,7 +88,8 @@ export class WarmPool {
     this.closed = true;
     if (this.refill !== null) clearTimeout(this.refill);
     const idle = this.idle.splice(0);
-    await Promise.all(idle.map((w) => w.terminate().catch(() => 0)));
+    // Referenced while they end: an unref'd worker's exit would not keep the loop alive to be seen.
+    await Promise.all(idle.map((w) => (w.ref(), w.terminate().catch(() => 0))));
   }
 
   private scheduleRefill(): void {
@@ -119,10 +120,9 @@ export class WarmPool {
 
   private spawn(warmUp: boolean): Worker {
     this.counters.spawned++;
-    return new Worker(workerScript, {
+    return spawnWorker(workerScript, {
       workerData: { role: 'dedicated', reuse: this.options.reuse, warmUp } satisfies WorkerBoot,
       resourceLimits: WORKER_RESOURCE_LIMITS,
-      execArgv: [...WORKER_EXEC_ARGV],
       stdout: false,
       stderr: false,
       name: 'wasmvisor:worker',

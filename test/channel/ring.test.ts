@@ -25,6 +25,34 @@ describe('SharedRing', () => {
     );
   });
 
+  it('tryWritePrefixed writes the prefix word then the payload, whole, across wrap-around (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 36 })), { maxLength: 60 }), (records) => {
+        const ring = new SharedRing(SharedRing.allocate(64));
+        const seen: Uint8Array[] = [];
+        const want: Uint8Array[] = [];
+        for (const [prefix, r] of records) {
+          const whole = new Uint8Array(4 + r.length);
+          new DataView(whole.buffer).setUint32(0, prefix, true);
+          whole.set(r, 4);
+          want.push(whole);
+          if (!ring.tryWritePrefixed(3, prefix, r)) {
+            for (let rec = ring.tryRead(); rec; rec = ring.tryRead()) seen.push(rec.bytes);
+            expect(ring.tryWritePrefixed(3, prefix, r)).toBe(true);
+          }
+        }
+        for (let rec = ring.tryRead(); rec; rec = ring.tryRead()) {
+          expect(rec.kind).toBe(3);
+          seen.push(rec.bytes);
+        }
+        expect(seen).toEqual(want);
+      }),
+    );
+    const ring = new SharedRing(SharedRing.allocate(64));
+    expect(() => ring.tryWritePrefixed(1, 0, new Uint8Array(57))).toThrow(RangeError); // 4 + 57 > 60
+    expect(ring.tryWritePrefixed(1, 0, new Uint8Array(56))).toBe(true); // 4 + 56 = the largest record
+  });
+
   it('is bounded: refuses a record when full, never overwrites', () => {
     const ring = new SharedRing(SharedRing.allocate(64));
     expect(ring.tryWrite(1, new Uint8Array(28))).toBe(true); // 32 bytes with header

@@ -45,14 +45,14 @@ describe.concurrent('wasmvisor run: a guest that exits', () => {
   it('hello: prints its greeting, the ABI version and its arguments, exit 0', async () => {
     const r = await cli(['run', guest('hello'), '--', 'a', 'b']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=a', 'arg[1]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=b']);
     expect(r.code).toBe(0);
   });
 
   it('arguments after -- go to the guest, even when they look like options', async () => {
     const r = await cli(['run', guest('hello'), '--', '--memory', '1', 'x y']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
     expect(r.code).toBe(0);
   });
 
@@ -195,7 +195,7 @@ describe.concurrent('wasmvisor run: refused before running (exit 125)', () => {
     const { measurement } = JSON.parse(inspected.stdout) as { measurement: string };
     const r = await cli(['run', '--sha256', measurement, guest('hello')]);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3']);
     expect(r.code).toBe(0);
   });
 });

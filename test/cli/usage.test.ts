@@ -65,19 +65,19 @@ describe.concurrent('help: every subcommand prints its own', () => {
 describe.concurrent('run: guest arguments after the module, as Wasmtime', () => {
   it('run tool.wasm a b passes a b', async () => {
     const r = await cli(['run', guest('hello'), 'a', 'b']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=a', 'arg[1]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=b']);
     expect(r.code).toBe(0);
   });
 
   it('everything from the first guest argument on is the guest\'s, options included', async () => {
     const r = await cli(['run', guest('hello'), 'a', '--stats', '-l']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=a', 'arg[1]=--stats', 'arg[2]=-l']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=--stats', 'arg[2]=-l']);
     expect(r.stderr).toBe('');
   });
 
   it('options between the module and the first guest argument are ours; -- still works', async () => {
     const r = await cli(['run', guest('hello'), '--stats', 'a', '--', 'b']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=a', 'arg[1]=--', 'arg[2]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=--', 'arg[2]=b']);
     expect(r.stderr).toContain('wasmvisor stats');
     const dashed = await cli(['run', guest('hello'), '--', '--memory', '1']);
     expect(lines(dashed.stdout).slice(2)).toEqual(['arg[0]=--memory', 'arg[1]=1']);
@@ -278,7 +278,7 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
   it('runs the module the manifest names, relative to the manifest, from any directory', async () => {
     const file = app('hello-app', { module: 'hello.wasm', args: ['x'], devices: { console: true } });
     const r = await cli(['run', file], { cwd: os.tmpdir() });
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=x']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=x']);
     expect(r.code).toBe(0);
     // Guest arguments and flags on the command line override the manifest's.
     const over = await cli(['run', '--json', file, 'y']);

@@ -4,11 +4,12 @@
  * calling the hypercall handlers directly; the switch's tx loops run on this thread's event loop.
  */
 import { describe, expect, it } from 'vitest';
-import { HV_NET_BROADCAST, HV_NET_POLL_READABLE, HV_NET_RECV_NONBLOCK, HvCall, HvStatus } from '../../host/abi/codes.ts';
+import { HV_NET_BROADCAST, HV_NET_POLL_READABLE, HV_NET_POLL_WRITABLE, HV_NET_RECV_NONBLOCK, HvCall, HvStatus } from '../../host/abi/codes.ts';
 import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
-import { NetDevice, NetStat } from '../../host/devices/net.ts';
+import { NetDevice, NetStat, readNetMetrics } from '../../host/devices/net.ts';
+import { NicPort } from '../../host/net/port.ts';
 import { allocateStats } from '../../host/channel/stats.ts';
 import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
 
@@ -23,18 +24,24 @@ async function settle(): Promise<void> {
 
 function lan(now: () => number = () => 0) {
   const sw = new VirtualSwitch({ now });
-  const nic = (name: string, spec: NetSpec) => {
+  const nic = (name: string, spec: NetSpec, txWaitMs = 0) => {
     const config = resolveDevices({ net: spec }).net!;
     const violations: NetViolation[] = [];
     const att = sw.attachNic(name, config, (v) => violations.push(v));
-    const dev = new NetDevice(att.init, { now, txWaitMs: 0 });
+    const dev = new NetDevice(att.init, { now, txWaitMs });
     const out = new Uint8Array(65536);
     const input = new Uint8Array(65536);
-    const send = (dst: number, payload: Uint8Array | string): number => {
+    const send = (dst: number, payload: Uint8Array | string, call: number = HvCall.NET_SEND): number => {
       const p = typeof payload === 'string' ? enc.encode(payload) : payload;
       new DataView(input.buffer).setUint32(0, dst, true);
       input.set(p, 4);
-      return dev.handlers.get(HvCall.NET_SEND)!(input, 4 + p.length, out, 0);
+      return dev.handlers.get(call)!(input, 4 + p.length, out, 0);
+    };
+    const poll = (timeoutMs: number, dst?: number): number => {
+      const arg = new Uint8Array(8);
+      new DataView(arg.buffer).setUint32(0, timeoutMs, true);
+      if (dst !== undefined) new DataView(arg.buffer).setUint32(4, dst, true);
+      return dev.handlers.get(HvCall.NET_POLL)!(arg, dst === undefined ? 4 : 8, out, 0);
     };
     const recv = (cap = 65536): { r: number; src: number; dst: number; text: string } => {
       const flags = new Uint8Array(8);
@@ -49,7 +56,7 @@ function lan(now: () => number = () => 0) {
       while (recv().r >= 0) n++;
       return n;
     };
-    return { name, address: att.address, stats: att.stats, dev, send, recv, drain, violations, detach: att.detach };
+    return { name, address: att.address, stats: att.stats, dev, send, poll, recv, drain, violations, att, detach: att.detach };
   };
   return { sw, nic };
 }
@@ -134,26 +141,78 @@ describe('virtual switch: anti-spoofing', () => {
 });
 
 describe('virtual switch: bounded queues under flood', () => {
-  it('drops at the tail of a full receive queue, counts it, and other NICs keep working', async () => {
+  it('flow control: a full receive queue makes the sender wait (WOULD_BLOCK), drops nothing, and other NICs keep working', async () => {
     const { nic } = lan();
-    // The smallest queue for MTU 1000 holds 1 KiB+; 4096 bytes hold 3 frames of 1000 bytes.
+    // The smallest queue for MTU 1000 holds 1 KiB+; 4096 bytes hold 4 frames of 1000 bytes.
     const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 4096 });
     const flooder = nic('flooder', { segment: 'blue' });
     const x = nic('x', { segment: 'blue' });
     const y = nic('y', { segment: 'blue' });
     const frame = new Uint8Array(1000).fill(7);
-    for (let batch = 0; batch < 10; batch++) {
-      for (let i = 0; i < 20; i++) expect(flooder.send(victim.address, frame)).toBe(1000);
-      await settle();
+    const fits = Math.floor(4096 / (4 + 8 + 1000));
+    let sent = 0;
+    let refused = 0;
+    for (let i = 0; i < 20; i++) {
+      const r = flooder.send(victim.address, frame);
+      if (r === 1000) sent++;
+      else {
+        expect(r).toBe(-HvStatus.WOULD_BLOCK);
+        refused++;
+      }
     }
+    expect(sent).toBe(fits); // straight into the victim's port: no root round trip
+    expect(flooder.stats[NetStat.TX_WOULD_BLOCK]).toBe(refused);
+    expect(flooder.stats[NetStat.SWITCHED_DIRECT]).toBe(fits);
     x.send(y.address, 'still here');
     await settle();
-    const queued = victim.drain();
-    expect(queued).toBe(Math.floor(4096 / (4 + 8 + 1000)));
-    expect(victim.stats[NetStat.RX_QUEUE_DROPS]).toBe(200 - queued);
-    expect(flooder.stats[NetStat.TX_FRAMES]).toBe(200);
     expect(y.recv()).toMatchObject({ src: x.address, text: 'still here' });
-    expect(y.stats[NetStat.RX_QUEUE_DROPS]).toBe(0);
+    // The receiver reads; the sender, retrying what was refused, loses nothing.
+    let received = victim.drain();
+    for (let i = 0; i < refused; i++) {
+      if (flooder.send(victim.address, frame) !== 1000) {
+        received += victim.drain();
+        expect(flooder.send(victim.address, frame)).toBe(1000);
+      }
+    }
+    received += victim.drain();
+    expect(received).toBe(20);
+    expect(victim.stats[NetStat.RX_QUEUE_DROPS]).toBe(0);
+    expect(flooder.stats[NetStat.TX_FRAMES]).toBe(20);
+  });
+
+  it('flow control through the root: a frame for a full queue waits at the head of the sender\'s tx ring, in order, and nothing is lost', async () => {
+    const { nic } = lan();
+    // The sender is plugged in first: it does not know the victim yet, so its frames take the root path.
+    const sender = nic('sender', { segment: 'blue' });
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 4096 });
+    const frame = (i: number) => {
+      const f = new Uint8Array(1000);
+      new DataView(f.buffer).setUint32(0, i, true);
+      return f;
+    };
+    let accepted = 0;
+    for (let i = 0; i < 40; i++) if (sender.send(victim.address, frame(accepted)) === 1000) accepted++;
+    await settle();
+    expect(accepted).toBeGreaterThan(4); // the tx ring holds what the victim's queue cannot
+    const order: number[] = [];
+    for (let rounds = 0; rounds < 100 && order.length < accepted; rounds++) {
+      for (let r = victim.recv(); r.r > 0; r = victim.recv()) order.push(new DataView(new TextEncoder().encode(r.text).buffer).getUint32(0, true));
+      await settle();
+    }
+    expect(order).toEqual([...Array(accepted).keys()]);
+    expect(victim.stats[NetStat.RX_QUEUE_DROPS]).toBe(0);
+    expect(sender.stats[NetStat.SWITCHED]).toBe(accepted);
+  });
+
+  it('broadcast is best effort: a full queue drops it and counts it on the receiver', async () => {
+    const { nic } = lan();
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 4096 });
+    const sender = nic('sender', { segment: 'blue' });
+    for (let i = 0; i < 10; i++) expect(sender.send(HV_NET_BROADCAST, new Uint8Array(1000))).toBe(1000);
+    await settle();
+    const queued = victim.drain();
+    expect(queued).toBe(4);
+    expect(victim.stats[NetStat.RX_QUEUE_DROPS]).toBe(10 - queued);
   });
 
   it('a sender faster than the switch fills only its own tx ring: WOULD_BLOCK, counted on the sender', () => {
@@ -210,15 +269,30 @@ describe('virtual switch: rate limits', () => {
     expect(a.send(HV_NET_BROADCAST, kb)).toBe(1000);
   });
 
-  it('receive: the switch drops what exceeds the receiver budget and counts it on the receiver', async () => {
-    const { nic } = lan(() => 0);
-    const a = nic('a', { segment: 'blue' });
+  it('receive: the receiver budget holds the sender back (WOULD_BLOCK), exact at the edge, and drops nothing', () => {
+    let t = 0;
+    const { nic } = lan(() => t);
     const b = nic('b', { segment: 'blue', recvFramesPerSecond: 5 });
-    for (let i = 0; i < 12; i++) a.send(b.address, `m${i}`);
+    const a = nic('a', { segment: 'blue' });
+    for (let i = 0; i < 5; i++) expect(a.send(b.address, `m${i}`)).toBe(2);
+    expect(a.send(b.address, 'm5')).toBe(-HvStatus.WOULD_BLOCK);
+    expect(a.stats[NetStat.TX_WOULD_BLOCK]).toBe(1);
+    expect(a.stats[NetStat.TX_RATE_LIMITED]).toBe(0);
+    t += 200; // one frame's worth of the receiver's budget
+    expect(a.send(b.address, 'm5')).toBe(2);
+    expect(a.send(b.address, 'm6')).toBe(-HvStatus.WOULD_BLOCK);
+    expect(b.drain()).toBe(6);
+    expect(b.stats[NetStat.RX_RATE_LIMITED]).toBe(0);
+  });
+
+  it('receive: a broadcast over the receiver budget is dropped and counted on the receiver', async () => {
+    const { nic } = lan(() => 0);
+    const b = nic('b', { segment: 'blue', recvFramesPerSecond: 5 });
+    const a = nic('a', { segment: 'blue' });
+    for (let i = 0; i < 12; i++) a.send(HV_NET_BROADCAST, `m${i}`);
     await settle();
     expect(b.drain()).toBe(5);
     expect(b.stats[NetStat.RX_RATE_LIMITED]).toBe(7);
-    expect(a.stats[NetStat.TX_RATE_LIMITED]).toBe(0);
   });
 });
 
@@ -301,5 +375,166 @@ describe('host endpoint', () => {
     expect(plain.violations[0]!.reason).toMatch(/not granted host access/);
     ep.close();
     ep.close();
+  });
+});
+
+describe('direct delivery and flow control (ABI 1.3)', () => {
+  const u32 = (i: number) => {
+    const f = new Uint8Array(64);
+    new DataView(f.buffer).setUint32(0, i, true);
+    return f;
+  };
+
+  it('a NIC plugged in later is learned through the root: the first frames take the root path, later ones go direct, all in order', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const got: number[] = [];
+    const take = () => {
+      for (let r = b.recv(); r.r > 0; r = b.recv()) got.push(new DataView(enc.encode(r.text).buffer).getUint32(0, true));
+    };
+    let i = 0;
+    for (; i < 5; i++) expect(a.send(b.address, u32(i))).toBe(64); // a does not know b yet: through the root
+    expect(a.stats[NetStat.SWITCHED_DIRECT]).toBe(0);
+    await settle(); // the root forwards them and answers a's request for its peer table
+    for (; i < 10; i++) expect(a.send(b.address, u32(i))).toBe(64);
+    expect(a.stats[NetStat.SWITCHED_DIRECT]).toBe(5);
+    take();
+    expect(got).toEqual([...Array(10).keys()]);
+    expect(readNetMetrics(a.stats, a.address, 'blue')).toMatchObject({ switched: 10, switchedDirect: 5, txFrames: 10 });
+  });
+
+  it('a unicast queued behind a frame still with the root takes the root path too, so order holds', async () => {
+    const { nic } = lan();
+    const b = nic('b', { segment: 'blue' });
+    const a = nic('a', { segment: 'blue' });
+    expect(a.send(HV_NET_BROADCAST, 'all')).toBe(3); // on the tx ring, until the root runs
+    expect(a.send(b.address, u32(1))).toBe(64); // must not overtake it
+    expect(a.stats[NetStat.SWITCHED_DIRECT]).toBe(0);
+    await settle();
+    expect(b.recv().text).toBe('all');
+    expect(new DataView(enc.encode(b.recv().text).buffer).getUint32(0, true)).toBe(1);
+    expect(a.send(b.address, u32(2))).toBe(64);
+    expect(a.stats[NetStat.SWITCHED_DIRECT]).toBe(1);
+  });
+
+  it('NET_TRY_SEND never waits; NET_SEND waits up to its bound for room, then WOULD_BLOCK', () => {
+    const { nic } = lan(() => performance.now());
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    const sender = nic('sender', { segment: 'blue' }, 60);
+    const frame = new Uint8Array(1000);
+    expect(sender.send(victim.address, frame, HvCall.NET_TRY_SEND)).toBe(1000);
+    expect(sender.send(victim.address, frame, HvCall.NET_TRY_SEND)).toBe(-HvStatus.WOULD_BLOCK);
+    let t0 = performance.now();
+    expect(sender.send(victim.address, frame, HvCall.NET_TRY_SEND)).toBe(-HvStatus.WOULD_BLOCK);
+    expect(performance.now() - t0).toBeLessThan(50);
+    t0 = performance.now();
+    expect(sender.send(victim.address, frame)).toBe(-HvStatus.WOULD_BLOCK);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(55);
+    expect(sender.stats[NetStat.TX_WOULD_BLOCK]).toBe(3);
+    expect(victim.drain()).toBe(1);
+    expect(sender.send(victim.address, frame)).toBe(1000);
+  });
+
+  it('NET_POLL with a destination: writable only while that destination takes a frame; a wait ends when a frame arrives', async () => {
+    const { nic } = lan();
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    const sender = nic('sender', { segment: 'blue', mtu: 1000 });
+    expect(sender.poll(0, victim.address)).toBe(HV_NET_POLL_WRITABLE);
+    expect(sender.send(victim.address, new Uint8Array(1000))).toBe(1000);
+    expect(sender.poll(0, victim.address)).toBe(0); // full: not writable to it
+    expect(sender.poll(0, HV_NET_BROADCAST) & HV_NET_POLL_WRITABLE).toBe(HV_NET_POLL_WRITABLE); // the tx ring has room
+    const t0 = performance.now();
+    expect(sender.poll(30, victim.address)).toBe(0); // nothing changes: the whole timeout
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(25);
+    victim.send(sender.address, 'wake'); // victim does not know sender yet: through the root
+    await settle();
+    expect(sender.poll(1000, victim.address)).toBe(HV_NET_POLL_READABLE);
+    victim.drain();
+    expect(sender.poll(1000, victim.address)).toBe(HV_NET_POLL_READABLE | HV_NET_POLL_WRITABLE);
+    // A malformed poll is refused.
+    expect(sender.dev.handlers.get(HvCall.NET_POLL)!(new Uint8Array(12), 12, new Uint8Array(0), 0)).toBe(-HvStatus.INVALID_ARGUMENT);
+  });
+
+  it('a NIC whose partition ended is down: frames to it are dropped and counted, never waited for', async () => {
+    const { nic } = lan();
+    const gone = nic('gone', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    const a = nic('a', { segment: 'blue' });
+    expect(a.send(gone.address, new Uint8Array(1000))).toBe(1000);
+    gone.att.down();
+    for (let i = 0; i < 5; i++) expect(a.send(gone.address, new Uint8Array(1000))).toBe(1000);
+    await settle();
+    expect(gone.stats[NetStat.RX_QUEUE_DROPS]).toBe(5);
+    expect(a.stats[NetStat.TX_WOULD_BLOCK]).toBe(0);
+    expect(a.violations).toHaveLength(0); // not an attack: the partition just ended
+    gone.att.down(); // idempotent
+  });
+
+  it('a port lock held by a worker that died is released when its run ends', () => {
+    const { nic } = lan();
+    const b = nic('b', { segment: 'blue' });
+    const dead = nic('dead', { segment: 'blue' });
+    const c = nic('c', { segment: 'blue' }, 30);
+    // The dead worker's view of b's port: it took the lock and never came back.
+    const port = new NicPort(b.att.init.port, () => 0);
+    expect(port.tryLock(dead.address)).toBe(true);
+    expect(c.send(b.address, 'x')).toBe(-HvStatus.WOULD_BLOCK); // waited its bound for the lock
+    dead.att.releaseLocks();
+    expect(c.send(b.address, 'x')).toBe(1);
+    expect(b.recv().text).toBe('x');
+    c.att.releaseLocks(); // holds nothing: a no-op
+  });
+
+  it('a host endpoint gets queue-full from a full NIC (counted) and no-route from a NIC that is down', () => {
+    const { nic, sw } = lan();
+    const svc = nic('svc', { segment: 'blue', host: true, mtu: 1000, rxQueueBytes: 1024 });
+    const ep = new NetEndpoint(sw, 'blue');
+    expect(ep.send(svc.address, new Uint8Array(1000))).toBe('delivered');
+    expect(ep.send(svc.address, new Uint8Array(1000))).toBe('queue-full');
+    expect(svc.stats[NetStat.RX_QUEUE_DROPS]).toBe(1);
+    svc.att.down();
+    expect(ep.send(svc.address, new Uint8Array(10))).toBe('no-route');
+  });
+
+  it('the source is stamped on the direct path too, and a NIC on another segment has no port to reach', async () => {
+    const { nic } = lan();
+    const b = nic('b', { segment: 'blue' });
+    const a = nic('a', { segment: 'blue' });
+    const m = nic('m', { segment: 'red' });
+    const forged = new Uint8Array(8);
+    new DataView(forged.buffer).setUint32(0, b.address, true);
+    expect(a.send(b.address, forged)).toBe(8);
+    expect(a.stats[NetStat.SWITCHED_DIRECT]).toBe(1);
+    expect(b.recv()).toMatchObject({ src: a.address, dst: b.address });
+    expect(m.send(b.address, 'in?')).toBe(3);
+    await settle();
+    expect(m.stats[NetStat.SWITCHED_DIRECT]).toBe(0);
+    expect(m.stats[NetStat.TX_NO_ROUTE]).toBe(1);
+    expect(b.drain()).toBe(0);
+  });
+
+  it('frames above the destination\'s MTU are dropped and counted on it, on the direct path as through the root', () => {
+    const { nic } = lan();
+    const small = nic('small', { segment: 'blue', mtu: 100 });
+    const big = nic('big', { segment: 'blue', mtu: 1500 });
+    expect(big.send(small.address, new Uint8Array(101))).toBe(101);
+    expect(big.send(small.address, new Uint8Array(100))).toBe(100);
+    expect(small.stats[NetStat.RX_OVERSIZE]).toBe(1);
+    expect(small.drain()).toBe(1);
+  });
+});
+
+describe('draining', () => {
+  it('drained() resolves once the frames a NIC sent have all been forwarded', async () => {
+    const { nic, sw } = lan();
+    const svc = nic('svc', { segment: 'blue', host: true });
+    const seen: string[] = [];
+    const ep = new NetEndpoint(sw, 'blue');
+    ep.on('frame', (f) => seen.push(dec.decode(f.payload)));
+    for (let i = 0; i < 100; i++) expect(svc.send(ep.address, `reply ${i}`)).toBeGreaterThan(0);
+    await sw.drained(svc.address);
+    expect(seen).toHaveLength(100);
+    expect(seen[99]).toBe('reply 99');
+    await sw.drained(0x0b000001); // no such NIC: nothing to wait for
   });
 });

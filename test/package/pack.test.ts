@@ -172,7 +172,7 @@ describe('the CLI, from the app', () => {
   it('npx wasmvisor run with --fuel: binaryen loads from the installed dependencies', async () => {
     const r = await inApp('npx', ['--no-install', 'wasmvisor', 'run', '--fuel', '50000000', 'node_modules/wasmvisor/build/guests/hello.wasm', 'a']);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('Hello from a Wasmvisor partition!\nABI version 1.2\narg[0]=a\n');
+    expect(r.stdout).toBe('Hello from a Wasmvisor partition!\nABI version 1.3\narg[0]=a\n');
     expect(r.code).toBe(0);
   });
 

@@ -113,6 +113,34 @@ describe('no exception from partition traffic reaches the event loop', () => {
     expect(escaped).toEqual([]);
   });
 
+  it('a corrupt record on a NIC\'s tx ring unplugs that NIC and ends its partition with ERR_INTERNAL; the segment goes on', async () => {
+    const hv = hypervisor();
+    const net = { segment: 'inv', host: true };
+    const bad = await hv.createPartition({ name: 'nic-bad', module: guest('net-pong'), args: ['quiet'], devices: { console: true, net } });
+    const good = await hv.createPartition({ name: 'nic-good', module: guest('net-pong'), args: ['quiet'], devices: { console: true, net } });
+    await Promise.all([bad.start(), good.start()]);
+    // As a compromised worker could write it: a header claiming 16 MiB with 4 bytes published.
+    const tx = (bad as unknown as { config: { net: { init: { tx: SharedArrayBuffer } } } }).config.net.init.tx;
+    const ring = new SharedRing(tx);
+    const ctl = new Int32Array(tx, 0, 8);
+    const head = Atomics.load(ctl, 0);
+    new Uint8Array(tx, 32).set([0xff, 0xff, 0xff, 0x01], head & (ring.capacity - 1));
+    Atomics.store(ctl, 0, head + 4);
+    Atomics.add(ctl, 3, 1);
+    Atomics.notify(ctl, 3);
+    const exit = await bad.exited;
+    expect([exit.state, exit.reason]).toEqual(['killed', 'ERR_INTERNAL']);
+    expect(exit.error!.message).toMatch(/channel failed: corrupt ring/);
+    // The other NIC of the segment still answers.
+    const ep = hv.attachNet('inv');
+    const answered = new Promise<string>((resolve) => ep.on('frame', (f) => resolve(new TextDecoder().decode(f.payload))));
+    expect(ep.send(good.netAddress!, 'ping 5')).toBe('delivered');
+    expect(await answered).toBe('pong 5');
+    await hv.close();
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
   it('a forged worker message (unknown type, bad outcome) ends that partition with ERR_INTERNAL', async () => {
     const hv = hypervisor();
     for (const message of [{ type: 'bogus' }, { type: 'done', outcome: { kind: 'error', error: 'ERR_NOPE', message: 1 } }, null, 42]) {

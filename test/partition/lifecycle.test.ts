@@ -18,7 +18,7 @@ describe('partition lifecycle', () => {
     const exit = await runToExit(p);
     expect(exit).toMatchObject({ state: 'exited', code: 0, reason: 'exit' });
     expect(exit.error).toBeUndefined();
-    expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=x', 'arg[1]=y z']);
+    expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=x', 'arg[1]=y z']);
     expect(exit.metrics.hypercalls).toBeGreaterThan(0);
     expect(exit.metrics.hypercallsByCall.CONSOLE_WRITE).toBeGreaterThan(0);
     expect(exit.metrics.memoryBytes).toBeGreaterThan(0);

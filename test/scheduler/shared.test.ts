@@ -196,6 +196,25 @@ describe('shared workers', () => {
     }
   });
 
+  it('scheduler options are accepted at each edge and refused one past it (the schema is their one source of truth)', async () => {
+    const edges: [string, number, number][] = [
+      // option, last accepted, first refused
+      ['warmWorkers', 0, -1],
+      ['warmWorkers', 64, 65],
+      ['sharedWorkers', 1, 0],
+      ['sharedWorkers', 256, 257],
+      ['sliceMs', 1, 0],
+      ['sliceMs', 1000, 1001],
+      ['sharedWorkerHeapMb', 16, 15],
+      ['sharedWorkerHeapMb', 16384, 16385],
+    ];
+    for (const [option, ok, bad] of edges) {
+      const accepted = new Hypervisor({ [option]: ok });
+      await accepted.close();
+      expect(() => new Hypervisor({ [option]: bad })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(option) }));
+    }
+  });
+
   it('refuses bad placement options with ERR_INVALID_ARGUMENT', async () => {
     for (const options of [{ placement: 'process' }, { sharedWorkers: 0 }, { sliceMs: 0 }, { sliceMs: 1001 }, { sharedWorkerHeapMb: 8 }]) {
       expect(() => new Hypervisor(options as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));

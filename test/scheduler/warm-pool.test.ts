@@ -132,4 +132,43 @@ describe('warm pool of dedicated workers', () => {
     expect(r.stdout.trim()).toBe('exit 0');
     expect(r.status).toBe(0);
   });
+
+  it('closing a hypervisor of idle reactors and warm workers completes, though none of them keeps the process alive', () => {
+    const index = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+    const script = `
+      const { Hypervisor } = await import(${JSON.stringify(index)});
+      for (const placement of ['dedicated', 'shared']) {
+        const hv = new Hypervisor({ placement, warmWorkers: 2 });
+        const ps = [];
+        for (let i = 0; i < 3; i++) {
+          const p = await hv.createPartition({ name: 'r' + i, module: ${JSON.stringify(guest('transform'))}, kind: 'reactor' });
+          await p.start();
+          await p.call('echo', 'x');
+          ps.push(p);
+        }
+        await ps[0].destroy();
+        await hv.close();
+        console.log(placement, 'closed', ps.map((p) => p.state).join(','));
+      }`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['dedicated closed destroyed,destroyed,destroyed', 'shared closed destroyed,destroyed,destroyed']);
+    expect(r.status).toBe(0);
+  }, 90_000);
+
+  it('an embedder started with flags a worker refuses (--expose-gc, a V8 flag) still gets its partitions, dedicated and shared', () => {
+    const index = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+    const script = `
+      const { Hypervisor } = await import(${JSON.stringify(index)});
+      for (const placement of ['dedicated', 'shared']) {
+        const hv = new Hypervisor({ placement });
+        const p = await hv.createPartition({ name: 'p', module: ${JSON.stringify(guest('exit'))}, args: ['3'] });
+        await p.start();
+        console.log(placement, (await p.exited).code);
+        await hv.close();
+      }`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['dedicated 3', 'shared 3']);
+  }, 90_000);
 });

@@ -47,7 +47,7 @@ describe('loadManifest', () => {
       const p = await hv.createPartition(withoutWasi);
       const out = collect(p);
       expect(await runToExit(p)).toMatchObject({ state: 'exited', code: 0 });
-      expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.2', 'arg[0]=from', 'arg[1]=manifest']);
+      expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=from', 'arg[1]=manifest']);
     } finally {
       await hv.close();
     }
