@@ -338,7 +338,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // The NIC is plugged in now, before start: frames sent to it queue until the guest reads them.
     let self: Partition | null = null;
     const net: NicAttachment | null = devices.net
-      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared')
+      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared' && !inProcess)
       : null;
     const partition = new Partition({
       name,

@@ -1,5 +1,6 @@
 import { isErrorCode } from '../errors.ts';
 import type { NetInit } from '../devices/net.ts';
+import type { PortInit } from '../net/port.ts';
 import type { BlockInit, WorkerInit, WorkerMessage, WorkerOutcome } from './protocol.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS } from './stats.ts';
 
@@ -45,8 +46,14 @@ export interface ProcessInit {
   /** The block image: `fd` is the child's descriptor for it (passed at spawn). */
   block: BlockInit | null;
   /** The NIC: its settings and its rings' sizes (the child makes copies; see RingId.NET_TX, NET_RX). */
-  net: { init: Omit<NetInit, 'tx' | 'rx' | 'stats'>; tx: number; rx: number } | null;
+  net: { init: NetSettings; tx: number; rx: number } | null;
 }
+
+/**
+ * A NIC's settings without its shared buffers (the child makes its own copies). A process's NIC
+ * is never on the direct path (NetInit.direct): its frames, both ways, go through the root.
+ */
+export type NetSettings = Omit<NetInit, 'tx' | 'port' | 'peers' | 'direct'> & { port: Omit<PortInit, 'rx' | 'ctl' | 'stats'> };
 
 /** Frame types. Root → child: BOOT, ADD, KILL. Child → root: LIFECYCLE, STATS, NET_STATS, WORKER_STATS. Both: RECORD, ACK, CLOSE. */
 export const FrameType = {

@@ -15,6 +15,7 @@ import {
   encodeClose,
   type ChildFrame,
   type ProcessBoot,
+  type NetSettings,
   type ProcessInit,
 } from '../channel/frames.ts';
 import { RingForwarder, RingReceiver } from '../channel/mirror.ts';
@@ -180,7 +181,7 @@ export class ProcessHost implements RunHost {
     this.stats = new Float64Array(init.stats);
     if (init.net !== null) {
       const tx = new SharedRing(init.net.tx);
-      const rx = new SharedRing(init.net.rx);
+      const rx = new SharedRing(init.net.port.rx);
       this.net = {
         tx,
         txIn: new RingReceiver(tx),
@@ -189,7 +190,7 @@ export class ProcessHost implements RunHost {
           (kind, bytes) => this.send(encodeRecord(SLOT, RingId.NET_RX, kind, bytes)),
           () => this.send(encodeClose(SLOT, RingId.NET_RX)),
         ),
-        stats: new Float64Array(init.net.stats, 0, NET_WORKER_STAT_SLOTS),
+        stats: new Float64Array(init.net.port.stats, 0, NET_WORKER_STAT_SLOTS),
       };
     }
 
@@ -423,8 +424,9 @@ export class ProcessHost implements RunHost {
   }
 }
 
-/** A NIC's settings without its shared buffers (the child makes its own copies). */
-function netSettings(n: NetInit): Omit<NetInit, 'tx' | 'rx' | 'stats'> {
-  const { tx: _tx, rx: _rx, stats: _stats, ...settings } = n;
-  return settings;
+/** A NIC's settings without its shared buffers (see NetSettings). */
+function netSettings(n: NetInit): NetSettings {
+  const { tx: _tx, port, peers: _peers, direct: _direct, ...settings } = n;
+  const { rx: _rx, ctl: _ctl, stats: _stats, ...portSettings } = port;
+  return { ...settings, port: portSettings };
 }

@@ -40,7 +40,8 @@ import type { SharedEvent, WorkerInit, WorkerOutcome } from '../channel/protocol
 import { SharedRing } from '../channel/ring.ts';
 import { SpinBudget } from '../channel/spin.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS, allocateStats } from '../channel/stats.ts';
-import { NET_STAT_SLOTS, type NetInit } from '../devices/net.ts';
+import type { NetInit } from '../devices/net.ts';
+import { NET_STAT_SLOTS, NicPort, type PortInit } from '../net/port.ts';
 import { SharedScheduler } from './shared.ts';
 
 /** How often the process reports its scheduler's counters, at most (ms). */
@@ -195,11 +196,12 @@ export class PartitionProcess {
     );
   }
 
-  /** The copies of a NIC's rings and counters (the root's switch has the originals). */
+  /** The copies of a NIC's rings, port and counters (the root's switch has the originals). */
   private nic(slot: number, n: NonNullable<ProcessInit['net']>): NonNullable<Slot['net']> {
     const tx = new SharedRing(SharedRing.allocate(n.tx));
     const rx = new SharedRing(SharedRing.allocate(n.rx));
     const statsSab = new SharedArrayBuffer(NET_STAT_SLOTS * 8);
+    const port: PortInit = { ...n.init.port, rx: rx.sab, ctl: NicPort.allocateCtl(), stats: statsSab };
     return {
       tx: new RingForwarder(
         tx,
@@ -207,7 +209,8 @@ export class PartitionProcess {
         () => this.send(encodeClose(slot, RingId.NET_TX)),
       ),
       rx: new RingReceiver(rx),
-      init: { ...n.init, tx: tx.sab, rx: rx.sab, stats: statsSab },
+      // Never direct: its peers' ports are in the root's memory, not here.
+      init: { ...n.init, tx: tx.sab, port, peers: [], direct: false },
       stats: new Float64Array(statsSab, 0, NET_WORKER_STAT_SLOTS),
       sent: new Float64Array(NET_WORKER_STAT_SLOTS),
     };
