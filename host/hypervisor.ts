@@ -274,7 +274,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       maxOutputBytes,
       maxLineBytes: devices.console?.maxLineBytes ?? null,
       inputBufferBytes: devices.console?.inputBufferBytes ?? null,
-      placement,
+      placement: inProcess ? 'process' : placement,
     });
     const reservation =
       memoryPages * 65536 +

@@ -98,7 +98,7 @@ export async function call(argv: string[]): Promise<number> {
           result = ran(status, { error: errorReport('call', error).error });
         }
       }
-      if (values.stats) process.stderr.write(formatStats(await partition.stop(), spec.placement ?? 'dedicated'));
+      if (values.stats) process.stderr.write(formatStats(await partition.stop(), spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
     } finally {
       await hv.close();
     }

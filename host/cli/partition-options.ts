@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
-import { BlockSchema, ClockSchema, CpuLimitSchema, NetSchema, PartitionLimitsSchema, PartitionSpecSchema, PlacementSchema, type DevicesSpec, type PartitionSpec, type PreopenSpec } from '../schema/index.ts';
+import { BlockSchema, ClockSchema, CpuLimitSchema, NetSchema, PartitionLimitsSchema, PartitionSpecSchema, PlacementSchema, IsolationSchema, type DevicesSpec, type PartitionSpec, type PreopenSpec } from '../schema/index.ts';
 import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
@@ -85,6 +85,12 @@ export function partitionOptions(kind: 'run' | 'call') {
       (raw, name) => stringIn(PlacementSchema)(raw, name) as Placement,
       { default: 'dedicated' },
     ),
+    isolate: value(
+      '<walls>',
+      'thread (a worker thread of this process) or process (an OS process of its own, sandboxed: Node\'s permission model, nobody when run as root, resource limits; README, "Process isolation")',
+      (raw, name) => stringIn(IsolationSchema)(raw, name) as 'thread' | 'process',
+      { default: 'thread' },
+    ),
     json: flag(kind === 'run' ? 'end stderr with a JSON report: state, full exit code, error, metrics' : 'print a JSON document instead of the raw output: status, output, error, metrics'),
   };
 }
@@ -125,6 +131,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   if (values.name !== undefined) spec.name = values.name;
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
   if (values.placement !== undefined) spec.placement = values.placement;
+  if (values.isolate !== undefined) spec.isolation = values.isolate;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 
   const limits = { ...(spec.limits ?? {}) };

@@ -61,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
       input?.close();
       // The error line (if any) comes first, so stderr still starts with the code.
       status = report(exit);
-      if (values.stats) process.stderr.write(formatStats(exit, spec.placement ?? 'dedicated'));
+      if (values.stats) process.stderr.write(formatStats(exit, spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
       result = exitReport('run', exit);
     } finally {
       await hv.close();

@@ -290,6 +290,8 @@ export class ProcessHost implements RunHost {
     this.ended = true;
     this.verdict ??= { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process was ended: the hypervisor closed` };
     this.stop(null);
+    // Awaited, the exit must keep the event loop alive until it comes (stop() let go of the child).
+    child.ref();
     await gone;
   }
 
