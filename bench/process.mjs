@@ -55,10 +55,10 @@ const childRss = (pid) => {
 };
 
 /** N idle reactors with `spec` extras: start times, and memory before/after. */
-async function starts(label, options, extra) {
+async function starts(label, tag, options, extra) {
   const hv = new Hypervisor({ warmWorkers: 0, ...options });
   // Warm the module caches (instrumentation, compilation) outside the timing.
-  const first = await hv.createPartition({ name: `${label}-warm`, module: MODULE, kind: 'reactor', ...extra });
+  const first = await hv.createPartition({ name: `${tag}-warm`, module: MODULE, kind: 'reactor', ...extra });
   await first.start();
   await first.destroy();
   const before = await rss();
@@ -66,7 +66,7 @@ async function starts(label, options, extra) {
   const parts = [];
   for (let i = 0; i < N; i++) {
     const t = performance.now();
-    const p = await hv.createPartition({ name: `${label}-${i}`, module: MODULE, kind: 'reactor', ...extra });
+    const p = await hv.createPartition({ name: `${tag}-${i}`, module: MODULE, kind: 'reactor', ...extra });
     await p.start();
     times.push(performance.now() - t);
     parts.push(p);
@@ -84,9 +84,9 @@ async function starts(label, options, extra) {
 }
 
 /** One reactor: CALLS calls of 64 B, one at a time. */
-async function latency(label, extra) {
+async function latency(label, tag, extra) {
   const hv = new Hypervisor({ warmWorkers: 0 });
-  const p = await hv.createPartition({ name: label, module: MODULE, kind: 'reactor', ...extra });
+  const p = await hv.createPartition({ name: tag, module: MODULE, kind: 'reactor', ...extra });
   await p.start();
   for (let i = 0; i < 200; i++) await p.call('echo', INPUT);
   const us = [];
@@ -101,11 +101,11 @@ async function latency(label, extra) {
 
 const load = os.loadavg()[0].toFixed(2);
 const startRows = [
-  await starts('dedicated (cold worker)', {}, {}),
-  await starts('shared worker', {}, { placement: 'shared' }),
-  await starts('process', {}, { isolation: 'process' }),
+  await starts('dedicated worker (cold)', 'dedicated', {}, {}),
+  await starts('shared worker', 'shared', {}, { placement: 'shared' }),
+  await starts('partition process', 'process', {}, { isolation: 'process' }),
 ];
-const latRows = [await latency('dedicated worker', {}), await latency('process', { isolation: 'process' })];
+const latRows = [await latency('dedicated worker', 'dedicated', {}), await latency('partition process', 'process', { isolation: 'process' })];
 const base = latRows[0];
 const proc = latRows[1];
 const result = {

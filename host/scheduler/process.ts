@@ -290,8 +290,6 @@ export class ProcessHost implements RunHost {
     this.ended = true;
     this.verdict ??= { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process was ended: the hypervisor closed` };
     this.stop(null);
-    // Awaited, the exit must keep the event loop alive until it comes (stop() let go of the child).
-    child.ref();
     await gone;
   }
 
@@ -304,8 +302,9 @@ export class ProcessHost implements RunHost {
     this.channel?.removeAllListeners('data');
     if (this.exited === null) this.child?.kill('SIGKILL');
     this.channel?.destroy();
-    this.child?.unref();
-    (this.child?.stderr as Socket | null | undefined)?.unref();
+    // The child stays referenced until its exit is seen (a SIGKILL takes a moment): whoever awaits
+    // the run's end (destroy, close) must not find an empty event loop meanwhile.
+    this.child?.ref();
   }
 
   /** Everything the child sent, as it arrives: cut into frames, each checked before it is applied. */
