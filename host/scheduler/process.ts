@@ -421,7 +421,10 @@ export class ProcessHost implements RunHost {
     if (/heap out of memory|Allocation failed/.test(this.stderrTail)) {
       return { kind: 'error', error: 'ERR_LIMIT_MEMORY', message: `partition ${this.name}'s process ${pid} exhausted its heap (${how})` };
     }
-    return { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process ${pid} ended unexpectedly (${how})` };
+    // The child's last words (it is not trusted: quoted, and cut short).
+    const last = this.stderrTail.trim().split('\n').at(-1)?.slice(0, 200);
+    const said = last ? `; its last line on stderr: ${JSON.stringify(last)}` : '';
+    return { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process ${pid} ended unexpectedly (${how})${said}` };
   }
 }
 

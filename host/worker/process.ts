@@ -247,11 +247,16 @@ export class PartitionProcess {
     if (s.net !== null && changed(s.net.stats, s.net.sent)) this.send(encodeStats(FrameType.NET_STATS, s.slot, s.net.stats));
   }
 
-  /** A dedicated process ends with its partition: everything written, then the channel closed. */
+  /**
+   * A dedicated process ends with its partition: everything written, then its end of the channel
+   * closed. It exits when the root closes the other end (the socket's 'close'), not before: a
+   * process that exited while the root was still writing to it would make the root's write fail
+   * (EPIPE), and the root's socket could then be destroyed before it read the partition's end.
+   */
   private end(): void {
     if (this.ending) return;
     this.ending = true;
-    this.socket.end(() => process.exit(0));
+    this.socket.end();
   }
 
   private kick(): void {
