@@ -12,6 +12,7 @@ const PLACED = [
   'test/limits/rate-limits.test.ts',
   'test/wasi/partition.test.ts',
   'test/wasi/fixtures.test.ts',
+  'test/wasi/stdio.test.ts',
 ];
 
 /**

@@ -49,6 +49,9 @@ export const HV_CALL_OUTPUT_WRITE: i32 = 0x0008;
 export const HV_CALL_CONSOLE_WRITE: i32 = 0x0100;
 export const HV_CALL_CONSOLE_WRITE_ERR: i32 = 0x0101;
 export const HV_CALL_CONSOLE_READ: i32 = 0x0102;
+export const HV_CALL_CONSOLE_STREAM_WRITE: i32 = 0x0103;
+export const HV_CALL_CONSOLE_STREAM_WRITE_ERR: i32 = 0x0104;
+export const HV_CALL_CONSOLE_STREAM_READ: i32 = 0x0105;
 export const HV_CALL_CLOCK_GET: i32 = 0x0200;
 export const HV_CALL_ENTROPY_GET: i32 = 0x0300;
 export const HV_CALL_BLOCK_INFO: i32 = 0x0400;
@@ -61,6 +64,8 @@ export const HV_CALL_NET_SEND: i32 = 0x0501;
 export const HV_CALL_NET_RECV: i32 = 0x0502;
 export const HV_CALL_NET_POLL: i32 = 0x0503;
 export const HV_CALL_NET_TRY_SEND: i32 = 0x0504;
+export const HV_CALL_ATTEST_INFO: i32 = 0x0600;
+export const HV_CALL_ATTEST_REPORT: i32 = 0x0601;
 
 // Device identifiers used in DEVICE_LIST records.
 export const HV_DEVICE_CONSOLE: i32 = 1;
@@ -68,6 +73,7 @@ export const HV_DEVICE_CLOCK: i32 = 2;
 export const HV_DEVICE_ENTROPY: i32 = 3;
 export const HV_DEVICE_BLOCK: i32 = 4;
 export const HV_DEVICE_NET: i32 = 5;
+export const HV_DEVICE_ATTESTATION: i32 = 6;
 
 /** Size of one DEVICE_LIST record: u32 id, u32 version, u32 param0, u32 param1. */
 export const HV_DEVICE_RECORD_SIZE: i32 = 16;
@@ -89,6 +95,12 @@ export const HV_NET_RECV_NONBLOCK: i32 = 1;
 export const HV_NET_POLL_READABLE: i32 = 1;
 export const HV_NET_POLL_WRITABLE: i32 = 2;
 export const HV_NET_MAX_MTU: i32 = 65528;
+
+// Attestation (since ABI 1.3).
+export const HV_ATTEST_INFO_SIZE: i32 = 64;
+export const HV_ATTEST_DATA_SIZE: i32 = 64;
+export const HV_ATTEST_MAX_NONCE: i32 = 64;
+export const HV_ATTEST_REPORT_SIZE: i32 = 512;
 
 // CLOCK_GET clock ids.
 export const HV_CLOCK_MONOTONIC: i32 = 0;

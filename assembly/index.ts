@@ -35,6 +35,9 @@ import {
   HV_CALL_CONSOLE_WRITE,
   HV_CALL_CONSOLE_WRITE_ERR,
   HV_CALL_CONSOLE_READ,
+  HV_CALL_CONSOLE_STREAM_WRITE,
+  HV_CALL_CONSOLE_STREAM_WRITE_ERR,
+  HV_CALL_CONSOLE_STREAM_READ,
   HV_CALL_CLOCK_GET,
   HV_CALL_ENTROPY_GET,
   HV_CALL_BLOCK_INFO,
@@ -74,6 +77,12 @@ import {
   HV_NET_BROADCAST,
   HV_NET_HEADER_SIZE,
   HV_NET_RECV_NONBLOCK,
+  HV_CALL_ATTEST_INFO,
+  HV_CALL_ATTEST_REPORT,
+  HV_ATTEST_INFO_SIZE,
+  HV_ATTEST_DATA_SIZE,
+  HV_ATTEST_MAX_NONCE,
+  HV_ATTEST_REPORT_SIZE,
 } from "./abi";
 
 export * from "./abi";
@@ -330,6 +339,65 @@ export namespace console {
   /** True once a read has reported end of stream. */
   export function atEnd(): bool {
     return consoleEnded;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte streams (ABI 1.3): stdout, stderr and stdin exactly, nothing cut, added or dropped.
+
+/** Writes `len` bytes at `ptr` with a stream call, in pieces of HV_MAX_TRANSFER. */
+function writeRaw(callCode: i32, ptr: usize, len: i32): i32 {
+  let done = 0;
+  while (done < len) {
+    const n = min(len - done, HV_MAX_TRANSFER);
+    const r = hypercall(callCode, <i32>(ptr + <usize>done), n, 0, 0);
+    if (r < 0) return done > 0 ? done : r;
+    done += r;
+  }
+  return done;
+}
+
+/** HV_CALL_CONSOLE_STREAM_READ into `buf` with `flags`: bytes read, 0 at end of stream, or a negated status. */
+function readRaw(buf: Uint8Array, flags: u32): i32 {
+  store<u32>(SCRATCH, flags);
+  const r = hypercall(HV_CALL_CONSOLE_STREAM_READ, <i32>SCRATCH, 4, <i32>buf.dataStart, min(buf.length, HV_MAX_TRANSFER));
+  store<u32>(SCRATCH, 0);
+  return r == -HV_STATUS_END_OF_STREAM ? 0 : r;
+}
+
+export namespace stdio {
+  /**
+   * Writes `data` to stdout exactly. Waits while the host's reader is behind. Returns the bytes
+   * written, or a negated status: END_OF_STREAM when the reader has gone, RATE_LIMITED when the
+   * console's rate limit refused the write (nothing written).
+   */
+  export function write(data: Uint8Array): i32 {
+    return writeRaw(HV_CALL_CONSOLE_STREAM_WRITE, data.dataStart, data.length);
+  }
+
+  /** Writes `data` to stderr exactly; as `write`. */
+  export function writeErr(data: Uint8Array): i32 {
+    return writeRaw(HV_CALL_CONSOLE_STREAM_WRITE_ERR, data.dataStart, data.length);
+  }
+
+  /** Writes `s` to stdout as UTF-8 (no newline added). Returns bytes written or a negated status. */
+  export function print(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_STREAM_WRITE, s, false);
+  }
+
+  /** Writes `s` to stderr as UTF-8. */
+  export function printErr(s: string): i32 {
+    return writeString(HV_CALL_CONSOLE_STREAM_WRITE_ERR, s, false);
+  }
+
+  /** Reads input bytes into `buf`, waiting for at least one: the count, 0 at end of input, or a negated status. */
+  export function read(buf: Uint8Array): i32 {
+    return readRaw(buf, 0);
+  }
+
+  /** Reads the input bytes ready now: the count, 0 at end of input, -HV_STATUS_WOULD_BLOCK when none. */
+  export function tryRead(buf: Uint8Array): i32 {
+    return readRaw(buf, HV_CONSOLE_READ_NONBLOCK);
   }
 }
 
@@ -691,4 +759,43 @@ export function __hv_abort(message: string | null, fileName: string | null, line
   }
   hypercall(HV_CALL_ABORT, <i32>IO, <i32>n, 0, 0);
   unreachable(); // ABORT never returns
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attestation (since ABI 1.3; the spec must grant devices.attestation)
+
+export namespace attestation {
+  /** Status of the last report() that returned null. */
+  export let lastStatus: i32 = 0;
+
+  /**
+   * HV_CALL_ATTEST_INFO: this partition's module measurement (bytes 0..32, SHA-256) and spec hash
+   * (bytes 32..64), as the host measured them. Aborts if attestation is not granted.
+   */
+  export function info(): Uint8Array {
+    const out = new Uint8Array(HV_ATTEST_INFO_SIZE);
+    const r = hypercall(HV_CALL_ATTEST_INFO, 0, 0, <i32>out.dataStart, HV_ATTEST_INFO_SIZE);
+    if (r < 0) fail("attestation.info (ATTEST_INFO)", r);
+    return out;
+  }
+
+  /**
+   * HV_CALL_ATTEST_REPORT: a 512-byte report of this partition, signed by a key the host certified,
+   * binding `data` (exactly 64 bytes the guest chooses, e.g. the hash of a key it made) and the
+   * verifier's `nonce` (at most 64 bytes). Returns null with `lastStatus` set on failure.
+   */
+  export function report(data: Uint8Array, nonce: Uint8Array): Uint8Array | null {
+    if (data.byteLength != HV_ATTEST_DATA_SIZE || nonce.byteLength > HV_ATTEST_MAX_NONCE) {
+      lastStatus = -HV_STATUS_INVALID_ARGUMENT;
+      return null;
+    }
+    const n = HV_ATTEST_DATA_SIZE + nonce.byteLength;
+    memory.copy(IO, data.dataStart, <usize>HV_ATTEST_DATA_SIZE);
+    memory.copy(IO + <usize>HV_ATTEST_DATA_SIZE, nonce.dataStart, <usize>nonce.byteLength);
+    const out = new Uint8Array(HV_ATTEST_REPORT_SIZE);
+    const r = hypercall(HV_CALL_ATTEST_REPORT, <i32>IO, n, <i32>out.dataStart, HV_ATTEST_REPORT_SIZE);
+    memory.fill(IO, 0, <usize>n);
+    lastStatus = r < 0 ? r : 0;
+    return r < 0 ? null : out;
+  }
 }

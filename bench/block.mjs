@@ -4,17 +4,30 @@
  * writes on its encrypted disk, against Node's own fs doing the same operations on a plain file
  * of the same size, in the same run, in the same directory. Rate limits are lifted for the guest.
  *
- * Usage: npm run build && node bench/block.mjs [--mib 64] [--random-ops 8192]
+ * Each run measures the guest, then the baseline; with --runs N (default 3) the table shows the
+ * median of the N runs for each side and the median of the N same-run ratios. The header prints
+ * the load average: on a busy machine only the ratios mean anything.
+ *
+ * Usage: npm run build && node bench/block.mjs [--mib 64] [--random-ops 8192] [--runs 3] [--json]
  */
 import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hypervisor } from '../dist/index.js';
 
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '64' }, 'random-ops': { type: 'string', default: '8192' }, dir: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '64' },
+    'random-ops': { type: 'string', default: '8192' },
+    runs: { type: 'string', default: '3' },
+    dir: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
+});
 const MIB = Number(values.mib);
 const RANDOM_OPS = Number(values['random-ops']);
+const RUNS = Number(values.runs);
 const S = 4096;
 const SECTORS = (MIB * 1024 * 1024) / S;
 const dir = mkdtempSync(path.join(values.dir ?? tmpdir(), 'wv-bench-block-'));
@@ -28,8 +41,8 @@ function lcg(seed) {
 }
 
 /** Node's fs, synchronous (like the device front-end), the same operations in the same order. */
-function baseline() {
-  const file = path.join(dir, 'baseline.img');
+function baseline(run) {
+  const file = path.join(dir, `baseline-${run}.img`);
   const fd = openSync(file, 'w+');
   const buf = Buffer.alloc(16 * S, 1);
   const results = {};
@@ -65,8 +78,8 @@ function baseline() {
   return results;
 }
 
-async function guest() {
-  const hv = new Hypervisor({ dataDir: path.join(dir, 'wasmvisor') });
+async function guest(run) {
+  const hv = new Hypervisor({ dataDir: path.join(dir, `wasmvisor-${run}`) });
   const p = await hv.createPartition({
     name: 'bench',
     module: new URL('../build/guests/disk-bench.wasm', import.meta.url),
@@ -92,19 +105,27 @@ async function guest() {
   return results;
 }
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mbps = (r) => r.bytes / (1024 * 1024) / (r.ns / 1e9);
 try {
-  const ours = await guest();
-  const base = baseline();
-  const mbps = (r) => (r.bytes / (1024 * 1024)) / (r.ns / 1e9);
-  const iops = (r, size) => r.bytes / size / (r.ns / 1e9);
-  console.log(`Block device vs node:fs, ${MIB} MiB, ${RANDOM_OPS} random ops, node ${process.version}, ${dir}`);
-  console.log('phase            wasmvisor guest          node:fs (plain file)     guest/fs');
-  for (const phase of Object.keys(base)) {
-    const o = ours[phase];
-    const b = base[phase];
+  const load0 = loadavg()[0];
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) runs.push({ ours: await guest(r), base: baseline(r) });
+  const phases = Object.keys(runs[0].base);
+  const results = phases.map((phase) => {
     const size = phase.endsWith('64k') ? 16 * S : phase.endsWith('60k') ? 15 * S : S;
-    const fmt = (r) => `${mbps(r).toFixed(1).padStart(7)} MiB/s ${Math.round(iops(r, size)).toString().padStart(7)} op/s`;
-    console.log(`${phase.padEnd(16)} ${fmt(o)}   ${fmt(b)}   ${(mbps(o) / mbps(b)).toFixed(2)}x`);
+    const ours = median(runs.map((x) => mbps(x.ours[phase])));
+    const base = median(runs.map((x) => mbps(x.base[phase])));
+    return { phase, oursMiBs: ours, fsMiBs: base, oursOps: (ours * 1048576) / size, fsOps: (base * 1048576) / size, ratio: median(runs.map((x) => mbps(x.ours[phase]) / mbps(x.base[phase]))) };
+  });
+  const env = { node: process.version, mib: MIB, randomOps: RANDOM_OPS, runs: RUNS, loadavg: [load0, loadavg()[0]].map((l) => Number(l.toFixed(2))) };
+  if (values.json) {
+    console.log(JSON.stringify({ env, results }, null, 2));
+  } else {
+    console.log(`Block device vs node:fs, ${MIB} MiB, ${RANDOM_OPS} random ops, median of ${RUNS} run(s), node ${process.version}, load ${env.loadavg.join(' -> ')}`);
+    console.log('phase            wasmvisor guest          node:fs (plain file)     guest/fs (median of same-run ratios)');
+    const fmt = (mibs, ops) => `${mibs.toFixed(1).padStart(7)} MiB/s ${Math.round(ops).toString().padStart(7)} op/s`;
+    for (const r of results) console.log(`${r.phase.padEnd(16)} ${fmt(r.oursMiBs, r.oursOps)}   ${fmt(r.fsMiBs, r.fsOps)}   ${r.ratio.toFixed(2)}x`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,8 @@
  *   (a) Wasmvisor: a reactor partition in its own worker (`transform.wasm`, export `echo`),
  *       sequential calls; a pool of 2 reactors with 2 calls in flight (its ratio to one reactor's
  *       calls/s); the same reactor on a shared worker; and calls to a randomly chosen one of 100
- *       live reactors, each in its own worker (median and p99, against one hot reactor);
+ *       live reactors, each in its own worker, then in shared workers (median and p99, against
+ *       one hot reactor of the same 100);
  *   (b) bare: the same module instantiated in this thread, called directly, with a minimal
  *       hypercall that does the same copying (input into guest memory, output out of it) and no
  *       checks, queue, isolation or worker;
@@ -81,13 +82,17 @@ check(await shared.call('echo', INPUT));
 record('wasmvisor reactor (shared worker)', await latency(() => shared.call('echo', INPUT)), await throughput(() => shared.call('echo', INPUT), 1));
 await shared.destroy();
 // 100 live reactors, one worker each: a call to a random one vs the same call to one hot reactor.
-const many = [];
-for (let i = 0; i < 100; i++) {
-  const r = await hv.createPartition({ name: `many-${i}`, module: `${root}build/guests/transform.wasm`, kind: 'reactor' });
-  await r.start();
-  many.push(r);
-}
-for (const r of many) await r.call('echo', INPUT);
+// Then the same with the 100 reactors in shared workers (a few threads that stay hot).
+const hundred = async (placement) => {
+  const rs = [];
+  for (let i = 0; i < 100; i++) {
+    const r = await hv.createPartition({ name: `many-${placement}-${i}`, module: `${root}build/guests/transform.wasm`, kind: 'reactor', placement });
+    await r.start();
+    rs.push(r);
+  }
+  for (const r of rs) await r.call('echo', INPUT);
+  return rs;
+};
 const timed = async (pick, n) => {
   const xs = [];
   for (let i = 0; i < n; i++) {
@@ -98,11 +103,16 @@ const timed = async (pick, n) => {
   }
   return xs;
 };
-await timed(() => many[0], WARMUP);
-const hot = await timed(() => many[0], 5000);
-const random = await timed(() => many[Math.floor(Math.random() * many.length)], 5000);
-record('one hot reactor of 100 (baseline)', quantile(hot, 0.5), null, { p99: quantile(hot, 0.99) });
-record('a random one of 100 reactors', quantile(random, 0.5), null, { p99: quantile(random, 0.99) });
+for (const placement of ['dedicated', 'shared']) {
+  const many = await hundred(placement);
+  await timed(() => many[0], WARMUP);
+  const hot = await timed(() => many[0], 5000);
+  const random = await timed(() => many[Math.floor(Math.random() * many.length)], 5000);
+  const where = placement === 'shared' ? ' (shared workers)' : '';
+  record(`one hot reactor of 100${where} (baseline)`, quantile(hot, 0.5), null, { p99: quantile(hot, 0.99) });
+  record(`a random one of 100 reactors${where}`, quantile(random, 0.5), null, { p99: quantile(random, 0.99), vsHot: quantile(random, 0.5) / quantile(hot, 0.5) });
+  await Promise.all(many.map((r) => r.destroy()));
+}
 await hv.close();
 
 // (b) bare in-thread instance with the same copying
@@ -163,8 +173,8 @@ if (json) {
   for (const r of results) {
     const us = r.usPerCall === null ? '-' : r.usPerCall.toFixed(1);
     const rate = r.callsPerSec === null ? '-' : Math.round(r.callsPerSec).toString();
-    const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
-    console.log(`  ${r.name.padEnd(36)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}`);
+    const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs${r.vsHot !== undefined ? `  x${r.vsHot.toFixed(2)} the hot one` : ''}` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
+    console.log(`  ${r.name.padEnd(52)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}`);
   }
   console.log(`  load avg ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }

@@ -37,6 +37,10 @@ export const ErrorCodes = [
   'ERR_INTERNAL',
   /** Persistent storage failed on the host: the data directory, an image file or the keystore could not be used. */
   'ERR_STORAGE',
+  /** A structural bound of the module (functions, body size, locals, nesting depth, ...) is exceeded. */
+  'ERR_LIMIT_MODULE',
+  /** The security policy does not grant what a partition spec asks for (a device, memory, fuel, a segment, a preopen). */
+  'ERR_POLICY_DENIED',
   /** Management API: no credential, or one that is malformed, unknown, expired or revoked. */
   'ERR_UNAUTHENTICATED',
   /** Management API: no such partition, token or route. */
@@ -148,12 +152,25 @@ export class InternalError extends WasmvisorError {
   }
 }
 
+/** A structural bound of the module is exceeded; the message names the bound, the value and the limit. */
+export class LimitModuleError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_LIMIT_MODULE', message);
+  }
+}
+
 export class StorageError extends WasmvisorError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_STORAGE', message, options);
   }
 }
 
+/** The policy in force does not grant what the spec asks for; the message names the rule and the grant. */
+export class PolicyDeniedError extends WasmvisorError {
+  constructor(message: string) {
+    super('ERR_POLICY_DENIED', message);
+  }
+}
 export class UnauthenticatedError extends WasmvisorError {
   constructor(message: string) {
     super('ERR_UNAUTHENTICATED', message);
@@ -202,6 +219,8 @@ const constructors: Record<ErrorCode, new (message: string) => WasmvisorError> =
   ERR_GUEST_CALL: GuestCallError,
   ERR_INTERNAL: InternalError,
   ERR_STORAGE: StorageError,
+  ERR_LIMIT_MODULE: LimitModuleError,
+  ERR_POLICY_DENIED: PolicyDeniedError,
   ERR_UNAUTHENTICATED: UnauthenticatedError,
   ERR_NOT_FOUND: NotFoundError,
   ERR_TOO_LARGE: TooLargeError,

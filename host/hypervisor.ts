@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import { Storage, type BlockAttachment, type WipeResult } from './storage/storage.ts';
+import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
-import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError } from './errors.ts';
+import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemoryError, WasmvisorError } from './errors.ts';
 import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
 import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
 import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
@@ -15,20 +15,27 @@ import { channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
 import { resolveRateLimit, type ResolvedRateLimit } from './limits/rate-limiter.ts';
 import { ModuleCache } from './loader/compile.ts';
 import { inspectModule, loadModule, type Inspection, type ModuleSource } from './loader/pipeline.ts';
-import { DEFAULT_MAX_MODULE_BYTES } from './loader/read.ts';
+import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from './loader/read.ts';
+import { resolveModuleLimits, type ModuleLimits } from './loader/bounds.ts';
 import { Partition, type PartitionConfig, type PartitionExit, type PartitionState, type Violation } from './partition/partition.ts';
-import { functionType } from './loader/sections.ts';
 import { PartitionPool } from './pool.ts';
 import { HV_HYPERCALL, HV_MODULE } from './abi/codes.ts';
 import { HYPERCALL_SIG } from './loader/policy.ts';
 import type { FuncSig } from './loader/sections.ts';
-import { resolveWasi, type ResolvedWasi } from './wasi/config.ts';
+import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
-import { NetEndpoint, VirtualSwitch, type NicAttachment } from './net/switch.ts';
+import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
 import { PortForward, type ForwardPortOptions } from './net/forward.ts';
+import { SecurityMonitor } from './security/monitor.ts';
+import { partitionAsk, readSignatureSource, specForMeasurement } from './security/spec.ts';
+import type { Admission, Policy, PolicyDocument } from './security/policy.ts';
+import type { AuditSink } from './security/audit.ts';
+import type { AttestationReport } from './security/attestation.ts';
+import type { AttestationInit } from './devices/attestation.ts';
+import type { BootEvent, Registers } from './security/measured-boot.ts';
 import { check, given } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
-import { HypervisorOptionsSchema, type HypervisorOptions } from './schema/hypervisor.ts';
+import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
 
@@ -71,12 +78,25 @@ export interface PartitionSchedule {
   waitMs: number;
 }
 
+/** Something the embedder should know that is not an error (yet). */
+export interface HypervisorWarning {
+  /** `STORAGE_OVERCOMMIT`: attached block images may grow past the free space of their file system. */
+  code: 'STORAGE_OVERCOMMIT';
+  message: string;
+  dir: string;
+  growableBytes: number;
+  freeBytes: number;
+}
+
 export interface HypervisorEvents {
   /** Every partition's violations, for one place to watch them. */
   violation: [violation: Violation];
   /** A partition changed state. */
   state: [partition: Partition, state: PartitionState, previous: PartitionState];
   exit: [partition: Partition, exit: PartitionExit];
+  warning: [warning: HypervisorWarning];
+  /** A block image's key was created, or an image wiped (what an audit log records; see docs/STORAGE.md). */
+  storage: [event: Extract<StorageEvent, { kind: 'key-created' | 'wiped' }>];
 }
 
 export const DEFAULT_LIMITS = {
@@ -90,11 +110,6 @@ export const DEFAULT_LIMITS = {
 } as const;
 
 const REACTOR_EXPORTS = [{ name: 'memory', kind: 'memory' }] as const;
-
-/** An export a host may call: a function () -> i32. */
-export function isCallable(sig: { params: readonly string[]; results: readonly string[] } | null | undefined): boolean {
-  return sig != null && sig.params.length === 0 && sig.results.length === 1 && sig.results[0] === 'i32';
-}
 
 function resolveRestart(value: RestartMode | RestartPolicy | undefined): PartitionConfig['restart'] {
   const p: RestartPolicy = typeof value === 'string' ? { mode: value } : (value ?? {});
@@ -162,7 +177,9 @@ function resolveAllowList(list: Iterable<unknown> | undefined): ReadonlySet<stri
 export class Hypervisor extends EventEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
-  private readonly allowList: ReadonlySet<string> | undefined;
+  private readonly moduleLimits: ModuleLimits;
+  /** Policy, measured boot, attestation and audit (host/security/monitor.ts). */
+  private readonly security: SecurityMonitor;
   private readonly defaults: ResolvedLimits;
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
@@ -185,8 +202,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     super();
     const o = check(HypervisorOptionsSchema, options, 'Hypervisor options');
     this.maxModuleBytes = o.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
+    this.moduleLimits = resolveModuleLimits(o.moduleLimits);
     this.cache = new ModuleCache(o.moduleCacheSize ?? 64);
-    this.allowList = resolveAllowList(o.allowList);
     this.defaults = resolveLimits(o.defaultLimits ?? {}, BUILT_IN_LIMITS, 'defaultLimits');
     this.violationsPerSecond = o.violationsPerSecond ?? 100;
     this.callSpinMicros = o.callSpinMicros ?? 50;
@@ -206,10 +223,33 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       },
       this.placement,
     );
+    const dataDir = path.resolve(o.dataDir ?? '.wasmvisor');
+    const allowList = resolveAllowList(o.allowList);
+    this.security = new SecurityMonitor({
+      dataDir,
+      ...(o.policy !== undefined ? { policy: o.policy } : {}),
+      ...(allowList !== undefined ? { allowList } : {}),
+      ...(o.audit !== undefined ? { audit: o.audit } : {}),
+      ...(o.actor !== undefined ? { actor: o.actor } : {}),
+    });
     this.storage = new Storage({
-      dataDir: path.resolve(o.dataDir ?? '.wasmvisor'),
+      dataDir,
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
       ...(o.keystorePath !== undefined ? { keystorePath: o.keystorePath } : {}),
+      // Key creations and wipes go to the audit log (through the monitor, so they carry the
+      // hypervisor's actor whatever the sink; noted: within the log's batch bound) and to listeners.
+      onEvent: (e) => {
+        if (e.kind === 'overcommit') {
+          this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+          return;
+        }
+        if (e.kind === 'key-created') {
+          this.security.note({ action: 'key.create', target: e.name, outcome: 'success', reason: 'disk key created for a new image', details: { path: e.path, imageId: e.imageId } });
+        } else {
+          this.security.note({ action: 'disk.wipe', target: e.name, outcome: 'success', reason: e.removedImage ? 'image scrubbed and removed' : 'no image', details: { path: e.path, removedImage: e.removedImage, removedKey: e.removedKey } });
+        }
+        this.emit('storage', e);
+      },
     });
   }
 
@@ -227,7 +267,20 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
-    return this.storage.wipe(name, options.path);
+    return this.storage.wipe(name, options.path).catch((error: unknown) => {
+      const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
+      throw error;
+    });
+  }
+
+  /**
+   * The persistent disks in the data directory (and those the keystore knows elsewhere): name,
+   * path, size, allocation, times, whether a key exists and whether a partition has it attached.
+   * Reads image headers and file metadata only; no key is used.
+   */
+  listStorage(): Promise<DiskInfo[]> {
+    return this.storage.list();
   }
 
   /** The memory budget, what live partitions have reserved, and what is left (bytes). */
@@ -238,9 +291,21 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   /**
    * Loads, checks, measures and compiles the module, and returns a partition in state `created`.
    * Every refusal (ERR_MODULE_INVALID, ERR_IMPORT_DENIED, ERR_FEATURE_DENIED, ERR_LIMIT_MEMORY,
-   * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_INVALID_ARGUMENT) happens here, before any guest code runs.
+   * ERR_LIMIT_TABLE, ERR_INTEGRITY, ERR_POLICY_DENIED, ERR_INVALID_ARGUMENT) happens here, before
+   * any guest code runs; with an audit log, each refusal is recorded with its code and a creation
+   * is durable in the log before the partition is returned.
    */
   async createPartition(spec: PartitionSpec): Promise<Partition> {
+    try {
+      return await this.create(spec);
+    } catch (error) {
+      // Every refusal is audited with its code; the refusal itself is what the caller sees.
+      await this.security.refused((spec as Partial<PartitionSpec> | null)?.name, error).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async create(spec: PartitionSpec): Promise<Partition> {
     if (this.closed) throw new InvalidStateError('this hypervisor is closed');
     const named = typeof spec === 'object' && spec !== null && typeof (spec as { name?: unknown }).name === 'string';
     check(PartitionSpecSchema, spec, named ? `partition spec ${JSON.stringify(spec.name)}` : 'partition spec');
@@ -264,6 +329,20 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const placement = isolation === 'process' ? 'dedicated' : (spec.placement ?? this.placement);
     const inProcess = isolation === 'process';
 
+    // With a policy, the module is authenticated before anything else parses it, and the spec is
+    // held to the admitting rule's grants before any folder is copied or file opened.
+    let source = spec.module as ModuleSource;
+    let admission: Admission | null = null;
+    if (this.security.policy !== null) {
+      const bytes = await readModuleSource(source, this.maxModuleBytes);
+      const detached = spec.signature === undefined ? null : await readSignatureSource(spec.signature);
+      admission = this.security.admit(bytes, { detachedSignature: detached, ...(spec.sha256 !== undefined ? { sha256: spec.sha256 } : {}) });
+      this.security.checkGrants(admission, partitionAsk(name, { devices, memoryPages, memoryPagesDefault: spec.limits?.memoryPages === undefined, fuel: fuel ?? null, wasi: spec.wasi }));
+      source = bytes;
+    } else if (spec.signature !== undefined) {
+      throw new InvalidArgumentError('spec.signature needs a policy with publisher keys to verify it against (HypervisorOptions.policy)');
+    }
+
     // Admission: reserve the worst case now, synchronously, so concurrent creations cannot
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
@@ -278,15 +357,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     });
     const reservation =
       memoryPages * 65536 +
-      // The virtual file system lives in the worker: file buffers are bounded by 1.5 x its byte
-      // quota + 64 bytes per inode (see capacityFor in wasi/vfs.ts).
-      (wasi ? Math.ceil(wasi.quotas.maxBytes * 1.5) + 64 * wasi.quotas.maxInodes : 0) +
+      // In-memory WASI trees live in the worker: file buffers and the heap their entries take
+      // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
+      wasiMemory(wasi).bufferBytes +
+      wasiMemory(wasi).heapBytes +
       (inProcess ? processMemoryBytes(this.sandbox) : placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
       channelBytes(channels) +
       // A call's input and output, held whole while the call runs (its chunks pass through the rings).
       (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
+      releaseWasi(wasi);
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       throw new LimitMemoryError(
         `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
@@ -296,12 +377,18 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.memoryReserved += reservation;
     let loaded;
     let block: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null = null;
+    let measured: { specHash: string; attestation: AttestationInit | null } | null = null;
     try {
-      loaded = await loadModule(spec.module as ModuleSource, {
+      loaded = await loadModule(source, {
         maxModuleBytes: this.maxModuleBytes,
-        policy: { memoryPages, tableElements, imports: allowedImports(wasi !== null), ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}) },
+        policy: {
+          memoryPages,
+          tableElements,
+          imports: allowedImports(wasi !== null),
+          moduleLimits: this.moduleLimits,
+          ...(kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}),
+        },
         ...(spec.sha256 !== undefined ? { expectedSha256: spec.sha256 } : {}),
-        ...(this.allowList ? { allowList: this.allowList } : {}),
         cache: this.cache,
         // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
         fuel: fuel !== undefined || cpu !== null,
@@ -309,7 +396,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         // is one in a partition process (its thread must return to its event loop to hear the root).
         suspendable: placement === 'shared' || inProcess,
       });
-      if ((placement === 'shared' || inProcess) && (loaded.info.memories[0]?.initial ?? 0) < 1) {
+      if ((placement === 'shared' || inProcess) && loaded.memoryInitial < 1) {
         const what = inProcess ? "isolation 'process'" : "placement 'shared'";
         throw new InvalidArgumentError(`${what} needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
       }
@@ -326,8 +413,22 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
           throw new InvalidArgumentError(`a partition named ${name} already exists`);
         }
       }
+      // Measured boot: the module, its signers, the resolved spec and each device; and the
+      // attestation device's key and certificate (issued by the host key, which stays here).
+      measured = this.security.measure({
+        name,
+        measurement: loaded.measurement,
+        admission,
+        devices,
+        resolvedSpec: specForMeasurement({
+          name, kind, args, devices, wasi, restart,
+          limits: { memoryPages, tableElements, timeoutMs, fuel: fuel ?? null, cpu, hypercallRate, maxInputBytes, maxOutputBytes, maxQueuedCalls, callTimeoutMs },
+        }),
+      });
     } catch (error) {
       this.memoryReserved -= reservation;
+      releaseWasi(wasi);
+      if (block !== null) await this.storage.detach(block.attachment);
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
         throw new ImportDeniedError(`${error.message}; WASI imports are admitted only when the partition spec enables \`wasi\``);
@@ -353,11 +454,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       hypercallRate,
       violationsPerSecond: this.violationsPerSecond,
       kind,
-      callable: new Set(
-        loaded.info.exports
-          .filter((e) => e.kind === 'function' && !e.name.startsWith('_') && isCallable(functionType(loaded.info, e.index)))
-          .map((e) => e.name),
-      ),
+      callable: new Set(loaded.callable),
       maxInputBytes,
       maxOutputBytes,
       maxQueuedCalls,
@@ -371,9 +468,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       block,
       wasi,
       net,
+      attestation: measured!.attestation,
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
+        this.security.destroyed(p.name);
+        // The host folders' fds (and any a worker left) belong to the partition: closed with it.
+        releaseWasi(wasi);
       },
     });
     self = partition;
@@ -382,6 +483,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));
     this.live.set(name, partition);
+    try {
+      // Durable in the audit log before the partition is handed out.
+      await this.security.created(partition);
+    } catch (error) {
+      await partition.destroy();
+      throw error;
+    }
     return partition;
   }
 
@@ -416,22 +524,80 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
 
   /**
    * Reads and measures a module and tells whether createPartition would admit it with these
-   * limits, WASI enabled or not, as a command (default) or a reactor.
+   * limits, WASI enabled or not, as a command (default) or a reactor, under the security policy
+   * in force (signature or pin; `signature`: a detached one).
    */
-  inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
+  async inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
-    return inspectModule(source as ModuleSource, {
+    const bytes = await readModuleSource(source as ModuleSource, this.maxModuleBytes);
+    const inspection = await inspectModule(bytes, {
       maxModuleBytes: this.maxModuleBytes,
       policy: {
         memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
         imports: allowedImports(options.wasi === true),
+        moduleLimits: this.moduleLimits,
         ...(options.kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}),
       },
       ...(options.sha256 !== undefined ? { expectedSha256: options.sha256 } : {}),
-      ...(this.allowList ? { allowList: this.allowList } : {}),
     });
+    if (inspection.verdict.admitted && this.security.policy !== null) {
+      try {
+        const detached = options.signature === undefined ? null : await readSignatureSource(options.signature);
+        this.security.admit(bytes, { detachedSignature: detached });
+      } catch (error) {
+        if (!(error instanceof WasmvisorError)) throw error;
+        inspection.verdict = { admitted: false, code: error.code, message: error.message };
+      }
+    }
+    return inspection;
+  }
+
+  /** The security policy in force, or null. */
+  get policy(): Policy | null {
+    return this.security.policy;
+  }
+
+  /**
+   * Replaces the policy (a Policy, a document, a file path, or null for none). New partitions are
+   * judged by it; live ones keep running. Measured (register `runtime`) and audited, as done by
+   * `options.actor` (default: the hypervisor's actor), before it resolves.
+   */
+  async setPolicy(policy: Policy | PolicyDocument | string | null, options: SetPolicyOptions = {}): Promise<void> {
+    check(PolicySourceSchema, policy, 'setPolicy: policy');
+    const o = check(SetPolicyOptionsSchema, options, 'setPolicy options');
+    return this.security.setPolicy(policy, o.actor);
+  }
+
+  /**
+   * The audit log's sink, for other parts of the application (a management API records its
+   * allow/deny decisions here, with its principal as the actor), or null when auditing is off.
+   */
+  get audit(): AuditSink | null {
+    return this.security.audit;
+  }
+
+  /**
+   * A signed attestation report: the measured-boot registers and event log, the live partitions
+   * with their measurements, spec hashes and signers, `nonce` (hex or bytes, at most 64) and the
+   * time, signed with the host key (`<dataDir>/keys/host.key`, created on first use). Verify it
+   * with `verifyReport` and the host's public key (`attestationPublicKey()`). The request is
+   * audited (durable before it resolves) as made by `actor` (default: the hypervisor's actor).
+   */
+  async attest(options: AttestOptions = {}): Promise<AttestationReport> {
+    const o = check(AttestOptionsSchema, options, 'attest options');
+    return this.security.attest(o);
+  }
+
+  /** The host's attestation public key (33 bytes: 0x01 ‖ key), created on first use. */
+  attestationPublicKey(): Uint8Array {
+    return this.security.publicKey();
+  }
+
+  /** The measured-boot registers and event log, for export and replay (`replayEventLog`). */
+  eventLog(): { registers: Registers; events: BootEvent[]; dropped: number } {
+    return this.security.eventLog();
   }
 
   /**
@@ -462,6 +628,17 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     return forward;
   }
 
+  /**
+   * Watches the virtual switch: `listener` gets the metadata of every frame the root routes from
+   * now on (segment, source and destination addresses, size, and whether it was delivered or why
+   * it was dropped), never its payload. Frames a NIC delivers straight into a peer (ABI 1.3's
+   * direct delivery) are not seen one by one: they are counted in the partitions' `net` metrics
+   * (`switchedDirect`, `rxFrames`). For dashboards (`wasmvisor lab`); returns the function that stops it.
+   */
+  observeNetwork(listener: (frame: FrameObservation) => void): () => void {
+    return this.switch.observe(listener);
+  }
+
   /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
   async close(): Promise<void> {
     this.closed = true;
@@ -470,6 +647,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     await Promise.all([...this.live.values()].map((p) => p.destroy()));
     await this.sched.close();
     this.switch.close();
+    this.storage.close();
+    await this.security.close();
   }
 
   /**

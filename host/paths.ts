@@ -2,8 +2,8 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /**
  * Locations of files that ship beside the code. This file runs either from source
- * (host/paths.ts, in the test suite) or bundled into an entry point (dist/index.js,
- * dist/cli.js; the build does not split chunks). Both sit one level below the package root.
+ * (host/paths.ts, in the test suite) or bundled (into an entry point such as dist/index.js or a
+ * shared dist/chunk-*.js beside it). Both sit one level below the package root.
  */
 
 /** The package's root directory, as a file URL ending in '/'. */
@@ -12,6 +12,8 @@ export const packageRoot: URL = new URL('../', import.meta.url);
 /** The bundled partition worker script. */
 export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
+/** The bundled loader worker script: the module pipeline's own thread (loader/offthread.ts). */
+export const loaderWorkerScript: URL = new URL('dist/loader-worker.js', packageRoot);
 /** The bundled partition process (CommonJS: a sandboxed child reads it from a descriptor and runs it; host/scheduler/sandbox.ts). */
 export const processScript: URL = new URL('dist/process.cjs', packageRoot);
 
@@ -48,3 +50,9 @@ export function spawnWorker(script: URL, options: WorkerOptions): Worker {
   }
   return new Worker(script, { ...options, execArgv: [] });
 }
+
+/** The dashboard's page and its bundled script and style sheet (built by scripts/build.mjs). */
+export const labsWebDir: URL = new URL('dist/labs/web/', packageRoot);
+
+/** The labs' bundle (dist/labs.js): the dashboard and the labs, loaded by the CLI only for `lab` and `serve --dashboard`. */
+export const labsModule: URL = new URL('dist/labs.js', packageRoot);

@@ -36,3 +36,19 @@ export const PLACEMENT: 'dedicated' | 'shared' | 'process' = ((p) => (p === 'sha
 export function hypervisor(options: HypervisorOptions = {}): Hypervisor {
   return new Hypervisor(PLACEMENT === 'process' ? { isolation: 'process', ...options } : { placement: PLACEMENT, ...options });
 }
+
+/**
+ * A test's own time budget, in ms, stretched when the code under test is instrumented (mutation
+ * runs set WV_TIMEOUT_SCALE): the budget guards against hangs, not against slowness.
+ */
+export function budget(ms: number): number {
+  const scale = Number(process.env.WV_TIMEOUT_SCALE);
+  return Number.isFinite(scale) && scale > 1 ? ms * scale : ms;
+}
+
+/**
+ * True in mutation runs (scripts/mutate.mjs): the long randomized workloads (power loss, the fault
+ * sweep, SIGKILL boots) run a smaller sample there, since every surviving mutant runs them all;
+ * the score they give is then a lower bound of what the full suite kills.
+ */
+export const mutating = process.env.WV_MUTATING === '1';

@@ -76,6 +76,19 @@ export const HvCall = {
   CONSOLE_WRITE_ERR: 0x0101,
   /** Input: optional u32 flags (bit 0: non-blocking). Writes one input line without its newline; returns its length. */
   CONSOLE_READ: 0x0102,
+  /**
+   * Input: bytes for the stdout *byte stream*, delivered exactly (no line cutting); waits while the
+   * reader is behind (backpressure). Returns in_len; RATE_LIMITED (nothing written) over
+   * devices.console.rateLimit in reject mode; END_OF_STREAM when the reader has gone. Since 1.3.
+   */
+  CONSOLE_STREAM_WRITE: 0x0103,
+  /** As CONSOLE_STREAM_WRITE, for stderr. Since 1.3. */
+  CONSOLE_STREAM_WRITE_ERR: 0x0104,
+  /**
+   * Input: none, or u32 flags (bit 0: non-blocking). Writes the next input bytes (at least 1, at
+   * most out_cap) exactly as the host sent them; returns the count. Since 1.3.
+   */
+  CONSOLE_STREAM_READ: 0x0105,
   /** Input: u32 clock id (0 monotonic, 1 wall). Writes u64 nanoseconds (8 bytes LE); returns 8. */
   CLOCK_GET: 0x0200,
   /** Fills all of out (out_cap bytes) with random bytes; returns out_cap. */
@@ -107,6 +120,10 @@ export const HvCall = {
   NET_POLL: 0x0503,
   /** As NET_SEND, but never waits: WOULD_BLOCK at once when the frame cannot leave now. Since 1.3. */
   NET_TRY_SEND: 0x0504,
+  /** Writes the partition's module measurement (32 bytes) and spec hash (32 bytes); returns 64. Since 1.3. */
+  ATTEST_INFO: 0x0600,
+  /** Input: 64 bytes of report data, then the verifier's nonce (0..64 bytes). Writes a signed 512-byte guest report; returns 512. Since 1.3. */
+  ATTEST_REPORT: 0x0601,
 } as const;
 export type HvCallName = keyof typeof HvCall;
 
@@ -118,6 +135,8 @@ export const HvDevice = {
   BLOCK: 4,
   /** Virtual network interface on the host's switch. Since 1.2. */
   NET: 5,
+  /** Attestation: the partition's measurement and host-signed reports of it. Since 1.3. */
+  ATTESTATION: 6,
 } as const;
 export type HvDeviceName = keyof typeof HvDevice;
 
@@ -150,6 +169,15 @@ export const HV_NET_POLL_READABLE = 1;
 export const HV_NET_POLL_WRITABLE = 2;
 /** Largest MTU a NIC may be given (the payload of one frame). */
 export const HV_NET_MAX_MTU = 65528;
+
+/** Attestation: what ATTEST_INFO writes (measurement, spec hash). Since 1.3. */
+export const HV_ATTEST_INFO_SIZE = 64;
+/** Attestation: the report data a guest chooses (the first 64 bytes of ATTEST_REPORT's input). */
+export const HV_ATTEST_DATA_SIZE = 64;
+/** Attestation: the longest nonce (after the report data). */
+export const HV_ATTEST_MAX_NONCE = 64;
+/** Attestation: the size of a guest report (layout in docs/ABI.md). */
+export const HV_ATTEST_REPORT_SIZE = 512;
 
 /** CLOCK_GET clock ids. */
 export const HvClock = {

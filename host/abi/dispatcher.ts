@@ -37,10 +37,13 @@ export class FuelExhausted {
 }
 
 /** Which device each device call belongs to; a call of an ungranted device is a violation. */
-const CALL_DEVICE = new Map<number, string>([
+export const CALL_DEVICE = new Map<number, string>([
   [HvCall.CONSOLE_WRITE, 'console'],
   [HvCall.CONSOLE_WRITE_ERR, 'console'],
   [HvCall.CONSOLE_READ, 'console'],
+  [HvCall.CONSOLE_STREAM_WRITE, 'console'],
+  [HvCall.CONSOLE_STREAM_WRITE_ERR, 'console'],
+  [HvCall.CONSOLE_STREAM_READ, 'console'],
   [HvCall.CLOCK_GET, 'clock'],
   [HvCall.ENTROPY_GET, 'entropy'],
   [HvCall.BLOCK_INFO, 'block'],
@@ -53,6 +56,8 @@ const CALL_DEVICE = new Map<number, string>([
   [HvCall.NET_RECV, 'net'],
   [HvCall.NET_POLL, 'net'],
   [HvCall.NET_TRY_SEND, 'net'],
+  [HvCall.ATTEST_INFO, 'attestation'],
+  [HvCall.ATTEST_REPORT, 'attestation'],
 ]);
 
 /**
@@ -366,6 +371,21 @@ export class Dispatcher {
     const out = memory.checkAt(size, outPtr, outCap);
     if (out !== HvStatus.SUCCESS) return this.refuse(call, out, window('out', outPtr, outCap, size));
     return this.refuse(call, memory.checkAt(size, inPtr, inLen), window('in', inPtr, inLen, size));
+  }
+
+  /**
+   * The hypercall rate limit for a call made through another surface (WASI): one operation
+   * carrying `bytes`. True to go on (perhaps after a wait), false when refused (reject mode).
+   * Counted like a hypercall's (metrics.throttled.hypercalls). Always true without a limit.
+   */
+  admitCall(bytes: number): boolean {
+    if (this.rate === null) return true;
+    // A redo (shared placement) that got past the limit in its first run is not charged again.
+    if (this.redo && this.admitted) return true;
+    this.admitted = false;
+    const ok = this.rate.admit(Math.min(bytes, HV_MAX_TRANSFER)) === 'ok';
+    this.admitted = ok;
+    return ok;
   }
 
   /** The hypercall rate limit: true to go on (perhaps after a wait), false to return RATE_LIMITED. */

@@ -272,6 +272,16 @@ export class GuestMemory {
     return at;
   }
 
+  /**
+   * A view of the checked span [ptr, ptr + len) (from readIovecs), for host code that copies or
+   * writes it out at once (a console write): one copy instead of gathering first. The view is
+   * used before the guest runs again and never kept (memory.grow would detach it).
+   */
+  spanView(ptr: number, len: number): Uint8Array {
+    const p = ptr >>> 0;
+    return this.current().subarray(p, p + (len >>> 0));
+  }
+
   /** Writes src[0, len) across checked spans (from readIovecs), in order; returns bytes written. */
   scatter(spans: readonly number[], src: Uint8Array, len: number): number {
     const view = this.current();

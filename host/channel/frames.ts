@@ -1,7 +1,7 @@
 import { isErrorCode } from '../errors.ts';
 import type { NetInit } from '../devices/net.ts';
 import type { PortInit } from '../net/port.ts';
-import type { BlockInit, WorkerInit, WorkerMessage, WorkerOutcome } from './protocol.ts';
+import { StdioSlot, type BlockInit, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS } from './stats.ts';
 
 /**
@@ -39,10 +39,12 @@ export interface ProcessBoot {
  * far (a restarted reactor's counters are cumulative).
  */
 export interface ProcessInit {
-  init: Omit<WorkerInit, 'module' | 'stats' | 'events' | 'calls' | 'input' | 'spin' | 'block' | 'net'>;
+  init: Omit<WorkerInit, 'module' | 'stats' | 'events' | 'calls' | 'input' | 'stdio' | 'spin' | 'block' | 'net'>;
   moduleBytes: Uint8Array;
   stats: Float64Array;
   rings: { events: number; calls: number; input: number };
+  /** The console's output state so far (StdioFlag bits; later changes come as STDIO frames). */
+  stdio: number;
   /** The block image: `fd` is the child's descriptor for it (passed at spawn). */
   block: BlockInit | null;
   /** The NIC: its settings and its rings' sizes (the child makes copies; see RingId.NET_TX, NET_RX). */
@@ -55,7 +57,7 @@ export interface ProcessInit {
  */
 export type NetSettings = Omit<NetInit, 'tx' | 'port' | 'peers' | 'direct'> & { port: Omit<PortInit, 'rx' | 'ctl' | 'stats'> };
 
-/** Frame types. Root → child: BOOT, ADD, KILL. Child → root: LIFECYCLE, STATS, NET_STATS, WORKER_STATS. Both: RECORD, ACK, CLOSE. */
+/** Frame types. Root → child: BOOT, ADD, KILL, STDIO. Child → root: LIFECYCLE, STATS, NET_STATS, WORKER_STATS. Both: RECORD, ACK, CLOSE. */
 export const FrameType = {
   /** Root → child, first frame, slot 0: the process's settings (JSON, see ProcessBoot). */
   BOOT: 1,
@@ -63,6 +65,12 @@ export const FrameType = {
   ADD: 2,
   /** Root → child: end the partition in `slot` (an encoded outcome). */
   KILL: 3,
+  /**
+   * Root → child: the console's output state of `slot` (WorkerInit.stdio), one byte of StdioFlag
+   * bits: the reader of that stream has gone (the guest's writes to it fail with EPIPE). A flag,
+   * once set, stays set; the root sends the whole state each time one is added.
+   */
+  STDIO: 4,
   /** A ring record for the other side's copy of `ring`: u8 kind, then the record's bytes. */
   RECORD: 8,
   /** The receiver's consumer took `u32` bytes of `ring` (whole records, headers and padding included). */
@@ -78,6 +86,13 @@ export const FrameType = {
   /** Child → root: the worker's half of `slot`'s NIC counters, NET_WORKER_STAT_SLOTS Float64 (LE). */
   NET_STATS: 19,
 } as const;
+
+/** Bits of a STDIO frame's byte, one per StdioSlot: bit `1 << slot`. */
+export const StdioFlag = {
+  STDOUT_CLOSED: 1 << StdioSlot.STDOUT_CLOSED,
+  STDERR_CLOSED: 1 << StdioSlot.STDERR_CLOSED,
+} as const;
+const STDIO_ALL = StdioFlag.STDOUT_CLOSED | StdioFlag.STDERR_CLOSED;
 
 /** The NIC counters the worker writes (NetStat slots 0..7); the root's switch writes the rest. */
 export const NET_WORKER_STAT_SLOTS = 8;
@@ -141,6 +156,7 @@ export type RootFrame =
   | { type: 'boot'; json: string }
   | { type: 'add'; slot: number; payload: Uint8Array }
   | { type: 'kill'; slot: number; outcome: WorkerOutcome }
+  | { type: 'stdio'; slot: number; flags: number }
   | { type: 'record'; slot: number; ring: number; kind: number; bytes: Uint8Array }
   | { type: 'ack'; slot: number; ring: number; bytes: number }
   | { type: 'close'; slot: number; ring: number };
@@ -203,6 +219,11 @@ export function encodeLifecycle(slot: number, message: WorkerMessage): Uint8Arra
 /** An outcome for KILL: the encoding of a done message's outcome. */
 export function encodeKill(slot: number, outcome: WorkerOutcome): Uint8Array {
   return encodeFrame(FrameType.KILL, 0, slot, outcomePayload(outcome));
+}
+
+/** The console's output state of `slot` (StdioFlag bits). */
+export function encodeStdio(slot: number, flags: number): Uint8Array {
+  return encodeFrame(FrameType.STDIO, 0, slot, Uint8Array.of(flags));
 }
 
 export function encodeBoot(json: string): Uint8Array {
@@ -382,6 +403,9 @@ export function decodeRootFrame(body: Uint8Array): RootFrame | FrameRefusal {
       const outcome = decodeOutcome(payload);
       return 'reason' in outcome ? outcome : { type: 'kill', slot, outcome };
     }
+    case FrameType.STDIO:
+      if (ring !== 0 || payload.length !== 1 || (payload[0]! & ~STDIO_ALL) !== 0) return refused('a console output state that is not one byte of known flags');
+      return { type: 'stdio', slot, flags: payload[0]! };
     case FrameType.RECORD:
       if (!rootProduces(ring) || payload.length < 1) return refused(`a record for ring ${ring} from the root`);
       return { type: 'record', slot, ring, kind: payload[0]!, bytes: payload.subarray(1) };

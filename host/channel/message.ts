@@ -172,6 +172,11 @@ export class MessageReader {
     private readonly maxBytes: (kind: number) => number,
   ) {}
 
+  /** True when no message is half read: the ring's next record starts a message. */
+  get idle(): boolean {
+    return this.kind === -1;
+  }
+
   /** The next whole message, or null when the ring holds no complete one yet (partial chunks are kept). */
   read(): Message | null {
     for (;;) {

@@ -4,6 +4,8 @@ import type { ResolvedWasi } from '../wasi/config.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import type { NetInit } from '../devices/net.ts';
 import type { MessagePort } from 'node:worker_threads';
+import type { AttestationInit } from '../devices/attestation.ts';
+import type { BlockWorkerInit } from '../storage/storage.ts';
 
 /**
  * What crosses the worker boundary. Only plain data and shared buffers: the worker never
@@ -12,11 +14,18 @@ import type { MessagePort } from 'node:worker_threads';
 
 /** Message kinds on the event ring (worker → root); see host/channel/message.ts for the framing. */
 export const EventKind = {
+  /** A chunk of the guest's stdout: bytes exactly as written (no framing, no added newline). */
   STDOUT: 1,
+  /** A chunk of the guest's stderr. */
   STDERR: 2,
   VIOLATION: 3,
   /** A reactor call's result: i32 return value (LE), then the output bytes. */
   RESULT: 4,
+  /**
+   * Output the console dropped since its last report: u8 stream (1 stdout, 2 stderr), 3 bytes 0,
+   * then f64 (LE) bytes the rate limit refused, lines the lines bucket dropped, bytes cut from over-long lines.
+   */
+  DROPPED: 5,
 } as const;
 
 /** Largest violation message (JSON) on the event ring; the worker shortens longer reasons. */
@@ -30,8 +39,21 @@ export const CallKind = {
 
 /** Record kinds on the input ring (root → worker). */
 export const InputKind = {
+  /** One line without its newline (the guest reads it followed by `\n`). */
   LINE: 1,
+  /** Raw bytes of the input stream, exactly as the host received them. */
+  BYTES: 2,
 } as const;
+
+/**
+ * The console's shared output state (an Int32Array over `WorkerInit.stdio`), written by the
+ * root, read by the worker: a non-zero slot means that stream's reader has gone (EPIPE).
+ */
+export const StdioSlot = {
+  STDOUT_CLOSED: 0,
+  STDERR_CLOSED: 1,
+} as const;
+export const STDIO_SLOTS = 2;
 
 /** workerData for a partition's worker. */
 export interface WorkerInit {
@@ -41,10 +63,12 @@ export interface WorkerInit {
   devices: ResolvedDevices;
   /** Per-partition counters (see stats.ts). */
   stats: SharedArrayBuffer;
-  /** Event ring, worker → root: console lines and violations. */
+  /** Event ring, worker → root: console output, violations, call results. */
   events: SharedArrayBuffer;
   /** Console input ring, root → worker. */
   input: SharedArrayBuffer;
+  /** Console output state (see StdioSlot), root → worker. */
+  stdio: SharedArrayBuffer;
   /** Violation reports per second before further ones are only counted. */
   violationsPerSecond: number;
   /** `command` runs _start once; `reactor` runs _initialize (if any) then serves calls. */
@@ -73,6 +97,8 @@ export interface WorkerInit {
   block: BlockInit | null;
   /** The NIC's rings and counters on the root's switch; null when net is not granted. */
   net: NetInit | null;
+  /** The partition's own attestation key and certificate (never the host key); null when attestation is not granted. */
+  attestation?: AttestationInit | null;
 }
 
 /** A partition's CPU cap as the worker applies it (see host/limits/cpu-governor.ts). */
@@ -83,15 +109,11 @@ export interface CpuCap {
   sliceFuel: number;
 }
 
-/** What the block front-end needs: an open image, its geometry and its data key (never a path or a name). */
-export interface BlockInit {
-  fd: number;
-  /** `fd` was opened with O_DSYNC (a partition process's image: it may not fsync). */
-  durableWrites?: boolean;
-  sectorCount: number;
-  imageId: Uint8Array;
-  dataKey: Uint8Array;
-}
+/**
+ * What the block front-end needs: an open image, its geometry, its id and its data key (never a
+ * path, a name, the partition key or the master key). Made by storage's blockInit().
+ */
+export type BlockInit = BlockWorkerInit;
 
 /** How a guest's run ended, as the worker reports it. */
 export type WorkerOutcome =

@@ -48,11 +48,22 @@ export const Stat = {
   BLOCK_THROTTLED: 29,
   /** Fuel consumed by a metered partition (fuel budget or CPU cap), in total; updated at each CPU-cap checkpoint and at the end. */
   WORK_FUEL: 30,
+  /** Console output bytes (both streams) handed to the root, in order, byte for byte. */
+  CONSOLE_BYTES_OUT: 31,
+  /** Console output bytes refused by the console's rate limit in reject mode (never reported as written). */
+  CONSOLE_BYTES_DROPPED: 32,
+  /** Console writes that waited for the root to drain a full output ring (backpressure), and the time waited. */
+  CONSOLE_OUTPUT_WAITS: 33,
+  CONSOLE_OUTPUT_WAIT_MS: 34,
+  /** Console input bytes the guest consumed (lines count with their newline). */
+  CONSOLE_BYTES_IN: 35,
+  /** 1 once a block write or fsync failed: the disk refuses writes until the partition is created again. */
+  BLOCK_FAILED: 36,
   /** Shared placement: time slices the partition ran, times it was preempted, times it waited for something, and time it waited for a slice (ms). */
-  SCHED_SLICES: 31,
-  SCHED_PREEMPTIONS: 32,
-  SCHED_WAITS: 33,
-  SCHED_WAIT_MS: 34,
+  SCHED_SLICES: 37,
+  SCHED_PREEMPTIONS: 38,
+  SCHED_WAITS: 39,
+  SCHED_WAIT_MS: 40,
 } as const;
 
 /** Counters of a shared worker (Float64 slots; the worker writes, the root reads). */
@@ -70,7 +81,8 @@ export const WORKER_STAT_SLOTS = 8;
 export type StatName = keyof typeof Stat;
 
 const callNames = Object.keys(HvCall) as HvCallName[];
-const CALL_BASE = 40;
+// Room for more named counters below the per-call slots.
+const CALL_BASE = 48;
 /** Slot for per-call counters: one per ABI call, then one for unknown codes. */
 const callSlot = new Map<number, number>(callNames.map((name, i) => [HvCall[name], CALL_BASE + i]));
 const OTHER_CALL_SLOT = CALL_BASE + callNames.length;
@@ -94,7 +106,24 @@ export interface PartitionMetrics {
   memoryBytes: number;
   memoryPages: number;
   peakMemoryBytes: number;
-  console: { linesOut: number; linesIn: number; linesDropped: number; bytesTruncated: number };
+  /**
+   * Console counters. Lines: the line calls (`CONSOLE_WRITE*`, `CONSOLE_READ`). Bytes: every output
+   * byte delivered (`bytesOut`, both streams, all calls), bytes refused by `devices.console.rateLimit`
+   * in reject mode (`bytesDropped`: the write returned RATE_LIMITED / EAGAIN), input bytes the guest
+   * consumed (`bytesIn`), and how often and how long output writes waited for the reader
+   * (`outputWaits`, `outputWaitedMs`: backpressure).
+   */
+  console: {
+    linesOut: number;
+    linesIn: number;
+    linesDropped: number;
+    bytesTruncated: number;
+    bytesOut: number;
+    bytesIn: number;
+    bytesDropped: number;
+    outputWaits: number;
+    outputWaitedMs: number;
+  };
   violations: number;
   violationsSuppressed: number;
   /** Hypercalls refused for a bad address, length or argument. */
@@ -112,6 +141,12 @@ export interface PartitionMetrics {
     /** Sectors whose newest version was torn (or rolled back) and that read as their previous version. */
     tornRecovered: number;
     ioErrors: number;
+    /**
+     * A write or fsync failed (a full host disk, an I/O error): from then on every write, discard
+     * and flush returns HV_STATUS_IO_ERROR, also after a reactor restart, until the partition is
+     * destroyed and created again (which reopens the image). Reads still work.
+     */
+    failed: boolean;
   };
   /** WASI preview1 calls (not counted in `hypercalls`). */
   wasiCalls: number;
@@ -169,6 +204,11 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       linesIn: s[Stat.CONSOLE_LINES_IN]!,
       linesDropped: s[Stat.CONSOLE_LINES_DROPPED]!,
       bytesTruncated: s[Stat.CONSOLE_BYTES_TRUNCATED]!,
+      bytesOut: s[Stat.CONSOLE_BYTES_OUT]!,
+      bytesIn: s[Stat.CONSOLE_BYTES_IN]!,
+      bytesDropped: s[Stat.CONSOLE_BYTES_DROPPED]!,
+      outputWaits: s[Stat.CONSOLE_OUTPUT_WAITS]!,
+      outputWaitedMs: s[Stat.CONSOLE_OUTPUT_WAIT_MS]!,
     },
     violations: s[Stat.VIOLATIONS]!,
     violationsSuppressed: s[Stat.VIOLATIONS_SUPPRESSED]!,
@@ -183,6 +223,7 @@ export function readMetrics(sab: SharedArrayBuffer): PartitionMetrics {
       integrityFailures: s[Stat.BLOCK_INTEGRITY_FAILURES]!,
       tornRecovered: s[Stat.BLOCK_TORN_RECOVERED]!,
       ioErrors: s[Stat.BLOCK_IO_ERRORS]!,
+      failed: s[Stat.BLOCK_FAILED]! !== 0,
     },
     wasiCalls: s[Stat.WASI_CALLS]!,
     fuel: s[Stat.FUEL_BUDGET]! > 0 ? { budget: s[Stat.FUEL_BUDGET]!, consumed: s[Stat.FUEL_CONSUMED]! } : null,

@@ -1,4 +1,5 @@
 /** `wasmvisor call`: start a reactor guest, call one export with an input, print its output. */
+import { stderr } from './stderr.ts';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
@@ -77,10 +78,14 @@ export async function call(argv: string[]): Promise<number> {
     let partition: Partition | null = null;
     try {
       partition = await hv.createPartition(spec);
-      partition.on('console', (line) => process.stderr.write(line + '\n'));
+      // The reactor's console output (both streams; stdout is the call's output) on our stderr,
+      // byte for byte but for the lines the verdict rule marks (stderr.ts).
+      partition.on('output', (chunk, stream) => stderr.guestBytes(chunk, stream));
       reportViolations(partition);
       await partition.start();
       const ran = (status: number, extra: Partial<CallReport>): CallReport => ({ ...ranReport(partition!, status), ...base, ...extra });
+      /** The verdict, printed after --stats so that it stays the last line of stderr. */
+      let verdict: (() => void) | null = null;
       try {
         const output = await partition.call(exportName, input);
         if (!json) await new Promise<void>((resolve, reject) => process.stdout.write(output, (e) => (e ? reject(e) : resolve())));
@@ -89,16 +94,19 @@ export async function call(argv: string[]): Promise<number> {
       } catch (error) {
         if (error instanceof GuestCallError) {
           if (!json) process.stdout.write(error.output);
-          process.stderr.write(`${error.code}: ${error.message}\n`);
+          verdict = () => stderr.verdict(error.code, error.message);
           status = error.status & 0xff || 1;
           result = ran(status, { status: error.status, ...encodeOutput(error.output), error: { code: error.code, message: error.message } });
         } else {
           // The call trapped, timed out or was refused: the guest ran, the report says how it ended.
-          status = fail(error);
+          verdict = () => fail(error);
+          status = errorReport('call', error).exitStatus;
           result = ran(status, { error: errorReport('call', error).error });
         }
       }
-      if (values.stats) process.stderr.write(formatStats(await partition.stop(), spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
+      stderr.guestEnd();
+      if (values.stats) stderr.block(formatStats(await partition.stop(), spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
+      verdict?.();
     } finally {
       await hv.close();
     }

@@ -2,8 +2,10 @@
  * What every `wasmvisor` subcommand shares: how an error becomes an error line and an exit
  * status, how option values are read, and the `--stats` block.
  */
+import { escapeText } from '../escape.ts';
 import { WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { PartitionExit } from '../partition/partition.ts';
+import { stderr } from './stderr.ts';
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -17,7 +19,9 @@ export function exitStatus(code: ErrorCode): number {
     case 'ERR_FEATURE_DENIED':
     case 'ERR_LIMIT_MEMORY':
     case 'ERR_LIMIT_TABLE':
+    case 'ERR_LIMIT_MODULE':
     case 'ERR_INTEGRITY':
+    case 'ERR_POLICY_DENIED':
       return 125;
     case 'ERR_GUEST_TRAP':
       return 134;
@@ -37,13 +41,14 @@ export function exitStatus(code: ErrorCode): number {
   }
 }
 
+/** Prints the verdict of a failed command (stderr.ts: escaped, on a line of its own) and returns its exit status. */
 export function fail(error: unknown): number {
   if (error instanceof WasmvisorError) {
-    process.stderr.write(`${error.code}: ${error.message}\n`);
+    stderr.verdict(error.code, error.message);
     return exitStatus(error.code);
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`ERR_INTERNAL: ${message}\n`);
+  stderr.verdict('ERR_INTERNAL', message);
   return 70;
 }
 
@@ -60,6 +65,8 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
     ['run time', `${exit.runTimeMs.toFixed(1)} ms`],
     ['memory', `${kib(m.memoryBytes)} (peak ${kib(m.peakMemoryBytes)})`],
     ['hypercalls', `${m.hypercalls}${byCall ? ` (${byCall})` : ''}`],
+    ['output', `${m.console.bytesOut} bytes, ${m.console.bytesDropped} refused by the rate limit, ${m.console.outputWaits} waits for the reader (${m.console.outputWaitedMs.toFixed(1)} ms)`],
+    ['input', `${m.console.bytesIn} bytes`],
     ['console', `${m.console.linesOut} lines out, ${m.console.linesIn} in, ${m.console.linesDropped} dropped, ${m.console.bytesTruncated} bytes truncated`],
     ['violations', `${m.violations} (${m.violationsSuppressed} not reported), faults ${m.faults}`],
     ['entropy', `${m.entropyBytes} bytes`],
@@ -77,6 +84,16 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;
+}
+
+/** The end-of-run warning when a rate limit refused guest output (empty when nothing was refused). */
+export function droppedWarning(exit: PartitionExit): string {
+  const c = exit.metrics.console;
+  const parts: string[] = [];
+  if (c.bytesDropped > 0) parts.push(`${c.bytesDropped} bytes of output refused by the console rate limit (--output-rate)`);
+  if (c.linesDropped > 0) parts.push(`${c.linesDropped} lines dropped by the console's lines-per-second limit`);
+  if (c.bytesTruncated > 0) parts.push(`${c.bytesTruncated} bytes cut from lines longer than the console's maxLineBytes`);
+  return parts.length === 0 ? '' : `wasmvisor: warning: guest output was dropped: ${parts.join('; ')}\n`;
 }
 
 /** The process exit status of a run that ended: the guest's code & 0xff (what a POSIX shell sees), or the error's. */
@@ -134,3 +151,11 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array
   return Buffer.concat(chunks);
 }
 
+
+/**
+ * Text from outside (a report's partition names, an audit record's fields) as it may be printed to
+ * a terminal: host/escape.ts's rule, the one every command uses for guest- and file-controlled text.
+ */
+export function printable(text: string): string {
+  return escapeText(text);
+}

@@ -1,4 +1,5 @@
 import { Hypervisor } from '../hypervisor.ts';
+import { escapeText } from '../escape.ts';
 import { parseOrHelp, type CommandSpec, type OptionTable } from './options.ts';
 import { guestsDir } from '../paths.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
@@ -35,12 +36,12 @@ async function counterTwice(hv: Hypervisor, out: NodeJS.WritableStream): Promise
       module: new URL('counter.wasm', guestsDir),
       devices: { console: true, block: { sizeMiB: 1 } },
     });
-    p.on('console', (line) => out.write(`[counter, boot ${boot}] ${line}\n`));
+    p.on('console', (line) => out.write(`[counter, boot ${boot}] ${escapeText(line)}\n`));
     await p.start();
     const exit = await p.exited;
     await p.destroy();
     if (exit.reason !== 'exit' || exit.code !== 0) {
-      out.write(`[counter, boot ${boot}] ${exit.reason}: ${exit.error?.message ?? `exit ${exit.code}`}\n`);
+      out.write(`[counter, boot ${boot}] ${exit.reason}: ${escapeText(exit.error?.message ?? `exit ${exit.code}`)}\n`);
       return false;
     }
   }
@@ -66,10 +67,10 @@ async function network(hv: Hypervisor, out: NodeJS.WritableStream): Promise<bool
   const w = Math.max(...all.map((p) => p.name.length));
   let blocked = 0;
   for (const p of all) {
-    p.on('console', (line) => out.write(`[${p.name.padEnd(w)}] ${line}\n`));
+    p.on('console', (line) => out.write(`[${p.name.padEnd(w)}] ${escapeText(line)}\n`));
     p.on('violation', (v) => {
       blocked++;
-      out.write(`[${p.name.padEnd(w)}] blocked: ${v.reason}\n`);
+      out.write(`[${p.name.padEnd(w)}] blocked: ${escapeText(v.reason)}\n`);
     });
   }
   await Promise.all(all.map((p) => p.start()));
@@ -89,8 +90,8 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
       DEMO.map(({ name, devices }) => hv.createPartition({ name, module: new URL(`${name}.wasm`, guestsDir), devices })),
     );
     for (const p of partitions) {
-      p.on('console', (line) => out.write(`[${p.name.padEnd(width)}] ${line}\n`));
-      p.on('violation', (v) => out.write(`[${p.name.padEnd(width)}] violation: ${v.call} ${v.status}: ${v.reason}\n`));
+      p.on('console', (line) => out.write(`[${p.name.padEnd(width)}] ${escapeText(line)}\n`));
+      p.on('violation', (v) => out.write(`[${p.name.padEnd(width)}] violation: ${escapeText(`${v.call} ${v.status}: ${v.reason}`)}\n`));
     }
     await Promise.all(partitions.map((p) => p.start()));
     const exits = await Promise.all(partitions.map((p) => p.exited));

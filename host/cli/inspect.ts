@@ -1,9 +1,11 @@
 /** `wasmvisor inspect`: describe a module and say whether the policy admits it. */
 import { Hypervisor } from '../hypervisor.ts';
+import { escapeText } from '../escape.ts';
 import type { Inspection } from '../loader/pipeline.ts';
 import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus } from './common.ts';
-import { flag, numberIn, parseOrHelp, stringIn, value, type CommandSpec, type OptionTable } from './options.ts';
+import { stderr } from './stderr.ts';
+import { flag, numberIn, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { readSource } from './partition-options.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -17,16 +19,16 @@ function limits(l: Limits, unit: string): string {
   return `initial ${l.initial} ${unit}, maximum ${l.maximum === null ? 'none' : `${l.maximum} ${unit}`}`;
 }
 
-/** The human-readable report of `wasmvisor inspect`. */
+/** The human-readable report of `wasmvisor inspect`. Names come from the module: every one is escaped. */
 export function formatInspection(file: string, i: Inspection): string {
   const lines: string[] = [];
   const row = (k: string, v: string) => lines.push(`${(k ? k + ':' : '').padEnd(12)}${v}`);
-  row('module', `${file} (${i.size} bytes)`);
+  row('module', `${escapeText(file)} (${i.size} bytes)`);
   row('sha256', i.measurement);
   if (i.imports.length === 0) row('imports', 'none');
-  i.imports.forEach((imp, n) => row(n === 0 ? 'imports' : '', `${imp.module}.${imp.name} ${imp.kind}${'sig' in imp ? sig(imp.sig) : ''}`));
+  i.imports.forEach((imp, n) => row(n === 0 ? 'imports' : '', `${escapeText(`${imp.module}.${imp.name}`)} ${imp.kind}${'sig' in imp ? sig(imp.sig) : ''}`));
   if (i.exports.length === 0) row('exports', 'none');
-  i.exports.forEach((exp, n) => row(n === 0 ? 'exports' : '', `${exp.name} ${exp.kind}${'sig' in exp ? sig(exp.sig) : ''}`));
+  i.exports.forEach((exp, n) => row(n === 0 ? 'exports' : '', `${escapeText(exp.name)} ${exp.kind}${'sig' in exp ? sig(exp.sig) : ''}`));
   if (i.memories.length === 0) row('memory', 'none');
   i.memories.forEach((m) => row('memory', `${limits(m, 'pages')}${m.shared ? ', shared' : ''}${m.memory64 ? ', 64-bit' : ''}`));
   if (i.tables.length === 0) row('tables', 'none');
@@ -39,7 +41,7 @@ export function formatInspection(file: string, i: Inspection): string {
     v.plan.tableMaxima.forEach((m, n) => m !== null && clamps.push(`table ${n} maximum clamped to ${m} elements`));
     row('policy', `admitted${clamps.length ? ` (${clamps.join('; ')})` : ''}`);
   } else {
-    row('policy', `refused: ${v.code}: ${v.message}`);
+    row('policy', `refused: ${v.code}: ${escapeText(v.message)}`);
   }
   return lines.join('\n') + '\n';
 }
@@ -53,6 +55,8 @@ export const inspectCommand = {
     wasi: flag('judge with WASI preview1 admitted (automatic when the module imports it)'),
     reactor: flag('judge it as a reactor, as call would (automatic when it exports no _start)'),
     sha256: value('<hex>', 'judge it against this pinned SHA-256 too', stringIn(PartitionSpecSchema.properties.sha256)),
+    policy: value('<file>', 'judge it under this security policy too: signed by a trusted publisher or pinned (docs/SECURITY.md)', text),
+    signature: value('<file>', 'a detached signature for the module, for --policy', text),
     json: flag('print a JSON document instead of the table'),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
@@ -61,8 +65,8 @@ options: a module that imports wasi_snapshot_preview1 is judged with WASI admitt
 enable it; one that exports no _start but functions () -> i32 (or _initialize) is a reactor. A
 manifest is judged with its own limits, wasi, kind and sha256.
 
-Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit and
-integrity refusals; 2 bad usage).
+Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit,
+integrity and policy refusals; 2 bad usage).
 
 --json: the inspection as one JSON document: {"measurement","size","imports","exports","memories",
 "tables","start","verdict","kind","wasi","exitStatus"}.`,
@@ -79,14 +83,15 @@ export async function inspect(argv: string[]): Promise<number> {
   const memoryPages = values.memory ?? m?.limits?.memoryPages;
   const sha256 = values.sha256 ?? m?.sha256;
   const limits = { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}) };
-  const hv = new Hypervisor();
-  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}) });
+  const signature = values.signature ?? (typeof m?.signature === 'string' ? m.signature : undefined);
+  const hv = new Hypervisor(values.policy !== undefined ? { policy: values.policy } : {});
+  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}), ...(signature !== undefined ? { signature } : {}) });
   const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
   process.stdout.write(
     values.json
       ? JSON.stringify({ ...inspection, kind, wasi, exitStatus: status }, null, 2) + '\n'
       : formatInspection(source.file, inspection) + `${'kind:'.padEnd(12)}${kind === 'reactor' ? 'reactor (wasmvisor call)' : 'command (wasmvisor run)'}\n${'wasi:'.padEnd(12)}${wasi ? 'enabled' : 'not used'}\n`,
   );
-  if (!inspection.verdict.admitted) process.stderr.write(`${inspection.verdict.code}: ${inspection.verdict.message}\n`);
+  if (!inspection.verdict.admitted) stderr.verdict(inspection.verdict.code, inspection.verdict.message);
   return status;
 }

@@ -1,14 +1,21 @@
 /**
- * Loads the management plane's bundle (dist/mgmt.js) on demand, so `wasmvisor run` and the
- * library never load fastify or the certificate code.
+ * Loads the management plane's bundle (dist/mgmt.js) and the labs' (dist/labs.js) on demand, so
+ * `wasmvisor run` and the library never load fastify, the certificate code or the dashboard.
  */
 import { errorFromCode, isErrorCode, WasmvisorError } from '../errors.ts';
-import { mgmtModule } from '../paths.ts';
+import { labsModule, mgmtModule } from '../paths.ts';
 
 export type Mgmt = typeof import('../mgmt/index.ts');
 
 export async function loadMgmt(): Promise<Mgmt> {
   return (await import(mgmtModule.href)) as Mgmt;
+}
+
+export type Labs = typeof import('../labs/index.ts');
+
+/** The labs' bundle (dist/labs.js), for `lab` and `serve --dashboard`. */
+export async function loadLabs(): Promise<Labs> {
+  return (await import(labsModule.href)) as Labs;
 }
 
 /**

@@ -4,9 +4,9 @@
  * or a reactor (it does not, and exports functions to call). Read from the module's sections
  * only — no engine validation here: createPartition and inspect validate once, after this.
  */
-import { isCallable } from '../hypervisor.ts';
+import { callableExports } from '../loader/pipeline.ts';
 import { readModuleSource, DEFAULT_MAX_MODULE_BYTES } from '../loader/read.ts';
-import { functionType, readSections } from '../loader/sections.ts';
+import { readSections } from '../loader/sections.ts';
 import { WASI_MODULE } from '../wasi/errno.ts';
 
 export interface ModuleShape {
@@ -21,11 +21,7 @@ export async function moduleShape(file: string): Promise<ModuleShape | null> {
   try {
     const info = readSections(await readModuleSource(file, DEFAULT_MAX_MODULE_BYTES));
     const exportsStart = info.exports.some((e) => e.kind === 'function' && e.name === '_start');
-    const callable = info.exports
-      .filter((e) => {
-        return e.kind === 'function' && !e.name.startsWith('_') && isCallable(functionType(info, e.index));
-      })
-      .map((e) => e.name);
+    const callable = callableExports(info);
     const reactor = !exportsStart && (callable.length > 0 || info.exports.some((e) => e.name === '_initialize'));
     return { importsWasi: info.imports.some((i) => i.module === WASI_MODULE), kind: reactor ? 'reactor' : 'command', callable };
   } catch {

@@ -4,16 +4,35 @@
  * command line accepts exactly what the library accepts, and says so naming the flag.
  * A flag given on the command line overrides the same setting from a manifest.
  */
+import { stderr } from './stderr.ts';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
-import { BlockSchema, ClockSchema, CpuLimitSchema, NetSchema, PartitionLimitsSchema, PartitionSpecSchema, PlacementSchema, IsolationSchema, type DevicesSpec, type PartitionSpec, type PreopenSpec } from '../schema/index.ts';
+import { cliActor } from '../security/monitor.ts';
+import {
+  BlockSchema,
+  ClockSchema,
+  CpuLimitSchema,
+  NetSchema,
+  PartitionLimitsSchema,
+  PartitionSpecSchema,
+  PlacementSchema,
+  IsolationSchema,
+  RateLimitSchema,
+  WasiQuotasSchema,
+  type DevicesSpec,
+  type HypervisorOptions,
+  type PartitionSpec,
+  type PreopenMode,
+  type PreopenSpec,
+  type WasiQuotas,
+} from '../schema/index.ts';
 import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
 import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
 
-export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net'] as const;
+export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
 
 /** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
@@ -27,13 +46,35 @@ function deviceList(raw: string, name: string): Set<DeviceName> {
   return grant;
 }
 
-/** `--dir <host>[::<guest>]`, as Wasmtime spells it. */
-function dirOption(raw: string, name: string): PreopenSpec {
-  const at = raw.indexOf('::');
-  const hostPath = at < 0 ? raw : raw.slice(0, at);
-  const guestPath = at < 0 ? raw : raw.slice(at + 2);
-  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`${name}: expected <host-folder>[::<guest-path>], got ${JSON.stringify(raw)}`);
-  return { hostPath, guestPath };
+/**
+ * `--dir <host>[::<guest>][:ro|:rw|:copy]`: Wasmtime's spelling plus a mode suffix (default ro).
+ * A folder whose name itself ends in `:rw` is written with an explicit mode: `x:rw::x:rw:ro`.
+ */
+export function dirOption(raw: string, name: string): PreopenSpec {
+  const mode = /:(ro|rw|copy)$/.exec(raw);
+  const rest = mode ? raw.slice(0, mode.index) : raw;
+  const at = rest.indexOf('::');
+  const hostPath = at < 0 ? rest : rest.slice(0, at);
+  const guestPath = at < 0 ? rest : rest.slice(at + 2);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`${name}: expected <host-folder>[::<guest-path>][:ro|:rw|:copy], got ${JSON.stringify(raw)}`);
+  return { hostPath, guestPath, mode: (mode?.[1] ?? 'ro') as PreopenMode };
+}
+
+const QUOTA_KEYS: Record<string, keyof WasiQuotas> = { bytes: 'maxBytes', inodes: 'maxInodes', fds: 'maxFds', path: 'maxPathBytes' };
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take K, M, G, T: powers of 1024), each checked against the spec's schema. */
+export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
+  const quotas: WasiQuotas = {};
+  for (const item of raw.split(',')) {
+    const m = /^(\w+)=(\d+)([kmgt]?)i?b?$/i.exec(item.trim());
+    const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
+    if (!m || key === undefined) {
+      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${JSON.stringify(item)}`);
+    }
+    quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!), `${name} ${m[1]}`);
+  }
+  return quotas;
 }
 
 function envOption(raw: string, name: string): string {
@@ -73,11 +114,23 @@ export function partitionOptions(kind: 'run' | 'call') {
       default: kind === 'run' ? 'guest' : 'plugin',
     }),
     'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
-    wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env)', { grants: 'the WASI preview1 surface' }),
-    dir: list('<host>[::<guest>]', 'WASI: a virtual preopen at <guest> (default: <host>) seeded with a copy of the host folder; the host folder is never written', dirOption, {
-      grants: 'a copy of a host folder',
-    }),
+    wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env/--wasi-quota)', { grants: 'the WASI preview1 surface' }),
+    dir: list(
+      '<host>[::<guest>][:ro|:rw|:copy]',
+      'WASI: give the guest a host folder at <guest> (default: <host>). ro (the default) reads it in place, lazily, and nothing can change; rw reads and writes it in place, never anything outside it; copy gives a private in-memory copy (the folder is never written)',
+      dirOption,
+      { grants: 'a host folder (read-only unless :rw)' },
+    ),
+    'wasi-quota': value(
+      '<k=v,...>',
+      'WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take K, M, G (e.g. bytes=512M,inodes=100000)',
+      wasiQuotaOption,
+      { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
+    ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
+    policy: value('<file>', 'security policy (JSON, docs/SECURITY.md): the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit', text),
+    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
+    audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
     placement: value(
       '<where>',
@@ -90,6 +143,12 @@ export function partitionOptions(kind: 'run' | 'call') {
       'thread (a worker thread of this process) or process (an OS process of its own, sandboxed: Node\'s permission model, nobody when run as root, resource limits; README, "Process isolation")',
       (raw, name) => stringIn(IsolationSchema)(raw, name) as 'thread' | 'process',
       { default: 'thread' },
+    ),
+    'output-rate': value(
+      '<bytes/s>',
+      "cap the guest's console output: writes over it are refused (the guest sees EAGAIN / RATE_LIMITED) and counted, and a warning at the end says how many bytes; without it a guest writing faster than its reader waits and nothing is lost",
+      numberIn(RateLimitSchema.properties.bytesPerSecond),
+      { default: 'none' },
     ),
     json: flag(kind === 'run' ? 'end stderr with a JSON report: state, full exit code, error, metrics' : 'print a JSON document instead of the raw output: status, output, error, metrics'),
   };
@@ -116,9 +175,14 @@ export async function readSource(positional: string): Promise<Source> {
   return { manifest: null, file: positional, shape: await moduleShape(positional) };
 }
 
-/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. */
-export function hypervisorOptions(values: PartitionValues): { dataDir?: string; warmWorkers: number } {
-  return { warmWorkers: 0, ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}) };
+/** The Hypervisor options the flags ask for. One partition: no warm workers started ahead of it. A policy is audited: its refusals are on the record. */
+export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
+  return {
+    warmWorkers: 0,
+    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
+    ...(values.policy !== undefined ? { policy: values.policy } : {}),
+    ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
+  };
 }
 
 /**
@@ -132,6 +196,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
   if (values.placement !== undefined) spec.placement = values.placement;
   if (values.isolate !== undefined) spec.isolation = values.isolate;
+  if (values.signature !== undefined) spec.signature = values.signature;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 
   const limits = { ...(spec.limits ?? {}) };
@@ -150,6 +215,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     if (grant.has('clock')) devices.clock = true;
     if (grant.has('entropy')) devices.entropy = true;
     if (grant.has('net')) devices.net = { segment: values.segment ?? 'cli' };
+    if (grant.has('attestation')) devices.attestation = true;
   }
   const clock = devices.clock;
   if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {
@@ -163,16 +229,22 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   if (devices.entropy !== undefined && devices.entropy !== false && seed !== undefined) devices.entropy = { seed };
   if (devices.net !== undefined && devices.net !== false && values.segment !== undefined) devices.net = { ...devices.net, segment: values.segment };
   if (values.disk !== undefined) devices.block = { ...(devices.block || {}), sizeMiB: values.disk };
+  if (values['output-rate'] !== undefined && devices.console !== undefined && devices.console !== false) {
+    // --output-rate: the console's byte rate limit in reject mode (refused writes are counted and reported).
+    devices.console = { ...(devices.console === true ? {} : devices.console), rateLimit: { bytesPerSecond: values['output-rate'], mode: 'reject' } };
+  }
   spec.devices = devices;
 
   const dirs = values.dir ?? [];
   const envs = values.env ?? [];
-  if (spec.wasi !== undefined || values.wasi || dirs.length > 0 || envs.length > 0 || source.shape?.importsWasi === true) {
+  const quotas = values['wasi-quota'];
+  if (spec.wasi !== undefined || values.wasi || dirs.length > 0 || envs.length > 0 || quotas !== undefined || source.shape?.importsWasi === true) {
     const wasi = { ...(spec.wasi ?? {}) };
     // argv[0] is the module's file name, as a shell would give it.
     if (wasi.args === undefined || guestArgs.length > 0) wasi.args = [path.basename(source.file), ...(spec.args ?? [])];
     if (envs.length > 0) wasi.env = [...(Array.isArray(wasi.env) ? wasi.env : Object.entries(wasi.env ?? {}).map(([k, v]) => `${k}=${v}`)), ...envs];
     if (dirs.length > 0) wasi.preopens = [...(wasi.preopens ?? []), ...dirs];
+    if (quotas !== undefined) wasi.quotas = { ...(wasi.quotas ?? {}), ...quotas };
     spec.wasi = wasi;
   }
   if (kind === 'call') {
@@ -184,5 +256,5 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
 
 /** Prints a partition's violations on stderr (the host's own line, never the guest's text raw). */
 export function reportViolations(partition: Partition): void {
-  partition.on('violation', (v) => process.stderr.write(`wasmvisor: violation: ${v.call} ${v.status}: ${v.reason}\n`));
+  partition.on('violation', (v) => stderr.note(`violation: ${v.call} ${v.status}: ${v.reason}`));
 }

@@ -7,12 +7,14 @@
  * print as `CODE: message` like every other command; exit statuses as in main.ts, plus 77 for
  * ERR_UNAUTHENTICATED / ERR_ACCESS_DENIED and 69 for ERR_CONNECTION.
  */
+import { escapeText } from '../escape.ts';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
+import { stderr } from './stderr.ts';
 
 export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fingerprint <sha256> | --ca <file>] [--cert <file> --key <file>] <command>
     ps [--json]                          the partitions you may read
@@ -40,14 +42,13 @@ function parseJson(body: Buffer): unknown {
   }
 }
 
-function print(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+/** A verdict's code as the host sent it, when it is one (`ERR_` and capitals); anything else is not trusted as one. */
+function verdictCode(code: unknown): string {
+  return typeof code === 'string' && /^ERR_[A-Z_]{1,64}$/.test(code) ? code : 'ERR_INTERNAL';
 }
 
-/** Guest text printed to a terminal: control characters (escape sequences) are shown escaped. */
-function safe(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+function print(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
 export async function remoteCommand(argv: string[]): Promise<number> {
@@ -166,11 +167,15 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       try {
         await client.stream(`/partitions/${enc(positionals[0]!)}/console?tail=${tail}&follow=${values.follow === true}`, (name, data) => {
           const d = data as { stream?: string; line?: string; state?: string; code?: string; message?: string; lines?: number };
-          if (name === 'console') (d.stream === 'stderr' ? process.stderr : process.stdout).write(safe(d.line ?? '') + '\n');
-          else if (name === 'state') process.stderr.write(`wasmvisor: ${positionals[0]} is ${d.state}\n`);
-          else if (name === 'dropped') process.stderr.write(`wasmvisor: ${d.lines} lines dropped (reading too slowly)\n`);
+          // Guest lines come escaped (a remote terminal is the reader's); on stderr, one that would read
+          // as a verdict or note is marked as the guest's, and the end is a verdict: stderr.ts's rule.
+          if (name === 'console') {
+            if (d.stream === 'stderr') stderr.guestLine(escapeText(d.line ?? ''));
+            else process.stdout.write(escapeText(d.line ?? '') + '\n');
+          } else if (name === 'state') stderr.note(`${positionals[0]} is ${String(d.state)}`);
+          else if (name === 'dropped') stderr.note(`${String(d.lines)} lines dropped (reading too slowly)`);
           else if (name === 'end') {
-            process.stderr.write(`${d.code}: ${d.message}\n`);
+            stderr.verdict(verdictCode(d.code), String(d.message));
             status = d.code === 'ERR_UNAUTHENTICATED' ? 77 : d.code === 'ERR_NOT_FOUND' ? 0 : 1;
           }
         }, ac.signal);
@@ -197,7 +202,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         return 0;
       } catch (error) {
         if (error instanceof GuestCallError) {
-          process.stderr.write(`${error.code}: ${error.message}\n`);
+          stderr.verdict(error.code, error.message);
           return 1;
         }
         throw error;
@@ -234,10 +239,10 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
       if (values.json) print(r);
       else {
-        if (!r.durable) process.stderr.write('wasmvisor: this host keeps its audit log in memory only\n');
+        if (!r.durable) stderr.note('this host keeps its audit log in memory only');
         for (const x of r.records) {
           const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
-          process.stdout.write(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${safe(x.reason)}\n`);
+          process.stdout.write(`${x.seq} ${escapeText(`${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
         }
       }
       return 0;

@@ -5,11 +5,11 @@
  */
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
-import { adopt, loadMgmt } from './mgmt-loader.ts';
+import { adopt, loadLabs, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
 
 export const SERVE_USAGE = `  wasmvisor serve [--config <dir>] [--bind <addr>] [--port <n>] [--tls-self-signed [--tls-name <name>]...]
-                  [--tls-cert <file> --tls-key <file>] [--client-ca <file>]`;
+                  [--tls-cert <file> --tls-key <file>] [--client-ca <file>] [--dashboard]`;
 
 export function serveCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
@@ -30,12 +30,19 @@ async function run(argv: string[]): Promise<number> {
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'client-ca': { type: 'string' },
+        dashboard: { type: 'boolean' },
       },
     }),
   );
   if (positionals.length > 0) throw new InvalidArgumentError('serve takes no positional arguments');
-  const mgmt = await loadMgmt();
+  const labs = values.dashboard ? await loadLabs() : null;
+  // The dashboard is a page for this machine: it is served on loopback only (docs/LABS.md).
+  if (labs && values.bind !== undefined && !labs.isLoopback(values.bind)) {
+    throw new InvalidArgumentError(`--dashboard serves a page on loopback only; --bind ${values.bind} is not a loopback address (reach a remote host's dashboard through an SSH tunnel)`);
+  }
+  const mgmt = labs ?? (await loadMgmt());
   const running = await mgmt.serve({
+    ...(labs ? { extension: new labs.Dashboard({ labs: false }) } : {}),
     config: values.config ?? 'wasmvisor-host',
     ...(values.bind !== undefined ? { bind: values.bind } : {}),
     port: intOption(values.port, 'port', 0, 65535) ?? 8443,
@@ -49,6 +56,7 @@ async function run(argv: string[]): Promise<number> {
   if (running.fingerprint) out.push(`  certificate  SHA-256 ${running.fingerprint}  (clients: --fingerprint <this>)`);
   if (running.caFile) out.push(`  local CA     ${running.caFile}  SHA-256 ${running.caFingerprint}  (clients: --ca <this file>)`);
   else if (!running.fingerprint) out.push('  no TLS: plain HTTP on loopback only');
+  if (labs) out.push(`  dashboard    ${running.url}/dashboard/  (sign in with a token that has metrics/read at /)`);
   if (running.tokens.list().length === 0) {
     out.push(`  no tokens yet: wasmvisor token create --config ${running.host.config.root} --name admin --role Owner --scope /`);
   }

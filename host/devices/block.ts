@@ -49,7 +49,8 @@ function parseHeader(input: Uint8Array): Request {
  * Checks, in order, each answering with a status and no side effect: input length and flags
  * (INVALID_ARGUMENT), count within 1 .. the per-call maximum (INVALID_ARGUMENT), the range inside
  * the disk (OUT_OF_RANGE), the output window large enough (BUFFER_TOO_SMALL). Then the request
- * waits for its tokens, then runs. A file-system failure is IO_ERROR; a sector that does not
+ * waits for its tokens, then runs. A file-system failure is IO_ERROR (after a failed write or
+ * fsync, every later write, discard and flush too: see BlockImage); a sector that does not
  * authenticate is INTEGRITY (and the read writes nothing to the guest).
  */
 export class BlockDevice implements Device {
@@ -58,6 +59,8 @@ export class BlockDevice implements Device {
   readonly handlers: ReadonlyMap<number, Handler>;
   /** Bytes and requests; by default in block mode: a throttled request waits (the watchdog still bounds it). */
   private readonly limiter: RateLimiter;
+  /** The engine's counters as last added to the stats. */
+  private readonly synced = { integrityFailures: 0, tornRecovered: 0, ioErrors: 0 };
 
   constructor(
     config: ResolvedBlock,
@@ -78,6 +81,9 @@ export class BlockDevice implements Device {
       },
     );
     this.record = { id: HvDevice.BLOCK, version: 1, param0: image.sectorCount, param1: HV_DEVICE_FLAG_ENCRYPTED };
+    // A reactor's earlier instance hit a write or fsync error on this image: what reached the
+    // disk is unknown until the image is opened again, so this engine refuses writes too.
+    if (stats[Stat.BLOCK_FAILED] !== 0) image.fail('an earlier run of this partition failed to write its disk');
     this.handlers = new Map<number, Handler>([
       [HvCall.BLOCK_INFO, (_i, inLen, out, outCap) => this.info(inLen, out, outCap)],
       [HvCall.BLOCK_READ, (input, inLen, out, outCap) => this.read(input, inLen, out, outCap)],
@@ -91,11 +97,10 @@ export class BlockDevice implements Device {
   close(): void {
     try {
       this.image.flush();
-    } catch {
-      this.stats[Stat.BLOCK_IO_ERRORS]!++;
+    } finally {
+      this.syncCounters();
+      this.image.close();
     }
-    this.syncCounters();
-    this.image.close();
   }
 
   private info(inLen: number, out: Uint8Array, outCap: number): number {
@@ -142,10 +147,12 @@ export class BlockDevice implements Device {
     const n = r.count * HV_BLOCK_SECTOR_SIZE;
     if (!this.throttle(n)) return -HvStatus.RATE_LIMITED;
     return this.io(() => {
-      this.image.write(r.sector, r.count, input, HV_BLOCK_HEADER_SIZE);
+      let s = this.image.write(r.sector, r.count, input, HV_BLOCK_HEADER_SIZE);
+      if (s !== HvStatus.SUCCESS) return -s;
       this.stats[Stat.BLOCK_WRITE_BYTES]! += n;
       if ((r.flags & HV_BLOCK_WRITE_FUA) !== 0) {
-        this.image.flush();
+        s = this.image.flush();
+        if (s !== HvStatus.SUCCESS) return -s;
         this.stats[Stat.BLOCK_FLUSHES]!++;
       }
       return n;
@@ -156,7 +163,8 @@ export class BlockDevice implements Device {
     if (inLen !== 0) return -HvStatus.INVALID_ARGUMENT;
     if (!this.throttle(0)) return -HvStatus.RATE_LIMITED;
     return this.io(() => {
-      this.image.flush();
+      const s = this.image.flush();
+      if (s !== HvStatus.SUCCESS) return -s;
       this.stats[Stat.BLOCK_FLUSHES]!++;
       return 0;
     });
@@ -171,7 +179,8 @@ export class BlockDevice implements Device {
     // A discard writes a zero version of each sector, so it costs what a write of the same size costs.
     if (!this.throttle(n)) return -HvStatus.RATE_LIMITED;
     return this.io(() => {
-      this.image.discard(r.sector, r.count);
+      const s = this.image.discard(r.sector, r.count);
+      if (s !== HvStatus.SUCCESS) return -s;
       this.stats[Stat.BLOCK_DISCARD_BYTES]! += n;
       return 0;
     });
@@ -185,20 +194,26 @@ export class BlockDevice implements Device {
     return this.limiter.admit(bytes) === 'ok';
   }
 
+  /** Runs a request and publishes the engine's counters (the engine turns file errors into IO_ERROR itself). */
   private io(run: () => number): number {
-    let result: number;
     try {
-      result = run();
-    } catch {
-      this.stats[Stat.BLOCK_IO_ERRORS]!++;
-      result = -HvStatus.IO_ERROR;
+      return run();
+    } finally {
+      this.syncCounters();
     }
-    this.syncCounters();
-    return result;
   }
 
+  /**
+   * Adds what the engine counted since the last sync: the stats outlive this engine (a reactor's
+   * restart gets a new one) and stay cumulative.
+   */
   private syncCounters(): void {
-    this.stats[Stat.BLOCK_INTEGRITY_FAILURES] = this.image.counters.integrityFailures;
-    this.stats[Stat.BLOCK_TORN_RECOVERED] = this.image.counters.tornRecovered;
+    const c = this.image.counters;
+    const seen = this.synced;
+    this.stats[Stat.BLOCK_INTEGRITY_FAILURES]! += c.integrityFailures - seen.integrityFailures;
+    this.stats[Stat.BLOCK_TORN_RECOVERED]! += c.tornRecovered - seen.tornRecovered;
+    this.stats[Stat.BLOCK_IO_ERRORS]! += c.ioErrors - seen.ioErrors;
+    Object.assign(seen, c);
+    if (this.image.failed !== null) this.stats[Stat.BLOCK_FAILED] = 1;
   }
 }

@@ -1,6 +1,19 @@
-import { resolveRateLimit, type RateLimitMode, type ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import { MAX_DISK_MIB, MIN_BLOCK_BURST_BYTES, type BlockSpec, type DevicesSpec, type NetSpec } from '../schema/devices.ts';
+import { fstatSync } from 'node:fs';
+import { isatty } from 'node:tty';
+import { InvalidArgumentError } from '../errors.ts';
+import { resolveRateLimit } from '../limits/rate-limiter.ts';
+import { MAX_DISK_MIB, MIN_BLOCK_BURST_BYTES, type BlockSpec, type ConsoleSpec, type DevicesSpec, type NetSpec } from '../schema/devices.ts';
 import { NAME } from '../schema/kinds.ts';
+import {
+  CONSOLE_DEFAULTS,
+  rxRecordBytes,
+  type ResolvedBlock,
+  type ResolvedClock,
+  type ResolvedConsole,
+  type ResolvedDevices,
+  type ResolvedEntropy,
+  type ResolvedNet,
+} from './resolved.ts';
 
 /**
  * Device grants in a partition spec, resolved to complete settings. The spec was checked against
@@ -8,55 +21,8 @@ import { NAME } from '../schema/kinds.ts';
  * A device that is absent or `false` is not granted: the guest cannot see or use it.
  */
 export type { ConsoleSpec, ClockSpec, EntropySpec, BlockSpec, NetSpec, DevicesSpec } from '../schema/devices.ts';
-
-export interface ResolvedConsole {
-  maxLineBytes: number;
-  linesPerSecond: number;
-  burstLines: number;
-  inputBufferBytes: number;
-  rateLimit: ResolvedRateLimit | null;
-}
-export interface ResolvedClock {
-  resolutionNs: number;
-  deterministic: { startNs: string; stepNs: string } | null;
-}
-export interface ResolvedEntropy {
-  seed: string | null;
-}
-export interface ResolvedBlock {
-  sizeMiB: number;
-  path: string | null;
-  bytesPerSecond: number;
-  burstBytes: number;
-  opsPerSecond: number;
-  burstOps: number;
-  rateLimitMode: RateLimitMode;
-}
-export interface ResolvedNet {
-  segment: string;
-  mtu: number;
-  rxQueueBytes: number;
-  sendBytesPerSecond: number;
-  sendFramesPerSecond: number;
-  recvBytesPerSecond: number;
-  recvFramesPerSecond: number;
-  host: boolean;
-}
-export interface ResolvedDevices {
-  console: ResolvedConsole | null;
-  clock: ResolvedClock | null;
-  entropy: ResolvedEntropy | null;
-  block: ResolvedBlock | null;
-  net: ResolvedNet | null;
-}
-
-export const CONSOLE_DEFAULTS: ResolvedConsole = {
-  maxLineBytes: 4096,
-  linesPerSecond: 1000,
-  burstLines: 1000,
-  inputBufferBytes: 65536,
-  rateLimit: null,
-};
+export type { ResolvedConsole, ResolvedClock, ResolvedEntropy, ResolvedBlock, ResolvedNet, ResolvedDevices } from './resolved.ts';
+export { CONSOLE_DEFAULTS, rxRecordBytes } from './resolved.ts';
 
 export const BLOCK_DEFAULTS = {
   bytesPerSecond: 256 * 1024 * 1024,
@@ -75,11 +41,6 @@ export const NET_DEFAULTS = {
 
 /** Segment names: the same alphabet as partition names. */
 export const SEGMENT_NAME = NAME;
-
-/** Ring bytes one frame of `payload` bytes takes in a receive queue: record header, frame header, padding. */
-export function rxRecordBytes(payload: number): number {
-  return 4 + ((8 + payload + 3) & ~3);
-}
 
 /** `true` grants with defaults, an object with those options; absent or false: not granted. */
 function grant<T extends object>(value: boolean | T | undefined): T | null {
@@ -109,6 +70,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
       inputBufferBytes: nextPowerOfTwo(c.inputBufferBytes ?? CONSOLE_DEFAULTS.inputBufferBytes),
       // A write moves at most one hypercall buffer: a bucket that size can always admit it.
       rateLimit: resolveRateLimit(c.rateLimit, 'devices.console.rateLimit', 65536),
+      outputFd: resolveOutputFds(c.outputFd),
     };
   }
 
@@ -125,7 +87,7 @@ export function resolveDevices(spec: DevicesSpec | undefined): ResolvedDevices {
   }
 
   const entropy: ResolvedEntropy | null = e === null ? null : { seed: e.seed === undefined ? null : String(e.seed) };
-  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net) };
+  return { console, clock, entropy, block: resolveBlock(spec?.block), net: resolveNet(spec?.net), attestation: spec?.attestation === true ? true : null };
 }
 
 function resolveNet(spec: false | NetSpec | undefined): ResolvedNet | null {
@@ -156,6 +118,27 @@ function resolveBlock(spec: false | BlockSpec | undefined): ResolvedBlock | null
     burstOps: spec.burstOps ?? Math.max(1, opsPerSecond),
     rateLimitMode: spec.rateLimitMode ?? 'block',
   };
+}
+
+/**
+ * devices.console.outputFd (types and ranges checked by the schema): each fd must be open and be a
+ * regular file or a non-terminal character device, since a write there never waits on a reader.
+ */
+function resolveOutputFds(spec: ConsoleSpec['outputFd']): ResolvedConsole['outputFd'] {
+  const one = (fd: number | undefined, which: 'stdout' | 'stderr'): number | null => {
+    if (fd === undefined) return null;
+    const what = `devices.console.outputFd.${which}`;
+    let ok: boolean;
+    try {
+      const st = fstatSync(fd);
+      ok = st.isFile() || (st.isCharacterDevice() && !isatty(fd));
+    } catch {
+      throw new InvalidArgumentError(`${what}: fd ${fd} is not open`);
+    }
+    if (!ok) throw new InvalidArgumentError(`${what}: fd ${fd} must be a regular file or /dev/null (a pipe or a terminal could make the partition wait past its watchdog: use partition.${which})`);
+    return fd;
+  };
+  return { stdout: one(spec?.stdout, 'stdout'), stderr: one(spec?.stderr, 'stderr') };
 }
 
 /** Milliseconds (possibly fractional, to the microsecond) to exact nanoseconds. */

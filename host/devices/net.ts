@@ -455,6 +455,7 @@ export class NetDevice implements Device {
       const seq = this.rx.writeSeq;
       const bits = this.readiness(dst);
       const now = performance.now();
+      // A closed receive ring (the partition is ending) ends every wait, as it ends NET_RECV's.
       if (bits !== 0 || now >= deadline || this.rx.closed) return bits;
       // A frame ends the wait at once; writability is looked at again every POLL_SLICE_MS.
       blocker.readable(this.rx, seq, Math.min(deadline, now + POLL_SLICE_MS));

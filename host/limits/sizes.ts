@@ -69,8 +69,10 @@ export interface ChannelSizes {
  * buffer bound (`inputBufferBytes`) is applied by ConsoleInput on top of it.
  */
 export function channelSizes(l: ChannelLimits): ChannelSizes {
-  // Dedicated: 64 KiB of events, so bursts (violation reports are never waited for) have room.
-  const events = l.placement === 'shared' ? MIN_RING_BYTES : 65536;
+  // Dedicated: 64 KiB of events, so bursts (violation reports are never waited for) have room;
+  // with a console, 256 KiB: its byte streams move in chunks of a quarter ring (64 KiB), so the
+  // guest fills one while the root drains another. Shared: the minimum, fed by the outbox.
+  const events = l.placement === 'shared' ? MIN_RING_BYTES : l.maxLineBytes !== null ? 4 * 65536 : 65536;
   // A partition process's call ring takes up to 1 MiB: each ring's worth of a large input costs a
   // round trip between two processes (forward, consume, acknowledge), not a shared-memory wake.
   const maxCalls = l.placement === 'process' ? 1 << 20 : 65536;

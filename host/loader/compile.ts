@@ -1,15 +1,28 @@
+import { guestText } from '../escape.ts';
 import { InternalError, InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
+import { loaderThread } from './offthread.ts';
 import { isCompileError, wasmEngine } from './wasm-api.ts';
 
 /**
- * Compiles bytes into a module. An engine CompileError becomes ModuleInvalidError (the
- * bytes are at fault); anything else (e.g. the engine out of memory) is InternalError.
+ * Compiles bytes into a module on the loader's thread (offthread.ts): even the engine's
+ * asynchronous compile does work on the calling thread that grows with the number of
+ * functions, and the root's thread must not pay it. The bytes are copied, the caller keeps
+ * its own. Errors as `compileHere`.
  */
-export async function compileModule(bytes: Uint8Array): Promise<WebAssembly.Module> {
+export function compileModule(bytes: Uint8Array): Promise<WebAssembly.Module> {
+  return loaderThread().request<WebAssembly.Module>('compile', bytes);
+}
+
+/**
+ * Compiles bytes into a module on this thread (the loader's). An engine CompileError becomes
+ * ModuleInvalidError (the bytes are at fault); anything else (e.g. the engine out of memory)
+ * is InternalError.
+ */
+export async function compileHere(bytes: Uint8Array): Promise<WebAssembly.Module> {
   try {
     return await wasmEngine.compile(bytes);
   } catch (error) {
-    if (isCompileError(error)) throw new ModuleInvalidError(`module failed to compile: ${error.message}`, { cause: error });
+    if (isCompileError(error)) throw new ModuleInvalidError(`module failed to compile: ${guestText(error.message)}`, { cause: error });
     throw new InternalError(`compiling a module failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
 }

@@ -1,4 +1,5 @@
-import { FeatureDeniedError, InternalError, WasmvisorError } from '../errors.ts';
+import { guestText } from '../escape.ts';
+import { FeatureDeniedError, InternalError, LimitMemoryError, LimitModuleError, WasmvisorError } from '../errors.ts';
 
 /**
  * Fuel metering: rewrites a guest so it counts the work it does.
@@ -206,8 +207,16 @@ function freshName(base: string, taken: (name: string) => boolean): string {
 /**
  * Rewrites `bytes` (already admitted by the policy and clamped) so it meters fuel, and adds the
  * two instrumenter imports. Deterministic: the same bytes give the same output.
- * Throws FeatureDeniedError for code the instrumenter cannot meter; any other failure is an
- * InternalError (the bytes were validated before, so binaryen refusing them is our fault).
+ *
+ * Custom sections are removed before binaryen reads the module: the engine ignores their
+ * contents, but binaryen parses some (`name`, `target_features`, `dylink`, DWARF, ...) and
+ * throws on malformed ones, and `target_features` would even change the features binaryen
+ * reads and writes with. They carry nothing the module needs to run; the measurement is of the
+ * original bytes, custom sections included.
+ *
+ * Throws FeatureDeniedError for code the instrumenter cannot meter, or that binaryen cannot
+ * read although the engine validated it (a typed refusal, before anything runs); InternalError
+ * only for a fault in our own rewrite.
  */
 export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResult> {
   const b = await loadBinaryen();
@@ -215,17 +224,67 @@ export async function instrumentFuel(bytes: Uint8Array): Promise<InstrumentResul
   try {
     // binaryen.js 132 takes the features as readBinary's second argument (its typings lag).
     const read = b.readBinary as unknown as (data: Uint8Array, features: number) => InstanceType<Binaryen['Module']>;
-    module = read(bytes, binaryenFeatures(b));
+    module = read(withoutSection(bytes, CUSTOM_SECTION), binaryenFeatures(b));
   } catch (error) {
-    throw new InternalError(`fuel instrumentation could not read the module: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    binaryenHealthy = false;
+    throw exhausted(error) ?? new FeatureDeniedError(`fuel metering cannot read this module (binaryen: ${guestText(describe(error))})`);
   }
   try {
     return rewrite(b, module);
   } catch (error) {
     if (error instanceof WasmvisorError) throw error;
-    throw new InternalError(`fuel instrumentation failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    binaryenHealthy = false;
+    throw exhausted(error) ?? new InternalError(`fuel instrumentation failed: ${describe(error)}`, { cause: error });
   } finally {
-    module.dispose();
+    try {
+      module.dispose();
+    } catch {
+      binaryenHealthy = false;
+    }
+  }
+}
+
+/**
+ * False once an exception has unwound through binaryen's own frames (a trap, a stack overflow,
+ * anything binaryen threw): its compiled code keeps a stack pointer and a heap in its linear
+ * memory that such an unwind can leave inconsistent, so this thread's binaryen must not be
+ * trusted with another module. The loader's thread then retires (offthread.ts) and the next
+ * instrumentation gets a fresh binaryen in a fresh thread.
+ */
+let binaryenHealthy = true;
+
+/** Whether this thread's binaryen may instrument another module (see `binaryenHealthy`). */
+export function instrumenterHealthy(): boolean {
+  return binaryenHealthy;
+}
+
+/**
+ * binaryen recurses on the module's nesting and grows its own memory with the module: a module
+ * that takes it past the loader thread's stack or memory is refused with the bound to lower
+ * (a typed refusal before anything runs), never reported as a fault of ours.
+ */
+function exhausted(error: unknown): WasmvisorError | null {
+  // A stack overflow shows as the engine's RangeError (native stack) or as an out-of-bounds
+  // access (binaryen's own stack, at the bottom of its linear memory).
+  if ((error instanceof RangeError && /call stack/i.test(error.message)) || /memory access out of bounds/i.test(describe(error))) {
+    return new LimitModuleError(
+      'fuel metering ran out of stack on this module: its blocks or expressions nest too deeply for the instrumenter (lower moduleLimits.nestingDepth, or run it without fuel)',
+    );
+  }
+  if (/out of memory|\bOOM\b|Cannot enlarge memory|Aborted/i.test(describe(error))) {
+    return new LimitMemoryError(`fuel metering ran out of memory on this module (binaryen: ${guestText(describe(error))})`);
+  }
+  return null;
+}
+
+/** A thrown value as text: binaryen.js throws strings and plain objects as well as Errors. */
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
   }
 }
 
@@ -266,7 +325,7 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
       if (expr === 0) continue;
       const id = b.getExpressionId(expr);
       const names = fields.get(id);
-      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter ${unsupportedName(b, id)} (in function ${info.name})`);
+      if (names === undefined) throw new FeatureDeniedError(`fuel metering cannot meter ${unsupportedName(b, id)} (in function ${guestText(info.name)})`);
       let into = region;
       if (id === b.LoopId) {
         into = { cost: 0, loop: expr, body: 0 };
@@ -301,8 +360,12 @@ function rewrite(b: Binaryen, module: InstanceType<Binaryen['Module']>): Instrum
 }
 
 const START_SECTION = 8;
+const CUSTOM_SECTION = 0;
 
-/** `bytes` without the sections of id `id`. The input is binaryen's own valid output. */
+/**
+ * `bytes` without the sections of id `id`. The input is a module whose section framing is
+ * known to be sound: binaryen's own output, or bytes our section reader accepted.
+ */
 function withoutSection(bytes: Uint8Array, id: number): Uint8Array {
   const parts: Uint8Array[] = [bytes.subarray(0, 8)];
   let at = 8;

@@ -1,13 +1,16 @@
-import { FeatureDeniedError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { FeatureDeniedError, LimitModuleError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { ModuleCache, compileModule } from './compile.ts';
-import { INSTRUMENTATION_VERSION } from './instrument.ts';
+import { INSTRUMENTATION_VERSION, instrumentFuel } from './instrument.ts';
 import { ASYNCIFY_VERSION, transformModule } from './transform.ts';
-import { checkIntegrity, validateIntegrityOptions } from './integrity.ts';
+import { checkIntegrity, validateIntegrityOptions, type IntegrityOptions } from '../security/integrity.ts';
 import { measure } from './measure.ts';
+import { loaderThread, transferable } from './offthread.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource, type ModuleSource } from './read.ts';
 import { applyClampPlan } from './rewrite.ts';
+import { checkBound } from './bounds.ts';
 import {
+  SectionId,
   functionTypeIndices,
   readSections,
   type ExportInfo,
@@ -26,7 +29,7 @@ export interface LoadOptions {
   /** Size cap in bytes. Default DEFAULT_MAX_MODULE_BYTES (16 MiB). */
   maxModuleBytes?: number;
   /** Overrides applied to `defaultPolicy()`. */
-  policy?: Partial<LoadPolicy>;
+  policy?: Parameters<typeof defaultPolicy>[0];
   /** Pinned SHA-256 of the original bytes (64 hex digits, any case). */
   expectedSha256?: string;
   /** Admitted SHA-256 measurements; enforced when given (an empty set admits nothing). */
@@ -46,11 +49,22 @@ export interface LoadOptions {
 }
 
 /** A module that passed every step, compiled and ready to hand to a partition's worker. */
-export interface LoadedModule {
+export interface LoadedModule extends PreparedModule {
+  /** The compiled module (of `bytes`). */
+  module: WebAssembly.Module;
+}
+
+/**
+ * What the loader's thread answers for an admitted module: small, whatever the module's size
+ * (the bounds cap the number of exports), because the root's thread deserializes it.
+ */
+export interface PreparedModule {
   /** SHA-256 of the original bytes (lowercase hex). */
   measurement: string;
-  /** The structure of the original bytes. */
-  info: ModuleInfo;
+  /** The module's exports (names, kinds, indices). */
+  exports: readonly ExportInfo[];
+  /** Exports a host may call: functions `() -> i32` whose names do not start with `_`. */
+  callable: readonly string[];
   /** The maxima the loader imposed. */
   plan: ClampPlan;
   /** The bytes as run: after the clamp rewrite and, when metered, the fuel instrumentation. */
@@ -59,8 +73,8 @@ export interface LoadedModule {
   fuelMetered: boolean;
   /** Length of the original bytes. */
   originalSize: number;
-  /** The compiled module (of `bytes`). */
-  module: WebAssembly.Module;
+  /** Initial pages of the module's first memory (defined or imported), 0 when it has none. */
+  memoryInitial: number;
 }
 
 /** An import as `inspect` shows it: function imports carry their signature. */
@@ -86,13 +100,19 @@ export interface Inspection {
 }
 
 /**
- * The module pipeline: read → validate → sections → policy → measure → integrity →
- * rewrite (clamp) → instrument (fuel, only when asked) → compile (cache). Each step throws
- * its own typed error and the first failure ends the load.
+ * The module pipeline: read → sections and structural bounds → validate → policy → measure
+ * → integrity → rewrite (clamp) → instrument (fuel, only when asked) → compile (cache). Each
+ * step throws its own typed error and the first failure ends the load.
+ *
+ * Only the read happens on the caller's thread; every step whose cost grows with the module
+ * runs on the loader's thread (offthread.ts), so a module of any shape costs the root's event
+ * loop a message, not its validation or compilation.
  *
  * Invariants:
  * - Options are checked (policy limits, pin and allow-list format) before anything is read.
  * - Every refusal happens before anything is compiled; nothing here instantiates.
+ * - The structural bounds are checked by our own linear, iterative reader before the engine
+ *   sees the bytes: the engine's validation and compilation are not linear in the size.
  * - The measurement is of the original bytes; the cache key adds the plan and, when metered,
  *   the instrumentation version, because each of them changes the bytes that run.
  * - Instrumentation runs after the policy has judged the original: the imports it adds are
@@ -103,73 +123,160 @@ export async function loadModule(source: ModuleSource, options: LoadOptions = {}
   validateIntegrityOptions(options);
 
   const original = await readModuleSource(source, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES);
-  const { info, verdict } = judgeModule(original, policy);
-  if (!verdict.admitted) throw verdict.error;
-  const { plan } = verdict;
-  const measurement = measure(original);
-  checkIntegrity(measurement, options);
-  const clamped = applyClampPlan(original, info, plan);
-  const suspendable = options.suspendable === true;
-  const fuelMetered = options.fuel === true || suspendable;
-  const key = cacheKey(measurement, plan, fuelMetered, suspendable);
-  // binaryen's passes run in the transform worker, never on the root's event loop.
-  const bytes = fuelMetered ? await instrumentedBytes(key, () => transformModule(clamped, suspendable)) : clamped;
-  const module = options.cache !== undefined ? await options.cache.compile(key, bytes) : await compileModule(bytes);
-  return { measurement, info, plan, bytes, fuelMetered, originalSize: original.length, module };
+  const request: PrepareRequest = { original, policy, integrity: integrityOf(options), fuel: options.fuel === true, suspendable: options.suspendable === true };
+  const { instrumented, ...prepared } = await loaderThread().request<PreparedAnswer>('prepare', request, transferable(original));
+  if (instrumented === 'hit') instrumentationCache.hits++;
+  else if (instrumented === 'miss') instrumentationCache.misses++;
+  const key = cacheKey(prepared.measurement, prepared.plan, prepared.fuelMetered, request.suspendable);
+  const module = options.cache !== undefined ? await options.cache.compile(key, prepared.bytes) : await compileModule(prepared.bytes);
+  return { ...prepared, module };
 }
 
-/** Instrumented bytes by cache key, most recent last; at most INSTRUMENTED_ENTRIES kept. */
-const instrumented = new Map<string, Promise<Uint8Array>>();
-const INSTRUMENTED_ENTRIES = 64;
-/** How often the in-process instrumentation cache answered, for tests and diagnostics. */
+/** How often the loader thread's instrumentation cache answered, for tests and diagnostics. */
 export const instrumentationCache = { hits: 0, misses: 0 };
+
+/** The `prepare` job: what `loadModule` hands to the loader's thread. */
+export interface PrepareRequest {
+  readonly original: Uint8Array;
+  readonly policy: LoadPolicy;
+  readonly integrity: IntegrityOptions;
+  readonly fuel: boolean;
+  /** Shared placement: the module is also made suspendable (Asyncify, in the transform worker). */
+  readonly suspendable: boolean;
+}
+
+/** The `prepare` job's answer: the prepared module and whether instrumentation was cached. */
+export type PreparedAnswer = PreparedModule & { readonly instrumented: 'hit' | 'miss' | null };
+
+/** The `inspect` job. */
+export interface InspectRequest {
+  readonly bytes: Uint8Array;
+  readonly policy: LoadPolicy;
+  readonly integrity: IntegrityOptions;
+}
+
+function integrityOf(options: LoadOptions): IntegrityOptions {
+  return {
+    ...(options.expectedSha256 !== undefined ? { expectedSha256: options.expectedSha256 } : {}),
+    ...(options.allowList !== undefined ? { allowList: new Set(options.allowList) } : {}),
+  };
+}
+
+/**
+ * The loader thread's side of `loadModule`: every step after the read, up to (not including)
+ * the compile, which the caller's cache decides on. Runs on the loader's thread only.
+ */
+export async function prepareModule(request: PrepareRequest): Promise<PreparedAnswer> {
+  const { original, policy, integrity, suspendable } = request;
+  // A suspendable module is always metered: its slices are counted in fuel.
+  const fuel = request.fuel || suspendable;
+  const measurement = measure(original);
+  const { info, verdict } = judgeModule(original, measurement, policy);
+  if (!verdict.admitted) throw verdict.error;
+  const { plan } = verdict;
+  checkIntegrity(measurement, integrity);
+  const clamped = applyClampPlan(original, info, plan);
+  const key = cacheKey(measurement, plan, fuel, suspendable);
+  if (fuel) {
+    const code = info.sections.find((span) => span.id === SectionId.CODE);
+    const codeBytes = code === undefined ? 0 : code.end - code.payloadStart;
+    checkBound(policy.moduleLimits, 'meteredCodeBytes', codeBytes, `the code section of this metered module has ${codeBytes} bytes`);
+  }
+  let instrumented: PreparedAnswer['instrumented'] = null;
+  let bytes = clamped;
+  if (fuel) {
+    instrumented = instrumentedCache.has(key) ? 'hit' : 'miss';
+    // A copy: the answer's buffer is transferred to the root, the cache keeps its own.
+    const transform = suspendable ? () => transformModule(clamped, true) : () => instrumentFuel(clamped).then((r) => r.bytes);
+    bytes = (await instrumentedBytes(key, clamped.length, transform)).slice();
+  }
+  return { measurement, exports: info.exports, callable: callableExports(info), plan, bytes, fuelMetered: fuel, originalSize: original.length, memoryInitial: info.memories[0]?.initial ?? 0, instrumented };
+}
+
+/** Exports a host may call: functions `() -> i32` whose names do not start with `_`. */
+export function callableExports(info: ModuleInfo): string[] {
+  const funcTypes = functionTypeIndices(info);
+  const callable: string[] = [];
+  for (const e of info.exports) {
+    if (e.kind !== 'function' || e.name.startsWith('_')) continue;
+    const typeIndex = funcTypes[e.index];
+    const sig = typeIndex === undefined ? undefined : info.types[typeIndex];
+    if (sig !== undefined && sig.params.length === 0 && sig.results.length === 1 && sig.results[0] === 'i32') callable.push(e.name);
+  }
+  return callable;
+}
+
+/**
+ * Instrumented bytes by cache key, most recent last (loader thread): at most
+ * INSTRUMENTED_ENTRIES entries, and entries whose originals total at most
+ * INSTRUMENTED_BYTES (an instrumented module is a little larger than its original).
+ */
+const instrumentedCache = new Map<string, Promise<Uint8Array>>();
+const instrumentedSizes = new Map<string, number>();
+const INSTRUMENTED_ENTRIES = 64;
+const INSTRUMENTED_BYTES = 64 * 1024 * 1024;
 
 /**
  * Instrumentation costs far more than compilation (binaryen reads, rewrites and writes the
- * module), so its output is kept per key even when the caller has no ModuleCache, and
- * concurrent loads of one key share one run. A failed run is not kept.
+ * module), so its output is kept per key, and concurrent loads of one key share one run. A
+ * failed run is not kept.
  */
-function instrumentedBytes(key: string, transform: () => Promise<Uint8Array>): Promise<Uint8Array> {
-  const held = instrumented.get(key);
+function instrumentedBytes(key: string, size: number, transform: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  const held = instrumentedCache.get(key);
   if (held !== undefined) {
-    instrumentationCache.hits++;
-    instrumented.delete(key);
-    instrumented.set(key, held);
+    instrumentedCache.delete(key);
+    instrumentedCache.set(key, held);
     return held;
   }
-  instrumentationCache.misses++;
+  threadCounters.instrumentations++;
   const promise = transform();
-  instrumented.set(key, promise);
+  instrumentedCache.set(key, promise);
+  instrumentedSizes.set(key, size);
   promise.catch(() => {
-    if (instrumented.get(key) === promise) instrumented.delete(key);
+    if (instrumentedCache.get(key) === promise) {
+      instrumentedCache.delete(key);
+      instrumentedSizes.delete(key);
+    }
   });
-  for (const k of instrumented.keys()) {
-    if (instrumented.size <= INSTRUMENTED_ENTRIES) break;
-    instrumented.delete(k);
+  let total = 0;
+  for (const size of instrumentedSizes.values()) total += size;
+  for (const k of instrumentedCache.keys()) {
+    if (k === key || (instrumentedCache.size <= INSTRUMENTED_ENTRIES && total <= INSTRUMENTED_BYTES)) break;
+    total -= instrumentedSizes.get(k) ?? 0;
+    instrumentedCache.delete(k);
+    instrumentedSizes.delete(k);
   }
   return promise;
 }
 
 /**
  * Describes a module and says whether `loadModule` would admit it, without compiling.
- * Throws only when there is nothing to describe: unreadable or over the size cap, invalid,
- * or using type forms the section reader refuses (GC, typed references). Policy and
- * integrity refusals are part of the answer.
+ * Throws only when there is nothing to describe: unreadable or over the size cap, over a
+ * structural bound, invalid, or using type forms the section reader refuses (GC, typed
+ * references). Policy and integrity refusals are part of the answer. Runs on the loader's
+ * thread; the description's size is bounded by the module bounds (imports, exports).
  */
 export async function inspectModule(source: ModuleSource, options: LoadOptions = {}): Promise<Inspection> {
   const policy = defaultPolicy(options.policy);
   validateIntegrityOptions(options);
 
   const bytes = await readModuleSource(source, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES);
-  const { info, verdict } = judgeModule(bytes, policy);
+  const request: InspectRequest = { bytes, policy, integrity: integrityOf(options) };
+  return loaderThread().request<Inspection>('inspect', request, transferable(bytes));
+}
+
+/** The loader thread's side of `inspectModule`. */
+export function describeModule(request: InspectRequest): Inspection {
+  const { bytes, policy, integrity } = request;
   const measurement = measure(bytes);
+  const { info, verdict } = judgeModule(bytes, measurement, policy);
   // One lookup table, not a walk of the imports per export: inspect must stay linear.
   const funcTypes = functionTypeIndices(info);
   const sigOf = (typeIndex: number | undefined): FuncSig | undefined => (typeIndex === undefined ? undefined : info.types[typeIndex]);
   let answer: InspectionVerdict = verdict.admitted ? verdict : { admitted: false, code: verdict.error.code, message: verdict.error.message };
   if (verdict.admitted) {
     try {
-      checkIntegrity(measurement, options);
+      checkIntegrity(measurement, integrity);
     } catch (error) {
       if (!(error instanceof WasmvisorError)) throw error;
       answer = { admitted: false, code: error.code, message: error.message };
@@ -202,30 +309,70 @@ export function cacheKey(measurement: string, plan: ClampPlan, fuelMetered = fal
   return `${measurement}/m${max(plan.memoryMaximum)}/t${plan.tableMaxima.map(max).join(',')}${fuel}${async}`;
 }
 
+/** Work done on the loader's thread, counted there (see `loaderCounters`). */
+export interface LoaderCounters {
+  /** Modules read by the section reader (a cached read is not counted). */
+  reads: number;
+  /** Modules validated by the engine (a cached verdict is not counted). */
+  validations: number;
+  /** Fuel instrumentations run. */
+  instrumentations: number;
+}
+/** This thread's counters; meaningful on the loader's thread. */
+export const threadCounters: LoaderCounters = { reads: 0, validations: 0, instrumentations: 0 };
+
+/** The loader thread's counters: how much reading, validation and instrumentation it did. */
+export function loaderCounters(): Promise<LoaderCounters> {
+  return loaderThread().request<LoaderCounters>('counters', null);
+}
+
+/** Modules read by the section reader, by measurement and bounds (loader thread): a module
+ * inspected and then loaded, or loaded by a pool of partitions, is read and validated once. */
+const readCache = new Map<string, ModuleInfo>();
+/** The engine's verdict by measurement: null (valid) or its refusal. */
+const engineCache = new Map<string, ModuleInvalidError | null>();
+const FACT_ENTRIES = 32;
+
+function remember<V>(cache: Map<string, V>, key: string, value: V): V {
+  cache.delete(key);
+  cache.set(key, value);
+  for (const k of cache.keys()) {
+    if (cache.size <= FACT_ENTRIES) break;
+    cache.delete(k);
+  }
+  return value;
+}
+
 /**
- * validate → sections → policy, with one refinement: engines differ in which proposals
- * they accept (Node 20 rejects memory64 and multi-memory modules as invalid; later
- * versions accept them). When the engine rejects a module that our own reader can still
- * read and that uses a proposal the policy refuses anyway (`proposalRefusal`), the policy's
- * refusal is reported instead of ERR_MODULE_INVALID, so the code a user sees does not
- * depend on the Node version. In every other case the engine's ERR_MODULE_INVALID stands.
+ * sections (with the structural bounds) → validate → policy, with two refinements:
+ * - Our reader goes first: it is linear and iterative and enforces the bounds, so the engine
+ *   (whose cost is not linear) only ever sees modules within them. When the reader refuses a
+ *   module, its error stands and the engine is not asked.
+ * - Engines differ in which proposals they accept (Node 20 rejects memory64 and multi-memory
+ *   modules as invalid; later versions accept them). When the engine rejects a module that
+ *   uses a proposal the policy refuses anyway (`proposalRefusal`), the policy's refusal is
+ *   reported instead of ERR_MODULE_INVALID, so the code a user sees does not depend on the
+ *   Node version. In every other case the engine's ERR_MODULE_INVALID stands.
  * Either way nothing the engine rejects is ever admitted.
  */
-function judgeModule(bytes: Uint8Array, policy: LoadPolicy): { info: ModuleInfo; verdict: PolicyVerdict } {
-  let invalid: ModuleInvalidError | null = null;
-  try {
-    validateModule(bytes);
-  } catch (error) {
-    if (!(error instanceof ModuleInvalidError)) throw error;
-    invalid = error;
+function judgeModule(bytes: Uint8Array, measurement: string, policy: LoadPolicy): { info: ModuleInfo; verdict: PolicyVerdict } {
+  const readKey = `${measurement}/${JSON.stringify(policy.moduleLimits)}`;
+  let info = readCache.get(readKey);
+  if (info === undefined) {
+    threadCounters.reads++;
+    info = remember(readCache, readKey, readSections(bytes, policy.moduleLimits));
   }
-  let info: ModuleInfo;
-  try {
-    info = readSections(bytes);
-  } catch (error) {
-    // The reader's FeatureDeniedError (GC types, typed references) is a proposal refusal too.
-    if (error instanceof FeatureDeniedError) throw error;
-    throw invalid ?? error;
+  let invalid = engineCache.get(measurement);
+  if (invalid === undefined) {
+    threadCounters.validations++;
+    invalid = null;
+    try {
+      validateModule(bytes);
+    } catch (error) {
+      if (!(error instanceof ModuleInvalidError)) throw error;
+      invalid = error;
+    }
+    remember(engineCache, measurement, invalid);
   }
   const verdict = evaluatePolicy(info, policy);
   if (invalid !== null && (verdict.admitted || proposalRefusal(info) === null)) throw invalid;

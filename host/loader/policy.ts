@@ -9,6 +9,8 @@ import {
   ModuleInvalidError,
   WasmvisorError,
 } from '../errors.ts';
+import { guestText } from '../escape.ts';
+import { resolveModuleLimits, type ModuleLimits } from './bounds.ts';
 import { RESERVED_PREFIX } from './instrument.ts';
 import { functionType, type ExternKind, type FuncSig, type Limits, type ModuleInfo } from './sections.ts';
 
@@ -34,6 +36,8 @@ export interface LoadPolicy {
   readonly clampMaximum: boolean;
   /** Exports the guest must provide. Default: `memory` (memory) and `_start: () -> ()`. */
   readonly requiredExports: readonly RequiredExport[];
+  /** Structural bounds (bounds.ts), checked by the section reader before the engine sees the module. */
+  readonly moduleLimits: ModuleLimits;
 }
 
 /**
@@ -64,7 +68,7 @@ const MAX_TABLE_ELEMENTS = 0xffff_ffff;
  * Throws InvalidArgumentError for out-of-range limits. Each call returns fresh maps, so no
  * caller can widen another's policy by mutating a shared default.
  */
-export function defaultPolicy(overrides: Partial<LoadPolicy> = {}): LoadPolicy {
+export function defaultPolicy(overrides: Partial<Omit<LoadPolicy, 'moduleLimits'>> & { moduleLimits?: Partial<ModuleLimits> } = {}): LoadPolicy {
   const policy: LoadPolicy = {
     imports: overrides.imports ?? new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]),
     memoryPages: overrides.memoryPages ?? 256,
@@ -74,6 +78,7 @@ export function defaultPolicy(overrides: Partial<LoadPolicy> = {}): LoadPolicy {
       { name: 'memory', kind: 'memory' },
       { name: '_start', kind: 'function', sig: { params: [], results: [] } },
     ],
+    moduleLimits: resolveModuleLimits(overrides.moduleLimits),
   };
   const problem = policyProblem(policy);
   if (problem !== null) throw problem;
@@ -137,22 +142,23 @@ function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
   // First, so a guest cannot pose as the instrumenter whatever the import rules allow.
   for (const imp of info.imports) {
     if (imp.module.startsWith(RESERVED_PREFIX) || imp.name.startsWith(RESERVED_PREFIX)) {
-      throw new ModuleInvalidError(`import ${imp.module}.${imp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+      throw new ModuleInvalidError(`import ${guestText(`${imp.module}.${imp.name}`)} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
     }
   }
   for (const exp of info.exports) {
-    if (exp.name.startsWith(RESERVED_PREFIX)) throw new ModuleInvalidError(`export ${exp.name} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
+    if (exp.name.startsWith(RESERVED_PREFIX)) throw new ModuleInvalidError(`export ${guestText(exp.name)} uses the prefix ${RESERVED_PREFIX}, reserved for the host's instrumentation`);
   }
   for (const imp of info.imports) {
     if (imp.kind !== 'function') {
       const advice = imp.kind === 'memory' ? '; a guest defines its own memory' : '';
-      throw new ImportDeniedError(`${imp.module}.${imp.name}: ${imp.kind} imports are not allowed${advice}`);
+      throw new ImportDeniedError(`${guestText(`${imp.module}.${imp.name}`)}: ${imp.kind} imports are not allowed${advice}`);
     }
   }
   for (const imp of info.imports) {
     if (imp.kind !== 'function') continue;
     const allowed = policy.imports.get(imp.module);
-    const qualified = `${imp.module}.${imp.name}`;
+    // Names are the module's: quoted through guestText (escaped, cut), like all guest text.
+    const qualified = guestText(`${imp.module}.${imp.name}`);
     if (allowed === undefined) {
       const modules = [...policy.imports.keys()];
       const list = modules.length === 1 && modules[0] === HV_MODULE ? '' : ` (allowed import modules: ${modules.join(', ') || 'none'})`;
@@ -160,7 +166,7 @@ function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
     }
     const expected = allowed.get(imp.name);
     if (expected === undefined) {
-      throw new ImportDeniedError(`${qualified} is not part of the hv interface (module ${imp.module} provides: ${[...allowed.keys()].join(', ') || 'nothing'})`);
+      throw new ImportDeniedError(`${qualified} is not part of the hv interface (module ${guestText(imp.module)} provides: ${[...allowed.keys()].join(', ') || 'nothing'})`);
     }
     const actual = info.types[imp.typeIndex];
     if (actual === undefined || !sameSig(actual, expected)) {

@@ -1,10 +1,15 @@
 import { FeatureDeniedError, ModuleInvalidError } from '../errors.ts';
+import { DEFAULT_MODULE_LIMITS, checkBound, type ModuleLimits } from './bounds.ts';
+import { scanCode, type CodeShape } from './code.ts';
 
 /**
  * A small, bounded reader for the parts of a WebAssembly binary the loader judges: types,
- * imports, functions, tables, memories, exports, start, and where every section lies.
- * Code, data, globals and elements are skipped by their declared size, so the cost is
- * linear in the header sections, not in the code.
+ * imports, functions, tables, memories, exports, start, and where every section lies. It
+ * also enforces the module's structural bounds (bounds.ts): every count is checked against
+ * its bound before anything is read or allocated for it, and the code section's bodies are
+ * scanned (code.ts) for their size, locals and nesting depth. Globals, elements and data are
+ * counted and skipped by their declared size. The cost is linear in the module's bytes and
+ * nothing recurses.
  *
  * Invariants:
  * - Every read is bounds-checked against the end of the enclosing section (or the file):
@@ -103,6 +108,19 @@ export interface ModuleInfo {
   readonly start: number | null;
   /** Every section in file order, custom sections included. */
   readonly sections: readonly SectionSpan[];
+  /** What the structural bounds measured (the bounds themselves are checked while reading). */
+  readonly shape: ModuleShape;
+}
+
+/** Counts and maxima the structural bounds apply to, beyond the lists above. */
+export interface ModuleShape {
+  readonly globals: number;
+  readonly tags: number;
+  readonly dataSegments: number;
+  readonly elementSegments: number;
+  readonly customSections: number;
+  /** The code section's bodies: sizes, locals, nesting depth. */
+  readonly code: CodeShape;
 }
 
 /** Section ids, as the binary format numbers them. */
@@ -236,6 +254,37 @@ export class ByteReader {
     throw malformed(`${what}: u64 LEB128 too long`, at);
   }
 
+  /**
+   * Signed LEB128, at most 10 bytes, value in the i64 range. Returned as a number (exact
+   * within ±2^53): the scan only steps over these, it never computes with them.
+   */
+  s64(what: string): number {
+    const at = this.pos;
+    let result = 0;
+    for (let i = 0; i < 10; i++) {
+      const b = this.u8(what);
+      if (i === 9) {
+        // The 10th byte holds bit 63 only, which must be repeated in its unused bits.
+        if (b !== 0x00 && b !== 0x7f) throw malformed(`${what}: i64 LEB128 out of range`, at);
+        return b === 0x7f ? result - 2 ** 63 : result;
+      }
+      result += (b & 0x7f) * 2 ** (7 * i);
+      if ((b & 0x80) === 0) return (b & 0x40) !== 0 ? result - 2 ** (7 * (i + 1)) : result;
+    }
+    throw malformed(`${what}: i64 LEB128 too long`, at);
+  }
+
+  /** A reader over `[pos, end)` of the same bytes: a sub-range that cannot read past `end`. */
+  sub(end: number): ByteReader {
+    if (end < this.pos || end > this.end) throw malformed(`range end ${end} outside [${this.pos}, ${this.end}]`, this.pos);
+    return new ByteReader(this.bytes, this.pos, end);
+  }
+
+  /** A value type (see readValType). */
+  valType(): ValType {
+    return readValType(this);
+  }
+
   /** `n` raw bytes, as a view (no copy). */
   take(n: number, what: string): Uint8Array {
     if (n > this.remaining) throw malformed(`${what} (${n} bytes) runs past its end`, this.pos);
@@ -338,23 +387,35 @@ function readGlobalType(r: ByteReader): GlobalInfo {
   return { type, mutable: mut === 1 };
 }
 
-function readFuncType(r: ByteReader): FuncSig {
+function readFuncType(r: ByteReader, limits: ModuleLimits): FuncSig {
   const at = r.pos;
   const form = r.u8('type form');
   if (deniedTypeForms.has(form)) {
     throw new FeatureDeniedError(`type form 0x${hex(form)} at byte offset ${at} is not allowed: GC type definitions (rec, sub, struct, array) are refused`);
   }
   if (form !== 0x60) throw malformed(`unknown type form 0x${hex(form)}`, at);
-  const params = readVec(r, 'parameter', readValType);
-  const results = readVec(r, 'result', readValType);
+  const owner = `the function type at byte offset ${at}`;
+  const params = readVec(r, 'parameter', readValType, bounded(limits, 'params', 'parameters', 0, owner));
+  const results = readVec(r, 'result', readValType, bounded(limits, 'results', 'results', 0, owner));
   return { params, results };
 }
 
-function readVec<T>(r: ByteReader, what: string, item: (r: ByteReader) => T): T[] {
+/**
+ * A vector: its count is checked against the bytes left and by `check` (a structural bound),
+ * before any element is read.
+ */
+function readVec<T>(r: ByteReader, what: string, item: (r: ByteReader) => T, check?: (n: number, at: number) => void): T[] {
+  const at = r.pos;
   const n = r.count(what);
+  check?.(n, at);
   const out: T[] = [];
   for (let i = 0; i < n; i++) out.push(item(r));
   return out;
+}
+
+/** A `check` for readVec: `already + n` against `limits[bound]`. */
+function bounded(limits: ModuleLimits, bound: keyof ModuleLimits, what: string, already = 0, owner = 'the module'): (n: number, at: number) => void {
+  return (n, at) => checkBound(limits, bound, already + n, `${owner} has ${already + n} ${what} (vector at byte offset ${at})`);
 }
 
 function hex(n: number): string {
@@ -367,12 +428,14 @@ const VERSION = [0x01, 0x00, 0x00, 0x00];
 export const PREAMBLE_SIZE = 8;
 
 /**
- * Reads the module's structure. Throws ModuleInvalidError for anything malformed, and
- * FeatureDeniedError for GC type definitions, typed references and the table-initialiser
- * form. Does not validate code bodies or cross-references beyond type indices: that is
- * the engine's job (validate.ts), and the pipeline runs both.
+ * Reads the module's structure and enforces its structural bounds (`limits`, default
+ * DEFAULT_MODULE_LIMITS). Throws ModuleInvalidError for anything malformed,
+ * LimitModuleError for a bound exceeded, and FeatureDeniedError for GC type definitions,
+ * typed references and the table-initialiser form. Does not validate code bodies or
+ * cross-references beyond type indices: that is the engine's job (validate.ts), which the
+ * pipeline runs only after this reader accepted the module.
  */
-export function readSections(bytes: Uint8Array): ModuleInfo {
+export function readSections(bytes: Uint8Array, limits: ModuleLimits = DEFAULT_MODULE_LIMITS): ModuleInfo {
   const r = new ByteReader(bytes);
   const preamble = r.take(Math.min(PREAMBLE_SIZE, bytes.length), 'preamble');
   if (preamble.length < PREAMBLE_SIZE || MAGIC.some((b, i) => preamble[i] !== b)) {
@@ -393,12 +456,26 @@ export function readSections(bytes: Uint8Array): ModuleInfo {
   let start: number | null = null;
   const sections: SectionSpan[] = [];
   let lastOrder = 0;
+  let globals = 0;
+  let tags = 0;
+  let dataSegments = 0;
+  let elementSegments = 0;
+  let customSections = 0;
+  let code: CodeShape = { bodies: 0, maxBodyBytes: 0, maxLocals: 0, totalLocals: 0, maxDepth: 0 };
 
   const typeIndex = (s: ByteReader, what: string): number => {
     const at = s.pos;
     const index = s.u32(what);
     if (index >= types.length) throw malformed(`${what} ${index} is out of range (${types.length} types)`, at);
     return index;
+  };
+  const imported = (kind: ExternKind): number => imports.reduce((n, imp) => (imp.kind === kind ? n + 1 : n), 0);
+  /** A section that is only counted: its vector count against `bound`, then skipped whole. */
+  const countOnly = (s: ByteReader, what: string, bound: keyof ModuleLimits, already = 0): number => {
+    const at = s.pos;
+    const n = s.count(what);
+    checkBound(limits, bound, already + n, `the module has ${already + n} ${what}s (section at byte offset ${at})`);
+    return n;
   };
 
   while (r.remaining > 0) {
@@ -411,7 +488,11 @@ export function readSections(bytes: Uint8Array): ModuleInfo {
     sections.push({ id, start: sectionStart, payloadStart, end });
     r.pos = end;
 
-    if (id === SectionId.CUSTOM) continue;
+    if (id === SectionId.CUSTOM) {
+      customSections++;
+      checkBound(limits, 'customSections', customSections, `the module has ${customSections} custom sections (the last at byte offset ${sectionStart})`);
+      continue;
+    }
     const order = sectionOrder.get(id);
     if (order === undefined) throw malformed(`unknown section id ${id}`, sectionStart);
     if (order <= lastOrder) throw malformed(`section ${id} is duplicated or out of order`, sectionStart);
@@ -420,33 +501,79 @@ export function readSections(bytes: Uint8Array): ModuleInfo {
     const s = new ByteReader(bytes, payloadStart, end);
     switch (id) {
       case SectionId.TYPE:
-        types = readVec(s, 'type', readFuncType);
+        types = readVec(s, 'type', (s) => readFuncType(s, limits), bounded(limits, 'types', 'types'));
         break;
       case SectionId.IMPORT:
-        imports = readVec(s, 'import', (s) => readImport(s, typeIndex));
+        imports = readVec(s, 'import', (s) => readImport(s, typeIndex), bounded(limits, 'imports', 'imports'));
+        checkBound(limits, 'functions', imported('function'), `the module imports ${imported('function')} functions`);
+        checkBound(limits, 'globals', imported('global'), `the module imports ${imported('global')} globals`);
+        checkBound(limits, 'tables', imported('table'), `the module imports ${imported('table')} tables`);
+        checkBound(limits, 'tags', imported('tag'), `the module imports ${imported('tag')} tags`);
+        checkBound(limits, 'memories', imported('memory'), `the module imports ${imported('memory')} memories`);
         break;
-      case SectionId.FUNCTION:
-        functions = readVec(s, 'function', (s) => typeIndex(s, 'function type index'));
+      case SectionId.FUNCTION: {
+        const at = s.pos;
+        const n = s.count('function');
+        const total = imported('function') + n;
+        checkBound(limits, 'functions', total, `the module has ${total} functions (${n} defined, function section at byte offset ${at})`);
+        functions = new Array<number>(n);
+        for (let i = 0; i < n; i++) functions[i] = typeIndex(s, 'function type index');
         break;
+      }
       case SectionId.TABLE:
-        tables = readVec(s, 'table', readTableType);
+        tables = readVec(s, 'table', readTableType, bounded(limits, 'tables', 'tables', imported('table')));
         break;
       case SectionId.MEMORY:
-        memories = readVec(s, 'memory', readMemoryType);
+        memories = readVec(s, 'memory', readMemoryType, bounded(limits, 'memories', 'memories', imported('memory')));
+        break;
+      case SectionId.TAG:
+        tags = countOnly(s, 'tag', 'tags', imported('tag'));
+        s.pos = end;
+        break;
+      case SectionId.GLOBAL:
+        globals = countOnly(s, 'global', 'globals', imported('global'));
+        s.pos = end;
         break;
       case SectionId.EXPORT:
-        exports = readVec(s, 'export', readExport);
+        exports = readVec(s, 'export', readExport, bounded(limits, 'exports', 'exports'));
         break;
       case SectionId.START:
         start = s.u32('start function index');
         break;
+      case SectionId.ELEMENT:
+        elementSegments = countOnly(s, 'element segment', 'elementSegments');
+        s.pos = end;
+        break;
+      case SectionId.DATA_COUNT:
+        s.u32('data count');
+        break;
+      case SectionId.CODE: {
+        const n = s.count('function body');
+        // The engine requires one body per defined function; the scan is bounded either way.
+        checkBound(limits, 'functions', imported('function') + n, `the code section has ${n} function bodies`);
+        code = scanCode(s, n, imported('function'), limits);
+        break;
+      }
+      case SectionId.DATA:
+        dataSegments = countOnly(s, 'data segment', 'dataSegments');
+        s.pos = end;
+        break;
       default:
-        // Globals, elements, code, data, data count and tags: not judged here, skipped whole.
         s.pos = end;
     }
     if (s.pos !== end) throw malformed(`section ${id} has ${end - s.pos} unread bytes (declared size ${size})`, s.pos);
   }
-  return { types, imports, functions, memories, tables, exports, start, sections };
+  return {
+    types,
+    imports,
+    functions,
+    memories,
+    tables,
+    exports,
+    start,
+    sections,
+    shape: { globals: imported('global') + globals, tags: imported('tag') + tags, dataSegments, elementSegments, customSections, code },
+  };
 }
 
 function readImport(r: ByteReader, typeIndex: (r: ByteReader, what: string) => number): ImportInfo {

@@ -1,3 +1,4 @@
+import { guestText } from '../escape.ts';
 import { ModuleInvalidError } from '../errors.ts';
 import { isCompileError, wasmEngine } from './wasm-api.ts';
 
@@ -18,8 +19,9 @@ function engineReason(bytes: Uint8Array): string {
     // Result deliberately dropped: this call exists only for its error message.
     new wasmEngine.Module(bytes);
   } catch (error) {
-    if (isCompileError(error)) return error.message.replace(/^WebAssembly\.Module\(\): /, '');
-    return error instanceof Error ? error.message : String(error);
+    // The engine's message may quote the module (e.g. a function's name from its name section).
+    if (isCompileError(error)) return guestText(error.message.replace(/^WebAssembly\.Module\(\): /, ''));
+    return guestText(error instanceof Error ? error.message : String(error));
   }
   // validate and Module disagreed (should not happen); say so rather than invent a reason.
   return 'rejected by WebAssembly.validate (no reason available)';

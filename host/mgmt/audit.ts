@@ -1,37 +1,41 @@
 /**
- * What the management plane needs from an audit log, as a small interface in the shape of
- * host/security/audit.ts (issue 12): `note` an entry (batched: for the many authorization
- * decisions), `record` one and wait until it is durable (for actions, before they are reported
- * done), `query` entries back, `close`. Entries use that log's vocabulary (dotted actions,
- * outcomes success | denied | failure, flat details), so its AuditLog plugs in as it is.
- * Until it is on this branch, `serve` has no durable log: decisions and actions go to a bounded
- * in-memory log (MemoryAuditLog, real and queryable, lost when the process ends) and the API's
- * `/audit` says so (`durable: false`).
+ * What the management plane needs from an audit log: `note` an entry (batched: for the many
+ * authorization decisions), `record` one and wait until it is durable (for actions, before they
+ * are reported done), `query` entries back, `close`. Entries are host/security/audit.ts's (dotted
+ * actions, outcomes success | denied | failure, flat details).
+ *
+ * `serve` opens the host's durable log (host/security's AuditLog: hash-chained, HMAC'd, signed
+ * checkpoints) in `<config>/data/audit` and gives the same log to its Hypervisor, so the API's
+ * records and the runtime's (partition lifecycle, violations, refusals, policy changes,
+ * attestation requests, disk wipes) form one chain that `wasmvisor audit verify` checks.
+ * `durableSink` adapts that log to this interface. MemoryAuditLog (bounded, lost when the process
+ * ends; `/audit` then answers `durable: false`) is for embedders who want no files.
  *
  * What the API writes:
  *   api.authorize     one per RBAC decision: actor = principal, target = scope, outcome success
  *                     (allowed) or denied, reason = the deciding rule, details { permission, requestId }
  *   api.authenticate  a request without a valid credential: actor anonymous@<address>, denied
- *   partition.*, disk.wipe, policy.replace, token.create, token.revoke, host.start, host.stop:
- *                     actions, by the principal (or `host` for what the daemon does by itself)
+ *   partition.create|start|stop|destroy|restore|restart, disk.wipe, token.create, token.revoke,
+ *   host.start, host.stop: actions, by the principal (or `host` for what the daemon does by itself)
+ * What the Hypervisor writes into the same log (actor `host`, or the principal it acts for):
+ *   partition.create|start|exit|destroy|violation (as the runtime saw them), policy.load,
+ *   policy.change (by the principal that replaced it), attestation.request (by the principal
+ *   that asked), key.create, disk.wipe.
  */
+import type { AuditEntry as SecurityAuditEntry, AuditOutcome } from '../security/audit.ts';
 
-export type AuditOutcome = 'success' | 'denied' | 'failure';
+export type { AuditOutcome };
 
-/** One record: actor, action, target, outcome, reason (and optional code and details). */
-export interface AuditEntry {
-  /** The principal (`token:ci`, `cert:alice`), `host` for the daemon itself, or `anonymous@<address>`. */
+/**
+ * One record: host/security's entry with actor, target and reason always given. `actor` is the
+ * principal (`token:ci`, `cert:alice`), `host` for the daemon itself, or `anonymous@<address>`;
+ * `target` a scope (`/partitions/web`) or another object; `reason` the deciding rule of a decision
+ * (`allow:token:ci:Operator@/partitions/web`) or why an action failed.
+ */
+export interface AuditEntry extends SecurityAuditEntry {
   actor: string;
-  /** Dotted, lower case: `api.authorize`, `partition.start`, ... */
-  action: string;
-  /** A scope (`/partitions/web`) or another object the action is about. */
   target: string;
-  outcome: AuditOutcome;
-  /** The deciding rule of a decision (`allow:token:ci:Operator@/partitions/web`), or why an action failed. */
   reason: string;
-  /** The error code of a refusal or failure. */
-  code?: string;
-  details?: Record<string, string | number | boolean | null>;
 }
 
 export interface AuditRecord extends AuditEntry {
@@ -43,6 +47,11 @@ export interface AuditRecord extends AuditEntry {
 export interface AuditQuery {
   actor?: string;
   action?: string;
+  /**
+   * Records about one partition: the API's (target `/partitions/<name>`) and the Hypervisor's
+   * (target `<name>`, or `details.partition`).
+   */
+  partition?: string;
   /** A target, or a prefix ending in `/` or `*` (`/partitions/*`). */
   target?: string;
   outcome?: AuditOutcome;
@@ -69,6 +78,7 @@ export function matchesQuery(r: AuditRecord, q: AuditQuery): boolean {
   if (q.actor !== undefined && r.actor !== q.actor) return false;
   if (q.action !== undefined && r.action !== q.action) return false;
   if (q.outcome !== undefined && r.outcome !== q.outcome) return false;
+  if (q.partition !== undefined && r.target !== `/partitions/${q.partition}` && r.target !== q.partition && r.details?.['partition'] !== q.partition) return false;
   if (q.target !== undefined) {
     const prefix = q.target.endsWith('*') ? q.target.slice(0, -1) : null;
     if (prefix !== null ? !r.target.startsWith(prefix) : r.target !== q.target) return false;
@@ -130,13 +140,15 @@ export class MemoryAuditLog implements AuditSink {
 export interface DurableLog {
   note(entry: AuditEntry): void;
   record(entry: AuditEntry): Promise<unknown>;
+  /** Writes and fsyncs what waits in a batch, so a query sees every record made so far. */
+  flush?(): Promise<void>;
   close(): Promise<void> | void;
 }
 
 /**
- * The adapter for a durable log: writes go straight through; queries read the records back
- * (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For issue 12's
- * AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
+ * The adapter for a durable log: writes go straight through; queries flush the batch, read the
+ * records back (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For
+ * host/security's AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
  */
 export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise<AuditRecord[]>): AuditSink {
   return {
@@ -144,6 +156,7 @@ export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise
     note: (entry) => log.note(entry),
     record: (entry) => log.record(entry),
     async query(q) {
+      await log.flush?.();
       const matching = (await read()).filter((r) => matchesQuery(r, q));
       return matching.slice(Math.max(0, matching.length - q.limit));
     },

@@ -7,6 +7,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
+import { takeEvents } from './sse.ts';
 import { ConnectionError, errorFromCode, InvalidArgumentError, isErrorCode, WasmvisorError } from '../errors.ts';
 
 export interface ClientOptions {
@@ -190,19 +191,7 @@ export class Client {
     let buffer = '';
     try {
       for await (const chunk of res) {
-        buffer += chunk as string;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let name = 'message';
-          let data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) name = line.slice(7);
-            else if (line.startsWith('data: ')) data += line.slice(6);
-          }
-          if (data !== '') onEvent(name, JSON.parse(data));
-        }
+        buffer = takeEvents(buffer + (chunk as string), (name, data) => onEvent(name, JSON.parse(data)));
         if (buffer.length > 1 << 20) throw new ConnectionError('an event of the stream is over 1 MiB');
       }
     } catch (error) {

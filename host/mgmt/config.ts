@@ -6,7 +6,7 @@
  *   modules/<sha256>.wasm   their modules, content-addressed
  *   tokens/<id>.json        API tokens (tokens.ts; digests only)
  *   rbac.json               custom roles, role and deny assignments (optional)
- *   policy.json             the admission policy (optional)
+ *   policy.json             the admission policy: host/security's policy file (optional)
  *   tls/                    certificates: ca.crt, ca.key, server.crt, server.key (tls.ts)
  *   data/                   the Hypervisor's dataDir: disk images and their keystore
  *
@@ -20,10 +20,22 @@ import path from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { check } from '../schema/check.ts';
 import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
-import { DeclaredPartition, HostPolicy, NAME_PATTERN, RbacFile } from './schemas.ts';
+import { PolicySchema, type PolicyDocument } from '../schema/policy.ts';
+import { DeclaredPartition, NAME_PATTERN, RbacFile } from './schemas.ts';
 
 const NAME = new RegExp(NAME_PATTERN);
 const SHA = /^[0-9a-f]{64}$/;
+
+/** The text of a JSON configuration file, parsed and checked: ERR_INVALID_ARGUMENT naming `where` and the problem. */
+export function parseConfigJson<T extends TSchema>(text: string, schema: T, where: string): Static<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError(`${where} is not JSON: ${(error as Error).message}`);
+  }
+  return check(schema, value, where);
+}
 
 export class ConfigDir {
   readonly root: string;
@@ -119,25 +131,29 @@ export class ConfigDir {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
       throw new StorageError(`cannot read ${this.path(file)}: ${(error as Error).message}`);
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new InvalidArgumentError(`${this.path(file)} is not JSON: ${(error as Error).message}`);
-    }
-    return check(schema, value, this.path(file));
+    return parseConfigJson(text, schema, this.path(file));
   }
 
   readRbac(): Promise<RbacFile> {
     return this.readJson('rbac.json', RbacFile, {});
   }
 
-  readPolicy(): Promise<HostPolicy> {
-    return this.readJson('policy.json', HostPolicy, { version: 1 });
+  /** Where the admission policy lives; key files and folders it names are relative to the config directory. */
+  get policyFile(): string {
+    return this.path('policy.json');
   }
 
-  writePolicy(policy: HostPolicy): Promise<void> {
-    return this.writeJson('policy.json', policy);
+  /** The policy document, or null when there is no policy file. */
+  readPolicy(): Promise<PolicyDocument | null> {
+    return this.readJson('policy.json', PolicySchema, null as unknown as PolicyDocument);
+  }
+
+  /** Writes the policy file atomically, or removes it (null: no policy). */
+  async writePolicy(policy: PolicyDocument | null): Promise<void> {
+    if (policy !== null) return this.writeJson('policy.json', policy);
+    await unlink(this.policyFile).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw new StorageError(`cannot remove ${this.policyFile}: ${error.message}`);
+    });
   }
 
   /** The names of declared partitions (files that do not carry a valid name are ignored). */

@@ -18,11 +18,12 @@
 import { EventEmitter } from 'node:events';
 import { Hypervisor, type HypervisorOptions, type PartitionSpec } from '../hypervisor.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
-import { AccessDeniedError, IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
+import { IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { measure } from '../loader/measure.ts';
 import type { AuditSink } from './audit.ts';
 import type { ConfigDir } from './config.ts';
-import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition, type HostPolicy } from './schemas.ts';
+import { Policy, type PolicyDocument } from '../security/policy.ts';
+import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition } from './schemas.ts';
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
@@ -76,7 +77,6 @@ export class Managed extends EventEmitter<ManagedEvents> {
   startedAt = 0;
   /** Set while the host ends a run on purpose (operator stop, destroy, shutdown): no restart. */
   intentional = false;
-  violations = 0;
 
   constructor(decl: DeclaredPartition) {
     super();
@@ -150,25 +150,7 @@ function decodeModule(base64: string): Uint8Array {
 
 /** The library spec for a declaration: the module pinned to the measurement the declaration names. */
 function librarySpec(spec: ApiPartitionSpec, module: Uint8Array, sha256: string): PartitionSpec {
-  const limits = spec.limits ? { ...spec.limits, ...(spec.limits.timeoutMs === 0 ? { timeoutMs: Infinity } : {}) } : undefined;
-  return { ...spec, ...(limits ? { limits } : {}), module, sha256 } as PartitionSpec;
-}
-
-/** Refuses a spec or module the admission policy does not allow, naming the rule. */
-export function admit(policy: HostPolicy, spec: ApiPartitionSpec, measurement: string): void {
-  if (policy.allowMeasurements !== undefined && !policy.allowMeasurements.includes(measurement)) {
-    throw new IntegrityError(`policy.allowMeasurements does not admit module ${measurement}`);
-  }
-  const pages = spec.limits?.memoryPages;
-  if (policy.maxMemoryPages !== undefined && (pages === undefined || pages > policy.maxMemoryPages)) {
-    throw new AccessDeniedError(`policy.maxMemoryPages is ${policy.maxMemoryPages}: limits.memoryPages must be set to at most that (got ${pages ?? 'the default'})`);
-  }
-  if (policy.allowDevices !== undefined) {
-    for (const [device, grant] of Object.entries(spec.devices ?? {})) {
-      if (grant !== false && !(policy.allowDevices as string[]).includes(device)) throw new AccessDeniedError(`policy.allowDevices does not allow devices.${device}`);
-    }
-  }
-  if (policy.allowWasi === false && spec.wasi !== undefined) throw new AccessDeniedError('policy.allowWasi is false: the spec may not enable wasi');
+  return { ...spec, module, sha256 };
 }
 
 export class ManagedHost {
@@ -176,38 +158,52 @@ export class ManagedHost {
   readonly config: ConfigDir;
   readonly audit: AuditSink;
   private readonly managed = new Map<string, Managed>();
-  private policyDoc: HostPolicy = { version: 1 };
+  /** The policy file's document (what GET /policy shows), or null: no policy. */
+  private policyDoc: PolicyDocument | null;
   private closing: Promise<void> | null = null;
-  private violationTimer: NodeJS.Timeout;
   private readonly log: (line: string) => void;
   readonly startedAt = Date.now();
 
-  private constructor(options: ManagedHostOptions) {
+  private constructor(options: ManagedHostOptions, policy: PolicyDocument | null) {
     this.config = options.config;
     this.audit = options.audit;
     this.log = options.log ?? (() => {});
-    this.hv = new Hypervisor({ ...options.hypervisor, dataDir: this.config.dataDir });
-    // Violations are aggregated per partition per second, so a guest cannot flood the audit log.
-    this.violationTimer = setInterval(() => this.flushViolations(), 1000);
-    this.violationTimer.unref();
+    this.policyDoc = policy;
+    // The Hypervisor admits modules by the policy file (signed or pinned, spec within grants),
+    // and records what the runtime sees (lifecycle, exits, violations aggregated per partition
+    // per second, refusals, the policy's load and changes) into the same log (serve gives it).
+    this.hv = new Hypervisor({ ...options.hypervisor, dataDir: this.config.dataDir, ...(policy !== null ? { policy: this.toPolicy(policy) } : {}) });
   }
 
   /** Opens the host: reads the policy and brings back every declared partition per its restart policy. */
   static async open(options: ManagedHostOptions): Promise<ManagedHost> {
-    const host = new ManagedHost(options);
-    host.policyDoc = await host.config.readPolicy();
+    const host = new ManagedHost(options, await options.config.readPolicy());
     for (const name of await host.config.declaredNames()) await host.restore(name);
     return host;
   }
 
-  get policy(): HostPolicy {
-    return this.policyDoc;
+  /** The policy file in force and its hash (as measured and attested), or nulls without one. */
+  get policy(): { policy: PolicyDocument | null; sha256: string | null } {
+    return { policy: this.policyDoc, sha256: this.hv.policy?.hash ?? null };
   }
 
-  async setPolicy(policy: HostPolicy, actor: string): Promise<void> {
-    await this.config.writePolicy(policy);
-    this.policyDoc = policy;
-    await this.audit.record({ actor, action: 'policy.replace', target: '/policy', outcome: 'success', reason: `${policy.allowMeasurements?.length ?? 'any'} measurements admitted` });
+  /**
+   * Replaces the admission policy (null: none). Checked whole (keys parsed) before anything is
+   * written; then the file, then the Hypervisor, which measures the change (register `runtime`)
+   * and records it, by `actor`, durably before this resolves. Partitions created or started from
+   * now on are judged by it; running ones keep running.
+   */
+  async setPolicy(doc: PolicyDocument | null, actor: string): Promise<void> {
+    this.open();
+    const policy = doc === null ? null : this.toPolicy(doc);
+    await this.config.writePolicy(doc);
+    this.policyDoc = doc;
+    await this.hv.setPolicy(policy, { actor });
+  }
+
+  /** Key files and preopen folders a policy names are relative to the config directory, where its file lives. */
+  private toPolicy(doc: PolicyDocument): Policy {
+    return Policy.fromDocument(doc, { baseDir: this.config.root, source: this.config.policyFile });
   }
 
   list(): PartitionInfo[] {
@@ -263,7 +259,6 @@ export class ManagedHost {
     if (body.spec.sha256 !== undefined && body.spec.sha256.toLowerCase() !== measurement) {
       throw new IntegrityError(`spec.sha256 pins ${body.spec.sha256.toLowerCase()} but the module measures ${measurement}`);
     }
-    admit(this.policyDoc, body.spec, measurement);
     const decl: DeclaredPartition = {
       version: 1,
       spec: body.spec,
@@ -394,8 +389,6 @@ export class ManagedHost {
   /** Stops every partition (disks flushed and closed), records why, and closes the Hypervisor. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      clearInterval(this.violationTimer);
-      this.flushViolations();
       await Promise.all(
         [...this.managed.values()].map((m) =>
           m.exclusive(async () => {
@@ -431,14 +424,12 @@ export class ManagedHost {
       m.partition = null;
     }
     const module = bytes ?? (await this.config.readModule(m.decl.moduleSha256));
-    admit(this.policyDoc, m.decl.spec, m.decl.moduleSha256);
     try {
       const p = await this.hv.createPartition(librarySpec(m.decl.spec, module, m.decl.moduleSha256));
       m.partition = p;
       m.error = null;
       p.on('console', (line, stream) => m.pushLine(stream, line));
       p.on('state', (state) => m.emit('state', state));
-      p.on('violation', () => m.violations++);
       p.on('exit', (exit) => this.onExit(m, p, exit));
     } catch (error) {
       m.error = errorInfo(error);
@@ -463,14 +454,8 @@ export class ManagedHost {
     if (m.partition !== p) return;
     m.lastExit = exit;
     if (m.intentional || this.closing) return;
+    // The exit itself is on the record already: the Hypervisor notes every partition's exit.
     const failed = !(exit.state === 'exited' && exit.code === 0);
-    this.audit.note({
-      actor: 'host',
-      action: 'partition.exit',
-      target: `/partitions/${m.name}`,
-      outcome: failed ? 'failure' : 'success',
-      reason: exit.reason === 'exit' ? `exit code ${exit.code}` : `${exit.reason}: ${exit.error?.message ?? ''}`,
-    });
     const policy = m.decl.restartPolicy;
     const restart = m.decl.desired === 'running' && (policy === 'always' || (policy === 'on-failure' && failed));
     void m.exclusive(async () => {
@@ -505,14 +490,6 @@ export class ManagedHost {
     if (m.restartTimer) clearTimeout(m.restartTimer);
     m.restartTimer = null;
     m.backoffMs = BACKOFF_FIRST_MS;
-  }
-
-  private flushViolations(): void {
-    for (const m of this.managed.values()) {
-      if (m.violations === 0) continue;
-      this.audit.note({ actor: `partition:${m.name}`, action: 'partition.violation', target: `/partitions/${m.name}`, outcome: 'denied', reason: `${m.violations} violation(s) in the last second` });
-      m.violations = 0;
-    }
   }
 }
 

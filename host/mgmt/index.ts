@@ -4,9 +4,9 @@
  * or the certificate code; the CLI loads this file only for `serve`, `token` and `cert`.
  */
 export { serve, isLoopback } from './serve.ts';
-export type { ServeOptions, RunningHost } from './serve.ts';
+export type { ServeOptions, RunningHost, ServeExtension } from './serve.ts';
 export { ManagementServer, DEFAULT_SERVER_LIMITS, httpStatus } from './server.ts';
-export type { ServerOptions, ServerLimits, Principal, AttestationProvider } from './server.ts';
+export type { ServerOptions, ServerLimits, Principal } from './server.ts';
 export { ManagedHost } from './host.ts';
 export type { PartitionInfo } from './host.ts';
 export { ConfigDir } from './config.ts';
@@ -14,6 +14,6 @@ export { TokenStore, parseLifetime } from './tokens.ts';
 export type { TokenRecord, TokenInfo } from './tokens.ts';
 export { Rbac, BUILT_IN_ROLES, PERMISSIONS } from './rbac.ts';
 export type { Permission, RoleDefinition, RoleAssignment, DenyAssignment, Decision } from './rbac.ts';
-export { MemoryAuditLog } from './audit.ts';
+export { MemoryAuditLog, durableSink } from './audit.ts';
 export type { AuditSink, AuditEntry, AuditRecord, AuditQuery } from './audit.ts';
 export { ensureSelfSigned, issueClientCert, fingerprint } from './tls.ts';

@@ -1,17 +1,23 @@
 /**
  * `/openapi.json`: an OpenAPI 3.1 document generated from the route table, so the schemas that
  * validate requests are, object for object, the ones published (OpenAPI 3.1 takes JSON Schema
- * as it is, which is what TypeBox produces). Each operation lists the permission it needs and
+ * as it is; host/schema/json.ts turns TypeBox's into plain JSON Schema). A partition spec in it
+ * is the library's (host/schema/), minus the host paths. Each operation lists the permission it needs and
  * the error answers every route can give.
  */
 import type { TSchema } from '@sinclair/typebox';
 import { VERSION } from '../cli/version.ts';
+import { plainJsonSchema } from '../schema/json.ts';
 import { ErrorBody } from './schemas.ts';
 import type { RouteDef } from './routes.ts';
 
-/** TypeBox's own markers (symbols) are not JSON; `description: "expects: ..."` is our error wording, not documentation. */
+/**
+ * A route's TypeBox schema as the JSON Schema published: host/schema's export (the same one
+ * `wasmvisor/schema/*.json` ship, with what JSON cannot carry — bytes, Infinity — left out),
+ * and `description: "expects: ..."`, our error wording, turned into plain documentation.
+ */
 function plain(schema: TSchema): unknown {
-  return JSON.parse(JSON.stringify(schema), (key, value) => (key === 'description' && typeof value === 'string' && value.startsWith('expects: ') ? value.slice(9) : value));
+  return JSON.parse(JSON.stringify(plainJsonSchema(schema)), (key, value) => (key === 'description' && typeof value === 'string' && value.startsWith('expects: ') ? value.slice(9) : value));
 }
 
 function parameters(schema: TSchema | undefined, where: 'path' | 'query'): unknown[] {
@@ -31,7 +37,6 @@ const ERRORS: Record<string, string> = {
   '422': 'The module, spec or guest refused the request (ERR_MODULE_INVALID, ERR_INTEGRITY, ERR_GUEST_CALL, ...)',
   '429': 'ERR_RATE_LIMITED: over the caller\'s rate limit (Retry-After says when to retry)',
   '500': 'ERR_INTERNAL or ERR_STORAGE: a fault on the host',
-  '501': 'ERR_NOT_IMPLEMENTED: the feature is not in this build',
   '503': 'ERR_BUSY: a bounded queue or the stream limit is full',
 };
 

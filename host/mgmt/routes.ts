@@ -5,9 +5,9 @@
  * decision for every row alike); openapi.ts turns the same rows into `/openapi.json`.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
-import { AccessDeniedError, GuestCallError, InvalidArgumentError, NotImplementedError } from '../errors.ts';
+import { AccessDeniedError, GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { VERSION } from '../cli/version.ts';
-import { httpStatus, type AttestationProvider, type ManagementServer, type RequestContext } from './server.ts';
+import { httpStatus, type ManagementServer, type RequestContext } from './server.ts';
 import type { AuditQuery, AuditSink } from './audit.ts';
 import type { ManagedHost } from './host.ts';
 import { rolePermissions, type Permission, type Rbac } from './rbac.ts';
@@ -23,13 +23,15 @@ import {
   CreatePartitionBody,
   CreateTokenBody,
   DestroyQuery,
-  HostPolicy,
+  PolicyAnswer,
+  PolicyBody,
   MAX_MODULE_BASE64,
   NameParams,
   TokenParams,
   type AuditQueryString as AuditQueryStringT,
   type CallBody as CallBodyT,
   type CreatePartitionBody as CreatePartitionBodyT,
+  type PolicyBody as PolicyBodyT,
 } from './schemas.ts';
 import type { Static } from '@sinclair/typebox';
 
@@ -60,7 +62,6 @@ interface Deps {
   rbac: Rbac;
   audit: AuditSink;
   server: ManagementServer;
-  attestation: AttestationProvider | null;
 }
 
 const ROOT = () => ({ scope: '/', segment: null });
@@ -371,45 +372,43 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'GET',
       url: '/policy',
-      summary: 'The admission policy in force.',
+      summary: "The admission policy in force (the host's policy file, docs/SECURITY.md) and its hash; null without one.",
       tag: 'policy',
       auth: 'required',
       permission: 'policy/read',
       scope: ROOT,
-      response: HostPolicy,
+      response: PolicyAnswer,
       handler: async () => host.policy,
     },
     {
       method: 'PUT',
       url: '/policy',
-      summary: 'Replaces the admission policy. It applies to partitions created or started from now on; running ones keep running.',
+      summary:
+        'Replaces the admission policy (null: none). Measured and audited (policy.change, by the caller) before the answer. It applies to partitions created or started from now on; running ones keep running.',
       tag: 'policy',
       auth: 'required',
       permission: 'policy/write',
       scope: ROOT,
-      body: HostPolicy,
-      response: HostPolicy,
+      body: PolicyBody,
+      response: PolicyAnswer,
       handler: async (ctx) => {
-        await host.setPolicy(ctx.body as Static<typeof HostPolicy>, ctx.principal.id);
+        await host.setPolicy((ctx.body as PolicyBodyT).policy, ctx.principal.id);
         return host.policy;
       },
     },
     {
       method: 'GET',
       url: '/attestation',
-      summary: 'A signed attestation report of the host bound to the verifier\'s nonce. 501 ERR_NOT_IMPLEMENTED until this build has attestation (issue 12).',
+      summary:
+        "A signed attestation report of the host (docs/SECURITY.md): the measured-boot registers and event log, the partitions with their measurements and signers, the verifier's nonce and the time, signed with the host's attestation key. Verify it offline with `wasmvisor attest verify` and the host's public key.",
       tag: 'attestation',
       auth: 'required',
       permission: 'attestation/read',
       scope: ROOT,
       query: AttestQuery,
       response: Any,
-      handler: async (ctx) => {
-        if (d.attestation === null) throw new NotImplementedError('attestation is not available in this build: the host has no attestation key or event log yet (issue 12)');
-        const nonce = Buffer.from((ctx.query as Static<typeof AttestQuery>).nonce, 'hex');
-        await audit.record({ actor: ctx.principal.id, action: 'attestation.report', target: '/', outcome: 'success', reason: `nonce ${nonce.toString('hex')}`, details: { requestId: ctx.req.id } });
-        return d.attestation.attest(nonce);
-      },
+      // The request is on the record (by the principal) before the report is sent.
+      handler: async (ctx) => host.hv.attest({ nonce: (ctx.query as Static<typeof AttestQuery>).nonce, actor: ctx.principal.id }),
     },
     {
       method: 'GET',
@@ -438,7 +437,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
           ...(q.actor !== undefined ? { actor: q.actor } : {}),
           ...(q.action !== undefined ? { action: q.action } : {}),
           ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
-          ...(q.partition !== undefined ? { target: `/partitions/${q.partition}` } : q.target !== undefined ? { target: q.target } : {}),
+          ...(q.partition !== undefined ? { partition: q.partition } : q.target !== undefined ? { target: q.target } : {}),
           ...(q.since !== undefined ? { since: iso(q.since, 'since')! } : {}),
           ...(q.until !== undefined ? { until: iso(q.until, 'until')! } : {}),
         };

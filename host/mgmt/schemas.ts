@@ -4,139 +4,49 @@
  * checker in host/schema/check.ts, so a wrong field is named the same way everywhere) and are
  * the same objects the OpenAPI document is generated from (openapi.ts).
  *
- * The partition spec here is the library's `PartitionSpec` *as a remote caller may send it*:
- * JSON only (the module travels as base64 next to the spec), and without the two fields that
- * name host paths — `devices.block.path` and `wasi.preopens[].hostPath` — because those are the
- * embedder's privilege: a remote principal must not copy arbitrary host folders into a guest or
- * put a disk image anywhere on the host. The deep limits (ranges of every device setting) are
- * checked by the Hypervisor itself, whose messages name the field too. When the `usage` work
- * lands a TypeBox schema of PartitionSpec in host/schema/, `ApiPartitionSpec` becomes that
- * schema with those two fields omitted.
+ * The partition spec here is the library's `PartitionSpecSchema` (host/schema/) *as a remote
+ * caller may send it*: JSON only (the module travels as base64 next to the spec), and without
+ * the fields that name host paths — `signature` (a file), `devices.block.path` and
+ * `wasi.preopens[].hostPath` — because those are the embedder's privilege: a remote principal
+ * must not copy arbitrary host folders into a guest or put a disk image anywhere on the host.
+ * Every other field, range and message is the library's, so the API accepts exactly what the
+ * library accepts.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { CloneType, Type, type Static, type TSchema } from '@sinclair/typebox';
+import { BlockSchema, DevicesSchema, PreopenSchema, WasiSchema, partitionSpecFields } from '../schema/index.ts';
+import { GrantsSchema, PolicyKeySchema, PolicySchema } from '../schema/policy.ts';
 import { PERMISSIONS, SCOPE_PATTERN } from './rbac.ts';
 
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 export const Name = Type.String({ pattern: NAME_PATTERN, description: 'expects: a name of 1-64 letters, digits, ".", "_" or "-" (not starting with "." or "-")' });
 const Int = (o: { minimum?: number; maximum?: number } = {}) => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, ...o });
-const Num = () => Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Str = (max = 4096) => Type.String({ maxLength: max });
-const obj = <T extends Record<string, TSchema>>(props: T, description?: string) =>
-  Type.Object(props, { additionalProperties: false, ...(description ? { description } : {}) });
+const CLOSED = { additionalProperties: false } as const;
+const obj = <T extends Record<string, TSchema>>(props: T, description?: string) => Type.Object(props, { ...CLOSED, ...(description ? { description } : {}) });
 
-const RateLimit = obj({
-  bytesPerSecond: Type.Optional(Num()),
-  burstBytes: Type.Optional(Num()),
-  opsPerSecond: Type.Optional(Num()),
-  burstOps: Type.Optional(Num()),
-  oneTimeBurstBytes: Type.Optional(Num()),
-  oneTimeBurstOps: Type.Optional(Num()),
-  mode: Type.Optional(Type.Union([Type.Literal('reject'), Type.Literal('block')])),
+// The library's partition spec (host/schema/), minus what a remote caller may not send.
+const { module: _module, signature: _signature, ...remoteSpecFields } = partitionSpecFields;
+
+const ApiBlock = Type.Omit(BlockSchema, ['path'], {
+  description: "A persistent encrypted disk kept under the partition name in the host's data directory (no `path`: host paths are the embedder's).",
 });
+const ApiDevices = Type.Object(
+  { ...CloneType(DevicesSchema).properties, block: Type.Optional(Type.Union([Type.Literal(false), ApiBlock])) },
+  { ...CLOSED, description: DevicesSchema.description },
+);
+const ApiPreopen = Type.Omit(PreopenSchema, ['hostPath', 'mode'], { description: "An empty virtual directory (no `hostPath`, so no `mode`: host folders are the embedder's)." });
+const ApiWasi = Type.Object({ ...CloneType(WasiSchema).properties, preopens: Type.Optional(Type.Array(ApiPreopen)) }, { ...CLOSED, description: WasiSchema.description });
 
-const Limits = obj({
-  memoryPages: Type.Optional(Int({ minimum: 1, maximum: 65536 })),
-  tableElements: Type.Optional(Int({ maximum: 10_000_000 })),
-  timeoutMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31, description: 'Wall-clock budget, ms; 0 for none (a long-running service).' })),
-  fuel: Type.Optional(Int({ minimum: 1 })),
-  cpu: Type.Optional(obj({ maxPercent: Int({ minimum: 1, maximum: 100 }), periodMs: Type.Optional(Int({ minimum: 1, maximum: 10_000 })) })),
-  hypercallRate: Type.Optional(RateLimit),
-  maxInputBytes: Type.Optional(Int({ maximum: 1 << 26 })),
-  maxOutputBytes: Type.Optional(Int({ maximum: 1 << 26 })),
-  maxQueuedCalls: Type.Optional(Int({ maximum: 1_000_000 })),
-  callTimeoutMs: Type.Optional(Int({ minimum: 1, maximum: 2 ** 31 })),
-});
-
-const Devices = obj({
-  console: Type.Optional(
-    Type.Union([
-      Type.Boolean(),
-      obj({
-        maxLineBytes: Type.Optional(Int()),
-        linesPerSecond: Type.Optional(Num()),
-        burstLines: Type.Optional(Num()),
-        inputBufferBytes: Type.Optional(Int()),
-        rateLimit: Type.Optional(RateLimit),
-      }),
-    ]),
-  ),
-  clock: Type.Optional(
-    Type.Union([
-      Type.Boolean(),
-      obj({
-        resolutionMs: Type.Optional(Num()),
-        deterministic: Type.Optional(Type.Union([Type.Boolean(), obj({ startMs: Type.Optional(Num()), stepMs: Type.Optional(Num()) })])),
-      }),
-    ]),
-  ),
-  entropy: Type.Optional(Type.Union([Type.Boolean(), obj({ seed: Type.Optional(Type.Union([Str(256), Type.Number()])) })])),
-  block: Type.Optional(
-    Type.Union([
-      Type.Literal(false),
-      obj(
-        {
-          sizeMiB: Int({ minimum: 1, maximum: 4096 }),
-          bytesPerSecond: Type.Optional(Num()),
-          burstBytes: Type.Optional(Num()),
-          opsPerSecond: Type.Optional(Num()),
-          burstOps: Type.Optional(Num()),
-          rateLimitMode: Type.Optional(Type.Union([Type.Literal('block'), Type.Literal('reject')])),
-        },
-        'A persistent encrypted disk kept under the partition name in the host data directory (no `path`: host paths are the embedder\'s).',
-      ),
-    ]),
-  ),
-  net: Type.Optional(
-    Type.Union([
-      Type.Literal(false),
-      obj({
-        segment: Name,
-        mtu: Type.Optional(Int()),
-        rxQueueBytes: Type.Optional(Int()),
-        sendBytesPerSecond: Type.Optional(Num()),
-        sendFramesPerSecond: Type.Optional(Num()),
-        recvBytesPerSecond: Type.Optional(Num()),
-        recvFramesPerSecond: Type.Optional(Num()),
-        host: Type.Optional(Type.Boolean()),
-      }),
-    ]),
-  ),
-});
-
-const Wasi = obj({
-  args: Type.Optional(Type.Array(Str(), { maxItems: 1024 })),
-  env: Type.Optional(Type.Union([Type.Record(Type.String({ maxLength: 256 }), Str()), Type.Array(Str(), { maxItems: 1024 })])),
-  preopens: Type.Optional(
-    Type.Array(obj({ guestPath: Str(1024), readonly: Type.Optional(Type.Boolean()) }, 'An empty virtual directory (no `hostPath`: host folders are the embedder\'s).'), { maxItems: 64 }),
-  ),
-  stdin: Type.Optional(Str(65536)),
-  quotas: Type.Optional(
-    obj({ maxBytes: Type.Optional(Int()), maxInodes: Type.Optional(Int()), maxFds: Type.Optional(Int()), maxPathBytes: Type.Optional(Int()) }),
-  ),
-});
-
-export const ReactorRestart = Type.Union([
-  Type.Literal('never'),
-  Type.Literal('on-failure'),
-  obj({
-    mode: Type.Optional(Type.Union([Type.Literal('never'), Type.Literal('on-failure')])),
-    maxRestarts: Type.Optional(Int({ maximum: 1_000_000 })),
-    backoffMs: Type.Optional(Int({ maximum: 3_600_000 })),
-    maxBackoffMs: Type.Optional(Int({ maximum: 3_600_000 })),
-  }),
-]);
-
-/** The partition spec a remote caller sends (see the file comment for what is left out and why). */
-export const ApiPartitionSpec = obj({
-  name: Name,
-  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
-  args: Type.Optional(Type.Array(Str(), { maxItems: 1024 })),
-  limits: Type.Optional(Limits),
-  devices: Type.Optional(Devices),
-  kind: Type.Optional(Type.Union([Type.Literal('command'), Type.Literal('reactor')])),
-  restart: Type.Optional(ReactorRestart),
-  wasi: Type.Optional(Wasi),
-});
+/**
+ * The partition spec a remote caller sends: the library's PartitionSpecSchema field for field
+ * (same ranges, same messages), without `module` (it travels base64 beside the spec),
+ * `signature` (a detached signature file is a host path; embed signatures instead) and the two
+ * host paths, `devices.block.path` and `wasi.preopens[].hostPath`.
+ */
+export const ApiPartitionSpec = Type.Object(
+  { ...CloneType(Type.Object(remoteSpecFields)).properties, devices: Type.Optional(ApiDevices), wasi: Type.Optional(ApiWasi) },
+  { ...CLOSED, title: 'Wasmvisor partition spec (management API)', description: 'What to run in a partition and what it may use, as a remote caller sends it.' },
+);
 export type ApiPartitionSpec = Static<typeof ApiPartitionSpec>;
 
 /** What the host does when a partition's run ends, and when the host itself comes back. */
@@ -223,19 +133,38 @@ export type AuditQueryString = Static<typeof AuditQueryString>;
 
 export const AttestQuery = obj({ nonce: Type.String({ pattern: '^[0-9a-fA-F]{16,128}$', description: 'expects: 8 to 64 bytes in hex' }) });
 
-/** The admission policy the daemon applies before creating a partition (`policy.json`). */
-export const HostPolicy = obj({
-  version: Type.Literal(1),
-  allowMeasurements: Type.Optional(
-    Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { maxItems: 100_000, description: 'If present, only modules with these SHA-256 measurements are admitted.' }),
-  ),
-  maxMemoryPages: Type.Optional(Int({ minimum: 1, maximum: 65536 })),
-  allowDevices: Type.Optional(
-    Type.Array(Type.Union([Type.Literal('console'), Type.Literal('clock'), Type.Literal('entropy'), Type.Literal('block'), Type.Literal('net')]), { maxItems: 5, description: 'If present, the only devices a spec may ask for.' }),
-  ),
-  allowWasi: Type.Optional(Type.Boolean()),
+/**
+ * The host's admission policy is host/security's policy file (`<config>/policy.json`, schema
+ * PolicySchema): trusted publishers, pinned measurements, grants. Through the API a publisher's
+ * key is given inline (`publicKey`): `file` names a file on the host, which, like a spec's host
+ * paths, is the host administrator's to write, not a remote principal's.
+ */
+const ApiPolicyKey = Type.Object(
+  { publicKey: CloneType(PolicyKeySchema.properties.publicKey), keyId: Type.Optional(CloneType(PolicyKeySchema.properties.keyId)) },
+  { additionalProperties: false, description: 'A trusted key, inline (hex of 0x01 ‖ key, an OpenSSH line, or PEM).' },
+);
+export const ApiPolicy = Type.Object(
+  {
+    ...CloneType(PolicySchema).properties,
+    publishers: Type.Optional(
+      Type.Record(Type.String({ pattern: NAME_PATTERN }), Type.Object({ keys: Type.Array(ApiPolicyKey, { minItems: 1, maxItems: 64 }), grants: Type.Optional(CloneType(GrantsSchema)) }, { additionalProperties: false }), {
+        additionalProperties: false,
+        maxProperties: 256,
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'A security policy (docs/SECURITY.md) as a remote caller sends it: keys inline.' },
+);
+
+/** `PUT /policy`: the new policy, or null for none (every module admitted, as without a policy file). */
+export const PolicyBody = obj({ policy: Type.Union([ApiPolicy, Type.Null()]) });
+export type PolicyBody = Static<typeof PolicyBody>;
+
+/** `GET /policy` and the answer to `PUT /policy`: the policy file in force and its hash (as measured). */
+export const PolicyAnswer = obj({
+  policy: Type.Union([CloneType(PolicySchema), Type.Null()]),
+  sha256: Type.Union([Type.String(), Type.Null()], { description: "The policy's hash, as in the measured-boot log and attestation reports; null without a policy." }),
 });
-export type HostPolicy = Static<typeof HostPolicy>;
 
 const Permission = Type.Union(PERMISSIONS.map((p) => Type.Literal(p)));
 const PermissionPattern = Type.String({ pattern: '^(\\*|[a-z]+/(\\*|[a-z]+))$', maxLength: 64 });

@@ -1,17 +1,20 @@
 /**
- * `wasmvisor serve`: the daemon. Takes the config directory's lock, opens the audit sink, brings
- * back the declared partitions, and serves the API until SIGTERM or SIGINT, then shuts down in
- * order: stop listening (streams end) → stop partitions (disks flushed and closed) → close the
- * audit log → release the lock.
+ * `wasmvisor serve`: the daemon. Takes the config directory's lock, opens the audit log (once:
+ * the API and the Hypervisor write the same chain), brings back the declared partitions, and
+ * serves the API until SIGTERM or SIGINT, then shuts down in order: stop listening (streams end)
+ * → stop partitions (disks flushed and closed) → close the audit log → release the lock.
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.ts';
-import { MemoryAuditLog, type AuditSink } from './audit.ts';
+import { readAuditRecords } from '../security/audit.ts';
+import { openAuditLog } from '../security/monitor.ts';
+import { durableSink, type AuditSink } from './audit.ts';
 import { ConfigDir } from './config.ts';
 import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
-import { ManagementServer, type AttestationProvider, type ServerLimits } from './server.ts';
+import { ManagementServer, type ServerLimits } from './server.ts';
+import type { RouteDef } from './routes.ts';
 import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
@@ -34,13 +37,28 @@ export interface ServeOptions {
   clientCa?: string;
   limits?: Partial<ServerLimits>;
   hypervisor?: Omit<HypervisorOptions, 'dataDir'>;
-  /** The audit sink; default: host/security's log when available, else an in-memory log. */
+  /**
+   * The audit sink, given to the Hypervisor too. Default: host/security's durable log in
+   * `<config>/data/audit` (keys in `<config>/data/keys`; `wasmvisor audit verify` checks it).
+   */
   audit?: AuditSink;
-  attestation?: AttestationProvider | null;
   /** Where the daemon reports (default: stderr). */
   log?: (line: string) => void;
   /** Only for the bench's baseline: see ServerOptions.auth. */
   auth?: boolean;
+  /** More routes beside the API's (the dashboard: host/labs/dashboard.ts). */
+  extension?: ServeExtension;
+}
+
+/**
+ * What a feature served beside the API brings (the dashboard): a wrapper over the audit sink
+ * (to see every record as it is written), routes built once the host is open, and its own
+ * shutdown (the first step of the host's).
+ */
+export interface ServeExtension {
+  wrapAudit?(sink: AuditSink): AuditSink;
+  routes(deps: { host: ManagedHost; server: ManagementServer; audit: AuditSink }): RouteDef[];
+  close?(): Promise<void> | void;
 }
 
 export interface RunningHost {
@@ -103,15 +121,27 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       tls = { cert, key, clientCa };
     }
 
-    const audit = options.audit ?? new MemoryAuditLog();
+    // One log for the API and the Hypervisor: both write the same chain, never the directory separately.
+    let sink: AuditSink;
+    let created: string[] = [];
+    if (options.audit !== undefined) {
+      sink = options.audit;
+    } else {
+      const opened = openAuditLog({ dataDir: config.dataDir, actor: 'host' });
+      sink = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
+      created = opened.created;
+    }
+    // An extension (the labs dashboard) may watch what is written; the chain stays the sink's.
+    const audit = options.extension?.wrapAudit ? options.extension.wrapAudit(sink) : sink;
     cleanup.push(() => audit.close());
+    for (const file of created) audit.note({ actor: 'host', action: 'key.create', target: file, outcome: 'success', reason: 'created on first use' });
     const rbac = new Rbac(await config.readRbac());
     const tokens = new TokenStore(config.tokensDir);
     await tokens.load((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     tokens.watch((file, why) => log(`wasmvisor serve: token file ${file} ignored: ${why}`));
     cleanup.push(() => tokens.close());
     await audit.record({ actor: 'host', action: 'host.start', target: '/', outcome: 'success', reason: `pid ${process.pid}, config ${config.root}` });
-    const host = await ManagedHost.open({ config, audit, log, ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}) });
+    const host = await ManagedHost.open({ config, audit, log, hypervisor: { ...options.hypervisor, audit, actor: 'host' } });
     cleanup.push(() => host.close());
     const server = new ManagementServer({
       host,
@@ -121,10 +151,14 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       tls,
       log,
       ...(options.limits ? { limits: options.limits } : {}),
-      attestation: options.attestation ?? null,
       ...(options.auth === false ? { auth: false } : {}),
     });
     cleanup.push(() => server.close());
+    if (options.extension) {
+      server.addRoutes(options.extension.routes({ host, server, audit }));
+      const ext = options.extension;
+      if (ext.close) cleanup.push(() => ext.close!());
+    }
     await server.listen(bind, port);
     let closing: Promise<void> | null = null;
     return {

@@ -31,10 +31,6 @@ import { buildRoutes, type RouteDef } from './routes.ts';
 import { openApiDocument } from './openapi.ts';
 
 /** Attestation as the API needs it; provided by host/security (issue 12) when it is on this branch. */
-export interface AttestationProvider {
-  attest(nonce: Uint8Array): Promise<unknown>;
-}
-
 /** An authenticated caller. */
 export interface Principal {
   /** `token:<name>` or `cert:<CN>`; `anonymous` only when auth is off. */
@@ -95,7 +91,6 @@ export interface ServerOptions {
   /** Certificate and key (PEM); `clientCa` enables client certificates (mutual TLS). Null: plain HTTP, loopback only. */
   tls: { cert: string; key: string; clientCa?: string | null } | null;
   limits?: Partial<ServerLimits>;
-  attestation?: AttestationProvider | null;
   /**
    * Off only for measuring what authentication, authorization and audit cost (bench/mgmt.mjs):
    * every request runs as an anonymous principal, nothing is checked or recorded. Not reachable
@@ -143,7 +138,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_FEATURE_DENIED: 422,
   ERR_LIMIT_MEMORY: 422,
   ERR_LIMIT_TABLE: 422,
+  ERR_LIMIT_MODULE: 422,
   ERR_INTEGRITY: 422,
+  ERR_POLICY_DENIED: 422,
   ERR_GUEST_CALL: 422,
   ERR_GUEST_TRAP: 422,
   ERR_LIMIT_CPU: 422,
@@ -241,7 +238,7 @@ export class ManagementServer {
     this.app.server.maxConnections = l.maxConnections;
     this.app.server.headersTimeout = l.headersTimeoutMs;
     this.app.decorateRequest('principal', null);
-    this.routes = buildRoutes({ host: options.host, tokens: options.tokens, rbac: options.rbac, audit: options.audit, server: this, attestation: options.attestation ?? null });
+    this.routes = buildRoutes({ host: options.host, tokens: options.tokens, rbac: options.rbac, audit: options.audit, server: this });
     this.install();
     options.tokens.on('revoked', this.onRevoked);
   }
@@ -302,59 +299,76 @@ export class ManagementServer {
       return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
     });
 
-    for (const route of this.routes) {
-      app.route({
-        method: route.method,
-        url: route.url,
-        config: { route },
-        ...(route.bodyLimit ? { bodyLimit: route.bodyLimit } : {}),
-        schema: {
-          ...(route.params ? { params: route.params } : {}),
-          ...(route.query ? { querystring: route.query } : {}),
-          ...(route.body ? { body: route.body } : {}),
-        },
-        handler: async (req, reply) => {
-          const principal = req.principal!;
-          const ctx: RequestContext = {
-            req,
-            reply,
-            principal,
-            params: (req.params ?? {}) as Record<string, string>,
-            query: (req.query ?? {}) as Record<string, unknown>,
-            body: req.body,
-            authorize: (permission, scope, segment = null) => {
-              if (!this.decide(req, principal, permission, scope, segment)) {
-                throw new AccessDeniedError(`${principal.id} may not ${permission} at ${scope}`);
-              }
-            },
-            allowed: (permission, scope, segment = null) => this.decide(req, principal, permission, scope, segment),
-          };
-          if (route.permission !== null && this.authOn) {
-            const { scope, segment } = route.scope(ctx);
-            ctx.authorize(route.permission, scope, segment);
-          }
-          try {
-            return await route.handler(ctx);
-          } catch (error) {
-            // Every refusal after authorization is recorded with its code (successes are recorded by the action).
-            const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
-            this.options.audit.note({
-              actor: principal.id,
-              action: 'api.request',
-              target: `${route.method} ${req.url.split('?')[0]!.slice(0, 200)}`,
-              outcome: code === 'ERR_ACCESS_DENIED' ? 'denied' : 'failure',
-              reason: error instanceof Error ? error.message.slice(0, 1000) : String(error),
-              code,
-              details: { requestId: req.id },
-            });
-            throw error;
-          }
-        },
-      });
-    }
+    for (const route of this.routes) this.installRoute(route);
     // Any valid credential may read the document (no permission needed); without one it is a 401
     // like every other route, so the route list is not shown to anonymous callers.
     app.get('/openapi.json', { config: { route: { auth: 'required' } as RouteDef } }, async () => this.openapi);
+  }
+
+  /**
+   * Adds routes beside the API's own (the dashboard's, host/labs/), before the server listens.
+   * They go through the same hooks and wrapper as every other route: authentication unless
+   * `auth: 'public'`, the rate limit, schema validation, and the RBAC decision at their scope.
+   */
+  addRoutes(routes: RouteDef[]): void {
+    for (const route of routes) {
+      this.routes.push(route);
+      this.installRoute(route);
+    }
+    this.openapiCache = null;
+  }
+
+  private installRoute(route: RouteDef): void {
+    const app = this.app;
+    app.route({
+      method: route.method,
+      url: route.url,
+      config: { route },
+      ...(route.bodyLimit ? { bodyLimit: route.bodyLimit } : {}),
+      schema: {
+        ...(route.params ? { params: route.params } : {}),
+        ...(route.query ? { querystring: route.query } : {}),
+        ...(route.body ? { body: route.body } : {}),
+      },
+      handler: async (req, reply) => {
+        const principal = req.principal!;
+        const ctx: RequestContext = {
+          req,
+          reply,
+          principal,
+          params: (req.params ?? {}) as Record<string, string>,
+          query: (req.query ?? {}) as Record<string, unknown>,
+          body: req.body,
+          authorize: (permission, scope, segment = null) => {
+            if (!this.decide(req, principal, permission, scope, segment)) {
+              throw new AccessDeniedError(`${principal.id} may not ${permission} at ${scope}`);
+            }
+          },
+          allowed: (permission, scope, segment = null) => this.decide(req, principal, permission, scope, segment),
+        };
+        if (route.permission !== null && this.authOn) {
+          const { scope, segment } = route.scope(ctx);
+          ctx.authorize(route.permission, scope, segment);
+        }
+        try {
+          return await route.handler(ctx);
+        } catch (error) {
+          // Every refusal after authorization is recorded with its code (successes are recorded by the action).
+          const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
+          this.options.audit.note({
+            // A public route has no principal.
+            actor: req.principal?.id ?? `anonymous@${req.ip}`,
+            action: 'api.request',
+            target: `${route.method} ${req.url.split('?')[0]!.slice(0, 200)}`,
+            outcome: code === 'ERR_ACCESS_DENIED' ? 'denied' : 'failure',
+            reason: error instanceof Error ? error.message.slice(0, 1000) : String(error),
+            code,
+            details: { requestId: req.id },
+          });
+          throw error;
+        }
+      },
+    });
   }
 
   private openapiCache: unknown = null;

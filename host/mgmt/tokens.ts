@@ -105,6 +105,28 @@ interface TokenStoreEvents {
   revoked: [id: string];
 }
 
+/**
+ * A token file's text as a record, or ERR_INVALID_ARGUMENT saying why not: not JSON, not the
+ * schema, a file name that is not `<id>.json`, or a time that is not a date. A time is checked
+ * here because an expiry `Date.parse` cannot read would compare as never reached (NaN): the
+ * token would never expire.
+ */
+export function parseTokenFile(text: string, file: string): TokenRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError(`token file ${file} is not JSON: ${(error as Error).message}`);
+  }
+  const record = check(TokenFile, value, `token file ${file}`);
+  if (`${record.id}.json` !== file) throw new InvalidArgumentError(`token file ${file} holds token ${record.id}`);
+  for (const key of ['createdAt', 'expiresAt', 'revokedAt'] as const) {
+    const time = record[key];
+    if (time !== null && !Number.isFinite(Date.parse(time))) throw new InvalidArgumentError(`token file ${file}: ${key}: ${JSON.stringify(time)} is not a date`);
+  }
+  return record;
+}
+
 export class TokenStore extends EventEmitter<TokenStoreEvents> {
   readonly dir: string;
   private readonly now: () => number;
@@ -141,8 +163,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
     for (const file of files.slice(0, MAX_TOKENS)) {
       try {
         const text = await readFile(path.join(this.dir, file), 'utf8');
-        const record = check(TokenFile, JSON.parse(text), `token file ${file}`);
-        if (`${record.id}.json` !== file) throw new InvalidArgumentError(`token file ${file} holds token ${record.id}`);
+        const record = parseTokenFile(text, file);
         next.set(record.id, record);
       } catch (error) {
         // A file being replaced by rename may vanish between readdir and readFile.

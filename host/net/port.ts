@@ -1,5 +1,5 @@
 import { SharedRing } from '../channel/ring.ts';
-import { rxRecordBytes } from '../devices/config.ts';
+import { rxRecordBytes } from '../devices/resolved.ts';
 import { RATE_LIMITER_SLOTS, RateLimiter } from '../limits/rate-limiter.ts';
 
 /**

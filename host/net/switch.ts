@@ -136,6 +136,22 @@ export interface NicAttachment {
   onFault(fault: (error: unknown) => void): void;
 }
 
+/**
+ * What an observer of the switch sees of one frame (`hv.observeNetwork`): addresses, segment,
+ * size and what happened to it. Never its payload. Only frames that pass through the root are
+ * seen one by one (broadcasts, host endpoints, refused frames, unicast the root forwards); a
+ * frame a NIC delivers straight into a peer's port (direct delivery) is counted in the sender's
+ * metrics (`net.switchedDirect`) and the receiver's (`net.rxFrames`) instead.
+ */
+export interface FrameObservation {
+  segment: string;
+  src: number;
+  dst: number;
+  bytes: number;
+  /** `delivered`, or why not: `no-route` (unknown, foreign, not granted), `queue-full`, `rate-limited`, `oversize`. */
+  outcome: Delivery | 'no-route';
+}
+
 export interface SwitchCounters {
   /** Frames the root's switch forwarded to at least one endpoint (direct deliveries are counted per NIC: metrics().net.switchedDirect). */
   switched: number;
@@ -166,6 +182,8 @@ export class VirtualSwitch {
   /** Peer-table channels are named after this switch: two hypervisors in one process never meet. */
   private readonly channelPrefix = `wasmvisor:net:${randomUUID()}:`;
   readonly counters: SwitchCounters = { switched: 0, noRoute: 0 };
+  /** Observers of frame metadata; null while there are none, so the hot path pays one check. */
+  private observers: Set<(frame: FrameObservation) => void> | null = null;
 
   constructor(options: { now?: () => number } = {}) {
     this.now = options.now ?? processClock;
@@ -289,6 +307,30 @@ export class VirtualSwitch {
   addressOf(owner: string): number | undefined {
     for (const ep of this.endpoints.values()) if (ep.kind === 'nic' && ep.owner === owner) return ep.address;
     return undefined;
+  }
+
+  /**
+   * Calls `listener` with the metadata of every frame the root routes from now on (never the
+   * payload; direct deliveries only in the NICs' counters); returns the function that stops it. A throwing listener is reported, not allowed to stop the switch.
+   */
+  observe(listener: (frame: FrameObservation) => void): () => void {
+    (this.observers ??= new Set()).add(listener);
+    return () => {
+      this.observers?.delete(listener);
+      if (this.observers?.size === 0) this.observers = null;
+    };
+  }
+
+  private tell(from: Endpoint, dst: number, bytes: number, outcome: Delivery | 'no-route'): void {
+    for (const listener of this.observers!) {
+      try {
+        listener({ segment: from.segment, src: from.address, dst, bytes, outcome });
+      } catch (error) {
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   /** Unplugs everything (the hypervisor is closing). */
@@ -448,11 +490,13 @@ export class VirtualSwitch {
     const to = this.endpoints.get(dst);
     if (to === undefined || !this.mayReach(from, to)) {
       this.noRoute(from, dst, to);
+      if (this.observers !== null) this.tell(from, dst, payload.length, 'no-route');
       return null;
     }
     if (to.kind === 'host') {
       this.forwarded(from);
-      this.deliver(from, to, dst, payload);
+      const outcome = this.deliver(from, to, dst, payload);
+      if (this.observers !== null) this.tell(from, dst, payload.length, outcome);
       return null;
     }
     const seq = to.port.rx.readSeq;
@@ -468,6 +512,7 @@ export class VirtualSwitch {
         return sleep(Math.max(1, Math.min(HELD_RECHECK_MS, this.waitMs)));
       default:
         this.forwarded(from);
+        if (this.observers !== null) this.tell(from, dst, payload.length, outcome === 'down' ? 'no-route' : outcome);
         return null;
     }
   }
@@ -506,7 +551,9 @@ export class VirtualSwitch {
       let reached = 0;
       for (const to of this.segments.get(from.segment) ?? []) {
         if (to === from || !this.mayReach(from, to)) continue;
-        if (this.deliver(from, to, dst, payload) === 'delivered') reached++;
+        const outcome = this.deliver(from, to, dst, payload);
+        if (outcome === 'delivered') reached++;
+        if (this.observers !== null) this.tell(from, to.address, payload.length, outcome);
       }
       this.forwarded(from);
       return reached > 0 ? 'delivered' : 'no-route';
@@ -514,10 +561,13 @@ export class VirtualSwitch {
     const to = this.endpoints.get(dst);
     if (to === undefined || !this.mayReach(from, to) || (to.kind === 'nic' && to.down)) {
       this.noRoute(from, dst, to);
+      if (this.observers !== null) this.tell(from, dst, payload.length, 'no-route');
       return 'no-route';
     }
     this.forwarded(from);
-    return this.deliver(from, to, dst, payload);
+    const outcome = this.deliver(from, to, dst, payload);
+    if (this.observers !== null) this.tell(from, dst, payload.length, outcome);
+    return outcome;
   }
 
   private forwarded(from: Endpoint): void {

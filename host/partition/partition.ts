@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import { SharedRing } from '../channel/ring.ts';
-import { ConsoleInput } from '../devices/console.ts';
+import { CONSOLE_DEFAULTS } from '../devices/config.ts';
+import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
-import type { BlockAttachment, Storage } from '../storage/storage.ts';
+import { blockInit, type BlockAttachment, type Storage } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import { formatAddress, readNetMetrics, type NetMetrics } from '../devices/net.ts';
 import type { NicAttachment } from '../net/switch.ts';
@@ -18,10 +20,11 @@ import {
 } from '../errors.ts';
 import { allocateStats, readMetrics, type PartitionMetrics } from '../channel/stats.ts';
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
-import type { CpuCap, ViolationRecord, WorkerOutcome } from '../channel/protocol.ts';
+import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
+import type { AttestationInit } from '../devices/attestation.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
@@ -62,7 +65,12 @@ export interface RestartInfo {
   delayMs: number;
 }
 
-export type ConsoleStream = 'stdout' | 'stderr';
+export type { ConsoleStream };
+
+/** Output the console dropped since the last report, as the `dropped` event reports it. */
+export interface DroppedOutput extends DropCounts {
+  stream: ConsoleStream;
+}
 
 export type { RestartMode } from '../schema/limits.ts';
 export type { CallOptions } from '../schema/partition.ts';
@@ -105,6 +113,8 @@ export interface PartitionConfig {
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
   net?: NicAttachment | null;
+  /** The partition's attestation key and certificate; null when attestation is not granted. */
+  attestation?: AttestationInit | null;
   onDestroy?: (partition: Partition) => void;
 }
 
@@ -118,7 +128,12 @@ export interface DestroyOptions {
 }
 
 export interface PartitionEvents {
+  /** The guest's output, every chunk exactly as written (bytes, in order, nothing added). */
+  output: [chunk: Uint8Array, stream: ConsoleStream];
+  /** The same output cut into lines (UTF-8, without the newline; a longer run in pieces of maxLineBytes). */
   console: [line: string, stream: ConsoleStream];
+  /** Output bytes the console's rate limit refused (reject mode). */
+  dropped: [info: DroppedOutput];
   state: [state: PartitionState, previous: PartitionState];
   violation: [violation: Violation];
   restart: [info: RestartInfo];
@@ -163,6 +178,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private readonly stats = allocateStats();
   private readonly inputRing: SharedRing;
   private readonly consoleInput: ConsoleInput;
+  private readonly consoleOutput: ConsoleOutput;
+  private stdinStream: Writable | null = null;
   private run: WorkerRun | null = null;
   private startedAt = 0;
   private endedAt = 0;
@@ -199,6 +216,13 @@ export class Partition extends EventEmitter<PartitionEvents> {
     // A NIC whose traffic the root cannot handle is unplugged; the run on it ends (ERR_INTERNAL).
     config.net?.onFault((error) => this.run?.fail(error));
     if (config.devices.console === null) this.inputRing.close();
+    this.consoleOutput = new ConsoleOutput(new SharedArrayBuffer(STDIO_SLOTS * 4), config.devices.console?.maxLineBytes ?? CONSOLE_DEFAULTS.maxLineBytes, {
+      output: (chunk, stream) => this.emit('output', chunk, stream),
+      wantsLines: () => this.listenerCount('console') > 0,
+      line: (line, stream) => this.emit('console', line, stream),
+      dropped: (stream, counts) => this.emit('dropped', { stream, ...counts }),
+      resume: () => this.run?.resumeOutput(),
+    });
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
 
@@ -305,8 +329,12 @@ export class Partition extends EventEmitter<PartitionEvents> {
       return Promise.reject(new BusyError(`partition ${this.name} has ${this.queue.length} calls queued, the limit (limits.maxQueuedCalls)`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
-      // The input is copied: the caller may reuse its buffer as soon as call() returns.
-      const pending: PendingCall = { name: exportName, input: bytes.slice(), timeoutMs, fuel: options.fuel ?? 0, signal, onAbort: undefined, resolve, reject };
+      // The input is copied here, into memory only this call owns: the caller may reuse or
+      // change its buffer as soon as call() returns, and the zeroing after the send wipes our
+      // copy, never the caller's. Explicit allocate-and-set: `slice()` of a Node Buffer is a view.
+      const copy = new Uint8Array(bytes.length);
+      copy.set(bytes);
+      const pending: PendingCall = { name: exportName, input: copy, timeoutMs, fuel: options.fuel ?? 0, signal, onAbort: undefined, resolve, reject };
       if (signal) {
         pending.onAbort = () => this.abortCall(pending);
         signal.addEventListener('abort', pending.onAbort, { once: true });
@@ -358,6 +386,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
     this.config.net?.detach();
+    // The partition's attestation key dies with it.
+    this.config.attestation?.seed.fill(0);
     try {
       if (wipe) await this.wipeImage();
     } finally {
@@ -398,6 +428,31 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.consoleInput.end();
   }
 
+  /**
+   * The guest's stdout as a byte stream, created on first use (it carries the output from then
+   * on). Like a child process's stdout: once it exists, a guest that writes faster than it is
+   * read waits for it (backpressure); destroying it tells the guest its reader has gone (WASI
+   * EPIPE, END_OF_STREAM). It ends when the partition ends.
+   */
+  get stdout(): Readable {
+    return this.consoleOutput.stream('stdout');
+  }
+
+  /** The guest's stderr as a byte stream; see `stdout`. */
+  get stderr(): Readable {
+    return this.consoleOutput.stream('stderr');
+  }
+
+  /**
+   * The guest's console input as a byte stream: bytes reach the guest exactly (WASI fd 0,
+   * CONSOLE_STREAM_READ; CONSOLE_READ cuts lines from them), with backpressure; `end()` ends the
+   * input. Writing after the partition stopped reading fails with an EPIPE error.
+   */
+  get stdin(): Writable {
+    this.stdinStream ??= inputStream(this.consoleInput);
+    return this.stdinStream;
+  }
+
   /** A snapshot of the partition's counters (cumulative over a reactor's restarts). */
   metrics(): PartitionMetrics & { state: PartitionState; runTimeMs: number; restarts: number; queuedCalls: number } {
     const end = this.endedAt || (this.startedAt ? performance.now() : 0);
@@ -420,6 +475,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private async spawn(): Promise<void> {
     this.ready = false;
     const c = this.config;
+    // Standalone copies of the image id and data key (never the partition or master key).
+    const block = c.block ? blockInit(c.block.attachment) : null;
     const run = new WorkerRun(
       {
         name: this.name,
@@ -428,6 +485,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
         devices: c.devices,
         stats: this.stats,
         input: this.inputRing.sab,
+        stdio: this.consoleOutput.stdio,
         violationsPerSecond: c.violationsPerSecond,
         kind: c.kind,
         maxInputBytes: c.maxInputBytes,
@@ -438,18 +496,17 @@ export class Partition extends EventEmitter<PartitionEvents> {
         ...(c.sliceFuel !== undefined ? { sliceFuel: c.sliceFuel } : {}),
         hypercallRate: c.hypercallRate ?? null,
         // The image stays open across a reactor's restarts; it is closed when the partition ends.
-        block: c.block
-          ? { fd: c.block.attachment.fd, sectorCount: c.block.attachment.sectorCount, imageId: c.block.attachment.imageId, dataKey: c.block.attachment.dataKey }
-          : null,
+        block,
         // A restarted instance gets a fresh file system, seeded again from the same copies.
         wasi: c.wasi ?? null,
         // The NIC belongs to the partition: a restarted reactor keeps its address and queue.
         net: c.net?.init ?? null,
+        attestation: c.attestation ?? null,
       },
       c.channels,
       c.host(),
       {
-        console: (line, stream) => this.emit('console', line, stream),
+        output: (kind, bytes) => this.consoleOutput.deliver(kind, bytes),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
         ready: () => this.onReady(run),
         result: (ret, output) => this.onResult(run, ret, output),
@@ -460,7 +517,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
     // Commands: the budget covers the whole run. Reactors: start-up here, then each call.
     const what = c.kind === 'reactor' ? 'start-up budget' : 'wall-clock budget';
     run.arm(c.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `partition ${this.name} exceeded its ${what} of ${c.timeoutMs} ms` }));
-    await run.start();
+    const started = run.start();
+    // Making the Worker cloned its data: the worker has its own copy of the key now.
+    block?.dataKey.fill(0);
+    await started;
   }
 
   private onReady(run: WorkerRun): void {
@@ -626,6 +686,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.exitResult = exit;
     // Resolved before the events: a listener that throws cannot keep `exited` pending.
     this.resolveExit(exit);
+    // Everything the guest wrote has been delivered: a last unterminated line, then the streams' end.
+    this.consoleOutput.end();
     // The worker is gone: nothing can use the image any more.
     this.detach().catch(() => {
       // Closing the image failed; the storage layer reports it, and the partition has ended.

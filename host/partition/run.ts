@@ -1,4 +1,7 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ChannelError, MessageReader, MessageSender, type Message } from '../channel/message.ts';
+import { HV_MAX_TRANSFER } from '../abi/codes.ts';
+import { DROP_RECORD_BYTES } from '../devices/console.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
@@ -7,7 +10,11 @@ import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
 export interface RunEvents {
-  console(line: string, stream: 'stdout' | 'stderr'): void;
+  /**
+   * A console record (EventKind.STDOUT, STDERR or DROPPED). Returning false stops the draining
+   * until `resumeOutput()`: the reader is behind, so the guest waits for it (backpressure).
+   */
+  output(kind: number, bytes: Uint8Array): boolean;
   violation(violation: ViolationRecord): void;
   /** A reactor finished initializing and takes calls. */
   ready(): void;
@@ -19,6 +26,11 @@ export interface RunEvents {
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+
+/** Most bytes of consecutive output records the root joins into one chunk. */
+const OUTPUT_BATCH_BYTES = 256 * 1024;
+/** Records this large are delivered as they are; smaller ones are joined. */
+const OUTPUT_JOIN_BELOW = 8192;
 
 /** Reactor calls sent and not yet answered, in this process (every Hypervisor). */
 let callsInFlight = 0;
@@ -51,6 +63,9 @@ export class WorkerRun {
   /** True from launch until the run ended: kill() has something to end. */
   private launched = false;
   private watchdog: NodeJS.Timeout | null = null;
+  /** The watchdog in force (re-armed once when the guest starts, see `arm`). */
+  private armed: { ms: number; outcome: () => WorkerOutcome } | null = null;
+  private guestStarted = false;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
   private workerError: unknown = null;
@@ -61,6 +76,11 @@ export class WorkerRun {
   private callSentAt = 0;
   /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
   private readonly replies = new RecentWait();
+  /** The output's reader is behind: the pump waits for resumeOutput(). */
+  private paused = false;
+  private resumeWaiter: (() => void) | null = null;
+  /** Where consecutive small output records are joined (scrubbed when the run ends). */
+  private readonly batch = new Uint8Array(OUTPUT_BATCH_BYTES);
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
@@ -72,11 +92,14 @@ export class WorkerRun {
     this.calls = new SharedRing(SharedRing.allocate(channels.calls));
     // A shared worker sleeps on one doorbell, a partition process on its channel: each hears which ring moved.
     if (host.placement !== 'dedicated') this.events.onMove = this.calls.onMove = () => host.wake();
-    const maxLine = init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES;
+    // Output records: a chunk of one write (a dedicated worker's are at most a ring record, a
+    // shared worker's outbox sends a write's piece of up to HV_MAX_TRANSFER, or a line call's line).
+    const maxOutput = Math.max(HV_MAX_TRANSFER, (init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES) + 1);
     const maxResult = 4 + init.maxOutputBytes;
     // What the worker may send, per kind: anything else is a protocol violation (see drain).
     this.reader = new MessageReader(this.events, (kind) => {
-      if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return maxLine;
+      if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return maxOutput;
+      if (kind === EventKind.DROPPED) return DROP_RECORD_BYTES;
       if (kind === EventKind.VIOLATION) return MAX_VIOLATION_BYTES;
       if (kind === EventKind.RESULT) return maxResult;
       return -1;
@@ -114,7 +137,15 @@ export class WorkerRun {
   /** A lifecycle message from the executor: checked, never trusted. */
   private onMessage(message: unknown, running: () => void): void {
     const m = message as WorkerMessage | null;
-    if (m?.type === 'running') running();
+    if (m?.type === 'running') {
+      // The guest starts now: a watchdog armed before (the run's budget) starts again, so the
+      // thread's start-up (tens of ms, far more on a loaded host) is not charged to the guest.
+      // A start that never comes still ends when the first arming fires.
+      const a = this.armed;
+      if (!this.guestStarted && a !== null) this.arm(a.ms, a.outcome);
+      this.guestStarted = true;
+      running();
+    }
     else if (m?.type === 'ready') this.on.ready();
     else if (m?.type === 'done' && isOutcome(m.outcome)) {
       // The run is over: everything it wrote is in the ring (written before this message). A
@@ -167,12 +198,15 @@ export class WorkerRun {
   /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
   arm(ms: number, outcome: () => WorkerOutcome): void {
     this.disarm();
-    if (Number.isFinite(ms)) this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
+    if (!Number.isFinite(ms)) return;
+    this.armed = { ms, outcome };
+    this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
   }
 
   disarm(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = null;
+    this.armed = null;
   }
 
   /** Terminates the worker; the run ends with `outcome` unless the guest had already finished. */
@@ -242,17 +276,34 @@ export class WorkerRun {
     if (this.ended || callsInFlight !== 1) return;
     const seq = this.events.writeSeq;
     // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
-    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null)) this.drain();
+    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null) && !this.paused) this.drain(this.events.capacity);
   }
 
-  /** Moves records from the event ring to callbacks until the run has ended. */
+  /** The output's reader has room again: draining resumes (a no-op unless paused). */
+  resumeOutput(): void {
+    // A partition process hears of a reader that went away (ConsoleOutput.close) from its host.
+    if (this.host.placement === 'process') this.host.wake();
+    if (!this.paused) return;
+    this.paused = false;
+    const wake = this.resumeWaiter;
+    this.resumeWaiter = null;
+    wake?.();
+  }
+
+  /**
+   * Moves records from the event ring to callbacks until the run has ended: in batches of at
+   * most one ring's worth, yielding to the event loop in between (a guest that writes without
+   * pause cannot hold the root's thread), and not at all while the output's reader is behind.
+   */
   private async pump(): Promise<void> {
     try {
       while (!this.ended) {
         const seq = this.events.writeSeq;
-        this.drain();
+        const more = this.drain(this.events.capacity);
         if (this.ended) break;
-        await this.events.whenWritten(seq);
+        if (this.paused) await new Promise<void>((resolve) => (this.resumeWaiter = resolve));
+        else if (more) await nextTurn();
+        else await this.events.whenWritten(seq);
       }
     } catch (error) {
       this.fail(error);
@@ -264,39 +315,79 @@ export class WorkerRun {
    * (a message over its bound, an unknown kind, a corrupt ring, malformed JSON) end the run as
    * ERR_INTERNAL; a listener that throws is the embedder's own bug and is rethrown on its own
    * tick, the way Node reports an exception from a callback it invoked.
+   *
+   * Returns true when `budget` bytes were delivered (more may wait) or the output's reader is
+   * behind (`paused` set: output is the one event that can say so), false when the ring is empty.
+   * Infinity: everything, ignoring backpressure (the end of the run: the ring is scrubbed afterwards).
    */
-  private drain(): void {
-    if (this.drainFailed) return;
+  private drain(budget = Infinity): boolean {
+    if (this.drainFailed) return false;
+    const force = budget === Infinity;
+    let delivered = 0;
     for (;;) {
-      let message: Message | null;
-      let event: () => void;
+      let event: () => boolean | void;
       try {
-        message = this.reader.read();
-        if (message === null) return;
-        event = this.decode(message);
+        const kind = this.reader.idle ? this.events.peekKind() : -1;
+        if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
+          // Whole output records (no chunk of a longer message): many small ones become one chunk.
+          const chunk = this.takeOutput(kind);
+          delivered += chunk.length;
+          event = () => this.on.output(kind, chunk);
+        } else {
+          const message = this.reader.read();
+          if (message === null) return false;
+          delivered += message.bytes.length + 4;
+          event = this.decode(message);
+        }
       } catch (error) {
         this.drainFailed = true;
         this.reader.discard();
         this.fail(error);
-        return;
+        return false;
       }
       try {
-        event();
+        if (event() === false && !force) this.paused = true;
       } catch (error) {
         process.nextTick(() => {
           throw error;
         });
       }
+      if (!force && (this.paused || delivered >= budget)) return true;
     }
   }
 
+  /**
+   * The next output record, joined with the small records of the same stream that follow it:
+   * many small guest writes cost the root one delivery, not one each. The chunk is a fresh copy
+   * the embedder may keep, in its own (unpooled, fully written) buffer: one copy per byte.
+   */
+  private takeOutput(kind: number): Uint8Array {
+    const first = this.events.peekLength();
+    if (first >= OUTPUT_JOIN_BELOW) {
+      const chunk = Buffer.allocUnsafeSlow(first);
+      this.events.readInto(chunk);
+      return chunk;
+    }
+    const batch = this.batch;
+    let n = 0;
+    while (this.events.peekKind() === kind) {
+      const length = this.events.peekLength();
+      if (n + length > batch.length || length >= OUTPUT_JOIN_BELOW) break;
+      n += this.events.readInto(batch.subarray(n));
+    }
+    const chunk = Buffer.allocUnsafeSlow(n);
+    chunk.set(batch.subarray(0, n));
+    return chunk;
+  }
+
   /** Checks a message and returns the callback that delivers it. */
-  private decode(m: Message): () => void {
+  private decode(m: Message): () => boolean | void {
     const bytes = m.bytes;
-    if (m.kind === EventKind.STDOUT || m.kind === EventKind.STDERR) {
-      const line = decoder.decode(bytes);
-      const stream = m.kind === EventKind.STDOUT ? 'stdout' : 'stderr';
-      return () => this.on.console(line, stream);
+    const kind = m.kind;
+    if (kind === EventKind.STDOUT || kind === EventKind.STDERR) return () => this.on.output(kind, bytes);
+    if (kind === EventKind.DROPPED) {
+      if (bytes.length !== DROP_RECORD_BYTES) throw new ChannelError(`a drop report of ${bytes.length} bytes`);
+      return () => this.on.output(kind, bytes);
     }
     if (m.kind === EventKind.VIOLATION) {
       const v = JSON.parse(decoder.decode(bytes)) as Partial<ViolationRecord> | null;
@@ -322,11 +413,13 @@ export class WorkerRun {
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
     this.reader.discard();
+    this.resumeOutput();
     this.events.wakeAll();
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
-    // Root-held copies of guest data (console lines, call inputs and outputs) go with the run.
+    // Root-held copies of guest data (console output, call inputs and outputs) go with the run.
     new Uint8Array(this.events.sab).fill(0);
+    this.batch.fill(0);
     new Uint8Array(this.calls.sab).fill(0);
     this.on.end(outcome);
   }

@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { AssignMessage, WorkerInit } from '../channel/protocol.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
 import type { WarmPool } from './warm-pool.ts';
+import { wasiMemory } from '../wasi/config.ts';
 
 /**
  * A run on a dedicated worker: one thread that runs this partition only (a guest may block it,
@@ -28,7 +29,8 @@ export class DedicatedHost implements RunHost {
   constructor(private readonly pool: WarmPool) {}
 
   launch(init: WorkerInit, events: RunHostEvents): void {
-    const worker = this.pool.take();
+    // In-memory WASI trees: their entries' heap is bounded by the entry quota, and must fit.
+    const worker = this.pool.take(Math.ceil(wasiMemory(init.wasi).heapBytes / (1024 * 1024)));
     this.worker = worker;
     worker.on('message', (m: unknown) => events.message(m));
     worker.on('error', (e: unknown) => events.error(e));

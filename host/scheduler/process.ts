@@ -13,19 +13,22 @@ import {
   encodeBoot,
   encodeRecord,
   encodeClose,
+  encodeStdio,
   type ChildFrame,
   type ProcessBoot,
   type NetSettings,
   type ProcessInit,
 } from '../channel/frames.ts';
 import { RingForwarder, RingReceiver } from '../channel/mirror.ts';
-import type { ViolationRecord, WorkerInit, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import { STDIO_SLOTS, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { WORKER_STAT_SLOTS } from '../channel/stats.ts';
 import type { NetInit } from '../devices/net.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { RunHost, RunHostEvents } from './placement.ts';
-import { BLOCK_FD, startSandboxed, type SandboxOptions } from './sandbox.ts';
+import { BLOCK_FD, FOLDER_FD_BASE, OUTPUT_FDS, startSandboxed, type SandboxOptions } from './sandbox.ts';
+import type { ResolvedWasi } from '../wasi/config.ts';
+import type { ResolvedDevices } from '../devices/resolved.ts';
 
 /** The one slot a dedicated partition process hosts. */
 const SLOT = 1;
@@ -83,6 +86,9 @@ export class ProcessHost implements RunHost {
   private eventRing: SharedRing | null = null;
   private eventsIn: RingReceiver | null = null;
   private stats: Float64Array | null = null;
+  /** The console's output state the root writes (WorkerInit.stdio), and what of it the child has heard. */
+  private stdio: Int32Array | null = null;
+  private stdioSent = 0;
   /** The NIC's rings on the root's switch, mirrored: frames the child sends, frames delivered to it; and its counters. */
   private net: { tx: SharedRing; txIn: RingReceiver; rx: RingForwarder; stats: Float64Array } | null = null;
   private readonly processStats = new Float64Array(WORKER_STAT_SLOTS);
@@ -126,9 +132,11 @@ export class ProcessHost implements RunHost {
     this.name = init.name;
     this.reactor = init.kind === 'reactor';
     const imageFd = init.block === null ? null : this.openImage(init.block.fd);
+    const outputs = init.devices.console?.outputFd ?? { stdout: null, stderr: null };
+    const folders = (init.wasi?.preopens ?? []).flatMap((p) => (p.kind === 'host' ? [{ fd: p.fd, write: p.mode === 'rw' }] : []));
     let started;
     try {
-      started = startSandboxed(this.options.sandbox, imageFd, this.options.code);
+      started = startSandboxed(this.options.sandbox, { block: imageFd, outputs, folders }, this.options.code);
     } finally {
       // The child has its own copy of the descriptor.
       if (imageFd !== null) closeSync(imageFd);
@@ -179,6 +187,8 @@ export class ProcessHost implements RunHost {
       () => this.send(encodeClose(SLOT, RingId.INPUT)),
     );
     this.stats = new Float64Array(init.stats);
+    this.stdio = new Int32Array(init.stdio);
+    this.stdioSent = this.stdioFlags();
     if (init.net !== null) {
       const tx = new SharedRing(init.net.tx);
       const rx = new SharedRing(init.net.port.rx);
@@ -195,12 +205,14 @@ export class ProcessHost implements RunHost {
     }
 
     const boot: ProcessBoot = { sliceMs: this.options.sliceMs, dedicated: true };
-    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, spin: _spin, block, net, ...rest } = init;
+    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, stdio: _stdio, spin: _spin, block, net, ...rest } = init;
     const p: ProcessInit = {
-      init: rest,
+      // The root's descriptors by the numbers the child has them at (sandbox.ts's ChildFd).
+      init: { ...rest, devices: childDevices(rest.devices), wasi: childWasi(rest.wasi) },
       moduleBytes: this.moduleBytes,
       stats: this.stats.slice(),
       rings: { events: eventRing.capacity, calls: calls.capacity, input: input.capacity },
+      stdio: this.stdioSent,
       block: block === null ? null : { ...block, fd: BLOCK_FD, durableWrites: true },
       net: net === null ? null : { init: netSettings(net), tx: this.net!.tx.capacity, rx: this.net!.rx.ring.capacity },
     };
@@ -223,6 +235,12 @@ export class ProcessHost implements RunHost {
     }
     const n = this.eventsIn!.consumed();
     if (n > 0) this.send(encodeAck(SLOT, RingId.EVENTS, n));
+    // A reader of the console's output went away (ConsoleOutput.close; it wakes the host).
+    const flags = this.stdioFlags();
+    if (flags !== this.stdioSent) {
+      this.stdioSent = flags;
+      this.send(encodeStdio(SLOT, flags));
+    }
     this.eventRing!.wantRoom();
     const net = this.net;
     if (net !== null) {
@@ -234,6 +252,13 @@ export class ProcessHost implements RunHost {
       // Not from inside the switch's drain (this runs in its read): on a later turn.
       if (this.heldDone !== null && net.tx.used === 0) setImmediate(() => this.deliverDone());
     }
+  }
+
+  /** The console's output state as StdioFlag bits (bit `1 << slot` per StdioSlot). */
+  private stdioFlags(): number {
+    let flags = 0;
+    for (let i = 0; i < STDIO_SLOTS; i++) if (Atomics.load(this.stdio!, i) !== 0) flags |= 1 << i;
+    return flags;
   }
 
   keepAlive(on: boolean): void {
@@ -426,6 +451,21 @@ export class ProcessHost implements RunHost {
     const said = last ? `; its last line on stderr: ${JSON.stringify(last)}` : '';
     return { kind: 'error', error: 'ERR_KILLED', message: `partition ${this.name}'s process ${pid} ended unexpectedly (${how})${said}` };
   }
+}
+
+/** The devices as the child has them: a console's direct outputs at the child's own descriptors. */
+function childDevices(d: ResolvedDevices): ResolvedDevices {
+  const c = d.console;
+  if (c === null || c === undefined) return d;
+  const { stdout, stderr } = c.outputFd;
+  return { ...d, console: { ...c, outputFd: { stdout: stdout === null ? null : OUTPUT_FDS.stdout, stderr: stderr === null ? null : OUTPUT_FDS.stderr } } };
+}
+
+/** WASI as the child has it: each host folder at its descriptor there, in order from FOLDER_FD_BASE. */
+function childWasi(w: ResolvedWasi | null): ResolvedWasi | null {
+  if (w === null) return null;
+  let next = FOLDER_FD_BASE;
+  return { ...w, preopens: w.preopens.map((p) => (p.kind === 'host' ? { ...p, fd: next++ } : p)) };
 }
 
 /** A NIC's settings without its shared buffers (see NetSettings). */

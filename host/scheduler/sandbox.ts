@@ -7,11 +7,15 @@ import { processScript } from '../paths.ts';
  * How a partition process is started (`isolation: 'process'`): the walls around the child that
  * do not depend on the hypervisor's own checks.
  *
- * - Node's permission model (`--experimental-permission`) with no grant at all: the child may
- *   read and write no file by path, start no child process, no worker thread, load no addon.
- *   It needs none: its code is read from an inherited descriptor (fd 4, the bundle opened by
- *   the root, closed by the bootstrap once read), its channel is fd 3, and a block image is
- *   fd 5, opened by the root.
+ * - Node's permission model (`--experimental-permission`): the child may start no child process,
+ *   no worker thread, load no addon, and read or write no file by path but inside the host
+ *   folders its WASI preopens grant (`ro`: read; `rw`: read and write; `copy` folders are copied
+ *   into the worker's memory by the root and need nothing). Every descriptor it uses is opened by
+ *   the root and inherited at a fixed number (ChildFd): its code (closed by the bootstrap once
+ *   read), its channel, a block image, the host files its console writes directly
+ *   (devices.console.outputFd), and each host folder, which it reaches only as
+ *   `/proc/self/fd/<n>` (host/wasi/hostfs.ts) — so the grant names that descriptor, not a path
+ *   that could be swapped.
  * - An unprivileged identity when the root runs as root: `nobody` (uid/gid from /etc/passwd,
  *   else 65534), or the embedder's choice; supplementary groups dropped (libuv does so when it
  *   sets the ids). Not root, the child runs as the root's own user: the model still holds.
@@ -43,6 +47,23 @@ export interface SandboxOptions {
 export const CHANNEL_FD = 3;
 export const CODE_FD = 4;
 export const BLOCK_FD = 5;
+/** The console's direct outputs (devices.console.outputFd), stdout and stderr. */
+export const OUTPUT_FDS = { stdout: 6, stderr: 7 } as const;
+/** The first host folder of the WASI preopens; the others follow. */
+export const FOLDER_FD_BASE = 8;
+/**
+ * Most host folders (WASI `ro` / `rw` preopens) a partition process takes: their descriptors sit
+ * below its open-file limit with room for the files its guest opens in them.
+ */
+export const MAX_PROCESS_FOLDERS = 16;
+
+/** What the root opened for a partition process, each given to it at its ChildFd. */
+export interface ChildFds {
+  block: number | null;
+  outputs: { stdout: number | null; stderr: number | null };
+  /** Host folders, in preopen order, and whether the guest may write in each. */
+  folders: { fd: number; write: boolean }[];
+}
 
 export const DEFAULT_SANDBOX: Omit<SandboxOptions, 'user'> = {
   maxOpenFiles: 64,
@@ -109,9 +130,16 @@ function limitCommands(o: SandboxOptions): string | null {
   return cmds.join(' && ');
 }
 
-/** The Node flags of a partition process. */
-export function childNodeFlags(o: SandboxOptions): string[] {
-  return ['--experimental-permission', '--no-warnings', `--max-old-space-size=${o.heapMb}`, '--max-semi-space-size=4'];
+/**
+ * The Node flags of a partition process: the permission model, with a grant for each host folder
+ * (`folders`, in ChildFds order) by its descriptor's /proc path, writes only where `write`.
+ */
+export function childNodeFlags(o: SandboxOptions, folders: readonly { write: boolean }[] = []): string[] {
+  const grants = folders.flatMap((f, i) => {
+    const where = `/proc/self/fd/${FOLDER_FD_BASE + i}`;
+    return f.write ? [`--allow-fs-read=${where}`, `--allow-fs-write=${where}`] : [`--allow-fs-read=${where}`];
+  });
+  return ['--experimental-permission', ...grants, '--no-warnings', `--max-old-space-size=${o.heapMb}`, '--max-semi-space-size=4'];
 }
 
 export interface Sandboxed {
@@ -121,19 +149,22 @@ export interface Sandboxed {
 }
 
 /**
- * Starts a partition process. `blockFd`: the block image's descriptor, given to the child as fd 5.
- * `code`: the process bundle to run (tests start a stand-in child; default the shipped one).
- * Throws when the process cannot be spawned (the caller ends the run with the reason).
+ * Starts a partition process with the root's descriptors `fds`, each at its ChildFd (the caller
+ * keeps and closes its own). `code`: the process bundle to run (tests start a stand-in child;
+ * default the shipped one). Throws when the process cannot be spawned (the caller ends the run
+ * with the reason).
  */
-export function startSandboxed(options: SandboxOptions, blockFd: number | null, code: URL = processScript): Sandboxed {
+export function startSandboxed(options: SandboxOptions, fds: ChildFds, code: URL = processScript): Sandboxed {
+  if (fds.folders.length > MAX_PROCESS_FOLDERS) throw new RangeError(`a partition process takes at most ${MAX_PROCESS_FOLDERS} host folders (${fds.folders.length} given)`);
   const codeFd = openSync(code, 'r');
   try {
-    const argv = [...childNodeFlags(options), '-e', BOOTSTRAP];
+    const argv = [...childNodeFlags(options, fds.folders), '-e', BOOTSTRAP];
     const limits = limitCommands(options);
     const [file, args] = limits === null ? [process.execPath, argv] : [SH, ['-c', `${limits} && exec "$0" "$@"`, process.execPath, ...argv]];
     const identity = childIdentity(options);
     const child = spawn(file, args, {
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe', codeFd, ...(blockFd !== null ? [blockFd] : [])],
+      // Absent ones are /dev/null, so each keeps its number.
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe', codeFd, fds.block ?? 'ignore', fds.outputs.stdout ?? 'ignore', fds.outputs.stderr ?? 'ignore', ...fds.folders.map((f) => f.fd)],
       env: {},
       cwd: '/',
       ...(identity !== null ? { uid: identity.uid, gid: identity.gid } : {}),

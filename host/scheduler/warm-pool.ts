@@ -35,6 +35,8 @@ export interface WarmPoolOptions {
  */
 export class WarmPool {
   private readonly idle: Worker[] = [];
+  /** Workers spawned with extra heap for one partition: never parked for another. */
+  private readonly oneOff = new WeakSet<Worker>();
   private closed = false;
   private refill: NodeJS.Timeout | null = null;
   /** Workers spawned, and takes answered from the pool, for `hv.scheduler()`. */
@@ -56,12 +58,17 @@ export class WarmPool {
     this.scheduleRefill();
   }
 
-  /** A worker that has never run a partition (or, with reuse, one handed back), referenced while in use. */
-  take(): Worker {
-    let worker = this.idle.shift();
+  /**
+   * A worker that has never run a partition (or, with reuse, one handed back), referenced while
+   * in use. `extraHeapMb`: old-generation heap the partition needs beyond the default (its
+   * in-memory WASI tree's entries); such a worker is spawned for it, with that much more.
+   */
+  take(extraHeapMb = 0): Worker {
+    let worker = extraHeapMb > 0 ? undefined : this.idle.shift();
     if (worker !== undefined) this.counters.warmTakes++;
     else {
-      worker = this.spawn(false);
+      worker = this.spawn(false, extraHeapMb);
+      if (extraHeapMb > 0) this.oneOff.add(worker);
       this.counters.coldTakes++;
     }
     worker.removeAllListeners('exit');
@@ -76,7 +83,7 @@ export class WarmPool {
    * the embedder's opt-in; otherwise it ends by itself (its port is closed on its side).
    */
   give(worker: Worker): void {
-    if (!this.options.reuse || this.closed) return;
+    if (!this.options.reuse || this.closed || this.oneOff.has(worker)) return;
     this.counters.reused++;
     // First in line: reuse is what the embedder asked for. The pool keeps its size.
     this.park(worker, true);
@@ -118,13 +125,17 @@ export class WarmPool {
     else this.idle.push(worker);
   }
 
-  private spawn(warmUp: boolean): Worker {
+  private spawn(warmUp: boolean, extraHeapMb = 0): Worker {
     this.counters.spawned++;
     return spawnWorker(workerScript, {
-      workerData: { role: 'dedicated', reuse: this.options.reuse, warmUp } satisfies WorkerBoot,
-      resourceLimits: WORKER_RESOURCE_LIMITS,
+      // A worker with extra heap is its partition's alone: it ends after its run (never reused).
+      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp } satisfies WorkerBoot,
+      resourceLimits: { ...WORKER_RESOURCE_LIMITS, maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + extraHeapMb },
       stdout: false,
       stderr: false,
+      // A worker the watchdog terminates runs no cleanup of its own: Node closes the host fds
+      // it opened (WASI host folders). The default, stated because the sandbox relies on it.
+      trackUnmanagedFds: true,
       name: 'wasmvisor:worker',
     });
   }

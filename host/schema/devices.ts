@@ -16,8 +16,14 @@ export const MIN_BLOCK_BURST_BYTES = 65536;
 
 export const ConsoleSchema = Type.Object(
   {
-    maxLineBytes: Type.Optional(Type.Integer({ minimum: MIN_LINE_BYTES, maximum: MAX_LINE_BYTES, description: 'Longest line the guest may print, bytes; the rest of a longer line is dropped and counted. Default 4096.' })),
-    linesPerSecond: Type.Optional(Type.Number({ minimum: 1, maximum: 1_000_000, description: 'Sustained output lines per second; excess lines are dropped and counted. Default 1000.' })),
+    maxLineBytes: Type.Optional(
+      Type.Integer({
+        minimum: MIN_LINE_BYTES,
+        maximum: MAX_LINE_BYTES,
+        description: "Line calls (CONSOLE_WRITE*): longest line, bytes; the rest of a longer line is dropped and counted. Also the length of the 'console' event's pieces. Default 4096.",
+      }),
+    ),
+    linesPerSecond: Type.Optional(Type.Number({ minimum: 1, maximum: 1_000_000, description: 'Line calls (CONSOLE_WRITE*): sustained lines per second; excess lines are dropped and counted. Default 1000.' })),
     burstLines: Type.Optional(Type.Number({ minimum: 1, maximum: 1_000_000, description: 'Lines that may be printed at once after an idle period. Default: linesPerSecond.' })),
     inputBufferBytes: Type.Optional(
       Type.Integer({ minimum: 64, maximum: 1 << 24, description: "Bytes of console input buffered for the guest before the host's writes are refused (rounded up to a power of two). Default 65536." }),
@@ -26,11 +32,24 @@ export const ConsoleSchema = Type.Object(
       // A write moves at most one hypercall buffer: a bucket that size can always admit it.
       CloneType(rateLimitSchema(HV_MAX_TRANSFER), {
         description:
-          "Rate limit of output writes (CONSOLE_WRITE, CONSOLE_WRITE_ERR, WASI fd 1 and 2), in bytes and calls, on top of the lines bucket; mode 'reject' (default) or 'block'. Default: none.",
+          "Rate limit of output writes (CONSOLE_WRITE*, CONSOLE_STREAM_WRITE*, WASI fd 1 and 2), in bytes and calls, on top of the lines bucket; mode 'reject' (default: refused bytes are counted and reported as dropped) or 'block'. Default: none (a writer faster than its reader waits).",
       }),
     ),
+    outputFd: Type.Optional(
+      Type.Object(
+        {
+          stdout: Type.Optional(Type.Integer({ minimum: 0, maximum: 0x7fffffff, description: 'An open fd of a regular file or a non-terminal character device (/dev/null).' })),
+          stderr: Type.Optional(Type.Integer({ minimum: 0, maximum: 0x7fffffff, description: 'As stdout.' })),
+        },
+        {
+          ...CLOSED,
+          description:
+            "Host fds the partition writes a stream to directly from its worker (no output/console events for it): only a regular file or a non-terminal character device, checked at createPartition. The fd stays the embedder's. Default: none.",
+        },
+      ),
+    ),
   },
-  { ...CLOSED, description: 'The console: line output (stdout, stderr) and line input.' },
+  { ...CLOSED, description: 'The console: byte streams for stdout, stderr and input (and the 1.0 line calls on top).' },
 );
 export type ConsoleSpec = Static<typeof ConsoleSchema>;
 
@@ -118,6 +137,9 @@ export const DevicesSchema = Type.Object(
     entropy: Type.Optional(Type.Union([Type.Boolean(), EntropySchema])),
     block: Type.Optional(Type.Union([Type.Literal(false), BlockSchema])),
     net: Type.Optional(Type.Union([Type.Literal(false), NetSchema])),
+    attestation: Type.Optional(
+      Type.Boolean({ description: 'The attestation device (ABI 1.3): the guest may read its measurement and ask for host-signed reports of itself. Default false.' }),
+    ),
   },
   { ...CLOSED, description: 'Devices granted to the partition (true, or an options object). Nothing is granted by default: an absent device is invisible to the guest.' },
 );

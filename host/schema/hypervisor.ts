@@ -3,19 +3,67 @@
  * range and description; its default stays in the constructor.
  */
 import { CloneType, Type, type Static } from '@sinclair/typebox';
-import { CLOSED, IterableObject, Sha256 } from './kinds.ts';
+import { MAX_AUDIT_FILE_BYTES, MIN_AUDIT_FILE_BYTES } from '../security/audit.ts';
+import { MAX_NONCE_BYTES } from '../security/guest-report.ts';
+import { Policy } from '../security/policy.ts';
+import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds.ts';
 import { PartitionLimitsSchema } from './limits.ts';
+import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS } from '../loader/bounds.ts';
 import { IsolationSchema, PlacementSchema } from './partition.ts';
+import { PolicySchema } from './policy.ts';
+
+/** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
+const PolicyObject = jsKind<Policy>('Wasmvisor:Policy', 'a Policy', (v) => v instanceof Policy);
+
+/** `HypervisorOptions.audit` as an object: where the log lives and how durable a noted record is. */
+export const AuditOptionsSchema = Type.Object(
+  {
+    dir: Type.Optional(Type.String({ minLength: 1, description: 'The log directory. Default <dataDir>/audit.' })),
+    keyDir: Type.Optional(Type.String({ minLength: 1, description: 'Where the MAC key and the checkpoint anchor live, apart from the log. Default <dataDir>/keys.' })),
+    durability: Type.Optional(
+      Type.Union([Type.Literal('batch'), Type.Literal('record')], {
+        description: "'batch' (default): noted records are fsynced in batches (a crash loses at most 255 of them, none older than 100 ms); 'record': every record is fsynced at once.",
+      }),
+    ),
+    maxFileBytes: Type.Optional(
+      Type.Integer({ minimum: MIN_AUDIT_FILE_BYTES, maximum: MAX_AUDIT_FILE_BYTES, description: 'Size at which a log file is rotated, bytes (the chain continues in the next). Default 8 MiB.' }),
+    ),
+  },
+  { ...CLOSED, description: 'Settings of the audit log the hypervisor opens.' },
+);
+/** `HypervisorOptions.audit` as an object. */
+export type AuditOptions = Static<typeof AuditOptionsSchema>;
 
 export const HypervisorOptionsSchema = Type.Object(
   {
     maxModuleBytes: Type.Optional(Type.Integer({ minimum: 8, maximum: 1 << 30, description: 'Largest module accepted, bytes. Default 16 MiB.' })),
+    moduleLimits: Type.Optional(
+      Type.Object(
+        Object.fromEntries(MODULE_LIMIT_KEYS.map((key) => [key, Type.Optional(Type.Integer({ minimum: 0, maximum: 0xffff_ffff, description: `Default ${DEFAULT_MODULE_LIMITS[key]}.` }))])),
+        {
+          ...CLOSED,
+          description: 'Structural bounds of a module (docs/ABI.md, "Module bounds"), checked before the engine validates or compiles it; over one, ERR_LIMIT_MODULE.',
+        },
+      ),
+    ),
     moduleCacheSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Compiled modules kept, by measurement and limits. Default 64.' })),
     allowList: Type.Optional(
       Type.Union([Type.Array(Sha256('A SHA-256 measurement.')), IterableObject()], {
-        description: 'If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing.',
+        description: 'If given, only modules with these measurements (SHA-256 hex) may run; an empty list admits nothing. The same as a policy that only pins measurements: give one or the other.',
       }),
     ),
+    policy: Type.Optional(
+      Type.Union([PolicyObject(), CloneType(PolicySchema), Type.String({ minLength: 1, title: 'a path' })], {
+        description:
+          'The security policy (docs/SECURITY.md): a Policy, a policy document, or the path of a policy file (JSON). With one, every module must be signed by a trusted publisher or pinned (ERR_INTEGRITY), and its spec must stay within its grants (ERR_POLICY_DENIED), before any guest code runs.',
+      }),
+    ),
+    audit: Type.Optional(
+      Type.Union([Type.Boolean(), AuditOptionsSchema, AuditSinkObject()], {
+        description: 'The audit log: true for one in <dataDir>/audit (MAC key and checkpoint anchor in <dataDir>/keys), its settings, or an AuditSink to record through (e.g. a log a daemon shares with its API). Default: none.',
+      }),
+    ),
+    actor: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "Who the embedder's actions are recorded as in the audit log. Default 'embedder'." })),
     defaultLimits: Type.Optional(CloneType(PartitionLimitsSchema, { description: 'Defaults for partitions that do not set a limit.' })),
     violationsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Violation events per second per partition before further ones are only counted. Default 100.' })),
     memoryBudgetBytes: Type.Optional(
@@ -39,10 +87,10 @@ export const HypervisorOptionsSchema = Type.Object(
       Type.Uint8Array({
         minByteLength: 32,
         maxByteLength: 32,
-        description: "A 32-byte master key for block storage: each image's key derives from it. Without it each partition gets a random key kept in the keystore file.",
+        description: "A 32-byte master key for block storage: each image's key derives from it. Without it each image gets a random key kept in the keystore file.",
       }),
     ),
-    keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore.json.' })),
+    keystorePath: Type.Optional(Type.String({ minLength: 1, description: 'Where the keystore file lives when there is no storageKey. Default <dataDir>/keystore (a format-1 <dataDir>/keystore.json is taken over).' })),
     placement: Type.Optional(CloneType(PlacementSchema, { description: "Placement of partitions whose spec does not choose one. Default 'dedicated'." })),
     warmWorkers: Type.Optional(
       Type.Integer({
@@ -102,3 +150,30 @@ export const HypervisorOptionsSchema = Type.Object(
   },
 );
 export type HypervisorOptions = Static<typeof HypervisorOptionsSchema>;
+
+/** Who an action is recorded as in the audit log: the embedder's default actor, or a caller it acts for. */
+const Actor = (description: string) => Type.String({ minLength: 1, maxLength: 256, description });
+
+export const AttestOptionsSchema = Type.Object(
+  {
+    nonce: Type.Optional(
+      Type.Union([Type.String({ pattern: `^([0-9a-fA-F]{2}){0,${MAX_NONCE_BYTES}}$`, title: `hex of at most ${MAX_NONCE_BYTES} bytes` }), Type.Uint8Array({ maxByteLength: MAX_NONCE_BYTES })], {
+        description: `The verifier's nonce, hex or bytes (at most ${MAX_NONCE_BYTES} bytes). Default: none (the report may then be a replay).`,
+      }),
+    ),
+    actor: Type.Optional(Actor("Who asked, for the audit record (e.g. a management API principal). Default: the hypervisor's actor.")),
+  },
+  { ...CLOSED, description: 'Options of hv.attest.' },
+);
+export type AttestOptions = Static<typeof AttestOptionsSchema>;
+
+/** What hv.setPolicy takes: a policy as the `policy` option takes it, or null for none. */
+export const PolicySourceSchema = Type.Union([PolicyObject(), CloneType(PolicySchema), Type.String({ minLength: 1, title: 'a path' }), Type.Null()], {
+  description: 'A Policy, a policy document, the path of a policy file, or null for no policy.',
+});
+
+export const SetPolicyOptionsSchema = Type.Object(
+  { actor: Type.Optional(Actor("Who replaced the policy, for the audit record. Default: the hypervisor's actor.")) },
+  { ...CLOSED, description: 'Options of hv.setPolicy.' },
+);
+export type SetPolicyOptions = Static<typeof SetPolicyOptionsSchema>;

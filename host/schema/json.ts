@@ -10,6 +10,7 @@ import { JS_ONLY_KINDS } from './kinds.ts';
 import { HypervisorOptionsSchema } from './hypervisor.ts';
 import { ManifestSchema } from './manifest.ts';
 import { PartitionSpecSchema } from './partition.ts';
+import { PolicySchema } from './policy.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -58,24 +59,34 @@ function convertEach(map: Record<string, TSchema>): { [key: string]: Json } {
   return out;
 }
 
-/** A TypeBox schema as a plain JSON Schema (draft-07) document, with the JavaScript-only alternatives removed. */
-export function toJsonSchema(schema: TSchema, id?: string): { [key: string]: Json } {
+/**
+ * A TypeBox schema as plain JSON Schema, with the JavaScript-only alternatives removed and no
+ * `$schema`: for embedding in another document (the management API's OpenAPI document).
+ */
+export function plainJsonSchema(schema: TSchema): { [key: string]: Json } {
   const converted = convert(schema);
   if (converted === undefined || typeof converted !== 'object' || converted === null || Array.isArray(converted)) {
     throw new Error('a schema with no JSON form');
   }
-  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(id !== undefined ? { $id: id } : {}), ...converted };
+  return converted;
+}
+
+/** A TypeBox schema as a plain JSON Schema (draft-07) document, with the JavaScript-only alternatives removed. */
+export function toJsonSchema(schema: TSchema, id?: string): { [key: string]: Json } {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(id !== undefined ? { $id: id } : {}), ...plainJsonSchema(schema) };
 }
 
 /**
  * The exported documents, by file name (the package ships each as `schema/<name>`):
  * `manifest.json` for manifest files, `partition-spec.json` for a spec in JSON (a management
- * API body), `hypervisor-options.json` for the hypervisor's options.
+ * API body), `hypervisor-options.json` for the hypervisor's options, `policy.json` for security
+ * policy files (`run --policy`, `new Hypervisor({ policy })`, the management API's policy).
  */
-export function jsonSchemas(): Record<'manifest.json' | 'partition-spec.json' | 'hypervisor-options.json', { [key: string]: Json }> {
+export function jsonSchemas(): Record<'manifest.json' | 'partition-spec.json' | 'hypervisor-options.json' | 'policy.json', { [key: string]: Json }> {
   return {
     'manifest.json': toJsonSchema(ManifestSchema),
     'partition-spec.json': toJsonSchema(PartitionSpecSchema),
     'hypervisor-options.json': toJsonSchema(HypervisorOptionsSchema),
+    'policy.json': toJsonSchema(PolicySchema),
   };
 }

@@ -4,15 +4,26 @@
  * a cross-layer limit (timers, names). Each bound here is the one every layer honours: the
  * schema states it, the CLI reads it from the schema, the runtime relies on it.
  */
+import type { AuditSink } from '../security/audit.ts';
 import { Kind, Type, TypeRegistry, type TInteger, type TString, type TUnion, type TUnsafe } from '@sinclair/typebox';
 
 /**
  * Kinds that exist only in JavaScript. They are accepted by the library's checks and dropped
  * from the exported JSON Schema (see json.ts), where a manifest or an API body cannot hold them.
  */
-export const JS_ONLY_KINDS: ReadonlySet<string> = new Set(['Uint8Array', 'Wasmvisor:URL', 'Wasmvisor:ArrayBuffer', 'Wasmvisor:Infinity', 'Wasmvisor:AbortSignal', 'Wasmvisor:Iterable']);
+export const JS_ONLY_KINDS: ReadonlySet<string> = new Set([
+  'Uint8Array',
+  'Wasmvisor:URL',
+  'Wasmvisor:ArrayBuffer',
+  'Wasmvisor:Infinity',
+  'Wasmvisor:AbortSignal',
+  'Wasmvisor:Iterable',
+  'Wasmvisor:Policy',
+  'Wasmvisor:AuditSink',
+]);
 
-function jsKind<T>(kind: string, title: string, test: (value: unknown) => boolean): () => TUnsafe<T> {
+/** A schema for a JavaScript-only kind (its name must be in JS_ONLY_KINDS), accepted when `test` says so. */
+export function jsKind<T>(kind: string, title: string, test: (value: unknown) => boolean): () => TUnsafe<T> {
   TypeRegistry.Set(kind, (_schema, value) => test(value));
   return () => Type.Unsafe<T>({ [Kind]: kind, title });
 }
@@ -30,6 +41,13 @@ export const IterableObject = jsKind<Iterable<unknown>>(
   'Wasmvisor:Iterable',
   'an array or another iterable',
   (v) => typeof v === 'object' && v !== null && typeof (v as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function',
+);
+
+/** An AuditSink: any object with `record` and `note` functions (host/security/audit.ts), e.g. an AuditLog. */
+export const AuditSinkObject = jsKind<AuditSink>(
+  'Wasmvisor:AuditSink',
+  'an AuditSink (an object with record and note functions)',
+  (v) => typeof v === 'object' && v !== null && typeof (v as { record?: unknown }).record === 'function' && typeof (v as { note?: unknown }).note === 'function',
 );
 
 /**

@@ -22,8 +22,9 @@ export const ManifestSchema = Type.Object(
     ...partitionSpecFields,
     name: Type.Optional(Name("The partition's name. Default: the manifest's file name without .json.")),
     module: Type.String({ minLength: 1, title: 'a path', description: 'Path of the .wasm module, relative to the manifest file.' }),
+    signature: Type.Optional(Type.String({ minLength: 1, title: 'a path', description: 'Path of a detached signature file for the module, relative to the manifest file. Needs a policy with publisher keys.' })),
   },
-  { ...CLOSED, title: 'Wasmvisor manifest', description: 'A partition spec as a JSON file. Paths (module, wasi preopen hostPath) are relative to the manifest.' },
+  { ...CLOSED, title: 'Wasmvisor manifest', description: 'A partition spec as a JSON file. Paths (module, signature, wasi preopen hostPath) are relative to the manifest.' },
 );
 export type Manifest = Static<typeof ManifestSchema>;
 
@@ -37,6 +38,15 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
   const shown = file instanceof URL ? file.href : String(file);
   const where = `manifest ${shown}`;
   const text = await readBounded(filePath, where);
+  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)));
+}
+
+/**
+ * A manifest's text as the partition spec it describes: `shown` names the file in errors (and
+ * gives the default name), `dir` is the folder its relative paths are resolved against.
+ */
+export function manifestSpec(text: string, shown: string, dir: string): PartitionSpec {
+  const where = `manifest ${shown}`;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -44,7 +54,6 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
     throw new InvalidArgumentError(`${where}: not valid JSON: ${jsonProblem(error, text)}`);
   }
   const manifest = check(ManifestSchema, value, where);
-  const dir = path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file));
   const { $schema: _schema, ...spec } = manifest;
   let name = spec.name;
   if (name === undefined) {
@@ -56,6 +65,7 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
     ...spec,
     name,
     module: path.resolve(dir, spec.module),
+    ...(spec.signature !== undefined ? { signature: path.resolve(dir, spec.signature) } : {}),
     ...(spec.wasi?.preopens
       ? { wasi: { ...spec.wasi, preopens: spec.wasi.preopens.map((p) => (p.hostPath === undefined ? p : { ...p, hostPath: path.resolve(dir, p.hostPath) })) } }
       : {}),

@@ -28,11 +28,17 @@ export const ModuleSourceSchema = Type.Union(
   { description: 'The module: a path to a .wasm file (relative to the working directory; in a manifest, to the manifest), its bytes, or a file: URL.' },
 );
 
+/** A detached signature (WebAssembly tool-conventions format): its bytes, or the path of a file holding them. */
+export const SignatureSourceSchema = Type.Union([Type.Uint8Array(), Type.String({ minLength: 1, title: 'a path' })], {
+  description: 'A detached signature for the module (the signature data, or the path of a file holding it; in a manifest, relative to the manifest). Needs a policy with publisher keys.',
+});
+
 /** The fields of a spec, shared by the library's spec and the manifest (manifest.ts). */
 export const partitionSpecFields = {
   name: Name('Unique among the hypervisor\'s live partitions; also the name its disk is kept under.'),
   module: ModuleSourceSchema,
   sha256: Type.Optional(Sha256("Pins the module's measurement: a different SHA-256 refuses it with ERR_INTEGRITY.")),
+  signature: Type.Optional(SignatureSourceSchema),
   args: Type.Optional(Type.Array(Type.String(), { description: 'Arguments the guest reads with ARGS_GET. At most 64 KiB together.' })),
   limits: Type.Optional(PartitionLimitsSchema),
   devices: Type.Optional(DevicesSchema),
@@ -86,6 +92,7 @@ export const InspectOptionsSchema = Type.Object(
       Type.Union([Type.Literal('command'), Type.Literal('reactor')], { description: "Judge it as createPartition would for this kind: a command must export _start, a reactor only memory. Default 'command'." }),
     ),
     sha256: Type.Optional(Sha256('Judge it against this pinned measurement too, as a spec with sha256 would be.')),
+    signature: Type.Optional(SignatureSourceSchema),
   },
   { ...CLOSED, description: 'Options of hv.inspect.' },
 );

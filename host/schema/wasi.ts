@@ -1,7 +1,7 @@
 /**
- * Schema of `wasi` in a partition spec: WASI preview1 on a virtual file system. Seeding the
- * preopens from host folders, and the rules that join fields (preopens against maxFds, seeds
- * against the quotas), are wasi/config.ts's.
+ * Schema of `wasi` in a partition spec: WASI preview1 on host folders and in-memory trees.
+ * Copying or opening the host folders, and the rules that join fields (a mode needs a hostPath,
+ * preopens against maxFds, copies against the quotas), are wasi/config.ts's.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { CLOSED } from './kinds.ts';
@@ -16,19 +16,35 @@ export const PreopenSchema = Type.Object(
         minLength: 1,
         pattern: NO_NUL,
         title: 'a non-empty path without NUL characters',
-        description: 'A host folder whose contents are copied into the virtual directory when the partition is created. Never written.',
+        description: 'A host folder to give the guest, as `mode` says. Without it: an empty in-memory directory.',
       }),
     ),
-    readonly: Type.Optional(Type.Boolean({ description: 'The guest may not change anything under this preopen (EROFS). Default false.' })),
+    mode: Type.Optional(
+      Type.Union([Type.Literal('ro'), Type.Literal('rw'), Type.Literal('copy')], {
+        description:
+          "How the host folder is given (only with hostPath): 'ro' (default) the folder itself, read lazily, nothing can change (EROFS); 'rw' the folder itself, written in place and never outside it; 'copy' a private in-memory copy made at createPartition (the folder is never written).",
+      }),
+    ),
+    readonly: Type.Optional(Type.Boolean({ description: "For an in-memory directory (no hostPath, or mode 'copy'): the guest may not change it (EROFS). Default false." })),
   },
-  { ...CLOSED, description: 'A preopen: a virtual directory the guest sees at guestPath, optionally seeded from a host folder.' },
+  { ...CLOSED, description: 'A preopen: a directory the guest sees at guestPath: a host folder (in place or copied) or an empty in-memory directory.' },
 );
 export type PreopenSpec = Static<typeof PreopenSchema>;
+export type PreopenMode = NonNullable<PreopenSpec['mode']>;
 
 export const WasiQuotasSchema = Type.Object(
   {
-    maxBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 30, description: 'Bytes of file contents and symlink targets across all preopens. Default 16 MiB.' })),
-    maxInodes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20, description: 'Files, directories and symlinks across all preopens. Default 4096.' })),
+    maxBytes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2 ** 40,
+        description:
+          "Bytes the guest may hold or add: file contents, symlink targets and names, in in-memory preopens (a 'copy' included) and what it adds to 'rw' folders (net). Default 16 MiB.",
+      }),
+    ),
+    maxInodes: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1 << 20, description: 'Entries the guest may hold or add: every name (file, directory, symlink, hard link), preopen roots included. Default 4096.' }),
+    ),
     maxFds: Type.Optional(Type.Integer({ minimum: 3, maximum: 1 << 16, description: 'Open fds at once, stdio and preopens included. Default 128.' })),
     maxPathBytes: Type.Optional(Type.Integer({ minimum: 16, maximum: 1 << 16, description: 'Longest path a call may pass, bytes. Default 4096.' })),
   },
@@ -51,7 +67,7 @@ export const WasiSchema = Type.Object(
     preopens: Type.Optional(Type.Array(PreopenSchema)),
     stdin: Type.Optional(
       Type.Union([Type.String(), Type.Uint8Array()], {
-        description: "fd 0: 'console' (the console device's line input; default), 'none' (end of file at once), or fixed bytes (any other string is its UTF-8 bytes).",
+        description: "fd 0: 'console' (the console device's input stream, byte for byte; default), 'none' (end of file at once), or fixed bytes (any other string is its UTF-8 bytes).",
       }),
     ),
     quotas: Type.Optional(WasiQuotasSchema),
@@ -59,7 +75,7 @@ export const WasiSchema = Type.Object(
   {
     ...CLOSED,
     description:
-      'Enables WASI preview1 (imports from wasi_snapshot_preview1, refused with ERR_IMPORT_DENIED otherwise), implemented in the partition over its devices and a virtual file system.',
+      'Enables WASI preview1 (imports from wasi_snapshot_preview1, refused with ERR_IMPORT_DENIED otherwise), implemented in the partition over its devices, host folders and in-memory trees.',
   },
 );
 /** `wasi` in a partition spec: enables WASI preview1 (`wasi_snapshot_preview1` imports). */

@@ -1,39 +1,77 @@
 /**
  * The block storage back-end, in the root partition: where images live, which key opens each,
- * creating and checking images before a partition runs, and wiping them. The guest never names a
- * path: an image's place is chosen here from the partition's name (or by the embedder's spec).
+ * creating and checking images before a partition runs, listing and wiping them. The guest never
+ * names a path: an image's place is chosen here from the partition's name (or by the embedder's spec).
  *
- *   <dataDir>/images/<name>.img     one sparse image per partition (docs/STORAGE.md)
- *   <dataDir>/keystore.json         per-partition keys, when no master key is given
+ *   <dataDir>/images/<name>.img        one sparse image per partition (docs/STORAGE.md)
+ *   <dataDir>/images/<name>.img.lock   while a partition (of any process) has it attached
+ *   <dataDir>/keystore                 one key per image, when no master key is given (keystore.ts)
+ *
+ * Safe with several Hypervisors, in one process or several, on one data directory: an image is
+ * attached by one partition at a time (lock.ts; a second attach is refused naming the holder),
+ * and keystore updates are atomic across processes. A new image appears complete or not at all
+ * (built under a temporary name, then linked into place), and its key is filed before it appears,
+ * so no successful create leaves an image without its key.
  *
  * The front-end (host/devices/block.ts) runs in the partition's worker and is handed an open file
- * descriptor, the geometry and the data key; it never sees the directory, the keystore or a name.
+ * descriptor, the geometry, the image id and the image's data key (never the partition key or the
+ * master key); it never sees the directory, the keystore or a name. See blockInit().
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, InvalidStateError, IntegrityError, StorageError, WasmvisorError } from '../errors.ts';
 import {
+  dataOffset,
   deriveImageKeys,
   encodeHeader,
+  FORMAT1,
+  GROUP_SECTORS,
   HEADER_SIZE,
   ImageError,
   imageFileSize,
+  META_SIZE,
+  metaOffset,
   peekHeader,
+  readGen,
   SECTOR_SIZE,
   verifyHeader,
+  type ImageHeader,
 } from './image.ts';
-import { Keystore, syncDir } from './keystore.ts';
+import { KeyConflictError, Keystore, syncDir, type KeyInfo } from './keystore.ts';
+import { describeHolder, FileLock, LockedError, lockHolder, type LockHolder } from './lock.ts';
+import { secretBuffer, secretCopy } from './secret.ts';
 
 export interface StorageOptions {
   /** Directory for images and the keystore. Created (mode 0700) when a block device is first granted. */
   dataDir: string;
   /** A 32-byte master key: image keys derive from it, and no keystore file is used. */
   masterKey?: Uint8Array;
-  /** Where the keystore lives when there is no master key. Default `<dataDir>/keystore.json`. */
+  /** Where the keystore lives when there is no master key. Default `<dataDir>/keystore`. */
   keystorePath?: string;
+  /**
+   * Told of key creations, wipes and warnings, after they happen: the place to audit them
+   * (docs/STORAGE.md). Exceptions it throws are ignored.
+   */
+  onEvent?: (event: StorageEvent) => void;
+  /** Replaces fs.statfs when checking free space (tests). */
+  statfs?: (dir: string) => Promise<{ bavail: number; bsize: number }>;
 }
+
+/** What the storage back-end reports. */
+export type StorageEvent =
+  | { kind: 'key-created'; name: string; path: string; imageId: string }
+  | { kind: 'wiped'; name: string; path: string; removedImage: boolean; removedKey: boolean }
+  | {
+      kind: 'overcommit';
+      message: string;
+      /** The directory whose file system is short of space. */
+      dir: string;
+      /** Bytes the attached images on that file system may still take as their guests write. */
+      growableBytes: number;
+      freeBytes: number;
+    };
 
 /** An open image, ready to hand to a partition's worker. */
 export interface BlockAttachment {
@@ -41,10 +79,36 @@ export interface BlockAttachment {
   handle: FileHandle;
   fd: number;
   sectorCount: number;
-  imageId: Buffer;
+  /** On its own ArrayBuffer (it crosses to the worker). */
+  imageId: Uint8Array;
+  /** The image's data key, on its own ArrayBuffer; zeroed at detach. */
   dataKey: Buffer;
   /** True when this attach created the image (it reads as zeros). */
   created: boolean;
+}
+
+/** What crosses to the partition's worker for its block device: nothing else of the attachment. */
+export interface BlockWorkerInit {
+  fd: number;
+  /** `fd` was opened with O_DSYNC (a partition process's image: it may not fsync). */
+  durableWrites?: boolean;
+  sectorCount: number;
+  imageId: Uint8Array;
+  dataKey: Uint8Array;
+}
+
+/**
+ * What crosses to the worker for an attachment: the fd, the geometry and fresh copies of the image
+ * id and data key, each on its own exactly-sized ArrayBuffer (so cloning them copies nothing else).
+ * The caller zeroes `dataKey` once the worker has its copy.
+ */
+export function blockInit(attachment: BlockAttachment): BlockWorkerInit {
+  return {
+    fd: attachment.fd,
+    sectorCount: attachment.sectorCount,
+    imageId: new Uint8Array(attachment.imageId),
+    dataKey: new Uint8Array(attachment.dataKey),
+  };
 }
 
 /** What `wipe` found and removed. */
@@ -54,181 +118,503 @@ export interface WipeResult {
   removedKey: boolean;
 }
 
+/** One persistent disk, as `listStorage` reports it (read from headers and file metadata; no key is used). */
+export interface DiskInfo {
+  /** The partition name (from the keystore, else the file name); null when unknown. */
+  name: string | null;
+  path: string;
+  /** Capacity the guest sees, bytes (null when the header cannot be read). */
+  sizeBytes: number | null;
+  /** Space the sparse file takes on disk. */
+  allocatedBytes: number;
+  /** ISO times (the file's birth time where the platform records it, else null). */
+  created: string | null;
+  modified: string | null;
+  /** The image's random id (hex). */
+  imageId: string | null;
+  format: number | null;
+  /** 'keystore': its key is in the keystore; 'storage-key': keys derive from the master key; 'missing': no key found. */
+  key: 'keystore' | 'storage-key' | 'missing';
+  /** The process that has it attached now, or null. */
+  inUse: LockHolder | null;
+  /** Why it cannot be used as it is, or null. */
+  problem: string | null;
+}
+
 const SCRUB_CHUNK = 1 << 20;
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 
 export class Storage {
   readonly dataDir: string;
   readonly keystore: Keystore | null;
   private readonly masterKey: Buffer | null;
-  private readonly inUse = new Set<string>();
-  /** Per-image queue: an attach and a wipe of the same file never interleave. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly onEvent: ((event: StorageEvent) => void) | null;
+  private readonly statfs: (dir: string) => Promise<{ bavail: number; bsize: number }>;
+  /** Images this Storage has attached, by path, with their cross-process locks. */
+  private readonly attached = new Map<string, { attachment: BlockAttachment; lock: FileLock }>();
+  /** Per-image queue: an attach and a wipe of the same file never interleave within this process. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private closed = false;
 
   constructor(options: StorageOptions) {
     this.dataDir = path.resolve(options.dataDir);
+    this.onEvent = options.onEvent ?? null;
+    this.statfs = options.statfs ?? statfs;
     if (options.masterKey !== undefined) {
       if (!(options.masterKey instanceof Uint8Array) || options.masterKey.length !== 32) {
         throw new InvalidArgumentError('storageKey must be 32 bytes (a Uint8Array or Buffer)');
       }
-      this.masterKey = Buffer.from(options.masterKey);
+      this.masterKey = secretCopy(options.masterKey);
       this.keystore = null;
     } else {
       this.masterKey = null;
-      this.keystore = new Keystore(path.resolve(options.keystorePath ?? path.join(this.dataDir, 'keystore.json')));
+      this.keystore =
+        options.keystorePath !== undefined
+          ? new Keystore(path.resolve(options.keystorePath))
+          : new Keystore(path.join(this.dataDir, 'keystore'), path.join(this.dataDir, 'keystore.json'));
     }
   }
 
   /** The image file of a partition: the embedder's `path` if given, else `<dataDir>/images/<name>.img`. */
   imagePath(name: string, override?: string): string {
-    return override !== undefined ? path.resolve(this.dataDir, override) : path.join(this.dataDir, 'images', `${name}.img`);
+    return override !== undefined ? path.resolve(this.dataDir, override) : this.defaultPath(name);
+  }
+
+  private defaultPath(name: string): string {
+    return path.join(this.dataDir, 'images', `${name}.img`);
   }
 
   /**
    * Opens the partition's image, creating it (sparse, zero-filled, with a fresh image id and key)
    * when it does not exist. An existing image must authenticate under this partition's key and name
-   * (else ERR_INTEGRITY) and have the requested size (else ERR_INVALID_ARGUMENT).
+   * (else ERR_INTEGRITY) and have the requested size (else ERR_INVALID_ARGUMENT); one attached
+   * elsewhere is ERR_INVALID_STATE, naming the holder; a missing image whose key exists is ERR_STORAGE.
    */
   attach(name: string, sizeMiB: number, override?: string): Promise<BlockAttachment> {
     const file = this.imagePath(name, override);
-    return this.locked(file, () => this.attachUnlocked(name, file, sizeMiB));
-  }
-
-  private async attachUnlocked(name: string, file: string, sizeMiB: number): Promise<BlockAttachment> {
-    if (this.inUse.has(file)) throw new InvalidStateError(`the image ${file} is already attached to a live partition`);
-    this.inUse.add(file);
-    try {
-      return await this.openOrCreate(name, file, sizeMiB * ((1024 * 1024) / SECTOR_SIZE));
-    } catch (error) {
-      this.inUse.delete(file);
-      if (error instanceof WasmvisorError) throw error;
-      throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
-    }
+    return this.queued(file, () => this.attachQueued(name, file, sizeMiB));
   }
 
   /**
-   * Flushes (fsync) and closes an attachment and drops its key. Idempotent. The flush makes
-   * writes the guest did not flush itself durable when the host shuts down in good order.
+   * Flushes (fsync), closes an attachment, drops its key and releases its lock. Idempotent. The
+   * flush makes writes the guest did not flush itself durable when the host shuts down in good order.
    */
   async detach(attachment: BlockAttachment): Promise<void> {
     attachment.dataKey.fill(0);
-    if (this.inUse.delete(attachment.path)) {
-      await attachment.handle.sync().catch(() => undefined);
-      await attachment.handle.close().catch(() => undefined);
-    }
+    const held = this.attached.get(attachment.path);
+    if (held?.attachment !== attachment) return;
+    this.attached.delete(attachment.path);
+    await attachment.handle.sync().catch(() => undefined);
+    await attachment.handle.close().catch(() => undefined);
+    await held.lock.release();
   }
 
   /**
    * Scrubs (overwrites with zeros, fsync) and removes a partition's image, and removes its key from
-   * the keystore. Refused while the image is attached. Idempotent: a missing image is not an error.
+   * the keystore. Refused while the image is attached (here or in another process). Idempotent: a
+   * missing image is not an error, and wiping one removes a key left for it.
    */
   wipe(name: string, override?: string): Promise<WipeResult> {
     const file = this.imagePath(name, override);
-    return this.locked(file, () => this.wipeUnlocked(name, file));
+    return this.queued(file, () => this.wipeQueued(name, file));
   }
 
-  private locked<T>(file: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(file) ?? Promise.resolve();
+  /** Lists the images in `<dataDir>/images` and those the keystore knows elsewhere, without using any key. */
+  async list(): Promise<DiskInfo[]> {
+    const byPath = new Map<string, DiskInfo>();
+    const known: KeyInfo[] = this.keystore ? await this.keystore.list().catch(() => []) : [];
+    const imagesDir = path.join(this.dataDir, 'images');
+    const files: string[] = [];
+    try {
+      for (const n of await readdir(imagesDir)) if (n.endsWith('.img')) files.push(path.join(imagesDir, n));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot list ${imagesDir}: ${(error as Error).message}`, { cause: error });
+    }
+    for (const k of known) if (k.path !== '' && !files.includes(k.path)) files.push(k.path);
+    for (const file of files.sort()) {
+      const info = await describeImage(file);
+      if (info === null) {
+        const k = known.find((x) => x.path === file && !x.pending);
+        if (k) byPath.set(file, { ...emptyInfo(file, k.name), imageId: k.imageId, key: 'keystore', problem: 'the image is missing; its key is in the keystore' });
+        continue;
+      }
+      const entry = info.imageId ? known.find((x) => x.imageId === info.imageId) : undefined;
+      const fileName = path.basename(file, '.img');
+      const nameKey = known.find((x) => x.imageId === null && x.name === fileName && file === this.defaultPath(fileName));
+      info.name = entry?.name ?? (path.dirname(file) === imagesDir ? fileName : null);
+      info.key = this.masterKey ? 'storage-key' : entry || nameKey ? 'keystore' : 'missing';
+      if (info.key === 'missing' && info.problem === null) info.problem = 'no key for it in the keystore';
+      info.inUse = await lockHolder(`${file}.lock`).catch(() => null);
+      byPath.set(file, info);
+    }
+    return [...byPath.values()];
+  }
+
+  /** Zeroes the master key; later attaches are refused. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.masterKey?.fill(0);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new InvalidStateError('the storage of this hypervisor is closed');
+  }
+
+  private queued<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(file) ?? Promise.resolve();
     const next = previous.then(fn, fn);
     const settled = next.catch(() => undefined);
-    this.locks.set(file, settled);
+    this.queues.set(file, settled);
     void settled.then(() => {
-      if (this.locks.get(file) === settled) this.locks.delete(file);
+      if (this.queues.get(file) === settled) this.queues.delete(file);
     });
     return next;
   }
 
-  private async wipeUnlocked(name: string, file: string): Promise<WipeResult> {
-    if (this.inUse.has(file)) throw new InvalidStateError(`the image of ${name} is attached to a live partition; destroy it first`);
+  /** Takes the image's cross-process lock (making its directory when `create`), or refuses naming who holds it. */
+  private async lockImage(name: string, file: string, doing: string, create: boolean): Promise<FileLock> {
     try {
+      if (create) {
+        await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+        await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      }
+      return await FileLock.acquire(`${file}.lock`, `partition ${name}`);
+    } catch (error) {
+      if (error instanceof LockedError) {
+        throw new InvalidStateError(`cannot ${doing} the block image of ${name} at ${file}: it is attached to a live partition of ${describeHolder(error.holder)}`);
+      }
+      throw new StorageError(`cannot ${doing} the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private async attachQueued(name: string, file: string, sizeMiB: number): Promise<BlockAttachment> {
+    const lock = await this.lockImage(name, file, 'open', true);
+    let attachment: BlockAttachment;
+    try {
+      attachment = await this.openOrCreate(name, file, sizeMiB * ((1024 * 1024) / SECTOR_SIZE));
+    } catch (error) {
+      await lock.release();
+      if (error instanceof WasmvisorError) throw error;
+      throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
+    }
+    this.attached.set(file, { attachment, lock });
+    await this.checkSpace(file).catch(() => undefined);
+    return attachment;
+  }
+
+  private async wipeQueued(name: string, file: string): Promise<WipeResult> {
+    // No directory, no image: only a key can be left to remove (wiping creates nothing).
+    const dirExists = await stat(path.dirname(file)).then(() => true, () => false);
+    const lock = dirExists ? await this.lockImage(name, file, 'wipe', false) : null;
+    try {
+      const imageId = await readImageId(file);
       const removedImage = await scrubAndRemove(file);
-      const removedKey = this.keystore ? await this.keystore.remove(name) : false;
+      await removeTemporaries(file);
+      const removedKey = this.keystore ? await this.keystore.remove(imageId, file, name, file === this.defaultPath(name)) : false;
+      this.emit({ kind: 'wiped', name, path: file, removedImage, removedKey });
       return { path: file, removedImage, removedKey };
     } catch (error) {
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot wipe the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
+    } finally {
+      await lock?.release();
     }
   }
 
   private async openOrCreate(name: string, file: string, sectorCount: number): Promise<BlockAttachment> {
     let handle: FileHandle;
     try {
-      handle = await open(file, constants.O_RDWR);
+      handle = await open(file, constants.O_RDWR | NOFOLLOW);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       return this.create(name, file, sectorCount);
     }
+    let dataKey: Buffer | null = null;
+    let macKey: Buffer | null = null;
     try {
       const header = Buffer.alloc(HEADER_SIZE);
       const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
       if (bytesRead < HEADER_SIZE) throw new ImageError('truncated', 'the image is shorter than its header');
       const { imageId } = peekHeader(header);
-      const partitionKey = this.masterKey ?? (await this.keystore!.get(name));
-      if (partitionKey === null) {
-        throw new IntegrityError(`the block image of ${name} at ${file} has no key in ${this.keystore!.file}; it cannot be opened (wipe it to start over)`);
-      }
-      const keys = deriveImageKeys(partitionKey, imageId, name);
-      let checked;
+      const found = await this.partitionKey(name, file, imageId);
+      let checked: ImageHeader;
       try {
-        checked = verifyHeader(header, keys.macKey, name);
+        ({ dataKey, macKey } = deriveImageKeys(found.key, imageId, name));
+        checked = verifyHeader(header, macKey, name);
       } finally {
-        keys.macKey.fill(0);
+        found.key.fill(0);
       }
       if (checked.sectorCount !== sectorCount) {
-        keys.dataKey.fill(0);
         throw new InvalidArgumentError(
-          `the block image of ${name} holds ${checked.sectorCount * SECTOR_SIZE / 1048576} MiB, the spec asks for ${sectorCount * SECTOR_SIZE / 1048576} MiB (images are not resized; wipe it to start over)`,
+          `the block image of ${name} holds ${(checked.sectorCount * SECTOR_SIZE) / 1048576} MiB, the spec asks for ${(sectorCount * SECTOR_SIZE) / 1048576} MiB (images are not resized; wipe it to start over)`,
         );
       }
       const size = (await handle.stat()).size;
-      if (size < imageFileSize(sectorCount)) {
-        keys.dataKey.fill(0);
-        throw new IntegrityError(`the block image of ${name} at ${file} is truncated (${size} bytes, expected ${imageFileSize(sectorCount)})`);
+      const expected = checked.format === 1 ? HEADER_SIZE + sectorCount * FORMAT1.PAIR_SIZE : imageFileSize(sectorCount);
+      if (size < expected) {
+        throw new IntegrityError(`the block image of ${name} at ${file} is truncated (${size} bytes, expected ${expected})`);
       }
-      return { path: file, handle, fd: handle.fd, sectorCount, imageId, dataKey: keys.dataKey, created: false };
+      if (checked.format === 1) handle = await convertFormat1(handle, file, sectorCount, imageId, macKey, name);
+      // The image exists and authenticates: a key still marked pending (a create that crashed
+      // after the image appeared) is confirmed; a format-1 name key is filed under this image.
+      if (this.keystore && found.source === 'pending') await this.keystore.commit(imageId);
+      if (this.keystore && found.source === 'name') await this.keystore.adoptNameKey(name, imageId, file);
+      return { path: file, handle, fd: handle.fd, sectorCount, imageId, dataKey, created: false };
     } catch (error) {
+      dataKey?.fill(0);
       await handle.close().catch(() => undefined);
       if (error instanceof ImageError) {
         const Err = error.problem === 'wrong-key' || error.problem === 'truncated' || error.problem === 'not-an-image' ? IntegrityError : StorageError;
         throw new Err(`the block image of ${name} at ${file} was refused: ${error.message}`);
       }
       throw error;
+    } finally {
+      macKey?.fill(0);
     }
   }
 
+  /** The key an existing image's keys derive from (a copy the caller zeroes): the master key, or its keystore entry. */
+  private async partitionKey(
+    name: string,
+    file: string,
+    imageId: Uint8Array,
+  ): Promise<{ key: Buffer; source: 'master' | 'image' | 'pending' | 'name' }> {
+    this.assertOpen();
+    if (this.masterKey) return { key: secretCopy(this.masterKey), source: 'master' };
+    const ks = this.keystore!;
+    const entry = await ks.find(imageId);
+    if (entry) return { key: entry.key, source: entry.pending ? 'pending' : 'image' };
+    // A format-1 keystore filed keys by name (for whatever path the partition's image had); the
+    // header MAC, checked next, tells whether this image is the one that key made.
+    const named = await ks.nameKey(name);
+    if (named) return { key: named, source: 'name' };
+    throw new IntegrityError(
+      `the block image of ${name} at ${file} (image id ${Buffer.from(imageId).toString('hex')}) has no key in ${ks.file}; it cannot be opened (wipe it to start over)`,
+    );
+  }
+
   private async create(name: string, file: string, sectorCount: number): Promise<BlockAttachment> {
-    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    // A fresh key for a fresh image: nothing encrypted under an earlier image of this name can be read with it.
-    const partitionKey = this.masterKey ?? (await this.keystore!.create(name));
-    const imageId = randomBytes(16);
+    this.assertOpen();
+    // A fresh id and, without a master key, a fresh key: nothing encrypted under an earlier image
+    // of this name can be read with them.
+    const imageId = new Uint8Array(16);
+    randomFillSync(imageId);
+    const idHex = Buffer.from(imageId).toString('hex');
+    const partitionKey = this.masterKey ?? randomFillSync(secretBuffer(32));
     const keys = deriveImageKeys(partitionKey, imageId, name);
-    const handle = await open(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const temp = `${file}.${idHex}.new`;
+    let handle: FileHandle | null = null;
+    let reserved = false;
+    let linked = false;
     try {
+      if (this.keystore) {
+        let stale: string[];
+        try {
+          stale = await this.keystore.reserve(imageId, name, file, partitionKey, file === this.defaultPath(name));
+        } catch (error) {
+          if (!(error instanceof KeyConflictError)) throw error;
+          throw new StorageError(
+            `the block image of ${name} at ${file} is missing, but ${error.message}. Restore the image (is the volume it lives on mounted?), ` +
+              `or wipe it (wasmvisor delete ${name}, hv.wipeStorage) to drop that key and start over`,
+          );
+        }
+        reserved = true;
+        for (const id of stale) await unlink(`${file}.${id}.new`).catch(() => undefined);
+        this.emit({ kind: 'key-created', name, path: file, imageId: idHex });
+      }
+      // Built under a temporary name and linked into place: an image is complete or absent.
+      handle = await open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
       await handle.write(encodeHeader(sectorCount, imageId, keys.macKey, name), 0, HEADER_SIZE, 0);
-      keys.macKey.fill(0);
       await handle.truncate(imageFileSize(sectorCount)); // sparse: unwritten sectors cost no space and read as zeros
       await handle.sync();
+      await link(temp, file); // EEXIST if a file appeared meanwhile: never replaced
+      linked = true;
+      await unlink(temp);
       await syncDir(path.dirname(file));
+      if (this.keystore) await this.keystore.commit(imageId);
+      return { path: file, handle, fd: handle.fd, sectorCount, imageId, dataKey: keys.dataKey, created: true };
     } catch (error) {
-      await handle.close().catch(() => undefined);
-      await unlink(file).catch(() => undefined);
+      keys.dataKey.fill(0);
+      await handle?.close().catch(() => undefined);
+      await unlink(temp).catch(() => undefined);
+      // Before the image appeared its key is useless: removed. After, the key stays with the image.
+      if (reserved && !linked) await this.keystore!.remove(imageId, file, name, false).catch(() => undefined);
       throw error;
+    } finally {
+      keys.macKey.fill(0);
+      if (partitionKey !== this.masterKey) partitionKey.fill(0);
     }
-    return { path: file, handle, fd: handle.fd, sectorCount, imageId, dataKey: keys.dataKey, created: true };
   }
+
+  /**
+   * Warns when the images attached here on one file system may grow (as guests write to their
+   * sparse images) by more than it has free: a guest that fills its disk then sees IO_ERROR, and
+   * so does every other partition writing new blocks on that file system (their flushed data is
+   * safe: see docs/STORAGE.md). Counts only this process's images.
+   */
+  private async checkSpace(file: string): Promise<void> {
+    const dev = (await stat(file)).dev;
+    let growable = 0;
+    for (const { attachment } of this.attached.values()) {
+      const s = await attachment.handle.stat();
+      if (s.dev !== dev) continue;
+      growable += Math.max(0, imageFileSize(attachment.sectorCount) - s.blocks * 512);
+    }
+    const fs = await this.statfs(path.dirname(file));
+    const free = fs.bavail * fs.bsize;
+    if (growable <= free) return;
+    const mib = (n: number) => `${Math.round(n / 1048576)} MiB`;
+    this.emit({
+      kind: 'overcommit',
+      dir: path.dirname(file),
+      growableBytes: growable,
+      freeBytes: free,
+      message:
+        `the block images attached in ${path.dirname(file)} can grow by ${mib(growable)} more, but its file system has ${mib(free)} free: ` +
+        `a guest that fills its disk will see HV_STATUS_IO_ERROR on writes (flushed data stays safe)`,
+    });
+  }
+
+  private emit(event: StorageEvent): void {
+    try {
+      this.onEvent?.(event);
+    } catch {
+      // An observer's failure never undoes or fails a storage operation.
+    }
+  }
+}
+
+/** Header facts and file metadata of one image, or null when the file does not exist. */
+async function describeImage(file: string): Promise<DiskInfo | null> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    return { ...emptyInfo(file, null), problem: `cannot open it: ${(error as Error).message}` };
+  }
+  try {
+    const s = await handle.stat();
+    const info = emptyInfo(file, null);
+    info.allocatedBytes = s.blocks * 512;
+    info.created = s.birthtimeMs > 0 ? s.birthtime.toISOString() : null;
+    info.modified = s.mtime.toISOString();
+    const header = Buffer.alloc(HEADER_SIZE);
+    const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
+    try {
+      const h = peekHeader(header.subarray(0, bytesRead));
+      info.sizeBytes = h.sectorCount * SECTOR_SIZE;
+      info.imageId = Buffer.from(h.imageId).toString('hex');
+      info.format = h.format;
+      const expected = h.format === 1 ? HEADER_SIZE + h.sectorCount * FORMAT1.PAIR_SIZE : imageFileSize(h.sectorCount);
+      if (s.size < expected) info.problem = `truncated (${s.size} bytes, expected ${expected})`;
+    } catch (error) {
+      info.problem = (error as Error).message;
+    }
+    return info;
+  } finally {
+    await handle.close();
+  }
+}
+
+function emptyInfo(file: string, name: string | null): DiskInfo {
+  return { name, path: file, sizeBytes: null, allocatedBytes: 0, created: null, modified: null, imageId: null, format: null, key: 'missing', inUse: null, problem: null };
+}
+
+/**
+ * Rewrites a format-1 image (pairs of [entry 48 | ciphertext 4096] slots per sector) in format 2
+ * (image.ts), and returns a handle on the new file; the old handle is closed. Versions move
+ * unchanged: their keys, nonces, tags and AAD do not depend on where they lie. Built under a
+ * temporary name and renamed over the old file, so a crash leaves one whole image or the other.
+ */
+async function convertFormat1(old: FileHandle, file: string, sectorCount: number, imageId: Uint8Array, macKey: Uint8Array, name: string): Promise<FileHandle> {
+  const temp = `${file}.${Buffer.from(imageId).toString('hex')}.new`;
+  await unlink(temp).catch(() => undefined); // left by a conversion that died
+  const out = await open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+  try {
+    await out.write(encodeHeader(sectorCount, imageId, macKey, name), 0, HEADER_SIZE, 0);
+    await out.truncate(imageFileSize(sectorCount));
+    const pairs = Buffer.alloc(GROUP_SECTORS * FORMAT1.PAIR_SIZE);
+    const page = Buffer.alloc(SECTOR_SIZE);
+    for (let first = 0; first < sectorCount; first += GROUP_SECTORS) {
+      const n = Math.min(GROUP_SECTORS, sectorCount - first);
+      const want = n * FORMAT1.PAIR_SIZE;
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await old.read(pairs, got, want - got, HEADER_SIZE + first * FORMAT1.PAIR_SIZE + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      pairs.fill(0, got, want);
+      page.fill(0);
+      let any = false;
+      for (let i = 0; i < n; i++) {
+        for (const k of [0, 1]) {
+          const at = i * FORMAT1.PAIR_SIZE + k * FORMAT1.SLOT_SIZE;
+          if (readGen(pairs, at) === 0) continue;
+          pairs.copy(page, (k * GROUP_SECTORS + i) * META_SIZE, at, at + FORMAT1.SLOT_META);
+          await out.write(pairs, at + FORMAT1.SLOT_META, SECTOR_SIZE, dataOffset(first + i, k));
+          any = true;
+        }
+      }
+      if (any) await out.write(page, 0, SECTOR_SIZE, metaOffset(first, 0));
+    }
+    await out.sync();
+    await rename(temp, file);
+    await syncDir(path.dirname(file));
+  } catch (error) {
+    await out.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await old.close().catch(() => undefined);
+  return out;
+}
+
+/** The image id in a file's header, or null when there is no readable header. */
+async function readImageId(file: string): Promise<Uint8Array | null> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    const header = Buffer.alloc(HEADER_SIZE);
+    const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
+    return peekHeader(header.subarray(0, bytesRead)).imageId;
+  } catch {
+    return null;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes images left half-built by creates that died (`<file>.<id>.new`). */
+async function removeTemporaries(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(`${base}.`) && /^[0-9a-f]{32}\.new$/.test(n.slice(base.length + 1))) await unlink(path.join(dir, n)).catch(() => undefined);
 }
 
 /** Overwrites every non-zero byte range of `file` with zeros, syncs, and unlinks it. False if it did not exist. */
 async function scrubAndRemove(file: string): Promise<boolean> {
   let handle: FileHandle;
   try {
-    handle = await open(file, constants.O_RDWR);
+    handle = await open(file, constants.O_RDWR | NOFOLLOW);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
   try {
-    const size = (await stat(file)).size;
+    const size = (await handle.stat()).size;
     const buf = Buffer.alloc(SCRUB_CHUNK);
     const zeros = Buffer.alloc(SCRUB_CHUNK);
     for (let at = 0; at < size; at += SCRUB_CHUNK) {

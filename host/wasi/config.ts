@@ -1,15 +1,26 @@
+import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
-import type { SeedEntry } from './vfs.ts';
-import type { WasiQuotas, WasiSpec } from '../schema/wasi.ts';
+import { WasiQuotasSchema, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
+import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
 
-export type { PreopenSpec, WasiQuotas, WasiSpec } from '../schema/wasi.ts';
+/**
+ * The spec types come from the schema (host/schema/wasi.ts), which checks every field's type and
+ * range; this file resolves a checked spec: defaults, the rules that join fields, and the host
+ * side of the preopens (copying a `copy` folder, opening an `ro` / `rw` one).
+ */
+export type { PreopenMode, PreopenSpec, WasiQuotas, WasiSpec } from '../schema/wasi.ts';
+
+/** A preopen as the worker gets it: a tree to build in memory, or a host folder's fd (opened by the root). */
+export type ResolvedPreopen =
+  | { guestPath: string; kind: 'virtual'; readonly: boolean; entries: SeedEntry[] }
+  | { guestPath: string; kind: 'host'; mode: 'ro' | 'rw'; fd: number };
 
 export interface ResolvedWasi {
   args: string[];
   env: string[];
-  preopens: { guestPath: string; readonly: boolean; entries: SeedEntry[] }[];
+  preopens: ResolvedPreopen[];
   stdin: { kind: 'console' } | { kind: 'none' } | { kind: 'bytes'; bytes: Uint8Array };
   quotas: Required<WasiQuotas>;
 }
@@ -21,10 +32,26 @@ export const WASI_QUOTA_DEFAULTS: Required<WasiQuotas> = {
   maxPathBytes: 4096,
 };
 
+/** The schema of each quota (its range), for the CLI's --wasi-quota. */
+export const WASI_QUOTA_SCHEMAS = WasiQuotasSchema.properties;
+
 /**
- * Validates a WASI spec and copies the seed folders (in the root, before the partition starts).
- * Host symlinks are copied as virtual symlinks, never followed on the host; special files are
- * skipped. Seeding counts against the quotas and fails with ERR_INVALID_ARGUMENT when over.
+ * Memory a partition's WASI may take in its worker, for admission and the worker's heap limit:
+ * in-memory preopens hold up to 1.5 x the byte quota in file buffers (external to the JS heap,
+ * see capacityFor in vfs.ts) and VFS_ENTRY_HEAP_BYTES of heap per entry. Host preopens hold
+ * their data on the host's disk.
+ */
+export function wasiMemory(w: ResolvedWasi | null): { bufferBytes: number; heapBytes: number } {
+  if (w === null || !w.preopens.some((p) => p.kind === 'virtual')) return { bufferBytes: 0, heapBytes: 0 };
+  return { bufferBytes: Math.ceil(w.quotas.maxBytes * 1.5), heapBytes: w.quotas.maxInodes * VFS_ENTRY_HEAP_BYTES };
+}
+
+/**
+ * Validates a WASI spec, copies `copy` folders and opens `ro` / `rw` folders (in the root, before
+ * the partition starts). Copies follow no host symlink (they are copied as symlinks; special
+ * files are skipped) and count against the quotas: over them is ERR_INVALID_ARGUMENT. A host
+ * folder is opened as a directory fd that the worker reaches only through; the root closes it
+ * with `releaseWasi`.
  */
 export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promise<ResolvedWasi> {
   const q = spec.quotas ?? {};
@@ -41,48 +68,117 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
     if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${JSON.stringify(e.slice(0, e.indexOf('=') + 1))} is not a valid KEY= (no '=' or NUL in a key)`);
   }
   const s = spec.stdin ?? 'console';
+  // Uint8Array.from copies (a Buffer's slice() would be a view of the embedder's memory).
   const stdin: ResolvedWasi['stdin'] =
-    s === 'console' || s === 'none' ? { kind: s } : { kind: 'bytes', bytes: typeof s === 'string' ? new TextEncoder().encode(s) : s.slice() };
+    s === 'console' || s === 'none' ? { kind: s } : { kind: 'bytes', bytes: typeof s === 'string' ? new TextEncoder().encode(s) : Uint8Array.from(s) };
 
   const budget = { bytes: quotas.maxBytes, inodes: quotas.maxInodes };
-  const preopens: ResolvedWasi['preopens'] = [];
-  for (const p of spec.preopens ?? []) {
-    if (--budget.inodes < 0) throw new InvalidArgumentError(`wasi preopens need more than ${quotas.maxInodes} inodes`);
-    const entries: SeedEntry[] = [];
-    if (p.hostPath !== undefined) {
+  const preopens: ResolvedPreopen[] = [];
+  const resolved: ResolvedWasi = { args: [...args], env: [...env], preopens, stdin, quotas };
+  try {
+    for (const p of spec.preopens ?? []) {
+      // Types and ranges are the schema's; what joins fields is checked here.
+      const where = `wasi preopen ${p.guestPath}`;
+      if (p.hostPath === undefined) {
+        if (p.mode !== undefined && p.mode !== 'copy') throw new InvalidArgumentError(`${where}: mode '${p.mode}' needs a hostPath`);
+        if (--budget.inodes < 0) throw new InvalidArgumentError(`wasi preopens need more than ${quotas.maxInodes} entries`);
+        preopens.push({ guestPath: p.guestPath, kind: 'virtual', readonly: p.readonly === true, entries: [] });
+        continue;
+      }
+      // Before modes existed a hostPath meant a writable copy: say so rather than guess.
+      if (p.mode === undefined && p.readonly === false) {
+        throw new InvalidArgumentError(`${where}: readonly: false needs a mode: 'copy' (a private, writable copy) or 'rw' (writes reach ${p.hostPath})`);
+      }
+      const mode = p.mode ?? 'ro';
+      if (mode === 'rw' && p.readonly === true) throw new InvalidArgumentError(`${where}: mode 'rw' and readonly: true contradict each other`);
       const root = path.resolve(p.hostPath);
-      const st = await lstat(root).catch(() => null);
-      if (st === null || !st.isDirectory()) throw new InvalidArgumentError(`wasi preopen ${p.guestPath}: host folder ${p.hostPath} is not a directory`);
-      await copyTree(root, '', entries, budget, quotas);
+      if (mode === 'copy') {
+        const st = await lstat(root).catch(() => null);
+        if (st === null || !st.isDirectory()) throw new InvalidArgumentError(`${where}: host folder ${p.hostPath} is not a directory`);
+        if (--budget.inodes < 0) throw new InvalidArgumentError(`wasi preopens need more than ${quotas.maxInodes} entries`);
+        preopens.push({ guestPath: p.guestPath, kind: 'virtual', readonly: p.readonly === true, entries: await copyTree(root, budget, quotas) });
+      } else {
+        preopens.push({ guestPath: p.guestPath, kind: 'host', mode, fd: openHostFolder(root, where, p.hostPath) });
+      }
     }
-    preopens.push({ guestPath: p.guestPath, readonly: p.readonly === true, entries });
+    if (3 + preopens.length > quotas.maxFds) throw new InvalidArgumentError(`wasi needs ${3 + preopens.length} fds for stdio and preopens; maxFds is ${quotas.maxFds}`);
+  } catch (error) {
+    releaseWasi(resolved);
+    throw error;
   }
-  if (3 + preopens.length > quotas.maxFds) throw new InvalidArgumentError(`wasi needs ${3 + preopens.length} fds for stdio and preopens; maxFds is ${quotas.maxFds}`);
-  return { args: [...args], env: [...env], preopens, stdin, quotas };
+  return resolved;
 }
 
-async function copyTree(hostDir: string, rel: string, out: SeedEntry[], budget: { bytes: number; inodes: number }, quotas: Required<WasiQuotas>): Promise<void> {
-  const names = (await readdir(hostDir)).sort();
-  for (const name of names) {
-    const host = path.join(hostDir, name);
-    const guest = rel === '' ? name : `${rel}/${name}`;
-    const st = await lstat(host);
-    const over = (): never => {
-      throw new InvalidArgumentError(`seeding ${guest} from ${host} exceeds the WASI quota (${quotas.maxBytes} bytes, ${quotas.maxInodes} inodes)`);
-    };
-    if (!st.isDirectory() && !st.isFile() && !st.isSymbolicLink()) continue;
-    if (--budget.inodes < 0) over();
-    if (st.isDirectory()) {
-      out.push({ path: guest, kind: 'dir' });
-      await copyTree(host, guest, out, budget, quotas);
-    } else if (st.isFile()) {
-      if ((budget.bytes -= st.size) < 0) over();
-      const data = await readFile(host);
-      out.push({ path: guest, kind: 'file', data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
-    } else {
-      const target = await readlink(host);
-      if ((budget.bytes -= Buffer.byteLength(target)) < 0) over();
-      out.push({ path: guest, kind: 'symlink', target });
+/**
+ * Opens a host folder for a preopen (following the embedder's own symlinks: the path is theirs).
+ * The worker reaches it only as `/proc/self/fd/<fd>`, so that must work here (Linux).
+ */
+function openHostFolder(root: string, where: string, given: string): number {
+  let fd: number;
+  try {
+    fd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new InvalidArgumentError(`${where}: host folder ${given} ${code === 'ENOTDIR' || code === 'ENOENT' ? 'is not a directory' : `cannot be opened (${code ?? String(error)})`}`);
+  }
+  try {
+    statSync(`/proc/self/fd/${fd}`);
+  } catch {
+    closeSync(fd);
+    throw new InvalidArgumentError(`${where}: host folders in 'ro' or 'rw' mode need Linux's /proc; use mode 'copy' here`);
+  }
+  return fd;
+}
+
+/** Closes what the root opened for a partition's WASI (its host folders' fds). Idempotent. */
+export function releaseWasi(w: ResolvedWasi | null): void {
+  if (w === null) return;
+  for (const p of w.preopens) {
+    if (p.kind !== 'host' || p.fd < 0) continue;
+    try {
+      closeSync(p.fd);
+    } catch {
+      // already closed
+    }
+    (p as { fd: number }).fd = -1;
+  }
+}
+
+/**
+ * Reads a host folder for a `copy` preopen: directories, files and symlinks (as symlinks), parents
+ * before children. Iterative: the folder's depth may be anything (a guest may have built it).
+ */
+async function copyTree(root: string, budget: { bytes: number; inodes: number }, quotas: Required<WasiQuotas>): Promise<SeedEntry[]> {
+  const out: SeedEntry[] = [];
+  const pending: { host: string; rel: string }[] = [{ host: root, rel: '' }];
+  for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+    const names = (await readdir(next.host)).sort();
+    for (const name of names) {
+      const host = path.join(next.host, name);
+      const guest = next.rel === '' ? name : `${next.rel}/${name}`;
+      const st = await lstat(host);
+      if (!st.isDirectory() && !st.isFile() && !st.isSymbolicLink()) continue;
+      const over = (): never => {
+        throw new InvalidArgumentError(
+          `copying ${guest} from ${host} exceeds the WASI quota (${quotas.maxBytes} bytes, ${quotas.maxInodes} entries): ` +
+            `raise wasi.quotas (CLI: --wasi-quota bytes=…,inodes=…), or give the folder in place (mode 'ro' or 'rw')`,
+        );
+      };
+      if (--budget.inodes < 0) over();
+      if ((budget.bytes -= Buffer.byteLength(name)) < 0) over();
+      if (st.isDirectory()) {
+        out.push({ path: guest, kind: 'dir' });
+        pending.push({ host, rel: guest });
+      } else if (st.isFile()) {
+        if ((budget.bytes -= st.size) < 0) over();
+        const data = await readFile(host);
+        out.push({ path: guest, kind: 'file', data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
+      } else {
+        const target = await readlink(host);
+        if ((budget.bytes -= Buffer.byteLength(target)) < 0) over();
+        out.push({ path: guest, kind: 'symlink', target });
+      }
     }
   }
+  return out;
 }

@@ -1,5 +1,5 @@
 import { Errno, Fdflags, Filetype, Whence } from './errno.ts';
-import type { DirInode, FileInode, Mount, Vfs } from './vfs.ts';
+import type { Dir, File, Stat, TimesRequest } from './fs.ts';
 
 /**
  * File descriptors. `Fd` is default-deny: every operation answers EBADF / ENOTSUP / EISDIR,
@@ -56,9 +56,17 @@ export class Fd {
   }
   /** Blocks until readable(), end of input or the deadline (ms, performance.now() clock). */
   waitReadable(_deadlineMs: number): void {}
-  /** The inode behind this fd, for filestat; console fds have none. */
-  inode(): FileInode | DirInode | null {
-    return null;
+  /** fd_filestat_get: a console fd reports only its file type (all else 0). */
+  stat(): Stat | number {
+    return { dev: 0n, ino: 0n, filetype: this.filetype, nlink: 0n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
+  }
+  /** fd_filestat_set_times: only files and directories have times. */
+  setTimes(_times: TimesRequest): number {
+    return -Errno.BADF;
+  }
+  /** fd_sync / fd_datasync. */
+  sync(): number {
+    return 0;
   }
   /** Called once when the fd is closed (or the partition ends). */
   close(): void {}
@@ -66,72 +74,57 @@ export class Fd {
 
 // ---- Console kinds: the partition's console device behind stdin/stdout/stderr. ----
 
-/** What the console fds need from the console device; a structural type, so wasi/ does not import it. */
+/**
+ * What the console fds need from the console device; a structural type, so wasi/ does not
+ * import it. Byte streams: nothing is cut, added or dropped on the way.
+ */
 export interface ConsolePort {
-  /** Feeds bytes to stdout or stderr; returns n (lines over the rate limit are dropped and counted). */
-  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number): number;
-  /** One input line without its newline into out; length, or -1 at end of input, -2 when none is ready and !block. */
-  readLine(out: Uint8Array, block: boolean, timeoutMs?: number): number;
+  /**
+   * Writes bytes[0, n) to the stream: the count written (a short count when the reader went
+   * away part-way), -1 when the reader has gone, -2 when the rate limit refused the write
+   * (nothing written). Waits while the reader is behind.
+   */
+  writeStream(stream: 'stdout' | 'stderr', bytes: Uint8Array, n: number, mayWait?: boolean): number;
+  /** Reads input into out: the count (>= 1), 0 at end of input, -2 when none is ready (non-blocking or timed out). */
+  readStream(out: Uint8Array, block: boolean, timeoutMs?: number): number;
+  /** Input bytes ready without waiting, 0 at end of input, -2 when none. */
+  readableBytes(): number;
+  /** Waits up to timeoutMs for input (or its end) without consuming any. */
+  waitInput(timeoutMs: number): void;
 }
 
 export class ConsoleOutFd extends Fd {
   constructor(private readonly console: ConsolePort, private readonly stream: 'stdout' | 'stderr', rights: number) {
     super(Filetype.CHARACTER_DEVICE, rights, 0);
   }
-  override write(buf: Uint8Array, n: number): number {
-    this.console.writeStream(this.stream, buf, n);
-    // Bytes of lines dropped by the rate limit are consumed, not retried (as for hv console writes).
-    return n;
+  /** `mayWait` false: fd_write's later iovecs, which end the write short rather than suspend a shared partition (its rerun would repeat the earlier ones). */
+  override write(buf: Uint8Array, n: number, mayWait = true): number {
+    const r = this.console.writeStream(this.stream, buf, n, mayWait);
+    // Never report refused bytes as written: the reader gone is EPIPE, the rate limit EAGAIN.
+    if (r === -1) return -Errno.PIPE;
+    if (r === -2) return -Errno.AGAIN;
+    return r;
   }
   override readable(): number {
     return -Errno.BADF;
   }
 }
 
-/**
- * stdin from the console's line-based input: each line the host queued is delivered followed
- * by `\n`; a line longer than the guest's buffer is delivered over several reads; end of
- * input (the host ended it, or the partition has no input) reads as 0 bytes.
- */
+/** stdin from the console's input stream: the bytes the host sent, exactly; end of input reads as 0 bytes. */
 export class ConsoleInFd extends Fd {
-  private pending = new Uint8Array(0);
-  private pendingAt = 0;
-  private ended = false;
-  private readonly line = new Uint8Array(65536 + 1);
-
   constructor(private readonly console: ConsolePort, rights: number) {
     super(Filetype.CHARACTER_DEVICE, rights, 0);
   }
   override read(buf: Uint8Array): number {
-    if (!this.fill((this.fdflags & Fdflags.NONBLOCK) === 0)) return this.ended ? 0 : -Errno.AGAIN;
-    const n = Math.min(buf.length, this.pending.length - this.pendingAt);
-    buf.set(this.pending.subarray(this.pendingAt, this.pendingAt + n));
-    this.pendingAt += n;
-    return n;
+    const n = this.console.readStream(buf, (this.fdflags & Fdflags.NONBLOCK) === 0);
+    return n === -2 ? -Errno.AGAIN : n;
   }
   override readable(): number {
-    if (this.fill(false)) return this.pending.length - this.pendingAt;
-    return this.ended ? 0 : -Errno.AGAIN;
+    const n = this.console.readableBytes();
+    return n === -2 ? -Errno.AGAIN : n;
   }
   override waitReadable(deadlineMs: number): void {
-    if (this.pendingAt < this.pending.length || this.ended) return;
-    const wait = Math.max(0, deadlineMs - performance.now());
-    const n = this.console.readLine(this.line, true, wait);
-    this.take(n);
-  }
-  /** True when bytes are pending after trying to get a line. */
-  private fill(block: boolean): boolean {
-    if (this.pendingAt < this.pending.length) return true;
-    if (this.ended) return false;
-    this.take(this.console.readLine(this.line, block));
-    return this.pendingAt < this.pending.length;
-  }
-  private take(n: number): void {
-    if (n === -1) this.ended = true;
-    if (n < 0) return;
-    this.line[n] = 0x0a;
-    this.pending = this.line.slice(0, n + 1);
-    this.pendingAt = 0;
+    this.console.waitInput(Math.max(0, deadlineMs - performance.now()));
   }
 }
 
@@ -152,56 +145,50 @@ export class BytesInFd extends Fd {
   }
 }
 
-// ---- File-system kinds. ----
+// ---- File-system kinds: the same for a virtual tree and a host folder (see fs.ts). ----
 
-/** A regular file of the virtual file system. */
+/** A regular file. */
 export class FileFd extends Fd {
   private position = 0;
 
-  constructor(private readonly vfs: Vfs, readonly file: FileInode, rightsBase: number, fdflags: number) {
+  constructor(readonly file: File, rightsBase: number, fdflags: number) {
     super(Filetype.REGULAR_FILE, rightsBase, 0);
     this.fdflags = fdflags;
-    file.open++;
   }
   override read(buf: Uint8Array): number {
-    const n = this.pread(buf, this.position);
+    const n = this.file.pread(buf, this.position);
     if (n > 0) this.position += n;
     return n;
   }
   override write(buf: Uint8Array, n: number): number {
-    if ((this.fdflags & Fdflags.APPEND) !== 0) this.position = this.file.size;
+    if ((this.fdflags & Fdflags.APPEND) !== 0) {
+      const size = this.file.size();
+      if (size < 0) return size;
+      this.position = size;
+    }
     const written = this.pwrite(buf, n, this.position);
     if (written > 0) this.position += written;
     return written;
   }
   override pread(buf: Uint8Array, offset: number): number {
-    const f = this.file;
-    if (offset >= f.size) return 0;
-    const n = Math.min(buf.length, f.size - offset);
-    buf.set(f.data.subarray(offset, offset + n));
-    f.atim = this.vfs.now();
-    return n;
+    return this.file.pread(buf, offset);
   }
   override pwrite(buf: Uint8Array, n: number, offset: number): number {
-    const f = this.file;
-    const end = offset + n;
-    if (end > f.size) {
-      const errno = this.vfs.resize(f, end);
-      if (errno !== Errno.SUCCESS) return -errno;
-    }
-    f.data.set(buf.subarray(0, n), offset);
-    f.mtim = f.ctim = this.vfs.now();
-    return n;
+    if (offset + n > this.file.maxSize) return -Errno.FBIG;
+    return this.file.pwrite(buf, n, offset);
   }
   override seek(offset: bigint, whence: number): number {
     let base: bigint;
     if (whence === Whence.SET) base = 0n;
     else if (whence === Whence.CUR) base = BigInt(this.position);
-    else if (whence === Whence.END) base = BigInt(this.file.size);
-    else return -Errno.INVAL;
+    else if (whence === Whence.END) {
+      const size = this.file.size();
+      if (size < 0) return size;
+      base = BigInt(size);
+    } else return -Errno.INVAL;
     const next = base + offset;
     if (next < 0n) return -Errno.INVAL;
-    if (next > 0x7fffffffn) return -Errno.OVERFLOW;
+    if (next > BigInt(this.file.maxSize)) return -Errno.OVERFLOW;
     this.position = Number(next);
     return this.position;
   }
@@ -210,34 +197,38 @@ export class FileFd extends Fd {
   }
   override setSize(size: bigint): number {
     if (size < 0n) return -Errno.INVAL;
-    if (size > 0x7fffffffn) return -Errno.FBIG;
-    return -this.vfs.resize(this.file, Number(size));
+    if (size > BigInt(this.file.maxSize)) return -Errno.FBIG;
+    return this.file.setSize(Number(size));
   }
   override readable(): number {
-    return Math.max(0, this.file.size - this.position);
+    const size = this.file.size();
+    return size < 0 ? size : Math.max(0, size - this.position);
   }
-  override inode(): FileInode {
-    return this.file;
+  override stat(): Stat | number {
+    return this.file.stat();
+  }
+  override setTimes(times: TimesRequest): number {
+    return this.file.setTimes(times);
+  }
+  override sync(): number {
+    return this.file.sync();
   }
   override close(): void {
-    this.file.open--;
-    this.vfs.release(this.file);
+    this.file.close();
   }
 }
 
-/** A directory of the virtual file system: the base of path operations. */
+/** A directory: the base of path operations. */
 export class DirFd extends Fd {
   constructor(
-    readonly vfs: Vfs,
-    readonly dir: DirInode,
-    readonly mount: Mount,
+    /** The directory; this fd holds one reference to it, dropped on close. */
+    readonly dir: Dir,
     rightsBase: number,
     rightsInheriting: number,
     /** Set on preopens: the guest path fd_prestat_dir_name reports. */
     readonly preopenPath: string | null = null,
   ) {
     super(Filetype.DIRECTORY, rightsBase, rightsInheriting);
-    dir.open++;
   }
   override read(): number {
     return -Errno.ISDIR;
@@ -251,11 +242,13 @@ export class DirFd extends Fd {
   override pwrite(): number {
     return -Errno.ISDIR;
   }
-  override inode(): DirInode {
-    return this.dir;
+  override stat(): Stat | number {
+    return this.dir.stat('.');
+  }
+  override setTimes(times: TimesRequest): number {
+    return this.dir.setTimes('.', times);
   }
   override close(): void {
-    this.dir.open--;
-    this.vfs.release(this.dir);
+    this.dir.release();
   }
 }

@@ -1,19 +1,20 @@
 import { Errno, Filetype } from './errno.ts';
+import { nameBytes, type Dir, type File, type Mount, type NodeKind, type OpenRequest, type QuotaAccount, type Stat, type TimesRequest } from './fs.ts';
 
 /**
- * A partition's virtual file system: inodes in the worker's heap, nothing else. No guest path
- * ever reaches node:fs; the only host files involved are the seed folders, which the *root*
- * copies (as plain data) before the partition starts.
+ * The virtual file-system backend: a directory tree in the worker's heap, nothing else. Used for
+ * preopens without a host folder and for `copy` mode (seeded by the root with a copy of a host
+ * folder before the partition starts); no guest path ever reaches node:fs through it.
  *
  * Invariants:
- * - Every resolution starts at a directory fd's inode and never goes above the root of the
- *   preopen (mount) that fd belongs to: `..` at a mount root, an absolute path and an absolute
- *   symlink target are all ENOTCAPABLE, whatever the guest tries. Symlinks are followed at
- *   most MAX_SYMLINKS times in one resolution (ELOOP).
- * - Quotas (bytes of file data and symlink targets, inodes, path length, name length) are
- *   checked *before* a change is made, so a refused change leaves the tree as it was.
- * - An inode's storage is released when its last link and its last open fd are gone; an
- *   unlinked but open file keeps counting against the byte quota (no quota bypass by unlink).
+ * - Every object the guest creates is charged to the partition's quota account *before* the
+ *   change (a refused change leaves the tree as it was): each name (file, directory, symlink,
+ *   hard link) one entry and its length in bytes; file contents and symlink targets their bytes.
+ *   With the heap cost of an entry bounded (VFS_ENTRY_HEAP_BYTES), the quotas bound the worker's
+ *   heap, and the guest sees ENOSPC, never the worker run out of memory.
+ * - An inode's contents are released (and zeroed) when its last link and its last open fd are
+ *   gone; an unlinked but open file keeps counting against the byte quota until it is closed.
+ * - Nothing here recurses over the tree (it is guest-shaped): walks use explicit stacks.
  */
 
 /** Buffer size for a file of `size` bytes: 1.5x plus 64, so appends are amortised O(1). */
@@ -21,19 +22,15 @@ export function capacityFor(size: number): number {
   return Math.min(size + (size >> 1) + 64, 0x7fffffff);
 }
 
-/** Largest number of symlinks followed in one path resolution. */
-export const MAX_SYMLINKS = 32;
-/** Longest single name (bytes). */
-export const MAX_NAME_BYTES = 255;
-
-export interface VfsQuotas {
-  /** Bytes of file contents and symlink targets, across every preopen. */
-  maxBytes: number;
-  /** Files, directories and symlinks, across every preopen (the preopen roots count). */
-  maxInodes: number;
-  /** Longest path a call may pass, in bytes. */
-  maxPathBytes: number;
-}
+/**
+ * Most JS heap one entry (a name, and the inode behind a new one) takes, its name included.
+ * Measured (Node 20, 100 000 entries): a hard link 62 bytes with an 8-byte name, 309 with a
+ * 255-byte one; a file 182 / 429; a directory (its own Map) 365 with an 8-byte name. The worst
+ * case, a directory with a 255-character name of two-byte characters, stays under this bound.
+ * The worker's heap limit and the admission reservation grow by this per allowed entry (see
+ * wasiMemory in config.ts), so reaching the entry quota can never exhaust the worker's heap.
+ */
+export const VFS_ENTRY_HEAP_BYTES = 1024;
 
 interface InodeBase {
   readonly ino: number;
@@ -65,70 +62,42 @@ export function filetypeOf(inode: Inode): number {
   return inode.kind === 'file' ? Filetype.REGULAR_FILE : inode.kind === 'dir' ? Filetype.DIRECTORY : Filetype.SYMBOLIC_LINK;
 }
 
-/** A preopen: a virtual directory tree the guest reaches by its guest path. */
-export interface Mount {
-  readonly guestPath: string;
-  readonly root: DirInode;
-  readonly readonly: boolean;
-}
+const EMPTY = new Uint8Array(0);
 
-/** Where a path led: the directory holding the last component, its name, and what is there (if anything). */
-export interface Resolved {
-  dir: DirInode;
-  name: string;
-  inode: Inode | null;
-  /** The path ended in `/`: the result must be a directory. */
-  trailingSlash: boolean;
-}
-
-const decoder = new TextDecoder('utf-8', { fatal: true });
-
+/** A partition's virtual trees (one per virtual preopen), on the partition's quota account. */
 export class Vfs {
-  readonly mounts: Mount[] = [];
-  bytesUsed = 0;
-  inodesUsed = 0;
+  /** Mount roots, for the end-of-run scrub. */
+  readonly roots: DirInode[] = [];
   private nextIno = 1;
 
   constructor(
-    readonly quotas: VfsQuotas,
+    readonly quota: QuotaAccount,
     /** Wall-clock time for timestamps (ns); from the clock device, 0 without one. */
     readonly now: () => bigint = () => 0n,
   ) {}
 
-  /** Creates an empty preopen root. Throws (host-side) when the inode quota is already spent. */
-  mount(guestPath: string, readonly: boolean): Mount {
+  /** Creates an empty virtual preopen; its root counts as one entry. Null when the quota has no room. */
+  mount(guestPath: string, readonly: boolean): VDir | null {
+    if (!this.quota.charge(0, 1)) return null;
     const root = this.newDir(null);
-    if (root === null) throw new RangeError('the inode quota is too small for the preopens');
     root.parent = root;
     root.nlink = 1;
-    const m: Mount = { guestPath, root, readonly };
-    this.mounts.push(m);
-    return m;
+    this.roots.push(root);
+    const mount: Mount = { guestPath, mode: 'virtual', readonly };
+    return new VDir(this, mount, root);
   }
 
-  // ---- Inodes and quotas ----
-
-  newFile(data?: Uint8Array): FileInode | null {
-    const size = data?.length ?? 0;
-    if (this.inodesUsed + 1 > this.quotas.maxInodes || this.bytesUsed + size > this.quotas.maxBytes) return null;
-    this.inodesUsed++;
-    this.bytesUsed += size;
+  newFile(): FileInode {
     const t = this.now();
-    return { kind: 'file', ino: this.nextIno++, nlink: 0, open: 0, atim: t, mtim: t, ctim: t, data: data ? data.slice() : new Uint8Array(0), size };
+    return { kind: 'file', ino: this.nextIno++, nlink: 0, open: 0, atim: t, mtim: t, ctim: t, data: EMPTY, size: 0 };
   }
 
-  newDir(parent: DirInode | null): DirInode | null {
-    if (this.inodesUsed + 1 > this.quotas.maxInodes) return null;
-    this.inodesUsed++;
+  newDir(parent: DirInode | null): DirInode {
     const t = this.now();
     return { kind: 'dir', ino: this.nextIno++, nlink: 0, open: 0, atim: t, mtim: t, ctim: t, entries: new Map(), parent };
   }
 
-  newSymlink(target: string): SymlinkInode | null {
-    const size = Buffer.byteLength(target);
-    if (this.inodesUsed + 1 > this.quotas.maxInodes || this.bytesUsed + size > this.quotas.maxBytes) return null;
-    this.inodesUsed++;
-    this.bytesUsed += size;
+  newSymlink(target: string): SymlinkInode {
     const t = this.now();
     return { kind: 'symlink', ino: this.nextIno++, nlink: 0, open: 0, atim: t, mtim: t, ctim: t, target };
   }
@@ -138,7 +107,8 @@ export class Vfs {
     if (!Number.isSafeInteger(size) || size < 0) return Errno.INVAL;
     if (size > 0x7fffffff) return Errno.FBIG;
     const delta = size - file.size;
-    if (delta > 0 && this.bytesUsed + delta > this.quotas.maxBytes) return Errno.NOSPC;
+    if (delta > 0 && !this.quota.charge(delta, 0)) return Errno.NOSPC;
+    if (delta < 0) this.quota.refund(-delta, 0);
     // Invariant: a file's buffer holds at most capacityFor(size) bytes, on growth *and* on
     // shrinking, so the worker's heap stays within 1.5 x the byte quota + 64 bytes per file
     // (grow-truncate-grow cannot pile up buffers the quota no longer sees).
@@ -152,24 +122,23 @@ export class Vfs {
       file.data.fill(0, size, file.size);
     }
     file.size = size;
-    this.bytesUsed += delta;
     return Errno.SUCCESS;
   }
 
-  /** Drops a link or an open reference; frees the inode's storage when none is left. */
+  /** Frees an inode's contents once no link and no open fd is left. */
   release(inode: Inode): void {
     if (inode.nlink > 0 || inode.open > 0) return;
-    this.inodesUsed--;
     if (inode.kind === 'file') {
-      this.bytesUsed -= inode.size;
+      this.quota.refund(inode.size, 0);
       inode.data.fill(0);
-      inode.data = new Uint8Array(0);
+      inode.data = EMPTY;
       inode.size = 0;
     } else if (inode.kind === 'symlink') {
-      this.bytesUsed -= Buffer.byteLength(inode.target);
+      this.quota.refund(nameBytes(inode.target), 0);
     }
   }
 
+  /** Adds a name (already charged) for `inode` in `dir`. */
   link(dir: DirInode, name: string, inode: Inode): void {
     dir.entries.set(name, inode);
     inode.nlink++;
@@ -177,10 +146,12 @@ export class Vfs {
     dir.mtim = dir.ctim = this.now();
   }
 
-  unlink(dir: DirInode, name: string): void {
+  /** Removes a name and refunds it (unless the caller accounted for it); the inode goes when nothing holds it. */
+  unlink(dir: DirInode, name: string, refund = true): void {
     const inode = dir.entries.get(name);
     if (inode === undefined) return;
     dir.entries.delete(name);
+    if (refund) this.quota.refund(nameBytes(name), 1);
     inode.nlink--;
     if (inode.kind === 'dir') inode.parent = null;
     dir.mtim = dir.ctim = this.now();
@@ -190,87 +161,277 @@ export class Vfs {
   /** Zeroes every file's contents (the end of a run: nothing the guest wrote outlives it in this heap). */
   scrub(): void {
     const seen = new Set<Inode>();
-    const walk = (dir: DirInode): void => {
+    // An explicit stack: the tree's depth is the guest's choice.
+    const stack: DirInode[] = [...this.roots];
+    for (let dir = stack.pop(); dir !== undefined; dir = stack.pop()) {
       for (const inode of dir.entries.values()) {
         if (seen.has(inode)) continue;
         seen.add(inode);
         if (inode.kind === 'file') inode.data.fill(0);
-        else if (inode.kind === 'dir') walk(inode);
+        else if (inode.kind === 'dir') stack.push(inode);
       }
-    };
-    for (const m of this.mounts) walk(m.root);
-  }
-
-  // ---- Paths ----
-
-  /** Decodes a guest path: EILSEQ for invalid UTF-8, EINVAL for NUL, ENAMETOOLONG past the quota. */
-  decodePath(bytes: Uint8Array): string | number {
-    if (bytes.length > this.quotas.maxPathBytes) return Errno.NAMETOOLONG;
-    if (bytes.includes(0)) return Errno.INVAL;
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      return Errno.ILSEQ;
     }
   }
 
-  /**
-   * Resolves `path` relative to `start` inside `mount`. Intermediate symlinks are always
-   * followed; the last one only with `follow`. Returns the parent directory, the last name and
-   * what is there (null if nothing), or an errno.
-   */
-  resolve(mount: Mount, start: DirInode, path: string, follow: boolean): Resolved | number {
-    if (path.length === 0) return Errno.NOENT;
-    if (path.startsWith('/')) return Errno.NOTCAPABLE;
-    let budget = MAX_SYMLINKS;
-    // Work list of components still to walk, front first.
-    const parts = path.split('/');
-    let trailingSlash = false;
-    while (parts.length > 1 && parts[parts.length - 1] === '') {
-      parts.pop();
-      trailingSlash = true;
-    }
-    let dir = start;
-    if (dir.parent === null) return Errno.NOENT;
-    for (;;) {
-      const name = parts.shift()!;
-      const last = parts.length === 0;
-      if (name === '' || name === '.') {
-        if (last) return { dir, name: '.', inode: dir, trailingSlash };
-        continue;
-      }
-      if (Buffer.byteLength(name) > MAX_NAME_BYTES) return Errno.NAMETOOLONG;
-      if (name === '..') {
-        if (dir === mount.root) return Errno.NOTCAPABLE;
-        const up = dir.parent;
-        if (up === null) return Errno.NOENT;
-        dir = up;
-        if (last) return { dir, name: '.', inode: dir, trailingSlash };
-        continue;
-      }
-      const inode = dir.entries.get(name) ?? null;
-      if (inode !== null && inode.kind === 'symlink' && (!last || follow || trailingSlash)) {
-        if (--budget < 0) return Errno.LOOP;
-        if (inode.target.startsWith('/')) return Errno.NOTCAPABLE;
-        if (inode.target.length === 0) return Errno.NOENT;
-        const more = inode.target.split('/');
-        if (last && trailingSlash) more.push('');
-        parts.unshift(...more);
-        continue;
-      }
-      if (last) return { dir, name, inode, trailingSlash };
-      if (inode === null) return Errno.NOENT;
-      if (inode.kind !== 'dir') return Errno.NOTDIR;
-      dir = inode;
-    }
-  }
-
-  /** Is `inner` the same directory as `outer`, or inside it? (rename must not move a directory into itself) */
+  /** Is `inner` the same directory as `outer`, or inside it? (A loop, not recursion: depth is the guest's.) */
   contains(outer: DirInode, inner: DirInode): boolean {
     for (let d: DirInode | null = inner; d !== null; d = d.parent === d ? null : d.parent) {
       if (d === outer) return true;
     }
     return false;
+  }
+}
+
+function statOf(inode: Inode): Stat {
+  const size = inode.kind === 'file' ? inode.size : inode.kind === 'symlink' ? nameBytes(inode.target) : inode.entries.size;
+  return {
+    dev: 0n,
+    ino: BigInt(inode.ino),
+    filetype: filetypeOf(inode),
+    nlink: BigInt(inode.nlink),
+    size: BigInt(size),
+    atim: inode.atim,
+    mtim: inode.mtim,
+    ctim: inode.ctim,
+  };
+}
+
+function applyTimes(inode: Inode, times: TimesRequest, now: bigint): void {
+  if (times.atim !== null) inode.atim = times.atim === 'now' ? now : times.atim;
+  if (times.mtim !== null) inode.mtim = times.mtim === 'now' ? now : times.mtim;
+  inode.ctim = now;
+}
+
+/** A directory of a virtual tree. References cost nothing here: the tree lives as long as the partition. */
+export class VDir implements Dir {
+  constructor(
+    readonly vfs: Vfs,
+    readonly mount: Mount,
+    readonly inode: DirInode,
+  ) {}
+
+  retain(): Dir {
+    return this;
+  }
+  release(): void {}
+
+  private entry(name: string): Inode | null {
+    return name === '.' ? this.inode : (this.inode.entries.get(name) ?? null);
+  }
+
+  /** A removed directory accepts no new names. */
+  private get removed(): boolean {
+    return this.inode.parent === null;
+  }
+
+  /** Charges a new name (one entry and its bytes, plus `extraBytes`): false when over the quota. */
+  private chargeName(name: string, extraBytes = 0): boolean {
+    return this.vfs.quota.charge(nameBytes(name) + extraBytes, 1);
+  }
+
+  lookup(name: string): NodeKind | null | number {
+    return this.entry(name)?.kind ?? null;
+  }
+
+  openDir(name: string): Dir | number {
+    const inode = this.entry(name);
+    if (inode === null) return -Errno.NOENT;
+    if (inode.kind !== 'dir') return -Errno.NOTDIR;
+    return new VDir(this.vfs, this.mount, inode);
+  }
+
+  readlink(name: string): string | number {
+    const inode = this.entry(name);
+    if (inode === null) return -Errno.NOENT;
+    return inode.kind === 'symlink' ? inode.target : -Errno.INVAL;
+  }
+
+  stat(name: string): Stat | number {
+    const inode = this.entry(name);
+    return inode === null ? -Errno.NOENT : statOf(inode);
+  }
+
+  open(name: string, r: OpenRequest): File | Dir | number {
+    let inode = this.entry(name);
+    if (inode === null) {
+      if (!r.create) return -Errno.NOENT;
+      if (r.directory) return -Errno.ISDIR;
+      if (this.removed) return -Errno.NOENT;
+      if (!this.chargeName(name)) return -Errno.NOSPC;
+      const file = this.vfs.newFile();
+      this.vfs.link(this.inode, name, file);
+      inode = file;
+    } else if (r.create && r.exclusive) {
+      return -Errno.EXIST;
+    }
+    if (inode.kind === 'symlink') return -Errno.LOOP;
+    if (inode.kind === 'dir') {
+      if (r.write || r.truncate) return -Errno.ISDIR;
+      return new VDir(this.vfs, this.mount, inode);
+    }
+    if (r.directory) return -Errno.NOTDIR;
+    if (r.truncate) {
+      const errno = this.vfs.resize(inode, 0);
+      if (errno !== Errno.SUCCESS) return -errno;
+    }
+    return new VFile(this.vfs, this.mount, inode);
+  }
+
+  mkdir(name: string): number {
+    if (this.entry(name) !== null) return -Errno.EXIST;
+    if (this.removed) return -Errno.NOENT;
+    if (!this.chargeName(name)) return -Errno.NOSPC;
+    this.vfs.link(this.inode, name, this.vfs.newDir(this.inode));
+    return 0;
+  }
+
+  rmdir(name: string): number {
+    const inode = this.entry(name);
+    if (inode === null) return -Errno.NOENT;
+    if (inode.kind !== 'dir') return -Errno.NOTDIR;
+    if (inode.entries.size > 0) return -Errno.NOTEMPTY;
+    this.vfs.unlink(this.inode, name);
+    return 0;
+  }
+
+  unlink(name: string): number {
+    const inode = this.entry(name);
+    if (inode === null) return -Errno.NOENT;
+    if (inode.kind === 'dir') return -Errno.ISDIR;
+    this.vfs.unlink(this.inode, name);
+    return 0;
+  }
+
+  symlink(target: string, name: string): number {
+    if (this.entry(name) !== null) return -Errno.EXIST;
+    if (this.removed) return -Errno.NOENT;
+    if (!this.chargeName(name, nameBytes(target))) return -Errno.NOSPC;
+    this.vfs.link(this.inode, name, this.vfs.newSymlink(target));
+    return 0;
+  }
+
+  rename(name: string, to: Dir, toName: string): number {
+    if (!(to instanceof VDir) || to.vfs !== this.vfs) return -Errno.XDEV;
+    const src = this.entry(name);
+    if (src === null) return -Errno.NOENT;
+    const dst = to.entry(toName);
+    if (src === dst) return 0;
+    if (src.kind === 'dir') {
+      if (this.vfs.contains(src, to.inode)) return -Errno.INVAL;
+      if (dst !== null && dst.kind !== 'dir') return -Errno.NOTDIR;
+      if (dst !== null && dst.kind === 'dir' && dst.entries.size > 0) return -Errno.NOTEMPTY;
+    } else if (dst !== null && dst.kind === 'dir') {
+      return -Errno.ISDIR;
+    }
+    if (to.removed) return -Errno.NOENT;
+    // Net effect on the quota, checked before anything moves: the name changes, and a replaced
+    // destination gives back its entry (its own name bytes equal the new name's).
+    const q = this.vfs.quota;
+    const bytes = dst === null ? nameBytes(toName) - nameBytes(name) : -nameBytes(name);
+    if (bytes > 0 && !q.charge(bytes, 0)) return -Errno.NOSPC;
+    if (bytes < 0) q.refund(-bytes, 0);
+    if (dst !== null) {
+      this.vfs.unlink(to.inode, toName, false);
+      q.refund(0, 1);
+    }
+    // Move the link: the inode keeps its link count and its storage.
+    this.inode.entries.delete(name);
+    to.inode.entries.set(toName, src);
+    if (src.kind === 'dir') src.parent = to.inode;
+    this.inode.mtim = to.inode.mtim = src.ctim = this.vfs.now();
+    return 0;
+  }
+
+  link(name: string, to: Dir, toName: string): number {
+    if (!(to instanceof VDir) || to.vfs !== this.vfs) return -Errno.XDEV;
+    const src = this.entry(name);
+    if (src === null) return -Errno.NOENT;
+    if (src.kind === 'dir') return -Errno.PERM;
+    if (to.entry(toName) !== null) return -Errno.EXIST;
+    if (to.removed) return -Errno.NOENT;
+    // A hard link is a name like any other: it costs an entry and its bytes.
+    if (!to.chargeName(toName)) return -Errno.NOSPC;
+    this.vfs.link(to.inode, toName, src);
+    src.ctim = this.vfs.now();
+    return 0;
+  }
+
+  setTimes(name: string, times: TimesRequest): number {
+    const inode = this.entry(name);
+    if (inode === null) return -Errno.NOENT;
+    applyTimes(inode, times, this.vfs.now());
+    return 0;
+  }
+
+  readdir(cookie: number, each: (name: string, ino: bigint, filetype: number) => boolean): number {
+    const dir = this.inode;
+    if (cookie === 0 && !each('.', BigInt(dir.ino), Filetype.DIRECTORY)) return 0;
+    if (cookie <= 1 && !each('..', BigInt((dir.parent ?? dir).ino), Filetype.DIRECTORY)) return 0;
+    const names = [...dir.entries.keys()].sort();
+    for (let i = Math.max(0, cookie - 2); i < names.length; i++) {
+      const inode = dir.entries.get(names[i]!)!;
+      if (!each(names[i]!, BigInt(inode.ino), filetypeOf(inode))) break;
+    }
+    return 0;
+  }
+}
+
+/** A regular file of a virtual tree, open. */
+export class VFile implements File {
+  readonly maxSize = 0x7fffffff;
+  constructor(
+    private readonly vfs: Vfs,
+    readonly mount: Mount,
+    readonly inode: FileInode,
+  ) {
+    inode.open++;
+  }
+
+  pread(buf: Uint8Array, offset: number): number {
+    const f = this.inode;
+    if (offset >= f.size) return 0;
+    const n = Math.min(buf.length, f.size - offset);
+    buf.set(f.data.subarray(offset, offset + n));
+    f.atim = this.vfs.now();
+    return n;
+  }
+
+  pwrite(buf: Uint8Array, n: number, offset: number): number {
+    const f = this.inode;
+    const end = offset + n;
+    if (end > f.size) {
+      const errno = this.vfs.resize(f, end);
+      if (errno !== Errno.SUCCESS) return -errno;
+    }
+    f.data.set(buf.subarray(0, n), offset);
+    f.mtim = f.ctim = this.vfs.now();
+    return n;
+  }
+
+  size(): number {
+    return this.inode.size;
+  }
+
+  setSize(size: number): number {
+    return -this.vfs.resize(this.inode, size);
+  }
+
+  stat(): Stat {
+    return statOf(this.inode);
+  }
+
+  setTimes(times: TimesRequest): number {
+    applyTimes(this.inode, times, this.vfs.now());
+    return 0;
+  }
+
+  sync(): number {
+    return 0;
+  }
+
+  close(): void {
+    this.inode.open--;
+    this.vfs.release(this.inode);
   }
 }
 
@@ -280,19 +441,32 @@ export type SeedEntry =
   | { path: string; kind: 'file'; data: Uint8Array }
   | { path: string; kind: 'symlink'; target: string };
 
-/** Builds a mount's tree from seed entries (parents before children). Returns an errno on quota failure. */
-export function seedMount(vfs: Vfs, mount: Mount, entries: readonly SeedEntry[]): number {
+/**
+ * Builds a copy-mode mount's tree from seed entries (parents before children), charging the
+ * quota like the guest's own creations. Returns 0 or an errno (NOSPC over the quota).
+ */
+export function seedMount(root: VDir, entries: readonly SeedEntry[]): number {
+  const vfs = root.vfs;
   for (const e of entries) {
     const parts = e.path.split('/');
     const name = parts.pop()!;
-    let dir = mount.root;
+    let dir = root.inode;
     for (const p of parts) {
       const next = dir.entries.get(p);
       if (next === undefined || next.kind !== 'dir') return Errno.NOENT;
       dir = next;
     }
-    const inode = e.kind === 'dir' ? vfs.newDir(dir) : e.kind === 'file' ? vfs.newFile(e.data) : vfs.newSymlink(e.target);
-    if (inode === null) return Errno.NOSPC;
+    const extra = e.kind === 'file' ? e.data.length : e.kind === 'symlink' ? nameBytes(e.target) : 0;
+    if (!vfs.quota.charge(nameBytes(name) + extra, 1)) return Errno.NOSPC;
+    let inode: Inode;
+    if (e.kind === 'dir') inode = vfs.newDir(dir);
+    else if (e.kind === 'symlink') inode = vfs.newSymlink(e.target);
+    else {
+      const file = vfs.newFile();
+      file.data = e.data.slice();
+      file.size = e.data.length;
+      inode = file;
+    }
     vfs.link(dir, name, inode);
   }
   return Errno.SUCCESS;

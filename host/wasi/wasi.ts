@@ -6,6 +6,7 @@ import {
   DIR_RIGHTS,
   Errno,
   EVENT_SIZE,
+  Fdflags,
   EventType,
   FDSTAT_SIZE,
   FILESTAT_SIZE,
@@ -19,13 +20,14 @@ import {
   SUBSCRIPTION_SIZE,
   WRITE_RIGHTS,
 } from './errno.ts';
-import { DirFd, Fd, FileFd } from './fd.ts';
-import { filetypeOf, type Inode, type Resolved, type Vfs } from './vfs.ts';
+import { ConsoleOutFd, DirFd, Fd, FileFd } from './fd.ts';
+import { isFile, walk, type Stat, type TimesRequest, type Walked } from './fs.ts';
 
 /** What the WASI table needs from the partition: memory, devices, the exit path. Wired by the worker. */
 export interface WasiContext {
   memory: GuestMemory;
-  vfs: Vfs;
+  /** Longest path one call may pass, in bytes (ENAMETOOLONG beyond). */
+  maxPathBytes: number;
   /** argv and environment (`KEY=VALUE`). */
   args: readonly string[];
   env: readonly string[];
@@ -45,6 +47,12 @@ export interface WasiContext {
   onFault(name: string): void;
   /** How poll_oneoff waits: see host/channel/blocker.ts. */
   blocker: Blocker;
+  /**
+   * The partition's hypercall rate limit, which WASI calls pass too (one operation each, and
+   * the bytes fd_write / fd_pwrite hand over): true to go on (perhaps after a wait), false when
+   * refused (reject mode: the call answers EAGAIN having done nothing). proc_exit always passes.
+   */
+  admit(bytes: number): boolean;
 }
 
 /** Most bytes moved by one read or write call: larger requests are short reads/writes (POSIX allows it). */
@@ -53,6 +61,7 @@ const RIGHTS_MASK = (1n << 30n) - 1n;
 /** Hostile 64-bit rights bits above the ones that exist are simply not granted. */
 const rightsOf = (r: bigint): number => Number(BigInt.asUintN(64, r) & RIGHTS_MASK);
 const encoder = new TextEncoder();
+const pathDecoder = new TextDecoder('utf-8', { fatal: true });
 
 type Fn = (...args: never[]) => number | void;
 
@@ -66,7 +75,6 @@ type Fn = (...args: never[]) => number | void;
  */
 export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
   const mem = ctx.memory;
-  const vfs = ctx.vfs;
   const io = new Uint8Array(IO_MAX);
   const spans: number[] = [];
   const rec = new Uint8Array(Math.max(FILESTAT_SIZE, FDSTAT_SIZE));
@@ -88,28 +96,44 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     return (fd.rightsBase & rights) === rights ? fd : Errno.NOTCAPABLE;
   };
   const pathAt = (ptr: number, len: number): string | number => {
-    if (len >>> 0 > vfs.quotas.maxPathBytes) return Errno.NAMETOOLONG;
+    if (len >>> 0 > ctx.maxPathBytes) return Errno.NAMETOOLONG;
     if (!ok(ptr, len)) return Errno.FAULT;
     const bytes = new Uint8Array(len >>> 0);
     mem.readBytes(ptr, len, bytes);
-    return vfs.decodePath(bytes);
+    if (bytes.includes(0)) return Errno.INVAL;
+    try {
+      return pathDecoder.decode(bytes);
+    } catch {
+      return Errno.ILSEQ;
+    }
   };
   /**
    * Directory fd + path → resolution, with every check in order; errno on failure. A change
    * under a read-only preopen is EROFS (before ENOTCAPABLE: its write rights are stripped too,
-   * but EROFS tells a C program why).
+   * but EROFS tells a C program why). The result holds its directory: `done` releases it.
    */
-  const walk = (dirfd: number, rights: number, ptr: number, len: number, follow: boolean): { fd: DirFd; at: Resolved } | number => {
+  const resolve = (dirfd: number, rights: number, ptr: number, len: number, follow: boolean): { fd: DirFd; at: Walked } | number => {
     const dir = dirOf(dirfd, 0);
     if (typeof dir === 'number') return dir;
-    if (dir.mount.readonly && (rights & WRITE_RIGHTS) !== 0) return Errno.ROFS;
+    if (dir.dir.mount.readonly && (rights & WRITE_RIGHTS) !== 0) return Errno.ROFS;
     const fd = dirOf(dirfd, rights);
     if (typeof fd === 'number') return fd;
     const path = pathAt(ptr, len);
     if (typeof path === 'number') return path;
-    const at = vfs.resolve(fd.mount, fd.dir, path, follow);
-    return typeof at === 'number' ? at : { fd, at };
+    const at = walk(fd.dir, path, follow);
+    return typeof at === 'number' ? -at : { fd, at };
   };
+  /** Runs `fn` on a resolution and releases its directory, whatever happens. */
+  const within = (w: { fd: DirFd; at: Walked } | number, fn: (w: { fd: DirFd; at: Walked }) => number): number => {
+    if (typeof w === 'number') return w;
+    try {
+      return fn(w);
+    } finally {
+      w.at.dir.release();
+    }
+  };
+  /** A backend result (>= 0, or a negated errno) as an errno. */
+  const errnoOf = (r: number): number => (r < 0 ? -r : Errno.SUCCESS);
   const allocFd = (fd: Fd): number => {
     const table = ctx.fds;
     for (let i = 0; i < table.length; i++) if (table[i] === undefined) return (table[i] = fd), i;
@@ -117,29 +141,25 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     return table.length - 1;
   };
   const openCount = (): number => ctx.fds.reduce((n, f) => (f === undefined ? n : n + 1), 0);
-  const writeFilestat = (ptr: number, inode: Inode | null, filetype: number): void => {
+  const writeFilestat = (ptr: number, st: Stat): void => {
     rec.fill(0);
-    if (inode !== null) {
-      recView.setBigUint64(8, BigInt(inode.ino), true);
-      recView.setBigUint64(24, BigInt(inode.nlink), true);
-      const size = inode.kind === 'file' ? inode.size : inode.kind === 'symlink' ? Buffer.byteLength(inode.target) : inode.entries.size;
-      recView.setBigUint64(32, BigInt(size), true);
-      recView.setBigUint64(40, inode.atim, true);
-      recView.setBigUint64(48, inode.mtim, true);
-      recView.setBigUint64(56, inode.ctim, true);
-    }
-    rec[16] = filetype;
+    recView.setBigUint64(0, st.dev, true);
+    recView.setBigUint64(8, st.ino, true);
+    rec[16] = st.filetype;
+    recView.setBigUint64(24, st.nlink, true);
+    recView.setBigUint64(32, st.size, true);
+    recView.setBigUint64(40, st.atim, true);
+    recView.setBigUint64(48, st.mtim, true);
+    recView.setBigUint64(56, st.ctim, true);
     mem.writeBytes(ptr, rec, FILESTAT_SIZE);
   };
-  const setTimes = (inode: Inode, atim: bigint, mtim: bigint, flags: number): number => {
-    if (flags & ~0xf || (flags & Fstflags.ATIM && flags & Fstflags.ATIM_NOW) || (flags & Fstflags.MTIM && flags & Fstflags.MTIM_NOW)) return Errno.INVAL;
-    const now = vfs.now();
-    if (flags & Fstflags.ATIM) inode.atim = BigInt.asUintN(64, atim);
-    if (flags & Fstflags.ATIM_NOW) inode.atim = now;
-    if (flags & Fstflags.MTIM) inode.mtim = BigInt.asUintN(64, mtim);
-    if (flags & Fstflags.MTIM_NOW) inode.mtim = now;
-    inode.ctim = now;
-    return Errno.SUCCESS;
+  /** fst_flags and the two times, as a request; null for bad flags (EINVAL). */
+  const timesOf = (atim: bigint, mtim: bigint, flags: number): TimesRequest | null => {
+    if (flags & ~0xf || (flags & Fstflags.ATIM && flags & Fstflags.ATIM_NOW) || (flags & Fstflags.MTIM && flags & Fstflags.MTIM_NOW)) return null;
+    return {
+      atim: flags & Fstflags.ATIM_NOW ? 'now' : flags & Fstflags.ATIM ? BigInt.asUintN(64, atim) : null,
+      mtim: flags & Fstflags.MTIM_NOW ? 'now' : flags & Fstflags.MTIM ? BigInt.asUintN(64, mtim) : null,
+    };
   };
   const clockNow = (id: number): bigint | null => {
     if (ctx.clock === null) return null;
@@ -218,9 +238,26 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       if (!ok(nwritten, 4)) return Errno.FAULT;
       const total = iovecs(iovs, count);
       if (total < 0) return -total;
-      mem.gather(spans, io);
-      const put = fd.write(io, total);
-      if (put < 0) return -put;
+      if (!ctx.admit(total)) return Errno.AGAIN;
+      let put: number;
+      if (fd instanceof ConsoleOutFd) {
+        // stdout/stderr take each span straight from guest memory: one copy (or none, to a file).
+        put = 0;
+        for (let i = 0; i < spans.length; i += 2) {
+          const want = spans[i + 1]!;
+          const r = fd.write(mem.spanView(spans[i]!, want), want, put === 0);
+          if (r < 0) {
+            if (put === 0) return -r;
+            break; // a short write: what went out is reported, nothing more
+          }
+          put += r;
+          if (r < want) break;
+        }
+      } else {
+        mem.gather(spans, io);
+        put = fd.write(io, total);
+        if (put < 0) return -put;
+      }
       mem.writeU32(nwritten, put);
       return Errno.SUCCESS;
     },
@@ -231,7 +268,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const total = iovecs(iovs, count);
       if (total < 0) return -total;
       const off = BigInt.asUintN(64, offset);
-      const got = off > 0x7fffffffn ? 0 : fd.pread(io.subarray(0, total), Number(off));
+      const got = off > BigInt(Number.MAX_SAFE_INTEGER) ? 0 : fd.pread(io.subarray(0, total), Number(off));
       if (got < 0) return -got;
       mem.scatter(spans, io, got);
       mem.writeU32(nread, got);
@@ -244,7 +281,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const total = iovecs(iovs, count);
       if (total < 0) return -total;
       const off = BigInt.asUintN(64, offset);
-      if (off > 0x7fffffffn) return Errno.FBIG;
+      if (off > BigInt(Number.MAX_SAFE_INTEGER)) return Errno.FBIG;
+      if (!ctx.admit(total)) return Errno.AGAIN;
       mem.gather(spans, io);
       const put = fd.pwrite(io, total, Number(off));
       if (put < 0) return -put;
@@ -288,11 +326,11 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     },
     fd_sync: (n: number) => {
       const fd = fdOf(n, Rights.FD_SYNC);
-      return typeof fd === 'number' ? fd : Errno.SUCCESS;
+      return typeof fd === 'number' ? fd : errnoOf(fd.sync());
     },
     fd_datasync: (n: number) => {
       const fd = fdOf(n, Rights.FD_DATASYNC);
-      return typeof fd === 'number' ? fd : Errno.SUCCESS;
+      return typeof fd === 'number' ? fd : errnoOf(fd.sync());
     },
     fd_advise: (n: number, _offset: bigint, _len: bigint, advice: number) => {
       const fd = fdOf(n, Rights.FD_ADVISE);
@@ -304,8 +342,10 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       if (typeof fd === 'number') return fd;
       if (!(fd instanceof FileFd)) return Errno.BADF;
       const end = BigInt.asUintN(64, offset) + BigInt.asUintN(64, len);
-      if (end <= BigInt(fd.file.size)) return Errno.SUCCESS;
-      return -fd.setSize(end);
+      const size = fd.file.size();
+      if (size < 0) return -size;
+      if (end <= BigInt(size)) return Errno.SUCCESS;
+      return errnoOf(fd.setSize(end));
     },
 
     // ---- fd state ----
@@ -343,19 +383,21 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const fd = fdOf(n, Rights.FD_FILESTAT_GET);
       if (typeof fd === 'number') return fd;
       if (!ok(out, FILESTAT_SIZE)) return Errno.FAULT;
-      writeFilestat(out, fd.inode(), fd.filetype);
+      const st = fd.stat();
+      if (typeof st === 'number') return -st;
+      writeFilestat(out, st);
       return Errno.SUCCESS;
     },
     fd_filestat_set_size: (n: number, size: bigint) => {
       const fd = fdOf(n, Rights.FD_FILESTAT_SET_SIZE);
       if (typeof fd === 'number') return fd;
-      return -fd.setSize(BigInt.asUintN(64, size));
+      return errnoOf(fd.setSize(BigInt.asUintN(64, size)));
     },
     fd_filestat_set_times: (n: number, atim: bigint, mtim: bigint, flags: number) => {
       const fd = fdOf(n, Rights.FD_FILESTAT_SET_TIMES);
       if (typeof fd === 'number') return fd;
-      const inode = fd.inode();
-      return inode === null ? Errno.BADF : setTimes(inode, atim, mtim, flags);
+      const times = timesOf(atim, mtim, flags);
+      return times === null ? Errno.INVAL : errnoOf(fd.setTimes(times));
     },
     fd_prestat_get: (n: number, out: number) => {
       const fd = ctx.fds[n >>> 0];
@@ -378,31 +420,31 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const fd = dirOf(n, Rights.FD_READDIR);
       if (typeof fd === 'number') return fd;
       if (!ok(buf, len) || !ok(bufused, 4)) return Errno.FAULT;
-      const dir = fd.dir;
-      const names = [...dir.entries.keys()].sort();
-      const entries: [string, Inode][] = [['.', dir], ['..', dir.parent ?? dir], ...names.map((k): [string, Inode] => [k, dir.entries.get(k)!])];
       const cap = len >>> 0;
-      const first = BigInt.asUintN(64, cookie) >= BigInt(entries.length) ? entries.length : Number(cookie);
+      const c = BigInt.asUintN(64, cookie);
       // Records are built first and the result sized to them, never to the guest's `len`
       // (which may be as large as its memory).
       const records: Uint8Array[] = [];
       let at = 0;
-      for (let i = first; i < entries.length && at < cap; i++) {
-        const [name, inode] = entries[i]!;
+      let next = c > 0x7fffffffn ? 0x7fffffff : Number(c);
+      const errno = fd.dir.readdir(next, (name, ino, filetype) => {
         const nameBytes = encoder.encode(name);
         const record = new Uint8Array(DIRENT_HEADER + nameBytes.length);
         const rv = new DataView(record.buffer);
-        rv.setBigUint64(0, BigInt(i + 1), true);
-        rv.setBigUint64(8, BigInt(inode.ino), true);
+        rv.setBigUint64(0, BigInt(++next), true);
+        rv.setBigUint64(8, ino, true);
         rv.setUint32(16, nameBytes.length, true);
-        record[20] = filetypeOf(inode);
+        record[20] = filetype;
         record.set(nameBytes, DIRENT_HEADER);
-        // The last record may be cut: the guest sees bufused == len and asks again with a bigger buffer.
+        // The last record may be cut: the guest sees bufused == len and asks again from its cookie.
         records.push(record.subarray(0, Math.min(record.length, cap - at)));
         at += records[records.length - 1]!.length;
-      }
+        return at < cap;
+      });
+      if (errno < 0) return -errno;
       const out = new Uint8Array(at);
-      records.reduce((o, r) => (out.set(r, o), o + r.length), 0);
+      let o = 0;
+      for (const r of records) (out.set(r, o), (o += r.length));
       mem.writeBytes(buf, out, at);
       mem.writeU32(bufused, at);
       return Errno.SUCCESS;
@@ -414,157 +456,119 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const creat = (oflags & Oflags.CREAT) !== 0;
       const trunc = (oflags & Oflags.TRUNC) !== 0;
       const need = Rights.PATH_OPEN | (creat ? Rights.PATH_CREATE_FILE : 0) | (trunc ? Rights.PATH_FILESTAT_SET_SIZE : 0);
-      const w = walk(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0);
-      if (typeof w === 'number') return w;
-      const { fd: parent, at } = w;
-      const wantBase = rightsOf(base);
-      const wantsWrite = (wantBase & Rights.FD_WRITE) !== 0 || (fdflags & 1) !== 0;
-      if (parent.mount.readonly && (creat || trunc || wantsWrite)) return Errno.ROFS;
-      if (openCount() >= ctx.maxFds) return Errno.MFILE;
-      let inode = at.inode;
-      if (inode === null) {
-        if (!creat) return Errno.NOENT;
-        if (at.trailingSlash || (oflags & Oflags.DIRECTORY) !== 0) return Errno.ISDIR;
-        const file = vfs.newFile();
-        if (file === null) return Errno.NOSPC;
-        vfs.link(at.dir, at.name, file);
-        inode = file;
-      } else if (creat && (oflags & Oflags.EXCL) !== 0) {
-        return Errno.EXIST;
-      }
-      if (inode.kind === 'symlink') return Errno.LOOP;
-      const inh = parent.rightsInheriting;
-      let fd: Fd;
-      if (inode.kind === 'dir') {
-        if (wantsWrite || trunc) return Errno.ISDIR;
-        fd = new DirFd(vfs, inode, parent.mount, wantBase & inh & DIR_RIGHTS, rightsOf(inheriting) & inh);
-      } else {
-        if ((oflags & Oflags.DIRECTORY) !== 0 || at.trailingSlash) return Errno.NOTDIR;
-        if (trunc) {
-          const errno = vfs.resize(inode, 0);
-          if (errno !== Errno.SUCCESS) return errno;
-        }
-        fd = new FileFd(vfs, inode, wantBase & inh & FILE_RIGHTS, fdflags & 0x1f);
-      }
-      mem.writeU32(out, allocFd(fd));
-      return Errno.SUCCESS;
+      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ fd: parent, at }) => {
+        const wantBase = rightsOf(base);
+        const wantsWrite = (wantBase & Rights.FD_WRITE) !== 0 || (fdflags & Fdflags.APPEND) !== 0;
+        if (parent.dir.mount.readonly && (creat || trunc || wantsWrite)) return Errno.ROFS;
+        if (openCount() >= ctx.maxFds) return Errno.MFILE;
+        const opened = at.dir.open(at.name, {
+          create: creat,
+          exclusive: (oflags & Oflags.EXCL) !== 0,
+          truncate: trunc,
+          directory: (oflags & Oflags.DIRECTORY) !== 0 || at.trailingSlash,
+          read: (wantBase & (Rights.FD_READ | Rights.FD_READDIR)) !== 0 || (wantBase & Rights.FD_WRITE) === 0,
+          write: wantsWrite,
+        });
+        if (typeof opened === 'number') return -opened;
+        const inh = parent.rightsInheriting;
+        const fd: Fd = isFile(opened)
+          ? new FileFd(opened, wantBase & inh & FILE_RIGHTS, fdflags & 0x1f)
+          : new DirFd(opened, wantBase & inh & DIR_RIGHTS, rightsOf(inheriting) & inh);
+        mem.writeU32(out, allocFd(fd));
+        return Errno.SUCCESS;
+      });
     },
-    path_create_directory: (dirfd: number, ptr: number, len: number) => {
-      const w = walk(dirfd, Rights.PATH_CREATE_DIRECTORY, ptr, len, false);
-      if (typeof w === 'number') return w;
-      if (w.fd.mount.readonly) return Errno.ROFS;
-      if (w.at.inode !== null) return Errno.EXIST;
-      const dir = vfs.newDir(w.at.dir);
-      if (dir === null) return Errno.NOSPC;
-      vfs.link(w.at.dir, w.at.name, dir);
-      return Errno.SUCCESS;
-    },
-    path_remove_directory: (dirfd: number, ptr: number, len: number) => {
-      const w = walk(dirfd, Rights.PATH_REMOVE_DIRECTORY, ptr, len, false);
-      if (typeof w === 'number') return w;
-      const { at } = w;
-      if (w.fd.mount.readonly) return Errno.ROFS;
-      if (at.inode === null) return Errno.NOENT;
-      if (at.inode.kind !== 'dir') return Errno.NOTDIR;
-      if (at.name === '.') return at.inode === w.fd.mount.root ? Errno.BUSY : Errno.INVAL;
-      if (at.inode.entries.size > 0) return Errno.NOTEMPTY;
-      vfs.unlink(at.dir, at.name);
-      return Errno.SUCCESS;
-    },
-    path_unlink_file: (dirfd: number, ptr: number, len: number) => {
-      const w = walk(dirfd, Rights.PATH_UNLINK_FILE, ptr, len, false);
-      if (typeof w === 'number') return w;
-      const { at } = w;
-      if (w.fd.mount.readonly) return Errno.ROFS;
-      if (at.inode === null) return Errno.NOENT;
-      if (at.inode.kind === 'dir') return Errno.ISDIR;
-      if (at.trailingSlash) return Errno.NOTDIR;
-      vfs.unlink(at.dir, at.name);
-      return Errno.SUCCESS;
-    },
-    path_rename: (fromfd: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) => {
-      const a = walk(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false);
-      if (typeof a === 'number') return a;
-      const b = walk(tofd, Rights.PATH_RENAME_TARGET, toPtr, toLen, false);
-      if (typeof b === 'number') return b;
-      if (a.fd.mount !== b.fd.mount) return Errno.XDEV;
-      if (a.fd.mount.readonly) return Errno.ROFS;
-      const src = a.at.inode;
-      const dst = b.at.inode;
-      if (src === null) return Errno.NOENT;
-      if (a.at.name === '.' || b.at.name === '.') return Errno.BUSY;
-      if (src === dst) return Errno.SUCCESS;
-      if (src.kind === 'dir') {
-        if (vfs.contains(src, b.at.dir)) return Errno.INVAL;
-        if (dst !== null && dst.kind !== 'dir') return Errno.NOTDIR;
-        if (dst !== null && dst.kind === 'dir' && dst.entries.size > 0) return Errno.NOTEMPTY;
-      } else {
-        if (dst !== null && dst.kind === 'dir') return Errno.ISDIR;
-        if (a.at.trailingSlash || b.at.trailingSlash) return Errno.NOTDIR;
-      }
-      if (dst !== null) vfs.unlink(b.at.dir, b.at.name);
-      // Move the link: the inode keeps its link count and its storage.
-      a.at.dir.entries.delete(a.at.name);
-      b.at.dir.entries.set(b.at.name, src);
-      if (src.kind === 'dir') src.parent = b.at.dir;
-      a.at.dir.mtim = b.at.dir.mtim = src.ctim = vfs.now();
-      return Errno.SUCCESS;
-    },
+    path_create_directory: (dirfd: number, ptr: number, len: number) =>
+      within(resolve(dirfd, Rights.PATH_CREATE_DIRECTORY, ptr, len, false), ({ at }) => {
+        if (at.kind !== null) return Errno.EXIST;
+        return errnoOf(at.dir.mkdir(at.name));
+      }),
+    path_remove_directory: (dirfd: number, ptr: number, len: number) =>
+      within(resolve(dirfd, Rights.PATH_REMOVE_DIRECTORY, ptr, len, false), ({ fd, at }) => {
+        if (at.kind === null) return Errno.NOENT;
+        if (at.kind !== 'dir') return Errno.NOTDIR;
+        if (at.name === '.') return at.dir === fd.dir ? Errno.BUSY : Errno.INVAL;
+        return errnoOf(at.dir.rmdir(at.name));
+      }),
+    path_unlink_file: (dirfd: number, ptr: number, len: number) =>
+      within(resolve(dirfd, Rights.PATH_UNLINK_FILE, ptr, len, false), ({ at }) => {
+        if (at.kind === null) return Errno.NOENT;
+        if (at.kind === 'dir') return Errno.ISDIR;
+        if (at.trailingSlash) return Errno.NOTDIR;
+        return errnoOf(at.dir.unlink(at.name));
+      }),
+    path_rename: (fromfd: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) =>
+      within(resolve(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false), (a) =>
+        within(resolve(tofd, Rights.PATH_RENAME_TARGET, toPtr, toLen, false), (b) => {
+          if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
+          if (a.at.kind === null) return Errno.NOENT;
+          if (a.at.name === '.' || b.at.name === '.') return Errno.BUSY;
+          if (a.at.kind !== 'dir') {
+            if (b.at.kind === 'dir') return Errno.ISDIR;
+            if (a.at.trailingSlash || b.at.trailingSlash) return Errno.NOTDIR;
+          }
+          return errnoOf(a.at.dir.rename(a.at.name, b.at.dir, b.at.name));
+        }),
+      ),
     path_link: (fromfd: number, flags: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) => {
-      const a = walk(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0);
-      if (typeof a === 'number') return a;
-      const b = walk(tofd, Rights.PATH_LINK_TARGET, toPtr, toLen, false);
-      if (typeof b === 'number') return b;
-      if (a.fd.mount !== b.fd.mount) return Errno.XDEV;
-      if (a.fd.mount.readonly) return Errno.ROFS;
-      if (a.at.inode === null) return Errno.NOENT;
-      if (a.at.inode.kind === 'dir') return Errno.PERM;
-      if (b.at.inode !== null) return Errno.EXIST;
-      vfs.link(b.at.dir, b.at.name, a.at.inode);
-      return Errno.SUCCESS;
+      // As Wasmtime: a hard link never follows a symlink; asking it to is EINVAL.
+      if ((flags & LOOKUP_SYMLINK_FOLLOW) !== 0) return Errno.INVAL;
+      return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false), (a) =>
+        within(resolve(tofd, Rights.PATH_LINK_TARGET, toPtr, toLen, false), (b) => {
+          if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
+          if (a.at.kind === null) return Errno.NOENT;
+          if (a.at.kind === 'dir') return Errno.PERM;
+          if (a.at.trailingSlash) return Errno.NOTDIR;
+          const taken = destination(b.at);
+          if (taken !== Errno.SUCCESS) return taken;
+          return errnoOf(a.at.dir.link(a.at.name, b.at.dir, b.at.name));
+        }),
+      );
     },
     path_symlink: (targetPtr: number, targetLen: number, dirfd: number, ptr: number, len: number) => {
       const target = pathAt(targetPtr, targetLen);
       if (typeof target === 'number') return target;
-      const w = walk(dirfd, Rights.PATH_SYMLINK, ptr, len, false);
-      if (typeof w === 'number') return w;
-      if (w.fd.mount.readonly) return Errno.ROFS;
-      if (w.at.inode !== null) return Errno.EXIST;
-      // Any target may be stored (it is only text); resolution refuses absolute or escaping ones.
-      const link = vfs.newSymlink(target);
-      if (link === null) return Errno.NOSPC;
-      vfs.link(w.at.dir, w.at.name, link);
-      return Errno.SUCCESS;
+      return within(resolve(dirfd, Rights.PATH_SYMLINK, ptr, len, false), ({ at }) => {
+        const taken = destination(at);
+        if (taken !== Errno.SUCCESS) return taken;
+        // As Wasmtime: an absolute target could send another program on the host anywhere.
+        if (target.startsWith('/')) return Errno.PERM;
+        if (target.length === 0) return Errno.NOENT;
+        return errnoOf(at.dir.symlink(target, at.name));
+      });
     },
     path_readlink: (dirfd: number, ptr: number, len: number, buf: number, bufLen: number, bufused: number) => {
       if (!ok(buf, bufLen) || !ok(bufused, 4)) return Errno.FAULT;
-      const w = walk(dirfd, Rights.PATH_READLINK, ptr, len, false);
-      if (typeof w === 'number') return w;
-      const inode = w.at.inode;
-      if (inode === null) return Errno.NOENT;
-      if (inode.kind !== 'symlink') return Errno.INVAL;
-      const bytes = encoder.encode(inode.target);
-      const n = Math.min(bytes.length, bufLen >>> 0);
-      mem.writeBytes(buf, bytes, n);
-      mem.writeU32(bufused, n);
-      return Errno.SUCCESS;
+      return within(resolve(dirfd, Rights.PATH_READLINK, ptr, len, false), ({ at }) => {
+        if (at.kind === null) return Errno.NOENT;
+        if (at.kind !== 'symlink') return Errno.INVAL;
+        const target = at.dir.readlink(at.name);
+        if (typeof target === 'number') return -target;
+        const bytes = encoder.encode(target);
+        const n = Math.min(bytes.length, bufLen >>> 0);
+        mem.writeBytes(buf, bytes, n);
+        mem.writeU32(bufused, n);
+        return Errno.SUCCESS;
+      });
     },
     path_filestat_get: (dirfd: number, flags: number, ptr: number, len: number, out: number) => {
       if (!ok(out, FILESTAT_SIZE)) return Errno.FAULT;
-      const w = walk(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0);
-      if (typeof w === 'number') return w;
-      const inode = w.at.inode;
-      if (inode === null) return Errno.NOENT;
-      if (w.at.trailingSlash && inode.kind !== 'dir') return Errno.NOTDIR;
-      writeFilestat(out, inode, filetypeOf(inode));
-      return Errno.SUCCESS;
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+        if (at.kind === null) return Errno.NOENT;
+        if (at.trailingSlash && at.kind !== 'dir') return Errno.NOTDIR;
+        const st = at.dir.stat(at.name);
+        if (typeof st === 'number') return -st;
+        writeFilestat(out, st);
+        return Errno.SUCCESS;
+      });
     },
     path_filestat_set_times: (dirfd: number, flags: number, ptr: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
-      const w = walk(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0);
-      if (typeof w === 'number') return w;
-      if (w.fd.mount.readonly) return Errno.ROFS;
-      if (w.at.inode === null) return Errno.NOENT;
-      return setTimes(w.at.inode, atim, mtim, fst);
+      const times = timesOf(atim, mtim, fst);
+      if (times === null) return Errno.INVAL;
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+        if (at.kind === null) return Errno.NOENT;
+        return errnoOf(at.dir.setTimes(at.name, times));
+      });
     },
 
     // ---- poll ----
@@ -578,11 +582,11 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       return poll(subs, n, outPtr, neventsPtr);
     },
 
-    // ---- sockets: no socket ever exists in a partition ----
-    sock_accept: (_fd: number, _flags: number, _out: number) => Errno.NOTSUP,
-    sock_recv: (_fd: number, _a: number, _b: number, _c: number, _d: number, _e: number) => Errno.NOTSUP,
-    sock_send: (_fd: number, _a: number, _b: number, _c: number, _d: number) => Errno.NOTSUP,
-    sock_shutdown: (_fd: number, _how: number) => Errno.NOTSUP,
+    // ---- sockets: no socket ever exists in a partition, so every fd is a bad fd or not a socket ----
+    sock_accept: (fd: number, _flags: number, _out: number) => notSocket(fd),
+    sock_recv: (fd: number, _a: number, _b: number, _c: number, _d: number, _e: number) => notSocket(fd),
+    sock_send: (fd: number, _a: number, _b: number, _c: number, _d: number) => notSocket(fd),
+    sock_shutdown: (fd: number, _how: number) => notSocket(fd),
   };
 
   /**
@@ -664,12 +668,31 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     return start + Number(rel) / 1e6;
   }
 
-  // Wrap each function: pending exit first, count, report faults. Nothing else is added.
+  /** EBADF for an fd that is not open, ENOTSOCK for one that is (none is a socket). */
+  function notSocket(fd: number): number {
+    return ctx.fds[fd >>> 0] === undefined ? Errno.BADF : Errno.NOTSOCK;
+  }
+
+  /**
+   * A link or symlink destination must not exist; with a trailing slash (POSIX, as Wasmtime on
+   * Linux): a missing name is ENOENT, an existing file ENOTDIR, an existing directory EEXIST.
+   */
+  function destination(at: Walked): number {
+    if (at.kind === null) return at.trailingSlash ? Errno.NOENT : Errno.SUCCESS;
+    if (at.trailingSlash && at.kind !== 'dir') return Errno.NOTDIR;
+    return Errno.EXIST;
+  }
+
+  // Wrap each function: count (first, like a hypercall: a call made after the guest's exit is
+  // still a call it made), pending exit, the hypercall rate limit (fd_write and fd_pwrite pass
+  // it themselves, with their bytes; proc_exit always passes), report faults.
   const imports: Record<string, Fn> = {};
   for (const [name, fn] of Object.entries(table) as [string, (...a: unknown[]) => number | void][]) {
+    const selfAdmitted = name === 'fd_write' || name === 'fd_pwrite' || name === 'proc_exit';
     imports[name] = (...args: unknown[]) => {
-      ctx.checkEnding();
       ctx.onCall(name);
+      ctx.checkEnding();
+      if (!selfAdmitted && !ctx.admit(0)) return Errno.AGAIN;
       const result = fn(...args);
       if (result === Errno.FAULT) ctx.onFault(name);
       return result;

@@ -19,7 +19,7 @@ import { RecentWait, SpinBudget, spinUntil } from '../channel/spin.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { Stat } from '../channel/stats.ts';
-import type { LineSink } from '../devices/console.ts';
+import type { OutputSink } from '../devices/console.ts';
 import { CpuGovernor } from '../limits/cpu-governor.ts';
 import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, START_EXPORT } from '../loader/instrument.ts';
 import { createWasi, type WasiInstance } from '../wasi/setup.ts';
@@ -54,7 +54,7 @@ export interface Placement {
   readonly blocksThread: boolean;
   readonly blocker: Blocker;
   /** Where the console's lines go (null: straight into the event ring, waiting for room). */
-  readonly sink: ((outbox: Outbox) => LineSink) | null;
+  readonly sink: ((outbox: Outbox) => OutputSink) | null;
   /** Extra imports and exports the placement's code transform added (e.g. Asyncify); null for none. */
   bind(instance: WebAssembly.Instance, memory: WebAssembly.Memory): void;
   /**
@@ -362,6 +362,7 @@ export class PartitionContext {
         memory: this.memory,
         console: devices.console,
         clock: devices.clock,
+        deterministicClock: init.devices.clock?.deterministic != null,
         entropy: devices.entropy,
         exit: (code) => dispatcher.exit(code),
         checkEnding: () => dispatcher.checkEnding(),
@@ -369,6 +370,7 @@ export class PartitionContext {
           if (!dispatcher.redoing) stats[Stat.WASI_CALLS]!++;
         },
         onFault: (name) => dispatcher.reportFault(`wasi.${name}`, 'a pointer or length lies outside guest memory'),
+        admit: (bytes) => dispatcher.admitCall(bytes),
         blocker: this.placement.blocker,
       });
     }
@@ -463,33 +465,37 @@ export class PartitionContext {
   }
 
   /**
-   * End-of-run cleanup. Each step is isolated, so a failing one (a disk flush that errors, a
-   * WASI tree that will not scrub) never skips the others; scrubbing memory always runs.
+   * End-of-run cleanup, whatever the guest did: every step runs even if one before it threw
+   * (none recurses over guest-shaped data), so the disk is flushed and memory scrubbed. A
+   * failing step is reported after all ran, in place of the guest's outcome (ERR_INTERNAL).
    */
   private cleanup(): void {
     const s = this.stats;
-    try {
-      this.pauseClock();
-      this.dispatcher.updateMemoryStats();
-      if (this.fuel !== null) {
-        // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
-        const total = this.meter.spentBefore + this.spent();
-        if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + total;
-        if (this.init.fuel !== null) s[Stat.FUEL_CONSUMED] = total;
-      }
-    } catch {
-      // Counters only.
-    }
-    try {
-      this.wasi?.close();
-    } finally {
+    const failures: unknown[] = [];
+    const step = (fn: () => void): void => {
       try {
-        for (const d of this.devices.all) d.close?.();
-      } finally {
-        // Scrub: nothing the guest held outlives the run in this thread's heap.
-        this.memory.scrub();
-        this.instance = null;
+        fn();
+      } catch (error) {
+        failures.push(error);
       }
+    };
+    step(() => this.pauseClock());
+    step(() => this.dispatcher.updateMemoryStats());
+    step(() => {
+      if (this.fuel === null) return;
+      // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
+      const total = this.meter.spentBefore + this.spent();
+      if (this.reportsWork) s[Stat.WORK_FUEL] = this.base.work + total;
+      if (this.init.fuel !== null) s[Stat.FUEL_CONSUMED] = total;
+    });
+    step(() => this.wasi?.close());
+    for (const d of this.devices.all) step(() => d.close?.());
+    // Scrub: nothing the guest held outlives the run in this thread's heap.
+    step(() => this.memory.scrub());
+    this.instance = null;
+    if (failures.length > 0) {
+      const first = failures[0];
+      this.outcome = { kind: 'error', error: 'ERR_INTERNAL', message: `cleanup after the guest's run failed: ${first instanceof Error ? first.message : String(first)}` };
     }
   }
 

@@ -2,10 +2,11 @@ import type { SharedRing } from '../channel/ring.ts';
 import type { WorkerInit } from '../channel/protocol.ts';
 import { BlockDevice } from '../devices/block.ts';
 import { ClockDevice } from '../devices/clock.ts';
-import { ConsoleDevice, type LineSink } from '../devices/console.ts';
+import { ConsoleDevice, type OutputSink } from '../devices/console.ts';
 import type { Device } from '../devices/device.ts';
 import { EntropyDevice } from '../devices/entropy.ts';
 import { NetDevice } from '../devices/net.ts';
+import { AttestationDevice } from '../devices/attestation.ts';
 import { BlockImage } from '../storage/image.ts';
 import type { Blocker } from '../channel/blocker.ts';
 
@@ -28,12 +29,12 @@ export function wireDevices(
   rings: { events: SharedRing; input: SharedRing },
   stats: Float64Array,
   blocker: Blocker,
-  sink: LineSink | null,
+  sink: OutputSink | null,
 ): DeviceSet {
   const all: Device[] = [];
   const sleep = (ms: number): void => blocker.sleep(performance.now() + ms);
   const console = init.devices.console
-    ? new ConsoleDevice(init.devices.console, rings.events, rings.input, stats, undefined, sleep, { blocker, ...(sink ? { sink } : {}) })
+    ? new ConsoleDevice(init.devices.console, rings.events, rings.input, stats, undefined, sleep, new Int32Array(init.stdio), { blocker, ...(sink ? { sink } : {}) })
     : null;
   const clock = init.devices.clock ? new ClockDevice(init.devices.clock) : null;
   const entropy = init.devices.entropy ? new EntropyDevice(init.devices.entropy, stats) : null;
@@ -46,5 +47,6 @@ export function wireDevices(
     all.push(new BlockDevice(init.devices.block, image, stats, { sleep }));
   }
   if (init.devices.net && init.net) all.push(new NetDevice(init.net, { blocker }));
+  if (init.devices.attestation && init.attestation) all.push(new AttestationDevice(init.attestation));
   return { all, console, clock, entropy };
 }

@@ -1,15 +1,16 @@
 import { MessageSender } from '../channel/message.ts';
 import { Suspend } from '../channel/blocker.ts';
 import type { SharedRing } from '../channel/ring.ts';
-import type { LineSink } from '../devices/console.ts';
+import type { OutputSink } from '../devices/console.ts';
 
 /**
  * A partition's outgoing messages on their way into its event ring, in order: call results
- * always, and in a shared worker its console lines too (a shared worker never blocks on one
+ * always, and in a shared worker its console output too (a shared worker never blocks on one
  * partition's ring; the scheduler flushes the outbox when the root frees room).
  *
  * Bounded: a console write that finds more than `limitBytes` queued waits (suspends) *before*
- * it takes a byte, so the outbox exceeds its bound by at most one write's lines (64 KiB).
+ * it takes a byte, so the outbox exceeds its bound by at most one write (a hypercall moves at
+ * most 64 KiB; a WASI fd_write's bytes, already in the guest's memory, are copied once).
  */
 export class Outbox {
   private readonly queue: { sender: MessageSender; bytes: number; owned: Uint8Array | null }[] = [];
@@ -60,19 +61,21 @@ export class Outbox {
     this.queued = 0;
   }
 
-  /** The console's sink in a shared worker. */
-  sink(): LineSink {
+  /** The console's output in a shared worker. */
+  sink(): OutputSink {
     return {
-      admit: () => {
+      admit: (mayWait) => {
         const seq = this.ring.readSeq;
-        if (this.flush() || this.queued <= this.limitBytes) return;
+        if (this.flush() || this.queued <= this.limitBytes) return true;
+        if (!mayWait) return false;
         throw new Suspend({ what: 'writable', ring: this.ring, seq, deadline: Infinity });
       },
-      send: (kind, line, length) => {
-        const copy = line.slice(0, length);
+      send: (kind, bytes, length) => {
+        const copy = bytes.slice(0, length);
         this.push(kind, [copy], copy);
-        return true;
       },
+      // Copied: the console reuses its record buffer.
+      offer: (kind, bytes) => this.offer(kind, bytes.slice()),
     };
   }
 }

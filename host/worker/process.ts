@@ -36,7 +36,7 @@ import {
   type RootFrame,
 } from '../channel/frames.ts';
 import { RingForwarder, RingReceiver } from '../channel/mirror.ts';
-import type { SharedEvent, WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
+import { STDIO_SLOTS, type SharedEvent, type WorkerInit, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { SpinBudget } from '../channel/spin.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS, allocateStats } from '../channel/stats.ts';
@@ -59,6 +59,8 @@ interface Slot {
   calls: RingReceiver;
   input: RingReceiver;
   stats: Float64Array;
+  /** The console's output state (WorkerInit.stdio), as the root's STDIO frames set it. */
+  stdio: Int32Array;
   /** The counters as last sent. */
   sent: Float64Array;
   /** The NIC's copies: frames to send, frames delivered, and its counters (the worker's half as last sent). */
@@ -137,6 +139,11 @@ export class PartitionProcess {
       else this.sched.control({ type: 'kill', slot: f.slot, outcome: f.outcome });
       return;
     }
+    if (f.type === 'stdio') {
+      setStdio(s.stdio, f.flags);
+      this.doorbell.ring(f.slot);
+      return;
+    }
     const receiver = f.ring === RingId.CALLS ? s.calls : f.ring === RingId.INPUT ? s.input : f.ring === RingId.NET_RX ? (s.net?.rx ?? null) : null;
     if (f.type === 'record') {
       if (receiver === null || !receiver.record(f.kind, f.bytes)) throw new RootProtocolError(`a record the copy of ring ${f.ring} cannot take`);
@@ -158,6 +165,8 @@ export class PartitionProcess {
     const statsSab = allocateStats();
     const stats = new Float64Array(statsSab);
     stats.set(p.stats.subarray(0, STAT_SLOTS));
+    const stdio = new Int32Array(new SharedArrayBuffer(STDIO_SLOTS * 4));
+    setStdio(stdio, p.stdio);
     const s: Slot = {
       slot,
       events: new RingForwarder(
@@ -168,6 +177,7 @@ export class PartitionProcess {
       calls: new RingReceiver(calls),
       input: new RingReceiver(input),
       stats,
+      stdio,
       sent: stats.slice(),
       net: p.net === null ? null : this.nic(slot, p.net),
       killed: null,
@@ -184,7 +194,7 @@ export class PartitionProcess {
           this.post({ slot, message: { type: 'done', outcome: s.killed } });
           return;
         }
-        const init: WorkerInit = { ...p.init, module, stats: statsSab, events: events.sab, calls: calls.sab, input: input.sab, block: p.block, net: s.net?.init ?? null };
+        const init: WorkerInit = { ...p.init, module, stats: statsSab, events: events.sab, calls: calls.sab, input: input.sab, stdio: s.stdio.buffer as SharedArrayBuffer, block: p.block, net: s.net?.init ?? null };
         this.sched!.control({ type: 'add', slot, init });
         this.kick();
       },
@@ -315,6 +325,11 @@ export class PartitionProcess {
   get count(): number {
     return this.hosted;
   }
+}
+
+/** Sets the console output flags of a STDIO frame (bit `1 << slot` per StdioSlot; a set flag stays set). */
+function setStdio(state: Int32Array, flags: number): void {
+  for (let i = 0; i < STDIO_SLOTS; i++) if ((flags & (1 << i)) !== 0) Atomics.store(state, i, 1);
 }
 
 /** Whether `now` differs from `sent`; if so, `sent` becomes a copy of it. */

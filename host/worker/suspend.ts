@@ -1,5 +1,5 @@
 import { Suspend, type Blocker, type WaitCondition } from '../channel/blocker.ts';
-import type { LineSink } from '../devices/console.ts';
+import type { OutputSink } from '../devices/console.ts';
 import type { Outbox } from './outbox.ts';
 import { ASYNCIFY_EXPORTS } from '../loader/transform.ts';
 import { SUSPENDED, type Placement } from './context.ts';
@@ -52,7 +52,7 @@ type Resume = { redo: true } | { redo: false; value: unknown; then: (() => void)
 export class SuspendingPlacement implements Placement {
   readonly blocksThread = false;
   readonly blocker: Blocker;
-  readonly sink = (outbox: Outbox): LineSink => outbox.sink();
+  readonly sink = (outbox: Outbox): OutputSink => outbox.sink();
   private ex: AsyncifyExports | null = null;
   private memory: WebAssembly.Memory | null = null;
   private state: 'running' | 'unwinding' | 'suspended' | 'rewinding' = 'running';

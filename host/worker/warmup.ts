@@ -1,7 +1,7 @@
 import { CallKind, type WorkerInit } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { allocateStats } from '../channel/stats.ts';
-import { CONSOLE_DEFAULTS } from '../devices/config.ts';
+import { CONSOLE_DEFAULTS } from '../devices/resolved.ts';
 import { runDedicated } from './context.ts';
 
 /**
@@ -33,10 +33,11 @@ export function warmUp(): void {
     name: 'warm-up',
     module: new WebAssembly.Module(Buffer.from(WARM_MODULE, 'base64')),
     args: [],
-    devices: { console: CONSOLE_DEFAULTS, clock: { resolutionNs: 1_000_000, deterministic: null }, entropy: { seed: 'warm-up' }, block: null, net: null },
+    devices: { console: CONSOLE_DEFAULTS, clock: { resolutionNs: 1_000_000, deterministic: null }, entropy: { seed: 'warm-up' }, block: null, net: null, attestation: null },
     stats: allocateStats(),
     events: ring(65536),
     input: ring(64),
+    stdio: new SharedArrayBuffer(8),
     calls,
     violationsPerSecond: 1,
     kind: 'reactor',

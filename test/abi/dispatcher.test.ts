@@ -8,7 +8,7 @@ import { resolveDevices } from '../../host/devices/config.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import type { Device } from '../../host/devices/device.ts';
 import { EntropyDevice } from '../../host/devices/entropy.ts';
-import { InputKind } from '../../host/channel/protocol.ts';
+import { EventKind, InputKind, STDIO_SLOTS, StdioSlot } from '../../host/channel/protocol.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
 import type { ViolationRecord } from '../../host/channel/protocol.ts';
 
@@ -17,21 +17,27 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** A partition's boundary, in-thread: real memory, real devices, real dispatcher. */
-function boundary(grant: { console?: boolean; clock?: boolean; entropy?: boolean } = { console: true, clock: true, entropy: true }, args: string[] = []) {
+function boundary(
+  grant: { console?: boolean; clock?: boolean; entropy?: boolean } = { console: true, clock: true, entropy: true },
+  args: string[] = [],
+  options: { eventRingBytes?: number; consoleRateLimit?: object } = {},
+) {
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 });
   const gm = new GuestMemory();
   gm.bind(memory);
   const statsSab = allocateStats();
   const stats = new Float64Array(statsSab);
-  const events = new SharedRing(SharedRing.allocate(1 << 12));
+  const events = new SharedRing(SharedRing.allocate(options.eventRingBytes ?? 1 << 12));
   const input = new SharedRing(SharedRing.allocate(1 << 10));
+  const stdio = new Int32Array(new SharedArrayBuffer(STDIO_SLOTS * 4));
   const resolved = resolveDevices({
-    ...(grant.console ? { console: { maxLineBytes: 32, linesPerSecond: 1000 } } : {}),
+    ...(grant.console ? { console: { maxLineBytes: 32, linesPerSecond: 1000, ...(options.consoleRateLimit ? { rateLimit: options.consoleRateLimit } : {}) } } : {}),
     ...(grant.clock ? { clock: { resolutionMs: 1, deterministic: { startMs: 1000, stepMs: 2 } } } : {}),
     ...(grant.entropy ? { entropy: { seed: 'test' } } : {}),
   });
   const devices: Device[] = [];
-  if (resolved.console) devices.push(new ConsoleDevice(resolved.console, events, input, stats));
+  const consoleDevice = resolved.console ? new ConsoleDevice(resolved.console, events, input, stats, () => 0, undefined, stdio) : null;
+  if (consoleDevice) devices.push(consoleDevice);
   if (resolved.clock) devices.push(new ClockDevice(resolved.clock));
   if (resolved.entropy) devices.push(new EntropyDevice(resolved.entropy, stats));
   const violations: ViolationRecord[] = [];
@@ -41,7 +47,7 @@ function boundary(grant: { console?: boolean; clock?: boolean; entropy?: boolean
   const put = (at: number, data: Uint8Array | number[]) => bytes().set(data, at);
   const u32 = (at: number, v: number) => new DataView(memory.buffer).setUint32(at, v, true);
   const call = (code: number, inPtr = 0, inLen = 0, outPtr = 0, outCap = 0) => d.hypercall(code, inPtr | 0, inLen | 0, outPtr | 0, outCap | 0);
-  return { memory, d, bytes, put, u32, call, events, input, violations, metrics: () => readMetrics(statsSab) };
+  return { memory, d, bytes, put, u32, call, events, input, stdio, consoleDevice, violations, metrics: () => readMetrics(statsSab) };
 }
 
 type B = ReturnType<typeof boundary>;
@@ -170,13 +176,14 @@ describe('hypercall ABI v1 through the dispatcher', () => {
       b.put(0, enc.encode('oops\n'));
       expect(b.call(HvCall.CONSOLE_WRITE_ERR, 0, 5)).toBe(5);
       const recs = [b.events.tryRead(), b.events.tryRead(), b.events.tryRead()];
-      expect(recs.map((r) => [r!.kind, dec.decode(r!.bytes)])).toEqual([[1, 'hi'], [1, 'there'], [2, 'oops']]);
+      // Each line reaches the output stream with its newline: the root sees bytes.
+      expect(recs.map((r) => [r!.kind, dec.decode(r!.bytes)])).toEqual([[1, 'hi\n'], [1, 'there\n'], [2, 'oops\n']]);
       expect(b.metrics().console.linesOut).toBe(3);
     });
     it('keep the first maxLineBytes of a long line and count the rest', () => {
       b.put(0, enc.encode('x'.repeat(40) + '\n'));
       b.call(HvCall.CONSOLE_WRITE, 0, 41);
-      expect(b.events.tryRead()!.bytes.length).toBe(32);
+      expect(b.events.tryRead()!.bytes.length).toBe(32 + 1);
       expect(b.metrics().console.bytesTruncated).toBe(8);
     });
     it('accept input ending at the edge of memory', () => {
@@ -219,6 +226,111 @@ describe('hypercall ABI v1 through the dispatcher', () => {
       b.input.tryWrite(InputKind.LINE, enc.encode('keep'));
       hostile(b, HvCall.CONSOLE_READ);
       expect(b.input.peekLength()).toBe(4);
+    });
+  });
+
+  describe('CONSOLE_STREAM_WRITE / CONSOLE_STREAM_WRITE_ERR (1.3)', () => {
+    const drain = (ring: SharedRing): [number, string][] => {
+      const out: [number, string][] = [];
+      for (let r = ring.tryRead(); r !== null; r = ring.tryRead()) out.push([r.kind, Buffer.from(r.bytes).toString('latin1')]);
+      return out;
+    };
+    it('deliver the bytes exactly: no line cutting, no newline added, any byte value', () => {
+      b.put(0, [0x61, 0x0d, 0x0a, 0x62, 0xff, 0x00]);
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE, 0, 6)).toBe(6);
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE_ERR, 3, 3)).toBe(3);
+      expect(drain(b.events)).toEqual([[EventKind.STDOUT, 'a\r\nb\xff\x00'], [EventKind.STDERR, 'b\xff\x00']]);
+      // 40 bytes with maxLineBytes 32: nothing is truncated on the byte stream.
+      b.put(100, new Uint8Array(40).fill(0x78));
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE, 100, 40)).toBe(40);
+      expect(drain(b.events)).toEqual([[EventKind.STDOUT, 'x'.repeat(40)]]);
+      expect(b.metrics().console).toMatchObject({ bytesOut: 49, bytesTruncated: 0, linesOut: 0 });
+    });
+    it('an empty write returns 0 and sends nothing; a full HV_MAX_TRANSFER write goes out in pieces, in order', () => {
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE, 0, 0)).toBe(0);
+      expect(b.events.peekLength()).toBe(-1);
+      const big = boundary(undefined, [], { eventRingBytes: 1 << 18 });
+      const data = new Uint8Array(HV_MAX_TRANSFER).map((_, i) => i * 7);
+      big.put(0, data);
+      expect(big.call(HvCall.CONSOLE_STREAM_WRITE, 0, HV_MAX_TRANSFER)).toBe(HV_MAX_TRANSFER);
+      const got = Buffer.concat(drain(big.events).map(([, s]) => Buffer.from(s, 'latin1')));
+      expect(got.equals(Buffer.from(data))).toBe(true);
+    });
+    it('answer END_OF_STREAM once the reader has gone, and send nothing', () => {
+      Atomics.store(b.stdio, StdioSlot.STDOUT_CLOSED, 1);
+      b.put(0, enc.encode('late'));
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE, 0, 4)).toBe(-HvStatus.END_OF_STREAM);
+      expect(b.call(HvCall.CONSOLE_WRITE, 0, 4)).toBe(-HvStatus.END_OF_STREAM);
+      expect(b.call(HvCall.CONSOLE_STREAM_WRITE_ERR, 0, 4)).toBe(4); // stderr still has its reader
+      expect(drain(b.events)).toEqual([[EventKind.STDERR, 'late']]);
+    });
+    it('over a reject-mode rate limit: RATE_LIMITED, nothing sent, the bytes counted and reported as dropped', () => {
+      // The device's clock stands still: the bucket (65536 bytes) never refills.
+      const r = boundary(undefined, [], { eventRingBytes: 1 << 18, consoleRateLimit: { bytesPerSecond: 65536, burstBytes: 65536, mode: 'reject' } });
+      r.put(0, new Uint8Array(60000).fill(0x41));
+      expect(r.call(HvCall.CONSOLE_STREAM_WRITE, 0, 60000)).toBe(60000);
+      expect(r.call(HvCall.CONSOLE_STREAM_WRITE, 0, 60000)).toBe(-HvStatus.RATE_LIMITED);
+      expect(r.call(HvCall.CONSOLE_STREAM_WRITE, 0, 5536)).toBe(5536); // exactly what is left
+      expect(r.metrics().console).toMatchObject({ bytesDropped: 60000, bytesOut: 65536 });
+      expect(r.call(HvCall.CONSOLE_STREAM_WRITE, 0, 1)).toBe(-HvStatus.RATE_LIMITED);
+      r.consoleDevice!.close();
+      // Refused bytes are reported, in stream order, before the next accepted write and when the console closes.
+      const records: [number, number][] = [];
+      for (let rec = r.events.tryRead(); rec !== null; rec = r.events.tryRead()) {
+        records.push([rec.kind, rec.kind === EventKind.DROPPED ? new DataView(rec.bytes.buffer).getFloat64(4, true) : rec.bytes.length]);
+        if (rec.kind === EventKind.DROPPED) expect(rec.bytes[0]).toBe(EventKind.STDOUT);
+      }
+      expect(records).toEqual([[EventKind.STDOUT, 60000], [EventKind.DROPPED, 60000], [EventKind.STDOUT, 5536], [EventKind.DROPPED, 1]]);
+    });
+    it('refuse hostile windows and send nothing', () => {
+      hostile(b, HvCall.CONSOLE_STREAM_WRITE);
+      hostile(b, HvCall.CONSOLE_STREAM_WRITE_ERR);
+      expect(b.events.tryRead()).toBeNull();
+    });
+  });
+
+  describe('CONSOLE_STREAM_READ (1.3)', () => {
+    it('reads the input bytes exactly, lines with their newline, in pieces as small as out_cap', () => {
+      b.input.tryWrite(InputKind.LINE, enc.encode('hey'));
+      b.input.tryWrite(InputKind.BYTES, new Uint8Array([0x0d, 0x0a, 0xff, 0x00]));
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 100, 2)).toBe(2);
+      expect([...b.bytes().subarray(100, 102)]).toEqual([0x68, 0x65]);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 100, 16)).toBe(2);
+      expect([...b.bytes().subarray(100, 102)]).toEqual([0x79, 0x0a]);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 100, 16)).toBe(4);
+      expect([...b.bytes().subarray(100, 116)]).toEqual([0x0d, 0x0a, 0xff, 0x00, ...Array(12).fill(0)]);
+      expect(b.metrics().console.bytesIn).toBe(8);
+    });
+    it('out_cap 0 reads nothing; non-blocking: WOULD_BLOCK when empty; END_OF_STREAM after the end', () => {
+      b.input.tryWrite(InputKind.BYTES, enc.encode('x'));
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 0, 0)).toBe(0);
+      b.u32(0, 1);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 4, 16, 16)).toBe(1);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 4, 16, 16)).toBe(-HvStatus.WOULD_BLOCK);
+      b.input.close();
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 4, 16, 16)).toBe(-HvStatus.END_OF_STREAM);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 16, 16)).toBe(-HvStatus.END_OF_STREAM);
+    });
+    it('refuses unknown flags and malformed flag words', () => {
+      b.u32(0, 2);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 4, 16, 16)).toBe(-HvStatus.INVALID_ARGUMENT);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 3, 16, 16)).toBe(-HvStatus.INVALID_ARGUMENT);
+    });
+    it('CONSOLE_READ cuts lines out of raw bytes; the last bytes before the end are a line', () => {
+      b.input.tryWrite(InputKind.BYTES, enc.encode('ab\r\ncd'));
+      expect(b.call(HvCall.CONSOLE_READ, 0, 0, 16, 16)).toBe(3);
+      expect(dec.decode(b.bytes().subarray(16, 19))).toBe('ab\r');
+      b.u32(0, 1);
+      expect(b.call(HvCall.CONSOLE_READ, 0, 4, 16, 16)).toBe(-HvStatus.WOULD_BLOCK);
+      b.input.close();
+      expect(b.call(HvCall.CONSOLE_READ, 0, 0, 16, 16)).toBe(2);
+      expect(b.call(HvCall.CONSOLE_READ, 0, 0, 16, 16)).toBe(-HvStatus.END_OF_STREAM);
+    });
+    it('a hostile window consumes nothing', () => {
+      b.input.tryWrite(InputKind.BYTES, enc.encode('keep'));
+      hostile(b, HvCall.CONSOLE_STREAM_READ);
+      expect(b.input.peekLength()).toBe(4);
+      expect(b.call(HvCall.CONSOLE_STREAM_READ, 0, 0, 16, 16)).toBe(4);
     });
   });
 
@@ -314,14 +426,14 @@ describe('hypercall ABI v1 through the dispatcher', () => {
   describe('capabilities and unknown calls', () => {
     it('ungranted devices answer ACCESS_DENIED and report a violation', () => {
       const none = boundary({});
-      for (const code of [HvCall.CONSOLE_WRITE, HvCall.CONSOLE_WRITE_ERR, HvCall.CONSOLE_READ, HvCall.CLOCK_GET, HvCall.ENTROPY_GET]) {
+      for (const code of [HvCall.CONSOLE_WRITE, HvCall.CONSOLE_WRITE_ERR, HvCall.CONSOLE_READ, HvCall.CLOCK_GET, HvCall.ENTROPY_GET, HvCall.CONSOLE_STREAM_WRITE, HvCall.CONSOLE_STREAM_WRITE_ERR, HvCall.CONSOLE_STREAM_READ]) {
         untouched(none, () => expect(none.call(code, 0, 4, 0, 8)).toBe(-HvStatus.ACCESS_DENIED));
       }
-      expect(none.violations.map((v) => v.call)).toEqual(['CONSOLE_WRITE', 'CONSOLE_WRITE_ERR', 'CONSOLE_READ', 'CLOCK_GET', 'ENTROPY_GET']);
+      expect(none.violations.map((v) => v.call)).toEqual(['CONSOLE_WRITE', 'CONSOLE_WRITE_ERR', 'CONSOLE_READ', 'CLOCK_GET', 'ENTROPY_GET', 'CONSOLE_STREAM_WRITE', 'CONSOLE_STREAM_WRITE_ERR', 'CONSOLE_STREAM_READ']);
       expect(none.violations[3]).toEqual({ call: 'CLOCK_GET', status: 'HV_STATUS_ACCESS_DENIED', reason: 'device clock is not granted to this partition' });
     });
     it('unknown call codes answer INVALID_CALL', () => {
-      for (const code of [0x0009, 0x0103, 0x0201, 0x0405, 0x04ff, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
+      for (const code of [0x0009, 0x0106, 0x0201, 0x0405, 0x04ff, -1, 0x7fffffff]) expect(b.call(code)).toBe(-HvStatus.INVALID_CALL);
       expect(b.violations[0]).toMatchObject({ call: '0x0009', status: 'HV_STATUS_INVALID_CALL' });
       expect(b.metrics().hypercallsByCall.UNKNOWN).toBe(7);
     });

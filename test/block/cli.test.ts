@@ -40,4 +40,36 @@ describe('wasmvisor run --disk and delete', () => {
     expect((await wasmvisor('delete', '--data-dir', dir)).code).toBe(2);
     expect((await wasmvisor('delete', '../x', '--data-dir', dir)).code).toBe(2);
   });
+
+  it('disks lists the disks of a data directory, as a table or JSON, without opening a key', async () => {
+    const d = mkdtempSync(path.join(dir, 'disks-'));
+    expect(await wasmvisor('disks', '--data-dir', d)).toMatchObject({ code: 0, stdout: `no disks in ${d}\n` });
+    for (const name of ['alpha', 'beta']) {
+      expect(await wasmvisor('run', guest('counter'), '--name', name, '--data-dir', d, '--disk', name === 'alpha' ? '1' : '2')).toMatchObject({ code: 0 });
+    }
+    const json = await wasmvisor('disks', '--data-dir', d, '--json');
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { dataDir: string; disks: Record<string, unknown>[] };
+    expect(parsed.dataDir).toBe(d);
+    expect(parsed.disks).toEqual([
+      expect.objectContaining({ name: 'alpha', path: path.join(d, 'images', 'alpha.img'), sizeBytes: 1 << 20, key: 'keystore', inUse: null, problem: null, format: 2 }),
+      expect.objectContaining({ name: 'beta', path: path.join(d, 'images', 'beta.img'), sizeBytes: 2 << 20, key: 'keystore', inUse: null, problem: null, format: 2 }),
+    ]);
+    for (const disk of parsed.disks) {
+      expect(disk.allocatedBytes).toBeGreaterThan(0); // the counter wrote a sector
+      expect(Number.isNaN(Date.parse(disk.modified as string))).toBe(false);
+      expect(disk.imageId).toMatch(/^[0-9a-f]{32}$/);
+    }
+    const table = await wasmvisor('disks', '--data-dir', d);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NAME +SIZE +ON DISK +CREATED \(UTC\) +MODIFIED \(UTC\) +KEY +STATUS +PATH$/);
+    expect(lines[1]).toMatch(new RegExp(`^alpha +1\\.0 MiB +.* keystore +ok +${path.join(d, 'images', 'alpha.img')}$`));
+    expect(lines[2]).toMatch(/^beta +2\.0 MiB /);
+    // A key whose image is missing is listed with the problem (and its path), not hidden.
+    rmSync(path.join(d, 'images', 'beta.img'));
+    const after = JSON.parse((await wasmvisor('disks', '--data-dir', d, '--json')).stdout) as { disks: Record<string, unknown>[] };
+    expect(after.disks[1]).toMatchObject({ name: 'beta', problem: 'the image is missing; its key is in the keystore', sizeBytes: null });
+    expect((await wasmvisor('disks', 'extra', '--data-dir', d)).code).toBe(2);
+    expect((await wasmvisor('disks', '--nope')).code).toBe(2);
+  });
 });

@@ -10,7 +10,7 @@ const p = await hv.createPartition({
   module: new URL('../../build/guests/disk-crash.wasm', import.meta.url),
   args: [sectors, firstRound],
   // The safety net if the parent never kills us.
-  limits: { timeoutMs: 20_000 },
+  limits: { timeoutMs: 120_000 },
   devices: { console: { linesPerSecond: 1_000_000 }, block: { sizeMiB: 1 } },
 });
 p.on('console', (line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(line + '\n'));

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, readSync, existsSync } from 'node:fs';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
-import { BlockImage, HEADER_SIZE, PAIR_SIZE, SECTOR_SIZE, SLOT_META, SLOT_SIZE } from '../../host/storage/image.ts';
+import { BlockImage, dataOffset, deriveImageKeys, META_SIZE, metaOffset, SECTOR_SIZE } from '../../host/storage/image.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
 
 let dir: string;
@@ -53,6 +53,14 @@ function peek(file: string, at: number, n: number): Buffer {
   closeSync(fd);
   return b;
 }
+/** Slot k of sector s: its metadata entry, then its ciphertext. */
+function peekSlot(file: string, s: number, k: number): Buffer {
+  return Buffer.concat([peek(file, metaOffset(s, k), META_SIZE), peek(file, dataOffset(s, k), SECTOR_SIZE)]);
+}
+function pokeSlot(file: string, s: number, k: number, slot: Buffer): void {
+  poke(file, metaOffset(s, k), slot.subarray(0, META_SIZE));
+  poke(file, dataOffset(s, k), slot.subarray(META_SIZE));
+}
 
 describe('block image engine', () => {
   it('reads unwritten sectors as zeros and round-trips writes across boots', async () => {
@@ -92,16 +100,14 @@ describe('block image engine', () => {
       img.write(9, 1, Buffer.alloc(SECTOR_SIZE));
       img.flush();
     });
-    const slot = peek(file, HEADER_SIZE + 9 * PAIR_SIZE, PAIR_SIZE);
-    expect(slot.subarray(SLOT_META, SLOT_SIZE).some((x) => x !== 0)).toBe(true);
+    expect(peek(file, dataOffset(9, 0), SECTOR_SIZE).some((x) => x !== 0)).toBe(true);
   });
 
   it('never overwrites the flushed version before the next flush (double slot)', async () => {
     const st = new Storage({ dataDir: dir });
     const file = st.imagePath('p');
     const gens = () => {
-      const b = peek(file, HEADER_SIZE, PAIR_SIZE);
-      return [Number(b.readBigUInt64LE(0)), Number(b.readBigUInt64LE(SLOT_SIZE))];
+      return [0, 1].map((k) => Number(peek(file, metaOffset(0, k), 8).readBigUInt64LE(0)));
     };
     await boot(st, 'p', (img) => {
       img.write(0, 1, sector('1'));
@@ -126,8 +132,7 @@ describe('block image engine', () => {
       img.write(5, 1, sector('n'));
     });
     // Simulate a crash part-way through the second write: half of slot B's ciphertext is old bytes.
-    const slotB = HEADER_SIZE + 5 * PAIR_SIZE + SLOT_SIZE;
-    poke(file, slotB + SLOT_META + 2048, randomBytes(2048));
+    poke(file, dataOffset(5, 1) + 2048, randomBytes(2048));
     await boot(st, 'p', (img) => {
       const r = read(img, 5);
       expect(r.status).toBe(0);
@@ -148,8 +153,8 @@ describe('block image engine', () => {
       img.write(7, 1, sector('w'));
       img.flush();
     });
-    poke(file, HEADER_SIZE + 7 * PAIR_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
-    poke(file, HEADER_SIZE + 7 * PAIR_SIZE + SLOT_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
+    poke(file, dataOffset(7, 0) + 100, Buffer.from([1, 2, 3]));
+    poke(file, dataOffset(7, 1) + 100, Buffer.from([1, 2, 3]));
     await boot(st, 'p', (img) => {
       expect(read(img, 7).status).toBe(HvStatus.INTEGRITY);
       expect(img.counters.integrityFailures).toBe(1);
@@ -166,7 +171,7 @@ describe('block image engine', () => {
       img.write(8, 1, sector('z'));
       img.flush();
     });
-    poke(file, HEADER_SIZE + 8 * PAIR_SIZE + SLOT_META + 100, Buffer.from([1, 2, 3]));
+    poke(file, dataOffset(8, 0) + 100, Buffer.from([1, 2, 3]));
     await boot(st, 'p', (img) => {
       const r = read(img, 8);
       expect(r.status).toBe(0);
@@ -186,9 +191,8 @@ describe('block image engine', () => {
         img.flush();
       }
     });
-    const s1 = peek(file, HEADER_SIZE + 1 * PAIR_SIZE, PAIR_SIZE);
-    poke(file, HEADER_SIZE + 2 * PAIR_SIZE, s1); // both versions of sector 1 over sector 2
-    poke(file, HEADER_SIZE + 4 * PAIR_SIZE, s1.subarray(0, SLOT_SIZE)); // one version over never-written sector 4
+    for (const k of [0, 1]) pokeSlot(file, 2, k, peekSlot(file, 1, k)); // both versions of sector 1 over sector 2
+    pokeSlot(file, 4, 0, peekSlot(file, 1, 0)); // one version over never-written sector 4
     await boot(st, 'p', (img) => {
       expect(read(img, 2).status).toBe(HvStatus.INTEGRITY);
       expect(read(img, 1).data.equals(sector('2'))).toBe(true);
@@ -210,8 +214,7 @@ describe('block image engine', () => {
       img.flush();
       // sector 0: the zero version is in B, A was scrubbed; sector 1: zero version in B, A scrubbed
       for (const s of [0, 1]) {
-        const pair = peek(file, HEADER_SIZE + s * PAIR_SIZE, PAIR_SIZE);
-        expect(pair.subarray(0, SLOT_SIZE).every((x) => x === 0)).toBe(true);
+        expect(peekSlot(file, s, 0).every((x) => x === 0)).toBe(true);
       }
       expect(img.discard(200, 16)).toBe(0); // never-written sectors: nothing to do
     });
@@ -245,28 +248,104 @@ describe('block image engine', () => {
     await st.detach(a);
     poke(st.imagePath('p'), 16, Buffer.from([2])); // sector count
     await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
-    await st.keystore!.remove('p');
-    await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    poke(st.imagePath('p'), 16, Buffer.from([1]));
+    await st.keystore!.remove(a.imageId, st.imagePath('p'), 'p', true);
+    await expect(st.attach('p', 1)).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringMatching(/has no key in .*keystore/) });
   });
 
   it('wipe scrubs and removes the image and its key; the same name then starts empty with a new key', async () => {
     const st = new Storage({ dataDir: dir });
-    let oldKey: Buffer | null = null;
-    await boot(st, 'p', (img) => {
+    let oldId: Uint8Array | null = null;
+    await boot(st, 'p', (img, a) => {
       img.write(0, 1, sector('q'));
       img.flush();
+      oldId = new Uint8Array(a.imageId);
     });
-    oldKey = await st.keystore!.get('p');
+    const oldKey = (await st.keystore!.find(oldId!))!.key;
     expect(oldKey).not.toBeNull();
     const result = await st.wipe('p');
     expect(result).toMatchObject({ removedImage: true, removedKey: true });
     expect(existsSync(st.imagePath('p'))).toBe(false);
-    expect(await st.keystore!.get('p')).toBeNull();
+    expect(await st.keystore!.find(oldId!)).toBeNull();
     expect(await st.wipe('p')).toMatchObject({ removedImage: false, removedKey: false });
+    let newId: Uint8Array | null = null;
     await boot(st, 'p', (img, a) => {
       expect(a.created).toBe(true);
       expect(read(img, 0).data.every((x) => x === 0)).toBe(true);
+      newId = new Uint8Array(a.imageId);
     });
-    expect((await st.keystore!.get('p'))!.equals(oldKey!)).toBe(false);
+    expect(Buffer.from(newId!).equals(Buffer.from(oldId!))).toBe(false);
+    expect((await st.keystore!.find(newId!))!.key.equals(oldKey)).toBe(false);
+  });
+});
+
+describe('format 1 images', () => {
+  /** Writes an image as the format-1 engine laid it out: a v1 header, then pairs of [entry 48 | ciphertext] slots. */
+  function writeFormat1(file: string, masterKey: Buffer, name: string, sectors: number, versions: { s: number; k: number; gen: number; fill: string; torn?: boolean }[]) {
+    const imageId = randomBytes(16);
+    const keys = deriveImageKeys(masterKey, imageId, name);
+    const h = Buffer.alloc(4096);
+    h.write('WVBLOCK\0', 0, 'latin1');
+    h.writeUInt32LE(1, 8);
+    h.writeUInt32LE(4096, 12);
+    h.writeUInt32LE(sectors, 16);
+    h.writeUInt32LE(4144, 24);
+    imageId.copy(h, 32);
+    createHmac('sha256', keys.macKey).update(h.subarray(0, 48)).update(name).digest().copy(h, 48);
+    const body = Buffer.alloc(sectors * 8288);
+    for (const v of versions) {
+      const at = v.s * 8288 + v.k * 4144;
+      body.writeBigUInt64LE(BigInt(v.gen), at);
+      const nonce = randomBytes(12);
+      nonce.copy(body, at + 8);
+      const aad = Buffer.alloc(32);
+      imageId.copy(aad, 0);
+      aad.writeBigUInt64LE(BigInt(v.s), 16);
+      aad.writeBigUInt64LE(BigInt(v.gen), 24);
+      const c = createCipheriv('aes-256-gcm', keys.dataKey, nonce);
+      c.setAAD(aad);
+      Buffer.concat([c.update(sector(v.fill)), c.final()]).copy(body, at + 48);
+      c.getAuthTag().copy(body, at + 20);
+      if (v.torn) body.fill(0x77, at + 48 + 1000, at + 48 + 3000);
+    }
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, Buffer.concat([h, body]));
+    return imageId;
+  }
+
+  it('is converted to format 2 when opened: every version keeps reading, torn ones fall back', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    const file = st.imagePath('old');
+    const id = writeFormat1(file, masterKey, 'old', 256, [
+      { s: 0, k: 0, gen: 1, fill: 'a' },
+      { s: 1, k: 0, gen: 1, fill: 'b' },
+      { s: 1, k: 1, gen: 2, fill: 'c' }, // the newer version of sector 1
+      { s: 40, k: 1, gen: 5, fill: 'd' }, // another group
+      { s: 41, k: 0, gen: 3, fill: 'e' },
+      { s: 41, k: 1, gen: 4, fill: 'f', torn: true }, // torn newest: reads as 'e'
+      { s: 255, k: 0, gen: 9, fill: 'g' },
+    ]);
+    expect((await st.list())[0]).toMatchObject({ format: 1, sizeBytes: 1 << 20 });
+    await boot(st, 'old', (img, a) => {
+      expect(Buffer.from(a.imageId).equals(id)).toBe(true);
+      const expect1 = { 0: 'a', 1: 'c', 2: null, 40: 'd', 41: 'e', 255: 'g' } as Record<number, string | null>;
+      for (const [s, fill] of Object.entries(expect1)) {
+        const r = read(img, Number(s));
+        expect(r.status).toBe(0);
+        expect(fill === null ? r.data.every((x) => x === 0) : r.data.equals(sector(fill)), `sector ${s}`).toBe(true);
+      }
+      expect(img.counters.tornRecovered).toBe(1);
+      // Writing continues with the slot rule: sector 1's newest (B, gen 2) stays until the next flush.
+      expect(img.write(1, 1, sector('h'))).toBe(0);
+      expect(peek(file, metaOffset(1, 0), 8).readBigUInt64LE(0)).toBe(3n);
+      img.flush();
+    });
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null });
+    expect(readdirSync(path.dirname(file))).toEqual(['old.img']);
+    await boot(st, 'old', (img) => {
+      expect(read(img, 1).data.equals(sector('h'))).toBe(true);
+      expect(read(img, 255).data.equals(sector('g'))).toBe(true);
+    });
   });
 });

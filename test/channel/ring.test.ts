@@ -104,3 +104,72 @@ describe('SharedRing', () => {
     await ring.whenWritten(seq);
   });
 });
+
+describe('SharedRing wake-ups across threads (RWAIT/WWAIT and one pending wake-up per wait)', () => {
+  /**
+   * A worker writes `count` small records as fast as it can (waiting for room with `write`), the
+   * root reads them with async waits (`whenWritten`); then the roles of waiting swap direction: the
+   * root writes with `whenRead` waits while the worker reads with `waitReadable`. A lost wake-up
+   * would hang (the test's timeout), a duplicate or a loss would break the sequence.
+   */
+  it('no wake-up is lost under a flood in either direction, sync or async waiters', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const { readFileSync } = await import('node:fs');
+    const { transformSync } = await import('esbuild');
+    const count = 200_000;
+    const toRoot = new SharedRing(SharedRing.allocate(256));
+    const toWorker = new SharedRing(SharedRing.allocate(256));
+    // The worker runs the same ring code, as plain JavaScript.
+    const ringJs = transformSync(readFileSync(new URL('../../host/channel/ring.ts', import.meta.url), 'utf8'), { loader: 'ts', format: 'esm' }).code;
+    const ringUrl = `data:text/javascript,${encodeURIComponent(ringJs)}`;
+    const worker = new Worker(
+      `import { workerData, parentPort } from 'node:worker_threads';
+       const { SharedRing } = await import(workerData.ringUrl);
+       const out = new SharedRing(workerData.toRoot), inp = new SharedRing(workerData.toWorker);
+       const rec = new Uint8Array(4), buf = new Uint8Array(64);
+       for (let i = 0; i < workerData.count; i++) { new DataView(rec.buffer).setUint32(0, i, true); if (!out.write(1, rec)) throw new Error('write ' + i); }
+       let next = 0;
+       for (;;) {
+         if (inp.waitReadable() === 'closed') break;
+         inp.readInto(buf);
+         const v = new DataView(buf.buffer).getUint32(0, true);
+         if (v !== next++) throw new Error('worker got ' + v + ' expected ' + (next - 1));
+       }
+       parentPort.postMessage(next);`,
+      { eval: true, workerData: { ringUrl, toRoot: toRoot.sab, toWorker: toWorker.sab, count } },
+    );
+    const failed = new Promise<never>((_, reject) => worker.once('error', reject));
+    // Root reads with async waits.
+    let expected = 0;
+    const buf = new Uint8Array(64);
+    const reading = (async () => {
+      while (expected < count) {
+        const seq = toRoot.writeSeq;
+        while (toRoot.readInto(buf) >= 0) {
+          const v = new DataView(buf.buffer).getUint32(0, true);
+          if (v !== expected) throw new Error(`root got ${v}, expected ${expected}`);
+          expected++;
+        }
+        if (expected < count) await toRoot.whenWritten(seq);
+      }
+    })();
+    await Promise.race([reading, failed]);
+    expect(expected).toBe(count);
+    // Root writes with async waits for room.
+    const rec = new Uint8Array(4);
+    const writing = (async () => {
+      for (let i = 0; i < count; i++) {
+        new DataView(rec.buffer).setUint32(0, i, true);
+        for (;;) {
+          const seq = toWorker.readSeq;
+          if (toWorker.tryWrite(1, rec)) break;
+          await toWorker.whenRead(seq);
+        }
+      }
+      toWorker.close();
+    })();
+    const got = await Promise.race([new Promise<number>((resolve) => worker.once('message', resolve)), failed, writing.then(() => new Promise<number>(() => {}))]);
+    expect(got).toBe(count);
+    await worker.terminate();
+  }, 60_000);
+});

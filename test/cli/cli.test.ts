@@ -3,6 +3,7 @@
  * process and checks the contract in README.md ("Command line" and the exit-status table):
  * stdout, stderr and the exit status, byte for byte where the contract fixes them.
  */
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -45,14 +46,14 @@ describe.concurrent('wasmvisor run: a guest that exits', () => {
   it('hello: prints its greeting, the ABI version and its arguments, exit 0', async () => {
     const r = await cli(['run', guest('hello'), '--', 'a', 'b']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`, 'arg[0]=a', 'arg[1]=b']);
     expect(r.code).toBe(0);
   });
 
   it('arguments after -- go to the guest, even when they look like options', async () => {
     const r = await cli(['run', guest('hello'), '--', '--memory', '1', 'x y']);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`, 'arg[0]=--memory', 'arg[1]=1', 'arg[2]=x y']);
     expect(r.code).toBe(0);
   });
 
@@ -125,7 +126,7 @@ describe.concurrent('wasmvisor run: runtime errors', () => {
       if (r.stdout !== '') return;
     }
     expect.fail('the spinning guest never printed its line, even with a 5 s budget');
-  });
+  }, 60_000); // three runs, each a CLI start-up that a loaded machine can stretch to seconds
 
   it('--timeout covers the wasm start function too', async () => {
     const r = await cli(['run', '--timeout', '300', guest('attack-start-spin')]);
@@ -195,7 +196,7 @@ describe.concurrent('wasmvisor run: refused before running (exit 125)', () => {
     const { measurement } = JSON.parse(inspected.stdout) as { measurement: string };
     const r = await cli(['run', '--sha256', measurement, guest('hello')]);
     expect(r.stderr).toBe('');
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`]);
     expect(r.code).toBe(0);
   });
 });
@@ -309,20 +310,25 @@ describe.concurrent('wasmvisor run --stats', () => {
     expect(r.stderr).toMatch(/^  entropy +20 bytes$/m);
   });
 
-  it('prints it for a killed run too, after the error line', async () => {
+  it('prints it for a killed run too, before the verdict, which stays the last line', async () => {
     const r = await cli(['run', guest('attack-spin'), '--timeout', '300', '--stats']);
     expect(r.code).toBe(124);
-    expect(r.stderr).toMatch(/^ERR_LIMIT_CPU: .*\nwasmvisor stats\n/);
+    expect(r.stderr).toMatch(/^wasmvisor stats\n/);
+    expect(lines(r.stderr).at(-1)).toMatch(/^ERR_LIMIT_CPU: /);
     expect(r.stderr).toMatch(/^  state +killed \(ERR_LIMIT_CPU\)$/m);
   });
 
   it('--cpu-percent: a spinner is paused, not killed, and the stats say so', async () => {
-    const r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '1000', '--stats']);
+    // On a loaded machine the spinner may not get enough CPU within the second to reach its cap:
+    // the measurement is retried (up to three runs), never the outcome.
+    const paused = /^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m;
+    let r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '3000', '--stats']);
+    for (let i = 0; i < 2 && r.code === 124 && !paused.test(r.stderr); i++) r = await cli(['run', guest('attack-spin'), '--cpu-percent', '20', '--timeout', '3000', '--stats']);
     expect(r.code).toBe(124); // the wall-clock watchdog still ends it
-    expect(r.stderr).toMatch(/^  cpu +[\d.]+ ms running, [\d.]+ ms paused by the cap \([1-9]\d* pauses\)$/m);
+    expect(r.stderr).toMatch(paused);
     expect(r.stderr).toMatch(/^  fuel +\d+ \(no budget\)$/m);
     expect(r.stderr).toMatch(/^  throttled +console 0 /m);
-  });
+  }, 60_000);
 });
 
 describe.concurrent('wasmvisor call: one export of a reactor', () => {
@@ -464,10 +470,11 @@ describe.concurrent('wasmvisor demo, --help, --version', () => {
     expect(r.code).toBe(0);
   });
 
-  it('no command at all: an ERR_INVALID_ARGUMENT line, the usage on stderr, exit 2', async () => {
+  it('no command at all: the usage on stderr, then the ERR_INVALID_ARGUMENT verdict last, exit 2', async () => {
     const r = await cli([]);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: no command given\nUsage/);
+    expect(r.stderr).toMatch(/^Usage/);
+    expect(r.stderr).toMatch(/\nERR_INVALID_ARGUMENT: no command given\n$/);
     expect(r.code).toBe(2);
   });
 

@@ -10,6 +10,10 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { guest } from '../helpers.ts';
 import { cli, lines, type CliResult } from './harness.ts';
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
+
+/** What the hello guest prints about the ABI it runs on. */
+const ABI_LINE = `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`;
 
 const C_CAT = new URL('../../guests/c/cat.wasm', import.meta.url).pathname;
 const RUST_WC = new URL('../../guests/rust/wc.wasm', import.meta.url).pathname;
@@ -26,15 +30,31 @@ function jsonReport(r: CliResult): Record<string, unknown> {
 }
 
 describe.concurrent('help: every subcommand prints its own', () => {
-  for (const command of ['run', 'call', 'inspect', 'delete', 'demo']) {
+  for (const command of ['run', 'call', 'inspect', 'delete', 'demo', 'keygen', 'sign', 'verify', 'attest verify', 'attest key', 'audit verify', 'audit show']) {
     it(`${command} --help, ${command} -h and help ${command}`, async () => {
-      for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
+      const words = command.split(' ');
+      for (const args of [[...words, '--help'], [...words, '-h'], ['help', ...words]]) {
         const r = await cli(args);
         expect(r.code, args.join(' ')).toBe(0);
         expect(r.stderr).toBe('');
         expect(r.stdout.startsWith(`Usage:\n  wasmvisor ${command}`)).toBe(true);
         expect(r.stdout).toContain('-h, --help');
       }
+    });
+  }
+
+  for (const [command, subs] of [['attest', ['verify', 'key']], ['audit', ['verify', 'show']]] as const) {
+    it(`${command} --help lists its subcommands; ${command} alone or with another word says which there are`, async () => {
+      for (const args of [[command, '--help'], ['help', command]]) {
+        const r = await cli(args);
+        expect(r).toMatchObject({ code: 0, stderr: '' });
+        expect(r.stdout.startsWith(`Usage:\n  wasmvisor ${command} ${subs[0]}`)).toBe(true);
+        for (const sub of subs) expect(r.stdout).toContain(`  ${command} ${sub}  `);
+      }
+      const none = await cli([command]);
+      expect(none).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${command} takes ${subs.join(' or ')}, got ""; see wasmvisor ${command} --help\n` });
+      const typo = await cli([command, `${subs[0]}y`]);
+      expect(typo.stderr).toBe(`ERR_INVALID_ARGUMENT: ${command} takes ${subs.join(' or ')}, got "${subs[0]}y"; did you mean ${subs[0]}?; see wasmvisor ${command} --help\n`);
     });
   }
 
@@ -65,19 +85,19 @@ describe.concurrent('help: every subcommand prints its own', () => {
 describe.concurrent('run: guest arguments after the module, as Wasmtime', () => {
   it('run tool.wasm a b passes a b', async () => {
     const r = await cli(['run', guest('hello'), 'a', 'b']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', ABI_LINE, 'arg[0]=a', 'arg[1]=b']);
     expect(r.code).toBe(0);
   });
 
   it('everything from the first guest argument on is the guest\'s, options included', async () => {
     const r = await cli(['run', guest('hello'), 'a', '--stats', '-l']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=--stats', 'arg[2]=-l']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', ABI_LINE, 'arg[0]=a', 'arg[1]=--stats', 'arg[2]=-l']);
     expect(r.stderr).toBe('');
   });
 
   it('options between the module and the first guest argument are ours; -- still works', async () => {
     const r = await cli(['run', guest('hello'), '--stats', 'a', '--', 'b']);
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=a', 'arg[1]=--', 'arg[2]=b']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', ABI_LINE, 'arg[0]=a', 'arg[1]=--', 'arg[2]=b']);
     expect(r.stderr).toContain('wasmvisor stats');
     const dashed = await cli(['run', guest('hello'), '--', '--memory', '1']);
     expect(lines(dashed.stdout).slice(2)).toEqual(['arg[0]=--memory', 'arg[1]=1']);
@@ -118,7 +138,7 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     [['--disk', '4097'], '--disk: expected an integer from 1 to 4096, got "4097"'],
     [['--sha256', 'abc'], '--sha256: expected 64 hexadecimal digits (a SHA-256), got "abc"'],
     [['--name', 'a b'], `--name: expected 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got "a b"`],
-    [['--devices', 'gpu'], '--devices: unknown device "gpu" (known: console, clock, entropy, net; or none)'],
+    [['--devices', 'gpu'], '--devices: unknown device "gpu" (known: console, clock, entropy, net, attestation; or none)'],
     [['--env', 'NOVALUE'], '--env: expected KEY=VALUE, got "NOVALUE"'],
     [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
   ];
@@ -278,7 +298,7 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
   it('runs the module the manifest names, relative to the manifest, from any directory', async () => {
     const file = app('hello-app', { module: 'hello.wasm', args: ['x'], devices: { console: true } });
     const r = await cli(['run', file], { cwd: os.tmpdir() });
-    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=x']);
+    expect(lines(r.stdout)).toEqual(['Hello from a Wasmvisor partition!', ABI_LINE, 'arg[0]=x']);
     expect(r.code).toBe(0);
     // Guest arguments and flags on the command line override the manifest's.
     const over = await cli(['run', '--json', file, 'y']);

@@ -7,6 +7,7 @@ import { check } from '../../host/schema/check.ts';
 import { DevicesSchema } from '../../host/schema/devices.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
+import { EventKind } from '../../host/channel/protocol.ts';
 
 const enc = new TextEncoder();
 
@@ -25,9 +26,23 @@ describe('console device', () => {
     const one = enc.encode('6\n');
     expect(write(one, one.length, new Uint8Array(0), 0)).toBe(2);
     expect(write(one, one.length, new Uint8Array(0), 0)).toBe(-HvStatus.RATE_LIMITED);
+    dev.close();
     const lines: string[] = [];
-    for (let r = events.tryRead(); r; r = events.tryRead()) lines.push(new TextDecoder().decode(r.bytes));
-    expect(lines).toEqual(['1', '2', '3', '6']);
+    const drops: number[][] = [];
+    for (let r = events.tryRead(); r; r = events.tryRead()) {
+      if (r.kind === EventKind.DROPPED) {
+        // u8 stream, then f64 refused bytes, dropped lines, truncated bytes.
+        const v = new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.length);
+        drops.push([r.bytes[0]!, v.getFloat64(4, true), v.getFloat64(12, true), v.getFloat64(20, true)]);
+      } else lines.push(new TextDecoder().decode(r.bytes));
+    }
+    expect(lines).toEqual(['1\n', '2\n', '3\n', '6\n']);
+    // Dropped lines are reported before the next accepted write, and the rest when the console closes.
+    expect(drops).toEqual([
+      [EventKind.STDOUT, 0, 2, 0],
+      [EventKind.STDOUT, 0, 1, 0],
+    ]);
+    expect(readMetrics(stats).console.linesDropped).toBe(3);
   });
 
   it('delivers an unterminated last line on close', () => {
@@ -73,8 +88,8 @@ describe('clock device', () => {
 
 describe('device grants', () => {
   it('grants nothing by default', () => {
-    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
-    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null });
+    expect(resolveDevices(undefined)).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
+    expect(resolveDevices({ console: false })).toEqual({ console: null, clock: null, entropy: null, block: null, net: null, attestation: null });
   });
   it('refuses unknown devices and out-of-range settings with ERR_INVALID_ARGUMENT naming the path', () => {
     const devices = (spec: unknown) => resolveDevices(check(DevicesSchema, spec, 'devices'));

@@ -39,7 +39,7 @@ describe('loadModule', () => {
     expect(loaded.bytes).toEqual(bytes);
     expect(loaded.bytes).not.toBe(bytes); // a private copy
     expect(loaded.originalSize).toBe(bytes.length);
-    expect(loaded.info.exports.map((e) => e.name)).toEqual(['memory', '_start']);
+    expect(loaded.exports.map((e) => e.name)).toEqual(['memory', '_start']);
     expect(typeof instantiate(loaded.module)._start).toBe('function');
   });
 

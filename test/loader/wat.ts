@@ -4,6 +4,7 @@
  * and instantiation with a stub hypercall.
  */
 import wabtInit from 'wabt';
+import { leb } from './bombs.mjs';
 
 const wabt = await wabtInit();
 
@@ -62,17 +63,8 @@ export function guest(parts: GuestParts = {}): Uint8Array {
   return wat(guestWat(parts));
 }
 
-/** Unsigned LEB128. */
-export function leb(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  do {
-    const byte = v % 128;
-    v = Math.floor(v / 128);
-    out.push(v > 0 ? byte | 0x80 : byte);
-  } while (v > 0);
-  return out;
-}
+/** Unsigned LEB128 (one implementation, shared with the module generators). */
+export { leb };
 
 /** A name: LEB length + UTF-8 bytes. */
 export function name(text: string): number[] {

@@ -93,6 +93,12 @@ describe('bad input', () => {
       [{ spec: { name: 'x', devices: { block: { sizeMiB: 1, path: '/etc/passwd' } } }, module: 'AA==' }, /spec\.devices\.block\.path: unknown key/],
       [{ spec: { name: 'x', wasi: { preopens: [{ guestPath: '/', hostPath: '/' }] } }, module: 'AA==' }, /spec\.wasi\.preopens\[0\]\.hostPath: unknown key/],
       [{ spec: { name: 'x' } }, /body: module: is required/],
+      // A detached signature is a file on the host: remote modules carry embedded signatures.
+      [{ spec: { name: 'x', signature: 'm.sig' }, module: 'AA==' }, /spec\.signature: unknown key/],
+      // The library's ranges, with the library's words: a timer's longest delay, one past it.
+      [{ spec: { name: 'x', limits: { timeoutMs: 2 ** 31 } }, module: 'AA==' }, /spec\.limits\.timeoutMs: expected a number of ms: an integer from 0 to 2147483647 \(about 24\.8 days\), or 0 or Infinity for none, got the number 2147483648/],
+      [{ spec: { name: 'x', devices: { console: { linesPerSec: 5 } } }, module: 'AA==' }, /spec\.devices\.console\.linesPerSec: unknown key; did you mean linesPerSecond\?/],
+      [{ spec: { name: 'x', devices: { attestation: 'yes' } }, module: 'AA==' }, /spec\.devices\.attestation: expected a boolean, got the string "yes"/],
     ];
     for (const [body, message] of cases) {
       const r = await c.request('POST', '/partitions', body);
@@ -101,6 +107,22 @@ describe('bad input', () => {
     }
     const q = await c.request('GET', '/audit?limit=0');
     expect(JSON.parse(q.body.toString()).error.message).toMatch(/query: limit: expected an integer from 1 to 10000, got the number 0/);
+  });
+
+  it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
+    const c = h.client(owner);
+    const r = await c.request(
+      'POST',
+      '/partitions',
+      createBody('edges', 'transform', {}, {
+        kind: 'reactor',
+        limits: { timeoutMs: 2 ** 31 - 1, callTimeoutMs: 0, memoryPages: 65536, cpu: { maxPercent: 100, periodMs: 10_000 } },
+        devices: { attestation: true, console: { maxLineBytes: 65536 } },
+        restart: { mode: 'never', backoffMs: 3_600_000 },
+      }),
+    );
+    expect(r.status, r.body.toString()).toBe(201);
+    await h.client(owner).request('DELETE', '/partitions/edges');
   });
 
   it('an invalid module is refused before anything is declared', async () => {
@@ -163,10 +185,11 @@ describe('bad input', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(events.every(([n]) => n === 'console')).toBe(true);
-    // The guest's output (cut into lines at LF by the console device) all arrives as the data of
-    // `console` events, CRs intact: nothing became an event, a field or a header of its own.
+    // Console input is a byte stream, so the guest reads the LF-separated parts of the line as lines
+    // of their own, and its echoes all arrive as the data of `console` events, CRs intact: nothing
+    // became an event, a field or a header of its own.
     const lines = events.map(([, d]) => (d as { line: string }).line);
-    expect(lines.slice(-6)).toEqual(['echo: x\r', '\r', 'event: end\r', 'data: {"code":"ERR_FAKE"}\r', 'Set-Cookie: a=b', 'echo: after']);
+    expect(lines.slice(-6)).toEqual(['echo: x\r', 'echo: \r', 'echo: event: end\r', 'echo: data: {"code":"ERR_FAKE"}\r', 'echo: Set-Cookie: a=b', 'echo: after']);
     const r = await c.request('GET', '/partitions/echo/console?tail=10&follow=false');
     expect(r.headers['set-cookie']).toBeUndefined();
   });

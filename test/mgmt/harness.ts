@@ -1,18 +1,20 @@
 /**
  * A real management server for tests: `serve()` on 127.0.0.1, a free port, TLS with a fresh
- * local CA, a temporary config directory, and an in-memory audit log the test can read.
+ * local CA, a temporary config directory, and the host's own durable audit log, which the test
+ * reads back (`records()`) as `/audit` does.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { MemoryAuditLog } from '../../host/mgmt/audit.ts';
+import type { AuditRecord } from '../../host/mgmt/audit.ts';
 import { Client } from '../../host/mgmt/client.ts';
 import { serve, type RunningHost, type ServeOptions } from '../../host/mgmt/serve.ts';
 import { guest } from '../helpers.ts';
 
 export interface Harness {
   running: RunningHost;
-  audit: MemoryAuditLog;
+  /** Every record of the host's audit log so far (the batch is flushed first), oldest first. */
+  records(): Promise<AuditRecord[]>;
   config: string;
   /** A token with `role` at `scope` (made through the store, like `wasmvisor token create`). */
   token(role: string, scope: string, name?: string, lifetimeMs?: number | null): Promise<{ token: string; id: string }>;
@@ -27,12 +29,11 @@ export function tempDir(prefix = 'wv-mgmt-'): string {
 export async function startHost(options: Partial<ServeOptions> & { rbac?: unknown } = {}): Promise<Harness> {
   const config = options.config ?? tempDir();
   if (options.rbac !== undefined) writeFileSync(path.join(config, 'rbac.json'), JSON.stringify(options.rbac));
-  const audit = new MemoryAuditLog();
-  const running = await serve({ tlsSelfSigned: true, port: 0, audit, log: () => {}, ...options, config });
+  const running = await serve({ tlsSelfSigned: true, port: 0, log: () => {}, ...options, config });
   const ca = readFileSync(running.caFile!, 'utf8');
   return {
     running,
-    audit,
+    records: () => running.audit.query({ limit: Number.MAX_SAFE_INTEGER }),
     config,
     async token(role, scope, name = `t-${role.toLowerCase()}`, lifetimeMs = 3_600_000) {
       const { token, record } = await running.tokens.create({ name, role, scope, lifetimeMs, createdBy: 'test' });

@@ -1,10 +1,12 @@
 /**
  * `wasmvisor serve` as a real process: killed with SIGKILL and started again, it brings back the
- * declared partitions per their restart policy, with their disks; a second serve on the same
- * directory is refused; SIGTERM shuts down in order (exit 0, lock released, partitions recorded
- * as stopped by the host).
+ * declared partitions per their restart policy, with their disks, and its audit log (the API's
+ * and the Hypervisor's records in one chain) verifies with `wasmvisor audit verify` after the
+ * kill and after the restart; a second serve on the same directory is refused; SIGTERM shuts
+ * down in order (exit 0, lock released, partitions recorded as stopped by the host).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,8 +104,17 @@ describe('serve as a daemon', () => {
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/^ERR_INVALID_STATE: another wasmvisor serve \(pid \d+\) is using/);
 
+    // The log checkpoints (signed, anchored in audit.head) at most CHECKPOINT_MS after its last
+    // checkpoint even when idle: wait for that anchor, so the kill comes after one exists.
+    const head = `${config}/data/keys/audit.head`;
+    for (const deadline = Date.now() + 15_000; !existsSync(head) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     first.child.kill('SIGKILL');
     await first.exited;
+    // The chain verifies after the crash: MACs, links, signed checkpoints, the anchor.
+    const log = `${config}/data/audit`;
+    const afterKill = await cli(['audit', 'verify', log]);
+    expect(afterKill.code, afterKill.stderr).toBe(0);
+    expect(afterKill.stdout).toMatch(/^audit log verified: \d+ records in 1 file \(MACs, chain, \d+ checkpoint signatures, anchor\)$/m);
 
     const again = await startServe(config, tokenFile);
     try {
@@ -124,6 +135,19 @@ describe('serve as a daemon', () => {
       const e = await again.exited;
       expect(e.code).toBe(0);
     }
+    // One chain across the crash and the restart, the API's records and the runtime's in it.
+    const verified = await cli(['audit', 'verify', log]);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(verified.stdout).toMatch(/^audit log verified: /m);
+    const records = (await cli(['audit', 'show', log, '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { actor: string; action: string; target: string });
+    const count = (action: string, actor?: string) => records.filter((r) => r.action === action && (actor === undefined || r.actor === actor)).length;
+    expect(count('host.start')).toBe(2);
+    expect(count('host.stop')).toBe(1); // the SIGKILLed host never said goodbye
+    expect(count('audit.open')).toBe(2);
+    expect(count('partition.create', 'token:admin')).toBe(5); // the API's actions, by the principal
+    expect(count('partition.create', 'host')).toBeGreaterThanOrEqual(5); // the runtime's, by the host (restores included)
+    expect(count('partition.restore')).toBe(5);
+    expect(count('api.authorize', 'token:admin')).toBeGreaterThan(5);
   }, 60_000);
 
   it('SIGTERM: exit 0, lock released, running partitions recorded as stopped by the host; always restarts them, on-failure does not', async () => {
@@ -174,9 +198,17 @@ describe('serve as a daemon', () => {
       expect((await cli([...base, 'stop', 'md'])).code).toBe(0);
       const audit = await cli([...base, 'audit', '--partition', 'md', '--action', 'partition.stop']);
       expect(audit.stdout).toMatch(/token:admin partition\.stop \/partitions\/md success/);
+      // A real report: verified offline with the host's public key and the nonce.
       const attest = await cli([...base, 'attest', '--nonce', '00112233445566778899']);
-      expect(attest.code).toBe(1);
-      expect(attest.stderr).toMatch(/^ERR_NOT_IMPLEMENTED: attestation is not available/);
+      expect(attest.code, attest.stderr).toBe(0);
+      writeFileSync(`${config}/report.json`, attest.stdout);
+      expect((await cli(['attest', 'key', '--data-dir', `${config}/data`, '--out', `${config}/host.pub`])).code).toBe(0);
+      const md = createHash('sha256').update(readFileSync(transform)).digest('hex');
+      const checked = await cli(['attest', 'verify', `${config}/report.json`, '--key', `${config}/host.pub`, '--nonce', '00112233445566778899', '--expect-measurement', md]);
+      expect(checked.code, checked.stderr).toBe(0);
+      expect(checked.stdout).toMatch(/^host report verified: format, key, signature, nonce, log \(\d+ events\), partitions, expectations$/m);
+      const asked = await cli([...base, 'audit', '--action', 'attestation.request', '--json']);
+      expect(JSON.parse(asked.stdout).records).toMatchObject([{ actor: 'token:admin', action: 'attestation.request', outcome: 'success' }]);
       // A wrong pin: refused before the token is sent.
       const wrong = await cli(['--host', s.url, '--token-file', tokenFile, '--fingerprint', 'AB'.repeat(32), 'ps']);
       expect(wrong.code).toBe(69);

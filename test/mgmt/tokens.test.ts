@@ -105,7 +105,7 @@ describe('tokens', () => {
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(events.at(-1)).toEqual(['end', { code: 'ERR_UNAUTHENTICATED', message: 'the token was revoked' }]);
     expect((await status(token)).status).toBe(401);
-    const rec = h.audit.all().filter((r) => r.action === 'token.revoke').at(-1)!;
+    const rec = (await h.records()).filter((r) => r.action === 'token.revoke').at(-1)!;
     expect(rec).toMatchObject({ actor: 'token:owner', target: 'token:streamer', outcome: 'success' });
   });
 
@@ -144,7 +144,7 @@ describe('deny assignments, mutual TLS and rate limits', () => {
     await h.running.host.stop('a', 'test');
     const r = await h.client(token).request('POST', '/partitions/a/disk/wipe');
     expect(r.status).toBe(403);
-    const rec = h.audit.all().filter((x) => x.actor === 'token:op' && x.details?.permission === 'disks/wipe').at(-1)!;
+    const rec = (await h.records()).filter((x) => x.actor === 'token:op' && x.details?.permission === 'disks/wipe').at(-1)!;
     expect(rec).toMatchObject({ outcome: 'denied', reason: 'deny:no-wipe-on-a@/partitions/a', target: '/partitions/a' });
     // The same role may still do what is not denied.
     expect((await h.client(token).request('POST', '/partitions/a/start')).status).toBe(200);

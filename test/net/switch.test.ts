@@ -10,6 +10,7 @@ import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
 import { NetDevice, NetStat, readNetMetrics } from '../../host/devices/net.ts';
 import { NicPort } from '../../host/net/port.ts';
+import { SharedRing } from '../../host/channel/ring.ts';
 import { allocateStats } from '../../host/channel/stats.ts';
 import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
 
@@ -378,6 +379,29 @@ describe('host endpoint', () => {
   });
 });
 
+describe('observing the switch', () => {
+  it('tells an observer every frame\'s metadata and outcome, never its payload, until it stops', async () => {
+    const { Hypervisor } = await import('../../host/index.ts');
+    const hv = new Hypervisor();
+    try {
+      const seen: unknown[] = [];
+      const stop = hv.observeNetwork((f) => seen.push(f));
+      const a = hv.attachNet('obs');
+      const b = hv.attachNet('obs');
+      expect(a.send(b.address, 'secret payload')).toBe('delivered');
+      expect(a.send(0x0a0000ff, 'to nowhere')).toBe('no-route');
+      stop();
+      a.send(b.address, 'after stop');
+      expect(seen).toEqual([
+        { segment: 'obs', src: a.address, dst: b.address, bytes: 14, outcome: 'delivered' },
+        { segment: 'obs', src: a.address, dst: 0x0a0000ff, bytes: 10, outcome: 'no-route' },
+      ]);
+    } finally {
+      await hv.close();
+    }
+  });
+});
+
 describe('direct delivery and flow control (ABI 1.3)', () => {
   const u32 = (i: number) => {
     const f = new Uint8Array(64);
@@ -454,6 +478,17 @@ describe('direct delivery and flow control (ABI 1.3)', () => {
     expect(sender.poll(1000, victim.address)).toBe(HV_NET_POLL_READABLE | HV_NET_POLL_WRITABLE);
     // A malformed poll is refused.
     expect(sender.dev.handlers.get(HvCall.NET_POLL)!(new Uint8Array(12), 12, new Uint8Array(0), 0)).toBe(-HvStatus.INVALID_ARGUMENT);
+  });
+
+  it('NET_POLL with a destination returns at once when the NIC\'s receive ring closes, whatever its timeout', () => {
+    const { nic } = lan();
+    const victim = nic('victim', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    const sender = nic('sender', { segment: 'blue', mtu: 1000 });
+    expect(sender.send(victim.address, new Uint8Array(1000))).toBe(1000); // victim full: not writable
+    new SharedRing(sender.att.init.port.rx).close(); // as when the sender's partition is being destroyed
+    const t0 = performance.now();
+    expect(sender.poll(3000, victim.address)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(1500);
   });
 
   it('a NIC whose partition ended is down: frames to it are dropped and counted, never waited for', async () => {

@@ -18,6 +18,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
+
+/** What the hello guest prints about the ABI it runs on. */
+const ABI_LINE = `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`;
 
 // Packing (with declarations) and installing take tens of seconds on a loaded 2-core machine.
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 600_000 });
@@ -172,7 +176,7 @@ describe('the CLI, from the app', () => {
   it('npx wasmvisor run with --fuel: binaryen loads from the installed dependencies', async () => {
     const r = await inApp('npx', ['--no-install', 'wasmvisor', 'run', '--fuel', '50000000', 'node_modules/wasmvisor/build/guests/hello.wasm', 'a']);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('Hello from a Wasmvisor partition!\nABI version 1.3\narg[0]=a\n');
+    expect(r.stdout).toBe(`Hello from a Wasmvisor partition!\n${ABI_LINE}\narg[0]=a\n`);
     expect(r.code).toBe(0);
   });
 
@@ -181,6 +185,16 @@ describe('the CLI, from the app', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('[hello] Hello from a Wasmvisor partition!');
     expect(r.stdout).toContain('network: pong received');
+  });
+
+  it('npx wasmvisor lab: the labs, their guests and the dashboard ship', async () => {
+    const list = await inApp('npx', ['--no-install', 'wasmvisor', 'lab', '--list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^\s*1\s+memory-isolation\s+live/m);
+    const r = await inApp('npx', ['--no-install', 'wasmvisor', 'lab', 'narrow-interface']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^RESULT: HELD/m);
+    for (const f of ['index.html', 'app.js', 'app.css']) expect(readdirSync(path.join(app, 'node_modules/wasmvisor/dist/labs/web'))).toContain(f);
   });
 
   it('the C and Rust examples and the C header ship, and run', async () => {

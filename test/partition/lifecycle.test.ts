@@ -1,3 +1,4 @@
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionState } from '../../host/index.ts';
 import { collect, guest, runToExit, hypervisor } from '../helpers.ts';
@@ -18,7 +19,7 @@ describe('partition lifecycle', () => {
     const exit = await runToExit(p);
     expect(exit).toMatchObject({ state: 'exited', code: 0, reason: 'exit' });
     expect(exit.error).toBeUndefined();
-    expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=x', 'arg[1]=y z']);
+    expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`, 'arg[0]=x', 'arg[1]=y z']);
     expect(exit.metrics.hypercalls).toBeGreaterThan(0);
     expect(exit.metrics.hypercallsByCall.CONSOLE_WRITE).toBeGreaterThan(0);
     expect(exit.metrics.memoryBytes).toBeGreaterThan(0);

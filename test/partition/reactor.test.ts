@@ -223,3 +223,41 @@ describe('partition pools', () => {
     expect(hv.partitions()).toEqual([]);
   });
 });
+
+describe('call input is copied at the call (issue #10.4)', () => {
+  const inputs: [string, () => Uint8Array][] = [
+    ['a Buffer', () => Buffer.from('abcdef')],
+    ['a Buffer from the pool (a view of a larger ArrayBuffer)', () => Buffer.from('abcdef', 'latin1')],
+    ['a subarray view', () => new TextEncoder().encode('xxabcdefxx').subarray(2, 8)],
+    ['a Uint8Array', () => new TextEncoder().encode('abcdef')],
+  ];
+
+  for (const [kind, make] of inputs) {
+    it(`${kind}: never zeroed by the call, and changes after call() never reach the guest`, async () => {
+      hv = new Hypervisor();
+      const { p } = await reactor();
+      // A slow call first, so the next one waits in the queue while the caller changes its buffer.
+      const slow = p.call('upper', 'x'.repeat(100_000));
+      const input = make();
+      const before = Uint8Array.from(input);
+      const answer = p.call('upper', input);
+      input.set(new TextEncoder().encode('ZZZZZZ'));
+      input.set(before); // and back: only the bytes at the call count
+      input.fill(0x71); // 'q'
+      await slow;
+      expect(text(await answer)).toBe('ABCDEF');
+      // The caller's buffer holds what the caller last wrote, not zeros.
+      expect([...input]).toEqual(new Array(6).fill(0x71));
+      // And a buffer nobody touches after the call is intact once the call is done.
+      const kept = make();
+      await p.call('upper', kept);
+      expect([...kept]).toEqual([...before]);
+    });
+  }
+
+  it('a string: its bytes at the call are what the guest sees', async () => {
+    hv = new Hypervisor();
+    const { p } = await reactor();
+    expect(text(await p.call('upper', 'abcdef'))).toBe('ABCDEF');
+  });
+});

@@ -127,7 +127,7 @@ describe('the channel, from a compromised child', () => {
     ['nan-counter', /counter 0 is NaN/],
     ['other-slot', /for slot 7 \(this process hosts slot 1 only\)/],
     ['twice-running', /a second running message/],
-    ['huge-record', /a record of 65536 bytes for ring 0 that the root's copy cannot take/],
+    ['huge-record', /a record of 262144 bytes for ring 0 that the root's copy cannot take/],
   ];
 
   it.each(forged)('%s: the child is killed, the partition ends with ERR_KILLED and a violation, the root stays healthy', async (scenario, reason) => {

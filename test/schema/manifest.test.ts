@@ -7,6 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Hypervisor, loadManifest } from '../../host/index.ts';
 import { MAX_MANIFEST_BYTES } from '../../host/schema/manifest.ts';
 import { collect, guest, runToExit } from '../helpers.ts';
+import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
+
+/** What the hello guest prints about the ABI it runs on. */
+const ABI_LINE = `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`;
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'wv-manifest-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,7 +51,7 @@ describe('loadManifest', () => {
       const p = await hv.createPartition(withoutWasi);
       const out = collect(p);
       expect(await runToExit(p)).toMatchObject({ state: 'exited', code: 0 });
-      expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', 'ABI version 1.3', 'arg[0]=from', 'arg[1]=manifest']);
+      expect(out.stdout).toEqual(['Hello from a Wasmvisor partition!', ABI_LINE, 'arg[0]=from', 'arg[1]=manifest']);
     } finally {
       await hv.close();
     }

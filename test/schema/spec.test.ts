@@ -8,7 +8,7 @@ import { Ajv } from 'ajv';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionSpec } from '../../host/index.ts';
-import { CallOptionsSchema, HypervisorOptionsSchema, ManifestSchema, MAX_TIMER_MS, PartitionSpecSchema, RestartPolicySchema, explain, jsonSchemas } from '../../host/schema/index.ts';
+import { CallOptionsSchema, HypervisorOptionsSchema, ManifestSchema, MAX_TIMER_MS, PartitionSpecSchema, PolicySchema, RestartPolicySchema, explain, jsonSchemas } from '../../host/schema/index.ts';
 import { guest } from '../helpers.ts';
 
 const hv = new Hypervisor({ dataDir: '/nonexistent/never-touched' });
@@ -69,6 +69,23 @@ describe('partition spec: typos, types and ranges are refused naming the path', 
     expect(() => new Hypervisor({ maxModuleBytes: 7 })).toThrow('maxModuleBytes: expected an integer from 8 to 1073741824, got the number 7');
   });
 
+  it('the security fields: policy, audit, actor, spec.signature, devices.attestation', async () => {
+    const module = guest('hello');
+    expect(() => new Hypervisor({ polcy: {} } as never)).toThrow('Hypervisor options: polcy: unknown key; did you mean policy?');
+    expect(() => new Hypervisor({ policy: 5 } as never)).toThrow('Hypervisor options: policy: expected a Policy, an object or a path, got the number 5');
+    expect(() => new Hypervisor({ policy: { publisher: {} } } as never)).toThrow('Hypervisor options: policy.publisher: unknown key; did you mean publishers?');
+    expect(() => new Hypervisor({ policy: { requireSignature: 'yes' } } as never)).toThrow('policy.requireSignature: expected a boolean, got the string "yes"');
+    expect(() => new Hypervisor({ audit: { durabilty: 'record' } } as never)).toThrow('Hypervisor options: audit.durabilty: unknown key; did you mean durability?');
+    expect(() => new Hypervisor({ audit: { maxFileBytes: 4095 } })).toThrow('audit.maxFileBytes: expected an integer from 4096 to 1073741824, got the number 4095');
+    expect(() => new Hypervisor({ audit: 'yes' } as never)).toThrow('audit: expected a boolean, an object or an AuditSink (an object with record and note functions), got the string "yes"');
+    expect(() => new Hypervisor({ actor: '' })).toThrow('Hypervisor options: actor: expected a string of 1 to 256 characters, got the string ""');
+    expect(() => new Hypervisor({ actor: 'x'.repeat(257) })).toThrow('actor: expected a string of 1 to 256 characters');
+    expect(await refusal({ name: 'a', module, signature: 5 })).toContain('signature: expected a Uint8Array or a path, got the number 5');
+    expect(await refusal({ name: 'a', module, signatures: 'a.sig' })).toContain('signatures: unknown key; did you mean signature?');
+    expect(await refusal({ name: 'a', module, devices: { attestation: 'yes' } })).toContain('devices.attestation: expected a boolean, got the string "yes"');
+    expect(await refusal({ name: 'a', module, devices: { attestaton: true } })).toContain('devices.attestaton: unknown key; did you mean attestation?');
+  });
+
   it('call and pool options are checked the same way', async () => {
     await expect(hv.createPool({ name: 'p', module: guest('transform') }, { size: 0 })).rejects.toThrow('pool options: size: expected an integer from 1 to 1024, got the number 0');
     const p = await hv.createPartition({ name: 'opts', module: guest('transform'), kind: 'reactor' });
@@ -122,6 +139,7 @@ function objects(schema: TSchema, at = '(root)', out: [string, TSchema][] = []):
     out.push([at, schema]);
     for (const [k, v] of Object.entries(schema.properties as Record<string, TSchema>)) objects(v, `${at}.${k}`, out);
   }
+  if (schema[Kind] === 'Record') for (const v of Object.values(schema.patternProperties as Record<string, TSchema>)) objects(v, `${at}.*`, out);
   for (const v of (schema.anyOf as TSchema[] | undefined) ?? []) objects(v, at, out);
   if (schema.items) objects(schema.items as TSchema, `${at}[]`, out);
   return out;
@@ -130,7 +148,7 @@ function objects(schema: TSchema, at = '(root)', out: [string, TSchema][] = []):
 describe('the schema tree', () => {
   it('every object in every exported schema is closed: a typo can never be ignored', () => {
     expect(objects(PartitionSpecSchema).length).toBeGreaterThan(15);
-    for (const root of [PartitionSpecSchema, HypervisorOptionsSchema, ManifestSchema, CallOptionsSchema]) {
+    for (const root of [PartitionSpecSchema, HypervisorOptionsSchema, ManifestSchema, CallOptionsSchema, PolicySchema]) {
       const all = objects(root);
       expect(all.length).toBeGreaterThan(0);
       for (const [at, s] of all) expect(s.additionalProperties, at).toBe(false);

@@ -130,21 +130,45 @@ describe('WASI table', () => {
     expect(h.dv.getBigUint64(3100 + 16, true) & BigInt(Rights.FD_WRITE)).toBe(0n);
   });
 
-  it('enforces the fd, byte, inode and path-length quotas', () => {
-    const h = harness({ quotas: { maxFds: 5, maxBytes: 100, maxInodes: 4, maxPathBytes: 32 } });
+  it('enforces the fd, byte, entry and path-length quotas', () => {
+    // Bytes count contents and names: 'a' and 'b' take one byte each.
+    const h = harness({ quotas: { maxFds: 5, maxBytes: 102, maxInodes: 4, maxPathBytes: 32 } });
     const [e, fd] = open(h, 'a', Oflags.CREAT); // fd 4: stdio + preopen + this = 5
     expect(e).toBe(0);
     expect(open(h, 'b', Oflags.CREAT)[0]).toBe(Errno.MFILE);
     expect(write(h, fd, 'x'.repeat(100))).toBe(0);
-    expect(write(h, fd, 'y')).toBe(Errno.NOSPC);
     h.call('fd_close', fd);
     expect(open(h, 'b', Oflags.CREAT)[0]).toBe(0);
+    expect(write(h, 4, 'y')).toBe(Errno.NOSPC); // 100 + 'a' + 'b' = 102: full
     expect(open(h, 'c', Oflags.CREAT)[0]).toBe(Errno.MFILE);
+    h.call('fd_close', 4);
+    // Entries: the preopen root, 'a', 'b', and one more.
+    const p = (at: number, name: string): [number, number] => [at, h.put(at, name)];
+    expect(h.call('path_unlink_file', PREOPEN, ...p(1024, 'a'))).toBe(0);
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'c'))).toBe(0);
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'd'))).toBe(0);
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'e'))).toBe(Errno.NOSPC);
     expect(open(h, 'x'.repeat(33), Oflags.CREAT)[0]).toBe(Errno.NAMETOOLONG);
   });
 
+  it('every name counts: hard links and symlinks hit the entry quota with ENOSPC, and give it back', () => {
+    const h = harness({ quotas: { maxInodes: 10 } });
+    const [, fd] = open(h, 'f', Oflags.CREAT);
+    h.call('fd_close', fd);
+    const p = (at: number, name: string): [number, number] => [at, h.put(at, name)];
+    const results: number[] = [];
+    for (let i = 0; i < 10; i++) results.push(h.call('path_link', PREOPEN, 0, ...p(1024, 'f'), PREOPEN, ...p(1100, `l${i}`)));
+    // root + f = 2 entries; 8 links fit.
+    expect(results).toEqual([0, 0, 0, 0, 0, 0, 0, 0, Errno.NOSPC, Errno.NOSPC]);
+    expect(h.call('path_symlink', ...p(1024, 'f'), PREOPEN, ...p(1100, 's'))).toBe(Errno.NOSPC);
+    expect(h.call('path_unlink_file', PREOPEN, ...p(1024, 'l0'))).toBe(0);
+    expect(h.call('path_symlink', ...p(1024, 'f'), PREOPEN, ...p(1100, 's'))).toBe(0);
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'd'))).toBe(Errno.NOSPC);
+    expect(h.wasi.quota.entries).toBe(10);
+  });
+
   it('an unlinked file that is still open keeps its bytes on the quota until closed', () => {
-    const h = harness({ quotas: { maxBytes: 10 } });
+    const h = harness({ quotas: { maxBytes: 11 } }); // 10 bytes of contents and one one-byte name
     const [, fd] = open(h, 'a', Oflags.CREAT);
     expect(write(h, fd, '0123456789')).toBe(0);
     const len = h.put(1024, 'a');
@@ -178,10 +202,13 @@ describe('WASI table', () => {
     const DIR = BigInt(Rights.FD_READDIR | Rights.PATH_OPEN);
     expect(open(h, 'inside', Oflags.DIRECTORY, DIR)[0]).toBe(0);
     expect(open(h, 'inside', 0, ALL)[0]).toBe(Errno.ISDIR); // a directory cannot be opened for writing
-    // A directory fd opened inside the preopen cannot climb above the preopen either.
+    // `..` is confined to the directory fd a path starts from (as Wasmtime's cap-std): a
+    // directory fd opened inside the preopen cannot climb to its parent, let alone above.
     const [, sub] = open(h, 'sub', Oflags.DIRECTORY, DIR);
-    expect(open(h, '..', 0, DIR, 0, sub)[0]).toBe(0);
+    expect(open(h, '..', 0, DIR, 0, sub)[0]).toBe(Errno.NOTCAPABLE);
     expect(open(h, '../..', 0, DIR, 0, sub)[0]).toBe(Errno.NOTCAPABLE);
+    expect(open(h, 'x/..', 0, DIR, 0, sub)[0]).toBe(Errno.NOENT);
+    expect(open(h, 'sub/..', Oflags.DIRECTORY, DIR)[0]).toBe(0); // down and back up: fine
     const nul = h.put(1024, 'sub\0x');
     expect(h.call('path_open', PREOPEN, 1, 1024, nul, 0, ALL, ALL, 0, 2048)).toBe(Errno.INVAL);
   });
@@ -233,11 +260,40 @@ describe('WASI table', () => {
     expect(() => h.call('sched_yield')).toThrow(GuestExit);
   });
 
-  it('unsupported calls answer ENOSYS / ENOTSUP', () => {
+  it('proc_raise is ENOSYS; sock_* are EBADF on a bad fd and ENOTSOCK on any open one (none is a socket)', () => {
     const h = harness();
     expect(h.call('proc_raise', 9)).toBe(Errno.NOSYS);
-    expect(h.call('sock_accept', 3, 0, 100)).toBe(Errno.NOTSUP);
-    expect(h.call('sock_send', 3, 0, 0, 0, 100)).toBe(Errno.NOTSUP);
+    for (const fd of [0, 1, 2, PREOPEN]) {
+      expect(h.call('sock_accept', fd, 0, 100)).toBe(Errno.NOTSOCK);
+      expect(h.call('sock_recv', fd, 0, 0, 0, 100, 104)).toBe(Errno.NOTSOCK);
+      expect(h.call('sock_send', fd, 0, 0, 0, 100)).toBe(Errno.NOTSOCK);
+      expect(h.call('sock_shutdown', fd, 2)).toBe(Errno.NOTSOCK);
+    }
+    for (const fd of [4, 99, -1]) {
+      expect(h.call('sock_accept', fd, 0, 100)).toBe(Errno.BADF);
+      expect(h.call('sock_recv', fd, 0, 0, 0, 100, 104)).toBe(Errno.BADF);
+      expect(h.call('sock_send', fd, 0, 0, 0, 100)).toBe(Errno.BADF);
+      expect(h.call('sock_shutdown', fd, 2)).toBe(Errno.BADF);
+    }
+  });
+
+  it('path semantics as Wasmtime: absolute symlink targets EPERM, trailing slashes on link and symlink destinations', () => {
+    const h = harness({ entries: [{ path: 'file', kind: 'file', data: new Uint8Array([1]) }, { path: 'dir', kind: 'dir' }] });
+    const p = (at: number, name: string): [number, number] => [at, h.put(at, name)];
+    expect(h.call('path_symlink', ...p(1024, '/etc/passwd'), PREOPEN, ...p(1100, 'abs'))).toBe(Errno.PERM);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'target/'))).toBe(Errno.NOENT);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'dir/'))).toBe(Errno.EXIST);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'dir'))).toBe(Errno.EXIST);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'file/'))).toBe(Errno.NOTDIR);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'file'))).toBe(Errno.EXIST);
+    expect(h.call('path_symlink', ...p(1024, 'source'), PREOPEN, ...p(1100, 'target'))).toBe(0); // dangling is fine
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'file'), PREOPEN, ...p(1100, 'link/'))).toBe(Errno.NOENT);
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'file/'), PREOPEN, ...p(1100, 'link'))).toBe(Errno.NOTDIR);
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'file'), PREOPEN, ...p(1100, 'dir'))).toBe(Errno.EXIST);
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'dir'), PREOPEN, ...p(1100, 'link'))).toBe(Errno.PERM);
+    expect(h.call('path_link', PREOPEN, 1, ...p(1024, 'file'), PREOPEN, ...p(1100, 'link'))).toBe(Errno.INVAL); // SYMLINK_FOLLOW
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'target'), PREOPEN, ...p(1100, 'link'))).toBe(0); // a link to a symlink
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'file'), PREOPEN, ...p(1100, 'file'))).toBe(Errno.EXIST);
   });
 
   it('poll_oneoff: a clock subscription fires; stdin at EOF is ready', () => {
@@ -291,17 +347,17 @@ describe('WASI table: resource edges', () => {
       const [, fd] = open(h, name, Oflags.CREAT);
       expect(h.call('fd_filestat_set_size', fd, 90_000n)).toBe(0);
       expect(h.call('fd_filestat_set_size', fd, 10n)).toBe(0);
-      files.push(h.wasi.vfs.mounts[0]!.root.entries.get(name) as { data: Uint8Array; size: number });
+      files.push(h.wasi.vfs.roots[0]!.entries.get(name) as { data: Uint8Array; size: number });
     }
     const held = files.reduce((n, f) => n + f.data.length, 0);
     expect(held).toBeLessThanOrEqual(4 * (10 + 5 + 64));
-    expect(h.wasi.vfs.bytesUsed).toBe(40);
+    expect(h.wasi.quota.bytes).toBe(40 + 4); // contents, and the four one-byte names
   });
 
   it('closing the instance scrubs file contents, linked or only open', () => {
     const h = harness({ entries: [{ path: 'kept', kind: 'file', data: new Uint8Array([7, 7, 7]) }] });
     const [, fd] = open(h, 'kept', 0, BigInt(Rights.FD_READ));
-    const file = (h.wasi.vfs.mounts[0]!.root.entries.get('kept') as { data: Uint8Array });
+    const file = (h.wasi.vfs.roots[0]!.entries.get('kept') as { data: Uint8Array });
     const data = file.data;
     expect(fd).toBeGreaterThan(3);
     h.wasi.close();

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,9 +117,9 @@ describe('C guests on WASI', () => {
     expect(exit.code).toBe(7);
   });
 
-  it('fs: the file-system exercise passes, and the seed folder on the host is untouched', async () => {
+  it('fs (copy mode): the file-system exercise passes, and the seed folder on the host is untouched', async () => {
     const before = snapshot(seed);
-    const r = await ours(c('fs'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: seed }] });
+    const r = await ours(c('fs'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: seed, mode: 'copy' }] });
     expect(r.exit.code).toBe(0);
     expect(r.stdout).toContain('rename b -> c                ok');
     expect(r.stdout).toContain('rmdir work (not empty)       Directory not empty');
@@ -127,31 +127,51 @@ describe('C guests on WASI', () => {
     expect(snapshot(seed)).toEqual(before);
   });
 
-  it('escape: every attempt to leave the preopen fails with the right errno; the host is untouched', async () => {
+  /** escape.c's verdicts: absolute symlinks cannot even be created (EPERM), so opening `abs` is ENOENT. */
+  const ESCAPE_VERDICTS = {
+    dotdot: 'errno 76',
+    'dotdot-deep': 'errno 76',
+    absolute: 'errno 76',
+    'symlink-up': 'errno 76',
+    'symlink-abs': 'errno 44',
+    'symlink-abs-nofollow': 'errno 44',
+    'symlink-nested': 'errno 76',
+    'symlink-loop': 'errno 32',
+    'dotdot-only': 'errno 76',
+    'libc ../../etc/passwd': 'errno 76',
+    'libc /etc/passwd': 'errno 76',
+    'libc root/../..': 'errno 76',
+    'libc symlink-up': 'errno 76',
+    'libc mkdir ../escaped': 'errno 76',
+    'raw mkdir ../escaped': 'errno 76',
+    'raw rename to ../x': 'errno 76',
+    'raw symlink+create': 'errno 76',
+    contained: '',
+  };
+
+  it('escape (rw mode, a real host folder): every attempt fails; the guest\'s own links stay inside; nothing outside changes', async () => {
+    const box = path.join(work, 'rw-escape');
+    cpSync(seed, box, { recursive: true, verbatimSymlinks: true });
+    const outsideOf = (snap: Record<string, string>) => Object.fromEntries(Object.entries(snap).filter(([k]) => !k.startsWith('rw-escape/')));
+    const outside = outsideOf(snapshot(work));
+    const r = await ours(c('escape'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: box, mode: 'rw' }] });
+    const lines = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, 24).trim(), l.slice(25).trim()]));
+    expect(lines).toEqual(ESCAPE_VERDICTS);
+    expect(r.exit.code).toBe(0);
+    expect(outsideOf(snapshot(work))).toEqual(outside);
+    expect(existsSync(path.join(work, 'escaped'))).toBe(false);
+    expect(existsSync(path.join(work, 'x'))).toBe(false);
+    // What the guest did create is inside the folder, and its symlinks are relative.
+    expect(readlinkSync(path.join(box, 'up'))).toBe('../..');
+    expect(existsSync(path.join(box, 'abs'))).toBe(false);
+  });
+
+  it('escape (copy mode): every attempt to leave the preopen fails with the right errno; the host is untouched', async () => {
     const before = snapshot(seed);
     const parent = snapshot(work);
-    const r = await ours(c('escape'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: seed }] });
+    const r = await ours(c('escape'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: seed, mode: 'copy' }] });
     const lines = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, 24).trim(), l.slice(25).trim()]));
-    expect(lines).toEqual({
-      dotdot: 'errno 76',
-      'dotdot-deep': 'errno 76',
-      absolute: 'errno 76',
-      'symlink-up': 'errno 76',
-      'symlink-abs': 'errno 76',
-      'symlink-abs-nofollow': 'errno 32',
-      'symlink-nested': 'errno 76',
-      'symlink-loop': 'errno 32',
-      'dotdot-only': 'errno 76',
-      'libc ../../etc/passwd': 'errno 76',
-      'libc /etc/passwd': 'errno 76',
-      'libc root/../..': 'errno 76',
-      'libc symlink-up': 'errno 76',
-      'libc mkdir ../escaped': 'errno 76',
-      'raw mkdir ../escaped': 'errno 76',
-      'raw rename to ../x': 'errno 76',
-      'raw symlink+create': 'errno 76',
-      contained: '',
-    });
+    expect(lines).toEqual(ESCAPE_VERDICTS);
     expect(r.exit.code).toBe(0);
     expect(snapshot(seed)).toEqual(before);
     expect(snapshot(work)).toEqual(parent);
@@ -166,7 +186,10 @@ describe('C guests on WASI', () => {
 
   it('WASI limits: the byte quota refuses a seed that does not fit (ERR_INVALID_ARGUMENT)', async () => {
     const hv = hypervisor();
-    await expect(hv.createPartition({ name: 'q', module: c('cat'), wasi: { preopens: [{ guestPath: '/d', hostPath: seed }], quotas: { maxBytes: 10 } } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPartition({ name: 'q', module: c('cat'), wasi: { preopens: [{ guestPath: '/d', hostPath: seed, mode: 'copy' }], quotas: { maxBytes: 10 } } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/--wasi-quota/) });
+    // In place (ro, the default), the same folder costs nothing up front.
+    const p = await hv.createPartition({ name: 'q', module: c('cat'), wasi: { preopens: [{ guestPath: '/d', hostPath: seed }], quotas: { maxBytes: 10 } } });
+    await p.destroy();
     await hv.close();
   });
 });
@@ -176,7 +199,7 @@ describe('a Rust (std) guest on WASI', () => {
   it('wc: args, env, stdin, read_dir, std::fs round trip; /etc/passwd stays out of reach', async () => {
     const r = await ours(wc, ['/data/note.txt', '/data/missing'], {
       env: { LIST_DIR: '/data', SCRATCH: '/data' },
-      preopens: [{ guestPath: '/data', hostPath: seed }],
+      preopens: [{ guestPath: '/data', hostPath: seed, mode: 'copy' }],
     });
     expect(r.stdout).toBe('2 4 24 /data/note.txt\nls /data: docs host-link note.txt\nfs: written by rust 16 renamed-away=true\n/etc/passwd: Uncategorized\n');
     expect(r.stderr).toBe('wc: /data/missing: errno 44\n');
@@ -226,13 +249,33 @@ describe('differential: ours vs node:wasi, for programs that stay inside their p
       const copy = path.join(work, `copy-${name}`);
       cpSync(seed, copy, { recursive: true, verbatimSymlinks: true });
       const theirs = await nodeWasi(c(name), [...args], { '/sandbox': copy });
-      const mine = await ours(c(name), [...args], { preopens: [{ guestPath: '/sandbox', hostPath: seed }] });
+      const mine = await ours(c(name), [...args], { preopens: [{ guestPath: '/sandbox', hostPath: seed, mode: 'copy' }] });
       // node:wasi shares one file for stdout and stderr here; hello's stderr line is compared apart.
       const theirStdout = theirs.stdout.replace('this goes to stderr\n', '');
       expect(mine.stdout).toBe(theirStdout);
       expect(mine.exit.code).toBe(theirs.code);
     });
   }
+
+  it('fs in rw mode: same stdout and exit code as node:wasi, and the host folders end up the same', async () => {
+    const theirsDir = path.join(work, 'diff-rw-theirs');
+    const mineDir = path.join(work, 'diff-rw-mine');
+    cpSync(seed, theirsDir, { recursive: true, verbatimSymlinks: true });
+    cpSync(seed, mineDir, { recursive: true, verbatimSymlinks: true });
+    const theirs = await nodeWasi(c('fs'), ['/sandbox'], { '/sandbox': theirsDir });
+    const mine = await ours(c('fs'), ['/sandbox'], { preopens: [{ guestPath: '/sandbox', hostPath: mineDir, mode: 'rw' }] });
+    expect(mine.stdout).toBe(theirs.stdout);
+    expect(mine.exit.code).toBe(theirs.code);
+    const shape = (d: string) => Object.fromEntries(Object.entries(snapshot(d)).map(([k, v]) => [k, v.split(':')[0]]));
+    expect(shape(mineDir)).toEqual(shape(theirsDir));
+  });
+
+  it('cat in ro mode reads the host folder in place: same as node:wasi', async () => {
+    const theirs = await nodeWasi(c('cat'), ['/sandbox/note.txt', '/sandbox/docs/readme.md'], { '/sandbox': seed });
+    const mine = await ours(c('cat'), ['/sandbox/note.txt', '/sandbox/docs/readme.md'], { preopens: [{ guestPath: '/sandbox', hostPath: seed }] });
+    expect(mine.stdout).toBe(theirs.stdout);
+    expect(mine.exit.code).toBe(theirs.code);
+  });
 });
 
 describe('wasmvisor run (WASI)', () => {
@@ -246,9 +289,13 @@ describe('wasmvisor run (WASI)', () => {
 
   it('--dir and --env; the exit code is the program\'s; stdout and stderr stay apart; the host folder is never written', async () => {
     const before = snapshot(seed);
-    const r = await run([c('fs'), '--dir', `${seed}::/sandbox`, '--env', 'A=1', '--', '/sandbox']);
+    const r = await run([c('fs'), '--dir', `${seed}::/sandbox:copy`, '--env', 'A=1', '--', '/sandbox']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('rmdir work                   ok');
+    expect(snapshot(seed)).toEqual(before);
+    // The default mode is ro: the same program sees EROFS (errno 69) and the folder stays as it was.
+    const ro = await run([c('fs'), '--dir', `${seed}::/sandbox`, '--', '/sandbox']);
+    expect(ro.stdout).toContain('mkdir work                   Read-only file system');
     expect(snapshot(seed)).toEqual(before);
     const h = await run([c('hello'), '--env', 'GREETING=hi', '--', 'a']);
     expect(h).toEqual({ code: 1, stdout: 'hi from wasi\narg 1: a\n', stderr: 'this goes to stderr\n' });

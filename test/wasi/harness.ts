@@ -34,7 +34,7 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
   const config: ResolvedWasi = {
     args: ['prog', 'a1'],
     env: ['K=V'],
-    preopens: [{ guestPath: '/sandbox', readonly: options.readonly ?? false, entries: options.entries ?? [] }],
+    preopens: [{ guestPath: '/sandbox', kind: 'virtual', readonly: options.readonly ?? false, entries: options.entries ?? [] }],
     stdin: options.stdin === undefined ? { kind: 'none' } : { kind: 'bytes', bytes: enc.encode(options.stdin) },
     quotas: { ...WASI_QUOTA_DEFAULTS, ...options.quotas },
   };
@@ -43,7 +43,9 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     memory,
     console: {
       writeStream: (stream, b, n) => ((stream === 'stdout' ? stdout : stderr).push(dec.decode(b.subarray(0, n))), n),
-      readLine: () => -1,
+      readStream: () => 0,
+      readableBytes: () => 0,
+      waitInput: () => {},
     },
     clock: { read: () => (t += 1_000_000n), resolutionNs: 1_000_000 },
     entropy: { fill: (out, n) => out.fill(0xab, 0, n) },
@@ -55,6 +57,7 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     },
     onCall: () => {},
     onFault: (name) => faults.push(name),
+    admit: () => true,
   });
   const fns = wasi.imports as unknown as Record<string, (...a: (number | bigint)[]) => number>;
   return {

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError, InvalidArgumentError } from '../../host/errors.ts';
-import { checkIntegrity } from '../../host/loader/integrity.ts';
+import { checkIntegrity } from '../../host/security/integrity.ts';
 import { measure } from '../../host/loader/measure.ts';
-import { guest } from './wat.ts';
+import { guest } from '../loader/wat.ts';
 
 describe('measure', () => {
   it('is the lowercase hex SHA-256 of the bytes, and stable', () => {

@@ -1,0 +1,138 @@
+/**
+ * `wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]… [--max-age <ms>]`
+ *   checks a host report (JSON, from `run --attest` or `hv.attest()`) or a guest report (the 512
+ *   bytes a guest got from ATTEST_REPORT): signature, nonce, log replay and expectations. On a
+ *   failure the error line names the check (`attestation nonce check failed: …`, exit 125).
+ * `wasmvisor attest key [--data-dir <dir>] [--out <file>]`
+ *   exports the host's attestation public key (created on first use), 33 bytes, or hex on stdout.
+ */
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { InvalidArgumentError, StorageError } from '../errors.ts';
+import { Hypervisor } from '../hypervisor.ts';
+import { Sha256 } from '../schema/kinds.ts';
+import { AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
+import { parsePublicKey, readKeyFile } from '../security/keys.ts';
+import { fromHex, toHex } from '../security/wire.ts';
+import { printable } from './common.ts';
+import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+/** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
+export function nonceOption(raw: string, name: string): string {
+  const bytes = fromHex(raw);
+  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return raw.toLowerCase();
+}
+
+function wholeMs(raw: string, name: string): number {
+  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return Number(raw);
+}
+
+export const attestVerifyCommand = {
+  name: 'attest verify',
+  summary: 'check a host or guest attestation report: signature, nonce, log replay, expectations',
+  usage: ['wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]'],
+  options: {
+    key: value('<file>', "the host's attestation public key (wasmvisor attest key); required", text),
+    nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
+    'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
+    'max-age': value('<ms>', 'refuse a host report older than this', wholeMs),
+  },
+  positionals: { names: ['report'], min: 1 },
+  notes: `A host report is the JSON of run --attest or hv.attest(); a guest report the 512 bytes a guest
+got from ATTEST_REPORT (docs/ABI.md). Exit status: 0 when every check passes; otherwise 125 with
+ERR_INTEGRITY naming the check that failed (format, key, signature, nonce, log, partitions,
+expectations, freshness).`,
+} satisfies CommandSpec<OptionTable>;
+
+export const attestKeyCommand = {
+  name: 'attest key',
+  summary: "export the host's attestation public key (made on first use)",
+  usage: ['wasmvisor attest key [--data-dir <dir>] [--out <file>]'],
+  options: {
+    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', text, { default: './.wasmvisor' }),
+    out: value('<file>', 'write the 33-byte public key here instead of printing it as hex', text),
+  },
+  positionals: { names: [], min: 0 },
+} satisfies CommandSpec<OptionTable>;
+
+export async function attestVerify(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(attestVerifyCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  if (values.key === undefined) throw new InvalidArgumentError('attest verify needs --key <host public key file>; see wasmvisor attest verify --help');
+  const nonce = values.nonce;
+  const expected = values['expect-measurement'] ?? [];
+  const maxAge = values['max-age'];
+  const key = parsePublicKey(await readKeyFile(values.key), values.key);
+  const file = positionals[0]!;
+  let bytes: Buffer;
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new InvalidArgumentError(`${file} is not a regular file`);
+    if (info.size > MAX_REPORT_BYTES) throw new AttestationCheckError('format', `${file} is ${info.size} bytes, more than a report can be`);
+    bytes = await readFile(file);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError || error instanceof AttestationCheckError) throw error;
+    throw new InvalidArgumentError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (bytes.length === GUEST_REPORT_BYTES && bytes.subarray(0, 4).toString('latin1') === 'WVGR') {
+    if (expected.length > 1) throw new InvalidArgumentError('a guest report is about one partition: give at most one --expect-measurement');
+    const r = verifyGuestReport(bytes, key, { ...(nonce !== undefined ? { nonce } : {}), ...(expected[0] !== undefined ? { measurement: expected[0] } : {}) });
+    process.stdout.write(
+      `guest report verified: certificate, signature${nonce !== undefined ? ', nonce' : ''}${expected.length ? ', expectations' : ''}\n` +
+        `  partition    ${printable(r.name)}\n  measurement  ${r.measurement}\n  spec hash    ${r.specHash}\n  signers      ${r.signerHash ?? '(unsigned)'}\n` +
+        `  report data  ${toHex(r.reportData)}\n  time         ${new Date(r.timeMs).toISOString()}\n`,
+    );
+    return 0;
+  }
+  const r = verifyReport(bytes.toString('utf8'), key, {
+    ...(nonce !== undefined ? { nonce } : {}),
+    measurements: expected,
+    ...(maxAge !== undefined ? { maxAgeMs: maxAge } : {}),
+  });
+  const lines = [
+    `host report verified: format, key, signature${nonce !== undefined ? ', nonce' : ''}, log (${r.events.length} events), partitions${expected.length ? ', expectations' : ''}${maxAge !== undefined ? ', freshness' : ''}`,
+    `  version      ${printable(r.version)}`,
+    `  time         ${printable(r.time)}`,
+    `  runtime      ${r.registers.runtime}`,
+    `  partitions   ${r.registers.partitions}`,
+    ...r.partitions.map((p) => printable(`  - ${p.name}: sha256:${p.measurement} ${p.admittedBy}${p.signers.length ? ` by ${p.signers.map((s) => s.publisher).join(', ')}` : ''} (${p.state})`)),
+  ];
+  if (nonce === undefined) lines.push('  note: no --nonce given, so this report may be a replay of an old one');
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+export async function attestKey(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(attestKeyCommand, argv);
+  if (parsed === null) return 0;
+  const { values } = parsed;
+  const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
+  try {
+    const key = hv.attestationPublicKey();
+    if (values.out === undefined) {
+      process.stdout.write(`${toHex(key)}\n`);
+    } else {
+      try {
+        await writeFile(values.out, key);
+      } catch (error) {
+        throw new StorageError(`cannot write ${values.out}: ${(error as Error).message}`, { cause: error });
+      }
+      process.stdout.write(`wrote ${values.out} (the host's attestation public key, 33 bytes)\n`);
+    }
+    return 0;
+  } finally {
+    await hv.close();
+  }
+}
+
+/** `run --attest <file>`: writes the host report (with the partition just created) as JSON. */
+export async function writeReport(hv: Hypervisor, file: string, nonce: string | undefined): Promise<void> {
+  const report = await hv.attest({ nonce: nonce ?? '' });
+  try {
+    await writeFile(file, JSON.stringify(report, null, 2) + '\n');
+  } catch (error) {
+    throw new StorageError(`cannot write ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * `wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]`
+ *   checks the audit log (default `<data-dir>/audit`, keys in `<data-dir>/keys`): every record's
+ *   chain link, MAC (with audit.key), the checkpoints' signatures (with host.pub) and the anchor
+ *   (audit.head). Exit 0 when it verifies; otherwise ERR_INTEGRITY naming the first bad record.
+ * `wasmvisor audit show [dir] [--partition <name>] [--action <a>] [--outcome <o>] [--since <time>] [--until <time>] [--json]`
+ *   prints the records that match (without verifying them: use verify for that).
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { InvalidArgumentError } from '../errors.ts';
+import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
+import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
+import { parsePublicKey } from '../security/keys.ts';
+import { printable } from './common.ts';
+import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
+
+function outcomeOption(raw: string, name: string): AuditOutcome {
+  if (!(OUTCOMES as readonly string[]).includes(raw)) throw new InvalidArgumentError(`${name} must be success, denied or failure, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return raw as AuditOutcome;
+}
+
+/** `--since` / `--until`: an ISO time or ms since the epoch. */
+function timeOption(raw: string, name: string): number {
+  const t = /^\d{1,15}$/.test(raw) ? Number(raw) : Date.parse(raw);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${JSON.stringify(raw.slice(0, 80))}`);
+  return t;
+}
+
+const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', text, { default: './.wasmvisor' });
+
+export const auditVerifyCommand = {
+  name: 'audit verify',
+  summary: "check an audit log: every record's MAC and chain link, the checkpoints' signatures, the anchor",
+  usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]'],
+  options: {
+    'data-dir': dataDirOption,
+    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', text, { default: '<data-dir>/keys, or <dir>/../keys' }),
+  },
+  positionals: { names: ['dir'], min: 0 },
+  notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
+host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
+Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record.`,
+} satisfies CommandSpec<OptionTable>;
+
+export const auditShowCommand = {
+  name: 'audit show',
+  summary: 'print the records of an audit log that match the filters (without verifying them)',
+  usage: ['wasmvisor audit show [dir] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]'],
+  options: {
+    'data-dir': dataDirOption,
+    partition: value('<name>', 'only records about this partition', text),
+    action: value('<action>', 'only this action (e.g. partition.create, api.request)', text),
+    outcome: value('<outcome>', 'only success, denied or failure', outcomeOption),
+    since: value('<time>', 'only records at or after this time (ISO, or ms since the epoch)', timeOption),
+    until: value('<time>', 'only records at or before this time', timeOption),
+    json: flag('one JSON record per line, as written'),
+  },
+  positionals: { names: ['dir'], min: 0 },
+  notes: 'Use wasmvisor audit verify to check the records; show only reads them.',
+} satisfies CommandSpec<OptionTable>;
+
+function logDir(positional: string | undefined, dataDir: string | undefined): string {
+  const dir = path.resolve(positional ?? path.join(dataDir ?? '.wasmvisor', 'audit'));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InvalidArgumentError(`there is no audit log directory at ${dir}`);
+  return dir;
+}
+
+function readOptional(file: string): Buffer | null {
+  try {
+    return readFileSync(file);
+  } catch {
+    return null;
+  }
+}
+
+export async function auditVerify(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(auditVerifyCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  const dir = logDir(positionals[0], values['data-dir']);
+  const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
+  const macKey = readOptional(path.join(keyDir, AUDIT_KEY_FILE));
+  const pub = readOptional(path.join(keyDir, HOST_PUBLIC_KEY_FILE));
+  const head = readOptional(path.join(keyDir, AUDIT_HEAD_FILE));
+  const v = verifyAuditLog(dir, {
+    macKey: macKey === null ? null : new Uint8Array(macKey),
+    publicKey: pub === null ? null : parsePublicKey(new Uint8Array(pub), path.join(keyDir, HOST_PUBLIC_KEY_FILE)),
+    head: head === null ? null : head.toString('utf8'),
+  });
+  if (!v.ok) throw auditFailure(v);
+  const checks = [v.macsChecked ? 'MACs' : null, 'chain', v.signaturesChecked ? `${v.checkpoints} checkpoint signatures` : null, v.anchorChecked ? 'anchor' : null].filter(Boolean).join(', ');
+  process.stdout.write(`audit log verified: ${v.records} records in ${v.files} file${v.files === 1 ? '' : 's'} (${checks})\n`);
+  process.stdout.write(`  last record: seq ${v.lastSeq}; last checkpoint: ${v.lastCheckpointSeq === null ? 'none' : `seq ${v.lastCheckpointSeq}`} (${v.uncheckpointed} records after it)\n`);
+  for (const note of v.notes) process.stdout.write(`  note: ${printable(note)}\n`);
+  return 0;
+}
+
+function format(r: AuditRecord): string {
+  const code = r.code ? ` ${r.code}` : '';
+  return `#${r.seq} ${printable(r.time)} ${printable(r.actor)} ${printable(r.action)} ${printable(r.target) || '-'} ${printable(r.outcome)}${printable(code)}: ${printable(r.reason)}`;
+}
+
+export async function auditShow(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(auditShowCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  const { records, skipped } = readAuditRecords(logDir(positionals[0], values['data-dir']), {
+    ...(values.partition !== undefined ? { partition: values.partition } : {}),
+    ...(values.action !== undefined ? { action: values.action } : {}),
+    ...(values.outcome !== undefined ? { outcome: values.outcome } : {}),
+    ...(values.since !== undefined ? { since: values.since } : {}),
+    ...(values.until !== undefined ? { until: values.until } : {}),
+  });
+  const out = records.map((r) => (values.json ? JSON.stringify(r) : format(r))).join('\n');
+  process.stdout.write(out.length > 0 ? `${out}\n` : '');
+  if (skipped > 0) process.stderr.write(`wasmvisor: ${skipped} line${skipped === 1 ? '' : 's'} that are not audit records were skipped (run audit verify)\n`);
+  return 0;
+}

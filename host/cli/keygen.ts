@@ -1,0 +1,38 @@
+/**
+ * `wasmvisor keygen <name>`: a new Ed25519 key pair in the WebAssembly signature format's
+ * serialization: `<name>.key` (65 bytes, mode 0600) and `<name>.pub` (33 bytes). Or name the files:
+ * `--secret-key <file> --public-key <file>` (wasmsign2's flags). Never overwrites a file.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import { generateKeyPair, keyIdHex, writeKeyPair } from '../security/keys.ts';
+import { toHex } from '../security/wire.ts';
+import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+
+export const keygenCommand = {
+  name: 'keygen',
+  summary: 'make an Ed25519 key pair for signing modules (<name>.key, 0600, and <name>.pub)',
+  usage: ['wasmvisor keygen <name>', 'wasmvisor keygen --secret-key <file> --public-key <file>'],
+  options: {
+    'secret-key': value('<file>', 'where the secret key goes (65 bytes, mode 0600), instead of <name>.key', text),
+    'public-key': value('<file>', 'where the public key goes (33 bytes), instead of <name>.pub', text),
+  },
+  positionals: { names: ['name'], min: 0 },
+  notes: `Keys are in the WebAssembly tool-conventions signature format's serialization (what wasmsign2
+reads and writes). An existing file is never overwritten (ERR_INVALID_ARGUMENT).`,
+} satisfies CommandSpec<OptionTable>;
+
+export async function keygen(argv: string[]): Promise<number> {
+  const parsed = parseOrHelp(keygenCommand, argv);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
+  const named = values['secret-key'] !== undefined || values['public-key'] !== undefined;
+  if (named ? positionals.length !== 0 || values['secret-key'] === undefined || values['public-key'] === undefined : positionals.length !== 1) {
+    throw new InvalidArgumentError('keygen takes a name (writing <name>.key and <name>.pub), or both --secret-key and --public-key; see wasmvisor keygen --help');
+  }
+  const secretFile = values['secret-key'] ?? `${positionals[0]}.key`;
+  const publicFile = values['public-key'] ?? `${positionals[0]}.pub`;
+  const key = generateKeyPair();
+  await writeKeyPair(key, secretFile, publicFile);
+  process.stdout.write(`secret key: ${secretFile} (mode 0600; keep it private)\npublic key: ${publicFile}\nkey id:     ${keyIdHex(key.publicKey)}\npublic:     01${toHex(key.publicKey.raw)}\n`);
+  return 0;
+}

@@ -1,0 +1,145 @@
+/**
+ * Measured boot, after the TCG event log: every security-relevant event the hypervisor goes
+ * through is appended to a log and extends a register,
+ *
+ *   digest = SHA-256(canonical JSON of { register, type, data })
+ *   pcr    = SHA-256(pcr ‖ digest)        (pcr starts as 32 zero bytes)
+ *
+ * so the registers commit to the exact sequence of events. Two registers, as TPM PCRs separate
+ * firmware from applications: `runtime` (Wasmvisor's version, the SHA-256 of its own code files,
+ * the policy in force and its changes) and `partitions` (each partition's module measurement,
+ * signers and resolved spec hash, and each device attached to it).
+ *
+ * `replayEventLog` recomputes the registers from an exported log; a log that was edited,
+ * reordered or truncated does not reproduce them (each event's digest is recomputed from its
+ * content, and the hash chain is order-sensitive).
+ *
+ * Bound: the log keeps at most MAX_EVENTS events; past that, events still extend the registers
+ * but are not kept (`dropped` counts them) and a report of that host no longer replays — a
+ * verifier sees why.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Type, type Static } from '@sinclair/typebox';
+import { IntegrityError } from '../errors.ts';
+import { packageRoot, workerScript } from '../paths.ts';
+import { check } from '../schema/check.ts';
+import { canonicalJson } from './canonical.ts';
+import { toHex } from './wire.ts';
+
+export const REGISTERS = ['runtime', 'partitions'] as const;
+export type RegisterName = (typeof REGISTERS)[number];
+/** Most events kept in memory. */
+export const MAX_EVENTS = 65536;
+
+const Scalar = Type.Union([Type.String({ maxLength: 4096 }), Type.Number(), Type.Boolean(), Type.Null()]);
+export const BootEventSchema = Type.Object(
+  {
+    seq: Type.Integer({ minimum: 0 }),
+    register: Type.Union(REGISTERS.map((r) => Type.Literal(r))),
+    type: Type.String({ minLength: 1, maxLength: 64 }),
+    data: Type.Record(Type.String({ maxLength: 64 }), Scalar, { maxProperties: 32 }),
+    digest: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  },
+  { additionalProperties: false },
+);
+/** One event: what happened (`type`, `data`: flat), the register it extended and its digest. */
+export type BootEvent = Static<typeof BootEventSchema>;
+export type EventData = BootEvent['data'];
+const EventLogSchema = Type.Array(BootEventSchema, { maxItems: MAX_EVENTS });
+export type Registers = Record<RegisterName, string>;
+
+const ZERO = new Uint8Array(32);
+
+/** An event's digest: SHA-256 of the canonical JSON of its register, type and data. */
+export function eventDigest(register: string, type: string, data: EventData): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(canonicalJson({ register, type, data })).digest());
+}
+
+/** pcr' = SHA-256(pcr ‖ digest). */
+export function extendRegister(pcr: Uint8Array, digest: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(pcr).update(digest).digest());
+}
+
+/** The hypervisor's event log and registers. */
+export class EventLog {
+  private readonly pcr: Record<RegisterName, Uint8Array> = { runtime: ZERO, partitions: ZERO };
+  private readonly log: BootEvent[] = [];
+  private seq = 0;
+  /** Events that extended a register but were not kept (the log was full). */
+  dropped = 0;
+
+  /** Appends an event and extends its register. */
+  extend(register: RegisterName, type: string, data: EventData): BootEvent {
+    const digest = eventDigest(register, type, data);
+    this.pcr[register] = extendRegister(this.pcr[register], digest);
+    const event: BootEvent = { seq: this.seq++, register, type, data: { ...data }, digest: toHex(digest) };
+    if (this.log.length < MAX_EVENTS) this.log.push(event);
+    else this.dropped++;
+    return event;
+  }
+
+  registers(): Registers {
+    return { runtime: toHex(this.pcr.runtime), partitions: toHex(this.pcr.partitions) };
+  }
+
+  /** A copy of the log, for export and reports. */
+  events(): BootEvent[] {
+    return this.log.map((e) => ({ ...e, data: { ...e.data } }));
+  }
+}
+
+/**
+ * Recomputes the registers from a log (untrusted input: checked against the schema first).
+ * Throws IntegrityError naming the first event whose stored digest does not match its content or
+ * whose sequence number is out of place.
+ */
+export function replayEventLog(events: unknown): Registers {
+  const list = check(EventLogSchema, events, 'event log');
+  const pcr: Record<RegisterName, Uint8Array> = { runtime: ZERO, partitions: ZERO };
+  list.forEach((e, i) => {
+    if (e.seq !== i) throw new IntegrityError(`event log: event ${i} has sequence number ${e.seq} (events missing, reordered or inserted)`);
+    const digest = eventDigest(e.register, e.type, e.data);
+    if (toHex(digest) !== e.digest) throw new IntegrityError(`event log: event ${i} (${e.type}) does not match its digest (edited)`);
+    pcr[e.register] = extendRegister(pcr[e.register], digest);
+  });
+  return { runtime: toHex(pcr.runtime), partitions: toHex(pcr.partitions) };
+}
+
+/** A code file and its SHA-256. */
+export interface CodeMeasurement {
+  readonly path: string;
+  readonly sha256: string;
+}
+
+let codeFiles: CodeMeasurement[] | null = null;
+
+/**
+ * SHA-256 of the runtime's own code files (read once, then cached): from the package, every
+ * bundle in dist/ (the entry points index, cli, mgmt and worker, and the chunks they share, which
+ * is where this code runs from); when running from source (the test suite), every host/
+ * TypeScript file and the worker script. Paths are relative to the package root.
+ */
+export function runtimeCodeMeasurements(): readonly CodeMeasurement[] {
+  if (codeFiles !== null) return codeFiles;
+  const root = fileURLToPath(packageRoot);
+  const self = fileURLToPath(import.meta.url);
+  const files: string[] = [];
+  if (self.endsWith('.js')) {
+    const dist = path.dirname(self);
+    for (const entry of readdirSync(dist)) if (entry.endsWith('.js')) files.push(path.join(dist, entry));
+  } else {
+    const hostDir = path.resolve(path.dirname(self), '..');
+    for (const entry of readdirSync(hostDir, { recursive: true, encoding: 'utf8' })) {
+      if (entry.endsWith('.ts')) files.push(path.join(hostDir, entry));
+    }
+  }
+  const worker = fileURLToPath(workerScript);
+  if (existsSync(worker) && !files.includes(worker)) files.push(worker);
+  codeFiles = files
+    .map((f) => ({ path: path.relative(root, f).split(path.sep).join('/'), sha256: createHash('sha256').update(readFileSync(f)).digest('hex') }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return codeFiles;
+}

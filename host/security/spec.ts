@@ -1,0 +1,66 @@
+/**
+ * What the security room needs from a partition spec: what it asks the policy for (GrantAsk), the
+ * plain data its spec hash is computed from, and a detached signature read from where the spec
+ * says. Kept here so the Hypervisor only passes values along.
+ */
+import { stat, readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { InvalidArgumentError } from '../errors.ts';
+import type { ResolvedDevices } from '../devices/config.ts';
+import type { WasiSpec } from '../wasi/config.ts';
+import { realFolder, type GrantAsk } from './policy.ts';
+
+/** Largest detached signature file read. The format's own limits keep real ones far smaller. */
+export const MAX_SIGNATURE_BYTES = 1024 * 1024;
+
+/** The resolved values a policy judges. */
+export function partitionAsk(
+  name: string,
+  r: { devices: ResolvedDevices; memoryPages: number; memoryPagesDefault: boolean; fuel: number | null; wasi: WasiSpec | undefined },
+): GrantAsk {
+  const preopens = Array.isArray(r.wasi?.preopens) ? r.wasi.preopens : [];
+  return {
+    partition: name,
+    devices: Object.entries(r.devices)
+      .filter(([, v]) => v !== null)
+      .map(([k]) => k),
+    memoryPages: r.memoryPages,
+    memoryPagesDefault: r.memoryPagesDefault,
+    fuel: r.fuel,
+    blockMiB: r.devices.block?.sizeMiB ?? null,
+    netSegment: r.devices.net?.segment ?? null,
+    netHost: r.devices.net?.host ?? false,
+    wasi: r.wasi !== undefined,
+    preopenHostPaths: preopens.filter((p) => typeof p?.hostPath === 'string').map((p) => realFolder(path.resolve(p.hostPath!))),
+  };
+}
+
+/**
+ * The resolved spec as plain JSON data, for its canonical hash: Infinity becomes the string
+ * "Infinity", bytes become their SHA-256 (WASI seed files, fixed stdin), bigints their decimal.
+ */
+export function specForMeasurement(spec: Record<string, unknown>): unknown {
+  return JSON.parse(
+    JSON.stringify(spec, (_key, value: unknown) => {
+      if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+      if (typeof value === 'bigint') return value.toString();
+      if (value instanceof Uint8Array) return { sha256: createHash('sha256').update(value).digest('hex'), bytes: value.length };
+      return value;
+    }),
+  ) as unknown;
+}
+
+/** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
+export async function readSignatureSource(source: Uint8Array | string): Promise<Uint8Array> {
+  if (source instanceof Uint8Array) return Uint8Array.from(source);
+  try {
+    const info = await stat(source);
+    if (!info.isFile()) throw new InvalidArgumentError(`signature file ${source} is not a regular file`);
+    if (info.size > MAX_SIGNATURE_BYTES) throw new InvalidArgumentError(`signature file ${source} is ${info.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
+    return new Uint8Array(await readFile(source));
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw error;
+    throw new InvalidArgumentError(`cannot read signature file ${source}: ${(error as Error).message}`);
+  }
+}

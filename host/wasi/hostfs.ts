@@ -1,0 +1,501 @@
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  futimesSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  opendirSync,
+  readlinkSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+  type BigIntStats,
+  type Dir as NodeDir,
+  type Dirent,
+} from 'node:fs';
+import { Errno, Filetype } from './errno.ts';
+import { nameBytes, type Dir, type File, type Mount, type NodeKind, type OpenRequest, type QuotaAccount, type Stat, type TimesRequest } from './fs.ts';
+
+/**
+ * The host-folder backend: a preopen that *is* a host folder, read lazily (a 2 GB folder costs
+ * nothing until the guest reads a file), and in `rw` mode written in place.
+ *
+ * Confinement, without `openat(2)` in Node: every directory this backend touches is an open fd,
+ * starting from the preopen's fd (opened by the root), and every operation names one entry
+ * *inside* such a directory through Linux's `/proc/self/fd/<fd>/<name>`: the kernel resolves
+ * `/proc/self/fd/<fd>` to that very directory (not to a path that could have been swapped), so
+ * this is openat(fd, name). Each step down opens the next directory with O_DIRECTORY|O_NOFOLLOW,
+ * every file is opened with O_NOFOLLOW, and symlinks are never followed by the kernel: the path
+ * walk (fs.ts) reads them and resolves their targets itself, inside the preopen. So no `..`, no
+ * symlink and no hard link created by the guest leads out of the folder. What a concurrent host
+ * process can still do is in docs/THREAT-MODEL.md.
+ *
+ * Special files (devices, FIFOs, sockets) are listed and stat'ed but never opened (EACCES): a
+ * FIFO could block the worker, a device is host hardware. Timestamps are rounded down to the
+ * clock device's resolution (0 without a clock, or with a deterministic one): a file's mtime must
+ * not be a finer clock than the one the partition was granted.
+ *
+ * Host fds are opened in the partition's worker. A worker that ends normally closes them (the
+ * WASI instance's close, in the run's `finally`); one the watchdog terminates has them closed by
+ * Node, which tracks the fds a worker opens (`trackUnmanagedFds`, set explicitly in run.ts).
+ */
+
+const O = constants;
+const OPEN_DIR = O.O_RDONLY | O.O_DIRECTORY | O.O_NOFOLLOW;
+/** No side effects on open: never a controlling tty, never blocked by a FIFO that raced in. */
+const OPEN_SAFE = O.O_NOFOLLOW | O.O_NOCTTY | O.O_NONBLOCK;
+
+const NODE_ERRNO: Record<string, number> = {
+  E2BIG: Errno.TOOBIG, EACCES: Errno.ACCES, EAGAIN: Errno.AGAIN, EBADF: Errno.BADF, EBUSY: Errno.BUSY,
+  EDQUOT: Errno.DQUOT, EEXIST: Errno.EXIST, EFBIG: Errno.FBIG, EINTR: Errno.INTR, EINVAL: Errno.INVAL,
+  EIO: Errno.IO, EISDIR: Errno.ISDIR, ELOOP: Errno.LOOP, EMFILE: Errno.NFILE, EMLINK: Errno.MLINK,
+  ENAMETOOLONG: Errno.NAMETOOLONG, ENFILE: Errno.NFILE, ENOENT: Errno.NOENT, ENOMEM: Errno.NOMEM,
+  ENOSPC: Errno.NOSPC, ENOTDIR: Errno.NOTDIR, ENOTEMPTY: Errno.NOTEMPTY, ENOTSUP: Errno.NOTSUP,
+  EOPNOTSUPP: Errno.NOTSUP, EPERM: Errno.PERM, EROFS: Errno.ROFS, ESPIPE: Errno.SPIPE, ETXTBSY: Errno.TXTBSY,
+  EXDEV: Errno.XDEV, EOVERFLOW: Errno.OVERFLOW, ESTALE: Errno.STALE,
+};
+
+/** A host error as a negated WASI errno (EIO for anything without a counterpart). The host process's own EMFILE is ENFILE to the guest. */
+export function hostErrno(error: unknown): number {
+  const code = (error as { code?: unknown } | null)?.code;
+  return -(typeof code === 'string' ? (NODE_ERRNO[code] ?? Errno.IO) : Errno.IO);
+}
+
+/** What one host mount shares between its directories and files. */
+export interface HostContext {
+  readonly quota: QuotaAccount;
+  /** Rounds a host timestamp (ns) down to what the partition may see. */
+  readonly stamp: (ns: bigint) => bigint;
+}
+
+function kindOf(st: BigIntStats): NodeKind {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+function filetypeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean; isSocket(): boolean }): number {
+  if (st.isFile()) return Filetype.REGULAR_FILE;
+  if (st.isDirectory()) return Filetype.DIRECTORY;
+  if (st.isSymbolicLink()) return Filetype.SYMBOLIC_LINK;
+  if (st.isBlockDevice()) return Filetype.BLOCK_DEVICE;
+  if (st.isCharacterDevice()) return Filetype.CHARACTER_DEVICE;
+  if (st.isSocket()) return Filetype.SOCKET_STREAM;
+  return Filetype.UNKNOWN;
+}
+
+function statOf(st: BigIntStats, ctx: HostContext): Stat {
+  return {
+    dev: st.dev,
+    ino: st.ino,
+    filetype: filetypeOf(st),
+    nlink: st.nlink,
+    size: st.size,
+    atim: ctx.stamp(st.atimeNs),
+    mtim: ctx.stamp(st.mtimeNs),
+    ctim: ctx.stamp(st.ctimeNs),
+  };
+}
+
+/** Opens `path`: the fd, or a negated errno. */
+function openHost(path: string, flags: number, mode?: number): number {
+  try {
+    return openSync(path, flags, mode);
+  } catch (error) {
+    return hostErrno(error);
+  }
+}
+
+function closeHost(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // EIO on close has nothing left to report to.
+  }
+}
+
+/** Seconds (what Node's utimes functions take) from a request field and the current value. */
+function seconds(field: bigint | 'now' | null, current: bigint): number {
+  if (field === 'now') return Date.now() / 1000;
+  return Number(field ?? current) / 1e9;
+}
+
+/** A directory of a host folder, held as an fd. */
+export class HostDir implements Dir {
+  private refs = 1;
+  /**
+   * An open listing (sequential fd_readdir calls continue it): the cookie of its next entry, and
+   * that entry if it was already read but did not fit the guest's buffer.
+   */
+  private listing: { dir: NodeDir; next: number; pending: Dirent | null } | null = null;
+
+  constructor(
+    private readonly ctx: HostContext,
+    readonly mount: Mount,
+    /** The fd; owned (closed with the last reference) unless `borrowed`. */
+    readonly fd: number,
+    /** The preopen's own fd belongs to the root, which opened it: never closed here. */
+    private readonly borrowed = false,
+    /** This is the preopen's root: its `..` entry reports itself. */
+    private readonly isRoot = false,
+  ) {}
+
+  /** The kernel's name for `name` inside this very directory (openat(fd, name) without openat). */
+  private at(name: string): string {
+    return `/proc/self/fd/${this.fd}/${name}`;
+  }
+
+  retain(): Dir {
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    this.closeListing();
+    if (!this.borrowed) closeHost(this.fd);
+  }
+
+  private closeListing(): void {
+    if (this.listing === null) return;
+    try {
+      this.listing.dir.closeSync();
+    } catch {
+      // already closed
+    }
+    this.listing = null;
+  }
+
+  private lstat(name: string): BigIntStats | number {
+    try {
+      return name === '.' ? fstatSync(this.fd, { bigint: true }) : lstatSync(this.at(name), { bigint: true });
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  lookup(name: string): NodeKind | null | number {
+    const st = this.lstat(name);
+    if (st === -Errno.NOENT) return null;
+    return typeof st === 'number' ? st : kindOf(st);
+  }
+
+  openDir(name: string): Dir | number {
+    const fd = openHost(this.at(name), OPEN_DIR);
+    return fd < 0 ? fd : new HostDir(this.ctx, this.mount, fd);
+  }
+
+  readlink(name: string): string | number {
+    let target: Buffer;
+    try {
+      target = readlinkSync(this.at(name), { encoding: 'buffer' });
+    } catch (error) {
+      return hostErrno(error);
+    }
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(target);
+    } catch {
+      return -Errno.ILSEQ;
+    }
+  }
+
+  stat(name: string): Stat | number {
+    const st = this.lstat(name);
+    return typeof st === 'number' ? st : statOf(st, this.ctx);
+  }
+
+  open(name: string, r: OpenRequest): File | Dir | number {
+    const existing = this.lookup(name);
+    if (typeof existing === 'number') return existing;
+    if (existing === 'other') return -Errno.ACCES;
+    if (existing === 'dir') {
+      if (r.write || r.truncate) return -Errno.ISDIR;
+      if (r.create && r.exclusive) return -Errno.EXIST;
+      const fd = openHost(this.at(name), OPEN_DIR);
+      return fd < 0 ? fd : new HostDir(this.ctx, this.mount, fd);
+    }
+    if (existing === null && r.directory) return r.create ? -Errno.ISDIR : -Errno.NOENT;
+    if (existing === 'file' && r.directory) return -Errno.NOTDIR;
+    const q = this.ctx.quota;
+    const creating = existing === null && r.create;
+    if (creating && !q.charge(nameBytes(name), 1)) return -Errno.NOSPC;
+    let flags = OPEN_SAFE | (r.write ? (r.read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY);
+    if (r.create) flags |= O.O_CREAT;
+    if (r.exclusive) flags |= O.O_EXCL;
+    const fd = openHost(this.at(name), flags, 0o666);
+    if (fd < 0) {
+      if (creating) q.refund(nameBytes(name), 1);
+      return fd;
+    }
+    const file = new HostFile(this.ctx, this.mount, fd);
+    // What was opened is checked, not what the name was a moment ago: a special file that
+    // raced in is refused, and a truncation is charged against the size it really had.
+    const st = file.stat();
+    if (typeof st === 'number' || st.filetype !== Filetype.REGULAR_FILE) {
+      file.close();
+      if (creating) q.refund(nameBytes(name), 1);
+      return typeof st === 'number' ? st : st.filetype === Filetype.DIRECTORY ? -Errno.ISDIR : -Errno.ACCES;
+    }
+    if (r.truncate) {
+      const e = file.setSize(0);
+      if (e < 0) {
+        file.close();
+        return e;
+      }
+    }
+    return file;
+  }
+
+  /** Runs a host call that changes this directory; 0 or a negated errno. */
+  private change(fn: () => void): number {
+    try {
+      fn();
+      return 0;
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  /** Bytes and entries a name gives back when it goes (a file's contents with its last link). */
+  private holding(name: string): { bytes: number; entries: number } | number {
+    const st = this.lstat(name);
+    if (typeof st === 'number') return st;
+    let bytes = nameBytes(name);
+    if (st.isFile() && st.nlink === 1n) bytes += Number(st.size);
+    if (st.isSymbolicLink()) bytes += Number(st.size);
+    return { bytes, entries: 1 };
+  }
+
+  mkdir(name: string): number {
+    const q = this.ctx.quota;
+    if (!q.charge(nameBytes(name), 1)) return -Errno.NOSPC;
+    const e = this.change(() => mkdirSync(this.at(name), 0o777));
+    if (e < 0) q.refund(nameBytes(name), 1);
+    return e;
+  }
+
+  rmdir(name: string): number {
+    if (name === '.') return -Errno.INVAL;
+    const e = this.change(() => rmdirSync(this.at(name)));
+    if (e === 0) this.ctx.quota.refund(nameBytes(name), 1);
+    return e;
+  }
+
+  unlink(name: string): number {
+    const held = this.holding(name);
+    if (typeof held === 'number') return held;
+    const e = this.change(() => unlinkSync(this.at(name)));
+    if (e === 0) this.ctx.quota.refund(held.bytes, held.entries);
+    return e;
+  }
+
+  symlink(target: string, name: string): number {
+    const q = this.ctx.quota;
+    const bytes = nameBytes(name) + nameBytes(target);
+    if (!q.charge(bytes, 1)) return -Errno.NOSPC;
+    const e = this.change(() => symlinkSync(target, this.at(name)));
+    if (e < 0) q.refund(bytes, 1);
+    return e;
+  }
+
+  rename(name: string, to: Dir, toName: string): number {
+    if (!(to instanceof HostDir) || to.ctx !== this.ctx) return -Errno.XDEV;
+    const q = this.ctx.quota;
+    const replaced = to.holding(toName);
+    const gone = typeof replaced === 'number' ? { bytes: 0, entries: 0 } : replaced;
+    const bytes = nameBytes(toName) - nameBytes(name);
+    if (bytes > 0 && !q.charge(bytes, 0)) return -Errno.NOSPC;
+    const e = this.change(() => renameSync(this.at(name), to.at(toName)));
+    if (e < 0) {
+      if (bytes > 0) q.refund(bytes, 0);
+      return e;
+    }
+    if (bytes < 0) q.refund(-bytes, 0);
+    q.refund(gone.bytes, gone.entries);
+    return 0;
+  }
+
+  link(name: string, to: Dir, toName: string): number {
+    if (!(to instanceof HostDir) || to.ctx !== this.ctx) return -Errno.XDEV;
+    const kind = this.lookup(name);
+    if (kind === 'dir') return -Errno.PERM;
+    const q = this.ctx.quota;
+    if (!q.charge(nameBytes(toName), 1)) return -Errno.NOSPC;
+    // link(2) on Linux does not follow a symlink it is given: the new name is the symlink's.
+    const e = this.change(() => linkSync(this.at(name), to.at(toName)));
+    if (e < 0) q.refund(nameBytes(toName), 1);
+    return e;
+  }
+
+  setTimes(name: string, times: TimesRequest): number {
+    const st = this.lstat(name);
+    if (typeof st === 'number') return st;
+    const atime = seconds(times.atim, st.atimeNs);
+    const mtime = seconds(times.mtim, st.mtimeNs);
+    if (name !== '.' && st.isSymbolicLink()) return this.change(() => lutimesSync(this.at(name), atime, mtime));
+    if (name !== '.' && !st.isFile() && !st.isDirectory()) return -Errno.ACCES;
+    // Through an fd opened without following, so a symlink swapped in meanwhile is not followed.
+    const fd = name === '.' ? this.fd : openHost(this.at(name), OPEN_SAFE | O.O_RDONLY);
+    if (fd < 0) return fd;
+    try {
+      return this.change(() => futimesSync(fd, atime, mtime));
+    } finally {
+      if (fd !== this.fd) closeHost(fd);
+    }
+  }
+
+  readdir(cookie: number, each: (name: string, ino: bigint, filetype: number) => boolean): number {
+    if (cookie === 0) {
+      const self = this.lstat('.');
+      if (typeof self === 'number') return self;
+      if (!each('.', self.ino, Filetype.DIRECTORY)) return 0;
+    }
+    if (cookie <= 1) {
+      const up = this.isRoot ? this.lstat('.') : this.lstat('..');
+      if (typeof up === 'number') return up;
+      if (!each('..', up.ino, Filetype.DIRECTORY)) return 0;
+    }
+    // Continue the open listing when the guest asks for the next entry, else start over and
+    // skip: memory stays one entry at a time, however large the host directory is.
+    const want = Math.max(2, cookie);
+    if (this.listing === null || this.listing.next !== want) {
+      this.closeListing();
+      try {
+        this.listing = { dir: opendirSync(`/proc/self/fd/${this.fd}`), next: 2, pending: null };
+      } catch (error) {
+        return hostErrno(error);
+      }
+    }
+    const listing = this.listing;
+    try {
+      for (;;) {
+        const entry = listing.pending ?? listing.dir.readSync();
+        listing.pending = null;
+        if (entry === null) {
+          this.closeListing();
+          return 0;
+        }
+        if (listing.next < want) {
+          listing.next++;
+          continue;
+        }
+        const st = this.lstat(entry.name);
+        const ino = typeof st === 'number' ? 0n : st.ino;
+        if (!each(entry.name, ino, filetypeOf(entry))) {
+          // It did not fit whole: the guest asks for this cookie again.
+          listing.pending = entry;
+          return 0;
+        }
+        listing.next++;
+      }
+    } catch (error) {
+      this.closeListing();
+      return hostErrno(error);
+    }
+  }
+}
+
+/** A regular file of a host folder, open. */
+export class HostFile implements File {
+  readonly maxSize = Number.MAX_SAFE_INTEGER;
+  /** The size as this fd last saw it: growth past it is charged to the quota. */
+  private knownSize = -1;
+
+  constructor(
+    private readonly ctx: HostContext,
+    readonly mount: Mount,
+    private readonly fd: number,
+  ) {}
+
+  pread(buf: Uint8Array, offset: number): number {
+    try {
+      return readSync(this.fd, buf, 0, buf.length, offset);
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  pwrite(buf: Uint8Array, n: number, offset: number): number {
+    const size = this.size();
+    if (size < 0) return size;
+    const growth = Math.max(0, offset + n - size);
+    if (growth > 0 && !this.ctx.quota.charge(growth, 0)) return -Errno.NOSPC;
+    let written: number;
+    try {
+      written = writeSync(this.fd, buf, 0, n, offset);
+    } catch (error) {
+      if (growth > 0) this.ctx.quota.refund(growth, 0);
+      return hostErrno(error);
+    }
+    const end = offset + written;
+    this.knownSize = Math.max(size, end);
+    // A short write grew the file less than charged.
+    if (end < offset + n) this.ctx.quota.refund(Math.min(growth, offset + n - Math.max(end, size)), 0);
+    return written;
+  }
+
+  size(): number {
+    if (this.knownSize >= 0) return this.knownSize;
+    const st = this.stat();
+    if (typeof st === 'number') return st;
+    this.knownSize = Number(st.size);
+    return this.knownSize;
+  }
+
+  setSize(size: number): number {
+    const now = this.size();
+    if (now < 0) return now;
+    const delta = size - now;
+    if (delta > 0 && !this.ctx.quota.charge(delta, 0)) return -Errno.NOSPC;
+    try {
+      ftruncateSync(this.fd, size);
+    } catch (error) {
+      if (delta > 0) this.ctx.quota.refund(delta, 0);
+      return hostErrno(error);
+    }
+    if (delta < 0) this.ctx.quota.refund(-delta, 0);
+    this.knownSize = size;
+    return 0;
+  }
+
+  stat(): Stat | number {
+    try {
+      return statOf(fstatSync(this.fd, { bigint: true }), this.ctx);
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  setTimes(times: TimesRequest): number {
+    try {
+      const st = fstatSync(this.fd, { bigint: true });
+      futimesSync(this.fd, seconds(times.atim, st.atimeNs), seconds(times.mtim, st.mtimeNs));
+      return 0;
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  sync(): number {
+    try {
+      fsyncSync(this.fd);
+      return 0;
+    } catch (error) {
+      return hostErrno(error);
+    }
+  }
+
+  close(): void {
+    closeHost(this.fd);
+  }
+}

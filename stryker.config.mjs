@@ -1,0 +1,33 @@
+// Mutation testing of the trusted core with StrykerJS (npm run mutate -- <folder>; see
+// scripts/mutate.mjs). Not part of CI: a run takes minutes to hours. The folder, the files to
+// mutate and the tests that may kill them come from the environment the script sets.
+const folder = process.env.WV_MUTATE_FOLDER ?? 'storage';
+const files = process.env.WV_MUTATE_FILES ? process.env.WV_MUTATE_FILES.split(',') : [`host/${folder}/**/*.ts`];
+/** Reports (and the incremental state) of a run over some files of a folder go beside the folder's. */
+const out = process.env.WV_MUTATE_FILES
+  ? `reports/mutation/${folder}/${files.map((f) => f.replace(/^.*\//, '').replace(/\.ts$/, '')).join('+')}`
+  : `reports/mutation/${folder}`;
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  testRunner: 'vitest',
+  plugins: ['@stryker-mutator/vitest-runner'],
+  vitest: { configFile: 'vitest.mutate.config.ts', related: false },
+  coverageAnalysis: 'perTest',
+  mutate: files,
+  // One test runner: the machine is shared, and the tests themselves start workers and processes.
+  concurrency: Number(process.env.WV_MUTATE_CONCURRENCY ?? 1),
+  timeoutMS: 60_000,
+  timeoutFactor: 2,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: `${out}/index.html` },
+  jsonReporter: { fileName: `${out}/mutation.json` },
+  // A second run tests again only the mutants whose code or covering tests changed.
+  incremental: true,
+  incrementalFile: `${out}/incremental.json`,
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+  // The suite needs the built host (dist/) and guests (build/): the sandbox is a copy of the tree.
+  ignorePatterns: ['reports', '.stryker-tmp', '.wasmvisor', '*.log'],
+  thresholds: { high: 90, low: 85, break: null },
+};

@@ -1,0 +1,128 @@
+/**
+ * The keystore file is bytes from the disk: every malformed shape is refused with an error naming
+ * the file and what is wrong, never half-read into wrong keys (host/storage/keystore.ts).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Keystore, MAX_KEYSTORE_ENTRIES } from '../../host/storage/keystore.ts';
+
+let dir: string;
+let file: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'wv-ksformat-'));
+  file = path.join(dir, 'keystore');
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** One record: kind, flags, name, path, image id, key. */
+function record(o: { kind?: number; flags?: number; name?: string; path?: string; id?: Buffer; key?: Buffer; nameLen?: number }): Buffer {
+  const name = Buffer.from(o.name ?? 'p');
+  const p = Buffer.from(o.path ?? '/x/p.img');
+  const r = Buffer.alloc(56 + name.length + p.length);
+  r[0] = o.kind ?? 1;
+  r[1] = o.flags ?? 0;
+  r.writeUInt16LE(o.nameLen ?? name.length, 2);
+  r.writeUInt16LE(p.length, 4);
+  (o.id ?? randomBytes(16)).copy(r, 8);
+  (o.key ?? randomBytes(32)).copy(r, 24);
+  name.copy(r, 56);
+  p.copy(r, 56 + name.length);
+  return r;
+}
+
+/** A keystore file: header, records, and a correct checksum (so only the malformation is tested). */
+function keystore(records: Buffer[], o: { magic?: string; version?: number; count?: number; trailing?: Buffer } = {}): Buffer {
+  const head = Buffer.alloc(16);
+  head.write(o.magic ?? 'WVKEYS\0\0', 0, 'latin1');
+  head.writeUInt32LE(o.version ?? 2, 8);
+  head.writeUInt32LE(o.count ?? records.length, 12);
+  const body = Buffer.concat([head, ...records, o.trailing ?? Buffer.alloc(0)]);
+  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+}
+
+const list = () => new Keystore(file).list();
+
+describe('keystore file format', () => {
+  it('reads what it writes: image keys, pending flags, names and paths', async () => {
+    const ks = new Keystore(file);
+    const id = randomBytes(16);
+    const key = randomBytes(32);
+    await ks.reserve(id, 'web', '/data/images/web.img', key, true);
+    expect(await ks.list()).toEqual([{ imageId: id.toString('hex'), name: 'web', path: '/data/images/web.img', pending: true }]);
+    await ks.commit(id);
+    const found = await ks.find(id);
+    expect(found).toMatchObject({ pending: false, name: 'web', path: '/data/images/web.img' });
+    expect(found!.key.equals(key)).toBe(true);
+    // The bytes on disk are the documented layout.
+    const bytes = readFileSync(file);
+    expect(bytes.subarray(0, 8).toString('latin1')).toBe('WVKEYS\0\0');
+    expect(bytes.readUInt32LE(8)).toBe(2);
+    expect(bytes.readUInt32LE(12)).toBe(1);
+    expect(bytes.subarray(16 + 24, 16 + 56).equals(key)).toBe(true);
+    expect(createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest().equals(bytes.subarray(bytes.length - 32))).toBe(true);
+    // A record of kind 2 is a format-1 name key; flags carry "pending".
+    writeFileSync(file, keystore([record({ kind: 2, name: 'old', path: '' }), record({ flags: 1, name: 'new' })]));
+    expect(await list()).toEqual([
+      { imageId: null, name: 'old', path: '', pending: false },
+      expect.objectContaining({ name: 'new', pending: true }),
+    ]);
+  });
+
+  it('refuses every malformed file, naming it and the fault', async () => {
+    const cases: [Buffer, RegExp][] = [
+      [Buffer.from('short'), /no keystore header/],
+      [keystore([], { magic: 'WVKEYZ\0\0' }), /no keystore header/],
+      [keystore([], { version: 3 }), /format 3; this runtime reads format 2/],
+      [keystore([], { count: MAX_KEYSTORE_ENTRIES + 1 }), new RegExp(`claims ${MAX_KEYSTORE_ENTRIES + 1} keys`)],
+      [keystore([record({ kind: 9 })]), /record 0 is malformed/],
+      [keystore([record({ kind: 0 })]), /record 0 is malformed/],
+      [keystore([record({ nameLen: 300 })]), /record 0 is malformed/],
+      [keystore([record({})], { count: 2 }), /truncated/],
+      [keystore([record({})], { trailing: Buffer.from([0]) }), /trailing bytes/],
+      [Buffer.from('{"format":"something-else","keys":{}}'), /not a wasmvisor-keystore\/1 file/],
+      [Buffer.from('{"format":"wasmvisor-keystore/1","keys":null}'), /not a wasmvisor-keystore\/1 file/],
+      [Buffer.from('{ not json'), /neither a binary keystore nor JSON/],
+    ];
+    for (const [bytes, why] of cases) {
+      writeFileSync(file, bytes);
+      await expect(list(), String(why)).rejects.toThrow(why);
+      await expect(list()).rejects.toThrow(file);
+    }
+    // A flipped bit anywhere is caught by the checksum.
+    const good = keystore([record({}), record({ name: 'q' })]);
+    for (const at of [0, 12, 16, 40, 70, good.length - 1]) {
+      const bad = Buffer.from(good);
+      bad[at]! ^= 0x10;
+      writeFileSync(file, bad);
+      await expect(list(), `bit flip at ${at}`).rejects.toThrow(/not a usable wasmvisor keystore/);
+    }
+  });
+
+  it('a format-1 file: 32-byte keys are taken, anything else in it is skipped', async () => {
+    const key = randomBytes(32).toString('base64');
+    writeFileSync(file, JSON.stringify({ format: 'wasmvisor-keystore/1', keys: { a: key, b: randomBytes(16).toString('base64'), c: 7 } }));
+    expect(await list()).toEqual([{ imageId: null, name: 'a', path: '', pending: false }]);
+    expect((await new Keystore(file).nameKey('a'))!.toString('base64')).toBe(key);
+    expect(await new Keystore(file).nameKey('b')).toBeNull();
+  });
+
+  it('a create is refused when the id, a confirmed key of the path, or an applicable name key exists', async () => {
+    const ks = new Keystore(file);
+    const id = randomBytes(16);
+    await ks.reserve(id, 'p', '/d/p.img', randomBytes(32), true);
+    // The same id again (pending or not): refused.
+    await expect(ks.reserve(id, 'p', '/d/other.img', randomBytes(32), false)).rejects.toThrow(/holds a key for/);
+    // Another pending create of the same path replaces the one that never finished.
+    const id2 = randomBytes(16);
+    expect(await ks.reserve(id2, 'p', '/d/p.img', randomBytes(32), true)).toEqual([id.toString('hex')]);
+    await ks.commit(id2);
+    await expect(ks.reserve(randomBytes(16), 'p', '/d/p.img', randomBytes(32), true)).rejects.toThrow(/holds a key for \/d\/p.img/);
+    // A name key (format 1) blocks a create only where it applies.
+    writeFileSync(file, keystore([record({ kind: 2, name: 'n', path: '' })]));
+    await expect(ks.reserve(randomBytes(16), 'n', '/d/n.img', randomBytes(32), true)).rejects.toThrow(/partition n/);
+    expect(await ks.reserve(randomBytes(16), 'n', '/e/n.img', randomBytes(32), false)).toEqual([]);
+  });
+});

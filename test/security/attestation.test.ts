@@ -1,0 +1,285 @@
+/**
+ * Measured boot (event log, registers, replay) and attestation (host reports, guest reports through
+ * ABI 1.3), verified by the library functions a remote verifier would use.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hypervisor } from '../../host/hypervisor.ts';
+import { HvCall, HvStatus } from '../../host/abi/codes.ts';
+import { IntegrityError, WasmvisorError } from '../../host/errors.ts';
+import { AttestationCheckError, GUEST_REPORT_BYTES, issueCertificate, verifyGuestReport, verifyReport, type AttestationReport } from '../../host/security/attestation.ts';
+import { eventDigest, EventLog, extendRegister, replayEventLog, runtimeCodeMeasurements } from '../../host/security/measured-boot.ts';
+import { generateKeyPair, parsePublicKey } from '../../host/security/keys.ts';
+import { signModule } from '../../host/security/signature.ts';
+import { AttestationDevice } from '../../host/devices/attestation.ts';
+import { Dispatcher } from '../../host/abi/dispatcher.ts';
+import { GuestMemory } from '../../host/abi/guest-memory.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
+import { fromHex, toHex } from '../../host/security/wire.ts';
+import { collect, guest, runToExit } from '../helpers.ts';
+
+const tmp = () => mkdtempSync(path.join(tmpdir(), 'wv-attest-'));
+const hvs: Hypervisor[] = [];
+function hypervisor(options: ConstructorParameters<typeof Hypervisor>[0] = {}): Hypervisor {
+  const hv = new Hypervisor({ dataDir: tmp(), ...options });
+  hvs.push(hv);
+  return hv;
+}
+afterEach(async () => {
+  await Promise.all(hvs.splice(0).map((h) => h.close()));
+});
+
+describe('measured boot', () => {
+  it('pcr = SHA-256(pcr ‖ SHA-256(event)) from 32 zero bytes', () => {
+    const log = new EventLog();
+    log.extend('runtime', 'x', { a: 1 });
+    log.extend('partitions', 'y', { b: 'c' });
+    log.extend('runtime', 'z', { d: true });
+    const zero = new Uint8Array(32);
+    const r0 = extendRegister(extendRegister(zero, eventDigest('runtime', 'x', { a: 1 })), eventDigest('runtime', 'z', { d: true }));
+    const r1 = extendRegister(zero, eventDigest('partitions', 'y', { b: 'c' }));
+    expect(log.registers()).toEqual({ runtime: toHex(r0), partitions: toHex(r1) });
+    expect(toHex(eventDigest('runtime', 'x', { a: 1 }))).toBe(createHash('sha256').update('{"data":{"a":1},"register":"runtime","type":"x"}').digest('hex'));
+    expect(replayEventLog(log.events())).toEqual(log.registers());
+  });
+
+  it('a hypervisor measures its version, its code files, the policy, each partition and device', async () => {
+    const hv = hypervisor();
+    const p = await hv.createPartition({ name: 'm', module: guest('hello'), devices: { console: true, attestation: true } });
+    const { registers, events } = hv.eventLog();
+    expect(replayEventLog(events)).toEqual(registers);
+    const types = events.map((e) => `${e.register}:${e.type}`);
+    expect(types[0]).toBe('runtime:runtime.version');
+    expect(types.filter((t) => t === 'runtime:runtime.code').length).toBe(runtimeCodeMeasurements().length);
+    expect(runtimeCodeMeasurements().some((f) => f.path === 'dist/worker.js')).toBe(true);
+    expect(types).toContain('runtime:policy.load');
+    const create = events.find((e) => e.type === 'partition.create')!;
+    expect(create.data).toMatchObject({ partition: 'm', measurement: p.measurement, admittedBy: 'no-policy' });
+    expect(events.filter((e) => e.type === 'device.attach').map((e) => e.data['device'])).toEqual(['console', 'attestation']);
+    // A different spec of the same module has another spec hash.
+    const q = await hv.createPartition({ name: 'n', module: guest('hello'), devices: { console: true }, args: ['x'] });
+    const hashes = hv.eventLog().events.filter((e) => e.type === 'partition.create').map((e) => e.data['specHash']);
+    expect(new Set(hashes).size).toBe(2);
+    await Promise.all([p.destroy(), q.destroy()]);
+  });
+
+  it('replay of an edited, reordered, truncated or renumbered log does not reproduce the registers', () => {
+    const log = new EventLog();
+    for (let i = 0; i < 6; i++) log.extend(i % 2 ? 'partitions' : 'runtime', 'e', { i });
+    const good = log.events();
+    const registers = log.registers();
+    const edited = structuredClone(good);
+    edited[2]!.data['i'] = 99;
+    expect(() => replayEventLog(edited)).toThrow(/event 2 \(e\) does not match its digest/);
+    const reordered = structuredClone(good);
+    [reordered[1], reordered[3]] = [reordered[3]!, reordered[1]!];
+    reordered.forEach((e, i) => (e.seq = i));
+    expect(replayEventLog(reordered)).not.toEqual(registers);
+    expect(replayEventLog(good.slice(0, 5))).not.toEqual(registers);
+    const renumbered = structuredClone(good);
+    renumbered.splice(1, 1);
+    expect(() => replayEventLog(renumbered)).toThrow(/event 1 has sequence number 2/);
+    expect(() => replayEventLog([{ seq: 0 }])).toThrow(/event log: \[0\].register: is required/);
+    expect(() => replayEventLog('nope')).toThrow(WasmvisorError);
+  });
+});
+
+describe('host reports', () => {
+  async function report(nonce = 'a1b2c3') {
+    const hv = hypervisor();
+    const k = generateKeyPair();
+    const p = await hv.createPartition({ name: 'r', module: signModule(new Uint8Array(readFileSync(guest('hello'))), k).module, devices: { console: true } });
+    const r = await hv.attest({ nonce });
+    return { hv, p, r, key: parsePublicKey(hv.attestationPublicKey(), 'host.pub') };
+  }
+
+  it('verifies with the host key alone: signature, nonce, log, partitions, expectations', async () => {
+    const { r, key, p, hv } = await report();
+    expect(verifyReport(r, key, { nonce: 'a1b2c3', measurements: [p.measurement] })).toEqual(r);
+    expect(verifyReport(JSON.stringify(r), hv.attestationPublicKey(), { nonce: fromHex('a1b2c3')!, maxAgeMs: 60_000 })).toEqual(r);
+    expect(r.partitions).toEqual([expect.objectContaining({ name: 'r', measurement: p.measurement, admittedBy: 'no-policy', state: 'created' })]);
+    const keyFile = path.join(hv.dataDir, 'keys', 'host.key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(path.join(hv.dataDir, 'keys', 'host.pub'))).toEqual(Buffer.from(hv.attestationPublicKey()));
+  });
+
+  it('names the check that fails: wrong nonce, other key, missing field, expectations, edited log', async () => {
+    const { r, key, p } = await report();
+    const check = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (error) {
+        expect(error).toBeInstanceOf(AttestationCheckError);
+        return (error as AttestationCheckError).check;
+      }
+      return 'passed';
+    };
+    expect(check(() => verifyReport(r, key, { nonce: 'a1b2c4' }))).toBe('nonce');
+    expect(check(() => verifyReport(r, generateKeyPair().publicKey))).toBe('key');
+    const { nonce: _n, ...missing } = r;
+    expect(check(() => verifyReport(missing, key))).toBe('format');
+    expect(() => verifyReport(missing, key)).toThrow(/report is malformed: nonce: is required/);
+    expect(check(() => verifyReport('{"format":', key))).toBe('format');
+    expect(check(() => verifyReport(r, key, { measurements: ['0'.repeat(64)] }))).toBe('expectations');
+    expect(check(() => verifyReport(r, key, { maxAgeMs: 1, now: Date.parse(r.time) + 1000 }))).toBe('freshness');
+    // An edited log re-signed by someone else fails the key or signature; one re-signed by the host
+    // (impossible without its key) would still fail the replay: simulate with our own signer.
+    const edited = structuredClone(r);
+    edited.events[1]!.data['sha256'] = '0'.repeat(64);
+    expect(check(() => verifyReport(edited, key))).toBe('signature');
+    void p;
+  });
+
+  it('fails on one changed character anywhere in the report', async () => {
+    const { r, key } = await report();
+    const text = JSON.stringify(r);
+    let checked = 0;
+    // Every position of the JSON text would take minutes (each costs a verification); take every
+    // 29th plus every position in the last 300 characters (the partitions, host key and signature).
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i]!;
+      const inHot = /[0-9a-f]/.test(c) && (i % 29 === 0 || i > text.length - 300);
+      if (!inHot) continue;
+      const swapped = text.slice(0, i) + (c === '0' ? '1' : '0') + text.slice(i + 1);
+      let verdict = 'VALID';
+      try {
+        verifyReport(swapped, key, { nonce: 'a1b2c3' });
+      } catch (error) {
+        expect(error).toBeInstanceOf(IntegrityError);
+        verdict = 'refused';
+      }
+      expect(verdict, `position ${i}`).toBe('refused');
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(100);
+  });
+
+  it('a log the host signed but that does not replay is caught by the log check', () => {
+    // Signed by a host key over an inconsistent body: the signature check passes, the log does not.
+    const hostKey = generateKeyPair();
+    const log = new EventLog();
+    log.extend('runtime', 'runtime.version', { version: 'x' });
+    const registers = { ...log.registers(), runtime: '1'.repeat(64) };
+    const signed = signReportFor(hostKey, { registers, events: log.events() });
+    expect(() => verifyReport(signed, hostKey.publicKey)).toThrow(/attestation log check failed: replaying the event log gives register runtime/);
+    const dropped = signReportFor(hostKey, { registers: log.registers(), events: log.events(), eventsDropped: 3 });
+    expect(() => verifyReport(dropped, hostKey.publicKey)).toThrow(/dropped 3 events/);
+    const ghost = signReportFor(hostKey, {
+      registers: log.registers(),
+      events: log.events(),
+      partitions: [{ name: 'ghost', measurement: 'a'.repeat(64), specHash: 'b'.repeat(64), admittedBy: 'pin', signers: [], state: 'running' }],
+    });
+    expect(() => verifyReport(ghost, hostKey.publicKey)).toThrow(/attestation partitions check failed: partition "ghost"/);
+  });
+});
+
+import { signReport } from '../../host/security/attestation.ts';
+function signReportFor(key: ReturnType<typeof generateKeyPair>, body: Partial<AttestationReport>): AttestationReport {
+  return signReport(key, { version: '0', time: new Date().toISOString(), nonce: '', registers: { runtime: '0'.repeat(64), partitions: '0'.repeat(64) }, events: [], eventsDropped: 0, partitions: [], ...body });
+}
+
+describe('guest reports (ABI 1.3, device 6)', () => {
+  it('a guest granted attestation gets its measurement and a report that verifies with host.pub', async () => {
+    const hv = hypervisor();
+    const p = await hv.createPartition({ name: 'att', module: guest('attest'), args: ['00112233', 'my key hash'], devices: { console: true, attestation: true } });
+    const out = collect(p);
+    expect((await runToExit(p)).code).toBe(0);
+    const info = fromHex(out.stdout.find((l) => l.startsWith('info '))!.slice(5))!;
+    expect(toHex(info.subarray(0, 32))).toBe(p.measurement);
+    const create = hv.eventLog().events.find((e) => e.type === 'partition.create' && e.data['partition'] === 'att')!;
+    expect(toHex(info.subarray(32))).toBe(create.data['specHash']);
+    const bytes = fromHex(out.stdout.find((l) => l.startsWith('report '))!.slice(7))!;
+    expect(bytes.length).toBe(GUEST_REPORT_BYTES);
+    const data = new Uint8Array(64);
+    data.set(new TextEncoder().encode('my key hash'));
+    const r = verifyGuestReport(bytes, hv.attestationPublicKey(), { nonce: '00112233', measurement: p.measurement, specHash: String(create.data['specHash']), reportData: data });
+    expect(r).toMatchObject({ name: 'att', measurement: p.measurement, signerHash: null, runtimeRegister: hv.eventLog().registers.runtime });
+    // One changed byte anywhere in the report: refused.
+    for (let i = 0; i < bytes.length; i++) {
+      const t = Uint8Array.from(bytes);
+      t[i]! ^= 0x01;
+      expect(() => verifyGuestReport(t, hv.attestationPublicKey()), `byte ${i}`).toThrow(AttestationCheckError);
+    }
+    expect(() => verifyGuestReport(bytes, hv.attestationPublicKey(), { nonce: '00112234' })).toThrow(/nonce check failed/);
+    expect(() => verifyGuestReport(bytes, generateKeyPair().publicKey)).toThrow(/certificate check failed/);
+    expect(() => verifyGuestReport(bytes.subarray(0, 511), hv.attestationPublicKey())).toThrow(/format check failed/);
+    // Counted, and audited per second when auditing is on (see audit tests).
+    expect((await p.exited).metrics.hypercallsByCall['ATTEST_REPORT']).toBe(1);
+    await p.destroy();
+  });
+
+  it('without the grant the device is invisible to DEVICE_LIST', async () => {
+    const hv = hypervisor();
+    const p = await hv.createPartition({ name: 'noatt', module: guest('attest'), devices: { console: true } });
+    const out = collect(p);
+    const exit = await runToExit(p);
+    expect(exit.code).toBe(3);
+    expect(out.stdout).toEqual(['no attestation device']);
+    await p.destroy();
+  });
+
+  it('hostile arguments at the boundary: lengths, windows, too-small output', () => {
+    const host = generateKeyPair();
+    const cert = issueCertificate(host, { name: 'u', measurement: 'a'.repeat(64), specHash: 'b'.repeat(64), signerHash: null, runtimeRegister: 'c'.repeat(64), issuedMs: 1 });
+    const device = new AttestationDevice({ seed: cert.seed, certificate: cert.certificate }, () => 42);
+    expect(cert.seed.every((b) => b === 0)).toBe(true); // the worker's copy of the seed is dropped
+    const info = device.handlers.get(HvCall.ATTEST_INFO)!;
+    const report = device.handlers.get(HvCall.ATTEST_REPORT)!;
+    const out = new Uint8Array(1024);
+    const input = new Uint8Array(256);
+    expect(info(input, 0, out, 63)).toBe(-HvStatus.BUFFER_TOO_SMALL);
+    expect(info(input, 0, out, 64)).toBe(64);
+    expect(toHex(out.subarray(0, 64))).toBe('a'.repeat(64) + 'b'.repeat(64));
+    for (const [inLen, outCap, want] of [
+      [63, 512, -HvStatus.INVALID_ARGUMENT],
+      [129, 512, -HvStatus.INVALID_ARGUMENT],
+      [64, 511, -HvStatus.BUFFER_TOO_SMALL],
+      [64, 512, 512],
+      [128, 512, 512],
+      [0xffffffff, 512, -HvStatus.INVALID_ARGUMENT],
+    ] as const) {
+      expect(report(input, inLen, out, outCap), `in ${inLen} out ${outCap}`).toBe(want);
+    }
+    input.fill(7, 64, 128);
+    expect(report(input, 128, out, 512)).toBe(512);
+    expect(toHex(verifyGuestReport(out.subarray(0, 512), host.publicKey).nonce)).toBe('07'.repeat(64));
+  });
+
+  it('through the dispatcher: ungranted calls are ACCESS_DENIED violations; bad windows touch nothing', () => {
+    const host = generateKeyPair();
+    const make = (granted: boolean) => {
+      const memory = new WebAssembly.Memory({ initial: 1 });
+      const gm = new GuestMemory();
+      gm.bind(memory);
+      const violations: string[] = [];
+      const cert = issueCertificate(host, { name: 'd', measurement: 'a'.repeat(64), specHash: 'b'.repeat(64), signerHash: null, runtimeRegister: 'c'.repeat(64), issuedMs: 1 });
+      const devices = granted ? [new AttestationDevice({ seed: cert.seed, certificate: cert.certificate })] : [];
+      const d = new Dispatcher({ memory: gm, devices, args: [], stats: new Float64Array(allocateStats()), onViolation: (v) => violations.push(`${v.call} ${v.status}`), now: () => 0 });
+      return { memory, d, violations };
+    };
+    const off = make(false);
+    expect(off.d.hypercall(HvCall.ATTEST_REPORT, 0, 64, 1024, 512)).toBe(-HvStatus.ACCESS_DENIED);
+    expect(off.d.hypercall(HvCall.ATTEST_INFO, 0, 0, 1024, 64)).toBe(-HvStatus.ACCESS_DENIED);
+    expect(off.violations).toEqual(['ATTEST_REPORT HV_STATUS_ACCESS_DENIED', 'ATTEST_INFO HV_STATUS_ACCESS_DENIED']);
+    const on = make(true);
+    const before = new Uint8Array(on.memory.buffer).slice();
+    const size = before.length;
+    for (const [ip, il, op, oc, st] of [
+      [0, 64, size - 100, 512, HvStatus.INVALID_ADDRESS],
+      [size - 10, 64, 0, 512, HvStatus.INVALID_ADDRESS],
+      [0, 64, 0xfffffff0, 0x20, HvStatus.INVALID_ADDRESS],
+      [0, 64, 0, 511, HvStatus.BUFFER_TOO_SMALL],
+      [0, 65, 0, -1, HvStatus.TOO_LARGE],
+    ] as const) {
+      expect(on.d.hypercall(HvCall.ATTEST_REPORT, ip, il, op | 0, oc | 0)).toBe(-st);
+      expect(Buffer.compare(new Uint8Array(on.memory.buffer), before)).toBe(0);
+    }
+    expect(on.d.hypercall(HvCall.ATTEST_REPORT, 0, 64, 1024, 600)).toBe(512);
+    const mem = new Uint8Array(on.memory.buffer);
+    expect(mem.subarray(1024 + 512, 1024 + 600).every((b) => b === 0)).toBe(true);
+    expect(verifyGuestReport(mem.slice(1024, 1024 + 512), host.publicKey).name).toBe('d');
+  });
+});
