@@ -120,11 +120,17 @@ export function childIdentity(options: SandboxOptions): { uid: number; gid: numb
 
 const SH = '/bin/sh';
 
+/** CPU seconds past the soft limit (SIGXCPU) before the hard one (SIGKILL). */
+export const CPU_GRACE_SECONDS = 5;
+
 /** The shell's `ulimit` commands for the limits, or null where there is no POSIX shell. */
 function limitCommands(o: SandboxOptions): string | null {
   if (process.platform === 'win32' || !existsSync(SH)) return null;
   const cmds = [`ulimit -n ${o.maxOpenFiles}`, 'ulimit -c 0', `ulimit -v ${o.addressSpaceMb * 1024}`];
-  if (o.cpuSeconds !== null) cmds.push(`ulimit -t ${o.cpuSeconds}`);
+  // CPU seconds: the soft limit sends SIGXCPU (the partition ends with ERR_LIMIT_CPU); the hard
+  // one, a grace later, SIGKILL for a child that ignored it. Equal limits would kill at once with
+  // SIGKILL, which says nothing of why. Soft first: a soft limit above the hard one is refused.
+  if (o.cpuSeconds !== null) cmds.push(`ulimit -S -t ${o.cpuSeconds}`, `ulimit -H -t ${o.cpuSeconds + CPU_GRACE_SECONDS}`);
   // The shell exports the variables it sets itself (PWD): the child's environment stays empty.
   cmds.push('unset PWD OLDPWD');
   return cmds.join(' && ');

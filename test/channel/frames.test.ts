@@ -22,6 +22,8 @@ import {
   encodeLifecycle,
   encodeRecord,
   encodeStats,
+  encodeStdio,
+  StdioFlag,
 } from '../../host/channel/frames.ts';
 import { RingForwarder, RingReceiver, recordSize } from '../../host/channel/mirror.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
@@ -86,6 +88,19 @@ describe('decodeChildFrame', () => {
     expect(decodeRootFrame(body(encodeRecord(1, RingId.NET_RX, 1, Uint8Array.of(1)))).type).toBe('record');
     expect(decodeRootFrame(body(encodeRecord(1, RingId.EVENTS, 1, Uint8Array.of(1)))).type).toBe('refused');
     expect(decodeRootFrame(body(encodeLifecycle(1, { type: 'running' }))).type).toBe('refused');
+  });
+
+  it('the console output state (STDIO): one byte of known flags, each combination; an unknown bit, a second byte or a ring refused', () => {
+    for (const flags of [0, StdioFlag.STDOUT_CLOSED, StdioFlag.STDERR_CLOSED, StdioFlag.STDOUT_CLOSED | StdioFlag.STDERR_CLOSED]) {
+      expect(decodeRootFrame(body(encodeStdio(5, flags)))).toEqual({ type: 'stdio', slot: 5, flags });
+    }
+    expect(decodeRootFrame(body(encodeStdio(5, 4))).type).toBe('refused');
+    expect(decodeRootFrame(body(encodeStdio(5, 0x80))).type).toBe('refused');
+    expect(decodeRootFrame(body(encodeFrame(FrameType.STDIO, 0, 5, Uint8Array.of(1, 0)))).type).toBe('refused');
+    expect(decodeRootFrame(body(encodeFrame(FrameType.STDIO, 0, 5, new Uint8Array(0)))).type).toBe('refused');
+    expect(decodeRootFrame(body(encodeFrame(FrameType.STDIO, 1, 5, Uint8Array.of(1)))).type).toBe('refused');
+    // Only the root sends it: from a child it is a violation.
+    expect(decodeChildFrame(body(encodeStdio(1, 1)))).toMatchObject({ type: 'refused', reason: expect.stringMatching(/type 4, which a child may not send/) });
   });
 });
 

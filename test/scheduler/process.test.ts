@@ -5,13 +5,17 @@
  * the middle of a call. Each time the root stays healthy: the partition ends (or restarts) with a
  * typed error, a neighbour keeps answering, and nothing reaches the event loop uncaught.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Hypervisor, type Partition, type Violation } from '../../host/index.ts';
+import { AttestationCheckError, GUEST_REPORT_BYTES, verifyGuestReport } from '../../host/security/attestation.ts';
+import { fromHex, toHex } from '../../host/security/wire.ts';
 import { collect, guest } from '../helpers.ts';
+
+const STREAM = fileURLToPath(new URL('../../guests/c/stream.wasm', import.meta.url));
 
 const forgedChild = new URL('./fixtures/forged-child.cjs', import.meta.url);
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -191,5 +195,114 @@ describe('a partition process killed in the middle of a call', () => {
     expect((await p.call('digest', new Uint8Array(10))).length).toBe(8);
     expect(p.workerId).not.toBe(pid);
     expect(alive(pid)).toBe(false);
+  });
+});
+
+/** A folder a partition process's user can use (when the root is root, the child is `nobody`: it needs the mode bits). */
+function sharedFolder(mode: number, files: Record<string, string> = {}): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wv-proc-dir-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+  chmodSync(dir, mode);
+  return dir;
+}
+
+describe('a partition process has what a worker has', () => {
+  it('host folders: the child may list an ro folder and write only an rw one, through its descriptors; nothing else by path', async () => {
+    const ro = sharedFolder(0o755, { 'a.txt': 'a' });
+    const rw = sharedFolder(0o777);
+    const h = make(forgedChild);
+    const p = await h.createPartition({
+      name: 'folders',
+      module: guest('hello'),
+      isolation: 'process',
+      args: ['probe'],
+      devices: { console: true },
+      wasi: { preopens: [ { hostPath: ro, guestPath: '/ro', mode: 'ro' }, { hostPath: rw, guestPath: '/rw', mode: 'rw' } ] },
+    });
+    const out = collect(p);
+    await p.start();
+    expect((await p.exited).code).toBe(0);
+    const seen = JSON.parse(out.stdout[0]!) as { read: string; write: string; folders: { list: string; write: string }[] };
+    expect(seen.folders).toEqual([
+      { list: 'allowed', write: 'ERR_ACCESS_DENIED' },
+      { list: 'allowed', write: 'allowed' },
+    ]);
+    // Every other path is still refused.
+    expect([seen.read, seen.write]).toEqual(['ERR_ACCESS_DENIED', 'ERR_ACCESS_DENIED']);
+    expect(readdirSync(ro)).toEqual(['a.txt']);
+    expect(readdirSync(rw)).toHaveLength(1);
+  });
+
+  it('a guest reads an ro folder in place and is refused writes there (EROFS), writes an rw one in place, and a copy stays private', async () => {
+    const h = make();
+    const ro = sharedFolder(0o755, { 'keep.txt': 'original\n' });
+    const rw = sharedFolder(0o777);
+    const run = async (name: string, args: string[], hostPath: string, mode: 'ro' | 'rw' | 'copy') => {
+      const p = await h.createPartition({ name, module: STREAM, isolation: 'process', devices: { console: true }, wasi: { args: ['stream', ...args], stdin: 'none', preopens: [{ hostPath, guestPath: '/d', mode }] } });
+      let stdout = 0;
+      let stderr = '';
+      p.stdout.on('data', (c: Buffer) => (stdout += c.length));
+      p.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      await p.start();
+      const exit = await p.exited;
+      await p.destroy();
+      return { code: exit.code, stdout, stderr };
+    };
+    expect(await run('ro-put', ['put', '/d/new.bin', '1000'], ro, 'ro')).toEqual({ code: 4, stdout: 0, stderr: 'stream: open /d/new.bin: errno 69\n' });
+    expect(await run('ro-get', ['get', '/d/keep.txt'], ro, 'ro')).toEqual({ code: 0, stdout: 9, stderr: '' });
+    expect(await run('copy-put', ['put', '/d/new.bin', '1000'], ro, 'copy')).toMatchObject({ code: 0, stderr: '' });
+    expect(existsSync(path.join(ro, 'new.bin'))).toBe(false);
+    expect(await run('rw-put', ['put', '/d/new.bin', '100000'], rw, 'rw')).toMatchObject({ code: 0, stderr: '' });
+    expect(statSync(path.join(rw, 'new.bin')).size).toBe(100000);
+    expect(await run('rw-get', ['get', '/d/new.bin'], rw, 'rw')).toEqual({ code: 0, stdout: 100000, stderr: '' });
+  });
+
+  it('the console writes a host file directly from the child (devices.console.outputFd)', async () => {
+    const h = make();
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'wv-proc-out-')), 'out.txt');
+    const fd = openSync(file, 'w');
+    try {
+      const p = await h.createPartition({ name: 'direct', module: guest('hello'), isolation: 'process', devices: { console: { outputFd: { stdout: fd } } } });
+      const out = collect(p);
+      await p.start();
+      const exit = await p.exited;
+      expect(exit.code).toBe(0);
+      // The bytes went to the file, not through the root.
+      expect(out.stdout).toEqual([]);
+      expect(readFileSync(file, 'utf8')).toMatch(/^Hello from a Wasmvisor partition!\n/);
+      expect(exit.metrics.console.bytesOut).toBe(statSync(file).size);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('the attestation device (ABI 1.3, device 6): a guest report made in the child verifies with the host key', async () => {
+    const h = make();
+    const p = await h.createPartition({ name: 'att', module: guest('attest'), isolation: 'process', args: ['00112233', 'my key hash'], devices: { console: true, attestation: true } });
+    const out = collect(p);
+    await p.start();
+    expect((await p.exited).code).toBe(0);
+    const info = fromHex(out.stdout.find((l) => l.startsWith('info '))!.slice(5))!;
+    expect(toHex(info.subarray(0, 32))).toBe(p.measurement);
+    const bytes = fromHex(out.stdout.find((l) => l.startsWith('report '))!.slice(7))!;
+    expect(bytes.length).toBe(GUEST_REPORT_BYTES);
+    const r = verifyGuestReport(bytes, h.attestationPublicKey(), { nonce: '00112233', measurement: p.measurement });
+    expect(r).toMatchObject({ name: 'att', measurement: p.measurement });
+    const forged = Uint8Array.from(bytes);
+    forged[100]! ^= 1;
+    expect(() => verifyGuestReport(forged, h.attestationPublicKey())).toThrow(AttestationCheckError);
+  });
+
+  it.skipIf(!existsSync('/bin/sh'))('a guest spinning past the CPU seconds of its process (RLIMIT_CPU) ends with ERR_LIMIT_CPU; the root goes on', async () => {
+    hv = new Hypervisor({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'wv-proc-')), warmWorkers: 0, process: { cpuSeconds: 1 } });
+    const h = hv;
+    const other = await neighbour(h);
+    const p = await h.createPartition({ name: 'spinner', module: guest('attack-spin'), isolation: 'process' });
+    // (Its process may have used its second before start() resolves: Node's start and the compile count.)
+    await p.start();
+    const exit = await p.exited;
+    expect(exit.reason).toBe('ERR_LIMIT_CPU');
+    expect(exit.error!.message).toMatch(/exceeded its CPU time limit \(signal SIGXCPU\)/);
+    expect((await other.call('digest', new Uint8Array(10))).length).toBe(8);
   });
 });
