@@ -8,7 +8,7 @@ import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemory
 import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
 import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
 import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
-import { DEFAULT_SANDBOX, processMemoryBytes, type SandboxOptions } from './scheduler/sandbox.ts';
+import { DEFAULT_SANDBOX, MAX_PROCESS_FOLDERS, processMemoryBytes, type SandboxOptions } from './scheduler/sandbox.ts';
 import type { RunPlacement } from './scheduler/placement.ts';
 import type { CpuCap } from './channel/protocol.ts';
 import { channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
@@ -347,6 +347,11 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const hostFolders = wasi?.preopens.filter((p) => p.kind === 'host').length ?? 0;
+    if (inProcess && hostFolders > MAX_PROCESS_FOLDERS) {
+      releaseWasi(wasi);
+      throw new InvalidArgumentError(`wasi.preopens: isolation 'process' takes at most ${MAX_PROCESS_FOLDERS} host folders ('ro' or 'rw'); this spec has ${hostFolders}`);
+    }
     const channels = channelSizes({
       kind,
       maxInputBytes,

@@ -306,3 +306,20 @@ describe('a partition process has what a worker has', () => {
     expect((await other.call('digest', new Uint8Array(10))).length).toBe(8);
   });
 });
+
+describe('host folders of a partition process, at their bound', () => {
+  it('takes 16 host folders and refuses 17 with ERR_INVALID_ARGUMENT before anything starts', async () => {
+    const h = make();
+    const dir = sharedFolder(0o755, { 'a.txt': 'a' });
+    const preopens = (n: number) => Array.from({ length: n }, (_, i) => ({ hostPath: dir, guestPath: `/d${i}`, mode: 'ro' as const }));
+    const p = await h.createPartition({ name: 'sixteen', module: guest('hello'), isolation: 'process', devices: { console: true }, wasi: { preopens: preopens(16) } });
+    await p.start();
+    expect((await p.exited).code).toBe(0);
+    await expect(h.createPartition({ name: 'seventeen', module: guest('hello'), isolation: 'process', wasi: { preopens: preopens(17) } })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: expect.stringMatching(/at most 16 host folders .*this spec has 17/),
+    });
+    // A thread partition is not bound by it.
+    await expect(h.createPartition({ name: 'threaded', module: guest('hello'), isolation: 'thread', wasi: { preopens: preopens(17) } })).resolves.toBeDefined();
+  });
+});
