@@ -1,9 +1,11 @@
 /**
  * The inside of a partition process (`isolation: 'process'`; bundled as dist/process.js). It runs
  * in its own OS process, started by host/scheduler/sandbox.ts under Node's permission model (no
- * file system, no child processes, no workers, no addons), as an unprivileged user when the host
- * is root, with OS resource limits. It reads no file: its code arrives over its channel (fd 3),
- * and so does every module it runs (as bytes, compiled here).
+ * file system but its WASI host folders, no child processes, no workers, no addons), as an
+ * unprivileged user when the host is root, with OS resource limits. Its code arrives on an
+ * inherited descriptor and every module it runs over its channel (fd 3, as bytes, compiled here);
+ * a block image, direct console outputs and host folders are descriptors the root opened
+ * (sandbox.ts ChildFd), which the partition's init names.
  *
  * It hosts one partition (`dedicated`, then it exits) or many (`shared`), with the scheduler of a
  * shared worker (host/worker/shared.ts): every partition is suspendable (Asyncify), so a guest
