@@ -8,6 +8,8 @@ import { ImportDeniedError, InvalidArgumentError, InvalidStateError, LimitMemory
 import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
 import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
 import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
+import { DEFAULT_SANDBOX, MAX_PROCESS_FOLDERS, processMemoryBytes, type SandboxOptions } from './scheduler/sandbox.ts';
+import type { RunPlacement } from './scheduler/placement.ts';
 import type { CpuCap } from './channel/protocol.ts';
 import { channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
 import { resolveRateLimit, type ResolvedRateLimit } from './limits/rate-limiter.ts';
@@ -67,7 +69,7 @@ export interface PartitionSchedule {
   name: string;
   state: PartitionState;
   /** Where its current run executes, or null when it is not running. */
-  placement: Placement | null;
+  placement: RunPlacement | null;
   /** Its worker: a thread id (dedicated) or a shared worker's id; null when not running. */
   worker: number | null;
   slices: number;
@@ -193,6 +195,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   /** The logical processors: warm dedicated workers and shared workers (host/scheduler/). */
   private readonly sched: Scheduler;
   private readonly placement: Placement;
+  private readonly isolation: 'thread' | 'process';
+  private readonly sandbox: SandboxOptions;
 
   constructor(options: HypervisorOptions = {}) {
     super();
@@ -205,6 +209,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.callSpinMicros = o.callSpinMicros ?? 50;
     this.memoryBudget = o.memoryBudgetBytes ?? Math.floor(os.totalmem() / 2);
     this.placement = o.placement ?? 'dedicated';
+    this.isolation = o.isolation ?? 'thread';
+    this.sandbox = { ...DEFAULT_SANDBOX, ...o.process, user: o.process?.user ?? null };
     this.sched = new Scheduler(
       {
         warmWorkers: o.warmWorkers ?? DEFAULT_WARM_WORKERS,
@@ -213,6 +219,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         sliceMs: o.sliceMs ?? DEFAULT_SLICE_MS,
         spinMicros: this.callSpinMicros,
         sharedWorkerHeapMb: o.sharedWorkerHeapMb ?? DEFAULT_SHARED_WORKER_HEAP_MB,
+        sandbox: this.sandbox,
       },
       this.placement,
     );
@@ -314,7 +321,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const devices = resolveDevices(spec.devices);
     const kind = spec.kind ?? 'command';
     const restart = resolveRestart(spec.restart);
-    const placement = spec.placement ?? this.placement;
+    const isolation = spec.isolation ?? this.isolation;
+    // A partition process runs one partition (its own placement); a spec that asks to share a worker contradicts it.
+    if (isolation === 'process' && spec.placement === 'shared') {
+      throw new InvalidArgumentError(`partition spec ${JSON.stringify(name)}: placement 'shared' runs in a worker thread; isolation 'process' gives the partition a process of its own (choose one)`);
+    }
+    const placement = isolation === 'process' ? 'dedicated' : (spec.placement ?? this.placement);
+    const inProcess = isolation === 'process';
 
     // With a policy, the module is authenticated before anything else parses it, and the spec is
     // held to the admitting rule's grants before any folder is copied or file opened.
@@ -334,13 +347,18 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // together promise more than the budget; give it back if anything below refuses.
     // WASI: seed folders are copied here (before the synchronous reservation below).
     const wasi: ResolvedWasi | null = spec.wasi === undefined ? null : await resolveWasi(spec.wasi, [name, ...args]);
+    const hostFolders = wasi?.preopens.filter((p) => p.kind === 'host').length ?? 0;
+    if (inProcess && hostFolders > MAX_PROCESS_FOLDERS) {
+      releaseWasi(wasi);
+      throw new InvalidArgumentError(`wasi.preopens: isolation 'process' takes at most ${MAX_PROCESS_FOLDERS} host folders ('ro' or 'rw'); this spec has ${hostFolders}`);
+    }
     const channels = channelSizes({
       kind,
       maxInputBytes,
       maxOutputBytes,
       maxLineBytes: devices.console?.maxLineBytes ?? null,
       inputBufferBytes: devices.console?.inputBufferBytes ?? null,
-      placement,
+      placement: inProcess ? 'process' : placement,
     });
     const reservation =
       memoryPages * 65536 +
@@ -348,7 +366,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
       wasiMemory(wasi).bufferBytes +
       wasiMemory(wasi).heapBytes +
-      (placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
+      (inProcess ? processMemoryBytes(this.sandbox) : placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
       channelBytes(channels) +
       // A call's input and output, held whole while the call runs (its chunks pass through the rings).
       (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
@@ -379,11 +397,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         cache: this.cache,
         // The CPU cap's checkpoints are the fuel checkpoints: a capped module is metered too.
         fuel: fuel !== undefined || cpu !== null,
-        // A shared partition is preempted at fuel checkpoints and suspended in blocking calls.
-        suspendable: placement === 'shared',
+        // A shared partition is preempted at fuel checkpoints and suspended in blocking calls; so
+        // is one in a partition process (its thread must return to its event loop to hear the root).
+        suspendable: placement === 'shared' || inProcess,
       });
-      if (placement === 'shared' && loaded.memoryInitial < 1) {
-        throw new InvalidArgumentError(`placement 'shared' needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
+      if ((placement === 'shared' || inProcess) && loaded.memoryInitial < 1) {
+        const what = inProcess ? "isolation 'process'" : "placement 'shared'";
+        throw new InvalidArgumentError(`${what} needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
       }
       // Checked again after the await: another createPartition may have taken the name meanwhile.
       if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
@@ -424,7 +444,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     // The NIC is plugged in now, before start: frames sent to it queue until the guest reads them.
     let self: Partition | null = null;
     const net: NicAttachment | null = devices.net
-      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared')
+      ? this.switch.attachNic(name, devices.net, (v) => self?.emit('violation', { partition: name, ...v }), this.violationsPerSecond, placement !== 'shared' && !inProcess)
       : null;
     const partition = new Partition({
       name,
@@ -447,9 +467,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
-      host: () => this.sched.host(placement),
-      // Shared: fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
-      ...(placement === 'shared' ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
+      host: inProcess ? () => this.sched.processHost(loaded.bytes, block?.attachment.path ?? null) : () => this.sched.host(placement),
+      // Shared (and a process's scheduler): fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
+      ...(placement === 'shared' || inProcess ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
       wasi,
       net,
@@ -463,7 +483,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       },
     });
     self = partition;
-    if (placement === 'dedicated') this.sched.warm();
+    if (placement === 'dedicated' && !inProcess) this.sched.warm();
     partition.on('violation', (v) => this.emit('violation', v));
     partition.on('state', (state, previous) => this.emit('state', partition, state, previous));
     partition.on('exit', (exit) => this.emit('exit', partition, exit));

@@ -14,6 +14,8 @@ export const workerScript: URL = new URL('dist/worker.js', packageRoot);
 
 /** The bundled loader worker script: the module pipeline's own thread (loader/offthread.ts). */
 export const loaderWorkerScript: URL = new URL('dist/loader-worker.js', packageRoot);
+/** The bundled partition process (CommonJS: a sandboxed child reads it from a descriptor and runs it; host/scheduler/sandbox.ts). */
+export const processScript: URL = new URL('dist/process.cjs', packageRoot);
 
 /** The directory of built guests (build/guests/). */
 export const guestsDir: URL = new URL('build/guests/', packageRoot);

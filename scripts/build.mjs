@@ -42,6 +42,24 @@ export async function buildHost() {
     // The loader's worker (off-thread validation and compile) is likewise its own thread and
     // realm: a self-contained entry, never importing a shared chunk.
     build({ ...common, entryPoints: { 'loader-worker': 'host/loader/loader-worker.ts' } }),
+    // A partition process runs its bundle from a descriptor, as CommonJS (host/scheduler/sandbox.ts).
+    // It may read no file, so everything it runs is in the bundle. Two things it never runs stay
+    // out: binaryen (imported dynamically by the loader, whose name constants the worker shares)
+    // and file locations (host/paths.ts, evaluated but unused: import.meta has no URL in CommonJS).
+    build({
+      absWorkingDir: root,
+      metafile: true,
+      entryPoints: { process: 'host/worker/process-entry.ts' },
+      outdir: 'dist',
+      outExtension: { '.js': '.cjs' },
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      external: ['binaryen'],
+      define: { 'import.meta.url': '"file:///wasmvisor-partition-process/dist/process.cjs"' },
+      logLevel: 'warning',
+    }),
   ]);
   await chmod(`${root}dist/cli.js`, 0o755);
   // Chunks of an earlier build are not imported by this one: remove them (they would be measured).

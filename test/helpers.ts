@@ -26,14 +26,15 @@ export async function runToExit(p: Partition): Promise<PartitionExit> {
 }
 
 /**
- * The placement the partition suites run against: vitest.config.ts runs them once per
- * placement ('dedicated' and 'shared'), so the same tests prove both behave the same.
+ * Where the partition suites run their partitions: vitest.config.ts runs them once per place
+ * ('dedicated' and 'shared' workers, and a subset in partition processes: isolation 'process'),
+ * so the same tests prove each behaves the same.
  */
-export const PLACEMENT: 'dedicated' | 'shared' = process.env.WASMVISOR_TEST_PLACEMENT === 'shared' ? 'shared' : 'dedicated';
+export const PLACEMENT: 'dedicated' | 'shared' | 'process' = ((p) => (p === 'shared' || p === 'process' ? p : 'dedicated'))(process.env.WASMVISOR_TEST_PLACEMENT);
 
 /** A Hypervisor whose partitions run in this run's placement (unless `options` chooses). */
 export function hypervisor(options: HypervisorOptions = {}): Hypervisor {
-  return new Hypervisor({ placement: PLACEMENT, ...options });
+  return new Hypervisor(PLACEMENT === 'process' ? { isolation: 'process', ...options } : { placement: PLACEMENT, ...options });
 }
 
 /**

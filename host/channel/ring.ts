@@ -331,6 +331,62 @@ export class SharedRing {
     return Atomics.load(this.ctl, RSEQ);
   }
 
+  /**
+   * Mirroring (a partition in another process, host/channel/mirror.ts): the producer's side keeps
+   * each record in its ring until the far copy's consumer has taken it, so both copies agree on
+   * how full the channel is. These read records past the consumer's position without consuming
+   * them, and consume records that were already delivered without copying them again.
+   */
+
+  /** The consumer's free-running byte position (the oldest record). */
+  get tailPosition(): number {
+    return Atomics.load(this.ctl, TAIL) >>> 0;
+  }
+
+  /** The producer's free-running byte position (after the newest record). */
+  get headPosition(): number {
+    return Atomics.load(this.ctl, HEAD) >>> 0;
+  }
+
+  /**
+   * The record at byte position `pos` (from tailPosition up to headPosition, on a record
+   * boundary), copied, without consuming it; with the position of the record after it. Null at
+   * headPosition. A position outside the records in use is a RangeError.
+   */
+  recordAt(pos: number): { kind: number; bytes: Uint8Array; next: number } | null {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    pos >>>= 0;
+    if (pos === head) return null;
+    if (((pos - tail) >>> 0) >= ((head - tail) >>> 0)) throw new RangeError(`ring position ${pos} is outside the records in use`);
+    const word = this.header(head, pos);
+    const length = word & 0xffffff;
+    const bytes = new Uint8Array(length);
+    this.copyOut(pos + HEADER, bytes, length);
+    return { kind: word >>> 24, bytes, next: (pos + HEADER + ((length + 3) & ~3)) >>> 0 };
+  }
+
+  /**
+   * Consumes the oldest records, `bytes` of them (headers and padding included), without copying
+   * them. False, and nothing consumed, unless `bytes` ends exactly on a record boundary within
+   * what is in use.
+   */
+  discard(bytes: number): boolean {
+    if (!Number.isInteger(bytes) || bytes < 0) return false;
+    if (bytes === 0) return true;
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (bytes > ((head - tail) >>> 0)) return false;
+    let at = 0;
+    while (at < bytes) at += HEADER + (((this.header(head, (tail + at) >>> 0) & 0xffffff) + 3) & ~3);
+    if (at !== bytes) return false;
+    Atomics.store(this.ctl, TAIL, (tail + bytes) | 0);
+    Atomics.add(this.ctl, RSEQ, 1);
+    Atomics.notify(this.ctl, RSEQ);
+    this.moved(WANT_ROOM);
+    return true;
+  }
+
   /** Wakes any waiter (used when the root gives up on a ring, so no async wait stays pending). */
   wakeAll(): void {
     Atomics.add(this.ctl, WSEQ, 1);

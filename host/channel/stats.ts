@@ -87,6 +87,8 @@ const CALL_BASE = 48;
 const callSlot = new Map<number, number>(callNames.map((name, i) => [HvCall[name], CALL_BASE + i]));
 const OTHER_CALL_SLOT = CALL_BASE + callNames.length;
 const SLOTS = OTHER_CALL_SLOT + 1;
+/** Float64 slots of a partition's counters. */
+export const STAT_SLOTS = SLOTS;
 
 export function allocateStats(): SharedArrayBuffer {
   return new SharedArrayBuffer(SLOTS * 8);

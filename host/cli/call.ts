@@ -105,7 +105,7 @@ export async function call(argv: string[]): Promise<number> {
         }
       }
       stderr.guestEnd();
-      if (values.stats) stderr.block(formatStats(await partition.stop(), spec.placement ?? 'dedicated'));
+      if (values.stats) stderr.block(formatStats(await partition.stop(), spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
       verdict?.();
     } finally {
       await hv.close();

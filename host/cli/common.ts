@@ -53,7 +53,7 @@ export function fail(error: unknown): number {
 }
 
 /** The `--stats` block: the partition's metrics when it ended. */
-export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'shared' = 'dedicated'): string {
+export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'shared' | 'process' = 'dedicated'): string {
   const m = exit.metrics;
   const kib = (n: number) => `${n / 1024} KiB`;
   const byCall = Object.entries(m.hypercallsByCall)
@@ -78,9 +78,9 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
     ],
     [
       'scheduler',
-      placement === 'shared'
-        ? `shared worker: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`
-        : 'dedicated worker',
+      placement === 'dedicated'
+        ? 'dedicated worker'
+        : `${placement === 'shared' ? 'shared worker' : 'partition process'}: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`,
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;

@@ -17,6 +17,7 @@ import {
   PartitionLimitsSchema,
   PartitionSpecSchema,
   PlacementSchema,
+  IsolationSchema,
   RateLimitSchema,
   WasiQuotasSchema,
   type DevicesSpec,
@@ -137,6 +138,12 @@ export function partitionOptions(kind: 'run' | 'call') {
       (raw, name) => stringIn(PlacementSchema)(raw, name) as Placement,
       { default: 'dedicated' },
     ),
+    isolate: value(
+      '<walls>',
+      'thread (a worker thread of this process) or process (an OS process of its own, sandboxed: Node\'s permission model, nobody when run as root, resource limits; README, "Process isolation")',
+      (raw, name) => stringIn(IsolationSchema)(raw, name) as 'thread' | 'process',
+      { default: 'thread' },
+    ),
     'output-rate': value(
       '<bytes/s>',
       "cap the guest's console output: writes over it are refused (the guest sees EAGAIN / RATE_LIMITED) and counted, and a warning at the end says how many bytes; without it a guest writing faster than its reader waits and nothing is lost",
@@ -188,6 +195,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   if (values.name !== undefined) spec.name = values.name;
   if (values.sha256 !== undefined) spec.sha256 = values.sha256;
   if (values.placement !== undefined) spec.placement = values.placement;
+  if (values.isolate !== undefined) spec.isolation = values.isolate;
   if (values.signature !== undefined) spec.signature = values.signature;
   if (guestArgs.length > 0 || base === null) spec.args = guestArgs;
 

@@ -89,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
       await output;
       stderr.block(droppedWarning(exit));
       // The stats first: the verdict (if any) is the last line of stderr (or the one before --json's).
-      if (values.stats) stderr.block(formatStats(exit, spec.placement ?? 'dedicated'));
+      if (values.stats) stderr.block(formatStats(exit, spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
       status = report(exit);
       result = exitReport('run', exit);
     } finally {

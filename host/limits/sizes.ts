@@ -44,7 +44,8 @@ export interface ChannelLimits {
   maxLineBytes: number | null;
   /** The console input buffer (devices.console.inputBufferBytes), or null without a console. */
   inputBufferBytes: number | null;
-  placement: Placement;
+  /** Where the partition runs ('process': a partition process of its own). */
+  placement: Placement | 'process';
 }
 
 /** Ring sizes of a partition's channels, in data bytes. */
@@ -72,7 +73,10 @@ export function channelSizes(l: ChannelLimits): ChannelSizes {
   // with a console, 256 KiB: its byte streams move in chunks of a quarter ring (64 KiB), so the
   // guest fills one while the root drains another. Shared: the minimum, fed by the outbox.
   const events = l.placement === 'shared' ? MIN_RING_BYTES : l.maxLineBytes !== null ? 4 * 65536 : 65536;
-  const calls = l.placement === 'shared' ? MIN_RING_BYTES : Math.max(MIN_RING_BYTES, Math.min(65536, ringCapacity(l.maxInputBytes + 1024)));
+  // A partition process's call ring takes up to 1 MiB: each ring's worth of a large input costs a
+  // round trip between two processes (forward, consume, acknowledge), not a shared-memory wake.
+  const maxCalls = l.placement === 'process' ? 1 << 20 : 65536;
+  const calls = l.placement === 'shared' ? MIN_RING_BYTES : Math.max(MIN_RING_BYTES, Math.min(maxCalls, ringCapacity(l.maxInputBytes + 1024)));
   return {
     events,
     calls: l.kind === 'reactor' ? calls : 64,

@@ -23,7 +23,7 @@ import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
-import type { RunHost } from '../scheduler/placement.ts';
+import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
 import { check } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
@@ -259,7 +259,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
   }
 
   /** Where the current run executes ('dedicated' or 'shared'), or null when it is not running. */
-  get placement(): 'dedicated' | 'shared' | null {
+  get placement(): RunPlacement | null {
     return this.run?.placement ?? null;
   }
 

@@ -6,7 +6,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
 import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
-import type { RunHost } from '../scheduler/placement.ts';
+import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
 export interface RunEvents {
@@ -90,7 +90,8 @@ export class WorkerRun {
   ) {
     this.events = new SharedRing(SharedRing.allocate(channels.events));
     this.calls = new SharedRing(SharedRing.allocate(channels.calls));
-    if (host.placement === 'shared') this.events.onMove = this.calls.onMove = () => host.wake();
+    // A shared worker sleeps on one doorbell, a partition process on its channel: each hears which ring moved.
+    if (host.placement !== 'dedicated') this.events.onMove = this.calls.onMove = () => host.wake();
     // Output records: a chunk of one write (a dedicated worker's are at most a ring record, a
     // shared worker's outbox sends a write's piece of up to HV_MAX_TRANSFER, or a line call's line).
     const maxOutput = Math.max(HV_MAX_TRANSFER, (init.devices.console?.maxLineBytes ?? MAX_LINE_BYTES) + 1);
@@ -112,6 +113,7 @@ export class WorkerRun {
     try {
       this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab, spin: processSpinBudget().sab } satisfies WorkerInit, {
         message: (message) => this.guard(() => this.onMessage(message, running)),
+        violation: (violation) => this.guard(() => this.on.violation(violation)),
         error: (error) => (this.workerError = error),
         exit: (code, outcome) =>
           this.guard(() => {
@@ -279,6 +281,8 @@ export class WorkerRun {
 
   /** The output's reader has room again: draining resumes (a no-op unless paused). */
   resumeOutput(): void {
+    // A partition process hears of a reader that went away (ConsoleOutput.close) from its host.
+    if (this.host.placement === 'process') this.host.wake();
     if (!this.paused) return;
     this.paused = false;
     const wake = this.resumeWaiter;
@@ -436,7 +440,7 @@ export class WorkerRun {
     return this.host.workerId;
   }
 
-  get placement(): 'dedicated' | 'shared' {
+  get placement(): RunPlacement {
     return this.host.placement;
   }
 

@@ -1,18 +1,21 @@
-import type { WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
+import type { ViolationRecord, WorkerInit, WorkerOutcome } from '../channel/protocol.ts';
 import type { ErrorCode } from '../errors.ts';
 
 /**
  * Where one run of a partition executes, as the root sees it: the seam between a partition's
  * handle (host/partition/) and the logical processors the scheduler owns. A dedicated worker
- * from the warm pool, a slot on a shared worker, and (later) a child process all look alike to
+ * from the warm pool, a slot on a shared worker, and a child process all look alike to
  * a run: it launches with its init (plain data, the module and its channels), hears lifecycle
  * messages and the executor's end, and can kill it.
  *
  * The run's traffic itself (console, calls, results, violations) does not pass through here:
  * it flows on the channels in the init (host/channel/), which every placement carries.
  */
+/** Where a run executes: a dedicated worker, a shared worker, or a partition process of its own. */
+export type RunPlacement = 'dedicated' | 'shared' | 'process';
+
 export interface RunHost {
-  readonly placement: 'dedicated' | 'shared';
+  readonly placement: RunPlacement;
   /** Hands the run to its executor; what the executor says comes back through `events`. */
   launch(init: WorkerInit, events: RunHostEvents): void;
   /** Ends the run now with `outcome` (a dedicated worker is terminated; a shared one drops the partition). */
@@ -30,6 +33,8 @@ export interface RunHost {
 export interface RunHostEvents {
   /** A lifecycle message of this run (unchecked: the run validates it). */
   message(message: unknown): void;
+  /** The executor broke its channel's protocol (a partition process: a forged frame); its end follows. */
+  violation?(violation: ViolationRecord): void;
   /** The executor reported an error (e.g. it ran out of heap); its exit follows. */
   error(error: unknown): void;
   /**

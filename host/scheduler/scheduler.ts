@@ -1,6 +1,8 @@
 import os from 'node:os';
 import { DedicatedHost } from './dedicated.ts';
 import type { RunHost } from './placement.ts';
+import { ProcessHost, type ProcessStats } from './process.ts';
+import type { SandboxOptions } from './sandbox.ts';
 import { SharedHost, SharedWorker, type SharedWorkerStats } from './shared.ts';
 import { WarmPool } from './warm-pool.ts';
 import type { Placement } from '../limits/sizes.ts';
@@ -18,6 +20,10 @@ export interface SchedulerOptions {
   spinMicros: number;
   /** A shared worker's JS heap limit, MiB (HypervisorOptions.sharedWorkerHeapMb). */
   sharedWorkerHeapMb: number;
+  /** How partition processes are started (HypervisorOptions.process). */
+  sandbox: SandboxOptions;
+  /** The code partition processes run; default the shipped bundle (tests put a stand-in child here). */
+  processCode?: URL;
 }
 
 /** What `hv.scheduler()` reports. */
@@ -29,6 +35,8 @@ export interface SchedulerStats {
   warmPool: { target: number; idle: number; spawned: number; warmTakes: number; coldTakes: number; reused: number };
   /** Shared workers: partitions on each, run queue, slices run, preemptions. */
   workers: SharedWorkerStats[];
+  /** Partition processes (isolation 'process'): each one's pid and its scheduler's counters. */
+  processes: ProcessStats[];
 }
 
 /** Default number of shared workers: one per core the process may use. */
@@ -45,6 +53,7 @@ export function defaultSharedWorkers(): number {
 export class Scheduler {
   private readonly pool: WarmPool;
   private readonly shared: SharedWorker[] = [];
+  private readonly processes = new Set<ProcessHost>();
   private nextWorkerId = 0;
 
   constructor(
@@ -69,6 +78,21 @@ export class Scheduler {
     return new SharedHost(this.sharedWorker());
   }
 
+  /**
+   * A place for one run in a partition process of its own; `moduleBytes` are the module as run
+   * (the child compiles them: a compiled module does not cross processes); `imagePath`: its block
+   * image's, or null.
+   */
+  processHost(moduleBytes: Uint8Array, imagePath: string | null): RunHost {
+    const host = new ProcessHost(
+      { sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h), ...(this.options.processCode ? { code: this.options.processCode } : {}) },
+      moduleBytes,
+      imagePath,
+    );
+    this.processes.add(host);
+    return host;
+  }
+
   private sharedWorker(): SharedWorker {
     for (let i = this.shared.length - 1; i >= 0; i--) if (this.shared[i]!.dead) this.shared.splice(i, 1);
     let best: SharedWorker | null = null;
@@ -90,10 +114,11 @@ export class Scheduler {
       sliceMs: this.options.sliceMs,
       warmPool: { target: this.pool.target, idle: this.pool.size, ...c },
       workers: this.shared.filter((w) => !w.dead).map((w) => w.snapshot()),
+      processes: [...this.processes].flatMap((p) => p.snapshot() ?? []),
     };
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.pool.close(), ...this.shared.map((w) => w.close())]);
+    await Promise.all([this.pool.close(), ...this.shared.map((w) => w.close()), ...[...this.processes].map((p) => p.close())]);
   }
 }

@@ -9,7 +9,7 @@ import { Policy } from '../security/policy.ts';
 import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds.ts';
 import { PartitionLimitsSchema } from './limits.ts';
 import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS } from '../loader/bounds.ts';
-import { PlacementSchema } from './partition.ts';
+import { IsolationSchema, PlacementSchema } from './partition.ts';
 import { PolicySchema } from './policy.ts';
 
 /** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
@@ -112,6 +112,35 @@ export const HypervisorOptionsSchema = Type.Object(
         maximum: 16384,
         description: 'JS heap limit of each shared worker, MiB. A shared worker that runs out ends every partition on it with ERR_KILLED (reactors restart per their policy). Default 2048.',
       }),
+    ),
+    isolation: Type.Optional(CloneType(IsolationSchema, { description: "Isolation of partitions whose spec does not choose one. Default 'thread'." })),
+    process: Type.Optional(
+      Type.Object(
+        {
+          user: Type.Optional(
+            Type.Object(
+              {
+                uid: Type.Integer({ minimum: 1, maximum: 0x7fffffff, description: 'User id (not 0: a partition process never runs as root).' }),
+                gid: Type.Integer({ minimum: 1, maximum: 0x7fffffff, description: 'Group id (not 0).' }),
+              },
+              { ...CLOSED, description: "The identity partition processes take when the host runs as root. Default: the 'nobody' account. Not root, they keep the host's identity." },
+            ),
+          ),
+          maxOpenFiles: Type.Optional(Type.Integer({ minimum: 16, maximum: 65536, description: 'Open files of a partition process (RLIMIT_NOFILE). Default 64.' })),
+          addressSpaceMb: Type.Optional(
+            Type.Integer({
+              minimum: 16384,
+              maximum: 1 << 24,
+              description: "Address space of a partition process, MiB (RLIMIT_AS). A Wasm memory reserves about 10 GiB of it for its guard regions. Default 32768.",
+            }),
+          ),
+          cpuSeconds: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 1 << 30, description: 'CPU time of a partition process, s (RLIMIT_CPU; past it the partition ends with ERR_LIMIT_CPU). Default: none.' }),
+          ),
+          heapMb: Type.Optional(Type.Integer({ minimum: 16, maximum: 16384, description: 'JS heap of a partition process (old generation), MiB. Default 64.' })),
+        },
+        { ...CLOSED, description: "Settings of partition processes (isolation 'process'). Limits are set with /bin/sh's ulimit where it exists." },
+      ),
     ),
   },
   {

@@ -16,6 +16,12 @@ export const PlacementSchema = Type.Union([Type.Literal('dedicated'), Type.Liter
     "Where the partition runs: 'dedicated', a worker thread of its own (a warm one when the pool has one); 'shared', a worker thread that time-slices many partitions, each still its own instance, memory, devices and counters. Default: the hypervisor's placement.",
 });
 
+/** What walls a partition's place has around it (host/scheduler/sandbox.ts). */
+export const IsolationSchema = Type.Union([Type.Literal('thread'), Type.Literal('process')], {
+  description:
+    "'thread' (default): the partition runs in a worker thread of the hypervisor's process (its placement says which). 'process': in an OS process of its own, under Node's permission model (no file, child process, worker or addon), as an unprivileged user when the host runs as root, with OS resource limits; the same devices and calls, over a validated channel. A module run this way needs a memory of at least one page. Default: the hypervisor's isolation.",
+});
+
 /** Where a module comes from: a path, bytes, or a `file:` URL. */
 export const ModuleSourceSchema = Type.Union(
   [Type.String({ minLength: 1, title: 'a path' }), Type.Uint8Array(), ArrayBufferObject(), UrlObject()],
@@ -45,6 +51,7 @@ export const partitionSpecFields = {
   restart: Type.Optional(RestartSchema),
   wasi: Type.Optional(WasiSchema),
   placement: Type.Optional(PlacementSchema),
+  isolation: Type.Optional(IsolationSchema),
 };
 
 export const PartitionSpecSchema = Type.Object(partitionSpecFields, {

@@ -270,8 +270,13 @@ export interface FileOps {
 
 const nodeFileOps: FileOps = { readSync, writeSync, fsyncSync };
 
-/** BlockIo over an open file descriptor, with synchronous system calls (short transfers are continued). */
-export function fdIo(fd: number, ops: FileOps = nodeFileOps): BlockIo {
+/**
+ * BlockIo over an open file descriptor, with synchronous system calls (short transfers are
+ * continued). `durableWrites`: the descriptor was opened with O_DSYNC, so each write is on stable
+ * storage when it returns and fsync has nothing left to do (a partition process may not call
+ * fsync: Node's permission model disables it; host/scheduler/process.ts opens its image so).
+ */
+export function fdIo(fd: number, ops: FileOps = nodeFileOps, durableWrites = false): BlockIo {
   return {
     pread(buf, position) {
       let done = 0;
@@ -294,7 +299,7 @@ export function fdIo(fd: number, ops: FileOps = nodeFileOps): BlockIo {
       }
     },
     fsync() {
-      ops.fsyncSync(fd);
+      if (!durableWrites) ops.fsyncSync(fd);
     },
   };
 }
@@ -304,6 +309,8 @@ export interface BlockImageOptions {
   fd: number;
   /** Replaces the file operations on `fd` (tests: a simulated disk). */
   io?: BlockIo;
+  /** `fd` was opened with O_DSYNC: every write is durable when it returns (see fdIo). */
+  durableWrites?: boolean;
   /**
    * fsync the image before first use. Default true, and it must be: see the constructor. Only the
    * power-loss test turns it off, to show that its simulated disk catches the resulting loss.
@@ -380,7 +387,7 @@ export class BlockImage {
     const seals = options.sealsPerKey ?? SEALS_PER_KEY;
     if (!Number.isInteger(seals) || seals < 1 || seals > SEALS_PER_KEY) throw new RangeError(`sealsPerKey ${seals} is out of range`);
     this.sealsPerKey = seals;
-    this.io = options.io ?? fdIo(options.fd);
+    this.io = options.io ?? fdIo(options.fd, nodeFileOps, options.durableWrites === true);
     this.sectorCount = options.sectorCount;
     this.imageId = secretCopy(options.imageId);
     this.imageId.copy(this.aad, 0, 0, 16);

@@ -90,6 +90,8 @@ export interface BlockAttachment {
 /** What crosses to the partition's worker for its block device: nothing else of the attachment. */
 export interface BlockWorkerInit {
   fd: number;
+  /** `fd` was opened with O_DSYNC (a partition process's image: it may not fsync). */
+  durableWrites?: boolean;
   sectorCount: number;
   imageId: Uint8Array;
   dataKey: Uint8Array;

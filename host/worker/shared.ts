@@ -44,6 +44,14 @@ interface Slot {
 /** The worker's boot data (see WorkerBoot), and how it reports to the root. */
 export type SharedWorkerOptions = Omit<Extract<WorkerBoot, { role: 'shared' }>, 'role'> & {
   post(event: SharedEvent): void;
+  /**
+   * A partition process (host/worker/process.ts) drives the scheduler from its event loop, which
+   * must run at least once per slice to read the root's frames: a slice then ends at its time
+   * even when no other partition is waiting for the thread.
+   */
+  yieldToHost?: boolean;
+  /** Called after each slice with the slot that ran (a partition process forwards what it wrote). */
+  onSlice?(slot: number): void;
 };
 
 /** A min-heap of (deadline, slot) for waits with a deadline. Stale entries are skipped when popped. */
@@ -106,13 +114,17 @@ export class SharedScheduler {
     shouldYield: (): boolean => {
       // Only when someone else could run (a lone partition keeps the thread: no unwind for
       // nothing), and only past the slice. The cheap checks first: this runs after every import.
+      if (this.toHost) return performance.now() >= this.sliceEnd;
       if (this.queue.length === 0 && this.doorbell.seq === this.seqAtSlice && this.timers.next === Infinity) return false;
       const t = performance.now();
       return t >= this.sliceEnd && (this.queue.length > 0 || this.doorbell.seq !== this.seqAtSlice || this.timers.next <= t);
     },
   };
 
+  private readonly toHost: boolean;
+
   constructor(private readonly options: SharedWorkerOptions) {
+    this.toHost = options.yieldToHost === true;
     this.doorbell = new Doorbell(options.doorbell);
     this.budget = new SpinBudget(options.spin);
     this.wstats = new Float64Array(options.stats);
@@ -122,17 +134,30 @@ export class SharedScheduler {
   run(): never {
     for (;;) {
       const seq = this.doorbell.seq;
-      this.doorbell.take((slot) => this.poke(slot));
-      this.fireTimers();
-      const next = this.queue.shift();
-      this.wstats[WorkerStat.RUN_QUEUE] = this.queue.length;
-      if (next !== undefined) {
-        next.queued = false;
-        this.slice(next);
-        continue;
-      }
-      this.idle(seq);
+      if (!this.step()) this.idle(seq);
     }
+  }
+
+  /** One turn: takes the doorbell's news, fires due timers and runs one slice. False when nothing was runnable. */
+  step(): boolean {
+    this.doorbell.take((slot) => this.poke(slot));
+    this.fireTimers();
+    const next = this.queue.shift();
+    this.wstats[WorkerStat.RUN_QUEUE] = this.queue.length;
+    if (next === undefined) return false;
+    next.queued = false;
+    this.slice(next);
+    return true;
+  }
+
+  /** The earliest deadline a waiting partition has (performance.now() scale), or Infinity. */
+  get nextDeadline(): number {
+    return this.timers.next;
+  }
+
+  /** Partitions hosted. */
+  get size(): number {
+    return this.slots.size;
   }
 
   private idle(seq: number): void {
@@ -179,7 +204,8 @@ export class SharedScheduler {
     this.queue.push(s);
   }
 
-  private control(m: SharedControl): void {
+  /** Adds or kills a partition (a shared worker's control port; a partition process calls it between turns). */
+  control(m: SharedControl): void {
     if (m?.type === 'add') {
       let context: PartitionContext;
       const placement = new SuspendingPlacement(this.clock, this.scratch);
@@ -218,6 +244,7 @@ export class SharedScheduler {
     }
     this.running = null;
     if (step.kind !== 'ended') s.context.pauseClock();
+    this.options.onSlice?.(s.slot);
     if (step.kind === 'ended') {
       this.finish(s, step.outcome);
     } else if (step.kind === 'yield') {

@@ -1,7 +1,7 @@
 /**
  * `wasmvisor call` at the size edges (issue #10, item 1): an input past 16 MiB works; past the
  * largest call (64 MiB) it is refused with a typed error line and exit 2, never exit 70. And
- * `--placement` on run and call.
+ * `--placement` and `--isolate` on run and call.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -67,4 +67,28 @@ describe('wasmvisor --placement', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.readUInt32LE(0)).toBe(1000);
   }, 60_000);
+});
+
+describe('wasmvisor --isolate', () => {
+  it('run --isolate process --stats: the guest runs in a partition process and the stats say so; a bad value is exit 2', async () => {
+    const r = await run(['run', '--isolate', 'process', '--stats', guest('hello'), 'x']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toContain('arg[0]=x');
+    expect(r.stderr).toMatch(/^  scheduler +partition process: \d+ slices, \d+ preemptions, \d+ waits, [\d.]+ ms waiting for a slice$/m);
+    const bad = await run(['run', '--isolate', 'vm', guest('hello')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^ERR_INVALID_ARGUMENT: --isolate: expected "thread" or "process", got "vm"/);
+    const both = await run(['run', '--isolate', 'process', '--placement', 'shared', guest('hello')]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/^ERR_INVALID_ARGUMENT: .*placement 'shared' runs in a worker thread; isolation 'process'/);
+  }, 120_000);
+
+  it('call --isolate process: the export answers from a partition process', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-call-'));
+    const file = path.join(dir, 'in.bin');
+    writeFileSync(file, Buffer.alloc(1000, 1));
+    const r = await run(['call', '--input-file', file, '--isolate', 'process', guest('limits'), 'digest']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.readUInt32LE(0)).toBe(1000);
+  }, 120_000);
 });

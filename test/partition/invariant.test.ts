@@ -28,11 +28,14 @@ afterAll(() => {
 /** The root's private handle on a partition's current run, as a compromised worker could reach it. */
 interface RunInternals {
   events: SharedRing;
-  host: { placement: 'dedicated' | 'shared'; worker: { emit(event: string, value: unknown): boolean } | null; events: { message(m: unknown): void } | null };
+  host: { placement: 'dedicated' | 'shared' | 'process'; worker: { emit(event: string, value: unknown): boolean } | null; events: { message(m: unknown): void } | null };
 }
-/** Delivers `message` to the root as if the partition's worker had sent it. */
+/**
+ * Delivers `message` to the root as if the partition's worker had sent it (a partition process's
+ * lifecycle message as its host decoded it; test/scheduler/process-channel.test.ts forges frames).
+ */
 function forge(run: RunInternals, message: unknown): void {
-  if (run.host.placement === 'shared') run.host.events!.message(message);
+  if (run.host.placement !== 'dedicated') run.host.events!.message(message);
   else run.host.worker!.emit('message', message);
 }
 function runOf(p: Partition): RunInternals {

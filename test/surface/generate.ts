@@ -178,6 +178,9 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'run --output-rate': null,
   'run --placement': null,
   'call --placement': null,
+  // Narrows: the partition runs in a sandboxed process of its own (README, "Process isolation").
+  'run --isolate': null,
+  'call --isolate': null,
   'call --input-file': null,
   'call --fuel': null,
   'call --cpu-percent': null,
