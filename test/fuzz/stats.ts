@@ -44,7 +44,7 @@ export function readStats(file = STATS_FILE): Stats {
 export function currentCommit(): { commit: string; dirty: boolean } {
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'host', 'test/fuzz'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim() !== '';
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'host', 'test/fuzz', ':(exclude)test/fuzz/stats.json'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim() !== '';
     return { commit, dirty };
   } catch {
     return { commit: 'unknown', dirty: true };
