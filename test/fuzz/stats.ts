@@ -5,7 +5,6 @@
  * time, and its findings; the totals are the sums of the entries. Written after every target, so
  * a run stopped early keeps what it did.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './framework.ts';
@@ -40,15 +39,13 @@ export function readStats(file = STATS_FILE): Stats {
   return { unit: UNIT, totals: stats.totals ?? {}, runs: stats.runs ?? [] };
 }
 
-/** The commit the tree is on, and whether it has uncommitted changes (unknown outside git). */
+/** Baked into the bundle by scripts/fuzz.mjs: the commit it was built from. */
+declare const __FUZZ_BUILD__: { commit: string; dirty: boolean } | undefined;
+
+/** The commit the running code was built from, and whether it had uncommitted changes (host/, test/fuzz/). */
 export function currentCommit(): { commit: string; dirty: boolean } {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'host', 'test/fuzz', ':(exclude)test/fuzz/stats.json'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return { commit: 'unknown', dirty: true };
-  }
+  if (typeof __FUZZ_BUILD__ !== 'undefined') return __FUZZ_BUILD__;
+  return { commit: 'unknown', dirty: true };
 }
 
 /** Adds one run's entry and rewrites the file (atomically: a stopped run never leaves half a file). */

@@ -14,7 +14,7 @@
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { FeatureDeniedError, InvalidArgumentError, LimitModuleError, ModuleInvalidError, WasmvisorError } from '../../../host/errors.ts';
 import { parseConfigJson } from '../../../host/mgmt/config.ts';
@@ -120,22 +120,37 @@ function signatureBases(): Uint8Array[] {
   return out;
 }
 
-/** A real audit log: records written by AuditLog (MACs, signed checkpoints), as the bytes of its file. */
+/**
+ * A real audit log, written once by AuditLog (MACs, signed checkpoints, the anchor) and committed
+ * in fixtures/ so the bases are the same bytes on every run (the writer records its pid and folder,
+ * so a log written afresh would differ each time, and a saved corpus entry would no longer be a
+ * mutation of a base). Missing fixtures are written afresh.
+ */
+const AUDIT_FIXTURE = path.join(REPO_ROOT, 'test', 'fuzz', 'fixtures', 'audit');
 let auditHead: string | null = null;
 function auditBases(): Uint8Array[] {
+  const logFile = path.join(AUDIT_FIXTURE, 'audit-000001.jsonl');
+  const headFile = path.join(AUDIT_FIXTURE, 'audit.head');
+  if (!existsSync(logFile) || !existsSync(headFile)) writeAuditFixture(logFile, headFile);
+  const bytes = new Uint8Array(readFileSync(logFile));
+  auditHead = readFileSync(headFile, 'utf8');
+  // The whole log, and its first half (a log that is still being written).
+  const half = bytes.indexOf(0x0a, bytes.length >> 1) + 1;
+  return [bytes, bytes.slice(0, half)];
+}
+
+function writeAuditFixture(logFile: string, headFile: string): void {
   const dir = mkdtempSync(path.join(scratchDir(), 'wasmvisor-fuzz-audit-'));
   try {
     let t = 1_700_000_000_000;
-    // Each record 600 ms after the last: a checkpoint (signed) every other record or so.
-    const log = AuditLog.open({ dir: path.join(dir, 'audit'), macKey: AUDIT_MAC, signingKey: HOST_KEY, headFile: path.join(dir, 'audit.head'), durability: 'record', now: () => (t += 600) });
+    // Each record 250 ms after the last: a signed checkpoint every few records (CHECKPOINT_MS).
+    const log = AuditLog.open({ dir: path.join(dir, 'audit'), macKey: AUDIT_MAC, signingKey: HOST_KEY, headFile: path.join(dir, 'audit.head'), durability: 'record', now: () => (t += 250) });
     const actions = ['partition.create', 'partition.start', 'api.request', 'disk.wipe', 'key.create'];
-    for (let i = 0; i < 12; i++) log.note({ action: actions[i % actions.length]!, target: `/partitions/p${i % 3}`, outcome: i % 4 === 3 ? 'denied' : 'success', reason: i % 4 === 3 ? 'role Reader may not write' : undefined, details: { i, note: 'x"y\\z' } });
+    for (let i = 0; i < 12; i++) log.note({ action: actions[i % actions.length]!, target: `/partitions/p${i % 3}`, outcome: i % 4 === 3 ? 'denied' : 'success', reason: i % 4 === 3 ? 'role Reader may not write' : undefined, details: { i, note: 'x"y\\\\z' } });
     void log.close();
-    const bytes = new Uint8Array(readFileSync(path.join(dir, 'audit', 'audit-000001.jsonl')));
-    auditHead = readFileSync(path.join(dir, 'audit.head'), 'utf8');
-    // The whole log, and its first half (a log that is still being written).
-    const half = bytes.indexOf(0x0a, bytes.length >> 1) + 1;
-    return [bytes, bytes.slice(0, half)];
+    mkdirSync(path.dirname(logFile), { recursive: true });
+    writeFileSync(logFile, readFileSync(path.join(dir, 'audit', 'audit-000001.jsonl')));
+    writeFileSync(headFile, readFileSync(path.join(dir, 'audit.head')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
