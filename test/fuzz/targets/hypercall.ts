@@ -156,6 +156,13 @@ export const input: fc.Arbitrary<Input> = fc.record({
   calls: fc.integer({ min: 1, max: 3 * REFRESH }),
 });
 
+/**
+ * A fault a test injects after every call (the harness's own tests: each invariant must catch
+ * its fault, or the fuzzer could pass while blind): gets the guest's memory, the call and its
+ * result, the other side's canary; returns the result to check in place of the real one.
+ */
+export const inject: { fault: ((mem: Uint8Array, st: Step, ret: number, otherCanary: Uint8Array) => number) | null } = { fault: null };
+
 /** Session-wide back-ends: one block image per side (a disk's data carries over), one switch. */
 let images: BlockAttachment[] = [];
 let storage: Storage | null = null;
@@ -303,6 +310,7 @@ class Side {
       }
       this.total++;
       this.count(code);
+      if (inject.fault !== null && !this.planting && thrown === null) ret = inject.fault(this.mem, st, ret, this.other.canary);
       if (!this.planting) {
         try {
           this.check(st, { code, inPtr, inLen, outPtr, outCap }, ret, thrown, hypercall);

@@ -106,6 +106,9 @@ export function randomCall(r: Prng): WasiCall {
 
 export const input: fc.Arbitrary<Input> = fc.record({ seed: fc.integer(), calls: fc.integer({ min: 1, max: 3 * REFRESH }) });
 
+/** A fault a test injects after every call (see hypercall.ts's `inject`): returns the result to check. */
+export const inject: { fault: ((mem: Uint8Array, call: WasiCall, ret: unknown, otherCanary: Uint8Array) => unknown) | null } = { fault: null };
+
 const CANARY = ['A-SECRET-d1c3f0a9b8e7', 'B-SECRET-77aa55cc33ee'].map((s) => new TextEncoder().encode(s));
 let configs: ResolvedWasi[] = [];
 let seedDir = '';
@@ -197,6 +200,7 @@ class Side {
         this.served++;
         throw thrown ?? new WaitCut();
       }
+      if (inject.fault !== null && thrown === null) ret = inject.fault(this.mem, c, ret, CANARY[1 - this.who]!);
       try {
         this.check(name, c, ret, thrown, fn, args);
       } catch (finding) {
