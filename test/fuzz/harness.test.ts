@@ -10,7 +10,7 @@ import { hypercall, inject as hvInject, type Input } from './targets/hypercall.t
 import { inject as wasiInject, wasi } from './targets/wasi.ts';
 
 const PAGE = 65536;
-const ALL: Input = { grant: { console: true, clock: true, entropy: true, block: true, net: true }, consoleLine: 256, mtu: 1500, args: ['a', 'bc'], seed: 11, calls: 3000 };
+const ALL: Input = { grant: { console: true, clock: true, entropy: true, block: true, net: true, attestation: true }, consoleLine: 256, mtu: 1500, args: ['a', 'bc'], seed: 11, calls: 3000 };
 const BYTE_COUNT = new Set<number>([HvCall.CLOCK_GET, HvCall.ENTROPY_GET, HvCall.DEVICE_LIST, HvCall.ARGS_GET, HvCall.BLOCK_INFO]);
 
 describe('hypercall harness: every invariant catches its fault', () => {

@@ -47,7 +47,12 @@ export class Prng {
 
   /** Up to `max` random bytes, into a fresh array. */
   bytes(max: number): Uint8Array {
-    const out = new Uint8Array(this.int(0, max));
+    return this.exactly(this.int(0, max));
+  }
+
+  /** `n` random bytes, into a fresh array. */
+  exactly(n: number): Uint8Array {
+    const out = new Uint8Array(n);
     for (let i = 0; i < out.length; i += 4) {
       const v = this.u32();
       out[i] = v;

@@ -23,11 +23,13 @@
 import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { HV_HYPERCALL, HV_MAX_TRANSFER, HvCall, HvStatus } from '../../../host/abi/codes.ts';
+import { HV_BLOCK_SECTOR_SIZE, HV_HYPERCALL, HV_MAX_TRANSFER, HvCall, HvStatus } from '../../../host/abi/codes.ts';
 import type { WorkerInit } from '../../../host/channel/protocol.ts';
 import { allocateStats, callStatSlot, readMetrics } from '../../../host/channel/stats.ts';
 import { resolveDevices, type DevicesSpec } from '../../../host/devices/config.ts';
 import { VirtualSwitch } from '../../../host/net/switch.ts';
+import { issueCertificate } from '../../../host/security/guest-report.ts';
+import { secretKeyFromSeed } from '../../../host/security/keys.ts';
 import { blockInit, Storage, type BlockAttachment } from '../../../host/storage/storage.ts';
 import { concat } from '../../loader/bombs.mjs';
 import { wat } from '../../loader/wat.ts';
@@ -81,7 +83,7 @@ export interface Step {
 }
 
 export interface Input {
-  readonly grant: { console: boolean; clock: boolean; entropy: boolean; block: boolean; net: boolean };
+  readonly grant: { console: boolean; clock: boolean; entropy: boolean; block: boolean; net: boolean; attestation?: boolean };
   readonly consoleLine: number;
   readonly mtu: number;
   readonly args: readonly string[];
@@ -118,16 +120,25 @@ function wellFormedInput(r: Prng, c: number): Uint8Array {
     case HvCall.INPUT_READ:
       return u32le(r.int(0, 64));
     case HvCall.BLOCK_READ:
+      // Mostly what fits the window randomStep gives a read (count × sector), now and then past the most.
+      return concat([u64le(BigInt(r.int(0, 300))), u32le(r.chance(7, 8) ? r.int(0, 3) : r.int(4, 17), r.int(0, 2))]);
     case HvCall.BLOCK_DISCARD:
       return concat([u64le(BigInt(r.int(0, 300))), u32le(r.int(0, 17), r.int(0, 2))]);
-    case HvCall.BLOCK_WRITE:
-      return concat([u64le(BigInt(r.int(0, 300))), u32le(r.int(0, 2), r.int(0, 1)), r.bytes(16)]);
+    case HvCall.BLOCK_WRITE: {
+      // Whole sectors (a write carries count × sector bytes), or a few bytes short or over.
+      const count = r.int(0, 2);
+      const slack = r.chance(7, 8) ? 0 : r.int(-3, 3);
+      return concat([u64le(BigInt(r.int(0, 300))), u32le(count, r.int(0, 1)), r.exactly(Math.max(0, count * HV_BLOCK_SECTOR_SIZE + slack))]);
+    }
     case HvCall.NET_SEND:
       return concat([u32le(r.pick([0, 1, 2, 3, 0xffff_ffff, 0x0a000002])), r.bytes(32)]);
     case HvCall.NET_RECV:
       return r.pick([new Uint8Array(0), u32le(1, 0), u32le(0, 0), u32le(1, 5)]);
     case HvCall.NET_POLL:
       return r.pick([new Uint8Array(0), u32le(0), u32le(3)]);
+    case HvCall.ATTEST_REPORT:
+      // 64 bytes of report data, then a nonce of up to HV_ATTEST_MAX_NONCE (and a little past it).
+      return concat([r.bytes(64), r.bytes(72)]);
     default:
       return r.bytes(32);
   }
@@ -143,12 +154,14 @@ export function randomStep(r: Prng): Step {
   }
   const code = ending ? r.pick(ENDINGS) : r.pick(CODES);
   const data = wellFormedInput(r, code);
-  const outCap = r.chance(3, 4) ? r.int(0, 96) : r.pick([4096, 16_384]);
+  // A block read's window is its sectors (count × sector), mostly; other calls' a few bytes or a few KiB.
+  const sectors = code === HvCall.BLOCK_READ && data.length >= 12 ? data[8]! : -1;
+  const outCap = sectors >= 0 && r.chance(3, 4) ? Math.min(sectors, 4) * HV_BLOCK_SECTOR_SIZE : r.chance(3, 4) ? r.int(0, 96) : r.pick([4096, 16_384]);
   return { code, inPtr: r.int(0, PAGE - 20_000), inLen: data.length, outPtr: r.int(0, PAGE - 20_000), outCap, data };
 }
 
 export const input: fc.Arbitrary<Input> = fc.record({
-  grant: fc.record({ console: fc.boolean(), clock: fc.boolean(), entropy: fc.boolean(), block: fc.boolean(), net: fc.boolean() }),
+  grant: fc.record({ console: fc.boolean(), clock: fc.boolean(), entropy: fc.boolean(), block: fc.boolean(), net: fc.boolean(), attestation: fc.boolean() }),
   consoleLine: fc.integer({ min: 16, max: 4096 }),
   mtu: fc.integer({ min: 64, max: 1500 }),
   args: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
@@ -162,6 +175,9 @@ export const input: fc.Arbitrary<Input> = fc.record({
  * result, the other side's canary; returns the result to check in place of the real one.
  */
 export const inject: { fault: ((mem: Uint8Array, st: Step, ret: number, otherCanary: Uint8Array) => number) | null } = { fault: null };
+
+/** The host key that certifies the partitions' attestation keys. */
+const HOST_KEY = secretKeyFromSeed(new Uint8Array(32).fill(0x42));
 
 /** Session-wide back-ends: one block image per side (a disk's data carries over), one switch. */
 let images: BlockAttachment[] = [];
@@ -202,6 +218,7 @@ class Side {
     if (g.entropy) spec.entropy = { seed: `side-${who}` };
     if (g.block) spec.block = { sizeMiB: 1, rateLimitMode: 'reject' };
     if (g.net) spec.net = { segment: who === 0 ? 'red' : 'blue', mtu: this.input.mtu };
+    if (g.attestation) spec.attestation = true;
     const devices = resolveDevices(spec);
     const nic = devices.net ? netSwitch!.attachNic(`side-${who}`, devices.net, () => {}) : null;
     const init: WorkerInit = {
@@ -225,6 +242,8 @@ class Side {
       hypercallRate: null,
       block: devices.block ? blockInit(images[who]!) : null,
       net: nic?.init ?? null,
+      // As the security monitor issues it when the device is granted: a partition key and a certificate signed by the host key.
+      attestation: devices.attestation ? issueCertificate(HOST_KEY, { name: `fuzz-${who}`, measurement: 'ab'.repeat(32), specHash: 'cd'.repeat(32), signerHash: null, runtimeRegister: '00'.repeat(32), issuedMs: 1_700_000_000_000 }) : null,
     };
     this.expected.clear();
     this.total = 0;
