@@ -21,6 +21,7 @@ import type { Blocker } from '../../host/channel/blocker.ts';
 import { CallKind, InputKind, type WorkerInit, type WorkerOutcome } from '../../host/channel/protocol.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { blockingPlacement, PartitionContext, type Placement } from '../../host/worker/context.ts';
+import { Prng } from './prng.ts';
 
 /** Waits one call may ask for before the harness calls it a hang (every wait returns at once). */
 const MAX_WAITS = 10_000;
@@ -194,3 +195,50 @@ export const rings = {
     return sab;
   },
 };
+
+/** Calls a partition serves before the harness makes it afresh (its state then starts over). */
+export const REFRESH = 4096;
+/** Most calls in one batch (one `run` of one partition) before a side is drawn again. */
+const MAX_BATCH = 64;
+
+/** One side of a two-partition target: its live partition, and the calls it made and checked. */
+export interface RigSide<Call> {
+  rig: Rig | null;
+  /** Calls the current partition served. */
+  served: number;
+  /** Calls made and checked, over all of this side's partitions. */
+  made: number;
+  /** Makes the side's partition afresh. */
+  fresh(): void;
+  /** Runs `calls` in one batch of the guest's `run`. */
+  run(calls: Call[]): void;
+  close(): void;
+}
+
+/**
+ * Makes `count` calls drawn by `draw` from `seed`, in batches of 1..MAX_BATCH on a side drawn each
+ * time; a side is made afresh every REFRESH calls and after its partition ended. `between` runs
+ * after every batch (the switch's pumps, say). Returns the calls made and checked.
+ */
+export async function driveSides<Call>(sides: readonly RigSide<Call>[], seed: number, count: number, draw: (r: Prng) => Call, between?: (batch: number) => Promise<void> | void): Promise<number> {
+  const r = new Prng(seed);
+  try {
+    for (const s of sides) s.fresh();
+    let left = count;
+    for (let batch = 1; left > 0; batch++) {
+      const s = sides[r.int(0, sides.length - 1)]!;
+      if (s.served >= REFRESH || s.rig!.outcome !== null) s.fresh();
+      const n = Math.min(left, r.int(1, MAX_BATCH));
+      const calls: Call[] = [];
+      for (let i = 0; i < n; i++) calls.push(draw(r));
+      const before = s.made;
+      s.run(calls);
+      // A batch always makes its first call; at least one is counted, so the loop always ends.
+      left -= Math.max(1, s.made - before);
+      await between?.(batch);
+    }
+    return sides.reduce((sum, s) => sum + s.made, 0);
+  } finally {
+    for (const s of sides) s.close();
+  }
+}

@@ -167,12 +167,12 @@ const SECURITY_PARSERS: readonly Parser[] = [
     parse: (bytes) => verifyModule(bytes, [PUBLISHER.publicKey]),
     // Malformed framing (ERR_MODULE_INVALID) or signature data (ERR_INTEGRITY); a signature that does not verify is a result.
     refusal: (e) => e instanceof WasmvisorError && (e.code === 'ERR_INTEGRITY' || e.code === 'ERR_MODULE_INVALID'),
-    check(_bytes, result) {
+    check(bytes, result) {
       if (!result.ok) return;
       const v = result.value as ModuleVerification;
       // No forgery: a module fully signed by the publisher is, without its signature, one the publisher signed.
       if (v.signers.some((s) => s.full)) {
-        invariant(signedContent.has(sha(detachSignature(_bytes).module)), () => 'a mutated module verified as fully signed by the publisher');
+        invariant(signedContent.has(sha(detachSignature(bytes).module)), () => 'a mutated module verified as fully signed by the publisher');
       }
     },
   },

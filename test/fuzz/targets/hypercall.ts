@@ -35,13 +35,9 @@ import { concat } from '../../loader/bombs.mjs';
 import { wat } from '../../loader/wat.ts';
 import { invariant, scratchDir, type Target } from '../framework.ts';
 import { edgeU32, Prng } from '../prng.ts';
-import { HarnessFinding, isGuestEnding, Rig, rings, WaitCut } from '../rig.ts';
+import { driveSides, HarnessFinding, isGuestEnding, REFRESH, Rig, rings, WaitCut, type RigSide } from '../rig.ts';
 
 const PAGE = 65536;
-/** Calls a partition serves before the harness makes it afresh (its state then starts over). */
-export const REFRESH = 4096;
-/** Most calls in one batch (one `run` of one partition) before the other partition's turn. */
-const MAX_BATCH = 64;
 const STATUSES = new Set<number>(Object.values(HvStatus));
 /** The calls that end the guest: drawn rarely (ENDING_ODDS), or a partition would rarely live past a few dozen calls. */
 const ENDINGS: readonly number[] = [HvCall.EXIT, HvCall.ABORT];
@@ -186,7 +182,7 @@ let dataDir = '';
 let netSwitch: VirtualSwitch | null = null;
 
 /** One side (A or B): its live partition, the shadow of its memory, and the calls it is to make. */
-class Side {
+class Side implements RigSide<Step> {
   rig: Rig | null = null;
   private mem = new Uint8Array(0);
   private shadow = new Uint8Array(PAGE);
@@ -422,35 +418,15 @@ function describe(error: unknown): string {
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
-/** Makes `input.calls` calls, alternating batches between A and B; returns how many were made and checked. */
-async function run(input: Input): Promise<number> {
-  const r = new Prng(input.seed);
+/** Makes `input.calls` calls, in batches on A and B; returns how many were made and checked. */
+function run(input: Input): Promise<number> {
   const a = new Side(0, input);
   const b = new Side(1, input);
   a.other = b;
   b.other = a;
-  const sides = [a, b];
-  try {
-    for (const s of sides) s.fresh();
-    let left = input.calls;
-    let batches = 0;
-    while (left > 0) {
-      const s = sides[r.int(0, 1)]!;
-      if (s.served >= REFRESH || s.rig!.outcome !== null) s.fresh();
-      const n = Math.min(left, r.int(1, MAX_BATCH));
-      const steps: Step[] = [];
-      for (let i = 0; i < n; i++) steps.push(randomStep(r));
-      const before = s.made;
-      s.run(steps);
-      left -= s.made - before;
-      if (s.made === before) left--; // never stall (a batch always makes its first call; defensive)
-      // The switch's pumps run between batches: frames reach the other side's NIC, if allowed.
-      if (input.grant.net && (++batches & 7) === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
-    return a.made + b.made;
-  } finally {
-    for (const s of sides) s.close();
-  }
+  // The switch's pumps run between batches: frames reach the other side's NIC, if allowed.
+  const pump = input.grant.net ? (batch: number) => ((batch & 7) === 0 ? new Promise<void>((resolve) => setImmediate(resolve)) : undefined) : undefined;
+  return driveSides([a, b], input.seed, input.calls, randomStep, pump);
 }
 
 export const hypercall: Target<Input> = {

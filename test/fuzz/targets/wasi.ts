@@ -32,11 +32,9 @@ import { WASI_MODULE, WASI_SIGNATURES } from '../../../host/wasi/imports.ts';
 import { wat } from '../../loader/wat.ts';
 import { invariant, scratchDir, type Target } from '../framework.ts';
 import { edgeU32, Prng } from '../prng.ts';
-import { Rig, rings, WaitCut } from '../rig.ts';
+import { driveSides, REFRESH, Rig, rings, WaitCut, type RigSide } from '../rig.ts';
 
 const PAGE = 65536;
-export const REFRESH = 4096;
-const MAX_BATCH = 64;
 const ERRNOS = new Set<number>(Object.values(Errno));
 const NAMES = [...WASI_SIGNATURES.keys()];
 /** proc_exit ends the guest: drawn rarely, or a partition would live a few dozen calls. */
@@ -113,7 +111,7 @@ const CANARY = ['A-SECRET-d1c3f0a9b8e7', 'B-SECRET-77aa55cc33ee'].map((s) => new
 let configs: ResolvedWasi[] = [];
 let seedDir = '';
 
-class Side {
+class Side implements RigSide<WasiCall> {
   rig: Rig | null = null;
   private mem = new Uint8Array(0);
   private readonly shadow = new Uint8Array(PAGE);
@@ -251,30 +249,13 @@ class Side {
 
 type WasiFn = (...args: unknown[]) => unknown;
 
-async function run(input: Input): Promise<number> {
-  const r = new Prng(input.seed);
+/** Makes `input.calls` calls, in batches on A and B; returns how many were made and checked. */
+function run(input: Input): Promise<number> {
   const a = new Side(0);
   const b = new Side(1);
   a.other = b;
   b.other = a;
-  const sides = [a, b];
-  try {
-    for (const s of sides) s.fresh();
-    let left = input.calls;
-    while (left > 0) {
-      const s = sides[r.int(0, 1)]!;
-      if (s.served >= REFRESH || s.rig!.outcome !== null) s.fresh();
-      const n = Math.min(left, r.int(1, MAX_BATCH));
-      const calls: WasiCall[] = [];
-      for (let i = 0; i < n; i++) calls.push(randomCall(r));
-      const before = s.made;
-      s.run(calls);
-      left -= Math.max(1, s.made - before);
-    }
-    return a.made + b.made;
-  } finally {
-    for (const s of sides) s.close();
-  }
+  return driveSides([a, b], input.seed, input.calls, randomCall);
 }
 
 export const wasi: Target<Input> = {
