@@ -60,6 +60,8 @@ const DOMAIN = utf8('wasmsig');
 const NAME_SIGNATURE = utf8(SIGNATURE_SECTION);
 const NAME_DELIMITER = utf8(DELIMITER_SECTION);
 const WASM_MAGIC = Uint8Array.of(0x00, 0x61, 0x73, 0x6d);
+/** The binary format's version (1), the preamble's second half: the parts' hashes do not cover the preamble, so it is checked. */
+const WASM_VERSION = Uint8Array.of(0x01, 0x00, 0x00, 0x00);
 
 /** One signature record. */
 export interface SignatureRecord {
@@ -160,6 +162,8 @@ const modFail = (message: string, at: number): Error => new ModuleInvalidError(`
  */
 export function scanSections(bytes: Uint8Array): SectionRef[] {
   if (bytes.length < 8 || !bytesEqual(bytes.subarray(0, 4), WASM_MAGIC)) throw modFail('not a WebAssembly binary (no \\0asm preamble)', 0);
+  // Found by fuzzing (parse:signature): a module whose version was changed verified as fully signed.
+  if (!bytesEqual(bytes.subarray(4, 8), WASM_VERSION)) throw modFail(`binary format version ${toHex(bytes.subarray(4, 8))} is not supported (01000000)`, 4);
   const r = new Reader(bytes, modFail, 8);
   const out: SectionRef[] = [];
   while (r.remaining > 0) {

@@ -12,6 +12,7 @@
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,8 +27,11 @@ export interface Target<T> {
   setup?(): Promise<void>;
   /** Once, at the end. */
   teardown?(): Promise<void>;
-  /** Runs one input; throws an Error naming the broken invariant. */
-  run(input: T): void | Promise<void>;
+  /**
+   * Runs one input; throws an Error naming the broken invariant. Returns the iterations the input
+   * stood for (the calls a call-sequence target made and checked); nothing means one.
+   */
+  run(input: T): void | number | Promise<void | number>;
   /** JSON form of an input, for reproducers and the corpus (default: the input itself). */
   toJSON?(input: T): unknown;
   fromJSON?(json: unknown): T;
@@ -44,6 +48,9 @@ export interface Budget {
 
 export interface Outcome {
   readonly target: string;
+  /** Inputs run. */
+  readonly inputs: number;
+  /** Iterations: calls made and checked (call-sequence targets), parses (byte targets), modules. */
   readonly iterations: number;
   readonly millis: number;
   readonly failure: { readonly seed: number; readonly path: string | undefined; readonly input: unknown; readonly error: string } | null;
@@ -68,13 +75,15 @@ export async function fuzz<T>(target: Target<T>, budget: Budget): Promise<Outcom
   const started = performance.now();
   const deadline = budget.millis === undefined ? Infinity : started + budget.millis;
   const maxRuns = budget.runs ?? Infinity;
+  let inputs = 0;
   let iterations = 0;
   let seed = budget.seed;
-  while (iterations < maxRuns && performance.now() < deadline) {
-    const numRuns = Math.min(CHUNK, maxRuns - iterations);
+  while (inputs < maxRuns && performance.now() < deadline) {
+    const numRuns = Math.min(CHUNK, maxRuns - inputs);
     const property = fc.asyncProperty(target.input, async (input) => {
-      iterations++;
-      await target.run(input);
+      inputs++;
+      const n = await target.run(input);
+      iterations += typeof n === 'number' ? n : 1;
     });
     const left = deadline - performance.now();
     const details = await fc.check(property, {
@@ -85,12 +94,12 @@ export async function fuzz<T>(target: Target<T>, budget: Budget): Promise<Outcom
     if (details.failed && details.counterexample !== null) {
       const [input] = details.counterexample as [T];
       const error = details.errorInstance instanceof Error ? (details.errorInstance.stack ?? details.errorInstance.message) : String(details.errorInstance);
-      return { target: target.name, iterations, millis: performance.now() - started, failure: { seed, path: details.counterexamplePath ?? undefined, input: (target.toJSON ?? ((x: T) => x))(input), error } };
+      return { target: target.name, inputs, iterations, millis: performance.now() - started, failure: { seed, path: details.counterexamplePath ?? undefined, input: (target.toJSON ?? ((x: T) => x))(input), error } };
     }
     if (details.interrupted) break;
     seed = (seed + 0x9e3779b1) | 0;
   }
-  return { target: target.name, iterations, millis: performance.now() - started, failure: null };
+  return { target: target.name, inputs, iterations, millis: performance.now() - started, failure: null };
 }
 
 /** Saves a finding as `crashes/<target>/<hash>.json`; returns its path. */
@@ -152,6 +161,14 @@ function reviver(_key: string, value: unknown): unknown {
     if (typeof v.$bigint === 'string') return BigInt(v.$bigint);
   }
   return value;
+}
+
+/**
+ * Where targets keep their block images and seeded files: /dev/shm when there is one (memory: the
+ * disk's fsyncs cost nothing there, and a fuzzer makes thousands), else the temp folder.
+ */
+export function scratchDir(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
 }
 
 /** Throws an Error naming a broken invariant when `ok` is false. */

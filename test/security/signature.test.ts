@@ -181,6 +181,17 @@ describe('round trips', () => {
       expect(verdict, `byte ${i}`).not.toBe('VALID');
     }
   });
+
+  it('a changed byte in the preamble is refused too: the version is not hashed, so it is checked (found by parse:signature)', () => {
+    const k = generateKeyPair();
+    const signed = signModule(module, k).module;
+    for (let i = 0; i < 8; i++) {
+      const t = Uint8Array.from(signed);
+      t[i] = i === 4 ? 0x00 : t[i]! ^ 0x01;
+      expect(() => verifyModule(t, [k.publicKey]), `byte ${i}`).toThrow(ModuleInvalidError);
+      expect(() => detachSignature(t), `byte ${i}`).toThrow(ModuleInvalidError);
+    }
+  });
 });
 
 describe('hostile signature data: typed errors, bounded work', () => {

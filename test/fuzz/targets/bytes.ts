@@ -5,14 +5,16 @@
  * its typed refusals — and becomes a target of its own (`parse:<name>`). Besides the section
  * reader: the security policy file (Policy.fromJson, then admission and grants), the management
  * host's rbac.json and token files, and manifests, each through the function the real reader
- * calls on the file's text. The signature format and the audit log reader are fuzzed by their
- * own tests (test/security/signature.test.ts, test/security/audit.test.ts).
+ * calls on the file's text; the signature format (verifyModule over signed modules: the
+ * tool-conventions section framing, the signature data's LEB128 counts and lengths) and the audit
+ * log reader (verifyAuditFiles over a real log with MACs, signed checkpoints and its anchor).
  *
  * Invariants: the parse returns, or throws one of its typed refusals (never a RangeError, a
  * TypeError or anything untyped), within a bounded time; plus what the entry's `check` adds.
  */
 import fc from 'fast-check';
-import { readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { FeatureDeniedError, InvalidArgumentError, LimitModuleError, ModuleInvalidError, WasmvisorError } from '../../../host/errors.ts';
 import { parseConfigJson } from '../../../host/mgmt/config.ts';
@@ -25,9 +27,12 @@ import { manifestSpec } from '../../../host/schema/manifest.ts';
 import { defaultPolicy, evaluatePolicy } from '../../../host/loader/policy.ts';
 import { applyClampPlan } from '../../../host/loader/rewrite.ts';
 import { readSections } from '../../../host/loader/sections.ts';
+import { AuditLog, verifyAuditFiles, type AuditVerification } from '../../../host/security/audit.ts';
+import { secretKeyFromSeed } from '../../../host/security/keys.ts';
+import { detachSignature, signModule, verifyModule, type ModuleVerification } from '../../../host/security/signature.ts';
 import { concat, localsBomb, nestingBomb } from '../../loader/bombs.mjs';
 import { wat } from '../../loader/wat.ts';
-import { REPO_ROOT, invariant, type Target } from '../framework.ts';
+import { REPO_ROOT, invariant, scratchDir, type Target } from '../framework.ts';
 
 /** A parser under test. */
 export interface Parser {
@@ -91,7 +96,101 @@ const ASKS: readonly GrantAsk[] = [
 /** A configuration file's refusal: ERR_INVALID_ARGUMENT naming the file. */
 const isConfigRefusal = (e: unknown): boolean => e instanceof InvalidArgumentError;
 
+/** The publisher key of the signature target and the host key of the audit target (fixed: reproducible). */
+const PUBLISHER = secretKeyFromSeed(new Uint8Array(32).fill(3));
+const HOST_KEY = secretKeyFromSeed(new Uint8Array(32).fill(5));
+const AUDIT_MAC = new Uint8Array(32).fill(9);
+const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+/** Measurements of the modules the signature target's bases sign (as signed: canonical sections, no signature). */
+const signedContent = new Set<string>();
+
+/** Signed modules: embedded signatures, one and two signers, with and without a delimiter (partial signatures). */
+function signatureBases(): Uint8Array[] {
+  const other = secretKeyFromSeed(new Uint8Array(32).fill(4));
+  const out: Uint8Array[] = [];
+  for (const base of moduleBases().slice(0, 4)) {
+    const once = signModule(base, PUBLISHER).module;
+    const twice = signModule(once, other).module;
+    const delimited = signModule(base, PUBLISHER, { delimit: true, keyId: null }).module;
+    for (const m of [once, twice, delimited]) {
+      signedContent.add(sha(detachSignature(m).module));
+      out.push(m);
+    }
+  }
+  return out;
+}
+
+/**
+ * A real audit log, written once by AuditLog (MACs, signed checkpoints, the anchor) and committed
+ * in fixtures/ so the bases are the same bytes on every run (the writer records its pid and folder,
+ * so a log written afresh would differ each time, and a saved corpus entry would no longer be a
+ * mutation of a base). Missing fixtures are written afresh.
+ */
+const AUDIT_FIXTURE = path.join(REPO_ROOT, 'test', 'fuzz', 'fixtures', 'audit');
+let auditHead: string | null = null;
+function auditBases(): Uint8Array[] {
+  const logFile = path.join(AUDIT_FIXTURE, 'audit-000001.jsonl');
+  const headFile = path.join(AUDIT_FIXTURE, 'audit.head');
+  if (!existsSync(logFile) || !existsSync(headFile)) writeAuditFixture(logFile, headFile);
+  const bytes = new Uint8Array(readFileSync(logFile));
+  auditHead = readFileSync(headFile, 'utf8');
+  // The whole log, and its first half (a log that is still being written).
+  const half = bytes.indexOf(0x0a, bytes.length >> 1) + 1;
+  return [bytes, bytes.slice(0, half)];
+}
+
+function writeAuditFixture(logFile: string, headFile: string): void {
+  const dir = mkdtempSync(path.join(scratchDir(), 'wasmvisor-fuzz-audit-'));
+  try {
+    let t = 1_700_000_000_000;
+    // Each record 250 ms after the last: a signed checkpoint every few records (CHECKPOINT_MS).
+    const log = AuditLog.open({ dir: path.join(dir, 'audit'), macKey: AUDIT_MAC, signingKey: HOST_KEY, headFile: path.join(dir, 'audit.head'), durability: 'record', now: () => (t += 250) });
+    const actions = ['partition.create', 'partition.start', 'api.request', 'disk.wipe', 'key.create'];
+    for (let i = 0; i < 12; i++) log.note({ action: actions[i % actions.length]!, target: `/partitions/p${i % 3}`, outcome: i % 4 === 3 ? 'denied' : 'success', reason: i % 4 === 3 ? 'role Reader may not write' : undefined, details: { i, note: 'x"y\\\\z' } });
+    void log.close();
+    mkdirSync(path.dirname(logFile), { recursive: true });
+    writeFileSync(logFile, readFileSync(path.join(dir, 'audit', 'audit-000001.jsonl')));
+    writeFileSync(headFile, readFileSync(path.join(dir, 'audit.head')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+let auditBaseBytes: Uint8Array[] = [];
+
 const isSectionRefusal = (e: unknown): boolean => e instanceof ModuleInvalidError || e instanceof FeatureDeniedError || e instanceof LimitModuleError;
+
+/** The signature format: a (mutated) signed module through verifyModule, as admission reads it. */
+const SECURITY_PARSERS: readonly Parser[] = [
+  {
+    name: 'signature',
+    bases: signatureBases,
+    parse: (bytes) => verifyModule(bytes, [PUBLISHER.publicKey]),
+    // Malformed framing (ERR_MODULE_INVALID) or signature data (ERR_INTEGRITY); a signature that does not verify is a result.
+    refusal: (e) => e instanceof WasmvisorError && (e.code === 'ERR_INTEGRITY' || e.code === 'ERR_MODULE_INVALID'),
+    check(bytes, result) {
+      if (!result.ok) return;
+      const v = result.value as ModuleVerification;
+      // No forgery: a module fully signed by the publisher is, without its signature, one the publisher signed.
+      if (v.signers.some((s) => s.full)) {
+        invariant(signedContent.has(sha(detachSignature(bytes).module)), () => 'a mutated module verified as fully signed by the publisher');
+      }
+    },
+  },
+  {
+    name: 'audit',
+    bases: () => (auditBaseBytes = auditBases()),
+    // As `wasmvisor audit verify` reads a file, with every key and the anchor.
+    parse: (bytes) => verifyAuditFiles([{ name: 'audit-000001.jsonl', index: 1, read: () => bytes }], { macKey: AUDIT_MAC, publicKey: HOST_KEY.publicKey, head: auditHead }),
+    // Never throws for a bad log: that is the result.
+    refusal: () => false,
+    check(bytes, result) {
+      if (!result.ok) return;
+      const v = result.value as AuditVerification;
+      // Tampering shows: a log that verifies is a real log, or (without the anchor's last checkpoint) a prefix of one.
+      if (v.ok) invariant(auditBaseBytes.some((b) => b.length >= bytes.length && Buffer.compare(b.subarray(0, bytes.length), bytes) === 0), () => `a tampered audit log verified (${v.records} records)`);
+    },
+  },
+];
 
 export const PARSERS: readonly Parser[] = [
   {
@@ -208,6 +307,7 @@ export const PARSERS: readonly Parser[] = [
     parse: (bytes) => manifestSpec(text(bytes), 'app.json', '/srv/app'),
     refusal: isConfigRefusal,
   },
+  ...SECURITY_PARSERS,
 ];
 
 /** A mutation of a base input. */
