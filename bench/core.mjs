@@ -23,20 +23,19 @@
  *    target node20, not minified: as scripts/build.mjs builds dist/worker.js) and imports the
  *    bundle from a data: URL.
  *
- * 2. A partition from a cached module, ms (exit.wasm with args ['0'], which exits at once).
- *    The module bytes are read once; the first createPartition compiles them (cache miss,
- *    shown as one sample), every later one is a cache hit. Per iteration, measured:
- *    createPartition alone (read, validate, section reader, policy, SHA-256, clamp, cache
- *    lookup), start() until it resolves (the worker has started and reported 'running'), and
- *    the total from createPartition to `exited`. destroy() is not timed.
- *    Baseline: `WebAssembly.instantiate(module, imports)` in this thread, of the same compiled
- *    WebAssembly.Module the hypervisor hands its worker. The hypervisor does not expose that
- *    module, so the bench reads the partition's private `config.module` field (TypeScript
- *    privacy is not enforced at run time). For reference, "in-thread instantiate + _start"
- *    does the guest's whole run in this thread the way the worker does (real Dispatcher and
- *    GuestMemory, args ['0'], until GuestExit): the gap between it and the partition total is
- *    the price of the worker, the rings and the lifecycle. (That row also pays for the
- *    Dispatcher's two 64 KiB scratch buffers each time, and for the GC their churn causes.)
+ * 2. A partition from a cached module, ms (exit.wasm with args ['0'], which exits at once):
+ *    createPartition (a cache hit: validation, section reader, policy, SHA-256, measured boot,
+ *    cache lookup), start() until it resolves (the guest runs: its worker reported 'running'),
+ *    createPartition + start() (the issue's warm start, target <= 1 ms median) and create ->
+ *    start -> exited (target <= 2 ms), each after an idle gap, on a warm dedicated worker (the
+ *    pool refilled before each start; a worker is never reused), a cold one (warmWorkers 0) and
+ *    a shared worker. The first createPartition compiles (the one cache miss, shown alone).
+ *    Baselines, same run: `new WebAssembly.Instance(module, imports)` in this thread, of the same
+ *    compiled WebAssembly.Module the hypervisor hands its worker (read from the partition's
+ *    private `config.module`: TypeScript privacy is not enforced at run time), and a postMessage
+ *    round trip to a started, idle worker after the same gap (the floor under any start whose
+ *    guest runs on another thread). For reference, "in-thread Instance + _start" does the
+ *    guest's whole run in this thread the way the worker does (real Dispatcher and GuestMemory).
  *
  * 3. Worker start, ms (median and p90 of 20): `new Worker(src, { eval: true })` until its
  *    'online' event for an empty script, and until the first reply for a script that echoes
@@ -91,6 +90,7 @@ function record(section, id, label, unit, samples, extra = {}) {
 }
 
 const ms = () => performance.now();
+const sleep = (t) => new Promise((resolve) => setTimeout(resolve, t));
 const progress = (msg) => {
   if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${msg}`);
 };
@@ -143,70 +143,108 @@ async function benchHypercalls(I) {
 // ---------------------------------------------------------------------------------------------
 // 2. Partition from a cached module
 
+/** A worker that answers each message at once: the floor under any start that crosses threads. */
+const ECHO_WORKER = "const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage(m));";
+/**
+ * The starts measured: on a warm dedicated worker (the pool is given time to refill and warm up
+ * before each: a worker is never reused), on a cold one (`warmWorkers: 0`: a thread spawned per
+ * start), and on a shared worker. `gap`: idle time before each start, so every thread is asleep.
+ */
+const STARTS = [
+  { id: 'dedicated', label: 'warm dedicated worker', placement: 'dedicated', options: { warmWorkers: 2 }, gap: 400, runs: 21 },
+  { id: 'cold', label: 'cold dedicated worker (warmWorkers 0)', placement: 'dedicated', options: { warmWorkers: 0 }, gap: 40, runs: 7 },
+  { id: 'shared', label: 'shared worker', placement: 'shared', options: {}, gap: 40, runs: 21 },
+];
+
 async function benchPartitions(I) {
   const bytes = new Uint8Array(await readFile(EXIT_WASM));
-  const hv = new Hypervisor();
-  const spec = (i) => ({ name: `bench-${i}`, module: bytes, args: ['0'], limits: { timeoutMs: 20_000 } });
-
-  let module = null;
-  async function once(i) {
-    const t0 = ms();
-    const p = await hv.createPartition(spec(i));
-    const t1 = ms();
-    await p.start();
-    const t2 = ms();
-    const exit = await p.exited;
-    const t3 = ms();
-    if (exit.state !== 'exited' || exit.code !== 0) throw new Error(`bench: exit.wasm ended ${exit.state} ${exit.code} ${exit.reason}`);
-    module ??= p.config?.module ?? null;
-    await p.destroy();
-    return { create: t1 - t0, start: t2 - t1, total: t3 - t0 };
-  }
-
-  const first = await once(0); // compiles: the only cache miss
   const WARMUP = 3;
-  const RUNS = 25;
-  for (let i = 1; i <= WARMUP; i++) await once(i);
-  const create = [];
-  const start = [];
-  const total = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await once(100 + i);
-    create.push(r.create);
-    start.push(r.start);
-    total.push(r.total);
-    progress(`2/3 partitions: ${i + 1}/${RUNS}`);
-  }
-  // Sanity check through the private cache counters: one compilation, every other load a hit.
-  const cache = hv.cache ? { hits: hv.cache.hits, misses: hv.cache.misses } : null;
-  if (cache && cache.misses !== 1) throw new Error(`bench: expected 1 module cache miss, got ${cache.misses}`);
-  await hv.close();
+  let module = null;
+  let first = null;
+  /** Our rows, recorded after the baselines (the table lists baselines first). */
+  const ours = [];
 
-  let moduleNote = 'the partition\'s own compiled module (private config.module)';
+  // Ours: createPartition (cache hit) + start() until the guest runs, and on to `exited`.
+  for (const s of STARTS) {
+    const hv = new Hypervisor({ placement: s.placement, ...s.options });
+    const rows = { create: [], start: [], createStart: [], total: [] };
+    // The pool starts filling at the first creation: only the warm-up may find it empty.
+    let coldBefore = 0;
+    for (let i = 0; i < WARMUP + s.runs; i++) {
+      await sleep(s.gap);
+      const t0 = ms();
+      const p = await hv.createPartition({ name: `bench-${i}`, module: bytes, args: ['0'], limits: { timeoutMs: 20_000 } });
+      const t1 = ms();
+      await p.start();
+      const t2 = ms();
+      const exit = await p.exited;
+      const t3 = ms();
+      if (exit.state !== 'exited' || exit.code !== 0) throw new Error(`bench: exit.wasm ended ${exit.state} ${exit.code} ${exit.reason}`);
+      module ??= p.config?.module ?? null;
+      await p.destroy();
+      if (first === null) first = t1 - t0; // compiles: the only cache miss
+      if (i < WARMUP) {
+        coldBefore = hv.scheduler().warmPool.coldTakes;
+        continue;
+      }
+      rows.create.push(t1 - t0);
+      rows.start.push(t2 - t1);
+      rows.createStart.push(t2 - t0);
+      rows.total.push(t3 - t0);
+      progress(`2/3 partitions (${s.label}): ${i + 1 - WARMUP}/${s.runs}`);
+    }
+    // Sanity check through the private cache counters: one compilation, every other load a hit.
+    const cache = hv.cache ? { hits: hv.cache.hits, misses: hv.cache.misses } : null;
+    if (cache && cache.misses !== 1) throw new Error(`bench: expected 1 module cache miss, got ${cache.misses}`);
+    const warm = hv.scheduler().warmPool;
+    if (s.id === 'dedicated' && warm.coldTakes > coldBefore) throw new Error(`bench: ${warm.coldTakes - coldBefore} measured starts found the warm pool empty`);
+    await hv.close();
+    ours.push(() => record('partition', `${s.id}_create`, `createPartition (cache hit), ${s.label}`, 'ms', rows.create, cache ? { moduleCache: cache } : {}));
+    ours.push(() => record('partition', `${s.id}_start`, `start() until the guest runs, ${s.label}`, 'ms', rows.start, { baseline: 'round_trip' }));
+    ours.push(() => record('partition', `${s.id}_create_start`, `createPartition + start(), ${s.label}`, 'ms', rows.createStart, { baseline: 'round_trip', alsoVs: 'instance' }));
+    ours.push(() => record('partition', `${s.id}_total`, `create -> start -> exited, ${s.label}`, 'ms', rows.total, { baseline: 'round_trip', alsoVs: 'instance' }));
+  }
+
+  let moduleNote = "the partition's own compiled module (private config.module)";
   if (!(module instanceof WebAssembly.Module)) {
     // Fallback if the private field moves: the raw bytes, without the loader's memory clamp.
     module = await WebAssembly.compile(bytes);
     moduleNote = 'exit.wasm compiled here (config.module not found; no memory clamp)';
   }
 
-  // Baseline: instantiate only, in this thread.
-  const imports = { hv: { hypercall: (call, inPtr, inLen, outPtr, outCap) => 0 } };
+  // Baselines, same run: the two things no start can avoid. (1) Instantiating the cached module
+  // (here, in this thread, synchronously); (2) one message to a started, idle worker and its
+  // reply (what a start that runs the guest on another thread must at least cross), after the
+  // same idle gap as the shared starts, so both pay for waking a sleeping thread.
+  const imports = { hv: { hypercall: () => 0 } };
   const INST = 200;
   const inst = [];
-  for (let i = 0; i < 20; i++) await WebAssembly.instantiate(module, imports);
+  for (let i = 0; i < 20; i++) new WebAssembly.Instance(module, imports);
   for (let i = 0; i < INST; i++) {
     const t0 = ms();
-    await WebAssembly.instantiate(module, imports);
+    new WebAssembly.Instance(module, imports);
     inst.push(ms() - t0);
   }
+  const echo = new Worker(ECHO_WORKER, { eval: true });
+  await new Promise((resolve) => echo.once('online', resolve));
+  const rt = [];
+  for (let i = 0; i < WARMUP + 21; i++) {
+    await sleep(STARTS[2].gap);
+    const t0 = ms();
+    const reply = new Promise((resolve) => echo.once('message', resolve));
+    echo.postMessage(i);
+    await reply;
+    if (i >= WARMUP) rt.push(ms() - t0);
+  }
+  await echo.terminate();
   // Reference: the guest's whole run in this thread, as the worker does it.
   const run = [];
-  const inThread = async () => {
+  const inThread = () => {
     const t0 = ms();
     const memory = new I.GuestMemory();
     const stats = new Float64Array(I.allocateStats());
     const d = new I.Dispatcher({ memory, devices: [], args: ['0'], stats, onViolation: () => {} });
-    const instance = await WebAssembly.instantiate(module, { hv: { hypercall: d.hypercall } });
+    const instance = new WebAssembly.Instance(module, { hv: { hypercall: d.hypercall } });
     memory.bind(instance.exports.memory);
     let code = null;
     try {
@@ -219,15 +257,14 @@ async function benchPartitions(I) {
     if (code !== 0) throw new Error(`bench: in-thread exit.wasm exited with ${code}`);
     return ms() - t0;
   };
-  for (let i = 0; i < 20; i++) await inThread();
-  for (let i = 0; i < INST; i++) run.push(await inThread());
+  for (let i = 0; i < 20; i++) inThread();
+  for (let i = 0; i < INST; i++) run.push(inThread());
 
-  record('partition', 'instantiate', 'WebAssembly.instantiate(module) in-thread (baseline)', 'ms', inst, { module: moduleNote });
-  record('partition', 'in_thread_run', 'in-thread instantiate + _start via Dispatcher (ref.)', 'ms', run);
-  record('partition', 'create_first', 'createPartition, first (cache miss: compiles)', 'ms', [first.create]);
-  record('partition', 'create', 'createPartition (cache hit)', 'ms', create, cache ? { moduleCache: cache } : {});
-  record('partition', 'start', 'start() until running', 'ms', start);
-  record('partition', 'total', 'createPartition + start() + exited (cache hit)', 'ms', total, { baseline: 'instantiate' });
+  record('partition', 'instance', 'new WebAssembly.Instance(module), in-thread (baseline)', 'ms', inst, { module: moduleNote });
+  record('partition', 'round_trip', 'postMessage round trip to an idle started worker (baseline)', 'ms', rt);
+  record('partition', 'in_thread_run', 'in-thread Instance + _start via Dispatcher (ref.)', 'ms', run);
+  for (const add of ours) add();
+  record('partition', 'create_first', 'createPartition, first (cache miss: compiles)', 'ms', [first]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,7 +333,7 @@ function printTable(env) {
   const hc = results.find((r) => r.section === 'hypercall');
   const sections = [
     ['hypercall', `1. Hypercall from wasm, in-thread, ns per call (n runs of ${hc?.callsPerRun.toLocaleString('en')} calls each)`],
-    ['partition', "2. Partition from a cached module (exit.wasm, args ['0'], exits at once)"],
+    ['partition', "2. Partition from a cached module (exit.wasm, args ['0'], exits at once; idle gap before each start)"],
     ['worker', '3. Worker start (no baseline: this is the floor under start())'],
   ];
   const head = ['', 'median', 'p90', 'n', 'vs baseline (median)'];
@@ -324,8 +361,8 @@ function printTable(env) {
     out.push(g.title);
     for (const cells of g.rows) out.push(line(cells));
   }
-  const inst = byId.get('partition.instantiate');
-  const create = byId.get('partition.create');
+  const inst = byId.get('partition.instance');
+  const create = byId.get('partition.dedicated_create');
   out.push('');
   out.push(`Dispatcher, GuestMemory, EntropyDevice: bundled from host/ with esbuild (not exported by dist/index.js).`);
   if (inst) out.push(`Partition baseline module: ${inst.module}.`);

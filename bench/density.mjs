@@ -11,10 +11,11 @@
  *   - 64 B calls (transform `echo`) to randomly chosen live partitions: median and p99, against the
  *     baseline of the same calls to one partition (same run, same placement).
  *
- * Then start-up from a cached module (exit.wasm): dedicated with a warm worker ready, dedicated
- * cold, and shared; and the cost of the suspend transform (Asyncify) that shared placement applies: module size,
+ * Then the cost of the suspend transform (Asyncify) that shared placement applies: module size,
  * and the run time of a CPU-bound guest (work.wasm) metered for fuel alone (dedicated, with a fuel
- * budget) vs metered and suspendable (shared), each alone on its worker.
+ * budget) vs metered and suspendable (shared), each alone on its worker. Start-up from a cached
+ * module (warm, cold and shared, against a bare instantiation and a bare worker round trip) is
+ * bench/core.mjs's section 2.
  *
  * `node bench/density.mjs [--shared N] [--dedicated N] [--edge] [--json]` after `npm run build`.
  * `--edge` keeps adding shared partitions until the process's WebAssembly.Memory reservations
@@ -139,45 +140,6 @@ async function density(placement, target) {
 }
 
 /**
- * Start-up from a cached module (exit.wasm, args ['0']): createPartition + start(), and create →
- * start → exit, dedicated with a warm worker ready (the pool is given time to refill between
- * starts: a worker is never reused) and shared; against a cold dedicated start (warmWorkers 0).
- */
-async function startup() {
-  const bytes = new Uint8Array(readFileSync(`${root}build/guests/exit.wasm`));
-  const rows = {};
-  for (const [label, options, placement] of [
-    ['dedicated, warm worker', { warmWorkers: 2 }, 'dedicated'],
-    ['dedicated, cold (warmWorkers 0)', { warmWorkers: 0 }, 'dedicated'],
-    ['shared', {}, 'shared'],
-  ]) {
-    const hv = new Hypervisor({ ...options, placement });
-    const starts = [];
-    const totals = [];
-    for (let i = 0; i < 25; i++) {
-      const t0 = performance.now();
-      const p = await hv.createPartition({ name: `s${i}`, module: bytes, args: ['0'] });
-      await p.start();
-      const t1 = performance.now();
-      const exit = await p.exited;
-      const t2 = performance.now();
-      if (exit.code !== 0) throw new Error(`bench: exit.wasm ended ${exit.reason}`);
-      await p.destroy();
-      if (i >= 3) {
-        starts.push(t1 - t0);
-        totals.push(t2 - t0);
-      }
-      // Time for the pool to start a replacement (and warm it up): a worker is never reused.
-      await new Promise((r) => setTimeout(r, placement === 'dedicated' ? 400 : 20));
-      progress(`start-up: ${label} ${i + 1}/25`);
-    }
-    rows[label] = { startMedianMs: quantile(starts, 0.5), totalMedianMs: quantile(totals, 0.5) };
-    await hv.close();
-  }
-  return rows;
-}
-
-/**
  * The suspend transform's cost: size, transform time, and a CPU-bound guest's run time in this
  * thread (no worker, no scheduler: only the code), metered for fuel vs metered and suspendable,
  * alternating, median of 7. The guest (work.wasm: a heap sort and a hash) gets a minimal `hv`:
@@ -264,7 +226,6 @@ const t0 = performance.now();
 const results = [];
 results.push(await density('dedicated', TARGET.dedicated));
 results.push(await density('shared', TARGET.shared));
-const starts = await startup();
 const cost = await asyncifyCost();
 let edge = null;
 if (args.includes('--edge')) edge = await density('shared', 100_000);
@@ -272,7 +233,7 @@ progress('');
 
 const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '), seconds: (performance.now() - t0) / 1000 };
 if (JSON_OUT) {
-  console.log(JSON.stringify({ env, results, startup: starts, asyncify: cost, edge }, null, 2));
+  console.log(JSON.stringify({ env, results, asyncify: cost, edge }, null, 2));
 } else {
   const f = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
   console.log(`Density: node ${env.node}, ${env.cpus} cores, load avg ${env.loadavg}, took ${env.seconds.toFixed(0)} s`);
@@ -286,9 +247,6 @@ if (JSON_OUT) {
         (r.refused ? `  (stopped at ${r.refused.at}: ${r.refused.code})` : ''),
     );
   }
-  console.log('');
-  console.log('start-up from a cached module (exit.wasm)          create+start median   create→start→exit median');
-  for (const [label, r] of Object.entries(starts)) console.log(`  ${label.padEnd(46)} ${f(r.startMedianMs, 3).padStart(10)} ms ${f(r.totalMedianMs, 3).padStart(16)} ms`);
   console.log('');
   console.log(
     `Asyncify (shared placement's suspend transform) on work.wasm: ${cost.originalBytes} B, metered ${cost.meteredBytes} B, ` +

@@ -254,9 +254,11 @@ export class Dispatcher {
     });
     // Codes past the table are never ABI calls: they share the "other" counter slot.
     this.unknown = row(-1, null, HvStatus.INVALID_CALL, '');
-    const size = tableSize([...handlers.keys(), ...CALL_DEVICE.keys(), ...Object.values(HvCall)]);
-    this.table = new Array<CallEntry>(size);
-    for (let code = 0; code < size; code++) {
+    const codes = new Set([...handlers.keys(), ...CALL_DEVICE.keys(), ...Object.values(HvCall)]);
+    // Every code starts as `unknown`; only the few dozen codes above get rows of their own (a
+    // partition's start builds this table: the gaps between device ranges are not walked).
+    this.table = new Array<CallEntry>(tableSize(codes)).fill(this.unknown);
+    for (const code of codes) {
       const handler = handlers.get(code);
       const device = CALL_DEVICE.get(code);
       this.table[code] =

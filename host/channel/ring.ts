@@ -60,6 +60,11 @@ export class SharedRing {
    * tells it which partition's ring moved. Null for a dedicated partition's rings.
    */
   onMove: (() => void) | null = null;
+  /**
+   * Bytes this thread moved through the ring (records written, or consumed), headers and padding
+   * included: a plain number that never wraps, so `scrub` knows how far the ring was ever used.
+   */
+  private passed = 0;
 
   /** Allocates the shared buffer for a ring of `capacity` data bytes (a power of two, >= 64). */
   static allocate(capacity: number): SharedArrayBuffer {
@@ -190,7 +195,9 @@ export class SharedRing {
 
   /** Publishes the record reserve() began at `head` and wakes a waiting reader. */
   private commit(head: number, length: number): void {
-    Atomics.store(this.ctl, HEAD, (head + HEADER + ((length + 3) & ~3)) | 0);
+    const size = HEADER + ((length + 3) & ~3);
+    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    this.passed += size;
     Atomics.add(this.ctl, WSEQ, 1);
     if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
     this.moved(WANT_RECORD);
@@ -381,10 +388,31 @@ export class SharedRing {
     while (at < bytes) at += HEADER + (((this.header(head, (tail + at) >>> 0) & 0xffffff) + 3) & ~3);
     if (at !== bytes) return false;
     Atomics.store(this.ctl, TAIL, (tail + bytes) | 0);
+    this.passed += bytes;
     Atomics.add(this.ctl, RSEQ, 1);
     Atomics.notify(this.ctl, RSEQ);
     this.moved(WANT_ROOM);
     return true;
+  }
+
+  /**
+   * Zeroes the ring once neither side will use it again: its control block, and the data bytes
+   * that were ever written. One side of a ring knows how far it reached: what this thread wrote
+   * or consumed, plus what is in use now, bounds every byte written (the other side's writes
+   * are what this side consumed, or still in use). While that stays within the capacity the
+   * ring never wrapped, and only that prefix holds anything; a ring used further is zeroed
+   * whole. `complete`: every write of the other side finished (it reported its end); a writer
+   * that was stopped mid-record may have left bytes past what it published, so without that
+   * the whole ring is zeroed too. The saving is the pages never touched: zeroing them would
+   * fault each one in only to write zeros over zeros.
+   */
+  scrub(complete: boolean): void {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    const reach = this.passed + ((head - tail) >>> 0);
+    const prefix = complete && reach <= this.capacity && head <= reach;
+    this.data.fill(0, 0, prefix ? reach : this.capacity);
+    this.ctl.fill(0);
   }
 
   /** Wakes any waiter (used when the root gives up on a ring, so no async wait stays pending). */
@@ -411,7 +439,9 @@ export class SharedRing {
   }
 
   private release(tail: number, length: number): void {
-    Atomics.store(this.ctl, TAIL, (tail + HEADER + ((length + 3) & ~3)) | 0);
+    const size = HEADER + ((length + 3) & ~3);
+    Atomics.store(this.ctl, TAIL, (tail + size) | 0);
+    this.passed += size;
     Atomics.add(this.ctl, RSEQ, 1);
     if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
     this.moved(WANT_ROOM);

@@ -32,6 +32,18 @@ export function ringCapacity(n: number): number {
   return p;
 }
 
+/**
+ * A shared partition's call and event rings hold at least 1/SHARED_RING_FILLS of its largest
+ * call input or result (from MIN_RING_BYTES up to the dedicated 64 KiB): each ring-full is a
+ * hand-off between the root and the worker, which in a shared worker costs two thread wake-ups,
+ * so a maximal message crosses in about this many hand-offs (1024 for 64 MiB through 64 KiB)
+ * rather than one per 4 KiB (a 16 MiB input took 4096, several seconds on a loaded machine:
+ * longer than the default call budget). Limits up to the default 1 MiB keep the minimum, so
+ * density is unchanged for partitions that do not ask for large calls; one that does already
+ * reserves its maxInputBytes + maxOutputBytes in admission.
+ */
+export const SHARED_RING_FILLS = 256;
+
 /** Where a partition runs: its own worker, or a worker shared with other partitions. */
 export type Placement = 'dedicated' | 'shared';
 
@@ -62,7 +74,7 @@ export interface ChannelSizes {
  * Ring sizes derived from the limits the rings carry. A message of any accepted size fits
  * (chunked when it exceeds a record), so the sizes only decide how often a large message waits
  * for the other side: a dedicated partition gets room for its largest line or result up to
- * 64 KiB, a shared one (thousands per process) the minimum.
+ * 64 KiB, a shared one (thousands per process) the minimum unless its calls are large.
  *
  * The input ring is the exception: a console line is delivered whole (a guest may ask for its
  * length before it reads it), so the ring holds the longest line the root accepts; the input
@@ -71,12 +83,15 @@ export interface ChannelSizes {
 export function channelSizes(l: ChannelLimits): ChannelSizes {
   // Dedicated: 64 KiB of events, so bursts (violation reports are never waited for) have room;
   // with a console, 256 KiB: its byte streams move in chunks of a quarter ring (64 KiB), so the
-  // guest fills one while the root drains another. Shared: the minimum, fed by the outbox.
-  const events = l.placement === 'shared' ? MIN_RING_BYTES : l.maxLineBytes !== null ? 4 * 65536 : 65536;
+  // guest fills one while the root drains another. Shared: fed by the outbox, as small as the
+  // partition's largest call allows (see SHARED_RING_FILLS).
+  const shared = (bytes: number): number => Math.max(MIN_RING_BYTES, Math.min(65536, ringCapacity(Math.ceil(bytes / SHARED_RING_FILLS))));
+  const events =
+    l.placement === 'shared' ? (l.kind === 'reactor' ? shared(l.maxOutputBytes) : MIN_RING_BYTES) : l.maxLineBytes !== null ? 4 * 65536 : 65536;
   // A partition process's call ring takes up to 1 MiB: each ring's worth of a large input costs a
   // round trip between two processes (forward, consume, acknowledge), not a shared-memory wake.
   const maxCalls = l.placement === 'process' ? 1 << 20 : 65536;
-  const calls = l.placement === 'shared' ? MIN_RING_BYTES : Math.max(MIN_RING_BYTES, Math.min(maxCalls, ringCapacity(l.maxInputBytes + 1024)));
+  const calls = l.placement === 'shared' ? shared(l.maxInputBytes) : Math.max(MIN_RING_BYTES, Math.min(maxCalls, ringCapacity(l.maxInputBytes + 1024)));
   return {
     events,
     calls: l.kind === 'reactor' ? calls : 64,

@@ -382,7 +382,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
 
   private async teardown(wipe: boolean): Promise<void> {
     await this.stop();
-    new Uint8Array(this.inputRing.sab).fill(0);
+    // Console input is written here only (complete): the ring is zeroed as far as it was used.
+    this.inputRing.scrub(true);
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.
     this.config.net?.detach();

@@ -71,6 +71,8 @@ export class WorkerRun {
   private workerError: unknown = null;
   private ended = false;
   private drainFailed = false;
+  /** The executor reported the run's end itself (`done`): every record it wrote is whole. */
+  private doneReported = false;
   /** A call of this run is between send and result (counted in `callsInFlight`). */
   private inCall = false;
   private callSentAt = 0;
@@ -79,8 +81,12 @@ export class WorkerRun {
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;
-  /** Where consecutive small output records are joined (scrubbed when the run ends). */
-  private readonly batch = new Uint8Array(OUTPUT_BATCH_BYTES);
+  /**
+   * Where consecutive small output records are joined: made at the first join (a run that
+   * prints nothing small never pays for it), scrubbed up to `batchUsed` when the run ends.
+   */
+  private batch: Uint8Array | null = null;
+  private batchUsed = 0;
 
   constructor(
     private readonly init: Omit<WorkerInit, 'events' | 'calls'>,
@@ -153,6 +159,7 @@ export class WorkerRun {
       const k = this.killOutcome;
       const echo = k !== null && k.kind === 'error' && m.outcome.kind === 'error' && m.outcome.error === k.error && m.outcome.message === k.message;
       this.outcome = echo ? k : m.outcome;
+      this.doneReported = true;
       this.host.release();
       running();
       this.finish(0);
@@ -368,13 +375,14 @@ export class WorkerRun {
       this.events.readInto(chunk);
       return chunk;
     }
-    const batch = this.batch;
+    const batch = (this.batch ??= new Uint8Array(OUTPUT_BATCH_BYTES));
     let n = 0;
     while (this.events.peekKind() === kind) {
       const length = this.events.peekLength();
       if (n + length > batch.length || length >= OUTPUT_JOIN_BELOW) break;
       n += this.events.readInto(batch.subarray(n));
     }
+    if (n > this.batchUsed) this.batchUsed = n;
     const chunk = Buffer.allocUnsafeSlow(n);
     chunk.set(batch.subarray(0, n));
     return chunk;
@@ -418,9 +426,12 @@ export class WorkerRun {
     this.calls.close();
     const outcome = this.outcome ?? this.killOutcome ?? this.crashOutcome(workerExitCode);
     // Root-held copies of guest data (console output, call inputs and outputs) go with the run.
-    new Uint8Array(this.events.sab).fill(0);
-    this.batch.fill(0);
-    new Uint8Array(this.calls.sab).fill(0);
+    // The worker's writes are all finished when it reported its end (`done`); one that was
+    // killed or died may have been stopped mid-record.
+    const complete = this.doneReported;
+    this.events.scrub(complete);
+    this.batch?.fill(0, 0, this.batchUsed);
+    this.calls.scrub(true);
     this.on.end(outcome);
   }
 

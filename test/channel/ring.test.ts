@@ -136,6 +136,50 @@ describe('SharedRing', () => {
   });
 });
 
+describe('SharedRing.scrub', () => {
+  const zero = (ring: SharedRing) => new Uint8Array(ring.sab).every((b) => b === 0);
+
+  it('leaves nothing written behind, from either side, whether or not the ring wrapped (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 1, maxLength: 200 }), { maxLength: 40 }), fc.integer({ min: 0, max: 40 }), fc.boolean(), (records, keep, writerScrubs) => {
+        // Two views of one buffer, as the root and the worker hold it.
+        const sab = SharedRing.allocate(256);
+        const writer = new SharedRing(sab);
+        const reader = new SharedRing(sab);
+        records.forEach((r, i) => {
+          r.fill(0xa5);
+          if (!writer.tryWrite(1, r)) {
+            for (let rec = reader.tryRead(); rec; rec = reader.tryRead());
+            expect(writer.tryWrite(1, r)).toBe(true);
+          }
+          // Some records stay unread at the end.
+          if (i < records.length - keep) reader.tryRead();
+        });
+        (writerScrubs ? writer : reader).scrub(true);
+        expect(zero(writer)).toBe(true);
+      }),
+    );
+  });
+
+  it('a ring used only at its start is zeroed there without touching the rest; a writer stopped mid-record makes it zero all', () => {
+    const sab = SharedRing.allocate(65536);
+    const bytes = new Uint8Array(sab);
+    const ring = new SharedRing(sab);
+    ring.tryWrite(1, new Uint8Array(100).fill(7));
+    // A stray byte past what was published (a writer stopped between its copy and its publish).
+    bytes[32 + 4000] = 9;
+    new SharedRing(sab).tryRead();
+    ring.scrub(true);
+    expect(bytes.subarray(0, 32 + 104).every((b) => b === 0)).toBe(true);
+    expect(bytes[32 + 4000]).toBe(9); // beyond the reach of any published write: left alone
+    const reader = new SharedRing(sab);
+    new SharedRing(sab).tryWrite(1, new Uint8Array(100).fill(7));
+    reader.tryRead();
+    reader.scrub(false);
+    expect(zero(ring)).toBe(true);
+  });
+});
+
 describe('SharedRing wake-ups across threads (RWAIT/WWAIT and one pending wake-up per wait)', () => {
   /**
    * A worker writes `count` small records as fast as it can (waiting for room with `write`), the

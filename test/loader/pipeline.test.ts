@@ -3,10 +3,11 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { InvalidArgumentError, ModuleInvalidError, WasmvisorError, type ErrorCode } from '../../host/errors.ts';
 import { ModuleCache } from '../../host/loader/compile.ts';
 import { cacheKey, inspectModule, loadModule, type LoadOptions } from '../../host/loader/pipeline.ts';
+import { loaderThread } from '../../host/loader/offthread.ts';
 import { readSections } from '../../host/loader/sections.ts';
 import { guest, instantiate, wat } from './wat.ts';
 
@@ -134,6 +135,37 @@ describe('loadModule', () => {
     expect({ hits: cache.hits, misses: cache.misses, size: cache.size }).toEqual({ hits: 1, misses: 2, size: 2 });
     expect(cacheKey(a.measurement, a.plan)).toBe(`${a.measurement}/m256/t`);
     expect(cacheKey('x', { memoryMaximum: null, tableMaxima: [null, 5], needsRewrite: true })).toBe('x/m-/t-,5');
+  });
+
+  it('a module loaded again under the same policy is answered without the loader thread; another policy, a pin or an allow-list is judged again', async () => {
+    const cache = new ModuleCache();
+    const bytes = guest({ memory: '(memory (export "memory") 3)' });
+    const thread = loaderThread();
+    const asked = vi.spyOn(thread, 'request');
+    try {
+      const a = await loadModule(bytes, { cache, policy: { memoryPages: 4 } });
+      const before = asked.mock.calls.length;
+      const b = await loadModule(Uint8Array.from(bytes), { cache, policy: { memoryPages: 4 } });
+      expect(asked.mock.calls.length).toBe(before); // answered from the memo
+      expect(b.module).toBe(a.module);
+      expect({ ...b, module: null, bytes: [...b.bytes] }).toEqual({ ...a, module: null, bytes: [...a.bytes] });
+      expect(b.bytes).not.toBe(a.bytes); // each caller's own copy
+      expect(cache.hits).toBe(1);
+      // A lower limit is judged by the loader again, and refuses what the higher one admitted.
+      await expect(loadModule(bytes, { cache, policy: { memoryPages: 2 } })).rejects.toMatchObject({ code: 'ERR_LIMIT_MEMORY' });
+      // A pin is checked on every load, memo or not; an allow-list always takes the full path.
+      await expect(loadModule(bytes, { cache, policy: { memoryPages: 4 }, expectedSha256: 'cd'.repeat(32) })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+      expect((await loadModule(bytes, { cache, policy: { memoryPages: 4 }, expectedSha256: sha256(bytes).toUpperCase() })).module).toBe(a.module);
+      const calls = asked.mock.calls.length;
+      await expect(loadModule(bytes, { cache, policy: { memoryPages: 4 }, allowList: new Set(['ab'.repeat(32)]) })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+      expect(asked.mock.calls.length).toBe(calls + 1);
+      // Without the compiled module in the cache there is no shortcut: a fresh cache compiles.
+      const fresh = new ModuleCache();
+      await loadModule(bytes, { cache: fresh, policy: { memoryPages: 4 } });
+      expect(fresh.misses).toBe(1);
+    } finally {
+      asked.mockRestore();
+    }
   });
 
   it('refuses every truncation of a valid module as ERR_MODULE_INVALID, except at section boundaries', async () => {

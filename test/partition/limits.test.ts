@@ -6,8 +6,8 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type Partition } from '../../host/index.ts';
-import { MAX_CALL_BYTES, MAX_LINE_BYTES, MIN_LINE_BYTES } from '../../host/limits/sizes.ts';
-import { guest, hypervisor } from '../helpers.ts';
+import { MAX_CALL_BYTES, MAX_LINE_BYTES, MIN_LINE_BYTES, SHARED_RING_FILLS } from '../../host/limits/sizes.ts';
+import { PLACEMENT, guest, hypervisor } from '../helpers.ts';
 
 const MiB = 1 << 20;
 let hv: Hypervisor | null = null;
@@ -56,6 +56,29 @@ describe('call payloads past 16 MiB (a ring record holds 2^24 - 1 bytes)', () =>
     }
     // The partition still serves calls: the in-flight slot was cleared each time.
     expect((await p.call('digest', new Uint8Array(3))).length).toBe(8);
+  });
+
+  it('at the record edge (16 MiB - 1 in and out) a call crosses within the default call budget, in a bounded number of ring hand-offs', async () => {
+    // Regression: a shared partition's rings were 4 KiB whatever its limits, so a 16 MiB - 1
+    // input took 4,096 root <-> worker hand-offs (two thread wake-ups each): seconds on a loaded
+    // machine, past the default call budget (5 s) that these calls run under.
+    const edge = (1 << 24) - 1;
+    const p = await limitsReactor({ limits: { maxInputBytes: edge, maxOutputBytes: edge, memoryPages: 16 } });
+    const input = pattern(edge);
+    const waitsBefore = p.metrics().sched.waits;
+    const d = await p.call('digest', input);
+    const v = new DataView(d.buffer, d.byteOffset);
+    expect([v.getUint32(0, true), v.getUint32(4, true)]).toEqual([edge, fnv(input)]);
+    const out = await p.call('fill', args(edge, 65536));
+    expect(out.length).toBe(edge);
+    expect(Buffer.compare(out.subarray(edge - 26), pattern(edge).subarray(edge - 26))).toBe(0);
+    // Each wait of a shared partition for the next chunk (or for room for its result) is one
+    // hand-off; its rings hold 1/SHARED_RING_FILLS of the largest message, so each direction
+    // takes about that many (4 KiB rings took over 6,000 for the two calls). A dedicated worker
+    // blocks on its ring instead and counts none.
+    const waits = p.metrics().sched.waits - waitsBefore;
+    if (PLACEMENT === 'shared') expect(waits).toBeLessThan(4 * SHARED_RING_FILLS);
+    else expect(waits).toBe(0);
   });
 
   it('a guest output over 16 MiB arrives whole, up to maxOutputBytes; one byte more is TOO_LARGE for the guest', async () => {
