@@ -25,7 +25,8 @@ export default {
   // A second run tests again only the mutants whose code or covering tests changed.
   incremental: true,
   incrementalFile: `${out}/incremental.json`,
-  tempDirName: '.stryker-tmp',
+  // One sandbox folder per folder: runs of two folders at once do not clean up each other's.
+  tempDirName: `.stryker-tmp/${folder}`,
   cleanTempDir: true,
   // The suite needs the built host (dist/) and guests (build/): the sandbox is a copy of the tree.
   ignorePatterns: ['reports', '.stryker-tmp', '.wasmvisor', '*.log'],
