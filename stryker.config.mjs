@@ -17,7 +17,8 @@ export default {
   mutate: files,
   // One test runner: the machine is shared, and the tests themselves start workers and processes.
   concurrency: Number(process.env.WV_MUTATE_CONCURRENCY ?? 1),
-  timeoutMS: 60_000,
+  // A hang costs this plus twice the covering tests' time: the tests' own guards stretch (WV_TIMEOUT_SCALE).
+  timeoutMS: 30_000,
   timeoutFactor: 2,
   reporters: ['clear-text', 'progress', 'html', 'json'],
   htmlReporter: { fileName: `${out}/index.html` },

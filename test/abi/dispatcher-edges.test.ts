@@ -216,6 +216,72 @@ describe('Dispatcher: the entry points other surfaces (WASI) use', () => {
   });
 });
 
+describe('Dispatcher: the hypercall rate limit on the dispatcher clock', () => {
+  it('refills on the clock it was given: a spent limit passes again one period later', () => {
+    const b = boundary({ hypercallRate: { opsPerSecond: 1, burstOps: 1 } });
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(HV_ABI_VERSION);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(-HvStatus.RATE_LIMITED);
+    b.advance(999);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(-HvStatus.RATE_LIMITED);
+    b.advance(1);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(HV_ABI_VERSION);
+  });
+
+  it('block mode waits with the sleep it was given, for exactly the refill', () => {
+    const b = boundary({ hypercallRate: { opsPerSecond: 10, burstOps: 1, mode: 'block' } });
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(HV_ABI_VERSION);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(HV_ABI_VERSION);
+    expect(b.sleeps).toEqual([100]);
+    expect(b.metrics().throttled.hypercalls).toEqual({ calls: 1, waitedMs: 100 });
+  });
+
+  it('charges a call its input length in bytes, not a whole transfer', () => {
+    const b = boundary({ hypercallRate: { bytesPerSecond: 1000, burstBytes: 64 } });
+    for (let i = 0; i < 4; i++) expect(b.d.hypercall(HvCall.VERSION, 0, 16, 0, 0), `call ${i}`).toBe(HV_ABI_VERSION);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 16, 0, 0)).toBe(-HvStatus.RATE_LIMITED);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(HV_ABI_VERSION); // no input, no bytes
+  });
+
+  it('a WASI call refused by the limit is charged again when it is redone', () => {
+    const b = boundary({ hypercallRate: { opsPerSecond: 1, burstOps: 1 } });
+    expect(b.d.admitCall(0)).toBe(true);
+    expect(b.d.admitCall(0)).toBe(false);
+    b.d.setRedo(true);
+    expect(b.d.admitCall(0)).toBe(false);
+    b.d.setRedo(false);
+    expect(b.metrics().throttled.hypercalls.calls).toBe(2);
+  });
+});
+
+describe('Dispatcher: the call table and output windows', () => {
+  it('the code one past the highest ABI call is unknown, like every code after it', () => {
+    const b = boundary();
+    const highest = Math.max(...Object.values(HvCall));
+    expect(b.d.hypercall(highest + 1, 0, 0, 0, 0)).toBe(-HvStatus.INVALID_CALL);
+    expect(b.d.hypercall(highest, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED);
+    expect(b.violations.map((v) => v.status)).toEqual(['HV_STATUS_INVALID_CALL', 'HV_STATUS_ACCESS_DENIED']);
+  });
+
+  it('a result of 0 bytes still zeroes the whole output window', () => {
+    const b = boundary();
+    b.bytes().fill(0xaa, 64, 100);
+    expect(b.d.hypercall(HvCall.DEVICE_LIST, 0, 0, 64, 32)).toBe(0); // no device granted: no records
+    expect(b.bytes().subarray(64, 96).every((x) => x === 0)).toBe(true);
+    expect(b.bytes()[96]).toBe(0xaa);
+  });
+
+  it('a call that writes no output never passes on what an earlier call left in the host scratch', () => {
+    const b = boundary({ args: ['x'.repeat(300)] });
+    expect(b.d.hypercall(HvCall.ARGS_GET, 0, 0, 0, 512)).toBe(301); // the host scratch now holds 300 'x'
+    b.bytes().fill(0xaa, 1024, 1024 + 512);
+    // VERSION's result is a number, not a length: the window it was given must be all zeros.
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 1024, 512)).toBe(HV_ABI_VERSION);
+    expect(b.bytes().subarray(1024, 1024 + 512).every((x) => x === 0)).toBe(true);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 1024, 16)).toBe(HV_ABI_VERSION);
+    expect(b.bytes().subarray(1024, 1024 + 16).every((x) => x === 0)).toBe(true);
+  });
+});
+
 describe('Dispatcher: a host call to an export', () => {
   it('INPUT_READ from an offset: at the end reads nothing, one past it is INVALID_ARGUMENT', () => {
     const b = boundary();

@@ -154,6 +154,10 @@ describe('GuestMemory: iovecs, gather, scatter, spanView', () => {
     expected.set([0xe0, 0xe1], 10);
     expected.set([0xe2, 0xe3], 20);
     expect(bytes).toEqual(expected);
+    expect(gm.scatter([10, 2, 20, 3, 30, 4], src, 0)).toBe(0);
+    expect(bytes).toEqual(expected);
+    expect(gm.scatter([100, 2], src, 6)).toBe(2); // fewer span bytes than len: what the spans hold
+    expect([...bytes.subarray(100, 103)]).toEqual([0xe0, 0xe1, 102]);
     expect(gm.scatter([250, 6], src, 6)).toBe(6);
     expect(gm.scatter([251, 6], src, 6)).toBe(0);
   });
