@@ -20,7 +20,10 @@ export default {
   // A hang costs this plus twice the covering tests' time: the tests' own guards stretch (WV_TIMEOUT_SCALE).
   timeoutMS: 30_000,
   timeoutFactor: 2,
-  reporters: ['clear-text', 'progress', 'html', 'json'],
+  // event-recorder: each mutant's result is written as it is known (<out>/events/), so a run cut
+  // short still shows its survivors and partial counts.
+  reporters: ['clear-text', 'progress', 'html', 'json', 'event-recorder'],
+  eventReporter: { baseDir: `${out}/events` },
   htmlReporter: { fileName: `${out}/index.html` },
   jsonReporter: { fileName: `${out}/mutation.json` },
   // A second run tests again only the mutants whose code or covering tests changed.

@@ -7,5 +7,5 @@ export interface ScoreResult {
   score: number | null;
 }
 export function scoreReport(report: unknown): ScoreResult;
-export function readFloors(file: string): Record<string, number>;
-export function verdict(folder: string, result: ScoreResult, floor: number | undefined): { ok: boolean; line: string };
+export function readFloors(file: string): Record<string, number | null>;
+export function verdict(folder: string, result: ScoreResult, floor: number | null | undefined): { ok: boolean; line: string };

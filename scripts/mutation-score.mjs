@@ -34,25 +34,32 @@ export function scoreReport(report) {
   return { counts, detected, undetected, score: valid === 0 ? null : (100 * detected) / valid };
 }
 
-/** Reads a floors file: `{ "floors": { "<folder>": <percent 0..100>, ... } }`. */
+/**
+ * Reads a floors file: `{ "floors": { "<folder>": <percent 0..100> | null, ... } }`. null is a
+ * folder not yet measured in full: its score is printed, and a floor is to be recorded from it.
+ */
 export function readFloors(file) {
   const data = JSON.parse(readFileSync(file, 'utf8'));
   const floors = data?.floors;
   if (floors === null || typeof floors !== 'object' || Array.isArray(floors)) throw new Error(`${file}: expected { "floors": { "<folder>": percent } }`);
   for (const [folder, floor] of Object.entries(floors)) {
-    if (typeof floor !== 'number' || !(floor >= 0 && floor <= 100)) {
-      throw new Error(`${file}: floors.${folder} must be a percentage from 0 to 100, got ${JSON.stringify(floor)}`);
+    if (floor !== null && (typeof floor !== 'number' || !(floor >= 0 && floor <= 100))) {
+      throw new Error(`${file}: floors.${folder} must be a percentage from 0 to 100 (or null: not measured yet), got ${JSON.stringify(floor)}`);
     }
   }
   return floors;
 }
 
-/** One line for a folder's score and its verdict against `floor` (undefined: no floor recorded). */
+/**
+ * One line for a folder's score and its verdict against `floor`: undefined (the folder is missing
+ * from the floors file) fails; null (recorded as not measured yet) passes and asks for a floor.
+ */
 export function verdict(folder, result, floor) {
   const { counts, score } = result;
   const pct = score === null ? 'no mutants' : `${score.toFixed(2)} %`;
   const detail = `killed ${counts.Killed}, timeout ${counts.Timeout}, survived ${counts.Survived}, no coverage ${counts.NoCoverage}, ignored ${counts.Ignored}`;
   if (floor === undefined) return { ok: false, line: `${folder}: ${pct} (${detail}); no floor recorded for ${folder}` };
+  if (floor === null) return { ok: true, line: `${folder}: ${pct} (${detail}); no floor yet: record one in mutation-floors.json` };
   const ok = score !== null && score >= floor;
   return { ok, line: `${folder}: ${pct} (${detail}); floor ${floor} %: ${ok ? 'ok' : 'BELOW THE FLOOR'}` };
 }

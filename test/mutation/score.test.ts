@@ -40,6 +40,8 @@ describe('mutation score', () => {
     expect(verdict('abi', below, 85)).toEqual({ ok: false, line: expect.stringMatching(/floor 85 %: BELOW THE FLOOR$/) });
     expect(verdict('net', at, undefined)).toEqual({ ok: false, line: expect.stringMatching(/no floor recorded for net$/) });
     expect(verdict('net', scoreReport(report(['Ignored'])), 0).ok).toBe(false);
+    // null: recorded as not measured in full yet; the score is printed and a floor asked for.
+    expect(verdict('net', below, null)).toEqual({ ok: true, line: expect.stringMatching(/^net: 80\.00 % .*no floor yet: record one in mutation-floors\.json$/) });
   });
 
   it('reads a floors file and names a bad floor', () => {
@@ -47,16 +49,16 @@ describe('mutation score', () => {
     try {
       const file = path.join(dir, 'floors.json');
       for (const [text, message] of [
-        ['{"floors": {"abi": 101}}', /floors\.abi must be a percentage from 0 to 100, got 101/],
-        ['{"floors": {"abi": "85"}}', /floors\.abi must be a percentage from 0 to 100, got "85"/],
+        ['{"floors": {"abi": 101}}', /floors\.abi must be a percentage from 0 to 100 \(or null: not measured yet\), got 101/],
+        ['{"floors": {"abi": "85"}}', /floors\.abi must be a percentage from 0 to 100 \(or null: not measured yet\), got "85"/],
         ['{"floors": [85]}', /expected \{ "floors"/],
         ['{}', /expected \{ "floors"/],
       ] as const) {
         writeFileSync(file, text);
         expect(() => readFloors(file)).toThrow(message);
       }
-      writeFileSync(file, '{"floors": {"abi": 85, "net": 0}}');
-      expect(readFloors(file)).toEqual({ abi: 85, net: 0 });
+      writeFileSync(file, '{"floors": {"abi": 85, "net": 0, "wasi": null}}');
+      expect(readFloors(file)).toEqual({ abi: 85, net: 0, wasi: null });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
