@@ -5,6 +5,7 @@
  */
 import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
+import { printable } from './common.ts';
 import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const disksCommand = {
@@ -26,12 +27,6 @@ export async function disks(argv: string[]): Promise<number> {
   const list = await hv.listStorage();
   process.stdout.write(values.json ? JSON.stringify({ dataDir: hv.dataDir, disks: list }, null, 2) + '\n' : formatDisks(hv.dataDir, list));
   return 0;
-}
-
-/** Control characters (and backslash) in a file or partition name, shown as escapes on a terminal. */
-function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\\\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
 function bytes(n: number | null): string {

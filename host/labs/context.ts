@@ -15,7 +15,6 @@ import { InternalError, WasmvisorError } from '../errors.ts';
 import { guestsDir } from '../paths.ts';
 import type { AuditEntry } from '../mgmt/audit.ts';
 import type { LabEvent } from './lab.ts';
-import { LifecycleAudit } from './lifecycle-audit.ts';
 import type { AuditEntry as SecurityAuditEntry, AuditSink as SecurityAuditSink } from '../security/audit.ts';
 
 /** How long a lab waits by default for a line it expects from a guest, ms. */
@@ -71,7 +70,6 @@ export class LabContext {
   readonly breaches: string[] = [];
   private readonly options: ContextOptions;
   private readonly cleanups: (() => Promise<void> | void)[] = [];
-  private readonly audits = new Map<Hypervisor, LifecycleAudit>();
   private readonly specs = new Map<Hypervisor, Map<string, PartitionSpec>>();
   private hypervisors = 0;
   private watched = 0;
@@ -143,26 +141,26 @@ export class LabContext {
     const hv = new Hypervisor({
       ...options,
       dataDir: options.dataDir ?? path.join(this.workDir, `data-${n}`),
-      ...(options.audit !== undefined && options.actor === undefined ? { actor: `lab:${this.labId}` } : {}),
+      // The hypervisor records its own lifecycle (creations and refusals with their codes,
+      // starts, exits, violations aggregated per second, wipes) into the lab's record, unless
+      // the lab hands it another log.
+      audit: options.audit ?? this.auditSink(),
+      actor: options.actor ?? `lab:${this.labId}`,
     });
     const specs = new Map<string, PartitionSpec>();
     this.specs.set(hv, specs);
-    // A hypervisor given an audit log records its lifecycle itself; the others get the lab's.
-    const audit = options.audit === undefined ? new LifecycleAudit(hv, this.options.audit, `lab:${this.labId}`) : null;
-    if (audit) this.audits.set(hv, audit);
     const unwatch = this.watch(hv, (name) => specs.get(name));
     this.defer(async () => {
       await hv.close();
-      audit?.close();
       unwatch();
     });
     return hv;
   }
 
   /**
-   * The lab's audit record as host/security's AuditSink, for a hypervisor that records by itself
-   * (`hypervisor({ audit: ctx.auditSink() })`): each record it writes becomes the lab's, with the
-   * lab as the actor unless it names another.
+   * The lab's audit record as host/security's AuditSink (what every lab hypervisor records into,
+   * and what a lab shows): each record written to it becomes the lab's, with the lab as the actor
+   * unless it names another.
    */
   auditSink(): SecurityAuditSink {
     const write = (e: SecurityAuditEntry) =>
@@ -189,16 +187,8 @@ export class LabContext {
    */
   async create(hv: Hypervisor, spec: PartitionSpec, options: { showLines?: number } = {}): Promise<Partition> {
     const showLines = Math.min(options.showLines ?? MAX_SHOWN_LINES, MAX_SHOWN_LINES);
-    const audit = this.audits.get(hv);
-    let p: Partition;
-    try {
-      p = await hv.createPartition(spec);
-    } catch (error) {
-      audit?.refused(spec.name, error);
-      throw error;
-    }
+    const p = await hv.createPartition(spec);
     this.specs.get(hv)?.set(spec.name, spec);
-    audit?.created(p);
     let lines = 0;
     p.on('console', (line, stream) => {
       lines++;
@@ -254,7 +244,7 @@ export class LabContext {
    */
   async destroy(hv: Hypervisor, p: Partition, options: { wipe?: boolean } = {}): Promise<void> {
     await p.destroy();
-    if (options.wipe) this.audits.get(hv)?.wiped(p.name, await hv.wipeStorage(p.name));
+    if (options.wipe) await hv.wipeStorage(p.name);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,5 +71,19 @@ describe('wasmvisor run --disk and delete', () => {
     expect(after.disks[1]).toMatchObject({ name: 'beta', problem: 'the image is missing; its key is in the keystore', sizeBytes: null });
     expect((await wasmvisor('disks', 'extra', '--data-dir', d)).code).toBe(2);
     expect((await wasmvisor('disks', '--nope')).code).toBe(2);
+  });
+
+  it('disks prints a file name an attacker chose as one inert line (escapes, bidi overrides)', async () => {
+    const d = mkdtempSync(path.join(dir, 'disks-hostile-'));
+    mkdirSync(path.join(d, 'images'));
+    // A name that would clear the screen, start a new line and reverse the rest of the row.
+    const hostile = 'x\x1b[2Jy\nz\u202efdp.img';
+    writeFileSync(path.join(d, 'images', hostile), 'not an image');
+    const table = await wasmvisor('disks', '--data-dir', d);
+    expect(table.code).toBe(0);
+    expect(table.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u);
+    const rows = table.stdout.trimEnd().split('\n');
+    expect(rows).toHaveLength(2);
+    expect(rows[1]).toContain('x\\x1b[2Jy\\nz\\u{202e}fdp');
   });
 });

@@ -36,7 +36,7 @@ export const attestation: LabDefinition = {
     audit: { action: 'attestation.request', outcome: 'success' },
   },
   async run(ctx) {
-    const hv = ctx.hypervisor({ audit: ctx.auditSink() });
+    const hv = ctx.hypervisor();
     ctx.step('The host runs a partition: its module is measured into the "partitions" register');
     const p = await ctx.create(hv, { name: 'workload', module: ctx.guest('hello'), devices: { console: true } });
     await ctx.run(p);
