@@ -172,8 +172,9 @@ describe('RateLimiter edges', () => {
     const state = new Float64Array(RATE_LIMITER_SLOTS);
     const limit = resolveRateLimit({ bytesPerSecond: 100, burstBytes: 100, opsPerSecond: 1, burstOps: 3 }, 'x')!;
     const a = new RateLimiter(limit, { now: c.now, state });
-    const b = new RateLimiter(limit, { now: c.now, state, attach: true });
     expect(a.admit(70)).toBe('ok');
+    // Attached after the first user spent tokens: it sees what is left, it does not refill the buckets.
+    const b = new RateLimiter(limit, { now: c.now, state, attach: true });
     expect(b.admit(31)).toBe('limited'); // 30 bytes left in the shared bucket
     expect(b.admit(30)).toBe('ok');
     expect(a.admit(0)).toBe('ok');
@@ -247,6 +248,18 @@ describe('CpuGovernor: the non-blocking half a shared worker drives', () => {
     expect(g.due()).toBe(50);
     expect(g.pauses).toBe(0);
     expect(g.runningMs).toBe(150);
+  });
+
+  it('a period that ends exactly at a checkpoint, under its quota, carries nothing', () => {
+    const { g, c } = fake(50);
+    c.advance(40);
+    expect(g.due()).toBe(-1);
+    c.advance(60); // at 1100, the end of the first period: 100 ms ran, 40 of them before
+    expect(g.due()).toBe(-1);
+    c.advance(49);
+    expect(g.due()).toBe(-1);
+    c.advance(1);
+    expect(g.due()).toBe(50);
   });
 
   it('time spent idle before resume() is not running time', () => {

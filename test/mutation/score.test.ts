@@ -64,3 +64,11 @@ describe('mutation score', () => {
     }
   });
 });
+
+describe('mutation-floors.json', () => {
+  it('has an entry for each folder of the trusted core (issue 17), each a percentage or null', () => {
+    const floors = readFloors(path.join(root, 'mutation-floors.json'));
+    expect(Object.keys(floors).sort()).toEqual(['abi', 'limits', 'loader', 'net', 'storage', 'wasi']);
+    expect(floors.abi).toBeGreaterThanOrEqual(80);
+  });
+});
