@@ -17,15 +17,20 @@ export default {
   mutate: files,
   // One test runner: the machine is shared, and the tests themselves start workers and processes.
   concurrency: Number(process.env.WV_MUTATE_CONCURRENCY ?? 1),
-  timeoutMS: 60_000,
+  // A hang costs this plus twice the covering tests' time: the tests' own guards stretch (WV_TIMEOUT_SCALE).
+  timeoutMS: 30_000,
   timeoutFactor: 2,
-  reporters: ['clear-text', 'progress', 'html', 'json'],
+  // event-recorder: each mutant's result is written as it is known (<out>/events/), so a run cut
+  // short still shows its survivors and partial counts.
+  reporters: ['clear-text', 'progress', 'html', 'json', 'event-recorder'],
+  eventReporter: { baseDir: `${out}/events` },
   htmlReporter: { fileName: `${out}/index.html` },
   jsonReporter: { fileName: `${out}/mutation.json` },
   // A second run tests again only the mutants whose code or covering tests changed.
   incremental: true,
   incrementalFile: `${out}/incremental.json`,
-  tempDirName: '.stryker-tmp',
+  // One sandbox folder per folder: runs of two folders at once do not clean up each other's.
+  tempDirName: `.stryker-tmp/${folder}`,
   cleanTempDir: true,
   // The suite needs the built host (dist/) and guests (build/): the sandbox is a copy of the tree.
   ignorePatterns: ['reports', '.stryker-tmp', '.wasmvisor', '*.log'],

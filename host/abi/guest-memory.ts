@@ -13,6 +13,7 @@ export const WORD_COPY_MAX = 192;
  */
 function copyWords(from: DataView, fromAt: number, to: DataView, toAt: number, n: number): void {
   let i = 0;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: the byte loop below copies whatever the word loop leaves (speed only)
   for (; i + 4 <= n; i += 4) to.setInt32(toAt + i, from.getInt32(fromAt + i, true), true);
   for (; i < n; i++) to.setUint8(toAt + i, from.getUint8(fromAt + i));
 }
@@ -20,6 +21,7 @@ function copyWords(from: DataView, fromAt: number, to: DataView, toAt: number, n
 /** Zeroes n bytes of `to` from `at`, 4 at a time. */
 function zeroWords(to: DataView, at: number, n: number): void {
   let i = 0;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator,BooleanLiteral: the byte loop below zeroes whatever the word loop leaves, and zero has no byte order
   for (; i + 4 <= n; i += 4) to.setInt32(at + i, 0, true);
   for (; i < n; i++) to.setUint8(at + i, 0);
 }
@@ -148,6 +150,7 @@ export class GuestMemory {
    * with no guest code run since, and dst holds n bytes. p and n are u32.
    */
   readChecked(p: number, n: number, dst: Uint8Array): void {
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and copyWords move the same bytes at any size (speed only)
     if (n > WORD_COPY_MAX) {
       dst.set(this.view.subarray(p, p + n));
     } else if (n > 0) {
@@ -164,6 +167,7 @@ export class GuestMemory {
    * with no guest code run since, and srcLen <= min(cap, src.length). p and cap are u32.
    */
   writeChecked(p: number, cap: number, src: Uint8Array, srcLen: number): void {
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and copyWords write the same bytes at any size (speed only)
     if (srcLen > WORD_COPY_MAX) {
       this.view.set(srcLen === src.length ? src : src.subarray(0, srcLen), p);
     } else if (srcLen > 0) {
@@ -174,6 +178,7 @@ export class GuestMemory {
       copyWords(this.outScratchDv, 0, this.dv, p, srcLen);
     }
     const rest = cap - srcLen;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: fill and zeroWords zero the same bytes at any size (speed only)
     if (rest > WORD_COPY_MAX) this.view.fill(0, p + srcLen, p + cap);
     else if (rest > 0) zeroWords(this.dv, p + srcLen, rest);
   }
