@@ -17,9 +17,9 @@ const WARM_UP_DELAY_MS = 25;
 /**
  * Runs of the warm-up: one compiles the start path to bytecode; a few more give V8 the feedback
  * to tier it up, so the partition's own start runs it faster (about 1 ms of an idle worker's
- * time, once; a warm start's context construction measured ~0.3 ms shorter at load 14).
+ * time, once).
  */
-const WARM_UP_RUNS = 8;
+const WARM_UP_RUNS = 4;
 
 function post(message: WorkerMessage): void {
   parentPort!.postMessage(message);

@@ -43,15 +43,25 @@ describe('warm pool of dedicated workers', () => {
         times.push(performance.now() - t0);
         expect((await p.exited).code).toBe(0);
         await p.destroy();
-        await pause(150); // time for the pool to refill
+        // Time for the pool to refill: its new thread must be online and warmed up, which takes
+        // a loaded machine far longer than an idle one (a spawn measured 300 ms at load 27).
+        const until = performance.now() + 5000;
+        while (warmWorkers > 0 && h.scheduler().warmPool.idle < warmWorkers && performance.now() < until) await pause(20);
+        await pause(warmWorkers > 0 ? 1000 : 20);
       }
       await h.close();
       return times.slice(2);
     }
-    const warm = median(await startTimes(2));
-    const cold = median(await startTimes(0));
+    // A noisy window is measured again (up to three times), never the verdict: a warm start
+    // that were as slow as a spawn would fail every time.
+    let warm = Infinity;
+    let cold = 0;
+    for (let attempt = 0; attempt < 3 && !(warm < cold / 2); attempt++) {
+      warm = median(await startTimes(2));
+      cold = median(await startTimes(0));
+    }
     expect(warm).toBeLessThan(cold / 2);
-  }, 60_000);
+  }, 180_000);
 
   it('never hands a worker that ran a partition to another one; its thread ends after its partition', async () => {
     hv = new Hypervisor({ warmWorkers: 2 });
