@@ -89,6 +89,12 @@ describe('Dispatcher violation reports', () => {
     expect(b.metrics()).toMatchObject({ violations: 5, faults: 5, violationsSuppressed: 0 });
   });
 
+  it('a window of exactly the per-call maximum that lies outside memory is named as outside, not as too long', () => {
+    const b = boundary();
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 1, HV_MAX_TRANSFER)).toBe(-HvStatus.INVALID_ADDRESS);
+    expect(b.violations[0]!.reason).toBe(`out buffer [0x1, +${HV_MAX_TRANSFER}) lies outside guest memory of ${PAGE} bytes`);
+  });
+
   it('counts a refused capability or unknown call as a violation but not as a fault', () => {
     const b = boundary();
     expect(b.d.hypercall(HvCall.CLOCK_GET, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED);
