@@ -113,12 +113,15 @@ describe('hypercall rate limit', () => {
       await expect(
         hv.createPartition({ name: 'bad', module: guest('count'), devices: { console: { rateLimit: { mode: 'later' as never } } } }),
       ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-      // count prints n lines, one CONSOLE_WRITE each: 40 calls at 200/s with a burst of 10 take >= 150 ms.
+      // count prints n lines, one CONSOLE_WRITE each: 40 calls at 20/s with a burst of 5 take
+      // >= 1.75 s. The rate is low on purpose: a guest slowed by a loaded host spends tokens as
+      // they come, so a fast rate would be met without throttling; at 50 ms a call it cannot be,
+      // and a stall refills at most the burst (5 calls).
       const p = await hv.createPartition({
         name: 'slow',
         module: guest('count'),
         args: ['40'],
-        limits: { hypercallRate: { opsPerSecond: 200, burstOps: 10, mode: 'block' } },
+        limits: { hypercallRate: { opsPerSecond: 20, burstOps: 5, mode: 'block' } },
         devices: { console: true },
       });
       const out = collect(p);
@@ -126,7 +129,9 @@ describe('hypercall rate limit', () => {
       expect(exit).toMatchObject({ state: 'exited', code: 0 });
       expect(out.stdout).toHaveLength(41); // 1..40, then "done"
       expect(exit.metrics.throttled.hypercalls.calls).toBeGreaterThan(20);
-      expect(exit.metrics.throttled.hypercalls.waitedMs).toBeGreaterThan(100);
+      expect(exit.metrics.throttled.hypercalls.waitedMs).toBeGreaterThan(500);
+      // Whatever the load, the calls cannot have gone faster than the rate allows.
+      expect(exit.runTimeMs).toBeGreaterThanOrEqual(((40 - 5) / 20) * 1000 - 50);
     } finally {
       await hv.close();
     }
