@@ -251,7 +251,11 @@ describe('durability', () => {
     while (last().action !== 'audit.checkpoint' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(last().action).toBe('audit.checkpoint');
     // The anchor follows once the checkpoint is durable; a verifier with it sees no uncheckpointed tail.
-    while (verify(dir).uncheckpointed !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const anchored = () => {
+      const v = verify(dir);
+      return v.uncheckpointed === 0 && v.anchorChecked;
+    };
+    while (!anchored() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(verify(dir)).toMatchObject({ ok: true, anchorChecked: true, uncheckpointed: 0 });
     // Nothing more is written while the log stays idle.
     const n = lines(file1(dir)).length;
