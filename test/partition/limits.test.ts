@@ -74,10 +74,12 @@ describe('call payloads past 16 MiB (a ring record holds 2^24 - 1 bytes)', () =>
     expect(Buffer.compare(out.subarray(edge - 26), pattern(edge).subarray(edge - 26))).toBe(0);
     // Each wait of a shared partition for the next chunk (or for room for its result) is one
     // hand-off; its rings hold 1/SHARED_RING_FILLS of the largest message, so each direction
-    // takes about that many (4 KiB rings took over 6,000 for the two calls). A dedicated worker
-    // blocks on its ring instead and counts none.
+    // takes about that many (4 KiB rings took over 6,000 for the two calls). A partition process
+    // runs on the child's scheduler, so it counts its waits too (its call ring is up to 1 MiB,
+    // its event ring 64 KiB: ~270 for these two calls). A dedicated worker blocks on its ring
+    // instead and counts none.
     const waits = p.metrics().sched.waits - waitsBefore;
-    if (PLACEMENT === 'shared') expect(waits).toBeLessThan(4 * SHARED_RING_FILLS);
+    if (PLACEMENT === 'shared' || PLACEMENT === 'process') expect(waits).toBeLessThan(4 * SHARED_RING_FILLS);
     else expect(waits).toBe(0);
   });
 

@@ -147,7 +147,8 @@ describe('console byte streams through the library', () => {
   it('a slow reader slows the guest (backpressure): 8 MiB in 64 KiB writes, zero loss, and the guest waited', async () => {
     const total = 8 << 20;
     const r = await lib(['gen', String(total)], { slowReader: true });
-    expect(r.exit).toMatchObject({ state: 'exited', code: 0 });
+    // The reason and message are in the comparison so that a failure says why the run ended.
+    expect({ state: r.exit.state, code: r.exit.code, reason: r.exit.reason, message: r.exit.error?.message }).toMatchObject({ state: 'exited', code: 0 });
     expect(r.stdout.length).toBe(total);
     expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(patternSha(total));
     expect(r.exit.metrics.console.bytesDropped).toBe(0);
