@@ -15,6 +15,8 @@ export default {
   vitest: { configFile: 'vitest.mutate.config.ts', related: false },
   coverageAnalysis: 'perTest',
   mutate: files,
+  // Only the mutated host code needs its type checks off; the AssemblyScript sources are not TypeScript.
+  disableTypeChecks: 'host/**/*.ts',
   // One test runner: the machine is shared, and the tests themselves start workers and processes.
   concurrency: Number(process.env.WV_MUTATE_CONCURRENCY ?? 1),
   // A hang costs this plus twice the covering tests' time: the tests' own guards stretch (WV_TIMEOUT_SCALE).

@@ -1,6 +1,32 @@
 // The vitest configuration StrykerJS runs (stryker.config.mjs): only the tests of the folder being
 // mutated (scripts/mutate.mjs sets WV_MUTATE_TESTS), with room for a slowed-down, instrumented run.
+import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
+
+/**
+ * Cheapest test files first. A mutant's run stops at its first failing test (Stryker sets bail 1),
+ * so the order decides what a killed mutant costs; vitest's own order runs the longest file first
+ * (made for parallel runs), which makes every mutant covered by the power-loss or crash workloads
+ * pay for them even when a unit test would have killed it in milliseconds. A file's cost is its
+ * duration in the first run that saw it whole (Stryker's dry run); files not yet timed go by size.
+ */
+class CheapestFirst extends BaseSequencer {
+  private readonly cost = new Map<string, number>();
+
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const cache = this.ctx.cache;
+    const keyed = files.map((spec) => {
+      const key = `${spec.project.name}:${relative(this.ctx.config.root, spec.moduleId)}`;
+      let cost = this.cost.get(key);
+      const seen = cache.getFileTestResults(key)?.duration;
+      if (cost === undefined && seen !== undefined) this.cost.set(key, (cost = seen));
+      return { spec, cost: cost ?? Number.POSITIVE_INFINITY, size: cache.getFileStats(key)?.size ?? 0 };
+    });
+    keyed.sort((a, b) => a.cost - b.cost || a.size - b.size);
+    return keyed.map((k) => k.spec);
+  }
+}
 
 export default defineConfig({
   test: {
@@ -10,5 +36,11 @@ export default defineConfig({
     exclude: ['**/node_modules/**', '**/bench-guard.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    sequence: { sequencer: CheapestFirst },
+    // One worker receives all of a mutant's test files (Stryker runs one worker per runner): with
+    // isolation, each file would start its own worker thread and import the host again, which was
+    // most of a mutant's time in the small folders. Every run still starts a fresh worker, so a
+    // static mutant (active while modules are imported) is never carried into the next run.
+    isolate: false,
   },
 });

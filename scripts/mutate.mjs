@@ -82,8 +82,8 @@ for (const folder of folders) {
     WV_MUTATING: '1',
     ...(values.files ? { WV_MUTATE_FILES: values.files } : {}),
   };
-  // nice: a mutation run must not starve the other work on the machine.
-  step('nice', ['-n', '10', process.execPath, stryker, 'run', 'stryker.config.mjs'], env);
+  // nice 19: a mutation run must not starve the other work on the machine.
+  step('nice', ['-n', '19', process.execPath, stryker, 'run', 'stryker.config.mjs'], env);
 }
 if (values.check) {
   let ok = true;

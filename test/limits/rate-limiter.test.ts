@@ -74,6 +74,16 @@ describe('RateLimiter', () => {
     expect(limiter.throttled).toBe(0);
   });
 
+  it('a limit on operations alone admits and takes any size, and its waits name only operations', () => {
+    const { limiter, advance } = clocked({ opsPerSecond: 10, burstOps: 1 });
+    expect(limiter.waitTimeMs(1 << 20)).toBe(0);
+    expect(limiter.tryTake(1 << 20)).toBe(true);
+    expect(limiter.tryTake(1)).toBe(false);
+    expect(limiter.waitTimeMs(1 << 20)).toBeCloseTo(100, 9);
+    advance(100);
+    expect(limiter.tryTake(5)).toBe(true);
+  });
+
   it('validates its spec', () => {
     expect(resolveRateLimit(undefined, 'x')).toBeNull();
     expect(resolveRateLimit({}, 'x')).toEqual({ bytes: null, ops: null, mode: 'reject' });
