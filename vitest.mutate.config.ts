@@ -37,10 +37,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     sequence: { sequencer: CheapestFirst },
-    // One worker receives all of a mutant's test files (Stryker runs one worker per runner): with
-    // isolation, each file would start its own worker thread and import the host again, which was
-    // most of a mutant's time in the small folders. Every run still starts a fresh worker, so a
-    // static mutant (active while modules are imported) is never carried into the next run.
-    isolate: false,
+    // Each test file keeps its own worker (isolate, the default): suites mock modules (vi.mock of
+    // node:worker_threads in test/block/secrets), which a worker shared between files would break.
   },
 });

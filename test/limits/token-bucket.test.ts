@@ -56,6 +56,8 @@ describe('TokenBucket', () => {
     const b = new TokenBucket({ capacity: 4, refillTimeMs: 400, oneTimeBurst: 10, now: c.now });
     expect(b.reduce(3)).toBe('ok');
     expect(b.available()).toBe(11); // 7 of the burst + the full bucket
+    c.advance(1); // a refill (of a full bucket) keeps the burst apart from the bucket
+    expect(b.available()).toBe(11);
     expect(b.reduce(7)).toBe('ok'); // exactly what is left of the burst
     expect(b.available()).toBe(4);
   });
