@@ -31,8 +31,9 @@ export default {
   // A second run tests again only the mutants whose code or covering tests changed.
   incremental: true,
   incrementalFile: `${out}/incremental.json`,
-  // One sandbox folder per folder: runs of two folders at once do not clean up each other's.
-  tempDirName: `.stryker-tmp/${folder}`,
+  // One sandbox folder per folder (and per set of files): runs of two folders, or of two parts of
+  // one folder, at once do not clean up each other's.
+  tempDirName: `.stryker-tmp/${out.slice('reports/mutation/'.length).replace('/', '--')}`,
   cleanTempDir: true,
   // The suite needs the built host (dist/) and guests (build/): the sandbox is a copy of the tree.
   ignorePatterns: ['reports', '.stryker-tmp', '.wasmvisor', '*.log'],
