@@ -3,7 +3,7 @@
  * the file and what is wrong, never half-read into wrong keys (host/storage/keystore.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -124,5 +124,52 @@ describe('keystore file format', () => {
     writeFileSync(file, keystore([record({ kind: 2, name: 'n', path: '' })]));
     await expect(ks.reserve(randomBytes(16), 'n', '/d/n.img', randomBytes(32), true)).rejects.toThrow(/partition n/);
     expect(await ks.reserve(randomBytes(16), 'n', '/e/n.img', randomBytes(32), false)).toEqual([]);
+  });
+
+  it('refuses a file longer than the most keys it may hold could take, before reading it', async () => {
+    // 16-byte head, MAX_KEYSTORE_ENTRIES records of at most 56 + 255 + 4096 bytes, a 32-byte digest.
+    const most = 16 + MAX_KEYSTORE_ENTRIES * (56 + 255 + 4096) + 32;
+    writeFileSync(file, '');
+    truncateSync(file, most + 1); // sparse: nothing is written
+    await expect(list()).rejects.toThrow(`it is ${most + 1} bytes long, more than ${most}`);
+  });
+
+  it('refuses to file a name or path longer than a record holds, and leaves the file as it was', async () => {
+    const ks = new Keystore(file);
+    await ks.reserve(randomBytes(16), 'p', '/d/p.img', randomBytes(32), true);
+    const before = readFileSync(file);
+    await expect(ks.reserve(randomBytes(16), 'n'.repeat(256), '/d/n.img', randomBytes(32), true)).rejects.toThrow(/name or path too long to file/);
+    await expect(ks.reserve(randomBytes(16), 'q', `/${'d'.repeat(4096)}.img`, randomBytes(32), true)).rejects.toThrow(/name or path too long to file/);
+    expect(readFileSync(file).equals(before)).toBe(true);
+  });
+
+  it('commit of a key it does not hold, or holds confirmed, changes nothing', async () => {
+    const ks = new Keystore(file);
+    const id = randomBytes(16);
+    await ks.reserve(id, 'p', '/d/p.img', randomBytes(32), true);
+    await ks.commit(id);
+    const before = readFileSync(file);
+    await ks.commit(randomBytes(16));
+    await ks.commit(id);
+    expect(readFileSync(file).equals(before)).toBe(true);
+    expect(await list()).toEqual([{ imageId: id.toString('hex'), name: 'p', path: '/d/p.img', pending: false }]);
+  });
+
+  it('a format-1 name key is filed under the image it opens, once; other names and known ids are left alone', async () => {
+    const nameKey = randomBytes(32);
+    writeFileSync(file, keystore([record({ kind: 2, name: 'n', path: '', key: nameKey })]));
+    const ks = new Keystore(file);
+    const id = randomBytes(16);
+    const before = readFileSync(file);
+    await ks.adoptNameKey('other', id, '/d/other.img'); // no name key of that name
+    expect(readFileSync(file).equals(before)).toBe(true);
+    await ks.adoptNameKey('n', id, '/d/n.img');
+    expect(await list()).toEqual([{ imageId: id.toString('hex'), name: 'n', path: '/d/n.img', pending: false }]);
+    expect((await ks.find(id))!.key.equals(nameKey)).toBe(true);
+    // A second name key of the same name for an id already filed: left as it is.
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/d/n.img', id }), record({ kind: 2, name: 'n', path: '' })]));
+    const filed = readFileSync(file);
+    await ks.adoptNameKey('n', id, '/d/n.img');
+    expect(readFileSync(file).equals(filed)).toBe(true);
   });
 });
