@@ -53,6 +53,19 @@ describe('channelSizes', () => {
     expect(s.calls).toBe(MIN_RING_BYTES);
   });
 
+  it('a shared reactor’s rings follow its largest call: 1/256 of it, from 4 KiB up to 64 KiB; a shared command’s events stay at 4 KiB', () => {
+    const big = { ...base, placement: 'shared' as const, maxInputBytes: 1 << 24, maxOutputBytes: 1 << 24 };
+    expect(channelSizes(big)).toMatchObject({ events: 65536, calls: 65536 });
+    expect(channelSizes({ ...big, maxInputBytes: 2 << 20, maxOutputBytes: 4 << 20 })).toMatchObject({ events: 16384, calls: 8192 });
+    expect(channelSizes({ ...big, kind: 'command' })).toMatchObject({ events: MIN_RING_BYTES, calls: 64 });
+  });
+
+  it('a partition process’s call ring takes up to 1 MiB of a large input; a dedicated worker’s stops at 64 KiB', () => {
+    expect(channelSizes({ ...base, placement: 'process', maxInputBytes: 1 << 22 }).calls).toBe(1 << 20);
+    expect(channelSizes({ ...base, placement: 'process', maxInputBytes: 100_000 }).calls).toBe(131072);
+    expect(channelSizes({ ...base, maxInputBytes: 1 << 22 }).calls).toBe(65536);
+  });
+
   it('the input ring holds the longest line the root accepts, or the input buffer when larger; 64 bytes without a console', () => {
     expect(channelSizes(base).input).toBe(64);
     const smallest = channelSizes({ ...base, inputBufferBytes: 1 }).input;
