@@ -5,25 +5,28 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * Cheapest test files first. A mutant's run stops at its first failing test (Stryker sets bail 1),
- * so the order decides what a killed mutant costs; vitest's own order runs the longest file first
- * (made for parallel runs), which makes every mutant covered by the power-loss or crash workloads
- * pay for them even when a unit test would have killed it in milliseconds. A file's cost is its
- * duration in the first run that saw it whole (Stryker's dry run); files not yet timed go by size.
+ * The test file that killed the last mutant first, then the cheapest. A mutant's run stops at its
+ * first failing test (Stryker sets bail 1), so the order decides what a killed mutant costs.
+ * vitest's own order runs the longest file first (made for parallel runs), which made every mutant
+ * covered by the power-loss or crash workloads pay for them even when a unit test would have killed
+ * it in milliseconds. Mutants come in source order, so neighbours are usually killed by the same
+ * file: a file whose last run failed goes first (vitest's cache keeps each file's last outcome).
+ * A file's cost is the longest it has taken (a whole run of it: Stryker's dry run); files not yet
+ * timed go by size.
  */
-class CheapestFirst extends BaseSequencer {
+class KillerThenCheapest extends BaseSequencer {
   private readonly cost = new Map<string, number>();
 
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const cache = this.ctx.cache;
     const keyed = files.map((spec) => {
       const key = `${spec.project.name}:${relative(this.ctx.config.root, spec.moduleId)}`;
-      let cost = this.cost.get(key);
-      const seen = cache.getFileTestResults(key)?.duration;
-      if (cost === undefined && seen !== undefined) this.cost.set(key, (cost = seen));
-      return { spec, cost: cost ?? Number.POSITIVE_INFINITY, size: cache.getFileStats(key)?.size ?? 0 };
+      const last = cache.getFileTestResults(key);
+      const cost = Math.max(this.cost.get(key) ?? 0, last?.duration ?? 0) || undefined;
+      if (cost !== undefined) this.cost.set(key, cost);
+      return { spec, failed: last?.failed === true ? 0 : 1, cost: cost ?? Number.POSITIVE_INFINITY, size: cache.getFileStats(key)?.size ?? 0 };
     });
-    keyed.sort((a, b) => a.cost - b.cost || a.size - b.size);
+    keyed.sort((a, b) => a.failed - b.failed || a.cost - b.cost || a.size - b.size);
     return keyed.map((k) => k.spec);
   }
 }
@@ -36,7 +39,7 @@ export default defineConfig({
     exclude: ['**/node_modules/**', '**/bench-guard.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    sequence: { sequencer: CheapestFirst },
+    sequence: { sequencer: KillerThenCheapest },
     // Each test file keeps its own worker (isolate, the default): suites mock modules (vi.mock of
     // node:worker_threads in test/block/secrets), which a worker shared between files would break.
   },
