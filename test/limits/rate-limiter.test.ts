@@ -84,6 +84,15 @@ describe('RateLimiter', () => {
     expect(limiter.tryTake(5)).toBe(true);
   });
 
+  it('without a clock of its own it reads the real one', () => {
+    // One operation per 1000 s: what refills while the test runs is far less than one.
+    const limiter = new RateLimiter({ ops: { perSecond: 0.001, burst: 1, oneTimeBurst: 0 }, bytes: null, mode: 'reject' });
+    expect(limiter.wouldAdmit(0)).toBe(true);
+    expect(limiter.admit(0)).toBe('ok');
+    expect(limiter.admit(0)).toBe('limited');
+    expect(limiter.waitTimeMs(0)).toBeGreaterThan(900_000);
+  });
+
   it('validates its spec', () => {
     expect(resolveRateLimit(undefined, 'x')).toBeNull();
     expect(resolveRateLimit({}, 'x')).toEqual({ bytes: null, ops: null, mode: 'reject' });
