@@ -220,6 +220,21 @@ describe('Dispatcher: the entry points other surfaces (WASI) use', () => {
     expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBe(-HvStatus.RATE_LIMITED);
     expect(b.metrics()).toMatchObject({ memoryBytes: 3 * PAGE, peakMemoryBytes: 3 * PAGE });
   });
+
+  it('the peak is the largest memory the partition’s counters saw: a later, smaller instance lowers the size, not the peak', () => {
+    // A restarted partition gets a new instance (and dispatcher) over the same counters.
+    const sab = allocateStats();
+    const stats = new Float64Array(sab);
+    const run = (pages: number) => {
+      const gm = new GuestMemory();
+      gm.bind(new WebAssembly.Memory({ initial: pages, maximum: 4 }));
+      const d = new Dispatcher({ memory: gm, devices: [], args: [], stats, onViolation: () => {} });
+      d.updateMemoryStats();
+    };
+    run(3);
+    run(1);
+    expect(readMetrics(sab)).toMatchObject({ memoryBytes: PAGE, peakMemoryBytes: 3 * PAGE });
+  });
 });
 
 describe('Dispatcher: the hypercall rate limit on the dispatcher clock', () => {
