@@ -213,14 +213,13 @@ describe('descriptors and shared partition processes', () => {
       });
       // The default placement yields: the device is kept, in a dedicated process.
       const p = await h.createPartition({ name: 'direct', module: guest('hello'), devices: { console: console_ } });
-      let placed: string | null = null;
-      p.on('state', (state) => {
-        if (state === 'running') placed = p.placement;
-      });
       await p.start();
-      expect(placed).toBe('process');
       expect((await p.exited).code).toBe(0);
       expect(readFileSync(file, 'utf8')).toMatch(/^Hello from a Wasmvisor partition!\n/);
+      const r = await h.createPartition({ name: 'direct-reactor', module: guest('transform'), kind: 'reactor', devices: { console: console_ } });
+      await r.start();
+      expect(r.placement).toBe('process');
+      expect(h.scheduler().processes).toMatchObject([{ pid: r.workerId, shared: false, partitions: 1 }]);
       expect(h.scheduler().processSeats.taken).toBe(0);
     } finally {
       closeSync(fd);
