@@ -10,6 +10,8 @@ import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './schedule
 import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
 import { DEFAULT_SANDBOX, MAX_PROCESS_FOLDERS, processMemoryBytes, type SandboxOptions } from './scheduler/sandbox.ts';
 import type { RunPlacement } from './scheduler/placement.ts';
+import { DEFAULT_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES } from './scheduler/bounds.ts';
+import { processDescriptors } from './scheduler/process.ts';
 import type { CpuCap } from './channel/protocol.ts';
 import { channelBytes, channelSizes, type Placement } from './limits/sizes.ts';
 import { resolveRateLimit, type ResolvedRateLimit } from './limits/rate-limiter.ts';
@@ -210,7 +212,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     this.memoryBudget = o.memoryBudgetBytes ?? Math.floor(os.totalmem() / 2);
     this.placement = o.placement ?? 'dedicated';
     this.isolation = o.isolation ?? 'thread';
-    this.sandbox = { ...DEFAULT_SANDBOX, ...o.process, user: o.process?.user ?? null };
+    const { sharedProcesses, partitionsPerProcess, ...sandbox } = o.process ?? {};
+    this.sandbox = { ...DEFAULT_SANDBOX, ...sandbox, user: sandbox.user ?? null };
     this.sched = new Scheduler(
       {
         warmWorkers: o.warmWorkers ?? DEFAULT_WARM_WORKERS,
@@ -220,6 +223,8 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
         spinMicros: this.callSpinMicros,
         sharedWorkerHeapMb: o.sharedWorkerHeapMb ?? DEFAULT_SHARED_WORKER_HEAP_MB,
         sandbox: this.sandbox,
+        sharedProcesses: sharedProcesses ?? Math.min(MAX_SHARED_PROCESSES, defaultSharedWorkers()),
+        partitionsPerProcess: partitionsPerProcess ?? DEFAULT_PARTITIONS_PER_PROCESS,
       },
       this.placement,
     );
@@ -322,12 +327,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const kind = spec.kind ?? 'command';
     const restart = resolveRestart(spec.restart);
     const isolation = spec.isolation ?? this.isolation;
-    // A partition process runs one partition (its own placement); a spec that asks to share a worker contradicts it.
-    if (isolation === 'process' && spec.placement === 'shared') {
-      throw new InvalidArgumentError(`partition spec ${JSON.stringify(name)}: placement 'shared' runs in a worker thread; isolation 'process' gives the partition a process of its own (choose one)`);
-    }
-    const placement = isolation === 'process' ? 'dedicated' : (spec.placement ?? this.placement);
+    // isolation 'process' with placement 'shared': a slot on a shared partition process (see below for descriptors).
     const inProcess = isolation === 'process';
+    let placement = spec.placement ?? this.placement;
+    let processShared = inProcess && placement === 'shared';
 
     // With a policy, the module is authenticated before anything else parses it, and the spec is
     // held to the admitting rule's grants before any folder is copied or file opened.
@@ -352,6 +355,27 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       releaseWasi(wasi);
       throw new InvalidArgumentError(`wasi.preopens: isolation 'process' takes at most ${MAX_PROCESS_FOLDERS} host folders ('ro' or 'rw'); this spec has ${hostFolders}`);
     }
+    // Descriptors are given to a partition process at its spawn only: a partition that needs one
+    // gets a process of its own when sharing is the hypervisor's default, and is refused when its
+    // spec asks to share (README, "Process isolation"; docs/THREAT-MODEL.md).
+    const descriptors = inProcess ? processDescriptors(devices, wasi) : [];
+    if (processShared && descriptors.length > 0) {
+      if (spec.placement === 'shared') {
+        releaseWasi(wasi);
+        throw new InvalidArgumentError(
+          `partition spec ${JSON.stringify(name)}: placement 'shared' with isolation 'process' cannot give the partition ${descriptors.join(', ')}: a descriptor is handed to a partition process when it starts, and a shared one is already running; use placement 'dedicated' (a process of its own)`,
+        );
+      }
+      processShared = false;
+    }
+    if (inProcess) placement = 'dedicated';
+    let seat: (() => void) | null = null;
+    try {
+      seat = processShared ? this.sched.processSeat(name) : null;
+    } catch (error) {
+      releaseWasi(wasi);
+      throw error;
+    }
     const channels = channelSizes({
       kind,
       maxInputBytes,
@@ -366,13 +390,14 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       // (bounded by the quotas, see wasiMemory); host folders live on the host's disk.
       wasiMemory(wasi).bufferBytes +
       wasiMemory(wasi).heapBytes +
-      (inProcess ? processMemoryBytes(this.sandbox) : placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
+      (processShared ? SHARED_PARTITION_BYTES : inProcess ? processMemoryBytes(this.sandbox) : placement === 'shared' ? SHARED_PARTITION_BYTES : WORKER_MEMORY_BYTES) +
       channelBytes(channels) +
       // A call's input and output, held whole while the call runs (its chunks pass through the rings).
       (kind === 'reactor' ? maxInputBytes + maxOutputBytes : 0) +
       (devices.net ? VirtualSwitch.nicBytes(devices.net) : 0);
     if (this.memoryReserved + reservation > this.memoryBudget) {
       releaseWasi(wasi);
+      seat?.();
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       throw new LimitMemoryError(
         `partition ${name} needs up to ${mib(reservation)} (${memoryPages} pages of linear memory, its worker and channels), ` +
@@ -433,6 +458,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     } catch (error) {
       this.memoryReserved -= reservation;
       releaseWasi(wasi);
+      seat?.();
       if (block !== null) await this.storage.detach(block.attachment);
       // Same refusal, with the way out: a WASI program needs `wasi` in its spec.
       if (wasi === null && error instanceof ImportDeniedError && error.message.startsWith(`${WASI_MODULE}.`)) {
@@ -467,7 +493,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
-      host: inProcess ? () => this.sched.processHost(loaded.bytes, block?.attachment.path ?? null) : () => this.sched.host(placement),
+      host: inProcess ? () => this.sched.processHost(loaded.bytes, block?.attachment.path ?? null, processShared) : () => this.sched.host(placement),
       // Shared (and a process's scheduler): fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
       ...(placement === 'shared' || inProcess ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
@@ -477,6 +503,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       onDestroy: (p) => {
         if (this.live.get(p.name) === p) this.live.delete(p.name);
         this.memoryReserved -= reservation;
+        seat?.();
         this.security.destroyed(p.name);
         // The host folders' fds (and any a worker left) belong to the partition: closed with it.
         releaseWasi(wasi);

@@ -5,7 +5,7 @@ import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
-import { errorReport, fail, formatStats, readAll, type JsonReport } from './common.ts';
+import { errorReport, fail, formatStats, readAll, specPlacement, type JsonReport } from './common.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
@@ -105,7 +105,7 @@ export async function call(argv: string[]): Promise<number> {
         }
       }
       stderr.guestEnd();
-      if (values.stats) stderr.block(formatStats(await partition.stop(), spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
+      if (values.stats) stderr.block(formatStats(await partition.stop(), specPlacement(spec)));
       verdict?.();
     } finally {
       await hv.close();

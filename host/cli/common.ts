@@ -5,6 +5,8 @@
 import { escapeText } from '../escape.ts';
 import { WasmvisorError, type ErrorCode } from '../errors.ts';
 import type { PartitionExit } from '../partition/partition.ts';
+import type { RunPlacement } from '../scheduler/placement.ts';
+import type { PartitionSpec } from '../schema/partition.ts';
 import { stderr } from './stderr.ts';
 
 /** The process exit status for an error code (documented in README and USAGE). */
@@ -52,8 +54,14 @@ export function fail(error: unknown): number {
   return 70;
 }
 
+/** Where a spec's partition runs, as the `--stats` block names it. */
+export function specPlacement(spec: PartitionSpec): RunPlacement {
+  if (spec.isolation === 'process') return spec.placement === 'shared' ? 'shared-process' : 'process';
+  return spec.placement ?? 'dedicated';
+}
+
 /** The `--stats` block: the partition's metrics when it ended. */
-export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'shared' | 'process' = 'dedicated'): string {
+export function formatStats(exit: PartitionExit, placement: RunPlacement = 'dedicated'): string {
   const m = exit.metrics;
   const kib = (n: number) => `${n / 1024} KiB`;
   const byCall = Object.entries(m.hypercallsByCall)
@@ -80,7 +88,7 @@ export function formatStats(exit: PartitionExit, placement: 'dedicated' | 'share
       'scheduler',
       placement === 'dedicated'
         ? 'dedicated worker'
-        : `${placement === 'shared' ? 'shared worker' : 'partition process'}: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`,
+        : `${placement === 'shared' ? 'shared worker' : placement === 'shared-process' ? 'shared partition process' : 'partition process'}: ${m.sched.slices} slices, ${m.sched.preemptions} preemptions, ${m.sched.waits} waits, ${m.sched.waitMs.toFixed(1)} ms waiting for a slice`,
     ],
   ];
   return `wasmvisor stats\n${rows.map(([k, v]) => `  ${k.padEnd(12)}${v}`).join('\n')}\n`;

@@ -7,7 +7,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
-import { droppedWarning, errorReport, exitReport, fail, formatStats, report, type JsonReport } from './common.ts';
+import { droppedWarning, errorReport, exitReport, fail, formatStats, report, specPlacement, type JsonReport } from './common.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
@@ -89,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
       await output;
       stderr.block(droppedWarning(exit));
       // The stats first: the verdict (if any) is the last line of stderr (or the one before --json's).
-      if (values.stats) stderr.block(formatStats(exit, spec.isolation === 'process' ? 'process' : (spec.placement ?? 'dedicated')));
+      if (values.stats) stderr.block(formatStats(exit, specPlacement(spec)));
       status = report(exit);
       result = exitReport('run', exit);
     } finally {
@@ -132,6 +132,8 @@ function sameFile(a: number, b: number): boolean {
 function giveFilesDirectly(spec: PartitionSpec): { stdout: boolean; stderr: boolean } {
   const c = spec.devices?.console;
   if (c === undefined || c === false || (c !== true && c.outputFd !== undefined)) return { stdout: false, stderr: false };
+  // A shared partition process takes no descriptors (they are given at a process's spawn): its bytes come through us.
+  if (specPlacement(spec) === 'shared-process') return { stdout: false, stderr: false };
   // Never stderr: the guest's stderr lines pass the verdict rule's guard (stderr.ts) on their way.
   // Nor stdout when it is the same file as stderr (2>&1): both then go through us, in order.
   const direct = { stdout: writesDirectly(1) && !sameFile(1, 2), stderr: false };

@@ -11,8 +11,8 @@ import type { ErrorCode } from '../errors.ts';
  * The run's traffic itself (console, calls, results, violations) does not pass through here:
  * it flows on the channels in the init (host/channel/), which every placement carries.
  */
-/** Where a run executes: a dedicated worker, a shared worker, or a partition process of its own. */
-export type RunPlacement = 'dedicated' | 'shared' | 'process';
+/** Where a run executes: a dedicated worker, a shared worker, a partition process of its own, or a slot on a shared partition process. */
+export type RunPlacement = 'dedicated' | 'shared' | 'process' | 'shared-process';
 
 export interface RunHost {
   readonly placement: RunPlacement;

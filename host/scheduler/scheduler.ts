@@ -1,11 +1,12 @@
 import os from 'node:os';
 import { DedicatedHost } from './dedicated.ts';
 import type { RunHost } from './placement.ts';
-import { ProcessHost, type ProcessStats } from './process.ts';
-import type { SandboxOptions } from './sandbox.ts';
+import { ProcessChild, ProcessHost, sharedSandbox, type ProcessStats } from './process.ts';
+import type { ChildFds, SandboxOptions } from './sandbox.ts';
 import { SharedHost, SharedWorker, type SharedWorkerStats } from './shared.ts';
 import { WarmPool } from './warm-pool.ts';
 import type { Placement } from '../limits/sizes.ts';
+import { LimitMemoryError } from '../errors.ts';
 
 export interface SchedulerOptions {
   /** Warm dedicated workers kept ready (HypervisorOptions.warmWorkers). */
@@ -22,6 +23,10 @@ export interface SchedulerOptions {
   sharedWorkerHeapMb: number;
   /** How partition processes are started (HypervisorOptions.process). */
   sandbox: SandboxOptions;
+  /** Most shared partition processes (HypervisorOptions.process.sharedProcesses). */
+  sharedProcesses: number;
+  /** Most partitions per shared partition process (HypervisorOptions.process.partitionsPerProcess). */
+  partitionsPerProcess: number;
   /** The code partition processes run; default the shipped bundle (tests put a stand-in child here). */
   processCode?: URL;
 }
@@ -35,8 +40,10 @@ export interface SchedulerStats {
   warmPool: { target: number; idle: number; spawned: number; warmTakes: number; coldTakes: number; reused: number };
   /** Shared workers: partitions on each, run queue, slices run, preemptions. */
   workers: SharedWorkerStats[];
-  /** Partition processes (isolation 'process'): each one's pid and its scheduler's counters. */
+  /** Partition processes (isolation 'process'), dedicated and shared: each one's pid, partitions and its scheduler's counters. */
   processes: ProcessStats[];
+  /** Shared partition processes: seats taken by live partitions of the most (`sharedProcesses` × `partitionsPerProcess`). */
+  processSeats: { taken: number; capacity: number };
 }
 
 /** Default number of shared workers: one per core the process may use. */
@@ -53,7 +60,10 @@ export function defaultSharedWorkers(): number {
 export class Scheduler {
   private readonly pool: WarmPool;
   private readonly shared: SharedWorker[] = [];
-  private readonly processes = new Set<ProcessHost>();
+  private readonly processes = new Set<ProcessChild>();
+  private readonly sharedProcs: ProcessChild[] = [];
+  /** Live partitions placed on shared partition processes (each holds a seat from creation to destruction). */
+  private seats = 0;
   private nextWorkerId = 0;
 
   constructor(
@@ -79,18 +89,69 @@ export class Scheduler {
   }
 
   /**
-   * A place for one run in a partition process of its own; `moduleBytes` are the module as run
-   * (the child compiles them: a compiled module does not cross processes); `imagePath`: its block
-   * image's, or null.
+   * A place for one run in a partition process: a process of its own (`shared` false), or a slot
+   * on a shared partition process. `moduleBytes` are the module as run (the child compiles them:
+   * a compiled module does not cross processes); `imagePath`: its block image's, or null.
    */
-  processHost(moduleBytes: Uint8Array, imagePath: string | null): RunHost {
-    const host = new ProcessHost(
-      { sandbox: this.options.sandbox, sliceMs: this.options.sliceMs, onEnd: (h) => this.processes.delete(h), ...(this.options.processCode ? { code: this.options.processCode } : {}) },
-      moduleBytes,
-      imagePath,
+  processHost(moduleBytes: Uint8Array, imagePath: string | null, shared = false): RunHost {
+    return new ProcessHost(shared ? (fds) => this.sharedProcess(fds) : (fds) => this.spawnProcess(fds, false), shared, moduleBytes, imagePath);
+  }
+
+  /**
+   * A seat on the shared partition processes for a partition from its creation to its destruction
+   * (returns the release). Refused with ERR_LIMIT_MEMORY when every seat is taken: the bound is
+   * each process's address space (MAX_PARTITIONS_PER_PROCESS), times the processes. Every run of a
+   * seated partition finds a slot (live partitions never outnumber the slots).
+   */
+  processSeat(name: string): () => void {
+    const capacity = this.options.sharedProcesses * this.options.partitionsPerProcess;
+    if (this.seats >= capacity) {
+      throw new LimitMemoryError(
+        `partition ${name}: every shared partition process hosts its most partitions (${this.options.sharedProcesses} processes × ${this.options.partitionsPerProcess} partitions: process.sharedProcesses, process.partitionsPerProcess)`,
+      );
+    }
+    this.seats++;
+    let held = true;
+    return () => {
+      if (held) this.seats--;
+      held = false;
+    };
+  }
+
+  private spawnProcess(fds: ChildFds, shared: boolean): ProcessChild {
+    const o = this.options;
+    const p = new ProcessChild(
+      {
+        sandbox: shared ? sharedSandbox(o.sandbox, o.partitionsPerProcess, o.sharedWorkerHeapMb) : o.sandbox,
+        sliceMs: o.sliceMs,
+        shared,
+        capacity: shared ? o.partitionsPerProcess : 1,
+        onGone: (gone) => {
+          this.processes.delete(gone);
+          const i = this.sharedProcs.indexOf(gone);
+          if (i >= 0) this.sharedProcs.splice(i, 1);
+        },
+        ...(o.processCode ? { code: o.processCode } : {}),
+      },
+      fds,
     );
-    this.processes.add(host);
-    return host;
+    this.processes.add(p);
+    if (shared) this.sharedProcs.push(p);
+    return p;
+  }
+
+  /** The shared partition process hosting the fewest partitions; a new one while under the limit and every one has partitions. */
+  private sharedProcess(fds: ChildFds): ProcessChild {
+    // createPartition gives a partition that needs descriptors a process of its own (they are given at spawn only).
+    if (fds.block !== null || fds.outputs.stdout !== null || fds.outputs.stderr !== null || fds.folders.length > 0) {
+      throw new Error('a partition with descriptors (block image, console outputFd, host folders) cannot join a shared partition process');
+    }
+    let best: ProcessChild | null = null;
+    for (const p of this.sharedProcs) if (!p.full && (best === null || p.partitions < best.partitions)) best = p;
+    const live = this.sharedProcs.filter((p) => !p.dead).length;
+    if (live < this.options.sharedProcesses && (best === null || best.partitions > 0)) return this.spawnProcess(fds, true);
+    if (best === null) throw new Error(`every shared partition process hosts its most partitions (${this.options.sharedProcesses} × ${this.options.partitionsPerProcess})`);
+    return best;
   }
 
   private sharedWorker(): SharedWorker {
@@ -115,6 +176,7 @@ export class Scheduler {
       warmPool: { target: this.pool.target, idle: this.pool.size, ...c },
       workers: this.shared.filter((w) => !w.dead).map((w) => w.snapshot()),
       processes: [...this.processes].flatMap((p) => p.snapshot() ?? []),
+      processSeats: { taken: this.seats, capacity: this.options.sharedProcesses * this.options.partitionsPerProcess },
     };
   }
 

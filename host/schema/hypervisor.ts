@@ -10,6 +10,7 @@ import { AuditSinkObject, CLOSED, IterableObject, jsKind, Sha256 } from './kinds
 import { PartitionLimitsSchema } from './limits.ts';
 import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS } from '../loader/bounds.ts';
 import { IsolationSchema, PlacementSchema } from './partition.ts';
+import { DEFAULT_PARTITIONS_PER_PROCESS, MAX_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES } from '../scheduler/bounds.ts';
 import { PolicySchema } from './policy.ts';
 
 /** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
@@ -138,6 +139,20 @@ export const HypervisorOptionsSchema = Type.Object(
             Type.Integer({ minimum: 1, maximum: 1 << 30, description: 'CPU time of a partition process, s (RLIMIT_CPU; past it the partition ends with ERR_LIMIT_CPU). Default: none.' }),
           ),
           heapMb: Type.Optional(Type.Integer({ minimum: 16, maximum: 16384, description: 'JS heap of a partition process (old generation), MiB. Default 64.' })),
+          sharedProcesses: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: MAX_SHARED_PROCESSES,
+              description: "Most shared partition processes (isolation 'process' with placement 'shared'), started on demand; each partition goes to the one hosting the fewest. Default: the number of cores.",
+            }),
+          ),
+          partitionsPerProcess: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: MAX_PARTITIONS_PER_PROCESS,
+              description: `Most partitions one shared partition process hosts (each still its own instance, memory, devices and counters). Bounded by the ~13,000 Wasm memories a 64-bit process can reserve; its address-space limit grows by 10 GiB per partition. Default ${DEFAULT_PARTITIONS_PER_PROCESS}.`,
+            }),
+          ),
         },
         { ...CLOSED, description: "Settings of partition processes (isolation 'process'). Limits are set with /bin/sh's ulimit where it exists." },
       ),

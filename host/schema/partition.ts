@@ -13,13 +13,13 @@ import { WasiSchema } from './wasi.ts';
 /** Where a partition runs (host/scheduler/). */
 export const PlacementSchema = Type.Union([Type.Literal('dedicated'), Type.Literal('shared')], {
   description:
-    "Where the partition runs: 'dedicated', a worker thread of its own (a warm one when the pool has one); 'shared', a worker thread that time-slices many partitions, each still its own instance, memory, devices and counters. Default: the hypervisor's placement.",
+    "Where the partition runs: 'dedicated', a worker thread of its own (a warm one when the pool has one); 'shared', a worker thread that time-slices many partitions, each still its own instance, memory, devices and counters (with isolation 'process': a shared partition process, which gives no descriptor: no block device, console outputFd or WASI host folder). Default: the hypervisor's placement.",
 });
 
 /** What walls a partition's place has around it (host/scheduler/sandbox.ts). */
 export const IsolationSchema = Type.Union([Type.Literal('thread'), Type.Literal('process')], {
   description:
-    "'thread' (default): the partition runs in a worker thread of the hypervisor's process (its placement says which). 'process': in an OS process of its own, under Node's permission model (no file, child process, worker or addon), as an unprivileged user when the host runs as root, with OS resource limits; the same devices and calls, over a validated channel. A module run this way needs a memory of at least one page. Default: the hypervisor's isolation.",
+    "'thread' (default): the partition runs in a worker thread of the hypervisor's process (its placement says which). 'process': in an OS process (of its own; with placement 'shared', one shared with other partitions), under Node's permission model (no file, child process, worker or addon), as an unprivileged user when the host runs as root, with OS resource limits; the same devices and calls, over a validated channel. A module run this way needs a memory of at least one page. Default: the hypervisor's isolation.",
 });
 
 /** Where a module comes from: a path, bytes, or a `file:` URL. */

@@ -18,6 +18,7 @@
  * WASI run unchanged. After each slice the process forwards what the partition wrote, and
  * acknowledges what it consumed; its counters travel as snapshots.
  */
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import v8 from 'node:v8';
 import { MessageChannel } from 'node:worker_threads';
@@ -52,6 +53,12 @@ const WORKER_STATS_EVERY_MS = 100;
 /** Counters are snapshots: when the root is slow to read, a newer one replaces them, so they are skipped past this much unsent output. */
 const STATS_BACKLOG_BYTES = 1 << 20;
 
+/**
+ * Compiled modules a shared process keeps, by the SHA-256 of their bytes: its partitions are often
+ * many of one module, and each compile would cost the time and code memory of a new one.
+ */
+const MODULE_CACHE_ENTRIES = 16;
+
 /** A root frame this process could not follow: the root broke the protocol (a bug), so the process ends. */
 class RootProtocolError extends Error {}
 
@@ -83,6 +90,8 @@ export class PartitionProcess {
   private wake: (() => void) | null = null;
   private lastWorkerStats = 0;
   private hosted = 0;
+  /** Compiled modules by the SHA-256 of their bytes (most recently used last). */
+  private readonly modules = new Map<string, Promise<WebAssembly.Module>>();
   private ending = false;
 
   constructor(private readonly socket: net.Socket) {}
@@ -188,7 +197,7 @@ export class PartitionProcess {
     };
     this.slots.set(slot, s);
     this.hosted++;
-    WebAssembly.compile(p.moduleBytes as Uint8Array<ArrayBuffer>).then(
+    this.compile(p.moduleBytes).then(
       (module) => {
         p.moduleBytes.fill(0);
         if (this.slots.get(slot) !== s) return;
@@ -207,6 +216,19 @@ export class PartitionProcess {
         this.post({ slot, message: { type: 'done', outcome: { kind: 'error', error: 'ERR_INTERNAL', message: `the partition process could not compile the module: ${message}` } } });
       },
     );
+  }
+
+  /** The module of `bytes`, compiled once per distinct module while it stays in the cache. */
+  private compile(bytes: Uint8Array): Promise<WebAssembly.Module> {
+    const key = createHash('sha256').update(bytes).digest('hex');
+    let module = this.modules.get(key);
+    if (module !== undefined) this.modules.delete(key);
+    else module = WebAssembly.compile(bytes.slice() as Uint8Array<ArrayBuffer>);
+    this.modules.set(key, module);
+    // A module that failed to compile is not kept; the oldest goes past the bound.
+    module.catch(() => this.modules.delete(key));
+    if (this.modules.size > MODULE_CACHE_ENTRIES) this.modules.delete(this.modules.keys().next().value!);
+    return module;
   }
 
   /** The copies of a NIC's rings, port and counters (the root's switch has the originals). */

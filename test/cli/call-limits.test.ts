@@ -78,9 +78,13 @@ describe('wasmvisor --isolate', () => {
     const bad = await run(['run', '--isolate', 'vm', guest('hello')]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^ERR_INVALID_ARGUMENT: --isolate: expected "thread" or "process", got "vm"/);
-    const both = await run(['run', '--isolate', 'process', '--placement', 'shared', guest('hello')]);
-    expect(both.code).toBe(2);
-    expect(both.stderr).toMatch(/^ERR_INVALID_ARGUMENT: .*placement 'shared' runs in a worker thread; isolation 'process'/);
+  }, 120_000);
+
+  it('run --isolate process --placement shared --stats: the guest runs on a shared partition process and the stats say so', async () => {
+    const r = await run(['run', '--isolate', 'process', '--placement', 'shared', '--stats', guest('hello'), 'y']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toContain('arg[0]=y');
+    expect(r.stderr).toMatch(/^  scheduler +shared partition process: \d+ slices, \d+ preemptions, \d+ waits, [\d.]+ ms waiting for a slice$/m);
   }, 120_000);
 
   it('call --isolate process: the export answers from a partition process', async () => {
