@@ -738,7 +738,8 @@ export class ConsoleOutput {
   private readonly streams: { stdout: OutputStream | null; stderr: OutputStream | null } = { stdout: null, stderr: null };
   private readonly lines: { stdout: Uint8Array; stderr: Uint8Array };
   private readonly lineLength = { stdout: 0, stderr: 0 };
-  private readonly decoder = new TextDecoder();
+  /** Made at the first line delivered: a partition that prints none never pays for one (issue #15). */
+  private decoder: TextDecoder | null = null;
   private ended = false;
 
   constructor(
@@ -833,7 +834,7 @@ export class ConsoleOutput {
 
   private emitLine(which: ConsoleStream, length: number): void {
     this.lineLength[which] = 0;
-    this.on.line(this.decoder.decode(this.lines[which].subarray(0, length)), which);
+    this.on.line((this.decoder ??= new TextDecoder()).decode(this.lines[which].subarray(0, length)), which);
   }
 }
 

@@ -623,20 +623,24 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.ready = false;
     const call = this.inFlight;
     this.inFlight = null;
-    const failure = outcome.kind === 'exit'
-      ? errorFromCode('ERR_GUEST_TRAP', `partition ${this.name} exited (code ${outcome.code}) while it should serve calls`)
-      : errorFromCode(outcome.error, outcome.message);
+    // Made only when a call or a restart needs it: an Error captures a stack, which a command's
+    // every exit paid for (issue #15's exit path).
+    const failure = (): WasmvisorError =>
+      outcome.kind === 'exit'
+        ? errorFromCode('ERR_GUEST_TRAP', `partition ${this.name} exited (code ${outcome.code}) while it should serve calls`)
+        : errorFromCode(outcome.error, outcome.message);
     if (call !== null) {
       this.settle(call);
       call.input.fill(0);
-      call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure);
+      call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure());
     }
     const m = this.config.restart;
     if (this.config.kind === 'reactor' && this.stopping === null && m.mode === 'on-failure' && this.failures < m.maxRestarts) {
       this.failures++;
       this.restarts++;
       const delayMs = Math.min(m.maxBackoffMs, m.backoffMs * 2 ** (this.failures - 1));
-      this.emit('restart', { reason: failure.code, message: failure.message, attempt: this.failures, delayMs });
+      const { code, message } = failure();
+      this.emit('restart', { reason: code, message, attempt: this.failures, delayMs });
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
         this.spawn().catch((error: unknown) => this.spawnFailed(error));

@@ -29,14 +29,27 @@ function write(value: unknown, depth: number): string {
     case 'string':
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v) => write(v, depth + 1)).join(',')}]`;
+      // Loops and one string, not map/filter/join: this runs for every partition created (its
+      // spec and each device are hashed), so it is on the warm start's path (issue #15).
+      let out: string;
+      if (Array.isArray(value)) {
+        out = '[';
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + write(value[i], depth + 1);
+        return out + ']';
+      }
       const proto = Object.getPrototypeOf(value) as unknown;
       if (proto !== Object.prototype && proto !== null) throw new InvalidArgumentError('canonical JSON: only plain objects can be canonicalized');
-      const entries = Object.keys(value)
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .sort()
-        .map((k) => `${JSON.stringify(k)}:${write((value as Record<string, unknown>)[k], depth + 1)}`);
-      return `{${entries.join(',')}}`;
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record).sort();
+      out = '{';
+      let first = true;
+      for (const k of keys) {
+        const member = record[k];
+        if (member === undefined) continue;
+        out += `${first ? '' : ','}${JSON.stringify(k)}:${write(member, depth + 1)}`;
+        first = false;
+      }
+      return out + '}';
     }
     default:
       throw new InvalidArgumentError(`canonical JSON: a ${typeof value} cannot be canonicalized`);

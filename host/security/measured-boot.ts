@@ -63,31 +63,70 @@ export function extendRegister(pcr: Uint8Array, digest: Uint8Array): Uint8Array 
   return new Uint8Array(createHash('sha256').update(pcr).update(digest).digest());
 }
 
-/** The hypervisor's event log and registers. */
+/** Events whose hashes are left to compute before the log makes them wait (see EventLog). */
+export const MAX_PENDING_EVENTS = 256;
+
+/**
+ * The hypervisor's event log and registers.
+ *
+ * An event's content (its canonical JSON, which also checks it) and its place in the sequence are
+ * fixed when it is appended; its two SHA-256s (digest, register extension) are computed a moment
+ * later, off the caller's path: on the next turn of the event loop, or at once when anyone reads
+ * the registers, the log or the drop count, or when MAX_PENDING_EVENTS wait. The hashes are the
+ * same in the same order, so every reader sees exactly the registers an eager log would show
+ * (issue #15: the hashing was a tenth of a warm createPartition).
+ */
 export class EventLog {
   private readonly pcr: Record<RegisterName, Uint8Array> = { runtime: ZERO, partitions: ZERO };
   private readonly log: BootEvent[] = [];
   private seq = 0;
-  /** Events that extended a register but were not kept (the log was full). */
-  dropped = 0;
+  private droppedCount = 0;
+  /** Appended events not yet hashed, in order, each with its canonical JSON. */
+  private pending: { event: Omit<BootEvent, 'digest'>; json: string }[] = [];
+  private flushing: NodeJS.Immediate | null = null;
 
-  /** Appends an event and extends its register. */
-  extend(register: RegisterName, type: string, data: EventData): BootEvent {
-    const digest = eventDigest(register, type, data);
-    this.pcr[register] = extendRegister(this.pcr[register], digest);
-    const event: BootEvent = { seq: this.seq++, register, type, data: { ...data }, digest: toHex(digest) };
-    if (this.log.length < MAX_EVENTS) this.log.push(event);
-    else this.dropped++;
-    return event;
+  /** Events that extended a register but were not kept (the log was full). */
+  get dropped(): number {
+    this.flush();
+    return this.droppedCount;
+  }
+
+  /** Appends an event; its register is extended with it before anyone can read the registers. */
+  extend(register: RegisterName, type: string, data: EventData): void {
+    const json = canonicalJson({ register, type, data });
+    this.pending.push({ event: { seq: this.seq++, register, type, data: { ...data } }, json });
+    if (this.pending.length >= MAX_PENDING_EVENTS) this.flush();
+    else if (this.flushing === null) {
+      this.flushing = setImmediate(() => this.flush());
+      // Never what keeps a process alive: a reader flushes for itself.
+      this.flushing.unref();
+    }
   }
 
   registers(): Registers {
+    this.flush();
     return { runtime: toHex(this.pcr.runtime), partitions: toHex(this.pcr.partitions) };
   }
 
   /** A copy of the log, for export and reports. */
   events(): BootEvent[] {
+    this.flush();
     return this.log.map((e) => ({ ...e, data: { ...e.data } }));
+  }
+
+  /** Hashes the pending events into their registers, in order. */
+  private flush(): void {
+    if (this.flushing !== null) clearImmediate(this.flushing);
+    this.flushing = null;
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    for (const { event, json } of pending) {
+      const digest = new Uint8Array(createHash('sha256').update(json).digest());
+      this.pcr[event.register] = extendRegister(this.pcr[event.register], digest);
+      if (this.log.length < MAX_EVENTS) this.log.push({ ...event, digest: toHex(digest) });
+      else this.droppedCount++;
+    }
   }
 }
 

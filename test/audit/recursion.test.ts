@@ -38,7 +38,7 @@ const ALLOWED = new Map([
   ['host/worker/context.ts PartitionContext.advance | host/worker/context.ts PartitionContext.end', "end() sets the phase to 'closing' before advance(), which calls end() only from 'main' or 'serving' (depth 2)"],
   ['host/security/audit.ts AuditLog.syncSoon | host/security/audit.ts AuditLog.syncSoon.<anonymous:417>', "the audit log's next fdatasync is started from the previous one's completion callback (libuv), on a fresh stack"],
   // Host-written, bounded structures.
-  ['host/security/canonical.ts write | host/security/canonical.ts write.<anonymous:32> | host/security/canonical.ts write.entries.<anonymous:38>', 'canonical JSON of host-built or schema-checked values; depth capped at MAX_DEPTH (32), deeper is ERR_INVALID_ARGUMENT'],
+  ['host/security/canonical.ts write', 'canonical JSON of host-built or schema-checked values; depth capped at MAX_DEPTH (32), deeper is ERR_INVALID_ARGUMENT'],
   ['host/schema/check.ts expects', 'walks a schema written in host/schema (its depth is ours), never a checked value'],
   ['host/schema/json.ts convert | host/schema/json.ts convert.<anonymous:37> | host/schema/json.ts convertEach', 'converts the host-written schemas to JSON Schema, never caller data'],
 ]);

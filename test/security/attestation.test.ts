@@ -9,9 +9,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { HvCall, HvStatus } from '../../host/abi/codes.ts';
-import { IntegrityError, WasmvisorError } from '../../host/errors.ts';
+import { IntegrityError, InvalidArgumentError, WasmvisorError } from '../../host/errors.ts';
 import { AttestationCheckError, GUEST_REPORT_BYTES, issueCertificate, verifyGuestReport, verifyReport, type AttestationReport } from '../../host/security/attestation.ts';
-import { eventDigest, EventLog, extendRegister, replayEventLog, runtimeCodeMeasurements } from '../../host/security/measured-boot.ts';
+import { eventDigest, EventLog, extendRegister, MAX_PENDING_EVENTS, replayEventLog, runtimeCodeMeasurements } from '../../host/security/measured-boot.ts';
 import { generateKeyPair, parsePublicKey } from '../../host/security/keys.ts';
 import { signModule } from '../../host/security/signature.ts';
 import { AttestationDevice } from '../../host/devices/attestation.ts';
@@ -44,6 +44,42 @@ describe('measured boot', () => {
     expect(log.registers()).toEqual({ runtime: toHex(r0), partitions: toHex(r1) });
     expect(toHex(eventDigest('runtime', 'x', { a: 1 }))).toBe(createHash('sha256').update('{"data":{"a":1},"register":"runtime","type":"x"}').digest('hex'));
     expect(replayEventLog(log.events())).toEqual(log.registers());
+  });
+
+  it('hashes after appending (next turn, or when read) and shows exactly what an eager log would, in order', async () => {
+    const log = new EventLog();
+    const zero = new Uint8Array(32);
+    const pcr: Record<'runtime' | 'partitions', Uint8Array> = { runtime: zero, partitions: zero };
+    const expectSame = (count: number): void => {
+      const events = log.events();
+      expect(events.length).toBe(count);
+      expect(log.registers()).toEqual({ runtime: toHex(pcr.runtime), partitions: toHex(pcr.partitions) });
+      expect(events.map((e) => e.seq)).toEqual([...Array(count).keys()]);
+      expect(replayEventLog(events)).toEqual(log.registers());
+      expect(log.dropped).toBe(0);
+    };
+    let n = 0;
+    const append = (k: number): void => {
+      for (let i = 0; i < k; i++, n++) {
+        const register = n % 3 ? 'partitions' : 'runtime';
+        const data = { i: n, s: `e${n}` };
+        log.extend(register, 'e', data);
+        // The caller's object is copied when appended: changing it afterwards changes nothing.
+        data.s = 'changed';
+        pcr[register] = extendRegister(pcr[register], eventDigest(register, 'e', { i: n, s: `e${n}` }));
+      }
+    };
+    // Read at once, past the pending bound without a read, and after a turn of the event loop.
+    append(3);
+    expectSame(3);
+    append(MAX_PENDING_EVENTS * 2 + 5);
+    expectSame(n);
+    append(7);
+    await new Promise((resolve) => setImmediate(resolve));
+    expectSame(n);
+    // What has no canonical form is refused when appended, not later, and takes no place in the log.
+    expect(() => log.extend('runtime', 'bad', { v: Number.NaN })).toThrow(InvalidArgumentError);
+    expectSame(n);
   });
 
   it('a hypervisor measures its version, its code files, the policy, each partition and device', async () => {
