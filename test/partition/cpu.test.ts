@@ -49,10 +49,14 @@ describe('CPU caps', () => {
     const c = capped.exit.metrics.cpu;
     expect(c.fuel).toBeGreaterThan(0);
     expect(c.timeMs).toBeGreaterThan(0);
-    // Long enough to be capped: it was paused, and about 80% of its run.
+    // Long enough to be capped: it was paused, for about 80% of its run on an idle machine. The
+    // run's time is wall time, which a machine busier than its cores stretches (a slice that
+    // waited for a core) while the pauses it earns stay a period's rest: at a load of 17 on 2
+    // cores the paused share fell to 0.88 of the run time. Half still shows the cap at work (an
+    // uncapped run pauses never, below).
     if (c.timeMs > 40) {
       expect(c.pauses).toBeGreaterThan(0);
-      expect(c.pausedMs).toBeGreaterThan(c.timeMs);
+      expect(c.pausedMs).toBeGreaterThan(c.timeMs / 2);
     }
     expect(plain.exit.metrics.cpu.pauses).toBe(0);
     expect(plain.exit.metrics.cpu.fuel).toBe(0); // not metered
