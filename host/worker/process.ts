@@ -97,8 +97,9 @@ export class PartitionProcess {
     this.socket.on('error', () => process.exit(0));
   }
 
+  /** Nothing follows the end of a dedicated process's channel (a write after it would fail the socket and lose what it still holds). */
   private send(frame: Uint8Array): void {
-    this.socket.write(frame);
+    if (!this.ending) this.socket.write(frame);
   }
 
   private frame(body: Uint8Array): boolean {
@@ -305,6 +306,8 @@ export class PartitionProcess {
       } finally {
         this.socket.uncork();
       }
+      // A dedicated process whose partition is done has ended its channel: it waits for the root to close it.
+      if (this.ending) return;
       if (busy) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         continue;

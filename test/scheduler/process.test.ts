@@ -14,6 +14,7 @@ import { Hypervisor, type Partition, type Violation } from '../../host/index.ts'
 import { AttestationCheckError, GUEST_REPORT_BYTES, verifyGuestReport } from '../../host/security/attestation.ts';
 import { fromHex, toHex } from '../../host/security/wire.ts';
 import { collect, guest } from '../helpers.ts';
+import { wat } from '../loader/wat.ts';
 
 const STREAM = fileURLToPath(new URL('../../guests/c/stream.wasm', import.meta.url));
 
@@ -164,6 +165,58 @@ describe('the channel, from a compromised child', () => {
     expect(exit.error!.message).toMatch(/process \d+ ended unexpectedly \(exit code 3\)/);
     expect(violations).toEqual([]);
   });
+});
+
+/**
+ * A WASI command that sleeps `ms` (poll_oneoff on the monotonic clock, relative), then writes
+ * `bytes` to stdout and exits 0 at once: its end comes in the same turn of its
+ * process as its last output, after the process's counters fell due (they are sent every 100 ms),
+ * with more to send than a socket takes at once.
+ */
+function sleepThenWrite(ms: number, bytes: number): Uint8Array {
+  return wat(`(module
+    (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") ${2 + Math.ceil(bytes / 65536)})
+    (func (export "_start") (local $at i32) (local $left i32)
+      ;; one subscription at 0: userdata 0, tag 0 (clock), clock id 1 (monotonic) at 16,
+      ;; timeout at 24 (ns), precision 0, flags 0 (relative); the event at 64, nevents at 128
+      (i32.store (i32.const 16) (i32.const 1))
+      (i64.store (i32.const 24) (i64.const ${ms * 1_000_000}))
+      (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+      ;; then the bytes from 65536 in fd_writes of one iovec (at 256; written count at 272),
+      ;; as many as it takes (a write may be short); a failed write exits 1
+      (local.set $at (i32.const 65536))
+      (local.set $left (i32.const ${bytes}))
+      (loop $more
+        (i32.store (i32.const 256) (local.get $at))
+        (i32.store (i32.const 260) (local.get $left))
+        (if (call $write (i32.const 1) (i32.const 256) (i32.const 1) (i32.const 272)) (then (call $exit (i32.const 1))))
+        (local.set $at (i32.add (local.get $at) (i32.load (i32.const 272))))
+        (local.set $left (i32.sub (local.get $left) (i32.load (i32.const 272))))
+        (br_if $more (i32.gt_s (local.get $left) (i32.const 0))))
+      (call $exit (i32.const 0))))`);
+}
+
+describe('the end of a dedicated partition process', () => {
+  it('a partition that ends after the process counters fell due still delivers its end and all its output: nothing is written after the channel ends', async () => {
+    // Before the fix, the process's counters were sent after its partition's end had ended the
+    // channel: the write failed, the child exited at once, and what the socket still held (the
+    // last output, the end) was lost: ERR_KILLED, "ended unexpectedly (exit code 0)".
+    const h = make();
+    const bytes = 512 * 1024;
+    const module = sleepThenWrite(250, bytes);
+    for (let i = 0; i < 4; i++) {
+      const p = await h.createPartition({ name: `late-${i}`, module, isolation: 'process', devices: { console: true }, wasi: { stdin: 'none' } });
+      let got = 0;
+      p.stdout.on('data', (c: Buffer) => (got += c.length));
+      await p.start();
+      const exit = await p.exited;
+      expect({ state: exit.state, code: exit.code, message: exit.error?.message }).toEqual({ state: 'exited', code: 0, message: undefined });
+      expect(got).toBe(bytes);
+    }
+  }, 90_000);
 });
 
 describe('a partition process killed in the middle of a call', () => {

@@ -202,7 +202,7 @@ describe('console byte streams through the library', () => {
     await p.start();
     const exit = await p.exited;
     await hv.close();
-    expect(exit).toMatchObject({ state: 'exited', code: 3 });
+    expect({ state: exit.state, code: exit.code, reason: exit.reason, message: exit.error?.message }).toEqual({ state: 'exited', code: 3, reason: 'exit', message: undefined });
     expect(stderr).toBe('stream: write: errno 64\n'); // WASI EPIPE
     expect(exit.metrics.console.bytesOut).toBeLessThan(64 << 20);
   });
