@@ -38,6 +38,7 @@ const WANT_ROOM = 2;
 const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Largest payload a single record may carry. */
 export const RING_MAX_RECORD = (1 << 24) - 1;
@@ -317,16 +318,35 @@ export class SharedRing {
     }
   }
 
-  /** Atomics.waitAsync on an event counter, counted in `waiters` until it resolves. */
-  private async blockAsync(waiters: number, event: number, seq: number): Promise<void> {
+  /**
+   * Atomics.waitAsync on an event counter, counted in `waiters` until it resolves. Not an async
+   * function: the root takes every reactor reply through here, and the wait's own promise with
+   * one `then` is one promise (and one microtask) less than an async wrapper around it.
+   */
+  private blockAsync(waiters: number, event: number, seq: number): Promise<void> {
     Atomics.add(this.ctl, waiters, 1);
+    let result: ReturnType<typeof Atomics.waitAsync>;
     try {
-      const result = Atomics.waitAsync(this.ctl, event, seq);
-      if (result.async) await result.value;
-    } finally {
+      result = Atomics.waitAsync(this.ctl, event, seq);
+    } catch (error) {
       Atomics.sub(this.ctl, waiters, 1);
+      return Promise.reject(error);
     }
+    if (!result.async) {
+      Atomics.sub(this.ctl, waiters, 1);
+      return RESOLVED;
+    }
+    // The wait's promise only ever resolves ('ok' or 'timed-out'), never rejects.
+    return result.value.then(waiters === WWAIT ? this.leaveWriteWait : this.leaveReadWait);
   }
+
+  private readonly leaveWriteWait = (): void => {
+    Atomics.sub(this.ctl, WWAIT, 1);
+  };
+
+  private readonly leaveReadWait = (): void => {
+    Atomics.sub(this.ctl, RWAIT, 1);
+  };
 
   /** Current write event counter (pass to whenWritten). */
   get writeSeq(): number {

@@ -161,6 +161,9 @@ function abortError(signal: AbortSignal): Error {
 }
 
 const encoder = new TextEncoder();
+/** A call's defaults: no input (never written: the call copies its input), no options. */
+const NO_INPUT = new Uint8Array(0);
+const NO_OPTIONS: CallOptions = Object.freeze({});
 
 /**
  * The root's handle on one child partition. It owns the lifecycle, the console input and, for a
@@ -302,7 +305,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
    * times out (ERR_LIMIT_CPU) or is aborted poisons the instance, which is replaced according to
    * the restart policy; nothing of it reaches the next call. A non-zero return is ERR_GUEST_CALL.
    */
-  call(exportName: string, input: Uint8Array | string = new Uint8Array(0), options: CallOptions = {}): Promise<Uint8Array> {
+  call(exportName: string, input: Uint8Array | string = NO_INPUT, options: CallOptions = NO_OPTIONS): Promise<Uint8Array> {
     if (this.config.kind !== 'reactor') return Promise.reject(new InvalidStateError(`partition ${this.name} is a command, not a reactor: it has no exports to call`));
     if (this._state !== 'running') return Promise.reject(new InvalidStateError(`partition ${this.name} cannot take calls: it is ${this._state}`));
     if (!this.config.callable.has(exportName)) {
@@ -313,10 +316,13 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (bytes.length > this.config.maxInputBytes) {
       return Promise.reject(new InvalidArgumentError(`call input of ${bytes.length} bytes exceeds limits.maxInputBytes (${this.config.maxInputBytes})`));
     }
-    try {
-      check(CallOptionsSchema, options, `call options of ${exportName}`);
-    } catch (error) {
-      return Promise.reject(error);
+    // The defaults need no check (and no message naming the call is built for them).
+    if (options !== NO_OPTIONS) {
+      try {
+        check(CallOptionsSchema, options, `call options of ${exportName}`);
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
     // 0 and Infinity: no budget; otherwise at most MAX_TIMER_MS (the schema's bound), which a timer honours.
     const timeoutMs = options.timeoutMs === undefined ? this.config.callTimeoutMs : options.timeoutMs === 0 ? Infinity : options.timeoutMs;
@@ -579,9 +585,16 @@ export class Partition extends EventEmitter<PartitionEvents> {
       next.reject(new InternalError(`call to ${next.name} in partition ${this.name} could not be sent: ${error instanceof Error ? error.message : String(error)}`));
       return true;
     }
-    run.arm(next.timeoutMs, () => ({ kind: 'error', error: 'ERR_LIMIT_CPU', message: `call to ${next.name} in partition ${this.name} exceeded its budget of ${next.timeoutMs} ms` }));
+    run.arm(next.timeoutMs, this.callOverBudget);
     return true;
   }
+
+  /** The outcome of a call that ran past its budget: built only when the watchdog fires, one closure for every call. */
+  private readonly callOverBudget = (): WorkerOutcome => {
+    const call = this.inFlight;
+    const what = call === null ? 'a call' : `call to ${call.name}`;
+    return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `${what} in partition ${this.name} exceeded its budget of ${call?.timeoutMs ?? 0} ms` };
+  };
 
   private onResult(run: WorkerRun, ret: number, output: Uint8Array): void {
     const call = this.inFlight;

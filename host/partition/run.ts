@@ -6,6 +6,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
 import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
+import { Watchdog } from './watchdogs.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 
@@ -26,6 +27,7 @@ export interface RunEvents {
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 
 /** Most bytes of consecutive output records the root joins into one chunk. */
 const OUTPUT_BATCH_BYTES = 256 * 1024;
@@ -58,13 +60,18 @@ export class WorkerRun {
   private readonly events: SharedRing;
   private readonly calls: SharedRing;
   private readonly reader: MessageReader;
+  /** Call headers by export name (see callHeader), and the two parts of a call's record. */
+  private readonly callHeaders = new Map<string, { bytes: Uint8Array; view: DataView }>();
+  private readonly callParts: Uint8Array[] = [EMPTY, EMPTY];
   /** The call being written into the call ring while it waits for room (a large input), or null. */
   private sending: MessageSender | null = null;
   /** True from launch until the run ended: kill() has something to end. */
   private launched = false;
-  private watchdog: NodeJS.Timeout | null = null;
-  /** The watchdog in force (re-armed once when the guest starts, see `arm`). */
-  private armed: { ms: number; outcome: () => WorkerOutcome } | null = null;
+  /** The run's one watchdog (host/partition/watchdogs.ts: one timer for all of them). */
+  private readonly watchdog = new Watchdog(() => this.guard(() => this.kill(this.armedOutcome!())));
+  /** The budget in force and its outcome, built only if it fires (re-armed once when the guest starts, see `arm`). */
+  private armedMs = 0;
+  private armedOutcome: (() => WorkerOutcome) | null = null;
   private guestStarted = false;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
@@ -147,8 +154,8 @@ export class WorkerRun {
       // The guest starts now: a watchdog armed before (the run's budget) starts again, so the
       // thread's start-up (tens of ms, far more on a loaded host) is not charged to the guest.
       // A start that never comes still ends when the first arming fires.
-      const a = this.armed;
-      if (!this.guestStarted && a !== null) this.arm(a.ms, a.outcome);
+      const outcome = this.armedOutcome;
+      if (!this.guestStarted && outcome !== null) this.arm(this.armedMs, outcome);
       this.guestStarted = true;
       running();
     }
@@ -202,18 +209,23 @@ export class WorkerRun {
     if (!this.ended) this.host.keepAlive(on);
   }
 
-  /** Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome`. */
+  /**
+   * Arms (or re-arms) the watchdog: after `ms`, the worker is terminated with `outcome()` (called
+   * only then: a budget that is met builds no message). Infinity: no budget.
+   */
   arm(ms: number, outcome: () => WorkerOutcome): void {
-    this.disarm();
-    if (!Number.isFinite(ms)) return;
-    this.armed = { ms, outcome };
-    this.watchdog = setTimeout(() => this.guard(() => this.kill(outcome())), ms);
+    if (!Number.isFinite(ms)) {
+      this.disarm();
+      return;
+    }
+    this.armedMs = ms;
+    this.armedOutcome = outcome;
+    this.watchdog.arm(ms);
   }
 
   disarm(): void {
-    if (this.watchdog) clearTimeout(this.watchdog);
-    this.watchdog = null;
-    this.armed = null;
+    this.watchdog.disarm();
+    this.armedOutcome = null;
   }
 
   /** Terminates the worker; the run ends with `outcome` unless the guest had already finished. */
@@ -237,23 +249,52 @@ export class WorkerRun {
    */
   sendCall(exportName: string, input: Uint8Array, fuel: number, sent: () => void): void {
     if (this.sending !== null) throw new Error('a call is already being sent');
-    const name = encoder.encode(exportName);
-    const header = new Uint8Array(10 + name.length);
-    new DataView(header.buffer).setFloat64(0, fuel, true);
-    header[8] = name.length & 0xff;
-    header[9] = name.length >>> 8;
-    header.set(name, 10);
-    const sender = new MessageSender(this.calls, CallKind.CALL, [header, input]);
+    const header = this.callHeader(exportName);
+    header.view.setFloat64(0, fuel, true);
     this.callSentAt = performance.now();
     // The root is busy while it has calls in flight: it holds a place in the spin budget.
     if (callsInFlight++ === 0) processSpinBudget().hold();
     this.inCall = true;
+    const calls = this.calls;
+    // The common case, a call that fits the ring now: one record, written from its two parts.
+    if (header.bytes.length + input.length <= calls.writable) {
+      const parts = this.callParts;
+      parts[0] = header.bytes;
+      parts[1] = input;
+      const written = calls.tryWriteParts(CallKind.CALL, parts);
+      parts[1] = EMPTY;
+      if (written) {
+        sent();
+        return;
+      }
+    }
+    // A large input (or a full ring): chunked as the worker makes room. The header is the run's
+    // own and reused by the next call: the sender gets a copy.
+    const sender = new MessageSender(calls, CallKind.CALL, [header.bytes.slice(), input]);
     if (sender.pump()) {
       sent();
       return;
     }
     this.sending = sender;
     void this.sendRest(sender, sent);
+  }
+
+  /**
+   * A call message's header for `exportName` (f64 fuel, u16 name length, the name), made once per
+   * export and reused: the fuel is written per call. Bounded by the module's callable exports.
+   */
+  private callHeader(exportName: string): { bytes: Uint8Array; view: DataView } {
+    let header = this.callHeaders.get(exportName);
+    if (header === undefined) {
+      const name = encoder.encode(exportName);
+      const bytes = new Uint8Array(10 + name.length);
+      bytes[8] = name.length & 0xff;
+      bytes[9] = name.length >>> 8;
+      bytes.set(name, 10);
+      header = { bytes, view: new DataView(bytes.buffer) };
+      this.callHeaders.set(exportName, header);
+    }
+    return header;
   }
 
   private async sendRest(sender: MessageSender, sent: () => void): Promise<void> {

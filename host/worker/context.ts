@@ -42,6 +42,12 @@ function violationRecord(v: ViolationRecord): Uint8Array {
   return encoder.encode(JSON.stringify({ call: v.call.slice(0, 256), status: v.status.slice(0, 64), reason: `${v.reason.slice(0, 1024)}…` }));
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** What `resume()` reports: the run ended, it waits for a condition, or it was preempted (run it again). */
 export type Step = { kind: 'ended'; outcome: WorkerOutcome } | { kind: 'wait'; wait: WaitCondition } | { kind: 'yield' };
 
@@ -132,6 +138,11 @@ export class PartitionContext {
   private busyMs = 0;
   private readonly reader: MessageReader | null;
   private current: { fn: () => unknown; name: string } | null = null;
+  /** The export the last call named (see callTarget). */
+  private lastTarget: { key: Uint8Array; name: string; fn: () => unknown } | null = null;
+  /** A result's header (its i32 status), reused: the outbox copies it when it must queue. */
+  private readonly resultHeader = new Uint8Array(4);
+  private readonly resultView = new DataView(this.resultHeader.buffer);
   /** Messages on their way into the event ring, in order (results; a shared partition's lines). */
   readonly outbox: Outbox;
   private outcome: WorkerOutcome | null = null;
@@ -430,25 +441,39 @@ export class PartitionContext {
     // Message: f64 fuel budget (0: the partition's own), u16 name length, name, input.
     const callFuel = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(0, true);
     if (init.fuel !== null) this.refuel(callFuel > 0 ? callFuel : init.fuel);
-    const nameLength = bytes[8]! | (bytes[9]! << 8);
-    const name = decoder.decode(bytes.subarray(CALL_HEADER, CALL_HEADER + nameLength));
-    const fn = this.instance!.exports[name];
-    // The root checked the export against the module; a mismatch here is a runtime bug.
-    if (typeof fn !== 'function') throw new Error(`export ${name} is not a function`);
-    this.dispatcher.beginCall(bytes.slice(CALL_HEADER + nameLength), init.maxOutputBytes);
-    bytes.fill(0);
+    const start = CALL_HEADER + (bytes[8]! | (bytes[9]! << 8));
+    const target = this.callTarget(bytes.subarray(CALL_HEADER, start));
+    // The message is this call's own buffer: the input stays in it (no second copy) and is
+    // zeroed by endCall; the header is zeroed now.
+    this.dispatcher.beginCall(bytes.subarray(start), init.maxOutputBytes);
+    bytes.fill(0, 0, start);
     this.resumeClock();
-    this.current = { name, fn: fn as () => unknown };
+    this.current = target;
     this.phase = 'call';
+  }
+
+  /**
+   * The export a call names, as the entry `current` takes: the last one is kept, so a reactor
+   * called on one export decodes and looks up its name once, not per call.
+   */
+  private callTarget(name: Uint8Array): { fn: () => unknown; name: string } {
+    const last = this.lastTarget;
+    if (last !== null && sameBytes(last.key, name)) return last;
+    const decoded = decoder.decode(name);
+    const fn = this.instance!.exports[decoded];
+    // The root checked the export against the module; a mismatch here is a runtime bug.
+    if (typeof fn !== 'function') throw new Error(`export ${decoded} is not a function`);
+    const target = { key: name.slice(), name: decoded, fn: fn as () => unknown };
+    this.lastTarget = target;
+    return target;
   }
 
   private finishCall(ret: number): void {
     const output = this.dispatcher.endCall();
     this.pauseClock();
-    const header = new Uint8Array(4);
-    new DataView(header.buffer).setInt32(0, ret, true);
+    this.resultView.setInt32(0, ret, true);
     // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
-    this.outbox.push(EventKind.RESULT, [header, output], output);
+    this.outbox.pushPair(EventKind.RESULT, this.resultHeader, output, output);
     this.phase = 'result';
   }
 

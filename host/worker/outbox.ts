@@ -3,6 +3,8 @@ import { Suspend } from '../channel/blocker.ts';
 import type { SharedRing } from '../channel/ring.ts';
 import type { OutputSink } from '../devices/console.ts';
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * A partition's outgoing messages on their way into its event ring, in order: call results
  * always, and in a shared worker its console output too (a shared worker never blocks on one
@@ -15,6 +17,8 @@ import type { OutputSink } from '../devices/console.ts';
 export class Outbox {
   private readonly queue: { sender: MessageSender; bytes: number; owned: Uint8Array | null }[] = [];
   private queued = 0;
+  /** The two parts of a message pushPair writes at once. */
+  private readonly pair: Uint8Array[] = [EMPTY, EMPTY];
 
   constructor(
     readonly ring: SharedRing,
@@ -27,6 +31,26 @@ export class Outbox {
     this.queue.push({ sender: new MessageSender(this.ring, kind, parts), bytes, owned });
     this.queued += bytes;
     this.flush();
+  }
+
+  /**
+   * push() of a message of two parts. When nothing is queued and it fits the ring now, it goes
+   * straight in as one record: no sender, no queue entry. Either way the caller may reuse
+   * `first` at once (it is copied when the message must wait).
+   */
+  pushPair(kind: number, first: Uint8Array, second: Uint8Array, owned: Uint8Array | null): void {
+    if (this.queue.length === 0 && first.length + second.length <= this.ring.writable) {
+      const parts = this.pair;
+      parts[0] = first;
+      parts[1] = second;
+      const written = this.ring.tryWriteParts(kind, parts);
+      parts[0] = parts[1] = EMPTY;
+      if (written) {
+        owned?.fill(0);
+        return;
+      }
+    }
+    this.push(kind, [first.slice(), second], owned);
   }
 
   /**
