@@ -362,14 +362,14 @@ describe.concurrent('wasmvisor call: one export of a reactor', () => {
     const spin = await cli(['call', guest('transform'), 'spin', '--timeout', '300']);
     expect(spin.stderr).toMatch(/^ERR_LIMIT_CPU: /);
     expect(spin.code).toBe(124);
-  });
+  }, 60_000);
 
   it('an unknown export, or missing arguments, is ERR_INVALID_ARGUMENT (2)', async () => {
     const r = await cli(['call', guest('transform'), 'nope']);
     expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: .*nope/);
     expect(r.code).toBe(2);
     expect((await cli(['call', guest('transform')])).code).toBe(2);
-  });
+  }, 60_000);
 });
 
 describe.concurrent('wasmvisor inspect', () => {

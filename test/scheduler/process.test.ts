@@ -97,7 +97,7 @@ describe('the sandbox of a partition process', () => {
     expect((await p.call('digest', new Uint8Array(10))).length).toBe(8);
     await p.destroy();
     expect(alive(pid)).toBe(false);
-  });
+  }, 60_000);
 
   it('denies a compromised child every file, child process, worker and addon; it has no environment', async () => {
     const h = make(forgedChild);
