@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { Hypervisor, type HypervisorOptions, type Partition, type PartitionExit } from '../host/index.ts';
 
 const root = new URL('../', import.meta.url);
@@ -52,3 +53,23 @@ export function budget(ms: number): number {
  * the score they give is then a lower bound of what the full suite kills.
  */
 export const mutating = process.env.WV_MUTATING === '1';
+
+/**
+ * Collects every exception and rejection that reaches the test process's event loop uncaught,
+ * for the whole file: a test asserts the list is empty (no partition's traffic may reach it).
+ */
+export function captureEscapes(): unknown[] {
+  const escaped: unknown[] = [];
+  const record = (error: unknown): void => {
+    escaped.push(error);
+  };
+  beforeAll(() => {
+    process.on('uncaughtException', record);
+    process.on('unhandledRejection', record);
+  });
+  afterAll(() => {
+    process.off('uncaughtException', record);
+    process.off('unhandledRejection', record);
+  });
+  return escaped;
+}

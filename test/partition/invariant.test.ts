@@ -6,24 +6,13 @@
  * channels (as a compromised worker could write it) and careless embedders run here under a
  * process-level detector of uncaught exceptions and unhandled rejections.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { Hypervisor, type Partition, type PartitionExit } from '../../host/index.ts';
 import { EventKind } from '../../host/channel/protocol.ts';
-import { guest, hypervisor } from '../helpers.ts';
+import { captureEscapes, guest, hypervisor } from '../helpers.ts';
 
-const escaped: unknown[] = [];
-const record = (error: unknown): void => {
-  escaped.push(error);
-};
-beforeAll(() => {
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
-});
-afterAll(() => {
-  process.off('uncaughtException', record);
-  process.off('unhandledRejection', record);
-});
+const escaped = captureEscapes();
 
 /** The root's private handle on a partition's current run, as a compromised worker could reach it. */
 interface RunInternals {

@@ -10,26 +10,15 @@
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type HypervisorOptions, type Partition, type Violation } from '../../host/index.ts';
 import { MAX_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES, WASM_MEMORY_RESERVATION_MB } from '../../host/scheduler/bounds.ts';
-import { guest } from '../helpers.ts';
+import { captureEscapes, guest } from '../helpers.ts';
 
 const forgedChild = new URL('./fixtures/forged-shared-child.cjs', import.meta.url);
 const hasProc = process.platform === 'linux' && existsSync('/proc/self/status');
 
-const escaped: unknown[] = [];
-const record = (error: unknown): void => {
-  escaped.push(error);
-};
-beforeAll(() => {
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
-});
-afterAll(() => {
-  process.off('uncaughtException', record);
-  process.off('unhandledRejection', record);
-});
+const escaped = captureEscapes();
 
 let hv: Hypervisor | null = null;
 afterEach(async () => {

@@ -9,11 +9,11 @@ import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type Partition, type Violation } from '../../host/index.ts';
 import { AttestationCheckError, GUEST_REPORT_BYTES, verifyGuestReport } from '../../host/security/attestation.ts';
 import { fromHex, toHex } from '../../host/security/wire.ts';
-import { collect, guest } from '../helpers.ts';
+import { captureEscapes, collect, guest } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 
 const STREAM = fileURLToPath(new URL('../../guests/c/stream.wasm', import.meta.url));
@@ -22,18 +22,7 @@ const forgedChild = new URL('./fixtures/forged-child.cjs', import.meta.url);
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const hasProc = process.platform === 'linux' && existsSync('/proc/self/status');
 
-const escaped: unknown[] = [];
-const record = (error: unknown): void => {
-  escaped.push(error);
-};
-beforeAll(() => {
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
-});
-afterAll(() => {
-  process.off('uncaughtException', record);
-  process.off('unhandledRejection', record);
-});
+const escaped = captureEscapes();
 
 let hv: Hypervisor | null = null;
 afterEach(async () => {
