@@ -75,6 +75,8 @@ export class WorkerRun {
   private guestStarted = false;
   private outcome: WorkerOutcome | null = null;
   private killOutcome: WorkerOutcome | null = null;
+  /** The kill in flight is the root's verdict on the run's traffic (`fail`): it stands even if the guest's own end crosses it. */
+  private faulted = false;
   private workerError: unknown = null;
   private ended = false;
   private drainFailed = false;
@@ -165,7 +167,10 @@ export class WorkerRun {
       // shared worker ends a killed partition itself and echoes the kill's outcome: still a kill.
       const k = this.killOutcome;
       const echo = k !== null && k.kind === 'error' && m.outcome.kind === 'error' && m.outcome.error === k.error && m.outcome.message === k.message;
-      this.outcome = echo ? k : m.outcome;
+      // A guest that ends on its own after the root found its traffic corrupt (a NIC unplugged
+      // for a corrupt tx ring wakes the guest's recv, which may then exit before the kill lands)
+      // still ends as the root decided.
+      this.outcome = echo || this.faulted ? k : m.outcome;
       this.doneReported = true;
       this.host.release();
       running();
@@ -194,8 +199,10 @@ export class WorkerRun {
       error: 'ERR_INTERNAL',
       message: `partition ${this.init.name}'s channel failed: ${message}`,
     };
-    if (this.launched && !this.ended) this.kill(outcome);
-    else if (!this.ended) {
+    if (this.launched && !this.ended) {
+      this.faulted ||= this.killOutcome === null;
+      this.kill(outcome);
+    } else if (!this.ended) {
       this.outcome ??= outcome;
       this.finish(0);
     }

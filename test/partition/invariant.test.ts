@@ -130,6 +130,22 @@ describe('no exception from partition traffic reaches the event loop', () => {
     expect(escaped).toEqual([]);
   });
 
+  it('a guest that exits on its own after the root found its traffic corrupt still ends with ERR_INTERNAL', async () => {
+    // The crossing CI once caught: the switch unplugs a NIC for a corrupt tx ring, which wakes the
+    // guest's recv; the guest exits 0 and its `done` reaches the root before the kill lands.
+    const hv = hypervisor();
+    const p = await reactor(hv, 'crossed');
+    const run = runOf(p) as RunInternals & { fail(error: unknown): void };
+    run.fail(new RangeError('corrupt ring: a record of 16777215 bytes with 4 bytes in use'));
+    forge(run, { type: 'done', outcome: { kind: 'exit', code: 0 } });
+    const exit = await p.exited;
+    expect([exit.state, exit.reason]).toEqual(['killed', 'ERR_INTERNAL']);
+    expect(exit.error!.message).toMatch(/channel failed: corrupt ring/);
+    await hv.close();
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
   it('a forged worker message (unknown type, bad outcome) ends that partition with ERR_INTERNAL', async () => {
     const hv = hypervisor();
     for (const message of [{ type: 'bogus' }, { type: 'done', outcome: { kind: 'error', error: 'ERR_NOPE', message: 1 } }, null, 42]) {
