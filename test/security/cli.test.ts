@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -169,6 +169,23 @@ describe('attest verify and audit verify from the command line', () => {
   });
 });
 
+/** What Node's diagnostic reports in `dir` (written by a step stopped for hanging) say: its JS stack and open handles. */
+function hangReports(dir: string): string {
+  if (!existsSync(dir)) return '';
+  return readdirSync(dir)
+    .map((file) => {
+      const report = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as {
+        header?: { commandLine?: string[] };
+        javascriptStack?: { message?: string; stack?: string[] };
+        libuv?: { type?: string; is_active?: boolean; is_referenced?: boolean }[];
+        workers?: unknown[];
+      };
+      const handles = (report.libuv ?? []).filter((h) => h.is_active).map((h) => `${h.type}${h.is_referenced ? '' : ' (unref)'}`);
+      return `report ${file}: ${(report.header?.commandLine ?? []).join(' ')}\n${(report.javascriptStack?.stack ?? []).join('\n')}\nactive handles: ${handles.join(', ')}; worker threads: ${(report.workers ?? []).length}`;
+    })
+    .join('\n');
+}
+
 describe('the README walk-through', () => {
   it('runs exactly as written', () => {
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -177,9 +194,14 @@ describe('the README walk-through', () => {
     const work = mkdtempSync(path.join(tmpdir(), 'wv-readme-'));
     // The walk-through starts from the repository: give it the built guests where it expects them.
     symlinkSync(path.join(root, 'build'), path.join(work, 'build'));
-    const script = `set -e\nnpx() { if [ "$1" = wasmvisor ]; then shift; node ${JSON.stringify(CLI)} "$@"; else command npx "$@"; fi; }\n${block![1]}`;
-    const r = spawnSync('bash', ['-c', script], { cwd: work, encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_OPTIONS: '' } });
-    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    // Each step is traced (with the shell's clock) and has 60 s: a step that hangs is stopped with
+    // SIGUSR2, which makes Node write a diagnostic report (its JS stack and open handles), shown below.
+    const reports = path.join(work, 'reports');
+    mkdirSync(reports);
+    const node = `timeout -s USR2 -k 10 60 node --report-on-signal --report-signal=SIGUSR2 --report-directory=${JSON.stringify(reports)}`;
+    const script = `set -e\nPS4='+ [\${SECONDS}s] '\nset -x\nnpx() { if [ "$1" = wasmvisor ]; then shift; ${node} ${JSON.stringify(CLI)} "$@"; else command npx "$@"; fi; }\n${block![1]}`;
+    const r = spawnSync('bash', ['-c', script], { cwd: work, encoding: 'utf8', timeout: 150_000, env: { ...process.env, NODE_OPTIONS: '' } });
+    expect(r.status, `${r.stdout}\n${r.stderr}\n${hangReports(reports)}`).toBe(0);
     expect(r.stdout).toMatch(/valid signature by acme/);
     expect(r.stdout).toMatch(/^Hello from a Wasmvisor partition!$/m);
     expect(r.stdout).toMatch(/^unsigned: refused \(125\)$/m);
