@@ -157,8 +157,15 @@ export function encodeArgs(args: readonly string[]): Uint8Array {
  * Checks come before the handler runs, so a call with a bad output window has no side effect.
  *
  * Cost (bench/README.md, "Where a no-op hypercall's time goes"): a call is one table load, one
- * counter store, two null tests, one read of the memory's size and one combined window test
- * before the handler; a no-op call costs about as much again as the wasm→JS transition under it.
+ * counter store, two null tests and one test for buffers before the handler; a call with buffers
+ * adds one read of the memory's size and one combined window test. A no-op call costs about as
+ * much again as the wasm→JS transition under it.
+ *
+ * Memory counters (metrics' memoryBytes and peakMemoryBytes) follow memory.grow at every call
+ * that has a buffer (its window check reads the size), every refused or rate-limited call, the
+ * end of each reactor call, of a reactor's initialisation and of the run (updateMemoryStats). A
+ * call without buffers does not read the size: it touches no memory, and wasm memory never
+ * shrinks, so what it would see is seen at the next of those points.
  */
 export class Dispatcher {
   /** The function given to the guest as `hv.hypercall`. */
@@ -292,7 +299,11 @@ export class Dispatcher {
     else s[Stat.VIOLATIONS_SUPPRESSED]!++;
   }
 
-  /** Records the memory size in the partition's counters (GuestMemory reports every resize; this is for the end of a run). */
+  /**
+   * Records the memory size in the partition's counters. GuestMemory reports a resize at the first
+   * access after it; this is for the points where the counters must be current whatever the guest
+   * did last (the end of a reactor call, of its initialisation, of the run).
+   */
   updateMemoryStats(): void {
     this.recordMemory(this.memory.byteLength);
   }
@@ -334,7 +345,7 @@ export class Dispatcher {
     }
 
     // The memory counters follow the size: GuestMemory reports a resize at the first access after
-    // memory.grow, which is the window check below, or the size read in refuse().
+    // memory.grow, which is the window check below, or the size read in refuse() (see the class).
     const handler = entry.handler;
     if (handler === null) {
       return this.refuse(
@@ -344,12 +355,12 @@ export class Dispatcher {
       );
     }
 
-    // One size snapshot for both windows (guest memory cannot change while host code runs), and
-    // one test for the common case that both fit; a refusal names the first bad one, out first.
-    // A call without buffers (all four zero: two empty windows at 0, which always fit) skips the
-    // window work; the size is still read, so the memory counters still follow a grow.
-    const size = memory.size();
+    // A call without buffers (all four zero: two empty windows at 0, which fit any memory) skips
+    // the window work and the size read. Otherwise: one size snapshot for both windows (guest
+    // memory cannot change while host code runs), and one test for the common case that both
+    // fit; a refusal names the first bad one, out first.
     if ((inPtr | inLen | outPtr | outCap) === 0) return handler(this.inBuf, 0, this.outBuf, 0);
+    const size = memory.size();
     if (!memory.fitAt(size, outPtr, outCap, inPtr, inLen)) return this.refuseWindows(call, size, inPtr, inLen, outPtr, outCap);
     const n = inLen >>> 0;
     const inBuf = this.inBuf;

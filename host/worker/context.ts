@@ -317,6 +317,9 @@ export class PartitionContext {
           // A guest that caught its own exit and returned still exits with the code it asked for.
           if (this.dispatcher.ending !== null) return this.end(classify(this.dispatcher.ending));
           if (this.phase === 'main') return this.end({ kind: 'exit', code: 0 });
+          // The memory counters are current when the root hears of the call's end (a call without
+          // buffers does not read the memory's size: see Dispatcher).
+          this.dispatcher.updateMemoryStats();
           if (this.phase === 'init') {
             this.post({ type: 'ready' });
             this.phase = 'idle';

@@ -51,7 +51,7 @@ describe('dispatcher fast path', () => {
     expect(b.metrics()).toMatchObject({ hypercalls: 2, memoryBytes: 2 * PAGE, peakMemoryBytes: 2 * PAGE });
   });
 
-  it('updates the memory counters after memory.grow at the next call of any kind', () => {
+  it('updates the memory counters after memory.grow at the next refused call, call with a buffer, or updateMemoryStats', () => {
     const b = boundary();
     b.d.updateMemoryStats();
     expect(b.metrics().memoryBytes).toBe(PAGE);
@@ -62,8 +62,38 @@ describe('dispatcher fast path', () => {
     expect(b.d.hypercall(HvCall.CONSOLE_WRITE, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED);
     expect(b.metrics().memoryBytes).toBe(3 * PAGE);
     b.memory.grow(1);
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, 0, 8)).toBe(8); // an output window: its check reads the size
+    expect(b.metrics()).toMatchObject({ memoryBytes: 4 * PAGE, peakMemoryBytes: 4 * PAGE });
+  });
+
+  it('a call without buffers does not read the memory size; the next point that does sees the grow (the worker updates at every call end)', () => {
+    const b = boundary();
+    b.d.updateMemoryStats();
+    b.memory.grow(1);
+    expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBeGreaterThan(0); // counted, handled, no size read
+    expect(b.metrics()).toMatchObject({ hypercalls: 1, memoryBytes: PAGE });
+    b.d.updateMemoryStats(); // what the worker does when a reactor call, an initialisation or a run ends
+    expect(b.metrics()).toMatchObject({ memoryBytes: 2 * PAGE, peakMemoryBytes: 2 * PAGE });
+    b.memory.grow(1);
+    expect(b.d.hypercall(HvCall.INPUT_SIZE, 0, 0, 0, 0)).toBe(-HvStatus.NOT_IN_CALL); // a handler's own refusal is not a boundary refusal
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, 0, 4)).toBe(4);
+    expect(b.metrics()).toMatchObject({ memoryBytes: 3 * PAGE, peakMemoryBytes: 3 * PAGE });
+  });
+
+  it('checks every window against the memory size of the moment: grown between two calls, a pointer past the old end is accepted and one past the new end refused', () => {
+    const b = boundary();
+    // Only buffer-less calls between the grow and the window checks: nothing read the size meanwhile.
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, PAGE - 8, 8)).toBe(8);
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, PAGE, 8)).toBe(-HvStatus.INVALID_ADDRESS);
+    b.memory.grow(1);
     expect(b.d.hypercall(HvCall.VERSION, 0, 0, 0, 0)).toBeGreaterThan(0);
-    expect(b.metrics().memoryBytes).toBe(4 * PAGE);
+    b.bytes().fill(0xee, PAGE, PAGE + 16);
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, PAGE, 8)).toBe(8); // past the old end: now inside
+    expect(b.bytes().subarray(PAGE, PAGE + 8).some((x) => x !== 0xee)).toBe(true);
+    expect(b.d.hypercall(HvCall.ENTROPY_GET, 0, 0, 2 * PAGE - 8, 9)).toBe(-HvStatus.INVALID_ADDRESS); // one byte past the new end
+    expect(b.d.hypercall(HvCall.CLOCK_GET, 2 * PAGE - 3, 4, 0, 8)).toBe(-HvStatus.INVALID_ADDRESS); // an input window too
+    expect(b.d.hypercall(HvCall.CLOCK_GET, 2 * PAGE - 4, 4, 0, 8)).toBe(8); // at the new end exactly
+    expect(b.metrics()).toMatchObject({ memoryBytes: 2 * PAGE, faults: 3 });
   });
 
   it('never lets a stale scratch byte reach the guest: prefix writers and zeroing handlers alike', () => {
