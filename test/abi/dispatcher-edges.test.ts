@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { HV_ABI_VERSION, HV_MAX_TRANSFER, HvCall, HvStatus, callName, statusName } from '../../host/abi/codes.ts';
-import { Dispatcher, GuestAbort, GuestExit, MAX_ARGS_BYTES, encodeArgs } from '../../host/abi/dispatcher.ts';
+import { CALL_DEVICE, Dispatcher, GuestAbort, GuestExit, MAX_ARGS_BYTES, encodeArgs } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import type { ViolationRecord } from '../../host/channel/protocol.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
@@ -281,6 +281,21 @@ describe('Dispatcher: the call table and output windows', () => {
     expect(b.d.hypercall(highest + 1, 0, 0, 0, 0)).toBe(-HvStatus.INVALID_CALL);
     expect(b.d.hypercall(highest, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED);
     expect(b.violations.map((v) => v.status)).toEqual(['HV_STATUS_INVALID_CALL', 'HV_STATUS_ACCESS_DENIED']);
+  });
+
+  it('every ABI call is the dispatcher’s own or a granted-or-not device’s: none is refused as unknown, each counted under its name', () => {
+    const b = boundary();
+    const own = new Set<number>([HvCall.VERSION, HvCall.DEVICE_LIST, HvCall.EXIT, HvCall.ABORT, HvCall.ARGS_SIZE, HvCall.ARGS_GET, HvCall.INPUT_SIZE, HvCall.INPUT_READ, HvCall.OUTPUT_WRITE]);
+    const expected: Record<string, number> = {};
+    for (const [name, code] of Object.entries(HvCall)) {
+      if (own.has(code)) continue;
+      expect(CALL_DEVICE.has(code)).toBe(true);
+      expect(b.d.hypercall(code, 0, 0, 0, 0)).toBe(-HvStatus.ACCESS_DENIED); // no device granted
+      expected[name] = 1;
+    }
+    expect(Object.keys(expected).length + own.size).toBe(Object.keys(HvCall).length);
+    expect(b.metrics().hypercallsByCall).toEqual(expected);
+    expect(b.violations.every((v) => v.status === 'HV_STATUS_ACCESS_DENIED')).toBe(true);
   });
 
   it('a result of 0 bytes still zeroes the whole output window', () => {
