@@ -86,19 +86,6 @@ function tableSize(codes: Iterable<number>): number {
   return max + 1;
 }
 
-/** The input and output of one host call to a reactor's export. */
-interface CallContext {
-  input: Uint8Array;
-  /**
-   * The output so far, in one buffer that OUTPUT_WRITE appends to and doubles when full (at most
-   * to maxOutputBytes): a guest may write its whole allowance in writes of any size, one byte
-   * each included, and the host keeps one object, not one per write.
-   */
-  output: Uint8Array;
-  outputBytes: number;
-  maxOutputBytes: number;
-}
-
 /**
  * First capacity of a call's output buffer (it grows by doubling). 64: V8 keeps a typed array of
  * at most 64 bytes on its heap, where a larger one costs a malloc'd backing store and its sweeping
@@ -195,7 +182,17 @@ export class Dispatcher {
   private readonly deviceList: Uint8Array;
   private readonly argsBlock: Uint8Array;
   private lastMemoryBytes = -1;
-  private callContext: CallContext | null = null;
+  /**
+   * The host call in progress (beginCall .. endCall), in fields rather than an object per call:
+   * its input (the dispatcher's own copy; null outside a call), and its output so far, in one
+   * buffer that OUTPUT_WRITE appends to and doubles when full (at most to callMaxOutput): a guest
+   * may write its whole allowance in writes of any size, one byte each included, and the host
+   * keeps one buffer, not one per write.
+   */
+  private callInput: Uint8Array | null = null;
+  private callOutput: Uint8Array = EMPTY;
+  private callOutputBytes = 0;
+  private callMaxOutput = 0;
   /**
    * Shared placement: a hypercall that suspended the guest runs again from its start when the
    * guest is resumed (see host/channel/blocker.ts). The redo is neither counted nor admitted by
@@ -240,7 +237,7 @@ export class Dispatcher {
     handlers.set(HvCall.DEVICE_LIST, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.deviceList, out, outCap)));
     handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
     handlers.set(HvCall.ARGS_GET, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap)));
-    handlers.set(HvCall.INPUT_SIZE, () => this.callContext?.input.length ?? -HvStatus.NOT_IN_CALL);
+    handlers.set(HvCall.INPUT_SIZE, () => this.callInput?.length ?? -HvStatus.NOT_IN_CALL);
     handlers.set(HvCall.INPUT_READ, writesPrefix((input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap)));
     handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
     handlers.set(HvCall.EXIT, (input, inLen) => {
@@ -413,41 +410,47 @@ export class Dispatcher {
    * guest pulls its input into a buffer it names.
    */
   beginCall(input: Uint8Array, maxOutputBytes: number): void {
-    this.callContext = { input, output: EMPTY, outputBytes: 0, maxOutputBytes };
+    this.callInput = input;
+    this.callOutput = EMPTY;
+    this.callOutputBytes = 0;
+    this.callMaxOutput = maxOutputBytes;
   }
 
-  /** Closes the host call and returns its output; the input copy is zeroed. */
+  /** Closes the host call and returns its output (the caller's from now on); the input copy is zeroed. */
   endCall(): Uint8Array {
-    const ctx = this.callContext;
-    this.callContext = null;
-    if (ctx === null) return new Uint8Array(0);
-    ctx.input.fill(0);
-    return ctx.output.subarray(0, ctx.outputBytes);
+    const input = this.callInput;
+    if (input === null) return new Uint8Array(0);
+    this.callInput = null;
+    input.fill(0);
+    const output = this.callOutput.subarray(0, this.callOutputBytes);
+    this.callOutput = EMPTY;
+    this.callOutputBytes = 0;
+    return output;
   }
 
   private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
-    const ctx = this.callContext;
-    if (ctx === null) return -HvStatus.NOT_IN_CALL;
+    const callInput = this.callInput;
+    if (callInput === null) return -HvStatus.NOT_IN_CALL;
     const offset = inLen === 0 ? 0 : readU32Arg(input, inLen);
-    if (offset < 0 || offset > ctx.input.length) return -HvStatus.INVALID_ARGUMENT;
-    const n = Math.min(outCap, ctx.input.length - offset);
-    out.set(ctx.input.subarray(offset, offset + n));
+    if (offset < 0 || offset > callInput.length) return -HvStatus.INVALID_ARGUMENT;
+    const n = Math.min(outCap, callInput.length - offset);
+    out.set(callInput.subarray(offset, offset + n));
     return n;
   }
 
   private outputWrite(input: Uint8Array, inLen: number): number {
-    const ctx = this.callContext;
-    if (ctx === null) return -HvStatus.NOT_IN_CALL;
-    const end = ctx.outputBytes + inLen;
-    if (end > ctx.maxOutputBytes) return -HvStatus.TOO_LARGE;
-    if (end > ctx.output.length) {
-      const grown = new Uint8Array(Math.min(ctx.maxOutputBytes, Math.max(end, OUTPUT_INITIAL_BYTES, ctx.output.length * 2)));
-      grown.set(ctx.output.subarray(0, ctx.outputBytes));
-      ctx.output.fill(0);
-      ctx.output = grown;
+    if (this.callInput === null) return -HvStatus.NOT_IN_CALL;
+    const end = this.callOutputBytes + inLen;
+    if (end > this.callMaxOutput) return -HvStatus.TOO_LARGE;
+    let output = this.callOutput;
+    if (end > output.length) {
+      const grown = new Uint8Array(Math.min(this.callMaxOutput, Math.max(end, OUTPUT_INITIAL_BYTES, output.length * 2)));
+      grown.set(output.subarray(0, this.callOutputBytes));
+      output.fill(0);
+      this.callOutput = output = grown;
     }
-    ctx.output.set(input.subarray(0, inLen), ctx.outputBytes);
-    ctx.outputBytes = end;
+    output.set(input.subarray(0, inLen), this.callOutputBytes);
+    this.callOutputBytes = end;
     return inLen;
   }
 

@@ -51,7 +51,9 @@ function left(deadline: number): number | undefined {
 export const threadBlocker: Blocker = {
   deadline: (ms) => performance.now() + ms,
   readable(ring, seq, deadline) {
-    if (deadline > performance.now()) ring.waitWritten(seq, left(deadline));
+    // An idle reactor waits for its next call without a deadline: no clock read (two per call).
+    if (deadline === Infinity) ring.waitWritten(seq);
+    else if (deadline > performance.now()) ring.waitWritten(seq, left(deadline));
   },
   writable(ring, seq, deadline) {
     if (deadline > performance.now()) ring.waitRead(seq, left(deadline));
