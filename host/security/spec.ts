@@ -10,6 +10,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { WasiSpec } from '../wasi/config.ts';
 import { realFolder, type GrantAsk } from './policy.ts';
+import { MAX_DEPTH } from './canonical.ts';
 
 /** Largest detached signature file read. The format's own limits keep real ones far smaller. */
 export const MAX_SIGNATURE_BYTES = 1024 * 1024;
@@ -39,8 +40,13 @@ export function partitionAsk(
 /**
  * The resolved spec as plain JSON data, for its canonical hash: Infinity becomes the string
  * "Infinity", bytes become their SHA-256 (WASI seed files, fixed stdin), bigints their decimal.
+ * The result is what JSON.stringify (with that replacer) and JSON.parse make of the spec; a spec
+ * of plain data only (no WASI files, the common case) is copied directly, without the round
+ * trip, whose replacer ran for every value on the warm start's path (issue #15).
  */
 export function specForMeasurement(spec: Record<string, unknown>): unknown {
+  const direct = plainCopy(spec, 0);
+  if (direct !== NOT_PLAIN) return direct;
   return JSON.parse(
     JSON.stringify(spec, (_key, value: unknown) => {
       if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
@@ -49,6 +55,43 @@ export function specForMeasurement(spec: Record<string, unknown>): unknown {
       return value;
     }),
   ) as unknown;
+}
+
+const NOT_PLAIN = Symbol('not plain');
+
+/**
+ * `value` as the JSON round trip above would make it, for plain data: null, booleans, strings,
+ * numbers (non-finite ones as their string), arrays of those, plain objects (members that are
+ * `undefined` left out). Anything else (bytes, bigints, class instances, a hole or `undefined`
+ * in an array, a `toJSON`, deeper than canonical JSON allows) is NOT_PLAIN: the round trip,
+ * whose semantics are JSON's own, handles it. Depth-bounded, like canonicalJson.
+ */
+function plainCopy(value: unknown, depth: number): unknown {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? (value === 0 ? 0 : value) : String(value);
+  if (typeof value !== 'object' || depth > MAX_DEPTH) return NOT_PLAIN;
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) return NOT_PLAIN;
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const v = plainCopy(value[i], depth + 1);
+      if (v === NOT_PLAIN || v === undefined) return NOT_PLAIN;
+      out[i] = v;
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if ((proto !== Object.prototype && proto !== null) || 'toJSON' in value) return NOT_PLAIN;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return NOT_PLAIN;
+    const member = (value as Record<string, unknown>)[key];
+    if (member === undefined) continue;
+    const v = plainCopy(member, depth + 1);
+    if (v === NOT_PLAIN) return NOT_PLAIN;
+    out[key] = v;
+  }
+  return out;
 }
 
 /** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
