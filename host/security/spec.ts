@@ -46,7 +46,11 @@ export function partitionAsk(
  */
 export function specForMeasurement(spec: Record<string, unknown>): unknown {
   const direct = plainCopy(spec, 0);
-  if (direct !== NOT_PLAIN) return direct;
+  return direct !== NOT_PLAIN ? direct : specByRoundTrip(spec);
+}
+
+/** The JSON round trip specForMeasurement stands for (exported for its tests' comparison). */
+export function specByRoundTrip(spec: unknown): unknown {
   return JSON.parse(
     JSON.stringify(spec, (_key, value: unknown) => {
       if (typeof value === 'number' && !Number.isFinite(value)) return String(value);

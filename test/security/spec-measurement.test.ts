@@ -4,22 +4,9 @@
  * exactly what the round trip makes, for every spec, or the spec hash would change.
  */
 import fc from 'fast-check';
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MAX_DEPTH, canonicalHash } from '../../host/security/canonical.ts';
-import { specForMeasurement } from '../../host/security/spec.ts';
-
-/** The round trip, as specForMeasurement made it before the direct copy (the reference). */
-function roundTrip(spec: unknown): unknown {
-  return JSON.parse(
-    JSON.stringify(spec, (_key, value: unknown) => {
-      if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-      if (typeof value === 'bigint') return value.toString();
-      if (value instanceof Uint8Array) return { sha256: createHash('sha256').update(value).digest('hex'), bytes: value.length };
-      return value;
-    }),
-  ) as unknown;
-}
+import { specByRoundTrip as roundTrip, specForMeasurement } from '../../host/security/spec.ts';
 
 /** `levels` objects around 1, built without recursion. */
 function nested(levels: number): Record<string, unknown> {
