@@ -45,7 +45,7 @@ export function partitionAsk(
  * trip, whose replacer ran for every value on the warm start's path (issue #15).
  */
 export function specForMeasurement(spec: Record<string, unknown>): unknown {
-  const direct = plainCopy(spec, 0);
+  const direct = plainCopy(spec);
   return direct !== NOT_PLAIN ? direct : specByRoundTrip(spec);
 }
 
@@ -63,39 +63,62 @@ export function specByRoundTrip(spec: unknown): unknown {
 
 const NOT_PLAIN = Symbol('not plain');
 
+/** A container being copied: its source, its copy, and its depth (the spec itself is 0). */
+interface CopyFrame {
+  src: object;
+  out: unknown[] | Record<string, unknown>;
+  depth: number;
+}
+
 /**
  * `value` as the JSON round trip above would make it, for plain data: null, booleans, strings,
- * numbers (non-finite ones as their string), arrays of those, plain objects (members that are
- * `undefined` left out). Anything else (bytes, bigints, class instances, a hole or `undefined`
- * in an array, a `toJSON`, deeper than canonical JSON allows) is NOT_PLAIN: the round trip,
- * whose semantics are JSON's own, handles it. Depth-bounded, like canonicalJson.
+ * numbers (non-finite ones as their string, -0 as 0), arrays of those, plain objects (members
+ * that are `undefined` left out). Anything else (bytes, bigints, class instances, a hole or
+ * `undefined` in an array, a `toJSON`, a `__proto__` key, deeper than canonical JSON allows) is
+ * NOT_PLAIN: the round trip, whose semantics are JSON's own, handles it. A loop with its own
+ * stack, no recursion, and depth-bounded like canonicalJson.
  */
-function plainCopy(value: unknown, depth: number): unknown {
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
-  if (typeof value === 'number') return Number.isFinite(value) ? (value === 0 ? 0 : value) : String(value);
-  if (typeof value !== 'object' || depth > MAX_DEPTH) return NOT_PLAIN;
-  if (Array.isArray(value)) {
-    if (Object.getPrototypeOf(value) !== Array.prototype) return NOT_PLAIN;
-    const out: unknown[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) {
-      const v = plainCopy(value[i], depth + 1);
-      if (v === NOT_PLAIN || v === undefined) return NOT_PLAIN;
-      out[i] = v;
+function plainCopy(value: unknown): unknown {
+  const stack: CopyFrame[] = [];
+  /** The copy of one value: a scalar, or a container's (empty, filled from the stack) copy. */
+  const copy = (v: unknown, depth: number): unknown => {
+    if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+    if (typeof v === 'number') return Number.isFinite(v) ? (v === 0 ? 0 : v) : String(v);
+    if (typeof v !== 'object' || depth > MAX_DEPTH) return NOT_PLAIN;
+    const proto = Object.getPrototypeOf(v) as unknown;
+    let out: unknown[] | Record<string, unknown>;
+    if (Array.isArray(v)) {
+      if (proto !== Array.prototype) return NOT_PLAIN;
+      out = new Array<unknown>(v.length);
+    } else {
+      if ((proto !== Object.prototype && proto !== null) || 'toJSON' in v) return NOT_PLAIN;
+      out = {};
     }
+    stack.push({ src: v, out, depth });
     return out;
+  };
+  const root = copy(value, 0);
+  for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
+    const { src, out, depth } = frame;
+    if (Array.isArray(out)) {
+      const items = src as unknown[];
+      for (let i = 0; i < items.length; i++) {
+        const v = copy(items[i], depth + 1);
+        if (v === NOT_PLAIN) return NOT_PLAIN;
+        out[i] = v;
+      }
+    } else {
+      for (const key of Object.keys(src)) {
+        if (key === '__proto__') return NOT_PLAIN;
+        const member = (src as Record<string, unknown>)[key];
+        if (member === undefined) continue;
+        const v = copy(member, depth + 1);
+        if (v === NOT_PLAIN) return NOT_PLAIN;
+        out[key] = v;
+      }
+    }
   }
-  const proto = Object.getPrototypeOf(value) as unknown;
-  if ((proto !== Object.prototype && proto !== null) || 'toJSON' in value) return NOT_PLAIN;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) {
-    if (key === '__proto__') return NOT_PLAIN;
-    const member = (value as Record<string, unknown>)[key];
-    if (member === undefined) continue;
-    const v = plainCopy(member, depth + 1);
-    if (v === NOT_PLAIN) return NOT_PLAIN;
-    out[key] = v;
-  }
-  return out;
+  return root;
 }
 
 /** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
