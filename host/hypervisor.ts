@@ -9,7 +9,7 @@ import { WORKER_MEMORY_BYTES } from './scheduler/warm-pool.ts';
 import { Scheduler, defaultSharedWorkers, type SchedulerStats } from './scheduler/scheduler.ts';
 import { DEFAULT_SHARED_WORKER_HEAP_MB } from './scheduler/shared.ts';
 import { DEFAULT_SANDBOX, MAX_PROCESS_FOLDERS, processMemoryBytes, type SandboxOptions } from './scheduler/sandbox.ts';
-import type { RunPlacement } from './scheduler/placement.ts';
+import type { RunHost, RunPlacement } from './scheduler/placement.ts';
 import { DEFAULT_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES } from './scheduler/bounds.ts';
 import { processDescriptors } from './scheduler/process.ts';
 import type { CpuCap } from './channel/protocol.ts';
@@ -493,7 +493,7 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
       restart,
       spinMicros: this.callSpinMicros,
       channels,
-      host: inProcess ? () => this.sched.processHost(loaded.bytes, block?.attachment.path ?? null, processShared) : () => this.sched.host(placement),
+      host: inProcess ? processHost(this.sched, loaded.bytes, block?.attachment.path ?? null, processShared) : () => this.sched.host(placement),
       // Shared (and a process's scheduler): fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
       ...(placement === 'shared' || inProcess ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
@@ -692,4 +692,13 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
     const partitions = [...this.live.values()].map((p) => ({ name: p.name, state: p.state, placement: p.placement, worker: p.workerId, ...p.metrics().sched }));
     return { ...this.sched.stats(), partitions };
   }
+}
+
+/**
+ * A partition process's host factory, made outside `create` so only a process partition holds
+ * its module's bytes: a closure in `create` would keep them (and everything else it captures)
+ * alive for every partition's lifetime, a copy of the module per partition (issue #15).
+ */
+function processHost(sched: Scheduler, bytes: Uint8Array, blockPath: string | null, shared: boolean): () => RunHost {
+  return () => sched.processHost(bytes, blockPath, shared);
 }

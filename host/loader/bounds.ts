@@ -95,12 +95,18 @@ export const MODULE_LIMIT_KEYS = Object.keys(DEFAULT_MODULE_LIMITS) as readonly 
 /** Largest value a bound may be set to: every count in the binary format is a u32. */
 const MAX_BOUND = 0xffff_ffff;
 
+/** Objects resolveModuleLimits returned: frozen and complete, so they resolve to themselves. */
+const resolvedLimits = new WeakSet<object>();
+
 /**
  * The defaults with `overrides` applied. Throws InvalidArgumentError for an unknown key or a
- * value that is not an integer in 0..2^32-1. Returns a fresh frozen object.
+ * value that is not an integer in 0..2^32-1. Returns a frozen object: `overrides` itself when it
+ * is one this function returned (a hypervisor resolves its bounds once and passes them to every
+ * load; checking them again was a tenth of a warm createPartition), else a fresh one.
  */
 export function resolveModuleLimits(overrides: Partial<ModuleLimits> = {}, what = 'moduleLimits'): ModuleLimits {
   if (typeof overrides !== 'object' || overrides === null) throw new InvalidArgumentError(`${what} must be an object`);
+  if (resolvedLimits.has(overrides)) return overrides as ModuleLimits;
   const limits: Record<string, number> = { ...DEFAULT_MODULE_LIMITS };
   for (const [key, value] of Object.entries(overrides)) {
     if (!(key in DEFAULT_MODULE_LIMITS)) {
@@ -112,7 +118,9 @@ export function resolveModuleLimits(overrides: Partial<ModuleLimits> = {}, what 
     }
     limits[key] = value;
   }
-  return Object.freeze(limits as unknown as ModuleLimits);
+  const frozen = Object.freeze(limits as unknown as ModuleLimits);
+  resolvedLimits.add(frozen);
+  return frozen;
 }
 
 /**

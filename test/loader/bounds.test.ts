@@ -80,6 +80,18 @@ describe('module bounds', () => {
     expect(resolveModuleLimits({ nestingDepth: undefined })).toEqual(DEFAULT_MODULE_LIMITS);
   });
 
+  it('takes bounds it resolved itself as they are (frozen, complete); any other object is checked, frozen or not', () => {
+    const resolved = resolveModuleLimits({ globals: 7 });
+    expect(Object.isFrozen(resolved)).toBe(true);
+    expect(resolveModuleLimits(resolved)).toBe(resolved);
+    // A look-alike: same shape, frozen, but not made here, so it is checked (and refused).
+    const forged = Object.freeze({ ...resolved, nestingDepth: -1 });
+    expect(() => resolveModuleLimits(forged)).toThrow(InvalidArgumentError);
+    const copy = Object.freeze({ ...resolved });
+    expect(resolveModuleLimits(copy)).not.toBe(copy);
+    expect(resolveModuleLimits(copy)).toEqual(resolved);
+  });
+
   it('counts nesting without recursion: 2 million nested blocks cost the reader one counter', () => {
     const bomb = nestingBomb(2_000_000);
     expect(() => readSections(bomb, resolveModuleLimits({ functionBodyBytes: 7_000_000, nestingDepth: 0xffff_ffff }))).not.toThrow();

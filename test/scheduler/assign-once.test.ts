@@ -1,0 +1,82 @@
+/**
+ * A dedicated worker serves one partition (issue #15: a worker that has run a guest is never
+ * handed to another). The root never assigns twice; the worker refuses a second assignment even
+ * if it were told to: two assignments posted back to back give one run, one 'done', and the
+ * thread ends by itself. With reuse (the embedder's opt-in) the same worker serves both, one
+ * after the other.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Worker } from 'node:worker_threads';
+import { spawnWorker, workerScript } from '../../host/paths.ts';
+import { SharedRing } from '../../host/channel/ring.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
+import { CONSOLE_DEFAULTS } from '../../host/devices/resolved.ts';
+import type { AssignMessage, WorkerBoot, WorkerInit } from '../../host/channel/protocol.ts';
+import { guest } from '../helpers.ts';
+
+const module = new WebAssembly.Module(readFileSync(guest('exit')));
+
+/** A command run of exit.wasm with args ['0'], on rings of its own. */
+function init(name: string): WorkerInit {
+  return {
+    name,
+    module,
+    args: ['0'],
+    devices: { console: CONSOLE_DEFAULTS, clock: null, entropy: null, block: null, net: null, attestation: null },
+    stats: allocateStats(),
+    events: SharedRing.allocate(65536),
+    input: SharedRing.allocate(64),
+    stdio: new SharedArrayBuffer(8),
+    calls: SharedRing.allocate(64),
+    violationsPerSecond: 10,
+    kind: 'command',
+    maxInputBytes: 0,
+    maxOutputBytes: 0,
+    spinMicros: 0,
+    wasi: null,
+    fuel: null,
+    cpu: null,
+    hypercallRate: null,
+    block: null,
+    net: null,
+    attestation: null,
+  };
+}
+
+let worker: Worker | null = null;
+afterEach(async () => {
+  await worker?.terminate();
+  worker = null;
+});
+
+/** Posts two assignments at once; resolves with the messages the worker sent until it ended (or, with reuse, sent both 'done'). */
+async function assignTwice(reuse: boolean): Promise<{ messages: { type: string }[]; exitCode: number | null }> {
+  const w = spawnWorker(workerScript, { workerData: { role: 'dedicated', reuse, warmUp: false } satisfies WorkerBoot, stdout: false, stderr: false });
+  worker = w;
+  const messages: { type: string }[] = [];
+  const ended = new Promise<{ messages: { type: string }[]; exitCode: number | null }>((resolve, reject) => {
+    w.on('error', reject);
+    w.on('message', (m: { type: string }) => {
+      messages.push(m);
+      if (reuse && messages.filter((x) => x.type === 'done').length === 2) resolve({ messages, exitCode: null });
+    });
+    w.once('exit', (code) => resolve({ messages, exitCode: code }));
+  });
+  w.postMessage({ type: 'assign', init: init('first') } satisfies AssignMessage);
+  w.postMessage({ type: 'assign', init: init('second') } satisfies AssignMessage);
+  return ended;
+}
+
+describe('a dedicated worker and its one partition', () => {
+  it('refuses a second assignment: one run, one done, and the thread ends on its own (exit code 0)', async () => {
+    const { messages, exitCode } = await assignTwice(false);
+    expect(messages.map((m) => m.type)).toEqual(['running', 'done']);
+    expect(exitCode).toBe(0);
+  }, 30_000);
+
+  it('with reuse, serves the second assignment after the first ended', async () => {
+    const { messages } = await assignTwice(true);
+    expect(messages.map((m) => m.type)).toEqual(['running', 'done', 'running', 'done']);
+  }, 30_000);
+});
