@@ -6,6 +6,7 @@
  * the byte and entry quotas (symlinks copied as links, special files skipped). Host folders opened
  * in 'ro' / 'rw' mode are closed by releaseWasi, idempotently.
  */
+import { execFileSync } from 'node:child_process';
 import { fstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -53,6 +54,9 @@ describe('resolveWasi', () => {
     expect(await refusal(resolveWasi({ env: { '': 'x' } }, []))).toContain('is not a valid KEY=');
     expect(await refusal(resolveWasi({ env: ['novalue'] }, []))).toBe(`wasi.env: "" is not a valid KEY= (no '=' or NUL in a key)`);
     expect(await refusal(resolveWasi({ env: ['A=\0'] }, []))).toContain('is not a valid KEY=');
+    // Keys of more than one character, and a NUL anywhere in a key, not only at its end.
+    expect((await resolveWasi({ env: { HOME: '/h', LANG: 'C=x' } }, [])).env).toEqual(['HOME=/h', 'LANG=C=x']);
+    expect(await refusal(resolveWasi({ env: { 'A\0B': '1' } }, []))).toBe(`wasi.env: "A\\u0000B=" is not a valid KEY= (no '=' or NUL in a key)`);
   });
 
   it('stdin: console, none, text as UTF-8, or bytes copied from the caller', async () => {
@@ -96,6 +100,12 @@ describe('resolveWasi', () => {
     expect(await refusal(resolveWasi({ preopens: [{ guestPath: '/h', hostPath: root, mode: 'rw', readonly: true }] }, []))).toBe(
       `wasi preopen /h: mode 'rw' and readonly: true contradict each other`,
     );
+    // readonly: false with a mode is what that mode means: no refusal.
+    const copy = await resolveWasi({ preopens: [{ guestPath: '/c', hostPath: root, mode: 'copy', readonly: false }] }, []);
+    expect(copy.preopens[0]).toMatchObject({ kind: 'virtual', readonly: false });
+    const rw = await resolveWasi({ preopens: [{ guestPath: '/w', hostPath: root, mode: 'rw', readonly: false }] }, []);
+    expect(rw.preopens[0]).toMatchObject({ kind: 'host', mode: 'rw' });
+    releaseWasi(rw);
     const w = await resolveWasi({ preopens: [{ guestPath: '/ro', hostPath: root }, { guestPath: '/rw', hostPath: root, mode: 'rw' }] }, []);
     expect(w.preopens.map((p) => (p.kind === 'host' ? [p.guestPath, p.kind, p.mode] : null))).toEqual([
       ['/ro', 'host', 'ro'],
@@ -108,6 +118,10 @@ describe('resolveWasi', () => {
     for (const fd of fds) expect(() => fstatSync(fd)).toThrow();
     releaseWasi(w); // idempotent
     releaseWasi(null);
+    // A virtual preopen has no fd to close: it is left as it was.
+    const v = await resolveWasi({ preopens: [{ guestPath: '/v' }] }, []);
+    releaseWasi(v);
+    expect(v.preopens).toEqual([{ guestPath: '/v', kind: 'virtual', readonly: false, entries: [] }]);
   });
 
   it('a host folder that is missing or a file is refused for every mode, naming it', async () => {
@@ -156,6 +170,20 @@ describe('resolveWasi', () => {
     );
     expect(await refusal(resolveWasi(spec(5, 27), []))).toMatch(/^copying a\/b\.txt from .* exceeds the WASI quota \(27 bytes, 5 entries\)/);
     expect(await refusal(resolveWasi(spec(0, 28), []))).toBe('wasi preopens need more than 0 entries');
+    // An empty folder takes one entry, the preopen's own: a quota of 1 holds it.
+    const empty = path.join(dir, 'empty');
+    mkdirSync(empty);
+    expect((await resolveWasi({ preopens: [{ guestPath: '/e', hostPath: empty, mode: 'copy' }], quotas: { maxInodes: 1 } }, [])).preopens).toHaveLength(1);
+  });
+
+  it('a copy skips what is neither a directory, a file nor a symlink (a FIFO)', async () => {
+    const root = path.join(dir, 'special');
+    mkdirSync(root);
+    writeFileSync(path.join(root, 'f'), 'x');
+    execFileSync('mkfifo', [path.join(root, 'pipe')]);
+    const w = await resolveWasi({ preopens: [{ guestPath: '/s', hostPath: root, mode: 'copy' }] }, []);
+    const p = w.preopens[0]!;
+    expect(p.kind === 'virtual' ? p.entries.map((e) => e.path) : null).toEqual(['f']);
   });
 
   it('each kind of byte counts: a name, a file’s data, a link’s target', async () => {
