@@ -12,8 +12,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../host/errors.ts';
+import { Hypervisor } from '../../host/index.ts';
 import { releaseWasi, resolveWasi, wasiMemory, WASI_QUOTA_DEFAULTS, type ResolvedWasi } from '../../host/wasi/config.ts';
 import { VFS_ENTRY_HEAP_BYTES } from '../../host/wasi/vfs.ts';
+import { guest } from '../helpers.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-wasi-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,16 +49,35 @@ describe('resolveWasi', () => {
     expect(q.quotas).toEqual({ maxBytes: 10, maxInodes: 11, maxFds: 12, maxPathBytes: 13 });
   });
 
-  it('takes env as KEY=VALUE strings or an object; an empty key, a string without =, or a NUL in a key or value is refused, naming the key', async () => {
+  it('takes env as KEY=VALUE strings or an object; an empty key, a key with = or NUL, a string without =, or a NUL in a value is refused, naming the entry', async () => {
     expect((await resolveWasi({ env: ['A=1', 'B='] }, [])).env).toEqual(['A=1', 'B=']);
     expect((await resolveWasi({ env: { A: '1', B: '' } }, [])).env).toEqual(['A=1', 'B=']);
-    expect(await refusal(resolveWasi({ env: { 'A\0': '1' } }, []))).toBe(`wasi.env: "A\\u0000=" is not a valid KEY= (no '=' or NUL in a key)`);
-    expect(await refusal(resolveWasi({ env: { '': 'x' } }, []))).toContain('is not a valid KEY=');
-    expect(await refusal(resolveWasi({ env: ['novalue'] }, []))).toBe(`wasi.env: "" is not a valid KEY= (no '=' or NUL in a key)`);
-    expect(await refusal(resolveWasi({ env: ['A=\0'] }, []))).toContain('is not a valid KEY=');
-    // Keys of more than one character, and a NUL anywhere in a key, not only at its end.
+    const badKey = (k: string) => `wasi.env: the key ${JSON.stringify(k)} is not a variable name (at least one character, no '=' or NUL)`;
+    const badEntry = (e: string) => `wasi.env: ${JSON.stringify(e)} is not KEY=VALUE (a key of at least one character without '=' or NUL, a value without NUL)`;
+    expect(await refusal(resolveWasi({ env: { 'A\0': '1' } }, []))).toBe(badKey('A\0'));
+    expect(await refusal(resolveWasi({ env: { '': 'x' } }, []))).toBe(badKey(''));
+    // Joined, {"A=B": "1"} would be A=B=1: the guest would see A with the value B=1.
+    expect(await refusal(resolveWasi({ env: { 'A=B': '1' } }, []))).toBe(badKey('A=B'));
+    expect(await refusal(resolveWasi({ env: { '=': '1' } }, []))).toBe(badKey('='));
+    expect(await refusal(resolveWasi({ env: { A: 'x\0' } }, []))).toBe(`wasi.env: the value of "A" holds a NUL character`);
+    expect(await refusal(resolveWasi({ env: ['novalue'] }, []))).toBe(badEntry('novalue'));
+    expect(await refusal(resolveWasi({ env: ['=1'] }, []))).toBe(badEntry('=1'));
+    expect(await refusal(resolveWasi({ env: ['A=\0'] }, []))).toBe(badEntry('A=\0'));
+    // The entry is named by its first 64 characters.
+    expect(await refusal(resolveWasi({ env: ['K'.repeat(100)] }, []))).toBe(badEntry('K'.repeat(64)));
+    // Keys of more than one character, a value holding '=', and a NUL anywhere in a key, not only at its end.
     expect((await resolveWasi({ env: { HOME: '/h', LANG: 'C=x' } }, [])).env).toEqual(['HOME=/h', 'LANG=C=x']);
-    expect(await refusal(resolveWasi({ env: { 'A\0B': '1' } }, []))).toBe(`wasi.env: "A\\u0000B=" is not a valid KEY= (no '=' or NUL in a key)`);
+    expect((await resolveWasi({ env: ['LANG=C=x'] }, [])).env).toEqual(['LANG=C=x']);
+    expect(await refusal(resolveWasi({ env: { 'A\0B': '1' } }, []))).toBe(badKey('A\0B'));
+  });
+
+  it('a partition spec whose wasi.env object has a key holding = is refused before anything runs', async () => {
+    const hv = new Hypervisor();
+    try {
+      await expect(hv.createPartition({ name: 'env-eq', module: guest('hello'), wasi: { env: { 'A=B': '1' } } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('"A=B"') });
+    } finally {
+      await hv.close();
+    }
   });
 
   it('stdin: console, none, text as UTF-8, or bytes copied from the caller', async () => {
