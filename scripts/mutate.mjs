@@ -32,8 +32,9 @@ const TESTS = {
     (name) => `test/block/${name}.test.ts`,
   ),
   // WASI runs in the partition's worker (the bundle): the in-thread harness (calls) reaches
-  // host/wasi/ source; the partition suites would reach only the root's check of a spec's WASI.
-  wasi: ['test/wasi/calls.test.ts'],
+  // host/wasi/ source, and config calls the root's resolveWasi directly; the partition suites
+  // would add only the root's resolveWasi again, at the cost of starting partitions.
+  wasi: ['test/wasi/calls.test.ts', 'test/wasi/config.test.ts', 'test/wasi/file-fd.test.ts', 'test/wasi/paths.test.ts', 'test/wasi/setup.test.ts'],
   net: ['test/net/**/*.test.ts'],
   // Not rate-limits: its partition tests count throttled calls in real time, which an instrumented
   // run on a loaded machine does not reach (a slower guest is throttled less).

@@ -62,11 +62,18 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
     maxPathBytes: q.maxPathBytes ?? WASI_QUOTA_DEFAULTS.maxPathBytes,
   };
   const args = spec.args ?? defaultArgs;
-  const env = Array.isArray(spec.env) ? spec.env : Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  for (const e of env) {
-    // The schema checks KEY=VALUE strings; an object's keys are checked here, once joined.
-    if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${JSON.stringify(e.slice(0, e.indexOf('=') + 1))} is not a valid KEY= (no '=' or NUL in a key)`);
-  }
+  // Checked here as well as by the schema: an embedder may call this without it. An object's key
+  // is checked on its own: joined, a key holding '=' ({"A=B": "1"}) would read as A with the value B=1.
+  const env = Array.isArray(spec.env)
+    ? spec.env.map((e) => {
+        if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${JSON.stringify(e.slice(0, 64))} is not KEY=VALUE (a key of at least one character without '=' or NUL, a value without NUL)`);
+        return e;
+      })
+    : Object.entries(spec.env ?? {}).map(([k, v]) => {
+        if (!/^[^=\0]+$/.test(k)) throw new InvalidArgumentError(`wasi.env: the key ${JSON.stringify(k.slice(0, 64))} is not a variable name (at least one character, no '=' or NUL)`);
+        if (v.includes('\0')) throw new InvalidArgumentError(`wasi.env: the value of ${JSON.stringify(k.slice(0, 64))} holds a NUL character`);
+        return `${k}=${v}`;
+      });
   const s = spec.stdin ?? 'console';
   // Uint8Array.from copies (a Buffer's slice() would be a view of the embedder's memory).
   const stdin: ResolvedWasi['stdin'] =
