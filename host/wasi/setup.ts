@@ -1,7 +1,7 @@
 import type { GuestMemory } from '../abi/guest-memory.ts';
 import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import type { ResolvedWasi } from './config.ts';
-import { ALL_RIGHTS, DIR_RIGHTS, FILE_RIGHTS, Rights, WRITE_RIGHTS, WASI_MODULE } from './errno.ts';
+import { ALL_RIGHTS, DIR_RIGHTS, FILE_RIGHTS, Filetype, Rights, WRITE_RIGHTS, WASI_MODULE } from './errno.ts';
 import { BytesInFd, ConsoleInFd, ConsoleOutFd, DirFd, Fd, type ConsolePort } from './fd.ts';
 import { QuotaAccount, type Dir, type Mount } from './fs.ts';
 import { HostDir, type HostContext } from './hostfs.ts';
@@ -49,13 +49,15 @@ export function createWasi(config: ResolvedWasi, wiring: WasiWiring): WasiInstan
   const quota = new QuotaAccount(config.quotas);
   const vfs = new Vfs(quota, () => (wiring.clock === null ? 0n : (wiring.clock.read(1) ?? 0n)));
   const fds: (Fd | undefined)[] = [];
-  const none = new Fd(0, 0, 0);
   const c = wiring.console;
   if (config.stdin.kind === 'bytes') fds.push(new BytesInFd(config.stdin.bytes, STDIN_RIGHTS));
   else if (config.stdin.kind === 'console' && c !== null) fds.push(new ConsoleInFd(c, STDIN_RIGHTS));
   else fds.push(new BytesInFd(new Uint8Array(0), STDIN_RIGHTS));
-  // Without a console device, stdout/stderr exist but refuse writes (default-deny Fd: EBADF).
-  fds.push(c !== null ? new ConsoleOutFd(c, 'stdout', STDOUT_RIGHTS) : none, c !== null ? new ConsoleOutFd(c, 'stderr', STDOUT_RIGHTS) : none);
+  // Without a console device, stdout/stderr exist and refuse writes with EBADF (docs/ABI.md): they
+  // keep the write rights, so the rights check passes and the default-deny Fd answers. Two
+  // objects: flags set on one (fd_fdstat_set_flags) are not the other's.
+  const noConsole = (): Fd => new Fd(Filetype.UNKNOWN, STDOUT_RIGHTS, 0);
+  fds.push(c !== null ? new ConsoleOutFd(c, 'stdout', STDOUT_RIGHTS) : noConsole(), c !== null ? new ConsoleOutFd(c, 'stderr', STDOUT_RIGHTS) : noConsole());
   const host: HostContext = { quota, stamp: timeStamper(wiring.clock, wiring.deterministicClock === true) };
   for (const p of config.preopens) {
     let dir: Dir;

@@ -68,7 +68,8 @@ function wire(config: Partial<ResolvedWasi>, devices: Partial<Pick<WasiWiring, '
     bytes.set(b, ptr);
     return b.length;
   };
-  return { wasi, call, read, write, mtime, put };
+  const u16 = (ptr: number): number => dv.getUint16(ptr, true);
+  return { wasi, call, read, write, mtime, put, u16 };
 }
 
 /** A console whose input is `input` and whose output is collected. */
@@ -105,12 +106,18 @@ describe('createWasi: stdio from the devices it is given', () => {
     expect(c.out).toEqual(['stdout:out', 'stderr:err']);
   });
 
-  it('without a console device: stdin is at end of file, stdout and stderr exist but refuse writes (no rights: ENOTCAPABLE)', () => {
+  it('without a console device: stdin is at end of file, stdout and stderr exist but refuse writes with EBADF (docs/ABI.md)', () => {
     const w = wire({ stdin: { kind: 'console' } });
     expect(w.read(0)).toEqual([0, '']);
-    expect(w.write(1, 'x')).toBe(Errno.NOTCAPABLE);
-    expect(w.write(2, 'x')).toBe(Errno.NOTCAPABLE);
+    expect(w.write(1, 'x')).toBe(Errno.BADF);
+    expect(w.write(2, 'x')).toBe(Errno.BADF);
     expect(w.call('fd_fdstat_get', 1, 3300)).toBe(0); // the fd is there
+    // Each its own fd: flags set on stdout are not stderr's.
+    expect(w.call('fd_fdstat_set_flags', 1, 1)).toBe(0);
+    expect(w.call('fd_fdstat_get', 2, 3300)).toBe(0);
+    expect(w.u16(3302)).toBe(0); // fs_flags
+    expect(w.call('fd_fdstat_get', 1, 3300)).toBe(0);
+    expect(w.u16(3302)).toBe(1);
   });
 
   it('stdin "none" is at end of file even with a console that has input', () => {
