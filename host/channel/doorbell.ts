@@ -4,16 +4,25 @@
  * control message), so the worker neither polls every ring nor misses a wake-up.
  *
  * Layout (Int32 words in a SharedArrayBuffer): SEQ, a counter bumped by every ring (the worker
- * sleeps on it with Atomics.wait); then SUMMARY_WORDS summary words, then one bit per slot.
- * `ring(slot)` sets the slot's bit, then its summary bit (which word has bits), then bumps SEQ
- * and wakes the worker. `take()` swaps summary words to zero, then the words they point at, so a
- * slot rung twice before the worker looks is reported once, and a bit set while the worker takes
- * is seen on the next take (set-then-summary on one side, clear-summary-then-word on the other).
+ * sleeps on it with Atomics.wait); TOP, one bit per summary word that has bits; WAITERS, the
+ * threads asleep on SEQ; then SUMMARY_WORDS summary words, then one bit per slot. `ring(slot)`
+ * sets the slot's bit, then its summary bit (which word has bits), then its top bit, then bumps
+ * SEQ and wakes the worker if it sleeps. `take()` swaps TOP to zero, then the summary words it
+ * points at, then the words they point at, so a slot rung twice before the worker looks is
+ * reported once, and a bit set while the worker takes is seen on the next take (set from the
+ * bottom up on one side, cleared from the top down on the other). A take with one slot rung costs
+ * three atomic swaps, not one per summary word.
+ *
+ * A ring notifies only when the worker counts itself asleep (Atomics.notify takes the engine's
+ * futex lock every time): the worker raises WAITERS before its wait checks SEQ, and a ring bumps
+ * SEQ before it reads WAITERS, so one of the two always sees the other (as SharedRing's waits).
  *
  * Slot 0 is the control slot: a message waits on the worker's control port.
  */
 
 const SEQ = 0;
+const TOP = 1;
+const WAITERS = 2;
 const SUMMARY = 4;
 /** Slots per doorbell: 32 summary words of 32 bits, each bit a word of 32 slots. */
 export const DOORBELL_SLOTS = 32 * 32 * 32;
@@ -43,8 +52,9 @@ export class Doorbell {
     const word = slot >>> 5;
     Atomics.or(w, BITS + word, 1 << (slot & 31));
     Atomics.or(w, SUMMARY + (word >>> 5), 1 << (word & 31));
+    Atomics.or(w, TOP, 1 << (word >>> 5));
     Atomics.add(w, SEQ, 1);
-    Atomics.notify(w, SEQ, 1);
+    if (Atomics.load(w, WAITERS) !== 0) Atomics.notify(w, SEQ, 1);
   }
 
   /** The wake-up counter: read it before `take()`, and wait on it with `wait(seq)`. */
@@ -55,7 +65,10 @@ export class Doorbell {
   /** Worker side: calls `fn` once for each slot rung since the last take. */
   take(fn: (slot: number) => void): void {
     const w = this.w;
-    for (let s = 0; s < SUMMARY_WORDS; s++) {
+    let top = Atomics.exchange(w, TOP, 0);
+    while (top !== 0) {
+      const s = 31 - Math.clz32(top & -top);
+      top &= top - 1;
       let summary = Atomics.exchange(w, SUMMARY + s, 0);
       while (summary !== 0) {
         const bit = 31 - Math.clz32(summary & -summary);
@@ -73,6 +86,12 @@ export class Doorbell {
 
   /** Worker side: sleeps until the counter moves from `seq`, or `timeoutMs` passes. */
   wait(seq: number, timeoutMs?: number): void {
-    Atomics.wait(this.w, SEQ, seq, timeoutMs);
+    const w = this.w;
+    Atomics.add(w, WAITERS, 1);
+    try {
+      Atomics.wait(w, SEQ, seq, timeoutMs);
+    } finally {
+      Atomics.sub(w, WAITERS, 1);
+    }
   }
 }

@@ -13,6 +13,8 @@ import { SharedRing } from './ring.ts';
  * receiving side accepts is a protocol violation (ChannelError), never an allocation it chose.
  */
 
+const EMPTY = new Uint8Array(0);
+
 /** Set on every chunk of a message but its last. */
 export const MORE = 0x80;
 
@@ -126,8 +128,6 @@ export class MessageSender {
   }
 }
 
-const EMPTY = new Uint8Array(0);
-
 /**
  * Sends one message, waiting for room with `wait(seq, deadline)` (which returns once the ring's
  * read counter moved from `seq`, or the deadline passed). A message whose first chunk does not
@@ -174,6 +174,9 @@ export class MessageReader {
   private kind = -1;
   private chunks: Uint8Array[] = [];
   private length = 0;
+  /** readReusing's buffer and message (see there). */
+  private reused: Uint8Array = EMPTY;
+  private readonly message: Message = { kind: 0, bytes: EMPTY };
 
   constructor(
     private readonly ring: SharedRing,
@@ -219,8 +222,51 @@ export class MessageReader {
     }
   }
 
+  /**
+   * read(), for a consumer that is done with each message before it reads the next one and zeroes
+   * what it took: a message of one record (the common case) is read into a buffer this reader
+   * keeps and reuses (grown as needed, never past the ring's largest record), and returned in a
+   * Message object that is reused too; both are valid until the next read. A message of several
+   * chunks is read as by read() (a fresh buffer). The checks are read()'s: kind, bound, ring.
+   * A reactor's worker reads each call this way: no buffer allocated per call.
+   */
+  readReusing(): Message | null {
+    if (this.kind === -1) {
+      let word: number;
+      try {
+        word = this.ring.peekHeader();
+      } catch (error) {
+        throw new ChannelError(error instanceof Error ? error.message : String(error));
+      }
+      if (word < 0) return null;
+      const kind = word >>> 24;
+      if ((kind & MORE) === 0) {
+        const length = word & 0xffffff;
+        const max = this.maxBytes(kind);
+        if (max < 0) throw new ChannelError(`unknown message kind ${kind}`);
+        if (length > max) throw new ChannelError(`a message of kind ${kind} exceeds its bound of ${max} bytes`);
+        let buffer = this.reused;
+        if (buffer.length < length) {
+          buffer.fill(0);
+          buffer = this.reused = new Uint8Array(Math.min(this.ring.maxRecord, Math.max(length, 2 * buffer.length, 128)));
+        }
+        try {
+          this.ring.readInto(buffer);
+        } catch (error) {
+          throw new ChannelError(error instanceof Error ? error.message : String(error));
+        }
+        const message = this.message;
+        message.kind = kind;
+        message.bytes = buffer.subarray(0, length);
+        return message;
+      }
+    }
+    return this.read();
+  }
+
   /** Zeroes what is held of a partial message (the run ended before its last chunk). */
   discard(): void {
+    this.reused.fill(0);
     for (const c of this.chunks) c.fill(0);
     this.chunks = [];
     this.length = 0;

@@ -163,12 +163,15 @@ export class SharedRing {
    * a buffer first (a message of a header and a body that fits one record).
    */
   tryWriteParts(kind: number, parts: readonly Uint8Array[]): boolean {
+    // Indexed loops, not for-of: a reactor's worker runs this once per call, mostly in V8's
+    // interpreter and baseline tier (docs/PERFORMANCE.md, row 3), where for-of makes an iterator.
     let length = 0;
-    for (const part of parts) length += part.length;
+    for (let i = 0; i < parts.length; i++) length += parts[i]!.length;
     const head = this.reserve(kind, length);
     if (head < 0) return false;
     let at = head + HEADER;
-    for (const part of parts) {
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
       this.copyIn(at, part, part.length);
       at += part.length;
     }
@@ -226,6 +229,17 @@ export class SharedRing {
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     if (head === tail) return -1;
     return this.header(head, tail) & 0xffffff;
+  }
+
+  /**
+   * The next record's header word (kind << 24 | length, checked like every read), or -1 if the
+   * ring is empty: peekKind and peekLength in one look.
+   */
+  peekHeader(): number {
+    const head = Atomics.load(this.ctl, HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    if (head === tail) return -1;
+    return this.header(head, tail);
   }
 
   /** Kind of the next record, or -1 if the ring is empty. */

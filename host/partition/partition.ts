@@ -22,6 +22,7 @@ import { allocateStats, readMetrics, type PartitionMetrics } from '../channel/st
 import type { ResolvedRateLimit } from '../limits/rate-limiter.ts';
 import { STDIO_SLOTS, type CpuCap, type ViolationRecord, type WorkerOutcome } from '../channel/protocol.ts';
 import { WorkerRun } from './run.ts';
+import { holdProcess, releaseProcess } from './keep-alive.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
@@ -196,6 +197,8 @@ export class Partition extends EventEmitter<PartitionEvents> {
   private readonly queue: PendingCall[] = [];
   private inFlight: PendingCall | null = null;
   private inFlightAborted = false;
+  /** Calls are queued or in flight: this partition holds the process alive (keep-alive.ts). */
+  private holding = false;
   /** Failures in a row since the last successful call (drives the backoff and the maximum). */
   private failures = 0;
   private restarts = 0;
@@ -346,9 +349,9 @@ export class Partition extends EventEmitter<PartitionEvents> {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.queue.push(pending);
-      this.run?.keepAlive(true);
       this.restartTimer?.ref();
       this.dispatch();
+      this.holdWhileBusy();
     });
   }
 
@@ -536,16 +539,24 @@ export class Partition extends EventEmitter<PartitionEvents> {
     this.ready = true;
     this.onFirstReady?.();
     this.onFirstReady = null;
+    // The run's executor no longer keeps the process alive by itself: calls do (holdWhileBusy).
+    run.keepAlive(false);
     this.dispatch();
-    this.idleKeepAlive();
+    this.holdWhileBusy();
   }
 
   /**
    * An idle reactor (ready, nothing queued or running) does not keep the app's process alive:
-   * an app that is done with it may simply end, as with an idle socket. Work in flight does.
+   * an app that is done with it may simply end, as with an idle socket. Work queued or in
+   * flight does, through one handle for the whole process (keep-alive.ts), not through the
+   * run's worker (referencing it per call cost four native calls).
    */
-  private idleKeepAlive(): void {
-    this.run?.keepAlive(this.inFlight !== null || this.queue.length > 0);
+  private holdWhileBusy(): void {
+    const busy = this.inFlight !== null || this.queue.length > 0;
+    if (busy === this.holding) return;
+    this.holding = busy;
+    if (busy) holdProcess();
+    else releaseProcess();
   }
 
   /** Sends queued calls while the reactor is idle (a loop, not recursion, however many finish at once). */
@@ -598,7 +609,11 @@ export class Partition extends EventEmitter<PartitionEvents> {
 
   private onResult(run: WorkerRun, ret: number, output: Uint8Array): void {
     const call = this.inFlight;
-    if (run !== this.run || call === null) return;
+    // `output` is the run's reused buffer: zeroed here whatever happens to the call.
+    if (run !== this.run || call === null) {
+      output.fill(0);
+      return;
+    }
     run.disarm();
     this.inFlight = null;
     this.settle(call);
@@ -607,7 +622,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
     output.fill(0);
     this.dispatch();
-    this.idleKeepAlive();
+    this.holdWhileBusy();
   }
 
   private abortCall(call: PendingCall): void {
@@ -615,6 +630,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
     if (at >= 0) {
       this.queue.splice(at, 1);
       call.reject(abortError(call.signal!));
+      this.holdWhileBusy();
       return;
     }
     if (this.inFlight === call && this.run !== null) {
@@ -661,9 +677,11 @@ export class Partition extends EventEmitter<PartitionEvents> {
       // A restart alone does not keep the app alive; a queued call does (the new worker is ref'd until ready).
       // Nor does it while start() is still waiting for the first ready: that is work in flight.
       if (this.queue.length === 0 && this.onFirstReady === null) this.restartTimer.unref();
+      this.holdWhileBusy();
       return;
     }
     this.finish(this.stopping ?? outcome, run.wasKilled(outcome) || this.stopping !== null);
+    this.holdWhileBusy();
   }
 
   /** A run that could not even be set up ends the partition (never an uncaught rejection). */
@@ -701,6 +719,7 @@ export class Partition extends EventEmitter<PartitionEvents> {
       this.settle(call);
       call.reject(exit.error ?? new InvalidStateError(`partition ${this.name} ended before the call ran`));
     }
+    this.holdWhileBusy();
     this.exitResult = exit;
     // Resolved before the events: a listener that throws cannot keep `exited` pending.
     this.resolveExit(exit);

@@ -19,7 +19,10 @@ export interface RunEvents {
   violation(violation: ViolationRecord): void;
   /** A reactor finished initializing and takes calls. */
   ready(): void;
-  /** A reactor call returned. */
+  /**
+   * A reactor call returned. `output` is valid during this callback only (the run reads the next
+   * result into the same buffer): copy what is kept, and zero it.
+   */
   result(ret: number, output: Uint8Array): void;
   /** The worker is gone; everything it wrote has been delivered. Called once. */
   end(outcome: WorkerOutcome): void;
@@ -263,8 +266,9 @@ export class WorkerRun {
     if (callsInFlight++ === 0) processSpinBudget().hold();
     this.inCall = true;
     const calls = this.calls;
-    // The common case, a call that fits the ring now: one record, written from its two parts.
-    if (header.bytes.length + input.length <= calls.writable) {
+    // The common case, a call that fits the ring now: one record, written from its two parts
+    // (tryWriteParts says whether there is room; a record that can never fit goes chunked).
+    if (header.bytes.length + input.length <= calls.maxRecord) {
       const parts = this.callParts;
       parts[0] = header.bytes;
       parts[1] = input;
@@ -389,7 +393,9 @@ export class WorkerRun {
           delivered += chunk.length;
           event = () => this.on.output(kind, chunk);
         } else {
-          const message = this.reader.read();
+          // A call's result is copied for the caller and zeroed by onResult before the next read:
+          // it is read into the reader's reused buffer (no buffer allocated per call).
+          const message = kind === EventKind.RESULT ? this.reader.readReusing() : this.reader.read();
           if (message === null) return false;
           delivered += message.bytes.length + 4;
           event = this.decode(message);
@@ -454,7 +460,8 @@ export class WorkerRun {
       return () => this.on.violation(record);
     }
     if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
-    const ret = new DataView(bytes.buffer, bytes.byteOffset).getInt32(0, true);
+    const ret = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24);
+    bytes.fill(0, 0, 4);
     this.callDone();
     this.replies.add((performance.now() - this.callSentAt) * 1000);
     return () => this.on.result(ret, bytes.subarray(4));

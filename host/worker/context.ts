@@ -9,6 +9,7 @@
  * dedicated driver (`runDedicated`) waits by blocking its own thread; the shared scheduler waits
  * by running other contexts.
  */
+import { performance } from 'node:perf_hooks';
 import { HV_HYPERCALL, HV_MODULE } from '../abi/codes.ts';
 import { Dispatcher, FuelExhausted } from '../abi/dispatcher.ts';
 import { GuestMemory } from '../abi/guest-memory.ts';
@@ -42,14 +43,18 @@ function violationRecord(v: ViolationRecord): Uint8Array {
   return encoder.encode(JSON.stringify({ call: v.call.slice(0, 256), status: v.status.slice(0, 64), reason: `${v.reason.slice(0, 1024)}…` }));
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** Whether `key` holds the bytes of b[from, to). */
+function sameBytes(key: Uint8Array, b: Uint8Array, from: number, to: number): boolean {
+  if (key.length !== to - from) return false;
+  for (let i = 0; i < key.length; i++) if (key[i] !== b[from + i]) return false;
   return true;
 }
 
 /** What `resume()` reports: the run ended, it waits for a condition, or it was preempted (run it again). */
 export type Step = { kind: 'ended'; outcome: WorkerOutcome } | { kind: 'wait'; wait: WaitCondition } | { kind: 'yield' };
+
+/** The one `yield` step (it carries nothing). */
+const YIELD: Step = Object.freeze({ kind: 'yield' });
 
 /**
  * How a context reaches its guest and its waits, given by its placement: a dedicated worker
@@ -136,6 +141,22 @@ export class PartitionContext {
   private readonly base: { pausedMs: number; pauses: number; cpuMs: number; work: number };
   private busySince: number | null = null;
   private busyMs = 0;
+  /** When the clock was last paused (performance.now()), or -1: the start of an idle reactor's wait. */
+  private idleSince = -1;
+  /**
+   * How long this reactor waited for each of its recent calls (from the end of one call to the
+   * start of the next), µs: a dedicated worker polls for the next call only when that is short.
+   * Taken from the clock reads the CPU time needs anyway: no clock read of its own.
+   */
+  readonly callGaps = new RecentWait();
+  /**
+   * The idle reactor's wait for its next call, and the step that reports it: one of each per
+   * context, the sequence number updated per wait (a step is used before the context runs again).
+   */
+  private readonly idleWait: { what: 'readable'; ring: SharedRing; seq: number; deadline: number };
+  private readonly idleStep: Step;
+  /** A DataView over the buffer the last call message was read into (the reader reuses it). */
+  private callView: DataView = new DataView(new ArrayBuffer(8));
   private readonly reader: MessageReader | null;
   private current: { fn: () => unknown; name: string } | null = null;
   /** The export the last call named (see callTarget). */
@@ -157,6 +178,8 @@ export class PartitionContext {
     this.events = new SharedRing(init.events);
     this.input = new SharedRing(init.input);
     this.calls = new SharedRing(init.calls);
+    this.idleWait = { what: 'readable', ring: this.calls, seq: 0, deadline: Infinity };
+    this.idleStep = { kind: 'wait', wait: this.idleWait };
     const stats = this.stats;
     this.outbox = new Outbox(this.events, OUTBOX_BYTES);
     this.devices = wireDevices(init, { events: this.events, input: this.input }, stats, placement.blocker, placement.sink?.(this.outbox) ?? null);
@@ -275,7 +298,11 @@ export class PartitionContext {
 
   /** Stops counting running time (waiting for a call, or another partition's slice in a shared worker). */
   pauseClock(): void {
-    if (this.busySince !== null) this.busyMs += performance.now() - this.busySince;
+    if (this.busySince !== null) {
+      const now = performance.now();
+      this.busyMs += now - this.busySince;
+      this.idleSince = now;
+    }
     this.busySince = null;
     this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
   }
@@ -308,10 +335,11 @@ export class PartitionContext {
         case 'init':
         case 'call': {
           const current = this.current!;
-          const value = this.placement.invoke(current.fn);
+          // A dedicated worker calls the guest directly (one call frame less per call).
+          const value = this.placement.blocksThread ? current.fn() : this.placement.invoke(current.fn);
           if (value === SUSPENDED) {
             const wait = this.placement.pending();
-            return wait === null ? { kind: 'yield' } : { kind: 'wait', wait };
+            return wait === null ? YIELD : { kind: 'wait', wait };
           }
           this.current = null;
           // A guest that caught its own exit and returned still exits with the code it asked for.
@@ -331,14 +359,15 @@ export class PartitionContext {
         case 'idle': {
           // The counter before the look: a call written in between still counts as news.
           const seq = this.calls.writeSeq;
-          const request = this.reader!.read();
+          const request = this.reader!.readReusing();
           if (request !== null) {
             this.beginCall(request.bytes);
             break;
           }
           // The root closed the call ring: the reactor ends normally.
           if (this.calls.closed && this.calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
-          return { kind: 'wait', wait: { what: 'readable', ring: this.calls, seq, deadline: Infinity } };
+          this.idleWait.seq = seq;
+          return this.idleStep;
         }
         case 'result':
         case 'closing': {
@@ -442,15 +471,22 @@ export class PartitionContext {
   private beginCall(bytes: Uint8Array): void {
     const init = this.init;
     // Message: f64 fuel budget (0: the partition's own), u16 name length, name, input.
-    const callFuel = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(0, true);
-    if (init.fuel !== null) this.refuel(callFuel > 0 ? callFuel : init.fuel);
+    if (init.fuel !== null) {
+      if (this.callView.buffer !== bytes.buffer) this.callView = new DataView(bytes.buffer);
+      const callFuel = this.callView.getFloat64(bytes.byteOffset, true);
+      this.refuel(callFuel > 0 ? callFuel : init.fuel);
+    }
     const start = CALL_HEADER + (bytes[8]! | (bytes[9]! << 8));
-    const target = this.callTarget(bytes.subarray(CALL_HEADER, start));
-    // The message is this call's own buffer: the input stays in it (no second copy) and is
-    // zeroed by endCall; the header is zeroed now.
+    const target = this.callTarget(bytes, CALL_HEADER, start);
+    // The message is the reader's buffer, which it reuses for the next call: the input stays in
+    // it (no second copy) and is zeroed by endCall; the header is zeroed now.
     this.dispatcher.beginCall(bytes.subarray(start), init.maxOutputBytes);
     bytes.fill(0, 0, start);
+    // The time since the last call ended: the reactor's wait for this one.
+    const idleSince = this.idleSince;
     this.resumeClock();
+    if (idleSince >= 0 && this.busySince !== null) this.callGaps.add((this.busySince - idleSince) * 1000);
+    this.idleSince = -1;
     this.current = target;
     this.phase = 'call';
   }
@@ -459,14 +495,15 @@ export class PartitionContext {
    * The export a call names, as the entry `current` takes: the last one is kept, so a reactor
    * called on one export decodes and looks up its name once, not per call.
    */
-  private callTarget(name: Uint8Array): { fn: () => unknown; name: string } {
+  private callTarget(message: Uint8Array, from: number, to: number): { fn: () => unknown; name: string } {
     const last = this.lastTarget;
-    if (last !== null && sameBytes(last.key, name)) return last;
+    if (last !== null && sameBytes(last.key, message, from, to)) return last;
+    const name = message.slice(from, to);
     const decoded = decoder.decode(name);
     const fn = this.instance!.exports[decoded];
     // The root checked the export against the module; a mismatch here is a runtime bug.
     if (typeof fn !== 'function') throw new Error(`export ${decoded} is not a function`);
-    const target = { key: name.slice(), name: decoded, fn: fn as () => unknown };
+    const target = { key: name, name: decoded, fn: fn as () => unknown };
     this.lastTarget = target;
     return target;
   }
@@ -509,6 +546,10 @@ export class PartitionContext {
     };
     step(() => this.pauseClock());
     step(() => this.dispatcher.updateMemoryStats());
+    // A call the run ended in the middle of: its input and output so far (the reader's buffer
+    // holds the input) are zeroed like everything else the guest held.
+    step(() => this.dispatcher.endCall().fill(0));
+    step(() => this.reader?.discard());
     step(() => {
       if (this.fuel === null) return;
       // The counter only decreases, and may end below zero by the last charge: clamp to the budget.
@@ -547,8 +588,10 @@ export class PartitionContext {
 export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void): WorkerOutcome {
   const context = new PartitionContext(init, blockingPlacement, post);
   const budget = new SpinBudget(init.spin ?? SpinBudget.allocate(0));
-  /** How long this reactor recently waited for its next call. */
-  const gaps = new RecentWait();
+  const calls = context.calls;
+  // One closure for every poll (not one per wait): true once a call was written since `seq`.
+  let seq = 0;
+  const called = (): boolean => calls.writeSeq !== seq;
   for (;;) {
     const step = context.resume();
     if (step.kind === 'ended') return step.outcome;
@@ -556,11 +599,11 @@ export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) =>
     const w = step.wait;
     if (w.what === 'readable') {
       if (context.idle) context.pauseClock();
-      if (w.ring === context.calls) {
-        // Poll a moment for the next call when calls have been coming that fast, and a core is free.
-        const since = performance.now();
-        if (!spinUntil(() => w.ring.writeSeq !== w.seq, init.spinMicros, gaps, budget)) threadBlocker.readable(w.ring, w.seq, w.deadline);
-        gaps.add((performance.now() - since) * 1000);
+      if (w.ring === calls) {
+        // Poll a moment for the next call when calls have been coming that fast (the context
+        // times its calls' gaps), and a core is free.
+        seq = w.seq;
+        if (!spinUntil(called, init.spinMicros, context.callGaps, budget)) threadBlocker.readable(calls, seq, w.deadline);
         continue;
       }
       threadBlocker.readable(w.ring, w.seq, w.deadline);

@@ -39,7 +39,9 @@ export class Outbox {
    * `first` at once (it is copied when the message must wait).
    */
   pushPair(kind: number, first: Uint8Array, second: Uint8Array, owned: Uint8Array | null): void {
-    if (this.queue.length === 0 && first.length + second.length <= this.ring.writable) {
+    // One look at the ring (tryWriteParts says whether there is room now), not two: a record
+    // that can never fit one record goes chunked through the queue.
+    if (this.queue.length === 0 && first.length + second.length <= this.ring.maxRecord) {
       const parts = this.pair;
       parts[0] = first;
       parts[1] = second;

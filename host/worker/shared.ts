@@ -110,6 +110,10 @@ export class SharedScheduler {
   private readonly gaps = new RecentWait();
   private sliceEnd = 0;
   private seqAtSlice = 0;
+  /** The doorbell's callback and the idle poll's test: one closure each for the worker's life, not one per turn. */
+  private readonly onRing = (slot: number): void => this.poke(slot);
+  private idleSeq = 0;
+  private readonly rung = (): boolean => this.doorbell.seq !== this.idleSeq;
   private readonly clock = {
     shouldYield: (): boolean => {
       // Only when someone else could run (a lone partition keeps the thread: no unwind for
@@ -140,7 +144,7 @@ export class SharedScheduler {
 
   /** One turn: takes the doorbell's news, fires due timers and runs one slice. False when nothing was runnable. */
   step(): boolean {
-    this.doorbell.take((slot) => this.poke(slot));
+    this.doorbell.take(this.onRing);
     this.fireTimers();
     const next = this.queue.shift();
     this.wstats[WorkerStat.RUN_QUEUE] = this.queue.length;
@@ -163,8 +167,10 @@ export class SharedScheduler {
   private idle(seq: number): void {
     const since = performance.now();
     // Poll a moment when news has been coming that fast and a core is free; else sleep.
-    if (!spinUntil(() => this.doorbell.seq !== seq, this.options.spinMicros, this.gaps, this.budget)) {
-      const timeout = this.timers.next - performance.now();
+    this.idleSeq = seq;
+    if (!spinUntil(this.rung, this.options.spinMicros, this.gaps, this.budget)) {
+      const next = this.timers.next;
+      const timeout = next === Infinity ? Infinity : next - performance.now();
       if (timeout > 0) {
         this.wstats[WorkerStat.IDLE_WAITS]!++;
         this.doorbell.wait(seq, timeout === Infinity ? undefined : timeout);
@@ -188,6 +194,8 @@ export class SharedScheduler {
   }
 
   private fireTimers(): void {
+    // No clock read when no partition waits with a deadline (an idle reactor has none).
+    if (this.timers.next === Infinity) return;
     const now = performance.now();
     while (this.timers.next <= now) {
       const t = this.timers.pop()!;

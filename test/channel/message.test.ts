@@ -82,6 +82,79 @@ describe('messages over a ring', () => {
     expect([...got.bytes]).toEqual([...payload]);
   });
 
+  it('readReusing delivers what read() does, in order, whole, through one reused buffer for single records (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(64, 128, 4096),
+        fc.array(fc.record({ kind: fc.integer({ min: 1, max: 99 }), parts: fc.array(fc.uint8Array({ maxLength: 700 }), { maxLength: 3 }) }), { maxLength: 12 }),
+        (capacity, messages) => {
+          const ring = new SharedRing(SharedRing.allocate(capacity));
+          const reader = new MessageReader(ring, (kind) => (kind >= 1 && kind < 100 ? Infinity : -1));
+          const got: { kind: number; bytes: number[] }[] = [];
+          const take = (): void => {
+            // A consumer of readReusing is done with a message before the next read: copy it out, zero it.
+            for (let m = reader.readReusing(); m !== null; m = reader.readReusing()) {
+              got.push({ kind: m.kind, bytes: [...m.bytes] });
+              m.bytes.fill(0);
+            }
+          };
+          for (const m of messages) {
+            const sender = new MessageSender(ring, m.kind, m.parts);
+            while (!sender.pump()) take();
+          }
+          take();
+          expect(got).toEqual(messages.map((m) => ({ kind: m.kind, bytes: m.parts.flatMap((p) => [...p]) })));
+          expect(ring.used).toBe(0);
+        },
+      ),
+    );
+  });
+
+  it('readReusing reuses its buffer and message object, grows the buffer for a larger record, and keeps read()’s checks', () => {
+    const ring = new SharedRing(SharedRing.allocate(4096));
+    const reader = new MessageReader(ring, (kind) => (kind === 1 ? 1000 : -1));
+    ring.tryWrite(1, new Uint8Array([1, 2, 3]));
+    const a = reader.readReusing()!;
+    expect([a.kind, ...a.bytes]).toEqual([1, 1, 2, 3]);
+    a.bytes.fill(0);
+    ring.tryWrite(1, new Uint8Array([4, 5]));
+    const b = reader.readReusing()!;
+    expect(b).toBe(a);
+    expect(b.bytes.buffer).toBe(a.bytes.buffer);
+    expect([...b.bytes]).toEqual([4, 5]);
+    b.bytes.fill(0);
+    // Larger than the buffer so far: a new one, the old one left zeroed.
+    const old = b.bytes.buffer;
+    ring.tryWrite(1, new Uint8Array(1000).fill(9));
+    const c = reader.readReusing()!;
+    expect(c.bytes.length).toBe(1000);
+    expect(c.bytes.buffer).not.toBe(old);
+    expect(new Uint8Array(old).every((x) => x === 0)).toBe(true);
+    // discard() zeroes the reused buffer.
+    reader.discard();
+    expect(new Uint8Array(c.bytes.buffer).every((x) => x === 0)).toBe(true);
+    expect(reader.readReusing()).toBeNull();
+    // The bound at its edge, an unknown kind, a corrupt ring: ChannelError, as read().
+    ring.tryWrite(1, new Uint8Array(1001));
+    expect(() => reader.readReusing()).toThrow(/exceeds its bound of 1000 bytes/);
+    const unknown = new SharedRing(SharedRing.allocate(64));
+    unknown.tryWrite(2, new Uint8Array(1));
+    expect(() => new MessageReader(unknown, (k) => (k === 1 ? 10 : -1)).readReusing()).toThrow(/unknown message kind 2/);
+    const corrupt = new SharedRing(SharedRing.allocate(64));
+    corrupt.tryWrite(1, new Uint8Array(4));
+    new Uint8Array(corrupt.sab)[32] = 0xff;
+    new Uint8Array(corrupt.sab)[33] = 0xff;
+    expect(() => new MessageReader(corrupt, () => 1 << 24).readReusing()).toThrow(ChannelError);
+    // A message in chunks goes through read(): whole, in a buffer of its own.
+    const chunked = new SharedRing(SharedRing.allocate(64));
+    const r = new MessageReader(chunked, () => 100);
+    chunked.tryWrite(3 | MORE, new Uint8Array([1, 2]));
+    expect(r.readReusing()).toBeNull();
+    chunked.tryWrite(3, new Uint8Array([3]));
+    const whole = r.readReusing()!;
+    expect([whole.kind, ...whole.bytes]).toEqual([3, 1, 2, 3]);
+  });
+
   it('an empty message is one empty record', () => {
     const ring = new SharedRing(SharedRing.allocate(64));
     expect(transfer(ring, [{ kind: 9, parts: [] }, { kind: 9, parts: [new Uint8Array(0)] }]).map((m) => [m.kind, m.bytes.length])).toEqual([

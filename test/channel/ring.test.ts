@@ -95,8 +95,11 @@ describe('SharedRing', () => {
 
   it('peek and readInto leave a record that does not fit', () => {
     const ring = new SharedRing(SharedRing.allocate(64));
-    ring.tryWrite(1, new Uint8Array([1, 2, 3, 4, 5]));
+    expect(ring.peekHeader()).toBe(-1);
+    ring.tryWrite(200, new Uint8Array([1, 2, 3, 4, 5]));
     expect(ring.peekLength()).toBe(5);
+    // The header word: kind in the top byte, length below, unsigned.
+    expect(ring.peekHeader()).toBe(((200 << 24) | 5) >>> 0);
     expect(() => ring.readInto(new Uint8Array(4))).toThrow(RangeError);
     const dst = new Uint8Array(8);
     expect(ring.readInto(dst)).toBe(5);

@@ -54,6 +54,32 @@ describe.concurrent('an idle reactor does not keep the process alive', () => {
     expect(r).toMatchObject({ code: 0, stdout: 'ended ERR_LIMIT_CPU\n' });
   }, 60_000);
 
+  // No call budget (timeoutMs 0): no watchdog is armed, so nothing but the call itself holds the
+  // process. A call of a few MiB of output takes a while; an app that does not await it still
+  // gets its result, and then the process exits (it would exit at once, result lost, if the call
+  // held nothing). The same in a shared worker, and an idle shared reactor lets the process end.
+  for (const placement of ['dedicated', 'shared'] as const) {
+    it(`a call in flight without a budget keeps the process alive until its result, then it exits (${placement})`, async () => {
+      const r = await script(`
+        const p = await hv.createPartition({ name: 'r', module: ${transform()}, kind: 'reactor', placement: '${placement}', limits: { maxOutputBytes: 8388608 } });
+        await p.start();
+        const n = new Uint8Array(4);
+        new DataView(n.buffer).setUint32(0, 4194304, true);
+        p.call('fill', n, { timeoutMs: 0 }).then((out) => console.log('result', out.length));
+      `);
+      expect(r).toMatchObject({ code: 0, stdout: 'result 4194304\n' });
+    }, 60_000);
+  }
+
+  it('an idle reactor in a shared worker does not keep the process alive either', async () => {
+    const r = await script(`
+      const p = await hv.createPartition({ name: 'r', module: ${transform()}, kind: 'reactor', placement: 'shared' });
+      await p.start();
+      console.log(new TextDecoder().decode(await p.call('upper', 'done')));
+    `);
+    expect(r).toMatchObject({ code: 0, stdout: 'DONE\n' });
+  }, 60_000);
+
   it('close() is idempotent and quick', async () => {
     const r = await script(`
       const p = await hv.createPartition({ name: 'r', module: ${transform()}, kind: 'reactor' });
