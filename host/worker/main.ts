@@ -10,7 +10,7 @@ import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutco
 import { SharedScheduler } from './shared.ts';
 import { runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
-import { warmUp } from './warmup.ts';
+import { reserveForStart, warmUp } from './warmup.ts';
 
 /** How long a parked worker sits idle before it warms up. */
 const WARM_UP_DELAY_MS = 25;
@@ -72,9 +72,13 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
         // Only an optimisation: a worker that could not warm up still serves its partition.
         return;
       }
-      if (++runs < WARM_UP_RUNS && !assigned) {
+      if (assigned) return;
+      if (++runs < WARM_UP_RUNS) {
         warming = setTimeout(step, 0);
         warming.unref();
+      } else {
+        // Last, so the warm-up's own partitions do not take them: what the start allocates.
+        reserveForStart();
       }
     };
     warming = setTimeout(step, WARM_UP_DELAY_MS);
