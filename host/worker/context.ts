@@ -561,11 +561,12 @@ export class PartitionContext {
 /**
  * Runs one context to its end on this thread: the dedicated worker's driver. Waits block the
  * thread (it is the partition's own); an idle reactor polls its call ring for `spinMicros`
- * before it sleeps, so a busy reactor's calls stay off the futex wake-up path.
+ * before it sleeps, so a busy reactor's calls stay off the futex wake-up path, within the
+ * process's spin budget `spin` (the worker's boot data; null: never spin).
  */
-export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void): WorkerOutcome {
+export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void, spin: SharedArrayBuffer | null = null): WorkerOutcome {
   const context = new PartitionContext(init, blockingPlacement, post);
-  const budget = new SpinBudget(init.spin ?? SpinBudget.allocate(0));
+  const budget = new SpinBudget(spin ?? SpinBudget.allocate(0));
   /** How long this reactor recently waited for its next call. */
   const gaps = new RecentWait();
   for (;;) {

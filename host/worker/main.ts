@@ -25,10 +25,10 @@ function post(message: WorkerMessage): void {
   parentPort!.postMessage(message);
 }
 
-function serve(message: AssignMessage): void {
+function serve(message: AssignMessage, spin: SharedArrayBuffer): void {
   let outcome: WorkerOutcome;
   try {
-    outcome = runDedicated(message.init, post);
+    outcome = runDedicated(message.init, post, spin);
   } catch (error) {
     outcome = classify(error);
   }
@@ -53,7 +53,7 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
     assigned = true;
     if (warming !== null) clearTimeout(warming);
     warming = null;
-    serve(message);
+    serve(message, boot.spin);
     if (!boot.reuse) port.close();
   };
   port.on('message', onMessage);
