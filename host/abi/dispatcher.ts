@@ -14,7 +14,6 @@ import {
   statusName,
 } from './codes.ts';
 import { WORD_COPY_MAX, type GuestMemory } from './guest-memory.ts';
-import { zeroedBytes } from './zeroed.ts';
 
 /** Thrown through the guest's frames to end its run: a normal exit with a code. */
 export class GuestExit {
@@ -176,9 +175,8 @@ export class Dispatcher {
   private readonly onViolation: (violation: ViolationRecord) => void;
   private readonly violationBucket: TokenBucket;
   private readonly rate: RateLimiter | null;
-  /** Scratch: reserved ahead in a warm worker (zeroed.ts), else allocated here. */
-  private readonly inBuf = zeroedBytes(HV_MAX_TRANSFER);
-  private readonly outBuf = zeroedBytes(HV_MAX_TRANSFER);
+  private readonly inBuf = new Uint8Array(HV_MAX_TRANSFER);
+  private readonly outBuf = new Uint8Array(HV_MAX_TRANSFER);
   /** `outBuf` as 32-bit words, to zero a small output window in a few stores. */
   private readonly outWords = new Int32Array(this.outBuf.buffer);
   private readonly deviceList: Uint8Array;

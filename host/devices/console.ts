@@ -11,7 +11,6 @@ import { EventKind, InputKind, StdioSlot } from '../channel/protocol.ts';
 import { Stat } from '../channel/stats.ts';
 import type { ResolvedConsole } from './config.ts';
 import { readU32Arg, type Device, type Handler } from './device.ts';
-import { zeroedBytes } from '../abi/zeroed.ts';
 
 /**
  * The console: a partition's stdout, stderr and stdin.
@@ -35,8 +34,6 @@ import { zeroedBytes } from '../abi/zeroed.ts';
 export const MAX_INPUT_LINE = MAX_INPUT_LINE_BYTES;
 /** Largest chunk of console input the root puts on the ring in one record (the input ring always holds one: channelSizes). */
 export const MAX_INPUT_CHUNK = MAX_INPUT_LINE_BYTES;
-/** The input reader's buffer: one line and one record after it. */
-export const INPUT_BUFFER_BYTES = MAX_INPUT_LINE + MAX_INPUT_CHUNK + 1;
 /** How often (at most) refused output bytes are reported to the root while a guest keeps being refused. */
 const DROP_REPORT_MS = 100;
 
@@ -229,7 +226,7 @@ class LineAssembler {
     /** Bytes cut from a line longer than maxLineBytes (counted and reported by the owner). */
     private readonly truncated: (kind: number, bytes: number) => void,
   ) {
-    this.line = zeroedBytes(maxLineBytes + 1);
+    this.line = new Uint8Array(maxLineBytes + 1);
   }
 
   /**
@@ -273,7 +270,7 @@ class LineAssembler {
  * newline, BYTES records as they are. Holds at most one line plus one record.
  */
 class InputReader {
-  private readonly buf = zeroedBytes(INPUT_BUFFER_BYTES);
+  private readonly buf = new Uint8Array(MAX_INPUT_LINE + MAX_INPUT_CHUNK + 1);
   private start = 0;
   private end = 0;
   private ended = false;

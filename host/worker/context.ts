@@ -104,8 +104,8 @@ export const blockingPlacement: Placement = {
 type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'closing' | 'ended';
 
 /**
- * A GuestMemory made ahead, while a warm dedicated worker waits for its partition (see
- * reserveForStart in warmup.ts): the first one a worker made after sitting idle took it about
+ * A GuestMemory made ahead, while a warm dedicated worker waits for its partition (after its
+ * warm-up, host/worker/main.ts): the first one a worker made after sitting idle took it about
  * 0.1 ms, on the start's path (measured with timestamps, 30 starts, load 8-12; the next one
  * ~10 µs). Handed out once, never bound to a memory before.
  */

@@ -8,9 +8,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
 import { SharedScheduler } from './shared.ts';
-import { runDedicated } from './context.ts';
+import { holdGuestMemory, runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
-import { reserveForStart, warmUp } from './warmup.ts';
+import { warmUp } from './warmup.ts';
 
 /** How long a parked worker sits idle before it warms up. */
 const WARM_UP_DELAY_MS = 25;
@@ -77,8 +77,9 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
         warming = setTimeout(step, 0);
         warming.unref();
       } else {
-        // Last, so the warm-up's own partitions do not take them: what the start allocates.
-        reserveForStart();
+        // Last, so the warm-up's own partitions do not take it: the GuestMemory the start would
+        // make, which took a thread just woken by its assignment ~0.1 ms (issue #15).
+        holdGuestMemory();
       }
     };
     warming = setTimeout(step, WARM_UP_DELAY_MS);

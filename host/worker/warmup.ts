@@ -2,10 +2,7 @@ import { CallKind, type WorkerInit } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { allocateStats } from '../channel/stats.ts';
 import { CONSOLE_DEFAULTS } from '../devices/resolved.ts';
-import { HV_MAX_TRANSFER } from '../abi/codes.ts';
-import { reserveZeroed } from '../abi/zeroed.ts';
-import { INPUT_BUFFER_BYTES } from '../devices/console.ts';
-import { holdGuestMemory, runDedicated } from './context.ts';
+import { runDedicated } from './context.ts';
 
 /**
  * Two guests of 138 bytes each (their sources are below) that a worker runs while it waits in
@@ -67,18 +64,4 @@ export function warmUp(): void {
   };
   runDedicated(init, () => {});
   runDedicated({ ...init, module: modules.command, args: ['warm-up'], kind: 'command', stats: allocateStats(), events: ring(65536), calls: ring(64) }, () => {});
-}
-
-/**
- * Makes, while the worker waits in the pool, what its partition's start would otherwise allocate
- * on a thread just woken by the assignment (40-100 µs per 64 KiB buffer, measured; issue #15):
- * the zeroed buffers of host/abi/zeroed.ts (the dispatcher's two scratch buffers; a console's
- * input buffer and, at the default line length, its two line buffers) and the GuestMemory. Used
- * by the one partition this worker serves; one whose sizes differ allocates its own.
- */
-export function reserveForStart(): void {
-  holdGuestMemory();
-  reserveZeroed(HV_MAX_TRANSFER, 2);
-  reserveZeroed(INPUT_BUFFER_BYTES, 1);
-  reserveZeroed(CONSOLE_DEFAULTS.maxLineBytes + 1, 2);
 }
