@@ -43,11 +43,14 @@ import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolO
 
 export type { HypervisorOptions, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy };
 
-/** The import allow-list: `hv` always; `wasi_snapshot_preview1` only for a partition that enables WASI. */
-function allowedImports(wasi: boolean): Map<string, Map<string, FuncSig>> {
-  const imports = new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]);
-  if (wasi) imports.set(WASI_MODULE, new Map(WASI_SIGNATURES));
-  return imports;
+/**
+ * The import allow-lists: `hv` always; `wasi_snapshot_preview1` only for a partition that
+ * enables WASI. Built once (never changed: the loader only reads them), not per partition.
+ */
+const HV_IMPORTS: ReadonlyMap<string, ReadonlyMap<string, FuncSig>> = new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]);
+const HV_WASI_IMPORTS: ReadonlyMap<string, ReadonlyMap<string, FuncSig>> = new Map([...HV_IMPORTS, [WASI_MODULE, new Map(WASI_SIGNATURES)]]);
+function allowedImports(wasi: boolean): ReadonlyMap<string, ReadonlyMap<string, FuncSig>> {
+  return wasi ? HV_WASI_IMPORTS : HV_IMPORTS;
 }
 
 /** Fuel between two checks of a CPU cap: about 0.1-1 ms of guest work (see docs/ABI.md). */

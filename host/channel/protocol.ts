@@ -81,8 +81,6 @@ export interface WorkerInit {
   maxOutputBytes: number;
   /** How long an idle reactor may poll for the next call before it sleeps, in microseconds (adaptive: see spin.ts). */
   spinMicros: number;
-  /** The process's spin budget (host/channel/spin.ts); absent: never spin. */
-  spin?: SharedArrayBuffer;
   /** WASI preview1 settings and file-system seeds, or null when WASI is not enabled. */
   wasi: ResolvedWasi | null;
   /** Fuel budget, or null for none. The module is metered (needs the instrumenter's imports) when `fuel` or `cpu` is set. */
@@ -134,6 +132,11 @@ export type WorkerBoot =
       reuse: boolean;
       /** Run the warm-up reactor first (a worker parked in the warm pool; not one spawned for a partition waiting now). */
       warmUp: boolean;
+      /**
+       * The process's spin budget (host/channel/spin.ts), given once at the spawn rather than in
+       * each assignment: every shared buffer a message carries costs both threads ~15 µs (issue #15).
+       */
+      spin: SharedArrayBuffer;
     }
   | {
       role: 'shared';

@@ -6,7 +6,7 @@ import { checkIntegrity, validateIntegrityOptions, type IntegrityOptions } from 
 import { measure } from './measure.ts';
 import { loaderThread, transferable } from './offthread.ts';
 import { defaultPolicy, evaluatePolicy, proposalRefusal, type ClampPlan, type LoadPolicy, type PolicyVerdict } from './policy.ts';
-import { DEFAULT_MAX_MODULE_BYTES, readModuleSource, type ModuleSource } from './read.ts';
+import { DEFAULT_MAX_MODULE_BYTES, peekModuleBytes, readModuleSource, type ModuleSource } from './read.ts';
 import { applyClampPlan } from './rewrite.ts';
 import { checkBound } from './bounds.ts';
 import {
@@ -122,11 +122,24 @@ export async function loadModule(source: ModuleSource, options: LoadOptions = {}
   const policy = defaultPolicy(options.policy);
   validateIntegrityOptions(options);
 
-  const original = await readModuleSource(source, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES);
-  const request: PrepareRequest = { original, policy, integrity: integrityOf(options), fuel: options.fuel === true, suspendable: options.suspendable === true };
-  const memo = options.cache !== undefined && options.allowList === undefined && original.length <= PREPARED_MEMO_MAX_BYTES ? preparedKey(original, request) : null;
+  const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
+  const memoized = options.cache !== undefined && options.allowList === undefined;
+  const integrity = integrityOf(options);
+  const fuel = options.fuel === true;
+  const suspendable = options.suspendable === true;
+  // A module in memory is looked up in the memo without copying it first: the lookup hashes the
+  // caller's bytes synchronously and keeps nothing of them (a hit answers with the memo's own
+  // data, prepared from bytes with the same SHA-256). Only a miss copies, and hashes its copy.
+  const peeked = memoized ? peekModuleBytes(source, maxBytes) : null;
+  if (peeked !== null && peeked.length <= PREPARED_MEMO_MAX_BYTES) {
+    const hit = remembered(preparedKey(peeked, policy, fuel, suspendable), integrity, suspendable, options.cache!);
+    if (hit !== null) return hit;
+  }
+  const original = await readModuleSource(source, maxBytes);
+  const request: PrepareRequest = { original, policy, integrity, fuel, suspendable };
+  const memo = memoized && original.length <= PREPARED_MEMO_MAX_BYTES ? preparedKey(original, policy, fuel, suspendable) : null;
   if (memo !== null) {
-    const hit = remembered(memo, request, options.cache!);
+    const hit = remembered(memo, integrity, suspendable, options.cache!);
     if (hit !== null) return hit;
   }
   const { instrumented, ...prepared } = await loaderThread().request<PreparedAnswer>('prepare', request, transferable(original));
@@ -153,19 +166,30 @@ const PREPARED_MEMO_MAX_BYTES = 64 * 1024;
 const PREPARED_MEMO_ENTRIES = 64;
 const preparedMemo = new Map<string, PreparedModule>();
 
-function preparedKey(original: Uint8Array, request: PrepareRequest): string {
+function preparedKey(original: Uint8Array, policy: LoadPolicy, fuel: boolean, suspendable: boolean): string {
   // Every field of the policy, the import table (a map of maps) as its entries. Written out
   // rather than through a JSON.stringify replacer, which called back for every value and was
   // a fifth of a warm createPartition.
-  const { imports, memoryPages, tableElements, clampMaximum, requiredExports, moduleLimits } = request.policy;
+  const { imports, memoryPages, tableElements, clampMaximum, requiredExports, moduleLimits } = policy;
   let table = '';
   for (const [module, names] of imports) {
     table += `${JSON.stringify(module)}{`;
     for (const [name, sig] of names) table += `${JSON.stringify(name)}(${sig.params.join(',')})(${sig.results.join(',')})`;
     table += '}';
   }
-  const rest = JSON.stringify([memoryPages, tableElements, clampMaximum, requiredExports, moduleLimits]);
-  return `${measure(original)}:${request.fuel ? 1 : 0}${request.suspendable ? 1 : 0}:${table}:${rest}`;
+  const rest = `${JSON.stringify([memoryPages, tableElements, clampMaximum, requiredExports])}${limitsJson(moduleLimits)}`;
+  return `${measure(original)}:${fuel ? 1 : 0}${suspendable ? 1 : 0}:${table}:${rest}`;
+}
+
+/** Module bounds as JSON, once per resolved (frozen) bounds object: two dozen numbers per load otherwise. */
+const limitsJsonMemo = new WeakMap<object, string>();
+function limitsJson(limits: LoadPolicy['moduleLimits']): string {
+  let json = Object.isFrozen(limits) ? limitsJsonMemo.get(limits) : undefined;
+  if (json === undefined) {
+    json = JSON.stringify(limits);
+    if (Object.isFrozen(limits)) limitsJsonMemo.set(limits, json);
+  }
+  return json;
 }
 
 function rememberPrepared(key: string, prepared: PreparedModule): void {
@@ -179,17 +203,42 @@ function rememberPrepared(key: string, prepared: PreparedModule): void {
 }
 
 /** A load answered from the memo, when the module cache still holds its compiled module; else null. */
-function remembered(key: string, request: PrepareRequest, cache: ModuleCache): LoadedModule | null {
+function remembered(key: string, integrity: IntegrityOptions, suspendable: boolean, cache: ModuleCache): LoadedModule | null {
   const prepared = preparedMemo.get(key);
   if (prepared === undefined) return null;
-  const module = cache.get(cacheKey(prepared.measurement, prepared.plan, prepared.fuelMetered, request.suspendable));
+  const module = cache.get(cacheKey(prepared.measurement, prepared.plan, prepared.fuelMetered, suspendable));
   if (module === undefined) return null;
-  checkIntegrity(prepared.measurement, request.integrity);
+  checkIntegrity(prepared.measurement, integrity);
   preparedMemo.delete(key);
   preparedMemo.set(key, prepared);
   cache.hits++;
   if (prepared.fuelMetered) instrumentationCache.hits++;
-  return { ...prepared, bytes: prepared.bytes.slice(), module };
+  return withOwnBytes(prepared, module);
+}
+
+/**
+ * The memo's answer with bytes of the caller's own, copied when first read: most partitions
+ * never read them (only a partition process does), and a copy per creation was one more
+ * allocation on the warm start's path.
+ */
+function withOwnBytes(prepared: PreparedModule, module: WebAssembly.Module): LoadedModule {
+  const held = prepared.bytes;
+  let own: Uint8Array | null = null;
+  // Field by field: a rest pattern (`{ bytes, ...rest }`) is a slow generic copy in V8.
+  return {
+    measurement: prepared.measurement,
+    exports: prepared.exports,
+    callable: prepared.callable,
+    plan: prepared.plan,
+    fuelMetered: prepared.fuelMetered,
+    originalSize: prepared.originalSize,
+    memoryInitial: prepared.memoryInitial,
+    module,
+    get bytes(): Uint8Array {
+      own ??= held.slice();
+      return own;
+    },
+  };
 }
 
 /** How often the loader thread's instrumentation cache answered, for tests and diagnostics. */

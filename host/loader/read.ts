@@ -36,6 +36,18 @@ export async function readModuleSource(source: ModuleSource, maxBytes: number = 
   throw new InvalidArgumentError('module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL');
 }
 
+/**
+ * The caller's own bytes, not copied, when `source` is in memory and within `maxBytes`; null
+ * otherwise (a file, an oversized or a wrong source: `readModuleSource` says what is wrong).
+ * Only for a look that ends before the caller can run again (a hash, synchronously): anything
+ * kept or handed on must come from `readModuleSource`, a copy.
+ */
+export function peekModuleBytes(source: ModuleSource, maxBytes: number): Uint8Array | null {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) return null;
+  const bytes = source instanceof Uint8Array ? source : source instanceof ArrayBuffer ? new Uint8Array(source) : null;
+  return bytes !== null && bytes.byteLength <= maxBytes ? bytes : null;
+}
+
 function copyBytes(src: Uint8Array, maxBytes: number): Uint8Array {
   if (src.byteLength > maxBytes) throw tooLarge('module bytes', src.byteLength, maxBytes);
   // Explicit allocate-and-set: Buffer#slice would return a view, not a copy.

@@ -129,7 +129,7 @@ export class WorkerRun {
     let running!: () => void;
     const started = new Promise<void>((resolve) => (running = resolve));
     try {
-      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab, spin: processSpinBudget().sab } satisfies WorkerInit, {
+      this.host.launch({ ...this.init, events: this.events.sab, calls: this.calls.sab } satisfies WorkerInit, {
         message: (message) => this.guard(() => this.onMessage(message, running)),
         violation: (violation) => this.guard(() => this.on.violation(violation)),
         error: (error) => (this.workerError = error),

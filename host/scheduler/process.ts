@@ -419,7 +419,7 @@ export class ProcessHost implements RunHost {
       };
     }
 
-    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, stdio: _stdio, spin: _spin, block, net, ...rest } = init;
+    const { module: _module, stats: _stats, events: _events, calls: _calls, input: _input, stdio: _stdio, block, net, ...rest } = init;
     const p: ProcessInit = {
       // The root's descriptors by the numbers the child has them at (sandbox.ts's ChildFd).
       init: { ...rest, devices: childDevices(rest.devices), wasi: childWasi(rest.wasi) },

@@ -1,6 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { WorkerBoot } from '../channel/protocol.ts';
 import { spawnWorker, workerScript } from '../paths.ts';
+import { processSpinBudget } from '../channel/spin.ts';
 
 /** Heap limits for a dedicated worker. Guest linear memory is not JS heap: it is bounded by the page limit. */
 export const WORKER_RESOURCE_LIMITS = {
@@ -129,7 +130,7 @@ export class WarmPool {
     this.counters.spawned++;
     return spawnWorker(workerScript, {
       // A worker with extra heap is its partition's alone: it ends after its run (never reused).
-      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp } satisfies WorkerBoot,
+      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp, spin: processSpinBudget().sab } satisfies WorkerBoot,
       resourceLimits: { ...WORKER_RESOURCE_LIMITS, maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + extraHeapMb },
       stdout: false,
       stderr: false,

@@ -8,7 +8,7 @@
  * Depth is capped (MAX_DEPTH): the values hashed here come from the host or have passed a schema
  * check with a fixed, shallow shape, and the cap keeps a hostile value from costing stack.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.ts';
 
 export const MAX_DEPTH = 32;
@@ -58,5 +58,6 @@ function write(value: unknown, depth: number): string {
 
 /** SHA-256 (lowercase hex) of the canonical JSON of `value`. */
 export function canonicalHash(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+  // One-shot (UTF-8, as Hash#update hashes a string): no Hash object per spec and device (issue #15).
+  return hash('sha256', canonicalJson(value), 'hex');
 }

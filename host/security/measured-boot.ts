@@ -18,7 +18,7 @@
  * but are not kept (`dropped` counts them) and a report of that host no longer replays — a
  * verifier sees why.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,12 +55,24 @@ const ZERO = new Uint8Array(32);
 
 /** An event's digest: SHA-256 of the canonical JSON of its register, type and data. */
 export function eventDigest(register: string, type: string, data: EventData): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(canonicalJson({ register, type, data })).digest());
+  return sha256(canonicalJson({ register, type, data }));
 }
 
 /** pcr' = SHA-256(pcr ‖ digest). */
 export function extendRegister(pcr: Uint8Array, digest: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(pcr).update(digest).digest());
+  const joined = new Uint8Array(pcr.length + digest.length);
+  joined.set(pcr);
+  joined.set(digest, pcr.length);
+  return sha256(joined);
+}
+
+/**
+ * SHA-256 with the one-shot `crypto.hash` (a string is hashed as UTF-8, as Hash#update does): a
+ * Hash object per event cost several times the hash itself, on every partition's creation (issue #15).
+ */
+function sha256(data: string | Uint8Array): Uint8Array {
+  // A copy, as before: a Buffer may be a view of a shared pool.
+  return new Uint8Array(hash('sha256', data, 'buffer'));
 }
 
 /** Events whose hashes are left to compute before the log makes them wait (see EventLog). */
@@ -122,7 +134,7 @@ export class EventLog {
     if (pending.length === 0) return;
     this.pending = [];
     for (const { event, json } of pending) {
-      const digest = new Uint8Array(createHash('sha256').update(json).digest());
+      const digest = sha256(json);
       this.pcr[event.register] = extendRegister(this.pcr[event.register], digest);
       if (this.log.length < MAX_EVENTS) this.log.push({ ...event, digest: toHex(digest) });
       else this.droppedCount++;

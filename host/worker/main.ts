@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
 import { SharedScheduler } from './shared.ts';
-import { runDedicated } from './context.ts';
+import { holdGuestMemory, runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
 import { warmUp } from './warmup.ts';
 
@@ -25,10 +25,10 @@ function post(message: WorkerMessage): void {
   parentPort!.postMessage(message);
 }
 
-function serve(message: AssignMessage): void {
+function serve(message: AssignMessage, spin: SharedArrayBuffer): void {
   let outcome: WorkerOutcome;
   try {
-    outcome = runDedicated(message.init, post);
+    outcome = runDedicated(message.init, post, spin);
   } catch (error) {
     outcome = classify(error);
   }
@@ -53,7 +53,7 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
     assigned = true;
     if (warming !== null) clearTimeout(warming);
     warming = null;
-    serve(message);
+    serve(message, boot.spin);
     if (!boot.reuse) port.close();
   };
   port.on('message', onMessage);
@@ -72,9 +72,14 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
         // Only an optimisation: a worker that could not warm up still serves its partition.
         return;
       }
-      if (++runs < WARM_UP_RUNS && !assigned) {
+      if (assigned) return;
+      if (++runs < WARM_UP_RUNS) {
         warming = setTimeout(step, 0);
         warming.unref();
+      } else {
+        // Last, so the warm-up's own partitions do not take it: the GuestMemory the start would
+        // make, which took a thread just woken by its assignment ~0.1 ms (issue #15).
+        holdGuestMemory();
       }
     };
     warming = setTimeout(step, WARM_UP_DELAY_MS);

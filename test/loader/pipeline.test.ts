@@ -168,6 +168,31 @@ describe('loadModule', () => {
     }
   });
 
+  it('a memo answer looks at the caller’s bytes without keeping them: the size cap holds, a changed buffer is a new module, each answer’s bytes are its own', async () => {
+    const cache = new ModuleCache();
+    const bytes = guest({ memory: '(memory (export "memory") 2)' });
+    const policy = { memoryPages: 4 };
+    const a = await loadModule(bytes, { cache, policy });
+    // A cap below the module's size refuses it, though the memo holds its answer.
+    expect(await codeOf(loadModule(bytes, { cache, policy, maxModuleBytes: bytes.length - 1 }))).toBe('ERR_MODULE_INVALID');
+    const b = await loadModule(bytes, { cache, policy, maxModuleBytes: bytes.length });
+    expect(b.module).toBe(a.module);
+    // The caller's buffer, changed after a load, changes nothing that load answered; loaded
+    // again it is another module (here an invalid one), never the memo's answer.
+    const mine = Uint8Array.from(bytes);
+    const c = await loadModule(mine, { cache, policy });
+    mine[mine.length - 1]! ^= 0xff;
+    expect(c.measurement).toBe(sha256(bytes));
+    expect(await codeOf(loadModule(mine, { cache, policy }))).toBe('ERR_MODULE_INVALID');
+    // An answer's bytes are made when first read, then stay that answer's: writing to them
+    // reaches neither the memo nor another answer.
+    expect(c.bytes).toBe(c.bytes);
+    c.bytes.fill(0);
+    const d = await loadModule(bytes, { cache, policy });
+    expect(d.bytes).toEqual(a.bytes);
+    expect(d.bytes).not.toBe(a.bytes);
+  });
+
   it('refuses every truncation of a valid module as ERR_MODULE_INVALID, except at section boundaries', async () => {
     const bytes = guest({ extra: '(table 1 funcref) (func $f) (elem (i32.const 0) $f) (data (i32.const 0) "x")' });
     const boundaries = new Set([8, ...readSections(bytes).sections.map((s) => s.end)]);

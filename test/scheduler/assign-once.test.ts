@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import { spawnWorker, workerScript } from '../../host/paths.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
+import { SpinBudget } from '../../host/channel/spin.ts';
 import { allocateStats } from '../../host/channel/stats.ts';
 import { CONSOLE_DEFAULTS } from '../../host/devices/resolved.ts';
 import type { AssignMessage, WorkerBoot, WorkerInit } from '../../host/channel/protocol.ts';
@@ -52,7 +53,7 @@ afterEach(async () => {
 
 /** Posts two assignments at once; resolves with the messages the worker sent until it ended (or, with reuse, sent both 'done'). */
 async function assignTwice(reuse: boolean): Promise<{ messages: { type: string }[]; exitCode: number | null }> {
-  const w = spawnWorker(workerScript, { workerData: { role: 'dedicated', reuse, warmUp: false } satisfies WorkerBoot, stdout: false, stderr: false });
+  const w = spawnWorker(workerScript, { workerData: { role: 'dedicated', reuse, warmUp: false, spin: SpinBudget.allocate(0) } satisfies WorkerBoot, stdout: false, stderr: false });
   worker = w;
   const messages: { type: string }[] = [];
   const ended = new Promise<{ messages: { type: string }[]; exitCode: number | null }>((resolve, reject) => {

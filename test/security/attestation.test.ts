@@ -43,6 +43,10 @@ describe('measured boot', () => {
     const r1 = extendRegister(zero, eventDigest('partitions', 'y', { b: 'c' }));
     expect(log.registers()).toEqual({ runtime: toHex(r0), partitions: toHex(r1) });
     expect(toHex(eventDigest('runtime', 'x', { a: 1 }))).toBe(createHash('sha256').update('{"data":{"a":1},"register":"runtime","type":"x"}').digest('hex'));
+    // The extension, against a Hash object fed the two parts (the register computes it one-shot).
+    const d = eventDigest('partitions', 'y', { b: 'c' });
+    expect(toHex(extendRegister(zero, d))).toBe(createHash('sha256').update(zero).update(d).digest('hex'));
+    expect(toHex(r1)).toBe(createHash('sha256').update(zero).update(d).digest('hex'));
     expect(replayEventLog(log.events())).toEqual(log.registers());
   });
 

@@ -1,7 +1,8 @@
 /** Canonical JSON: the byte form that is hashed and signed; its depth cap is what bounds its recursion. */
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../host/errors.ts';
-import { MAX_DEPTH, canonicalJson } from '../../host/security/canonical.ts';
+import { createHash } from 'node:crypto';
+import { MAX_DEPTH, canonicalHash, canonicalJson } from '../../host/security/canonical.ts';
 
 /** `levels` arrays around 1, built without recursion. */
 function nested(levels: number): unknown {
@@ -22,5 +23,14 @@ describe('canonical JSON', () => {
 
   it('refuses what has no canonical form', () => {
     for (const bad of [Number.NaN, Infinity, 1n, () => 0, new Date(0), Symbol('s')]) expect(() => canonicalJson({ v: bad })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('canonicalHash', () => {
+  it('is the SHA-256 of the canonical JSON as UTF-8, as a Hash object fed the string gives it', () => {
+    const value = { z: [1, -0, 'é€😀'], a: { y: null, x: true }, m: 'line\n"quoted"' };
+    const json = canonicalJson(value);
+    expect(json).toBe('{"a":{"x":true,"y":null},"m":"line\\n\\"quoted\\"","z":[1,0,"é€😀"]}');
+    expect(canonicalHash(value)).toBe(createHash('sha256').update(json, 'utf8').digest('hex'));
   });
 });
