@@ -1,0 +1,59 @@
+/**
+ * Locks where the kernel gives no boot id (host/storage/lock.ts): a platform without
+ * /proc/sys/kernel/random/boot_id tells boots apart by the boot time (now less the uptime), which
+ * drifts by a few seconds between processes, so two boot times less than two minutes apart are
+ * one boot. Here reading the boot id fails (node:fs is mocked for that one path).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const readFileSync = ((file: unknown, ...rest: unknown[]) => {
+    if (file === '/proc/sys/kernel/random/boot_id') throw Object.assign(new Error('ENOENT: no boot id here'), { code: 'ENOENT' });
+    return (fs.readFileSync as (...args: unknown[]) => unknown)(file, ...rest);
+  }) as typeof fs.readFileSync;
+  return { ...fs, default: { ...fs, readFileSync }, readFileSync };
+});
+
+const { bootId, lockHolder, processStart } = await import('../../host/storage/lock.ts');
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'wv-lockboot-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The boot time in whole seconds that bootId() reports ('t:<seconds>'). */
+function bootSeconds(): number {
+  const id = bootId();
+  expect(id).toMatch(/^t:\d+$/);
+  return Number(id.slice(2));
+}
+
+describe('boot time instead of a boot id', () => {
+  it('is now less the uptime, in seconds', () => {
+    expect(Math.abs(bootSeconds() - (Date.now() / 1000 - os.uptime()))).toBeLessThan(5);
+  });
+
+  it('a lock of this process is held while its boot time is less than two minutes off, stale from two minutes', async () => {
+    const file = path.join(dir, 'p.img.lock');
+    const held = (offset: number) => {
+      const holder = { pid: process.pid, host: os.hostname(), boot: `t:${bootSeconds() + offset}`, start: processStart(process.pid), since: '2026-01-01T00:00:00.000Z', purpose: 'partition p', token: '0123456789abcdef' };
+      writeFileSync(file, JSON.stringify(holder));
+      return lockHolder(file);
+    };
+    for (const offset of [0, 60, -60, 119, -119]) expect(await held(offset), `${offset} s`).toMatchObject({ pid: process.pid, purpose: 'partition p' });
+    for (const offset of [120, -120, 3600]) expect(await held(offset), `${offset} s`).toBeNull();
+  });
+});
+
+describe('processStart', () => {
+  it('is empty for a process that does not exist', () => {
+    // Above Linux's largest pid (2^22): never a process.
+    expect(processStart(2 ** 22 + 1)).toBe('');
+    expect(processStart(process.pid)).toMatch(/^\d+$/);
+  });
+});
