@@ -18,7 +18,7 @@
  * key is read into its own buffer (secret.ts) and zeroed when done, and so is the file's image.
  *
  *   magic "WVKEYS\0\0" | version u32 (2) | count u32 | count records | SHA-256 of all before
- *   record: kind u8 (1 image, 2 name: from a format-1 keystore) | flags u8 (1 pending) |
+ *   record: kind u8 (1 image, 2 name: from a format-1 keystore, path length 0) | flags u8 (1 pending) |
  *           name length u16 | path length u16 | reserved u16 | image id 16 | key 32 | name | path
  *
  * A "pending" key belongs to an image being created: it is written before the image appears and

@@ -5,7 +5,7 @@
  * waiting for a holder to let go, and releasing only one's own lock.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -44,6 +44,48 @@ describe('FileLock', () => {
     await lock.release(); // idempotent
     expect(existsSync(file)).toBe(false);
     expect(await lockHolder(file)).toBeNull();
+  });
+
+  it('refuses with a LockedError (its name says so in a stack trace or a log)', async () => {
+    const file = path.join(dir, 'b.img.lock');
+    const lock = await FileLock.acquire(file, 'partition web');
+    const refused = await FileLock.acquire(file, 'partition other').catch((e: unknown) => e);
+    expect((refused as Error).name).toBe('LockedError');
+    await lock.release();
+  });
+
+  it('release of a lock whose file was removed, or replaced by something unreadable, returns quietly and leaves what is there', async () => {
+    const file = path.join(dir, 'c.img.lock');
+    const gone = await FileLock.acquire(file, 'partition web');
+    rmSync(file);
+    await expect(gone.release()).resolves.toBeUndefined();
+    const replaced = await FileLock.acquire(file, 'partition web');
+    writeFileSync(file, 'not a lock record');
+    await expect(replaced.release()).resolves.toBeUndefined();
+    expect(readFileSync(file, 'utf8')).toBe('not a lock record');
+  });
+
+  it('never reads a lock through a symlink in its place', async () => {
+    const target = path.join(dir, 'elsewhere');
+    writeFileSync(target, JSON.stringify(record({ purpose: 'planted' })));
+    const file = path.join(dir, 'd.img.lock');
+    symlinkSync(target, file);
+    await expect(lockHolder(file)).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+
+  it('closes every file it opens', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const file = path.join(dir, 'e.img.lock');
+    await (await FileLock.acquire(file, 'warm-up')).release();
+    const before = fds();
+    for (let i = 0; i < 8; i++) {
+      const lock = await FileLock.acquire(file, 'partition web');
+      await lockHolder(file);
+      await lock.release();
+    }
+    // Each leaked handle would be one more descriptor (24 opens); a few may be in flight elsewhere in the runner.
+    expect(fds() - before).toBeLessThan(4);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('describes a holder in another process or on another host without ", this process"', () => {

@@ -1,10 +1,11 @@
 /**
- * Locks where the kernel gives no boot id (host/storage/lock.ts): a platform without
- * /proc/sys/kernel/random/boot_id tells boots apart by the boot time (now less the uptime), which
- * drifts by a few seconds between processes, so two boot times less than two minutes apart are
- * one boot. Here reading the boot id fails (node:fs is mocked for that one path).
+ * Locks on platforms and file systems that fail them (host/storage/lock.ts), by mocking node:fs:
+ * - no boot id from the kernel: a platform without /proc/sys/kernel/random/boot_id tells boots
+ *   apart by the boot time (now less the uptime), which drifts by a few seconds between
+ *   processes, so two boot times less than two minutes apart are one boot;
+ * - a hard link that fails for another reason than an existing lock is an error, not a wait.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -18,13 +19,27 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...fs, default: { ...fs, readFileSync }, readFileSync };
 });
 
-const { bootId, lockHolder, processStart } = await import('../../host/storage/lock.ts');
+/** When set, fs.promises.link fails with this code. */
+const linkFails: { code: string | null } = { code: null };
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fsp = await importOriginal<typeof import('node:fs/promises')>();
+  const link = (async (from: string, to: string) => {
+    if (linkFails.code !== null) throw Object.assign(new Error(`${linkFails.code}: link failed`), { code: linkFails.code });
+    return fsp.link(from, to);
+  }) as typeof fsp.link;
+  return { ...fsp, default: { ...fsp, link }, link };
+});
+
+const { bootId, FileLock, lockHolder, processStart } = await import('../../host/storage/lock.ts');
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'wv-lockboot-'));
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  linkFails.code = null;
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** The boot time in whole seconds that bootId() reports ('t:<seconds>'). */
 function bootSeconds(): number {
@@ -55,5 +70,14 @@ describe('processStart', () => {
     // Above Linux's largest pid (2^22): never a process.
     expect(processStart(2 ** 22 + 1)).toBe('');
     expect(processStart(process.pid)).toMatch(/^\d+$/);
+  });
+});
+
+describe('a lock that cannot be made', () => {
+  it('is the file system’s error at once (no wait, no retry), and leaves no temporary file', async () => {
+    linkFails.code = 'EIO';
+    const file = path.join(dir, 'p.img.lock');
+    await expect(FileLock.acquire(file, 'partition p', 60_000)).rejects.toMatchObject({ code: 'EIO' });
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
