@@ -1,8 +1,9 @@
 /**
  * The keystore leaves no key behind (host/storage/keystore.ts): every buffer it makes for key
  * material (secret.ts: each key read from the file, each key filed, the file's image read and
- * written) is zeroed before the call returns, except the copy a lookup hands to its caller. The
- * buffers are watched by wrapping secret.ts's two makers.
+ * written) is zeroed before the call returns, except the copy a lookup hands to its caller; and
+ * every file it opened is closed. The buffers are watched by wrapping secret.ts's two makers, the
+ * files by wrapping fs.promises.open.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,23 @@ vi.mock('../../host/storage/secret.ts', async (importOriginal) => {
   };
 });
 
+/** Files opened through fs.promises and not closed yet (a handle left open is closed only by the garbage collector). */
+const openHandles = new Set<unknown>();
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fsp = await importOriginal<typeof import('node:fs/promises')>();
+  const open = (async (...args: Parameters<typeof fsp.open>) => {
+    const handle = await fsp.open(...args);
+    openHandles.add(handle);
+    const close = handle.close.bind(handle);
+    handle.close = () => {
+      openHandles.delete(handle);
+      return close();
+    };
+    return handle;
+  }) as typeof fsp.open;
+  return { ...fsp, default: { ...fsp, open }, open };
+});
+
 const { Keystore } = await import('../../host/storage/keystore.ts');
 
 let dir: string;
@@ -45,6 +63,7 @@ async function leavesNoKey<T>(what: string, op: () => Promise<T>, returned: (res
   const left = made.filter((b) => !kept.has(b) && b.some((x) => x !== 0));
   expect(made.length, `${what} made key buffers`).toBeGreaterThan(0);
   expect(left.length, `${what} left ${left.length} key buffers with key bytes`).toBe(0);
+  expect(openHandles.size, `${what} left files open`).toBe(0);
   return result;
 }
 

@@ -3,7 +3,9 @@
  * - no boot id from the kernel: a platform without /proc/sys/kernel/random/boot_id tells boots
  *   apart by the boot time (now less the uptime), which drifts by a few seconds between
  *   processes, so two boot times less than two minutes apart are one boot;
- * - a hard link that fails for another reason than an existing lock is an error, not a wait.
+ * - a hard link that fails for another reason than an existing lock is an error, not a wait;
+ * - every file a lock opens is closed (watched through fs.promises.open: a handle left open is
+ *   closed only when the garbage collector finds it, so counting descriptors would not tell).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -21,16 +23,28 @@ vi.mock('node:fs', async (importOriginal) => {
 
 /** When set, fs.promises.link fails with this code. */
 const linkFails: { code: string | null } = { code: null };
+/** Files opened through fs.promises and not closed yet. */
+const openHandles = new Set<unknown>();
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fsp = await importOriginal<typeof import('node:fs/promises')>();
   const link = (async (from: string, to: string) => {
     if (linkFails.code !== null) throw Object.assign(new Error(`${linkFails.code}: link failed`), { code: linkFails.code });
     return fsp.link(from, to);
   }) as typeof fsp.link;
-  return { ...fsp, default: { ...fsp, link }, link };
+  const open = (async (...args: Parameters<typeof fsp.open>) => {
+    const handle = await fsp.open(...args);
+    openHandles.add(handle);
+    const close = handle.close.bind(handle);
+    handle.close = () => {
+      openHandles.delete(handle);
+      return close();
+    };
+    return handle;
+  }) as typeof fsp.open;
+  return { ...fsp, default: { ...fsp, link, open }, link, open };
 });
 
-const { bootId, FileLock, lockHolder, processStart } = await import('../../host/storage/lock.ts');
+const { bootId, FileLock, LockedError, lockHolder, processStart } = await import('../../host/storage/lock.ts');
 
 let dir: string;
 beforeEach(() => {
@@ -78,6 +92,18 @@ describe('a lock that cannot be made', () => {
     linkFails.code = 'EIO';
     const file = path.join(dir, 'p.img.lock');
     await expect(FileLock.acquire(file, 'partition p', 60_000)).rejects.toMatchObject({ code: 'EIO' });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('files', () => {
+  it('every file a lock opens is closed: taking, reading, refusing, releasing', async () => {
+    const file = path.join(dir, 'p.img.lock');
+    const lock = await FileLock.acquire(file, 'partition p');
+    expect(await lockHolder(file)).toMatchObject({ purpose: 'partition p' });
+    await expect(FileLock.acquire(file, 'partition q')).rejects.toBeInstanceOf(LockedError);
+    await lock.release();
+    expect(openHandles.size).toBe(0);
     expect(readdirSync(dir)).toEqual([]);
   });
 });
