@@ -4,10 +4,13 @@
  *   apart by the boot time (now less the uptime), which drifts by a few seconds between
  *   processes, so two boot times less than two minutes apart are one boot;
  * - a hard link that fails for another reason than an existing lock is an error, not a wait;
+ * - a stale lock broken and taken again by another process while this one was about to break it
+ *   is left alone (the record is read again under the .break lock);
  * - every file a lock opens is closed (watched through fs.promises.open: a handle left open is
  *   closed only when the garbage collector finds it, so counting descriptors would not tell).
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -23,12 +26,19 @@ vi.mock('node:fs', async (importOriginal) => {
 
 /** When set, fs.promises.link fails with this code. */
 const linkFails: { code: string | null } = { code: null };
+/** When set, runs once just before a hard link to a name ending in `.break` is made (another process acting meanwhile). */
+const beforeBreakLink: { run: (() => void) | null } = { run: null };
 /** Files opened through fs.promises and not closed yet. */
 const openHandles = new Set<unknown>();
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fsp = await importOriginal<typeof import('node:fs/promises')>();
   const link = (async (from: string, to: string) => {
     if (linkFails.code !== null) throw Object.assign(new Error(`${linkFails.code}: link failed`), { code: linkFails.code });
+    if (to.endsWith('.break') && beforeBreakLink.run !== null) {
+      const run = beforeBreakLink.run;
+      beforeBreakLink.run = null;
+      run();
+    }
     return fsp.link(from, to);
   }) as typeof fsp.link;
   const open = (async (...args: Parameters<typeof fsp.open>) => {
@@ -52,6 +62,7 @@ beforeEach(() => {
 });
 afterEach(() => {
   linkFails.code = null;
+  beforeBreakLink.run = null;
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -105,5 +116,23 @@ describe('files', () => {
     await lock.release();
     expect(openHandles.size).toBe(0);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('breaking a stale lock', () => {
+  it('leaves a fresh lock that another process took between our reading the stale one and our break lock', async () => {
+    const file = path.join(dir, 'p.img.lock');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const record = (pid: number, token: string, purpose: string) =>
+      JSON.stringify({ pid, host: os.hostname(), boot: bootId(), start: '', since: '2026-01-01T00:00:00.000Z', purpose, token });
+    writeFileSync(file, record(dead, 'dead0000dead0000', 'dead'));
+    // Another live process breaks the stale lock and takes it, just before we take the break lock.
+    const fresh = record(process.pid, 'f7e5f7e5f7e5f7e5', 'partition other');
+    beforeBreakLink.run = () => writeFileSync(file, fresh);
+    const refused = await FileLock.acquire(file, 'partition p').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(LockedError);
+    expect((refused as InstanceType<typeof LockedError>).holder).toMatchObject({ purpose: 'partition other' });
+    expect(readFileSync(file, 'utf8')).toBe(fresh);
+    expect(existsSync(`${file}.break`)).toBe(false);
   });
 });
