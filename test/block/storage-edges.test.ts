@@ -61,6 +61,29 @@ describe('Storage refuses', () => {
   });
 });
 
+describe('an existing image', () => {
+  it('of another size is ERR_INVALID_ARGUMENT naming both sizes in MiB', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    await expect(st.attach('p', 3)).rejects.toThrow(
+      'the block image of p holds 1 MiB, the spec asks for 3 MiB (images are not resized; wipe it to start over)',
+    );
+  });
+
+  it('behind a symlink is refused naming the link (ELOOP), and no key is made for it', async () => {
+    const events: string[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e.kind) });
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(path.join(dir, 'target'), 'x');
+    symlinkSync(path.join(dir, 'target'), st.imagePath('p'));
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(/ELOOP/);
+    expect(events).toEqual([]);
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+});
+
 describe('a create that fails after its key was filed', () => {
   it('removes that key (and only it) and every temporary file', async () => {
     const nameKey = randomBytes(32);
@@ -69,7 +92,9 @@ describe('a create that fails after its key was filed', () => {
     const elsewhere = path.join(dir, 'elsewhere', 'p.img');
     mkdirSync(path.dirname(elsewhere));
     // 2^30 MiB: more sectors than a header holds, found once the key is filed and the temporary file made.
-    await expect(st.attach('p', 2 ** 30, elsewhere)).rejects.toBeInstanceOf(StorageError);
+    const refused = await st.attach('p', 2 ** 30, elsewhere).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).cause).toBeInstanceOf(RangeError);
     // The format-1 key of p (which applies to p's default place, not to this one) is still there.
     expect(await st.keystore!.list()).toEqual([{ imageId: null, name: 'p', path: '', pending: false }]);
     expect(readdirSync(path.dirname(elsewhere))).toEqual([]);
@@ -100,6 +125,15 @@ describe('wipe', () => {
     expect(await st.keystore!.list()).toEqual([]);
   });
 
+  it('tells the observer what it removed', async () => {
+    const events: unknown[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    await st.detach(await st.attach('p', 1));
+    events.length = 0;
+    await st.wipe('p');
+    expect(events).toEqual([{ kind: 'wiped', name: 'p', path: st.imagePath('p'), removedImage: true, removedKey: true }]);
+  });
+
   it('refuses a symlink in an image’s place, as ERR_STORAGE, and leaves both the link and its target', async () => {
     const st = new Storage({ dataDir: dir });
     mkdirSync(path.join(dir, 'images'));
@@ -109,6 +143,7 @@ describe('wipe', () => {
     const refused = await st.wipe('p').catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(StorageError);
     expect((refused as Error).message).toMatch(new RegExp(`^cannot wipe the block image of p at ${st.imagePath('p')}: ELOOP`));
+    expect((refused as Error).cause).toMatchObject({ code: 'ELOOP' });
     expect(existsSync(st.imagePath('p'))).toBe(true);
     expect(existsSync(`${st.imagePath('p')}.lock`)).toBe(false);
   });
@@ -135,5 +170,28 @@ describe('list', () => {
     expect(byPath.get(st.imagePath('p'))).toMatchObject({ name: 'p', key: 'keystore', problem: null });
     expect(byPath.get(st.imagePath('q'))).toMatchObject({ name: 'q', key: 'missing' });
     expect(byPath.get(elsewhere)).toMatchObject({ name: null, key: 'missing' });
+    // The name key has no path: it names no image of its own.
+    expect(byPath.size).toBe(3);
+  });
+
+  it('leaves out a key still pending for an image that never appeared (a create that died first)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.keystore!.reserve(randomBytes(16), 'p', st.imagePath('p'), randomBytes(32), true);
+    expect(await st.list()).toEqual([]);
+  });
+
+  it('names no holder when the lock in an image’s place cannot be read (a symlink is never followed)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    writeFileSync(path.join(dir, 'elsewhere'), 'x');
+    symlinkSync(path.join(dir, 'elsewhere'), `${st.imagePath('p')}.lock`);
+    expect(await st.list()).toEqual([expect.objectContaining({ name: 'p', inUse: null })]);
+  });
+
+  it('an images folder that is not a folder is ERR_STORAGE, with the cause', async () => {
+    writeFileSync(path.join(dir, 'images'), 'not a folder');
+    const refused = await new Storage({ dataDir: dir }).list().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).cause).toMatchObject({ code: 'ENOTDIR' });
   });
 });
