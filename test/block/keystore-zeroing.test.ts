@@ -29,23 +29,13 @@ vi.mock('../../host/storage/secret.ts', async (importOriginal) => {
   };
 });
 
-/** Files opened through fs.promises and not closed yet (a handle left open is closed only by the garbage collector). */
-const openHandles = new Set<unknown>();
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fsp = await importOriginal<typeof import('node:fs/promises')>();
-  const open = (async (...args: Parameters<typeof fsp.open>) => {
-    const handle = await fsp.open(...args);
-    openHandles.add(handle);
-    const close = handle.close.bind(handle);
-    handle.close = () => {
-      openHandles.delete(handle);
-      return close();
-    };
-    return handle;
-  }) as typeof fsp.open;
+  const open = (await import('./open-files.ts')).trackedOpen(fsp);
   return { ...fsp, default: { ...fsp, open }, open };
 });
 
+const { openHandles } = await import('./open-files.ts');
 const { Keystore } = await import('../../host/storage/keystore.ts');
 const { Storage } = await import('../../host/storage/storage.ts');
 

@@ -28,8 +28,6 @@ vi.mock('node:fs', async (importOriginal) => {
 const linkFails: { code: string | null } = { code: null };
 /** When set, runs once just before a hard link to a name ending in `.break` is made (another process acting meanwhile). */
 const beforeBreakLink: { run: (() => void) | null } = { run: null };
-/** Files opened through fs.promises and not closed yet. */
-const openHandles = new Set<unknown>();
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fsp = await importOriginal<typeof import('node:fs/promises')>();
   const link = (async (from: string, to: string) => {
@@ -41,19 +39,11 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     }
     return fsp.link(from, to);
   }) as typeof fsp.link;
-  const open = (async (...args: Parameters<typeof fsp.open>) => {
-    const handle = await fsp.open(...args);
-    openHandles.add(handle);
-    const close = handle.close.bind(handle);
-    handle.close = () => {
-      openHandles.delete(handle);
-      return close();
-    };
-    return handle;
-  }) as typeof fsp.open;
+  const open = (await import('./open-files.ts')).trackedOpen(fsp);
   return { ...fsp, default: { ...fsp, link, open }, link, open };
 });
 
+const { openHandles } = await import('./open-files.ts');
 const { bootId, FileLock, LockedError, lockHolder, processStart } = await import('../../host/storage/lock.ts');
 
 let dir: string;
