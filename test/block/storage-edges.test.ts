@@ -5,7 +5,7 @@
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -68,6 +68,20 @@ describe('an existing image', () => {
     await expect(st.attach('p', 3)).rejects.toThrow(
       'the block image of p holds 1 MiB, the spec asks for 3 MiB (images are not resized; wipe it to start over)',
     );
+  });
+
+  it('of a format this runtime does not read is ERR_STORAGE (not an integrity error: nothing was altered)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(3);
+    const fd = openSync(st.imagePath('p'), 'r+');
+    writeSync(fd, header, 0, 4, 8);
+    closeSync(fd);
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect(refused).not.toBeInstanceOf(IntegrityError);
+    expect((refused as Error).message).toMatch(/was refused: the image has format 3/);
   });
 
   it('behind a symlink is refused naming the link (ELOOP), and no key is made for it', async () => {
