@@ -179,6 +179,36 @@ describe('keystore file format', () => {
     expect(readFileSync(file).equals(filed)).toBe(true);
   });
 
+  it('takes names and paths up to their limits, empty ones too, and refuses one byte more', async () => {
+    const name = 'n'.repeat(255);
+    const p = `/${'d'.repeat(4095)}`;
+    writeFileSync(file, keystore([record({ name: '', path: '' })]));
+    expect(await list()).toEqual([expect.objectContaining({ name: '', path: '' })]);
+    writeFileSync(file, keystore([record({ name, path: p })]));
+    expect(await list()).toEqual([expect.objectContaining({ name, path: p })]);
+    for (const bad of [record({ name: `${name}n` }), record({ path: `${p}d` })]) {
+      writeFileSync(file, keystore([bad]));
+      await expect(list()).rejects.toThrow('record 0 is malformed');
+    }
+    // A record claiming more name bytes than the file holds.
+    writeFileSync(file, keystore([record({ name: 'n', path: '', nameLen: 10 })]));
+    await expect(list()).rejects.toThrow('record 0 is malformed');
+    // Filed at the limits, read back the same.
+    const ks = new Keystore(file);
+    writeFileSync(file, keystore([]));
+    await ks.reserve(randomBytes(16), name, p, randomBytes(32), false);
+    expect(await list()).toEqual([expect.objectContaining({ name, path: p, pending: true })]);
+  });
+
+  it('names the fault of a damaged file and of a format-1 file whose keys are not an object', async () => {
+    const good = keystore([record({})]);
+    good[20]! ^= 1;
+    writeFileSync(file, good);
+    await expect(list()).rejects.toThrow(`${file} is not a usable wasmvisor keystore: its checksum does not match (damaged)`);
+    writeFileSync(file, JSON.stringify({ format: 'wasmvisor-keystore/1', keys: 'abcd' }));
+    await expect(list()).rejects.toThrow('not a wasmvisor-keystore/1 file');
+  });
+
   it('a name key and an image key of one name are never taken for each other', async () => {
     const imageKey = randomBytes(32);
     const nameKey = randomBytes(32);

@@ -171,6 +171,12 @@ describe('process identity', () => {
     expect(processStart(dead)).toBe('');
   });
 
+  it('a start time is field 22 of /proc/<pid>/stat, counted after the command name', () => {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const field22 = /\) \S+(?: \S+){18} (\d+)/.exec(stat.slice(stat.lastIndexOf(')')))![1];
+    expect(processStart(process.pid)).toBe(field22);
+  });
+
   it('the boot id is the kernel’s', () => {
     expect(bootId()).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
     expect(bootId()).toBe(bootId());
