@@ -85,6 +85,13 @@ describe('the keystore zeroes every key it handled', () => {
     await leavesNoKey('adoptNameKey', () => ks.adoptNameKey('old', randomBytes(16), '/d/old.img'));
   });
 
+  it('creating an image keeps no copy of its new keystore key', async () => {
+    const st = new Storage({ dataDir: dir });
+    const a = await leavesNoKey('attach that creates the image', () => st.attach('p', 1), () => [], (r) => [r.handle]);
+    expect(a.created).toBe(true);
+    await st.detach(a);
+  });
+
   it('opening an existing image keeps no copy of its keystore key', async () => {
     const st = new Storage({ dataDir: dir });
     await st.detach(await st.attach('p', 1));

@@ -98,6 +98,31 @@ describe('an existing image', () => {
   });
 });
 
+describe('a create', () => {
+  it('tells the observer of the key it filed', async () => {
+    const events: unknown[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    const a = await st.attach('p', 1);
+    expect(events).toEqual([{ kind: 'key-created', name: 'p', path: st.imagePath('p'), imageId: Buffer.from(a.imageId).toString('hex') }]);
+    await st.detach(a);
+  });
+
+  it('with a damaged keystore says what is wrong with it, not that an image is missing', async () => {
+    writeFileSync(path.join(dir, 'keystore'), 'damaged');
+    const refused = await new Storage({ dataDir: dir }).attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(/is not a usable wasmvisor keystore/);
+    expect((refused as Error).message).not.toMatch(/is missing/);
+  });
+
+  it('of an image whose key exists without it says how to start over', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('db', 1));
+    rmSync(st.imagePath('db'));
+    await expect(st.attach('db', 1)).rejects.toThrow(/or wipe it \(wasmvisor delete db, hv\.wipeStorage\) to drop that key and start over$/);
+  });
+});
+
 describe('a create that fails after its key was filed', () => {
   it('removes that key (and only it) and every temporary file', async () => {
     const nameKey = randomBytes(32);
