@@ -21,24 +21,16 @@
  * `--edge` keeps adding shared partitions until the process's WebAssembly.Memory reservations
  * run out (about 13,000 on 64-bit Linux) and reports where and with which error (minutes).
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { ROOT, numberOption, requireExposedGc } from './lib/script.mjs';
 
-if (typeof globalThis.gc !== 'function') {
-  // RSS per partition needs a GC before each reading: run again with it exposed.
-  const r = spawnSync(process.execPath, ['--expose-gc', '--no-warnings', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
-}
+requireExposedGc(import.meta.url);
 
 const { Hypervisor } = await import('../dist/index.js');
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = ROOT;
 const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
-};
+const option = numberOption;
 const JSON_OUT = args.includes('--json');
 const TARGET = { dedicated: option('dedicated', 200), shared: option('shared', 10_000) };
 const CALLS = 2000;

@@ -21,23 +21,16 @@
  *
  * `node bench/process.mjs [--n 10] [--calls 2000] [--spread N --processes K] [--json]` after `npm run build`.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { ROOT, numberOption, requireExposedGc } from './lib/script.mjs';
 
-if (typeof globalThis.gc !== 'function') {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--no-warnings', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
-}
+requireExposedGc(import.meta.url);
 
 const { Hypervisor } = await import('../dist/index.js');
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = ROOT;
 const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
-};
+const option = numberOption;
 const N = option('n', 10);
 const CALLS = option('calls', 2000);
 const JSON_OUT = args.includes('--json');

@@ -109,15 +109,21 @@ export class SharedScheduler {
   /** How long the thread recently waited for news when idle. */
   private readonly gaps = new RecentWait();
   private sliceEnd = 0;
-  private seqAtSlice = 0;
+  /**
+   * The doorbell's counter as it was just before the last take of its news. A ring after that
+   * read is news the slice about to run must yield for: read after the take instead, a ring
+   * landing between the take and the slice would be neither taken nor seen as news, and a
+   * partition that does not stop on its own would keep the thread past its slice.
+   */
+  private seqTaken = 0;
   private readonly clock = {
     shouldYield: (): boolean => {
       // Only when someone else could run (a lone partition keeps the thread: no unwind for
       // nothing), and only past the slice. The cheap checks first: this runs after every import.
       if (this.toHost) return performance.now() >= this.sliceEnd;
-      if (this.queue.length === 0 && this.doorbell.seq === this.seqAtSlice && this.timers.next === Infinity) return false;
+      if (this.queue.length === 0 && this.doorbell.seq === this.seqTaken && this.timers.next === Infinity) return false;
       const t = performance.now();
-      return t >= this.sliceEnd && (this.queue.length > 0 || this.doorbell.seq !== this.seqAtSlice || this.timers.next <= t);
+      return t >= this.sliceEnd && (this.queue.length > 0 || this.doorbell.seq !== this.seqTaken || this.timers.next <= t);
     },
   };
 
@@ -140,6 +146,7 @@ export class SharedScheduler {
 
   /** One turn: takes the doorbell's news, fires due timers and runs one slice. False when nothing was runnable. */
   step(): boolean {
+    this.seqTaken = this.doorbell.seq;
     this.doorbell.take((slot) => this.poke(slot));
     this.fireTimers();
     const next = this.queue.shift();
@@ -234,7 +241,6 @@ export class SharedScheduler {
     this.wstats[WorkerStat.SLICES]!++;
     this.running = s;
     this.sliceEnd = now + this.options.sliceMs;
-    this.seqAtSlice = this.doorbell.seq;
     s.context.resumeClock();
     let step: Step;
     try {

@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type HypervisorOptions, type Partition, type Violation } from '../../host/index.ts';
 import { MAX_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES, WASM_MEMORY_RESERVATION_MB } from '../../host/scheduler/bounds.ts';
 import { captureEscapes, guest } from '../helpers.ts';
+import { alive, useProcessCode } from './process-seam.ts';
 
 const forgedChild = new URL('./fixtures/forged-shared-child.cjs', import.meta.url);
 const hasProc = process.platform === 'linux' && existsSync('/proc/self/status');
@@ -39,8 +40,7 @@ function make(process_: HypervisorOptions['process'] = {}, child?: URL, options:
     process: { sharedProcesses: 1, ...process_ },
     ...options,
   });
-  // The scheduler's test seam: partition processes run the stand-in child's code.
-  if (child) (hv as unknown as { sched: { options: { processCode?: URL } } }).sched.options.processCode = child;
+  if (child) useProcessCode(hv, child);
   return hv;
 }
 
@@ -49,15 +49,6 @@ async function reactors(h: Hypervisor, n: number, module: string, prefix: string
   for (let i = 0; i < n; i++) ps.push(await h.createPartition({ name: `${prefix}-${i}`, module: guest(module), kind: 'reactor', ...spec }));
   await Promise.all(ps.map((p) => p.start()));
   return ps;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('a shared partition process', () => {

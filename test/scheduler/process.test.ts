@@ -14,6 +14,7 @@ import { Hypervisor, type Partition, type Violation } from '../../host/index.ts'
 import { AttestationCheckError, GUEST_REPORT_BYTES, verifyGuestReport } from '../../host/security/attestation.ts';
 import { fromHex, toHex } from '../../host/security/wire.ts';
 import { captureEscapes, collect, guest } from '../helpers.ts';
+import { alive, useProcessCode } from './process-seam.ts';
 import { wat } from '../loader/wat.ts';
 
 const STREAM = fileURLToPath(new URL('../../guests/c/stream.wasm', import.meta.url));
@@ -33,8 +34,7 @@ afterEach(async () => {
 
 function make(child?: URL): Hypervisor {
   hv = new Hypervisor({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'wv-proc-')), warmWorkers: 0 });
-  // The scheduler's test seam: partition processes run the stand-in child's code.
-  if (child) (hv as unknown as { sched: { options: { processCode?: URL } } }).sched.options.processCode = child;
+  if (child) useProcessCode(hv, child);
   return hv;
 }
 
@@ -43,15 +43,6 @@ async function neighbour(h: Hypervisor): Promise<Partition> {
   const p = await h.createPartition({ name: 'neighbour', module: guest('limits'), kind: 'reactor', isolation: 'thread' });
   await p.start();
   return p;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('the sandbox of a partition process', () => {

@@ -1,0 +1,142 @@
+/**
+ * A shared worker's scheduler (host/worker/shared.ts) driven in this thread, turn by turn, with
+ * the root's side played by the test: real contexts over a suspendable module, real rings and a
+ * real doorbell. It pins the race behind a rare CI failure ("a spinner next to 100 shared
+ * partitions": a call to an idle partition ran out its 5 s budget). The root rang the doorbell
+ * for a call between the scheduler's take of its news and the start of a spinner's slice; the
+ * slice's clock compared the doorbell against a counter read after that ring, saw nothing new,
+ * and let the spinner keep the thread until its call ended.
+ */
+import { readFileSync } from 'node:fs';
+import { MessageChannel } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Doorbell } from '../../host/channel/doorbell.ts';
+import { CallKind, EventKind, type SharedEvent, type WorkerInit } from '../../host/channel/protocol.ts';
+import { SharedRing } from '../../host/channel/ring.ts';
+import { SpinBudget } from '../../host/channel/spin.ts';
+import { allocateStats, Stat, WORKER_STAT_SLOTS } from '../../host/channel/stats.ts';
+import { CONSOLE_DEFAULTS } from '../../host/devices/resolved.ts';
+import { loadModule } from '../../host/loader/pipeline.ts';
+import { SharedScheduler } from '../../host/worker/shared.ts';
+import { guest } from '../helpers.ts';
+
+/** Fuel for the spinner's run: seconds of work, so that only a preemption ends its slice early. */
+const SPINNER_FUEL = 4e9;
+const SLICE_MS = 10;
+
+function init(name: string, module: WebAssembly.Module, fuel: number | null): WorkerInit {
+  return {
+    name,
+    module,
+    args: [],
+    devices: { console: CONSOLE_DEFAULTS, clock: null, entropy: null, block: null, net: null, attestation: null },
+    stats: allocateStats(),
+    events: SharedRing.allocate(65536),
+    input: SharedRing.allocate(64),
+    stdio: new SharedArrayBuffer(8),
+    calls: SharedRing.allocate(4096),
+    violationsPerSecond: 10,
+    kind: 'reactor',
+    maxInputBytes: 1024,
+    maxOutputBytes: 1024,
+    spinMicros: 0,
+    wasi: null,
+    fuel,
+    cpu: null,
+    sliceFuel: 200_000,
+    hypercallRate: null,
+    block: null,
+    net: null,
+    attestation: null,
+  };
+}
+
+/** A call record as the root writes it: f64 fuel (0: the partition's own), u16 name length, name, input. */
+function call(name: string, input: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const bytes = new Uint8Array(10 + name.length + input.length);
+  bytes[8] = name.length;
+  bytes.set(new TextEncoder().encode(name), 10);
+  bytes.set(input, 10 + name.length);
+  return bytes;
+}
+
+let channel: MessageChannel | null = null;
+afterEach(() => {
+  channel?.port1.close();
+  channel = null;
+});
+
+describe('a shared worker’s scheduler', () => {
+  it('preempts a running partition for a call rung between its take of the doorbell and the slice', async () => {
+    // As the hypervisor loads a reactor for shared placement: metered, suspendable, no _start required.
+    const loaded = await loadModule(readFileSync(guest('transform')), { suspendable: true, fuel: true, policy: { requiredExports: [{ name: 'memory', kind: 'memory' }] } });
+    const doorbellSab = Doorbell.allocate();
+    const doorbell = new Doorbell(doorbellSab);
+    channel = new MessageChannel();
+    const events: SharedEvent[] = [];
+    const sched = new SharedScheduler({
+      doorbell: doorbellSab,
+      control: channel.port2,
+      stats: new SharedArrayBuffer(WORKER_STAT_SLOTS * 8),
+      sliceMs: SLICE_MS,
+      spinMicros: 0,
+      spin: SpinBudget.allocate(0),
+      post: (e) => events.push(e),
+    });
+    // The root's side of each partition's call ring: a write the suspended partition asked to
+    // hear about rings its doorbell slot, as host/partition/run.ts wires it for shared placement.
+    const spinner = init('spinner', loaded.module, SPINNER_FUEL);
+    const calm = init('calm', loaded.module, null);
+    const spinnerCalls = new SharedRing(spinner.calls);
+    const calmCalls = new SharedRing(calm.calls);
+    spinnerCalls.onMove = () => doorbell.ring(1);
+    calmCalls.onMove = () => doorbell.ring(2);
+    sched.control({ type: 'add', slot: 1, init: spinner });
+    sched.control({ type: 'add', slot: 2, init: calm });
+    // Both initialize and go idle, waiting for a call.
+    for (let turns = 0; sched.step(); turns++) expect(turns).toBeLessThan(10);
+    expect(events.map((e) => [e.slot, e.message.type])).toEqual([
+      [1, 'running'],
+      [1, 'ready'],
+      [2, 'running'],
+      [2, 'ready'],
+    ]);
+
+    // The spinner gets a call that never returns on its own; the calm one's call is written
+    // (and its slot rung) right after the scheduler has taken the doorbell's news for the turn
+    // that runs the spinner: the window of the race.
+    expect(spinnerCalls.tryWrite(CallKind.CALL, call('spin'))).toBe(true);
+    const take = doorbell.take.bind(doorbell);
+    let rung = false;
+    const bell = (sched as unknown as { doorbell: Doorbell }).doorbell;
+    bell.take = (fn) => {
+      take(fn);
+      if (rung) return;
+      rung = true;
+      expect(calmCalls.tryWrite(CallKind.CALL, call('echo', new Uint8Array([1, 2, 3])))).toBe(true);
+    };
+    expect(sched.step()).toBe(true); // the spinner's slice
+    expect(rung).toBe(true);
+    const spinnerStats = new Float64Array(spinner.stats);
+    // Preempted at the end of its slice, not run until its fuel ran out.
+    expect(spinnerStats[Stat.SCHED_PREEMPTIONS]).toBe(1);
+    expect(events.filter((e) => e.message.type === 'done')).toEqual([]);
+
+    // The next turn takes the ring and queues the calm one behind the spinner (first in, first
+    // out): the spinner's next slice yields to it, and the call runs. Its result is on the calm
+    // one's event ring.
+    const calmEvents = new SharedRing(calm.events);
+    for (let turns = 0; calmEvents.peekLength() < 0; turns++) {
+      expect(turns).toBeLessThan(3);
+      expect(sched.step()).toBe(true);
+    }
+    expect(spinnerStats[Stat.SCHED_PREEMPTIONS]).toBe(2);
+    const result = calmEvents.tryRead();
+    expect(result?.kind).toBe(EventKind.RESULT);
+    expect(Array.from(result!.bytes.subarray(-3))).toEqual([1, 2, 3]);
+
+    // The spinner is still running (queued behind): killed, it ends alone.
+    sched.control({ type: 'kill', slot: 1, outcome: { kind: 'error', error: 'ERR_KILLED', message: 'test over' } });
+    expect(events.filter((e) => e.message.type === 'done').map((e) => e.slot)).toEqual([1]);
+  }, 60_000);
+});
