@@ -271,6 +271,16 @@ describe('keystore file format', () => {
     expect(await list()).toEqual([]);
   });
 
+  it('removing at a name’s own place takes only that name’s format-1 key, never an image key of the name or another name’s key', async () => {
+    const other = randomBytes(16);
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/e/n.img', id: other }), record({ kind: 2, name: 'n', path: '' }), record({ kind: 2, name: 'q', path: '' })]));
+    expect(await new Keystore(file).remove(null, '/d/n.img', 'n', true)).toBe(true);
+    expect(await list()).toEqual([
+      { imageId: other.toString('hex'), name: 'n', path: '/e/n.img', pending: false },
+      { imageId: null, name: 'q', path: '', pending: false },
+    ]);
+  });
+
   it(`holds at most ${MAX_KEYSTORE_ENTRIES} keys: one more is refused, one replacing a stale pending key of its path is not`, async () => {
     const full = Array.from({ length: MAX_KEYSTORE_ENTRIES }, (_, i) => record({ name: 'k', path: i === 0 ? '/d/p.img' : `/${i}`, flags: i === 0 ? 1 : 0 }));
     const bytes = keystore(full);
