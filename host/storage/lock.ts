@@ -60,6 +60,7 @@ export function describeHolder(holder: LockHolder | null): string {
 const UNREADABLE_STALE_MS = 10_000;
 /** A `.break` lock older than this belongs to a breaker that died. */
 const BREAK_STALE_MS = 10_000;
+// Stryker disable next-line LogicalOperator: equivalent: O_CREAT | O_EXCL already refuses a symlink in the name's place (EEXIST, even a dangling one); O_NOFOLLOW says so twice
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
 
 export class FileLock {
