@@ -164,6 +164,13 @@ describe('wipe', () => {
     expect(await st.keystore!.list()).toEqual([]);
   });
 
+  it('with a storage key removes the image and no key (there is no keystore)', async () => {
+    const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
+    await st.detach(await st.attach('p', 1));
+    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: false });
+    expect(existsSync(path.join(dir, 'keystore'))).toBe(false);
+  });
+
   it('tells the observer what it removed', async () => {
     const events: unknown[] = [];
     const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
