@@ -28,7 +28,10 @@ const TESTS = {
   abi: ['test/abi/**/*.test.ts', 'test/devices/**/*.test.ts', 'test/sdk/abi-constants.test.ts'],
   loader: ['test/loader/**/*.test.ts'],
   // Not cli, multiprocess, partition: they drive the built CLI and partitions, which mutants do not reach.
-  storage: ['crash', 'crypto', 'engine', 'faults', 'hypercalls', 'image', 'keys', 'keystore-fail', 'keystore-format', 'list', 'lock', 'powerloss', 'refusals', 'secrets'].map(
+  storage: [
+    'crash', 'crypto', 'engine', 'faults', 'hypercalls', 'image', 'keys', 'keystore-fail', 'keystore-files', 'keystore-format', 'keystore-zeroing',
+    'list', 'lock', 'lock-platform', 'powerloss', 'refusals', 'secrets', 'storage-edges',
+  ].map(
     (name) => `test/block/${name}.test.ts`,
   ),
   // WASI runs in the partition's worker (the bundle): the in-thread harness (calls) reaches

@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Keystore, MAX_KEYSTORE_ENTRIES } from '../../host/storage/keystore.ts';
+import { budget } from '../helpers.ts';
+import { KeyConflictError, Keystore, KeystoreFormatError, MAX_KEYSTORE_ENTRIES } from '../../host/storage/keystore.ts';
 
 let dir: string;
 let file: string;
@@ -82,6 +83,11 @@ describe('keystore file format', () => {
       [keystore([record({ nameLen: 300 })]), /record 0 is malformed/],
       [keystore([record({})], { count: 2 }), /truncated/],
       [keystore([record({})], { trailing: Buffer.from([0]) }), /trailing bytes/],
+      // A name key (kind 2) has no path: it was filed by name alone.
+      [keystore([record({ kind: 2, path: '/x/p.img' })]), /record 0 is malformed/],
+      // Shorter than a header and a checksum, even with a header's first bytes.
+      [keystore([]).subarray(0, 47), /no keystore header/],
+      [Buffer.from('WVKEYS\0\0\x02\0', 'latin1'), /no keystore header/],
       [Buffer.from('{"format":"something-else","keys":{}}'), /not a wasmvisor-keystore\/1 file/],
       [Buffer.from('{"format":"wasmvisor-keystore/1","keys":null}'), /not a wasmvisor-keystore\/1 file/],
       [Buffer.from('{ not json'), /neither a binary keystore nor JSON/],
@@ -172,4 +178,124 @@ describe('keystore file format', () => {
     await ks.adoptNameKey('n', id, '/d/n.img');
     expect(readFileSync(file).equals(filed)).toBe(true);
   });
+
+  it('takes names and paths up to their limits, empty ones too, and refuses one byte more', async () => {
+    const name = 'n'.repeat(255);
+    const p = `/${'d'.repeat(4095)}`;
+    writeFileSync(file, keystore([record({ name: '', path: '' })]));
+    expect(await list()).toEqual([expect.objectContaining({ name: '', path: '' })]);
+    writeFileSync(file, keystore([record({ name, path: p })]));
+    expect(await list()).toEqual([expect.objectContaining({ name, path: p })]);
+    for (const bad of [record({ name: `${name}n` }), record({ path: `${p}d` })]) {
+      writeFileSync(file, keystore([bad]));
+      await expect(list()).rejects.toThrow('record 0 is malformed');
+    }
+    // A record claiming more name bytes than the file holds.
+    writeFileSync(file, keystore([record({ name: 'n', path: '', nameLen: 10 })]));
+    await expect(list()).rejects.toThrow('record 0 is malformed');
+    // Filed at the limits, read back the same.
+    const ks = new Keystore(file);
+    writeFileSync(file, keystore([]));
+    await ks.reserve(randomBytes(16), name, p, randomBytes(32), false);
+    expect(await list()).toEqual([expect.objectContaining({ name, path: p, pending: true })]);
+  });
+
+  it('names the fault of a damaged file and of a format-1 file whose keys are not an object', async () => {
+    const good = keystore([record({})]);
+    good[20]! ^= 1;
+    writeFileSync(file, good);
+    await expect(list()).rejects.toThrow(`${file} is not a usable wasmvisor keystore: its checksum does not match (damaged)`);
+    writeFileSync(file, JSON.stringify({ format: 'wasmvisor-keystore/1', keys: 'abcd' }));
+    await expect(list()).rejects.toThrow('not a wasmvisor-keystore/1 file');
+  });
+
+  it('a name key and an image key of one name are never taken for each other', async () => {
+    const imageKey = randomBytes(32);
+    const nameKey = randomBytes(32);
+    const id = randomBytes(16);
+    // The image key comes first in the file: a lookup by name must skip it.
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/d/n.img', key: imageKey }), record({ kind: 2, name: 'n', path: '', key: nameKey })]));
+    const ks = new Keystore(file);
+    expect((await ks.nameKey('n'))!.equals(nameKey)).toBe(true);
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/d/n.img', key: imageKey })]));
+    expect(await ks.nameKey('n')).toBeNull();
+    // Adopting files the name key under the image, and leaves the image key of that name alone.
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/d/n.img', key: imageKey }), record({ kind: 2, name: 'n', path: '', key: nameKey })]));
+    await ks.adoptNameKey('n', id, '/e/n.img');
+    expect((await ks.find(id))!.key.equals(nameKey)).toBe(true);
+    expect((await list()).map((e) => e.path)).toEqual(['/d/n.img', '/e/n.img']);
+  });
+
+  it('a name key blocks a create only for its own name', async () => {
+    writeFileSync(file, keystore([record({ kind: 2, name: 'other', path: '' })]));
+    const ks = new Keystore(file);
+    expect(await ks.reserve(randomBytes(16), 'n', '/d/n.img', randomBytes(32), true)).toEqual([]);
+    expect((await list()).map((e) => e.name)).toEqual(['other', 'n']);
+  });
+
+  it('the conflict names a format-1 key by its partition, its id as unknown, and is a KeyConflictError', async () => {
+    writeFileSync(file, keystore([record({ kind: 2, name: 'n', path: '' })]));
+    const refused = await new Keystore(file).reserve(randomBytes(16), 'n', '/d/n.img', randomBytes(32), true).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(KeyConflictError);
+    expect((refused as Error).name).toBe('KeyConflictError');
+    expect((refused as Error).message).toBe(`${file} holds a key for partition n (image id unknown: from a format-1 keystore, partition n)`);
+    writeFileSync(file, Buffer.from('short'));
+    const damaged = await list().catch((e: unknown) => e);
+    expect(damaged).toBeInstanceOf(KeystoreFormatError);
+    expect((damaged as Error).name).toBe('KeystoreFormatError');
+    // An update of a damaged file fails with that error too, and changes nothing.
+    await expect(new Keystore(file).reserve(randomBytes(16), 'q', '/d/q.img', randomBytes(32), false)).rejects.toBeInstanceOf(KeystoreFormatError);
+    expect(readFileSync(file).toString()).toBe('short');
+  });
+
+  it('a format-1 file beside a binary keystore is left alone: only one read in place of a missing keystore is taken over', async () => {
+    const legacy = path.join(dir, 'keystore.json');
+    const old = JSON.stringify({ format: 'wasmvisor-keystore/1', keys: { n: randomBytes(32).toString('base64') } });
+    writeFileSync(legacy, old);
+    writeFileSync(file, keystore([]));
+    const ks = new Keystore(file, legacy);
+    await ks.reserve(randomBytes(16), 'q', '/d/q.img', randomBytes(32), false);
+    expect(readFileSync(legacy, 'utf8')).toBe(old);
+    expect((await list()).map((e) => e.name)).toEqual(['q']);
+  });
+
+  it('removes an image’s key by its id wherever it was filed, and a name key only where it applies', async () => {
+    const id = randomBytes(16);
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/d/moved-away.img', id }), record({ kind: 2, name: 'n', path: '' })]));
+    const ks = new Keystore(file);
+    // The image was moved: its key is found by the id in its header, not by its path.
+    expect(await ks.remove(id, '/e/n.img', 'n', false)).toBe(true);
+    expect(await list()).toEqual([{ imageId: null, name: 'n', path: '', pending: false }]);
+    expect(await ks.remove(null, '/e/n.img', 'n', false)).toBe(false);
+    expect(await ks.remove(null, '/d/n.img', 'n', true)).toBe(true);
+    expect(await list()).toEqual([]);
+  });
+
+  it('removing at a name’s own place takes only that name’s format-1 key, never an image key of the name or another name’s key', async () => {
+    const other = randomBytes(16);
+    writeFileSync(file, keystore([record({ kind: 1, name: 'n', path: '/e/n.img', id: other }), record({ kind: 2, name: 'n', path: '' }), record({ kind: 2, name: 'q', path: '' })]));
+    expect(await new Keystore(file).remove(null, '/d/n.img', 'n', true)).toBe(true);
+    expect(await list()).toEqual([
+      { imageId: other.toString('hex'), name: 'n', path: '/e/n.img', pending: false },
+      { imageId: null, name: 'q', path: '', pending: false },
+    ]);
+  });
+
+  it(`holds at most ${MAX_KEYSTORE_ENTRIES} keys: one more is refused, one replacing a stale pending key of its path is not`, async () => {
+    const full = Array.from({ length: MAX_KEYSTORE_ENTRIES }, (_, i) => record({ name: 'k', path: i === 0 ? '/d/p.img' : `/${i}`, flags: i === 0 ? 1 : 0 }));
+    const bytes = keystore(full);
+    writeFileSync(file, bytes);
+    const ks = new Keystore(file);
+    await expect(ks.reserve(randomBytes(16), 'q', '/d/q.img', randomBytes(32), false)).rejects.toThrow(
+      `${file} is not a usable wasmvisor keystore: it holds ${MAX_KEYSTORE_ENTRIES} keys, the most it may`,
+    );
+    expect(readFileSync(file).equals(bytes)).toBe(true);
+    // The pending key of /d/p.img is dropped by a new create of that path: still 65,536 keys.
+    expect(await ks.reserve(randomBytes(16), 'p', '/d/p.img', randomBytes(32), false)).toHaveLength(1);
+    expect(readFileSync(file).readUInt32LE(12)).toBe(MAX_KEYSTORE_ENTRIES);
+    // One below the most: one more fits.
+    writeFileSync(file, keystore(full.slice(1)));
+    expect(await ks.reserve(randomBytes(16), 'q', '/d/q.img', randomBytes(32), false)).toEqual([]);
+    expect(readFileSync(file).readUInt32LE(12)).toBe(MAX_KEYSTORE_ENTRIES);
+  }, budget(60_000));
 });

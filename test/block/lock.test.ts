@@ -5,7 +5,7 @@
  * waiting for a holder to let go, and releasing only one's own lock.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -27,6 +27,14 @@ function record(over: Partial<LockHolder>): LockHolder {
   return { pid: process.pid, host: os.hostname(), boot: bootId(), start: processStart(process.pid), since: '2026-01-01T00:00:00.000Z', purpose: 'partition other', token: 'feedfacefeedface', ...over };
 }
 
+// First in the file: bootId() reads the kernel's boot id once (then it is cached), so the test that
+// checks what it read must be the first to ask.
+describe('boot id', () => {
+  it('is the kernel’s, without its newline', () => {
+    expect(bootId()).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  });
+});
+
 describe('FileLock', () => {
   it('records who holds it; a second taker is refused with a message naming the holder', async () => {
     const file = path.join(dir, 'a.img.lock');
@@ -44,6 +52,45 @@ describe('FileLock', () => {
     await lock.release(); // idempotent
     expect(existsSync(file)).toBe(false);
     expect(await lockHolder(file)).toBeNull();
+  });
+
+  it('refuses with a LockedError (its name says so in a stack trace or a log)', async () => {
+    const file = path.join(dir, 'b.img.lock');
+    const lock = await FileLock.acquire(file, 'partition web');
+    const refused = await FileLock.acquire(file, 'partition other').catch((e: unknown) => e);
+    expect((refused as Error).name).toBe('LockedError');
+    await lock.release();
+  });
+
+  it('release of a lock whose file was removed, or replaced by something unreadable, returns quietly and leaves what is there', async () => {
+    const file = path.join(dir, 'c.img.lock');
+    const gone = await FileLock.acquire(file, 'partition web');
+    rmSync(file);
+    await expect(gone.release()).resolves.toBeUndefined();
+    const replaced = await FileLock.acquire(file, 'partition web');
+    writeFileSync(file, 'not a lock record');
+    await expect(replaced.release()).resolves.toBeUndefined();
+    expect(readFileSync(file, 'utf8')).toBe('not a lock record');
+  });
+
+  it('a record with a field missing or of the wrong type is unreadable: a fresh one is respected, naming no holder', async () => {
+    const file = path.join(dir, 'f.img.lock');
+    const { pid, host, boot, token } = record({});
+    for (const bad of [{ host, boot, token }, { pid: String(pid), host, boot, token }, { pid, host: 7, boot, token }, { pid, host, boot: 7, token }, { pid, host, boot }]) {
+      writeFileSync(file, JSON.stringify(bad));
+      const refused = await FileLock.acquire(file, 'partition web').catch((e: unknown) => e);
+      expect(refused, JSON.stringify(bad)).toBeInstanceOf(LockedError);
+      expect((refused as LockedError).holder, JSON.stringify(bad)).toBeNull();
+      expect(await lockHolder(file)).toBeNull();
+    }
+  });
+
+  it('never reads a lock through a symlink in its place', async () => {
+    const target = path.join(dir, 'elsewhere');
+    writeFileSync(target, JSON.stringify(record({ purpose: 'planted' })));
+    const file = path.join(dir, 'd.img.lock');
+    symlinkSync(target, file);
+    await expect(lockHolder(file)).rejects.toMatchObject({ code: 'ELOOP' });
   });
 
   it('describes a holder in another process or on another host without ", this process"', () => {
@@ -122,6 +169,12 @@ describe('process identity', () => {
     const dead = deadPid();
     expect(alive(dead, '')).toBe(false);
     expect(processStart(dead)).toBe('');
+  });
+
+  it('a start time is field 22 of /proc/<pid>/stat, counted after the command name', () => {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const field22 = /\) \S+(?: \S+){18} (\d+)/.exec(stat.slice(stat.lastIndexOf(')')))![1];
+    expect(processStart(process.pid)).toBe(field22);
   });
 
   it('the boot id is the kernel’s', () => {

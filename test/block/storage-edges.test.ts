@@ -1,0 +1,243 @@
+/**
+ * The storage back-end's paths that the main suites leave out (host/storage/storage.ts, in process):
+ * a closed Storage, a data directory it cannot make, a truncated image, a create that fails after
+ * its key was filed, wiping without making anything and what is in an image's place, and listing
+ * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IntegrityError, InvalidStateError, StorageError } from '../../host/errors.ts';
+import { imageFileSize } from '../../host/storage/image.ts';
+import { Storage } from '../../host/storage/storage.ts';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'wv-stedge-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A format-1 keystore (keystore.json: name -> base64 key), as the first versions wrote it. */
+function format1Keystore(keys: Record<string, Buffer>): void {
+  const entries = Object.fromEntries(Object.entries(keys).map(([name, key]) => [name, key.toString('base64')]));
+  writeFileSync(path.join(dir, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: entries }));
+}
+
+describe('Storage refuses', () => {
+  it('every attach once closed, as ERR_INVALID_STATE', async () => {
+    const st = new Storage({ dataDir: dir });
+    st.close();
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidStateError);
+    expect((refused as Error).message).toBe('the storage of this hypervisor is closed');
+    expect(existsSync(path.join(dir, 'images', 'p.img'))).toBe(false);
+  });
+
+  it('a data directory it cannot make, as ERR_STORAGE naming the image and the cause', async () => {
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'not a directory');
+    const st = new Storage({ dataDir: path.join(file, 'data') });
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    const image = path.join(file, 'data', 'images', 'p.img');
+    expect((refused as Error).message).toMatch(new RegExp(`^cannot open the block image of p at ${image}: ENOTDIR`));
+    expect((refused as Error).cause).toMatchObject({ code: 'ENOTDIR' });
+  });
+
+  it('an image shorter than its size, as ERR_INTEGRITY naming both sizes', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const file = st.imagePath('p');
+    const expected = imageFileSize(256);
+    truncateSync(file, expected - 1);
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(IntegrityError);
+    expect((refused as Error).message).toBe(`the block image of p at ${file} is truncated (${expected - 1} bytes, expected ${expected})`);
+    // Nothing was changed, and the image is not left locked.
+    truncateSync(file, expected);
+    await st.detach(await st.attach('p', 1));
+  });
+});
+
+describe('an existing image', () => {
+  it('of another size is ERR_INVALID_ARGUMENT naming both sizes in MiB', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    await expect(st.attach('p', 3)).rejects.toThrow(
+      'the block image of p holds 1 MiB, the spec asks for 3 MiB (images are not resized; wipe it to start over)',
+    );
+  });
+
+  it('of a format this runtime does not read is ERR_STORAGE (not an integrity error: nothing was altered)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(3);
+    const fd = openSync(st.imagePath('p'), 'r+');
+    writeSync(fd, header, 0, 4, 8);
+    closeSync(fd);
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect(refused).not.toBeInstanceOf(IntegrityError);
+    expect((refused as Error).message).toMatch(/was refused: the image has format 3/);
+  });
+
+  it('behind a symlink is refused naming the link (ELOOP), and no key is made for it', async () => {
+    const events: string[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e.kind) });
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(path.join(dir, 'target'), 'x');
+    symlinkSync(path.join(dir, 'target'), st.imagePath('p'));
+    const refused = await st.attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(/ELOOP/);
+    expect(events).toEqual([]);
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+});
+
+describe('a create', () => {
+  it('tells the observer of the key it filed', async () => {
+    const events: unknown[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    const a = await st.attach('p', 1);
+    expect(events).toEqual([{ kind: 'key-created', name: 'p', path: st.imagePath('p'), imageId: Buffer.from(a.imageId).toString('hex') }]);
+    await st.detach(a);
+  });
+
+  it('with a damaged keystore says what is wrong with it, not that an image is missing', async () => {
+    writeFileSync(path.join(dir, 'keystore'), 'damaged');
+    const refused = await new Storage({ dataDir: dir }).attach('p', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(/is not a usable wasmvisor keystore/);
+    expect((refused as Error).message).not.toMatch(/is missing/);
+  });
+
+  it('of an image whose key exists without it says how to start over', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('db', 1));
+    rmSync(st.imagePath('db'));
+    await expect(st.attach('db', 1)).rejects.toThrow(/or wipe it \(wasmvisor delete db, hv\.wipeStorage\) to drop that key and start over$/);
+  });
+});
+
+describe('a create that fails after its key was filed', () => {
+  it('removes that key (and only it) and every temporary file', async () => {
+    const nameKey = randomBytes(32);
+    format1Keystore({ p: nameKey });
+    const st = new Storage({ dataDir: dir });
+    const elsewhere = path.join(dir, 'elsewhere', 'p.img');
+    mkdirSync(path.dirname(elsewhere));
+    // 2^30 MiB: more sectors than a header holds, found once the key is filed and the temporary file made.
+    const refused = await st.attach('p', 2 ** 30, elsewhere).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).cause).toBeInstanceOf(RangeError);
+    // The format-1 key of p (which applies to p's default place, not to this one) is still there.
+    expect(await st.keystore!.list()).toEqual([{ imageId: null, name: 'p', path: '', pending: false }]);
+    expect(readdirSync(path.dirname(elsewhere))).toEqual([]);
+    expect((await st.keystore!.nameKey('p'))!.equals(nameKey)).toBe(true);
+  });
+});
+
+describe('wipe', () => {
+  it('of an image at a path of its own makes no data directory', async () => {
+    const st = new Storage({ dataDir: path.join(dir, 'data') });
+    const own = path.join(dir, 'own', 'p.img');
+    mkdirSync(path.dirname(own));
+    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: false, removedKey: false });
+    expect(existsSync(path.join(dir, 'data'))).toBe(false);
+  });
+
+  it('removes a file that is not an image from an image’s place, and a format-1 key only at the name’s own place', async () => {
+    format1Keystore({ p: randomBytes(32) });
+    const st = new Storage({ dataDir: dir });
+    const own = path.join(dir, 'own', 'p.img');
+    mkdirSync(path.dirname(own));
+    writeFileSync(own, 'not an image');
+    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: true, removedKey: false });
+    expect(existsSync(own)).toBe(false);
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(st.imagePath('p'), 'x'.repeat(5000));
+    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: true });
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
+  it('with a storage key removes the image and no key (there is no keystore)', async () => {
+    const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
+    await st.detach(await st.attach('p', 1));
+    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: false });
+    expect(existsSync(path.join(dir, 'keystore'))).toBe(false);
+  });
+
+  it('tells the observer what it removed', async () => {
+    const events: unknown[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    await st.detach(await st.attach('p', 1));
+    events.length = 0;
+    await st.wipe('p');
+    expect(events).toEqual([{ kind: 'wiped', name: 'p', path: st.imagePath('p'), removedImage: true, removedKey: true }]);
+  });
+
+  it('refuses a symlink in an image’s place, as ERR_STORAGE, and leaves both the link and its target', async () => {
+    const st = new Storage({ dataDir: dir });
+    mkdirSync(path.join(dir, 'images'));
+    const target = path.join(dir, 'target');
+    writeFileSync(target, 'x'.repeat(5000));
+    symlinkSync(target, st.imagePath('p'));
+    const refused = await st.wipe('p').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(new RegExp(`^cannot wipe the block image of p at ${st.imagePath('p')}: ELOOP`));
+    expect((refused as Error).cause).toMatchObject({ code: 'ELOOP' });
+    expect(existsSync(st.imagePath('p'))).toBe(true);
+    expect(existsSync(`${st.imagePath('p')}.lock`)).toBe(false);
+  });
+});
+
+describe('list', () => {
+  it('still lists the images when the keystore is damaged (each without a key)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    writeFileSync(path.join(dir, 'keystore'), 'damaged');
+    expect(await st.list()).toEqual([expect.objectContaining({ name: 'p', path: st.imagePath('p'), key: 'missing', problem: 'no key for it in the keystore' })]);
+  });
+
+  it('counts a format-1 name key for the image at that name’s own place only', async () => {
+    const st = new Storage({ dataDir: dir });
+    const elsewhere = path.join(dir, 'elsewhere', 'p.img');
+    mkdirSync(path.dirname(elsewhere));
+    for (const [name, at] of [['p', undefined], ['q', undefined], ['p', elsewhere]] as const) await st.detach(await st.attach(name, 1, at));
+    rmSync(path.join(dir, 'keystore'));
+    format1Keystore({ p: randomBytes(32) });
+    // The image elsewhere is listed because the keystore names its path (under an id that is not its own).
+    await st.keystore!.reserve(randomBytes(16), 'x', elsewhere, randomBytes(32), false);
+    const byPath = new Map((await st.list()).map((d) => [d.path, d]));
+    expect(byPath.get(st.imagePath('p'))).toMatchObject({ name: 'p', key: 'keystore', problem: null });
+    expect(byPath.get(st.imagePath('q'))).toMatchObject({ name: 'q', key: 'missing' });
+    expect(byPath.get(elsewhere)).toMatchObject({ name: null, key: 'missing' });
+    // The name key has no path: it names no image of its own.
+    expect(byPath.size).toBe(3);
+  });
+
+  it('leaves out a key still pending for an image that never appeared (a create that died first)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.keystore!.reserve(randomBytes(16), 'p', st.imagePath('p'), randomBytes(32), true);
+    expect(await st.list()).toEqual([]);
+  });
+
+  it('names no holder when the lock in an image’s place cannot be read (a symlink is never followed)', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    writeFileSync(path.join(dir, 'elsewhere'), 'x');
+    symlinkSync(path.join(dir, 'elsewhere'), `${st.imagePath('p')}.lock`);
+    expect(await st.list()).toEqual([expect.objectContaining({ name: 'p', inUse: null })]);
+  });
+
+  it('an images folder that is not a folder is ERR_STORAGE, with the cause', async () => {
+    writeFileSync(path.join(dir, 'images'), 'not a folder');
+    const refused = await new Storage({ dataDir: dir }).list().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).cause).toMatchObject({ code: 'ENOTDIR' });
+  });
+});
