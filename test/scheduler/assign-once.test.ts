@@ -9,40 +9,16 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import { spawnWorker, workerScript } from '../../host/paths.ts';
-import { SharedRing } from '../../host/channel/ring.ts';
 import { SpinBudget } from '../../host/channel/spin.ts';
-import { allocateStats } from '../../host/channel/stats.ts';
-import { CONSOLE_DEFAULTS } from '../../host/devices/resolved.ts';
 import type { AssignMessage, WorkerBoot, WorkerInit } from '../../host/channel/protocol.ts';
 import { guest } from '../helpers.ts';
+import { workerInit } from './worker-init.ts';
 
 const module = new WebAssembly.Module(readFileSync(guest('exit')));
 
 /** A command run of exit.wasm with args ['0'], on rings of its own. */
 function init(name: string): WorkerInit {
-  return {
-    name,
-    module,
-    args: ['0'],
-    devices: { console: CONSOLE_DEFAULTS, clock: null, entropy: null, block: null, net: null, attestation: null },
-    stats: allocateStats(),
-    events: SharedRing.allocate(65536),
-    input: SharedRing.allocate(64),
-    stdio: new SharedArrayBuffer(8),
-    calls: SharedRing.allocate(64),
-    violationsPerSecond: 10,
-    kind: 'command',
-    maxInputBytes: 0,
-    maxOutputBytes: 0,
-    spinMicros: 0,
-    wasi: null,
-    fuel: null,
-    cpu: null,
-    hypercallRate: null,
-    block: null,
-    net: null,
-    attestation: null,
-  };
+  return workerInit(name, module, { args: ['0'] });
 }
 
 let worker: Worker | null = null;

@@ -14,41 +14,19 @@ import { Doorbell } from '../../host/channel/doorbell.ts';
 import { CallKind, EventKind, type SharedEvent, type WorkerInit } from '../../host/channel/protocol.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { SpinBudget } from '../../host/channel/spin.ts';
-import { allocateStats, Stat, WORKER_STAT_SLOTS } from '../../host/channel/stats.ts';
-import { CONSOLE_DEFAULTS } from '../../host/devices/resolved.ts';
+import { Stat, WORKER_STAT_SLOTS } from '../../host/channel/stats.ts';
 import { loadModule } from '../../host/loader/pipeline.ts';
 import { SharedScheduler } from '../../host/worker/shared.ts';
 import { guest } from '../helpers.ts';
+import { workerInit } from './worker-init.ts';
 
 /** Fuel for the spinner's run: seconds of work, so that only a preemption ends its slice early. */
 const SPINNER_FUEL = 4e9;
 const SLICE_MS = 10;
 
+/** A reactor on rings of its own, metered with the scheduler's slice of fuel (as shared placement sets it). */
 function init(name: string, module: WebAssembly.Module, fuel: number | null): WorkerInit {
-  return {
-    name,
-    module,
-    args: [],
-    devices: { console: CONSOLE_DEFAULTS, clock: null, entropy: null, block: null, net: null, attestation: null },
-    stats: allocateStats(),
-    events: SharedRing.allocate(65536),
-    input: SharedRing.allocate(64),
-    stdio: new SharedArrayBuffer(8),
-    calls: SharedRing.allocate(4096),
-    violationsPerSecond: 10,
-    kind: 'reactor',
-    maxInputBytes: 1024,
-    maxOutputBytes: 1024,
-    spinMicros: 0,
-    wasi: null,
-    fuel,
-    cpu: null,
-    sliceFuel: 200_000,
-    hypercallRate: null,
-    block: null,
-    net: null,
-    attestation: null,
-  };
+  return workerInit(name, module, { kind: 'reactor', calls: SharedRing.allocate(4096), maxInputBytes: 1024, maxOutputBytes: 1024, fuel, sliceFuel: 200_000 });
 }
 
 /** A call record as the root writes it: f64 fuel (0: the partition's own), u16 name length, name, input. */
