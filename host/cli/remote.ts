@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
+import { readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
 import { stderr } from './stderr.ts';
 
@@ -21,17 +22,27 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
     run <guest.wasm> --name <name> [--reactor] [--restart never|on-failure|always] [--disk <MiB>]
         [--memory <pages>] [--timeout <ms>] [--devices <list>] [--no-start] [-- args]
     start|stop <name>    rm <name> [--wipe]    logs [-f] [--tail <n>] <name>
-    call <name> <export> [--input <file>]   (stdin if no --input; output on stdout)
+    call <name> <export> [--input-file <file>]   (or --input <file>; stdin if neither or '-'; output on stdout)
     metrics [<name>] [--prometheus]    audit [--partition <p>] [--action <a>] [--actor <a>]
         [--outcome <o>] [--since <time>] [--limit <n>] [--json]    attest --nonce <hex>    whoami
     token create --name <n> --role <r> --scope <s> [--expires <d>] | token list | token revoke <id>`;
 
 const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks);
+/**
+ * A remote call's input: the file `--input-file` names (as the local `call` reads it), or the file
+ * `--input` names (the remote form documented first, kept: a remote call's input is always a file
+ * or stdin, never the flag's text), `-` or neither for stdin.
+ */
+async function remoteCallInput(input: string | undefined, inputFile: string | undefined): Promise<Uint8Array> {
+  if (input !== undefined && inputFile !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
+  const flag = inputFile !== undefined ? '--input-file' : '--input';
+  const file = inputFile ?? input;
+  try {
+    return file === undefined || file === '-' ? await readAll(process.stdin) : await readFile(file);
+  } catch (error) {
+    throw new InvalidArgumentError(`${flag}: cannot read ${file === undefined || file === '-' ? 'stdin' : JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 function parseJson(body: Buffer): unknown {
@@ -186,15 +197,15 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     }
     case 'call': {
       const { values, positionals } = usage(() =>
-        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, timeout: { type: 'string' } } }),
+        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, 'input-file': { type: 'string' }, timeout: { type: 'string' } } }),
       );
       if (positionals.length !== 2) throw new InvalidArgumentError('call takes a partition name and an export name');
-      const input = values.input !== undefined ? await readFile(values.input).catch((e: Error) => { throw new InvalidArgumentError(`cannot read ${values.input}: ${e.message}`); }) : await readAll(process.stdin);
+      const input = await remoteCallInput(values.input, values['input-file']);
       const timeoutMs = intOption(values.timeout, 'timeout', 1, 600_000);
       try {
         const r = await client.json<{ output: string; encoding: 'utf8' | 'base64' }>('POST', `/partitions/${enc(positionals[0]!)}/call`, {
           export: positionals[1],
-          input: input.toString('base64'),
+          input: Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('base64'),
           encoding: 'base64',
           ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         });

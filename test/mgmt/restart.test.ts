@@ -195,6 +195,13 @@ describe('serve as a daemon', () => {
       writeFileSync(inputFile, 'shout');
       const called = await cli([...base, 'call', 'md', 'upper', '--input', inputFile]);
       expect(called.stdout).toBe('SHOUT');
+      // --input-file reads a file as the local call does; both flags, or a file that cannot be read, are usage errors naming the flag.
+      expect((await cli([...base, 'call', 'md', 'upper', '--input-file', inputFile])).stdout).toBe('SHOUT');
+      const both = await cli([...base, 'call', 'md', 'upper', '--input', inputFile, '--input-file', inputFile]);
+      expect(both).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: --input and --input-file: give one of them, not both\n' });
+      const missing = await cli([...base, 'call', 'md', 'upper', '--input-file', `${config}/nope`]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/^ERR_INVALID_ARGUMENT: --input-file: cannot read ".*nope": ENOENT/);
       expect((await cli([...base, 'stop', 'md'])).code).toBe(0);
       const audit = await cli([...base, 'audit', '--partition', 'md', '--action', 'partition.stop']);
       expect(audit.stdout).toMatch(/token:admin partition\.stop \/partitions\/md success/);
