@@ -54,9 +54,26 @@ export type SharedWorkerOptions = Omit<Extract<WorkerBoot, { role: 'shared' }>, 
   onSlice?(slot: number): void;
 };
 
-/** A min-heap of (deadline, slot) for waits with a deadline. Stale entries are skipped when popped. */
+/**
+ * Timer entries the heap may hold beyond one per partition before it drops its stale ones: a
+ * partition woken before its deadline (a frame for a receive with a long timeout) leaves its entry
+ * behind, and without this a guest that waits that way again and again (two partitions trading
+ * frames, each receive with a timeout of days) would grow the shared worker's heap without bound
+ * until the worker, and every partition on it, ran out of memory. The heap is cleaned when it has
+ * grown to twice its live entries plus this.
+ */
+const TIMER_SLACK = 64;
+
+/**
+ * A min-heap of (deadline, slot) for waits with a deadline. Stale entries (the slot no longer
+ * waits for that deadline) are skipped when popped, and dropped by `compact` (see pushTimer).
+ */
 class Timers {
-  private readonly heap: { at: number; slot: Slot }[] = [];
+  private heap: { at: number; slot: Slot }[] = [];
+
+  get size(): number {
+    return this.heap.length;
+  }
 
   push(at: number, slot: Slot): void {
     const h = this.heap;
@@ -68,6 +85,22 @@ class Timers {
       [h[p], h[i]] = [h[i]!, h[p]!];
       i = p;
     }
+  }
+
+  /**
+   * Keeps only the entries `live` accepts, one per slot at the most (a slot's live entries all
+   * hold its one deadline), as a heap again: a sorted array is one. Linear in the entries plus the sort of the survivors (at most one per
+   * partition).
+   */
+  compact(live: (at: number, slot: Slot) => boolean): void {
+    const seen = new Set<Slot>();
+    const kept = this.heap.filter((t) => {
+      if (seen.has(t.slot) || !live(t.at, t.slot)) return false;
+      seen.add(t.slot);
+      return true;
+    });
+    kept.sort((a, b) => a.at - b.at);
+    this.heap = kept;
   }
 
   /** The earliest deadline, or Infinity. */
@@ -101,6 +134,8 @@ export class SharedScheduler {
   private readonly slots = new Map<number, Slot>();
   private readonly queue: Slot[] = [];
   private readonly timers = new Timers();
+  /** The timer heap's size at which its stale entries are dropped (see pushTimer). */
+  private timerLimit = TIMER_SLACK;
   private readonly doorbell: Doorbell;
   private readonly wstats: Float64Array;
   private readonly scratch = new Uint8Array(SUSPEND_BYTES);
@@ -169,6 +204,11 @@ export class SharedScheduler {
   /** Partitions hosted. */
   get size(): number {
     return this.slots.size;
+  }
+
+  /** Entries in the timer heap, stale ones included (tests: at most twice the partitions plus TIMER_SLACK). */
+  get timerEntries(): number {
+    return this.timers.size;
   }
 
   private idle(seq: number): void {
@@ -273,8 +313,20 @@ export class SharedScheduler {
       if (w.what === 'readable') w.ring.wantRecord();
       else if (w.what === 'writable') w.ring.wantRoom();
       if (satisfied(w)) this.ready(s);
-      else if (w.deadline !== Infinity) this.timers.push(w.deadline, s);
+      else if (w.deadline !== Infinity) this.pushTimer(w.deadline, s);
     }
+  }
+
+  private pushTimer(at: number, s: Slot): void {
+    // Entries of slots that no longer wait for them (woken early, or ended) go once the heap has
+    // doubled since the last clean-up: at most one live entry per partition stays, so the heap
+    // holds at most twice the partitions plus TIMER_SLACK, and each clean-up is paid for by the
+    // pushes since the last one.
+    if (this.timers.size >= this.timerLimit) {
+      this.timers.compact((deadline, slot) => this.slots.get(slot.slot) === slot && slot.wait !== null && slot.wait.deadline === deadline);
+      this.timerLimit = 2 * this.timers.size + TIMER_SLACK;
+    }
+    this.timers.push(at, s);
   }
 
   private finish(s: Slot, outcome: WorkerOutcome): void {
