@@ -84,6 +84,8 @@ export interface Placement {
   checkpoint(): void;
   /** The CPU cap's pause until `deadline`; `then` runs when it is over (at once after a blocking sleep, or when the guest resumes). */
   pause(deadline: number, then: () => void): void;
+  /** Zeroes what the placement keeps of the guest's memory (a suspended guest's bytes under its saved frames): the run is over. */
+  scrub(): void;
 }
 
 /** Returned by `Placement.invoke` for a guest that was unwound. */
@@ -104,6 +106,7 @@ export const blockingPlacement: Placement = {
     threadBlocker.sleep(deadline);
     then();
   },
+  scrub() {},
 };
 
 type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'closing' | 'ended';
@@ -580,6 +583,7 @@ export class PartitionContext {
     for (const d of this.devices.all) step(() => d.close?.());
     // Scrub: nothing the guest held outlives the run in this thread's heap.
     step(() => this.memory.scrub());
+    step(() => this.placement.scrub());
     this.instance = null;
     if (failures.length > 0) {
       const first = failures[0];

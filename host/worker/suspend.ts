@@ -60,6 +60,8 @@ export class SuspendingPlacement implements Placement {
   private resumeWith: Resume | null = null;
   /** The guest's own bytes that the saved frames cover, put back after the rewind. */
   private saved: Uint8Array | null = null;
+  /** Bytes of the thread's scratch the last unwind copied the guest's memory into. */
+  private borrowed = 0;
   /**
    * When the current operation first asked for a deadline (kept across its redos: its timeouts
    * count from here); -1 until it asks. Taken lazily: most calls never wait, and a clock read
@@ -123,6 +125,9 @@ export class SuspendingPlacement implements Placement {
       this.ex!.stopUnwind();
       const used = new DataView(this.memory!.buffer).getUint32(0, true);
       this.saved = this.scratch.slice(0, used);
+      // The thread's scratch holds the guest's first 64 KiB; only the bytes under its frames are
+      // kept (its own, put back at the rewind). The rest goes now, before other partitions run.
+      this.scratch.fill(0, 0, this.borrowed);
       this.state = 'suspended';
       return SUSPENDED;
     }
@@ -202,6 +207,7 @@ export class SuspendingPlacement implements Placement {
     if (size < 16) throw new RangeError('a guest with less than one page of memory cannot be suspended (memory)');
     const view = new Uint8Array(memory.buffer, 0, size);
     this.scratch.set(view);
+    this.borrowed = size;
     const header = new DataView(memory.buffer);
     header.setUint32(0, 8, true);
     header.setUint32(4, size, true);
@@ -209,6 +215,12 @@ export class SuspendingPlacement implements Placement {
     this.state = 'unwinding';
     this.wait = wait;
     this.resumeWith = resume;
+  }
+
+  scrub(): void {
+    // A run that ended while suspended (killed, or its worker stopping it) never rewinds.
+    this.saved?.fill(0);
+    this.saved = null;
   }
 
   /** Puts back the guest's bytes under the saved frames (the rewind is done with them). */
