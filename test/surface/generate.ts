@@ -239,6 +239,7 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'remote logs --follow': null,
   'remote logs --tail': null,
   'remote call --input': null,
+  'remote call --input-file': null,
   'remote call --timeout': "raises the remote call's budget",
   'remote metrics --prometheus': null,
   'remote audit --partition': null,
