@@ -86,6 +86,11 @@ export class MessageSender {
     return true;
   }
 
+  /** Zeroes what this sender gathered of its parts (a message dropped before its end: the run is over). */
+  discard(): void {
+    this.scratch?.fill(0);
+  }
+
   /** The next `n` bytes: a view when they lie in one part, else gathered into a scratch buffer. */
   private take(n: number): Uint8Array {
     while (this.offset === this.parts[this.part]!.length) {

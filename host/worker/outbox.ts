@@ -83,7 +83,10 @@ export class Outbox {
 
   /** Drops what is queued (the run ended and its ring is closed), zeroing it. */
   discard(): void {
-    for (const m of this.queue.splice(0)) m.owned?.fill(0);
+    for (const m of this.queue.splice(0)) {
+      m.sender.discard();
+      m.owned?.fill(0);
+    }
     this.queued = 0;
   }
 
