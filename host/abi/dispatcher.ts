@@ -416,6 +416,16 @@ export class Dispatcher {
     this.callMaxOutput = maxOutputBytes;
   }
 
+  /**
+   * The run is over: zeroes the scratch every hypercall's input and output passed through (the
+   * last ones stay there otherwise: a block read's plaintext, a console write), so none of it
+   * outlives the run in the thread's heap. A shared worker's thread goes on running others.
+   */
+  scrub(): void {
+    this.inBuf.fill(0);
+    this.outBuf.fill(0);
+  }
+
   /** Closes the host call and returns its output (the caller's from now on); the input copy is zeroed. */
   endCall(): Uint8Array {
     const input = this.callInput;

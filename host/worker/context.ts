@@ -571,6 +571,7 @@ export class PartitionContext {
     // A call the run ended in the middle of: its input and output so far (the reader's buffer
     // holds the input) are zeroed like everything else the guest held.
     step(() => this.dispatcher.endCall().fill(0));
+    step(() => this.dispatcher.scrub());
     step(() => this.reader?.discard());
     step(() => {
       if (this.fuel === null) return;

@@ -3,11 +3,15 @@
  * that hold a non-zero byte (issue #15: a never-written page is not committed just to be
  * zeroed), so every edge of that page walk is checked here: the first and last byte of each
  * page, the last byte of the memory, a memory that is not a whole number of pages, one byte
- * anywhere, and after the memory grew.
+ * anywhere, and after the memory grew. And Dispatcher.scrub: the scratch every hypercall's input
+ * and output passes through, zeroed when the run ends.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { HV_MAX_TRANSFER, HvCall } from '../../host/abi/codes.ts';
+import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
+import { allocateStats } from '../../host/channel/stats.ts';
 
 const PAGE = 4096;
 const allZero = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0);
@@ -66,5 +70,22 @@ describe('GuestMemory.scrub', () => {
     gm.scrub();
     expect(bytes.length).toBe(3 * 65536);
     expect(allZero(bytes)).toBe(true);
+  });
+});
+
+describe('Dispatcher.scrub', () => {
+  it('zeroes the last hypercall input and output its scratch held, whole', () => {
+    const memory = new WebAssembly.Memory({ initial: 2 });
+    const bytes = new Uint8Array(memory.buffer);
+    const d = new Dispatcher({ memory: bound(memory), devices: [], args: ['a secret argument'], stats: new Float64Array(allocateStats()), onViolation: () => {} });
+    // A full-size input (its last byte included), and the argument block as output.
+    bytes.fill(0x5a, 0, HV_MAX_TRANSFER);
+    expect(d.hypercall(HvCall.ARGS_GET, 0, HV_MAX_TRANSFER, HV_MAX_TRANSFER, 64)).toBeGreaterThan(0);
+    const scratch = d as unknown as { inBuf: Uint8Array; outBuf: Uint8Array };
+    expect(scratch.inBuf[HV_MAX_TRANSFER - 1]).toBe(0x5a);
+    expect(new TextDecoder().decode(scratch.outBuf.subarray(0, 17))).toBe('a secret argument');
+    d.scrub();
+    expect(allZero(scratch.inBuf)).toBe(true);
+    expect(allZero(scratch.outBuf)).toBe(true);
   });
 });

@@ -4,10 +4,11 @@
  * Asyncify write the guest's frames there, and keeps the bytes under the frames to put back at
  * the rewind. The scratch then held the guest's bytes while other partitions ran (until the next
  * suspension overwrote them), and the kept bytes of a guest killed while suspended stayed in the
- * heap unzeroed. Driven in this thread with a real context over a suspendable WASI module.
+ * heap unzeroed, as did the last hypercall's input and output in the dispatcher's scratch. Driven
+ * in this thread with a real context over a suspendable WASI module.
  */
 import { describe, expect, it } from 'vitest';
-import { HV_HYPERCALL, HV_MODULE } from '../../host/abi/codes.ts';
+import { HV_HYPERCALL, HV_MODULE, HvCall } from '../../host/abi/codes.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { HYPERCALL_SIG } from '../../host/loader/policy.ts';
 import { loadModule } from '../../host/loader/pipeline.ts';
@@ -24,13 +25,18 @@ const SECRET = 0x5ec2e7_5ec2e7n;
 const NEAR = 8;
 const FAR = 40_000;
 
-/** Writes the secret twice, then polls stdin (no timeout): it suspends at once, nothing being there. */
+/**
+ * Writes the secret twice and to its console (the hypercall's input passes through the
+ * dispatcher's scratch), then polls stdin (no timeout): it suspends at once, nothing being there.
+ */
 const HOLDER = `(module
+  (import "hv" "hypercall" (func $hc (param i32 i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "_start")
     (i64.store (i32.const ${NEAR}) (i64.const ${SECRET}))
     (i64.store (i32.const ${FAR}) (i64.const ${SECRET}))
+    (drop (call $hc (i32.const ${HvCall.CONSOLE_WRITE}) (i32.const ${FAR}) (i32.const 8) (i32.const 0) (i32.const 0)))
     (i32.store8 offset=1008 (i32.const 0) (i32.const 1))   ;; subscription at 1000: fd_read
     (i32.store offset=1016 (i32.const 0) (i32.const 0))    ;; fd 0
     (drop (call $poll (i32.const 1000) (i32.const 2000) (i32.const 1) (i32.const 2100)))))`;
@@ -46,7 +52,7 @@ function find(bytes: Uint8Array): number {
 }
 
 describe('a suspended guest’s bytes in a shared worker', () => {
-  it('leave the thread’s scratch when it suspends, and the heap when it is killed suspended', async () => {
+  it('leave the thread’s scratch when it suspends, and the heap when it is killed suspended (the dispatcher’s scratch too)', async () => {
     const imports = new Map([
       [HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])],
       [WASI_MODULE, new Map(WASI_SIGNATURES)],
@@ -69,9 +75,15 @@ describe('a suspended guest’s bytes in a shared worker', () => {
     expect(find(scratch)).toBe(-1);
     expect(scratch.every((b) => b === 0)).toBe(true);
 
-    // Killed while suspended: it never rewinds, and what was kept for it is zeroed.
+    // The console write's input is still in the dispatcher's scratch while the run lasts.
+    const dispatcher = (context as unknown as { dispatcher: { inBuf: Uint8Array; outBuf: Uint8Array } }).dispatcher;
+    expect(find(dispatcher.inBuf)).toBe(0);
+
+    // Killed while suspended: it never rewinds, and what was kept for it is zeroed, as is the
+    // dispatcher's scratch.
     context.kill({ kind: 'error', error: 'ERR_KILLED', message: 'test over' });
     expect(saved!.every((b) => b === 0)).toBe(true);
+    expect(dispatcher.inBuf.every((b) => b === 0) && dispatcher.outBuf.every((b) => b === 0)).toBe(true);
     expect((placement as unknown as { saved: Uint8Array | null }).saved).toBeNull();
   }, 60_000);
 });
