@@ -263,6 +263,12 @@ class LineAssembler {
     if (this.length > 0) this.emit(this.kind, this.line, this.length);
     this.length = 0;
   }
+
+  /** Zeroes the line buffer (the run is over: its last line stays there otherwise). */
+  scrub(): void {
+    this.line.fill(0);
+    this.length = 0;
+  }
 }
 
 /**
@@ -284,6 +290,12 @@ class InputReader {
 
   get buffered(): number {
     return this.end - this.start;
+  }
+
+  /** Zeroes the buffer: what the guest was sent (read or not) does not outlive its run. */
+  scrub(): void {
+    this.buf.fill(0);
+    this.start = this.end = 0;
   }
 
   /** Pulls the next record into the buffer. True if bytes were added; false at end of input or (non-blocking / timeout) none ready. */
@@ -445,6 +457,10 @@ export class ConsoleDevice implements Device {
     this.stdoutLines.flush();
     this.stderrLines.flush();
     this.reportDrops(true);
+    // The run is over: its last lines and its input (a typed password included) leave the heap.
+    this.stdoutLines.scrub();
+    this.stderrLines.scrub();
+    this.input.scrub();
   }
 
   /**

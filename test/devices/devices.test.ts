@@ -7,7 +7,7 @@ import { check } from '../../host/schema/check.ts';
 import { DevicesSchema } from '../../host/schema/devices.ts';
 import { ConsoleDevice } from '../../host/devices/console.ts';
 import { allocateStats, readMetrics } from '../../host/channel/stats.ts';
-import { EventKind } from '../../host/channel/protocol.ts';
+import { EventKind, InputKind } from '../../host/channel/protocol.ts';
 
 const enc = new TextEncoder();
 
@@ -43,6 +43,31 @@ describe('console device', () => {
       [EventKind.STDOUT, 0, 1, 0],
     ]);
     expect(readMetrics(stats).console.linesDropped).toBe(3);
+  });
+
+  it('zeroes its last output line and its unread input on close (what the guest was sent does not outlive the run)', () => {
+    const stats = allocateStats();
+    const events = new SharedRing(SharedRing.allocate(4096));
+    const input = new SharedRing(SharedRing.allocate(4096));
+    const dev = new ConsoleDevice(resolveDevices({ console: true }).console!, events, input, new Float64Array(stats));
+    const out = enc.encode('the output secret\nand a tail');
+    dev.handlers.get(HvCall.CONSOLE_WRITE)!(out, out.length, new Uint8Array(0), 0);
+    // A line of input read in part: the rest waits in the device's buffer.
+    expect(input.tryWrite(InputKind.LINE, enc.encode('hunter2 is the password'))).toBe(true);
+    const read = new Uint8Array(7);
+    expect(dev.handlers.get(HvCall.CONSOLE_STREAM_READ)!(new Uint8Array(0), 0, read, read.length)).toBe(7);
+    const held = dev as unknown as { stdoutLines: { line: Uint8Array }; input: { buf: Uint8Array } };
+    const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+    // The tail over the first line's bytes: the rest of that line is still there.
+    expect(text(held.stdoutLines.line)).toContain('and a tail secret');
+    expect(text(held.input.buf)).toContain(' is the password');
+    dev.close();
+    expect(held.stdoutLines.line.every((b) => b === 0)).toBe(true);
+    expect(held.input.buf.every((b) => b === 0)).toBe(true);
+    // Closing still delivered the unterminated tail first.
+    const lines: string[] = [];
+    for (let r = events.tryRead(); r !== null; r = events.tryRead()) lines.push(text(r.bytes));
+    expect(lines).toEqual(['the output secret\n', 'and a tail']);
   });
 
   it('delivers an unterminated last line on close', () => {
