@@ -259,6 +259,7 @@ export class PartitionProcess {
       this.flush(s, true);
       this.slots.delete(event.slot);
       this.dirty.delete(event.slot);
+      scrubCopies(s);
     }
     this.send(encodeLifecycle(event.slot, event.message));
     if (event.message.type === 'done' && this.boot?.dedicated && this.slots.size === 0) this.end();
@@ -352,6 +353,15 @@ export class PartitionProcess {
   get count(): number {
     return this.hosted;
   }
+}
+
+/**
+ * Zeroes a partition's ring copies once it is done here and everything it wrote is on its way to
+ * the root: its output, its calls' inputs and its frames do not stay in this process's memory
+ * while the others it hosts run on. (The root's originals are zeroed by the run's end there.)
+ */
+function scrubCopies(s: Slot): void {
+  for (const ring of [s.events.ring, s.calls.ring, s.input.ring, s.net?.tx.ring, s.net?.rx.ring]) ring?.scrub(true);
 }
 
 /** Sets the console output flags of a STDIO frame (bit `1 << slot` per StdioSlot; a set flag stays set). */
