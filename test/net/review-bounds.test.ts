@@ -57,3 +57,46 @@ describe('switch: a frame held for a receiver that never reads', () => {
     sw.close();
   });
 });
+
+describe('forwarded port: clients that leave while their bytes wait for the guest', () => {
+  let hv: Hypervisor | undefined;
+  afterEach(async () => {
+    await hv?.close();
+    hv = undefined;
+  });
+
+  /** Connects, and says whether the forwarder took the connection (its counter moved) or it was closed first. */
+  async function tryConnect(port: number, accepted: () => number): Promise<net.Socket | null> {
+    const before = accepted();
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.on('error', () => {});
+    let closed = false;
+    socket.once('close', () => (closed = true));
+    for (let i = 0; i < 400 && !closed && accepted() === before; i++) await sleep(5);
+    if (accepted() !== before && !closed) return socket;
+    socket.destroy();
+    return null;
+  }
+
+  it('count against maxConnections until their last bytes are delivered or dropped', async () => {
+    hv = hypervisor({ defaultLimits: { memoryPages: 16 } });
+    // Created, never started: its NIC is plugged in and never read, so its 4 KiB queue fills.
+    await hv.createPartition({ name: 'svc', module: guest('net-service'), devices: { net: { segment: 'blue', host: true, rxQueueBytes: 4096 } } });
+    const fwd = await hv.forwardPort({ partition: 'svc', guestPort: 80, maxConnections: 2, stallTimeoutMs: 3_600_000 });
+    const accepted = () => fwd.counters.connections;
+    for (let client = 0; client < 6; client++) {
+      // A slot may free only once the server has seen the previous client's reset: a few tries.
+      let socket: net.Socket | null = null;
+      for (let attempt = 0; attempt < 5 && socket === null; attempt++) socket = await tryConnect(fwd.port, accepted);
+      if (socket === null) continue;
+      socket.write(new Uint8Array(64 * 1024).fill(0x61));
+      await sleep(20);
+      // Gone without a goodbye: its bytes still wait in the forwarder for the guest.
+      const gone = new Promise<void>((r) => socket.once('close', () => r()));
+      socket.resetAndDestroy();
+      await gone;
+    }
+    expect(accepted()).toBe(2);
+    await fwd.close();
+  });
+});
