@@ -100,3 +100,20 @@ describe('forwarded port: clients that leave while their bytes wait for the gues
     await fwd.close();
   });
 });
+
+describe('host endpoints', () => {
+  it('the hypervisor keeps no endpoint the embedder closed: attach and close in a loop holds one at most', async () => {
+    const h = hypervisor({ warmWorkers: 0 });
+    try {
+      const held = (h as unknown as { hostEndpoints: Set<unknown> }).hostEndpoints;
+      const open = h.attachNet('blue');
+      for (let i = 0; i < 1000; i++) h.attachNet('blue').close();
+      // The open one, and the last one closed (dropped at the next attach).
+      expect(held.size).toBeLessThanOrEqual(2);
+      expect(held.has(open)).toBe(true);
+      expect(open.closed).toBe(false);
+    } finally {
+      await h.close();
+    }
+  });
+});
