@@ -452,6 +452,8 @@ export class ProcessHost implements RunHost {
    * One of the run's rings moved on the root's side (the rings' onMove: the root wrote a call or a
    * line, or consumed events): forwards new records, acknowledges what the root consumed, and asks
    * to hear of the next move. All on the root's thread, so no move is missed between the two.
+   * Nothing while the child has not taken what was written last (`backedUp`): the channel's
+   * 'drain' wakes every run of the process again.
    */
   wake(): void {
     if (this.events === null || this.proc === null || this.proc.dead || this.proc.backedUp) return;
