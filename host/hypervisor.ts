@@ -643,6 +643,9 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   attachNet(segment: string): NetEndpoint {
     if (this.closed) throw new InvalidStateError('this hypervisor is closed');
     const ep = new NetEndpoint(this.switch, segment);
+    // Kept to be closed with the hypervisor; ones the embedder closed go now, or attaching and
+    // closing in a loop would keep every endpoint (and its listeners) for the hypervisor's life.
+    for (const old of this.hostEndpoints) if (old.closed) this.hostEndpoints.delete(old);
     this.hostEndpoints.add(ep);
     return ep;
   }

@@ -437,12 +437,19 @@ export class ManagedHost {
     }
   }
 
+  /**
+   * Starts the current Partition without waiting for its guest: a reactor's start settles only
+   * once it is ready, and one that never gets there (no start-up budget, or 24 days of it) must
+   * hold neither this partition's later operations (stop, destroy, the host's shutdown, all
+   * serialized behind this one) nor the host's own start-up. The run is `running` at once; how it
+   * ends comes through onExit, as any run's end does.
+   */
   private async run(m: Managed): Promise<void> {
     const p = m.partition!;
     m.startedAt = performance.now();
     m.decl = { ...m.decl, lastRun: 'running' };
     await this.config.writeDeclared(m.decl);
-    await p.start();
+    p.start().catch((error: unknown) => this.log(`wasmvisor serve: partition ${m.name} did not start: ${describe(error)}`));
   }
 
   private async setLastRun(m: Managed, lastRun: DeclaredPartition['lastRun']): Promise<void> {

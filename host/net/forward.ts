@@ -15,10 +15,11 @@ import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
  * The forwarder accepts frames only from the partition's own address (the switch stamps sources,
  * so no other partition can inject into a connection).
  *
- * Bounds: at most `maxConnections` connections (more are refused by the listener); towards the
- * guest, a connection's socket is paused while a frame waits for room in the guest's receive
- * queue or budget, so the forwarder holds at most one socket chunk per connection; towards the
- * client, a connection whose unsent bytes exceed `maxBufferedBytes` is closed.
+ * Bounds: at most `maxConnections` connections (more are refused), counting those whose client has
+ * gone while their last bytes still wait for the guest; towards the guest, a connection's socket
+ * is paused while a frame waits for room in the guest's receive queue or budget, so the forwarder
+ * holds at most one socket chunk per connection; towards the client, a connection whose unsent
+ * bytes exceed `maxBufferedBytes` is closed.
  */
 
 export const STREAM_HEADER_SIZE = 8;
@@ -149,7 +150,9 @@ export class PortForward {
   }
 
   private accept(socket: net.Socket): void {
-    if (this.closing) {
+    // The listener counts open sockets; a connection whose client has gone still holds its last
+    // bytes here until the guest takes them (or the stall timeout), so it counts too.
+    if (this.closing || this.conns.size >= this.server.maxConnections) {
       socket.destroy();
       return;
     }

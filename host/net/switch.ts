@@ -88,6 +88,8 @@ interface NicEndpoint {
   down: boolean;
   /** A frame from this NIC's tx ring that waits for room at its destination (flow control). */
   held: { dst: number; payload: Uint8Array } | null;
+  /** The held frame's one wait for room at its full receiver (see waitForRoom). */
+  room: RoomWait | null;
   /** Told when the root cannot handle the NIC's traffic (NicAttachment.onFault). */
   fault: ((error: unknown) => void) | null;
 }
@@ -104,6 +106,13 @@ interface HostEndpointState {
 }
 
 type Endpoint = NicEndpoint | HostEndpointState;
+
+/** A wait for a read of a receiver's queue past `seq`; `wake` ends the re-check waiting on it. */
+interface RoomWait {
+  rx: SharedRing;
+  seq: number;
+  wake: (() => void) | null;
+}
 
 /** A frame as a host endpoint sees it. `payload` is a fresh copy owned by the listener. */
 export interface NetFrame {
@@ -232,6 +241,7 @@ export class VirtualSwitch {
       closed: false,
       down: false,
       held: null,
+      room: null,
       fault: null,
     };
     this.add(nic);
@@ -474,6 +484,7 @@ export class VirtualSwitch {
     } finally {
       nic.held?.payload.fill(0);
       nic.held = null;
+      nic.room = null;
     }
   }
 
@@ -504,10 +515,8 @@ export class VirtualSwitch {
     switch (outcome) {
       case 'busy':
         return nextTurn();
-      case 'full': {
-        let timer: NodeJS.Timeout | undefined;
-        return Promise.race([to.port.rx.whenRead(seq), new Promise<void>((r) => (timer = setTimeout(r, HELD_RECHECK_MS)))]).finally(() => clearTimeout(timer));
-      }
+      case 'full':
+        return this.waitForRoom(from, to.port.rx, seq);
       case 'rate-limited':
         return sleep(Math.max(1, Math.min(HELD_RECHECK_MS, this.waitMs)));
       default:
@@ -515,6 +524,33 @@ export class VirtualSwitch {
         if (this.observers !== null) this.tell(from, dst, payload.length, outcome === 'down' ? 'no-route' : outcome);
         return null;
     }
+  }
+
+  /**
+   * Resolves once `rx` was read past `seq` (room may be free), or after HELD_RECHECK_MS. The wait
+   * on the receiver's queue is made once per sender and position, and only a read (or its close)
+   * ends it: a receiver that never reads would otherwise collect one pending wait (and a reaction
+   * on it) per re-check, 50 a second for as long as it does not read. Each re-check only takes
+   * that wait's one wake-up slot.
+   */
+  private waitForRoom(from: NicEndpoint, rx: SharedRing, seq: number): Promise<void> {
+    let room = from.room;
+    if (room === null || room.rx !== rx || room.seq !== seq) {
+      const r: RoomWait = { rx, seq, wake: null };
+      const wake = (): void => r.wake?.();
+      void rx.whenRead(seq).then(wake, wake);
+      from.room = room = r;
+    }
+    const r = room;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (r.wake === done) r.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, HELD_RECHECK_MS);
+      r.wake = done;
+    });
   }
 
   /** Milliseconds the last 'rate-limited' putInto said the receive budget needs. */

@@ -125,6 +125,10 @@ export class ProcessChild {
     this.child = child;
     this.channel = channel;
     channel.on('data', (data: Buffer) => this.receive(data));
+    // It has read what was waiting: what its runs held back goes now (see `backedUp`).
+    channel.on('drain', () => {
+      for (const run of this.runs.values()) run.wake();
+    });
     channel.on('error', () => {
       // A broken channel: the child's exit (or the kill below) ends its runs.
       child.kill('SIGKILL');
@@ -166,6 +170,15 @@ export class ProcessChild {
   /** Takes no more partitions: stopped, or every slot taken. */
   get full(): boolean {
     return this.stopped || this.exited !== null || this.runs.size >= this.options.capacity;
+  }
+
+  /**
+   * The child has not taken what the root wrote last (the channel's buffer is past its mark): its
+   * runs forward nothing more until it has ('drain'). A child that stops reading, or acknowledges
+   * records it never read, then leaves the root holding its rings' worth at most, not all it is sent.
+   */
+  get backedUp(): boolean {
+    return this.channel.writableNeedDrain;
   }
 
   /** Whether the root stopped listening to it (violation, close) or it exited. */
@@ -439,9 +452,11 @@ export class ProcessHost implements RunHost {
    * One of the run's rings moved on the root's side (the rings' onMove: the root wrote a call or a
    * line, or consumed events): forwards new records, acknowledges what the root consumed, and asks
    * to hear of the next move. All on the root's thread, so no move is missed between the two.
+   * Nothing while the child has not taken what was written last (`backedUp`): the channel's
+   * 'drain' wakes every run of the process again.
    */
   wake(): void {
-    if (this.events === null || this.proc === null || this.proc.dead) return;
+    if (this.events === null || this.proc === null || this.proc.dead || this.proc.backedUp) return;
     const slot = this.slot;
     for (const f of [this.calls!, this.input!]) {
       f.pump();
