@@ -27,6 +27,8 @@ import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
+/** How long a start (API or the host's own start-up) waits for a reactor to be ready before it answers with the run begun (see run). */
+export const START_WAIT_MS = 2000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
 const BACKOFF_RESET_AFTER_MS = 10_000;
@@ -438,18 +440,25 @@ export class ManagedHost {
   }
 
   /**
-   * Starts the current Partition without waiting for its guest: a reactor's start settles only
-   * once it is ready, and one that never gets there (no start-up budget, or 24 days of it) must
-   * hold neither this partition's later operations (stop, destroy, the host's shutdown, all
-   * serialized behind this one) nor the host's own start-up. The run is `running` at once; how it
-   * ends comes through onExit, as any run's end does.
+   * Starts the current Partition and waits for its guest at most START_WAIT_MS: a reactor's start
+   * settles once it is ready (or has ended), which is what the answer then shows; one that never
+   * gets there (no start-up budget, or 24 days of it) must hold neither this partition's later
+   * operations (stop, destroy, the host's shutdown, all serialized behind this one) nor the host's
+   * own start-up. Past the wait the run is `running` and still starting; calls made meanwhile wait
+   * in its queue, and how it ends comes through onExit, as any run's end does.
    */
   private async run(m: Managed): Promise<void> {
     const p = m.partition!;
     m.startedAt = performance.now();
     m.decl = { ...m.decl, lastRun: 'running' };
     await this.config.writeDeclared(m.decl);
-    p.start().catch((error: unknown) => this.log(`wasmvisor serve: partition ${m.name} did not start: ${describe(error)}`));
+    const started = p.start().catch((error: unknown) => this.log(`wasmvisor serve: partition ${m.name} did not start: ${describe(error)}`));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, START_WAIT_MS);
+      timer.unref();
+    });
+    await Promise.race([started, waited]).finally(() => clearTimeout(timer));
   }
 
   private async setLastRun(m: Managed, lastRun: DeclaredPartition['lastRun']): Promise<void> {
