@@ -1,0 +1,203 @@
+/**
+ * Edges of the block engine (host/storage/image.ts) that its workloads do not reach, found by
+ * mutation testing (docs/MUTATION.md, issue 17): reads past the end of a file, the constructor's
+ * bounds, the cache of epoch keys at its bound, an epoch drawn as all zeros.
+ *
+ * `node:crypto` is wrapped (every call goes to the real one) so that one test can choose what the
+ * engine's first random draw returns.
+ */
+import { randomBytes } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import {
+  BlockImage,
+  EPOCH_AT,
+  fdIo,
+  HEADER_SIZE,
+  ImageError,
+  imageFileSize,
+  MAX_SECTORS,
+  metaOffset,
+  META_SIZE,
+  peekHeader,
+  SECTOR_SIZE,
+  type FileOps,
+} from '../../host/storage/image.ts';
+import { pattern, prng, SimDisk } from './sim-disk.ts';
+
+vi.mock('node:crypto', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:crypto')>();
+  return { ...real, randomFillSync: vi.fn(real.randomFillSync) };
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'wv-image-edges-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function readOne(img: BlockImage, s: number): { status: number; data: Buffer } {
+  const data = Buffer.alloc(SECTOR_SIZE, 0xee);
+  return { status: img.read(s, 1, data), data };
+}
+
+describe('fdIo over a real file', () => {
+  it('reads past the end of the file as zeros, and stops at the first read that returns nothing', () => {
+    const path = join(dir, 'short.img');
+    writeFileSync(path, Buffer.alloc(6000, 0x5a));
+    const fd = openSync(path, 'r');
+    try {
+      const calls: number[] = [];
+      // The real readSync, counted (and cut off, so that a loop that never ends fails instead).
+      const ops: FileOps = {
+        readSync: (f, buf, offset, length, position) => {
+          calls.push(position);
+          if (calls.length > 4) throw new Error('pread kept reading past the end of the file');
+          return readSync(f, buf, offset, length, position);
+        },
+        writeSync: () => {
+          throw new Error('not written here');
+        },
+        fsyncSync: () => {},
+      };
+      const io = fdIo(fd, ops);
+      const buf = Buffer.alloc(8192, 0xee);
+      io.pread(buf, 0);
+      expect(buf.subarray(0, 6000).every((x) => x === 0x5a)).toBe(true);
+      expect(buf.subarray(6000).every((x) => x === 0)).toBe(true);
+      expect(calls).toEqual([0, 6000]);
+      // Wholly past the end: one read, all zeros.
+      const far = Buffer.alloc(4096, 0xee);
+      calls.length = 0;
+      io.pread(far, 1 << 20);
+      expect(far.every((x) => x === 0)).toBe(true);
+      expect(calls).toEqual([1 << 20]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+describe('fdIo’s errors', () => {
+  it('a write that stops making progress names the offset it stopped at', () => {
+    const lengths: number[] = [];
+    const ops: FileOps = {
+      readSync: () => 0,
+      // 3 bytes, then nothing: the second call is at 100 + 3.
+      writeSync: (_fd, _buf, _off, len) => (lengths.push(len), lengths.length === 1 ? 3 : 0),
+      fsyncSync: () => {},
+    };
+    expect(() => fdIo(3, ops).pwrite(Buffer.alloc(10), 100)).toThrow(/^write at 103 made no progress$/);
+    expect(lengths).toEqual([10, 7]);
+  });
+});
+
+describe('header errors', () => {
+  it('are ImageErrors by name, as a log prints them', () => {
+    const error = (() => {
+      try {
+        peekHeader(Buffer.alloc(HEADER_SIZE));
+      } catch (e) {
+        return e as Error;
+      }
+      return null;
+    })();
+    expect(error).toBeInstanceOf(ImageError);
+    expect(error!.name).toBe('ImageError');
+    expect(String(error)).toBe('ImageError: the file is not a wasmvisor block image');
+  });
+});
+
+describe('the engine’s bounds', () => {
+  it('refuses a sector count outside 1..MAX_SECTORS and a sealsPerKey outside 1..2^30, naming them; accepts both ends', () => {
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const make = (sectorCount: number) => new BlockImage({ fd: -1, io: fdIo(-1, new SimDisk(8192)), sectorCount, ...keys });
+    for (const bad of [0, -1, 1.5, Number.NaN, MAX_SECTORS + 1]) {
+      expect(() => make(bad), String(bad)).toThrow(RangeError);
+      expect(() => make(bad), String(bad)).toThrow(`sector count ${bad} is out of range`);
+    }
+    for (const sealsPerKey of [0, -1, 1.5, Number.NaN, 2 ** 30 + 1]) {
+      expect(() => new BlockImage({ fd: -1, io: fdIo(-1, new SimDisk(8192)), sectorCount: 1, ...keys, sealsPerKey })).toThrow(
+        new RangeError(`sealsPerKey ${sealsPerKey} is out of range`),
+      );
+    }
+    expect(make(1).sectorCount).toBe(1);
+    const largest = make(MAX_SECTORS);
+    expect(largest.sectorCount).toBe(MAX_SECTORS);
+    expect(readOne(largest, MAX_SECTORS - 1).data.every((x) => x === 0)).toBe(true);
+    largest.close();
+  });
+});
+
+describe('key epochs', () => {
+  /** Internals the cache test watches: the keys of older epochs, least recently used first. */
+  type Internals = { epochKeys: Map<bigint, { raw: Buffer }> };
+
+  it('keeps at most 32 keys of older epochs: the least recently used is zeroed and dropped, and derived again when needed', () => {
+    const sectors = 40;
+    const disk = new SimDisk(imageFileSize(sectors), prng(3));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: sectors, ...keys, sealsPerKey: 1 });
+    const writer = open();
+    // One sealing per key: each sector's version is under an epoch of its own.
+    for (let s = 0; s < sectors; s++) expect(writer.write(s, 1, pattern(s + 1, s))).toBe(0);
+    expect(writer.flush()).toBe(0);
+    writer.close();
+    const reader = open();
+    const cache = (reader as unknown as Internals).epochKeys;
+    for (let s = 0; s < 32; s++) expect(readOne(reader, s).data.equals(pattern(s + 1, s))).toBe(true);
+    expect(cache.size).toBe(32);
+    const oldest = [...cache.values()][0]!.raw;
+    expect(oldest.some((x) => x !== 0)).toBe(true);
+    // The 33rd epoch evicts the least recently used one (sector 0's), zeroing its key.
+    expect(readOne(reader, 32).data.equals(pattern(33, 32))).toBe(true);
+    expect(cache.size).toBe(32);
+    expect(oldest.every((x) => x === 0)).toBe(true);
+    for (let s = 33; s < sectors; s++) expect(readOne(reader, s).data.equals(pattern(s + 1, s))).toBe(true);
+    expect(cache.size).toBe(32);
+    // Sector 0 was learned: it reads from its known slot with its epoch's key derived again.
+    expect(readOne(reader, 0).data.equals(pattern(1, 0))).toBe(true);
+    expect(cache.size).toBe(32);
+    reader.close();
+  });
+
+  it('an epoch is drawn again when it comes out all zeros (epoch 0 is the data key itself), and only then', () => {
+    const fill = vi.mocked(crypto.randomFillSync);
+    const disk = new SimDisk(imageFileSize(8), prng(4));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const epochOf = (s: number) => {
+      const entry = Buffer.alloc(META_SIZE);
+      disk.readSync(-1, entry, 0, META_SIZE, metaOffset(s, 0));
+      return entry.subarray(EPOCH_AT, EPOCH_AT + 8);
+    };
+    // The engine's first draw is its epoch (at its first write), then its pool of nonces.
+    const draws = (first: Buffer) => {
+      fill.mockClear();
+      fill.mockImplementationOnce(<T extends NodeJS.ArrayBufferView>(buf: T): T => {
+        first.copy(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
+        return buf;
+      });
+    };
+    draws(Buffer.alloc(8));
+    const img = open();
+    expect(img.write(0, 1, pattern(1, 0))).toBe(0);
+    expect(fill.mock.calls.filter(([b]) => (b as Buffer).byteLength === 8)).toHaveLength(2);
+    expect(epochOf(0).equals(Buffer.alloc(8))).toBe(false);
+    expect(img.flush()).toBe(0);
+    expect(readOne(open(), 0).data.equals(pattern(1, 0))).toBe(true);
+    // An epoch with a zero low word (or a zero high word) is not all zeros: it is kept.
+    for (const [s, first] of [
+      [1, Buffer.from('0000000001000000', 'hex')],
+      [2, Buffer.from('0100000000000000', 'hex')],
+    ] as const) {
+      draws(first);
+      const other = open();
+      expect(other.write(s, 1, pattern(s + 1, s))).toBe(0);
+      expect(fill.mock.calls.filter(([b]) => (b as Buffer).byteLength === 8)).toHaveLength(1);
+      expect(epochOf(s).equals(first)).toBe(true);
+      expect(other.flush()).toBe(0);
+      expect(readOne(open(), s).data.equals(pattern(s + 1, s))).toBe(true);
+    }
+  });
+});
