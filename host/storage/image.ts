@@ -456,7 +456,9 @@ export class BlockImage {
     for (let j = 0; j < n; j++) {
       const k = this.candidate(s + j);
       slots[j] = k;
+      // Stryker disable next-line ConditionalExpression: equivalent: first[-1] reads undefined (not > j), and writing last[-1] is ignored (a typed array)
       if (k < 0) continue;
+      // Stryker disable next-line EqualityOperator: equivalent: first[k] is n or an earlier j, never j itself
       if (first[k]! > j) first[k] = j;
       last[k] = j;
     }

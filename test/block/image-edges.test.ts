@@ -3,19 +3,23 @@
  * mutation testing (docs/MUTATION.md, issue 17): reads past the end of a file, the constructor's
  * bounds, the cache of epoch keys at its bound, an epoch drawn as all zeros.
  *
- * `node:crypto` is wrapped (every call goes to the real one) so that one test can choose what the
- * engine's first random draw returns.
+ * `node:crypto` and `node:fs` are wrapped (every call goes to the real one) so that one test can
+ * choose what the engine's first random draw returns, and another can count its fsyncs.
  */
 import { randomBytes } from 'node:crypto';
 import * as crypto from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import * as fs from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { HvStatus } from '../../host/abi/codes.ts';
 import {
   BlockImage,
+  dataOffset,
   EPOCH_AT,
   fdIo,
+  type BlockIo,
   HEADER_SIZE,
   ImageError,
   imageFileSize,
@@ -27,6 +31,11 @@ import {
   type FileOps,
 } from '../../host/storage/image.ts';
 import { pattern, prng, SimDisk } from './sim-disk.ts';
+
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  return { ...real, fsyncSync: vi.fn(real.fsyncSync) };
+});
 
 vi.mock('node:crypto', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:crypto')>();
@@ -75,6 +84,93 @@ describe('fdIo over a real file', () => {
     } finally {
       closeSync(fd);
     }
+  });
+});
+
+describe('the engine on a file descriptor (no io given)', () => {
+  it('fsyncs the file, unless it was opened for durable writes (O_DSYNC: a partition process may not fsync)', () => {
+    const fsync = vi.mocked(fs.fsyncSync);
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    for (const durableWrites of [undefined, false, true]) {
+      const path = join(dir, `fd-${String(durableWrites)}.img`);
+      writeFileSync(path, '');
+      const fd = openSync(path, durableWrites === true ? fs.constants.O_RDWR | fs.constants.O_DSYNC : 'r+');
+      try {
+        ftruncateSync(fd, imageFileSize(4));
+        fsync.mockClear();
+        const img = new BlockImage({ fd, sectorCount: 4, ...keys, durableWrites });
+        expect(img.write(1, 1, pattern(7, 1))).toBe(0);
+        expect(img.flush()).toBe(0);
+        img.close();
+        // Open, then the flush: each an fsync of this descriptor, or none at all.
+        expect(fsync.mock.calls, String(durableWrites)).toEqual(durableWrites === true ? [] : [[fd], [fd]]);
+        const again = new BlockImage({ fd, sectorCount: 4, ...keys, durableWrites });
+        expect(readOne(again, 1).data.equals(pattern(7, 1))).toBe(true);
+        again.close();
+      } finally {
+        closeSync(fd);
+      }
+    }
+  });
+});
+
+/** A BlockIo over a SimDisk that records every operation: [kind, bytes, position]. */
+function recorded(sectors: number) {
+  const disk = new SimDisk(imageFileSize(sectors), prng(12));
+  const raw = fdIo(-1, disk);
+  const log: [string, number, number][] = [];
+  const io: BlockIo = {
+    pread: (b, p) => (log.push(['pread', b.length, p]), raw.pread(b, p)),
+    pwrite: (b, p) => (log.push(['pwrite', b.length, p]), raw.pwrite(b, p)),
+    fsync: () => (log.push(['fsync', 0, 0]), raw.fsync()),
+  };
+  const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+  const open = () => new BlockImage({ fd: -1, io, sectorCount: sectors, ...keys });
+  return { disk, log, open };
+}
+
+describe('what a read reads', () => {
+  it('only the sectors asked for: one metadata page, then the ciphertext of each slot letter’s span', () => {
+    const { log, open } = recorded(64);
+    const img = open();
+    expect(img.write(0, 3, Buffer.concat([pattern(1, 0), pattern(2, 1), pattern(3, 2)]))).toBe(0);
+    expect(img.flush()).toBe(0);
+    const fresh = open();
+    log.length = 0;
+    expect(readOne(fresh, 1).data.equals(pattern(2, 1))).toBe(true);
+    expect(log).toEqual([
+      ['pread', 4096, HEADER_SIZE],
+      ['pread', SECTOR_SIZE, dataOffset(1, 0)],
+    ]);
+    log.length = 0;
+    const two = Buffer.alloc(2 * SECTOR_SIZE);
+    expect(fresh.read(0, 2, two)).toBe(0);
+    expect(log).toEqual([['pread', 2 * SECTOR_SIZE, dataOffset(0, 0)]]);
+    expect(two.equals(Buffer.concat([pattern(1, 0), pattern(2, 1)]))).toBe(true);
+  });
+
+  it('across a group boundary: one request per group, every sector authentic on the first try', () => {
+    const { log, open } = recorded(64);
+    const img = open();
+    const data = Buffer.concat([30, 31, 32, 33].map((s) => pattern(s + 1, s)));
+    expect(img.write(30, 4, data)).toBe(0);
+    log.length = 0;
+    const out = Buffer.alloc(4 * SECTOR_SIZE);
+    expect(img.read(30, 4, out)).toBe(0);
+    expect(out.equals(data)).toBe(true);
+    expect(log).toEqual([
+      ['pread', 2 * SECTOR_SIZE, dataOffset(30, 0)],
+      ['pread', 2 * SECTOR_SIZE, dataOffset(32, 0)],
+    ]);
+    expect(img.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
+  });
+
+  it('a failed read is counted once in ioErrors', () => {
+    const { disk, open } = recorded(8);
+    const img = open();
+    disk.fault = { kind: 'read', index: disk.calls.read };
+    expect(readOne(img, 0).status).toBe(HvStatus.IO_ERROR);
+    expect(img.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 1 });
   });
 });
 
