@@ -26,8 +26,10 @@ import {
   MAX_SECTORS,
   metaOffset,
   META_SIZE,
+  NONCE_AT,
   peekHeader,
   SECTOR_SIZE,
+  TAG_AT,
   type FileOps,
 } from '../../host/storage/image.ts';
 import { pattern, prng, SimDisk } from './sim-disk.ts';
@@ -171,6 +173,62 @@ describe('what a read reads', () => {
     disk.fault = { kind: 'read', index: disk.calls.read };
     expect(readOne(img, 0).status).toBe(HvStatus.IO_ERROR);
     expect(img.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 1 });
+  });
+});
+
+describe('requests longer than the device’s', () => {
+  it('a write and a read of 40 sectors (more than a group, more than a batch) round-trip, in runs of at most 16', () => {
+    const { log, open } = recorded(64);
+    const img = open();
+    const data = Buffer.concat(Array.from({ length: 40 }, (_, s) => pattern(s + 1, s)));
+    log.length = 0;
+    expect(img.write(0, 40, data)).toBe(0);
+    // Runs: sectors 0-15, 16-31, 32-39; each its ciphertext, then its entries.
+    expect(log.filter(([op]) => op === 'pwrite')).toEqual([
+      ['pwrite', 16 * SECTOR_SIZE, dataOffset(0, 0)],
+      ['pwrite', 16 * META_SIZE, metaOffset(0, 0)],
+      ['pwrite', 16 * SECTOR_SIZE, dataOffset(16, 0)],
+      ['pwrite', 16 * META_SIZE, metaOffset(16, 0)],
+      ['pwrite', 8 * SECTOR_SIZE, dataOffset(32, 0)],
+      ['pwrite', 8 * META_SIZE, metaOffset(32, 0)],
+    ]);
+    expect(img.flush()).toBe(0);
+    const out = Buffer.alloc(40 * SECTOR_SIZE);
+    expect(open().read(0, 40, out)).toBe(0);
+    expect(out.equals(data)).toBe(true);
+  });
+});
+
+describe('close', () => {
+  it('zeroes the format-1 key (epoch 0) and the nonce and tag it last handled', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(13));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    // A version of sector 3 as format 1 sealed it: epoch 0, the data key itself, AAD = id | sector | gen.
+    const entry = Buffer.alloc(META_SIZE);
+    entry.writeUInt32LE(1, 0);
+    const nonce = randomBytes(12);
+    nonce.copy(entry, NONCE_AT);
+    const aad = Buffer.alloc(32);
+    keys.imageId.copy(aad, 0);
+    aad.writeUInt32LE(3, 16);
+    aad.writeUInt32LE(1, 24);
+    const c = crypto.createCipheriv('aes-256-gcm', keys.dataKey, nonce);
+    c.setAAD(aad);
+    const ct = Buffer.concat([c.update(pattern(9, 3)), c.final()]);
+    c.getAuthTag().copy(entry, TAG_AT);
+    disk.writeSync(-1, entry, 0, META_SIZE, metaOffset(3, 0));
+    disk.writeSync(-1, ct, 0, SECTOR_SIZE, dataOffset(3, 0));
+    disk.fsyncSync();
+    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    expect(readOne(img, 3).data.equals(pattern(9, 3))).toBe(true);
+    const internals = img as unknown as { legacyKey: { raw: Buffer } | null; iv: Buffer; tag: Buffer };
+    const legacy = internals.legacyKey!.raw;
+    expect(legacy.equals(keys.dataKey)).toBe(true);
+    expect(internals.iv.equals(nonce) && internals.tag.equals(entry.subarray(TAG_AT, TAG_AT + 16))).toBe(true);
+    img.close();
+    expect(legacy.every((x) => x === 0)).toBe(true);
+    expect(internals.legacyKey).toBeNull();
+    expect(internals.iv.every((x) => x === 0) && internals.tag.every((x) => x === 0)).toBe(true);
   });
 });
 
