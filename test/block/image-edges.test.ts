@@ -283,6 +283,27 @@ describe('the engine’s bounds', () => {
   });
 });
 
+/**
+ * Makes the engine's next random draw return `first`: an engine's first draw is its epoch (at its
+ * first write), then its pool of nonces. Every other draw is the real one.
+ */
+function draws(first: Buffer): void {
+  const fill = vi.mocked(crypto.randomFillSync);
+  fill.mockClear();
+  fill.mockImplementationOnce(<T extends NodeJS.ArrayBufferView>(buf: T): T => {
+    first.copy(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
+    return buf;
+  });
+}
+
+/** An epoch id from its two words. */
+const epoch = (lo: number, hi: number) => {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(lo, 0);
+  b.writeUInt32LE(hi, 4);
+  return b;
+};
+
 describe('key epochs', () => {
   /** Internals the cache test watches: the keys of older epochs, least recently used first. */
   type Internals = { epochKeys: Map<bigint, { raw: Buffer }> };
@@ -315,6 +336,53 @@ describe('key epochs', () => {
     reader.close();
   });
 
+  it('epochs that share a word are told apart: by the engine sealing under one, and by the cache of the others', () => {
+    const sectors = 8;
+    const disk = new SimDisk(imageFileSize(sectors), prng(5));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: sectors, ...keys });
+    // Sector s is written by an engine sealing under epochs[s].
+    const epochs = [epoch(5, 1), epoch(5, 2), epoch(6, 1), epoch(6, 2)];
+    epochs.forEach((e, s) => {
+      draws(e);
+      const img = open();
+      // Before its own write, this engine reads the earlier sectors (their keys are not its own).
+      for (let t = 0; t < s; t++) expect(readOne(img, t).data.equals(pattern(t + 1, t)), `sector ${t} before write ${s}`).toBe(true);
+      expect(img.write(s, 1, pattern(s + 1, s))).toBe(0);
+      // After it, its epoch shares a word with some of theirs: each still opens with its own key.
+      const fresh = open();
+      for (let t = 0; t <= s; t++) {
+        expect(readOne(img, t).data.equals(pattern(t + 1, t)), `sector ${t} after write ${s}`).toBe(true);
+        expect(readOne(fresh, t).data.equals(pattern(t + 1, t)), `sector ${t} from a fresh engine`).toBe(true);
+      }
+      expect(img.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
+      expect(img.flush()).toBe(0);
+      img.close();
+    });
+    // One engine reads all four, in an order that finds each epoch's key in the cache after another's.
+    const reader = open();
+    for (const t of [0, 1, 2, 3, 1, 0, 3, 2]) expect(readOne(reader, t).data.equals(pattern(t + 1, t)), `sector ${t}`).toBe(true);
+    expect(reader.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
+  });
+
+  it('a rotation keeps the previous epoch’s key for reading, and close zeroes it', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(6));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys, sealsPerKey: 2 });
+    const internals = img as unknown as { epochKey: { raw: Buffer } | null; epochKeys: Map<bigint, { raw: Buffer }> };
+    expect(img.write(0, 2, Buffer.concat([pattern(1, 0), pattern(2, 1)]))).toBe(0);
+    const first = internals.epochKey!;
+    expect(internals.epochKeys.size).toBe(0);
+    expect(img.write(2, 1, pattern(3, 2))).toBe(0); // the third sealing: a new epoch
+    expect(internals.epochKey).not.toBe(first);
+    expect([...internals.epochKeys.values()]).toEqual([first]);
+    expect(first.raw.some((x) => x !== 0)).toBe(true);
+    for (let s = 0; s < 3; s++) expect(readOne(img, s).data.equals(pattern(s + 1, s))).toBe(true);
+    expect(internals.epochKeys.size).toBe(1);
+    img.close();
+    expect(first.raw.every((x) => x === 0)).toBe(true);
+  });
+
   it('an epoch is drawn again when it comes out all zeros (epoch 0 is the data key itself), and only then', () => {
     const fill = vi.mocked(crypto.randomFillSync);
     const disk = new SimDisk(imageFileSize(8), prng(4));
@@ -324,14 +392,6 @@ describe('key epochs', () => {
       const entry = Buffer.alloc(META_SIZE);
       disk.readSync(-1, entry, 0, META_SIZE, metaOffset(s, 0));
       return entry.subarray(EPOCH_AT, EPOCH_AT + 8);
-    };
-    // The engine's first draw is its epoch (at its first write), then its pool of nonces.
-    const draws = (first: Buffer) => {
-      fill.mockClear();
-      fill.mockImplementationOnce(<T extends NodeJS.ArrayBufferView>(buf: T): T => {
-        first.copy(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
-        return buf;
-      });
     };
     draws(Buffer.alloc(8));
     const img = open();
