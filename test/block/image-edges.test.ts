@@ -41,7 +41,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 vi.mock('node:crypto', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:crypto')>();
-  return { ...real, randomFillSync: vi.fn(real.randomFillSync) };
+  return { ...real, randomFillSync: vi.fn(real.randomFillSync), createDecipheriv: vi.fn(real.createDecipheriv) };
 });
 
 const dir = mkdtempSync(join(tmpdir(), 'wv-image-edges-'));
@@ -229,6 +229,38 @@ describe('close', () => {
     expect(legacy.every((x) => x === 0)).toBe(true);
     expect(internals.legacyKey).toBeNull();
     expect(internals.iv.every((x) => x === 0) && internals.tag.every((x) => x === 0)).toBe(true);
+  });
+});
+
+describe('plaintext hygiene', () => {
+  it('every plaintext buffer decryption hands the engine is zeroed once copied out', async () => {
+    const actual = await vi.importActual<typeof import('node:crypto')>('node:crypto');
+    const decipher = vi.mocked(crypto.createDecipheriv);
+    const plains: Buffer[] = [];
+    decipher.mockImplementation(((...args: Parameters<typeof actual.createDecipheriv>) => {
+      const d = actual.createDecipheriv(...args);
+      const update = d.update.bind(d) as (data: Buffer) => Buffer;
+      d.update = ((data: Buffer) => {
+        const plain = update(data);
+        plains.push(plain);
+        return plain;
+      }) as never;
+      return d;
+    }) as never);
+    try {
+      const { open } = recorded(8);
+      const img = open();
+      const data = Buffer.concat([pattern(1, 0), pattern(2, 1), pattern(3, 2)]);
+      expect(img.write(0, 3, data)).toBe(0);
+      const out = Buffer.alloc(3 * SECTOR_SIZE);
+      expect(img.read(0, 3, out)).toBe(0);
+      expect(open().read(0, 3, out)).toBe(0); // first touch: learned from the file
+      expect(out.equals(data)).toBe(true);
+      expect(plains.length).toBe(6);
+      expect(plains.every((p) => p.length === SECTOR_SIZE && p.every((x) => x === 0))).toBe(true);
+    } finally {
+      decipher.mockImplementation(actual.createDecipheriv);
+    }
   });
 });
 
