@@ -19,6 +19,8 @@ import {
   dataOffset,
   EPOCH_AT,
   fdIo,
+  GROUP_BYTES,
+  GROUP_SECTORS,
   type BlockIo,
   HEADER_SIZE,
   ImageError,
@@ -176,6 +178,25 @@ describe('what a read reads', () => {
   });
 });
 
+describe('the cache of metadata pages', () => {
+  it('evicts the least recently used page, not the first read', () => {
+    const sectors = 513 * GROUP_SECTORS;
+    const { log, open } = recorded(sectors);
+    const img = open();
+    const out = Buffer.alloc(SECTOR_SIZE);
+    for (let g = 0; g < 512; g++) expect(img.read(g * GROUP_SECTORS, 1, out)).toBe(0); // all empty: pages only
+    expect(img.read(1, 1, out)).toBe(0); // group 0 again: now the most recently used
+    log.length = 0;
+    expect(img.read(512 * GROUP_SECTORS, 1, out)).toBe(0); // a 513th page evicts group 1's
+    expect(img.read(2, 1, out)).toBe(0);
+    expect(img.read(GROUP_SECTORS + 1, 1, out)).toBe(0);
+    expect(log).toEqual([
+      ['pread', 4096, HEADER_SIZE + 512 * GROUP_BYTES],
+      ['pread', 4096, HEADER_SIZE + GROUP_BYTES],
+    ]);
+  });
+});
+
 describe('requests longer than the device’s', () => {
   it('a write and a read of 40 sectors (more than a group, more than a batch) round-trip, in runs of at most 16', () => {
     const { log, open } = recorded(64);
@@ -261,6 +282,38 @@ describe('plaintext hygiene', () => {
     } finally {
       decipher.mockImplementation(actual.createDecipheriv);
     }
+  });
+});
+
+describe('the scrub of a discarded sector’s older slot (at flush)', () => {
+  it('a failed scrub write fails the flush and the image, naming the write; the sector still reads as zeros', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(14));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const img = open();
+    expect(img.write(2, 1, pattern(1, 2))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.discard(2, 1)).toBe(0);
+    disk.fault = { kind: 'eio', index: disk.calls.write }; // the flush's first write: the scrub
+    expect(img.flush()).toBe(HvStatus.IO_ERROR);
+    expect(img.failed).toMatch(/^write failed: EIO/);
+    expect(readOne(img, 2).data.every((x) => x === 0)).toBe(true);
+    expect(img.write(3, 1, pattern(2, 3))).toBe(HvStatus.IO_ERROR);
+    disk.powerLoss();
+    expect(readOne(open(), 2).data.every((x) => x === 0)).toBe(true);
+  });
+
+  it('a failed fsync after the scrub fails the flush and the image, naming the fsync', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(15));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    expect(img.write(2, 1, pattern(1, 2))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.discard(2, 1)).toBe(0);
+    disk.fault = { kind: 'fsync', index: disk.calls.fsync + 1 }; // the flush's second fsync
+    expect(img.flush()).toBe(HvStatus.IO_ERROR);
+    expect(disk.fired).toBe('fsync');
+    expect(img.failed).toMatch(/^fsync failed: EIO/);
   });
 });
 
