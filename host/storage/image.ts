@@ -673,6 +673,7 @@ export class BlockImage {
         plain.fill(0);
       }
       return true;
+      // Stryker disable next-line BlockStatement: equivalent: without the return the result is undefined, which every caller treats as false
     } catch {
       return false;
     }
@@ -693,6 +694,7 @@ export class BlockImage {
       this.gen[s] = 0;
       return -1;
     }
+    // Stryker disable next-line EqualityOperator: equivalent: two entries with the same gen (only a copied slot) open to the same plaintext, and a B that fails falls back to learn(), which tries A
     return genB > genA ? 1 : 0;
   }
 
@@ -701,6 +703,7 @@ export class BlockImage {
     const known = this.state[s] !== STATE_UNKNOWN;
     const page = this.metaPage(s);
     if (this.open(s, page, entryAt(s, k), buf, at, out, offset)) {
+      // Stryker disable next-line BooleanLiteral,ConditionalExpression,BlockStatement: equivalent: recording the slot saves relearning it; left unknown, the sector is learned again from the same entries at its next touch
       if (!known) {
         this.state[s] = k + 1;
         this.gen[s] = readGen(page, entryAt(s, k));

@@ -178,6 +178,95 @@ describe('what a read reads', () => {
   });
 });
 
+describe('first touch', () => {
+  it('a write as a fresh engine’s first touch goes over the older of two versions (it learns them without reading out), and is the newest', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(16));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const entry = (k: number) => {
+      const b = Buffer.alloc(META_SIZE);
+      disk.readSync(-1, b, 0, META_SIZE, metaOffset(4, k));
+      return b;
+    };
+    const img = open();
+    for (const v of [1, 2, 3]) {
+      expect(img.write(4, 1, pattern(v, 4))).toBe(0);
+      expect(img.flush()).toBe(0);
+    }
+    // Slot A holds version 3 (gen 3, the newest, flushed), slot B version 2.
+    const newest = entry(0);
+    expect(newest.readUInt32LE(0)).toBe(3);
+    const fresh = open();
+    expect(fresh.write(4, 1, pattern(4, 4))).toBe(0);
+    // It went over the older version (B), as gen 4: the flushed newest is untouched until the next flush.
+    expect(entry(0).equals(newest)).toBe(true);
+    expect(entry(1).readUInt32LE(0)).toBe(4);
+    expect(readOne(fresh, 4).data.equals(pattern(4, 4))).toBe(true);
+    expect(fresh.flush()).toBe(0);
+    expect(fresh.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
+    expect(readOne(open(), 4).data.equals(pattern(4, 4))).toBe(true);
+  });
+
+  it('a sector whose newest slot is torn is learned once: reading it again is no integrity failure', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(17));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const img = open();
+    expect(img.write(5, 1, pattern(1, 5))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.write(5, 1, pattern(2, 5))).toBe(0); // slot B, gen 2
+    expect(img.flush()).toBe(0);
+    disk.writeSync(-1, randomBytes(2048), 0, 2048, dataOffset(5, 1) + 2048); // torn, as a crash leaves it
+    disk.fsyncSync();
+    const fresh = open();
+    for (let i = 0; i < 3; i++) expect(readOne(fresh, 5).data.equals(pattern(1, 5)), `read ${i}`).toBe(true);
+    expect(fresh.counters).toEqual({ tornRecovered: 1, integrityFailures: 0, ioErrors: 0 });
+    // A discard does not learn it again either.
+    expect(fresh.discard(5, 1)).toBe(0);
+    expect(readOne(fresh, 5).data.every((x) => x === 0)).toBe(true);
+    expect(fresh.counters).toEqual({ tornRecovered: 1, integrityFailures: 0, ioErrors: 0 });
+  });
+});
+
+describe('a known slot that stops authenticating', () => {
+  it('is relearned from the file: fsync first (what is found is then flushed), its metadata page read again', () => {
+    const { disk, log, open } = recorded(64);
+    const img = open();
+    expect(img.write(36, 1, pattern(1, 36))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.write(36, 1, pattern(2, 36))).toBe(0); // slot B
+    expect(img.flush()).toBe(0);
+    disk.writeSync(-1, Buffer.from([1, 2, 3]), 0, 3, dataOffset(36, 1) + 100);
+    disk.fsyncSync();
+    log.length = 0;
+    expect(readOne(img, 36).data.equals(pattern(1, 36))).toBe(true);
+    expect(img.counters).toEqual({ tornRecovered: 1, integrityFailures: 1, ioErrors: 0 });
+    expect(log).toEqual([
+      ['pread', SECTOR_SIZE, dataOffset(36, 1)],
+      ['fsync', 0, 0],
+      ['pread', 4096, HEADER_SIZE + GROUP_BYTES],
+      ['pread', SECTOR_SIZE, dataOffset(36, 1)],
+      ['pread', SECTOR_SIZE, dataOffset(36, 0)],
+    ]);
+  });
+
+  it('an fsync that fails before relearning fails the image, naming the fsync', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(18));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    expect(img.write(3, 1, pattern(1, 3))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.write(3, 1, pattern(2, 3))).toBe(0);
+    expect(img.flush()).toBe(0);
+    disk.writeSync(-1, Buffer.from([1, 2, 3]), 0, 3, dataOffset(3, 1) + 100);
+    disk.fsyncSync();
+    disk.fault = { kind: 'fsync', index: disk.calls.fsync };
+    expect(readOne(img, 3).data.equals(pattern(1, 3))).toBe(true);
+    expect(img.failed).toMatch(/^fsync failed: EIO/);
+    expect(img.write(3, 1, pattern(3, 3))).toBe(HvStatus.IO_ERROR);
+  });
+});
+
 describe('the cache of metadata pages', () => {
   it('evicts the least recently used page, not the first read', () => {
     const sectors = 513 * GROUP_SECTORS;
