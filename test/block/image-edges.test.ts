@@ -179,35 +179,40 @@ describe('what a read reads', () => {
 });
 
 describe('first touch', () => {
-  it('a write as a fresh engine’s first touch goes over the older of two versions (it learns them without reading out), and is the newest', () => {
+  it('a write as a fresh engine’s first touch of sectors goes over the older of each one’s two versions (it learns them without reading out), and is the newest', () => {
     const disk = new SimDisk(imageFileSize(8), prng(16));
     const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
     const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
-    const entry = (k: number) => {
+    const entry = (s: number, k: number) => {
       const b = Buffer.alloc(META_SIZE);
-      disk.readSync(-1, b, 0, META_SIZE, metaOffset(4, k));
+      disk.readSync(-1, b, 0, META_SIZE, metaOffset(s, k));
       return b;
     };
+    const both = (v: number) => Buffer.concat([pattern(v, 4), pattern(v, 5)]);
     const img = open();
     for (const v of [1, 2, 3]) {
-      expect(img.write(4, 1, pattern(v, 4))).toBe(0);
+      expect(img.write(4, 2, both(v))).toBe(0);
       expect(img.flush()).toBe(0);
     }
-    // Slot A holds version 3 (gen 3, the newest, flushed), slot B version 2.
-    const newest = entry(0);
-    expect(newest.readUInt32LE(0)).toBe(3);
+    // Slot A of sectors 4 and 5 holds version 3 (gen 3, the newest, flushed), slot B version 2.
+    const newest = [entry(4, 0), entry(5, 0)];
+    expect(newest.map((e) => e.readUInt32LE(0))).toEqual([3, 3]);
     const fresh = open();
-    expect(fresh.write(4, 1, pattern(4, 4))).toBe(0);
-    // It went over the older version (B), as gen 4: the flushed newest is untouched until the next flush.
-    expect(entry(0).equals(newest)).toBe(true);
-    expect(entry(1).readUInt32LE(0)).toBe(4);
-    expect(readOne(fresh, 4).data.equals(pattern(4, 4))).toBe(true);
+    expect(fresh.write(4, 2, both(4))).toBe(0);
+    // Each went over its older version (B), as gen 4: the flushed newest is untouched until the next flush.
+    for (const s of [4, 5]) {
+      expect(entry(s, 0).equals(newest[s - 4]!), `sector ${s}`).toBe(true);
+      expect(entry(s, 1).readUInt32LE(0), `sector ${s}`).toBe(4);
+      expect(readOne(fresh, s).data.equals(pattern(4, s))).toBe(true);
+    }
     expect(fresh.flush()).toBe(0);
     expect(fresh.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
-    expect(readOne(open(), 4).data.equals(pattern(4, 4))).toBe(true);
+    const out = Buffer.alloc(2 * SECTOR_SIZE);
+    expect(open().read(4, 2, out)).toBe(0);
+    expect(out.equals(both(4))).toBe(true);
   });
 
-  it('a sector whose newest slot is torn is learned once: reading it again is no integrity failure', () => {
+  it('a sector whose newest slot is torn is learned once, at its own first touch: reading it again is no integrity failure', () => {
     const disk = new SimDisk(imageFileSize(8), prng(17));
     const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
     const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
@@ -219,6 +224,9 @@ describe('first touch', () => {
     disk.writeSync(-1, randomBytes(2048), 0, 2048, dataOffset(5, 1) + 2048); // torn, as a crash leaves it
     disk.fsyncSync();
     const fresh = open();
+    // Writing its neighbour does not touch it.
+    expect(fresh.write(4, 1, pattern(9, 4))).toBe(0);
+    expect(fresh.counters).toEqual({ tornRecovered: 0, integrityFailures: 0, ioErrors: 0 });
     for (let i = 0; i < 3; i++) expect(readOne(fresh, 5).data.equals(pattern(1, 5)), `read ${i}`).toBe(true);
     expect(fresh.counters).toEqual({ tornRecovered: 1, integrityFailures: 0, ioErrors: 0 });
     // A discard does not learn it again either.
