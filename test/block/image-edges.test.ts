@@ -275,6 +275,25 @@ describe('a known slot that stops authenticating', () => {
   });
 });
 
+describe('a read that fails while a write learns its sector', () => {
+  it('fails that write only: the image does not fail, and the next write succeeds', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(19));
+    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const img = open();
+    expect(img.write(6, 1, pattern(1, 6))).toBe(0);
+    expect(img.flush()).toBe(0);
+    const fresh = open();
+    disk.fault = { kind: 'read', index: disk.calls.read }; // the write's read of sector 6's entries
+    expect(fresh.write(6, 1, pattern(2, 6))).toBe(HvStatus.IO_ERROR);
+    expect(fresh.failed).toBeNull();
+    expect(fresh.counters.ioErrors).toBe(1);
+    expect(fresh.write(6, 1, pattern(3, 6))).toBe(0);
+    expect(fresh.flush()).toBe(0);
+    expect(readOne(open(), 6).data.equals(pattern(3, 6))).toBe(true);
+  });
+});
+
 describe('the cache of metadata pages', () => {
   it('evicts the least recently used page, not the first read', () => {
     const sectors = 513 * GROUP_SECTORS;
