@@ -830,6 +830,7 @@ export class BlockImage {
   /** The slot a new version of (known) sector s goes to: the rule that keeps its flushed version intact. */
   private target(s: number): number {
     const state = this.state[s]!;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent where not killed: a sector that is empty or unknown is never dirty (a write makes its state > 0, forget() clears dirty)
     if (state > 0 && this.dirty[s] !== 0) return state - 1; // not flushed yet: overwrite our own unflushed version, keep the flushed one
     if (state > 0) return 2 - state; // the other slot: the newest flushed version stays intact until the next flush
     return 0;

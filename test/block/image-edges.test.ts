@@ -275,6 +275,61 @@ describe('a known slot that stops authenticating', () => {
   });
 });
 
+describe('dirty sectors', () => {
+  it('each is listed once until the flush, however often it is written (a guest cannot grow the list)', () => {
+    const { open } = recorded(8);
+    const img = open();
+    const internals = img as unknown as { dirtyList: number[] };
+    for (let i = 0; i < 100; i++) expect(img.write(i % 2, 1, pattern(i + 1, i % 2))).toBe(0);
+    expect(img.discard(0, 2)).toBe(0);
+    expect(internals.dirtyList).toEqual([0, 1]);
+    expect(img.flush()).toBe(0);
+    expect(internals.dirtyList).toEqual([]);
+  });
+
+  it('a write after a discard, before the flush, still has the discarded version’s slot scrubbed', () => {
+    const { disk, open } = recorded(8);
+    const img = open();
+    expect(img.write(3, 1, pattern(1, 3))).toBe(0); // slot A
+    expect(img.flush()).toBe(0);
+    expect(img.discard(3, 1)).toBe(0); // a zero version in slot B
+    expect(img.write(3, 1, pattern(2, 3))).toBe(0); // over it, in slot B
+    expect(img.flush()).toBe(0);
+    const slotA = Buffer.alloc(META_SIZE + SECTOR_SIZE, 0xee);
+    disk.readSync(-1, slotA, 0, META_SIZE, metaOffset(3, 0));
+    disk.readSync(-1, slotA, META_SIZE, SECTOR_SIZE, dataOffset(3, 0));
+    expect(slotA.every((x) => x === 0)).toBe(true);
+    expect(readOne(open(), 3).data.equals(pattern(2, 3))).toBe(true);
+  });
+});
+
+describe('a write that fails', () => {
+  it('has every sector of its run relearned: each reads its flushed version, with no integrity failure', () => {
+    const disk = new SimDisk(imageFileSize(8), prng(20));
+    const raw = fdIo(-1, disk);
+    let failWrites = false;
+    // The ciphertext reaches the file whole, then the write reports an error (its entries are never written).
+    const io: BlockIo = {
+      pread: (b, p) => raw.pread(b, p),
+      pwrite: (b, p) => {
+        raw.pwrite(b, p);
+        if (failWrites) throw new Error('EIO: simulated, after the data was written');
+      },
+      fsync: () => raw.fsync(),
+    };
+    const img = new BlockImage({ fd: -1, io, sectorCount: 8, ...{ imageId: randomBytes(16), dataKey: randomBytes(32) } });
+    const three = (v: number) => Buffer.concat([0, 1, 2].map((s) => pattern(v, s)));
+    expect(img.write(0, 3, three(1))).toBe(0);
+    expect(img.flush()).toBe(0);
+    expect(img.write(0, 3, three(2))).toBe(0); // slot B, not flushed
+    failWrites = true;
+    expect(img.write(0, 3, three(3))).toBe(HvStatus.IO_ERROR); // over slot B again: its ciphertext now v3's, its entries v2's
+    expect(img.failed).toMatch(/^write failed: EIO/);
+    for (let s = 0; s < 3; s++) expect(readOne(img, s).data.equals(pattern(1, s)), `sector ${s}`).toBe(true);
+    expect(img.counters.integrityFailures).toBe(0);
+  });
+});
+
 describe('a read that fails while a write learns its sector', () => {
   it('fails that write only: the image does not fail, and the next write succeeds', () => {
     const disk = new SimDisk(imageFileSize(8), prng(19));
