@@ -644,6 +644,15 @@ describe('key epochs', () => {
     expect(first.raw.every((x) => x === 0)).toBe(true);
   });
 
+  it('nonces are drawn from the CSPRNG 256 at a time: 600 writes, three draws', () => {
+    const fill = vi.mocked(crypto.randomFillSync);
+    const { open } = recorded(8);
+    const img = open();
+    fill.mockClear();
+    for (let i = 0; i < 600; i++) expect(img.write(i % 8, 1, pattern(i + 1, i % 8))).toBe(0);
+    expect(fill.mock.calls.map(([b]) => (b as Buffer).byteLength)).toEqual([8, 12 * 256, 12 * 256, 12 * 256]);
+  });
+
   it('an epoch is drawn again when it comes out all zeros (epoch 0 is the data key itself), and only then', () => {
     const fill = vi.mocked(crypto.randomFillSync);
     const disk = new SimDisk(imageFileSize(8), prng(4));
