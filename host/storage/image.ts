@@ -652,7 +652,8 @@ export class BlockImage {
    */
   private open(s: number, meta: Buffer, m: number, data: Buffer, d: number, out: Uint8Array | null, offset: number): boolean {
     const gen = readGen(meta, m);
-    // Stryker disable next-line ConditionalExpression: equivalent: no version is sealed with gen 0 (gens count from 1, and readGen gives 0 for a gen too large to be exact), so the tag would refuse it below
+    // A defence only: candidate() and learn() never open an empty entry (gen 0, or too large to be exact).
+    // Stryker disable next-line ConditionalExpression,BooleanLiteral: equivalent: no version is sealed with gen 0 (gens count from 1), so the tag would refuse it below; and no caller reaches this return
     if (gen === 0) return false;
     if (!reservedZero(meta, m)) return false;
     this.setAad(s, gen);
