@@ -54,6 +54,14 @@ function readOne(img: BlockImage, s: number): { status: number; data: Buffer } {
   return { status: img.read(s, 1, data), data };
 }
 
+/** An engine on a simulated disk of its own: `open()` makes a new engine on the same disk and keys. */
+function onSimDisk(sectors: number, seed: number, options: { sealsPerKey?: number } = {}) {
+  const disk = new SimDisk(imageFileSize(sectors), prng(seed));
+  const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
+  const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: sectors, ...keys, ...options });
+  return { disk, keys, open };
+}
+
 describe('fdIo over a real file', () => {
   it('reads past the end of the file as zeros, and stops at the first read that returns nothing', () => {
     const path = join(dir, 'short.img');
@@ -180,9 +188,7 @@ describe('what a read reads', () => {
 
 describe('first touch', () => {
   it('a write as a fresh engine’s first touch of sectors goes over the older of each one’s two versions (it learns them without reading out), and is the newest', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(16));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 16);
     const entry = (s: number, k: number) => {
       const b = Buffer.alloc(META_SIZE);
       disk.readSync(-1, b, 0, META_SIZE, metaOffset(s, k));
@@ -213,9 +219,7 @@ describe('first touch', () => {
   });
 
   it('a sector whose newest slot is torn is learned once, at its own first touch: reading it again is no integrity failure', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(17));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 17);
     const img = open();
     expect(img.write(5, 1, pattern(1, 5))).toBe(0);
     expect(img.flush()).toBe(0);
@@ -259,9 +263,8 @@ describe('a known slot that stops authenticating', () => {
   });
 
   it('an fsync that fails before relearning fails the image, naming the fsync', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(18));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 18);
+    const img = open();
     expect(img.write(3, 1, pattern(1, 3))).toBe(0);
     expect(img.flush()).toBe(0);
     expect(img.write(3, 1, pattern(2, 3))).toBe(0);
@@ -332,9 +335,7 @@ describe('a write that fails', () => {
 
 describe('a read that fails while a write learns its sector', () => {
   it('fails that write only: the image does not fail, and the next write succeeds', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(19));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 19);
     const img = open();
     expect(img.write(6, 1, pattern(1, 6))).toBe(0);
     expect(img.flush()).toBe(0);
@@ -458,9 +459,7 @@ describe('plaintext hygiene', () => {
 
 describe('the scrub of a discarded sector’s older slot (at flush)', () => {
   it('a failed scrub write fails the flush and the image, naming the write; the sector still reads as zeros', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(14));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 14);
     const img = open();
     expect(img.write(2, 1, pattern(1, 2))).toBe(0);
     expect(img.flush()).toBe(0);
@@ -475,9 +474,8 @@ describe('the scrub of a discarded sector’s older slot (at flush)', () => {
   });
 
   it('a failed fsync after the scrub fails the flush and the image, naming the fsync', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(15));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 15);
+    const img = open();
     expect(img.write(2, 1, pattern(1, 2))).toBe(0);
     expect(img.flush()).toBe(0);
     expect(img.discard(2, 1)).toBe(0);
@@ -566,9 +564,7 @@ describe('key epochs', () => {
 
   it('keeps at most 32 keys of older epochs: the least recently used is zeroed and dropped, and derived again when needed', () => {
     const sectors = 40;
-    const disk = new SimDisk(imageFileSize(sectors), prng(3));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: sectors, ...keys, sealsPerKey: 1 });
+    const { open } = onSimDisk(sectors, 3, { sealsPerKey: 1 });
     const writer = open();
     // One sealing per key: each sector's version is under an epoch of its own.
     for (let s = 0; s < sectors; s++) expect(writer.write(s, 1, pattern(s + 1, s))).toBe(0);
@@ -599,9 +595,7 @@ describe('key epochs', () => {
 
   it('epochs that share a word are told apart: by the engine sealing under one, and by the cache of the others', () => {
     const sectors = 8;
-    const disk = new SimDisk(imageFileSize(sectors), prng(5));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: sectors, ...keys });
+    const { keys, open } = onSimDisk(sectors, 5);
     // Sector s is written by an engine sealing under epochs[s].
     const epochs = [epoch(5, 1), epoch(5, 2), epoch(6, 1), epoch(6, 2)];
     epochs.forEach((e, s) => {
@@ -627,9 +621,8 @@ describe('key epochs', () => {
   });
 
   it('a rotation keeps the previous epoch’s key for reading, and close zeroes it', () => {
-    const disk = new SimDisk(imageFileSize(8), prng(6));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const img = new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys, sealsPerKey: 2 });
+    const { open } = onSimDisk(8, 6, { sealsPerKey: 2 });
+    const img = open();
     const internals = img as unknown as { epochKey: { raw: Buffer } | null; epochKeys: Map<bigint, { raw: Buffer }> };
     expect(img.write(0, 2, Buffer.concat([pattern(1, 0), pattern(2, 1)]))).toBe(0);
     const first = internals.epochKey!;
@@ -655,9 +648,7 @@ describe('key epochs', () => {
 
   it('an epoch is drawn again when it comes out all zeros (epoch 0 is the data key itself), and only then', () => {
     const fill = vi.mocked(crypto.randomFillSync);
-    const disk = new SimDisk(imageFileSize(8), prng(4));
-    const keys = { imageId: randomBytes(16), dataKey: randomBytes(32) };
-    const open = () => new BlockImage({ fd: -1, io: fdIo(-1, disk), sectorCount: 8, ...keys });
+    const { disk, open } = onSimDisk(8, 4);
     const epochOf = (s: number) => {
       const entry = Buffer.alloc(META_SIZE);
       disk.readSync(-1, entry, 0, META_SIZE, metaOffset(s, 0));
