@@ -63,7 +63,7 @@ function onSimDisk(sectors: number, seed: number, options: { sealsPerKey?: numbe
 }
 
 describe('fdIo over a real file', () => {
-  it('reads past the end of the file as zeros, and stops at the first read that returns nothing', () => {
+  it('reads past the end of the file as zeros, stops at the first read that returns nothing, and reads no more than asked', () => {
     const path = join(dir, 'short.img');
     writeFileSync(path, Buffer.alloc(6000, 0x5a));
     const fd = openSync(path, 'r');
@@ -87,6 +87,12 @@ describe('fdIo over a real file', () => {
       expect(buf.subarray(0, 6000).every((x) => x === 0x5a)).toBe(true);
       expect(buf.subarray(6000).every((x) => x === 0)).toBe(true);
       expect(calls).toEqual([0, 6000]);
+      // Wholly inside the file: one read, and no second one to find the end.
+      const inside = Buffer.alloc(4096, 0xee);
+      calls.length = 0;
+      io.pread(inside, 1000);
+      expect(inside.every((x) => x === 0x5a)).toBe(true);
+      expect(calls).toEqual([1000]);
       // Wholly past the end: one read, all zeros.
       const far = Buffer.alloc(4096, 0xee);
       calls.length = 0;
@@ -159,6 +165,22 @@ describe('what a read reads', () => {
     expect(fresh.read(0, 2, two)).toBe(0);
     expect(log).toEqual([['pread', 2 * SECTOR_SIZE, dataOffset(0, 0)]]);
     expect(two.equals(Buffer.concat([pattern(1, 0), pattern(2, 1)]))).toBe(true);
+  });
+
+  it('mixed slot letters: each letter’s span from its first sector to its last, no more', () => {
+    const { log, open } = recorded(64);
+    const img = open();
+    expect(img.write(0, 4, Buffer.concat([0, 1, 2, 3].map((s) => pattern(1, s))))).toBe(0); // slot A
+    expect(img.flush()).toBe(0);
+    expect(img.write(0, 1, pattern(2, 0))).toBe(0); // sector 0 now in slot B
+    log.length = 0;
+    const out = Buffer.alloc(4 * SECTOR_SIZE);
+    expect(img.read(0, 4, out)).toBe(0);
+    expect(out.equals(Buffer.concat([pattern(2, 0), pattern(1, 1), pattern(1, 2), pattern(1, 3)]))).toBe(true);
+    expect(log).toEqual([
+      ['pread', 3 * SECTOR_SIZE, dataOffset(1, 0)],
+      ['pread', SECTOR_SIZE, dataOffset(0, 1)],
+    ]);
   });
 
   it('across a group boundary: one request per group, every sector authentic on the first try', () => {
@@ -330,6 +352,20 @@ describe('a write that fails', () => {
     expect(img.failed).toMatch(/^write failed: EIO/);
     for (let s = 0; s < 3; s++) expect(readOne(img, s).data.equals(pattern(1, s)), `sector ${s}`).toBe(true);
     expect(img.counters.integrityFailures).toBe(0);
+  });
+});
+
+describe('a discard whose write fails', () => {
+  it('stops there: IO_ERROR, the image failed, and no later sector of the request is written', () => {
+    const { disk, log, open } = recorded(8);
+    const img = open();
+    expect(img.write(0, 3, Buffer.concat([0, 1, 2].map((s) => pattern(1, s))))).toBe(0);
+    expect(img.flush()).toBe(0);
+    disk.fault = { kind: 'eio', index: disk.calls.write }; // the zero version of sector 0
+    log.length = 0;
+    expect(img.discard(0, 3)).toBe(HvStatus.IO_ERROR);
+    expect(img.failed).toMatch(/^write failed: EIO/);
+    expect(log.filter(([op]) => op === 'pwrite')).toEqual([['pwrite', SECTOR_SIZE, dataOffset(0, 1)]]);
   });
 });
 
