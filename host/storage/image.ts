@@ -675,7 +675,6 @@ export class BlockImage {
         plain.fill(0);
       }
       return true;
-      // Stryker disable next-line BlockStatement: equivalent: without the return the result is undefined, which every caller treats as false
     } catch {
       return false;
     }
