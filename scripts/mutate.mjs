@@ -29,7 +29,7 @@ const TESTS = {
   loader: ['test/loader/**/*.test.ts'],
   // Not cli, multiprocess, partition: they drive the built CLI and partitions, which mutants do not reach.
   storage: [
-    'crash', 'crypto', 'engine', 'faults', 'hypercalls', 'image', 'keys', 'keystore-fail', 'keystore-files', 'keystore-format', 'keystore-zeroing',
+    'crash', 'crypto', 'engine', 'faults', 'hypercalls', 'image', 'image-edges', 'keys', 'keystore-fail', 'keystore-files', 'keystore-format', 'keystore-zeroing',
     'list', 'lock', 'lock-platform', 'powerloss', 'refusals', 'secrets', 'storage-edges',
   ].map(
     (name) => `test/block/${name}.test.ts`,

@@ -73,6 +73,7 @@ export class SimDisk implements FileOps {
   readSync(_fd: number, buf: Uint8Array, offset: number, length: number, position: number): number {
     if (this.trip('read', this.calls.read++)) throw errno('EIO', 'read');
     const n = Math.max(0, Math.min(length, this.durable.length - position));
+    if (n === 0) return 0; // at or past the end, as a file reads
     const view = Buffer.from(buf.buffer, buf.byteOffset + offset, n);
     this.durable.copy(view, 0, position, position + n);
     for (const w of [...this.ghosts, ...this.pending]) {
