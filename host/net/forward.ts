@@ -89,7 +89,8 @@ export class PortForward {
     server.on('connection', (socket) => this.accept(socket));
   }
 
-  static async open(sw: VirtualSwitch, partition: Partition, options: ForwardPortOptions): Promise<PortForward> {
+  /** `partition`: the live partition that serves the port (its name and NIC grant are all the forwarder reads). */
+  static async open(sw: VirtualSwitch, partition: Pick<Partition, 'name' | 'netGrant'>, options: ForwardPortOptions): Promise<PortForward> {
     const grant = partition.netGrant;
     if (grant === null) throw new AccessDeniedError(`partition ${partition.name} has no network device`);
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
@@ -186,7 +187,8 @@ export class PortForward {
     if (conn.retry !== null) return;
     while (conn.queue.length > 0) {
       if (this.endpoint.closed) return;
-      const result = this.endpoint.send(this.guestAddress, conn.queue[0]!);
+      // Offered, not sent: a frame the guest cannot take yet stays here, so it is no drop of the NIC's.
+      const result = this.endpoint.offer(this.guestAddress, conn.queue[0]!);
       if (result === 'delivered') {
         conn.queue.shift();
         this.counters.framesToGuest++;
@@ -228,7 +230,8 @@ export class PortForward {
     if (conn === undefined) return;
     this.counters.framesFromGuest++;
     if (type === StreamFrame.DATA) {
-      if (conn.socket.writableLength + p.length > this.maxBufferedBytes) {
+      // The data is what waits for the client (the header is not written).
+      if (conn.socket.writableLength + p.length - STREAM_HEADER_SIZE > this.maxBufferedBytes) {
         this.counters.overflowCloses++;
         this.drop(conn);
         return;

@@ -283,12 +283,14 @@ export class VirtualSwitch {
    * Sends a frame from a host endpoint. Returns what happened to a unicast frame ('delivered',
    * or why not: 'no-route' (also for a NIC that is down), 'queue-full', 'rate-limited',
    * 'oversize'); a broadcast returns 'delivered' when it reached at least one endpoint, else
-   * 'no-route'. Nothing waits: the caller retries a full queue or a spent budget.
+   * 'no-route'. Nothing waits: the caller retries a full queue or a spent budget. With `hold`,
+   * the caller keeps a unicast frame the NIC cannot take now and offers it again (flow control):
+   * it is not counted as dropped on the NIC (`rxQueueDrops`, `rxRateLimited`) each time.
    */
-  sendFromHost(ep: HostEndpointState, dst: number, payload: Uint8Array): Delivery | 'no-route' {
+  sendFromHost(ep: HostEndpointState, dst: number, payload: Uint8Array, hold = false): Delivery | 'no-route' {
     if (ep.closed) throw new InvalidStateError('this network endpoint is closed');
     if (payload.length > HV_NET_MAX_MTU) throw new InvalidArgumentError(`frame of ${payload.length} bytes exceeds the largest MTU (${HV_NET_MAX_MTU})`);
-    return this.route(ep, dst >>> 0, payload);
+    return this.route(ep, dst >>> 0, payload, !hold);
   }
 
   /**
@@ -546,7 +548,8 @@ export class VirtualSwitch {
     }
   }
 
-  private route(from: Endpoint, dst: number, payload: Uint8Array): Delivery | 'no-route' {
+  /** `drop`: a unicast frame a NIC cannot take now is dropped and counted on it (false: the caller holds it). Broadcast always drops. */
+  private route(from: Endpoint, dst: number, payload: Uint8Array, drop = true): Delivery | 'no-route' {
     if (dst === HV_NET_BROADCAST) {
       let reached = 0;
       for (const to of this.segments.get(from.segment) ?? []) {
@@ -565,7 +568,7 @@ export class VirtualSwitch {
       return 'no-route';
     }
     this.forwarded(from);
-    const outcome = this.deliver(from, to, dst, payload);
+    const outcome = this.deliver(from, to, dst, payload, drop);
     if (this.observers !== null) this.tell(from, dst, payload.length, outcome);
     return outcome;
   }
@@ -597,8 +600,8 @@ export class VirtualSwitch {
     }
   }
 
-  /** Best-effort delivery into one endpoint (host sends and broadcast): what does not fit is dropped and counted. */
-  private deliver(from: Endpoint, to: Endpoint, dst: number, payload: Uint8Array): Delivery {
+  /** Delivery into one endpoint (host sends and broadcast): with `drop`, best effort: what does not fit is dropped and counted. */
+  private deliver(from: Endpoint, to: Endpoint, dst: number, payload: Uint8Array, drop = true): Delivery {
     if (to.kind === 'host') {
       try {
         to.onFrame({ src: from.address, dst, payload: payload.slice() });
@@ -610,7 +613,7 @@ export class VirtualSwitch {
       }
       return 'delivered';
     }
-    const outcome = this.putInto(to, from.address, dst, payload, true);
+    const outcome = this.putInto(to, from.address, dst, payload, drop);
     return outcome === 'delivered' ? 'delivered' : outcome === 'rate-limited' ? 'rate-limited' : outcome === 'oversize' ? 'oversize' : 'queue-full';
   }
 }
@@ -644,6 +647,15 @@ export class NetEndpoint extends EventEmitter<{ frame: [frame: NetFrame] }> {
   send(dst: number, payload: Uint8Array | string): 'delivered' | 'no-route' | 'queue-full' | 'rate-limited' | 'oversize' {
     const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
     return this.sw.sendFromHost(this.state, dst, bytes);
+  }
+
+  /**
+   * Like `send`, for a sender that keeps a unicast frame the NIC cannot take now ('queue-full',
+   * 'rate-limited') and offers it again later, losing nothing (flow control, as between NICs):
+   * such a refusal is not counted as a drop on the NIC. Broadcast stays best effort.
+   */
+  offer(dst: number, payload: Uint8Array): 'delivered' | 'no-route' | 'queue-full' | 'rate-limited' | 'oversize' {
+    return this.sw.sendFromHost(this.state, dst, payload, true);
   }
 
   /** Leaves the switch. Idempotent. */
