@@ -369,14 +369,20 @@ export class VirtualSwitch {
     ep.channel.close();
     this.changed(ep.segment, ep);
     // Frames in flight were guest data held by the root: scrub them with the NIC, once no
-    // producer is inside its port (a producer checks `down` under the lock, so none comes after).
+    // producer is inside its port (a producer checks `down` under the lock, so none that comes
+    // after writes anything: it finds the port down and takes the root's path, which refuses it).
+    // After a bounded wait for one that died inside, scrub anyway. The lock is let go again: a
+    // sender whose peer table still lists this NIC would otherwise wait on it for its whole
+    // txWaitMs and be told WOULD_BLOCK, as if the NIC were only full.
     const scrub = (tries: number): void => {
-      if (!ep.port.tryLock(ROOT_OWNER) && tries < 1000) {
+      const locked = ep.port.tryLock(ROOT_OWNER);
+      if (!locked && tries < 1000) {
         setImmediate(() => scrub(tries + 1));
         return;
       }
       new Uint8Array(ep.portInit.rx).fill(0);
       new Uint8Array(ep.tx.sab).fill(0);
+      if (locked) ep.port.unlock();
     };
     queueMicrotask(() => scrub(0));
   }
@@ -588,9 +594,7 @@ export class VirtualSwitch {
         ? 'no endpoint has that address'
         : to.segment !== from.segment
           ? `it is on another segment (this NIC is on ${from.segment})`
-          : to === from
-            ? 'it is this NIC itself'
-            : 'it is a host endpoint and this NIC was not granted host access';
+          : 'it is a host endpoint and this NIC was not granted host access';
     try {
       from.onViolation({ call: 'NET_SEND', status: 'HV_STATUS_ACCESS_DENIED', reason: `frame to ${formatAddress(dst)} dropped by the switch: ${why}` });
     } catch (error) {
