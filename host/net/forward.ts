@@ -212,6 +212,7 @@ export class PortForward {
         conn.retry = null;
         this.flush(conn);
       }, conn.backoffMs);
+      // Stryker disable next-line MethodExpression,ArithmeticOperator: timing only: the retry interval (1 ms doubling up to 50); the frames and their order are the same
       conn.backoffMs = Math.min(50, conn.backoffMs * 2);
       return;
     }

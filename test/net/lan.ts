@@ -7,7 +7,6 @@ import { HvCall, HV_NET_RECV_NONBLOCK } from '../../host/abi/codes.ts';
 import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
 import { NetDevice } from '../../host/devices/net.ts';
 import { VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
-import { budget } from '../helpers.ts';
 
 export const enc = new TextEncoder();
 export const dec = new TextDecoder();
@@ -18,9 +17,13 @@ export async function settle(): Promise<void> {
   await new Promise<void>((r) => setTimeout(r, 2));
 }
 
-/** Lets the event loop run until `done()` holds; fails naming `what` after a budget that guards against a hang, not against slowness. */
+/**
+ * Lets the event loop run until `done()` holds; fails naming `what` after `ms`, a bound against a
+ * hang (what it waits for takes milliseconds). Not stretched in mutation runs: a mutant that stops
+ * a frame then fails in seconds, not at Stryker's timeout.
+ */
 export async function until(done: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + budget(ms);
+  const deadline = performance.now() + ms;
   while (!done()) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await settle();

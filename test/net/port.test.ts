@@ -12,6 +12,7 @@ import { SharedRing } from '../../host/channel/ring.ts';
 import { rxRecordBytes } from '../../host/devices/resolved.ts';
 import { FrameBudget, NET_FRAME_KIND, NET_STAT_SLOTS, NetStat, NicPort, PORT_CTL_BYTES, PortSlot, processClock, ROOT_OWNER, type PortInit } from '../../host/net/port.ts';
 import { budget } from '../helpers.ts';
+import { until } from './lan.ts';
 
 const SRC = 0x0a000002;
 const DST = 0x0a000003;
@@ -48,15 +49,6 @@ function helper(ctl: SharedArrayBuffer, out: SharedArrayBuffer, source: string):
   });
   workers.push(w);
   return w;
-}
-
-/** Lets the event loop run until `done()`; fails after a budget that guards against a hang. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + budget(20_000);
-  while (!done()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
 }
 
 describe('a port: put', () => {
