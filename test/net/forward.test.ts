@@ -15,6 +15,7 @@ import { AccessDeniedError, InvalidArgumentError } from '../../host/errors.ts';
 import { PortForward, STREAM_HEADER_SIZE, StreamFrame, type ForwardPortOptions } from '../../host/net/forward.ts';
 import type { NetSpec } from '../../host/devices/config.ts';
 import { NetEndpoint } from '../../host/net/switch.ts';
+import { captureEscapes } from '../helpers.ts';
 import { lan, settle, until } from './lan.ts';
 
 const GUEST_PORT = 8080;
@@ -28,9 +29,12 @@ interface StreamFrameSeen {
   data: Buffer;
 }
 
+/** Nothing a client or the guest does may reach the event loop as an uncaught error. */
+const escaped = captureEscapes();
 const open: { close(): unknown }[] = [];
 afterEach(async () => {
   for (const c of open.splice(0)) await c.close();
+  expect(escaped).toEqual([]);
 });
 
 /** A service NIC granted host access, a forwarder to it, and the guest's side of the stream protocol. */
@@ -261,6 +265,18 @@ describe('forwarded port: the stream of frames', () => {
     expect(other.stats[NetStat.TX_NO_ROUTE]).toBe(1);
     expect(fwd.counters.framesFromGuest).toBe(0);
     expect(seen.data.length).toBe(0);
+  });
+
+  it('a client that resets its connection: the guest gets CLOSE, the guest\'s late data goes nowhere, nothing is thrown', async () => {
+    const { fwd, frames, reply } = await forwarded();
+    const client = await connect(fwd.port);
+    const [opened] = await collect(frames, (all) => all.length === 1, 'OPEN');
+    client.resetAndDestroy();
+    const [closed] = await collect(frames, (all) => all.length === 1, 'CLOSE');
+    expect(closed).toMatchObject({ type: StreamFrame.CLOSE, id: opened!.id });
+    reply(opened!.src, StreamFrame.DATA, opened!.id, 'too late');
+    await settle();
+    expect(fwd.counters.framesFromGuest).toBe(0);
   });
 
   it('connection ids wrap from 2^32 - 1 to 1, never 0', async () => {
