@@ -54,7 +54,8 @@ interface Connection {
 
 function intOption(v: number | undefined, fallback: number, what: string, min: number, max: number): number {
   const n = v ?? fallback;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  // Number.isInteger is false for anything that is not a number.
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
   return n;
 }
 

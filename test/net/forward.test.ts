@@ -126,6 +126,16 @@ describe('forwarded port: options', () => {
     await bad({ host: '0.0.0.0' as '127.0.0.1' }, 'forwarded ports listen on 127.0.0.1 only, got "0.0.0.0"');
   });
 
+  it('listens on 127.0.0.1 only: another loopback address of this host is refused', async () => {
+    const { fwd } = await forwarded();
+    const reached = await new Promise<string>((resolve) => {
+      const s = net.connect({ host: '127.0.0.2', port: fwd.port }, () => resolve('connected'));
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      open.push({ close: () => s.destroy() });
+    });
+    expect(reached).toBe('ECONNREFUSED');
+  });
+
   it('is refused for a partition without a NIC or without host access, naming the partition', async () => {
     const { sw } = await forwarded();
     const o = { partition: 'x', guestPort: 80 };
@@ -428,6 +438,22 @@ describe('forwarded port: closing', () => {
     svc.send(opened!.src, 'after close');
     await settle();
     expect(svc.stats[NetStat.TX_NO_ROUTE]).toBe(1);
+  });
+
+  it('a connection that reaches it while it closes is destroyed, never opened to the guest', async () => {
+    const { fwd, frames } = await forwarded();
+    // The race (a connection accepted just as close() runs) cannot be ordered with real sockets:
+    // hand the listener a real connected socket the way it would get one.
+    const plain = net.createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    open.push({ close: () => new Promise<void>((r) => plain.close(() => r())) });
+    const socket = await connect((plain.address() as net.AddressInfo).port);
+    void fwd.close();
+    (fwd as unknown as { server: net.Server }).server.emit('connection', socket);
+    expect(socket.destroyed).toBe(true);
+    await fwd.closed;
+    expect(fwd.counters.connections).toBe(0);
+    expect(frames()).toEqual([]);
   });
 
   it('closeWhenDrained() lets the partition\'s last replies reach the client first', async () => {

@@ -295,6 +295,22 @@ describe('unplugging', () => {
     expect(a.violations[0]!.reason).toMatch(/no endpoint has that address/);
   });
 
+  it('setWake: the root tells a partition in a shared worker when its tx ring gains room or its receive queue a frame', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    let woken = 0;
+    b.att.setWake(() => woken++);
+    // As a suspended partition asks: room on its tx ring, a record on its receive queue.
+    new SharedRing(b.att.init.tx).wantRoom();
+    expect(b.send(HV_NET_BROADCAST, 'x')).toBe(1);
+    await until(() => woken === 1, 'the wake for room on the tx ring');
+    new SharedRing(b.att.init.port.rx).wantRecord();
+    a.send(b.address, 'for b'); // a, plugged in first, does not know b: the root delivers it
+    await until(() => woken === 2, 'the wake for a frame');
+    expect(b.recv().text).toBe('for b');
+  });
+
   it('releaseLocks after the NIC left an emptied segment is a no-op', () => {
     const { nic } = lan();
     const a = nic('a', { segment: 'lonely' });
