@@ -16,7 +16,7 @@ import { PortForward, STREAM_HEADER_SIZE, StreamFrame, type ForwardPortOptions }
 import type { NetSpec } from '../../host/devices/config.ts';
 import { NetEndpoint } from '../../host/net/switch.ts';
 import { captureEscapes } from '../helpers.ts';
-import { lan, settle, until } from './lan.ts';
+import { lan, settle, until, within } from './lan.ts';
 
 const GUEST_PORT = 8080;
 
@@ -33,7 +33,8 @@ interface StreamFrameSeen {
 const escaped = captureEscapes();
 const open: { close(): unknown }[] = [];
 afterEach(async () => {
-  for (const c of open.splice(0)) await c.close();
+  // Clients first: a listener's close waits for its connections.
+  for (const c of open.splice(0).reverse()) await within(Promise.resolve(c.close()), 'a close');
   expect(escaped).toEqual([]);
 });
 
@@ -42,7 +43,7 @@ async function forwarded(options: Partial<ForwardPortOptions> = {}, spec: Partia
   const { sw, nic } = lan(now);
   const svc = nic('svc', { segment: 'blue', host: true, ...spec });
   const partition = { name: 'svc', netGrant: { address: svc.address, segment: 'blue', mtu: svc.att.init.mtu, host: true } };
-  const fwd = await PortForward.open(sw, partition, { partition: 'svc', guestPort: GUEST_PORT, ...options });
+  const fwd = await within(PortForward.open(sw, partition, { partition: 'svc', guestPort: GUEST_PORT, ...options }), 'the forwarder to listen');
   open.push(fwd);
   /** Every frame waiting in the guest's receive queue, parsed as a stream frame. */
   const frames = (): StreamFrameSeen[] => {
@@ -99,12 +100,13 @@ describe('forwarded port: options', () => {
     const { sw, svc } = await forwarded();
     const partition = { name: 'svc', netGrant: { address: svc.address, segment: 'blue', mtu: 1500, host: true } };
     const ok = async (o: Partial<ForwardPortOptions>) => {
-      const f = await PortForward.open(sw, partition, { partition: 'svc', guestPort: 1, ...o });
+      const f = await within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 1, ...o }), 'the forwarder to listen');
       expect(f.port).toBeGreaterThan(0);
       expect(f.host).toBe('127.0.0.1');
-      await f.close();
+      await within(f.close(), 'the forwarder to close');
     };
-    const bad = (o: Partial<ForwardPortOptions>, message: string) => expect(PortForward.open(sw, partition, { partition: 'svc', guestPort: 1, ...o })).rejects.toThrow(new InvalidArgumentError(message));
+    const bad = (o: Partial<ForwardPortOptions>, message: string) =>
+      expect(within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 1, ...o }), 'the refusal')).rejects.toThrow(new InvalidArgumentError(message));
     for (const guestPort of [0, 65535]) await ok({ guestPort });
     await bad({ guestPort: -1 }, 'guestPort must be an integer from 0 to 65535, got -1');
     await bad({ guestPort: 65536 }, 'guestPort must be an integer from 0 to 65535, got 65536');
@@ -148,7 +150,7 @@ describe('forwarded port: options', () => {
   it('a port already in use fails the open and leaves nothing attached to the switch', async () => {
     const { sw, svc, fwd } = await forwarded();
     const partition = { name: 'svc', netGrant: { address: svc.address, segment: 'blue', mtu: 1500, host: true } };
-    await expect(PortForward.open(sw, partition, { partition: 'svc', guestPort: 80, port: fwd.port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 80, port: fwd.port }), 'the failed open')).rejects.toMatchObject({ code: 'EADDRINUSE' });
     // The failed open's endpoint took the address just before this one; it must be gone again.
     const next = new NetEndpoint(sw, 'blue');
     open.push(next);
@@ -431,8 +433,8 @@ describe('forwarded port: closing', () => {
     const [opened] = await collect(frames, (all) => all.length === 1, 'OPEN');
     const first = fwd.close();
     expect(fwd.close()).toBe(first);
-    await first;
-    await fwd.closed;
+    await within(first, 'close()');
+    await within(fwd.closed, '`closed`');
     await until(() => seen.closed, 'the connection to close');
     await expect(connect(fwd.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     svc.send(opened!.src, 'after close');
@@ -451,7 +453,7 @@ describe('forwarded port: closing', () => {
     void fwd.close();
     (fwd as unknown as { server: net.Server }).server.emit('connection', socket);
     expect(socket.destroyed).toBe(true);
-    await fwd.closed;
+    await within(fwd.closed, '`closed`');
     expect(fwd.counters.connections).toBe(0);
     expect(frames()).toEqual([]);
   });
@@ -461,7 +463,7 @@ describe('forwarded port: closing', () => {
     const seen = watch(await connect(fwd.port));
     const [opened] = await collect(frames, (all) => all.length === 1, 'OPEN');
     for (let i = 0; i < 20; i++) expect(reply(opened!.src, StreamFrame.DATA, opened!.id, `line ${i}\n`)).toBeGreaterThan(0);
-    await fwd.closeWhenDrained(); // the replies are still on the NIC's tx ring
+    await within(fwd.closeWhenDrained(), 'closeWhenDrained()'); // the replies are still on the NIC's tx ring
     await until(() => seen.closed, 'the connection to close');
     expect(seen.data.toString().split('\n')).toHaveLength(21);
     expect(fwd.counters.framesFromGuest).toBe(20);

@@ -30,6 +30,17 @@ export async function until(done: () => boolean, what: string, ms = 10_000): Pro
   }
 }
 
+/** `p`, or a failure naming `what` after `ms`: a bound against a hang, like `until`'s. */
+export async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function lan(now: () => number = () => 0) {
   const sw = new VirtualSwitch({ now });
   const nic = (name: string, spec: NetSpec, txWaitMs = 0) => {
