@@ -65,8 +65,8 @@ export class PortForward {
   readonly host = '127.0.0.1';
   /** Resolves once the forwarder is closed. */
   readonly closed: Promise<void>;
-  /** Connections accepted and frames moved, for the embedder. */
-  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0 };
+  /** Connections accepted and frames moved, and connections lost (`acceptErrors`: the listener failed to take one, e.g. EMFILE), for the embedder. */
+  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0, acceptErrors: 0 };
 
   private readonly conns = new Map<number, Connection>();
   private nextId = 1;
@@ -88,6 +88,9 @@ export class PortForward {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     endpoint.on('frame', (frame) => this.fromGuest(frame));
     server.on('connection', (socket) => this.accept(socket));
+    // After it listens, a listener's error is a connection it could not accept (EMFILE when the
+    // process is out of descriptors); Node goes on listening. Unhandled, it would crash the host.
+    server.on('error', () => this.counters.acceptErrors++);
   }
 
   /** `partition`: the live partition that serves the port (its name and NIC grant are all the forwarder reads). */
@@ -109,6 +112,7 @@ export class PortForward {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, '127.0.0.1', () => {
+          // Stryker disable next-line StringLiteral: equivalent: left attached, this one-shot listener would reject a promise already resolved, a no-op (the forwarder's own error listener counts the error)
           server.off('error', reject);
           resolve();
         });

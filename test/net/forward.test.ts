@@ -442,6 +442,16 @@ describe('forwarded port: closing', () => {
     expect(svc.stats[NetStat.TX_NO_ROUTE]).toBe(1);
   });
 
+  it('an error on the listener once it listens (a connection it could not accept, as with EMFILE) is counted, and it goes on serving', async () => {
+    const { fwd, frames } = await forwarded();
+    // Running the process out of descriptors is out of reach of a test: the listener reports it this way.
+    const server = (fwd as unknown as { server: net.Server }).server;
+    server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));
+    expect(fwd.counters.acceptErrors).toBe(1);
+    await connect(fwd.port);
+    await collect(frames, (all) => all.length === 1, 'OPEN');
+  });
+
   it('a connection that reaches it while it closes is destroyed, never opened to the guest', async () => {
     const { fwd, frames } = await forwarded();
     // The race (a connection accepted just as close() runs) cannot be ordered with real sockets:
