@@ -220,6 +220,17 @@ describe('forwarded port: the stream of frames', () => {
     expect(fwd.counters.framesFromGuest).toBe(2);
   });
 
+  it('data of exactly one frame\'s worth is one DATA frame, with no empty frame after it', async () => {
+    const { fwd, frames } = await forwarded({}, { mtu: 100 });
+    const client = await connect(fwd.port);
+    await collect(frames, (all) => all.length === 1, 'OPEN');
+    client.write(Buffer.alloc(92, 9));
+    const got = await collect(frames, (all) => bytesOf(all).length >= 92, '92 bytes');
+    for (let i = 0; i < 5; i++) await settle();
+    got.push(...frames());
+    expect(got.map((f) => [f.type, f.data.length])).toEqual([[StreamFrame.DATA, 92]]);
+  });
+
   it('a client that ends sends one CLOSE; ids are per connection, in order', async () => {
     const { fwd, frames } = await forwarded();
     const a = await connect(fwd.port);
