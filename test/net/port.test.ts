@@ -209,18 +209,21 @@ describe('a port: the producers\' lock', () => {
     expect(ctl[PortSlot.LOCK]).toBe(ROOT_OWNER);
   });
 
-  it('a producer waiting in lock() is counted as a waiter, and takes the lock once the holder lets go', async () => {
+  const HOLDER = 0x0a000077;
+  /** A port whose lock HOLDER holds, and a helper thread (`source`) playing HOLDER or another producer on it. */
+  function held() {
     const init = portInit();
     const port = new NicPort(init, () => 0, true);
-    const ctl = new Int32Array(init.ctl, 0, 8);
     const out = new Int32Array(new SharedArrayBuffer(16));
-    const HOLDER = 0x0a000077;
     expect(port.tryLock(HOLDER)).toBe(true);
+    return { init, port, out, ctl: new Int32Array(init.ctl, 0, 8), helper: (source: string) => helper(init.ctl, out.buffer as SharedArrayBuffer, source) };
+  }
+
+  it('a producer waiting in lock() is counted as a waiter, and takes the lock once the holder lets go', async () => {
+    const { port, ctl, out, helper } = held();
     // The other producer: waits until this thread is waiting for the lock, notes it, then lets go
     // of the lock as unlock() does.
     const w = helper(
-      init.ctl,
-      out.buffer as SharedArrayBuffer,
       `while (Atomics.load(ctl, ${PortSlot.WAITERS}) === 0) Atomics.wait(out, 3, 0, 1);
        out[0] = Atomics.load(ctl, ${PortSlot.WAITERS});
        Atomics.wait(out, 3, 0, 20);
@@ -236,15 +239,9 @@ describe('a port: the producers\' lock', () => {
 
   it('unlock() and release() wake a producer asleep on the lock at once', async () => {
     for (const free of ['unlock', 'release'] as const) {
-      const init = portInit();
-      const port = new NicPort(init, () => 0, true);
-      const out = new Int32Array(new SharedArrayBuffer(16));
-      const HOLDER = 0x0a000077;
-      expect(port.tryLock(HOLDER)).toBe(true);
+      const { port, out, helper } = held();
       // As lock() sleeps: counted in WAITERS, then asleep on the lock word (5 s: a wake-up that never comes shows as a timeout).
       const w = helper(
-        init.ctl,
-        out.buffer as SharedArrayBuffer,
         `Atomics.add(ctl, ${PortSlot.WAITERS}, 1);
          Atomics.store(out, 1, 1);
          const r = Atomics.wait(ctl, ${PortSlot.LOCK}, ${HOLDER}, 5000);
