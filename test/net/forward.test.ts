@@ -257,7 +257,9 @@ describe('forwarded port: the stream of frames', () => {
     const seen = watch(client);
     const [opened] = await collect(frames, (all) => all.length === 1, 'OPEN');
     const ep = opened!.src;
-    expect(svc.send(ep, new Uint8Array(STREAM_HEADER_SIZE - 1).fill(StreamFrame.DATA))).toBe(7);
+    // One byte short of a header, with the right type, port and the start of the id: reading the id would overrun it.
+    const short = Buffer.from([StreamFrame.DATA, 0, GUEST_PORT & 0xff, GUEST_PORT >> 8, 1, 0, 0]);
+    expect(svc.send(ep, short)).toBe(STREAM_HEADER_SIZE - 1);
     reply(ep, StreamFrame.DATA, 1, 'wrong port', GUEST_PORT + 1);
     reply(ep, StreamFrame.DATA, 2, 'no such connection');
     reply(ep, StreamFrame.CLOSE, 99);
@@ -354,6 +356,38 @@ describe('forwarded port: flow control towards the guest', () => {
     expect(bytesOf([...first, ...rest])).toEqual(sent);
     expect(fwd.counters.stallCloses).toBe(0);
     expect(svc.stats[NetStat.RX_RATE_LIMITED]).toBe(0); // held back and offered again: no frame was dropped
+  });
+
+  it('the stall timeout counts from when the frame began to wait: a guest that reads in time keeps its connection', async () => {
+    // stalledSince is a performance.now() reading; a timeout shorter than this thread's age tells
+    // "since the stall began" from "since the thread started".
+    const STALL_MS = 5000;
+    if (performance.now() < 2 * STALL_MS) await new Promise((r) => setTimeout(r, 2 * STALL_MS - performance.now()));
+    const { fwd, frames } = await forwarded({ stallTimeoutMs: STALL_MS }, { mtu: 1000, rxQueueBytes: 4096 });
+    const client = await connect(fwd.port);
+    const seen = watch(client);
+    const sent = Buffer.alloc(16384, 0x11);
+    client.write(sent);
+    const got = await collect(frames, (all) => bytesOf(all).length >= sent.length, 'all 16 KiB');
+    expect(bytesOf(got)).toEqual(sent);
+    expect(fwd.counters.stallCloses).toBe(0);
+    expect(seen.closed).toBe(false);
+  });
+
+  it('a connection closed while its frames wait is forgotten once they reach the guest, its CLOSE last', async () => {
+    const { fwd, frames, reply } = await forwarded({ stallTimeoutMs: 3_600_000 }, { mtu: 1000, rxQueueBytes: 4096 });
+    const client = await connect(fwd.port);
+    const seen = watch(client);
+    client.write(Buffer.alloc(16384, 0x22));
+    await until(() => fwd.counters.framesToGuest >= 4, "the guest's queue to fill");
+    client.destroy();
+    await until(() => seen.closed, 'the client to close');
+    const got = await collect(frames, (all) => all.at(-1)?.type === StreamFrame.CLOSE, 'the CLOSE after the data');
+    expect(bytesOf(got)).toEqual(Buffer.alloc(16384, 0x22));
+    await settle();
+    reply(got[0]!.src, StreamFrame.DATA, got[0]!.id, 'to a closed connection');
+    await settle();
+    expect(fwd.counters.framesFromGuest).toBe(0);
   });
 
   it('a connection whose frames wait longer than stallTimeoutMs is closed and counted', async () => {
