@@ -201,7 +201,11 @@ export class PortForward {
         conn.stalledSince = 0;
         continue;
       }
-      if (result === 'no-route' || result === 'oversize') {
+      if (
+        result === 'no-route' ||
+        // Stryker disable next-line ConditionalExpression,StringLiteral: equivalent: no frame the forwarder makes is oversize (8 + at most MTU - 8 bytes, for the NIC's own MTU); kept should that change
+        result === 'oversize'
+      ) {
         this.drop(conn); // the partition is gone (or the frame can never fit)
         return;
       }
