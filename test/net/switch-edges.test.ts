@@ -219,6 +219,44 @@ describe('the tx ring: what the root trusts of it', () => {
     }
   });
 
+  it('a peer table goes only to the NIC that asked: never to a NIC of another segment, nor to the same address on another switch', async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const red = nic('red', { segment: 'red' });
+    const other = lan().nic('twin', { segment: 'blue' }); // another switch: the same first address as a
+    expect(other.address).toBe(a.address);
+    const { BroadcastChannel } = await import('node:worker_threads');
+    const listen = (name: string) => {
+      const got: unknown[] = [];
+      const ch = new BroadcastChannel(name);
+      ch.onmessage = (e: unknown) => got.push((e as { data: unknown }).data);
+      return { got, close: () => ch.close() };
+    };
+    const mine = listen(a.att.init.channel);
+    const theirs = [listen(red.att.init.channel), listen(other.att.init.channel), listen(b.att.init.channel)];
+    try {
+      expect(new Set([a, b, red, other].map((n) => n.att.init.channel)).size).toBe(4);
+      expect(new SharedRing(a.att.init.tx).tryWrite(NET_SYNC_KIND, new Uint8Array(0), 0)).toBe(true);
+      await until(() => mine.got.length === 1, "a's peer table");
+      for (let i = 0; i < 5; i++) await settle();
+      expect(theirs.map((t) => t.got)).toEqual([[], [], []]);
+    } finally {
+      for (const l of [mine, ...theirs]) l.close();
+    }
+  });
+
+  it('the switch counts the frames it forwarded and the ones it refused for no route', async () => {
+    const { nic, sw } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const ep = new NetEndpoint(sw, 'blue');
+    a.send(HV_NET_BROADCAST, 'all');
+    a.send(0x0b000001, 'nowhere');
+    await until(() => a.stats[NetStat.TX_NO_ROUTE] === 1, 'the refusal');
+    expect(ep.send(0x0b000002, 'nowhere either')).toBe('no-route');
+    expect(sw.counters).toEqual({ switched: 1, noRoute: 2 });
+  });
+
   it('a corrupt tx ring unplugs that NIC and tells its fault handler; the root and the other NICs go on', async () => {
     const { nic, sw } = lan();
     const a = nic('a', { segment: 'blue' });
