@@ -105,6 +105,7 @@ export class FrameBudget extends RateLimiter {
       {
         bytes: { perSecond: bytesPerSecond, burst: Math.max(bytesPerSecond, mtu), oneTimeBurst: 0 },
         ops: { perSecond: framesPerSecond, burst: Math.max(1, framesPerSecond), oneTimeBurst: 0 },
+        // Stryker disable next-line StringLiteral: equivalent: a FrameBudget only takes, asks and measures (tryTake, wouldAdmit, waitTimeMs), which never read the mode
         mode: 'reject',
       },
       { ...(now ? { now } : {}), ...(state ?? {}) },

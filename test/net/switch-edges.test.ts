@@ -13,7 +13,7 @@ import { InvalidArgumentError, InvalidStateError } from '../../host/errors.ts';
 import { NET_FRAME_KIND, NET_SYNC_KIND, NicPort } from '../../host/net/port.ts';
 import { NetEndpoint, VirtualSwitch, type FrameObservation } from '../../host/net/switch.ts';
 import { captureEscapes } from '../helpers.ts';
-import { dec, lan, settle, until } from './lan.ts';
+import { dec, lan, settle, until, within } from './lan.ts';
 
 const escaped = captureEscapes();
 afterEach(() => {
@@ -411,6 +411,55 @@ describe('the embedder\'s side', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('observers: stopping one leaves the others; stopping twice is harmless', () => {
+    const sw = new VirtualSwitch();
+    const a = new NetEndpoint(sw, 'blue');
+    const b = new NetEndpoint(sw, 'blue');
+    const first: FrameObservation[] = [];
+    const second: FrameObservation[] = [];
+    const stop1 = sw.observe((f) => first.push(f));
+    const stop2 = sw.observe((f) => second.push(f));
+    a.send(b.address, 'one');
+    stop1();
+    a.send(b.address, 'two');
+    stop2();
+    stop2();
+    stop1();
+    a.send(b.address, 'three');
+    expect([first.length, second.length]).toEqual([1, 2]);
+  });
+
+  it('drained() waits for a frame the root still holds back, and gives up after its timeout', async () => {
+    const { nic, sw } = lan();
+    const a = nic('a', { segment: 'blue' }); // plugged in first: its frames to b take the root's path
+    const b = nic('b', { segment: 'blue', mtu: 1000, rxQueueBytes: 1024 });
+    expect(a.send(b.address, new Uint8Array(1000))).toBe(1000);
+    expect(a.send(b.address, new Uint8Array(1000))).toBe(1000); // held: b's queue holds one
+    await until(() => new SharedRing(b.att.init.port.rx).used > 0, 'the first frame in b');
+    for (let i = 0; i < 5; i++) await settle();
+    expect(new SharedRing(a.att.init.tx).used).toBe(0); // the ring is empty; the frame is with the root
+    await within(sw.drained(a.address, 50), 'drained() to give up'); // its own timeout
+    let done = false;
+    void sw.drained(a.address, 60_000).then(() => (done = true));
+    for (let i = 0; i < 5; i++) await settle();
+    expect(done).toBe(false);
+    expect(b.drain()).toBe(1);
+    await until(() => done, 'drained() once the held frame is delivered');
+    expect(b.drain()).toBe(1);
+    const ep = new NetEndpoint(sw, 'blue');
+    await within(sw.drained(ep.address), 'drained() of a host endpoint'); // nothing to wait for
+  });
+
+  it('close() unplugs every NIC and host endpoint', () => {
+    const { nic, sw } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const ep = new NetEndpoint(sw, 'blue');
+    sw.close();
+    expect(sw.addressOf('a')).toBeUndefined();
+    expect(ep.closed).toBe(true);
+    expect(new NicPort(a.att.init.port, () => 0).down).toBe(true);
+  });
+
   it('addressOf names a NIC by its owner, never a host endpoint', () => {
     const { nic, sw } = lan();
     const a = nic('a', { segment: 'blue' });
@@ -424,6 +473,7 @@ describe('the embedder\'s side', () => {
   it('refuses, naming what is wrong: a bad segment, a closed endpoint, a frame above the largest MTU', () => {
     const sw = new VirtualSwitch();
     expect(() => sw.attachHost('no such/segment', () => {})).toThrow(new InvalidArgumentError('segment "no such/segment" is not a valid segment name'));
+    expect(() => sw.attachHost(123 as unknown as string, () => {})).toThrow(new InvalidArgumentError('segment 123 is not a valid segment name'));
     const ep = new NetEndpoint(sw, 'blue');
     const peer = new NetEndpoint(sw, 'blue');
     expect(ep.send(peer.address, new Uint8Array(HV_NET_MAX_MTU))).toBe('delivered');
