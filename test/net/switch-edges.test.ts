@@ -350,6 +350,34 @@ describe('unplugging', () => {
     expect(b.recv().text).toBe('for b');
   });
 
+  it('down() and detach() take effect once: the peers\' tables move once for each', () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const gen = () => new NicPort(a.att.init.port, () => 0).generation;
+    const g0 = gen();
+    b.att.down();
+    b.att.down();
+    expect(gen()).toBe(g0 + 1);
+    b.detach();
+    b.detach();
+    expect(gen()).toBe(g0 + 2);
+  });
+
+  it('a segment keeps its other members when one leaves', async () => {
+    const { nic, sw } = lan();
+    const a = nic('a', { segment: 'blue' });
+    const b = nic('b', { segment: 'blue' });
+    const c = nic('c', { segment: 'blue' });
+    const ep = new NetEndpoint(sw, 'blue');
+    c.att.releaseLocks(); // a segment with a host endpoint in it: only NICs have ports
+    a.detach();
+    b.send(HV_NET_BROADCAST, 'still a segment');
+    await until(() => c.recv().text === 'still a segment', 'the broadcast');
+    expect(b.stats[NetStat.SWITCHED]).toBe(1);
+    ep.close();
+  });
+
   it('releaseLocks after the NIC left an emptied segment is a no-op', () => {
     const { nic } = lan();
     const a = nic('a', { segment: 'lonely' });
