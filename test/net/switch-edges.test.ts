@@ -188,17 +188,20 @@ describe('the tx ring: what the root trusts of it', () => {
       own.frameWritten();
     };
     write(7, record(20));
+    write(0, record(20));
     write(NET_FRAME_KIND, record(3));
     write(NET_FRAME_KIND, record(4 + 101));
+    write(NET_FRAME_KIND, record(4)); // a destination and no payload: an empty frame, which NET_SEND allows
     const ok = record(4 + 100);
     ok[4] = 0x42;
     write(NET_FRAME_KIND, ok);
     await until(() => own.txIdle, 'the root to be done with every record');
+    expect(b.recv()).toMatchObject({ src: a.address, dst: b.address, r: 8 });
     const got = b.recv();
     expect(got).toMatchObject({ src: a.address, dst: b.address, r: 8 + 100 });
     expect(got.payload[0]).toBe(0x42);
     expect(b.drain()).toBe(0);
-    expect(a.stats[NetStat.SWITCHED]).toBe(1);
+    expect(a.stats[NetStat.SWITCHED]).toBe(2);
     expect(a.stats[NetStat.TX_NO_ROUTE]).toBe(0);
   });
 
@@ -428,6 +431,25 @@ describe('the embedder\'s side', () => {
     const c = nic('c', { segment: 'blue', host: true });
     expect(a.send(c.address, 'after')).toBe('delivered');
     expect(c.recv().text).toBe('after');
+  });
+
+  it('an observer sees a NIC\'s frame to a host endpoint; the root keeps no copy of a frame it forwarded', async () => {
+    const { nic, sw } = lan();
+    const svc = nic('svc', { segment: 'blue', host: true, mtu: HV_NET_MAX_MTU }); // the batch buffer is scrubbed up to 4 + MTU
+    const peer = nic('peer', { segment: 'blue' }); // plugged in after svc: svc's frames to it go direct, so use broadcast for the root's path
+    const ep = new NetEndpoint(sw, 'blue');
+    const seen: FrameObservation[] = [];
+    const stop = sw.observe((f) => seen.push(f));
+    expect(svc.send(ep.address, 'secret reply')).toBe(12);
+    expect(svc.send(HV_NET_BROADCAST, 'secret broadcast')).toBe(16);
+    await until(() => seen.length === 3, 'three observations');
+    stop();
+    expect(seen[0]).toEqual({ segment: 'blue', src: svc.address, dst: ep.address, bytes: 12, outcome: 'delivered' });
+    expect(peer.recv().text).toBe('secret broadcast');
+    // Guest data passed through the root's buffers (the tx batch buffer, the record assembled for a port): none of it stays.
+    const inner = sw as unknown as { txBuf: Uint8Array; record: Uint8Array };
+    expect(inner.txBuf.every((x) => x === 0)).toBe(true);
+    expect(inner.record.every((x) => x === 0)).toBe(true);
   });
 
   it('a NIC\'s frame to its own address comes back to it through the root, like any unicast on its segment', async () => {
