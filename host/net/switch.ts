@@ -496,7 +496,7 @@ export class VirtualSwitch {
    */
   private forward(from: NicEndpoint, dst: number, payload: Uint8Array): Promise<void> | null {
     if (dst === HV_NET_BROADCAST) {
-      this.route(from, dst, payload);
+      this.route(from, dst, payload, true);
       return null;
     }
     const to = this.endpoints.get(dst);
@@ -560,7 +560,7 @@ export class VirtualSwitch {
   }
 
   /** `drop`: a unicast frame a NIC cannot take now is dropped and counted on it (false: the caller holds it). Broadcast always drops. */
-  private route(from: Endpoint, dst: number, payload: Uint8Array, drop = true): Delivery | 'no-route' {
+  private route(from: Endpoint, dst: number, payload: Uint8Array, drop: boolean): Delivery | 'no-route' {
     if (dst === HV_NET_BROADCAST) {
       let reached = 0;
       // Stryker disable next-line ArrayDeclaration: equivalent: a non-empty stand-in array's element is on no segment, so mayReach skips it

@@ -11,7 +11,7 @@ import { resolveDevices } from '../../host/devices/config.ts';
 import { NetStat } from '../../host/devices/net.ts';
 import { InvalidArgumentError, InvalidStateError } from '../../host/errors.ts';
 import { NET_FRAME_KIND, NET_SYNC_KIND, NicPort } from '../../host/net/port.ts';
-import { NetEndpoint, VirtualSwitch, type FrameObservation } from '../../host/net/switch.ts';
+import { NetEndpoint, VirtualSwitch, type FrameObservation, type NetViolation } from '../../host/net/switch.ts';
 import { captureEscapes } from '../helpers.ts';
 import { dec, lan, settle, until, within } from './lan.ts';
 
@@ -249,6 +249,21 @@ describe('the tx ring: what the root trusts of it', () => {
     }
   });
 
+  it('violation reports are rate-limited per NIC; every refused frame is still counted', async () => {
+    const sw = new VirtualSwitch({ now: () => 0 });
+    const reports: NetViolation[] = [];
+    const att = sw.attachNic('scanner', resolveDevices({ net: { segment: 'blue' } }).net!, (v) => reports.push(v), 3);
+    const ring = new SharedRing(att.init.tx);
+    for (let i = 0; i < 5; i++) {
+      const frame = new Uint8Array(8);
+      new DataView(frame.buffer).setUint32(0, 0x0b000001 + i, true);
+      expect(ring.tryWrite(NET_FRAME_KIND, frame, 8)).toBe(true);
+    }
+    await until(() => att.stats[NetStat.TX_NO_ROUTE] === 5, 'five refusals');
+    expect(reports).toHaveLength(3);
+    sw.close();
+  });
+
   it('the switch counts the frames it forwarded and the ones it refused for no route', async () => {
     const { nic, sw } = lan();
     const a = nic('a', { segment: 'blue' });
@@ -436,16 +451,29 @@ describe('the embedder\'s side', () => {
   it('an observer sees a NIC\'s frame to a host endpoint; the root keeps no copy of a frame it forwarded', async () => {
     const { nic, sw } = lan();
     const svc = nic('svc', { segment: 'blue', host: true, mtu: HV_NET_MAX_MTU }); // the batch buffer is scrubbed up to 4 + MTU
-    const peer = nic('peer', { segment: 'blue' }); // plugged in after svc: svc's frames to it go direct, so use broadcast for the root's path
+    // Plugged in after svc: svc does not know it, so svc's unicast to it takes the root's path too.
+    const peer = nic('peer', { segment: 'blue', mtu: HV_NET_MAX_MTU });
     const ep = new NetEndpoint(sw, 'blue');
+    const kept: Uint8Array[] = [];
+    ep.on('frame', (f) => kept.push(f.payload));
     const seen: FrameObservation[] = [];
     const stop = sw.observe((f) => seen.push(f));
     expect(svc.send(ep.address, 'secret reply')).toBe(12);
     expect(svc.send(HV_NET_BROADCAST, 'secret broadcast')).toBe(16);
-    await until(() => seen.length === 3, 'three observations');
+    const big = new Uint8Array(40_000).fill(0x5e);
+    expect(svc.send(peer.address, big)).toBe(40_000);
+    await until(() => seen.length === 4, 'four observations');
     stop();
-    expect(seen[0]).toEqual({ segment: 'blue', src: svc.address, dst: ep.address, bytes: 12, outcome: 'delivered' });
+    expect(seen).toEqual([
+      { segment: 'blue', src: svc.address, dst: ep.address, bytes: 12, outcome: 'delivered' },
+      { segment: 'blue', src: svc.address, dst: peer.address, bytes: 16, outcome: 'delivered' },
+      { segment: 'blue', src: svc.address, dst: ep.address, bytes: 16, outcome: 'delivered' },
+      { segment: 'blue', src: svc.address, dst: peer.address, bytes: 40_000, outcome: 'delivered' },
+    ]);
     expect(peer.recv().text).toBe('secret broadcast');
+    expect(peer.recv().payload).toEqual(big);
+    // The listener's frames are its own copies, untouched when the root scrubs its buffers.
+    expect(kept.map((p) => dec.decode(p))).toEqual(['secret reply', 'secret broadcast']);
     // Guest data passed through the root's buffers (the tx batch buffer, the record assembled for a port): none of it stays.
     const inner = sw as unknown as { txBuf: Uint8Array; record: Uint8Array };
     expect(inner.txBuf.every((x) => x === 0)).toBe(true);
