@@ -240,11 +240,11 @@ describe('a port: the producers\' lock', () => {
   it('unlock() and release() wake a producer asleep on the lock at once', async () => {
     for (const free of ['unlock', 'release'] as const) {
       const { port, out, helper } = held();
-      // As lock() sleeps: counted in WAITERS, then asleep on the lock word (5 s: a wake-up that never comes shows as a timeout).
+      // As lock() sleeps: counted in WAITERS, then asleep on the lock word (15 s: a wake-up that never comes shows as a timeout).
       const w = helper(
         `Atomics.add(ctl, ${PortSlot.WAITERS}, 1);
          Atomics.store(out, 1, 1);
-         const r = Atomics.wait(ctl, ${PortSlot.LOCK}, ${HOLDER}, 5000);
+         const r = Atomics.wait(ctl, ${PortSlot.LOCK}, ${HOLDER}, 15000);
          Atomics.sub(ctl, ${PortSlot.WAITERS}, 1);
          Atomics.store(out, 0, r === 'timed-out' ? 3 : r === 'ok' ? 1 : 2);`,
       );
