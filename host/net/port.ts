@@ -105,6 +105,7 @@ export class FrameBudget extends RateLimiter {
       {
         bytes: { perSecond: bytesPerSecond, burst: Math.max(bytesPerSecond, mtu), oneTimeBurst: 0 },
         ops: { perSecond: framesPerSecond, burst: Math.max(1, framesPerSecond), oneTimeBurst: 0 },
+        // Stryker disable next-line StringLiteral: equivalent: a FrameBudget only takes, asks and measures (tryTake, wouldAdmit, waitTimeMs), which never read the mode
         mode: 'reject',
       },
       { ...(now ? { now } : {}), ...(state ?? {}) },
@@ -186,6 +187,7 @@ export class NicPort {
    * `timeoutMs`. False if that passed.
    */
   lock(owner: number, timeoutMs: number): boolean {
+    // Stryker disable next-line EqualityOperator: timing only: one spin more or none before the wait loop, which takes a free lock the same way
     for (let i = 0; i < LOCK_SPINS; i++) if (this.tryLock(owner)) return true;
     const deadline = performance.now() + timeoutMs;
     const ctl = this.ctl;
@@ -197,6 +199,7 @@ export class NicPort {
         const left = deadline - performance.now();
         if (left <= 0) return false;
         // Woken by unlock or release; the slice bounds a wait on a holder that vanished.
+        // Stryker disable next-line all: timing only: whether and how long to sleep between two looks at the lock (unlock and release wake a sleeper; the deadline is checked on every look)
         if (held !== 0) Atomics.wait(ctl, PortSlot.LOCK, held, Math.min(left, 5));
       }
     } finally {

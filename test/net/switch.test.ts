@@ -7,60 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { HV_NET_BROADCAST, HV_NET_POLL_READABLE, HV_NET_POLL_WRITABLE, HV_NET_RECV_NONBLOCK, HvCall, HvStatus } from '../../host/abi/codes.ts';
 import { Dispatcher } from '../../host/abi/dispatcher.ts';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
-import { resolveDevices, type NetSpec } from '../../host/devices/config.ts';
+import { resolveDevices } from '../../host/devices/config.ts';
 import { NetDevice, NetStat, readNetMetrics } from '../../host/devices/net.ts';
 import { NicPort } from '../../host/net/port.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { allocateStats } from '../../host/channel/stats.ts';
-import { NetEndpoint, VirtualSwitch, type NetViolation } from '../../host/net/switch.ts';
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** Lets the switch's tx loops run (they wake through Atomics.waitAsync and setImmediate). */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
-  await new Promise<void>((r) => setTimeout(r, 2));
-}
-
-function lan(now: () => number = () => 0) {
-  const sw = new VirtualSwitch({ now });
-  const nic = (name: string, spec: NetSpec, txWaitMs = 0) => {
-    const config = resolveDevices({ net: spec }).net!;
-    const violations: NetViolation[] = [];
-    const att = sw.attachNic(name, config, (v) => violations.push(v));
-    const dev = new NetDevice(att.init, { now, txWaitMs });
-    const out = new Uint8Array(65536);
-    const input = new Uint8Array(65536);
-    const send = (dst: number, payload: Uint8Array | string, call: number = HvCall.NET_SEND): number => {
-      const p = typeof payload === 'string' ? enc.encode(payload) : payload;
-      new DataView(input.buffer).setUint32(0, dst, true);
-      input.set(p, 4);
-      return dev.handlers.get(call)!(input, 4 + p.length, out, 0);
-    };
-    const poll = (timeoutMs: number, dst?: number): number => {
-      const arg = new Uint8Array(8);
-      new DataView(arg.buffer).setUint32(0, timeoutMs, true);
-      if (dst !== undefined) new DataView(arg.buffer).setUint32(4, dst, true);
-      return dev.handlers.get(HvCall.NET_POLL)!(arg, dst === undefined ? 4 : 8, out, 0);
-    };
-    const recv = (cap = 65536): { r: number; src: number; dst: number; text: string } => {
-      const flags = new Uint8Array(8);
-      new DataView(flags.buffer).setUint32(0, HV_NET_RECV_NONBLOCK, true);
-      out.fill(0);
-      const r = dev.handlers.get(HvCall.NET_RECV)!(flags, 8, out, cap);
-      const dv = new DataView(out.buffer);
-      return { r, src: dv.getUint32(0, true), dst: dv.getUint32(4, true), text: r > 8 ? dec.decode(out.subarray(8, r)) : '' };
-    };
-    const drain = (): number => {
-      let n = 0;
-      while (recv().r >= 0) n++;
-      return n;
-    };
-    return { name, address: att.address, stats: att.stats, dev, send, poll, recv, drain, violations, att, detach: att.detach };
-  };
-  return { sw, nic };
-}
+import { NetEndpoint } from '../../host/net/switch.ts';
+import { dec, enc, lan, settle } from './lan.ts';
 
 describe('virtual switch: segments', () => {
   it('delivers between NICs of one segment and never across segments', async () => {
