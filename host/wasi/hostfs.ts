@@ -67,7 +67,7 @@ const NODE_ERRNO: Record<string, number> = {
 /** A host error as a negated WASI errno (EIO for anything without a counterpart). The host process's own EMFILE is ENFILE to the guest. */
 export function hostErrno(error: unknown): number {
   const code = (error as { code?: unknown } | null)?.code;
-  return -(typeof code === 'string' ? (NODE_ERRNO[code] ?? Errno.IO) : Errno.IO);
+  return -(typeof code === 'string' && Object.hasOwn(NODE_ERRNO, code) ? NODE_ERRNO[code]! : Errno.IO);
 }
 
 /** What one host mount shares between its directories and files. */
@@ -405,11 +405,15 @@ export class HostDir implements Dir {
   }
 }
 
-/** A regular file of a host folder, open. */
+/**
+ * A regular file of a host folder, open. Its size is asked of the host at each change (one
+ * fstat), never remembered: another fd on the same file (the guest may open several) changes it
+ * too, and a size remembered per fd let a guest shrink through one fd (refunded) and grow back
+ * through another (not charged) in a loop, writing past its byte quota, and made an append
+ * through one fd land past the end another had truncated.
+ */
 export class HostFile implements File {
   readonly maxSize = Number.MAX_SAFE_INTEGER;
-  /** The size as this fd last saw it: growth past it is charged to the quota. */
-  private knownSize = -1;
 
   constructor(
     private readonly ctx: HostContext,
@@ -438,18 +442,14 @@ export class HostFile implements File {
       return hostErrno(error);
     }
     const end = offset + written;
-    this.knownSize = Math.max(size, end);
     // A short write grew the file less than charged.
     if (end < offset + n) this.ctx.quota.refund(Math.min(growth, offset + n - Math.max(end, size)), 0);
     return written;
   }
 
   size(): number {
-    if (this.knownSize >= 0) return this.knownSize;
     const st = this.stat();
-    if (typeof st === 'number') return st;
-    this.knownSize = Number(st.size);
-    return this.knownSize;
+    return typeof st === 'number' ? st : Number(st.size);
   }
 
   setSize(size: number): number {
@@ -464,7 +464,6 @@ export class HostFile implements File {
       return hostErrno(error);
     }
     if (delta < 0) this.ctx.quota.refund(-delta, 0);
-    this.knownSize = size;
     return 0;
   }
 
