@@ -480,11 +480,9 @@ describe('a host folder, read', () => {
 
   it('reads, preads and seeks a host file; a read-only open cannot write to it', () => {
     const h = host('ro', tree);
-    const [e, fd] = h.open('f', { rights: READ | BigInt(Rights.FD_WRITE) });
-    expect(e).toBe(Errno.ROFS);
+    expect(h.open('f', { rights: READ | BigInt(Rights.FD_WRITE) })[0]).toBe(Errno.ROFS);
     const [e2, fd2] = h.open('f', { rights: READ });
     expect(e2).toBe(0);
-    void fd;
     expect(h.read(fd2, 2)).toEqual([0, 'he']);
     expect(h.read(fd2)).toEqual([0, 'llo']);
     expect(h.read(fd2)).toEqual([0, '']);
@@ -901,7 +899,7 @@ describe('a host folder, written (rw)', () => {
     expect(h.stat('d/e/.')[0]).toBe(0);
     expect(h.stat('dl/e')[0]).toBe(0);
     expect(fdsInside(h.root)).toBe(3);
-    void g;
+    expect(h.read(g)).toEqual([0, '12']);
     h.wasi.close();
     expect(fdsInside(h.root)).toBe(1);
     expect(fstatSync(h.rootFd).isDirectory()).toBe(true);
