@@ -37,7 +37,7 @@ const TESTS = {
   // WASI runs in the partition's worker (the bundle): the in-thread suites (calls, hostfs, ...)
   // reach host/wasi/ source, and config calls the root's resolveWasi directly; the partition suites
   // would add only the root's resolveWasi again, at the cost of starting partitions.
-  wasi: ['calls', 'config', 'fd-kinds', 'file-fd', 'hostfs', 'numbers', 'paths', 'setup', 'table-edges'].map((name) => `test/wasi/${name}.test.ts`),
+  wasi: ['calls', 'config', 'fd-kinds', 'file-fd', 'hostfs', 'numbers', 'paths', 'setup', 'table-edges', 'vfs'].map((name) => `test/wasi/${name}.test.ts`),
   net: ['test/net/**/*.test.ts'],
   // Not rate-limits: its partition tests count throttled calls in real time, which an instrumented
   // run on a loaded machine does not reach (a slower guest is throttled less).
