@@ -261,3 +261,74 @@ describe('fst_flags', () => {
     expect(ro.call('fd_filestat_set_times', ro.dv.getUint32(2048, true), 0n, 0n, Fstflags.MTIM_NOW)).toBe(Errno.NOTCAPABLE);
   });
 });
+
+describe('poll_oneoff at its edges', () => {
+  /** Writes subscription i at 1000 + 48 i: userdata i + 1, the tag, then the tag's fields. */
+  const sub = (h: Harness, i: number, tag: number, fields: { fd?: number; clock?: number; timeout?: bigint; flags?: number } = {}) => {
+    const at = 1000 + i * 48;
+    h.bytes.fill(0, at, at + 48);
+    h.dv.setBigUint64(at, BigInt(i + 1), true);
+    h.bytes[at + 8] = tag;
+    if (fields.fd !== undefined) h.dv.setUint32(at + 16, fields.fd, true);
+    if (fields.clock !== undefined) h.dv.setUint32(at + 16, fields.clock, true);
+    if (fields.timeout !== undefined) h.dv.setBigUint64(at + 24, fields.timeout, true);
+    if (fields.flags !== undefined) h.dv.setUint16(at + 40, fields.flags, true);
+  };
+  /** The events at `out`: [userdata, errno, type, nbytes]. */
+  const events = (h: Harness, out: number): [bigint, number, number, bigint][] =>
+    Array.from({ length: h.dv.getUint32(90_000, true) }, (_, i) => {
+      const at = out + i * 32;
+      return [h.dv.getBigUint64(at, true), h.dv.getUint16(at + 8, true), h.bytes[at + 10]!, h.dv.getBigUint64(at + 16, true)];
+    });
+
+  it('each subscription answers for itself: an unknown tag EINVAL (type 0), a bad fd EBADF, an fd without the poll right ENOTCAPABLE, an unknown clock EINVAL; stdout is writable', () => {
+    const h = harness({ pages: 2, stdin: 'abc' });
+    sub(h, 0, 3);
+    sub(h, 1, 1, { fd: 99 });
+    sub(h, 2, 2, { fd: 1 });
+    sub(h, 3, 0, { clock: 4, timeout: 0n });
+    sub(h, 4, 1, { fd: 0 });
+    sub(h, 5, 2, { fd: 0 }); // stdin has no write right
+    expect(h.call('poll_oneoff', 1000, 5000, 6, 90_000)).toBe(0);
+    expect(events(h, 5000)).toEqual([
+      [1n, Errno.INVAL, 0, 0n],
+      [2n, Errno.BADF, 1, 0n],
+      [3n, 0, 2, 0n],
+      [4n, Errno.INVAL, 0, 0n],
+      [5n, 0, 1, 3n],
+      [6n, Errno.NOTCAPABLE, 2, 0n],
+    ]);
+    expect(h.call('fd_fdstat_set_rights', 0, BigInt(Rights.FD_READ), 0n)).toBe(0); // drops POLL_FD_READWRITE
+    sub(h, 0, 1, { fd: 0 });
+    expect(h.call('poll_oneoff', 1000, 5000, 1, 90_000)).toBe(0);
+    expect(events(h, 5000)).toEqual([[1n, Errno.NOTCAPABLE, 1, 0n]]);
+  });
+
+  it('takes up to 65536 / 48 = 1365 subscriptions in one call; 1366 is EINVAL', () => {
+    const h = harness({ pages: 3 });
+    for (let i = 0; i < 1366; i++) {
+      const at = 1000 + i * 48;
+      h.bytes.fill(0, at, at + 48);
+      h.dv.setBigUint64(at, BigInt(i + 1), true);
+      h.dv.setUint32(at + 16, 1, true); // a relative monotonic clock of 0: due at once
+    }
+    expect(h.call('poll_oneoff', 1000, 70_000, 1366, 90_000)).toBe(Errno.INVAL);
+    expect(h.call('poll_oneoff', 1000, 70_000 + 32, 1365, 90_000)).toBe(0);
+    expect(h.dv.getUint32(90_000, true)).toBe(1365);
+    expect(h.dv.getBigUint64(70_000 + 32 + 1364 * 32, true)).toBe(1365n);
+  });
+
+  it('an absolute deadline still ahead is waited for, then fires; a relative one of 0 fires at once', () => {
+    let now = 1_000_000_000n;
+    const h = harness({ pages: 2, clock: { read: () => now, resolutionNs: 1 } });
+    sub(h, 0, 0, { clock: 1, timeout: now + 20_000_000n, flags: 1 }); // 20 ms ahead on the clock
+    const t = performance.now();
+    expect(h.call('poll_oneoff', 1000, 5000, 1, 90_000)).toBe(0);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(15); // it waited (the clock's 20 ms, less timer slack)
+    expect(events(h, 5000)).toEqual([[1n, 0, 0, 0n]]);
+    now += 1n;
+    sub(h, 0, 0, { clock: 1, timeout: 0n });
+    expect(h.call('poll_oneoff', 1000, 5000, 1, 90_000)).toBe(0);
+    expect(events(h, 5000)).toEqual([[1n, 0, 0, 0n]]);
+  });
+});
