@@ -682,6 +682,26 @@ describe('a host folder, written (rw)', () => {
     expect(h.quota()).toEqual({ bytes: 11, entries: 0 });
   });
 
+  it('a file’s size is asked of the host again once no fd has it open: a change made meanwhile on the host is not charged', () => {
+    const h = host('rw', (root) => writeFileSync(path.join(root, 'f'), ''), { maxBytes: 100 });
+    const RW = READ | BigInt(Rights.FD_WRITE);
+    let [, a] = h.open('f', { rights: RW });
+    expect(h.pwrite(a, 'x'.repeat(10), 0n)).toEqual([0, 10]);
+    expect(h.call('fd_close', a)).toBe(0);
+    expect(h.quota()).toEqual({ bytes: 10, entries: 0 });
+    writeFileSync(h.at('f'), ''); // the host empties it while the guest has it closed
+    [, a] = h.open('f', { rights: RW });
+    expect(h.pwrite(a, 'ab', 0n)).toEqual([0, 2]); // 0 -> 2: charged 2
+    expect(h.quota()).toEqual({ bytes: 12, entries: 0 });
+    // Hard links share the record: growth through one name is not charged again through the other.
+    expect(h.two('path_link', 'f', 'g')).toBe(0);
+    const [, b] = h.open('g', { rights: RW });
+    expect(h.pwrite(b, 'c', 2n)).toEqual([0, 1]);
+    expect(h.pwrite(a, 'd', 3n)).toEqual([0, 1]);
+    expect(h.quota()).toEqual({ bytes: 12 + 1 + 1 + 1, entries: 1 });
+    expect(readFileSync(h.at('f'), 'utf8')).toBe('abcd');
+  });
+
   it('fd_filestat_set_size and fd_allocate grow (charged, zero-filled) and shrink (refunded) the host file', () => {
     const h = host('rw', tree, { maxBytes: 100 });
     const [, fd] = h.open('f', { rights: READ | BigInt(Rights.FD_WRITE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_ALLOCATE) });

@@ -14,7 +14,7 @@ const ALL = BigInt((1 << 30) - 1);
 const END = 65536;
 
 /** Opens f (creating it) read-write: its fd. */
-function openF(h: Harness, name = 'f', oflags = Oflags.CREAT): number {
+function openF(h: Harness, name = 'f', oflags: number = Oflags.CREAT): number {
   const len = h.put(1024, name);
   expect(h.call('path_open', PREOPEN, 1, 1024, len, oflags, ALL, ALL, 0, 2048)).toBe(0);
   return h.dv.getUint32(2048, true);
