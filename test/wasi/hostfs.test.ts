@@ -264,6 +264,7 @@ describe('hostErrno: a host error as the guest sees it', () => {
     expect(hostErrno({ code: 'ECONNRESET' })).toBe(-Errno.IO);
     expect(hostErrno({ code: 'toString' })).toBe(-Errno.IO); // not an own key of the table
     expect(hostErrno({ code: 2 })).toBe(-Errno.IO);
+    expect(hostErrno({ code: ['ENOENT'] })).toBe(-Errno.IO); // a code that only reads like one as a string
     expect(hostErrno(new Error('plain'))).toBe(-Errno.IO);
     expect(hostErrno(null)).toBe(-Errno.IO);
     expect(hostErrno(undefined)).toBe(-Errno.IO);
@@ -978,6 +979,19 @@ describe('HostDir and HostFile: the checks the table makes first, and host error
     expect(h.wasi.quota.bytes).toBe(0);
     expect(h.wasi.quota.entries).toBe(0);
     expect(() => dead.release()).not.toThrow();
+  });
+
+  it('a HostDir whose fd is a file: a name in it is ENOTDIR, for lookup, stat and open, nothing charged', () => {
+    const h = host('rw', tree);
+    const mount: Mount = { guestPath: '/h', mode: 'rw', readonly: false };
+    const file = new HostDir({ quota: h.wasi.quota, stamp: (ns) => ns }, mount, openSync(h.at('f'), 'r'));
+    expect(file.lookup('x')).toBe(-Errno.NOTDIR);
+    expect(file.stat('x')).toBe(-Errno.NOTDIR);
+    expect(file.open('x', { create: true, exclusive: false, truncate: false, directory: false, read: true, write: true })).toBe(-Errno.NOTDIR);
+    expect(file.openDir('x')).toBe(-Errno.NOTDIR);
+    expect(h.wasi.quota.bytes).toBe(0);
+    expect(h.wasi.quota.entries).toBe(0);
+    file.release();
   });
 
   it('a HostFile whose fd is not open answers EBADF for everything, and close does not throw', () => {

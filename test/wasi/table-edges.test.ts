@@ -254,6 +254,9 @@ describe('fst_flags', () => {
       expect(set(5n, 5n, 0)).toBe(0); // nothing named: nothing set
       expect(stat(h, 'f').slice(1)).toEqual([2n ** 64n - 1n, 999n]);
     }
+    // The preopen's own times, through its fd.
+    expect(h.call('fd_filestat_set_times', PREOPEN, 11n, 12n, Fstflags.ATIM | Fstflags.MTIM)).toBe(0);
+    expect(stat(h, '.').slice(1)).toEqual([11n, 12n]);
     // Rights: set-times needs its right (a read-only fd has it stripped in a read-only preopen).
     const ro = harness({ readonly: true, entries: [{ path: 'f', kind: 'file', data: new Uint8Array(0) }] });
     const rl = ro.put(1024, 'f');
