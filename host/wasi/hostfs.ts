@@ -229,7 +229,10 @@ export class HostDir implements Dir {
     const q = this.ctx.quota;
     const creating = existing === null && r.create;
     if (creating && !q.charge(nameBytes(name), 1)) return -Errno.NOSPC;
-    let flags = OPEN_SAFE | (r.write ? (r.read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY);
+    // A truncation needs the file open for writing (ftruncate), whatever rights the guest's fd
+    // gets: O_TRUNC on a read-only open truncates on the virtual backend too.
+    const writing = r.write || r.truncate;
+    let flags = OPEN_SAFE | (writing ? (r.read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY);
     if (r.create) flags |= O.O_CREAT;
     if (r.exclusive) flags |= O.O_EXCL;
     const fd = openHost(this.at(name), flags, 0o666);
@@ -284,8 +287,8 @@ export class HostDir implements Dir {
     return e;
   }
 
+  /** rmdir of `.` is the kernel's EINVAL (POSIX), like any other failure: nothing refunded. */
   rmdir(name: string): number {
-    if (name === '.') return -Errno.INVAL;
     const e = this.change(() => rmdirSync(this.at(name)));
     if (e === 0) this.ctx.quota.refund(nameBytes(name), 1);
     return e;

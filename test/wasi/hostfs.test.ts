@@ -38,6 +38,7 @@ import { Errno, Fdflags, Filetype, Fstflags, Oflags, Rights, Whence } from '../.
 import { QuotaAccount, type Mount } from '../../host/wasi/fs.ts';
 import { HostDir, HostFile, hostErrno, type HostContext } from '../../host/wasi/hostfs.ts';
 import { createWasi } from '../../host/wasi/setup.ts';
+import { harness } from './harness.ts';
 import { Vfs } from '../../host/wasi/vfs.ts';
 
 const base = mkdtempSync(path.join(tmpdir(), 'wasmvisor-wasi-hostfs-'));
@@ -445,6 +446,8 @@ describe('a host folder, read', () => {
     writeFileSync(path.join(path.dirname(h.root), 'outside'), 'secret');
     expect(h.open('ln', { rights: READ, follow: 0 })[0]).toBe(Errno.LOOP);
     expect(h.open('ln', { rights: READ, follow: 0, oflags: Oflags.CREAT })[0]).toBe(Errno.LOOP);
+    expect(h.open('dl', { rights: READ, follow: 0, oflags: Oflags.DIRECTORY })[0]).toBe(Errno.LOOP); // a symlink to a directory, as itself
+    expect(h.open('dl', { rights: READ, oflags: Oflags.DIRECTORY })[0]).toBe(0);
     const [e, fd] = h.open('ln', { rights: READ });
     expect(e).toBe(0);
     expect(h.read(fd)).toEqual([0, 'hello']);
@@ -602,6 +605,21 @@ describe('a host folder, written (rw)', () => {
     // And with room for one: the full entry quota is usable again.
     expect(h.path('path_create_directory', 'nd')).toBe(0);
     expect(h.quota()).toEqual({ bytes: 2, entries: 1 });
+  });
+
+  it('O_TRUNC on a read-only open empties the file too, as on the virtual backend, and the fd still only reads', () => {
+    const h = host('rw', tree);
+    const [e, fd] = h.open('f', { oflags: Oflags.TRUNC, rights: READ });
+    expect(e).toBe(0);
+    expect(readFileSync(h.at('f'), 'utf8')).toBe('');
+    expect(h.quota()).toEqual({ bytes: -5, entries: 0 });
+    expect(h.read(fd)).toEqual([0, '']);
+    expect(h.write(fd, 'x')).toEqual([Errno.NOTCAPABLE, 0]);
+    const v = harness({ entries: [{ path: 'f', kind: 'file', data: enc.encode('hello') }] });
+    const len = v.put(1024, 'f');
+    expect(v.call('path_open', PREOPEN, 0, 1024, len, Oflags.TRUNC, READ, ALL, 0, 2048)).toBe(0);
+    expect(v.call('path_filestat_get', PREOPEN, 0, 1024, len, 3200)).toBe(0);
+    expect(v.dv.getBigUint64(3200 + 32, true)).toBe(0n);
   });
 
   it('O_TRUNC empties an existing file and refunds its bytes', () => {
@@ -979,6 +997,15 @@ describe('HostDir and HostFile: the checks the table makes first, and host error
     expect(h.wasi.quota.bytes).toBe(0);
     expect(h.wasi.quota.entries).toBe(0);
     expect(() => dead.release()).not.toThrow();
+  });
+
+  it('unlink of a directory is the host’s EISDIR, with nothing refunded', () => {
+    const h = host('rw', tree);
+    const d = dirOf(h);
+    expect(d.unlink('d')).toBe(-Errno.ISDIR);
+    expect(h.quota()).toEqual({ bytes: 0, entries: 0 });
+    expect(existsSync(h.at('d'))).toBe(true);
+    d.release();
   });
 
   it('a HostDir whose fd is a file: a name in it is ENOTDIR, for lookup, stat and open, nothing charged', () => {
