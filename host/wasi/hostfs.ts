@@ -330,11 +330,10 @@ export class HostDir implements Dir {
 
   link(name: string, to: Dir, toName: string): number {
     if (!(to instanceof HostDir) || to.ctx !== this.ctx) return -Errno.XDEV;
-    const kind = this.lookup(name);
-    if (kind === 'dir') return -Errno.PERM;
     const q = this.ctx.quota;
     if (!q.charge(nameBytes(toName), 1)) return -Errno.NOSPC;
-    // link(2) on Linux does not follow a symlink it is given: the new name is the symlink's.
+    // link(2) on Linux does not follow a symlink it is given: the new name is the symlink's. A
+    // directory is its EPERM (the charge given back like any failure's).
     const e = this.change(() => linkSync(this.at(name), to.at(toName)));
     if (e < 0) q.refund(nameBytes(toName), 1);
     return e;
@@ -345,8 +344,9 @@ export class HostDir implements Dir {
     if (typeof st === 'number') return st;
     const atime = seconds(times.atim, st.atimeNs);
     const mtime = seconds(times.mtim, st.mtimeNs);
-    if (name !== '.' && st.isSymbolicLink()) return this.change(() => lutimesSync(this.at(name), atime, mtime));
-    if (name !== '.' && !st.isFile() && !st.isDirectory()) return -Errno.ACCES;
+    // `.` is this directory (fstat): never a symlink, never special.
+    if (st.isSymbolicLink()) return this.change(() => lutimesSync(this.at(name), atime, mtime));
+    if (!st.isFile() && !st.isDirectory()) return -Errno.ACCES;
     // Through an fd opened without following, so a symlink swapped in meanwhile is not followed.
     const fd = name === '.' ? this.fd : openHost(this.at(name), OPEN_SAFE | O.O_RDONLY);
     if (fd < 0) return fd;

@@ -388,6 +388,10 @@ describe('a host folder, read', () => {
     const again = h.readdir(PREOPEN, 2n, 28 + 28);
     expect(again.entries.map((e) => e.name)).toEqual(full.slice(2, 4));
     expect(again.entries.map((e) => e.next)).toEqual([3n, 4n]);
+    // Back to a cookie before where the open listing stands (a rewind): from there again.
+    expect(h.readdir(PREOPEN, 2n).entries.map((e) => e.name)).toEqual(full.slice(2));
+    expect(h.readdir(PREOPEN, 0n, 61).entries.map((e) => e.name)).toEqual(['.', '..', '']);
+    expect(h.readdir(PREOPEN, 2n, 56).entries.map((e) => e.name)).toEqual(full.slice(2, 4));
     // Where the last call stopped, one past it, back to one passed, past the end.
     expect(h.readdir(PREOPEN, 4n).entries.map((e) => e.name)).toEqual(full.slice(4));
     expect(h.readdir(PREOPEN, 5n).entries.map((e) => e.name)).toEqual(full.slice(5));
@@ -705,7 +709,8 @@ describe('a host folder, written (rw)', () => {
     const h = host('rw', (root) => writeFileSync(path.join(root, 'f'), ''), { maxBytes: 100 });
     const RW = READ | BigInt(Rights.FD_WRITE);
     let [, a] = h.open('f', { rights: RW });
-    expect(h.pwrite(a, 'x'.repeat(10), 0n)).toEqual([0, 10]);
+    expect(h.pwrite(a, 'x'.repeat(5), 0n)).toEqual([0, 5]);
+    expect(h.pwrite(a, 'x'.repeat(5), 5n)).toEqual([0, 5]); // one fd, several calls: still one record to let go
     expect(h.call('fd_close', a)).toBe(0);
     expect(h.quota()).toEqual({ bytes: 10, entries: 0 });
     writeFileSync(h.at('f'), ''); // the host empties it while the guest has it closed
@@ -719,6 +724,12 @@ describe('a host folder, written (rw)', () => {
     expect(h.pwrite(a, 'd', 3n)).toEqual([0, 1]);
     expect(h.quota()).toEqual({ bytes: 12 + 1 + 1 + 1, entries: 1 });
     expect(readFileSync(h.at('f'), 'utf8')).toBe('abcd');
+    // Another file open at the same time has a record of its own.
+    writeFileSync(h.at('other'), '12');
+    const [, o] = h.open('other', { rights: RW });
+    expect(h.pwrite(o, 'z', 2n)).toEqual([0, 1]); // 2 -> 3
+    expect(h.pwrite(a, 'e', 4n)).toEqual([0, 1]); // 4 -> 5
+    expect(h.quota()).toEqual({ bytes: 12 + 1 + 1 + 1 + 1 + 1, entries: 1 });
   });
 
   it('fd_filestat_set_size and fd_allocate grow (charged, zero-filled) and shrink (refunded) the host file', () => {
@@ -842,6 +853,12 @@ describe('a host folder, written (rw)', () => {
     expect(h.two('path_rename', 'dd', 'full')).toBe(Errno.NOTEMPTY);
     expect(h.quota()).toEqual({ bytes: 0, entries: 0 });
     expect(h.two('path_rename', 'a', 'full')).toBe(Errno.ISDIR);
+    // The same refusal to a shorter name: nothing was charged, so nothing is given back either.
+    expect(h.two('path_rename', 'dd', 'full/x')).toBe(Errno.NOTDIR);
+    mkdirSync(h.at('f'));
+    writeFileSync(h.at('f/y'), '');
+    expect(h.two('path_rename', 'dd', 'f')).toBe(Errno.NOTEMPTY); // 'dd' -> 'f': one byte shorter
+    expect(h.quota()).toEqual({ bytes: 0, entries: 0 });
     expect(h.two('path_rename', 'dd', 'ful')).toBe(0); // +1
     expect(h.quota()).toEqual({ bytes: 1, entries: 0 });
   });
@@ -870,6 +887,7 @@ describe('a host folder, written (rw)', () => {
     };
     const near = (a: bigint, b: bigint) => (a > b ? a - b : b - a) < 2_000n; // seconds as a double: sub-microsecond rounding
     const len = h.put(1024, 'f');
+    const fds = fdsInside(h.root);
     // mtime set, atime left alone.
     expect(h.call('path_filestat_set_times', PREOPEN, 0, 1024, len, 0n, NS, Fstflags.MTIM)).toBe(0);
     let [a, m] = times('f');
@@ -909,6 +927,7 @@ describe('a host folder, written (rw)', () => {
     const mNow = times('d/g')[1]!;
     expect(mNow > before && mNow < BigInt(Date.now() + 2000) * 1_000_000n).toBe(true);
     expect(h.call('path_filestat_set_times', PREOPEN, 0, 1024, h.put(1024, 'none'), 0n, 0n, Fstflags.MTIM_NOW)).toBe(Errno.NOENT);
+    expect(fdsInside(h.root)).toBe(fds + 1); // d/g's fd; the ones opened to set times are closed
     // What the guest reads back is the host's time.
     expect(h.stat('d/g')).toEqual([0, hostStat(h.at('d/g'), Filetype.REGULAR_FILE)]);
   });
