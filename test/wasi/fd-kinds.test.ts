@@ -18,6 +18,7 @@ import { QuotaAccount } from '../../host/wasi/fs.ts';
 import { HostFile } from '../../host/wasi/hostfs.ts';
 import { createWasi } from '../../host/wasi/setup.ts';
 import { Vfs } from '../../host/wasi/vfs.ts';
+import { wiring } from './harness.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-wasi-fds-'));
 const opened: number[] = [];
@@ -72,19 +73,7 @@ function wire(config: Partial<ResolvedWasi>, port: ConsolePort | null) {
   memory.bind({ buffer });
   const wasi = createWasi(
     { args: [], env: [], preopens: [], stdin: { kind: 'console' }, quotas: WASI_QUOTA_DEFAULTS, ...config },
-    {
-      memory,
-      console: port,
-      clock: { read: () => 1n, resolutionNs: 1 },
-      entropy: null,
-      exit: (code) => {
-        throw new Error(`exit ${code}`);
-      },
-      checkEnding: () => {},
-      onCall: () => {},
-      onFault: () => {},
-      admit: () => true,
-    },
+    wiring(memory, { console: port, clock: { read: () => 1n, resolutionNs: 1 } }),
   );
   const bytes = new Uint8Array(buffer);
   const dv = new DataView(buffer);

@@ -22,6 +22,27 @@ export interface Harness {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/**
+ * What createWasi needs from a worker, for calling it directly: a memory, no device granted, an
+ * exit that throws; `devices` replaces any part.
+ */
+export function wiring(memory: GuestMemory, devices: Partial<WasiWiring> = {}): WasiWiring {
+  return {
+    memory,
+    console: null,
+    clock: null,
+    entropy: null,
+    exit: (code) => {
+      throw new Error(`exit ${code}`);
+    },
+    checkEnding: () => {},
+    onCall: () => {},
+    onFault: () => {},
+    admit: () => true,
+    ...devices,
+  };
+}
+
 export function harness(
   options: {
     entries?: SeedEntry[];

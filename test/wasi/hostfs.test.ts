@@ -35,10 +35,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { WASI_QUOTA_DEFAULTS, type ResolvedWasi } from '../../host/wasi/config.ts';
 import { Errno, Fdflags, Filetype, Fstflags, Oflags, Rights, Whence } from '../../host/wasi/errno.ts';
-import { QuotaAccount, type Mount } from '../../host/wasi/fs.ts';
+import { QuotaAccount, type Mount, type Stat } from '../../host/wasi/fs.ts';
 import { HostDir, HostFile, hostErrno, type HostContext } from '../../host/wasi/hostfs.ts';
 import { createWasi } from '../../host/wasi/setup.ts';
-import { harness } from './harness.ts';
+import { harness, wiring } from './harness.ts';
 import { Vfs } from '../../host/wasi/vfs.ts';
 
 const base = mkdtempSync(path.join(tmpdir(), 'wasmvisor-wasi-hostfs-'));
@@ -66,17 +66,6 @@ const canMknod = (() => {
   return ok;
 })();
 
-interface Stat {
-  dev: bigint;
-  ino: bigint;
-  filetype: number;
-  nlink: bigint;
-  size: bigint;
-  atim: bigint;
-  mtim: bigint;
-  ctim: bigint;
-}
-
 /** A host folder filled by `fill`, bound as preopen fd 3 (`/h`). */
 function host(mode: 'ro' | 'rw', fill: (root: string) => void = () => {}, quotas: Partial<ResolvedWasi['quotas']> = {}, at?: string) {
   const root = at ?? mkdtempSync(path.join(base, `${mode}-`));
@@ -88,20 +77,8 @@ function host(mode: 'ro' | 'rw', fill: (root: string) => void = () => {}, quotas
   memory.bind({ buffer });
   const wasi = createWasi(
     { args: [], env: [], preopens: [{ guestPath: '/h', kind: 'host', mode, fd: rootFd }], stdin: { kind: 'none' }, quotas: { ...WASI_QUOTA_DEFAULTS, ...quotas } },
-    {
-      memory,
-      console: null,
-      // Resolution 1 ns: a host time is shown as it is (the rounding is test/wasi/setup's).
-      clock: { read: () => 5n, resolutionNs: 1 },
-      entropy: null,
-      exit: (code) => {
-        throw new Error(`exit ${code}`);
-      },
-      checkEnding: () => {},
-      onCall: () => {},
-      onFault: () => {},
-      admit: () => true,
-    },
+    // Resolution 1 ns: a host time is shown as it is (the rounding is test/wasi/setup's).
+    wiring(memory, { clock: { read: () => 5n, resolutionNs: 1 } }),
   );
   const bytes = new Uint8Array(buffer);
   const dv = new DataView(buffer);
