@@ -555,6 +555,9 @@ describe('a host folder, written (rw)', () => {
     expect(h.wasi.quota.bytes).toBe(0); // the 3 bytes of growth charged, then refunded
     expect(f.setSize(100)).toBe(-Errno.INVAL); // ftruncate on a read-only fd
     expect(h.wasi.quota.bytes).toBe(0);
+    expect(f.setSize(1)).toBe(-Errno.INVAL); // a shrink refused: nothing refunded either
+    expect(h.wasi.quota.bytes).toBe(0);
+    expect(f.size()).toBe(5);
     expect(readFileSync(h.at('f'), 'utf8')).toBe('hello');
     f.close();
     dir.release();
