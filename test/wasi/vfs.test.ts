@@ -303,3 +303,60 @@ describe('directories', () => {
     expect((s.root.stat('l') as { size: bigint }).size).toBe(1n);
   });
 });
+
+describe('VDir refuses by itself what the table usually refuses first', () => {
+  it('each operation on a missing name, the wrong kind, or an existing one answers its errno and changes nothing', () => {
+    const { root, quota, file } = fresh();
+    file('f');
+    expect(root.mkdir('d')).toBe(0);
+    const before = { bytes: quota.bytes, entries: quota.entries };
+    expect(root.openDir('none')).toBe(-Errno.NOENT);
+    expect(root.openDir('f')).toBe(-Errno.NOTDIR);
+    expect(root.open('none', { ...OPEN, create: false })).toBe(-Errno.NOENT);
+    expect(root.open('none', { ...OPEN, directory: true })).toBe(-Errno.ISDIR);
+    expect(root.open('f', { ...OPEN, exclusive: true })).toBe(-Errno.EXIST);
+    expect(root.open('f', { ...OPEN, create: false, directory: true })).toBe(-Errno.NOTDIR);
+    expect(root.open('d', { ...OPEN, create: false })).toBe(-Errno.ISDIR); // for writing
+    expect(root.open('d', { ...OPEN, create: false, write: false })).toBeInstanceOf(VDir);
+    expect(root.mkdir('f')).toBe(-Errno.EXIST);
+    expect(root.rmdir('none')).toBe(-Errno.NOENT);
+    expect(root.rmdir('f')).toBe(-Errno.NOTDIR);
+    expect(root.unlink('none')).toBe(-Errno.NOENT);
+    expect(root.unlink('d')).toBe(-Errno.ISDIR);
+    expect(root.symlink('t', 'f')).toBe(-Errno.EXIST);
+    expect(root.stat('none')).toBe(-Errno.NOENT);
+    const other = new Vfs(new QuotaAccount(WASI_QUOTA_DEFAULTS)).mount('/o', false)!;
+    expect(root.rename('f', other, 'g')).toBe(-Errno.XDEV);
+    expect(root.link('f', other, 'g')).toBe(-Errno.XDEV);
+    expect(root.rename('none', root, 'g')).toBe(-Errno.NOENT);
+    expect(root.link('none', root, 'g')).toBe(-Errno.NOENT);
+    expect(root.link('f', root, 'd')).toBe(-Errno.EXIST);
+    expect({ bytes: quota.bytes, entries: quota.entries }).toEqual(before);
+    expect(file('f').sync()).toBe(0);
+  });
+
+  it('a new file over the entry or byte quota is ENOSPC with nothing made', () => {
+    const q = new QuotaAccount({ ...WASI_QUOTA_DEFAULTS, maxInodes: 2, maxBytes: 3 });
+    const root = new Vfs(q).mount('/v', false)!;
+    expect(root.open('abcd', OPEN)).toBe(-Errno.NOSPC); // 4 bytes of name
+    expect(root.open('abc', OPEN)).toBeInstanceOf(VFile);
+    expect(root.open('x', OPEN)).toBe(-Errno.NOSPC); // entries: the root and abc
+    expect(root.lookup('x')).toBe(null);
+  });
+
+  it('rename over an existing name gives back the replaced entry and its name; its contents go with its last link', () => {
+    const { root, quota, file } = fresh();
+    file('from').pwrite(new Uint8Array([1, 2]), 2, 0);
+    const victim = file('victim');
+    victim.pwrite(new Uint8Array([9, 9, 9]), 3, 0);
+    victim.close();
+    expect({ bytes: quota.bytes, entries: quota.entries }).toEqual({ bytes: 4 + 2 + 6 + 3, entries: 3 });
+    expect(root.rename('from', root, 'victim')).toBe(0);
+    // The longer name's bytes stay charged under the name it replaced: 'from' (4) and victim's 3 bytes go.
+    expect({ bytes: quota.bytes, entries: quota.entries }).toEqual({ bytes: 6 + 2, entries: 2 });
+    expect(root.lookup('from')).toBe(null);
+    const out = new Uint8Array(2);
+    expect((root.open('victim', { ...OPEN, create: false }) as VFile).pread(out, 0)).toBe(2);
+    expect([...out]).toEqual([1, 2]);
+  });
+});
