@@ -208,8 +208,14 @@ describe('what a removed inode gives back', () => {
     const c = other.open('c', OPEN) as VFile;
     c.pwrite(new Uint8Array([7]), 1, 0);
     expect(d.link('b', root, 'b2')).toBe(0);
+    // Only below two directories, and beside a symlink (which has nothing to scrub).
+    expect(d.mkdir('e')).toBe(0);
+    const e = d.openDir('e') as VDir;
+    const deep = e.open('deep', OPEN) as VFile;
+    deep.pwrite(new Uint8Array([8, 8]), 2, 0);
+    expect(e.symlink('deep', 'sl')).toBe(0);
     vfs.scrub();
-    for (const f of [a, b, c]) expect(f.inode.data.every((x) => x === 0)).toBe(true);
+    for (const f of [a, b, c, deep]) expect([...f.inode.data.subarray(0, 2)]).toEqual([0, 0]);
   });
 });
 
