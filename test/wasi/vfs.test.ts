@@ -233,8 +233,9 @@ describe('times', () => {
     f.pread(new Uint8Array(1), 0);
     expect(st(root, 'f').atim).toBe(now());
     expect(st(root, 'f').mtim).toBe(written);
+    const read = st(root, 'f').atim;
     expect(f.pread(new Uint8Array(1), 1)).toBe(0); // at the end: nothing read, no stamp
-    expect(st(root, 'f').atim).toBe(now() - 0n);
+    expect(st(root, 'f').atim).toBe(read);
     expect(root.mkdir('d')).toBe(0);
     const d = root.openDir('d') as VDir;
     expect(root.rename('f', d, 'g')).toBe(0);
@@ -286,6 +287,12 @@ describe('directories', () => {
     const dots: bigint[] = [];
     b.readdir(1, (_n, ino) => (dots.push(ino), false));
     expect(dots).toEqual([(root.stat('c') as { ino: bigint }).ino]);
+    // A directory onto an empty one replaces it.
+    expect(root.mkdir('z')).toBe(0);
+    expect(root.mkdir('y')).toBe(0);
+    expect(root.rename('z', root, 'y')).toBe(0);
+    expect(root.lookup('z')).toBe(null);
+    expect(root.lookup('y')).toBe('dir');
   });
 
   it('seeding refuses an entry under a missing or non-directory parent, and stops at the quota', () => {
@@ -296,6 +303,10 @@ describe('directories', () => {
     expect(seedMount(small.root, [{ path: 'ab', kind: 'file', data: new Uint8Array(3) }])).toBe(0); // 2 + 3: exactly the quota
     expect(seedMount(small.root, [{ path: 'c', kind: 'dir' }])).toBe(Errno.NOSPC);
     expect(seedMount(small.root, [{ path: 'l', kind: 'symlink', target: '' }])).toBe(Errno.NOSPC);
+    const links = fresh(4); // a symlink's target is charged with its name: 'l' and 'abc' fit exactly
+    expect(seedMount(links.root, [{ path: 'l', kind: 'symlink', target: 'abcd' }])).toBe(Errno.NOSPC);
+    expect(seedMount(links.root, [{ path: 'l', kind: 'symlink', target: 'abc' }])).toBe(0);
+    expect(links.quota.bytes).toBe(4);
     const data = new Uint8Array([4, 5]);
     const s = fresh();
     expect(seedMount(s.root, [{ path: 'f', kind: 'file', data }, { path: 'l', kind: 'symlink', target: 'f' }])).toBe(0);
