@@ -280,7 +280,14 @@ describe('directories', () => {
     expect(root.mkdir('c')).toBe(0);
     expect(root.rename('c', root, 'a')).toBe(-Errno.NOTEMPTY);
     expect(root.rename('f', root, 'a')).toBe(-Errno.ISDIR);
+    const q = root.vfs.quota;
+    const held = { bytes: q.bytes, entries: q.entries };
     expect(root.rename('f', root, 'f')).toBe(0); // the same entry: nothing happens
+    expect(root.link('f', root, 'f2')).toBe(0);
+    expect(root.rename('f', root, 'f2')).toBe(0); // two names of one inode: nothing happens either (POSIX)
+    expect([root.lookup('f'), root.lookup('f2')]).toEqual(['file', 'file']);
+    expect((root.stat('f') as { nlink: bigint }).nlink).toBe(2n);
+    expect({ bytes: q.bytes, entries: q.entries }).toEqual({ bytes: held.bytes + 2, entries: held.entries + 1 });
     expect(root.rename('a', b, 'x')).toBe(-Errno.INVAL);
     // Moved: b's parent is now c (its .. says so).
     expect(a.rename('b', root.openDir('c') as VDir, 'b')).toBe(0);
