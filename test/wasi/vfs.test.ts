@@ -384,3 +384,21 @@ describe('VDir refuses by itself what the table usually refuses first', () => {
     expect([...out]).toEqual([1, 2]);
   });
 });
+
+describe('rename and the byte quota', () => {
+  it('a longer new name is charged the difference, at the quota’s edge; a shorter one gives it back', () => {
+    const { root, quota, file } = fresh(6);
+    file('a');
+    expect(quota.bytes).toBe(1);
+    expect(root.rename('a', root, 'abcdefg')).toBe(-Errno.NOSPC); // 6 more, 5 left
+    expect(root.lookup('a')).toBe('file');
+    expect(quota.bytes).toBe(1);
+    expect(root.rename('a', root, 'abcdef')).toBe(0); // 5 more: exactly the quota
+    expect(quota.bytes).toBe(6);
+    expect(root.rename('abcdef', root, 'ab')).toBe(0);
+    expect(quota.bytes).toBe(2);
+    expect(root.rename('ab', root, 'xy')).toBe(0); // the same length: nothing changes
+    expect(quota.bytes).toBe(2);
+    expect([root.lookup('ab'), root.lookup('xy')]).toEqual([null, 'file']);
+  });
+});
