@@ -34,10 +34,10 @@ const TESTS = {
   ].map(
     (name) => `test/block/${name}.test.ts`,
   ),
-  // WASI runs in the partition's worker (the bundle): the in-thread harness (calls) reaches
-  // host/wasi/ source, and config calls the root's resolveWasi directly; the partition suites
+  // WASI runs in the partition's worker (the bundle): the in-thread suites (calls, hostfs, ...)
+  // reach host/wasi/ source, and config calls the root's resolveWasi directly; the partition suites
   // would add only the root's resolveWasi again, at the cost of starting partitions.
-  wasi: ['test/wasi/calls.test.ts', 'test/wasi/config.test.ts', 'test/wasi/file-fd.test.ts', 'test/wasi/paths.test.ts', 'test/wasi/setup.test.ts'],
+  wasi: ['calls', 'config', 'fd-kinds', 'file-fd', 'hostfs', 'numbers', 'paths', 'setup', 'table-edges', 'vfs'].map((name) => `test/wasi/${name}.test.ts`),
   // Not partitions: its partitions run the switch's other half in their workers (the bundle); the
   // root's half it reaches is driven in-thread by switch, forward and port, at a tenth of the cost.
   net: ['forward', 'port', 'switch', 'switch-edges'].map((name) => `test/net/${name}.test.ts`),

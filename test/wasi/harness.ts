@@ -2,7 +2,7 @@ import { GuestMemory } from '../../host/abi/guest-memory.ts';
 import { GuestExit } from '../../host/abi/dispatcher.ts';
 import type { ResolvedWasi } from '../../host/wasi/config.ts';
 import { WASI_QUOTA_DEFAULTS } from '../../host/wasi/config.ts';
-import { createWasi, type WasiInstance } from '../../host/wasi/setup.ts';
+import { createWasi, type WasiInstance, type WasiWiring } from '../../host/wasi/setup.ts';
 import type { SeedEntry } from '../../host/wasi/vfs.ts';
 
 /** A WASI instance over a plain 1-page memory, with fake devices: for calling the table directly. */
@@ -22,7 +22,41 @@ export interface Harness {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; quotas?: Partial<ResolvedWasi['quotas']>; stdin?: string; pages?: number } = {}): Harness {
+/**
+ * What createWasi needs from a worker, for calling it directly: a memory, no device granted, an
+ * exit that throws; `devices` replaces any part.
+ */
+export function wiring(memory: GuestMemory, devices: Partial<WasiWiring> = {}): WasiWiring {
+  return {
+    memory,
+    console: null,
+    clock: null,
+    entropy: null,
+    exit: (code) => {
+      throw new Error(`exit ${code}`);
+    },
+    checkEnding: () => {},
+    onCall: () => {},
+    onFault: () => {},
+    admit: () => true,
+    ...devices,
+  };
+}
+
+export function harness(
+  options: {
+    entries?: SeedEntry[];
+    readonly?: boolean;
+    quotas?: Partial<ResolvedWasi['quotas']>;
+    stdin?: string;
+    pages?: number;
+    /** Devices other than the fake ones (null: not granted). */
+    clock?: WasiWiring['clock'];
+    entropy?: WasiWiring['entropy'];
+    /** The hypercall rate limit (default: always admits). */
+    admit?: WasiWiring['admit'];
+  } = {},
+): Harness {
   const buffer = new ArrayBuffer(65536 * (options.pages ?? 1));
   const bytes = new Uint8Array(buffer);
   const memory = new GuestMemory();
@@ -47,8 +81,8 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
       readableBytes: () => 0,
       waitInput: () => {},
     },
-    clock: { read: () => (t += 1_000_000n), resolutionNs: 1_000_000 },
-    entropy: { fill: (out, n) => out.fill(0xab, 0, n) },
+    clock: options.clock !== undefined ? options.clock : { read: () => (t += 1_000_000n), resolutionNs: 1_000_000 },
+    entropy: options.entropy !== undefined ? options.entropy : { fill: (out, n) => out.fill(0xab, 0, n) },
     exit: (code) => {
       throw (ending = new GuestExit(code));
     },
@@ -57,7 +91,7 @@ export function harness(options: { entries?: SeedEntry[]; readonly?: boolean; qu
     },
     onCall: () => {},
     onFault: (name) => faults.push(name),
-    admit: () => true,
+    admit: options.admit ?? (() => true),
   });
   const fns = wasi.imports as unknown as Record<string, (...a: (number | bigint)[]) => number>;
   return {

@@ -15,6 +15,7 @@ import { WASI_QUOTA_DEFAULTS, type ResolvedWasi } from '../../host/wasi/config.t
 import { Errno, Oflags } from '../../host/wasi/errno.ts';
 import type { ConsolePort } from '../../host/wasi/fd.ts';
 import { createWasi, type WasiWiring } from '../../host/wasi/setup.ts';
+import { wiring } from './harness.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wasmvisor-wasi-setup-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,20 +28,7 @@ function wire(config: Partial<ResolvedWasi>, devices: Partial<Pick<WasiWiring, '
   const memory = new GuestMemory();
   memory.bind({ buffer });
   const resolved: ResolvedWasi = { args: [], env: [], preopens: [], stdin: { kind: 'none' }, quotas: WASI_QUOTA_DEFAULTS, ...config };
-  const wasi = createWasi(resolved, {
-    memory,
-    console: devices.console ?? null,
-    clock: devices.clock === undefined ? null : devices.clock,
-    ...(devices.deterministicClock !== undefined ? { deterministicClock: devices.deterministicClock } : {}),
-    entropy: { fill: (out, n) => out.fill(1, 0, n) },
-    exit: (code) => {
-      throw new Error(`exit ${code}`);
-    },
-    checkEnding: () => {},
-    onCall: () => {},
-    onFault: () => {},
-    admit: () => true,
-  });
+  const wasi = createWasi(resolved, wiring(memory, { entropy: { fill: (out, n) => out.fill(1, 0, n) }, ...devices }));
   const bytes = new Uint8Array(buffer);
   const dv = new DataView(buffer);
   const fns = wasi.imports as unknown as Record<string, (...a: (number | bigint)[]) => number>;
