@@ -70,6 +70,32 @@ describe('console device', () => {
     expect(lines).toEqual(['the output secret\n', 'and a tail']);
   });
 
+  it('reads the last input when it arrives, and the input ends, between its look for a record and its look at the end', () => {
+    const stats = allocateStats();
+    const input = new SharedRing(SharedRing.allocate(4096));
+    const dev = new ConsoleDevice(resolveDevices({ console: true }).console!, new SharedRing(SharedRing.allocate(4096)), input, new Float64Array(stats));
+    // The root's side of the same ring writes its last bytes and closes right after the device found it empty.
+    const root = new SharedRing(input.sab);
+    const peek = input.peekLength.bind(input);
+    let raced = false;
+    input.peekLength = () => {
+      const n = peek();
+      if (n < 0 && !raced) {
+        raced = true;
+        expect(root.tryWrite(InputKind.BYTES, enc.encode('no newline'))).toBe(true);
+        root.close();
+      }
+      return n;
+    };
+    const out = new Uint8Array(64);
+    const read = dev.handlers.get(HvCall.CONSOLE_READ)!;
+    const n = read(new Uint8Array(0), 0, out, out.length);
+    expect(raced).toBe(true);
+    expect(n).toBe(10);
+    expect(new TextDecoder().decode(out.subarray(0, n))).toBe('no newline');
+    expect(read(new Uint8Array(0), 0, out, out.length)).toBe(-HvStatus.END_OF_STREAM);
+  });
+
   it('delivers an unterminated last line on close', () => {
     const stats = allocateStats();
     const events = new SharedRing(SharedRing.allocate(4096));

@@ -10,15 +10,12 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { HV_HYPERCALL, HV_MODULE, HvCall } from '../../host/abi/codes.ts';
+import { HvCall } from '../../host/abi/codes.ts';
 import { decodeChildFrame, encodeAdd, encodeBoot, FrameReader, type ProcessInit } from '../../host/channel/frames.ts';
 import type { SharedRing } from '../../host/channel/ring.ts';
 import { allocateStats } from '../../host/channel/stats.ts';
-import { HYPERCALL_SIG } from '../../host/loader/policy.ts';
-import { loadModule } from '../../host/loader/pipeline.ts';
 import { PartitionProcess } from '../../host/worker/process.ts';
-import { wat } from '../loader/wat.ts';
-import { workerInit } from './worker-init.ts';
+import { loadSuspendable, workerInit } from './worker-init.ts';
 
 const SECRET = 'the-process-secret';
 
@@ -52,8 +49,7 @@ class RootEnd extends EventEmitter {
 
 describe('a shared partition process', () => {
   it('zeroes its copies of a partition’s rings once the partition is done there', async () => {
-    const imports = new Map([[HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])]]);
-    const loaded = await loadModule(wat(PRINTER), { suspendable: true, fuel: true, policy: { imports, requiredExports: [{ name: 'memory', kind: 'memory' }] } });
+    const loaded = await loadSuspendable(PRINTER);
     const root = new RootEnd();
     const child = new PartitionProcess(root as unknown as net.Socket);
     child.start();

@@ -8,17 +8,14 @@
  * and let the spinner keep the thread until its call ended.
  */
 import { readFileSync } from 'node:fs';
-import { MessageChannel } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Doorbell } from '../../host/channel/doorbell.ts';
-import { CallKind, EventKind, type SharedEvent, type WorkerInit } from '../../host/channel/protocol.ts';
+import type { Doorbell } from '../../host/channel/doorbell.ts';
+import { CallKind, EventKind, type WorkerInit } from '../../host/channel/protocol.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
-import { SpinBudget } from '../../host/channel/spin.ts';
-import { Stat, WORKER_STAT_SLOTS } from '../../host/channel/stats.ts';
+import { Stat } from '../../host/channel/stats.ts';
 import { loadModule } from '../../host/loader/pipeline.ts';
-import { SharedScheduler } from '../../host/worker/shared.ts';
 import { guest } from '../helpers.ts';
-import { workerInit } from './worker-init.ts';
+import { inThreadScheduler, workerInit } from './worker-init.ts';
 
 /** Fuel for the spinner's run: seconds of work, so that only a preemption ends its slice early. */
 const SPINNER_FUEL = 4e9;
@@ -38,29 +35,18 @@ function call(name: string, input: Uint8Array = new Uint8Array(0)): Uint8Array {
   return bytes;
 }
 
-let channel: MessageChannel | null = null;
+let closeScheduler: (() => void) | null = null;
 afterEach(() => {
-  channel?.port1.close();
-  channel = null;
+  closeScheduler?.();
+  closeScheduler = null;
 });
 
 describe('a shared worker’s scheduler', () => {
   it('preempts a running partition for a call rung between its take of the doorbell and the slice', async () => {
     // As the hypervisor loads a reactor for shared placement: metered, suspendable, no _start required.
     const loaded = await loadModule(readFileSync(guest('transform')), { suspendable: true, fuel: true, policy: { requiredExports: [{ name: 'memory', kind: 'memory' }] } });
-    const doorbellSab = Doorbell.allocate();
-    const doorbell = new Doorbell(doorbellSab);
-    channel = new MessageChannel();
-    const events: SharedEvent[] = [];
-    const sched = new SharedScheduler({
-      doorbell: doorbellSab,
-      control: channel.port2,
-      stats: new SharedArrayBuffer(WORKER_STAT_SLOTS * 8),
-      sliceMs: SLICE_MS,
-      spinMicros: 0,
-      spin: SpinBudget.allocate(0),
-      post: (e) => events.push(e),
-    });
+    const { sched, doorbell, events, close } = inThreadScheduler(SLICE_MS);
+    closeScheduler = close;
     // The root's side of each partition's call ring: a write the suspended partition asked to
     // hear about rings its doorbell slot, as host/partition/run.ts wires it for shared placement.
     const spinner = init('spinner', loaded.module, SPINNER_FUEL);

@@ -8,17 +8,12 @@
  * in this thread with a real context over a suspendable WASI module.
  */
 import { describe, expect, it } from 'vitest';
-import { HV_HYPERCALL, HV_MODULE, HvCall } from '../../host/abi/codes.ts';
+import { HvCall } from '../../host/abi/codes.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
-import { HYPERCALL_SIG } from '../../host/loader/policy.ts';
-import { loadModule } from '../../host/loader/pipeline.ts';
 import { resolveWasi } from '../../host/wasi/config.ts';
-import { WASI_MODULE } from '../../host/wasi/errno.ts';
-import { WASI_SIGNATURES } from '../../host/wasi/imports.ts';
 import { PartitionContext } from '../../host/worker/context.ts';
 import { SUSPEND_BYTES, SuspendingPlacement } from '../../host/worker/suspend.ts';
-import { wat } from '../loader/wat.ts';
-import { workerInit } from './worker-init.ts';
+import { loadSuspendable, workerInit } from './worker-init.ts';
 
 /** 8 bytes the guest writes just past the suspend header (under its frames) and far past them. */
 const SECRET = 0x5ec2e7_5ec2e7n;
@@ -53,11 +48,7 @@ function find(bytes: Uint8Array): number {
 
 describe('a suspended guest’s bytes in a shared worker', () => {
   it('leave the thread’s scratch when it suspends, and the heap when it is killed suspended (the dispatcher’s scratch too)', async () => {
-    const imports = new Map([
-      [HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])],
-      [WASI_MODULE, new Map(WASI_SIGNATURES)],
-    ]);
-    const loaded = await loadModule(wat(HOLDER), { suspendable: true, fuel: true, policy: { imports, requiredExports: [{ name: 'memory', kind: 'memory' }] } });
+    const loaded = await loadSuspendable(HOLDER);
     const scratch = new Uint8Array(SUSPEND_BYTES);
     const placement = new SuspendingPlacement({ shouldYield: () => false }, scratch);
     const init = workerInit('holder', loaded.module, { wasi: await resolveWasi({}, []), input: SharedRing.allocate(4096), sliceFuel: 200_000 });

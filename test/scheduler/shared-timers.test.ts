@@ -7,22 +7,12 @@
  * out of memory. Driven in this thread, turn by turn, as test/scheduler/shared-news.test.ts does:
  * a real scheduler, a real context over a suspendable WASI module, real rings and doorbell.
  */
-import { MessageChannel } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Doorbell } from '../../host/channel/doorbell.ts';
-import { InputKind, type SharedEvent } from '../../host/channel/protocol.ts';
+import { InputKind } from '../../host/channel/protocol.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
-import { SpinBudget } from '../../host/channel/spin.ts';
-import { Stat, WORKER_STAT_SLOTS } from '../../host/channel/stats.ts';
-import { HV_HYPERCALL, HV_MODULE } from '../../host/abi/codes.ts';
-import { HYPERCALL_SIG } from '../../host/loader/policy.ts';
-import { loadModule } from '../../host/loader/pipeline.ts';
+import { Stat } from '../../host/channel/stats.ts';
 import { resolveWasi } from '../../host/wasi/config.ts';
-import { WASI_MODULE } from '../../host/wasi/errno.ts';
-import { WASI_SIGNATURES } from '../../host/wasi/imports.ts';
-import { SharedScheduler } from '../../host/worker/shared.ts';
-import { wat } from '../loader/wat.ts';
-import { workerInit } from './worker-init.ts';
+import { inThreadScheduler, loadSuspendable, workerInit } from './worker-init.ts';
 
 /**
  * Polls (a monotonic clock subscription an hour away, and fd 0 readable), reads one byte, and
@@ -49,32 +39,17 @@ const POLLER = `(module
 
 const BYTES_FED = 1000;
 
-let channel: MessageChannel | null = null;
+let closeScheduler: (() => void) | null = null;
 afterEach(() => {
-  channel?.port1.close();
-  channel = null;
+  closeScheduler?.();
+  closeScheduler = null;
 });
 
 describe('a shared worker’s timers', () => {
   it('a partition woken before its deadline again and again leaves no trail of timer entries', async () => {
-    const imports = new Map([
-      [HV_MODULE, new Map([[HV_HYPERCALL, HYPERCALL_SIG]])],
-      [WASI_MODULE, new Map(WASI_SIGNATURES)],
-    ]);
-    const loaded = await loadModule(wat(POLLER), { suspendable: true, fuel: true, policy: { imports, requiredExports: [{ name: 'memory', kind: 'memory' }] } });
-    const doorbellSab = Doorbell.allocate();
-    const doorbell = new Doorbell(doorbellSab);
-    channel = new MessageChannel();
-    const events: SharedEvent[] = [];
-    const sched = new SharedScheduler({
-      doorbell: doorbellSab,
-      control: channel.port2,
-      stats: new SharedArrayBuffer(WORKER_STAT_SLOTS * 8),
-      sliceMs: 10,
-      spinMicros: 0,
-      spin: SpinBudget.allocate(0),
-      post: (e) => events.push(e),
-    });
+    const loaded = await loadSuspendable(POLLER);
+    const { sched, doorbell, events, close } = inThreadScheduler();
+    closeScheduler = close;
     const init = workerInit('poller', loaded.module, {
       devices: { console: workerInit('x', loaded.module).devices.console, clock: { resolutionNs: 1_000_000, deterministic: null }, entropy: null, block: null, net: null, attestation: null },
       wasi: await resolveWasi({}, []),
