@@ -137,7 +137,7 @@ export function deriveImageKeys(partitionKey: Uint8Array, imageId: Uint8Array, n
   const info = (what: string) =>
     Buffer.from(
       `wasmvisor block v1 ${what}\0${name}`,
-      // Stryker disable next-line StringLiteral: equivalent: '' selects Buffer.from's default encoding, which is UTF-8
+      // Stryker disable next-line StringLiteral: equivalent: '' selects the default encoding of Buffer.from, which is UTF-8
       'utf8',
     );
   return {
@@ -190,7 +190,7 @@ export function encodeHeader(sectorCount: number, imageId: Uint8Array, macKey: U
 }
 
 function headerMac(h: Buffer, macKey: Uint8Array, name: string): Buffer {
-  // Stryker disable next-line StringLiteral: equivalent where not killed: '' selects Buffer.from's default encoding, UTF-8 (this mutant timed out in two runs under load and was counted as a kill)
+  // Stryker disable next-line StringLiteral: equivalent where not killed: '' selects the default encoding of Buffer.from, UTF-8 (this mutant timed out in two runs under load and was counted as a kill)
   return createHmac('sha256', macKey).update(h.subarray(0, HEADER_SIGNED_LEN)).update(Buffer.from(name, 'utf8')).digest();
 }
 
