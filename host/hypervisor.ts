@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
+import { GuardedEmitter } from './events.ts';
 import { Storage, type BlockAttachment, type DiskInfo, type StorageEvent, type WipeResult } from './storage/storage.ts';
 import { MAX_ARGS_BYTES, encodeArgs } from './abi/dispatcher.ts';
 import { resolveDevices } from './devices/config.ts';
@@ -179,7 +179,7 @@ function resolveAllowList(list: Iterable<unknown> | undefined): ReadonlySet<stri
  * The root partition: it owns the module cache and the partitions, and is the only thing an
  * embedding app talks to. Create partitions with `createPartition`; close everything with `close`.
  */
-export class Hypervisor extends EventEmitter<HypervisorEvents> {
+export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   private readonly cache: ModuleCache;
   private readonly maxModuleBytes: number;
   private readonly moduleLimits: ModuleLimits;
@@ -678,6 +678,10 @@ export class Hypervisor extends EventEmitter<HypervisorEvents> {
   }
 
   /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
+  protected override describeEmitter(): string {
+    return 'the hypervisor';
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.forwards].map((f) => f.close()));

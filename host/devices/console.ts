@@ -4,6 +4,7 @@ import { HvCall, HvDevice, HvStatus, HV_CONSOLE_READ_NONBLOCK, HV_DEVICE_FLAG_IN
 import { SharedRing } from '../channel/ring.ts';
 import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { listenerThrew } from '../events.ts';
 import { MAX_INPUT_LINE_BYTES } from '../limits/sizes.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
@@ -818,7 +819,15 @@ export class ConsoleOutput {
     this.on.output(bytes, which);
     if (this.on.wantsLines()) this.cutLines(which, bytes);
     const s = this.streams[which];
-    return s === null || s.destroyed ? true : s.push(bytes);
+    if (s === null || s.destroyed) return true;
+    try {
+      return s.push(bytes);
+    } catch (error) {
+      // A `data` listener that threw (a flowing stream emits inside push): the embedder's bug,
+      // reported; the chunk was delivered and the drain goes on.
+      listenerThrew(`a partition's ${which} stream`, 'data', error);
+      return true;
+    }
   }
 
   /** The end of the partition: a final unterminated line is delivered, streams end. Idempotent. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { BroadcastChannel } from 'node:worker_threads';
 import { HV_NET_BROADCAST, HV_NET_HEADER_SIZE, HV_NET_MAX_MTU } from '../abi/codes.ts';
+import { GuardedEmitter } from '../events.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { SEGMENT_NAME, type ResolvedNet } from '../devices/config.ts';
 import { formatAddress, type NetInit, type PeerTable } from '../devices/net.ts';
@@ -669,7 +669,7 @@ export class VirtualSwitch {
  * segment, sends frames with `send`, and receives frames as `frame` events. It reaches only NICs
  * granted `host: true`.
  */
-export class NetEndpoint extends EventEmitter<{ frame: [frame: NetFrame] }> {
+export class NetEndpoint extends GuardedEmitter<{ frame: [frame: NetFrame] }> {
   readonly address: number;
   readonly segment: string;
   private readonly state: HostEndpointState;
@@ -683,6 +683,10 @@ export class NetEndpoint extends EventEmitter<{ frame: [frame: NetFrame] }> {
     this.state = sw.attachHost(segment, (frame) => this.emit('frame', frame), accept);
     this.address = this.state.address;
     this.segment = segment;
+  }
+
+  protected override describeEmitter(): string {
+    return `the host endpoint ${this.address} on segment ${this.segment}`;
   }
 
   /**

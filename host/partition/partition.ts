@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { SharedRing } from '../channel/ring.ts';
+import { GuardedEmitter } from '../events.ts';
 import { CONSOLE_DEFAULTS } from '../devices/config.ts';
 import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
@@ -170,7 +170,7 @@ const NO_OPTIONS: CallOptions = Object.freeze({});
  * The root's handle on one child partition. It owns the lifecycle, the console input and, for a
  * reactor, the call queue and the restart policy; each worker's lifetime is a WorkerRun.
  */
-export class Partition extends EventEmitter<PartitionEvents> {
+export class Partition extends GuardedEmitter<PartitionEvents> {
   readonly name: string;
   /** SHA-256 (hex) of the module's original bytes. */
   readonly measurement: string;
@@ -230,6 +230,10 @@ export class Partition extends EventEmitter<PartitionEvents> {
       resume: () => this.run?.resumeOutput(),
     });
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  protected override describeEmitter(): string {
+    return `partition ${this.name}`;
   }
 
   get state(): PartitionState {
