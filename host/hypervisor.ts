@@ -193,6 +193,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   private memoryReserved = 0;
   private readonly storage: Storage;
   private closed = false;
+  /** Creations in flight: `close()` waits for them, so none outlives it. */
+  private readonly creating = new Set<Promise<unknown>>();
   /** The virtual switch every granted NIC plugs into (host/net/switch.ts). */
   private readonly switch = new VirtualSwitch();
   private readonly forwards = new Set<PortForward>();
@@ -303,7 +305,15 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * any guest code runs; with an audit log, each refusal is recorded with its code and a creation
    * is durable in the log before the partition is returned.
    */
-  async createPartition(spec: PartitionSpec): Promise<Partition> {
+  createPartition(spec: PartitionSpec): Promise<Partition> {
+    const creation = this.createAudited(spec);
+    this.creating.add(creation);
+    const forget = (): void => void this.creating.delete(creation);
+    creation.then(forget, forget);
+    return creation;
+  }
+
+  private async createAudited(spec: PartitionSpec): Promise<Partition> {
     try {
       return await this.create(spec);
     } catch (error) {
@@ -525,6 +535,11 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       await partition.destroy();
       throw error;
     }
+    // close() ran while this creation was loading: it waits for us, and nothing outlives it.
+    if (this.closed) {
+      await partition.destroy();
+      throw new InvalidStateError(`this hypervisor was closed while partition ${name} was being created`);
+    }
     return partition;
   }
 
@@ -684,6 +699,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    // A creation in flight finishes (refused: the hypervisor is closed) before anything it uses closes.
+    await Promise.allSettled([...this.creating]);
     await Promise.all([...this.forwards].map((f) => f.close()));
     for (const ep of this.hostEndpoints) ep.close();
     await Promise.all([...this.live.values()].map((p) => p.destroy()));

@@ -102,4 +102,17 @@ describe('partition lifecycle', () => {
     expect(aborted).toMatchObject({ state: 'trapped', reason: 'ERR_GUEST_TRAP' });
     expect(aborted.error?.message).toMatch(/guest assertion failed/);
   });
+
+  it('close() while creations are loading: each is refused with ERR_INVALID_STATE and nothing outlives close', async () => {
+    hv = hypervisor();
+    const creations = [
+      hv.createPartition({ name: 'late-r', module: guest('transform'), kind: 'reactor' }),
+      hv.createPartition({ name: 'late-c', module: guest('exit'), args: ['0'] }),
+    ];
+    const closed = hv.close();
+    for (const c of creations) await expect(c).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: expect.stringMatching(/closed while partition late-[rc] was being created/) });
+    await closed;
+    expect(hv.partitions()).toEqual([]);
+    expect(hv.memoryUsage().reservedBytes).toBe(0);
+  });
 });
