@@ -599,6 +599,13 @@ export class ConsoleDevice implements Device {
 
 const encoder = new TextEncoder();
 
+/** A console input line as bytes: a string (UTF-8) or a Uint8Array (as is); anything else is refused. */
+function lineBytes(line: unknown): Uint8Array {
+  if (typeof line === 'string') return encoder.encode(line);
+  if (line instanceof Uint8Array) return line;
+  throw new InvalidArgumentError(`console input line must be a string or a Uint8Array, got ${line === null ? 'null' : typeof line}`);
+}
+
 /**
  * Console input back-end, in the root: puts lines or bytes on a partition's input ring.
  * Bounded: a write is refused (false) when the ring is full; the `WhenReady` forms wait.
@@ -628,7 +635,7 @@ export class ConsoleInput {
 
   /** Queues one line (without its newline). Returns false when the buffer is full or input has ended. */
   writeLine(line: string | Uint8Array): boolean {
-    const bytes = typeof line === 'string' ? encoder.encode(line) : line;
+    const bytes = lineBytes(line);
     if (bytes.length > this.maxRecord) {
       throw new InvalidArgumentError(`console input line of ${bytes.length} bytes exceeds the limit of ${this.maxRecord} bytes`);
     }
@@ -651,7 +658,13 @@ export class ConsoleInput {
   writeLineWhenReady(line: string | Uint8Array): Promise<boolean> {
     // Copied now: the line may be written later, and what the caller does to its buffer
     // meanwhile must not reach the guest.
-    const bytes = typeof line === 'string' ? encoder.encode(line) : Uint8Array.from(line);
+    let bytes: Uint8Array;
+    try {
+      bytes = lineBytes(line);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (bytes === line) bytes = Uint8Array.from(line);
     if (bytes.length > this.maxRecord) {
       return Promise.reject(new InvalidArgumentError(`console input line of ${bytes.length} bytes exceeds the limit of ${this.maxRecord} bytes`));
     }

@@ -89,6 +89,22 @@ describe('partition lifecycle', () => {
     expect(p.writeLine('late')).toBe(false);
   });
 
+  it('console input that is neither a string nor bytes is refused with ERR_INVALID_ARGUMENT, never queued', async () => {
+    hv = hypervisor();
+    const p = await hv.createPartition({ name: 'echo-bad', module: guest('echo'), devices: { console: true } });
+    const bad = [5, null, {}, [104, 105]] as unknown as string[];
+    for (const line of bad) {
+      expect(() => p.writeLine(line)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('console input line must be a string or a Uint8Array') }));
+      await expect(p.writeLineWhenReady(line)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    }
+    const out = collect(p);
+    await p.start();
+    expect(await p.writeLineWhenReady('only this')).toBe(true);
+    p.endInput();
+    await p.exited;
+    expect(out.stdout).toEqual(['echo: only this', 'bye (1 lines)']);
+  });
+
   it('reports a trap and an abort as ERR_GUEST_TRAP, with the console output before it', async () => {
     hv = hypervisor();
     const trap = await hv.createPartition({ name: 'trap', module: guest('trap'), devices: { console: true } });
