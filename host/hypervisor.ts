@@ -277,6 +277,9 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
+    if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
+      throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
+    }
     return this.storage.wipe(name, options.path).catch((error: unknown) => {
       const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
       this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
@@ -672,7 +675,10 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    */
   async forwardPort(options: ForwardPortOptions): Promise<PortForward> {
     if (this.closed) throw new InvalidStateError('this hypervisor is closed');
-    const partition = this.live.get(options?.partition);
+    if (typeof options !== 'object' || options === null || typeof options.partition !== 'string') {
+      throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
+    }
+    const partition = this.live.get(options.partition);
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
@@ -692,11 +698,11 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     return this.switch.observe(listener);
   }
 
-  /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
   protected override describeEmitter(): string {
     return 'the hypervisor';
   }
 
+  /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
   async close(): Promise<void> {
     this.closed = true;
     // A creation in flight finishes (refused: the hypervisor is closed) before anything it uses closes.

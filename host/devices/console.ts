@@ -5,6 +5,7 @@ import { SharedRing } from '../channel/ring.ts';
 import { threadBlocker, type Blocker } from '../channel/blocker.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { listenerThrew } from '../events.ts';
+import { given } from '../schema/check.ts';
 import { MAX_INPUT_LINE_BYTES } from '../limits/sizes.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { RateLimiter, type RateLimiterOptions } from '../limits/rate-limiter.ts';
@@ -603,7 +604,7 @@ const encoder = new TextEncoder();
 function lineBytes(line: unknown): Uint8Array {
   if (typeof line === 'string') return encoder.encode(line);
   if (line instanceof Uint8Array) return line;
-  throw new InvalidArgumentError(`console input line must be a string or a Uint8Array, got ${line === null ? 'null' : typeof line}`);
+  throw new InvalidArgumentError(`console input line must be a string or a Uint8Array, got ${given(line)}`);
 }
 
 /**

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
 import { HV_NET_BROADCAST, HV_NET_HEADER_SIZE, HV_NET_MAX_MTU } from '../abi/codes.ts';
-import { GuardedEmitter } from '../events.ts';
+import { GuardedEmitter, listenerThrew } from '../events.ts';
+import { given } from '../schema/check.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { SEGMENT_NAME, type ResolvedNet } from '../devices/config.ts';
 import { formatAddress, type NetInit, type PeerTable } from '../devices/net.ts';
@@ -299,6 +300,7 @@ export class VirtualSwitch {
    */
   sendFromHost(ep: HostEndpointState, dst: number, payload: Uint8Array, hold = false): Delivery | 'no-route' {
     if (ep.closed) throw new InvalidStateError('this network endpoint is closed');
+    if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(`a frame's payload must be a Uint8Array or a string, got ${given(payload)}`);
     if (payload.length > HV_NET_MAX_MTU) throw new InvalidArgumentError(`frame of ${payload.length} bytes exceeds the largest MTU (${HV_NET_MAX_MTU})`);
     return this.route(ep, dst >>> 0, payload, !hold);
   }
@@ -326,6 +328,7 @@ export class VirtualSwitch {
    * payload; direct deliveries only in the NICs' counters); returns the function that stops it. A throwing listener is reported, not allowed to stop the switch.
    */
   observe(listener: (frame: FrameObservation) => void): () => void {
+    if (typeof listener !== 'function') throw new InvalidArgumentError(`a network observer must be a function, got ${given(listener)}`);
     (this.observers ??= new Set()).add(listener);
     return () => {
       this.observers?.delete(listener);
@@ -338,9 +341,8 @@ export class VirtualSwitch {
       try {
         listener({ segment: from.segment, src: from.address, dst, bytes, outcome });
       } catch (error) {
-        process.nextTick(() => {
-          throw error;
-        });
+        // The embedder's bug, reported; a frame a guest sent must not crash the host through it.
+        listenerThrew('the virtual switch', 'observeNetwork', error);
       }
     }
   }
@@ -686,7 +688,7 @@ export class NetEndpoint extends GuardedEmitter<{ frame: [frame: NetFrame] }> {
   }
 
   protected override describeEmitter(): string {
-    return `the host endpoint ${this.address} on segment ${this.segment}`;
+    return `the host endpoint ${formatAddress(this.address)} on segment ${this.segment}`;
   }
 
   /**

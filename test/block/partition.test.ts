@@ -101,6 +101,9 @@ describe('block device in partitions', () => {
   it('refuses a live partition’s storage to wipeStorage, a second partition on one image, and a resize', async () => {
     const p = await hv.createPartition({ name: 'dave', module: guest('counter'), devices: { block: { sizeMiB: 1 } } });
     await expect(hv.wipeStorage('dave')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    // Options the embedder got wrong: typed, naming the option (a number as path was a bare TypeError).
+    await expect(hv.wipeStorage('other', { path: 5 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: path: expected a string, got the number 5' });
+    await expect(hv.wipeStorage('other', null as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     expect(await hv.listStorage()).toEqual([
       expect.objectContaining({ name: 'dave', sizeBytes: 1 << 20, key: 'keystore', inUse: expect.objectContaining({ pid: process.pid, purpose: 'partition dave' }) }),
     ]);

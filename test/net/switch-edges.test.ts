@@ -8,10 +8,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HV_NET_BROADCAST, HV_NET_MAX_MTU } from '../../host/abi/codes.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
 import { resolveDevices } from '../../host/devices/config.ts';
-import { NetStat } from '../../host/devices/net.ts';
+import { formatAddress, NetStat } from '../../host/devices/net.ts';
 import { InvalidArgumentError, InvalidStateError } from '../../host/errors.ts';
 import { NET_FRAME_KIND, NET_SYNC_KIND, NicPort } from '../../host/net/port.ts';
 import { NetEndpoint, VirtualSwitch, type FrameObservation, type NetViolation } from '../../host/net/switch.ts';
+import { LISTENER_WARNING } from '../../host/events.ts';
 import { captureEscapes } from '../helpers.ts';
 import { dec, lan, settle, until, within } from './lan.ts';
 
@@ -406,7 +407,7 @@ describe('unplugging', () => {
 });
 
 describe('the embedder\'s side', () => {
-  it('a throwing observer, frame listener or violation handler is re-thrown on a later tick; the switch goes on', async () => {
+  it('a throwing observer or frame listener is reported as a warning, a throwing violation handler re-thrown on a later tick; the switch goes on', async () => {
     const { nic, sw } = lan();
     const boom = new Error('listener bug');
     const seen: FrameObservation[] = [];
@@ -421,10 +422,20 @@ describe('the embedder\'s side', () => {
       throw boom;
     });
     const stopGood = sw.observe((f) => seen.push(f));
+    // The embedder's callbacks (host/events.ts): a process warning each, nothing thrown, even later.
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }): void => void (w.code === LISTENER_WARNING && warnings.push(w.message));
+    process.on('warning', onWarning);
     const thrown = await deferredThrows(() => {
       expect(a.send(b.address, 'x')).toBe('delivered');
     });
-    expect(thrown).toEqual([boom, boom]);
+    await until(() => warnings.length === 2, 'two warnings');
+    process.off('warning', onWarning);
+    expect(thrown).toEqual([]);
+    expect(warnings.sort()).toEqual([
+      `a listener for 'frame' on the host endpoint ${formatAddress(b.address)} on segment blue threw: listener bug`,
+      "a listener for 'observeNetwork' on the virtual switch threw: listener bug",
+    ]);
     expect(got).toEqual(['x']);
     expect(seen).toHaveLength(1);
     stopBad();
@@ -446,6 +457,17 @@ describe('the embedder\'s side', () => {
     const c = nic('c', { segment: 'blue', host: true });
     expect(a.send(c.address, 'after')).toBe('delivered');
     expect(c.recv().text).toBe('after');
+  });
+
+  it('refuses an observer that is not a function, and a payload that is neither bytes nor a string', () => {
+    const { sw } = lan();
+    expect(() => sw.observe(5 as unknown as () => void)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: 'a network observer must be a function, got the number 5' }));
+    const a = new NetEndpoint(sw, 'blue');
+    const b = new NetEndpoint(sw, 'blue');
+    for (const payload of [5, null, {}, [1, 2]]) {
+      expect(() => a.send(b.address, payload as unknown as Uint8Array)).toThrow(InvalidArgumentError);
+      expect(() => a.offer(b.address, payload as unknown as Uint8Array)).toThrow(InvalidArgumentError);
+    }
   });
 
   it('an observer sees a NIC\'s frame to a host endpoint; the root keeps no copy of a frame it forwarded', async () => {
