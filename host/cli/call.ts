@@ -5,7 +5,7 @@ import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
-import { errorReport, fail, formatStats, readAll, specPlacement, type JsonReport } from './common.ts';
+import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
@@ -25,7 +25,8 @@ interface (docs/ABI.md, "Reactor calls"); WASI is enabled as for run.
 
 Exit status: 0 when the export returns 0; its status & 0xff (or 1 when that is 0) when it returns
 non-zero (ERR_GUEST_CALL, its output still on stdout); otherwise as for run (2 bad usage,
-124 ERR_LIMIT_CPU, 125 refused, 134 ERR_GUEST_TRAP, ...).
+124 ERR_LIMIT_CPU, 125 refused, 134 ERR_GUEST_TRAP, 130 or 143 interrupted by SIGINT or
+SIGTERM, ...).
 
 --json prints one JSON document on stdout instead of the raw output: {"command":"call","export",
 "state","status","output","outputEncoding":"utf8"|"base64","code","exitStatus","error","runTimeMs",
@@ -76,6 +77,9 @@ export async function call(argv: string[]): Promise<number> {
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };
     const hv = new Hypervisor(hypervisorOptions(values));
     let partition: Partition | null = null;
+    // Ctrl-C or SIGTERM: the partition is stopped (the call fails with ERR_KILLED) and the command
+    // ends as for a stopped call, with 130 or 143.
+    const interrupt = onInterrupt(() => (partition !== null ? partition.stop() : hv.close()));
     try {
       partition = await hv.createPartition(spec);
       // The reactor's console output (both streams; stdout is the call's output) on our stderr,
@@ -107,9 +111,14 @@ export async function call(argv: string[]): Promise<number> {
       stderr.guestEnd();
       if (values.stats) stderr.block(formatStats(await partition.stop(), specPlacement(spec)));
       verdict?.();
+    } catch (error) {
+      status = fail(error);
+      result = { ...errorReport('call', error), ...base };
     } finally {
       await hv.close();
+      interrupt.dispose();
     }
+    if (interrupt.status !== null) result = { ...result, exitStatus: (status = interrupt.status) };
   } catch (error) {
     status = fail(error);
     result = { ...errorReport('call', error), ...base };

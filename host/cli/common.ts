@@ -167,3 +167,39 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array
 export function printable(text: string): string {
   return escapeText(text);
 }
+
+/** The signals a local run stops its partition on, and the status each ends the command with (128 + signal number, as a shell shows a process killed by it). */
+const INTERRUPTS = { SIGINT: 130, SIGTERM: 143 } as const;
+type Interrupt = keyof typeof INTERRUPTS;
+
+/**
+ * Ctrl-C (SIGINT) or SIGTERM during `run` or `call`: the first one stops the partition (`stop`),
+ * so the command ends the way any stop does — the console's last bytes, `--stats`, the verdict,
+ * the `--json` report, the disk closed and the audit log written — with status 130 or 143. A
+ * second signal ends the process at once, with the same status. `dispose` removes the handlers.
+ */
+export function onInterrupt(stop: () => Promise<unknown>): { readonly signal: Interrupt | null; readonly status: number | null; dispose(): void } {
+  let signal: Interrupt | null = null;
+  const handlers = new Map<Interrupt, () => void>();
+  for (const name of Object.keys(INTERRUPTS) as Interrupt[]) {
+    const handler = (): void => {
+      if (signal !== null) process.exit(INTERRUPTS[signal]);
+      signal = name;
+      stderr.note(`${name}: stopping the partition (again to end at once)`);
+      stop().catch(() => undefined);
+    };
+    handlers.set(name, handler);
+    process.on(name, handler);
+  }
+  return {
+    get signal() {
+      return signal;
+    },
+    get status() {
+      return signal === null ? null : INTERRUPTS[signal];
+    },
+    dispose() {
+      for (const [name, handler] of handlers) process.off(name, handler);
+    },
+  };
+}

@@ -7,7 +7,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
-import { droppedWarning, errorReport, exitReport, fail, formatStats, report, specPlacement, type JsonReport } from './common.ts';
+import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
@@ -41,7 +41,8 @@ Exit status: the guest's exit code & 0xff when it exits (what a POSIX shell sees
 with 256 or 0x80000000 gives 0 — --json carries the full code); otherwise 2 bad usage
 (ERR_INVALID_ARGUMENT), 124 ERR_LIMIT_CPU, 125 refused before running (module, imports, features,
 limits, module bounds, integrity, policy), 134 ERR_GUEST_TRAP, 137 ERR_KILLED, 74 ERR_STORAGE,
-70 ERR_INTERNAL, 1 anything else.
+70 ERR_INTERNAL, 1 anything else; 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) when interrupted: the
+partition is stopped first and the run ends as a stopped one (a second signal ends it at once).
 
 Verdict: when the run fails for a reason of the host's (not the guest's exit), the last line of
 stderr is its verdict, "ERR_<CODE>: <message>", escaped to one line (control characters shown
@@ -68,8 +69,12 @@ export async function run(argv: string[]): Promise<number> {
     const spec = buildSpec(values, source, 'run', rest);
     const direct = giveFilesDirectly(spec);
     const hv = new Hypervisor(hypervisorOptions(values));
+    // Ctrl-C or SIGTERM: the partition is stopped (while it loads: the hypervisor is closed) and
+    // the run ends as a stopped one, with 130 or 143.
+    let partition: Partition | null = null;
+    const interrupt = onInterrupt(() => (partition !== null ? partition.stop() : hv.close()));
     try {
-      const partition = await hv.createPartition(spec).catch((error: unknown) => {
+      partition = await hv.createPartition(spec).catch((error: unknown) => {
         // A reactor has no _start to run: say what to do with it instead.
         const shape = source.shape;
         if (error instanceof ModuleInvalidError && shape?.kind === 'reactor' && error.message.includes('_start')) {
@@ -92,9 +97,14 @@ export async function run(argv: string[]): Promise<number> {
       if (values.stats) stderr.block(formatStats(exit, specPlacement(spec)));
       status = report(exit);
       result = exitReport('run', exit);
+    } catch (error) {
+      status = fail(error);
+      result = errorReport('run', error);
     } finally {
       await hv.close();
+      interrupt.dispose();
     }
+    if (interrupt.status !== null) result = { ...result, exitStatus: (status = interrupt.status) };
   } catch (error) {
     status = fail(error);
     result = errorReport('run', error);

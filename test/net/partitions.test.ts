@@ -172,7 +172,7 @@ describe('forwarded TCP port', () => {
     await expect(hv.forwardPort({ partition: 'svc', guestPort: 80, host: '0.0.0.0' as '127.0.0.1' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(hv.forwardPort({ partition: 'nobody', guestPort: 80 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     // No options, or no partition name: said so (was "no live partition named undefined").
-    await expect(hv.forwardPort(null as unknown as { partition: string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got null' });
-    await expect(hv.forwardPort({ guestPort: 80 } as unknown as { partition: string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got nothing' });
+    await expect(hv.forwardPort(null as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got null' });
+    await expect(hv.forwardPort({ guestPort: 80 } as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got nothing' });
   });
 });
