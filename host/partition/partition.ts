@@ -26,7 +26,7 @@ import { holdProcess, releaseProcess } from './keep-alive.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
-import { check } from '../schema/check.ts';
+import { check, given } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
 
@@ -383,6 +383,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
    * deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
    */
   destroy(options: DestroyOptions = {}): Promise<void> {
+    // A wipe asked for with a value that is not `true` (1, 'yes') would silently keep the disk.
+    if (typeof options !== 'object' || options === null || (options.wipe !== undefined && typeof options.wipe !== 'boolean')) {
+      const shown = typeof options !== 'object' || options === null ? `(root): expected an object, got ${given(options)}` : `wipe: expected true or false, got ${given(options.wipe)}`;
+      return Promise.reject(new InvalidArgumentError(`destroy options of partition ${this.name}: ${shown}`));
+    }
     const wipe = options.wipe === true && this.config.block != null;
     if (wipe && this.destroyed === null) {
       // Wipe before the name is released, so no new partition of this name can open the image meanwhile.

@@ -62,6 +62,11 @@ describe('block device in partitions', () => {
     expect(a.exit.code).toBe(0);
     const image = path.join(dir, 'images', 'carol.img');
     expect(existsSync(image)).toBe(true);
+    // A wipe asked for with something other than true is refused, and nothing is done: it would have kept the disk.
+    for (const wipe of [1, 'yes', null]) {
+      await expect(a.p.destroy({ wipe } as unknown as { wipe: boolean })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('destroy options of partition carol: wipe: expected true or false') });
+    }
+    expect(a.p.state).not.toBe('destroyed');
     await a.p.destroy({ wipe: true });
     expect(a.p.state).toBe('destroyed');
     expect(existsSync(image)).toBe(false);
