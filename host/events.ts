@@ -35,18 +35,27 @@ export class GuardedEmitter<T extends Record<keyof T, unknown[]>> extends EventE
 
 function guardedEmit(this: GuardedEmitter<Record<string, unknown[]>>, event: string | symbol, ...args: unknown[]): boolean {
   if (event === 'error') return EventEmitter.prototype.emit.call(this, event, ...args);
-  // A copy (with `once` wrappers, which remove themselves when called): a listener that adds or
-  // removes listeners does not change who hears this event, as with EventEmitter.
-  const listeners = this.rawListeners(event) as unknown as Listener[];
-  for (const listener of listeners) {
-    try {
-      const result = Reflect.apply(listener, this, args);
-      if (result instanceof Promise) result.catch((error: unknown) => listenerThrew(describe(this), event, error));
-    } catch (error) {
-      listenerThrew(describe(this), event, error);
-    }
+  // EventEmitter's own store (what its emit reads): one function, or an array of them (`once`
+  // listeners are wrappers that remove themselves when called). An array is copied first: a
+  // listener that adds or removes listeners does not change who hears this event.
+  const stored = (this as unknown as { _events: Record<string | symbol, Listener | Listener[] | undefined> })._events[event];
+  if (stored === undefined) return false;
+  if (typeof stored === 'function') {
+    call(this, stored, event, args);
+    return true;
   }
-  return listeners.length > 0;
+  const listeners = stored.slice();
+  for (let i = 0; i < listeners.length; i++) call(this, listeners[i]!, event, args);
+  return true;
+}
+
+function call(emitter: GuardedEmitter<Record<string, unknown[]>>, listener: Listener, event: string | symbol, args: unknown[]): void {
+  try {
+    const result = Reflect.apply(listener, emitter, args);
+    if (result instanceof Promise) result.catch((error: unknown) => listenerThrew(describe(emitter), event, error));
+  } catch (error) {
+    listenerThrew(describe(emitter), event, error);
+  }
 }
 
 const describe = (emitter: GuardedEmitter<Record<string, unknown[]>>): string => (emitter as unknown as { describeEmitter(): string }).describeEmitter();
