@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import * as codes from '../../host/abi/codes.ts';
 import { HvCall, HvStatus, HvDevice, HvClock, HV_ABI_VERSION, HV_MAX_TRANSFER } from '../../host/abi/codes.ts';
 import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
+import { DEFAULT_MODULE_LIMITS } from '../../host/loader/bounds.ts';
 
 const abiText = readFileSync(new URL('../../assembly/abi.ts', import.meta.url), 'utf8');
 
@@ -137,6 +138,16 @@ describe('docs/ABI.md lists what host/abi/codes.ts defines', () => {
       expect(Number(value), `HV_STATUS_${name}`).toBe(HvStatus[name as keyof typeof HvStatus]);
       expect(marked(version), `HV_STATUS_${name} is marked with the version it came in`).toBe(since('HvStatus', name!));
     }
+  });
+
+  it('the module bounds table: every bound of DEFAULT_MODULE_LIMITS with its default', () => {
+    const section = doc.slice(doc.indexOf('## Module bounds'), doc.indexOf('The module size cap'));
+    const documented = new Map<string, number>();
+    for (const m of section.matchAll(/^\| ((?:`\w+`(?:, )?)+)[^|]* \| ([\d,]+)( MiB)?(?: each)? \|/gm)) {
+      const value = Number(m[2]!.replace(/,/g, '')) * (m[3] ? 1 << 20 : 1);
+      for (const name of m[1]!.matchAll(/`(\w+)`/g)) documented.set(name[1]!, value);
+    }
+    expect(Object.fromEntries(documented)).toEqual({ ...DEFAULT_MODULE_LIMITS });
   });
 
   it('the device record table: every device with its id and version', () => {
