@@ -20,6 +20,7 @@ import { runCommand } from '../../host/cli/run.ts';
 import { signCommand } from '../../host/cli/sign.ts';
 import { verifyCommand } from '../../host/cli/verify.ts';
 import { ErrorCodes } from '../../host/errors.ts';
+import { httpStatus } from '../../host/mgmt/server.ts';
 
 const read = (file: string): string => readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
 const readme = read('README.md');
@@ -61,6 +62,16 @@ describe("README.md's error table and exit-status table", () => {
     }
     const numbers = rows.map(([s]) => s).filter((s) => /^\d+$/.test(s!)).map(Number);
     for (const n of numbers) expect(ErrorCodes.some((c) => exitStatus(c) === n) || n === 1, `exit status ${n} is one the CLI gives`).toBe(true);
+  });
+});
+
+describe("docs/MANAGEMENT.md's error table", () => {
+  it('gives each code the HTTP status the management server answers with (ERR_CONNECTION is the client\'s own)', () => {
+    const documented = new Map<string, number>();
+    for (const [status, codes] of table(read('docs/MANAGEMENT.md'), '| status | code |')) {
+      for (const m of codes!.matchAll(/`(ERR_\w+)`/g)) if (!documented.has(m[1]!)) documented.set(m[1]!, Number(status));
+    }
+    for (const code of ErrorCodes.filter((c) => c !== 'ERR_CONNECTION')) expect(documented.get(code), `${code} answers HTTP ${httpStatus(code)}`).toBe(httpStatus(code));
   });
 });
 
