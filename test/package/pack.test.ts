@@ -200,6 +200,17 @@ describe('the CLI, from the app', () => {
     for (const f of ['index.html', 'app.js', 'app.css']) expect(readdirSync(path.join(app, 'node_modules/wasmvisor/dist/labs/web'))).toContain(f);
   });
 
+  it("the JSON Schemas the README names ship, and the manifest example's $schema path is a file of the package", () => {
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const named = [...new Set([...readme.matchAll(/`wasmvisor\/schema\/([\w-]+\.json)`/g)].map((m) => m[1]!))].sort();
+    const dir = path.join(app, 'node_modules/wasmvisor/dist/schema');
+    expect(named).toEqual(readdirSync(dir).sort());
+    const schemaPath = /\$schema: '\.\/(node_modules\/wasmvisor\/[^']+)'/.exec(readme)?.[1];
+    expect(schemaPath, "README's manifest example sets $schema").toBeDefined();
+    // An editor resolves $schema as a path from the manifest (in the app's folder), not through the package's exports.
+    expect(readFileSync(path.join(app, schemaPath!), 'utf8')).toBe(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  });
+
   it("the guests the README names ship under the names it gives, and it names every one that ships", () => {
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
     const paragraph = readme.slice(readme.indexOf('The built demo guests ship'), readme.indexOf('## Embedding'));
