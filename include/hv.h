@@ -118,6 +118,7 @@
 #define HV_DEVICE_CONSOLE 1
 #define HV_DEVICE_CLOCK 2
 #define HV_DEVICE_ENTROPY 3
+/** Persistent, encrypted block storage. Since 1.1. */
 #define HV_DEVICE_BLOCK 4
 /** Virtual network interface on the host's switch. Since 1.2. */
 #define HV_DEVICE_NET 5

@@ -132,6 +132,7 @@ export const HvDevice = {
   CONSOLE: 1,
   CLOCK: 2,
   ENTROPY: 3,
+  /** Persistent, encrypted block storage. Since 1.1. */
   BLOCK: 4,
   /** Virtual network interface on the host's switch. Since 1.2. */
   NET: 5,

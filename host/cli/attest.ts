@@ -10,7 +10,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import { Sha256 } from '../schema/kinds.ts';
-import { AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
+import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
 import { parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
@@ -41,8 +41,7 @@ export const attestVerifyCommand = {
   positionals: { names: ['report'], min: 1 },
   notes: `A host report is the JSON of run --attest or hv.attest(); a guest report the 512 bytes a guest
 got from ATTEST_REPORT (docs/ABI.md). Exit status: 0 when every check passes; otherwise 125 with
-ERR_INTEGRITY naming the check that failed (format, key, signature, nonce, log, partitions,
-expectations, freshness).`,
+ERR_INTEGRITY naming the check that failed (${ATTESTATION_CHECKS.join(', ')}).`,
 } satisfies CommandSpec<OptionTable>;
 
 export const attestKeyCommand = {

@@ -24,7 +24,8 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
     start|stop <name>    rm <name> [--wipe]    logs [-f] [--tail <n>] <name>
     call <name> <export> [--input-file <file>]   (or --input <file>; stdin if neither or '-'; output on stdout)
     metrics [<name>] [--prometheus]    audit [--partition <p>] [--action <a>] [--actor <a>]
-        [--outcome <o>] [--since <time>] [--limit <n>] [--json]    attest --nonce <hex>    whoami
+        [--outcome <o>] [--since <time>] [--until <time>] [--limit <n>] [--json]
+    attest --nonce <hex> (8 to 64 bytes)    whoami
     token create --name <n> --role <r> --scope <s> [--expires <d>] | token list | token revoke <id>`;
 
 const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);

@@ -33,7 +33,8 @@ byte for byte. A guest that writes faster than stdout is read waits for it (noth
 stdout is closed (| head) the guest's writes fail with EPIPE and the command ends quietly with the
 guest's status. When stdout is a file or /dev/null the guest writes there itself. With
 --output-rate, refused output is counted and a warning line says how much. WASI preview1
-is enabled when the module imports wasi_snapshot_preview1, or with --wasi, --dir or --env; argv[0]
+is enabled when the module imports wasi_snapshot_preview1, or with --wasi, --dir, --env or
+--wasi-quota; argv[0]
 is the module's file name. A manifest (a .json file, schema in wasmvisor/schema/manifest.json)
 gives the whole spec; flags given here override it.
 

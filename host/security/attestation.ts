@@ -22,6 +22,7 @@ import { BootEventSchema, MAX_EVENTS, replayEventLog, REGISTERS } from './measur
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 
 export {
+  ATTESTATION_CHECKS,
   AttestationCheckError,
   CERT_BYTES,
   GUEST_REPORT_BYTES,
@@ -32,7 +33,7 @@ export {
   signerHash,
   verifyGuestReport,
 } from './guest-report.ts';
-export type { CertificateFields, GuestReport, GuestReportExpectations } from './guest-report.ts';
+export type { AttestationCheck, CertificateFields, GuestReport, GuestReportExpectations } from './guest-report.ts';
 
 export const REPORT_FORMAT = 'wasmvisor-attestation/1';
 /** Largest host report accepted by the verifier, bytes of JSON. */

@@ -39,10 +39,14 @@ const DOMAIN_GUEST = utf8('wasmvisor-guest-report/1\0');
 const CERT_MAGIC = utf8('WVAC');
 const GUEST_MAGIC = utf8('WVGR');
 
-/** A failed verification check: `check` is its name (format, key, certificate, signature, nonce, log, partitions, expectations, freshness). */
+/** The checks a report's verification makes, each the `check` of the AttestationCheckError it fails with (README, docs/SECURITY.md). */
+export const ATTESTATION_CHECKS = ['format', 'key', 'certificate', 'signature', 'nonce', 'log', 'partitions', 'expectations', 'freshness'] as const;
+export type AttestationCheck = (typeof ATTESTATION_CHECKS)[number];
+
+/** A failed verification check: `check` is its name (one of ATTESTATION_CHECKS). */
 export class AttestationCheckError extends IntegrityError {
   constructor(
-    readonly check: string,
+    readonly check: AttestationCheck,
     message: string,
   ) {
     super(`attestation ${check} check failed: ${message}`);

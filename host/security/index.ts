@@ -20,8 +20,8 @@ export { generateKeyPair, parsePublicKey, parseSecretKey, encodePublicKey, encod
 export type { PublicKey, SecretKey } from './keys.ts';
 export { replayEventLog, eventDigest, extendRegister, REGISTERS } from './measured-boot.ts';
 export type { BootEvent, Registers, RegisterName } from './measured-boot.ts';
-export { verifyReport, verifyGuestReport, AttestationCheckError, REPORT_FORMAT, GUEST_REPORT_BYTES } from './attestation.ts';
-export type { AttestationReport, ReportExpectations, GuestReport, GuestReportExpectations } from './attestation.ts';
+export { verifyReport, verifyGuestReport, AttestationCheckError, ATTESTATION_CHECKS, REPORT_FORMAT, GUEST_REPORT_BYTES } from './attestation.ts';
+export type { AttestationCheck, AttestationReport, ReportExpectations, GuestReport, GuestReportExpectations } from './attestation.ts';
 export { AuditLog, verifyAuditLog, verifyAuditFiles, readAuditRecords, BATCH_MS, BATCH_RECORDS, WRITE_RECORDS } from './audit.ts';
 export type { AuditSink, AuditEntry, AuditRecord, AuditOutcome, AuditVerification, AuditProblem, AuditFilter } from './audit.ts';
 export { openAuditLog } from './monitor.ts';

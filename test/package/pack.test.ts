@@ -8,7 +8,8 @@
  * - the types: a TypeScript consumer type-checks against the shipped declarations, and a typo in
  *   a spec is a type error;
  * - the AssemblyScript recipe of docs/GUESTS.md builds guests against the installed SDK;
- * - only the runtime dependencies are installed, and everything the shipped code imports is one.
+ * - only the runtime dependencies are installed, and everything the shipped code imports is one;
+ * - the install is --engine-strict: every installed package accepts the Node running the test.
  * A file missing from `files` or a dependency missing from `dependencies` fails here.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -19,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
+import { LABS } from '../../host/labs/catalog.ts';
 
 /** What the hello guest prints about the ABI it runs on. */
 const ABI_LINE = `ABI version ${HV_ABI_MAJOR}.${HV_ABI_MINOR}`;
@@ -78,7 +80,9 @@ beforeAll(async () => {
   const tarball = path.join(work, packed[0]!.filename);
   mkdirSync(app);
   writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], { cwd: app, stdio: 'pipe' });
+  // --engine-strict: every package installed must accept the Node that runs this (the README
+  // promises 20.19 and later): a dependency of a dependency that wants Node 22 fails here.
+  execFileSync('npm', ['install', '--engine-strict', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], { cwd: app, stdio: 'pipe' });
 });
 
 describe('the installed package', () => {
@@ -195,6 +199,32 @@ describe('the CLI, from the app', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^RESULT: HELD/m);
     for (const f of ['index.html', 'app.js', 'app.css']) expect(readdirSync(path.join(app, 'node_modules/wasmvisor/dist/labs/web'))).toContain(f);
+  });
+
+  it("the JSON Schemas the README names ship, and the manifest example's $schema path is a file of the package", () => {
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const named = [...new Set([...readme.matchAll(/`wasmvisor\/schema\/([\w-]+\.json)`/g)].map((m) => m[1]!))].sort();
+    const dir = path.join(app, 'node_modules/wasmvisor/dist/schema');
+    expect(named).toEqual(readdirSync(dir).sort());
+    const schemaPath = /\$schema: '\.\/(node_modules\/wasmvisor\/[^']+)'/.exec(readme)?.[1];
+    expect(schemaPath, "README's manifest example sets $schema").toBeDefined();
+    // An editor resolves $schema as a path from the manifest (in the app's folder), not through the package's exports.
+    expect(readFileSync(path.join(app, schemaPath!), 'utf8')).toBe(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  });
+
+  it("the guests the README names ship under the names it gives, and it names every one that ships", () => {
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const paragraph = readme.slice(readme.indexOf('The built demo guests ship'), readme.indexOf('## Embedding'));
+    const names = (after: string, before: string) => {
+      const part = paragraph.slice(paragraph.indexOf(after), paragraph.indexOf(before, paragraph.indexOf(after)));
+      return [...part.matchAll(/`([a-z-]+)`/g)].map((m) => m[1]!).sort();
+    };
+    const shipped = (dir: string) => readdirSync(path.join(app, 'node_modules/wasmvisor', dir)).filter((f) => f.endsWith('.wasm')).map((f) => f.slice(0, -5)).sort();
+    // Besides the demo guests the README names, the package ships the guests the labs run (docs/LABS.md).
+    const demo = names('(AssemblyScript guests:', ')');
+    expect([...new Set([...demo, ...LABS.flatMap((lab) => lab.guests)])].sort()).toEqual(shipped('build/guests'));
+    expect(names('(WASI C programs:', ')')).toEqual(shipped('guests/c'));
+    expect(shipped('guests/rust')).toEqual(['wc']);
   });
 
   it('the C and Rust examples and the C header ship, and run', async () => {

@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as codes from '../../host/abi/codes.ts';
 import { HvCall, HvStatus, HvDevice, HvClock, HV_ABI_VERSION, HV_MAX_TRANSFER } from '../../host/abi/codes.ts';
+import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
+import { DEFAULT_MODULE_LIMITS } from '../../host/loader/bounds.ts';
 
 const abiText = readFileSync(new URL('../../assembly/abi.ts', import.meta.url), 'utf8');
 
@@ -95,5 +97,67 @@ describe('assembly/abi.ts matches host/abi/codes.ts', () => {
     expect([module, name]).toEqual([codes.HV_MODULE, codes.HV_HYPERCALL]);
     expect(params.split(',').map((p) => p.split(':')[1]?.trim())).toEqual(['i32', 'i32', 'i32', 'i32', 'i32']);
     expect(result).toBe('i32');
+  });
+});
+
+/**
+ * docs/ABI.md's tables say what codes.ts defines: each call's code, name, device and the version
+ * it came in, each status and device id, both ways. A call's, status's or device's version is the
+ * one its comment in codes.ts states ("Since X.Y", or a trailing "(X.Y)"); none means 1.0. The
+ * docs mark every addition since 1.0 with "(X.Y)" and nothing of 1.0.
+ */
+describe('docs/ABI.md lists what host/abi/codes.ts defines', () => {
+  const doc = readFileSync(new URL('../../docs/ABI.md', import.meta.url), 'utf8');
+  const source = readFileSync(new URL('../../host/abi/codes.ts', import.meta.url), 'utf8');
+  /** The version the doc comment right before `key:` in the table `table` of codes.ts states. */
+  function since(table: string, key: string): string {
+    const body = new RegExp(`export const ${table} = \\{([\\s\\S]*?)\\n\\} as const;`).exec(source)?.[1];
+    expect(body, `codes.ts defines ${table}`).toBeDefined();
+    const m = new RegExp(`(?:/\\*\\*((?:(?!\\*/)[\\s\\S])*)\\*/\\s*)?\\n\\s*${key}: `).exec(body!);
+    expect(m, `${table}.${key} in codes.ts`).not.toBeNull();
+    const comment = m![1] ?? '';
+    return /Since (\d+\.\d+)/.exec(comment)?.[1] ?? /\((\d+\.\d+)\)\.?\s*$/.exec(comment.trim())?.[1] ?? '1.0';
+  }
+  const marked = (v: string | undefined) => v ?? '1.0';
+
+  it('the call table: every call with its code, its device and the version it came in', () => {
+    const rows = [...doc.matchAll(/^\| `(0x[0-9a-f]{4})` \| `HV_CALL_(\w+)`(?: \((\d+\.\d+)\))? \| ([^|]+?) \|/gm)];
+    expect(rows.map((r) => r[2]).sort()).toEqual(Object.keys(HvCall).sort());
+    for (const [, hex, name, version, device] of rows) {
+      const code = HvCall[name as keyof typeof HvCall];
+      expect(hex, `HV_CALL_${name}`).toBe(`0x${code.toString(16).padStart(4, '0')}`);
+      expect(device, `HV_CALL_${name}'s device`).toBe(CALL_DEVICE.get(code) ?? '—');
+      expect(marked(version), `HV_CALL_${name} is marked with the version it came in`).toBe(since('HvCall', name!));
+    }
+  });
+
+  it('the status table: every status with its value and version', () => {
+    const rows = [...doc.matchAll(/^\| (\d+) \| `HV_STATUS_(\w+)` \| (?:\((\d+\.\d+)\) )?/gm)];
+    expect(rows.map((r) => r[2]).sort()).toEqual(Object.keys(HvStatus).sort());
+    for (const [, value, name, version] of rows) {
+      expect(Number(value), `HV_STATUS_${name}`).toBe(HvStatus[name as keyof typeof HvStatus]);
+      expect(marked(version), `HV_STATUS_${name} is marked with the version it came in`).toBe(since('HvStatus', name!));
+    }
+  });
+
+  it('the module bounds table: every bound of DEFAULT_MODULE_LIMITS with its default', () => {
+    const section = doc.slice(doc.indexOf('## Module bounds'), doc.indexOf('The module size cap'));
+    const documented = new Map<string, number>();
+    for (const m of section.matchAll(/^\| ((?:`\w+`(?:, )?)+)[^|]* \| ([\d,]+)( MiB)?(?: each)? \|/gm)) {
+      const value = Number(m[2]!.replace(/,/g, '')) * (m[3] ? 1 << 20 : 1);
+      for (const name of m[1]!.matchAll(/`(\w+)`/g)) documented.set(name[1]!, value);
+    }
+    expect(Object.fromEntries(documented)).toEqual({ ...DEFAULT_MODULE_LIMITS });
+  });
+
+  it('the device record table: every device with its id and version', () => {
+    const section = doc.slice(doc.indexOf('### Device records'), doc.indexOf('### Console'));
+    const rows = [...section.matchAll(/^\| ([a-z]+)(?: \((\d+\.\d+)\))? \| (\d+) \|/gm)];
+    expect(rows.map((r) => r[1]!.toUpperCase()).sort()).toEqual(Object.keys(HvDevice).sort());
+    for (const [, name, version, id] of rows) {
+      const key = name!.toUpperCase() as keyof typeof HvDevice;
+      expect(Number(id), `device ${name}`).toBe(HvDevice[key]);
+      expect(marked(version), `device ${name} is marked with the version it came in`).toBe(since('HvDevice', key));
+    }
   });
 });

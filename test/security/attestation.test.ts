@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { HvCall, HvStatus } from '../../host/abi/codes.ts';
 import { IntegrityError, InvalidArgumentError, WasmvisorError } from '../../host/errors.ts';
-import { AttestationCheckError, GUEST_REPORT_BYTES, issueCertificate, verifyGuestReport, verifyReport, type AttestationReport } from '../../host/security/attestation.ts';
+import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, issueCertificate, verifyGuestReport, verifyReport, type AttestationCheck, type AttestationReport } from '../../host/security/attestation.ts';
 import { eventDigest, EventLog, extendRegister, MAX_PENDING_EVENTS, replayEventLog, runtimeCodeMeasurements } from '../../host/security/measured-boot.ts';
 import { generateKeyPair, parsePublicKey } from '../../host/security/keys.ts';
 import { signModule } from '../../host/security/signature.ts';
@@ -321,5 +321,25 @@ describe('guest reports (ABI 1.3, device 6)', () => {
     const mem = new Uint8Array(on.memory.buffer);
     expect(mem.subarray(1024 + 512, 1024 + 600).every((b) => b === 0)).toBe(true);
     expect(verifyGuestReport(mem.slice(1024, 1024 + 512), host.publicKey).name).toBe('d');
+  });
+});
+
+describe('the names of the checks', () => {
+  it('every check a verification can fail is in ATTESTATION_CHECKS, and the README and docs/SECURITY.md name each', () => {
+    const root = new URL('../../', import.meta.url);
+    const thrown = new Set<string>();
+    for (const file of ['host/security/attestation.ts', 'host/security/guest-report.ts']) {
+      for (const m of readFileSync(new URL(file, root), 'utf8').matchAll(/new AttestationCheckError\('([a-z]+)'/g)) thrown.add(m[1]!);
+    }
+    expect([...thrown].sort()).toEqual([...ATTESTATION_CHECKS].sort());
+    const check: AttestationCheck = new AttestationCheckError('nonce', 'x').check;
+    expect(check).toBe('nonce');
+    const readme = readFileSync(new URL('README.md', root), 'utf8');
+    const bullet = readme.slice(readme.indexOf('- **Attestation**'), readme.indexOf('- **Audit**'));
+    const security = readFileSync(new URL('docs/SECURITY.md', root), 'utf8');
+    for (const name of ATTESTATION_CHECKS) {
+      expect(bullet, `README's Attestation names the ${name} check`).toContain(`\`${name}\``);
+      expect(security, `docs/SECURITY.md names the ${name} check`).toContain(`\`${name}\``);
+    }
   });
 });
