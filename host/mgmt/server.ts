@@ -102,6 +102,8 @@ export interface ServerOptions {
 }
 
 const CHECK_INTERVAL_MS = 1000;
+/** Longest path parameter the router takes (a name is at most 64 characters). */
+const MAX_PARAM_LENGTH = 100;
 
 /** Counters for `/metrics`. */
 export interface ApiCounters {
@@ -216,6 +218,8 @@ export class ManagementServer {
       requestTimeout: l.requestTimeoutMs,
       return503OnClosing: true,
       forceCloseConnections: true,
+      maxParamLength: MAX_PARAM_LENGTH,
+      frameworkErrors: (error, req, reply) => void this.refusePath(error, req, reply),
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
       // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
@@ -260,49 +264,70 @@ export class ManagementServer {
       };
     });
 
-    app.addHook('onRequest', async (req, reply) => {
-      this.counters.requests++;
-      const route = req.routeOptions.config.route;
-      if (!this.authOn) {
-        req.principal = { id: 'anonymous', kind: 'none', tokenId: null, expiresAt: null, assignments: [] };
-        return;
-      }
-      if (route?.auth === 'public') return;
-      try {
-        req.principal = this.authenticate(req);
-      } catch (error) {
-        this.counters.unauthenticated++;
-        const wait = this.failureBuckets.take(req.ip);
-        if (wait > 0) {
-          this.counters.rateLimited++;
-          void reply.header('retry-after', String(Math.ceil(wait / 1000)));
-          throw new RateLimitedError('too many failed authentications from this address');
-        }
-        this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
-        void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
-        throw error;
-      }
-      const wait = this.principalBuckets.take(req.principal.id);
-      if (wait > 0) {
-        this.counters.rateLimited++;
-        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
-        throw new RateLimitedError(`${req.principal.id} is over its rate limit (${this.limits.ratePerSecond} requests/s)`);
-      }
-    });
+    app.addHook('onRequest', async (req, reply) => this.admit(req, reply, req.routeOptions.config.route));
 
     app.setNotFoundHandler(async (req) => {
       throw new NotFoundError(`no route ${req.method} ${JSON.stringify(req.url.split('?')[0]!.slice(0, 200))}`);
     });
 
-    app.setErrorHandler(async (error, req, reply) => {
-      const { status, code, message } = this.toError(error, req);
-      return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
-    });
+    app.setErrorHandler(async (error, req, reply) => this.sendError(error, req, reply));
 
     for (const route of this.routes) this.installRoute(route);
     // Any valid credential may read the document (no permission needed); without one it is a 401
     // like every other route, so the route list is not shown to anonymous callers.
     app.get('/openapi.json', { config: { route: { auth: 'required' } as RouteDef } }, async () => this.openapi);
+  }
+
+  private sendError(error: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const { status, code, message } = this.toError(error, req);
+    return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
+  }
+
+  /**
+   * A path the router refuses before any route or hook runs (fastify's frameworkErrors): a
+   * segment that is not valid percent-encoding, or a parameter over its length. Answered like
+   * any other refusal (`{ error: { code, message } }`, the path not echoed), and only after
+   * authentication, so an anonymous caller still learns nothing about which routes exist.
+   */
+  private async refusePath(error: Error & { code?: string }, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    try {
+      await this.admit(req, reply, undefined);
+      throw error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new InvalidArgumentError(`path: a segment is over ${MAX_PARAM_LENGTH} characters`)
+        : new InvalidArgumentError('path: is not a valid URL (bad percent-encoding)');
+    } catch (refusal) {
+      this.sendError(refusal, req, reply);
+    }
+  }
+
+  /** Authentication and the principal's rate limit, for every request (onRequest). */
+  private async admit(req: FastifyRequest, reply: FastifyReply, route: RouteDef | undefined): Promise<void> {
+    this.counters.requests++;
+    if (!this.authOn) {
+      req.principal = { id: 'anonymous', kind: 'none', tokenId: null, expiresAt: null, assignments: [] };
+      return;
+    }
+    if (route?.auth === 'public') return;
+    try {
+      req.principal = this.authenticate(req);
+    } catch (error) {
+      this.counters.unauthenticated++;
+      const wait = this.failureBuckets.take(req.ip);
+      if (wait > 0) {
+        this.counters.rateLimited++;
+        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+        throw new RateLimitedError('too many failed authentications from this address');
+      }
+      this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
+      void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
+      throw error;
+    }
+    const wait = this.principalBuckets.take(req.principal.id);
+    if (wait > 0) {
+      this.counters.rateLimited++;
+      void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+      throw new RateLimitedError(`${req.principal.id} is over its rate limit (${this.limits.ratePerSecond} requests/s)`);
+    }
   }
 
   /**
