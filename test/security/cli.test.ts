@@ -131,6 +131,10 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
       [['run', '--policy', 'policy.json', '--signature', 'fifo', hello], /signature file \S*fifo is a FIFO, not a regular file/],
     ];
     for (const [args, message] of cases) refused(await cli(args, dir), 'ERR_INVALID_ARGUMENT', 2, message);
+    // audit verify's key directory: a key that is there but unusable is named, not a check silently left out.
+    mkdirSync(path.join(dir, 'fifo-keys'), { recursive: true });
+    if (!existsSync(path.join(dir, 'fifo-keys', 'audit.key'))) spawnSync('mkfifo', [path.join(dir, 'fifo-keys', 'audit.key')]);
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'fifo-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /key directory file \S+audit\.key is a FIFO, not a regular file/);
   });
 
   it('every refusal is in the audit log with its code; audit show filters', async () => {
