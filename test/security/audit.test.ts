@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { InvalidArgumentError, StorageError, WasmvisorError } from '../../host/errors.ts';
 import { AuditLog, BATCH_RECORDS, WRITE_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditSink, type AuditVerification } from '../../host/security/audit.ts';
+import { AUDIT_KEY_FILE, keysDir } from '../../host/security/host-keys.ts';
 import { generateKeyPair } from '../../host/security/keys.ts';
 import { guest, runToExit } from '../helpers.ts';
 
@@ -398,6 +399,14 @@ describe('what the hypervisor records', () => {
     const dataDir = tmp();
     writeFileSync(path.join(dataDir, 'audit'), 'not a directory');
     expect(() => new Hypervisor({ dataDir, audit: true })).toThrow(WasmvisorError);
+  });
+
+  it('a key file that is a FIFO fails the hypervisor at construction, naming it (read synchronously, it was waited on for good)', () => {
+    const dataDir = tmp();
+    mkdirSync(keysDir(dataDir));
+    const file = path.join(keysDir(dataDir), AUDIT_KEY_FILE);
+    execFileSync('mkfifo', [file]);
+    expect(() => new Hypervisor({ dataDir, audit: true })).toThrow(new StorageError(`key file ${file} is a FIFO, not a regular file`));
   });
 });
 
