@@ -85,5 +85,5 @@ describe('operations on one partition that race with its destruction', () => {
       if (listed) expect((await c.request('DELETE', '/partitions/race')).status).toBe(200);
       expect(held()).not.toContain('race');
     }
-  });
+  }, 60_000);
 });
