@@ -6,12 +6,13 @@
  * `wasmvisor audit show [dir] [--partition <name>] [--action <a>] [--outcome <o>] [--since <time>] [--until <time>] [--json]`
  *   prints the records that match (without verifying them: use verify for that).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
+import { isMissingFile, readRegularFileSync } from '../files.ts';
 import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
-import { parsePublicKey } from '../security/keys.ts';
+import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
 import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
@@ -68,11 +69,17 @@ function logDir(positional: string | undefined, dataDir: string | undefined): st
   return dir;
 }
 
+/**
+ * A key-directory file the check uses when present: null when it does not exist. One that is
+ * there but cannot be used (a FIFO, a directory, over 64 KiB, unreadable) is ERR_INVALID_ARGUMENT
+ * naming it, not silently a check left out.
+ */
 function readOptional(file: string): Buffer | null {
   try {
-    return readFileSync(file);
-  } catch {
-    return null;
+    return readRegularFileSync(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key directory file' });
+  } catch (error) {
+    if (isMissingFile(error)) return null;
+    throw error;
   }
 }
 

@@ -1,6 +1,6 @@
 /** `wasmvisor call`: start a reactor guest, call one export with an input, print its output. */
 import { stderr } from './stderr.ts';
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { DEFAULT_LIMITS, Hypervisor } from '../hypervisor.ts';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
@@ -45,11 +45,15 @@ async function readInput(values: { input?: string; 'input-file'?: string }): Pro
   if (values.input !== undefined && values['input-file'] !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
   if (values.input !== undefined) return new TextEncoder().encode(values.input);
   const file = values['input-file'];
+  let input: Uint8Array | null;
   try {
-    return file === undefined || file === '-' ? await readAll(process.stdin) : await readFile(file);
+    // Read as a stream, bounded: a pipe or a FIFO as it comes, /dev/zero or `yes |` never whole.
+    input = await readAll(file === undefined || file === '-' ? process.stdin : createReadStream(file), MAX_CALL_BYTES);
   } catch (error) {
     throw new InvalidArgumentError(`--input-file: cannot read ${file === undefined || file === '-' ? 'stdin' : JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`);
   }
+  if (input === null) throw new InvalidArgumentError(`the call input is more than ${MAX_CALL_BYTES} bytes; a call takes at most ${MAX_CALL_BYTES}`);
+  return input;
 }
 
 function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
@@ -71,7 +75,6 @@ export async function call(argv: string[]): Promise<number> {
   let status: number;
   try {
     const input = await readInput(values);
-    if (input.length > MAX_CALL_BYTES) throw new InvalidArgumentError(`the call input is ${input.length} bytes; a call takes at most ${MAX_CALL_BYTES}`);
     const source = await readSource(positionals[0]!);
     const spec = buildSpec(values, source, 'call', []);
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };

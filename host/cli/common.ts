@@ -153,9 +153,16 @@ export function errorReport(command: JsonReport['command'], error: unknown): Jso
   };
 }
 
-export async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
+export async function readAll(stream: NodeJS.ReadableStream, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array | null> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += b.length;
+    // Past the bound: stop (leaving the loop destroys the stream) rather than hold an endless input.
+    if (size > maxBytes) return null;
+    chunks.push(b);
+  }
   return Buffer.concat(chunks);
 }
 

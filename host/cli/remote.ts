@@ -8,11 +8,13 @@
  * ERR_UNAUTHENTICATED / ERR_ACCESS_DENIED and 69 for ERR_CONNECTION.
  */
 import { escapeText } from '../escape.ts';
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
+import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
 import { stderr } from './stderr.ts';
@@ -39,11 +41,15 @@ async function remoteCallInput(input: string | undefined, inputFile: string | un
   if (input !== undefined && inputFile !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
   const flag = inputFile !== undefined ? '--input-file' : '--input';
   const file = inputFile ?? input;
+  let bytes: Uint8Array | null;
   try {
-    return file === undefined || file === '-' ? await readAll(process.stdin) : await readFile(file);
+    // Read as a stream, bounded: a pipe or a FIFO as it comes, /dev/zero or `yes |` never whole.
+    bytes = await readAll(file === undefined || file === '-' ? process.stdin : createReadStream(file), MAX_CALL_BYTES);
   } catch (error) {
     throw new InvalidArgumentError(`${flag}: cannot read ${file === undefined || file === '-' ? 'stdin' : JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`);
   }
+  if (bytes === null) throw new InvalidArgumentError(`the call input is more than ${MAX_CALL_BYTES} bytes; a call takes at most ${MAX_CALL_BYTES}`);
+  return bytes;
 }
 
 function parseJson(body: Buffer): unknown {

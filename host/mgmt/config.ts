@@ -14,17 +14,25 @@
  * Files read back are validated with their schema; a bad one is named in the error.
  */
 import crypto from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { check } from '../schema/check.ts';
 import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
+import { isMissingFile, readRegularFile, readRegularFileSync } from '../files.ts';
 import { PolicySchema, type PolicyDocument } from '../schema/policy.ts';
-import { DeclaredPartition, NAME_PATTERN, RbacFile } from './schemas.ts';
+import { DeclaredPartition, MAX_MODULE_BYTES, NAME_PATTERN, RbacFile } from './schemas.ts';
 
 const NAME = new RegExp(NAME_PATTERN);
 const SHA = /^[0-9a-f]{64}$/;
+/**
+ * Largest JSON file read back from the directory. Far above what the daemon writes (a declaration
+ * holds a spec from a create body of at most ~23 MiB, pretty-printed), yet a bound: a file that
+ * is not the daemon's (a device behind a symlink, a FIFO, a directory) is refused by name.
+ */
+export const MAX_CONFIG_FILE_BYTES = 256 << 20;
+const storageError = (message: string, cause?: unknown) => new StorageError(message, { cause });
 
 /** The text of a JSON configuration file, parsed and checked: ERR_INVALID_ARGUMENT naming `where` and the problem. */
 export function parseConfigJson<T extends TSchema>(text: string, schema: T, where: string): Static<T> {
@@ -84,7 +92,7 @@ export class ConfigDir {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${file}: ${(error as Error).message}`);
       }
-      const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
+      const pid = Number.parseInt(readRegularFileSync(file, { maxBytes: 64, what: 'lock file', error: storageError }).toString('utf8').trim(), 10);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
         throw new InvalidStateError(`another wasmvisor serve (pid ${pid}) is using ${this.root}; stop it first`);
       }
@@ -126,10 +134,10 @@ export class ConfigDir {
   async readJson<T extends TSchema>(file: string, schema: T, fallback: Static<T>): Promise<Static<T>> {
     let text: string;
     try {
-      text = await readFile(this.path(file), 'utf8');
+      text = (await readRegularFile(this.path(file), { maxBytes: MAX_CONFIG_FILE_BYTES, what: 'config file', error: storageError })).toString('utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
-      throw new StorageError(`cannot read ${this.path(file)}: ${(error as Error).message}`);
+      if (isMissingFile(error)) return fallback;
+      throw error;
     }
     return parseConfigJson(text, schema, this.path(file));
   }
@@ -201,11 +209,7 @@ export class ConfigDir {
   /** Module bytes by digest, checked against it (a changed file is ERR_INTEGRITY at load, via the pin). */
   async readModule(sha: string): Promise<Uint8Array> {
     if (!SHA.test(sha)) throw new InvalidArgumentError(`${JSON.stringify(sha)} is not a module digest`);
-    try {
-      return await readFile(this.path('modules', `${sha}.wasm`));
-    } catch (error) {
-      throw new StorageError(`module ${sha} is missing from ${this.path('modules')}: ${(error as Error).message}`);
-    }
+    return readRegularFile(this.path('modules', `${sha}.wasm`), { maxBytes: MAX_MODULE_BYTES, what: 'module file', error: storageError });
   }
 
   /** Removes modules no declaration refers to. */

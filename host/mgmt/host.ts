@@ -163,6 +163,7 @@ export class ManagedHost {
   /** The policy file's document (what GET /policy shows), or null: no policy. */
   private policyDoc: PolicyDocument | null;
   private closing: Promise<void> | null = null;
+  private moduleChain: Promise<unknown> = Promise.resolve();
   private readonly log: (line: string) => void;
   readonly startedAt = Date.now();
 
@@ -272,19 +273,21 @@ export class ManagedHost {
       createdBy: actor,
     };
     const m = new Managed(decl);
-    // Reserve the name before the first await, so two creations cannot both pass the check.
+    // Reserve the name before the first await, so two creations cannot both pass the check, and
+    // queue the creation at once: an operation on the name (start, stop, delete) waits for it.
     this.managed.set(name, m);
     try {
-      await this.config.storeModule(bytes);
       await m.exclusive(async () => {
+        await this.modules(() => this.config.storeModule(bytes));
         await this.instantiate(m, bytes);
         await this.config.writeDeclared(decl);
       });
     } catch (error) {
-      this.managed.delete(name);
+      // Unless a delete took the name meanwhile (and a new create may hold it now).
+      if (this.managed.get(name) === m) this.managed.delete(name);
       await m.partition?.destroy();
       // The stored module goes too, unless another declaration uses it.
-      await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
+      await this.pruneModules();
       throw error;
     }
     await this.audit.record({ actor, action: 'partition.create', target: `/partitions/${name}`, outcome: 'success', reason: `module ${measurement}, restartPolicy ${decl.restartPolicy}` });
@@ -295,8 +298,7 @@ export class ManagedHost {
   /** Starts a partition: the current one if it is `created`, else a fresh run of the declaration. */
   start(name: string, actor: string): Promise<PartitionInfo> {
     this.open();
-    const m = this.get(name);
-    return m.exclusive(async () => {
+    return this.exclusive(name, async (m) => {
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is already running`);
       m.decl = { ...m.decl, desired: 'running' };
       this.cancelRestart(m);
@@ -310,8 +312,7 @@ export class ManagedHost {
   /** Stops a partition and keeps it stopped (no restart policy applies until it is started again). */
   stop(name: string, actor: string): Promise<PartitionInfo> {
     this.open();
-    const m = this.get(name);
-    return m.exclusive(async () => {
+    return this.exclusive(name, async (m) => {
       this.cancelRestart(m);
       m.decl = { ...m.decl, desired: 'stopped' };
       if (m.partition?.state === 'running' || m.partition?.state === 'created') {
@@ -332,8 +333,7 @@ export class ManagedHost {
   /** Stops, destroys and undeclares a partition; with `wipe` its disk is scrubbed and removed too. */
   destroy(name: string, options: { wipe: boolean }, actor: string): Promise<void> {
     this.open();
-    const m = this.get(name);
-    return m.exclusive(async () => {
+    return this.exclusive(name, async (m) => {
       this.cancelRestart(m);
       m.intentional = true;
       if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
@@ -341,7 +341,7 @@ export class ManagedHost {
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
-      await this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256)));
+      await this.pruneModules();
       await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: options.wipe ? 'disk wiped' : 'disk kept' });
     });
   }
@@ -349,8 +349,7 @@ export class ManagedHost {
   /** Scrubs and removes a stopped partition's disk; it gets a new, empty one on its next start. */
   wipeDisk(name: string, actor: string): Promise<PartitionInfo> {
     this.open();
-    const m = this.get(name);
-    return m.exclusive(async () => {
+    return this.exclusive(name, async (m) => {
       if (!m.decl.spec.devices?.block) throw new InvalidArgumentError(`partition ${name} has no disk`);
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);
       this.cancelRestart(m);
@@ -412,6 +411,39 @@ export class ManagedHost {
 
   private open(): void {
     if (this.closing) throw new InvalidStateError('the host is shutting down');
+  }
+
+  /**
+   * Runs `fn` on partition `name` once its earlier operations have finished, if it is still the
+   * partition declared under that name then: one destroyed meanwhile is ERR_NOT_FOUND, so a stop
+   * queued behind a destroy does not write the declaration back, nor a start run a guest no call can reach.
+   */
+  private exclusive<T>(name: string, fn: (m: Managed) => Promise<T>): Promise<T> {
+    const m = this.get(name);
+    return m.exclusive(async () => {
+      this.current(m);
+      return fn(m);
+    });
+  }
+
+  /**
+   * Module files are stored and pruned one operation at a time, and a prune decides what to keep
+   * when its turn comes: a create of another partition (or of the same module) that reserved its
+   * name meanwhile keeps its module, rather than losing the file it just stored.
+   */
+  private modules<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.moduleChain.then(fn, fn);
+    this.moduleChain = run.catch(() => {});
+    return run;
+  }
+
+  private pruneModules(): Promise<void> {
+    return this.modules(() => this.config.pruneModules(new Set([...this.managed.values()].map((x) => x.decl.moduleSha256))));
+  }
+
+  /** ERR_NOT_FOUND unless `m` is still the partition declared under its name. */
+  private current(m: Managed): void {
+    if (this.managed.get(m.name) !== m) throw new NotFoundError(`no partition named ${JSON.stringify(m.name)}: it was destroyed meanwhile`);
   }
 
   /** A new Partition for the declaration (replacing an ended one; its disk carries over). */

@@ -4,9 +4,9 @@
  * serves the API until SIGTERM or SIGINT, then shuts down in order: stop listening (streams end)
  * → stop partitions (disks flushed and closed) → close the audit log → release the lock.
  */
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import { readAuditRecords } from '../security/audit.ts';
 import { openAuditLog } from '../security/monitor.ts';
 import { durableSink, type AuditSink } from './audit.ts';
@@ -76,6 +76,14 @@ export interface RunningHost {
   close(): Promise<void>;
 }
 
+/** Largest certificate, key or CA bundle file read (PEM). */
+const MAX_TLS_FILE_BYTES = 1 << 20;
+
+/** A TLS file named on the command line: ERR_INVALID_ARGUMENT naming it when it is not a readable regular file within the bound. */
+async function readTlsFile(file: string): Promise<string> {
+  return (await readRegularFile(file, { maxBytes: MAX_TLS_FILE_BYTES, what: 'TLS file' })).toString('utf8');
+}
+
 export function isLoopback(address: string): boolean {
   if (address === 'localhost') return true;
   if (isIP(address) === 4) return address.startsWith('127.');
@@ -106,18 +114,12 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
     let caFile: string | null = null;
     if (options.tlsSelfSigned) {
       const made = await ensureSelfSigned(config.tlsDir, options.tlsNames ?? (isLoopback(bind) || bind === '0.0.0.0' || bind === '::' ? [] : [bind]));
-      const clientCa = options.clientCa !== undefined ? await readFile(options.clientCa, 'utf8') : made.ca;
+      const clientCa = options.clientCa !== undefined ? await readTlsFile(options.clientCa) : made.ca;
       tls = { cert: made.cert, key: made.key, clientCa };
       caFingerprint = fingerprint(made.ca);
       caFile = config.path('tls', 'ca.crt');
     } else if (options.tlsCert !== undefined) {
-      const [cert, key, clientCa] = await Promise.all([
-        readFile(options.tlsCert, 'utf8'),
-        readFile(options.tlsKey!, 'utf8'),
-        options.clientCa !== undefined ? readFile(options.clientCa, 'utf8') : Promise.resolve(null),
-      ]).catch((error: Error) => {
-        throw new InvalidArgumentError(`cannot read the TLS files: ${error.message}`);
-      });
+      const [cert, key, clientCa] = await Promise.all([readTlsFile(options.tlsCert), readTlsFile(options.tlsKey!), options.clientCa !== undefined ? readTlsFile(options.clientCa) : Promise.resolve(null)]);
       tls = { cert, key, clientCa };
     }
 

@@ -102,6 +102,18 @@ export interface ServerOptions {
 }
 
 const CHECK_INTERVAL_MS = 1000;
+/**
+ * Failed authentications recorded one by one, per second, from all addresses together: this
+ * many times the per-address rate (burst twice that). Past it (an attacker with many source
+ * addresses: 127.0.0.0/8 on a loopback host, an IPv6 prefix), and past an address's own limit,
+ * failures are counted, and one `api.authenticate` record a second says how many and from how
+ * many addresses: the log grows by a bounded number of records a second whoever knocks.
+ */
+const AUDITED_FAILURES_FACTOR = 5;
+/** Distinct addresses a summary counts (more are reported as "at least"). */
+const MAX_SUMMARY_ADDRESSES = 1024;
+/** Longest path parameter the router takes (a name is at most 64 characters). */
+const MAX_PARAM_LENGTH = 100;
 
 /** Counters for `/metrics`. */
 export interface ApiCounters {
@@ -193,6 +205,11 @@ export class ManagementServer {
   private readonly options: ServerOptions;
   private readonly principalBuckets: Buckets;
   private readonly failureBuckets: Buckets;
+  /** Failed authentications recorded one by one, from all addresses together. */
+  private readonly auditedFailures: TokenBucket;
+  /** Failed authentications not recorded one by one since the last summary, and from where. */
+  private unrecorded = { count: 0, rateLimited: 0, addresses: new Set<string>() };
+  private readonly summaryTimer: NodeJS.Timeout;
   private readonly log: (line: string) => void;
   /** Open console streams, to cut them when their credential is revoked or expires, or the server closes. */
   readonly streams = new Set<{ principal: Principal; close: (code: ErrorCode, message: string) => void }>();
@@ -207,6 +224,10 @@ export class ManagementServer {
     const l = this.limits;
     this.principalBuckets = new Buckets(l.ratePerSecond, l.rateBurst);
     this.failureBuckets = new Buckets(l.authFailuresPerSecond, l.authFailuresPerSecond * 2);
+    const audited = l.authFailuresPerSecond * AUDITED_FAILURES_FACTOR;
+    this.auditedFailures = new TokenBucket({ capacity: audited * 2, refillTimeMs: 2000 });
+    this.summaryTimer = setInterval(() => this.summarizeFailures(), 1000);
+    this.summaryTimer.unref();
     const tls = options.tls;
     this.app = Fastify({
       logger: false,
@@ -216,6 +237,8 @@ export class ManagementServer {
       requestTimeout: l.requestTimeoutMs,
       return503OnClosing: true,
       forceCloseConnections: true,
+      maxParamLength: MAX_PARAM_LENGTH,
+      frameworkErrors: (error, req, reply) => void this.refusePath(error, req, reply),
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
       // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
@@ -260,49 +283,75 @@ export class ManagementServer {
       };
     });
 
-    app.addHook('onRequest', async (req, reply) => {
-      this.counters.requests++;
-      const route = req.routeOptions.config.route;
-      if (!this.authOn) {
-        req.principal = { id: 'anonymous', kind: 'none', tokenId: null, expiresAt: null, assignments: [] };
-        return;
-      }
-      if (route?.auth === 'public') return;
-      try {
-        req.principal = this.authenticate(req);
-      } catch (error) {
-        this.counters.unauthenticated++;
-        const wait = this.failureBuckets.take(req.ip);
-        if (wait > 0) {
-          this.counters.rateLimited++;
-          void reply.header('retry-after', String(Math.ceil(wait / 1000)));
-          throw new RateLimitedError('too many failed authentications from this address');
-        }
-        this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
-        void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
-        throw error;
-      }
-      const wait = this.principalBuckets.take(req.principal.id);
-      if (wait > 0) {
-        this.counters.rateLimited++;
-        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
-        throw new RateLimitedError(`${req.principal.id} is over its rate limit (${this.limits.ratePerSecond} requests/s)`);
-      }
-    });
+    app.addHook('onRequest', async (req, reply) => this.admit(req, reply, req.routeOptions.config.route));
 
     app.setNotFoundHandler(async (req) => {
       throw new NotFoundError(`no route ${req.method} ${JSON.stringify(req.url.split('?')[0]!.slice(0, 200))}`);
     });
 
-    app.setErrorHandler(async (error, req, reply) => {
-      const { status, code, message } = this.toError(error, req);
-      return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
-    });
+    app.setErrorHandler(async (error, req, reply) => this.sendError(error, req, reply));
 
     for (const route of this.routes) this.installRoute(route);
     // Any valid credential may read the document (no permission needed); without one it is a 401
     // like every other route, so the route list is not shown to anonymous callers.
     app.get('/openapi.json', { config: { route: { auth: 'required' } as RouteDef } }, async () => this.openapi);
+  }
+
+  private sendError(error: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const { status, code, message } = this.toError(error, req);
+    return reply.status(status).header('content-type', 'application/json; charset=utf-8').send({ error: { code, message } });
+  }
+
+  /**
+   * A path the router refuses before any route or hook runs (fastify's frameworkErrors): a
+   * segment that is not valid percent-encoding, or a parameter over its length. Answered like
+   * any other refusal (`{ error: { code, message } }`, the path not echoed), and only after
+   * authentication, so an anonymous caller still learns nothing about which routes exist.
+   */
+  private async refusePath(error: Error & { code?: string }, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    try {
+      await this.admit(req, reply, undefined);
+      throw error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new InvalidArgumentError(`path: a segment is over ${MAX_PARAM_LENGTH} characters`)
+        : new InvalidArgumentError('path: is not a valid URL (bad percent-encoding)');
+    } catch (refusal) {
+      this.sendError(refusal, req, reply);
+    }
+  }
+
+  /** Authentication and the principal's rate limit, for every request (onRequest). */
+  private async admit(req: FastifyRequest, reply: FastifyReply, route: RouteDef | undefined): Promise<void> {
+    this.counters.requests++;
+    if (!this.authOn) {
+      req.principal = { id: 'anonymous', kind: 'none', tokenId: null, expiresAt: null, assignments: [] };
+      return;
+    }
+    if (route?.auth === 'public') return;
+    try {
+      req.principal = this.authenticate(req);
+    } catch (error) {
+      this.counters.unauthenticated++;
+      const wait = this.failureBuckets.take(req.ip);
+      if (wait > 0) {
+        this.counters.rateLimited++;
+        this.unrecordedFailure(req.ip, true);
+        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+        throw new RateLimitedError('too many failed authentications from this address');
+      }
+      if (this.auditedFailures.reduce(1) === 'ok') {
+        this.options.audit.note({ actor: `anonymous@${req.ip}`, action: 'api.authenticate', target: route ? route.url : '(unknown route)', outcome: 'denied', reason: (error as Error).message, details: { requestId: req.id } });
+      } else {
+        this.unrecordedFailure(req.ip, false);
+      }
+      void reply.header('www-authenticate', 'Bearer realm="wasmvisor"');
+      throw error;
+    }
+    const wait = this.principalBuckets.take(req.principal.id);
+    if (wait > 0) {
+      this.counters.rateLimited++;
+      void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+      throw new RateLimitedError(`${req.principal.id} is over its rate limit (${this.limits.ratePerSecond} requests/s)`);
+    }
   }
 
   /**
@@ -447,8 +496,33 @@ export class ManagementServer {
     return `${this.options.tls ? 'https' : 'http'}://${host}:${a.port}`;
   }
 
+  private unrecordedFailure(ip: string, rateLimited: boolean): void {
+    const u = this.unrecorded;
+    u.count++;
+    if (rateLimited) u.rateLimited++;
+    if (u.addresses.size < MAX_SUMMARY_ADDRESSES) u.addresses.add(ip);
+  }
+
+  /** One record for the failed authentications of the last second that were not recorded one by one. */
+  private summarizeFailures(): void {
+    const u = this.unrecorded;
+    if (u.count === 0) return;
+    this.unrecorded = { count: 0, rateLimited: 0, addresses: new Set() };
+    const from = `${u.addresses.size >= MAX_SUMMARY_ADDRESSES ? 'at least ' : ''}${u.addresses.size} address${u.addresses.size === 1 ? '' : 'es'}`;
+    this.options.audit.note({
+      actor: 'anonymous',
+      action: 'api.authenticate',
+      target: '(summary)',
+      outcome: 'denied',
+      reason: `${u.count} failed authentication${u.count === 1 ? '' : 's'} from ${from} not recorded one by one (${u.rateLimited} over an address's rate limit, answered 429)`,
+      details: { count: u.count, rateLimited: u.rateLimited, addresses: u.addresses.size },
+    });
+  }
+
   /** Ends every stream and stops listening. */
   async close(): Promise<void> {
+    clearInterval(this.summaryTimer);
+    this.summarizeFailures();
     this.options.tokens.off('revoked', this.onRevoked);
     for (const s of this.streams) s.close('ERR_INVALID_STATE', 'the host is shutting down');
     await this.app.close();

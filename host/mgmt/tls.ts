@@ -9,10 +9,11 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -59,6 +60,11 @@ async function writeSecret(file: string, text: string): Promise<void> {
   await writeFile(file, text, { mode: 0o600 });
 }
 
+/** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most 1 MiB. */
+async function readPem(file: string): Promise<string> {
+  return (await readRegularFile(file, { maxBytes: 1 << 20, what: 'TLS file', error: (message, cause) => new StorageError(message, { cause }) })).toString('utf8');
+}
+
 /**
  * The local CA and server certificate in `dir` (ca.crt, ca.key, server.crt, server.key),
  * created when absent and reused afterwards, so the fingerprint a client pinned stays valid.
@@ -69,13 +75,13 @@ export async function ensureSelfSigned(dir: string, names: string[] = []): Promi
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (Object.values(files).every((f) => existsSync(f))) {
-      const [ca, cert, key] = await Promise.all([readFile(files.caCert, 'utf8'), readFile(files.cert, 'utf8'), readFile(files.key, 'utf8')]);
+      const [ca, cert, key] = await Promise.all([readPem(files.caCert), readPem(files.cert), readPem(files.key)]);
       const server = new X509Certificate(cert);
       const wanted = new Set(['localhost', '127.0.0.1', '::1', ...names]);
       const covers = [...wanted].every((n) => (isIP(n) ? server.checkIP(n) : server.checkHost(n)) !== undefined);
       if (covers && Date.parse(server.validTo) > Date.now() + DAY) return { ca, cert, key, created: false };
       // Names changed or expiring: a new server certificate from the same CA.
-      const issued = await issue(await readFile(files.caKey, 'utf8'), ca, 'wasmvisor host', [...wanted], 'server');
+      const issued = await issue(await readPem(files.caKey), ca, 'wasmvisor host', [...wanted], 'server');
       await Promise.all([writeFile(files.cert, issued.cert, { mode: 0o644 }), writeSecret(files.key, issued.key)]);
       return { ca, ...issued, created: true };
     }
@@ -111,7 +117,7 @@ export async function ensureSelfSigned(dir: string, names: string[] = []): Promi
 export async function issueClientCert(dir: string, name: string, lifetimeDays = 365): Promise<{ cert: string; key: string }> {
   const caKeyFile = path.join(dir, 'ca.key');
   if (!existsSync(caKeyFile)) throw new InvalidArgumentError(`no local CA in ${dir}: run wasmvisor serve --tls-self-signed once first`);
-  const [caKey, ca] = await Promise.all([readFile(caKeyFile, 'utf8'), readFile(path.join(dir, 'ca.crt'), 'utf8')]);
+  const [caKey, ca] = await Promise.all([readPem(caKeyFile), readPem(path.join(dir, 'ca.crt'))]);
   return issue(caKey, ca, name, [], 'client', lifetimeDays);
 }
 

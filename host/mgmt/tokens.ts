@@ -13,11 +13,12 @@
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, watch, type FSWatcher } from 'node:fs';
-import { readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
+import { readdir, rename, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { check } from '../schema/check.ts';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../errors.ts';
+import { isMissingFile, readRegularFile } from '../files.ts';
 import { checkScope } from './rbac.ts';
 
 /** The token's shape; anything else is refused before a file is read. */
@@ -26,6 +27,8 @@ export const TOKEN_PATTERN = /^wvt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export const MAX_CREDENTIAL_LENGTH = 256;
 /** The longest lifetime a token may be given: 10 years. */
 export const MAX_TOKEN_LIFETIME_MS = 3650 * 86_400_000;
+/** Largest token file read (one is about 400 bytes). */
+export const MAX_TOKEN_FILE_BYTES = 4096;
 /** Tokens kept in one store (revoked and expired ones count until removed). */
 export const MAX_TOKENS = 10_000;
 
@@ -162,12 +165,13 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
     const files = (await readdir(this.dir)).filter((f) => f.endsWith('.json'));
     for (const file of files.slice(0, MAX_TOKENS)) {
       try {
-        const text = await readFile(path.join(this.dir, file), 'utf8');
+        // Bounded, and never waiting on a FIFO: the store reloads every second and on each change.
+        const text = (await readRegularFile(path.join(this.dir, file), { maxBytes: MAX_TOKEN_FILE_BYTES, what: 'token file', noFollow: true })).toString('utf8');
         const record = parseTokenFile(text, file);
         next.set(record.id, record);
       } catch (error) {
-        // A file being replaced by rename may vanish between readdir and readFile.
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        // A file being replaced by rename may vanish between readdir and the read.
+        if (isMissingFile(error)) continue;
         onBadFile(file, error instanceof Error ? error.message : String(error));
       }
     }

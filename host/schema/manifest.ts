@@ -4,6 +4,7 @@
  * The module is a path relative to the manifest, optionally pinned by `sha256`; preopened host
  * folders are relative to it too. Errors name the file and the path inside it.
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +76,8 @@ export function manifestSpec(text: string, shown: string, dir: string): Partitio
 async function readBounded(file: string | URL, where: string): Promise<string> {
   let handle;
   try {
-    handle = await open(file, 'r');
+    // O_NONBLOCK: a FIFO given as the manifest opens at once (and is refused below), not waiting for a writer.
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (error) {
     throw new InvalidArgumentError(`${where}: cannot be read: ${(error as Error).message}`);
   }

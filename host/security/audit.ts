@@ -49,10 +49,11 @@
  * reopened (and an `audit.recovered` record says so); the verifier reports it as crash residue.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
+import { readRegularFileSync } from '../files.ts';
 import { explain } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -103,6 +104,12 @@ export const MIN_AUDIT_FILE_BYTES = 4096;
 export const MAX_AUDIT_FILE_BYTES = 2 ** 30;
 /** Longest line accepted by the verifier (a record is far smaller: fields are capped). */
 export const MAX_LINE_BYTES = 64 * 1024;
+/**
+ * Largest audit file read back (resumed, verified, shown): a file rotates once it reaches its
+ * `maxFileBytes` (at most MAX_AUDIT_FILE_BYTES), after the batch that reached it (at most
+ * BATCH_RECORDS lines) and a checkpoint. Anything larger is not a file this log wrote.
+ */
+export const MAX_AUDIT_READ_BYTES = MAX_AUDIT_FILE_BYTES + (BATCH_RECORDS + 1) * MAX_LINE_BYTES;
 const MAX_TEXT = 1024;
 const GENESIS = '0'.repeat(64);
 const DOMAIN_CHECKPOINT = utf8('wasmvisor-audit-checkpoint/1\0');
@@ -228,7 +235,7 @@ export class AuditLog implements AuditSink {
       } else {
         this.fileIndex = last.index;
         const file = path.join(dir, last.name);
-        const text = readFileSync(file);
+        const text = readAuditFile(file);
         let end = text.length;
         if (end > 0 && text[end - 1] !== 0x0a) {
           const cut = text.lastIndexOf(0x0a) + 1;
@@ -239,7 +246,7 @@ export class AuditLog implements AuditSink {
         let tail = lines.at(-1);
         if (tail === undefined && files.length > 1) {
           // The newest file is empty (a crash just after rotation): chain from the previous one.
-          const before = readFileSync(path.join(dir, files.at(-2)!.name), 'utf8').split('\n').filter((l) => l.length > 0);
+          const before = readAuditFile(path.join(dir, files.at(-2)!.name)).toString('utf8').split('\n').filter((l) => l.length > 0);
           tail = before.at(-1);
         }
         if (tail !== undefined) {
@@ -527,6 +534,11 @@ export function auditFileName(index: number): string {
 }
 
 /** The log's files, oldest first. */
+/** An audit file's bytes: a regular file of at most MAX_AUDIT_READ_BYTES, never waited on (ERR_STORAGE naming it). */
+function readAuditFile(file: string): Buffer {
+  return readRegularFileSync(file, { maxBytes: MAX_AUDIT_READ_BYTES, what: 'audit file', error: (message, cause) => new StorageError(message, { cause }) });
+}
+
 export function listAuditFiles(dir: string): { name: string; index: number }[] {
   return readdirSync(dir)
     .map((name) => ({ name, m: AUDIT_FILE_PATTERN.exec(name) }))
@@ -653,7 +665,7 @@ export function verifyAuditLog(dir: string, options: AuditVerifyOptions = {}): A
     throw new StorageError(`cannot read the audit log directory ${dir}: ${(error as Error).message}`, { cause: error });
   }
   return verifyAuditFiles(
-    files.map((f) => ({ name: f.name, index: f.index, read: () => readFileSync(path.join(dir, f.name)) })),
+    files.map((f) => ({ name: f.name, index: f.index, read: () => readAuditFile(path.join(dir, f.name)) })),
     options,
   );
 }
@@ -706,7 +718,13 @@ export function verifyAuditFiles(files: readonly { name: string; index?: number;
   });
   for (let fi = 0; fi < files.length; fi++) {
     const f = files[fi]!;
-    const bytes = f.read();
+    let bytes: Uint8Array;
+    try {
+      bytes = f.read();
+    } catch (error) {
+      // A file that cannot be read (not a regular file, over the bound, permission denied) is a bad log, named.
+      return result({ file: f.name, line: 0, seq: expectedSeq, problem: error instanceof Error ? error.message : String(error) });
+    }
     const isLastFile = fi === files.length - 1;
     let start = 0;
     let lineNo = 0;
@@ -799,7 +817,7 @@ export function readAuditRecords(dir: string, filter: AuditFilter = {}): { recor
   const records: AuditRecord[] = [];
   let skipped = 0;
   for (const f of listAuditFiles(dir)) {
-    for (const line of readFileSync(path.join(dir, f.name), 'utf8').split('\n')) {
+    for (const line of readAuditFile(path.join(dir, f.name)).toString('utf8').split('\n')) {
       if (line.length === 0) continue;
       let rec: AuditRecord;
       try {

@@ -12,10 +12,11 @@
  * These run once per hypervisor, at start-up or on first use, so they are synchronous.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, writeSync, fchmodSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, writeSync, fchmodSync } from 'node:fs';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
-import { encodePublicKey, encodeSecretKey, generateKeyPair, parseSecretKey, type SecretKey } from './keys.ts';
+import { isMissingFile, readRegularFileSync } from '../files.ts';
+import { encodePublicKey, encodeSecretKey, generateKeyPair, MAX_KEY_FILE_BYTES, parseSecretKey, type SecretKey } from './keys.ts';
 
 export const KEYS_DIR = 'keys';
 export const HOST_KEY_FILE = 'host.key';
@@ -51,9 +52,9 @@ function createExclusive(file: string, bytes: Uint8Array, mode: number): boolean
 /** Reads `file`, or creates it with `make()` (mode 0600) when it does not exist. */
 export function loadOrCreate(file: string, make: () => Uint8Array): { bytes: Uint8Array; created: boolean } {
   try {
-    return { bytes: new Uint8Array(readFileSync(file)), created: false };
+    return { bytes: readKeyDirFile(file), created: false };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
+    if (!isMissingFile(error)) throw error;
   }
   try {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -63,7 +64,12 @@ export function loadOrCreate(file: string, make: () => Uint8Array): { bytes: Uin
   const bytes = make();
   if (createExclusive(file, bytes, 0o600)) return { bytes, created: true };
   // Another process created it first: use theirs.
-  return { bytes: new Uint8Array(readFileSync(file)), created: false };
+  return { bytes: readKeyDirFile(file), created: false };
+}
+
+/** A file of the keys directory: a regular file of at most MAX_KEY_FILE_BYTES, never waited on (ERR_STORAGE naming it). */
+function readKeyDirFile(file: string): Uint8Array {
+  return new Uint8Array(readRegularFileSync(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file', error: (message, cause) => new StorageError(message, { cause }) }));
 }
 
 /** The host's Ed25519 key, created (with its .pub beside it) on first use. */

@@ -13,9 +13,10 @@
  * 32-byte public key over the ASCII string `key_id`.
  */
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
-import { constants, readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
+import { readRegularFile, readRegularFileSync } from '../files.ts';
 import { bytesEqual, concat, fromHex, toHex } from './wire.ts';
 
 /** Identifier byte of a serialized Ed25519 public key. */
@@ -187,27 +188,12 @@ function asText(bytes: Uint8Array): string | null {
 
 /** Reads a key file (a regular file of at most MAX_KEY_FILE_BYTES), synchronously: for configuration loaded once. */
 export function readKeyFileSync(file: string): Uint8Array {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    throw new InvalidArgumentError(`cannot read key file ${file}: ${(error as Error).message}`);
-  }
-  if (bytes.length > MAX_KEY_FILE_BYTES) throw new InvalidArgumentError(`key file ${file} is ${bytes.length} bytes; no key is larger than ${MAX_KEY_FILE_BYTES}`);
-  return new Uint8Array(bytes);
+  return new Uint8Array(readRegularFileSync(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file' }));
 }
 
-/** Reads a key file asynchronously, refusing non-regular and oversized files before reading. */
+/** Reads a key file asynchronously (a regular file of at most MAX_KEY_FILE_BYTES). */
 export async function readKeyFile(file: string): Promise<Uint8Array> {
-  try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new InvalidArgumentError(`key file ${file} is not a regular file`);
-    if (info.size > MAX_KEY_FILE_BYTES) throw new InvalidArgumentError(`key file ${file} is ${info.size} bytes; no key is larger than ${MAX_KEY_FILE_BYTES}`);
-  } catch (error) {
-    if (error instanceof InvalidArgumentError) throw error;
-    throw new InvalidArgumentError(`cannot read key file ${file}: ${(error as Error).message}`);
-  }
-  return readKeyFileSync(file);
+  return new Uint8Array(await readRegularFile(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file' }));
 }
 
 /**

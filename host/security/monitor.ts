@@ -45,6 +45,13 @@ export interface SecurityOptions {
   actor?: string;
 }
 
+/**
+ * Distinct `call status` keys a partition's violations keep per second (the aggregate record
+ * names the 4 most frequent); violations past them count under OTHER_VIOLATIONS.
+ */
+export const MAX_VIOLATION_KEYS = 32;
+const OTHER_VIOLATIONS = '(other)';
+
 /** What the monitor knows of a live partition. */
 interface Tracked {
   name: string;
@@ -307,7 +314,10 @@ export class SecurityMonitor implements AuditSink {
     if (t === undefined) return;
     if (t.violations === 0) t.firstReason = `${v.call} ${v.status}: ${v.reason}`;
     t.violations++;
-    const k = `${v.call} ${v.status}`;
+    // The call and status come from the partition's side (a process child writes them as it
+    // likes): past MAX_VIOLATION_KEYS distinct keys in a second, the rest share one bucket.
+    const named = `${v.call} ${v.status}`;
+    const k = t.byCall.has(named) || t.byCall.size < MAX_VIOLATION_KEYS ? named : OTHER_VIOLATIONS;
     t.byCall.set(k, (t.byCall.get(k) ?? 0) + 1);
   }
 

@@ -19,10 +19,11 @@
  * did not set, such as 256 memory pages) is refused with ERR_POLICY_DENIED naming the rule and
  * the grant, so the spec can be fixed rather than silently changed.
  */
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
+import { readRegularFileSync } from '../files.ts';
 import { check } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
@@ -155,16 +156,8 @@ export class Policy {
 
   /** Reads a policy file (JSON, at most 1 MiB). ERR_INVALID_ARGUMENT naming the file for anything wrong with it. */
   static fromFile(file: string): Policy {
-    let text: string;
-    try {
-      const info = statSync(file);
-      if (!info.isFile()) throw new InvalidArgumentError(`policy file ${file} is not a regular file`);
-      if (info.size > MAX_POLICY_BYTES) throw new InvalidArgumentError(`policy file ${file} is ${info.size} bytes, over the ${MAX_POLICY_BYTES}-byte limit`);
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      if (error instanceof InvalidArgumentError) throw error;
-      throw new InvalidArgumentError(`cannot read policy file ${file}: ${(error as Error).message}`);
-    }
+    // Judged on the descriptor it reads (a path swapped for a FIFO after a stat would block the thread for good).
+    const text = readRegularFileSync(file, { maxBytes: MAX_POLICY_BYTES, what: 'policy file' }).toString('utf8');
     return Policy.fromJson(text, { baseDir: path.dirname(path.resolve(file)), source: file });
   }
 

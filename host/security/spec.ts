@@ -3,10 +3,10 @@
  * plain data its spec hash is computed from, and a detached signature read from where the spec
  * says. Kept here so the Hypervisor only passes values along.
  */
-import { stat, readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
 import type { WasiSpec } from '../wasi/config.ts';
 import { realFolder, type GrantAsk } from './policy.ts';
@@ -124,13 +124,5 @@ function plainCopy(value: unknown): unknown {
 /** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
 export async function readSignatureSource(source: Uint8Array | string): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return Uint8Array.from(source);
-  try {
-    const info = await stat(source);
-    if (!info.isFile()) throw new InvalidArgumentError(`signature file ${source} is not a regular file`);
-    if (info.size > MAX_SIGNATURE_BYTES) throw new InvalidArgumentError(`signature file ${source} is ${info.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
-    return new Uint8Array(await readFile(source));
-  } catch (error) {
-    if (error instanceof InvalidArgumentError) throw error;
-    throw new InvalidArgumentError(`cannot read signature file ${source}: ${(error as Error).message}`);
-  }
+  return new Uint8Array(await readRegularFile(source, { maxBytes: MAX_SIGNATURE_BYTES, what: 'signature file' }));
 }

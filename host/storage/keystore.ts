@@ -44,7 +44,8 @@ const MAX_PATH_BYTES = 4096;
 const MAX_FILE_BYTES = HEAD + MAX_KEYSTORE_ENTRIES * (RECORD_FIXED + MAX_NAME_BYTES + MAX_PATH_BYTES) + DIGEST;
 /** How long an update waits for another process's update (each holds the lock for milliseconds). */
 const LOCK_WAIT_MS = 15_000;
-const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+/** Never through a symlink, never waiting on a FIFO (it opens at once, then is refused: not a regular file). */
+const NOFOLLOW = (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 
 const KIND_IMAGE = 1;
 const KIND_NAME = 2;
@@ -307,7 +308,9 @@ async function readSecretFile(file: string): Promise<Buffer | null> {
     throw error;
   }
   try {
-    const { size } = await handle.stat();
+    const st = await handle.stat();
+    if (!st.isFile()) throw new KeystoreFormatError(file, 'it is not a regular file');
+    const size = st.size;
     if (size > MAX_FILE_BYTES) throw new KeystoreFormatError(file, `it is ${size} bytes long, more than ${MAX_FILE_BYTES}`);
     const buf = secretBuffer(size);
     let done = 0;

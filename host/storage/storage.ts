@@ -142,7 +142,11 @@ export interface DiskInfo {
 }
 
 const SCRUB_CHUNK = 1 << 20;
-const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+/**
+ * Opening a file already in an image's place: never through a symlink, and never waiting (a FIFO
+ * there opens at once, and is then refused as not a regular file; O_NONBLOCK changes nothing for one).
+ */
+const NOFOLLOW = (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 
 export class Storage {
   readonly dataDir: string;
@@ -335,6 +339,7 @@ export class Storage {
     let dataKey: Buffer | null = null;
     let macKey: Buffer | null = null;
     try {
+      if (!(await handle.stat()).isFile()) throw new ImageError('not-an-image', 'it is not a regular file');
       const header = Buffer.alloc(HEADER_SIZE);
       const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
       if (bytesRead < HEADER_SIZE) throw new ImageError('truncated', 'the image is shorter than its header');
@@ -506,6 +511,10 @@ async function describeImage(file: string): Promise<DiskInfo | null> {
     info.allocatedBytes = s.blocks * 512;
     info.created = s.birthtimeMs > 0 ? s.birthtime.toISOString() : null;
     info.modified = s.mtime.toISOString();
+    if (!s.isFile()) {
+      info.problem = 'it is not a regular file';
+      return info;
+    }
     const header = Buffer.alloc(HEADER_SIZE);
     const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
     try {
@@ -587,6 +596,7 @@ async function readImageId(file: string): Promise<Uint8Array | null> {
     return null;
   }
   try {
+    if (!(await handle.stat()).isFile()) return null;
     const header = Buffer.alloc(HEADER_SIZE);
     const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
     return peekHeader(header.subarray(0, bytesRead)).imageId;

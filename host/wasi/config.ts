@@ -1,7 +1,8 @@
 import { closeSync, constants, openSync, statSync } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import { WasiQuotasSchema, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
 import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
 
@@ -103,7 +104,7 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
         const st = await lstat(root).catch(() => null);
         if (st === null || !st.isDirectory()) throw new InvalidArgumentError(`${where}: host folder ${p.hostPath} is not a directory`);
         if (--budget.inodes < 0) throw new InvalidArgumentError(`wasi preopens need more than ${quotas.maxInodes} entries`);
-        preopens.push({ guestPath: p.guestPath, kind: 'virtual', readonly: p.readonly === true, entries: await copyTree(root, budget, quotas) });
+        preopens.push({ guestPath: p.guestPath, kind: 'virtual', readonly: p.readonly === true, entries: await copyTree(root, budget, quotas, where) });
       } else {
         preopens.push({ guestPath: p.guestPath, kind: 'host', mode, fd: openHostFolder(root, where, p.hostPath) });
       }
@@ -155,15 +156,20 @@ export function releaseWasi(w: ResolvedWasi | null): void {
  * Reads a host folder for a `copy` preopen: directories, files and symlinks (as symlinks), parents
  * before children. Iterative: the folder's depth may be anything (a guest may have built it).
  */
-async function copyTree(root: string, budget: { bytes: number; inodes: number }, quotas: Required<WasiQuotas>): Promise<SeedEntry[]> {
+async function copyTree(root: string, budget: { bytes: number; inodes: number }, quotas: Required<WasiQuotas>, where: string): Promise<SeedEntry[]> {
   const out: SeedEntry[] = [];
   const pending: { host: string; rel: string }[] = [{ host: root, rel: '' }];
+  // What the OS refuses (permission denied, a path too long, an entry gone meanwhile) names the path.
+  const io = <T>(host: string, op: Promise<T>): Promise<T> =>
+    op.catch((error: unknown) => {
+      throw new InvalidArgumentError(`${where}: cannot copy ${host}: ${error instanceof Error ? error.message : String(error)}`);
+    });
   for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
-    const names = (await readdir(next.host)).sort();
+    const names = (await io(next.host, readdir(next.host))).sort();
     for (const name of names) {
       const host = path.join(next.host, name);
       const guest = next.rel === '' ? name : `${next.rel}/${name}`;
-      const st = await lstat(host);
+      const st = await io(host, lstat(host));
       if (!st.isDirectory() && !st.isFile() && !st.isSymbolicLink()) continue;
       const over = (): never => {
         throw new InvalidArgumentError(
@@ -178,10 +184,12 @@ async function copyTree(root: string, budget: { bytes: number; inodes: number },
         pending.push({ host, rel: guest });
       } else if (st.isFile()) {
         if ((budget.bytes -= st.size) < 0) over();
-        const data = await readFile(host);
+        // Read as it was judged: a regular file (not a FIFO or a symlink swapped in since the
+        // lstat: it could point out of the folder), no larger than the size charged.
+        const data = await readRegularFile(host, { maxBytes: st.size, what: `${where}: file`, noFollow: true });
         out.push({ path: guest, kind: 'file', data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
       } else {
-        const target = await readlink(host);
+        const target = await io(host, readlink(host));
         if ((budget.bytes -= Buffer.byteLength(target)) < 0) over();
         out.push({ path: guest, kind: 'symlink', target });
       }

@@ -4,6 +4,7 @@
  * image path that cannot be opened. Each is a typed error (or, in a listing, a problem named for
  * that image), never a crash and never an image made over someone's file.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -65,4 +66,21 @@ describe('Storage refuses', () => {
     expect(list[0]).toMatchObject({ path: imagePath('linked'), name: 'linked' });
     expect(list[0]!.problem).toMatch(/^cannot open it: ELOOP/);
   });
+
+  it('a FIFO in an image’s or the keystore’s place: refused by name at once, listed with its problem, never waited on', async () => {
+    mkdirSync(path.join(dir, 'images'));
+    execFileSync('mkfifo', [imagePath('piped')]);
+    const st = new Storage({ dataDir: dir, masterKey: new Uint8Array(32).fill(7) });
+    // Listing opens each image to read its header: a FIFO opened for reading waited for a writer.
+    const list = await st.list();
+    expect(list.find((d) => d.name === 'piped')?.problem).toBe('it is not a regular file');
+    const err = await st.attach('piped', 1).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(IntegrityError);
+    expect((err as Error).message).toBe(`the block image of piped at ${imagePath('piped')} was refused: it is not a regular file`);
+    // The keystore (a random-key host keeps its image keys there): a FIFO is not waited on either.
+    execFileSync('mkfifo', [path.join(dir, 'keystore')]);
+    const keyed = new Storage({ dataDir: dir });
+    const refused = await keyed.attach('fresh', 1).then(() => null, (e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'ERR_STORAGE', message: expect.stringContaining('keystore is not a usable wasmvisor keystore: it is not a regular file') });
+  }, 20_000);
 });

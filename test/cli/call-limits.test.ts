@@ -44,7 +44,13 @@ describe('wasmvisor call with large inputs', () => {
     writeFileSync(file, Buffer.alloc(MAX_CALL_BYTES + 1));
     const r = await run(['call', '--input-file', file, guest('limits'), 'digest']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: the call input is 67108865 bytes; a call takes at most 67108864/);
+    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: the call input is more than 67108864 bytes; a call takes at most 67108864/);
+  }, 60_000);
+
+  it('an endless input (/dev/zero) is read only past the limit, then refused the same way (exit 2)', async () => {
+    const r = await run(['call', '--input-file', '/dev/zero', guest('limits'), 'digest']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: the call input is more than 67108864 bytes; a call takes at most 67108864/);
   }, 60_000);
 });
 

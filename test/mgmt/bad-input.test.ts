@@ -146,6 +146,27 @@ describe('bad input', () => {
     expect(JSON.parse(r.body.toString()).error.message).toMatch(/spec\.name/);
   });
 
+  it('a path the router refuses (bad percent-encoding, a segment over 100 characters) is a typed error, and 401 without a credential', async () => {
+    const long = `/partitions/${'a'.repeat(101)}`;
+    for (const [path, message] of [[long, /path: a segment is over 100 characters/], ['/partitions/%E0%A4%A', /path: is not a valid URL/]] as const) {
+      const { text } = await raw(request('GET', path, ''));
+      const r = parse(text);
+      expect(r.status, path).toBe(400);
+      expect(r.body.error?.code).toBe('ERR_INVALID_ARGUMENT');
+      expect(r.body.error?.message).toMatch(message);
+      expect(text).not.toContain('aaaaaaaaaa');
+      // Without a credential the router's refusal is not told apart from any other route's.
+      const anonymous = parse((await raw(request('GET', path, '', { authorization: 'Bearer nope' }))).text);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.body.error?.code).toBe('ERR_UNAUTHENTICATED');
+    }
+    // At the edge: a 100-character segment reaches the route (and its schema: names are at most 64).
+    const edge = parse((await raw(request('GET', `/partitions/${'a'.repeat(100)}`, ''))).text);
+    expect(edge.status).toBe(400);
+    expect(edge.body.error?.message).toMatch(/path: name: expected a name of 1-64/);
+    await stillServes();
+  });
+
   it('a slow-loris client is cut after the headers timeout', async () => {
     const { closedAfterMs, text } = await raw('GET /health HTTP/1.1\r\nHost: x\r\n', 6000);
     expect(closedAfterMs).toBeLessThan(4000);

@@ -3,10 +3,11 @@
  * dates is refused and reported, never kept. Found by the fuzzer (parse:token-file): an expiry
  * `Date.parse` cannot read compared as never reached, so such a token never expired.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TokenStore } from '../../host/mgmt/tokens.ts';
+import { MAX_TOKEN_FILE_BYTES, TokenStore } from '../../host/mgmt/tokens.ts';
 import { tempDir } from './harness.ts';
 
 describe('token files', () => {
@@ -31,4 +32,30 @@ describe('token files', () => {
     expect(() => store.verify(token)).toThrow(/expired/);
     store.close();
   });
+
+  it('what is not a small regular file is reported by name and skipped: a FIFO, a directory, a device behind a symlink, an oversized file; the store never waits on one', async () => {
+    const dir = tempDir();
+    const store = new TokenStore(dir);
+    await store.load();
+    const { token } = await store.create({ name: 'ci', role: 'Owner', scope: '/', lifetimeMs: 60_000, createdBy: 'test' });
+    // Each under a name a token file could have. A FIFO opened for reading waits for a writer:
+    // the store reloads on every change and every second, and would hang on it for good.
+    execFileSync('mkfifo', [path.join(dir, 'aaaaaaaaaaaaaaaa.json')]);
+    mkdirSync(path.join(dir, 'bbbbbbbbbbbbbbbb.json'));
+    symlinkSync('/dev/zero', path.join(dir, 'cccccccccccccccc.json'));
+    writeFileSync(path.join(dir, 'dddddddddddddddd.json'), ' '.repeat(MAX_TOKEN_FILE_BYTES + 1));
+    // At the bound: read, then judged by its content.
+    writeFileSync(path.join(dir, 'eeeeeeeeeeeeeeee.json'), ' '.repeat(MAX_TOKEN_FILE_BYTES));
+    const reported: string[] = [];
+    await store.load((f, why) => reported.push(`${f}: ${why}`));
+    expect(reported.sort()).toEqual([
+      expect.stringMatching(/^aaaaaaaaaaaaaaaa\.json: token file \S+aaaaaaaaaaaaaaaa\.json is a FIFO, not a regular file$/),
+      expect.stringMatching(/^bbbbbbbbbbbbbbbb\.json: token file \S+bbbbbbbbbbbbbbbb\.json is a directory, not a regular file$/),
+      expect.stringMatching(/^cccccccccccccccc\.json: cannot read token file \S+cccccccccccccccc\.json: ELOOP/),
+      expect.stringMatching(new RegExp(`^dddddddddddddddd\\.json: token file \\S+dddddddddddddddd\\.json is ${MAX_TOKEN_FILE_BYTES + 1} bytes, over the ${MAX_TOKEN_FILE_BYTES}-byte limit$`)),
+      expect.stringMatching(/^eeeeeeeeeeeeeeee\.json: token file eeeeeeeeeeeeeeee\.json is not JSON/),
+    ]);
+    expect(store.verify(token).name).toBe('ci');
+    store.close();
+  }, 20_000);
 });

@@ -265,6 +265,35 @@ describe('NIC: receive through the dispatcher', () => {
     return { d, bytes, memory, peer, address: att.address };
   }
 
+  it('receives the last frame when it arrives, and the port closes, between its look for a frame and its look at the end', () => {
+    const { sw } = lan();
+    const att = sw.attachNic('guest', resolveDevices({ net: { segment: 'blue' } }).net!, () => {});
+    const dev = new NetDevice(att.init, { now: () => 0, txWaitMs: 0 });
+    // The root's side of the same port delivers a last frame and closes right after the NIC found its ring empty.
+    const root = new NicPort(att.init.port, () => 0);
+    const rx = (dev as unknown as { rx: SharedRing }).rx;
+    const peek = rx.peekLength.bind(rx);
+    let raced = false;
+    rx.peekLength = () => {
+      const n = peek();
+      if (n < 0 && !raced) {
+        raced = true;
+        const body = new Uint8Array(4 + 4);
+        body.set(enc.encode('last'), 4);
+        expect(root.put(7, body, 4, false)).toBe('delivered');
+        root.rx.close();
+      }
+      return n;
+    };
+    const out = new Uint8Array(64);
+    const recv = dev.handlers.get(HvCall.NET_RECV)!;
+    const n = recv(new Uint8Array(0), 0, out, out.length);
+    expect(raced).toBe(true);
+    expect(n).toBe(8 + 4);
+    expect(dec.decode(out.subarray(8, n))).toBe('last');
+    expect(recv(new Uint8Array(0), 0, out, out.length)).toBe(-HvStatus.END_OF_STREAM);
+  });
+
   it('no stale bytes: a short frame after a long one leaves zeros, not the old frame, in the buffer', async () => {
     const g = guestNic();
     g.peer.send(g.address, 'A'.repeat(1000));

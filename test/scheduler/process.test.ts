@@ -11,6 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type Partition, type Violation } from '../../host/index.ts';
+import type { AuditEntry } from '../../host/security/audit.ts';
+import { MAX_VIOLATION_KEYS } from '../../host/security/monitor.ts';
 import { AttestationCheckError, GUEST_REPORT_BYTES, verifyGuestReport } from '../../host/security/attestation.ts';
 import { fromHex, toHex } from '../../host/security/wire.ts';
 import { captureEscapes, collect, guest } from '../helpers.ts';
@@ -144,6 +146,27 @@ describe('the channel, from a compromised child', () => {
     expect(exit.reason).toBe('ERR_KILLED');
     expect(exit.error!.message).toMatch(/process \d+ ended unexpectedly \(exit code 3\)/);
     expect(violations).toEqual([]);
+  });
+
+  it('violation records with keys the child chooses: the root counts every one, yet keeps at most MAX_VIOLATION_KEYS distinct keys a second', async () => {
+    const notes: AuditEntry[] = [];
+    const sink = { note: (e: AuditEntry) => void notes.push(e), record: (e: AuditEntry) => (notes.push(e), Promise.resolve()) };
+    hv = new Hypervisor({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'wv-proc-')), warmWorkers: 0, audit: sink });
+    useProcessCode(hv, forgedChild);
+    const n = MAX_VIOLATION_KEYS + 200;
+    const p = await hv.createPartition({ name: 'keys', module: guest('hello'), kind: 'command', isolation: 'process', args: ['violations', String(n)] });
+    const violations: Violation[] = [];
+    p.on('violation', (v) => violations.push(v));
+    await p.start();
+    expect((await p.exited).state).toBe('exited');
+    expect(violations).toHaveLength(n);
+    // One aggregate a second (a loaded host may split the burst over two): each counts all its
+    // violations, names its first MAX_VIOLATION_KEYS keys (once each), and puts the rest in one bucket.
+    const aggregates = notes.filter((e) => e.action === 'partition.violation' && e.target === 'keys').map((e) => e.details as Record<string, number>);
+    expect(aggregates.length).toBeGreaterThan(0);
+    expect(aggregates.reduce((sum, d) => sum + d.count!, 0)).toBe(n);
+    for (const d of aggregates) expect(d['(other)'] ?? 0).toBe(Math.max(0, d.count! - MAX_VIOLATION_KEYS));
+    expect(aggregates[0]!['(other)']).toBeGreaterThan(0);
   });
 });
 

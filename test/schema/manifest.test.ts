@@ -1,4 +1,5 @@
 /** Manifest files: hv.createPartition(await loadManifest('app.json')). */
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,6 +90,10 @@ describe('loadManifest', () => {
   it('bounded: a missing file, a folder, a file over the limit, a bad name', async () => {
     expect(await problem(path.join(dir, 'missing.json'))).toMatch(/missing\.json: cannot be read: ENOENT/);
     expect(await problem(dir)).toMatch(/: not a regular file$/);
+    // A FIFO opens at once (O_NONBLOCK) and is refused: opened plainly it would wait for a writer for good.
+    const fifo = path.join(dir, 'fifo.json');
+    execFileSync('mkfifo', [fifo]);
+    expect(await problem(fifo)).toMatch(/fifo\.json: not a regular file$/);
     // 35 bytes of JSON around the argument: the edge is exactly MAX_MANIFEST_BYTES, one past it is refused.
     const big = write('big.json', `{"module":"hello.wasm","args":["${'x'.repeat(MAX_MANIFEST_BYTES - 34)}"]}`);
     expect(await problem(big)).toContain(`more than the ${MAX_MANIFEST_BYTES} a manifest may have`);

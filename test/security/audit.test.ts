@@ -2,13 +2,15 @@
  * The audit log: chain, MACs, signed checkpoints and the anchor; every kind of tampering named at
  * the first bad record; rotation; the durability bound; and what the hypervisor and storage record.
  */
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/hypervisor.ts';
 import { InvalidArgumentError, StorageError, WasmvisorError } from '../../host/errors.ts';
 import { AuditLog, BATCH_RECORDS, WRITE_RECORDS, readAuditRecords, verifyAuditFiles, verifyAuditLog, type AuditRecord, type AuditSink, type AuditVerification } from '../../host/security/audit.ts';
+import { AUDIT_KEY_FILE, keysDir } from '../../host/security/host-keys.ts';
 import { generateKeyPair } from '../../host/security/keys.ts';
 import { guest, runToExit } from '../helpers.ts';
 
@@ -157,6 +159,25 @@ describe('tampering, each named at the first bad record', () => {
     expect(long.first!.problem).toMatch(/longer than 65536 bytes/);
     const shape = await tampered((ls) => [...ls.slice(0, 2), '{"seq":3}', ...ls.slice(2)]);
     expect(shape.first!.problem).toMatch(/not an audit record: time: is required/);
+  });
+
+  it('a file in the log that is a FIFO, a directory or a device: verify names it, show and reopening refuse it by name; none is waited on', async () => {
+    for (const [make, what] of [
+      [(f: string) => execFileSync('mkfifo', [f]), 'a FIFO'],
+      [(f: string) => mkdirSync(f), 'a directory'],
+      [(f: string) => symlinkSync('/dev/zero', f), 'a device'],
+    ] as const) {
+      const dir = tmp();
+      await sample(dir, 3);
+      // The next file of the log: what a rotation would have made.
+      const next = path.join(dir, 'audit', 'audit-000002.jsonl');
+      make(next);
+      const v = verify(dir);
+      expect(v.ok).toBe(false);
+      expect(v.first).toEqual({ file: 'audit-000002.jsonl', line: 0, seq: v.lastSeq + 1, problem: `audit file ${next} is ${what}, not a regular file` });
+      expect(() => readAuditRecords(path.join(dir, 'audit'))).toThrow(new StorageError(`audit file ${next} is ${what}, not a regular file`));
+      expect(() => open(dir)).toThrow(new StorageError(`audit file ${next} is ${what}, not a regular file`));
+    }
   });
 
   it('hostile files as bytes: every outcome is a verification result', () => {
@@ -378,6 +399,14 @@ describe('what the hypervisor records', () => {
     const dataDir = tmp();
     writeFileSync(path.join(dataDir, 'audit'), 'not a directory');
     expect(() => new Hypervisor({ dataDir, audit: true })).toThrow(WasmvisorError);
+  });
+
+  it('a key file that is a FIFO fails the hypervisor at construction, naming it (read synchronously, it was waited on for good)', () => {
+    const dataDir = tmp();
+    mkdirSync(keysDir(dataDir));
+    const file = path.join(keysDir(dataDir), AUDIT_KEY_FILE);
+    execFileSync('mkfifo', [file]);
+    expect(() => new Hypervisor({ dataDir, audit: true })).toThrow(new StorageError(`key file ${file} is a FIFO, not a regular file`));
   });
 });
 

@@ -114,6 +114,29 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     refused(await cli(['run', '--policy', 'notjson.json', hello], dir), 'ERR_INVALID_ARGUMENT', 2, /policy file notjson.json is not JSON/);
   });
 
+  it('a policy, key or signature file that is a FIFO, a device or a directory is a usage error naming it, at once (never waiting on a FIFO)', async () => {
+    const fifo = path.join(dir, 'fifo');
+    if (!existsSync(fifo)) spawnSync('mkfifo', [fifo]);
+    const policyWith = (file: string, name: string) => {
+      writeFileSync(path.join(dir, name), JSON.stringify({ publishers: { acme: { keys: [{ file }] } } }));
+      return name;
+    };
+    const cases: [string[], RegExp][] = [
+      [['run', '--policy', policyWith('fifo', 'fifo-key.json'), hello], /key file \S*fifo is a FIFO, not a regular file/],
+      [['run', '--policy', policyWith('/dev/zero', 'zero-key.json'), hello], /key file \/dev\/zero is a device, not a regular file/],
+      [['run', '--policy', policyWith('.', 'dir-key.json'), hello], /key file \S+ is a directory, not a regular file/],
+      [['run', '--policy', 'fifo', hello], /policy file fifo is a FIFO, not a regular file/],
+      [['verify', hello, '--key', 'fifo'], /key file \S*fifo is a FIFO, not a regular file/],
+      [['sign', hello, '--key', 'fifo', '--out', 'never.wasm'], /key file \S*fifo is a FIFO, not a regular file/],
+      [['run', '--policy', 'policy.json', '--signature', 'fifo', hello], /signature file \S*fifo is a FIFO, not a regular file/],
+    ];
+    for (const [args, message] of cases) refused(await cli(args, dir), 'ERR_INVALID_ARGUMENT', 2, message);
+    // audit verify's key directory: a key that is there but unusable is named, not a check silently left out.
+    mkdirSync(path.join(dir, 'fifo-keys'), { recursive: true });
+    if (!existsSync(path.join(dir, 'fifo-keys', 'audit.key'))) spawnSync('mkfifo', [path.join(dir, 'fifo-keys', 'audit.key')]);
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'fifo-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /key directory file \S+audit\.key is a FIFO, not a regular file/);
+  });
+
   it('every refusal is in the audit log with its code; audit show filters', async () => {
     const show = await cli(['audit', 'show', 'wv/audit', '--outcome', 'denied', '--json'], dir);
     expect(show.code).toBe(0);

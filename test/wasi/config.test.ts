@@ -207,6 +207,25 @@ describe('resolveWasi', () => {
     expect(p.kind === 'virtual' ? p.entries.map((e) => e.path) : null).toEqual(['f']);
   });
 
+  it('a copy of a folder the host cannot read whole is ERR_INVALID_ARGUMENT naming the path, not the OS error bare', async () => {
+    // Deeper than a path may be (PATH_MAX 4096): made level by level from inside, read by full path.
+    const root = path.join(dir, 'deep');
+    mkdirSync(root);
+    const level = 'd'.repeat(200);
+    try {
+      execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 22); do mkdir ${level} && cd ${level}; done && echo x > f`, 'deep', root]);
+      const error = await resolveWasi({ preopens: [{ guestPath: '/deep', hostPath: root, mode: 'copy' }] }, []).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as Error).message).toMatch(/^wasi preopen \/deep: cannot copy \S+\/d{200}: ENAMETOOLONG/);
+    } finally {
+      // rm walks it from inside; a path this long cannot be removed by name.
+      execFileSync('rm', ['-rf', root]);
+    }
+  });
+
   it('each kind of byte counts: a name, a file’s data, a link’s target', async () => {
     const one = (name: string, make: (p: string) => void) => {
       const root = path.join(dir, `one-${name}`);
