@@ -65,11 +65,11 @@ function nameOf(node: ts.Node): string {
 
 /**
  * Calls that run a function given to them later, on a fresh stack (promise reactions, timers,
- * events): a function literal passed to one is not called by the function that passes it. A
- * literal passed to anything else (forEach, map, a helper) may be called at once, so it counts
- * as called by the function that passes it.
+ * events, node:fs's callback calls such as fdatasync): a function literal passed to one is not
+ * called by the function that passes it. A literal passed to anything else (forEach, map, a
+ * helper) may be called at once, so it counts as called by the function that passes it.
  */
-const DEFERRED = new Set(['then', 'catch', 'finally', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'nextTick', 'on', 'once', 'addListener', 'addEventListener', 'watch']);
+const DEFERRED = new Set(['then', 'catch', 'finally', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'nextTick', 'on', 'once', 'addListener', 'addEventListener', 'watch', 'fdatasync', 'fsync']);
 
 function calleeName(call: ts.CallExpression): string | null {
   const e = call.expression;
