@@ -237,7 +237,7 @@ export class ManagementServer {
       requestTimeout: l.requestTimeoutMs,
       return503OnClosing: true,
       forceCloseConnections: true,
-      maxParamLength: MAX_PARAM_LENGTH,
+      routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
       frameworkErrors: (error, req, reply) => void this.refusePath(error, req, reply),
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
