@@ -4,13 +4,13 @@
  * its key was filed, wiping without making anything and what is in an image's place, and listing
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, InvalidStateError, StorageError } from '../../host/errors.ts';
-import { imageFileSize } from '../../host/storage/image.ts';
+import { deriveImageKeys, imageFileSize } from '../../host/storage/image.ts';
 import { Storage } from '../../host/storage/storage.ts';
 
 let dir: string;
@@ -23,6 +23,28 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 function format1Keystore(keys: Record<string, Buffer>): void {
   const entries = Object.fromEntries(Object.entries(keys).map(([name, key]) => [name, key.toString('base64')]));
   writeFileSync(path.join(dir, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: entries }));
+}
+
+/**
+ * A format-1 image as the first versions wrote it (a v1 header, then a pair of 4144-byte slots per
+ * sector), with no sector written: enough for the size checks, which need a header that authenticates.
+ */
+function format1Image(file: string, masterKey: Buffer, name: string, sectors: number): number {
+  const imageId = randomBytes(16);
+  const { macKey } = deriveImageKeys(masterKey, imageId, name);
+  const h = Buffer.alloc(4096);
+  h.write('WVBLOCK\0', 0, 'latin1');
+  h.writeUInt32LE(1, 8);
+  h.writeUInt32LE(4096, 12);
+  h.writeUInt32LE(sectors, 16);
+  h.writeUInt32LE(4144, 24);
+  imageId.copy(h, 32);
+  createHmac('sha256', macKey).update(h.subarray(0, 48)).update(name).digest().copy(h, 48);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, h);
+  const size = 4096 + sectors * 8288;
+  truncateSync(file, size);
+  return size;
 }
 
 describe('Storage refuses', () => {
@@ -58,6 +80,25 @@ describe('Storage refuses', () => {
     // Nothing was changed, and the image is not left locked.
     truncateSync(file, expected);
     await st.detach(await st.attach('p', 1));
+  });
+
+  it('a format-1 image shorter than its size, as ERR_INTEGRITY naming both sizes, before converting anything', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    const file = st.imagePath('old');
+    const expected = format1Image(file, masterKey, 'old', 256);
+    truncateSync(file, expected - 1);
+    const refused = await st.attach('old', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(IntegrityError);
+    expect((refused as Error).message).toBe(`the block image of old at ${file} is truncated (${expected - 1} bytes, expected ${expected})`);
+    // Not converted: still format 1, as long as it was, and nothing beside it.
+    expect((await st.list())[0]).toMatchObject({ format: 1, problem: `truncated (${expected - 1} bytes, expected ${expected})` });
+    expect(statSync(file).size).toBe(expected - 1);
+    expect(readdirSync(path.dirname(file))).toEqual(['old.img']);
+    // Whole again, it opens (and is converted).
+    truncateSync(file, expected);
+    await st.detach(await st.attach('old', 1));
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null });
   });
 });
 
@@ -164,6 +205,28 @@ describe('wipe', () => {
     expect(await st.keystore!.list()).toEqual([]);
   });
 
+  it('removes the half-built images of creates that died (`<image>.<32 hex digits>.new`), and no other file', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const images = path.join(dir, 'images');
+    const hex = randomBytes(16).toString('hex');
+    const leftovers = [`p.img.${hex}.new`, `p.img.${'0f'.repeat(16)}.new`];
+    const others = [
+      `q.img.${hex}.new`, // another image's
+      `xp.img.${hex}.new`,
+      `p.img.x${hex}.new`,
+      `p.img.${hex}.new.bak`,
+      `p.img.${hex.slice(1)}.new`, // 31 digits
+      `p.img.${hex}0.new`, // 33
+      `p.img.${hex.toUpperCase().replace(/^[0-9]/, 'A')}.new`,
+      `p.img.${'g'.repeat(32)}.new`,
+      `p.img.${hex}`,
+    ];
+    for (const n of [...leftovers, ...others]) writeFileSync(path.join(images, n), 'half-built');
+    expect(await st.wipe('p')).toMatchObject({ removedImage: true });
+    expect(readdirSync(images).sort()).toEqual([...others].sort());
+  });
+
   it('with a storage key removes the image and no key (there is no keystore)', async () => {
     const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
     await st.detach(await st.attach('p', 1));
@@ -218,6 +281,30 @@ describe('list', () => {
     expect(byPath.get(elsewhere)).toMatchObject({ name: null, key: 'missing' });
     // The name key has no path: it names no image of its own.
     expect(byPath.size).toBe(3);
+  });
+
+  it('describes each image from its file: size, allocated bytes, times, format, and what is wrong with it', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    for (const name of ['whole', 'short']) await st.detach(await st.attach(name, 1));
+    truncateSync(st.imagePath('short'), imageFileSize(256) - 1);
+    writeFileSync(st.imagePath('garbage'), Buffer.alloc(5000, 0x41));
+    writeFileSync(st.imagePath('tiny'), 'WVBLOCK');
+    const old = format1Image(st.imagePath('old'), masterKey, 'old', 256);
+    const byName = new Map((await st.list()).map((d) => [d.name, d]));
+    const s = statSync(st.imagePath('whole'));
+    expect(byName.get('whole')).toEqual({
+      name: 'whole', path: st.imagePath('whole'), sizeBytes: 1 << 20, allocatedBytes: s.blocks * 512,
+      created: s.birthtimeMs > 0 ? s.birthtime.toISOString() : null, modified: s.mtime.toISOString(),
+      imageId: expect.stringMatching(/^[0-9a-f]{32}$/), format: 2, key: 'storage-key', inUse: null, problem: null,
+    });
+    expect(s.blocks).toBeGreaterThan(0);
+    expect(byName.get('short')).toMatchObject({ format: 2, problem: `truncated (${imageFileSize(256) - 1} bytes, expected ${imageFileSize(256)})` });
+    expect(byName.get('garbage')).toMatchObject({ format: null, sizeBytes: null, problem: 'the file is not a wasmvisor block image' });
+    expect(byName.get('tiny')).toMatchObject({ format: null, problem: 'the image is shorter than its header' });
+    // A whole format-1 image is listed as it is (its size is its own layout's, not format 2's).
+    expect(old).not.toBe(imageFileSize(256));
+    expect(byName.get('old')).toMatchObject({ format: 1, sizeBytes: 1 << 20, problem: null });
   });
 
   it('leaves out a key still pending for an image that never appeared (a create that died first)', async () => {
