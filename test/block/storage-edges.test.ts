@@ -100,6 +100,19 @@ describe('Storage refuses', () => {
     await st.detach(await st.attach('old', 1));
     expect((await st.list())[0]).toMatchObject({ format: 2, problem: null });
   });
+
+  it('a format-1 image converts sparse: slots never written and groups without a version take no space', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    const file = st.imagePath('old');
+    format1Image(file, masterKey, 'old', 256);
+    await st.detach(await st.attach('old', 1));
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null, sizeBytes: 1 << 20 });
+    // Only the new header is written (a page or two of allocation); a zero metadata page for each
+    // of the 8 groups would be 32 KiB more, every empty slot copied 2 MiB.
+    expect(statSync(file).size).toBe(imageFileSize(256));
+    expect(statSync(file).blocks * 512).toBeLessThanOrEqual(16 * 1024);
+  });
 });
 
 describe('an existing image', () => {
