@@ -5,7 +5,7 @@
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -238,6 +238,27 @@ describe('wipe', () => {
     for (const n of [...leftovers, ...others]) writeFileSync(path.join(images, n), 'half-built');
     expect(await st.wipe('p')).toMatchObject({ removedImage: true });
     expect(readdirSync(images).sort()).toEqual([...others].sort());
+  });
+
+  it('zeroes every byte of the image before removing it, and writes only the 1 MiB chunks that held bytes (holes stay holes)', async () => {
+    const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
+    await st.detach(await st.attach('p', 8));
+    const file = st.imagePath('p');
+    const size = imageFileSize(2048);
+    // Bytes in the first chunk (the header, a sector) and the last byte; the six chunks between are holes.
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 300 * 1024);
+    writeSync(fd, Buffer.from([0x77]), 0, 1, size - 1);
+    closeSync(fd);
+    const kept = path.join(dir, 'kept'); // a second name for the same file: it outlives the wipe
+    linkSync(file, kept);
+    expect(await st.wipe('p')).toMatchObject({ removedImage: true });
+    expect(existsSync(file)).toBe(false);
+    const after = readFileSync(kept);
+    expect(after.length).toBe(size);
+    expect(after.every((b) => b === 0)).toBe(true);
+    // Two chunks (and the partial one at the end) written with zeros, at most; all of it would be 8 MiB.
+    expect(statSync(kept).blocks * 512).toBeLessThanOrEqual(3 * 1024 * 1024);
   });
 
   it('with a storage key removes the image and no key (there is no keystore)', async () => {
