@@ -296,7 +296,7 @@ describe('free space', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.freeBytes).toBe(free);
     expect(warnings[0]!.growableBytes).toBeGreaterThan(free);
-    expect(warnings[0]!.message).toMatch(/can grow by 4 MiB more, but its file system has 3 MiB free/);
+    expect(warnings[0]!.message).toMatch(/can grow by 4 MiB more, but its file system has 3 MiB free: a guest that fills its disk will see HV_STATUS_IO_ERROR on writes \(flushed data stays safe\)$/);
     await st.detach(a);
     await st.detach(b);
   });

@@ -341,6 +341,20 @@ describe('list', () => {
     expect(byName.get('old')).toMatchObject({ format: 1, sizeBytes: 1 << 20, problem: null });
   });
 
+  it('does not take another image’s key, filed under the same name and place, for this image’s', async () => {
+    // An image p made elsewhere (its key is in another keystore), copied into a data directory whose
+    // keystore holds the key of an earlier image p, at the same place, under that image's id.
+    const elsewhere = new Storage({ dataDir: path.join(dir, 'elsewhere') });
+    await elsewhere.detach(await elsewhere.attach('p', 1));
+    const st = new Storage({ dataDir: path.join(dir, 'here') });
+    const earlier = randomBytes(16);
+    await st.keystore!.reserve(earlier, 'p', st.imagePath('p'), randomBytes(32), true);
+    await st.keystore!.commit(earlier);
+    mkdirSync(path.dirname(st.imagePath('p')), { recursive: true });
+    writeFileSync(st.imagePath('p'), readFileSync(elsewhere.imagePath('p')));
+    expect(await st.list()).toEqual([expect.objectContaining({ name: 'p', key: 'missing', problem: 'no key for it in the keystore' })]);
+  });
+
   it('leaves out a key still pending for an image that never appeared (a create that died first)', async () => {
     const st = new Storage({ dataDir: dir });
     await st.keystore!.reserve(randomBytes(16), 'p', st.imagePath('p'), randomBytes(32), true);
