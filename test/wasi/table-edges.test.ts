@@ -335,3 +335,36 @@ describe('poll_oneoff at its edges', () => {
     expect(events(h, 5000)).toEqual([[1n, 0, 0, 0n]]);
   });
 });
+
+describe('records the table writes, at their offsets and in little-endian order', () => {
+  it('fd_fdstat_get: filetype, flags, and the base and inheriting rights as u64 at 8 and 16', () => {
+    const h = harness({ entries: [{ path: 'd', kind: 'dir' }] });
+    const base = BigInt(Rights.PATH_OPEN | Rights.FD_READDIR);
+    const inheriting = BigInt(Rights.FD_READ | Rights.FD_SEEK);
+    const len = h.put(1024, 'd');
+    expect(h.call('path_open', PREOPEN, 0, 1024, len, Oflags.DIRECTORY, base, inheriting, 0, 2048)).toBe(0);
+    const d = h.dv.getUint32(2048, true);
+    h.bytes.fill(0xee, 3100, 3100 + 24);
+    expect(h.call('fd_fdstat_get', d, 3100)).toBe(0);
+    expect(h.bytes[3100]).toBe(3); // DIRECTORY
+    expect(h.dv.getUint16(3102, true)).toBe(0);
+    expect(h.dv.getBigUint64(3108, true)).toBe(base);
+    expect(h.dv.getBigUint64(3116, true)).toBe(inheriting);
+  });
+
+  it('fd_prestat_get: the tag (0, a directory) at out and the name length at out + 4, nothing before', () => {
+    const h = harness();
+    h.bytes.fill(0xee, 96, 112);
+    expect(h.call('fd_prestat_get', PREOPEN, 100)).toBe(0);
+    expect(h.dv.getUint32(100, true)).toBe(0);
+    expect(h.dv.getUint32(104, true)).toBe('/sandbox'.length);
+    expect([...h.bytes.subarray(96, 100), ...h.bytes.subarray(108, 112)]).toEqual(Array(8).fill(0xee));
+  });
+
+  it('fd_advise: advice 0 to 5 are the six WASI names; 6 and above are EINVAL', () => {
+    const h = harness({ entries: [{ path: 'f', kind: 'file', data: new Uint8Array(8) }] });
+    const f = openF(h, 'f', 0);
+    for (let advice = 0; advice <= 5; advice++) expect(h.call('fd_advise', f, 0n, 8n, advice)).toBe(0);
+    for (const advice of [6, 255, -1]) expect(h.call('fd_advise', f, 0n, 8n, advice)).toBe(Errno.INVAL);
+  });
+});
