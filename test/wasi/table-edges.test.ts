@@ -368,3 +368,25 @@ describe('records the table writes, at their offsets and in little-endian order'
     for (const advice of [6, 255, -1]) expect(h.call('fd_advise', f, 0n, 8n, advice)).toBe(Errno.INVAL);
   });
 });
+
+describe('a path the guest names', () => {
+  it('is refused as EILSEQ when its bytes are not UTF-8, and nothing is created', () => {
+    const h = harness();
+    for (const bad of [[0x66, 0xff], [0xc3], [0xed, 0xa0, 0x80]]) {
+      h.bytes.set(bad, 1024);
+      expect(h.call('path_open', PREOPEN, 0, 1024, bad.length, Oflags.CREAT, ALL, ALL, 0, 2048)).toBe(Errno.ILSEQ);
+      expect(h.call('path_create_directory', PREOPEN, 1024, bad.length)).toBe(Errno.ILSEQ);
+    }
+    h.bytes.set([0xc3, 0xa9], 1024); // é, as UTF-8: a name like any other
+    expect(h.call('path_create_directory', PREOPEN, 1024, 2)).toBe(0);
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, 2, 3200)).toBe(0);
+  });
+
+  it('may be exactly maxPathBytes long; one byte more is ENAMETOOLONG', () => {
+    const h = harness({ quotas: { maxFds: 16, maxBytes: 1 << 20, maxInodes: 64, maxPathBytes: 32 } });
+    const at32 = h.put(1024, 'a'.repeat(32));
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, at32, 3200)).toBe(Errno.NOENT);
+    const at33 = h.put(1024, 'a'.repeat(33));
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, at33, 3200)).toBe(Errno.NAMETOOLONG);
+  });
+});
