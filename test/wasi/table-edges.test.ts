@@ -390,3 +390,29 @@ describe('a path the guest names', () => {
     expect(h.call('path_filestat_get', PREOPEN, 0, 1024, at33, 3200)).toBe(Errno.NAMETOOLONG);
   });
 });
+
+describe('poll_oneoff', () => {
+  /** A clock subscription at `at`: monotonic clock, timeout in ns, flags (1: absolute). */
+  function clockSub(h: Harness, at: number, userdata: bigint, timeout: bigint, flags: number): void {
+    h.bytes.fill(0, at, at + 48);
+    h.dv.setBigUint64(at, userdata, true);
+    h.bytes[at + 8] = 0; // EVENTTYPE_CLOCK
+    h.dv.setUint32(at + 16, 1, true); // MONOTONIC
+    h.dv.setBigUint64(at + 24, timeout, true);
+    h.dv.setUint16(at + 40, flags, true);
+  }
+
+  it('reads an absolute timeout against the clock device: 1 ms past an hour of uptime fires first, a relative 5 s does not (the margin is for a loaded machine)', () => {
+    const hour = 3_600_000_000_000n;
+    const h = harness({ clock: { read: () => hour, resolutionNs: 1_000_000 } });
+    clockSub(h, 1000, 11n, hour + 1_000_000n, 1);
+    clockSub(h, 1048, 22n, 5_000_000_000n, 0);
+    expect(h.call('poll_oneoff', 1000, 2000, 2, 3000)).toBe(0);
+    expect(h.dv.getUint32(3000, true)).toBe(1);
+    expect(h.dv.getBigUint64(2000, true)).toBe(11n);
+    // An absolute time already past fires at once, before the relative one.
+    clockSub(h, 1000, 33n, hour - 5_000_000_000n, 1);
+    expect(h.call('poll_oneoff', 1000, 2000, 2, 3000)).toBe(0);
+    expect(h.dv.getBigUint64(2000, true)).toBe(33n);
+  });
+});
