@@ -5,7 +5,7 @@
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, renameSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -259,6 +259,18 @@ describe('wipe', () => {
     expect(after.every((b) => b === 0)).toBe(true);
     // Two chunks (and the partial one at the end) written with zeros, at most; all of it would be 8 MiB.
     expect(statSync(kept).blocks * 512).toBeLessThanOrEqual(3 * 1024 * 1024);
+  });
+
+  it('of an image moved by hand removes its key by the image id in its header (the key names the old place)', async () => {
+    const st = new Storage({ dataDir: dir });
+    const before = path.join(dir, 'a', 'p.img');
+    const moved = path.join(dir, 'b', 'p.img');
+    mkdirSync(path.dirname(before));
+    mkdirSync(path.dirname(moved));
+    await st.detach(await st.attach('p', 1, before));
+    renameSync(before, moved);
+    expect(await st.wipe('p', moved)).toEqual({ path: moved, removedImage: true, removedKey: true });
+    expect(await st.keystore!.list()).toEqual([]);
   });
 
   it('with a storage key removes the image and no key (there is no keystore)', async () => {
