@@ -416,3 +416,31 @@ describe('poll_oneoff', () => {
     expect(h.dv.getBigUint64(2000, true)).toBe(33n);
   });
 });
+
+describe('a symlink as the last component of a path is acted on itself, never followed', () => {
+  it('by path_create_directory, path_symlink, path_link (as a target), path_remove_directory and path_rename', () => {
+    const h = harness({ entries: [{ path: 'dir', kind: 'dir' }, { path: 'f', kind: 'file', data: new Uint8Array([7]) }] });
+    const p = (at: number, name: string): [number, number] => [at, h.put(at, name)];
+    const exists = (name: string) => h.call('path_filestat_get', PREOPEN, 0, ...p(1200, name), 3200) === 0;
+    expect(h.call('path_symlink', ...p(1024, 'nowhere'), PREOPEN, ...p(1100, 'dangling'))).toBe(0);
+    expect(h.call('path_symlink', ...p(1024, 'dir'), PREOPEN, ...p(1100, 'todir'))).toBe(0);
+    // The name is taken by the link: nothing is made where it points.
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'dangling'))).toBe(Errno.EXIST);
+    expect(h.call('path_symlink', ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(Errno.EXIST);
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(Errno.EXIST);
+    expect(exists('nowhere')).toBe(false);
+    // A link to a directory is not a directory to remove.
+    expect(h.call('path_remove_directory', PREOPEN, ...p(1024, 'todir'))).toBe(Errno.NOTDIR);
+    expect(exists('dir')).toBe(true);
+    // Renaming the link moves the link; its target stays.
+    expect(h.call('path_rename', PREOPEN, ...p(1024, 'todir'), PREOPEN, ...p(1100, 'moved'))).toBe(0);
+    expect(exists('dir')).toBe(true);
+    expect(h.call('path_readlink', PREOPEN, ...p(1024, 'moved'), 4000, 64, 4100)).toBe(0);
+    expect(h.get(4000, h.dv.getUint32(4100, true))).toBe('dir');
+    // Renaming over a link replaces the link, not what it points to.
+    expect(h.call('path_rename', PREOPEN, ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(0);
+    expect(exists('nowhere')).toBe(false);
+    expect(h.call('path_filestat_get', PREOPEN, 0, ...p(1200, 'dangling'), 3200)).toBe(0);
+    expect(h.dv.getBigUint64(3200 + 32, true)).toBe(1n); // f's one byte
+  });
+});
