@@ -4,7 +4,7 @@
  * its key was filed, wiping without making anything and what is in an image's place, and listing
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, linkSync, mkdirSync, renameSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, InvalidStateError, StorageError } from '../../host/errors.ts';
 import { deriveImageKeys, imageFileSize } from '../../host/storage/image.ts';
 import { Storage } from '../../host/storage/storage.ts';
+import { FORMAT1_PAIR, format1Header } from './format1.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -31,18 +32,9 @@ function format1Keystore(keys: Record<string, Buffer>): void {
  */
 function format1Image(file: string, masterKey: Buffer, name: string, sectors: number): number {
   const imageId = randomBytes(16);
-  const { macKey } = deriveImageKeys(masterKey, imageId, name);
-  const h = Buffer.alloc(4096);
-  h.write('WVBLOCK\0', 0, 'latin1');
-  h.writeUInt32LE(1, 8);
-  h.writeUInt32LE(4096, 12);
-  h.writeUInt32LE(sectors, 16);
-  h.writeUInt32LE(4144, 24);
-  imageId.copy(h, 32);
-  createHmac('sha256', macKey).update(h.subarray(0, 48)).update(name).digest().copy(h, 48);
   mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, h);
-  const size = 4096 + sectors * 8288;
+  writeFileSync(file, format1Header(deriveImageKeys(masterKey, imageId, name).macKey, imageId, name, sectors));
+  const size = 4096 + sectors * FORMAT1_PAIR;
   truncateSync(file, size);
   return size;
 }
