@@ -97,13 +97,14 @@ describe('Storage refuses', () => {
     const masterKey = randomBytes(32);
     const st = new Storage({ dataDir: dir, masterKey });
     const file = st.imagePath('old');
-    format1Image(file, masterKey, 'old', 256);
-    await st.detach(await st.attach('old', 1));
-    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null, sizeBytes: 1 << 20 });
-    // Only the new header is written (a page or two of allocation); a zero metadata page for each
-    // of the 8 groups would be 32 KiB more, every empty slot copied 2 MiB.
-    expect(statSync(file).size).toBe(imageFileSize(256));
-    expect(statSync(file).blocks * 512).toBeLessThanOrEqual(16 * 1024);
+    format1Image(file, masterKey, 'old', 2048);
+    await st.detach(await st.attach('old', 8));
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null, sizeBytes: 8 << 20 });
+    // Only the new header is written (a page or two of allocation, with room for a file system's
+    // preallocation); a zero metadata page for each of the 64 groups would be 256 KiB more, every
+    // empty slot copied 16 MiB.
+    expect(statSync(file).size).toBe(imageFileSize(2048));
+    expect(statSync(file).blocks * 512).toBeLessThanOrEqual(64 * 1024);
   });
 });
 
