@@ -488,6 +488,7 @@ export class Storage {
 
   private emit(event: StorageEvent): void {
     try {
+      // Stryker disable next-line OptionalChaining: equivalent: without an observer the call throws a TypeError, which the catch below swallows as it would an observer's failure
       this.onEvent?.(event);
     } catch {
       // An observer's failure never undoes or fails a storage operation.

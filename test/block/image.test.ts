@@ -1,4 +1,4 @@
-import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
 import { BlockImage, dataOffset, deriveImageKeys, META_SIZE, metaOffset, SECTOR_SIZE } from '../../host/storage/image.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
+import { format1Header } from './format1.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -284,14 +285,7 @@ describe('format 1 images', () => {
   function writeFormat1(file: string, masterKey: Buffer, name: string, sectors: number, versions: { s: number; k: number; gen: number; fill: string; torn?: boolean }[]) {
     const imageId = randomBytes(16);
     const keys = deriveImageKeys(masterKey, imageId, name);
-    const h = Buffer.alloc(4096);
-    h.write('WVBLOCK\0', 0, 'latin1');
-    h.writeUInt32LE(1, 8);
-    h.writeUInt32LE(4096, 12);
-    h.writeUInt32LE(sectors, 16);
-    h.writeUInt32LE(4144, 24);
-    imageId.copy(h, 32);
-    createHmac('sha256', keys.macKey).update(h.subarray(0, 48)).update(name).digest().copy(h, 48);
+    const h = format1Header(keys.macKey, imageId, name, sectors);
     const body = Buffer.alloc(sectors * 8288);
     for (const v of versions) {
       const at = v.s * 8288 + v.k * 4144;

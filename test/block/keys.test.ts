@@ -5,11 +5,11 @@
  * are locked while attached; nothing is followed through a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, symlinkSync, writeFileSync, fstatSync, renameSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, symlinkSync, writeFileSync, fstatSync, renameSync, utimesSync, statSync, writeSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockImage, HEADER_SIZE, SECTOR_SIZE } from '../../host/storage/image.ts';
+import { BlockImage, HEADER_SIZE, imageFileSize, SECTOR_SIZE } from '../../host/storage/image.ts';
 import { Keystore } from '../../host/storage/keystore.ts';
 import { bootId, FileLock, lockHolder, processStart } from '../../host/storage/lock.ts';
 import { Storage, type BlockAttachment } from '../../host/storage/storage.ts';
@@ -296,9 +296,60 @@ describe('free space', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.freeBytes).toBe(free);
     expect(warnings[0]!.growableBytes).toBeGreaterThan(free);
-    expect(warnings[0]!.message).toMatch(/can grow by 4 MiB more, but its file system has 3 MiB free/);
+    expect(warnings[0]!.message).toMatch(/can grow by 4 MiB more, but its file system has 3 MiB free: a guest that fills its disk will see HV_STATUS_IO_ERROR on writes \(flushed data stays safe\)$/);
     await st.detach(a);
     await st.detach(b);
+  });
+
+  it('counts what each attached image can still grow by (its full size less what it holds), and warns only past the free space', async () => {
+    // The free space offered is what the attached images can grow by, read from their files when
+    // asked, plus `slack`: at 0 they fit exactly (no warning), at -1 they do not.
+    let slack = 0;
+    let asked = 0;
+    const files: string[] = [];
+    const growable = () => files.filter((f) => existsSync(f)).reduce((sum, f) => sum + Math.max(0, imageFileSize(256) - statSync(f).blocks * 512), 0);
+    const events: { kind: string; growableBytes?: number; freeBytes?: number }[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e), statfs: async () => {
+        asked++;
+        return { bavail: growable() + slack, bsize: 1 };
+      },
+    });
+    files.push(st.imagePath('one'), st.imagePath('two'), st.imagePath('three'));
+    const a = await st.attach('one', 1);
+    const b = await st.attach('two', 1);
+    expect(events.filter((e) => e.kind === 'overcommit')).toEqual([]);
+    expect(asked).toBe(2);
+    // 256 KiB of one's file allocated (as written sectors would be): it can grow by that much less.
+    const fd = openSync(files[0]!, 'r+');
+    writeSync(fd, Buffer.alloc(256 * 1024, 1), 0, 256 * 1024, HEADER_SIZE);
+    closeSync(fd);
+    expect(statSync(files[0]!).blocks * 512).toBeGreaterThanOrEqual(256 * 1024);
+    slack = -1;
+    const c = await st.attach('three', 1);
+    const warnings = events.filter((e) => e.kind === 'overcommit');
+    expect(warnings).toEqual([expect.objectContaining({ growableBytes: growable(), freeBytes: growable() - 1 })]);
+    for (const x of [a, b, c]) await st.detach(x);
+  });
+
+  // /dev/shm (tmpfs) is another file system than the data directory where there is one.
+  const shm = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev ? '/dev/shm' : null;
+  it.skipIf(shm === null)('counts only the images on the file system of the one attached (another file system has its own free space)', async () => {
+    const other = mkdtempSync(path.join(shm!, 'wv-space-'));
+    try {
+      const seen: number[] = [];
+      const events: { kind: string; growableBytes?: number }[] = [];
+      const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e), statfs: async () => ({ bavail: 0, bsize: 1 }) });
+      const far = await st.attach('far', 1, path.join(other, 'far.img'));
+      const near = await st.attach('near', 1);
+      for (const e of events) if (e.kind === 'overcommit') seen.push(e.growableBytes!);
+      // Each warning counts its own image alone: the other lies on another file system.
+      const alone = (f: string) => imageFileSize(256) - statSync(f).blocks * 512;
+      expect(seen).toEqual([alone(path.join(other, 'far.img')), alone(st.imagePath('near'))]);
+      await st.detach(far);
+      await st.detach(near);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Keystore } from '../../host/storage/keystore.ts';
+import { Keystore, syncDir } from '../../host/storage/keystore.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -42,6 +42,14 @@ describe('temporary files', () => {
     expect(existsSync(live)).toBe(true);
     expect(existsSync(otherFile)).toBe(true);
     expect(existsSync(notTmp)).toBe(true);
+  });
+});
+
+describe('syncDir', () => {
+  it('answers quietly for a folder it cannot open (nothing to make durable), and syncs one it can', async () => {
+    await expect(syncDir(path.join(dir, 'missing'))).resolves.toBeUndefined();
+    await expect(syncDir(path.join(dir, 'missing', 'deeper'))).resolves.toBeUndefined();
+    await expect(syncDir(dir)).resolves.toBeUndefined();
   });
 });
 

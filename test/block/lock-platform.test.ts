@@ -107,6 +107,18 @@ describe('files', () => {
     expect(openHandles.size).toBe(0);
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('every file the storage opens to list images or wipe one is closed, an unreadable header too', async () => {
+    const { Storage } = await import('../../host/storage/storage.ts');
+    const st = new Storage({ dataDir: dir, masterKey: Buffer.alloc(32, 7) });
+    await st.detach(await st.attach('p', 1));
+    writeFileSync(st.imagePath('bad'), 'not an image');
+    expect((await st.list()).map((d) => d.name)).toEqual(['bad', 'p']);
+    expect(await st.wipe('p')).toMatchObject({ removedImage: true });
+    expect(await st.wipe('bad')).toMatchObject({ removedImage: true });
+    expect(openHandles.size).toBe(0);
+    expect(readdirSync(path.join(dir, 'images'))).toEqual([]);
+  });
 });
 
 describe('breaking a stale lock', () => {

@@ -5,13 +5,14 @@
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, renameSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, InvalidStateError, StorageError } from '../../host/errors.ts';
-import { imageFileSize } from '../../host/storage/image.ts';
+import { deriveImageKeys, imageFileSize } from '../../host/storage/image.ts';
 import { Storage } from '../../host/storage/storage.ts';
+import { FORMAT1_PAIR, format1Header } from './format1.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -23,6 +24,19 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 function format1Keystore(keys: Record<string, Buffer>): void {
   const entries = Object.fromEntries(Object.entries(keys).map(([name, key]) => [name, key.toString('base64')]));
   writeFileSync(path.join(dir, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: entries }));
+}
+
+/**
+ * A format-1 image as the first versions wrote it (a v1 header, then a pair of 4144-byte slots per
+ * sector), with no sector written: enough for the size checks, which need a header that authenticates.
+ */
+function format1Image(file: string, masterKey: Buffer, name: string, sectors: number): number {
+  const imageId = randomBytes(16);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, format1Header(deriveImageKeys(masterKey, imageId, name).macKey, imageId, name, sectors));
+  const size = 4096 + sectors * FORMAT1_PAIR;
+  truncateSync(file, size);
+  return size;
 }
 
 describe('Storage refuses', () => {
@@ -58,6 +72,39 @@ describe('Storage refuses', () => {
     // Nothing was changed, and the image is not left locked.
     truncateSync(file, expected);
     await st.detach(await st.attach('p', 1));
+  });
+
+  it('a format-1 image shorter than its size, as ERR_INTEGRITY naming both sizes, before converting anything', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    const file = st.imagePath('old');
+    const expected = format1Image(file, masterKey, 'old', 256);
+    truncateSync(file, expected - 1);
+    const refused = await st.attach('old', 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(IntegrityError);
+    expect((refused as Error).message).toBe(`the block image of old at ${file} is truncated (${expected - 1} bytes, expected ${expected})`);
+    // Not converted: still format 1, as long as it was, and nothing beside it.
+    expect((await st.list())[0]).toMatchObject({ format: 1, problem: `truncated (${expected - 1} bytes, expected ${expected})` });
+    expect(statSync(file).size).toBe(expected - 1);
+    expect(readdirSync(path.dirname(file))).toEqual(['old.img']);
+    // Whole again, it opens (and is converted).
+    truncateSync(file, expected);
+    await st.detach(await st.attach('old', 1));
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null });
+  });
+
+  it('a format-1 image converts sparse: slots never written and groups without a version take no space', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    const file = st.imagePath('old');
+    format1Image(file, masterKey, 'old', 2048);
+    await st.detach(await st.attach('old', 8));
+    expect((await st.list())[0]).toMatchObject({ format: 2, problem: null, sizeBytes: 8 << 20 });
+    // Only the new header is written (a page or two of allocation, with room for a file system's
+    // preallocation); a zero metadata page for each of the 64 groups would be 256 KiB more, every
+    // empty slot copied 16 MiB.
+    expect(statSync(file).size).toBe(imageFileSize(2048));
+    expect(statSync(file).blocks * 512).toBeLessThanOrEqual(64 * 1024);
   });
 });
 
@@ -164,6 +211,61 @@ describe('wipe', () => {
     expect(await st.keystore!.list()).toEqual([]);
   });
 
+  it('removes the half-built images of creates that died (`<image>.<32 hex digits>.new`), and no other file', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const images = path.join(dir, 'images');
+    const hex = randomBytes(16).toString('hex');
+    const leftovers = [`p.img.${hex}.new`, `p.img.${'0f'.repeat(16)}.new`];
+    const others = [
+      `q.img.${hex}.new`, // another image's
+      `xp.img.${hex}.new`,
+      `p.img.x${hex}.new`,
+      `p.img.${hex}.new.bak`,
+      `p.img.${hex.slice(1)}.new`, // 31 digits
+      `p.img.${hex}0.new`, // 33
+      `p.img.${hex.toUpperCase().replace(/^[0-9]/, 'A')}.new`,
+      `p.img.${'g'.repeat(32)}.new`,
+      `p.img.${hex}`,
+    ];
+    for (const n of [...leftovers, ...others]) writeFileSync(path.join(images, n), 'half-built');
+    expect(await st.wipe('p')).toMatchObject({ removedImage: true });
+    expect(readdirSync(images).sort()).toEqual([...others].sort());
+  });
+
+  it('zeroes every byte of the image before removing it, and writes only the 1 MiB chunks that held bytes (holes stay holes)', async () => {
+    const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
+    await st.detach(await st.attach('p', 8));
+    const file = st.imagePath('p');
+    const size = imageFileSize(2048);
+    // Bytes in the first chunk (the header, a sector) and the last byte; the six chunks between are holes.
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 300 * 1024);
+    writeSync(fd, Buffer.from([0x77]), 0, 1, size - 1);
+    closeSync(fd);
+    const kept = path.join(dir, 'kept'); // a second name for the same file: it outlives the wipe
+    linkSync(file, kept);
+    expect(await st.wipe('p')).toMatchObject({ removedImage: true });
+    expect(existsSync(file)).toBe(false);
+    const after = readFileSync(kept);
+    expect(after.length).toBe(size);
+    expect(after.every((b) => b === 0)).toBe(true);
+    // Two chunks (and the partial one at the end) written with zeros, at most; all of it would be 8 MiB.
+    expect(statSync(kept).blocks * 512).toBeLessThanOrEqual(3 * 1024 * 1024);
+  });
+
+  it('of an image moved by hand removes its key by the image id in its header (the key names the old place)', async () => {
+    const st = new Storage({ dataDir: dir });
+    const before = path.join(dir, 'a', 'p.img');
+    const moved = path.join(dir, 'b', 'p.img');
+    mkdirSync(path.dirname(before));
+    mkdirSync(path.dirname(moved));
+    await st.detach(await st.attach('p', 1, before));
+    renameSync(before, moved);
+    expect(await st.wipe('p', moved)).toEqual({ path: moved, removedImage: true, removedKey: true });
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
   it('with a storage key removes the image and no key (there is no keystore)', async () => {
     const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
     await st.detach(await st.attach('p', 1));
@@ -218,6 +320,44 @@ describe('list', () => {
     expect(byPath.get(elsewhere)).toMatchObject({ name: null, key: 'missing' });
     // The name key has no path: it names no image of its own.
     expect(byPath.size).toBe(3);
+  });
+
+  it('describes each image from its file: size, allocated bytes, times, format, and what is wrong with it', async () => {
+    const masterKey = randomBytes(32);
+    const st = new Storage({ dataDir: dir, masterKey });
+    for (const name of ['whole', 'short']) await st.detach(await st.attach(name, 1));
+    truncateSync(st.imagePath('short'), imageFileSize(256) - 1);
+    writeFileSync(st.imagePath('garbage'), Buffer.alloc(5000, 0x41));
+    writeFileSync(st.imagePath('tiny'), 'WVBLOCK');
+    const old = format1Image(st.imagePath('old'), masterKey, 'old', 256);
+    const byName = new Map((await st.list()).map((d) => [d.name, d]));
+    const s = statSync(st.imagePath('whole'));
+    expect(byName.get('whole')).toEqual({
+      name: 'whole', path: st.imagePath('whole'), sizeBytes: 1 << 20, allocatedBytes: s.blocks * 512,
+      created: s.birthtimeMs > 0 ? s.birthtime.toISOString() : null, modified: s.mtime.toISOString(),
+      imageId: expect.stringMatching(/^[0-9a-f]{32}$/), format: 2, key: 'storage-key', inUse: null, problem: null,
+    });
+    expect(s.blocks).toBeGreaterThan(0);
+    expect(byName.get('short')).toMatchObject({ format: 2, problem: `truncated (${imageFileSize(256) - 1} bytes, expected ${imageFileSize(256)})` });
+    expect(byName.get('garbage')).toMatchObject({ format: null, sizeBytes: null, problem: 'the file is not a wasmvisor block image' });
+    expect(byName.get('tiny')).toMatchObject({ format: null, problem: 'the image is shorter than its header' });
+    // A whole format-1 image is listed as it is (its size is its own layout's, not format 2's).
+    expect(old).not.toBe(imageFileSize(256));
+    expect(byName.get('old')).toMatchObject({ format: 1, sizeBytes: 1 << 20, problem: null });
+  });
+
+  it('does not take another image’s key, filed under the same name and place, for this image’s', async () => {
+    // An image p made elsewhere (its key is in another keystore), copied into a data directory whose
+    // keystore holds the key of an earlier image p, at the same place, under that image's id.
+    const elsewhere = new Storage({ dataDir: path.join(dir, 'elsewhere') });
+    await elsewhere.detach(await elsewhere.attach('p', 1));
+    const st = new Storage({ dataDir: path.join(dir, 'here') });
+    const earlier = randomBytes(16);
+    await st.keystore!.reserve(earlier, 'p', st.imagePath('p'), randomBytes(32), true);
+    await st.keystore!.commit(earlier);
+    mkdirSync(path.dirname(st.imagePath('p')), { recursive: true });
+    writeFileSync(st.imagePath('p'), readFileSync(elsewhere.imagePath('p')));
+    expect(await st.list()).toEqual([expect.objectContaining({ name: 'p', key: 'missing', problem: 'no key for it in the keystore' })]);
   });
 
   it('leaves out a key still pending for an image that never appeared (a create that died first)', async () => {

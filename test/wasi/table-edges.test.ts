@@ -335,3 +335,112 @@ describe('poll_oneoff at its edges', () => {
     expect(events(h, 5000)).toEqual([[1n, 0, 0, 0n]]);
   });
 });
+
+describe('records the table writes, at their offsets and in little-endian order', () => {
+  it('fd_fdstat_get: filetype, flags, and the base and inheriting rights as u64 at 8 and 16', () => {
+    const h = harness({ entries: [{ path: 'd', kind: 'dir' }] });
+    const base = BigInt(Rights.PATH_OPEN | Rights.FD_READDIR);
+    const inheriting = BigInt(Rights.FD_READ | Rights.FD_SEEK);
+    const len = h.put(1024, 'd');
+    expect(h.call('path_open', PREOPEN, 0, 1024, len, Oflags.DIRECTORY, base, inheriting, 0, 2048)).toBe(0);
+    const d = h.dv.getUint32(2048, true);
+    h.bytes.fill(0xee, 3100, 3100 + 24);
+    expect(h.call('fd_fdstat_get', d, 3100)).toBe(0);
+    expect(h.bytes[3100]).toBe(3); // DIRECTORY
+    expect(h.dv.getUint16(3102, true)).toBe(0);
+    expect(h.dv.getBigUint64(3108, true)).toBe(base);
+    expect(h.dv.getBigUint64(3116, true)).toBe(inheriting);
+  });
+
+  it('fd_prestat_get: the tag (0, a directory) at out and the name length at out + 4, nothing before', () => {
+    const h = harness();
+    h.bytes.fill(0xee, 96, 112);
+    expect(h.call('fd_prestat_get', PREOPEN, 100)).toBe(0);
+    expect(h.dv.getUint32(100, true)).toBe(0);
+    expect(h.dv.getUint32(104, true)).toBe('/sandbox'.length);
+    expect([...h.bytes.subarray(96, 100), ...h.bytes.subarray(108, 112)]).toEqual(Array(8).fill(0xee));
+  });
+
+  it('fd_advise: advice 0 to 5 are the six WASI names; 6 and above are EINVAL', () => {
+    const h = harness({ entries: [{ path: 'f', kind: 'file', data: new Uint8Array(8) }] });
+    const f = openF(h, 'f', 0);
+    for (let advice = 0; advice <= 5; advice++) expect(h.call('fd_advise', f, 0n, 8n, advice)).toBe(0);
+    for (const advice of [6, 255, -1]) expect(h.call('fd_advise', f, 0n, 8n, advice)).toBe(Errno.INVAL);
+  });
+});
+
+describe('a path the guest names', () => {
+  it('is refused as EILSEQ when its bytes are not UTF-8, and nothing is created', () => {
+    const h = harness();
+    for (const bad of [[0x66, 0xff], [0xc3], [0xed, 0xa0, 0x80]]) {
+      h.bytes.set(bad, 1024);
+      expect(h.call('path_open', PREOPEN, 0, 1024, bad.length, Oflags.CREAT, ALL, ALL, 0, 2048)).toBe(Errno.ILSEQ);
+      expect(h.call('path_create_directory', PREOPEN, 1024, bad.length)).toBe(Errno.ILSEQ);
+    }
+    h.bytes.set([0xc3, 0xa9], 1024); // é, as UTF-8: a name like any other
+    expect(h.call('path_create_directory', PREOPEN, 1024, 2)).toBe(0);
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, 2, 3200)).toBe(0);
+  });
+
+  it('may be exactly maxPathBytes long; one byte more is ENAMETOOLONG', () => {
+    const h = harness({ quotas: { maxFds: 16, maxBytes: 1 << 20, maxInodes: 64, maxPathBytes: 32 } });
+    const at32 = h.put(1024, 'a'.repeat(32));
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, at32, 3200)).toBe(Errno.NOENT);
+    const at33 = h.put(1024, 'a'.repeat(33));
+    expect(h.call('path_filestat_get', PREOPEN, 0, 1024, at33, 3200)).toBe(Errno.NAMETOOLONG);
+  });
+});
+
+describe('poll_oneoff', () => {
+  /** A clock subscription at `at`: monotonic clock, timeout in ns, flags (1: absolute). */
+  function clockSub(h: Harness, at: number, userdata: bigint, timeout: bigint, flags: number): void {
+    h.bytes.fill(0, at, at + 48);
+    h.dv.setBigUint64(at, userdata, true);
+    h.bytes[at + 8] = 0; // EVENTTYPE_CLOCK
+    h.dv.setUint32(at + 16, 1, true); // MONOTONIC
+    h.dv.setBigUint64(at + 24, timeout, true);
+    h.dv.setUint16(at + 40, flags, true);
+  }
+
+  it('reads an absolute timeout against the clock device: 1 ms past an hour of uptime fires first, a relative 5 s does not (the margin is for a loaded machine)', () => {
+    const hour = 3_600_000_000_000n;
+    const h = harness({ clock: { read: () => hour, resolutionNs: 1_000_000 } });
+    clockSub(h, 1000, 11n, hour + 1_000_000n, 1);
+    clockSub(h, 1048, 22n, 5_000_000_000n, 0);
+    expect(h.call('poll_oneoff', 1000, 2000, 2, 3000)).toBe(0);
+    expect(h.dv.getUint32(3000, true)).toBe(1);
+    expect(h.dv.getBigUint64(2000, true)).toBe(11n);
+    // An absolute time already past fires at once, before the relative one.
+    clockSub(h, 1000, 33n, hour - 5_000_000_000n, 1);
+    expect(h.call('poll_oneoff', 1000, 2000, 2, 3000)).toBe(0);
+    expect(h.dv.getBigUint64(2000, true)).toBe(33n);
+  });
+});
+
+describe('a symlink as the last component of a path is acted on itself, never followed', () => {
+  it('by path_create_directory, path_symlink, path_link (as a target), path_remove_directory and path_rename', () => {
+    const h = harness({ entries: [{ path: 'dir', kind: 'dir' }, { path: 'f', kind: 'file', data: new Uint8Array([7]) }] });
+    const p = (at: number, name: string): [number, number] => [at, h.put(at, name)];
+    const exists = (name: string) => h.call('path_filestat_get', PREOPEN, 0, ...p(1200, name), 3200) === 0;
+    expect(h.call('path_symlink', ...p(1024, 'nowhere'), PREOPEN, ...p(1100, 'dangling'))).toBe(0);
+    expect(h.call('path_symlink', ...p(1024, 'dir'), PREOPEN, ...p(1100, 'todir'))).toBe(0);
+    // The name is taken by the link: nothing is made where it points.
+    expect(h.call('path_create_directory', PREOPEN, ...p(1024, 'dangling'))).toBe(Errno.EXIST);
+    expect(h.call('path_symlink', ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(Errno.EXIST);
+    expect(h.call('path_link', PREOPEN, 0, ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(Errno.EXIST);
+    expect(exists('nowhere')).toBe(false);
+    // A link to a directory is not a directory to remove.
+    expect(h.call('path_remove_directory', PREOPEN, ...p(1024, 'todir'))).toBe(Errno.NOTDIR);
+    expect(exists('dir')).toBe(true);
+    // Renaming the link moves the link; its target stays.
+    expect(h.call('path_rename', PREOPEN, ...p(1024, 'todir'), PREOPEN, ...p(1100, 'moved'))).toBe(0);
+    expect(exists('dir')).toBe(true);
+    expect(h.call('path_readlink', PREOPEN, ...p(1024, 'moved'), 4000, 64, 4100)).toBe(0);
+    expect(h.get(4000, h.dv.getUint32(4100, true))).toBe('dir');
+    // Renaming over a link replaces the link, not what it points to.
+    expect(h.call('path_rename', PREOPEN, ...p(1024, 'f'), PREOPEN, ...p(1100, 'dangling'))).toBe(0);
+    expect(exists('nowhere')).toBe(false);
+    expect(h.call('path_filestat_get', PREOPEN, 0, ...p(1200, 'dangling'), 3200)).toBe(0);
+    expect(h.dv.getBigUint64(3200 + 32, true)).toBe(1n); // f's one byte
+  });
+});
