@@ -18,10 +18,26 @@ import { guestText } from './escape.ts';
 /** The `code` of the process warning a throwing listener raises. */
 export const LISTENER_WARNING = 'WASMVISOR_LISTENER_THREW';
 
+/**
+ * Warnings per emitter and event at the most: a listener that throws on every console line would
+ * otherwise write a warning per line a guest prints. The last one says the rest go unreported.
+ */
+export const MAX_LISTENER_WARNINGS = 10;
+const warned = new WeakMap<object, Map<string | symbol, number>>();
+
 /** Reports a listener's failure without throwing (its message may quote guest text: escaped). */
-export function listenerThrew(owner: string, event: string | symbol, error: unknown): void {
+export function listenerThrew(owner: string, event: string | symbol, error: unknown, emitter: object | null = null): void {
+  let more = '';
+  if (emitter !== null) {
+    let counts = warned.get(emitter);
+    if (counts === undefined) warned.set(emitter, (counts = new Map()));
+    const n = (counts.get(event) ?? 0) + 1;
+    counts.set(event, n);
+    if (n > MAX_LISTENER_WARNINGS) return;
+    if (n === MAX_LISTENER_WARNINGS) more = ` (${MAX_LISTENER_WARNINGS} reported: further failures of '${String(event)}' listeners on ${owner} are not)`;
+  }
   const message = error instanceof Error ? error.message : String(error);
-  process.emitWarning(guestText(`a listener for '${String(event)}' on ${owner} threw: ${message}`), { code: LISTENER_WARNING });
+  process.emitWarning(guestText(`a listener for '${String(event)}' on ${owner} threw: ${message}`) + more, { code: LISTENER_WARNING });
 }
 
 type Listener = (...args: unknown[]) => unknown;
@@ -52,9 +68,9 @@ function guardedEmit(this: GuardedEmitter<Record<string, unknown[]>>, event: str
 function call(emitter: GuardedEmitter<Record<string, unknown[]>>, listener: Listener, event: string | symbol, args: unknown[]): void {
   try {
     const result = Reflect.apply(listener, emitter, args);
-    if (result instanceof Promise) result.catch((error: unknown) => listenerThrew(describe(emitter), event, error));
+    if (result instanceof Promise) result.catch((error: unknown) => listenerThrew(describe(emitter), event, error, emitter));
   } catch (error) {
-    listenerThrew(describe(emitter), event, error);
+    listenerThrew(describe(emitter), event, error, emitter);
   }
 }
 

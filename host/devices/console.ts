@@ -839,7 +839,7 @@ export class ConsoleOutput {
     } catch (error) {
       // A `data` listener that threw (a flowing stream emits inside push): the embedder's bug,
       // reported; the chunk was delivered and the drain goes on.
-      listenerThrew(`a partition's ${which} stream`, 'data', error);
+      listenerThrew(`a partition's ${which} stream`, 'data', error, s);
       return true;
     }
   }

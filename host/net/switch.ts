@@ -342,7 +342,7 @@ export class VirtualSwitch {
         listener({ segment: from.segment, src: from.address, dst, bytes, outcome });
       } catch (error) {
         // The embedder's bug, reported; a frame a guest sent must not crash the host through it.
-        listenerThrew('the virtual switch', 'observeNetwork', error);
+        listenerThrew('the virtual switch', 'observeNetwork', error, this);
       }
     }
   }

@@ -8,7 +8,7 @@
  * emitted.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LISTENER_WARNING } from '../../host/events.ts';
+import { GuardedEmitter, LISTENER_WARNING, MAX_LISTENER_WARNINGS } from '../../host/events.ts';
 import type { Hypervisor } from '../../host/index.ts';
 import { guest, hypervisor } from '../helpers.ts';
 
@@ -114,5 +114,26 @@ describe("an embedder's listener that throws", () => {
     expect(await p.exited).toMatchObject({ state: 'exited', code: 0 });
     expect(chunks).toBeGreaterThan(0);
     expect((await warned(1))[0]).toBe("a listener for 'data' on a partition's stdout stream threw: data bug");
+  });
+});
+
+describe('warnings about a throwing listener are bounded', () => {
+  it(`at most ${MAX_LISTENER_WARNINGS} per emitter and event, the last saying so; another event is counted apart`, async () => {
+    class Box extends GuardedEmitter<{ line: [text: string]; other: [] }> {}
+    const box = new Box();
+    box.on('line', () => {
+      throw new Error('bad');
+    });
+    box.on('other', () => {
+      throw new Error('worse');
+    });
+    for (let i = 0; i < 3 * MAX_LISTENER_WARNINGS; i++) box.emit('line', `line ${i}`);
+    box.emit('other');
+    await warned(MAX_LISTENER_WARNINGS + 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(warnings).toHaveLength(MAX_LISTENER_WARNINGS + 1);
+    expect(warnings.filter((w) => w.startsWith("a listener for 'line' on Box threw: bad"))).toHaveLength(MAX_LISTENER_WARNINGS);
+    expect(warnings.filter((w) => w.endsWith("further failures of 'line' listeners on Box are not)"))).toHaveLength(1);
+    expect(warnings).toContain("a listener for 'other' on Box threw: worse");
   });
 });
