@@ -374,12 +374,18 @@ export class Dispatcher {
     return result;
   };
 
-  /** Refuses a call whose output (checked first) or input window does not fit. */
+  /**
+   * Refuses a call whose output (checked first) or input window does not fit. ABORT never returns
+   * (docs/ABI.md): its refused window is reported like any other, and the guest ends all the same,
+   * with the refusal in place of the message the host could not read.
+   */
   private refuseWindows(call: number, size: number, inPtr: number, inLen: number, outPtr: number, outCap: number): number {
     const memory = this.memory;
     const out = memory.checkAt(size, outPtr, outCap);
-    if (out !== HvStatus.SUCCESS) return this.refuse(call, out, window('out', outPtr, outCap, size));
-    return this.refuse(call, memory.checkAt(size, inPtr, inLen), window('in', inPtr, inLen, size));
+    const reason = out !== HvStatus.SUCCESS ? window('out', outPtr, outCap, size) : window('in', inPtr, inLen, size);
+    const refused = this.refuse(call, out !== HvStatus.SUCCESS ? out : memory.checkAt(size, inPtr, inLen), reason);
+    if (call >>> 0 === HvCall.ABORT) throw (this.ending = new GuestAbort(`(no message: its ${reason})`));
+    return refused;
   }
 
   /**

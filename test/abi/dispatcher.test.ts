@@ -144,10 +144,26 @@ describe('hypercall ABI v1 through the dispatcher', () => {
         expect(e).toEqual(new GuestAbort('boom at x.ts:1:2'));
       }
     });
-    it('refuse hostile windows without ending the guest', () => {
+    it('EXIT refuses hostile windows without ending the guest', () => {
       hostile(b, HvCall.EXIT);
-      hostile(b, HvCall.ABORT);
       expect(b.d.ending).toBeNull();
+    });
+    it('ABORT never returns: a window the host cannot read is reported, and the guest ends all the same', () => {
+      const size = b.bytes().length;
+      const cases: [number, number, number, number, string, RegExp][] = [
+        [size, 1, 0, 0, 'HV_STATUS_INVALID_ADDRESS', /^\(no message: its in buffer \[0x10000, \+1\) lies outside guest memory of 65536 bytes\)$/],
+        [0xfffffff0, 0x20, 0, 0, 'HV_STATUS_INVALID_ADDRESS', /in buffer \[0xfffffff0, \+32\) lies outside/],
+        [0, HV_MAX_TRANSFER + 1, 0, 0, 'HV_STATUS_TOO_LARGE', /in length 65537 exceeds the per-call maximum of 65536 bytes/],
+        [0, 4, size, 1, 'HV_STATUS_INVALID_ADDRESS', /out buffer \[0x10000, \+1\) lies outside/],
+      ];
+      for (const [ip, il, op, oc, status, message] of cases) {
+        const a = boundary();
+        untouched(a, () => expect(() => a.call(HvCall.ABORT, ip, il, op, oc)).toThrow(GuestAbort));
+        expect((a.d.ending as GuestAbort).message).toMatch(message);
+        expect(a.violations).toEqual([expect.objectContaining({ call: 'ABORT', status })]);
+        expect(a.metrics().faults).toBe(1);
+        expect(() => a.call(HvCall.VERSION)).toThrow(a.d.ending as GuestAbort); // sticky
+      }
     });
   });
 

@@ -85,12 +85,13 @@ export class HarnessFinding extends Error {}
 /** Whether `error` is one of the ways a guest's own run ends (not a host fault). */
 export const isGuestEnding = (error: unknown): boolean => error instanceof GuestExit || error instanceof GuestAbort;
 
-/** The reactor message that calls `run` (f64 fuel 0: the partition's own; u16 name length; name; no input). */
-function runMessage(): Uint8Array {
+/** The reactor message that calls `run` (f64 fuel 0: the partition's own; u16 name length; name; the input). */
+function runMessage(input?: Uint8Array): Uint8Array {
   const name = new TextEncoder().encode('run');
-  const bytes = new Uint8Array(10 + name.length);
+  const bytes = new Uint8Array(10 + name.length + (input?.length ?? 0));
   bytes[8] = name.length;
   bytes.set(name, 10);
+  if (input !== undefined) bytes.set(input, 10 + name.length);
   return bytes;
 }
 const RUN = runMessage();
@@ -126,10 +127,13 @@ export class Rig {
     if (this.outcome === null && this.memory === null) throw new Error('the fuzz guest booted without a memory');
   }
 
-  /** Runs the guest's `run` once (it calls until the descriptor says stop). False once the partition has ended. */
-  batch(): boolean {
+  /**
+   * Runs the guest's `run` once (it calls until the descriptor says stop), with `input` as the
+   * host call's input (INPUT_SIZE, INPUT_READ). False once the partition has ended.
+   */
+  batch(input?: Uint8Array): boolean {
     if (this.outcome !== null) return false;
-    if (!this.calls.tryWrite(CallKind.CALL, RUN)) throw new Error('the fuzz rig call ring is full');
+    if (!this.calls.tryWrite(CallKind.CALL, input === undefined ? RUN : runMessage(input))) throw new Error('the fuzz rig call ring is full');
     this.drive();
     return this.outcome === null;
   }

@@ -10,6 +10,7 @@ import * as codes from '../../host/abi/codes.ts';
 import { HvCall, HvStatus, HvDevice, HvClock, HV_ABI_VERSION, HV_MAX_TRANSFER } from '../../host/abi/codes.ts';
 import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
 import { DEFAULT_MODULE_LIMITS } from '../../host/loader/bounds.ts';
+import { ABI_DOC, callTable } from '../abi/abi-doc.ts';
 
 const abiText = readFileSync(new URL('../../assembly/abi.ts', import.meta.url), 'utf8');
 
@@ -107,7 +108,7 @@ describe('assembly/abi.ts matches host/abi/codes.ts', () => {
  * docs mark every addition since 1.0 with "(X.Y)" and nothing of 1.0.
  */
 describe('docs/ABI.md lists what host/abi/codes.ts defines', () => {
-  const doc = readFileSync(new URL('../../docs/ABI.md', import.meta.url), 'utf8');
+  const doc = ABI_DOC;
   const source = readFileSync(new URL('../../host/abi/codes.ts', import.meta.url), 'utf8');
   /** The version the doc comment right before `key:` in the table `table` of codes.ts states. */
   function since(table: string, key: string): string {
@@ -121,13 +122,13 @@ describe('docs/ABI.md lists what host/abi/codes.ts defines', () => {
   const marked = (v: string | undefined) => v ?? '1.0';
 
   it('the call table: every call with its code, its device and the version it came in', () => {
-    const rows = [...doc.matchAll(/^\| `(0x[0-9a-f]{4})` \| `HV_CALL_(\w+)`(?: \((\d+\.\d+)\))? \| ([^|]+?) \|/gm)];
-    expect(rows.map((r) => r[2]).sort()).toEqual(Object.keys(HvCall).sort());
-    for (const [, hex, name, version, device] of rows) {
-      const code = HvCall[name as keyof typeof HvCall];
+    const rows = callTable(doc);
+    expect(rows.map((r) => r.name).sort()).toEqual(Object.keys(HvCall).sort());
+    for (const { hex, name, version, device } of rows) {
+      const code = HvCall[name];
       expect(hex, `HV_CALL_${name}`).toBe(`0x${code.toString(16).padStart(4, '0')}`);
       expect(device, `HV_CALL_${name}'s device`).toBe(CALL_DEVICE.get(code) ?? '—');
-      expect(marked(version), `HV_CALL_${name} is marked with the version it came in`).toBe(since('HvCall', name!));
+      expect(marked(version), `HV_CALL_${name} is marked with the version it came in`).toBe(since('HvCall', name));
     }
   });
 
