@@ -18,7 +18,7 @@
  * Nothing here waits: the rig's blocker turns every wait into "now" (a blocking call that found
  * nothing answers at once), so the file runs in about a second.
  */
-import { mkdtempSync, openSync, closeSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,7 @@ import {
 import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
 import { InputKind, type WorkerInit, type WorkerOutcome } from '../../host/channel/protocol.ts';
 import { SharedRing } from '../../host/channel/ring.ts';
+import { Errno } from '../../host/wasi/errno.ts';
 import { allocateStats, Stat } from '../../host/channel/stats.ts';
 import { resolveDevices, type DevicesSpec } from '../../host/devices/config.ts';
 import { ConsoleOutput } from '../../host/devices/console.ts';
@@ -731,5 +732,20 @@ describe('docs/ABI.md "Statuses by call" is the contract the host keeps', () => 
     }
     expect(problems).toEqual([]);
     expect([...unknownSeen].sort()).toEqual(['INVALID_CALL', 'RATE_LIMITED']);
+  });
+  it('WASI: the errno values docs/ABI.md lists are preview1\'s, and every errno the WASI layer names itself is listed (a static read: the host file system\'s own errors are mapped by name)', () => {
+    const listed = new Map<string, number>();
+    for (const m of section('### errno values used').matchAll(/`E([A-Z0-9]+)` (\d+)/g)) listed.set(m[1] === '2BIG' ? 'TOOBIG' : m[1]!, Number(m[2]));
+    expect(listed.size).toBeGreaterThan(20);
+    for (const [key, value] of listed) expect(Errno[key as keyof typeof Errno], `E${key}`).toBe(value);
+    const dir = new URL('../../host/wasi/', import.meta.url);
+    const named = new Set<string>();
+    for (const file of readdirSync(dir)) {
+      if (!file.endsWith('.ts') || file === 'errno.ts') continue;
+      // hostfs.ts maps the host's error codes by name (the doc's "mapped to the preview1 number of the same name").
+      const text = readFileSync(new URL(file, dir), 'utf8').replace(/const NODE_ERRNO[\s\S]*?\n\};/, '');
+      for (const m of text.matchAll(/Errno\.([A-Z0-9]+)/g)) named.add(m[1]!);
+    }
+    expect([...named].filter((k) => !listed.has(k)).sort()).toEqual([]);
   });
 });
