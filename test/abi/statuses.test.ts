@@ -403,7 +403,7 @@ describe('docs/ABI.md "Statuses by call" is the contract the host keeps', () => 
       expect(g.call(code, 0, HV_MAX_TRANSFER + 1, PAGE, 1), n).toBe(status('INVALID_ADDRESS'));
       expect(g.call(code, PAGE, 1, 0, HV_MAX_TRANSFER + 1), n).toBe(status('TOO_LARGE'));
       // Ending exactly at the end of memory: accepted (the call runs), also at odd addresses.
-      if (n === 'EXIT' || n === 'ABORT') continue; // they end the guest: below
+      if (n === 'EXIT') continue; // it ends the guest: below
       expectEdge(g.call(code, PAGE - len, len, 0x1001, need, validInput(n, len)), 'input at the end');
       await fresh();
       expectEdge(g.call(code, 0x0003, len, PAGE - need, need, validInput(n, len)), 'output at the end');
@@ -666,11 +666,29 @@ describe('docs/ABI.md "Statuses by call" is the contract the host keeps', () => 
     for (let i = 1; i < sent; i++) expect(a.call(HvCall.NET_RECV, 0, 0, 0x100, 8 + NET_MTU)).toBe(8 + NET_MTU);
     expect(a.call(HvCall.NET_RECV, 0, 8, 0x100, 8 + NET_MTU, u32(1, 0))).toBe(status('WOULD_BLOCK'));
     expect(a.call(HvCall.NET_RECV, 0, 0, 0x100, 8 + NET_MTU)).toBe(status('WOULD_BLOCK')); // its wait (cut to now here) found nothing
-    // Through the root (broadcast): the tx ring fills while the root is not draining it.
+    // The waits a call asks for, in ms (the rig's blocker ends each at once): the documented timeouts.
+    const asked: number[] = [];
+    const deadline = a.rig.blocker.deadline.bind(a.rig.blocker);
+    a.rig.blocker.deadline = (ms?: number) => (asked.push(ms ?? NaN), deadline());
+    const waits = (code: number, input: Uint8Array, out = 0): number[] => {
+      asked.length = 0;
+      a.call(code, 0, input.length, 0x100, out, input);
+      return [...asked];
+    };
+    expect(waits(HvCall.NET_RECV, u32(0, 0xffff_ffff), 8 + NET_MTU), '0xFFFFFFFF: forever').toEqual([Infinity]);
+    expect(waits(HvCall.NET_RECV, u32(0, 7), 8 + NET_MTU)).toEqual([7]);
+    expect(waits(HvCall.NET_RECV, u32(1, 7), 8 + NET_MTU), 'non-blocking').toEqual([0]);
+    expect(waits(HvCall.NET_POLL, u32(0xffff_ffff))).toEqual([Infinity]);
+    expect(waits(HvCall.NET_POLL, u32(7, b.nic!.address))).toEqual([7]);
+    // Through the root (broadcast): the tx ring fills while the root is not draining it. NET_SEND
+    // waits for room for as long as the doc says, NET_TRY_SEND not at all.
+    const sendWaitMs = 1000 * Number(/`NET_SEND` waits up to (\d+) s for room/.exec(section('### Network (1.2; flow control 1.3)'))?.[1]);
     for (const code of [HvCall.NET_SEND, HvCall.NET_TRY_SEND]) {
       let r: Result = 0;
+      asked.length = 0;
       for (let i = 0; i < 10_000 && typeof r === 'number' && r >= 0; i++) r = a.call(code, 0, 4 + NET_MTU, 0, 0, to(HV_NET_BROADCAST, NET_MTU));
       expect(r, name(code)).toBe(status('WOULD_BLOCK'));
+      expect(asked, name(code)).toEqual(code === HvCall.NET_SEND ? [sendWaitMs] : []);
     }
     // Unplugged (the hypervisor closes): the receive queue is closed.
     a.nic!.detach();
