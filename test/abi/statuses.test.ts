@@ -210,10 +210,15 @@ class Guest {
     const v = new DataView(mem.buffer);
     [code, inPtr, inLen, outPtr, outCap].forEach((x, i) => v.setUint32(DESC + 4 * i, x >>> 0, true));
     v.setInt32(RESULT, 0x7eadbeef, true);
+    // The guest's bytes the output window covers (short of the descriptor, the test's own scratch).
+    const from = Math.min(outPtr >>> 0, DESC);
+    const before = mem.slice(from, Math.min(from + (outCap >>> 0), DESC));
     this.rig.batch(callInput);
     if (this.rig.outcome !== null) return ENDED;
     const ret = v.getInt32(RESULT, true);
     if (ret === 0x7eadbeef) throw new Error(`${scenario}: call 0x${(code >>> 0).toString(16)} returned nothing`);
+    // A failed call writes nothing.
+    if (ret < 0 && Buffer.compare(before, mem.subarray(from, from + before.length)) !== 0) throw new Error(`${scenario}: call 0x${(code >>> 0).toString(16)} failed with ${ret} but wrote its output window`);
     if (ret < 0) record(code, ret, () => `${name(code) ?? `0x${(code >>> 0).toString(16)}`}(in ${inPtr >>> 0}+${inLen >>> 0}, out ${outPtr >>> 0}+${outCap >>> 0})`);
     return ret;
   }
@@ -554,6 +559,20 @@ describe('docs/ABI.md "Statuses by call" is the contract the host keeps', () => 
     expect(long.call(HvCall.CONSOLE_READ, 0, 0, 0, longest)).toBe(1);
     expect(long.call(HvCall.CONSOLE_READ, 0, 0, 0, longest)).toBe(status('END_OF_STREAM'));
     for (const g of [lines, limited, gone, input, stream, ended, long]) g.close();
+  });
+
+  it('overlapping windows: the input is read once, before the output is written', async () => {
+    scenario = 'overlapping windows';
+    const g = await guest({ devices: { clock: { deterministic: { startMs: 1000, stepMs: 1 } }, attestation: true } });
+    // CLOCK_GET's id and its result in the same bytes; an unaligned pair.
+    expect(g.call(HvCall.CLOCK_GET, 0x101, 4, 0x101, 8, u32(1))).toBe(8);
+    expect(new DataView(g.mem.buffer).getBigUint64(0x101, true)).toBe(1_000_000_000n);
+    // ATTEST_REPORT's report data and nonce under its report: the report carries them as they were.
+    const data = new Uint8Array(64 + 16).map((_, i) => i + 1);
+    expect(g.call(HvCall.ATTEST_REPORT, 0x203, data.length, 0x203, 512, data)).toBe(512);
+    expect([...g.mem.subarray(0x203 + 320, 0x203 + 384)]).toEqual([...data.subarray(0, 64)]);
+    expect([...g.mem.subarray(0x203 + 384, 0x203 + 400)]).toEqual([...data.subarray(64)]);
+    g.close();
   });
 
   it('clock: an unknown id', async () => {
