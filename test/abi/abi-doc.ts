@@ -6,8 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { HvCall, HvStatus, type HvCallName, type HvStatusName } from '../../host/abi/codes.ts';
+import { CALL_DEVICE } from '../../host/abi/dispatcher.ts';
+import { packageRoot } from '../../host/paths.ts';
 
-export const ABI_DOC = readFileSync(new URL('../../docs/ABI.md', import.meta.url), 'utf8');
+/** docs/ABI.md (found from the package root, so the fuzzers' bundle in build/ reads it too). */
+export const ABI_DOC = readFileSync(new URL('docs/ABI.md', packageRoot), 'utf8');
 
 /** The text of the section that starts with `heading` (a whole heading line) up to the next heading of any level. */
 export function section(heading: string, doc = ABI_DOC): string {
@@ -73,6 +76,25 @@ export function statusTable(doc = ABI_DOC): Map<HvCallName, StatusRow> {
     rows.set(name as HvCallName, { name: name as HvCallName, inLen, outCap, statuses: statusesIn(statuses) });
   }
   return rows;
+}
+
+/**
+ * What "Statuses by call" says every call can return besides its row: `INVALID_ADDRESS` and
+ * `TOO_LARGE` (all but ABORT), `RATE_LIMITED` (all but EXIT and ABORT), `ACCESS_DENIED` (a
+ * device's calls). test/abi/statuses.test.ts checks the doc still says so, and provokes each.
+ */
+export function commonStatuses(call: HvCallName): HvStatusName[] {
+  if (call === 'ABORT') return [];
+  const out: HvStatusName[] = ['INVALID_ADDRESS', 'TOO_LARGE'];
+  if (call !== 'EXIT') out.push('RATE_LIMITED');
+  if (CALL_DEVICE.has(HvCall[call])) out.push('ACCESS_DENIED');
+  return out;
+}
+
+/** Every status docs/ABI.md lets each call return (its row and the common ones), by call name. */
+export function documentedStatuses(doc = ABI_DOC): Map<HvCallName, Set<HvStatusName>> {
+  const rows = statusTable(doc);
+  return new Map([...rows].map(([name, row]) => [name, new Set([...row.statuses, ...commonStatuses(name)])]));
 }
 
 /** The input lengths a row accepts, and the status for the others (see ABI.md's `in_len` column). */

@@ -51,7 +51,7 @@ import { dataOffset } from '../../host/storage/image.ts';
 import { blockInit, Storage, type BlockAttachment } from '../../host/storage/storage.ts';
 import { Rig, rings } from '../fuzz/rig.ts';
 import { wat } from '../loader/wat.ts';
-import { ABI_DOC, callTable, inputRule, outputNeed, section, statusTable, statusesIn } from './abi-doc.ts';
+import { ABI_DOC, callTable, documentedStatuses, inputRule, outputNeed, section, statusTable, statusesIn } from './abi-doc.ts';
 
 const PAGE = 65536;
 /** Where `run` reads its call: u32 code, in_ptr, in_len, out_ptr, out_cap; it stores the result after them. */
@@ -290,20 +290,8 @@ const countMax = (() => {
 const maxTransfer = Number(/\*\*`HV_MAX_TRANSFER` = (\d+)\*\*/.exec(ABI_DOC)?.[1]);
 const ruleOf = (call: HvCallName) => inputRule(doc.get(call)!.inLen, maxTransfer, { MTU: NET_MTU, maxCount: call === 'BLOCK_WRITE' ? countMax.write : countMax.read });
 
-/** What the doc says every call can return besides its row. */
-function common(call: HvCallName): HvStatusName[] {
-  if (call === 'ABORT') return [];
-  const out: HvStatusName[] = ['INVALID_ADDRESS', 'TOO_LARGE'];
-  if (call !== 'EXIT') out.push('RATE_LIMITED');
-  if (CALL_DEVICE.has(HvCall[call])) out.push('ACCESS_DENIED');
-  return out;
-}
-const documentedSets = new Map<HvCallName, Set<HvStatusName>>();
-const documented = (call: HvCallName): Set<HvStatusName> => {
-  let set = documentedSets.get(call);
-  if (set === undefined) documentedSets.set(call, (set = new Set([...doc.get(call)!.statuses, ...common(call)])));
-  return set;
-};
+const DOCUMENTED = documentedStatuses();
+const documented = (call: HvCallName): Set<HvStatusName> => DOCUMENTED.get(call)!;
 
 beforeAll(() => {
   dataDir = mkdtempSync(path.join(tmpdir(), 'wv-statuses-'));
