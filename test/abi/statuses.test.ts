@@ -117,8 +117,8 @@ const guests: Guest[] = [];
 interface GuestOptions {
   /** Devices granted (resolved like a spec). Default: every device. */
   devices?: DevicesSpec;
-  /** The console's input: one line queued and more to come (default), nothing yet, ended, or these bytes and then its end. */
-  input?: 'line' | 'open' | 'ended' | Uint8Array;
+  /** The console's input: one line queued and more to come (default), ended, or these bytes and then its end. */
+  input?: 'line' | 'ended' | Uint8Array;
   hypercallRate?: ResolvedRateLimit | null;
   /** The block device's back end: a fresh image (default), or `fd` in place of its file. */
   blockFd?: (attachment: BlockAttachment) => number;
@@ -141,7 +141,6 @@ class Guest {
   readonly mem: Uint8Array;
   readonly console: ConsoleOutput | null;
   readonly nic: NicAttachment | null;
-  readonly input: SharedRing;
   readonly devices: number;
 
   constructor(options: GuestOptions, attachment: BlockAttachment | null) {
@@ -150,11 +149,11 @@ class Guest {
     const nic = devices.net ? sw.attachNic(`g${guests.length}`, devices.net, () => {}) : null;
     this.nic = nic;
     const input = SharedRing.allocate(1 << 18);
-    this.input = new SharedRing(input);
+    const ring = new SharedRing(input);
     const given = options.input ?? 'line';
-    if (given === 'line') this.input.tryWrite(InputKind.LINE, new TextEncoder().encode(LINE));
-    if (given instanceof Uint8Array) for (let at = 0; at < given.length; at += 4096) this.input.tryWrite(InputKind.BYTES, given.subarray(at, at + 4096));
-    if (given === 'ended' || given instanceof Uint8Array) this.input.close();
+    if (given === 'line') ring.tryWrite(InputKind.LINE, new TextEncoder().encode(LINE));
+    if (given instanceof Uint8Array) for (let at = 0; at < given.length; at += 4096) ring.tryWrite(InputKind.BYTES, given.subarray(at, at + 4096));
+    if (given === 'ended' || given instanceof Uint8Array) ring.close();
     const stdio = new SharedArrayBuffer(8);
     const block = attachment === null ? null : { ...blockInit(attachment), ...(options.blockFd ? { fd: options.blockFd(attachment) } : {}) };
     const init: WorkerInit = {
