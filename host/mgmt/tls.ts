@@ -60,9 +60,12 @@ async function writeSecret(file: string, text: string): Promise<void> {
   await writeFile(file, text, { mode: 0o600 });
 }
 
-/** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most 1 MiB. */
+/** Largest certificate, key or CA bundle file read (PEM): the daemon's own, `serve --tls-*` and the remote client's `--ca`, `--cert`, `--key`. */
+export const MAX_TLS_FILE_BYTES = 1 << 20;
+
+/** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most MAX_TLS_FILE_BYTES. */
 async function readPem(file: string): Promise<string> {
-  return (await readRegularFile(file, { maxBytes: 1 << 20, what: 'TLS file', error: (message, cause) => new StorageError(message, { cause }) })).toString('utf8');
+  return (await readRegularFile(file, { maxBytes: MAX_TLS_FILE_BYTES, what: 'TLS file', error: (message, cause) => new StorageError(message, { cause }) })).toString('utf8');
 }
 
 /**
