@@ -380,9 +380,10 @@ describe('forwarded port: idle connections', () => {
     // Several idle periods pass while the frames wait (a timer only ever fires late).
     await new Promise((r) => setTimeout(r, 200));
     expect(seen.closed).toBe(false);
+    expect(fwd.counters.idleCloses).toBe(0);
+    // (Once the last frame is delivered the connection is idle, and may be closed as such: not asserted.)
     const got = await collect(frames, (all) => bytesOf(all).length >= sent.length, 'all 16 KiB');
     expect(bytesOf(got)).toEqual(sent);
-    expect(fwd.counters.idleCloses).toBe(0);
   });
 
   it('idleTimeoutMs defaults to 60 s', async () => {
