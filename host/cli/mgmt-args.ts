@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
-import { MAX_TLS_FILE_BYTES } from '../mgmt/tls.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;

@@ -22,6 +22,9 @@ export const MAX_CALL_BYTES = 1 << 26;
 export const MAX_WASI_STRINGS = 1 << 17;
 export const MAX_WASI_BLOCK_BYTES = 1 << 18;
 
+/** Largest certificate, key or CA bundle file read (PEM): the daemon's own, `serve --tls-*` and the remote client's `--ca`, `--cert`, `--key`. */
+export const MAX_TLS_FILE_BYTES = 1 << 20;
+
 /** Longest console line a guest may print (`devices.console.maxLineBytes`, 16 .. 65536). */
 export const MAX_LINE_BYTES = 65536;
 export const MIN_LINE_BYTES = 16;

@@ -15,7 +15,8 @@ import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
 import { ManagementServer, type ServerLimits } from './server.ts';
 import type { RouteDef } from './routes.ts';
-import { MAX_TLS_FILE_BYTES, ensureSelfSigned, fingerprint } from './tls.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
+import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
 

@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -59,9 +60,6 @@ function serial(): string {
 async function writeSecret(file: string, text: string): Promise<void> {
   await writeFile(file, text, { mode: 0o600 });
 }
-
-/** Largest certificate, key or CA bundle file read (PEM): the daemon's own, `serve --tls-*` and the remote client's `--ca`, `--cert`, `--key`. */
-export const MAX_TLS_FILE_BYTES = 1 << 20;
 
 /** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most MAX_TLS_FILE_BYTES. */
 async function readPem(file: string): Promise<string> {
