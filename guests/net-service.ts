@@ -1,7 +1,9 @@
 // A tiny request/response service behind a forwarded TCP port. Stream framing (docs/ABI.md,
 // "Forwarded ports"): 8-byte header u8 type (1 OPEN, 2 DATA, 3 CLOSE), u8 flags, u16 port,
 // u32 connection id, then data. Each DATA frame is one request; the reply is "OK " followed by
-// the request in upper case. "quit" closes the connection and ends the service.
+// the request in upper case. "quit" closes the connection and ends the service. A client's CLOSE
+// (it sent its FIN: `printf req | nc -N`) is answered with CLOSE once its requests are answered
+// (they came before it), which ends the connection.
 import { console, exit, net } from "../assembly/index";
 
 const OPEN: u8 = 1;
@@ -18,7 +20,10 @@ while (true) {
   const h = buf.dataStart + <usize>net.HEADER_SIZE;
   const type = load<u8>(h);
   if (type == OPEN) continue;
-  if (type == CLOSE) continue;
+  if (type == CLOSE) {
+    net.send(src, buf.subarray(net.HEADER_SIZE, net.HEADER_SIZE + 8)); // same header: CLOSE, port, id
+    continue;
+  }
   if (type != DATA) continue;
   let text = String.UTF8.decodeUnsafe(h + 8, <usize>(n - net.HEADER_SIZE - 8)).trim();
   const quit = text == "quit";

@@ -11,9 +11,15 @@
  *   (/dev/zero behind a symlink is a device, refused before).
  * - Every failure is a typed error naming the file (ERR_INVALID_ARGUMENT unless the caller gives
  *   its own), with the OS error as its cause; `isMissingFile` tells a file that does not exist.
+ * - `pipes: true` (only for a file a user names on the command line, where `--token-file
+ *   /dev/stdin` or `<(cmd)` is legitimate) also reads a FIFO: a path that is one is opened without
+ *   O_NONBLOCK, which waits for its writer as `cat` would (opening it non-blocking first and again
+ *   could miss a writer that came and went in between, then wait for ever), checked on the
+ *   descriptor to be that FIFO, and read up to `maxBytes` (one byte more is refused, so `yes |` is
+ *   never read whole). Devices, directories and sockets are refused as ever.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError, WasmvisorError } from './errors.ts';
 
 const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
@@ -25,6 +31,8 @@ export interface ReadFileOptions {
   what: string;
   /** Refuse a symbolic link at the path itself (ELOOP), rather than follow it. */
   noFollow?: boolean;
+  /** Also read a pipe (a FIFO), waiting for its writer: for files named on the command line only (see the file comment). */
+  pipes?: boolean;
   /** The error to throw (default ERR_INVALID_ARGUMENT). */
   error?: (message: string, cause?: unknown) => WasmvisorError;
 }
@@ -37,6 +45,16 @@ function invalid(message: string, cause?: unknown): WasmvisorError {
 
 function flags(o: ReadFileOptions): number {
   return o.noFollow ? READ_FLAGS | (constants.O_NOFOLLOW ?? 0) : READ_FLAGS;
+}
+
+/** Whether to open as a pipe: `pipes` and the path is a FIFO now (judged again on the descriptor). */
+function opensAsPipe(path: Stats | null, o: ReadFileOptions): boolean {
+  return o.pipes === true && path !== null && path.isFIFO();
+}
+
+/** The flags to open with: blocking for a pipe (its open and reads wait for the writer). */
+function openFlags(asPipe: boolean, o: ReadFileOptions): number {
+  return asPipe ? flags(o) & ~(constants.O_NONBLOCK ?? 0) : flags(o);
 }
 
 /** Whether `error` (from readRegularFile/Sync) says the file does not exist. */
@@ -52,74 +70,121 @@ function kind(st: Stats): string {
   return 'not a regular file';
 }
 
-function checkStat(file: string, st: Stats, o: ReadFileOptions): void {
+/** `path`: the path's own stat when opened as a pipe (the descriptor must be that FIFO), else null. */
+function checkStat(file: string, st: Stats, path: Stats | null, o: ReadFileOptions): void {
   const fail = o.error ?? invalid;
-  if (!st.isFile()) throw fail(`${o.what} ${file} is ${kind(st)}, not a regular file`);
+  if (path !== null) {
+    if (!st.isFIFO() || st.dev !== path.dev || st.ino !== path.ino) throw fail(`${o.what} ${file} changed while it was opened`);
+    return;
+  }
+  if (!st.isFile()) throw fail(`${o.what} ${file} is ${kind(st)}${o.pipes ? ', not a regular file or a pipe' : ', not a regular file'}`);
   if (st.size > o.maxBytes) throw fail(`${o.what} ${file} is ${st.size} bytes, over the ${o.maxBytes}-byte limit`);
 }
 
-function unreadable(file: string, error: unknown, o: ReadFileOptions): WasmvisorError {
+/** Any failure as the caller's typed error naming the file (ours pass through). */
+function typed(file: string, error: unknown, o: ReadFileOptions): WasmvisorError {
+  if (error instanceof WasmvisorError) return error;
   return (o.error ?? invalid)(`cannot read ${o.what} ${file}: ${error instanceof Error ? error.message : String(error)}`, error);
 }
 
-/** A file that grew past its stat'ed size while read: refused rather than read piecemeal. */
-function grew(file: string, o: ReadFileOptions): WasmvisorError {
-  return (o.error ?? invalid)(`${o.what} ${file} changed size while it was read`);
+/**
+ * One read of a file, the loop both readers share: each read goes to `buffer` at `filled`, for
+ * `room` bytes; `took(n)` counts them and says when the file has ended. A regular file is read
+ * into its stat'ed size and one byte more (a file that grew is seen, never read further); a pipe
+ * into a buffer that grows up to `maxBytes` and one byte more (more than the bound is refused).
+ */
+class Reading {
+  buffer: Buffer;
+  filled = 0;
+  private readonly pipe: boolean;
+  private readonly limit: number;
+
+  constructor(
+    private readonly file: string,
+    st: Stats,
+    private readonly o: ReadFileOptions,
+  ) {
+    this.pipe = st.isFIFO();
+    this.limit = this.pipe ? o.maxBytes + 1 : st.size + 1;
+    this.buffer = Buffer.alloc(this.pipe ? Math.min(this.limit, 65536) : this.limit);
+  }
+
+  get room(): number {
+    return this.buffer.length - this.filled;
+  }
+
+  /** Counts `n` bytes read; true once the file has ended (a read of 0). */
+  took(n: number): boolean {
+    if (n === 0) return true;
+    this.filled += n;
+    if (this.filled === this.limit) {
+      throw (this.o.error ?? invalid)(
+        this.pipe ? `${this.o.what} ${this.file} gave more than ${this.o.maxBytes} bytes, over the ${this.o.maxBytes}-byte limit` : `${this.o.what} ${this.file} changed size while it was read`,
+      );
+    }
+    if (this.filled === this.buffer.length) {
+      // Only a pipe's buffer grows (a regular file's holds its size and one byte, the limit).
+      const bigger = Buffer.alloc(Math.min(this.limit, this.buffer.length * 2));
+      this.buffer.copy(bigger, 0, 0, this.filled);
+      this.buffer = bigger;
+    }
+    return false;
+  }
+
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.filled);
+  }
 }
 
-/** Reads a regular file of at most `maxBytes` (see the file comment). */
+/** The path's stat when `pipes` may make it a pipe: null for no, or when it cannot be stat'ed (the open says why). */
+function pathStatSync(file: string, o: ReadFileOptions): Stats | null {
+  if (o.pipes !== true) return null;
+  try {
+    return (o.noFollow ? lstatSync : statSync)(file);
+  } catch {
+    return null;
+  }
+}
+
+async function pathStat(file: string, o: ReadFileOptions): Promise<Stats | null> {
+  if (o.pipes !== true) return null;
+  return (o.noFollow ? lstat : stat)(file).catch(() => null);
+}
+
+/** Reads a regular file (or with `pipes`, a FIFO) of at most `maxBytes` (see the file comment). */
 export function readRegularFileSync(file: string, o: ReadFileOptions): Buffer {
-  let fd: number;
+  let fd = -1;
   try {
-    fd = openSync(file, flags(o));
-  } catch (error) {
-    throw unreadable(file, error, o);
-  }
-  try {
+    const path = pathStatSync(file, o);
+    const asPipe = opensAsPipe(path, o);
+    fd = openSync(file, openFlags(asPipe, o));
     const st = fstatSync(fd);
-    checkStat(file, st, o);
-    // The stat'ed size and one byte more: a file that grew is seen, and never read further.
-    const buffer = Buffer.alloc(st.size + 1);
-    let filled = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, filled, buffer.length - filled, null);
-      if (n === 0) break;
-      filled += n;
-      if (filled === buffer.length) throw grew(file, o);
-    }
-    return buffer.subarray(0, filled);
+    checkStat(file, st, asPipe ? path : null, o);
+    const r = new Reading(file, st, o);
+    while (!r.took(readSync(fd, r.buffer, r.filled, r.room, null)));
+    return r.bytes();
   } catch (error) {
-    if (error instanceof WasmvisorError) throw error;
-    throw unreadable(file, error, o);
+    throw typed(file, error, o);
   } finally {
-    closeSync(fd);
+    if (fd >= 0) closeSync(fd);
   }
 }
 
-/** Reads a regular file of at most `maxBytes` without blocking the event loop (see the file comment). */
+/** Reads a regular file (or with `pipes`, a FIFO) of at most `maxBytes` without blocking the event loop (see the file comment). */
 export async function readRegularFile(file: string, o: ReadFileOptions): Promise<Buffer> {
-  let handle: FileHandle;
+  let handle: FileHandle | null = null;
   try {
-    handle = await open(file, flags(o));
-  } catch (error) {
-    throw unreadable(file, error, o);
-  }
-  try {
+    const path = await pathStat(file, o);
+    const asPipe = opensAsPipe(path, o);
+    handle = await open(file, openFlags(asPipe, o));
     const st = await handle.stat();
-    checkStat(file, st, o);
-    const buffer = Buffer.alloc(st.size + 1);
-    let filled = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, null);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-      if (filled === buffer.length) throw grew(file, o);
-    }
-    return buffer.subarray(0, filled);
+    checkStat(file, st, asPipe ? path : null, o);
+    const r = new Reading(file, st, o);
+    while (!r.took((await handle.read(r.buffer, r.filled, r.room, null)).bytesRead));
+    return r.bytes();
   } catch (error) {
-    if (error instanceof WasmvisorError) throw error;
-    throw unreadable(file, error, o);
+    throw typed(file, error, o);
   } finally {
-    await handle.close().catch(() => undefined);
+    await handle?.close().catch(() => undefined);
   }
 }

@@ -14,7 +14,7 @@ export type { WipeResult, DiskInfo, StorageEvent } from './storage/storage.ts';
 export type { PartitionMetrics } from './channel/stats.ts';
 export { NetEndpoint } from './net/switch.ts';
 export type { NetFrame, FrameObservation } from './net/switch.ts';
-export { PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
+export { FORWARD_LIMITS, PortForward, StreamFrame, STREAM_HEADER_SIZE } from './net/forward.ts';
 export type { ForwardPortOptions } from './net/forward.ts';
 export { formatAddress } from './devices/net.ts';
 export type { NetMetrics } from './devices/net.ts';

@@ -6,7 +6,8 @@
  * `wasmvisor attest key [--data-dir <dir>] [--out <file>]`
  *   exports the host's attestation public key (created on first use), 33 bytes, or hex on stdout.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
+import { readRegularFile } from '../files.ts';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import { Sha256 } from '../schema/kinds.ts';
@@ -70,7 +71,8 @@ export async function attestVerify(argv: string[]): Promise<number> {
     const info = await stat(file);
     if (!info.isFile()) throw new InvalidArgumentError(`${file} is not a regular file`);
     if (info.size > MAX_REPORT_BYTES) throw new AttestationCheckError('format', `${file} is ${info.size} bytes, more than a report can be`);
-    bytes = await readFile(file);
+    // Bounded by the descriptor as well: a path swapped after the stat is read no further.
+    bytes = await readRegularFile(file, { maxBytes: MAX_REPORT_BYTES, what: 'report file' });
   } catch (error) {
     if (error instanceof InvalidArgumentError || error instanceof AttestationCheckError) throw error;
     throw new InvalidArgumentError(`cannot read ${file}: ${(error as Error).message}`);

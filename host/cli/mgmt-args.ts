@@ -4,8 +4,9 @@
  * being split into one file per subcommand (the `usage` work), which gives them one home; then
  * these go.
  */
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
+import { readRegularFileSync } from '../files.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
@@ -25,11 +26,17 @@ export function usage<T>(parser: () => T): T {
   }
 }
 
-/** Reads a small text file given on the command line (a token, a certificate), naming the option on failure. */
-export function readOptionFile(file: string, option: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new InvalidArgumentError(`--${option} ${JSON.stringify(file)}: ${(error as Error).message}`);
-  }
+/**
+ * Largest file each option that names one takes (README, "Remote management"): a token is one
+ * line; a certificate, key or CA bundle is PEM, bounded as the daemon bounds its own.
+ */
+export const OPTION_FILE_BYTES = { 'token-file': 4096, ca: MAX_TLS_FILE_BYTES, cert: MAX_TLS_FILE_BYTES, key: MAX_TLS_FILE_BYTES } as const;
+
+/**
+ * Reads a small text file given on the command line (a token, a certificate): a regular file or
+ * a pipe (`--token-file /dev/stdin`, `<(pass show token)`), at most its option's bound;
+ * ERR_INVALID_ARGUMENT naming the option and the file otherwise.
+ */
+export function readOptionFile(file: string, option: keyof typeof OPTION_FILE_BYTES): string {
+  return readRegularFileSync(file, { maxBytes: OPTION_FILE_BYTES[option], what: `--${option}`, pipes: true }).toString('utf8');
 }

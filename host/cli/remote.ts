@@ -9,12 +9,13 @@
  */
 import { escapeText } from '../escape.ts';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
+import { readRegularFile } from '../files.ts';
+import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
 import { readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
 import { stderr } from './stderr.ts';
@@ -133,12 +134,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
       const file = positionals[0]!;
       const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
-      let module: Buffer;
-      try {
-        module = await readFile(file);
-      } catch (error) {
-        throw new InvalidArgumentError(`cannot read ${file}: ${(error as Error).message}`);
-      }
+      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
+      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
       const devices: Record<string, unknown> = {};
       for (const d of (values.devices ?? 'console,clock,entropy').split(',').filter((x) => x && x !== 'none')) devices[d.trim()] = true;
       const disk = intOption(values.disk, 'disk', 1, 4096);

@@ -12,6 +12,19 @@
 /** Largest `limits.maxInputBytes` and `limits.maxOutputBytes`: 64 MiB. */
 export const MAX_CALL_BYTES = 1 << 26;
 
+/**
+ * WASI argv and environment (`wasi.args`, `wasi.env`): at most MAX_WASI_STRINGS strings each, and
+ * at most MAX_WASI_BLOCK_BYTES bytes each as the guest receives them (args_sizes_get and
+ * environ_sizes_get: every string's UTF-8 bytes and its NUL). The schema bounds the count and each
+ * string; host/schema/wasi.ts's checkWasiBlocks the total, before anything is copied or started.
+ * The default argv, [name, ...args], always fits: `args` is at most HV_MAX_TRANSFER (64 KiB).
+ */
+export const MAX_WASI_STRINGS = 1 << 17;
+export const MAX_WASI_BLOCK_BYTES = 1 << 18;
+
+/** Largest certificate, key or CA bundle file read (PEM): the daemon's own, `serve --tls-*` and the remote client's `--ca`, `--cert`, `--key`. */
+export const MAX_TLS_FILE_BYTES = 1 << 20;
+
 /** Longest console line a guest may print (`devices.console.maxLineBytes`, 16 .. 65536). */
 export const MAX_LINE_BYTES = 65536;
 export const MIN_LINE_BYTES = 16;

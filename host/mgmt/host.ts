@@ -24,6 +24,7 @@ import type { AuditSink } from './audit.ts';
 import type { ConfigDir } from './config.ts';
 import { Policy, type PolicyDocument } from '../security/policy.ts';
 import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition } from './schemas.ts';
+import { checkWasiBlocks } from '../schema/wasi.ts';
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
@@ -257,6 +258,8 @@ export class ManagedHost {
     this.open();
     const name = body.spec.name;
     if (this.managed.has(name)) throw new InvalidStateError(`a partition named ${name} is already declared`);
+    // The one bound of a spec its schema cannot state (a total), judged with the body, before anything is stored.
+    if (body.spec.wasi !== undefined) checkWasiBlocks(body.spec.wasi, 'body: spec.wasi');
     const bytes = decodeModule(body.module);
     const measurement = measure(bytes);
     if (body.spec.sha256 !== undefined && body.spec.sha256.toLowerCase() !== measurement) {

@@ -15,6 +15,7 @@ import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
 import { ManagementServer, type ServerLimits } from './server.ts';
 import type { RouteDef } from './routes.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { ensureSelfSigned, fingerprint } from './tls.ts';
 import { TokenStore } from './tokens.ts';
 import type { HypervisorOptions } from '../hypervisor.ts';
@@ -75,9 +76,6 @@ export interface RunningHost {
   /** Shuts down in order (see the file comment). Idempotent. */
   close(): Promise<void>;
 }
-
-/** Largest certificate, key or CA bundle file read (PEM). */
-const MAX_TLS_FILE_BYTES = 1 << 20;
 
 /** A TLS file named on the command line: ERR_INVALID_ARGUMENT naming it when it is not a readable regular file within the bound. */
 async function readTlsFile(file: string): Promise<string> {

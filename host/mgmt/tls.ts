@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
+import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -60,9 +61,9 @@ async function writeSecret(file: string, text: string): Promise<void> {
   await writeFile(file, text, { mode: 0o600 });
 }
 
-/** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most 1 MiB. */
+/** A PEM file of the local CA's directory: ERR_STORAGE naming it when it is not a regular file of at most MAX_TLS_FILE_BYTES. */
 async function readPem(file: string): Promise<string> {
-  return (await readRegularFile(file, { maxBytes: 1 << 20, what: 'TLS file', error: (message, cause) => new StorageError(message, { cause }) })).toString('utf8');
+  return (await readRegularFile(file, { maxBytes: MAX_TLS_FILE_BYTES, what: 'TLS file', error: (message, cause) => new StorageError(message, { cause }) })).toString('utf8');
 }
 
 /**

@@ -11,7 +11,9 @@ import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
  * header, u8 type, u8 flags (0), u16 guest port, u32 connection id (little-endian), then data.
  *   OPEN  (1) host → guest: a client connected.
  *   DATA  (2) either way: bytes of the stream (at most MTU − 8 per frame).
- *   CLOSE (3) either way: the sender is done; the connection ends.
+ *   CLOSE (3) either way: the sender is done sending. From the host: the client half-closed
+ *             (its FIN) or left; its socket stays open for the guest's replies until the guest's
+ *             own CLOSE (or the idle timeout). From the guest: the connection ends after its data.
  * The forwarder accepts frames only from the partition's own address (the switch stamps sources,
  * so no other partition can inject into a connection).
  *
@@ -19,10 +21,20 @@ import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
  * gone while their last bytes still wait for the guest; towards the guest, a connection's socket
  * is paused while a frame waits for room in the guest's receive queue or budget, so the forwarder
  * holds at most one socket chunk per connection; towards the client, a connection whose unsent
- * bytes exceed `maxBufferedBytes` is closed.
+ * bytes exceed `maxBufferedBytes` is closed. A connection on which nothing moved either way for
+ * `idleTimeoutMs` is closed (counted as `idleCloses`), so idle or half-closed clients cannot hold
+ * the slots for ever; one whose frames wait for the guest is the stall timeout's, not idle.
  */
 
 export const STREAM_HEADER_SIZE = 8;
+
+/** Each numeric option's default and accepted range: the one place forwardPort's docs and checks read. */
+export const FORWARD_LIMITS = {
+  maxConnections: { default: 16, min: 1, max: 1024 },
+  maxBufferedBytes: { default: 1 << 20, min: 1024, max: 1 << 30 },
+  stallTimeoutMs: { default: 10_000, min: 1, max: 3_600_000 },
+  idleTimeoutMs: { default: 60_000, min: 1, max: 86_400_000 },
+} as const;
 export const StreamFrame = { OPEN: 1, DATA: 2, CLOSE: 3 } as const;
 
 export interface ForwardPortOptions {
@@ -40,6 +52,8 @@ export interface ForwardPortOptions {
   maxBufferedBytes?: number;
   /** A frame the guest cannot take is retried for this long before the connection is dropped. Default 10000 ms. */
   stallTimeoutMs?: number;
+  /** A connection on which no byte moved either way for this long is closed. Default 60000 ms (1 .. 86400000). */
+  idleTimeoutMs?: number;
 }
 
 interface Connection {
@@ -53,7 +67,14 @@ interface Connection {
   closeSent: boolean;
 }
 
-function intOption(v: number | undefined, fallback: number, what: string, min: number, max: number): number {
+interface Range {
+  /** Taken when the option is absent (out of range when the option is required). */
+  default: number;
+  min: number;
+  max: number;
+}
+
+function intOption(v: number | undefined, what: string, { default: fallback, min, max }: Range): number {
   const n = v ?? fallback;
   // Number.isInteger is false for anything that is not a number.
   if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
@@ -67,7 +88,7 @@ export class PortForward {
   /** Resolves once the forwarder is closed. */
   readonly closed: Promise<void>;
   /** Connections accepted and frames moved, and connections lost (`acceptErrors`: the listener failed to take one, e.g. EMFILE), for the embedder. */
-  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0, acceptErrors: 0 };
+  readonly counters = { connections: 0, framesToGuest: 0, framesFromGuest: 0, overflowCloses: 0, stallCloses: 0, idleCloses: 0, acceptErrors: 0 };
 
   private readonly conns = new Map<number, Connection>();
   private nextId = 1;
@@ -83,6 +104,7 @@ export class PortForward {
     private readonly chunk: number,
     private readonly maxBufferedBytes: number,
     private readonly stallTimeoutMs: number,
+    private readonly idleTimeoutMs: number,
     port: number,
   ) {
     this.port = port;
@@ -99,15 +121,18 @@ export class PortForward {
     const grant = partition.netGrant;
     if (grant === null) throw new AccessDeniedError(`partition ${partition.name} has no network device`);
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
-    const guestPort = intOption(options.guestPort, -1, 'guestPort', 0, 65535);
-    const port = intOption(options.port, 0, 'port', 0, 65535);
+    const guestPort = intOption(options.guestPort, 'guestPort', { default: -1, min: 0, max: 65535 });
+    const port = intOption(options.port, 'port', { default: 0, min: 0, max: 65535 });
     if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${JSON.stringify(options.host)}`);
-    const maxConnections = intOption(options.maxConnections, 16, 'maxConnections', 1, 1024);
-    const maxBufferedBytes = intOption(options.maxBufferedBytes, 1 << 20, 'maxBufferedBytes', 1024, 1 << 30);
-    const stallTimeoutMs = intOption(options.stallTimeoutMs, 10_000, 'stallTimeoutMs', 1, 3_600_000);
+    const maxConnections = intOption(options.maxConnections, 'maxConnections', FORWARD_LIMITS.maxConnections);
+    const maxBufferedBytes = intOption(options.maxBufferedBytes, 'maxBufferedBytes', FORWARD_LIMITS.maxBufferedBytes);
+    const stallTimeoutMs = intOption(options.stallTimeoutMs, 'stallTimeoutMs', FORWARD_LIMITS.stallTimeoutMs);
+    const idleTimeoutMs = intOption(options.idleTimeoutMs, 'idleTimeoutMs', FORWARD_LIMITS.idleTimeoutMs);
     const address = grant.address;
     const endpoint = new NetEndpoint(sw, grant.segment, (src) => src === address);
-    const server = net.createServer();
+    // Half-open: a client that sends its FIN (`printf req | nc -N`) still reads the reply; the
+    // socket's write side ends with the guest's CLOSE, or the idle timeout.
+    const server = net.createServer({ allowHalfOpen: true });
     server.maxConnections = maxConnections;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -123,7 +148,7 @@ export class PortForward {
       throw error;
     }
     const bound = (server.address() as net.AddressInfo).port;
-    return new PortForward(sw, server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, bound);
+    return new PortForward(sw, server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, idleTimeoutMs, bound);
   }
 
   /**
@@ -174,7 +199,19 @@ export class PortForward {
       }
       this.flush(conn);
     });
+    // The client's FIN: the guest hears CLOSE; the socket stays writable for its replies.
     socket.on('end', () => this.sendClose(conn));
+    // Node's socket timeout counts both directions (a write still draining is progress).
+    socket.setTimeout(this.idleTimeoutMs);
+    socket.on('timeout', () => {
+      if (conn.queue.length > 0) {
+        // Waiting for the guest is the stall timeout's to judge: look again after another period.
+        socket.setTimeout(this.idleTimeoutMs);
+        return;
+      }
+      this.counters.idleCloses++;
+      this.drop(conn);
+    });
     socket.on('close', () => {
       this.sendClose(conn);
       if (conn.queue.length === 0) this.forget(conn);

@@ -4,9 +4,14 @@
  * preopens against maxFds, copies against the quotas), are wasi/config.ts's.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { InvalidArgumentError } from '../errors.ts';
+import { MAX_WASI_BLOCK_BYTES, MAX_WASI_STRINGS } from '../limits/sizes.ts';
 import { CLOSED } from './kinds.ts';
 
 const NO_NUL = '^[^\\u0000]*$';
+
+/** Longest string of argv or environ in UTF-16 units: a string takes at least one byte per unit, and its NUL. */
+const STRING_UNITS = MAX_WASI_BLOCK_BYTES - 1;
 
 export const PreopenSchema = Type.Object(
   {
@@ -54,14 +59,23 @@ export type WasiQuotas = Static<typeof WasiQuotasSchema>;
 
 export const WasiSchema = Type.Object(
   {
-    args: Type.Optional(Type.Array(Type.String(), { description: 'argv, argv[0] included. Default: [partition name, ...spec.args].' })),
+    args: Type.Optional(
+      Type.Array(Type.String({ maxLength: STRING_UNITS }), {
+        maxItems: MAX_WASI_STRINGS,
+        description: `argv, argv[0] included: at most ${MAX_WASI_STRINGS} strings, ${MAX_WASI_BLOCK_BYTES} bytes together (each string's UTF-8 bytes and its NUL). Default: [partition name, ...spec.args].`,
+      }),
+    ),
     env: Type.Optional(
       Type.Union(
         [
-          Type.Record(Type.String(), Type.String({ pattern: NO_NUL, title: 'a string without NUL characters' })),
-          Type.Array(Type.String({ pattern: '^[^=\\u0000]+=[^\\u0000]*$', title: 'KEY=VALUE (no NUL characters)' })),
+          Type.Record(Type.String({ maxLength: STRING_UNITS }), Type.String({ pattern: NO_NUL, maxLength: STRING_UNITS, title: 'a string without NUL characters' }), {
+            maxProperties: MAX_WASI_STRINGS,
+          }),
+          Type.Array(Type.String({ pattern: '^[^=\\u0000]+=[^\\u0000]*$', maxLength: STRING_UNITS, title: 'KEY=VALUE (no NUL characters)' }), { maxItems: MAX_WASI_STRINGS }),
         ],
-        { description: 'Environment, as an object or KEY=VALUE strings. Default empty.' },
+        {
+          description: `Environment, as an object or KEY=VALUE strings: at most ${MAX_WASI_STRINGS} variables, ${MAX_WASI_BLOCK_BYTES} bytes together (each KEY=VALUE's UTF-8 bytes and its NUL). Default empty.`,
+        },
       ),
     ),
     preopens: Type.Optional(Type.Array(PreopenSchema)),
@@ -80,3 +94,27 @@ export const WasiSchema = Type.Object(
 );
 /** `wasi` in a partition spec: enables WASI preview1 (`wasi_snapshot_preview1` imports). */
 export type WasiSpec = Static<typeof WasiSchema>;
+
+/** The bytes `strings` take as the guest receives them (args_sizes_get, environ_sizes_get): each string's UTF-8 bytes and its NUL. */
+export function wasiBlockBytes(strings: readonly string[]): number {
+  let n = 0;
+  for (const s of strings) n += Buffer.byteLength(s, 'utf8') + 1;
+  return n;
+}
+
+/**
+ * Holds argv and environ to MAX_WASI_STRINGS strings and MAX_WASI_BLOCK_BYTES bytes each, the
+ * bound the schema cannot state (a total): ERR_INVALID_ARGUMENT naming the field, its size and
+ * the limit. `env` as given (an object or KEY=VALUE strings). Checked where a spec is accepted
+ * (hv.createPartition's resolveWasi, the management API's create) before anything is copied.
+ */
+export function checkWasiBlocks(wasi: Pick<WasiSpec, 'args' | 'env'>, where = 'wasi'): void {
+  const env = wasi.env === undefined ? [] : Array.isArray(wasi.env) ? wasi.env : Object.entries(wasi.env).map(([k, v]) => `${k}=${v}`);
+  for (const [field, strings] of [['args', wasi.args ?? []], ['env', env]] as const) {
+    if (strings.length > MAX_WASI_STRINGS) throw new InvalidArgumentError(`${where}.${field}: ${strings.length} strings, over the limit of ${MAX_WASI_STRINGS}`);
+    const bytes = wasiBlockBytes(strings);
+    if (bytes > MAX_WASI_BLOCK_BYTES) {
+      throw new InvalidArgumentError(`${where}.${field}: takes ${bytes} bytes together (each string's UTF-8 bytes and its NUL), over the limit of ${MAX_WASI_BLOCK_BYTES}`);
+    }
+  }
+}

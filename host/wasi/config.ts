@@ -3,7 +3,7 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
-import { WasiQuotasSchema, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
+import { WasiQuotasSchema, checkWasiBlocks, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
 import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
 
 /**
@@ -75,6 +75,7 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
         if (v.includes('\0')) throw new InvalidArgumentError(`wasi.env: the value of ${JSON.stringify(k.slice(0, 64))} holds a NUL character`);
         return `${k}=${v}`;
       });
+  checkWasiBlocks({ args, env });
   const s = spec.stdin ?? 'console';
   // Uint8Array.from copies (a Buffer's slice() would be a view of the embedder's memory).
   const stdin: ResolvedWasi['stdin'] =

@@ -124,6 +124,10 @@ describe('forwarded port: options', () => {
     for (const stallTimeoutMs of [1, 3_600_000]) await ok({ stallTimeoutMs });
     await bad({ stallTimeoutMs: 0 }, 'stallTimeoutMs must be an integer from 1 to 3600000, got 0');
     await bad({ stallTimeoutMs: 3_600_001 }, 'stallTimeoutMs must be an integer from 1 to 3600000, got 3600001');
+    for (const idleTimeoutMs of [1, 86_400_000]) await ok({ idleTimeoutMs });
+    await bad({ idleTimeoutMs: 0 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got 0');
+    await bad({ idleTimeoutMs: 86_400_001 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got 86400001');
+    await bad({ idleTimeoutMs: 2.5 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got 2.5');
     await ok({ host: '127.0.0.1' });
     await bad({ host: '0.0.0.0' as '127.0.0.1' }, 'forwarded ports listen on 127.0.0.1 only, got "0.0.0.0"');
   });
@@ -232,7 +236,7 @@ describe('forwarded port: the stream of frames', () => {
   });
 
   it('a client that ends sends one CLOSE; ids are per connection, in order', async () => {
-    const { fwd, frames } = await forwarded();
+    const { fwd, frames, reply } = await forwarded();
     const a = await connect(fwd.port);
     await collect(frames, (all) => all.length === 1, 'OPEN 1');
     const b = await connect(fwd.port);
@@ -241,6 +245,7 @@ describe('forwarded port: the stream of frames', () => {
     const closedA = watch(a);
     a.end();
     const got = await collect(frames, (all) => all.some((f) => f.type === StreamFrame.CLOSE), 'the CLOSE of connection 1');
+    reply(openB!.src, StreamFrame.CLOSE, 1); // the guest is done too: the connection ends
     await until(() => closedA.closed, 'connection 1 to close');
     await settle();
     got.push(...frames());
@@ -249,6 +254,28 @@ describe('forwarded port: the stream of frames', () => {
     const closeB = await collect(frames, (all) => all.length === 1, 'the CLOSE of connection 2');
     expect(closeB[0]).toMatchObject({ type: StreamFrame.CLOSE, id: 2 });
     expect(fwd.counters.connections).toBe(2);
+  });
+
+  it('a client that half-closes (its FIN, then waits: `printf req | nc -N`) still gets the reply; the guest\'s CLOSE ends it', async () => {
+    const { fwd, frames, reply } = await forwarded();
+    const client = await connect(fwd.port);
+    const seen = watch(client);
+    client.end('request');
+    const got = await collect(frames, (all) => all.some((f) => f.type === StreamFrame.CLOSE), 'the request and its CLOSE');
+    expect(got.map((f) => f.type)).toEqual([StreamFrame.OPEN, StreamFrame.DATA, StreamFrame.CLOSE]);
+    expect(bytesOf(got).toString()).toBe('request');
+    // The guest answers after the client's CLOSE: the socket's write side is still open.
+    for (let i = 0; i < 5; i++) await settle();
+    expect(seen.closed).toBe(false);
+    reply(got[0]!.src, StreamFrame.DATA, got[0]!.id, 'reply, ');
+    reply(got[0]!.src, StreamFrame.DATA, got[0]!.id, 'whole');
+    reply(got[0]!.src, StreamFrame.CLOSE, got[0]!.id);
+    await until(() => seen.closed, 'the connection to close');
+    expect(seen.data.toString()).toBe('reply, whole');
+    expect(seen.ended).toBe(true); // a clean end (FIN), not a reset
+    expect(fwd.counters.idleCloses).toBe(0);
+    await settle();
+    expect(frames()).toEqual([]); // no second CLOSE towards the guest
   });
 
   it('ignores frames that are not a connection\'s: too short, another guest port, an unknown id, another type', async () => {
@@ -316,6 +343,59 @@ describe('forwarded port: the stream of frames', () => {
   });
 });
 
+describe('forwarded port: idle connections', () => {
+  it('idle connections are closed after idleTimeoutMs and counted, so they cannot hold every slot', async () => {
+    const { fwd, frames } = await forwarded({ maxConnections: 2, idleTimeoutMs: 100 });
+    const a = watch(await connect(fwd.port));
+    const b = watch(await connect(fwd.port));
+    await until(() => fwd.counters.connections === 2, 'two connections');
+    await until(() => a.closed && b.closed, 'the idle connections to close');
+    expect(fwd.counters.idleCloses).toBe(2);
+    const got = await collect(frames, (all) => all.filter((f) => f.type === StreamFrame.CLOSE).length === 2, 'a CLOSE for each');
+    expect(got.filter((f) => f.type === StreamFrame.OPEN)).toHaveLength(2);
+    // The slots are free again: a new client is served.
+    const c = watch(await connect(fwd.port));
+    await collect(frames, (all) => all.some((f) => f.type === StreamFrame.OPEN), 'the new OPEN');
+    expect(fwd.counters.connections).toBe(3);
+    expect(c.data.length).toBe(0);
+  });
+
+  it('a half-closed client whose guest never answers is closed by the idle timeout', async () => {
+    const { fwd, frames } = await forwarded({ idleTimeoutMs: 100 });
+    const client = await connect(fwd.port);
+    const seen = watch(client);
+    client.end('anyone?');
+    await collect(frames, (all) => all.some((f) => f.type === StreamFrame.CLOSE), 'the CLOSE');
+    await until(() => seen.closed, 'the idle timeout to close it');
+    expect(fwd.counters.idleCloses).toBe(1);
+  });
+
+  it('a connection whose frames wait for the guest is not idle: the stall timeout judges it, and its bytes all arrive', async () => {
+    const { fwd, frames } = await forwarded({ idleTimeoutMs: 20, stallTimeoutMs: 3_600_000 }, { mtu: 1000, rxQueueBytes: 4096 });
+    const client = await connect(fwd.port);
+    const seen = watch(client);
+    const sent = Buffer.alloc(16384, 0x33);
+    client.write(sent);
+    await until(() => fwd.counters.framesToGuest >= 4, "the guest's queue to fill");
+    // Several idle periods pass while the frames wait (a timer only ever fires late).
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen.closed).toBe(false);
+    expect(fwd.counters.idleCloses).toBe(0);
+    // (Once the last frame is delivered the connection is idle, and may be closed as such: not asserted.)
+    const got = await collect(frames, (all) => bytesOf(all).length >= sent.length, 'all 16 KiB');
+    expect(bytesOf(got)).toEqual(sent);
+  });
+
+  it('idleTimeoutMs defaults to 60 s', async () => {
+    const { fwd } = await forwarded();
+    const socket = await new Promise<net.Socket>((resolve) => {
+      (fwd as unknown as { server: net.Server }).server.once('connection', resolve);
+      void connect(fwd.port);
+    });
+    expect(socket.timeout).toBe(60_000);
+  });
+});
+
 describe('forwarded port: flow control towards the guest', () => {
   it('a guest that does not read makes the forwarder wait, not drop: nothing is lost when it reads', async () => {
     // The guest's queue holds 4 frames of MTU 1000; 64 KiB from the client is 67 frames.
@@ -374,7 +454,7 @@ describe('forwarded port: flow control towards the guest', () => {
     expect(seen.closed).toBe(false);
   });
 
-  it('a connection closed while its frames wait is forgotten once they reach the guest, its CLOSE last', async () => {
+  it('a connection closed while its frames wait delivers them to the guest, its CLOSE last; the connection is forgotten after the guest\'s CLOSE', async () => {
     const { fwd, frames, reply } = await forwarded({ stallTimeoutMs: 3_600_000 }, { mtu: 1000, rxQueueBytes: 4096 });
     const client = await connect(fwd.port);
     const seen = watch(client);
@@ -384,10 +464,17 @@ describe('forwarded port: flow control towards the guest', () => {
     await until(() => seen.closed, 'the client to close');
     const got = await collect(frames, (all) => all.at(-1)?.type === StreamFrame.CLOSE, 'the CLOSE after the data');
     expect(bytesOf(got)).toEqual(Buffer.alloc(16384, 0x22));
-    await settle();
+    // A FIN is all the forwarder saw (a half-close looks the same): the socket stays writable for
+    // the guest's answer until the guest's CLOSE (or the idle timeout), then is forgotten.
+    const conns = (fwd as unknown as { conns: Map<number, unknown> }).conns;
+    expect(conns.size).toBe(1);
     reply(got[0]!.src, StreamFrame.DATA, got[0]!.id, 'to a closed connection');
+    reply(got[0]!.src, StreamFrame.CLOSE, got[0]!.id);
+    await until(() => conns.size === 0, 'the connection to be forgotten');
+    expect(fwd.counters.framesFromGuest).toBe(2);
+    reply(got[0]!.src, StreamFrame.DATA, got[0]!.id, 'later still');
     await settle();
-    expect(fwd.counters.framesFromGuest).toBe(0);
+    expect(fwd.counters.framesFromGuest).toBe(2);
   });
 
   it('a connection whose frames wait longer than stallTimeoutMs is closed and counted', async () => {

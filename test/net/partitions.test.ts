@@ -164,6 +164,28 @@ describe('forwarded TCP port', () => {
     await fwd.close();
   });
 
+  it('a client that half-closes (`printf req | nc -N`) gets its reply, then the end from the guest', async () => {
+    make();
+    const svc = await hv.createPartition({ name: 'svc', module: guest('net-service'), devices: { console: true, net: { segment: 'blue', host: true } } });
+    await svc.start();
+    const fwd = await hv.forwardPort({ partition: 'svc', guestPort: 80 });
+    const client = await connect(fwd.port);
+    let got = '';
+    client.on('data', (chunk: Buffer) => (got += chunk.toString('utf8')));
+    const ended = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no end within 10 s (got ${JSON.stringify(got)})`)), 10_000);
+      client.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    client.end('request\n'); // the request, then the client's FIN
+    await ended;
+    expect(got).toBe('OK REQUEST\n');
+    expect(fwd.counters.idleCloses).toBe(0);
+    await fwd.close();
+  });
+
   it('is refused for a partition without host access, and for a non-loopback address', async () => {
     make();
     await hv.createPartition({ name: 'plain', module: guest('net-service'), devices: { net: { segment: 'blue' } } });
