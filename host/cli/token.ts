@@ -12,7 +12,13 @@ import { usage } from './mgmt-args.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
-  wasmvisor token revoke <id> [--config <dir>]`;
+  wasmvisor token revoke <id> [--config <dir>]
+
+API tokens of the host whose config directory is --config (default ./wasmvisor-host). create
+prints the token on stdout, once; --expires defaults to 30d (at most 3650d). With --host the same
+commands go through a host's API (wasmvisor --help).
+
+Exit status: 0; 2 bad usage (ERR_INVALID_ARGUMENT); 1 no such token (ERR_NOT_FOUND); 74 ERR_STORAGE.`;
 
 export function tokenCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
