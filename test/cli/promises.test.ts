@@ -4,7 +4,7 @@
  * table, host/cli/common.ts), the management and lab commands state their defaults and exit
  * statuses as docs/MANAGEMENT.md and docs/LABS.md do, `cert create` fails with a typed error (never
  * ERR_INTERNAL) and writes where it is told, and `lab` refuses an option meant for another form
- * instead of ignoring it.
+ * instead of ignoring it; every `token create` the docs show works as written.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -124,6 +124,27 @@ describe.concurrent('lab: an option for another form is refused, not ignored', (
       expect(r.code, r.stderr).toBe(2);
       expect(r.stdout).toBe('');
       expect(r.stderr.startsWith(message), r.stderr).toBe(true);
+    });
+  }
+});
+
+describe('every `wasmvisor token create` the docs show works as written', () => {
+  const docs = ['README.md', 'docs/LABS.md', 'docs/MANAGEMENT.md'].map((f) => [f, readFileSync(new URL(`../../${f}`, import.meta.url), 'utf8')] as const);
+  const shown = docs.flatMap(([file, text]) => [...text.matchAll(/wasmvisor token create (--[^`|\n]*)/g)].map((m) => [file, m[1]!.replace(/\s+>\s.*$/, '').trim()] as const));
+
+  it('the docs show some', () => expect(shown.length).toBeGreaterThanOrEqual(4));
+
+  for (const [file, args] of shown) {
+    it(`${file}: token create ${args}`, async () => {
+      // The config directory is the only thing substituted: the one the docs name, or <dir>.
+      const config = mkdtempSync(path.join(tmp, 'config-'));
+      const words = args.split(/\s+/);
+      const at = words.indexOf('--config');
+      if (at >= 0) words[at + 1] = config;
+      else words.push('--config', config);
+      const r = await cli(['token', 'create', ...words]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^wvt_[0-9a-f]{16}_[\w-]{43}\n$/);
     });
   }
 });
