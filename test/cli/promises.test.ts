@@ -3,8 +3,8 @@
  * review, session 9): each --help's exit statuses are the ones the CLI exits with (the README's
  * table, host/cli/common.ts), the management and lab commands state their defaults and exit
  * statuses as docs/MANAGEMENT.md and docs/LABS.md do, `cert create` fails with a typed error (never
- * ERR_INTERNAL) and writes where it is told, and `lab` refuses an option meant for another form
- * instead of ignoring it; every `token create` the docs show works as written.
+ * ERR_INTERNAL) and writes where it is told, and every `token create` the docs show works as
+ * written. (lab's refused option mixes are in test/labs/cli.test.ts.)
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -106,26 +106,6 @@ describe('cert create', () => {
     expect(blocked.code, blocked.stderr).toBe(74);
     expect(blocked.stderr).toMatch(/^ERR_STORAGE: cannot create --out \S+a-file\/sub: /);
   });
-});
-
-describe.concurrent('lab: an option for another form is refused, not ignored', () => {
-  const cases: [string[], string][] = [
-    [['lab', '--no-compare'], 'ERR_INVALID_ARGUMENT: --no-compare goes with a lab name or --all'],
-    [['lab', '--port', '0', 'memory-isolation'], "ERR_INVALID_ARGUMENT: --port is the dashboard's"],
-    [['lab', '--port', '0', '--all'], "ERR_INVALID_ARGUMENT: --port is the dashboard's"],
-    [['lab', '--list', '--all'], 'ERR_INVALID_ARGUMENT: lab --list takes no other option or lab name'],
-    [['lab', '--list', 'audit'], 'ERR_INVALID_ARGUMENT: lab --list takes no other option or lab name'],
-    [['lab', 'memory'], 'ERR_INVALID_ARGUMENT: no lab named "memory"; did you mean memory-isolation or memory-exhaustion? (wasmvisor lab --list)'],
-  ];
-  for (const [args, message] of cases) {
-    it(args.join(' '), async () => {
-      // A mistake must not start the dashboard (which would run until killed) or a lab.
-      const r = await cli(args, { killAfterMs: 30_000 });
-      expect(r.code, r.stderr).toBe(2);
-      expect(r.stdout).toBe('');
-      expect(r.stderr.startsWith(message), r.stderr).toBe(true);
-    });
-  }
 });
 
 describe('every `wasmvisor token create` the docs show works as written', () => {
