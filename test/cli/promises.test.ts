@@ -3,10 +3,10 @@
  * review, session 9): each --help's exit statuses are the ones the CLI exits with (the README's
  * table, host/cli/common.ts), the management and lab commands state their defaults and exit
  * statuses as docs/MANAGEMENT.md and docs/LABS.md do, `cert create` fails with a typed error (never
- * ERR_INTERNAL) and writes where it is told, and every `token create` the docs show works as
- * written. (lab's refused option mixes are in test/labs/cli.test.ts.)
+ * ERR_INTERNAL) and writes where it is told, `token` leaves no directory behind on a mistake, and
+ * every `token create` the docs show works as written. (lab's refused option mixes are in test/labs/cli.test.ts.)
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -105,6 +105,25 @@ describe('cert create', () => {
     const blocked = await cli(['cert', 'create', '--name', 'bob', '--config', config, '--out', path.join(file, 'sub')]);
     expect(blocked.code, blocked.stderr).toBe(74);
     expect(blocked.stderr).toMatch(/^ERR_STORAGE: cannot create --out \S+a-file\/sub: /);
+  });
+});
+
+describe('token: a usage error or a mistyped --config leaves nothing behind', () => {
+  it('token alone or a misspelt subcommand creates no ./wasmvisor-host; list and revoke of a missing config directory are refused, not made', async () => {
+    const cwd = mkdtempSync(path.join(tmp, 'cwd-'));
+    expect(await cli(['token'], { cwd })).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: token: unknown subcommand "" (create, list, revoke)\n' });
+    expect((await cli(['token', 'lsit'], { cwd })).code).toBe(2);
+    for (const sub of [['list'], ['revoke', '0123456789abcdef']]) {
+      const r = await cli(['token', ...sub, '--config', 'typo'], { cwd });
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(r.stderr).toBe(`ERR_INVALID_ARGUMENT: token ${sub[0]}: there is no host config directory at ${path.join(cwd, 'typo')} (--config; wasmvisor serve --config <dir> makes one)\n`);
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+    // create still makes the directory (a host's tokens may be made before its first serve), and list then reads it.
+    expect((await cli(['token', 'create', '--name', 'a', '--role', 'Reader', '--scope', '/', '--config', 'made'], { cwd })).code).toBe(0);
+    const list = await cli(['token', 'list', '--config', 'made'], { cwd });
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ID +NAME.*\n[0-9a-f]{16} a +Reader +\/ +active /);
   });
 });
 
