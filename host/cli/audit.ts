@@ -49,7 +49,7 @@ Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the fir
 export const auditShowCommand = {
   name: 'audit show',
   summary: 'print the records of an audit log that match the filters (without verifying them)',
-  usage: ['wasmvisor audit show [dir] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]'],
+  usage: ['wasmvisor audit show [dir] [--data-dir <dir>] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]'],
   options: {
     'data-dir': dataDirOption,
     partition: value('<name>', 'only records about this partition', text),

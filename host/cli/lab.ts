@@ -7,7 +7,14 @@ import { adopt, loadLabs } from './mgmt-loader.ts';
 export const LAB_USAGE = `  wasmvisor lab [--port <n>]                  the dashboard and the labs, in a browser on 127.0.0.1
   wasmvisor lab --list                        the labs, live or coming
   wasmvisor lab <name> [--no-compare]         one lab in this terminal: the attack, then the defence off
-  wasmvisor lab --all [--no-compare]          every live lab, in order`;
+  wasmvisor lab --all [--no-compare]          every live lab, in order
+
+--port defaults to 0 (a free port); the address printed ends in #token=..., the page's credential.
+--no-compare skips the runs with the defence off. Teachers' guide: docs/LABS.md.
+
+Exit status: 0 when every defence held (and every comparison showed the attack succeeding
+without it), or when the dashboard is stopped (Ctrl-C); 1 when a defence did not hold;
+2 bad usage (ERR_INVALID_ARGUMENT); 1 a lab marked coming (ERR_NOT_IMPLEMENTED).`;
 
 export function labCommand(argv: string[]): Promise<number> {
   return adopt(async () => (await loadLabs()).labMain(argv));

@@ -16,13 +16,18 @@ export function intOption(value: string | undefined, name: string, min: number, 
   return n;
 }
 
-/** Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first). */
-export function usage<T>(parser: () => T): T {
+/**
+ * Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first).
+ * node:util's advice for an unknown option (put a positional starting with '-' after '--') is
+ * kept only for a command that passes arguments after `--` (`positionalHint`, the remote run);
+ * elsewhere no positional starts with '-' and it only misleads (`lab --bogus`).
+ */
+export function usage<T>(parser: () => T, { positionalHint = false }: { positionalHint?: boolean } = {}): T {
   try {
     return parser();
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(message.split('\n')[0]!);
+    const first = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+    throw new InvalidArgumentError(positionalHint ? first : first.replace(/\. To specify a positional argument starting with a '-'.*$/, ''));
   }
 }
 

@@ -146,7 +146,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     ),
     'output-rate': value(
       '<bytes/s>',
-      "cap the guest's console output: writes over it are refused (the guest sees EAGAIN / RATE_LIMITED) and counted, and a warning at the end says how many bytes; without it a guest writing faster than its reader waits and nothing is lost",
+      "cap the guest's console output: writes over it are refused (the guest sees EAGAIN / RATE_LIMITED) and counted, and a warning at the end says how many bytes (the bucket holds a second's worth, at least 64 KiB, the largest write, so up to 64 KiB pass at once); without it a guest writing faster than its reader waits and nothing is lost",
       numberIn(RateLimitSchema.properties.bytesPerSecond),
       { default: 'none' },
     ),

@@ -130,6 +130,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
             'no-start': { type: 'boolean' },
           },
         }),
+        { positionalHint: true },
       );
       if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
       const file = positionals[0]!;

@@ -9,7 +9,14 @@ import { adopt, loadLabs, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
 
 export const SERVE_USAGE = `  wasmvisor serve [--config <dir>] [--bind <addr>] [--port <n>] [--tls-self-signed [--tls-name <name>]...]
-                  [--tls-cert <file> --tls-key <file>] [--client-ca <file>] [--dashboard]`;
+                  [--tls-cert <file> --tls-key <file>] [--client-ca <file>] [--dashboard]
+
+Run a host: partitions declared in the config directory, managed over an authenticated HTTPS
+API (docs/MANAGEMENT.md). Defaults: --config ./wasmvisor-host, --bind 127.0.0.1, --port 8443
+(0 picks a free one). Without TLS only a loopback address is served; --dashboard only on loopback.
+
+Exit status: 0 after a graceful shutdown (SIGTERM or SIGINT); 2 bad usage (ERR_INVALID_ARGUMENT);
+1 another serve is using the config directory (ERR_INVALID_STATE); 74 ERR_STORAGE; 70 ERR_INTERNAL.`;
 
 export function serveCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));

@@ -5,6 +5,7 @@
  * and only the token, on stdout, once; the store keeps its SHA-256.
  * With `--host` the same commands go through the API instead (remote.ts).
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
@@ -12,7 +13,13 @@ import { usage } from './mgmt-args.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
-  wasmvisor token revoke <id> [--config <dir>]`;
+  wasmvisor token revoke <id> [--config <dir>]
+
+API tokens of the host whose config directory is --config (default ./wasmvisor-host). create
+prints the token on stdout, once; --expires defaults to 30d (at most 3650d). With --host the same
+commands go through a host's API (wasmvisor --help).
+
+Exit status: 0; 2 bad usage (ERR_INVALID_ARGUMENT); 1 no such token (ERR_NOT_FOUND); 74 ERR_STORAGE.`;
 
 export function tokenCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
@@ -35,8 +42,12 @@ async function run(argv: string[]): Promise<number> {
       },
     }),
   );
+  // A usage error or a mistyped --config must leave nothing behind: the subcommand is checked
+  // before the directory is touched, and only create makes a config directory that is not there.
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new InvalidArgumentError(`token: unknown subcommand ${JSON.stringify(sub ?? '')} (create, list, revoke)`);
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
+  if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
   config.ensure();
   const store = new mgmt.TokenStore(config.tokensDir);
   await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));

@@ -47,7 +47,10 @@ function nearest(id: string): string | null {
       best = lab.id;
     }
   }
-  return best !== null && bestScore <= Math.max(3, id.length / 2) ? best : null;
+  if (best !== null && bestScore <= Math.max(3, id.length / 2)) return best;
+  // A part of a name (`memory`): the labs it could mean.
+  const containing = id.length >= 3 ? LABS.filter((l) => l.id.includes(id.toLowerCase())).map((l) => l.id) : [];
+  return containing.length > 0 ? containing.join(' or ') : null;
 }
 
 function list(): number {
@@ -106,6 +109,11 @@ export async function labMain(argv: string[]): Promise<number> {
   const { values, positionals } = usage(() =>
     parseArgs({ args: argv, allowPositionals: true, strict: true, options: { list: { type: 'boolean' }, all: { type: 'boolean' }, 'no-compare': { type: 'boolean' }, port: { type: 'string' } } }),
   );
+  // Options that belong to another form are refused, never silently ignored.
+  const terminal = values.all === true || positionals.length > 0;
+  if (values.list && (terminal || values.port !== undefined || values['no-compare'])) throw new InvalidArgumentError('lab --list takes no other option or lab name');
+  if (values.port !== undefined && terminal) throw new InvalidArgumentError("--port is the dashboard's (wasmvisor lab --port <n>); a lab in the terminal serves nothing");
+  if (values['no-compare'] && !values.list && !terminal) throw new InvalidArgumentError('--no-compare goes with a lab name or --all (on the dashboard, each lab has its own button for the defence-off run)');
   if (values.list) return list();
   const compare = values['no-compare'] !== true;
   if (values.all) {

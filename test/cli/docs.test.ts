@@ -114,11 +114,17 @@ describe('every option of every subcommand is documented, and every documented o
     ['host/labs/cli.ts', 'docs/LABS.md'],
   ];
   for (const [file, manual] of ownParsers) {
-    it(`${file}: each option it parses is in ${manual}`, () => {
+    it(`${file}: each option it parses is in ${manual}; README's synopsis shows only options it parses`, () => {
       const names = new Set([...read(file).matchAll(/'?([a-z][a-z-]*)'?: \{ type: '(?:string|boolean)'/g)].map((m) => m[1]!));
       expect(names.size).toBeGreaterThan(0);
       const doc = read(manual);
       for (const name of names) expect(doc, `--${name} (${file}) is documented in ${manual}`).toMatch(new RegExp(`--${name}(?![a-z-])`));
+      // And the other way: every option README.md's synopsis line for the command shows is one it parses.
+      const command = { 'host/cli/serve.ts': 'serve', 'host/cli/token.ts': 'token', 'host/cli/cert.ts': 'cert', 'host/labs/cli.ts': 'lab' }[file];
+      if (command === undefined) return;
+      const line = synopsis.split('\n').find((l) => l.startsWith(`npx wasmvisor ${command} `));
+      expect(line, `README.md's "Command line" shows ${command}`).toBeDefined();
+      for (const m of line!.replace(/#.*$/, '').matchAll(/--([a-z][a-z0-9-]*)/g)) expect([...names, 'help'], `${command} takes --${m[1]}`).toContain(m[1]);
     });
   }
 });

@@ -68,8 +68,27 @@ describe('wasmvisor lab in a terminal', () => {
   it('bad options are usage errors', async () => {
     expect((await wasmvisor(['lab', '--port', '70000'])).code).toBe(2);
     expect((await wasmvisor(['lab', '--all', 'network'])).code).toBe(2);
-    expect((await wasmvisor(['lab', '--bogus'])).code).toBe(2);
+    // node:util's advice to put a positional after '--' does not apply to lab: not printed.
+    expect(await wasmvisor(['lab', '--bogus'])).toMatchObject({ code: 2, stderr: "ERR_INVALID_ARGUMENT: Unknown option '--bogus'\n" });
   });
+
+  // An option for another form is refused, not ignored: `lab --no-compare` started the dashboard
+  // (which runs until killed), `--port` with a lab ran the lab, `--list` with a lab listed.
+  for (const [args, message] of [
+    [['lab', '--no-compare'], 'ERR_INVALID_ARGUMENT: --no-compare goes with a lab name or --all'],
+    [['lab', '--port', '0', 'memory-isolation'], "ERR_INVALID_ARGUMENT: --port is the dashboard's"],
+    [['lab', '--port', '0', '--all'], "ERR_INVALID_ARGUMENT: --port is the dashboard's"],
+    [['lab', '--list', '--all'], 'ERR_INVALID_ARGUMENT: lab --list takes no other option or lab name'],
+    [['lab', '--list', 'audit'], 'ERR_INVALID_ARGUMENT: lab --list takes no other option or lab name'],
+    [['lab', 'memory'], 'ERR_INVALID_ARGUMENT: no lab named "memory"; did you mean memory-isolation or memory-exhaustion? (wasmvisor lab --list)'],
+  ] as const) {
+    it(`${args.join(' ')} is a usage error`, async () => {
+      const r = await wasmvisor([...args], 30_000);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.startsWith(message), r.stderr).toBe(true);
+    });
+  }
 
   it('serve --dashboard refuses a non-loopback bind', async () => {
     const r = await wasmvisor(['serve', '--dashboard', '--bind', '0.0.0.0', '--tls-self-signed', '--config', '/nonexistent/never-created']);

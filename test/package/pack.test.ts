@@ -254,7 +254,75 @@ void typo; void exit; void schemas.PartitionSpecSchema;
     expect(r.stdout + r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
+
+  // A reader pastes README.md's examples into a TypeScript project as often as into a .mjs file:
+  // every js and ts block must type-check under strict against the shipped declarations, in one
+  // tsc program (seconds, not one per block). Errors are reported at the README's own lines.
+  it("README.md's code blocks type-check under strict, module nodenext, against the shipped declarations", async () => {
+    const blocks = readmeCodeBlocks();
+    const dir = path.join(app, 'readme-types');
+    mkdirSync(dir, { recursive: true });
+    const files = new Map<string, number>();
+    for (const b of blocks) {
+      // AssemblyScript (the SDK's i32, `wasmvisor/assembly`) is built by asc in the GUESTS.md tests below.
+      if (b.source.includes("from 'wasmvisor/assembly'")) continue;
+      // An ES module example is pasted into a .mts file; a CommonJS one stays JavaScript, checked
+      // with checkJs (TypeScript types a bare require() only in a JS file). A fragment (an
+      // unmarked ts block) takes as given the names around it in the README, on one first line
+      // so that lines map one to one: `Hypervisor`, a guest `module`, a `hv` and an `audit` sink.
+      const file = b.name?.endsWith('.cjs') ? b.name : `${(b.name ?? `readme-line-${b.line}`).replace(/\.mjs$/, '')}.mts`;
+      const declares = (id: string) => new RegExp(`\\b(?:const|let|var|function|class)\\s+${id}\\b|\\bimport\\b[^;\\n]*\\b${id}\\b[^;\\n]*\\bfrom\\b`).test(b.source);
+      const given =
+        b.name === undefined
+          ? [
+              declares('Hypervisor') ? '' : "import { Hypervisor } from 'wasmvisor';",
+              declares('module') ? '' : 'declare const module: URL;',
+              declares('hv') ? '' : 'declare const hv: Hypervisor;',
+              declares('audit') ? '' : 'declare function audit(event: unknown): void;',
+            ].join(' ')
+          : '';
+      writeFileSync(path.join(dir, file), `${given}\n${b.source}`);
+      files.set(file, b.line);
+    }
+    expect(files.size, 'the README shows examples to type-check').toBeGreaterThanOrEqual(8);
+    writeFileSync(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          noEmit: true,
+          allowJs: true,
+          checkJs: true,
+          skipLibCheck: true,
+          types: ['node'],
+          typeRoots: [path.join(root, 'node_modules/@types')],
+        },
+        files: [...files.keys()],
+      }),
+    );
+    const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
+    const r = await inApp(process.execPath, [tsc, '-p', 'tsconfig.json', '--pretty', 'false'], { cwd: dir });
+    // file(line,col): error → README.md:line:col, the first line of each file being the given names.
+    const located = (r.stdout + r.stderr).replace(/^([\w.-]+)\((\d+),(\d+)\)/gm, (whole, file: string, line: string, col: string) =>
+      files.has(file) ? `README.md:${files.get(file)! + Number(line) - 2}:${col} (${file})` : whole,
+    );
+    expect(located).toBe('');
+    expect(r.code).toBe(0);
+  });
 });
+
+/** README.md's js and ts code blocks: their text, the README line of their first line, and their `<!-- example: name -->` if marked. */
+function readmeCodeBlocks(): { name: string | undefined; line: number; source: string }[] {
+  const text = readFileSync(path.join(root, 'README.md'), 'utf8');
+  return [...text.matchAll(/(?:<!-- example: ([\w.-]+) -->\n)?```(?:js|ts)\n([\s\S]*?)\n```/g)].map((m) => ({
+    name: m[1],
+    line: text.slice(0, m.index + m[0].indexOf('\n', m[0].indexOf('```')) + 1).split('\n').length,
+    source: m[2]! + '\n',
+  }));
+}
 
 describe("docs/GUESTS.md's AssemblyScript recipe, against the installed SDK", () => {
   const guests = examples('docs/GUESTS.md');
