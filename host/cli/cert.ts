@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
+import { quoted } from '../escape.ts';
 
 export const CERT_USAGE = '  wasmvisor cert create --name <cn> [--config <dir>] [--out <dir>] [--days <n>]';
 
@@ -21,7 +22,7 @@ async function run(argv: string[]): Promise<number> {
   const { values } = usage(() =>
     parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } } }),
   );
-  if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${JSON.stringify(sub ?? '')} (create)`);
+  if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${quoted(sub ?? '')} (create)`);
   if (values.name === undefined) throw new InvalidArgumentError('cert create needs --name');
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');

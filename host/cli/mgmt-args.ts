@@ -6,10 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${quoted(value)}`);
   const n = Number(value);
   if (n < min || n > max) throw new InvalidArgumentError(`--${name} must be from ${min} to ${max}, got ${n}`);
   return n;
@@ -30,6 +31,6 @@ export function readOptionFile(file: string, option: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new InvalidArgumentError(`--${option} ${JSON.stringify(file)}: ${(error as Error).message}`);
+    throw new InvalidArgumentError(`--${option} ${quoted(file)}: ${(error as Error).message}`);
   }
 }

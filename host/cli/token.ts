@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { usage } from './mgmt-args.ts';
+import { quoted } from '../escape.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
@@ -76,6 +77,6 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new InvalidArgumentError(`token: unknown subcommand ${JSON.stringify(sub ?? '')} (create, list, revoke)`);
+      throw new InvalidArgumentError(`token: unknown subcommand ${quoted(sub ?? '')} (create, list, revoke)`);
   }
 }

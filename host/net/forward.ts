@@ -2,6 +2,7 @@ import net from 'node:net';
 import { InvalidArgumentError, AccessDeniedError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * Forwarded ports: a TCP listener on the loopback interface whose connections become streams of
@@ -101,7 +102,7 @@ export class PortForward {
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
     const guestPort = intOption(options.guestPort, -1, 'guestPort', 0, 65535);
     const port = intOption(options.port, 0, 'port', 0, 65535);
-    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${JSON.stringify(options.host)}`);
+    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${quoted(options.host)}`);
     const maxConnections = intOption(options.maxConnections, 16, 'maxConnections', 1, 1024);
     const maxBufferedBytes = intOption(options.maxBufferedBytes, 1 << 20, 'maxBufferedBytes', 1024, 1 << 30);
     const stallTimeoutMs = intOption(options.stallTimeoutMs, 10_000, 'stallTimeoutMs', 1, 3_600_000);
