@@ -42,3 +42,42 @@ export function guestText(text: string, max: number = MAX_GUEST_TEXT): string {
   const clipped = text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
   return escapeText(clipped);
 }
+
+/** Most characters of a caller's string an error message quotes. */
+export const MAX_QUOTED = 80;
+
+/**
+ * A value a caller gave (an argument, a file's field, a command-line word), as an error message
+ * quotes it. A string is shown in double quotes with JSON's escapes, cut after `max` characters
+ * (the cut is marked with how much was left out) and then escaped like guest text; any other value
+ * is named by its type, with its value when that is a short scalar. Never throws: a BigInt, a
+ * cyclic object or a revoked proxy is named, not serialised.
+ */
+export function quoted(value: unknown, max: number = MAX_QUOTED): string {
+  switch (typeof value) {
+    case 'string':
+      return escapeText(value.length > max ? `${JSON.stringify(value.slice(0, max))}… (${value.length - max} more characters)` : JSON.stringify(value));
+    case 'undefined':
+      return 'nothing';
+    case 'number':
+      return Number.isNaN(value) ? 'NaN' : `the number ${String(value)}`;
+    case 'bigint':
+      return `the bigint ${value}n`;
+    case 'boolean':
+      return String(value);
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    default:
+      break;
+  }
+  if (value === null) return 'null';
+  try {
+    if (Array.isArray(value)) return `an array of ${value.length}`;
+    if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of ${value.byteLength} bytes`;
+  } catch {
+    // a revoked proxy: Array.isArray throws on it
+  }
+  return 'an object';
+}

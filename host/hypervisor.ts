@@ -40,6 +40,7 @@ import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
+import { quoted } from './escape.ts';
 
 export type { HypervisorOptions, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy };
 
@@ -275,7 +276,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * `partition.destroy({ wipe: true })` for a live one. Idempotent.
    */
   async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
-    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
+    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
       throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
@@ -338,7 +339,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       'limits',
     );
     const args = spec.args ?? [];
-    if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`partition spec ${JSON.stringify(name)}: args: take more than ${MAX_ARGS_BYTES} bytes together`);
+    if (encodeArgs(args).length > MAX_ARGS_BYTES) throw new InvalidArgumentError(`partition spec ${quoted(name)}: args: take more than ${MAX_ARGS_BYTES} bytes together`);
     const devices = resolveDevices(spec.devices);
     const kind = spec.kind ?? 'command';
     const restart = resolveRestart(spec.restart);
@@ -679,7 +680,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
     }
     const partition = this.live.get(options.partition);
-    if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${JSON.stringify(options?.partition)}`);
+    if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
     partition.once('exit', () => void forward.closeWhenDrained());

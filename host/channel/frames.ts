@@ -3,6 +3,7 @@ import type { NetInit } from '../devices/net.ts';
 import type { PortInit } from '../net/port.ts';
 import { StdioSlot, type BlockInit, type WorkerInit, type WorkerMessage, type WorkerOutcome } from './protocol.ts';
 import { STAT_SLOTS, WORKER_STAT_SLOTS } from './stats.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * The channel between the root and a partition process (`isolation: 'process'`): shared memory
@@ -297,7 +298,7 @@ function decodeOutcome(p: Uint8Array): WorkerOutcome | FrameRefusal {
   } catch {
     return refused('an error outcome that is not UTF-8');
   }
-  if (!isErrorCode(code)) return refused(`an error outcome with an unknown code (${JSON.stringify(code.slice(0, 40))})`);
+  if (!isErrorCode(code)) return refused(`an error outcome with an unknown code (${quoted(code, 40)})`);
   return { kind: 'error', error: code, message };
 }
 

@@ -16,16 +16,17 @@ import { parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
 import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { quoted } from '../escape.ts';
 
 /** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
 export function nonceOption(raw: string, name: string): string {
   const bytes = fromHex(raw);
-  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${quoted(raw)}`);
   return raw.toLowerCase();
 }
 
 function wholeMs(raw: string, name: string): number {
-  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${quoted(raw)}`);
   return Number(raw);
 }
 

@@ -15,18 +15,19 @@ import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../securi
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
 import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { quoted } from '../escape.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
 function outcomeOption(raw: string, name: string): AuditOutcome {
-  if (!(OUTCOMES as readonly string[]).includes(raw)) throw new InvalidArgumentError(`${name} must be success, denied or failure, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (!(OUTCOMES as readonly string[]).includes(raw)) throw new InvalidArgumentError(`${name} must be success, denied or failure, got ${quoted(raw)}`);
   return raw as AuditOutcome;
 }
 
 /** `--since` / `--until`: an ISO time or ms since the epoch. */
 function timeOption(raw: string, name: string): number {
   const t = /^\d{1,15}$/.test(raw) ? Number(raw) : Date.parse(raw);
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${quoted(raw)}`);
   return t;
 }
 

@@ -8,6 +8,7 @@ import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+import { quoted } from '../escape.ts';
 
 export const callCommand = {
   name: 'call',
@@ -50,7 +51,7 @@ async function readInput(values: { input?: string; 'input-file'?: string }): Pro
     // Read as a stream, bounded: a pipe or a FIFO as it comes, /dev/zero or `yes |` never whole.
     input = await readAll(file === undefined || file === '-' ? process.stdin : createReadStream(file), MAX_CALL_BYTES);
   } catch (error) {
-    throw new InvalidArgumentError(`--input-file: cannot read ${file === undefined || file === '-' ? 'stdin' : JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new InvalidArgumentError(`--input-file: cannot read ${file === undefined || file === '-' ? 'stdin' : quoted(file)}: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (input === null) throw new InvalidArgumentError(`the call input is more than ${MAX_CALL_BYTES} bytes; a call takes at most ${MAX_CALL_BYTES}`);
   return input;

@@ -10,6 +10,7 @@ import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { writeNewFile } from '../security/keys.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
+import { quoted } from '../escape.ts';
 
 export const CERT_USAGE = `  wasmvisor cert create --name <cn> [--config <dir>] [--out <dir>] [--days <n>]
 
@@ -29,7 +30,7 @@ async function run(argv: string[]): Promise<number> {
   const { values } = usage(() =>
     parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } } }),
   );
-  if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${JSON.stringify(sub ?? '')} (create)`);
+  if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${quoted(sub ?? '')} (create)`);
   if (values.name === undefined) throw new InvalidArgumentError('cert create needs --name');
   const days = intOption(values.days, 'days', 1, 3650) ?? 365;
   const mgmt = await loadMgmt();

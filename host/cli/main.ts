@@ -30,6 +30,7 @@ import { SERVE_USAGE, serveCommand } from './serve.ts';
 import { TOKEN_USAGE, tokenCommand } from './token.ts';
 import { LAB_USAGE, labCommand } from './lab.ts';
 import { VERSION } from './version.ts';
+import { quoted } from '../escape.ts';
 
 type Main = (argv: string[]) => Promise<number>;
 
@@ -57,7 +58,7 @@ function group(name: string, summary: string, subs: readonly (readonly [CommandS
       const i = sub === undefined ? -1 : words.indexOf(sub);
       if (i < 0) {
         const near = sub === undefined ? null : nearest(sub, words);
-        throw new InvalidArgumentError(`${name} takes ${words.join(' or ')}, got ${JSON.stringify(sub ?? '')}${near ? `; did you mean ${near}?` : ''}; see wasmvisor ${name} --help`);
+        throw new InvalidArgumentError(`${name} takes ${words.join(' or ')}, got ${quoted(sub ?? '')}${near ? `; did you mean ${near}?` : ''}; see wasmvisor ${name} --help`);
       }
       return subs[i]![1](rest);
     },
@@ -172,7 +173,7 @@ export async function main(argv: string[]): Promise<number> {
 
 function unknownCommand(name: string): InvalidArgumentError {
   const near = nearest(name, COMMANDS.map((c) => c.name));
-  return new InvalidArgumentError(`unknown command ${JSON.stringify(name)}${near ? `; did you mean ${near}?` : ''}; see wasmvisor --help`);
+  return new InvalidArgumentError(`unknown command ${quoted(name)}${near ? `; did you mean ${near}?` : ''}; see wasmvisor --help`);
 }
 
 process.exitCode = await main(process.argv.slice(2));

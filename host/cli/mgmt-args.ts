@@ -7,10 +7,11 @@
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
+import { quoted } from '../escape.ts';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${quoted(value)}`);
   const n = Number(value);
   if (n < min || n > max) throw new InvalidArgumentError(`--${name} must be from ${min} to ${max}, got ${n}`);
   return n;

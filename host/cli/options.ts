@@ -15,6 +15,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
 import { explain, expects, nearest } from '../schema/check.ts';
+import { quoted } from '../escape.ts';
 
 interface OptionBase {
   /** The one-line help; the table adds the placeholder and the default. */
@@ -62,7 +63,7 @@ export const text = (raw: string): string => raw;
 export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
   return (raw, name) => {
     const n = /^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(raw.trim()) ? Number(raw) : /^[-+]?Infinity$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
-    if (Number.isNaN(n) || explain(schema, n).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${JSON.stringify(raw)}`);
+    if (Number.isNaN(n) || explain(schema, n).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${quoted(raw)}`);
     return n;
   };
 }
@@ -70,7 +71,7 @@ export function numberIn(schema: TSchema): (raw: string, flag: string) => number
 /** A string checked against a schema (a name, a SHA-256). */
 export function stringIn(schema: TSchema): (raw: string, flag: string) => string {
   return (raw, name) => {
-    if (explain(schema, raw).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${JSON.stringify(raw)}`);
+    if (explain(schema, raw).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${quoted(raw)}`);
     return raw;
   };
 }
@@ -112,7 +113,7 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   let i = 0;
   const take = (name: string, spec: OptionSpec, inline: string | undefined, shown: string): void => {
     if (spec.kind === 'flag') {
-      if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${JSON.stringify(inline)}`);
+      if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${quoted(inline)}`);
       values[name] = true;
       return;
     }
@@ -171,7 +172,7 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
       throw new InvalidArgumentError(`${command.name} needs ${names.slice(positionals.length, min).map((n) => `<${n}>`).join(' ')}; see wasmvisor ${command.name} --help`);
     }
     if (positionals.length > names.length) {
-      throw new InvalidArgumentError(`${command.name} takes ${names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${JSON.stringify(positionals[names.length])}; see wasmvisor ${command.name} --help`);
+      throw new InvalidArgumentError(`${command.name} takes ${names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
     }
   }
   return { values: values as Values<T>, positionals, rest, help };

@@ -31,6 +31,7 @@ import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
 import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
+import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
@@ -40,7 +41,7 @@ function deviceList(raw: string, name: string): Set<DeviceName> {
   const grant = new Set<DeviceName>();
   if (raw === 'none') return grant;
   for (const d of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${JSON.stringify(d)} (known: ${DEVICE_NAMES.join(', ')}; or none)`);
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${quoted(d)} (known: ${DEVICE_NAMES.join(', ')}; or none)`);
     grant.add(d as DeviceName);
   }
   return grant;
@@ -56,7 +57,7 @@ export function dirOption(raw: string, name: string): PreopenSpec {
   const at = rest.indexOf('::');
   const hostPath = at < 0 ? rest : rest.slice(0, at);
   const guestPath = at < 0 ? rest : rest.slice(at + 2);
-  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`${name}: expected <host-folder>[::<guest-path>][:ro|:rw|:copy], got ${JSON.stringify(raw)}`);
+  if (hostPath === '' || guestPath === '') throw new InvalidArgumentError(`${name}: expected <host-folder>[::<guest-path>][:ro|:rw|:copy], got ${quoted(raw)}`);
   return { hostPath, guestPath, mode: (mode?.[1] ?? 'ro') as PreopenMode };
 }
 
@@ -70,7 +71,7 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
     const m = /^(\w+)=(\d+)([kmgt]?)i?b?$/i.exec(item.trim());
     const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
     if (!m || key === undefined) {
-      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${JSON.stringify(item)}`);
+      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
     }
     quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!), `${name} ${m[1]}`);
   }
@@ -78,7 +79,7 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
 }
 
 function envOption(raw: string, name: string): string {
-  if (!/^[^=\0]+=[^\0]*$/.test(raw)) throw new InvalidArgumentError(`${name}: expected KEY=VALUE, got ${JSON.stringify(raw)}`);
+  if (!/^[^=\0]+=[^\0]*$/.test(raw)) throw new InvalidArgumentError(`${name}: expected KEY=VALUE, got ${quoted(raw)}`);
   return raw;
 }
 

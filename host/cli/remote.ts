@@ -7,7 +7,7 @@
  * print as `CODE: message` like every other command; exit statuses as in main.ts, plus 77 for
  * ERR_UNAUTHENTICATED / ERR_ACCESS_DENIED and 69 for ERR_CONNECTION.
  */
-import { escapeText } from '../escape.ts';
+import { escapeText, quoted } from '../escape.ts';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,7 +47,7 @@ async function remoteCallInput(input: string | undefined, inputFile: string | un
     // Read as a stream, bounded: a pipe or a FIFO as it comes, /dev/zero or `yes |` never whole.
     bytes = await readAll(file === undefined || file === '-' ? process.stdin : createReadStream(file), MAX_CALL_BYTES);
   } catch (error) {
-    throw new InvalidArgumentError(`${flag}: cannot read ${file === undefined || file === '-' ? 'stdin' : JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new InvalidArgumentError(`${flag}: cannot read ${file === undefined || file === '-' ? 'stdin' : quoted(file)}: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (bytes === null) throw new InvalidArgumentError(`the call input is more than ${MAX_CALL_BYTES} bytes; a call takes at most ${MAX_CALL_BYTES}`);
   return bytes;
@@ -292,6 +292,6 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new InvalidArgumentError(`unknown remote command ${JSON.stringify(command)}; see wasmvisor --help`);
+      throw new InvalidArgumentError(`unknown remote command ${quoted(command)}; see wasmvisor --help`);
   }
 }

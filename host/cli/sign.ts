@@ -15,12 +15,13 @@ import { readSignatureSource } from '../security/spec.ts';
 import { readModuleSource } from '../loader/read.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { quoted } from '../escape.ts';
 
 /** `--key-id <hex>|none`: 1 to 256 bytes of hex, or null for a signature without a key id. */
 function keyIdOption(raw: string, name: string): Uint8Array | null {
   if (raw === 'none') return null;
   const id = fromHex(raw);
-  if (id === null || id.length === 0 || id.length > 256) throw new InvalidArgumentError(`${name} must be 1 to 256 bytes of hex, or none; got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (id === null || id.length === 0 || id.length > 256) throw new InvalidArgumentError(`${name} must be 1 to 256 bytes of hex, or none; got ${quoted(raw)}`);
   return id;
 }
 

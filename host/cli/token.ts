@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { usage } from './mgmt-args.ts';
+import { quoted } from '../escape.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
@@ -44,7 +45,7 @@ async function run(argv: string[]): Promise<number> {
   );
   // A usage error or a mistyped --config must leave nothing behind: the subcommand is checked
   // before the directory is touched, and only create makes a config directory that is not there.
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new InvalidArgumentError(`token: unknown subcommand ${JSON.stringify(sub ?? '')} (create, list, revoke)`);
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new InvalidArgumentError(`token: unknown subcommand ${quoted(sub ?? '')} (create, list, revoke)`);
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
   if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
@@ -86,7 +87,5 @@ async function run(argv: string[]): Promise<number> {
       process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
       return 0;
     }
-    default:
-      throw new InvalidArgumentError(`token: unknown subcommand ${JSON.stringify(sub ?? '')} (create, list, revoke)`);
   }
 }

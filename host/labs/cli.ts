@@ -17,6 +17,7 @@ import { FEATURES } from './features.ts';
 import type { LabDefinition } from './lab.ts';
 import { isLive, runLab } from './runner.ts';
 import { eventText, header, modeHeading, resultText } from './terminal.ts';
+import { quoted } from '../escape.ts';
 
 /** How long the page's token lives: a working day and then some. */
 const TOKEN_LIFETIME_MS = 24 * 3600_000;
@@ -126,7 +127,7 @@ export async function labMain(argv: string[]): Promise<number> {
   const lab = findLab(id);
   if (lab === undefined) {
     const near = nearest(id);
-    throw new InvalidArgumentError(`no lab named ${JSON.stringify(id)}${near ? `; did you mean ${near}?` : ''} (wasmvisor lab --list)`);
+    throw new InvalidArgumentError(`no lab named ${quoted(id)}${near ? `; did you mean ${near}?` : ''} (wasmvisor lab --list)`);
   }
   if (!isLive(lab)) {
     out(header(lab, lab.order, LABS.length));

@@ -35,6 +35,7 @@ import type { AuditLine } from './lab.ts';
 import { isLive } from './runner.ts';
 import { LabSession } from './session.ts';
 import { Telemetry, type TelemetryEvent } from './telemetry.ts';
+import { quoted } from '../escape.ts';
 
 /** The page's files: name, content type. Nothing else under /dashboard/ is a file. */
 const FILES: Record<string, string> = {
@@ -82,7 +83,7 @@ function checkHost(ctx: RequestContext, server: ManagementServer): void {
   const host = ctx.req.headers.host ?? '';
   const port = address?.port;
   const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
-  if (!allowed.includes(host)) throw new AccessDeniedError(`the dashboard answers only requests for ${allowed[0]} (this one names ${JSON.stringify(host.slice(0, 100))})`);
+  if (!allowed.includes(host)) throw new AccessDeniedError(`the dashboard answers only requests for ${allowed[0]} (this one names ${quoted(host, 100)})`);
 }
 
 /** The dashboard as an extension of a management host (serve's `extension`). */
@@ -145,7 +146,7 @@ export class Dashboard implements ServeExtension {
       checkHost(ctx, server);
       const type = FILES[name];
       const bytes = this.files.get(name);
-      if (type === undefined || bytes === undefined) throw new NotFoundError(`no file ${JSON.stringify(name)} in the dashboard`);
+      if (type === undefined || bytes === undefined) throw new NotFoundError(`no file ${quoted(name)} in the dashboard`);
       void ctx.reply
         .header('content-type', type)
         .header('cache-control', 'no-cache')

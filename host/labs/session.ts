@@ -10,6 +10,7 @@ import { findLab } from './catalog.ts';
 import type { AuditLine, LabResult } from './lab.ts';
 import { isLive, runLab } from './runner.ts';
 import type { Telemetry } from './telemetry.ts';
+import { quoted } from '../escape.ts';
 
 /** Lab runs at once (each may start several partitions). */
 export const MAX_RUNS = 4;
@@ -29,7 +30,7 @@ export class LabSession {
   start(labId: string, mode: 'defence' | 'defence-off'): string {
     if (this.closed) throw new InvalidArgumentError('the lab session is closing');
     const lab = findLab(labId);
-    if (lab === undefined) throw new NotFoundError(`no lab named ${JSON.stringify(labId)}`);
+    if (lab === undefined) throw new NotFoundError(`no lab named ${quoted(labId)}`);
     if (!isLive(lab)) throw new NotImplementedError(`lab ${lab.id} is coming: its feature (${lab.feature}) is not in this build`);
     if (mode === 'defence-off' && lab.defenceOff === undefined) throw new InvalidArgumentError(`lab ${lab.id} has no comparison with the defence off`);
     if (this.running.size >= MAX_RUNS) throw new BusyError(`${MAX_RUNS} labs are running; wait for one to finish`);
@@ -58,7 +59,7 @@ export class LabSession {
     const r = this.results.get(run);
     if (r !== undefined) return r;
     if (this.running.has(run)) return null;
-    throw new NotFoundError(`no lab run ${JSON.stringify(run)}`);
+    throw new NotFoundError(`no lab run ${quoted(run)}`);
   }
 
   /** Stops the runs in progress and waits until their hypervisors are closed. */

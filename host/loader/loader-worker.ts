@@ -10,6 +10,7 @@ import { instrumenterHealthy } from './instrument.ts';
 import type { LoaderRequest, LoaderResponse } from './offthread.ts';
 import { transferable } from './offthread.ts';
 import { describeModule, prepareModule, threadCounters, type InspectRequest, type PrepareRequest } from './pipeline.ts';
+import { quoted } from '../escape.ts';
 
 /** Each job: its value, and the buffers in it that may be transferred (owned by nobody here). */
 const jobs: Record<string, (payload: never) => Promise<{ value: unknown; transfer: ArrayBuffer[] }>> = {
@@ -37,7 +38,7 @@ if (port !== null) {
       let transfer: ArrayBuffer[] = [];
       try {
         const job = jobs[request.job];
-        if (job === undefined) throw new Error(`unknown loader job ${JSON.stringify(request.job)}`);
+        if (job === undefined) throw new Error(`unknown loader job ${quoted(request.job)}`);
         const done = await job(request.payload as never);
         response = { id: request.id, ok: true, value: done.value };
         transfer = done.transfer;

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { takeEvents } from './sse.ts';
 import { ConnectionError, errorFromCode, InvalidArgumentError, isErrorCode, WasmvisorError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 export interface ClientOptions {
   /** `https://host:port` (or `http://127.0.0.1:port`). */
@@ -36,7 +37,7 @@ const MAX_RESPONSE_BYTES = 64 << 20;
 
 function normalize(fp: string): string {
   const hex = fp.replace(/:/g, '').toUpperCase();
-  if (!/^[0-9A-F]{64}$/.test(hex)) throw new InvalidArgumentError(`fingerprint ${JSON.stringify(fp)} is not a SHA-256 fingerprint (64 hex digits, colons optional)`);
+  if (!/^[0-9A-F]{64}$/.test(hex)) throw new InvalidArgumentError(`fingerprint ${quoted(fp)} is not a SHA-256 fingerprint (64 hex digits, colons optional)`);
   return hex.match(/../g)!.join(':');
 }
 
@@ -50,7 +51,7 @@ export class Client {
     try {
       url = new URL(options.url);
     } catch {
-      throw new InvalidArgumentError(`--host ${JSON.stringify(options.url)} is not a URL (e.g. https://127.0.0.1:8443)`);
+      throw new InvalidArgumentError(`--host ${quoted(options.url)} is not a URL (e.g. https://127.0.0.1:8443)`);
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError(`--host must be an https:// URL, got ${url.protocol}`);
     const host = url.hostname.replace(/^\[|\]$/g, '');

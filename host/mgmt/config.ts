@@ -23,6 +23,7 @@ import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors
 import { isMissingFile, readRegularFile, readRegularFileSync } from '../files.ts';
 import { PolicySchema, type PolicyDocument } from '../schema/policy.ts';
 import { DeclaredPartition, MAX_MODULE_BYTES, NAME_PATTERN, RbacFile } from './schemas.ts';
+import { quoted } from '../escape.ts';
 
 const NAME = new RegExp(NAME_PATTERN);
 const SHA = /^[0-9a-f]{64}$/;
@@ -174,7 +175,7 @@ export class ConfigDir {
     checkName(name);
     return this.readJson(`partitions/${name}.json`, DeclaredPartition, undefined as unknown as DeclaredPartition).then((d) => {
       if (d === undefined) throw new InvalidArgumentError(`partition ${name} is not declared`);
-      if (d.spec.name !== name) throw new InvalidArgumentError(`${this.path('partitions', `${name}.json`)} declares ${JSON.stringify(d.spec.name)}`);
+      if (d.spec.name !== name) throw new InvalidArgumentError(`${this.path('partitions', `${name}.json`)} declares ${quoted(d.spec.name)}`);
       return d;
     });
   }
@@ -208,7 +209,7 @@ export class ConfigDir {
 
   /** Module bytes by digest, checked against it (a changed file is ERR_INTEGRITY at load, via the pin). */
   async readModule(sha: string): Promise<Uint8Array> {
-    if (!SHA.test(sha)) throw new InvalidArgumentError(`${JSON.stringify(sha)} is not a module digest`);
+    if (!SHA.test(sha)) throw new InvalidArgumentError(`${quoted(sha)} is not a module digest`);
     return readRegularFile(this.path('modules', `${sha}.wasm`), { maxBytes: MAX_MODULE_BYTES, what: 'module file', error: storageError });
   }
 
@@ -221,7 +222,7 @@ export class ConfigDir {
 
 function checkName(name: string): void {
   // Names become file names: the pattern admits no '/' and no leading '.', so never '..'.
-  if (!NAME.test(name)) throw new InvalidArgumentError(`partition name ${JSON.stringify(name)} is not valid`);
+  if (!NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid`);
 }
 
 function alive(pid: number): boolean {

@@ -25,6 +25,7 @@ import type { ConfigDir } from './config.ts';
 import { Policy, type PolicyDocument } from '../security/policy.ts';
 import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition } from './schemas.ts';
 import { checkWasiBlocks } from '../schema/wasi.ts';
+import { quoted } from '../escape.ts';
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
@@ -217,7 +218,7 @@ export class ManagedHost {
   /** A declared partition, or ERR_NOT_FOUND. */
   get(name: string): Managed {
     const m = this.managed.get(name);
-    if (m === undefined) throw new NotFoundError(`no partition named ${JSON.stringify(name)}`);
+    if (m === undefined) throw new NotFoundError(`no partition named ${quoted(name)}`);
     return m;
   }
 
@@ -446,7 +447,7 @@ export class ManagedHost {
 
   /** ERR_NOT_FOUND unless `m` is still the partition declared under its name. */
   private current(m: Managed): void {
-    if (this.managed.get(m.name) !== m) throw new NotFoundError(`no partition named ${JSON.stringify(m.name)}: it was destroyed meanwhile`);
+    if (this.managed.get(m.name) !== m) throw new NotFoundError(`no partition named ${quoted(m.name)}: it was destroyed meanwhile`);
   }
 
   /** A new Partition for the declaration (replacing an ended one; its disk carries over). */

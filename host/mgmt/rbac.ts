@@ -12,6 +12,7 @@
  * permission × role × scope matrix can be tested exactly.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 /** Every permission the API checks. A role may name these, `resource/*` or `*`. */
 export const PERMISSIONS = [
@@ -80,19 +81,19 @@ const PERMISSION_PATTERN = /^(\*|[a-z]+\/(\*|[a-z]+))$/;
 /** Throws ERR_INVALID_ARGUMENT unless `scope` is `/`, `/partitions/<name>` or `/segments/<name>`. */
 export function checkScope(scope: string, where = 'scope'): string {
   if (typeof scope !== 'string' || !SCOPE.test(scope)) {
-    throw new InvalidArgumentError(`${where} ${JSON.stringify(scope)} is not a scope: use /, /partitions/<name> or /segments/<name>`);
+    throw new InvalidArgumentError(`${where} ${quoted(scope)} is not a scope: use /, /partitions/<name> or /segments/<name>`);
   }
   return scope;
 }
 
 function checkPattern(p: string, where: string): void {
-  if (!PERMISSION_PATTERN.test(p)) throw new InvalidArgumentError(`${where}: ${JSON.stringify(p)} is not a permission (resource/action, resource/* or *)`);
+  if (!PERMISSION_PATTERN.test(p)) throw new InvalidArgumentError(`${where}: ${quoted(p)} is not a permission (resource/action, resource/* or *)`);
   const [resource] = p.split('/');
   if (p !== '*' && !PERMISSIONS.some((q) => q.startsWith(`${resource}/`))) {
-    throw new InvalidArgumentError(`${where}: no permission has the resource ${JSON.stringify(resource)} (known: ${[...new Set(PERMISSIONS.map((q) => q.split('/')[0]))].join(', ')})`);
+    throw new InvalidArgumentError(`${where}: no permission has the resource ${quoted(resource)} (known: ${[...new Set(PERMISSIONS.map((q) => q.split('/')[0]))].join(', ')})`);
   }
   if (!p.endsWith('/*') && p !== '*' && !(PERMISSIONS as readonly string[]).includes(p)) {
-    throw new InvalidArgumentError(`${where}: unknown permission ${JSON.stringify(p)}`);
+    throw new InvalidArgumentError(`${where}: unknown permission ${quoted(p)}`);
   }
 }
 
@@ -135,7 +136,7 @@ export class Rbac {
 
   constructor(config: { roles?: RoleDefinition[]; assignments?: RoleAssignment[]; denyAssignments?: DenyAssignment[] } = {}) {
     for (const def of [...BUILT_IN_ROLES, ...(config.roles ?? [])]) {
-      if (this.roles.has(def.name)) throw new InvalidArgumentError(`role ${JSON.stringify(def.name)} is defined twice (built-in roles: ${BUILT_IN_ROLES.map((r) => r.name).join(', ')})`);
+      if (this.roles.has(def.name)) throw new InvalidArgumentError(`role ${quoted(def.name)} is defined twice (built-in roles: ${BUILT_IN_ROLES.map((r) => r.name).join(', ')})`);
       def.permissions.forEach((p, i) => checkPattern(p, `role ${def.name}.permissions[${i}]`));
       (def.notPermissions ?? []).forEach((p, i) => checkPattern(p, `role ${def.name}.notPermissions[${i}]`));
       this.roles.set(def.name, { def, allowed: new Set(rolePermissions(def)) });
@@ -155,7 +156,7 @@ export class Rbac {
   /** A role by name, or ERR_INVALID_ARGUMENT naming the known ones. */
   role(name: string, where = 'role'): RoleDefinition {
     const r = this.roles.get(name);
-    if (r === undefined) throw new InvalidArgumentError(`${where}: unknown role ${JSON.stringify(name)} (known: ${[...this.roles.keys()].join(', ')})`);
+    if (r === undefined) throw new InvalidArgumentError(`${where}: unknown role ${quoted(name)} (known: ${[...this.roles.keys()].join(', ')})`);
     return r.def;
   }
 

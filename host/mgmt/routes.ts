@@ -34,6 +34,7 @@ import {
   type PolicyBody as PolicyBodyT,
 } from './schemas.ts';
 import type { Static } from '@sinclair/typebox';
+import { quoted } from '../escape.ts';
 
 export interface RouteDef {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -429,7 +430,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
         const iso = (t: string | undefined, what: string) => {
           if (t === undefined) return undefined;
           const ms = Date.parse(t);
-          if (Number.isNaN(ms)) throw new InvalidArgumentError(`query.${what}: ${JSON.stringify(t)} is not a valid time`);
+          if (Number.isNaN(ms)) throw new InvalidArgumentError(`query.${what}: ${quoted(t)} is not a valid time`);
           return new Date(ms).toISOString();
         };
         const query: AuditQuery = {

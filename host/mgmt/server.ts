@@ -29,6 +29,7 @@ import type { Permission, Rbac, RoleAssignment } from './rbac.ts';
 import { MAX_CREDENTIAL_LENGTH, type TokenStore } from './tokens.ts';
 import { buildRoutes, type RouteDef } from './routes.ts';
 import { openApiDocument } from './openapi.ts';
+import { quoted } from '../escape.ts';
 
 /** Attestation as the API needs it; provided by host/security (issue 12) when it is on this branch. */
 /** An authenticated caller. */
@@ -286,7 +287,7 @@ export class ManagementServer {
     app.addHook('onRequest', async (req, reply) => this.admit(req, reply, req.routeOptions.config.route));
 
     app.setNotFoundHandler(async (req) => {
-      throw new NotFoundError(`no route ${req.method} ${JSON.stringify(req.url.split('?')[0]!.slice(0, 200))}`);
+      throw new NotFoundError(`no route ${req.method} ${quoted(req.url.split('?')[0]!, 200)}`);
     });
 
     app.setErrorHandler(async (error, req, reply) => this.sendError(error, req, reply));

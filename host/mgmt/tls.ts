@@ -15,6 +15,7 @@ import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
+import { quoted } from '../escape.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -36,7 +37,7 @@ export function fingerprint(pem: string): string {
 /** Normalizes a fingerprint given by a user: hex with or without colons, any case. */
 export function normalizeFingerprint(text: string): string {
   const hex = text.replace(/:/g, '').toUpperCase();
-  if (!/^[0-9A-F]{64}$/.test(hex)) throw new InvalidArgumentError(`fingerprint ${JSON.stringify(text)} is not a SHA-256 fingerprint (64 hex digits, colons optional)`);
+  if (!/^[0-9A-F]{64}$/.test(hex)) throw new InvalidArgumentError(`fingerprint ${quoted(text)} is not a SHA-256 fingerprint (64 hex digits, colons optional)`);
   return hex.match(/../g)!.join(':');
 }
 
@@ -123,7 +124,7 @@ export async function issueClientCert(dir: string, name: string, lifetimeDays = 
 }
 
 async function issue(caKeyPem: string, caPem: string, cn: string, names: string[], usage: 'server' | 'client', lifetimeDays = 825): Promise<{ cert: string; key: string }> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/.test(cn)) throw new InvalidArgumentError(`certificate name ${JSON.stringify(cn)} is not valid: 1-64 letters, digits, '.', '_', '-' or spaces`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/.test(cn)) throw new InvalidArgumentError(`certificate name ${quoted(cn)} is not valid: 1-64 letters, digits, '.', '_', '-' or spaces`);
   const signingKey = await importPkcs8(caKeyPem);
   const caCert = new x509.X509Certificate(caPem);
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;

@@ -20,6 +20,7 @@ import { check } from '../schema/check.ts';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../errors.ts';
 import { isMissingFile, readRegularFile } from '../files.ts';
 import { checkScope } from './rbac.ts';
+import { quoted } from '../escape.ts';
 
 /** The token's shape; anything else is refused before a file is read. */
 export const TOKEN_PATTERN = /^wvt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
@@ -81,7 +82,7 @@ export interface CreateTokenOptions {
 export function parseLifetime(text: string): number | null {
   if (text === 'never') return null;
   const m = /^([1-9][0-9]{0,6})([smhd])$/.exec(text);
-  if (!m) throw new InvalidArgumentError(`--expires ${JSON.stringify(text)}: expected a duration like 7d, 12h, 30m, 90s, or never`);
+  if (!m) throw new InvalidArgumentError(`--expires ${quoted(text)}: expected a duration like 7d, 12h, 30m, 90s, or never`);
   const ms = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
   if (ms > MAX_TOKEN_LIFETIME_MS) throw new InvalidArgumentError(`--expires ${text} is longer than the most a token may live (3650d)`);
   return ms;
@@ -125,7 +126,7 @@ export function parseTokenFile(text: string, file: string): TokenRecord {
   if (`${record.id}.json` !== file) throw new InvalidArgumentError(`token file ${file} holds token ${record.id}`);
   for (const key of ['createdAt', 'expiresAt', 'revokedAt'] as const) {
     const time = record[key];
-    if (time !== null && !Number.isFinite(Date.parse(time))) throw new InvalidArgumentError(`token file ${file}: ${key}: ${JSON.stringify(time)} is not a date`);
+    if (time !== null && !Number.isFinite(Date.parse(time))) throw new InvalidArgumentError(`token file ${file}: ${key}: ${quoted(time)} is not a date`);
   }
   return record;
 }
@@ -225,7 +226,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
 
   private async createNow(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
     if (!new RegExp(NAME_PATTERN).test(options.name)) {
-      throw new InvalidArgumentError(`token name ${JSON.stringify(options.name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
+      throw new InvalidArgumentError(`token name ${quoted(options.name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
     }
     checkScope(options.scope);
     if (this.records.size >= MAX_TOKENS) throw new InvalidArgumentError(`the store holds ${MAX_TOKENS} tokens, the most it may; remove revoked ones first`);
@@ -277,7 +278,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
 
   get(id: string): TokenRecord {
     const record = ID.test(id) ? this.records.get(id) : undefined;
-    if (record === undefined) throw new NotFoundError(`no token with id ${JSON.stringify(id)}`);
+    if (record === undefined) throw new NotFoundError(`no token with id ${quoted(id)}`);
     return record;
   }
 

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { InvalidArgumentError, AccessDeniedError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * Forwarded ports: a TCP listener on the loopback interface whose connections become streams of
@@ -123,7 +124,7 @@ export class PortForward {
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
     const guestPort = intOption(options.guestPort, 'guestPort', { default: -1, min: 0, max: 65535 });
     const port = intOption(options.port, 'port', { default: 0, min: 0, max: 65535 });
-    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${JSON.stringify(options.host)}`);
+    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${quoted(options.host)}`);
     const maxConnections = intOption(options.maxConnections, 'maxConnections', FORWARD_LIMITS.maxConnections);
     const maxBufferedBytes = intOption(options.maxBufferedBytes, 'maxBufferedBytes', FORWARD_LIMITS.maxBufferedBytes);
     const stallTimeoutMs = intOption(options.stallTimeoutMs, 'stallTimeoutMs', FORWARD_LIMITS.stallTimeoutMs);

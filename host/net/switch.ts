@@ -9,6 +9,7 @@ import { formatAddress, type NetInit, type PeerTable } from '../devices/net.ts';
 import { InvalidArgumentError, InvalidStateError } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import { NET_FRAME_KIND, NET_STAT_SLOTS, NET_SYNC_KIND, NetStat, NicPort, PORT_CTL_BYTES, processClock, ROOT_OWNER, type PortInit, type PortOutcome } from './port.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * The virtual switch, in the root partition. Endpoints are partitions' NICs (rings and a port
@@ -279,7 +280,7 @@ export class VirtualSwitch {
    * `host: true`; `accept`, if given, further limits which sources it takes frames from.
    */
   attachHost(segment: string, onFrame: (frame: NetFrame) => void, accept: ((src: number) => boolean) | null = null): HostEndpointState {
-    if (typeof segment !== 'string' || !SEGMENT_NAME.test(segment)) throw new InvalidArgumentError(`segment ${JSON.stringify(segment)} is not a valid segment name`);
+    if (typeof segment !== 'string' || !SEGMENT_NAME.test(segment)) throw new InvalidArgumentError(`segment ${quoted(segment)} is not a valid segment name`);
     const ep: HostEndpointState = { kind: 'host', address: this.allocateAddress(), segment, mtu: HV_NET_MAX_MTU, accept, onFrame, closed: false };
     this.add(ep);
     return ep;

@@ -29,6 +29,7 @@ import type { AttestationInit } from '../devices/attestation.ts';
 import { check, given } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * Lifecycle: created → running → exited | trapped | killed → destroyed.
@@ -316,7 +317,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     if (this.config.kind !== 'reactor') return Promise.reject(new InvalidStateError(`partition ${this.name} is a command, not a reactor: it has no exports to call`));
     if (this._state !== 'running') return Promise.reject(new InvalidStateError(`partition ${this.name} cannot take calls: it is ${this._state}`));
     if (!this.config.callable.has(exportName)) {
-      return Promise.reject(new InvalidArgumentError(`partition ${this.name} has no callable export ${JSON.stringify(exportName)} (an export must be a function () -> i32)`));
+      return Promise.reject(new InvalidArgumentError(`partition ${this.name} has no callable export ${quoted(exportName)} (an export must be a function () -> i32)`));
     }
     const bytes = typeof input === 'string' ? encoder.encode(input) : input;
     if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError('call input must be a Uint8Array or a string'));

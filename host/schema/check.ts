@@ -13,6 +13,7 @@ import { Kind, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 
@@ -201,19 +202,7 @@ export function expects(schema: TSchema): string {
 
 /** The given value in words: its type (so `'16'` shows it was a string) and its value when short. */
 export function given(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'null';
-  if (typeof v === 'string') {
-    const shown = v.length > 40 ? `${v.slice(0, 40)}…` : v;
-    return `the string ${JSON.stringify(shown)}`;
-  }
-  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : `the number ${String(v)}`;
-  if (typeof v === 'bigint') return `the bigint ${v}n`;
-  if (typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${v.byteLength} bytes`;
-  if (typeof v === 'function') return 'a function';
-  return 'an object';
+  return typeof v === 'string' ? `the string ${quoted(v, 40)}` : quoted(v);
 }
 
 /** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */

@@ -13,6 +13,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { check } from './check.ts';
 import { CLOSED, NAME, Name } from './kinds.ts';
 import { partitionSpecFields, type PartitionSpec } from './partition.ts';
+import { quoted } from '../escape.ts';
 
 /** Largest manifest file read, bytes: a spec is a few hundred bytes; this is a bound, not a goal. */
 export const MAX_MANIFEST_BYTES = 1 << 20;
@@ -59,7 +60,7 @@ export function manifestSpec(text: string, shown: string, dir: string): Partitio
   let name = spec.name;
   if (name === undefined) {
     const base = path.basename(shown).replace(/\.json$/i, '');
-    if (!NAME.test(base)) throw new InvalidArgumentError(`${where}: name: is required (the file name ${JSON.stringify(base)} is not a valid partition name)`);
+    if (!NAME.test(base)) throw new InvalidArgumentError(`${where}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);
     name = base;
   }
   return {

@@ -20,6 +20,7 @@ import { parsePublicKey, signBytes, verifyBytes, type PublicKey, type SecretKey 
 import { AttestationCheckError, MAX_NONCE_BYTES } from './guest-report.ts';
 import { BootEventSchema, MAX_EVENTS, replayEventLog, REGISTERS } from './measured-boot.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
+import { quoted } from '../escape.ts';
 
 export {
   ATTESTATION_CHECKS,
@@ -142,11 +143,11 @@ export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, e
     const measured = r.events.some(
       (e) => e.type === 'partition.create' && e.data['partition'] === p.name && e.data['measurement'] === p.measurement && e.data['specHash'] === p.specHash,
     );
-    if (!measured) throw new AttestationCheckError('partitions', `partition ${JSON.stringify(p.name)} (sha256:${p.measurement.slice(0, 16)}…) is not in the event log`);
+    if (!measured) throw new AttestationCheckError('partitions', `partition ${quoted(p.name)} (sha256:${p.measurement.slice(0, 16)}…) is not in the event log`);
   }
   for (const m of expect.measurements ?? []) {
     if (!r.partitions.some((p) => p.measurement === m.toLowerCase())) {
-      throw new AttestationCheckError('expectations', `no partition runs a module with measurement ${m.toLowerCase()} (running: ${r.partitions.map((p) => `${JSON.stringify(p.name)} ${p.measurement.slice(0, 16)}…`).join(', ') || 'none'})`);
+      throw new AttestationCheckError('expectations', `no partition runs a module with measurement ${m.toLowerCase()} (running: ${r.partitions.map((p) => `${quoted(p.name)} ${p.measurement.slice(0, 16)}…`).join(', ') || 'none'})`);
     }
   }
   if (expect.maxAgeMs !== undefined) {

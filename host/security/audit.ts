@@ -57,6 +57,7 @@ import { readRegularFileSync } from '../files.ts';
 import { explain } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
+import { quoted } from '../escape.ts';
 
 /** Outcome of an audited action. */
 export type AuditOutcome = 'success' | 'denied' | 'failure';
@@ -347,10 +348,10 @@ export class AuditLog implements AuditSink {
   private append(entry: AuditEntry, sign = false): AuditRecord {
     if (typeof entry !== 'object' || entry === null) throw new InvalidArgumentError('an audit entry must be an object');
     if (typeof entry.action !== 'string' || !ACTION.test(entry.action) || entry.action.length > 64) {
-      throw new InvalidArgumentError(`audit action ${JSON.stringify(entry.action)} must be a dotted lower-case name`);
+      throw new InvalidArgumentError(`audit action ${quoted(entry.action)} must be a dotted lower-case name`);
     }
     if (entry.outcome !== 'success' && entry.outcome !== 'denied' && entry.outcome !== 'failure') {
-      throw new InvalidArgumentError(`audit outcome must be success, denied or failure, got ${JSON.stringify(entry.outcome)}`);
+      throw new InvalidArgumentError(`audit outcome must be success, denied or failure, got ${quoted(entry.outcome)}`);
     }
     const rec: Record<string, unknown> = {
       seq: this.seq + 1,

@@ -1,4 +1,5 @@
 import { IntegrityError, InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 /** What a module's measurement must satisfy to be admitted. Both checks apply when both are set. */
 export interface IntegrityOptions {
@@ -22,10 +23,10 @@ const SHA256_HEX = /^[0-9a-f]{64}$/i;
 export function validateIntegrityOptions(options: IntegrityOptions): void {
   const { expectedSha256, allowList } = options;
   if (expectedSha256 !== undefined && !SHA256_HEX.test(expectedSha256)) {
-    throw new InvalidArgumentError(`expectedSha256 must be 64 hex digits, got ${JSON.stringify(expectedSha256)}`);
+    throw new InvalidArgumentError(`expectedSha256 must be 64 hex digits, got ${quoted(expectedSha256)}`);
   }
   for (const entry of allowList ?? []) {
-    if (!SHA256_HEX.test(entry)) throw new InvalidArgumentError(`allow-list entry must be 64 hex digits, got ${JSON.stringify(entry)}`);
+    if (!SHA256_HEX.test(entry)) throw new InvalidArgumentError(`allow-list entry must be 64 hex digits, got ${quoted(entry)}`);
   }
 }
 

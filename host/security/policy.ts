@@ -32,6 +32,7 @@ import { parsePublicKey, readKeyFileSync, type PublicKey } from './keys.ts';
 import { measure } from '../loader/measure.ts';
 import { verifyModule, type ModuleVerification, type SignatureProblem } from './signature.ts';
 import { fromHex, toHex } from './wire.ts';
+import { quoted } from '../escape.ts';
 
 export { GRANTABLE_DEVICES, GrantsSchema, PolicySchema, type GrantableDevice, type Grants, type PolicyDocument } from '../schema/policy.ts';
 
@@ -182,7 +183,7 @@ export class Policy {
     const modules: Record<string, object> = {};
     for (const m of measurements) {
       const h = String(m);
-      if (!/^[0-9a-fA-F]{64}$/.test(h)) throw new InvalidArgumentError(`allow-list entry must be 64 hex digits, got ${JSON.stringify(h)}`);
+      if (!/^[0-9a-fA-F]{64}$/.test(h)) throw new InvalidArgumentError(`allow-list entry must be 64 hex digits, got ${quoted(h)}`);
       modules[h.toLowerCase()] = {};
     }
     return new Policy({ modules }, process.cwd(), '(allow list)', true);

@@ -5,6 +5,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { WasiQuotasSchema, checkWasiBlocks, type WasiQuotas, type WasiSpec } from '../schema/wasi.ts';
 import { VFS_ENTRY_HEAP_BYTES, type SeedEntry } from './vfs.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * The spec types come from the schema (host/schema/wasi.ts), which checks every field's type and
@@ -67,12 +68,12 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
   // is checked on its own: joined, a key holding '=' ({"A=B": "1"}) would read as A with the value B=1.
   const env = Array.isArray(spec.env)
     ? spec.env.map((e) => {
-        if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${JSON.stringify(e.slice(0, 64))} is not KEY=VALUE (a key of at least one character without '=' or NUL, a value without NUL)`);
+        if (!/^[^=\0]+=[^\0]*$/.test(e)) throw new InvalidArgumentError(`wasi.env: ${quoted(e, 64)} is not KEY=VALUE (a key of at least one character without '=' or NUL, a value without NUL)`);
         return e;
       })
     : Object.entries(spec.env ?? {}).map(([k, v]) => {
-        if (!/^[^=\0]+$/.test(k)) throw new InvalidArgumentError(`wasi.env: the key ${JSON.stringify(k.slice(0, 64))} is not a variable name (at least one character, no '=' or NUL)`);
-        if (v.includes('\0')) throw new InvalidArgumentError(`wasi.env: the value of ${JSON.stringify(k.slice(0, 64))} holds a NUL character`);
+        if (!/^[^=\0]+$/.test(k)) throw new InvalidArgumentError(`wasi.env: the key ${quoted(k, 64)} is not a variable name (at least one character, no '=' or NUL)`);
+        if (v.includes('\0')) throw new InvalidArgumentError(`wasi.env: the value of ${quoted(k, 64)} holds a NUL character`);
         return `${k}=${v}`;
       });
   checkWasiBlocks({ args, env });

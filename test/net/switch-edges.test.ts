@@ -573,7 +573,7 @@ describe('the embedder\'s side', () => {
   it('refuses, naming what is wrong: a bad segment, a closed endpoint, a frame above the largest MTU', () => {
     const sw = new VirtualSwitch();
     expect(() => sw.attachHost('no such/segment', () => {})).toThrow(new InvalidArgumentError('segment "no such/segment" is not a valid segment name'));
-    expect(() => sw.attachHost(123 as unknown as string, () => {})).toThrow(new InvalidArgumentError('segment 123 is not a valid segment name'));
+    expect(() => sw.attachHost(123 as unknown as string, () => {})).toThrow(new InvalidArgumentError('segment the number 123 is not a valid segment name'));
     const ep = new NetEndpoint(sw, 'blue');
     const peer = new NetEndpoint(sw, 'blue');
     expect(ep.send(peer.address, new Uint8Array(HV_NET_MAX_MTU))).toBe('delivered');

@@ -2,7 +2,10 @@ import fc from 'fast-check';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Stderr } from '../../host/cli/stderr.ts';
-import { MAX_GUEST_TEXT, escapeText, guestText } from '../../host/escape.ts';
+import { MAX_GUEST_TEXT, MAX_QUOTED, escapeText, guestText, quoted } from '../../host/escape.ts';
+import { InvalidArgumentError } from '../../host/errors.ts';
+import { VirtualSwitch } from '../../host/net/switch.ts';
+import { validateIntegrityOptions } from '../../host/security/integrity.ts';
 import { Hypervisor } from '../../host/index.ts';
 import { guest } from '../helpers.ts';
 
@@ -84,5 +87,60 @@ describe('library messages quote guest text escaped', () => {
     expect(exit.reason).toBe('ERR_GUEST_TRAP');
     expect(exit.error?.message).toMatch(/^guest aborted: boom\\nERR_INTEGRITY: /);
     expect(exit.error?.message).not.toMatch(UNSAFE);
+  });
+});
+
+describe('quoted: a caller\'s value in an error message', () => {
+  it('shows a string in JSON quotes, cut after MAX_QUOTED characters with the rest counted, and escaped', () => {
+    expect(quoted('plain')).toBe('"plain"');
+    expect(quoted('a\nb\u001b[2J')).toBe('"a\\nb\\u001b[2J"');
+    expect(quoted('x\u202ey')).toBe('"x\\u{202e}y"');
+    expect(quoted('k'.repeat(MAX_QUOTED))).toBe(`"${'k'.repeat(MAX_QUOTED)}"`);
+    expect(quoted('k'.repeat(MAX_QUOTED + 1))).toBe(`"${'k'.repeat(MAX_QUOTED)}"… (1 more characters)`);
+    expect(quoted('k'.repeat(100_000)).length).toBeLessThan(MAX_QUOTED + 40);
+    expect(quoted('abcdef', 3)).toBe('"abc"… (3 more characters)');
+  });
+
+  it('names any other value by its type and never throws: a BigInt, a cyclic object, a revoked proxy', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const { proxy, revoke } = Proxy.revocable([], {});
+    revoke();
+    expect(quoted(undefined)).toBe('nothing');
+    expect(quoted(null)).toBe('null');
+    expect(quoted(5)).toBe('the number 5');
+    expect(quoted(NaN)).toBe('NaN');
+    expect(quoted(10n)).toBe('the bigint 10n');
+    expect(quoted(true)).toBe('true');
+    expect(quoted(Symbol('s'))).toBe('a symbol');
+    expect(quoted(() => 1)).toBe('a function');
+    expect(quoted([1, 2])).toBe('an array of 2');
+    expect(quoted(new Uint8Array(3))).toBe('a Uint8Array of 3 bytes');
+    expect(quoted(cyclic)).toBe('an object');
+    expect(quoted(proxy)).toBe('an object');
+  });
+
+  it('property: never throws, and a string result carries no unsafe character and stays bounded', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 400 }), fc.anything()), (v) => {
+        const shown = quoted(v);
+        expect(shown).not.toMatch(UNSAFE);
+        expect(shown.length).toBeLessThan(6 * MAX_QUOTED + 40);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('an embedder\'s BigInt or cyclic argument is a typed refusal, not a TypeError from JSON.stringify', async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const hv = new Hypervisor();
+    try {
+      await expect(hv.wipeStorage(10n as unknown as string)).rejects.toThrow(new InvalidArgumentError("partition name the bigint 10n is not valid: use 1-64 letters, digits, '.', '_' or '-'"));
+    } finally {
+      await hv.close();
+    }
+    expect(() => new VirtualSwitch().attachHost(cyclic as unknown as string, () => {})).toThrow(new InvalidArgumentError('segment an object is not a valid segment name'));
+    expect(() => validateIntegrityOptions({ expectedSha256: 10n as unknown as string })).toThrow(new InvalidArgumentError('expectedSha256 must be 64 hex digits, got the bigint 10n'));
   });
 });
