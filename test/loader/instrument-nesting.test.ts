@@ -5,7 +5,7 @@
 // any type) and checks that each got its checkpoint; one case also runs an endless loop placed
 // where only the table leads the walk, and checks that it stops at the budget.
 import { describe, expect, it } from 'vitest';
-import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
 import { wat } from './wat.ts';
 
@@ -107,5 +107,36 @@ describe('fuel metering reaches a loop in every child of every expression kind',
       },
     });
     expect(() => (instance.exports.run as () => void)()).toThrow(OutOfFuel);
+  });
+});
+
+/** The fuel one call of `run` takes, as the instrumented guest counts it. */
+async function costOf(body: string): Promise<bigint> {
+  const { bytes } = await instrumentFuel(wat(`(module (func (export "run") ${body}))`));
+  const budget = 1_000_000n;
+  const instance = new WebAssembly.Instance(new wasmEngine.Module(bytes), {
+    [FUEL_MODULE]: { [FUEL_BUDGET]: new WebAssembly.Global({ value: 'i64', mutable: false }, budget), [FUEL_EXHAUSTED]: () => {} },
+  });
+  (instance.exports.run as () => void)();
+  return budget - ((instance.exports[FUEL_GLOBAL] as WebAssembly.Global).value as bigint);
+}
+
+describe('the cost model (docs/ABI.md, Fuel metering)', () => {
+  it('charges each expression 1, and blocks and nops nothing', async () => {
+    const work = '(drop (i32.add (i32.const 1) (i32.const 2)))'; // drop, add, two constants
+    expect(await costOf(work)).toBe(4n);
+    expect(await costOf(`(nop) (block (block ${work}) (nop)) (nop)`)).toBe(4n);
+  });
+
+  it('charges a region at least 1: an empty function, or one of blocks and nops only', async () => {
+    expect(await costOf('')).toBe(1n);
+    expect(await costOf('(nop) (block (nop))')).toBe(1n);
+  });
+
+  it('charges a loop body at its own checkpoint, each time round, not in the enclosing region', async () => {
+    // The function's region: local.set and its constant (2). The loop's region: br_if, the
+    // tee, the sub, its local.get and constant (5), charged on each of the 3 rounds.
+    const body = '(local $n i32) (local.set $n (i32.const 3)) (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))';
+    expect(await costOf(body)).toBe(2n + 3n * 5n);
   });
 });
