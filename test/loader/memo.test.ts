@@ -1,0 +1,79 @@
+// The root's memo of the loader thread's answers (pipeline.ts, PREPARED_MEMO_MAX_BYTES): a module
+// loaded again with a cache, under the same policy, is answered without a round trip to the
+// loader's thread, up to 64 KiB; a larger one always takes the round trip. The bound at its edge
+// and one past it, for bytes in memory and for a file.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ModuleCache } from '../../host/loader/compile.ts';
+import { loaderThread } from '../../host/loader/offthread.ts';
+import { loadModule, type LoadOptions } from '../../host/loader/pipeline.ts';
+import { guest, leb } from './wat.ts';
+
+const MEMO_MAX_BYTES = 64 * 1024;
+
+/** `bytes` with a custom section appended that brings it to exactly `total` bytes. */
+function padTo(bytes: Uint8Array, total: number): Uint8Array {
+  const name = [3, ...new TextEncoder().encode('pad')];
+  for (let data = total - bytes.length - 1 - name.length; data >= 0; data--) {
+    const payload = name.length + data;
+    if (bytes.length + 1 + leb(payload).length + payload === total) {
+      const out = new Uint8Array(total);
+      out.set(bytes);
+      out.set([0, ...leb(payload), ...name], bytes.length);
+      return out;
+    }
+  }
+  throw new Error(`cannot pad ${bytes.length} bytes to ${total}`);
+}
+
+/** How many times the loader's thread was asked to prepare while `run` ran. */
+async function preparesDuring(run: () => Promise<unknown>): Promise<number> {
+  const asked = vi.spyOn(loaderThread(), 'request');
+  try {
+    await run();
+    return asked.mock.calls.filter(([job]) => job === 'prepare').length;
+  } finally {
+    asked.mockRestore();
+  }
+}
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wasmvisor-memo-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the memo of prepared modules', () => {
+  // A policy of its own per case, so that no other test's loads answer from the memo here.
+  const options = (memoryPages: number): LoadOptions => ({ cache: new ModuleCache(), policy: { memoryPages } });
+
+  it('answers a module of exactly 64 KiB again without the loader thread, and asks for one byte more', async () => {
+    const edge = padTo(guest(), MEMO_MAX_BYTES);
+    const past = padTo(guest(), MEMO_MAX_BYTES + 1);
+    expect(edge.length).toBe(MEMO_MAX_BYTES);
+    const atEdge = options(11);
+    expect(await preparesDuring(() => loadModule(edge, atEdge))).toBe(1);
+    expect(await preparesDuring(() => loadModule(Uint8Array.from(edge), atEdge))).toBe(0);
+    const pastEdge = options(12);
+    expect(await preparesDuring(() => loadModule(past, pastEdge))).toBe(1);
+    expect(await preparesDuring(() => loadModule(Uint8Array.from(past), pastEdge))).toBe(1);
+  });
+
+  it('answers a module read from a file again without the loader thread, up to the same bound', async () => {
+    const edge = join(dir, 'edge.wasm');
+    const past = join(dir, 'past.wasm');
+    await writeFile(edge, padTo(guest(), MEMO_MAX_BYTES));
+    await writeFile(past, padTo(guest(), MEMO_MAX_BYTES + 1));
+    const atEdge = options(13);
+    expect(await preparesDuring(() => loadModule(edge, atEdge))).toBe(1);
+    const again = await preparesDuring(() => loadModule(edge, atEdge));
+    expect(again).toBe(0);
+    const pastEdge = options(14);
+    expect(await preparesDuring(() => loadModule(past, pastEdge))).toBe(1);
+    expect(await preparesDuring(() => loadModule(past, pastEdge))).toBe(1);
+  });
+});
