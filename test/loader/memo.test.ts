@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ModuleCache } from '../../host/loader/compile.ts';
+import type { FuncSig } from '../../host/loader/sections.ts';
 import { loaderThread } from '../../host/loader/offthread.ts';
 import { loadModule, type LoadOptions } from '../../host/loader/pipeline.ts';
 import { guest, leb } from './wat.ts';
@@ -75,5 +76,40 @@ describe('the memo of prepared modules', () => {
     const pastEdge = options(14);
     expect(await preparesDuring(() => loadModule(past, pastEdge))).toBe(1);
     expect(await preparesDuring(() => loadModule(past, pastEdge))).toBe(1);
+  });
+});
+
+describe('the memo answers only for the policy it was prepared under', () => {
+  const hypercall: FuncSig = { params: ['i32', 'i32', 'i32', 'i32', 'i32'], results: ['i32'] };
+  const imports = (module: string, name: string, sig: FuncSig) => new Map([[module, new Map([[name, sig]])]]);
+
+  it('a policy whose import table differs in a module, a name, a parameter or a result judges again', async () => {
+    const bytes = guest();
+    const cache = new ModuleCache();
+    const admitted = await loadModule(bytes, { cache, policy: { memoryPages: 15, imports: imports('hv', 'hypercall', hypercall) } });
+    expect(admitted.plan.memoryMaximum).toBe(null);
+    const others = [
+      imports('env', 'hypercall', hypercall),
+      imports('hv', 'hypercall2', hypercall),
+      imports('hv', 'hypercall', { params: ['i32', 'i32', 'i32', 'i32', 'i64'], results: ['i32'] }),
+      imports('hv', 'hypercall', { params: hypercall.params, results: ['i64'] }),
+      imports('hv', 'hypercall', { params: hypercall.params, results: [] }),
+    ];
+    for (const table of others) {
+      await expect(loadModule(Uint8Array.from(bytes), { cache, policy: { memoryPages: 15, imports: table } })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED' });
+    }
+    // The same policy again is still answered from the memo.
+    expect(await preparesDuring(() => loadModule(Uint8Array.from(bytes), { cache, policy: { memoryPages: 15, imports: imports('hv', 'hypercall', hypercall) } }))).toBe(0);
+  });
+
+  it('fuel, the suspend transform and module bounds are part of what an answer is for', async () => {
+    const bytes = guest();
+    const cache = new ModuleCache();
+    const policy = { memoryPages: 16 };
+    const plain = await loadModule(bytes, { cache, policy });
+    expect(plain.fuelMetered).toBe(false);
+    const metered = await loadModule(Uint8Array.from(bytes), { cache, policy, fuel: true });
+    expect(metered.fuelMetered).toBe(true);
+    await expect(loadModule(Uint8Array.from(bytes), { cache, policy: { ...policy, moduleLimits: { functions: 0 } } })).rejects.toMatchObject({ code: 'ERR_LIMIT_MODULE' });
   });
 });
