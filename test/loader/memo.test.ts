@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ModuleCache } from '../../host/loader/compile.ts';
 import type { FuncSig } from '../../host/loader/sections.ts';
 import { loaderThread } from '../../host/loader/offthread.ts';
-import { loadModule, type LoadOptions } from '../../host/loader/pipeline.ts';
+import { instrumentationCache, loadModule, type LoadOptions } from '../../host/loader/pipeline.ts';
 import { guest, leb } from './wat.ts';
 
 const MEMO_MAX_BYTES = 64 * 1024;
@@ -111,5 +111,31 @@ describe('the memo answers only for the policy it was prepared under', () => {
     const metered = await loadModule(Uint8Array.from(bytes), { cache, policy, fuel: true });
     expect(metered.fuelMetered).toBe(true);
     await expect(loadModule(Uint8Array.from(bytes), { cache, policy: { ...policy, moduleLimits: { functions: 0 } } })).rejects.toMatchObject({ code: 'ERR_LIMIT_MODULE' });
+  });
+});
+
+describe('loads without a cache, and the instrumentation counters', () => {
+  it('a load without a cache compiles for itself, even when a load with one left an answer in the memo', async () => {
+    const bytes = guest();
+    const policy = { memoryPages: 17 };
+    const cache = new ModuleCache();
+    const a = await loadModule(bytes, { cache, policy });
+    const b = await loadModule(Uint8Array.from(bytes), { policy });
+    expect(b.measurement).toBe(a.measurement);
+    expect(b.module).not.toBe(a.module);
+    expect(cache.hits).toBe(0);
+  });
+
+  it('counts the first metered load of a module as an instrumentation miss, not a hit', async () => {
+    const bytes = guest({ extra: '(func (export "f18"))' });
+    const before = { ...instrumentationCache };
+    await loadModule(bytes, { fuel: true, policy: { memoryPages: 18 } });
+    expect(instrumentationCache.misses).toBe(before.misses + 1);
+    expect(instrumentationCache.hits).toBe(before.hits);
+    // Again, with a cache of its own: compiled again, but the loader thread's instrumented
+    // bytes are reused, and counted as such.
+    await loadModule(Uint8Array.from(bytes), { fuel: true, cache: new ModuleCache(), policy: { memoryPages: 18 } });
+    expect(instrumentationCache.misses).toBe(before.misses + 1);
+    expect(instrumentationCache.hits).toBe(before.hits + 1);
   });
 });
