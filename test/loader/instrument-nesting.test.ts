@@ -35,6 +35,12 @@ const cases: Record<string, [string, number]> = {
   'atomic notify': [`(drop (memory.atomic.notify ${i32} ${i32}))`, 2],
   // No children, but a kind the table must know (a kind it does not know is refused).
   'atomic.fence': ['(atomic.fence)', 0],
+  'data.drop': ['(data.drop $d)', 0],
+  'memory.size': ['(drop (memory.size))', 0],
+  unreachable: ['(if (i32.const 0) (then (unreachable)))', 0],
+  'ref.func': ['(drop (ref.func $id))', 0],
+  'table.size': ['(drop (table.size $t))', 0],
+  rethrow: ['(try (do) (catch_all (rethrow 0)))', 0],
   'simd extract': [`(drop (i32x4.extract_lane 0 ${v128}))`, 1],
   'simd replace': [`(drop (i32x4.replace_lane 0 ${v128} ${i32}))`, 2],
   'simd shuffle': [`(drop (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 ${v128} ${v128}))`, 2],
