@@ -73,6 +73,14 @@ const instructions: Record<string, string> = {
   'ref.null func (heap type)': `(drop (ref.null func))`,
   'ref.null extern (heap type)': `(drop (ref.null extern))`,
   'call_indirect (type and table)': `(call_indirect $t11 (param) (result) (i32.const 0))`,
+  // LEB128 constants of every length, at the ends of their ranges
+  'i32.const 1000 (2 bytes)': `(drop (i32.const 1000))`,
+  'i32.const -2^31 (5 bytes)': `(drop (i32.const -2147483648))`,
+  'i32.const 2^31 - 1 (5 bytes)': `(drop (i32.const 2147483647))`,
+  'i64.const 1000 (2 bytes)': `(drop (i64.const 1000))`,
+  'i64.const -2^63 (10 bytes)': `(drop (i64.const -9223372036854775808))`,
+  'i64.const 2^63 - 1 (10 bytes)': `(drop (i64.const 9223372036854775807))`,
+  'i64.const -1 (1 byte)': `(drop (i64.const -1))`,
 };
 
 /** Block types other than the empty one: each value type, and a type index (s33). */
@@ -86,12 +94,13 @@ const blockTypes: Record<string, string> = {
   externref: `(drop (block (result externref) (ref.null extern)))`,
   // A type with a parameter cannot be written as a value type: its index (0) is the block type.
   'type index 0': `i32.const 11 block (type $pair) (param i32) (result i32) end drop`,
+  'type index 1': `i32.const 11 i32.const 11 block (type $two) (param i32 i32) (result i32) i32.add end drop`,
 };
 
 describe('the code scan steps over exactly the immediates the engine reads', () => {
   for (const [name, body] of Object.entries({ ...instructions, ...Object.fromEntries(Object.entries(blockTypes).map(([k, v]) => [`block type ${k}`, v])) })) {
     it(name, () => {
-      const bytes = moduleWith(body, '(type $pair (func (param i32) (result i32)))');
+      const bytes = moduleWith(body, '(type $pair (func (param i32) (result i32))) (type $two (func (param i32 i32) (result i32)))');
       expect(wasmEngine.validate(bytes), 'the fixture is a valid module').toBe(true);
       expect(scannedDepth(bytes)).toBe(3);
     });
@@ -180,6 +189,16 @@ describe('the code scan refuses what it does not know, and the proposals the loa
     const error = refusal(moduleOfBody([0x00, 0x1c, 0x01, 0x63, 0x00]));
     expect(error).toBeInstanceOf(FeatureDeniedError);
     expect(error.message).toMatch(/^reference type 0x63 at byte offset 25 is not allowed/);
+  });
+
+  it.each([
+    ['a u32 whose 5th byte overflows', [0x10, 0x80, 0x80, 0x80, 0x80, 0x10], 'immediate: u32 LEB128 out of range'],
+    ['an i32 whose 5th byte does not repeat the sign', [0x41, 0x80, 0x80, 0x80, 0x80, 0x70], 'i32 constant: i32 LEB128 out of range'],
+    ['an i64 whose 10th byte is neither 0x00 nor 0x7f', [0x42, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], 'i64 constant: i64 LEB128 out of range'],
+  ])('refuses %s, naming what it read', (_, op, text) => {
+    const error = refusal(moduleOfBody([0x00, ...op]));
+    expect(error).toBeInstanceOf(ModuleInvalidError);
+    expect(error.message).toBe(`malformed module: ${text} at byte offset 24`);
   });
 
   it('refuses a delegate outside a try', () => {
