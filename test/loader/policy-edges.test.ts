@@ -4,7 +4,7 @@
 // a policy object that is not one (a fault of the embedder, reported as such).
 import { describe, expect, it } from 'vitest';
 import { InternalError, InvalidArgumentError, type ErrorCode } from '../../host/errors.ts';
-import { HYPERCALL_SIG, defaultPolicy, evaluatePolicy, type LoadPolicy } from '../../host/loader/policy.ts';
+import { HYPERCALL_SIG, checkPolicy, defaultPolicy, evaluatePolicy, type LoadPolicy } from '../../host/loader/policy.ts';
 import { readSections } from '../../host/loader/sections.ts';
 import { guestWat, wat, type GuestParts } from './wat.ts';
 
@@ -84,5 +84,26 @@ describe('a policy object that is not one', () => {
     expect(v.error).toBeInstanceOf(InternalError);
     expect(v.error.message).toMatch(/^policy evaluation failed: .+/);
     expect((v.error as Error & { cause?: unknown }).cause).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('shapes at the edges of the rules', () => {
+  it('refuses a 64-bit table when it is the first one', () => {
+    expect(refusal({ extra: '(table i64 1 funcref)' })).toEqual({ code: 'ERR_FEATURE_DENIED', message: 'table 0: 64-bit tables (table64) are not allowed' });
+  });
+
+  it('plans no rewrite for tables and a memory already within the limits', () => {
+    const plan = checkPolicy(readSections(wat(guestWat({ memory: '(memory (export "memory") 1 2)', extra: '(table 1 10 funcref) (table 0 5 externref)' }))), defaultPolicy());
+    expect(plan).toEqual({ memoryMaximum: null, tableMaxima: [null, null], needsRewrite: false });
+  });
+
+  it('checks a required function export without a signature by its name and kind only', () => {
+    const requiredExports = [{ name: 'run', kind: 'function' as const }];
+    expect(admitted({ extra: '(func (export "run") (param i32) (result i64) (i64.const 0))' }, { requiredExports })).toBe(true);
+    expect(refusal({}, { requiredExports })).toEqual({ code: 'ERR_MODULE_INVALID', message: 'guest must export a function named run' });
+    expect(refusal({ extra: '(global (export "run") i32 (i32.const 0))' }, { requiredExports })).toEqual({
+      code: 'ERR_MODULE_INVALID',
+      message: 'guest must export a function named run (it exports a global named run)',
+    });
   });
 });
