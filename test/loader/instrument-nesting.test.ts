@@ -5,8 +5,9 @@
 // any type) and checks that each got its checkpoint; one case also runs an endless loop placed
 // where only the table leads the walk, and checks that it stops at the budget.
 import { describe, expect, it } from 'vitest';
-import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
+import { FUEL_BUDGET, FUEL_EXHAUSTED, FUEL_GLOBAL, FUEL_MODULE, START_EXPORT, instrumentFuel } from '../../host/loader/instrument.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
+import { readSections } from '../../host/loader/sections.ts';
 import { wat } from './wat.ts';
 
 /** A loop of type `t` (an expression of that type); `v` is its value. */
@@ -146,5 +147,33 @@ describe('the cost model (docs/ABI.md, Fuel metering)', () => {
     // tee, the sub, its local.get and constant (5), charged on each of the 3 rounds.
     const body = '(local $n i32) (local.set $n (i32.const 3)) (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))';
     expect(await costOf(body)).toBe(2n + 3n * 5n);
+  });
+});
+
+describe('sections the metered module leaves out', () => {
+  it('drops custom sections of any size, keeping the rest of the module', async () => {
+    // Sizes of one, two and three LEB128 bytes: the section walk must step over each exactly.
+    const custom = (name: string, n: number): string => `(@custom "${name}" "${'x'.repeat(n)}")`;
+    const bytes = wat(`(module (memory (export "memory") 1) ${custom('a', 10)} ${custom('b', 300)} ${custom('c', 20_000)} (func (export "run")))`);
+    expect(readSections(bytes).sections.filter((s) => s.id === 0)).toHaveLength(3);
+    const { bytes: metered } = await instrumentFuel(bytes);
+    expect(wasmEngine.validate(metered)).toBe(true);
+    expect(readSections(metered).sections.filter((s) => s.id === 0)).toEqual([]);
+    expect(readSections(metered).exports.map((e) => e.name)).toEqual(expect.arrayContaining(['memory', 'run', FUEL_GLOBAL]));
+  });
+
+  it('moves a start function out of the start section, exported for the worker to call', async () => {
+    const bytes = wat('(module (global $g (export "g") (mut i32) (i32.const 0)) (func $init (global.set $g (i32.const 7))) (start $init) (func (export "run")))');
+    const { bytes: metered } = await instrumentFuel(bytes);
+    const info = readSections(metered);
+    expect(info.start).toBe(null);
+    expect(info.sections.some((s) => s.id === 8)).toBe(false);
+    const instance = new WebAssembly.Instance(new wasmEngine.Module(metered), {
+      [FUEL_MODULE]: { [FUEL_BUDGET]: new WebAssembly.Global({ value: 'i64', mutable: false }, 1000n), [FUEL_EXHAUSTED]: () => {} },
+    });
+    const g = instance.exports.g as WebAssembly.Global;
+    expect(g.value).toBe(0); // not run at instantiation
+    (instance.exports[START_EXPORT] as () => void)();
+    expect(g.value).toBe(7);
   });
 });
