@@ -4,16 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../host/errors.ts';
 import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS, resolveModuleLimits, type ModuleLimits } from '../../host/loader/bounds.ts';
 import { ModuleCache } from '../../host/loader/compile.ts';
+import { thrownBy } from './wat.ts';
 
-function refusal(run: () => unknown): InvalidArgumentError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidArgumentError);
-    return error as InvalidArgumentError;
-  }
-  throw new Error('expected an InvalidArgumentError, nothing was thrown');
-}
+const refusal = (run: () => unknown): InvalidArgumentError => thrownBy(run, InvalidArgumentError);
 
 describe('resolveModuleLimits', () => {
   it('takes a bound given as undefined as not given: its default applies', () => {

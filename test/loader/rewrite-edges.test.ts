@@ -8,7 +8,7 @@ import type { ClampPlan } from '../../host/loader/policy.ts';
 import { applyClampPlan } from '../../host/loader/rewrite.ts';
 import { SectionId, readSections, type ModuleInfo, type SectionSpan } from '../../host/loader/sections.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
-import { guest, rawModule } from './wat.ts';
+import { guest, rawModule, thrownBy } from './wat.ts';
 
 const plan = (memoryMaximum: number | null, tableMaxima: readonly (number | null)[]): ClampPlan => ({ memoryMaximum, tableMaxima, needsRewrite: true });
 
@@ -43,15 +43,7 @@ function payload(bytes: Uint8Array, id: number): Uint8Array {
   return bytes.slice(span.payloadStart, span.end);
 }
 
-function refusal(run: () => unknown): InvalidArgumentError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidArgumentError);
-    return error as InvalidArgumentError;
-  }
-  throw new Error('expected an InvalidArgumentError, nothing was thrown');
-}
+const refusal = (run: () => unknown): InvalidArgumentError => thrownBy(run, InvalidArgumentError);
 
 describe('applyClampPlan: the maxima it writes, at their edges', () => {
   it('sets a maximum equal to the initial size, and one equal to the declared maximum', () => {
