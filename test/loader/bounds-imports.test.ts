@@ -25,3 +25,21 @@ describe('bounds on imported entities', () => {
     expect(error.message).toBe(`the module imports 2 ${noun}, over the limit of 1 (moduleLimits.${key})`);
   });
 });
+
+/** One imported and one defined of each kind: the bound counts both. */
+const mixed: [keyof ModuleLimits, string, string][] = [
+  ['functions', 'functions', '(module (import "m" "f" (func)) (func))'],
+  ['globals', 'globals', '(module (import "m" "g" (global i32)) (global i32 (i32.const 0)))'],
+  ['tables', 'tables', '(module (import "m" "t" (table 1 funcref)) (table 1 funcref))'],
+  ['tags', 'tags', '(module (import "m" "e" (tag)) (tag))'],
+  ['memories', 'memories', '(module (import "m" "m" (memory 1)) (memory 1))'],
+];
+
+describe('bounds on imported and defined entities together', () => {
+  it.each(mixed)('moduleLimits.%s counts one imported and one defined (%s)', (key, noun, source) => {
+    const bytes = wat(source);
+    expect(() => readSections(bytes, resolveModuleLimits({ [key]: 2 }))).not.toThrow();
+    const error = thrownBy(() => readSections(bytes, resolveModuleLimits({ [key]: 1 })), LimitModuleError);
+    expect(error.message).toMatch(new RegExp(`^the module has 2 ${noun}\\b.*, over the limit of 1 \\(moduleLimits\\.${key}\\)$`));
+  });
+});
