@@ -42,5 +42,8 @@ export default defineConfig({
     sequence: { sequencer: KillerThenCheapest },
     // Each test file keeps its own worker (isolate, the default): suites mock modules (vi.mock of
     // node:worker_threads in test/block/secrets), which a worker shared between files would break.
+    // Folders whose suites do not (scripts/mutate.mjs, SHARED_WORKER) run a mutant's files in one
+    // worker: one start and one import of the host code per mutant instead of one per file.
+    isolate: process.env.WV_MUTATE_ISOLATE !== '0',
   },
 });

@@ -46,6 +46,16 @@ const TESTS = {
   limits: ['cpu-governor', 'limits-edges', 'rate-limiter', 'sizes', 'token-bucket'].map((name) => `test/limits/${name}.test.ts`),
 };
 
+/**
+ * Folders whose test files may share one worker within a mutant's run (vitest `isolate: false`):
+ * none of their suites mocks a module or needs a fresh copy of one, and each passes so. Each
+ * covering file then skips a worker's start and a fresh import of the host code and wabt: for a
+ * loader survivor (covered by 8 files) that halved the run (session 9: 8 loader files in 11 and
+ * 14 s instead of 21 and 29). Every run of a mutant still starts a fresh worker, so a static mutant
+ * is still imported anew. Not storage: test/block/secrets mocks node:worker_threads.
+ */
+const SHARED_WORKER = new Set(['loader']);
+
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -82,6 +92,7 @@ for (const folder of folders) {
     WV_MUTATE_FOLDER: folder,
     WV_MUTATE_TESTS: TESTS[folder].join(','),
     WV_MUTATE_CONCURRENCY: values.concurrency,
+    WV_MUTATE_ISOLATE: SHARED_WORKER.has(folder) ? '0' : '1',
     // Instrumented code is several times slower: the tests' own hang guards stretch (test/helpers.ts).
     WV_TIMEOUT_SCALE: '10',
     // The long randomized workloads run a smaller sample (test/helpers.ts).

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ModuleInvalidError } from '../../host/errors.ts';
 import { readSections } from '../../host/loader/sections.ts';
 import { validateModule } from '../../host/loader/validate.ts';
-import { guest, wat } from './wat.ts';
+import { guest, rawModule, wat } from './wat.ts';
 
 describe('validateModule', () => {
   it('accepts a valid module', () => {
@@ -47,5 +47,41 @@ describe('validateModule', () => {
         expect(error, `cut at ${cut}`).toBeInstanceOf(ModuleInvalidError);
       }
     }
+  });
+});
+
+/** A module whose only function, named `name` in its name section, returns nothing where it promises an i32. */
+function badFunctionNamed(name: string): Uint8Array {
+  const text = [...new TextEncoder().encode(name)];
+  const names = [0x01, 0x00, text.length, ...text]; // one function name: index 0, then the name
+  return rawModule(
+    [1, [0x01, 0x60, 0x00, 0x01, 0x7f]], // type 0: () -> i32
+    [3, [0x01, 0x00]], // function 0 has type 0
+    [10, [0x01, 0x02, 0x00, 0x0b]], // its body: no locals, end
+    [0, [0x04, ...new TextEncoder().encode('name'), 0x01, names.length, ...names]],
+  );
+}
+
+function reasonOf(bytes: Uint8Array): string {
+  try {
+    validateModule(bytes);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ModuleInvalidError);
+    return (error as ModuleInvalidError).message;
+  }
+  throw new Error('the module was accepted');
+}
+
+describe("validateModule: the engine's reason, as the message quotes it", () => {
+  it('names the function and the place, without the engine API’s own prefix', () => {
+    const message = reasonOf(badFunctionNamed('main'));
+    expect(message).toMatch(/^not a valid WebAssembly module: Compiling function #0:"main" failed: .+ @\+\d+$/);
+    expect(message).not.toContain('WebAssembly.Module()');
+  });
+
+  it('escapes control characters of a name the module gives its function', () => {
+    const message = reasonOf(badFunctionNamed('\u001b[31mevil\nline'));
+    expect(message).toContain('Compiling function #0:"\\x1b[31mevil\\nline" failed');
+    expect(message).not.toMatch(/[\u0000-\u001f]/);
   });
 });

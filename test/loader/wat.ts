@@ -83,3 +83,14 @@ export function rawModule(...sections: readonly (readonly [number, readonly numb
 export function instantiate(module: WebAssembly.Module): WebAssembly.Exports {
   return new WebAssembly.Instance(module, { hv: { hypercall: () => 0 } }).exports;
 }
+
+/** The error `run` throws, checked to be a `type`; fails when it throws nothing or something else. */
+export function thrownBy<E extends Error>(run: () => unknown, type: abstract new (...args: never[]) => E): E {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof type) return error;
+    throw error;
+  }
+  throw new Error(`expected a ${type.name}, nothing was thrown`);
+}
