@@ -1,4 +1,5 @@
 import { InvalidArgumentError, LimitModuleError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 /**
  * Structural bounds of a module, checked by the section reader (sections.ts, code.ts) as it
@@ -114,7 +115,7 @@ export function resolveModuleLimits(overrides: Partial<ModuleLimits> = {}, what 
     }
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_BOUND) {
-      throw new InvalidArgumentError(`${what}.${key} must be an integer from 0 to ${MAX_BOUND}, got ${String(value)}`);
+      throw new InvalidArgumentError(`${what}.${key} must be an integer from 0 to ${MAX_BOUND}, got ${quoted(value)}`);
     }
     limits[key] = value;
   }

@@ -1,4 +1,4 @@
-import { guestText } from '../escape.ts';
+import { guestText, quoted } from '../escape.ts';
 import { InternalError, InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
 import { loaderThread } from './offthread.ts';
 import { isCompileError, wasmEngine } from './wasm-api.ts';
@@ -49,7 +49,7 @@ export class ModuleCache {
 
   /** `maxEntries` must be a positive integer; InvalidArgumentError otherwise. */
   constructor(readonly maxEntries = 64) {
-    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw new InvalidArgumentError(`ModuleCache maxEntries must be a positive integer, got ${String(maxEntries)}`);
+    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw new InvalidArgumentError(`ModuleCache maxEntries must be a positive integer, got ${quoted(maxEntries)}`);
   }
 
   /** Number of finished modules held. */

@@ -9,7 +9,7 @@ import {
   ModuleInvalidError,
   WasmvisorError,
 } from '../errors.ts';
-import { guestText } from '../escape.ts';
+import { guestText, quoted } from '../escape.ts';
 import { resolveModuleLimits, type ModuleLimits } from './bounds.ts';
 import { RESERVED_PREFIX } from './instrument.ts';
 import { functionType, type ExternKind, type FuncSig, type Limits, type ModuleInfo } from './sections.ts';
@@ -88,10 +88,10 @@ export function defaultPolicy(overrides: Partial<Omit<LoadPolicy, 'moduleLimits'
 function policyProblem(policy: LoadPolicy): InvalidArgumentError | null {
   const { memoryPages, tableElements } = policy;
   if (!Number.isInteger(memoryPages) || memoryPages < 0 || memoryPages > MAX_MEMORY_PAGES) {
-    return new InvalidArgumentError(`policy memoryPages must be an integer in 0..${MAX_MEMORY_PAGES}, got ${String(memoryPages)}`);
+    return new InvalidArgumentError(`policy memoryPages must be an integer in 0..${MAX_MEMORY_PAGES}, got ${quoted(memoryPages)}`);
   }
   if (!Number.isInteger(tableElements) || tableElements < 0 || tableElements > MAX_TABLE_ELEMENTS) {
-    return new InvalidArgumentError(`policy tableElements must be an integer in 0..${MAX_TABLE_ELEMENTS}, got ${String(tableElements)}`);
+    return new InvalidArgumentError(`policy tableElements must be an integer in 0..${MAX_TABLE_ELEMENTS}, got ${quoted(tableElements)}`);
   }
   return null;
 }

@@ -2,6 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 
 /** Default module size cap: 16 MiB, far above any guest we ship, far below a memory problem. */
 export const DEFAULT_MAX_MODULE_BYTES = 16 * 1024 * 1024;
@@ -24,7 +25,7 @@ export type ModuleSource = Uint8Array | ArrayBuffer | string | URL;
  */
 export async function readModuleSource(source: ModuleSource, maxBytes: number = DEFAULT_MAX_MODULE_BYTES): Promise<Uint8Array> {
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
-    throw new InvalidArgumentError(`maxModuleBytes must be a non-negative integer, got ${String(maxBytes)}`);
+    throw new InvalidArgumentError(`maxModuleBytes must be a non-negative integer, got ${quoted(maxBytes)}`);
   }
   if (source instanceof Uint8Array) return copyBytes(source, maxBytes);
   if (source instanceof ArrayBuffer) return copyBytes(new Uint8Array(source), maxBytes);

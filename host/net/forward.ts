@@ -78,7 +78,7 @@ interface Range {
 function intOption(v: number | undefined, what: string, { default: fallback, min, max }: Range): number {
   const n = v ?? fallback;
   // Number.isInteger is false for anything that is not a number.
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${quoted(v)}`);
   return n;
 }
 

@@ -209,7 +209,7 @@ export class AuditLog implements AuditSink {
     this.defaultActor = options.actor ?? 'embedder';
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
     if (!Number.isInteger(this.maxFileBytes) || this.maxFileBytes < MIN_AUDIT_FILE_BYTES || this.maxFileBytes > MAX_AUDIT_FILE_BYTES) {
-      throw new InvalidArgumentError(`audit maxFileBytes must be an integer from ${MIN_AUDIT_FILE_BYTES} to ${MAX_AUDIT_FILE_BYTES}, got ${String(options.maxFileBytes)}`);
+      throw new InvalidArgumentError(`audit maxFileBytes must be an integer from ${MIN_AUDIT_FILE_BYTES} to ${MAX_AUDIT_FILE_BYTES}, got ${quoted(options.maxFileBytes)}`);
     }
     if (options.macKey.length !== 32) throw new InvalidArgumentError('the audit MAC key must have 32 bytes');
   }

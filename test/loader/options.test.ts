@@ -22,8 +22,8 @@ describe('resolveModuleLimits', () => {
   });
 
   it('names the bound, the allowed range and the value it got', () => {
-    expect(refusal(() => resolveModuleLimits({ types: -1 })).message).toBe('moduleLimits.types must be an integer from 0 to 4294967295, got -1');
-    expect(refusal(() => resolveModuleLimits({ tables: 2 ** 32 })).message).toBe('moduleLimits.tables must be an integer from 0 to 4294967295, got 4294967296');
+    expect(refusal(() => resolveModuleLimits({ types: -1 })).message).toBe('moduleLimits.types must be an integer from 0 to 4294967295, got the number -1');
+    expect(refusal(() => resolveModuleLimits({ tables: 2 ** 32 })).message).toBe('moduleLimits.tables must be an integer from 0 to 4294967295, got the number 4294967296');
   });
 
   it('refuses overrides that are not an object, naming them', () => {
@@ -34,8 +34,10 @@ describe('resolveModuleLimits', () => {
 
 describe('ModuleCache', () => {
   it('refuses a size that is not a positive integer, naming the value', () => {
-    expect(refusal(() => new ModuleCache(0)).message).toBe('ModuleCache maxEntries must be a positive integer, got 0');
-    expect(refusal(() => new ModuleCache(1.5)).message).toBe('ModuleCache maxEntries must be a positive integer, got 1.5');
+    expect(refusal(() => new ModuleCache(0)).message).toBe('ModuleCache maxEntries must be a positive integer, got the number 0');
+    expect(refusal(() => new ModuleCache(1.5)).message).toBe('ModuleCache maxEntries must be a positive integer, got the number 1.5');
+    // A value String() cannot convert (no prototype) is named, not a TypeError of its own.
+    expect(refusal(() => new ModuleCache(Object.create(null) as number)).message).toBe('ModuleCache maxEntries must be a positive integer, got an object');
     expect(new ModuleCache(1).maxEntries).toBe(1);
   });
 });

@@ -50,13 +50,13 @@ describe('policy limits at their edges', () => {
   it('takes 0 and 2^32 - 1 table elements, and names the range of anything else', () => {
     expect(defaultPolicy({ tableElements: 0 }).tableElements).toBe(0);
     expect(defaultPolicy({ tableElements: 0xffff_ffff }).tableElements).toBe(0xffff_ffff);
-    expect(() => defaultPolicy({ tableElements: -1 })).toThrow(new InvalidArgumentError('policy tableElements must be an integer in 0..4294967295, got -1'));
-    expect(() => defaultPolicy({ tableElements: 2 ** 32 })).toThrow(new InvalidArgumentError('policy tableElements must be an integer in 0..4294967295, got 4294967296'));
+    expect(() => defaultPolicy({ tableElements: -1 })).toThrow(new InvalidArgumentError('policy tableElements must be an integer in 0..4294967295, got the number -1'));
+    expect(() => defaultPolicy({ tableElements: 2 ** 32 })).toThrow(new InvalidArgumentError('policy tableElements must be an integer in 0..4294967295, got the number 4294967296'));
   });
 
   it('names the range of memory pages', () => {
     expect(defaultPolicy({ memoryPages: 0 }).memoryPages).toBe(0);
-    expect(() => defaultPolicy({ memoryPages: 65537 })).toThrow(new InvalidArgumentError('policy memoryPages must be an integer in 0..65536, got 65537'));
+    expect(() => defaultPolicy({ memoryPages: 65537 })).toThrow(new InvalidArgumentError('policy memoryPages must be an integer in 0..65536, got the number 65537'));
   });
 });
 
