@@ -12,7 +12,7 @@ import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { Hypervisor } from '../hypervisor.ts';
 import { Sha256 } from '../schema/kinds.ts';
 import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONCE_BYTES, MAX_REPORT_BYTES, verifyGuestReport, verifyReport } from '../security/attestation.ts';
-import { parsePublicKey, readKeyFile } from '../security/keys.ts';
+import { MAX_KEY_FILE_BYTES, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
 import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
@@ -35,7 +35,7 @@ export const attestVerifyCommand = {
   summary: 'check a host or guest attestation report: signature, nonce, log replay, expectations',
   usage: ['wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]'],
   options: {
-    key: value('<file>', "the host's attestation public key (wasmvisor attest key); required", text),
+    key: value('<file>', `the host's attestation public key (wasmvisor attest key), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; required`, text),
     nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
     'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
     'max-age': value('<ms>', 'refuse a host report older than this', wholeMs),
@@ -65,7 +65,7 @@ export async function attestVerify(argv: string[]): Promise<number> {
   const nonce = values.nonce;
   const expected = values['expect-measurement'] ?? [];
   const maxAge = values['max-age'];
-  const key = parsePublicKey(await readKeyFile(values.key), values.key);
+  const key = parsePublicKey(await readKeyFile(values.key, { pipes: true }), values.key);
   const file = positionals[0]!;
   let bytes: Buffer;
   try {

@@ -7,6 +7,7 @@ import { exitStatus } from './common.ts';
 import { stderr } from './stderr.ts';
 import { flag, numberIn, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { readSource } from './partition-options.ts';
+import { MAX_POLICY_BYTES, Policy } from '../security/policy.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
 function sig(s: FuncSig | undefined): string {
@@ -55,7 +56,7 @@ export const inspectCommand = {
     wasi: flag('judge with WASI preview1 admitted (automatic when the module imports it)'),
     reactor: flag('judge it as a reactor, as call would (automatic when it exports no _start)'),
     sha256: value('<hex>', 'judge it against this pinned SHA-256 too', stringIn(PartitionSpecSchema.properties.sha256)),
-    policy: value('<file>', 'judge it under this security policy too: signed by a trusted publisher or pinned (docs/SECURITY.md)', text),
+    policy: value('<file>', `judge it under this security policy too (a file or a pipe of at most ${MAX_POLICY_BYTES} bytes): signed by a trusted publisher or pinned (docs/SECURITY.md)`, text),
     signature: value('<file>', 'a detached signature for the module, for --policy', text),
     json: flag('print a JSON document instead of the table'),
   },
@@ -84,7 +85,7 @@ export async function inspect(argv: string[]): Promise<number> {
   const sha256 = values.sha256 ?? m?.sha256;
   const limits = { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}) };
   const signature = values.signature ?? (typeof m?.signature === 'string' ? m.signature : undefined);
-  const hv = new Hypervisor(values.policy !== undefined ? { policy: values.policy } : {});
+  const hv = new Hypervisor(values.policy !== undefined ? { policy: Policy.fromFile(values.policy, { pipes: true }) } : {});
   const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}), ...(signature !== undefined ? { signature } : {}) });
   const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
   process.stdout.write(

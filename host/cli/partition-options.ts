@@ -9,6 +9,7 @@ import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { cliActor } from '../security/monitor.ts';
+import { MAX_POLICY_BYTES, Policy } from '../security/policy.ts';
 import {
   BlockSchema,
   ClockSchema,
@@ -129,7 +130,7 @@ export function partitionOptions(kind: 'run' | 'call') {
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
-    policy: value('<file>', 'security policy (JSON, docs/SECURITY.md): the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit', text),
+    policy: value('<file>', `security policy (JSON, docs/SECURITY.md), a file or a pipe of at most ${MAX_POLICY_BYTES} bytes: the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit`, text),
     signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
     audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
@@ -181,7 +182,8 @@ export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
   return {
     warmWorkers: 0,
     ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
-    ...(values.policy !== undefined ? { policy: values.policy } : {}),
+    // Read here, not by the library: a file named on the command line may be a pipe (files.ts).
+    ...(values.policy !== undefined ? { policy: Policy.fromFile(values.policy, { pipes: true }) } : {}),
     ...(values.policy !== undefined || values.audit === true ? { audit: true, actor: cliActor() } : {}),
   };
 }

@@ -9,7 +9,7 @@
  */
 import { writeFile, stat } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
-import { parseSecretKey, readKeyFile } from '../security/keys.ts';
+import { MAX_KEY_FILE_BYTES, parseSecretKey, readKeyFile } from '../security/keys.ts';
 import { signModule } from '../security/signature.ts';
 import { readSignatureSource } from '../security/spec.ts';
 import { readModuleSource } from '../loader/read.ts';
@@ -30,7 +30,7 @@ export const signCommand = {
   summary: 'sign a module (WebAssembly tool-conventions signature format: embedded or detached)',
   usage: ['wasmvisor sign <guest.wasm> --key <secret.key> [--out <file> | --detached <sig-file>] [--key-id <hex>|none] [--delimit]'],
   options: {
-    key: value('<file>', 'the secret key to sign with (from wasmvisor keygen or wasmsign2); required', text),
+    key: value('<file>', `the secret key to sign with (from wasmvisor keygen or wasmsign2), a file or a pipe (/dev/stdin, <(cmd)) of at most ${MAX_KEY_FILE_BYTES} bytes; required`, text),
     out: value('<file>', 'where the signed module goes', text, { default: '<guest>.signed.wasm' }),
     detached: value('<file>', 'leave the module as it is and write the signature to this file (added to the signatures already in it)', text),
     'key-id': value('<hex>|none', "the key id the signature names (none: no key id)", keyIdOption, { default: "wasmsign2's id derived from the key" }),
@@ -48,7 +48,7 @@ export async function sign(argv: string[]): Promise<number> {
   if (values.key === undefined) throw new InvalidArgumentError('sign needs --key <secret key file>; see wasmvisor sign --help');
   if (values.detached !== undefined && values.out !== undefined) throw new InvalidArgumentError('--detached leaves the module as it is: give --out or --detached, not both');
   const file = positionals[0]!;
-  const key = parseSecretKey(await readKeyFile(values.key), values.key);
+  const key = parseSecretKey(await readKeyFile(values.key, { pipes: true }), values.key);
   const keyId = values['key-id'];
   const bytes = await readModuleSource(file);
   if (values.detached !== undefined) {

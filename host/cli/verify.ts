@@ -8,7 +8,9 @@
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import { readModuleSource } from '../loader/read.ts';
+import { MAX_KEY_FILE_BYTES, encodePublicKey, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { Policy } from '../security/policy.ts';
+import { toHex } from '../security/wire.ts';
 import { readSignatureSource } from '../security/spec.ts';
 import { flag, list, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
@@ -17,7 +19,7 @@ export const verifyCommand = {
   summary: "check a module's signatures against public keys",
   usage: ['wasmvisor verify <guest.wasm> --key <public.pub> [--key ...] [--signature <sig-file>] [--allow-partial]'],
   options: {
-    key: list('<file>', 'a public key to trust (repeatable; the format, OpenSSH or PEM); at least one', text),
+    key: list('<file>', `a public key to trust (repeatable; the format, OpenSSH or PEM), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; at least one`, text),
     signature: value('<file>', 'a detached signature for the module', text),
     'allow-partial': flag('accept a signature that covers only some parts of the module'),
   },
@@ -33,11 +35,13 @@ export async function verify(argv: string[]): Promise<number> {
   const keys = values.key ?? [];
   if (keys.length === 0) throw new InvalidArgumentError('verify needs at least one --key <public key file>; see wasmvisor verify --help');
   // The keys as a policy of one publisher each (named after the file): the same admission code.
-  const publishers: Record<string, { keys: { file: string }[] }> = {};
-  keys.forEach((k, i) => {
+  // Each key is read here, as a file or a pipe (`--key <(curl …)`), and handed to the policy as its bytes.
+  const publishers: Record<string, { keys: { publicKey: string }[] }> = {};
+  for (const [i, k] of keys.entries()) {
+    const key = parsePublicKey(await readKeyFile(k, { pipes: true }), `key file ${k}`);
     const base = path.basename(k).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]/, 'k') || 'key';
-    publishers[publishers[base] ? `${base}-${i}` : base] = { keys: [{ file: path.resolve(k) }] };
-  });
+    publishers[publishers[base] ? `${base}-${i}` : base] = { keys: [{ publicKey: toHex(encodePublicKey(key)) }] };
+  }
   const policy = Policy.fromDocument({ publishers, allowPartialSignatures: values['allow-partial'] === true }, { source: '(command line keys)' });
   const bytes = await readModuleSource(positionals[0]!);
   const detached = values.signature === undefined ? null : await readSignatureSource(values.signature);

@@ -191,9 +191,13 @@ export function readKeyFileSync(file: string): Uint8Array {
   return new Uint8Array(readRegularFileSync(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file' }));
 }
 
-/** Reads a key file asynchronously (a regular file of at most MAX_KEY_FILE_BYTES). */
-export async function readKeyFile(file: string): Promise<Uint8Array> {
-  return new Uint8Array(await readRegularFile(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file' }));
+/**
+ * Reads a key file asynchronously: a regular file of at most MAX_KEY_FILE_BYTES, or with `pipes`
+ * (a key named on the command line: `--key /dev/stdin`, `--key <(pass show signing-key)`, which
+ * keeps a secret key off the disk) also a pipe, read up to the same bound (host/files.ts).
+ */
+export async function readKeyFile(file: string, options: { pipes?: boolean } = {}): Promise<Uint8Array> {
+  return new Uint8Array(await readRegularFile(file, { maxBytes: MAX_KEY_FILE_BYTES, what: 'key file', pipes: options.pipes === true }));
 }
 
 /**

@@ -19,7 +19,7 @@
  * did not set, such as 256 memory pages) is refused with ERR_POLICY_DENIED naming the rule and
  * the grant, so the spec can be fixed rather than silently changed.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
@@ -155,11 +155,19 @@ export class Policy {
     return new Policy(checked, path.resolve(options.baseDir ?? '.'), source);
   }
 
-  /** Reads a policy file (JSON, at most 1 MiB). ERR_INVALID_ARGUMENT naming the file for anything wrong with it. */
-  static fromFile(file: string): Policy {
-    // Judged on the descriptor it reads (a path swapped for a FIFO after a stat would block the thread for good).
-    const text = readRegularFileSync(file, { maxBytes: MAX_POLICY_BYTES, what: 'policy file' }).toString('utf8');
-    return Policy.fromJson(text, { baseDir: path.dirname(path.resolve(file)), source: file });
+  /**
+   * Reads a policy file (JSON, at most MAX_POLICY_BYTES). ERR_INVALID_ARGUMENT naming the file for
+   * anything wrong with it. With `pipes` (a policy named on the command line: `--policy
+   * <(make-policy)`) a pipe is read too, up to the same bound; a pipe has no folder of its own, so
+   * the key files and preopens it names relative are resolved from the working directory.
+   */
+  static fromFile(file: string, options: { pipes?: boolean } = {}): Policy {
+    const pipes = options.pipes === true;
+    // Only where relative names resolve from: what is read is judged on its descriptor (files.ts),
+    // so a path swapped for a FIFO after this stat is refused or read as the pipe it is.
+    const piped = pipes && isFifo(file);
+    const text = readRegularFileSync(file, { maxBytes: MAX_POLICY_BYTES, what: 'policy file', pipes }).toString('utf8');
+    return Policy.fromJson(text, { baseDir: piped ? process.cwd() : path.dirname(path.resolve(file)), source: file });
   }
 
   /**
@@ -318,6 +326,15 @@ export function realFolder(p: string): string {
     return realpathSync(p);
   } catch {
     return p;
+  }
+}
+
+/** Whether `file` is a FIFO now (following symlinks: `<(cmd)` is /dev/fd/N, a link to the pipe). */
+function isFifo(file: string): boolean {
+  try {
+    return statSync(file).isFIFO();
+  } catch {
+    return false;
   }
 }
 

@@ -20,6 +20,8 @@ import { runCommand } from '../../host/cli/run.ts';
 import { signCommand } from '../../host/cli/sign.ts';
 import { verifyCommand } from '../../host/cli/verify.ts';
 import { ErrorCodes } from '../../host/errors.ts';
+import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
+import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
 import { httpStatus } from '../../host/mgmt/server.ts';
 
 const read = (file: string): string => readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
@@ -127,4 +129,19 @@ describe('every option of every subcommand is documented, and every documented o
       for (const m of line!.replace(/#.*$/, '').matchAll(/--([a-z][a-z0-9-]*)/g)) expect([...names, 'help'], `${command} takes --${m[1]}`).toContain(m[1]);
     });
   }
+});
+
+describe("README.md's table of the key and policy files the command line reads", () => {
+  it('states the bounds the code reads them with, and that each may be a pipe', () => {
+    const rows = new Map(table(readme, '| option | bound | a pipe |').map(([option, bound, pipe]) => [option!, { bound: bound!, pipe: pipe! }]));
+    const key = rows.get('`sign --key`, `verify --key`, `attest verify --key`');
+    const policy = rows.get('`--policy` (`run`, `call`, `inspect`)');
+    expect(key?.bound).toContain(`(${MAX_KEY_FILE_BYTES} bytes)`);
+    expect(policy?.bound).toContain(`(${MAX_POLICY_BYTES} bytes)`);
+    expect(key?.pipe).toMatch(/^read\b/);
+    expect(policy?.pipe).toMatch(/^read\b/);
+    // And each option's help says the same bound.
+    for (const command of [signCommand, verifyCommand, attestVerifyCommand]) expect(command.options.key.help, command.name).toContain(`at most ${MAX_KEY_FILE_BYTES} bytes`);
+    for (const command of [runCommand, callCommand, inspectCommand]) expect(command.options.policy.help, command.name).toContain(`at most ${MAX_POLICY_BYTES} bytes`);
+  });
 });

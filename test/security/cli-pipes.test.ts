@@ -1,0 +1,171 @@
+/**
+ * The files the local security commands name on the command line may be pipes: `sign --key`,
+ * `verify --key`, `attest verify --key` (MAX_KEY_FILE_BYTES) and `--policy` of run, call and
+ * inspect (MAX_POLICY_BYTES), as `--key /dev/stdin` or `<(cmd)` (a secret key that never touches
+ * the disk). Each is read through host/files.ts up to its bound: exactly the bound is read, one
+ * byte more is ERR_INVALID_ARGUMENT (exit 2) naming the file, for a regular file and for a pipe,
+ * and a refused sign leaves no output behind. A policy from a pipe resolves the key files it names
+ * from the working directory. Real processes (dist/cli.js), run by bash for its pipes.
+ */
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
+import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
+import { guest } from '../helpers.ts';
+
+vi.setConfig({ testTimeout: 120_000 });
+
+const CLI = path.join(fileURLToPath(new URL('../../', import.meta.url)), 'dist', 'cli.js');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A bash command line in the test's folder, the CLI as `wv`. */
+function sh(line: string): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const script = `wv() { "$NODE" "$CLI" "$@"; }\n${line}`;
+    const child = spawn('bash', ['-c', script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL', env: { ...process.env, NODE_OPTIONS: '', NODE: process.execPath, CLI, HELLO: hello } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function refused(r: Result, message: RegExp): void {
+  expect(r.stdout).toBe('');
+  expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: [^\n]*\n$/);
+  expect(r.stderr).toMatch(message);
+  expect(r.code).toBe(2);
+}
+
+let dir: string;
+let hello: string;
+/** A PEM secret key and its public half, each padded with newlines to `bytes` bytes. */
+function pemPair(name: string, bytes: number): void {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  writeFileSync(path.join(dir, `${name}.key`), (privateKey.export({ type: 'pkcs8', format: 'pem' }) as string).padEnd(bytes, '\n'));
+  writeFileSync(path.join(dir, `${name}.pub`), (publicKey.export({ type: 'spki', format: 'pem' }) as string).padEnd(bytes, '\n'));
+}
+
+beforeAll(async () => {
+  hello = guest('hello');
+  dir = mkdtempSync(path.join(tmpdir(), 'wv-secpipes-'));
+  expect((await sh('wv keygen acme')).code).toBe(0);
+  pemPair('edge', MAX_KEY_FILE_BYTES);
+  pemPair('past', MAX_KEY_FILE_BYTES + 1);
+  writeFileSync(path.join(dir, 'policy.json'), JSON.stringify({ publishers: { acme: { keys: [{ file: 'acme.pub' }] } } }));
+});
+
+describe('sign --key and verify --key: a file or a pipe, up to MAX_KEY_FILE_BYTES', () => {
+  it('a secret key from a shell pipe (/dev/stdin) or process substitution signs; a public key from a pipe verifies', async () => {
+    const piped = await sh('cat acme.key | wv sign "$HELLO" --key /dev/stdin --out piped.wasm');
+    expect(piped.stderr).toBe('');
+    expect(piped.code).toBe(0);
+    const substituted = await sh('wv sign "$HELLO" --key <(cat acme.key) --out substituted.wasm');
+    expect(substituted.stderr).toBe('');
+    expect(substituted.code).toBe(0);
+    for (const f of ['piped.wasm', 'substituted.wasm']) {
+      const file = await sh(`wv verify ${f} --key acme.pub`);
+      expect(file.stdout, f).toMatch(/^valid signature by acme /);
+      const pipe = await sh(`cat acme.pub | wv verify ${f} --key /dev/stdin`);
+      expect(pipe.stdout, f).toMatch(/^valid signature by stdin /);
+      expect(pipe.code).toBe(0);
+    }
+    // A key from a pipe that does not sign the module: refused as from a file.
+    expect((await sh('wv keygen other')).code).toBe(0);
+    const other = await sh('wv verify piped.wasm --key <(cat other.pub)');
+    expect(other.stderr).toMatch(/^ERR_INTEGRITY: /);
+    expect(other.code).toBe(125);
+  });
+
+  it('exactly the bound is read, from a file and from a pipe; one byte more is refused naming the file, and nothing is written', async () => {
+    for (const [line, out] of [
+      ['wv sign "$HELLO" --key edge.key --out edge-file.wasm', 'edge-file.wasm'],
+      ['cat edge.key | wv sign "$HELLO" --key /dev/stdin --out edge-pipe.wasm', 'edge-pipe.wasm'],
+    ] as const) {
+      const r = await sh(line);
+      expect(r.stderr, line).toBe('');
+      expect(r.code).toBe(0);
+      expect((await sh(`wv verify ${out} --key edge.pub`)).code).toBe(0);
+      expect((await sh(`cat edge.pub | wv verify ${out} --key /dev/stdin`)).code).toBe(0);
+    }
+    refused(await sh('wv sign "$HELLO" --key past.key --out past-file.wasm'), new RegExp(`key file past\\.key is ${MAX_KEY_FILE_BYTES + 1} bytes, over the ${MAX_KEY_FILE_BYTES}-byte limit`));
+    refused(await sh('cat past.key | wv sign "$HELLO" --key /dev/stdin --out past-pipe.wasm'), new RegExp(`key file /dev/stdin gave more than ${MAX_KEY_FILE_BYTES} bytes, over the ${MAX_KEY_FILE_BYTES}-byte limit`));
+    refused(await sh('wv sign "$HELLO" --key <(cat past.key) --detached past.sig'), new RegExp(`key file /dev/fd/\\d+ gave more than ${MAX_KEY_FILE_BYTES} bytes`));
+    for (const f of ['past-file.wasm', 'past-pipe.wasm', 'past.sig']) expect(existsSync(path.join(dir, f)), f).toBe(false);
+    refused(await sh('wv verify edge-file.wasm --key past.pub'), new RegExp(`key file past\\.pub is ${MAX_KEY_FILE_BYTES + 1} bytes, over the ${MAX_KEY_FILE_BYTES}-byte limit`));
+    refused(await sh('cat past.pub | wv verify edge-file.wasm --key /dev/stdin'), new RegExp(`key file /dev/stdin gave more than ${MAX_KEY_FILE_BYTES} bytes`));
+  });
+
+  it('a pipe that never ends (`yes |`) is refused at the bound, not read whole', async () => {
+    refused(await sh('yes | wv sign "$HELLO" --key /dev/stdin --out never.wasm'), new RegExp(`key file /dev/stdin gave more than ${MAX_KEY_FILE_BYTES} bytes`));
+    expect(existsSync(path.join(dir, 'never.wasm'))).toBe(false);
+  });
+});
+
+describe('attest verify --key: a file or a pipe, up to MAX_KEY_FILE_BYTES', () => {
+  it('the host key from a pipe verifies a report; one byte past the bound is refused', async () => {
+    expect((await sh('wv run --data-dir wv --attest report.json --nonce abcd "$HELLO"')).code).toBe(0);
+    expect((await sh('wv attest key --data-dir wv --out host.pub')).code).toBe(0);
+    const ok = await sh('wv attest key --data-dir wv | wv attest verify report.json --key /dev/stdin --nonce abcd');
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toMatch(/^host report verified: /);
+    expect(ok.code).toBe(0);
+    expect((await sh('wv attest verify report.json --key <(cat host.pub) --nonce abcd')).code).toBe(0);
+    // The hex the command prints, padded with spaces to exactly the bound, and one byte more.
+    const edge = await sh(`{ wv attest key --data-dir wv | tr -d '\\n'; head -c $(( ${MAX_KEY_FILE_BYTES} - 66 )) /dev/zero | tr '\\0' ' '; } | wv attest verify report.json --key /dev/stdin`);
+    expect(edge.stderr).toBe('');
+    expect(edge.code).toBe(0);
+    refused(
+      await sh(`{ wv attest key --data-dir wv | tr -d '\\n'; head -c $(( ${MAX_KEY_FILE_BYTES} - 65 )) /dev/zero | tr '\\0' ' '; } | wv attest verify report.json --key /dev/stdin`),
+      new RegExp(`key file /dev/stdin gave more than ${MAX_KEY_FILE_BYTES} bytes, over the ${MAX_KEY_FILE_BYTES}-byte limit`),
+    );
+  });
+});
+
+describe('--policy: a file or a pipe, up to MAX_POLICY_BYTES', () => {
+  it('a policy from a pipe admits what the same file admits; its relative key files resolve from the working directory', async () => {
+    expect((await sh('wv sign "$HELLO" --key acme.key --out ok.wasm')).code).toBe(0);
+    const file = await sh('wv run --policy policy.json --data-dir wv ok.wasm');
+    expect(file.stdout).toMatch(/^Hello from a Wasmvisor partition!\n/);
+    const piped = await sh('cat policy.json | wv run --policy /dev/stdin --data-dir wv ok.wasm');
+    expect(piped.stderr).toBe('');
+    expect(piped.stdout).toBe(file.stdout);
+    expect(piped.code).toBe(0);
+    const unsigned = await sh('wv run --policy <(cat policy.json) --data-dir wv "$HELLO"');
+    expect(unsigned.stderr).toMatch(/^ERR_INTEGRITY: .*is not signed and not pinned by the policy/);
+    expect(unsigned.code).toBe(125);
+    // From a folder without acme.pub: the key file is looked for there, not beside the pipe.
+    const elsewhere = await sh('mkdir -p sub && cd sub && wv inspect --policy <(cat ../policy.json) ../ok.wasm');
+    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub/acme\\.pub: ENOENT`));
+    expect(elsewhere.code).toBe(2);
+    const inspected = await sh('wv inspect --policy <(cat policy.json) ok.wasm');
+    expect(inspected.stdout).toMatch(/^policy: +admitted/m);
+    expect(inspected.code).toBe(0);
+  });
+
+  it('exactly the bound is read, from a file and from a pipe; one byte more is refused naming the file', async () => {
+    const doc = JSON.stringify({ publishers: { acme: { keys: [{ file: 'acme.pub' }] } } });
+    writeFileSync(path.join(dir, 'edge.json'), doc.padEnd(MAX_POLICY_BYTES, ' '));
+    writeFileSync(path.join(dir, 'past.json'), doc.padEnd(MAX_POLICY_BYTES + 1, ' '));
+    for (const line of ['wv inspect --policy edge.json ok.wasm', 'cat edge.json | wv inspect --policy /dev/stdin ok.wasm', 'wv inspect --policy <(cat edge.json) ok.wasm']) {
+      const r = await sh(line);
+      expect(r.stderr, line).toBe('');
+      expect(r.stdout, line).toMatch(/^policy: +admitted/m);
+    }
+    refused(await sh('wv inspect --policy past.json ok.wasm'), new RegExp(`policy file past\\.json is ${MAX_POLICY_BYTES + 1} bytes, over the ${MAX_POLICY_BYTES}-byte limit`));
+    refused(await sh('cat past.json | wv run --policy /dev/stdin ok.wasm'), new RegExp(`policy file /dev/stdin gave more than ${MAX_POLICY_BYTES} bytes, over the ${MAX_POLICY_BYTES}-byte limit`));
+    refused(await sh('wv call --policy <(cat past.json) ok.wasm run'), new RegExp(`policy file /dev/fd/\\d+ gave more than ${MAX_POLICY_BYTES} bytes`));
+  });
+});
