@@ -6,7 +6,7 @@
  * ERR_INTERNAL) and writes where it is told, `token` leaves no directory behind on a mistake, and
  * every `token create` the docs show works as written. (lab's refused option mixes are in test/labs/cli.test.ts.)
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -105,6 +105,45 @@ describe('cert create', () => {
     const blocked = await cli(['cert', 'create', '--name', 'bob', '--config', config, '--out', path.join(file, 'sub')]);
     expect(blocked.code, blocked.stderr).toBe(74);
     expect(blocked.stderr).toMatch(/^ERR_STORAGE: cannot create --out \S+a-file\/sub: /);
+  });
+});
+
+describe('cert create: the output location before the signing work', () => {
+  it('an --out that is a file is refused with exit 2 before the CA is even read; a refused or failed issue leaves no folder behind', async () => {
+    const config = path.join(tmp, 'host2');
+    await ensureSelfSigned(path.join(config, 'tls'));
+    const file = path.join(tmp, 'out-is-a-file');
+    writeFileSync(file, 'mine');
+    const r = await cli(['cert', 'create', '--name', 'carol', '--config', config, '--out', file]);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: --out ${file} is a file, not a directory\n` });
+    expect(readFileSync(file, 'utf8')).toBe('mine');
+
+    // A CA that cannot sign: the refusals about --out come first, so none of them reads it.
+    const broken = path.join(tmp, 'broken');
+    mkdirSync(path.join(broken, 'tls'), { recursive: true });
+    writeFileSync(path.join(broken, 'tls', 'ca.key'), 'not a key');
+    writeFileSync(path.join(broken, 'tls', 'ca.crt'), 'not a certificate');
+    expect(await cli(['cert', 'create', '--name', 'carol', '--config', broken, '--out', file])).toMatchObject({ code: 2, stderr: `ERR_INVALID_ARGUMENT: --out ${file} is a file, not a directory\n` });
+    const taken = path.join(tmp, 'taken');
+    mkdirSync(taken);
+    writeFileSync(path.join(taken, 'carol.crt'), 'old');
+    expect(await cli(['cert', 'create', '--name', 'carol', '--config', broken, '--out', taken])).toMatchObject({ code: 2, stderr: `ERR_INVALID_ARGUMENT: ${taken}/carol.crt already exists; refusing to overwrite it (remove it, or choose another --out)\n` });
+    expect(readdirSync(taken)).toEqual(['carol.crt']);
+
+    // --out made for an issue that is then refused (no CA yet; a name the CA will not sign; a CA
+    // that cannot sign): the folders made for it are gone again, a folder that was there stays.
+    const fresh = path.join(tmp, 'fresh');
+    const noCa = await cli(['cert', 'create', '--name', 'carol', '--config', path.join(tmp, 'no-host'), '--out', path.join(fresh, 'a', 'b')]);
+    expect(noCa.code, noCa.stderr).toBe(2);
+    expect(noCa.stderr).toMatch(/^ERR_INVALID_ARGUMENT: no local CA in /);
+    expect(readdirSync(tmp)).not.toContain('fresh');
+    const badName = await cli(['cert', 'create', '--name', 'carol*', '--config', config, '--out', path.join(fresh, 'c')]);
+    expect(badName.code, badName.stderr).toBe(2);
+    expect(badName.stderr).toMatch(/^ERR_INVALID_ARGUMENT: certificate name "carol\*" is not valid/);
+    expect(readdirSync(tmp)).not.toContain('fresh');
+    const cannotSign = await cli(['cert', 'create', '--name', 'carol', '--config', broken, '--out', path.join(taken, 'sub')]);
+    expect(cannotSign.code, cannotSign.stderr).not.toBe(0);
+    expect(readdirSync(taken)).toEqual(['carol.crt']);
   });
 });
 
