@@ -12,7 +12,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { InvalidArgumentError, StorageError } from '../errors.ts';
+import { InvalidArgumentError, StorageError, WasmvisorError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
@@ -120,7 +120,14 @@ export async function issueClientCert(dir: string, name: string, lifetimeDays = 
   const caKeyFile = path.join(dir, 'ca.key');
   if (!existsSync(caKeyFile)) throw new InvalidArgumentError(`no local CA in ${dir}: run wasmvisor serve --tls-self-signed once first`);
   const [caKey, ca] = await Promise.all([readPem(caKeyFile), readPem(path.join(dir, 'ca.crt'))]);
-  return issue(caKey, ca, name, [], 'client', lifetimeDays);
+  try {
+    return await issue(caKey, ca, name, [], 'client', lifetimeDays);
+  } catch (error) {
+    // A CA whose files are not a key and a certificate (edited, truncated) is the config
+    // directory's fault, as ensureSelfSigned says for the server's: not a fault of the runtime.
+    if (error instanceof WasmvisorError) throw error;
+    throw new StorageError(`cannot issue a certificate from the local CA in ${dir}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 async function issue(caKeyPem: string, caPem: string, cn: string, names: string[], usage: 'server' | 'client', lifetimeDays = 825): Promise<{ cert: string; key: string }> {

@@ -142,7 +142,9 @@ describe('cert create: the output location before the signing work', () => {
     expect(badName.stderr).toMatch(/^ERR_INVALID_ARGUMENT: certificate name "carol\*" is not valid/);
     expect(readdirSync(tmp)).not.toContain('fresh');
     const cannotSign = await cli(['cert', 'create', '--name', 'carol', '--config', broken, '--out', path.join(taken, 'sub')]);
-    expect(cannotSign.code, cannotSign.stderr).not.toBe(0);
+    // A CA whose files are not a key and a certificate is the config directory's fault: ERR_STORAGE naming it, not ERR_INTERNAL.
+    expect(cannotSign.code, cannotSign.stderr).toBe(74);
+    expect(cannotSign.stderr.startsWith(`ERR_STORAGE: cannot issue a certificate from the local CA in ${broken}/tls: `)).toBe(true);
     expect(readdirSync(taken)).toEqual(['carol.crt']);
   });
 });
