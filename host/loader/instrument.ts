@@ -1,4 +1,4 @@
-import { guestText } from '../escape.ts';
+import { guestText, quoted } from '../escape.ts';
 import { FeatureDeniedError, InternalError, LimitMemoryError, LimitModuleError, WasmvisorError } from '../errors.ts';
 
 /**
@@ -277,14 +277,21 @@ function exhausted(error: unknown): WasmvisorError | null {
   return null;
 }
 
-/** A thrown value as text: binaryen.js throws strings and plain objects as well as Errors. */
+/**
+ * A thrown value as text: binaryen.js throws strings and plain objects as well as Errors. Its C++
+ * exceptions arrive as `{ gC, message }`, where `gC` is the exception's address in binaryen's
+ * heap, a different number on every throw: only the message is text, so the same module is
+ * always refused in the same words.
+ */
 function describe(error: unknown): string {
   if (error instanceof Error) return error.message;
   if (typeof error === 'string') return error;
   try {
-    return JSON.stringify(error) ?? String(error);
+    const message = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : undefined;
+    if (typeof message === 'string') return message;
+    return JSON.stringify(error) ?? quoted(error);
   } catch {
-    return String(error);
+    return quoted(error);
   }
 }
 

@@ -186,6 +186,20 @@ describe('instrumentFuel', () => {
     expect(runMetered(bytes, 1000n).result).toBe(7);
   });
 
+  it('refuses bytes binaryen cannot read in the same words every time: its message, never its exception’s heap address', async () => {
+    const unreadable = [
+      Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0x63]), // a section id and nothing after it
+      Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 9, 1, 0x60]), // a type section cut short
+    ];
+    for (const bytes of unreadable) {
+      const messages: string[] = [];
+      // binaryen's exception object carries a field that is its address, new on every throw.
+      for (let i = 0; i < 3; i++) messages.push(await instrumentFuel(bytes).then(() => 'metered', (e: unknown) => `${(e as { code?: string }).code}: ${(e as Error).message}`));
+      expect(messages[0]).toMatch(/^ERR_FEATURE_DENIED: fuel metering cannot read this module \(binaryen: [^{}"]+\)$/);
+      expect(messages).toEqual([messages[0], messages[0], messages[0]]);
+    }
+  });
+
   it('is deterministic: the same input gives the same bytes', async () => {
     const a = await instrumentFuel(COUNTER);
     const b = await instrumentFuel(COUNTER);
