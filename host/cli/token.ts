@@ -17,10 +17,24 @@ export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role>
   wasmvisor token revoke <id> [--config <dir>]
 
 API tokens of the host whose config directory is --config (default ./wasmvisor-host). create
-prints the token on stdout, once; --expires defaults to 30d (at most 3650d). With --host the same
+prints the token on stdout, once; --expires defaults to 30d (at most 3650d). list prints a table
+(ID NAME ROLE SCOPE STATUS EXPIRES, oldest first, revoked and expired tokens included), or with
+--json a JSON array of the tokens (docs/MANAGEMENT.md); never a secret. With --host the same
 commands go through a host's API (wasmvisor --help).
 
 Exit status: 0; 2 bad usage (ERR_INVALID_ARGUMENT); 1 no such token (ERR_NOT_FOUND); 74 ERR_STORAGE.`;
+
+/** Where each column of `token list`'s table starts (docs/MANAGEMENT.md): the widths of all but the last. */
+export const TOKEN_LIST_WIDTHS = [17, 20, 10, 28, 9] as const;
+
+/**
+ * One line of `token list`'s table: each value padded to its column's width, and followed by at
+ * least one space however long it is (a 20-character name used to run into its role), so the
+ * line always splits on spaces into its six values (none of which holds a space).
+ */
+function row(cells: readonly string[]): string {
+  return cells.map((cell, i) => (i < TOKEN_LIST_WIDTHS.length ? (cell.length < TOKEN_LIST_WIDTHS[i]! ? cell.padEnd(TOKEN_LIST_WIDTHS[i]!) : `${cell} `) : cell)).join('') + '\n';
+}
 
 export function tokenCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
@@ -76,8 +90,8 @@ async function run(argv: string[]): Promise<number> {
       const list = store.list();
       if (values.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       else {
-        process.stdout.write(`${'ID'.padEnd(17)}${'NAME'.padEnd(20)}${'ROLE'.padEnd(10)}${'SCOPE'.padEnd(28)}${'STATUS'.padEnd(9)}EXPIRES\n`);
-        for (const t of list) process.stdout.write(`${t.id.padEnd(17)}${t.name.padEnd(20)}${t.role.padEnd(10)}${t.scope.padEnd(28)}${t.status.padEnd(9)}${t.expiresAt ?? 'never'}\n`);
+        process.stdout.write(row(['ID', 'NAME', 'ROLE', 'SCOPE', 'STATUS', 'EXPIRES']));
+        for (const t of list) process.stdout.write(row([t.id, t.name, t.role, t.scope, t.status, t.expiresAt ?? 'never']));
       }
       return 0;
     }
