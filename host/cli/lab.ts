@@ -13,8 +13,8 @@ export const LAB_USAGE = `  wasmvisor lab [--port <n>]                  the dash
 --no-compare skips the runs with the defence off. Teachers' guide: docs/LABS.md.
 
 Exit status: 0 when every defence held (and every comparison showed the attack succeeding
-without it), or when the dashboard is stopped (Ctrl-C); 1 when a defence did not hold;
-2 bad usage (ERR_INVALID_ARGUMENT); 1 a lab marked coming (ERR_NOT_IMPLEMENTED).`;
+without it), or when the dashboard is stopped (Ctrl-C); 1 when a defence did not hold or a lab
+is marked coming (ERR_NOT_IMPLEMENTED); 2 bad usage (ERR_INVALID_ARGUMENT).`;
 
 export function labCommand(argv: string[]): Promise<number> {
   return adopt(async () => (await loadLabs()).labMain(argv));

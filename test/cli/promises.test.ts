@@ -34,6 +34,17 @@ function statedStatuses(help: string): [number, ErrorCode][] {
   });
 }
 
+/** The statuses that lead the clauses (separated by ';') of a help's "Exit status" paragraph: "0 when …; 1 when …; 2 bad usage". */
+function listedStatuses(help: string): number[] {
+  const at = help.indexOf('Exit status:');
+  if (at < 0) return [];
+  const text = help.slice(at + 'Exit status:'.length).split('\n\n')[0]!.replace(/\s+/g, ' ');
+  return text.split(';').flatMap((clause) => {
+    const m = /^\s*(\d+)\b/.exec(clause);
+    return m ? [Number(m[1])] : [];
+  });
+}
+
 describe.concurrent('--help: the exit statuses each command states are the ones it exits with', () => {
   for (const command of COMMANDS) {
     it(command, async () => {
@@ -42,8 +53,20 @@ describe.concurrent('--help: the exit statuses each command states are the ones 
       const stated = statedStatuses(r.stdout);
       if ((r.stdout.split('Exit status')[1]?.split('\n\n')[0] ?? '').includes('ERR_')) expect(stated.length, `${command} --help states statuses with codes`).toBeGreaterThan(0);
       for (const [status, code] of stated) expect(status, `${command} --help: ${status} ${code}`).toBe(exitStatus(code));
+      // Each status is one clause: one that leads two clauses (lab said "1 when …" and "1 a lab …") reads as two meanings.
+      const leading = listedStatuses(r.stdout);
+      expect(leading, `${command} --help lists each exit status once`).toEqual([...new Set(leading)]);
     });
   }
+
+  it('lab --help lists 0, 1 and 2, each once, with 1 covering both a defence that did not hold and a lab marked coming', async () => {
+    const r = await cli(['lab', '--help']);
+    expect(listedStatuses(r.stdout)).toEqual([0, 1, 2]);
+    expect(statedStatuses(r.stdout)).toEqual([
+      [1, 'ERR_NOT_IMPLEMENTED'],
+      [2, 'ERR_INVALID_ARGUMENT'],
+    ]);
+  });
 
   it('the parser finds what it should (a help text that misstates a status would fail above)', () => {
     expect(statedStatuses('Exit status: 0; 2 bad usage (ERR_INVALID_ARGUMENT); 124 ERR_LIMIT_CPU, 125 with ERR_INTEGRITY')).toEqual([
