@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import type { WorkerBoot } from '../channel/protocol.ts';
+import type { WarmMessage, WorkerBoot } from '../channel/protocol.ts';
 import { spawnWorker, workerScript } from '../paths.ts';
 import { processSpinBudget } from '../channel/spin.ts';
 
@@ -16,6 +16,9 @@ export const WORKER_MEMORY_BYTES =
 
 /** How long after a take the pool starts refilling. */
 const REFILL_DELAY_MS = 10;
+
+/** The first message a parked worker receives (see WarmMessage: it takes the first message's cost off the start). */
+const WARM: WarmMessage = Object.freeze({ type: 'warm' });
 
 export interface WarmPoolOptions {
   /** Started, never-used workers kept ready. 0: every start spawns its worker. */
@@ -107,7 +110,11 @@ export class WarmPool {
     // worker is parked at once: a message posted before its thread is online is queued, not lost.
     this.refill = setTimeout(() => {
       this.refill = null;
-      while (!this.closed && this.idle.length < this.options.size) this.park(this.spawn(true));
+      while (!this.closed && this.idle.length < this.options.size) {
+        const worker = this.spawn(true);
+        worker.postMessage(WARM);
+        this.park(worker);
+      }
     }, REFILL_DELAY_MS);
     this.refill.unref();
   }

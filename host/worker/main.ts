@@ -6,7 +6,7 @@
  * embedder opted in to reusing workers (host/scheduler/warm-pool.ts says why that is off by default).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { AssignMessage, SharedEvent, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
+import type { AssignMessage, SharedEvent, WarmMessage, WorkerBoot, WorkerMessage, WorkerOutcome } from '../channel/protocol.ts';
 import { SharedScheduler } from './shared.ts';
 import { holdGuestMemory, runDedicated } from './context.ts';
 import { classify } from './outcome.ts';
@@ -44,7 +44,8 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
   const port = parentPort;
   let warming: NodeJS.Timeout | null = null;
   let assigned = false;
-  const onMessage = (message: AssignMessage): void => {
+  // A `warm` message (the pool's first, see WarmMessage) is received and nothing more.
+  const onMessage = (message: AssignMessage | WarmMessage): void => {
     // Never a second partition in a worker that was not made for reuse: the root enforces it
     // too, and this side refuses even if the root were wrong. A flag, not `port.off`: removing
     // the port's last listener costs ~0.1 ms the first time a thread does it (measured), on
