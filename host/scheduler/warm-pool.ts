@@ -63,9 +63,10 @@ export class WarmPool {
   }
 
   /**
-   * A worker that has never run a partition (or, with reuse, one handed back), referenced while
-   * in use. `extraHeapMb`: old-generation heap the partition needs beyond the default (its
-   * in-memory WASI tree's entries); such a worker is spawned for it, with that much more.
+   * A worker that has never run a partition (or, with reuse, one handed back), out of the pool.
+   * `extraHeapMb`: old-generation heap the partition needs beyond the default (its in-memory
+   * WASI tree's entries); such a worker is spawned for it, with that much more. The caller posts
+   * its assignment, then calls `claim`: the worker wakes while the root does the bookkeeping.
    */
   take(extraHeapMb = 0): Worker {
     let worker = extraHeapMb > 0 ? undefined : this.idle.shift();
@@ -75,11 +76,15 @@ export class WarmPool {
       if (extraHeapMb > 0) this.oneOff.add(worker);
       this.counters.coldTakes++;
     }
+    return worker;
+  }
+
+  /** A taken worker becomes its partition's: the pool's listeners off, referenced while in use, the pool refilled. */
+  claim(worker: Worker): void {
     worker.removeAllListeners('exit');
     worker.removeAllListeners('error');
     worker.ref();
     this.scheduleRefill();
-    return worker;
   }
 
   /**
