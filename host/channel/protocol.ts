@@ -133,6 +133,12 @@ export type WorkerBoot =
       /** Run the warm-up reactor first (a worker parked in the warm pool; not one spawned for a partition waiting now). */
       warmUp: boolean;
       /**
+       * With `warmUp`: an Int32Array's one slot the worker sets to 1 when its warm-up is over
+       * (`hv.scheduler().warmPool.ready`). A flag, not a message: a listener for messages on a
+       * parked worker would keep the embedder's process alive.
+       */
+      warmed?: SharedArrayBuffer;
+      /**
        * The process's spin budget (host/channel/spin.ts), given once at the spawn rather than in
        * each assignment: every shared buffer a message carries costs both threads ~15 µs (issue #15).
        */

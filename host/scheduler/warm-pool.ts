@@ -41,6 +41,8 @@ export class WarmPool {
   private readonly idle: Worker[] = [];
   /** Workers spawned with extra heap for one partition: never parked for another. */
   private readonly oneOff = new WeakSet<Worker>();
+  /** Each warming worker's flag (set by the worker when its warm-up is over); absent: warm (a reused worker). */
+  private readonly warmed = new WeakMap<Worker, Int32Array>();
   private closed = false;
   private refill: NodeJS.Timeout | null = null;
   /** Workers spawned, and takes answered from the pool, for `hv.scheduler()`. */
@@ -55,6 +57,16 @@ export class WarmPool {
 
   get target(): number {
     return this.options.size;
+  }
+
+  /** Idle workers whose warm-up is over: a start on one of them runs compiled, tiered-up code. */
+  get ready(): number {
+    let n = 0;
+    for (const worker of this.idle) {
+      const flag = this.warmed.get(worker);
+      if (flag === undefined || Atomics.load(flag, 0) === 1) n++;
+    }
+    return n;
   }
 
   /** Starts filling the pool (the first partition does this, so an idle Hypervisor spawns nothing). */
@@ -94,6 +106,7 @@ export class WarmPool {
   give(worker: Worker): void {
     if (!this.options.reuse || this.closed || this.oneOff.has(worker)) return;
     this.counters.reused++;
+    this.warmed.delete(worker);
     // First in line: reuse is what the embedder asked for. The pool keeps its size.
     this.park(worker, true);
     for (const extra of this.idle.splice(Math.max(1, this.options.size))) extra.terminate().catch(() => 0);
@@ -140,9 +153,10 @@ export class WarmPool {
 
   private spawn(warmUp: boolean, extraHeapMb = 0): Worker {
     this.counters.spawned++;
-    return spawnWorker(workerScript, {
+    const warmed = warmUp ? new SharedArrayBuffer(4) : undefined;
+    const worker = spawnWorker(workerScript, {
       // A worker with extra heap is its partition's alone: it ends after its run (never reused).
-      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp, spin: processSpinBudget().sab } satisfies WorkerBoot,
+      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp, spin: processSpinBudget().sab, ...(warmed ? { warmed } : {}) } satisfies WorkerBoot,
       resourceLimits: { ...WORKER_RESOURCE_LIMITS, maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + extraHeapMb },
       stdout: false,
       stderr: false,
@@ -151,5 +165,7 @@ export class WarmPool {
       trackUnmanagedFds: true,
       name: 'wasmvisor:worker',
     });
+    if (warmed !== undefined) this.warmed.set(worker, new Int32Array(warmed));
+    return worker;
   }
 }

@@ -91,6 +91,7 @@ if (parentPort !== null && (workerData as WorkerBoot).role === 'shared') {
         // Last, so the warm-up's own partitions do not take it: the GuestMemory the start would
         // make, which took a thread just woken by its assignment ~0.1 ms (issue #15).
         holdGuestMemory();
+        if (boot.warmed !== undefined) Atomics.store(new Int32Array(boot.warmed), 0, 1);
       }
     };
     warming = setTimeout(step, WARM_UP_DELAY_MS);
