@@ -16,13 +16,14 @@ import { warmUp } from './warmup.ts';
 const WARM_UP_DELAY_MS = 25;
 /**
  * Runs of the warm-up: one compiles the start path to bytecode; more give V8 the feedback to
- * tier it up, so the partition's own start runs it faster (about 2 ms of an idle worker's time,
- * once). Eight, not four: after four, V8's baseline compiler (Sparkplug, which compiles the
+ * tier it up, so the partition's own start runs it faster (a few ms of an idle worker's time,
+ * once). Sixteen, not four: after four, V8's baseline compiler (Sparkplug, which compiles the
  * functions that became due in one batch) ran its batch inside the partition's own start, 60-70
  * µs in the middle of the dispatcher's construction (session 10: gone with --no-sparkplug, and
- * with eight runs or more).
+ * with eight runs); with eight, the context build still took ~40 µs more than with sixteen
+ * (165-183 against 130-138 µs, four alternated pairs).
  */
-const WARM_UP_RUNS = 8;
+const WARM_UP_RUNS = 16;
 
 /**
  * Runs one assignment to its end and reports how it ended. The warm-up runs its guests through
