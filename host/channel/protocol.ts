@@ -178,8 +178,9 @@ export interface AssignMessage {
 /**
  * Root → a worker the warm pool parks, posted with its spawn: nothing to do. The first message
  * a dedicated worker's thread receives cost it 0.1-0.14 ms more than any later one (from the
- * post to the worker's listener: 260-320 µs for a first assignment, 160-180 µs after this
- * message, session 10); this one takes that cost while the worker starts, off any start's path.
+ * post to the worker's listener: 260-320 µs for a first assignment, 160-190 µs after this
+ * message, session 10: the listener and the dispatch under it, compiled on first use); this one
+ * takes that cost while the worker starts, off any start's path.
  */
 export interface WarmMessage {
   type: 'warm';
