@@ -133,6 +133,12 @@ export type WorkerBoot =
       /** Run the warm-up reactor first (a worker parked in the warm pool; not one spawned for a partition waiting now). */
       warmUp: boolean;
       /**
+       * With `warmUp`: an Int32Array's one slot the worker sets to 1 when its warm-up is over
+       * (`hv.scheduler().warmPool.ready`). A flag, not a message: a listener for messages on a
+       * parked worker would keep the embedder's process alive.
+       */
+      warmed?: SharedArrayBuffer;
+      /**
        * The process's spin budget (host/channel/spin.ts), given once at the spawn rather than in
        * each assignment: every shared buffer a message carries costs both threads ~15 µs (issue #15).
        */
@@ -167,6 +173,17 @@ export interface SharedEvent {
 export interface AssignMessage {
   type: 'assign';
   init: WorkerInit;
+}
+
+/**
+ * Root → a worker the warm pool parks, posted with its spawn: nothing to do. The first message
+ * a dedicated worker's thread receives cost it 0.1-0.14 ms more than any later one (from the
+ * post to the worker's listener: 260-320 µs for a first assignment, 160-190 µs after this
+ * message, session 10: the listener and the dispatch under it, compiled on first use); this one
+ * takes that cost while the worker starts, off any start's path.
+ */
+export interface WarmMessage {
+  type: 'warm';
 }
 
 /** A violation as carried on the event ring (JSON) and emitted by the partition. */

@@ -37,7 +37,7 @@ export interface SchedulerStats {
   defaultPlacement: Placement;
   sliceMs: number;
   /** Pre-started dedicated workers. */
-  warmPool: { target: number; idle: number; spawned: number; warmTakes: number; coldTakes: number; reused: number };
+  warmPool: { target: number; idle: number; ready: number; spawned: number; warmTakes: number; coldTakes: number; reused: number };
   /** Shared workers: partitions on each, run queue, slices run, preemptions. */
   workers: SharedWorkerStats[];
   /** Partition processes (isolation 'process'), dedicated and shared: each one's pid, partitions and its scheduler's counters. */
@@ -173,7 +173,7 @@ export class Scheduler {
     return {
       defaultPlacement: this.defaultPlacement,
       sliceMs: this.options.sliceMs,
-      warmPool: { target: this.pool.target, idle: this.pool.size, ...c },
+      warmPool: { target: this.pool.target, idle: this.pool.size, ready: this.pool.ready, ...c },
       workers: this.shared.filter((w) => !w.dead).map((w) => w.snapshot()),
       processes: [...this.processes].flatMap((p) => p.snapshot() ?? []),
       processSeats: { taken: this.seats, capacity: this.options.sharedProcesses * this.options.partitionsPerProcess },

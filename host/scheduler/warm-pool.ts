@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import type { WorkerBoot } from '../channel/protocol.ts';
+import type { WarmMessage, WorkerBoot } from '../channel/protocol.ts';
 import { spawnWorker, workerScript } from '../paths.ts';
 import { processSpinBudget } from '../channel/spin.ts';
 
@@ -16,6 +16,9 @@ export const WORKER_MEMORY_BYTES =
 
 /** How long after a take the pool starts refilling. */
 const REFILL_DELAY_MS = 10;
+
+/** The first message a parked worker receives (see WarmMessage: it takes the first message's cost off the start). */
+const WARM: WarmMessage = Object.freeze({ type: 'warm' });
 
 export interface WarmPoolOptions {
   /** Started, never-used workers kept ready. 0: every start spawns its worker. */
@@ -38,6 +41,8 @@ export class WarmPool {
   private readonly idle: Worker[] = [];
   /** Workers spawned with extra heap for one partition: never parked for another. */
   private readonly oneOff = new WeakSet<Worker>();
+  /** Each warming worker's flag (set by the worker when its warm-up is over); absent: warm (a reused worker). */
+  private readonly warmed = new WeakMap<Worker, Int32Array>();
   private closed = false;
   private refill: NodeJS.Timeout | null = null;
   /** Workers spawned, and takes answered from the pool, for `hv.scheduler()`. */
@@ -54,15 +59,26 @@ export class WarmPool {
     return this.options.size;
   }
 
+  /** Idle workers whose warm-up is over: a start on one of them runs compiled, tiered-up code. */
+  get ready(): number {
+    let n = 0;
+    for (const worker of this.idle) {
+      const flag = this.warmed.get(worker);
+      if (flag === undefined || Atomics.load(flag, 0) === 1) n++;
+    }
+    return n;
+  }
+
   /** Starts filling the pool (the first partition does this, so an idle Hypervisor spawns nothing). */
   warm(): void {
     this.scheduleRefill();
   }
 
   /**
-   * A worker that has never run a partition (or, with reuse, one handed back), referenced while
-   * in use. `extraHeapMb`: old-generation heap the partition needs beyond the default (its
-   * in-memory WASI tree's entries); such a worker is spawned for it, with that much more.
+   * A worker that has never run a partition (or, with reuse, one handed back), out of the pool.
+   * `extraHeapMb`: old-generation heap the partition needs beyond the default (its in-memory
+   * WASI tree's entries); such a worker is spawned for it, with that much more. The caller posts
+   * its assignment, then calls `claim`: the worker wakes while the root does the bookkeeping.
    */
   take(extraHeapMb = 0): Worker {
     let worker = extraHeapMb > 0 ? undefined : this.idle.shift();
@@ -72,11 +88,15 @@ export class WarmPool {
       if (extraHeapMb > 0) this.oneOff.add(worker);
       this.counters.coldTakes++;
     }
+    return worker;
+  }
+
+  /** A taken worker becomes its partition's: the pool's listeners off, referenced while in use, the pool refilled. */
+  claim(worker: Worker): void {
     worker.removeAllListeners('exit');
     worker.removeAllListeners('error');
     worker.ref();
     this.scheduleRefill();
-    return worker;
   }
 
   /**
@@ -86,6 +106,7 @@ export class WarmPool {
   give(worker: Worker): void {
     if (!this.options.reuse || this.closed || this.oneOff.has(worker)) return;
     this.counters.reused++;
+    this.warmed.delete(worker);
     // First in line: reuse is what the embedder asked for. The pool keeps its size.
     this.park(worker, true);
     for (const extra of this.idle.splice(Math.max(1, this.options.size))) extra.terminate().catch(() => 0);
@@ -107,7 +128,11 @@ export class WarmPool {
     // worker is parked at once: a message posted before its thread is online is queued, not lost.
     this.refill = setTimeout(() => {
       this.refill = null;
-      while (!this.closed && this.idle.length < this.options.size) this.park(this.spawn(true));
+      while (!this.closed && this.idle.length < this.options.size) {
+        const worker = this.spawn(true);
+        worker.postMessage(WARM);
+        this.park(worker);
+      }
     }, REFILL_DELAY_MS);
     this.refill.unref();
   }
@@ -128,9 +153,10 @@ export class WarmPool {
 
   private spawn(warmUp: boolean, extraHeapMb = 0): Worker {
     this.counters.spawned++;
-    return spawnWorker(workerScript, {
+    const warmed = warmUp ? new SharedArrayBuffer(4) : undefined;
+    const worker = spawnWorker(workerScript, {
       // A worker with extra heap is its partition's alone: it ends after its run (never reused).
-      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp, spin: processSpinBudget().sab } satisfies WorkerBoot,
+      workerData: { role: 'dedicated', reuse: this.options.reuse && extraHeapMb === 0, warmUp, spin: processSpinBudget().sab, ...(warmed ? { warmed } : {}) } satisfies WorkerBoot,
       resourceLimits: { ...WORKER_RESOURCE_LIMITS, maxOldGenerationSizeMb: WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb + extraHeapMb },
       stdout: false,
       stderr: false,
@@ -139,5 +165,7 @@ export class WarmPool {
       trackUnmanagedFds: true,
       name: 'wasmvisor:worker',
     });
+    if (warmed !== undefined) this.warmed.set(worker, new Int32Array(warmed));
+    return worker;
   }
 }

@@ -2,7 +2,6 @@ import { CallKind, type WorkerInit } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { allocateStats } from '../channel/stats.ts';
 import { CONSOLE_DEFAULTS } from '../devices/resolved.ts';
-import { runDedicated } from './context.ts';
 
 /**
  * Two guests of 138 bytes each (their sources are below) that a worker runs while it waits in
@@ -29,8 +28,12 @@ const WARM_COMMAND =
 
 let modules: { reactor: WebAssembly.Module; command: WebAssembly.Module } | null = null;
 
-/** Runs the warm-up reactor through one call, and the command to its exit, on this thread, with nothing shared with the root. */
-export function warmUp(): void {
+/**
+ * Runs the warm-up reactor through one call, and the command to its exit, on this thread, with
+ * nothing shared with the root. `run` runs one of them to its end: the worker's own assignment
+ * path (host/worker/main.ts), reporting nothing.
+ */
+export function warmUp(run: (init: WorkerInit) => void): void {
   modules ??= { reactor: new WebAssembly.Module(Buffer.from(WARM_REACTOR, 'base64')), command: new WebAssembly.Module(Buffer.from(WARM_COMMAND, 'base64')) };
   const ring = (bytes: number) => SharedRing.allocate(bytes);
   const calls = ring(4096);
@@ -62,6 +65,6 @@ export function warmUp(): void {
     block: null,
     net: null,
   };
-  runDedicated(init, () => {});
-  runDedicated({ ...init, module: modules.command, args: ['warm-up'], kind: 'command', stats: allocateStats(), events: ring(65536), calls: ring(64) }, () => {});
+  run(init);
+  run({ ...init, module: modules.command, args: ['warm-up'], kind: 'command', stats: allocateStats(), events: ring(65536), calls: ring(64) });
 }

@@ -122,6 +122,21 @@ describe('warm pool of dedicated workers', () => {
     expect(hv.scheduler().warmPool).toMatchObject({ idle: 3, warmTakes: 1 });
   });
 
+  it('counts the idle workers whose warm-up is over (ready): none before the pool fills, all of them after', async () => {
+    hv = new Hypervisor({ warmWorkers: 2 });
+    expect(hv.scheduler().warmPool).toMatchObject({ idle: 0, ready: 0 });
+    const p = await hv.createPartition({ name: 'p', module: guest('exit'), args: ['0'] });
+    // Each parked worker reports once it has warmed up (tens of ms; far more on a loaded machine).
+    const until = performance.now() + 20_000;
+    while (hv.scheduler().warmPool.ready < 2 && performance.now() < until) await pause(20);
+    expect(hv.scheduler().warmPool).toMatchObject({ idle: 2, ready: 2 });
+    await p.start();
+    expect((await p.exited).code).toBe(0);
+    const after = hv.scheduler().warmPool;
+    expect(after.idle).toBeGreaterThanOrEqual(1);
+    expect(after.ready).toBeLessThanOrEqual(after.idle);
+  }, 30_000);
+
   it('refuses bad pool options with ERR_INVALID_ARGUMENT', () => {
     for (const options of [{ warmWorkers: -1 }, { warmWorkers: 65 }, { warmWorkers: 1.5 }, { reuseWorkers: 'yes' as unknown as boolean }]) {
       expect(() => new Hypervisor(options)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
