@@ -272,8 +272,9 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
 
   /**
    * For a pool's choice: one call is running and a next one would go straight behind it into
-   * the call ring (no call queued or ahead, no AbortSignal on it), and recent calls were
-   * answered within the spin window: queueing behind it costs less than waking a sleeping worker.
+   * the call ring (no call queued or ahead; a call without an AbortSignal), and a recent call
+   * was answered within the spin window (WorkerRun.answeredWithin): queueing behind it costs
+   * less than waking a sleeping worker.
    */
   takesCallAhead(): boolean {
     const run = this.run;
