@@ -8,7 +8,8 @@ import type { CallOptions, Partition } from './partition/partition.ts';
  * workers with calls count as busy; the cores are the process's spin budget); else straight
  * behind the call a partition is running, when that partition's calls take less than the spin
  * window (sent ahead into its call ring: its worker starts it without waiting for the root);
- * else to the partition with the fewest calls waiting or running (ties: the next in turn). So a
+ * else to the partition with the fewest calls waiting or running (ties: the one that took the last
+ * call, whose worker is the likeliest to be awake, then the next in order). So a
  * pool spreads load over the cores that are free, and does not pay a sleeping worker's wake-up
  * (tens of µs, and a core it takes from the root or the running worker) for a call that takes a
  * few µs, while each partition still runs one call at a time.
@@ -43,13 +44,14 @@ export class PartitionPool {
       if (behind === null && pending === 1 && p.takesCallAhead()) behind = p;
       if (best === null || pending < best.pendingCalls) best = p;
     }
-    this.next = (this.next + 1) % n;
     if (best === null) return Promise.reject(new InvalidStateError('no partition of this pool is running'));
     // An idle partition whose worker is awake, when a core is left for it; else behind a running
     // call that will soon be answered (not for a call with an AbortSignal: it would wait in that
     // partition's queue), rather than wake a sleeping worker or queue behind a slow one.
     if (idleAwake !== null && busy < processSpinBudget().limit) best = idleAwake;
     else if (behind !== null && options?.signal === undefined) best = behind;
+    // Ties go to the partition that took the last call: its worker is the likeliest to be awake.
+    this.next = this.partitions.indexOf(best);
     return best.call(exportName, input, options);
   }
 
