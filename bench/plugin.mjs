@@ -4,7 +4,9 @@
  * 64 bytes out, measured in one run for
  *   (a) Wasmvisor: a reactor partition in its own worker (`transform.wasm`, export `echo`),
  *       sequential calls; a pool of 2 reactors with 2 calls in flight (its ratio to one reactor's
- *       calls/s); the same reactor on a shared worker; and calls to a randomly chosen one of 100
+ *       calls/s, and for both and their bare floors the CPU per call in all threads and in the
+ *       root, and the cores used, from /proc/self/task: what a ratio can reach on this machine);
+ *       the same reactor on a shared worker; and calls to a randomly chosen one of 100
  *       live reactors, each in its own worker, then in shared workers (median and p99, against
  *       one hot reactor of the same 100), and the floor under the dedicated case: 100 bare workers
  *       asleep in Atomics.wait, one woken per call, its reply taken with Atomics.waitAsync;
@@ -26,6 +28,7 @@ import { INPUT, bareWorkers, barePoolVsOne, checkEcho as check, poolVsOne, quant
 const root = fileURLToPath(new URL('..', import.meta.url));
 const json = process.argv.includes('--json');
 const WARMUP = 2000;
+const POOL_WARMUP = 10000;
 const N = 20000;
 const module = `${root}build/guests/transform.wasm`;
 
@@ -58,13 +61,15 @@ check(await p.call('echo', INPUT));
 record('wasmvisor reactor (own worker)', await latency(() => p.call('echo', INPUT)), await throughput(() => p.call('echo', INPUT), 1, N));
 await p.destroy();
 // The pool row: one reactor (baseline) and the pool of 2 measured back to back in one Hypervisor.
-const pool = await poolVsOne(Hypervisor, module, N, WARMUP);
-record('one reactor, one call at a time (baseline)', null, pool.one);
-record('wasmvisor pool of 2, 2 in flight', null, pool.pool, { vsOneReactor: pool.ratio });
+// Warmed up 10,000 calls each (not WARMUP): the fresh workers' code is still being optimized
+// (TurboFan, on V8's helper threads) well past 2,000 calls, and that CPU would count per call.
+const pool = await poolVsOne(Hypervisor, module, N, POOL_WARMUP);
+record('one reactor, one call at a time (baseline)', null, pool.one, { cpu: pool.oneCpu });
+record('wasmvisor pool of 2, 2 in flight', null, pool.pool, { vsOneReactor: pool.ratio, cpu: pool.poolCpu });
 // The same on bare workers (no ring, guest or checks): what two calls in flight gain on this machine now.
 const barePool = await barePoolVsOne(N, WARMUP);
-record('bare worker, one call at a time (floor)', null, barePool.one);
-record('2 bare workers, 2 in flight (floor)', null, barePool.pool, { vsOneReactor: barePool.ratio });
+record('bare worker, one call at a time (floor)', null, barePool.one, { cpu: barePool.oneCpu });
+record('2 bare workers, 2 in flight (floor)', null, barePool.pool, { vsOneReactor: barePool.ratio, cpu: barePool.poolCpu });
 const shared = await hv.createPartition({ name: 'bench-shared', module, kind: 'reactor', placement: 'shared' });
 await shared.start();
 check(await shared.call('echo', INPUT));
@@ -161,14 +166,20 @@ await hv.close();
 if (json) {
   console.log(JSON.stringify(results, null, 2));
 } else {
-  console.log('plugin calls, 64 B in and 64 B out (median µs per call over 10 batches; calls/s)');
+  const cores = (await import('node:os')).availableParallelism();
+  console.log(`plugin calls, 64 B in and 64 B out (median µs per call over 10 batches; calls/s), ${cores} cores`);
   for (const r of results) {
     const us = r.usPerCall === null ? '-' : r.usPerCall.toFixed(1);
     const rate = r.callsPerSec === null ? '-' : Math.round(r.callsPerSec).toString();
     const vsHot = r.vsHot !== undefined ? `  x${r.vsHot.toFixed(2)} the hot one` : '';
     const vsFloor = r.vsFloor !== undefined ? `  x${r.vsFloor.toFixed(2)} the bare floor` : '';
     const extra = r.p99 !== undefined ? `  p99 ${r.p99.toFixed(1)} µs${vsHot}${vsFloor}` : r.vsOneReactor !== undefined ? `  x${r.vsOneReactor.toFixed(2)} one reactor's calls/s` : '';
-    console.log(`  ${r.name.padEnd(52)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}`);
+    // CPU per call (all threads, the root's share) and cores used: what a ratio of calls/s can
+    // reach on this machine. The pool's ceiling: every core busy at its CPU per call.
+    const ceiling = r.vsOneReactor !== undefined && r.cpu ? `, ceiling x${((cores * 1e6) / r.cpu.cpuUs / (r.callsPerSec / r.vsOneReactor)).toFixed(2)} (${cores} cores at this CPU per call)` : '';
+    const cpu = r.cpu ? `  cpu ${r.cpu.cpuUs.toFixed(1)} µs/call (root ${r.cpu.rootUs.toFixed(1)}), ${r.cpu.cores.toFixed(2)} cores${ceiling}` : '';
+    console.log(`  ${r.name.padEnd(52)} ${us.padStart(8)} µs  ${rate.padStart(9)} calls/s${extra}${cpu}`);
   }
+
   console.log(`  load avg ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }

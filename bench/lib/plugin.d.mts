@@ -2,7 +2,23 @@
 export declare const INPUT: Uint8Array;
 export declare function checkEcho(out: Uint8Array): void;
 export declare function throughput(fn: () => Promise<unknown>, inFlight: number, total: number): Promise<number>;
-export declare function poolVsOne(Hypervisor: unknown, module: string, calls: number, warmup?: number): Promise<{ one: number; pool: number; ratio: number }>;
+/** CPU per call in all threads and in the root, µs, and the cores used on average (null without /proc). */
+export interface CallCpu {
+  cpuUs: number;
+  rootUs: number;
+  cores: number;
+}
+export declare function threadCpu(): Map<string, number> | null;
+export declare function cpuPerCall(before: Map<string, number> | null, after: Map<string, number> | null, wallMs: number, calls: number): CallCpu | null;
+export declare function measured(fn: () => Promise<unknown>, inFlight: number, total: number): Promise<{ rate: number; cpu: CallCpu | null }>;
+export interface PoolVsOne {
+  one: number;
+  pool: number;
+  ratio: number;
+  oneCpu: CallCpu | null;
+  poolCpu: CallCpu | null;
+}
+export declare function poolVsOne(Hypervisor: unknown, module: string, calls: number, warmup?: number): Promise<PoolVsOne>;
 export declare function timedCalls<W>(pick: () => W, call: (w: W) => Promise<unknown>, n: number): Promise<number[]>;
 export interface BareWorker {
   worker: import('node:worker_threads').Worker;
@@ -11,4 +27,4 @@ export interface BareWorker {
 }
 export declare function bareWorkers(count: number): Promise<{ workers: BareWorker[]; call: (w: BareWorker) => Promise<void>; close: () => Promise<unknown> }>;
 export declare function quantile(xs: readonly number[], q: number): number;
-export declare function barePoolVsOne(calls: number, warmup?: number): Promise<{ one: number; pool: number; ratio: number }>;
+export declare function barePoolVsOne(calls: number, warmup?: number): Promise<PoolVsOne>;

@@ -3,6 +3,7 @@
  * (test/bench/plugin-guard.test.ts). Plain JS, so the bench runs it after `npm run build`
  * without a TypeScript loader; types in plugin.d.mts.
  */
+import { readFileSync, readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 /** 64 bytes of input, the same for every echo call. */
@@ -26,8 +27,58 @@ export async function throughput(fn, inFlight, total) {
 }
 
 /**
+ * CPU time of every thread of this process so far, ns by thread id, from
+ * /proc/self/task/<tid>/schedstat (its first field: time on a CPU); null where there is no /proc.
+ * The root is the thread whose id is the process id.
+ */
+export function threadCpu() {
+  try {
+    const m = new Map();
+    for (const t of readdirSync('/proc/self/task')) {
+      try {
+        m.set(t, Number(readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[0]));
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What `calls` calls cost in CPU between two threadCpu() readings `wallMs` apart:
+ * `{ cpuUs, rootUs, cores }`, µs of CPU per call in all threads of the process (the root, the
+ * workers, V8's and libuv's helpers) and in the root alone, and the cores used on average
+ * (all CPU time / wall time). Null without /proc. A thread that ended between the readings is
+ * not counted (the measured ones end after the second reading).
+ */
+export function cpuPerCall(before, after, wallMs, calls) {
+  if (before === null || after === null) return null;
+  let total = 0;
+  let root = 0;
+  for (const [t, ns] of after) {
+    const d = ns - (before.get(t) ?? 0);
+    total += d;
+    if (t === String(process.pid)) root = d;
+  }
+  return { cpuUs: total / 1000 / calls, rootUs: root / 1000 / calls, cores: total / 1e6 / wallMs };
+}
+
+/** throughput(), with the CPU it cost (cpuPerCall): `{ rate, cpu }`. */
+export async function measured(fn, inFlight, total) {
+  const before = threadCpu();
+  const t0 = performance.now();
+  const rate = await throughput(fn, inFlight, total);
+  const wall = performance.now() - t0;
+  return { rate, cpu: cpuPerCall(before, threadCpu(), wall, total) };
+}
+
+/**
  * One reactor's calls/s (one call at a time) and a pool of 2's (two calls in flight), measured
- * back to back in one Hypervisor: `{ one, pool, ratio }` (ratio = pool / one).
+ * back to back in one Hypervisor: `{ one, pool, ratio, oneCpu, poolCpu }` (ratio = pool / one;
+ * the CPU of each, see cpuPerCall).
  */
 export async function poolVsOne(Hypervisor, module, calls, warmup = 2000) {
   const hv = new Hypervisor();
@@ -36,14 +87,15 @@ export async function poolVsOne(Hypervisor, module, calls, warmup = 2000) {
     await p.start();
     checkEcho(await p.call('echo', INPUT));
     for (let i = 0; i < warmup; i++) await p.call('echo', INPUT);
-    const one = await throughput(() => p.call('echo', INPUT), 1, calls);
+    const one = await measured(() => p.call('echo', INPUT), 1, calls);
     await p.destroy();
     const pool = await hv.createPool({ name: 'bench-pool', module }, { size: 2 });
     checkEcho(await pool.call('echo', INPUT));
-    for (let i = 0; i < warmup; i++) await pool.call('echo', INPUT);
-    const two = await throughput(() => pool.call('echo', INPUT), 2, calls);
+    // Warmed up as it is measured (two in flight): that path, not one call at a time, is compiled before the clock starts.
+    await throughput(() => pool.call('echo', INPUT), 2, warmup);
+    const two = await measured(() => pool.call('echo', INPUT), 2, calls);
     await pool.destroy();
-    return { one, pool: two, ratio: two / one };
+    return { one: one.rate, pool: two.rate, ratio: two.rate / one.rate, oneCpu: one.cpu, poolCpu: two.cpu };
   } finally {
     await hv.close();
   }
@@ -115,23 +167,26 @@ export async function bareWorkers(count) {
 /**
  * The floor under the pool row, in one run: bare workers (see bareWorkers) answering one call at
  * a time from one worker, then two calls in flight on two workers, each caller keeping to its
- * own worker (a pool of 2 with two calls in flight). `{ one, pool, ratio }` in calls/s.
+ * own worker (a pool of 2 with two calls in flight). `{ one, pool, ratio, oneCpu, poolCpu }`
+ * in calls/s (CPU: see cpuPerCall).
  */
 export async function barePoolVsOne(calls, warmup = 2000) {
   const bare = await bareWorkers(2);
   try {
     const [a, b] = bare.workers;
     for (let i = 0; i < warmup; i++) await bare.call(i % 2 === 0 ? a : b);
-    const one = await throughput(() => bare.call(a), 1, calls);
+    const one = await measured(() => bare.call(a), 1, calls);
     let left = calls;
+    const before = threadCpu();
     const t0 = performance.now();
     await Promise.all(
       [a, b].map(async (w) => {
         while (left-- > 0) await bare.call(w);
       }),
     );
-    const pool = calls / ((performance.now() - t0) / 1000);
-    return { one, pool, ratio: pool / one };
+    const wall = performance.now() - t0;
+    const pool = calls / (wall / 1000);
+    return { one: one.rate, pool, ratio: pool / one.rate, oneCpu: one.cpu, poolCpu: cpuPerCall(before, threadCpu(), wall, calls) };
   } finally {
     await bare.close();
   }

@@ -362,6 +362,11 @@ export class SharedRing {
     Atomics.sub(this.ctl, RWAIT, 1);
   };
 
+  /** True while a thread waits in `waitWritten` for a record (a dedicated worker asleep on its call ring). */
+  get readerWaiting(): boolean {
+    return Atomics.load(this.ctl, WWAIT) !== 0;
+  }
+
   /** Current write event counter (pass to whenWritten). */
   get writeSeq(): number {
     return Atomics.load(this.ctl, WSEQ);

@@ -47,6 +47,11 @@ export class SpinBudget {
     Atomics.sub(this.a, SPINNERS, 1);
   }
 
+  /** Places in all: the cores of the machine, for the process's budget. */
+  get limit(): number {
+    return Atomics.load(this.a, LIMIT);
+  }
+
   /** Threads spinning now. */
   get spinning(): number {
     return Atomics.load(this.a, SPINNERS);

@@ -198,6 +198,14 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   private readonly queue: PendingCall[] = [];
   private inFlight: PendingCall | null = null;
   private inFlightAborted = false;
+  /**
+   * A call written into the run's call ring behind `inFlight` (WorkerRun.sendAhead): the worker
+   * starts it once it has answered `inFlight`, and the root counts it started when it reads that
+   * answer. Until then it is still a queued call: its input is kept (a run that ends first hands
+   * it back to the queue, see onEnd) and its budget is not armed. Only calls without an
+   * AbortSignal go ahead: an abort takes a queued call back without touching the instance.
+   */
+  private ahead: PendingCall | null = null;
   /** Calls are queued or in flight: this partition holds the process alive (keep-alive.ts). */
   private holding = false;
   /** Failures in a row since the last successful call (drives the backoff and the maximum). */
@@ -205,6 +213,8 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   private restarts = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private dispatching = false;
+  /** A poll for the answer is queued (see dispatch). */
+  private pollQueued = false;
   private onFirstReady: (() => void) | null = null;
   private wiped: Promise<void> | null = null;
   private detached: Promise<void> | null = null;
@@ -248,7 +258,27 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
 
   /** Calls waiting or running (a reactor's load, used by pools to pick the least busy). */
   get pendingCalls(): number {
-    return this.queue.length + (this.inFlight ? 1 : 0);
+    return this.queue.length + (this.inFlight ? 1 : 0) + (this.ahead ? 1 : 0);
+  }
+
+  /**
+   * For a pool's choice: the partition's worker is awake (it runs a call or polls for the next
+   * one), so a call sent to it now is taken without a wake-up. False for a worker asleep on its
+   * call ring, and for shared and process placement (they sleep on a doorbell).
+   */
+  get workerAwake(): boolean {
+    return this.run?.workerAwake ?? false;
+  }
+
+  /**
+   * For a pool's choice: one call is running and a next one would go straight behind it into
+   * the call ring (no call queued or ahead; a call without an AbortSignal), and a recent call
+   * was answered within the spin window (WorkerRun.answeredWithin): queueing behind it costs
+   * less than waking a sleeping worker.
+   */
+  takesCallAhead(): boolean {
+    const run = this.run;
+    return this.inFlight !== null && this.ahead === null && this.queue.length === 0 && run !== null && run.accepting && run.answeredWithin(this.config.spinMicros);
   }
 
   /** The NIC's address on the virtual switch (u32), or null when net is not granted. */
@@ -339,8 +369,10 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.queue.length >= this.config.maxQueuedCalls) {
-      return Promise.reject(new BusyError(`partition ${this.name} has ${this.queue.length} calls queued, the limit (limits.maxQueuedCalls)`));
+    // A call sent ahead still waits (it has not started): it counts as queued.
+    const queued = this.queue.length + (this.ahead ? 1 : 0);
+    if (queued >= this.config.maxQueuedCalls) {
+      return Promise.reject(new BusyError(`partition ${this.name} has ${queued} calls queued, the limit (limits.maxQueuedCalls)`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       // The input is copied here, into memory only this call owns: the caller may reuse or
@@ -562,34 +594,46 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
    * run's worker (referencing it per call cost four native calls).
    */
   private holdWhileBusy(): void {
-    const busy = this.inFlight !== null || this.queue.length > 0;
+    const busy = this.inFlight !== null || this.ahead !== null || this.queue.length > 0;
     if (busy === this.holding) return;
     this.holding = busy;
     if (busy) holdProcess();
     else releaseProcess();
   }
 
-  /** Sends queued calls while the reactor is idle (a loop, not recursion, however many finish at once). */
+  /**
+   * Sends queued calls (a loop, not recursion, however many finish at once); after a send, the
+   * root polls a moment for the answer (WorkerRun.poll, bounded) in a microtask: the callers
+   * already waiting to run first (another caller's next call, which then goes ahead of the
+   * answer, see `ahead`), so two callers keep the worker busy instead of taking turns.
+   */
   private dispatch(): void {
     if (this.dispatching) return;
     this.dispatching = true;
+    let sent = false;
     try {
-      while (this.sendNext()) {
-        // The result may come back while we poll; then the loop sends the next call.
-        const run = this.run;
-        if (run === null || this.inFlight === null) continue;
-        run.poll(this.config.spinMicros);
-        if (this.inFlight !== null) break;
-      }
+      while (this.sendNext()) sent = true;
     } finally {
       this.dispatching = false;
     }
+    if (sent && !this.pollQueued && this.inFlight !== null) {
+      this.pollQueued = true;
+      queueMicrotask(this.pollSoon);
+    }
   }
 
-  /** Sends the next queued call if the reactor is idle; true if one was sent or settled. */
+  /** The poll `dispatch` queued: one per send burst; an answer that comes in it is delivered there (onResult). */
+  private readonly pollSoon = (): void => {
+    this.pollQueued = false;
+    const run = this.run;
+    if (run !== null && this.inFlight !== null) run.poll(this.config.spinMicros);
+  };
+
+  /** Sends the next queued call if the reactor is idle, or ahead of it when it runs one; true if one was sent or settled. */
   private sendNext(): boolean {
     const run = this.run;
-    if (!this.ready || run === null || this.inFlight !== null || this.stopping !== null) return false;
+    if (!this.ready || run === null || this.stopping !== null || !run.accepting) return false;
+    if (this.inFlight !== null) return this.sendAhead(run);
     const next = this.queue.shift();
     if (next === undefined) return false;
     this.inFlight = next;
@@ -607,6 +651,16 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       return true;
     }
     run.arm(next.timeoutMs, this.callOverBudget);
+    return true;
+  }
+
+  /** Writes the next queued call behind the running one (see `ahead`); true if it went. */
+  private sendAhead(run: WorkerRun): boolean {
+    const next = this.queue[0];
+    if (this.ahead !== null || next === undefined || next.signal !== undefined) return false;
+    if (!run.sendAhead(next.name, next.input, next.fuel)) return false;
+    this.queue.shift();
+    this.ahead = next;
     return true;
   }
 
@@ -631,6 +685,16 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     if (ret === 0) call.resolve(output.slice());
     else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
     output.fill(0);
+    // The call sent ahead runs now (the worker read it after writing this result): its budget
+    // starts, and the root's copy of its input is no longer needed.
+    const next = this.ahead;
+    if (next !== null) {
+      this.ahead = null;
+      this.inFlight = next;
+      this.inFlightAborted = false;
+      next.input.fill(0);
+      run.arm(next.timeoutMs, this.callOverBudget);
+    }
     this.dispatch();
     this.holdWhileBusy();
   }
@@ -672,6 +736,19 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       this.settle(call);
       call.input.fill(0);
       call.reject(this.inFlightAborted && call.signal ? abortError(call.signal) : failure());
+    }
+    // A call sent ahead never started: the worker reads it only after it has written the answer
+    // to `call`, and every answer written before the end was delivered (run.finish drains the
+    // ring first) or the ring could not be read. In the first case it goes back to the head of
+    // the queue, as if never sent; in the second it may have run, and fails as `call` did.
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (ahead !== null) {
+      if (run.ringIntact) this.queue.unshift(ahead);
+      else {
+        ahead.input.fill(0);
+        ahead.reject(failure());
+      }
     }
     const m = this.config.restart;
     if (this.config.kind === 'reactor' && this.stopping === null && m.mode === 'on-failure' && this.failures < m.maxRestarts) {

@@ -85,11 +85,17 @@ export class WorkerRun {
   private drainFailed = false;
   /** The executor reported the run's end itself (`done`): every record it wrote is whole. */
   private doneReported = false;
-  /** A call of this run is between send and result (counted in `callsInFlight`). */
-  private inCall = false;
+  /**
+   * Calls of this run between send and result (counted in `callsInFlight`): the one running and,
+   * at most one, a call sent ahead behind it (`sendAhead`).
+   */
+  private pending = 0;
+  /** When the call at the head was sent, or became the head (its predecessor's result was read). */
   private callSentAt = 0;
   /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
   private readonly replies = new RecentWait();
+  /** The fastest recent answer, µs (see answeredWithin); Infinity until the first. */
+  private quickest = Infinity;
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;
@@ -224,6 +230,9 @@ export class WorkerRun {
    * only then: a budget that is met builds no message). Infinity: no budget.
    */
   arm(ms: number, outcome: () => WorkerOutcome): void {
+    // A result read while an ended run's ring is drained promotes a call sent ahead: no budget is
+    // armed on a run that is over (its end rejects that call).
+    if (this.ended) return;
     if (!Number.isFinite(ms)) {
       this.disarm();
       return;
@@ -255,16 +264,15 @@ export class WorkerRun {
    * (LE), u16 export-name length (LE), the name, then the input, as one message: an input larger
    * than the ring is chunked, written as the worker makes room (the root never blocks). `sent`
    * runs once the whole call is in the ring, so the caller can scrub its copy of the input.
-   * Only one call is in flight at a time (the Partition's queue holds the rest).
+   * Sent when no call of this run is in flight (the Partition's queue holds the rest; `sendAhead`
+   * writes one more behind the running call).
    */
   sendCall(exportName: string, input: Uint8Array, fuel: number, sent: () => void): void {
     if (this.sending !== null) throw new Error('a call is already being sent');
     const header = this.callHeader(exportName);
     header.view.setFloat64(0, fuel, true);
     this.callSentAt = performance.now();
-    // The root is busy while it has calls in flight: it holds a place in the spin budget.
-    if (callsInFlight++ === 0) processSpinBudget().hold();
-    this.inCall = true;
+    this.callSent();
     const calls = this.calls;
     // The common case, a call that fits the ring now: one record, written from its two parts
     // (tryWriteParts says whether there is room; a record that can never fit goes chunked).
@@ -288,6 +296,64 @@ export class WorkerRun {
     }
     this.sending = sender;
     void this.sendRest(sender, sent);
+  }
+
+  /**
+   * Writes a call into the call ring behind the one running, as one record, when it fits now:
+   * the worker then starts it as soon as it has written the running call's result, without
+   * waiting for the root to read that result and send the next (a round trip, and the wake-up
+   * of a worker that went to sleep meanwhile). False, and nothing sent, when the run has ended,
+   * no call is running, one is already ahead, or the record does not fit the ring now. The
+   * ring's order is the call order: the worker answers the running call before it reads this one.
+   */
+  sendAhead(exportName: string, input: Uint8Array, fuel: number): boolean {
+    if (this.ended || this.pending !== 1 || this.sending !== null) return false;
+    const header = this.callHeader(exportName);
+    const calls = this.calls;
+    if (header.bytes.length + input.length > calls.maxRecord) return false;
+    header.view.setFloat64(0, fuel, true);
+    const parts = this.callParts;
+    parts[0] = header.bytes;
+    parts[1] = input;
+    const written = calls.tryWriteParts(CallKind.CALL, parts);
+    parts[1] = EMPTY;
+    if (written) this.callSent();
+    return written;
+  }
+
+  /** Counts a call sent: the root is busy while it has calls in flight, and holds a place in the spin budget. */
+  private callSent(): void {
+    if (callsInFlight++ === 0) processSpinBudget().hold();
+    this.pending++;
+  }
+
+  /** False when a record of the event ring could not be read: what the worker did after it is unknown. */
+  get ringIntact(): boolean {
+    return !this.drainFailed;
+  }
+
+  /** False once the run has ended (its end is being delivered): nothing more is sent to it. */
+  get accepting(): boolean {
+    return !this.ended;
+  }
+
+  /**
+   * True when the worker is awake: it runs a call or polls for the next one (a dedicated worker
+   * asleep on its call ring counts itself there). A shared worker or a partition process is
+   * never counted awake: it sleeps on a doorbell, not on the ring.
+   */
+  get workerAwake(): boolean {
+    return !this.ended && this.host.placement === 'dedicated' && !this.calls.readerWaiting;
+  }
+
+  /**
+   * True when a recent call of this run was answered within `micros`: `quickest` follows the
+   * fastest recent answer (a faster one at once, slower ones by 1/16), so a call's own duration,
+   * not the root's or the worker's wake-ups on the way, decides: answers that come through the
+   * event loop (tens of µs) do not hide that the calls themselves take a few.
+   */
+  answeredWithin(micros: number): boolean {
+    return this.quickest <= micros;
   }
 
   /**
@@ -330,9 +396,10 @@ export class WorkerRun {
    * keeps the root's event loop from being held longer than that.
    */
   poll(micros: number): void {
-    // Only the one call in flight in the process: with more, the root has other replies to take
-    // (through its event loop); and only when replies have been coming within the window.
-    if (this.ended || callsInFlight !== 1) return;
+    // Only when every call in flight in the process is this run's (the running one and one sent
+    // ahead): with others, the root has other replies to take (through its event loop); and
+    // only when replies have been coming within the window.
+    if (this.ended || callsInFlight !== this.pending) return;
     const seq = this.events.writeSeq;
     // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
     if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null) && !this.paused) this.drain(this.events.capacity);
@@ -462,8 +529,13 @@ export class WorkerRun {
     if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
     const ret = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24);
     bytes.fill(0, 0, 4);
+    const now = performance.now();
     this.callDone();
-    this.replies.add((performance.now() - this.callSentAt) * 1000);
+    const micros = (now - this.callSentAt) * 1000;
+    this.replies.add(micros);
+    this.quickest = micros < this.quickest ? micros : this.quickest + (micros - this.quickest) / 16;
+    // A call sent ahead is the head now: it started at the latest when this result was written.
+    this.callSentAt = now;
     return () => this.on.result(ret, bytes.subarray(4));
   }
 
@@ -471,7 +543,7 @@ export class WorkerRun {
     if (this.ended) return;
     this.ended = true;
     this.launched = false;
-    this.callDone();
+    while (this.pending > 0) this.callDone();
     this.disarm();
     // Whatever the worker wrote before it ended is still in the ring: deliver it before the end.
     this.drain();
@@ -491,8 +563,8 @@ export class WorkerRun {
   }
 
   private callDone(): void {
-    if (!this.inCall) return;
-    this.inCall = false;
+    if (this.pending === 0) return;
+    this.pending--;
     if (--callsInFlight === 0) processSpinBudget().leave();
   }
 

@@ -102,6 +102,23 @@ describe('no exception from partition traffic reaches the event loop', () => {
     expect(escaped).toEqual([]);
   });
 
+  it('a corrupt event ring fails the call sent ahead as well: it may have run, so it is never sent again', async () => {
+    const hv = hypervisor();
+    const p = await hv.createPartition({ name: 'ahead', module: guest('transform'), kind: 'reactor' });
+    await p.start();
+    const running = p.call('spin', '', { timeoutMs: 10_000 }).catch((e: unknown) => e);
+    const ahead = p.call('count').catch((e: unknown) => e);
+    expect((p as unknown as { ahead: unknown }).ahead).toMatchObject({ name: 'count' });
+    runOf(p).events.tryWrite(77, new Uint8Array(8));
+    expect(await running).toMatchObject({ code: 'ERR_INTERNAL' });
+    expect(await ahead).toMatchObject({ code: 'ERR_INTERNAL', message: expect.stringMatching(/channel failed/) });
+    // The partition restarted: a fresh instance answers.
+    expect(new TextDecoder().decode(await p.call('count'))).toBe('1');
+    await hv.close();
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
   it('a corrupt record on a NIC\'s tx ring unplugs that NIC and ends its partition with ERR_INTERNAL; the segment goes on', async () => {
     const hv = hypervisor();
     const net = { segment: 'inv', host: true };

@@ -101,6 +101,46 @@ describe('reactor partitions: calls into a running guest', () => {
     await expect(p.call('count', '', { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
   });
 
+  it('a queued call goes ahead into the ring behind the running one; its budget starts when it runs, and an instance that fails first hands it back', async () => {
+    hv = hypervisor();
+    const { p, restarts } = await reactor();
+    const internals = p as unknown as { ahead: unknown; queue: unknown[] };
+    const spinning = p.call('spin', '', { timeoutMs: 300 });
+    // Sent ahead at once (no AbortSignal); its budget (100 ms) is shorter than the spin before it.
+    const next = p.call('count', '', { timeoutMs: 100 });
+    const queued = p.call('count');
+    expect(internals.ahead).toMatchObject({ name: 'count' });
+    expect(internals.queue).toHaveLength(1);
+    expect(p.pendingCalls).toBe(3);
+    await expect(spinning).rejects.toMatchObject({ code: 'ERR_LIMIT_CPU' });
+    // Never started in the instance that was killed: it runs once, first, on the fresh one.
+    expect([text(await next), text(await queued)]).toEqual(['1', '2']);
+    expect(restarts).toHaveLength(1);
+    // A trap in the running call: the call ahead of it runs on the next instance.
+    const trapped = p.call('trap');
+    const after = p.call('count');
+    expect(internals.ahead).toMatchObject({ name: 'count' });
+    await expect(trapped).rejects.toMatchObject({ code: 'ERR_GUEST_TRAP' });
+    expect(text(await after)).toBe('1');
+    expect(restarts).toHaveLength(2);
+  });
+
+  it('a call with an AbortSignal waits in the queue (never ahead): its abort leaves the instance alone', async () => {
+    hv = hypervisor();
+    const { p, restarts } = await reactor();
+    const internals = p as unknown as { ahead: unknown };
+    await p.call('count');
+    const first = p.call('upper', 'a'.repeat(1000));
+    const aborted = new AbortController();
+    const dropped = p.call('count', '', { signal: aborted.signal });
+    expect(internals.ahead).toBeNull();
+    aborted.abort();
+    await expect(dropped).rejects.toMatchObject({ name: 'AbortError' });
+    expect(text(await first)).toBe('A'.repeat(1000));
+    expect(text(await p.call('count'))).toBe('2');
+    expect(restarts).toEqual([]);
+  });
+
   it('trap → restart → the next call succeeds with fresh state', async () => {
     hv = hypervisor();
     const { p, restarts } = await reactor();
