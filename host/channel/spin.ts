@@ -77,20 +77,26 @@ const SPIN_HIT_SHARE = 0.75;
  * the window. Waits are recorded whether or not the waiter spun, so spinning resumes by itself
  * once replies come quickly again.
  *
- * A waiter without a history does not spin: it starts with no hits, and spins once 11 waits in a
- * row (or as many in a mix) ended within the window. A reactor called now and then (a random one
- * of thousands) has no history that says its reply comes fast; its worker sleeps and must be
- * woken first. Starting with a spin made the root spin its whole window for nearly every such
- * call, and on a busy machine take the core the woken worker needed (issue #15: a random one of
- * 10,000 shared partitions, 97 µs median with the spin, 48-72 µs without, load 5).
+ * A waiter that has not waited yet does not spin; from its first recorded wait on it starts from
+ * "spin" (the average at 0, every wait a hit), so a reactor called in a loop spins from its second
+ * call. A reactor called now and then (a random one of thousands) has no wait to go by; its worker
+ * sleeps and must be woken first. Spinning for its first call made the root spin its whole window
+ * for nearly every such call, and on a busy machine take the core the woken worker needed (issue
+ * #15: a random one of 10,000 shared partitions, 97-111 µs median with the spin, 50-73 µs
+ * without, load 5-9). Starting from "no spin" instead (no hits) was worse where spinning pays: a
+ * wait the root did not spin for includes its own wake-up, so a reactor that answers within the
+ * window when the root spins looked slower than the window when it did not, and never started.
  */
 export class RecentWait {
   value = 0;
-  /** Moving share (0..1) of waits that ended within `window`: none until waits say otherwise. */
-  hits = 0;
+  /** Moving share (0..1) of waits that ended within `window`. */
+  hits = 1;
   private window = Infinity;
+  /** A wait was recorded: until then the waiter does not spin. */
+  private seen = false;
 
   add(micros: number): void {
+    this.seen = true;
     this.value += (micros - this.value) / 8;
     this.hits += ((micros <= this.window ? 1 : 0) - this.hits) / 8;
   }
@@ -98,7 +104,7 @@ export class RecentWait {
   /** True when a spin of `windowMicros` is likely to see the news. */
   within(windowMicros: number): boolean {
     this.window = windowMicros;
-    return this.value <= windowMicros && this.hits >= SPIN_HIT_SHARE;
+    return this.seen && this.value <= windowMicros && this.hits >= SPIN_HIT_SHARE;
   }
 }
 
