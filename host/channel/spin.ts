@@ -77,25 +77,26 @@ const SPIN_HIT_SHARE = 0.75;
  * the window. Waits are recorded whether or not the waiter spun, so spinning resumes by itself
  * once replies come quickly again.
  *
- * A waiter that has not waited yet does not spin; from its first recorded wait on it starts from
- * "spin" (the average at 0, every wait a hit), so a reactor called in a loop spins from its second
- * call. A reactor called now and then (a random one of thousands) has no wait to go by; its worker
- * sleeps and must be woken first. Spinning for its first call made the root spin its whole window
- * for nearly every such call, and on a busy machine take the core the woken worker needed (issue
- * #15: a random one of 10,000 shared partitions, 97-111 µs median with the spin, 50-73 µs
- * without, load 5-9). Starting from "no spin" instead (no hits) was worse where spinning pays: a
- * wait the root did not spin for includes its own wake-up, so a reactor that answers within the
- * window when the root spins looked slower than the window when it did not, and never started.
+ * Before its first recorded wait a waiter has nothing to go by: it asks `first` (a SpinChoice the
+ * process shares among such waiters), or does not spin without one. From its first wait on it
+ * starts from "spin" (the average at 0, every wait a hit), so a reactor called in a loop spins
+ * from its second call. See SpinChoice for why the first wait is not simply a spin.
  */
 export class RecentWait {
   value = 0;
   /** Moving share (0..1) of waits that ended within `window`. */
   hits = 1;
   private window = Infinity;
-  /** A wait was recorded: until then the waiter does not spin. */
+  /** A wait was recorded: from then on this waiter's own waits decide. */
   private seen = false;
+  /** What `first` chose for the wait in progress: 0 nothing asked, 1 spin, 2 sleep. */
+  private chose = 0;
+
+  constructor(private readonly first: SpinChoice | null = null) {}
 
   add(micros: number): void {
+    if (this.chose !== 0) this.first!.record(this.chose === 1, micros);
+    this.chose = 0;
     this.seen = true;
     this.value += (micros - this.value) / 8;
     this.hits += ((micros <= this.window ? 1 : 0) - this.hits) / 8;
@@ -104,8 +105,52 @@ export class RecentWait {
   /** True when a spin of `windowMicros` is likely to see the news. */
   within(windowMicros: number): boolean {
     this.window = windowMicros;
-    return this.seen && this.value <= windowMicros && this.hits >= SPIN_HIT_SHARE;
+    if (!this.seen) {
+      if (this.first === null) return false;
+      const spin = this.first.choose();
+      this.chose = spin ? 1 : 2;
+      return spin;
+    }
+    return this.value <= windowMicros && this.hits >= SPIN_HIT_SHARE;
   }
+}
+
+/**
+ * Whether to spin for a wait the waiter has no history for (the root waiting for the first reply
+ * of a reactor: a random one of thousands is nearly always a first), chosen by how long such
+ * waits took recently with a spin and without: the shorter, and the other choice one time in 8,
+ * so a change of conditions is seen. One per process, shared by every such waiter.
+ *
+ * Neither fixed choice holds up: spinning for every first reply answered a random one of 10,000
+ * shared partitions in 37-57 µs median on a quiet machine, but in 97-111 µs at load 7-10 (the
+ * root's spin took the core the woken worker needed); never spinning, 47-80 µs at load 5-9 but
+ * 53-78 µs on the quiet machine (the root's own wake-up added to every reply) (issue #15,
+ * docs/PERFORMANCE.md "Session 10"). A wait that was not spun for includes the waiter's wake-up
+ * and a spun one may include a wasted window: each is the real cost of its choice.
+ */
+export class SpinChoice {
+  /** Moving averages (µs) of recent waits with a spin and without; each new one weighs 1/8. */
+  spun = 0;
+  slept = 0;
+  private turns = 0;
+
+  /** True to spin for this wait. */
+  choose(): boolean {
+    const spin = this.spun <= this.slept;
+    return (++this.turns & 7) === 0 ? !spin : spin;
+  }
+
+  record(spun: boolean, micros: number): void {
+    if (spun) this.spun += (micros - this.spun) / 8;
+    else this.slept += (micros - this.slept) / 8;
+  }
+}
+
+let processFirstWaits: SpinChoice | null = null;
+
+/** The process's SpinChoice for the root's first wait on each reactor run. */
+export function firstReplyChoice(): SpinChoice {
+  return (processFirstWaits ??= new SpinChoice());
 }
 
 /**

@@ -5,7 +5,7 @@ import { DROP_RECORD_BYTES } from '../devices/console.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
-import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
+import { RecentWait, firstReplyChoice, processSpinBudget, spinUntil } from '../channel/spin.ts';
 import { Watchdog } from './watchdogs.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
@@ -88,8 +88,11 @@ export class WorkerRun {
   /** A call of this run is between send and result (counted in `callsInFlight`). */
   private inCall = false;
   private callSentAt = 0;
-  /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
-  private readonly replies = new RecentWait();
+  /**
+   * How long this run's recent calls took to answer, µs: the root polls only when that is short;
+   * for its first call, as the process's recent first calls say (SpinChoice).
+   */
+  private readonly replies = new RecentWait(firstReplyChoice());
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;

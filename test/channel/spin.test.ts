@@ -4,7 +4,7 @@
  * once waits are short again; the budget never lets more spinners in than it has places.
  */
 import { describe, expect, it } from 'vitest';
-import { RecentWait, SpinBudget, spinUntil } from '../../host/channel/spin.ts';
+import { RecentWait, SpinBudget, SpinChoice, spinUntil } from '../../host/channel/spin.ts';
 
 describe('RecentWait', () => {
   it('does not spin before its first wait, spins while waits are short, stops when too many run past the window even if the average is under it, resumes when they are short again', () => {
@@ -29,6 +29,47 @@ describe('RecentWait', () => {
     for (let i = 0; i < 20; i++) r.add(i % 8 === 0 ? 2000 : 1);
     expect(r.value).toBeGreaterThan(50);
     expect(r.within(50)).toBe(false);
+  });
+});
+
+describe('SpinChoice', () => {
+  it('spins at first, keeps to the choice whose recent waits were shorter, and tries the other one time in 8', () => {
+    const c = new SpinChoice();
+    expect(c.choose()).toBe(true);
+    // Spun waits took 100 µs, slept ones 40: sleep, but spin one time in 8.
+    for (let i = 0; i < 40; i++) {
+      c.record(true, 100);
+      c.record(false, 40);
+    }
+    const picks = Array.from({ length: 64 }, () => c.choose());
+    expect(picks.filter((p) => p).length).toBe(8);
+    // Conditions change: spun waits now 20 µs. The tries see it, and spinning takes over.
+    for (let i = 0; i < 40; i++) c.record(true, 20);
+    const after = Array.from({ length: 64 }, () => c.choose());
+    expect(after.filter((p) => !p).length).toBe(8);
+  });
+
+  it("decides a RecentWait's waits until it has one of its own, and learns each one's outcome once", () => {
+    const c = new SpinChoice();
+    for (let i = 0; i < 40; i++) {
+      c.record(true, 100);
+      c.record(false, 30);
+    }
+    const r = new RecentWait(c);
+    const before = { spun: c.spun, slept: c.slept };
+    // Before its first wait the waiter asks the choice (sleep: ~30 < ~100, unless this is a try),
+    // and that choice's average takes the wait.
+    const asked = r.within(50);
+    r.add(35);
+    if (asked) expect(c).toMatchObject({ spun: before.spun + (35 - before.spun) / 8, slept: before.slept });
+    else expect(c).toMatchObject({ spun: before.spun, slept: before.slept + (35 - before.slept) / 8 });
+    const { spun, slept } = c;
+    // From its first wait on, its own waits decide, and the choice learns nothing more from it.
+    expect(r.within(50)).toBe(true);
+    r.add(35);
+    expect({ spun: c.spun, slept: c.slept }).toEqual({ spun, slept });
+    // Without a choice, a waiter with no wait yet does not spin.
+    expect(new RecentWait().within(50)).toBe(false);
   });
 });
 
