@@ -122,11 +122,12 @@ export class RecentWait {
  * so a change of conditions is seen. One per process, shared by every such waiter.
  *
  * Neither fixed choice holds up: spinning for every first reply answered a random one of 10,000
- * shared partitions in 37-57 µs median on a quiet machine, but in 97-111 µs at load 7-10 (the
- * root's spin took the core the woken worker needed); never spinning, 47-80 µs at load 5-9 but
- * 53-78 µs on the quiet machine (the root's own wake-up added to every reply) (issue #15,
- * docs/PERFORMANCE.md "Session 10"). A wait that was not spun for includes the waiter's wake-up
- * and a spun one may include a wasted window: each is the real cost of its choice.
+ * shared partitions in 37-57 µs median in some runs at load 3.5-7, but in 90-111 µs in others and
+ * at load 7-10 (the root's spin took the core the woken worker needed); never spinning, 47-80 µs
+ * at load 5-9 but 53-78 µs where spinning did well (the root's own wake-up added to every reply)
+ * (issue #15, docs/PERFORMANCE.md "Session 10"). A wait that was not spun for includes the
+ * waiter's wake-up, and a spun one may include a wasted window: each is the real cost of its
+ * choice, which is what the averages compare.
  */
 export class SpinChoice {
   /** Moving averages (µs) of recent waits with a spin and without; each new one weighs 1/8. */
