@@ -115,35 +115,60 @@ export class RecentWait {
   }
 }
 
+/** Recent waits each SpinChoice keeps per choice (the median of these decides). */
+const CHOICE_SAMPLES = 15;
+
 /**
  * Whether to spin for a wait the waiter has no history for (the root waiting for the first reply
  * of a reactor: a random one of thousands is nearly always a first), chosen by how long such
- * waits took recently with a spin and without: the shorter, and the other choice one time in 8,
- * so a change of conditions is seen. One per process, shared by every such waiter.
+ * waits took recently with a spin and without: the choice with the shorter median of its last 15,
+ * and the other one time in 8, so a change of conditions is seen. One per process, shared by every
+ * such waiter. A median, not an average: one wait of milliseconds (a thread that lost its core)
+ * would hold an average up for dozens of waits.
  *
  * Neither fixed choice holds up: spinning for every first reply answered a random one of 10,000
- * shared partitions in 37-57 µs median in some runs at load 3.5-7, but in 90-111 µs in others and
+ * shared partitions in 37-57 µs median in some runs at load 2-7, but in 90-111 µs in others and
  * at load 7-10 (the root's spin took the core the woken worker needed); never spinning, 47-80 µs
  * at load 5-9 but 53-78 µs where spinning did well (the root's own wake-up added to every reply)
  * (issue #15, docs/PERFORMANCE.md "Session 10"). A wait that was not spun for includes the
  * waiter's wake-up, and a spun one may include a wasted window: each is the real cost of its
- * choice, which is what the averages compare.
+ * choice, which is what the medians compare.
  */
 export class SpinChoice {
-  /** Moving averages (µs) of recent waits with a spin and without; each new one weighs 1/8. */
-  spun = 0;
-  slept = 0;
+  /** The last CHOICE_SAMPLES waits (µs) with a spin and without, oldest overwritten first; 0 until filled. */
+  private readonly spun = new Float64Array(CHOICE_SAMPLES);
+  private readonly slept = new Float64Array(CHOICE_SAMPLES);
+  private spunAt = 0;
+  private sleptAt = 0;
+  private readonly sorted = new Float64Array(CHOICE_SAMPLES);
   private turns = 0;
 
   /** True to spin for this wait. */
   choose(): boolean {
-    const spin = this.spun <= this.slept;
+    const spin = this.median(this.spun) <= this.median(this.slept);
     return (++this.turns & 7) === 0 ? !spin : spin;
   }
 
   record(spun: boolean, micros: number): void {
-    if (spun) this.spun += (micros - this.spun) / 8;
-    else this.slept += (micros - this.slept) / 8;
+    if (spun) {
+      this.spun[this.spunAt] = micros;
+      this.spunAt = (this.spunAt + 1) % CHOICE_SAMPLES;
+    } else {
+      this.slept[this.sleptAt] = micros;
+      this.sleptAt = (this.sleptAt + 1) % CHOICE_SAMPLES;
+    }
+  }
+
+  /** Median of recent waits with (true) or without a spin: 0 before any (so the first choice is a spin). */
+  recent(spun: boolean): number {
+    return this.median(spun ? this.spun : this.slept);
+  }
+
+  private median(samples: Float64Array): number {
+    const s = this.sorted;
+    s.set(samples);
+    s.sort();
+    return s[CHOICE_SAMPLES >>> 1]!;
   }
 }
 

@@ -37,37 +37,44 @@ describe('SpinChoice', () => {
     const c = new SpinChoice();
     expect(c.choose()).toBe(true);
     // Spun waits took 100 µs, slept ones 40: sleep, but spin one time in 8.
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 15; i++) {
       c.record(true, 100);
       c.record(false, 40);
     }
     const picks = Array.from({ length: 64 }, () => c.choose());
     expect(picks.filter((p) => p).length).toBe(8);
-    // Conditions change: spun waits now 20 µs. The tries see it, and spinning takes over.
-    for (let i = 0; i < 40; i++) c.record(true, 20);
+    // Conditions change: spun waits now 20 µs. Once most recent tries say so, spinning takes over.
+    for (let i = 0; i < 8; i++) c.record(true, 20);
     const after = Array.from({ length: 64 }, () => c.choose());
     expect(after.filter((p) => !p).length).toBe(8);
   });
 
-  it("decides a RecentWait's waits until it has one of its own, and learns each one's outcome once", () => {
+  it('is not swayed by a few very long waits (the median decides)', () => {
     const c = new SpinChoice();
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 15; i++) {
+      c.record(true, 30);
+      c.record(false, 60);
+    }
+    for (let i = 0; i < 5; i++) c.record(true, 5000);
+    expect(c.recent(true)).toBe(30);
+    expect(Array.from({ length: 8 }, () => c.choose()).filter((p) => p).length).toBe(7);
+  });
+
+  it("decides a RecentWait's waits until it has one of its own, and learns only each waiter's first wait", () => {
+    const c = new SpinChoice();
+    for (let i = 0; i < 15; i++) {
       c.record(true, 100);
       c.record(false, 30);
     }
-    const r = new RecentWait(c);
-    const before = { spun: c.spun, slept: c.slept };
-    // Before its first wait the waiter asks the choice (sleep: ~30 < ~100, unless this is a try),
-    // and that choice's average takes the wait.
-    const asked = r.within(50);
-    r.add(35);
-    if (asked) expect(c).toMatchObject({ spun: before.spun + (35 - before.spun) / 8, slept: before.slept });
-    else expect(c).toMatchObject({ spun: before.spun, slept: before.slept + (35 - before.slept) / 8 });
-    const { spun, slept } = c;
-    // From its first wait on, its own waits decide, and the choice learns nothing more from it.
-    expect(r.within(50)).toBe(true);
-    r.add(35);
-    expect({ spun: c.spun, slept: c.slept }).toEqual({ spun, slept });
+    const waiters = Array.from({ length: 9 }, () => new RecentWait(c));
+    // Sleep (30 < 100), except the eighth ask: a try.
+    expect(waiters.map((w) => w.within(50))).toEqual([false, false, false, false, false, false, false, true, false]);
+    for (const w of waiters) for (let i = 0; i < 8; i++) w.add(35);
+    // Eight first waits went to "slept" (8 of its last 15 are 35 now), one to "spun" (1 of 15):
+    // had every wait been learned, the try's eight would have moved the spun median to 35.
+    expect({ spun: c.recent(true), slept: c.recent(false) }).toEqual({ spun: 100, slept: 35 });
+    // From its first wait on, a waiter's own waits decide.
+    expect(waiters[0]!.within(50)).toBe(true);
     // Without a choice, a waiter with no wait yet does not spin.
     expect(new RecentWait().within(50)).toBe(false);
   });
