@@ -81,14 +81,28 @@ const SPIN_HIT_SHARE = 0.75;
  * neither); so besides the average, at least SPIN_HIT_SHARE of recent waits must have ended within
  * the window. Waits are recorded whether or not the waiter spun, so spinning resumes by itself
  * once replies come quickly again.
+ *
+ * Before its first recorded wait a waiter has nothing to go by: it asks `first` (a SpinChoice the
+ * process shares among such waiters), or does not spin without one. From its first wait on it
+ * starts from "spin" (the average at 0, every wait a hit), so a reactor called in a loop spins
+ * from its second call. See SpinChoice for why the first wait is not simply a spin.
  */
 export class RecentWait {
   value = 0;
   /** Moving share (0..1) of waits that ended within `window`. */
   hits = 1;
   private window = Infinity;
+  /** A wait was recorded: from then on this waiter's own waits decide. */
+  private seen = false;
+  /** What `first` chose for the wait in progress: 0 nothing asked, 1 spin, 2 sleep. */
+  private chose = 0;
+
+  constructor(private readonly first: SpinChoice | null = null) {}
 
   add(micros: number): void {
+    if (this.chose !== 0) this.first!.record(this.chose === 1, micros);
+    this.chose = 0;
+    this.seen = true;
     this.value += (micros - this.value) / 8;
     this.hits += ((micros <= this.window ? 1 : 0) - this.hits) / 8;
   }
@@ -96,8 +110,78 @@ export class RecentWait {
   /** True when a spin of `windowMicros` is likely to see the news. */
   within(windowMicros: number): boolean {
     this.window = windowMicros;
+    if (!this.seen) {
+      if (this.first === null) return false;
+      const spin = this.first.choose();
+      this.chose = spin ? 1 : 2;
+      return spin;
+    }
     return this.value <= windowMicros && this.hits >= SPIN_HIT_SHARE;
   }
+}
+
+/** Recent waits each SpinChoice keeps per choice (the median of these decides). */
+const CHOICE_SAMPLES = 15;
+
+/**
+ * Whether to spin for a wait the waiter has no history for (the root waiting for the first reply
+ * of a reactor: a random one of thousands is nearly always a first), chosen by how long such
+ * waits took recently with a spin and without: the choice with the shorter median of its last 15,
+ * and the other one time in 8, so a change of conditions is seen. One per process, shared by every
+ * such waiter. A median, not an average: one wait of milliseconds (a thread that lost its core)
+ * would hold an average up for dozens of waits.
+ *
+ * Neither fixed choice holds up: spinning for every first reply answered a random one of 10,000
+ * shared partitions in 37-57 µs median in some runs at load 2-7, but in 90-111 µs in others and
+ * at load 7-10 (the root's spin took the core the woken worker needed); never spinning, 47-80 µs
+ * at load 5-9 but 53-78 µs where spinning did well (the root's own wake-up added to every reply)
+ * (issue #15, docs/PERFORMANCE.md "Session 10"). A wait that was not spun for includes the
+ * waiter's wake-up, and a spun one may include a wasted window: each is the real cost of its
+ * choice, which is what the medians compare.
+ */
+export class SpinChoice {
+  /** The last CHOICE_SAMPLES waits (µs) with a spin and without, oldest overwritten first; 0 until filled. */
+  private readonly spun = new Float64Array(CHOICE_SAMPLES);
+  private readonly slept = new Float64Array(CHOICE_SAMPLES);
+  private spunAt = 0;
+  private sleptAt = 0;
+  private readonly sorted = new Float64Array(CHOICE_SAMPLES);
+  private turns = 0;
+
+  /** True to spin for this wait. */
+  choose(): boolean {
+    const spin = this.median(this.spun) <= this.median(this.slept);
+    return (++this.turns & 7) === 0 ? !spin : spin;
+  }
+
+  record(spun: boolean, micros: number): void {
+    if (spun) {
+      this.spun[this.spunAt] = micros;
+      this.spunAt = (this.spunAt + 1) % CHOICE_SAMPLES;
+    } else {
+      this.slept[this.sleptAt] = micros;
+      this.sleptAt = (this.sleptAt + 1) % CHOICE_SAMPLES;
+    }
+  }
+
+  /** Median of recent waits with (true) or without a spin: 0 before any (so the first choice is a spin). */
+  recent(spun: boolean): number {
+    return this.median(spun ? this.spun : this.slept);
+  }
+
+  private median(samples: Float64Array): number {
+    const s = this.sorted;
+    s.set(samples);
+    s.sort();
+    return s[CHOICE_SAMPLES >>> 1]!;
+  }
+}
+
+let processFirstWaits: SpinChoice | null = null;
+
+/** The process's SpinChoice for the root's first wait on each reactor run. */
+export function firstReplyChoice(): SpinChoice {
+  return (processFirstWaits ??= new SpinChoice());
 }
 
 /**

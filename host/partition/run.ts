@@ -5,7 +5,7 @@ import { DROP_RECORD_BYTES } from '../devices/console.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
-import { RecentWait, processSpinBudget, spinUntil } from '../channel/spin.ts';
+import { RecentWait, firstReplyChoice, processSpinBudget, spinUntil } from '../channel/spin.ts';
 import { Watchdog } from './watchdogs.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
@@ -92,8 +92,11 @@ export class WorkerRun {
   private pending = 0;
   /** When the call at the head was sent, or became the head (its predecessor's result was read). */
   private callSentAt = 0;
-  /** How long this run's recent calls took to answer, µs: the root polls only when that is short. */
-  private readonly replies = new RecentWait();
+  /**
+   * How long this run's recent calls took to answer, µs: the root polls only when that is short;
+   * for its first call, as the process's recent first calls say (SpinChoice).
+   */
+  private readonly replies = new RecentWait(firstReplyChoice());
   /** The fastest recent answer, µs (see answeredWithin); Infinity until the first. */
   private quickest = Infinity;
   /** The output's reader is behind: the pump waits for resumeOutput(). */

@@ -4,11 +4,13 @@
  * once waits are short again; the budget never lets more spinners in than it has places.
  */
 import { describe, expect, it } from 'vitest';
-import { RecentWait, SpinBudget, spinUntil } from '../../host/channel/spin.ts';
+import { RecentWait, SpinBudget, SpinChoice, spinUntil } from '../../host/channel/spin.ts';
 
 describe('RecentWait', () => {
-  it('spins while waits are short, stops when too many run past the window even if the average is under it, resumes when they are short again', () => {
+  it('does not spin before its first wait, spins while waits are short, stops when too many run past the window even if the average is under it, resumes when they are short again', () => {
     const r = new RecentWait();
+    expect(r.within(50)).toBe(false);
+    r.add(10);
     expect(r.within(50)).toBe(true);
     for (let i = 0; i < 20; i++) r.add(10);
     expect(r.within(50)).toBe(true);
@@ -30,9 +32,60 @@ describe('RecentWait', () => {
   });
 });
 
+describe('SpinChoice', () => {
+  it('spins at first, keeps to the choice whose recent waits were shorter, and tries the other one time in 8', () => {
+    const c = new SpinChoice();
+    expect(c.choose()).toBe(true);
+    // Spun waits took 100 µs, slept ones 40: sleep, but spin one time in 8.
+    for (let i = 0; i < 15; i++) {
+      c.record(true, 100);
+      c.record(false, 40);
+    }
+    const picks = Array.from({ length: 64 }, () => c.choose());
+    expect(picks.filter((p) => p).length).toBe(8);
+    // Conditions change: spun waits now 20 µs. Once most recent tries say so, spinning takes over.
+    for (let i = 0; i < 8; i++) c.record(true, 20);
+    const after = Array.from({ length: 64 }, () => c.choose());
+    expect(after.filter((p) => !p).length).toBe(8);
+  });
+
+  it('is not swayed by a few very long waits (the median decides)', () => {
+    const c = new SpinChoice();
+    for (let i = 0; i < 15; i++) {
+      c.record(true, 30);
+      c.record(false, 60);
+    }
+    for (let i = 0; i < 5; i++) c.record(true, 5000);
+    expect(c.recent(true)).toBe(30);
+    expect(Array.from({ length: 8 }, () => c.choose()).filter((p) => p).length).toBe(7);
+  });
+
+  it("decides a RecentWait's waits until it has one of its own, and learns only each waiter's first wait", () => {
+    const c = new SpinChoice();
+    for (let i = 0; i < 15; i++) {
+      c.record(true, 100);
+      c.record(false, 30);
+    }
+    const waiters = Array.from({ length: 9 }, () => new RecentWait(c));
+    // Sleep (30 < 100), except the eighth ask: a try.
+    expect(waiters.map((w) => w.within(50))).toEqual([false, false, false, false, false, false, false, true, false]);
+    for (const w of waiters) for (let i = 0; i < 8; i++) w.add(35);
+    // Eight first waits went to "slept" (8 of its last 15 are 35 now), one to "spun" (1 of 15):
+    // had every wait been learned, the try's eight would have moved the spun median to 35.
+    expect({ spun: c.recent(true), slept: c.recent(false) }).toEqual({ spun: 100, slept: 35 });
+    // From its first wait on, a waiter's own waits decide.
+    expect(waiters[0]!.within(50)).toBe(true);
+    // Without a choice, a waiter with no wait yet does not spin.
+    expect(new RecentWait().within(50)).toBe(false);
+  });
+});
+
 describe('spinUntil', () => {
   it('never spins without a window, when recent waits say no, or when the budget is full; returns true when the news came while spinning', () => {
     const r = new RecentWait();
+    // A short wait recorded: the refusals below are the window's and the budget's, not the history's.
+    r.add(10);
+    expect(r.within(1000)).toBe(true);
     let polls = 0;
     const never = () => (polls++, false);
     expect(spinUntil(never, 0, r, null)).toBe(false);
