@@ -26,6 +26,11 @@ export const MAX_SHOWN_LINES = 40;
 /** Violations shown one by one per partition; later ones are counted (the audit record aggregates them anyway). */
 export const MAX_SHOWN_VIOLATIONS = 8;
 
+/** What a wait still pending when its run ends rejects with. */
+function stopped(): WasmvisorError {
+  return new WasmvisorError('ERR_KILLED', 'the lab run ended while this step was waiting');
+}
+
 export interface SeenCode {
   code: string;
   message: string;
@@ -74,6 +79,8 @@ export class LabContext {
   private hypervisors = 0;
   private watched = 0;
   private closed = false;
+  /** Timed waits in progress (waitForLine, sleep): ended by `close`. */
+  private readonly waits = new Set<{ end(): void; kill(): void }>();
 
   constructor(options: ContextOptions) {
     this.options = options;
@@ -250,32 +257,63 @@ export class LabContext {
   /**
    * Resolves when `p` prints a line matching `match`, or rejects after `timeoutMs`. The default
    * is generous: it bounds a wait that includes starting workers, which takes seconds on a
-   * loaded machine (a run as a whole is bounded by LAB_TIMEOUT_MS).
+   * loaded machine (a run as a whole is bounded by LAB_TIMEOUT_MS). The run's end (`close`)
+   * ends the wait too, with ERR_KILLED: a run that was stopped or timed out goes on in the
+   * background until its next await, and must not hold the process by a timer meanwhile.
    */
   waitForLine(p: Partition, match: (line: string) => boolean, timeoutMs = WAIT_FOR_LINE_MS): Promise<string> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        p.off('console', onLine);
-        reject(new InternalError(`partition ${p.name} did not print the expected line within ${timeoutMs} ms`));
-      }, timeoutMs);
       const onLine = (line: string) => {
         if (!match(line)) return;
-        clearTimeout(timer);
-        p.off('console', onLine);
+        wait?.end();
         resolve(line);
       };
-      p.on('console', onLine);
+      const wait = this.pending(timeoutMs, () => reject(new InternalError(`partition ${p.name} did not print the expected line within ${timeoutMs} ms`)), reject, () => p.off('console', onLine));
+      if (wait !== null) p.on('console', onLine);
     });
   }
 
+  /** Resolves after `ms`; rejects with ERR_KILLED when the run ends first (see waitForLine). */
   sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
+    return new Promise((resolve, reject) => {
+      this.pending(ms, resolve, reject, () => {});
+    });
+  }
+
+  /**
+   * A timed wait the run's end cuts short: `elapsed` when `ms` have passed, else `killed` with
+   * ERR_KILLED at `close` (or at once, returning null, when the run has already ended).
+   * `detach` runs once either way, and when the waiter ends the wait itself (`end`).
+   */
+  private pending(ms: number, elapsed: () => void, killed: (error: WasmvisorError) => void, detach: () => void): { end(): void } | null {
+    if (this.closed) {
+      killed(stopped());
+      return null;
+    }
+    const wait = {
+      end: () => {
+        if (!this.waits.delete(wait)) return;
+        clearTimeout(timer);
+        detach();
+      },
+      kill: () => {
+        wait.end();
+        killed(stopped());
+      },
+    };
+    const timer = setTimeout(() => {
+      wait.end();
+      elapsed();
+    }, ms);
+    this.waits.add(wait);
+    return wait;
   }
 
   /** Closes everything the run made, newest first; then removes the work directory. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const wait of [...this.waits]) wait.kill();
     for (const fn of this.cleanups.reverse()) {
       try {
         await fn();
