@@ -37,9 +37,14 @@ export class DedicatedHost implements RunHost {
     // or does can be seen before this turn of the root's event loop ends.
     try {
       worker.postMessage({ type: 'assign', init } satisfies AssignMessage);
-    } finally {
+    } catch (error) {
+      // An assignment that cannot be posted leaves a worker nobody will use: it ends here.
       this.pool.claim(worker);
+      this.worker = null;
+      void worker.terminate().catch(() => 0);
+      throw error;
     }
+    this.pool.claim(worker);
     worker.on('message', (m: unknown) => events.message(m));
     worker.on('error', (e: unknown) => events.error(e));
     worker.on('messageerror', (e: unknown) => events.error(e));
