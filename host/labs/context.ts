@@ -26,6 +26,17 @@ export const MAX_SHOWN_LINES = 40;
 /** Violations shown one by one per partition; later ones are counted (the audit record aggregates them anyway). */
 export const MAX_SHOWN_VIOLATIONS = 8;
 
+/**
+ * `promise`, marked as handled: a lab often starts a wait before the step it waits on
+ * (`waitForLine` before `start`) and awaits it after; when that step throws, or the run ends
+ * first, the wait's rejection has no reader, and an unhandled rejection would end the whole
+ * process (`wasmvisor lab` serving other runs). Whoever awaits it still gets the rejection.
+ */
+function settledQuietly<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
 /** What a wait still pending when its run ends rejects with. */
 function stopped(): WasmvisorError {
   return new WasmvisorError('ERR_KILLED', 'the lab run ended while this step was waiting');
@@ -262,7 +273,7 @@ export class LabContext {
    * background until its next await, and must not hold the process by a timer meanwhile.
    */
   waitForLine(p: Partition, match: (line: string) => boolean, timeoutMs = WAIT_FOR_LINE_MS): Promise<string> {
-    return new Promise((resolve, reject) => {
+    return settledQuietly(new Promise((resolve, reject) => {
       const onLine = (line: string) => {
         if (!match(line)) return;
         wait?.end();
@@ -270,14 +281,16 @@ export class LabContext {
       };
       const wait = this.pending(timeoutMs, () => reject(new InternalError(`partition ${p.name} did not print the expected line within ${timeoutMs} ms`)), reject, () => p.off('console', onLine));
       if (wait !== null) p.on('console', onLine);
-    });
+    }));
   }
 
   /** Resolves after `ms`; rejects with ERR_KILLED when the run ends first (see waitForLine). */
   sleep(ms: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pending(ms, resolve, reject, () => {});
-    });
+    return settledQuietly(
+      new Promise((resolve, reject) => {
+        this.pending(ms, resolve, reject, () => {});
+      }),
+    );
   }
 
   /**
