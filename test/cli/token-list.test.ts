@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { TOKEN_LIST_WIDTHS } from '../../host/cli/token.ts';
+import type { TokenRecord } from '../../host/mgmt/tokens.ts';
 import { cli } from './harness.ts';
 
 vi.setConfig({ testTimeout: 90_000 });
@@ -24,17 +25,8 @@ const example = /```text\n([\s\S]*?)\n\s*```/.exec(manual.slice(manual.indexOf('
 const documentedStarts = /Columns start at characters ([\d, and]+);/.exec(paragraph)![1]!.split(/, | and /).map(Number);
 const documentedFields = /objects with exactly these fields: (.*?) and `status`\./.exec(paragraph)![1]!.match(/`(\w+)`/g)!.map((f) => f.slice(1, -1)).filter((f) => f !== 'null').concat('status');
 
-interface Listed {
-  id: string;
-  name: string;
-  role: string;
-  scope: string;
-  createdAt: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  createdBy: string;
-  status: string;
-}
+/** What `token list --json` prints of each token: the record without its secret's hash, and its status. */
+type Listed = Omit<TokenRecord, 'sha256'> & { status: string };
 
 describe('token list, as docs/MANAGEMENT.md states it', () => {
   it('the manual’s column starts are the table’s, and its example lines are in that format', () => {

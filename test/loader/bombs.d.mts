@@ -6,4 +6,5 @@ export function customSection(name: string, payload: ArrayLike<number>): Uint8Ar
 export function guestWithBodies(bodies: readonly Uint8Array[], extra?: readonly Uint8Array[]): Uint8Array;
 export function localsBomb(functions: number, locals: number): Uint8Array;
 export function nestingBomb(depth: number): Uint8Array;
+export function constBlockBomb(depth: number): Uint8Array;
 export function straightBody(pairs: number): Uint8Array;

@@ -76,6 +76,19 @@ export function nestingBomb(depth) {
   return guestWithBodies([body]);
 }
 
+/**
+ * A guest whose one function nests `depth` blocks, each after an `i32.const 0` whose value is
+ * dropped after the block's end: past binaryen's stack when the nesting bound is raised far.
+ */
+export function constBlockBomb(depth) {
+  const body = new Uint8Array(1 + depth * 4 + depth * 2 + 1);
+  let at = 1;
+  for (let i = 0; i < depth; i++) body.set([0x41, 0x00, 0x02, 0x40], (at += 4) - 4);
+  for (let i = 0; i < depth; i++) body.set([0x0b, 0x1a], (at += 2) - 2);
+  body[at] = 0x0b;
+  return guestWithBodies([body]);
+}
+
 /** A body of `pairs` × (i32.const 0; drop): straight-line code of 3 bytes an instruction pair. */
 export function straightBody(pairs) {
   const body = new Uint8Array(1 + pairs * 3 + 1);

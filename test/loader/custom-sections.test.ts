@@ -11,7 +11,7 @@ import { Hypervisor, WasmvisorError } from '../../host/index.ts';
 import { loaderThread } from '../../host/loader/offthread.ts';
 import { loadModule } from '../../host/loader/pipeline.ts';
 import { collect, guest } from '../helpers.ts';
-import { concat, customSection, guestWithBodies, leb } from './bombs.mjs';
+import { concat, constBlockBomb, customSection, leb } from './bombs.mjs';
 
 /** Custom sections binaryen (or any tool) might parse, each malformed in its own way. */
 const MALFORMED: readonly (readonly [string, readonly number[]])[] = [
@@ -124,12 +124,7 @@ describe('malformed custom sections (issue #10.9)', () => {
 describe('fuel instrumentation refuses what binaryen cannot take, with a typed error (the class of #10.9)', () => {
   it('a module nested past the instrumenter’s stack (bound raised by the embedder): ERR_LIMIT_MODULE, not ERR_INTERNAL', async () => {
     const depth = 60_000;
-    const body = new Uint8Array(1 + depth * 4 + depth * 2 + 1);
-    let at = 1;
-    for (let i = 0; i < depth; i++) body.set([0x41, 0x00, 0x02, 0x40], (at += 4) - 4);
-    for (let i = 0; i < depth; i++) body.set([0x0b, 0x1a], (at += 2) - 2);
-    body[at] = 0x0b;
-    const bytes = guestWithBodies([body]);
+    const bytes = constBlockBomb(depth);
     const moduleLimits = { nestingDepth: depth };
     await expect(loadModule(bytes, { policy: { moduleLimits } })).resolves.toBeDefined();
     const error = await loadModule(bytes, { fuel: true, policy: { moduleLimits } }).then(() => null, (e: unknown) => e);

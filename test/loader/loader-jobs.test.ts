@@ -14,7 +14,7 @@ import { instrumenterHealthy } from '../../host/loader/instrument.ts';
 import { loaderThread, type LoaderResponse } from '../../host/loader/offthread.ts';
 import { threadCounters, type InspectRequest, type PrepareRequest } from '../../host/loader/pipeline.ts';
 import { defaultPolicy } from '../../host/loader/policy.ts';
-import { guestWithBodies } from './bombs.mjs';
+import { constBlockBomb } from './bombs.mjs';
 import { guest } from './wat.ts';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -209,13 +209,8 @@ describe('answerLoaderRequest: retirement', () => {
   it('once an exception has unwound through this thread’s binaryen, every answer asks the root to retire the thread', async () => {
     expect(instrumenterHealthy()).toBe(true);
     const depth = 60_000;
-    const body = new Uint8Array(1 + depth * 4 + depth * 2 + 1);
-    let at = 1;
-    for (let i = 0; i < depth; i++) body.set([0x41, 0x00, 0x02, 0x40], (at += 4) - 4);
-    for (let i = 0; i < depth; i++) body.set([0x0b, 0x1a], (at += 2) - 2);
-    body[at] = 0x0b;
     const policy = defaultPolicy({ moduleLimits: { nestingDepth: depth } });
-    const answer = await answerLoaderRequest({ id: 40, job: 'prepare', payload: prepare(guestWithBodies([body]), { fuel: true, policy }) });
+    const answer = await answerLoaderRequest({ id: 40, job: 'prepare', payload: prepare(constBlockBomb(depth), { fuel: true, policy }) });
     expect(answer.response).toMatchObject({ id: 40, ok: false, code: 'ERR_LIMIT_MODULE', retire: true });
     expect(instrumenterHealthy()).toBe(false);
     // The next answer, whatever its job, asks again (the root retires a thread once).
