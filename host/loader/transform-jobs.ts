@@ -14,7 +14,7 @@
 import { WasmvisorError } from '../errors.ts';
 import { quoted } from '../escape.ts';
 import { ASYNCIFY_EXPORTS, ASYNCIFY_IMPORTS, type TransformReply, type TransformRequest } from './transform.ts';
-import { binaryenFeatures, instrumentFuel, loadBinaryen } from './instrument.ts';
+import { binaryenFeatures, instrumentFuel, instrumenterHealthy, loadBinaryen } from './instrument.ts';
 
 /** The names the pass exports, by our name for them. */
 const PASS_EXPORTS: Record<keyof typeof ASYNCIFY_EXPORTS, string> = {
@@ -75,9 +75,18 @@ function requestOf(message: unknown): TransformRequest | string {
 
 /**
  * Meters fuel in the message's module (and, when asked, makes it suspendable) and replies with
- * the new bytes, transferred, or with the error and its code.
+ * the new bytes, transferred, or with the error and its code; `retire` when this thread's
+ * binaryen is no longer trusted (instrument.ts, `instrumenterHealthy`).
  */
 export async function answerTransformRequest(message: unknown): Promise<TransformAnswer> {
+  const answer = await answerOne(message);
+  // As the loader's thread does (loader-jobs.ts): once an exception has unwound through this
+  // thread's binaryen, the reply asks the root to retire the thread.
+  return instrumenterHealthy() ? answer : { reply: { ...answer.reply, retire: true }, transfer: answer.transfer };
+}
+
+/** The reply to one message, before the thread's health is added. */
+async function answerOne(message: unknown): Promise<TransformAnswer> {
   let id = NO_TRANSFORM_ID;
   try {
     const request = requestOf(message);

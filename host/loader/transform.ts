@@ -43,35 +43,59 @@ export interface TransformRequest {
   /** Also apply the suspend transform (after fuel metering). */
   suspendable: boolean;
 }
-export type TransformReply = { id: number; bytes: Uint8Array } | { id: number; error: string; code: ErrorCode | null };
+export type TransformReply = ({ id: number; bytes: Uint8Array } | { id: number; error: string; code: ErrorCode | null }) & {
+  /** The worker's binaryen is no longer trusted: it gets no new request, and ends once it has answered. */
+  readonly retire?: boolean;
+};
 
-let worker: Worker | null = null;
+/** One transform worker and the requests it has not answered yet. */
+interface Transformer {
+  readonly worker: Worker;
+  readonly pending: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
+  retiring: boolean;
+}
+
+let current: Transformer | null = null;
 let nextId = 1;
-const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
 
-function transformer(): Worker {
-  if (worker !== null) return worker;
+/** Transform workers spawned, and retired at their own request: for tests and diagnostics. */
+export const transformCounters = { spawned: 0, retirements: 0 };
+
+function transformer(): Transformer {
+  if (current !== null) return current;
   const w = spawnWorker(transformScript, { stdout: false, stderr: false, name: 'wasmvisor:transform' });
+  transformCounters.spawned++;
+  const t: Transformer = { worker: w, pending: new Map(), retiring: false };
   w.unref();
   w.on('message', (reply: TransformReply) => {
-    const p = pending.get(reply.id);
+    // A worker whose binaryen an exception unwound through takes no new request (a fresh one
+    // will), and ends once it has answered the ones it has.
+    if (reply.retire === true && !t.retiring) {
+      t.retiring = true;
+      transformCounters.retirements++;
+      if (current === t) current = null;
+    }
+    const p = t.pending.get(reply.id);
+    t.pending.delete(reply.id);
+    if (t.pending.size === 0) {
+      w.unref();
+      if (t.retiring) void w.terminate();
+    }
     if (p === undefined) return;
-    pending.delete(reply.id);
-    if (pending.size === 0) w.unref();
     if ('bytes' in reply) p.resolve(reply.bytes);
     // A typed refusal (e.g. ERR_FEATURE_DENIED for code the meter cannot see) keeps its code.
     else p.reject(reply.code !== null ? errorFromCode(reply.code, reply.error) : new InternalError(`transforming the module failed: ${reply.error}`));
   });
   const fail = (error: unknown): void => {
-    worker = null;
+    if (current === t) current = null;
     const message = error instanceof Error ? error.message : `the transform worker exited (${String(error)})`;
-    for (const p of pending.values()) p.reject(new InternalError(`transforming the module failed: ${message}`));
-    pending.clear();
+    for (const p of t.pending.values()) p.reject(new InternalError(`transforming the module failed: ${message}`));
+    t.pending.clear();
   };
   w.on('error', fail);
   w.on('exit', fail);
-  worker = w;
-  return w;
+  current = t;
+  return t;
 }
 
 /**
@@ -81,10 +105,10 @@ function transformer(): Worker {
  */
 export function transformModule(bytes: Uint8Array, suspendable: boolean): Promise<Uint8Array> {
   const id = nextId++;
-  const w = transformer();
+  const t = transformer();
   return new Promise<Uint8Array>((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    w.ref();
-    w.postMessage({ id, bytes, suspendable } satisfies TransformRequest);
+    t.pending.set(id, { resolve, reject });
+    t.worker.ref();
+    t.worker.postMessage({ id, bytes, suspendable } satisfies TransformRequest);
   });
 }

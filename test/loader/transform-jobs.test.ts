@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { FUEL_EXHAUSTED, FUEL_MODULE, instrumentFuel } from '../../host/loader/instrument.ts';
 import { readSections } from '../../host/loader/sections.ts';
 import { NO_TRANSFORM_ID, answerTransformRequest, type TransformAnswer } from '../../host/loader/transform-jobs.ts';
-import { ASYNCIFY_EXPORTS, transformModule } from '../../host/loader/transform.ts';
+import { ASYNCIFY_EXPORTS, transformCounters, transformModule } from '../../host/loader/transform.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
 import { guest } from './wat.ts';
 
@@ -121,10 +121,29 @@ describe('answerTransformRequest: refusals from the metering step (last: they le
       () => null,
       (e: unknown) => e as Error & { code: string },
     );
-    const reply = errorOf(await answerTransformRequest({ id: 8, bytes, suspendable: true }));
+    const answer = await answerTransformRequest({ id: 8, bytes, suspendable: true });
+    const { retire, ...reply } = answer.reply;
+    expect(errorOf({ reply, transfer: answer.transfer })).toBe(reply);
     expect(reply.id).toBe(8);
-    expect(reply.code).toBe('ERR_FEATURE_DENIED');
-    expect(reply.code).toBe(here?.code);
-    expect(reply.error).toMatch(/^fuel metering cannot read this module/);
+    expect('code' in reply && reply.code).toBe('ERR_FEATURE_DENIED');
+    expect('code' in reply && reply.code).toBe(here?.code);
+    expect('error' in reply && reply.error).toMatch(/^fuel metering cannot read this module/);
+    // The reader's exception unwound through this thread's binaryen: the reply, and every one
+    // after it, asks the root to retire the thread (as the loader's thread does).
+    expect(retire).toBe(true);
+    expect((await answerTransformRequest({ id: 9, bytes: loop(1), suspendable: false })).reply.retire).toBe(true);
+  });
+});
+
+describe('transformModule: a transform worker whose binaryen failed is retired', () => {
+  it('the next module goes to a fresh worker', async () => {
+    await transformModule(loop(3), false);
+    const before = { ...transformCounters };
+    await expect(transformModule(Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0x63]), false)).rejects.toMatchObject({ code: 'ERR_FEATURE_DENIED' });
+    expect(transformCounters.retirements).toBe(before.retirements + 1);
+    const metered = await transformModule(loop(4), false);
+    expect(readSections(metered).imports.some((i) => i.module === FUEL_MODULE && i.name === FUEL_EXHAUSTED)).toBe(true);
+    expect(transformCounters.spawned).toBe(before.spawned + 1);
+    expect(transformCounters.retirements).toBe(before.retirements + 1);
   });
 });
