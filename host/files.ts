@@ -62,7 +62,9 @@ export function isMissingFile(error: unknown): boolean {
   return error instanceof WasmvisorError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
-function kind(st: Stats): string {
+/** What `st` is, in words ("a directory", "a FIFO", …), for messages that name a file. */
+export function fileKind(st: Stats): string {
+  if (st.isFile()) return 'a file';
   if (st.isDirectory()) return 'a directory';
   if (st.isFIFO()) return 'a FIFO';
   if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
@@ -77,7 +79,7 @@ function checkStat(file: string, st: Stats, path: Stats | null, o: ReadFileOptio
     if (!st.isFIFO() || st.dev !== path.dev || st.ino !== path.ino) throw fail(`${o.what} ${file} changed while it was opened`);
     return;
   }
-  if (!st.isFile()) throw fail(`${o.what} ${file} is ${kind(st)}${o.pipes ? ', not a regular file or a pipe' : ', not a regular file'}`);
+  if (!st.isFile()) throw fail(`${o.what} ${file} is ${fileKind(st)}${o.pipes ? ', not a regular file or a pipe' : ', not a regular file'}`);
   if (st.size > o.maxBytes) throw fail(`${o.what} ${file} is ${st.size} bytes, over the ${o.maxBytes}-byte limit`);
 }
 

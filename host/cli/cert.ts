@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
+import { fileKind } from '../files.ts';
 import { writeNewFile } from '../security/keys.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
@@ -72,15 +73,11 @@ async function run(argv: string[]): Promise<number> {
 
 /** What is at `file` (following links), in words; null when nothing is. */
 function kindOf(file: string): string | null {
-  let st;
   try {
-    st = statSync(file);
+    return fileKind(statSync(file));
   } catch {
     return null;
   }
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFile()) return 'a file';
-  return 'not a regular file';
 }
 
 /**
