@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { usage } from './mgmt-args.ts';
-import { quoted } from '../escape.ts';
+import { escapeText, quoted } from '../escape.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
@@ -30,10 +30,19 @@ export const TOKEN_LIST_WIDTHS = [17, 20, 10, 28, 9] as const;
 /**
  * One line of `token list`'s table: each value padded to its column's width, and followed by at
  * least one space however long it is (a 20-character name used to run into its role), so the
- * line always splits on spaces into its six values (none of which holds a space).
+ * line always splits on spaces into its six values. No value a store writes holds a space or a
+ * control character; one a token file written by hand holds is shown escaped (`\x20`, `\n`), so
+ * the line still splits into six and stays one line.
  */
 function row(cells: readonly string[]): string {
-  return cells.map((cell, i) => (i < TOKEN_LIST_WIDTHS.length ? (cell.length < TOKEN_LIST_WIDTHS[i]! ? cell.padEnd(TOKEN_LIST_WIDTHS[i]!) : `${cell} `) : cell)).join('') + '\n';
+  return (
+    cells
+      .map((raw, i) => {
+        const cell = escapeText(raw).replaceAll(' ', '\\x20');
+        return i < TOKEN_LIST_WIDTHS.length ? (cell.length < TOKEN_LIST_WIDTHS[i]! ? cell.padEnd(TOKEN_LIST_WIDTHS[i]!) : `${cell} `) : cell;
+      })
+      .join('') + '\n'
+  );
 }
 
 export function tokenCommand(argv: string[]): Promise<number> {

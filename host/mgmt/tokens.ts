@@ -35,7 +35,13 @@ export const MAX_TOKENS = 10_000;
 
 const ID = /^[0-9a-f]{16}$/;
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME = new RegExp(NAME_PATTERN);
 
+/**
+ * A token file as read back. `role` and `scope` are looser than what `create` writes (a role name,
+ * a scope), so a file written before those checks, or by hand, still loads: a role no RBAC
+ * configuration defines grants nothing, and `token list` prints such values escaped.
+ */
 const TokenFile = Type.Object(
   {
     id: Type.String({ pattern: '^[0-9a-f]{16}$' }),
@@ -225,8 +231,13 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   private async createNow(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
-    if (!new RegExp(NAME_PATTERN).test(options.name)) {
+    if (!NAME.test(options.name)) {
       throw new InvalidArgumentError(`token name ${quoted(options.name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
+    }
+    // A role is a role's name (rbac.json's roles have the same pattern), so never a space or a
+    // control character: `token list` prints one per column, and audit reasons embed it.
+    if (!NAME.test(options.role)) {
+      throw new InvalidArgumentError(`token role ${quoted(options.role)} is not valid: a role name is 1-64 letters, digits, '.', '_' or '-'`);
     }
     checkScope(options.scope);
     if (this.records.size >= MAX_TOKENS) throw new InvalidArgumentError(`the store holds ${MAX_TOKENS} tokens, the most it may; remove revoked ones first`);

@@ -4,7 +4,7 @@
  * included: a value as long as its column is still followed by a space), the values' forms, and
  * `--json`'s array with exactly the documented fields, in the same order, never a secret.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -104,5 +104,18 @@ describe('token list, as docs/MANAGEMENT.md states it', () => {
     expect(ci.slice(documentedStarts[1]!, documentedStarts[2]!).trim()).toBe('ci');
     expect(ci.slice(documentedStarts[2]!, documentedStarts[3]!).trim()).toBe('Operator');
     expect(ci.slice(documentedStarts[3]!, documentedStarts[4]!).trim()).toBe('/partitions/web');
+  });
+
+  it('a token file written by hand with a space or a control character in its role or scope still loads, and its line still splits into six values', async () => {
+    const config = path.join(tmp, 'by-hand');
+    expect((await cli(['token', 'create', '--config', config, '--name', 'ci', '--role', 'Reader', '--scope', '/'])).code).toBe(0);
+    const [t] = JSON.parse((await cli(['token', 'list', '--config', config, '--json'])).stdout) as Listed[];
+    const file = path.join(config, 'tokens', `${t!.id}.json`);
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), role: 'Read er', scope: '/ x\nID' }));
+    const table = await cli(['token', 'list', '--config', config]);
+    expect(table).toMatchObject({ code: 0, stderr: '' });
+    const lines = table.stdout.split('\n').slice(1, -1);
+    expect(lines.map((l) => l.split(/ +/))).toEqual([[t!.id, 'ci', 'Read\\x20er', '/\\x20x\\nID', 'active', t!.expiresAt]]);
+    expect(JSON.parse((await cli(['token', 'list', '--config', config, '--json'])).stdout)).toMatchObject([{ role: 'Read er', scope: '/ x\nID' }]);
   });
 });

@@ -4,7 +4,7 @@
  * `Date.parse` cannot read compared as never reached, so such a token never expired.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_TOKEN_FILE_BYTES, TokenStore } from '../../host/mgmt/tokens.ts';
@@ -58,4 +58,28 @@ describe('token files', () => {
     expect(store.verify(token).name).toBe('ci');
     store.close();
   }, 20_000);
+
+  it('a role with a space or a control character is refused at creation, naming it, and nothing is written; a stored file holding one still loads', async () => {
+    const dir = tempDir();
+    const store = new TokenStore(dir);
+    await store.load();
+    for (const role of ['Read er', 'Reader\nID', 'Reader\t', ' Reader', '']) {
+      await expect(store.create({ name: 'ci', role, scope: '/', lifetimeMs: 60_000, createdBy: 'test' })).rejects.toMatchObject({
+        code: 'ERR_INVALID_ARGUMENT',
+        message: `token role ${JSON.stringify(role).replace(/\n/g, '\\n').replace(/\t/g, '\\t')} is not valid: a role name is 1-64 letters, digits, '.', '_' or '-'`,
+      });
+    }
+    await expect(store.create({ name: 'ci', role: 'Reader', scope: '/partitions/a b', lifetimeMs: 60_000, createdBy: 'test' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('"/partitions/a b"') });
+    expect(readdirSync(dir)).toEqual([]);
+    expect(store.list()).toEqual([]);
+    // Written before the check (or by hand): it loads, and verifies, as before.
+    const { token, record } = await store.create({ name: 'ci', role: 'Reader', scope: '/', lifetimeMs: 60_000, createdBy: 'test' });
+    const file = path.join(dir, `${record.id}.json`);
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), role: 'Read er', scope: '/ x' }));
+    const reported: string[] = [];
+    await store.load((f, why) => reported.push(`${f}: ${why}`));
+    expect(reported).toEqual([]);
+    expect(store.verify(token)).toMatchObject({ role: 'Read er', scope: '/ x' });
+    store.close();
+  });
 });
