@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import { readModuleSource } from '../loader/read.ts';
-import { MAX_KEY_FILE_BYTES, encodePublicKey, parsePublicKey, readKeyFile } from '../security/keys.ts';
+import { MAX_KEY_FILE_BYTES, encodePublicKey, keyIdHex, parsePublicKey, publicKeyComment, readKeyFile, type PublicKey } from '../security/keys.ts';
 import { Policy } from '../security/policy.ts';
 import { toHex } from '../security/wire.ts';
 import { readSignatureSource } from '../security/spec.ts';
@@ -24,9 +24,30 @@ export const verifyCommand = {
     'allow-partial': flag('accept a signature that covers only some parts of the module'),
   },
   positionals: { names: ['guest.wasm'], min: 1 },
-  notes: `Exit status: 0 when one of the keys signed every part of the module (naming each valid signer);
+  notes: `A key's publisher is named after its file (acme.pub: acme), or, through /dev/stdin or <(cmd),
+after the key: its OpenSSH comment, else key- and the first 8 hex digits of its key id.
+Exit status: 0 when one of the keys signed every part of the module (naming each valid signer);
 otherwise 125 with ERR_INTEGRITY and the reason a policy trusting these keys would give.`,
 } satisfies CommandSpec<OptionTable>;
+
+/** A path that names a descriptor (`<(cmd)` is /dev/fd/63, `/dev/stdin`): it says nothing of the key behind it. */
+const DESCRIPTOR_PATH = /^\/(?:dev\/(?:stdin|fd\/\d+)|proc\/(?:self|\d+)\/fd\/\d+)$/;
+
+/**
+ * What a key's publisher is called in verify's lines and errors: a key file's base name without
+ * its extension (`acme.pub`: acme); a key read through a descriptor path is named after the key:
+ * its OpenSSH line's comment (`ssh-ed25519 AAAA… alice@laptop`: alice_laptop), else `key-` and the
+ * first 8 hex digits of its key id.
+ */
+function publisherLabel(file: string, bytes: Uint8Array, key: PublicKey): string {
+  if (!DESCRIPTOR_PATH.test(file)) return path.basename(file).replace(/\.[^.]*$/, '');
+  return publicKeyComment(bytes) ?? `key-${keyIdHex(key).slice(0, 8)}`;
+}
+
+/** `label` as a publisher name a policy takes: letters, digits, `.`, `_`, `-` (others `_`), a letter or digit first, at most 56 characters (room for `-<n>`). */
+function publisherName(label: string): string {
+  return label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]/, 'k').slice(0, 56) || 'key';
+}
 
 export async function verify(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(verifyCommand, argv);
@@ -34,12 +55,13 @@ export async function verify(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const keys = values.key ?? [];
   if (keys.length === 0) throw new InvalidArgumentError('verify needs at least one --key <public key file>; see wasmvisor verify --help');
-  // The keys as a policy of one publisher each (named after the file): the same admission code.
+  // The keys as a policy of one publisher each (named as publisherLabel says): the same admission code.
   // Each key is read here, as a file or a pipe (`--key <(curl …)`), and handed to the policy as its bytes.
   const publishers: Record<string, { keys: { publicKey: string }[] }> = {};
   for (const [i, k] of keys.entries()) {
-    const key = parsePublicKey(await readKeyFile(k, { pipes: true }), `key file ${k}`);
-    const base = path.basename(k).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]/, 'k') || 'key';
+    const bytes = await readKeyFile(k, { pipes: true });
+    const key = parsePublicKey(bytes, `key file ${k}`);
+    const base = publisherName(publisherLabel(k, bytes, key));
     publishers[publishers[base] ? `${base}-${i}` : base] = { keys: [{ publicKey: toHex(encodePublicKey(key)) }] };
   }
   const policy = Policy.fromDocument({ publishers, allowPartialSignatures: values['allow-partial'] === true }, { source: '(command line keys)' });

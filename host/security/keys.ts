@@ -168,6 +168,13 @@ export function parseSecretKey(bytes: Uint8Array, where: string): SecretKey {
   throw new InvalidArgumentError(`${where} is not an Ed25519 secret key (expected the 65-byte 0x81 ‖ secret ‖ public serialization or a PEM private key; got ${bytes.length} bytes)`);
 }
 
+/** The comment of an OpenSSH `ssh-ed25519 <key> <comment>` line (what `ssh-keygen -l` names the key by), or null. */
+export function publicKeyComment(bytes: Uint8Array): string | null {
+  const text = asText(bytes);
+  const m = text === null ? null : /^ssh-ed25519\s+[A-Za-z0-9+/]+={0,2}[ \t]+([^\r\n]*\S)/.exec(text.trim());
+  return m ? m[1]! : null;
+}
+
 /** OpenSSH wire format: string "ssh-ed25519", string key(32). */
 function openSshKey(blob: Uint8Array): Uint8Array | null {
   const dv = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);

@@ -78,15 +78,41 @@ describe('sign --key and verify --key: a file or a pipe, up to MAX_KEY_FILE_BYTE
     for (const f of ['piped.wasm', 'substituted.wasm']) {
       const file = await sh(`wv verify ${f} --key acme.pub`);
       expect(file.stdout, f).toMatch(/^valid signature by acme /);
+      // Through a descriptor path the publisher is named after the key, not /dev/stdin or /dev/fd/63.
       const pipe = await sh(`cat acme.pub | wv verify ${f} --key /dev/stdin`);
-      expect(pipe.stdout, f).toMatch(/^valid signature by stdin /);
+      const [, name, keyId] = /^valid signature by (\S+) \(key id ([0-9a-f]{24})\)\n/.exec(pipe.stdout) ?? [];
+      expect(name, pipe.stdout).toBe(`key-${keyId!.slice(0, 8)}`);
       expect(pipe.code).toBe(0);
+      expect((await sh(`wv verify ${f} --key <(cat acme.pub)`)).stdout).toMatch(new RegExp(`^valid signature by key-${keyId!.slice(0, 8)} `));
     }
     // A key from a pipe that does not sign the module: refused as from a file.
     expect((await sh('wv keygen other')).code).toBe(0);
     const other = await sh('wv verify piped.wasm --key <(cat other.pub)');
     expect(other.stderr).toMatch(/^ERR_INTEGRITY: /);
     expect(other.code).toBe(125);
+  });
+
+  it('an OpenSSH public key through a descriptor path names its publisher after its comment', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    writeFileSync(path.join(dir, 'alice.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
+    const blob = Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, 32]), raw]);
+    writeFileSync(path.join(dir, 'alice.ssh.pub'), `ssh-ed25519 ${blob.toString('base64')} alice@laptop\n`);
+    expect((await sh('wv sign "$HELLO" --key alice.key --out alice.wasm')).code).toBe(0);
+    for (const line of ['wv verify alice.wasm --key <(cat alice.ssh.pub)', 'wv verify alice.wasm --key /dev/stdin < alice.ssh.pub']) {
+      const r = await sh(line);
+      expect(r.stdout, line).toMatch(/^valid signature by alice_laptop \(key id [0-9a-f]{24}\)\n/);
+      expect(r.code).toBe(0);
+    }
+    // From a file it is the file's name, as before; two keys with one comment stay apart.
+    expect((await sh('wv verify alice.wasm --key alice.ssh.pub')).stdout).toMatch(/^valid signature by alice\.ssh /);
+    const two = await sh('wv verify alice.wasm --key <(cat acme.pub) --key <(cat alice.ssh.pub)');
+    expect(two.stdout).toMatch(/^valid signature by alice_laptop /);
+    // A base name longer than a publisher name may be is cut (it was refused as an unknown policy key).
+    const long = 'a'.repeat(70);
+    const cut = await sh(`cp alice.ssh.pub ${long}.pub && wv verify alice.wasm --key ${long}.pub`);
+    expect(cut.stdout).toMatch(new RegExp(`^valid signature by ${'a'.repeat(56)} `));
+    expect(cut.code).toBe(0);
   });
 
   it('exactly the bound is read, from a file and from a pipe; one byte more is refused naming the file, and nothing is written', async () => {
