@@ -11,7 +11,7 @@ import { escapeText, quoted } from '../escape.ts';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { GuestCallError, InvalidArgumentError } from '../errors.ts';
+import { ConnectionError, GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
@@ -19,6 +19,8 @@ import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
 import { readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
 import { stderr } from './stderr.ts';
+import { writeTokenList } from './token.ts';
+import type { TokenInfo } from '../mgmt/tokens.ts';
 
 export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fingerprint <sha256> | --ca <file>] [--cert <file> --key <file>] <command>
     ps [--json]                          the partitions you may read
@@ -29,7 +31,7 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
     metrics [<name>] [--prometheus]    audit [--partition <p>] [--action <a>] [--actor <a>]
         [--outcome <o>] [--since <time>] [--until <time>] [--limit <n>] [--json]
     attest --nonce <hex> (8 to 64 bytes)    whoami
-    token create --name <n> --role <r> --scope <s> [--expires <d>] | token list | token revoke <id>`;
+    token create --name <n> --role <r> --scope <s> [--expires <d>] | token list [--json] | token revoke <id>`;
 
 const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);
 
@@ -275,7 +277,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     case 'token': {
       const [sub, ...more] = rest;
       const { values, positionals } = usage(() =>
-        parseArgs({ args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' } } }),
+        parseArgs({ args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' }, json: { type: 'boolean' } } }),
       );
       if (sub === 'create') {
         const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
@@ -286,9 +288,14 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         });
         process.stdout.write(`${r.token}\n`);
         process.stderr.write(`token ${r.id}, ${r.expiresAt ? `expires ${r.expiresAt}` : 'does not expire'}; shown only this once\n`);
-      } else if (sub === 'list') print(await client.json('GET', '/tokens'));
+      } else if (sub === 'list') {
+        // As the local `token list` prints them: the table, or the array itself with --json.
+        const r = await client.json<{ tokens?: unknown } | null>('GET', '/tokens');
+        if (!Array.isArray(r?.tokens)) throw new ConnectionError("the host's answer to GET /tokens holds no list of tokens");
+        writeTokenList(r.tokens as TokenInfo[], values.json === true);
+      }
       else if (sub === 'revoke' && positionals.length === 1) print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
-      else throw new InvalidArgumentError('token: create --name --role --scope [--expires], list, or revoke <id>');
+      else throw new InvalidArgumentError('token: create --name --role --scope [--expires], list [--json], or revoke <id>');
       return 0;
     }
     default:

@@ -11,6 +11,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { usage } from './mgmt-args.ts';
 import { escapeText, quoted } from '../escape.ts';
+import type { TokenInfo } from '../mgmt/tokens.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
   wasmvisor token list [--json] [--config <dir>]
@@ -20,7 +21,7 @@ API tokens of the host whose config directory is --config (default ./wasmvisor-h
 prints the token on stdout, once; --expires defaults to 30d (at most 3650d). list prints a table
 (ID NAME ROLE SCOPE STATUS EXPIRES, oldest first, revoked and expired tokens included), or with
 --json a JSON array of the tokens (docs/MANAGEMENT.md); never a secret. With --host the same
-commands go through a host's API (wasmvisor --help).
+commands go through a host's API (wasmvisor --help), list printing the same table or array.
 
 Exit status: 0; 2 bad usage (ERR_INVALID_ARGUMENT); 1 no such token (ERR_NOT_FOUND); 74 ERR_STORAGE.`;
 
@@ -34,15 +35,28 @@ export const TOKEN_LIST_WIDTHS = [17, 20, 10, 28, 9] as const;
  * control character; one a token file written by hand holds is shown escaped (`\x20`, `\n`), so
  * the line still splits into six and stays one line.
  */
-function row(cells: readonly string[]): string {
+function row(cells: readonly unknown[]): string {
   return (
     cells
       .map((raw, i) => {
-        const cell = escapeText(raw).replaceAll(' ', '\\x20');
+        const cell = escapeText(String(raw)).replaceAll(' ', '\\x20');
         return i < TOKEN_LIST_WIDTHS.length ? (cell.length < TOKEN_LIST_WIDTHS[i]! ? cell.padEnd(TOKEN_LIST_WIDTHS[i]!) : `${cell} `) : cell;
       })
       .join('') + '\n'
   );
+}
+
+/**
+ * What `token list` prints of `list`, locally and through `--host` alike: the table, or with
+ * `json` the array itself (docs/MANAGEMENT.md).
+ */
+export function writeTokenList(list: readonly TokenInfo[], json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(row(['ID', 'NAME', 'ROLE', 'SCOPE', 'STATUS', 'EXPIRES']));
+  for (const t of list) process.stdout.write(row([t.id, t.name, t.role, t.scope, t.status, t.expiresAt ?? 'never']));
 }
 
 export function tokenCommand(argv: string[]): Promise<number> {
@@ -95,15 +109,9 @@ async function run(argv: string[]): Promise<number> {
       );
       return 0;
     }
-    case 'list': {
-      const list = store.list();
-      if (values.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
-      else {
-        process.stdout.write(row(['ID', 'NAME', 'ROLE', 'SCOPE', 'STATUS', 'EXPIRES']));
-        for (const t of list) process.stdout.write(row([t.id, t.name, t.role, t.scope, t.status, t.expiresAt ?? 'never']));
-      }
+    case 'list':
+      writeTokenList(store.list(), values.json === true);
       return 0;
-    }
     case 'revoke': {
       if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
       const r = await store.revoke(positionals[0]!);

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { TOKEN_LIST_WIDTHS } from '../../host/cli/token.ts';
 import type { TokenRecord } from '../../host/mgmt/tokens.ts';
 import { cli } from './harness.ts';
+import { startHost } from '../mgmt/harness.ts';
 
 vi.setConfig({ testTimeout: 90_000 });
 
@@ -117,5 +118,27 @@ describe('token list, as docs/MANAGEMENT.md states it', () => {
     const lines = table.stdout.split('\n').slice(1, -1);
     expect(lines.map((l) => l.split(/ +/))).toEqual([[t!.id, 'ci', 'Read\\x20er', '/\\x20x\\nID', 'active', t!.expiresAt]]);
     expect(JSON.parse((await cli(['token', 'list', '--config', config, '--json'])).stdout)).toMatchObject([{ role: 'Read er', scope: '/ x\nID' }]);
+  });
+
+  it('through --host, token list prints what the local one prints of the same store: the same table, and with --json the same array', async () => {
+    const h = await startHost({ config: path.join(tmp, 'served') });
+    try {
+      const { token } = await h.token('Auditor', '/', 'lister', null);
+      await h.token('Operator', '/partitions/web', 'exactly-twenty-chars');
+      const tokenFile = path.join(tmp, 'lister.token');
+      writeFileSync(tokenFile, token);
+      const remote = ['--host', h.running.url, '--token-file', tokenFile, '--ca', h.running.caFile!, 'token', 'list'];
+      for (const json of [[], ['--json']]) {
+        const local = await cli(['token', 'list', '--config', h.config, ...json]);
+        expect(local).toMatchObject({ code: 0, stderr: '' });
+        const through = await cli([...remote, ...json]);
+        expect(through).toMatchObject({ code: 0, stderr: '', stdout: local.stdout });
+      }
+      const listed = JSON.parse((await cli([...remote, '--json'])).stdout) as Listed[];
+      expect(listed.map((t) => t.name)).toEqual(['lister', 'exactly-twenty-chars']);
+      for (const t of listed) expect(Object.keys(t).sort()).toEqual([...documentedFields].sort());
+    } finally {
+      await h.close();
+    }
   });
 });
