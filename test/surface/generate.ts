@@ -255,6 +255,7 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'remote token --role': 'grants a role to the new token (never more than the caller holds)',
   'remote token --scope': 'sets where the new token’s role applies',
   'remote token --expires': 'sets how long the new token works',
+  'remote token --json': null,
 };
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
