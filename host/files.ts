@@ -7,8 +7,10 @@
  * - Checked on the open descriptor (fstat), so what is judged is what is read: a path swapped
  *   between a stat and the read cannot slip a FIFO, a device or a directory past the check.
  * - Never reads more than its stat'ed size (at most `maxBytes`) and one byte: a file over the
- *   bound is refused before it is read, one that grows while it is read is refused when it does
- *   (/dev/zero behind a symlink is a device, refused before).
+ *   bound is refused before it is read, one that grows or shrinks while it is read is refused
+ *   (/dev/zero behind a symlink is a device, refused before). The bytes of a regular file are a
+ *   buffer of exactly its size (the one byte past it goes to a probe), so they can be
+ *   transferred to a worker whole.
  * - Every failure is a typed error naming the file (ERR_INVALID_ARGUMENT unless the caller gives
  *   its own), with the OS error as its cause; `isMissingFile` tells a file that does not exist.
  * - `pipes: true` (only for a file a user names on the command line, where `--token-file
@@ -35,6 +37,13 @@ export interface ReadFileOptions {
   pipes?: boolean;
   /** The error to throw (default ERR_INVALID_ARGUMENT). */
   error?: (message: string, cause?: unknown) => WasmvisorError;
+  /** The error for a file or pipe over `maxBytes`, when it is not `error`'s (an attestation report's: ERR_INTEGRITY). */
+  tooLarge?: (message: string) => WasmvisorError;
+}
+
+/** A path that names a descriptor (`<(cmd)` is /dev/fd/63, `/dev/stdin`, /proc/self/fd/0): it says nothing of what is read through it. */
+export function namesDescriptor(file: string): boolean {
+  return /^\/(?:dev\/(?:stdin|fd\/\d+)|proc\/(?:self|\d+)\/fd\/\d+)$/.test(file);
 }
 
 function invalid(message: string, cause?: unknown): WasmvisorError {
@@ -80,7 +89,7 @@ function checkStat(file: string, st: Stats, path: Stats | null, o: ReadFileOptio
     return;
   }
   if (!st.isFile()) throw fail(`${o.what} ${file} is ${fileKind(st)}${o.pipes ? ', not a regular file or a pipe' : ', not a regular file'}`);
-  if (st.size > o.maxBytes) throw fail(`${o.what} ${file} is ${st.size} bytes, over the ${o.maxBytes}-byte limit`);
+  if (st.size > o.maxBytes) throw (o.tooLarge ?? fail)(`${o.what} ${file} is ${st.size} bytes, over the ${o.maxBytes}-byte limit`);
 }
 
 /** Any failure as the caller's typed error naming the file (ours pass through). */
@@ -89,15 +98,19 @@ function typed(file: string, error: unknown, o: ReadFileOptions): WasmvisorError
   return (o.error ?? invalid)(`cannot read ${o.what} ${file}: ${error instanceof Error ? error.message : String(error)}`, error);
 }
 
+/** Where the read past a regular file's stat'ed size goes: its content is never looked at, only whether a byte came. */
+const PROBE = Buffer.alloc(1);
+
 /**
- * One read of a file, the loop both readers share: each read goes to `buffer` at `filled`, for
+ * One read of a file, the loop both readers share: each read goes to `target` at `at`, for
  * `room` bytes; `took(n)` counts them and says when the file has ended. A regular file is read
- * into its stat'ed size and one byte more (a file that grew is seen, never read further); a pipe
- * into a buffer that grows up to `maxBytes` and one byte more (more than the bound is refused).
+ * into a buffer of its stat'ed size, then one byte more into PROBE (a file that grew is seen,
+ * never read further; one that shrank ends early and is refused); a pipe into a buffer that grows
+ * up to `maxBytes` and one byte more (more than the bound is refused).
  */
 class Reading {
-  buffer: Buffer;
-  filled = 0;
+  private buffer: Buffer;
+  private filled = 0;
   private readonly pipe: boolean;
   private readonly limit: number;
 
@@ -107,25 +120,35 @@ class Reading {
     private readonly o: ReadFileOptions,
   ) {
     this.pipe = st.isFIFO();
-    this.limit = this.pipe ? o.maxBytes + 1 : st.size + 1;
+    this.limit = this.pipe ? o.maxBytes + 1 : st.size;
     this.buffer = Buffer.alloc(this.pipe ? Math.min(this.limit, 65536) : this.limit);
   }
 
+  /** Where the next read goes: the buffer, or a regular file read to its size, the probe. */
+  get target(): Buffer {
+    return this.filled < this.buffer.length ? this.buffer : PROBE;
+  }
+
+  get at(): number {
+    return this.filled < this.buffer.length ? this.filled : 0;
+  }
+
   get room(): number {
-    return this.buffer.length - this.filled;
+    return this.filled < this.buffer.length ? this.buffer.length - this.filled : 1;
   }
 
   /** Counts `n` bytes read; true once the file has ended (a read of 0). */
   took(n: number): boolean {
-    if (n === 0) return true;
-    this.filled += n;
-    if (this.filled === this.limit) {
-      throw (this.o.error ?? invalid)(
-        this.pipe ? `${this.o.what} ${this.file} gave more than ${this.o.maxBytes} bytes, over the ${this.o.maxBytes}-byte limit` : `${this.o.what} ${this.file} changed size while it was read`,
-      );
+    if (n === 0) {
+      if (!this.pipe && this.filled !== this.limit) throw this.changed();
+      return true;
     }
-    if (this.filled === this.buffer.length) {
-      // Only a pipe's buffer grows (a regular file's holds its size and one byte, the limit).
+    if (!this.pipe && this.filled === this.limit) throw this.changed();
+    this.filled += n;
+    if (this.pipe && this.filled === this.limit) {
+      throw (this.o.tooLarge ?? this.o.error ?? invalid)(`${this.o.what} ${this.file} gave more than ${this.o.maxBytes} bytes, over the ${this.o.maxBytes}-byte limit`);
+    }
+    if (this.pipe && this.filled === this.buffer.length) {
       const bigger = Buffer.alloc(Math.min(this.limit, this.buffer.length * 2));
       this.buffer.copy(bigger, 0, 0, this.filled);
       this.buffer = bigger;
@@ -133,8 +156,13 @@ class Reading {
     return false;
   }
 
+  private changed(): WasmvisorError {
+    return (this.o.error ?? invalid)(`${this.o.what} ${this.file} changed size while it was read`);
+  }
+
+  /** What was read: a regular file's whole buffer (exactly its size), a pipe's filled part. */
   bytes(): Buffer {
-    return this.buffer.subarray(0, this.filled);
+    return this.filled === this.buffer.length ? this.buffer : this.buffer.subarray(0, this.filled);
   }
 }
 
@@ -163,7 +191,7 @@ export function readRegularFileSync(file: string, o: ReadFileOptions): Buffer {
     const st = fstatSync(fd);
     checkStat(file, st, asPipe ? path : null, o);
     const r = new Reading(file, st, o);
-    while (!r.took(readSync(fd, r.buffer, r.filled, r.room, null)));
+    while (!r.took(readSync(fd, r.target, r.at, r.room, null)));
     return r.bytes();
   } catch (error) {
     throw typed(file, error, o);
@@ -182,7 +210,7 @@ export async function readRegularFile(file: string, o: ReadFileOptions): Promise
     const st = await handle.stat();
     checkStat(file, st, asPipe ? path : null, o);
     const r = new Reading(file, st, o);
-    while (!r.took((await handle.read(r.buffer, r.filled, r.room, null)).bytesRead));
+    while (!r.took((await handle.read(r.target, r.at, r.room, null)).bytesRead));
     return r.bytes();
   } catch (error) {
     throw typed(file, error, o);

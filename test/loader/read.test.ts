@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,10 @@ describe('readModuleSource', () => {
     const read = await readModuleSource(atCap, 4096);
     expect(read).toEqual(filled(4096));
     await expect(readModuleSource(overCap, 4096)).rejects.toThrow(ModuleInvalidError);
-    await expect(readModuleSource(overCap, 4096)).rejects.toThrow(`module file ${overCap} is 4097 bytes, over the module size cap of 4096 bytes`);
+    await expect(readModuleSource(overCap, 4096)).rejects.toThrow(`module file ${overCap} is 4097 bytes, over the 4096-byte limit`);
+    // Exactly its size, so the loader can transfer it to a worker whole (not a view of a bigger buffer).
+    expect(read.byteOffset).toBe(0);
+    expect(read.buffer.byteLength).toBe(4096);
     await expect(readModuleSource(pathToFileURL(atCap), 4096)).resolves.toHaveLength(4096);
     await expect(readModuleSource(pathToFileURL(overCap), 4096)).rejects.toThrow(ModuleInvalidError);
   });
@@ -59,13 +63,28 @@ describe('readModuleSource', () => {
   it('refuses a directory without reading it', async () => {
     const sub = join(dir, 'a-directory.wasm');
     await mkdir(sub);
-    await expect(readModuleSource(sub)).rejects.toThrow(`module path ${sub} is not a regular file`);
+    await expect(readModuleSource(sub)).rejects.toThrow(new ModuleInvalidError(`module file ${sub} is a directory, not a regular file`));
   });
 
   it.skipIf(process.platform === 'win32')('refuses a FIFO without opening it (opening would block until a writer appears)', async () => {
     const fifo = join(dir, 'pipe.wasm');
     execFileSync('mkfifo', [fifo]);
-    await expect(readModuleSource(fifo)).rejects.toThrow(`module path ${fifo} is not a regular file`);
+    await expect(readModuleSource(fifo)).rejects.toThrow(new ModuleInvalidError(`module file ${fifo} is a FIFO, not a regular file`));
+  });
+
+  it.skipIf(process.platform === 'win32')('with pipes (the command line), reads a FIFO up to the cap and refuses one byte more as ERR_MODULE_INVALID', async () => {
+    const fifo = join(dir, 'piped.wasm');
+    execFileSync('mkfifo', [fifo]);
+    const feed = (n: number) => new Promise<void>((resolve, reject) => {
+      const w = createWriteStream(fifo);
+      w.on('error', reject);
+      w.end(Buffer.from(filled(n)), () => resolve());
+    });
+    const [atCap] = await Promise.all([readModuleSource(fifo, 4096, { pipes: true }), feed(4096)]);
+    expect(atCap).toEqual(filled(4096));
+    const [over] = await Promise.all([readModuleSource(fifo, 4096, { pipes: true }).catch((e: unknown) => e), feed(4097).catch(() => undefined)]);
+    expect(over).toEqual(new ModuleInvalidError(`module file ${fifo} gave more than 4096 bytes, over the 4096-byte limit`));
+    expect((over as ModuleInvalidError).code).toBe('ERR_MODULE_INVALID');
   });
 
   it('returns a private copy: mutating the source afterwards changes nothing', async () => {
