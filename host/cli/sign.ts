@@ -12,7 +12,8 @@ import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { MAX_KEY_FILE_BYTES, parseSecretKey, readKeyFile } from '../security/keys.ts';
 import { signModule } from '../security/signature.ts';
 import { readSignatureSource } from '../security/spec.ts';
-import { readModuleSource } from '../loader/read.ts';
+import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
+import { namesDescriptor } from '../files.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
@@ -48,9 +49,13 @@ export async function sign(argv: string[]): Promise<number> {
   if (values.key === undefined) throw new InvalidArgumentError('sign needs --key <secret key file>; see wasmvisor sign --help');
   if (values.detached !== undefined && values.out !== undefined) throw new InvalidArgumentError('--detached leaves the module as it is: give --out or --detached, not both');
   const file = positionals[0]!;
+  // A module through a pipe (`sign /dev/stdin`, `<(…)`) has no name to put .signed.wasm after.
+  if (namesDescriptor(file) && values.out === undefined && values.detached === undefined) {
+    throw new InvalidArgumentError(`sign ${file}: a module read through a pipe needs --out <file> or --detached <file>`);
+  }
   const key = parseSecretKey(await readKeyFile(values.key, { pipes: true }), values.key);
   const keyId = values['key-id'];
-  const bytes = await readModuleSource(file);
+  const bytes = await readModuleSource(file, DEFAULT_MAX_MODULE_BYTES, { pipes: true });
   if (values.detached !== undefined) {
     const exists = await stat(values.detached).then((s) => s.isFile(), () => false);
     const previous = exists ? await readSignatureSource(values.detached) : null;

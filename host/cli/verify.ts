@@ -7,7 +7,8 @@
  */
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
-import { readModuleSource } from '../loader/read.ts';
+import { namesDescriptor } from '../files.ts';
+import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
 import { MAX_KEY_FILE_BYTES, encodePublicKey, keyIdHex, parsePublicKey, publicKeyComment, readKeyFile, type PublicKey } from '../security/keys.ts';
 import { Policy } from '../security/policy.ts';
 import { toHex } from '../security/wire.ts';
@@ -20,7 +21,7 @@ export const verifyCommand = {
   usage: ['wasmvisor verify <guest.wasm> --key <public.pub> [--key ...] [--signature <sig-file>] [--allow-partial]'],
   options: {
     key: list('<file>', `a public key to trust (repeatable; the format, OpenSSH or PEM), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; at least one`, text),
-    signature: value('<file>', 'a detached signature for the module', text),
+    signature: value('<file>', 'a detached signature for the module, a file or a pipe', text),
     'allow-partial': flag('accept a signature that covers only some parts of the module'),
   },
   positionals: { names: ['guest.wasm'], min: 1 },
@@ -30,9 +31,6 @@ Exit status: 0 when one of the keys signed every part of the module (naming each
 otherwise 125 with ERR_INTEGRITY and the reason a policy trusting these keys would give.`,
 } satisfies CommandSpec<OptionTable>;
 
-/** A path that names a descriptor (`<(cmd)` is /dev/fd/63, `/dev/stdin`): it says nothing of the key behind it. */
-const DESCRIPTOR_PATH = /^\/(?:dev\/(?:stdin|fd\/\d+)|proc\/(?:self|\d+)\/fd\/\d+)$/;
-
 /**
  * What a key's publisher is called in verify's lines and errors: a key file's base name without
  * its extension (`acme.pub`: acme); a key read through a descriptor path is named after the key:
@@ -40,7 +38,7 @@ const DESCRIPTOR_PATH = /^\/(?:dev\/(?:stdin|fd\/\d+)|proc\/(?:self|\d+)\/fd\/\d
  * first 8 hex digits of its key id.
  */
 function publisherLabel(file: string, bytes: Uint8Array, key: PublicKey): string {
-  if (!DESCRIPTOR_PATH.test(file)) return path.basename(file).replace(/\.[^.]*$/, '');
+  if (!namesDescriptor(file)) return path.basename(file).replace(/\.[^.]*$/, '');
   return publicKeyComment(bytes) ?? `key-${keyIdHex(key).slice(0, 8)}`;
 }
 
@@ -65,8 +63,9 @@ export async function verify(argv: string[]): Promise<number> {
     publishers[publishers[base] ? `${base}-${i}` : base] = { keys: [{ publicKey: toHex(encodePublicKey(key)) }] };
   }
   const policy = Policy.fromDocument({ publishers, allowPartialSignatures: values['allow-partial'] === true }, { source: '(command line keys)' });
-  const bytes = await readModuleSource(positionals[0]!);
-  const detached = values.signature === undefined ? null : await readSignatureSource(values.signature);
+  // The module and the signature are read once each, so either may be a pipe (`verify <(curl …)`).
+  const bytes = await readModuleSource(positionals[0]!, DEFAULT_MAX_MODULE_BYTES, { pipes: true });
+  const detached = values.signature === undefined ? null : await readSignatureSource(values.signature, { pipes: true });
   const admission = policy.admit(bytes, { detachedSignature: detached });
   for (const s of admission.signers) {
     process.stdout.write(`valid signature by ${s.publisher} (key id ${s.keyId}${s.full ? '' : ', partial: some sections are unsigned'})\n`);

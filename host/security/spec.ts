@@ -121,8 +121,11 @@ function plainCopy(value: unknown): unknown {
   return root;
 }
 
-/** A detached signature: bytes as given, or read from a file (a regular file of at most MAX_SIGNATURE_BYTES). */
-export async function readSignatureSource(source: Uint8Array | string): Promise<Uint8Array> {
+/**
+ * A detached signature: bytes as given, or read from a file (a regular file of at most
+ * MAX_SIGNATURE_BYTES; with `pipes`, for a file the command line names, also a pipe up to it).
+ */
+export async function readSignatureSource(source: Uint8Array | string, options: { pipes?: boolean } = {}): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return Uint8Array.from(source);
-  return new Uint8Array(await readRegularFile(source, { maxBytes: MAX_SIGNATURE_BYTES, what: 'signature file' }));
+  return new Uint8Array(await readRegularFile(source, { maxBytes: MAX_SIGNATURE_BYTES, what: 'signature file', pipes: options.pipes === true }));
 }

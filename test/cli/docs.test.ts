@@ -20,6 +20,9 @@ import { runCommand } from '../../host/cli/run.ts';
 import { signCommand } from '../../host/cli/sign.ts';
 import { verifyCommand } from '../../host/cli/verify.ts';
 import { ErrorCodes } from '../../host/errors.ts';
+import { DEFAULT_MAX_MODULE_BYTES } from '../../host/loader/read.ts';
+import { MAX_REPORT_BYTES } from '../../host/security/attestation.ts';
+import { MAX_SIGNATURE_BYTES } from '../../host/security/spec.ts';
 import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
 import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
 import { httpStatus } from '../../host/mgmt/server.ts';
@@ -140,6 +143,15 @@ describe("README.md's table of the key and policy files the command line reads",
     expect(policy?.bound).toContain(`(${MAX_POLICY_BYTES} bytes)`);
     expect(key?.pipe).toMatch(/^read\b/);
     expect(policy?.pipe).toMatch(/^read\b/);
+    // What the security commands read once: the module, a detached signature, a report.
+    for (const [option, bound] of [
+      ['`verify --signature`', MAX_SIGNATURE_BYTES],
+      ['the module of `sign` and `verify`', DEFAULT_MAX_MODULE_BYTES],
+      ['the report of `attest verify`', MAX_REPORT_BYTES],
+    ] as const) {
+      expect(rows.get(option)?.bound, option).toContain(`(${bound} bytes)`);
+      expect(rows.get(option)?.pipe, option).toMatch(/^read\b/);
+    }
     // And each option's help says the same bound.
     for (const command of [signCommand, verifyCommand, attestVerifyCommand]) expect(command.options.key.help, command.name).toContain(`at most ${MAX_KEY_FILE_BYTES} bytes`);
     for (const command of [runCommand, callCommand, inspectCommand]) expect(command.options.policy.help, command.name).toContain(`at most ${MAX_POLICY_BYTES} bytes`);

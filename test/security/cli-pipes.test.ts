@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_MAX_MODULE_BYTES } from '../../host/loader/read.ts';
+import { MAX_REPORT_BYTES } from '../../host/security/attestation.ts';
 import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
 import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
 import { guest } from '../helpers.ts';
@@ -193,5 +195,61 @@ describe('--policy: a file or a pipe, up to MAX_POLICY_BYTES', () => {
     refused(await sh('wv inspect --policy past.json ok.wasm'), new RegExp(`policy file past\\.json is ${MAX_POLICY_BYTES + 1} bytes, over the ${MAX_POLICY_BYTES}-byte limit`));
     refused(await sh('cat past.json | wv run --policy /dev/stdin ok.wasm'), new RegExp(`policy file /dev/stdin gave more than ${MAX_POLICY_BYTES} bytes, over the ${MAX_POLICY_BYTES}-byte limit`));
     refused(await sh('wv call --policy <(cat past.json) ok.wasm run'), new RegExp(`policy file /dev/fd/\\d+ gave more than ${MAX_POLICY_BYTES} bytes`));
+  });
+});
+
+describe('what verify, sign and attest verify read once may be a pipe, up to the same bound with the same error code', () => {
+  it('attest verify: a report from a named FIFO, a shell pipe or <(…) verifies; one larger than any report is ERR_INTEGRITY (the format check) from a pipe as from a file', async () => {
+    expect((await sh('wv run --data-dir wv2 --attest r2.json --nonce 0a0b "$HELLO" && wv attest key --data-dir wv2 --out host2.pub')).code).toBe(0);
+    for (const line of [
+      'rm -f r2.fifo && mkfifo r2.fifo && { cat r2.json > r2.fifo & } && wv attest verify r2.fifo --key host2.pub --nonce 0a0b',
+      'cat r2.json | wv attest verify /dev/stdin --key host2.pub --nonce 0a0b',
+      'wv attest verify <(cat r2.json) --key <(cat host2.pub) --nonce 0a0b',
+    ]) {
+      const r = await sh(line);
+      expect(r.stderr, line).toBe('');
+      expect(r.stdout, line).toMatch(/^host report verified: format, key, signature, nonce, /);
+      expect(r.code).toBe(0);
+    }
+    const tooBig = (r: Result, message: RegExp) => {
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^ERR_INTEGRITY: attestation format check failed: [^\n]*\n$/);
+      expect(r.stderr).toMatch(message);
+      expect(r.code).toBe(125);
+    };
+    tooBig(await sh(`truncate -s ${MAX_REPORT_BYTES + 1} big.json && wv attest verify big.json --key host2.pub`), new RegExp(`report file big\\.json is ${MAX_REPORT_BYTES + 1} bytes, over the ${MAX_REPORT_BYTES}-byte limit`));
+    tooBig(await sh('yes | wv attest verify /dev/stdin --key host2.pub'), new RegExp(`report file /dev/stdin gave more than ${MAX_REPORT_BYTES} bytes, over the ${MAX_REPORT_BYTES}-byte limit`));
+    // Not readable: a bad argument (2), as before.
+    refused(await sh('wv attest verify . --key host2.pub'), /report file \. is a directory, not a regular file or a pipe/);
+    refused(await sh('wv attest verify /dev/zero --key host2.pub'), /report file \/dev\/zero is a device, not a regular file or a pipe/);
+  });
+
+  it('verify: the module and --signature from pipes; sign: the module from a pipe with --out or --detached; a module over the cap from a pipe is ERR_MODULE_INVALID, as from a file', async () => {
+    const signed = await sh('cat "$HELLO" | wv sign /dev/stdin --key acme.key --out from-pipe.wasm');
+    expect(signed.stderr).toBe('');
+    expect(signed.code).toBe(0);
+    expect((await sh('wv verify from-pipe.wasm --key acme.pub')).stdout).toMatch(/^valid signature by acme /);
+    const piped = await sh('cat from-pipe.wasm | wv verify /dev/stdin --key acme.pub');
+    expect(piped.stdout).toMatch(/^valid signature by acme .*\nsha256: [0-9a-f]{64}\n$/);
+    expect(piped.code).toBe(0);
+    expect((await sh('wv sign <(cat "$HELLO") --key acme.key --detached d.sig')).code).toBe(0);
+    const detached = await sh('rm -f m.fifo && mkfifo m.fifo && { cat "$HELLO" > m.fifo & } && wv verify m.fifo --key acme.pub --signature <(cat d.sig)');
+    expect(detached.stderr).toBe('');
+    expect(detached.stdout).toMatch(/^valid signature by acme /);
+    // Through a pipe a module has no name for <module>.signed.wasm: --out or --detached is needed.
+    refused(await sh('cat "$HELLO" | wv sign /dev/stdin --key acme.key'), /sign \/dev\/stdin: a module read through a pipe needs --out <file> or --detached <file>/);
+    const cap = DEFAULT_MAX_MODULE_BYTES;
+    for (const [line, message] of [
+      [`truncate -s ${cap + 1} big.wasm && wv verify big.wasm --key acme.pub`, `module file big\\.wasm is ${cap + 1} bytes, over the ${cap}-byte limit`],
+      ['yes | wv verify /dev/stdin --key acme.pub', `module file /dev/stdin gave more than ${cap} bytes, over the ${cap}-byte limit`],
+      ['yes | wv sign /dev/stdin --key acme.key --out never.wasm', `module file /dev/stdin gave more than ${cap} bytes`],
+    ] as const) {
+      const r = await sh(line);
+      expect(r.stdout, line).toBe('');
+      expect(r.stderr, line).toMatch(new RegExp(`^ERR_MODULE_INVALID: ${message}`));
+      expect(r.code, line).toBe(125);
+    }
+    expect(existsSync(path.join(dir, 'never.wasm'))).toBe(false);
+    refused(await sh('wv verify from-pipe.wasm --key acme.pub --signature /dev/zero'), /signature file \/dev\/zero is a device, not a regular file or a pipe/);
   });
 });
