@@ -51,6 +51,29 @@ export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   });
 }
 
+/**
+ * Runs a bash command line (for its pipes and process substitution: `cat k | …`, `<(cmd)`) and
+ * collects what it printed; `$NODE` and `$CLI` name node and the built CLI. Stdin is closed.
+ */
+export function shell(line: string, opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('bash', ['-c', line], {
+      cwd: opts.cwd ?? fileURLToPath(root),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, NODE_OPTIONS: '', NODE: process.execPath, CLI, ...opts.env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - started }));
+  });
+}
+
 /** The lines of a stream's output; the output must end with a newline (or be empty). */
 export function lines(text: string): string[] {
   if (text === '') return [];

@@ -14,7 +14,7 @@ import { readRegularFile, readRegularFileSync } from '../../host/files.ts';
 import { OPTION_FILE_BYTES } from '../../host/cli/mgmt-args.ts';
 import { MAX_MODULE_BYTES } from '../../host/mgmt/schemas.ts';
 import { startHost, type Harness } from '../mgmt/harness.ts';
-import { CLI, cli, type CliResult } from './harness.ts';
+import { cli, shell } from './harness.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'wv-option-files-'));
 /** Nothing listens there: a command that got past reading its files ends with ERR_CONNECTION (69). */
@@ -24,20 +24,6 @@ function file(name: string, bytes: number, fill = 'a'): string {
   const f = path.join(tmp, name);
   writeFileSync(f, fill.repeat(bytes));
   return f;
-}
-
-/** Runs a shell command line (bash: process substitution), the CLI as `$CLI`, collecting what it printed. */
-function shell(line: string, env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn('bash', ['-c', line], { env: { ...process.env, NODE_OPTIONS: '', NODE: process.execPath, CLI, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - started }));
-  });
 }
 
 describe('remote client option files: bounded, typed, before any connection', () => {
@@ -100,10 +86,10 @@ describe('remote client option files: pipes', () => {
 
   it('--token-file /dev/stdin (a shell pipe) and <(cmd) (process substitution) are read, and the token works', async () => {
     const env = { URL: h.running.url, CA: h.running.caFile!, TOKEN: token };
-    const piped = await shell('printf "%s\\n" "$TOKEN" | "$NODE" "$CLI" --host "$URL" --ca "$CA" --token-file /dev/stdin ps --json', env);
+    const piped = await shell('printf "%s\\n" "$TOKEN" | "$NODE" "$CLI" --host "$URL" --ca "$CA" --token-file /dev/stdin ps --json', { env });
     expect(piped.stderr).toBe('');
     expect(piped.code).toBe(0);
-    const substituted = await shell('"$NODE" "$CLI" --host "$URL" --ca <(cat "$CA") --token-file <(printf "%s" "$TOKEN") ps --json', env);
+    const substituted = await shell('"$NODE" "$CLI" --host "$URL" --ca <(cat "$CA") --token-file <(printf "%s" "$TOKEN") ps --json', { env });
     expect(substituted.stderr).toBe('');
     expect(substituted.code).toBe(0);
   });

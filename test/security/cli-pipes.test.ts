@@ -7,41 +7,25 @@
  * and a refused sign leaves no output behind. A policy from a pipe resolves the key files it names
  * from the working directory. Real processes (dist/cli.js), run by bash for its pipes.
  */
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_MAX_MODULE_BYTES } from '../../host/loader/read.ts';
 import { MAX_REPORT_BYTES } from '../../host/security/attestation.ts';
 import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
 import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
 import { guest } from '../helpers.ts';
+import { shell, type CliResult } from '../cli/harness.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
 
-const CLI = path.join(fileURLToPath(new URL('../../', import.meta.url)), 'dist', 'cli.js');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 /** A bash command line in the test's folder, the CLI as `wv`. */
 function sh(line: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const script = `wv() { "$NODE" "$CLI" "$@"; }\n${line}`;
-    const child = spawn('bash', ['-c', script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL', env: { ...process.env, NODE_OPTIONS: '', NODE: process.execPath, CLI, HELLO: hello } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return shell(`wv() { "$NODE" "$CLI" "$@"; }\n${line}`, { cwd: dir, env: { HELLO: hello } });
 }
 
 function refused(r: Result, message: RegExp): void {
