@@ -168,10 +168,16 @@ function malformed(message: string, offset: number): ModuleInvalidError {
   return new ModuleInvalidError(`malformed module: ${message} at byte offset ${offset}`);
 }
 
+/** Builds the typed error a format raises for malformed input (`at` is the byte offset). */
+export type Fail = (message: string, at: number) => Error;
+
 /**
- * A cursor over `bytes[pos, end)`. Every method checks the bound first and throws
- * ModuleInvalidError naming what it was reading and where; `end` is the enclosing
- * section's end, so one section can never read into the next.
+ * A cursor over `bytes[pos, end)`, for the WebAssembly binary encoding and the formats built on
+ * it (the tool-conventions signature data: host/security/signature.ts). Every method checks the
+ * bound first, never allocates before it has checked that the bytes it is about to take exist,
+ * and throws `fail`'s error (ModuleInvalidError unless the format gives its own) naming what it
+ * was reading and where; `end` is the enclosing section's end, so one section can never read
+ * into the next.
  */
 export class ByteReader {
   /** Offset of the next byte to read. */
@@ -182,6 +188,7 @@ export class ByteReader {
     private readonly bytes: Uint8Array,
     start = 0,
     readonly end: number = bytes.length,
+    private readonly fail: Fail = malformed,
   ) {
     this.pos = start;
   }
@@ -193,7 +200,7 @@ export class ByteReader {
 
   /** One byte. */
   u8(what: string): number {
-    if (this.pos >= this.end) throw malformed(`unexpected end of ${what}`, this.pos);
+    if (this.pos >= this.end) throw this.fail(`unexpected end of ${what}`, this.pos);
     // The bound check above guarantees the index is inside the array.
     return this.bytes[this.pos++] as number;
   }
@@ -205,13 +212,13 @@ export class ByteReader {
     for (let i = 0; i < 5; i++) {
       const b = this.u8(what);
       // The 5th byte holds bits 28..31 only: a continuation bit or any higher bit overflows u32.
-      if (i === 4 && b > 0x0f) throw malformed(`${what}: u32 LEB128 out of range`, at);
+      if (i === 4 && b > 0x0f) throw this.fail(`${what}: u32 LEB128 out of range`, at);
       // Multiplication, not <<, so bit 31 does not turn the result negative.
       result += (b & 0x7f) * 2 ** (7 * i);
       if ((b & 0x80) === 0) return result;
     }
     // Unreachable: the 5th byte either ended the number or threw above.
-    throw malformed(`${what}: u32 LEB128 too long`, at);
+    throw this.fail(`${what}: u32 LEB128 too long`, at);
   }
 
   /** Signed LEB128, at most 5 bytes, value in the i32 range. */
@@ -223,7 +230,7 @@ export class ByteReader {
       if (i === 4) {
         // Bits 32..34 of the 5th byte must repeat bit 31 (sign extension), and it must end the number.
         const sign = b & 0x08;
-        if ((b & 0x80) !== 0 || (b & 0x70) !== (sign !== 0 ? 0x70 : 0)) throw malformed(`${what}: i32 LEB128 out of range`, at);
+        if ((b & 0x80) !== 0 || (b & 0x70) !== (sign !== 0 ? 0x70 : 0)) throw this.fail(`${what}: i32 LEB128 out of range`, at);
         // `|` truncates to int32, which is exactly the two's-complement reading of bit 31.
         return result | ((b & 0x0f) << 28);
       }
@@ -234,7 +241,7 @@ export class ByteReader {
         return (b & 0x40) !== 0 ? result | (~0 << shift) : result;
       }
     }
-    throw malformed(`${what}: i32 LEB128 too long`, at);
+    throw this.fail(`${what}: i32 LEB128 too long`, at);
   }
 
   /**
@@ -247,11 +254,11 @@ export class ByteReader {
     for (let i = 0; i < 10; i++) {
       const b = this.u8(what);
       // The 10th byte holds bit 63 only.
-      if (i === 9 && b > 0x01) throw malformed(`${what}: u64 LEB128 out of range`, at);
+      if (i === 9 && b > 0x01) throw this.fail(`${what}: u64 LEB128 out of range`, at);
       result += (b & 0x7f) * 2 ** (7 * i);
       if ((b & 0x80) === 0) return result;
     }
-    throw malformed(`${what}: u64 LEB128 too long`, at);
+    throw this.fail(`${what}: u64 LEB128 too long`, at);
   }
 
   /**
@@ -265,19 +272,19 @@ export class ByteReader {
       const b = this.u8(what);
       if (i === 9) {
         // The 10th byte holds bit 63 only, which must be repeated in its unused bits.
-        if (b !== 0x00 && b !== 0x7f) throw malformed(`${what}: i64 LEB128 out of range`, at);
+        if (b !== 0x00 && b !== 0x7f) throw this.fail(`${what}: i64 LEB128 out of range`, at);
         return b === 0x7f ? result - 2 ** 63 : result;
       }
       result += (b & 0x7f) * 2 ** (7 * i);
       if ((b & 0x80) === 0) return (b & 0x40) !== 0 ? result - 2 ** (7 * (i + 1)) : result;
     }
-    throw malformed(`${what}: i64 LEB128 too long`, at);
+    throw this.fail(`${what}: i64 LEB128 too long`, at);
   }
 
   /** A reader over `[pos, end)` of the same bytes: a sub-range that cannot read past `end`. */
   sub(end: number): ByteReader {
-    if (end < this.pos || end > this.end) throw malformed(`range end ${end} outside [${this.pos}, ${this.end}]`, this.pos);
-    return new ByteReader(this.bytes, this.pos, end);
+    if (end < this.pos || end > this.end) throw this.fail(`range end ${end} outside [${this.pos}, ${this.end}]`, this.pos);
+    return new ByteReader(this.bytes, this.pos, end, this.fail);
   }
 
   /** A value type (see readValType). */
@@ -287,18 +294,35 @@ export class ByteReader {
 
   /** `n` raw bytes, as a view (no copy). */
   take(n: number, what: string): Uint8Array {
-    if (n > this.remaining) throw malformed(`${what} (${n} bytes) runs past its end`, this.pos);
+    if (n > this.remaining) throw this.fail(`${what} (${n} bytes) runs past its end`, this.pos);
     const view = this.bytes.subarray(this.pos, this.pos + n);
     this.pos += n;
     return view;
   }
 
-  /** A vector length, refused if it could not possibly fit in the bytes left. */
-  count(what: string): number {
+  /**
+   * A vector length: refused over `max`, and when it could not possibly fit in the bytes left
+   * (each item takes at least `minItemBytes`), before anything is allocated for the items.
+   */
+  count(what: string, max = Infinity, minItemBytes = 1): number {
     const at = this.pos;
     const n = this.u32(`${what} count`);
-    if (n > this.remaining) throw malformed(`${what} count ${n} exceeds the ${this.remaining} bytes left`, at);
+    if (n > max) throw this.fail(`${what} count ${n} exceeds the limit of ${max}`, at);
+    if (n * minItemBytes > this.remaining) throw this.fail(`${what} count ${n} exceeds the ${this.remaining} bytes left`, at);
     return n;
+  }
+
+  /** A u32 length, then that many bytes (a view): refused over `max`, before anything is taken. */
+  slice(what: string, max = Infinity): Uint8Array {
+    const at = this.pos;
+    const n = this.u32(`${what} length`);
+    if (n > max) throw this.fail(`${what}: length ${n} exceeds the limit of ${max} bytes`, at);
+    return this.take(n, what);
+  }
+
+  /** Refuses bytes left before `end`. */
+  expectEnd(what: string): void {
+    if (this.pos !== this.end) throw this.fail(`${what}: ${this.end - this.pos} unexpected trailing bytes`, this.pos);
   }
 
   /** A name: length-prefixed, valid UTF-8. */
@@ -308,7 +332,7 @@ export class ByteReader {
     try {
       return utf8.decode(raw);
     } catch {
-      throw malformed(`${what} is not valid UTF-8`, at);
+      throw this.fail(`${what} is not valid UTF-8`, at);
     }
   }
 }

@@ -35,7 +35,8 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { IntegrityError, ModuleInvalidError } from '../errors.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
-import { Reader, bytesEqual, concat, leb128, lengthPrefixed, toHex, utf8 } from './wire.ts';
+import { ByteReader } from '../loader/sections.ts';
+import { bytesEqual, concat, leb128, lengthPrefixed, toHex, utf8 } from './wire.ts';
 
 export const SIGNATURE_SECTION = 'signature';
 export const DELIMITER_SECTION = 'signature_delimiter';
@@ -87,7 +88,7 @@ const sigFail = (message: string, at: number): Error => new IntegrityError(`sign
 
 /** Decodes signature data. Pure; IntegrityError for anything malformed or unsupported. */
 export function parseSignatureData(bytes: Uint8Array): SignatureData {
-  const r = new Reader(bytes, sigFail);
+  const r = new ByteReader(bytes, 0, bytes.length, sigFail);
   const version = r.u8('spec_version');
   if (version !== SPEC_VERSION) throw sigFail(`specification version 0x${hex2(version)} is not supported (only 0x01)`, 0);
   const contentType = r.u8('content_type');
@@ -95,25 +96,25 @@ export function parseSignatureData(bytes: Uint8Array): SignatureData {
   const hashFn = r.u8('hash_fn');
   if (hashFn !== HASH_SHA256) throw sigFail(`hash function 0x${hex2(hashFn)} is not supported (0x01, SHA-256)`, 2);
   // Each set takes at least 3 bytes (length prefix, hashes_count, signature_count).
-  const setCount = r.count('signed_hashes_count', MAX_SIGNED_HASH_SETS, 3);
+  const setCount = r.count('signed_hashes', MAX_SIGNED_HASH_SETS, 3);
   const sets: SignedHashes[] = [];
   let total = 0;
   for (let s = 0; s < setCount; s++) {
     const body = r.slice(`signed hash set ${s}`);
-    const inner = new Reader(bytes, sigFail, body.byteOffset - bytes.byteOffset, body.byteOffset - bytes.byteOffset + body.length);
-    const hashCount = inner.count(`set ${s}: hashes_count`, MAX_HASHES, 32);
+    const inner = new ByteReader(bytes, body.byteOffset - bytes.byteOffset, body.byteOffset - bytes.byteOffset + body.length, sigFail);
+    const hashCount = inner.count(`set ${s}: hashes`, MAX_HASHES, 32);
     if (hashCount === 0) throw sigFail(`set ${s}: a signed hash set must hold at least one hash`, inner.pos);
     const hashes: Uint8Array[] = [];
     for (let h = 0; h < hashCount; h++) hashes.push(inner.take(32, `set ${s}: hash ${h}`));
     // Each signature takes at least 4 bytes (length prefix, key_id_len, algorithm, signature_len).
-    const sigCount = inner.count(`set ${s}: signature_count`, MAX_SIGNATURES_PER_SET, 4);
+    const sigCount = inner.count(`set ${s}: signatures`, MAX_SIGNATURES_PER_SET, 4);
     total += sigCount;
     if (total > MAX_SIGNATURES_TOTAL) throw sigFail(`more than ${MAX_SIGNATURES_TOTAL} signatures in all`, inner.pos);
     const signatures: SignatureRecord[] = [];
     for (let g = 0; g < sigCount; g++) {
       const what = `set ${s}: signature ${g}`;
       const rec = inner.slice(what);
-      const sr = new Reader(bytes, sigFail, rec.byteOffset - bytes.byteOffset, rec.byteOffset - bytes.byteOffset + rec.length);
+      const sr = new ByteReader(bytes, rec.byteOffset - bytes.byteOffset, rec.byteOffset - bytes.byteOffset + rec.length, sigFail);
       const keyId = sr.slice(`${what}: key_id`, MAX_KEY_ID_BYTES);
       const algorithm = sr.u8(`${what}: algorithm`);
       const signature = sr.slice(`${what}: signature`);
@@ -164,7 +165,7 @@ export function scanSections(bytes: Uint8Array): SectionRef[] {
   if (bytes.length < 8 || !bytesEqual(bytes.subarray(0, 4), WASM_MAGIC)) throw modFail('not a WebAssembly binary (no \\0asm preamble)', 0);
   // Found by fuzzing (parse:signature): a module whose version was changed verified as fully signed.
   if (!bytesEqual(bytes.subarray(4, 8), WASM_VERSION)) throw modFail(`binary format version ${toHex(bytes.subarray(4, 8))} is not supported (01000000)`, 4);
-  const r = new Reader(bytes, modFail, 8);
+  const r = new ByteReader(bytes, 8, bytes.length, modFail);
   const out: SectionRef[] = [];
   while (r.remaining > 0) {
     const start = r.pos;
@@ -175,7 +176,7 @@ export function scanSections(bytes: Uint8Array): SectionRef[] {
     let kind: SectionRef['kind'] = 'standard';
     let payloadStart = end - size;
     if (id === 0) {
-      const nr = new Reader(bytes, modFail, payloadStart, end);
+      const nr = new ByteReader(bytes, payloadStart, end, modFail);
       const name = nr.slice(`custom section ${out.length} name`);
       payloadStart = nr.pos;
       kind = bytesEqual(name, NAME_SIGNATURE) ? 'signature' : bytesEqual(name, NAME_DELIMITER) ? 'delimiter' : 'custom';
@@ -399,7 +400,7 @@ function canonicalSection(bytes: Uint8Array, s: SectionRef): Uint8Array<ArrayBuf
     return concat([Uint8Array.of(s.id), leb128(payload.length), payload]);
   }
   // Custom: re-read the name to re-encode its length.
-  const r = new Reader(bytes, modFail, s.start + 1, s.end);
+  const r = new ByteReader(bytes, s.start + 1, s.end, modFail);
   r.u32('size');
   const name = r.slice('custom section name');
   return customSection(name, bytes.subarray(s.payloadStart, s.end));
