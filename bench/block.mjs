@@ -164,6 +164,10 @@ function ceiling(fsUsPerOp) {
     }
     return best;
   };
+  // The 64 KiB messages first: measured after the 4 KiB ones, opening one read 25-40 us instead of
+  // 16 (the same function, re-optimised for the larger buffer within the warm-up).
+  const oneMessageRead = cpu(300, () => open(whole));
+  const oneMessageWrite = cpu(300, () => sealed(plain));
   const rows = [
     ['rand-read-4k', cpu(2000, () => open(one)), null],
     ['rand-write-4k', cpu(2000, () => sealed(plain.subarray(0, S))), null],
@@ -172,14 +176,14 @@ function ceiling(fsUsPerOp) {
       cpu(100, () => {
         for (let i = 0; i < 16; i++) open(one);
       }),
-      cpu(300, () => open(whole)),
+      oneMessageRead,
     ],
     [
       'seq-write-64k',
       cpu(100, () => {
         for (let i = 0; i < 16; i++) sealed(plain.subarray(i * S, (i + 1) * S));
       }),
-      cpu(300, () => sealed(plain)),
+      oneMessageWrite,
     ],
   ];
   return rows.map(([phase, cipherUs, oneMessageUs]) => {
