@@ -217,7 +217,6 @@ const CATEGORIES = [
   ['dispatch', 'dispatch, device checks, rate limiter, guest memory'],
   ['buffers', 'Buffer copies, fills and views (node:buffer)'],
   ['gc', 'garbage collector'],
-  ['wasm', "guest's wasm (SDK, bench loop)"],
   ['other', 'other'],
 ];
 const DISPATCH = /^host\/(abi\/(dispatcher|guest-memory)|devices\/(block|device)|limits\/|channel\/stats)/;
@@ -225,7 +224,8 @@ const DISPATCH = /^host\/(abi\/(dispatcher|guest-memory)|devices\/(block|device)
 /**
  * The category of one sample, from its frames (leaf first): the outermost Node API under our code
  * names it (native frames have no url), so a native `writeBuffer` under `writeSync` is pwrite and
- * a native init under `createDecipheriv` is the GCM object's creation; else the module of the leaf.
+ * a native init under `createDecipheriv` is the GCM object's creation; else the module of the
+ * innermost frame that has one.
  */
 function classify(stack) {
   const leaf = stack[0].callFrame.functionName;
@@ -251,7 +251,6 @@ function classify(stack) {
     return 'other';
   }
   const f = stack.find((x) => x.callFrame.url !== '') ?? stack[0];
-  if (f.callFrame.url.startsWith('wasm://')) return 'wasm';
   if (f.module === 'host/storage/image.ts') return 'engine';
   if (DISPATCH.test(f.module)) return 'dispatch';
   return 'other';
