@@ -273,22 +273,24 @@ async function loadLayers(file) {
 }
 
 /**
- * --profile DIR: where each phase's time goes below the guest. The partition's worker cannot be
- * profiled fairly: in a worker thread, `node --cpu-prof` puts most samples at the return of a
- * system call (a loop measured at 25-31% in pread was sampled at 43-85% pread), so the layers
- * under the guest (Dispatcher, BlockDevice, BlockImage on a real file, as the worker builds them)
- * run here in the main thread instead, each phase of the guest's order repeated `reps` times under
- * the inspector's sampling profiler. Each phase's profile is written to DIR/<phase>.cpuprofile
- * (Chrome DevTools or speedscope draw it as a flame graph) and its self time printed by category.
- * Then the guest itself runs once, unprofiled: its time per operation against the layers' (timed
- * in the same process, unprofiled) is what the wasm guest and its worker's hypercall path add.
+ * --profile DIR: where each phase's time goes below the guest. A sampling profile cannot tell
+ * this alone on this machine: a sample due while the thread runs is often taken only when it
+ * next returns from a system call, so the file calls are over-sampled (a worker's loop measured
+ * at 25-31% in pread was sampled at 43-85%; these layers' random reads, 16% timed, 59% sampled).
+ * So the layers under the guest (Dispatcher, BlockDevice, BlockImage on a real file, as the
+ * worker builds them) run here in the main thread, each phase of the guest's order repeated
+ * `reps` times: once with every pread / pwrite / fsync of the image timed (through its BlockIo),
+ * once under the inspector's sampling profiler, whose samples outside the file calls split the
+ * rest of the time. Each phase's profile is written to DIR/<phase>.cpuprofile (Chrome DevTools or
+ * speedscope draw it as a flame graph). Then the guest itself runs once, unprofiled, for its time
+ * per operation beside the layers'.
  */
 async function profileRun() {
   const out = path.resolve(values.profile);
   mkdirSync(out, { recursive: true });
   const { blockLayers, fdIo, Storage } = await loadLayers(path.join(dir, 'layers.mjs'));
   const storage = new Storage({ dataDir: path.join(dir, 'layers'), masterKey: randomBytes(32) });
-  // The image's file operations, timed: in a profile their share is not to be trusted (above).
+  // The image's file operations, timed: a profile over-samples them (above).
   const fileUs = { pread: 0, pwrite: 0, fsync: 0 };
   const timed = (fd) => {
     const io = fdIo(fd);
