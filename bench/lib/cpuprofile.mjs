@@ -27,7 +27,7 @@ function bundleModules(url) {
   return starts;
 }
 
-/** A profile with, per node, its frame's module and its parent; and each sample's time. */
+/** A profile with, per node, its frame's module and its parent. */
 export function loadProfile(file) {
   const p = JSON.parse(readFileSync(file, 'utf8'));
   const bundles = new Map();
@@ -46,34 +46,27 @@ export function loadProfile(file) {
     }
     n.module = module;
   }
-  const times = [];
-  let t = p.startTime;
-  for (let i = 0; i < p.samples.length; i++) {
-    t += p.timeDeltas[i];
-    times.push(t);
-  }
-  return { profile: p, byId, times };
+  return { profile: p, byId };
 }
 
 /** The frames of a sample, leaf first. */
-export function stackOf(node) {
+function stackOf(node) {
   const frames = [];
   for (let n = node; n !== undefined; n = n.parent) frames.push(n);
   return frames;
 }
 
 /**
- * Self time (µs) per category of the samples in (from, to], and the leading frames of each category.
+ * Self time (µs) per category of a profile's samples, and the leading frames of each category.
  * `classify(frames)` gets a sample's frames leaf first and returns a category name, or null to
  * leave the sample out.
  */
-export function summarize(loaded, classify, from = -Infinity, to = Infinity) {
-  const { profile, byId, times } = loaded;
+export function summarize(loaded, classify) {
+  const { profile, byId } = loaded;
   const totals = new Map();
   const frames = new Map();
   let all = 0;
   for (let i = 0; i < profile.samples.length; i++) {
-    if (times[i] <= from || times[i] > to) continue;
     // A sample's weight is the interval since the previous one. A thread blocked in a system call
     // (an fsync) takes the profiler's signal only when the call returns: the sample that ends the
     // gap is the one still inside the call, so the gap is its time.
