@@ -2,10 +2,10 @@
  * Bench guard for the block device (issue #16): a guest's block I/O may not regress, measured only
  * as a ratio to Node's fs on a plain file in the same run, never as a time. bench/block.mjs
  * measures the whole guest path (worker, wasm, SDK); this guard drives the same layers below the
- * guest in-thread, so it is quick and steady: BLOCK_READ / BLOCK_WRITE / BLOCK_FLUSH hypercalls
- * through the real Dispatcher and GuestMemory into the real BlockDevice and BlockImage on a real
- * file (AES-256-GCM, every sector authenticated), against readSync / writeSync / fsyncSync doing
- * the same operations on a plain file.
+ * guest in-thread (bench/lib/block-layers.ts), so it is quick and steady: BLOCK_READ / BLOCK_WRITE /
+ * BLOCK_FLUSH hypercalls through the real Dispatcher and GuestMemory into the real BlockDevice and
+ * BlockImage on a real file (AES-256-GCM, every sector authenticated), against readSync /
+ * writeSync / fsyncSync doing the same operations on a plain file.
  *
  * Rows: random 4 KiB reads, random 4 KiB writes, sequential 64 KiB reads (one call) and sequential
  * 64 KiB writes (15 + 1 sectors, as the SDK splits them); writes are flushed after each timed run,
@@ -27,13 +27,8 @@ import { fsyncSync, ftruncateSync, mkdtempSync, openSync, closeSync, readSync, r
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HV_BLOCK_HEADER_SIZE, HV_BLOCK_MAX_WRITE_SECTORS, HV_BLOCK_SECTOR_SIZE, HvCall } from '../../host/abi/codes.ts';
-import { Dispatcher } from '../../host/abi/dispatcher.ts';
-import { GuestMemory } from '../../host/abi/guest-memory.ts';
-import { allocateStats } from '../../host/channel/stats.ts';
-import { BlockDevice } from '../../host/devices/block.ts';
-import { resolveDevices } from '../../host/devices/config.ts';
-import { BlockImage } from '../../host/storage/image.ts';
+import { blockLayers } from '../../bench/lib/block-layers.ts';
+import { HV_BLOCK_MAX_WRITE_SECTORS, HV_BLOCK_SECTOR_SIZE } from '../../host/abi/codes.ts';
 import { Storage } from '../../host/storage/storage.ts';
 
 const S = HV_BLOCK_SECTOR_SIZE;
@@ -59,54 +54,11 @@ function cpu(fn: () => void): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-/** The guest side: a partition's boundary in-thread (as test/block/hypercalls.test.ts builds it). */
-async function guestSide(storage: Storage) {
-  const memory = new WebAssembly.Memory({ initial: 4, maximum: 4 });
-  const gm = new GuestMemory();
-  gm.bind(memory);
-  const stats = new Float64Array(allocateStats());
-  const resolved = resolveDevices({ block: { sizeMiB: MIB, bytesPerSecond: 2 ** 40, opsPerSecond: 1e9 } });
-  const attachment = await storage.attach('guard', MIB);
-  const image = new BlockImage({ fd: attachment.fd, sectorCount: attachment.sectorCount, imageId: attachment.imageId, dataKey: attachment.dataKey });
-  const device = new BlockDevice(resolved.block!, image, stats);
-  const d = new Dispatcher({ memory: gm, devices: [device], args: [], stats, onViolation: () => undefined });
-  const dv = new DataView(memory.buffer);
-  new Uint8Array(memory.buffer).fill(7, 0x10000 + HV_BLOCK_HEADER_SIZE, 0x20000);
-  const header = (at: number, sector: number, count: number) => {
-    dv.setUint32(at, sector, true);
-    dv.setUint32(at + 4, 0, true);
-    dv.setUint32(at + 8, count, true);
-    dv.setUint32(at + 12, 0, true);
-  };
-  const ok = (r: number) => {
-    if (r < 0) throw new Error(`block call failed: ${-r}`);
-  };
-  /** A write of `count` sectors from 0x10000 (header there, data after). */
-  const write = (sector: number, count: number) => {
-    header(0x10000, sector, count);
-    ok(d.hypercall(HvCall.BLOCK_WRITE, 0x10000, HV_BLOCK_HEADER_SIZE + count * S, 0, 0));
-  };
-  const read = (sector: number, count: number) => {
-    header(0, sector, count);
-    ok(d.hypercall(HvCall.BLOCK_READ, 0, HV_BLOCK_HEADER_SIZE, 0x20000, count * S));
-  };
-  const flush = () => ok(d.hypercall(HvCall.BLOCK_FLUSH, 0, 0, 0, 0));
-  return {
-    write,
-    read,
-    flush,
-    close: async () => {
-      device.close();
-      await storage.detach(attachment);
-    },
-  };
-}
-
 describe('bench guard: block device (ratio to node:fs on a plain file in the same run)', () => {
   it('random 4 KiB and sequential 64 KiB reads and writes stay within 3x of their usual ratio to fs', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wv-block-guard-'));
     const storage = new Storage({ dataDir: dir, masterKey: new Uint8Array(32).fill(3) });
-    const ours = await guestSide(storage);
+    const ours = await blockLayers(storage, 'guard', MIB);
     const fd = openSync(path.join(dir, 'plain'), 'w+');
     ftruncateSync(fd, SECTORS * S);
     const buf = Buffer.alloc(16 * S, 7);
