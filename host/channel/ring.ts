@@ -505,6 +505,12 @@ export class SharedRing {
   private copyIn(pos: number, src: Uint8Array, length: number): void {
     const i = pos & this.mask;
     const first = Math.min(length, this.capacity - i);
+    // The common case, all of `src` before the wrap: no view made (a call's record is two parts,
+    // its answer two more, each copied here).
+    if (first === src.length) {
+      this.data.set(src, i);
+      return;
+    }
     this.data.set(src.subarray(0, first), i);
     if (first < length) this.data.set(src.subarray(first, length), 0);
   }

@@ -622,11 +622,18 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     }
   }
 
-  /** The poll `dispatch` queued: one per send burst; an answer that comes in it is delivered there (onResult). */
+  /**
+   * The poll `dispatch` queued: one per send burst; an answer that comes in it is delivered there
+   * (onResult). A poll delivers one answer and then polls again in a microtask: the settled
+   * call's caller runs first, and its next call goes ahead of the answer still to come.
+   */
   private readonly pollSoon = (): void => {
     this.pollQueued = false;
     const run = this.run;
-    if (run !== null && this.inFlight !== null) run.poll(this.config.spinMicros);
+    if (run !== null && this.inFlight !== null && run.poll(this.config.spinMicros) && !this.pollQueued) {
+      this.pollQueued = true;
+      queueMicrotask(this.pollSoon);
+    }
   };
 
   /** Sends the next queued call if the reactor is idle, or ahead of it when it runs one; true if one was sent or settled. */

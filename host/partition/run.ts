@@ -37,6 +37,9 @@ const OUTPUT_BATCH_BYTES = 256 * 1024;
 /** Records this large are delivered as they are; smaller ones are joined. */
 const OUTPUT_JOIN_BELOW = 8192;
 
+/** How long the root's poll waits for a worker that sleeps on its call ring to wake up (see WorkerRun.answered). */
+const WAKE_GRACE_MS = 0.02;
+
 /** Reactor calls sent and not yet answered, in this process (every Hypervisor). */
 let callsInFlight = 0;
 
@@ -99,6 +102,9 @@ export class WorkerRun {
   private readonly replies = new RecentWait(firstReplyChoice());
   /** The fastest recent answer, µs (see answeredWithin); Infinity until the first. */
   private quickest = Infinity;
+  /** The poll in progress (see `answered`): the event ring's write counter when it began, and when it first saw the worker asleep (-1: not yet; Infinity: it gave up). */
+  private pollSeq = 0;
+  private asleepSince = -1;
   /** The output's reader is behind: the pump waits for resumeOutput(). */
   private paused = false;
   private resumeWaiter: (() => void) | null = null;
@@ -394,19 +400,55 @@ export class WorkerRun {
   }
 
   /**
-   * Polls the event ring for up to `micros` and delivers what arrived. A reactor call that takes
-   * a few microseconds is then answered without the cost of an asynchronous wake-up; the bound
-   * keeps the root's event loop from being held longer than that.
+   * Delivers the next call result: one already in the event ring, else one that arrives while
+   * the root polls the ring for up to `micros`. A reactor call that takes a few microseconds is
+   * then answered without the cost of an asynchronous wake-up; the bound keeps the root's event
+   * loop from being held longer than that. True when a result was delivered: the caller polls
+   * again in a microtask, after the reactions of the call it settled.
+   *
+   * One result per poll, not the whole ring: with a call sent ahead, the worker has often
+   * answered both calls by the time the root looks. Delivered together, both callers' next
+   * calls were sent together and the worker ran them while the root waited (the root and the
+   * worker took turns, two calls at a time). One at a time, the first caller's next call is in
+   * the ring before the root delivers the second result, so the worker runs it meanwhile.
    */
-  poll(micros: number): void {
-    // Only when every call in flight in the process is this run's (the running one and one sent
-    // ahead): with others, the root has other replies to take (through its event loop); and
-    // only when replies have been coming within the window.
-    if (this.ended || callsInFlight !== this.pending) return;
+  poll(micros: number): boolean {
+    if (this.ended || this.paused) return false;
+    // Read before the ring is looked at: a result written after this is seen by the spin.
     const seq = this.events.writeSeq;
-    // The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
-    if (spinUntil(() => this.events.writeSeq !== seq, micros, this.replies, null) && !this.paused) this.drain(this.events.capacity);
+    if (this.drain(this.events.capacity, true)) return true;
+    // Poll only when every call in flight in the process is this run's (the running one and one
+    // sent ahead): with others, the root has other replies to take (through its event loop);
+    // and only when replies have been coming within the window.
+    if (callsInFlight !== this.pending || this.pending === 0) return false;
+    this.pollSeq = seq;
+    this.asleepSince = -1;
+    if (!spinUntil(this.answered, micros, this.replies, null) || this.asleepSince === Infinity) return false;
+    return !this.paused && this.drain(this.events.capacity, true);
   }
+
+  /**
+   * The poll's test (one closure for every poll): the event ring was written since `pollSeq`.
+   * The write counter, not the ring: a plain load, and it cannot be corrupted into a throw.
+   *
+   * Also ends the poll, with `asleepSince` at Infinity, when the worker still sleeps on its call
+   * ring WAKE_GRACE_MS after the poll began (a dedicated worker; the send woke it, and it has not
+   * run since): it is waiting for a core, and the root's poll may hold the one it needs. On a
+   * machine whose other core is taken (another tenant's load), nearly every such poll ran its
+   * whole window and the pool fell behind one reactor; on a free core a worker wakes well
+   * within the grace.
+   */
+  private readonly answered = (): boolean => {
+    if (this.events.writeSeq !== this.pollSeq) return true;
+    if (!this.calls.readerWaiting) return false;
+    const now = performance.now();
+    if (this.asleepSince < 0) this.asleepSince = now;
+    else if (now - this.asleepSince > WAKE_GRACE_MS) {
+      this.asleepSince = Infinity;
+      return true;
+    }
+    return false;
+  };
 
   /** The output's reader has room again: draining resumes (a no-op unless paused). */
   resumeOutput(): void {
@@ -448,13 +490,15 @@ export class WorkerRun {
    * Returns true when `budget` bytes were delivered (more may wait) or the output's reader is
    * behind (`paused` set: output is the one event that can say so), false when the ring is empty.
    * Infinity: everything, ignoring backpressure (the end of the run: the ring is scrubbed afterwards).
+   * `oneResult`: stops after the first call result too, and returns true (see poll).
    */
-  private drain(budget = Infinity): boolean {
+  private drain(budget = Infinity, oneResult = false): boolean {
     if (this.drainFailed) return false;
     const force = budget === Infinity;
     let delivered = 0;
     for (;;) {
       let event: () => boolean | void;
+      let result = false;
       try {
         const kind = this.reader.idle ? this.events.peekKind() : -1;
         if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
@@ -468,6 +512,7 @@ export class WorkerRun {
           const message = kind === EventKind.RESULT ? this.reader.readReusing() : this.reader.read();
           if (message === null) return false;
           delivered += message.bytes.length + 4;
+          result = message.kind === EventKind.RESULT;
           event = this.decode(message);
         }
       } catch (error) {
@@ -483,7 +528,7 @@ export class WorkerRun {
           throw error;
         });
       }
-      if (!force && (this.paused || delivered >= budget)) return true;
+      if (!force && (this.paused || delivered >= budget || (oneResult && result))) return true;
     }
   }
 
