@@ -10,15 +10,26 @@ export interface CallCpu {
 }
 export declare function threadCpu(): Map<string, number> | null;
 export declare function cpuPerCall(before: Map<string, number> | null, after: Map<string, number> | null, wallMs: number, calls: number): CallCpu | null;
-export declare function measured(fn: () => Promise<unknown>, inFlight: number, total: number): Promise<{ rate: number; cpu: CallCpu | null }>;
 export interface PoolVsOne {
   one: number;
   pool: number;
+  /** The median of the per-pair ratios (pool / baseline), and their spread. */
   ratio: number;
+  ratioMin: number;
+  ratioMax: number;
+  pairs: number;
   oneCpu: CallCpu | null;
   poolCpu: CallCpu | null;
 }
-export declare function poolVsOne(Hypervisor: unknown, module: string, calls: number, warmup?: number): Promise<PoolVsOne>;
+/** Alternated slices: `calls` calls per slice, `pairs` of each side; `rounds` alternated warm-up rounds of `warmup` calls each (default 2). */
+export interface SliceOptions {
+  calls: number;
+  pairs: number;
+  warmup: number;
+  rounds?: number;
+}
+export declare function alternatedSlices(runOne: (calls: number) => Promise<unknown>, runPool: (calls: number) => Promise<unknown>, pairs: number, calls: number): Promise<PoolVsOne>;
+export declare function poolVsOne(Hypervisor: unknown, module: string, options: SliceOptions): Promise<PoolVsOne>;
 export declare function timedCalls<W>(pick: () => W, call: (w: W) => Promise<unknown>, n: number): Promise<number[]>;
 export interface BareWorker {
   worker: import('node:worker_threads').Worker;
@@ -27,4 +38,4 @@ export interface BareWorker {
 }
 export declare function bareWorkers(count: number): Promise<{ workers: BareWorker[]; call: (w: BareWorker) => Promise<void>; close: () => Promise<unknown> }>;
 export declare function quantile(xs: readonly number[], q: number): number;
-export declare function barePoolVsOne(calls: number, warmup?: number): Promise<PoolVsOne>;
+export declare function barePoolVsOne(options: SliceOptions): Promise<PoolVsOne>;

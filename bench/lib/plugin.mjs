@@ -66,36 +66,73 @@ export function cpuPerCall(before, after, wallMs, calls) {
   return { cpuUs: total / 1000 / calls, rootUs: root / 1000 / calls, cores: total / 1e6 / wallMs };
 }
 
-/** throughput(), with the CPU it cost (cpuPerCall): `{ rate, cpu }`. */
-export async function measured(fn, inFlight, total) {
+/** Calls/s and CPU (cpuPerCall) of `run(calls)`, which makes `calls` calls: `{ rate, cpu }`. */
+async function slice(run, calls) {
   const before = threadCpu();
   const t0 = performance.now();
-  const rate = await throughput(fn, inFlight, total);
+  await run(calls);
   const wall = performance.now() - t0;
-  return { rate, cpu: cpuPerCall(before, threadCpu(), wall, total) };
+  return { rate: calls / (wall / 1000), cpu: cpuPerCall(before, threadCpu(), wall, calls) };
 }
 
 /**
- * One reactor's calls/s (one call at a time) and a pool of 2's (two calls in flight), measured
- * back to back in one Hypervisor: `{ one, pool, ratio, oneCpu, poolCpu }` (ratio = pool / one;
- * the CPU of each, see cpuPerCall).
+ * A baseline and a pool measured in alternated slices of `calls` calls each (baseline, pool,
+ * baseline, pool …, `pairs` of each), both already warmed up and alive side by side: a stall or a
+ * compilation burst lands in one slice, not in a whole side, and the two sides share the
+ * machine's state slice by slice. `run(calls)` makes that many calls. Each side's median calls/s
+ * with the CPU of that median slice; the median of the per-pair ratios (pool / baseline) and
+ * their spread: `{ one, pool, ratio, ratioMin, ratioMax, pairs, oneCpu, poolCpu }`.
  */
-export async function poolVsOne(Hypervisor, module, calls, warmup = 2000) {
+export async function alternatedSlices(runOne, runPool, pairs, calls) {
+  const ones = [];
+  const pools = [];
+  for (let i = 0; i < pairs; i++) {
+    ones.push(await slice(runOne, calls));
+    pools.push(await slice(runPool, calls));
+  }
+  const ratios = pools.map((p, i) => p.rate / ones[i].rate).sort((a, b) => a - b);
+  const mid = (xs) => [...xs].sort((a, b) => a.rate - b.rate)[Math.floor(xs.length / 2)];
+  const one = mid(ones);
+  const pool = mid(pools);
+  return {
+    one: one.rate,
+    pool: pool.rate,
+    ratio: ratios[Math.floor(ratios.length / 2)],
+    ratioMin: ratios[0],
+    ratioMax: ratios[ratios.length - 1],
+    pairs,
+    oneCpu: one.cpu,
+    poolCpu: pool.cpu,
+  };
+}
+
+/** `run(calls)` for `inFlight` callers sharing `calls` calls of `fn`, each awaiting its call before the next. */
+const caller = (fn, inFlight) => (calls) => throughput(fn, inFlight, calls);
+
+/**
+ * One reactor's calls/s (one call at a time, spinning as it may) against a pool of 2's (two calls
+ * in flight), both alive side by side in one Hypervisor, warmed up in alternated rounds of
+ * `warmup` calls each (`rounds` of each: the root's call path, shared by both, is compiled for
+ * both before the clock starts, each the way it is measured), then measured in `pairs`
+ * alternated slices of `calls` calls (alternatedSlices). The reactor makes
+ * 1 + rounds × warmup + pairs × calls calls on one instance: keep that under 130,000
+ * (`transform.wasm`'s allocator traps past about 130,500 calls on one instance).
+ */
+export async function poolVsOne(Hypervisor, module, { calls, pairs, warmup, rounds = 2 }) {
   const hv = new Hypervisor();
   try {
     const p = await hv.createPartition({ name: 'bench-one', module, kind: 'reactor' });
     await p.start();
     checkEcho(await p.call('echo', INPUT));
-    for (let i = 0; i < warmup; i++) await p.call('echo', INPUT);
-    const one = await measured(() => p.call('echo', INPUT), 1, calls);
-    await p.destroy();
     const pool = await hv.createPool({ name: 'bench-pool', module }, { size: 2 });
     checkEcho(await pool.call('echo', INPUT));
-    // Warmed up as it is measured (two in flight): that path, not one call at a time, is compiled before the clock starts.
-    await throughput(() => pool.call('echo', INPUT), 2, warmup);
-    const two = await measured(() => pool.call('echo', INPUT), 2, calls);
-    await pool.destroy();
-    return { one: one.rate, pool: two.rate, ratio: two.rate / one.rate, oneCpu: one.cpu, poolCpu: two.cpu };
+    const runOne = caller(() => p.call('echo', INPUT), 1);
+    const runPool = caller(() => pool.call('echo', INPUT), 2);
+    for (let r = 0; r < rounds; r++) {
+      await runOne(warmup);
+      await runPool(warmup);
+    }
+    return await alternatedSlices(runOne, runPool, pairs, calls);
   } finally {
     await hv.close();
   }
@@ -165,28 +202,29 @@ export async function bareWorkers(count) {
 }
 
 /**
- * The floor under the pool row, in one run: bare workers (see bareWorkers) answering one call at
- * a time from one worker, then two calls in flight on two workers, each caller keeping to its
- * own worker (a pool of 2 with two calls in flight). `{ one, pool, ratio, oneCpu, poolCpu }`
- * in calls/s (CPU: see cpuPerCall).
+ * The floor under the pool row, measured the same way (alternatedSlices after alternated warm-up
+ * rounds): bare workers (see bareWorkers) answering one call at a time from one worker, against
+ * two calls in flight on two workers, each caller keeping to its own worker (a pool of 2 with two
+ * calls in flight). Same result as poolVsOne.
  */
-export async function barePoolVsOne(calls, warmup = 2000) {
+export async function barePoolVsOne({ calls, pairs, warmup, rounds = 2 }) {
   const bare = await bareWorkers(2);
   try {
     const [a, b] = bare.workers;
-    for (let i = 0; i < warmup; i++) await bare.call(i % 2 === 0 ? a : b);
-    const one = await measured(() => bare.call(a), 1, calls);
-    let left = calls;
-    const before = threadCpu();
-    const t0 = performance.now();
-    await Promise.all(
-      [a, b].map(async (w) => {
-        while (left-- > 0) await bare.call(w);
-      }),
-    );
-    const wall = performance.now() - t0;
-    const pool = calls / (wall / 1000);
-    return { one: one.rate, pool, ratio: pool / one.rate, oneCpu: one.cpu, poolCpu: cpuPerCall(before, threadCpu(), wall, calls) };
+    const runOne = caller(() => bare.call(a), 1);
+    const runPool = async (total) => {
+      let left = total;
+      await Promise.all(
+        [a, b].map(async (w) => {
+          while (left-- > 0) await bare.call(w);
+        }),
+      );
+    };
+    for (let r = 0; r < rounds; r++) {
+      await runOne(warmup);
+      await runPool(warmup);
+    }
+    return await alternatedSlices(runOne, runPool, pairs, calls);
   } finally {
     await bare.close();
   }
