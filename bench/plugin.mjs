@@ -70,14 +70,15 @@ await p.destroy();
 // under transform.wasm's 130,500 (its allocator traps past that).
 const SLICES = { calls: 15000, pairs: 7, warmup: 5000, rounds: 2 };
 const sliced = (r) => ({ slices: r.pairs, sliceCalls: SLICES.calls });
+const slicesRates = (r) => ({ sliceRates: { one: r.oneRates.map(Math.round), pool: r.poolRates.map(Math.round) } });
 const pool = await poolVsOne(Hypervisor, module, SLICES);
 record('one reactor, one call at a time (baseline)', null, pool.one, { cpu: pool.oneCpu, ...sliced(pool) });
-record('wasmvisor pool of 2, 2 in flight', null, pool.pool, { vsOneReactor: pool.ratio, ratioMin: pool.ratioMin, ratioMax: pool.ratioMax, baseline: pool.one, cpu: pool.poolCpu, ...sliced(pool) });
+record('wasmvisor pool of 2, 2 in flight', null, pool.pool, { vsOneReactor: pool.ratio, ratioMin: pool.ratioMin, ratioMax: pool.ratioMax, baseline: pool.one, cpu: pool.poolCpu, ...sliced(pool), ...slicesRates(pool) });
 // The same on bare workers (no ring, guest or checks), measured the same way: what two calls in
 // flight gain on this machine now.
 const barePool = await barePoolVsOne({ ...SLICES, warmup: WARMUP });
 record('bare worker, one call at a time (floor)', null, barePool.one, { cpu: barePool.oneCpu, ...sliced(barePool) });
-record('2 bare workers, 2 in flight (floor)', null, barePool.pool, { vsOneReactor: barePool.ratio, ratioMin: barePool.ratioMin, ratioMax: barePool.ratioMax, baseline: barePool.one, cpu: barePool.poolCpu, ...sliced(barePool) });
+record('2 bare workers, 2 in flight (floor)', null, barePool.pool, { vsOneReactor: barePool.ratio, ratioMin: barePool.ratioMin, ratioMax: barePool.ratioMax, baseline: barePool.one, cpu: barePool.poolCpu, ...sliced(barePool), ...slicesRates(barePool) });
 const shared = await hv.createPartition({ name: 'bench-shared', module, kind: 'reactor', placement: 'shared' });
 await shared.start();
 check(await shared.call('echo', INPUT));

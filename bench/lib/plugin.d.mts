@@ -20,6 +20,9 @@ export interface PoolVsOne {
   pairs: number;
   oneCpu: CallCpu | null;
   poolCpu: CallCpu | null;
+  /** Every slice's calls/s, in the order measured. */
+  oneRates: number[];
+  poolRates: number[];
 }
 /** Alternated slices: `calls` calls per slice, `pairs` of each side; `rounds` alternated warm-up rounds of `warmup` calls each (default 2). */
 export interface SliceOptions {

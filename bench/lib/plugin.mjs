@@ -81,7 +81,8 @@ async function slice(run, calls) {
  * compilation burst lands in one slice, not in a whole side, and the two sides share the
  * machine's state slice by slice. `run(calls)` makes that many calls. Each side's median calls/s
  * with the CPU of that median slice; the median of the per-pair ratios (pool / baseline) and
- * their spread: `{ one, pool, ratio, ratioMin, ratioMax, pairs, oneCpu, poolCpu }`.
+ * their spread, and every slice's calls/s in order:
+ * `{ one, pool, ratio, ratioMin, ratioMax, pairs, oneCpu, poolCpu, oneRates, poolRates }`.
  */
 export async function alternatedSlices(runOne, runPool, pairs, calls) {
   const ones = [];
@@ -103,6 +104,8 @@ export async function alternatedSlices(runOne, runPool, pairs, calls) {
     pairs,
     oneCpu: one.cpu,
     poolCpu: pool.cpu,
+    oneRates: ones.map((x) => x.rate),
+    poolRates: pools.map((x) => x.rate),
   };
 }
 
