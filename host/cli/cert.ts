@@ -5,7 +5,6 @@
  */
 import { existsSync, mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { fileKind } from '../files.ts';
 import { writeNewFile } from '../security/keys.ts';
@@ -30,9 +29,11 @@ export function certCommand(argv: string[]): Promise<number> {
 
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values } = usage(() =>
-    parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } } }),
-  );
+  const { values } = usage(sub === 'create' ? 'cert create' : 'cert', {
+    args: rest,
+    strict: true,
+    options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } },
+  });
   if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${quoted(sub ?? '')} (create)`);
   if (values.name === undefined) throw new InvalidArgumentError('cert create needs --name');
   const days = intOption(values.days, 'days', 1, 3650) ?? 365;
