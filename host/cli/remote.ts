@@ -86,6 +86,13 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     i += argv[i]!.includes('=') ? 1 : 2;
   }
   const [command, ...rest] = argv.slice(i);
+  // `--help` (or -h) as the command or among its options (before a run's `--`): the remote
+  // commands' usage, as every other command answers its --help, before anything is read or sent.
+  const split = rest.indexOf('--');
+  if ([command, ...(split < 0 ? rest : rest.slice(0, split))].some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(`Usage:\n${REMOTE_USAGE}\n\nThe remote commands and their options: docs/MANAGEMENT.md, "The CLI as a client".\n`);
+    return 0;
+  }
   // An option that is not one of the client's, before the command, is named (not taken for the
   // command, nor reported as the token file it was meant to be).
   if (command !== undefined && command.startsWith('-')) {

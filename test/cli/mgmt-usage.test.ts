@@ -64,6 +64,17 @@ describe.concurrent('management commands: bad usage is named as for every comman
     expect((await cli(['serve', 'x\ny'], { cwd: tmp })).stderr).toBe('ERR_INVALID_ARGUMENT: serve takes no arguments, got an extra argument "x\\ny"; see wasmvisor serve --help\n');
   });
 
+  it('a remote command --help prints the remote usage, exit 0, before any file is read or host reached', async () => {
+    for (const args of [['--host', 'https://127.0.0.1:1', 'ps', '--help'], ['--host', 'https://127.0.0.1:1', '--token-file', path.join(tmp, 'none'), 'token', 'list', '-h'], ['--host', 'x', '--help']]) {
+      const r = await cli(args, { cwd: tmp });
+      expect(r, args.join(' ')).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout).toMatch(/^Usage:\n {2}wasmvisor --host <url> --token-file <file>/);
+      expect(r.stdout).toContain('token list [--json]');
+    }
+    // After a remote run's `--`, --help is the guest's: not taken as a request for help.
+    expect((await cli(['--host', 'x', 'run', 'g.wasm', '--', '--help'], { cwd: tmp })).code).toBe(2);
+  });
+
   it('the forms that are right still work: token list prints the table', async () => {
     const r = await cli(['token', 'list', '--config', config], { cwd: tmp });
     expect(r.code, r.stderr).toBe(0);
