@@ -49,11 +49,11 @@
  * reopened (and an `audit.recovered` record says so); the verifier reports it as crash residue.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
-import { readRegularFileSync } from '../files.ts';
+import { makeDirsSync, readRegularFileSync } from '../files.ts';
 import { explain } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -228,7 +228,7 @@ export class AuditLog implements AuditSink {
     const dir = this.options.dir;
     let recovered: AuditDetails | null = null;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirsSync(dir, 0o700);
       const files = listAuditFiles(dir);
       const last = files.at(-1);
       if (last === undefined) {
@@ -572,7 +572,7 @@ function sha256Hex(line: string): string {
 }
 
 function writeHead(file: string, head: Head): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  makeDirsSync(path.dirname(file), 0o700);
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
   try {
