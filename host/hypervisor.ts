@@ -27,7 +27,7 @@ import type { FuncSig } from './loader/sections.ts';
 import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
-import { PortForward, type ForwardPortOptions } from './net/forward.ts';
+import { FORWARD_OPTION_KEYS, PortForward, type ForwardPortOptions } from './net/forward.ts';
 import { SecurityMonitor } from './security/monitor.ts';
 import { partitionAsk, readSignatureSource, specForMeasurement } from './security/spec.ts';
 import type { Admission, Policy, PolicyDocument } from './security/policy.ts';
@@ -35,12 +35,12 @@ import type { AuditSink } from './security/audit.ts';
 import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
-import { check, given } from './schema/check.ts';
+import { check, given, nearest } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
-import { quoted } from './escape.ts';
+import { escapeText, quoted } from './escape.ts';
 
 export type { HypervisorOptions, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy };
 
@@ -678,6 +678,14 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (this.closed) throw new InvalidStateError('this hypervisor is closed');
     if (typeof options !== 'object' || options === null || typeof options.partition !== 'string') {
       throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
+    }
+    // An unknown key is refused as the schema refuses one in a spec (README, "Specs: one
+    // schema"): a misspelt `idleTimeout` would otherwise leave the default in force unnoticed.
+    for (const key of Object.keys(options)) {
+      if (!(FORWARD_OPTION_KEYS as readonly string[]).includes(key)) {
+        const near = nearest(key, FORWARD_OPTION_KEYS);
+        throw new InvalidArgumentError(`forwardPort options: ${escapeText(key)}: unknown key${near !== null ? `; did you mean ${near}?` : ''}`);
+      }
     }
     const partition = this.live.get(options.partition);
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
