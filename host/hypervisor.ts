@@ -35,12 +35,12 @@ import type { AuditSink } from './security/audit.ts';
 import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
-import { check, given, nearest } from './schema/check.ts';
+import { check, given, refuseUnknownKeys } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
-import { escapeText, quoted } from './escape.ts';
+import { quoted } from './escape.ts';
 
 export type { HypervisorOptions, PartitionSpec, PartitionLimits, CpuLimit, RestartPolicy };
 
@@ -281,6 +281,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
       throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
     }
+    // A misspelt `path` would wipe the disk at the default place instead of the one meant.
+    refuseUnknownKeys(options, ['path'], 'wipeStorage options');
     return this.storage.wipe(name, options.path).catch((error: unknown) => {
       const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
       this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
@@ -681,12 +683,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     }
     // An unknown key is refused as the schema refuses one in a spec (README, "Specs: one
     // schema"): a misspelt `idleTimeout` would otherwise leave the default in force unnoticed.
-    for (const key of Object.keys(options)) {
-      if (!(FORWARD_OPTION_KEYS as readonly string[]).includes(key)) {
-        const near = nearest(key, FORWARD_OPTION_KEYS);
-        throw new InvalidArgumentError(`forwardPort options: ${escapeText(key)}: unknown key${near !== null ? `; did you mean ${near}?` : ''}`);
-      }
-    }
+    refuseUnknownKeys(options, FORWARD_OPTION_KEYS, 'forwardPort options');
     const partition = this.live.get(options.partition);
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);

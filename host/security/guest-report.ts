@@ -23,8 +23,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors.ts';
-import { escapeText } from '../escape.ts';
-import { given, nearest } from '../schema/check.ts';
+import { given, refuseUnknownKeys } from '../schema/check.ts';
 import { canonicalJson } from './canonical.ts';
 import { parsePublicKey, secretKeyFromSeed, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -141,11 +140,7 @@ export interface GuestReportExpectations {
  */
 export function checkExpectationKeys(expect: unknown, known: readonly string[], what: string): void {
   if (typeof expect !== 'object' || expect === null || Array.isArray(expect)) throw new InvalidArgumentError(`${what} expectations: expected an object, got ${given(expect)}`);
-  for (const key of Object.keys(expect)) {
-    if (known.includes(key)) continue;
-    const near = nearest(key, known);
-    throw new InvalidArgumentError(`${what} expectations: ${escapeText(key)}: unknown key${near !== null ? `; did you mean ${near}?` : ''}`);
-  }
+  refuseUnknownKeys(expect, known, `${what} expectations`);
 }
 
 /**
