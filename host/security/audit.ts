@@ -54,7 +54,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
 import { makeDirsSync, readRegularFileSync } from '../files.ts';
-import { explain } from '../schema/check.ts';
+import { explain, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -64,6 +64,9 @@ export type AuditOutcome = 'success' | 'denied' | 'failure';
 export type AuditDetails = Record<string, string | number | boolean | null>;
 
 /** What a caller records. `actor` defaults to the log's default actor. */
+/** Every key of AuditEntry: record() refuses any other. */
+const AUDIT_ENTRY_KEYS = ['actor', 'action', 'target', 'outcome', 'reason', 'code', 'details'] as const satisfies readonly (keyof AuditEntry)[];
+
 export interface AuditEntry {
   actor?: string;
   /** Dotted lower-case name: `partition.create`, `api.request`, … */
@@ -289,6 +292,8 @@ export class AuditLog implements AuditSink {
     if (this.closed) return Promise.reject(new StorageError('the audit log is closed'));
     let rec: AuditRecord;
     try {
+      // An embedder's entry: a misspelt `detials` or `cod` would be left out of the record unsaid.
+      if (typeof entry === 'object' && entry !== null) refuseUnknownKeys(entry, AUDIT_ENTRY_KEYS, 'audit entry');
       rec = this.append(entry);
     } catch (error) {
       return Promise.reject(error);
