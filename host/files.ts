@@ -20,8 +20,9 @@
  *   descriptor to be that FIFO, and read up to `maxBytes` (one byte more is refused, so `yes |` is
  *   never read whole). Devices, directories and sockets are refused as ever.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
-import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { lstat, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidArgumentError, WasmvisorError } from './errors.ts';
 
 const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
@@ -39,6 +40,67 @@ export interface ReadFileOptions {
   error?: (message: string, cause?: unknown) => WasmvisorError;
   /** The error for a file or pipe over `maxBytes`, when it is not `error`'s (an attestation report's: ERR_INTEGRITY). */
   tooLarge?: (message: string) => WasmvisorError;
+}
+
+/**
+ * `mkdir -p`: makes `dir` and its missing parents (each with `mode`), and returns the first folder
+ * it made (undefined when `dir` was there), as node:fs's `recursive` mode does. Not that mode:
+ * on Node 20 it never returns (a busy loop: `mkdirSync('/proc/x', { recursive: true })`) when a
+ * parent exists but mkdir in it fails with ENOENT, as under /proc, so `--data-dir /proc/x` or
+ * `cert create --out /proc/x` hung the command. Here each level is made once: the first error
+ * other than EEXIST (another process made it meanwhile) is thrown, naming the folder.
+ */
+export function makeDirsSync(dir: string, mode: number): string | undefined {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    const there = lookUp(missing, at, () => statSync(at));
+    if (there) break;
+  }
+  let first: string | undefined;
+  for (let i = missing.length - 1; i >= 0; i--) {
+    try {
+      mkdirSync(missing[i]!, { mode });
+      first ??= missing[i];
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  return first;
+}
+
+/** makeDirsSync without blocking the event loop. */
+export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    let error: unknown = null;
+    await stat(at).catch((e: unknown) => (error = e));
+    if (lookUp(missing, at, () => { if (error !== null) throw error; })) break;
+  }
+  let first: string | undefined;
+  for (let i = missing.length - 1; i >= 0; i--) {
+    try {
+      await mkdir(missing[i]!, { mode });
+      first ??= missing[i];
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  return first;
+}
+
+/**
+ * One step up of makeDirs: true when the walk stops at `at`. A folder that is there stops it; one
+ * that is missing is to be made (and its parent looked at, unless it is the root); one that
+ * cannot be looked at (ENOTDIR, EACCES) is to be made too, so that mkdir says what is wrong.
+ */
+function lookUp(missing: string[], at: string, look: () => void): boolean {
+  try {
+    look();
+    return true;
+  } catch (error) {
+    missing.push(at);
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(at) === at;
+  }
 }
 
 /** A path that names a descriptor (`<(cmd)` is /dev/fd/63, `/dev/stdin`, /proc/self/fd/0): it says nothing of what is read through it. */

@@ -27,7 +27,7 @@ import type { FuncSig } from './loader/sections.ts';
 import { releaseWasi, resolveWasi, wasiMemory, type ResolvedWasi } from './wasi/config.ts';
 import { WASI_MODULE, WASI_SIGNATURES } from './wasi/imports.ts';
 import { NetEndpoint, VirtualSwitch, type FrameObservation, type NicAttachment } from './net/switch.ts';
-import { PortForward, type ForwardPortOptions } from './net/forward.ts';
+import { FORWARD_OPTION_KEYS, PortForward, type ForwardPortOptions } from './net/forward.ts';
 import { SecurityMonitor } from './security/monitor.ts';
 import { partitionAsk, readSignatureSource, specForMeasurement } from './security/spec.ts';
 import type { Admission, Policy, PolicyDocument } from './security/policy.ts';
@@ -35,7 +35,7 @@ import type { AuditSink } from './security/audit.ts';
 import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
-import { check, given } from './schema/check.ts';
+import { check, given, refuseUnknownKeys } from './schema/check.ts';
 import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
@@ -281,6 +281,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
       throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
     }
+    // A misspelt `path` would wipe the disk at the default place instead of the one meant.
+    refuseUnknownKeys(options, ['path'], 'wipeStorage options');
     return this.storage.wipe(name, options.path).catch((error: unknown) => {
       const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
       this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
@@ -679,6 +681,9 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (typeof options !== 'object' || options === null || typeof options.partition !== 'string') {
       throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
     }
+    // An unknown key is refused as the schema refuses one in a spec (README, "Specs: one
+    // schema"): a misspelt `idleTimeout` would otherwise leave the default in force unnoticed.
+    refuseUnknownKeys(options, FORWARD_OPTION_KEYS, 'forwardPort options');
     const partition = this.live.get(options.partition);
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);

@@ -3,11 +3,10 @@
  * certificate from the host's local CA (made by `serve --tls-self-signed`) for mutual TLS. The
  * principal is `cert:<cn>`; give it a role with an assignment in `<config>/rbac.json`.
  */
-import { existsSync, mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
-import { fileKind } from '../files.ts';
+import { fileKind, makeDirsSync } from '../files.ts';
 import { writeNewFile } from '../security/keys.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
@@ -30,9 +29,11 @@ export function certCommand(argv: string[]): Promise<number> {
 
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values } = usage(() =>
-    parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } } }),
-  );
+  const { values } = usage(sub === 'create' ? 'cert create' : 'cert', {
+    args: rest,
+    strict: true,
+    options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } },
+  });
   if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${quoted(sub ?? '')} (create)`);
   if (values.name === undefined) throw new InvalidArgumentError('cert create needs --name');
   const days = intOption(values.days, 'days', 1, 3650) ?? 365;
@@ -48,7 +49,7 @@ async function run(argv: string[]): Promise<number> {
   for (const file of [`${base}.key`, `${base}.crt`]) if (existsSync(file)) throw new InvalidArgumentError(`${file} already exists; refusing to overwrite it (remove it, or choose another --out)`);
   let created: string | undefined;
   try {
-    created = mkdirSync(out, { recursive: true, mode: 0o700 });
+    created = makeDirsSync(out, 0o700);
   } catch (error) {
     throw new StorageError(`cannot create --out ${out}: ${(error as Error).message}`, { cause: error });
   }

@@ -8,6 +8,8 @@ import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
+import { nearest } from '../schema/check.ts';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
@@ -18,17 +20,51 @@ export function intOption(value: string | undefined, name: string, min: number, 
 }
 
 /**
- * Runs an argument parser, turning its complaint into ERR_INVALID_ARGUMENT (one line: the first).
- * node:util's advice for an unknown option (put a positional starting with '-' after '--') is
- * kept only for a command that passes arguments after `--` (`positionalHint`, the remote run);
- * elsewhere no positional starts with '-' and it only misleads (`lab --bogus`).
+ * node:util's parseArgs for one management command (`serve`, `token list`, `cert create`, `lab`,
+ * a remote command), its complaint turned into ERR_INVALID_ARGUMENT worded as every other
+ * command's (host/cli/options.ts): the command, the unknown option and the nearest known one
+ * (README, "Command line"), and where its help is. node:util's own advice for an unknown option
+ * (put a positional starting with '-' after '--') becomes the guest's hint only for a command
+ * that passes arguments after `--` (`positionalHint`, the remote run); elsewhere no positional
+ * starts with '-' and it only misleads (`lab --bogus`).
  */
-export function usage<T>(parser: () => T, { positionalHint = false }: { positionalHint?: boolean } = {}): T {
+export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseArgsConfig['options']> }>(
+  command: string,
+  config: T,
+  { positionalHint = false, help = command.split(' ')[0]! }: { positionalHint?: boolean; help?: string } = {},
+): ReturnType<typeof parseArgs<T>> {
   try {
-    return parser();
+    return parseArgs(config);
   } catch (error) {
-    const first = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
-    throw new InvalidArgumentError(positionalHint ? first : first.replace(/\. To specify a positional argument starting with a '-'.*$/, ''));
+    const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
+    const code = (error as NodeJS.ErrnoException).code;
+    const full = error instanceof Error ? error.message : String(error);
+    const message = full.split('\n')[0]!;
+    // Matched on the whole message: the argument quoted in it may hold a newline.
+    const unknown = /^Unknown option '([^']*)'/.exec(full);
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown !== null) {
+      const shown = unknown[1]!;
+      const near = nearest(shown.replace(/^-+/, ''), Object.keys(config.options));
+      const hint = near !== null ? `; did you mean --${near}?` : '';
+      const guest = positionalHint ? ' (to pass it to the guest, put it after --)' : '';
+      throw new InvalidArgumentError(`${command}: unknown option ${shown}${hint}${guest}${see}`);
+    }
+    const extra = /^Unexpected argument '([\s\S]*)'\. This command does not take positional arguments/.exec(full);
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && extra !== null) {
+      throw new InvalidArgumentError(`${command} takes no arguments, got an extra argument ${quoted(extra[1]!)}${see}`);
+    }
+    const missing = /^Option '(?:-\w, )?(-{1,2}[^\s']+)(?: <value>)?' argument missing/.exec(message);
+    if (missing !== null) throw new InvalidArgumentError(`${missing[1]} needs a value${see}`);
+    const flag = /^Option '(?:-\w, )?(-{1,2}[^\s']+)' does not take an argument/.exec(message);
+    if (flag !== null) throw new InvalidArgumentError(`${flag[1]} takes no value${see}`);
+    throw new InvalidArgumentError(`${command}: ${message}${see}`);
+  }
+}
+
+/** Refuses positional arguments a management command does not take, as usage() words it. */
+export function noPositionals(command: string, positionals: readonly string[], help = command.split(' ')[0]!): void {
+  if (positionals.length > 0) {
+    throw new InvalidArgumentError(`${command} takes no arguments, got an extra argument ${quoted(positionals[0]!)}; see wasmvisor ${help === '' ? '' : `${help} `}--help`);
   }
 }
 

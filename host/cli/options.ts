@@ -172,7 +172,7 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
       throw new InvalidArgumentError(`${command.name} needs ${names.slice(positionals.length, min).map((n) => `<${n}>`).join(' ')}; see wasmvisor ${command.name} --help`);
     }
     if (positionals.length > names.length) {
-      throw new InvalidArgumentError(`${command.name} takes ${names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
+      throw new InvalidArgumentError(`${command.name} takes ${names.length === 0 ? 'no arguments' : names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
     }
   }
   return { values: values as Values<T>, positionals, rest, help };

@@ -10,17 +10,17 @@
 import { escapeText, quoted } from '../escape.ts';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConnectionError, GuestCallError, InvalidArgumentError } from '../errors.ts';
 import { Client, errorOf } from '../mgmt/client.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
 import { readAll } from './common.ts';
-import { intOption, readOptionFile, usage } from './mgmt-args.ts';
+import { intOption, noPositionals, readOptionFile, usage } from './mgmt-args.ts';
 import { stderr } from './stderr.ts';
 import { writeTokenList } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
+import { nearest } from '../schema/check.ts';
 
 export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fingerprint <sha256> | --ca <file>] [--cert <file> --key <file>] <command>
     ps [--json]                          the partitions you may read
@@ -86,6 +86,20 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     i += argv[i]!.includes('=') ? 1 : 2;
   }
   const [command, ...rest] = argv.slice(i);
+  // `--help` (or -h) as the command or among its options (before a run's `--`): the remote
+  // commands' usage, as every other command answers its --help, before anything is read or sent.
+  const split = rest.indexOf('--');
+  if ([command, ...(split < 0 ? rest : rest.slice(0, split))].some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(`Usage:\n${REMOTE_USAGE}\n\nThe remote commands and their options: docs/MANAGEMENT.md, "The CLI as a client".\n`);
+    return 0;
+  }
+  // An option that is not one of the client's, before the command, is named (not taken for the
+  // command, nor reported as the token file it was meant to be).
+  if (command !== undefined && command.startsWith('-')) {
+    const shown = command.split('=')[0]!;
+    const near = nearest(shown.replace(/^-+/, ''), [...GLOBAL].map((g) => g.slice(2)));
+    throw new InvalidArgumentError(`unknown option ${shown}${near !== null ? `; did you mean --${near}?` : ''} (before the command: ${[...GLOBAL].join(', ')}); see wasmvisor --help`);
+  }
   if (globals.host === undefined) throw new InvalidArgumentError('--host is required');
   if (command === undefined) throw new InvalidArgumentError('no command given after --host; see wasmvisor --help');
   if ((globals.cert === undefined) !== (globals.key === undefined)) throw new InvalidArgumentError('--cert and --key go together');
@@ -101,7 +115,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
   const enc = encodeURIComponent;
   switch (command) {
     case 'ps': {
-      const { values } = usage(() => parseArgs({ args: rest, strict: true, options: { json: { type: 'boolean' } } }));
+      const { values } = usage(command, { args: rest, strict: true, options: { json: { type: 'boolean' } } }, { help: '' });
       const { partitions } = await client.json<{ partitions: { name: string; kind: string; state: string; restartPolicy: string; restarts: number; measurement: string }[] }>('GET', '/partitions');
       if (values.json) print(partitions);
       else {
@@ -116,8 +130,9 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       const split = rest.indexOf('--');
       const own = split < 0 ? rest : rest.slice(0, split);
       const args = split < 0 ? [] : rest.slice(split + 1);
-      const { values, positionals } = usage(() =>
-        parseArgs({
+      const { values, positionals } = usage(
+        command,
+        {
           args: own,
           allowPositionals: true,
           strict: true,
@@ -131,8 +146,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
             devices: { type: 'string' },
             'no-start': { type: 'boolean' },
           },
-        }),
-        { positionalHint: true },
+        },
+        { positionalHint: true, help: '' },
       );
       if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
       const file = positionals[0]!;
@@ -167,15 +182,13 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'rm': {
-      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, strict: true, options: { wipe: { type: 'boolean' } } }));
+      const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { wipe: { type: 'boolean' } } }, { help: '' });
       if (positionals.length !== 1) throw new InvalidArgumentError('rm takes one partition name');
       print(await client.json('DELETE', `/partitions/${enc(positionals[0]!)}${values.wipe ? '?wipe=true' : ''}`));
       return 0;
     }
     case 'logs': {
-      const { values, positionals } = usage(() =>
-        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } } }),
-      );
+      const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } } }, { help: '' });
       if (positionals.length !== 1) throw new InvalidArgumentError('logs takes one partition name');
       const tail = intOption(values.tail, 'tail', 0, 1000) ?? 100;
       let status = 0;
@@ -203,9 +216,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return status;
     }
     case 'call': {
-      const { values, positionals } = usage(() =>
-        parseArgs({ args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, 'input-file': { type: 'string' }, timeout: { type: 'string' } } }),
-      );
+      const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, 'input-file': { type: 'string' }, timeout: { type: 'string' } } }, { help: '' });
       if (positionals.length !== 2) throw new InvalidArgumentError('call takes a partition name and an export name');
       const input = await remoteCallInput(values.input, values['input-file']);
       const timeoutMs = intOption(values.timeout, 'timeout', 1, 600_000);
@@ -227,7 +238,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       }
     }
     case 'metrics': {
-      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, strict: true, options: { prometheus: { type: 'boolean' } } }));
+      const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { prometheus: { type: 'boolean' } } }, { help: '' });
+      if (positionals.length > 1) throw new InvalidArgumentError('metrics takes at most one partition name');
       if (values.prometheus) {
         const r = await client.request('GET', '/metrics');
         if (r.status !== 200) throw errorOf(r.status, parseJson(r.body));
@@ -236,8 +248,9 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'audit': {
-      const { values } = usage(() =>
-        parseArgs({
+      const { values } = usage(
+        command,
+        {
           args: rest,
           strict: true,
           options: {
@@ -250,7 +263,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
             limit: { type: 'string' },
             json: { type: 'boolean' },
           },
-        }),
+        },
+        { help: '' },
       );
       const q = new URLSearchParams();
       for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
@@ -266,7 +280,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'attest': {
-      const { values } = usage(() => parseArgs({ args: rest, strict: true, options: { nonce: { type: 'string' } } }));
+      const { values } = usage(command, { args: rest, strict: true, options: { nonce: { type: 'string' } } }, { help: '' });
       if (values.nonce === undefined) throw new InvalidArgumentError('attest needs --nonce <hex> (8 to 64 bytes)');
       print(await client.json('GET', `/attestation?nonce=${enc(values.nonce)}`));
       return 0;
@@ -276,9 +290,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       return 0;
     case 'token': {
       const [sub, ...more] = rest;
-      const { values, positionals } = usage(() =>
-        parseArgs({ args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' }, json: { type: 'boolean' } } }),
-      );
+      const { values, positionals } = usage(sub === 'create' || sub === 'list' || sub === 'revoke' ? `token ${sub}` : 'token', { args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' }, json: { type: 'boolean' } } }, { help: '' });
+      if (sub === 'create' || sub === 'list') noPositionals(`token ${sub}`, positionals, '');
       if (sub === 'create') {
         const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
           name: values.name,

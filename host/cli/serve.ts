@@ -3,7 +3,6 @@
  * [--tls-name name]... [--client-ca f]`: runs a host until SIGTERM or SIGINT (then shuts down in
  * order and exits 0). The first line on stdout is `wasmvisor serve: listening on <url>`.
  */
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadLabs, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
@@ -23,8 +22,7 @@ export function serveCommand(argv: string[]): Promise<number> {
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = usage(() =>
-    parseArgs({
+  const { values } = usage('serve', {
       args: argv,
       allowPositionals: false,
       strict: true,
@@ -39,9 +37,8 @@ async function run(argv: string[]): Promise<number> {
         'client-ca': { type: 'string' },
         dashboard: { type: 'boolean' },
       },
-    }),
+    },
   );
-  if (positionals.length > 0) throw new InvalidArgumentError('serve takes no positional arguments');
   const labs = values.dashboard ? await loadLabs() : null;
   // The dashboard is a page for this machine: it is served on loopback only (docs/LABS.md).
   if (labs && values.bind !== undefined && !labs.isLoopback(values.bind)) {

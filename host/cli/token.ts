@@ -6,10 +6,9 @@
  * With `--host` the same commands go through the API instead (remote.ts).
  */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
-import { usage } from './mgmt-args.ts';
+import { noPositionals, usage } from './mgmt-args.ts';
 import { escapeText, quoted } from '../escape.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
 
@@ -65,8 +64,7 @@ export function tokenCommand(argv: string[]): Promise<number> {
 
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = usage(() =>
-    parseArgs({
+  const { values, positionals } = usage(sub === 'create' || sub === 'list' || sub === 'revoke' ? `token ${sub}` : 'token', {
       args: rest,
       allowPositionals: true,
       strict: true,
@@ -78,7 +76,7 @@ async function run(argv: string[]): Promise<number> {
         expires: { type: 'string' },
         json: { type: 'boolean' },
       },
-    }),
+    },
   );
   // A usage error or a mistyped --config must leave nothing behind: the subcommand is checked
   // before the directory is touched, and only create makes a config directory that is not there.
@@ -91,7 +89,7 @@ async function run(argv: string[]): Promise<number> {
   await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));
   switch (sub) {
     case 'create': {
-      if (positionals.length > 0) throw new InvalidArgumentError('token create takes no positional arguments');
+      noPositionals('token create', positionals, 'token');
       for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
       const rbac = new mgmt.Rbac(await config.readRbac());
       const role = rbac.role(values.role!, '--role');
@@ -110,6 +108,7 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case 'list':
+      noPositionals('token list', positionals, 'token');
       writeTokenList(store.list(), values.json === true);
       return 0;
     case 'revoke': {

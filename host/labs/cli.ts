@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError, NotImplementedError } from '../errors.ts';
 import { MemoryAuditLog } from '../mgmt/audit.ts';
 import { serve } from '../mgmt/serve.ts';
@@ -107,9 +106,12 @@ async function dashboard(port: number): Promise<number> {
 }
 
 export async function labMain(argv: string[]): Promise<number> {
-  const { values, positionals } = usage(() =>
-    parseArgs({ args: argv, allowPositionals: true, strict: true, options: { list: { type: 'boolean' }, all: { type: 'boolean' }, 'no-compare': { type: 'boolean' }, port: { type: 'string' } } }),
-  );
+  const { values, positionals } = usage('lab', {
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { list: { type: 'boolean' }, all: { type: 'boolean' }, 'no-compare': { type: 'boolean' }, port: { type: 'string' } },
+  });
   // Options that belong to another form are refused, never silently ignored.
   const terminal = values.all === true || positionals.length > 0;
   if (values.list && (terminal || values.port !== undefined || values['no-compare'])) throw new InvalidArgumentError('lab --list takes no other option or lab name');

@@ -14,13 +14,13 @@
  * Files read back are validated with their schema; a bad one is named in the error.
  */
 import crypto from 'node:crypto';
-import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { check } from '../schema/check.ts';
 import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
-import { isMissingFile, readRegularFile, readRegularFileSync } from '../files.ts';
+import { isMissingFile, makeDirsSync, readRegularFile, readRegularFileSync } from '../files.ts';
 import { PolicySchema, type PolicyDocument } from '../schema/policy.ts';
 import { DeclaredPartition, MAX_MODULE_BYTES, NAME_PATTERN, RbacFile } from './schemas.ts';
 import { quoted } from '../escape.ts';
@@ -71,7 +71,7 @@ export class ConfigDir {
   /** Creates the directory tree (0700). */
   ensure(): void {
     try {
-      for (const d of ['', 'partitions', 'modules', 'tokens', 'tls', 'data']) mkdirSync(this.path(d), { recursive: true, mode: 0o700 });
+      for (const d of ['', 'partitions', 'modules', 'tokens', 'tls', 'data']) makeDirsSync(this.path(d), 0o700);
     } catch (error) {
       throw new StorageError(`cannot create the config directory ${this.root}: ${(error as Error).message}`, { cause: error });
     }

@@ -8,12 +8,12 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, StorageError, WasmvisorError } from '../errors.ts';
-import { readRegularFile } from '../files.ts';
+import { makeDirsSync, readRegularFile } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
 
@@ -75,7 +75,7 @@ async function readPem(file: string): Promise<string> {
 export async function ensureSelfSigned(dir: string, names: string[] = []): Promise<TlsFiles & { ca: string; created: boolean }> {
   const files = { caCert: path.join(dir, 'ca.crt'), caKey: path.join(dir, 'ca.key'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key') };
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(dir, 0o700);
     if (Object.values(files).every((f) => existsSync(f))) {
       const [ca, cert, key] = await Promise.all([readPem(files.caCert), readPem(files.cert), readPem(files.key)]);
       const server = new X509Certificate(cert);

@@ -12,13 +12,13 @@
  */
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { check } from '../schema/check.ts';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../errors.ts';
-import { isMissingFile, readRegularFile } from '../files.ts';
+import { isMissingFile, makeDirsSync, readRegularFile } from '../files.ts';
 import { checkScope } from './rbac.ts';
 import { quoted } from '../escape.ts';
 
@@ -167,7 +167,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   private async loadNow(onBadFile: (file: string, why: string) => void): Promise<void> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(this.dir, 0o700);
     const next = new Map<string, TokenRecord>();
     const files = (await readdir(this.dir)).filter((f) => f.endsWith('.json'));
     for (const file of files.slice(0, MAX_TOKENS)) {
@@ -327,7 +327,7 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   private async write(record: TokenRecord): Promise<void> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(this.dir, 0o700);
     const file = path.join(this.dir, `${record.id}.json`);
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
     await writeFile(tmp, JSON.stringify(record, null, 2) + '\n', { mode: 0o600, flag: 'wx' });

@@ -57,6 +57,9 @@ export interface ForwardPortOptions {
   idleTimeoutMs?: number;
 }
 
+/** Every key ForwardPortOptions has: hv.forwardPort refuses any other. */
+export const FORWARD_OPTION_KEYS = ['partition', 'guestPort', 'port', 'host', 'maxConnections', 'maxBufferedBytes', 'stallTimeoutMs', 'idleTimeoutMs'] as const satisfies readonly (keyof ForwardPortOptions)[];
+
 interface Connection {
   id: number;
   socket: net.Socket;

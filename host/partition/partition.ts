@@ -26,7 +26,7 @@ import { holdProcess, releaseProcess } from './keep-alive.ts';
 import type { ChannelSizes } from '../limits/sizes.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import type { AttestationInit } from '../devices/attestation.ts';
-import { check, given } from '../schema/check.ts';
+import { check, given, refuseUnknownKeys } from '../schema/check.ts';
 import { CallOptionsSchema, type CallOptions } from '../schema/partition.ts';
 import type { RestartMode } from '../schema/limits.ts';
 import { quoted } from '../escape.ts';
@@ -420,6 +420,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     if (typeof options !== 'object' || options === null || (options.wipe !== undefined && typeof options.wipe !== 'boolean')) {
       const shown = typeof options !== 'object' || options === null ? `(root): expected an object, got ${given(options)}` : `wipe: expected true or false, got ${given(options.wipe)}`;
       return Promise.reject(new InvalidArgumentError(`destroy options of partition ${this.name}: ${shown}`));
+    }
+    try {
+      refuseUnknownKeys(options, ['wipe'], `destroy options of partition ${this.name}`);
+    } catch (error) {
+      return Promise.reject(error);
     }
     const wipe = options.wipe === true && this.config.block != null;
     if (wipe && this.destroyed === null) {

@@ -13,7 +13,7 @@ import { Kind, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { InvalidArgumentError } from '../errors.ts';
-import { quoted } from '../escape.ts';
+import { escapeText, quoted } from '../escape.ts';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 
@@ -206,6 +206,19 @@ export function given(v: unknown): string {
 }
 
 /** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */
+/**
+ * For an option object checked by hand rather than by a schema: a key of `value` that is not in
+ * `known` is ERR_INVALID_ARGUMENT worded as the schema words one (`<where>: <key>: unknown key;
+ * did you mean <nearest>?`). A misspelt option must not leave its default in force unnoticed.
+ */
+export function refuseUnknownKeys(value: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const near = nearest(key, known);
+    throw new InvalidArgumentError(`${where}: ${escapeText(key)}: unknown key${near !== null ? `; did you mean ${near}?` : ''}`);
+  }
+}
+
 export function nearest(key: string, known: readonly string[]): string | null {
   let best: string | null = null;
   let bestDistance = Infinity;

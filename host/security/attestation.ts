@@ -17,7 +17,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { explain } from '../schema/check.ts';
 import { canonicalJson } from './canonical.ts';
 import { parsePublicKey, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
-import { AttestationCheckError, MAX_NONCE_BYTES } from './guest-report.ts';
+import { AttestationCheckError, checkExpectationKeys, MAX_NONCE_BYTES } from './guest-report.ts';
 import { BootEventSchema, MAX_EVENTS, replayEventLog, REGISTERS } from './measured-boot.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -103,6 +103,7 @@ export interface ReportExpectations {
  * `report` is untrusted: parsed JSON or the JSON text.
  */
 export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, expect: ReportExpectations = {}): AttestationReport {
+  checkExpectationKeys(expect, ['nonce', 'measurements', 'maxAgeMs', 'now'], 'verifyReport');
   let value = report;
   if (typeof value === 'string') {
     if (value.length > MAX_REPORT_BYTES) throw new AttestationCheckError('format', `the report is larger than ${MAX_REPORT_BYTES} bytes`);

@@ -49,12 +49,12 @@
  * reopened (and an `audit.recovered` record says so); the verifier reports it as crash residue.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
-import { readRegularFileSync } from '../files.ts';
-import { explain } from '../schema/check.ts';
+import { makeDirsSync, readRegularFileSync } from '../files.ts';
+import { explain, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -64,6 +64,9 @@ export type AuditOutcome = 'success' | 'denied' | 'failure';
 export type AuditDetails = Record<string, string | number | boolean | null>;
 
 /** What a caller records. `actor` defaults to the log's default actor. */
+/** Every key of AuditEntry: record() refuses any other. */
+const AUDIT_ENTRY_KEYS = ['actor', 'action', 'target', 'outcome', 'reason', 'code', 'details'] as const satisfies readonly (keyof AuditEntry)[];
+
 export interface AuditEntry {
   actor?: string;
   /** Dotted lower-case name: `partition.create`, `api.request`, … */
@@ -228,7 +231,7 @@ export class AuditLog implements AuditSink {
     const dir = this.options.dir;
     let recovered: AuditDetails | null = null;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirsSync(dir, 0o700);
       const files = listAuditFiles(dir);
       const last = files.at(-1);
       if (last === undefined) {
@@ -289,6 +292,8 @@ export class AuditLog implements AuditSink {
     if (this.closed) return Promise.reject(new StorageError('the audit log is closed'));
     let rec: AuditRecord;
     try {
+      // An embedder's entry: a misspelt `detials` or `cod` would be left out of the record unsaid.
+      if (typeof entry === 'object' && entry !== null) refuseUnknownKeys(entry, AUDIT_ENTRY_KEYS, 'audit entry');
       rec = this.append(entry);
     } catch (error) {
       return Promise.reject(error);
@@ -572,7 +577,7 @@ function sha256Hex(line: string): string {
 }
 
 function writeHead(file: string, head: Head): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  makeDirsSync(path.dirname(file), 0o700);
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
   try {

@@ -22,7 +22,8 @@
  * `verifyGuestReport` is a pure function of the bytes and the host's public key.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { IntegrityError } from '../errors.ts';
+import { IntegrityError, InvalidArgumentError } from '../errors.ts';
+import { given, refuseUnknownKeys } from '../schema/check.ts';
 import { canonicalJson } from './canonical.ts';
 import { parsePublicKey, secretKeyFromSeed, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -133,10 +134,21 @@ export interface GuestReportExpectations {
 }
 
 /**
+ * A verifier's expectations are the caller's argument, checked before the evidence: not an
+ * object, or a key the function does not know, is ERR_INVALID_ARGUMENT naming it (and the
+ * nearest known one). A misspelt `nonse` was ignored, and a replayed report verified.
+ */
+export function checkExpectationKeys(expect: unknown, known: readonly string[], what: string): void {
+  if (typeof expect !== 'object' || expect === null || Array.isArray(expect)) throw new InvalidArgumentError(`${what} expectations: expected an object, got ${given(expect)}`);
+  refuseUnknownKeys(expect, known, `${what} expectations`);
+}
+
+/**
  * Verifies a guest report: layout, the host's signature on the certificate, the partition's
  * signature on the report, then the expectations. Pure; AttestationCheckError naming the check.
  */
 export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8Array, expect: GuestReportExpectations = {}): GuestReport {
+  checkExpectationKeys(expect, ['nonce', 'measurement', 'specHash', 'reportData'], 'verifyGuestReport');
   if (bytes.length !== GUEST_REPORT_BYTES) throw new AttestationCheckError('format', `a guest report has ${GUEST_REPORT_BYTES} bytes, got ${bytes.length}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!bytesEqual(bytes.subarray(0, 4), GUEST_MAGIC) || dv.getUint16(4, true) !== 1) throw new AttestationCheckError('format', 'not a version 1 guest report (magic WVGR)');

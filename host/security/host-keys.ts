@@ -12,10 +12,10 @@
  * These run once per hypervisor, at start-up or on first use, so they are synchronous.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, writeSync, fchmodSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, writeSync, fchmodSync } from 'node:fs';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
-import { isMissingFile, readRegularFileSync } from '../files.ts';
+import { isMissingFile, makeDirsSync, readRegularFileSync } from '../files.ts';
 import { encodePublicKey, encodeSecretKey, generateKeyPair, MAX_KEY_FILE_BYTES, parseSecretKey, type SecretKey } from './keys.ts';
 
 export const KEYS_DIR = 'keys';
@@ -57,7 +57,7 @@ export function loadOrCreate(file: string, make: () => Uint8Array): { bytes: Uin
     if (!isMissingFile(error)) throw error;
   }
   try {
-    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    makeDirsSync(path.dirname(file), 0o700);
   } catch (error) {
     throw new StorageError(`cannot create ${path.dirname(file)}: ${(error as Error).message}`, { cause: error });
   }

@@ -23,7 +23,7 @@ import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
-import { readRegularFileSync } from '../files.ts';
+import { namesDescriptor, readRegularFileSync } from '../files.ts';
 import { check } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
@@ -158,14 +158,18 @@ export class Policy {
   /**
    * Reads a policy file (JSON, at most MAX_POLICY_BYTES). ERR_INVALID_ARGUMENT naming the file for
    * anything wrong with it. With `pipes` (a policy named on the command line: `--policy
-   * <(make-policy)`) a pipe is read too, up to the same bound; a pipe has no folder of its own, so
-   * the key files and preopens it names relative are resolved from the working directory.
+   * <(make-policy)`) a pipe is read too, up to the same bound; a pipe has no folder of its own, nor
+   * has a descriptor path (/dev/stdin, /dev/fd/N, whatever it leads to), so the key files and
+   * preopens it names relative are resolved from the working directory.
    */
   static fromFile(file: string, options: { pipes?: boolean } = {}): Policy {
     const pipes = options.pipes === true;
     // Only where relative names resolve from: what is read is judged on its descriptor (files.ts),
     // so a path swapped for a FIFO after this stat is refused or read as the pipe it is.
-    const piped = pipes && isFifo(file);
+    // A descriptor path (/dev/stdin, /dev/fd/N) names no folder either, whatever is behind it:
+    // `--policy /dev/stdin < policy.json` resolves as `cat policy.json | … --policy /dev/stdin`
+    // does (from /dev, it looked for /dev/acme.pub).
+    const piped = pipes && (namesDescriptor(file) || isFifo(file));
     const text = readRegularFileSync(file, { maxBytes: MAX_POLICY_BYTES, what: 'policy file', pipes }).toString('utf8');
     return Policy.fromJson(text, { baseDir: piped ? process.cwd() : path.dirname(path.resolve(file)), source: file });
   }

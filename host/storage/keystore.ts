@@ -27,7 +27,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { makeDirs } from '../files.ts';
 import path from 'node:path';
 import { alive, FileLock } from './lock.ts';
 import { secretBuffer, secretCopy } from './secret.ts';
@@ -198,7 +199,7 @@ export class Keystore {
   private update<T>(fn: (entries: Entry[]) => { entries: Entry[] | null; result: T }): Promise<T> {
     return this.serial(async () => {
       const dir = path.dirname(this.file);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await makeDirs(dir, 0o700);
       const lock = await FileLock.acquire(`${this.file}.lock`, 'keystore update', LOCK_WAIT_MS);
       let all: Entry[] = [];
       try {

@@ -19,9 +19,10 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, InvalidStateError, IntegrityError, StorageError, WasmvisorError } from '../errors.ts';
+import { makeDirs } from '../files.ts';
 import {
   dataOffset,
   deriveImageKeys,
@@ -280,8 +281,8 @@ export class Storage {
   private async lockImage(name: string, file: string, doing: string, create: boolean): Promise<FileLock> {
     try {
       if (create) {
-        await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-        await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        await makeDirs(this.dataDir, 0o700);
+        await makeDirs(path.dirname(file), 0o700);
       }
       return await FileLock.acquire(`${file}.lock`, `partition ${name}`);
     } catch (error) {

@@ -66,6 +66,8 @@ describe('block device in partitions', () => {
     for (const wipe of [1, 'yes', null]) {
       await expect(a.p.destroy({ wipe } as unknown as { wipe: boolean })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('destroy options of partition carol: wipe: expected true or false') });
     }
+    // So is a misspelt wipe: it too would have kept the disk (and destroyed the partition).
+    await expect(a.p.destroy({ wpie: true } as unknown as { wipe: boolean })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'destroy options of partition carol: wpie: unknown key; did you mean wipe?' });
     expect(a.p.state).not.toBe('destroyed');
     await a.p.destroy({ wipe: true });
     expect(a.p.state).toBe('destroyed');
@@ -109,6 +111,8 @@ describe('block device in partitions', () => {
     // Options the embedder got wrong: typed, naming the option (a number as path was a bare TypeError).
     await expect(hv.wipeStorage('other', { path: 5 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: path: expected a string, got the number 5' });
     await expect(hv.wipeStorage('other', null as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    // A misspelt path would have wiped the disk at the default place, not the one named.
+    await expect(hv.wipeStorage('other', { pth: 'elsewhere.img' } as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: pth: unknown key; did you mean path?' });
     expect(await hv.listStorage()).toEqual([
       expect.objectContaining({ name: 'dave', sizeBytes: 1 << 20, key: 'keystore', inUse: expect.objectContaining({ pid: process.pid, purpose: 'partition dave' }) }),
     ]);

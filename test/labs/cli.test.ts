@@ -69,7 +69,7 @@ describe('wasmvisor lab in a terminal', () => {
     expect((await wasmvisor(['lab', '--port', '70000'])).code).toBe(2);
     expect((await wasmvisor(['lab', '--all', 'network'])).code).toBe(2);
     // node:util's advice to put a positional after '--' does not apply to lab: not printed.
-    expect(await wasmvisor(['lab', '--bogus'])).toMatchObject({ code: 2, stderr: "ERR_INVALID_ARGUMENT: Unknown option '--bogus'\n" });
+    expect(await wasmvisor(['lab', '--bogus'])).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: lab: unknown option --bogus; see wasmvisor lab --help\n' });
   });
 
   // An option for another form is refused, not ignored: `lab --no-compare` started the dashboard

@@ -196,5 +196,11 @@ describe('forwarded TCP port', () => {
     // No options, or no partition name: said so (was "no live partition named undefined").
     await expect(hv.forwardPort(null as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got null' });
     await expect(hv.forwardPort({ guestPort: 80 } as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got nothing' });
+    // An unknown key is refused as a spec's is, with the nearest: a misspelt idleTimeout left the
+    // 60 s default in force unnoticed. Nothing is opened.
+    const typo = { partition: 'svc', guestPort: 80, idleTimeout: 100 } as unknown as Parameters<typeof hv.forwardPort>[0];
+    await expect(hv.forwardPort(typo)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: idleTimeout: unknown key; did you mean idleTimeoutMs?' });
+    const stranger = { partition: 'svc', guestPort: 80, 'a\nb': 1 } as unknown as Parameters<typeof hv.forwardPort>[0];
+    await expect(hv.forwardPort(stranger)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: a\\nb: unknown key' });
   });
 });

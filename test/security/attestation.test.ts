@@ -173,6 +173,24 @@ describe('host reports', () => {
     void p;
   });
 
+  it('a misspelt or unknown expectation is ERR_INVALID_ARGUMENT naming it, never ignored (a nonse left a replay unchecked)', async () => {
+    const { r, key } = await report();
+    const bad = (fn: () => unknown, message: string): void => {
+      expect(fn).toThrow(InvalidArgumentError);
+      expect(fn).toThrow(message);
+    };
+    bad(() => verifyReport(r, key, { nonse: 'a1b2c4' } as never), 'verifyReport expectations: nonse: unknown key; did you mean nonce?');
+    bad(() => verifyReport(r, key, { measurement: ['0'.repeat(64)] } as never), 'verifyReport expectations: measurement: unknown key; did you mean measurements?');
+    bad(() => verifyReport(r, key, 'a1b2c3' as never), 'verifyReport expectations: expected an object, got the string "a1b2c3"');
+    bad(() => verifyReport(r, key, null as never), 'verifyReport expectations: expected an object, got null');
+    // Checked before the evidence: the same refusal for a report that would fail.
+    bad(() => verifyReport('{', key, { bogus: 1 } as never), 'verifyReport expectations: bogus: unknown key');
+    bad(() => verifyGuestReport(new Uint8Array(GUEST_REPORT_BYTES), key, { nonse: '00' } as never), 'verifyGuestReport expectations: nonse: unknown key; did you mean nonce?');
+    bad(() => verifyGuestReport(new Uint8Array(GUEST_REPORT_BYTES), key, { measurements: [] } as never), 'verifyGuestReport expectations: measurements: unknown key; did you mean measurement?');
+    // Every documented key is still taken.
+    expect(verifyReport(r, key, { nonce: 'a1b2c3', measurements: [], maxAgeMs: 60_000, now: Date.parse(r.time) })).toEqual(r);
+  });
+
   it('fails on one changed character anywhere in the report', async () => {
     const { r, key } = await report();
     const text = JSON.stringify(r);

@@ -57,6 +57,16 @@ describe('writing and verifying', () => {
     expect(statSync(path.join(dir, 'keys', 'audit.head')).mode & 0o777).toBe(0o600);
   });
 
+  it('record() refuses an entry with a key it does not know, naming it, and writes nothing for it', async () => {
+    const dir = tmp();
+    const log = open(dir);
+    const entry = { action: 'test.step', outcome: 'success', reason: 'r', detials: { i: 1 } } as unknown as Parameters<typeof log.record>[0];
+    await expect(log.record(entry)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'audit entry: detials: unknown key; did you mean details?' });
+    await log.record({ action: 'test.step', outcome: 'success', reason: 'r', code: 'ERR_X', details: { i: 1 } });
+    await log.close();
+    expect(lines(file1(dir)).map((l) => (JSON.parse(l) as AuditRecord).action)).toEqual(['audit.open', 'test.step', 'audit.close', 'audit.checkpoint']);
+  });
+
   it('continues the chain when reopened, and after a torn last line (a crash), which it cuts and records', async () => {
     const dir = tmp();
     await sample(dir, 3);

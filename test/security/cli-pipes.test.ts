@@ -167,6 +167,20 @@ describe('--policy: a file or a pipe, up to MAX_POLICY_BYTES', () => {
     expect(inspected.code).toBe(0);
   });
 
+  it('/dev/stdin redirected from a file (`< policy.json`) resolves as the same pipe would: from the working directory, not /dev', async () => {
+    expect((await sh('wv sign "$HELLO" --key acme.key --out ok.wasm')).code).toBe(0);
+    // The shell gives the file itself as descriptor 0: a regular file, reached through /dev/stdin.
+    for (const line of ['wv inspect --policy /dev/stdin ok.wasm < policy.json', 'wv run --policy /dev/stdin --data-dir wv ok.wasm < policy.json']) {
+      const r = await sh(line);
+      expect(r.stderr, line).toBe('');
+      expect(r.code, line).toBe(0);
+    }
+    // Its key file is looked for in the working directory, as for a pipe (it was /dev/acme.pub).
+    const elsewhere = await sh('mkdir -p sub2 && cd sub2 && wv inspect --policy /dev/stdin ../ok.wasm < ../policy.json');
+    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub2/acme\\.pub: ENOENT`));
+    expect(elsewhere.code).toBe(2);
+  });
+
   it('exactly the bound is read, from a file and from a pipe; one byte more is refused naming the file', async () => {
     const doc = JSON.stringify({ publishers: { acme: { keys: [{ file: 'acme.pub' }] } } });
     writeFileSync(path.join(dir, 'edge.json'), doc.padEnd(MAX_POLICY_BYTES, ' '));

@@ -63,7 +63,7 @@ function statusesIn(file: string): string[] {
  * Every `wasmvisor <command> [<subcommand>]` and its options. Two sources in host/cli/: a
  * command's option table (an exported `fooCommand: CommandSpec`, whose `options` drive its
  * parsing and help), and, for commands that parse by hand, their parseArgs tables (read with
- * the TypeScript parser: a table belongs to the command its file exports, `fooCommand(...)` →
+ * the TypeScript parser, given to parseArgs or to mgmt-args.ts's usage: a table belongs to the command its file exports, `fooCommand(...)` →
  * foo, and inside a switch on subcommands to its `case`) and a `GLOBAL` set of flags.
  */
 export async function cliOptions(): Promise<Map<string, Map<string, string>>> {
@@ -91,8 +91,10 @@ export async function cliOptions(): Promise<Map<string, Map<string, string>>> {
       if (ts.isVariableDeclaration(node) && node.name.getText() === 'GLOBAL' && node.initializer && ts.isNewExpression(node.initializer)) {
         add(exported, (node.initializer.getText().match(/'--[\w-]+'/g) ?? []).map((flag) => [flag.slice(3, -1), 'value']));
       }
-      if (ts.isCallExpression(node) && node.expression.getText() === 'parseArgs') {
-        const arg = node.arguments[0];
+      // parseArgs(config), or mgmt-args.ts's usage(command, config) that wraps it.
+      const callee = ts.isCallExpression(node) ? node.expression.getText() : null;
+      if (ts.isCallExpression(node) && (callee === 'parseArgs' || callee === 'usage')) {
+        const arg = node.arguments[callee === 'usage' ? 1 : 0];
         const table = arg && ts.isObjectLiteralExpression(arg) ? arg.properties.find((p) => p.name?.getText() === 'options') : undefined;
         if (table && ts.isPropertyAssignment(table) && ts.isObjectLiteralExpression(table.initializer)) {
           add(sub === null ? exported : `${exported} ${sub}`, table.initializer.properties.map((p) => [p.name?.getText().replace(/^'|'$/g, '') ?? '', 'parseArgs'] as [string, string]));

@@ -1,0 +1,83 @@
+/**
+ * The management commands (serve, token, cert, lab and the remote client) refuse bad usage as
+ * every other command does (README, "Command line": "An unknown option names the nearest known
+ * one"): ERR_INVALID_ARGUMENT, exit 2, one line naming the command, the option and its nearest
+ * known one, and where the help is; an argument a command does not take is refused, not ignored.
+ * They used to print node:util's bare "Unknown option '--confg'", and `token list extra` listed.
+ * Through the real CLI process; no host is reached (the remote usage is checked before a request).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { cli } from './harness.ts';
+
+vi.setConfig({ testTimeout: 90_000 });
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'wv-mgmt-usage-'));
+const config = path.join(tmp, 'host');
+const tokenFile = path.join(tmp, 'admin.token');
+/** A remote client that would verify a host it never reaches: usage is refused before that. */
+const remote = ['--host', 'https://127.0.0.1:1', '--token-file', tokenFile, '--fingerprint', 'AA'.repeat(32)];
+
+beforeAll(async () => {
+  const r = await cli(['token', 'create', '--config', config, '--name', 'admin', '--role', 'Owner', '--scope', '/']);
+  expect(r.code, r.stderr).toBe(0);
+  writeFileSync(tokenFile, r.stdout);
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const refusals: [string[], string][] = [
+  [['serve', '--confg', config], 'serve: unknown option --confg; did you mean --config?; see wasmvisor serve --help'],
+  [['serve', 'extra'], 'serve takes no arguments, got an extra argument "extra"; see wasmvisor serve --help'],
+  [['serve', '--port'], '--port needs a value; see wasmvisor serve --help'],
+  [['serve', '--dashboard=yes'], '--dashboard takes no value; see wasmvisor serve --help'],
+  [['lab', '--lst'], 'lab: unknown option --lst; did you mean --list?; see wasmvisor lab --help'],
+  [['token', 'list', '--confg', config], 'token list: unknown option --confg; did you mean --config?; see wasmvisor token --help'],
+  [['token', 'list', '--config', config, 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor token --help'],
+  [['cert', 'create', '--nme', 'alice', '--config', config], 'cert create: unknown option --nme; did you mean --name?; see wasmvisor cert --help'],
+  [['cert', 'create', '--name', 'alice', '--config', config, 'extra'], 'cert create takes no arguments, got an extra argument "extra"; see wasmvisor cert --help'],
+  [['demo', 'extra'], 'demo takes no arguments, got an extra argument "extra"; see wasmvisor demo --help'],
+  [['disks', 'extra'], 'disks takes no arguments, got an extra argument "extra"; see wasmvisor disks --help'],
+  [[...remote, 'ps', '--jsn'], 'ps: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
+  [[...remote, 'logs', '--tial', '3', 'web'], 'logs: unknown option --tial; did you mean --tail?; see wasmvisor --help'],
+  [[...remote, 'run', '--nme', 'web', 'g.wasm'], 'run: unknown option --nme; did you mean --name? (to pass it to the guest, put it after --); see wasmvisor --help'],
+  [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
+  [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
+  [[...remote, 'metrics', 'a', 'b'], 'metrics takes at most one partition name'],
+  [
+    ['--host', 'https://127.0.0.1:1', '--tokn-file', tokenFile, 'ps'],
+    'unknown option --tokn-file; did you mean --token-file? (before the command: --host, --token-file, --fingerprint, --ca, --cert, --key); see wasmvisor --help',
+  ],
+];
+
+describe.concurrent('management commands: bad usage is named as for every command', () => {
+  for (const [args, verdict] of refusals) {
+    it(args.map((a) => (a === tokenFile ? 't' : a === config ? 'host' : a.length === 64 ? '<fp>' : a)).join(' '), async () => {
+      const r = await cli(args, { cwd: tmp });
+      expect(r).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${verdict}\n` });
+    });
+  }
+
+  it('a newline in an unknown option or an extra argument stays on the one verdict line, escaped', async () => {
+    expect((await cli(['serve', '--a\nb'], { cwd: tmp })).stderr).toBe('ERR_INVALID_ARGUMENT: serve: unknown option --a\\nb; see wasmvisor serve --help\n');
+    expect((await cli(['serve', 'x\ny'], { cwd: tmp })).stderr).toBe('ERR_INVALID_ARGUMENT: serve takes no arguments, got an extra argument "x\\ny"; see wasmvisor serve --help\n');
+  });
+
+  it('a remote command --help prints the remote usage, exit 0, before any file is read or host reached', async () => {
+    for (const args of [['--host', 'https://127.0.0.1:1', 'ps', '--help'], ['--host', 'https://127.0.0.1:1', '--token-file', path.join(tmp, 'none'), 'token', 'list', '-h'], ['--host', 'x', '--help']]) {
+      const r = await cli(args, { cwd: tmp });
+      expect(r, args.join(' ')).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout).toMatch(/^Usage:\n {2}wasmvisor --host <url> --token-file <file>/);
+      expect(r.stdout).toContain('token list [--json]');
+    }
+    // After a remote run's `--`, --help is the guest's: not taken as a request for help.
+    expect((await cli(['--host', 'x', 'run', 'g.wasm', '--', '--help'], { cwd: tmp })).code).toBe(2);
+  });
+
+  it('the forms that are right still work: token list prints the table', async () => {
+    const r = await cli(['token', 'list', '--config', config], { cwd: tmp });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ID {15}NAME/);
+  });
+});
