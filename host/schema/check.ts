@@ -205,7 +205,6 @@ export function given(v: unknown): string {
   return typeof v === 'string' ? `the string ${quoted(v, 40)}` : quoted(v);
 }
 
-/** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */
 /**
  * For an option object checked by hand rather than by a schema: a key of `value` that is not in
  * `known` is ERR_INVALID_ARGUMENT worded as the schema words one (`<where>: <key>: unknown key;
@@ -219,6 +218,7 @@ export function refuseUnknownKeys(value: object, known: readonly string[], where
   }
 }
 
+/** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */
 export function nearest(key: string, known: readonly string[]): string | null {
   let best: string | null = null;
   let bestDistance = Infinity;
