@@ -3,7 +3,9 @@
  *
  * A guest built with this SDK (and asconfig.json: `--runtime stub`, `--use abort=__hv_abort`,
  * `--exportStart _start`) imports exactly one function, `hv.hypercall`, and exports `memory` and
- * `_start`; its top-level statements run when the host calls `_start`.
+ * `_start`; its top-level statements run when the host calls `_start`. A reactor adds
+ * `--runtime incremental --exportStart _initialize`: its instance serves every call, so what
+ * input(), inputString() and outputString() allocate per call must be collected (stub never frees).
  *
  *   import { console, exit } from "../assembly/index";
  *   console.log("hello");
@@ -144,7 +146,7 @@ export function exit(code: i32): void {
   unreachable(); // EXIT never returns; if a host ever did, trapping beats running on
 }
 
-/** Returns `size` bytes of heap memory, zero-filled (the stub allocator reuses freed blocks). */
+/** Returns `size` bytes of heap memory, zero-filled (either runtime's allocator reuses freed blocks). */
 export function allocZeroed(size: usize): usize {
   const ptr = heap.alloc(size);
   memory.fill(ptr, 0, size);

@@ -343,9 +343,9 @@ describe("docs/GUESTS.md's AssemblyScript recipe, against the installed SDK", ()
     expect(await cli('run', 'hello2.wasm', 'Grace')).toMatchObject({ code: 0, stdout: 'hello from Grace\n' });
   });
 
-  it('a reactor: --exportStart _initialize, then call', async () => {
+  it('a reactor: --runtime incremental --exportStart _initialize, then call', async () => {
     writeFileSync(path.join(app, 'upper.ts'), guests.get('upper.ts')!);
-    const built = await inApp(process.execPath, [asc, 'upper.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--exportStart', '_initialize', '--outFile', 'upper.wasm']);
+    const built = await inApp(process.execPath, [asc, 'upper.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--runtime', 'incremental', '--exportStart', '_initialize', '--outFile', 'upper.wasm']);
     expect(built.code, built.stderr).toBe(0);
     expect(await cli('call', 'upper.wasm', 'upper', '--input', 'hello')).toMatchObject({ code: 0, stdout: 'HELLO' });
   });
