@@ -66,8 +66,8 @@ await p.destroy();
 // being optimized well past 2,000 calls, and the root's call path, shared by both, is compiled for
 // both), then measured in 7 alternated slices of 15,000 calls each (baseline, pool, baseline …):
 // a stall or a compilation burst lands in one slice, not in a whole row, and the ratio is the
-// median of the per-pair ratios. The reactor makes 1 + 10,000 + 105,000 calls on one instance,
-// under transform.wasm's 130,500 (its allocator traps past that).
+// median of the per-pair ratios. The reactor makes 1 + 10,000 + 105,000 calls on one instance
+// (transform.wasm is a reactor built with the incremental collector: no call-count ceiling).
 const SLICES = { calls: 15000, pairs: 7, warmup: 5000, rounds: 2 };
 const sliced = (r) => ({ slices: r.pairs, sliceCalls: SLICES.calls });
 const slicesRates = (r) => ({ sliceRates: { one: r.oneRates.map(Math.round), pool: r.poolRates.map(Math.round) } });

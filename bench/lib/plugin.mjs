@@ -118,8 +118,8 @@ const caller = (fn, inFlight) => (calls) => throughput(fn, inFlight, calls);
  * `warmup` calls each (`rounds` of each: the root's call path, shared by both, is compiled for
  * both before the clock starts, each the way it is measured), then measured in `pairs`
  * alternated slices of `calls` calls (alternatedSlices). The reactor makes
- * 1 + rounds × warmup + pairs × calls calls on one instance: keep that under 130,000
- * (`transform.wasm`'s allocator traps past about 130,500 calls on one instance).
+ * 1 + rounds × warmup + pairs × calls calls on one instance (reactor guests are built with the
+ * incremental collector, so that count has no ceiling; test/partition/reactor-memory.test.ts).
  */
 export async function poolVsOne(Hypervisor, module, { calls, pairs, warmup, rounds = 2 }) {
   const hv = new Hypervisor();
