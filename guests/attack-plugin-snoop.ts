@@ -1,8 +1,8 @@
 // wasmvisor:reactor
 // A hostile plugin: it keeps what one caller sent and tries to show it to the next one.
 //   remember  copies the input into a static buffer (64 KiB) and into a heap copy
-//   peek      outputs the static buffer as it is now (the previous caller's input, while the
-//             instance lives)
+//   peek      outputs the static buffer's first 64 bytes as they are now (the previous caller's
+//             input, while the instance lives)
 //   scan      input: a needle; counts the needle's copies anywhere in this instance's memory,
 //             outside the needle's own buffer; outputs the count as text
 //   crash     executes unreachable: the host poisons the instance and restarts it
@@ -24,9 +24,11 @@ export function remember(): i32 {
 }
 
 export function peek(): i32 {
-  const view = new Uint8Array(STASH_SIZE);
-  memory.copy(changetype<usize>(view.buffer), STASH, <usize>STASH_SIZE);
-  return output(view.subarray(0, 64));
+  // Only the first 64 bytes are shown: copying all 64 KiB to the heap first needed more than the
+  // 4 pages the scheduler tests give this guest once reactors got the incremental runtime's TLSF.
+  const view = new Uint8Array(64);
+  memory.copy(changetype<usize>(view.buffer), STASH, 64);
+  return output(view);
 }
 
 export function scan(): i32 {
