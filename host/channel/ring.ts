@@ -124,6 +124,11 @@ export class SharedRing {
     Atomics.or(this.ctl, WANT, WANT_ROOM);
   }
 
+  /**
+   * The ask is cleared when it is answered. It names no wait: read before a partition that ran
+   * meanwhile asked again, it clears that newer ask too; so the shared worker asks again whenever
+   * a ring finds its wait unsatisfied (host/worker/shared.ts, `ask`).
+   */
   private moved(bits: number): void {
     if (this.onMove === null || (Atomics.load(this.ctl, WANT) & bits) === 0) return;
     Atomics.and(this.ctl, WANT, ~bits);

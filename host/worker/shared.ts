@@ -235,9 +235,17 @@ export class SharedScheduler {
     }
     const s = this.slots.get(slot);
     if (s === undefined || s.wait === null) return;
+    const w = s.wait;
     // An event ring with room again: first move the partition's queued lines along.
-    if (s.wait.what === 'writable') s.context.outbox.flush();
-    if (satisfied(s.wait)) this.ready(s);
+    if (w.what === 'writable') s.context.outbox.flush();
+    if (satisfied(w)) {
+      this.ready(s);
+      return;
+    }
+    // Rung, yet the wait still holds: this ring may be the root's answer to an ask of an earlier
+    // wait, and the root cleared the ask of this one with it (see `ask`). Ask again, then look.
+    ask(w);
+    if (satisfied(w)) this.ready(s);
   }
 
   private fireTimers(): void {
@@ -310,8 +318,7 @@ export class SharedScheduler {
       const w = step.wait;
       s.wait = w;
       // Ask the root to ring for this ring first, then look: a move in between is never missed.
-      if (w.what === 'readable') w.ring.wantRecord();
-      else if (w.what === 'writable') w.ring.wantRoom();
+      ask(w);
       if (satisfied(w)) this.ready(s);
       else if (w.deadline !== Infinity) this.pushTimer(w.deadline, s);
     }
@@ -341,6 +348,21 @@ export class SharedScheduler {
   private post(slot: number, message: WorkerMessage): void {
     this.options.post({ slot, message });
   }
+}
+
+/**
+ * Asks the root to ring this worker's doorbell at the next move of the ring `w` waits on (a wait
+ * for a time has none). An ask is one bit per ring and kind, not tied to a wait: the root reads
+ * it after it published its move, clears it and rings. A partition that saw that move by itself
+ * (its look after asking, or the next call already in the ring when it finished the last) may run
+ * it and ask again for its next wait before the root, its thread preempted between the two,
+ * clears the bit: its new ask is gone, and the ring that follows finds nothing new. Every clear
+ * is followed by a ring, so a ring that finds a wait unsatisfied asks again (`poke`): without
+ * that, the root's next move (the next call) rang nothing and waited for its budget (issue #16).
+ */
+function ask(w: WaitCondition): void {
+  if (w.what === 'readable') w.ring.wantRecord();
+  else if (w.what === 'writable') w.ring.wantRoom();
 }
 
 function satisfied(w: WaitCondition): boolean {
