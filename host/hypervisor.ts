@@ -688,8 +688,16 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
-    partition.once('exit', () => void forward.closeWhenDrained());
-    void forward.closed.then(() => this.forwards.delete(forward));
+    // The partition's exit closes the forwarder; a forwarder closed first takes its listener back,
+    // so a long-lived partition does not hold every forwarder ever opened on it (and the app does
+    // not get a MaxListenersExceededWarning after ten): what the hypervisor keeps is bounded by
+    // what the app holds open (docs/THREAT-MODEL.md, "runtime ↔ embedder").
+    const onExit = (): void => void forward.closeWhenDrained();
+    partition.once('exit', onExit);
+    void forward.closed.then(() => {
+      this.forwards.delete(forward);
+      partition.off('exit', onExit);
+    });
     return forward;
   }
 
