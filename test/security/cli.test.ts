@@ -181,6 +181,12 @@ describe('attest verify and audit verify from the command line', () => {
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^guest report verified: certificate, signature, nonce, expectations$/m);
     refused(await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--nonce', '0103'], dir), 'ERR_INTEGRITY', 125, /attestation nonce check failed/);
+    // --max-age holds a guest report to its age too (it was ignored: a stale report verified).
+    const fresh = await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--max-age', '3600000'], dir);
+    expect(fresh.code, fresh.stderr).toBe(0);
+    expect(fresh.stdout).toMatch(/^guest report verified: certificate, signature, freshness$/m);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    refused(await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--max-age', '1'], dir), 'ERR_INTEGRITY', 125, /^ERR_INTEGRITY: attestation freshness check failed: the report is \d+ ms old, more than 1 ms\n$/);
   });
 
   it('audit verify names the first bad record of an edited log', async () => {
