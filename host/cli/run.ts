@@ -68,6 +68,12 @@ export async function run(argv: string[]): Promise<number> {
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
     const source = await readSource(positionals[0]!);
     const spec = buildSpec(values, source, 'run', rest);
+    // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that
+    // run never makes: its exit never came, nothing kept the process alive, and Node ended it with
+    // status 13 and no verdict or --json report. Refused instead, pointing at call.
+    if (spec.kind === 'reactor') {
+      throw new InvalidArgumentError(`manifest ${positionals[0]!} describes a reactor (kind: 'reactor'): run runs a command (its _start); call an export with wasmvisor call ${positionals[0]!} <export>`);
+    }
     const direct = giveFilesDirectly(spec);
     const hv = new Hypervisor(hypervisorOptions(values));
     // Ctrl-C or SIGTERM: the partition is stopped (while it loads: the hypervisor is closed) and

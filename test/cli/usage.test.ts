@@ -318,4 +318,19 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/^ERR_INTEGRITY: /);
   });
+
+  it("a reactor's manifest (kind: 'reactor') is refused, naming call, with the --json report: run never waits for calls", async () => {
+    const file = app('plugin', { module: 'hello.wasm', kind: 'reactor' });
+    copyFileSync(guest('transform'), path.join(path.dirname(file), 'hello.wasm'));
+    // It used to start the reactor and wait for an exit that never came: Node ended the process
+    // with status 13 (an unsettled promise), with no verdict and no JSON on stderr.
+    const r = await cli(['run', '--json', file]);
+    const verdict = `ERR_INVALID_ARGUMENT: manifest ${file} describes a reactor (kind: 'reactor'): run runs a command (its _start); call an export with wasmvisor call ${file} <export>`;
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    const [line, json] = r.stderr.trimEnd().split('\n');
+    expect(line).toBe(verdict);
+    expect(JSON.parse(json!)).toMatchObject({ command: 'run', state: 'not-run', exitStatus: 2, error: { code: 'ERR_INVALID_ARGUMENT' } });
+    // call runs the same manifest.
+    expect(await cli(['call', file, 'upper', '--input', 'ok'])).toMatchObject({ code: 0, stdout: 'OK' });
+  });
 });
