@@ -601,7 +601,12 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (inspection.verdict.admitted && this.security.policy !== null) {
       try {
         const detached = options.signature === undefined ? null : await readSignatureSource(options.signature);
-        this.security.admit(bytes, { detachedSignature: detached });
+        const admission = this.security.admit(bytes, { detachedSignature: detached });
+        // As createPartition: the spec these limits, WASI and devices make is held to the
+        // admitting rule's grants (ERR_POLICY_DENIED), a default it did not set included.
+        const { memoryPages, fuel } = resolveLimits(limits, this.defaults, 'limits');
+        const ask = { devices: resolveDevices(options.devices), memoryPages, memoryPagesDefault: limits.memoryPages === undefined, fuel: fuel ?? null, wasi: options.wasi === true ? {} : undefined };
+        this.security.checkGrants(admission, partitionAsk('(inspected)', ask));
       } catch (error) {
         if (!(error instanceof WasmvisorError)) throw error;
         inspection.verdict = { admitted: false, code: error.code, message: error.message };

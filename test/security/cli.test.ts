@@ -105,6 +105,18 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     refused(await run('changed.wasm'), 'ERR_INTEGRITY', 125, /changed after signing/);
     refused(await run('ok.wasm', '--devices', 'console,attestation'), 'ERR_POLICY_DENIED', 125, /publisher acme does not grant the attestation device/);
     refused(await cli(['run', '--policy', 'policy.json', '--data-dir', 'wv', 'ok.wasm'], dir), 'ERR_POLICY_DENIED', 125, /grants at most 64 memory pages; the spec asks for 256 \(the default/);
+    // inspect reaches the verdict run would with the same options (README), grants included: it
+    // said "admitted" for both of these, checking only the signature.
+    const inspected = async (extra: string[], verdict: RegExp | null) => {
+      const r = await cli(['inspect', '--policy', 'policy.json', ...extra, 'ok.wasm'], dir);
+      if (verdict === null) return expect(r, extra.join(' ')).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^policy: +admitted/m) });
+      expect(r.code, extra.join(' ')).toBe(125);
+      expect(r.stdout).toMatch(/^policy: +refused: ERR_POLICY_DENIED: /m);
+      expect(r.stderr).toMatch(verdict);
+    };
+    await inspected([], /^ERR_POLICY_DENIED: partition \(inspected\): publisher acme grants at most 64 memory pages; the spec asks for 256 \(the default/);
+    await inspected(['--memory', '65'], /grants at most 64 memory pages; the spec asks for 65\n$/);
+    await inspected(['--memory', '64'], null);
   });
 
   it('a bad policy file is a usage error naming the file and the field', async () => {
