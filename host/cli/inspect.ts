@@ -64,7 +64,9 @@ export const inspectCommand = {
   notes: `The verdict is the one run (for a command) or call (for a reactor) would reach with the same
 options: a module that imports wasi_snapshot_preview1 is judged with WASI admitted, as run and call
 enable it; one that exports no _start but functions () -> i32 (or _initialize) is a reactor. A
-manifest is judged with its own limits, wasi, kind and sha256.
+manifest is judged with its own limits, wasi, kind, sha256 and devices. With --policy the spec is
+held to the policy's grants too, for the devices run (console, clock, entropy) or call (none)
+would grant.
 
 Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit,
 integrity and policy refusals; 2 bad usage).
