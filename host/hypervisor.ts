@@ -601,7 +601,12 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (inspection.verdict.admitted && this.security.policy !== null) {
       try {
         const detached = options.signature === undefined ? null : await readSignatureSource(options.signature);
-        this.security.admit(bytes, { detachedSignature: detached });
+        const admission = this.security.admit(bytes, { detachedSignature: detached });
+        // As createPartition: the spec these limits, WASI and devices make is held to the
+        // admitting rule's grants (ERR_POLICY_DENIED), a default it did not set included.
+        const { memoryPages, fuel } = resolveLimits(limits, this.defaults, 'limits');
+        const ask = { devices: resolveDevices(options.devices), memoryPages, memoryPagesDefault: limits.memoryPages === undefined, fuel: fuel ?? null, wasi: options.wasi === true ? {} : undefined };
+        this.security.checkGrants(admission, partitionAsk('(inspected)', ask));
       } catch (error) {
         if (!(error instanceof WasmvisorError)) throw error;
         inspection.verdict = { admitted: false, code: error.code, message: error.message };
@@ -688,8 +693,16 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
-    partition.once('exit', () => void forward.closeWhenDrained());
-    void forward.closed.then(() => this.forwards.delete(forward));
+    // The partition's exit closes the forwarder; a forwarder closed first takes its listener back,
+    // so a long-lived partition does not hold every forwarder ever opened on it (and the app does
+    // not get a MaxListenersExceededWarning after ten): what the hypervisor keeps is bounded by
+    // what the app holds open (docs/THREAT-MODEL.md, "runtime ↔ embedder").
+    const onExit = (): void => void forward.closeWhenDrained();
+    partition.once('exit', onExit);
+    void forward.closed.then(() => {
+      this.forwards.delete(forward);
+      partition.off('exit', onExit);
+    });
     return forward;
   }
 

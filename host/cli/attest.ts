@@ -38,7 +38,7 @@ export const attestVerifyCommand = {
     key: value('<file>', `the host's attestation public key (wasmvisor attest key), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; required`, text),
     nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
     'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
-    'max-age': value('<ms>', 'refuse a host report older than this', wholeMs),
+    'max-age': value('<ms>', 'refuse a report (host or guest) older than this, by the time it was made', wholeMs),
   },
   positionals: { names: ['report'], min: 1 },
   notes: `A host report is the JSON of run --attest or hv.attest(); a guest report the 512 bytes a guest
@@ -73,9 +73,13 @@ export async function attestVerify(argv: string[]): Promise<number> {
   const bytes = await readRegularFile(file, { maxBytes: MAX_REPORT_BYTES, what: 'report file', pipes: true, tooLarge: (message) => new AttestationCheckError('format', message) });
   if (bytes.length === GUEST_REPORT_BYTES && bytes.subarray(0, 4).toString('latin1') === 'WVGR') {
     if (expected.length > 1) throw new InvalidArgumentError('a guest report is about one partition: give at most one --expect-measurement');
-    const r = verifyGuestReport(bytes, key, { ...(nonce !== undefined ? { nonce } : {}), ...(expected[0] !== undefined ? { measurement: expected[0] } : {}) });
+    const r = verifyGuestReport(bytes, key, {
+      ...(nonce !== undefined ? { nonce } : {}),
+      ...(expected[0] !== undefined ? { measurement: expected[0] } : {}),
+      ...(maxAge !== undefined ? { maxAgeMs: maxAge } : {}),
+    });
     process.stdout.write(
-      `guest report verified: certificate, signature${nonce !== undefined ? ', nonce' : ''}${expected.length ? ', expectations' : ''}\n` +
+      `guest report verified: certificate, signature${nonce !== undefined ? ', nonce' : ''}${expected.length ? ', expectations' : ''}${maxAge !== undefined ? ', freshness' : ''}\n` +
         `  partition    ${printable(r.name)}\n  measurement  ${r.measurement}\n  spec hash    ${r.specHash}\n  signers      ${r.signerHash ?? '(unsigned)'}\n` +
         `  report data  ${toHex(r.reportData)}\n  time         ${new Date(r.timeMs).toISOString()}\n`,
     );

@@ -6,7 +6,7 @@ import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
-import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { asksJson, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 import { quoted } from '../escape.ts';
 
@@ -66,7 +66,17 @@ function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'ut
 }
 
 export async function call(argv: string[]): Promise<number> {
-  const parsed = parseOrHelp(callCommand, argv);
+  let parsed: ReturnType<typeof parseOrHelp<typeof callCommand.options>>;
+  try {
+    parsed = parseOrHelp(callCommand, argv);
+  } catch (error) {
+    // A command line that does not parse is refused like any other call (state not-run): with
+    // --json among its options, the document still goes to stdout (the export: null if not given).
+    if (!asksJson(callCommand, argv)) throw error;
+    const status = fail(error);
+    process.stdout.write(JSON.stringify({ ...errorReport('call', error), export: null, status: null, output: null, outputEncoding: null }) + '\n');
+    return status;
+  }
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
   const exportName = positionals[1]!;

@@ -64,7 +64,9 @@ export const inspectCommand = {
   notes: `The verdict is the one run (for a command) or call (for a reactor) would reach with the same
 options: a module that imports wasi_snapshot_preview1 is judged with WASI admitted, as run and call
 enable it; one that exports no _start but functions () -> i32 (or _initialize) is a reactor. A
-manifest is judged with its own limits, wasi, kind and sha256.
+manifest is judged with its own limits, wasi, kind, sha256 and devices. With --policy the spec is
+held to the policy's grants too, for the devices run (console, clock, entropy) or call (none)
+would grant.
 
 Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit,
 integrity and policy refusals; 2 bad usage).
@@ -83,10 +85,17 @@ export async function inspect(argv: string[]): Promise<number> {
   const wasi = values.wasi === true || m?.wasi !== undefined || (m === null && source.shape?.importsWasi === true);
   const memoryPages = values.memory ?? m?.limits?.memoryPages;
   const sha256 = values.sha256 ?? m?.sha256;
-  const limits = { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}) };
+  const limits = {
+    ...(memoryPages !== undefined ? { memoryPages } : {}),
+    ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}),
+    ...(m?.limits?.fuel !== undefined ? { fuel: m.limits.fuel } : {}),
+  };
+  // The devices run (console, clock, entropy) or call (none) would grant, or the manifest's: a
+  // policy's grants are judged for them, as run and call are held to them.
+  const devices = m !== null ? (m.devices ?? {}) : kind === 'reactor' ? {} : { console: true, clock: true, entropy: true };
   const signature = values.signature ?? (typeof m?.signature === 'string' ? m.signature : undefined);
   const hv = new Hypervisor(values.policy !== undefined ? { policy: Policy.fromFile(values.policy, { pipes: true }) } : {});
-  const inspection = await hv.inspect(source.file, limits, { wasi, kind, ...(sha256 !== undefined ? { sha256 } : {}), ...(signature !== undefined ? { signature } : {}) });
+  const inspection = await hv.inspect(source.file, limits, { wasi, kind, devices, ...(sha256 !== undefined ? { sha256 } : {}), ...(signature !== undefined ? { signature } : {}) });
   const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
   process.stdout.write(
     values.json

@@ -178,6 +178,31 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   return { values: values as Values<T>, positionals, rest, help };
 }
 
+/**
+ * Whether `argv` gives `--json` as one of the command's options (not as an option's value, nor
+ * as a guest's argument), judged leniently as `parse` reads a command line: for one that did not
+ * parse, so that the refusal still comes with the report --json promises. An unknown option is
+ * taken for a flag.
+ */
+export function asksJson<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): boolean {
+  if (command.options['json']?.kind !== 'flag') return false;
+  const fixed = command.positionals.names.length;
+  const byShort = new Map(Object.entries(command.options).flatMap(([k, o]) => (o.short ? [[o.short, o] as const] : [])));
+  let positionals = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const optionLike = arg.startsWith('-') && arg !== '-' && !/^-\d/.test(arg);
+    if (arg === '--' || (command.rest !== undefined && fixed > 0 && positionals >= fixed && !optionLike)) return false;
+    if (arg === '--json' || arg.startsWith('--json=')) return true;
+    if (arg.startsWith('--')) {
+      if (!arg.includes('=') && (command.options[arg.slice(2)]?.kind ?? 'flag') !== 'flag') i++;
+    } else if (optionLike) {
+      if (arg.length === 2 && (byShort.get(arg.slice(1))?.kind ?? 'flag') !== 'flag') i++;
+    } else positionals++;
+  }
+  return false;
+}
+
 /** Parses `argv`; on `--help` prints the command's help and returns null (exit status 0). */
 export function parseOrHelp<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): Parsed<T> | null {
   const parsed = parse(command, argv);

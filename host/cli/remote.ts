@@ -231,8 +231,11 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         return 0;
       } catch (error) {
         if (error instanceof GuestCallError) {
+          // As the local call (README's exit-status table): the output still on stdout, the
+          // export's status & 0xff (1 when that is 0) as the exit status.
+          await new Promise<void>((resolve) => process.stdout.write(error.output, () => resolve()));
           stderr.verdict(error.code, error.message);
-          return 1;
+          return error.status & 0xff || 1;
         }
         throw error;
       }

@@ -8,7 +8,7 @@ import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
-import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { asksJson, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
@@ -58,7 +58,17 @@ stdout stays the guest's.`,
 } satisfies CommandSpec<OptionTable>;
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseOrHelp(runCommand, argv);
+  let parsed: ReturnType<typeof parseOrHelp<typeof runCommand.options>>;
+  try {
+    parsed = parseOrHelp(runCommand, argv);
+  } catch (error) {
+    // A command line that does not parse is refused like any other run (state not-run): with
+    // --json among its options, the report still ends stderr.
+    if (!asksJson(runCommand, argv)) throw error;
+    const status = fail(error);
+    stderr.block(JSON.stringify(errorReport('run', error)) + '\n');
+    return status;
+  }
   if (parsed === null) return 0;
   const { values, positionals, rest } = parsed;
   const json = values.json === true;
@@ -68,6 +78,12 @@ export async function run(argv: string[]): Promise<number> {
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
     const source = await readSource(positionals[0]!);
     const spec = buildSpec(values, source, 'run', rest);
+    // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that
+    // run never makes: its exit never came, nothing kept the process alive, and Node ended it with
+    // status 13 and no verdict or --json report. Refused instead, pointing at call.
+    if (spec.kind === 'reactor') {
+      throw new InvalidArgumentError(`manifest ${positionals[0]!} describes a reactor (kind: 'reactor'): run runs a command (its _start); call an export with wasmvisor call ${positionals[0]!} <export>`);
+    }
     const direct = giveFilesDirectly(spec);
     const hv = new Hypervisor(hypervisorOptions(values));
     // Ctrl-C or SIGTERM: the partition is stopped (while it loads: the hypervisor is closed) and

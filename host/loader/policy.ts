@@ -174,8 +174,11 @@ function judge(info: ModuleInfo, policy: LoadPolicy): ClampPlan {
     }
   }
 
+  // No memory at all is the documented "missing memory export" (README, ERR_MODULE_INVALID), as
+  // a memory that is not exported is: the guest lacks what the ABI requires, and uses no refused
+  // feature. Several memories, shared or 64-bit ones are ERR_FEATURE_DENIED (proposalRefusal).
   const [memory] = info.memories;
-  if (memory === undefined) throw new FeatureDeniedError('guest defines no memory; exactly one is required');
+  if (memory === undefined) throw new ModuleInvalidError('guest must export a memory named memory (it defines no memory)');
   const refusal = proposalRefusal(info);
   if (refusal !== null) throw refusal;
 

@@ -8,7 +8,7 @@ import http, { type IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { takeEvents } from './sse.ts';
-import { ConnectionError, errorFromCode, InvalidArgumentError, isErrorCode, WasmvisorError } from '../errors.ts';
+import { ConnectionError, errorFromCode, GuestCallError, InvalidArgumentError, isErrorCode, WasmvisorError } from '../errors.ts';
 import { quoted } from '../escape.ts';
 
 export interface ClientOptions {
@@ -202,9 +202,20 @@ export class Client {
   }
 }
 
-/** The typed error of an API answer `{ error: { code, message } }`. */
+/**
+ * The typed error of an API answer `{ error: { code, message } }`. An `ERR_GUEST_CALL` answer
+ * also carries the export's `status` and its `output` (with `encoding`, as a call's answer does):
+ * they are kept, so the remote `call` exits and prints as the local one. A status that is not a
+ * 32-bit integer, or an output that does not decode, is left out (0, no bytes), never trusted.
+ */
 export function errorOf(status: number, body: unknown): WasmvisorError {
-  const e = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  if (e && isErrorCode(e.code) && typeof e.message === 'string') return errorFromCode(e.code, e.message);
+  const e = (body as { error?: { code?: unknown; message?: unknown; status?: unknown; output?: unknown; encoding?: unknown } } | null)?.error;
+  if (e && isErrorCode(e.code) && typeof e.message === 'string') {
+    if (e.code !== 'ERR_GUEST_CALL') return errorFromCode(e.code, e.message);
+    const returned = typeof e.status === 'number' && Number.isInteger(e.status) && e.status >= -0x80000000 && e.status <= 0x7fffffff ? e.status : 0;
+    const encoding = e.encoding === 'base64' ? 'base64' : e.encoding === 'utf8' || e.encoding === undefined ? 'utf8' : null;
+    const output = typeof e.output === 'string' && encoding !== null ? new Uint8Array(Buffer.from(e.output, encoding)) : new Uint8Array(0);
+    return new GuestCallError(e.message, returned, output);
+  }
   return new ConnectionError(`the host answered HTTP ${status} without an error body`);
 }

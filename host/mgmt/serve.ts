@@ -98,6 +98,9 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
   const tlsWanted = options.tlsSelfSigned === true || options.tlsCert !== undefined;
   if (!tlsWanted && !isLoopback(bind)) throw new InvalidArgumentError(`refusing to serve on ${bind} without TLS: give --tls-cert/--tls-key or --tls-self-signed, or bind a loopback address`);
   if (!tlsWanted && options.clientCa !== undefined) throw new InvalidArgumentError('--client-ca needs TLS');
+  // The names go into the certificate --tls-self-signed makes; without it they were ignored, and a
+  // host meant to serve TLS for them served plain HTTP.
+  if (options.tlsNames !== undefined && !options.tlsSelfSigned) throw new InvalidArgumentError('--tls-name goes with --tls-self-signed (the names of the certificate it makes)');
 
   const config = new ConfigDir(options.config);
   config.ensure();

@@ -273,6 +273,9 @@ export class ManagementServer {
 
   private install(): void {
     const app = this.app;
+    // Bodies are JSON only (docs/MANAGEMENT.md: any other media type is 415). Fastify also parses
+    // text/plain by default, which handed the string to the route's schema: a 400 instead.
+    app.removeContentTypeParser('text/plain');
     app.setValidatorCompiler(({ schema, httpPart }) => {
       const s = schema as TSchema;
       return (data: unknown) => {

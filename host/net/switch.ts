@@ -303,7 +303,12 @@ export class VirtualSwitch {
     if (ep.closed) throw new InvalidStateError('this network endpoint is closed');
     if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(`a frame's payload must be a Uint8Array or a string, got ${given(payload)}`);
     if (payload.length > HV_NET_MAX_MTU) throw new InvalidArgumentError(`frame of ${payload.length} bytes exceeds the largest MTU (${HV_NET_MAX_MTU})`);
-    return this.route(ep, dst >>> 0, payload, !hold);
+    // An address is a u32 (partition.netAddress, HV_NET_BROADCAST): anything else is refused, not
+    // wrapped, or -1 would broadcast and '10.0.0.2' (netAddressString) would silently go nowhere.
+    if (typeof dst !== 'number' || !Number.isInteger(dst) || dst < 0 || dst > HV_NET_BROADCAST) {
+      throw new InvalidArgumentError(`a frame's destination must be an address, an integer from 0 to ${HV_NET_BROADCAST} (partition.netAddress, or HV_NET_BROADCAST), got ${given(dst)}`);
+    }
+    return this.route(ep, dst, payload, !hold);
   }
 
   /**

@@ -51,7 +51,8 @@ function problems(checker: TypeCheck<TSchema>, value: unknown): string[] {
   let more = 0;
   for (const error of checker.Errors(value)) {
     // A missing required key is also reported as "expected …, got nothing": the first says it.
-    if (error.value === undefined && error.type !== ValueErrorType.ObjectRequiredProperty) continue;
+    // The root itself missing (an argument not given) has only that report: it is kept.
+    if (error.value === undefined && error.path !== '' && error.type !== ValueErrorType.ObjectRequiredProperty) continue;
     for (const line of describe(error)) {
       if (seen.has(line)) continue;
       seen.add(line);

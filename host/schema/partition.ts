@@ -4,7 +4,7 @@
  * type, range and description), and its default or cross-field rule in the resolver that
  * consumes it; the TypeScript type, the checks, the JSON Schema and the manifest follow.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { DevicesSchema } from './devices.ts';
 import { AbortSignalObject, ArrayBufferObject, CLOSED, Name, Sha256, Timeout, UrlObject } from './kinds.ts';
 import { PartitionLimitsSchema, RestartSchema } from './limits.ts';
@@ -93,6 +93,11 @@ export const InspectOptionsSchema = Type.Object(
     ),
     sha256: Type.Optional(Sha256('Judge it against this pinned measurement too, as a spec with sha256 would be.')),
     signature: Type.Optional(SignatureSourceSchema),
+    devices: Type.Optional(
+      CloneType(DevicesSchema, {
+        description: "With a security policy in force: judge the policy's grants for these devices (with the limits and WASI given), as createPartition holds a spec to them. Default: none, as a spec without devices.",
+      }),
+    ),
   },
   { ...CLOSED, description: 'Options of hv.inspect.' },
 );

@@ -131,6 +131,9 @@ export interface GuestReportExpectations {
   measurement?: string;
   specHash?: string;
   reportData?: Uint8Array;
+  /** Largest age of the report, ms (by the time it says it was made, bytes 8..16, and `now`): the `freshness` check, as for a host report. */
+  maxAgeMs?: number;
+  now?: number;
 }
 
 /**
@@ -145,10 +148,10 @@ export function checkExpectationKeys(expect: unknown, known: readonly string[], 
 
 /**
  * Verifies a guest report: layout, the host's signature on the certificate, the partition's
- * signature on the report, then the expectations. Pure; AttestationCheckError naming the check.
+ * signature on the report, then the expectations and its age. Pure; AttestationCheckError naming the check.
  */
 export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8Array, expect: GuestReportExpectations = {}): GuestReport {
-  checkExpectationKeys(expect, ['nonce', 'measurement', 'specHash', 'reportData'], 'verifyGuestReport');
+  checkExpectationKeys(expect, ['nonce', 'measurement', 'specHash', 'reportData', 'maxAgeMs', 'now'], 'verifyGuestReport');
   if (bytes.length !== GUEST_REPORT_BYTES) throw new AttestationCheckError('format', `a guest report has ${GUEST_REPORT_BYTES} bytes, got ${bytes.length}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!bytesEqual(bytes.subarray(0, 4), GUEST_MAGIC) || dv.getUint16(4, true) !== 1) throw new AttestationCheckError('format', 'not a version 1 guest report (magic WVGR)');
@@ -195,5 +198,9 @@ export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8A
   }
   if (expect.specHash !== undefined && expect.specHash.toLowerCase() !== report.specHash) throw new AttestationCheckError('expectations', `the partition's spec hash is ${report.specHash}, not the expected one`);
   if (expect.reportData !== undefined && !bytesEqual(expect.reportData, report.reportData)) throw new AttestationCheckError('expectations', 'the report data is not the expected value');
+  if (expect.maxAgeMs !== undefined) {
+    const age = (expect.now ?? Date.now()) - report.timeMs;
+    if (!(age <= expect.maxAgeMs)) throw new AttestationCheckError('freshness', `the report is ${age} ms old, more than ${expect.maxAgeMs} ms`);
+  }
   return report;
 }

@@ -224,6 +224,20 @@ export class Storage {
     return this.queued(file, () => this.wipeQueued(name, file));
   }
 
+  /**
+   * When the keystore files the key of `imageId` for another path, and an image of that id is
+   * there, `file` is a copy of it: that path. Otherwise null (the key is this file's, or a moved
+   * image's whose old path holds nothing of that id).
+   */
+  private async copyOf(imageId: Uint8Array, file: string): Promise<string | null> {
+    if (!this.keystore) return null;
+    const id = Buffer.from(imageId).toString('hex');
+    const entry = (await this.keystore.list().catch(() => [])).find((k) => k.imageId === id);
+    if (entry === undefined || entry.path === '' || path.resolve(entry.path) === path.resolve(file)) return null;
+    const there = await readImageId(entry.path);
+    return there !== null && Buffer.from(there).toString('hex') === id ? entry.path : null;
+  }
+
   /** Lists the images in `<dataDir>/images` and those the keystore knows elsewhere, without using any key. */
   async list(): Promise<DiskInfo[]> {
     const byPath = new Map<string, DiskInfo>();
@@ -250,6 +264,10 @@ export class Storage {
       info.name = entry?.name ?? (path.dirname(file) === imagesDir ? fileName : null);
       info.key = this.masterKey ? 'storage-key' : entry || nameKey ? 'keystore' : 'missing';
       if (info.key === 'missing' && info.problem === null) info.problem = 'no key for it in the keystore';
+      if (entry !== undefined && info.problem === null && entry.path !== '' && path.resolve(entry.path) !== path.resolve(file) && files.includes(entry.path)) {
+        const original = await describeImage(entry.path);
+        if (original?.imageId === info.imageId) info.problem = `a copy of ${entry.path}, whose key the keystore holds (deleting the copy leaves that key)`;
+      }
       info.inUse = await lockHolder(`${file}.lock`).catch(() => null);
       byPath.set(file, info);
     }
@@ -315,9 +333,13 @@ export class Storage {
     const lock = dirExists ? await this.lockImage(name, file, 'wipe', false) : null;
     try {
       const imageId = await readImageId(file);
+      // A copy of another image (`cp kv.img kv2.img`, a backup given as devices.block.path) holds
+      // that image's id: the key filed under it is the other image's, and removing it would make
+      // that image unreadable for ever. Its key goes only with the file the keystore filed it for.
+      const keyId = imageId !== null && (await this.copyOf(imageId, file)) !== null ? null : imageId;
       const removedImage = await scrubAndRemove(file);
       await removeTemporaries(file);
-      const removedKey = this.keystore ? await this.keystore.remove(imageId, file, name, file === this.defaultPath(name)) : false;
+      const removedKey = this.keystore ? await this.keystore.remove(keyId, file, name, file === this.defaultPath(name)) : false;
       this.emit({ kind: 'wiped', name, path: file, removedImage, removedKey });
       return { path: file, removedImage, removedKey };
     } catch (error) {

@@ -189,6 +189,38 @@ describe('a create that fails after its key was filed', () => {
 });
 
 describe('wipe', () => {
+  it("of a copy of another image (`cp kv.img kv2.img`, a backup at a path of its own) leaves that image's key: the original still opens", async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('kv', 1));
+    const original = st.imagePath('kv');
+    const copy = st.imagePath('kv2');
+    const backup = path.join(dir, 'backup', 'kv.img');
+    mkdirSync(path.dirname(backup));
+    writeFileSync(copy, readFileSync(original));
+    writeFileSync(backup, readFileSync(original));
+    // The listing says what the copies are (before: both "ok", named kv).
+    const listed = await st.list();
+    expect(listed.find((d) => d.path === copy)).toMatchObject({ name: 'kv', problem: `a copy of ${original}, whose key the keystore holds (deleting the copy leaves that key)` });
+    expect(listed.find((d) => d.path === original)).toMatchObject({ name: 'kv', problem: null });
+    // Wiping a copy scrubs the copy only; the key stays with the image it was made for.
+    expect(await st.wipe('kv2')).toEqual({ path: copy, removedImage: true, removedKey: false });
+    expect(await st.wipe('kv', backup)).toEqual({ path: backup, removedImage: true, removedKey: false });
+    await st.detach(await st.attach('kv', 1));
+    // The original itself: image and key go.
+    expect(await st.wipe('kv')).toEqual({ path: original, removedImage: true, removedKey: true });
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
+  it('of a moved image (nothing of its id left where its key was filed) removes its key with it', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('kv', 1));
+    const moved = path.join(dir, 'moved', 'kv.img');
+    mkdirSync(path.dirname(moved));
+    renameSync(st.imagePath('kv'), moved);
+    expect(await st.wipe('kv', moved)).toEqual({ path: moved, removedImage: true, removedKey: true });
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
   it('of an image at a path of its own makes no data directory', async () => {
     const st = new Storage({ dataDir: path.join(dir, 'data') });
     const own = path.join(dir, 'own', 'p.img');

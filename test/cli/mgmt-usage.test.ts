@@ -32,6 +32,9 @@ const refusals: [string[], string][] = [
   [['serve', 'extra'], 'serve takes no arguments, got an extra argument "extra"; see wasmvisor serve --help'],
   [['serve', '--port'], '--port needs a value; see wasmvisor serve --help'],
   [['serve', '--dashboard=yes'], '--dashboard takes no value; see wasmvisor serve --help'],
+  // Without --tls-self-signed the names were ignored and the host served plain HTTP.
+  [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
+  [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
   [['lab', '--lst'], 'lab: unknown option --lst; did you mean --list?; see wasmvisor lab --help'],
   [['token', 'list', '--confg', config], 'token list: unknown option --confg; did you mean --config?; see wasmvisor token --help'],
   [['token', 'list', '--config', config, 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor token --help'],

@@ -196,6 +196,29 @@ describe.concurrent('--json', () => {
     expect(JSON.parse(failed.stdout)).toMatchObject({ status: 7, output: 'bad input', exitStatus: 7, error: { code: 'ERR_GUEST_CALL' } });
   });
 
+  it('a command line that does not parse is refused with the report too: the verdict, then the JSON (not-run, exit 2)', async () => {
+    // It used to end with the verdict alone when the refusal came from the options themselves.
+    for (const args of [
+      ['run', '--json', '--memory', '0', guest('hello')],
+      ['run', '--memory', '0', guest('hello'), '--json'],
+      ['run', '--json', '--memroy', '16', guest('hello')],
+      ['run', '--json'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      const [verdict, json, more] = lines(r.stderr);
+      expect(verdict, args.join(' ')).toMatch(/^ERR_INVALID_ARGUMENT: /);
+      expect(more).toBeUndefined();
+      expect(JSON.parse(json!)).toEqual({ command: 'run', state: 'not-run', code: null, exitStatus: 2, error: { code: 'ERR_INVALID_ARGUMENT', message: verdict!.slice('ERR_INVALID_ARGUMENT: '.length) }, runTimeMs: null, metrics: null });
+    }
+    const c = await cli(['call', '--json', guest('transform')]);
+    expect(c).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: call needs <export>; see wasmvisor call --help\n' });
+    expect(JSON.parse(c.stdout)).toMatchObject({ command: 'call', state: 'not-run', exitStatus: 2, export: null, status: null, output: null, error: { code: 'ERR_INVALID_ARGUMENT' } });
+    // --json that is an option's value or the guest's argument asks for nothing.
+    expect(await cli(['run', '--name', '--json', guest('hello')])).toMatchObject({ code: 2, stderr: expect.not.stringContaining('{') });
+    expect(await cli(['call', '--input', '--json', '--bogus', guest('transform'), 'upper'])).toMatchObject({ code: 2, stdout: '' });
+  });
+
   it('inspect: the inspection with the kind, whether WASI is used, and the exit status', async () => {
     const r = await cli(['inspect', '--json', C_CAT]);
     expect(r.code).toBe(0);
@@ -317,5 +340,20 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     const r = await cli(['run', file]);
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/^ERR_INTEGRITY: /);
+  });
+
+  it("a reactor's manifest (kind: 'reactor') is refused, naming call, with the --json report: run never waits for calls", async () => {
+    const file = app('plugin', { module: 'hello.wasm', kind: 'reactor' });
+    copyFileSync(guest('transform'), path.join(path.dirname(file), 'hello.wasm'));
+    // It used to start the reactor and wait for an exit that never came: Node ended the process
+    // with status 13 (an unsettled promise), with no verdict and no JSON on stderr.
+    const r = await cli(['run', '--json', file]);
+    const verdict = `ERR_INVALID_ARGUMENT: manifest ${file} describes a reactor (kind: 'reactor'): run runs a command (its _start); call an export with wasmvisor call ${file} <export>`;
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    const [line, json] = r.stderr.trimEnd().split('\n');
+    expect(line).toBe(verdict);
+    expect(JSON.parse(json!)).toMatchObject({ command: 'run', state: 'not-run', exitStatus: 2, error: { code: 'ERR_INVALID_ARGUMENT' } });
+    // call runs the same manifest.
+    expect(await cli(['call', file, 'upper', '--input', 'ok'])).toMatchObject({ code: 0, stdout: 'OK' });
   });
 });

@@ -121,7 +121,10 @@ describe('evaluatePolicy: imports', () => {
 
 describe('evaluatePolicy: memory and table shape', () => {
   it('requires exactly one memory', () => {
-    expect(refusal({ memory: '' })).toEqual({ code: 'ERR_FEATURE_DENIED', message: 'guest defines no memory; exactly one is required' });
+    // No memory is a missing memory export (README's error table: ERR_MODULE_INVALID), worded
+    // as a memory that is not exported is; not a refused feature.
+    expect(refusal({ memory: '' })).toEqual({ code: 'ERR_MODULE_INVALID', message: 'guest must export a memory named memory (it defines no memory)' });
+    expect(refusal({ memory: '(memory 1)' })).toEqual({ code: 'ERR_MODULE_INVALID', message: 'guest must export a memory named memory' });
     expect(refusal(memory('1 2) (memory 1 2'))).toEqual({ code: 'ERR_FEATURE_DENIED', message: 'guest defines 2 memories; exactly one is allowed (multi-memory is refused)' });
   });
 

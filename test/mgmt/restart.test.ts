@@ -195,6 +195,10 @@ describe('serve as a daemon', () => {
       writeFileSync(inputFile, 'shout');
       const called = await cli([...base, 'call', 'md', 'upper', '--input', inputFile]);
       expect(called.stdout).toBe('SHOUT');
+      // A non-zero return exits as the local call does (README's exit-status table): the export's
+      // status & 0xff with ERR_GUEST_CALL, and its output still on stdout.
+      const failed = await cli([...base, 'call', 'md', 'fail', '--input', inputFile]);
+      expect(failed).toMatchObject({ code: 7, stdout: 'bad input', stderr: 'ERR_GUEST_CALL: export fail of partition md returned status 7\n' });
       // --input-file reads a file as the local call does; both flags, or a file that cannot be read, are usage errors naming the flag.
       expect((await cli([...base, 'call', 'md', 'upper', '--input-file', inputFile])).stdout).toBe('SHOUT');
       const both = await cli([...base, 'call', 'md', 'upper', '--input', inputFile, '--input-file', inputFile]);

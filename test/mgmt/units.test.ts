@@ -173,3 +173,20 @@ describe('the durable-log adapter', () => {
     expect(verifyAuditLog(opened.dir, { macKey: new Uint8Array(readFileSync(path.join(dataDir, 'keys', 'audit.key'))), publicKey: null, head: null }).ok).toBe(true);
   });
 });
+
+describe("the client's typed errors (errorOf)", () => {
+  it("keep an ERR_GUEST_CALL answer's status and output, and trust neither when malformed", async () => {
+    const { errorOf } = await import('../../host/mgmt/client.ts');
+    const { GuestCallError } = await import('../../host/errors.ts');
+    const ok = errorOf(422, { error: { code: 'ERR_GUEST_CALL', message: 'm', status: -2, output: 'YmFk', encoding: 'base64' } });
+    expect(ok).toBeInstanceOf(GuestCallError);
+    expect([(ok as InstanceType<typeof GuestCallError>).status, Buffer.from((ok as InstanceType<typeof GuestCallError>).output).toString()]).toEqual([-2, 'bad']);
+    const utf8 = errorOf(422, { error: { code: 'ERR_GUEST_CALL', message: 'm', status: 7, output: 'bad input' } }) as InstanceType<typeof GuestCallError>;
+    expect([utf8.status, Buffer.from(utf8.output).toString()]).toEqual([7, 'bad input']);
+    for (const status of [2 ** 31, -(2 ** 31) - 1, 1.5, '7', null]) {
+      const bad = errorOf(422, { error: { code: 'ERR_GUEST_CALL', message: 'm', status, output: 'x', encoding: 'hex' } }) as InstanceType<typeof GuestCallError>;
+      expect([bad.code, bad.status, bad.output.length]).toEqual(['ERR_GUEST_CALL', 0, 0]);
+    }
+    expect(errorOf(404, { error: { code: 'ERR_NOT_FOUND', message: 'no' } }).code).toBe('ERR_NOT_FOUND');
+  });
+});

@@ -101,6 +101,34 @@ describe('forwarded port: clients that leave while their bytes wait for the gues
   });
 });
 
+describe('forwarded ports the embedder closed', () => {
+  it('leave nothing on their partition: opening and closing in a loop adds no exit listener and no warning', async () => {
+    const h = hypervisor({ warmWorkers: 0 });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const svc = await h.createPartition({ name: 'svc', module: guest('net-service'), devices: { net: { segment: 'blue', host: true } } });
+      const before = svc.listenerCount('exit');
+      for (let i = 0; i < 20; i++) {
+        const fwd = await h.forwardPort({ partition: 'svc', guestPort: 80 });
+        expect(svc.listenerCount('exit')).toBe(before + 1);
+        await fwd.close();
+      }
+      await sleep(10); // the listener goes once `closed` has settled
+      expect(svc.listenerCount('exit')).toBe(before);
+      // One still open is still closed by its partition's end.
+      const open = await h.forwardPort({ partition: 'svc', guestPort: 80 });
+      await svc.destroy();
+      await open.closed;
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await h.close();
+    }
+  });
+});
+
 describe('host endpoints', () => {
   it('the hypervisor keeps no endpoint the embedder closed: attach and close in a loop holds one at most', async () => {
     const h = hypervisor({ warmWorkers: 0 });

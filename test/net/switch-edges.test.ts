@@ -468,6 +468,19 @@ describe('the embedder\'s side', () => {
       expect(() => a.send(b.address, payload as unknown as Uint8Array)).toThrow(InvalidArgumentError);
       expect(() => a.offer(b.address, payload as unknown as Uint8Array)).toThrow(InvalidArgumentError);
     }
+    // A destination is a u32 address: -1 was wrapped to the broadcast address (delivered to every
+    // host NIC), 2^32 + n to n, and a string such as netAddressString to 0 (a silent no-route).
+    const seen: number[] = [];
+    b.on('frame', (f) => seen.push(f.src));
+    for (const dst of [-1, 2 ** 32, 2 ** 32 + b.address, 1.5, Number.NaN, '10.0.0.3', `${b.address}`, null, undefined]) {
+      const refusal = expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/^a frame's destination must be an address, an integer from 0 to 4294967295 \(partition\.netAddress, or HV_NET_BROADCAST\), got /) });
+      expect(() => a.send(dst as unknown as number, 'x'), String(dst)).toThrow(refusal);
+      expect(() => a.offer(dst as unknown as number, new Uint8Array(1)), String(dst)).toThrow(refusal);
+    }
+    expect(seen).toEqual([]);
+    // The edges themselves are addresses: 0 (no one: no-route) and HV_NET_BROADCAST.
+    expect(a.send(0, 'x')).toBe('no-route');
+    expect(a.send(HV_NET_BROADCAST, 'x')).toBe('delivered');
   });
 
   it('an observer sees a NIC\'s frame to a host endpoint; the root keeps no copy of a frame it forwarded', async () => {

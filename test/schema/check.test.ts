@@ -57,6 +57,9 @@ describe('schema check', () => {
     expect(message({ name: 'a', kind: 'daemon' })).toContain(`kind: expected "command" or "reactor", got the string "daemon"`);
     expect(message({})).toContain('name: is required');
     expect(message(null)).toContain('(root): expected an object, got null');
+    // An argument not given at all (hv.createPool(spec), hv.createPartition()): named too, where
+    // it said "does not match its schema".
+    expect(message(undefined)).toBe('partition spec: (root): expected an object, got nothing');
   });
 
   it('bounds the message however many problems there are', () => {

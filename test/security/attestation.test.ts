@@ -264,6 +264,9 @@ describe('guest reports (ABI 1.3, device 6)', () => {
     expect(() => verifyGuestReport(bytes, hv.attestationPublicKey(), { nonce: '00112234' })).toThrow(/nonce check failed/);
     expect(() => verifyGuestReport(bytes, generateKeyPair().publicKey)).toThrow(/certificate check failed/);
     expect(() => verifyGuestReport(bytes.subarray(0, 511), hv.attestationPublicKey())).toThrow(/format check failed/);
+    // Freshness, as for a host report: by the time the report says it was made (`--max-age`).
+    expect(verifyGuestReport(bytes, hv.attestationPublicKey(), { maxAgeMs: 0, now: r.timeMs }).timeMs).toBe(r.timeMs);
+    expect(() => verifyGuestReport(bytes, hv.attestationPublicKey(), { maxAgeMs: 1000, now: r.timeMs + 1001 })).toThrow(/^attestation freshness check failed: the report is 1001 ms old, more than 1000 ms$/);
     // Counted, and audited per second when auditing is on (see audit tests).
     expect((await p.exited).metrics.hypercallsByCall['ATTEST_REPORT']).toBe(1);
     await p.destroy();

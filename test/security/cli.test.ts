@@ -105,6 +105,18 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     refused(await run('changed.wasm'), 'ERR_INTEGRITY', 125, /changed after signing/);
     refused(await run('ok.wasm', '--devices', 'console,attestation'), 'ERR_POLICY_DENIED', 125, /publisher acme does not grant the attestation device/);
     refused(await cli(['run', '--policy', 'policy.json', '--data-dir', 'wv', 'ok.wasm'], dir), 'ERR_POLICY_DENIED', 125, /grants at most 64 memory pages; the spec asks for 256 \(the default/);
+    // inspect reaches the verdict run would with the same options (README), grants included: it
+    // said "admitted" for both of these, checking only the signature.
+    const inspected = async (extra: string[], verdict: RegExp | null) => {
+      const r = await cli(['inspect', '--policy', 'policy.json', ...extra, 'ok.wasm'], dir);
+      if (verdict === null) return expect(r, extra.join(' ')).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^policy: +admitted/m) });
+      expect(r.code, extra.join(' ')).toBe(125);
+      expect(r.stdout).toMatch(/^policy: +refused: ERR_POLICY_DENIED: /m);
+      expect(r.stderr).toMatch(verdict);
+    };
+    await inspected([], /^ERR_POLICY_DENIED: partition \(inspected\): publisher acme grants at most 64 memory pages; the spec asks for 256 \(the default/);
+    await inspected(['--memory', '65'], /grants at most 64 memory pages; the spec asks for 65\n$/);
+    await inspected(['--memory', '64'], null);
   });
 
   it('a bad policy file is a usage error naming the file and the field', async () => {
@@ -181,6 +193,12 @@ describe('attest verify and audit verify from the command line', () => {
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^guest report verified: certificate, signature, nonce, expectations$/m);
     refused(await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--nonce', '0103'], dir), 'ERR_INTEGRITY', 125, /attestation nonce check failed/);
+    // --max-age holds a guest report to its age too (it was ignored: a stale report verified).
+    const fresh = await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--max-age', '3600000'], dir);
+    expect(fresh.code, fresh.stderr).toBe(0);
+    expect(fresh.stdout).toMatch(/^guest report verified: certificate, signature, freshness$/m);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    refused(await cli(['attest', 'verify', 'guest.bin', '--key', 'host2.pub', '--max-age', '1'], dir), 'ERR_INTEGRITY', 125, /^ERR_INTEGRITY: attestation freshness check failed: the report is \d+ ms old, more than 1 ms\n$/);
   });
 
   it('audit verify names the first bad record of an edited log', async () => {

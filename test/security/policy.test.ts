@@ -268,9 +268,20 @@ describe('a hypervisor with a policy', () => {
     expect(hv.policy).toBeNull();
   });
 
-  it('inspect reports the policy verdict', async () => {
+  it('inspect reports the policy verdict: the signature, and the grants for the limits, WASI and devices given, as createPartition', async () => {
     const hv = hypervisor({ policy: policyFile });
-    expect((await hv.inspect(signed)).verdict.admitted).toBe(true);
-    expect((await hv.inspect(hello)).verdict).toMatchObject({ admitted: false, code: 'ERR_INTEGRITY' });
+    expect((await hv.inspect(signed, { memoryPages: 64 })).verdict.admitted).toBe(true);
+    expect((await hv.inspect(signed, { memoryPages: 64 }, { devices: { console: true } })).verdict.admitted).toBe(true);
+    expect((await hv.inspect(hello, { memoryPages: 64 })).verdict).toMatchObject({ admitted: false, code: 'ERR_INTEGRITY' });
+    // Over the grants: what createPartition refuses, inspect says it would refuse. It used to say
+    // "admitted" (it checked only the signature), including for the default of 256 pages.
+    const denied = async (limits: object, options: object, message: RegExp) => {
+      expect((await hv.inspect(signed, limits, options)).verdict).toMatchObject({ admitted: false, code: 'ERR_POLICY_DENIED', message: expect.stringMatching(message) });
+    };
+    await denied({}, {}, /^partition \(inspected\): publisher acme grants at most 64 memory pages; the spec asks for 256 \(the default: set limits.memoryPages, --memory\)$/);
+    await denied({ memoryPages: 65 }, {}, /grants at most 64 memory pages; the spec asks for 65$/);
+    await denied({ memoryPages: 64 }, { devices: { console: true, clock: true } }, /does not grant the clock device \(grants: console\)$/);
+    await expect(hv.createPartition({ name: 'x', module: signed })).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
+    await expect(hv.createPartition({ name: 'y', module: signed, limits: { memoryPages: 64 }, devices: { console: true, clock: true } })).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
   });
 });
