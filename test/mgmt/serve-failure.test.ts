@@ -4,7 +4,8 @@
  * made, so a missing one is ERR_INVALID_ARGUMENT (exit 2) with no folder made; a failure after the
  * directory was made (the port taken) removes the folders that start made; a directory that was
  * there keeps what it had, and its lock is free again. `serve --tls-cert missing` used to leave
- * its new `--config` folder (partitions/, modules/, tokens/, tls/, data/) behind.
+ * its new `--config` folder (partitions/, modules/, tokens/, tls/, data/) behind; so did a
+ * `token create` refused for its arguments.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -83,5 +84,28 @@ describe('a serve that fails leaves nothing behind', () => {
     }
     // Started and stopped normally: the folder stays (it is the host's).
     expect(readdirSync(config)).toContain('partitions');
+  });
+});
+
+describe('a refused token create leaves nothing behind either', () => {
+  for (const [what, args] of [
+    ['no --role', ['--name', 'ci', '--scope', '/']],
+    ['an unknown role', ['--name', 'ci', '--role', 'Nope', '--scope', '/']],
+    ['a bad scope', ['--name', 'ci', '--role', 'Reader', '--scope', 'nowhere']],
+  ] as const) {
+    it(`${what}: ERR_INVALID_ARGUMENT, exit 2, no config folder`, async () => {
+      const root = path.join(tmp, `token-${what.replaceAll(' ', '-')}`);
+      const r = await cli(['token', 'create', '--config', path.join(root, 'host'), ...args], { cwd: os.tmpdir() });
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: /);
+      expect(existsSync(root)).toBe(false);
+    });
+  }
+
+  it('a create that succeeds keeps its folder and token', async () => {
+    const config = path.join(tmp, 'token-ok', 'host');
+    const r = await cli(['token', 'create', '--config', config, '--name', 'ci', '--role', 'Reader', '--scope', '/'], { cwd: os.tmpdir() });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(path.join(config, 'tokens'))).toHaveLength(1);
   });
 });
