@@ -17,6 +17,7 @@ import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile, readRegularFileSync } from '../files.ts';
+import { checkPathArgument } from '../schema/check.ts';
 import { bytesEqual, concat, fromHex, toHex } from './wire.ts';
 
 /** Identifier byte of a serialized Ed25519 public key. */
@@ -235,6 +236,8 @@ export async function writeNewFile(file: string, bytes: Uint8Array, mode: number
  * Refuses (ERR_INVALID_ARGUMENT) when either file exists, before writing anything.
  */
 export async function writeKeyPair(key: SecretKey, secretFile: string, publicFile: string): Promise<void> {
+  checkPathArgument(secretFile, 'writeKeyPair: secretFile');
+  checkPathArgument(publicFile, 'writeKeyPair: publicFile');
   for (const f of [secretFile, publicFile]) {
     const exists = await stat(f).then(
       () => true,
