@@ -212,6 +212,11 @@ export function checkPathArgument(v: unknown, what: string, options: { url?: boo
   throw new InvalidArgumentError(`${what}: expected a path (a non-empty string)${options.url === true ? ' or a URL' : ''}, got ${given(v)}`);
 }
 
+/** A bytes argument of a public entry point: a Uint8Array (a Buffer is one), else ERR_INVALID_ARGUMENT naming it. */
+export function checkBytesArgument(v: unknown, what: string): void {
+  if (!(v instanceof Uint8Array)) throw new InvalidArgumentError(`${what}: expected a Uint8Array, got ${given(v)}`);
+}
+
 /** The given value in words: its type (so `'16'` shows it was a string) and its value when short. */
 export function given(v: unknown): string {
   return typeof v === 'string' ? `the string ${quoted(v, 40)}` : quoted(v);

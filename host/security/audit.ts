@@ -54,7 +54,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
 import { makeDirsSync, readRegularFileSync } from '../files.ts';
-import { checkPathArgument, explain, refuseUnknownKeys } from '../schema/check.ts';
+import { checkPathArgument, explain, given, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -679,6 +679,7 @@ export function verifyAuditLog(dir: string, options: AuditVerifyOptions = {}): A
 
 /** The same over files given as bytes (what the fuzz harness calls). */
 export function verifyAuditFiles(files: readonly { name: string; index?: number; read: () => Uint8Array }[], options: AuditVerifyOptions = {}): AuditVerification {
+  if (!Array.isArray(files)) throw new InvalidArgumentError(`verifyAuditFiles: files: expected an array of { name, read }, got ${given(files)}`);
   const notes: string[] = [];
   const macKey = options.macKey ?? null;
   const publicKey = options.publicKey ?? null;

@@ -24,7 +24,7 @@ import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
 import { namesDescriptor, readRegularFileSync } from '../files.ts';
-import { check, checkPathArgument } from '../schema/check.ts';
+import { check, checkPathArgument, given } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
 import { checkIntegrity } from './integrity.ts';
@@ -193,6 +193,9 @@ export class Policy {
 
   /** The allow list as a policy: pinned measurements, no publishers, no grants. An empty list admits nothing. */
   static fromAllowList(measurements: Iterable<string>): Policy {
+    if (typeof (measurements as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function' || typeof measurements === 'string') {
+      throw new InvalidArgumentError(`Policy.fromAllowList: measurements: expected an iterable of SHA-256 hex strings, got ${given(measurements)}`);
+    }
     const modules: Record<string, object> = {};
     for (const m of measurements) {
       const h = String(m);
