@@ -1,5 +1,7 @@
 // Copies console input to console output exactly, with the byte-stream calls (ABI 1.3), then
 // reports the byte count on stderr. Exits 3 if the output's reader went away.
+// Its loop lasts as long as its input, so what each round allocates must be reclaimed:
+// wasmvisor:runtime incremental
 import { exit, stdio } from "../assembly/index";
 
 const buf = new Uint8Array(65536);

@@ -1,5 +1,7 @@
 // Network lab helper: prints every frame it receives with the source address the switch
 // stamped on it, until a "bye" or 3 s of silence.
+// Its loop lasts as long as its input, so what each round allocates must be reclaimed:
+// wasmvisor:runtime incremental
 import { console, exit, net } from "../assembly/index";
 
 console.log("log: listening on " + net.formatAddress(net.address()));

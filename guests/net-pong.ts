@@ -1,5 +1,7 @@
 // Network demo, server side: answers "ping N" with "pong N" to whoever sent it (the source is
 // stamped by the host's switch) until a "bye". Args: [quiet]. Gives up after 10 s of silence.
+// Its loop lasts as long as its input, so what each round allocates must be reclaimed:
+// wasmvisor:runtime incremental
 import { args, console, exit, net } from "../assembly/index";
 
 const argv = args();

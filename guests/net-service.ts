@@ -4,6 +4,8 @@
 // the request in upper case. "quit" closes the connection and ends the service. A client's CLOSE
 // (it sent its FIN: `printf req | nc -N`) is answered with CLOSE once its requests are answered
 // (they came before it), which ends the connection.
+// Its loop lasts as long as its input, so what each round allocates must be reclaimed:
+// wasmvisor:runtime incremental
 import { console, exit, net } from "../assembly/index";
 
 const OPEN: u8 = 1;

@@ -141,6 +141,15 @@ function timeout(ms: number): number {
   return ms === 0 ? Infinity : ms;
 }
 
+/**
+ * A partition name already in use: a conflict with the hypervisor's state, not a bad argument (the
+ * same spec is accepted once that partition is destroyed), so ERR_INVALID_STATE, the code the
+ * management API answers (409) for a name already declared.
+ */
+function nameTaken(name: string): InvalidStateError {
+  return new InvalidStateError(`a partition named ${name} already exists`);
+}
+
 /** Fills `l` (already checked against PartitionLimitsSchema) from `base`. */
 function resolveLimits(l: PartitionLimits, base: ResolvedLimits, what: string): ResolvedLimits {
   const cpu: CpuLimit | undefined = l.cpu;
@@ -334,7 +343,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     const named = typeof spec === 'object' && spec !== null && typeof (spec as { name?: unknown }).name === 'string';
     check(PartitionSpecSchema, spec, named ? `partition spec ${JSON.stringify(spec.name)}` : 'partition spec');
     const { name } = spec;
-    if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+    if (this.live.has(name)) throw nameTaken(name);
     const { memoryPages, tableElements, timeoutMs, fuel, cpu, hypercallRate, maxInputBytes, maxOutputBytes, maxQueuedCalls, callTimeoutMs } = resolveLimits(
       spec.limits ?? {},
       this.defaults,
@@ -450,7 +459,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
         throw new InvalidArgumentError(`${what} needs a module whose memory starts with at least one page (this one starts with 0); use placement 'dedicated'`);
       }
       // Checked again after the await: another createPartition may have taken the name meanwhile.
-      if (this.live.has(name)) throw new InvalidArgumentError(`a partition named ${name} already exists`);
+      if (this.live.has(name)) throw nameTaken(name);
       // The name is reserved while the image opens, so two creations cannot race for one disk.
       if (devices.block) {
         const attachment = await this.storage.attach(name, devices.block.sizeMiB, devices.block.path ?? undefined);
@@ -459,7 +468,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
           await this.storage.detach(attachment);
           block = null;
           if (this.closed) throw new InvalidStateError('this hypervisor is closed');
-          throw new InvalidArgumentError(`a partition named ${name} already exists`);
+          throw nameTaken(name);
         }
       }
       // Measured boot: the module, its signers, the resolved spec and each device; and the

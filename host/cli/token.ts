@@ -5,7 +5,7 @@
  * and only the token, on stdout, once; the store keeps its SHA-256.
  * With `--host` the same commands go through the API instead (remote.ts).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { noPositionals, usage } from './mgmt-args.ts';
@@ -84,38 +84,44 @@ async function run(argv: string[]): Promise<number> {
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
   if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
-  config.ensure();
-  const store = new mgmt.TokenStore(config.tokensDir);
-  await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));
-  switch (sub) {
-    case 'create': {
-      noPositionals('token create', positionals, 'token');
-      for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
-      const rbac = new mgmt.Rbac(await config.readRbac());
-      const role = rbac.role(values.role!, '--role');
-      const { token, record } = await store.create({
-        name: values.name!,
-        role: role.name,
-        scope: values.scope!,
-        lifetimeMs: mgmt.parseLifetime(values.expires ?? '30d'),
-        createdBy: `local:${process.env.USER ?? process.getuid?.() ?? 'unknown'}`,
-      });
-      process.stdout.write(`${token}\n`);
-      process.stderr.write(
-        `token ${record.id} for token:${record.name}: ${record.role} at ${record.scope}, ${record.expiresAt ? `expires ${record.expiresAt}` : 'does not expire'}.\n` +
-          'This is the only time it is shown: keep it in a file only you can read (e.g. umask 077).\n',
-      );
-      return 0;
+  const made = config.ensure();
+  try {
+    const store = new mgmt.TokenStore(config.tokensDir);
+    await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));
+    switch (sub) {
+      case 'create': {
+        noPositionals('token create', positionals, 'token');
+        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
+        const rbac = new mgmt.Rbac(await config.readRbac());
+        const role = rbac.role(values.role!, '--role');
+        const { token, record } = await store.create({
+          name: values.name!,
+          role: role.name,
+          scope: values.scope!,
+          lifetimeMs: mgmt.parseLifetime(values.expires ?? '30d'),
+          createdBy: `local:${process.env.USER ?? process.getuid?.() ?? 'unknown'}`,
+        });
+        process.stdout.write(`${token}\n`);
+        process.stderr.write(
+          `token ${record.id} for token:${record.name}: ${record.role} at ${record.scope}, ${record.expiresAt ? `expires ${record.expiresAt}` : 'does not expire'}.\n` +
+            'This is the only time it is shown: keep it in a file only you can read (e.g. umask 077).\n',
+        );
+        return 0;
+      }
+      case 'list':
+        noPositionals('token list', positionals, 'token');
+        writeTokenList(store.list(), values.json === true);
+        return 0;
+      case 'revoke': {
+        if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
+        const r = await store.revoke(positionals[0]!);
+        process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
+        return 0;
+      }
     }
-    case 'list':
-      noPositionals('token list', positionals, 'token');
-      writeTokenList(store.list(), values.json === true);
-      return 0;
-    case 'revoke': {
-      if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
-      const r = await store.revoke(positionals[0]!);
-      process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
-      return 0;
-    }
+  } catch (error) {
+    // A refused create (no --role, an unknown one, a bad name or scope) removes the folders it made.
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+    throw error;
   }
 }

@@ -14,7 +14,7 @@
  * Files read back are validated with their schema; a bad one is named in the error.
  */
 import crypto from 'node:crypto';
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
@@ -26,6 +26,11 @@ import { DeclaredPartition, MAX_MODULE_BYTES, NAME_PATTERN, RbacFile } from './s
 import { quoted } from '../escape.ts';
 
 const NAME = new RegExp(NAME_PATTERN);
+
+/** Removes folders `ConfigDir.ensure` made (and what was put in them since). */
+export function removeDirs(made: readonly string[]): void {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+}
 const SHA = /^[0-9a-f]{64}$/;
 /**
  * Largest JSON file read back from the directory. Far above what the daemon writes (a declaration
@@ -68,11 +73,21 @@ export class ConfigDir {
     return this.path('tls');
   }
 
-  /** Creates the directory tree (0700). */
-  ensure(): void {
+  /**
+   * Creates the directory tree (0700). Returns the folders it made, outermost first (the root or a
+   * parent of it, then any missing subfolder of a root that was there), so that a serve that then
+   * fails can remove them; if it fails itself, it removes them.
+   */
+  ensure(): string[] {
+    const made: string[] = [];
     try {
-      for (const d of ['', 'partitions', 'modules', 'tokens', 'tls', 'data']) makeDirsSync(this.path(d), 0o700);
+      for (const d of ['', 'partitions', 'modules', 'tokens', 'tls', 'data']) {
+        const first = makeDirsSync(this.path(d), 0o700);
+        if (first !== undefined && (made.length === 0 || !first.startsWith(made[0]! + path.sep))) made.push(first);
+      }
+      return made;
     } catch (error) {
+      removeDirs(made);
       throw new StorageError(`cannot create the config directory ${this.root}: ${(error as Error).message}`, { cause: error });
     }
   }
@@ -105,6 +120,11 @@ export class ConfigDir {
       }
     }
     throw new InvalidStateError(`cannot take the lock ${file}`);
+  }
+
+  /** True while this process holds the lock (between lock() and unlock()). */
+  get locked(): boolean {
+    return this.lockFd !== null;
   }
 
   unlock(): void {

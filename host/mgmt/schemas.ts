@@ -90,8 +90,15 @@ export const DeclaredPartition = obj({
 });
 export type DeclaredPartition = Static<typeof DeclaredPartition>;
 
+/** Longest path parameter the router takes (a name is at most 64 characters). */
+export const MAX_PARAM_LENGTH = 100;
+
 export const NameParams = obj({ name: Name });
-export const TokenParams = obj({ id: Type.String({ pattern: '^[0-9a-f]{16}$' }) });
+/**
+ * A token id is any path segment: the store (tokens.ts) decides, and an id that names no token,
+ * well-formed or not, is 404 ERR_NOT_FOUND, as `wasmvisor token revoke` answers locally.
+ */
+export const TokenParams = obj({ id: Type.String({ maxLength: MAX_PARAM_LENGTH, description: 'a token id (16 hex digits, from GET /tokens); any other is 404' }) });
 
 export const CallBody = obj({
   export: Type.String({ pattern: '^[A-Za-z0-9_$.-]{1,128}$' }),

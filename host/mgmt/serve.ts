@@ -10,7 +10,7 @@ import { readRegularFile } from '../files.ts';
 import { readAuditRecords } from '../security/audit.ts';
 import { openAuditLog } from '../security/monitor.ts';
 import { durableSink, type AuditSink } from './audit.ts';
-import { ConfigDir } from './config.ts';
+import { ConfigDir, removeDirs } from './config.ts';
 import { ManagedHost } from './host.ts';
 import { Rbac } from './rbac.ts';
 import { ManagementServer, type ServerLimits } from './server.ts';
@@ -102,26 +102,33 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
   // host meant to serve TLS for them served plain HTTP.
   if (options.tlsNames !== undefined && !options.tlsSelfSigned) throw new InvalidArgumentError('--tls-name goes with --tls-self-signed (the names of the certificate it makes)');
 
+  // The files named on the command line are read before the config directory is touched: a
+  // missing or unreadable one is refused with nothing made.
+  const [givenCert, givenKey, givenClientCa] = await Promise.all([
+    options.tlsCert !== undefined ? readTlsFile(options.tlsCert) : null,
+    options.tlsKey !== undefined ? readTlsFile(options.tlsKey) : null,
+    options.clientCa !== undefined ? readTlsFile(options.clientCa) : null,
+  ]);
+
   const config = new ConfigDir(options.config);
-  config.ensure();
-  config.lock();
-  const cleanup: (() => Promise<void> | void)[] = [() => config.unlock()];
+  // The folders this call made: removed if serve fails.
+  const made = config.ensure();
+  const cleanup: (() => Promise<void> | void)[] = [];
   const unwind = async () => {
     for (const f of cleanup.reverse()) await Promise.resolve(f()).catch(() => {});
   };
   try {
+    config.lock();
     let tls: { cert: string; key: string; clientCa: string | null } | null = null;
     let caFingerprint: string | null = null;
     let caFile: string | null = null;
     if (options.tlsSelfSigned) {
-      const made = await ensureSelfSigned(config.tlsDir, options.tlsNames ?? (isLoopback(bind) || bind === '0.0.0.0' || bind === '::' ? [] : [bind]));
-      const clientCa = options.clientCa !== undefined ? await readTlsFile(options.clientCa) : made.ca;
-      tls = { cert: made.cert, key: made.key, clientCa };
-      caFingerprint = fingerprint(made.ca);
+      const own = await ensureSelfSigned(config.tlsDir, options.tlsNames ?? (isLoopback(bind) || bind === '0.0.0.0' || bind === '::' ? [] : [bind]));
+      tls = { cert: own.cert, key: own.key, clientCa: givenClientCa ?? own.ca };
+      caFingerprint = fingerprint(own.ca);
       caFile = config.path('tls', 'ca.crt');
-    } else if (options.tlsCert !== undefined) {
-      const [cert, key, clientCa] = await Promise.all([readTlsFile(options.tlsCert), readTlsFile(options.tlsKey!), options.clientCa !== undefined ? readTlsFile(options.clientCa) : Promise.resolve(null)]);
-      tls = { cert, key, clientCa };
+    } else if (givenCert !== null && givenKey !== null) {
+      tls = { cert: givenCert, key: givenKey, clientCa: givenClientCa };
     }
 
     // One log for the API and the Hypervisor: both write the same chain, never the directory separately.
@@ -177,12 +184,17 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
         closing ??= (async () => {
           await audit.record({ actor: 'host', action: 'host.stop', target: '/', outcome: 'success', reason: 'shutdown' });
           await unwind();
+          config.unlock();
         })();
         return closing;
       },
     };
   } catch (error) {
     await unwind();
+    // Nothing of a failed start is left behind. Only while this call holds the lock: a folder it
+    // made but another serve took first (both started on a new path) is that one's now.
+    if (config.locked) removeDirs(made);
+    config.unlock();
     throw error;
   }
 }

@@ -28,6 +28,7 @@ import type { ManagedHost } from './host.ts';
 import type { Permission, Rbac, RoleAssignment } from './rbac.ts';
 import { MAX_CREDENTIAL_LENGTH, type TokenStore } from './tokens.ts';
 import { buildRoutes, type RouteDef } from './routes.ts';
+import { MAX_PARAM_LENGTH } from './schemas.ts';
 import { openApiDocument } from './openapi.ts';
 import { quoted } from '../escape.ts';
 
@@ -113,8 +114,6 @@ const CHECK_INTERVAL_MS = 1000;
 const AUDITED_FAILURES_FACTOR = 5;
 /** Distinct addresses a summary counts (more are reported as "at least"). */
 const MAX_SUMMARY_ADDRESSES = 1024;
-/** Longest path parameter the router takes (a name is at most 64 characters). */
-const MAX_PARAM_LENGTH = 100;
 
 /** Counters for `/metrics`. */
 export interface ApiCounters {

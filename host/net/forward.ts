@@ -79,7 +79,9 @@ interface Range {
 }
 
 function intOption(v: number | undefined, what: string, { default: fallback, min, max }: Range): number {
-  const n = v ?? fallback;
+  // Only an absent option takes the default: null is a value, refused like any other non-integer
+  // (`?? fallback` took { idleTimeoutMs: null } as 60 000 without a word).
+  const n = v === undefined ? fallback : v;
   // Number.isInteger is false for anything that is not a number.
   if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${quoted(v)}`);
   return n;

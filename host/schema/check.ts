@@ -201,6 +201,23 @@ export function expects(schema: TSchema): string {
   }
 }
 
+/**
+ * A path argument of a public entry point that reads or opens something: a non-empty string (with
+ * `url`, a URL too). Anything else is ERR_INVALID_ARGUMENT naming the argument and what was given
+ * (`loadManifest: file: expected a path (a non-empty string) or a URL, got the number 5`): Node
+ * took 5 as the file '5' (ENOENT) or threw its own untyped TypeError.
+ */
+export function checkPathArgument(v: unknown, what: string, options: { url?: boolean } = {}): void {
+  if (typeof v === 'string' && v.length > 0) return;
+  if (options.url === true && v instanceof URL) return;
+  throw new InvalidArgumentError(`${what}: expected a path (a non-empty string)${options.url === true ? ' or a URL' : ''}, got ${given(v)}`);
+}
+
+/** A bytes argument of a public entry point: a Uint8Array (a Buffer is one), else ERR_INVALID_ARGUMENT naming it. */
+export function checkBytesArgument(v: unknown, what: string): void {
+  if (!(v instanceof Uint8Array)) throw new InvalidArgumentError(`${what}: expected a Uint8Array, got ${given(v)}`);
+}
+
 /** The given value in words: its type (so `'16'` shows it was a string) and its value when short. */
 export function given(v: unknown): string {
   return typeof v === 'string' ? `the string ${quoted(v, 40)}` : quoted(v);

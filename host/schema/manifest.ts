@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Type, type Static } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
-import { check } from './check.ts';
+import { check, checkPathArgument } from './check.ts';
 import { CLOSED, NAME, Name } from './kinds.ts';
 import { partitionSpecFields, type PartitionSpec } from './partition.ts';
 import { quoted } from '../escape.ts';
@@ -36,6 +36,7 @@ export type Manifest = Static<typeof ManifestSchema>;
  * file and what is wrong (`manifest app.json: limits.timeout: unknown key; did you mean timeoutMs?`).
  */
 export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
+  checkPathArgument(file, 'loadManifest: file', { url: true });
   const filePath = file instanceof URL ? file : String(file);
   const shown = file instanceof URL ? file.href : String(file);
   const where = `manifest ${shown}`;

@@ -35,7 +35,7 @@ export const SignatureSourceSchema = Type.Union([Type.Uint8Array(), Type.String(
 
 /** The fields of a spec, shared by the library's spec and the manifest (manifest.ts). */
 export const partitionSpecFields = {
-  name: Name('Unique among the hypervisor\'s live partitions; also the name its disk is kept under.'),
+  name: Name('Unique among the hypervisor\'s live partitions (a name in use is ERR_INVALID_STATE); also the name its disk is kept under.'),
   module: ModuleSourceSchema,
   sha256: Type.Optional(Sha256("Pins the module's measurement: a different SHA-256 refuses it with ERR_INTEGRITY.")),
   signature: Type.Optional(SignatureSourceSchema),

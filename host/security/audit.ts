@@ -54,7 +54,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
 import { makeDirsSync, readRegularFileSync } from '../files.ts';
-import { explain, refuseUnknownKeys } from '../schema/check.ts';
+import { checkPathArgument, explain, given, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -664,6 +664,7 @@ const SIG_SUFFIX = /,"sig":"([0-9a-f]{128})"\}$/;
  * ERR_STORAGE only when the directory cannot be read.
  */
 export function verifyAuditLog(dir: string, options: AuditVerifyOptions = {}): AuditVerification {
+  checkPathArgument(dir, 'verifyAuditLog: dir');
   let files: { name: string; index: number }[];
   try {
     files = listAuditFiles(dir);
@@ -678,6 +679,7 @@ export function verifyAuditLog(dir: string, options: AuditVerifyOptions = {}): A
 
 /** The same over files given as bytes (what the fuzz harness calls). */
 export function verifyAuditFiles(files: readonly { name: string; index?: number; read: () => Uint8Array }[], options: AuditVerifyOptions = {}): AuditVerification {
+  if (!Array.isArray(files)) throw new InvalidArgumentError(`verifyAuditFiles: files: expected an array of { name, read }, got ${given(files)}`);
   const notes: string[] = [];
   const macKey = options.macKey ?? null;
   const publicKey = options.publicKey ?? null;
@@ -820,6 +822,7 @@ export interface AuditFilter {
  * verifyAuditLog for that). Lines that are not records are skipped and counted.
  */
 export function readAuditRecords(dir: string, filter: AuditFilter = {}): { records: AuditRecord[]; skipped: number } {
+  checkPathArgument(dir, 'readAuditRecords: dir');
   const records: AuditRecord[] = [];
   let skipped = 0;
   for (const f of listAuditFiles(dir)) {

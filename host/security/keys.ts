@@ -17,6 +17,7 @@ import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile, readRegularFileSync } from '../files.ts';
+import { checkBytesArgument, checkPathArgument } from '../schema/check.ts';
 import { bytesEqual, concat, fromHex, toHex } from './wire.ts';
 
 /** Identifier byte of a serialized Ed25519 public key. */
@@ -116,6 +117,7 @@ export function verifyBytes(key: PublicKey, message: Uint8Array, signature: Uint
  * `ssh-ed25519` line. `where` names the source in errors.
  */
 export function parsePublicKey(bytes: Uint8Array, where: string, keyId?: Uint8Array): PublicKey {
+  checkBytesArgument(bytes, 'parsePublicKey: bytes');
   if (bytes.length === 33 && bytes[0] === ED25519_PUBLIC_KEY_ID) return publicKeyFromRaw(bytes.subarray(1), keyId);
   const text = asText(bytes);
   if (text !== null) {
@@ -146,6 +148,7 @@ export function parsePublicKey(bytes: Uint8Array, where: string, keyId?: Uint8Ar
 
 /** Parses a key pair: the spec's 65 bytes, or PEM (PKCS#8). The stored public half must match the secret. */
 export function parseSecretKey(bytes: Uint8Array, where: string): SecretKey {
+  checkBytesArgument(bytes, 'parseSecretKey: bytes');
   if (bytes.length === 65 && bytes[0] === ED25519_KEY_PAIR_ID) {
     const key = secretKeyFromSeed(bytes.subarray(1, 33));
     if (!bytesEqual(key.publicKey.raw, bytes.subarray(33))) {
@@ -235,6 +238,8 @@ export async function writeNewFile(file: string, bytes: Uint8Array, mode: number
  * Refuses (ERR_INVALID_ARGUMENT) when either file exists, before writing anything.
  */
 export async function writeKeyPair(key: SecretKey, secretFile: string, publicFile: string): Promise<void> {
+  checkPathArgument(secretFile, 'writeKeyPair: secretFile');
+  checkPathArgument(publicFile, 'writeKeyPair: publicFile');
   for (const f of [secretFile, publicFile]) {
     const exists = await stat(f).then(
       () => true,

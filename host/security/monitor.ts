@@ -31,6 +31,7 @@ import { EventLog, runtimeCodeMeasurements, type BootEvent, type Registers } fro
 import { Policy, type Admission, type GrantAsk, type PolicyDocument, type SignerInfo } from './policy.ts';
 import { fromHex, toHex } from './wire.ts';
 import type { AuditOptions } from '../schema/hypervisor.ts';
+import { checkPathArgument, given } from '../schema/check.ts';
 
 export type { AuditOptions };
 
@@ -373,6 +374,9 @@ export class SecurityMonitor implements AuditSink {
  * Hypervisor: open it once and give it to both (`new Hypervisor({ audit: log })`).
  */
 export function openAuditLog(options: AuditOptions & { dataDir: string; actor?: string }): { log: AuditLog; hostKey: SecretKey; created: string[]; dir: string } {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`openAuditLog options: expected an object, got ${given(options)}`);
+  checkPathArgument(options.dataDir, 'openAuditLog options: dataDir');
+  for (const key of ['dir', 'keyDir'] as const) if (options[key] !== undefined) checkPathArgument(options[key], `openAuditLog options: ${key}`);
   const created: string[] = [];
   const keyDir = path.resolve(options.keyDir ?? keysDir(options.dataDir));
   const macFile = path.join(keyDir, AUDIT_KEY_FILE);

@@ -24,7 +24,7 @@ import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
 import { namesDescriptor, readRegularFileSync } from '../files.ts';
-import { check } from '../schema/check.ts';
+import { check, checkPathArgument, given } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
 import { checkIntegrity } from './integrity.ts';
@@ -163,6 +163,7 @@ export class Policy {
    * preopens it names relative are resolved from the working directory.
    */
   static fromFile(file: string, options: { pipes?: boolean } = {}): Policy {
+    checkPathArgument(file, 'Policy.fromFile: file');
     const pipes = options.pipes === true;
     // Only where relative names resolve from: what is read is judged on its descriptor (files.ts),
     // so a path swapped for a FIFO after this stat is refused or read as the pipe it is.
@@ -192,6 +193,9 @@ export class Policy {
 
   /** The allow list as a policy: pinned measurements, no publishers, no grants. An empty list admits nothing. */
   static fromAllowList(measurements: Iterable<string>): Policy {
+    if (typeof (measurements as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function' || typeof measurements === 'string') {
+      throw new InvalidArgumentError(`Policy.fromAllowList: measurements: expected an iterable of SHA-256 hex strings, got ${given(measurements)}`);
+    }
     const modules: Record<string, object> = {};
     for (const m of measurements) {
       const h = String(m);

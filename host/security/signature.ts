@@ -32,8 +32,9 @@
  * limit and against the bytes left before any loop or allocation; at most
  * MAX_SIGNATURES_TOTAL signatures are verified per key.
  */
-import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { IntegrityError, ModuleInvalidError } from '../errors.ts';
+import { createHash, KeyObject, randomBytes, type Hash } from 'node:crypto';
+import { IntegrityError, InvalidArgumentError, ModuleInvalidError } from '../errors.ts';
+import { checkBytesArgument, given } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { ByteReader } from '../loader/sections.ts';
 import { bytesEqual, concat, leb128, lengthPrefixed, toHex, utf8 } from './wire.ts';
@@ -88,6 +89,7 @@ const sigFail = (message: string, at: number): Error => new IntegrityError(`sign
 
 /** Decodes signature data. Pure; IntegrityError for anything malformed or unsupported. */
 export function parseSignatureData(bytes: Uint8Array): SignatureData {
+  checkBytesArgument(bytes, 'parseSignatureData: bytes');
   const r = new ByteReader(bytes, 0, bytes.length, sigFail);
   const version = r.u8('spec_version');
   if (version !== SPEC_VERSION) throw sigFail(`specification version 0x${hex2(version)} is not supported (only 0x01)`, 0);
@@ -162,6 +164,7 @@ const modFail = (message: string, at: number): Error => new ModuleInvalidError(`
  * Pure; ModuleInvalidError for a bad preamble or a length past the end.
  */
 export function scanSections(bytes: Uint8Array): SectionRef[] {
+  checkBytesArgument(bytes, 'scanSections: bytes');
   if (bytes.length < 8 || !bytesEqual(bytes.subarray(0, 4), WASM_MAGIC)) throw modFail('not a WebAssembly binary (no \\0asm preamble)', 0);
   // Found by fuzzing (parse:signature): a module whose version was changed verified as fully signed.
   if (!bytesEqual(bytes.subarray(4, 8), WASM_VERSION)) throw modFail(`binary format version ${toHex(bytes.subarray(4, 8))} is not supported (01000000)`, 4);
@@ -208,7 +211,9 @@ export interface ModuleDigest {
  * Hashes the module's parts. Pure; ModuleInvalidError for bad framing, IntegrityError for a
  * signature section that is not the first section or more than MAX_HASHES parts.
  */
-export function digestModule(bytes: Uint8Array, sections: readonly SectionRef[] = scanSections(bytes)): ModuleDigest {
+export function digestModule(bytes: Uint8Array, sections?: readonly SectionRef[]): ModuleDigest {
+  checkBytesArgument(bytes, 'digestModule: bytes');
+  sections ??= scanSections(bytes);
   let embedded: Uint8Array | null = null;
   const parts: PartHash[] = [];
   const hash: Hash = createHash('sha256');
@@ -282,7 +287,15 @@ export interface ModuleVerification {
  * against `keys`. Never throws for a signature that merely does not verify: that is a problem in
  * the result. Throws (typed) for malformed framing or signature data.
  */
+/** A key as keys.ts makes them (its KeyObject is what signs and verifies): anything else is the caller's mistake. */
+function isKeyLike(k: unknown): boolean {
+  return typeof k === 'object' && k !== null && (k as { keyObject?: unknown }).keyObject instanceof KeyObject;
+}
+
 export function verifyModule(bytes: Uint8Array, keys: readonly PublicKey[], options: { detached?: Uint8Array | null } = {}): ModuleVerification {
+  checkBytesArgument(bytes, 'verifyModule: bytes');
+  if (!Array.isArray(keys) || !keys.every(isKeyLike)) throw new InvalidArgumentError(`verifyModule: keys: expected an array of public keys (parsePublicKey), got ${given(keys)}`);
+  if (options.detached != null) checkBytesArgument(options.detached, 'verifyModule: options.detached');
   const digest = digestModule(bytes);
   const sources: SignatureData[] = [];
   if (digest.embedded !== null) sources.push(parseSignatureData(digest.embedded));
@@ -350,6 +363,8 @@ export interface SignOptions {
  * same). Signing twice with the same key is refused (IntegrityError).
  */
 export function signModule(bytes: Uint8Array, key: SecretKey, options: SignOptions = {}): { module: Uint8Array<ArrayBuffer>; signature: Uint8Array<ArrayBuffer> } {
+  checkBytesArgument(bytes, 'signModule: bytes');
+  if (!isKeyLike(key) || !isKeyLike((key as { publicKey?: unknown }).publicKey)) throw new InvalidArgumentError(`signModule: key: expected a secret key (parseSecretKey, generateKeyPair), got ${given(key)}`);
   const sections = scanSections(bytes);
   const detached = options.detached === true;
   if (detached && options.delimit) throw new IntegrityError('a delimiter changes the module: it cannot be added while signing detached');
@@ -387,6 +402,7 @@ export function signModule(bytes: Uint8Array, key: SecretKey, options: SignOptio
 
 /** Removes the embedded signature: the module without it, and the signature data (null when unsigned). */
 export function detachSignature(bytes: Uint8Array): { module: Uint8Array<ArrayBuffer>; signature: Uint8Array<ArrayBuffer> | null } {
+  checkBytesArgument(bytes, 'detachSignature: bytes');
   const sections = scanSections(bytes);
   const first = sections[0];
   if (first?.kind !== 'signature') return { module: Uint8Array.from(bytes), signature: null };

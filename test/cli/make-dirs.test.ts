@@ -5,7 +5,8 @@
  * with ENOENT, as under /proc, so `--data-dir /proc/x` hung `run` at full CPU, deaf to SIGTERM.
  * Now each is the documented ERR_STORAGE (exit 74) naming the folder, at once.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -72,4 +73,19 @@ describe('a folder that cannot be made is ERR_STORAGE (74), not a hang', () => {
       expect(r.stderr).toMatch(new RegExp(`^ERR_STORAGE: .*ENOENT: no such file or directory, mkdir '${PROC}'\\n$`, 'm'));
     });
   }
+});
+
+describe('no recursive mkdir is left in the runtime', () => {
+  it('host/ makes folders only through makeDirs / makeDirsSync (a lab still called mkdirSync(…, { recursive: true }))', () => {
+    const root = fileURLToPath(new URL('../../host/', import.meta.url));
+    const offenders: string[] = [];
+    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' })) {
+      if (!/\.(?:ts|mts|js|mjs)$/.test(file)) continue;
+      // Comments may name the call (files.ts says why it is not used); code may not.
+      const code = readFileSync(path.join(root, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+      // The call's whole statement (its arguments may hold calls of their own: path.join(a, b)).
+      for (const m of code.matchAll(/\bmkdir(?:Sync)?\s*\(([^;]*)/g)) if (/\brecursive\b/.test(m[1]!)) offenders.push(`${file}: ${m[0].replace(/\s+/g, ' ')}`);
+    }
+    expect(offenders).toEqual([]);
+  });
 });

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBody, startHost, type Harness } from './harness.ts';
+import { guest } from '../helpers.ts';
 
 let h: Harness;
 let owner: string;
@@ -144,6 +145,15 @@ describe('bad input', () => {
     const { readdirSync } = await import('node:fs');
     expect(readdirSync(`${h.config}/partitions`)).toEqual(['echo.json']);
     expect(readdirSync(`${h.config}/modules`)).toHaveLength(1);
+  });
+
+  it('a name already declared is 409 ERR_INVALID_STATE, the code the library gives a name in use; the declared one is untouched', async () => {
+    const r = await h.client(owner).request('POST', '/partitions', createBody('echo', 'hello'));
+    expect(r.status).toBe(409);
+    expect(JSON.parse(r.body.toString())).toEqual({ error: { code: 'ERR_INVALID_STATE', message: 'a partition named echo is already declared' } });
+    expect(h.running.host.list().map((p) => [p.name, p.state])).toEqual([['echo', 'running']]);
+    // The library, asked directly for the same name, answers the same code.
+    await expect(h.running.host.hv.createPartition({ name: 'echo', module: readFileSync(guest('hello')) })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
   });
 
   it('path traversal in names goes nowhere', async () => {

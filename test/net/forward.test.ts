@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HvStatus } from '../../host/abi/codes.ts';
 import { NetStat } from '../../host/devices/net.ts';
 import { AccessDeniedError, InvalidArgumentError } from '../../host/errors.ts';
-import { PortForward, STREAM_HEADER_SIZE, StreamFrame, type ForwardPortOptions } from '../../host/net/forward.ts';
+import { FORWARD_LIMITS, PortForward, STREAM_HEADER_SIZE, StreamFrame, type ForwardPortOptions } from '../../host/net/forward.ts';
 import type { NetSpec } from '../../host/devices/config.ts';
 import { NetEndpoint } from '../../host/net/switch.ts';
 import { captureEscapes } from '../helpers.ts';
@@ -130,6 +130,10 @@ describe('forwarded port: options', () => {
     await bad({ idleTimeoutMs: 2.5 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got the number 2.5');
     await bad({ idleTimeoutMs: Object.create(null) as number }, 'idleTimeoutMs must be an integer from 1 to 86400000, got an object');
     await bad({ maxConnections: 10n as unknown as number }, 'maxConnections must be an integer from 1 to 1024, got the bigint 10n');
+    // null is not "absent": refused naming the option, never the default in its place.
+    for (const [key, range] of Object.entries({ ...FORWARD_LIMITS, guestPort: { min: 0, max: 65535 }, port: { min: 0, max: 65535 } })) {
+      await bad({ [key]: null as unknown as number }, `${key} must be an integer from ${range.min} to ${range.max}, got null`);
+    }
     await ok({ host: '127.0.0.1' });
     await bad({ host: '0.0.0.0' as '127.0.0.1' }, 'forwarded ports listen on 127.0.0.1 only, got "0.0.0.0"');
   });

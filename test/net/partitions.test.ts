@@ -200,6 +200,9 @@ describe('forwarded TCP port', () => {
     // 60 s default in force unnoticed. Nothing is opened.
     const typo = { partition: 'svc', guestPort: 80, idleTimeout: 100 } as unknown as Parameters<typeof hv.forwardPort>[0];
     await expect(hv.forwardPort(typo)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: idleTimeout: unknown key; did you mean idleTimeoutMs?' });
+    // null is a value, not "absent": refused naming the key (it used to take the 60 s default).
+    const nulled = { partition: 'svc', guestPort: 80, idleTimeoutMs: null } as unknown as Parameters<typeof hv.forwardPort>[0];
+    await expect(hv.forwardPort(nulled)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'idleTimeoutMs must be an integer from 1 to 86400000, got null' });
     const stranger = { partition: 'svc', guestPort: 80, 'a\nb': 1 } as unknown as Parameters<typeof hv.forwardPort>[0];
     await expect(hv.forwardPort(stranger)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: a\\nb: unknown key' });
   });

@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { HV_ABI_MAJOR, HV_ABI_MINOR } from '../../host/abi/codes.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypervisor, type PartitionState } from '../../host/index.ts';
@@ -60,10 +63,10 @@ describe('partition lifecycle', () => {
     expect(idle.metrics().hypercalls).toBe(0);
   });
 
-  it('refuses duplicate and malformed names', async () => {
+  it('refuses duplicate names (a conflict: ERR_INVALID_STATE) and malformed ones (ERR_INVALID_ARGUMENT)', async () => {
     hv = hypervisor();
     await hv.createPartition({ name: 'a', module: guest('hello') });
-    await expect(hv.createPartition({ name: 'a', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPartition({ name: 'a', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
     await expect(hv.createPartition({ name: '../x', module: guest('hello') })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 
@@ -117,6 +120,24 @@ describe('partition lifecycle', () => {
     const aborted = await runToExit(abort);
     expect(aborted).toMatchObject({ state: 'trapped', reason: 'ERR_GUEST_TRAP' });
     expect(aborted.error?.message).toMatch(/guest assertion failed/);
+  });
+
+  it('a name in use is ERR_INVALID_STATE (a conflict with a live partition, as the management API answers 409), one after another and at once, with a disk too; free again once destroyed', async () => {
+    hv = hypervisor({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'wv-dup-')) });
+    const first = await hv.createPartition({ name: 'dup', module: guest('exit'), args: ['0'] });
+    await expect(hv.createPartition({ name: 'dup', module: guest('exit'), args: ['0'] })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: 'a partition named dup already exists' });
+    // Two at once: both pass the first check, so the one that loses is refused after its load.
+    for (const block of [false, { sizeMiB: 1 }] as const) {
+      const name = block ? 'race-disk' : 'race';
+      const settled = await Promise.allSettled([0, 1].map(() => hv.createPartition({ name, module: guest('exit'), args: ['0'], devices: { block } })));
+      expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
+      const refused = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+      // With a disk the loser may meet the winner's lock on the image first: the same code either way.
+      expect(refused.reason, name).toMatchObject({ code: 'ERR_INVALID_STATE', message: block ? expect.stringMatching(/race-disk/) : `a partition named ${name} already exists` });
+    }
+    await first.destroy();
+    const again = await hv.createPartition({ name: 'dup', module: guest('exit'), args: ['0'] });
+    expect(again.state).toBe('created');
   });
 
   it('close() while creations are loading: each is refused with ERR_INVALID_STATE and nothing outlives close', async () => {

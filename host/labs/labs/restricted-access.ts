@@ -2,7 +2,7 @@ import type { LabContext } from '../context.ts';
 import type { LabDefinition } from '../lab.ts';
 import { MemoryAuditLog, type AuditEntry, type AuditSink } from '../../mgmt/audit.ts';
 import { serve, type RunningHost } from '../../mgmt/serve.ts';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The host's audit sink, copied into the lab's record so the page shows each decision. */
@@ -24,8 +24,8 @@ function labSink(ctx: LabContext): AuditSink {
 
 /** A management host on loopback for this run (plain HTTP, loopback only), with an Operator token for /partitions/web. */
 async function host(ctx: LabContext, auth: boolean): Promise<{ running: RunningHost; operator: string }> {
+  // serve() makes the folder (files.ts makeDirsSync: a recursive mkdir hangs on Node 20 under /proc).
   const config = path.join(ctx.workDir, auth ? 'host' : 'host-noauth');
-  mkdirSync(config, { recursive: true });
   const running = await serve({ config, bind: '127.0.0.1', port: 0, audit: labSink(ctx), log: () => {}, ...(auth ? {} : { auth: false }) });
   ctx.defer(() => running.close());
   ctx.show(running.host.hv, (name) => running.host.list().some((p) => p.name === name) ? running.host.get(name).decl.spec : undefined);
