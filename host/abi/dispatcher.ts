@@ -238,8 +238,11 @@ export class Dispatcher {
     handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
     handlers.set(HvCall.ARGS_GET, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap)));
     handlers.set(HvCall.INPUT_SIZE, () => this.callInput?.length ?? -HvStatus.NOT_IN_CALL);
-    handlers.set(HvCall.INPUT_READ, writesPrefix((input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap)));
-    handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
+    // Bound methods, not arrow wrappers: a call through a bound function runs no bytecode of its
+    // own, and a reactor called now and then runs its calls' hypercalls in V8's interpreter
+    // (docs/PERFORMANCE.md, "Session 12: row 3"), where each function a call passes through costs.
+    handlers.set(HvCall.INPUT_READ, writesPrefix(this.inputRead.bind(this)));
+    handlers.set(HvCall.OUTPUT_WRITE, this.outputWrite.bind(this));
     handlers.set(HvCall.EXIT, (input, inLen) => {
       if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
       throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
@@ -297,7 +300,7 @@ export class Dispatcher {
    * did last (the end of a reactor call, of its initialisation, of the run).
    */
   updateMemoryStats(): void {
-    this.recordMemory(this.memory.byteLength);
+    this.recordMemory(this.memory.size());
   }
 
   private recordMemory(bytes: number): void {
@@ -447,7 +450,8 @@ export class Dispatcher {
   private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
     const callInput = this.callInput;
     if (callInput === null) return -HvStatus.NOT_IN_CALL;
-    const offset = inLen === 0 ? 0 : readU32Arg(input, inLen);
+    // readU32Arg, inline (see the handler's registration).
+    const offset = inLen === 0 ? 0 : inLen === 4 ? (input[0]! | (input[1]! << 8) | (input[2]! << 16) | (input[3]! << 24)) >>> 0 : -1;
     if (offset < 0 || offset > callInput.length) return -HvStatus.INVALID_ARGUMENT;
     const n = Math.min(outCap, callInput.length - offset);
     out.set(callInput.subarray(offset, offset + n));

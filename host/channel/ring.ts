@@ -54,6 +54,8 @@ export class SharedRing {
   private readonly ctl: Int32Array;
   private readonly data: Uint8Array;
   private readonly mask: number;
+  /** maxRecord, kept: reserve() tests it on every write. */
+  private readonly maxPayload: number;
   /**
    * Root side only: called after a write, read or close of this ring that the other side, a
    * partition suspended in a shared worker, asked to hear about (`wantRecord`, `wantRoom`): a
@@ -81,11 +83,12 @@ export class SharedRing {
     this.ctl = new Int32Array(sab, 0, CONTROL_INTS);
     this.data = new Uint8Array(sab, CONTROL_BYTES, this.capacity);
     this.mask = this.capacity - 1;
+    this.maxPayload = Math.min(RING_MAX_RECORD, this.capacity - HEADER);
   }
 
   /** Largest payload that can ever fit. */
   get maxRecord(): number {
-    return Math.min(RING_MAX_RECORD, this.capacity - HEADER);
+    return this.maxPayload;
   }
 
   /** Bytes in use, headers and padding included. */
@@ -188,10 +191,14 @@ export class SharedRing {
    * there is none now (or the ring is closed). The record is not visible until commit().
    */
   private reserve(kind: number, length: number): number {
-    if (length > this.maxRecord || kind < 0 || kind > 255) this.unfit(kind, length);
-    if (this.closed) return -1;
-    const head = Atomics.load(this.ctl, HEAD) >>> 0;
-    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    // The fields and the control block directly, not through the getters (maxRecord, closed):
+    // a reactor's worker writes each result through here, in V8's interpreter when it is called
+    // rarely (docs/PERFORMANCE.md, row 3), where every call of a function costs.
+    if (length > this.maxPayload || kind < 0 || kind > 255) this.unfit(kind, length);
+    const ctl = this.ctl;
+    if (Atomics.load(ctl, CLOSED) !== 0) return -1;
+    const head = Atomics.load(ctl, HEAD) >>> 0;
+    const tail = Atomics.load(ctl, TAIL) >>> 0;
     if (((head - tail) >>> 0) + HEADER + ((length + 3) & ~3) > this.capacity) return -1;
     this.put(head, ((kind << 24) | length) >>> 0);
     return head;
@@ -200,11 +207,12 @@ export class SharedRing {
   /** Publishes the record reserve() began at `head` and wakes a waiting reader. */
   private commit(head: number, length: number): void {
     const size = HEADER + ((length + 3) & ~3);
-    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    const ctl = this.ctl;
+    Atomics.store(ctl, HEAD, (head + size) | 0);
     this.passed += size;
-    Atomics.add(this.ctl, WSEQ, 1);
-    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
-    this.moved(WANT_RECORD);
+    Atomics.add(ctl, WSEQ, 1);
+    if (Atomics.load(ctl, WWAIT) !== 0) Atomics.notify(ctl, WSEQ);
+    if (this.onMove !== null) this.moved(WANT_RECORD);
   }
 
   /**
@@ -470,7 +478,10 @@ export class SharedRing {
    */
   private header(head: number, tail: number): number {
     const used = (head - tail) >>> 0;
-    const word = this.get(tail);
+    // get(tail), inline: every read of a record checks its header here.
+    const i = tail & this.mask;
+    const d = this.data;
+    const word = (d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0;
     if (used > this.capacity || (tail & 3) !== 0 || HEADER + (((word & 0xffffff) + 3) & ~3) > used) {
       throw new RangeError(`corrupt ring: a record of ${word & 0xffffff} bytes with ${used} bytes in use`);
     }
@@ -479,11 +490,12 @@ export class SharedRing {
 
   private release(tail: number, length: number): void {
     const size = HEADER + ((length + 3) & ~3);
-    Atomics.store(this.ctl, TAIL, (tail + size) | 0);
+    const ctl = this.ctl;
+    Atomics.store(ctl, TAIL, (tail + size) | 0);
     this.passed += size;
-    Atomics.add(this.ctl, RSEQ, 1);
-    if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
-    this.moved(WANT_ROOM);
+    Atomics.add(ctl, RSEQ, 1);
+    if (Atomics.load(ctl, RWAIT) !== 0) Atomics.notify(ctl, RSEQ);
+    if (this.onMove !== null) this.moved(WANT_ROOM);
   }
 
   // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.
@@ -494,12 +506,6 @@ export class SharedRing {
     d[i + 1] = (word >>> 8) & 0xff;
     d[i + 2] = (word >>> 16) & 0xff;
     d[i + 3] = word >>> 24;
-  }
-
-  private get(pos: number): number {
-    const i = pos & this.mask;
-    const d = this.data;
-    return ((d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0);
   }
 
   private copyIn(pos: number, src: Uint8Array, length: number): void {

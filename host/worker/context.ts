@@ -33,6 +33,17 @@ const decoder = new TextDecoder();
 /** The budget of a partition metered only for its CPU cap: never reached (2^53 − 1 units). */
 const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
 
+/**
+ * The busy clock's reading, in ms: the monotonic clock under `performance.now()` (libuv's
+ * hrtime, the same nanoseconds), read in one call of Node's. `performance.now()` is four of its
+ * JavaScript functions (a brand check through a wrapper, the clock, `process.hrtime` and its
+ * array), which a reactor called now and then runs in V8's interpreter twice per call
+ * (docs/PERFORMANCE.md, "Session 12: row 3"). Only differences of these readings are used (busy
+ * time, a call's gap), so the origin does not matter; as a double of nanoseconds it stays exact
+ * to the nanosecond for 104 days of uptime, to a few after that.
+ */
+const hrtimeNs = process.hrtime.bigint;
+
 /** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
 const CALL_HEADER = 10;
 
@@ -163,7 +174,7 @@ export class PartitionContext {
   private readonly base: { pausedMs: number; pauses: number; cpuMs: number; work: number };
   private busySince: number | null = null;
   private busyMs = 0;
-  /** When the clock was last paused (performance.now()), or -1: the start of an idle reactor's wait. */
+  /** When the clock was last paused (ms, the busy clock: hrtimeNs), or -1: the start of an idle reactor's wait. */
   private idleSince = -1;
   /**
    * How long this reactor waited for each of its recent calls (from the end of one call to the
@@ -315,23 +326,25 @@ export class PartitionContext {
     // A blocking pause passes on the clock and is taken off here; a shared partition's clock is
     // stopped while it is off the thread, its pauses included.
     const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
-    return this.busyMs + (this.busySince === null ? 0 : performance.now() - this.busySince) - paused;
+    return this.busyMs + (this.busySince === null ? 0 : Number(hrtimeNs()) / 1e6 - this.busySince) - paused;
   }
 
   /** Stops counting running time (waiting for a call, or another partition's slice in a shared worker). */
   pauseClock(): void {
-    if (this.busySince !== null) {
-      const now = performance.now();
-      this.busyMs += now - this.busySince;
-      this.idleSince = now;
-    }
+    const since = this.busySince;
+    // Already paused: the counter holds what the pause wrote (nothing it is made of moves while
+    // the clock stands: the busy time, the base, a blocking pause's total).
+    if (since === null) return;
+    const now = Number(hrtimeNs()) / 1e6;
+    this.busyMs += now - since;
+    this.idleSince = now;
     this.busySince = null;
     this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
   }
 
   /** Starts counting running time again. */
   resumeClock(): void {
-    this.busySince ??= performance.now();
+    this.busySince ??= Number(hrtimeNs()) / 1e6;
     this.governor?.resume();
   }
 
@@ -533,6 +546,16 @@ export class PartitionContext {
   private finishCall(ret: number): void {
     const output = this.dispatcher.endCall();
     this.pauseClock();
+    // The common case: nothing queued before it and room in the ring now. The result goes in as
+    // one record, its status the record's 4-byte prefix (little-endian, as the root reads it),
+    // and the reactor is idle at once (what the outbox's pushPair and a flush would come to, in
+    // one call instead of five).
+    const events = this.events;
+    if (this.outbox.empty && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(EventKind.RESULT, ret, output)) {
+      output.fill(0);
+      this.phase = 'idle';
+      return;
+    }
     this.resultView.setInt32(0, ret, true);
     // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
     this.outbox.pushPair(EventKind.RESULT, this.resultHeader, output, output);
@@ -626,9 +649,13 @@ export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) =>
       if (context.idle) context.pauseClock();
       if (w.ring === calls) {
         // Poll a moment for the next call when calls have been coming that fast (the context
-        // times its calls' gaps), and a core is free.
+        // times its calls' gaps), and a core is free. The idle wait has no deadline: the ring's
+        // wait straight away (threadBlocker.readable's first branch, one call less).
         seq = w.seq;
-        if (!spinUntil(called, init.spinMicros, context.callGaps, budget)) threadBlocker.readable(calls, seq, w.deadline);
+        if (!spinUntil(called, init.spinMicros, context.callGaps, budget)) {
+          if (w.deadline === Infinity) calls.waitWritten(seq);
+          else threadBlocker.readable(calls, seq, w.deadline);
+        }
         continue;
       }
       threadBlocker.readable(w.ring, w.seq, w.deadline);
