@@ -300,7 +300,9 @@ export class Dispatcher {
    * did last (the end of a reactor call, of its initialisation, of the run).
    */
   updateMemoryStats(): void {
-    this.recordMemory(this.memory.size());
+    // recordMemory's own test first: the size rarely changes, and this runs at every reactor call's end.
+    const bytes = this.memory.size();
+    if (bytes !== this.lastMemoryBytes) this.recordMemory(bytes);
   }
 
   private recordMemory(bytes: number): void {
@@ -355,8 +357,8 @@ export class Dispatcher {
     // memory cannot change while host code runs), and one test for the common case that both
     // fit; a refusal names the first bad one, out first.
     if ((inPtr | inLen | outPtr | outCap) === 0) return handler(this.inBuf, 0, this.outBuf, 0);
-    const size = memory.size();
-    if (!memory.fitAt(size, outPtr, outCap, inPtr, inLen)) return this.refuseWindows(call, size, inPtr, inLen, outPtr, outCap);
+    const size = memory.fitSize(outPtr, outCap, inPtr, inLen);
+    if (size < 0) return this.refuseWindows(call, -1 - size, inPtr, inLen, outPtr, outCap);
     const n = inLen >>> 0;
     const inBuf = this.inBuf;
     memory.readChecked(inPtr >>> 0, n, inBuf);
