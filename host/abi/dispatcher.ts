@@ -443,7 +443,12 @@ export class Dispatcher {
     if (input === null) return new Uint8Array(0);
     this.callInput = null;
     input.fill(0);
-    const output = this.callOutput.subarray(0, this.callOutputBytes);
+    // The buffer itself when the output fills it (one write of 64 bytes or more makes a buffer
+    // of exactly its size): a view of a typed array that V8 keeps on its heap (64 bytes or fewer,
+    // see OUTPUT_INITIAL_BYTES) first moves its bytes to a malloc'd ArrayBuffer, per call.
+    const full = this.callOutput;
+    const bytes = this.callOutputBytes;
+    const output = bytes === full.length ? full : full.subarray(0, bytes);
     this.callOutput = EMPTY;
     this.callOutputBytes = 0;
     return output;
