@@ -416,79 +416,99 @@ export class PartitionContext {
     }
   }
 
+  /**
+   * The reactor's two steps of every call, IDLE and CALL; every other phase in advanceRare. Apart,
+   * so this function is small: V8 gives a function its feedback vector (and queues it for its
+   * baseline compiler) only after it has run about eight times its own bytecode, and a reactor
+   * called now and then runs all of it in the interpreter until then (docs/PERFORMANCE.md,
+   * "Session 12: row 3"). With the other phases in it, `advance` needed 12-20 calls for that.
+   */
   private advance(): Step {
-    // The reactor's own phases first: an idle reactor's steps are IDLE, CALL, IDLE.
     for (;;) {
-      switch (this.phase) {
-        case IDLE: {
-          // The counter before the look: a call written in between still counts as news.
-          const calls = this.calls;
-          const seq = calls.writeSeq;
-          const request = this.reader!.readReusing();
-          if (request !== null) {
-            this.beginCall(request.bytes);
-            break;
-          }
-          // The root closed the call ring: the reactor ends normally.
-          if (calls.closed && calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
-          this.idleWait.seq = seq;
-          return this.idleStep;
+      const phase = this.phase;
+      if (phase === IDLE) {
+        // The counter before the look: a call written in between still counts as news.
+        const calls = this.calls;
+        const seq = calls.writeSeq;
+        const request = this.reader!.readReusing();
+        if (request !== null) {
+          this.beginCall(request.bytes);
+          continue;
         }
-        case CALL:
-        case MAIN:
-        case INIT: {
-          const current = this.current!;
-          const placement = this.placement;
-          // A dedicated worker calls the guest directly (one call frame less per call).
-          const value = placement.blocksThread ? current.fn() : placement.invoke(current.fn);
-          if (value === SUSPENDED) {
-            const wait = placement.pending();
-            return wait === null ? YIELD : { kind: 'wait', wait };
-          }
-          this.current = null;
-          const dispatcher = this.dispatcher;
-          // A guest that caught its own exit and returned still exits with the code it asked for.
-          if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
-          const phase = this.phase;
-          if (phase === MAIN) return this.end({ kind: 'exit', code: 0 });
-          // The memory counters are current when the root hears of the call's end (a call without
-          // buffers does not read the memory's size: see Dispatcher).
-          dispatcher.updateMemoryStats();
-          if (phase === INIT) {
-            this.post({ type: 'ready' });
-            this.phase = IDLE;
-          } else {
-            this.finishCall(Number(value) | 0);
-          }
-          break;
-        }
-        case RESULT:
-        case CLOSING: {
-          const seq = this.events.readSeq;
-          if (this.outbox.flush()) {
-            if (this.phase === CLOSING) {
-              this.phase = ENDED;
-              break;
-            }
-            this.phase = IDLE;
-            break;
-          }
-          if (this.events.closed) {
-            this.outbox.discard();
-            if (this.phase === CLOSING) {
-              this.phase = ENDED;
-              break;
-            }
-            throw new Error('the root stopped reading results');
-          }
-          return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
-        }
-        case BOOT:
-          this.boot();
-          break;
-        case ENDED:
-          return { kind: 'ended', outcome: this.outcome! };
+        // The root closed the call ring: the reactor ends normally.
+        if (calls.closed && calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
+        this.idleWait.seq = seq;
+        return this.idleStep;
       }
+      if (phase === CALL) {
+        const current = this.current!;
+        const placement = this.placement;
+        // A dedicated worker calls the guest directly (one call frame less per call).
+        const value = placement.blocksThread ? current.fn() : placement.invoke(current.fn);
+        if (value === SUSPENDED) return this.suspended();
+        this.current = null;
+        const dispatcher = this.dispatcher;
+        // A guest that caught its own exit and returned still exits with the code it asked for.
+        if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
+        // The memory counters are current when the root hears of the call's end (a call without
+        // buffers does not read the memory's size: see Dispatcher).
+        dispatcher.updateMemoryStats();
+        this.finishCall(Number(value) | 0);
+        continue;
+      }
+      const step = this.advanceRare(phase);
+      if (step !== null) return step;
+    }
+  }
+
+  /** What a guest suspended in the middle waits for (shared placement), as a step. */
+  private suspended(): Step {
+    const wait = this.placement.pending();
+    return wait === null ? YIELD : { kind: 'wait', wait };
+  }
+
+  /** One step of a phase other than IDLE and CALL (see advance); null: go on with the next phase. */
+  private advanceRare(phase: Phase): Step | null {
+    switch (phase) {
+      case MAIN:
+      case INIT: {
+        const current = this.current!;
+        const placement = this.placement;
+        const value = placement.blocksThread ? current.fn() : placement.invoke(current.fn);
+        if (value === SUSPENDED) return this.suspended();
+        this.current = null;
+        const dispatcher = this.dispatcher;
+        // A guest that caught its own exit and returned still exits with the code it asked for.
+        if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
+        if (phase === MAIN) return this.end({ kind: 'exit', code: 0 });
+        dispatcher.updateMemoryStats();
+        this.post({ type: 'ready' });
+        this.phase = IDLE;
+        return null;
+      }
+      case RESULT:
+      case CLOSING: {
+        const seq = this.events.readSeq;
+        if (this.outbox.flush()) {
+          this.phase = phase === CLOSING ? ENDED : IDLE;
+          return null;
+        }
+        if (this.events.closed) {
+          this.outbox.discard();
+          if (phase === CLOSING) {
+            this.phase = ENDED;
+            return null;
+          }
+          throw new Error('the root stopped reading results');
+        }
+        return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
+      }
+      case BOOT:
+        this.boot();
+        return null;
+      default:
+        // ENDED (advance never passes IDLE or CALL here).
+        return { kind: 'ended', outcome: this.outcome! };
     }
   }
 
