@@ -35,12 +35,12 @@ const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
 
 /**
  * The busy clock's reading, in ms: the monotonic clock under `performance.now()` (libuv's
- * hrtime, the same nanoseconds), read in one call of Node's. `performance.now()` is four of its
- * JavaScript functions (a brand check through a wrapper, the clock, `process.hrtime` and its
- * array), which a reactor called now and then runs in V8's interpreter twice per call
- * (docs/PERFORMANCE.md, "Session 12: row 3"). Only differences of these readings are used (busy
- * time, a call's gap), so the origin does not matter; as a double of nanoseconds it stays exact
- * to the nanosecond for 104 days of uptime, to a few after that.
+ * hrtime, the same nanoseconds), read in one call of Node's. `performance.now()` is three of its
+ * JavaScript functions (the method, a brand check and the wrapper around it), which a reactor
+ * called now and then runs in V8's interpreter, twice per call (docs/PERFORMANCE.md, "Session 12:
+ * row 3"). Only differences of these readings are used (busy time, a call's gap), so the origin
+ * does not matter; the nanoseconds convert to a double exactly for 104 days of uptime (2^53 ns),
+ * within a few nanoseconds after that, far below what the counters resolve.
  */
 const hrtimeNs = process.hrtime.bigint;
 
