@@ -238,8 +238,11 @@ export class Dispatcher {
     handlers.set(HvCall.ARGS_SIZE, () => this.argsBlock.length);
     handlers.set(HvCall.ARGS_GET, writesPrefix((_i, _n, out, outCap) => this.copyResult(this.argsBlock, out, outCap)));
     handlers.set(HvCall.INPUT_SIZE, () => this.callInput?.length ?? -HvStatus.NOT_IN_CALL);
-    handlers.set(HvCall.INPUT_READ, writesPrefix((input, inLen, out, outCap) => this.inputRead(input, inLen, out, outCap)));
-    handlers.set(HvCall.OUTPUT_WRITE, (input, inLen) => this.outputWrite(input, inLen));
+    // Bound methods, not arrow wrappers: a call through a bound function runs no bytecode of its
+    // own, and a reactor called now and then runs its calls' hypercalls in V8's interpreter
+    // (docs/PERFORMANCE.md, "Session 12: row 3"), where each function a call passes through costs.
+    handlers.set(HvCall.INPUT_READ, writesPrefix(this.inputRead.bind(this)));
+    handlers.set(HvCall.OUTPUT_WRITE, this.outputWrite.bind(this));
     handlers.set(HvCall.EXIT, (input, inLen) => {
       if (inLen !== 4) return -HvStatus.INVALID_ARGUMENT;
       throw (this.ending = new GuestExit(readU32Arg(input, inLen) | 0));
@@ -297,7 +300,9 @@ export class Dispatcher {
    * did last (the end of a reactor call, of its initialisation, of the run).
    */
   updateMemoryStats(): void {
-    this.recordMemory(this.memory.byteLength);
+    // recordMemory's own test first: the size rarely changes, and this runs at every reactor call's end.
+    const bytes = this.memory.size();
+    if (bytes !== this.lastMemoryBytes) this.recordMemory(bytes);
   }
 
   private recordMemory(bytes: number): void {
@@ -352,8 +357,8 @@ export class Dispatcher {
     // memory cannot change while host code runs), and one test for the common case that both
     // fit; a refusal names the first bad one, out first.
     if ((inPtr | inLen | outPtr | outCap) === 0) return handler(this.inBuf, 0, this.outBuf, 0);
-    const size = memory.size();
-    if (!memory.fitAt(size, outPtr, outCap, inPtr, inLen)) return this.refuseWindows(call, size, inPtr, inLen, outPtr, outCap);
+    const size = memory.fitSize(outPtr, outCap, inPtr, inLen);
+    if (size < 0) return this.refuseWindows(call, -1 - size, inPtr, inLen, outPtr, outCap);
     const n = inLen >>> 0;
     const inBuf = this.inBuf;
     memory.readChecked(inPtr >>> 0, n, inBuf);
@@ -438,7 +443,12 @@ export class Dispatcher {
     if (input === null) return new Uint8Array(0);
     this.callInput = null;
     input.fill(0);
-    const output = this.callOutput.subarray(0, this.callOutputBytes);
+    // The buffer itself when the output fills it (one write of 64 bytes or more makes a buffer
+    // of exactly its size): a view of a typed array that V8 keeps on its heap (64 bytes or fewer,
+    // see OUTPUT_INITIAL_BYTES) first moves its bytes to a malloc'd ArrayBuffer, per call.
+    const full = this.callOutput;
+    const bytes = this.callOutputBytes;
+    const output = bytes === full.length ? full : full.subarray(0, bytes);
     this.callOutput = EMPTY;
     this.callOutputBytes = 0;
     return output;
@@ -447,7 +457,8 @@ export class Dispatcher {
   private inputRead(input: Uint8Array, inLen: number, out: Uint8Array, outCap: number): number {
     const callInput = this.callInput;
     if (callInput === null) return -HvStatus.NOT_IN_CALL;
-    const offset = inLen === 0 ? 0 : readU32Arg(input, inLen);
+    // readU32Arg, inline (see the handler's registration).
+    const offset = inLen === 0 ? 0 : inLen === 4 ? (input[0]! | (input[1]! << 8) | (input[2]! << 16) | (input[3]! << 24)) >>> 0 : -1;
     if (offset < 0 || offset > callInput.length) return -HvStatus.INVALID_ARGUMENT;
     const n = Math.min(outCap, callInput.length - offset);
     out.set(callInput.subarray(offset, offset + n));

@@ -5,22 +5,11 @@ const SCRUB_PAGE = 4096;
 const ZERO_PAGE = new Uint8Array(SCRUB_PAGE);
 
 /**
- * Transfers of at most this many bytes are copied by copyWords; longer ones by TypedArray#set
+ * Transfers of at most this many bytes are copied in 32-bit words; longer ones by TypedArray#set
  * (a memmove). Measured on Node 20 x64: 64 bytes take ~18 ns in words and ~60 ns with a
  * subarray + set, which costs about the same for any size up to ~200 bytes.
  */
 export const WORD_COPY_MAX = 192;
-
-/**
- * Copies n bytes from `from` at `fromAt` to `to` at `toAt`, 4 at a time. Both sides are read
- * and written little-endian, so the bytes arrive unchanged on any platform.
- */
-function copyWords(from: DataView, fromAt: number, to: DataView, toAt: number, n: number): void {
-  let i = 0;
-  // Stryker disable next-line ConditionalExpression,EqualityOperator: the byte loop below copies whatever the word loop leaves (speed only)
-  for (; i + 4 <= n; i += 4) to.setInt32(toAt + i, from.getInt32(fromAt + i, true), true);
-  for (; i < n; i++) to.setUint8(toAt + i, from.getUint8(fromAt + i));
-}
 
 /** Zeroes n bytes of `to` from `at`, 4 at a time. */
 function zeroWords(to: DataView, at: number, n: number): void {
@@ -114,12 +103,20 @@ export class GuestMemory {
     return HvStatus.SUCCESS;
   }
 
-  /** Whether both [ptrA, ptrA + lenA) and [ptrB, ptrB + lenB) pass checkAt(size, ...): the dispatcher's one test per call. */
-  fitAt(size: number, ptrA: number, lenA: number, ptrB: number, lenB: number): boolean {
+  /**
+   * The dispatcher's one test per call with buffers: size() and whether both [ptrA, ptrA + lenA)
+   * and [ptrB, ptrB + lenB) pass checkAt(size, ...), in one call. Returns the size when both fit,
+   * else -1 - size (so a refusal still knows the size it was checked against). One call, not
+   * two: a reactor called now and then runs its hypercalls in V8's interpreter, where each call
+   * of a function costs (docs/PERFORMANCE.md, "Session 12: row 3").
+   */
+  fitSize(ptrA: number, lenA: number, ptrB: number, lenB: number): number {
+    let size = this.view.length;
+    if (size === 0 && this.memory !== null) size = this.refresh();
     const a = lenA >>> 0;
     const b = lenB >>> 0;
     const max = this.maxTransfer;
-    return a <= max && b <= max && (ptrA >>> 0) + a <= size && (ptrB >>> 0) + b <= size;
+    return a <= max && b <= max && (ptrA >>> 0) + a <= size && (ptrB >>> 0) + b <= size ? size : -1 - size;
   }
 
   /** Status of an access to [ptr, ptr + len): SUCCESS, TOO_LARGE or INVALID_ADDRESS. */
@@ -154,7 +151,7 @@ export class GuestMemory {
    * with no guest code run since, and dst holds n bytes. p and n are u32.
    */
   readChecked(p: number, n: number, dst: Uint8Array): void {
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and copyWords move the same bytes at any size (speed only)
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and the word loop move the same bytes at any size (speed only)
     if (n > WORD_COPY_MAX) {
       dst.set(this.view.subarray(p, p + n));
     } else if (n > 0) {
@@ -162,7 +159,15 @@ export class GuestMemory {
         this.inScratch = dst;
         this.inScratchDv = new DataView(dst.buffer, dst.byteOffset, dst.length);
       }
-      copyWords(this.dv, p, this.inScratchDv, 0, n);
+      // n bytes, 4 at a time, read and written little-endian (so they arrive unchanged on any
+      // platform); the loop is here, not in a helper both copies call: a reactor called now and
+      // then runs this in V8's interpreter, where a call costs (docs/PERFORMANCE.md, row 3).
+      const from = this.dv;
+      const to = this.inScratchDv;
+      let i = 0;
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: the byte loop below copies whatever the word loop leaves (speed only)
+      for (; i + 4 <= n; i += 4) to.setInt32(i, from.getInt32(p + i, true), true);
+      for (; i < n; i++) to.setUint8(i, from.getUint8(p + i));
     }
   }
 
@@ -171,7 +176,7 @@ export class GuestMemory {
    * with no guest code run since, and srcLen <= min(cap, src.length). p and cap are u32.
    */
   writeChecked(p: number, cap: number, src: Uint8Array, srcLen: number): void {
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and copyWords write the same bytes at any size (speed only)
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and the word loop write the same bytes at any size (speed only)
     if (srcLen > WORD_COPY_MAX) {
       this.view.set(srcLen === src.length ? src : src.subarray(0, srcLen), p);
     } else if (srcLen > 0) {
@@ -179,7 +184,13 @@ export class GuestMemory {
         this.outScratch = src;
         this.outScratchDv = new DataView(src.buffer, src.byteOffset, src.length);
       }
-      copyWords(this.outScratchDv, 0, this.dv, p, srcLen);
+      // As in readChecked: 4 bytes at a time, little-endian on both sides.
+      const from = this.outScratchDv;
+      const to = this.dv;
+      let i = 0;
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: the byte loop below copies whatever the word loop leaves (speed only)
+      for (; i + 4 <= srcLen; i += 4) to.setInt32(p + i, from.getInt32(i, true), true);
+      for (; i < srcLen; i++) to.setUint8(p + i, from.getUint8(i));
     }
     const rest = cap - srcLen;
     // Stryker disable next-line ConditionalExpression,EqualityOperator: fill and zeroWords zero the same bytes at any size (speed only)

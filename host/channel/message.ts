@@ -255,11 +255,8 @@ export class MessageReader {
           buffer.fill(0);
           buffer = this.reused = new Uint8Array(Math.min(this.ring.maxRecord, Math.max(length, 2 * buffer.length, 128)));
         }
-        try {
-          this.ring.readInto(buffer);
-        } catch (error) {
-          throw new ChannelError(error instanceof Error ? error.message : String(error));
-        }
+        // The record peeked above (its header checked there): one call, not readInto's second look.
+        this.ring.takeInto(buffer, word);
         const message = this.message;
         message.kind = kind;
         message.bytes = buffer.subarray(0, length);

@@ -55,6 +55,12 @@ export class SharedRing {
   private readonly data: Uint8Array;
   private readonly mask: number;
   /**
+   * Largest payload that can ever fit. A field, not a getter: every write tests it, and a
+   * reactor's worker writes each result in V8's interpreter when it is called rarely
+   * (docs/PERFORMANCE.md, row 3), where a getter is one more call.
+   */
+  readonly maxRecord: number;
+  /**
    * Root side only: called after a write, read or close of this ring that the other side, a
    * partition suspended in a shared worker, asked to hear about (`wantRecord`, `wantRoom`): a
    * shared worker sleeps on one doorbell for all its partitions, not on each ring, so the root
@@ -81,11 +87,7 @@ export class SharedRing {
     this.ctl = new Int32Array(sab, 0, CONTROL_INTS);
     this.data = new Uint8Array(sab, CONTROL_BYTES, this.capacity);
     this.mask = this.capacity - 1;
-  }
-
-  /** Largest payload that can ever fit. */
-  get maxRecord(): number {
-    return Math.min(RING_MAX_RECORD, this.capacity - HEADER);
+    this.maxRecord = Math.min(RING_MAX_RECORD, this.capacity - HEADER);
   }
 
   /** Bytes in use, headers and padding included. */
@@ -157,7 +159,13 @@ export class SharedRing {
     if (length > payload.length) this.unfit(kind, 4 + length);
     const head = this.reserve(kind, 4 + length);
     if (head < 0) return false;
-    this.put(head + HEADER, prefix >>> 0); // 4-aligned like a header: never wraps
+    // The prefix, little-endian; 4-aligned like a header, so it never wraps either.
+    const i = (head + HEADER) & this.mask;
+    const d = this.data;
+    d[i] = prefix & 0xff;
+    d[i + 1] = (prefix >>> 8) & 0xff;
+    d[i + 2] = (prefix >>> 16) & 0xff;
+    d[i + 3] = (prefix >>> 24) & 0xff;
     this.copyIn(head + HEADER + 4, payload, length);
     this.commit(head, 4 + length);
     return true;
@@ -193,23 +201,35 @@ export class SharedRing {
    * there is none now (or the ring is closed). The record is not visible until commit().
    */
   private reserve(kind: number, length: number): number {
+    // The control block directly, not through the `closed` getter (nor `put`): a reactor's worker writes each result through here, in V8's interpreter when it is called
+    // rarely (docs/PERFORMANCE.md, row 3), where every call of a function costs.
     if (length > this.maxRecord || kind < 0 || kind > 255) this.unfit(kind, length);
-    if (this.closed) return -1;
-    const head = Atomics.load(this.ctl, HEAD) >>> 0;
-    const tail = Atomics.load(this.ctl, TAIL) >>> 0;
+    const ctl = this.ctl;
+    if (Atomics.load(ctl, CLOSED) !== 0) return -1;
+    const head = Atomics.load(ctl, HEAD) >>> 0;
+    const tail = Atomics.load(ctl, TAIL) >>> 0;
     if (((head - tail) >>> 0) + HEADER + ((length + 3) & ~3) > this.capacity) return -1;
-    this.put(head, ((kind << 24) | length) >>> 0);
+    // The header word, little-endian. Header words are 4-aligned and the capacity is a multiple
+    // of 4, so a header never wraps.
+    const word = ((kind << 24) | length) >>> 0;
+    const i = head & this.mask;
+    const d = this.data;
+    d[i] = word & 0xff;
+    d[i + 1] = (word >>> 8) & 0xff;
+    d[i + 2] = (word >>> 16) & 0xff;
+    d[i + 3] = word >>> 24;
     return head;
   }
 
   /** Publishes the record reserve() began at `head` and wakes a waiting reader. */
   private commit(head: number, length: number): void {
     const size = HEADER + ((length + 3) & ~3);
-    Atomics.store(this.ctl, HEAD, (head + size) | 0);
+    const ctl = this.ctl;
+    Atomics.store(ctl, HEAD, (head + size) | 0);
     this.passed += size;
-    Atomics.add(this.ctl, WSEQ, 1);
-    if (Atomics.load(this.ctl, WWAIT) !== 0) Atomics.notify(this.ctl, WSEQ);
-    this.moved(WANT_RECORD);
+    Atomics.add(ctl, WSEQ, 1);
+    if (Atomics.load(ctl, WWAIT) !== 0) Atomics.notify(ctl, WSEQ);
+    if (this.onMove !== null) this.moved(WANT_RECORD);
   }
 
   /**
@@ -268,6 +288,33 @@ export class SharedRing {
     this.copyOut(tail + HEADER, dst, length);
     this.release(tail, length);
     return length;
+  }
+
+  /**
+   * Consumes the next record into `dst`, given its header word as peekHeader just returned it
+   * (checked there): readInto without a second look at the header. Only the consumer moves the
+   * tail, and the producer only adds records after it, so the record peeked is still the next
+   * one and still whole. Throws like readInto when `dst` is too small. For a reader that peeks
+   * anyway (MessageReader.readReusing, a reactor's worker reading each call: one call here
+   * instead of four, docs/PERFORMANCE.md, row 3).
+   */
+  takeInto(dst: Uint8Array, word: number): void {
+    const length = word & 0xffffff;
+    if (length > dst.length) throw new RangeError(`ring record of ${length} bytes does not fit a ${dst.length}-byte buffer`);
+    const ctl = this.ctl;
+    const tail = Atomics.load(ctl, TAIL) >>> 0;
+    const i = (tail + HEADER) & this.mask;
+    const first = Math.min(length, this.capacity - i);
+    const data = this.data;
+    dst.set(data.subarray(i, i + first), 0);
+    if (first < length) dst.set(data.subarray(0, length - first), first);
+    // release(tail, length), inline.
+    const size = HEADER + ((length + 3) & ~3);
+    Atomics.store(ctl, TAIL, (tail + size) | 0);
+    this.passed += size;
+    Atomics.add(ctl, RSEQ, 1);
+    if (Atomics.load(ctl, RWAIT) !== 0) Atomics.notify(ctl, RSEQ);
+    if (this.onMove !== null) this.moved(WANT_ROOM);
   }
 
   /** Consumes the next record into a fresh buffer, or returns null if the ring is empty. */
@@ -475,7 +522,10 @@ export class SharedRing {
    */
   private header(head: number, tail: number): number {
     const used = (head - tail) >>> 0;
-    const word = this.get(tail);
+    // get(tail), inline: every read of a record checks its header here.
+    const i = tail & this.mask;
+    const d = this.data;
+    const word = (d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0;
     if (used > this.capacity || (tail & 3) !== 0 || HEADER + (((word & 0xffffff) + 3) & ~3) > used) {
       throw new RangeError(`corrupt ring: a record of ${word & 0xffffff} bytes with ${used} bytes in use`);
     }
@@ -484,27 +534,12 @@ export class SharedRing {
 
   private release(tail: number, length: number): void {
     const size = HEADER + ((length + 3) & ~3);
-    Atomics.store(this.ctl, TAIL, (tail + size) | 0);
+    const ctl = this.ctl;
+    Atomics.store(ctl, TAIL, (tail + size) | 0);
     this.passed += size;
-    Atomics.add(this.ctl, RSEQ, 1);
-    if (Atomics.load(this.ctl, RWAIT) !== 0) Atomics.notify(this.ctl, RSEQ);
-    this.moved(WANT_ROOM);
-  }
-
-  // Header words are 4-aligned and capacity is a multiple of 4, so a header never wraps.
-  private put(pos: number, word: number): void {
-    const i = pos & this.mask;
-    const d = this.data;
-    d[i] = word & 0xff;
-    d[i + 1] = (word >>> 8) & 0xff;
-    d[i + 2] = (word >>> 16) & 0xff;
-    d[i + 3] = word >>> 24;
-  }
-
-  private get(pos: number): number {
-    const i = pos & this.mask;
-    const d = this.data;
-    return ((d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0);
+    Atomics.add(ctl, RSEQ, 1);
+    if (Atomics.load(ctl, RWAIT) !== 0) Atomics.notify(ctl, RSEQ);
+    if (this.onMove !== null) this.moved(WANT_ROOM);
   }
 
   private copyIn(pos: number, src: Uint8Array, length: number): void {

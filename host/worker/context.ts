@@ -33,6 +33,17 @@ const decoder = new TextDecoder();
 /** The budget of a partition metered only for its CPU cap: never reached (2^53 − 1 units). */
 const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
 
+/**
+ * The busy clock's reading, in ms: the monotonic clock under `performance.now()` (libuv's
+ * hrtime, the same nanoseconds), read in one call of Node's. `performance.now()` is three of its
+ * JavaScript functions (the method, a brand check and the wrapper around it), which a reactor
+ * called now and then runs in V8's interpreter, twice per call (docs/PERFORMANCE.md, "Session 12:
+ * row 3"). Only differences of these readings are used (busy time, a call's gap), so the origin
+ * does not matter; the nanoseconds convert to a double exactly for 104 days of uptime (2^53 ns),
+ * within a few nanoseconds after that, far below what the counters resolve.
+ */
+const hrtimeNs = process.hrtime.bigint;
+
 /** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
 const CALL_HEADER = 10;
 
@@ -41,13 +52,6 @@ function violationRecord(v: ViolationRecord): Uint8Array {
   const bytes = encoder.encode(JSON.stringify(v));
   if (bytes.length <= MAX_VIOLATION_BYTES) return bytes;
   return encoder.encode(JSON.stringify({ call: v.call.slice(0, 256), status: v.status.slice(0, 64), reason: `${v.reason.slice(0, 1024)}…` }));
-}
-
-/** Whether `key` holds the bytes of b[from, to). */
-function sameBytes(key: Uint8Array, b: Uint8Array, from: number, to: number): boolean {
-  if (key.length !== to - from) return false;
-  for (let i = 0; i < key.length; i++) if (key[i] !== b[from + i]) return false;
-  return true;
 }
 
 /** What `resume()` reports: the run ended, it waits for a condition, or it was preempted (run it again). */
@@ -109,7 +113,20 @@ export const blockingPlacement: Placement = {
   scrub() {},
 };
 
-type Phase = 'boot' | 'main' | 'init' | 'idle' | 'call' | 'result' | 'closing' | 'ended';
+/**
+ * A context's phase. Small integers, not strings: `advance` switches on it at every step, and a
+ * reactor called now and then runs that switch in V8's interpreter or baseline tier, where a
+ * string case is a builtin call (docs/PERFORMANCE.md, "Session 12: row 3").
+ */
+const BOOT = 0;
+const MAIN = 1;
+const INIT = 2;
+const IDLE = 3;
+const CALL = 4;
+const RESULT = 5;
+const CLOSING = 6;
+const ENDED = 7;
+type Phase = typeof BOOT | typeof MAIN | typeof INIT | typeof IDLE | typeof CALL | typeof RESULT | typeof CLOSING | typeof ENDED;
 
 /**
  * A GuestMemory made ahead, while a warm dedicated worker waits for its partition (after its
@@ -141,10 +158,10 @@ export class PartitionContext {
   readonly input: SharedRing;
   /** True while the reactor waits for its next call: idle time is neither CPU time nor a slice. */
   get idle(): boolean {
-    return this.phase === 'idle';
+    return this.phase === IDLE;
   }
 
-  private phase: Phase = 'boot';
+  private phase: Phase = BOOT;
   private readonly memory = guestMemory();
   private readonly devices: DeviceSet;
   private readonly dispatcher: Dispatcher;
@@ -163,7 +180,7 @@ export class PartitionContext {
   private readonly base: { pausedMs: number; pauses: number; cpuMs: number; work: number };
   private busySince: number | null = null;
   private busyMs = 0;
-  /** When the clock was last paused (performance.now()), or -1: the start of an idle reactor's wait. */
+  /** When the clock was last paused (ms, the busy clock: hrtimeNs), or -1: the start of an idle reactor's wait. */
   private idleSince = -1;
   /**
    * How long this reactor waited for each of its recent calls (from the end of one call to the
@@ -246,7 +263,10 @@ export class PartitionContext {
       this.hv[FUEL_BUDGET] = new WebAssembly.Global({ value: 'i64', mutable: false }, BigInt(this.meter.slice));
       this.hv[FUEL_EXHAUSTED] = placement.wrapImport(FUEL_EXHAUSTED, () => this.checkpoint(), () => {});
     }
-    this.reader = init.kind === 'reactor' ? new MessageReader(this.calls, (kind) => (kind === CallKind.CALL ? CALL_HEADER + 65535 + init.maxInputBytes : -1)) : null;
+    // The bound of a call message, worked out once (the reader asks for it at every call).
+    const callKind = CallKind.CALL;
+    const maxCall = CALL_HEADER + 65535 + init.maxInputBytes;
+    this.reader = init.kind === 'reactor' ? new MessageReader(this.calls, (kind) => (kind === callKind ? maxCall : -1)) : null;
   }
 
   /** Fuel consumed under the budget in force (may exceed it by the last charge, until clamped). */
@@ -315,23 +335,27 @@ export class PartitionContext {
     // A blocking pause passes on the clock and is taken off here; a shared partition's clock is
     // stopped while it is off the thread, its pauses included.
     const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
-    return this.busyMs + (this.busySince === null ? 0 : performance.now() - this.busySince) - paused;
+    return this.busyMs + (this.busySince === null ? 0 : Number(hrtimeNs()) / 1e6 - this.busySince) - paused;
   }
 
   /** Stops counting running time (waiting for a call, or another partition's slice in a shared worker). */
   pauseClock(): void {
-    if (this.busySince !== null) {
-      const now = performance.now();
-      this.busyMs += now - this.busySince;
-      this.idleSince = now;
-    }
+    const since = this.busySince;
+    // Already paused: the counter holds what the pause wrote (nothing it is made of moves while
+    // the clock stands: the busy time, the base, a blocking pause's total).
+    if (since === null) return;
+    const now = Number(hrtimeNs()) / 1e6;
+    const busy = (this.busyMs += now - since);
+    this.idleSince = now;
     this.busySince = null;
-    this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + this.busyClock();
+    // busyClock() with the clock stopped, inline.
+    const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
+    this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + (busy - paused);
   }
 
   /** Starts counting running time again. */
   resumeClock(): void {
-    this.busySince ??= performance.now();
+    this.busySince ??= Number(hrtimeNs()) / 1e6;
     this.governor?.resume();
   }
 
@@ -347,74 +371,144 @@ export class PartitionContext {
     }
   }
 
+  /**
+   * runDedicated's loop: runs the context on this thread, which it blocks while it waits. A
+   * method, so the idle reactor's steps (the most frequent, once per call) take the fields
+   * directly: a reactor called now and then runs this loop in V8's interpreter, where every
+   * call and property load costs (docs/PERFORMANCE.md, "Session 12: row 3").
+   */
+  runBlocking(spin: SharedArrayBuffer | null): WorkerOutcome {
+    const budget = new SpinBudget(spin ?? SpinBudget.allocate(0));
+    const calls = this.calls;
+    const idleStep = this.idleStep;
+    const idleWait = this.idleWait;
+    const spinMicros = this.init.spinMicros;
+    const gaps = this.callGaps;
+    // One closure for every poll (not one per wait): true once a call was written since `seq`.
+    let seq = 0;
+    const called = (): boolean => calls.writeSeq !== seq;
+    for (;;) {
+      // resume(), inline.
+      let step: Step;
+      try {
+        step = this.advance();
+      } catch (error) {
+        step = this.end(classify(this.dispatcher.ending ?? error));
+      }
+      if (step === idleStep) {
+        // The clock still runs after the reactor's initialisation (a call's end stopped it).
+        if (this.busySince !== null) this.pauseClock();
+        // Poll a moment for the next call when calls have been coming that fast (the context
+        // times its calls' gaps), and a core is free; else sleep on the ring (the idle wait has
+        // no deadline).
+        seq = idleWait.seq;
+        if (!spinUntil(called, spinMicros, gaps, budget)) calls.waitWritten(seq);
+        continue;
+      }
+      if (step.kind === 'ended') return step.outcome;
+      if (step.kind === 'yield') continue;
+      const w = step.wait;
+      if (w.what === 'readable') {
+        if (this.phase === IDLE) this.pauseClock();
+        threadBlocker.readable(w.ring, w.seq, w.deadline);
+      } else if (w.what === 'writable') threadBlocker.writable(w.ring, w.seq, w.deadline);
+      else threadBlocker.sleep(w.deadline);
+    }
+  }
+
+  /**
+   * The reactor's two steps of every call, IDLE and CALL; every other phase in advanceRare. Apart,
+   * so this function is small: V8 gives a function its feedback vector (and queues it for its
+   * baseline compiler) only after it has run about eight times its own bytecode, and a reactor
+   * called now and then runs all of it in the interpreter until then (docs/PERFORMANCE.md,
+   * "Session 12: row 3"). With the other phases in it, `advance` needed 12-20 calls for that.
+   */
   private advance(): Step {
     for (;;) {
-      switch (this.phase) {
-        case 'boot':
-          this.boot();
-          break;
-        case 'main':
-        case 'init':
-        case 'call': {
-          const current = this.current!;
-          // A dedicated worker calls the guest directly (one call frame less per call).
-          const value = this.placement.blocksThread ? current.fn() : this.placement.invoke(current.fn);
-          if (value === SUSPENDED) {
-            const wait = this.placement.pending();
-            return wait === null ? YIELD : { kind: 'wait', wait };
-          }
-          this.current = null;
-          // A guest that caught its own exit and returned still exits with the code it asked for.
-          if (this.dispatcher.ending !== null) return this.end(classify(this.dispatcher.ending));
-          if (this.phase === 'main') return this.end({ kind: 'exit', code: 0 });
-          // The memory counters are current when the root hears of the call's end (a call without
-          // buffers does not read the memory's size: see Dispatcher).
-          this.dispatcher.updateMemoryStats();
-          if (this.phase === 'init') {
-            this.post({ type: 'ready' });
-            this.phase = 'idle';
-          } else {
-            this.finishCall(Number(value) | 0);
-          }
-          break;
+      const phase = this.phase;
+      if (phase === IDLE) {
+        // The counter before the look: a call written in between still counts as news.
+        const calls = this.calls;
+        const seq = calls.writeSeq;
+        const request = this.reader!.readReusing();
+        if (request !== null) {
+          this.beginCall(request.bytes);
+          continue;
         }
-        case 'idle': {
-          // The counter before the look: a call written in between still counts as news.
-          const seq = this.calls.writeSeq;
-          const request = this.reader!.readReusing();
-          if (request !== null) {
-            this.beginCall(request.bytes);
-            break;
-          }
-          // The root closed the call ring: the reactor ends normally.
-          if (this.calls.closed && this.calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
-          this.idleWait.seq = seq;
-          return this.idleStep;
-        }
-        case 'result':
-        case 'closing': {
-          const seq = this.events.readSeq;
-          if (this.outbox.flush()) {
-            if (this.phase === 'closing') {
-              this.phase = 'ended';
-              break;
-            }
-            this.phase = 'idle';
-            break;
-          }
-          if (this.events.closed) {
-            this.outbox.discard();
-            if (this.phase === 'closing') {
-              this.phase = 'ended';
-              break;
-            }
-            throw new Error('the root stopped reading results');
-          }
-          return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
-        }
-        case 'ended':
-          return { kind: 'ended', outcome: this.outcome! };
+        // The root closed the call ring: the reactor ends normally.
+        if (calls.closed && calls.peekLength() < 0) return this.end(this.dispatcher.ending ? classify(this.dispatcher.ending) : { kind: 'exit', code: 0 });
+        this.idleWait.seq = seq;
+        return this.idleStep;
       }
+      if (phase === CALL) {
+        const current = this.current!;
+        const placement = this.placement;
+        // A dedicated worker calls the guest directly (one call frame less per call).
+        const value = placement.blocksThread ? current.fn() : placement.invoke(current.fn);
+        if (value === SUSPENDED) return this.suspended();
+        this.current = null;
+        const dispatcher = this.dispatcher;
+        // A guest that caught its own exit and returned still exits with the code it asked for.
+        if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
+        // The memory counters are current when the root hears of the call's end (a call without
+        // buffers does not read the memory's size: see Dispatcher).
+        dispatcher.updateMemoryStats();
+        this.finishCall(Number(value) | 0);
+        continue;
+      }
+      const step = this.advanceRare(phase);
+      if (step !== null) return step;
+    }
+  }
+
+  /** What a guest suspended in the middle waits for (shared placement), as a step. */
+  private suspended(): Step {
+    const wait = this.placement.pending();
+    return wait === null ? YIELD : { kind: 'wait', wait };
+  }
+
+  /** One step of a phase other than IDLE and CALL (see advance); null: go on with the next phase. */
+  private advanceRare(phase: Phase): Step | null {
+    switch (phase) {
+      case MAIN:
+      case INIT: {
+        const current = this.current!;
+        const placement = this.placement;
+        const value = placement.blocksThread ? current.fn() : placement.invoke(current.fn);
+        if (value === SUSPENDED) return this.suspended();
+        this.current = null;
+        const dispatcher = this.dispatcher;
+        // A guest that caught its own exit and returned still exits with the code it asked for.
+        if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
+        if (phase === MAIN) return this.end({ kind: 'exit', code: 0 });
+        dispatcher.updateMemoryStats();
+        this.post({ type: 'ready' });
+        this.phase = IDLE;
+        return null;
+      }
+      case RESULT:
+      case CLOSING: {
+        const seq = this.events.readSeq;
+        if (this.outbox.flush()) {
+          this.phase = phase === CLOSING ? ENDED : IDLE;
+          return null;
+        }
+        if (this.events.closed) {
+          this.outbox.discard();
+          if (phase === CLOSING) {
+            this.phase = ENDED;
+            return null;
+          }
+          throw new Error('the root stopped reading results');
+        }
+        return { kind: 'wait', wait: { what: 'writable', ring: this.events, seq, deadline: Infinity } };
+      }
+      case BOOT:
+        this.boot();
+        return null;
+      default:
+        // ENDED (advance never passes IDLE or CALL here).
+        return { kind: 'ended', outcome: this.outcome! };
     }
   }
 
@@ -487,7 +581,7 @@ export class PartitionContext {
         return value;
       },
     };
-    this.phase = init.kind === 'reactor' ? 'init' : 'main';
+    this.phase = init.kind === 'reactor' ? INIT : MAIN;
   }
 
   private beginCall(bytes: Uint8Array): void {
@@ -499,27 +593,41 @@ export class PartitionContext {
       this.refuel(callFuel > 0 ? callFuel : init.fuel);
     }
     const start = CALL_HEADER + (bytes[8]! | (bytes[9]! << 8));
-    const target = this.callTarget(bytes, CALL_HEADER, start);
+    // The export the call names: the last one's, when the name's bytes are the same (compared
+    // in place, here: a reactor called now and then runs this in V8's interpreter, where each
+    // function called costs, docs/PERFORMANCE.md, "Session 12: row 3"); else looked up.
+    let target = this.lastTarget;
+    if (target !== null) {
+      const key = target.key;
+      if (key.length !== start - CALL_HEADER) target = null;
+      else
+        for (let i = 0; i < key.length; i++)
+          if (key[i] !== bytes[CALL_HEADER + i]) {
+            target = null;
+            break;
+          }
+    }
+    target ??= this.callTarget(bytes, CALL_HEADER, start);
     // The message is the reader's buffer, which it reuses for the next call: the input stays in
     // it (no second copy) and is zeroed by endCall; the header is zeroed now.
     this.dispatcher.beginCall(bytes.subarray(start), init.maxOutputBytes);
     bytes.fill(0, 0, start);
-    // The time since the last call ended: the reactor's wait for this one.
+    // resumeClock, inline; and the time since the last call ended: the reactor's wait for this one.
     const idleSince = this.idleSince;
-    this.resumeClock();
-    if (idleSince >= 0 && this.busySince !== null) this.callGaps.add((this.busySince - idleSince) * 1000);
+    let since = this.busySince;
+    if (since === null) since = this.busySince = Number(hrtimeNs()) / 1e6;
+    this.governor?.resume();
+    if (idleSince >= 0) this.callGaps.add((since - idleSince) * 1000);
     this.idleSince = -1;
     this.current = target;
-    this.phase = 'call';
+    this.phase = CALL;
   }
 
   /**
-   * The export a call names, as the entry `current` takes: the last one is kept, so a reactor
-   * called on one export decodes and looks up its name once, not per call.
+   * The export a call names, looked up, as the entry `current` takes; kept, so a reactor called
+   * on one export decodes and looks up its name once, not per call (beginCall compares it).
    */
-  private callTarget(message: Uint8Array, from: number, to: number): { fn: () => unknown; name: string } {
-    const last = this.lastTarget;
-    if (last !== null && sameBytes(last.key, message, from, to)) return last;
+  private callTarget(message: Uint8Array, from: number, to: number): { key: Uint8Array; fn: () => unknown; name: string } {
     const name = message.slice(from, to);
     const decoded = decoder.decode(name);
     const fn = this.instance!.exports[decoded];
@@ -533,17 +641,27 @@ export class PartitionContext {
   private finishCall(ret: number): void {
     const output = this.dispatcher.endCall();
     this.pauseClock();
+    // The common case: nothing queued before it and room in the ring now. The result goes in as
+    // one record, its status the record's 4-byte prefix (little-endian, as the root reads it),
+    // and the reactor is idle at once (what the outbox's pushPair and a flush would come to, in
+    // one call instead of five).
+    const events = this.events;
+    if (this.outbox.empty && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(EventKind.RESULT, ret, output)) {
+      output.fill(0);
+      this.phase = IDLE;
+      return;
+    }
     this.resultView.setInt32(0, ret, true);
     // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
     this.outbox.pushPair(EventKind.RESULT, this.resultHeader, output, output);
-    this.phase = 'result';
+    this.phase = RESULT;
   }
 
   /** Ends the run with `outcome` and cleans up (once: flush devices, close WASI, scrub memory). */
   private end(outcome: WorkerOutcome): Step {
     if (this.outcome === null) {
       this.outcome = outcome;
-      this.phase = 'closing';
+      this.phase = CLOSING;
       this.cleanup();
     }
     // What the run wrote (its last lines, flushed by the console's close) reaches the ring
@@ -599,7 +717,7 @@ export class PartitionContext {
       this.cleanup();
     }
     this.outbox.discard();
-    this.phase = 'ended';
+    this.phase = ENDED;
     return this.outcome;
   }
 }
@@ -611,28 +729,5 @@ export class PartitionContext {
  * process's spin budget `spin` (the worker's boot data; null: never spin).
  */
 export function runDedicated(init: WorkerInit, post: (message: WorkerMessage) => void, spin: SharedArrayBuffer | null = null): WorkerOutcome {
-  const context = new PartitionContext(init, blockingPlacement, post);
-  const budget = new SpinBudget(spin ?? SpinBudget.allocate(0));
-  const calls = context.calls;
-  // One closure for every poll (not one per wait): true once a call was written since `seq`.
-  let seq = 0;
-  const called = (): boolean => calls.writeSeq !== seq;
-  for (;;) {
-    const step = context.resume();
-    if (step.kind === 'ended') return step.outcome;
-    if (step.kind === 'yield') continue;
-    const w = step.wait;
-    if (w.what === 'readable') {
-      if (context.idle) context.pauseClock();
-      if (w.ring === calls) {
-        // Poll a moment for the next call when calls have been coming that fast (the context
-        // times its calls' gaps), and a core is free.
-        seq = w.seq;
-        if (!spinUntil(called, init.spinMicros, context.callGaps, budget)) threadBlocker.readable(calls, seq, w.deadline);
-        continue;
-      }
-      threadBlocker.readable(w.ring, w.seq, w.deadline);
-    } else if (w.what === 'writable') threadBlocker.writable(w.ring, w.seq, w.deadline);
-    else threadBlocker.sleep(w.deadline);
-  }
+  return new PartitionContext(init, blockingPlacement, post).runBlocking(spin);
 }

@@ -41,12 +41,13 @@ describe('GuestMemory: transfers that do not fit their host buffer', () => {
     const { gm } = bound(1024, 100);
     expect(gm.check(0, 100)).toBe(HvStatus.SUCCESS);
     expect(gm.check(0, 101)).toBe(HvStatus.TOO_LARGE);
-    expect(gm.fitAt(1024, 0, 100, 0, 100)).toBe(true);
-    expect(gm.fitAt(1024, 0, 101, 0, 0)).toBe(false);
-    expect(gm.fitAt(1024, 0, 0, 0, 101)).toBe(false);
-    expect(gm.fitAt(1024, 924, 100, 1024, 0)).toBe(true);
-    expect(gm.fitAt(1024, 925, 100, 0, 0)).toBe(false);
-    expect(gm.fitAt(1024, 0, 0, 925, 100)).toBe(false);
+    // fitSize: the size when both windows fit, else -1 - size.
+    expect(gm.fitSize(0, 100, 0, 100)).toBe(1024);
+    expect(gm.fitSize(0, 101, 0, 0)).toBe(-1025);
+    expect(gm.fitSize(0, 0, 0, 101)).toBe(-1025);
+    expect(gm.fitSize(924, 100, 1024, 0)).toBe(1024);
+    expect(gm.fitSize(925, 100, 0, 0)).toBe(-1025);
+    expect(gm.fitSize(0, 0, 925, 100)).toBe(-1025);
   });
 });
 

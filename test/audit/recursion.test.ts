@@ -35,7 +35,10 @@ const ALLOWED = new Map([
     'host/partition/run.ts WorkerRun.drain | host/partition/run.ts WorkerRun.fail | host/partition/run.ts WorkerRun.finish',
     'a drain that fails sets drainFailed before fail(); finish() sets ended first, so the drain it runs returns at once (depth 2)',
   ],
-  ['host/worker/context.ts PartitionContext.advance | host/worker/context.ts PartitionContext.end', "end() sets the phase to 'closing' before advance(), which calls end() only from 'main' or 'serving' (depth 2)"],
+  [
+    'host/worker/context.ts PartitionContext.advance | host/worker/context.ts PartitionContext.advanceRare | host/worker/context.ts PartitionContext.end',
+    'end() sets the phase to CLOSING before advance(), which calls end() (itself or through advanceRare) only from IDLE, CALL, MAIN or INIT (depth 2)',
+  ],
   ['host/security/audit.ts AuditLog.syncSoon | host/security/audit.ts AuditLog.syncSoon.<anonymous:417>', "the audit log's next fdatasync is started from the previous one's completion callback (libuv), on a fresh stack"],
   // Host-written, bounded structures.
   ['host/security/canonical.ts write', 'canonical JSON of host-built or schema-checked values; depth capped at MAX_DEPTH (32), deeper is ERR_INVALID_ARGUMENT'],
