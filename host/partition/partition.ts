@@ -167,6 +167,9 @@ const encoder = new TextEncoder();
 const NO_INPUT = new Uint8Array(0);
 const NO_OPTIONS: CallOptions = Object.freeze({});
 
+/** Appended to a call's over-budget message when the partition never took the call from its ring (see callOverBudget). */
+const NOT_TAKEN = '; the partition had not taken the call (still unread in its call ring: the guest never started it)';
+
 /**
  * The root's handle on one child partition. It owns the lifecycle, the console input and, for a
  * reactor, the call queue and the restart policy; each worker's lifetime is a WorkerRun.
@@ -676,11 +679,17 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     return true;
   }
 
-  /** The outcome of a call that ran past its budget: built only when the watchdog fires, one closure for every call. */
+  /**
+   * The outcome of a call that ran past its budget: built only when the watchdog fires, one
+   * closure for every call. When the call is still unread in the call ring the message says so:
+   * the guest never ran it, and the time went to the worker not taking it (a lost wake-up, a
+   * stalled worker or process), not to the call (issue #16 looked like a slow call for hours).
+   */
   private readonly callOverBudget = (): WorkerOutcome => {
     const call = this.inFlight;
     const what = call === null ? 'a call' : `call to ${call.name}`;
-    return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `${what} in partition ${this.name} exceeded its budget of ${call?.timeoutMs ?? 0} ms` };
+    const untaken = call !== null && this.run?.callUntaken === true ? NOT_TAKEN : '';
+    return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `${what} in partition ${this.name} exceeded its budget of ${call?.timeoutMs ?? 0} ms${untaken}` };
   };
 
   private onResult(run: WorkerRun, ret: number, output: Uint8Array): void {

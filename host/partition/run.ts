@@ -96,6 +96,13 @@ export class WorkerRun {
   /** When the call at the head was sent, or became the head (its predecessor's result was read). */
   private callSentAt = 0;
   /**
+   * Where the call at the head, and the one sent ahead behind it, begin in the call ring (its
+   * free-running write position before each was written): `callUntaken` compares the worker's
+   * read position with it.
+   */
+  private headCallAt = 0;
+  private aheadCallAt = 0;
+  /**
    * How long this run's recent calls took to answer, µs: the root polls only when that is short;
    * for its first call, as the process's recent first calls say (SpinChoice).
    */
@@ -283,6 +290,7 @@ export class WorkerRun {
     this.callSentAt = performance.now();
     this.callSent();
     const calls = this.calls;
+    this.headCallAt = calls.headPosition;
     // The common case, a call that fits the ring now: one record, written from its two parts
     // (tryWriteParts says whether there is room; a record that can never fit goes chunked).
     if (header.bytes.length + input.length <= calls.maxRecord) {
@@ -324,10 +332,28 @@ export class WorkerRun {
     const parts = this.callParts;
     parts[0] = header.bytes;
     parts[1] = input;
+    const at = calls.headPosition;
     const written = calls.tryWriteParts(CallKind.CALL, parts);
     parts[1] = EMPTY;
-    if (written) this.callSent();
+    if (written) {
+      this.aheadCallAt = at;
+      this.callSent();
+    }
     return written;
+  }
+
+  /**
+   * True when the call at the head (the one whose budget runs) is still unread in the call ring:
+   * the worker has not taken it, so its guest never started it (a diagnostic for a budget that
+   * fires, see Partition.callOverBudget). Reads the ring's read position, consumes nothing. For
+   * a partition process, the root's ring keeps a record until the child's copy has been read
+   * (host/channel/mirror.ts), so the answer is the child's. False when no call is in flight; a
+   * large call the worker has begun to read counts as taken.
+   */
+  get callUntaken(): boolean {
+    if (this.ended || this.pending === 0) return false;
+    // Free-running u32 positions: the read position has not passed the call's first byte.
+    return ((this.calls.tailPosition - this.headCallAt) | 0) <= 0;
   }
 
   /** Counts a call sent: the root is busy while it has calls in flight, and holds a place in the spin budget. */
@@ -584,6 +610,7 @@ export class WorkerRun {
     this.quickest = micros < this.quickest ? micros : this.quickest + (micros - this.quickest) / 16;
     // A call sent ahead is the head now: it started at the latest when this result was written.
     this.callSentAt = now;
+    this.headCallAt = this.aheadCallAt;
     return () => this.on.result(ret, bytes.subarray(4));
   }
 
