@@ -27,7 +27,7 @@ import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { Hypervisor } from '../dist/index.js';
-import { channelThroughput, OPEN, partitionsThroughput } from './lib/net.mjs';
+import { channelThroughput, partitionRtt, partitionsThroughput } from './lib/net.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -43,31 +43,6 @@ function pct(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
-
-async function partitionRtt(pings) {
-  const hv = new Hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs: 120_000 } });
-  try {
-    const pong = await hv.createPartition({ name: 'pong', module: new URL('net-pong.wasm', guests), args: ['quiet'], devices: { net: { segment: 'b', host: true, ...OPEN } } });
-    const ep = hv.attachNet('b');
-    let waiting = null;
-    ep.on('frame', () => waiting?.());
-    await pong.start();
-    const times = [];
-    for (let i = 0; i < pings; i++) {
-      const t0 = performance.now();
-      await new Promise((resolve) => {
-        waiting = resolve;
-        ep.send(pong.netAddress, `ping ${i}`);
-      });
-      times.push((performance.now() - t0) * 1000);
-    }
-    ep.send(pong.netAddress, 'bye');
-    await pong.exited;
-    return times.sort((x, y) => x - y);
-  } finally {
-    await hv.close();
-  }
-}
 
 async function channelRtt(pings) {
   const w = new Worker(`require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m))`, { eval: true });
@@ -112,7 +87,7 @@ for (const [size, frames] of [[64, Number(values.frames64)], [1500, Number(value
   }
 }
 const pings = Number(values.pings);
-const ours = await partitionRtt(pings);
+const ours = await partitionRtt(Hypervisor, guests, pings);
 const base = await channelRtt(pings);
 console.log(`\nPing round trip, ${pings} sequential pings from the root`);
 console.log(`  wasmvisor net (host endpoint -> pong guest -> back)  median ${fmt(pct(ours, 50), 1)} us  p99 ${fmt(pct(ours, 99), 1)} us`);

@@ -27,3 +27,8 @@ export interface ChannelRun {
 
 export declare function partitionsThroughput(Hypervisor: unknown, guests: URL, frames: number, size: number): Promise<PartitionsRun>;
 export declare function channelThroughput(frames: number, size: number): Promise<ChannelRun>;
+/**
+ * Round trips of `pings` sequential pings from the root to the pong guest, µs, sorted; `timeoutMs`
+ * is the pong's wall-clock budget (default 120000). Rejects as soon as the pong ends early.
+ */
+export declare function partitionRtt(Hypervisor: unknown, guests: URL, pings: number, timeoutMs?: number): Promise<number[]>;

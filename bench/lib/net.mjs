@@ -1,8 +1,14 @@
 /**
- * The network throughput measurement, shared by bench/net.mjs and the bench guard in `npm test`
- * (test/bench/net-guard.test.ts): two partitions on one segment vs two workers on a bare
- * MessageChannel, each timed from its first frame to its last at the receiver. The Hypervisor
- * class and the guests' folder are passed in (the bench uses dist/, the tests host/).
+ * The network measurements, shared by bench/net.mjs and the tests (test/bench/): the throughput
+ * of two partitions on one segment vs two workers on a bare MessageChannel, each timed from its
+ * first frame to its last at the receiver (the bench guard in `npm test`,
+ * test/bench/net-guard.test.ts), and the ping round trip from the root to a pong guest. The
+ * Hypervisor class and the guests' folder are passed in (the bench uses dist/, the tests host/).
+ *
+ * Every wait on a guest is settled by the guest's end too: a partition that ends, traps or is
+ * killed before it has done its part fails the measurement at once, naming the partition and how
+ * it ended (before, a pong that ended left bench/net.mjs awaiting an answer for ever: Node exited
+ * 13, "unsettled top-level await", with no message).
  */
 import { Worker } from 'node:worker_threads';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -26,6 +32,19 @@ function threadCpu() {
     }
   }
   return cpu;
+}
+
+/** How a partition's run ended, in words: its exit code, or its state, error code and message. */
+function ending(exit) {
+  return exit.reason === 'exit' ? `exited with code ${exit.code}` : `ended ${exit.state} with ${exit.reason}: ${exit.error?.message ?? 'no message'}`;
+}
+
+/** The partition's exit once it exits with code 0; rejects, naming it and how it ended, otherwise. */
+function cleanExit(p, role) {
+  return p.exited.then((exit) => {
+    if (exit.reason === 'exit' && exit.code === 0) return exit;
+    throw new Error(`bench: the ${role} (partition ${p.name}) ${ending(exit)}`);
+  });
 }
 
 export async function partitionsThroughput(Hypervisor, guests, frames, size) {
@@ -56,7 +75,8 @@ export async function partitionsThroughput(Hypervisor, guests, frames, size) {
     const sampler = setInterval(() => threadCpu().forEach((v, k) => last.set(k, v)), 25);
     await tx.start();
     const before = threadCpu();
-    const [rxExit, txExit] = await Promise.all([rx.exited, tx.exited]);
+    // The first of the two to fail ends the measurement (hv.close() below ends the other).
+    const [rxExit, txExit] = await Promise.all([cleanExit(rx, 'receiver'), cleanExit(tx, 'sender')]);
     clearInterval(sampler);
     threadCpu().forEach((v, k) => last.set(k, v));
     // The two busiest threads besides this one are the workers; the sender's started last.
@@ -67,8 +87,50 @@ export async function partitionsThroughput(Hypervisor, guests, frames, size) {
       .slice(0, 2)
       .sort((a, b) => a[0] - b[0]);
     const cpu = workers.length === 2 ? { rx: workers[0][1], tx: workers[1][1], root: (last.get(process.pid) ?? 0) - (before.get(process.pid) ?? 0) } : null;
-    if (txExit.code !== 0) throw new Error(`bench: the sender ended ${txExit.reason} ${txExit.code}`);
+    if (!Number.isFinite(ns)) throw new Error(`bench: the receiver (partition rx) exited without its "received N in T ns" line`);
     return { ms: ns / 1e6, received, lost: frames - received, queueDrops: rxExit.metrics.net.rxQueueDrops, direct: txExit.metrics.net.switchedDirect, cpu };
+  } finally {
+    await hv.close();
+  }
+}
+
+/**
+ * Round trips of a ping: the root's host endpoint sends "ping i" to the pong guest and waits for
+ * its answer, `pings` times in sequence; each round trip in µs, sorted. `timeoutMs` is the pong's
+ * wall-clock budget. A pong that ends before the last answer (it trapped, was killed by its
+ * budget, or gave up after 10 s without a frame) rejects the wait for its answer at once.
+ */
+export async function partitionRtt(Hypervisor, guests, pings, timeoutMs = 120_000) {
+  const hv = new Hypervisor({ defaultLimits: { memoryPages: 16, timeoutMs } });
+  try {
+    const pong = await hv.createPartition({ name: 'pong', module: new URL('net-pong.wasm', guests), args: ['quiet'], devices: { net: { segment: 'b', host: true, ...OPEN } } });
+    const ep = hv.attachNet('b');
+    // The ping in flight's settlers (any frame from the pong is its answer), and the pong's end.
+    let answered = null;
+    let failed = null;
+    let ended = null;
+    const times = [];
+    const endedEarly = () => new Error(`bench: the pong guest (partition ${pong.name}) ${ending(ended)} after answering ${times.length} of ${pings} pings`);
+    ep.on('frame', () => answered?.());
+    void pong.exited.then((exit) => {
+      ended = exit;
+      failed?.(endedEarly());
+    });
+    await pong.start();
+    for (let i = 0; i < pings; i++) {
+      if (ended !== null) throw endedEarly();
+      const t0 = performance.now();
+      await new Promise((resolve, reject) => {
+        answered = resolve;
+        failed = reject;
+        ep.send(pong.netAddress, `ping ${i}`);
+      });
+      times.push((performance.now() - t0) * 1000);
+    }
+    answered = failed = null;
+    ep.send(pong.netAddress, 'bye');
+    await cleanExit(pong, 'pong guest');
+    return times.sort((x, y) => x - y);
   } finally {
     await hv.close();
   }
