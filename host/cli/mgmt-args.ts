@@ -1,8 +1,16 @@
 /**
- * Argument helpers of the management commands (serve, token, cert and the remote client).
- * intOption and usage repeat the two private helpers of main.ts, on purpose for now: main.ts is
- * being split into one file per subcommand (the `usage` work), which gives them one home; then
- * these go.
+ * Argument helpers of the management commands (serve, token, cert, lab and the remote client):
+ * node:util's parseArgs, its complaints worded as host/cli/options.ts words its own. The two
+ * parsers stay apart because their documented and tested messages differ (host/cli/options.ts
+ * serves the guest-running commands from option tables that also make their help):
+ * a missing value (`--port needs a value; see …` here, `--timeout needs a value <ms>; see …`
+ * there), a flag given a value (`--dashboard takes no value; see …` here, `… takes no value, got
+ * "yes"` there), a number (`--port must be a whole number, got "x"` here, `--timeout: expected …`
+ * there), the guest hint of an unknown option (the remote run takes guest arguments only after
+ * `--`), a subcommand's name beside its help's (`token list: …; see wasmvisor token --help`),
+ * the positional counts each command words itself, and help written by hand rather than made
+ * from a table. What both follow: a value is taken as given even when it starts with '-'
+ * (valuesAsGiven), and an unknown option names the nearest known one.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
@@ -34,7 +42,7 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
   { positionalHint = false, help = command.split(' ')[0]! }: { positionalHint?: boolean; help?: string } = {},
 ): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs(config);
+    return parseArgs(config.args === undefined ? config : { ...config, args: valuesAsGiven(config.args, config.options) });
   } catch (error) {
     const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
     const code = (error as NodeJS.ErrnoException).code;
@@ -59,6 +67,33 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
     if (flag !== null) throw new InvalidArgumentError(`${flag[1]} takes no value${see}`);
     throw new InvalidArgumentError(`${command}: ${message}${see}`);
   }
+}
+
+/**
+ * Joins each option that takes a value to the next argument when that one starts with '-'
+ * (`--port -1` → `--port=-1`, `-t -1` → `--tail=-1` when `t` is short for it), up to `--`: a value
+ * is taken as given, as every other command takes it (host/cli/options.ts), so `--port -1` is a
+ * bad port (`--port must be a whole number, got "-1"`), not node:util's "argument is
+ * ambiguous". Anything else is passed on unchanged: an option that already carries `=value`, a
+ * flag, an unknown option (parseArgs names it), or a value that does not start with '-' (which
+ * parseArgs takes as the value itself).
+ */
+function valuesAsGiven(args: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    const long = arg.startsWith('--') ? arg.slice(2) : /^-[^-]$/.test(arg) ? Object.keys(options).find((k) => options[k]!.short === arg[1]) : undefined;
+    if (long !== undefined && Object.hasOwn(options, long) && options[long]!.type === 'string' && next !== undefined && next.startsWith('-')) {
+      out.push(`--${long}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 /** Refuses positional arguments a management command does not take, as usage() words it. */

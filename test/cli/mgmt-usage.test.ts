@@ -32,6 +32,11 @@ const refusals: [string[], string][] = [
   [['serve', 'extra'], 'serve takes no arguments, got an extra argument "extra"; see wasmvisor serve --help'],
   [['serve', '--port'], '--port needs a value; see wasmvisor serve --help'],
   [['serve', '--dashboard=yes'], '--dashboard takes no value; see wasmvisor serve --help'],
+  // A value is taken as given, even when it starts with '-' (as for run, host/cli/options.ts):
+  // a bad port, not node:util's "Option '--port' argument is ambiguous".
+  [['serve', '--port', '-1'], '--port must be a whole number, got "-1"'],
+  [['serve', '--port=-1'], '--port must be a whole number, got "-1"'],
+  [['lab', '--port', '-1'], '--port must be a whole number, got "-1"'],
   // Without --tls-self-signed the names were ignored and the host served plain HTTP.
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
@@ -44,6 +49,7 @@ const refusals: [string[], string][] = [
   [['disks', 'extra'], 'disks takes no arguments, got an extra argument "extra"; see wasmvisor disks --help'],
   [[...remote, 'ps', '--jsn'], 'ps: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'logs', '--tial', '3', 'web'], 'logs: unknown option --tial; did you mean --tail?; see wasmvisor --help'],
+  [[...remote, 'logs', '--tail', '-3', 'web'], '--tail must be a whole number, got "-3"'],
   [[...remote, 'run', '--nme', 'web', 'g.wasm'], 'run: unknown option --nme; did you mean --name? (to pass it to the guest, put it after --); see wasmvisor --help'],
   [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
