@@ -201,8 +201,9 @@ export class SharedRing {
    * there is none now (or the ring is closed). The record is not visible until commit().
    */
   private reserve(kind: number, length: number): number {
-    // The control block directly, not through the `closed` getter (nor `put`): a reactor's worker writes each result through here, in V8's interpreter when it is called
-    // rarely (docs/PERFORMANCE.md, row 3), where every call of a function costs.
+    // The control block directly, not through the `closed` getter (nor `put`): a reactor's worker
+    // writes each result through here, in V8's interpreter when it is called rarely
+    // (docs/PERFORMANCE.md, row 3), where every call of a function costs.
     if (length > this.maxRecord || kind < 0 || kind > 255) this.unfit(kind, length);
     const ctl = this.ctl;
     if (Atomics.load(ctl, CLOSED) !== 0) return -1;
