@@ -596,16 +596,20 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
     const bytes = await readModuleSource(source as ModuleSource, this.maxModuleBytes);
+    const { memoryPages, fuel, cpu } = resolveLimits(limits, this.defaults, 'limits');
     const inspection = await inspectModule(bytes, {
       maxModuleBytes: this.maxModuleBytes,
       policy: {
-        memoryPages: limits.memoryPages ?? this.defaults.memoryPages,
+        memoryPages,
         tableElements: limits.tableElements ?? this.defaults.tableElements,
         imports: allowedImports(options.wasi === true),
         moduleLimits: this.moduleLimits,
         ...(options.kind === 'reactor' ? { requiredExports: REACTOR_EXPORTS } : {}),
       },
       ...(options.sha256 !== undefined ? { expectedSha256: options.sha256 } : {}),
+      // As createPartition loads it: a fuel limit or a CPU cap meters the module, and code the
+      // meter cannot see (table.fill, ...) is refused.
+      fuel: fuel !== undefined || cpu !== null,
     });
     if (inspection.verdict.admitted && this.security.policy !== null) {
       try {
@@ -613,7 +617,6 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
         const admission = this.security.admit(bytes, { detachedSignature: detached });
         // As createPartition: the spec these limits, WASI and devices make is held to the
         // admitting rule's grants (ERR_POLICY_DENIED), a default it did not set included.
-        const { memoryPages, fuel } = resolveLimits(limits, this.defaults, 'limits');
         const ask = { devices: resolveDevices(options.devices), memoryPages, memoryPagesDefault: limits.memoryPages === undefined, fuel: fuel ?? null, wasi: options.wasi === true ? {} : undefined };
         this.security.checkGrants(admission, partitionAsk('(inspected)', ask));
       } catch (error) {

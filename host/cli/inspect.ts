@@ -89,6 +89,7 @@ export async function inspect(argv: string[]): Promise<number> {
     ...(memoryPages !== undefined ? { memoryPages } : {}),
     ...(m?.limits?.tableElements !== undefined ? { tableElements: m.limits.tableElements } : {}),
     ...(m?.limits?.fuel !== undefined ? { fuel: m.limits.fuel } : {}),
+    ...(m?.limits?.cpu !== undefined ? { cpu: m.limits.cpu } : {}),
   };
   // The devices run (console, clock, entropy) or call (none) would grant, or the manifest's: a
   // policy's grants are judged for them, as run and call are held to them.

@@ -107,7 +107,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     'clock-resolution': value('<ms>', 'clock resolution', numberIn(ClockSchema.properties.resolutionMs), { default: '1' }),
     deterministic: flag('fixed clocks and a fixed entropy seed (for teaching and tests)'),
     seed: value('<string>', 'seed the entropy device (a reproducible stream)', text),
-    segment: value('<name>', 'the virtual switch segment the net device plugs into', stringIn(NetSchema.properties.segment), { default: 'cli' }),
+    segment: value('<name>', 'the virtual switch segment the net device plugs into (refused without net)', stringIn(NetSchema.properties.segment), { default: 'cli' }),
     sha256: value('<hex>', 'refuse the module unless its SHA-256 is this (ERR_INTEGRITY)', stringIn(PartitionSpecSchema.properties.sha256)),
     disk: value('<MiB>', 'grant a persistent, encrypted block device of this size (1..4096)', numberIn(BlockSchema.properties.sizeMiB), {
       grants: 'a persistent block device',
@@ -219,6 +219,16 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     if (grant.has('entropy')) devices.entropy = true;
     if (grant.has('net')) devices.net = { segment: values.segment ?? 'cli' };
     if (grant.has('attestation')) devices.attestation = true;
+  }
+  // A flag that configures a device the partition is not granted is refused, not ignored: the
+  // user asked for a behaviour (a segment, a resolution, a seed, a rate limit) the run would not
+  // have, and silence would let them believe it had.
+  const granted = (device: 'console' | 'clock' | 'entropy' | 'net'): boolean => devices[device] !== undefined && devices[device] !== false;
+  for (const [flag, device] of [['segment', 'net'], ['clock-resolution', 'clock'], ['seed', 'entropy'], ['output-rate', 'console']] as const) {
+    if (values[flag] !== undefined && !granted(device)) {
+      const by = values.devices !== undefined ? 'by --devices' : base !== null ? 'by the manifest' : kind === 'run' ? "among run's default devices (console, clock, entropy)" : 'to call by default (no devices)';
+      throw new InvalidArgumentError(`--${flag} configures the ${device} device, which is not granted ${by}: add ${device} to --devices, or drop --${flag}`);
+    }
   }
   const clock = devices.clock;
   if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {

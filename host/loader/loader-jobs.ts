@@ -17,7 +17,7 @@ import { compileHere } from './compile.ts';
 import { instrumenterHealthy } from './instrument.ts';
 import type { LoaderRequest, LoaderResponse } from './offthread.ts';
 import { transferable } from './offthread.ts';
-import { describeModule, prepareModule, threadCounters, type InspectRequest, type PrepareRequest } from './pipeline.ts';
+import { describeMetered, prepareModule, threadCounters, type InspectRequest, type PrepareRequest } from './pipeline.ts';
 
 /** A job's value, and the buffers in it that may be transferred (owned by nobody here). */
 interface JobResult {
@@ -46,7 +46,7 @@ const jobs = new Map<string, (payload: never) => Promise<JobResult>>([
       return { value, transfer: transferable(value.bytes) };
     },
   ],
-  ['inspect', async (payload: InspectRequest) => ({ value: describeModule(payload), transfer: [] })],
+  ['inspect', async (payload: InspectRequest) => ({ value: await describeMetered(payload), transfer: [] })],
   ['counters', async () => ({ value: { ...threadCounters }, transfer: [] })],
   ['compile', async (payload: Uint8Array) => ({ value: await compileHere(payload), transfer: [] })],
 ]);

@@ -262,6 +262,11 @@ export interface InspectRequest {
   readonly bytes: Uint8Array;
   readonly policy: LoadPolicy;
   readonly integrity: IntegrityOptions;
+  /**
+   * Judge it as a metered load would (a fuel limit or a CPU cap): an admitted module is also
+   * instrumented, and what the instrumenter refuses is the verdict. Default false.
+   */
+  readonly fuel?: boolean;
 }
 
 function integrityOf(options: LoadOptions): IntegrityOptions {
@@ -286,20 +291,28 @@ export async function prepareModule(request: PrepareRequest): Promise<PreparedAn
   checkIntegrity(measurement, integrity);
   const clamped = applyClampPlan(original, info, plan);
   const key = cacheKey(measurement, plan, fuel, suspendable);
-  if (fuel) {
-    const code = info.sections.find((span) => span.id === SectionId.CODE);
-    const codeBytes = code === undefined ? 0 : code.end - code.payloadStart;
-    checkBound(policy.moduleLimits, 'meteredCodeBytes', codeBytes, `the code section of this metered module has ${codeBytes} bytes`);
-  }
   let instrumented: PreparedAnswer['instrumented'] = null;
   let bytes = clamped;
   if (fuel) {
     instrumented = instrumentedCache.has(key) ? 'hit' : 'miss';
     // A copy: the answer's buffer is transferred to the root, the cache keeps its own.
-    const transform = suspendable ? () => transformModule(clamped, true) : () => instrumentFuel(clamped).then((r) => r.bytes);
-    bytes = (await instrumentedBytes(key, clamped.length, transform)).slice();
+    bytes = (await meteredBytes(clamped, info, policy, key, suspendable)).slice();
   }
   return { measurement, exports: info.exports, callable: callableExports(info), plan, bytes, fuelMetered: fuel, originalSize: original.length, memoryInitial: info.memories[0]?.initial ?? 0, instrumented };
+}
+
+/**
+ * The metered module (loader thread): the metered code-section bound, then the instrumentation
+ * (cached by `key`). Throws what either refuses (ERR_LIMIT_MODULE, ERR_FEATURE_DENIED for code
+ * the meter cannot see): prepareModule for a load, describeMetered for an inspection, so the two
+ * never disagree.
+ */
+async function meteredBytes(clamped: Uint8Array, info: ModuleInfo, policy: LoadPolicy, key: string, suspendable: boolean): Promise<Uint8Array> {
+  const code = info.sections.find((span) => span.id === SectionId.CODE);
+  const codeBytes = code === undefined ? 0 : code.end - code.payloadStart;
+  checkBound(policy.moduleLimits, 'meteredCodeBytes', codeBytes, `the code section of this metered module has ${codeBytes} bytes`);
+  const transform = suspendable ? () => transformModule(clamped, true) : () => instrumentFuel(clamped).then((r) => r.bytes);
+  return instrumentedBytes(key, clamped.length, transform);
 }
 
 /** Exports a host may call: functions `() -> i32` whose names do not start with `_`. */
@@ -362,20 +375,45 @@ function instrumentedBytes(key: string, size: number, transform: () => Promise<U
  * Describes a module and says whether `loadModule` would admit it, without compiling.
  * Throws only when there is nothing to describe: unreadable or over the size cap, over a
  * structural bound, invalid, or using type forms the section reader refuses (GC, typed
- * references). Policy and integrity refusals are part of the answer. Runs on the loader's
- * thread; the description's size is bounded by the module bounds (imports, exports).
+ * references). Policy and integrity refusals are part of the answer, and with `fuel` the
+ * instrumenter's (as a metered load). Runs on the loader's thread; the description's size is
+ * bounded by the module bounds (imports, exports).
  */
 export async function inspectModule(source: ModuleSource, options: LoadOptions = {}): Promise<Inspection> {
   const policy = defaultPolicy(options.policy);
   validateIntegrityOptions(options);
 
   const bytes = await readModuleSource(source, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES);
-  const request: InspectRequest = { bytes, policy, integrity: integrityOf(options) };
+  const request: InspectRequest = { bytes, policy, integrity: integrityOf(options), fuel: options.fuel === true };
   return loaderThread().request<Inspection>('inspect', request, transferable(bytes));
 }
 
-/** The loader thread's side of `inspectModule`. */
+/**
+ * The loader thread's side of `inspectModule`: describeModule, and for a metered inspection
+ * (`request.fuel`) an admitted module is instrumented as prepareModule would, so a module the
+ * meter refuses (table.fill, ...; docs/ABI.md#fuel-metering) is refused here too. The
+ * instrumented bytes stay in the thread's cache for the load that may follow.
+ */
+export async function describeMetered(request: InspectRequest): Promise<Inspection> {
+  const { inspection, info } = describe(request);
+  const verdict = inspection.verdict;
+  if (request.fuel !== true || !verdict.admitted) return inspection;
+  try {
+    const clamped = applyClampPlan(request.bytes, info, verdict.plan);
+    await meteredBytes(clamped, info, request.policy, cacheKey(inspection.measurement, verdict.plan, true, false), false);
+  } catch (error) {
+    if (!(error instanceof WasmvisorError)) throw error;
+    inspection.verdict = { admitted: false, code: error.code, message: error.message };
+  }
+  return inspection;
+}
+
+/** Describes a module without metering it (see describeMetered). */
 export function describeModule(request: InspectRequest): Inspection {
+  return describe(request).inspection;
+}
+
+function describe(request: InspectRequest): { inspection: Inspection; info: ModuleInfo } {
   const { bytes, policy, integrity } = request;
   const measurement = measure(bytes);
   const { info, verdict } = judgeModule(bytes, measurement, policy);
@@ -391,7 +429,7 @@ export function describeModule(request: InspectRequest): Inspection {
       answer = { admitted: false, code: error.code, message: error.message };
     }
   }
-  return {
+  const inspection: Inspection = {
     measurement,
     size: bytes.length,
     imports: info.imports.map((imp) => (imp.kind === 'function' ? withSig(imp, sigOf(imp.typeIndex)) : imp)),
@@ -401,6 +439,7 @@ export function describeModule(request: InspectRequest): Inspection {
     start: info.start,
     verdict: answer,
   };
+  return { inspection, info };
 }
 
 function withSig<T extends object>(item: T, sig: FuncSig | undefined): T & { sig?: FuncSig } {

@@ -372,9 +372,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    // A call sent ahead still waits (it has not started): it counts as queued.
+    // A call sent ahead still waits (it has not started): it counts as queued. A call the idle
+    // reactor starts at once waits behind nothing, so it never counts: with maxQueuedCalls 0 a
+    // reactor takes one call at a time (every call was ERR_BUSY).
     const queued = this.queue.length + (this.ahead ? 1 : 0);
-    if (queued >= this.config.maxQueuedCalls) {
+    if (queued >= this.config.maxQueuedCalls && !(queued === 0 && this.inFlight === null && this.takesCallNow())) {
       return Promise.reject(new BusyError(`partition ${this.name} has ${queued} calls queued, the limit (limits.maxQueuedCalls)`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -643,6 +645,15 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       queueMicrotask(this.pollSoon);
     }
   };
+
+  /**
+   * Whether the instance can be sent a call now: sendNext's first test (written out there too,
+   * on every call's path, where a rarely-called reactor pays each function call).
+   */
+  private takesCallNow(): boolean {
+    const run = this.run;
+    return this.ready && run !== null && this.stopping === null && run.accepting;
+  }
 
   /** Sends the next queued call if the reactor is idle, or ahead of it when it runs one; true if one was sent or settled. */
   private sendNext(): boolean {

@@ -8,7 +8,7 @@ import { CloneType, Type, type Static } from '@sinclair/typebox';
 import { DevicesSchema } from './devices.ts';
 import { AbortSignalObject, ArrayBufferObject, CLOSED, Name, Sha256, Timeout, UrlObject } from './kinds.ts';
 import { PartitionLimitsSchema, RestartSchema } from './limits.ts';
-import { WasiSchema } from './wasi.ts';
+import { NO_NUL, WasiSchema } from './wasi.ts';
 
 /** Where a partition runs (host/scheduler/). */
 export const PlacementSchema = Type.Union([Type.Literal('dedicated'), Type.Literal('shared')], {
@@ -39,7 +39,8 @@ export const partitionSpecFields = {
   module: ModuleSourceSchema,
   sha256: Type.Optional(Sha256("Pins the module's measurement: a different SHA-256 refuses it with ERR_INTEGRITY.")),
   signature: Type.Optional(SignatureSourceSchema),
-  args: Type.Optional(Type.Array(Type.String(), { description: 'Arguments the guest reads with ARGS_GET. At most 64 KiB together.' })),
+  // ARGS_GET writes each argument NUL-terminated: one with a NUL in it would reach the guest cut there.
+  args: Type.Optional(Type.Array(Type.String({ pattern: NO_NUL, title: 'a string without NUL characters' }), { description: 'Arguments the guest reads with ARGS_GET (each without NUL). At most 64 KiB together.' })),
   limits: Type.Optional(PartitionLimitsSchema),
   devices: Type.Optional(DevicesSchema),
   kind: Type.Optional(

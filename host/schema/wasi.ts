@@ -8,7 +8,8 @@ import { InvalidArgumentError } from '../errors.ts';
 import { MAX_WASI_BLOCK_BYTES, MAX_WASI_STRINGS } from '../limits/sizes.ts';
 import { CLOSED } from './kinds.ts';
 
-const NO_NUL = '^[^\\u0000]*$';
+/** A string without NUL: argv and environ strings are NUL-terminated, paths are C strings. */
+export const NO_NUL = '^[^\\u0000]*$';
 
 /** Longest string of argv or environ in UTF-16 units: a string takes at least one byte per unit, and its NUL. */
 const STRING_UNITS = MAX_WASI_BLOCK_BYTES - 1;
@@ -60,9 +61,10 @@ export type WasiQuotas = Static<typeof WasiQuotasSchema>;
 export const WasiSchema = Type.Object(
   {
     args: Type.Optional(
-      Type.Array(Type.String({ maxLength: STRING_UNITS }), {
+      // NUL-terminated for the guest: an argument with a NUL in it would reach it cut there.
+      Type.Array(Type.String({ maxLength: STRING_UNITS, pattern: NO_NUL, title: 'a string without NUL characters' }), {
         maxItems: MAX_WASI_STRINGS,
-        description: `argv, argv[0] included: at most ${MAX_WASI_STRINGS} strings, ${MAX_WASI_BLOCK_BYTES} bytes together (each string's UTF-8 bytes and its NUL). Default: [partition name, ...spec.args].`,
+        description: `argv, argv[0] included: strings without NUL, at most ${MAX_WASI_STRINGS} of them, ${MAX_WASI_BLOCK_BYTES} bytes together (each string's UTF-8 bytes and its NUL). Default: [partition name, ...spec.args].`,
       }),
     ),
     env: Type.Optional(

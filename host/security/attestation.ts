@@ -124,8 +124,8 @@ export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, e
     throw new AttestationCheckError('signature', 'the host signature does not verify: the report was changed after it was signed, or signed by another key');
   }
   if (expect.nonce !== undefined) {
-    const want = typeof expect.nonce === 'string' ? fromHex(expect.nonce) : expect.nonce;
-    if (want === null) throw new AttestationCheckError('nonce', 'the expected nonce is not hex');
+    // Hex, checked with the expectations (checkExpectationKeys).
+    const want = typeof expect.nonce === 'string' ? fromHex(expect.nonce)! : expect.nonce;
     if (!bytesEqual(want, fromHex(r.nonce)!)) throw new AttestationCheckError('nonce', `the report answers nonce ${r.nonce || '(none)'}, not ${toHex(want)} (a replayed or foreign report)`);
   }
   if (r.eventsDropped > 0) throw new AttestationCheckError('log', `the host dropped ${r.eventsDropped} events past its log's capacity; the registers cannot be replayed`);

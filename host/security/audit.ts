@@ -74,7 +74,7 @@ export interface AuditEntry {
   target?: string;
   outcome: AuditOutcome;
   reason?: string;
-  /** Error code of a refusal or failure (`ERR_*`). */
+  /** Error code of a refusal or failure (`ERR_` and capitals, digits or `_`, at most 64 characters). */
   code?: string;
   details?: AuditDetails;
 }
@@ -118,6 +118,8 @@ const MAX_TEXT = 1024;
 const GENESIS = '0'.repeat(64);
 const DOMAIN_CHECKPOINT = utf8('wasmvisor-audit-checkpoint/1\0');
 const ACTION = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/;
+/** An audit record's `code`: an error code, as the runtime's own (`ERR_POLICY_DENIED`, …). */
+const AUDIT_CODE = /^ERR_[A-Z0-9_]{1,60}$/;
 
 const Details = Type.Record(Type.String({ maxLength: 64 }), Type.Union([Type.String({ maxLength: MAX_TEXT + 1 }), Type.Number(), Type.Boolean(), Type.Null()]), { maxProperties: 32 });
 export const AuditRecordSchema = Type.Object(
@@ -358,6 +360,16 @@ export class AuditLog implements AuditSink {
     if (entry.outcome !== 'success' && entry.outcome !== 'denied' && entry.outcome !== 'failure') {
       throw new InvalidArgumentError(`audit outcome must be success, denied or failure, got ${quoted(entry.outcome)}`);
     }
+    // Text fields are text: a number or an object was written as "5" or "[object Object]", a
+    // record that says something other than what the caller holds.
+    for (const key of ['actor', 'target', 'reason', 'code'] as const) {
+      if (entry[key] !== undefined && typeof entry[key] !== 'string') throw new InvalidArgumentError(`audit ${key} must be a string, got ${quoted(entry[key])}`);
+    }
+    // A code is an error code (ERR_*, at most 64 characters), whole: a filter or a reader matches it
+    // exactly, so neither a free text nor a cut one belongs there (the reason holds the words).
+    if (entry.code !== undefined && !AUDIT_CODE.test(entry.code)) {
+      throw new InvalidArgumentError(`audit code must be an error code (ERR_ and capitals, digits or _, at most 64 characters), got ${quoted(entry.code)}`);
+    }
     const rec: Record<string, unknown> = {
       seq: this.seq + 1,
       time: new Date(this.now()).toISOString(),
@@ -367,7 +379,7 @@ export class AuditLog implements AuditSink {
       outcome: entry.outcome,
       reason: text(entry.reason ?? '', MAX_TEXT),
     };
-    if (entry.code !== undefined) rec['code'] = text(entry.code, 64);
+    if (entry.code !== undefined) rec['code'] = entry.code;
     if (entry.details !== undefined) rec['details'] = details(entry.details);
     rec['prev'] = this.prev;
     let line = JSON.stringify(rec);

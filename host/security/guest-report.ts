@@ -138,12 +138,45 @@ export interface GuestReportExpectations {
 
 /**
  * A verifier's expectations are the caller's argument, checked before the evidence: not an
- * object, or a key the function does not know, is ERR_INVALID_ARGUMENT naming it (and the
- * nearest known one). A misspelt `nonse` was ignored, and a replayed report verified.
+ * object, a key the function does not know (named with the nearest known one), or a value of the
+ * wrong kind is ERR_INVALID_ARGUMENT naming it. A misspelt `nonse` was ignored, and a replayed
+ * report verified; a non-hex nonce or a negative `maxAgeMs` answered as if the report had failed
+ * the check (ERR_INTEGRITY), a measurement that is not a string threw an untyped TypeError, and a
+ * single measurement given as a string was taken character by character.
  */
 export function checkExpectationKeys(expect: unknown, known: readonly string[], what: string): void {
   if (typeof expect !== 'object' || expect === null || Array.isArray(expect)) throw new InvalidArgumentError(`${what} expectations: expected an object, got ${given(expect)}`);
   refuseUnknownKeys(expect, known, `${what} expectations`);
+  const e = expect as Record<string, unknown>;
+  const bad = (key: string, wanted: string): InvalidArgumentError => new InvalidArgumentError(`${what} expectations: ${key}: expected ${wanted}, got ${given(e[key])}`);
+  const sha256 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-fA-F]{64}$/.test(v);
+  for (const key of Object.keys(e)) {
+    const v = e[key];
+    if (v === undefined) continue;
+    switch (key) {
+      case 'nonce': {
+        const bytes = typeof v === 'string' ? fromHex(v) : v instanceof Uint8Array ? v : null;
+        if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw bad(key, `hex of at most ${MAX_NONCE_BYTES} bytes or a Uint8Array`);
+        break;
+      }
+      case 'measurement':
+      case 'specHash':
+        if (!sha256(v)) throw bad(key, 'a SHA-256 in hex (64 digits)');
+        break;
+      case 'measurements':
+        if (!Array.isArray(v) || !v.every(sha256)) throw bad(key, 'an array of SHA-256s in hex (64 digits each)');
+        break;
+      case 'reportData':
+        if (!(v instanceof Uint8Array) || v.length !== REPORT_DATA_BYTES) throw bad(key, `a Uint8Array of ${REPORT_DATA_BYTES} bytes`);
+        break;
+      case 'maxAgeMs':
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw bad(key, 'a finite number of ms, at least 0');
+        break;
+      case 'now':
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, 'a time in ms since the epoch');
+        break;
+    }
+  }
 }
 
 /**
@@ -190,8 +223,9 @@ export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8A
     partitionKey: toHex(partitionKey.raw),
   };
   if (expect.nonce !== undefined) {
-    const want = typeof expect.nonce === 'string' ? fromHex(expect.nonce) : expect.nonce;
-    if (want === null || !bytesEqual(want, report.nonce)) throw new AttestationCheckError('nonce', `the report answers nonce ${toHex(report.nonce) || '(none)'}, not the expected one`);
+    // Hex, checked with the expectations (checkExpectationKeys).
+    const want = typeof expect.nonce === 'string' ? fromHex(expect.nonce)! : expect.nonce;
+    if (!bytesEqual(want, report.nonce)) throw new AttestationCheckError('nonce', `the report answers nonce ${toHex(report.nonce) || '(none)'}, not the expected one`);
   }
   if (expect.measurement !== undefined && expect.measurement.toLowerCase() !== report.measurement) {
     throw new AttestationCheckError('expectations', `the partition runs sha256:${report.measurement}, not sha256:${expect.measurement.toLowerCase()}`);

@@ -20,9 +20,10 @@ export const MAX_SYMLINKS = 32;
 /** Longest single name (bytes). */
 export const MAX_NAME_BYTES = 255;
 /**
- * Most directories one resolution may hold open at once (its `..` stack). Host directories are
- * real fds of the host process, so one call must not take thousands; a deeper path in one call
- * is ENAMETOOLONG (a program can always walk further from an fd it opened on the way).
+ * Most directories one resolution may descend into (each held open on its `..` stack, beside the
+ * directory it starts from): docs/ABI.md, "a path that descends more than 64 directories in one
+ * call" is ENAMETOOLONG. Host directories are real fds of the host process, so one call must not
+ * take thousands (a program can always walk further from an fd it opened on the way).
  */
 export const MAX_WALK_DEPTH = 64;
 
@@ -237,7 +238,8 @@ export function walk(start: Dir, path: string, follow: boolean): Walked | number
     if (last) return done(name, kind);
     if (kind === null) return fail(Errno.NOENT);
     if (kind !== 'dir') return fail(Errno.NOTDIR);
-    if (stack.length >= MAX_WALK_DEPTH) return fail(Errno.NAMETOOLONG);
+    // stack[0] is the starting directory: stack.length - 1 descents so far.
+    if (stack.length > MAX_WALK_DEPTH) return fail(Errno.NAMETOOLONG);
     const next = dir.openDir(name);
     if (typeof next === 'number') return fail(-next);
     stack.push(next);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { guest } from '../helpers.ts';
+import { guest as wasmGuest } from '../loader/wat.ts';
 import { CLI, cli, lines, type CliResult } from './harness.ts';
 
 const root = new URL('../../', import.meta.url);
@@ -429,6 +430,25 @@ describe.concurrent('wasmvisor inspect', () => {
 
   it('a file that is not wasm: ERR_MODULE_INVALID, exit 125', async () => {
     expectError(await cli(['inspect', README]), 'ERR_MODULE_INVALID', 125);
+  });
+
+  it("a manifest with a fuel limit or a CPU cap: run's refusal of code the meter cannot see (table.fill)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'wasmvisor-inspect-'));
+    writeFileSync(path.join(dir, 'fill.wasm'), wasmGuest({ extra: '(table $t 4 funcref) (func (export "fill") (table.fill $t (i32.const 0) (ref.null func) (i32.const 2)))' }));
+    const manifest = (limits: object): string => {
+      const file = path.join(dir, `m${Object.keys(limits).join('')}.json`);
+      writeFileSync(file, JSON.stringify({ name: 'fill', module: 'fill.wasm', limits }));
+      return file;
+    };
+    const plain = manifest({});
+    expect((await cli(['inspect', plain])).code).toBe(0);
+    for (const file of [manifest({ fuel: 100000 }), manifest({ cpu: { maxPercent: 50 } })]) {
+      const [inspected, ran] = await Promise.all([cli(['inspect', file]), cli(['run', file])]);
+      expect(ran.stderr).toMatch(/^ERR_FEATURE_DENIED: fuel metering cannot meter table\.fill .*\n$/);
+      expect(inspected.stdout).toMatch(/^policy:\s+refused: ERR_FEATURE_DENIED: fuel metering cannot meter table\.fill/m);
+      expect(inspected.stderr).toBe(ran.stderr);
+      expect([inspected.code, ran.code]).toEqual([125, 125]);
+    }
   });
 });
 

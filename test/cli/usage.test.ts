@@ -261,6 +261,26 @@ describe.concurrent('call: input and the partition flags run has', () => {
     expect(doc.metrics.net).toMatchObject({ segment: 'blue' });
   });
 
+  it('a flag for a device that is not granted is refused, naming the flag and the device, not ignored', async () => {
+    const manifest = path.join(tmp, 'console-only.json');
+    writeFileSync(manifest, JSON.stringify({ name: 'g', module: guest('hello'), devices: { console: true } }));
+    for (const [args, flag, device] of [
+      [['run', '--segment', 'blue', guest('hello')], 'segment', 'net'],
+      [['run', '--devices', 'console', '--seed', 's1', guest('hello')], 'seed', 'entropy'],
+      [['run', '--clock-resolution', '5', manifest], 'clock-resolution', 'clock'],
+      [['call', '--output-rate', '100000', guest('transform'), 'upper', '--input', 'x'], 'output-rate', 'console'],
+      [['call', '--seed', 's1', guest('transform'), 'upper', '--input', 'x'], 'seed', 'entropy'],
+    ] as const) {
+      const r = await cli([...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: --${flag} configures the ${device} device, which is not granted .*: add ${device} to --devices, or drop --${flag}\n$`));
+    }
+    // Granted, each is taken: the same flags with their device run.
+    expect((await cli(['run', '--devices', 'console,entropy', '--seed', 's1', guest('hello')])).code).toBe(0);
+    expect((await cli(['run', '--devices', 'console,clock', '--clock-resolution', '5', manifest])).code).toBe(0);
+  });
+
   it('--timeout is the call\'s budget, with the same range as run\'s', async () => {
     const r = await cli(['call', '--timeout', '50', guest('transform'), 'spin']);
     expect(r.code).toBe(124);

@@ -5,6 +5,7 @@ import { cacheKey, instrumentationCache, loadModule } from '../../host/loader/pi
 import { readSections } from '../../host/loader/sections.ts';
 import { wasmEngine } from '../../host/loader/wasm-api.ts';
 import { WasmvisorError } from '../../host/errors.ts';
+import { Hypervisor } from '../../host/index.ts';
 import { guest, HYPERCALL_IMPORT, wat } from './wat.ts';
 
 const compile = (bytes: Uint8Array): WebAssembly.Module => new wasmEngine.Module(bytes);
@@ -254,5 +255,29 @@ describe('the pipeline with fuel', () => {
     expect(cache.hits).toBe(1);
     expect(instrumentationCache.hits).toBe(before.hits + 1);
     expect(instrumentationCache.misses).toBe(before.misses);
+  });
+});
+
+describe('hv.inspect with a fuel limit or a CPU cap', () => {
+  // README: hv.inspect says whether createPartition would admit the module. A fuel limit or a CPU
+  // cap meters it, and the meter refuses code it cannot see (docs/ABI.md#fuel-metering).
+  const fill = guest({ extra: '(table $t 4 funcref) (func (export "fill") (table.fill $t (i32.const 0) (ref.null func) (i32.const 2)))' });
+
+  it('refuses what createPartition would refuse, with the same code and message', async () => {
+    const hv = new Hypervisor({ warmWorkers: 0 });
+    try {
+      for (const limits of [{ fuel: 1_000_000 }, { cpu: { maxPercent: 50 } }]) {
+        const created: unknown = await hv.createPartition({ name: 'fill', module: fill, limits }).then(() => null, (e: unknown) => e);
+        expect(created).toMatchObject({ code: 'ERR_FEATURE_DENIED' });
+        const inspected = await hv.inspect(fill, limits);
+        expect(inspected.verdict).toEqual({ admitted: false, code: 'ERR_FEATURE_DENIED', message: (created as Error).message });
+      }
+      // Unmetered, the same module is admitted by both.
+      expect((await hv.inspect(fill)).verdict.admitted).toBe(true);
+      const plain = await hv.createPartition({ name: 'plain', module: fill });
+      await plain.destroy();
+    } finally {
+      await hv.close();
+    }
   });
 });

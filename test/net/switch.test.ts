@@ -196,6 +196,20 @@ describe('virtual switch: bounded queues under flood', () => {
     expect(a.send(HV_NET_BROADCAST, new Uint8Array(101))).toBe(-HvStatus.TOO_LARGE);
     expect(a.send(HV_NET_BROADCAST, new Uint8Array(100))).toBe(100);
   });
+
+  it("a frame above the receiver's MTU (the sender's is larger) is dropped and counted on the receiver: at its MTU it arrives", async () => {
+    const { nic } = lan();
+    const a = nic('a', { segment: 'blue' }); // MTU 1500
+    const b = nic('b', { segment: 'blue', mtu: 256 });
+    expect(a.send(b.address, new Uint8Array(257))).toBe(257); // taken by the sender's NIC: it cannot know
+    expect(a.send(b.address, new Uint8Array(256).fill(7))).toBe(256);
+    expect(a.send(HV_NET_BROADCAST, new Uint8Array(300))).toBe(300);
+    await settle();
+    expect(b.recv(8 + 1500)).toMatchObject({ r: 8 + 256, src: a.address });
+    expect(b.recv(8 + 1500).r).toBe(-HvStatus.WOULD_BLOCK);
+    expect(b.stats[NetStat.RX_OVERSIZE]).toBe(2);
+    expect(a.stats[NetStat.TX_NO_ROUTE]).toBe(0);
+  });
 });
 
 describe('virtual switch: rate limits', () => {

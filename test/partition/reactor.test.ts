@@ -84,6 +84,16 @@ describe('reactor partitions: calls into a running guest', () => {
     expect([text(await a), text(await b)]).toEqual(['1', '2']);
   });
 
+  it('maxQueuedCalls 0: one call at a time, none waits (the call an idle reactor starts at once is not queued)', async () => {
+    hv = hypervisor();
+    const { p } = await reactor('transform', { limits: { maxQueuedCalls: 0 } });
+    expect(text(await p.call('count'))).toBe('1');
+    const running = p.call('count');
+    await expect(p.call('count')).rejects.toMatchObject({ code: 'ERR_BUSY' });
+    expect(text(await running)).toBe('2');
+    expect(text(await p.call('count'))).toBe('3');
+  });
+
   it('an AbortSignal drops a queued call; aborting the running call kills and restarts the instance', async () => {
     hv = hypervisor();
     const { p, restarts } = await reactor();

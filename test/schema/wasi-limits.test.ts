@@ -74,6 +74,19 @@ describe('WASI args and env: the spec checks', () => {
     check(PartitionSpecSchema, { name: 'p', module: 'm', wasi: { args: ['x'.repeat(MAX_WASI_BLOCK_BYTES - 1)] } }, 'spec');
   });
 
+  it('an argument with a NUL is refused naming it, as an environment string is: the guest gets each NUL-terminated, so it would be cut there', () => {
+    for (const [spec, where] of [
+      [{ wasi: { args: ['ok', 'a\u0000b'] } }, 'wasi.args[1]'],
+      [{ args: ['a\u0000b'] }, 'args[0]'],
+    ] as const) {
+      expect(() => check(PartitionSpecSchema, { name: 'p', module: 'm', ...spec }, 'spec')).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(`spec: ${where}: expected a string without NUL characters`) }),
+      );
+      expect(() => check(ApiPartitionSpec, { name: 'p', ...spec }, 'body: spec')).toThrow(expect.objectContaining({ message: expect.stringContaining(`body: spec: ${where}: expected a string without NUL characters`) }));
+    }
+    check(PartitionSpecSchema, { name: 'p', module: 'm', args: ['', 'a b'], wasi: { args: ['', '\u00e9'] } }, 'spec');
+  });
+
   it('the management API spec carries the same bounds (its schema is the library\'s)', () => {
     expect(() => check(ApiPartitionSpec, { name: 'p', wasi: { args: Array.from({ length: MAX_WASI_STRINGS + 1 }, () => '') } }, 'body: spec')).toThrow(/body: spec: wasi\.args/);
     check(ApiPartitionSpec, { name: 'p', wasi: { args: args() } }, 'body: spec');

@@ -191,6 +191,33 @@ describe('host reports', () => {
     expect(verifyReport(r, key, { nonce: 'a1b2c3', measurements: [], maxAgeMs: 60_000, now: Date.parse(r.time) })).toEqual(r);
   });
 
+  it('an expectation of the wrong kind is ERR_INVALID_ARGUMENT naming it, before the evidence (not a failed check, not a TypeError)', async () => {
+    const { r, key, p } = await report();
+    const guest = new Uint8Array(GUEST_REPORT_BYTES);
+    const cases: [() => unknown, string][] = [
+      [() => verifyReport(r, key, { nonce: 'zz' }), 'verifyReport expectations: nonce: expected hex of at most 64 bytes or a Uint8Array, got the string "zz"'],
+      [() => verifyReport(r, key, { nonce: new Uint8Array(65) }), 'verifyReport expectations: nonce: expected hex of at most 64 bytes'],
+      // One measurement given as a string was taken character by character.
+      [() => verifyReport(r, key, { measurements: p.measurement as never }), 'verifyReport expectations: measurements: expected an array of SHA-256s in hex (64 digits each)'],
+      [() => verifyReport(r, key, { measurements: [5] as never }), 'verifyReport expectations: measurements: expected an array of SHA-256s'],
+      [() => verifyReport(r, key, { maxAgeMs: -1 }), 'verifyReport expectations: maxAgeMs: expected a finite number of ms, at least 0, got the number -1'],
+      [() => verifyReport(r, key, { maxAgeMs: Number.NaN }), 'verifyReport expectations: maxAgeMs: expected a finite number of ms'],
+      [() => verifyReport(r, key, { maxAgeMs: '1000' as never }), 'verifyReport expectations: maxAgeMs: expected a finite number of ms'],
+      [() => verifyReport(r, key, { maxAgeMs: 1000, now: 'x' as never }), 'verifyReport expectations: now: expected a time in ms since the epoch'],
+      [() => verifyGuestReport(guest, key, { nonce: 'abc' }), 'verifyGuestReport expectations: nonce: expected hex of at most 64 bytes'],
+      [() => verifyGuestReport(guest, key, { measurement: 5 as never }), 'verifyGuestReport expectations: measurement: expected a SHA-256 in hex (64 digits), got the number 5'],
+      [() => verifyGuestReport(guest, key, { specHash: 'ab' }), 'verifyGuestReport expectations: specHash: expected a SHA-256 in hex (64 digits)'],
+      [() => verifyGuestReport(guest, key, { reportData: new Uint8Array(3) }), 'verifyGuestReport expectations: reportData: expected a Uint8Array of 64 bytes'],
+      [() => verifyGuestReport(guest, key, { maxAgeMs: Infinity }), 'verifyGuestReport expectations: maxAgeMs: expected a finite number of ms'],
+    ];
+    for (const [fn, message] of cases) {
+      expect(fn).toThrow(InvalidArgumentError);
+      expect(fn).toThrow(message);
+    }
+    // Upper-case hex is still taken, as before.
+    expect(verifyReport(r, key, { nonce: 'A1B2C3', measurements: [p.measurement.toUpperCase()], maxAgeMs: 0, now: Date.parse(r.time) })).toEqual(r);
+  });
+
   it('fails on one changed character anywhere in the report', async () => {
     const { r, key } = await report();
     const text = JSON.stringify(r);

@@ -324,6 +324,24 @@ describe('durability', () => {
     const log = open(dir);
     await expect(log.record({ action: 'Bad Action', outcome: 'success' })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(log.record({ action: 'x.y', outcome: 'maybe' as 'success' })).rejects.toBeInstanceOf(InvalidArgumentError);
+    // Text fields are strings, and a code is an error code, whole: a number, an object, free text
+    // or a code over 64 characters is refused naming the field (it was written as "5",
+    // "[object Object]", the text, or cut with an ellipsis), and nothing is written for it.
+    for (const [entry, message] of [
+      [{ code: 5 }, /^audit code must be a string, got /],
+      [{ code: {} }, /^audit code must be a string, got /],
+      [{ actor: 7 }, /^audit actor must be a string, got /],
+      [{ target: null }, /^audit target must be a string, got /],
+      [{ reason: ['x'] }, /^audit reason must be a string, got /],
+      [{ code: 'banana' }, /^audit code must be an error code \(ERR_ and capitals, digits or _, at most 64 characters\), got "banana"$/],
+      [{ code: 'ERR_' }, /^audit code must be an error code/],
+      [{ code: `ERR_${'X'.repeat(61)}` }, /^audit code must be an error code/],
+    ] as const) {
+      const bad = { action: 'x.y', outcome: 'failure', ...entry } as unknown as Parameters<typeof log.record>[0];
+      await expect(log.record(bad), JSON.stringify(entry)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(message) });
+      expect(() => log.note(bad), JSON.stringify(entry)).toThrow(InvalidArgumentError);
+    }
+    expect((await log.record({ action: 'x.y', outcome: 'failure', code: `ERR_${'X'.repeat(60)}` })).code).toBe(`ERR_${'X'.repeat(60)}`);
     // Long and control-laden text is capped and stays one JSON line.
     const rec = await log.record({ action: 'x.y', outcome: 'success', reason: 'a\nb\u0000'.repeat(1000), target: 'z'.repeat(1000) });
     expect(rec.reason.length).toBeLessThanOrEqual(1025);

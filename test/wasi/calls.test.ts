@@ -373,3 +373,24 @@ describe('WASI table: resource edges', () => {
     expect(h.call('fd_readdir', PREOPEN, 0, -1, 0n, 100)).toBe(Errno.FAULT);
   });
 });
+
+describe('WASI call-size bounds (docs/ABI.md, "How each call is handled")', () => {
+  it('fd I/O takes at most 8192 iovecs in one call (65536 bytes of them), more is EINVAL; poll_oneoff 1 to 1365 subscriptions', () => {
+    const h = harness({ pages: 2 });
+    const [e, fd] = open(h, 'f', Oflags.CREAT);
+    expect(e).toBe(0);
+    // 8192 empty iovecs at 16384 (64 KiB of them): a write of 0 bytes; 8193 is EINVAL, writing nothing.
+    h.bytes.fill(0, 16384, 16384 + 8193 * 8);
+    expect(h.call('fd_write', fd, 16384, 8192, 3008)).toBe(0);
+    expect(h.dv.getUint32(3008, true)).toBe(0);
+    h.dv.setUint32(3008, 77, true);
+    for (const call of ['fd_write', 'fd_read'] as const) expect(h.call(call, fd, 16384, 8193, 3008)).toBe(Errno.INVAL);
+    expect(h.call('fd_pwrite', fd, 16384, 8193, 0n, 3008)).toBe(Errno.INVAL);
+    expect(h.call('fd_pread', fd, 16384, 8193, 0n, 3008)).toBe(Errno.INVAL);
+    expect(h.dv.getUint32(3008, true)).toBe(77);
+    // poll_oneoff: none is EINVAL (nothing could ever be ready), 1366 (over 64 KiB of them) EINVAL.
+    expect(h.call('poll_oneoff', 16384, 90000, 0, 3008)).toBe(Errno.INVAL);
+    expect(h.call('poll_oneoff', 16384, 90000, 1366, 3008)).toBe(Errno.INVAL);
+    expect(h.dv.getUint32(3008, true)).toBe(77);
+  });
+});

@@ -99,4 +99,26 @@ describe('walking a path inside a preopen', () => {
     expect(kind(h, `${long}n/f`)[0]).toBe(Errno.NAMETOOLONG);
     expect(kind(h, `d/${'m'.repeat(255)}`)[0]).toBe(Errno.NOENT);
   });
+
+  it('descends 64 directories in one call; a 65th is ENAMETOOLONG (docs/ABI.md), from any fd', () => {
+    const h = tree();
+    const chain = (n: number): string => Array.from({ length: n }, () => 'c').join('/');
+    // Each mkdir descends one directory fewer than the path has names: the 65th descends 64.
+    for (let i = 1; i <= 65; i++) {
+      const len = h.put(1024, chain(i));
+      expect(h.call('path_create_directory', PREOPEN, 1024, len), `mkdir of ${i} names`).toBe(0);
+    }
+    expect(kind(h, chain(65)).slice(0, 2)).toEqual([0, DIR]); // 64 descents, then the last name
+    expect(kind(h, `${chain(64)}/.`).slice(0, 2)).toEqual([0, DIR]);
+    expect(kind(h, `${chain(65)}/x`)[0]).toBe(Errno.NAMETOOLONG); // 65 descents
+    expect(kind(h, `${chain(65)}/.`)[0]).toBe(Errno.NAMETOOLONG);
+    // `..` gives a descent back: the bound is on directories held at once, not on names.
+    expect(kind(h, `${chain(64)}/../${chain(1)}/x`)[0]).toBe(Errno.NOENT);
+    // A program continues from an fd it opened on the way.
+    const len = h.put(1024, chain(64));
+    expect(h.call('path_open', PREOPEN, FOLLOW, 1024, len, 2, 1n << 18n, 0x1fffffffn, 0, 3000)).toBe(0); // PATH_FILESTAT_GET
+    const deep = h.dv.getUint32(3000, true);
+    const rest = h.put(1024, `${chain(1)}/x`);
+    expect(h.call('path_filestat_get', deep, FOLLOW, 1024, rest, 3200)).toBe(Errno.NOENT);
+  });
 });
