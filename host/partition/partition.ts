@@ -170,6 +170,14 @@ const encoder = new TextEncoder();
  * call sent. pollSoon does not throw (the run's drain handles its own failures).
  */
 const RESOLVED: Promise<void> = Promise.resolve();
+/** A call's resolving functions, as `takeResolvers` received them from the promise just made (Partition.call). */
+let takenResolve: ((output: Uint8Array) => void) | null = null;
+let takenReject: ((error: unknown) => void) | null = null;
+/** The executor of every call's promise: one function, not a closure made per call. */
+function takeResolvers(resolve: (output: Uint8Array) => void, reject: (error: unknown) => void): void {
+  takenResolve = resolve;
+  takenReject = reject;
+}
 /** A call's defaults: no input (never written: the call copies its input), no options. */
 const NO_INPUT = new Uint8Array(0);
 const NO_OPTIONS: CallOptions = Object.freeze({});
@@ -381,7 +389,13 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     if (queued >= this.config.maxQueuedCalls) {
       return Promise.reject(new BusyError(`partition ${this.name} has ${queued} calls queued, the limit (limits.maxQueuedCalls)`));
     }
-    return new Promise<Uint8Array>((resolve, reject) => {
+    // The call's promise, made with the shared executor (no closure per call): whatever the
+    // set-up below throws rejects it, as a throw in an executor would.
+    const promise = new Promise<Uint8Array>(takeResolvers);
+    const resolve = takenResolve!;
+    const reject = takenReject!;
+    takenResolve = takenReject = null;
+    try {
       // The input is copied here, into memory only this call owns: the caller may reuse or
       // change its buffer as soon as call() returns, and the zeroing after the send wipes our
       // copy, never the caller's. Explicit allocate-and-set: `slice()` of a Node Buffer is a view.
@@ -396,7 +410,10 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       this.restartTimer?.ref();
       this.dispatch();
       this.holdWhileBusy();
-    });
+    } catch (error) {
+      reject(error);
+    }
+    return promise;
   }
 
   /**
