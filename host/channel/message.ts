@@ -179,8 +179,9 @@ export class MessageReader {
   private kind = -1;
   private chunks: Uint8Array[] = [];
   private length = 0;
-  /** readReusing's buffer and message (see there). */
+  /** readReusing's buffer, its view of the last length read from it, and its message (see there). */
   private reused: Uint8Array = EMPTY;
+  private view: Uint8Array = EMPTY;
   private readonly message: Message = { kind: 0, bytes: EMPTY };
 
   constructor(
@@ -254,12 +255,17 @@ export class MessageReader {
         if (buffer.length < length) {
           buffer.fill(0);
           buffer = this.reused = new Uint8Array(Math.min(this.ring.maxRecord, Math.max(length, 2 * buffer.length, 128)));
+          this.view = EMPTY;
         }
         // The record peeked above (its header checked there): one call, not readInto's second look.
         this.ring.takeInto(buffer, word);
+        // The view is made again only when the length changes (a reactor's calls, and their
+        // results, mostly keep theirs): no view made per message.
+        let view = this.view;
+        if (view.length !== length) view = this.view = buffer.subarray(0, length);
         const message = this.message;
         message.kind = kind;
-        message.bytes = buffer.subarray(0, length);
+        message.bytes = view;
         return message;
       }
     }

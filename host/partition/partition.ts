@@ -163,6 +163,21 @@ function abortError(signal: AbortSignal): Error {
 }
 
 const encoder = new TextEncoder();
+/**
+ * Queues the root's poll for an answer (Partition.pollSoon) as a reaction to a settled promise, a
+ * microtask like queueMicrotask's, in the same queue and order: Node's queueMicrotask makes an
+ * AsyncResource and a bound function for each (~260 bytes and two async-hook passes), once per
+ * call sent. pollSoon does not throw (the run's drain handles its own failures).
+ */
+const RESOLVED: Promise<void> = Promise.resolve();
+/** A call's resolving functions, as `takeResolvers` received them from the promise just made (Partition.call). */
+let takenResolve: ((output: Uint8Array) => void) | null = null;
+let takenReject: ((error: unknown) => void) | null = null;
+/** The executor of every call's promise: one function, not a closure made per call. */
+function takeResolvers(resolve: (output: Uint8Array) => void, reject: (error: unknown) => void): void {
+  takenResolve = resolve;
+  takenReject = reject;
+}
 /** A call's defaults: no input (never written: the call copies its input), no options. */
 const NO_INPUT = new Uint8Array(0);
 const NO_OPTIONS: CallOptions = Object.freeze({});
@@ -379,7 +394,13 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     if (queued >= this.config.maxQueuedCalls && !(queued === 0 && this.inFlight === null && this.takesCallNow())) {
       return Promise.reject(new BusyError(`partition ${this.name} has ${queued} calls queued, the limit (limits.maxQueuedCalls)`));
     }
-    return new Promise<Uint8Array>((resolve, reject) => {
+    // The call's promise, made with the shared executor (no closure per call): whatever the
+    // set-up below throws rejects it, as a throw in an executor would.
+    const promise = new Promise<Uint8Array>(takeResolvers);
+    const resolve = takenResolve!;
+    const reject = takenReject!;
+    takenResolve = takenReject = null;
+    try {
       // The input is copied here, into memory only this call owns: the caller may reuse or
       // change its buffer as soon as call() returns, and the zeroing after the send wipes our
       // copy, never the caller's. Explicit allocate-and-set: `slice()` of a Node Buffer is a view.
@@ -394,7 +415,10 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       this.restartTimer?.ref();
       this.dispatch();
       this.holdWhileBusy();
-    });
+    } catch (error) {
+      reject(error);
+    }
+    return promise;
   }
 
   /**
@@ -571,7 +595,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
         output: (kind, bytes) => this.consoleOutput.deliver(kind, bytes),
         violation: (v) => this.emit('violation', { partition: this.name, call: v.call, status: v.status, reason: v.reason }),
         ready: () => this.onReady(run),
-        result: (ret, output) => this.onResult(run, ret, output),
+        result: (ret, record) => this.onResult(run, ret, record),
         end: (outcome) => this.onEnd(run, outcome),
       },
     );
@@ -628,7 +652,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     }
     if (sent && !this.pollQueued && this.inFlight !== null) {
       this.pollQueued = true;
-      queueMicrotask(this.pollSoon);
+      void RESOLVED.then(this.pollSoon);
     }
   }
 
@@ -642,7 +666,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     const run = this.run;
     if (run !== null && this.inFlight !== null && run.poll(this.config.spinMicros) && !this.pollQueued) {
       this.pollQueued = true;
-      queueMicrotask(this.pollSoon);
+      void RESOLVED.then(this.pollSoon);
     }
   };
 
@@ -666,8 +690,8 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     this.inFlightAborted = false;
     try {
       // A large input is chunked through the call ring as the worker reads it; the root's copy
-      // is scrubbed once it is all in the ring (or when the run ends first, see onEnd).
-      run.sendCall(next.name, next.input, next.fuel, () => next.input.fill(0));
+      // is scrubbed once it is all in the ring (sendCall), or when the run ends first (onEnd).
+      run.sendCall(next.name, next.input, next.fuel);
     } catch (error) {
       // Unreachable by design (one call in flight, any size chunked); never leave the slot set.
       this.inFlight = null;
@@ -703,20 +727,22 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     return { kind: 'error', error: 'ERR_LIMIT_CPU', message: `${what} in partition ${this.name} exceeded its budget of ${call?.timeoutMs ?? 0} ms${untaken}` };
   };
 
-  private onResult(run: WorkerRun, ret: number, output: Uint8Array): void {
+  /** A call's result: `record` is the run's reused buffer, its status (zeroed) then the output (RunEvents.result). */
+  private onResult(run: WorkerRun, ret: number, record: Uint8Array): void {
     const call = this.inFlight;
-    // `output` is the run's reused buffer: zeroed here whatever happens to the call.
+    // Zeroed here whatever happens to the call.
     if (run !== this.run || call === null) {
-      output.fill(0);
+      record.fill(0);
       return;
     }
     run.disarm();
     this.inFlight = null;
     this.settle(call);
     this.failures = 0;
-    if (ret === 0) call.resolve(output.slice());
-    else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, output.slice()));
-    output.fill(0);
+    // The caller's copy of the output (record[4..]): one allocation, no view of the record made first.
+    if (ret === 0) call.resolve(record.slice(4));
+    else call.reject(new GuestCallError(`export ${call.name} of partition ${this.name} returned status ${ret}`, ret, record.slice(4)));
+    record.fill(0);
     // The call sent ahead runs now (the worker read it after writing this result): its budget
     // starts, and the root's copy of its input is no longer needed.
     const next = this.ahead;

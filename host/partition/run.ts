@@ -20,10 +20,11 @@ export interface RunEvents {
   /** A reactor finished initializing and takes calls. */
   ready(): void;
   /**
-   * A reactor call returned. `output` is valid during this callback only (the run reads the next
-   * result into the same buffer): copy what is kept, and zero it.
+   * A reactor call returned `ret`. `record` is the result's record as read: its 4-byte status
+   * (already zeroed), then the call's output (`record[4..]`). It is valid during this callback
+   * only (the run reads the next result into the same buffer): copy what is kept, and zero it.
    */
-  result(ret: number, output: Uint8Array): void;
+  result(ret: number, record: Uint8Array): void;
   /** The worker is gone; everything it wrote has been delivered. Called once. */
   end(outcome: WorkerOutcome): void;
 }
@@ -278,12 +279,13 @@ export class WorkerRun {
   /**
    * Sends a call to the reactor, with its fuel budget (0: the partition's own). Record: f64 fuel
    * (LE), u16 export-name length (LE), the name, then the input, as one message: an input larger
-   * than the ring is chunked, written as the worker makes room (the root never blocks). `sent`
-   * runs once the whole call is in the ring, so the caller can scrub its copy of the input.
-   * Sent when no call of this run is in flight (the Partition's queue holds the rest; `sendAhead`
-   * writes one more behind the running call).
+   * than the ring is chunked, written as the worker makes room (the root never blocks). `input`
+   * is the call's own copy (the caller's is never touched): it is zeroed here once the whole call
+   * is in the ring (a run that ends first leaves that to its end, Partition.onEnd). Sent when no
+   * call of this run is in flight (the Partition's queue holds the rest; `sendAhead` writes one
+   * more behind the running call).
    */
-  sendCall(exportName: string, input: Uint8Array, fuel: number, sent: () => void): void {
+  sendCall(exportName: string, input: Uint8Array, fuel: number): void {
     if (this.sending !== null) throw new Error('a call is already being sent');
     const header = this.callHeader(exportName);
     header.view.setFloat64(0, fuel, true);
@@ -300,7 +302,7 @@ export class WorkerRun {
       const written = calls.tryWriteParts(CallKind.CALL, parts);
       parts[1] = EMPTY;
       if (written) {
-        sent();
+        input.fill(0);
         return;
       }
     }
@@ -308,11 +310,11 @@ export class WorkerRun {
     // own and reused by the next call: the sender gets a copy.
     const sender = new MessageSender(calls, CallKind.CALL, [header.bytes.slice(), input]);
     if (sender.pump()) {
-      sent();
+      input.fill(0);
       return;
     }
     this.sending = sender;
-    void this.sendRest(sender, sent);
+    void this.sendRest(sender, input);
   }
 
   /**
@@ -409,17 +411,17 @@ export class WorkerRun {
     return header;
   }
 
-  private async sendRest(sender: MessageSender, sent: () => void): Promise<void> {
+  private async sendRest(sender: MessageSender, input: Uint8Array): Promise<void> {
     try {
       for (;;) {
         const seq = this.calls.readSeq;
         if (sender.pump()) break;
-        // A closed ring means the run is ending; its end rejects the call.
+        // A closed ring means the run is ending; its end rejects the call (and zeroes its input).
         if (this.calls.closed || this.ended) return;
         await this.calls.whenRead(seq);
       }
       this.sending = null;
-      sent();
+      input.fill(0);
     } catch (error) {
       this.fail(error);
     }
@@ -523,8 +525,11 @@ export class WorkerRun {
     const force = budget === Infinity;
     let delivered = 0;
     for (;;) {
-      let event: () => boolean | void;
-      let result = false;
+      // A call's result is delivered without a callback made for it (the root takes one per
+      // call): `event` stays null and `record` holds it.
+      let event: (() => boolean | void) | null = null;
+      let record: Uint8Array | null = null;
+      let ret = 0;
       try {
         const kind = this.reader.idle ? this.events.peekKind() : -1;
         if (kind === EventKind.STDOUT || kind === EventKind.STDERR) {
@@ -538,8 +543,10 @@ export class WorkerRun {
           const message = kind === EventKind.RESULT ? this.reader.readReusing() : this.reader.read();
           if (message === null) return false;
           delivered += message.bytes.length + 4;
-          result = message.kind === EventKind.RESULT;
-          event = this.decode(message);
+          if (message.kind === EventKind.RESULT) {
+            record = message.bytes;
+            ret = this.takeResult(record);
+          } else event = this.decode(message);
         }
       } catch (error) {
         this.drainFailed = true;
@@ -548,13 +555,14 @@ export class WorkerRun {
         return false;
       }
       try {
-        if (event() === false && !force) this.paused = true;
+        if (record !== null) this.on.result(ret, record);
+        else if (event!() === false && !force) this.paused = true;
       } catch (error) {
         process.nextTick(() => {
           throw error;
         });
       }
-      if (!force && (this.paused || delivered >= budget || (oneResult && result))) return true;
+      if (!force && (this.paused || delivered >= budget || (oneResult && record !== null))) return true;
     }
   }
 
@@ -583,7 +591,7 @@ export class WorkerRun {
     return chunk;
   }
 
-  /** Checks a message and returns the callback that delivers it. */
+  /** Checks a message other than a call's result and returns the callback that delivers it. */
   private decode(m: Message): () => boolean | void {
     const bytes = m.bytes;
     const kind = m.kind;
@@ -600,6 +608,14 @@ export class WorkerRun {
       const record: ViolationRecord = { call: v.call, status: v.status, reason: v.reason };
       return () => this.on.violation(record);
     }
+    throw new ChannelError(`unexpected message kind ${kind}`);
+  }
+
+  /**
+   * Checks a call's result record and returns its status, zeroed in the record; counts the call
+   * answered and how long it took.
+   */
+  private takeResult(bytes: Uint8Array): number {
     if (bytes.length < 4) throw new ChannelError(`a call result of ${bytes.length} bytes has no status`);
     const ret = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24);
     bytes.fill(0, 0, 4);
@@ -611,7 +627,7 @@ export class WorkerRun {
     // A call sent ahead is the head now: it started at the latest when this result was written.
     this.callSentAt = now;
     this.headCallAt = this.aheadCallAt;
-    return () => this.on.result(ret, bytes.subarray(4));
+    return ret;
   }
 
   private finish(workerExitCode: number): void {
