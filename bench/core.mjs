@@ -53,6 +53,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { workerEvent } from './lib/worker.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const JSON_OUT = process.argv.includes('--json');
@@ -263,12 +264,13 @@ async function benchPartitions(I) {
     inst.push(ms() - t0);
   }
   const echo = new Worker(ECHO_WORKER, { eval: true });
-  await new Promise((resolve) => echo.once('online', resolve));
+  const echoName = 'the echo worker (round-trip baseline)';
+  await workerEvent(echo, echoName, { event: 'online' });
   const rt = [];
   for (let i = 0; i < WARMUP + 21; i++) {
     await sleep(STARTS[2].gap);
     const t0 = ms();
-    const reply = new Promise((resolve) => echo.once('message', resolve));
+    const reply = workerEvent(echo, echoName);
     echo.postMessage(i);
     await reply;
     if (i >= WARMUP) rt.push(ms() - t0);

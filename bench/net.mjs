@@ -28,6 +28,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { Hypervisor } from '../dist/index.js';
 import { channelThroughput, partitionRtt, partitionsThroughput } from './lib/net.mjs';
+import { workerEvent } from './lib/worker.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -46,14 +47,14 @@ const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 
 async function channelRtt(pings) {
   const w = new Worker(`require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m))`, { eval: true });
-  await new Promise((r) => w.once('online', r));
+  const name = 'the MessageChannel echo worker (ping baseline)';
+  await workerEvent(w, name, { event: 'online' });
   const times = [];
   for (let i = 0; i < pings; i++) {
     const t0 = performance.now();
-    await new Promise((resolve) => {
-      w.once('message', resolve);
-      w.postMessage(`ping ${i}`);
-    });
+    const reply = workerEvent(w, name);
+    w.postMessage(`ping ${i}`);
+    await reply;
     times.push((performance.now() - t0) * 1000);
   }
   await w.terminate();

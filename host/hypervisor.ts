@@ -36,7 +36,7 @@ import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
 import { check, given, refuseUnknownKeys } from './schema/check.ts';
-import { NAME, SHA256_PATTERN } from './schema/kinds.ts';
+import { MAX_NAME_LENGTH, NAME, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
@@ -285,7 +285,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * `partition.destroy({ wipe: true })` for a live one. Idempotent.
    */
   async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
-    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
+    if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
       throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
@@ -560,10 +560,19 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
 
   /**
    * Creates and starts `size` reactor partitions of one module, named `<name>-0` .. `<name>-N-1`,
-   * behind one `call` that spreads calls over them. If any fails to load, none is kept.
+   * behind one `call` that spreads calls over them. If any fails to load, none is kept. The
+   * pool's name must leave room for the longest suffix within MAX_NAME_LENGTH.
    */
   async createPool(spec: PartitionSpec, options: PoolOptions): Promise<PartitionPool> {
     const { size } = check(PoolOptionsSchema, options, 'pool options');
+    // Checked as the caller gave it, so a refusal names the pool's spec, not a derived name.
+    check(PartitionSpecSchema, spec, 'pool spec');
+    const room = MAX_NAME_LENGTH - `-${size - 1}`.length;
+    if (spec.name.length > room) {
+      throw new InvalidArgumentError(
+        `pool spec: name: ${quoted(spec.name)} has ${spec.name.length} characters; a pool of ${size} names its partitions up to ${quoted(`${spec.name}-${size - 1}`)}, and a partition name has at most ${MAX_NAME_LENGTH}: the pool's name may have at most ${room}`,
+      );
+    }
     const partitions: Partition[] = [];
     try {
       for (let i = 0; i < size; i++) {

@@ -11,6 +11,7 @@
  * 13, "unsettled top-level await", with no message).
  */
 import { Worker } from 'node:worker_threads';
+import { workerEvent } from './worker.mjs';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 /** Rate limits lifted and a 1 MiB receive queue: the data path, not the budgets. */
@@ -159,12 +160,18 @@ export async function channelThroughput(frames, size) {
   const { port1, port2 } = new MessageChannel();
   const a = new Worker(CHANNEL_WORKER, { eval: true });
   const b = new Worker(CHANNEL_WORKER, { eval: true });
-  await Promise.all([a, b].map((w) => new Promise((r) => w.once('online', r))));
-  const done = new Promise((r) => b.once('message', r));
-  b.postMessage({ port: port2, role: 'recv', frames, size }, [port2]);
-  a.postMessage({ port: port1, role: 'send', frames, size }, [port1]);
-  const { got, ms } = await done;
-  await Promise.all([a.terminate(), b.terminate()]);
-  return { ms, received: got, lost: frames - got };
+  const sender = 'the MessageChannel sender worker (throughput baseline)';
+  const receiver = 'the MessageChannel receiver worker (throughput baseline)';
+  try {
+    await Promise.all([workerEvent(a, sender, { event: 'online' }), workerEvent(b, receiver, { event: 'online' })]);
+    // The receiver's report waits on the sender too: a sender that died would never send its frames.
+    const done = workerEvent(b, receiver, { peers: [[a, sender]] });
+    b.postMessage({ port: port2, role: 'recv', frames, size }, [port2]);
+    a.postMessage({ port: port1, role: 'send', frames, size }, [port1]);
+    const { got, ms } = /** @type {{ got: number, ms: number }} */ (await done);
+    return { ms, received: got, lost: frames - got };
+  } finally {
+    await Promise.all([a.terminate(), b.terminate()]);
+  }
 }
 

@@ -65,7 +65,11 @@ export function dirOption(raw: string, name: string): PreopenSpec {
 const QUOTA_KEYS: Record<string, keyof WasiQuotas> = { bytes: 'maxBytes', inodes: 'maxInodes', fds: 'maxFds', path: 'maxPathBytes' };
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
-/** `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take K, M, G, T: powers of 1024), each checked against the spec's schema. */
+/**
+ * `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take K, M, G, T: powers of 1024),
+ * each checked against the spec's schema. A name given twice (in any case) is refused: which of
+ * two values was meant is the user's to say, not the parser's.
+ */
 export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
   const quotas: WasiQuotas = {};
   for (const item of raw.split(',')) {
@@ -74,6 +78,7 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
     if (!m || key === undefined) {
       throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
     }
+    if (quotas[key] !== undefined) throw new InvalidArgumentError(`${name}: ${m[1]!.toLowerCase()} is given twice in ${quoted(raw)}; give each name at most once`);
     quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!), `${name} ${m[1]}`);
   }
   return quotas;

@@ -13,12 +13,13 @@
  * library accepts.
  */
 import { CloneType, Type, type Static, type TSchema } from '@sinclair/typebox';
-import { BlockSchema, DevicesSchema, PreopenSchema, WasiSchema, partitionSpecFields } from '../schema/index.ts';
+import { BlockSchema, DevicesSchema, MAX_NAME_LENGTH, NAME_PATTERN, PreopenSchema, WasiSchema, partitionSpecFields } from '../schema/index.ts';
 import { GrantsSchema, PolicyKeySchema, PolicySchema } from '../schema/policy.ts';
 import { PERMISSIONS, SCOPE_PATTERN } from './rbac.ts';
 
-export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
-export const Name = Type.String({ pattern: NAME_PATTERN, description: 'expects: a name of 1-64 letters, digits, ".", "_" or "-" (not starting with "." or "-")' });
+// A partition's name: the library's pattern, from its one source.
+export { NAME_PATTERN };
+export const Name = Type.String({ pattern: NAME_PATTERN, description: `expects: a name of 1-${MAX_NAME_LENGTH} letters, digits, ".", "_" or "-" (not starting with "." or "-")` });
 const Int = (o: { minimum?: number; maximum?: number } = {}) => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, ...o });
 const Str = (max = 4096) => Type.String({ maxLength: max });
 const CLOSED = { additionalProperties: false } as const;

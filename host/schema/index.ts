@@ -15,7 +15,7 @@
  * body) is a TypeBox schema too, checked with `check()` for the same error messages.
  */
 export { check, explain } from './check.ts';
-export { MAX_TIMER_MS, NAME_PATTERN, SHA256_PATTERN } from './kinds.ts';
+export { MAX_NAME_LENGTH, MAX_TIMER_MS, NAME_PATTERN, SHA256_PATTERN } from './kinds.ts';
 export * from './limits.ts';
 export * from './devices.ts';
 export * from './wasi.ts';

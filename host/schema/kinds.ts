@@ -72,12 +72,15 @@ export function timerMs(value: number): number | null {
   return value === 0 || value === Infinity ? null : value;
 }
 
+/** The longest name of a partition or a switch segment, characters (a pool's derived names included). */
+export const MAX_NAME_LENGTH = 64;
+
 /** Names of partitions and switch segments: 1-64 letters, digits, `.`, `_`, `-`, not starting with a punctuation mark. */
-export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+export const NAME_PATTERN = `^[A-Za-z0-9][A-Za-z0-9._-]{0,${MAX_NAME_LENGTH - 1}}$`;
 export const NAME = new RegExp(NAME_PATTERN);
 
 export function Name(description: string): TString {
-  return Type.String({ pattern: NAME_PATTERN, title: "1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)", description });
+  return Type.String({ pattern: NAME_PATTERN, title: `1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-' (starting with a letter or digit)`, description });
 }
 
 /** A SHA-256 digest in hex (any case). */

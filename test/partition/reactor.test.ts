@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GuestCallError, Hypervisor, type RestartInfo } from '../../host/index.ts';
+import { MAX_NAME_LENGTH } from '../../host/schema/index.ts';
 import { guest, hypervisor } from '../helpers.ts';
 
 const dec = new TextDecoder();
@@ -270,6 +271,28 @@ describe('partition pools', () => {
     for (const n of perPartition) expect(n).toBeGreaterThanOrEqual(5);
     await pool.destroy();
     await expect(pool.call('count')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    expect(hv.partitions()).toEqual([]);
+  });
+
+  it("refuse up front, naming the pool's name, a name whose derived partition names would pass the name limit", async () => {
+    hv = hypervisor();
+    expect(MAX_NAME_LENGTH).toBe(64);
+    // size 2: `<name>-0`, `<name>-1`; the longest name that fits leaves two characters.
+    const longest = 'p'.repeat(MAX_NAME_LENGTH - 2);
+    const pool = await hv.createPool({ name: longest, module: guest('transform') }, { size: 2 });
+    expect(pool.partitions.map((p) => p.name)).toEqual([`${longest}-0`, `${longest}-1`]);
+    expect(pool.partitions.every((p) => p.name.length === MAX_NAME_LENGTH)).toBe(true);
+    await pool.destroy();
+    const over = `${longest}q`;
+    await expect(hv.createPool({ name: over, module: guest('transform') }, { size: 2 })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: `pool spec: name: "${over}" has ${MAX_NAME_LENGTH - 1} characters; a pool of 2 names its partitions up to "${over}-1", and a partition name has at most ${MAX_NAME_LENGTH}: the pool's name may have at most ${MAX_NAME_LENGTH - 2}`,
+    });
+    // The suffix's width counts: at size 11 the last is `-10`, so the name that fit above does not.
+    await expect(hv.createPool({ name: longest, module: guest('transform') }, { size: 11 })).rejects.toThrow(/the pool's name may have at most 61$/);
+    // A spec not given at all is refused naming it, not a TypeError from reading its name.
+    await expect(hv.createPool(undefined as never, { size: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'pool spec: (root): expected an object, got nothing' });
+    // Nothing was created by a refused pool.
     expect(hv.partitions()).toEqual([]);
   });
 });

@@ -122,6 +122,19 @@ describe('--dir modes through the CLI', () => {
     expect(help).toMatch(/--wasi-quota <k=v,\.\.\.>/);
     expect(help).toMatch(/--output-rate <bytes\/s>/);
   });
+
+  it('a quota named twice in --wasi-quota is refused naming it (exit 2), not the last value kept', async () => {
+    for (const [quota, twice] of [
+      ['bytes=64M,bytes=1M', 'bytes'],
+      ['fds=256,inodes=100,FDS=8', 'fds'],
+      ['path=4096,path=4096', 'path'],
+    ]) {
+      const r = await run([CAT, '--wasi-quota', quota!, '--', '/nothing']);
+      expect(r.code, quota).toBe(2);
+      expect(r.stderr).toContain(`ERR_INVALID_ARGUMENT: --wasi-quota: ${twice} is given twice in "${quota}"`);
+      expect(r.stdout).toBe('');
+    }
+  });
 });
 
 /** A WASI reactor: `probe` opens "sub/file" (read) under fd 3 and returns the errno; `probeUp` opens "sub/../../x". */
