@@ -5,7 +5,7 @@
  * and only the token, on stdout, once; the store keeps its SHA-256.
  * With `--host` the same commands go through the API instead (remote.ts).
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { noPositionals, usage } from './mgmt-args.ts';
@@ -121,7 +121,7 @@ async function run(argv: string[]): Promise<number> {
     }
   } catch (error) {
     // A refused create (no --role, an unknown one, a bad name or scope) removes the folders it made.
-    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+    mgmt.removeDirs(made);
     throw error;
   }
 }

@@ -9,7 +9,7 @@ export { ManagementServer, DEFAULT_SERVER_LIMITS, httpStatus } from './server.ts
 export type { ServerOptions, ServerLimits, Principal } from './server.ts';
 export { ManagedHost } from './host.ts';
 export type { PartitionInfo } from './host.ts';
-export { ConfigDir } from './config.ts';
+export { ConfigDir, removeDirs } from './config.ts';
 export { TokenStore, parseLifetime } from './tokens.ts';
 export type { TokenRecord, TokenInfo } from './tokens.ts';
 export { Rbac, BUILT_IN_ROLES, PERMISSIONS } from './rbac.ts';
