@@ -5,6 +5,7 @@
  * schema states it, the CLI reads it from the schema, the runtime relies on it.
  */
 import type { AuditSink } from '../security/audit.ts';
+import { SHA256_PATTERN } from './patterns.ts';
 import { Kind, Type, TypeRegistry, type TInteger, type TString, type TUnion, type TUnsafe } from '@sinclair/typebox';
 
 /**
@@ -83,8 +84,7 @@ export function Name(description: string): TString {
   return Type.String({ pattern: NAME_PATTERN, title: `1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-' (starting with a letter or digit)`, description });
 }
 
-/** A SHA-256 digest in hex (any case). */
-export const SHA256_PATTERN = '^[0-9a-fA-F]{64}$';
+export { SHA256_PATTERN };
 
 export function Sha256(description: string): TString {
   return Type.String({ pattern: SHA256_PATTERN, title: '64 hexadecimal digits (a SHA-256)', description });

@@ -24,6 +24,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors.ts';
 import { given, refuseUnknownKeys } from '../schema/check.ts';
+import { SHA256_PATTERN } from '../schema/patterns.ts';
 import { canonicalJson } from './canonical.ts';
 import { parsePublicKey, secretKeyFromSeed, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -136,6 +137,9 @@ export interface GuestReportExpectations {
   now?: number;
 }
 
+/** A measurement or spec hash a verifier expects: the schemas' own pattern (schema/patterns.ts). */
+const SHA256 = new RegExp(SHA256_PATTERN);
+
 /**
  * A verifier's expectations are the caller's argument, checked before the evidence: not an
  * object, a key the function does not know (named with the nearest known one), or a value of the
@@ -149,7 +153,7 @@ export function checkExpectationKeys(expect: unknown, known: readonly string[], 
   refuseUnknownKeys(expect, known, `${what} expectations`);
   const e = expect as Record<string, unknown>;
   const bad = (key: string, wanted: string): InvalidArgumentError => new InvalidArgumentError(`${what} expectations: ${key}: expected ${wanted}, got ${given(e[key])}`);
-  const sha256 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-fA-F]{64}$/.test(v);
+  const sha256 = (v: unknown): boolean => typeof v === 'string' && SHA256.test(v);
   for (const key of Object.keys(e)) {
     const v = e[key];
     if (v === undefined) continue;
