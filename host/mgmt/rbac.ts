@@ -13,6 +13,7 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { quoted } from '../escape.ts';
+import { NAME_PATTERN } from '../schema/patterns.ts';
 
 /** Every permission the API checks. A role may name these, `resource/*` or `*`. */
 export const PERMISSIONS = [
@@ -73,7 +74,8 @@ export const BUILT_IN_ROLES: readonly RoleDefinition[] = [
   { name: 'Reader', description: 'Reads partitions, metrics and policy.', permissions: ['partitions/read', 'metrics/read', 'policy/read'] },
 ];
 
-const NAME = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
+/** A partition's or a segment's name, unanchored (schema/patterns.ts). */
+const NAME = NAME_PATTERN.slice(1, -1);
 export const SCOPE_PATTERN = `^(/|/partitions/${NAME}|/segments/${NAME})$`;
 const SCOPE = new RegExp(SCOPE_PATTERN);
 const PERMISSION_PATTERN = /^(\*|[a-z]+\/(\*|[a-z]+))$/;

@@ -21,6 +21,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { explain } from '../schema/check.ts';
+import { CERT_NAME_PATTERN } from '../schema/patterns.ts';
 import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
 import type { AuditSink } from './audit.ts';
@@ -112,6 +113,8 @@ const CHECK_INTERVAL_MS = 1000;
  * many addresses: the log grows by a bounded number of records a second whoever knocks.
  */
 const AUDITED_FAILURES_FACTOR = 5;
+/** A client certificate's common name that names a principal: what `cert create` issues (schema/patterns.ts). */
+const CERT_NAME = new RegExp(CERT_NAME_PATTERN);
 /** Distinct addresses a summary counts (more are reported as "at least"). */
 const MAX_SUMMARY_ADDRESSES = 1024;
 
@@ -457,7 +460,7 @@ export class ManagementServer {
     if (this.options.tls?.clientCa && typeof socket.getPeerCertificate === 'function' && socket.authorized) {
       const cn = socket.getPeerCertificate().subject?.CN;
       const name = Array.isArray(cn) ? cn[0] : cn;
-      if (typeof name === 'string' && /^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/.test(name)) {
+      if (typeof name === 'string' && CERT_NAME.test(name)) {
         return { id: `cert:${name}`, kind: 'cert', tokenId: null, expiresAt: null, assignments: [] };
       }
       throw new UnauthenticatedError('the client certificate has no usable common name');

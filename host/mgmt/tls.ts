@@ -16,6 +16,7 @@ import { InvalidArgumentError, StorageError, WasmvisorError } from '../errors.ts
 import { makeDirsSync, readRegularFile } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
+import { CERT_NAME_PATTERN, MAX_CERT_NAME_LENGTH } from '../schema/patterns.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -130,8 +131,11 @@ export async function issueClientCert(dir: string, name: string, lifetimeDays = 
   }
 }
 
+/** A certificate's name (its CN), as the server reads it back from a client's certificate. */
+const CERT_NAME = new RegExp(CERT_NAME_PATTERN);
+
 async function issue(caKeyPem: string, caPem: string, cn: string, names: string[], usage: 'server' | 'client', lifetimeDays = 825): Promise<{ cert: string; key: string }> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/.test(cn)) throw new InvalidArgumentError(`certificate name ${quoted(cn)} is not valid: 1-64 letters, digits, '.', '_', '-' or spaces`);
+  if (!CERT_NAME.test(cn)) throw new InvalidArgumentError(`certificate name ${quoted(cn)} is not valid: 1-${MAX_CERT_NAME_LENGTH} letters, digits, '.', '_', '-' or spaces`);
   const signingKey = await importPkcs8(caKeyPem);
   const caCert = new x509.X509Certificate(caPem);
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;

@@ -21,6 +21,7 @@ import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../er
 import { isMissingFile, makeDirsSync, readRegularFile } from '../files.ts';
 import { checkScope } from './rbac.ts';
 import { quoted } from '../escape.ts';
+import { MAX_NAME_LENGTH, NAME_PATTERN } from '../schema/patterns.ts';
 
 /** The token's shape; anything else is refused before a file is read. */
 export const TOKEN_PATTERN = /^wvt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
@@ -34,7 +35,7 @@ export const MAX_TOKEN_FILE_BYTES = 4096;
 export const MAX_TOKENS = 10_000;
 
 const ID = /^[0-9a-f]{16}$/;
-const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+/** A token's name and a role's name: a partition's pattern (schema/patterns.ts). */
 const NAME = new RegExp(NAME_PATTERN);
 
 /**
@@ -46,7 +47,7 @@ const TokenFile = Type.Object(
   {
     id: Type.String({ pattern: '^[0-9a-f]{16}$' }),
     name: Type.String({ pattern: NAME_PATTERN }),
-    role: Type.String({ minLength: 1, maxLength: 64 }),
+    role: Type.String({ minLength: 1, maxLength: MAX_NAME_LENGTH }),
     scope: Type.String({ maxLength: 80 }),
     createdAt: Type.String({ maxLength: 40 }),
     expiresAt: Type.Union([Type.String({ maxLength: 40 }), Type.Null()]),
@@ -232,12 +233,12 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
 
   private async createNow(options: CreateTokenOptions): Promise<{ token: string; record: TokenRecord }> {
     if (!NAME.test(options.name)) {
-      throw new InvalidArgumentError(`token name ${quoted(options.name)} is not valid: use 1-64 letters, digits, '.', '_' or '-'`);
+      throw new InvalidArgumentError(`token name ${quoted(options.name)} is not valid: use 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     }
     // A role is a role's name (rbac.json's roles have the same pattern), so never a space or a
     // control character: `token list` prints one per column, and audit reasons embed it.
     if (!NAME.test(options.role)) {
-      throw new InvalidArgumentError(`token role ${quoted(options.role)} is not valid: a role name is 1-64 letters, digits, '.', '_' or '-'`);
+      throw new InvalidArgumentError(`token role ${quoted(options.role)} is not valid: a role name is 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     }
     checkScope(options.scope);
     if (this.records.size >= MAX_TOKENS) throw new InvalidArgumentError(`the store holds ${MAX_TOKENS} tokens, the most it may; remove revoked ones first`);

@@ -5,7 +5,7 @@
  * schema states it, the CLI reads it from the schema, the runtime relies on it.
  */
 import type { AuditSink } from '../security/audit.ts';
-import { SHA256_PATTERN } from './patterns.ts';
+import { MAX_CERT_NAME_LENGTH, MAX_NAME_LENGTH, NAME_PATTERN, SHA256_PATTERN } from './patterns.ts';
 import { Kind, Type, TypeRegistry, type TInteger, type TString, type TUnion, type TUnsafe } from '@sinclair/typebox';
 
 /**
@@ -73,18 +73,13 @@ export function timerMs(value: number): number | null {
   return value === 0 || value === Infinity ? null : value;
 }
 
-/** The longest name of a partition or a switch segment, characters (a pool's derived names included). */
-export const MAX_NAME_LENGTH = 64;
-
-/** Names of partitions and switch segments: 1-64 letters, digits, `.`, `_`, `-`, not starting with a punctuation mark. */
-export const NAME_PATTERN = `^[A-Za-z0-9][A-Za-z0-9._-]{0,${MAX_NAME_LENGTH - 1}}$`;
+// The name and digest bounds live in patterns.ts (no import: the worker and rbac.ts read them too).
+export { MAX_CERT_NAME_LENGTH, MAX_NAME_LENGTH, NAME_PATTERN, SHA256_PATTERN };
 export const NAME = new RegExp(NAME_PATTERN);
 
 export function Name(description: string): TString {
   return Type.String({ pattern: NAME_PATTERN, title: `1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-' (starting with a letter or digit)`, description });
 }
-
-export { SHA256_PATTERN };
 
 export function Sha256(description: string): TString {
   return Type.String({ pattern: SHA256_PATTERN, title: '64 hexadecimal digits (a SHA-256)', description });
