@@ -63,23 +63,35 @@ export function dirOption(raw: string, name: string): PreopenSpec {
 }
 
 const QUOTA_KEYS: Record<string, keyof WasiQuotas> = { bytes: 'maxBytes', inodes: 'maxInodes', fds: 'maxFds', path: 'maxPathBytes' };
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+/**
+ * The units a size on the command line takes, powers of 1024 (`64M`, also written `64MiB` or
+ * `64MB`; a plain number, or `4096B`, is bytes): the one table the parser, its error and the
+ * help text read. T is there because `bytes`' largest value, 2^40, is `1T`.
+ */
+const SIZE_UNITS: Readonly<Record<string, number>> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+const UNIT_LETTERS = Object.keys(SIZE_UNITS).map((u) => u.toUpperCase());
+/** `<number>[K|M|G|T][iB|B]` or `<number>B`, any case. */
+const SIZE = new RegExp(`^(\\d+)(?:([${Object.keys(SIZE_UNITS).join('')}])(?:i?b)?|b)?$`, 'i');
+/** The units as the help and the errors name them: `K, M, G, T`. */
+const SIZE_UNITS_TEXT = `${UNIT_LETTERS.join(', ')} (powers of 1024)`;
 
 /**
- * `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take K, M, G, T: powers of 1024),
- * each checked against the spec's schema. A name given twice (in any case) is refused: which of
- * two values was meant is the user's to say, not the parser's.
+ * `--wasi-quota bytes=64M,inodes=10000,fds=256,path=4096` (sizes take SIZE_UNITS), each checked
+ * against the spec's schema. A name given twice (in any case) is refused: which of two values was
+ * meant is the user's to say, not the parser's.
  */
 export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
   const quotas: WasiQuotas = {};
   for (const item of raw.split(',')) {
-    const m = /^(\w+)=(\d+)([kmgt]?)i?b?$/i.exec(item.trim());
+    const m = /^(\w+)=(.*)$/.exec(item.trim());
     const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
-    if (!m || key === undefined) {
-      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
+    const size = m ? SIZE.exec(m[2]!) : null;
+    if (!m || key === undefined || size === null) {
+      throw new InvalidArgumentError(`${name}: expected <name>=<number>[${UNIT_LETTERS.join('|')}] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
     }
     if (quotas[key] !== undefined) throw new InvalidArgumentError(`${name}: ${m[1]!.toLowerCase()} is given twice in ${quoted(raw)}; give each name at most once`);
-    quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!), `${name} ${m[1]}`);
+    const unit = size[2] === undefined ? 1 : SIZE_UNITS[size[2].toLowerCase()]!;
+    quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(size[1]) * unit), `${name} ${m[1]}`);
   }
   return quotas;
 }
@@ -130,7 +142,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     ),
     'wasi-quota': value(
       '<k=v,...>',
-      'WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take K, M, G (e.g. bytes=512M,inodes=100000)',
+      `WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take ${SIZE_UNITS_TEXT} (e.g. bytes=512M,inodes=100000)`,
       wasiQuotaOption,
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
