@@ -96,6 +96,25 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
   return quotas;
 }
 
+/**
+ * The quotas of every `--wasi-quota` given, as one: like `--dir` and `--env`, the flag may be
+ * given again, and each occurrence adds its names. A name given in two of them is refused as it
+ * is within one: which value was meant is the user's to say.
+ */
+function mergeWasiQuotas(occurrences: readonly WasiQuotas[]): WasiQuotas {
+  const merged: WasiQuotas = {};
+  for (const quotas of occurrences) {
+    for (const [key, n] of Object.entries(quotas) as [keyof WasiQuotas, number][]) {
+      if (merged[key] !== undefined) {
+        const shown = Object.keys(QUOTA_KEYS).find((k) => QUOTA_KEYS[k] === key)!;
+        throw new InvalidArgumentError(`--wasi-quota: ${shown} is given in two --wasi-quota options (${merged[key]} and ${n}); give each name at most once`);
+      }
+      merged[key] = n;
+    }
+  }
+  return merged;
+}
+
 function envOption(raw: string, name: string): string {
   if (!/^[^=\0]+=[^\0]*$/.test(raw)) throw new InvalidArgumentError(`${name}: expected KEY=VALUE, got ${quoted(raw)}`);
   return raw;
@@ -140,9 +159,9 @@ export function partitionOptions(kind: 'run' | 'call') {
       dirOption,
       { grants: 'a host folder (read-only unless :rw)' },
     ),
-    'wasi-quota': value(
+    'wasi-quota': list(
       '<k=v,...>',
-      `WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take ${SIZE_UNITS_TEXT} (e.g. bytes=512M,inodes=100000)`,
+      `WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take ${SIZE_UNITS_TEXT} (e.g. bytes=512M,inodes=100000); repeatable, each name at most once in all`,
       wasiQuotaOption,
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
@@ -274,7 +293,7 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     if (wasi.args === undefined || guestArgs.length > 0) wasi.args = [path.basename(source.file), ...(spec.args ?? [])];
     if (envs.length > 0) wasi.env = [...(Array.isArray(wasi.env) ? wasi.env : Object.entries(wasi.env ?? {}).map(([k, v]) => `${k}=${v}`)), ...envs];
     if (dirs.length > 0) wasi.preopens = [...(wasi.preopens ?? []), ...dirs];
-    if (quotas !== undefined) wasi.quotas = { ...(wasi.quotas ?? {}), ...quotas };
+    if (quotas !== undefined) wasi.quotas = { ...(wasi.quotas ?? {}), ...mergeWasiQuotas(quotas) };
     spec.wasi = wasi;
   }
   if (kind === 'call') {

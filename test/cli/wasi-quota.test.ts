@@ -1,11 +1,12 @@
 /**
  * `--wasi-quota` as the command line parses it (host/cli/partition-options.ts): its size units,
- * one table that the parser, its error and `run --help` read (README, "Command line").
+ * one table that the parser, its error and `run --help` read, and the flag given more than once
+ * (README, "Command line").
  * In-process: the parser and the help text, no guest.
  */
 import { describe, expect, it } from 'vitest';
-import { helpText } from '../../host/cli/options.ts';
-import { wasiQuotaOption } from '../../host/cli/partition-options.ts';
+import { helpText, parse } from '../../host/cli/options.ts';
+import { buildSpec, wasiQuotaOption } from '../../host/cli/partition-options.ts';
 import { runCommand } from '../../host/cli/run.ts';
 import { callCommand } from '../../host/cli/call.ts';
 
@@ -39,5 +40,35 @@ describe('--wasi-quota sizes', () => {
     for (const help of [helpText(runCommand), helpText(callCommand)].map((h) => h.replace(/\s+/g, ' '))) {
       expect(help).toContain('sizes take K, M, G, T (powers of 1024)');
     }
+  });
+});
+
+/** The quotas `run` would give the guest for `argv` (a plain module, no manifest). */
+function quotasOf(argv: string[]) {
+  const { values } = parse(runCommand, [...argv, 'x.wasm']);
+  return buildSpec(values, { manifest: null, file: 'x.wasm', shape: null }, 'run', []).wasi?.quotas;
+}
+
+describe('--wasi-quota given more than once', () => {
+  it('adds its names, as --dir and --env add theirs: none is dropped', () => {
+    expect(quotasOf(['--wasi-quota', 'bytes=1M', '--wasi-quota', 'fds=8'])).toEqual({ maxBytes: 2 ** 20, maxFds: 8 });
+    expect(quotasOf(['--wasi-quota=bytes=1M,inodes=10', '--wasi-quota', 'fds=8', '--wasi-quota', 'path=64'])).toEqual({ maxBytes: 2 ** 20, maxInodes: 10, maxFds: 8, maxPathBytes: 64 });
+  });
+
+  it('a name given in two of them is refused, naming it, as within one', () => {
+    for (const [argv, name, values] of [
+      [['--wasi-quota', 'bytes=64M', '--wasi-quota', 'bytes=1M'], 'bytes', '67108864 and 1048576'],
+      [['--wasi-quota', 'fds=8,inodes=10', '--wasi-quota', 'path=64', '--wasi-quota', 'FDS=8'], 'fds', '8 and 8'],
+    ] as const) {
+      expect(() => quotasOf([...argv]), argv.join(' ')).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: `--wasi-quota: ${name} is given in two --wasi-quota options (${values}); give each name at most once` }),
+      );
+    }
+  });
+
+  it('--help says it is repeatable', () => {
+    const help = helpText(runCommand).replace(/\s+/g, ' ');
+    expect(help).toContain('--wasi-quota <k=v,...> ...');
+    expect(help).toContain('repeatable, each name at most once in all');
   });
 });

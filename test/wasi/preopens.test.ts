@@ -135,6 +135,17 @@ describe('--dir modes through the CLI', () => {
       expect(r.stdout).toBe('');
     }
   });
+
+  it('--wasi-quota given again adds its names (the first is not dropped); a name in two of them is refused', async () => {
+    const dir = folder('quota-twice', { 'a.bin': 'x'.repeat(2000) });
+    // The byte quota of the first occurrence still bounds the copy when the second gives fds.
+    const kept = await run([CAT, '--dir', `${dir}::/d:copy`, '--wasi-quota', 'bytes=1K', '--wasi-quota', 'fds=8', '--', '/d/a.bin']);
+    expect(kept.code).toBe(2);
+    expect(kept.stderr).toMatch(/^ERR_INVALID_ARGUMENT: .*exceeds the WASI quota/m);
+    const twice = await run([CAT, '--wasi-quota', 'bytes=1M', '--wasi-quota', 'fds=8,bytes=2M', '--', '/nothing']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('ERR_INVALID_ARGUMENT: --wasi-quota: bytes is given in two --wasi-quota options (1048576 and 2097152); give each name at most once');
+  });
 });
 
 /** A WASI reactor: `probe` opens "sub/file" (read) under fd 3 and returns the errno; `probeUp` opens "sub/../../x". */
