@@ -10,13 +10,15 @@
  * `--`), a subcommand's name beside its help's (`token list: …; see wasmvisor token --help`),
  * the positional counts each command words itself, and help written by hand rather than made
  * from a table. What both follow: a value is taken as given even when it starts with '-'
- * (valuesAsGiven), and an unknown option names the nearest known one.
+ * (valuesAsGiven), an unknown option names the nearest known one, and an option that takes one
+ * value is given at most once (options.ts givenTwice).
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
 import { nearest } from '../schema/check.ts';
+import { givenTwice } from './options.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
@@ -41,8 +43,12 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
   config: T,
   { positionalHint = false, help = command.split(' ')[0]! }: { positionalHint?: boolean; help?: string } = {},
 ): ReturnType<typeof parseArgs<T>> {
+  let result: ReturnType<typeof parseArgs<T>>;
+  let tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>;
   try {
-    return parseArgs(config.args === undefined ? config : { ...config, args: valuesAsGiven(config.args, config.options) });
+    const { tokens: all = [], ...parsed } = parseArgs({ ...config, ...(config.args === undefined ? {} : { args: valuesAsGiven(config.args, config.options) }), tokens: true });
+    result = parsed as ReturnType<typeof parseArgs<T>>;
+    tokens = all;
   } catch (error) {
     const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
     const code = (error as NodeJS.ErrnoException).code;
@@ -67,6 +73,16 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
     if (flag !== null) throw new InvalidArgumentError(`${flag[1]} takes no value${see}`);
     throw new InvalidArgumentError(`${command}: ${message}${see}`);
   }
+  // A single-valued option given twice is refused, as host/cli/options.ts refuses it (parseArgs
+  // would keep the last and drop the first without a word); `multiple` ones add up.
+  const given = new Map<string, string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.value === undefined || config.options[token.name]?.multiple === true) continue;
+    const first = given.get(token.name);
+    if (first !== undefined) throw givenTwice(`--${token.name}`, first, token.value, help);
+    given.set(token.name, token.value);
+  }
+  return result;
 }
 
 /**

@@ -11,6 +11,8 @@
  * - A command with `rest` (run) stops reading options at its first positional past the fixed
  *   ones: `wasmvisor run tool.wasm a -l b` passes `a -l b` to the guest, as Wasmtime does.
  * - An unknown option is an error that suggests the nearest known one.
+ * - An option that takes one value is given at most once (givenTwice); a flag may be repeated
+ *   (nothing is lost), and a list option (`--dir`, `--env`, `--wasi-quota`) adds each value.
  */
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
@@ -111,6 +113,8 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   const byShort = new Map(Object.entries(command.options).flatMap(([k, o]) => (o.short ? [[o.short, k] as const] : [])));
   let help = false;
   let i = 0;
+  // The text each single-valued option was given, to refuse it a second time.
+  const given = new Map<string, string>();
   const take = (name: string, spec: OptionSpec, inline: string | undefined, shown: string): void => {
     if (spec.kind === 'flag') {
       if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${quoted(inline)}`);
@@ -122,9 +126,13 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
       if (i >= argv.length) throw new InvalidArgumentError(`${shown} needs a value ${spec.value}; see wasmvisor ${command.name} --help`);
       raw = argv[i++]!;
     }
+    if (spec.kind === 'value' && given.has(name)) throw givenTwice(`--${name}`, given.get(name)!, raw, command.name);
     const parsed = spec.parse(raw, shown);
     if (spec.kind === 'list') ((values[name] ??= []) as unknown[]).push(parsed);
-    else values[name] = parsed;
+    else {
+      values[name] = parsed;
+      given.set(name, raw);
+    }
   };
   while (i < argv.length) {
     const arg = argv[i++]!;
@@ -209,6 +217,15 @@ export function parseOrHelp<T extends OptionTable>(command: CommandSpec<T>, argv
   if (!parsed.help) return parsed;
   process.stdout.write(helpText(command));
   return null;
+}
+
+/**
+ * A single-valued option given a second time: refused, never last-wins, as a `--wasi-quota`
+ * name given twice is. Which of two values was meant is the user's to say; keeping one would
+ * drop the other without a word. Worded the same by mgmt-args.ts for the management commands.
+ */
+export function givenTwice(flag: string, first: string, second: string, help: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${flag} is given twice (${quoted(first)} and ${quoted(second)}); give it once; see wasmvisor ${help === '' ? '' : `${help} `}--help`);
 }
 
 function unknownOption(command: CommandSpec<OptionTable>, shown: string): InvalidArgumentError {
