@@ -142,6 +142,23 @@ function timeout(ms: number): number {
 }
 
 /**
+ * A pool's options and spec, checked before any of its partitions is made: the spec as the caller
+ * gave it (so a refusal names the pool's spec, not a derived name), and its name with room for the
+ * longest suffix. Returns the pool's size.
+ */
+function checkPool(spec: PartitionSpec, options: PoolOptions): number {
+  const { size } = check(PoolOptionsSchema, options, 'pool options');
+  check(PartitionSpecSchema, spec, 'pool spec');
+  const room = MAX_NAME_LENGTH - `-${size - 1}`.length;
+  if (spec.name.length > room) {
+    throw new InvalidArgumentError(
+      `pool spec: name: ${quoted(spec.name)} has ${spec.name.length} characters; a pool of ${size} names its partitions up to ${quoted(`${spec.name}-${size - 1}`)}, and a partition name has at most ${MAX_NAME_LENGTH}: the pool's name may have at most ${room}`,
+    );
+  }
+  return size;
+}
+
+/**
  * A partition name already in use: a conflict with the hypervisor's state, not a bad argument (the
  * same spec is accepted once that partition is destroyed), so ERR_INVALID_STATE, the code the
  * management API answers (409) for a name already declared.
@@ -561,17 +578,17 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   /**
    * Creates and starts `size` reactor partitions of one module, named `<name>-0` .. `<name>-N-1`,
    * behind one `call` that spreads calls over them. If any fails to load, none is kept. The
-   * pool's name must leave room for the longest suffix within MAX_NAME_LENGTH.
+   * pool's name must leave room for the longest suffix within MAX_NAME_LENGTH. With an audit log,
+   * a pool refused up front is recorded as createPartition records its refusals (a partition
+   * refused later is recorded by createPartition itself).
    */
   async createPool(spec: PartitionSpec, options: PoolOptions): Promise<PartitionPool> {
-    const { size } = check(PoolOptionsSchema, options, 'pool options');
-    // Checked as the caller gave it, so a refusal names the pool's spec, not a derived name.
-    check(PartitionSpecSchema, spec, 'pool spec');
-    const room = MAX_NAME_LENGTH - `-${size - 1}`.length;
-    if (spec.name.length > room) {
-      throw new InvalidArgumentError(
-        `pool spec: name: ${quoted(spec.name)} has ${spec.name.length} characters; a pool of ${size} names its partitions up to ${quoted(`${spec.name}-${size - 1}`)}, and a partition name has at most ${MAX_NAME_LENGTH}: the pool's name may have at most ${room}`,
-      );
+    let size: number;
+    try {
+      size = checkPool(spec, options);
+    } catch (error) {
+      await this.security.refused((spec as Partial<PartitionSpec> | null)?.name, error).catch(() => undefined);
+      throw error;
     }
     const partitions: Partition[] = [];
     try {

@@ -360,6 +360,34 @@ describe('what the hypervisor records', () => {
     await Promise.all(hvs.splice(0).map((h) => h.close()));
   });
 
+  it('a pool refused before any partition is made is recorded as createPartition records a refusal; one refused later, once', async () => {
+    const dataDir = tmp();
+    const hv = new Hypervisor({ dataDir, audit: true, actor: 'principal:alice' });
+    hvs.push(hv);
+    const module = guest('transform');
+    const long = 'p'.repeat(63);
+    // Up front: the options, the spec, a name without room for its suffixes.
+    await expect(hv.createPool({ name: 'opts', module }, { size: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPool({ name: 'spec', module, memory: 1 } as never, { size: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPool({ name: long, module }, { size: 2 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.createPool(undefined as never, { size: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    // Later: its first partition's module is refused by createPartition, which records it.
+    await expect(hv.createPool({ name: 'imports', module: guest('attack-import') }, { size: 2 })).rejects.toMatchObject({ code: 'ERR_IMPORT_DENIED' });
+    expect(hv.partitions()).toEqual([]);
+    await hv.close();
+    const refused = readAuditRecords(path.join(dataDir, 'audit')).records.filter((r) => r.action === 'partition.create');
+    expect(refused.map((r) => [r.target, r.outcome, r.code, r.actor])).toEqual([
+      ['opts', 'denied', 'ERR_INVALID_ARGUMENT', 'principal:alice'],
+      ['spec', 'denied', 'ERR_INVALID_ARGUMENT', 'principal:alice'],
+      [long, 'denied', 'ERR_INVALID_ARGUMENT', 'principal:alice'],
+      ['(invalid name)', 'denied', 'ERR_INVALID_ARGUMENT', 'principal:alice'],
+      ['imports-0', 'denied', 'ERR_IMPORT_DENIED', 'principal:alice'],
+    ]);
+    expect(refused[0]!.reason).toMatch(/^pool options: size: /);
+    expect(refused[1]!.reason).toMatch(/^pool spec: /);
+    expect(refused[2]!.reason).toMatch(/the pool's name may have at most 62$/);
+  });
+
   it('lifecycle, refusals with their code, violations aggregated per second, attestation, wipes, keys', async () => {
     const dataDir = tmp();
     const hv = new Hypervisor({ dataDir, audit: true, actor: 'principal:alice' });
