@@ -141,7 +141,8 @@ export function partitionOptions(kind: 'run' | 'call') {
       grants: 'the listed virtual devices',
     }),
     'clock-resolution': value('<ms>', 'clock resolution', numberIn(ClockSchema.properties.resolutionMs), { default: '1' }),
-    deterministic: flag('fixed clocks and a fixed entropy seed (for teaching and tests)'),
+    // A mode, not a device setting: taken with neither clock nor entropy granted (README says why).
+    deterministic: flag('fixed clocks and a fixed entropy seed, for whichever of clock and entropy are granted (for teaching and tests)'),
     seed: value('<string>', 'seed the entropy device (a reproducible stream)', text),
     segment: value('<name>', 'the virtual switch segment the net device plugs into (refused without net)', stringIn(NetSchema.properties.segment), { default: 'cli' }),
     sha256: value('<hex>', 'refuse the module unless its SHA-256 is this (ERR_INTEGRITY)', stringIn(PartitionSpecSchema.properties.sha256)),
@@ -258,7 +259,8 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   }
   // A flag that configures a device the partition is not granted is refused, not ignored: the
   // user asked for a behaviour (a segment, a resolution, a seed, a rate limit) the run would not
-  // have, and silence would let them believe it had.
+  // have, and silence would let them believe it had. --deterministic is not one of them: it asks
+  // for a reproducible run, which a partition with no clock and no entropy already is.
   const granted = (device: 'console' | 'clock' | 'entropy' | 'net'): boolean => devices[device] !== undefined && devices[device] !== false;
   for (const [flag, device] of [['segment', 'net'], ['clock-resolution', 'clock'], ['seed', 'entropy'], ['output-rate', 'console']] as const) {
     if (values[flag] !== undefined && !granted(device)) {

@@ -281,6 +281,12 @@ describe.concurrent('call: input and the partition flags run has', () => {
     expect((await cli(['run', '--devices', 'console,clock', '--clock-resolution', '5', manifest])).code).toBe(0);
   });
 
+  it('--deterministic, a mode, is taken with neither clock nor entropy granted: the guest has no time or randomness to vary', async () => {
+    // call grants no devices by default: a script that always asks for a reproducible call runs.
+    expect(await cli(['call', '--deterministic', guest('transform'), 'upper', '--input', 'x'])).toMatchObject({ code: 0, stdout: 'X', stderr: '' });
+    expect((await cli(['run', '--devices', 'console', '--deterministic', guest('hello')])).code).toBe(0);
+  });
+
   it('--timeout is the call\'s budget, with the same range as run\'s', async () => {
     const r = await cli(['call', '--timeout', '50', guest('transform'), 'spin']);
     expect(r.code).toBe(124);
