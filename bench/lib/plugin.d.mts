@@ -38,6 +38,10 @@ export interface BareWorker {
   worker: import('node:worker_threads').Worker;
   a: Int32Array;
   bytes: Uint8Array;
+  /** `bare worker <i>`, as a failure names it. */
+  name: string;
+  /** Why it died ('exited with code 1', 'failed: …'), or null while it lives. */
+  dead: string | null;
 }
 export declare function bareWorkers(count: number): Promise<{ workers: BareWorker[]; call: (w: BareWorker) => Promise<void>; close: () => Promise<unknown> }>;
 export declare function quantile(xs: readonly number[], q: number): number;

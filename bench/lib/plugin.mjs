@@ -5,6 +5,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { workerEvent } from './worker.mjs';
 
 /** 64 bytes of input, the same for every echo call. */
 export const INPUT = new Uint8Array(64).map((_, i) => 65 + (i % 26));
@@ -177,15 +178,36 @@ for (;;) {
  * Atomics.notify, and takes the reply (64 bytes copied back) with Atomics.waitAsync on the
  * root's event loop, as a reactor's reply is taken. No ring, no guest, no checks: only the two
  * wake-ups and the copies. Returns the workers and `call(w)`; `close()` ends them.
+ *
+ * A worker that dies (throws, exits) fails the call waiting on it, or its next one, naming it,
+ * with nothing added to a call: its 'error' and 'exit' listeners, added here, outside any timed
+ * call, mark it dead and from then on keep moving its reply counter (now, then every 10 ms until
+ * close()), so that no wait on it lasts; the call then finds no echo and says why. Before, a
+ * dying worker left the wait pending for ever (Node exited 13, with no message).
  */
 export async function bareWorkers(count) {
   const workers = [];
+  const undertakers = [];
+  let closing = false;
   for (let i = 0; i < count; i++) {
     const sab = new SharedArrayBuffer(256);
     const worker = new Worker(BARE_WORKER, { eval: true, workerData: sab });
-    workers.push({ worker, a: new Int32Array(sab), bytes: new Uint8Array(sab) });
+    const w = { worker, a: new Int32Array(sab), bytes: new Uint8Array(sab), name: `bare worker ${i}`, dead: null };
+    const wake = () => {
+      Atomics.add(w.a, 1, 1);
+      Atomics.notify(w.a, 1);
+    };
+    const died = (why) => {
+      if (closing || w.dead !== null) return;
+      w.dead = why;
+      wake();
+      undertakers.push(setInterval(wake, 10));
+    };
+    worker.on('error', (error) => died(`failed: ${error instanceof Error ? error.message : String(error)}`));
+    worker.on('exit', (code) => died(`exited with code ${code}`));
+    workers.push(w);
   }
-  await Promise.all(workers.map((w) => new Promise((resolve) => w.worker.once('online', resolve))));
+  await Promise.all(workers.map((w) => workerEvent(w.worker, w.name, { event: 'online' })));
   const call = async (w) => {
     w.bytes.set(INPUT, 128);
     const seq = Atomics.load(w.a, 1);
@@ -197,10 +219,14 @@ export async function bareWorkers(count) {
       const r = Atomics.waitAsync(w.a, 1, seq);
       if (r.async) await r.value;
     }
-    if (w.bytes[64] !== INPUT[0] || w.bytes[127] !== INPUT[63]) throw new Error('wrong bare echo');
+    if (w.bytes[64] !== INPUT[0] || w.bytes[127] !== INPUT[63]) throw new Error(w.dead !== null ? `bench: ${w.name} ${w.dead} before its reply` : 'wrong bare echo');
     w.bytes.fill(0, 64, 128);
   };
-  const close = () => Promise.all(workers.map((w) => w.worker.terminate()));
+  const close = () => {
+    closing = true;
+    for (const u of undertakers) clearInterval(u);
+    return Promise.all(workers.map((w) => w.worker.terminate()));
+  };
   return { workers, call, close };
 }
 

@@ -1,12 +1,14 @@
 /**
  * bench/lib/worker.mjs workerEvent: how the benches wait on their baseline (non-guest) workers
- * (bench/core.mjs's echo round trip, bench/net.mjs's ping baseline, bench/lib/net.mjs's
- * MessageChannel throughput). A worker that throws or exits before it answers fails the wait at
+ * (bench/core.mjs's echo round trip and worker starts, bench/net.mjs's ping baseline,
+ * bench/lib/net.mjs's MessageChannel throughput, the start of bench/lib/plugin.mjs's bare
+ * workers, whose calls a worker's death also ends). A worker that throws or exits before it answers fails the wait at
  * once, naming it; before, a bare `once('message')` left the bench awaiting for ever (Node exit
  * 13, no message). Real workers, no mocks.
  */
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
+import { bareWorkers, type BareWorker } from '../../bench/lib/plugin.mjs';
 import { workerEvent } from '../../bench/lib/worker.mjs';
 
 const ECHO = "const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage(m));";
@@ -67,5 +69,55 @@ describe('bench: waiting on a baseline worker', () => {
     } finally {
       await Promise.all([quiet.terminate(), failing.terminate()]);
     }
+  });
+});
+
+describe('bench: the bare workers (bench/lib/plugin.mjs bareWorkers)', () => {
+  it('answer call after call, as before', async () => {
+    const bare = await bareWorkers(2);
+    try {
+      for (let i = 0; i < 1000; i++) await bare.call(bare.workers[i % 2]!);
+      expect(bare.workers.map((w) => w.dead)).toEqual([null, null]);
+    } finally {
+      await bare.close();
+    }
+  });
+
+  it('a worker that died fails its next call at once, naming it; the others still answer', async () => {
+    const bare = await bareWorkers(2);
+    try {
+      const [a, b] = bare.workers as [BareWorker, BareWorker];
+      await bare.call(a);
+      await a.worker.terminate();
+      const t0 = performance.now();
+      await expect(bare.call(a)).rejects.toThrow('bench: bare worker 0 exited with code 1 before its reply');
+      expect(performance.now() - t0).toBeLessThan(5_000);
+      await bare.call(b);
+    } finally {
+      await bare.close();
+    }
+  });
+
+  it('a worker that dies while a call waits on it ends that call, naming it, not leaves it pending', async () => {
+    // Terminated as the call is made: the worker stops before it replies, or replies first.
+    let failed = 0;
+    for (let i = 0; i < 10; i++) {
+      const bare = await bareWorkers(1);
+      try {
+        const w = bare.workers[0]!;
+        void w.worker.terminate();
+        const outcome = await bare.call(w).then(
+          () => 'answered',
+          (error: Error) => error.message,
+        );
+        if (outcome !== 'answered') {
+          expect(outcome).toBe('bench: bare worker 0 exited with code 1 before its reply');
+          failed++;
+        }
+      } finally {
+        await bare.close();
+      }
+    }
+    expect(failed).toBeGreaterThan(0);
   });
 });
