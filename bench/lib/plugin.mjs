@@ -165,7 +165,9 @@ const a = new Int32Array(workerData);
 const bytes = new Uint8Array(workerData);
 let seen = 0;
 for (;;) {
-  Atomics.wait(a, 0, seen);
+  // Reply only to a new request: a wait can end with the request counter unmoved (a late notify),
+  // and a second reply to one request would let the root's next call end on it.
+  while (Atomics.load(a, 0) === seen) Atomics.wait(a, 0, seen);
   seen = Atomics.load(a, 0);
   bytes.copyWithin(64, 128, 192);
   Atomics.add(a, 1, 1);
