@@ -19,7 +19,6 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import { explain } from '../schema/check.ts';
 import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
@@ -114,6 +113,29 @@ const CHECK_INTERVAL_MS = 1000;
 const AUDITED_FAILURES_FACTOR = 5;
 /** Distinct addresses a summary counts (more are reported as "at least"). */
 const MAX_SUMMARY_ADDRESSES = 1024;
+
+const DECIMAL_INTEGER = /^(0|-?[1-9][0-9]*)$/;
+const BOOLEANS: Readonly<Record<string, boolean>> = { true: true, false: false, 1: true, 0: false };
+
+/**
+ * Query strings and path parameters arrive as strings. A field whose schema is an integer takes
+ * only a decimal integer, and a boolean only `true`, `false`, `1` or `0`; anything else stays
+ * the string it was, and the schema then refuses it naming the field. (TypeBox's Value.Convert
+ * read `limit=1e3` as 1, `tail=1.9` as 1 and `0x10` as 16: a query the caller did not mean,
+ * answered without a word.)
+ */
+function convertStrings(schema: TSchema, data: unknown): unknown {
+  const props = (schema as { properties?: Record<string, TSchema> }).properties;
+  if (typeof data !== 'object' || data === null || props === undefined) return data;
+  const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(out)) {
+    if (typeof value !== 'string' || !Object.hasOwn(props, key)) continue;
+    const type = props[key]!.type;
+    if ((type === 'integer' || type === 'number') && DECIMAL_INTEGER.test(value)) out[key] = Number(value);
+    else if (type === 'boolean' && Object.hasOwn(BOOLEANS, value)) out[key] = BOOLEANS[value];
+  }
+  return out;
+}
 
 /** Counters for `/metrics`. */
 export interface ApiCounters {
@@ -279,7 +301,7 @@ export class ManagementServer {
       const s = schema as TSchema;
       return (data: unknown) => {
         // Query strings and path parameters arrive as strings: convert to the schema's types first.
-        const value = httpPart === 'querystring' || httpPart === 'params' ? Value.Convert(s, data) : data;
+        const value = httpPart === 'querystring' || httpPart === 'params' ? convertStrings(s, data) : data;
         const problems = explain(s, value);
         const where = httpPart === 'querystring' ? 'query' : httpPart === 'params' ? 'path' : httpPart;
         return problems.length === 0 ? { value } : { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };

@@ -121,6 +121,26 @@ describe('bad input', () => {
     expect(JSON.parse(q.body.toString()).error.message).toMatch(/query: limit: expected an integer from 1 to 10000, got the number 0/);
   });
 
+  it('a query value is converted only when it is what its field takes: 1e3, 1.9, 0x10 or yes are refused naming the field', async () => {
+    // TypeBox's Value.Convert read limit=1e3 as 1, tail=1.9 as 1 and 0x10 as 16: answered 200, not the query asked.
+    const c = h.client(owner);
+    for (const [path, message] of [
+      ['/audit?limit=1e3', 'query: limit: expected an integer from 1 to 10000, got the string "1e3"'],
+      ['/audit?limit=1.9', 'query: limit: expected an integer from 1 to 10000, got the string "1.9"'],
+      ['/audit?limit=0x10', 'query: limit: expected an integer from 1 to 10000, got the string "0x10"'],
+      ['/audit?limit=%207', 'query: limit: expected an integer from 1 to 10000, got the string " 7"'],
+      ['/partitions/echo/console?tail=1.9&follow=false', 'query: tail: expected an integer from 0 to 1000, got the string "1.9"'],
+      ['/partitions/echo/console?tail=1&follow=no', 'query: follow: expected a boolean, got the string "no"'],
+    ] as const) {
+      const r = await c.request('GET', path);
+      expect([path, r.status, JSON.parse(r.body.toString())]).toEqual([path, 400, { error: { code: 'ERR_INVALID_ARGUMENT', message } }]);
+    }
+    // Decimal integers and true/false/1/0 still arrive as numbers and booleans.
+    const ok = JSON.parse((await c.request('GET', '/audit?limit=3')).body.toString()) as { records: unknown[] };
+    expect(ok.records).toHaveLength(3);
+    for (const follow of ['false', '0']) expect((await c.request('GET', `/partitions/echo/console?tail=0&follow=${follow}`)).status).toBe(200);
+  });
+
   it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
     const c = h.client(owner);
     const r = await c.request(
