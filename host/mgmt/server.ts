@@ -15,7 +15,8 @@
  *   6. the handler; errors become `{ error: { code, message } }` with the code's status, and
  *      anything unexpected a 500 without internals (the detail goes to the daemon's log)
  */
-import type { AddressInfo } from 'node:net';
+import { maxHeaderSize } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
@@ -135,6 +136,28 @@ function convertStrings(schema: TSchema, data: unknown): unknown {
     else if (type === 'boolean' && Object.hasOwn(BOOLEANS, value)) out[key] = BOOLEANS[value];
   }
   return out;
+}
+
+/**
+ * A request node's HTTP parser refuses before any route or hook runs (fastify's clientError):
+ * bytes that are not HTTP/1.1 (a Content-Length that does not match what follows), headers
+ * over node's limit, a request that did not arrive in time. Answered in the API's one error
+ * shape, `{ error: { code, message } }` (fastify's default is `{ error: "Bad Request", … }`),
+ * and the connection closed, as node does.
+ */
+function refuseConnection(error: Error & { code?: string }, socket: Socket, limits: ServerLimits): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, code, message]: [number, string, ErrorCode, string] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'ERR_INVALID_ARGUMENT', `the request did not arrive in time (headers within ${limits.headersTimeoutMs} ms, the whole request within ${limits.requestTimeoutMs} ms)`]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'ERR_TOO_LARGE', `the request headers are over the limit of ${maxHeaderSize} bytes`]
+        : [400, 'Bad Request', 'ERR_INVALID_ARGUMENT', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(error);
 }
 
 /** Counters for `/metrics`. */
@@ -261,6 +284,7 @@ export class ManagementServer {
       forceCloseConnections: true,
       routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
       frameworkErrors: (error, req, reply) => void this.refusePath(error, req, reply),
+      clientErrorHandler: (error, socket) => refuseConnection(error, socket, l),
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
       // Node checks header and request timeouts every connectionsCheckingInterval (30 s by

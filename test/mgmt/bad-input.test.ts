@@ -141,6 +141,21 @@ describe('bad input', () => {
     for (const follow of ['false', '0']) expect((await c.request('GET', `/partitions/echo/console?tail=0&follow=${follow}`)).status).toBe(200);
   });
 
+  it('a request the HTTP parser refuses is answered in the API\'s error shape', async () => {
+    // A Content-Length shorter than the body: the rest is not a request. Fastify's default answered
+    // {"error":"Bad Request","message":"Client Error","statusCode":400}.
+    const short = await raw(request('PUT', '/policy', '{"policy":null}', { 'content-length': '5' }));
+    const garbage = await raw('NOT HTTP\r\n\r\n');
+    for (const { text } of [short, garbage]) {
+      const r = parse(text.slice(text.lastIndexOf('HTTP/1.1 ')));
+      expect([r.status, r.body]).toEqual([400, { error: { code: 'ERR_INVALID_ARGUMENT', message: 'the request is not valid HTTP/1.1' } }]);
+    }
+    const big = parse((await raw(request('GET', '/whoami', '', { 'x-pad': 'a'.repeat(20_000) }))).text);
+    expect([big.status, big.body.error?.code]).toEqual([431, 'ERR_TOO_LARGE']);
+    expect(big.body.error?.message).toMatch(/^the request headers are over the limit of \d+ bytes$/);
+    await stillServes();
+  });
+
   it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
     const c = h.client(owner);
     const r = await c.request(
@@ -212,6 +227,7 @@ describe('bad input', () => {
     const { closedAfterMs, text } = await raw('GET /health HTTP/1.1\r\nHost: x\r\n', 6000);
     expect(closedAfterMs).toBeLessThan(4000);
     expect(text === '' || text.startsWith('HTTP/1.1 408')).toBe(true);
+    if (text !== '') expect(parse(text).body.error).toEqual({ code: 'ERR_INVALID_ARGUMENT', message: 'the request did not arrive in time (headers within 1000 ms, the whole request within 3000 ms)' });
     await stillServes();
   });
 
