@@ -84,6 +84,9 @@ const PartitionInfo = Type.Object({
   createdBy: Type.String(),
 });
 
+/** Standard base64, padded or not (`=` only at the end, no whitespace). */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
+
 const fatal = new TextDecoder('utf-8', { fatal: true });
 
 function encodeOutput(bytes: Uint8Array, encoding: 'utf8' | 'base64'): { output: string; encoding: 'utf8' | 'base64' } {
@@ -300,6 +303,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         const b = ctx.body as CallBodyT;
         const encoding = b.encoding ?? 'utf8';
+        // Buffer.from skips what is not base64: a garbled input would reach the guest as other bytes.
+        if (encoding === 'base64' && b.input !== undefined && !BASE64.test(b.input)) throw new InvalidArgumentError(`body: input: is not base64 (encoding: base64), got ${quoted(b.input)}`);
         const input = Buffer.from(b.input ?? '', encoding === 'base64' ? 'base64' : 'utf8');
         try {
           const output = await host.call(named(ctx), b.export, input, b.timeoutMs, new AbortController().signal);

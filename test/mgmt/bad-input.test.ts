@@ -156,6 +156,25 @@ describe('bad input', () => {
     await stillServes();
   });
 
+  it('a call whose input is not base64 under encoding: base64 is 400, not other bytes for the guest', async () => {
+    const c = h.client(owner);
+    await h.running.host.create(createBody('b64', 'transform', { start: true }, { kind: 'reactor' }), 'test');
+    try {
+      // Buffer.from('!!!@@@', 'base64') is empty, and 'aG k=' decodes as 'aG' + 'k': the guest got bytes nobody sent.
+      for (const input of ['!!!@@@', 'aG k=', 'aGk=aGk=', 'a']) {
+        const r = await c.request('POST', '/partitions/b64/call', { export: 'upper', input, encoding: 'base64' });
+        expect([input, r.status, JSON.parse(r.body.toString()).error?.code]).toEqual([input, 400, 'ERR_INVALID_ARGUMENT']);
+        expect(JSON.parse(r.body.toString()).error.message).toMatch(/^body: input: is not base64/);
+      }
+      for (const [input, upper] of [['aGk=', 'HI'], ['aGk', 'HI'], ['', '']] as const) {
+        const r = await c.json<{ output: string }>('POST', '/partitions/b64/call', { export: 'upper', input, encoding: 'base64' });
+        expect(Buffer.from(r.output, 'base64').toString()).toBe(upper);
+      }
+    } finally {
+      await c.request('DELETE', '/partitions/b64');
+    }
+  });
+
   it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
     const c = h.client(owner);
     const r = await c.request(
