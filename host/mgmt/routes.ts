@@ -35,6 +35,7 @@ import {
 } from './schemas.ts';
 import type { Static } from '@sinclair/typebox';
 import { quoted } from '../escape.ts';
+import { parseQueryTime } from '../security/audit.ts';
 
 export interface RouteDef {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -434,7 +435,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
         if (q.partition !== undefined && q.target !== undefined) throw new InvalidArgumentError('query: give partition or target, not both');
         const iso = (t: string | undefined, what: string) => {
           if (t === undefined) return undefined;
-          const ms = Date.parse(t);
+          const ms = parseQueryTime(t);
           if (Number.isNaN(ms)) throw new InvalidArgumentError(`query.${what}: ${quoted(t)} is not a valid time`);
           return new Date(ms).toISOString();
         };

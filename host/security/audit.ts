@@ -90,6 +90,21 @@ export interface AuditSink {
   note(entry: AuditEntry): void;
 }
 
+/**
+ * A time given to an audit query (`GET /audit?since=`, `wasmvisor audit --since`) as ms since
+ * the epoch, or NaN. A date whose day its month does not have is NaN: Date.parse reads
+ * 2025-02-30 as March 2nd and 2025-04-31 as May 1st, a window the caller never asked for.
+ */
+export function parseQueryTime(text: string): number {
+  const date = /^([+-]?\d{4,6})-(\d{2})-(\d{2})/.exec(text);
+  if (date !== null) {
+    const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])];
+    const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+    if (day > ([31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0)) return NaN;
+  }
+  return Date.parse(text);
+}
+
 export const AUDIT_FILE_PATTERN = /^audit-(\d{6})\.jsonl$/;
 /** Records appended and not yet fsynced never reach this many: the note() that would, syncs on the spot. */
 export const BATCH_RECORDS = 256;

@@ -135,6 +135,12 @@ describe('bad input', () => {
       const r = await c.request('GET', path);
       expect([path, r.status, JSON.parse(r.body.toString())]).toEqual([path, 400, { error: { code: 'ERR_INVALID_ARGUMENT', message } }]);
     }
+    // A day its month does not have: Date.parse reads 2025-02-30 as March 2nd.
+    for (const since of ['2025-02-30', '2025-04-31T12:00:00Z', '2100-02-29']) {
+      const r = await c.request('GET', `/audit?since=${since}`);
+      expect([since, r.status, JSON.parse(r.body.toString()).error]).toEqual([since, 400, { code: 'ERR_INVALID_ARGUMENT', message: `query.since: "${since}" is not a valid time` }]);
+    }
+    expect((await c.request('GET', '/audit?since=2024-02-29&until=2000-02-29T00:00Z')).status).toBe(200);
     // Decimal integers and true/false/1/0 still arrive as numbers and booleans.
     const ok = JSON.parse((await c.request('GET', '/audit?limit=3')).body.toString()) as { records: unknown[] };
     expect(ok.records).toHaveLength(3);
