@@ -139,7 +139,8 @@ export const AuditQueryString = obj({
 });
 export type AuditQueryString = Static<typeof AuditQueryString>;
 
-export const AttestQuery = obj({ nonce: Type.String({ pattern: '^[0-9a-fA-F]{16,128}$', description: 'expects: 8 to 64 bytes in hex' }) });
+// Whole bytes: 17 hex digits passed the pattern and met the library's refusal ("at most 64 bytes") instead.
+export const AttestQuery = obj({ nonce: Type.String({ pattern: '^(?:[0-9a-fA-F]{2}){8,64}$', description: 'expects: 8 to 64 bytes in hex' }) });
 
 /**
  * The host's admission policy is host/security's policy file (`<config>/policy.json`, schema

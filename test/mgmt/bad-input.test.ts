@@ -141,6 +141,13 @@ describe('bad input', () => {
       expect([since, r.status, JSON.parse(r.body.toString()).error]).toEqual([since, 400, { code: 'ERR_INVALID_ARGUMENT', message: `query.since: "${since}" is not a valid time` }]);
     }
     expect((await c.request('GET', '/audit?since=2024-02-29&until=2000-02-29T00:00Z')).status).toBe(200);
+    // An attestation nonce is whole bytes: 8 to 64 of them, in hex. At each edge and one past it.
+    for (const [digits, status] of [[15, 400], [16, 200], [17, 400], [127, 400], [128, 200], [129, 400], [130, 400]] as const) {
+      const nonce = 'a'.repeat(digits);
+      const r = await c.request('GET', `/attestation?nonce=${nonce}`);
+      expect([digits, r.status]).toEqual([digits, status]);
+      if (status === 400) expect(JSON.parse(r.body.toString()).error.message).toMatch(/^query: nonce: expected 8 to 64 bytes in hex, got the string "a+"/);
+    }
     // Decimal integers and true/false/1/0 still arrive as numbers and booleans.
     const ok = JSON.parse((await c.request('GET', '/audit?limit=3')).body.toString()) as { records: unknown[] };
     expect(ok.records).toHaveLength(3);
