@@ -10,7 +10,7 @@ import { VERSION } from '../cli/version.ts';
 import { httpStatus, type ManagementServer, type RequestContext } from './server.ts';
 import type { AuditQuery, AuditSink } from './audit.ts';
 import type { ManagedHost } from './host.ts';
-import { rolePermissions, type Permission, type Rbac } from './rbac.ts';
+import type { Permission, Rbac } from './rbac.ts';
 import { parseLifetime, type TokenStore } from './tokens.ts';
 import { renderPrometheus } from './prometheus.ts';
 import { streamConsole } from './console-stream.ts';
@@ -476,18 +476,18 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         const b = ctx.body as Static<typeof CreateTokenBody>;
         const role = rbac.role(b.role, 'body.role');
-        const missing = rolePermissions(role).filter((p) => !rbac.decide(ctx.principal.id, ctx.principal.assignments, p, b.scope).allowed);
+        const refusals = rbac.mintRefusals(ctx.principal.id, ctx.principal.assignments, b.name, role, b.scope);
         audit.note({
           actor: ctx.principal.id,
           action: 'api.authorize',
           target: b.scope,
-          outcome: missing.length === 0 ? 'success' : 'denied',
-          reason: missing.length === 0 ? `holds every permission of ${role.name} at ${b.scope}` : `does not hold ${missing.join(', ')} at ${b.scope}`,
+          outcome: refusals.length === 0 ? 'success' : 'denied',
+          reason: refusals.length === 0 ? `holds every permission token:${b.name} would hold (${role.name} at ${b.scope})` : refusals.join('; '),
           details: { permission: `grant ${role.name}`, requestId: ctx.req.id },
         });
-        if (missing.length > 0) {
+        if (refusals.length > 0) {
           server.counters.denied++;
-          throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope}: it does not hold ${missing.join(', ')} there`);
+          throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope} as token:${b.name}: ${refusals.join('; ')}`);
         }
         const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d'), createdBy: ctx.principal.id });
         await audit.record({ actor: ctx.principal.id, action: 'token.create', target: `token:${record.name}`, outcome: 'success', reason: `id ${record.id}, ${record.role} at ${record.scope}`, details: { requestId: ctx.req.id } });
