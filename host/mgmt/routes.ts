@@ -489,7 +489,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
           server.counters.denied++;
           throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope} as token:${b.name}: ${refusals.join('; ')}`);
         }
-        const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d'), createdBy: ctx.principal.id });
+        const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d', 'body.expires'), createdBy: ctx.principal.id });
         await audit.record({ actor: ctx.principal.id, action: 'token.create', target: `token:${record.name}`, outcome: 'success', reason: `id ${record.id}, ${record.role} at ${record.scope}`, details: { requestId: ctx.req.id } });
         ctx.reply.status(201);
         return { token, id: record.id, expiresAt: record.expiresAt };

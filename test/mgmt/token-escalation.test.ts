@@ -69,3 +69,14 @@ describe('POST /tokens cannot escalate', () => {
     expect(recs.at(-1)?.reason).toMatch(/rbac\.json assigns token:admin Owner at \//);
   });
 });
+
+describe('POST /tokens lifetimes', () => {
+  it('at most 3650 days, at the edge and one past it; a refusal names the body field, not the CLI flag', async () => {
+    const { token: owner } = await h.token('Owner', '/', 'owner');
+    for (const expires of ['3650d', '87600h', '5256000m']) expect((await mint(owner, { name: 'long', role: 'Reader', scope: '/', expires })).status, expires).toBe(201);
+    for (const expires of ['3651d', '87601h', '5256001m']) {
+      const r = await mint(owner, { name: 'long', role: 'Reader', scope: '/', expires });
+      expect([expires, r.status, r.error]).toEqual([expires, 400, { code: 'ERR_INVALID_ARGUMENT', message: `body.expires ${expires} is longer than the most a token may live (3650d)` }]);
+    }
+  });
+});
