@@ -71,7 +71,10 @@ export class Managed extends EventEmitter<ManagedEvents> {
   decl: DeclaredPartition;
   partition: Partition | null = null;
   error: { code: ErrorCode; message: string } | null = null;
+  /** How the last run that began ended (an instance stopped or wiped before it started is no run). */
   lastExit: PartitionExit | null = null;
+  /** The instance whose run began last: only its end is a run's end. */
+  started: Partition | null = null;
   restarts = 0;
   private backlog: ConsoleLine[] = [];
   private seq = 0;
@@ -485,6 +488,7 @@ export class ManagedHost {
    */
   private async run(m: Managed): Promise<void> {
     const p = m.partition!;
+    m.started = p;
     m.startedAt = performance.now();
     m.decl = { ...m.decl, lastRun: 'running' };
     await this.config.writeDeclared(m.decl);
@@ -504,7 +508,9 @@ export class ManagedHost {
 
   private onExit(m: Managed, p: Partition, exit: PartitionExit): void {
     if (m.partition !== p) return;
-    m.lastExit = exit;
+    // A wipe or a stop ends the fresh instance that waits for the next start as `killed`
+    // ("stopped before it started"): that is not how the last run ended.
+    if (m.started === p) m.lastExit = exit;
     if (m.intentional || this.closing) return;
     // The exit itself is on the record already: the Hypervisor notes every partition's exit.
     const failed = !(exit.state === 'exited' && exit.code === 0);
