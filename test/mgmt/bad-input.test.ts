@@ -104,6 +104,9 @@ describe('bad input', () => {
       [{ spec: { name: 'x', devices: { consol: true } }, module: 'AA==' }, /spec\.devices\.consol: unknown key; did you mean console\?/],
       [{ spec: { name: 'x', devices: { block: { sizeMiB: 1, path: '/etc/passwd' } } }, module: 'AA==' }, /spec\.devices\.block\.path: unknown key/],
       [{ spec: { name: 'x', wasi: { preopens: [{ guestPath: '/', hostPath: '/' }] } }, module: 'AA==' }, /spec\.wasi\.preopens\[0\]\.hostPath: unknown key/],
+      // A host fd for the worker to write the guest's output to: the daemon's own open files
+      // (its audit log, another partition's disk image) would take the guest's bytes.
+      [{ spec: { name: 'x', devices: { console: { outputFd: { stdout: 1 } } } }, module: 'AA==' }, /spec\.devices\.console\.outputFd: unknown key/],
       [{ spec: { name: 'x' } }, /body: module: is required/],
       // A detached signature is a file on the host: remote modules carry embedded signatures.
       [{ spec: { name: 'x', signature: 'm.sig' }, module: 'AA==' }, /spec\.signature: unknown key/],
