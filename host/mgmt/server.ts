@@ -160,6 +160,28 @@ function refuseConnection(error: Error & { code?: string }, socket: Socket, limi
   socket.destroy(error);
 }
 
+/**
+ * Where a parsed JSON body holds a number that is not finite (`1e400` parses as Infinity), or
+ * null. A schema may admit Infinity, which JavaScript callers can pass ("no timeout"), but a
+ * body is JSON: a value it cannot spell would be stored as `null` (JSON.stringify) and refused
+ * when the host reads its declaration back, losing the partition at the next start. Iterative:
+ * the body is the caller's.
+ */
+function nonFiniteAt(body: unknown): string | null {
+  const stack: [unknown, string][] = [[body, '']];
+  while (stack.length > 0) {
+    const [value, at] = stack.pop()!;
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) return at === '' ? '(root)' : at;
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}[${i}]`]);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, v] of Object.entries(value)) stack.push([v, at === '' ? key : `${at}.${key}`]);
+    }
+  }
+  return null;
+}
+
 /** Counters for `/metrics`. */
 export interface ApiCounters {
   requests: number;
@@ -328,7 +350,9 @@ export class ManagementServer {
         const value = httpPart === 'querystring' || httpPart === 'params' ? convertStrings(s, data) : data;
         const problems = explain(s, value);
         const where = httpPart === 'querystring' ? 'query' : httpPart === 'params' ? 'path' : httpPart;
-        return problems.length === 0 ? { value } : { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };
+        if (problems.length > 0) return { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };
+        const overflow = httpPart === 'body' ? nonFiniteAt(value) : null;
+        return overflow === null ? { value } : { error: new InvalidArgumentError(`body: ${overflow}: expected a finite number; JSON has no Infinity (the number given overflows a double)`) };
       };
     });
 

@@ -191,6 +191,20 @@ describe('bad input', () => {
     }
   });
 
+  it('a number JSON cannot hold (1e400 parses as Infinity) is 400 naming the field, and nothing is declared', async () => {
+    // limits.timeoutMs takes Infinity from JavaScript callers ("none"); from JSON it was stored as
+    // null, and the host refused its own declaration at the next start: the partition was lost.
+    const body = JSON.stringify(createBody('inf', 'echo', {}, { limits: { timeoutMs: 12345 } })).replace('12345', '1e400');
+    const r = parse((await raw(request('POST', '/partitions', body))).text);
+    expect([r.status, r.body.error]).toEqual([400, { code: 'ERR_INVALID_ARGUMENT', message: 'body: spec.limits.timeoutMs: expected a finite number; JSON has no Infinity (the number given overflows a double)' }]);
+    // Where the schema takes finite numbers only, an overflowed one is the schema's own 400.
+    const call = parse((await raw(request('POST', '/partitions/echo/call', '{"export":"x","timeoutMs":-1e999}'))).text);
+    expect(call.status).toBe(400);
+    expect(h.running.host.list().map((p) => p.name)).toEqual(['echo']);
+    // Finite edge values still pass (the schema test below takes 2^31 - 1).
+    await stillServes();
+  });
+
   it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
     const c = h.client(owner);
     const r = await c.request(
