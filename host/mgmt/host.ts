@@ -344,7 +344,10 @@ export class ManagedHost {
       this.cancelRestart(m);
       m.intentional = true;
       if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
-      else if (options.wipe) await this.hv.wipeStorage(name);
+      // The partition wipes the disk its spec grants; a declaration without one may still find its
+      // name's image from an earlier declaration (deleted without wipe): wipe=true scrubs that too,
+      // rather than answer `wiped: true` over an image left as it was.
+      if (options.wipe && (m.partition === null || !m.decl.spec.devices?.block)) await this.hv.wipeStorage(name);
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
