@@ -162,18 +162,28 @@ export interface DurableLog {
 }
 
 /**
- * The adapter for a durable log: writes go straight through; queries flush the batch, read the
- * records back (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For
- * host/security's AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
+ * Reads the newest `limit` records `match` accepts, oldest first; `since` (ISO) lets it stop at
+ * older files. host/security's `newestAuditRecords(dir, …)` is one.
  */
-export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise<AuditRecord[]>): AuditSink {
+export type NewestRecords = (match: (r: AuditRecord) => boolean, limit: number, since?: string) => Promise<AuditRecord[]>;
+
+/**
+ * The adapter for a durable log: writes go straight through; queries flush the batch and read
+ * the records back. `read` is either every record (e.g. `() => readAuditRecords(dir).records`,
+ * filtered here) or, better, a NewestRecords reader that stops once it has the query's newest
+ * matches: for host/security's AuditLog, `durableSink(log, newestAuditRecords.bind(null, dir))`,
+ * which serve uses (the whole log grows without bound; a query should not read all of it).
+ */
+export function durableSink(log: DurableLog, read: (() => AuditRecord[] | Promise<AuditRecord[]>) | NewestRecords): AuditSink {
   return {
     durable: true,
     note: (entry) => log.note(entry),
     record: (entry) => log.record(entry),
     async query(q) {
       await log.flush?.();
-      const matching = (await read()).filter((r) => matchesQuery(r, q));
+      const match = (r: AuditRecord) => matchesQuery(r, q);
+      if (read.length > 0) return (read as NewestRecords)(match, q.limit, q.since);
+      const matching = (await (read as () => AuditRecord[] | Promise<AuditRecord[]>)()).filter(match);
       return matching.slice(Math.max(0, matching.length - q.limit));
     },
     close: async () => {
