@@ -10,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
 import { isMissingFile, readRegularFileSync } from '../files.ts';
-import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
+import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
@@ -26,7 +26,7 @@ function outcomeOption(raw: string, name: string): AuditOutcome {
 
 /** `--since` / `--until`: an ISO time or ms since the epoch. */
 function timeOption(raw: string, name: string): number {
-  const t = /^\d{1,15}$/.test(raw) ? Number(raw) : Date.parse(raw);
+  const t = /^\d{1,15}$/.test(raw) ? Number(raw) : parseQueryTime(raw);
   if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${quoted(raw)}`);
   return t;
 }

@@ -20,9 +20,12 @@ export async function remove(argv: string[]): Promise<number> {
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
   const result = await hv.wipeStorage(name);
   process.stdout.write(
-    result.removedImage || result.removedKey
+    result.removedImage
       ? `deleted the disk of ${name}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
-      : `${name} has no disk in ${hv.dataDir}; nothing to delete\n`,
+      : result.removedKey
+        ? // A key whose image is missing (docs/STORAGE.md, "Keys"): nothing was there to scrub.
+          `deleted the disk of ${name}: its image ${result.path} was already missing; key removed\n`
+        : `${name} has no disk in ${hv.dataDir}; nothing to delete\n`,
   );
   return 0;
 }

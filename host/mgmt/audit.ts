@@ -49,7 +49,7 @@ export interface AuditQuery {
   action?: string;
   /**
    * Records about one partition: the API's (target `/partitions/<name>`) and the Hypervisor's
-   * (target `<name>`, or `details.partition`).
+   * (target `<name>` for its partition actions, or `details.partition`): isAboutPartition.
    */
   partition?: string;
   /** A target, or a prefix ending in `/` or `*` (`/partitions/*`). */
@@ -74,11 +74,27 @@ export interface AuditSink {
   close(): Promise<void>;
 }
 
+/** Actions the Hypervisor records about one partition under its bare name (`partition.exit`, `disk.wipe`, …). */
+const PARTITION_ACTIONS = /^(?:partition\.[a-z]+|disk\.wipe|key\.create|attestation\.request)$/;
+
+/**
+ * Whether a record is about partition `name`: the API's (target `/partitions/<name>`), one with
+ * `details.partition`, or one of the Hypervisor's partition actions under the bare name. A bare
+ * target alone is not enough: the host's own records use bare words a partition may be named
+ * too (`host` for the host's attestation report, an audit file's name for a checkpoint), and a
+ * principal allowed `audit/read` at `/partitions/host` only must not read those.
+ */
+export function isAboutPartition(r: AuditRecord, name: string): boolean {
+  if (r.target === `/partitions/${name}` || r.details?.['partition'] === name) return true;
+  // hv.attest's record (target `host`) carries the verifier's nonce; a guest's reports, a count.
+  return r.target === name && PARTITION_ACTIONS.test(r.action) && !(r.action === 'attestation.request' && r.details?.['nonce'] !== undefined);
+}
+
 export function matchesQuery(r: AuditRecord, q: AuditQuery): boolean {
   if (q.actor !== undefined && r.actor !== q.actor) return false;
   if (q.action !== undefined && r.action !== q.action) return false;
   if (q.outcome !== undefined && r.outcome !== q.outcome) return false;
-  if (q.partition !== undefined && r.target !== `/partitions/${q.partition}` && r.target !== q.partition && r.details?.['partition'] !== q.partition) return false;
+  if (q.partition !== undefined && !isAboutPartition(r, q.partition)) return false;
   if (q.target !== undefined) {
     const prefix = q.target.endsWith('*') ? q.target.slice(0, -1) : null;
     if (prefix !== null ? !r.target.startsWith(prefix) : r.target !== q.target) return false;
@@ -146,18 +162,28 @@ export interface DurableLog {
 }
 
 /**
- * The adapter for a durable log: writes go straight through; queries flush the batch, read the
- * records back (`read`, e.g. `() => readAuditRecords(dir).records`) and filter them here. For
- * host/security's AuditLog: `durableSink(log, () => readAuditRecords(dir).records)`.
+ * Reads the newest `limit` records `match` accepts, oldest first; `since` (ISO) lets it stop at
+ * older files. host/security's `newestAuditRecords(dir, …)` is one.
  */
-export function durableSink(log: DurableLog, read: () => AuditRecord[] | Promise<AuditRecord[]>): AuditSink {
+export type NewestRecords = (match: (r: AuditRecord) => boolean, limit: number, since?: string) => Promise<AuditRecord[]>;
+
+/**
+ * The adapter for a durable log: writes go straight through; queries flush the batch and read
+ * the records back. `read` is either every record (e.g. `() => readAuditRecords(dir).records`,
+ * filtered here) or, better, a NewestRecords reader that stops once it has the query's newest
+ * matches: for host/security's AuditLog, `durableSink(log, newestAuditRecords.bind(null, dir))`,
+ * which serve uses (the whole log grows without bound; a query should not read all of it).
+ */
+export function durableSink(log: DurableLog, read: (() => AuditRecord[] | Promise<AuditRecord[]>) | NewestRecords): AuditSink {
   return {
     durable: true,
     note: (entry) => log.note(entry),
     record: (entry) => log.record(entry),
     async query(q) {
       await log.flush?.();
-      const matching = (await read()).filter((r) => matchesQuery(r, q));
+      const match = (r: AuditRecord) => matchesQuery(r, q);
+      if (read.length > 0) return (read as NewestRecords)(match, q.limit, q.since);
+      const matching = (await (read as () => AuditRecord[] | Promise<AuditRecord[]>)()).filter(match);
       return matching.slice(Math.max(0, matching.length - q.limit));
     },
     close: async () => {

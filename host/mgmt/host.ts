@@ -71,7 +71,10 @@ export class Managed extends EventEmitter<ManagedEvents> {
   decl: DeclaredPartition;
   partition: Partition | null = null;
   error: { code: ErrorCode; message: string } | null = null;
+  /** How the last run that began ended (an instance stopped or wiped before it started is no run). */
   lastExit: PartitionExit | null = null;
+  /** The instance whose run began last: only its end is a run's end. */
+  started: Partition | null = null;
   restarts = 0;
   private backlog: ConsoleLine[] = [];
   private seq = 0;
@@ -341,7 +344,10 @@ export class ManagedHost {
       this.cancelRestart(m);
       m.intentional = true;
       if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
-      else if (options.wipe) await this.hv.wipeStorage(name);
+      // The partition wipes the disk its spec grants; a declaration without one may still find its
+      // name's image from an earlier declaration (deleted without wipe): wipe=true scrubs that too,
+      // rather than answer `wiped: true` over an image left as it was.
+      if (options.wipe && (m.partition === null || !m.decl.spec.devices?.block)) await this.hv.wipeStorage(name);
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
@@ -485,6 +491,7 @@ export class ManagedHost {
    */
   private async run(m: Managed): Promise<void> {
     const p = m.partition!;
+    m.started = p;
     m.startedAt = performance.now();
     m.decl = { ...m.decl, lastRun: 'running' };
     await this.config.writeDeclared(m.decl);
@@ -504,7 +511,9 @@ export class ManagedHost {
 
   private onExit(m: Managed, p: Partition, exit: PartitionExit): void {
     if (m.partition !== p) return;
-    m.lastExit = exit;
+    // A wipe or a stop ends the fresh instance that waits for the next start as `killed`
+    // ("stopped before it started"): that is not how the last run ended.
+    if (m.started === p) m.lastExit = exit;
     if (m.intentional || this.closing) return;
     // The exit itself is on the record already: the Hypervisor notes every partition's exit.
     const failed = !(exit.state === 'exited' && exit.code === 0);

@@ -105,6 +105,14 @@ function matches(pattern: string, permission: string): boolean {
   return pattern === permission;
 }
 
+/**
+ * Whether an assignment at `outer` reaches `inner`: `/` reaches every scope, a segment every
+ * partition (any partition may join a segment later), a scope itself.
+ */
+function reaches(outer: string, inner: string): boolean {
+  return outer === '/' || outer === inner || (outer.startsWith('/segments/') && inner.startsWith('/partitions/'));
+}
+
 /** The permissions a role allows, expanded. */
 export function rolePermissions(role: RoleDefinition): Permission[] {
   return PERMISSIONS.filter((p) => role.permissions.some((q) => matches(q, p)) && !(role.notPermissions ?? []).some((q) => matches(q, p)));
@@ -160,6 +168,32 @@ export class Rbac {
     const r = this.roles.get(name);
     if (r === undefined) throw new InvalidArgumentError(`${where}: unknown role ${quoted(name)} (known: ${[...this.roles.keys()].join(', ')})`);
     return r.def;
+  }
+
+  /**
+   * Why `caller` may not mint a token named `name` carrying `role` at `scope`; empty when it may.
+   * Nobody mints a token stronger than itself, counting all the token will hold: its principal,
+   * `token:<name>`, holds `role` at `scope` *and* whatever rbac.json assigns to that name, and it
+   * is bound by none of the deny assignments that name the caller alone. So, for each of those
+   * grants, the caller must hold every permission of the role at the grant's scope, and no deny
+   * naming the caller (and not the new principal) may cover one of them at or below that scope.
+   */
+  mintRefusals(caller: string, callerAssignments: readonly RoleAssignment[], name: string, role: RoleDefinition, scope: string): string[] {
+    const principal = `token:${name}`;
+    const grants = [{ role: role.name, scope, from: null as string | null }];
+    for (const a of this.assignments) if (a.principal === principal) grants.push({ role: a.role, scope: a.scope, from: `rbac.json assigns ${principal} ${a.role} at ${a.scope}` });
+    const reasons: string[] = [];
+    for (const g of grants) {
+      const permissions = [...(this.roles.get(g.role)?.allowed ?? [])];
+      const missing = permissions.filter((p) => !this.decide(caller, callerAssignments, p, g.scope).allowed);
+      if (missing.length > 0) reasons.push(g.from === null ? `it does not hold ${missing.join(', ')} there` : `${g.from}, and ${caller} does not hold ${missing.join(', ')} there`);
+      for (const d of this.denies) {
+        if (d.principal !== caller || !reaches(g.scope, d.scope)) continue;
+        const escaped = permissions.filter((p) => d.permissions.some((q) => matches(q, p)) && !this.decide(principal, [], p, d.scope).rule.startsWith('deny:'));
+        if (escaped.length > 0) reasons.push(`${caller} is denied ${escaped.join(', ')} at ${d.scope} (deny ${d.name}), which the token would hold${g.from === null ? '' : ` (${g.from})`}`);
+      }
+    }
+    return reasons;
   }
 
   roleNames(): string[] {

@@ -10,7 +10,7 @@ import { VERSION } from '../cli/version.ts';
 import { httpStatus, type ManagementServer, type RequestContext } from './server.ts';
 import type { AuditQuery, AuditSink } from './audit.ts';
 import type { ManagedHost } from './host.ts';
-import { rolePermissions, type Permission, type Rbac } from './rbac.ts';
+import type { Permission, Rbac } from './rbac.ts';
 import { parseLifetime, type TokenStore } from './tokens.ts';
 import { renderPrometheus } from './prometheus.ts';
 import { streamConsole } from './console-stream.ts';
@@ -35,6 +35,7 @@ import {
 } from './schemas.ts';
 import type { Static } from '@sinclair/typebox';
 import { quoted } from '../escape.ts';
+import { parseQueryTime } from '../security/audit.ts';
 
 export interface RouteDef {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -83,6 +84,9 @@ const PartitionInfo = Type.Object({
   createdAt: Type.String(),
   createdBy: Type.String(),
 });
+
+/** Standard base64, padded or not (`=` only at the end, no whitespace). */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
 const fatal = new TextDecoder('utf-8', { fatal: true });
 
@@ -300,6 +304,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         const b = ctx.body as CallBodyT;
         const encoding = b.encoding ?? 'utf8';
+        // Buffer.from skips what is not base64: a garbled input would reach the guest as other bytes.
+        if (encoding === 'base64' && b.input !== undefined && !BASE64.test(b.input)) throw new InvalidArgumentError(`body: input: is not base64 (encoding: base64), got ${quoted(b.input)}`);
         const input = Buffer.from(b.input ?? '', encoding === 'base64' ? 'base64' : 'utf8');
         try {
           const output = await host.call(named(ctx), b.export, input, b.timeoutMs, new AbortController().signal);
@@ -429,7 +435,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
         if (q.partition !== undefined && q.target !== undefined) throw new InvalidArgumentError('query: give partition or target, not both');
         const iso = (t: string | undefined, what: string) => {
           if (t === undefined) return undefined;
-          const ms = Date.parse(t);
+          const ms = parseQueryTime(t);
           if (Number.isNaN(ms)) throw new InvalidArgumentError(`query.${what}: ${quoted(t)} is not a valid time`);
           return new Date(ms).toISOString();
         };
@@ -470,20 +476,20 @@ export function buildRoutes(d: Deps): RouteDef[] {
       handler: async (ctx) => {
         const b = ctx.body as Static<typeof CreateTokenBody>;
         const role = rbac.role(b.role, 'body.role');
-        const missing = rolePermissions(role).filter((p) => !rbac.decide(ctx.principal.id, ctx.principal.assignments, p, b.scope).allowed);
+        const refusals = rbac.mintRefusals(ctx.principal.id, ctx.principal.assignments, b.name, role, b.scope);
         audit.note({
           actor: ctx.principal.id,
           action: 'api.authorize',
           target: b.scope,
-          outcome: missing.length === 0 ? 'success' : 'denied',
-          reason: missing.length === 0 ? `holds every permission of ${role.name} at ${b.scope}` : `does not hold ${missing.join(', ')} at ${b.scope}`,
+          outcome: refusals.length === 0 ? 'success' : 'denied',
+          reason: refusals.length === 0 ? `holds every permission token:${b.name} would hold (${role.name} at ${b.scope})` : refusals.join('; '),
           details: { permission: `grant ${role.name}`, requestId: ctx.req.id },
         });
-        if (missing.length > 0) {
+        if (refusals.length > 0) {
           server.counters.denied++;
-          throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope}: it does not hold ${missing.join(', ')} there`);
+          throw new AccessDeniedError(`${ctx.principal.id} may not grant ${role.name} at ${b.scope} as token:${b.name}: ${refusals.join('; ')}`);
         }
-        const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d'), createdBy: ctx.principal.id });
+        const { token, record } = await tokens.create({ name: b.name, role: role.name, scope: b.scope, lifetimeMs: parseLifetime(b.expires ?? '30d', 'body.expires'), createdBy: ctx.principal.id });
         await audit.record({ actor: ctx.principal.id, action: 'token.create', target: `token:${record.name}`, outcome: 'success', reason: `id ${record.id}, ${record.role} at ${record.scope}`, details: { requestId: ctx.req.id } });
         ctx.reply.status(201);
         return { token, id: record.id, expiresAt: record.expiresAt };

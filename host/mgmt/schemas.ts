@@ -6,14 +6,15 @@
  *
  * The partition spec here is the library's `PartitionSpecSchema` (host/schema/) *as a remote
  * caller may send it*: JSON only (the module travels as base64 next to the spec), and without
- * the fields that name host paths — `signature` (a file), `devices.block.path` and
- * `wasi.preopens[].hostPath` — because those are the embedder's privilege: a remote principal
- * must not copy arbitrary host folders into a guest or put a disk image anywhere on the host.
+ * the fields that name host paths or fds — `signature` (a file), `devices.block.path`,
+ * `devices.console.outputFd` and `wasi.preopens[].hostPath` — because those are the embedder's
+ * privilege: a remote principal must not copy arbitrary host folders into a guest, put a disk
+ * image anywhere on the host, or have its guest write into a file the daemon holds open.
  * Every other field, range and message is the library's, so the API accepts exactly what the
  * library accepts.
  */
 import { CloneType, Type, type Static, type TSchema } from '@sinclair/typebox';
-import { BlockSchema, DevicesSchema, MAX_NAME_LENGTH, NAME_PATTERN, PreopenSchema, WasiSchema, partitionSpecFields } from '../schema/index.ts';
+import { BlockSchema, ConsoleSchema, DevicesSchema, MAX_NAME_LENGTH, NAME_PATTERN, PreopenSchema, WasiSchema, partitionSpecFields } from '../schema/index.ts';
 import { GrantsSchema, PolicyKeySchema, PolicySchema } from '../schema/policy.ts';
 import { PERMISSIONS, SCOPE_PATTERN } from './rbac.ts';
 
@@ -31,8 +32,15 @@ const { module: _module, signature: _signature, ...remoteSpecFields } = partitio
 const ApiBlock = Type.Omit(BlockSchema, ['path'], {
   description: "A persistent encrypted disk kept under the partition name in the host's data directory (no `path`: host paths are the embedder's).",
 });
+// Host fds the worker writes to directly are the embedder's too: a remote spec naming one would
+// write guest bytes into whatever the daemon holds open (its audit log, another partition's disk).
+const ApiConsole = Type.Omit(ConsoleSchema, ['outputFd'], { description: `${ConsoleSchema.description} (no \`outputFd\`: host fds are the embedder's).` });
 const ApiDevices = Type.Object(
-  { ...CloneType(DevicesSchema).properties, block: Type.Optional(Type.Union([Type.Literal(false), ApiBlock])) },
+  {
+    ...CloneType(DevicesSchema).properties,
+    console: Type.Optional(Type.Union([Type.Boolean(), ApiConsole])),
+    block: Type.Optional(Type.Union([Type.Literal(false), ApiBlock])),
+  },
   { ...CLOSED, description: DevicesSchema.description },
 );
 const ApiPreopen = Type.Omit(PreopenSchema, ['hostPath', 'mode'], { description: "An empty virtual directory (no `hostPath`, so no `mode`: host folders are the embedder's)." });
@@ -41,8 +49,9 @@ const ApiWasi = Type.Object({ ...CloneType(WasiSchema).properties, preopens: Typ
 /**
  * The partition spec a remote caller sends: the library's PartitionSpecSchema field for field
  * (same ranges, same messages), without `module` (it travels base64 beside the spec),
- * `signature` (a detached signature file is a host path; embed signatures instead) and the two
- * host paths, `devices.block.path` and `wasi.preopens[].hostPath`.
+ * `signature` (a detached signature file is a host path; embed signatures instead), the two
+ * host paths, `devices.block.path` and `wasi.preopens[].hostPath`, and the host fds of
+ * `devices.console.outputFd`.
  */
 export const ApiPartitionSpec = Type.Object(
   { ...CloneType(Type.Object(remoteSpecFields)).properties, devices: Type.Optional(ApiDevices), wasi: Type.Optional(ApiWasi) },
@@ -139,7 +148,8 @@ export const AuditQueryString = obj({
 });
 export type AuditQueryString = Static<typeof AuditQueryString>;
 
-export const AttestQuery = obj({ nonce: Type.String({ pattern: '^[0-9a-fA-F]{16,128}$', description: 'expects: 8 to 64 bytes in hex' }) });
+// Whole bytes: 17 hex digits passed the pattern and met the library's refusal ("at most 64 bytes") instead.
+export const AttestQuery = obj({ nonce: Type.String({ pattern: '^(?:[0-9a-fA-F]{2}){8,64}$', description: 'expects: 8 to 64 bytes in hex' }) });
 
 /**
  * The host's admission policy is host/security's policy file (`<config>/policy.json`, schema

@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
-import { readAuditRecords } from '../security/audit.ts';
+import { newestAuditRecords } from '../security/audit.ts';
 import { openAuditLog } from '../security/monitor.ts';
 import { durableSink, type AuditSink } from './audit.ts';
 import { ConfigDir, removeDirs } from './config.ts';
@@ -138,7 +138,7 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       sink = options.audit;
     } else {
       const opened = openAuditLog({ dataDir: config.dataDir, actor: 'host' });
-      sink = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
+      sink = durableSink(opened.log, (match, limit, since) => newestAuditRecords(opened.dir, match, limit, since));
       created = opened.created;
     }
     // An extension (the labs dashboard) may watch what is written; the chain stays the sink's.

@@ -15,11 +15,11 @@
  *   6. the handler; errors become `{ error: { code, message } }` with the code's status, and
  *      anything unexpected a 500 without internals (the detail goes to the daemon's log)
  */
-import type { AddressInfo } from 'node:net';
+import { maxHeaderSize } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import { explain } from '../schema/check.ts';
 import { CERT_NAME_PATTERN } from '../schema/patterns.ts';
 import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
@@ -117,6 +117,73 @@ const AUDITED_FAILURES_FACTOR = 5;
 const CERT_NAME = new RegExp(CERT_NAME_PATTERN);
 /** Distinct addresses a summary counts (more are reported as "at least"). */
 const MAX_SUMMARY_ADDRESSES = 1024;
+
+const DECIMAL_INTEGER = /^(0|-?[1-9][0-9]*)$/;
+const BOOLEANS: Readonly<Record<string, boolean>> = { true: true, false: false, 1: true, 0: false };
+
+/**
+ * Query strings and path parameters arrive as strings. A field whose schema is an integer takes
+ * only a decimal integer, and a boolean only `true`, `false`, `1` or `0`; anything else stays
+ * the string it was, and the schema then refuses it naming the field. (TypeBox's Value.Convert
+ * read `limit=1e3` as 1, `tail=1.9` as 1 and `0x10` as 16: a query the caller did not mean,
+ * answered without a word.)
+ */
+function convertStrings(schema: TSchema, data: unknown): unknown {
+  const props = (schema as { properties?: Record<string, TSchema> }).properties;
+  if (typeof data !== 'object' || data === null || props === undefined) return data;
+  const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(out)) {
+    if (typeof value !== 'string' || !Object.hasOwn(props, key)) continue;
+    const type = props[key]!.type;
+    if ((type === 'integer' || type === 'number') && DECIMAL_INTEGER.test(value)) out[key] = Number(value);
+    else if (type === 'boolean' && Object.hasOwn(BOOLEANS, value)) out[key] = BOOLEANS[value];
+  }
+  return out;
+}
+
+/**
+ * A request node's HTTP parser refuses before any route or hook runs (fastify's clientError):
+ * bytes that are not HTTP/1.1 (a Content-Length that does not match what follows), headers
+ * over node's limit, a request that did not arrive in time. Answered in the API's one error
+ * shape, `{ error: { code, message } }` (fastify's default is `{ error: "Bad Request", … }`),
+ * and the connection closed, as node does.
+ */
+function refuseConnection(error: Error & { code?: string }, socket: Socket, limits: ServerLimits): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, code, message]: [number, string, ErrorCode, string] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'ERR_INVALID_ARGUMENT', `the request did not arrive in time (headers within ${limits.headersTimeoutMs} ms, the whole request within ${limits.requestTimeoutMs} ms)`]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'ERR_TOO_LARGE', `the request headers are over the limit of ${maxHeaderSize} bytes`]
+        : [400, 'Bad Request', 'ERR_INVALID_ARGUMENT', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(error);
+}
+
+/**
+ * Where a parsed JSON body holds a number that is not finite (`1e400` parses as Infinity), or
+ * null. A schema may admit Infinity, which JavaScript callers can pass ("no timeout"), but a
+ * body is JSON: a value it cannot spell would be stored as `null` (JSON.stringify) and refused
+ * when the host reads its declaration back, losing the partition at the next start. Iterative:
+ * the body is the caller's.
+ */
+function nonFiniteAt(body: unknown): string | null {
+  const stack: [unknown, string][] = [[body, '']];
+  while (stack.length > 0) {
+    const [value, at] = stack.pop()!;
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) return at === '' ? '(root)' : at;
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}[${i}]`]);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, v] of Object.entries(value)) stack.push([v, at === '' ? key : `${at}.${key}`]);
+    }
+  }
+  return null;
+}
 
 /** Counters for `/metrics`. */
 export interface ApiCounters {
@@ -242,6 +309,7 @@ export class ManagementServer {
       forceCloseConnections: true,
       routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
       frameworkErrors: (error, req, reply) => void this.refusePath(error, req, reply),
+      clientErrorHandler: (error, socket) => refuseConnection(error, socket, l),
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
       // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
@@ -282,10 +350,12 @@ export class ManagementServer {
       const s = schema as TSchema;
       return (data: unknown) => {
         // Query strings and path parameters arrive as strings: convert to the schema's types first.
-        const value = httpPart === 'querystring' || httpPart === 'params' ? Value.Convert(s, data) : data;
+        const value = httpPart === 'querystring' || httpPart === 'params' ? convertStrings(s, data) : data;
         const problems = explain(s, value);
         const where = httpPart === 'querystring' ? 'query' : httpPart === 'params' ? 'path' : httpPart;
-        return problems.length === 0 ? { value } : { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };
+        if (problems.length > 0) return { error: new InvalidArgumentError(`${where}: ${problems.join('; ')}`) };
+        const overflow = httpPart === 'body' ? nonFiniteAt(value) : null;
+        return overflow === null ? { value } : { error: new InvalidArgumentError(`body: ${overflow}: expected a finite number; JSON has no Infinity (the number given overflows a double)`) };
       };
     });
 

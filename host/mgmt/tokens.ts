@@ -86,12 +86,12 @@ export interface CreateTokenOptions {
 }
 
 /** `7d`, `12h`, `30m`, `90s` or `never` → ms (null for never). Bounded by MAX_TOKEN_LIFETIME_MS. */
-export function parseLifetime(text: string): number | null {
+export function parseLifetime(text: string, where = '--expires'): number | null {
   if (text === 'never') return null;
   const m = /^([1-9][0-9]{0,6})([smhd])$/.exec(text);
-  if (!m) throw new InvalidArgumentError(`--expires ${quoted(text)}: expected a duration like 7d, 12h, 30m, 90s, or never`);
+  if (!m) throw new InvalidArgumentError(`${where} ${quoted(text)}: expected a duration like 7d, 12h, 30m, 90s, or never`);
   const ms = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
-  if (ms > MAX_TOKEN_LIFETIME_MS) throw new InvalidArgumentError(`--expires ${text} is longer than the most a token may live (3650d)`);
+  if (ms > MAX_TOKEN_LIFETIME_MS) throw new InvalidArgumentError(`${where} ${text} is longer than the most a token may live (3650d)`);
   return ms;
 }
 

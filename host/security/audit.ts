@@ -53,7 +53,7 @@ import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
-import { makeDirsSync, readRegularFileSync } from '../files.ts';
+import { isMissingFile, makeDirsSync, readRegularFileSync } from '../files.ts';
 import { checkPathArgument, explain, given, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
@@ -88,6 +88,21 @@ export interface AuditSink {
   record(entry: AuditEntry): Promise<unknown>;
   /** Appends a record without waiting: it is fsynced with its batch (see the durability bound). */
   note(entry: AuditEntry): void;
+}
+
+/**
+ * A time given to an audit query (`GET /audit?since=`, `wasmvisor audit --since`) as ms since
+ * the epoch, or NaN. A date whose day its month does not have is NaN: Date.parse reads
+ * 2025-02-30 as March 2nd and 2025-04-31 as May 1st, a window the caller never asked for.
+ */
+export function parseQueryTime(text: string): number {
+  const date = /^([+-]?\d{4,6})-(\d{2})-(\d{2})/.exec(text);
+  if (date !== null) {
+    const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])];
+    const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+    if (day > ([31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0)) return NaN;
+  }
+  return Date.parse(text);
 }
 
 export const AUDIT_FILE_PATTERN = /^audit-(\d{6})\.jsonl$/;
@@ -858,6 +873,51 @@ export function readAuditRecords(dir: string, filter: AuditFilter = {}): { recor
     }
   }
   return { records, skipped };
+}
+
+/**
+ * The newest `limit` records of the log in `dir` that `match` accepts, oldest first, without
+ * verifying. The files are read newest first, one at a time (yielding to the event loop between
+ * them), and reading stops once `limit` matches are in hand, or at a file that begins before
+ * `since` (an ISO time: older files hold only older records). A query so costs the files it
+ * needs, not the whole log, which on a busy host grows by gigabytes and was read whole, on the
+ * event loop, for every `GET /audit`.
+ */
+export async function newestAuditRecords(dir: string, match: (r: AuditRecord) => boolean, limit: number, since?: string): Promise<AuditRecord[]> {
+  checkPathArgument(dir, 'newestAuditRecords: dir');
+  const newestFirst: AuditRecord[][] = [];
+  let found = 0;
+  const files = listAuditFiles(dir);
+  for (let i = files.length - 1; i >= 0 && found < limit; i--) {
+    if (i < files.length - 1) await new Promise<void>((resolve) => setImmediate(resolve));
+    let text: string;
+    try {
+      text = readAuditFile(path.join(dir, files[i]!.name)).toString('utf8');
+    } catch (error) {
+      // Rotated away (or removed) since it was listed: its records are no longer the log's.
+      if (isMissingFile(error)) continue;
+      throw error;
+    }
+    const matched: AuditRecord[] = [];
+    let oldest: string | null = null;
+    for (const line of text.split('\n')) {
+      if (line.length === 0) continue;
+      let rec: AuditRecord;
+      try {
+        rec = JSON.parse(line) as AuditRecord;
+        if (explain(AuditRecordSchema, rec).length > 0) continue;
+      } catch {
+        continue;
+      }
+      oldest ??= rec.time;
+      if (match(rec)) matched.push(rec);
+    }
+    const taken = matched.slice(Math.max(0, matched.length - (limit - found)));
+    newestFirst.push(taken);
+    found += taken.length;
+    if (since !== undefined && oldest !== null && oldest < since) break;
+  }
+  return newestFirst.reverse().flat();
 }
 
 /** Typed error for an audit verification that found a bad record (what the CLI raises). */

@@ -37,6 +37,12 @@ describe('wasmvisor run --disk and delete', () => {
     expect(existsSync(path.join(dir, 'images', 'c.img'))).toBe(false);
     expect(await wasmvisor('delete', 'c', '--data-dir', dir)).toMatchObject({ code: 0, stdout: expect.stringMatching(/nothing to delete/) });
     expect(await run('--disk', '1')).toMatchObject({ code: 0, stdout: 'counter: 1\n' });
+    // An image gone while its key stays (a volume not mounted, a file removed by hand): the delete
+    // drops the key and says there was no image to scrub, rather than claiming it scrubbed one.
+    rmSync(path.join(dir, 'images', 'c.img'));
+    expect((await run('--disk', '1')).code).toBe(74);
+    expect(await wasmvisor('delete', 'c', '--data-dir', dir)).toMatchObject({ code: 0, stdout: `deleted the disk of c: its image ${path.join(dir, 'images', 'c.img')} was already missing; key removed\n` });
+    expect(await run('--disk', '1')).toMatchObject({ code: 0, stdout: 'counter: 1\n' });
     expect((await wasmvisor('delete', '--data-dir', dir)).code).toBe(2);
     expect((await wasmvisor('delete', '../x', '--data-dir', dir)).code).toBe(2);
   });

@@ -272,6 +272,11 @@ describe('hv.inspect with a fuel limit or a CPU cap', () => {
         const inspected = await hv.inspect(fill, limits);
         expect(inspected.verdict).toEqual({ admitted: false, code: 'ERR_FEATURE_DENIED', message: (created as Error).message });
       }
+      // Shared placement and a process of its own meter every module too (docs/ABI.md, "Fuel metering").
+      for (const where of [{ placement: 'shared' as const }, { isolation: 'process' as const }]) {
+        const created: unknown = await hv.createPartition({ name: 'fill', module: fill, ...where }).then(() => null, (e: unknown) => e);
+        expect([where, created]).toMatchObject([where, { code: 'ERR_FEATURE_DENIED', message: expect.stringMatching(/^fuel metering cannot meter table\.fill/) }]);
+      }
       // Unmetered, the same module is admitted by both.
       expect((await hv.inspect(fill)).verdict.admitted).toBe(true);
       const plain = await hv.createPartition({ name: 'plain', module: fill });

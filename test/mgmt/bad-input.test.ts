@@ -104,6 +104,9 @@ describe('bad input', () => {
       [{ spec: { name: 'x', devices: { consol: true } }, module: 'AA==' }, /spec\.devices\.consol: unknown key; did you mean console\?/],
       [{ spec: { name: 'x', devices: { block: { sizeMiB: 1, path: '/etc/passwd' } } }, module: 'AA==' }, /spec\.devices\.block\.path: unknown key/],
       [{ spec: { name: 'x', wasi: { preopens: [{ guestPath: '/', hostPath: '/' }] } }, module: 'AA==' }, /spec\.wasi\.preopens\[0\]\.hostPath: unknown key/],
+      // A host fd for the worker to write the guest's output to: the daemon's own open files
+      // (its audit log, another partition's disk image) would take the guest's bytes.
+      [{ spec: { name: 'x', devices: { console: { outputFd: { stdout: 1 } } } }, module: 'AA==' }, /spec\.devices\.console\.outputFd: unknown key/],
       [{ spec: { name: 'x' } }, /body: module: is required/],
       // A detached signature is a file on the host: remote modules carry embedded signatures.
       [{ spec: { name: 'x', signature: 'm.sig' }, module: 'AA==' }, /spec\.signature: unknown key/],
@@ -119,6 +122,87 @@ describe('bad input', () => {
     }
     const q = await c.request('GET', '/audit?limit=0');
     expect(JSON.parse(q.body.toString()).error.message).toMatch(/query: limit: expected an integer from 1 to 10000, got the number 0/);
+  });
+
+  it('a query value is converted only when it is what its field takes: 1e3, 1.9, 0x10 or yes are refused naming the field', async () => {
+    // TypeBox's Value.Convert read limit=1e3 as 1, tail=1.9 as 1 and 0x10 as 16: answered 200, not the query asked.
+    const c = h.client(owner);
+    for (const [path, message] of [
+      ['/audit?limit=1e3', 'query: limit: expected an integer from 1 to 10000, got the string "1e3"'],
+      ['/audit?limit=1.9', 'query: limit: expected an integer from 1 to 10000, got the string "1.9"'],
+      ['/audit?limit=0x10', 'query: limit: expected an integer from 1 to 10000, got the string "0x10"'],
+      ['/audit?limit=%207', 'query: limit: expected an integer from 1 to 10000, got the string " 7"'],
+      ['/partitions/echo/console?tail=1.9&follow=false', 'query: tail: expected an integer from 0 to 1000, got the string "1.9"'],
+      ['/partitions/echo/console?tail=1&follow=no', 'query: follow: expected a boolean, got the string "no"'],
+    ] as const) {
+      const r = await c.request('GET', path);
+      expect([path, r.status, JSON.parse(r.body.toString())]).toEqual([path, 400, { error: { code: 'ERR_INVALID_ARGUMENT', message } }]);
+    }
+    // A day its month does not have: Date.parse reads 2025-02-30 as March 2nd.
+    for (const since of ['2025-02-30', '2025-04-31T12:00:00Z', '2100-02-29']) {
+      const r = await c.request('GET', `/audit?since=${since}`);
+      expect([since, r.status, JSON.parse(r.body.toString()).error]).toEqual([since, 400, { code: 'ERR_INVALID_ARGUMENT', message: `query.since: "${since}" is not a valid time` }]);
+    }
+    expect((await c.request('GET', '/audit?since=2024-02-29&until=2000-02-29T00:00Z')).status).toBe(200);
+    // An attestation nonce is whole bytes: 8 to 64 of them, in hex. At each edge and one past it.
+    for (const [digits, status] of [[15, 400], [16, 200], [17, 400], [127, 400], [128, 200], [129, 400], [130, 400]] as const) {
+      const nonce = 'a'.repeat(digits);
+      const r = await c.request('GET', `/attestation?nonce=${nonce}`);
+      expect([digits, r.status]).toEqual([digits, status]);
+      if (status === 400) expect(JSON.parse(r.body.toString()).error.message).toMatch(/^query: nonce: expected 8 to 64 bytes in hex, got the string "a+"/);
+    }
+    // Decimal integers and true/false/1/0 still arrive as numbers and booleans.
+    const ok = JSON.parse((await c.request('GET', '/audit?limit=3')).body.toString()) as { records: unknown[] };
+    expect(ok.records).toHaveLength(3);
+    for (const follow of ['false', '0']) expect((await c.request('GET', `/partitions/echo/console?tail=0&follow=${follow}`)).status).toBe(200);
+  });
+
+  it('a request the HTTP parser refuses is answered in the API\'s error shape', async () => {
+    // A Content-Length shorter than the body: the rest is not a request. Fastify's default answered
+    // {"error":"Bad Request","message":"Client Error","statusCode":400}.
+    const short = await raw(request('PUT', '/policy', '{"policy":null}', { 'content-length': '5' }));
+    const garbage = await raw('NOT HTTP\r\n\r\n');
+    for (const { text } of [short, garbage]) {
+      const r = parse(text.slice(text.lastIndexOf('HTTP/1.1 ')));
+      expect([r.status, r.body]).toEqual([400, { error: { code: 'ERR_INVALID_ARGUMENT', message: 'the request is not valid HTTP/1.1' } }]);
+    }
+    const big = parse((await raw(request('GET', '/whoami', '', { 'x-pad': 'a'.repeat(20_000) }))).text);
+    expect([big.status, big.body.error?.code]).toEqual([431, 'ERR_TOO_LARGE']);
+    expect(big.body.error?.message).toMatch(/^the request headers are over the limit of \d+ bytes$/);
+    await stillServes();
+  });
+
+  it('a call whose input is not base64 under encoding: base64 is 400, not other bytes for the guest', async () => {
+    const c = h.client(owner);
+    await h.running.host.create(createBody('b64', 'transform', { start: true }, { kind: 'reactor' }), 'test');
+    try {
+      // Buffer.from('!!!@@@', 'base64') is empty, and 'aG k=' decodes as 'aG' + 'k': the guest got bytes nobody sent.
+      for (const input of ['!!!@@@', 'aG k=', 'aGk=aGk=', 'a']) {
+        const r = await c.request('POST', '/partitions/b64/call', { export: 'upper', input, encoding: 'base64' });
+        expect([input, r.status, JSON.parse(r.body.toString()).error?.code]).toEqual([input, 400, 'ERR_INVALID_ARGUMENT']);
+        expect(JSON.parse(r.body.toString()).error.message).toMatch(/^body: input: is not base64/);
+      }
+      for (const [input, upper] of [['aGk=', 'HI'], ['aGk', 'HI'], ['', '']] as const) {
+        const r = await c.json<{ output: string }>('POST', '/partitions/b64/call', { export: 'upper', input, encoding: 'base64' });
+        expect(Buffer.from(r.output, 'base64').toString()).toBe(upper);
+      }
+    } finally {
+      await c.request('DELETE', '/partitions/b64');
+    }
+  });
+
+  it('a number JSON cannot hold (1e400 parses as Infinity) is 400 naming the field, and nothing is declared', async () => {
+    // limits.timeoutMs takes Infinity from JavaScript callers ("none"); from JSON it was stored as
+    // null, and the host refused its own declaration at the next start: the partition was lost.
+    const body = JSON.stringify(createBody('inf', 'echo', {}, { limits: { timeoutMs: 12345 } })).replace('12345', '1e400');
+    const r = parse((await raw(request('POST', '/partitions', body))).text);
+    expect([r.status, r.body.error]).toEqual([400, { code: 'ERR_INVALID_ARGUMENT', message: 'body: spec.limits.timeoutMs: expected a finite number; JSON has no Infinity (the number given overflows a double)' }]);
+    // Where the schema takes finite numbers only, an overflowed one is the schema's own 400.
+    const call = parse((await raw(request('POST', '/partitions/echo/call', '{"export":"x","timeoutMs":-1e999}'))).text);
+    expect(call.status).toBe(400);
+    expect(h.running.host.list().map((p) => p.name)).toEqual(['echo']);
+    // Finite edge values still pass (the schema test below takes 2^31 - 1).
+    await stillServes();
   });
 
   it('a spec the library accepts is accepted: the edge values of its ranges, the attestation device, 0 for no timeout', async () => {
@@ -192,6 +276,7 @@ describe('bad input', () => {
     const { closedAfterMs, text } = await raw('GET /health HTTP/1.1\r\nHost: x\r\n', 6000);
     expect(closedAfterMs).toBeLessThan(4000);
     expect(text === '' || text.startsWith('HTTP/1.1 408')).toBe(true);
+    if (text !== '') expect(parse(text).body.error).toEqual({ code: 'ERR_INVALID_ARGUMENT', message: 'the request did not arrive in time (headers within 1000 ms, the whole request within 3000 ms)' });
     await stillServes();
   });
 

@@ -5,7 +5,7 @@
  * waits for a writer, and `serve` read these at start-up, so it never came up.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigDir } from '../../host/mgmt/config.ts';
@@ -59,5 +59,35 @@ describe('config directory files that are not regular files', () => {
     execFileSync('mkfifo', [path.join(config, 'serve.lock')]);
     const dir = new ConfigDir(config);
     expect(() => dir.lock()).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/lock file \S+serve\.lock is a FIFO, not a regular file/) }));
+  });
+});
+
+describe('config directory modes', () => {
+  it('folders are 0700 and files 0600, but for the public certificates and key (0644), as MANAGEMENT.md says', async () => {
+    const config = tempDir();
+    h = await startHost({ config });
+    const owner = (await h.token('Owner', '/', 'owner')).token;
+    const c = h.client(owner);
+    await c.json('POST', '/partitions', createBody('disk', 'counter', { start: true }, { devices: { block: { sizeMiB: 1 } } }));
+    await c.json('PUT', '/policy', { policy: { version: 1, defaultGrants: {} } });
+    await c.json('GET', `/attestation?nonce=${'ab'.repeat(8)}`);
+    await h.close();
+    h = null;
+    const PUBLIC = new Set(['tls/ca.crt', 'tls/server.crt', 'data/keys/host.pub']);
+    const seen: [string, string][] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        const rel = path.relative(config, p);
+        const mode = (statSync(p).mode & 0o777).toString(8);
+        seen.push([rel, mode]);
+        if (e.isDirectory()) walk(p);
+      }
+    };
+    walk(config);
+    expect(seen.map(([f]) => f)).toEqual(expect.arrayContaining(['partitions/disk.json', 'policy.json', 'data/images/disk.img', 'data/keystore', ...PUBLIC]));
+    const wrong = seen.filter(([f, m]) => m !== (statSync(path.join(config, f)).isDirectory() ? '700' : PUBLIC.has(f) ? '644' : '600'));
+    expect(wrong).toEqual([]);
+    expect((statSync(config).mode & 0o777).toString(8)).toBe('700');
   });
 });

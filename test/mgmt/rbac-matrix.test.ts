@@ -171,10 +171,14 @@ describe('every endpoint × every built-in role × in and out of scope', () => {
     const spec = body.properties.spec;
     expect(Object.keys(spec.properties).sort()).toEqual(Object.keys(library.properties).filter((k) => k !== 'module' && k !== 'signature').sort());
     for (const k of ['limits', 'restart', 'kind', 'args']) expect(spec.properties[k], k).toEqual(library.properties[k]);
-    const { block: apiBlock, ...apiDevices } = spec.properties.devices.properties;
-    const { block: libBlock, ...libDevices } = library.properties.devices!.properties!;
+    const { block: apiBlock, console: apiConsole, ...apiDevices } = spec.properties.devices.properties;
+    const { block: libBlock, console: libConsole, ...libDevices } = library.properties.devices!.properties!;
     expect(apiDevices).toEqual(libDevices);
     expect(Object.keys(apiBlock.anyOf[1].properties)).toEqual(Object.keys((libBlock as { anyOf: { properties: object }[] }).anyOf[1]!.properties).filter((k) => k !== 'path'));
+    // The console's, but for the host fds its worker would write to (devices.console.outputFd).
+    const libConsoleFields = (libConsole as { anyOf: { properties: Record<string, unknown> }[] }).anyOf[1]!.properties;
+    expect(apiConsole.anyOf[1].properties).toEqual(Object.fromEntries(Object.entries(libConsoleFields).filter(([k]) => k !== 'outputFd')));
+    expect(Object.keys(libConsoleFields)).toContain('outputFd');
     expect(Object.keys(spec.properties.wasi.properties.preopens.items.properties)).toEqual(['guestPath', 'readonly']);
     // And it is JSON Schema a standard validator compiles (what a generated client would use).
     expect(() => new Ajv({ strict: true, strictTypes: false }).compile(body)).not.toThrow();
