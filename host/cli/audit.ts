@@ -44,6 +44,7 @@ export const auditVerifyCommand = {
   positionals: { names: ['dir'], min: 0 },
   notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
 host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
+A --key-dir given must be a directory (ERR_INVALID_ARGUMENT).
 Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record.`,
 } satisfies CommandSpec<OptionTable>;
 
@@ -90,6 +91,12 @@ export async function auditVerify(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const dir = logDir(positionals[0], values['data-dir']);
   const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
+  // A key directory that is only the default may be absent (each check left out is said); one the
+  // caller named must be there: a misspelt --key-dir would otherwise verify with no MAC, signature
+  // or anchor check and still exit 0.
+  if (values['key-dir'] !== undefined && !(existsSync(keyDir) && statSync(keyDir).isDirectory())) {
+    throw new InvalidArgumentError(`--key-dir: there is no directory at ${keyDir}`);
+  }
   const macKey = readOptional(path.join(keyDir, AUDIT_KEY_FILE));
   const pub = readOptional(path.join(keyDir, HOST_PUBLIC_KEY_FILE));
   const head = readOptional(path.join(keyDir, AUDIT_HEAD_FILE));
