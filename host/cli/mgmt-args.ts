@@ -18,6 +18,7 @@ import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
 import { quoted } from '../escape.ts';
 import { nearest } from '../schema/check.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { repeated } from './options.ts';
 
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
@@ -41,10 +42,14 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
   config: T,
   { positionalHint = false, help = command.split(' ')[0]! }: { positionalHint?: boolean; help?: string } = {},
 ): ReturnType<typeof parseArgs<T>> {
+  const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
+  let parsed: ReturnType<typeof parseArgs<T>>;
+  let tokens: readonly { kind: string; name?: string; value?: string | undefined }[];
   try {
-    return parseArgs(config.args === undefined ? config : { ...config, args: valuesAsGiven(config.args, config.options) });
+    const result = parseArgs({ ...config, ...(config.args === undefined ? {} : { args: valuesAsGiven(config.args, config.options) }), tokens: true });
+    tokens = result.tokens ?? [];
+    parsed = { values: result.values, positionals: result.positionals } as ReturnType<typeof parseArgs<T>>;
   } catch (error) {
-    const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
     const code = (error as NodeJS.ErrnoException).code;
     const full = error instanceof Error ? error.message : String(error);
     const message = full.split('\n')[0]!;
@@ -67,6 +72,16 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
     if (flag !== null) throw new InvalidArgumentError(`${flag[1]} takes no value${see}`);
     throw new InvalidArgumentError(`${command}: ${message}${see}`);
   }
+  // An option that takes one value, given twice, is refused (as host/cli/options.ts refuses it),
+  // not the first silently dropped: `--port 1 --port 2`. Repeatable ones are `multiple`.
+  const seen = new Map<string, string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.name === undefined || token.value === undefined || config.options[token.name]?.multiple === true) continue;
+    const first = seen.get(token.name);
+    if (first !== undefined) throw new InvalidArgumentError(repeated(`--${token.name}`, first, token.value, `wasmvisor${help === '' ? '' : ` ${help}`}`));
+    seen.set(token.name, token.value);
+  }
+  return parsed;
 }
 
 /**

@@ -11,6 +11,8 @@
  * - A command with `rest` (run) stops reading options at its first positional past the fixed
  *   ones: `wasmvisor run tool.wasm a -l b` passes `a -l b` to the guest, as Wasmtime does.
  * - An unknown option is an error that suggests the nearest known one.
+ * - An option that takes one value may be given once; a list option (`--dir`, `--env`, shown with
+ *   `...` in help) repeats; a flag given again changes nothing.
  */
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
@@ -102,6 +104,15 @@ export interface Parsed<T extends OptionTable> {
   help: boolean;
 }
 
+/**
+ * The refusal of an option that takes one value given twice, worded alike by every parser
+ * (this one, the management commands' and the remote client's): both values, and where the
+ * command's help says which options repeat.
+ */
+export function repeated(shown: string, first: string, second: string, help: string): string {
+  return `${shown} given twice (${quoted(first)}, then ${quoted(second)}): it takes one value; see ${help} --help`;
+}
+
 /** Parses `argv` by the command's table. `--help`/`-h` is every command's. */
 export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: readonly string[]): Parsed<T> {
   const values: Record<string, unknown> = {};
@@ -111,6 +122,7 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   const byShort = new Map(Object.entries(command.options).flatMap(([k, o]) => (o.short ? [[o.short, k] as const] : [])));
   let help = false;
   let i = 0;
+  const given = new Map<string, string>();
   const take = (name: string, spec: OptionSpec, inline: string | undefined, shown: string): void => {
     if (spec.kind === 'flag') {
       if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${quoted(inline)}`);
@@ -122,7 +134,12 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
       if (i >= argv.length) throw new InvalidArgumentError(`${shown} needs a value ${spec.value}; see wasmvisor ${command.name} --help`);
       raw = argv[i++]!;
     }
+    // An option that takes one value, given twice, is refused rather than the first silently
+    // dropped (`sign --key a.key --key b.key` signed with b alone); the repeatable ones are lists.
+    const first = given.get(name);
+    if (spec.kind === 'value' && first !== undefined) throw new InvalidArgumentError(repeated(shown, first, raw, `wasmvisor ${command.name}`));
     const parsed = spec.parse(raw, shown);
+    given.set(name, raw);
     if (spec.kind === 'list') ((values[name] ??= []) as unknown[]).push(parsed);
     else values[name] = parsed;
   };

@@ -17,6 +17,7 @@ import { readRegularFile } from '../files.ts';
 import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
 import { readAll } from './common.ts';
 import { intOption, noPositionals, readOptionFile, usage } from './mgmt-args.ts';
+import { repeated } from './options.ts';
 import { stderr } from './stderr.ts';
 import { writeTokenList } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
@@ -82,6 +83,8 @@ export async function remoteCommand(argv: string[]): Promise<number> {
   while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) {
     const [flag, inline] = argv[i]!.includes('=') ? [argv[i]!.slice(0, argv[i]!.indexOf('=')), argv[i]!.slice(argv[i]!.indexOf('=') + 1)] : [argv[i]!, argv[i + 1]];
     if (inline === undefined) throw new InvalidArgumentError(`${flag} needs a value`);
+    const first = globals[flag.slice(2)];
+    if (first !== undefined) throw new InvalidArgumentError(repeated(flag, first, inline, 'wasmvisor'));
     globals[flag.slice(2)] = inline;
     i += argv[i]!.includes('=') ? 1 : 2;
   }

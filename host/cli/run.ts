@@ -25,7 +25,8 @@ export const runCommand = {
   rest: 'guest args',
   notes: `Options come before the guest's first argument: everything from the first argument after the
 module on is passed to the guest (as Wasmtime does), and so is everything after --.
-A value is taken as given, even when it starts with '-'.
+A value is taken as given, even when it starts with '-'. An option is given once, but for those
+shown with ... (--dir, --env), which repeat: twice is ERR_INVALID_ARGUMENT.
 
 The guest's console is the command's stdout and stderr, byte for byte (but for the stderr lines
 the verdict rule below marks); stdin is its console input,

@@ -54,6 +54,11 @@ const refusals: [string[], string][] = [
   [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
   [[...remote, 'metrics', 'a', 'b'], 'metrics takes at most one partition name'],
+  // An option that takes one value, given twice: refused, not the first silently dropped.
+  [['lab', '--port', '1', '--port=2'], '--port given twice ("1", then "2"): it takes one value; see wasmvisor lab --help'],
+  [['token', 'list', '--config', config, '--config', 'other'], `--config given twice (${JSON.stringify(config)}, then "other"): it takes one value; see wasmvisor token --help`],
+  [[...remote, 'logs', '--tail', '1', '--tail', '2', 'web'], '--tail given twice ("1", then "2"): it takes one value; see wasmvisor --help'],
+  [['--host', 'https://127.0.0.1:1', '--host=https://127.0.0.1:2', '--token-file', tokenFile, 'ps'], '--host given twice ("https://127.0.0.1:1", then "https://127.0.0.1:2"): it takes one value; see wasmvisor --help'],
   [
     ['--host', 'https://127.0.0.1:1', '--tokn-file', tokenFile, 'ps'],
     'unknown option --tokn-file; did you mean --token-file? (before the command: --host, --token-file, --fingerprint, --ca, --cert, --key); see wasmvisor --help',

@@ -149,6 +149,17 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     });
   }
 
+  it('an option that takes one value, given twice, is refused naming both values (only the marked ones repeat)', async () => {
+    const r = await cli(['run', '--memory', '16', '--memory', '32', guest('hello')]);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --memory given twice ("16", then "32"): it takes one value; see wasmvisor run --help\n' });
+    // sign takes one key: the first was silently dropped, the module signed with the second alone.
+    const sign = await cli(['sign', guest('hello'), '--key', 'a.key', '--key=b.key', '--out', path.join(tmp, 'never.wasm')]);
+    expect(sign).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --key given twice ("a.key", then "b.key"): it takes one value; see wasmvisor sign --help\n' });
+    // Repeatable options (--env here) and a flag given again still work.
+    const ok = await cli(['run', '--env', 'A=1', '--env', 'B=2', '--stats', '--stats', C_CAT], { input: '' });
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
   it('--timeout at the edge: 2147483647 runs (not a 1 ms timer), 0 means none', async () => {
     for (const t of ['2147483647', '0']) {
       const r = await cli(['run', '--timeout', t, guest('hello')]);
