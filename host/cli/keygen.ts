@@ -4,6 +4,7 @@
  * `--secret-key <file> --public-key <file>` (wasmsign2's flags). Never overwrites a file.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 import { generateKeyPair, keyIdHex, writeKeyPair } from '../security/keys.ts';
 import { toHex } from '../security/wire.ts';
 import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
@@ -28,6 +29,13 @@ export async function keygen(argv: string[]): Promise<number> {
   const named = values['secret-key'] !== undefined || values['public-key'] !== undefined;
   if (named ? positionals.length !== 0 || values['secret-key'] === undefined || values['public-key'] === undefined : positionals.length !== 1) {
     throw new InvalidArgumentError('keygen takes a name (writing <name>.key and <name>.pub), or both --secret-key and --public-key; see wasmvisor keygen --help');
+  }
+  // A name is the files' stem: '' (or a folder, 'keys/') would write the hidden .key and .pub.
+  if (!named && (positionals[0] === '' || /[\\/]$/.test(positionals[0]!))) {
+    throw new InvalidArgumentError(`keygen: the name ${quoted(positionals[0]!)} names no file (it is the stem of <name>.key and <name>.pub); see wasmvisor keygen --help`);
+  }
+  for (const flag of ['secret-key', 'public-key'] as const) {
+    if (values[flag] === '') throw new InvalidArgumentError(`--${flag}: expected a file, got ""; see wasmvisor keygen --help`);
   }
   const secretFile = values['secret-key'] ?? `${positionals[0]}.key`;
   const publicFile = values['public-key'] ?? `${positionals[0]}.pub`;

@@ -69,6 +69,21 @@ describe('keygen, sign, verify', () => {
     refused(await cli(['keygen'], dir), 'ERR_INVALID_ARGUMENT', 2);
   });
 
+  it('keygen refuses a name or file that names no file, and a refused or failed pair leaves no file behind', async () => {
+    const sub = mkdtempSync(path.join(dir, 'keygen-'));
+    // An empty name wrote the hidden files .key and .pub; a folder's name, keys/.key and keys/.pub.
+    refused(await cli(['keygen', ''], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: keygen: the name "" names no file/);
+    mkdirSync(path.join(sub, 'keys'));
+    refused(await cli(['keygen', 'keys/'], sub), 'ERR_INVALID_ARGUMENT', 2, /keygen: the name "keys\/" names no file/);
+    refused(await cli(['keygen', '--secret-key', '', '--public-key', 'p.pub'], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: --secret-key: expected a file, got ""/);
+    // Both keys to one file: the secret key was written, then the public key refused as "already exists".
+    refused(await cli(['keygen', '--secret-key', 'k', '--public-key', './k'], sub), 'ERR_INVALID_ARGUMENT', 2, /the secret and the public key would both be written to k: name two files/);
+    // The public key's folder is missing: the secret key just written goes too.
+    refused(await cli(['keygen', '--secret-key', 's.key', '--public-key', 'missing/p.pub'], sub), 'ERR_STORAGE', 74, /cannot create missing\/p\.pub/);
+    expect(readdirSync(sub)).toEqual(['keys']);
+    expect(readdirSync(path.join(sub, 'keys'))).toEqual([]);
+  });
+
   it('embedded and detached round trips, several signers, wrong key refused', async () => {
     expect((await cli(['sign', hello, '--key', 'acme.key', '--out', 'one.wasm'], dir)).code).toBe(0);
     expect((await cli(['sign', 'one.wasm', '--key', 'mallory.key', '--out', 'two.wasm'], dir)).code).toBe(0);
