@@ -37,12 +37,19 @@ import { quoted } from '../escape.ts';
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
 
-/** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
-function deviceList(raw: string, name: string): Set<DeviceName> {
+/**
+ * `--devices a,b` (or `none`), checked against the devices the CLI can grant. No device is
+ * granted only by `none`: an empty list or name (`--devices ""`, `--devices "$UNSET"`,
+ * `console,,clock`) is refused, as is `none` beside a device, rather than read as no devices.
+ */
+export function deviceList(raw: string, name: string): Set<DeviceName> {
   const grant = new Set<DeviceName>();
-  if (raw === 'none') return grant;
-  for (const d of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${quoted(d)} (known: ${DEVICE_NAMES.join(', ')}; or none)`);
+  if (raw.trim() === 'none') return grant;
+  const known = `(known: ${DEVICE_NAMES.join(', ')}; or none)`;
+  for (const d of raw.split(',').map((s) => s.trim())) {
+    if (d === '') throw new InvalidArgumentError(`${name}: expected a comma-separated list of devices ${known}, got ${quoted(raw)}`);
+    if (d === 'none') throw new InvalidArgumentError(`${name}: none grants no device and goes alone, got ${quoted(raw)}`);
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${quoted(d)} ${known}`);
     grant.add(d as DeviceName);
   }
   return grant;

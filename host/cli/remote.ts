@@ -18,6 +18,7 @@ import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
 import { readAll } from './common.ts';
 import { intOption, noPositionals, readOptionFile, usage } from './mgmt-args.ts';
 import { repeated } from './options.ts';
+import { deviceList } from './partition-options.ts';
 import { stderr } from './stderr.ts';
 import { writeTokenList } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
@@ -155,14 +156,15 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
       const file = positionals[0]!;
       const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
-      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
-      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
+      // The options first, then the module: a bad option is named before any file is read.
       const devices: Record<string, unknown> = {};
-      for (const d of (values.devices ?? 'console,clock,entropy').split(',').filter((x) => x && x !== 'none')) devices[d.trim()] = true;
+      for (const d of deviceList(values.devices ?? 'console,clock,entropy', '--devices')) devices[d] = true;
       const disk = intOption(values.disk, 'disk', 1, 4096);
       if (disk !== undefined) devices.block = { sizeMiB: disk };
       const memoryPages = intOption(values.memory, 'memory', 1, 65536);
       const timeoutMs = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
+      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
       const info = await client.json('POST', '/partitions', {
         spec: {
           name,

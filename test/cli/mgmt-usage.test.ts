@@ -54,6 +54,9 @@ const refusals: [string[], string][] = [
   [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
   [[...remote, 'metrics', 'a', 'b'], 'metrics takes at most one partition name'],
+  // The remote run reads --devices as run does: none only by `none` (its '' and 'none,console' were read as no devices and console).
+  [[...remote, 'run', 'g.wasm', '--devices', ''], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got ""'],
+  [[...remote, 'run', 'g.wasm', '--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
   // An option that takes one value, given twice: refused, not the first silently dropped.
   [['lab', '--port', '1', '--port=2'], '--port given twice ("1", then "2"): it takes one value; see wasmvisor lab --help'],
   [['token', 'list', '--config', config, '--config', 'other'], `--config given twice (${JSON.stringify(config)}, then "other"): it takes one value; see wasmvisor token --help`],

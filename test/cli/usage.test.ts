@@ -139,6 +139,10 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     [['--sha256', 'abc'], '--sha256: expected 64 hexadecimal digits (a SHA-256), got "abc"'],
     [['--name', 'a b'], `--name: expected 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got "a b"`],
     [['--devices', 'gpu'], '--devices: unknown device "gpu" (known: console, clock, entropy, net, attestation; or none)'],
+    // No device only by `none`: an empty list (an unset variable) granted nothing, unsaid.
+    [['--devices', ''], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got ""'],
+    [['--devices', 'console,,clock'], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got "console,,clock"'],
+    [['--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
     [['--env', 'NOVALUE'], '--env: expected KEY=VALUE, got "NOVALUE"'],
     [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
   ];
