@@ -6,7 +6,7 @@ import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus } from './common.ts';
 import { stderr } from './stderr.ts';
 import { flag, numberIn, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
-import { readSource } from './partition-options.ts';
+import { readSource, signatureNeedsPolicy } from './partition-options.ts';
 import { MAX_POLICY_BYTES, Policy } from '../security/policy.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -79,6 +79,7 @@ export async function inspect(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(inspectCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
+  signatureNeedsPolicy(values);
   const source = await readSource(positionals[0]!);
   const m = source.manifest;
   const kind = values.reactor ? 'reactor' : (m?.kind ?? source.shape?.kind ?? 'command');

@@ -201,10 +201,22 @@ export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
 }
 
 /**
+ * `--signature` is checked against the publisher keys of `--policy`: without one (run, call,
+ * inspect) it is refused by its flag, as the library refuses a spec's signature without a policy
+ * (inspect weighed nothing and admitted the module).
+ */
+export function signatureNeedsPolicy(values: { signature?: string | undefined; policy?: string | undefined }): void {
+  if (values.signature !== undefined && values.policy === undefined) {
+    throw new InvalidArgumentError("--signature goes with --policy <file>: a detached signature is checked against the policy's publisher keys");
+  }
+}
+
+/**
  * The spec: the manifest's (or a default), with every given flag applied over it.
  * `guestArgs` replaces the manifest's args when there are any.
  */
 export function buildSpec(values: PartitionValues, source: Source, kind: 'run' | 'call', guestArgs: string[]): PartitionSpec {
+  signatureNeedsPolicy(values);
   const base = source.manifest;
   const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
   if (values.name !== undefined) spec.name = values.name;

@@ -336,6 +336,22 @@ describe.concurrent('inspect agrees with run and call', () => {
     expect(r.stderr).toBe(`ERR_MODULE_INVALID: guest must export a function _start: () -> (); this module is a reactor (exports upper, echo, count, fill, fail, trap, spin, render): use wasmvisor call ${guest('transform')} <export>\n`);
   });
 
+  it('--signature without --policy is refused by run, call and inspect alike, naming both flags (inspect weighed nothing and admitted)', async () => {
+    const sig = path.join(tmp, 'any.sig');
+    writeFileSync(sig, 'not checked');
+    const verdict = "ERR_INVALID_ARGUMENT: --signature goes with --policy <file>: a detached signature is checked against the policy's publisher keys\n";
+    for (const args of [['inspect', '--signature', sig, guest('hello')], ['run', '--signature', sig, guest('hello')], ['call', '--signature', sig, guest('transform'), 'upper', '--input', 'x']]) {
+      expect(await cli(args), args[0]).toMatchObject({ code: 2, stdout: '', stderr: verdict });
+    }
+    // A manifest's signature without a policy: inspect refuses it as run does.
+    const manifest = path.join(tmp, 'signed-app.json');
+    writeFileSync(manifest, JSON.stringify({ module: guest('hello'), signature: sig }));
+    const inspected = await cli(['inspect', manifest]);
+    expect(inspected).toMatchObject({ code: 2, stdout: '' });
+    expect(inspected.stderr).toMatch(/^ERR_INVALID_ARGUMENT: inspect options: signature needs a policy with publisher keys/);
+    expect((await cli(['run', manifest])).stderr).toMatch(/^ERR_INVALID_ARGUMENT: spec\.signature needs a policy with publisher keys/);
+  });
+
   it('--memory and --sha256 are judged as run would', async () => {
     expect((await cli(['inspect', '--memory', '1', guest('hello')])).code).toBe(125);
     const r = await cli(['inspect', '--sha256', '0'.repeat(64), guest('hello')]);
