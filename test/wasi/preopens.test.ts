@@ -292,4 +292,24 @@ describe('preopen specs', () => {
     expect(fdsInto(dir)).toEqual([]);
     await hv.close();
   });
+
+  it('two preopens at one guest path are refused naming it, before any folder is opened: the second hid the first', async () => {
+    const a = folder('twice-a', { f: 'a' });
+    const b = folder('twice-b', { g: 'b' });
+    const hv = new Hypervisor();
+    for (const [first, second] of [['/d', '/d'], ['/d', '/d/'], ['/x/../d', '/d']] as const) {
+      await expect(
+        hv.createPartition({ name: 't', module: CAT, wasi: { preopens: [{ guestPath: first, hostPath: a }, { guestPath: '/other' }, { guestPath: second, hostPath: b, mode: 'copy' }] } }),
+        `${first} ${second}`,
+      ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: `wasi preopen ${second}: given twice (preopens 0 and 2): one would hide the other from the guest` });
+    }
+    expect(fdsInto(a)).toEqual([]);
+    // From the command line: --dir twice at one guest path, exit 2 naming it.
+    const r = await run(['--dir', `${a}::/d`, '--dir', `${b}::/d`, CAT, '/d/f']);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: wasi preopen /d: given twice (preopens 0 and 1): one would hide the other from the guest\n' });
+    // Different guest paths for one folder are fine.
+    const ok = await run(['--dir', `${a}::/d`, '--dir', `${a}::/e`, CAT, '/e/f']);
+    expect(ok).toMatchObject({ code: 0, stdout: 'a' });
+    await hv.close();
+  });
 });
