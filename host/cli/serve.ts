@@ -41,7 +41,8 @@ async function run(argv: string[]): Promise<number> {
   );
   const labs = values.dashboard ? await loadLabs() : null;
   // The dashboard is a page for this machine: it is served on loopback only (docs/LABS.md).
-  if (labs && values.bind !== undefined && !labs.isLoopback(values.bind)) {
+  // (An empty or padded --bind is serve()'s to refuse, as no address at all.)
+  if (labs && values.bind !== undefined && values.bind !== '' && values.bind.trim() === values.bind && !labs.isLoopback(values.bind)) {
     throw new InvalidArgumentError(`--dashboard serves a page on loopback only; --bind ${values.bind} is not a loopback address (reach a remote host's dashboard through an SSH tunnel)`);
   }
   const mgmt = labs ?? (await loadMgmt());

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 import { readRegularFile } from '../files.ts';
 import { readAuditRecords } from '../security/audit.ts';
 import { openAuditLog } from '../security/monitor.ts';
@@ -93,6 +94,11 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const bind = options.bind ?? '127.0.0.1';
   const port = options.port ?? 8443;
+  // An empty address is not a default: listen('') takes every interface (an unset "$ADDR" would
+  // put the API on all of them), and one with spaces is no address at all.
+  if (typeof bind !== 'string' || bind === '' || bind.trim() !== bind) {
+    throw new InvalidArgumentError(`--bind: expected an address to listen on (an IP address or a host name), got ${quoted(String(bind))}`);
+  }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
   if (options.tlsSelfSigned && options.tlsCert !== undefined) throw new InvalidArgumentError('--tls-self-signed and --tls-cert are exclusive');
   const tlsWanted = options.tlsSelfSigned === true || options.tlsCert !== undefined;

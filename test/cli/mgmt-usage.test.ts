@@ -40,6 +40,9 @@ const refusals: [string[], string][] = [
   // Without --tls-self-signed the names were ignored and the host served plain HTTP.
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
+  // An empty --bind listened on every interface (an unset "$ADDR"), with TLS; without, the refusal named no address.
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--bind', ''], '--bind: expected an address to listen on (an IP address or a host name), got ""'],
+  [['serve', '--config', config, '--port', '0', '--dashboard', '--bind', ' 127.0.0.1'], '--bind: expected an address to listen on (an IP address or a host name), got " 127.0.0.1"'],
   [['lab', '--lst'], 'lab: unknown option --lst; did you mean --list?; see wasmvisor lab --help'],
   [['token', 'list', '--confg', config], 'token list: unknown option --confg; did you mean --config?; see wasmvisor token --help'],
   [['token', 'list', '--config', config, 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor token --help'],
