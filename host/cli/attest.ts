@@ -15,7 +15,7 @@ import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONC
 import { MAX_KEY_FILE_BYTES, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
-import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { list, parseOrHelp, stringIn, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
 
 /** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
@@ -52,7 +52,7 @@ export const attestKeyCommand = {
   summary: "export the host's attestation public key (made on first use)",
   usage: ['wasmvisor attest key [--data-dir <dir>] [--out <file>]'],
   options: {
-    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', text, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', folder, { default: './.wasmvisor' }),
     out: value('<file>', 'write the 33-byte public key here instead of printing it as hex', text),
   },
   positionals: { names: [], min: 0 },

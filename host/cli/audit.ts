@@ -14,7 +14,7 @@ import { auditFailure, readAuditRecords, verifyAuditLog, type AuditOutcome, type
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
-import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
@@ -31,7 +31,7 @@ function timeOption(raw: string, name: string): number {
   return t;
 }
 
-const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', text, { default: './.wasmvisor' });
+const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', folder, { default: './.wasmvisor' });
 
 export const auditVerifyCommand = {
   name: 'audit verify',
@@ -39,7 +39,7 @@ export const auditVerifyCommand = {
   usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]'],
   options: {
     'data-dir': dataDirOption,
-    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', text, { default: '<data-dir>/keys, or <dir>/../keys' }),
+    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', folder, { default: '<data-dir>/keys, or <dir>/../keys' }),
   },
   positionals: { names: ['dir'], min: 0 },
   notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without

@@ -61,6 +61,12 @@ export function list<T>(placeholder: string, help: string, parse: (raw: string, 
 /** The text as it is. */
 export const text = (raw: string): string => raw;
 
+/** A folder: the text as it is, but not empty (which would be the working directory, unsaid). */
+export function folder(raw: string, name: string): string {
+  if (raw === '') throw new InvalidArgumentError(`${name}: expected a directory, got ""`);
+  return raw;
+}
+
 /** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */
 export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
   return (raw, name) => {

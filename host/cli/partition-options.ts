@@ -31,7 +31,7 @@ import {
 import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
+import { flag, list, numberIn, stringIn, folder, text, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -127,7 +127,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     name: value('<name>', "the partition's name: its disk is kept under this name", stringIn(PartitionSpecSchema.properties.name), {
       default: kind === 'run' ? 'guest' : 'plugin',
     }),
-    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
     wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env/--wasi-quota)', { grants: 'the WASI preview1 surface' }),
     dir: list(
       '<host>[::<guest>][:ro|:rw|:copy]',

@@ -6,7 +6,7 @@
  * They used to print node:util's bare "Unknown option '--confg'", and `token list extra` listed.
  * Through the real CLI process; no host is reached (the remote usage is checked before a request).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -78,6 +78,18 @@ describe.concurrent('management commands: bad usage is named as for every comman
       expect(r).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${verdict}\n` });
     });
   }
+
+  it('an empty --config or --data-dir is refused naming it, and nothing is made in the working directory', async () => {
+    const cwd = mkdtempSync(path.join(tmp, 'empty-'));
+    for (const args of [['token', 'list', '--config', ''], ['token', 'create', '--config', '', '--name', 'a', '--role', 'Owner', '--scope', '/'], ['cert', 'create', '--config', '', '--name', 'a'], ['serve', '--config', '', '--port', '0']]) {
+      // token list made data/, modules/, partitions/, tls/ and tokens/ in the folder it ran in.
+      expect(await cli(args, { cwd }), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --config: expected a host config directory, got ""\n' });
+    }
+    for (const args of [['disks', '--data-dir', ''], ['delete', '--data-dir', '', 'x'], ['attest', 'key', '--data-dir', ''], ['audit', 'show', '--data-dir', '']]) {
+      expect(await cli(args, { cwd }), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --data-dir: expected a directory, got ""\n' });
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+  });
 
   it('a newline in an unknown option or an extra argument stays on the one verdict line, escaped', async () => {
     expect((await cli(['serve', '--a\nb'], { cwd: tmp })).stderr).toBe('ERR_INVALID_ARGUMENT: serve: unknown option --a\\nb; see wasmvisor serve --help\n');

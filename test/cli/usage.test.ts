@@ -144,6 +144,8 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     [['--devices', 'console,,clock'], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got "console,,clock"'],
     [['--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
     [['--env', 'NOVALUE'], '--env: expected KEY=VALUE, got "NOVALUE"'],
+    // An empty folder is the working directory, unsaid: named by its flag (it said "Hypervisor options: dataDir").
+    [['--data-dir', ''], '--data-dir: expected a directory, got ""'],
     [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
   ];
   for (const [flags, message] of cases) {
