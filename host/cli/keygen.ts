@@ -7,15 +7,15 @@ import { InvalidArgumentError } from '../errors.ts';
 import { quoted } from '../escape.ts';
 import { generateKeyPair, keyIdHex, writeKeyPair } from '../security/keys.ts';
 import { toHex } from '../security/wire.ts';
-import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const keygenCommand = {
   name: 'keygen',
   summary: 'make an Ed25519 key pair for signing modules (<name>.key, 0600, and <name>.pub)',
   usage: ['wasmvisor keygen <name>', 'wasmvisor keygen --secret-key <file> --public-key <file>'],
   options: {
-    'secret-key': value('<file>', 'where the secret key goes (65 bytes, mode 0600), instead of <name>.key', text),
-    'public-key': value('<file>', 'where the public key goes (33 bytes), instead of <name>.pub', text),
+    'secret-key': value('<file>', 'where the secret key goes (65 bytes, mode 0600), instead of <name>.key', filePath),
+    'public-key': value('<file>', 'where the public key goes (33 bytes), instead of <name>.pub', filePath),
   },
   positionals: { names: ['name'], min: 0 },
   notes: `Keys are in the WebAssembly tool-conventions signature format's serialization (what wasmsign2
@@ -33,9 +33,6 @@ export async function keygen(argv: string[]): Promise<number> {
   // A name is the files' stem: '' (or a folder, 'keys/') would write the hidden .key and .pub.
   if (!named && (positionals[0] === '' || /[\\/]$/.test(positionals[0]!))) {
     throw new InvalidArgumentError(`keygen: the name ${quoted(positionals[0]!)} names no file (it is the stem of <name>.key and <name>.pub); see wasmvisor keygen --help`);
-  }
-  for (const flag of ['secret-key', 'public-key'] as const) {
-    if (values[flag] === '') throw new InvalidArgumentError(`--${flag}: expected a file, got ""; see wasmvisor keygen --help`);
   }
   const secretFile = values['secret-key'] ?? `${positionals[0]}.key`;
   const publicFile = values['public-key'] ?? `${positionals[0]}.pub`;

@@ -61,6 +61,12 @@ export function list<T>(placeholder: string, help: string, parse: (raw: string, 
 /** The text as it is. */
 export const text = (raw: string): string => raw;
 
+/** A file: the text as it is, but not empty (no file has that name: open('') is ENOENT, read as storage failing). */
+export function filePath(raw: string, name: string): string {
+  if (raw === '') throw new InvalidArgumentError(`${name}: expected a file, got ""`);
+  return raw;
+}
+
 /** A folder: the text as it is, but not empty (which would be the working directory, unsaid). */
 export function folder(raw: string, name: string): string {
   if (raw === '') throw new InvalidArgumentError(`${name}: expected a directory, got ""`);

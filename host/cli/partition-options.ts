@@ -31,7 +31,7 @@ import {
 import { loadManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, stringIn, folder, text, value, type Values } from './options.ts';
+import { flag, list, numberIn, stringIn, folder, filePath, text, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -142,8 +142,8 @@ export function partitionOptions(kind: 'run' | 'call') {
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
-    policy: value('<file>', `security policy (JSON, docs/SECURITY.md), a file or a pipe of at most ${MAX_POLICY_BYTES} bytes: the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit`, text),
-    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
+    policy: value('<file>', `security policy (JSON, docs/SECURITY.md), a file or a pipe of at most ${MAX_POLICY_BYTES} bytes: the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit`, filePath),
+    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', filePath),
     audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
     placement: value(

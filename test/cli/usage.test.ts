@@ -146,6 +146,9 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     [['--env', 'NOVALUE'], '--env: expected KEY=VALUE, got "NOVALUE"'],
     // An empty folder is the working directory, unsaid: named by its flag (it said "Hypervisor options: dataDir").
     [['--data-dir', ''], '--data-dir: expected a directory, got ""'],
+    // An empty file name: --attest was ERR_STORAGE (exit 74, "cannot write : ENOENT"), --policy named Policy.fromFile.
+    [['--attest', ''], '--attest: expected a file, got ""'],
+    [['--policy', ''], '--policy: expected a file, got ""'],
     [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
   ];
   for (const [flags, message] of cases) {
@@ -164,6 +167,18 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     // Repeatable options (--env here) and a flag given again still work.
     const ok = await cli(['run', '--env', 'A=1', '--env', 'B=2', '--stats', '--stats', C_CAT], { input: '' });
     expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('an empty file name for a file written or read is refused naming the flag, exit 2 (not ERR_STORAGE, 74)', async () => {
+    for (const [args, flagName] of [
+      [['sign', guest('hello'), '--key', 'a.key', '--out', ''], '--out'],
+      [['sign', guest('hello'), '--key', 'a.key', '--detached', ''], '--detached'],
+      [['attest', 'key', '--data-dir', tmp, '--out', ''], '--out'],
+      [['call', guest('transform'), 'upper', '--input-file', ''], '--input-file'],
+      [['verify', guest('hello'), '--key', ''], '--key'],
+    ] as const) {
+      expect(await cli([...args]), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${flagName}: expected a file, got ""\n` });
+    }
   });
 
   it('--timeout at the edge: 2147483647 runs (not a 1 ms timer), 0 means none', async () => {
