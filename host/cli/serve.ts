@@ -15,7 +15,8 @@ API (docs/MANAGEMENT.md). Defaults: --config ./wasmvisor-host, --bind 127.0.0.1,
 (0 picks a free one). Without TLS only a loopback address is served; --dashboard only on loopback.
 
 Exit status: 0 after a graceful shutdown (SIGTERM or SIGINT); 2 bad usage (ERR_INVALID_ARGUMENT);
-1 another serve is using the config directory (ERR_INVALID_STATE); 74 ERR_STORAGE; 70 ERR_INTERNAL.`;
+1 another serve is using the config directory, or --port is in use (ERR_INVALID_STATE); 74 ERR_STORAGE;
+70 ERR_INTERNAL.`;
 
 export function serveCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));

@@ -5,7 +5,7 @@
  * → stop partitions (disks flushed and closed) → close the audit log → release the lock.
  */
 import { isIP } from 'node:net';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, InvalidStateError } from '../errors.ts';
 import { quoted } from '../escape.ts';
 import { readRegularFile } from '../files.ts';
 import { readAuditRecords } from '../security/audit.ts';
@@ -87,6 +87,27 @@ export function isLoopback(address: string): boolean {
   if (address === 'localhost') return true;
   if (isIP(address) === 4) return address.startsWith('127.');
   return address === '::1' || address === '0:0:0:0:0:0:0:1';
+}
+
+/**
+ * Listens, a refusal of the address named by the option that gave it: a port in use is the
+ * state of the machine (ERR_INVALID_STATE, exit 1, as a second serve on a config directory), an
+ * address that is not this host's or does not resolve is a bad --bind (ERR_INVALID_ARGUMENT).
+ * They were ERR_INTERNAL, "a bug: please report it".
+ */
+async function listenOn(server: ManagementServer, bind: string, port: number): Promise<void> {
+  try {
+    await server.listen(bind, port);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const at = `${isIP(bind) === 6 ? `[${bind}]` : bind}:${port}`;
+    if (code === 'EADDRINUSE') throw new InvalidStateError(`--port ${port}: ${at} is already in use (another process listens there; --port 0 picks a free port)`);
+    if (code === 'EACCES') throw new InvalidArgumentError(`--port ${port}: this process may not listen on ${at} (a port under 1024 needs privileges)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL') {
+      throw new InvalidArgumentError(`--bind ${quoted(bind)}: ${code === 'EADDRNOTAVAIL' ? 'not an address of this host' : 'the name does not resolve'} (${code})`);
+    }
+    throw error;
+  }
 }
 
 /** Starts a host; see RunningHost. */
@@ -175,7 +196,7 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       const ext = options.extension;
       if (ext.close) cleanup.push(() => ext.close!());
     }
-    await server.listen(bind, port);
+    await listenOn(server, bind, port);
     let closing: Promise<void> | null = null;
     return {
       url: server.url,

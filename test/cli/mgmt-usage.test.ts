@@ -7,6 +7,7 @@
  * Through the real CLI process; no host is reached (the remote usage is checked before a request).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -89,6 +90,24 @@ describe.concurrent('management commands: bad usage is named as for every comman
       expect(await cli(args, { cwd }), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --data-dir: expected a directory, got ""\n' });
     }
     expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it('a port in use is ERR_INVALID_STATE (exit 1) and an address not of this host a bad --bind (exit 2), named: they were ERR_INTERNAL, "a bug"', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const cwd = mkdtempSync(path.join(tmp, 'listen-'));
+      const inUse = `ERR_INVALID_STATE: --port ${port}: 127.0.0.1:${port} is already in use (another process listens there; --port 0 picks a free port)\n`;
+      expect(await cli(['serve', '--config', 'h', '--port', String(port)], { cwd })).toMatchObject({ code: 1, stdout: '', stderr: inUse });
+      expect(await cli(['lab', '--port', String(port)], { cwd })).toMatchObject({ code: 1, stdout: '', stderr: inUse });
+      const elsewhere = await cli(['serve', '--config', 'h', '--port', '0', '--tls-self-signed', '--bind', '192.0.2.1'], { cwd });
+      expect(elsewhere).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --bind "192.0.2.1": not an address of this host (EADDRNOTAVAIL)\n' });
+      // A failed start leaves nothing behind.
+      expect(readdirSync(cwd)).toEqual([]);
+    } finally {
+      taken.close();
+    }
   });
 
   it('a newline in an unknown option or an extra argument stays on the one verdict line, escaped', async () => {
