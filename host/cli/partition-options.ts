@@ -83,7 +83,7 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
     const m = /^(\w+)=(\d+)([kmgt]?)i?b?$/i.exec(item.trim());
     const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
     if (!m || key === undefined) {
-      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
+      throw new InvalidArgumentError(`${name}: expected <name>=<number>[K|M|G|T] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}${item !== raw ? ` in ${quoted(raw)}` : ''}`);
     }
     if (quotas[key] !== undefined) throw new InvalidArgumentError(`${name}: ${m[1]!.toLowerCase()} is given twice in ${quoted(raw)}; give each name at most once`);
     quotas[key] = numberIn(WasiQuotasSchema.properties[key])(String(Number(m[2]) * SIZE_UNITS[m[3]!.toLowerCase()]!), `${name} ${m[1]}`);
@@ -137,7 +137,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     ),
     'wasi-quota': value(
       '<k=v,...>',
-      'WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take K, M, G (e.g. bytes=512M,inodes=100000)',
+      'WASI limits: bytes (contents, names and symlink targets the guest may hold in memory or add to rw folders; a copy counts), inodes (files, directories, symlinks and hard links), fds (open at once), path (longest path); sizes take K, M, G, T, powers of 1024 (e.g. bytes=512M,inodes=100000)',
       wasiQuotaOption,
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
