@@ -248,11 +248,15 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   // user asked for a behaviour (a segment, a resolution, a seed, a rate limit) the run would not
   // have, and silence would let them believe it had.
   const granted = (device: 'console' | 'clock' | 'entropy' | 'net'): boolean => devices[device] !== undefined && devices[device] !== false;
+  const by = values.devices !== undefined ? 'by --devices' : base !== null ? 'by the manifest' : kind === 'run' ? "among run's default devices (console, clock, entropy)" : 'to call by default (no devices)';
   for (const [flag, device] of [['segment', 'net'], ['clock-resolution', 'clock'], ['seed', 'entropy'], ['output-rate', 'console']] as const) {
     if (values[flag] !== undefined && !granted(device)) {
-      const by = values.devices !== undefined ? 'by --devices' : base !== null ? 'by the manifest' : kind === 'run' ? "among run's default devices (console, clock, entropy)" : 'to call by default (no devices)';
       throw new InvalidArgumentError(`--${flag} configures the ${device} device, which is not granted ${by}: add ${device} to --devices, or drop --${flag}`);
     }
+  }
+  // --deterministic fixes the clock and the entropy seed: with neither device it would fix nothing.
+  if (values.deterministic === true && !granted('clock') && !granted('entropy')) {
+    throw new InvalidArgumentError(`--deterministic fixes the clock and entropy devices, neither of which is granted ${by}: add clock or entropy to --devices, or drop --deterministic`);
   }
   const clock = devices.clock;
   if (clock !== undefined && clock !== false && (values['clock-resolution'] !== undefined || values.deterministic)) {

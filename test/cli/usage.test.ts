@@ -311,6 +311,13 @@ describe.concurrent('call: input and the partition flags run has', () => {
     // Granted, each is taken: the same flags with their device run.
     expect((await cli(['run', '--devices', 'console,entropy', '--seed', 's1', guest('hello')])).code).toBe(0);
     expect((await cli(['run', '--devices', 'console,clock', '--clock-resolution', '5', manifest])).code).toBe(0);
+    // --deterministic fixes the clock and the entropy seed: with neither it fixed nothing, unsaid.
+    for (const args of [['run', '--devices', 'console', '--deterministic', guest('hello')], ['call', '--deterministic', guest('transform'), 'upper', '--input', 'x']]) {
+      const r = await cli(args);
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(r.stderr).toMatch(/^ERR_INVALID_ARGUMENT: --deterministic fixes the clock and entropy devices, neither of which is granted .*: add clock or entropy to --devices, or drop --deterministic\n$/);
+    }
+    expect((await cli(['run', '--devices', 'console,clock', '--deterministic', guest('hello')])).code).toBe(0);
   });
 
   it('--timeout is the call\'s budget, with the same range as run\'s', async () => {
