@@ -86,7 +86,7 @@ export async function call(argv: string[]): Promise<number> {
   let status: number;
   try {
     const input = await readInput(values);
-    const source = await readSource(positionals[0]!);
+    const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'call', []);
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };
     const hv = new Hypervisor(hypervisorOptions(values));

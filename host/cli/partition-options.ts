@@ -28,7 +28,7 @@ import {
   type PreopenSpec,
   type WasiQuotas,
 } from '../schema/index.ts';
-import { loadManifest } from '../schema/manifest.ts';
+import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
 import { flag, list, numberIn, stringIn, folder, filePath, text, value, type Values } from './options.ts';
@@ -180,9 +180,10 @@ export interface Source {
 }
 
 /** `app.json` is a manifest; anything else is a module. */
-export async function readSource(positional: string): Promise<Source> {
+export async function readSource(positional: string, name?: string): Promise<Source> {
   if (/\.json$/i.test(positional)) {
-    const manifest = await loadManifest(positional);
+    // --name names the partition: the manifest's file name need not be a valid one then.
+    const manifest = await readManifest(positional, name);
     const file = typeof manifest.module === 'string' ? manifest.module : positional;
     return { manifest, file, shape: await moduleShape(file) };
   }

@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
   let status: number;
   try {
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
-    const source = await readSource(positionals[0]!);
+    const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'run', rest);
     // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that
     // run never makes: its exit never came, nothing kept the process alive, and Node ended it with

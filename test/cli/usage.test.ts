@@ -393,6 +393,16 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     return file;
   }
 
+  it('--name overrides the manifest\'s name, so a file name that is no partition name needs none (it was refused as if the name were missing)', async () => {
+    const file = app('my app', { module: 'hello.wasm', devices: { console: true } });
+    const refused = await cli(['run', file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/name: is required \(the file name "my app" is not a valid partition name\)\n$/);
+    const r = await cli(['run', '--name', 'ok', '--json', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lines(r.stdout)[0]).toBe('Hello from a Wasmvisor partition!');
+  });
+
   it('runs the module the manifest names, relative to the manifest, from any directory', async () => {
     const file = app('hello-app', { module: 'hello.wasm', args: ['x'], devices: { console: true } });
     const r = await cli(['run', file], { cwd: os.tmpdir() });
