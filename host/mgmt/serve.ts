@@ -89,6 +89,9 @@ export function isLoopback(address: string): boolean {
   return address === '::1' || address === '0:0:0:0:0:0:0:1';
 }
 
+/** A DNS name for a certificate: dot-separated labels of 1-63 letters, digits and inner '-', the first possibly '*'; at most 253 characters. */
+const DNS_NAME = /^(?=.{1,253}$)(\*(?=\.)|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
 /**
  * Listens, a refusal of the address named by the option that gave it: a port in use is the
  * state of the machine (ERR_INVALID_STATE, exit 1, as a second serve on a config directory), an
@@ -128,6 +131,13 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
   // The names go into the certificate --tls-self-signed makes; without it they were ignored, and a
   // host meant to serve TLS for them served plain HTTP.
   if (options.tlsNames !== undefined && !options.tlsSelfSigned) throw new InvalidArgumentError('--tls-name goes with --tls-self-signed (the names of the certificate it makes)');
+  // Each name becomes a subjectAltName of the certificate: an empty or malformed one made an
+  // entry no client can match ('DNS:').
+  for (const name of options.tlsNames ?? []) {
+    if (typeof name !== 'string' || (isIP(name) === 0 && !DNS_NAME.test(name))) {
+      throw new InvalidArgumentError(`--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got ${quoted(String(name))}`);
+    }
+  }
 
   // The files named on the command line are read before the config directory is touched: a
   // missing or unreadable one is refused with nothing made.

@@ -44,6 +44,9 @@ const refusals: [string[], string][] = [
   // An empty --bind listened on every interface (an unset "$ADDR"), with TLS; without, the refusal named no address.
   [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--bind', ''], '--bind: expected an address to listen on (an IP address or a host name), got ""'],
   [['serve', '--config', config, '--port', '0', '--dashboard', '--bind', ' 127.0.0.1'], '--bind: expected an address to listen on (an IP address or a host name), got " 127.0.0.1"'],
+  // Each --tls-name is a subjectAltName of the certificate made: '' gave it an empty 'DNS:' entry.
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--tls-name', ''], `--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got ""`],
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--tls-name', 'ok.example', '--tls-name', 'bad name'], `--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got "bad name"`],
   [['lab', '--lst'], 'lab: unknown option --lst; did you mean --list?; see wasmvisor lab --help'],
   [['token', 'list', '--confg', config], 'token list: unknown option --confg; did you mean --config?; see wasmvisor token --help'],
   [['token', 'list', '--config', config, 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor token --help'],
