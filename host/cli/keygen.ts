@@ -30,8 +30,9 @@ export async function keygen(argv: string[]): Promise<number> {
   if (named ? positionals.length !== 0 || values['secret-key'] === undefined || values['public-key'] === undefined : positionals.length !== 1) {
     throw new InvalidArgumentError('keygen takes a name (writing <name>.key and <name>.pub), or both --secret-key and --public-key; see wasmvisor keygen --help');
   }
-  // A name is the files' stem: '' (or a folder, 'keys/') would write the hidden .key and .pub.
-  if (!named && (positionals[0] === '' || /[\\/]$/.test(positionals[0]!))) {
+  // A name is the files' stem: a folder's ('keys/') would write the hidden keys/.key and keys/.pub
+  // ('' is refused by the parser, as every empty argument).
+  if (!named && /[\\/]$/.test(positionals[0]!)) {
     throw new InvalidArgumentError(`keygen: the name ${quoted(positionals[0]!)} names no file (it is the stem of <name>.key and <name>.pub); see wasmvisor keygen --help`);
   }
   const secretFile = values['secret-key'] ?? `${positionals[0]}.key`;

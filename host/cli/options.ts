@@ -203,6 +203,10 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
     if (positionals.length > names.length) {
       throw new InvalidArgumentError(`${command.name} takes ${names.length === 0 ? 'no arguments' : names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
     }
+    // An empty argument names nothing (an unset "$MODULE"): '' as a path is the working directory
+    // or ENOENT, which read as a bad module (125) or, for audit verify, a log verified in '.'.
+    const empty = positionals.indexOf('');
+    if (empty >= 0) throw new InvalidArgumentError(`${command.name}: expected <${names[empty]}>, got ""; see wasmvisor ${command.name} --help`);
   }
   return { values: values as Values<T>, positionals, rest, help };
 }

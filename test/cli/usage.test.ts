@@ -169,6 +169,22 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     expect(ok.code, ok.stderr).toBe(0);
   });
 
+  it('an empty argument is refused naming what it stands for, exit 2, by every command (inspect called it a bad module, 125; audit verify verified the working directory)', async () => {
+    const cwd = mkdtempSync(path.join(tmp, 'empty-arg-'));
+    for (const [args, what] of [
+      [['run', ''], 'run: expected <guest.wasm | app.json>'],
+      [['inspect', ''], 'inspect: expected <guest.wasm | app.json>'],
+      [['call', guest('transform'), ''], 'call: expected <export>'],
+      [['verify', '', '--key', 'k.pub'], 'verify: expected <guest.wasm>'],
+      [['sign', '', '--key', 'k.key', '--out', 'x.wasm'], 'sign: expected <guest.wasm>'],
+      [['audit', 'verify', ''], 'audit verify: expected <dir>'],
+      [['audit', 'show', ''], 'audit show: expected <dir>'],
+    ] as const) {
+      const r = await cli([...args], { cwd });
+      expect(r, args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${what}, got ""; see wasmvisor ${args[0] === 'audit' ? `audit ${args[1]}` : args[0]} --help\n` });
+    }
+  });
+
   it('an empty file name for a file written or read is refused naming the flag, exit 2 (not ERR_STORAGE, 74)', async () => {
     for (const [args, flagName] of [
       [['sign', guest('hello'), '--key', 'a.key', '--out', ''], '--out'],

@@ -72,7 +72,7 @@ describe('keygen, sign, verify', () => {
   it('keygen refuses a name or file that names no file, and a refused or failed pair leaves no file behind', async () => {
     const sub = mkdtempSync(path.join(dir, 'keygen-'));
     // An empty name wrote the hidden files .key and .pub; a folder's name, keys/.key and keys/.pub.
-    refused(await cli(['keygen', ''], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: keygen: the name "" names no file/);
+    refused(await cli(['keygen', ''], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: keygen: expected <name>, got ""/);
     mkdirSync(path.join(sub, 'keys'));
     refused(await cli(['keygen', 'keys/'], sub), 'ERR_INVALID_ARGUMENT', 2, /keygen: the name "keys\/" names no file/);
     refused(await cli(['keygen', '--secret-key', '', '--public-key', 'p.pub'], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: --secret-key: expected a file, got ""/);
