@@ -61,6 +61,9 @@ const refusals: [string[], string][] = [
   [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
   [[...remote, 'metrics', 'a', 'b'], 'metrics takes at most one partition name'],
+  // Checked before the request, named by the flag (the host answered 'body: restartPolicy: …' / 'body: spec.limits.timeoutMs: …').
+  [[...remote, 'run', 'g.wasm', '--restart', 'bogus'], '--restart must be never, on-failure or always, got "bogus"'],
+  [[...remote, 'run', 'g.wasm', '--timeout', '2147483648'], '--timeout must be from 0 to 2147483647, got 2147483648'],
   // The remote run reads --devices as run does: none only by `none` (its '' and 'none,console' were read as no devices and console).
   [[...remote, 'run', 'g.wasm', '--devices', ''], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got ""'],
   [[...remote, 'run', 'g.wasm', '--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
