@@ -621,6 +621,11 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   async inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
+    // As createPartition refuses spec.signature without a policy: a signature nothing checks
+    // must not pass for a verdict that weighed it.
+    if (options.signature !== undefined && this.security.policy === null) {
+      throw new InvalidArgumentError('inspect options: signature needs a policy with publisher keys to verify it against (HypervisorOptions.policy)');
+    }
     const bytes = await readModuleSource(source as ModuleSource, this.maxModuleBytes);
     const { memoryPages, fuel, cpu } = resolveLimits(limits, this.defaults, 'limits');
     const inspection = await inspectModule(bytes, {

@@ -15,7 +15,7 @@ import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONC
 import { MAX_KEY_FILE_BYTES, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
-import { list, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { list, parseOrHelp, stringIn, folder, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
 
 /** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
@@ -35,7 +35,7 @@ export const attestVerifyCommand = {
   summary: 'check a host or guest attestation report: signature, nonce, log replay, expectations',
   usage: ['wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]'],
   options: {
-    key: value('<file>', `the host's attestation public key (wasmvisor attest key), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; required`, text),
+    key: value('<file>', `the host's attestation public key (wasmvisor attest key), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; required`, filePath),
     nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
     'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
     'max-age': value('<ms>', 'refuse a report (host or guest) older than this, by the time it was made', wholeMs),
@@ -52,8 +52,8 @@ export const attestKeyCommand = {
   summary: "export the host's attestation public key (made on first use)",
   usage: ['wasmvisor attest key [--data-dir <dir>] [--out <file>]'],
   options: {
-    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', text, { default: './.wasmvisor' }),
-    out: value('<file>', 'write the 33-byte public key here instead of printing it as hex', text),
+    'data-dir': value('<dir>', 'the data directory whose keys/host.key is the host key', folder, { default: './.wasmvisor' }),
+    out: value('<file>', 'write the 33-byte public key here instead of printing it as hex', filePath),
   },
   positionals: { names: [], min: 0 },
 } satisfies CommandSpec<OptionTable>;

@@ -14,7 +14,7 @@ import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type Au
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
-import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
@@ -31,7 +31,7 @@ function timeOption(raw: string, name: string): number {
   return t;
 }
 
-const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', text, { default: './.wasmvisor' });
+const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log (and keys/ its keys)', folder, { default: './.wasmvisor' });
 
 export const auditVerifyCommand = {
   name: 'audit verify',
@@ -39,11 +39,12 @@ export const auditVerifyCommand = {
   usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]'],
   options: {
     'data-dir': dataDirOption,
-    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', text, { default: '<data-dir>/keys, or <dir>/../keys' }),
+    'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', folder, { default: '<data-dir>/keys, or <dir>/../keys' }),
   },
   positionals: { names: ['dir'], min: 0 },
   notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
 host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
+A --key-dir given must be a directory (ERR_INVALID_ARGUMENT).
 Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record.`,
 } satisfies CommandSpec<OptionTable>;
 
@@ -90,6 +91,12 @@ export async function auditVerify(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const dir = logDir(positionals[0], values['data-dir']);
   const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
+  // A key directory that is only the default may be absent (each check left out is said); one the
+  // caller named must be there: a misspelt --key-dir would otherwise verify with no MAC, signature
+  // or anchor check and still exit 0.
+  if (values['key-dir'] !== undefined && !(existsSync(keyDir) && statSync(keyDir).isDirectory())) {
+    throw new InvalidArgumentError(`--key-dir: there is no directory at ${keyDir}`);
+  }
   const macKey = readOptional(path.join(keyDir, AUDIT_KEY_FILE));
   const pub = readOptional(path.join(keyDir, HOST_PUBLIC_KEY_FILE));
   const head = readOptional(path.join(keyDir, AUDIT_HEAD_FILE));

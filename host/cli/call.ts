@@ -6,7 +6,7 @@ import { GuestCallError, InvalidArgumentError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
-import { asksJson, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { asksJson, parseOrHelp, filePath, text, value, type CommandSpec, type OptionTable } from './options.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 import { quoted } from '../escape.ts';
 
@@ -16,7 +16,7 @@ export const callCommand = {
   usage: ['wasmvisor call [options] <guest.wasm | app.json> <export>'],
   options: {
     input: value('<data>', 'the call input, as text (UTF-8)', text),
-    'input-file': value('<file>', "read the call input from a file ('-' for stdin)", text),
+    'input-file': value('<file>', "read the call input from a file ('-' for stdin)", filePath),
     ...partitionOptions('call'),
   },
   positionals: { names: ['guest.wasm | app.json', 'export'], min: 2 },
@@ -86,7 +86,7 @@ export async function call(argv: string[]): Promise<number> {
   let status: number;
   try {
     const input = await readInput(values);
-    const source = await readSource(positionals[0]!);
+    const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'call', []);
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };
     const hv = new Hypervisor(hypervisorOptions(values));

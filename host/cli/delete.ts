@@ -1,13 +1,13 @@
 /** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
 import { Hypervisor } from '../hypervisor.ts';
-import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const deleteCommand = {
   name: 'delete',
   summary: "scrub and remove a partition's disk and its key (exit 0 also when there was none)",
   usage: ['wasmvisor delete [options] <name>'],
   options: {
-    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
   },
   positionals: { names: ['name'], min: 1 },
 } satisfies CommandSpec<OptionTable>;

@@ -6,14 +6,14 @@
 import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
 import { printable } from './common.ts';
-import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const disksCommand = {
   name: 'disks',
   summary: 'list the persistent disks of a data directory (uses no key)',
   usage: ['wasmvisor disks [options]'],
   options: {
-    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
     json: flag('print { dataDir, disks: [...] } (the fields of hv.listStorage()) instead of the table'),
   },
   positionals: { names: [], min: 0 },

@@ -5,8 +5,8 @@ import type { Inspection } from '../loader/pipeline.ts';
 import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus } from './common.ts';
 import { stderr } from './stderr.ts';
-import { flag, numberIn, parseOrHelp, stringIn, text, value, type CommandSpec, type OptionTable } from './options.ts';
-import { readSource } from './partition-options.ts';
+import { flag, numberIn, parseOrHelp, stringIn, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
+import { readSource, signatureNeedsPolicy } from './partition-options.ts';
 import { MAX_POLICY_BYTES, Policy } from '../security/policy.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -56,8 +56,8 @@ export const inspectCommand = {
     wasi: flag('judge with WASI preview1 admitted (automatic when the module imports it)'),
     reactor: flag('judge it as a reactor, as call would (automatic when it exports no _start)'),
     sha256: value('<hex>', 'judge it against this pinned SHA-256 too', stringIn(PartitionSpecSchema.properties.sha256)),
-    policy: value('<file>', `judge it under this security policy too (a file or a pipe of at most ${MAX_POLICY_BYTES} bytes): signed by a trusted publisher or pinned (docs/SECURITY.md)`, text),
-    signature: value('<file>', 'a detached signature for the module, for --policy', text),
+    policy: value('<file>', `judge it under this security policy too (a file or a pipe of at most ${MAX_POLICY_BYTES} bytes): signed by a trusted publisher or pinned (docs/SECURITY.md)`, filePath),
+    signature: value('<file>', 'a detached signature for the module, for --policy', filePath),
     json: flag('print a JSON document instead of the table'),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
@@ -79,6 +79,7 @@ export async function inspect(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(inspectCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
+  signatureNeedsPolicy(values);
   const source = await readSource(positionals[0]!);
   const m = source.manifest;
   const kind = values.reactor ? 'reactor' : (m?.kind ?? source.shape?.kind ?? 'command');

@@ -4,17 +4,18 @@
  * `--secret-key <file> --public-key <file>` (wasmsign2's flags). Never overwrites a file.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 import { generateKeyPair, keyIdHex, writeKeyPair } from '../security/keys.ts';
 import { toHex } from '../security/wire.ts';
-import { parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const keygenCommand = {
   name: 'keygen',
   summary: 'make an Ed25519 key pair for signing modules (<name>.key, 0600, and <name>.pub)',
   usage: ['wasmvisor keygen <name>', 'wasmvisor keygen --secret-key <file> --public-key <file>'],
   options: {
-    'secret-key': value('<file>', 'where the secret key goes (65 bytes, mode 0600), instead of <name>.key', text),
-    'public-key': value('<file>', 'where the public key goes (33 bytes), instead of <name>.pub', text),
+    'secret-key': value('<file>', 'where the secret key goes (65 bytes, mode 0600), instead of <name>.key', filePath),
+    'public-key': value('<file>', 'where the public key goes (33 bytes), instead of <name>.pub', filePath),
   },
   positionals: { names: ['name'], min: 0 },
   notes: `Keys are in the WebAssembly tool-conventions signature format's serialization (what wasmsign2
@@ -28,6 +29,11 @@ export async function keygen(argv: string[]): Promise<number> {
   const named = values['secret-key'] !== undefined || values['public-key'] !== undefined;
   if (named ? positionals.length !== 0 || values['secret-key'] === undefined || values['public-key'] === undefined : positionals.length !== 1) {
     throw new InvalidArgumentError('keygen takes a name (writing <name>.key and <name>.pub), or both --secret-key and --public-key; see wasmvisor keygen --help');
+  }
+  // A name is the files' stem: a folder's ('keys/') would write the hidden keys/.key and keys/.pub
+  // ('' is refused by the parser, as every empty argument).
+  if (!named && /[\\/]$/.test(positionals[0]!)) {
+    throw new InvalidArgumentError(`keygen: the name ${quoted(positionals[0]!)} names no file (it is the stem of <name>.key and <name>.pub); see wasmvisor keygen --help`);
   }
   const secretFile = values['secret-key'] ?? `${positionals[0]}.key`;
   const publicFile = values['public-key'] ?? `${positionals[0]}.pub`;

@@ -14,7 +14,8 @@ export const LAB_USAGE = `  wasmvisor lab [--port <n>]                  the dash
 
 Exit status: 0 when every defence held (and every comparison showed the attack succeeding
 without it), or when the dashboard is stopped (Ctrl-C); 1 when a defence did not hold or a lab
-is marked coming (ERR_NOT_IMPLEMENTED); 2 bad usage (ERR_INVALID_ARGUMENT).`;
+is marked coming (ERR_NOT_IMPLEMENTED), or the dashboard's --port is in use (ERR_INVALID_STATE);
+2 bad usage (ERR_INVALID_ARGUMENT).`;
 
 export function labCommand(argv: string[]): Promise<number> {
   return adopt(async () => (await loadLabs()).labMain(argv));

@@ -172,6 +172,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function unknownCommand(name: string): InvalidArgumentError {
+  // An option before any command is one of the few this level takes (--hlep: --help).
+  if (name.startsWith('-') && name !== '-') {
+    const shown = name.split('=')[0]!;
+    const near = shown.startsWith('--') ? nearest(shown.slice(2), ['help', 'version', 'host', 'token-file', 'fingerprint', 'ca', 'cert', 'key']) : null;
+    return new InvalidArgumentError(`unknown option ${shown}${near ? `; did you mean --${near}?` : ''}; see wasmvisor --help`);
+  }
   const near = nearest(name, COMMANDS.map((c) => c.name));
   return new InvalidArgumentError(`unknown command ${quoted(name)}${near ? `; did you mean ${near}?` : ''}; see wasmvisor --help`);
 }

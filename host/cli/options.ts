@@ -61,6 +61,18 @@ export function list<T>(placeholder: string, help: string, parse: (raw: string, 
 /** The text as it is. */
 export const text = (raw: string): string => raw;
 
+/** A file: the text as it is, but not empty (no file has that name: open('') is ENOENT, read as storage failing). */
+export function filePath(raw: string, name: string): string {
+  if (raw === '') throw new InvalidArgumentError(`${name}: expected a file, got ""`);
+  return raw;
+}
+
+/** A folder: the text as it is, but not empty (which would be the working directory, unsaid). */
+export function folder(raw: string, name: string): string {
+  if (raw === '') throw new InvalidArgumentError(`${name}: expected a directory, got ""`);
+  return raw;
+}
+
 /** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */
 export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
   return (raw, name) => {
@@ -182,6 +194,10 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
     if (positionals.length > names.length) {
       throw new InvalidArgumentError(`${command.name} takes ${names.length === 0 ? 'no arguments' : names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
     }
+    // An empty argument names nothing (an unset "$MODULE"): '' as a path is the working directory
+    // or ENOENT, which read as a bad module (125) or, for audit verify, a log verified in '.'.
+    const empty = positionals.indexOf('');
+    if (empty >= 0) throw new InvalidArgumentError(`${command.name}: expected <${names[empty]}>, got ""; see wasmvisor ${command.name} --help`);
   }
   return { values: values as Values<T>, positionals, rest, help };
 }

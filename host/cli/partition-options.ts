@@ -28,21 +28,28 @@ import {
   type PreopenSpec,
   type WasiQuotas,
 } from '../schema/index.ts';
-import { loadManifest } from '../schema/manifest.ts';
+import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, stringIn, text, value, type Values } from './options.ts';
+import { flag, list, numberIn, stringIn, folder, filePath, text, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
 export type DeviceName = (typeof DEVICE_NAMES)[number];
 
-/** `--devices a,b` (or `none`), checked against the devices the CLI can grant. */
-function deviceList(raw: string, name: string): Set<DeviceName> {
+/**
+ * `--devices a,b` (or `none`), checked against the devices the CLI can grant. No device is
+ * granted only by `none`: an empty list or name (`--devices ""`, `--devices "$UNSET"`,
+ * `console,,clock`) is refused, as is `none` beside a device, rather than read as no devices.
+ */
+export function deviceList(raw: string, name: string): Set<DeviceName> {
   const grant = new Set<DeviceName>();
-  if (raw === 'none') return grant;
-  for (const d of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${quoted(d)} (known: ${DEVICE_NAMES.join(', ')}; or none)`);
+  if (raw.trim() === 'none') return grant;
+  const known = `(known: ${DEVICE_NAMES.join(', ')}; or none)`;
+  for (const d of raw.split(',').map((s) => s.trim())) {
+    if (d === '') throw new InvalidArgumentError(`${name}: expected a comma-separated list of devices ${known}, got ${quoted(raw)}`);
+    if (d === 'none') throw new InvalidArgumentError(`${name}: none grants no device and goes alone, got ${quoted(raw)}`);
+    if (!(DEVICE_NAMES as readonly string[]).includes(d)) throw new InvalidArgumentError(`${name}: unknown device ${quoted(d)} ${known}`);
     grant.add(d as DeviceName);
   }
   return grant;
@@ -87,7 +94,7 @@ export function wasiQuotaOption(raw: string, name: string): WasiQuotas {
     const key = m ? QUOTA_KEYS[m[1]!.toLowerCase()] : undefined;
     const size = m ? SIZE.exec(m[2]!) : null;
     if (!m || key === undefined || size === null) {
-      throw new InvalidArgumentError(`${name}: expected <name>=<number>[${UNIT_LETTERS.join('|')}] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}`);
+      throw new InvalidArgumentError(`${name}: expected <name>=<number>[${UNIT_LETTERS.join('|')}] for names ${Object.keys(QUOTA_KEYS).join(', ')} (e.g. bytes=64M,inodes=10000), got ${quoted(item)}${item !== raw ? ` in ${quoted(raw)}` : ''}`);
     }
     if (quotas[key] !== undefined) throw new InvalidArgumentError(`${name}: ${m[1]!.toLowerCase()} is given twice in ${quoted(raw)}; give each name at most once`);
     const unit = size[2] === undefined ? 1 : SIZE_UNITS[size[2].toLowerCase()]!;
@@ -152,7 +159,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     name: value('<name>', "the partition's name: its disk is kept under this name", stringIn(PartitionSpecSchema.properties.name), {
       default: kind === 'run' ? 'guest' : 'plugin',
     }),
-    'data-dir': value('<dir>', 'where disks and their keystore live', text, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
     wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env/--wasi-quota)', { grants: 'the WASI preview1 surface' }),
     dir: list(
       '<host>[::<guest>][:ro|:rw|:copy]',
@@ -167,8 +174,8 @@ export function partitionOptions(kind: 'run' | 'call') {
       { default: 'bytes=16M,inodes=4096,fds=128,path=4096' },
     ),
     env: list('<KEY=VALUE>', 'WASI: an environment variable', envOption, { grants: 'an environment variable' }),
-    policy: value('<file>', `security policy (JSON, docs/SECURITY.md), a file or a pipe of at most ${MAX_POLICY_BYTES} bytes: the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit`, text),
-    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', text),
+    policy: value('<file>', `security policy (JSON, docs/SECURITY.md), a file or a pipe of at most ${MAX_POLICY_BYTES} bytes: the module must be signed by a trusted publisher or pinned (ERR_INTEGRITY) and the spec within its grants (ERR_POLICY_DENIED); turns on --audit`, filePath),
+    signature: value('<file>', 'a detached signature for the module (checked against the policy\'s publisher keys)', filePath),
     audit: flag('record to the audit log in the data directory (<data-dir>/audit; keys in <data-dir>/keys)'),
     stats: flag("print the partition's metrics to stderr when it ends"),
     placement: value(
@@ -205,9 +212,10 @@ export interface Source {
 }
 
 /** `app.json` is a manifest; anything else is a module. */
-export async function readSource(positional: string): Promise<Source> {
+export async function readSource(positional: string, name?: string): Promise<Source> {
   if (/\.json$/i.test(positional)) {
-    const manifest = await loadManifest(positional);
+    // --name names the partition: the manifest's file name need not be a valid one then.
+    const manifest = await readManifest(positional, name);
     const file = typeof manifest.module === 'string' ? manifest.module : positional;
     return { manifest, file, shape: await moduleShape(file) };
   }
@@ -226,10 +234,22 @@ export function hypervisorOptions(values: PartitionValues): HypervisorOptions {
 }
 
 /**
+ * `--signature` is checked against the publisher keys of `--policy`: without one (run, call,
+ * inspect) it is refused by its flag, as the library refuses a spec's signature without a policy
+ * (inspect weighed nothing and admitted the module).
+ */
+export function signatureNeedsPolicy(values: { signature?: string | undefined; policy?: string | undefined }): void {
+  if (values.signature !== undefined && values.policy === undefined) {
+    throw new InvalidArgumentError("--signature goes with --policy <file>: a detached signature is checked against the policy's publisher keys");
+  }
+}
+
+/**
  * The spec: the manifest's (or a default), with every given flag applied over it.
  * `guestArgs` replaces the manifest's args when there are any.
  */
 export function buildSpec(values: PartitionValues, source: Source, kind: 'run' | 'call', guestArgs: string[]): PartitionSpec {
+  signatureNeedsPolicy(values);
   const base = source.manifest;
   const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
   if (values.name !== undefined) spec.name = values.name;
@@ -262,9 +282,9 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
   // have, and silence would let them believe it had. --deterministic is not one of them: it asks
   // for a reproducible run, which a partition with no clock and no entropy already is.
   const granted = (device: 'console' | 'clock' | 'entropy' | 'net'): boolean => devices[device] !== undefined && devices[device] !== false;
+  const by = values.devices !== undefined ? 'by --devices' : base !== null ? 'by the manifest' : kind === 'run' ? "among run's default devices (console, clock, entropy)" : 'to call by default (no devices)';
   for (const [flag, device] of [['segment', 'net'], ['clock-resolution', 'clock'], ['seed', 'entropy'], ['output-rate', 'console']] as const) {
     if (values[flag] !== undefined && !granted(device)) {
-      const by = values.devices !== undefined ? 'by --devices' : base !== null ? 'by the manifest' : kind === 'run' ? "among run's default devices (console, clock, entropy)" : 'to call by default (no devices)';
       throw new InvalidArgumentError(`--${flag} configures the ${device} device, which is not granted ${by}: add ${device} to --devices, or drop --${flag}`);
     }
   }

@@ -14,10 +14,12 @@ import { ConnectionError, GuestCallError, InvalidArgumentError } from '../errors
 import { Client, errorOf } from '../mgmt/client.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
-import { MAX_MODULE_BYTES } from '../mgmt/schemas.ts';
+import { MAX_MODULE_BYTES, RestartPolicy } from '../mgmt/schemas.ts';
+import { MAX_TIMER_MS } from '../schema/kinds.ts';
 import { readAll } from './common.ts';
 import { intOption, noPositionals, readOptionFile, usage } from './mgmt-args.ts';
 import { givenTwice } from './options.ts';
+import { deviceList } from './partition-options.ts';
 import { stderr } from './stderr.ts';
 import { writeTokenList } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
@@ -33,6 +35,9 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
         [--outcome <o>] [--since <time>] [--until <time>] [--limit <n>] [--json]
     attest --nonce <hex> (8 to 64 bytes)    whoami
     token create --name <n> --role <r> --scope <s> [--expires <d>] | token list [--json] | token revoke <id>`;
+
+/** The remote run's --restart values: the API's schema's, checked before the request so the refusal names the flag. */
+const RESTART_POLICIES: readonly string[] = RestartPolicy.anyOf.map((t) => String(t.const));
 
 const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);
 
@@ -155,14 +160,18 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
       const file = positionals[0]!;
       const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
-      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
-      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
+      // The options first, then the module: a bad option is named before any file is read.
       const devices: Record<string, unknown> = {};
-      for (const d of (values.devices ?? 'console,clock,entropy').split(',').filter((x) => x && x !== 'none')) devices[d.trim()] = true;
+      for (const d of deviceList(values.devices ?? 'console,clock,entropy', '--devices')) devices[d] = true;
       const disk = intOption(values.disk, 'disk', 1, 4096);
       if (disk !== undefined) devices.block = { sizeMiB: disk };
       const memoryPages = intOption(values.memory, 'memory', 1, 65536);
-      const timeoutMs = intOption(values.timeout, 'timeout', 0, 2 ** 31);
+      const timeoutMs = intOption(values.timeout, 'timeout', 0, MAX_TIMER_MS);
+      if (values.restart !== undefined && !RESTART_POLICIES.includes(values.restart)) {
+        throw new InvalidArgumentError(`--restart must be ${RESTART_POLICIES.join(', ').replace(/, (\S+)$/, ' or $1')}, got ${quoted(values.restart)}`);
+      }
+      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
+      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
       const info = await client.json('POST', '/partitions', {
         spec: {
           name,

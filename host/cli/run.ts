@@ -8,7 +8,7 @@ import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
-import { asksJson, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { asksJson, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
 import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
@@ -18,7 +18,7 @@ export const runCommand = {
   usage: ['wasmvisor run [options] <guest.wasm | app.json> [guest args...]', 'wasmvisor run [options] <guest.wasm | app.json> [options] -- [guest args...]'],
   options: {
     ...partitionOptions('run'),
-    attest: value('<file>', 'write a signed attestation report (JSON) once the partition is created; verify it with wasmvisor attest verify', text),
+    attest: value('<file>', 'write a signed attestation report (JSON) once the partition is created; verify it with wasmvisor attest verify', filePath),
     nonce: value('<hex>', "the verifier's nonce for --attest (at most 64 bytes)", nonceOption),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
   let status: number;
   try {
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
-    const source = await readSource(positionals[0]!);
+    const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'run', rest);
     // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that
     // run never makes: its exit never came, nothing kept the process alive, and Node ended it with

@@ -15,7 +15,8 @@ API (docs/MANAGEMENT.md). Defaults: --config ./wasmvisor-host, --bind 127.0.0.1,
 (0 picks a free one). Without TLS only a loopback address is served; --dashboard only on loopback.
 
 Exit status: 0 after a graceful shutdown (SIGTERM or SIGINT); 2 bad usage (ERR_INVALID_ARGUMENT);
-1 another serve is using the config directory (ERR_INVALID_STATE); 74 ERR_STORAGE; 70 ERR_INTERNAL.`;
+1 another serve is using the config directory, or --port is in use (ERR_INVALID_STATE); 74 ERR_STORAGE;
+70 ERR_INTERNAL.`;
 
 export function serveCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
@@ -41,7 +42,8 @@ async function run(argv: string[]): Promise<number> {
   );
   const labs = values.dashboard ? await loadLabs() : null;
   // The dashboard is a page for this machine: it is served on loopback only (docs/LABS.md).
-  if (labs && values.bind !== undefined && !labs.isLoopback(values.bind)) {
+  // (An empty or padded --bind is serve()'s to refuse, as no address at all.)
+  if (labs && values.bind !== undefined && values.bind !== '' && values.bind.trim() === values.bind && !labs.isLoopback(values.bind)) {
     throw new InvalidArgumentError(`--dashboard serves a page on loopback only; --bind ${values.bind} is not a loopback address (reach a remote host's dashboard through an SSH tunnel)`);
   }
   const mgmt = labs ?? (await loadMgmt());

@@ -15,7 +15,7 @@ import { readSignatureSource } from '../security/spec.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
 import { namesDescriptor } from '../files.ts';
 import { fromHex, toHex } from '../security/wire.ts';
-import { flag, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { quoted } from '../escape.ts';
 
 /** `--key-id <hex>|none`: 1 to 256 bytes of hex, or null for a signature without a key id. */
@@ -31,9 +31,9 @@ export const signCommand = {
   summary: 'sign a module (WebAssembly tool-conventions signature format: embedded or detached)',
   usage: ['wasmvisor sign <guest.wasm> --key <secret.key> [--out <file> | --detached <sig-file>] [--key-id <hex>|none] [--delimit]'],
   options: {
-    key: value('<file>', `the secret key to sign with (from wasmvisor keygen or wasmsign2), a file or a pipe (/dev/stdin, <(cmd)) of at most ${MAX_KEY_FILE_BYTES} bytes; required`, text),
-    out: value('<file>', 'where the signed module goes', text, { default: '<guest>.signed.wasm' }),
-    detached: value('<file>', 'leave the module as it is and write the signature to this file (added to the signatures already in it)', text),
+    key: value('<file>', `the secret key to sign with (from wasmvisor keygen or wasmsign2), a file or a pipe (/dev/stdin, <(cmd)) of at most ${MAX_KEY_FILE_BYTES} bytes; required`, filePath),
+    out: value('<file>', 'where the signed module goes', filePath, { default: '<guest>.signed.wasm' }),
+    detached: value('<file>', 'leave the module as it is and write the signature to this file (added to the signatures already in it)', filePath),
     'key-id': value('<hex>|none', "the key id the signature names (none: no key id)", keyIdOption, { default: "wasmsign2's id derived from the key" }),
     delimit: flag('append a signature_delimiter section, so sections added later leave this signature valid for what it covered'),
   },

@@ -13,15 +13,15 @@ import { MAX_KEY_FILE_BYTES, encodePublicKey, keyIdHex, parsePublicKey, publicKe
 import { Policy } from '../security/policy.ts';
 import { toHex } from '../security/wire.ts';
 import { readSignatureSource } from '../security/spec.ts';
-import { flag, list, parseOrHelp, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, list, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const verifyCommand = {
   name: 'verify',
   summary: "check a module's signatures against public keys",
   usage: ['wasmvisor verify <guest.wasm> --key <public.pub> [--key ...] [--signature <sig-file>] [--allow-partial]'],
   options: {
-    key: list('<file>', `a public key to trust (repeatable; the format, OpenSSH or PEM), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; at least one`, text),
-    signature: value('<file>', 'a detached signature for the module, a file or a pipe', text),
+    key: list('<file>', `a public key to trust (repeatable; the format, OpenSSH or PEM), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; at least one`, filePath),
+    signature: value('<file>', 'a detached signature for the module, a file or a pipe', filePath),
     'allow-partial': flag('accept a signature that covers only some parts of the module'),
   },
   positionals: { names: ['guest.wasm'], min: 1 },

@@ -56,6 +56,9 @@ export class ConfigDir {
   private lockFd: number | null = null;
 
   constructor(root: string) {
+    // '' resolves to the working directory: an unset "$CONFIG" would make a host (data, tls,
+    // tokens, ...) of whatever folder the command ran in.
+    if (typeof root !== 'string' || root === '') throw new InvalidArgumentError(`--config: expected a host config directory, got ${quoted(String(root))}`);
     this.root = path.resolve(root);
   }
 

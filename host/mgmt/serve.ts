@@ -5,7 +5,8 @@
  * → stop partitions (disks flushed and closed) → close the audit log → release the lock.
  */
 import { isIP } from 'node:net';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, InvalidStateError } from '../errors.ts';
+import { quoted } from '../escape.ts';
 import { readRegularFile } from '../files.ts';
 import { newestAuditRecords } from '../security/audit.ts';
 import { openAuditLog } from '../security/monitor.ts';
@@ -88,11 +89,40 @@ export function isLoopback(address: string): boolean {
   return address === '::1' || address === '0:0:0:0:0:0:0:1';
 }
 
+/** A DNS name for a certificate: dot-separated labels of 1-63 letters, digits and inner '-', the first possibly '*'; at most 253 characters. */
+const DNS_NAME = /^(?=.{1,253}$)(\*(?=\.)|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * Listens, a refusal of the address named by the option that gave it: a port in use is the
+ * state of the machine (ERR_INVALID_STATE, exit 1, as a second serve on a config directory), an
+ * address that is not this host's or does not resolve is a bad --bind (ERR_INVALID_ARGUMENT).
+ * They were ERR_INTERNAL, "a bug: please report it".
+ */
+async function listenOn(server: ManagementServer, bind: string, port: number): Promise<void> {
+  try {
+    await server.listen(bind, port);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const at = `${isIP(bind) === 6 ? `[${bind}]` : bind}:${port}`;
+    if (code === 'EADDRINUSE') throw new InvalidStateError(`--port ${port}: ${at} is already in use (another process listens there; --port 0 picks a free port)`);
+    if (code === 'EACCES') throw new InvalidArgumentError(`--port ${port}: this process may not listen on ${at} (a port under 1024 needs privileges)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL') {
+      throw new InvalidArgumentError(`--bind ${quoted(bind)}: ${code === 'EADDRNOTAVAIL' ? 'not an address of this host' : 'the name does not resolve'} (${code})`);
+    }
+    throw error;
+  }
+}
+
 /** Starts a host; see RunningHost. */
 export async function serve(options: ServeOptions): Promise<RunningHost> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const bind = options.bind ?? '127.0.0.1';
   const port = options.port ?? 8443;
+  // An empty address is not a default: listen('') takes every interface (an unset "$ADDR" would
+  // put the API on all of them), and one with spaces is no address at all.
+  if (typeof bind !== 'string' || bind === '' || bind.trim() !== bind) {
+    throw new InvalidArgumentError(`--bind: expected an address to listen on (an IP address or a host name), got ${quoted(String(bind))}`);
+  }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
   if (options.tlsSelfSigned && options.tlsCert !== undefined) throw new InvalidArgumentError('--tls-self-signed and --tls-cert are exclusive');
   const tlsWanted = options.tlsSelfSigned === true || options.tlsCert !== undefined;
@@ -101,6 +131,13 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
   // The names go into the certificate --tls-self-signed makes; without it they were ignored, and a
   // host meant to serve TLS for them served plain HTTP.
   if (options.tlsNames !== undefined && !options.tlsSelfSigned) throw new InvalidArgumentError('--tls-name goes with --tls-self-signed (the names of the certificate it makes)');
+  // Each name becomes a subjectAltName of the certificate: an empty or malformed one made an
+  // entry no client can match ('DNS:').
+  for (const name of options.tlsNames ?? []) {
+    if (typeof name !== 'string' || (isIP(name) === 0 && !DNS_NAME.test(name))) {
+      throw new InvalidArgumentError(`--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got ${quoted(String(name))}`);
+    }
+  }
 
   // The files named on the command line are read before the config directory is touched: a
   // missing or unreadable one is refused with nothing made.
@@ -169,7 +206,7 @@ export async function serve(options: ServeOptions): Promise<RunningHost> {
       const ext = options.extension;
       if (ext.close) cleanup.push(() => ext.close!());
     }
-    await server.listen(bind, port);
+    await listenOn(server, bind, port);
     let closing: Promise<void> | null = null;
     return {
       url: server.url,

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { InvalidArgumentError, AccessDeniedError } from '../errors.ts';
+import { InvalidArgumentError, AccessDeniedError, InternalError, InvalidStateError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
 import { quoted } from '../escape.ts';
@@ -151,7 +151,11 @@ export class PortForward {
       });
     } catch (error) {
       endpoint.close();
-      throw error;
+      // A typed error with a stable code, as every refusal (it was Node's bare EADDRINUSE).
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new InvalidStateError(`port: 127.0.0.1:${port} is already in use (another process listens there; port 0 picks a free one)`);
+      if (code === 'EACCES') throw new InvalidArgumentError(`port: this process may not listen on 127.0.0.1:${port} (a port under 1024 needs privileges)`);
+      throw new InternalError(`cannot listen on 127.0.0.1:${port}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
     const bound = (server.address() as net.AddressInfo).port;
     return new PortForward(sw, server, endpoint, address, guestPort, grant.mtu - STREAM_HEADER_SIZE, maxBufferedBytes, stallTimeoutMs, idleTimeoutMs, bound);

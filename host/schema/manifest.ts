@@ -36,19 +36,27 @@ export type Manifest = Static<typeof ManifestSchema>;
  * file and what is wrong (`manifest app.json: limits.timeout: unknown key; did you mean timeoutMs?`).
  */
 export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
+  return readManifest(file);
+}
+
+/**
+ * loadManifest, with the name the caller gives instead (the command line's `--name`): a manifest
+ * without a name then needs no file name that is a valid partition name.
+ */
+export async function readManifest(file: string | URL, name?: string): Promise<PartitionSpec> {
   checkPathArgument(file, 'loadManifest: file', { url: true });
   const filePath = file instanceof URL ? file : String(file);
   const shown = file instanceof URL ? file.href : String(file);
   const where = `manifest ${shown}`;
   const text = await readBounded(filePath, where);
-  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)));
+  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)), name);
 }
 
 /**
  * A manifest's text as the partition spec it describes: `shown` names the file in errors (and
  * gives the default name), `dir` is the folder its relative paths are resolved against.
  */
-export function manifestSpec(text: string, shown: string, dir: string): PartitionSpec {
+export function manifestSpec(text: string, shown: string, dir: string, givenName?: string): PartitionSpec {
   const where = `manifest ${shown}`;
   let value: unknown;
   try {
@@ -58,7 +66,7 @@ export function manifestSpec(text: string, shown: string, dir: string): Partitio
   }
   const manifest = check(ManifestSchema, value, where);
   const { $schema: _schema, ...spec } = manifest;
-  let name = spec.name;
+  let name = spec.name ?? givenName;
   if (name === undefined) {
     const base = path.basename(shown).replace(/\.json$/i, '');
     if (!NAME.test(base)) throw new InvalidArgumentError(`${where}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);

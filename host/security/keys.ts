@@ -14,7 +14,8 @@
  */
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile, readRegularFileSync } from '../files.ts';
 import { checkBytesArgument, checkPathArgument } from '../schema/check.ts';
@@ -228,18 +229,29 @@ export async function writeNewFile(file: string, bytes: Uint8Array, mode: number
     await handle.chmod(mode);
     await handle.writeFile(bytes);
     await handle.sync();
+  } catch (error) {
+    // Made here (O_EXCL) and not written whole: a cut key file goes rather than stay behind.
+    await handle.close().catch(() => undefined);
+    handle = undefined;
+    await rm(file, { force: true }).catch(() => undefined);
+    throw new StorageError(`cannot write ${file}: ${(error as Error).message}`, { cause: error });
   } finally {
-    await handle.close();
+    await handle?.close();
   }
 }
 
 /**
  * Writes a new key pair: the secret key (65 bytes, mode 0600) and the public key (33 bytes, 0644).
- * Refuses (ERR_INVALID_ARGUMENT) when either file exists, before writing anything.
+ * Refuses (ERR_INVALID_ARGUMENT) when either file exists, or both name the same file, before
+ * writing anything; when the public key cannot be written, the secret key just written goes too
+ * (half a pair is of no use, and a stray secret key is one more to guard).
  */
 export async function writeKeyPair(key: SecretKey, secretFile: string, publicFile: string): Promise<void> {
   checkPathArgument(secretFile, 'writeKeyPair: secretFile');
   checkPathArgument(publicFile, 'writeKeyPair: publicFile');
+  if (path.resolve(secretFile) === path.resolve(publicFile)) {
+    throw new InvalidArgumentError(`the secret and the public key would both be written to ${secretFile}: name two files`);
+  }
   for (const f of [secretFile, publicFile]) {
     const exists = await stat(f).then(
       () => true,
@@ -248,7 +260,12 @@ export async function writeKeyPair(key: SecretKey, secretFile: string, publicFil
     if (exists) throw new InvalidArgumentError(`${f} already exists; refusing to overwrite a key`);
   }
   await writeNewFile(secretFile, encodeSecretKey(key), 0o600);
-  await writeNewFile(publicFile, encodePublicKey(key.publicKey), 0o644);
+  try {
+    await writeNewFile(publicFile, encodePublicKey(key.publicKey), 0o644);
+  } catch (error) {
+    await rm(secretFile, { force: true });
+    throw error;
+  }
 }
 
 /** Hex of a key id, for messages. */

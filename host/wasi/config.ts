@@ -82,6 +82,15 @@ export async function resolveWasi(spec: WasiSpec, defaultArgs: string[]): Promis
   const stdin: ResolvedWasi['stdin'] =
     s === 'console' || s === 'none' ? { kind: s } : { kind: 'bytes', bytes: typeof s === 'string' ? new TextEncoder().encode(s) : Uint8Array.from(s) };
 
+  // One guest path, one preopen: a second at the same path (`/d`, `/d/`) would hide the first
+  // from the guest (wasi-libc picks one), a folder granted and never reachable. Before anything is opened.
+  const guestPaths = new Map<string, number>();
+  for (const [i, p] of (spec.preopens ?? []).entries()) {
+    const key = path.posix.normalize(p.guestPath).replace(/(.)\/+$/, '$1');
+    const first = guestPaths.get(key);
+    if (first !== undefined) throw new InvalidArgumentError(`wasi preopen ${p.guestPath}: given twice (preopens ${first} and ${i}): one would hide the other from the guest`);
+    guestPaths.set(key, i);
+  }
   const budget = { bytes: quotas.maxBytes, inodes: quotas.maxInodes };
   const preopens: ResolvedPreopen[] = [];
   const resolved: ResolvedWasi = { args: [...args], env: [...env], preopens, stdin, quotas };

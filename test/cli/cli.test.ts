@@ -276,6 +276,13 @@ describe.concurrent('wasmvisor: bad command lines (ERR_INVALID_ARGUMENT, exit 2)
     expect(r.stderr).toContain('frobnicate');
   });
 
+  it('an unknown option before any command names the nearest of the few taken there (it was "unknown command")', async () => {
+    const r = await cli(['--hlep']);
+    expectUsageError(r);
+    expect(r.stderr).toBe('ERR_INVALID_ARGUMENT: unknown option --hlep; did you mean --help?; see wasmvisor --help\n');
+    expect((await cli(['--verison'])).stderr).toBe('ERR_INVALID_ARGUMENT: unknown option --verison; did you mean --version?; see wasmvisor --help\n');
+  });
+
   it('--memory abc', async () => {
     expectUsageError(await cli(['run', '--memory', 'abc', guest('hello')]));
   });

@@ -6,7 +6,8 @@
  * They used to print node:util's bare "Unknown option '--confg'", and `token list extra` listed.
  * Through the real CLI process; no host is reached (the remote usage is checked before a request).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -40,6 +41,12 @@ const refusals: [string[], string][] = [
   // Without --tls-self-signed the names were ignored and the host served plain HTTP.
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
   [['serve', '--config', config, '--port', '0', '--tls-name', 'host.example', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], '--tls-name goes with --tls-self-signed (the names of the certificate it makes)'],
+  // An empty --bind listened on every interface (an unset "$ADDR"), with TLS; without, the refusal named no address.
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--bind', ''], '--bind: expected an address to listen on (an IP address or a host name), got ""'],
+  [['serve', '--config', config, '--port', '0', '--dashboard', '--bind', ' 127.0.0.1'], '--bind: expected an address to listen on (an IP address or a host name), got " 127.0.0.1"'],
+  // Each --tls-name is a subjectAltName of the certificate made: '' gave it an empty 'DNS:' entry.
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--tls-name', ''], `--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got ""`],
+  [['serve', '--config', config, '--port', '0', '--tls-self-signed', '--tls-name', 'ok.example', '--tls-name', 'bad name'], `--tls-name: expected a host name (letters, digits and '-' in dot-separated labels, the first may be '*') or an IP address, got "bad name"`],
   [['lab', '--lst'], 'lab: unknown option --lst; did you mean --list?; see wasmvisor lab --help'],
   [['token', 'list', '--confg', config], 'token list: unknown option --confg; did you mean --config?; see wasmvisor token --help'],
   [['token', 'list', '--config', config, 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor token --help'],
@@ -54,6 +61,17 @@ const refusals: [string[], string][] = [
   [[...remote, 'token', 'list', '--jsn'], 'token list: unknown option --jsn; did you mean --json?; see wasmvisor --help'],
   [[...remote, 'token', 'list', 'extra'], 'token list takes no arguments, got an extra argument "extra"; see wasmvisor --help'],
   [[...remote, 'metrics', 'a', 'b'], 'metrics takes at most one partition name'],
+  // Checked before the request, named by the flag (the host answered 'body: restartPolicy: …' / 'body: spec.limits.timeoutMs: …').
+  [[...remote, 'run', 'g.wasm', '--restart', 'bogus'], '--restart must be never, on-failure or always, got "bogus"'],
+  [[...remote, 'run', 'g.wasm', '--timeout', '2147483648'], '--timeout must be from 0 to 2147483647, got 2147483648'],
+  // The remote run reads --devices as run does: none only by `none` (its '' and 'none,console' were read as no devices and console).
+  [[...remote, 'run', 'g.wasm', '--devices', ''], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got ""'],
+  [[...remote, 'run', 'g.wasm', '--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
+  // An option that takes one value, given twice: refused, not the first silently dropped.
+  [['lab', '--port', '1', '--port=2'], '--port is given twice ("1" and "2"); give it once; see wasmvisor lab --help'],
+  [['token', 'list', '--config', config, '--config', 'other'], `--config is given twice (${JSON.stringify(config)} and "other"); give it once; see wasmvisor token --help`],
+  [[...remote, 'logs', '--tail', '1', '--tail', '2', 'web'], '--tail is given twice ("1" and "2"); give it once; see wasmvisor --help'],
+  [['--host', 'https://127.0.0.1:1', '--host=https://127.0.0.1:2', '--token-file', tokenFile, 'ps'], '--host is given twice ("https://127.0.0.1:1" and "https://127.0.0.1:2"); give it once; see wasmvisor --help'],
   [
     ['--host', 'https://127.0.0.1:1', '--tokn-file', tokenFile, 'ps'],
     'unknown option --tokn-file; did you mean --token-file? (before the command: --host, --token-file, --fingerprint, --ca, --cert, --key); see wasmvisor --help',
@@ -67,6 +85,36 @@ describe.concurrent('management commands: bad usage is named as for every comman
       expect(r).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${verdict}\n` });
     });
   }
+
+  it('an empty --config or --data-dir is refused naming it, and nothing is made in the working directory', async () => {
+    const cwd = mkdtempSync(path.join(tmp, 'empty-'));
+    for (const args of [['token', 'list', '--config', ''], ['token', 'create', '--config', '', '--name', 'a', '--role', 'Owner', '--scope', '/'], ['cert', 'create', '--config', '', '--name', 'a'], ['serve', '--config', '', '--port', '0']]) {
+      // token list made data/, modules/, partitions/, tls/ and tokens/ in the folder it ran in.
+      expect(await cli(args, { cwd }), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --config: expected a host config directory, got ""\n' });
+    }
+    for (const args of [['disks', '--data-dir', ''], ['delete', '--data-dir', '', 'x'], ['attest', 'key', '--data-dir', ''], ['audit', 'show', '--data-dir', '']]) {
+      expect(await cli(args, { cwd }), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --data-dir: expected a directory, got ""\n' });
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it('a port in use is ERR_INVALID_STATE (exit 1) and an address not of this host a bad --bind (exit 2), named: they were ERR_INTERNAL, "a bug"', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const cwd = mkdtempSync(path.join(tmp, 'listen-'));
+      const inUse = `ERR_INVALID_STATE: --port ${port}: 127.0.0.1:${port} is already in use (another process listens there; --port 0 picks a free port)\n`;
+      expect(await cli(['serve', '--config', 'h', '--port', String(port)], { cwd })).toMatchObject({ code: 1, stdout: '', stderr: inUse });
+      expect(await cli(['lab', '--port', String(port)], { cwd })).toMatchObject({ code: 1, stdout: '', stderr: inUse });
+      const elsewhere = await cli(['serve', '--config', 'h', '--port', '0', '--tls-self-signed', '--bind', '192.0.2.1'], { cwd });
+      expect(elsewhere).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --bind "192.0.2.1": not an address of this host (EADDRNOTAVAIL)\n' });
+      // A failed start leaves nothing behind.
+      expect(readdirSync(cwd)).toEqual([]);
+    } finally {
+      taken.close();
+    }
+  });
 
   it('a newline in an unknown option or an extra argument stays on the one verdict line, escaped', async () => {
     expect((await cli(['serve', '--a\nb'], { cwd: tmp })).stderr).toBe('ERR_INVALID_ARGUMENT: serve: unknown option --a\\nb; see wasmvisor serve --help\n');

@@ -139,7 +139,16 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     [['--sha256', 'abc'], '--sha256: expected 64 hexadecimal digits (a SHA-256), got "abc"'],
     [['--name', 'a b'], `--name: expected 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got "a b"`],
     [['--devices', 'gpu'], '--devices: unknown device "gpu" (known: console, clock, entropy, net, attestation; or none)'],
+    // No device only by `none`: an empty list (an unset variable) granted nothing, unsaid.
+    [['--devices', ''], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got ""'],
+    [['--devices', 'console,,clock'], '--devices: expected a comma-separated list of devices (known: console, clock, entropy, net, attestation; or none), got "console,,clock"'],
+    [['--devices', 'none,console'], '--devices: none grants no device and goes alone, got "none,console"'],
     [['--env', 'NOVALUE'], '--env: expected KEY=VALUE, got "NOVALUE"'],
+    // An empty folder is the working directory, unsaid: named by its flag (it said "Hypervisor options: dataDir").
+    [['--data-dir', ''], '--data-dir: expected a directory, got ""'],
+    // An empty file name: --attest was ERR_STORAGE (exit 74, "cannot write : ENOENT"), --policy named Policy.fromFile.
+    [['--attest', ''], '--attest: expected a file, got ""'],
+    [['--policy', ''], '--policy: expected a file, got ""'],
     [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
   ];
   for (const [flags, message] of cases) {
@@ -148,6 +157,45 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
       expect(r).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${message}\n` });
     });
   }
+
+  it('an option that takes one value, given twice, is refused naming both values (only the marked ones repeat)', async () => {
+    const r = await cli(['run', '--memory', '16', '--memory', '32', guest('hello')]);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --memory is given twice ("16" and "32"); give it once; see wasmvisor run --help\n' });
+    // sign takes one key: the first was silently dropped, the module signed with the second alone.
+    const sign = await cli(['sign', guest('hello'), '--key', 'a.key', '--key=b.key', '--out', path.join(tmp, 'never.wasm')]);
+    expect(sign).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: --key is given twice ("a.key" and "b.key"); give it once; see wasmvisor sign --help\n' });
+    // Repeatable options (--env here) and a flag given again still work.
+    const ok = await cli(['run', '--env', 'A=1', '--env', 'B=2', '--stats', '--stats', C_CAT], { input: '' });
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('an empty argument is refused naming what it stands for, exit 2, by every command (inspect called it a bad module, 125; audit verify verified the working directory)', async () => {
+    const cwd = mkdtempSync(path.join(tmp, 'empty-arg-'));
+    for (const [args, what] of [
+      [['run', ''], 'run: expected <guest.wasm | app.json>'],
+      [['inspect', ''], 'inspect: expected <guest.wasm | app.json>'],
+      [['call', guest('transform'), ''], 'call: expected <export>'],
+      [['verify', '', '--key', 'k.pub'], 'verify: expected <guest.wasm>'],
+      [['sign', '', '--key', 'k.key', '--out', 'x.wasm'], 'sign: expected <guest.wasm>'],
+      [['audit', 'verify', ''], 'audit verify: expected <dir>'],
+      [['audit', 'show', ''], 'audit show: expected <dir>'],
+    ] as const) {
+      const r = await cli([...args], { cwd });
+      expect(r, args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${what}, got ""; see wasmvisor ${args[0] === 'audit' ? `audit ${args[1]}` : args[0]} --help\n` });
+    }
+  });
+
+  it('an empty file name for a file written or read is refused naming the flag, exit 2 (not ERR_STORAGE, 74)', async () => {
+    for (const [args, flagName] of [
+      [['sign', guest('hello'), '--key', 'a.key', '--out', ''], '--out'],
+      [['sign', guest('hello'), '--key', 'a.key', '--detached', ''], '--detached'],
+      [['attest', 'key', '--data-dir', tmp, '--out', ''], '--out'],
+      [['call', guest('transform'), 'upper', '--input-file', ''], '--input-file'],
+      [['verify', guest('hello'), '--key', ''], '--key'],
+    ] as const) {
+      expect(await cli([...args]), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${flagName}: expected a file, got ""\n` });
+    }
+  });
 
   it('--timeout at the edge: 2147483647 runs (not a 1 ms timer), 0 means none', async () => {
     for (const t of ['2147483647', '0']) {
@@ -279,6 +327,7 @@ describe.concurrent('call: input and the partition flags run has', () => {
     // Granted, each is taken: the same flags with their device run.
     expect((await cli(['run', '--devices', 'console,entropy', '--seed', 's1', guest('hello')])).code).toBe(0);
     expect((await cli(['run', '--devices', 'console,clock', '--clock-resolution', '5', manifest])).code).toBe(0);
+    expect((await cli(['run', '--devices', 'console,clock', '--deterministic', guest('hello')])).code).toBe(0);
   });
 
   it('--deterministic, a mode, is taken with neither clock nor entropy granted: the guest has no time or randomness to vary', async () => {
@@ -327,6 +376,22 @@ describe.concurrent('inspect agrees with run and call', () => {
     expect(r.stderr).toBe(`ERR_MODULE_INVALID: guest must export a function _start: () -> (); this module is a reactor (exports upper, echo, count, fill, fail, trap, spin, render): use wasmvisor call ${guest('transform')} <export>\n`);
   });
 
+  it('--signature without --policy is refused by run, call and inspect alike, naming both flags (inspect weighed nothing and admitted)', async () => {
+    const sig = path.join(tmp, 'any.sig');
+    writeFileSync(sig, 'not checked');
+    const verdict = "ERR_INVALID_ARGUMENT: --signature goes with --policy <file>: a detached signature is checked against the policy's publisher keys\n";
+    for (const args of [['inspect', '--signature', sig, guest('hello')], ['run', '--signature', sig, guest('hello')], ['call', '--signature', sig, guest('transform'), 'upper', '--input', 'x']]) {
+      expect(await cli(args), args[0]).toMatchObject({ code: 2, stdout: '', stderr: verdict });
+    }
+    // A manifest's signature without a policy: inspect refuses it as run does.
+    const manifest = path.join(tmp, 'signed-app.json');
+    writeFileSync(manifest, JSON.stringify({ module: guest('hello'), signature: sig }));
+    const inspected = await cli(['inspect', manifest]);
+    expect(inspected).toMatchObject({ code: 2, stdout: '' });
+    expect(inspected.stderr).toMatch(/^ERR_INVALID_ARGUMENT: inspect options: signature needs a policy with publisher keys/);
+    expect((await cli(['run', manifest])).stderr).toMatch(/^ERR_INVALID_ARGUMENT: spec\.signature needs a policy with publisher keys/);
+  });
+
   it('--memory and --sha256 are judged as run would', async () => {
     expect((await cli(['inspect', '--memory', '1', guest('hello')])).code).toBe(125);
     const r = await cli(['inspect', '--sha256', '0'.repeat(64), guest('hello')]);
@@ -343,6 +408,16 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     writeFileSync(file, JSON.stringify(manifest, null, 2));
     return file;
   }
+
+  it('--name overrides the manifest\'s name, so a file name that is no partition name needs none (it was refused as if the name were missing)', async () => {
+    const file = app('my app', { module: 'hello.wasm', devices: { console: true } });
+    const refused = await cli(['run', file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/name: is required \(the file name "my app" is not a valid partition name\)\n$/);
+    const r = await cli(['run', '--name', 'ok', '--json', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lines(r.stdout)[0]).toBe('Hello from a Wasmvisor partition!');
+  });
 
   it('runs the module the manifest names, relative to the manifest, from any directory', async () => {
     const file = app('hello-app', { module: 'hello.wasm', args: ['x'], devices: { console: true } });

@@ -157,10 +157,13 @@ describe('forwarded port: options', () => {
     );
   });
 
-  it('a port already in use fails the open and leaves nothing attached to the switch', async () => {
+  it('a port already in use fails the open with ERR_INVALID_STATE naming it (it was Node\'s bare EADDRINUSE) and leaves nothing attached to the switch', async () => {
     const { sw, svc, fwd } = await forwarded();
     const partition = { name: 'svc', netGrant: { address: svc.address, segment: 'blue', mtu: 1500, host: true } };
-    await expect(within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 80, port: fwd.port }), 'the failed open')).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 80, port: fwd.port }), 'the failed open')).rejects.toMatchObject({
+      code: 'ERR_INVALID_STATE',
+      message: `port: 127.0.0.1:${fwd.port} is already in use (another process listens there; port 0 picks a free one)`,
+    });
     // The failed open's endpoint took the address just before this one; it must be gone again.
     const next = new NetEndpoint(sw, 'blue');
     open.push(next);

@@ -69,6 +69,21 @@ describe('keygen, sign, verify', () => {
     refused(await cli(['keygen'], dir), 'ERR_INVALID_ARGUMENT', 2);
   });
 
+  it('keygen refuses a name or file that names no file, and a refused or failed pair leaves no file behind', async () => {
+    const sub = mkdtempSync(path.join(dir, 'keygen-'));
+    // An empty name wrote the hidden files .key and .pub; a folder's name, keys/.key and keys/.pub.
+    refused(await cli(['keygen', ''], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: keygen: expected <name>, got ""/);
+    mkdirSync(path.join(sub, 'keys'));
+    refused(await cli(['keygen', 'keys/'], sub), 'ERR_INVALID_ARGUMENT', 2, /keygen: the name "keys\/" names no file/);
+    refused(await cli(['keygen', '--secret-key', '', '--public-key', 'p.pub'], sub), 'ERR_INVALID_ARGUMENT', 2, /^ERR_INVALID_ARGUMENT: --secret-key: expected a file, got ""/);
+    // Both keys to one file: the secret key was written, then the public key refused as "already exists".
+    refused(await cli(['keygen', '--secret-key', 'k', '--public-key', './k'], sub), 'ERR_INVALID_ARGUMENT', 2, /the secret and the public key would both be written to k: name two files/);
+    // The public key's folder is missing: the secret key just written goes too.
+    refused(await cli(['keygen', '--secret-key', 's.key', '--public-key', 'missing/p.pub'], sub), 'ERR_STORAGE', 74, /cannot create missing\/p\.pub/);
+    expect(readdirSync(sub)).toEqual(['keys']);
+    expect(readdirSync(path.join(sub, 'keys'))).toEqual([]);
+  });
+
   it('embedded and detached round trips, several signers, wrong key refused', async () => {
     expect((await cli(['sign', hello, '--key', 'acme.key', '--out', 'one.wasm'], dir)).code).toBe(0);
     expect((await cli(['sign', 'one.wasm', '--key', 'mallory.key', '--out', 'two.wasm'], dir)).code).toBe(0);
@@ -150,6 +165,9 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     mkdirSync(path.join(dir, 'fifo-keys'), { recursive: true });
     if (!existsSync(path.join(dir, 'fifo-keys', 'audit.key'))) spawnSync('mkfifo', [path.join(dir, 'fifo-keys', 'audit.key')]);
     refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'fifo-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /key directory file \S+audit\.key is a FIFO, not a regular file/);
+    // A --key-dir that is not there (a typo) is named, not a log 'verified' with every keyed check left out.
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'no-such-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+no-such-keys$/m);
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'policy.json'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+policy\.json$/m);
   });
 
   it('every refusal is in the audit log with its code; audit show filters', async () => {

@@ -284,4 +284,12 @@ describe('a hypervisor with a policy', () => {
     await expect(hv.createPartition({ name: 'x', module: signed })).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
     await expect(hv.createPartition({ name: 'y', module: signed, limits: { memoryPages: 64 }, devices: { console: true, clock: true } })).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
   });
+
+  it('inspect refuses a detached signature without a policy, as createPartition does (it weighed nothing and said admitted)', async () => {
+    const hv = hypervisor({});
+    const refusal = { code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/signature needs a policy with publisher keys/) };
+    await expect(hv.inspect(hello, {}, { signature: new Uint8Array(8) })).rejects.toMatchObject(refusal);
+    await expect(hv.createPartition({ name: 'z', module: hello, signature: new Uint8Array(8) })).rejects.toMatchObject(refusal);
+    expect((await hv.inspect(hello)).verdict.admitted).toBe(true);
+  });
 });

@@ -123,6 +123,14 @@ describe('--dir modes through the CLI', () => {
     expect(help).toMatch(/--output-rate <bytes\/s>/);
   });
 
+  it('a bad item of --wasi-quota is quoted within the whole value; T is a unit as help and README say', async () => {
+    const r = await run([CAT, '--wasi-quota', 'bytes=1M,', '--', '/nothing']);
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toBe('ERR_INVALID_ARGUMENT: --wasi-quota: expected <name>=<number>[K|M|G|T] for names bytes, inodes, fds, path (e.g. bytes=64M,inodes=10000), got "" in "bytes=1M,"\n');
+    const help = (await run(['--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('sizes take K, M, G, T, powers of 1024');
+  });
+
   it('a quota named twice in --wasi-quota is refused naming it (exit 2), not the last value kept', async () => {
     for (const [quota, twice] of [
       ['bytes=64M,bytes=1M', 'bytes'],
@@ -301,6 +309,26 @@ describe('preopen specs', () => {
       await expect(hv.createPartition({ name: 's', module: CAT, wasi: { preopens: [preopen as never] } }), JSON.stringify(preopen)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     }
     expect(fdsInto(dir)).toEqual([]);
+    await hv.close();
+  });
+
+  it('two preopens at one guest path are refused naming it, before any folder is opened: the second hid the first', async () => {
+    const a = folder('twice-a', { f: 'a' });
+    const b = folder('twice-b', { g: 'b' });
+    const hv = new Hypervisor();
+    for (const [first, second] of [['/d', '/d'], ['/d', '/d/'], ['/x/../d', '/d']] as const) {
+      await expect(
+        hv.createPartition({ name: 't', module: CAT, wasi: { preopens: [{ guestPath: first, hostPath: a }, { guestPath: '/other' }, { guestPath: second, hostPath: b, mode: 'copy' }] } }),
+        `${first} ${second}`,
+      ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: `wasi preopen ${second}: given twice (preopens 0 and 2): one would hide the other from the guest` });
+    }
+    expect(fdsInto(a)).toEqual([]);
+    // From the command line: --dir twice at one guest path, exit 2 naming it.
+    const r = await run(['--dir', `${a}::/d`, '--dir', `${b}::/d`, CAT, '/d/f']);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: 'ERR_INVALID_ARGUMENT: wasi preopen /d: given twice (preopens 0 and 1): one would hide the other from the guest\n' });
+    // Different guest paths for one folder are fine.
+    const ok = await run(['--dir', `${a}::/d`, '--dir', `${a}::/e`, CAT, '/e/f']);
+    expect(ok).toMatchObject({ code: 0, stdout: 'a' });
     await hv.close();
   });
 });
