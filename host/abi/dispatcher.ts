@@ -437,8 +437,16 @@ export class Dispatcher {
     this.outBuf.fill(0);
   }
 
-  /** Closes the host call and returns its output (the caller's from now on); the input copy is zeroed. */
+  /**
+   * Closes the host call and returns its output (the caller's from now on); the input copy is
+   * zeroed. The memory counters are brought up to date first (updateMemoryStats, inline: a
+   * reactor's worker ends each call here, in V8's interpreter or baseline tier when it is called
+   * now and then, docs/PERFORMANCE.md "Session 13: row 3"), so they are current when the root
+   * hears of the call's end.
+   */
   endCall(): Uint8Array {
+    const bytes = this.memory.size();
+    if (bytes !== this.lastMemoryBytes) this.recordMemory(bytes);
     const input = this.callInput;
     if (input === null) return new Uint8Array(0);
     this.callInput = null;
@@ -447,8 +455,8 @@ export class Dispatcher {
     // of exactly its size): a view of a typed array that V8 keeps on its heap (64 bytes or fewer,
     // see OUTPUT_INITIAL_BYTES) first moves its bytes to a malloc'd ArrayBuffer, per call.
     const full = this.callOutput;
-    const bytes = this.callOutputBytes;
-    const output = bytes === full.length ? full : full.subarray(0, bytes);
+    const written = this.callOutputBytes;
+    const output = written === full.length ? full : full.subarray(0, written);
     this.callOutput = EMPTY;
     this.callOutputBytes = 0;
     return output;

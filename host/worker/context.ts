@@ -44,6 +44,16 @@ const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
  */
 const hrtimeNs = process.hrtime.bigint;
 
+/**
+ * The values the reactor's call path uses from the protocol's tables, taken once: `CallKind.CALL`
+ * is a load of a module variable and of its property, which a reactor called now and then runs in
+ * V8's interpreter or baseline tier (an inline-cache builtin each, docs/PERFORMANCE.md, "Session
+ * 13: row 3").
+ */
+const CALL_KIND = CallKind.CALL;
+const RESULT_KIND = EventKind.RESULT;
+const CPU_TIME_MS = Stat.CPU_TIME_MS;
+
 /** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
 const CALL_HEADER = 10;
 
@@ -197,6 +207,8 @@ export class PartitionContext {
   /** A DataView over the buffer the last call message was read into (the reader reuses it). */
   private callView: DataView = new DataView(new ArrayBuffer(8));
   private readonly reader: MessageReader | null;
+  /** The bound of a call message (its header, the longest export name, the largest input). */
+  private readonly maxCall: number;
   private current: { fn: () => unknown; name: string } | null = null;
   /** The export the last call named (see callTarget). */
   private lastTarget: { key: Uint8Array; name: string; fn: () => unknown } | null = null;
@@ -265,7 +277,7 @@ export class PartitionContext {
     }
     // The bound of a call message, worked out once (the reader asks for it at every call).
     const callKind = CallKind.CALL;
-    const maxCall = CALL_HEADER + 65535 + init.maxInputBytes;
+    const maxCall = (this.maxCall = CALL_HEADER + 65535 + init.maxInputBytes);
     this.reader = init.kind === 'reactor' ? new MessageReader(this.calls, (kind) => (kind === callKind ? maxCall : -1)) : null;
   }
 
@@ -350,7 +362,7 @@ export class PartitionContext {
     this.busySince = null;
     // busyClock() with the clock stopped, inline.
     const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
-    this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + (busy - paused);
+    this.stats[CPU_TIME_MS] = this.base.cpuMs + (busy - paused);
   }
 
   /** Starts counting running time again. */
@@ -428,9 +440,10 @@ export class PartitionContext {
       const phase = this.phase;
       if (phase === IDLE) {
         // The counter before the look: a call written in between still counts as news.
+        // The counter before the look: a call written in between still counts as news.
         const calls = this.calls;
         const seq = calls.writeSeq;
-        const request = this.reader!.readReusing();
+        const request = this.reader!.readOne(CALL_KIND, this.maxCall);
         if (request !== null) {
           this.beginCall(request.bytes);
           continue;
@@ -450,10 +463,21 @@ export class PartitionContext {
         const dispatcher = this.dispatcher;
         // A guest that caught its own exit and returned still exits with the code it asked for.
         if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
-        // The memory counters are current when the root hears of the call's end (a call without
-        // buffers does not read the memory's size: see Dispatcher).
-        dispatcher.updateMemoryStats();
+        // finishCall's endCall brings the memory counters up to date before the root hears of
+        // the call's end (a call without buffers does not read the memory's size: see Dispatcher).
         this.finishCall(Number(value) | 0);
+        // A dedicated worker whose result is in the ring, and whose call was the last record in
+        // the open ring when it was read, waits at once, on the counter as it was before that
+        // look (SharedRing.drained): a call written since or the ring's close moved it, and the
+        // wait returns at once to look; else it sleeps. No second look at the ring between the
+        // result and the wait: that work came after the root had the result, on a 2-core machine
+        // beside the next call's wake-up (docs/PERFORMANCE.md, "Session 13: row 3"). A shared
+        // worker looks again now: its scheduler would take a turn to find a call sent ahead.
+        const calls = this.calls;
+        if (this.phase === IDLE && calls.drained && placement.blocksThread) {
+          this.idleWait.seq = calls.takenSeq;
+          return this.idleStep;
+        }
         continue;
       }
       const step = this.advanceRare(phase);
@@ -646,7 +670,7 @@ export class PartitionContext {
     // and the reactor is idle at once (what the outbox's pushPair and a flush would come to, in
     // one call instead of five).
     const events = this.events;
-    if (this.outbox.empty && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(EventKind.RESULT, ret, output)) {
+    if (this.outbox.empty && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(RESULT_KIND, ret, output)) {
       output.fill(0);
       this.phase = IDLE;
       return;
