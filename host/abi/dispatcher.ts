@@ -357,11 +357,11 @@ export class Dispatcher {
     // memory cannot change while host code runs), and one test for the common case that both
     // fit; a refusal names the first bad one, out first.
     if ((inPtr | inLen | outPtr | outCap) === 0) return handler(this.inBuf, 0, this.outBuf, 0);
-    const size = memory.fitSize(outPtr, outCap, inPtr, inLen);
+    // The check and the input's one copy in one call (GuestMemory.fitRead).
+    const inBuf = this.inBuf;
+    const size = memory.fitRead(outPtr, outCap, inPtr, inLen, inBuf);
     if (size < 0) return this.refuseWindows(call, -1 - size, inPtr, inLen, outPtr, outCap);
     const n = inLen >>> 0;
-    const inBuf = this.inBuf;
-    memory.readChecked(inPtr >>> 0, n, inBuf);
 
     const cap = outCap >>> 0;
     const outBuf = this.outBuf;
@@ -437,8 +437,16 @@ export class Dispatcher {
     this.outBuf.fill(0);
   }
 
-  /** Closes the host call and returns its output (the caller's from now on); the input copy is zeroed. */
+  /**
+   * Closes the host call and returns its output (the caller's from now on); the input copy is
+   * zeroed. The memory counters are brought up to date first (updateMemoryStats, inline: a
+   * reactor's worker ends each call here, in V8's interpreter or baseline tier when it is called
+   * now and then, docs/PERFORMANCE.md "Session 13: row 3"), so they are current when the root
+   * hears of the call's end.
+   */
   endCall(): Uint8Array {
+    const bytes = this.memory.size();
+    if (bytes !== this.lastMemoryBytes) this.recordMemory(bytes);
     const input = this.callInput;
     if (input === null) return new Uint8Array(0);
     this.callInput = null;
@@ -447,8 +455,8 @@ export class Dispatcher {
     // of exactly its size): a view of a typed array that V8 keeps on its heap (64 bytes or fewer,
     // see OUTPUT_INITIAL_BYTES) first moves its bytes to a malloc'd ArrayBuffer, per call.
     const full = this.callOutput;
-    const bytes = this.callOutputBytes;
-    const output = bytes === full.length ? full : full.subarray(0, bytes);
+    const written = this.callOutputBytes;
+    const output = written === full.length ? full : full.subarray(0, written);
     this.callOutput = EMPTY;
     this.callOutputBytes = 0;
     return output;
@@ -470,13 +478,17 @@ export class Dispatcher {
     const end = this.callOutputBytes + inLen;
     if (end > this.callMaxOutput) return -HvStatus.TOO_LARGE;
     let output = this.callOutput;
+    const before = this.callOutputBytes;
     if (end > output.length) {
       const grown = new Uint8Array(Math.min(this.callMaxOutput, Math.max(end, OUTPUT_INITIAL_BYTES, output.length * 2)));
-      grown.set(output.subarray(0, this.callOutputBytes));
-      output.fill(0);
+      // The first write of a call (nothing to carry over: no view made of the empty buffer).
+      if (before > 0) {
+        grown.set(output.subarray(0, before));
+        output.fill(0);
+      }
       this.callOutput = output = grown;
     }
-    output.set(input.subarray(0, inLen), this.callOutputBytes);
+    output.set(input.subarray(0, inLen), before);
     this.callOutputBytes = end;
     return inLen;
   }

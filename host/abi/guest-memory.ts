@@ -104,19 +104,39 @@ export class GuestMemory {
   }
 
   /**
-   * The dispatcher's one test per call with buffers: size() and whether both [ptrA, ptrA + lenA)
-   * and [ptrB, ptrB + lenB) pass checkAt(size, ...), in one call. Returns the size when both fit,
-   * else -1 - size (so a refusal still knows the size it was checked against). One call, not
-   * two: a reactor called now and then runs its hypercalls in V8's interpreter, where each call
-   * of a function costs (docs/PERFORMANCE.md, "Session 12: row 3").
+   * The dispatcher's one test per call with buffers, and its input's one copy: size(), whether
+   * both the output window [outPtr, outPtr + outCap) and the input window [inPtr, inPtr + inLen)
+   * pass checkAt(size, ...), and when they do, readChecked of the input window into `dst` (which
+   * must hold inLen bytes). Returns the size when both fit, else -1 - size (so a refusal still
+   * knows the size it was checked against), with nothing copied. One call, not three: a reactor
+   * called now and then runs its hypercalls in V8's interpreter or baseline tier, where each
+   * call of a function costs (docs/PERFORMANCE.md, "Session 12: row 3" and "Session 13: row 3").
    */
-  fitSize(ptrA: number, lenA: number, ptrB: number, lenB: number): number {
+  fitRead(outPtr: number, outCap: number, inPtr: number, inLen: number, dst: Uint8Array): number {
     let size = this.view.length;
     if (size === 0 && this.memory !== null) size = this.refresh();
-    const a = lenA >>> 0;
-    const b = lenB >>> 0;
+    const o = outCap >>> 0;
+    const n = inLen >>> 0;
+    const p = inPtr >>> 0;
     const max = this.maxTransfer;
-    return a <= max && b <= max && (ptrA >>> 0) + a <= size && (ptrB >>> 0) + b <= size ? size : -1 - size;
+    if (!(o <= max && n <= max && (outPtr >>> 0) + o <= size && p + n <= size)) return -1 - size;
+    // readChecked(p, n, dst), inline.
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: set and the word loop move the same bytes at any size (speed only)
+    if (n > WORD_COPY_MAX) {
+      dst.set(this.view.subarray(p, p + n));
+    } else if (n > 0) {
+      if (dst !== this.inScratch) {
+        this.inScratch = dst;
+        this.inScratchDv = new DataView(dst.buffer, dst.byteOffset, dst.length);
+      }
+      const from = this.dv;
+      const to = this.inScratchDv;
+      let i = 0;
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: the byte loop below copies whatever the word loop leaves (speed only)
+      for (; i + 4 <= n; i += 4) to.setInt32(i, from.getInt32(p + i, true), true);
+      for (; i < n; i++) to.setUint8(i, from.getUint8(p + i));
+    }
+    return size;
   }
 
   /** Status of an access to [ptr, ptr + len): SUCCESS, TOO_LARGE or INVALID_ADDRESS. */

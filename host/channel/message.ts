@@ -272,6 +272,36 @@ export class MessageReader {
     return this.read();
   }
 
+  /**
+   * readReusing() for a consumer that expects messages of `kind`, of at most `max` bytes (its
+   * `maxBytes(kind)`): a message of one record of that kind that fits the reused buffer is taken
+   * in one call of the ring's (SharedRing.takeOne), its header checked there; anything else (a
+   * chunk, another kind, a message over `max` or larger than the buffer) goes through
+   * readReusing, which checks it again and throws or grows the buffer as it must. A reactor's
+   * worker reads each call here (docs/PERFORMANCE.md, "Session 13: row 3").
+   */
+  readOne(kind: number, max: number): Message | null {
+    if (this.kind === -1) {
+      const buffer = this.reused;
+      let length: number;
+      try {
+        length = this.ring.takeOne(buffer, kind, max);
+      } catch (error) {
+        throw new ChannelError(error instanceof Error ? error.message : String(error));
+      }
+      if (length === -1) return null;
+      if (length >= 0) {
+        let view = this.view;
+        if (view.length !== length) view = this.view = buffer.subarray(0, length);
+        const message = this.message;
+        message.kind = kind;
+        message.bytes = view;
+        return message;
+      }
+    }
+    return this.readReusing();
+  }
+
   /** Zeroes what is held of a partial message (the run ended before its last chunk). */
   discard(): void {
     this.reused.fill(0);

@@ -39,6 +39,13 @@ const CONTROL_INTS = 8;
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const HEADER = 4;
 const RESOLVED: Promise<void> = Promise.resolve();
+/**
+ * Atomics' functions, taken once: `Atomics.load(...)` is a global load, a property load and a
+ * call; through a module constant, a call. The worker of a reactor called now and then runs its
+ * ring operations in V8's interpreter or baseline tier, where each load is an inline-cache
+ * builtin (docs/PERFORMANCE.md, "Session 13: row 3"); optimized code calls the same builtins.
+ */
+const { load: atomicLoad, store: atomicStore, add: atomicAdd, sub: atomicSub, wait: atomicWait, notify: atomicNotify } = Atomics;
 
 /** Largest payload a single record may carry. */
 export const RING_MAX_RECORD = (1 << 24) - 1;
@@ -67,6 +74,17 @@ export class SharedRing {
    * tells it which partition's ring moved. Null for a dedicated partition's rings.
    */
   onMove: (() => void) | null = null;
+  /**
+   * Consumer side: true when the last record takeOne consumed was the last one in the ring at
+   * its look, and the ring was open; `takenSeq` is the write counter read before that look. A
+   * consumer that has done with the record may then wait with waitWritten(takenSeq) without
+   * looking at the ring again: anything written or a close after the look moved the counter, so
+   * the wait returns at once, and nothing written before it is left unread. (Stale values, after
+   * records read otherwise, only make that wait return at once.) A reactor's worker waits so
+   * after each call (docs/PERFORMANCE.md, "Session 13: row 3").
+   */
+  drained = false;
+  takenSeq = 0;
   /**
    * Bytes this thread moved through the ring (records written, or consumed), headers and padding
    * included: a plain number that never wraps, so `scrub` knows how far the ring was ever used.
@@ -156,18 +174,44 @@ export class SharedRing {
    * front of what the guest sent).
    */
   tryWritePrefixed(kind: number, prefix: number, payload: Uint8Array, length: number = payload.length): boolean {
-    if (length > payload.length) this.unfit(kind, 4 + length);
-    const head = this.reserve(kind, 4 + length);
-    if (head < 0) return false;
-    // The prefix, little-endian; 4-aligned like a header, so it never wraps either.
-    const i = (head + HEADER) & this.mask;
+    // reserve(), copyIn() and commit(), inline: a reactor's worker writes each call's result here,
+    // in V8's interpreter or baseline tier when it is called now and then (docs/PERFORMANCE.md,
+    // "Session 13: row 3"), where every function called and every property loaded costs.
+    const size = 4 + length;
+    if (length > payload.length || size > this.maxRecord || kind < 0 || kind > 255) this.unfit(kind, size);
+    const ctl = this.ctl;
+    if (atomicLoad(ctl, CLOSED) !== 0) return false;
+    const head = atomicLoad(ctl, HEAD) >>> 0;
+    const used = HEADER + ((size + 3) & ~3);
+    const capacity = this.capacity;
+    if (((head - (atomicLoad(ctl, TAIL) >>> 0)) >>> 0) + used > capacity) return false;
+    // The header word and the prefix, little-endian; both 4-aligned (the capacity is a multiple
+    // of 4), so neither wraps.
+    const word = ((kind << 24) | size) >>> 0;
+    const mask = this.mask;
     const d = this.data;
+    let i = head & mask;
+    d[i] = word & 0xff;
+    d[i + 1] = (word >>> 8) & 0xff;
+    d[i + 2] = (word >>> 16) & 0xff;
+    d[i + 3] = word >>> 24;
+    i = (head + HEADER) & mask;
     d[i] = prefix & 0xff;
     d[i + 1] = (prefix >>> 8) & 0xff;
     d[i + 2] = (prefix >>> 16) & 0xff;
     d[i + 3] = (prefix >>> 24) & 0xff;
-    this.copyIn(head + HEADER + 4, payload, length);
-    this.commit(head, 4 + length);
+    i = (head + HEADER + 4) & mask;
+    const first = capacity - i;
+    if (length <= first) d.set(length === payload.length ? payload : payload.subarray(0, length), i);
+    else {
+      d.set(payload.subarray(0, first), i);
+      d.set(payload.subarray(first, length), 0);
+    }
+    atomicStore(ctl, HEAD, (head + used) | 0);
+    this.passed += used;
+    atomicAdd(ctl, WSEQ, 1);
+    if (atomicLoad(ctl, WWAIT) !== 0) atomicNotify(ctl, WSEQ);
+    if (this.onMove !== null) this.moved(WANT_RECORD);
     return true;
   }
 
@@ -318,6 +362,56 @@ export class SharedRing {
     if (this.onMove !== null) this.moved(WANT_ROOM);
   }
 
+  /**
+   * The consumer's look and read of a message of one record, for a reader that expects `kind`
+   * (MessageReader.readOne): when the next record is of `kind` exactly (MORE clear, so a whole
+   * message), its payload at most `max` bytes and `dst` long enough, copies the payload into
+   * `dst`, consumes the record and returns its length. -1 when the ring is empty; -2, with
+   * nothing consumed, for any other record (the caller reads it the general way, which checks it
+   * again and throws what it must). The header is checked as every read checks it. peekHeader
+   * and takeInto in one call, with no other function called: a reactor's worker reads each call
+   * here, in V8's interpreter or baseline tier when it is called now and then
+   * (docs/PERFORMANCE.md, "Session 13: row 3").
+   */
+  takeOne(dst: Uint8Array, kind: number, max: number): number {
+    const ctl = this.ctl;
+    // Before the look (see `drained`).
+    const seq = atomicLoad(ctl, WSEQ);
+    const head = atomicLoad(ctl, HEAD) >>> 0;
+    const tail = atomicLoad(ctl, TAIL) >>> 0;
+    if (head === tail) return -1;
+    // header(head, tail), inline.
+    const used = (head - tail) >>> 0;
+    const mask = this.mask;
+    const capacity = this.capacity;
+    const d = this.data;
+    let i = tail & mask;
+    const word = (d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0;
+    const length = word & 0xffffff;
+    const size = HEADER + ((length + 3) & ~3);
+    if (used > capacity || (tail & 3) !== 0 || size > used) throw new RangeError(`corrupt ring: a record of ${length} bytes with ${used} bytes in use`);
+    if (word >>> 24 !== kind || length > max || length > dst.length) {
+      this.drained = false;
+      return -2;
+    }
+    i = (tail + HEADER) & mask;
+    const first = capacity - i;
+    if (length <= first) dst.set(d.subarray(i, i + length), 0);
+    else {
+      dst.set(d.subarray(i, capacity), 0);
+      dst.set(d.subarray(0, length - first), first);
+    }
+    // release(tail, length), inline.
+    atomicStore(ctl, TAIL, (tail + size) | 0);
+    this.passed += size;
+    atomicAdd(ctl, RSEQ, 1);
+    if (atomicLoad(ctl, RWAIT) !== 0) atomicNotify(ctl, RSEQ);
+    if (this.onMove !== null) this.moved(WANT_ROOM);
+    this.takenSeq = seq;
+    this.drained = ((tail + size) >>> 0) === head && atomicLoad(ctl, CLOSED) === 0;
+    return length;
+  }
+
   /** Consumes the next record into a fresh buffer, or returns null if the ring is empty. */
   tryRead(): RingRecord | null {
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
@@ -353,7 +447,14 @@ export class SharedRing {
    * call on the root's thread.
    */
   waitWritten(seq: number, timeoutMs = Infinity): void {
-    this.block(WWAIT, WSEQ, seq, timeoutMs);
+    // block(WWAIT, WSEQ, ...), inline: an idle reactor's worker waits here for each call.
+    const ctl = this.ctl;
+    atomicAdd(ctl, WWAIT, 1);
+    try {
+      atomicWait(ctl, WSEQ, seq, timeoutMs === Infinity ? undefined : timeoutMs);
+    } finally {
+      atomicSub(ctl, WWAIT, 1);
+    }
   }
 
   /** For the root's thread: resolves when something may have been written (or the ring closed) since `seq`. */

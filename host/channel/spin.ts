@@ -190,6 +190,16 @@ export function firstReplyChoice(): SpinChoice {
  */
 export function spinUntil(ready: () => boolean, micros: number, recent: RecentWait, budget: SpinBudget | null): boolean {
   if (micros <= 0 || !recent.within(micros)) return false;
+  return spinFor(ready, micros, budget);
+}
+
+/**
+ * spinUntil for a caller that asked `recent.within(micros)` itself (with micros > 0) and got
+ * true: polls `ready` for up to `micros` when the budget has a place. A dedicated reactor's
+ * worker asks first, inline, so that the wait it nearly always takes when called now and then
+ * costs one function call less (docs/PERFORMANCE.md, "Session 13: row 3").
+ */
+export function spinFor(ready: () => boolean, micros: number, budget: SpinBudget | null): boolean {
   // `null`: the caller already holds a place (the root with a call in flight).
   if (budget !== null && !budget.enter()) return false;
   try {

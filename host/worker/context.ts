@@ -16,7 +16,7 @@ import { GuestMemory } from '../abi/guest-memory.ts';
 import { threadBlocker, type Blocker, type WaitCondition } from '../channel/blocker.ts';
 import { MessageReader } from '../channel/message.ts';
 import { Outbox } from './outbox.ts';
-import { RecentWait, SpinBudget, spinUntil } from '../channel/spin.ts';
+import { RecentWait, SpinBudget, spinFor } from '../channel/spin.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { Stat } from '../channel/stats.ts';
@@ -43,6 +43,16 @@ const UNLIMITED_FUEL = Number.MAX_SAFE_INTEGER;
  * within a few nanoseconds after that, far below what the counters resolve.
  */
 const hrtimeNs = process.hrtime.bigint;
+
+/**
+ * The values the reactor's call path uses from the protocol's tables, taken once: `CallKind.CALL`
+ * is a load of a module variable and of its property, which a reactor called now and then runs in
+ * V8's interpreter or baseline tier (an inline-cache builtin each, docs/PERFORMANCE.md, "Session
+ * 13: row 3").
+ */
+const CALL_KIND = CallKind.CALL;
+const RESULT_KIND = EventKind.RESULT;
+const CPU_TIME_MS = Stat.CPU_TIME_MS;
 
 /** Bytes of a call message before the input: f64 fuel, u16 name length (the name follows). */
 const CALL_HEADER = 10;
@@ -197,6 +207,8 @@ export class PartitionContext {
   /** A DataView over the buffer the last call message was read into (the reader reuses it). */
   private callView: DataView = new DataView(new ArrayBuffer(8));
   private readonly reader: MessageReader | null;
+  /** The bound of a call message (its header, the longest export name, the largest input). */
+  private readonly maxCall: number;
   private current: { fn: () => unknown; name: string } | null = null;
   /** The export the last call named (see callTarget). */
   private lastTarget: { key: Uint8Array; name: string; fn: () => unknown } | null = null;
@@ -265,7 +277,7 @@ export class PartitionContext {
     }
     // The bound of a call message, worked out once (the reader asks for it at every call).
     const callKind = CallKind.CALL;
-    const maxCall = CALL_HEADER + 65535 + init.maxInputBytes;
+    const maxCall = (this.maxCall = CALL_HEADER + 65535 + init.maxInputBytes);
     this.reader = init.kind === 'reactor' ? new MessageReader(this.calls, (kind) => (kind === callKind ? maxCall : -1)) : null;
   }
 
@@ -350,7 +362,7 @@ export class PartitionContext {
     this.busySince = null;
     // busyClock() with the clock stopped, inline.
     const paused = this.placement.blocksThread ? (this.governor?.pausedMs ?? 0) : 0;
-    this.stats[Stat.CPU_TIME_MS] = this.base.cpuMs + (busy - paused);
+    this.stats[CPU_TIME_MS] = this.base.cpuMs + (busy - paused);
   }
 
   /** Starts counting running time again. */
@@ -402,7 +414,7 @@ export class PartitionContext {
         // times its calls' gaps), and a core is free; else sleep on the ring (the idle wait has
         // no deadline).
         seq = idleWait.seq;
-        if (!spinUntil(called, spinMicros, gaps, budget)) calls.waitWritten(seq);
+        if (!(spinMicros > 0 && gaps.within(spinMicros) && spinFor(called, spinMicros, budget))) calls.waitWritten(seq);
         continue;
       }
       if (step.kind === 'ended') return step.outcome;
@@ -430,7 +442,7 @@ export class PartitionContext {
         // The counter before the look: a call written in between still counts as news.
         const calls = this.calls;
         const seq = calls.writeSeq;
-        const request = this.reader!.readReusing();
+        const request = this.reader!.readOne(CALL_KIND, this.maxCall);
         if (request !== null) {
           this.beginCall(request.bytes);
           continue;
@@ -450,10 +462,37 @@ export class PartitionContext {
         const dispatcher = this.dispatcher;
         // A guest that caught its own exit and returned still exits with the code it asked for.
         if (dispatcher.ending !== null) return this.end(classify(dispatcher.ending));
-        // The memory counters are current when the root hears of the call's end (a call without
-        // buffers does not read the memory's size: see Dispatcher).
-        dispatcher.updateMemoryStats();
-        this.finishCall(Number(value) | 0);
+        // The call's end, inline (every call of a reactor ends here, in V8's interpreter or
+        // baseline tier when it is called now and then: docs/PERFORMANCE.md, "Session 13: row
+        // 3"). endCall brings the memory counters up to date before the root
+        // hears of the call's end (a call without buffers does not read the memory's size: see
+        // Dispatcher); the clock stops before the result is written, so metrics() read after
+        // the call has its time.
+        const output = dispatcher.endCall();
+        this.pauseClock();
+        // The common case: nothing queued before it and room in the ring now. The result goes
+        // in as one record, its status the record's 4-byte prefix (little-endian, as the root
+        // reads it), and the reactor is idle at once. A dedicated worker never queues anything
+        // in its outbox but a result that did not fit (RESULT, flushed before the next call).
+        const events = this.events;
+        if ((placement.sink === null || this.outbox.empty) && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(RESULT_KIND, Number(value) | 0, output)) {
+          output.fill(0);
+          this.phase = IDLE;
+          // A dedicated worker whose call was the last record in the open ring when it was
+          // read waits at once, on the counter as it was before that look (SharedRing.drained):
+          // a call written since or the ring's close moved it, and the wait returns at once to
+          // look; else it sleeps. No second look at the ring between the result and the wait:
+          // that work came after the root had the result, on a 2-core machine beside the next
+          // call's wake-up (docs/PERFORMANCE.md, "Session 13: row 3"). A shared worker looks
+          // again now: its scheduler would take a turn to find a call sent ahead.
+          const calls = this.calls;
+          if (calls.drained && placement.blocksThread) {
+            this.idleWait.seq = calls.takenSeq;
+            return this.idleStep;
+          }
+          continue;
+        }
+        this.queueResult(Number(value) | 0, output);
         continue;
       }
       const step = this.advanceRare(phase);
@@ -638,19 +677,8 @@ export class PartitionContext {
     return target;
   }
 
-  private finishCall(ret: number): void {
-    const output = this.dispatcher.endCall();
-    this.pauseClock();
-    // The common case: nothing queued before it and room in the ring now. The result goes in as
-    // one record, its status the record's 4-byte prefix (little-endian, as the root reads it),
-    // and the reactor is idle at once (what the outbox's pushPair and a flush would come to, in
-    // one call instead of five).
-    const events = this.events;
-    if (this.outbox.empty && 4 + output.length <= events.maxRecord && events.tryWritePrefixed(EventKind.RESULT, ret, output)) {
-      output.fill(0);
-      this.phase = IDLE;
-      return;
-    }
+  /** A result that did not go straight into the event ring (see advance): through the outbox, chunked when larger than the ring. */
+  private queueResult(ret: number, output: Uint8Array): void {
     this.resultView.setInt32(0, ret, true);
     // Chunked when larger than the ring: a result of any size up to maxOutputBytes gets through.
     this.outbox.pushPair(EventKind.RESULT, this.resultHeader, output, output);

@@ -41,13 +41,30 @@ describe('GuestMemory: transfers that do not fit their host buffer', () => {
     const { gm } = bound(1024, 100);
     expect(gm.check(0, 100)).toBe(HvStatus.SUCCESS);
     expect(gm.check(0, 101)).toBe(HvStatus.TOO_LARGE);
-    // fitSize: the size when both windows fit, else -1 - size.
-    expect(gm.fitSize(0, 100, 0, 100)).toBe(1024);
-    expect(gm.fitSize(0, 101, 0, 0)).toBe(-1025);
-    expect(gm.fitSize(0, 0, 0, 101)).toBe(-1025);
-    expect(gm.fitSize(924, 100, 1024, 0)).toBe(1024);
-    expect(gm.fitSize(925, 100, 0, 0)).toBe(-1025);
-    expect(gm.fitSize(0, 0, 925, 100)).toBe(-1025);
+    // fitRead: the size when both windows fit (out first, then in), else -1 - size and nothing copied.
+    const dst = new Uint8Array(100);
+    expect(gm.fitRead(0, 101, 0, 0, dst)).toBe(-1025);
+    expect(gm.fitRead(0, 0, 0, 101, dst)).toBe(-1025);
+    expect(gm.fitRead(925, 100, 0, 100, dst)).toBe(-1025);
+    expect(gm.fitRead(0, 0, 925, 100, dst)).toBe(-1025);
+    expect(gm.fitRead(-1, 1, 0, 0, dst)).toBe(-1025); // 0xFFFFFFFF
+    expect(dst.every((b) => b === 0)).toBe(true);
+    expect(gm.fitRead(924, 100, 1024, 0, dst)).toBe(1024);
+    expect(dst.every((b) => b === 0)).toBe(true);
+    expect(gm.fitRead(0, 100, 3, 100, dst)).toBe(1024);
+    expect([...dst]).toEqual(Array.from({ length: 100 }, (_, i) => (i + 3) & 0xff));
+  });
+
+  it('fitRead copies exactly the input window, by words or by set, from any alignment', () => {
+    const { gm } = bound(4096);
+    for (const n of [0, 1, 3, 4, 5, 63, 64, 192, 193, 1000]) {
+      for (const at of [0, 1, 2, 3, 4096 - n]) {
+        const dst = new Uint8Array(n + 4).fill(0xaa);
+        expect(gm.fitRead(0, 0, at, n, dst)).toBe(4096);
+        expect([...dst.subarray(0, n)]).toEqual(Array.from({ length: n }, (_, i) => (at + i) & 0xff));
+        expect([...dst.subarray(n)]).toEqual([0xaa, 0xaa, 0xaa, 0xaa]);
+      }
+    }
   });
 });
 

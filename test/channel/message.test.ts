@@ -110,6 +110,49 @@ describe('messages over a ring', () => {
     );
   });
 
+  it('readOne delivers what readReusing does, for messages of its kind and any other (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(64, 128, 4096),
+        fc.array(fc.record({ kind: fc.integer({ min: 1, max: 3 }), parts: fc.array(fc.uint8Array({ maxLength: 700 }), { maxLength: 3 }) }), { maxLength: 12 }),
+        (capacity, messages) => {
+          const ring = new SharedRing(SharedRing.allocate(capacity));
+          const reader = new MessageReader(ring, (kind) => (kind >= 1 && kind <= 3 ? Infinity : -1));
+          const got: { kind: number; bytes: number[] }[] = [];
+          const take = (): void => {
+            for (let m = reader.readOne(1, 2100); m !== null; m = reader.readOne(1, 2100)) {
+              got.push({ kind: m.kind, bytes: [...m.bytes] });
+              m.bytes.fill(0);
+            }
+          };
+          for (const m of messages) {
+            const sender = new MessageSender(ring, m.kind, m.parts);
+            while (!sender.pump()) take();
+          }
+          take();
+          expect(got).toEqual(messages.map((m) => ({ kind: m.kind, bytes: m.parts.flatMap((p) => [...p]) })));
+          expect(ring.used).toBe(0);
+        },
+      ),
+    );
+  });
+
+  it('readOne keeps readReusing’s checks: the bound, an unknown kind, a corrupt ring', () => {
+    const ring = new SharedRing(SharedRing.allocate(4096));
+    const reader = new MessageReader(ring, (kind) => (kind === 1 ? 1000 : -1));
+    ring.tryWrite(1, new Uint8Array(1001));
+    expect(() => reader.readOne(1, 1000)).toThrow(/exceeds its bound of 1000 bytes/);
+    const unknown = new SharedRing(SharedRing.allocate(64));
+    unknown.tryWrite(2, new Uint8Array(1));
+    expect(() => new MessageReader(unknown, (kind) => (kind === 1 ? 1000 : -1)).readOne(1, 1000)).toThrow(/unknown message kind 2/);
+    const corrupt = new SharedRing(SharedRing.allocate(64));
+    corrupt.tryWrite(1, new Uint8Array(4));
+    new Uint8Array(corrupt.sab, 32, 4).set([60, 0, 0, 1]);
+    const reading = new MessageReader(corrupt, () => 1000);
+    // takeOne checks the header before anything else (its kind, its bounds, the buffer).
+    expect(() => reading.readOne(1, 1000)).toThrow(ChannelError);
+  });
+
   it('readReusing reuses its buffer and message object, grows the buffer for a larger record, and keeps read()’s checks', () => {
     const ring = new SharedRing(SharedRing.allocate(4096));
     const reader = new MessageReader(ring, (kind) => (kind === 1 ? 1000 : -1));

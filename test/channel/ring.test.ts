@@ -107,6 +107,61 @@ describe('SharedRing', () => {
     expect(ring.readInto(dst)).toBe(-1);
   });
 
+  it('takeOne takes a whole record of its kind within its bounds, leaves any other, and says when the ring was left drained', () => {
+    const ring = new SharedRing(SharedRing.allocate(64));
+    const dst = new Uint8Array(16);
+    expect(ring.takeOne(dst, 1, 16)).toBe(-1);
+    // Another kind, a chunk (MORE set), over the bound, larger than dst: -2, nothing consumed.
+    for (const [kind, length, max] of [
+      [2, 4, 16],
+      [1 | 0x80, 4, 16],
+      [1, 9, 8],
+      [1, 17, 32],
+    ] as const) {
+      ring.tryWrite(kind, new Uint8Array(length).fill(5));
+      expect(ring.takeOne(dst, 1, max)).toBe(-2);
+      expect(ring.drained).toBe(false);
+      expect(ring.used).toBeGreaterThan(0);
+      ring.tryRead();
+    }
+    // Two records: the first taken is not the last (not drained); the second is, its counter the one before its look.
+    ring.tryWrite(1, new Uint8Array([1, 2, 3]));
+    ring.tryWrite(1, new Uint8Array([4]));
+    expect(ring.takeOne(dst, 1, 16)).toBe(3);
+    expect([...dst.subarray(0, 3)]).toEqual([1, 2, 3]);
+    expect(ring.drained).toBe(false);
+    const seq = ring.writeSeq;
+    expect(ring.takeOne(dst, 1, 16)).toBe(1);
+    expect(ring.drained).toBe(true);
+    expect(ring.takenSeq).toBe(seq);
+    // The last record of a closed ring: not drained (the consumer must look, and end).
+    ring.tryWrite(1, new Uint8Array([7]));
+    ring.close();
+    expect(ring.takeOne(dst, 1, 16)).toBe(1);
+    expect(ring.drained).toBe(false);
+  });
+
+  it('takeOne reads across the wrap as tryRead does, and refuses a corrupt header (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 40 }), (records) => {
+        const ring = new SharedRing(SharedRing.allocate(64));
+        const dst = new Uint8Array(60);
+        for (const r of records) {
+          expect(ring.tryWrite(3, r)).toBe(true);
+          expect(ring.takeOne(dst, 3, 60)).toBe(r.length);
+          expect([...dst.subarray(0, r.length)]).toEqual([...r]);
+          expect(ring.drained).toBe(true);
+        }
+        expect(ring.used).toBe(0);
+      }),
+    );
+    const ring = new SharedRing(SharedRing.allocate(64));
+    ring.tryWrite(1, new Uint8Array(4));
+    // The header claims more bytes than are in use.
+    new Uint8Array(ring.sab, 32, 4).set([60, 0, 0, 1]);
+    expect(() => ring.takeOne(new Uint8Array(64), 1, 64)).toThrow(/corrupt ring/);
+  });
+
   it('close ends the stream after the queued records', () => {
     const ring = new SharedRing(SharedRing.allocate(64));
     ring.tryWrite(1, new Uint8Array([9]));

@@ -4,7 +4,7 @@
  * once waits are short again; the budget never lets more spinners in than it has places.
  */
 import { describe, expect, it } from 'vitest';
-import { RecentWait, SpinBudget, SpinChoice, spinUntil } from '../../host/channel/spin.ts';
+import { RecentWait, SpinBudget, SpinChoice, spinFor, spinUntil } from '../../host/channel/spin.ts';
 
 describe('RecentWait', () => {
   it('does not spin before its first wait, spins while waits are short, stops when too many run past the window even if the average is under it, resumes when they are short again', () => {
@@ -102,5 +102,13 @@ describe('spinUntil', () => {
     for (let i = 0; i < 20; i++) r.add(5000);
     expect(spinUntil(never, 1000, r, budget)).toBe(false);
     expect(polls).toBe(0);
+    // spinFor: the budget's refusal, a poll that sees the news, one that runs out (its place given back each time).
+    expect(spinFor(never, 1000, full)).toBe(false);
+    expect(polls).toBe(0);
+    n = 0;
+    expect(spinFor(() => ++n === 2, 1_000_000, budget)).toBe(true);
+    expect(spinFor(never, 200, budget)).toBe(false);
+    expect(polls).toBeGreaterThan(0);
+    expect(budget.spinning).toBe(0);
   });
 });
