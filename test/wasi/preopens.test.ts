@@ -128,7 +128,7 @@ describe('--dir modes through the CLI', () => {
     expect(r).toMatchObject({ code: 2, stdout: '' });
     expect(r.stderr).toBe('ERR_INVALID_ARGUMENT: --wasi-quota: expected <name>=<number>[K|M|G|T] for names bytes, inodes, fds, path (e.g. bytes=64M,inodes=10000), got "" in "bytes=1M,"\n');
     const help = (await run(['--help'])).stdout.replace(/\s+/g, ' ');
-    expect(help).toContain('sizes take K, M, G, T, powers of 1024');
+    expect(help).toContain('sizes take K, M, G, T (powers of 1024)');
   });
 
   it('a quota named twice in --wasi-quota is refused naming it (exit 2), not the last value kept', async () => {
