@@ -343,11 +343,9 @@ export class ManagedHost {
     return this.exclusive(name, async (m) => {
       this.cancelRestart(m);
       m.intentional = true;
+      // The partition wipes its name's disk, also one an earlier declaration left when this one grants none.
       if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
-      // The partition wipes the disk its spec grants; a declaration without one may still find its
-      // name's image from an earlier declaration (deleted without wipe): wipe=true scrubs that too,
-      // rather than answer `wiped: true` over an image left as it was.
-      if (options.wipe && (m.partition === null || !m.decl.spec.devices?.block)) await this.hv.wipeStorage(name);
+      else if (options.wipe) await this.hv.wipeStorage(name);
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
