@@ -101,6 +101,11 @@ describe('block device in partitions', () => {
     // The next partition of the name with a disk reads zeros, not the earlier one's data.
     const b = await disk('frank', 'scan');
     expect(b.out.stdout).toEqual(['scanned 256 sectors, found 0, nonzero 0']);
+    // With nothing of the name left, the wipe still says what it did: nothing.
+    await b.p.destroy({ wipe: true });
+    const c = await hv.createPartition({ name: 'frank', module: guest('counter') });
+    await c.destroy({ wipe: true });
+    expect(events.at(-1)).toEqual({ kind: 'wiped', name: 'frank', path: image, removedImage: false, removedKey: false });
   });
 
   it('persistence: the counter guest goes up across boots; wipeStorage resets it', async () => {
