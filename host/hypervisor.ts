@@ -542,6 +542,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       // Shared (and a process's scheduler): fuel checkpoints every slice of fuel are the scheduler's chance to preempt.
       ...(placement === 'shared' || inProcess ? { sliceFuel: Math.min(CPU_SLICE_FUEL, cpu?.sliceFuel ?? CPU_SLICE_FUEL) } : {}),
       block,
+      storage: this.storage,
       wasi,
       net,
       attestation: measured!.attestation,

@@ -43,11 +43,13 @@ export function openEventStream(ctx: RequestContext, server: ManagementServer, o
   const { reply, principal } = ctx;
   reply.hijack();
   const res = reply.raw;
+  // No `connection` header of our own: node then answers the request's (keep-alive, or close and
+  // closes the socket once the stream ends). One set here overrides it, and a `Connection: close`
+  // client's socket stayed open after a finished stream.
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
-    connection: 'keep-alive',
   });
   // Headers go out now, not with the first event: a quiet stream is open at once.
   res.flushHeaders();

@@ -16,6 +16,7 @@
  * Restarts back off exponentially (100 ms doubling to 30 s; reset after 10 s of running).
  */
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
 import { Hypervisor, type HypervisorOptions, type PartitionSpec } from '../hypervisor.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
 import { IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
@@ -343,11 +344,9 @@ export class ManagedHost {
     return this.exclusive(name, async (m) => {
       this.cancelRestart(m);
       m.intentional = true;
+      // The partition wipes its name's disk, also one an earlier declaration left when this one grants none.
       if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
-      // The partition wipes the disk its spec grants; a declaration without one may still find its
-      // name's image from an earlier declaration (deleted without wipe): wipe=true scrubs that too,
-      // rather than answer `wiped: true` over an image left as it was.
-      if (options.wipe && (m.partition === null || !m.decl.spec.devices?.block)) await this.hv.wipeStorage(name);
+      else if (options.wipe) await this.hv.wipeStorage(name);
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
@@ -356,11 +355,19 @@ export class ManagedHost {
     });
   }
 
-  /** Scrubs and removes a stopped partition's disk; it gets a new, empty one on its next start. */
+  /**
+   * Scrubs and removes a stopped partition's disk; it gets a new, empty one on its next start. A
+   * declaration without a disk may still find its name's image (or the key of one) that an earlier
+   * declaration of the name left: that is wiped, as DELETE ?wipe=true would; with none, 400.
+   */
   wipeDisk(name: string, actor: string): Promise<PartitionInfo> {
     this.open();
     return this.exclusive(name, async (m) => {
-      if (!m.decl.spec.devices?.block) throw new InvalidArgumentError(`partition ${name} has no disk`);
+      const leftover = !m.decl.spec.devices?.block;
+      if (leftover) {
+        const image = path.resolve(this.hv.dataDir, 'images', `${name}.img`);
+        if (!(await this.hv.listStorage()).some((d) => path.resolve(d.path) === image)) throw new InvalidArgumentError(`partition ${name} has no disk: its spec grants none, and no image of its name is left to wipe`);
+      }
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);
       this.cancelRestart(m);
       m.intentional = true;
@@ -372,7 +379,7 @@ export class ManagedHost {
         m.intentional = false;
       }
       await this.instantiate(m);
-      await this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'success', reason: '' });
+      await this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'success', reason: leftover ? 'the image an earlier declaration of the name left' : '' });
       return m.info();
     });
   }

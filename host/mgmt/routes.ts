@@ -247,7 +247,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/disk/wipe',
-      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk.',
+      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the image an earlier declaration of its name left (400 when none is left).',
       tag: 'partitions',
       auth: 'required',
       permission: 'disks/wipe',

@@ -111,6 +111,11 @@ export interface PartitionConfig {
   sliceFuel?: number;
   /** The opened block image and the back-end that owns it; null when block is not granted. */
   block?: { storage: Storage; attachment: BlockAttachment; pathOverride: string | null } | null;
+  /**
+   * The back-end that holds the disk of the name, for `destroy({ wipe: true })` when block is not
+   * granted: an earlier partition of the name may have left its image at the default place.
+   */
+  storage?: Storage | null;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
@@ -123,8 +128,10 @@ export interface PartitionConfig {
 /** Options of `partition.destroy()`. */
 export interface DestroyOptions {
   /**
-   * Also scrub (overwrite with zeros) and remove the partition's block image, and remove its key:
-   * a new partition of the same name starts from an empty disk. Default false: the image persists.
+   * Also scrub (overwrite with zeros) and remove the block image of the partition's name, and
+   * remove its key: a new partition of the same name starts from an empty disk. A partition whose
+   * spec grants no disk wipes the image an earlier partition of its name left at the default place
+   * (as `hv.wipeStorage(name)` does). Default false: the image persists.
    */
   wipe?: boolean;
 }
@@ -441,8 +448,9 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
 
   /**
    * Stops the partition if needed, scrubs the buffers the root held for it, closes its block image
-   * and releases it. With `{ wipe: true }` the block image is also scrubbed and removed, and its key
-   * deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
+   * and releases it. With `{ wipe: true }` the name's block image (the one its spec grants, or else
+   * one an earlier partition of the name left at the default place) is also scrubbed and removed,
+   * and its key deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
    */
   destroy(options: DestroyOptions = {}): Promise<void> {
     // A wipe asked for with a value that is not `true` (1, 'yes') would silently keep the disk.
@@ -455,7 +463,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const wipe = options.wipe === true && this.config.block != null;
+    const wipe = options.wipe === true && (this.config.block ?? this.config.storage) != null;
     if (wipe && this.destroyed === null) {
       // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
       this.wiped = this.destroyed = this.teardown(true);
@@ -484,8 +492,9 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   }
 
   private async wipeImage(): Promise<void> {
-    const block = this.config.block!;
-    await block.storage.wipe(this.name, block.pathOverride ?? undefined);
+    // Without a disk of its own, the name's image at the default place (an earlier partition's).
+    const block = this.config.block;
+    await (block?.storage ?? this.config.storage!).wipe(this.name, block?.pathOverride ?? undefined);
   }
 
   /** Closes the block image once the worker can no longer use it. Idempotent. */

@@ -881,7 +881,8 @@ export function readAuditRecords(dir: string, filter: AuditFilter = {}): { recor
  * them), and reading stops once `limit` matches are in hand, or at a file that begins before
  * `since` (an ISO time: older files hold only older records). A query so costs the files it
  * needs, not the whole log, which on a busy host grows by gigabytes and was read whole, on the
- * event loop, for every `GET /audit`.
+ * event loop, for every `GET /audit`. A filter that matches fewer than `limit` records with no
+ * `since` needs every file: its memory stays one file's, its time grows with the log.
  */
 export async function newestAuditRecords(dir: string, match: (r: AuditRecord) => boolean, limit: number, since?: string): Promise<AuditRecord[]> {
   checkPathArgument(dir, 'newestAuditRecords: dir');

@@ -83,6 +83,31 @@ describe('block device in partitions', () => {
     ]);
   });
 
+  it("destroy({ wipe: true }) of a partition without a disk wipes the image an earlier partition of its name left", async () => {
+    const events: unknown[] = [];
+    hv.on('storage', (e) => events.push(e));
+    const a = await disk('frank', 'fill');
+    expect(a.exit.code).toBe(0);
+    await a.p.destroy();
+    const image = path.join(dir, 'images', 'frank.img');
+    expect(existsSync(image)).toBe(true);
+    // The name again, granted no disk: while it is live only its destroy can wipe the name's image.
+    const p = await hv.createPartition({ name: 'frank', module: guest('counter') });
+    await expect(hv.wipeStorage('frank')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    await p.destroy({ wipe: true });
+    expect(existsSync(image)).toBe(false);
+    expect(readFileSync(path.join(dir, 'keystore')).includes(Buffer.from('frank'))).toBe(false);
+    expect(events.at(-1)).toEqual({ kind: 'wiped', name: 'frank', path: image, removedImage: true, removedKey: true });
+    // The next partition of the name with a disk reads zeros, not the earlier one's data.
+    const b = await disk('frank', 'scan');
+    expect(b.out.stdout).toEqual(['scanned 256 sectors, found 0, nonzero 0']);
+    // With nothing of the name left, the wipe still says what it did: nothing.
+    await b.p.destroy({ wipe: true });
+    const c = await hv.createPartition({ name: 'frank', module: guest('counter') });
+    await c.destroy({ wipe: true });
+    expect(events.at(-1)).toEqual({ kind: 'wiped', name: 'frank', path: image, removedImage: false, removedKey: false });
+  });
+
   it('persistence: the counter guest goes up across boots; wipeStorage resets it', async () => {
     const boot = async () => {
       const p = await hv.createPartition({ name: 'counter', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1 } } });

@@ -320,4 +320,21 @@ describe('bad input', () => {
     const r = await c.request('GET', '/partitions/echo/console?tail=10&follow=false');
     expect(r.headers['set-cookie']).toBeUndefined();
   });
+
+  it('a finished follow=false console stream honours Connection: close: the server closes the socket', async () => {
+    // The host's keep-alive timeout (5 s) would close an idle kept socket too: wait less than that.
+    const { text, closedAfterMs } = await raw(request('GET', '/partitions/echo/console?tail=1&follow=false', ''), 3000);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text.toLowerCase()).toContain('content-type: text/event-stream');
+    expect(text.toLowerCase()).toContain('connection: close');
+    // A socket kept open would be cut by the test's own timer, after 3 s.
+    expect(closedAfterMs).not.toBe(Infinity);
+    // Without `close`, the finished stream's socket carries the next request (here one that closes it).
+    const stream = request('GET', '/partitions/echo/console?tail=1&follow=false', '', { connection: 'keep-alive' });
+    const kept = await raw(stream + request('GET', '/health', ''), 3000);
+    expect(kept.text.toLowerCase()).toContain('connection: keep-alive');
+    expect(kept.text.match(/^HTTP\/1\.1 200 /gm)).toHaveLength(2);
+    expect(kept.closedAfterMs).not.toBe(Infinity);
+  });
 });
+

@@ -2,8 +2,9 @@
  * `DELETE /partitions/{name}?wipe=true` scrubs the disk of the name, and answers `wiped: true`
  * only then: also when the declaration being deleted grants no disk but an earlier declaration
  * of the same name, deleted without a wipe, left its image (a disk belongs to a name).
+ * `POST /partitions/{name}/disk/wipe` wipes such an image too; with none left it is a 400.
  */
-import { existsSync, openSync, readSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBody, startHost, type Harness } from './harness.ts';
 
@@ -43,5 +44,37 @@ describe('DELETE ?wipe=true', () => {
     }
     // The wipe is on the record, with the image it removed.
     expect((await h.records()).filter((r) => r.action === 'disk.wipe' && r.target === 'x').at(-1)).toMatchObject({ outcome: 'success', details: { removedImage: true } });
+  });
+
+  it('POST …/disk/wipe on a declaration without a disk wipes the image an earlier one left, and is a 400 when none is left', async () => {
+    const c = h.client(owner);
+    const image = `${h.config}/data/images/y.img`;
+    await c.json('POST', '/partitions', createBody('y', 'counter', { start: true }, { devices: { block: { sizeMiB: 1 } } }));
+    for (const deadline = Date.now() + 10_000; (await c.json<{ state: string }>('GET', '/partitions/y')).state === 'running' && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    await c.json('DELETE', '/partitions/y');
+    expect(existsSync(image)).toBe(true);
+    await c.json('POST', '/partitions', createBody('y', 'hello'));
+    const wiped = await c.request('POST', '/partitions/y/disk/wipe');
+    expect(wiped.status, wiped.body.toString()).toBe(200);
+    expect(JSON.parse(wiped.body.toString())).toMatchObject({ name: 'y', state: 'created' });
+    expect(existsSync(image)).toBe(false);
+    const records = await h.records();
+    expect(records.filter((r) => r.action === 'disk.wipe' && r.target === 'y').at(-1)).toMatchObject({ outcome: 'success', details: { removedImage: true, removedKey: true } });
+    expect(records.filter((r) => r.action === 'disk.wipe' && r.target === '/partitions/y').at(-1)).toMatchObject({ outcome: 'success', reason: 'the image an earlier declaration of the name left' });
+    // Nothing of the name is left now: the answer is the one for a partition without a disk.
+    const again = await c.request('POST', '/partitions/y/disk/wipe');
+    expect(again.status).toBe(400);
+    expect(JSON.parse(again.body.toString())).toEqual({ error: { code: 'ERR_INVALID_ARGUMENT', message: 'partition y has no disk: its spec grants none, and no image of its name is left to wipe' } });
+    // A key left without its image (the image removed by hand) is the name's too: the next
+    // declaration with a disk would be refused ERR_STORAGE over it. The wipe removes it.
+    await c.json('DELETE', '/partitions/y');
+    await c.json('POST', '/partitions', createBody('y', 'counter', { start: true }, { devices: { block: { sizeMiB: 1 } } }));
+    for (const deadline = Date.now() + 10_000; (await c.json<{ state: string }>('GET', '/partitions/y')).state === 'running' && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    await c.json('DELETE', '/partitions/y');
+    rmSync(image);
+    await c.json('POST', '/partitions', createBody('y', 'hello'));
+    expect(readFileSync(`${h.config}/data/keystore`).includes(Buffer.from('y.img'))).toBe(true);
+    expect((await c.request('POST', '/partitions/y/disk/wipe')).status).toBe(200);
+    expect(readFileSync(`${h.config}/data/keystore`).includes(Buffer.from('y.img'))).toBe(false);
   });
 });

@@ -57,5 +57,9 @@ describe('newestAuditRecords', () => {
     expect((await newestAuditRecords(dir, (r) => r.time >= record(50).time, 1000, record(50).time)).map((r) => r.seq)[0]).toBe(50);
     // A query that needs it does read it, and says what is wrong.
     await expect(newestAuditRecords(dir, () => true, 1000)).rejects.toMatchObject({ code: 'ERR_STORAGE' });
+    // So does a filter that matches fewer than `limit` records without `since`, however new its
+    // matches: it reads every file (docs/MANAGEMENT.md says its cost grows with the log); `since` bounds it.
+    await expect(newestAuditRecords(dir, (r) => r.seq === 99, 2)).rejects.toMatchObject({ code: 'ERR_STORAGE' });
+    expect((await newestAuditRecords(dir, (r) => r.seq === 99, 2, record(50).time)).map((r) => r.seq)).toEqual([99]);
   });
 });
