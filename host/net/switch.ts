@@ -710,10 +710,12 @@ export class NetEndpoint extends GuardedEmitter<{ frame: [frame: NetFrame] }> {
   /**
    * Like `send`, for a sender that keeps a unicast frame the NIC cannot take now ('queue-full',
    * 'rate-limited') and offers it again later, losing nothing (flow control, as between NICs):
-   * such a refusal is not counted as a drop on the NIC. Broadcast stays best effort.
+   * such a refusal is not counted as a drop on the NIC. Broadcast stays best effort. Takes what
+   * `send` takes (a string is sent as its UTF-8 bytes).
    */
-  offer(dst: number, payload: Uint8Array): 'delivered' | 'no-route' | 'queue-full' | 'rate-limited' | 'oversize' {
-    return this.sw.sendFromHost(this.state, dst, payload, true);
+  offer(dst: number, payload: Uint8Array | string): 'delivered' | 'no-route' | 'queue-full' | 'rate-limited' | 'oversize' {
+    const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+    return this.sw.sendFromHost(this.state, dst, bytes, true);
   }
 
   /** Leaves the switch. Idempotent. */

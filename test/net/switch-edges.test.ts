@@ -150,6 +150,18 @@ describe('held frames through the root', () => {
     expect(ep.send(svc.address, new Uint8Array(100))).toBe('delivered');
   });
 
+  it('offer takes what send takes: a string goes as its UTF-8 bytes, anything else is ERR_INVALID_ARGUMENT', () => {
+    const { nic, sw } = lan();
+    const svc = nic('svc', { segment: 'blue', host: true });
+    const ep = new NetEndpoint(sw, 'blue');
+    expect(ep.offer(svc.address, 'héllo')).toBe('delivered');
+    expect(ep.send(svc.address, 'héllo')).toBe('delivered');
+    expect([svc.recv().text, svc.recv().text]).toEqual(['héllo', 'héllo']);
+    for (const bad of [null, 5, new Uint16Array(2)]) {
+      expect(() => ep.offer(svc.address, bad as unknown as string)).toThrow(InvalidArgumentError);
+    }
+  });
+
   it('offer: a frame the NIC cannot take is refused like send\'s but not counted as dropped', () => {
     let t = 0;
     const { nic, sw } = lan(() => t);
