@@ -16,8 +16,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { explain } from '../schema/check.ts';
 import { canonicalJson } from './canonical.ts';
-import { parsePublicKey, signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
-import { AttestationCheckError, checkExpectationKeys, MAX_NONCE_BYTES } from './guest-report.ts';
+import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
+import { AttestationCheckError, checkExpectationKeys, hostKeyArgument, MAX_NONCE_BYTES } from './guest-report.ts';
 import { BootEventSchema, MAX_EVENTS, replayEventLog, REGISTERS } from './measured-boot.ts';
 import { bytesEqual, concat, fromHex, toHex, utf8 } from './wire.ts';
 import { quoted } from '../escape.ts';
@@ -104,6 +104,7 @@ export interface ReportExpectations {
  */
 export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, expect: ReportExpectations = {}): AttestationReport {
   checkExpectationKeys(expect, ['nonce', 'measurements', 'maxAgeMs', 'now'], 'verifyReport');
+  const key = hostKeyArgument(hostKey, 'verifyReport');
   let value = report;
   if (typeof value === 'string') {
     if (value.length > MAX_REPORT_BYTES) throw new AttestationCheckError('format', `the report is larger than ${MAX_REPORT_BYTES} bytes`);
@@ -116,7 +117,6 @@ export function verifyReport(report: unknown, hostKey: PublicKey | Uint8Array, e
   const problems = explain(ReportSchema, value);
   if (problems.length > 0) throw new AttestationCheckError('format', `the report is malformed: ${problems.join('; ')}`);
   const r = value as AttestationReport;
-  const key = hostKey instanceof Uint8Array ? parsePublicKey(hostKey, 'host key') : hostKey;
 
   if (r.hostKey !== toHex(key.raw)) throw new AttestationCheckError('key', `the report names host key ${r.hostKey.slice(0, 16)}…, not the given key ${toHex(key.raw).slice(0, 16)}…`);
   const { signature, ...unsigned } = r;

@@ -21,7 +21,7 @@
  *
  * `verifyGuestReport` is a pure function of the bytes and the host's public key.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, KeyObject, randomBytes } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors.ts';
 import { given, refuseUnknownKeys } from '../schema/check.ts';
 import { SHA256_PATTERN } from '../schema/patterns.ts';
@@ -184,11 +184,26 @@ export function checkExpectationKeys(expect: unknown, known: readonly string[], 
 }
 
 /**
+ * The verifier's host key argument: the bytes `hv.attestationPublicKey()` / `attest key` give
+ * (parsed: a malformed key is ERR_INVALID_ARGUMENT from parsePublicKey), or a parsed PublicKey.
+ * Anything else is ERR_INVALID_ARGUMENT naming `hostKey`, before any check: null or a string
+ * threw an untyped TypeError from deep inside the signature check.
+ */
+export function hostKeyArgument(hostKey: unknown, what: string): PublicKey {
+  if (hostKey instanceof Uint8Array) return parsePublicKey(hostKey, `${what}: hostKey`);
+  const k = hostKey as Partial<PublicKey> | null;
+  if (typeof k === 'object' && k !== null && k.raw instanceof Uint8Array && k.raw.length === 32 && k.keyObject instanceof KeyObject) return k as PublicKey;
+  throw new InvalidArgumentError(`${what}: hostKey: expected the host's public key (a Uint8Array, as hv.attestationPublicKey() returns, or a parsed PublicKey), got ${given(hostKey)}`);
+}
+
+/**
  * Verifies a guest report: layout, the host's signature on the certificate, the partition's
  * signature on the report, then the expectations and its age. Pure; AttestationCheckError naming the check.
  */
 export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8Array, expect: GuestReportExpectations = {}): GuestReport {
   checkExpectationKeys(expect, ['nonce', 'measurement', 'specHash', 'reportData', 'maxAgeMs', 'now'], 'verifyGuestReport');
+  const key = hostKeyArgument(hostKey, 'verifyGuestReport');
+  if (!(bytes instanceof Uint8Array)) throw new AttestationCheckError('format', `a guest report is a Uint8Array of ${GUEST_REPORT_BYTES} bytes, got ${given(bytes)}`);
   if (bytes.length !== GUEST_REPORT_BYTES) throw new AttestationCheckError('format', `a guest report has ${GUEST_REPORT_BYTES} bytes, got ${bytes.length}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!bytesEqual(bytes.subarray(0, 4), GUEST_MAGIC) || dv.getUint16(4, true) !== 1) throw new AttestationCheckError('format', 'not a version 1 guest report (magic WVGR)');
@@ -197,7 +212,6 @@ export function verifyGuestReport(bytes: Uint8Array, hostKey: PublicKey | Uint8A
   const cert = bytes.subarray(16, 16 + CERT_BYTES);
   const cdv = new DataView(cert.buffer, cert.byteOffset, CERT_BYTES);
   if (!bytesEqual(cert.subarray(0, 4), CERT_MAGIC) || cdv.getUint16(4, true) !== 1) throw new AttestationCheckError('format', 'the certificate is not version 1 (magic WVAC)');
-  const key = hostKey instanceof Uint8Array ? parsePublicKey(hostKey, 'host key') : hostKey;
   if (!verifyBytes(key, concat([DOMAIN_CERT, cert.subarray(0, 240)]), cert.subarray(240, 304))) {
     throw new AttestationCheckError('certificate', "the partition certificate is not signed by the given host key (altered, or another host's)");
   }

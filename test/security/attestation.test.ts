@@ -218,6 +218,25 @@ describe('host reports', () => {
     expect(verifyReport(r, key, { nonce: 'A1B2C3', measurements: [p.measurement.toUpperCase()], maxAgeMs: 0, now: Date.parse(r.time) })).toEqual(r);
   });
 
+  it('a host key that is not a key is ERR_INVALID_ARGUMENT naming hostKey, and a guest report that is not bytes a format failure (never a TypeError)', async () => {
+    const { r, hv } = await report();
+    const raw = hv.attestationPublicKey();
+    const guest = new Uint8Array(GUEST_REPORT_BYTES);
+    for (const k of [null, undefined, 'abc', 5, {}, { raw: new Uint8Array(32) }]) {
+      for (const [fn, what] of [[() => verifyReport(r, k as never), 'verifyReport'], [() => verifyGuestReport(guest, k as never), 'verifyGuestReport']] as const) {
+        expect(fn).toThrow(InvalidArgumentError);
+        expect(fn).toThrow(`${what}: hostKey: expected the host's public key`);
+      }
+    }
+    expect(() => verifyReport(r, new Uint8Array(3))).toThrow(InvalidArgumentError);
+    for (const bytes of [null, 'x', [1, 2]]) {
+      expect(() => verifyGuestReport(bytes as never, raw)).toThrow(expect.objectContaining({ code: 'ERR_INTEGRITY', check: 'format' }));
+    }
+    // The raw bytes and a parsed key are both still taken.
+    expect(verifyReport(r, raw)).toEqual(r);
+    expect(verifyReport(r, parsePublicKey(raw, 'host.pub'))).toEqual(r);
+  });
+
   it('fails on one changed character anywhere in the report', async () => {
     const { r, key } = await report();
     const text = JSON.stringify(r);
