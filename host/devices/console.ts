@@ -622,8 +622,21 @@ export class ConsoleInput {
     private readonly bufferBytes = Infinity,
   ) {}
 
+  /**
+   * Set once the partition is destroyed, before its ring is scrubbed: scrubbing zeroes the ring's
+   * control block, its closed flag included, so the ring alone would take writes again (they
+   * answered true and stayed in memory nothing scrubs again).
+   */
+  private retired = false;
+
+  /** Refuses every later write for good (the partition's teardown, before it scrubs the ring). */
+  retire(): void {
+    this.retired = true;
+  }
+
   /** Puts one record on the ring if the buffer bound allows it (an empty buffer always takes one). */
   private tryPut(kind: number, bytes: Uint8Array): boolean {
+    if (this.retired) return false;
     const used = this.ring.used;
     if (used > 0 && used + 4 + ((bytes.length + 3) & ~3) > this.bufferBytes) return false;
     return this.ring.tryWrite(kind, bytes);
@@ -649,7 +662,7 @@ export class ConsoleInput {
   }
 
   get ended(): boolean {
-    return this.ring.closed;
+    return this.retired || this.ring.closed;
   }
 
   /**
@@ -684,7 +697,7 @@ export class ConsoleInput {
     for (let at = 0; at < bytes.length; at += max) {
       if (!(await this.whenWritten(InputKind.BYTES, bytes.subarray(at, Math.min(bytes.length, at + max))))) return false;
     }
-    return !this.ring.closed || bytes.length === 0;
+    return !this.ended || bytes.length === 0;
   }
 
   private async whenWritten(kind: number, bytes: Uint8Array): Promise<boolean> {
@@ -692,7 +705,7 @@ export class ConsoleInput {
       // Read the event counter before trying, so a read that frees room in between still wakes us.
       const seq = this.ring.readSeq;
       if (this.tryPut(kind, bytes)) return true;
-      if (this.ring.closed) return false;
+      if (this.ended) return false;
       await this.ring.whenRead(seq);
     }
   }

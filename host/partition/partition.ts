@@ -475,7 +475,9 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
 
   private async teardown(wipe: boolean): Promise<void> {
     await this.stop();
-    // Console input is written here only (complete): the ring is zeroed as far as it was used.
+    // Console input is written here only (complete): the ring is zeroed as far as it was used, and
+    // nothing is written to it again.
+    this.consoleInput.retire();
     this.inputRing.scrub(true);
     await this.detach();
     // Unplug the NIC: no frame reaches a destroyed partition, and its address is never reused.

@@ -92,6 +92,22 @@ describe('partition lifecycle', () => {
     expect(p.writeLine('late')).toBe(false);
   });
 
+  it('console input after destroy is refused (false, EPIPE), never left in the scrubbed input ring', async () => {
+    hv = hypervisor();
+    const p = await hv.createPartition({ name: 'echo-gone', module: guest('echo'), devices: { console: true } });
+    await p.start();
+    p.endInput();
+    await p.exited;
+    await p.destroy();
+    expect(p.writeLine('after destroy')).toBe(false);
+    expect(await p.writeLineWhenReady('after destroy')).toBe(false);
+    const failed = await new Promise<NodeJS.ErrnoException | null | undefined>((resolve) => {
+      p.stdin.on('error', () => {});
+      p.stdin.write('after destroy', resolve);
+    });
+    expect(failed).toMatchObject({ code: 'EPIPE' });
+  });
+
   it('console input that is neither a string nor bytes is refused with ERR_INVALID_ARGUMENT, never queued', async () => {
     hv = hypervisor();
     const p = await hv.createPartition({ name: 'echo-bad', module: guest('echo'), devices: { console: true } });
