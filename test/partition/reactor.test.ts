@@ -110,6 +110,16 @@ describe('reactor partitions: calls into a running guest', () => {
     expect(text(await kept)).toBe('1'); // fresh instance: the counter starts again
     expect(restarts).toHaveLength(1);
     await expect(p.call('count', '', { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    // The README's contract: the rejection is the signal's reason (as fetch's), a non-Error
+    // reason wrapped in an Error named AbortError with code ABORT_ERR and the reason as cause.
+    const mine = new Error('mine');
+    await expect(p.call('count', '', { signal: AbortSignal.abort(mine) })).rejects.toBe(mine);
+    await expect(p.call('count', '', { signal: AbortSignal.abort('why') })).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: 'why' });
+    const late = new AbortController();
+    const lateCall = p.call('spin', '', { signal: late.signal, timeoutMs: 10_000 });
+    late.abort(7);
+    await expect(lateCall).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: 7 });
+    await expect(p.call('spin', '', { signal: AbortSignal.timeout(20), timeoutMs: 10_000 })).rejects.toMatchObject({ name: 'TimeoutError' });
   });
 
   it('a queued call goes ahead into the ring behind the running one; its budget starts when it runs, and an instance that fails first hands it back', async () => {
