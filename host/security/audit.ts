@@ -852,7 +852,14 @@ export function readAuditRecords(dir: string, filter: AuditFilter = {}): { recor
   checkPathArgument(dir, 'readAuditRecords: dir');
   const records: AuditRecord[] = [];
   let skipped = 0;
-  for (const f of listAuditFiles(dir)) {
+  let files: { name: string; index: number }[];
+  try {
+    files = listAuditFiles(dir);
+  } catch (error) {
+    // As verifyAuditLog: a missing or unreadable directory was a raw ENOENT Error.
+    throw new StorageError(`cannot read the audit log directory ${dir}: ${(error as Error).message}`, { cause: error });
+  }
+  for (const f of files) {
     for (const line of readAuditFile(path.join(dir, f.name)).toString('utf8').split('\n')) {
       if (line.length === 0) continue;
       let rec: AuditRecord;

@@ -18,7 +18,7 @@ import { open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, StorageError } from '../errors.ts';
 import { readRegularFile, readRegularFileSync } from '../files.ts';
-import { checkBytesArgument, checkPathArgument } from '../schema/check.ts';
+import { checkBytesArgument, checkPathArgument, given } from '../schema/check.ts';
 import { bytesEqual, concat, fromHex, toHex } from './wire.ts';
 
 /** Identifier byte of a serialized Ed25519 public key. */
@@ -90,11 +90,22 @@ function rawPublic(key: KeyObject): Uint8Array {
 
 /** The spec's 33-byte serialization of a public key. */
 export function encodePublicKey(key: PublicKey): Uint8Array {
+  // An untyped TypeError ("reading 'raw'") for anything but a key, as verifyModule and signModule refuse theirs.
+  if (!hasRaw(key)) throw new InvalidArgumentError(`encodePublicKey: key: expected a public key (parsePublicKey, generateKeyPair().publicKey), got ${given(key)}`);
   return concat([Uint8Array.of(ED25519_PUBLIC_KEY_ID), key.raw]);
+}
+
+function hasRaw(k: unknown): boolean {
+  const raw = typeof k === 'object' && k !== null ? (k as { raw?: unknown }).raw : null;
+  return raw instanceof Uint8Array && raw.length === 32;
 }
 
 /** The spec's 65-byte serialization of a key pair. */
 export function encodeSecretKey(key: SecretKey): Uint8Array {
+  const seed = typeof key === 'object' && key !== null ? (key as { seed?: unknown }).seed : null;
+  if (!(seed instanceof Uint8Array) || seed.length !== 32 || !hasRaw((key as { publicKey?: unknown }).publicKey)) {
+    throw new InvalidArgumentError(`encodeSecretKey: key: expected a secret key (parseSecretKey, generateKeyPair), got ${given(key)}`);
+  }
   return concat([Uint8Array.of(ED25519_KEY_PAIR_ID), key.seed, key.publicKey.raw]);
 }
 

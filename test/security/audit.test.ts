@@ -351,6 +351,11 @@ describe('durability', () => {
     const notDir = path.join(tmp(), 'file');
     writeFileSync(notDir, '');
     expect(() => AuditLog.open({ dir: notDir, macKey, signingKey: signing, headFile: null })).toThrow(StorageError);
+    // Reading a log that is not there is ERR_STORAGE naming it, as verifying one is (it was a raw ENOENT Error).
+    const missing = path.join(tmp(), 'no-audit');
+    for (const read of [() => readAuditRecords(missing), () => verifyAuditLog(missing)]) {
+      expect(read).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringContaining(`cannot read the audit log directory ${missing}`) }));
+    }
   });
 });
 

@@ -6,7 +6,7 @@
  * read properties of undefined": untyped TypeErrors, where every bad input is to have a code.
  */
 import { describe, expect, it } from 'vitest';
-import { detachSignature, digestModule, encodePublicKey, generateKeyPair, parsePublicKey, parseSecretKey, parseSignatureData, Policy, scanSections, signModule, verifyAuditFiles, verifyModule } from '../../host/index.ts';
+import { detachSignature, digestModule, encodePublicKey, encodeSecretKey, generateKeyPair, parsePublicKey, parseSecretKey, parseSignatureData, Policy, scanSections, signModule, verifyAuditFiles, verifyModule } from '../../host/index.ts';
 import { guest } from '../helpers.ts';
 import { readFileSync } from 'node:fs';
 
@@ -29,6 +29,10 @@ const refusals: [string, () => unknown, string][] = [
   ['signModule(m, publicKey)', () => signModule(module, key.publicKey as never), 'signModule: key: expected a secret key (parseSecretKey, generateKeyPair), got an object'],
   ['Policy.fromAllowList(5)', () => Policy.fromAllowList(5 as never), 'Policy.fromAllowList: measurements: expected an iterable of SHA-256 hex strings, got the number 5'],
   ['verifyAuditFiles(5)', () => verifyAuditFiles(5 as never), 'verifyAuditFiles: files: expected an array of { name, read }, got the number 5'],
+  ['encodePublicKey(null)', () => encodePublicKey(null as never), 'encodePublicKey: key: expected a public key (parsePublicKey, generateKeyPair().publicKey), got null'],
+  ['encodePublicKey(raw bytes)', () => encodePublicKey(new Uint8Array(32) as never), 'encodePublicKey: key: expected a public key (parsePublicKey, generateKeyPair().publicKey), got a Uint8Array of 32 bytes'],
+  ['encodeSecretKey(publicKey)', () => encodeSecretKey(key.publicKey as never), 'encodeSecretKey: key: expected a secret key (parseSecretKey, generateKeyPair), got an object'],
+  ['encodeSecretKey(undefined)', () => encodeSecretKey(undefined as never), 'encodeSecretKey: key: expected a secret key (parseSecretKey, generateKeyPair), got nothing'],
 ];
 
 describe('a bytes or key argument that is not one is ERR_INVALID_ARGUMENT naming it', () => {
@@ -41,6 +45,7 @@ describe('a bytes or key argument that is not one is ERR_INVALID_ARGUMENT naming
   it('the real arguments still work: sign, verify, detach, parse keys, an allow list', () => {
     const { module: signed } = signModule(module, key);
     const pub = parsePublicKey(encodePublicKey(key.publicKey), 'k');
+    expect(parseSecretKey(encodeSecretKey(key), 'k').publicKey.raw).toEqual(key.publicKey.raw);
     expect(verifyModule(signed, [pub]).signers).toHaveLength(1);
     expect(verifyModule(Buffer.from(signed), [pub]).signers).toHaveLength(1);
     expect(detachSignature(signed).signature).not.toBeNull();
