@@ -839,9 +839,32 @@ export interface AuditFilter {
   partition?: string;
   action?: string;
   outcome?: AuditOutcome;
-  /** ISO time or ms: records at or after. */
+  /** Ms since the epoch: records at or after. */
   since?: number;
   until?: number;
+}
+
+const AUDIT_FILTER_KEYS = ['partition', 'action', 'outcome', 'since', 'until'] as const satisfies readonly (keyof AuditFilter)[];
+
+/**
+ * A filter is the caller's: a misspelt key (`outcom`) was ignored and every record returned, a
+ * `since` that is not a number matched nothing. Each is ERR_INVALID_ARGUMENT naming it.
+ */
+function checkAuditFilter(filter: unknown): void {
+  const where = 'readAuditRecords: filter';
+  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) throw new InvalidArgumentError(`${where}: expected an object, got ${given(filter)}`);
+  refuseUnknownKeys(filter, AUDIT_FILTER_KEYS, where);
+  const f = filter as Record<string, unknown>;
+  for (const key of ['partition', 'action'] as const) {
+    if (f[key] !== undefined && typeof f[key] !== 'string') throw new InvalidArgumentError(`${where}: ${key}: expected a string, got ${given(f[key])}`);
+  }
+  if (f['outcome'] !== undefined && f['outcome'] !== 'success' && f['outcome'] !== 'denied' && f['outcome'] !== 'failure') {
+    throw new InvalidArgumentError(`${where}: outcome: expected success, denied or failure, got ${given(f['outcome'])}`);
+  }
+  for (const key of ['since', 'until'] as const) {
+    const v = f[key];
+    if (v !== undefined && (typeof v !== 'number' || Number.isNaN(v))) throw new InvalidArgumentError(`${where}: ${key}: expected a time in ms since the epoch, got ${given(v)}`);
+  }
 }
 
 /**
@@ -850,6 +873,7 @@ export interface AuditFilter {
  */
 export function readAuditRecords(dir: string, filter: AuditFilter = {}): { records: AuditRecord[]; skipped: number } {
   checkPathArgument(dir, 'readAuditRecords: dir');
+  checkAuditFilter(filter);
   const records: AuditRecord[] = [];
   let skipped = 0;
   let files: { name: string; index: number }[];

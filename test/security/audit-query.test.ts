@@ -63,3 +63,23 @@ describe('newestAuditRecords', () => {
     expect((await newestAuditRecords(dir, (r) => r.seq === 99, 2, record(50).time)).map((r) => r.seq)).toEqual([99]);
   });
 });
+
+describe('readAuditRecords filter', () => {
+  it('a misspelt key or a value of the wrong kind is ERR_INVALID_ARGUMENT naming it (an `outcom` returned every record)', () => {
+    const dir = log();
+    const cases: [unknown, string][] = [
+      [{ outcom: 'denied' }, 'readAuditRecords: filter: outcom: unknown key; did you mean outcome?'],
+      [{ outcome: 'ok' }, 'readAuditRecords: filter: outcome: expected success, denied or failure, got the string "ok"'],
+      [{ since: 'yesterday' }, 'readAuditRecords: filter: since: expected a time in ms since the epoch, got the string "yesterday"'],
+      [{ until: Number.NaN }, 'readAuditRecords: filter: until: expected a time in ms since the epoch'],
+      [{ partition: 5 }, 'readAuditRecords: filter: partition: expected a string, got the number 5'],
+      [null, 'readAuditRecords: filter: expected an object, got null'],
+    ];
+    for (const [filter, message] of cases) {
+      expect(() => readAuditRecords(dir, filter as never), JSON.stringify(filter)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(message) }));
+    }
+    // Every documented key still filters.
+    const since = Date.parse(record(90).time);
+    expect(readAuditRecords(dir, { partition: '/partitions/p0', action: 'api', outcome: 'success', since, until: Infinity }).records.map((r) => r.seq)).toEqual([90, 95, 100]);
+  });
+});
