@@ -108,16 +108,33 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     }
   };
   /**
-   * Directory fd + path → resolution, with every check in order; errno on failure. A change
-   * under a read-only preopen is EROFS (before ENOTCAPABLE: its write rights are stripped too,
-   * but EROFS tells a C program why). The result holds its directory: `done` releases it.
+   * A directory fd with these rights, or its errno. A change under a read-only preopen is EROFS
+   * (before ENOTCAPABLE: its write rights are stripped too, but EROFS tells a C program why).
    */
-  const resolve = (dirfd: number, rights: number, ptr: number, len: number, follow: boolean): { fd: DirFd; at: Walked } | number => {
+  const dirFor = (dirfd: number, rights: number): DirFd | number => {
     const dir = dirOf(dirfd, 0);
     if (typeof dir === 'number') return dir;
     if (dir.dir.mount.readonly && (rights & WRITE_RIGHTS) !== 0) return Errno.ROFS;
-    const fd = dirOf(dirfd, rights);
+    return dirOf(dirfd, rights);
+  };
+  /**
+   * Directory fd + path → resolution, with every check in order; errno on failure. The result
+   * holds its directory: `within` releases it. `before` runs once the fd and its rights passed,
+   * before the path is read: the call's other checks (its second fd, its output windows, its
+   * flags), so a bad fd is EBADF whatever else is also wrong, in the order docs/ABI.md states.
+   */
+  const resolve = (
+    dirfd: number,
+    rights: number,
+    ptr: number,
+    len: number,
+    follow: boolean,
+    before?: () => number,
+  ): { fd: DirFd; at: Walked } | number => {
+    const fd = dirFor(dirfd, rights);
     if (typeof fd === 'number') return fd;
+    const bad = before === undefined ? Errno.SUCCESS : before();
+    if (bad !== Errno.SUCCESS) return bad;
     const path = pathAt(ptr, len);
     if (typeof path === 'number') return path;
     const at = walk(fd.dir, path, follow);
@@ -132,6 +149,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       w.at.dir.release();
     }
   };
+  /** ESUCCESS for an fd, else its errno. */
+  const fdErrno = (fd: Fd | number): number => (typeof fd === 'number' ? fd : Errno.SUCCESS);
   /** A backend result (>= 0, or a negated errno) as an errno. */
   const errnoOf = (r: number): number => (r < 0 ? -r : Errno.SUCCESS);
   const allocFd = (fd: Fd): number => {
@@ -452,11 +471,11 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
 
     // ---- paths ----
     path_open: (dirfd: number, dirflags: number, ptr: number, len: number, oflags: number, base: bigint, inheriting: bigint, fdflags: number, out: number) => {
-      if (!ok(out, 4)) return Errno.FAULT;
       const creat = (oflags & Oflags.CREAT) !== 0;
       const trunc = (oflags & Oflags.TRUNC) !== 0;
       const need = Rights.PATH_OPEN | (creat ? Rights.PATH_CREATE_FILE : 0) | (trunc ? Rights.PATH_FILESTAT_SET_SIZE : 0);
-      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ fd: parent, at }) => {
+      const windows = (): number => (ok(out, 4) ? Errno.SUCCESS : Errno.FAULT);
+      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0, windows), ({ fd: parent, at }) => {
         const wantBase = rightsOf(base);
         const wantsWrite = (wantBase & Rights.FD_WRITE) !== 0 || (fdflags & Fdflags.APPEND) !== 0;
         if (parent.dir.mount.readonly && (creat || trunc || wantsWrite)) return Errno.ROFS;
@@ -498,7 +517,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         return errnoOf(at.dir.unlink(at.name));
       }),
     path_rename: (fromfd: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) =>
-      within(resolve(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false), (a) =>
+      within(resolve(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false, () => fdErrno(dirFor(tofd, Rights.PATH_RENAME_TARGET))), (a) =>
         within(resolve(tofd, Rights.PATH_RENAME_TARGET, toPtr, toLen, false), (b) => {
           if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
           if (a.at.kind === null) return Errno.NOENT;
@@ -511,9 +530,12 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         }),
       ),
     path_link: (fromfd: number, flags: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) => {
-      // As Wasmtime: a hard link never follows a symlink; asking it to is EINVAL.
-      if ((flags & LOOKUP_SYMLINK_FOLLOW) !== 0) return Errno.INVAL;
-      return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false), (a) =>
+      // As Wasmtime: a hard link never follows a symlink; asking it to is EINVAL (once both fds passed).
+      const before = (): number => {
+        const to = fdErrno(dirFor(tofd, Rights.PATH_LINK_TARGET));
+        return to !== Errno.SUCCESS ? to : (flags & LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS;
+      };
+      return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false, before), (a) =>
         within(resolve(tofd, Rights.PATH_LINK_TARGET, toPtr, toLen, false), (b) => {
           if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
           if (a.at.kind === null) return Errno.NOENT;
@@ -526,9 +548,14 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       );
     },
     path_symlink: (targetPtr: number, targetLen: number, dirfd: number, ptr: number, len: number) => {
-      const target = pathAt(targetPtr, targetLen);
-      if (typeof target === 'number') return target;
-      return within(resolve(dirfd, Rights.PATH_SYMLINK, ptr, len, false), ({ at }) => {
+      let target = '';
+      const before = (): number => {
+        const t = pathAt(targetPtr, targetLen);
+        if (typeof t === 'number') return t;
+        target = t;
+        return Errno.SUCCESS;
+      };
+      return within(resolve(dirfd, Rights.PATH_SYMLINK, ptr, len, false, before), ({ at }) => {
         const taken = destination(at);
         if (taken !== Errno.SUCCESS) return taken;
         // As Wasmtime: an absolute target could send another program on the host anywhere.
@@ -538,8 +565,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       });
     },
     path_readlink: (dirfd: number, ptr: number, len: number, buf: number, bufLen: number, bufused: number) => {
-      if (!ok(buf, bufLen) || !ok(bufused, 4)) return Errno.FAULT;
-      return within(resolve(dirfd, Rights.PATH_READLINK, ptr, len, false), ({ at }) => {
+      const windows = (): number => (ok(buf, bufLen) && ok(bufused, 4) ? Errno.SUCCESS : Errno.FAULT);
+      return within(resolve(dirfd, Rights.PATH_READLINK, ptr, len, false, windows), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         if (at.kind !== 'symlink') return Errno.INVAL;
         const target = at.dir.readlink(at.name);
@@ -552,8 +579,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       });
     },
     path_filestat_get: (dirfd: number, flags: number, ptr: number, len: number, out: number) => {
-      if (!ok(out, FILESTAT_SIZE)) return Errno.FAULT;
-      return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+      const windows = (): number => (ok(out, FILESTAT_SIZE) ? Errno.SUCCESS : Errno.FAULT);
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, windows), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         if (at.trailingSlash && at.kind !== 'dir') return Errno.NOTDIR;
         const st = at.dir.stat(at.name);
@@ -564,10 +591,10 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     },
     path_filestat_set_times: (dirfd: number, flags: number, ptr: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
       const times = timesOf(atim, mtim, fst);
-      if (times === null) return Errno.INVAL;
-      return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+      const before = (): number => (times === null ? Errno.INVAL : Errno.SUCCESS);
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, before), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
-        return errnoOf(at.dir.setTimes(at.name, times));
+        return errnoOf(at.dir.setTimes(at.name, times!));
       });
     },
 

@@ -1,0 +1,62 @@
+/**
+ * The order docs/ABI.md states for every WASI call: the fd and its rights (EBADF, ENOTCAPABLE,
+ * EROFS) before any pointer (EFAULT) or flag (EINVAL), so an outside tester that passes a bad fd
+ * together with a bad window or bad flags gets EBADF from every path call, as from the fd calls.
+ */
+import { describe, expect, it } from 'vitest';
+import { Errno } from '../../host/wasi/errno.ts';
+import { harness } from './harness.ts';
+
+const BAD = 0xfffffff0; // past the end of the 1-page memory
+const NOFD = 99;
+
+describe('WASI: the fd is checked before pointers and flags', () => {
+  it('path calls with a bad dirfd answer EBADF whatever their windows and flags hold, and report no fault', () => {
+    const h = harness();
+    h.put(0, 'f');
+    expect(h.call('path_open', NOFD, 0, 0, 1, 0, 0n, 0n, 0, BAD)).toBe(Errno.BADF);
+    expect(h.call('path_readlink', NOFD, 0, 1, BAD, 16, BAD)).toBe(Errno.BADF);
+    expect(h.call('path_filestat_get', NOFD, 0, 0, 1, BAD)).toBe(Errno.BADF);
+    expect(h.call('path_symlink', BAD, 4, NOFD, 0, 1)).toBe(Errno.BADF);
+    expect(h.call('path_filestat_set_times', NOFD, 0, 0, 1, 0n, 0n, 0xff)).toBe(Errno.BADF);
+    // the fd calls already did so
+    expect(h.call('fd_filestat_set_times', NOFD, 0n, 0n, 0xff)).toBe(Errno.BADF);
+    expect(h.call('fd_filestat_get', NOFD, BAD)).toBe(Errno.BADF);
+    expect(h.faults).toEqual([]);
+  });
+
+  it('path_rename and path_link check both fds before the source path and the flags', () => {
+    const h = harness();
+    expect(h.call('path_rename', 3, BAD, 1, NOFD, 0, 1)).toBe(Errno.BADF);
+    expect(h.call('path_link', 3, 1, BAD, 1, NOFD, 0, 1)).toBe(Errno.BADF);
+    expect(h.call('path_link', 3, 1, 0, 1, 1, 0, 1)).toBe(Errno.NOTDIR); // fd 1 is stdout
+    expect(h.faults).toEqual([]);
+    // With both fds good, the same arguments still answer what they did.
+    expect(h.call('path_rename', 3, BAD, 1, 3, 0, 1)).toBe(Errno.FAULT);
+    expect(h.call('path_link', 3, 1, 0, 1, 3, 0, 1)).toBe(Errno.INVAL);
+    expect(h.faults).toEqual(['path_rename']);
+  });
+
+  it('with a good fd, a bad window is still EFAULT, bad flags EINVAL, and nothing changes', () => {
+    const h = harness({ entries: [{ path: 'f', kind: 'file', data: new Uint8Array([1]) }] });
+    h.put(0, 'f');
+    h.put(16, 'g');
+    expect(h.call('path_open', 3, 0, 0, 1, 0, 0n, 0n, 0, BAD)).toBe(Errno.FAULT);
+    expect(h.call('path_readlink', 3, 0, 1, 0, 16, BAD)).toBe(Errno.FAULT);
+    expect(h.call('path_filestat_get', 3, 0, 0, 1, BAD)).toBe(Errno.FAULT);
+    expect(h.call('path_symlink', BAD, 4, 3, 16, 1)).toBe(Errno.FAULT);
+    expect(h.call('path_filestat_set_times', 3, 0, 0, 1, 0n, 0n, 0xff)).toBe(Errno.INVAL);
+    expect(h.call('path_filestat_get', 3, 0, 16, 1, 256)).toBe(Errno.NOENT); // no symlink g was made
+    // path_open with O_CREAT and a bad out window created nothing
+    expect(h.call('path_open', 3, 0, 16, 1, 1, 0n, 0n, 0, BAD)).toBe(Errno.FAULT);
+    expect(h.call('path_filestat_get', 3, 0, 16, 1, 256)).toBe(Errno.NOENT);
+  });
+
+  it('a read-only preopen answers EROFS to a change before it looks at the windows', () => {
+    const h = harness({ readonly: true });
+    h.put(0, 'f');
+    expect(h.call('path_open', 3, 0, 0, 1, 1, 0n, 0n, 0, BAD)).toBe(Errno.ROFS);
+    expect(h.call('path_symlink', BAD, 4, 3, 0, 1)).toBe(Errno.ROFS);
+    expect(h.call('path_filestat_set_times', 3, 0, 0, 1, 0n, 0n, 0xff)).toBe(Errno.ROFS);
+  });
+});
