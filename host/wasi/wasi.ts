@@ -58,6 +58,9 @@ export interface WasiContext {
 /** Most bytes moved by one read or write call: larger requests are short reads/writes (POSIX allows it). */
 const IO_MAX = 65536;
 const RIGHTS_MASK = (1n << 30n) - 1n;
+/** Every bit preview1 defines in `oflags` (CREAT, DIRECTORY, EXCL, TRUNC) and `fdflags` (APPEND … SYNC). */
+const OFLAGS_ALL = Oflags.CREAT | Oflags.DIRECTORY | Oflags.EXCL | Oflags.TRUNC;
+const FDFLAGS_ALL = 0x1f;
 /** Hostile 64-bit rights bits above the ones that exist are simply not granted. */
 const rightsOf = (r: bigint): number => Number(BigInt.asUintN(64, r) & RIGHTS_MASK);
 const encoder = new TextEncoder();
@@ -383,7 +386,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     fd_fdstat_set_flags: (n: number, flags: number) => {
       const fd = fdOf(n, Rights.FD_FDSTAT_SET_FLAGS);
       if (typeof fd === 'number') return fd;
-      if (flags & ~0x1f) return Errno.INVAL;
+      if (flags & ~FDFLAGS_ALL) return Errno.INVAL;
       fd.fdflags = flags;
       return Errno.SUCCESS;
     },
@@ -474,8 +477,12 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       const creat = (oflags & Oflags.CREAT) !== 0;
       const trunc = (oflags & Oflags.TRUNC) !== 0;
       const need = Rights.PATH_OPEN | (creat ? Rights.PATH_CREATE_FILE : 0) | (trunc ? Rights.PATH_FILESTAT_SET_SIZE : 0);
-      const windows = (): number => (ok(out, 4) ? Errno.SUCCESS : Errno.FAULT);
-      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0, windows), ({ fd: parent, at }) => {
+      const before = (): number => {
+        if (!ok(out, 4)) return Errno.FAULT;
+        // A bit preview1 does not define is an invalid flags value (as Wasmtime answers it).
+        return (oflags & ~OFLAGS_ALL) !== 0 || (fdflags & ~FDFLAGS_ALL) !== 0 || (dirflags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS;
+      };
+      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0, before), ({ fd: parent, at }) => {
         const wantBase = rightsOf(base);
         const wantsWrite = (wantBase & Rights.FD_WRITE) !== 0 || (fdflags & Fdflags.APPEND) !== 0;
         if (parent.dir.mount.readonly && (creat || trunc || wantsWrite)) return Errno.ROFS;
@@ -491,7 +498,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         if (typeof opened === 'number') return -opened;
         const inh = parent.rightsInheriting;
         const fd: Fd = isFile(opened)
-          ? new FileFd(opened, wantBase & inh & FILE_RIGHTS, fdflags & 0x1f)
+          ? new FileFd(opened, wantBase & inh & FILE_RIGHTS, fdflags)
           : new DirFd(opened, wantBase & inh & DIR_RIGHTS, rightsOf(inheriting) & inh);
         mem.writeU32(out, allocFd(fd));
         return Errno.SUCCESS;
@@ -530,10 +537,10 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         }),
       ),
     path_link: (fromfd: number, flags: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) => {
-      // As Wasmtime: a hard link never follows a symlink; asking it to is EINVAL (once both fds passed).
+      // As Wasmtime: a hard link never follows a symlink; asking it to (or any unknown flag) is EINVAL, once both fds passed.
       const before = (): number => {
         const to = fdErrno(dirFor(tofd, Rights.PATH_LINK_TARGET));
-        return to !== Errno.SUCCESS ? to : (flags & LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS;
+        return to !== Errno.SUCCESS ? to : flags !== 0 ? Errno.INVAL : Errno.SUCCESS;
       };
       return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false, before), (a) =>
         within(resolve(tofd, Rights.PATH_LINK_TARGET, toPtr, toLen, false), (b) => {
@@ -579,7 +586,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       });
     },
     path_filestat_get: (dirfd: number, flags: number, ptr: number, len: number, out: number) => {
-      const windows = (): number => (ok(out, FILESTAT_SIZE) ? Errno.SUCCESS : Errno.FAULT);
+      const windows = (): number => (!ok(out, FILESTAT_SIZE) ? Errno.FAULT : (flags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS);
       return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, windows), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         if (at.trailingSlash && at.kind !== 'dir') return Errno.NOTDIR;
@@ -591,7 +598,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     },
     path_filestat_set_times: (dirfd: number, flags: number, ptr: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
       const times = timesOf(atim, mtim, fst);
-      const before = (): number => (times === null ? Errno.INVAL : Errno.SUCCESS);
+      const before = (): number => (times === null || (flags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS);
       return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, before), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         return errnoOf(at.dir.setTimes(at.name, times!));

@@ -60,3 +60,42 @@ describe('WASI: the fd is checked before pointers and flags', () => {
     expect(h.call('path_filestat_set_times', 3, 0, 0, 1, 0n, 0n, 0xff)).toBe(Errno.ROFS);
   });
 });
+
+describe('WASI: a flag bit preview1 does not define is EINVAL', () => {
+  const A = (1n << 30n) - 1n;
+  it('path_open: unknown oflags, fdflags or lookupflags bits are EINVAL and create nothing; every defined bit is taken', () => {
+    const h = harness({ entries: [{ path: 'f', kind: 'file', data: new Uint8Array([1]) }] });
+    h.put(0, 'n');
+    for (const [oflags, fdflags, dirflags] of [
+      [1 | 0x10, 0, 0],
+      [1 | 0x8000, 0, 0],
+      [1, 0x20, 0],
+      [1, 0xffff, 0],
+      [1, 0, 2],
+      [1, 0, 0x80000000],
+    ] as const) {
+      expect(h.call('path_open', 3, dirflags, 0, 1, oflags, A, A, fdflags, 100), `${oflags} ${fdflags} ${dirflags}`).toBe(Errno.INVAL);
+      expect(h.call('path_filestat_get', 3, 0, 0, 1, 256)).toBe(Errno.NOENT);
+    }
+    // The bad fd still comes first.
+    expect(h.call('path_open', NOFD, 2, 0, 1, 0x10, A, A, 0x20, 100)).toBe(Errno.BADF);
+    // Every defined bit: CREAT|EXCL|TRUNC, all five fdflags, SYMLINK_FOLLOW.
+    expect(h.call('path_open', 3, 1, 0, 1, 1 | 4 | 8, A, A, 0x1f, 100)).toBe(Errno.SUCCESS);
+    const fd = h.dv.getUint32(100, true);
+    expect(h.call('fd_fdstat_get', fd, 200)).toBe(Errno.SUCCESS);
+    expect(h.dv.getUint16(202, true)).toBe(0x1f);
+  });
+
+  it('path_filestat_get, path_filestat_set_times and path_link: an unknown lookupflags bit is EINVAL', () => {
+    const h = harness({ entries: [{ path: 'f', kind: 'file', data: new Uint8Array([1]) }] });
+    h.put(0, 'f');
+    h.put(16, 'g');
+    expect(h.call('path_filestat_get', 3, 2, 0, 1, 256)).toBe(Errno.INVAL);
+    expect(h.call('path_filestat_get', 3, 1, 0, 1, 256)).toBe(Errno.SUCCESS);
+    expect(h.call('path_filestat_set_times', 3, 4, 0, 1, 0n, 0n, 0)).toBe(Errno.INVAL);
+    expect(h.call('path_filestat_set_times', 3, 1, 0, 1, 0n, 0n, 0)).toBe(Errno.SUCCESS);
+    expect(h.call('path_link', 3, 2, 0, 1, 3, 16, 1)).toBe(Errno.INVAL);
+    expect(h.call('path_filestat_get', 3, 0, 16, 1, 256)).toBe(Errno.NOENT);
+    expect(h.call('path_link', 3, 0, 0, 1, 3, 16, 1)).toBe(Errno.SUCCESS);
+  });
+});
