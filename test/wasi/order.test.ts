@@ -99,3 +99,26 @@ describe('WASI: a flag bit preview1 does not define is EINVAL', () => {
     expect(h.call('path_link', 3, 0, 0, 1, 3, 16, 1)).toBe(Errno.SUCCESS);
   });
 });
+
+describe('WASI: stdio rights, exactly as docs/ABI.md lists them', () => {
+  it('fd 0 reads, fd 1 and 2 write and sync; all three set flags, stat and poll; none inherits', () => {
+    const h = harness();
+    const R = (bits: number[]) => bits.reduce((a, b) => a | (1n << BigInt(b)), 0n);
+    // preview1 bit numbers: fd_datasync 0, fd_read 1, fd_fdstat_set_flags 3, fd_sync 4, fd_write 6, fd_filestat_get 21, poll_fd_readwrite 27
+    const common = [3, 21, 27];
+    for (const [fd, bits] of [
+      [0, [1, ...common]],
+      [1, [6, 4, 0, ...common]],
+      [2, [6, 4, 0, ...common]],
+    ] as const) {
+      expect(h.call('fd_fdstat_get', fd, 100)).toBe(Errno.SUCCESS);
+      expect(h.dv.getBigUint64(108, true), `fd ${fd} base`).toBe(R([...bits]));
+      expect(h.dv.getBigUint64(116, true), `fd ${fd} inheriting`).toBe(0n);
+    }
+    expect(h.call('fd_seek', 1, 0n, 0, 200)).toBe(Errno.NOTCAPABLE);
+    expect(h.call('fd_tell', 0, 200)).toBe(Errno.NOTCAPABLE);
+    expect(h.call('fd_advise', 1, 0n, 0n, 0)).toBe(Errno.NOTCAPABLE);
+    expect(h.call('fd_sync', 1)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_sync', 0)).toBe(Errno.NOTCAPABLE);
+  });
+});
