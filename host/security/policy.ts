@@ -366,7 +366,15 @@ function loadKey(k: Static<typeof PolicyKeySchema>, baseDir: string, where: stri
   const keyId = k.keyId !== undefined ? fromHex(k.keyId)! : undefined;
   if (k.file !== undefined) {
     const file = path.resolve(baseDir, k.file);
-    return parsePublicKey(readKeyFileSync(file), `${where}.file (${file})`, keyId);
+    let bytes: Uint8Array;
+    try {
+      bytes = readKeyFileSync(file);
+    } catch (error) {
+      // The reader names the file; the policy and the field that named it are ours to add.
+      if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(`${where}.file: ${error.message}`);
+      throw error;
+    }
+    return parsePublicKey(bytes, `${where}.file (${file})`, keyId);
   }
   return parsePublicKey(new TextEncoder().encode(k.publicKey!), `${where}.publicKey`, keyId);
 }

@@ -99,6 +99,23 @@ describe('policy files', () => {
     refused({ version: 2 }, 'version: expected 1, got the number 2');
   });
 
+  it('a key file that cannot be read (missing, a directory, a device, too big) is refused naming the policy and the field', () => {
+    const dir = tmp();
+    mkdirSync(path.join(dir, 'folder'));
+    writeFileSync(path.join(dir, 'big'), new Uint8Array(70_000));
+    for (const [file, why] of [
+      ['missing.pub', /cannot read key file .*missing\.pub: ENOENT/],
+      ['folder', /key file .*folder is a directory, not a regular file/],
+      ['/dev/zero', /key file \/dev\/zero is a device, not a regular file/],
+      ['big', /key file .*big is 70000 bytes, over the 65536-byte limit/],
+    ] as const) {
+      const text = JSON.stringify({ publishers: { acme: { keys: [{ publicKey: keyHex() }, { file }] } } });
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(InvalidArgumentError);
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(/^policy p\.json: publishers\.acme\.keys\[1\]\.file: /);
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(why);
+    }
+  });
+
   it('hostile text: deep nesting, huge arrays, wrong shapes: always ERR_INVALID_ARGUMENT, never a crash', () => {
     const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
     const inputs = [
