@@ -122,3 +122,77 @@ describe('WASI: stdio rights, exactly as docs/ABI.md lists them', () => {
     expect(h.call('fd_sync', 0)).toBe(Errno.NOTCAPABLE);
   });
 });
+
+describe('WASI: fd_renumber', () => {
+  const A = (1n << 30n) - 1n;
+  const openFile = (h: ReturnType<typeof harness>, name: string, oflags = 1): number => {
+    h.put(0, name);
+    expect(h.call('path_open', 3, 0, 0, name.length, oflags, A, A, 0, 100)).toBe(Errno.SUCCESS);
+    return h.dv.getUint32(100, true);
+  };
+  it('moves from onto to, closing what to held; from is free again; the same fd twice changes nothing', () => {
+    const h = harness();
+    const a = openFile(h, 'a');
+    expect(h.call('fd_renumber', a, a)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_fdstat_get', a, 200)).toBe(Errno.SUCCESS);
+    // Onto stdout: stdout is closed, writes to 1 now go to the file.
+    expect(h.call('fd_renumber', a, 1)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_fdstat_get', a, 200)).toBe(Errno.BADF);
+    h.put(300, 'hi');
+    h.dv.setUint32(400, 300, true);
+    h.dv.setUint32(404, 2, true);
+    expect(h.call('fd_write', 1, 400, 1, 408)).toBe(Errno.SUCCESS);
+    expect(h.stdout).toEqual([]);
+    h.put(0, 'a');
+    expect(h.call('path_filestat_get', 3, 0, 0, 1, 500)).toBe(Errno.SUCCESS);
+    expect(h.dv.getBigUint64(532, true)).toBe(2n);
+    // The freed number is the next one path_open hands out.
+    expect(openFile(h, 'b')).toBe(a);
+  });
+
+  it('EBADF when either fd is not open (a number past the table, past 2^31, a closed one), changing nothing', () => {
+    const h = harness();
+    const a = openFile(h, 'a');
+    for (const [from, to] of [
+      [a, 50],
+      [50, a],
+      [a, 0xffffffff],
+      [0x80000000, 1],
+      [a, -1],
+    ]) {
+      expect(h.call('fd_renumber', from!, to!), `${from} ${to}`).toBe(Errno.BADF);
+    }
+    expect(h.call('fd_fdstat_get', a, 200)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_fdstat_get', 1, 200)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_close', a)).toBe(Errno.SUCCESS);
+    expect(h.call('fd_renumber', a, 1)).toBe(Errno.BADF);
+    expect(h.call('fd_renumber', 1, a)).toBe(Errno.BADF);
+  });
+
+  it('frees a slot under maxFds, and onto a preopen closes the preopen (fd_prestat_get: EBADF)', () => {
+    const h = harness({ quotas: { maxFds: 5 } });
+    const a = openFile(h, 'a'); // 0, 1, 2, 3, a: full
+    h.put(0, 'b');
+    expect(h.call('path_open', 3, 0, 0, 1, 1, A, A, 0, 100)).toBe(Errno.MFILE);
+    expect(h.call('fd_renumber', a, 2)).toBe(Errno.SUCCESS); // stderr closed: four open
+    expect(openFile(h, 'b')).toBe(a);
+    expect(h.call('fd_renumber', 2, 3)).toBe(Errno.SUCCESS); // the preopen closed
+    expect(h.call('fd_prestat_get', 3, 200)).toBe(Errno.BADF);
+    expect(h.call('path_open', 3, 0, 0, 1, 0, A, A, 0, 100)).toBe(Errno.NOTDIR); // fd 3 is the file now
+  });
+
+  it('an unlinked file whose last fd a renumber closes gives its bytes back to the quota', () => {
+    const h = harness({ quotas: { maxBytes: 64 } });
+    const a = openFile(h, 'a');
+    h.put(300, 'x'.repeat(60));
+    h.dv.setUint32(400, 300, true);
+    h.dv.setUint32(404, 60, true);
+    expect(h.call('fd_write', a, 400, 1, 408)).toBe(Errno.SUCCESS);
+    h.put(0, 'a');
+    expect(h.call('path_unlink_file', 3, 0, 1)).toBe(Errno.SUCCESS);
+    const b = openFile(h, 'b');
+    expect(h.call('fd_write', b, 400, 1, 408)).toBe(Errno.NOSPC); // a's 60 bytes still held
+    expect(h.call('fd_renumber', b, a)).toBe(Errno.SUCCESS); // closes a's last fd
+    expect(h.call('fd_write', a, 400, 1, 408)).toBe(Errno.SUCCESS);
+  });
+});
