@@ -89,12 +89,17 @@ function describe(error: ValueError): string[] {
     case ValueErrorType.ObjectAdditionalProperties: {
       // TypeBox reports one error per unknown key, with the key as the path's last segment.
       const known = Object.keys((s as { properties?: Record<string, unknown> }).properties ?? {});
+      // A record (names → values) refuses a name that does not match its key pattern: say the pattern.
+      const patterns = Object.keys((s as { patternProperties?: Record<string, unknown> }).patternProperties ?? {});
+      if (known.length === 0 && patterns.length === 1) return [`${at}: unknown key (a key here must match ${patterns[0]})`];
       const key = lastSegment(error.path);
       const near = nearest(key, known);
       return [`${at}: unknown key${near ? `; did you mean ${near}?` : known.length > 0 ? ` (known: ${known.join(', ')})` : ''}`];
     }
     case ValueErrorType.ObjectRequiredProperty:
       return [`${at}: is required`];
+    case ValueErrorType.ObjectMaxProperties:
+      return [`${at}: expected ${expects(s)}, got an object of ${isPlainObject(error.value) ? Object.keys(error.value).length : 'more'} keys`];
     case ValueErrorType.Union: {
       // A union of an object shape and something else (`true | { ... }`): when an object was
       // given, what is wrong inside it says more than "expected boolean or object".
@@ -180,11 +185,15 @@ export function expects(schema: TSchema): string {
       const item = schema.items ? expects(schema.items as TSchema) : 'anything';
       const simple: Record<string, string> = { 'a string': 'strings', 'a number': 'numbers', 'an integer': 'integers', 'a boolean': 'booleans', 'an object': 'objects' };
       const items = simple[item] !== undefined ? ` of ${simple[item]}` : `, each item ${item}`;
-      return hi !== undefined ? `an array of at most ${hi} items${items.replace(/^ of/, ':')}` : `an array${items}`;
+      const lo = typeof schema.minItems === 'number' && schema.minItems > 0 ? (schema.minItems as number) : undefined;
+      const count = lo !== undefined && hi !== undefined ? `${lo} to ${hi}` : lo !== undefined ? `at least ${lo}` : hi !== undefined ? `at most ${hi}` : null;
+      return count !== null ? `an array of ${count} items${items.replace(/^ of/, ':')}` : `an array${items}`;
     }
     case 'Object':
-    case 'Record':
-      return 'an object';
+    case 'Record': {
+      const hi = schema.maxProperties as number | undefined;
+      return hi !== undefined ? `an object of at most ${hi} keys` : 'an object';
+    }
     case 'Uint8Array': {
       const lo = schema.minByteLength as number | undefined;
       const hi = schema.maxByteLength as number | undefined;
@@ -266,4 +275,48 @@ function distance(a: string, b: string): number {
     prev = cur;
   }
   return prev[b.length]!;
+}
+
+/**
+ * The first key given twice in one object of a JSON text (`JSON.parse` silently keeps the last,
+ * so a reader of the file and the program would see different values): the JSON pointer of its
+ * object (`formatPath` prints it) and the key; null when there is none. `text` must already be valid JSON. One pass with an explicit stack, never
+ * recursion: the nesting of the text is the caller's.
+ */
+export function duplicateJsonKey(text: string): { path: string; key: string } | null {
+  // Per open container: the keys seen (null for an array), its path, and the array index.
+  const frames: { keys: Set<string> | null; path: string; index: number; last: string }[] = [];
+  let expectKey = false;
+  const childPath = (): string => {
+    const top = frames[frames.length - 1];
+    if (top === undefined) return '';
+    return `${top.path}/${top.keys === null ? top.index : top.last.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      const top = frames[frames.length - 1];
+      if (expectKey && top !== undefined && top.keys !== null) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) return { path: top.path, key };
+        top.keys.add(key);
+        top.last = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      const path = childPath();
+      frames.push({ keys: c === 0x7b ? new Set() : null, path, index: 0, last: '' });
+      expectKey = c === 0x7b;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      frames.pop();
+    } else if (c === 0x2c /* , */) {
+      const top = frames[frames.length - 1]!;
+      if (top.keys === null) top.index++;
+      else expectKey = true;
+    }
+  }
+  return null;
 }

@@ -24,7 +24,7 @@ import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
 import { namesDescriptor, readRegularFileSync } from '../files.ts';
-import { check, checkPathArgument, given } from '../schema/check.ts';
+import { check, checkPathArgument, duplicateJsonKey, formatPath, given } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
 import { checkIntegrity } from './integrity.ts';
@@ -136,7 +136,17 @@ export class Policy {
       }
     }
     this.allKeys = this.publishers.flatMap((p) => p.keys);
-    this.pins = new Map(Object.entries(doc.modules ?? {}).map(([h, m]) => [h.toLowerCase(), { name: m.name ?? null, grants: m.grants ? resolveGrants(m.grants, baseDir) : null }]));
+    const pins = new Map<string, { name: string | null; grants: ResolvedGrants | null }>();
+    const spelt = new Map<string, string>();
+    for (const [h, m] of Object.entries(doc.modules ?? {})) {
+      const key = h.toLowerCase();
+      // The same measurement in two letter cases: two rules for one module, and only one would apply.
+      const other = spelt.get(key);
+      if (other !== undefined) throw new InvalidArgumentError(`${where}: modules: ${other} and ${h} pin the same module (hex digits are not case-sensitive): give it once`);
+      spelt.set(key, h);
+      pins.set(key, { name: m.name ?? null, grants: m.grants ? resolveGrants(m.grants, baseDir) : null });
+    }
+    this.pins = pins;
     this.requireSignature = doc.requireSignature === true;
     this.allowPartial = doc.allowPartialSignatures === true;
     this.hash = canonicalHash({
@@ -187,6 +197,11 @@ export class Policy {
       doc = JSON.parse(text);
     } catch (error) {
       throw new InvalidArgumentError(`policy file ${source} is not JSON: ${(error as Error).message}`);
+    }
+    // A key given twice would be read one way by whoever reviews the file and another by JSON.parse.
+    const twice = duplicateJsonKey(text);
+    if (twice !== null) {
+      throw new InvalidArgumentError(`policy file ${source}: ${twice.path === '' ? '' : `${formatPath(twice.path)}: `}key ${quoted(twice.key)} is given twice`);
     }
     return Policy.fromDocument(doc, { ...options, source });
   }
@@ -351,7 +366,15 @@ function loadKey(k: Static<typeof PolicyKeySchema>, baseDir: string, where: stri
   const keyId = k.keyId !== undefined ? fromHex(k.keyId)! : undefined;
   if (k.file !== undefined) {
     const file = path.resolve(baseDir, k.file);
-    return parsePublicKey(readKeyFileSync(file), `${where}.file (${file})`, keyId);
+    let bytes: Uint8Array;
+    try {
+      bytes = readKeyFileSync(file);
+    } catch (error) {
+      // The reader names the file; the policy and the field that named it are ours to add.
+      if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(`${where}.file: ${error.message}`);
+      throw error;
+    }
+    return parsePublicKey(bytes, `${where}.file (${file})`, keyId);
   }
   return parsePublicKey(new TextEncoder().encode(k.publicKey!), `${where}.publicKey`, keyId);
 }

@@ -58,6 +58,9 @@ export interface WasiContext {
 /** Most bytes moved by one read or write call: larger requests are short reads/writes (POSIX allows it). */
 const IO_MAX = 65536;
 const RIGHTS_MASK = (1n << 30n) - 1n;
+/** Every bit preview1 defines in `oflags` (CREAT, DIRECTORY, EXCL, TRUNC) and `fdflags` (APPEND … SYNC). */
+const OFLAGS_ALL = Oflags.CREAT | Oflags.DIRECTORY | Oflags.EXCL | Oflags.TRUNC;
+const FDFLAGS_ALL = 0x1f;
 /** Hostile 64-bit rights bits above the ones that exist are simply not granted. */
 const rightsOf = (r: bigint): number => Number(BigInt.asUintN(64, r) & RIGHTS_MASK);
 const encoder = new TextEncoder();
@@ -108,16 +111,33 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     }
   };
   /**
-   * Directory fd + path → resolution, with every check in order; errno on failure. A change
-   * under a read-only preopen is EROFS (before ENOTCAPABLE: its write rights are stripped too,
-   * but EROFS tells a C program why). The result holds its directory: `done` releases it.
+   * A directory fd with these rights, or its errno. A change under a read-only preopen is EROFS
+   * (before ENOTCAPABLE: its write rights are stripped too, but EROFS tells a C program why).
    */
-  const resolve = (dirfd: number, rights: number, ptr: number, len: number, follow: boolean): { fd: DirFd; at: Walked } | number => {
+  const dirFor = (dirfd: number, rights: number): DirFd | number => {
     const dir = dirOf(dirfd, 0);
     if (typeof dir === 'number') return dir;
     if (dir.dir.mount.readonly && (rights & WRITE_RIGHTS) !== 0) return Errno.ROFS;
-    const fd = dirOf(dirfd, rights);
+    return dirOf(dirfd, rights);
+  };
+  /**
+   * Directory fd + path → resolution, with every check in order; errno on failure. The result
+   * holds its directory: `within` releases it. `before` runs once the fd and its rights passed,
+   * before the path is read: the call's other checks (its second fd, its output windows, its
+   * flags), so a bad fd is EBADF whatever else is also wrong, in the order docs/ABI.md states.
+   */
+  const resolve = (
+    dirfd: number,
+    rights: number,
+    ptr: number,
+    len: number,
+    follow: boolean,
+    before?: () => number,
+  ): { fd: DirFd; at: Walked } | number => {
+    const fd = dirFor(dirfd, rights);
     if (typeof fd === 'number') return fd;
+    const bad = before === undefined ? Errno.SUCCESS : before();
+    if (bad !== Errno.SUCCESS) return bad;
     const path = pathAt(ptr, len);
     if (typeof path === 'number') return path;
     const at = walk(fd.dir, path, follow);
@@ -132,6 +152,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       w.at.dir.release();
     }
   };
+  /** ESUCCESS for an fd, else its errno. */
+  const fdErrno = (fd: Fd | number): number => (typeof fd === 'number' ? fd : Errno.SUCCESS);
   /** A backend result (>= 0, or a negated errno) as an errno. */
   const errnoOf = (r: number): number => (r < 0 ? -r : Errno.SUCCESS);
   const allocFd = (fd: Fd): number => {
@@ -364,7 +386,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     fd_fdstat_set_flags: (n: number, flags: number) => {
       const fd = fdOf(n, Rights.FD_FDSTAT_SET_FLAGS);
       if (typeof fd === 'number') return fd;
-      if (flags & ~0x1f) return Errno.INVAL;
+      if (flags & ~FDFLAGS_ALL) return Errno.INVAL;
       fd.fdflags = flags;
       return Errno.SUCCESS;
     },
@@ -452,11 +474,15 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
 
     // ---- paths ----
     path_open: (dirfd: number, dirflags: number, ptr: number, len: number, oflags: number, base: bigint, inheriting: bigint, fdflags: number, out: number) => {
-      if (!ok(out, 4)) return Errno.FAULT;
       const creat = (oflags & Oflags.CREAT) !== 0;
       const trunc = (oflags & Oflags.TRUNC) !== 0;
       const need = Rights.PATH_OPEN | (creat ? Rights.PATH_CREATE_FILE : 0) | (trunc ? Rights.PATH_FILESTAT_SET_SIZE : 0);
-      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ fd: parent, at }) => {
+      const before = (): number => {
+        if (!ok(out, 4)) return Errno.FAULT;
+        // A bit preview1 does not define is an invalid flags value (as Wasmtime answers it).
+        return (oflags & ~OFLAGS_ALL) !== 0 || (fdflags & ~FDFLAGS_ALL) !== 0 || (dirflags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS;
+      };
+      return within(resolve(dirfd, need, ptr, len, (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0, before), ({ fd: parent, at }) => {
         const wantBase = rightsOf(base);
         const wantsWrite = (wantBase & Rights.FD_WRITE) !== 0 || (fdflags & Fdflags.APPEND) !== 0;
         if (parent.dir.mount.readonly && (creat || trunc || wantsWrite)) return Errno.ROFS;
@@ -472,7 +498,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         if (typeof opened === 'number') return -opened;
         const inh = parent.rightsInheriting;
         const fd: Fd = isFile(opened)
-          ? new FileFd(opened, wantBase & inh & FILE_RIGHTS, fdflags & 0x1f)
+          ? new FileFd(opened, wantBase & inh & FILE_RIGHTS, fdflags)
           : new DirFd(opened, wantBase & inh & DIR_RIGHTS, rightsOf(inheriting) & inh);
         mem.writeU32(out, allocFd(fd));
         return Errno.SUCCESS;
@@ -498,7 +524,7 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         return errnoOf(at.dir.unlink(at.name));
       }),
     path_rename: (fromfd: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) =>
-      within(resolve(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false), (a) =>
+      within(resolve(fromfd, Rights.PATH_RENAME_SOURCE, fromPtr, fromLen, false, () => fdErrno(dirFor(tofd, Rights.PATH_RENAME_TARGET))), (a) =>
         within(resolve(tofd, Rights.PATH_RENAME_TARGET, toPtr, toLen, false), (b) => {
           if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
           if (a.at.kind === null) return Errno.NOENT;
@@ -511,9 +537,12 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
         }),
       ),
     path_link: (fromfd: number, flags: number, fromPtr: number, fromLen: number, tofd: number, toPtr: number, toLen: number) => {
-      // As Wasmtime: a hard link never follows a symlink; asking it to is EINVAL.
-      if ((flags & LOOKUP_SYMLINK_FOLLOW) !== 0) return Errno.INVAL;
-      return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false), (a) =>
+      // As Wasmtime: a hard link never follows a symlink; asking it to (or any unknown flag) is EINVAL, once both fds passed.
+      const before = (): number => {
+        const to = fdErrno(dirFor(tofd, Rights.PATH_LINK_TARGET));
+        return to !== Errno.SUCCESS ? to : flags !== 0 ? Errno.INVAL : Errno.SUCCESS;
+      };
+      return within(resolve(fromfd, Rights.PATH_LINK_SOURCE, fromPtr, fromLen, false, before), (a) =>
         within(resolve(tofd, Rights.PATH_LINK_TARGET, toPtr, toLen, false), (b) => {
           if (a.fd.dir.mount !== b.fd.dir.mount) return Errno.XDEV;
           if (a.at.kind === null) return Errno.NOENT;
@@ -526,9 +555,14 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       );
     },
     path_symlink: (targetPtr: number, targetLen: number, dirfd: number, ptr: number, len: number) => {
-      const target = pathAt(targetPtr, targetLen);
-      if (typeof target === 'number') return target;
-      return within(resolve(dirfd, Rights.PATH_SYMLINK, ptr, len, false), ({ at }) => {
+      let target = '';
+      const before = (): number => {
+        const t = pathAt(targetPtr, targetLen);
+        if (typeof t === 'number') return t;
+        target = t;
+        return Errno.SUCCESS;
+      };
+      return within(resolve(dirfd, Rights.PATH_SYMLINK, ptr, len, false, before), ({ at }) => {
         const taken = destination(at);
         if (taken !== Errno.SUCCESS) return taken;
         // As Wasmtime: an absolute target could send another program on the host anywhere.
@@ -538,8 +572,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       });
     },
     path_readlink: (dirfd: number, ptr: number, len: number, buf: number, bufLen: number, bufused: number) => {
-      if (!ok(buf, bufLen) || !ok(bufused, 4)) return Errno.FAULT;
-      return within(resolve(dirfd, Rights.PATH_READLINK, ptr, len, false), ({ at }) => {
+      const windows = (): number => (ok(buf, bufLen) && ok(bufused, 4) ? Errno.SUCCESS : Errno.FAULT);
+      return within(resolve(dirfd, Rights.PATH_READLINK, ptr, len, false, windows), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         if (at.kind !== 'symlink') return Errno.INVAL;
         const target = at.dir.readlink(at.name);
@@ -552,8 +586,8 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
       });
     },
     path_filestat_get: (dirfd: number, flags: number, ptr: number, len: number, out: number) => {
-      if (!ok(out, FILESTAT_SIZE)) return Errno.FAULT;
-      return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+      const windows = (): number => (!ok(out, FILESTAT_SIZE) ? Errno.FAULT : (flags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS);
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_GET, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, windows), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
         if (at.trailingSlash && at.kind !== 'dir') return Errno.NOTDIR;
         const st = at.dir.stat(at.name);
@@ -564,10 +598,10 @@ export function createWasiImports(ctx: WasiContext): Record<string, Fn> {
     },
     path_filestat_set_times: (dirfd: number, flags: number, ptr: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
       const times = timesOf(atim, mtim, fst);
-      if (times === null) return Errno.INVAL;
-      return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0), ({ at }) => {
+      const before = (): number => (times === null || (flags & ~LOOKUP_SYMLINK_FOLLOW) !== 0 ? Errno.INVAL : Errno.SUCCESS);
+      return within(resolve(dirfd, Rights.PATH_FILESTAT_SET_TIMES, ptr, len, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, before), ({ at }) => {
         if (at.kind === null) return Errno.NOENT;
-        return errnoOf(at.dir.setTimes(at.name, times));
+        return errnoOf(at.dir.setTimes(at.name, times!));
       });
     },
 

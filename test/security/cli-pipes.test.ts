@@ -160,7 +160,7 @@ describe('--policy: a file or a pipe, up to MAX_POLICY_BYTES', () => {
     expect(unsigned.code).toBe(125);
     // From a folder without acme.pub: the key file is looked for there, not beside the pipe.
     const elsewhere = await sh('mkdir -p sub && cd sub && wv inspect --policy <(cat ../policy.json) ../ok.wasm');
-    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub/acme\\.pub: ENOENT`));
+    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: policy \\S+: publishers\\.acme\\.keys\\[0\\]\\.file: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub/acme\\.pub: ENOENT`));
     expect(elsewhere.code).toBe(2);
     const inspected = await sh('wv inspect --policy <(cat policy.json) ok.wasm');
     expect(inspected.stdout).toMatch(/^policy: +admitted/m);
@@ -177,7 +177,7 @@ describe('--policy: a file or a pipe, up to MAX_POLICY_BYTES', () => {
     }
     // Its key file is looked for in the working directory, as for a pipe (it was /dev/acme.pub).
     const elsewhere = await sh('mkdir -p sub2 && cd sub2 && wv inspect --policy /dev/stdin ../ok.wasm < ../policy.json');
-    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub2/acme\\.pub: ENOENT`));
+    expect(elsewhere.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: policy \\S+: publishers\\.acme\\.keys\\[0\\]\\.file: cannot read key file ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/sub2/acme\\.pub: ENOENT`));
     expect(elsewhere.code).toBe(2);
   });
 

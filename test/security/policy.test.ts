@@ -57,6 +57,65 @@ describe('policy files', () => {
     expect(() => Policy.fromFile(badKey)).toThrow(/publishers.a.keys\[0\].publicKey is not an Ed25519 public key/);
   });
 
+  it('a key given twice in one object, or a pin given in two letter cases, is refused naming it (JSON.parse would keep the last)', () => {
+    const refused = (text: string, message: RegExp) => {
+      expect(() => Policy.fromJson(text, { source: 'p.json' }), text).toThrow(InvalidArgumentError);
+      expect(() => Policy.fromJson(text, { source: 'p.json' }), text).toThrow(message);
+    };
+    refused('{"requireSignature": true, "requireSignature": false}', /^policy file p\.json: key "requireSignature" is given twice$/);
+    // The same key spelt with an escape is the same key.
+    refused('{"requireSignature": true, "requireSignatur\\u0065": false}', /key "requireSignature" is given twice/);
+    refused(`{"publishers": {"acme": {"keys": [{"publicKey": "${keyHex()}", "keyId": "01", "keyId": "02"}]}}}`, /publishers\.acme\.keys\[0\]: key "keyId" is given twice/);
+    refused(`{"publishers": {"acme": {"keys": [{"publicKey": "${keyHex()}"}]}, "acme": {"keys": [{"publicKey": "${keyHex()}"}]}}}`, /publishers: key "acme" is given twice/);
+    refused('{"defaultGrants": {"memoryPages": 1}, "modules": {}, "defaultGrants": {"memoryPages": 65536}}', /key "defaultGrants" is given twice/);
+    // The same pin in two letter cases is the same module twice.
+    const lower = 'ab'.repeat(32);
+    refused(JSON.stringify({ modules: { [lower]: { grants: { memoryPages: 1 } }, [lower.toUpperCase()]: {} } }), new RegExp(`modules: ${lower} and ${lower.toUpperCase()} pin the same module`));
+    // The same key in two different objects, or as a string value, is no duplicate.
+    const ok = `{"defaultGrants": {"wasi": true, "devices": ["console"]}, "publishers": {"wasi": {"keys": [{"publicKey": "${keyHex()}"}], "grants": {"wasi": false, "devices": ["console", "clock"]}}}}`;
+    expect(Policy.fromJson(ok, { source: 'p.json' }).summary().publishers).toBe(1);
+    expect(() => Policy.fromJson('{"modules": {}, "publishers": {"a\\"b": {"keys": []}}}', { source: 'p.json' })).not.toThrow(/given twice/);
+  });
+
+  it('each documented bound of the file at its edge and one past it, the refusal naming the bound', () => {
+    const keys = Array.from({ length: 65 }, () => toHex(encodePublicKey(generateKeyPair().publicKey)));
+    const fits = (doc: unknown) => expect(() => Policy.fromJson(JSON.stringify(doc), { source: 'p.json' })).not.toThrow();
+    const refused = (doc: unknown, message: string) => expect(() => Policy.fromJson(JSON.stringify(doc), { source: 'p.json' })).toThrow(message);
+    const publishers = (n: number) => ({ publishers: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, { keys: [{ file: `k${i}.pub` }] }])) });
+    // 256 publishers pass the schema (their key files are then read: missing here), 257 do not.
+    expect(() => Policy.fromJson(JSON.stringify(publishers(256)), { source: 'p.json', baseDir: tmp() })).toThrow(/cannot read key file .*k0\.pub/);
+    refused(publishers(257), 'publishers: expected an object of at most 256 keys, got an object of 257 keys');
+    fits({ publishers: { a: { keys: keys.slice(0, 64).map((publicKey) => ({ publicKey })) } } });
+    refused({ publishers: { a: { keys: keys.map((publicKey) => ({ publicKey })) } } }, 'publishers.a.keys: expected an array of 1 to 64 items: objects, got an array of 65');
+    refused({ publishers: { a: { keys: [] } } }, 'publishers.a.keys: expected an array of 1 to 64 items: objects, got an array of 0');
+    fits({ publishers: { ['a'.repeat(64)]: { keys: [{ publicKey: keys[0] }] } } });
+    refused({ publishers: { ['a'.repeat(65)]: { keys: [{ publicKey: keys[0] }] } } }, `publishers.${'a'.repeat(65)}: unknown key (a key here must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$)`);
+    refused({ modules: { abc: {} } }, 'modules.abc: unknown key (a key here must match ^[0-9a-fA-F]{64}$)');
+    fits({ publishers: { a: { keys: [{ publicKey: keys[0], keyId: 'ab'.repeat(256) }] } } });
+    refused({ publishers: { a: { keys: [{ publicKey: keys[0], keyId: 'ab'.repeat(257) }] } } }, 'publishers.a.keys[0].keyId: expected a string matching');
+    fits({ modules: { ['a'.repeat(64)]: { name: 'x'.repeat(256) } } });
+    refused({ modules: { ['a'.repeat(64)]: { name: 'x'.repeat(257) } } }, '.name: expected a string of at most 256 characters');
+    fits({ version: 1 });
+    refused({ version: 2 }, 'version: expected 1, got the number 2');
+  });
+
+  it('a key file that cannot be read (missing, a directory, a device, too big) is refused naming the policy and the field', () => {
+    const dir = tmp();
+    mkdirSync(path.join(dir, 'folder'));
+    writeFileSync(path.join(dir, 'big'), new Uint8Array(70_000));
+    for (const [file, why] of [
+      ['missing.pub', /cannot read key file .*missing\.pub: ENOENT/],
+      ['folder', /key file .*folder is a directory, not a regular file/],
+      ['/dev/zero', /key file \/dev\/zero is a device, not a regular file/],
+      ['big', /key file .*big is 70000 bytes, over the 65536-byte limit/],
+    ] as const) {
+      const text = JSON.stringify({ publishers: { acme: { keys: [{ publicKey: keyHex() }, { file }] } } });
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(InvalidArgumentError);
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(/^policy p\.json: publishers\.acme\.keys\[1\]\.file: /);
+      expect(() => Policy.fromJson(text, { source: 'p.json', baseDir: dir }), file).toThrow(why);
+    }
+  });
+
   it('hostile text: deep nesting, huge arrays, wrong shapes: always ERR_INVALID_ARGUMENT, never a crash', () => {
     const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
     const inputs = [
