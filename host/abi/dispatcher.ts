@@ -333,16 +333,24 @@ export class Dispatcher {
     if (!redo) this.stats[entry.slot]!++;
     if (this.ending !== null) throw this.ending;
     const memory = this.memory;
-    // The rare cases (a rate limit, a refused code, an output window to zero) are calls of their
-    // own: a reactor called now and then has its worker's V8 compile this function's baseline
-    // code once per isolate, so what it does not run per call should not be in it
-    // (docs/PERFORMANCE.md, "Session 13: row 3, a smaller dispatcher").
-    if (this.rate !== null && entry.rated && !this.admitEntry(redo, inLen)) return -HvStatus.RATE_LIMITED;
+    // A redo is admitted again only if its first run did not get past the rate limit (it was
+    // suspended waiting for tokens there).
+    if (this.rate !== null && entry.rated && !(redo && this.admitted)) {
+      this.admitted = false;
+      if (!this.admit(inLen)) return -HvStatus.RATE_LIMITED;
+      this.admitted = true;
+    }
 
     // The memory counters follow the size: GuestMemory reports a resize at the first access after
     // memory.grow, which is the window check below, or the size read in refuse() (see the class).
     const handler = entry.handler;
-    if (handler === null) return this.refuseEntry(call, entry);
+    if (handler === null) {
+      return this.refuse(
+        call,
+        entry.refusal,
+        entry.refusal === HvStatus.ACCESS_DENIED ? `device ${entry.device} is not granted to this partition` : `unknown call code ${callName(call)}`,
+      );
+    }
 
     // A call without buffers (all four zero: two empty windows at 0, which fit any memory) skips
     // the window work and the size read. Otherwise: one size snapshot for both windows (guest
@@ -360,40 +368,16 @@ export class Dispatcher {
     // The handler sees out[0, cap) zeroed, unless it writes a dense prefix (then only what it
     // wrote is copied, below). Small windows are zeroed in words, large ones with fill.
     const prefix = entry.prefix;
-    if (!prefix && cap > 0) this.zeroOut(cap);
+    if (!prefix && cap > 0) {
+      if (cap > WORD_COPY_MAX) outBuf.fill(0, 0, cap);
+      else for (let i = 0, words = this.outWords, w = (cap + 3) >>> 2; i < w; i++) words[i] = 0;
+    }
     const result = handler(inBuf, n, outBuf, cap);
     // The windows were checked above and guest memory cannot change while host code runs. The
     // whole window is written: the result, then zeros.
     if (result >= 0 && cap > 0) memory.writeChecked(outPtr >>> 0, cap, outBuf, prefix ? Math.min(result, cap) : cap);
     return result;
   };
-
-  /**
-   * The rate limit for a call in dispatch. A redo is admitted again only if its first run did not
-   * get past the rate limit (it was suspended waiting for tokens there). False: RATE_LIMITED.
-   */
-  private admitEntry(redo: boolean, inLen: number): boolean {
-    if (redo && this.admitted) return true;
-    this.admitted = false;
-    if (!this.admit(inLen)) return false;
-    this.admitted = true;
-    return true;
-  }
-
-  /** Refuses a call whose row has no handler: an unknown code, or a device not granted. */
-  private refuseEntry(call: number, entry: CallEntry): number {
-    return this.refuse(
-      call,
-      entry.refusal,
-      entry.refusal === HvStatus.ACCESS_DENIED ? `device ${entry.device} is not granted to this partition` : `unknown call code ${callName(call)}`,
-    );
-  }
-
-  /** Zeroes outBuf[0, cap) for a handler that does not write a dense prefix: small windows in words, large ones with fill. */
-  private zeroOut(cap: number): void {
-    if (cap > WORD_COPY_MAX) this.outBuf.fill(0, 0, cap);
-    else for (let i = 0, words = this.outWords, w = (cap + 3) >>> 2; i < w; i++) words[i] = 0;
-  }
 
   /**
    * Refuses a call whose output (checked first) or input window does not fit. ABORT never returns
