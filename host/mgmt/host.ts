@@ -27,6 +27,7 @@ import { Policy, type PolicyDocument } from '../security/policy.ts';
 import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition } from './schemas.ts';
 import { checkWasiBlocks } from '../schema/wasi.ts';
 import { quoted } from '../escape.ts';
+import { defaultImagePath } from '../storage/storage.ts';
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
@@ -365,7 +366,7 @@ export class ManagedHost {
     return this.exclusive(name, async (m) => {
       const leftover = !m.decl.spec.devices?.block;
       if (leftover) {
-        const image = path.resolve(this.hv.dataDir, 'images', `${name}.img`);
+        const image = path.resolve(defaultImagePath(this.hv.dataDir, name));
         if (!(await this.hv.listStorage()).some((d) => path.resolve(d.path) === image)) throw new InvalidArgumentError(`partition ${name} has no disk: its spec grants none, and no image of its name is left to wipe`);
       }
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);

@@ -143,6 +143,12 @@ export interface DiskInfo {
 }
 
 const SCRUB_CHUNK = 1 << 20;
+
+/** Where a partition's image lives unless its spec names a path: `<dataDir>/images/<name>.img`. */
+export function defaultImagePath(dataDir: string, name: string): string {
+  return path.join(dataDir, 'images', `${name}.img`);
+}
+
 /**
  * Opening a file already in an image's place: never through a symlink, and never waiting (a FIFO
  * there opens at once, and is then refused as not a regular file; O_NONBLOCK changes nothing for one).
@@ -186,7 +192,7 @@ export class Storage {
   }
 
   private defaultPath(name: string): string {
-    return path.join(this.dataDir, 'images', `${name}.img`);
+    return defaultImagePath(this.dataDir, name);
   }
 
   /**
