@@ -12,8 +12,8 @@
  * - the install is --engine-strict: every installed package accepts the Node running the test.
  * A file missing from `files` or a dependency missing from `dependencies` fails here.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -348,5 +348,125 @@ describe("docs/GUESTS.md's AssemblyScript recipe, against the installed SDK", ()
     const built = await inApp(process.execPath, [asc, 'upper.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--runtime', 'incremental', '--exportStart', '_initialize', '--outFile', 'upper.wasm']);
     expect(built.code, built.stderr).toBe(0);
     expect(await cli('call', 'upper.wasm', 'upper', '--input', 'hello')).toMatchObject({ code: 0, stdout: 'HELLO' });
+  });
+});
+
+/** Starts the app's `wasmvisor serve` with `args` in `cwd`; resolves once it listens, with its address and a stop that SIGTERMs it and waits for its exit. */
+async function serveFromApp(args: string[], cwd: string): Promise<{ url: string; output: () => string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [path.join(app, 'node_modules/wasmvisor/dist/cli.js'), 'serve', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    return exited;
+  };
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`serve did not listen within 60 s:\n${out}`)), 60_000);
+      const look = () => {
+        const m = /listening on (https:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      };
+      child.stdout.on('data', look);
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`serve exited with ${code} before listening:\n${out}`));
+      });
+    });
+    return { url, output: () => out, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+// README.md's "Run a host" and docs/MANAGEMENT.md's "The CLI as a client", from an app that has
+// just run `npm i wasmvisor`. The README's block runs as written, line by line in one bash, with
+// two changes only: serve takes a free port (--port 0) instead of 8443, which the lines after it
+// then name, and `logs -f` (which follows for ever) is ended after a second.
+describe('running a host, as README.md and docs/MANAGEMENT.md show it, from the app', () => {
+  const readmeText = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const block = /\n## Run a host\n[\s\S]*?```sh\n([\s\S]*?)\n```/.exec(readmeText)?.[1] ?? '';
+  const dir = path.join(app, 'run-a-host');
+  let host: Awaited<ReturnType<typeof serveFromApp>> | undefined;
+  afterAll(async () => {
+    await host?.stop();
+  });
+
+  it("README.md's block: serve, two tokens, a remote run, call, ps, logs, metrics and audit", async () => {
+    const lines = block.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+    const serveLine = lines.shift()!;
+    expect(serveLine).toMatch(/^npx wasmvisor serve (.*?) &\s+#/);
+    mkdirSync(dir);
+    symlinkSync(path.join(app, 'node_modules'), path.join(dir, 'node_modules'));
+    host = await serveFromApp([...serveLine.replace(/\s*&\s+#.*$/, '').split(/\s+/).slice(3), '--port', '0'], dir);
+    const port = new URL(host.url).port;
+    // Each line, then a marker with its exit status; `logs -f` ended by timeout after a second (status 124).
+    const script = lines
+      .map((l, i) => `${l.replaceAll('127.0.0.1:8443', `127.0.0.1:${port}`).replace(/^(\$W logs -f .*)$/, 'timeout 1 $1')}\nstatus=$?; printf '\\n@@ %s %s\\n' ${i} $status`)
+      .join('\n');
+    const r = await inApp('bash', ['-c', script], { cwd: dir });
+    const results = r.stdout.split(/\n@@ (\d+) (\d+)\n/);
+    // split gives [out0, i0, status0, out1, i1, status1, …, rest].
+    const byLine = new Map<string, { out: string; status: number }>();
+    for (let k = 0; k + 2 < results.length; k += 3) byLine.set(lines[Number(results[k + 1])]!, { out: results[k]!, status: Number(results[k + 2]) });
+    expect(byLine.size, `every line ran; stderr:\n${r.stderr}`).toBe(lines.length);
+    for (const [line, { status }] of byLine) expect(status, `${line}\n${r.stderr}`).toBe(/ logs -f /.test(line) ? 124 : 0);
+    const out = (re: RegExp) => [...byLine].find(([line]) => re.test(line))![1].out;
+    expect(readFileSync(path.join(dir, 'admin.token'), 'utf8')).toMatch(/^wvt_[0-9a-f]{16}_[\w-]{43}\n$/);
+    expect(readFileSync(path.join(dir, 'ci.token'), 'utf8')).toMatch(/^wvt_[0-9a-f]{16}_[\w-]{43}\n$/);
+    expect(out(/\$W run /)).toContain('"state": "running"');
+    expect(out(/\| \$W call web upper/)).toBe('HELLO'); // the comment's promise
+    expect(out(/^\$W ps$/)).toMatch(/^web +reactor +running +always /m);
+    expect(out(/^curl /)).toMatch(/^wasmvisor_up 1$/m);
+    expect(out(/^\$W audit --partition web$/)).toMatch(/ partition\.create \/partitions\/web success/);
+  });
+
+  it("docs/MANAGEMENT.md's client commands, each as the manual gives it, against that host", async () => {
+    expect(host, 'the host of the test before').toBeDefined();
+    // `wasmvisor` as a global install has it: the app's node_modules/.bin on PATH.
+    const W = ['wasmvisor', '--host', host!.url, '--token-file', 'admin.token', '--ca', 'host/tls/ca.crt'];
+    const env = `PATH=${path.join(app, 'node_modules/.bin')}:$PATH`;
+    const remote = (...args: string[]) => inApp('bash', ['-c', `${env} "$@"`, 'bash', ...W, ...args], { cwd: dir });
+    const ok = async (...args: string[]) => {
+      const r = await remote(...args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    expect(JSON.parse(await ok('ps', '--json'))).toMatchObject([{ name: 'web', state: 'running' }]);
+    expect(JSON.parse(await ok('stop', 'web'))).toMatchObject({ desired: 'stopped' });
+    expect(JSON.parse(await ok('start', 'web'))).toMatchObject({ state: 'running', desired: 'running' });
+    expect(await ok('logs', '--tail', '100', 'web')).toBe('');
+    writeFileSync(path.join(dir, 'in.txt'), 'from a file');
+    expect(await ok('call', 'web', 'upper', '--input-file', 'in.txt')).toBe('FROM A FILE');
+    expect(await ok('call', 'web', 'upper', '--input', 'in.txt')).toBe('FROM A FILE'); // remote --input names a file
+    const failed = await remote('call', 'web', 'fail', '--input-file', 'in.txt');
+    expect(failed).toMatchObject({ code: 7, stdout: 'bad input' }); // the export's status & 0xff, its output on stdout
+    expect(failed.stderr).toMatch(/^ERR_GUEST_CALL: /m);
+    expect(JSON.parse(await ok('metrics', 'web'))).toMatchObject({ name: 'web' });
+    expect(await ok('metrics', '--prometheus')).toMatch(/^wasmvisor_up 1$/m);
+    const audit = JSON.parse(await ok('audit', '--partition', 'web', '--action', 'partition.stop', '--actor', 'token:admin', '--json')) as { records: { action: string }[] };
+    expect(audit.records.map((r) => r.action)).toEqual(['partition.stop']);
+    expect(JSON.parse(await ok('attest', '--nonce', '00112233445566778899'))).toMatchObject({ nonce: '00112233445566778899' });
+    expect(JSON.parse(await ok('whoami'))).toMatchObject({ principal: 'token:admin' });
+    const token = (await ok('token', 'create', '--name', 'ro', '--role', 'Reader', '--scope', '/', '--expires', '1d')).trim();
+    expect(token).toMatch(/^wvt_[0-9a-f]{16}_[\w-]{43}$/);
+    const id = token.split('_')[1]!;
+    expect(await ok('token', 'list')).toMatch(new RegExp(`^${id} ro +Reader +/ +active `, 'm'));
+    await ok('token', 'revoke', id);
+    // The ci token of the README's block: an Operator at /partitions/web, refused at / (77).
+    const ci = await inApp('bash', ['-c', `${env} wasmvisor --host ${host!.url} --token-file ci.token --ca host/tls/ca.crt metrics`], { cwd: dir });
+    expect(ci).toMatchObject({ code: 77, stdout: '' });
+    expect(ci.stderr).toMatch(/^ERR_ACCESS_DENIED: token:ci may not metrics\/read at \/$/m);
+    expect(JSON.parse(await ok('rm', 'web', '--wipe'))).toMatchObject({ destroyed: 'web' });
+    expect(await ok('ps')).not.toMatch(/^web /m);
+    // A graceful stop: SIGTERM, exit 0.
+    expect(await host!.stop()).toBe(0);
+    expect(host!.output()).toMatch(/wasmvisor serve: stopped/);
   });
 });
