@@ -1,6 +1,7 @@
 #!/bin/sh
 # Rebuilds the example guests of docs/GUESTS.md (committed: CI never needs clang or rustc).
-# Needs Debian's toolchains: apt-get install -y clang lld rustc
+# Needs Debian's toolchains: apt-get install -y clang lld rustc libstd-rust-dev-wasm32 (rustc alone
+# has no core library for wasm32-unknown-unknown: E0463 can't find crate for `core`)
 # (/usr/bin/rustc explicitly, so a rustup toolchain earlier on PATH does not interfere).
 set -eu
 cd "$(dirname "$0")/.."

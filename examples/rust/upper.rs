@@ -2,7 +2,7 @@
 //! its memory and `upper`, a function the host calls with bytes and gets them back upper-cased
 //! (ASCII). Inputs of any accepted size are read in windows of at most HV_MAX_TRANSFER bytes.
 //!
-//! Build (Debian: apt-get install rustc lld):
+//! Build (Debian: apt-get install rustc libstd-rust-dev-wasm32 lld; rustup: rustup target add wasm32-unknown-unknown):
 //!   rustc --target wasm32-unknown-unknown --crate-type cdylib --edition 2021 \
 //!         -C opt-level=z -C panic=abort -o upper.wasm upper.rs
 //! Run:
