@@ -29,7 +29,7 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
     ps [--json]                          the partitions you may read
     run <guest.wasm> --name <name> [--reactor] [--restart never|on-failure|always] [--disk <MiB>]
         [--memory <pages>] [--timeout <ms>] [--devices <list>] [--no-start] [-- args]
-    start|stop <name>    rm <name> [--wipe]    logs [-f] [--tail <n>] <name>
+    start|stop <name>    rm <name> [--wipe]    logs [-f|--follow] [--tail <n>] <name>
     call <name> <export> [--input-file <file>]   (or --input <file>; stdin if neither or '-'; output on stdout)
     metrics [<name>] [--prometheus]    audit [--partition <p>] [--action <a>] [--actor <a>]
         [--outcome <o>] [--since <time>] [--until <time>] [--limit <n>] [--json]
