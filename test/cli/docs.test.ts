@@ -26,6 +26,7 @@ import { MAX_SIGNATURE_BYTES } from '../../host/security/spec.ts';
 import { MAX_KEY_FILE_BYTES } from '../../host/security/keys.ts';
 import { MAX_POLICY_BYTES } from '../../host/security/policy.ts';
 import { httpStatus } from '../../host/mgmt/server.ts';
+import { LABS } from '../../host/labs/catalog.ts';
 
 const read = (file: string): string => readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
 const readme = read('README.md');
@@ -155,5 +156,26 @@ describe("README.md's table of the key and policy files the command line reads",
     // And each option's help says the same bound.
     for (const command of [signCommand, verifyCommand, attestVerifyCommand]) expect(command.options.key.help, command.name).toContain(`at most ${MAX_KEY_FILE_BYTES} bytes`);
     for (const command of [runCommand, callCommand, inspectCommand]) expect(command.options.policy.help, command.name).toContain(`at most ${MAX_POLICY_BYTES} bytes`);
+  });
+});
+
+describe("docs/LABS.md's table of the labs", () => {
+  it('lists every lab of the catalog in order, with its minutes, the code and violation it expects and the audit record it must write', () => {
+    const rows = table(read('docs/LABS.md'), '| # | lab | minutes | defence | expected code | audit record |');
+    expect(rows.map(([n, id]) => `${n} ${id}`)).toEqual(LABS.map((lab) => `${lab.order} \`${lab.id}\``));
+    for (const [, id, minutes, , code, audit] of rows) {
+      const lab = LABS.find((l) => `\`${l.id}\`` === id)!;
+      expect(Number(minutes), `${lab.id}: minutes`).toBe(lab.minutes);
+      const codes = (text: string) => [...text.matchAll(/\b(?:ERR|HV_STATUS)_[A-Z_]+/g)].map((m) => m[0]).sort();
+      // The expected code, and the violation's status when the lab expects one (the same status may be both).
+      expect(codes(code!), `${lab.id}: expected code`).toEqual([...new Set([lab.expect.code, lab.expect.violation?.status].filter((c) => c !== undefined))].sort());
+      expect(audit, `${lab.id}: audit record`).toMatch(new RegExp(`^\`${lab.expect.audit.action.replace('.', '\\.')}\` ${lab.expect.audit.outcome}\\b`));
+      // A code the row names for the record is the one the lab expects the record to carry.
+      if (codes(audit!).length > 0) expect(codes(audit!), `${lab.id}: the audit record's code`).toEqual([lab.expect.audit.code]);
+    }
+    // "About three hours in all".
+    const total = LABS.reduce((sum, lab) => sum + lab.minutes, 0);
+    expect(read('docs/LABS.md')).toContain('About three hours in all');
+    expect(Math.round(total / 60)).toBe(3);
   });
 });
