@@ -97,7 +97,7 @@ async function compileAssemblyScript(guest) {
   // (which never frees) every input()/inputString()/outputString() leaked until memory ran out.
   // A command whose loop runs for as long as its input lasts (console lines, frames, requests)
   // asks for the collector with `// wasmvisor:runtime incremental`: under stub, echo trapped
-  // after 570 lines of 64 bytes in 4 pages (about 43,000 at the default 256). Other commands keep
+  // after 600 lines of 64 bytes in 4 pages (about 52,000 at the default 256). Other commands keep
   // stub: they run once and end, and allocate a bounded amount.
   const source = await readFile(guest.file, 'utf8');
   const reactor = /^\/\/ wasmvisor:reactor$/m.test(source);
