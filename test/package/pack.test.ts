@@ -123,6 +123,16 @@ describe('the installed package', () => {
     for (const name of packages) expect(Object.keys(pkg.dependencies), `${name} is imported by the shipped code`).toContain(name);
   });
 
+  it("README.md's table of what the package installs names every dependency and the optional peer, and nothing else", () => {
+    const text = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const at = text.indexOf('| package | kind | why |');
+    expect(at, 'README.md has the table').toBeGreaterThanOrEqual(0);
+    const rows = text.slice(at).split('\n').slice(2);
+    const named = rows.slice(0, rows.findIndex((l) => !l.startsWith('|'))).flatMap((l) => [...l.split('|')[1]!.matchAll(/`(@?[\w./-]+)`/g)].map((m) => m[1]!));
+    const peers = Object.keys((JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }).peerDependencies);
+    expect(named.sort()).toEqual([...Object.keys(pkg.dependencies), ...peers].sort());
+  });
+
   it("states the Node versions it needs: 20.19 for require(esm)", () => {
     expect(pkg.engines.node).toBe('>=20.19.0');
   });
