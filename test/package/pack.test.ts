@@ -353,6 +353,18 @@ describe("docs/GUESTS.md's AssemblyScript recipe, against the installed SDK", ()
     expect(await cli('run', 'hello2.wasm', 'Grace')).toMatchObject({ code: 0, stdout: 'hello from Grace\n' });
   });
 
+  it("the WASI section's command runs as written: a shipped C program reads a host folder given with --dir", async () => {
+    const text = readFileSync(path.join(root, 'docs/GUESTS.md'), 'utf8');
+    const line = /^npx wasmvisor run --dir \S+ node_modules\/wasmvisor\/guests\/c\/cat\.wasm .*$/m.exec(text.slice(text.indexOf('## WASI programs')))?.[0];
+    expect(line, 'docs/GUESTS.md shows the command').toBeDefined();
+    const dir = mkdtempSync(path.join(app, 'wasi-'));
+    symlinkSync(path.join(app, 'node_modules'), path.join(dir, 'node_modules'));
+    mkdirSync(path.join(dir, 'data'));
+    writeFileSync(path.join(dir, 'data/note.txt'), 'a note from the host\n');
+    const r = await inApp('bash', ['-c', line!], { cwd: dir });
+    expect(r).toMatchObject({ code: 0, stdout: 'a note from the host\n', stderr: '' });
+  });
+
   it('a reactor: --runtime incremental --exportStart _initialize, then call', async () => {
     writeFileSync(path.join(app, 'upper.ts'), guests.get('upper.ts')!);
     const built = await inApp(process.execPath, [asc, 'upper.ts', '--config', 'node_modules/wasmvisor/assembly/asconfig.json', '--runtime', 'incremental', '--exportStart', '_initialize', '--outFile', 'upper.wasm']);
