@@ -135,7 +135,7 @@ function resolveOutputFds(spec: ConsoleSpec['outputFd']): ResolvedConsole['outpu
     } catch {
       throw new InvalidArgumentError(`${what}: fd ${fd} is not open`);
     }
-    if (!ok) throw new InvalidArgumentError(`${what}: fd ${fd} must be a regular file or /dev/null (a pipe or a terminal could make the partition wait past its watchdog: use partition.${which})`);
+    if (!ok) throw new InvalidArgumentError(`${what}: fd ${fd} must be a regular file or a character device that is not a terminal, such as /dev/null (a pipe or a terminal could make the partition wait past its watchdog: use partition.${which})`);
     return fd;
   };
   return { stdout: one(spec?.stdout, 'stdout'), stderr: one(spec?.stderr, 'stderr') };
