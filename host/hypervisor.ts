@@ -734,7 +734,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     // schema"): a misspelt `idleTimeout` would otherwise leave the default in force unnoticed.
     refuseUnknownKeys(options, FORWARD_OPTION_KEYS, 'forwardPort options');
     const partition = this.live.get(options.partition);
-    if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
+    if (partition === undefined) throw new InvalidArgumentError(`forwardPort options: partition: no live partition named ${quoted(options.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
     // The partition's exit closes the forwarder; a forwarder closed first takes its listener back,
