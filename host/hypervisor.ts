@@ -37,7 +37,7 @@ import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
 import { check, given, refuseUnknownKeys } from './schema/check.ts';
 import { MAX_NAME_LENGTH, NAME, SHA256_PATTERN } from './schema/kinds.ts';
-import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
+import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, WipeStorageOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions, type WipeStorageOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
 import { quoted } from './escape.ts';
@@ -296,22 +296,24 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   }
 
   /**
-   * Scrubs and removes the block image (and its key) of a partition that is not live, e.g. one
-   * destroyed earlier or left by a previous process. `path` as in the spec's `devices.block.path`.
-   * Refused with ERR_INVALID_STATE while a live partition has that name; use
-   * `partition.destroy({ wipe: true })` for a live one. Idempotent.
+   * Scrubs and removes the block images (and their keys) of a partition that is not live, e.g. one
+   * destroyed earlier or left by a previous process: with `path` (as in the spec's
+   * `devices.block.path`) the image there; without, every image of the name (the default place's,
+   * and those the keystore files under the name at other paths). Only the name's own images are
+   * scrubbed: a file that is not a Wasmvisor image, or is another partition's, is ERR_INTEGRITY
+   * and left untouched; one a live partition has attached is ERR_INVALID_STATE. Refused with
+   * ERR_INVALID_STATE while a live partition has that name; use `partition.destroy({ wipe: true })`
+   * for a live one. Idempotent.
    */
-  async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
+  async wipeStorage(name: string, options: WipeStorageOptions = {}): Promise<WipeResult> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
-    if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
-      throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
-    }
     // A misspelt `path` would wipe the disk at the default place instead of the one meant.
-    refuseUnknownKeys(options, ['path'], 'wipeStorage options');
-    return this.storage.wipe(name, options.path).catch((error: unknown) => {
+    const o = check(WipeStorageOptionsSchema, options, 'wipeStorage options');
+    const wiped = o.path !== undefined ? this.storage.wipe(name, o.path) : this.storage.wipeName(name);
+    return wiped.catch((error: unknown) => {
       const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
-      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
+      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' || code === 'ERR_INTEGRITY' ? 'denied' : 'failure', code, reason: (error as Error).message });
       throw error;
     });
   }

@@ -130,8 +130,9 @@ export interface DestroyOptions {
   /**
    * Also scrub (overwrite with zeros) and remove the block image of the partition's name, and
    * remove its key: a new partition of the same name starts from an empty disk. A partition whose
-   * spec grants no disk wipes the image an earlier partition of its name left at the default place
-   * (as `hv.wipeStorage(name)` does). Default false: the image persists.
+   * spec grants no disk wipes the images an earlier partition of its name left, at the default
+   * place or (found through the keystore) at its spec's path, as `hv.wipeStorage(name)` does.
+   * Default false: the image persists.
    */
   wipe?: boolean;
 }
@@ -494,9 +495,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   }
 
   private async wipeImage(): Promise<void> {
-    // Without a disk of its own, the name's image at the default place (an earlier partition's).
     const block = this.config.block;
-    await (block?.storage ?? this.config.storage!).wipe(this.name, block?.pathOverride ?? undefined);
+    // Its own disk, where its spec put it; without one, every image an earlier partition of the
+    // name left (the default place, and paths the keystore files under the name).
+    if (block) await block.storage.wipe(this.name, block.pathOverride ?? undefined);
+    else await this.config.storage!.wipeName(this.name);
   }
 
   /** Closes the block image once the worker can no longer use it. Idempotent. */
