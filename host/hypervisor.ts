@@ -212,6 +212,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   private readonly moduleLimits: ModuleLimits;
   /** Policy, measured boot, attestation and audit (host/security/monitor.ts). */
   private readonly security: SecurityMonitor;
+  /** What `audit` hands out: the monitor's own log behind a check that the hypervisor is open, or the embedder's sink. */
+  private readonly auditView: AuditSink | null;
   private readonly defaults: ResolvedLimits;
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
@@ -269,6 +271,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       ...(o.audit !== undefined ? { audit: o.audit } : {}),
       ...(o.actor !== undefined ? { actor: o.actor } : {}),
     });
+    this.auditView = this.auditFacade();
     this.storage = new Storage({
       dataDir,
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
@@ -290,6 +293,30 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     });
   }
 
+  /**
+   * The log this hypervisor opened is closed with it: through `audit` it refuses from the moment
+   * `close()` is called (a record or note then would be lost or refused later). A sink the embedder
+   * gave stays the embedder's, handed out as it is: closing the hypervisor does not close it.
+   */
+  private auditFacade(): AuditSink | null {
+    const sink = this.security.audit;
+    if (sink === null || !this.security.ownsAuditLog) return sink;
+    return {
+      record: (entry) => {
+        try {
+          this.assertOpen('audit.record');
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return sink.record(entry);
+      },
+      note: (entry) => {
+        this.assertOpen('audit.note');
+        sink.note(entry);
+      },
+    };
+  }
+
   /** The directory block images and the keystore live in. */
   get dataDir(): string {
     return this.storage.dataDir;
@@ -306,6 +333,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * for a live one. Idempotent.
    */
   async wipeStorage(name: string, options: WipeStorageOptions = {}): Promise<WipeResult> {
+    this.assertOpen('wipeStorage');
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     // A misspelt `path` would wipe the disk at the default place instead of the one meant.
@@ -323,7 +351,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * path, size, allocation, times, whether a key exists and whether a partition has it attached.
    * Reads image headers and file metadata only; no key is used.
    */
-  listStorage(): Promise<DiskInfo[]> {
+  async listStorage(): Promise<DiskInfo[]> {
+    this.assertOpen('listStorage');
     return this.storage.list();
   }
 
@@ -358,7 +387,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   }
 
   private async create(spec: PartitionSpec): Promise<Partition> {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('createPartition');
     const named = typeof spec === 'object' && spec !== null && typeof (spec as { name?: unknown }).name === 'string';
     check(PartitionSpecSchema, spec, named ? `partition spec ${JSON.stringify(spec.name)}` : 'partition spec');
     const { name } = spec;
@@ -486,7 +515,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
         if (this.live.has(name) || this.closed) {
           await this.storage.detach(attachment);
           block = null;
-          if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+          this.assertOpen('createPartition');
           throw nameTaken(name);
         }
       }
@@ -586,6 +615,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * refused later is recorded by createPartition itself).
    */
   async createPool(spec: PartitionSpec, options: PoolOptions): Promise<PartitionPool> {
+    this.assertOpen('createPool');
     let size: number;
     try {
       size = checkPool(spec, options);
@@ -622,6 +652,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * in force (signature or pin; `signature`: a detached one).
    */
   async inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
+    // A verdict of "createPartition would admit it" would be false once closed: it admits nothing.
+    this.assertOpen('inspect');
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
     // As createPartition refuses spec.signature without a policy: a signature nothing checks
@@ -672,6 +704,9 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * `options.actor` (default: the hypervisor's actor), before it resolves.
    */
   async setPolicy(policy: Policy | PolicyDocument | string | null, options: SetPolicyOptions = {}): Promise<void> {
+    // Refused before anything changes: the change could no longer be audited (it was made, then
+    // its record refused with ERR_STORAGE).
+    this.assertOpen('setPolicy');
     check(PolicySourceSchema, policy, 'setPolicy: policy');
     const o = check(SetPolicyOptionsSchema, options, 'setPolicy options');
     return this.security.setPolicy(policy, o.actor);
@@ -682,7 +717,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * allow/deny decisions here, with its principal as the actor), or null when auditing is off.
    */
   get audit(): AuditSink | null {
-    return this.security.audit;
+    return this.auditView;
   }
 
   /**
@@ -693,12 +728,15 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * audited (durable before it resolves) as made by `actor` (default: the hypervisor's actor).
    */
   async attest(options: AttestOptions = {}): Promise<AttestationReport> {
+    this.assertOpen('attest');
     const o = check(AttestOptionsSchema, options, 'attest options');
     return this.security.attest(o);
   }
 
   /** The host's attestation public key (33 bytes: 0x01 ‖ key), created on first use. */
   attestationPublicKey(): Uint8Array {
+    // It may create the host key, an act that could no longer be audited.
+    this.assertOpen('attestationPublicKey');
     return this.security.publicKey();
   }
 
@@ -713,7 +751,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * segment: `send(dst, payload)`, and `frame` events. Close it with `close()`.
    */
   attachNet(segment: string): NetEndpoint {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('attachNet');
     const ep = new NetEndpoint(this.switch, segment);
     // Kept to be closed with the hypervisor; ones the embedder closed go now, or attaching and
     // closing in a loop would keep every endpoint (and its listeners) for the hypervisor's life.
@@ -728,7 +766,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * docs/ABI.md, "Forwarded ports"). Resolves once listening; `close()` ends it and its connections.
    */
   async forwardPort(options: ForwardPortOptions): Promise<PortForward> {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('forwardPort');
     if (typeof options !== 'object' || options === null || typeof options.partition !== 'string') {
       throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
     }
@@ -760,6 +798,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * (`switchedDirect`, `rxFrames`). For dashboards (`wasmvisor lab`); returns the function that stops it.
    */
   observeNetwork(listener: (frame: FrameObservation) => void): () => void {
+    this.assertOpen('observeNetwork');
     return this.switch.observe(listener);
   }
 
@@ -767,7 +806,17 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     return 'the hypervisor';
   }
 
-  /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
+  /**
+   * Once `close()` is called (even before it resolves), every method that would act (make, start,
+   * judge, change, sign, read or write files, record, listen, attach) refuses with ERR_INVALID_STATE
+   * naming itself; only the views of the final state answer (partitions(), partition(),
+   * memoryUsage(), scheduler(), eventLog(), policy, dataDir, audit). README, "Embedding".
+   */
+  private assertOpen(method: string): void {
+    if (this.closed) throw new InvalidStateError(`${method}: this hypervisor is closed`);
+  }
+
+  /** Destroys every partition. Idempotent; every method that acts refuses afterwards (assertOpen). */
   async close(): Promise<void> {
     this.closed = true;
     // A creation in flight finishes (refused: the hypervisor is closed) before anything it uses closes.

@@ -136,6 +136,11 @@ export class SecurityMonitor implements AuditSink {
     return this.sink;
   }
 
+  /** Whether `audit` is a log this monitor opened (and closes), rather than the embedder's sink. */
+  get ownsAuditLog(): boolean {
+    return this.ownedLog !== null;
+  }
+
   /** Replaces the policy in force (measured and audited). New partitions are judged by it; live ones keep running. */
   async setPolicy(policy: Policy | PolicyDocument | string | null, actor?: string): Promise<void> {
     const next = policy === null ? null : toPolicy(policy);

@@ -249,6 +249,8 @@ export class Storage {
    * Idempotent: a missing image is not an error, and wiping one removes a key left for it.
    */
   wipe(name: string, override?: string): Promise<WipeResult> {
+    // Closed with its hypervisor: a wipe now could not be audited (the log is closed too).
+    this.assertOpen();
     const file = this.imagePath(name, override);
     return this.queued(file, () => this.wipeQueued(name, file)).then((r) => ({ ...r, images: r.removedImage ? [file] : [] }));
   }
@@ -260,6 +262,7 @@ export class Storage {
    * is wiped as `wipe` wipes one, in turn; a refusal stops there (what was wiped stays wiped).
    */
   async wipeName(name: string): Promise<WipeResult> {
+    this.assertOpen();
     const first = this.defaultPath(name);
     const elsewhere = new Set<string>();
     if (this.keystore) {

@@ -346,7 +346,8 @@ describe('durability', () => {
     const rec = await log.record({ action: 'x.y', outcome: 'success', reason: 'a\nb\u0000'.repeat(1000), target: 'z'.repeat(1000) });
     expect(rec.reason.length).toBeLessThanOrEqual(1025);
     await log.close();
-    await expect(log.record({ action: 'x.y', outcome: 'success' })).rejects.toBeInstanceOf(StorageError);
+    // Closed is a state (ERR_INVALID_STATE), not a storage failure: ERR_STORAGE is for a log that cannot be written.
+    await expect(log.record({ action: 'x.y', outcome: 'success' })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: 'the audit log is closed' });
     expect(verify(dir).ok).toBe(true);
     const notDir = path.join(tmp(), 'file');
     writeFileSync(notDir, '');
