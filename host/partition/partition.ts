@@ -376,7 +376,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       return Promise.reject(new InvalidArgumentError(`partition ${this.name} has no callable export ${quoted(exportName)} (an export must be a function () -> i32)`));
     }
     const bytes = typeof input === 'string' ? encoder.encode(input) : input;
-    if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError('call input must be a Uint8Array or a string'));
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError(`call input of ${exportName}: expected a Uint8Array or a string, got ${given(input)}`));
     if (bytes.length > this.config.maxInputBytes) {
       return Promise.reject(new InvalidArgumentError(`call input of ${bytes.length} bytes exceeds limits.maxInputBytes (${this.config.maxInputBytes})`));
     }
