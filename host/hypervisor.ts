@@ -35,8 +35,8 @@ import type { AuditSink } from './security/audit.ts';
 import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
-import { check, given, refuseUnknownKeys } from './schema/check.ts';
-import { MAX_NAME_LENGTH, NAME, SHA256_PATTERN } from './schema/kinds.ts';
+import { check, expects, given, refuseUnknownKeys } from './schema/check.ts';
+import { MAX_NAME_LENGTH, NAME, Name, SHA256_PATTERN } from './schema/kinds.ts';
 import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, WipeStorageOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions, type WipeStorageOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
@@ -752,6 +752,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    */
   attachNet(segment: string): NetEndpoint {
     this.assertOpen('attachNet');
+    // Worded as a spec's devices.net.segment is (the switch's own check stays as its guard).
+    if (typeof segment !== 'string' || !NAME.test(segment)) throw new InvalidArgumentError(`attachNet: segment: expected ${expects(Name(''))}, got ${given(segment)}`);
     const ep = new NetEndpoint(this.switch, segment);
     // Kept to be closed with the hypervisor; ones the embedder closed go now, or attaching and
     // closing in a loop would keep every endpoint (and its listeners) for the hypervisor's life.

@@ -376,7 +376,20 @@ export class Storage {
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }
-    const id = fileKey(await attachment.handle.stat({ bigint: true }));
+    let id: string;
+    try {
+      id = fileKey(await attachment.handle.stat({ bigint: true }));
+      // The same file under another path (a hard link, a symlinked directory) has another lock:
+      // two partitions writing one image would corrupt it, so this process refuses the second.
+      const live = attachedFiles.get(id);
+      if (live !== undefined) throw new InvalidStateError(`cannot open the block image of ${name} at ${file}: it is the image of live ${live}`);
+    } catch (error) {
+      attachment.dataKey.fill(0);
+      await attachment.handle.close().catch(() => undefined);
+      await lock.release();
+      if (error instanceof WasmvisorError) throw error;
+      throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
+    }
     this.attached.set(file, { attachment, lock, file: id });
     attachedFiles.set(id, `partition ${name} (attached at ${file})`);
     await this.checkSpace(file).catch(() => undefined);

@@ -65,4 +65,13 @@ describe('an optional options argument', () => {
     await expect(reactor.call('upper', undefined, undefined)).resolves.toEqual(new Uint8Array(0));
     await expect(reactor.call('upper', NULL)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'call input of upper: expected a Uint8Array or a string, got null' });
   });
+
+  it('attachNet names its argument as a spec names devices.net.segment', () => {
+    for (const bad of [null, 5, '', 'a/b']) {
+      expect(() => hv.attachNet(bad as never), String(bad)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/^attachNet: segment: expected 1-64 letters, digits, '\.', '_' or '-' \(starting with a letter or digit\), got /) }),
+      );
+    }
+    hv.attachNet('blue').close();
+  });
 });

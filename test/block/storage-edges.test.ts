@@ -49,6 +49,19 @@ describe('Storage refuses', () => {
     expect(existsSync(path.join(dir, 'images', 'p.img'))).toBe(false);
   });
 
+  it('an image another Storage of this process has attached, reached by another path (a hard link), as ERR_INVALID_STATE', async () => {
+    const first = new Storage({ dataDir: dir });
+    const held = await first.attach('p', 1);
+    const link = path.join(dir, 'link.img');
+    linkSync(first.imagePath('p'), link);
+    const second = new Storage({ dataDir: dir });
+    await expect(second.attach('p', 1, link)).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: `cannot open the block image of p at ${link}: it is the image of live partition p (attached at ${first.imagePath('p')})` });
+    // Refused whole: no lock left behind, and the first attachment still works.
+    expect(existsSync(`${link}.lock`)).toBe(false);
+    await first.detach(held);
+    await second.detach(await second.attach('p', 1, link));
+  });
+
   it('a data directory it cannot make, as ERR_STORAGE naming the image and the cause', async () => {
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'not a directory');
