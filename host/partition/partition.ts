@@ -392,7 +392,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     const timeoutMs = options.timeoutMs === undefined ? this.config.callTimeoutMs : options.timeoutMs === 0 ? Infinity : options.timeoutMs;
     const { signal } = options;
     if (options.fuel !== undefined && this.config.fuel === null) {
-      return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
+      return Promise.reject(new InvalidArgumentError(`call options of ${exportName}: fuel: needs a fuel-metered partition (create ${this.name} with limits.fuel)`));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     // A call sent ahead still waits (it has not started): it counts as queued. A call the idle

@@ -74,4 +74,10 @@ describe('an optional options argument', () => {
     }
     hv.attachNet('blue').close();
   });
+
+  it('a bad module source says what was given; a call fuel without metering is named as its option', async () => {
+    await expect(hv.inspect(null as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL, got null' });
+    await expect(hv.inspect(5 as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL, got the number 5' });
+    await expect(reactor.call('upper', 'x', { fuel: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'call options of upper: fuel: needs a fuel-metered partition (create r with limits.fuel)' });
+  });
 });
