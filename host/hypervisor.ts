@@ -283,6 +283,13 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
           this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
           return;
         }
+        // A wipe refused or failed, by whichever route (wipeStorage, destroy, the management API):
+        // on the record with its code, as every refusal is.
+        if (e.kind === 'wipe-failed') {
+          const denied = e.code === 'ERR_INVALID_STATE' || e.code === 'ERR_INTEGRITY';
+          this.security.note({ action: 'disk.wipe', target: e.name, outcome: denied ? 'denied' : 'failure', code: e.code, reason: e.message, details: { path: e.path } });
+          return;
+        }
         if (e.kind === 'key-created') {
           this.security.note({ action: 'key.create', target: e.name, outcome: 'success', reason: 'disk key created for a new image', details: { path: e.path, imageId: e.imageId } });
         } else {
@@ -338,12 +345,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
     // A misspelt `path` would wipe the disk at the default place instead of the one meant.
     const o = check(WipeStorageOptionsSchema, options, 'wipeStorage options');
-    const wiped = o.path !== undefined ? this.storage.wipe(name, o.path) : this.storage.wipeName(name);
-    return wiped.catch((error: unknown) => {
-      const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
-      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' || code === 'ERR_INTEGRITY' ? 'denied' : 'failure', code, reason: (error as Error).message });
-      throw error;
-    });
+    // A refusal or failure is audited by the storage's 'wipe-failed' event (every route's).
+    return o.path !== undefined ? this.storage.wipe(name, o.path) : this.storage.wipeName(name);
   }
 
   /**

@@ -64,6 +64,8 @@ export interface StorageOptions {
 export type StorageEvent =
   | { kind: 'key-created'; name: string; path: string; imageId: string }
   | { kind: 'wiped'; name: string; path: string; removedImage: boolean; removedKey: boolean }
+  /** A wipe refused (ERR_INTEGRITY, ERR_INVALID_STATE) or failed: nothing of that image was removed. */
+  | { kind: 'wipe-failed'; name: string; path: string; code: string; message: string }
   | {
       kind: 'overcommit';
       message: string;
@@ -252,7 +254,13 @@ export class Storage {
     // Closed with its hypervisor: a wipe now could not be audited (the log is closed too).
     this.assertOpen();
     const file = this.imagePath(name, override);
-    return this.queued(file, () => this.wipeQueued(name, file)).then((r) => ({ ...r, images: r.removedImage ? [file] : [] }));
+    return this.queued(file, () => this.wipeQueued(name, file)).then(
+      (r) => ({ ...r, images: r.removedImage ? [file] : [] }),
+      (error: unknown) => {
+        this.emit({ kind: 'wipe-failed', name, path: file, code: error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL', message: (error as Error).message });
+        throw error;
+      },
+    );
   }
 
   /**

@@ -394,6 +394,26 @@ describe('what the hypervisor records', () => {
     expect(refused[2]!.reason).toMatch(/the pool's name may have at most 62$/);
   });
 
+  it('a refused wipe is recorded with its code, by every route (wipeStorage and destroy)', async () => {
+    const dataDir = tmp();
+    const hv = new Hypervisor({ dataDir, audit: true });
+    hvs.push(hv);
+    // bee's disk sits at ann's default place: ann's wipes must refuse it, and say so on the record.
+    const bee = await hv.createPartition({ name: 'bee', module: guest('hello'), devices: { block: { sizeMiB: 1, path: 'images/ann.img' } } });
+    await bee.destroy();
+    await expect(hv.wipeStorage('ann')).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    const ann = await hv.createPartition({ name: 'ann', module: guest('hello') });
+    await expect(ann.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    await hv.close();
+    const image = path.join(dataDir, 'images', 'ann.img');
+    const wipes = readAuditRecords(path.join(dataDir, 'audit')).records.filter((r) => r.action === 'disk.wipe');
+    expect(wipes.map((r) => [r.target, r.outcome, r.code, r.details?.['path']])).toEqual([
+      ['ann', 'denied', 'ERR_INTEGRITY', image],
+      ['ann', 'denied', 'ERR_INTEGRITY', image],
+    ]);
+    expect(wipes[0]!.reason).toMatch(/it is the block image of partition bee/);
+  });
+
   it('lifecycle, refusals with their code, violations aggregated per second, attestation, wipes, keys', async () => {
     const dataDir = tmp();
     const hv = new Hypervisor({ dataDir, audit: true, actor: 'principal:alice' });
