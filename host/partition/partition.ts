@@ -467,11 +467,21 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     const wipe = options.wipe === true && (this.config.block ?? this.config.storage) != null;
     if (wipe && this.destroyed === null) {
       // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
-      this.wiped = this.destroyed = this.teardown(true);
+      const torn = this.teardown(true);
+      this.wiped = torn;
+      // The partition is destroyed whether or not its wipe succeeds: a later destroy() without a
+      // wipe resolves (it answered the failed wipe's rejection for ever, so the management API
+      // could not undeclare a partition whose disk wipe had been refused).
+      this.destroyed = torn.catch(() => undefined);
     }
     this.destroyed ??= this.teardown(false);
-    if (wipe) this.wiped ??= this.destroyed.then(() => this.wipeImage());
-    return this.wiped ?? this.destroyed;
+    if (!wipe) return this.destroyed;
+    const wiping = (this.wiped ??= this.destroyed.then(() => this.wipeImage()));
+    // A refused wipe may be asked for again once its cause is gone (README, "Persistent block storage").
+    wiping.catch(() => {
+      if (this.wiped === wiping) this.wiped = null;
+    });
+    return wiping;
   }
 
   private async teardown(wipe: boolean): Promise<void> {

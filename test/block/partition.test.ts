@@ -168,12 +168,17 @@ describe('block device in partitions', () => {
     });
     const again = await hv.createPartition({ name: 'ann', module: guest('counter') });
     await expect(again.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    // Destroyed all the same: a destroy without a wipe resolves (the management API undeclares so).
+    expect(again.state).toBe('destroyed');
+    await expect(again.destroy()).resolves.toBeUndefined();
     expect(readFileSync(image).equals(before)).toBe(true);
     expect(await count('bee', 'images/ann.img')).toEqual(['counter: 2']);
     // bee's own wipe removes it.
     expect(await hv.wipeStorage('bee')).toMatchObject({ path: image, removedImage: true, removedKey: true, images: [image] });
     expect(existsSync(image)).toBe(false);
     expect(await hv.listStorage()).toEqual([]);
+    // A refused wipe may be asked for again once its cause is gone: nothing of ann's is left now.
+    await expect(again.destroy({ wipe: true })).resolves.toBeUndefined();
   });
 
   it('a wipe of a name finds its image at a custom path (the keystore files it): destroy({ wipe: true }) and wipeStorage alike', async () => {
