@@ -80,4 +80,16 @@ describe('an optional options argument', () => {
     await expect(hv.inspect(5 as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL, got the number 5' });
     await expect(reactor.call('upper', 'x', { fuel: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'call options of upper: fuel: needs a fuel-metered partition (create r with limits.fuel)' });
   });
+
+  it('createPool: size one past each edge is refused naming it, before any partition is made', async () => {
+    const before = hv.partitions().length;
+    for (const size of [0, 1025, 1.5]) {
+      await expect(hv.createPool({ name: 'edge', module: guest('transform') }, { size }), String(size)).rejects.toMatchObject({
+        code: 'ERR_INVALID_ARGUMENT',
+        message: `pool options: size: expected an integer from 1 to 1024, got the number ${size}`,
+      });
+    }
+    await expect(hv.createPool({ name: 'edge', module: guest('transform') }, { size: 1, sise: 2 } as never)).rejects.toMatchObject({ message: 'pool options: sise: unknown key; did you mean size?' });
+    expect(hv.partitions().length).toBe(before);
+  });
 });
