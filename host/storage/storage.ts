@@ -274,7 +274,13 @@ export class Storage {
     const first = this.defaultPath(name);
     const elsewhere = new Set<string>();
     if (this.keystore) {
-      for (const k of await this.keystore.list()) if (k.name === name && k.path !== '' && path.resolve(k.path) !== first) elsewhere.add(path.resolve(k.path));
+      let keys: KeyInfo[];
+      try {
+        keys = await this.keystore.list();
+      } catch (error) {
+        throw new StorageError(`cannot wipe the block images of ${name}: ${(error as Error).message}`, { cause: error });
+      }
+      for (const k of keys) if (k.name === name && k.path !== '' && path.resolve(k.path) !== first) elsewhere.add(path.resolve(k.path));
     }
     const results: WipeResult[] = [];
     for (const file of [first, ...elsewhere]) results.push(await this.wipe(name, file));
@@ -413,10 +419,10 @@ export class Storage {
       let keyId: Uint8Array | null = null;
       let removedImage = false;
       // Checked and scrubbed through one descriptor: what was judged the name's is what is zeroed.
-      const handle = await this.openOwnImage(name, file);
-      if (handle !== null) {
+      const own = await this.openOwnImage(name, file);
+      if (own !== null) {
+        const { handle, imageId } = own;
         try {
-          const imageId = (await readHeader(handle)).imageId;
           // A copy of another image (`cp kv.img kv2.img`, a backup given as devices.block.path) holds
           // that image's id: the key filed under it is the other image's, and removing it would make
           // that image unreadable for ever. Its key goes only with the file the keystore filed it for.
@@ -454,7 +460,7 @@ export class Storage {
    * not a Wasmvisor image, another partition's image (ERR_INTEGRITY), or the file a live partition
    * of this process has attached, reached by another path (ERR_INVALID_STATE).
    */
-  private async openOwnImage(name: string, file: string): Promise<FileHandle | null> {
+  private async openOwnImage(name: string, file: string): Promise<{ handle: FileHandle; imageId: Uint8Array } | null> {
     const refuse = (why: string): IntegrityError =>
       new IntegrityError(`refusing to wipe ${file} as the block image of ${name}: ${why}; it was left untouched`);
     let handle: FileHandle;
@@ -505,7 +511,7 @@ export class Storage {
           }
         }
       }
-      return handle;
+      return { handle, imageId };
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
