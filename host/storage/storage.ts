@@ -282,6 +282,18 @@ export class Storage {
       }
       for (const k of keys) if (k.name === name && k.path !== '' && path.resolve(k.path) !== first) elsewhere.add(path.resolve(k.path));
     }
+    // An image elsewhere whose directory is missing may be on a volume not mounted now: its key is
+    // all that can open it when the volume is back, so a wipe by name does not drop it unasked
+    // (as attach refuses a missing image whose key exists, ERR_STORAGE). Its path says it.
+    for (const file of elsewhere) {
+      // Stryker disable next-line ArrowFunction: equivalent: undefined is as false as false here
+      if (!(await stat(path.dirname(file)).then(() => true, () => false))) {
+        throw new StorageError(
+          `cannot wipe the block image of ${name} at ${file}: its directory is missing (a volume not mounted?) and ${this.keystore!.file} holds its key; ` +
+            `mount it and wipe again, or wipe that image by its path (hv.wipeStorage(name, { path })) to drop the key`,
+        );
+      }
+    }
     const results: WipeResult[] = [];
     for (const file of [first, ...elsewhere]) results.push(await this.wipe(name, file));
     const images = results.flatMap((r) => r.images);

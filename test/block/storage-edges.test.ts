@@ -298,6 +298,25 @@ describe('wipe', () => {
     expect(existsSync(st.imagePath('d'))).toBe(true);
   });
 
+  it("by name: finds the name's images at other paths through the keystore, and keeps the key of one whose directory is missing (a volume not mounted)", async () => {
+    const st = new Storage({ dataDir: dir });
+    const away = path.join(dir, 'volume', 'p.img');
+    mkdirSync(path.dirname(away));
+    await st.detach(await st.attach('p', 1, away));
+    await st.detach(await st.attach('p', 1));
+    await st.detach(await st.attach('q', 1, path.join(dir, 'volume', 'q.img')));
+    rmSync(path.join(dir, 'volume'), { recursive: true });
+    const refused = await st.wipeName('p').catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'ERR_STORAGE', message: expect.stringMatching(new RegExp(`^cannot wipe the block image of p at ${away}: its directory is missing`)) });
+    // Refused before anything was wiped: the default place's image and every key are still there.
+    expect(existsSync(st.imagePath('p'))).toBe(true);
+    expect((await st.keystore!.list()).map((k) => k.name).sort()).toEqual(['p', 'p', 'q']);
+    // The directory is back, its image gone (removed by hand): the name's wipe takes the default image and both of p's keys; q's stays.
+    mkdirSync(path.dirname(away));
+    expect(await st.wipeName('p')).toMatchObject({ removedImage: true, removedKey: true, images: [st.imagePath('p')] });
+    expect((await st.keystore!.list()).map((k) => k.name)).toEqual(['q']);
+  });
+
   it('removes the half-built images of creates that died (`<image>.<32 hex digits>.new`), and no other file', async () => {
     const st = new Storage({ dataDir: dir });
     await st.detach(await st.attach('p', 1));
