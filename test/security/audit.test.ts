@@ -475,6 +475,11 @@ describe('what the hypervisor records', () => {
     hvs.push(failing);
     await expect(failing.createPartition({ name: 'nope', module: guest('hello') })).rejects.toThrow(/disk full/);
     expect(failing.partitions()).toEqual([]);
+    // A policy change the log refuses is not made: the caller is told it failed, and it did.
+    const events = failing.eventLog().events.length;
+    await expect(failing.setPolicy({ requireSignature: true })).rejects.toThrow(/disk full/);
+    expect(failing.policy).toBeNull();
+    expect(failing.eventLog().events.length).toBe(events);
   });
 
   it('an audit log that cannot be opened fails the hypervisor at construction (fail closed)', () => {
