@@ -35,9 +35,9 @@ import type { AuditSink } from './security/audit.ts';
 import type { AttestationReport } from './security/attestation.ts';
 import type { AttestationInit } from './devices/attestation.ts';
 import type { BootEvent, Registers } from './security/measured-boot.ts';
-import { check, given, refuseUnknownKeys } from './schema/check.ts';
-import { MAX_NAME_LENGTH, NAME, SHA256_PATTERN } from './schema/kinds.ts';
-import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions } from './schema/hypervisor.ts';
+import { check, expects, given, refuseUnknownKeys } from './schema/check.ts';
+import { MAX_NAME_LENGTH, NAME, Name, SHA256_PATTERN } from './schema/kinds.ts';
+import { AttestOptionsSchema, HypervisorOptionsSchema, PolicySourceSchema, SetPolicyOptionsSchema, WipeStorageOptionsSchema, type AttestOptions, type HypervisorOptions, type SetPolicyOptions, type WipeStorageOptions } from './schema/hypervisor.ts';
 import type { CpuLimit, PartitionLimits, RestartPolicy, RestartMode } from './schema/limits.ts';
 import { InspectOptionsSchema, PartitionLimitsSchema, PartitionSpecSchema, PoolOptionsSchema, type InspectOptions, type PartitionSpec, type PoolOptions } from './schema/index.ts';
 import { quoted } from './escape.ts';
@@ -212,6 +212,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   private readonly moduleLimits: ModuleLimits;
   /** Policy, measured boot, attestation and audit (host/security/monitor.ts). */
   private readonly security: SecurityMonitor;
+  /** What `audit` hands out: the monitor's own log behind a check that the hypervisor is open, or the embedder's sink. */
+  private readonly auditView: AuditSink | null;
   private readonly defaults: ResolvedLimits;
   private readonly violationsPerSecond: number;
   private readonly callSpinMicros: number;
@@ -269,6 +271,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       ...(o.audit !== undefined ? { audit: o.audit } : {}),
       ...(o.actor !== undefined ? { actor: o.actor } : {}),
     });
+    this.auditView = this.auditFacade();
     this.storage = new Storage({
       dataDir,
       ...(o.storageKey !== undefined ? { masterKey: o.storageKey } : {}),
@@ -278,6 +281,13 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
       onEvent: (e) => {
         if (e.kind === 'overcommit') {
           this.emit('warning', { code: 'STORAGE_OVERCOMMIT', message: e.message, dir: e.dir, growableBytes: e.growableBytes, freeBytes: e.freeBytes });
+          return;
+        }
+        // A wipe refused or failed, by whichever route (wipeStorage, destroy, the management API):
+        // on the record with its code, as every refusal is.
+        if (e.kind === 'wipe-failed') {
+          const denied = e.code === 'ERR_INVALID_STATE' || e.code === 'ERR_INTEGRITY';
+          this.security.note({ action: 'disk.wipe', target: e.name, outcome: denied ? 'denied' : 'failure', code: e.code, reason: e.message, details: { path: e.path } });
           return;
         }
         if (e.kind === 'key-created') {
@@ -290,30 +300,53 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     });
   }
 
+  /**
+   * The log this hypervisor opened is closed with it: through `audit` it refuses from the moment
+   * `close()` is called (a record or note then would be lost or refused later). A sink the embedder
+   * gave stays the embedder's, handed out as it is: closing the hypervisor does not close it.
+   */
+  private auditFacade(): AuditSink | null {
+    const sink = this.security.audit;
+    if (sink === null || !this.security.ownsAuditLog) return sink;
+    return {
+      record: (entry) => {
+        try {
+          this.assertOpen('audit.record');
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return sink.record(entry);
+      },
+      note: (entry) => {
+        this.assertOpen('audit.note');
+        sink.note(entry);
+      },
+    };
+  }
+
   /** The directory block images and the keystore live in. */
   get dataDir(): string {
     return this.storage.dataDir;
   }
 
   /**
-   * Scrubs and removes the block image (and its key) of a partition that is not live, e.g. one
-   * destroyed earlier or left by a previous process. `path` as in the spec's `devices.block.path`.
-   * Refused with ERR_INVALID_STATE while a live partition has that name; use
-   * `partition.destroy({ wipe: true })` for a live one. Idempotent.
+   * Scrubs and removes the block images (and their keys) of a partition that is not live, e.g. one
+   * destroyed earlier or left by a previous process: with `path` (as in the spec's
+   * `devices.block.path`) the image there; without, every image of the name (the default place's,
+   * and those the keystore files under the name at other paths). Only the name's own images are
+   * scrubbed: a file that is not a Wasmvisor image, or is another partition's, is ERR_INTEGRITY
+   * and left untouched; one a live partition has attached is ERR_INVALID_STATE. Refused with
+   * ERR_INVALID_STATE while a live partition has that name; use `partition.destroy({ wipe: true })`
+   * for a live one. Idempotent.
    */
-  async wipeStorage(name: string, options: { path?: string } = {}): Promise<WipeResult> {
+  async wipeStorage(name: string, options: WipeStorageOptions = {}): Promise<WipeResult> {
+    this.assertOpen('wipeStorage');
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`partition name ${quoted(name)} is not valid: use 1-${MAX_NAME_LENGTH} letters, digits, '.', '_' or '-'`);
     if (this.live.has(name)) throw new InvalidStateError(`partition ${name} is live; destroy it with { wipe: true } instead`);
-    if (typeof options !== 'object' || options === null || (options.path !== undefined && typeof options.path !== 'string')) {
-      throw new InvalidArgumentError(`wipeStorage options: path: expected a string, got ${given(options === null || typeof options !== 'object' ? options : options.path)}`);
-    }
     // A misspelt `path` would wipe the disk at the default place instead of the one meant.
-    refuseUnknownKeys(options, ['path'], 'wipeStorage options');
-    return this.storage.wipe(name, options.path).catch((error: unknown) => {
-      const code = error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL';
-      this.security.note({ action: 'disk.wipe', target: name, outcome: code === 'ERR_INVALID_STATE' ? 'denied' : 'failure', code, reason: (error as Error).message });
-      throw error;
-    });
+    const o = check(WipeStorageOptionsSchema, options, 'wipeStorage options');
+    // A refusal or failure is audited by the storage's 'wipe-failed' event (every route's).
+    return o.path !== undefined ? this.storage.wipe(name, o.path) : this.storage.wipeName(name);
   }
 
   /**
@@ -321,7 +354,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * path, size, allocation, times, whether a key exists and whether a partition has it attached.
    * Reads image headers and file metadata only; no key is used.
    */
-  listStorage(): Promise<DiskInfo[]> {
+  async listStorage(): Promise<DiskInfo[]> {
+    this.assertOpen('listStorage');
     return this.storage.list();
   }
 
@@ -356,7 +390,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
   }
 
   private async create(spec: PartitionSpec): Promise<Partition> {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('createPartition');
     const named = typeof spec === 'object' && spec !== null && typeof (spec as { name?: unknown }).name === 'string';
     check(PartitionSpecSchema, spec, named ? `partition spec ${JSON.stringify(spec.name)}` : 'partition spec');
     const { name } = spec;
@@ -484,7 +518,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
         if (this.live.has(name) || this.closed) {
           await this.storage.detach(attachment);
           block = null;
-          if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+          this.assertOpen('createPartition');
           throw nameTaken(name);
         }
       }
@@ -584,6 +618,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * refused later is recorded by createPartition itself).
    */
   async createPool(spec: PartitionSpec, options: PoolOptions): Promise<PartitionPool> {
+    this.assertOpen('createPool');
     let size: number;
     try {
       size = checkPool(spec, options);
@@ -620,6 +655,8 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * in force (signature or pin; `signature`: a detached one).
    */
   async inspect(source: Uint8Array | ArrayBuffer | string | URL, limits: PartitionLimits = {}, options: InspectOptions = {}): Promise<Inspection> {
+    // A verdict of "createPartition would admit it" would be false once closed: it admits nothing.
+    this.assertOpen('inspect');
     check(PartitionLimitsSchema, limits, 'inspect limits');
     check(InspectOptionsSchema, options, 'inspect options');
     // As createPartition refuses spec.signature without a policy: a signature nothing checks
@@ -670,6 +707,9 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * `options.actor` (default: the hypervisor's actor), before it resolves.
    */
   async setPolicy(policy: Policy | PolicyDocument | string | null, options: SetPolicyOptions = {}): Promise<void> {
+    // Refused before anything changes: the change could no longer be audited (it was made, then
+    // its record refused with ERR_STORAGE).
+    this.assertOpen('setPolicy');
     check(PolicySourceSchema, policy, 'setPolicy: policy');
     const o = check(SetPolicyOptionsSchema, options, 'setPolicy options');
     return this.security.setPolicy(policy, o.actor);
@@ -680,7 +720,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * allow/deny decisions here, with its principal as the actor), or null when auditing is off.
    */
   get audit(): AuditSink | null {
-    return this.security.audit;
+    return this.auditView;
   }
 
   /**
@@ -691,12 +731,15 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * audited (durable before it resolves) as made by `actor` (default: the hypervisor's actor).
    */
   async attest(options: AttestOptions = {}): Promise<AttestationReport> {
+    this.assertOpen('attest');
     const o = check(AttestOptionsSchema, options, 'attest options');
     return this.security.attest(o);
   }
 
   /** The host's attestation public key (33 bytes: 0x01 ‖ key), created on first use. */
   attestationPublicKey(): Uint8Array {
+    // It may create the host key, an act that could no longer be audited.
+    this.assertOpen('attestationPublicKey');
     return this.security.publicKey();
   }
 
@@ -711,7 +754,9 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * segment: `send(dst, payload)`, and `frame` events. Close it with `close()`.
    */
   attachNet(segment: string): NetEndpoint {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('attachNet');
+    // Worded as a spec's devices.net.segment is (the switch's own check stays as its guard).
+    if (typeof segment !== 'string' || !NAME.test(segment)) throw new InvalidArgumentError(`attachNet: segment: expected ${expects(Name(''))}, got ${given(segment)}`);
     const ep = new NetEndpoint(this.switch, segment);
     // Kept to be closed with the hypervisor; ones the embedder closed go now, or attaching and
     // closing in a loop would keep every endpoint (and its listeners) for the hypervisor's life.
@@ -726,7 +771,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * docs/ABI.md, "Forwarded ports"). Resolves once listening; `close()` ends it and its connections.
    */
   async forwardPort(options: ForwardPortOptions): Promise<PortForward> {
-    if (this.closed) throw new InvalidStateError('this hypervisor is closed');
+    this.assertOpen('forwardPort');
     if (typeof options !== 'object' || options === null || typeof options.partition !== 'string') {
       throw new InvalidArgumentError(`forwardPort options: partition: expected the name of a live partition, got ${given(options === null || typeof options !== 'object' ? options : options.partition)}`);
     }
@@ -734,7 +779,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     // schema"): a misspelt `idleTimeout` would otherwise leave the default in force unnoticed.
     refuseUnknownKeys(options, FORWARD_OPTION_KEYS, 'forwardPort options');
     const partition = this.live.get(options.partition);
-    if (partition === undefined) throw new InvalidArgumentError(`no live partition named ${quoted(options?.partition)}`);
+    if (partition === undefined) throw new InvalidArgumentError(`forwardPort options: partition: no live partition named ${quoted(options.partition)}`);
     const forward = await PortForward.open(this.switch, partition, options);
     this.forwards.add(forward);
     // The partition's exit closes the forwarder; a forwarder closed first takes its listener back,
@@ -758,6 +803,7 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
    * (`switchedDirect`, `rxFrames`). For dashboards (`wasmvisor lab`); returns the function that stops it.
    */
   observeNetwork(listener: (frame: FrameObservation) => void): () => void {
+    this.assertOpen('observeNetwork');
     return this.switch.observe(listener);
   }
 
@@ -765,7 +811,17 @@ export class Hypervisor extends GuardedEmitter<HypervisorEvents> {
     return 'the hypervisor';
   }
 
-  /** Destroys every partition. Idempotent; the hypervisor refuses new partitions afterwards. */
+  /**
+   * Once `close()` is called (even before it resolves), every method that would act (make, start,
+   * judge, change, sign, read or write files, record, listen, attach) refuses with ERR_INVALID_STATE
+   * naming itself; only the views of the final state answer (partitions(), partition(),
+   * memoryUsage(), scheduler(), eventLog(), policy, dataDir, audit). README, "Embedding".
+   */
+  private assertOpen(method: string): void {
+    if (this.closed) throw new InvalidStateError(`${method}: this hypervisor is closed`);
+  }
+
+  /** Destroys every partition. Idempotent; every method that acts refuses afterwards (assertOpen). */
   async close(): Promise<void> {
     this.closed = true;
     // A creation in flight finishes (refused: the hypervisor is closed) before anything it uses closes.

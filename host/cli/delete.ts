@@ -21,7 +21,7 @@ export async function remove(argv: string[]): Promise<number> {
   const result = await hv.wipeStorage(name);
   process.stdout.write(
     result.removedImage
-      ? `deleted the disk of ${name}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
+      ? `deleted the disk of ${name}: ${result.images.join(', ')} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`
       : result.removedKey
         ? // A key whose image is missing (docs/STORAGE.md, "Keys"): nothing was there to scrub.
           `deleted the disk of ${name}: its image ${result.path} was already missing; key removed\n`

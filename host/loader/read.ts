@@ -35,7 +35,7 @@ export async function readModuleSource(source: ModuleSource, maxBytes: number = 
     if (source.protocol !== 'file:') throw new InvalidArgumentError(`module URL must be a file: URL, got ${source.href}`);
     return readFile(fileURLToPath(source), maxBytes, options.pipes === true);
   }
-  throw new InvalidArgumentError('module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL');
+  throw new InvalidArgumentError(`module source must be a Uint8Array, an ArrayBuffer, a path or a file: URL, got ${quoted(source)}`);
 }
 
 /**

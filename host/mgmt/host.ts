@@ -16,7 +16,6 @@
  * Restarts back off exponentially (100 ms doubling to 30 s; reset after 10 s of running).
  */
 import { EventEmitter } from 'node:events';
-import path from 'node:path';
 import { Hypervisor, type HypervisorOptions, type PartitionSpec } from '../hypervisor.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
 import { IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
@@ -27,7 +26,6 @@ import { Policy, type PolicyDocument } from '../security/policy.ts';
 import { MAX_MODULE_BYTES, type ApiPartitionSpec, type CreatePartitionBody, type DeclaredPartition } from './schemas.ts';
 import { checkWasiBlocks } from '../schema/wasi.ts';
 import { quoted } from '../escape.ts';
-import { defaultImagePath } from '../storage/storage.ts';
 
 /** Console lines kept per partition for `logs` and a new stream's backlog. */
 export const CONSOLE_BACKLOG = 1000;
@@ -365,9 +363,11 @@ export class ManagedHost {
     this.open();
     return this.exclusive(name, async (m) => {
       const leftover = !m.decl.spec.devices?.block;
-      if (leftover) {
-        const image = path.resolve(defaultImagePath(this.hv.dataDir, name));
-        if (!(await this.hv.listStorage()).some((d) => path.resolve(d.path) === image)) throw new InvalidArgumentError(`partition ${name} has no disk: its spec grants none, and no image of its name is left to wipe`);
+      // The name's disks are what the wipe would find (hv.wipeStorage): an image (or a key left
+      // without one) filed under the name at any path, or an image of no known owner at the name's
+      // default place. Another partition's image that sits at that place is not the name's.
+      if (leftover && !(await this.hv.listStorage()).some((d) => d.name === name)) {
+        throw new InvalidArgumentError(`partition ${name} has no disk: its spec grants none, and no image of its name is left to wipe`);
       }
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);
       this.cancelRestart(m);

@@ -247,7 +247,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/disk/wipe',
-      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the image an earlier declaration of its name left (400 when none is left).',
+      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the images an earlier declaration of its name left (400 when none is left). A file that is not the image of the name (another partition’s, or not an image) is 422 ERR_INTEGRITY and left untouched.',
       tag: 'partitions',
       auth: 'required',
       permission: 'disks/wipe',

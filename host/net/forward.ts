@@ -2,7 +2,7 @@ import net from 'node:net';
 import { InvalidArgumentError, AccessDeniedError, InternalError, InvalidStateError } from '../errors.ts';
 import type { Partition } from '../partition/partition.ts';
 import { NetEndpoint, type NetFrame, type VirtualSwitch } from './switch.ts';
-import { quoted } from '../escape.ts';
+import { given } from '../schema/check.ts';
 
 /**
  * Forwarded ports: a TCP listener on the loopback interface whose connections become streams of
@@ -78,12 +78,16 @@ interface Range {
   max: number;
 }
 
+/** Every refusal of forwardPort's options starts so, as a schema-checked option's names its object. */
+export const FORWARD_OPTIONS = 'forwardPort options';
+
 function intOption(v: number | undefined, what: string, { default: fallback, min, max }: Range): number {
   // Only an absent option takes the default: null is a value, refused like any other non-integer
   // (`?? fallback` took { idleTimeoutMs: null } as 60 000 without a word).
   const n = v === undefined ? fallback : v;
-  // Number.isInteger is false for anything that is not a number.
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, got ${quoted(v)}`);
+  // Number.isInteger is false for anything that is not a number. Worded as the schema words a
+  // bound (host/schema/check.ts), under the options' name, like every other refusal of them.
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${FORWARD_OPTIONS}: ${what}: expected an integer from ${min} to ${max}, got ${given(v)}`);
   return n;
 }
 
@@ -129,7 +133,9 @@ export class PortForward {
     if (!grant.host) throw new AccessDeniedError(`partition ${partition.name}'s NIC is not granted host access (devices.net.host)`);
     const guestPort = intOption(options.guestPort, 'guestPort', { default: -1, min: 0, max: 65535 });
     const port = intOption(options.port, 'port', { default: 0, min: 0, max: 65535 });
-    if (options.host !== undefined && options.host !== '127.0.0.1') throw new InvalidArgumentError(`forwarded ports listen on 127.0.0.1 only, got ${quoted(options.host)}`);
+    if (options.host !== undefined && options.host !== '127.0.0.1') {
+      throw new InvalidArgumentError(`${FORWARD_OPTIONS}: host: expected "127.0.0.1" (forwarded ports listen on loopback only), got ${given(options.host)}`);
+    }
     const maxConnections = intOption(options.maxConnections, 'maxConnections', FORWARD_LIMITS.maxConnections);
     const maxBufferedBytes = intOption(options.maxBufferedBytes, 'maxBufferedBytes', FORWARD_LIMITS.maxBufferedBytes);
     const stallTimeoutMs = intOption(options.stallTimeoutMs, 'stallTimeoutMs', FORWARD_LIMITS.stallTimeoutMs);

@@ -130,8 +130,9 @@ export interface DestroyOptions {
   /**
    * Also scrub (overwrite with zeros) and remove the block image of the partition's name, and
    * remove its key: a new partition of the same name starts from an empty disk. A partition whose
-   * spec grants no disk wipes the image an earlier partition of its name left at the default place
-   * (as `hv.wipeStorage(name)` does). Default false: the image persists.
+   * spec grants no disk wipes the images an earlier partition of its name left, at the default
+   * place or (found through the keystore) at its spec's path, as `hv.wipeStorage(name)` does.
+   * Default false: the image persists.
    */
   wipe?: boolean;
 }
@@ -375,7 +376,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       return Promise.reject(new InvalidArgumentError(`partition ${this.name} has no callable export ${quoted(exportName)} (an export must be a function () -> i32)`));
     }
     const bytes = typeof input === 'string' ? encoder.encode(input) : input;
-    if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError('call input must be a Uint8Array or a string'));
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new InvalidArgumentError(`call input of ${exportName}: expected a Uint8Array or a string, got ${given(input)}`));
     if (bytes.length > this.config.maxInputBytes) {
       return Promise.reject(new InvalidArgumentError(`call input of ${bytes.length} bytes exceeds limits.maxInputBytes (${this.config.maxInputBytes})`));
     }
@@ -391,7 +392,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     const timeoutMs = options.timeoutMs === undefined ? this.config.callTimeoutMs : options.timeoutMs === 0 ? Infinity : options.timeoutMs;
     const { signal } = options;
     if (options.fuel !== undefined && this.config.fuel === null) {
-      return Promise.reject(new InvalidArgumentError(`a call's fuel needs a fuel-metered partition: create ${this.name} with limits.fuel`));
+      return Promise.reject(new InvalidArgumentError(`call options of ${exportName}: fuel: needs a fuel-metered partition (create ${this.name} with limits.fuel)`));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     // A call sent ahead still waits (it has not started): it counts as queued. A call the idle
@@ -466,11 +467,21 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     const wipe = options.wipe === true && (this.config.block ?? this.config.storage) != null;
     if (wipe && this.destroyed === null) {
       // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
-      this.wiped = this.destroyed = this.teardown(true);
+      const torn = this.teardown(true);
+      this.wiped = torn;
+      // The partition is destroyed whether or not its wipe succeeds: a later destroy() without a
+      // wipe resolves (it answered the failed wipe's rejection for ever, so the management API
+      // could not undeclare a partition whose disk wipe had been refused).
+      this.destroyed = torn.catch(() => undefined);
     }
     this.destroyed ??= this.teardown(false);
-    if (wipe) this.wiped ??= this.destroyed.then(() => this.wipeImage());
-    return this.wiped ?? this.destroyed;
+    if (!wipe) return this.destroyed;
+    const wiping = (this.wiped ??= this.destroyed.then(() => this.wipeImage()));
+    // A refused wipe may be asked for again once its cause is gone (README, "Persistent block storage").
+    wiping.catch(() => {
+      if (this.wiped === wiping) this.wiped = null;
+    });
+    return wiping;
   }
 
   private async teardown(wipe: boolean): Promise<void> {
@@ -494,9 +505,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   }
 
   private async wipeImage(): Promise<void> {
-    // Without a disk of its own, the name's image at the default place (an earlier partition's).
     const block = this.config.block;
-    await (block?.storage ?? this.config.storage!).wipe(this.name, block?.pathOverride ?? undefined);
+    // Its own disk, where its spec put it; without one, every image an earlier partition of the
+    // name left (the default place, and paths the keystore files under the name).
+    if (block) await block.storage.wipe(this.name, block.pathOverride ?? undefined);
+    else await this.config.storage!.wipeName(this.name);
   }
 
   /** Closes the block image once the worker can no longer use it. Idempotent. */

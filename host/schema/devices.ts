@@ -86,16 +86,14 @@ const BLOCK_MODE = Type.Union([Type.Literal('block'), Type.Literal('reject')], {
   description: "Over the limit: 'block' (default) the request waits in the partition's worker for its tokens; 'reject' it returns HV_STATUS_RATE_LIMITED at once, having done nothing.",
 });
 
+/** A block image's path as the embedder names it (a spec's `devices.block.path`, `hv.wipeStorage`'s `path`). */
+export const ImagePath = (description: string) => Type.String({ minLength: 1, pattern: '^[^\\u0000]+$', title: 'a non-empty path without NUL characters', description });
+
 export const BlockSchema = Type.Object(
   {
     sizeMiB: Type.Integer({ minimum: 1, maximum: MAX_DISK_MIB, description: 'Disk size in MiB. Required; an existing image must have this size.' }),
     path: Type.Optional(
-      Type.String({
-        minLength: 1,
-        pattern: '^[^\\u0000]+$',
-        title: 'a non-empty path without NUL characters',
-        description: "Where the image lives, chosen by the embedder (never by the guest): absolute, or relative to the hypervisor's dataDir. Default <dataDir>/images/<name>.img.",
-      }),
+      ImagePath("Where the image lives, chosen by the embedder (never by the guest): absolute, or relative to the hypervisor's dataDir. Default <dataDir>/images/<name>.img."),
     ),
     bytesPerSecond: Type.Optional(Type.Number({ minimum: 1, maximum: 2 ** 40, description: 'Sustained bytes per second moved by reads, writes and discards. Default 256 MiB.' })),
     burstBytes: Type.Optional(Type.Number({ minimum: MIN_BLOCK_BURST_BYTES, maximum: 2 ** 40, description: 'Bytes that may be moved at once after an idle period. Default: bytesPerSecond, at least 65536.' })),

@@ -12,6 +12,7 @@ import { DEFAULT_MODULE_LIMITS, MODULE_LIMIT_KEYS } from '../loader/bounds.ts';
 import { IsolationSchema, PlacementSchema } from './partition.ts';
 import { DEFAULT_PARTITIONS_PER_PROCESS, MAX_PARTITIONS_PER_PROCESS, MAX_SHARED_PROCESSES } from '../scheduler/bounds.ts';
 import { PolicySchema } from './policy.ts';
+import { ImagePath } from './devices.ts';
 
 /** A loaded Policy object (`Policy.fromFile`, `Policy.fromDocument`). */
 const PolicyObject = jsKind<Policy>('Wasmvisor:Policy', 'a Policy', (v) => v instanceof Policy);
@@ -192,3 +193,9 @@ export const SetPolicyOptionsSchema = Type.Object(
   { ...CLOSED, description: 'Options of hv.setPolicy.' },
 );
 export type SetPolicyOptions = Static<typeof SetPolicyOptionsSchema>;
+
+export const WipeStorageOptionsSchema = Type.Object(
+  { path: Type.Optional(ImagePath("The image to wipe, as the spec's devices.block.path names it (absolute, or relative to dataDir). Default: every image of the name (see hv.wipeStorage).")) },
+  { ...CLOSED, description: 'Options of hv.wipeStorage.' },
+);
+export type WipeStorageOptions = Static<typeof WipeStorageOptionsSchema>;

@@ -52,7 +52,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readdirSync, renameSync, writeSync, constants, fsyncSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { IntegrityError, InvalidArgumentError, StorageError } from '../errors.ts';
+import { IntegrityError, InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
 import { isMissingFile, makeDirsSync, readRegularFileSync } from '../files.ts';
 import { checkPathArgument, explain, given, refuseUnknownKeys } from '../schema/check.ts';
 import { signBytes, verifyBytes, type PublicKey, type SecretKey } from './keys.ts';
@@ -306,7 +306,8 @@ export class AuditLog implements AuditSink {
 
   record(entry: AuditEntry): Promise<AuditRecord> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new StorageError('the audit log is closed'));
+    // Closed is a state, not a failure of the storage (ERR_STORAGE is for a log that cannot be written).
+    if (this.closed) return Promise.reject(new InvalidStateError('the audit log is closed'));
     let rec: AuditRecord;
     try {
       // An embedder's entry: a misspelt `detials` or `cod` would be left out of the record unsaid.

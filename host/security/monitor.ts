@@ -136,13 +136,20 @@ export class SecurityMonitor implements AuditSink {
     return this.sink;
   }
 
+  /** Whether `audit` is a log this monitor opened (and closes), rather than the embedder's sink. */
+  get ownsAuditLog(): boolean {
+    return this.ownedLog !== null;
+  }
+
   /** Replaces the policy in force (measured and audited). New partitions are judged by it; live ones keep running. */
   async setPolicy(policy: Policy | PolicyDocument | string | null, actor?: string): Promise<void> {
     const next = policy === null ? null : toPolicy(policy);
     const previous = this.policyValue?.hash ?? null;
+    // Durable on the record before it is in force: a change the log refused (ERR_STORAGE) is not
+    // made (it was in force, unaudited, while the caller was told it failed).
+    await this.record({ ...(actor !== undefined ? { actor } : {}), action: 'policy.change', target: next?.source ?? '(none)', outcome: 'success', reason: next ? 'policy replaced' : 'policy removed', details: { previous, ...(next ? next.summary() : {}) } });
     this.policyValue = next;
     this.events.extend('runtime', 'policy.change', { ...this.policyEvent(), previous });
-    await this.record({ ...(actor !== undefined ? { actor } : {}), action: 'policy.change', target: next?.source ?? '(none)', outcome: 'success', reason: next ? 'policy replaced' : 'policy removed', details: { previous, ...(next ? next.summary() : {}) } });
   }
 
   private policyEvent(): Record<string, string | number | boolean | null> {

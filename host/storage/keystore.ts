@@ -165,12 +165,14 @@ export class Keystore {
   }
 
   /**
-   * Removes the key of image `imageId` (when known), every key filed for `file`, and the format-1
-   * name key of `name` when `nameKeyApplies`. Returns whether anything was removed.
+   * Removes the key of image `imageId` (when known), every key of `name` filed for `file`, and the
+   * format-1 name key of `name` when `nameKeyApplies`. Returns whether anything was removed. A key
+   * another partition filed for the same path stays: its image may come back (a volume mounted
+   * later, a backup restored), and only a wipe of that partition's name may drop it.
    */
   async remove(imageId: Uint8Array | null, file: string, name: string, nameKeyApplies: boolean): Promise<boolean> {
     const id = imageId ? hex(imageId) : null;
-    const drop = (e: KeyInfo) => (id !== null && e.imageId === id) || e.path === file || (nameKeyApplies && e.imageId === null && e.name === name);
+    const drop = (e: KeyInfo) => (id !== null && e.imageId === id) || (e.path === file && e.name === name) || (nameKeyApplies && e.imageId === null && e.name === name);
     // Nothing to remove (often: no keystore at all): no lock, no file created.
     if (!(await this.list()).some(drop)) return false;
     return this.update((entries) => {

@@ -64,6 +64,8 @@ export interface StorageOptions {
 export type StorageEvent =
   | { kind: 'key-created'; name: string; path: string; imageId: string }
   | { kind: 'wiped'; name: string; path: string; removedImage: boolean; removedKey: boolean }
+  /** A wipe refused (ERR_INTEGRITY, ERR_INVALID_STATE) or failed: nothing of that image was removed. */
+  | { kind: 'wipe-failed'; name: string; path: string; code: string; message: string }
   | {
       kind: 'overcommit';
       message: string;
@@ -114,9 +116,15 @@ export function blockInit(attachment: BlockAttachment): BlockWorkerInit {
 
 /** What `wipe` found and removed. */
 export interface WipeResult {
+  /** The image scrubbed (the first, when several were), else the place looked at. */
   path: string;
   removedImage: boolean;
   removedKey: boolean;
+  /**
+   * Every image file scrubbed and removed: at most the one path given; for a name, also its images
+   * at other paths (`devices.block.path`) that the keystore files under the name.
+   */
+  images: string[];
 }
 
 /** One persistent disk, as `listStorage` reports it (read from headers and file metadata; no key is used). */
@@ -144,6 +152,18 @@ export interface DiskInfo {
 
 const SCRUB_CHUNK = 1 << 20;
 
+/**
+ * The files attached as block images by any Storage of this process, by `dev:ino`, with whose
+ * they are: a wipe reaching one through another path (a hard link, a symlinked directory, a
+ * second Hypervisor on another data directory) is refused, not a live disk scrubbed. Another
+ * process's attachments are known by their lock (`<image>.lock`), at the path that process used.
+ */
+const attachedFiles = new Map<string, string>();
+
+function fileKey(s: { dev: bigint; ino: bigint }): string {
+  return `${s.dev}:${s.ino}`;
+}
+
 /** Where a partition's image lives unless its spec names a path: `<dataDir>/images/<name>.img`. */
 export function defaultImagePath(dataDir: string, name: string): string {
   return path.join(dataDir, 'images', `${name}.img`);
@@ -161,8 +181,8 @@ export class Storage {
   private readonly masterKey: Buffer | null;
   private readonly onEvent: ((event: StorageEvent) => void) | null;
   private readonly statfs: (dir: string) => Promise<{ bavail: number; bsize: number }>;
-  /** Images this Storage has attached, by path, with their cross-process locks. */
-  private readonly attached = new Map<string, { attachment: BlockAttachment; lock: FileLock }>();
+  /** Images this Storage has attached, by path, with their cross-process locks and `dev:ino` (attachedFiles). */
+  private readonly attached = new Map<string, { attachment: BlockAttachment; lock: FileLock; file: string }>();
   /** Per-image queue: an attach and a wipe of the same file never interleave within this process. */
   private readonly queues = new Map<string, Promise<unknown>>();
   private closed = false;
@@ -215,19 +235,74 @@ export class Storage {
     const held = this.attached.get(attachment.path);
     if (held?.attachment !== attachment) return;
     this.attached.delete(attachment.path);
+    attachedFiles.delete(held.file);
     await attachment.handle.sync().catch(() => undefined);
     await attachment.handle.close().catch(() => undefined);
     await held.lock.release();
   }
 
   /**
-   * Scrubs (overwrites with zeros, fsync) and removes a partition's image, and removes its key from
-   * the keystore. Refused while the image is attached (here or in another process). Idempotent: a
-   * missing image is not an error, and wiping one removes a key left for it.
+   * Scrubs (overwrites with zeros, fsync) and removes a partition's image at one place (`override`,
+   * as a spec's `devices.block.path`, else the default place), and removes its key from the
+   * keystore. Only an image of this name is scrubbed: a file that is not a Wasmvisor block image,
+   * or is another partition's (its key filed under another name, or its header not authenticating
+   * under the master key for this name), is refused with ERR_INTEGRITY and left untouched, keys
+   * included; one attached to a live partition (here or in another process) is ERR_INVALID_STATE.
+   * Idempotent: a missing image is not an error, and wiping one removes a key left for it.
    */
   wipe(name: string, override?: string): Promise<WipeResult> {
+    // Closed with its hypervisor: a wipe now could not be audited (the log is closed too).
+    this.assertOpen();
     const file = this.imagePath(name, override);
-    return this.queued(file, () => this.wipeQueued(name, file));
+    return this.queued(file, () => this.wipeQueued(name, file)).then(
+      (r) => ({ ...r, images: r.removedImage ? [file] : [] }),
+      (error: unknown) => {
+        this.emit({ kind: 'wipe-failed', name, path: file, code: error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL', message: (error as Error).message });
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Wipes every image of a name: the one at the default place and, with a keystore, every one it
+   * files under the name at another path (a spec's `devices.block.path`, which the keystore
+   * remembers; with a master key nothing records them, so only the default place is found). Each
+   * is wiped as `wipe` wipes one, in turn; a refusal stops there (what was wiped stays wiped).
+   */
+  async wipeName(name: string): Promise<WipeResult> {
+    this.assertOpen();
+    const first = this.defaultPath(name);
+    const elsewhere = new Set<string>();
+    if (this.keystore) {
+      let keys: KeyInfo[];
+      try {
+        keys = await this.keystore.list();
+      } catch (error) {
+        throw new StorageError(`cannot wipe the block images of ${name}: ${(error as Error).message}`, { cause: error });
+      }
+      for (const k of keys) if (k.name === name && k.path !== '' && path.resolve(k.path) !== first) elsewhere.add(path.resolve(k.path));
+    }
+    // An image elsewhere whose directory is missing may be on a volume not mounted now: its key is
+    // all that can open it when the volume is back, so a wipe by name does not drop it unasked
+    // (as attach refuses a missing image whose key exists, ERR_STORAGE). Its path says it.
+    for (const file of elsewhere) {
+      // Stryker disable next-line ArrowFunction: equivalent: undefined is as false as false here
+      if (!(await stat(path.dirname(file)).then(() => true, () => false))) {
+        throw new StorageError(
+          `cannot wipe the block image of ${name} at ${file}: its directory is missing (a volume not mounted?) and ${this.keystore!.file} holds its key; ` +
+            `mount it and wipe again, or wipe that image by its path (hv.wipeStorage(name, { path })) to drop the key`,
+        );
+      }
+    }
+    const results: WipeResult[] = [];
+    for (const file of [first, ...elsewhere]) results.push(await this.wipe(name, file));
+    const images = results.flatMap((r) => r.images);
+    return {
+      path: images[0] ?? results.find((r) => r.removedKey)?.path ?? first,
+      removedImage: images.length > 0,
+      removedKey: results.some((r) => r.removedKey),
+      images,
+    };
   }
 
   /**
@@ -327,23 +402,51 @@ export class Storage {
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }
-    this.attached.set(file, { attachment, lock });
+    let id: string;
+    try {
+      id = fileKey(await attachment.handle.stat({ bigint: true }));
+      // The same file under another path (a hard link, a symlinked directory) has another lock:
+      // two partitions writing one image would corrupt it, so this process refuses the second.
+      const live = attachedFiles.get(id);
+      if (live !== undefined) throw new InvalidStateError(`cannot open the block image of ${name} at ${file}: it is the image of live ${live}`);
+    } catch (error) {
+      attachment.dataKey.fill(0);
+      await attachment.handle.close().catch(() => undefined);
+      await lock.release();
+      if (error instanceof WasmvisorError) throw error;
+      throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
+    }
+    this.attached.set(file, { attachment, lock, file: id });
+    attachedFiles.set(id, `partition ${name} (attached at ${file})`);
     await this.checkSpace(file).catch(() => undefined);
     return attachment;
   }
 
-  private async wipeQueued(name: string, file: string): Promise<WipeResult> {
+  private async wipeQueued(name: string, file: string): Promise<Omit<WipeResult, 'images'>> {
     // No directory, no image: only a key can be left to remove (wiping creates nothing).
     // Stryker disable next-line ArrowFunction: equivalent: undefined is as false as false here
     const dirExists = await stat(path.dirname(file)).then(() => true, () => false);
     const lock = dirExists ? await this.lockImage(name, file, 'wipe', false) : null;
     try {
-      const imageId = await readImageId(file);
-      // A copy of another image (`cp kv.img kv2.img`, a backup given as devices.block.path) holds
-      // that image's id: the key filed under it is the other image's, and removing it would make
-      // that image unreadable for ever. Its key goes only with the file the keystore filed it for.
-      const keyId = imageId !== null && (await this.copyOf(imageId, file)) !== null ? null : imageId;
-      const removedImage = await scrubAndRemove(file);
+      let keyId: Uint8Array | null = null;
+      let removedImage = false;
+      // Checked and scrubbed through one descriptor: what was judged the name's is what is zeroed.
+      const own = await this.openOwnImage(name, file);
+      if (own !== null) {
+        const { handle, imageId } = own;
+        try {
+          // A copy of another image (`cp kv.img kv2.img`, a backup given as devices.block.path) holds
+          // that image's id: the key filed under it is the other image's, and removing it would make
+          // that image unreadable for ever. Its key goes only with the file the keystore filed it for.
+          keyId = (await this.copyOf(imageId, file)) !== null ? null : imageId;
+          await scrub(handle);
+        } finally {
+          await handle.close();
+        }
+        await unlink(file);
+        await syncDir(path.dirname(file));
+        removedImage = true;
+      }
       await removeTemporaries(file);
       const removedKey = this.keystore ? await this.keystore.remove(keyId, file, name, file === this.defaultPath(name)) : false;
       this.emit({ kind: 'wiped', name, path: file, removedImage, removedKey });
@@ -354,6 +457,76 @@ export class Storage {
       throw new StorageError(`cannot wipe the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     } finally {
       await lock?.release();
+    }
+  }
+
+  /**
+   * Opens the file at `file` for a wipe of `name`'s image, or null when there is none. What
+   * identifies an image as the name's: its header (the magic, and the image id the keys are filed
+   * under) and then its key: the keystore's entry for that id is filed under `name` (or, from a
+   * format-1 keystore, the name's key authenticates the header), or the master key derived for
+   * `name` authenticates it. Also scrubbed: a copy of another partition's image whose original is
+   * still where the keystore files its key (deleting the copy loses nothing), and an image whose id
+   * has no key in this keystore (nothing in it can be read any more: the "wipe it to start over" of
+   * an image whose key is gone). Anything else is refused and left untouched: not a regular file,
+   * not a Wasmvisor image, another partition's image (ERR_INTEGRITY), or the file a live partition
+   * of this process has attached, reached by another path (ERR_INVALID_STATE).
+   */
+  private async openOwnImage(name: string, file: string): Promise<{ handle: FileHandle; imageId: Uint8Array } | null> {
+    const refuse = (why: string): IntegrityError =>
+      new IntegrityError(`refusing to wipe ${file} as the block image of ${name}: ${why}; it was left untouched`);
+    let handle: FileHandle;
+    try {
+      handle = await open(file, constants.O_RDWR | NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      // A symbolic link is refused as attach refuses one (ERR_STORAGE from the caller: O_NOFOLLOW's ELOOP).
+      if (code === 'EISDIR' || code === 'ENXIO') throw refuse('it is not a regular file');
+      throw error;
+    }
+    try {
+      const st = await handle.stat({ bigint: true });
+      if (!st.isFile()) throw refuse('it is not a regular file');
+      const live = attachedFiles.get(fileKey(st));
+      if (live !== undefined) throw new InvalidStateError(`refusing to wipe ${file} as the block image of ${name}: it is the image of live ${live}`);
+      let header: Buffer;
+      let imageId: Uint8Array;
+      try {
+        ({ header, imageId } = await readHeader(handle));
+      } catch (error) {
+        if (!(error instanceof ImageError)) throw error;
+        if (error.problem === 'unsupported') throw refuse(`it is a Wasmvisor image this runtime does not read (${error.message})`);
+        throw refuse(`it is not a Wasmvisor block image (${error.problem === 'truncated' ? 'shorter than an image header' : 'it does not start with the image magic'})`);
+      }
+      const id = Buffer.from(imageId).toString('hex');
+      if (this.masterKey) {
+        if (!authenticates(header, this.masterKey, imageId, name)) throw refuse(`its header (image id ${id}) does not authenticate as ${name}'s under the storage key: it is another partition's image, or altered`);
+      } else {
+        const entry = await this.keystore!.find(imageId);
+        if (entry !== null) {
+          entry.key.fill(0);
+          // Another partition's image: scrubbed only when it is a copy whose original is still
+          // where its key is filed (`cp kv.img kv2.img`): then nothing is lost, and the key stays.
+          if (entry.name !== name && (await this.copyOf(imageId, file)) === null) {
+            throw refuse(`it is the block image of partition ${entry.name} (image id ${id}, its key filed under ${entry.name} in ${this.keystore!.file}); wipe it as ${entry.name}'s`);
+          }
+        } else {
+          // From a format-1 keystore, keys are filed by name: the one that authenticates the header names its owner.
+          for (const k of await this.keystore!.list()) {
+            if (k.imageId !== null) continue;
+            const key = await this.keystore!.nameKey(k.name);
+            const opens = key !== null && authenticates(header, key, imageId, k.name);
+            key?.fill(0);
+            if (opens && k.name !== name) throw refuse(`it is the block image of partition ${k.name} (image id ${id}, its format-1 key filed under ${k.name} in ${this.keystore!.file}); wipe it as ${k.name}'s`);
+            if (opens) break;
+          }
+        }
+      }
+      return { handle, imageId };
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
     }
   }
 
@@ -455,7 +628,8 @@ export class Storage {
           if (!(error instanceof KeyConflictError)) throw error;
           throw new StorageError(
             `the block image of ${name} at ${file} is missing, but ${error.message}. Restore the image (is the volume it lives on mounted?), ` +
-              `or wipe it (wasmvisor delete ${name}, hv.wipeStorage) to drop that key and start over`,
+              // The key's owner is the one to wipe: a wipe of another name leaves that key (keystore.remove).
+              `or wipe it (wasmvisor delete ${error.entry.name}, hv.wipeStorage) to drop that key and start over`,
           );
         }
         reserved = true;
@@ -651,16 +825,30 @@ async function removeTemporaries(file: string): Promise<void> {
   for (const n of names) if (n.startsWith(`${base}.`) && /^[0-9a-f]{32}\.new$/.test(n.slice(base.length + 1))) await unlink(path.join(dir, n)).catch(() => undefined);
 }
 
-/** Overwrites every non-zero byte range of `file` with zeros, syncs, and unlinks it. False if it did not exist. */
-async function scrubAndRemove(file: string): Promise<boolean> {
-  let handle: FileHandle;
+/** The header of an open image and its image id (ImageError when it is not one this runtime reads). */
+async function readHeader(handle: FileHandle): Promise<{ header: Buffer; imageId: Uint8Array }> {
+  const header = Buffer.alloc(HEADER_SIZE);
+  const { bytesRead } = await handle.read(header, 0, HEADER_SIZE, 0);
+  return { header, imageId: peekHeader(header.subarray(0, bytesRead)).imageId };
+}
+
+/** Whether `header` authenticates under `key` for image `imageId` of partition `name`. */
+function authenticates(header: Buffer, key: Uint8Array, imageId: Uint8Array, name: string): boolean {
+  const { dataKey, macKey } = deriveImageKeys(key, imageId, name);
+  dataKey.fill(0);
   try {
-    handle = await open(file, constants.O_RDWR | NOFOLLOW);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
+    verifyHeader(header, macKey, name);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    macKey.fill(0);
   }
-  try {
+}
+
+/** Overwrites every non-zero byte range of the open file with zeros, and syncs. */
+async function scrub(handle: FileHandle): Promise<void> {
+  {
     const size = (await handle.stat()).size;
     const buf = Buffer.alloc(SCRUB_CHUNK);
     const zeros = Buffer.alloc(SCRUB_CHUNK);
@@ -672,10 +860,5 @@ async function scrubAndRemove(file: string): Promise<boolean> {
       }
     }
     await handle.sync();
-  } finally {
-    await handle.close();
   }
-  await unlink(file);
-  await syncDir(path.dirname(file));
-  return true;
 }

@@ -115,9 +115,10 @@ describe('files', () => {
     writeFileSync(st.imagePath('bad'), 'not an image');
     expect((await st.list()).map((d) => d.name)).toEqual(['bad', 'p']);
     expect(await st.wipe('p')).toMatchObject({ removedImage: true });
-    expect(await st.wipe('bad')).toMatchObject({ removedImage: true });
+    // Not an image: refused and left (a wipe scrubs only the name's own image), its handle closed too.
+    await expect(st.wipe('bad')).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
     expect(openHandles.size).toBe(0);
-    expect(readdirSync(path.join(dir, 'images'))).toEqual([]);
+    expect(readdirSync(path.join(dir, 'images'))).toEqual(['bad.img']);
   });
 });
 

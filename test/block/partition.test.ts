@@ -3,7 +3,7 @@
  * Isolation (another partition's disk, a deleted partition's disk), encryption at rest,
  * persistence across boots, wipe.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -130,12 +130,84 @@ describe('block device in partitions', () => {
     expect(await boot()).toEqual(['counter: 1']);
   });
 
+  /** Boots `name` once with the counter guest on a 1 MiB disk (at `diskPath` when given) and returns its output. */
+  async function count(name: string, diskPath?: string, h: Hypervisor = hv): Promise<string[]> {
+    const p = await h.createPartition({ name, module: guest('counter'), devices: { console: true, block: { sizeMiB: 1, ...(diskPath !== undefined ? { path: diskPath } : {}) } } });
+    const out = collect(p);
+    await runToExit(p);
+    await p.destroy();
+    return out.stdout;
+  }
+
+  it("a wipe of a name never scrubs another partition's image at that name's default place, live or not", async () => {
+    // bee's disk lives where ann's would (its spec's path is ann's default place).
+    const image = path.join(dir, 'images', 'ann.img');
+    expect(await count('bee', 'images/ann.img')).toEqual(['counter: 1']);
+    const bee = await hv.createPartition({ name: 'bee', module: guest('counter'), devices: { console: true, block: { sizeMiB: 1, path: 'images/ann.img' } } });
+    // While bee is live: its lock refuses both wipe routes of ann.
+    await expect(hv.wipeStorage('ann')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: expect.stringContaining('attached to a live partition') });
+    const ann = await hv.createPartition({ name: 'ann', module: guest('counter') });
+    await expect(ann.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    // A second hypervisor of this process reaching bee's live image through another name for the
+    // file (a hard link: another lock path) as the image of bee itself is refused too.
+    const link = path.join(dir, 'link.img');
+    linkSync(image, link);
+    const hv2 = hypervisor({ dataDir: dir });
+    try {
+      await expect(hv2.wipeStorage('bee', { path: link })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: `refusing to wipe ${link} as the block image of bee: it is the image of live partition bee (attached at ${image})` });
+    } finally {
+      await hv2.close();
+    }
+    rmSync(link);
+    await bee.destroy();
+    // Not live any more, still bee's: refused, not a byte changed, and bee's key kept.
+    const before = readFileSync(image);
+    await expect(hv.wipeStorage('ann')).rejects.toMatchObject({
+      code: 'ERR_INTEGRITY',
+      message: expect.stringMatching(new RegExp(`^refusing to wipe ${image} as the block image of ann: it is the block image of partition bee \\(image id [0-9a-f]{32}, its key filed under bee in .*\\); wipe it as bee's; it was left untouched$`)),
+    });
+    const again = await hv.createPartition({ name: 'ann', module: guest('counter') });
+    await expect(again.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    // Destroyed all the same: a destroy without a wipe resolves (the management API undeclares so).
+    expect(again.state).toBe('destroyed');
+    await expect(again.destroy()).resolves.toBeUndefined();
+    expect(readFileSync(image).equals(before)).toBe(true);
+    expect(await count('bee', 'images/ann.img')).toEqual(['counter: 2']);
+    // bee's own wipe removes it.
+    expect(await hv.wipeStorage('bee')).toMatchObject({ path: image, removedImage: true, removedKey: true, images: [image] });
+    expect(existsSync(image)).toBe(false);
+    expect(await hv.listStorage()).toEqual([]);
+    // A refused wipe may be asked for again once its cause is gone: nothing of ann's is left now.
+    await expect(again.destroy({ wipe: true })).resolves.toBeUndefined();
+  });
+
+  it('a wipe of a name finds its image at a custom path (the keystore files it): destroy({ wipe: true }) and wipeStorage alike', async () => {
+    const custom = path.join(dir, 'elsewhere', 'gus.img');
+    expect(await count('gus', custom)).toEqual(['counter: 1']);
+    // The name again without a disk: its destroy with wipe finds the custom-path image.
+    const p = await hv.createPartition({ name: 'gus', module: guest('counter') });
+    await p.destroy({ wipe: true });
+    expect(existsSync(custom)).toBe(false);
+    expect(await hv.listStorage()).toEqual([]);
+    // hv.wipeStorage(name) too, with the default place's image and a custom one of the name at once.
+    expect(await count('gus', custom)).toEqual(['counter: 1']);
+    expect(await count('gus')).toEqual(['counter: 1']);
+    const result = await hv.wipeStorage('gus');
+    expect(result).toEqual({ path: path.join(dir, 'images', 'gus.img'), removedImage: true, removedKey: true, images: [path.join(dir, 'images', 'gus.img'), custom] });
+    expect(existsSync(custom)).toBe(false);
+    expect(await hv.listStorage()).toEqual([]);
+    // Nothing lost: a partition with that disk again starts from zeros, as after any wipe.
+    expect(await count('gus', custom)).toEqual(['counter: 1']);
+  });
+
   it('refuses a live partition’s storage to wipeStorage, a second partition on one image, and a resize', async () => {
     const p = await hv.createPartition({ name: 'dave', module: guest('counter'), devices: { block: { sizeMiB: 1 } } });
     await expect(hv.wipeStorage('dave')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
     // Options the embedder got wrong: typed, naming the option (a number as path was a bare TypeError).
-    await expect(hv.wipeStorage('other', { path: 5 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: path: expected a string, got the number 5' });
-    await expect(hv.wipeStorage('other', null as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.wipeStorage('other', { path: 5 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: path: expected a non-empty path without NUL characters, got the number 5' });
+    // An empty path would resolve to the data directory itself.
+    await expect(hv.wipeStorage('other', { path: '' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: path: expected a non-empty path without NUL characters, got the string ""' });
+    await expect(hv.wipeStorage('other', null as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: (root): expected an object, got null' });
     // A misspelt path would have wiped the disk at the default place, not the one named.
     await expect(hv.wipeStorage('other', { pth: 'elsewhere.img' } as unknown as {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'wipeStorage options: pth: unknown key; did you mean path?' });
     expect(await hv.listStorage()).toEqual([

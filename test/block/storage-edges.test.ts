@@ -49,6 +49,19 @@ describe('Storage refuses', () => {
     expect(existsSync(path.join(dir, 'images', 'p.img'))).toBe(false);
   });
 
+  it('an image another Storage of this process has attached, reached by another path (a hard link), as ERR_INVALID_STATE', async () => {
+    const first = new Storage({ dataDir: dir });
+    const held = await first.attach('p', 1);
+    const link = path.join(dir, 'link.img');
+    linkSync(first.imagePath('p'), link);
+    const second = new Storage({ dataDir: dir });
+    await expect(second.attach('p', 1, link)).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: `cannot open the block image of p at ${link}: it is the image of live partition p (attached at ${first.imagePath('p')})` });
+    // Refused whole: no lock left behind, and the first attachment still works.
+    expect(existsSync(`${link}.lock`)).toBe(false);
+    await first.detach(held);
+    await second.detach(await second.attach('p', 1, link));
+  });
+
   it('a data directory it cannot make, as ERR_STORAGE naming the image and the cause', async () => {
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'not a directory');
@@ -203,11 +216,11 @@ describe('wipe', () => {
     expect(listed.find((d) => d.path === copy)).toMatchObject({ name: 'kv', problem: `a copy of ${original}, whose key the keystore holds (deleting the copy leaves that key)` });
     expect(listed.find((d) => d.path === original)).toMatchObject({ name: 'kv', problem: null });
     // Wiping a copy scrubs the copy only; the key stays with the image it was made for.
-    expect(await st.wipe('kv2')).toEqual({ path: copy, removedImage: true, removedKey: false });
-    expect(await st.wipe('kv', backup)).toEqual({ path: backup, removedImage: true, removedKey: false });
+    expect(await st.wipe('kv2')).toEqual({ path: copy, removedImage: true, removedKey: false, images: [copy] });
+    expect(await st.wipe('kv', backup)).toEqual({ path: backup, removedImage: true, removedKey: false, images: [backup] });
     await st.detach(await st.attach('kv', 1));
     // The original itself: image and key go.
-    expect(await st.wipe('kv')).toEqual({ path: original, removedImage: true, removedKey: true });
+    expect(await st.wipe('kv')).toEqual({ path: original, removedImage: true, removedKey: true, images: [original] });
     expect(await st.keystore!.list()).toEqual([]);
   });
 
@@ -217,7 +230,7 @@ describe('wipe', () => {
     const moved = path.join(dir, 'moved', 'kv.img');
     mkdirSync(path.dirname(moved));
     renameSync(st.imagePath('kv'), moved);
-    expect(await st.wipe('kv', moved)).toEqual({ path: moved, removedImage: true, removedKey: true });
+    expect(await st.wipe('kv', moved)).toEqual({ path: moved, removedImage: true, removedKey: true, images: [moved] });
     expect(await st.keystore!.list()).toEqual([]);
   });
 
@@ -225,22 +238,83 @@ describe('wipe', () => {
     const st = new Storage({ dataDir: path.join(dir, 'data') });
     const own = path.join(dir, 'own', 'p.img');
     mkdirSync(path.dirname(own));
-    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: false, removedKey: false });
+    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: false, removedKey: false, images: [] });
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
   });
 
-  it('removes a file that is not an image from an image’s place, and a format-1 key only at the name’s own place', async () => {
+  it('leaves a file that is not an image in an image’s place untouched (ERR_INTEGRITY, keys kept), and removes a format-1 key only at the name’s own place', async () => {
     format1Keystore({ p: randomBytes(32) });
     const st = new Storage({ dataDir: dir });
     const own = path.join(dir, 'own', 'p.img');
     mkdirSync(path.dirname(own));
+    // Not one of ours: a wipe must never scrub a file it cannot tell is the name's image.
     writeFileSync(own, 'not an image');
-    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: true, removedKey: false });
-    expect(existsSync(own)).toBe(false);
+    await expect(st.wipe('p', own)).rejects.toMatchObject({
+      code: 'ERR_INTEGRITY',
+      message: `refusing to wipe ${own} as the block image of p: it is not a Wasmvisor block image (shorter than an image header); it was left untouched`,
+    });
+    expect(readFileSync(own, 'utf8')).toBe('not an image');
+    rmSync(own);
+    expect(await st.wipe('p', own)).toEqual({ path: own, removedImage: false, removedKey: false, images: [] });
     mkdirSync(path.join(dir, 'images'));
     writeFileSync(st.imagePath('p'), 'x'.repeat(5000));
-    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: true });
+    await expect(st.wipe('p')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringContaining('it does not start with the image magic') });
+    expect(readFileSync(st.imagePath('p'), 'utf8')).toBe('x'.repeat(5000));
+    expect((await st.keystore!.list()).map((k) => k.name)).toEqual(['p']);
+    rmSync(st.imagePath('p'));
+    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: false, removedKey: true, images: [] });
     expect(await st.keystore!.list()).toEqual([]);
+  });
+
+  it("scrubs only the name's own image: another name's (by its key, by the storage key, by a format-1 name key) and a special file are left untouched", async () => {
+    // Keystore: the key filed for the image's id names its partition.
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('b', 1, 'images/a.img'));
+    const image = st.imagePath('a');
+    const bytes = readFileSync(image);
+    await expect(st.wipe('a')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringContaining(`it is the block image of partition b (image id `) });
+    expect(readFileSync(image).equals(bytes)).toBe(true);
+    expect((await st.keystore!.list()).map((k) => [k.name, k.path])).toEqual([['b', image]]);
+    // An image whose key is gone from this keystore: nothing in it can be read; the name may scrub it.
+    rmSync(path.join(dir, 'keystore'));
+    expect(await st.wipe('a')).toEqual({ path: image, removedImage: true, removedKey: false, images: [image] });
+    // Storage key: the header authenticates for its own name only.
+    const keyed = new Storage({ dataDir: path.join(dir, 'keyed'), masterKey: randomBytes(32) });
+    await keyed.detach(await keyed.attach('b', 1, 'images/a.img'));
+    await expect(keyed.wipe('a')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringContaining("does not authenticate as a's under the storage key") });
+    expect(await keyed.wipe('b', 'images/a.img')).toMatchObject({ removedImage: true });
+    // A format-1 keystore's name key opens its own name's image only.
+    const legacy = path.join(dir, 'legacy');
+    mkdirSync(path.join(legacy, 'images'), { recursive: true });
+    const bKey = randomBytes(32);
+    writeFileSync(path.join(legacy, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: { a: randomBytes(32).toString('base64'), b: bKey.toString('base64') } }));
+    format1Image(path.join(legacy, 'images', 'a.img'), bKey, 'b', 256);
+    const old = new Storage({ dataDir: legacy });
+    await expect(old.wipe('a')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringContaining('it is the block image of partition b (image id ') });
+    expect(existsSync(path.join(legacy, 'images', 'a.img'))).toBe(true);
+    // Not a regular file: a directory in an image's place.
+    mkdirSync(st.imagePath('d'));
+    await expect(st.wipe('d')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: `refusing to wipe ${st.imagePath('d')} as the block image of d: it is not a regular file; it was left untouched` });
+    expect(existsSync(st.imagePath('d'))).toBe(true);
+  });
+
+  it("by name: finds the name's images at other paths through the keystore, and keeps the key of one whose directory is missing (a volume not mounted)", async () => {
+    const st = new Storage({ dataDir: dir });
+    const away = path.join(dir, 'volume', 'p.img');
+    mkdirSync(path.dirname(away));
+    await st.detach(await st.attach('p', 1, away));
+    await st.detach(await st.attach('p', 1));
+    await st.detach(await st.attach('q', 1, path.join(dir, 'volume', 'q.img')));
+    rmSync(path.join(dir, 'volume'), { recursive: true });
+    const refused = await st.wipeName('p').catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'ERR_STORAGE', message: expect.stringMatching(new RegExp(`^cannot wipe the block image of p at ${away}: its directory is missing`)) });
+    // Refused before anything was wiped: the default place's image and every key are still there.
+    expect(existsSync(st.imagePath('p'))).toBe(true);
+    expect((await st.keystore!.list()).map((k) => k.name).sort()).toEqual(['p', 'p', 'q']);
+    // The directory is back, its image gone (removed by hand): the name's wipe takes the default image and both of p's keys; q's stays.
+    mkdirSync(path.dirname(away));
+    expect(await st.wipeName('p')).toMatchObject({ removedImage: true, removedKey: true, images: [st.imagePath('p')] });
+    expect((await st.keystore!.list()).map((k) => k.name)).toEqual(['q']);
   });
 
   it('removes the half-built images of creates that died (`<image>.<32 hex digits>.new`), and no other file', async () => {
@@ -294,14 +368,14 @@ describe('wipe', () => {
     mkdirSync(path.dirname(moved));
     await st.detach(await st.attach('p', 1, before));
     renameSync(before, moved);
-    expect(await st.wipe('p', moved)).toEqual({ path: moved, removedImage: true, removedKey: true });
+    expect(await st.wipe('p', moved)).toEqual({ path: moved, removedImage: true, removedKey: true, images: [moved] });
     expect(await st.keystore!.list()).toEqual([]);
   });
 
   it('with a storage key removes the image and no key (there is no keystore)', async () => {
     const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
     await st.detach(await st.attach('p', 1));
-    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: false });
+    expect(await st.wipe('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: false, images: [st.imagePath('p')] });
     expect(existsSync(path.join(dir, 'keystore'))).toBe(false);
   });
 

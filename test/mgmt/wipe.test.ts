@@ -5,7 +5,10 @@
  * `POST /partitions/{name}/disk/wipe` wipes such an image too; with none left it is a 400.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Hypervisor } from '../../host/index.ts';
+import { guest } from '../helpers.ts';
 import { createBody, startHost, type Harness } from './harness.ts';
 
 let h: Harness;
@@ -76,5 +79,39 @@ describe('DELETE ?wipe=true', () => {
     expect(readFileSync(`${h.config}/data/keystore`).includes(Buffer.from('y.img'))).toBe(true);
     expect((await c.request('POST', '/partitions/y/disk/wipe')).status).toBe(200);
     expect(readFileSync(`${h.config}/data/keystore`).includes(Buffer.from('y.img'))).toBe(false);
+  });
+});
+
+describe("the name's images, and only those", () => {
+  it("POST …/disk/wipe finds the name's image at a custom path; another partition's image at the name's place is neither wiped nor counted as the name's", async () => {
+    const c = h.client(owner);
+    const data = path.join(h.config, 'data');
+    // An embedder (or `wasmvisor run`) on the host's data directory left two disks: cz's at a
+    // path of its own, and bee's at cw's default place.
+    const custom = path.join(h.config, 'elsewhere', 'cz.img');
+    const foreign = path.join(data, 'images', 'cw.img');
+    const hv = new Hypervisor({ dataDir: data });
+    try {
+      await (await hv.createPartition({ name: 'cz', module: guest('hello'), devices: { block: { sizeMiB: 1, path: custom } } })).destroy();
+      await (await hv.createPartition({ name: 'bee', module: guest('hello'), devices: { block: { sizeMiB: 1, path: 'images/cw.img' } } })).destroy();
+    } finally {
+      await hv.close();
+    }
+    await c.json('POST', '/partitions', createBody('cz', 'hello'));
+    const wiped = await c.request('POST', '/partitions/cz/disk/wipe');
+    expect(wiped.status, wiped.body.toString()).toBe(200);
+    expect(existsSync(custom)).toBe(false);
+    await c.json('POST', '/partitions', createBody('cw', 'hello'));
+    const bytes = readFileSync(foreign);
+    const none = await c.request('POST', '/partitions/cw/disk/wipe');
+    expect(none.status).toBe(400);
+    expect(JSON.parse(none.body.toString()).error.message).toBe('partition cw has no disk: its spec grants none, and no image of its name is left to wipe');
+    // DELETE ?wipe=true looks at the name's place, finds bee's image there and refuses (422), untouched.
+    const del = await c.request('DELETE', '/partitions/cw?wipe=true');
+    expect(del.status, del.body.toString()).toBe(422);
+    expect(JSON.parse(del.body.toString()).error).toMatchObject({ code: 'ERR_INTEGRITY', message: expect.stringContaining('it is the block image of partition bee') });
+    expect(readFileSync(foreign).equals(bytes)).toBe(true);
+    // The refused wipe does not stick to the partition: a DELETE without a wipe undeclares it.
+    expect(await c.json('DELETE', '/partitions/cw')).toEqual({ destroyed: 'cw', wiped: false });
   });
 });

@@ -108,34 +108,34 @@ describe('forwarded port: options', () => {
     const bad = (o: Partial<ForwardPortOptions>, message: string) =>
       expect(within(PortForward.open(sw, partition, { partition: 'svc', guestPort: 1, ...o }), 'the refusal')).rejects.toThrow(new InvalidArgumentError(message));
     for (const guestPort of [0, 65535]) await ok({ guestPort });
-    await bad({ guestPort: -1 }, 'guestPort must be an integer from 0 to 65535, got the number -1');
-    await bad({ guestPort: 65536 }, 'guestPort must be an integer from 0 to 65535, got the number 65536');
-    await bad({ guestPort: 80.5 }, 'guestPort must be an integer from 0 to 65535, got the number 80.5');
-    await bad({ guestPort: '80' as unknown as number }, 'guestPort must be an integer from 0 to 65535, got "80"');
-    await bad({ guestPort: undefined }, 'guestPort must be an integer from 0 to 65535, got nothing');
-    await bad({ port: -1 }, 'port must be an integer from 0 to 65535, got the number -1');
-    await bad({ port: 65536 }, 'port must be an integer from 0 to 65535, got the number 65536');
+    await bad({ guestPort: -1 }, 'forwardPort options: guestPort: expected an integer from 0 to 65535, got the number -1');
+    await bad({ guestPort: 65536 }, 'forwardPort options: guestPort: expected an integer from 0 to 65535, got the number 65536');
+    await bad({ guestPort: 80.5 }, 'forwardPort options: guestPort: expected an integer from 0 to 65535, got the number 80.5');
+    await bad({ guestPort: '80' as unknown as number }, 'forwardPort options: guestPort: expected an integer from 0 to 65535, got the string "80"');
+    await bad({ guestPort: undefined }, 'forwardPort options: guestPort: expected an integer from 0 to 65535, got nothing');
+    await bad({ port: -1 }, 'forwardPort options: port: expected an integer from 0 to 65535, got the number -1');
+    await bad({ port: 65536 }, 'forwardPort options: port: expected an integer from 0 to 65535, got the number 65536');
     for (const maxConnections of [1, 1024]) await ok({ maxConnections });
-    await bad({ maxConnections: 0 }, 'maxConnections must be an integer from 1 to 1024, got the number 0');
-    await bad({ maxConnections: 1025 }, 'maxConnections must be an integer from 1 to 1024, got the number 1025');
+    await bad({ maxConnections: 0 }, 'forwardPort options: maxConnections: expected an integer from 1 to 1024, got the number 0');
+    await bad({ maxConnections: 1025 }, 'forwardPort options: maxConnections: expected an integer from 1 to 1024, got the number 1025');
     for (const maxBufferedBytes of [1024, 1 << 30]) await ok({ maxBufferedBytes });
-    await bad({ maxBufferedBytes: 1023 }, 'maxBufferedBytes must be an integer from 1024 to 1073741824, got the number 1023');
-    await bad({ maxBufferedBytes: (1 << 30) + 1 }, 'maxBufferedBytes must be an integer from 1024 to 1073741824, got the number 1073741825');
+    await bad({ maxBufferedBytes: 1023 }, 'forwardPort options: maxBufferedBytes: expected an integer from 1024 to 1073741824, got the number 1023');
+    await bad({ maxBufferedBytes: (1 << 30) + 1 }, 'forwardPort options: maxBufferedBytes: expected an integer from 1024 to 1073741824, got the number 1073741825');
     for (const stallTimeoutMs of [1, 3_600_000]) await ok({ stallTimeoutMs });
-    await bad({ stallTimeoutMs: 0 }, 'stallTimeoutMs must be an integer from 1 to 3600000, got the number 0');
-    await bad({ stallTimeoutMs: 3_600_001 }, 'stallTimeoutMs must be an integer from 1 to 3600000, got the number 3600001');
+    await bad({ stallTimeoutMs: 0 }, 'forwardPort options: stallTimeoutMs: expected an integer from 1 to 3600000, got the number 0');
+    await bad({ stallTimeoutMs: 3_600_001 }, 'forwardPort options: stallTimeoutMs: expected an integer from 1 to 3600000, got the number 3600001');
     for (const idleTimeoutMs of [1, 86_400_000]) await ok({ idleTimeoutMs });
-    await bad({ idleTimeoutMs: 0 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got the number 0');
-    await bad({ idleTimeoutMs: 86_400_001 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got the number 86400001');
-    await bad({ idleTimeoutMs: 2.5 }, 'idleTimeoutMs must be an integer from 1 to 86400000, got the number 2.5');
-    await bad({ idleTimeoutMs: Object.create(null) as number }, 'idleTimeoutMs must be an integer from 1 to 86400000, got an object');
-    await bad({ maxConnections: 10n as unknown as number }, 'maxConnections must be an integer from 1 to 1024, got the bigint 10n');
+    await bad({ idleTimeoutMs: 0 }, 'forwardPort options: idleTimeoutMs: expected an integer from 1 to 86400000, got the number 0');
+    await bad({ idleTimeoutMs: 86_400_001 }, 'forwardPort options: idleTimeoutMs: expected an integer from 1 to 86400000, got the number 86400001');
+    await bad({ idleTimeoutMs: 2.5 }, 'forwardPort options: idleTimeoutMs: expected an integer from 1 to 86400000, got the number 2.5');
+    await bad({ idleTimeoutMs: Object.create(null) as number }, 'forwardPort options: idleTimeoutMs: expected an integer from 1 to 86400000, got an object');
+    await bad({ maxConnections: 10n as unknown as number }, 'forwardPort options: maxConnections: expected an integer from 1 to 1024, got the bigint 10n');
     // null is not "absent": refused naming the option, never the default in its place.
     for (const [key, range] of Object.entries({ ...FORWARD_LIMITS, guestPort: { min: 0, max: 65535 }, port: { min: 0, max: 65535 } })) {
-      await bad({ [key]: null as unknown as number }, `${key} must be an integer from ${range.min} to ${range.max}, got null`);
+      await bad({ [key]: null as unknown as number }, `forwardPort options: ${key}: expected an integer from ${range.min} to ${range.max}, got null`);
     }
     await ok({ host: '127.0.0.1' });
-    await bad({ host: '0.0.0.0' as '127.0.0.1' }, 'forwarded ports listen on 127.0.0.1 only, got "0.0.0.0"');
+    await bad({ host: '0.0.0.0' as '127.0.0.1' }, 'forwardPort options: host: expected "127.0.0.1" (forwarded ports listen on loopback only), got the string "0.0.0.0"');
   });
 
   it('listens on 127.0.0.1 only: another loopback address of this host is refused', async () => {

@@ -192,7 +192,7 @@ describe('forwarded TCP port', () => {
     await hv.createPartition({ name: 'svc', module: guest('net-service'), devices: { net: { segment: 'blue', host: true } } });
     await expect(hv.forwardPort({ partition: 'plain', guestPort: 80 })).rejects.toMatchObject({ code: 'ERR_ACCESS_DENIED' });
     await expect(hv.forwardPort({ partition: 'svc', guestPort: 80, host: '0.0.0.0' as '127.0.0.1' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-    await expect(hv.forwardPort({ partition: 'nobody', guestPort: 80 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(hv.forwardPort({ partition: 'nobody', guestPort: 80 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: no live partition named "nobody"' });
     // No options, or no partition name: said so (was "no live partition named undefined").
     await expect(hv.forwardPort(null as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got null' });
     await expect(hv.forwardPort({ guestPort: 80 } as unknown as Parameters<typeof hv.forwardPort>[0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: partition: expected the name of a live partition, got nothing' });
@@ -202,7 +202,7 @@ describe('forwarded TCP port', () => {
     await expect(hv.forwardPort(typo)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: idleTimeout: unknown key; did you mean idleTimeoutMs?' });
     // null is a value, not "absent": refused naming the key (it used to take the 60 s default).
     const nulled = { partition: 'svc', guestPort: 80, idleTimeoutMs: null } as unknown as Parameters<typeof hv.forwardPort>[0];
-    await expect(hv.forwardPort(nulled)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'idleTimeoutMs must be an integer from 1 to 86400000, got null' });
+    await expect(hv.forwardPort(nulled)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: idleTimeoutMs: expected an integer from 1 to 86400000, got null' });
     const stranger = { partition: 'svc', guestPort: 80, 'a\nb': 1 } as unknown as Parameters<typeof hv.forwardPort>[0];
     await expect(hv.forwardPort(stranger)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'forwardPort options: a\\nb: unknown key' });
   });

@@ -346,7 +346,8 @@ describe('durability', () => {
     const rec = await log.record({ action: 'x.y', outcome: 'success', reason: 'a\nb\u0000'.repeat(1000), target: 'z'.repeat(1000) });
     expect(rec.reason.length).toBeLessThanOrEqual(1025);
     await log.close();
-    await expect(log.record({ action: 'x.y', outcome: 'success' })).rejects.toBeInstanceOf(StorageError);
+    // Closed is a state (ERR_INVALID_STATE), not a storage failure: ERR_STORAGE is for a log that cannot be written.
+    await expect(log.record({ action: 'x.y', outcome: 'success' })).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: 'the audit log is closed' });
     expect(verify(dir).ok).toBe(true);
     const notDir = path.join(tmp(), 'file');
     writeFileSync(notDir, '');
@@ -391,6 +392,26 @@ describe('what the hypervisor records', () => {
     expect(refused[0]!.reason).toMatch(/^pool options: size: /);
     expect(refused[1]!.reason).toMatch(/^pool spec: /);
     expect(refused[2]!.reason).toMatch(/the pool's name may have at most 62$/);
+  });
+
+  it('a refused wipe is recorded with its code, by every route (wipeStorage and destroy)', async () => {
+    const dataDir = tmp();
+    const hv = new Hypervisor({ dataDir, audit: true });
+    hvs.push(hv);
+    // bee's disk sits at ann's default place: ann's wipes must refuse it, and say so on the record.
+    const bee = await hv.createPartition({ name: 'bee', module: guest('hello'), devices: { block: { sizeMiB: 1, path: 'images/ann.img' } } });
+    await bee.destroy();
+    await expect(hv.wipeStorage('ann')).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    const ann = await hv.createPartition({ name: 'ann', module: guest('hello') });
+    await expect(ann.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
+    await hv.close();
+    const image = path.join(dataDir, 'images', 'ann.img');
+    const wipes = readAuditRecords(path.join(dataDir, 'audit')).records.filter((r) => r.action === 'disk.wipe');
+    expect(wipes.map((r) => [r.target, r.outcome, r.code, r.details?.['path']])).toEqual([
+      ['ann', 'denied', 'ERR_INTEGRITY', image],
+      ['ann', 'denied', 'ERR_INTEGRITY', image],
+    ]);
+    expect(wipes[0]!.reason).toMatch(/it is the block image of partition bee/);
   });
 
   it('lifecycle, refusals with their code, violations aggregated per second, attestation, wipes, keys', async () => {
@@ -454,6 +475,11 @@ describe('what the hypervisor records', () => {
     hvs.push(failing);
     await expect(failing.createPartition({ name: 'nope', module: guest('hello') })).rejects.toThrow(/disk full/);
     expect(failing.partitions()).toEqual([]);
+    // A policy change the log refuses is not made: the caller is told it failed, and it did.
+    const events = failing.eventLog().events.length;
+    await expect(failing.setPolicy({ requireSignature: true })).rejects.toThrow(/disk full/);
+    expect(failing.policy).toBeNull();
+    expect(failing.eventLog().events.length).toBe(events);
   });
 
   it('an audit log that cannot be opened fails the hypervisor at construction (fail closed)', () => {
