@@ -184,6 +184,39 @@ export function firstReplyChoice(): SpinChoice {
   return (processFirstWaits ??= new SpinChoice());
 }
 
+/** Share of a poller's recent polls that missed the news from which it mostly stops polling. */
+const OUTRUN_SHARE = 0.75;
+/** While it mostly stops, it still polls for one wait in this many (so that waits that became short are seen). */
+const OUTRUN_PROBE = 8;
+
+/**
+ * Whether a poll for a wait that usually ends after the window (per RecentWait) still pays: it
+ * does while most recent polls saw the news. A poll of the root for a reactor called now and
+ * then often sees the answer within the window where the same wait without a poll, which
+ * includes the root's own wake-up, ends after it (docs/PERFORMANCE.md, "Session 14: row 3").
+ * Each poll's outcome weighs 1/8 in a moving share; once OUTRUN_SHARE of recent polls missed
+ * (calls that take longer than the window, or a poll its caller ended early), only one wait in
+ * OUTRUN_PROBE is polled for, and an answered one brings the share down again.
+ */
+export class PollOutruns {
+  /** Moving share (0..1) of recent polls that missed the news. */
+  share = 0;
+  private skipped = 0;
+
+  /** True to poll for this wait. */
+  pays(): boolean {
+    if (this.share < OUTRUN_SHARE) return true;
+    if (++this.skipped < OUTRUN_PROBE) return false;
+    this.skipped = 0;
+    return true;
+  }
+
+  /** A poll ended: `missed` when it did not see the news. */
+  record(missed: boolean): void {
+    this.share += ((missed ? 1 : 0) - this.share) / 8;
+  }
+}
+
 /**
  * Polls `ready` for up to `micros` when recent waits say it pays and the budget has a place.
  * True when `ready()` became true while polling.

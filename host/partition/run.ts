@@ -5,7 +5,7 @@ import { DROP_RECORD_BYTES } from '../devices/console.ts';
 import { SharedRing } from '../channel/ring.ts';
 import { MAX_LINE_BYTES, type ChannelSizes } from '../limits/sizes.ts';
 import { isErrorCode } from '../errors.ts';
-import { RecentWait, firstReplyChoice, processSpinBudget, spinUntil } from '../channel/spin.ts';
+import { PollOutruns, RecentWait, firstReplyChoice, processSpinBudget, spinFor } from '../channel/spin.ts';
 import { Watchdog } from './watchdogs.ts';
 import type { RunHost, RunPlacement } from '../scheduler/placement.ts';
 import { CallKind, EventKind, MAX_VIOLATION_BYTES, type ViolationRecord, type WorkerInit, type WorkerMessage, type WorkerOutcome } from '../channel/protocol.ts';
@@ -108,6 +108,8 @@ export class WorkerRun {
    * for its first call, as the process's recent first calls say (SpinChoice).
    */
   private readonly replies = new RecentWait(firstReplyChoice());
+  /** How this run's recent polls went: whether polling for a late answer still pays (pollPays). */
+  private readonly outruns = new PollOutruns();
   /** The fastest recent answer, µs (see answeredWithin); Infinity until the first. */
   private quickest = Infinity;
   /** The poll in progress (see `answered`): the event ring's write counter when it began, and when it first saw the worker asleep (-1: not yet; Infinity: it gave up). */
@@ -447,12 +449,36 @@ export class WorkerRun {
     if (this.drain(this.events.capacity, true)) return true;
     // Poll only when every call in flight in the process is this run's (the running one and one
     // sent ahead): with others, the root has other replies to take (through its event loop);
-    // and only when replies have been coming within the window.
-    if (callsInFlight !== this.pending || this.pending === 0) return false;
+    // and only when replies have been coming within the window, or, for a dedicated worker,
+    // while its recent polls mostly saw the answer (pollPays).
+    if (callsInFlight !== this.pending || this.pending === 0 || micros <= 0) return false;
+    // pollPays first: a dedicated run it says yes to does not ask its history (nor, before its
+    // first answer, the process's SpinChoice, which would count the poll as a wait it chose to sleep through).
+    if (!this.pollPays() && !this.replies.within(micros)) return false;
     this.pollSeq = seq;
     this.asleepSince = -1;
-    if (!spinUntil(this.answered, micros, this.replies, null) || this.asleepSince === Infinity) return false;
+    // A poll that ran out its window, or that the grace ended (the worker had not woken), did
+    // not pay: a dedicated run whose polls mostly do not is mostly not polled for (pollPays).
+    const answered = spinFor(this.answered, micros, null) && this.asleepSince !== Infinity;
+    this.outruns.record(!answered);
+    if (!answered) return false;
     return !this.paused && this.drain(this.events.capacity, true);
+  }
+
+  /**
+   * Whether the root polls for the answer of a dedicated run whose recent answers came after the
+   * window (a reactor called now and then): yes, unless most of its recent polls did not see the
+   * answer (calls that take longer than the window, or a worker that does not wake within
+   * WAKE_GRACE_MS while the root polls), then for one call in a few (PollOutruns).
+   *
+   * Those answers came late partly because the root slept: its own wake-up is in them, and
+   * where the worker ran on the other core that wake-up crosses cores, which costs 16-20 µs on
+   * the project's 2-vCPU machine against 7 µs on one core. The poll takes the answer without a
+   * wake-up (docs/PERFORMANCE.md, "Session 14: row 3"). It never lasts longer than the window.
+   */
+  private pollPays(): boolean {
+    if (this.host.placement !== 'dedicated') return false;
+    return this.outruns.pays();
   }
 
   /**

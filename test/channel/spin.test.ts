@@ -4,7 +4,7 @@
  * once waits are short again; the budget never lets more spinners in than it has places.
  */
 import { describe, expect, it } from 'vitest';
-import { RecentWait, SpinBudget, SpinChoice, spinFor, spinUntil } from '../../host/channel/spin.ts';
+import { PollOutruns, RecentWait, SpinBudget, SpinChoice, spinFor, spinUntil } from '../../host/channel/spin.ts';
 
 describe('RecentWait', () => {
   it('does not spin before its first wait, spins while waits are short, stops when too many run past the window even if the average is under it, resumes when they are short again', () => {
@@ -29,6 +29,34 @@ describe('RecentWait', () => {
     for (let i = 0; i < 20; i++) r.add(i % 8 === 0 ? 2000 : 1);
     expect(r.value).toBeGreaterThan(50);
     expect(r.within(50)).toBe(false);
+  });
+});
+
+describe('PollOutruns', () => {
+  it('polls while most recent polls saw the news, then one wait in 8 once most ran out, and every time again once an answered poll brings the share down', () => {
+    // A quarter of polls running out (a reactor called now and then) never stops the polling.
+    const quick = new PollOutruns();
+    for (let i = 0; i < 64; i++) {
+      expect(quick.pays()).toBe(true);
+      quick.record(i % 4 === 0);
+    }
+    // Calls that take longer than the window: every poll runs out. The 11th brings the share to
+    // 1 - (7/8)^11 = 0.77, past 0.75 (the 10th: 0.74).
+    const slow = new PollOutruns();
+    let polled = 0;
+    while (polled < 100 && slow.pays()) {
+      polled++;
+      slow.record(true);
+    }
+    expect(polled).toBe(11);
+    const next = Array.from({ length: 16 }, () => slow.pays());
+    expect(next.filter(Boolean)).toHaveLength(2);
+    expect(next[6]).toBe(true);
+    expect(next[14]).toBe(true);
+    // The calls became quick: one answered probe takes the share to 0.67.
+    slow.record(false);
+    expect(slow.share).toBeLessThan(0.75);
+    for (let i = 0; i < 8; i++) expect(slow.pays()).toBe(true);
   });
 });
 
