@@ -15,18 +15,17 @@ import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONC
 import { MAX_KEY_FILE_BYTES, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
-import { list, parseOrHelp, stringIn, folder, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
-import { quoted } from '../escape.ts';
+import { badValue, list, needsOption, parseOrHelp, stringIn, folder, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 /** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
 export function nonceOption(raw: string, name: string): string {
   const bytes = fromHex(raw);
-  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${quoted(raw)}`);
+  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw badValue(name, `hex of at most ${MAX_NONCE_BYTES} bytes`, raw);
   return raw.toLowerCase();
 }
 
 function wholeMs(raw: string, name: string): number {
-  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${quoted(raw)}`);
+  if (!/^\d{1,15}$/.test(raw)) throw badValue(name, 'a whole number of ms', raw);
   return Number(raw);
 }
 
@@ -62,7 +61,7 @@ export async function attestVerify(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(attestVerifyCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  if (values.key === undefined) throw new InvalidArgumentError('attest verify needs --key <host public key file>; see wasmvisor attest verify --help');
+  if (values.key === undefined) throw needsOption('attest verify', '--key <host public key file>', 'attest verify');
   const nonce = values.nonce;
   const expected = values['expect-measurement'] ?? [];
   const maxAge = values['max-age'];

@@ -14,20 +14,16 @@ import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type Au
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
-import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
-import { quoted } from '../escape.ts';
+import { badValue, choice, flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
-function outcomeOption(raw: string, name: string): AuditOutcome {
-  if (!(OUTCOMES as readonly string[]).includes(raw)) throw new InvalidArgumentError(`${name} must be success, denied or failure, got ${quoted(raw)}`);
-  return raw as AuditOutcome;
-}
+const outcomeOption = choice(OUTCOMES);
 
 /** `--since` / `--until`: an ISO time or ms since the epoch. */
 function timeOption(raw: string, name: string): number {
   const t = /^\d{1,15}$/.test(raw) ? Number(raw) : parseQueryTime(raw);
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`${name} must be an ISO time (2026-01-02T03:04:05Z) or ms since the epoch, got ${quoted(raw)}`);
+  if (Number.isNaN(t)) throw badValue(name, 'an ISO time (2026-01-02T03:04:05Z) or ms since the epoch', raw);
   return t;
 }
 

@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { noPositionals, usage } from './mgmt-args.ts';
-import { escapeText, quoted } from '../escape.ts';
+import { checkPositionals, needsOption, unknownSubcommand } from './options.ts';
+import { escapeText } from '../escape.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
@@ -62,25 +63,33 @@ export function tokenCommand(argv: string[]): Promise<number> {
   return adopt(() => run(argv));
 }
 
+export const TOKEN_SUBCOMMANDS = ['create', 'list', 'revoke'] as const;
+
+/** What a token subcommand's parse gives: the union of their options. */
+export interface TokenValues {
+  config?: string;
+  name?: string;
+  role?: string;
+  scope?: string;
+  expires?: string;
+  json?: boolean;
+}
+
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = usage(sub === 'create' || sub === 'list' || sub === 'revoke' ? `token ${sub}` : 'token', {
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        config: { type: 'string' },
-        name: { type: 'string' },
-        role: { type: 'string' },
-        scope: { type: 'string' },
-        expires: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    },
-  );
-  // A usage error or a mistyped --config must leave nothing behind: the subcommand is checked
-  // before the directory is touched, and only create makes a config directory that is not there.
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new InvalidArgumentError(`token: unknown subcommand ${quoted(sub ?? '')} (create, list, revoke)`);
+  // A usage error or a mistyped --config must leave nothing behind: the subcommand and its
+  // options are checked before the directory is touched, and only create makes a config
+  // directory that is not there. Each subcommand takes its own options: one of another's is
+  // unknown to it, not ignored (`token list --role Owner` listed every token).
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw unknownSubcommand('token', TOKEN_SUBCOMMANDS, sub);
+  const parsed =
+    sub === 'create'
+      ? usage('token create', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' } } }, { help: 'token' })
+      : sub === 'list'
+        ? usage('token list', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' }, json: { type: 'boolean' } } }, { help: 'token' })
+        : usage('token revoke', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' } } }, { help: 'token' });
+  const values: TokenValues = parsed.values;
+  const positionals = parsed.positionals;
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
   if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
@@ -91,7 +100,7 @@ async function run(argv: string[]): Promise<number> {
     switch (sub) {
       case 'create': {
         noPositionals('token create', positionals, 'token');
-        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
+        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw needsOption('token create', `--${k} <${k}>`, 'token');
         const rbac = new mgmt.Rbac(await config.readRbac());
         const role = rbac.role(values.role!, '--role');
         const { token, record } = await store.create({
@@ -113,7 +122,7 @@ async function run(argv: string[]): Promise<number> {
         writeTokenList(store.list(), values.json === true);
         return 0;
       case 'revoke': {
-        if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
+        checkPositionals('token revoke', positionals, ['id'], 1, 'token');
         const r = await store.revoke(positionals[0]!);
         process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
         return 0;

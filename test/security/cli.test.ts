@@ -178,7 +178,7 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     const human = await cli(['audit', 'show', 'wv/audit', '--action', 'partition.create', '--outcome', 'success'], dir);
     expect(human.stdout).toMatch(/^#\d+ \S+ cli:\S+ partition.create guest success: admitted \(signature\)$/m);
     // A day its month does not have is refused, not read as the next month's (Date.parse: 2025-02-30 is March 2nd).
-    for (const since of ['2025-02-30', '2025-04-31T00:00:00Z', '2023-02-29']) refused(await cli(['audit', 'show', 'wv/audit', '--since', since], dir), 'ERR_INVALID_ARGUMENT', 2, /--since must be an ISO time/);
+    for (const since of ['2025-02-30', '2025-04-31T00:00:00Z', '2023-02-29']) refused(await cli(['audit', 'show', 'wv/audit', '--since', since], dir), 'ERR_INVALID_ARGUMENT', 2, /--since: expected an ISO time/);
     expect((await cli(['audit', 'show', 'wv/audit', '--since', '2024-02-29', '--json'], dir)).code).toBe(0);
     expect((await cli(['audit', 'verify', 'wv/audit'], dir)).stdout).toMatch(/^audit log verified: \d+ records in 1 file \(MACs, chain, \d+ checkpoint signatures, anchor\)$/m);
   });
