@@ -7,6 +7,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
+import { MAX_NONCE_BYTES } from '../security/attestation.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
 import { asksJson, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
@@ -19,7 +20,7 @@ export const runCommand = {
   options: {
     ...partitionOptions('run'),
     attest: value('<file>', 'write a signed attestation report (JSON) once the partition is created; verify it with wasmvisor attest verify', filePath),
-    nonce: value('<hex>', "the verifier's nonce for --attest (at most 64 bytes)", nonceOption),
+    nonce: value('<hex>', `the verifier's nonce for --attest (1 to ${MAX_NONCE_BYTES} bytes, in hex)`, nonceOption),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
   rest: 'guest args',
