@@ -3,18 +3,19 @@
  *   checks the audit log (default `<data-dir>/audit`, keys in `<data-dir>/keys`): every record's
  *   chain link, MAC (with audit.key), the checkpoints' signatures (with host.pub) and the anchor
  *   (audit.head). Exit 0 when it verifies; otherwise ERR_INTEGRITY naming the first bad record.
+ *   A log without a record is refused (ERR_INTEGRITY) unless `--allow-empty` says one is expected.
  * `wasmvisor audit show [dir] [--partition <name>] [--action <a>] [--outcome <o>] [--since <time>] [--until <time>] [--json]`
  *   prints the records that match (without verifying them: use verify for that).
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError } from '../errors.ts';
+import { IntegrityError, InvalidArgumentError } from '../errors.ts';
 import { isMissingFile, readRegularFileSync } from '../files.ts';
 import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { printable } from './common.ts';
-import { badValue, choice, flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { badValue, choice, flag, seeHelp, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
@@ -32,16 +33,21 @@ const dataDirOption = value('<dir>', 'the data directory whose audit/ is the log
 export const auditVerifyCommand = {
   name: 'audit verify',
   summary: "check an audit log: every record's MAC and chain link, the checkpoints' signatures, the anchor",
-  usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>]'],
+  usage: ['wasmvisor audit verify [dir] [--data-dir <dir>] [--key-dir <dir>] [--allow-empty]'],
   options: {
     'data-dir': dataDirOption,
     'key-dir': value('<dir>', 'where audit.key, host.pub and audit.head are', folder, { default: '<data-dir>/keys, or <dir>/../keys' }),
+    'allow-empty': flag('a log with no record is expected (a host that has recorded nothing yet): verify it rather than refuse it'),
   },
   positionals: { names: ['dir'], min: 0 },
   notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
 host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
 A --key-dir given must be a directory (ERR_INVALID_ARGUMENT).
-Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record.`,
+A log with no record (no file, or files without a record) is refused: a log whose records were
+all deleted reads the same, and only the anchor (audit.head) can tell them apart. With the anchor
+it fails the anchor check; without it, give --allow-empty when an empty log is what you expect.
+Exit status: 0 when it verifies; otherwise 125 with ERR_INTEGRITY naming the first bad record, or
+saying the log holds no record; 2 (ERR_INVALID_ARGUMENT) for no log directory or a bad option.`,
 } satisfies CommandSpec<OptionTable>;
 
 export const auditShowCommand = {
@@ -61,9 +67,11 @@ export const auditShowCommand = {
   notes: 'Use wasmvisor audit verify to check the records; show only reads them.',
 } satisfies CommandSpec<OptionTable>;
 
-function logDir(positional: string | undefined, dataDir: string | undefined): string {
+function logDir(command: string, positional: string | undefined, dataDir: string | undefined): string {
   const dir = path.resolve(positional ?? path.join(dataDir ?? '.wasmvisor', 'audit'));
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InvalidArgumentError(`there is no audit log directory at ${dir}`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new InvalidArgumentError(`${command}: there is no audit log directory at ${dir} (${positional !== undefined ? '<dir>' : `<data-dir>/audit, --data-dir ${dataDir === undefined ? 'defaulting to ./.wasmvisor' : 'given'}`})${seeHelp(command)}`);
+  }
   return dir;
 }
 
@@ -85,7 +93,7 @@ export async function auditVerify(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(auditVerifyCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  const dir = logDir(positionals[0], values['data-dir']);
+  const dir = logDir('audit verify', positionals[0], values['data-dir']);
   const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
   // A key directory that is only the default may be absent (each check left out is said); one the
   // caller named must be there: a misspelt --key-dir would otherwise verify with no MAC, signature
@@ -102,6 +110,14 @@ export async function auditVerify(argv: string[]): Promise<number> {
     head: head === null ? null : head.toString('utf8'),
   });
   if (!v.ok) throw auditFailure(v);
+  // A tamper-evident log with no record proves nothing: one whose records were all deleted (and
+  // its anchor with them) reads the same. Without the anchor to tell them apart it is refused,
+  // unless the caller says an empty log is what they expect.
+  if (v.records === 0 && values['allow-empty'] !== true) {
+    throw new IntegrityError(
+      `audit log ${dir} holds no record (${v.files === 0 ? 'no audit file' : `${v.files} file${v.files === 1 ? '' : 's'} without a record`}; no anchor, ${AUDIT_HEAD_FILE}, used from ${keyDir}): a log whose records were all deleted reads the same; give --allow-empty if an empty log is expected${seeHelp('audit verify')}`,
+    );
+  }
   const checks = [v.macsChecked ? 'MACs' : null, 'chain', v.signaturesChecked ? `${v.checkpoints} checkpoint signatures` : null, v.anchorChecked ? 'anchor' : null].filter(Boolean).join(', ');
   process.stdout.write(`audit log verified: ${v.records} records in ${v.files} file${v.files === 1 ? '' : 's'} (${checks})\n`);
   process.stdout.write(`  last record: seq ${v.lastSeq}; last checkpoint: ${v.lastCheckpointSeq === null ? 'none' : `seq ${v.lastCheckpointSeq}`} (${v.uncheckpointed} records after it)\n`);
@@ -118,7 +134,7 @@ export async function auditShow(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(auditShowCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  const { records, skipped } = readAuditRecords(logDir(positionals[0], values['data-dir']), {
+  const { records, skipped } = readAuditRecords(logDir('audit show', positionals[0], values['data-dir']), {
     ...(values.partition !== undefined ? { partition: values.partition } : {}),
     ...(values.action !== undefined ? { action: values.action } : {}),
     ...(values.outcome !== undefined ? { outcome: values.outcome } : {}),
