@@ -42,7 +42,8 @@ export const auditVerifyCommand = {
   positionals: { names: ['dir'], min: 0 },
   notes: `The log is <dir> (default <data-dir>/audit). Without audit.key the MACs are not checked, without
 host.pub the checkpoint signatures, without audit.head the anchor (a truncated tail); each is said.
-A --key-dir given must be a directory (ERR_INVALID_ARGUMENT).
+A --key-dir given must be a directory (ERR_INVALID_ARGUMENT); --data-dir beside both <dir> and
+--key-dir, which name everything it would, is refused (ERR_INVALID_ARGUMENT) rather than ignored.
 A log with no record (no file, or files without a record) is refused: a log whose records were
 all deleted reads the same, and only the anchor (audit.head) can tell them apart. With the anchor
 it fails the anchor check; without it, give --allow-empty when an empty log is what you expect.
@@ -64,8 +65,19 @@ export const auditShowCommand = {
     json: flag('one JSON record per line, as written'),
   },
   positionals: { names: ['dir'], min: 0 },
-  notes: 'Use wasmvisor audit verify to check the records; show only reads them.',
+  notes: `Use wasmvisor audit verify to check the records; show only reads them.
+--data-dir beside <dir>, which names the log it would, is refused (ERR_INVALID_ARGUMENT) rather than ignored.`,
 } satisfies CommandSpec<OptionTable>;
+
+/**
+ * `--data-dir` names the log (`<data-dir>/audit`) and the keys (`<data-dir>/keys`) a command
+ * does not name otherwise: given when `<dir>` (and, for verify, `--key-dir`) name both, it would
+ * be ignored, and the user believe the log or the keys came from it. Refused instead, as run
+ * refuses a --data-dir it keeps nothing in.
+ */
+function dataDirUnused(command: string, dataDir: string | undefined, named: string): void {
+  if (dataDir !== undefined) throw new InvalidArgumentError(`--data-dir is not used when ${named}: drop it, or name ${named.includes('and') ? 'one of them' : 'the log'} through it${seeHelp(command)}`);
+}
 
 function logDir(command: string, positional: string | undefined, dataDir: string | undefined): string {
   const dir = path.resolve(positional ?? path.join(dataDir ?? '.wasmvisor', 'audit'));
@@ -93,6 +105,7 @@ export async function auditVerify(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(auditVerifyCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
+  if (positionals[0] !== undefined && values['key-dir'] !== undefined) dataDirUnused('audit verify', values['data-dir'], '<dir> and --key-dir are given');
   const dir = logDir('audit verify', positionals[0], values['data-dir']);
   const keyDir = path.resolve(values['key-dir'] ?? (values['data-dir'] !== undefined ? path.join(values['data-dir'], 'keys') : path.join(dir, '..', 'keys')));
   // A key directory that is only the default may be absent (each check left out is said); one the
@@ -134,6 +147,7 @@ export async function auditShow(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(auditShowCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
+  if (positionals[0] !== undefined) dataDirUnused('audit show', values['data-dir'], '<dir> is given');
   const { records, skipped } = readAuditRecords(logDir('audit show', positionals[0], values['data-dir']), {
     ...(values.partition !== undefined ? { partition: values.partition } : {}),
     ...(values.action !== undefined ? { action: values.action } : {}),

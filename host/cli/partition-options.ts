@@ -31,7 +31,7 @@ import {
 import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, stringIn, folder, filePath, text, value, type Values } from './options.ts';
+import { flag, list, numberIn, seeHelp, stringIn, folder, filePath, text, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -159,7 +159,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     name: value('<name>', "the partition's name: its disk is kept under this name", stringIn(PartitionSpecSchema.properties.name), {
       default: kind === 'run' ? 'guest' : 'plugin',
     }),
-    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', `where disks and their keystore, the audit log and the host key live; refused when the ${kind} keeps none of them there`, folder, { default: './.wasmvisor' }),
     wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env/--wasi-quota)', { grants: 'the WASI preview1 surface' }),
     dir: list(
       '<host>[::<guest>][:ro|:rw|:copy]',
@@ -323,6 +323,21 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     spec.restart ??= 'never';
   }
   return spec;
+}
+
+/**
+ * `--data-dir` is where a run keeps what outlives it: disks (a block device), the audit log
+ * (`--audit`, `--policy`) and the host key (`run --attest`, the attestation device). Given to a
+ * run that keeps none of them it was silently ignored, and a user believed their state went
+ * there; it is refused instead, as a flag that configures a device not granted is (buildSpec).
+ */
+export function checkDataDirUsed(values: PartitionValues, spec: PartitionSpec, command: 'run' | 'call', attest: boolean): void {
+  if (values['data-dir'] === undefined) return;
+  const granted = (device: unknown): boolean => device !== undefined && device !== false;
+  if (granted(spec.devices?.block) || granted(spec.devices?.attestation) || values.audit === true || values.policy !== undefined || attest) return;
+  throw new InvalidArgumentError(
+    `--data-dir is where ${command} keeps disks, the audit log and the host key, and this ${command} keeps none of them (no --disk or block device, no --audit or --policy, no ${command === 'run' ? '--attest or ' : ''}attestation device): drop --data-dir, or add what should use it${seeHelp(command)}`,
+  );
 }
 
 /** Prints a partition's violations on stderr (the host's own line, never the guest's text raw). */
