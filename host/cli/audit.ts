@@ -14,7 +14,7 @@ import { isMissingFile, readRegularFileSync } from '../files.ts';
 import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type AuditOutcome, type AuditRecord } from '../security/audit.ts';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
-import { printable } from './common.ts';
+import { jsonOnFailure, printable } from './common.ts';
 import { badValue, choice, flag, seeHelp, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
@@ -62,7 +62,7 @@ export const auditShowCommand = {
     outcome: value('<outcome>', 'only success, denied or failure', outcomeOption),
     since: value('<time>', 'only records at or after this time (ISO, or ms since the epoch)', timeOption),
     until: value('<time>', 'only records at or before this time', timeOption),
-    json: flag('one JSON record per line, as written'),
+    json: flag('one JSON record per line, as written; a failure prints {"command","error":{"code","message"},"exitStatus"} instead'),
   },
   positionals: { names: ['dir'], min: 0 },
   notes: `Use wasmvisor audit verify to check the records; show only reads them.
@@ -143,7 +143,11 @@ function format(r: AuditRecord): string {
   return `#${r.seq} ${printable(r.time)} ${printable(r.actor)} ${printable(r.action)} ${printable(r.target) || '-'} ${printable(r.outcome)}${printable(code)}: ${printable(r.reason)}`;
 }
 
-export async function auditShow(argv: string[]): Promise<number> {
+export function auditShow(argv: string[]): Promise<number> {
+  return jsonOnFailure(auditShowCommand, argv, () => showRecords(argv));
+}
+
+async function showRecords(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(auditShowCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;

@@ -18,7 +18,12 @@ export async function remove(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const name = positionals[0]!;
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
-  const result = await hv.wipeStorage(name);
+  let result: Awaited<ReturnType<Hypervisor['wipeStorage']>>;
+  try {
+    result = await hv.wipeStorage(name);
+  } finally {
+    await hv.close();
+  }
   process.stdout.write(
     result.removedImage
       ? `deleted the disk of ${name}: ${result.path} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`

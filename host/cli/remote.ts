@@ -16,13 +16,13 @@ import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_MODULE_BYTES, RestartPolicy } from '../mgmt/schemas.ts';
 import { MAX_TIMER_MS } from '../schema/kinds.ts';
-import { readAll } from './common.ts';
+import { failJson, readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
 import { badValue, checkPositionals, choice, givenTwice, needsOption, needsValue, stringIn, unknownSubcommand } from './options.ts';
 import { AttestQuery } from '../mgmt/schemas.ts';
 import { deviceList } from './partition-options.ts';
 import { stderr } from './stderr.ts';
-import { TOKEN_SUBCOMMANDS, writeTokenList, type TokenValues } from './token.ts';
+import { mgmtAsksJson, TOKEN_SUBCOMMANDS, writeTokenList, type TokenValues } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
 import { nearest } from '../schema/check.ts';
 
@@ -82,7 +82,25 @@ function print(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/**
+ * The remote commands whose `--json` prints the answer as JSON (ps, audit, token list): any
+ * failure of one (a bad command line, a host that cannot be reached or refuses) ends with the
+ * error document on stdout as well (common.ts failJson), as the local commands' --json does.
+ */
 export async function remoteCommand(argv: string[]): Promise<number> {
+  try {
+    return await remote(argv);
+  } catch (error) {
+    let i = 0;
+    while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) i += argv[i]!.includes('=') ? 1 : 2;
+    const [command, ...rest] = argv.slice(i);
+    const label = command === 'ps' || command === 'audit' ? command : command === 'token' && rest[0] === 'list' ? 'token list' : null;
+    if (label === null || !mgmtAsksJson(rest)) throw error;
+    return failJson(label, error);
+  }
+}
+
+async function remote(argv: string[]): Promise<number> {
   // Output piped into `head` and closed early is not an error of ours.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);

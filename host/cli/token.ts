@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
+import { failJson } from './common.ts';
 import { noPositionals, usage } from './mgmt-args.ts';
 import { checkPositionals, needsOption, unknownSubcommand } from './options.ts';
 import { escapeText } from '../escape.ts';
@@ -59,8 +60,20 @@ export function writeTokenList(list: readonly TokenInfo[], json: boolean): void 
   for (const t of list) process.stdout.write(row([t.id, t.name, t.role, t.scope, t.status, t.expiresAt ?? 'never']));
 }
 
-export function tokenCommand(argv: string[]): Promise<number> {
-  return adopt(() => run(argv));
+/** Whether a management command line asks for `--json` (before any `--`), judged leniently: also for a line that does not parse. */
+export function mgmtAsksJson(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a.startsWith('--json='));
+}
+
+export async function tokenCommand(argv: string[]): Promise<number> {
+  try {
+    return await adopt(() => run(argv));
+  } catch (error) {
+    // `token list --json` prints a JSON array: any failure of it ends with the error document (common.ts failJson).
+    if (argv[0] !== 'list' || !mgmtAsksJson(argv.slice(1))) throw error;
+    return failJson('token list', error);
+  }
 }
 
 export const TOKEN_SUBCOMMANDS = ['create', 'list', 'revoke'] as const;
