@@ -15,7 +15,7 @@ import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type Au
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { jsonOnFailure, printable } from './common.ts';
-import { badValue, choice, flag, seeHelp, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { badValue, choice, flag, nonEmpty, seeHelp, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
@@ -57,8 +57,8 @@ export const auditShowCommand = {
   usage: ['wasmvisor audit show [dir] [--data-dir <dir>] [--partition <name>] [--action <action>] [--outcome success|denied|failure] [--since <time>] [--until <time>] [--json]'],
   options: {
     'data-dir': dataDirOption,
-    partition: value('<name>', 'only records about this partition', text),
-    action: value('<action>', 'only this action (e.g. partition.create, api.request)', text),
+    partition: value('<name>', 'only records about this partition', nonEmpty),
+    action: value('<action>', 'only this action (e.g. partition.create, api.request)', nonEmpty),
     outcome: value('<outcome>', 'only success, denied or failure', outcomeOption),
     since: value('<time>', 'only records at or after this time (ISO, or ms since the epoch)', timeOption),
     until: value('<time>', 'only records at or before this time', timeOption),

@@ -1,6 +1,6 @@
 /** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
 import { Hypervisor } from '../hypervisor.ts';
-import { parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const deleteCommand = {
   name: 'delete',

@@ -6,7 +6,7 @@
 import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
 import { jsonOnFailure, printable } from './common.ts';
-import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const disksCommand = {
   name: 'disks',

@@ -76,6 +76,16 @@ export function folder(raw: string, name: string): string {
   return raw;
 }
 
+/**
+ * Text that must not be empty (`--seed`, `audit show --partition`): '' is what an unset "$VAR"
+ * gives, and as a seed or a filter it would be taken without a word (a seed of nothing, a filter
+ * that matches nothing).
+ */
+export function nonEmpty(raw: string, name: string): string {
+  if (raw === '') throw badValue(name, 'a non-empty value', raw);
+  return raw;
+}
+
 /** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */
 export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
   return (raw, name) => {

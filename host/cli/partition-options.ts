@@ -31,7 +31,7 @@ import {
 import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, seeHelp, stringIn, folder, filePath, text, value, type Values } from './options.ts';
+import { flag, list, nonEmpty, numberIn, seeHelp, stringIn, folder, filePath, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -150,7 +150,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     'clock-resolution': value('<ms>', 'clock resolution', numberIn(ClockSchema.properties.resolutionMs), { default: '1' }),
     // A mode, not a device setting: taken with neither clock nor entropy granted (README says why).
     deterministic: flag('fixed clocks and a fixed entropy seed, for whichever of clock and entropy are granted (for teaching and tests)'),
-    seed: value('<string>', 'seed the entropy device (a reproducible stream)', text),
+    seed: value('<string>', 'seed the entropy device (a reproducible stream)', nonEmpty),
     segment: value('<name>', 'the virtual switch segment the net device plugs into (refused without net)', stringIn(NetSchema.properties.segment), { default: 'cli' }),
     sha256: value('<hex>', 'refuse the module unless its SHA-256 is this (ERR_INTEGRITY)', stringIn(PartitionSpecSchema.properties.sha256)),
     disk: value('<MiB>', 'grant a persistent, encrypted block device of this size (1..4096)', numberIn(BlockSchema.properties.sizeMiB), {

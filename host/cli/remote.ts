@@ -18,7 +18,8 @@ import { MAX_MODULE_BYTES, RestartPolicy } from '../mgmt/schemas.ts';
 import { MAX_TIMER_MS } from '../schema/kinds.ts';
 import { failJson, readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
-import { badValue, checkPositionals, choice, givenTwice, needsOption, needsValue, stringIn, unknownSubcommand } from './options.ts';
+import { badValue, checkPositionals, choice, givenTwice, needsOption, needsValue, nonEmpty, stringIn, unknownSubcommand } from './options.ts';
+import { PartitionSpecSchema } from '../schema/index.ts';
 import { AttestQuery } from '../mgmt/schemas.ts';
 import { deviceList } from './partition-options.ts';
 import { stderr } from './stderr.ts';
@@ -154,8 +155,10 @@ async function remote(argv: string[]): Promise<number> {
       if (values.json) print(partitions);
       else {
         process.stdout.write(`${'NAME'.padEnd(24)}${'KIND'.padEnd(9)}${'STATE'.padEnd(10)}${'RESTART'.padEnd(12)}${'RESTARTS'.padEnd(10)}MODULE\n`);
+        // The host's text, escaped as every remote answer printed to a terminal is (a row stays one line).
+        const cell = (v: unknown, width: number): string => escapeText(String(v)).padEnd(width);
         for (const p of partitions) {
-          process.stdout.write(`${p.name.padEnd(24)}${p.kind.padEnd(9)}${p.state.padEnd(10)}${p.restartPolicy.padEnd(12)}${String(p.restarts).padEnd(10)}${p.measurement.slice(0, 12)}\n`);
+          process.stdout.write(`${cell(p.name, 24)}${cell(p.kind, 9)}${cell(p.state, 10)}${cell(p.restartPolicy, 12)}${cell(p.restarts, 10)}${escapeText(String(p.measurement).slice(0, 12))}\n`);
         }
       }
       return 0;
@@ -185,7 +188,8 @@ async function remote(argv: string[]): Promise<number> {
       );
       checkPositionals('run', positionals, ['guest.wasm'], 1, '');
       const file = positionals[0]!;
-      const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
+      // Checked here, by its flag, as the local run checks it (the host's refusal named its body: `body: spec.name: …`).
+      const name = values.name !== undefined ? stringIn(PartitionSpecSchema.properties.name)(values.name, '--name') : path.basename(file).replace(/\.wasm$/, '');
       // The options first, then the module: a bad option is named before any file is read.
       const devices: Record<string, unknown> = {};
       for (const d of deviceList(values.devices ?? 'console,clock,entropy', '--devices')) devices[d] = true;
@@ -308,7 +312,10 @@ async function remote(argv: string[]): Promise<number> {
         { help: '' },
       );
       const q = new URLSearchParams();
-      for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+      for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) {
+        // An empty filter (an unset "$PARTITION") is refused as the local audit show refuses it, not sent as a filter of nothing.
+        if (values[k] !== undefined) q.set(k, nonEmpty(values[k]!, `--${k}`));
+      }
       const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
       if (values.json) print(r);
       else {
