@@ -322,7 +322,7 @@ async function remote(argv: string[]): Promise<number> {
         if (!r.durable) stderr.note('this host keeps its audit log in memory only');
         for (const x of r.records) {
           const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
-          process.stdout.write(`${x.seq} ${escapeText(`${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
+          process.stdout.write(`${escapeText(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
         }
       }
       return 0;
@@ -360,7 +360,7 @@ async function remote(argv: string[]): Promise<number> {
           ...(values.expires !== undefined ? { expires: values.expires } : {}),
         });
         process.stdout.write(`${r.token}\n`);
-        process.stderr.write(`token ${r.id}, ${r.expiresAt ? `expires ${r.expiresAt}` : 'does not expire'}; shown only this once\n`);
+        process.stderr.write(`token ${escapeText(String(r.id))}, ${r.expiresAt ? `expires ${escapeText(String(r.expiresAt))}` : 'does not expire'}; shown only this once\n`);
       } else if (sub === 'list') {
         // As the local `token list` prints them: the table, or the array itself with --json.
         const r = await client.json<{ tokens?: unknown } | null>('GET', '/tokens');

@@ -53,12 +53,17 @@ describe.concurrent('empty values and flags that do not apply: refused by their 
   });
 });
 
-describe('the remote ps table escapes the host\'s text', () => {
+describe('the remote ps table, audit lines and token create escape the host\'s text', () => {
   it('a partition name or state with control characters stays one escaped row', async () => {
     const hostile = { name: 'evil\x1b[31m\nFAKE', kind: 'command', state: 'running\r', restartPolicy: 'never', restarts: 0, measurement: 'ab\x07'.repeat(5) };
     const server = http.createServer((req, res) => {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(req.url === '/partitions' ? { partitions: [hostile] } : {}));
+      const answers: Record<string, unknown> = {
+        '/partitions': { partitions: [hostile] },
+        '/audit': { durable: true, records: [{ seq: '1\x1b]0;pwned\x07', time: 't', actor: 'a', action: 'x', target: 'y', outcome: 'success', reason: 'r' }] },
+        '/tokens': { token: 'wvt_x', id: 'id\x1b[2J', expiresAt: '2030\n' },
+      };
+      res.end(JSON.stringify(answers[req.url ?? ''] ?? {}));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
@@ -69,6 +74,11 @@ describe('the remote ps table escapes the host\'s text', () => {
       expect(rows).toHaveLength(3);
       expect(rows[1]).toMatch(/^evil\\x1b\[31m\\nFAKE +command +running\\r +never +0 +ab\\x07ab\\x07ab/);
       expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+      // The audit lines' seq and the token's id and expiry too (they were printed raw).
+      const audit = await cli(['--host', url, '--token-file', tokenFile, 'audit'], { cwd: tmp });
+      expect(audit).toMatchObject({ code: 0, stdout: '1\\x1b]0;pwned\\x07 t a x y success r\n' });
+      const created = await cli(['--host', url, '--token-file', tokenFile, 'token', 'create', '--name', 'n', '--role', 'Owner', '--scope', '/'], { cwd: tmp });
+      expect(created).toMatchObject({ code: 0, stdout: 'wvt_x\n', stderr: 'token id\\x1b[2J, expires 2030\\n; shown only this once\n' });
     } finally {
       server.close();
     }
