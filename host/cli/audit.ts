@@ -15,7 +15,7 @@ import { auditFailure, parseQueryTime, readAuditRecords, verifyAuditLog, type Au
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, HOST_PUBLIC_KEY_FILE } from '../security/host-keys.ts';
 import { MAX_KEY_FILE_BYTES, parsePublicKey } from '../security/keys.ts';
 import { jsonOnFailure, printable } from './common.ts';
-import { badValue, choice, flag, nonEmpty, seeHelp, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
+import { badValue, choice, existingDirectory, flag, nonEmpty, seeHelp, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure'];
 
@@ -111,9 +111,7 @@ export async function auditVerify(argv: string[]): Promise<number> {
   // A key directory that is only the default may be absent (each check left out is said); one the
   // caller named must be there: a misspelt --key-dir would otherwise verify with no MAC, signature
   // or anchor check and still exit 0.
-  if (values['key-dir'] !== undefined && !(existsSync(keyDir) && statSync(keyDir).isDirectory())) {
-    throw new InvalidArgumentError(`--key-dir: there is no directory at ${keyDir}`);
-  }
+  if (values['key-dir'] !== undefined) existingDirectory('--key-dir', keyDir, 'audit verify');
   const macKey = readOptional(path.join(keyDir, AUDIT_KEY_FILE));
   const pub = readOptional(path.join(keyDir, HOST_PUBLIC_KEY_FILE));
   const head = readOptional(path.join(keyDir, AUDIT_HEAD_FILE));

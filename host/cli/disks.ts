@@ -6,7 +6,7 @@
 import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
 import { jsonOnFailure, printable } from './common.ts';
-import { flag, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
+import { existingDirectory, flag, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const disksCommand = {
   name: 'disks',
@@ -27,6 +27,7 @@ async function listDisks(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(disksCommand, argv);
   if (parsed === null) return 0;
   const { values } = parsed;
+  if (values['data-dir'] !== undefined) existingDirectory('--data-dir', values['data-dir'], 'disks');
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
   try {
     const list = await hv.listStorage();

@@ -21,6 +21,8 @@ import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
 import { explain, expects, nearest } from '../schema/check.ts';
 import { quoted } from '../escape.ts';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 
 interface OptionBase {
   /** The one-line help; the table adds the placeholder and the default. */
@@ -84,6 +86,23 @@ export function folder(raw: string, name: string): string {
 export function nonEmpty(raw: string, name: string): string {
   if (raw === '') throw badValue(name, 'a non-empty value', raw);
   return raw;
+}
+
+/**
+ * A directory a command only reads, named on the command line (`disks --data-dir`, `delete
+ * --data-dir`, `audit verify --key-dir`): it must be there. A misspelt one would otherwise read as
+ * an empty one: "no disks", "nothing to delete" (exit 0, the real disk kept), no keys.
+ */
+export function existingDirectory(flag: string, dir: string, help: string): string {
+  const abs = path.resolve(dir);
+  let isDir = false;
+  try {
+    isDir = statSync(abs).isDirectory();
+  } catch {
+    // missing or unreadable: said below
+  }
+  if (!isDir) throw new InvalidArgumentError(`${flag}: there is no directory at ${abs}${seeHelp(help)}`);
+  return abs;
 }
 
 /** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */

@@ -6,7 +6,7 @@
  * --data-dir d` read <dir>. Where something uses it (a disk, the audit log, the host key of
  * --attest or of the attestation device), it is taken as before. Through the real CLI.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -59,5 +59,21 @@ describe('--data-dir where nothing uses it is refused, not ignored', () => {
     });
     // With <dir> alone, --data-dir still names the keys: taken.
     expect((await cli(['audit', 'verify', log, '--data-dir', tmp, '--allow-empty'], { cwd: tmp })).code).toBe(0);
+  });
+});
+
+describe('a --data-dir a command only reads must be there', () => {
+  it('disks and delete refuse a missing one (a misspelt one read as empty: "no disks", "nothing to delete", exit 0); an existing empty one is read', async () => {
+    const missing = path.join(tmp, 'typo');
+    expect(await cli(['disks', '--data-dir', missing], { cwd: tmp })).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: --data-dir: there is no directory at ${missing}; see wasmvisor disks --help\n` });
+    expect(await cli(['delete', '--data-dir', missing, 'x'], { cwd: tmp })).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: --data-dir: there is no directory at ${missing}; see wasmvisor delete --help\n` });
+    const file = path.join(tmp, 'a-file');
+    writeFileSync(file, '');
+    expect((await cli(['disks', '--data-dir', file], { cwd: tmp })).stderr).toBe(`ERR_INVALID_ARGUMENT: --data-dir: there is no directory at ${file}; see wasmvisor disks --help\n`);
+    expect(existsSync(missing)).toBe(false);
+    const empty = path.join(tmp, 'empty-data');
+    mkdirSync(empty);
+    expect(await cli(['disks', '--data-dir', empty], { cwd: tmp })).toMatchObject({ code: 0, stdout: `no disks in ${empty}\n` });
+    expect(await cli(['delete', '--data-dir', empty, 'x'], { cwd: tmp })).toMatchObject({ code: 0, stdout: `x has no disk in ${empty}; nothing to delete\n` });
   });
 });

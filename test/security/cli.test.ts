@@ -166,8 +166,8 @@ describe('run --policy: each refusal, before the guest runs, with a real module'
     if (!existsSync(path.join(dir, 'fifo-keys', 'audit.key'))) spawnSync('mkfifo', [path.join(dir, 'fifo-keys', 'audit.key')]);
     refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'fifo-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /key directory file \S+audit\.key is a FIFO, not a regular file/);
     // A --key-dir that is not there (a typo) is named, not a log 'verified' with every keyed check left out.
-    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'no-such-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+no-such-keys$/m);
-    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'policy.json'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+policy\.json$/m);
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'no-such-keys'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+no-such-keys; see wasmvisor audit verify --help$/m);
+    refused(await cli(['audit', 'verify', 'wv/audit', '--key-dir', 'policy.json'], dir), 'ERR_INVALID_ARGUMENT', 2, /--key-dir: there is no directory at \S+policy\.json; see wasmvisor audit verify --help$/m);
   });
 
   it('every refusal is in the audit log with its code; audit show filters', async () => {
