@@ -1,7 +1,7 @@
 /**
  * Argument helpers of the management commands (serve, token, cert, lab and the remote client):
  * node:util's parseArgs, each of its complaints worded as host/cli/options.ts words the same
- * mistake (its USAGE_ERRORS: needsValue, takesNoValue, badValue, givenTwice, checkPositionals,
+ * mistake (needsValue, takesNoValue, badValue, choice, givenTwice, checkPositionals,
  * unknownSubcommand, needsOption), so a mistake reads the same whichever command it is made in.
  * The two parsers stay apart for what is not a wording: the management commands' help is
  * written by hand rather than made from a table, and the remote run takes guest arguments only

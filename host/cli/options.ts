@@ -15,7 +15,7 @@
  *   (nothing is lost), and a list option (`--dir`, `--env`, `--wasi-quota`) adds each value.
  *
  * Each mistake on a command line has one wording, here, which both parsers use (this one and
- * mgmt-args.ts's, for the management commands): USAGE_ERRORS below.
+ * mgmt-args.ts's, for the management commands): givenTwice and the functions after it.
  */
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
