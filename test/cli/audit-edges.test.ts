@@ -38,6 +38,10 @@ describe.concurrent('empty values and flags that do not apply: refused by their 
     // --delimit adds sections to the module, which --detached leaves as it is: it was ignored.
     [['sign', guest('hello'), '--key', 'k.key', '--detached', 's.sig', '--delimit'], '--delimit goes with an embedded signature (it adds signature_delimiter sections to the module, which --detached leaves as it is): give --delimit or --detached, not both'],
     [['sign', guest('hello'), '--key', 'k.key', '--key-id', ''], '--key-id: expected 1 to 256 bytes of hex, or none, got ""'],
+    // serve's TLS files: `cannot read TLS file : ENOENT` named neither the flag nor a file.
+    [['serve', '--config', 'h', '--port', '0', '--tls-cert', '', '--tls-key', 'k.pem'], '--tls-cert: expected a file, got ""'],
+    [['serve', '--config', 'h', '--port', '0', '--tls-cert', 'c.pem', '--tls-key='], '--tls-key: expected a file, got ""'],
+    [['serve', '--config', 'h', '--port', '0', '--tls-self-signed', '--client-ca', ''], '--client-ca: expected a file, got ""'],
   ];
   for (const [args, verdict] of cases) {
     it(args.map((a) => (a === tokenFile ? 't' : a.length > 40 ? '…' : a)).join(' '), async () => {
