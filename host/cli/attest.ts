@@ -15,18 +15,22 @@ import { ATTESTATION_CHECKS, AttestationCheckError, GUEST_REPORT_BYTES, MAX_NONC
 import { MAX_KEY_FILE_BYTES, parsePublicKey, readKeyFile } from '../security/keys.ts';
 import { fromHex, toHex } from '../security/wire.ts';
 import { printable } from './common.ts';
-import { list, parseOrHelp, stringIn, folder, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
-import { quoted } from '../escape.ts';
+import { badValue, list, needsOption, parseOrHelp, stringIn, folder, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
-/** `--nonce <hex>`: at most MAX_NONCE_BYTES bytes, lower-cased. */
+/**
+ * `--nonce <hex>` (`run --attest`, `attest verify`): 1 to MAX_NONCE_BYTES bytes, lower-cased. An
+ * empty one (an unset "$NONCE") is refused as every empty value is: to the library '' is no
+ * nonce, so `attest verify --nonce ""` said "nonce" among the checks it passed while it had
+ * checked none, and `run --nonce ""` wrote a report that any replay matches.
+ */
 export function nonceOption(raw: string, name: string): string {
   const bytes = fromHex(raw);
-  if (bytes === null || bytes.length > MAX_NONCE_BYTES) throw new InvalidArgumentError(`${name} must be hex of at most ${MAX_NONCE_BYTES} bytes, got ${quoted(raw)}`);
+  if (bytes === null || bytes.length === 0 || bytes.length > MAX_NONCE_BYTES) throw badValue(name, `hex of 1 to ${MAX_NONCE_BYTES} bytes`, raw);
   return raw.toLowerCase();
 }
 
 function wholeMs(raw: string, name: string): number {
-  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be a whole number of ms, got ${quoted(raw)}`);
+  if (!/^\d{1,15}$/.test(raw)) throw badValue(name, 'a whole number of ms', raw);
   return Number(raw);
 }
 
@@ -36,7 +40,7 @@ export const attestVerifyCommand = {
   usage: ['wasmvisor attest verify <report> --key <host.pub> [--nonce <hex>] [--expect-measurement <sha256>]... [--max-age <ms>]'],
   options: {
     key: value('<file>', `the host's attestation public key (wasmvisor attest key), a file or a pipe of at most ${MAX_KEY_FILE_BYTES} bytes; required`, filePath),
-    nonce: value('<hex>', `the nonce the report must carry (at most ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
+    nonce: value('<hex>', `the nonce the report must carry (1 to ${MAX_NONCE_BYTES} bytes); without it a report may be a replay`, nonceOption),
     'expect-measurement': list('<sha256>', 'a module measurement the report must show running (repeatable; a guest report: at most one)', stringIn(Sha256('A module measurement.'))),
     'max-age': value('<ms>', 'refuse a report (host or guest) older than this, by the time it was made', wholeMs),
   },
@@ -62,7 +66,7 @@ export async function attestVerify(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(attestVerifyCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  if (values.key === undefined) throw new InvalidArgumentError('attest verify needs --key <host public key file>; see wasmvisor attest verify --help');
+  if (values.key === undefined) throw needsOption('attest verify', '--key <host public key file>', 'attest verify');
   const nonce = values.nonce;
   const expected = values['expect-measurement'] ?? [];
   const maxAge = values['max-age'];

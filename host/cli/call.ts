@@ -7,7 +7,7 @@ import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
 import { asksJson, parseOrHelp, filePath, text, value, type CommandSpec, type OptionTable } from './options.ts';
-import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 import { quoted } from '../escape.ts';
 
 export const callCommand = {
@@ -88,6 +88,7 @@ export async function call(argv: string[]): Promise<number> {
     const input = await readInput(values);
     const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'call', []);
+    checkDataDirUsed(values, spec, 'call', false);
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };
     const hv = new Hypervisor(hypervisorOptions(values));
     let partition: Partition | null = null;

@@ -10,7 +10,8 @@ import { fileKind, makeDirsSync } from '../files.ts';
 import { writeNewFile } from '../security/keys.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
-import { quoted } from '../escape.ts';
+import { badValue, needsOption, unknownSubcommand } from './options.ts';
+import { CERT_NAME_PATTERN, MAX_CERT_NAME_LENGTH } from '../schema/patterns.ts';
 
 export const CERT_USAGE = `  wasmvisor cert create --name <cn> [--config <dir>] [--out <dir>] [--days <n>]
 
@@ -29,13 +30,18 @@ export function certCommand(argv: string[]): Promise<number> {
 
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values } = usage(sub === 'create' ? 'cert create' : 'cert', {
+  if (sub !== 'create') throw unknownSubcommand('cert', ['create'], sub);
+  const { values } = usage('cert create', {
     args: rest,
     strict: true,
     options: { config: { type: 'string' }, name: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } },
-  });
-  if (sub !== 'create') throw new InvalidArgumentError(`cert: unknown subcommand ${quoted(sub ?? '')} (create)`);
-  if (values.name === undefined) throw new InvalidArgumentError('cert create needs --name');
+  }, { help: 'cert' });
+  if (values.name === undefined) throw needsOption('cert create', '--name <cn>', 'cert');
+  // Checked here, before --out is looked at or made, and named by its flag (the CA's refusal
+  // came after the folder was made, naming a "certificate name").
+  if (!new RegExp(CERT_NAME_PATTERN).test(values.name)) throw badValue('--name', `1-${MAX_CERT_NAME_LENGTH} letters, digits, '.', '_', '-' or spaces (starting with a letter or digit)`, values.name);
+  // An empty --out (an unset "$OUT") is no folder: the working directory is the default only when --out is not given.
+  if (values.out === '') throw badValue('--out', 'a directory', '');
   const days = intOption(values.days, 'days', 1, 3650) ?? 365;
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');

@@ -8,6 +8,7 @@ import type { PartitionExit } from '../partition/partition.ts';
 import type { RunPlacement } from '../scheduler/placement.ts';
 import type { PartitionSpec } from '../schema/partition.ts';
 import { stderr } from './stderr.ts';
+import { asksJson, type CommandSpec, type OptionTable } from './options.ts';
 
 /** The process exit status for an error code (documented in README and USAGE). */
 export function exitStatus(code: ErrorCode): number {
@@ -138,19 +139,53 @@ export function exitReport(command: JsonReport['command'], exit: PartitionExit):
   };
 }
 
-/** The report of a command that failed before (or without) an exit of the guest. */
-export function errorReport(command: JsonReport['command'], error: unknown): JsonReport {
+/**
+ * The `--json` document of a failed command: the command, the typed error and the exit status,
+ * as every `--json` report carries them (run's and call's add their state and metrics). An error
+ * that is not a WasmvisorError is ERR_INTERNAL, as its verdict says.
+ */
+export interface JsonError {
+  command: string;
+  error: { code: ErrorCode; message: string };
+  exitStatus: number;
+}
+
+export function jsonError(command: string, error: unknown): JsonError {
   const typed = error instanceof WasmvisorError ? error : null;
   const code: ErrorCode = typed?.code ?? 'ERR_INTERNAL';
-  return {
-    command,
-    state: 'not-run',
-    code: null,
-    exitStatus: exitStatus(code),
-    error: { code, message: typed?.message ?? (error instanceof Error ? error.message : String(error)) },
-    runTimeMs: null,
-    metrics: null,
-  };
+  return { command, error: { code, message: typed?.message ?? (error instanceof Error ? error.message : String(error)) }, exitStatus: exitStatus(code) };
+}
+
+/**
+ * A failure of a command whose `--json` prints one document on stdout (inspect, disks, audit
+ * show, token list, the remote ps, audit and token list): the verdict on stderr as without
+ * --json, and the error document (jsonError) on stdout, so a script that reads the JSON reads
+ * every failure too, a bad command line included. Returns the exit status.
+ */
+export function failJson(command: string, error: unknown): number {
+  const status = fail(error);
+  process.stdout.write(JSON.stringify(jsonError(command, error)) + '\n');
+  return status;
+}
+
+/**
+ * Runs a table command whose `--json` prints one document on stdout: a failure of any kind, its
+ * command line included, ends with the error document when the command line asks for --json
+ * (asksJson: judged leniently, as a line that did not parse must be), otherwise as any failure.
+ */
+export async function jsonOnFailure(command: CommandSpec<OptionTable>, argv: readonly string[], body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    if (!asksJson(command, argv)) throw error;
+    return failJson(command.name, error);
+  }
+}
+
+/** The report of a command that failed before (or without) an exit of the guest. */
+export function errorReport(command: JsonReport['command'], error: unknown): JsonReport {
+  const { error: typed, exitStatus: status } = jsonError(command, error);
+  return { command, state: 'not-run', code: null, exitStatus: status, error: typed, runTimeMs: null, metrics: null };
 }
 
 export async function readAll(stream: NodeJS.ReadableStream, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array | null> {

@@ -1,6 +1,6 @@
 /** `wasmvisor delete`: scrub and remove a partition's disk and its key. */
 import { Hypervisor } from '../hypervisor.ts';
-import { parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { existingDirectory, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const deleteCommand = {
   name: 'delete',
@@ -17,8 +17,14 @@ export async function remove(argv: string[]): Promise<number> {
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
   const name = positionals[0]!;
+  if (values['data-dir'] !== undefined) existingDirectory('--data-dir', values['data-dir'], 'delete');
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
-  const result = await hv.wipeStorage(name);
+  let result: Awaited<ReturnType<Hypervisor['wipeStorage']>>;
+  try {
+    result = await hv.wipeStorage(name);
+  } finally {
+    await hv.close();
+  }
   process.stdout.write(
     result.removedImage
       ? `deleted the disk of ${name}: ${result.images.join(', ')} scrubbed and removed${result.removedKey ? ', key removed' : ''}\n`

@@ -5,8 +5,8 @@
  */
 import { Hypervisor } from '../hypervisor.ts';
 import type { DiskInfo } from '../storage/storage.ts';
-import { printable } from './common.ts';
-import { flag, parseOrHelp, folder, text, value, type CommandSpec, type OptionTable } from './options.ts';
+import { jsonOnFailure, printable } from './common.ts';
+import { existingDirectory, flag, parseOrHelp, folder, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const disksCommand = {
   name: 'disks',
@@ -14,19 +14,28 @@ export const disksCommand = {
   usage: ['wasmvisor disks [options]'],
   options: {
     'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
-    json: flag('print { dataDir, disks: [...] } (the fields of hv.listStorage()) instead of the table'),
+    json: flag('print { dataDir, disks: [...] } (the fields of hv.listStorage()) instead of the table; a failure prints {"command","error":{"code","message"},"exitStatus"}'),
   },
   positionals: { names: [], min: 0 },
 } satisfies CommandSpec<OptionTable>;
 
-export async function disks(argv: string[]): Promise<number> {
+export function disks(argv: string[]): Promise<number> {
+  return jsonOnFailure(disksCommand, argv, () => listDisks(argv));
+}
+
+async function listDisks(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(disksCommand, argv);
   if (parsed === null) return 0;
   const { values } = parsed;
+  if (values['data-dir'] !== undefined) existingDirectory('--data-dir', values['data-dir'], 'disks');
   const hv = new Hypervisor(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {});
-  const list = await hv.listStorage();
-  process.stdout.write(values.json ? JSON.stringify({ dataDir: hv.dataDir, disks: list }, null, 2) + '\n' : formatDisks(hv.dataDir, list));
-  return 0;
+  try {
+    const list = await hv.listStorage();
+    process.stdout.write(values.json ? JSON.stringify({ dataDir: hv.dataDir, disks: list }, null, 2) + '\n' : formatDisks(hv.dataDir, list));
+    return 0;
+  } finally {
+    await hv.close();
+  }
 }
 
 function bytes(n: number | null): string {

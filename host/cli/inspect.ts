@@ -3,7 +3,7 @@ import { Hypervisor } from '../hypervisor.ts';
 import { escapeText } from '../escape.ts';
 import type { Inspection } from '../loader/pipeline.ts';
 import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
-import { exitStatus } from './common.ts';
+import { exitStatus, jsonOnFailure } from './common.ts';
 import { stderr } from './stderr.ts';
 import { flag, numberIn, parseOrHelp, stringIn, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { readSource, signatureNeedsPolicy } from './partition-options.ts';
@@ -71,11 +71,17 @@ would grant.
 Exit status: 0 when admitted; otherwise the refusal's (125 for module, import, feature, limit,
 integrity and policy refusals; 2 bad usage).
 
---json: the inspection as one JSON document: {"measurement","size","imports","exports","memories",
-"tables","start","verdict","kind","wasi","exitStatus"}.`,
+--json: the inspection as one JSON document: {"command":"inspect","measurement","size","imports",
+"exports","memories","tables","start","verdict","kind","wasi","error","exitStatus"}; error is null
+when admitted, else the refusal's {"code","message"}. Any other failure, a bad command line
+included, prints {"command":"inspect","error":{"code","message"},"exitStatus"} instead.`,
 } satisfies CommandSpec<OptionTable>;
 
-export async function inspect(argv: string[]): Promise<number> {
+export function inspect(argv: string[]): Promise<number> {
+  return jsonOnFailure(inspectCommand, argv, () => inspectModule(argv));
+}
+
+async function inspectModule(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(inspectCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
@@ -101,7 +107,7 @@ export async function inspect(argv: string[]): Promise<number> {
   const status = inspection.verdict.admitted ? 0 : exitStatus(inspection.verdict.code);
   process.stdout.write(
     values.json
-      ? JSON.stringify({ ...inspection, kind, wasi, exitStatus: status }, null, 2) + '\n'
+      ? JSON.stringify({ command: 'inspect', ...inspection, kind, wasi, error: inspection.verdict.admitted ? null : { code: inspection.verdict.code, message: inspection.verdict.message }, exitStatus: status }, null, 2) + '\n'
       : formatInspection(source.file, inspection) + `${'kind:'.padEnd(12)}${kind === 'reactor' ? 'reactor (wasmvisor call)' : 'command (wasmvisor run)'}\n${'wasi:'.padEnd(12)}${wasi ? 'enabled' : 'not used'}\n`,
   );
   if (!inspection.verdict.admitted) stderr.verdict(inspection.verdict.code, inspection.verdict.message);

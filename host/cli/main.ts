@@ -17,7 +17,7 @@ import { deleteCommand, remove } from './delete.ts';
 import { disks, disksCommand } from './disks.ts';
 import { demo, demoCommand } from './demo.ts';
 import { inspect, inspectCommand } from './inspect.ts';
-import type { CommandSpec, OptionTable } from './options.ts';
+import { unknownSubcommand, type CommandSpec, type OptionTable } from './options.ts';
 import { run, runCommand } from './run.ts';
 import { keygen, keygenCommand } from './keygen.ts';
 import { sign, signCommand } from './sign.ts';
@@ -56,10 +56,7 @@ function group(name: string, summary: string, subs: readonly (readonly [CommandS
     group: subs.map(([spec]) => spec),
     main: async ([sub, ...rest]) => {
       const i = sub === undefined ? -1 : words.indexOf(sub);
-      if (i < 0) {
-        const near = sub === undefined ? null : nearest(sub, words);
-        throw new InvalidArgumentError(`${name} takes ${words.join(' or ')}, got ${quoted(sub ?? '')}${near ? `; did you mean ${near}?` : ''}; see wasmvisor ${name} --help`);
-      }
+      if (i < 0) throw unknownSubcommand(name, words, sub);
       return subs[i]![1](rest);
     },
   };

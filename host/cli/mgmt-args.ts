@@ -1,32 +1,26 @@
 /**
  * Argument helpers of the management commands (serve, token, cert, lab and the remote client):
- * node:util's parseArgs, its complaints worded as host/cli/options.ts words its own. The two
- * parsers stay apart because their documented and tested messages differ (host/cli/options.ts
- * serves the guest-running commands from option tables that also make their help):
- * a missing value (`--port needs a value; see …` here, `--timeout needs a value <ms>; see …`
- * there), a flag given a value (`--dashboard takes no value; see …` here, `… takes no value, got
- * "yes"` there), a number (`--port must be a whole number, got "x"` here, `--timeout: expected …`
- * there), the guest hint of an unknown option (the remote run takes guest arguments only after
- * `--`), a subcommand's name beside its help's (`token list: …; see wasmvisor token --help`),
- * the positional counts each command words itself, and help written by hand rather than made
- * from a table. What both follow: a value is taken as given even when it starts with '-'
- * (valuesAsGiven), an unknown option names the nearest known one, and an option that takes one
- * value is given at most once (options.ts givenTwice).
+ * node:util's parseArgs, each of its complaints worded as host/cli/options.ts words the same
+ * mistake (needsValue, takesNoValue, badValue, choice, givenTwice, checkPositionals,
+ * unknownSubcommand, needsOption), so a mistake reads the same whichever command it is made in.
+ * The two parsers stay apart for what is not a wording: the management commands' help is
+ * written by hand rather than made from a table, and the remote run takes guest arguments only
+ * after `--` (its unknown option's hint says so). What both follow: a value is taken as given
+ * even when it starts with '-' (valuesAsGiven), an unknown option names the nearest known one,
+ * and an option that takes one value is given at most once.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { readRegularFileSync } from '../files.ts';
 import { MAX_TLS_FILE_BYTES } from '../limits/sizes.ts';
-import { quoted } from '../escape.ts';
 import { nearest } from '../schema/check.ts';
-import { givenTwice } from './options.ts';
+import { Type } from '@sinclair/typebox';
+import { checkPositionals, givenTwice, needsValue, numberIn, seeHelp, takesNoValue } from './options.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
+/** A whole-number option (`--port`, `--days`, `--tail`): read as options.ts reads `--memory` (numberIn), so it is worded the same. */
 export function intOption(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--${name} must be a whole number, got ${quoted(value)}`);
-  const n = Number(value);
-  if (n < min || n > max) throw new InvalidArgumentError(`--${name} must be from ${min} to ${max}, got ${n}`);
-  return n;
+  return numberIn(Type.Integer({ minimum: min, maximum: max }))(value, `--${name}`);
 }
 
 /**
@@ -50,7 +44,7 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
     result = parsed as ReturnType<typeof parseArgs<T>>;
     tokens = all;
   } catch (error) {
-    const see = `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
+    const see = seeHelp(help);
     const code = (error as NodeJS.ErrnoException).code;
     const full = error instanceof Error ? error.message : String(error);
     const message = full.split('\n')[0]!;
@@ -64,13 +58,16 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
       throw new InvalidArgumentError(`${command}: unknown option ${shown}${hint}${guest}${see}`);
     }
     const extra = /^Unexpected argument '([\s\S]*)'\. This command does not take positional arguments/.exec(full);
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && extra !== null) {
-      throw new InvalidArgumentError(`${command} takes no arguments, got an extra argument ${quoted(extra[1]!)}${see}`);
-    }
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && extra !== null) checkPositionals(command, [extra[1]!], [], 0, help);
     const missing = /^Option '(?:-\w, )?(-{1,2}[^\s']+)(?: <value>)?' argument missing/.exec(message);
-    if (missing !== null) throw new InvalidArgumentError(`${missing[1]} needs a value${see}`);
+    if (missing !== null) throw needsValue(missing[1]!, help);
     const flag = /^Option '(?:-\w, )?(-{1,2}[^\s']+)' does not take an argument/.exec(message);
-    if (flag !== null) throw new InvalidArgumentError(`${flag[1]} takes no value${see}`);
+    if (flag !== null) {
+      // The value given, as options.ts names it: parseArgs's message does not carry it.
+      const long = flag[1]!.startsWith('--') ? flag[1]! : `--${Object.keys(config.options).find((k) => config.options[k]!.short === flag[1]!.slice(1)) ?? ''}`;
+      const given = (config.args ?? []).find((a) => a.startsWith(`${long}=`) || a.startsWith(`${flag[1]}=`));
+      throw takesNoValue(flag[1]!, given === undefined ? '' : given.slice(given.indexOf('=') + 1), help);
+    }
     throw new InvalidArgumentError(`${command}: ${message}${see}`);
   }
   // A single-valued option given twice is refused, as host/cli/options.ts refuses it (parseArgs
@@ -89,7 +86,7 @@ export function usage<T extends ParseArgsConfig & { options: NonNullable<ParseAr
  * Joins each option that takes a value to the next argument when that one starts with '-'
  * (`--port -1` → `--port=-1`, `-t -1` → `--tail=-1` when `t` is short for it), up to `--`: a value
  * is taken as given, as every other command takes it (host/cli/options.ts), so `--port -1` is a
- * bad port (`--port must be a whole number, got "-1"`), not node:util's "argument is
+ * bad port (`--port: expected an integer from 0 to 65535, got "-1"`), not node:util's "argument is
  * ambiguous". Anything else is passed on unchanged: an option that already carries `=value`, a
  * flag, an unknown option (parseArgs names it), or a value that does not start with '-' (which
  * parseArgs takes as the value itself).
@@ -114,9 +111,7 @@ function valuesAsGiven(args: readonly string[], options: NonNullable<ParseArgsCo
 
 /** Refuses positional arguments a management command does not take, as usage() words it. */
 export function noPositionals(command: string, positionals: readonly string[], help = command.split(' ')[0]!): void {
-  if (positionals.length > 0) {
-    throw new InvalidArgumentError(`${command} takes no arguments, got an extra argument ${quoted(positionals[0]!)}; see wasmvisor ${help === '' ? '' : `${help} `}--help`);
-  }
+  checkPositionals(command, positionals, [], 0, help);
 }
 
 /**

@@ -13,11 +13,16 @@
  * - An unknown option is an error that suggests the nearest known one.
  * - An option that takes one value is given at most once (givenTwice); a flag may be repeated
  *   (nothing is lost), and a list option (`--dir`, `--env`, `--wasi-quota`) adds each value.
+ *
+ * Each mistake on a command line has one wording, here, which both parsers use (this one and
+ * mgmt-args.ts's, for the management commands): givenTwice and the functions after it.
  */
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
 import { explain, expects, nearest } from '../schema/check.ts';
 import { quoted } from '../escape.ts';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 
 interface OptionBase {
   /** The one-line help; the table adds the placeholder and the default. */
@@ -63,21 +68,48 @@ export const text = (raw: string): string => raw;
 
 /** A file: the text as it is, but not empty (no file has that name: open('') is ENOENT, read as storage failing). */
 export function filePath(raw: string, name: string): string {
-  if (raw === '') throw new InvalidArgumentError(`${name}: expected a file, got ""`);
+  if (raw === '') throw badValue(name, 'a file', raw);
   return raw;
 }
 
 /** A folder: the text as it is, but not empty (which would be the working directory, unsaid). */
 export function folder(raw: string, name: string): string {
-  if (raw === '') throw new InvalidArgumentError(`${name}: expected a directory, got ""`);
+  if (raw === '') throw badValue(name, 'a directory', raw);
   return raw;
+}
+
+/**
+ * Text that must not be empty (`--seed`, `audit show --partition`): '' is what an unset "$VAR"
+ * gives, and as a seed or a filter it would be taken without a word (a seed of nothing, a filter
+ * that matches nothing).
+ */
+export function nonEmpty(raw: string, name: string): string {
+  if (raw === '') throw badValue(name, 'a non-empty value', raw);
+  return raw;
+}
+
+/**
+ * A directory a command only reads, named on the command line (`disks --data-dir`, `delete
+ * --data-dir`, `audit verify --key-dir`): it must be there. A misspelt one would otherwise read as
+ * an empty one: "no disks", "nothing to delete" (exit 0, the real disk kept), no keys.
+ */
+export function existingDirectory(flag: string, dir: string, help: string): string {
+  const abs = path.resolve(dir);
+  let isDir = false;
+  try {
+    isDir = statSync(abs).isDirectory();
+  } catch {
+    // missing or unreadable: said below
+  }
+  if (!isDir) throw new InvalidArgumentError(`${flag}: there is no directory at ${abs}${seeHelp(help)}`);
+  return abs;
 }
 
 /** A number checked against a schema (the spec's own), so the CLI and the library accept the same range. */
 export function numberIn(schema: TSchema): (raw: string, flag: string) => number {
   return (raw, name) => {
     const n = /^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(raw.trim()) ? Number(raw) : /^[-+]?Infinity$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
-    if (Number.isNaN(n) || explain(schema, n).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${quoted(raw)}`);
+    if (Number.isNaN(n) || explain(schema, n).length > 0) throw badValue(name, expects(schema), raw);
     return n;
   };
 }
@@ -85,7 +117,7 @@ export function numberIn(schema: TSchema): (raw: string, flag: string) => number
 /** A string checked against a schema (a name, a SHA-256). */
 export function stringIn(schema: TSchema): (raw: string, flag: string) => string {
   return (raw, name) => {
-    if (explain(schema, raw).length > 0) throw new InvalidArgumentError(`${name}: expected ${expects(schema)}, got ${quoted(raw)}`);
+    if (explain(schema, raw).length > 0) throw badValue(name, expects(schema), raw);
     return raw;
   };
 }
@@ -129,13 +161,13 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
   const given = new Map<string, string>();
   const take = (name: string, spec: OptionSpec, inline: string | undefined, shown: string): void => {
     if (spec.kind === 'flag') {
-      if (inline !== undefined) throw new InvalidArgumentError(`${shown} takes no value, got ${quoted(inline)}`);
+      if (inline !== undefined) throw takesNoValue(shown, inline, command.name);
       values[name] = true;
       return;
     }
     let raw = inline;
     if (raw === undefined) {
-      if (i >= argv.length) throw new InvalidArgumentError(`${shown} needs a value ${spec.value}; see wasmvisor ${command.name} --help`);
+      if (i >= argv.length) throw needsValue(shown, command.name);
       raw = argv[i++]!;
     }
     if (spec.kind === 'value' && given.has(name)) throw givenTwice(`--${name}`, given.get(name)!, raw, command.name);
@@ -186,19 +218,7 @@ export function parse<T extends OptionTable>(command: CommandSpec<T>, argv: read
     }
     positionals.push(arg);
   }
-  if (!help) {
-    const { names, min } = command.positionals;
-    if (positionals.length < min) {
-      throw new InvalidArgumentError(`${command.name} needs ${names.slice(positionals.length, min).map((n) => `<${n}>`).join(' ')}; see wasmvisor ${command.name} --help`);
-    }
-    if (positionals.length > names.length) {
-      throw new InvalidArgumentError(`${command.name} takes ${names.length === 0 ? 'no arguments' : names.map((n) => `<${n}>`).join(' ')}, got an extra argument ${quoted(positionals[names.length])}; see wasmvisor ${command.name} --help`);
-    }
-    // An empty argument names nothing (an unset "$MODULE"): '' as a path is the working directory
-    // or ENOENT, which read as a bad module (125) or, for audit verify, a log verified in '.'.
-    const empty = positionals.indexOf('');
-    if (empty >= 0) throw new InvalidArgumentError(`${command.name}: expected <${names[empty]}>, got ""; see wasmvisor ${command.name} --help`);
-  }
+  if (!help) checkPositionals(command.name, positionals, command.positionals.names, command.positionals.min);
   return { values: values as Values<T>, positionals, rest, help };
 }
 
@@ -241,7 +261,69 @@ export function parseOrHelp<T extends OptionTable>(command: CommandSpec<T>, argv
  * drop the other without a word. Worded the same by mgmt-args.ts for the management commands.
  */
 export function givenTwice(flag: string, first: string, second: string, help: string): InvalidArgumentError {
-  return new InvalidArgumentError(`${flag} is given twice (${quoted(first)} and ${quoted(second)}); give it once; see wasmvisor ${help === '' ? '' : `${help} `}--help`);
+  return new InvalidArgumentError(`${flag} is given twice (${quoted(first)} and ${quoted(second)}); give it once${seeHelp(help)}`);
+}
+
+/** Where a command's help is: `; see wasmvisor <help> --help` (`help` '' for the top level's). */
+export function seeHelp(help: string): string {
+  return `; see wasmvisor ${help === '' ? '' : `${help} `}--help`;
+}
+
+/** `--timeout` at the end of the line: `--timeout needs a value; see wasmvisor run --help`. */
+export function needsValue(flag: string, help: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${flag} needs a value${seeHelp(help)}`);
+}
+
+/** `--stats=yes`: `--stats takes no value, got "yes"; see wasmvisor run --help`. */
+export function takesNoValue(flag: string, given: string, help: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${flag} takes no value, got ${quoted(given)}${seeHelp(help)}`);
+}
+
+/** A value its option does not take: `--port: expected an integer from 0 to 65535, got "-1"`. */
+export function badValue(flag: string, expected: string, raw: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${flag}: expected ${expected}, got ${quoted(raw)}`);
+}
+
+/** `a, b or c`. */
+export function oneOf(words: readonly string[]): string {
+  return words.length <= 1 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
+/** A value that must be one of `words`: `--outcome: expected success, denied or failure, got "x"`. */
+export function choice<T extends string>(words: readonly T[]): (raw: string, flag: string) => T {
+  return (raw, flag) => {
+    if (!(words as readonly string[]).includes(raw)) throw badValue(flag, oneOf(words), raw);
+    return raw as T;
+  };
+}
+
+/** A required option not given: `attest verify needs --key <file>; see wasmvisor attest verify --help`. */
+export function needsOption(command: string, option: string, help: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${command} needs ${option}${seeHelp(help)}`);
+}
+
+/**
+ * A subcommand that is not one of the group's (none given: ""): `token takes create, list or
+ * revoke, got "lst"; did you mean list?; see wasmvisor token --help`.
+ */
+export function unknownSubcommand(group: string, words: readonly string[], got: string | undefined, help = group): InvalidArgumentError {
+  const near = got === undefined || got === '' ? null : nearest(got, words);
+  return new InvalidArgumentError(`${group} takes ${oneOf(words)}, got ${quoted(got ?? '')}${near ? `; did you mean ${near}?` : ''}${seeHelp(help)}`);
+}
+
+/**
+ * The positional arguments of a command, counted and checked as every command words it: too
+ * few (`call needs <export>; see …`), too many (`logs takes <name>, got an extra argument "b";
+ * see …`), or an empty one, which names nothing (an unset "$MODULE": '' as a path is the working
+ * directory or ENOENT): `inspect: expected <guest.wasm | app.json>, got ""; see …`.
+ */
+export function checkPositionals(command: string, positionals: readonly string[], names: readonly string[], min: number, help = command): void {
+  if (positionals.length < min) throw new InvalidArgumentError(`${command} needs ${names.slice(positionals.length, min).map((n) => `<${n}>`).join(' ')}${seeHelp(help)}`);
+  if (positionals.length > names.length) {
+    throw new InvalidArgumentError(`${command} takes ${names.length === 0 ? 'no arguments' : names.map((n, i) => (i < min ? `<${n}>` : `[<${n}>]`)).join(' ')}, got an extra argument ${quoted(positionals[names.length]!)}${seeHelp(help)}`);
+  }
+  const empty = positionals.indexOf('');
+  if (empty >= 0) throw new InvalidArgumentError(`${command}: expected <${names[empty]}>, got ""${seeHelp(help)}`);
 }
 
 function unknownOption(command: CommandSpec<OptionTable>, shown: string): InvalidArgumentError {

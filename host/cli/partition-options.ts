@@ -31,7 +31,7 @@ import {
 import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, numberIn, stringIn, folder, filePath, text, value, type Values } from './options.ts';
+import { flag, list, nonEmpty, numberIn, seeHelp, stringIn, folder, filePath, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -150,7 +150,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     'clock-resolution': value('<ms>', 'clock resolution', numberIn(ClockSchema.properties.resolutionMs), { default: '1' }),
     // A mode, not a device setting: taken with neither clock nor entropy granted (README says why).
     deterministic: flag('fixed clocks and a fixed entropy seed, for whichever of clock and entropy are granted (for teaching and tests)'),
-    seed: value('<string>', 'seed the entropy device (a reproducible stream)', text),
+    seed: value('<string>', 'seed the entropy device (a reproducible stream)', nonEmpty),
     segment: value('<name>', 'the virtual switch segment the net device plugs into (refused without net)', stringIn(NetSchema.properties.segment), { default: 'cli' }),
     sha256: value('<hex>', 'refuse the module unless its SHA-256 is this (ERR_INTEGRITY)', stringIn(PartitionSpecSchema.properties.sha256)),
     disk: value('<MiB>', 'grant a persistent, encrypted block device of this size (1..4096)', numberIn(BlockSchema.properties.sizeMiB), {
@@ -159,7 +159,7 @@ export function partitionOptions(kind: 'run' | 'call') {
     name: value('<name>', "the partition's name: its disk is kept under this name", stringIn(PartitionSpecSchema.properties.name), {
       default: kind === 'run' ? 'guest' : 'plugin',
     }),
-    'data-dir': value('<dir>', 'where disks and their keystore live', folder, { default: './.wasmvisor' }),
+    'data-dir': value('<dir>', `where disks and their keystore, the audit log and the host key live; refused when the ${kind} keeps none of them there`, folder, { default: './.wasmvisor' }),
     wasi: flag('enable WASI preview1 (automatic when the module imports wasi_snapshot_preview1, or with --dir/--env/--wasi-quota)', { grants: 'the WASI preview1 surface' }),
     dir: list(
       '<host>[::<guest>][:ro|:rw|:copy]',
@@ -323,6 +323,21 @@ export function buildSpec(values: PartitionValues, source: Source, kind: 'run' |
     spec.restart ??= 'never';
   }
   return spec;
+}
+
+/**
+ * `--data-dir` is where a run keeps what outlives it: disks (a block device), the audit log
+ * (`--audit`, `--policy`) and the host key (`run --attest`, the attestation device). Given to a
+ * run that keeps none of them it was silently ignored, and a user believed their state went
+ * there; it is refused instead, as a flag that configures a device not granted is (buildSpec).
+ */
+export function checkDataDirUsed(values: PartitionValues, spec: PartitionSpec, command: 'run' | 'call', attest: boolean): void {
+  if (values['data-dir'] === undefined) return;
+  const granted = (device: unknown): boolean => device !== undefined && device !== false;
+  if (granted(spec.devices?.block) || granted(spec.devices?.attestation) || values.audit === true || values.policy !== undefined || attest) return;
+  throw new InvalidArgumentError(
+    `--data-dir is where ${command} keeps disks, the audit log and the host key, and this ${command} keeps none of them (no --disk or block device, no --audit or --policy, no ${command === 'run' ? '--attest or ' : ''}attestation device): drop --data-dir, or add what should use it${seeHelp(command)}`,
+  );
 }
 
 /** Prints a partition's violations on stderr (the host's own line, never the guest's text raw). */

@@ -16,12 +16,14 @@ import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_MODULE_BYTES, RestartPolicy } from '../mgmt/schemas.ts';
 import { MAX_TIMER_MS } from '../schema/kinds.ts';
-import { readAll } from './common.ts';
-import { intOption, noPositionals, readOptionFile, usage } from './mgmt-args.ts';
-import { givenTwice } from './options.ts';
+import { failJson, readAll } from './common.ts';
+import { intOption, readOptionFile, usage } from './mgmt-args.ts';
+import { badValue, checkPositionals, choice, givenTwice, needsOption, needsValue, nonEmpty, stringIn, unknownSubcommand } from './options.ts';
+import { PartitionSpecSchema } from '../schema/index.ts';
+import { AttestQuery } from '../mgmt/schemas.ts';
 import { deviceList } from './partition-options.ts';
 import { stderr } from './stderr.ts';
-import { writeTokenList } from './token.ts';
+import { mgmtAsksJson, TOKEN_SUBCOMMANDS, writeTokenList, type TokenValues } from './token.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
 import { nearest } from '../schema/check.ts';
 
@@ -38,6 +40,9 @@ export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fin
 
 /** The remote run's --restart values: the API's schema's, checked before the request so the refusal names the flag. */
 const RESTART_POLICIES: readonly string[] = RestartPolicy.anyOf.map((t) => String(t.const));
+
+/** The remote commands, as the usage lists them. */
+const REMOTE_COMMANDS = ['ps', 'run', 'start', 'stop', 'rm', 'logs', 'call', 'metrics', 'audit', 'attest', 'whoami', 'token'];
 
 const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--cert', '--key']);
 
@@ -78,7 +83,25 @@ function print(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/**
+ * The remote commands whose `--json` prints the answer as JSON (ps, audit, token list): any
+ * failure of one (a bad command line, a host that cannot be reached or refuses) ends with the
+ * error document on stdout as well (common.ts failJson), as the local commands' --json does.
+ */
 export async function remoteCommand(argv: string[]): Promise<number> {
+  try {
+    return await remote(argv);
+  } catch (error) {
+    let i = 0;
+    while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) i += argv[i]!.includes('=') ? 1 : 2;
+    const [command, ...rest] = argv.slice(i);
+    const label = command === 'ps' || command === 'audit' ? command : command === 'token' && rest[0] === 'list' ? 'token list' : null;
+    if (label === null || !mgmtAsksJson(rest)) throw error;
+    return failJson(label, error);
+  }
+}
+
+async function remote(argv: string[]): Promise<number> {
   // Output piped into `head` and closed early is not an error of ours.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);
@@ -87,7 +110,9 @@ export async function remoteCommand(argv: string[]): Promise<number> {
   let i = 0;
   while (i < argv.length && GLOBAL.has(argv[i]!.split('=')[0]!)) {
     const [flag, inline] = argv[i]!.includes('=') ? [argv[i]!.slice(0, argv[i]!.indexOf('=')), argv[i]!.slice(argv[i]!.indexOf('=') + 1)] : [argv[i]!, argv[i + 1]];
-    if (inline === undefined) throw new InvalidArgumentError(`${flag} needs a value`);
+    if (inline === undefined) throw needsValue(flag, '');
+    // An empty value (an unset "$HOST") names nothing: refused by its flag, as every option's.
+    if (inline === '') throw badValue(flag, flag === '--host' ? 'a URL (https://<host>:<port>)' : flag === '--fingerprint' ? "a SHA-256 fingerprint (64 hex digits, ':' allowed)" : 'a file', '');
     // Each is given once, as every command's single-valued options (options.ts givenTwice).
     if (Object.hasOwn(globals, flag.slice(2))) throw givenTwice(flag, globals[flag.slice(2)]!, inline, '');
     globals[flag.slice(2)] = inline;
@@ -108,8 +133,10 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     const near = nearest(shown.replace(/^-+/, ''), [...GLOBAL].map((g) => g.slice(2)));
     throw new InvalidArgumentError(`unknown option ${shown}${near !== null ? `; did you mean --${near}?` : ''} (before the command: ${[...GLOBAL].join(', ')}); see wasmvisor --help`);
   }
-  if (globals.host === undefined) throw new InvalidArgumentError('--host is required');
+  if (globals.host === undefined) throw needsOption('the remote client', '--host <url>', '');
   if (command === undefined) throw new InvalidArgumentError('no command given after --host; see wasmvisor --help');
+  // A command that is none of them is named before any file is read or host reached.
+  if (!REMOTE_COMMANDS.includes(command)) throw unknownSubcommand('the remote client', REMOTE_COMMANDS, command, '');
   if ((globals.cert === undefined) !== (globals.key === undefined)) throw new InvalidArgumentError('--cert and --key go together');
   const token = globals['token-file'] !== undefined ? readOptionFile(globals['token-file'], 'token-file').trim() : undefined;
   if (token === undefined && globals.cert === undefined) throw new InvalidArgumentError('give --token-file <file> (or a client certificate with --cert and --key)');
@@ -128,8 +155,10 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       if (values.json) print(partitions);
       else {
         process.stdout.write(`${'NAME'.padEnd(24)}${'KIND'.padEnd(9)}${'STATE'.padEnd(10)}${'RESTART'.padEnd(12)}${'RESTARTS'.padEnd(10)}MODULE\n`);
+        // The host's text, escaped as every remote answer printed to a terminal is (a row stays one line).
+        const cell = (v: unknown, width: number): string => escapeText(String(v)).padEnd(width);
         for (const p of partitions) {
-          process.stdout.write(`${p.name.padEnd(24)}${p.kind.padEnd(9)}${p.state.padEnd(10)}${p.restartPolicy.padEnd(12)}${String(p.restarts).padEnd(10)}${p.measurement.slice(0, 12)}\n`);
+          process.stdout.write(`${cell(p.name, 24)}${cell(p.kind, 9)}${cell(p.state, 10)}${cell(p.restartPolicy, 12)}${cell(p.restarts, 10)}${escapeText(String(p.measurement).slice(0, 12))}\n`);
         }
       }
       return 0;
@@ -157,9 +186,10 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         },
         { positionalHint: true, help: '' },
       );
-      if (positionals.length !== 1) throw new InvalidArgumentError('run takes one guest module');
+      checkPositionals('run', positionals, ['guest.wasm'], 1, '');
       const file = positionals[0]!;
-      const name = values.name ?? path.basename(file).replace(/\.wasm$/, '');
+      // Checked here, by its flag, as the local run checks it (the host's refusal named its body: `body: spec.name: …`).
+      const name = values.name !== undefined ? stringIn(PartitionSpecSchema.properties.name)(values.name, '--name') : path.basename(file).replace(/\.wasm$/, '');
       // The options first, then the module: a bad option is named before any file is read.
       const devices: Record<string, unknown> = {};
       for (const d of deviceList(values.devices ?? 'console,clock,entropy', '--devices')) devices[d] = true;
@@ -167,9 +197,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
       if (disk !== undefined) devices.block = { sizeMiB: disk };
       const memoryPages = intOption(values.memory, 'memory', 1, 65536);
       const timeoutMs = intOption(values.timeout, 'timeout', 0, MAX_TIMER_MS);
-      if (values.restart !== undefined && !RESTART_POLICIES.includes(values.restart)) {
-        throw new InvalidArgumentError(`--restart must be ${RESTART_POLICIES.join(', ').replace(/, (\S+)$/, ' or $1')}, got ${quoted(values.restart)}`);
-      }
+      if (values.restart !== undefined) choice(RESTART_POLICIES)(values.restart, '--restart');
       // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
       const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
       const info = await client.json('POST', '/partitions', {
@@ -189,19 +217,21 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     }
     case 'start':
     case 'stop': {
-      if (rest.length !== 1) throw new InvalidArgumentError(`${command} takes one partition name`);
-      print(await client.json('POST', `/partitions/${enc(rest[0]!)}/${command}`));
+      // Through the parser as every command: `stop -f web` is an unknown option, not a partition named "-f".
+      const { positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: {} }, { help: '' });
+      checkPositionals(command, positionals, ['name'], 1, '');
+      print(await client.json('POST', `/partitions/${enc(positionals[0]!)}/${command}`));
       return 0;
     }
     case 'rm': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { wipe: { type: 'boolean' } } }, { help: '' });
-      if (positionals.length !== 1) throw new InvalidArgumentError('rm takes one partition name');
+      checkPositionals('rm', positionals, ['name'], 1, '');
       print(await client.json('DELETE', `/partitions/${enc(positionals[0]!)}${values.wipe ? '?wipe=true' : ''}`));
       return 0;
     }
     case 'logs': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } } }, { help: '' });
-      if (positionals.length !== 1) throw new InvalidArgumentError('logs takes one partition name');
+      checkPositionals('logs', positionals, ['name'], 1, '');
       const tail = intOption(values.tail, 'tail', 0, 1000) ?? 100;
       let status = 0;
       const ac = new AbortController();
@@ -229,7 +259,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     }
     case 'call': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, 'input-file': { type: 'string' }, timeout: { type: 'string' } } }, { help: '' });
-      if (positionals.length !== 2) throw new InvalidArgumentError('call takes a partition name and an export name');
+      checkPositionals('call', positionals, ['name', 'export'], 2, '');
       const input = await remoteCallInput(values.input, values['input-file']);
       const timeoutMs = intOption(values.timeout, 'timeout', 1, 600_000);
       try {
@@ -254,7 +284,7 @@ export async function remoteCommand(argv: string[]): Promise<number> {
     }
     case 'metrics': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { prometheus: { type: 'boolean' } } }, { help: '' });
-      if (positionals.length > 1) throw new InvalidArgumentError('metrics takes at most one partition name');
+      checkPositionals('metrics', positionals, ['name'], 0, '');
       if (values.prometheus) {
         const r = await client.request('GET', '/metrics');
         if (r.status !== 200) throw errorOf(r.status, parseJson(r.body));
@@ -282,31 +312,46 @@ export async function remoteCommand(argv: string[]): Promise<number> {
         { help: '' },
       );
       const q = new URLSearchParams();
-      for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+      for (const k of ['partition', 'action', 'actor', 'outcome', 'since', 'until', 'limit'] as const) {
+        // An empty filter (an unset "$PARTITION") is refused as the local audit show refuses it, not sent as a filter of nothing.
+        if (values[k] !== undefined) q.set(k, nonEmpty(values[k]!, `--${k}`));
+      }
       const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
       if (values.json) print(r);
       else {
         if (!r.durable) stderr.note('this host keeps its audit log in memory only');
         for (const x of r.records) {
           const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
-          process.stdout.write(`${x.seq} ${escapeText(`${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
+          process.stdout.write(`${escapeText(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
         }
       }
       return 0;
     }
     case 'attest': {
       const { values } = usage(command, { args: rest, strict: true, options: { nonce: { type: 'string' } } }, { help: '' });
-      if (values.nonce === undefined) throw new InvalidArgumentError('attest needs --nonce <hex> (8 to 64 bytes)');
+      if (values.nonce === undefined) throw needsOption('attest', '--nonce <hex>', '');
+      // Checked here, by its flag, as the local commands check theirs ('' was sent, and the host's refusal named its query).
+      stringIn(AttestQuery.properties.nonce)(values.nonce, '--nonce');
       print(await client.json('GET', `/attestation?nonce=${enc(values.nonce)}`));
       return 0;
     }
     case 'whoami':
+      usage(command, { args: rest, strict: true, options: {} }, { help: '' });
       print(await client.json('GET', '/whoami'));
       return 0;
     case 'token': {
       const [sub, ...more] = rest;
-      const { values, positionals } = usage(sub === 'create' || sub === 'list' || sub === 'revoke' ? `token ${sub}` : 'token', { args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' }, json: { type: 'boolean' } } }, { help: '' });
-      if (sub === 'create' || sub === 'list') noPositionals(`token ${sub}`, positionals, '');
+      if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw unknownSubcommand('token', TOKEN_SUBCOMMANDS, sub, '');
+      // Each subcommand takes its own options, as the local token's (but --config: the host's directory is the host's).
+      const parsed =
+        sub === 'create'
+          ? usage('token create', { args: more, allowPositionals: true, strict: true, options: { name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' } } }, { help: '' })
+          : sub === 'list'
+            ? usage('token list', { args: more, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } }, { help: '' })
+            : usage('token revoke', { args: more, allowPositionals: true, strict: true, options: {} }, { help: '' });
+      const values: TokenValues = parsed.values;
+      const positionals = parsed.positionals;
+      checkPositionals(`token ${sub}`, positionals, sub === 'revoke' ? ['id'] : [], sub === 'revoke' ? 1 : 0, '');
       if (sub === 'create') {
         const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
           name: values.name,
@@ -315,18 +360,17 @@ export async function remoteCommand(argv: string[]): Promise<number> {
           ...(values.expires !== undefined ? { expires: values.expires } : {}),
         });
         process.stdout.write(`${r.token}\n`);
-        process.stderr.write(`token ${r.id}, ${r.expiresAt ? `expires ${r.expiresAt}` : 'does not expire'}; shown only this once\n`);
+        process.stderr.write(`token ${escapeText(String(r.id))}, ${r.expiresAt ? `expires ${escapeText(String(r.expiresAt))}` : 'does not expire'}; shown only this once\n`);
       } else if (sub === 'list') {
         // As the local `token list` prints them: the table, or the array itself with --json.
         const r = await client.json<{ tokens?: unknown } | null>('GET', '/tokens');
         if (!Array.isArray(r?.tokens)) throw new ConnectionError("the host's answer to GET /tokens holds no list of tokens");
         writeTokenList(r.tokens as TokenInfo[], values.json === true);
       }
-      else if (sub === 'revoke' && positionals.length === 1) print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
-      else throw new InvalidArgumentError('token: create --name --role --scope [--expires], list [--json], or revoke <id>');
+      else print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
       return 0;
     }
     default:
-      throw new InvalidArgumentError(`unknown remote command ${quoted(command)}; see wasmvisor --help`);
+      throw unknownSubcommand('the remote client', REMOTE_COMMANDS, command, '');
   }
 }

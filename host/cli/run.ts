@@ -7,10 +7,11 @@ import { Hypervisor } from '../hypervisor.ts';
 import type { Partition } from '../partition/partition.ts';
 import type { PartitionSpec } from '../schema/index.ts';
 import { nonceOption, writeReport } from './attest.ts';
+import { MAX_NONCE_BYTES } from '../security/attestation.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
 import { asksJson, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
-import { buildSpec, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
 
 export const runCommand = {
   name: 'run',
@@ -19,7 +20,7 @@ export const runCommand = {
   options: {
     ...partitionOptions('run'),
     attest: value('<file>', 'write a signed attestation report (JSON) once the partition is created; verify it with wasmvisor attest verify', filePath),
-    nonce: value('<hex>', "the verifier's nonce for --attest (at most 64 bytes)", nonceOption),
+    nonce: value('<hex>', `the verifier's nonce for --attest (1 to ${MAX_NONCE_BYTES} bytes, in hex)`, nonceOption),
   },
   positionals: { names: ['guest.wasm | app.json'], min: 1 },
   rest: 'guest args',
@@ -79,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
     const source = await readSource(positionals[0]!, values.name);
     const spec = buildSpec(values, source, 'run', rest);
+    checkDataDirUsed(values, spec, 'run', values.attest !== undefined);
     // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that
     // run never makes: its exit never came, nothing kept the process alive, and Node ended it with
     // status 13 and no verdict or --json report. Refused instead, pointing at call.

@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadLabs, loadMgmt } from './mgmt-loader.ts';
 import { intOption, usage } from './mgmt-args.ts';
+import { badValue } from './options.ts';
 
 export const SERVE_USAGE = `  wasmvisor serve [--config <dir>] [--bind <addr>] [--port <n>] [--tls-self-signed [--tls-name <name>]...]
                   [--tls-cert <file> --tls-key <file>] [--client-ca <file>] [--dashboard]
@@ -40,6 +41,9 @@ async function run(argv: string[]): Promise<number> {
       },
     },
   );
+  // An empty file name (an unset "$CERT") is refused by its flag, as every command's file option
+  // is; it read as `cannot read TLS file : ENOENT`, naming neither the flag nor a file.
+  for (const flag of ['tls-cert', 'tls-key', 'client-ca'] as const) if (values[flag] === '') throw badValue(`--${flag}`, 'a file', '');
   const labs = values.dashboard ? await loadLabs() : null;
   // The dashboard is a page for this machine: it is served on loopback only (docs/LABS.md).
   // (An empty or padded --bind is serve()'s to refuse, as no address at all.)

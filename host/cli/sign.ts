@@ -15,14 +15,13 @@ import { readSignatureSource } from '../security/spec.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
 import { namesDescriptor } from '../files.ts';
 import { fromHex, toHex } from '../security/wire.ts';
-import { flag, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
-import { quoted } from '../escape.ts';
+import { badValue, flag, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 /** `--key-id <hex>|none`: 1 to 256 bytes of hex, or null for a signature without a key id. */
 function keyIdOption(raw: string, name: string): Uint8Array | null {
   if (raw === 'none') return null;
   const id = fromHex(raw);
-  if (id === null || id.length === 0 || id.length > 256) throw new InvalidArgumentError(`${name} must be 1 to 256 bytes of hex, or none; got ${quoted(raw)}`);
+  if (id === null || id.length === 0 || id.length > 256) throw badValue(name, '1 to 256 bytes of hex, or none', raw);
   return id;
 }
 
@@ -35,7 +34,7 @@ export const signCommand = {
     out: value('<file>', 'where the signed module goes', filePath, { default: '<guest>.signed.wasm' }),
     detached: value('<file>', 'leave the module as it is and write the signature to this file (added to the signatures already in it)', filePath),
     'key-id': value('<hex>|none', "the key id the signature names (none: no key id)", keyIdOption, { default: "wasmsign2's id derived from the key" }),
-    delimit: flag('append a signature_delimiter section, so sections added later leave this signature valid for what it covered'),
+    delimit: flag('append a signature_delimiter section, so sections added later leave this signature valid for what it covered (embedded signatures only: refused with --detached)'),
   },
   positionals: { names: ['guest.wasm'], min: 1 },
   notes: `Embedded: the signature becomes the module's first section (a module already signed keeps its
@@ -48,6 +47,8 @@ export async function sign(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.key === undefined) throw new InvalidArgumentError('sign needs --key <secret key file>; see wasmvisor sign --help');
   if (values.detached !== undefined && values.out !== undefined) throw new InvalidArgumentError('--detached leaves the module as it is: give --out or --detached, not both');
+  // --delimit adds signature_delimiter sections to the module, which --detached leaves as it is: it was ignored.
+  if (values.detached !== undefined && values.delimit === true) throw new InvalidArgumentError('--delimit goes with an embedded signature (it adds signature_delimiter sections to the module, which --detached leaves as it is): give --delimit or --detached, not both');
   const file = positionals[0]!;
   // A module through a pipe (`sign /dev/stdin`, `<(…)`) has no name to put .signed.wasm after.
   if (namesDescriptor(file) && values.out === undefined && values.detached === undefined) {

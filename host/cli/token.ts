@@ -8,8 +8,10 @@
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
+import { failJson } from './common.ts';
 import { noPositionals, usage } from './mgmt-args.ts';
-import { escapeText, quoted } from '../escape.ts';
+import { checkPositionals, needsOption, unknownSubcommand } from './options.ts';
+import { escapeText } from '../escape.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
 
 export const TOKEN_USAGE = `  wasmvisor token create --name <name> --role <role> --scope <scope> [--expires 7d|12h|30m|never] [--config <dir>]
@@ -58,29 +60,49 @@ export function writeTokenList(list: readonly TokenInfo[], json: boolean): void 
   for (const t of list) process.stdout.write(row([t.id, t.name, t.role, t.scope, t.status, t.expiresAt ?? 'never']));
 }
 
-export function tokenCommand(argv: string[]): Promise<number> {
-  return adopt(() => run(argv));
+/** Whether a management command line asks for `--json` (before any `--`), judged leniently: also for a line that does not parse. */
+export function mgmtAsksJson(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a.startsWith('--json='));
+}
+
+export async function tokenCommand(argv: string[]): Promise<number> {
+  try {
+    return await adopt(() => run(argv));
+  } catch (error) {
+    // `token list --json` prints a JSON array: any failure of it ends with the error document (common.ts failJson).
+    if (argv[0] !== 'list' || !mgmtAsksJson(argv.slice(1))) throw error;
+    return failJson('token list', error);
+  }
+}
+
+export const TOKEN_SUBCOMMANDS = ['create', 'list', 'revoke'] as const;
+
+/** What a token subcommand's parse gives: the union of their options. */
+export interface TokenValues {
+  config?: string;
+  name?: string;
+  role?: string;
+  scope?: string;
+  expires?: string;
+  json?: boolean;
 }
 
 async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = usage(sub === 'create' || sub === 'list' || sub === 'revoke' ? `token ${sub}` : 'token', {
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        config: { type: 'string' },
-        name: { type: 'string' },
-        role: { type: 'string' },
-        scope: { type: 'string' },
-        expires: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    },
-  );
-  // A usage error or a mistyped --config must leave nothing behind: the subcommand is checked
-  // before the directory is touched, and only create makes a config directory that is not there.
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new InvalidArgumentError(`token: unknown subcommand ${quoted(sub ?? '')} (create, list, revoke)`);
+  // A usage error or a mistyped --config must leave nothing behind: the subcommand and its
+  // options are checked before the directory is touched, and only create makes a config
+  // directory that is not there. Each subcommand takes its own options: one of another's is
+  // unknown to it, not ignored (`token list --role Owner` listed every token).
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw unknownSubcommand('token', TOKEN_SUBCOMMANDS, sub);
+  const parsed =
+    sub === 'create'
+      ? usage('token create', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, scope: { type: 'string' }, expires: { type: 'string' } } }, { help: 'token' })
+      : sub === 'list'
+        ? usage('token list', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' }, json: { type: 'boolean' } } }, { help: 'token' })
+        : usage('token revoke', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' } } }, { help: 'token' });
+  const values: TokenValues = parsed.values;
+  const positionals = parsed.positionals;
   const mgmt = await loadMgmt();
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
   if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
@@ -91,7 +113,7 @@ async function run(argv: string[]): Promise<number> {
     switch (sub) {
       case 'create': {
         noPositionals('token create', positionals, 'token');
-        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw new InvalidArgumentError(`token create needs --${k}`);
+        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw needsOption('token create', `--${k} <${k}>`, 'token');
         const rbac = new mgmt.Rbac(await config.readRbac());
         const role = rbac.role(values.role!, '--role');
         const { token, record } = await store.create({
@@ -113,7 +135,7 @@ async function run(argv: string[]): Promise<number> {
         writeTokenList(store.list(), values.json === true);
         return 0;
       case 'revoke': {
-        if (positionals.length !== 1) throw new InvalidArgumentError('token revoke takes one token id (see wasmvisor token list)');
+        checkPositionals('token revoke', positionals, ['id'], 1, 'token');
         const r = await store.revoke(positionals[0]!);
         process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
         return 0;

@@ -10,6 +10,7 @@ import { InvalidArgumentError, NotImplementedError } from '../errors.ts';
 import { MemoryAuditLog } from '../mgmt/audit.ts';
 import { serve } from '../mgmt/serve.ts';
 import { intOption, usage } from '../cli/mgmt-args.ts';
+import { checkPositionals } from '../cli/options.ts';
 import { LABS, findLab } from './catalog.ts';
 import { Dashboard } from './dashboard.ts';
 import { FEATURES } from './features.ts';
@@ -124,7 +125,7 @@ export async function labMain(argv: string[]): Promise<number> {
     return (await inTerminal(LABS.filter(isLive), compare)) ? 0 : 1;
   }
   if (positionals.length === 0) return dashboard(intOption(values.port, 'port', 0, 65535) ?? 0);
-  if (positionals.length > 1) throw new InvalidArgumentError(`lab takes one lab name, got ${positionals.length}; see wasmvisor lab --list`);
+  checkPositionals('lab', positionals, ['name'], 0);
   const id = positionals[0]!;
   const lab = findLab(id);
   if (lab === undefined) {

@@ -162,7 +162,7 @@ describe('cert create: the output location before the signing work', () => {
     expect(readdirSync(tmp)).not.toContain('fresh');
     const badName = await cli(['cert', 'create', '--name', 'carol*', '--config', config, '--out', path.join(fresh, 'c')]);
     expect(badName.code, badName.stderr).toBe(2);
-    expect(badName.stderr).toMatch(/^ERR_INVALID_ARGUMENT: certificate name "carol\*" is not valid/);
+    expect(badName.stderr).toBe(`ERR_INVALID_ARGUMENT: --name: expected 1-64 letters, digits, '.', '_', '-' or spaces (starting with a letter or digit), got "carol*"\n`);
     expect(readdirSync(tmp)).not.toContain('fresh');
     const cannotSign = await cli(['cert', 'create', '--name', 'carol', '--config', broken, '--out', path.join(taken, 'sub')]);
     // A CA whose files are not a key and a certificate is the config directory's fault: ERR_STORAGE naming it, not ERR_INTERNAL.
@@ -175,7 +175,7 @@ describe('cert create: the output location before the signing work', () => {
 describe('token: a usage error or a mistyped --config leaves nothing behind', () => {
   it('token alone or a misspelt subcommand creates no ./wasmvisor-host; list and revoke of a missing config directory are refused, not made', async () => {
     const cwd = mkdtempSync(path.join(tmp, 'cwd-'));
-    expect(await cli(['token'], { cwd })).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: token: unknown subcommand "" (create, list, revoke)\n' });
+    expect(await cli(['token'], { cwd })).toMatchObject({ code: 2, stderr: 'ERR_INVALID_ARGUMENT: token takes create, list or revoke, got ""; see wasmvisor token --help\n' });
     expect((await cli(['token', 'lsit'], { cwd })).code).toBe(2);
     for (const sub of [['list'], ['revoke', '0123456789abcdef']]) {
       const r = await cli(['token', ...sub, '--config', 'typo'], { cwd });

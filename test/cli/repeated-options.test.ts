@@ -98,6 +98,6 @@ describe('a management option given twice (through the CLI)', () => {
   it('serve --tls-name, a list, still adds up (refused here for what it names, not for the repetition)', async () => {
     const r = await cli(['serve', '--tls-name', 'a.example', '--tls-name', 'b.example', '--port', 'x']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('ERR_INVALID_ARGUMENT: --port must be a whole number, got "x"\n');
+    expect(r.stderr).toBe('ERR_INVALID_ARGUMENT: --port: expected an integer from 0 to 65535, got "x"\n');
   });
 });

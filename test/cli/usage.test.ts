@@ -149,7 +149,7 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     // An empty file name: --attest was ERR_STORAGE (exit 74, "cannot write : ENOENT"), --policy named Policy.fromFile.
     [['--attest', ''], '--attest: expected a file, got ""'],
     [['--policy', ''], '--policy: expected a file, got ""'],
-    [['--timeout'], '--timeout needs a value <ms>; see wasmvisor run --help'],
+    [['--timeout'], '--timeout needs a value; see wasmvisor run --help'],
   ];
   for (const [flags, message] of cases) {
     it(flags.join(' '), async () => {

@@ -142,6 +142,7 @@ export const CLI_ACCESS: Readonly<Record<string, string | null>> = {
   'attest key --out': null,
   'audit verify --data-dir': null,
   'audit verify --key-dir': null,
+  'audit verify --allow-empty': null,
   'audit show --data-dir': null,
   'audit show --json': null,
   'audit show --partition': null,
