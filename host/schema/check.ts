@@ -295,8 +295,16 @@ export function duplicateJsonKey(text: string): { path: string; key: string } | 
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
-      let j = i + 1;
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      // The closing quote: the next one after an even run of backslashes (indexOf, not a loop per
+      // character: a management API body may hold a module of tens of MiB in one string).
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return null; // not JSON (the caller's to refuse): no endless loop
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c /* \ */) k--;
+        if ((j - k) % 2 === 1) break;
+      }
       const top = frames[frames.length - 1];
       if (expectKey && top !== undefined && top.keys !== null) {
         const key = JSON.parse(text.slice(i, j + 1)) as string;
