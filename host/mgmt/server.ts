@@ -21,7 +21,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
-import { duplicateJsonKey, explain, formatPath } from '../schema/check.ts';
+import { explain, refuseDuplicateKeys } from '../schema/check.ts';
 import { CERT_NAME_PATTERN } from '../schema/patterns.ts';
 import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
@@ -356,9 +356,12 @@ export class ManagementServer {
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
       parseJson(req, body as string, (error, value?: unknown) => {
         if (error !== null) return done(error, undefined);
-        const twice = duplicateJsonKey(body as string);
-        if (twice === null) return done(null, value);
-        done(new InvalidArgumentError(`body: ${twice.path === '' ? '' : `${formatPath(twice.path)}: `}key ${quoted(twice.key)} is given twice`), undefined);
+        try {
+          refuseDuplicateKeys(body as string, 'body');
+        } catch (refusal) {
+          return done(refusal as Error, undefined);
+        }
+        done(null, value);
       });
     });
     app.setValidatorCompiler(({ schema, httpPart }) => {

@@ -278,6 +278,17 @@ function distance(a: string, b: string): number {
 }
 
 /**
+ * Refuses a JSON text (already parsed: valid JSON) with a key given twice in one object:
+ * ERR_INVALID_ARGUMENT `<where>: <object>: key "<key>" is given twice`. Every JSON document the
+ * host takes from outside goes through it: the policy file, the management API's bodies, the
+ * host's config files (rbac.json, policy.json, declarations) and token files.
+ */
+export function refuseDuplicateKeys(text: string, where: string): void {
+  const twice = duplicateJsonKey(text);
+  if (twice !== null) throw new InvalidArgumentError(`${where}: ${twice.path === '' ? '' : `${formatPath(twice.path)}: `}key ${quoted(twice.key)} is given twice`);
+}
+
+/**
  * The first key given twice in one object of a JSON text (`JSON.parse` silently keeps the last,
  * so a reader of the file and the program would see different values): the JSON pointer of its
  * object (`formatPath` prints it) and the key; null when there is none. `text` must already be valid JSON. One pass with an explicit stack, never
