@@ -887,6 +887,17 @@ export class ConsoleOutput {
   settleDrops(stats: Float64Array): void {
     const err = this.reported.stderr;
     const out = this.reported.stdout;
+    // Nothing left (no drops, or the worker reported them all): no event, nothing made.
+    if (
+      stats[Stat.CONSOLE_BYTES_DROPPED] === out.bytes + err.bytes &&
+      stats[Stat.CONSOLE_LINES_DROPPED] === out.lines + err.lines &&
+      stats[Stat.CONSOLE_BYTES_TRUNCATED] === out.bytesTruncated + err.bytesTruncated &&
+      stats[Stat.CONSOLE_STDERR_BYTES_DROPPED] === err.bytes &&
+      stats[Stat.CONSOLE_STDERR_LINES_DROPPED] === err.lines &&
+      stats[Stat.CONSOLE_STDERR_BYTES_TRUNCATED] === err.bytesTruncated
+    ) {
+      return;
+    }
     const stderr = {
       bytes: settle(stats, Stat.CONSOLE_STDERR_BYTES_DROPPED, Stat.CONSOLE_BYTES_DROPPED, err.bytes),
       lines: settle(stats, Stat.CONSOLE_STDERR_LINES_DROPPED, Stat.CONSOLE_LINES_DROPPED, err.lines),

@@ -5,7 +5,7 @@
  * then reports the rest from the counters, per stream, before `restart` or `exit`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Hypervisor, Partition, PartitionExit } from '../../host/index.ts';
+import { Hypervisor, type Partition, type PartitionExit } from '../../host/index.ts';
 import { PLACEMENT, guest, hypervisor } from '../helpers.ts';
 import { wat } from '../loader/wat.ts';
 
@@ -214,16 +214,19 @@ describe('dropped events add up to metrics.console however the partition ends', 
     expect(seen.sum('bytes', 'stdout')).toBe(0);
   });
 
-  it.runIf(PLACEMENT === 'dedicated')("a partition process that dies (SIGKILL)", async () => {
-    hv = hypervisor();
-    const p = await hv.createPartition({ name: `crash-${serial++}`, module: guest('attack-flood'), isolation: 'process', devices: { console: { rateLimit: STARVED_LIMIT } } });
-    const seen = watch(p);
-    await p.start();
-    await sleep(700);
-    process.kill(p.workerId!, 'SIGKILL');
-    const exit = await p.exited;
-    expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_KILLED' });
-    expect(exit.metrics.console.bytesDropped).toBeGreaterThan(0);
-    expectExact(seen, exit);
-  });
+  for (const shared of [false, true]) {
+    it.runIf(PLACEMENT === 'dedicated')(`a ${shared ? 'shared ' : ''}partition process that dies (SIGKILL)`, async () => {
+      hv = new Hypervisor({ isolation: 'process', warmWorkers: 0, ...(shared ? { placement: 'shared' as const, process: { sharedProcesses: 1 } } : {}) });
+      const p = await hv.createPartition({ name: `crash-${serial++}`, module: guest('attack-flood'), devices: { console: { rateLimit: STARVED_LIMIT } } });
+      const seen = watch(p);
+      await p.start();
+      await sleep(700);
+      process.kill(p.workerId!, 'SIGKILL');
+      const exit = await p.exited;
+      expect(exit).toMatchObject({ state: 'killed', reason: 'ERR_KILLED' });
+      expect(exit.error!.message).toMatch(/SIGKILL/);
+      expect(exit.metrics.console.bytesDropped).toBeGreaterThan(0);
+      expectExact(seen, exit);
+    });
+  }
 });
