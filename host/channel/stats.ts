@@ -64,6 +64,14 @@ export const Stat = {
   SCHED_PREEMPTIONS: 38,
   SCHED_WAITS: 39,
   SCHED_WAIT_MS: 40,
+  /**
+   * The part of CONSOLE_BYTES_DROPPED, CONSOLE_LINES_DROPPED and CONSOLE_BYTES_TRUNCATED that was
+   * stderr's (the rest is stdout's): at the end of a run the root reports, per stream, the drops
+   * the worker counted and did not report (a terminated worker never sends its last report).
+   */
+  CONSOLE_STDERR_BYTES_DROPPED: 41,
+  CONSOLE_STDERR_LINES_DROPPED: 42,
+  CONSOLE_STDERR_BYTES_TRUNCATED: 43,
 } as const;
 
 /** Counters of a shared worker (Float64 slots; the worker writes, the root reads). */

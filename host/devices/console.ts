@@ -444,8 +444,7 @@ export class ConsoleDevice implements Device {
     this.input = new InputReader(input, stats, options.blocker ?? threadBlocker);
     const emit = this.emitLine.bind(this);
     const truncated = (kind: number, bytes: number): void => {
-      this.stats[Stat.CONSOLE_BYTES_TRUNCATED]! += bytes;
-      this.noteDrop(this.unreported.truncated, kind, bytes);
+      this.noteDrop(this.unreported.truncated, Stat.CONSOLE_BYTES_TRUNCATED, Stat.CONSOLE_STDERR_BYTES_TRUNCATED, kind, bytes);
     };
     this.stdoutLines = new LineAssembler(EventKind.STDOUT, config.maxLineBytes, emit, truncated);
     this.stderrLines = new LineAssembler(EventKind.STDERR, config.maxLineBytes, emit, truncated);
@@ -503,8 +502,7 @@ export class ConsoleDevice implements Device {
     if (!mayWait && this.output.suspends && this.limiter !== null && !this.limiter.wouldAdmit(n)) return 0;
     // Refused before any byte is taken: the guest may retry the same write later.
     if (this.limiter !== null && this.limiter.admit(n) !== 'ok') {
-      this.stats[Stat.CONSOLE_BYTES_DROPPED]! += n;
-      this.noteDrop(this.unreported.bytes, kind, n);
+      this.noteDrop(this.unreported.bytes, Stat.CONSOLE_BYTES_DROPPED, Stat.CONSOLE_STDERR_BYTES_DROPPED, kind, n);
       return StreamEnd.LIMITED;
     }
     if (this.anyUnreported) this.reportDrops(false);
@@ -522,8 +520,7 @@ export class ConsoleDevice implements Device {
     if (this.output.closed(stream.kind)) return -HvStatus.END_OF_STREAM;
     this.output.admit(stream.kind, true);
     if (this.limiter !== null && this.limiter.admit(inLen) !== 'ok') {
-      this.stats[Stat.CONSOLE_BYTES_DROPPED]! += inLen;
-      this.noteDrop(this.unreported.bytes, stream.kind, inLen);
+      this.noteDrop(this.unreported.bytes, Stat.CONSOLE_BYTES_DROPPED, Stat.CONSOLE_STDERR_BYTES_DROPPED, stream.kind, inLen);
       return -HvStatus.RATE_LIMITED;
     }
     if (this.anyUnreported) this.reportDrops(false);
@@ -535,8 +532,7 @@ export class ConsoleDevice implements Device {
   /** A completed line (with its newline) from a line call: the lines bucket, then the stream. */
   private emitLine(kind: number, line: Uint8Array, length: number): number {
     if (this.bucket.reduce(1) !== 'ok') {
-      this.stats[Stat.CONSOLE_LINES_DROPPED]!++;
-      this.noteDrop(this.unreported.lines, kind, 1);
+      this.noteDrop(this.unreported.lines, Stat.CONSOLE_LINES_DROPPED, Stat.CONSOLE_STDERR_LINES_DROPPED, kind, 1);
       return StreamEnd.LIMITED;
     }
     if (this.output.put(kind, line, length) !== length) return StreamEnd.CLOSED;
@@ -544,8 +540,16 @@ export class ConsoleDevice implements Device {
     return length;
   }
 
-  /** Adds n to one of the `unreported` counters (the stats are counted by the caller). */
-  private noteDrop(counter: number[], kind: number, n: number): void {
+  /**
+   * Counts n dropped in the stat `stat` (both streams) and, for stderr, in `stderrStat` (stderr's
+   * part), and adds it to one of the `unreported` counters. The two stores come first, with no
+   * call between them: V8 stops a terminated worker only at a function's entry or a loop's back
+   * edge, so the counters always agree on which stream a drop was. The root reports, at the run's
+   * end, what the stats hold and no report did (ConsoleOutput.settleDrops).
+   */
+  private noteDrop(counter: number[], stat: number, stderrStat: number, kind: number, n: number): void {
+    this.stats[stat]! += n;
+    if (kind === EventKind.STDERR) this.stats[stderrStat]! += n;
     if (n <= 0) return;
     if (!this.anyUnreported) {
       this.anyUnreported = true;
@@ -789,6 +793,11 @@ export class ConsoleOutput {
   /** Made at the first line delivered: a partition that prints none never pays for one (issue #15). */
   private decoder: TextDecoder | null = null;
   private ended = false;
+  /** What the `dropped` events have reported so far, by stream (see settleDrops). */
+  private readonly reported = {
+    stdout: { bytes: 0, lines: 0, bytesTruncated: 0 },
+    stderr: { bytes: 0, lines: 0, bytesTruncated: 0 },
+  };
 
   constructor(
     stdio: SharedArrayBuffer,
@@ -834,11 +843,16 @@ export class ConsoleOutput {
       if (bytes.length < DROP_RECORD_BYTES) return true; // the worker writes only whole records
       const which = STREAM_KINDS[bytes[0]!] ?? 'stdout';
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-      this.on.dropped(which, {
+      const counts = {
         bytes: view.getFloat64(DropRecord.BYTES, true),
         lines: view.getFloat64(DropRecord.LINES, true),
         bytesTruncated: view.getFloat64(DropRecord.TRUNCATED, true),
-      });
+      };
+      const r = this.reported[which];
+      r.bytes += counts.bytes;
+      r.lines += counts.lines;
+      r.bytesTruncated += counts.bytesTruncated;
+      this.on.dropped(which, counts);
       return true;
     }
     const which = kind === EventKind.STDOUT ? 'stdout' : 'stderr';
@@ -854,6 +868,54 @@ export class ConsoleOutput {
       // reported; the chunk was delivered and the drain goes on.
       listenerThrew(`a partition's ${which} stream`, 'data', error, s);
       return true;
+    }
+  }
+
+  /**
+   * The end of a run (every record it wrote has been delivered): reports, per stream, the drops
+   * the worker counted (`stats`, the partition's counters) and no `dropped` event has reported
+   * yet, as one more `dropped` event. A worker reports its drops every DROP_REPORT_MS and last
+   * when its console closes, which a terminated worker (`stop()`, the watchdog, a crash) or a
+   * killed shared context never does: without this its last drops were in the counters only.
+   * From here, the events of each stream add up to its part of `metrics.console` exactly.
+   *
+   * A partition process's counters in the root are snapshots it sends after its output: one
+   * killed between the two can have reported more than the root's copy holds. The copy is then
+   * raised to what was reported (the worker counts a drop before it reports it), so the events
+   * and the counters still agree.
+   */
+  settleDrops(stats: Float64Array): void {
+    const err = this.reported.stderr;
+    const out = this.reported.stdout;
+    // Nothing left (no drops, or the worker reported them all): no event, nothing made.
+    if (
+      stats[Stat.CONSOLE_BYTES_DROPPED] === out.bytes + err.bytes &&
+      stats[Stat.CONSOLE_LINES_DROPPED] === out.lines + err.lines &&
+      stats[Stat.CONSOLE_BYTES_TRUNCATED] === out.bytesTruncated + err.bytesTruncated &&
+      stats[Stat.CONSOLE_STDERR_BYTES_DROPPED] === err.bytes &&
+      stats[Stat.CONSOLE_STDERR_LINES_DROPPED] === err.lines &&
+      stats[Stat.CONSOLE_STDERR_BYTES_TRUNCATED] === err.bytesTruncated
+    ) {
+      return;
+    }
+    const stderr = {
+      bytes: settle(stats, Stat.CONSOLE_STDERR_BYTES_DROPPED, Stat.CONSOLE_BYTES_DROPPED, err.bytes),
+      lines: settle(stats, Stat.CONSOLE_STDERR_LINES_DROPPED, Stat.CONSOLE_LINES_DROPPED, err.lines),
+      bytesTruncated: settle(stats, Stat.CONSOLE_STDERR_BYTES_TRUNCATED, Stat.CONSOLE_BYTES_TRUNCATED, err.bytesTruncated),
+    };
+    // stdout's part is the total less stderr's (stderr's has been settled first).
+    const stdout = {
+      bytes: settle(stats, Stat.CONSOLE_BYTES_DROPPED, Stat.CONSOLE_BYTES_DROPPED, out.bytes + err.bytes + stderr.bytes),
+      lines: settle(stats, Stat.CONSOLE_LINES_DROPPED, Stat.CONSOLE_LINES_DROPPED, out.lines + err.lines + stderr.lines),
+      bytesTruncated: settle(stats, Stat.CONSOLE_BYTES_TRUNCATED, Stat.CONSOLE_BYTES_TRUNCATED, out.bytesTruncated + err.bytesTruncated + stderr.bytesTruncated),
+    };
+    for (const [which, rest] of [['stdout', stdout], ['stderr', stderr]] as const) {
+      if (rest.bytes === 0 && rest.lines === 0 && rest.bytesTruncated === 0) continue;
+      const r = this.reported[which];
+      r.bytes += rest.bytes;
+      r.lines += rest.lines;
+      r.bytesTruncated += rest.bytesTruncated;
+      this.on.dropped(which, rest);
     }
   }
 
@@ -892,6 +954,18 @@ export class ConsoleOutput {
     this.lineLength[which] = 0;
     this.on.line((this.decoder ??= new TextDecoder()).decode(this.lines[which].subarray(0, length)), which);
   }
+}
+
+/**
+ * What the counter `slot` (a part of `total`, or `total` itself) holds beyond `reported`; a
+ * counter behind what was reported (a partition process's snapshot) is raised to it, with its total.
+ */
+function settle(stats: Float64Array, slot: number, total: number, reported: number): number {
+  const counted = stats[slot]!;
+  if (counted >= reported) return counted - reported;
+  if (slot !== total) stats[total]! += reported - counted;
+  stats[slot] = reported;
+  return 0;
 }
 
 /** Writable stdin for a partition (see ConsoleInput.writeWhenReady). */

@@ -18,7 +18,7 @@ import { closeSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
-import { check } from '../schema/check.ts';
+import { check, refuseDuplicateKeys } from '../schema/check.ts';
 import { InvalidArgumentError, InvalidStateError, StorageError } from '../errors.ts';
 import { isMissingFile, makeDirsSync, readRegularFile, readRegularFileSync } from '../files.ts';
 import { PolicySchema, type PolicyDocument } from '../schema/policy.ts';
@@ -48,6 +48,9 @@ export function parseConfigJson<T extends TSchema>(text: string, schema: T, wher
   } catch (error) {
     throw new InvalidArgumentError(`${where} is not JSON: ${(error as Error).message}`);
   }
+  // rbac.json and policy.json are edited by hand: a key given twice would be read one way by
+  // their reviewer and another by JSON.parse (the last wins).
+  refuseDuplicateKeys(text, where);
   return check(schema, value, where);
 }
 

@@ -10,7 +10,8 @@
  *      marked public answers 401 to a caller without a valid credential — unknown routes too,
  *      so an unauthenticated caller learns nothing about which routes or partitions exist
  *   3. onRequest: the principal's rate limit (429 with Retry-After)
- *   4. body size limit (413) and JSON parsing (400), then schema validation (400 naming the field)
+ *   4. body size limit (413) and JSON parsing (400; a key given twice in one object too), then
+ *      schema validation (400 naming the field)
  *   5. the route wrapper, before the handler: RBAC decision at the route's scope, recorded in the audit log, allow or deny (403)
  *   6. the handler; errors become `{ error: { code, message } }` with the code's status, and
  *      anything unexpected a 500 without internals (the detail goes to the daemon's log)
@@ -20,7 +21,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
-import { explain } from '../schema/check.ts';
+import { explain, refuseDuplicateKeys } from '../schema/check.ts';
 import { CERT_NAME_PATTERN } from '../schema/patterns.ts';
 import { AccessDeniedError, InvalidArgumentError, NotFoundError, RateLimitedError, UnauthenticatedError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { TokenBucket } from '../limits/token-bucket.ts';
@@ -346,6 +347,23 @@ export class ManagementServer {
     // Bodies are JSON only (docs/MANAGEMENT.md: any other media type is 415). Fastify also parses
     // text/plain by default, which handed the string to the route's schema: a 400 instead.
     app.removeContentTypeParser('text/plain');
+    // A key given twice in one object of a body (`{"policy": {...}, "policy": null}`) is read one
+    // way by whoever reviews, logs or filters the request and another by JSON.parse, which keeps
+    // the last: every JSON body is refused for it (400), as a policy file is. Fastify's own parser
+    // (proto and constructor poisoning refused) runs first; the scan is one indexOf per string.
+    const parseJson = app.getDefaultJsonParser('error', 'error');
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+      parseJson(req, body as string, (error, value?: unknown) => {
+        if (error !== null) return done(error, undefined);
+        try {
+          refuseDuplicateKeys(body as string, 'body');
+        } catch (refusal) {
+          return done(refusal as Error, undefined);
+        }
+        done(null, value);
+      });
+    });
     app.setValidatorCompiler(({ schema, httpPart }) => {
       const s = schema as TSchema;
       return (data: unknown) => {

@@ -16,7 +16,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { check } from '../schema/check.ts';
+import { check, refuseDuplicateKeys } from '../schema/check.ts';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../errors.ts';
 import { isMissingFile, makeDirsSync, readRegularFile } from '../files.ts';
 import { checkScope } from './rbac.ts';
@@ -129,6 +129,7 @@ export function parseTokenFile(text: string, file: string): TokenRecord {
   } catch (error) {
     throw new InvalidArgumentError(`token file ${file} is not JSON: ${(error as Error).message}`);
   }
+  refuseDuplicateKeys(text, `token file ${file}`);
   const record = check(TokenFile, value, `token file ${file}`);
   if (`${record.id}.json` !== file) throw new InvalidArgumentError(`token file ${file} holds token ${record.id}`);
   for (const key of ['createdAt', 'expiresAt', 'revokedAt'] as const) {

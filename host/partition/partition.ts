@@ -142,7 +142,11 @@ export interface PartitionEvents {
   output: [chunk: Uint8Array, stream: ConsoleStream];
   /** The same output cut into lines (UTF-8, without the newline; a longer run in pieces of maxLineBytes). */
   console: [line: string, stream: ConsoleStream];
-  /** Output bytes the console's rate limit refused (reject mode). */
+  /**
+   * Output the console dropped (refused by its rate limit in reject mode; lines over the lines
+   * bucket; bytes cut from over-long lines), batched. The events add up exactly to
+   * `metrics.console`'s counters however the partition ends: the last comes before `restart` / `exit`.
+   */
   dropped: [info: DroppedOutput];
   state: [state: PartitionState, previous: PartitionState];
   violation: [violation: Violation];
@@ -803,6 +807,10 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   private onEnd(run: WorkerRun, outcome: WorkerOutcome): void {
     if (run !== this.run) return;
     this.run = null;
+    // Everything the run wrote has been delivered (run.finish drained its ring): the drops it
+    // counted and did not report (a terminated worker's last ones) are reported now, before
+    // the restart or the exit.
+    this.consoleOutput.settleDrops(new Float64Array(this.stats));
     // The worker may have died inside another NIC's port: free what it held.
     this.config.net?.releaseLocks();
     this.ready = false;

@@ -278,6 +278,17 @@ function distance(a: string, b: string): number {
 }
 
 /**
+ * Refuses a JSON text (already parsed: valid JSON) with a key given twice in one object:
+ * ERR_INVALID_ARGUMENT `<where>: <object>: key "<key>" is given twice`. Every JSON document the
+ * host takes from outside goes through it: the policy file, the management API's bodies, the
+ * host's config files (rbac.json, policy.json, declarations) and token files.
+ */
+export function refuseDuplicateKeys(text: string, where: string): void {
+  const twice = duplicateJsonKey(text);
+  if (twice !== null) throw new InvalidArgumentError(`${where}: ${twice.path === '' ? '' : `${formatPath(twice.path)}: `}key ${quoted(twice.key)} is given twice`);
+}
+
+/**
  * The first key given twice in one object of a JSON text (`JSON.parse` silently keeps the last,
  * so a reader of the file and the program would see different values): the JSON pointer of its
  * object (`formatPath` prints it) and the key; null when there is none. `text` must already be valid JSON. One pass with an explicit stack, never
@@ -295,8 +306,16 @@ export function duplicateJsonKey(text: string): { path: string; key: string } | 
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
-      let j = i + 1;
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      // The closing quote: the next one after an even run of backslashes (indexOf, not a loop per
+      // character: a management API body may hold a module of tens of MiB in one string).
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return null; // not JSON (the caller's to refuse): no endless loop
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c /* \ */) k--;
+        if ((j - k) % 2 === 1) break;
+      }
       const top = frames[frames.length - 1];
       if (expectKey && top !== undefined && top.keys !== null) {
         const key = JSON.parse(text.slice(i, j + 1)) as string;

@@ -24,7 +24,7 @@ import path from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { IntegrityError, InvalidArgumentError, PolicyDeniedError } from '../errors.ts';
 import { namesDescriptor, readRegularFileSync } from '../files.ts';
-import { check, checkPathArgument, duplicateJsonKey, formatPath, given } from '../schema/check.ts';
+import { check, checkPathArgument, given, refuseDuplicateKeys } from '../schema/check.ts';
 import { PolicyKeySchema, PolicySchema, type Grants, type PolicyDocument } from '../schema/policy.ts';
 import { canonicalHash } from './canonical.ts';
 import { checkIntegrity } from './integrity.ts';
@@ -199,10 +199,7 @@ export class Policy {
       throw new InvalidArgumentError(`policy file ${source} is not JSON: ${(error as Error).message}`);
     }
     // A key given twice would be read one way by whoever reviews the file and another by JSON.parse.
-    const twice = duplicateJsonKey(text);
-    if (twice !== null) {
-      throw new InvalidArgumentError(`policy file ${source}: ${twice.path === '' ? '' : `${formatPath(twice.path)}: `}key ${quoted(twice.key)} is given twice`);
-    }
+    refuseDuplicateKeys(text, `policy file ${source}`);
     return Policy.fromDocument(doc, { ...options, source });
   }
 

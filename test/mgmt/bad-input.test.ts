@@ -97,6 +97,34 @@ describe('bad input', () => {
     await stillServes();
   });
 
+  it('a key given twice in one object of any body is 400 naming it (JSON.parse would keep the last), and nothing is done', async () => {
+    const before = await h.client(owner).json<{ sha256: string | null }>('GET', '/policy');
+    const cases: [string, string, string, string][] = [
+      // The policy, as the policy file loader refuses it: at the top and inside the document.
+      ['PUT', '/policy', '{"policy": null, "policy": {"requireSignature": false}}', 'body: key "policy" is given twice'],
+      ['PUT', '/policy', '{"policy": {"requireSignature": true, "requireSignature": false}}', 'body: policy: key "requireSignature" is given twice'],
+      // The same key spelt with an escape is the same key.
+      ['PUT', '/policy', '{"policy": {"requireSignature": true, "requireSignatur\\u0065": false}}', 'body: policy: key "requireSignature" is given twice'],
+      // A partition spec's grants, a token's role, console input, a call.
+      ['POST', '/partitions', '{"spec": {"name": "twice", "devices": {"console": true}, "devices": {}}, "module": "AA=="}', 'body: spec: key "devices" is given twice'],
+      ['POST', '/tokens', '{"name": "t", "role": "Viewer", "scope": "/", "role": "Owner"}', 'body: key "role" is given twice'],
+      ['POST', '/partitions/echo/console', '{"lines": ["a"], "lines": ["b"]}', 'body: key "lines" is given twice'],
+      ['POST', '/partitions/echo/call', '{"export": "a", "export": "b"}', 'body: key "export" is given twice'],
+    ];
+    for (const [method, path, body, message] of cases) {
+      const { text } = await raw(request(method, path, body));
+      const r = parse(text);
+      expect([path, r.status, r.body.error]).toEqual([path, 400, { code: 'ERR_INVALID_ARGUMENT', message }]);
+    }
+    const c = h.client(owner);
+    expect((await c.json<{ sha256: string | null }>('GET', '/policy')).sha256).toBe(before.sha256);
+    expect((await c.request('GET', '/partitions/twice')).status).toBe(404);
+    // The same key in two objects, or a key's name as a string value (escaped quotes in it), is no duplicate.
+    const ok = parse((await raw(request('POST', '/partitions/echo/console', '{"lines": ["lines", "\\"lines\\": [", "end"], "end": false}'))).text);
+    expect([ok.status, ok.body]).toEqual([200, { accepted: 3 }]);
+    await stillServes();
+  });
+
   it('a schema violation is 400 naming the field', async () => {
     const c = h.client(owner);
     const cases: [unknown, RegExp][] = [

@@ -5,7 +5,7 @@
  * waits for a writer, and `serve` read these at start-up, so it never came up.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigDir } from '../../host/mgmt/config.ts';
@@ -53,6 +53,20 @@ describe('config directory files that are not regular files', () => {
     h = await startHost({ config });
     expect(readdirSync(config)).toContain('serve.lock');
   }, 60_000);
+
+  it('an RBAC or policy file with a key given twice in one object is ERR_INVALID_ARGUMENT naming it (JSON.parse would keep the last)', async () => {
+    const config = tempDir();
+    const rbac = path.join(config, 'rbac.json');
+    writeFileSync(rbac, '{"assignments": [{"principal": "ci", "role": "Reader", "scope": "/partitions/a", "role": "Owner"}]}');
+    await expect(startHost({ config })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: `${rbac}: assignments[0]: key "role" is given twice` });
+    writeFileSync(rbac, '{"assignments": [{"principal": "ci", "role": "Reader", "scope": "/partitions/a"}]}');
+    expect(await new ConfigDir(config).readRbac()).toEqual({ assignments: [{ principal: 'ci', role: 'Reader', scope: '/partitions/a' }] });
+    const policy = path.join(config, 'policy.json');
+    writeFileSync(policy, '{"version": 1, "defaultGrants": {"memoryPages": 16, "memoryPages": 65536}}');
+    await expect(new ConfigDir(config).readPolicy()).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: `${policy}: defaultGrants: key "memoryPages" is given twice` });
+    writeFileSync(policy, '{"version": 1, "defaultGrants": {"memoryPages": 16}}');
+    expect(await new ConfigDir(config).readPolicy()).toEqual({ version: 1, defaultGrants: { memoryPages: 16 } });
+  });
 
   it('a lock that is a FIFO is ERR_STORAGE naming it, not a wait', () => {
     const config = tempDir();

@@ -33,6 +33,24 @@ describe('token files', () => {
     store.close();
   });
 
+  it('a key given twice (a role widened by hand after the first) is refused, reported and the token unknown, not read as the last', async () => {
+    const dir = tempDir();
+    const store = new TokenStore(dir);
+    await store.load();
+    const { token, record } = await store.create({ name: 'ci', role: 'Reader', scope: '/partitions/a', lifetimeMs: 60_000, createdBy: 'test' });
+    const file = path.join(dir, `${record.id}.json`);
+    const saved = readFileSync(file, 'utf8');
+    writeFileSync(file, saved.replace(/\}\s*$/, ', "role": "Owner"}'));
+    const reported: string[] = [];
+    await store.load((f, why) => reported.push(`${f}: ${why}`));
+    expect(reported).toEqual([`${record.id}.json: token file ${record.id}.json: key "role" is given twice`]);
+    expect(() => store.verify(token)).toThrow(expect.objectContaining({ code: 'ERR_UNAUTHENTICATED' }));
+    writeFileSync(file, saved);
+    await store.load();
+    expect(store.verify(token).role).toBe('Reader');
+    store.close();
+  });
+
   it('what is not a small regular file is reported by name and skipped: a FIFO, a directory, a device behind a symlink, an oversized file; the store never waits on one', async () => {
     const dir = tempDir();
     const store = new TokenStore(dir);

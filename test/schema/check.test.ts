@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Type } from '@sinclair/typebox';
-import { check, explain, formatPath, nearest } from '../../host/schema/check.ts';
+import { check, duplicateJsonKey, explain, formatPath, nearest } from '../../host/schema/check.ts';
 import { InvalidArgumentError } from '../../host/errors.ts';
 
 const Console = Type.Object({ linesPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })) }, { additionalProperties: false });
@@ -75,5 +75,22 @@ describe('schema check', () => {
     expect(formatPath('/a/0/b c')).toBe('a[0]["b c"]');
     expect(nearest('datadir', ['dataDir', 'storageKey'])).toBe('dataDir');
     expect(nearest('x'.repeat(10_000), ['dataDir'])).toBeNull();
+  });
+
+  it('finds the first key given twice in one object, reading strings to their real end', () => {
+    expect(duplicateJsonKey('{"a": 1, "b": {"a": 2}, "c": [{"a": 1}, {"a": 2}]}')).toBeNull();
+    expect(duplicateJsonKey('{"a": 1, "a": 2}')).toEqual({ path: '', key: 'a' });
+    expect(duplicateJsonKey('{"x": [{}, {"k": 1, "k": 2}]}')).toEqual({ path: '/x/1', key: 'k' });
+    // Strings ending in backslashes: an even run closes the string, an odd run escapes the quote.
+    const bs = '\\';
+    const tricky = `{"a${bs}${bs}": 1, "v": "${bs}${bs}${bs}"${bs}${bs}", "a${bs}${bs}": 2}`;
+    expect(Object.keys(JSON.parse(tricky) as object)).toEqual([`a${bs}`, 'v']);
+    expect(duplicateJsonKey(tricky)).toEqual({ path: '', key: `a${bs}` });
+    expect(duplicateJsonKey(`{"a": "${bs}${bs}", "a": 1}`)).toEqual({ path: '', key: 'a' });
+    expect(duplicateJsonKey(JSON.stringify({ [`a${bs}`]: 1, b: bs, c: `q"${bs}"`, d: 'a' }))).toBeNull();
+    // Not JSON (an unterminated string): no key, and an end.
+    expect(duplicateJsonKey('{"a": "x')).toBeNull();
+    // A key inside a long string is text, not a key.
+    expect(duplicateJsonKey(JSON.stringify({ m: `${'x'.repeat(1 << 20)}", "m": "`, n: 1 }))).toBeNull();
   });
 });
