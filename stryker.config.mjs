@@ -3,10 +3,17 @@
 // mutate and the tests that may kill them come from the environment the script sets.
 const folder = process.env.WV_MUTATE_FOLDER ?? 'storage';
 const files = process.env.WV_MUTATE_FILES ? process.env.WV_MUTATE_FILES.split(',') : [`host/${folder}/**/*.ts`];
-/** Reports (and the incremental state) of a run over some files of a folder go beside the folder's. */
-const out = process.env.WV_MUTATE_FILES
-  ? `reports/mutation/${folder}/${files.map((f) => f.replace(/^.*\//, '').replace(/\.ts$/, '')).join('+')}`
-  : `reports/mutation/${folder}`;
+/**
+ * Reports (and the incremental state) of a run over some files of a folder go beside the folder's.
+ * A file may be given as line ranges (`host/storage/storage.ts:155-166`, Stryker's own syntax; several
+ * ranges of one file are joined): such a run is named by its files and `.lines`, not by every range.
+ */
+const RANGE = /:\d+(?::\d+)?-\d+(?::\d+)?$/;
+const partName = () => {
+  const names = [...new Set(files.map((f) => f.replace(RANGE, '').replace(/^.*\//, '').replace(/\.ts$/, '')))];
+  return `${names.join('+')}${files.some((f) => RANGE.test(f)) ? '.lines' : ''}`;
+};
+const out = process.env.WV_MUTATE_FILES ? `reports/mutation/${folder}/${partName()}` : `reports/mutation/${folder}`;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {

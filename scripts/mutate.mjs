@@ -30,7 +30,7 @@ const TESTS = {
   // Not cli, multiprocess, partition: they drive the built CLI and partitions, which mutants do not reach.
   storage: [
     'crash', 'crypto', 'engine', 'faults', 'hypercalls', 'image', 'image-edges', 'keys', 'keystore-fail', 'keystore-files', 'keystore-format', 'keystore-zeroing',
-    'list', 'lock', 'lock-platform', 'powerloss', 'refusals', 'secrets', 'storage-edges',
+    'list', 'lock', 'lock-platform', 'powerloss', 'refusals', 'secrets', 'storage-edges', 'storage-faults',
   ].map(
     (name) => `test/block/${name}.test.ts`,
   ),

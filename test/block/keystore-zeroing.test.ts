@@ -3,10 +3,11 @@
  * material (secret.ts: each key read from the file, each key filed, the file's image read and
  * written) is zeroed before the call returns, except the copy a lookup hands to its caller; and
  * every file it opened is closed. The buffers are watched by wrapping secret.ts's two makers, the
- * files by wrapping fs.promises.open.
+ * files by wrapping fs.promises.open. Also: the image keys a wipe derives to tell whose an image
+ * is (image.ts's deriveImageKeys, wrapped) are zeroed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -29,6 +30,20 @@ vi.mock('../../host/storage/secret.ts', async (importOriginal) => {
   };
 });
 
+/** Every pair of image keys storage.ts derives (image.ts's deriveImageKeys, wrapped). */
+const derived: Buffer[] = [];
+vi.mock('../../host/storage/image.ts', async (importOriginal) => {
+  const image = await importOriginal<typeof import('../../host/storage/image.ts')>();
+  return {
+    ...image,
+    deriveImageKeys: (...args: Parameters<typeof image.deriveImageKeys>) => {
+      const keys = image.deriveImageKeys(...args);
+      derived.push(keys.dataKey, keys.macKey);
+      return keys;
+    },
+  };
+});
+
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fsp = await importOriginal<typeof import('node:fs/promises')>();
   const open = (await import('./open-files.ts')).trackedOpen(fsp);
@@ -38,6 +53,8 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 const { openHandles } = await import('./open-files.ts');
 const { Keystore } = await import('../../host/storage/keystore.ts');
 const { Storage } = await import('../../host/storage/storage.ts');
+const { deriveImageKeys } = await import('../../host/storage/image.ts');
+const { FORMAT1_PAIR, format1Header } = await import('./format1.ts');
 
 let dir: string;
 beforeEach(() => {
@@ -90,6 +107,27 @@ describe('the keystore zeroes every key it handled', () => {
     const a = await leavesNoKey('attach that creates the image', () => st.attach('p', 1), () => [], (r) => [r.handle]);
     expect(a.created).toBe(true);
     await st.detach(a);
+  });
+
+  it("a wipe zeroes the keys it derived to tell whose an image is (under the storage key, under each format-1 name key)", async () => {
+    const keyed = new Storage({ dataDir: path.join(dir, 'keyed'), masterKey: randomBytes(32) });
+    await keyed.detach(await keyed.attach('p', 1));
+    derived.length = 0;
+    expect(await keyed.wipe('p')).toMatchObject({ removedImage: true });
+    expect(derived.length).toBe(2);
+    expect(derived.every((b) => b.every((x) => x === 0))).toBe(true);
+    // A format-1 keystore: each name key is tried (a's does not open p's header, p's does).
+    const pKey = randomBytes(32);
+    writeFileSync(path.join(dir, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: { a: randomBytes(32).toString('base64'), p: pKey.toString('base64') } }));
+    const imageId = randomBytes(16);
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(path.join(dir, 'images', 'p.img'), format1Header(deriveImageKeys(pKey, imageId, 'p').macKey, imageId, 'p', 256));
+    truncateSync(path.join(dir, 'images', 'p.img'), 4096 + 256 * FORMAT1_PAIR);
+    const st = new Storage({ dataDir: dir });
+    derived.length = 0;
+    expect(await leavesNoKey('wipe of a format-1 image', () => st.wipe('p'))).toMatchObject({ removedImage: true, removedKey: true });
+    expect(derived.length).toBe(4);
+    expect(derived.every((b) => b.every((x) => x === 0))).toBe(true);
   });
 
   it('opening an existing image keeps no copy of its keystore key', async () => {

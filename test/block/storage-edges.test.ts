@@ -4,8 +4,10 @@
  * its key was filed, wiping without making anything and what is in an image's place, and listing
  * with a damaged or a format-1 keystore. Found by mutation testing (docs/MUTATION.md).
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, linkSync, mkdirSync, renameSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -315,6 +317,168 @@ describe('wipe', () => {
     mkdirSync(path.dirname(away));
     expect(await st.wipeName('p')).toMatchObject({ removedImage: true, removedKey: true, images: [st.imagePath('p')] });
     expect((await st.keystore!.list()).map((k) => k.name)).toEqual(['q']);
+  });
+
+  it('by name: says exactly what it found, one `wiped` event per place, and a place with nothing there says so', async () => {
+    const events: { kind: string; path?: string }[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    // Nothing of the name anywhere: the default place, nothing removed.
+    expect(await st.wipeName('nobody')).toEqual({ path: st.imagePath('nobody'), removedImage: false, removedKey: false, images: [] });
+    expect(events).toEqual([{ kind: 'wiped', name: 'nobody', path: st.imagePath('nobody'), removedImage: false, removedKey: false }]);
+    // The default place only (its key filed there): wiped once, not again as a path the keystore files.
+    await st.detach(await st.attach('p', 1));
+    events.length = 0;
+    expect(await st.wipeName('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: true, images: [st.imagePath('p')] });
+    expect(events).toEqual([{ kind: 'wiped', name: 'p', path: st.imagePath('p'), removedImage: true, removedKey: true }]);
+    // Only a key left elsewhere (its image removed by hand, its directory there): the result names that place.
+    const away = path.join(dir, 'volume', 'p.img');
+    mkdirSync(path.dirname(away));
+    await st.detach(await st.attach('p', 1, away));
+    rmSync(away);
+    expect(await st.wipeName('p')).toEqual({ path: away, removedImage: false, removedKey: true, images: [] });
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
+  it('by name: a copy at the default place of the image elsewhere is scrubbed first (its key goes with the image it was filed for)', async () => {
+    const events: { kind: string }[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    const away = path.join(dir, 'volume', 'p.img');
+    mkdirSync(path.dirname(away));
+    await st.detach(await st.attach('p', 1, away));
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(st.imagePath('p'), readFileSync(away));
+    events.length = 0;
+    // Both images gone; the first place's wipe removed no key, the second's did: the result is the first image, and a key was removed.
+    expect(await st.wipeName('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: true, images: [st.imagePath('p'), away] });
+    expect(events).toEqual([
+      { kind: 'wiped', name: 'p', path: st.imagePath('p'), removedImage: true, removedKey: false },
+      { kind: 'wiped', name: 'p', path: away, removedImage: true, removedKey: true },
+    ]);
+    expect(await st.keystore!.list()).toEqual([]);
+  });
+
+  it("by name: leaves another name's image and key at a path of its own, and finds no path for a format-1 key (it is the default place's)", async () => {
+    const st = new Storage({ dataDir: dir });
+    const other = path.join(dir, 'volume', 'q.img');
+    mkdirSync(path.dirname(other));
+    await st.detach(await st.attach('q', 1, other));
+    const bytes = readFileSync(other);
+    await st.detach(await st.attach('p', 1));
+    expect(await st.wipeName('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: true, images: [st.imagePath('p')] });
+    expect(readFileSync(other).equals(bytes)).toBe(true);
+    expect((await st.keystore!.list()).map((k) => [k.name, k.path])).toEqual([['q', other]]);
+    // A format-1 keystore files its keys by name, with no path: only the default place is wiped.
+    const legacy = path.join(dir, 'legacy');
+    mkdirSync(legacy);
+    const key = randomBytes(32);
+    writeFileSync(path.join(legacy, 'keystore.json'), JSON.stringify({ format: 'wasmvisor-keystore/1', keys: { r: key.toString('base64') } }));
+    const image = path.join(legacy, 'images', 'r.img');
+    format1Image(image, key, 'r', 256);
+    const old = new Storage({ dataDir: legacy });
+    expect(await old.wipeName('r')).toEqual({ path: image, removedImage: true, removedKey: true, images: [image] });
+    expect(await old.keystore!.list()).toEqual([]);
+  });
+
+  it('by name with a storage key: the default place only (nothing records other paths)', async () => {
+    const st = new Storage({ dataDir: dir, masterKey: randomBytes(32) });
+    await st.detach(await st.attach('p', 1));
+    expect(await st.wipeName('p')).toEqual({ path: st.imagePath('p'), removedImage: true, removedKey: false, images: [st.imagePath('p')] });
+    expect(existsSync(path.join(dir, 'keystore'))).toBe(false);
+  });
+
+  it('by name with a damaged keystore is ERR_STORAGE naming the name and the cause, and removes nothing', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    writeFileSync(path.join(dir, 'keystore'), 'damaged');
+    const refused = await st.wipeName('p').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toMatch(/^cannot wipe the block images of p: \S/);
+    expect((refused as Error).cause).toBeInstanceOf(Error);
+    expect((refused as Error).message).toBe(`cannot wipe the block images of p: ${((refused as Error).cause as Error).message}`);
+    expect(existsSync(st.imagePath('p'))).toBe(true);
+  });
+
+  it('by name: the refusal for a missing directory says how to go on', async () => {
+    const st = new Storage({ dataDir: dir });
+    const away = path.join(dir, 'volume', 'p.img');
+    mkdirSync(path.dirname(away));
+    await st.detach(await st.attach('p', 1, away));
+    rmSync(path.dirname(away), { recursive: true });
+    await expect(st.wipeName('p')).rejects.toMatchObject({
+      code: 'ERR_STORAGE',
+      message:
+        `cannot wipe the block image of p at ${away}: its directory is missing (a volume not mounted?) and ${path.join(dir, 'keystore')} holds its key; ` +
+        'mount it and wipe again, or wipe that image by its path (hv.wipeStorage(name, { path })) to drop the key',
+    });
+  });
+
+  it("by path: a key another name filed for that path stays (its image may come back)", async () => {
+    const st = new Storage({ dataDir: dir });
+    const shared = path.join(dir, 'volume', 'disk.img');
+    mkdirSync(path.dirname(shared));
+    await st.detach(await st.attach('q', 1, shared));
+    rmSync(shared);
+    expect(await st.wipe('p', shared)).toEqual({ path: shared, removedImage: false, removedKey: false, images: [] });
+    expect((await st.keystore!.list()).map((k) => [k.name, k.path])).toEqual([['q', shared]]);
+    expect(await st.wipe('q', shared)).toEqual({ path: shared, removedImage: false, removedKey: true, images: [] });
+  });
+
+  it('tells the observer of a refused wipe, with its code and message', async () => {
+    const events: unknown[] = [];
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    mkdirSync(path.join(dir, 'images'));
+    writeFileSync(st.imagePath('p'), 'x'.repeat(5000));
+    const refused = (await st.wipe('p').catch((e: unknown) => e)) as Error;
+    expect(refused).toBeInstanceOf(IntegrityError);
+    expect(events).toEqual([{ kind: 'wipe-failed', name: 'p', path: st.imagePath('p'), code: 'ERR_INTEGRITY', message: refused.message }]);
+  });
+
+  it('refuses an image of a format this runtime does not read, as ERR_INTEGRITY, and leaves it untouched', async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const file = st.imagePath('p');
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.from([99, 0, 0, 0]), 0, 4, 8); // the format field
+    closeSync(fd);
+    const bytes = readFileSync(file);
+    await expect(st.wipe('p')).rejects.toMatchObject({
+      code: 'ERR_INTEGRITY',
+      message: expect.stringMatching(new RegExp(`^refusing to wipe ${file} as the block image of p: it is a Wasmvisor image this runtime does not read \\(the image has format 99, .*\\); it was left untouched$`)),
+    });
+    expect(readFileSync(file).equals(bytes)).toBe(true);
+    expect((await st.keystore!.list()).map((k) => k.name)).toEqual(['p']);
+  });
+
+  it('refuses a FIFO and a socket in an image’s place as not regular files (ERR_INTEGRITY), without waiting on either', async () => {
+    const st = new Storage({ dataDir: dir });
+    mkdirSync(path.join(dir, 'images'));
+    execFileSync('mkfifo', [st.imagePath('f')]);
+    await expect(st.wipe('f')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: `refusing to wipe ${st.imagePath('f')} as the block image of f: it is not a regular file; it was left untouched` });
+    expect(statSync(st.imagePath('f')).isFIFO()).toBe(true);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(st.imagePath('s'), resolve));
+    try {
+      await expect(st.wipe('s')).rejects.toMatchObject({ code: 'ERR_INTEGRITY', message: `refusing to wipe ${st.imagePath('s')} as the block image of s: it is not a regular file; it was left untouched` });
+      expect(statSync(st.imagePath('s')).isSocket()).toBe(true);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('refuses the image of a live partition reached by another path (a hard link), as ERR_INVALID_STATE, and leaves it untouched', async () => {
+    const st = new Storage({ dataDir: dir });
+    const held = await st.attach('p', 1);
+    const link = path.join(dir, 'link.img');
+    linkSync(st.imagePath('p'), link);
+    const bytes = readFileSync(link);
+    await expect(new Storage({ dataDir: dir }).wipe('p', link)).rejects.toMatchObject({
+      code: 'ERR_INVALID_STATE',
+      message: `refusing to wipe ${link} as the block image of p: it is the image of live partition p (attached at ${st.imagePath('p')})`,
+    });
+    expect(readFileSync(link).equals(bytes)).toBe(true);
+    await st.detach(held);
+    // Detached: the same path may be wiped (both names of the file are one image).
+    expect(await st.wipe('p', link)).toMatchObject({ removedImage: true });
   });
 
   it('removes the half-built images of creates that died (`<image>.<32 hex digits>.new`), and no other file', async () => {
