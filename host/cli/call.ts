@@ -7,7 +7,7 @@ import type { Partition } from '../partition/partition.ts';
 import { MAX_CALL_BYTES } from '../schema/limits.ts';
 import { errorReport, fail, formatStats, onInterrupt, readAll, specPlacement, type JsonReport } from './common.ts';
 import { asksJson, parseOrHelp, filePath, text, value, type CommandSpec, type OptionTable } from './options.ts';
-import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations, signatureNeedsPolicy } from './partition-options.ts';
 import { quoted } from '../escape.ts';
 
 export const callCommand = {
@@ -43,7 +43,6 @@ interface CallReport extends JsonReport {
 }
 
 async function readInput(values: { input?: string; 'input-file'?: string }): Promise<Uint8Array> {
-  if (values.input !== undefined && values['input-file'] !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
   if (values.input !== undefined) return new TextEncoder().encode(values.input);
   const file = values['input-file'];
   let input: Uint8Array | null;
@@ -85,10 +84,15 @@ export async function call(argv: string[]): Promise<number> {
   let result: CallReport;
   let status: number;
   try {
-    const input = await readInput(values);
-    const source = await readSource(positionals[0]!, values.name);
+    // The command line is checked whole before anything is read; then the module (and its
+    // manifest, which the rest of the spec's checks need); the input last, as stdin may be a
+    // terminal that waits: a mistake is never named only after the input was typed or piped.
+    if (values.input !== undefined && values['input-file'] !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
+    signatureNeedsPolicy(values);
+    const source = await readSource(positionals[0]!, values.name, 'call');
     const spec = buildSpec(values, source, 'call', []);
     checkDataDirUsed(values, spec, 'call', false);
+    const input = await readInput(values);
     spec.limits = { ...spec.limits, maxInputBytes: Math.max(input.length, spec.limits?.maxInputBytes ?? DEFAULT_LIMITS.maxInputBytes) };
     const hv = new Hypervisor(hypervisorOptions(values));
     let partition: Partition | null = null;

@@ -20,6 +20,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../errors.ts';
 import { explain, expects, nearest } from '../schema/check.ts';
+import { NAME } from '../schema/kinds.ts';
 import { quoted } from '../escape.ts';
 import { statSync } from 'node:fs';
 import path from 'node:path';
@@ -300,6 +301,28 @@ export function choice<T extends string>(words: readonly T[]): (raw: string, fla
 /** A required option not given: `attest verify needs --key <file>; see wasmvisor attest verify --help`. */
 export function needsOption(command: string, option: string, help: string): InvalidArgumentError {
   return new InvalidArgumentError(`${command} needs ${option}${seeHelp(help)}`);
+}
+
+/**
+ * The name of a partition named after its file (the remote run's module; a manifest without a
+ * name, read by the library): the file's base name without `ext`. One that is no partition name
+ * is refused by needsName, before anything is read or sent.
+ */
+export function nameFromFile(command: string, file: string, ext: string, help: string): string {
+  const base = path.basename(file);
+  const name = base.toLowerCase().endsWith(ext) ? base.slice(0, base.length - ext.length) : base;
+  if (!NAME.test(name)) throw needsName(command, name, help);
+  return name;
+}
+
+/**
+ * A partition named after its file, whose file name is no partition name: `run needs --name
+ * <name> (the file name "my app" is not a valid partition name); see wasmvisor --help`; for a
+ * manifest that names none, `(manifest my app.json names none, and its file name "my app" is …)`.
+ */
+export function needsName(command: string, base: string, help: string, manifest?: string): InvalidArgumentError {
+  const why = `${manifest !== undefined ? `manifest ${manifest} names none, and its ` : 'the '}file name ${quoted(base)} is not a valid partition name`;
+  return needsOption(command, `--name <name> (${why})`, help);
 }
 
 /**

@@ -31,7 +31,7 @@ import {
 import { readManifest } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
-import { flag, list, nonEmpty, numberIn, seeHelp, stringIn, folder, filePath, value, type Values } from './options.ts';
+import { flag, list, needsName, nonEmpty, numberIn, seeHelp, stringIn, folder, filePath, value, type Values } from './options.ts';
 import { quoted } from '../escape.ts';
 
 export const DEVICE_NAMES = ['console', 'clock', 'entropy', 'net', 'attestation'] as const;
@@ -211,11 +211,14 @@ export interface Source {
   shape: ModuleShape | null;
 }
 
-/** `app.json` is a manifest; anything else is a module. */
-export async function readSource(positional: string, name?: string): Promise<Source> {
+/**
+ * `app.json` is a manifest; anything else is a module. `command` (run, call) takes `--name`: a
+ * manifest that names no partition, with a file name that is none, is refused naming it.
+ */
+export async function readSource(positional: string, name?: string, command?: 'run' | 'call'): Promise<Source> {
   if (/\.json$/i.test(positional)) {
     // --name names the partition: the manifest's file name need not be a valid one then.
-    const manifest = await readManifest(positional, name);
+    const manifest = await readManifest(positional, name, command === undefined ? undefined : (base) => needsName(command, base, command, positional));
     const file = typeof manifest.module === 'string' ? manifest.module : positional;
     return { manifest, file, shape: await moduleShape(file) };
   }
@@ -246,10 +249,10 @@ export function signatureNeedsPolicy(values: { signature?: string | undefined; p
 
 /**
  * The spec: the manifest's (or a default), with every given flag applied over it.
- * `guestArgs` replaces the manifest's args when there are any.
+ * `guestArgs` replaces the manifest's args when there are any. What needs no manifest
+ * (signatureNeedsPolicy) the caller checks before it reads the source.
  */
 export function buildSpec(values: PartitionValues, source: Source, kind: 'run' | 'call', guestArgs: string[]): PartitionSpec {
-  signatureNeedsPolicy(values);
   const base = source.manifest;
   const spec: PartitionSpec = base !== null ? { ...base } : { name: kind === 'run' ? 'guest' : 'plugin', module: source.file };
   if (values.name !== undefined) spec.name = values.name;

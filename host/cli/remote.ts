@@ -9,16 +9,15 @@
  */
 import { escapeText, quoted } from '../escape.ts';
 import { createReadStream } from 'node:fs';
-import path from 'node:path';
 import { ConnectionError, GuestCallError, InvalidArgumentError } from '../errors.ts';
-import { Client, errorOf } from '../mgmt/client.ts';
+import { checkClientOptions, Client, errorOf } from '../mgmt/client.ts';
 import { MAX_CALL_BYTES } from '../limits/sizes.ts';
 import { readRegularFile } from '../files.ts';
 import { MAX_MODULE_BYTES, RestartPolicy } from '../mgmt/schemas.ts';
 import { MAX_TIMER_MS } from '../schema/kinds.ts';
 import { failJson, readAll } from './common.ts';
 import { intOption, readOptionFile, usage } from './mgmt-args.ts';
-import { badValue, checkPositionals, choice, givenTwice, needsOption, needsValue, nonEmpty, stringIn, unknownSubcommand } from './options.ts';
+import { badValue, checkPositionals, choice, givenTwice, nameFromFile, needsOption, needsValue, nonEmpty, stringIn, unknownSubcommand } from './options.ts';
 import { PartitionSpecSchema } from '../schema/index.ts';
 import { AttestQuery } from '../mgmt/schemas.ts';
 import { deviceList } from './partition-options.ts';
@@ -29,7 +28,7 @@ import { nearest } from '../schema/check.ts';
 
 export const REMOTE_USAGE = `  wasmvisor --host <url> --token-file <file> [--fingerprint <sha256> | --ca <file>] [--cert <file> --key <file>] <command>
     ps [--json]                          the partitions you may read
-    run <guest.wasm> --name <name> [--reactor] [--restart never|on-failure|always] [--disk <MiB>]
+    run <guest.wasm> [--name <name>] [--reactor] [--restart never|on-failure|always] [--disk <MiB>]
         [--memory <pages>] [--timeout <ms>] [--devices <list>] [--no-start] [-- args]
     start|stop <name>    rm <name> [--wipe]    logs [-f|--follow] [--tail <n>] <name>
     call <name> <export> [--input-file <file>]   (or --input <file>; stdin if neither or '-'; output on stdout)
@@ -49,10 +48,10 @@ const GLOBAL = new Set(['--host', '--token-file', '--fingerprint', '--ca', '--ce
 /**
  * A remote call's input: the file `--input-file` names (as the local `call` reads it), or the file
  * `--input` names (the remote form documented first, kept: a remote call's input is always a file
- * or stdin, never the flag's text), `-` or neither for stdin.
+ * or stdin, never the flag's text), `-` or neither for stdin. Not both: the caller refuses that
+ * with the rest of the command line, before anything is read.
  */
 async function remoteCallInput(input: string | undefined, inputFile: string | undefined): Promise<Uint8Array> {
-  if (input !== undefined && inputFile !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
   const flag = inputFile !== undefined ? '--input-file' : '--input';
   const file = inputFile ?? input;
   let bytes: Uint8Array | null;
@@ -138,8 +137,15 @@ async function remote(argv: string[]): Promise<number> {
   // A command that is none of them is named before any file is read or host reached.
   if (!REMOTE_COMMANDS.includes(command)) throw unknownSubcommand('the remote client', REMOTE_COMMANDS, command, '');
   if ((globals.cert === undefined) !== (globals.key === undefined)) throw new InvalidArgumentError('--cert and --key go together');
+  if (globals['token-file'] === undefined && globals.cert === undefined) throw new InvalidArgumentError('give --token-file <file> (or a client certificate with --cert and --key)');
+  // The whole command line is checked before anything is read or a host reached: the client's
+  // own options (the URL, how the host is verified), then the command's, then the files are read
+  // (the token, the certificates; the module of a run, the input of a call), and only then the
+  // request is made. A mistake on the line is named as it is (exit 2), never behind a file that
+  // cannot be read or a host that cannot be reached.
+  checkClientOptions({ url: globals.host, ...(globals.fingerprint !== undefined ? { fingerprint: globals.fingerprint } : {}), ...(globals.ca !== undefined ? { ca: globals.ca } : {}) });
+  const action = parseCommand(command, rest);
   const token = globals['token-file'] !== undefined ? readOptionFile(globals['token-file'], 'token-file').trim() : undefined;
-  if (token === undefined && globals.cert === undefined) throw new InvalidArgumentError('give --token-file <file> (or a client certificate with --cert and --key)');
   const client = new Client({
     url: globals.host,
     ...(token !== undefined ? { token } : {}),
@@ -147,21 +153,34 @@ async function remote(argv: string[]): Promise<number> {
     ...(globals.ca !== undefined ? { ca: readOptionFile(globals.ca, 'ca') } : {}),
     ...(globals.cert !== undefined ? { cert: readOptionFile(globals.cert, 'cert'), key: readOptionFile(globals.key!, 'key') } : {}),
   });
+  return await action(client);
+}
+
+/** What a remote command does once its command line has been checked: read its files, then ask the host. */
+type Action = (client: Client) => Promise<number>;
+
+/**
+ * A remote command's own options and arguments, parsed and checked (ERR_INVALID_ARGUMENT, exit
+ * 2) without reading a file or reaching the host; what it returns does those.
+ */
+function parseCommand(command: string, rest: string[]): Action {
   const enc = encodeURIComponent;
   switch (command) {
     case 'ps': {
       const { values } = usage(command, { args: rest, strict: true, options: { json: { type: 'boolean' } } }, { help: '' });
-      const { partitions } = await client.json<{ partitions: { name: string; kind: string; state: string; restartPolicy: string; restarts: number; measurement: string }[] }>('GET', '/partitions');
-      if (values.json) print(partitions);
-      else {
-        process.stdout.write(`${'NAME'.padEnd(24)}${'KIND'.padEnd(9)}${'STATE'.padEnd(10)}${'RESTART'.padEnd(12)}${'RESTARTS'.padEnd(10)}MODULE\n`);
-        // The host's text, escaped as every remote answer printed to a terminal is (a row stays one line).
-        const cell = (v: unknown, width: number): string => escapeText(String(v)).padEnd(width);
-        for (const p of partitions) {
-          process.stdout.write(`${cell(p.name, 24)}${cell(p.kind, 9)}${cell(p.state, 10)}${cell(p.restartPolicy, 12)}${cell(p.restarts, 10)}${escapeText(String(p.measurement).slice(0, 12))}\n`);
+      return async (client) => {
+        const { partitions } = await client.json<{ partitions: { name: string; kind: string; state: string; restartPolicy: string; restarts: number; measurement: string }[] }>('GET', '/partitions');
+        if (values.json) print(partitions);
+        else {
+          process.stdout.write(`${'NAME'.padEnd(24)}${'KIND'.padEnd(9)}${'STATE'.padEnd(10)}${'RESTART'.padEnd(12)}${'RESTARTS'.padEnd(10)}MODULE\n`);
+          // The host's text, escaped as every remote answer printed to a terminal is (a row stays one line).
+          const cell = (v: unknown, width: number): string => escapeText(String(v)).padEnd(width);
+          for (const p of partitions) {
+            process.stdout.write(`${cell(p.name, 24)}${cell(p.kind, 9)}${cell(p.state, 10)}${cell(p.restartPolicy, 12)}${cell(p.restarts, 10)}${escapeText(String(p.measurement).slice(0, 12))}\n`);
+          }
         }
-      }
-      return 0;
+        return 0;
+      };
     }
     case 'run': {
       const split = rest.indexOf('--');
@@ -189,7 +208,7 @@ async function remote(argv: string[]): Promise<number> {
       checkPositionals('run', positionals, ['guest.wasm'], 1, '');
       const file = positionals[0]!;
       // Checked here, by its flag, as the local run checks it (the host's refusal named its body: `body: spec.name: …`).
-      const name = values.name !== undefined ? stringIn(PartitionSpecSchema.properties.name)(values.name, '--name') : path.basename(file).replace(/\.wasm$/, '');
+      const name = values.name !== undefined ? stringIn(PartitionSpecSchema.properties.name)(values.name, '--name') : nameFromFile('run', file, '.wasm', '');
       // The options first, then the module: a bad option is named before any file is read.
       const devices: Record<string, unknown> = {};
       for (const d of deviceList(values.devices ?? 'console,clock,entropy', '--devices')) devices[d] = true;
@@ -198,99 +217,113 @@ async function remote(argv: string[]): Promise<number> {
       const memoryPages = intOption(values.memory, 'memory', 1, 65536);
       const timeoutMs = intOption(values.timeout, 'timeout', 0, MAX_TIMER_MS);
       if (values.restart !== undefined) choice(RESTART_POLICIES)(values.restart, '--restart');
-      // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
-      const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
-      const info = await client.json('POST', '/partitions', {
-        spec: {
-          name,
-          ...(values.reactor ? { kind: 'reactor' } : {}),
-          ...(args.length > 0 ? { args } : {}),
-          devices,
-          ...(memoryPages !== undefined || timeoutMs !== undefined ? { limits: { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) } } : {}),
-        },
-        module: module.toString('base64'),
-        ...(values.restart !== undefined ? { restartPolicy: values.restart } : {}),
-        start: values['no-start'] !== true,
-      });
-      print(info);
-      return 0;
+      return async (client) => {
+        // At most what the API takes; a pipe (`run /dev/stdin < guest.wasm`) as well as a file.
+        const module = await readRegularFile(file, { maxBytes: MAX_MODULE_BYTES, what: 'module file', pipes: true });
+        const info = await client.json('POST', '/partitions', {
+          spec: {
+            name,
+            ...(values.reactor ? { kind: 'reactor' } : {}),
+            ...(args.length > 0 ? { args } : {}),
+            devices,
+            ...(memoryPages !== undefined || timeoutMs !== undefined ? { limits: { ...(memoryPages !== undefined ? { memoryPages } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) } } : {}),
+          },
+          module: module.toString('base64'),
+          ...(values.restart !== undefined ? { restartPolicy: values.restart } : {}),
+          start: values['no-start'] !== true,
+        });
+        print(info);
+        return 0;
+      };
     }
     case 'start':
     case 'stop': {
       // Through the parser as every command: `stop -f web` is an unknown option, not a partition named "-f".
       const { positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: {} }, { help: '' });
       checkPositionals(command, positionals, ['name'], 1, '');
-      print(await client.json('POST', `/partitions/${enc(positionals[0]!)}/${command}`));
-      return 0;
+      return async (client) => {
+        print(await client.json('POST', `/partitions/${enc(positionals[0]!)}/${command}`));
+        return 0;
+      };
     }
     case 'rm': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { wipe: { type: 'boolean' } } }, { help: '' });
       checkPositionals('rm', positionals, ['name'], 1, '');
-      print(await client.json('DELETE', `/partitions/${enc(positionals[0]!)}${values.wipe ? '?wipe=true' : ''}`));
-      return 0;
+      return async (client) => {
+        print(await client.json('DELETE', `/partitions/${enc(positionals[0]!)}${values.wipe ? '?wipe=true' : ''}`));
+        return 0;
+      };
     }
     case 'logs': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } } }, { help: '' });
       checkPositionals('logs', positionals, ['name'], 1, '');
       const tail = intOption(values.tail, 'tail', 0, 1000) ?? 100;
-      let status = 0;
-      const ac = new AbortController();
-      const onSignal = () => ac.abort();
-      process.once('SIGINT', onSignal);
-      try {
-        await client.stream(`/partitions/${enc(positionals[0]!)}/console?tail=${tail}&follow=${values.follow === true}`, (name, data) => {
-          const d = data as { stream?: string; line?: string; state?: string; code?: string; message?: string; lines?: number };
-          // Guest lines come escaped (a remote terminal is the reader's); on stderr, one that would read
-          // as a verdict or note is marked as the guest's, and the end is a verdict: stderr.ts's rule.
-          if (name === 'console') {
-            if (d.stream === 'stderr') stderr.guestLine(escapeText(d.line ?? ''));
-            else process.stdout.write(escapeText(d.line ?? '') + '\n');
-          } else if (name === 'state') stderr.note(`${positionals[0]} is ${String(d.state)}`);
-          else if (name === 'dropped') stderr.note(`${String(d.lines)} lines dropped (reading too slowly)`);
-          else if (name === 'end') {
-            stderr.verdict(verdictCode(d.code), String(d.message));
-            status = d.code === 'ERR_UNAUTHENTICATED' ? 77 : d.code === 'ERR_NOT_FOUND' ? 0 : 1;
-          }
-        }, ac.signal);
-      } finally {
-        process.off('SIGINT', onSignal);
-      }
-      return status;
+      return async (client) => {
+        let status = 0;
+        const ac = new AbortController();
+        const onSignal = () => ac.abort();
+        process.once('SIGINT', onSignal);
+        try {
+          await client.stream(`/partitions/${enc(positionals[0]!)}/console?tail=${tail}&follow=${values.follow === true}`, (name, data) => {
+            const d = data as { stream?: string; line?: string; state?: string; code?: string; message?: string; lines?: number };
+            // Guest lines come escaped (a remote terminal is the reader's); on stderr, one that would read
+            // as a verdict or note is marked as the guest's, and the end is a verdict: stderr.ts's rule.
+            if (name === 'console') {
+              if (d.stream === 'stderr') stderr.guestLine(escapeText(d.line ?? ''));
+              else process.stdout.write(escapeText(d.line ?? '') + '\n');
+            } else if (name === 'state') stderr.note(`${positionals[0]} is ${String(d.state)}`);
+            else if (name === 'dropped') stderr.note(`${String(d.lines)} lines dropped (reading too slowly)`);
+            else if (name === 'end') {
+              stderr.verdict(verdictCode(d.code), String(d.message));
+              status = d.code === 'ERR_UNAUTHENTICATED' ? 77 : d.code === 'ERR_NOT_FOUND' ? 0 : 1;
+            }
+          }, ac.signal);
+        } finally {
+          process.off('SIGINT', onSignal);
+        }
+        return status;
+      };
     }
     case 'call': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { input: { type: 'string' }, 'input-file': { type: 'string' }, timeout: { type: 'string' } } }, { help: '' });
       checkPositionals('call', positionals, ['name', 'export'], 2, '');
-      const input = await remoteCallInput(values.input, values['input-file']);
+      // The options first, then the input: a bad --timeout is named before stdin or a file is read.
+      if (values.input !== undefined && values['input-file'] !== undefined) throw new InvalidArgumentError('--input and --input-file: give one of them, not both');
       const timeoutMs = intOption(values.timeout, 'timeout', 1, 600_000);
-      try {
-        const r = await client.json<{ output: string; encoding: 'utf8' | 'base64' }>('POST', `/partitions/${enc(positionals[0]!)}/call`, {
-          export: positionals[1],
-          input: Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('base64'),
-          encoding: 'base64',
-          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        });
-        process.stdout.write(Buffer.from(r.output, 'base64'));
-        return 0;
-      } catch (error) {
-        if (error instanceof GuestCallError) {
-          // As the local call (README's exit-status table): the output still on stdout, the
-          // export's status & 0xff (1 when that is 0) as the exit status.
-          await new Promise<void>((resolve) => process.stdout.write(error.output, () => resolve()));
-          stderr.verdict(error.code, error.message);
-          return error.status & 0xff || 1;
+      return async (client) => {
+        const input = await remoteCallInput(values.input, values['input-file']);
+        try {
+          const r = await client.json<{ output: string; encoding: 'utf8' | 'base64' }>('POST', `/partitions/${enc(positionals[0]!)}/call`, {
+            export: positionals[1],
+            input: Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('base64'),
+            encoding: 'base64',
+            ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+          });
+          process.stdout.write(Buffer.from(r.output, 'base64'));
+          return 0;
+        } catch (error) {
+          if (error instanceof GuestCallError) {
+            // As the local call (README's exit-status table): the output still on stdout, the
+            // export's status & 0xff (1 when that is 0) as the exit status.
+            await new Promise<void>((resolve) => process.stdout.write(error.output, () => resolve()));
+            stderr.verdict(error.code, error.message);
+            return error.status & 0xff || 1;
+          }
+          throw error;
         }
-        throw error;
-      }
+      };
     }
     case 'metrics': {
       const { values, positionals } = usage(command, { args: rest, allowPositionals: true, strict: true, options: { prometheus: { type: 'boolean' } } }, { help: '' });
       checkPositionals('metrics', positionals, ['name'], 0, '');
-      if (values.prometheus) {
-        const r = await client.request('GET', '/metrics');
-        if (r.status !== 200) throw errorOf(r.status, parseJson(r.body));
-        process.stdout.write(r.body);
-      } else print(await client.json('GET', positionals.length > 0 ? `/partitions/${enc(positionals[0]!)}/metrics` : '/host/metrics'));
-      return 0;
+      return async (client) => {
+        if (values.prometheus) {
+          const r = await client.request('GET', '/metrics');
+          if (r.status !== 200) throw errorOf(r.status, parseJson(r.body));
+          process.stdout.write(r.body);
+        } else print(await client.json('GET', positionals.length > 0 ? `/partitions/${enc(positionals[0]!)}/metrics` : '/host/metrics'));
+        return 0;
+      };
     }
     case 'audit': {
       const { values } = usage(
@@ -316,29 +349,35 @@ async function remote(argv: string[]): Promise<number> {
         // An empty filter (an unset "$PARTITION") is refused as the local audit show refuses it, not sent as a filter of nothing.
         if (values[k] !== undefined) q.set(k, nonEmpty(values[k]!, `--${k}`));
       }
-      const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
-      if (values.json) print(r);
-      else {
-        if (!r.durable) stderr.note('this host keeps its audit log in memory only');
-        for (const x of r.records) {
-          const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
-          process.stdout.write(`${escapeText(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
+      return async (client) => {
+        const r = await client.json<{ durable: boolean; records: { seq: number; time: string; actor: string; action: string; target: string; outcome: string; reason: string; details?: { permission?: string } }[] }>('GET', `/audit${q.size ? `?${q}` : ''}`);
+        if (values.json) print(r);
+        else {
+          if (!r.durable) stderr.note('this host keeps its audit log in memory only');
+          for (const x of r.records) {
+            const permission = x.details?.permission !== undefined ? `(${x.details.permission})` : '';
+            process.stdout.write(`${escapeText(`${x.seq} ${x.time} ${x.actor} ${x.action}${permission} ${x.target} ${x.outcome} ${x.reason}`)}\n`);
+          }
         }
-      }
-      return 0;
+        return 0;
+      };
     }
     case 'attest': {
       const { values } = usage(command, { args: rest, strict: true, options: { nonce: { type: 'string' } } }, { help: '' });
       if (values.nonce === undefined) throw needsOption('attest', '--nonce <hex>', '');
       // Checked here, by its flag, as the local commands check theirs ('' was sent, and the host's refusal named its query).
-      stringIn(AttestQuery.properties.nonce)(values.nonce, '--nonce');
-      print(await client.json('GET', `/attestation?nonce=${enc(values.nonce)}`));
-      return 0;
+      const nonce = stringIn(AttestQuery.properties.nonce)(values.nonce, '--nonce');
+      return async (client) => {
+        print(await client.json('GET', `/attestation?nonce=${enc(nonce)}`));
+        return 0;
+      };
     }
     case 'whoami':
       usage(command, { args: rest, strict: true, options: {} }, { help: '' });
-      print(await client.json('GET', '/whoami'));
-      return 0;
+      return async (client) => {
+        print(await client.json('GET', '/whoami'));
+        return 0;
+      };
     case 'token': {
       const [sub, ...more] = rest;
       if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw unknownSubcommand('token', TOKEN_SUBCOMMANDS, sub, '');
@@ -352,23 +391,25 @@ async function remote(argv: string[]): Promise<number> {
       const values: TokenValues = parsed.values;
       const positionals = parsed.positionals;
       checkPositionals(`token ${sub}`, positionals, sub === 'revoke' ? ['id'] : [], sub === 'revoke' ? 1 : 0, '');
-      if (sub === 'create') {
-        const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
-          name: values.name,
-          role: values.role,
-          scope: values.scope,
-          ...(values.expires !== undefined ? { expires: values.expires } : {}),
-        });
-        process.stdout.write(`${r.token}\n`);
-        process.stderr.write(`token ${escapeText(String(r.id))}, ${r.expiresAt ? `expires ${escapeText(String(r.expiresAt))}` : 'does not expire'}; shown only this once\n`);
-      } else if (sub === 'list') {
-        // As the local `token list` prints them: the table, or the array itself with --json.
-        const r = await client.json<{ tokens?: unknown } | null>('GET', '/tokens');
-        if (!Array.isArray(r?.tokens)) throw new ConnectionError("the host's answer to GET /tokens holds no list of tokens");
-        writeTokenList(r.tokens as TokenInfo[], values.json === true);
-      }
-      else print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
-      return 0;
+      return async (client) => {
+        if (sub === 'create') {
+          const r = await client.json<{ token: string; id: string; expiresAt: string | null }>('POST', '/tokens', {
+            name: values.name,
+            role: values.role,
+            scope: values.scope,
+            ...(values.expires !== undefined ? { expires: values.expires } : {}),
+          });
+          process.stdout.write(`${r.token}\n`);
+          process.stderr.write(`token ${escapeText(String(r.id))}, ${r.expiresAt ? `expires ${escapeText(String(r.expiresAt))}` : 'does not expire'}; shown only this once\n`);
+        } else if (sub === 'list') {
+          // As the local `token list` prints them: the table, or the array itself with --json.
+          const r = await client.json<{ tokens?: unknown } | null>('GET', '/tokens');
+          if (!Array.isArray(r?.tokens)) throw new ConnectionError("the host's answer to GET /tokens holds no list of tokens");
+          writeTokenList(r.tokens as TokenInfo[], values.json === true);
+        }
+        else print(await client.json('DELETE', `/tokens/${enc(positionals[0]!)}`));
+        return 0;
+      };
     }
     default:
       throw unknownSubcommand('the remote client', REMOTE_COMMANDS, command, '');

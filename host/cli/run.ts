@@ -11,7 +11,7 @@ import { MAX_NONCE_BYTES } from '../security/attestation.ts';
 import { droppedWarning, errorReport, exitReport, fail, formatStats, onInterrupt, report, specPlacement, type JsonReport } from './common.ts';
 import { asksJson, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 import { stderr } from './stderr.ts';
-import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations } from './partition-options.ts';
+import { buildSpec, checkDataDirUsed, hypervisorOptions, partitionOptions, readSource, reportViolations, signatureNeedsPolicy } from './partition-options.ts';
 
 export const runCommand = {
   name: 'run',
@@ -77,8 +77,10 @@ export async function run(argv: string[]): Promise<number> {
   let result: JsonReport;
   let status: number;
   try {
+    // The command line's own checks before the module (or manifest) is read.
     if (values.nonce !== undefined && values.attest === undefined) throw new InvalidArgumentError('--nonce goes with --attest <file>');
-    const source = await readSource(positionals[0]!, values.name);
+    signatureNeedsPolicy(values);
+    const source = await readSource(positionals[0]!, values.name, 'run');
     const spec = buildSpec(values, source, 'run', rest);
     checkDataDirUsed(values, spec, 'run', values.attest !== undefined);
     // A manifest may say kind: 'reactor'. Such a partition starts and then waits for calls that

@@ -15,7 +15,7 @@ import { readSignatureSource } from '../security/spec.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
 import { namesDescriptor } from '../files.ts';
 import { fromHex, toHex } from '../security/wire.ts';
-import { badValue, flag, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
+import { badValue, flag, needsOption, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 /** `--key-id <hex>|none`: 1 to 256 bytes of hex, or null for a signature without a key id. */
 function keyIdOption(raw: string, name: string): Uint8Array | null {
@@ -45,7 +45,7 @@ export async function sign(argv: string[]): Promise<number> {
   const parsed = parseOrHelp(signCommand, argv);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  if (values.key === undefined) throw new InvalidArgumentError('sign needs --key <secret key file>; see wasmvisor sign --help');
+  if (values.key === undefined) throw needsOption('sign', '--key <secret key file>', 'sign');
   if (values.detached !== undefined && values.out !== undefined) throw new InvalidArgumentError('--detached leaves the module as it is: give --out or --detached, not both');
   // --delimit adds signature_delimiter sections to the module, which --detached leaves as it is: it was ignored.
   if (values.detached !== undefined && values.delimit === true) throw new InvalidArgumentError('--delimit goes with an embedded signature (it adds signature_delimiter sections to the module, which --detached leaves as it is): give --delimit or --detached, not both');

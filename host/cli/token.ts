@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { adopt, loadMgmt } from './mgmt-loader.ts';
 import { failJson } from './common.ts';
-import { noPositionals, usage } from './mgmt-args.ts';
+import { usage } from './mgmt-args.ts';
 import { checkPositionals, needsOption, unknownSubcommand } from './options.ts';
 import { escapeText } from '../escape.ts';
 import type { TokenInfo } from '../mgmt/tokens.ts';
@@ -103,7 +103,12 @@ async function run(argv: string[]): Promise<number> {
         : usage('token revoke', { args: rest, allowPositionals: true, strict: true, options: { config: { type: 'string' } } }, { help: 'token' });
   const values: TokenValues = parsed.values;
   const positionals = parsed.positionals;
+  // The rest of the command line (the arguments, the options create needs, the lifetime) is
+  // checked here too, before the directory is looked at or its tokens read.
+  checkPositionals(`token ${sub}`, positionals, sub === 'revoke' ? ['id'] : [], sub === 'revoke' ? 1 : 0, 'token');
+  if (sub === 'create') for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw needsOption('token create', `--${k} <${k}>`, 'token');
   const mgmt = await loadMgmt();
+  const lifetimeMs = sub === 'create' ? mgmt.parseLifetime(values.expires ?? '30d') : null;
   const config = new mgmt.ConfigDir(values.config ?? 'wasmvisor-host');
   if (sub !== 'create' && !existsSync(config.root)) throw new InvalidArgumentError(`token ${sub}: there is no host config directory at ${config.root} (--config; wasmvisor serve --config <dir> makes one)`);
   const made = config.ensure();
@@ -112,15 +117,13 @@ async function run(argv: string[]): Promise<number> {
     await store.load((file, why) => process.stderr.write(`wasmvisor: token file ${file} ignored: ${why}\n`));
     switch (sub) {
       case 'create': {
-        noPositionals('token create', positionals, 'token');
-        for (const k of ['name', 'role', 'scope'] as const) if (values[k] === undefined) throw needsOption('token create', `--${k} <${k}>`, 'token');
         const rbac = new mgmt.Rbac(await config.readRbac());
         const role = rbac.role(values.role!, '--role');
         const { token, record } = await store.create({
           name: values.name!,
           role: role.name,
           scope: values.scope!,
-          lifetimeMs: mgmt.parseLifetime(values.expires ?? '30d'),
+          lifetimeMs,
           createdBy: `local:${process.env.USER ?? process.getuid?.() ?? 'unknown'}`,
         });
         process.stdout.write(`${token}\n`);
@@ -131,11 +134,9 @@ async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'list':
-        noPositionals('token list', positionals, 'token');
         writeTokenList(store.list(), values.json === true);
         return 0;
       case 'revoke': {
-        checkPositionals('token revoke', positionals, ['id'], 1, 'token');
         const r = await store.revoke(positionals[0]!);
         process.stdout.write(`revoked ${r.id} (token:${r.name})\n`);
         return 0;

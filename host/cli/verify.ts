@@ -6,14 +6,13 @@
  * reason a policy trusting these keys would give.
  */
 import path from 'node:path';
-import { InvalidArgumentError } from '../errors.ts';
 import { namesDescriptor } from '../files.ts';
 import { DEFAULT_MAX_MODULE_BYTES, readModuleSource } from '../loader/read.ts';
 import { MAX_KEY_FILE_BYTES, encodePublicKey, keyIdHex, parsePublicKey, publicKeyComment, readKeyFile, type PublicKey } from '../security/keys.ts';
 import { Policy } from '../security/policy.ts';
 import { toHex } from '../security/wire.ts';
 import { readSignatureSource } from '../security/spec.ts';
-import { flag, list, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
+import { flag, list, needsOption, parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const verifyCommand = {
   name: 'verify',
@@ -52,7 +51,8 @@ export async function verify(argv: string[]): Promise<number> {
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
   const keys = values.key ?? [];
-  if (keys.length === 0) throw new InvalidArgumentError('verify needs at least one --key <public key file>; see wasmvisor verify --help');
+  // Worded as every missing option (options.ts needsOption); the help says a key may be given again.
+  if (keys.length === 0) throw needsOption('verify', '--key <public key file>', 'verify');
   // The keys as a policy of one publisher each (named as publisherLabel says): the same admission code.
   // Each key is read here, as a file or a pipe (`--key <(curl …)`), and handed to the policy as its bytes.
   const publishers: Record<string, { keys: { publicKey: string }[] }> = {};

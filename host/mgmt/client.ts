@@ -41,26 +41,36 @@ function normalize(fp: string): string {
   return hex.match(/../g)!.join(':');
 }
 
+/**
+ * The checks of a client's options that read no file and reach no host (the URL, and that the
+ * host's certificate can be verified): the CLI makes them before it reads its option files.
+ */
+export function checkClientOptions(options: Pick<ClientOptions, 'url' | 'fingerprint' | 'ca'>): URL {
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new InvalidArgumentError(`--host ${quoted(options.url)} is not a URL (e.g. https://127.0.0.1:8443)`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError(`--host must be an https:// URL, got ${url.protocol}`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (url.protocol === 'http:' && !(host === 'localhost' || host === '::1' || host.startsWith('127.'))) {
+    throw new InvalidArgumentError(`refusing plain http to ${host}: the token would cross the network in clear; use https`);
+  }
+  if (url.protocol === 'https:' && options.fingerprint === undefined && options.ca === undefined) {
+    throw new InvalidArgumentError('give --fingerprint <sha256> or --ca <file> so the host\'s certificate can be verified');
+  }
+  if (options.fingerprint !== undefined) normalize(options.fingerprint);
+  return url;
+}
+
 export class Client {
   private readonly url: URL;
   private readonly options: ClientOptions;
   private readonly pin: string | null;
 
   constructor(options: ClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.url);
-    } catch {
-      throw new InvalidArgumentError(`--host ${quoted(options.url)} is not a URL (e.g. https://127.0.0.1:8443)`);
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError(`--host must be an https:// URL, got ${url.protocol}`);
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (url.protocol === 'http:' && !(host === 'localhost' || host === '::1' || host.startsWith('127.'))) {
-      throw new InvalidArgumentError(`refusing plain http to ${host}: the token would cross the network in clear; use https`);
-    }
-    if (url.protocol === 'https:' && options.fingerprint === undefined && options.ca === undefined) {
-      throw new InvalidArgumentError('give --fingerprint <sha256> or --ca <file> so the host\'s certificate can be verified');
-    }
+    const url = checkClientOptions(options);
     this.url = url;
     this.options = options;
     this.pin = options.fingerprint !== undefined ? normalize(options.fingerprint) : null;

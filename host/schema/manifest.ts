@@ -41,22 +41,23 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
 
 /**
  * loadManifest, with the name the caller gives instead (the command line's `--name`): a manifest
- * without a name then needs no file name that is a valid partition name.
+ * without a name then needs no file name that is a valid partition name. Without one, `unnamed`
+ * makes the refusal of a file name that is none (the CLI's names its `--name`).
  */
-export async function readManifest(file: string | URL, name?: string): Promise<PartitionSpec> {
+export async function readManifest(file: string | URL, name?: string, unnamed?: (base: string) => Error): Promise<PartitionSpec> {
   checkPathArgument(file, 'loadManifest: file', { url: true });
   const filePath = file instanceof URL ? file : String(file);
   const shown = file instanceof URL ? file.href : String(file);
   const where = `manifest ${shown}`;
   const text = await readBounded(filePath, where);
-  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)), name);
+  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)), name, unnamed);
 }
 
 /**
  * A manifest's text as the partition spec it describes: `shown` names the file in errors (and
  * gives the default name), `dir` is the folder its relative paths are resolved against.
  */
-export function manifestSpec(text: string, shown: string, dir: string, givenName?: string): PartitionSpec {
+export function manifestSpec(text: string, shown: string, dir: string, givenName?: string, unnamed?: (base: string) => Error): PartitionSpec {
   const where = `manifest ${shown}`;
   let value: unknown;
   try {
@@ -69,7 +70,7 @@ export function manifestSpec(text: string, shown: string, dir: string, givenName
   let name = spec.name ?? givenName;
   if (name === undefined) {
     const base = path.basename(shown).replace(/\.json$/i, '');
-    if (!NAME.test(base)) throw new InvalidArgumentError(`${where}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);
+    if (!NAME.test(base)) throw unnamed?.(base) ?? new InvalidArgumentError(`${where}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);
     name = base;
   }
   return {

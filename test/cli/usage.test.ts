@@ -185,6 +185,16 @@ describe.concurrent('bad values get a full, readable message (#10.10 at the CLI)
     }
   });
 
+  it('a required option missing is worded as every one (options.ts needsOption): verify said "needs at least one --key …"', async () => {
+    for (const [args, verdict] of [
+      [['verify', guest('hello')], 'verify needs --key <public key file>; see wasmvisor verify --help'],
+      [['sign', guest('hello')], 'sign needs --key <secret key file>; see wasmvisor sign --help'],
+      [['attest', 'verify', guest('hello')], 'attest verify needs --key <host public key file>; see wasmvisor attest verify --help'],
+    ] as const) {
+      expect(await cli([...args]), args.join(' ')).toMatchObject({ code: 2, stdout: '', stderr: `ERR_INVALID_ARGUMENT: ${verdict}\n` });
+    }
+  });
+
   it('an empty file name for a file written or read is refused naming the flag, exit 2 (not ERR_STORAGE, 74)', async () => {
     for (const [args, flagName] of [
       [['sign', guest('hello'), '--key', 'a.key', '--out', ''], '--out'],
@@ -413,7 +423,8 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     const file = app('my app', { module: 'hello.wasm', devices: { console: true } });
     const refused = await cli(['run', file]);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/name: is required \(the file name "my app" is not a valid partition name\)\n$/);
+    // Named as the remote run names a module file that is no partition name: by --name (options.ts needsName).
+    expect(refused.stderr).toBe(`ERR_INVALID_ARGUMENT: run needs --name <name> (manifest ${file} names none, and its file name "my app" is not a valid partition name); see wasmvisor run --help\n`);
     const r = await cli(['run', '--name', 'ok', '--json', file]);
     expect(r.code, r.stderr).toBe(0);
     expect(lines(r.stdout)[0]).toBe('Hello from a Wasmvisor partition!');
