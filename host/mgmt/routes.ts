@@ -85,6 +85,22 @@ const PartitionInfo = Type.Object({
   createdBy: Type.String(),
 });
 
+const WhoAmI = Type.Object({
+  principal: Type.String(),
+  kind: Type.String({ description: 'token | cert' }),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+  assignments: Type.Array(
+    Type.Object({
+      principal: Type.String({ description: 'The principal, or `*` for an assignment to everyone authenticated' }),
+      role: Type.String(),
+      scope: Type.String(),
+      source: Type.Union([Type.Literal('rbac.json'), Type.Literal('credential')], { description: "rbac.json's assignments, or the credential's own (a token's role at its scope)" }),
+    }),
+  ),
+  denyAssignments: Type.Array(Type.Object({ name: Type.String(), principal: Type.String(), permissions: Type.Array(Type.String()), scope: Type.String() })),
+  version: Type.String(),
+});
+
 /** Standard base64, padded or not (`=` only at the end, no whitespace). */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
@@ -126,19 +142,27 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'GET',
       url: '/whoami',
-      summary: 'The caller: its principal, the assignments that apply to it and when its credential expires.',
+      summary:
+        "The caller: its principal, every role assignment that applies to it (rbac.json's that name it or `*`, then its credential's own: a token's role at its scope), the deny assignments that apply to it, and when its credential expires.",
       tag: 'host',
       auth: 'required',
       permission: null,
       scope: ROOT,
-      response: Any,
-      handler: async ({ principal }) => ({
-        principal: principal.id,
-        kind: principal.kind,
-        expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
-        assignments: principal.assignments,
-        version: VERSION,
-      }),
+      response: WhoAmI,
+      handler: async ({ principal }) => {
+        const config = rbac.appliesTo(principal.id);
+        return {
+          principal: principal.id,
+          kind: principal.kind,
+          expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
+          assignments: [
+            ...config.assignments.map((a) => ({ ...a, source: 'rbac.json' as const })),
+            ...principal.assignments.map((a) => ({ principal: a.principal, role: a.role, scope: a.scope, source: 'credential' as const })),
+          ],
+          denyAssignments: config.denyAssignments,
+          version: VERSION,
+        };
+      },
     },
     {
       method: 'GET',
