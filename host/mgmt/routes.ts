@@ -528,11 +528,18 @@ export function buildRoutes(d: Deps): RouteDef[] {
       permission: 'tokens/write',
       scope: ROOT,
       params: TokenParams,
-      response: Type.Object({ revoked: Type.String() }),
+      response: Type.Object({ revoked: Type.String(), revokedAt: Type.String(), alreadyRevoked: Type.Boolean() }),
       handler: async (ctx) => {
-        const r = await tokens.revoke(ctx.params.id!);
-        await audit.record({ actor: ctx.principal.id, action: 'token.revoke', target: `token:${r.name}`, outcome: 'success', reason: `id ${r.id}`, details: { requestId: ctx.req.id } });
-        return { revoked: r.id };
+        const { record: r, changed } = await tokens.revokeOnce(ctx.params.id!);
+        await audit.record({
+          actor: ctx.principal.id,
+          action: 'token.revoke',
+          target: `token:${r.name}`,
+          outcome: 'success',
+          reason: changed ? `id ${r.id}` : `id ${r.id}: revoked already at ${r.revokedAt}, nothing changed`,
+          details: { requestId: ctx.req.id, changed },
+        });
+        return { revoked: r.id, revokedAt: r.revokedAt!, alreadyRevoked: !changed };
       },
     },
   ];
