@@ -9,7 +9,7 @@ import { AccessDeniedError, GuestCallError, InvalidArgumentError } from '../erro
 import { VERSION } from '../cli/version.ts';
 import { httpStatus, type ManagementServer, type RequestContext } from './server.ts';
 import type { AuditQuery, AuditSink } from './audit.ts';
-import type { ManagedHost } from './host.ts';
+import { isWiped, type ManagedHost } from './host.ts';
 import type { Permission, Rbac } from './rbac.ts';
 import { parseLifetime, type TokenStore } from './tokens.ts';
 import { renderPrometheus } from './prometheus.ts';
@@ -226,22 +226,26 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'DELETE',
       url: '/partitions/:name',
-      summary: 'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too).',
+      summary:
+        'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too): `wiped` says whether an image was scrubbed or a key removed. A partition with no disk (its spec grants none, and no image of its name is left) is 400 with `?wipe=true`, as POST …/disk/wipe is, and nothing changes. A wipe refused (422 ERR_INTEGRITY, 409 ERR_INVALID_STATE) or failed leaves the disk untouched and the partition declared and stopped: retry, or DELETE without the wipe.',
       tag: 'partitions',
       auth: 'required',
       permission: 'partitions/write',
       scope: partitionScope,
       params: NameParams,
       query: DestroyQuery,
-      response: Type.Object({ destroyed: Type.String(), wiped: Type.Boolean() }),
+      response: Type.Object({
+        destroyed: Type.String(),
+        wiped: Type.Boolean({ description: 'True when the wipe scrubbed an image or removed a key of the name; false without ?wipe=true, or when nothing of the disk was there any more.' }),
+      }),
       handler: async (ctx) => {
         const wipe = (ctx.query as Static<typeof DestroyQuery>).wipe === true;
         if (wipe) {
           const s = partitionScope(ctx);
           ctx.authorize('disks/wipe', s.scope, s.segment);
         }
-        await host.destroy(named(ctx), { wipe }, ctx.principal.id);
-        return { destroyed: named(ctx), wiped: wipe };
+        const result = await host.destroy(named(ctx), { wipe }, ctx.principal.id);
+        return { destroyed: named(ctx), wiped: result !== null && isWiped(result) };
       },
     },
     {
@@ -271,7 +275,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/disk/wipe',
-      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the images an earlier declaration of its name left (400 when none is left). A file that is not the image of the name (another partition’s, or not an image) is 422 ERR_INTEGRITY and left untouched.',
+      summary:
+        'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the images an earlier declaration of its name left (400 when none is left, as DELETE ?wipe=true). A file that is not the image of the name (another partition’s, or not an image) is 422 ERR_INTEGRITY and left untouched; after a refused or failed wipe the partition is declared and stopped, its disk as it was.',
       tag: 'partitions',
       auth: 'required',
       permission: 'disks/wipe',
@@ -522,7 +527,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'DELETE',
       url: '/tokens/:id',
-      summary: 'Revokes a token: it fails from now on, and its open console streams end.',
+      summary:
+        'Revokes a token: it fails from now on, and its open console streams end. Idempotent: a token revoked already answers `alreadyRevoked: true` and the time it was revoked, and nothing changes.',
       tag: 'tokens',
       auth: 'required',
       permission: 'tokens/write',

@@ -136,6 +136,11 @@ describe('server limits at their edges', () => {
     expect(r.durable).toBe(true);
     expect(r.records).toHaveLength(1);
     expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'success' });
+    // The record says what the stop did: a run stopped, then (stopped again) nothing.
+    expect(r.records[0]!).toMatchObject({ reason: 'run stopped' });
+    const again = await c.json<{ state: string }>('POST', '/partitions/e/stop');
+    const last = (await c.json<{ records: { reason: string }[] }>('GET', `/audit?partition=e&action=partition.stop&since=${since}`)).records.at(-1);
+    expect(last).toMatchObject({ reason: `not running (${again.state}): kept stopped` });
     const denied = await c.json<{ records: unknown[] }>('GET', '/audit?outcome=denied&until=2000-01-01');
     expect(denied.records).toEqual([]);
   });
