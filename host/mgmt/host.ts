@@ -308,9 +308,11 @@ export class ManagedHost {
     this.open();
     return this.exclusive(name, async (m) => {
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is already running`);
-      m.decl = { ...m.decl, desired: 'running' };
-      this.cancelRestart(m);
+      // Loaded first: a start refused here (a policy changed since, a module no longer admitted)
+      // changes nothing the declaration says, and a restart the policy scheduled stays scheduled.
       if (m.partition === null || m.partition.state !== 'created') await this.instantiate(m);
+      this.cancelRestart(m);
+      m.decl = { ...m.decl, desired: 'running' };
       await this.run(m);
       await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason: '' });
       return m.info();
