@@ -465,8 +465,12 @@ export class ManagedHost {
     return p.call(exportName, input, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), signal });
   }
 
-  /** Queues console input lines; `end` closes input. Returns how many lines were accepted. */
-  writeConsole(name: string, lines: string[], end: boolean): number {
+  /**
+   * Queues console input lines, in order, until the guest's input buffer is full; `end` then
+   * ends the input only when every line was taken: ending it after a refused line would lose
+   * that line and every later one for good (the caller sends them again, with `end`).
+   */
+  writeConsole(name: string, lines: string[], end: boolean): { accepted: number; ended: boolean } {
     const p = this.get(name).partition;
     if (p === null || p.state !== 'running') throw new InvalidStateError(`partition ${name} is not running`);
     let accepted = 0;
@@ -474,8 +478,9 @@ export class ManagedHost {
       if (!p.writeLine(line)) break;
       accepted++;
     }
-    if (end) p.endInput();
-    return accepted;
+    const ended = end && accepted === lines.length;
+    if (ended) p.endInput();
+    return { accepted, ended };
   }
 
   /** Stops every partition (disks flushed and closed), records why, and closes the Hypervisor. Idempotent. */

@@ -305,17 +305,18 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/console',
-      summary: 'Writes console input lines (and with `end`, ends the input). Answers how many lines the guest\'s input buffer took.',
+      summary:
+        "Writes console input lines, in order, until the guest's input buffer is full, and with `end` ends the input once every line was taken. Answers how many lines the buffer took (`accepted`) and whether the input was ended (`ended`): a line not taken, and those after it, are the caller's to send again (with `end`).",
       tag: 'console',
       auth: 'required',
       permission: 'partitions/console',
       scope: partitionScope,
       params: NameParams,
       body: ConsoleInputBody,
-      response: Type.Object({ accepted: Type.Integer() }),
+      response: Type.Object({ accepted: Type.Integer(), ended: Type.Boolean() }),
       handler: async (ctx) => {
         const b = ctx.body as Static<typeof ConsoleInputBody>;
-        return { accepted: host.writeConsole(named(ctx), b.lines, b.end === true) };
+        return host.writeConsole(named(ctx), b.lines, b.end === true);
       },
     },
     {
