@@ -314,8 +314,13 @@ export class ManagedHost {
       this.cancelRestart(m);
       m.decl = { ...m.decl, desired: 'running' };
       await this.run(m);
-      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason: '' });
-      return m.info();
+      // What the start did, as the answer shows it (one snapshot for both): a run going on, or
+      // one that ended already (a command done within the wait, a reactor that trapped starting).
+      const info = m.info();
+      const e = info.lastExit;
+      const reason = info.state === 'running' ? 'run begun' : `run begun and ended already: ${info.state}${e ? ` (${e.reason}${e.code !== null ? `, code ${e.code}` : ''})` : ''}`;
+      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason });
+      return info;
     });
   }
 

@@ -24,7 +24,11 @@ describe('a refused start', () => {
   it('keeps desired and lastRun as they were; the partition is refused with why, and starts once admitted again', async () => {
     const c = h.client(owner);
     await c.json('POST', '/partitions', createBody('sr', 'hello'));
-    await c.json('POST', '/partitions/sr/start');
+    const started = await c.json<{ state: string; lastExit: { code: number | null } | null }>('POST', '/partitions/sr/start');
+    // The record says what the start did, as the answer shows it (hello may have exited within the wait).
+    expect((await h.records()).filter((x) => x.action === 'partition.start' && x.target === '/partitions/sr').at(-1)).toMatchObject({
+      reason: started.state === 'running' ? 'run begun' : `run begun and ended already: ${started.state} (exit, code ${started.lastExit?.code})`,
+    });
     for (const deadline = Date.now() + 10_000; (await c.json<{ state: string }>('GET', '/partitions/sr')).state === 'running' && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     await c.json('POST', '/partitions/sr/stop');
     const before = await c.json<Record<string, unknown>>('GET', '/partitions/sr');
