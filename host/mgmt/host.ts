@@ -350,26 +350,28 @@ export class ManagedHost {
 
   /**
    * Stops, destroys and undeclares a partition; with `wipe` its disk is scrubbed and removed too,
-   * and what the wipe found and removed is the answer (null without `wipe`). A wipe of a name
-   * that has no disk (its spec grants none and no image of the name is left) is 400 before
-   * anything changes, as `wipeDisk`'s is. A wipe refused or failed (ERR_INTEGRITY: a file at the
+   * and what the wipe found and removed is the answer (null without `wipe`, or when the name has
+   * no disk: its spec grants none and no image of the name is left, so there is nothing to scrub
+   * and the partition is destroyed as without `wipe`; `wipeDisk` is 400 then, as it is only about
+   * the disk). A wipe refused or failed (ERR_INTEGRITY: a file at the
    * name's place that is not its image; ERR_INVALID_STATE; ERR_STORAGE) leaves the disk untouched
    * and the partition declared, stopped (see afterRefusedWipe), and is the answer.
    */
   destroy(name: string, options: { wipe: boolean }, actor: string): Promise<WipeResult | null> {
     this.open();
     return this.exclusive(name, async (m) => {
-      if (options.wipe) await this.assertHasDisk(m);
+      // ?wipe=true of a name with no disk scrubs nothing: the destroy goes on, and says so.
+      const wipe = options.wipe && (await this.diskOf(m)) !== null;
       this.cancelRestart(m);
       const wasRunning = m.partition?.state === 'running';
       m.intentional = true;
       let wiped: WipeResult | null = null;
       try {
         // The partition wipes its name's disk, also one an earlier declaration left when this one grants none.
-        if (m.partition) wiped = await m.partition.destroy(options.wipe ? { wipe: true } : {});
-        else if (options.wipe) wiped = await this.hv.wipeStorage(name);
+        if (m.partition) wiped = await m.partition.destroy(wipe ? { wipe: true } : {});
+        else if (wipe) wiped = await this.hv.wipeStorage(name);
       } catch (error) {
-        if (!options.wipe) throw error;
+        if (!wipe) throw error;
         await this.afterRefusedWipe(m, 'partition.destroy', wasRunning, error, actor);
         throw error;
       } finally {
@@ -379,7 +381,7 @@ export class ManagedHost {
       this.managed.delete(name);
       m.emit('gone');
       await this.pruneModules();
-      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: wiped === null ? 'disk kept' : wipeReason(wiped), details: { wiped: wiped !== null && isWiped(wiped) } });
+      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: wiped !== null ? wipeReason(wiped) : options.wipe ? NO_DISK_TO_WIPE : 'disk kept', details: { wiped: wiped !== null && isWiped(wiped) } });
       return wiped;
     });
   }
@@ -431,11 +433,15 @@ export class ManagedHost {
    * when there is none, before anything changes. Resolves true when the disk is such a leftover.
    */
   private async assertHasDisk(m: Managed): Promise<boolean> {
-    if (m.decl.spec.devices?.block) return false;
-    if (!(await this.hv.listStorage()).some((d) => d.name === m.name)) {
-      throw new InvalidArgumentError(`partition ${m.name} has no disk: its spec grants none, and no image of its name is left to wipe`);
-    }
-    return true;
+    const disk = await this.diskOf(m);
+    if (disk === null) throw new InvalidArgumentError(`partition ${m.name} has no disk: its spec grants none, and no image of its name is left to wipe`);
+    return disk === 'leftover';
+  }
+
+  /** The disk a wipe of `m` would scrub (see assertHasDisk): the one its spec grants, a leftover of the name, or none. */
+  private async diskOf(m: Managed): Promise<'spec' | 'leftover' | null> {
+    if (m.decl.spec.devices?.block) return 'spec';
+    return (await this.hv.listStorage()).some((d) => d.name === m.name) ? 'leftover' : null;
   }
 
   /**
@@ -653,6 +659,9 @@ function errorInfo(error: unknown): { code: ErrorCode; message: string } {
 export function isWiped(r: WipeResult): boolean {
   return r.removedImage || r.removedKey;
 }
+
+/** The audit reason of DELETE ?wipe=true for a name with no disk (see ManagementHost.destroy). */
+const NO_DISK_TO_WIPE = 'no disk to wipe: its spec grants none, and no image of its name was left';
 
 /** What a wipe did, for the audit record (no host paths: the Hypervisor's `disk.wipe` record has them). */
 function wipeReason(r: WipeResult): string {

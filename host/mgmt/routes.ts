@@ -227,7 +227,7 @@ export function buildRoutes(d: Deps): RouteDef[] {
       method: 'DELETE',
       url: '/partitions/:name',
       summary:
-        'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too): `wiped` says whether an image was scrubbed or a key removed. A partition with no disk (its spec grants none, and no image of its name is left) is 400 with `?wipe=true`, as POST …/disk/wipe is, and nothing changes. A wipe refused (422 ERR_INTEGRITY, 409 ERR_INVALID_STATE) or failed leaves the disk untouched and the partition declared and stopped: retry, or DELETE without the wipe.',
+        'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too): `wiped` says whether an image was scrubbed or a key removed. A partition with no disk (its spec grants none, and no image of its name is left) has nothing to scrub: `?wipe=true` destroys it as without, `wiped: false` (POST …/disk/wipe is 400 then). A wipe refused (422 ERR_INTEGRITY, 409 ERR_INVALID_STATE) or failed leaves the disk untouched and the partition declared and stopped: retry, or DELETE without the wipe.',
       tag: 'partitions',
       auth: 'required',
       permission: 'partitions/write',

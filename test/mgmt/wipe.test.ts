@@ -107,29 +107,33 @@ describe("the name's images, and only those", () => {
     const none = await c.request('POST', '/partitions/cw/disk/wipe');
     expect(none.status).toBe(400);
     expect(JSON.parse(none.body.toString()).error.message).toBe('partition cw has no disk: its spec grants none, and no image of its name is left to wipe');
-    // DELETE ?wipe=true finds no disk of the name either: the same 400, before anything changes.
-    const del = await c.request('DELETE', '/partitions/cw?wipe=true');
-    expect(del.status, del.body.toString()).toBe(400);
-    expect(JSON.parse(del.body.toString()).error).toEqual({ code: 'ERR_INVALID_ARGUMENT', message: 'partition cw has no disk: its spec grants none, and no image of its name is left to wipe' });
+    // DELETE ?wipe=true finds no disk of the name either: it destroys cw, scrubs nothing (the
+    // other partition's image stays as it was) and says so.
+    expect(await c.json('DELETE', '/partitions/cw?wipe=true')).toEqual({ destroyed: 'cw', wiped: false });
     expect(readFileSync(foreign).equals(bytes)).toBe(true);
-    expect(await c.json('GET', '/partitions/cw')).toMatchObject({ state: 'created', error: null });
-    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/cw')).toEqual([]);
-    // A DELETE without a wipe undeclares it.
-    expect(await c.json('DELETE', '/partitions/cw')).toEqual({ destroyed: 'cw', wiped: false });
+    expect((await c.request('GET', '/partitions/cw')).status).toBe(404);
+    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/cw')).toMatchObject([
+      { outcome: 'success', reason: 'no disk to wipe: its spec grants none, and no image of its name was left', details: { wiped: false } },
+    ]);
   });
 });
 
 describe('what a wipe answers and records is what it did', () => {
-  it('DELETE ?wipe=true of a partition without a disk is the 400 of POST …/disk/wipe: the partition keeps running, declared, nothing recorded as destroyed', async () => {
+  it('DELETE ?wipe=true of a partition without a disk destroys it and answers and records that nothing was wiped (POST …/disk/wipe is 400)', async () => {
     const c = h.client(owner);
     await c.json('POST', '/partitions', createBody('nd', 'limits', { start: true, restartPolicy: 'always' }, { kind: 'reactor' }));
-    const del = await c.request('DELETE', '/partitions/nd?wipe=true');
-    expect(del.status, del.body.toString()).toBe(400);
-    expect(JSON.parse(del.body.toString()).error).toEqual({ code: 'ERR_INVALID_ARGUMENT', message: 'partition nd has no disk: its spec grants none, and no image of its name is left to wipe' });
-    expect(await c.json('GET', '/partitions/nd')).toMatchObject({ state: 'running', desired: 'running', lastRun: 'running' });
-    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/nd')).toEqual([]);
+    const wipe = await c.request('POST', '/partitions/nd/disk/wipe');
+    expect(wipe.status, wipe.body.toString()).toBe(400);
+    expect(JSON.parse(wipe.body.toString()).error).toEqual({ code: 'ERR_INVALID_ARGUMENT', message: 'partition nd has no disk: its spec grants none, and no image of its name is left to wipe' });
+    expect(await c.json('DELETE', '/partitions/nd?wipe=true')).toEqual({ destroyed: 'nd', wiped: false });
+    expect((await c.request('GET', '/partitions/nd')).status).toBe(404);
+    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/nd')).toMatchObject([
+      { actor: 'token:owner', outcome: 'success', reason: 'no disk to wipe: its spec grants none, and no image of its name was left', details: { wiped: false } },
+    ]);
+    // Without ?wipe the record says the disk was kept.
+    await c.json('POST', '/partitions', createBody('nd', 'limits', {}, { kind: 'reactor' }));
     expect(await c.json('DELETE', '/partitions/nd')).toEqual({ destroyed: 'nd', wiped: false });
-    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/nd')).toMatchObject([{ actor: 'token:owner', outcome: 'success', reason: 'disk kept', details: { wiped: false } }]);
+    expect((await h.records()).filter((r) => r.action === 'partition.destroy' && r.target === '/partitions/nd')[1]).toMatchObject({ reason: 'disk kept', details: { wiped: false } });
   });
 
   it('a refused DELETE ?wipe=true leaves the partition declared and stopped, its disk untouched, on the record as refused; the wipe can be asked for again', async () => {
