@@ -23,6 +23,7 @@
  *   that asked), key.create, disk.wipe.
  */
 import type { AuditEntry as SecurityAuditEntry, AuditOutcome } from '../security/audit.ts';
+import { InvalidStateError } from '../errors.ts';
 
 export type { AuditOutcome };
 
@@ -70,7 +71,7 @@ export interface AuditSink {
   /** Appends and resolves once the record is durable. */
   record(entry: AuditEntry): Promise<unknown>;
   query(q: AuditQuery): Promise<AuditRecord[]>;
-  /** Flushes and closes; records after close are refused. */
+  /** Flushes and closes; a `record` after close is refused (ERR_INVALID_STATE), a `note` dropped. */
   close(): Promise<void>;
 }
 
@@ -119,10 +120,13 @@ export class MemoryAuditLog implements AuditSink {
 
   constructor(private readonly capacity = MEMORY_AUDIT_CAPACITY) {}
 
+  /** Refused with ERR_INVALID_STATE once closed, as host/security's AuditLog refuses: the caller must not report done an action nobody recorded. */
   async record(entry: AuditEntry): Promise<void> {
+    if (this.closed) throw new InvalidStateError('the audit log is closed');
     this.note(entry);
   }
 
+  /** Dropped once closed (a note never waits, and host/security's AuditLog drops it alike). */
   note(entry: AuditEntry): void {
     if (this.closed) return;
     const r: AuditRecord = { seq: ++this.seq, time: new Date().toISOString(), ...entry };

@@ -17,6 +17,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Hypervisor, type HypervisorOptions, type PartitionSpec } from '../hypervisor.ts';
+import type { WipeResult } from '../storage/storage.ts';
 import type { Partition, PartitionExit } from '../partition/partition.ts';
 import { IntegrityError, InvalidArgumentError, InvalidStateError, NotFoundError, WasmvisorError, type ErrorCode } from '../errors.ts';
 import { measure } from '../loader/measure.ts';
@@ -307,12 +308,19 @@ export class ManagedHost {
     this.open();
     return this.exclusive(name, async (m) => {
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is already running`);
-      m.decl = { ...m.decl, desired: 'running' };
-      this.cancelRestart(m);
+      // Loaded first: a start refused here (a policy changed since, a module no longer admitted)
+      // changes nothing the declaration says, and a restart the policy scheduled stays scheduled.
       if (m.partition === null || m.partition.state !== 'created') await this.instantiate(m);
+      this.cancelRestart(m);
+      m.decl = { ...m.decl, desired: 'running' };
       await this.run(m);
-      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason: '' });
-      return m.info();
+      // What the start did, as the answer shows it (one snapshot for both): a run going on, or
+      // one that ended already (a command done within the wait, a reactor that trapped starting).
+      const info = m.info();
+      const e = info.lastExit;
+      const reason = info.state === 'running' ? 'run begun' : `run begun and ended already: ${info.state}${e ? ` (${e.reason}${e.code !== null ? `, code ${e.code}` : ''})` : ''}`;
+      await this.audit.record({ actor, action: 'partition.start', target: `/partitions/${name}`, outcome: 'success', reason });
+      return info;
     });
   }
 
@@ -322,6 +330,8 @@ export class ManagedHost {
     return this.exclusive(name, async (m) => {
       this.cancelRestart(m);
       m.decl = { ...m.decl, desired: 'stopped' };
+      // The record says what the stop did: a stop of a partition that was not running stops nothing.
+      const was = m.partition?.state ?? 'refused';
       if (m.partition?.state === 'running' || m.partition?.state === 'created') {
         m.intentional = true;
         try {
@@ -332,56 +342,130 @@ export class ManagedHost {
         m.decl = { ...m.decl, lastRun: 'stopped' };
       }
       await this.config.writeDeclared(m.decl);
-      await this.audit.record({ actor, action: 'partition.stop', target: `/partitions/${name}`, outcome: 'success', reason: '' });
+      const reason = was === 'running' ? 'run stopped' : was === 'created' ? 'stopped before it started' : `not running (${was}): kept stopped`;
+      await this.audit.record({ actor, action: 'partition.stop', target: `/partitions/${name}`, outcome: 'success', reason });
       return m.info();
     });
   }
 
-  /** Stops, destroys and undeclares a partition; with `wipe` its disk is scrubbed and removed too. */
-  destroy(name: string, options: { wipe: boolean }, actor: string): Promise<void> {
+  /**
+   * Stops, destroys and undeclares a partition; with `wipe` its disk is scrubbed and removed too,
+   * and what the wipe found and removed is the answer (null without `wipe`, or when the name has
+   * no disk: its spec grants none and no image of the name is left, so there is nothing to scrub
+   * and the partition is destroyed as without `wipe`; `wipeDisk` is 400 then, as it is only about
+   * the disk). A wipe refused or failed (ERR_INTEGRITY: a file at the
+   * name's place that is not its image; ERR_INVALID_STATE; ERR_STORAGE) leaves the disk untouched
+   * and the partition declared, stopped (see afterRefusedWipe), and is the answer.
+   */
+  destroy(name: string, options: { wipe: boolean }, actor: string): Promise<WipeResult | null> {
     this.open();
     return this.exclusive(name, async (m) => {
+      // ?wipe=true of a name with no disk scrubs nothing: the destroy goes on, and says so.
+      const wipe = options.wipe && (await this.diskOf(m)) !== null;
       this.cancelRestart(m);
+      const wasRunning = m.partition?.state === 'running';
       m.intentional = true;
-      // The partition wipes its name's disk, also one an earlier declaration left when this one grants none.
-      if (m.partition) await m.partition.destroy(options.wipe ? { wipe: true } : {});
-      else if (options.wipe) await this.hv.wipeStorage(name);
+      let wiped: WipeResult | null = null;
+      try {
+        // The partition wipes its name's disk, also one an earlier declaration left when this one grants none.
+        if (m.partition) wiped = await m.partition.destroy(wipe ? { wipe: true } : {});
+        else if (wipe) wiped = await this.hv.wipeStorage(name);
+      } catch (error) {
+        if (!wipe) throw error;
+        await this.afterRefusedWipe(m, 'partition.destroy', wasRunning, error, actor);
+        throw error;
+      } finally {
+        m.intentional = false;
+      }
       await this.config.removeDeclared(name);
       this.managed.delete(name);
       m.emit('gone');
       await this.pruneModules();
-      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: options.wipe ? 'disk wiped' : 'disk kept' });
+      await this.audit.record({ actor, action: 'partition.destroy', target: `/partitions/${name}`, outcome: 'success', reason: wiped !== null ? wipeReason(wiped) : options.wipe ? NO_DISK_TO_WIPE : 'disk kept', details: { wiped: wiped !== null && isWiped(wiped) } });
+      return wiped;
     });
   }
 
   /**
    * Scrubs and removes a stopped partition's disk; it gets a new, empty one on its next start. A
    * declaration without a disk may still find its name's image (or the key of one) that an earlier
-   * declaration of the name left: that is wiped, as DELETE ?wipe=true would; with none, 400.
+   * declaration of the name left: that is wiped, as DELETE ?wipe=true would; with none, 400. A
+   * refused or failed wipe leaves the disk untouched and the partition as after a stop.
    */
   wipeDisk(name: string, actor: string): Promise<PartitionInfo> {
     this.open();
     return this.exclusive(name, async (m) => {
-      const leftover = !m.decl.spec.devices?.block;
-      // The name's disks are what the wipe would find (hv.wipeStorage): an image (or a key left
-      // without one) filed under the name at any path, or an image of no known owner at the name's
-      // default place. Another partition's image that sits at that place is not the name's.
-      if (leftover && !(await this.hv.listStorage()).some((d) => d.name === name)) {
-        throw new InvalidArgumentError(`partition ${name} has no disk: its spec grants none, and no image of its name is left to wipe`);
-      }
+      const leftover = await this.assertHasDisk(m);
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is running: stop it before wiping its disk`);
       this.cancelRestart(m);
       m.intentional = true;
+      let wiped: WipeResult;
       try {
-        if (m.partition) await m.partition.destroy({ wipe: true });
-        else await this.hv.wipeStorage(name);
-        m.partition = null;
+        wiped = m.partition ? await m.partition.destroy({ wipe: true }) : await this.hv.wipeStorage(name);
+      } catch (error) {
+        await this.afterRefusedWipe(m, 'disk.wipe', false, error, actor);
+        throw error;
       } finally {
         m.intentional = false;
       }
-      await this.instantiate(m);
-      await this.audit.record({ actor, action: 'disk.wipe', target: `/partitions/${name}`, outcome: 'success', reason: leftover ? 'the image an earlier declaration of the name left' : '' });
+      m.partition = null;
+      // The wipe is done whether or not the declaration loads again now (a policy changed since):
+      // the answer is the partition, `refused` with why, rather than an error for a wipe that happened.
+      await this.instantiate(m).catch((e: unknown) => this.log(`wasmvisor serve: partition ${name} not loaded again after its disk wipe: ${describe(e)}`));
+      const reason = wipeReason(wiped);
+      await this.audit.record({
+        actor,
+        action: 'disk.wipe',
+        target: `/partitions/${name}`,
+        outcome: 'success',
+        reason: leftover ? `${reason} (the image an earlier declaration of the name left)` : reason,
+        details: { wiped: isWiped(wiped) },
+      });
       return m.info();
+    });
+  }
+
+  /**
+   * A wipe needs a disk of the name: one the declaration grants, or else an image (or the key of
+   * one) an earlier declaration of the name left, as the wipe would find it (hv.wipeStorage: at
+   * any path filed under the name, or an image of no known owner at the name's default place;
+   * another partition's image that sits at that place is not the name's). ERR_INVALID_ARGUMENT
+   * when there is none, before anything changes. Resolves true when the disk is such a leftover.
+   */
+  private async assertHasDisk(m: Managed): Promise<boolean> {
+    const disk = await this.diskOf(m);
+    if (disk === null) throw new InvalidArgumentError(`partition ${m.name} has no disk: its spec grants none, and no image of its name is left to wipe`);
+    return disk === 'leftover';
+  }
+
+  /** The disk a wipe of `m` would scrub (see assertHasDisk): the one its spec grants, a leftover of the name, or none. */
+  private async diskOf(m: Managed): Promise<'spec' | 'leftover' | null> {
+    if (m.decl.spec.devices?.block) return 'spec';
+    return (await this.hv.listStorage()).some((d) => d.name === m.name) ? 'leftover' : null;
+  }
+
+  /**
+   * After a refused or failed wipe the disk is untouched (README, "Persistent block storage") but
+   * the partition that was asked to wipe it is destroyed: the declaration gets a fresh instance,
+   * stopped, as after `stop` (desired `stopped`; a run the request ended is `lastRun: stopped`),
+   * so GET shows it `created` (or `refused` with why, when it cannot load now), no restart policy
+   * brings it back, the host does not start it at its next start-up, and the operator may retry
+   * the wipe or the delete. The refusal is on the record by the caller (the Hypervisor's
+   * `disk.wipe` record has the image's path), before the error is the answer.
+   */
+  private async afterRefusedWipe(m: Managed, action: 'partition.destroy' | 'disk.wipe', wasRunning: boolean, error: unknown, actor: string): Promise<void> {
+    m.decl = { ...m.decl, desired: 'stopped', ...(wasRunning ? { lastRun: 'stopped' as const } : {}) };
+    await this.config.writeDeclared(m.decl).catch((e: unknown) => this.log(`wasmvisor serve: ${describe(e)}`));
+    await this.instantiate(m).catch((e: unknown) => this.log(`wasmvisor serve: partition ${m.name} not loaded again after a refused wipe: ${describe(e)}`));
+    const e = errorInfo(error);
+    const denied = e.code === 'ERR_INTEGRITY' || e.code === 'ERR_INVALID_STATE';
+    await this.audit.record({
+      actor,
+      action,
+      target: `/partitions/${m.name}`,
+      outcome: denied ? 'denied' : 'failure',
+      code: e.code,
+      reason: `the disk wipe was ${denied ? 'refused' : 'not done'}, the disk left as it was (${e.message}); the partition is still declared, stopped${action === 'partition.destroy' ? ', not destroyed' : ''}`,
     });
   }
 
@@ -392,8 +476,12 @@ export class ManagedHost {
     return p.call(exportName, input, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), signal });
   }
 
-  /** Queues console input lines; `end` closes input. Returns how many lines were accepted. */
-  writeConsole(name: string, lines: string[], end: boolean): number {
+  /**
+   * Queues console input lines, in order, until the guest's input buffer is full; `end` then
+   * ends the input only when every line was taken: ending it after a refused line would lose
+   * that line and every later one for good (the caller sends them again, with `end`).
+   */
+  writeConsole(name: string, lines: string[], end: boolean): { accepted: number; ended: boolean } {
     const p = this.get(name).partition;
     if (p === null || p.state !== 'running') throw new InvalidStateError(`partition ${name} is not running`);
     let accepted = 0;
@@ -401,8 +489,9 @@ export class ManagedHost {
       if (!p.writeLine(line)) break;
       accepted++;
     }
-    if (end) p.endInput();
-    return accepted;
+    const ended = end && accepted === lines.length;
+    if (ended) p.endInput();
+    return { accepted, ended };
   }
 
   /** Stops every partition (disks flushed and closed), records why, and closes the Hypervisor. Idempotent. */
@@ -564,6 +653,22 @@ export class ManagedHost {
 
 function errorInfo(error: unknown): { code: ErrorCode; message: string } {
   return error instanceof WasmvisorError ? { code: error.code, message: error.message } : { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+/** Whether a wipe scrubbed an image or removed a key: anything of the name's disk. */
+export function isWiped(r: WipeResult): boolean {
+  return r.removedImage || r.removedKey;
+}
+
+/** The audit reason of DELETE ?wipe=true for a name with no disk (see ManagementHost.destroy). */
+const NO_DISK_TO_WIPE = 'no disk to wipe: its spec grants none, and no image of its name was left';
+
+/** What a wipe did, for the audit record (no host paths: the Hypervisor's `disk.wipe` record has them). */
+function wipeReason(r: WipeResult): string {
+  const n = r.images.length;
+  if (n > 0) return `disk wiped: ${n} image${n === 1 ? '' : 's'} scrubbed and removed${r.removedKey ? ', key removed' : ''}`;
+  if (r.removedKey) return 'disk wiped: no image was left; its key removed';
+  return 'nothing to wipe: no image or key of the name was left';
 }
 
 function describe(error: unknown): string {

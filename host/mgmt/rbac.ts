@@ -196,6 +196,19 @@ export class Rbac {
     return reasons;
   }
 
+  /**
+   * What rbac.json says of `principal`: the assignments and the deny assignments that name it or
+   * `*` (everyone authenticated), in the order `decide` reads them (a credential's own assignment,
+   * e.g. a token's, comes after these).
+   */
+  appliesTo(principal: string): { assignments: RoleAssignment[]; denyAssignments: (DenyAssignment & { name: string })[] } {
+    const names = (p: string) => p === principal || p === '*';
+    return {
+      assignments: this.assignments.filter((a) => names(a.principal)).map((a) => ({ principal: a.principal, role: a.role, scope: a.scope })),
+      denyAssignments: this.denies.filter((d) => names(d.principal)).map((d) => ({ name: d.name, principal: d.principal, permissions: [...d.permissions], scope: d.scope })),
+    };
+  }
+
   roleNames(): string[] {
     return [...this.roles.keys()];
   }

@@ -9,7 +9,7 @@ import { AccessDeniedError, GuestCallError, InvalidArgumentError } from '../erro
 import { VERSION } from '../cli/version.ts';
 import { httpStatus, type ManagementServer, type RequestContext } from './server.ts';
 import type { AuditQuery, AuditSink } from './audit.ts';
-import type { ManagedHost } from './host.ts';
+import { isWiped, type ManagedHost } from './host.ts';
 import type { Permission, Rbac } from './rbac.ts';
 import { parseLifetime, type TokenStore } from './tokens.ts';
 import { renderPrometheus } from './prometheus.ts';
@@ -85,6 +85,22 @@ const PartitionInfo = Type.Object({
   createdBy: Type.String(),
 });
 
+const WhoAmI = Type.Object({
+  principal: Type.String(),
+  kind: Type.String({ description: 'token | cert' }),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+  assignments: Type.Array(
+    Type.Object({
+      principal: Type.String({ description: 'The principal, or `*` for an assignment to everyone authenticated' }),
+      role: Type.String(),
+      scope: Type.String(),
+      source: Type.Union([Type.Literal('rbac.json'), Type.Literal('credential')], { description: "rbac.json's assignments, or the credential's own (a token's role at its scope)" }),
+    }),
+  ),
+  denyAssignments: Type.Array(Type.Object({ name: Type.String(), principal: Type.String(), permissions: Type.Array(Type.String()), scope: Type.String() })),
+  version: Type.String(),
+});
+
 /** Standard base64, padded or not (`=` only at the end, no whitespace). */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
@@ -126,19 +142,27 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'GET',
       url: '/whoami',
-      summary: 'The caller: its principal, the assignments that apply to it and when its credential expires.',
+      summary:
+        "The caller: its principal, every role assignment that applies to it (rbac.json's that name it or `*`, then its credential's own: a token's role at its scope), the deny assignments that apply to it, and when its credential expires.",
       tag: 'host',
       auth: 'required',
       permission: null,
       scope: ROOT,
-      response: Any,
-      handler: async ({ principal }) => ({
-        principal: principal.id,
-        kind: principal.kind,
-        expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
-        assignments: principal.assignments,
-        version: VERSION,
-      }),
+      response: WhoAmI,
+      handler: async ({ principal }) => {
+        const config = rbac.appliesTo(principal.id);
+        return {
+          principal: principal.id,
+          kind: principal.kind,
+          expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
+          assignments: [
+            ...config.assignments.map((a) => ({ ...a, source: 'rbac.json' as const })),
+            ...principal.assignments.map((a) => ({ principal: a.principal, role: a.role, scope: a.scope, source: 'credential' as const })),
+          ],
+          denyAssignments: config.denyAssignments,
+          version: VERSION,
+        };
+      },
     },
     {
       method: 'GET',
@@ -202,22 +226,26 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'DELETE',
       url: '/partitions/:name',
-      summary: 'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too).',
+      summary:
+        'Stops, destroys and undeclares a partition. `?wipe=true` also scrubs its disk (needs disks/wipe too): `wiped` says whether an image was scrubbed or a key removed. A partition with no disk (its spec grants none, and no image of its name is left) has nothing to scrub: `?wipe=true` destroys it as without, `wiped: false` (POST …/disk/wipe is 400 then). A wipe refused (422 ERR_INTEGRITY, 409 ERR_INVALID_STATE) or failed leaves the disk untouched and the partition declared and stopped: retry, or DELETE without the wipe.',
       tag: 'partitions',
       auth: 'required',
       permission: 'partitions/write',
       scope: partitionScope,
       params: NameParams,
       query: DestroyQuery,
-      response: Type.Object({ destroyed: Type.String(), wiped: Type.Boolean() }),
+      response: Type.Object({
+        destroyed: Type.String(),
+        wiped: Type.Boolean({ description: 'True when the wipe scrubbed an image or removed a key of the name; false without ?wipe=true, or when nothing of the disk was there any more.' }),
+      }),
       handler: async (ctx) => {
         const wipe = (ctx.query as Static<typeof DestroyQuery>).wipe === true;
         if (wipe) {
           const s = partitionScope(ctx);
           ctx.authorize('disks/wipe', s.scope, s.segment);
         }
-        await host.destroy(named(ctx), { wipe }, ctx.principal.id);
-        return { destroyed: named(ctx), wiped: wipe };
+        const result = await host.destroy(named(ctx), { wipe }, ctx.principal.id);
+        return { destroyed: named(ctx), wiped: result !== null && isWiped(result) };
       },
     },
     {
@@ -247,7 +275,8 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/disk/wipe',
-      summary: 'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the images an earlier declaration of its name left (400 when none is left). A file that is not the image of the name (another partition’s, or not an image) is 422 ERR_INTEGRITY and left untouched.',
+      summary:
+        'Scrubs and removes the disk of a partition that is not running; its next run gets an empty disk. A partition whose spec grants none: the images an earlier declaration of its name left (400 when none is left, as DELETE ?wipe=true). A file that is not the image of the name (another partition’s, or not an image) is 422 ERR_INTEGRITY and left untouched; after a refused or failed wipe the partition is declared and stopped, its disk as it was.',
       tag: 'partitions',
       auth: 'required',
       permission: 'disks/wipe',
@@ -276,17 +305,18 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'POST',
       url: '/partitions/:name/console',
-      summary: 'Writes console input lines (and with `end`, ends the input). Answers how many lines the guest\'s input buffer took.',
+      summary:
+        "Writes console input lines, in order, until the guest's input buffer is full, and with `end` ends the input once every line was taken. Answers how many lines the buffer took (`accepted`) and whether the input was ended (`ended`): a line not taken, and those after it, are the caller's to send again (with `end`).",
       tag: 'console',
       auth: 'required',
       permission: 'partitions/console',
       scope: partitionScope,
       params: NameParams,
       body: ConsoleInputBody,
-      response: Type.Object({ accepted: Type.Integer() }),
+      response: Type.Object({ accepted: Type.Integer(), ended: Type.Boolean() }),
       handler: async (ctx) => {
         const b = ctx.body as Static<typeof ConsoleInputBody>;
-        return { accepted: host.writeConsole(named(ctx), b.lines, b.end === true) };
+        return host.writeConsole(named(ctx), b.lines, b.end === true);
       },
     },
     {
@@ -498,17 +528,25 @@ export function buildRoutes(d: Deps): RouteDef[] {
     {
       method: 'DELETE',
       url: '/tokens/:id',
-      summary: 'Revokes a token: it fails from now on, and its open console streams end.',
+      summary:
+        'Revokes a token: it fails from now on, and its open console streams end. Idempotent: a token revoked already answers `alreadyRevoked: true` and the time it was revoked, and nothing changes.',
       tag: 'tokens',
       auth: 'required',
       permission: 'tokens/write',
       scope: ROOT,
       params: TokenParams,
-      response: Type.Object({ revoked: Type.String() }),
+      response: Type.Object({ revoked: Type.String(), revokedAt: Type.String(), alreadyRevoked: Type.Boolean() }),
       handler: async (ctx) => {
-        const r = await tokens.revoke(ctx.params.id!);
-        await audit.record({ actor: ctx.principal.id, action: 'token.revoke', target: `token:${r.name}`, outcome: 'success', reason: `id ${r.id}`, details: { requestId: ctx.req.id } });
-        return { revoked: r.id };
+        const { record: r, changed } = await tokens.revokeOnce(ctx.params.id!);
+        await audit.record({
+          actor: ctx.principal.id,
+          action: 'token.revoke',
+          target: `token:${r.name}`,
+          outcome: 'success',
+          reason: changed ? `id ${r.id}` : `id ${r.id}: revoked already at ${r.revokedAt}, nothing changed`,
+          details: { requestId: ctx.req.id, changed },
+        });
+        return { revoked: r.id, revokedAt: r.revokedAt!, alreadyRevoked: !changed };
       },
     },
   ];

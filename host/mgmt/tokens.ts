@@ -263,18 +263,27 @@ export class TokenStore extends EventEmitter<TokenStoreEvents> {
   }
 
   /** Revokes a token by id: it fails from now on, everywhere. Idempotent. */
-  revoke(id: string): Promise<TokenRecord> {
+  async revoke(id: string): Promise<TokenRecord> {
+    return (await this.revokeOnce(id)).record;
+  }
+
+  /**
+   * Revokes a token by id, and says whether this call revoked it (`changed`) or it was revoked
+   * already (its `revokedAt` is then the earlier time): decided in the store's turn, so of two
+   * revocations of one token exactly one is the one that changed it.
+   */
+  revokeOnce(id: string): Promise<{ record: TokenRecord; changed: boolean }> {
     return this.exclusive(() => this.revokeNow(id));
   }
 
-  private async revokeNow(id: string): Promise<TokenRecord> {
+  private async revokeNow(id: string): Promise<{ record: TokenRecord; changed: boolean }> {
     const record = this.get(id);
-    if (record.revokedAt !== null) return record;
+    if (record.revokedAt !== null) return { record, changed: false };
     const revoked = { ...record, revokedAt: new Date(this.now()).toISOString() };
     await this.write(revoked);
     this.records.set(id, revoked);
     this.emit('revoked', id);
-    return revoked;
+    return { record: revoked, changed: true };
   }
 
   /** Removes a revoked or expired token's file. */

@@ -4,7 +4,7 @@ import { GuardedEmitter } from '../events.ts';
 import { CONSOLE_DEFAULTS } from '../devices/config.ts';
 import { ConsoleInput, ConsoleOutput, inputStream, type ConsoleStream, type DropCounts } from '../devices/console.ts';
 import type { ResolvedDevices } from '../devices/config.ts';
-import { blockInit, type BlockAttachment, type Storage } from '../storage/storage.ts';
+import { blockInit, type BlockAttachment, type Storage, type WipeResult } from '../storage/storage.ts';
 import type { ResolvedWasi } from '../wasi/config.ts';
 import { formatAddress, readNetMetrics, type NetMetrics } from '../devices/net.ts';
 import type { NicAttachment } from '../net/switch.ts';
@@ -115,7 +115,7 @@ export interface PartitionConfig {
    * The back-end that holds the disk of the name, for `destroy({ wipe: true })` when block is not
    * granted: an earlier partition of the name may have left its image at the default place.
    */
-  storage?: Storage | null;
+  storage: Storage;
   /** WASI settings and seeds; null when the spec does not enable WASI. */
   wasi?: ResolvedWasi | null;
   /** The NIC on the hypervisor's switch; null when net is not granted. */
@@ -246,7 +246,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
   /** A poll for the answer is queued (see dispatch). */
   private pollQueued = false;
   private onFirstReady: (() => void) | null = null;
-  private wiped: Promise<void> | null = null;
+  private wiped: Promise<WipeResult> | null = null;
   private detached: Promise<void> | null = null;
 
   constructor(config: PartitionConfig) {
@@ -456,8 +456,12 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
    * and releases it. With `{ wipe: true }` the name's block image (the one its spec grants, or else
    * one an earlier partition of the name left at the default place) is also scrubbed and removed,
    * and its key deleted, before the name is released. Idempotent; a later call with `wipe` still wipes.
+   * Resolves with what the wipe found and removed (as `hv.wipeStorage` does: `removedImage` and
+   * `removedKey` false when nothing of the name was there), or null without `wipe`.
    */
-  destroy(options: DestroyOptions = {}): Promise<void> {
+  destroy(options: DestroyOptions & { wipe: true }): Promise<WipeResult>;
+  destroy(options?: DestroyOptions): Promise<WipeResult | null>;
+  destroy(options: DestroyOptions = {}): Promise<WipeResult | null> {
     // A wipe asked for with a value that is not `true` (1, 'yes') would silently keep the disk.
     if (typeof options !== 'object' || options === null || (options.wipe !== undefined && typeof options.wipe !== 'boolean')) {
       const shown = typeof options !== 'object' || options === null ? `(root): expected an object, got ${given(options)}` : `wipe: expected true or false, got ${given(options.wipe)}`;
@@ -468,7 +472,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const wipe = options.wipe === true && (this.config.block ?? this.config.storage) != null;
+    const wipe = options.wipe === true;
     if (wipe && this.destroyed === null) {
       // Wipe before the name is released, so no new partition of this name can open the image meanwhile.
       const torn = this.teardown(true);
@@ -476,10 +480,13 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
       // The partition is destroyed whether or not its wipe succeeds: a later destroy() without a
       // wipe resolves (it answered the failed wipe's rejection for ever, so the management API
       // could not undeclare a partition whose disk wipe had been refused).
-      this.destroyed = torn.catch(() => undefined);
+      this.destroyed = torn.then(
+        () => undefined,
+        () => undefined,
+      );
     }
-    this.destroyed ??= this.teardown(false);
-    if (!wipe) return this.destroyed;
+    this.destroyed ??= this.teardown(false).then(() => undefined);
+    if (!wipe) return this.destroyed.then(() => null);
     const wiping = (this.wiped ??= this.destroyed.then(() => this.wipeImage()));
     // A refused wipe may be asked for again once its cause is gone (README, "Persistent block storage").
     wiping.catch(() => {
@@ -488,7 +495,10 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     return wiping;
   }
 
-  private async teardown(wipe: boolean): Promise<void> {
+  /** Tears the partition down; with `wipe`, the name's image is wiped before the name is released (what it removed). */
+  private teardown(wipe: true): Promise<WipeResult>;
+  private teardown(wipe: false): Promise<null>;
+  private async teardown(wipe: boolean): Promise<WipeResult | null> {
     await this.stop();
     // Console input is written here only (complete): the ring is zeroed as far as it was used, and
     // nothing is written to it again.
@@ -500,7 +510,7 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     // The partition's attestation key dies with it.
     this.config.attestation?.seed.fill(0);
     try {
-      if (wipe) await this.wipeImage();
+      return wipe ? await this.wipeImage() : null;
     } finally {
       // Even when the wipe fails the partition is gone; hv.wipeStorage(name) can retry the wipe.
       this.setState('destroyed');
@@ -508,12 +518,11 @@ export class Partition extends GuardedEmitter<PartitionEvents> {
     }
   }
 
-  private async wipeImage(): Promise<void> {
+  private wipeImage(): Promise<WipeResult> {
     const block = this.config.block;
     // Its own disk, where its spec put it; without one, every image an earlier partition of the
     // name left (the default place, and paths the keystore files under the name).
-    if (block) await block.storage.wipe(this.name, block.pathOverride ?? undefined);
-    else await this.config.storage!.wipeName(this.name);
+    return block ? block.storage.wipe(this.name, block.pathOverride ?? undefined) : this.config.storage.wipeName(this.name);
   }
 
   /** Closes the block image once the worker can no longer use it. Idempotent. */

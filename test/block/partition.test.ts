@@ -69,7 +69,11 @@ describe('block device in partitions', () => {
     // So is a misspelt wipe: it too would have kept the disk (and destroyed the partition).
     await expect(a.p.destroy({ wpie: true } as unknown as { wipe: boolean })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: 'destroy options of partition carol: wpie: unknown key; did you mean wipe?' });
     expect(a.p.state).not.toBe('destroyed');
-    await a.p.destroy({ wipe: true });
+    // The wipe answers what it removed, as hv.wipeStorage does; asked again, the same answer.
+    const removed = { path: image, removedImage: true, removedKey: true, images: [image] };
+    expect(await a.p.destroy({ wipe: true })).toEqual(removed);
+    expect(await a.p.destroy({ wipe: true })).toEqual(removed);
+    expect(await a.p.destroy()).toBeNull();
     expect(a.p.state).toBe('destroyed');
     expect(existsSync(image)).toBe(false);
     expect(readFileSync(path.join(dir, 'keystore')).includes(Buffer.from('carol'))).toBe(false);
@@ -104,7 +108,7 @@ describe('block device in partitions', () => {
     // With nothing of the name left, the wipe still says what it did: nothing.
     await b.p.destroy({ wipe: true });
     const c = await hv.createPartition({ name: 'frank', module: guest('counter') });
-    await c.destroy({ wipe: true });
+    expect(await c.destroy({ wipe: true })).toEqual({ path: image, removedImage: false, removedKey: false, images: [] });
     expect(events.at(-1)).toEqual({ kind: 'wiped', name: 'frank', path: image, removedImage: false, removedKey: false });
   });
 
@@ -170,15 +174,15 @@ describe('block device in partitions', () => {
     await expect(again.destroy({ wipe: true })).rejects.toMatchObject({ code: 'ERR_INTEGRITY' });
     // Destroyed all the same: a destroy without a wipe resolves (the management API undeclares so).
     expect(again.state).toBe('destroyed');
-    await expect(again.destroy()).resolves.toBeUndefined();
+    await expect(again.destroy()).resolves.toBeNull();
     expect(readFileSync(image).equals(before)).toBe(true);
     expect(await count('bee', 'images/ann.img')).toEqual(['counter: 2']);
     // bee's own wipe removes it.
     expect(await hv.wipeStorage('bee')).toMatchObject({ path: image, removedImage: true, removedKey: true, images: [image] });
     expect(existsSync(image)).toBe(false);
     expect(await hv.listStorage()).toEqual([]);
-    // A refused wipe may be asked for again once its cause is gone: nothing of ann's is left now.
-    await expect(again.destroy({ wipe: true })).resolves.toBeUndefined();
+    // A refused wipe may be asked for again once its cause is gone: nothing of ann's is left now, and it says so.
+    await expect(again.destroy({ wipe: true })).resolves.toEqual({ path: image, removedImage: false, removedKey: false, images: [] });
   });
 
   it('a wipe of a name finds its image at a custom path (the keystore files it): destroy({ wipe: true }) and wipeStorage alike', async () => {

@@ -100,13 +100,21 @@ describe('tokens', () => {
     await h.client(owner).json('POST', '/partitions/a/console', { lines: ['before revoke'] });
     await until(() => events.some(([n]) => n === 'console'));
     const t0 = performance.now();
-    await h.client(owner).json('DELETE', `/tokens/${id}`);
+    const revoked = await h.client(owner).json<{ revoked: string; revokedAt: string; alreadyRevoked: boolean }>('DELETE', `/tokens/${id}`);
+    expect(revoked).toEqual({ revoked: id, revokedAt: expect.any(String), alreadyRevoked: false });
     await streaming;
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(events.at(-1)).toEqual(['end', { code: 'ERR_UNAUTHENTICATED', message: 'the token was revoked' }]);
     expect((await status(token)).status).toBe(401);
     const rec = (await h.records()).filter((r) => r.action === 'token.revoke').at(-1)!;
-    expect(rec).toMatchObject({ actor: 'token:owner', target: 'token:streamer', outcome: 'success' });
+    expect(rec).toMatchObject({ actor: 'token:owner', target: 'token:streamer', outcome: 'success', reason: `id ${id}`, details: { changed: true } });
+    // Again: idempotent, and neither the answer nor the record claims a second revocation.
+    expect(await h.client(owner).json('DELETE', `/tokens/${id}`)).toEqual({ ...revoked, alreadyRevoked: true });
+    expect((await h.records()).filter((r) => r.action === 'token.revoke').at(-1)).toMatchObject({
+      target: 'token:streamer',
+      reason: `id ${id}: revoked already at ${revoked.revokedAt}, nothing changed`,
+      details: { changed: false },
+    });
   });
 
   it('a token revoked by another process (the CLI writing the store) ends the stream too', async () => {

@@ -136,6 +136,11 @@ describe('server limits at their edges', () => {
     expect(r.durable).toBe(true);
     expect(r.records).toHaveLength(1);
     expect(r.records[0]).toMatchObject({ action: 'partition.stop', target: '/partitions/e', outcome: 'success' });
+    // The record says what the stop did: a run stopped, then (stopped again) nothing.
+    expect(r.records[0]!).toMatchObject({ reason: 'run stopped' });
+    const again = await c.json<{ state: string }>('POST', '/partitions/e/stop');
+    const last = (await c.json<{ records: { reason: string }[] }>('GET', `/audit?partition=e&action=partition.stop&since=${since}`)).records.at(-1);
+    expect(last).toMatchObject({ reason: `not running (${again.state}): kept stopped` });
     const denied = await c.json<{ records: unknown[] }>('GET', '/audit?outcome=denied&until=2000-01-01');
     expect(denied.records).toEqual([]);
   });
@@ -148,6 +153,25 @@ describe('the memory audit log', () => {
     expect(log.all().map((r) => r.action)).toEqual(['x2', 'x3', 'x4']);
     expect(log.dropped).toBe(2);
     expect((await log.query({ limit: 2 })).map((r) => r.seq)).toEqual([4, 5]);
+  });
+
+  it("refuses a record after close as host/security's AuditLog does (ERR_INVALID_STATE), and drops a note alike", async () => {
+    const { durableSink } = await import('../../host/mgmt/audit.ts');
+    const { openAuditLog } = await import('../../host/security/monitor.ts');
+    const { readAuditRecords } = await import('../../host/security/audit.ts');
+    const opened = openAuditLog({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'wv-sink-')), actor: 'host' });
+    const durable = durableSink(opened.log, () => readAuditRecords(opened.dir).records);
+    const memory = new MemoryAuditLog();
+    const entry = { actor: 'token:a', action: 'partition.stop', target: '/partitions/x', outcome: 'success' as const, reason: '' };
+    for (const sink of [memory, durable]) {
+      await sink.record(entry);
+      await sink.close();
+      await expect(sink.record(entry)).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: 'the audit log is closed' });
+      expect(() => sink.note(entry)).not.toThrow();
+    }
+    // Nothing after close reached either log.
+    expect(memory.all().map((r) => r.action)).toEqual(['partition.stop']);
+    expect(readAuditRecords(opened.dir).records.filter((r) => r.action === 'partition.stop')).toHaveLength(1);
   });
 });
 

@@ -489,7 +489,8 @@ describe('running a host, as README.md and docs/MANAGEMENT.md show it, from the 
     const ci = await inApp('bash', ['-c', `${env} wasmvisor --host ${host!.url} --token-file ci.token --ca host/tls/ca.crt metrics`], { cwd: dir });
     expect(ci).toMatchObject({ code: 77, stdout: '' });
     expect(ci.stderr).toMatch(/^ERR_ACCESS_DENIED: token:ci may not metrics\/read at \/$/m);
-    expect(JSON.parse(await ok('rm', 'web', '--wipe'))).toMatchObject({ destroyed: 'web' });
+    // web was run without --disk: `rm --wipe` deletes it and says nothing was wiped.
+    expect(JSON.parse(await ok('rm', 'web', '--wipe'))).toEqual({ destroyed: 'web', wiped: false });
     expect(await ok('ps')).not.toMatch(/^web /m);
     // A graceful stop: SIGTERM, exit 0.
     expect(await host!.stop()).toBe(0);
