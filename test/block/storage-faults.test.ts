@@ -170,6 +170,18 @@ describe('an image lock whose release fails after the work it guarded was done',
     expect(existsSync(file)).toBe(true);
   });
 
+  it('a wipe that took no lock (no images folder) and failed is refused with its own failure', async () => {
+    const events: unknown[] = [];
+    writeFileSync(path.join(dir, 'keystore.json'), 'garbage');
+    const st = new Storage({ dataDir: dir, onEvent: (e) => events.push(e) });
+    const file = st.imagePath('p');
+    const refused = await st.wipe('p').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageError);
+    expect((refused as Error).message).toBe(`cannot wipe the block image of p at ${file}: ${path.join(dir, 'keystore.json')} is not a usable wasmvisor keystore: no keystore header`);
+    expect(events).toEqual([{ kind: 'wipe-failed', name: 'p', path: file, code: 'ERR_STORAGE', message: (refused as Error).message }]);
+    expect(existsSync(path.join(dir, 'images'))).toBe(false);
+  });
+
   it('a detach is ERR_STORAGE naming the lock file and saying the image was flushed and closed', async () => {
     const st = new Storage({ dataDir: dir });
     const attachment = await st.attach('p', 1);
