@@ -421,7 +421,8 @@ export class Storage {
     try {
       attachment = await this.openOrCreate(name, file, sizeMiB * ((1024 * 1024) / SECTOR_SIZE));
     } catch (error) {
-      await lock.release();
+      // The attach's own failure is what the caller is told, not a lock release failing after it.
+      await lock.release().catch(() => undefined);
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }
@@ -436,7 +437,7 @@ export class Storage {
     } catch (error) {
       attachment.dataKey.fill(0);
       await attachment.handle.close().catch(() => undefined);
-      await lock.release();
+      await lock.release().catch(() => undefined);
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }

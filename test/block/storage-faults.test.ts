@@ -182,6 +182,22 @@ describe('an image lock whose release fails after the work it guarded was done',
     expect(existsSync(path.join(dir, 'images'))).toBe(false);
   });
 
+  it("an attach that failed is refused with its own failure, not the lock's", async () => {
+    const st = new Storage({ dataDir: dir });
+    await st.detach(await st.attach('p', 1));
+    const file = st.imagePath('p');
+    failing.lock = true;
+    for (const call of ['read', 'stat'] as const) {
+      failing.call = call;
+      const refused = await st.attach('p', 1).catch((e: unknown) => e);
+      expect(refused, call).toBeInstanceOf(StorageError);
+      expect((refused as Error).message).toBe(`cannot open the block image of p at ${file}: EIO: simulated ${call === 'read' ? 'read' : 'fstat'} failure`);
+      // The lock could not be read to be released: it stays, naming this process.
+      expect(existsSync(`${file}.lock`)).toBe(true);
+      rmSync(`${file}.lock`);
+    }
+  });
+
   it('a detach is ERR_STORAGE naming the lock file and saying the image was flushed and closed', async () => {
     const st = new Storage({ dataDir: dir });
     const attachment = await st.attach('p', 1);
