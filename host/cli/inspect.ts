@@ -6,7 +6,7 @@ import { PartitionLimitsSchema, PartitionSpecSchema } from '../schema/index.ts';
 import { exitStatus, jsonOnFailure } from './common.ts';
 import { stderr } from './stderr.ts';
 import { flag, numberIn, parseOrHelp, stringIn, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
-import { readSource, signatureNeedsPolicy } from './partition-options.ts';
+import { readSourceUnnamed, signatureNeedsPolicy } from './partition-options.ts';
 import { MAX_POLICY_BYTES, Policy } from '../security/policy.ts';
 import type { FuncSig, Limits } from '../loader/sections.ts';
 
@@ -86,7 +86,8 @@ async function inspectModule(argv: string[]): Promise<number> {
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
   signatureNeedsPolicy(values);
-  const source = await readSource(positionals[0]!);
+  // Nothing is created, so nothing is named: a manifest without a name is inspected whatever its file is called.
+  const source = await readSourceUnnamed(positionals[0]!);
   const m = source.manifest;
   const kind = values.reactor ? 'reactor' : (m?.kind ?? source.shape?.kind ?? 'command');
   const wasi = values.wasi === true || m?.wasi !== undefined || (m === null && source.shape?.importsWasi === true);

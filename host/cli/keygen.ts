@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { quoted } from '../escape.ts';
 import { generateKeyPair, keyIdHex, writeKeyPair } from '../security/keys.ts';
 import { toHex } from '../security/wire.ts';
-import { parseOrHelp, filePath, value, type CommandSpec, type OptionTable } from './options.ts';
+import { checkPositionals, filePath, needsOption, parseOrHelp, value, type CommandSpec, type OptionTable } from './options.ts';
 
 export const keygenCommand = {
   name: 'keygen',
@@ -27,8 +27,13 @@ export async function keygen(argv: string[]): Promise<number> {
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
   const named = values['secret-key'] !== undefined || values['public-key'] !== undefined;
-  if (named ? positionals.length !== 0 || values['secret-key'] === undefined || values['public-key'] === undefined : positionals.length !== 1) {
-    throw new InvalidArgumentError('keygen takes a name (writing <name>.key and <name>.pub), or both --secret-key and --public-key; see wasmvisor keygen --help');
+  // Worded as every usage mistake (options.ts), after the two usage lines: <name>, or both files.
+  if (!named) {
+    if (positionals.length === 0) throw needsOption('keygen', '<name> or --secret-key <file> and --public-key <file>', 'keygen');
+  } else {
+    if (values['public-key'] === undefined) throw needsOption('keygen --secret-key <file>', '--public-key <file>', 'keygen');
+    if (values['secret-key'] === undefined) throw needsOption('keygen --public-key <file>', '--secret-key <file>', 'keygen');
+    checkPositionals('keygen --secret-key <file> --public-key <file>', positionals, [], 0, 'keygen');
   }
   // A name is the files' stem: a folder's ('keys/') would write the hidden keys/.key and keys/.pub
   // ('' is refused by the parser, as every empty argument).

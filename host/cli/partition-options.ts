@@ -28,7 +28,7 @@ import {
   type PreopenSpec,
   type WasiQuotas,
 } from '../schema/index.ts';
-import { readManifest } from '../schema/manifest.ts';
+import { readManifest, readManifestFields, type ManifestFields } from '../schema/manifest.ts';
 import { moduleShape, type ModuleShape } from './module.ts';
 import type { Placement } from '../limits/sizes.ts';
 import { flag, list, needsName, nonEmpty, numberIn, seeHelp, stringIn, folder, filePath, value, type Values } from './options.ts';
@@ -202,10 +202,10 @@ export function partitionOptions(kind: 'run' | 'call') {
 
 export type PartitionValues = Values<ReturnType<typeof partitionOptions>>;
 
-/** Where the module comes from: a .wasm file, or a manifest naming one. */
-export interface Source {
+/** Where the module comes from: a .wasm file, or a manifest naming one (`M`: its spec, named or as written). */
+export interface Source<M extends ManifestFields = PartitionSpec> {
   /** The spec from the manifest, or null for a plain module. */
-  manifest: PartitionSpec | null;
+  manifest: M | null;
   /** The module's path (a manifest's is resolved against the manifest). */
   file: string;
   shape: ModuleShape | null;
@@ -215,10 +215,20 @@ export interface Source {
  * `app.json` is a manifest; anything else is a module. `command` (run, call) takes `--name`: a
  * manifest that names no partition, with a file name that is none, is refused naming it.
  */
-export async function readSource(positional: string, name?: string, command?: 'run' | 'call'): Promise<Source> {
+export async function readSource(positional: string, name: string | undefined, command: 'run' | 'call'): Promise<Source> {
   if (/\.json$/i.test(positional)) {
     // --name names the partition: the manifest's file name need not be a valid one then.
-    const manifest = await readManifest(positional, name, command === undefined ? undefined : (base) => needsName(command, base, command, positional));
+    const manifest = await readManifest(positional, name, (base) => needsName(command, base, command, positional));
+    const file = typeof manifest.module === 'string' ? manifest.module : positional;
+    return { manifest, file, shape: await moduleShape(file) };
+  }
+  return { manifest: null, file: positional, shape: await moduleShape(positional) };
+}
+
+/** readSource for what creates no partition (inspect): a manifest's name, or its lack, is not looked at. */
+export async function readSourceUnnamed(positional: string): Promise<Source<ManifestFields>> {
+  if (/\.json$/i.test(positional)) {
+    const manifest = await readManifestFields(positional);
     const file = typeof manifest.module === 'string' ? manifest.module : positional;
     return { manifest, file, shape: await moduleShape(file) };
   }

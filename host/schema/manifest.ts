@@ -45,12 +45,28 @@ export async function loadManifest(file: string | URL): Promise<PartitionSpec> {
  * makes the refusal of a file name that is none (the CLI's names its `--name`).
  */
 export async function readManifest(file: string | URL, name?: string, unnamed?: (base: string) => Error): Promise<PartitionSpec> {
+  const { text, shown, dir } = await readManifestText(file);
+  return manifestSpec(text, shown, dir, name, unnamed);
+}
+
+/** A manifest's spec as it is written: its name only if it has one (what only reads it, as `wasmvisor inspect`, needs no name). */
+export type ManifestFields = Omit<PartitionSpec, 'name'> & { name?: string };
+
+/**
+ * readManifest for a caller that creates no partition (`wasmvisor inspect`): the same checks and
+ * paths, but a manifest without a name is not refused for its file name (nothing is named).
+ */
+export async function readManifestFields(file: string | URL): Promise<ManifestFields> {
+  const { text, shown, dir } = await readManifestText(file);
+  return manifestFields(text, shown, dir);
+}
+
+async function readManifestText(file: string | URL): Promise<{ text: string; shown: string; dir: string }> {
   checkPathArgument(file, 'loadManifest: file', { url: true });
   const filePath = file instanceof URL ? file : String(file);
   const shown = file instanceof URL ? file.href : String(file);
-  const where = `manifest ${shown}`;
-  const text = await readBounded(filePath, where);
-  return manifestSpec(text, shown, path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)), name, unnamed);
+  const text = await readBounded(filePath, `manifest ${shown}`);
+  return { text, shown, dir: path.dirname(path.resolve(file instanceof URL ? fileURLToPath(file) : file)) };
 }
 
 /**
@@ -58,6 +74,18 @@ export async function readManifest(file: string | URL, name?: string, unnamed?: 
  * gives the default name), `dir` is the folder its relative paths are resolved against.
  */
 export function manifestSpec(text: string, shown: string, dir: string, givenName?: string, unnamed?: (base: string) => Error): PartitionSpec {
+  const spec = manifestFields(text, shown, dir);
+  let name = spec.name ?? givenName;
+  if (name === undefined) {
+    const base = path.basename(shown).replace(/\.json$/i, '');
+    if (!NAME.test(base)) throw unnamed?.(base) ?? new InvalidArgumentError(`manifest ${shown}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);
+    name = base;
+  }
+  return { ...spec, name };
+}
+
+/** A manifest's text checked, with its relative paths resolved against `dir`; its name as written (if any). */
+function manifestFields(text: string, shown: string, dir: string): ManifestFields {
   const where = `manifest ${shown}`;
   let value: unknown;
   try {
@@ -67,15 +95,8 @@ export function manifestSpec(text: string, shown: string, dir: string, givenName
   }
   const manifest = check(ManifestSchema, value, where);
   const { $schema: _schema, ...spec } = manifest;
-  let name = spec.name ?? givenName;
-  if (name === undefined) {
-    const base = path.basename(shown).replace(/\.json$/i, '');
-    if (!NAME.test(base)) throw unnamed?.(base) ?? new InvalidArgumentError(`${where}: name: is required (the file name ${quoted(base)} is not a valid partition name)`);
-    name = base;
-  }
   return {
     ...spec,
-    name,
     module: path.resolve(dir, spec.module),
     ...(spec.signature !== undefined ? { signature: path.resolve(dir, spec.signature) } : {}),
     ...(spec.wasi?.preopens

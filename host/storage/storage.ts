@@ -160,6 +160,27 @@ const SCRUB_CHUNK = 1 << 20;
  */
 const attachedFiles = new Map<string, string>();
 
+/** Errors of a lock that could not be released after what it guarded was done (releaseAfter). */
+const releaseFailures = new WeakSet<object>();
+
+/**
+ * Releases `lock` once `done` (what it guarded, finished) happened. A failure (the lock file
+ * unreadable: EACCES, EIO) is ERR_STORAGE naming the lock file and saying that `done` was done, so
+ * a caller does not take a finished wipe or detach for one that failed.
+ */
+async function releaseAfter(lock: FileLock, done: string): Promise<void> {
+  try {
+    await lock.release();
+  } catch (error) {
+    const failure = new StorageError(
+      `${done}, but cannot release its lock ${lock.file}: ${(error as Error).message}; remove that file once no partition has the image attached`,
+      { cause: error },
+    );
+    releaseFailures.add(failure);
+    throw failure;
+  }
+}
+
 function fileKey(s: { dev: bigint; ino: bigint }): string {
   return `${s.dev}:${s.ino}`;
 }
@@ -238,7 +259,7 @@ export class Storage {
     attachedFiles.delete(held.file);
     await attachment.handle.sync().catch(() => undefined);
     await attachment.handle.close().catch(() => undefined);
-    await held.lock.release();
+    await releaseAfter(held.lock, `detached the block image at ${attachment.path} (flushed and closed)`);
   }
 
   /**
@@ -257,6 +278,8 @@ export class Storage {
     return this.queued(file, () => this.wipeQueued(name, file)).then(
       (r) => ({ ...r, images: r.removedImage ? [file] : [] }),
       (error: unknown) => {
+        // The wipe itself was done and its 'wiped' event told: only its lock is left behind.
+        if (releaseFailures.has(error as object)) throw error;
         this.emit({ kind: 'wipe-failed', name, path: file, code: error instanceof WasmvisorError ? error.code : 'ERR_INTERNAL', message: (error as Error).message });
         throw error;
       },
@@ -398,7 +421,8 @@ export class Storage {
     try {
       attachment = await this.openOrCreate(name, file, sizeMiB * ((1024 * 1024) / SECTOR_SIZE));
     } catch (error) {
-      await lock.release();
+      // The attach's own failure is what the caller is told, not a lock release failing after it.
+      await lock.release().catch(() => undefined);
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }
@@ -413,7 +437,7 @@ export class Storage {
     } catch (error) {
       attachment.dataKey.fill(0);
       await attachment.handle.close().catch(() => undefined);
-      await lock.release();
+      await lock.release().catch(() => undefined);
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot open the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
     }
@@ -428,6 +452,7 @@ export class Storage {
     // Stryker disable next-line ArrowFunction: equivalent: undefined is as false as false here
     const dirExists = await stat(path.dirname(file)).then(() => true, () => false);
     const lock = dirExists ? await this.lockImage(name, file, 'wipe', false) : null;
+    let result: Omit<WipeResult, 'images'>;
     try {
       let keyId: Uint8Array | null = null;
       let removedImage = false;
@@ -451,14 +476,19 @@ export class Storage {
       await removeTemporaries(file);
       const removedKey = this.keystore ? await this.keystore.remove(keyId, file, name, file === this.defaultPath(name)) : false;
       this.emit({ kind: 'wiped', name, path: file, removedImage, removedKey });
-      return { path: file, removedImage, removedKey };
+      result = { path: file, removedImage, removedKey };
     } catch (error) {
+      // The wipe's own failure is what the caller is told, not a lock release failing after it.
+      await lock?.release().catch(() => undefined);
       // Stryker disable next-line ConditionalExpression: equivalent today: nothing in this try throws a WasmvisorError (kept so that one added later is not re-wrapped)
       if (error instanceof WasmvisorError) throw error;
       throw new StorageError(`cannot wipe the block image of ${name} at ${file}: ${(error as Error).message}`, { cause: error });
-    } finally {
-      await lock?.release();
     }
+    if (lock !== null) {
+      const done = `${result.removedImage ? 'the image scrubbed and removed' : 'no image there'}${result.removedKey ? ', its key removed' : ''}`;
+      await releaseAfter(lock, `wiped the block image of ${name} at ${file} (${done})`);
+    }
+    return result;
   }
 
   /**

@@ -430,6 +430,25 @@ describe.concurrent('manifests: wasmvisor run app.json', () => {
     expect(lines(r.stdout)[0]).toBe('Hello from a Wasmvisor partition!');
   });
 
+  it('inspect reads a manifest without a name whatever its file is called: it creates no partition, so needs no name (it was refused "name: is required")', async () => {
+    const file = app('my app', { module: 'hello.wasm', wasi: {}, devices: { console: true } });
+    const r = await cli(['inspect', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const out = lines(r.stdout);
+    expect(out[0]).toMatch(new RegExp(`^module: +${path.join(path.dirname(file), 'hello.wasm').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(\\d+ bytes\\)$`));
+    expect(out).toContain('policy:     admitted (memory maximum clamped to 256 pages)');
+    expect(out).toContain('wasi:       enabled');
+    const json = await cli(['inspect', '--json', file]);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ command: 'inspect', wasi: true, kind: 'command', error: null, exitStatus: 0 });
+    // What the manifest says wrongly is still refused, naming the file.
+    const bad = app('my app', { name: 'My App', module: 'hello.wasm' });
+    const refused = await cli(['inspect', bad]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`^ERR_INVALID_ARGUMENT: manifest .*my app\\.json: name: `));
+  });
+
   it('runs the module the manifest names, relative to the manifest, from any directory', async () => {
     const file = app('hello-app', { module: 'hello.wasm', args: ['x'], devices: { console: true } });
     const r = await cli(['run', file], { cwd: os.tmpdir() });

@@ -69,6 +69,24 @@ describe('keygen, sign, verify', () => {
     refused(await cli(['keygen'], dir), 'ERR_INVALID_ARGUMENT', 2);
   });
 
+  it("keygen's usage mistakes are worded as every command's (options.ts), after its two usage lines, and write nothing", async () => {
+    const sub = mkdtempSync(path.join(dir, 'keygen-usage-'));
+    const cases: [string[], string][] = [
+      [[], 'keygen needs <name> or --secret-key <file> and --public-key <file>'],
+      [['--secret-key', 's.key'], 'keygen --secret-key <file> needs --public-key <file>'],
+      [['--public-key', 'p.pub'], 'keygen --public-key <file> needs --secret-key <file>'],
+      [['--public-key', 'p.pub', 'acme'], 'keygen --public-key <file> needs --secret-key <file>'],
+      [['--secret-key', 's.key', '--public-key', 'p.pub', 'acme'], 'keygen --secret-key <file> --public-key <file> takes no arguments, got an extra argument "acme"'],
+      [['acme', 'other'], 'keygen takes [<name>], got an extra argument "other"'],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli(['keygen', ...args], sub);
+      expect(r.stderr, args.join(' ')).toBe(`ERR_INVALID_ARGUMENT: ${message}; see wasmvisor keygen --help\n`);
+      expect(r.code).toBe(2);
+    }
+    expect(readdirSync(sub)).toEqual([]);
+  });
+
   it('keygen refuses a name or file that names no file, and a refused or failed pair leaves no file behind', async () => {
     const sub = mkdtempSync(path.join(dir, 'keygen-'));
     // An empty name wrote the hidden files .key and .pub; a folder's name, keys/.key and keys/.pub.
