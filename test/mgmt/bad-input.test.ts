@@ -121,7 +121,7 @@ describe('bad input', () => {
     expect((await c.request('GET', '/partitions/twice')).status).toBe(404);
     // The same key in two objects, or a key's name as a string value (escaped quotes in it), is no duplicate.
     const ok = parse((await raw(request('POST', '/partitions/echo/console', '{"lines": ["lines", "\\"lines\\": [", "end"], "end": false}'))).text);
-    expect([ok.status, ok.body]).toEqual([200, { accepted: 3 }]);
+    expect([ok.status, ok.body]).toEqual([200, { accepted: 3, ended: false }]);
     await stillServes();
   });
 
