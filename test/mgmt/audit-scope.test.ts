@@ -4,19 +4,15 @@
  * a bare word the partition is named after (`host` for the host's attestation report).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, type Harness, startOwnedHost } from './harness.ts';
 
 let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 30_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 describe('GET /audit?partition=<p>', () => {
   it("answers records about partition p only, not the host's own under a word p is named after", async () => {

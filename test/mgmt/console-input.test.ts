@@ -4,19 +4,15 @@
  * input (that line and the later ones would be lost for good): the caller sends the rest again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, type Harness, startOwnedHost } from './harness.ts';
 
 let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 30_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 describe('console input', () => {
   it('ends the input only once every line was taken, and says so', async () => {

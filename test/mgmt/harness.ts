@@ -46,6 +46,12 @@ export async function startHost(options: Partial<ServeOptions> & { rbac?: unknow
   };
 }
 
+/** A host with a token of the Owner role at `/` named `owner`: most test files' fixture (close `h` in afterAll). */
+export async function startOwnedHost(): Promise<{ h: Harness; owner: string }> {
+  const h = await startHost();
+  return { h, owner: (await h.token('Owner', '/', 'owner')).token };
+}
+
 /** A create body for a built guest. */
 export function createBody(name: string, guestName: string, extra: Record<string, unknown> = {}, spec: Record<string, unknown> = {}) {
   return { spec: { name, ...spec }, module: readFileSync(guest(guestName)).toString('base64'), ...extra };

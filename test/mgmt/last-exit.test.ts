@@ -4,19 +4,15 @@
  * `killed`, "stopped before it started"): that instance never ran, so the last run's exit stays.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, type Harness, startOwnedHost } from './harness.ts';
 
 let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 30_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 interface Info {
   state: string;

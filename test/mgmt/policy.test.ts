@@ -11,7 +11,7 @@ import { generateKeyPair, encodePublicKey } from '../../host/security/keys.ts';
 import { signModule } from '../../host/security/signature.ts';
 import { toHex } from '../../host/security/wire.ts';
 import { guest } from '../helpers.ts';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, startHost, type Harness, startOwnedHost } from './harness.ts';
 
 const acme = generateKeyPair();
 const acmeHex = toHex(encodePublicKey(acme.publicKey));
@@ -22,13 +22,9 @@ let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 60_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 const policy = { publishers: { acme: { keys: [{ publicKey: acmeHex }], grants: { devices: ['console' as const], memoryPages: 32 } } } };
 const spec = (name: string, extra: Record<string, unknown> = {}) => ({ name, devices: { console: true }, limits: { memoryPages: 32, timeoutMs: 0 }, ...extra });

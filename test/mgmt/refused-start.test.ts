@@ -6,19 +6,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, type Harness, startOwnedHost } from './harness.ts';
 
 let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 30_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 describe('a refused start', () => {
   it('keeps desired and lastRun as they were; the partition is refused with why, and starts once admitted again', async () => {

@@ -10,19 +10,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../../host/index.ts';
 import { guest } from '../helpers.ts';
-import { createBody, startHost, type Harness } from './harness.ts';
+import { createBody, type Harness, startOwnedHost } from './harness.ts';
 
 let h: Harness;
 let owner: string;
 
 beforeAll(async () => {
-  h = await startHost();
-  owner = (await h.token('Owner', '/', 'owner')).token;
+  ({ h, owner } = await startOwnedHost());
 }, 30_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+afterAll(() => h?.close());
 
 describe('DELETE ?wipe=true', () => {
   it("scrubs the name's disk even when the declaration deleted grants none", async () => {
