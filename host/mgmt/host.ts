@@ -85,6 +85,8 @@ export class Managed extends EventEmitter<ManagedEvents> {
   startedAt = 0;
   /** Set while the host ends a run on purpose (operator stop, destroy, shutdown): no restart. */
   intentional = false;
+  /** The hash of the policy `partition` was admitted under (null: none), when it was made. */
+  admittedUnder: string | null = null;
 
   constructor(decl: DeclaredPartition) {
     super();
@@ -193,7 +195,7 @@ export class ManagedHost {
 
   /** The policy file in force and its hash (as measured and attested), or nulls without one. */
   get policy(): { policy: PolicyDocument | null; sha256: string | null } {
-    return { policy: this.policyDoc, sha256: this.hv.policy?.hash ?? null };
+    return { policy: this.policyDoc, sha256: this.policyHash() };
   }
 
   /**
@@ -208,6 +210,11 @@ export class ManagedHost {
     await this.config.writePolicy(doc);
     this.policyDoc = doc;
     await this.hv.setPolicy(policy, { actor });
+  }
+
+  /** The hash of the policy in force (as measured and attested), or null without one. */
+  private policyHash(): string | null {
+    return this.hv.policy?.hash ?? null;
   }
 
   /** Key files and preopen folders a policy names are relative to the config directory, where its file lives. */
@@ -310,7 +317,10 @@ export class ManagedHost {
       if (m.partition?.state === 'running') throw new InvalidStateError(`partition ${name} is already running`);
       // Loaded first: a start refused here (a policy changed since, a module no longer admitted)
       // changes nothing the declaration says, and a restart the policy scheduled stays scheduled.
-      if (m.partition === null || m.partition.state !== 'created') await this.instantiate(m);
+      // A `created` instance admitted under another policy than the one in force is loaded again:
+      // a policy replaced since holds for every run that begins after it, not only for new loads
+      // (nothing of it is lost: console input is taken only while it runs).
+      if (m.partition === null || m.partition.state !== 'created' || m.admittedUnder !== this.policyHash()) await this.instantiate(m);
       this.cancelRestart(m);
       m.decl = { ...m.decl, desired: 'running' };
       await this.run(m);
@@ -566,8 +576,10 @@ export class ManagedHost {
     }
     const module = bytes ?? (await this.config.readModule(m.decl.moduleSha256));
     try {
+      const under = this.policyHash();
       const p = await this.hv.createPartition(librarySpec(m.decl.spec, module, m.decl.moduleSha256));
       m.partition = p;
+      m.admittedUnder = under;
       m.error = null;
       p.on('console', (line, stream) => m.pushLine(stream, line));
       p.on('state', (state) => m.emit('state', state));

@@ -43,4 +43,22 @@ describe('a refused start', () => {
     }
     expect(await c.json('POST', '/partitions/sr/start')).toMatchObject({ desired: 'running', error: null });
   });
+
+  it('a partition created under one policy and started after another replaced it is judged by the one in force', async () => {
+    const c = h.client(owner);
+    await c.json('POST', '/partitions', createBody('sc', 'hello'));
+    expect(await c.json('GET', '/partitions/sc')).toMatchObject({ state: 'created', desired: 'stopped' });
+    // An empty policy admits no module: the instance made before it must not run.
+    await h.running.host.setPolicy({}, 'test');
+    try {
+      const r = await c.request('POST', '/partitions/sc/start');
+      expect(r.status, r.body.toString()).toBe(422);
+      expect(await c.json('GET', '/partitions/sc')).toMatchObject({ state: 'refused', desired: 'stopped', error: { code: JSON.parse(r.body.toString()).error.code } });
+      expect((await h.records()).filter((x) => x.action === 'partition.start' && x.target === '/partitions/sc')).toHaveLength(0);
+    } finally {
+      await h.running.host.setPolicy(null, 'test');
+    }
+    // Under the policy in force again (none), the same partition starts.
+    expect(await c.json('POST', '/partitions/sc/start')).toMatchObject({ desired: 'running', error: null });
+  });
 });
